@@ -1,0 +1,96 @@
+"""Events the canteen service publishes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import ConfigDict, Field
+
+from minsheng.contracts.base import IntegrationEvent, contract
+
+MealSlot = Literal["breakfast", "lunch", "dinner"]
+
+
+@contract
+class DeliveryRequested(IntegrationEvent):
+    """An elder's meal needs taking to their door: the points service posts it as a rider task. The address
+    is what a rider needs to deliver; the elder's phone and ID never travel."""
+
+    event_type: ClassVar[str] = "minsheng.canteen.delivery.requested.v1"
+    topic: ClassVar[str] = "canteen.order"
+    key_field: ClassVar[str] = "order_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "order_id": "01936f2e-c000-7000-8000-000000000010", "canteen_id": "01936f2e-c000-7000-8000-000000000001",
+        "canteen_name": "云兴街幸福食堂", "meal_date": "2026-11-27", "slot": "lunch",
+        "deliver_by": "2026-11-27T12:00:00Z", "pickup_address": "Yunxing Street 12",
+        "delivery_address": "Yuntaiyuan building 3, unit 2, 501", "community": "yunxing",
+        "compound": "yuntaiyuan", "points": 5}]})
+
+    order_id: UUID
+    canteen_id: UUID
+    canteen_name: str
+    meal_date: date
+    slot: MealSlot
+    deliver_by: datetime
+    pickup_address: str
+    delivery_address: str
+    community: str | None = None
+    compound: str | None = None
+    points: int = Field(default=5, ge=0)
+
+
+@contract
+class DeliveryCancelled(IntegrationEvent):
+    """A delivery order was cancelled before pickup: the rider task is withdrawn."""
+
+    event_type: ClassVar[str] = "minsheng.canteen.delivery.cancelled.v1"
+    topic: ClassVar[str] = "canteen.order"
+    key_field: ClassVar[str] = "order_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "order_id": "01936f2e-c000-7000-8000-000000000010", "reason": "diner cancelled",
+        "cancelled_at": "2026-11-27T08:00:00Z"}]})
+
+    order_id: UUID
+    reason: str
+    cancelled_at: datetime
+
+
+@contract
+class AbsenceAlert(IntegrationEvent):
+    """A regular diner stopped coming: the visits service schedules an urgent welfare check."""
+
+    event_type: ClassVar[str] = "minsheng.canteen.diner.absence_alert.v1"
+    topic: ClassVar[str] = "canteen.diner"
+    key_field: ClassVar[str] = "diner_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "alert_id": "01936f2e-c000-7000-8000-000000000020", "diner_id": "01936f2e-c000-7000-8000-000000000002",
+        "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "canteen_id": "01936f2e-c000-7000-8000-000000000001",
+        "community": "yunxing", "compound": "yuntaiyuan", "last_meal_on": "2026-11-23",
+        "days_absent": 3, "meals_last_30_days": 26, "raised_at": "2026-11-27T07:00:00Z"}]})
+
+    alert_id: UUID
+    diner_id: UUID
+    resident_id: UUID | None = None  # the visits service's resident, when the diner is linked to one
+    canteen_id: UUID
+    community: str | None = None
+    compound: str | None = None
+    last_meal_on: date
+    days_absent: int
+    meals_last_30_days: int
+    raised_at: datetime
+
+
+@contract
+class OrderDelivered(IntegrationEvent):
+    event_type: ClassVar[str] = "minsheng.canteen.order.delivered.v1"
+    topic: ClassVar[str] = "canteen.order"
+    key_field: ClassVar[str] = "order_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "order_id": "01936f2e-c000-7000-8000-000000000010", "delivered_at": "2026-11-27T11:40:00Z",
+        "rider_task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f"}]})
+
+    order_id: UUID
+    delivered_at: datetime
+    rider_task_id: UUID | None = None

@@ -1,0 +1,118 @@
+"""Events the issues service publishes: one topic, ``issues.issue``, keyed by the issue id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import ConfigDict
+
+from minsheng.contracts.base import IntegrationEvent, Origin, contract
+
+Channel = Literal["resident", "staff", "grid_worker", "rider", "patrol", "open311"]
+
+_EXAMPLE: dict[str, Any] = {
+    "issue_id": "01936f2e-9000-7000-8000-000000000001", "category": "fire", "channel": "rider",
+    "urgent": True, "community": "yunxing", "compound": "yuntaiyuan",
+    "origin": {"service": "points", "kind": "hazard_report", "id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e"},
+    "occurred_at": "2026-11-27T09:31:00Z", "actor": "staff-7",
+}
+
+
+class IssueFact(IntegrationEvent):
+    """Fields every issue event carries, so a consumer never has to call back for context."""
+
+    topic: ClassVar[str] = "issues.issue"
+    key_field: ClassVar[str] = "issue_id"
+
+    issue_id: UUID
+    category: str
+    channel: Channel
+    urgent: bool = False
+    community: str | None = None
+    compound: str | None = None
+    origin: Origin | None = None  # the other service's object this issue came from, if any
+    occurred_at: datetime
+    actor: str | None = None  # who did it (subject of the staff token), None for the system
+
+
+def _examples(**extra: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [{**_EXAMPLE, **extra}]})
+
+
+@contract
+class IssueCreated(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.created.v1"
+    model_config = _examples(title="Rubbish bin on fire")
+    title: str
+
+
+@contract
+class IssueAccepted(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.accepted.v1"
+    model_config = _examples()
+
+
+@contract
+class IssueAssigned(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.assigned.v1"
+    model_config = _examples(departments=["fire-safety"], officer="officer-3")
+    departments: list[str]
+    officer: str | None = None
+
+
+@contract
+class IssueVerified(IssueFact):
+    """Staff confirmed on site that the reported problem is real (a true report earns a rider's points)."""
+
+    event_type: ClassVar[str] = "minsheng.issues.issue.verified.v1"
+    model_config = _examples(note="Seen on site")
+    note: str | None = None
+
+
+@contract
+class IssueResolved(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.resolved.v1"
+    model_config = _examples(note="Fire put out, bin replaced")
+    note: str | None = None
+
+
+@contract
+class IssueConfirmed(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.confirmed.v1"
+    model_config = _examples(rating=5, auto=False)
+    rating: int | None = None
+    auto: bool = False
+
+
+@contract
+class IssueRejected(IssueFact):
+    """Not accepted. ``false_report`` marks a report found untrue (a rider earns nothing, points reversed)."""
+
+    event_type: ClassVar[str] = "minsheng.issues.issue.rejected.v1"
+    model_config = _examples(reason="Nothing found on site", false_report=True)
+    reason: str
+    false_report: bool = False
+
+
+@contract
+class IssueReopened(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.reopened.v1"
+    model_config = _examples(reason="Still leaking")
+    reason: str | None = None
+
+
+@contract
+class IssueClosedUnresolved(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.closed_unresolved.v1"
+    model_config = _examples(reason="Owner refused access")
+    reason: str
+
+
+@contract
+class IssueOverdue(IssueFact):
+    event_type: ClassVar[str] = "minsheng.issues.issue.overdue.v1"
+    model_config = _examples(deadline="first_response", due_at="2026-11-27T09:46:00Z")
+    deadline: Literal["first_response", "resolution"]
+    due_at: datetime

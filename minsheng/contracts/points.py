@@ -1,0 +1,86 @@
+"""Events the points service publishes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import ConfigDict, Field
+
+from minsheng.contracts.base import IntegrationEvent, Origin, contract
+
+HazardCategory = Literal["fire", "gas_leak", "water_leak", "road", "other"]
+URGENT_HAZARDS: frozenset[str] = frozenset({"fire", "gas_leak", "water_leak"})
+
+
+@contract
+class HazardReported(IntegrationEvent):
+    """A rider reported a hazard. Fire, gas and water leaks are urgent."""
+
+    event_type: ClassVar[str] = "minsheng.points.hazard.reported.v1"
+    topic: ClassVar[str] = "points.hazard"
+    key_field: ClassVar[str] = "report_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "report_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e", "rider_id": "01936f2e-0000-7000-8000-000000000001",
+        "category": "fire", "urgent": True, "description": "Rubbish bin on fire by the Gangcheng theatre",
+        "latitude": 40.0134, "longitude": 112.7032, "address": "Gangcheng theatre, west gate",
+        "community": "yunxing", "compound": "yuntaiyuan", "photo_urls": ["https://cdn.example/p/1.jpg"],
+        "reported_at": "2026-11-27T09:30:00Z"}]})
+
+    report_id: UUID
+    rider_id: UUID
+    category: HazardCategory
+    urgent: bool
+    description: str = Field(max_length=2000)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = None
+    community: str | None = None
+    compound: str | None = None
+    photo_urls: list[str] = []
+    reported_at: datetime
+
+
+@contract
+class TaskCompleted(IntegrationEvent):
+    """A rider completed a governance task and it was verified. ``origin`` names the requesting service's
+    object when another service posted the task (e.g. a canteen delivery order)."""
+
+    event_type: ClassVar[str] = "minsheng.points.task.completed.v1"
+    topic: ClassVar[str] = "points.task"
+    key_field: ClassVar[str] = "task_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f", "task_type": "meal_delivery",
+        "rider_id": "01936f2e-0000-7000-8000-000000000001",
+        "origin": {"service": "canteen", "kind": "order", "id": "01936f2e-1111-7000-8000-000000000009"},
+        "completed_at": "2026-11-27T11:40:00Z", "points": 5}]})
+
+    task_id: UUID
+    task_type: str
+    rider_id: UUID
+    origin: Origin | None = None
+    completed_at: datetime
+    points: int = Field(ge=0)
+
+
+@contract
+class PointsPosted(IntegrationEvent):
+    """A ledger entry was appended for a rider (earned, reversed, redeemed, voided, expired, adjusted)."""
+
+    event_type: ClassVar[str] = "minsheng.points.ledger.posted.v1"
+    topic: ClassVar[str] = "points.ledger"
+    key_field: ClassVar[str] = "rider_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "entry_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d10", "rider_id": "01936f2e-0000-7000-8000-000000000001",
+        "kind": "earned", "amount": 20, "balance_after": 120, "cause_type": "hazard_report",
+        "cause_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e", "posted_at": "2026-11-27T10:00:00Z"}]})
+
+    entry_id: UUID
+    rider_id: UUID
+    kind: Literal["earned", "reversed", "redeemed", "voided", "expired", "adjusted"]
+    amount: int
+    balance_after: int
+    cause_type: str
+    cause_id: str
+    posted_at: datetime

@@ -1,0 +1,82 @@
+"""Events the visits service publishes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import ConfigDict, Field
+
+from minsheng.contracts.base import IntegrationEvent, contract
+
+
+@contract
+class NeedEscalated(IntegrationEvent):
+    """A need the community cannot solve on the spot goes to the issues service; when that issue is resolved
+    the need closes by itself. Carries no resident's name, phone or ID number."""
+
+    event_type: ClassVar[str] = "minsheng.visits.need.escalated.v1"
+    topic: ClassVar[str] = "visits.need"
+    key_field: ClassVar[str] = "need_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "need_id": "01936f2e-a000-7000-8000-000000000001", "household_id": "01936f2e-a000-7000-8000-0000000000aa",
+        "category": "road", "title": "Broken stair light in building 3",
+        "description": "Elder on floor 5 cannot see the stairs at night", "urgency": "high",
+        "community": "yunxing", "compound": "yuntaiyuan", "address": "Building 3, unit 2",
+        "latitude": 40.0121, "longitude": 112.7011, "escalated_by": "grid-worker-changhong",
+        "escalated_at": "2026-11-27T09:00:00Z"}]})
+
+    need_id: UUID
+    household_id: UUID
+    category: str
+    title: str = Field(max_length=200)
+    description: str = Field(max_length=4000)
+    urgency: Literal["low", "normal", "high", "urgent"] = "normal"
+    community: str
+    compound: str | None = None
+    address: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    escalated_by: str
+    escalated_at: datetime
+
+
+@contract
+class ResidentStatusChanged(IntegrationEvent):
+    """A resident moved away or died (or came back): the canteen stops or resumes subsidies.
+    ``id_number_hash`` is a keyed hash (HMAC-SHA256) of the ID number, never the number itself."""
+
+    event_type: ClassVar[str] = "minsheng.visits.resident.status_changed.v1"
+    topic: ClassVar[str] = "visits.resident"
+    key_field: ClassVar[str] = "resident_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "status": "deceased",
+        "effective_date": "2026-11-20", "id_number_hash": "9f2c…", "community": "yunxing",
+        "changed_at": "2026-11-27T09:00:00Z"}]})
+
+    resident_id: UUID
+    status: Literal["active", "moved", "deceased"]
+    effective_date: date
+    id_number_hash: str | None = None
+    community: str | None = None
+    changed_at: datetime
+
+
+@contract
+class WelfareCheckCompleted(IntegrationEvent):
+    """A welfare-check visit (e.g. prompted by a canteen absence alert) was made."""
+
+    event_type: ClassVar[str] = "minsheng.visits.welfare_check.completed.v1"
+    topic: ClassVar[str] = "visits.visit"
+    key_field: ClassVar[str] = "visit_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "visit_id": "01936f2e-a000-7000-8000-0000000000cc", "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
+        "outcome": "visited", "alert_id": "01936f2e-c000-7000-8000-000000000001",
+        "completed_at": "2026-11-27T15:00:00Z"}]})
+
+    visit_id: UUID
+    resident_id: UUID | None = None
+    alert_id: UUID | None = None
+    outcome: Literal["visited", "not_home", "refused"]
+    completed_at: datetime

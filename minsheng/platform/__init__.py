@@ -1,0 +1,1 @@
+"""The shared platform every service builds on. It imports no service."""

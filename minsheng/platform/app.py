@@ -1,0 +1,110 @@
+"""The app factory: a FastAPI app per service, and the root app that mounts one or all of them.
+
+``minsheng run`` mounts all four on one in-process bus; ``minsheng serve <service>`` mounts one on Kafka.
+The paths are the same either way (``/points/...``), so the gateway routes without rewriting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from html import escape
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from minsheng.platform.bus.base import EventBus
+from minsheng.platform.errors import install_problem_handlers
+from minsheng.platform.observability import RequestContextMiddleware
+from minsheng.platform.service import ServiceRuntime, ServiceSpec, runtime_of
+from minsheng.settings import Settings
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: database and bus reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime = runtime_of(request)
+        checks = {"database": await runtime.db.ping(), "bus": await runtime.bus.ping()}
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    return router
+
+
+def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> FastAPI:
+    spec = runtime.spec
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start(migrate=migrate)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=f"Minsheng {spec.title}", description=spec.description, version="0.1.0",
+                  lifespan=lifespan)
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(health_router())
+    app.include_router(spec.router)
+    return app
+
+
+def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: EventBus, *,
+                    demo: bool = False) -> FastAPI:
+    runtimes = [ServiceRuntime(spec, settings, bus) for spec in specs]
+    apps = {rt.name: create_service_app(rt, migrate=settings.migrate_on_start) for rt in runtimes}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Mounted apps get no lifespan events of their own: enter each one's here.
+        async with AsyncExitStack() as stack:
+            await bus.start()
+            stack.push_async_callback(bus.stop)
+            for sub in apps.values():
+                await stack.enter_async_context(sub.router.lifespan_context(sub))
+            if demo:
+                for rt in runtimes:
+                    if rt.spec.seed_demo is not None:
+                        await rt.spec.seed_demo(rt)
+            yield
+
+    root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    root.state.runtimes = {rt.name: rt for rt in runtimes}
+    root.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                        allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
+    root.add_middleware(RequestContextMiddleware)
+
+    @root.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def landing() -> str:
+        items = "".join(
+            f'<li><a href="/{n}/docs">{escape(apps[n].title)}</a> — {escape(apps[n].description)} '
+            f'(<a href="/{n}/openapi.json">OpenAPI</a>)</li>' for n in apps
+        )
+        return (f"<!doctype html><meta charset=utf-8><title>Minsheng 民生</title>"
+                f"<h1>Minsheng 民生</h1><p>Services in this process:</p><ul>{items}</ul>")
+
+    @root.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @root.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        bus_ok = await bus.ping()
+        checks = {rt.name: await rt.db.ping() and rt.started for rt in runtimes}
+        ok = bus_ok and all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not_ready", "bus": bus_ok, "services": checks},
+                            status_code=200 if ok else 503)
+
+    for name, sub in apps.items():
+        root.mount(f"/{name}", sub)
+    return root

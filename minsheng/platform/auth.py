@@ -1,0 +1,124 @@
+"""OAuth2 bearer JWTs with roles and a community/compound scope.
+
+A token's ``scope`` claim lists what the holder may see: ``*`` (the whole district), ``community:<code>``,
+``compound:<code>``, or a service-specific scope such as ``canteen:<id>`` or ``department:<code>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from minsheng.platform.errors import Problem
+from minsheng.settings import Settings
+
+
+class Role(StrEnum):
+    resident = "resident"
+    grid_worker = "grid_worker"
+    rider = "rider"
+    merchant = "merchant"
+    staff = "staff"
+    admin = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    roles: frozenset[Role]
+    scopes: tuple[str, ...] = ()
+    name: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def has(self, *roles: Role) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def is_admin(self) -> bool:
+        return Role.admin in self.roles or "*" in self.scopes
+
+    def scoped_values(self, kind: str) -> set[str]:
+        prefix = f"{kind}:"
+        return {s[len(prefix):] for s in self.scopes if s.startswith(prefix)}
+
+    def covers(self, community: str | None = None, compound: str | None = None) -> bool:
+        """May this principal act on an object in ``community`` / ``compound``?"""
+        if self.is_admin:
+            return True
+        if community is not None and community in self.scoped_values("community"):
+            return True
+        return compound is not None and compound in self.scoped_values("compound")
+
+
+def mint_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Iterable[str] = (),
+               *, name: str | None = None, ttl_seconds: int | None = None) -> str:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": sub, "roles": sorted({Role(r).value for r in roles}), "scope": " ".join(scopes),
+        "iss": settings.jwt_issuer, "iat": now, "exp": now + (ttl_seconds or settings.jwt_ttl_seconds),
+    }
+    if name:
+        claims["name"] = name
+    return jwt.encode(claims, settings.secret, algorithm="HS256")
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, settings.secret, algorithms=["HS256"], issuer=settings.jwt_issuer,
+                            options={"require": ["sub", "exp"]})
+        roles = frozenset(Role(r) for r in claims.get("roles", []))
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise Problem(401, "invalid_token", "Invalid or expired token", str(exc),
+                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+    scope = claims.get("scope", "")
+    return Principal(sub=str(claims["sub"]), roles=roles, scopes=tuple(scope.split()) if scope else (),
+                     name=claims.get("name"))
+
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from your identity provider (or `minsheng token`).")
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.runtime.settings  # type: ignore[no-any-return]
+
+
+async def current_principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal:
+    if credentials is None:
+        raise Problem(401, "unauthenticated", "Authentication required", "Send `Authorization: Bearer <jwt>`.",
+                      headers={"WWW-Authenticate": "Bearer"})
+    return decode_token(settings_of(request), credentials.credentials)
+
+
+async def optional_principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal | None:
+    return decode_token(settings_of(request), credentials.credentials) if credentials else None
+
+
+def require(*roles: Role) -> Callable[..., object]:
+    """A dependency that answers 403 unless the caller holds one of ``roles`` (admin always passes)."""
+    allowed = frozenset(roles) | {Role.admin}
+
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.roles & allowed:
+            raise Problem(403, "forbidden_role", "Not allowed for your role",
+                          f"Needs one of: {', '.join(sorted(allowed))}.")
+        return principal
+
+    return dependency
+
+
+def ensure_scope(principal: Principal, community: str | None, compound: str | None = None,
+                 *, what: str = "object", ident: object = "") -> None:
+    """Objects outside the caller's scope answer 404, so their existence does not leak."""
+    if not principal.covers(community, compound):
+        raise Problem(404, f"{what}_not_found", f"{what.replace('_', ' ').capitalize()} not found",
+                      f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).")

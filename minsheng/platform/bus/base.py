@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    topic: str
+    key: str | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    partition: int = 0
+    offset: int = 0
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode()
+        return None
+
+
+MessageHandler = Callable[[Delivery], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    """At-least-once delivery. ``publish`` returns once every message is durably accepted (acks=all);
+    a subscription's handler is awaited per message and the position is committed only after it returns."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None: ...
+
+    async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None: ...
+
+    async def ping(self) -> bool: ...

@@ -1,0 +1,165 @@
+"""The Kafka transport (aiokafka). Structured-mode CloudEvents; offsets committed after the handler's
+transaction; the producer waits for acks from all in-sync replicas. No Kafka transactions or idempotent
+producer: correctness comes from the outbox and the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
+
+log = logging.getLogger(__name__)
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "minsheng",
+        session_timeout_ms: int = 10_000,
+        fetch_max_wait_ms: int = 10,
+        partitions: int = 3,
+        replication_factor: int = 1,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.session_timeout_ms = session_timeout_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.request_timeout_ms = request_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._known_topics: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.consumers: list[AIOKafkaConsumer] = []
+
+    async def start(self) -> None:
+        try:
+            await self._ensure_producer()
+        except KafkaError as exc:  # not fatal: the relay backs off and retries, /readyz says not ready
+            log.warning("Kafka not reachable at start (%s); will retry", exc)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for consumer in self.consumers:
+            with suppress(Exception):
+                await consumer.stop()
+        self.consumers.clear()
+        if self._producer is not None:
+            with suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self.client_id,
+                    acks="all",
+                    enable_idempotence=False,
+                    linger_ms=1,
+                    request_timeout_ms=self.request_timeout_ms,
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    with suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        missing = [t for t in topics if t not in self._known_topics]
+        if not missing:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin",
+                                    request_timeout_ms=self.request_timeout_ms)
+        await admin.start()
+        try:
+            new = [NewTopic(t, self.partitions, self.replication_factor) for t in missing]
+            with suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+            self._known_topics.update(missing)
+        finally:
+            await admin.close()
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        producer = await self._ensure_producer()
+        await self.ensure_topics(sorted({m.topic for m in messages}))
+        futures = [
+            await producer.send(m.topic, value=m.value, key=m.key.encode(), headers=m.headers) for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+    async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None:
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-{group}",
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(100, self.session_timeout_ms // 3),
+            request_timeout_ms=max(self.request_timeout_ms, self.session_timeout_ms + 5000),
+            metadata_max_age_ms=5000,
+        )
+        self.consumers.append(consumer)
+        self._tasks.append(asyncio.create_task(self._consume(consumer, list(topics), handler),
+                                               name=f"kafka-consumer-{group}"))
+
+    async def _consume(self, consumer: AIOKafkaConsumer, topics: list[str], handler: MessageHandler) -> None:
+        started = False
+        backoff = 0.5
+        while True:
+            try:
+                if not started:
+                    await self.ensure_topics(topics)
+                    await consumer.start()
+                    started = True
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                for tp, records in batches.items():
+                    for rec in records:
+                        await handler(Delivery(
+                            topic=rec.topic, key=rec.key.decode() if rec.key else None, value=rec.value or b"",
+                            headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
+                            partition=rec.partition, offset=rec.offset,
+                        ))
+                    # Handlers committed their effects (and inbox rows) already: a crash before this line
+                    # means redelivery, which the inbox turns into a no-op.
+                    await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s: %s; retrying in %.1fs", consumer._group_id, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def ping(self) -> bool:
+        try:
+            producer = await asyncio.wait_for(self._ensure_producer(), timeout=3)
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+            return True
+        except Exception:
+            return False

@@ -1,0 +1,194 @@
+"""Consuming integration events: parse the envelope, skip what was already processed (inbox), run the
+service's handler in a unit of work, retry with backoff, and dead-letter what keeps failing.
+
+A database outage is not the message's fault: it is retried until the database is back, never
+dead-lettered. Anything else fails ``max_attempts`` times and goes to the dead letters, so one poison
+message never stops the partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from minsheng.contracts.base import IntegrationEvent
+from minsheng.platform.bus.base import Delivery, EventBus, OutgoingMessage
+from minsheng.platform.db import Database, is_transient_db_error
+from minsheng.platform.envelope import CloudEvent, current_trace, trace_of
+from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, CloudEvent, UnitOfWork], Awaitable[None]]
+
+
+class PoisonMessage(Exception):
+    """The message can never be handled (unparseable envelope, payload violating its contract)."""
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    failures: int = 0
+    dead_lettered: int = 0
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        service: str,
+        db: Database,
+        bus: EventBus,
+        handlers: Mapping[type[IntegrationEvent], Handler],
+        *,
+        max_attempts: int = 5,
+        retry_base_seconds: float = 0.2,
+    ) -> None:
+        self.service = service
+        self.db = db
+        self.bus = bus
+        self.handlers = {model.event_type: (model, fn) for model, fn in handlers.items()}
+        self.topics = sorted({model.topic for model in handlers})
+        self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        self.stats = ConsumerStats()
+
+    @property
+    def group(self) -> str:
+        return self.service
+
+    async def __call__(self, delivery: Delivery) -> None:
+        attempts = 0
+        while True:
+            try:
+                await self.handle(delivery)
+                return
+            except asyncio.CancelledError:
+                raise
+            except PoisonMessage as exc:
+                await self.dead_letter(delivery, exc, attempts + 1)
+                return
+            except Exception as exc:
+                self.stats.failures += 1
+                if is_transient_db_error(exc):
+                    log.warning("%s: database unavailable while handling (%s); retrying", self.service, exc)
+                    await asyncio.sleep(min(self.retry_base_seconds * 10, 5.0))
+                    continue
+                attempts += 1
+                if attempts >= self.max_attempts:
+                    await self.dead_letter(delivery, exc, attempts)
+                    return
+                log.info("%s: handler failed (attempt %d/%d): %r", self.service, attempts, self.max_attempts, exc)
+                await asyncio.sleep(self.retry_base_seconds * 2 ** (attempts - 1))
+
+    def parse(self, delivery: Delivery) -> tuple[CloudEvent, IntegrationEvent, Handler] | None:
+        try:
+            envelope = CloudEvent.model_validate_json(delivery.value)
+        except ValidationError as exc:
+            raise PoisonMessage(f"not a CloudEvent: {exc}") from exc
+        entry = self.handlers.get(envelope.type)
+        if entry is None:
+            return None  # another event on a topic we read: not ours to handle
+        model, handler = entry
+        try:
+            event = model.model_validate(envelope.data)
+        except ValidationError as exc:
+            raise PoisonMessage(f"{envelope.type} violates its contract: {exc}") from exc
+        return envelope, event, handler
+
+    async def handle(self, delivery: Delivery) -> bool:
+        """Handle once, exactly-once in effect. Returns False when it was a duplicate or not ours."""
+        parsed = self.parse(delivery)
+        if parsed is None:
+            self.stats.skipped += 1
+            return False
+        envelope, event, handler = parsed
+        token = current_trace.set(trace_of(envelope))
+        try:
+            async with UnitOfWork(self.db, self.service) as uow:
+                if await uow.seen(envelope):
+                    self.stats.duplicates += 1
+                    return False
+                await handler(event, envelope, uow)
+                await uow.mark_processed(envelope)
+                try:
+                    await uow.commit()
+                except sa.exc.IntegrityError:
+                    # A concurrent delivery of the same event won the inbox insert: its effect stands, ours
+                    # rolls back with this transaction.
+                    await uow.rollback()
+                    if await self._processed(envelope):
+                        self.stats.duplicates += 1
+                        return False
+                    raise
+        finally:
+            current_trace.reset(token)
+        self.stats.handled += 1
+        return True
+
+    async def _processed(self, envelope: CloudEvent) -> bool:
+        async with UnitOfWork(self.db, self.service) as uow:
+            return await uow.seen(envelope)
+
+    async def dead_letter(self, delivery: Delivery, exc: BaseException, attempts: int) -> None:
+        self.stats.dead_lettered += 1
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        event_id, event_type = _peek_ids(delivery)
+        log.error("%s: dead-lettering %s %s after %d attempts: %s", self.service, event_type, event_id,
+                  attempts, error)
+        t = self.db.tables.dead_letters
+        async with self.db.engine.begin() as conn:
+            await conn.execute(sa.insert(t).values(
+                id=uuid7(), event_id=event_id, event_type=event_type, topic=delivery.topic, key=delivery.key,
+                payload=delivery.value.decode(errors="replace"),
+                headers={k: v.decode(errors="replace") for k, v in delivery.headers},
+                error=error, attempts=attempts, created_at=utcnow(),
+            ))
+        headers = [*delivery.headers, ("dlq_error", error.encode()), ("dlq_topic", delivery.topic.encode()),
+                   ("dlq_attempts", str(attempts).encode())]
+        try:
+            await self.bus.publish([OutgoingMessage(f"{self.service}.dlq", delivery.key or "", delivery.value,
+                                                    headers)])
+        except Exception:  # the table row is the record replay works from; the topic is for operators
+            log.warning("%s: could not publish to the dead-letter topic", self.service, exc_info=True)
+
+    async def replay_dead_letters(self, ids: list[str] | None = None) -> list[tuple[str, str]]:
+        """Run dead-lettered messages through the handler again. Returns (id, outcome) pairs."""
+        t = self.db.tables.dead_letters
+        query = sa.select(t).where(t.c.replayed_at.is_(None)).order_by(t.c.created_at)
+        if ids:
+            query = query.where(t.c.id.in_([uuid.UUID(i) for i in ids]))
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        outcomes: list[tuple[str, str]] = []
+        for row in rows:
+            delivery = Delivery(row.topic, row.key, row.payload.encode(),
+                                [(k, str(v).encode()) for k, v in (row.headers or {}).items()])
+            try:
+                handled = await self.handle(delivery)
+            except Exception as exc:
+                outcomes.append((str(row.id), f"failed: {type(exc).__name__}: {exc}"))
+                continue
+            async with self.db.engine.begin() as conn:
+                await conn.execute(sa.update(t).where(t.c.id == row.id).values(replayed_at=utcnow()))
+            outcomes.append((str(row.id), "handled" if handled else "already processed"))
+        return outcomes
+
+
+def _peek_ids(delivery: Delivery) -> tuple[str | None, str | None]:
+    try:
+        raw = json.loads(delivery.value)
+        return str(raw.get("id")), str(raw.get("type"))
+    except Exception:
+        return delivery.header("ce_id"), delivery.header("ce_type")

@@ -1,0 +1,89 @@
+"""Async database access: one engine per service database, PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from minsheng.platform.tables import PlatformTables
+
+
+class Database:
+    """A service's database: engine, session factory, the platform tables, and the outbox wake-up signal."""
+
+    def __init__(self, url: str, tables: PlatformTables, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = make_url(url)
+        self.tables = tables
+        self.is_postgres = self.url.get_backend_name() == "postgresql"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_postgres:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800)
+        else:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs.update(connect_args={"timeout": 30})
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if not self.is_postgres:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        # Set after a commit that wrote outbox rows, so the relay publishes at once instead of at its next poll.
+        self.outbox_signal = asyncio.Event()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), timeout=2)
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+async def create_database_if_missing(url: str) -> None:
+    """Create a PostgreSQL database named in ``url`` if it does not exist (used by tests and `migrate`)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    import asyncpg
+
+    name = parsed.database
+    admin = await asyncpg.connect(
+        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+        database="postgres",
+    )
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Connection-level failures (database down, restarting): retry, never dead-letter, answer 503."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, OSError)):
+        return True
+    if isinstance(exc, sa.exc.TimeoutError):  # pool exhausted
+        return True
+    name = type(getattr(exc, "orig", exc)).__name__
+    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError",
+                    "ConnectionFailureError", "AdminShutdownError", "TooManyConnectionsError"}

@@ -1,0 +1,92 @@
+"""RFC 9457 problem details. Every error a client sees has a stable machine ``code``; nothing leaks a 500
+with a stack trace, and a database outage is a 503 the client may retry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from minsheng.platform.db import is_transient_db_error
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "validation_error", 429: "rate_limited", 503: "unavailable"}
+
+
+class Problem(Exception):
+    """Raise from anywhere in a request to answer with problem+json."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+def not_found(what: str, ident: object) -> Problem:
+    return Problem(404, f"{what}_not_found", f"{what.replace('_', ' ').capitalize()} not found",
+                   f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).")
+
+
+def conflict(code: str, detail: str, **extra: Any) -> Problem:
+    return Problem(409, code, "Conflict with the current state", detail, **extra)
+
+
+def problem_response(request: Request, status: int, code: str, title: str, detail: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"https://minsheng.dev/problems/{code}", "title": title, "status": status,
+                            "code": code, "instance": request.url.path}
+    if detail:
+        body["detail"] = detail
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body",
+             "message": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        return problem_response(request, 422, "validation_error", "The request is not valid",
+                                f"Check: {fields}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem_response(request, exc.status_code, code, detail or code.replace("_", " ").capitalize(),
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient_db_error(exc):
+            log.warning("database unavailable: %s", exc)
+            return problem_response(request, 503, "unavailable", "Service temporarily unavailable",
+                                    "The database is not reachable; retry shortly.", headers={"Retry-After": "2"})
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(request, 500, "internal_error", "Internal error",
+                                "Something went wrong on our side; it has been logged.")

@@ -1,0 +1,75 @@
+"""``Idempotency-Key`` for writes a client may retry: same key and body → the first response again;
+same key with another body → 422. The stored response commits in the same transaction as the effect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import Header
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.ids import utcnow
+from minsheng.platform.uow import UnitOfWork
+
+IdempotencyKey = Header(default=None, alias="Idempotency-Key", max_length=200,
+                        description="Retry-safe key: same key + same body returns the first response.")
+
+
+def request_hash(body: Any) -> str:
+    canonical = json.dumps(jsonable_encoder(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _stored(uow: UnitOfWork, scope: str, key: str) -> Any:
+    t = uow.db.tables.idempotency_keys
+    result = await uow.session.execute(
+        sa.select(t.c.request_hash, t.c.status_code, t.c.response).where(t.c.scope == scope, t.c.key == key)
+    )
+    return result.first()
+
+
+def _replay(row: Any, digest: str) -> JSONResponse:
+    if row.request_hash != digest:
+        raise Problem(422, "idempotency_key_reused", "Idempotency-Key reused with a different request",
+                      "This key was already used for another request body; use a new key.")
+    return JSONResponse(row.response, status_code=row.status_code, headers={"Idempotent-Replayed": "true"})
+
+
+async def idempotent(
+    uow: UnitOfWork, *, key: str | None, scope: str, body: Any,
+    action: Callable[[], Awaitable[tuple[int, Any]]],
+) -> JSONResponse:
+    """Run ``action`` (which must not commit) once per (scope, key) and commit; replay otherwise.
+
+    ``scope`` names the caller and the operation (e.g. ``merchant:<id>:redeem``) so keys never collide
+    across clients."""
+    digest = request_hash(body)
+    if key is not None:
+        row = await _stored(uow, scope, key)
+        if row is not None:
+            return _replay(row, digest)
+    status, payload = await action()
+    content = jsonable_encoder(payload)
+    if key is not None:
+        t = uow.db.tables.idempotency_keys
+        await uow.session.execute(sa.insert(t).values(
+            scope=scope, key=key, request_hash=digest, status_code=status, response=content, created_at=utcnow()
+        ))
+    try:
+        await uow.commit()
+    except sa.exc.IntegrityError:
+        # A concurrent request with the same key committed first: ours rolls back, theirs is the answer.
+        await uow.rollback()
+        if key is None:
+            raise
+        row = await _stored(uow, scope, key)
+        if row is None:
+            raise
+        return _replay(row, digest)
+    return JSONResponse(content, status_code=status)

@@ -1,0 +1,68 @@
+"""Request ids, trace context and logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from minsheng.platform.envelope import TraceContext, child_traceparent, current_trace
+from minsheng.platform.ids import uuid7
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (``X-Request-ID``, kept if the gateway sent one) and a W3C trace context,
+    so events emitted while handling it carry the same trace and correlation id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = (headers.get(b"x-request-id") or b"").decode()[:100] or str(uuid7())
+        traceparent = child_traceparent((headers.get(b"traceparent") or b"").decode() or None)
+        scope.setdefault("state", {})["request_id"] = request_id
+        scope["state"]["traceparent"] = traceparent
+        token = current_trace.set(TraceContext(traceparent=traceparent, correlation_id=request_id))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_trace.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ctx = current_trace.get()
+        payload: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+            "logger": record.name, "msg": record.getMessage(),
+        }
+        if ctx.correlation_id:
+            payload["correlation_id"] = ctx.correlation_id
+        if ctx.traceparent:
+            payload["trace_id"] = ctx.traceparent.split("-")[1]
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

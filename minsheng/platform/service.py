@@ -1,0 +1,123 @@
+"""What a service is to the platform (``ServiceSpec``) and a running instance of one (``ServiceRuntime``):
+its database, the outbox relay, the event consumer, and periodic jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+
+from minsheng.contracts.base import IntegrationEvent
+from minsheng.platform.bus.base import EventBus
+from minsheng.platform.consumer import EventConsumer, Handler
+from minsheng.platform.db import Database
+from minsheng.platform.migrations import upgrade
+from minsheng.platform.outbox import OutboxRelay
+from minsheng.platform.tables import PlatformTables
+from minsheng.platform.uow import UnitOfWork
+from minsheng.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A periodic task (overdue sweeps, auto-confirmation, absence alerts). Runs in every replica, so it
+    must be safe to run concurrently: claim rows with SKIP LOCKED or make its effect idempotent."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[ServiceRuntime], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    metadata: sa.MetaData
+    tables: PlatformTables
+    router: APIRouter
+    migrations_dir: Path
+    handlers: Mapping[type[IntegrationEvent], Handler] = field(default_factory=dict)
+    jobs: Sequence[Job] = ()
+    seed_demo: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+
+
+class ServiceRuntime:
+    def __init__(self, spec: ServiceSpec, settings: Settings, bus: EventBus) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.bus = bus
+        self.db = Database(settings.database_url_for(spec.name), spec.tables, pool_size=settings.db_pool_size)
+        self.relay = OutboxRelay(self.db, bus, batch_size=settings.relay_batch_size,
+                                 poll_seconds=settings.relay_poll_seconds,
+                                 max_backoff_seconds=settings.relay_max_backoff_seconds)
+        self.consumer = EventConsumer(spec.name, self.db, bus, spec.handlers,
+                                      max_attempts=settings.handler_max_attempts,
+                                      retry_base_seconds=settings.handler_retry_base_seconds)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.db, self.spec.name)
+
+    async def migrate(self) -> None:
+        await upgrade(self.db, self.spec.name, self.spec.migrations_dir)
+
+    async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True,
+                    jobs: bool = True) -> None:
+        if migrate:
+            await self.migrate()
+        if relay:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay"))
+        if consume and self.consumer.topics:
+            await self.bus.subscribe(self.consumer.group, self.consumer.topics, self.consumer)
+        if jobs:
+            for job in self.spec.jobs:
+                self._tasks.append(asyncio.create_task(self._every(job), name=f"{self.name}-{job.name}"))
+        self.started = True
+
+    async def _every(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(job.every_seconds)
+            try:
+                await job.run(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: job %s failed; next run in %ss", self.name, job.name, job.every_seconds)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.db.dispose()
+        self.started = False
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
+    async with runtime_of(request).uow() as uow:
+        yield uow
+
+
+UoW = Annotated[UnitOfWork, Depends(unit_of_work)]
+Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]

@@ -1,0 +1,1 @@
+"""canteen — Elderly canteens: menus, orders, subsidies, settlement, delivery, care signals."""

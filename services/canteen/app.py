@@ -1,0 +1,19 @@
+"""The canteen service as the platform runs it."""
+
+from pathlib import Path
+
+from minsheng.platform.service import ServiceSpec
+from services.canteen.handlers import HANDLERS
+from services.canteen.models import metadata, platform_tables
+from services.canteen.views import router
+
+SPEC = ServiceSpec(
+    name="canteen",
+    title="Canteen 幸福食堂",
+    description="Elderly canteens: menus, orders, subsidies, settlement, delivery, care signals.",
+    metadata=metadata,
+    tables=platform_tables,
+    router=router,
+    migrations_dir=Path(__file__).parent / "migrations",
+    handlers=HANDLERS,
+)

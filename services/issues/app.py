@@ -1,0 +1,19 @@
+"""The issues service as the platform runs it."""
+
+from pathlib import Path
+
+from minsheng.platform.service import ServiceSpec
+from services.issues.handlers import HANDLERS
+from services.issues.models import metadata, platform_tables
+from services.issues.views import router
+
+SPEC = ServiceSpec(
+    name="issues",
+    title="Issues 章贡治理",
+    description="Residents report problems and vote; staff dispatch and resolve against deadlines; Open311.",
+    metadata=metadata,
+    tables=platform_tables,
+    router=router,
+    migrations_dir=Path(__file__).parent / "migrations",
+    handlers=HANDLERS,
+)

@@ -1,0 +1,19 @@
+"""The events this service publishes and consumes (the contracts live in ``minsheng.contracts``)."""
+
+from minsheng.contracts.issues import (
+    IssueAccepted,
+    IssueAssigned,
+    IssueClosedUnresolved,
+    IssueConfirmed,
+    IssueCreated,
+    IssueOverdue,
+    IssueRejected,
+    IssueReopened,
+    IssueResolved,
+    IssueVerified,
+)
+from services.issues.handlers import HANDLERS
+
+PUBLISHES = (IssueCreated, IssueAccepted, IssueAssigned, IssueVerified, IssueResolved, IssueConfirmed,
+             IssueRejected, IssueReopened, IssueClosedUnresolved, IssueOverdue)
+CONSUMES = tuple(HANDLERS)

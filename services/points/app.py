@@ -1,0 +1,19 @@
+"""The points service as the platform runs it."""
+
+from pathlib import Path
+
+from minsheng.platform.service import ServiceSpec
+from services.points.handlers import HANDLERS
+from services.points.models import metadata, platform_tables
+from services.points.views import router
+
+SPEC = ServiceSpec(
+    name="points",
+    title="Points 红蓝黄骑士",
+    description="Riders report hazards and take governance tasks, earn points, redeem them at alliance merchants.",
+    metadata=metadata,
+    tables=platform_tables,
+    router=router,
+    migrations_dir=Path(__file__).parent / "migrations",
+    handlers=HANDLERS,
+)

@@ -1,0 +1,19 @@
+"""The visits service as the platform runs it."""
+
+from pathlib import Path
+
+from minsheng.platform.service import ServiceSpec
+from services.visits.handlers import HANDLERS
+from services.visits.models import metadata, platform_tables
+from services.visits.views import router
+
+SPEC = ServiceSpec(
+    name="visits",
+    title="Visits 入户倾听",
+    description="Grid workers' door-to-door rounds, the needs ledger closed one by one, the happiness bill.",
+    metadata=metadata,
+    tables=platform_tables,
+    router=router,
+    migrations_dir=Path(__file__).parent / "migrations",
+    handlers=HANDLERS,
+)

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from minsheng import SERVICES
+from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
+from tests.support.infra import Tansu, database_template, drop_databases, kafka_broker, postgres_server
 
 
 def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -20,3 +23,38 @@ async def system(tmp_path: Path) -> AsyncIterator[System]:
     """The whole system in one process: SQLite files + the in-process bus."""
     async with running_system(embedded_settings(tmp_path)) as s:
         yield s
+
+
+# --- real infrastructure (integration tests) --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> Iterator[str]:
+    """A PostgreSQL server URL without a database: MINSHENG_TEST_DATABASE_URL, the local server, or embedded."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def pg_template(pg_base_url: str) -> AsyncIterator[str]:
+    """A fresh ``{service}`` database URL template for one test; the databases are dropped afterwards."""
+    template = database_template(pg_base_url)
+    for name in SERVICES:
+        await create_database_if_missing(template.replace("{service}", name))
+    yield template
+    await drop_databases(pg_base_url, template, SERVICES)
+
+
+@pytest.fixture
+async def pg_system(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
+    """The whole system in one process on real PostgreSQL databases (one per service), in-process bus."""
+    async with running_system(embedded_settings(tmp_path, database_url=pg_template)) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[tuple[str, Tansu | None]]:
+    """A Kafka-protocol broker: MINSHENG_TEST_KAFKA_BOOTSTRAP, else Tansu on a free port.
+    Yields (bootstrap, the Tansu process or None when external)."""
+    with kafka_broker() as broker:
+        yield broker

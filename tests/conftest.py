@@ -58,3 +58,15 @@ def kafka() -> Iterator[tuple[str, Tansu | None]]:
     Yields (bootstrap, the Tansu process or None when external)."""
     with kafka_broker() as broker:
         yield broker
+
+
+@pytest.fixture
+async def kafka_system(tmp_path: Path, pg_template: str,
+                       kafka: tuple[str, Tansu | None]) -> AsyncIterator[System]:
+    """The whole system in one process in the distributed configuration: PostgreSQL + the Kafka broker.
+    Wait for cross-service effects with ``tests.support.infra.eventually`` (``settle`` is embedded-only)."""
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
+        "mode": "distributed", "kafka_bootstrap": kafka[0], "kafka_session_timeout_ms": 6000,
+        "kafka_topic_partitions": 1})
+    async with running_system(settings) as s:
+        yield s

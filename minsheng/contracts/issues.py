@@ -33,6 +33,9 @@ class IssueFact(IntegrationEvent):
     community: str | None = None
     compound: str | None = None
     origin: Origin | None = None  # the other service's object this issue came from, if any
+    # Further reports attached to this issue as duplicates (e.g. a second rider's report of the same fire):
+    # consumers treat each like ``origin``.
+    linked: list[Origin] = []
     occurred_at: datetime
     actor: str | None = None  # who did it (subject of the staff token), None for the system
 

@@ -12,47 +12,47 @@ from services.points import service
 from services.points.models import HazardReport, HazardStatus
 
 
-async def _report_behind(event: IssueFact, uow: UnitOfWork) -> HazardReport | None:
-    origin = event.origin
-    if origin is None or origin.service != "points" or origin.kind != "hazard_report":
-        return None
-    return await service.report_for_issue(uow, origin.id)
+async def _reports_behind(event: IssueFact, uow: UnitOfWork) -> list[HazardReport]:
+    """The riders' reports this issue stands for: its origin and any duplicates attached to it."""
+    reports = []
+    for origin in [event.origin, *event.linked]:
+        if origin is not None and origin.service == "points" and origin.kind == "hazard_report":
+            report = await service.report_for_issue(uow, origin.id)
+            if report is not None:
+                reports.append(report)
+    return reports
 
 
 async def on_issue_created(event: IssueCreated, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    report = await _report_behind(event, uow)
-    if report is None:
-        return
-    report.issue_id = event.issue_id
-    if report.status == HazardStatus.submitted:
-        service.move_report(report, HazardStatus.accepted, "submitted")
+    for report in await _reports_behind(event, uow):
+        report.issue_id = event.issue_id
+        if report.status == HazardStatus.submitted:
+            service.move_report(report, HazardStatus.accepted, "submitted")
 
 
 async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    report = await _report_behind(event, uow)
-    if report is None or report.status == HazardStatus.rejected:
-        return
-    await service.award_for_verified_report(uow, report, str(envelope.id))
-    if report.status != HazardStatus.resolved:
-        service.move_report(report, HazardStatus.verified, "verified")
+    for report in await _reports_behind(event, uow):
+        if report.status == HazardStatus.rejected:
+            continue
+        await service.award_for_verified_report(uow, report, str(envelope.id))
+        if report.status != HazardStatus.resolved:
+            service.move_report(report, HazardStatus.verified, "verified")
 
 
 async def on_issue_resolved(event: IssueResolved, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    report = await _report_behind(event, uow)
-    if report is None or report.status == HazardStatus.rejected:
-        return
-    # Resolving a problem proves it was real: award if staff skipped the explicit verification.
-    await service.award_for_verified_report(uow, report, str(envelope.id))
-    service.move_report(report, HazardStatus.resolved, "resolved")
+    for report in await _reports_behind(event, uow):
+        if report.status == HazardStatus.rejected:
+            continue
+        # Resolving a problem proves it was real: award if staff skipped the explicit verification.
+        await service.award_for_verified_report(uow, report, str(envelope.id))
+        service.move_report(report, HazardStatus.resolved, "resolved")
 
 
 async def on_issue_rejected(event: IssueRejected, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    report = await _report_behind(event, uow)
-    if report is None:
-        return
-    if event.false_report:
-        await service.reverse_award(uow, report, str(envelope.id), f"Report rejected: {event.reason}")
-    service.move_report(report, HazardStatus.rejected, "rejected")
+    for report in await _reports_behind(event, uow):
+        if event.false_report:
+            await service.reverse_award(uow, report, str(envelope.id), f"Report rejected: {event.reason}")
+        service.move_report(report, HazardStatus.rejected, "rejected")
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {

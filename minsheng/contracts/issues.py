@@ -97,6 +97,9 @@ class IssueRejected(IssueFact):
     model_config = _examples(reason="Nothing found on site", false_report=True)
     reason: str
     false_report: bool = False
+    # Set when the matter is "not ours": where the resident should go instead (the need/report is not void,
+    # it belongs elsewhere).
+    redirect_to: str | None = None
 
 
 @contract
@@ -119,3 +122,28 @@ class IssueOverdue(IssueFact):
     model_config = _examples(deadline="first_response", due_at="2026-11-27T09:46:00Z")
     deadline: Literal["first_response", "resolution"]
     due_at: datetime
+    escalation_level: int = 1  # 1 = escalated to the sub-district listing
+
+
+@contract
+class IssueLinked(IssueFact):
+    """Further reports were attached to this issue (a duplicate report, or another issue merged into it).
+    ``attached`` names the newly attached origins; ``linked`` already includes them."""
+
+    event_type: ClassVar[str] = "minsheng.issues.issue.linked.v1"
+    model_config = _examples(
+        attached=[{"service": "points", "kind": "hazard_report", "id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d11"}],
+        linked=[{"service": "points", "kind": "hazard_report", "id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d11"}],
+        reason="duplicate")
+    attached: list[Origin]
+    reason: Literal["duplicate", "merge"] = "duplicate"
+
+
+@contract
+class IssueMerged(IssueFact):
+    """Staff merged this issue into another one; everything about it now follows ``into_issue_id`` (whose
+    events carry this issue's origin in ``linked``)."""
+
+    event_type: ClassVar[str] = "minsheng.issues.issue.merged.v1"
+    model_config = _examples(into_issue_id="01936f2e-9000-7000-8000-000000000002")
+    into_issue_id: UUID

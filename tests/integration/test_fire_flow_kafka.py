@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.client import System
-from tests.support.infra import eventually
+from tests.support.infra import becomes, eventually
 from tests.unit.test_fire_flow import FIRE, register_rider
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,5 @@ async def test_fire_flow_over_kafka(kafka_system: System) -> None:
     async def balance() -> int:
         return (await s.client.get("/points/riders/me/balance", headers=rider)).json()["balance"]  # type: ignore[no-any-return]
 
-    await eventually(lambda: _eq(balance(), 20), within=30)
+    await becomes(balance, 20, within=30)
 
-
-async def _eq(value, expected) -> bool:  # type: ignore[no-untyped-def]
-    return (await value) == expected

@@ -150,3 +150,13 @@ async def eventually(check: Any, within: float = 15.0, interval: float = 0.05) -
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {within}s (last: {last!r})")
+
+
+async def becomes(read: Any, expected: Any, within: float = 15.0) -> Any:
+    """Poll the coroutine function ``read`` until it returns ``expected``."""
+
+    async def check() -> bool:
+        return bool(await read() == expected)
+
+    await eventually(check, within=within)
+    return expected

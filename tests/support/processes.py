@@ -1,0 +1,96 @@
+"""Running services as separate ``minsheng serve`` processes, the way the distributed mode deploys them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.support.infra import free_port
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-4000:]
+
+
+def distributed_env(database_template: str, bootstrap: str, **extra: str) -> dict[str, str]:
+    return {
+        "MINSHENG_MODE": "distributed",
+        "MINSHENG_DATABASE_URL": database_template,
+        "MINSHENG_KAFKA_BOOTSTRAP": bootstrap,
+        "MINSHENG_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MINSHENG_KAFKA_TOPIC_PARTITIONS": "1",
+        "MINSHENG_JWT_SECRET": "test-secret-for-distributed-processes",
+        "MINSHENG_FIELD_ENCRYPTION_KEY": "dGVzdC1maWVsZC1rZXktMzItYnl0ZXMtbG9uZy4uLi4=",
+        "MINSHENG_RELAY_POLL_SECONDS": "0.2",
+        "MINSHENG_HANDLER_RETRY_BASE_SECONDS": "0.05",
+        **extra,
+    }
+
+
+def start_service(name: str, env: dict[str, str], port: int | None = None) -> ServiceProcess:
+    port = port or free_port()
+    log = tempfile.NamedTemporaryFile(prefix=f"minsheng-{name}-", suffix=".log", delete=False)  # noqa: SIM115
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minsheng.cli", "serve", name, "--host", "127.0.0.1", "--port", str(port)],
+        env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    return ServiceProcess(name, port, proc, log.name, env)
+
+
+def wait_ready(service: ServiceProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            raise RuntimeError(f"{service.name} exited:\n{service.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{service.name} not ready in {timeout}s:\n{service.log()}")
+
+
+def stop(service: ServiceProcess, *, kill: bool = False) -> None:
+    if service.proc.poll() is None:
+        if kill:
+            service.proc.kill()
+        else:
+            service.proc.terminate()
+        try:
+            service.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            service.proc.kill()
+            service.proc.wait()
+
+
+@contextlib.contextmanager
+def services_running(names: Sequence[str], env: dict[str, str]) -> Iterator[dict[str, ServiceProcess]]:
+    started = {n: start_service(n, env) for n in names}
+    try:
+        for s in started.values():
+            wait_ready(s)
+        yield started
+    finally:
+        for s in started.values():
+            stop(s)

@@ -1,0 +1,190 @@
+"""The platform's own behaviour, on the embedded mode (SQLite + in-process bus)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from minsheng.contracts.points import HazardReported
+from minsheng.platform.bus.base import Delivery
+from minsheng.platform.envelope import CloudEvent, child_traceparent, new_traceparent
+from minsheng.platform.ids import uuid7
+from minsheng.platform.privacy import FieldCipher, mask_id_number, mask_phone
+from minsheng.settings import DEV_FIELD_KEY
+from tests.support.client import System
+from tests.unit.test_fire_flow import FIRE, register_rider
+
+
+def test_uuid7_is_time_ordered_and_versioned() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids[:10])
+
+
+def test_child_traceparent_keeps_the_trace_and_makes_a_new_span() -> None:
+    parent = new_traceparent()
+    child = child_traceparent(parent)
+    assert child.split("-")[1] == parent.split("-")[1]
+    assert child.split("-")[2] != parent.split("-")[2]
+    assert len(child_traceparent("garbage").split("-")[1]) == 32
+
+
+def test_masking_and_field_encryption() -> None:
+    assert mask_phone("13812345678") == "138****5678"
+    assert mask_id_number("110105194912310021") == "110105********0021"
+    cipher = FieldCipher(DEV_FIELD_KEY)
+    sealed = cipher.encrypt("110105194912310021")
+    assert sealed and "110105" not in sealed
+    assert cipher.decrypt(sealed) == "110105194912310021"
+    assert cipher.encrypt("x") != cipher.encrypt("x")  # random nonce
+    assert cipher.lookup_hash("110105194912310021") == cipher.lookup_hash(" 110105194912310021 ")
+
+
+async def test_landing_page_health_and_readiness(system: System) -> None:
+    landing = await system.client.get("/")
+    assert landing.status_code == 200
+    for name in ("visits", "issues", "points", "canteen"):
+        assert f'href="/{name}/docs"' in landing.text
+        assert (await system.client.get(f"/{name}/openapi.json")).status_code == 200
+        ready = await system.client.get(f"/{name}/readyz")
+        assert ready.json() == {"status": "ready", "checks": {"database": True, "bus": True}}
+    assert (await system.client.get("/readyz")).status_code == 200
+    assert (await system.client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_errors_are_problem_json_with_stable_codes(system: System) -> None:
+    r = await system.client.post("/points/hazard-reports", json=FIRE)
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "unauthenticated"
+
+    r = await system.client.post("/points/hazard-reports", json=FIRE, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json()["code"] == "invalid_token"
+
+    r = await system.client.post("/points/hazard-reports", json=FIRE, headers=system.auth("resident"))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden_role"
+
+    rider = await register_rider(system)
+    r = await system.client.post("/points/hazard-reports", headers=rider,
+                                 json={**FIRE, "category": "volcano", "latitude": 123})
+    body = r.json()
+    assert r.status_code == 422 and body["code"] == "validation_error"
+    assert {e["field"] for e in body["errors"]} == {"category", "latitude"}
+    assert r.headers["x-request-id"] == body["request_id"]
+
+    r = await system.client.get("/points/hazard-reports/not-a-uuid", headers=rider)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "path.report_id"
+    r = await system.client.get(f"/points/hazard-reports/{uuid7()}", headers=rider)
+    assert r.status_code == 404 and r.json()["code"] == "hazard_report_not_found"
+    r = await system.client.get("/points/nowhere")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = await system.client.get("/points/hazard-reports?cursor=%%%", headers=rider)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+
+
+async def test_idempotency_key_replays_the_first_response_and_refuses_another_body(system: System) -> None:
+    rider = await register_rider(system)
+    headers = {**rider, "Idempotency-Key": "report-42"}
+    first = await system.client.post("/points/hazard-reports", headers=headers, json=FIRE)
+    again = await system.client.post("/points/hazard-reports", headers=headers, json=FIRE)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other = await system.client.post("/points/hazard-reports", headers=headers, json={**FIRE, "category": "road"})
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    reports = (await system.client.get("/points/hazard-reports", headers=rider)).json()["items"]
+    assert len(reports) == 1
+    async with system.runtime("points").db.engine.connect() as conn:
+        outbox = (await conn.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one()
+    assert outbox == 1  # one event, not one per attempt
+
+
+async def test_outbox_rows_are_cloudevents_with_trace_and_correlation(system: System) -> None:
+    rider = await register_rider(system)
+    r = await system.client.post("/points/hazard-reports", json=FIRE,
+                                 headers={**rider, "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+                                          "X-Request-ID": "req-123"})
+    assert r.status_code == 201
+    async with system.runtime("points").db.engine.connect() as conn:
+        row = (await conn.execute(sa.text("SELECT topic, key, payload, headers FROM outbox"))).one()
+    event = json.loads(row.payload)
+    assert row.topic == "points.hazard" and row.key == r.json()["id"]
+    assert event["specversion"] == "1.0" and event["type"] == "minsheng.points.hazard.reported.v1"
+    assert event["source"] == "/services/points" and event["partitionkey"] == r.json()["id"]
+    assert event["traceparent"].split("-")[1] == "a" * 32
+    assert event["correlationid"] == "req-123"
+    headers = row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
+    assert headers["ce_type"] == event["type"] and headers["ce_id"] == event["id"]
+
+    await system.settle()  # the issue created in reaction is caused by the report's event
+    async with system.runtime("issues").db.engine.connect() as conn:
+        created = json.loads((await conn.execute(sa.text("SELECT payload FROM outbox"))).scalar_one())
+    assert created["causationid"] == event["id"] and created["correlationid"] == "req-123"
+    assert created["traceparent"].split("-")[1] == "a" * 32
+
+
+async def _hazard_delivery(system: System, **data: Any) -> Delivery:
+    """A HazardReported event as the broker would deliver it: a real outbox row, made into a new event (own
+    id, own report id) so it does not collide with the copy the relay delivers by itself."""
+    rider = await register_rider(system)
+    report = (await system.client.post("/points/hazard-reports", headers=rider, json=FIRE)).json()
+    await system.settle()
+    async with system.runtime("points").db.engine.connect() as conn:
+        payload = (await conn.execute(sa.text("SELECT payload FROM outbox"))).scalar_one()
+    envelope = json.loads(payload)
+    assert envelope["data"]["report_id"] == report["id"]
+    envelope["id"] = str(uuid7())
+    envelope["data"].update(report_id=str(uuid7()), **data)
+    return Delivery("points.hazard", envelope["data"]["report_id"], json.dumps(envelope).encode(), [])
+
+
+async def _issues_from_report(system: System, report_id: str) -> int:
+    async with system.runtime("issues").db.engine.connect() as conn:
+        count = await conn.execute(sa.text("SELECT count(*) FROM issues WHERE origin_id = :r"), {"r": report_id})
+        return int(count.scalar_one())
+
+
+async def test_the_same_event_twice_has_one_effect(system: System) -> None:
+    delivery = await _hazard_delivery(system)
+    report_id = json.loads(delivery.value)["data"]["report_id"]
+    consumer = system.runtime("issues").consumer
+    assert await consumer.handle(delivery) is True
+    assert await consumer.handle(delivery) is False
+    await consumer(delivery)
+    assert consumer.stats.duplicates == 2
+    assert await _issues_from_report(system, report_id) == 1
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered_and_replayable(system: System) -> None:
+    delivery = await _hazard_delivery(system)
+    consumer = system.runtime("issues").consumer
+    model, real = consumer.handlers[HazardReported.event_type]
+    attempts: list[int] = []
+
+    async def broken(event: Any, envelope: CloudEvent, uow: Any) -> None:
+        attempts.append(1)
+        raise ValueError("downstream bug")
+
+    consumer.handlers[HazardReported.event_type] = (model, broken)
+    await consumer(delivery)
+    assert len(attempts) == system.settings.handler_max_attempts
+    async with system.runtime("issues").db.engine.connect() as conn:
+        dead = (await conn.execute(sa.text("SELECT attempts, error, replayed_at FROM dead_letters"))).one()
+    assert dead.attempts == len(attempts) and "downstream bug" in dead.error and dead.replayed_at is None
+
+    consumer.handlers[HazardReported.event_type] = (model, real)
+    assert [o for _, o in await consumer.replay_dead_letters()] == ["handled"]
+    assert [o for _, o in await consumer.replay_dead_letters()] == []
+    assert await _issues_from_report(system, json.loads(delivery.value)["data"]["report_id"]) == 1
+
+
+async def test_a_message_violating_its_contract_is_dead_lettered_at_once(system: System) -> None:
+    delivery = await _hazard_delivery(system, category="volcano")
+    consumer = system.runtime("issues").consumer
+    await consumer(delivery)
+    await consumer(Delivery("points.hazard", "k", b"not json at all", []))
+    async with system.runtime("issues").db.engine.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT attempts, error FROM dead_letters ORDER BY created_at"))).all()
+    assert [r.attempts for r in rows] == [1, 1]
+    assert "violates its contract" in rows[0].error and "not a CloudEvent" in rows[1].error

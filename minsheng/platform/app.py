@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.errors import install_problem_handlers
+from minsheng.platform.metrics import install_metrics
 from minsheng.platform.observability import RequestContextMiddleware
 from minsheng.platform.service import ServiceRuntime, ServiceSpec, runtime_of
 from minsheng.settings import Settings
@@ -82,6 +83,7 @@ def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: Event
     root.state.runtimes = {rt.name: rt for rt in runtimes}
     root.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                         allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
+    install_metrics(root, runtimes, bus, mode=settings.mode)  # GET /metrics; inside the request context
     root.add_middleware(RequestContextMiddleware)
 
     @root.get("/", response_class=HTMLResponse, include_in_schema=False)

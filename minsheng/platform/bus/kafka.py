@@ -42,6 +42,8 @@ class KafkaBus:
         self._known_topics: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.consumers: list[AIOKafkaConsumer] = []
+        # (group, topic, partition) -> the offset committed after handling; read by metrics only
+        self.committed_offsets: dict[tuple[str, str, int], int] = {}
 
     async def start(self) -> None:
         try:
@@ -148,6 +150,7 @@ class KafkaBus:
                     # Handlers committed their effects (and inbox rows) already: a crash before this line
                     # means redelivery, which the inbox turns into a no-op.
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                    self.committed_offsets[(str(consumer._group_id), tp.topic, tp.partition)] = records[-1].offset + 1
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
@@ -155,6 +158,30 @@ class KafkaBus:
                 log.warning("consumer %s: %s; retrying in %.1fs", consumer._group_id, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    async def consumer_lag(self) -> list[tuple[str, str, int, int]]:
+        """(group, topic, partition, lag) for the partitions assigned to this process: the high watermark
+        from the last fetch minus the offset committed after handling (or the fetch position before the
+        first commit). For metrics only; it does not touch consumption."""
+        out: list[tuple[str, str, int, int]] = []
+        for consumer in list(self.consumers):
+            group = str(consumer._group_id)
+            try:
+                assigned = consumer.assignment()
+            except Exception:
+                continue
+            for tp in sorted(assigned):
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                done = self.committed_offsets.get((group, tp.topic, tp.partition))
+                if done is None:
+                    try:
+                        done = await asyncio.wait_for(consumer.position(tp), timeout=1)
+                    except Exception:
+                        continue
+                out.append((group, tp.topic, tp.partition, max(0, high - done)))
+        return out
 
     async def ping(self) -> bool:
         try:

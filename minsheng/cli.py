@@ -64,9 +64,9 @@ def serve(
     service: Annotated[str, typer.Argument(help=f"One of {', '.join(SERVICES)}.")],
     host: str = "0.0.0.0",
     port: int = 8000,
-    workers: int = 1,
 ) -> None:
-    """Run one service alone, on PostgreSQL and Kafka from settings (distributed mode)."""
+    """Run one service alone, on PostgreSQL and Kafka from settings (distributed mode). Scale by running more
+    replicas (each one process), not workers: the relay and consumers are per process."""
     import uvicorn
 
     from minsheng.platform.observability import configure_logging
@@ -75,8 +75,7 @@ def serve(
     _services(service)
     settings = _settings(**({} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}))
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(build_app(settings, [service]), host=host, port=port, log_config=None, proxy_headers=True,
-                workers=None if workers == 1 else workers)
+    uvicorn.run(build_app(settings, [service]), host=host, port=port, log_config=None, proxy_headers=True)
 
 
 @app.command()

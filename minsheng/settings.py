@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     relay_batch_size: int = 200
     relay_poll_seconds: float = 1.0
     relay_max_backoff_seconds: float = 30.0
+    # Housekeeping: sent outbox rows, inbox rows and idempotency keys older than these are deleted hourly.
+    outbox_retention_hours: float = 72
+    inbox_retention_days: float = 14
+    idempotency_retention_hours: float = 48
+
     handler_max_attempts: int = 5
     handler_retry_base_seconds: float = 0.2
 

@@ -18,6 +18,7 @@ from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.consumer import EventConsumer, Handler
 from minsheng.platform.db import Database
+from minsheng.platform.housekeeping import purge_platform_tables
 from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
 from minsheng.platform.tables import PlatformTables
@@ -85,7 +86,7 @@ class ServiceRuntime:
         if consume and self.consumer.topics:
             await self.bus.subscribe(self.consumer.group, self.consumer.topics, self.consumer)
         if jobs:
-            for job in self.spec.jobs:
+            for job in (*self.spec.jobs, HOUSEKEEPING):
                 self._tasks.append(asyncio.create_task(self._every(job), name=f"{self.name}-{job.name}"))
         self.started = True
 
@@ -108,6 +109,16 @@ class ServiceRuntime:
         self._tasks.clear()
         await self.db.dispose()
         self.started = False
+
+
+async def _housekeeping(runtime: ServiceRuntime) -> dict[str, int]:
+    s = runtime.settings
+    return await purge_platform_tables(runtime.db, outbox_hours=s.outbox_retention_hours,
+                                       inbox_days=s.inbox_retention_days,
+                                       idempotency_hours=s.idempotency_retention_hours)
+
+
+HOUSEKEEPING = Job("housekeeping", 3600, _housekeeping)
 
 
 def runtime_of(request: Request) -> ServiceRuntime:

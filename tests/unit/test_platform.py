@@ -188,3 +188,28 @@ async def test_a_message_violating_its_contract_is_dead_lettered_at_once(system:
         rows = (await conn.execute(sa.text("SELECT attempts, error FROM dead_letters ORDER BY created_at"))).all()
     assert [r.attempts for r in rows] == [1, 1]
     assert "violates its contract" in rows[0].error and "not a CloudEvent" in rows[1].error
+
+
+async def test_housekeeping_purges_old_sent_outbox_rows_inbox_rows_and_keys(system: System) -> None:
+    from datetime import timedelta
+
+    from minsheng.platform.housekeeping import purge_platform_tables
+    from minsheng.platform.ids import utcnow
+
+    rider = await register_rider(system)
+    await system.client.post("/points/hazard-reports", headers={**rider, "Idempotency-Key": "k1"}, json=FIRE)
+    await system.client.post("/points/hazard-reports", headers=rider, json={**FIRE, "category": "road"})
+    await system.settle()
+    db = system.runtime("points").db
+    async with db.engine.begin() as conn:  # one sent row is old, one unsent row is old: only the sent one goes
+        old = utcnow() - timedelta(days=30)
+        first = (await conn.execute(sa.text("SELECT id FROM outbox ORDER BY id LIMIT 1"))).scalar_one()
+        await conn.execute(sa.update(db.tables.outbox).values(sent_at=old, created_at=old)
+                           .where(db.tables.outbox.c.id == first))
+        await conn.execute(sa.update(db.tables.outbox).values(sent_at=None, created_at=old)
+                           .where(db.tables.outbox.c.id != first))
+        await conn.execute(sa.update(db.tables.idempotency_keys).values(created_at=old))
+    purged = await purge_platform_tables(db, outbox_hours=72, inbox_days=14, idempotency_hours=48)
+    assert purged == {"outbox": 1, "processed_events": 0, "idempotency_keys": 1}
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one() == 1

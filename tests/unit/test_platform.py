@@ -203,7 +203,8 @@ async def test_housekeeping_purges_old_sent_outbox_rows_inbox_rows_and_keys(syst
     db = system.runtime("points").db
     async with db.engine.begin() as conn:  # one sent row is old, one unsent row is old: only the sent one goes
         old = utcnow() - timedelta(days=30)
-        first = (await conn.execute(sa.text("SELECT id FROM outbox ORDER BY id LIMIT 1"))).scalar_one()
+        t = db.tables.outbox
+        first = (await conn.execute(sa.select(t.c.id).order_by(t.c.id).limit(1))).scalar_one()
         await conn.execute(sa.update(db.tables.outbox).values(sent_at=old, created_at=old)
                            .where(db.tables.outbox.c.id == first))
         await conn.execute(sa.update(db.tables.outbox).values(sent_at=None, created_at=old)

@@ -40,6 +40,9 @@ class HazardReported(IntegrationEvent):
     compound: str | None = None
     photo_urls: list[str] = []
     reported_at: datetime
+    # Another rider reported the same hazard (same category, place and time) first: this report is a
+    # duplicate of that one, which the issues service may use to attach it to the same issue.
+    duplicate_of: UUID | None = None
 
 
 @contract
@@ -62,6 +65,27 @@ class TaskCompleted(IntegrationEvent):
     origin: Origin | None = None
     completed_at: datetime
     points: int = Field(ge=0)
+
+
+@contract
+class TaskClaimed(IntegrationEvent):
+    """A rider took a governance task (e.g. a meal delivery is on its way). No rider personal data: the
+    requesting service gets the task id and the time, and the rider's points-service id only."""
+
+    event_type: ClassVar[str] = "minsheng.points.task.claimed.v1"
+    topic: ClassVar[str] = "points.task"
+    key_field: ClassVar[str] = "task_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f", "task_type": "meal_delivery",
+        "rider_id": "01936f2e-0000-7000-8000-000000000001",
+        "origin": {"service": "canteen", "kind": "order", "id": "01936f2e-1111-7000-8000-000000000009"},
+        "claimed_at": "2026-11-27T11:10:00Z"}]})
+
+    task_id: UUID
+    task_type: str
+    rider_id: UUID
+    origin: Origin | None = None
+    claimed_at: datetime
 
 
 @contract

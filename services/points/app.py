@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from minsheng.platform.service import ServiceSpec
+from services.points.demo import seed_demo
 from services.points.handlers import HANDLERS
+from services.points.jobs import JOBS
 from services.points.models import metadata, platform_tables
 from services.points.views import router
 
@@ -16,4 +18,6 @@ SPEC = ServiceSpec(
     router=router,
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=HANDLERS,
+    jobs=JOBS,
+    seed_demo=seed_demo,
 )

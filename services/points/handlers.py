@@ -4,11 +4,23 @@ of work, together with the inbox row, so a redelivered event changes nothing."""
 from __future__ import annotations
 
 from minsheng.contracts.base import IntegrationEvent
-from minsheng.contracts.issues import IssueCreated, IssueFact, IssueRejected, IssueResolved, IssueVerified
+from minsheng.contracts.canteen import DeliveryCancelled, DeliveryRequested
+from minsheng.contracts.issues import (
+    IssueAccepted,
+    IssueAssigned,
+    IssueClosedUnresolved,
+    IssueConfirmed,
+    IssueCreated,
+    IssueFact,
+    IssueRejected,
+    IssueReopened,
+    IssueResolved,
+    IssueVerified,
+)
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
-from services.points import service
+from services.points import service, tasks
 from services.points.models import HazardReport, HazardStatus
 
 
@@ -27,37 +39,70 @@ async def on_issue_created(event: IssueCreated, envelope: CloudEvent, uow: UnitO
     for report in await _reports_behind(event, uow):
         report.issue_id = event.issue_id
         if report.status == HazardStatus.submitted:
-            service.move_report(report, HazardStatus.accepted, "submitted")
+            service.move_report(report, HazardStatus.accepted, "submitted", "An issue was opened")
 
 
 async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: UnitOfWork) -> None:
     for report in await _reports_behind(event, uow):
         if report.status == HazardStatus.rejected:
             continue
+        report.issue_id = report.issue_id or event.issue_id
         await service.award_for_verified_report(uow, report, str(envelope.id))
-        if report.status != HazardStatus.resolved:
-            service.move_report(report, HazardStatus.verified, "verified")
+        service.move_report(report, HazardStatus.verified if report.status != HazardStatus.resolved else None,
+                            "verified", event.note)
 
 
 async def on_issue_resolved(event: IssueResolved, envelope: CloudEvent, uow: UnitOfWork) -> None:
     for report in await _reports_behind(event, uow):
         if report.status == HazardStatus.rejected:
             continue
+        report.issue_id = report.issue_id or event.issue_id
         # Resolving a problem proves it was real: award if staff skipped the explicit verification.
         await service.award_for_verified_report(uow, report, str(envelope.id))
-        service.move_report(report, HazardStatus.resolved, "resolved")
+        service.move_report(report, HazardStatus.resolved, "resolved", event.note)
 
 
 async def on_issue_rejected(event: IssueRejected, envelope: CloudEvent, uow: UnitOfWork) -> None:
     for report in await _reports_behind(event, uow):
         if event.false_report:
             await service.reverse_award(uow, report, str(envelope.id), f"Report rejected: {event.reason}")
-        service.move_report(report, HazardStatus.rejected, "rejected")
+            await service.count_false_report(uow, report)
+        service.move_report(report, HazardStatus.rejected, "rejected", event.reason)
+
+
+def _progress(issue_status: str) -> Handler:
+    """Events that only move the issue along: the rider sees the step on their report."""
+
+    async def handler(event: IssueFact, envelope: CloudEvent, uow: UnitOfWork) -> None:
+        for report in await _reports_behind(event, uow):
+            report.issue_id = report.issue_id or event.issue_id
+            note = getattr(event, "reason", None) or getattr(event, "note", None)
+            status = None
+            if issue_status == "reopened" and report.status == HazardStatus.resolved:
+                status = HazardStatus.verified if report.points_awarded else HazardStatus.accepted
+            service.move_report(report, status, issue_status, note)
+
+    return handler
+
+
+async def on_delivery_requested(event: DeliveryRequested, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await tasks.post_delivery(uow, event)
+
+
+async def on_delivery_cancelled(event: DeliveryCancelled, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await tasks.withdraw_by_origin(uow, "canteen", "order", str(event.order_id), f"Cancelled: {event.reason}")
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {
     IssueCreated: on_issue_created,
+    IssueAccepted: _progress("accepted"),
+    IssueAssigned: _progress("assigned"),
     IssueVerified: on_issue_verified,
     IssueResolved: on_issue_resolved,
+    IssueConfirmed: _progress("confirmed"),
+    IssueReopened: _progress("reopened"),
+    IssueClosedUnresolved: _progress("closed_unresolved"),
     IssueRejected: on_issue_rejected,
+    DeliveryRequested: on_delivery_requested,
+    DeliveryCancelled: on_delivery_cancelled,
 }

@@ -1,31 +1,47 @@
-"""Use cases of the points service. They take a unit of work and never commit: the caller does, once."""
+"""Use cases of the points service for riders, teams and hazard reports. They take a unit of work and never
+commit: the caller does, once. Tasks live in ``tasks.py``, merchants and redemption in ``merchants.py``, the
+ledger in ``ledger.py``."""
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.contracts.points import URGENT_HAZARDS, HazardReported, PointsPosted
+from minsheng.contracts.points import URGENT_HAZARDS, HazardReported
+from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.uow import UnitOfWork
+from services.points import config, ledger
 from services.points.models import (
     EntryKind,
     HazardReport,
     HazardReportCreate,
     HazardStatus,
-    LedgerEntry,
     Rider,
     RiderBalance,
     RiderCreate,
+    RiderRole,
+    RiderSelfUpdate,
+    RiderStaffUpdate,
     RiderStatus,
+    Team,
+    TeamCreate,
+    TeamUpdate,
 )
 
-# Points a verified hazard report earns, by category (a real report of a fire matters most).
-HAZARD_POINTS: dict[str, int] = {"fire": 20, "gas_leak": 20, "water_leak": 15, "road": 10, "other": 5}
+# Kept for callers of the first version; the live values are ``config.get().hazard_points``.
+HAZARD_POINTS: dict[str, int] = config.get().hazard_points
+
+# Re-exported: the ledger is the one place that moves balances.
+post_entry = ledger.post_entry
+statement = ledger.statement
 
 
 # --- riders -------------------------------------------------------------------------------------------------
@@ -51,21 +67,231 @@ async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
 
 
 def ensure_active(rider: Rider) -> None:
+    """Hazard reports are open to every registered rider who is not suspended (a fire is a fire)."""
     if rider.status == RiderStatus.suspended:
         raise Problem(403, "rider_suspended", "Rider suspended", "A suspended rider cannot do this.")
 
 
+def ensure_verified(rider: Rider) -> None:
+    """Tasks and redemption need a rider staff have verified."""
+    ensure_active(rider)
+    if rider.status != RiderStatus.active:
+        raise Problem(403, "rider_not_verified", "Rider not verified yet",
+                      "Staff must verify your registration before you can take tasks or redeem points.")
+
+
+async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate) -> Rider:
+    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(rider, name, value)
+    rider.updated_at = utcnow()
+    return rider
+
+
+async def get_rider(uow: UnitOfWork, who: Principal, rider_id: UUID, *, for_update: bool = False) -> Rider:
+    rider = await uow.session.get(Rider, rider_id, with_for_update=for_update and uow.db.is_postgres)
+    if rider is None or not who.covers(rider.community):
+        raise not_found("rider", rider_id)
+    return rider
+
+
+async def list_riders(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
+                      community: str | None = None, status: RiderStatus | None = None,
+                      role: RiderRole | None = None, team_id: UUID | None = None,
+                      flagged: bool | None = None) -> Page[Rider]:
+    query = select(Rider)
+    if not who.is_admin:
+        query = query.where(col(Rider.community).in_(who.scoped_values("community")))
+    if community is not None:
+        query = query.where(Rider.community == community)
+    if status is not None:
+        query = query.where(Rider.status == status.value)
+    if role is not None:
+        query = query.where(Rider.role == role.value)
+    if team_id is not None:
+        query = query.where(Rider.team_id == team_id)
+    if flagged is not None:
+        query = query.where(Rider.flagged == flagged)
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(Rider.created_at, Rider.id) < sa.tuple_(created, ident))
+    query = query.order_by(col(Rider.created_at).desc(), col(Rider.id).desc()).limit(limit + 1)
+    rows = list((await uow.session.execute(query)).scalars())
+    return page_of(rows, limit, lambda r: encode_cursor(r.created_at, r.id))
+
+
+def verify_rider(rider: Rider, who: Principal) -> Rider:
+    if rider.status == RiderStatus.suspended:
+        raise conflict("rider_suspended", "Reinstate the rider before verifying.")
+    if rider.status == RiderStatus.pending:
+        rider.status = RiderStatus.active
+        rider.verified_at = utcnow()
+        rider.verified_by = who.sub
+        rider.updated_at = utcnow()
+    return rider
+
+
+def suspend_rider(rider: Rider, reason: str) -> Rider:
+    rider.status = RiderStatus.suspended
+    rider.status_reason = reason
+    rider.updated_at = utcnow()
+    return rider
+
+
+def reinstate_rider(rider: Rider, reason: str) -> Rider:
+    if rider.status == RiderStatus.suspended:
+        rider.status = RiderStatus.active if rider.verified_at else RiderStatus.pending
+        rider.status_reason = reason
+        rider.updated_at = utcnow()
+    return rider
+
+
+def clear_flag(rider: Rider, reason: str) -> Rider:
+    rider.flagged = False
+    rider.flag_reason = f"cleared: {reason}"[:500]
+    rider.updated_at = utcnow()
+    return rider
+
+
+async def staff_update_rider(uow: UnitOfWork, who: Principal, rider: Rider, data: RiderStaffUpdate) -> Rider:
+    if data.role is not None:
+        if rider.role == RiderRole.red and data.role != RiderRole.red:
+            leading = (await uow.session.execute(
+                select(Team.id).where(Team.leader_rider_id == rider.id))).first()
+            if leading is not None:
+                raise conflict("rider_leads_team", "Give the team another leader before changing this role.",
+                               team_id=str(leading[0]))
+        rider.role = data.role
+    if data.community is not None:
+        rider.community = data.community
+    if data.leave_team:
+        rider.team_id = None
+    elif data.team_id is not None:
+        team = await get_team(uow, who, data.team_id)
+        rider.team_id = team.id
+    rider.updated_at = utcnow()
+    return rider
+
+
+# --- teams ----------------------------------------------------------------------------------------------------
+
+async def _leader(uow: UnitOfWork, who: Principal, rider_id: UUID) -> Rider:
+    leader = await get_rider(uow, who, rider_id)
+    if leader.role != RiderRole.red:
+        raise conflict("leader_not_red", "Teams are led by red riders; make this rider red first.")
+    return leader
+
+
+async def create_team(uow: UnitOfWork, who: Principal, data: TeamCreate) -> Team:
+    if not who.covers(data.community):
+        raise Problem(403, "outside_scope", "Outside your scope", "You cannot create teams in that community.")
+    if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
+        raise conflict("team_name_taken", f"A team named {data.name!r} exists already.")
+    team = Team(name=data.name, community=data.community, leader_rider_id=data.leader_rider_id)
+    uow.session.add(team)
+    if data.leader_rider_id is not None:
+        leader = await _leader(uow, who, data.leader_rider_id)
+        await uow.session.flush()
+        leader.team_id = team.id
+    return team
+
+
+async def get_team(uow: UnitOfWork, who: Principal, team_id: UUID) -> Team:
+    team = await uow.session.get(Team, team_id)
+    # Riders may see any team (leaderboards); staff only those in their scope.
+    if team is None or not (who.has(Role.rider) or team.community is None or who.covers(team.community)):
+        raise not_found("team", team_id)
+    return team
+
+
+async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpdate) -> Team:
+    if data.name is not None and data.name != team.name:
+        if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
+            raise conflict("team_name_taken", f"A team named {data.name!r} exists already.")
+        team.name = data.name
+    if data.community is not None:
+        team.community = data.community
+    if data.leader_rider_id is not None:
+        leader = await _leader(uow, who, data.leader_rider_id)
+        team.leader_rider_id = leader.id
+        leader.team_id = team.id
+    return team
+
+
+async def list_teams(uow: UnitOfWork, *, limit: int, cursor: str | None,
+                     community: str | None = None) -> Page[tuple[Team, int]]:
+    riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+    members = (sa.select(sa.func.count()).where(riders.c.team_id == Team.id)  # type: ignore[arg-type]
+               .scalar_subquery())
+    query = sa.select(Team, members)
+    if community is not None:
+        query = query.where(col(Team.community) == community)
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(Team.created_at, Team.id) > sa.tuple_(created, ident))
+    query = query.order_by(col(Team.created_at), col(Team.id)).limit(limit + 1)
+    rows = [(t, int(n)) for t, n in (await uow.session.execute(query)).all()]
+    return page_of(rows, limit, lambda r: encode_cursor(r[0].created_at, r[0].id))
+
+
+async def team_size(uow: UnitOfWork, team_id: UUID) -> int:
+    return int((await uow.session.execute(
+        sa.select(sa.func.count()).select_from(Rider).where(col(Rider.team_id) == team_id))).scalar_one())
+
+
 # --- hazard reports -----------------------------------------------------------------------------------------
 
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine), metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _same_place(report: HazardReport, data: HazardReportCreate, radius: float) -> bool:
+    if None not in (report.latitude, report.longitude, data.latitude, data.longitude):
+        return distance_m(report.latitude, report.longitude, data.latitude, data.longitude) <= radius  # type: ignore[arg-type]
+    if report.address and data.address:
+        return report.address.strip().casefold() == data.address.strip().casefold()
+    return bool(report.compound and report.compound == data.compound)
+
+
+async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[HazardReport]:
+    """Reports of the same category at the same place within the time window, oldest first."""
+    settings = config.get()
+    since = utcnow() - timedelta(minutes=settings.duplicate_window_minutes)
+    rows = (await uow.session.execute(
+        select(HazardReport).where(HazardReport.category == data.category, col(HazardReport.created_at) >= since)
+        .order_by(col(HazardReport.created_at)).limit(200)
+    )).scalars()
+    return [r for r in rows if _same_place(r, data, settings.duplicate_radius_m)]
+
+
+def _step(report: HazardReport, status: str, note: str | None = None) -> None:
+    report.progress = [*report.progress, {"status": status, "at": utcnow().isoformat(), "note": note}]
+
+
 async def report_hazard(uow: UnitOfWork, rider: Rider, data: HazardReportCreate) -> HazardReport:
+    """Record and acknowledge at once; forward to the issues service by event. The same rider reporting the
+    same hazard again is told it is already reported (409); another rider's report of it is kept, marked as
+    a duplicate of the first, and forwarded so the issues service can attach it to the same issue."""
     ensure_active(rider)
-    report = HazardReport(rider_id=rider.id, urgent=data.category in URGENT_HAZARDS, **data.model_dump())
+    duplicate_of: UUID | None = None
+    for earlier in await find_duplicate(uow, data):
+        if earlier.rider_id == rider.id:
+            raise conflict("duplicate_report", "You reported this hazard already; follow it there.",
+                           duplicate_of=str(earlier.id))
+        duplicate_of = duplicate_of or earlier.duplicate_of or earlier.id
+    community = data.community or rider.community
+    report = HazardReport(rider_id=rider.id, urgent=data.category in URGENT_HAZARDS,
+                          duplicate_of=duplicate_of, **{**data.model_dump(), "community": community})
+    _step(report, HazardStatus.submitted, "Received and forwarded" + (" (urgent)" if report.urgent else ""))
     uow.session.add(report)
     uow.emit(HazardReported(
         report_id=report.id, rider_id=rider.id, category=data.category, urgent=report.urgent,
         description=data.description, latitude=data.latitude, longitude=data.longitude, address=data.address,
-        community=data.community or rider.community, compound=data.compound, photo_urls=data.photo_urls,
-        reported_at=report.created_at,
+        community=community, compound=data.compound, photo_urls=data.photo_urls,
+        reported_at=report.created_at, duplicate_of=duplicate_of,
     ))
     return report
 
@@ -77,13 +303,30 @@ async def get_report(uow: UnitOfWork, rider: Rider, report_id: UUID) -> HazardRe
     return report
 
 
-async def list_reports(uow: UnitOfWork, rider: Rider, *, limit: int, cursor: str | None,
-                       status: HazardStatus | None = None) -> Page[HazardReport]:
-    query = select(HazardReport).where(HazardReport.rider_id == rider.id)
+async def get_report_as_staff(uow: UnitOfWork, who: Principal, report_id: UUID) -> HazardReport:
+    report = await uow.session.get(HazardReport, report_id)
+    if report is None or not who.covers(report.community, report.compound):
+        raise not_found("hazard_report", report_id)
+    return report
+
+
+async def list_reports(uow: UnitOfWork, rider: Rider | None, *, limit: int, cursor: str | None,
+                       status: HazardStatus | None = None, who: Principal | None = None,
+                       community: str | None = None, category: str | None = None) -> Page[HazardReport]:
+    query = select(HazardReport)
+    if rider is not None:
+        query = query.where(HazardReport.rider_id == rider.id)
+    elif who is not None and not who.is_admin:
+        query = query.where(sa.or_(col(HazardReport.community).in_(who.scoped_values("community")),
+                                   col(HazardReport.compound).in_(who.scoped_values("compound"))))
     if status is not None:
         query = query.where(HazardReport.status == status)
+    if community is not None:
+        query = query.where(HazardReport.community == community)
+    if category is not None:
+        query = query.where(HazardReport.category == category)
     if cursor:
-        created, ident = decode_cursor(cursor, type(utcnow()), UUID)
+        created, ident = decode_cursor(cursor, datetime, UUID)
         query = query.where(sa.tuple_(HazardReport.created_at, HazardReport.id) < sa.tuple_(created, ident))
     query = query.order_by(col(HazardReport.created_at).desc(), col(HazardReport.id).desc()).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
@@ -98,81 +341,28 @@ async def report_for_issue(uow: UnitOfWork, report_id: str) -> HazardReport | No
     return await uow.session.get(HazardReport, ident, with_for_update=uow.db.is_postgres)
 
 
-# --- ledger ---------------------------------------------------------------------------------------------------
-
-async def balance_of(uow: UnitOfWork, rider_id: UUID) -> RiderBalance:
-    balance = await uow.session.get(RiderBalance, rider_id)
-    if balance is None:
-        raise not_found("rider", rider_id)
-    return balance
-
-
-async def post_entry(
-    uow: UnitOfWork, *, rider_id: UUID, kind: EntryKind, amount: int, cause_type: str, cause_id: str,
-    event_id: str | None = None, note: str | None = None,
-) -> LedgerEntry | None:
-    """Append one ledger entry and move the balance, in one transaction. Idempotent on the cause: posting
-    the same (cause, kind) again returns None and changes nothing. Never lets the balance go below zero."""
-    already = await uow.session.execute(
-        select(col(LedgerEntry.id)).where(
-            LedgerEntry.cause_type == cause_type, LedgerEntry.cause_id == cause_id, LedgerEntry.kind == kind
-        )
-    )
-    if already.first() is not None:
-        return None
-    balances = RiderBalance.__table__  # type: ignore[attr-defined]
-    new_balance = (await uow.session.execute(
-        sa.update(balances)
-        .where(balances.c.rider_id == rider_id, balances.c.balance + amount >= 0)
-        .values(balance=balances.c.balance + amount, updated_at=utcnow())
-        .returning(balances.c.balance)
-    )).scalar_one_or_none()
-    if new_balance is None:
-        current = await uow.session.get(RiderBalance, rider_id)
-        if current is None:
-            raise not_found("rider", rider_id)
-        raise conflict("insufficient_points", f"Balance {current.balance} is less than {-amount}.",
-                       balance=current.balance)
-    entry = LedgerEntry(rider_id=rider_id, kind=kind, amount=amount, balance_after=new_balance,
-                        cause_type=cause_type, cause_id=cause_id, event_id=event_id, note=note)
-    uow.session.add(entry)
-    uow.emit(PointsPosted(entry_id=entry.id, rider_id=rider_id, kind=kind.value, amount=amount,
-                          balance_after=new_balance, cause_type=cause_type, cause_id=cause_id,
-                          posted_at=entry.created_at))
-    return entry
-
-
-async def statement(uow: UnitOfWork, rider_id: UUID, *, limit: int, cursor: str | None) -> Page[LedgerEntry]:
-    query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
-    if cursor:
-        created, ident = decode_cursor(cursor, type(utcnow()), UUID)
-        query = query.where(sa.tuple_(LedgerEntry.created_at, LedgerEntry.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(LedgerEntry.created_at).desc(), col(LedgerEntry.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda e: encode_cursor(e.created_at, e.id))
-
-
 # --- hazard report outcomes (driven by issue events) ----------------------------------------------------------
 
 async def award_for_verified_report(uow: UnitOfWork, report: HazardReport, event_id: str) -> None:
-    entry = await post_entry(
-        uow, rider_id=report.rider_id, kind=EntryKind.earned, amount=HAZARD_POINTS[report.category],
+    settings = config.get()
+    result = await ledger.earn(
+        uow, rider_id=report.rider_id, amount=settings.hazard_points.get(report.category, 0),
         cause_type="hazard_report", cause_id=str(report.id), event_id=event_id,
-        note=f"Verified {report.category} report",
+        note=f"Verified {report.category} report", category_cap=settings.hazard_daily_points_cap,
     )
-    if entry is not None:
-        report.points_awarded += entry.amount
+    if result.entry is not None:
+        report.points_awarded += result.amount
 
 
 async def reverse_award(uow: UnitOfWork, report: HazardReport, event_id: str, reason: str) -> None:
     """A report found false loses what it earned — as much as the balance still holds (never below zero)."""
     if report.points_awarded <= 0:
         return
-    balance = await balance_of(uow, report.rider_id)
-    take_back = min(report.points_awarded, balance.balance)
+    balance = await ledger.lock_balance(uow, report.rider_id)
+    take_back = min(report.points_awarded, balance)
     if take_back == 0:
         return
-    entry = await post_entry(
+    entry = await ledger.post_entry(
         uow, rider_id=report.rider_id, kind=EntryKind.reversed, amount=-take_back,
         cause_type="hazard_report", cause_id=str(report.id), event_id=event_id, note=reason[:500],
     )
@@ -180,7 +370,36 @@ async def reverse_award(uow: UnitOfWork, report: HazardReport, event_id: str, re
         report.points_awarded -= take_back
 
 
-def move_report(report: HazardReport, status: HazardStatus, issue_status: str) -> None:
-    report.status = status
+async def count_false_report(uow: UnitOfWork, report: HazardReport) -> None:
+    """Mark a report false and flag its rider for staff when false reports pile up."""
+    if report.false_report:
+        return
+    report.false_report = True
+    rider = await uow.session.get(Rider, report.rider_id, with_for_update=uow.db.is_postgres)
+    if rider is None:
+        return
+    rider.false_reports += 1
+    settings = config.get()
+    since = utcnow() - timedelta(days=settings.false_report_window_days)
+    await uow.session.flush()
+    recent = int((await uow.session.execute(
+        sa.select(sa.func.count()).select_from(HazardReport).where(
+            col(HazardReport.rider_id) == rider.id, col(HazardReport.false_report).is_(True),
+            col(HazardReport.created_at) >= since))).scalar_one())
+    if recent >= settings.false_report_flag_threshold and not rider.flagged:
+        rider.flagged = True
+        rider.flag_reason = (f"{recent} reports found false in {settings.false_report_window_days} days")
+        rider.updated_at = utcnow()
+
+
+def move_report(report: HazardReport, status: HazardStatus | None, issue_status: str,
+                note: str | None = None) -> None:
+    if status is not None:
+        report.status = status
     report.issue_status = issue_status
     report.updated_at = utcnow()
+    _step(report, issue_status, note)
+
+
+def public_progress(report: HazardReport) -> list[dict[str, Any]]:
+    return list(report.progress or [])

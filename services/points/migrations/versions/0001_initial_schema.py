@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:16:19.695461
+Create Date: 2026-11-27 09:26:48.478900
 """
 from collections.abc import Sequence
 
@@ -44,6 +44,33 @@ def upgrade() -> None:
     sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('scope', 'key')
     )
+    op.create_table('merchant_nonces',
+    sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('nonce', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('expires_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key_id', 'nonce')
+    )
+    with op.batch_alter_table('merchant_nonces', schema=None) as batch_op:
+        batch_op.create_index('ix_merchant_nonces_expires', ['expires_at'], unique=False)
+
+    op.create_table('merchants',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('category', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('community', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+    sa.Column('void_window_minutes', sa.Integer(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('contact_name', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),
+    sa.Column('contact_phone', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('merchants', schema=None) as batch_op:
+        batch_op.create_index('ix_merchants_community_created', ['community', 'created_at'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('topic', sa.String(length=120), nullable=False),
@@ -67,6 +94,70 @@ def upgrade() -> None:
     sa.Column('processed_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('source', 'id')
     )
+    op.create_table('task_types',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('daily_cap', sa.Integer(), nullable=False),
+    sa.Column('verification', sa.String(length=10), nullable=False),
+    sa.Column('proof_required', sa.Boolean(), nullable=False),
+    sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('code')
+    )
+    op.create_table('teams',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('community', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('leader_rider_id', sa.Uuid(), nullable=True),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('name', name='uq_teams_name')
+    )
+    with op.batch_alter_table('teams', schema=None) as batch_op:
+        batch_op.create_index('ix_teams_community_created', ['community', 'created_at'], unique=False)
+
+    op.create_table('merchant_credentials',
+    sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('merchant_id', sa.Uuid(), nullable=False),
+    sa.Column('secret_enc', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('label', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_used_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], ),
+    sa.PrimaryKeyConstraint('key_id')
+    )
+    with op.batch_alter_table('merchant_credentials', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_merchant_credentials_merchant_id'), ['merchant_id'], unique=False)
+
+    op.create_table('offers',
+    sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('points_cost', sa.Integer(), nullable=False),
+    sa.Column('per_rider_limit', sa.Integer(), nullable=True),
+    sa.Column('valid_from', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('valid_until', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('merchant_id', sa.Uuid(), nullable=False),
+    sa.Column('discount_fen', sa.Integer(), nullable=True),
+    sa.Column('stock_total', sa.Integer(), nullable=True),
+    sa.Column('stock_remaining', sa.Integer(), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('stock_remaining IS NULL OR stock_remaining >= 0', name='ck_offer_stock'),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('offers', schema=None) as batch_op:
+        batch_op.create_index('ix_offers_active_created', ['active', 'created_at'], unique=False)
+        batch_op.create_index('ix_offers_merchant_created', ['merchant_id', 'created_at'], unique=False)
+
     op.create_table('riders',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
     sa.Column('platform', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
@@ -76,10 +167,24 @@ def upgrade() -> None:
     sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('role', sa.String(length=10), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('status_reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('team_id', sa.Uuid(), nullable=True),
+    sa.Column('verified_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('verified_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('flagged', sa.Boolean(), nullable=False),
+    sa.Column('flag_reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('false_reports', sa.Integer(), nullable=False),
     sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['team_id'], ['teams.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('subject')
     )
+    with op.batch_alter_table('riders', schema=None) as batch_op:
+        batch_op.create_index('ix_riders_community_created', ['community', 'created_at'], unique=False)
+        batch_op.create_index('ix_riders_flagged', ['flagged', 'created_at'], unique=False)
+        batch_op.create_index('ix_riders_team', ['team_id'], unique=False)
+
     op.create_table('hazard_reports',
     sa.Column('category', sa.String(length=20), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
@@ -95,6 +200,9 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('issue_id', sa.Uuid(), nullable=True),
     sa.Column('issue_status', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
+    sa.Column('duplicate_of', sa.Uuid(), nullable=True),
+    sa.Column('false_report', sa.Boolean(), nullable=False),
+    sa.Column('progress', minsheng.platform.types.JSONType(), nullable=False),
     sa.Column('points_awarded', sa.Integer(), nullable=False),
     sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
@@ -102,6 +210,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('hazard_reports', schema=None) as batch_op:
+        batch_op.create_index('ix_hazard_reports_category_created', ['category', 'created_at'], unique=False)
+        batch_op.create_index('ix_hazard_reports_community_created', ['community', 'created_at'], unique=False)
         batch_op.create_index('ix_hazard_reports_rider_created', ['rider_id', 'created_at'], unique=False)
 
     op.create_table('ledger_entries',
@@ -120,7 +230,46 @@ def upgrade() -> None:
     sa.UniqueConstraint('cause_type', 'cause_id', 'kind', name='uq_ledger_cause')
     )
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_ledger_kind_created', ['kind', 'created_at'], unique=False)
         batch_op.create_index('ix_ledger_rider_created', ['rider_id', 'created_at'], unique=False)
+
+    op.create_table('redemption_codes',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('rider_id', sa.Uuid(), nullable=False),
+    sa.Column('offer_id', sa.Uuid(), nullable=True),
+    sa.Column('expires_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['rider_id'], ['riders.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('code_hash')
+    )
+    with op.batch_alter_table('redemption_codes', schema=None) as batch_op:
+        batch_op.create_index('ix_redemption_codes_expires', ['expires_at'], unique=False)
+        batch_op.create_index('ix_redemption_codes_rider_expires', ['rider_id', 'expires_at'], unique=False)
+
+    op.create_table('redemptions',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('merchant_id', sa.Uuid(), nullable=False),
+    sa.Column('offer_id', sa.Uuid(), nullable=False),
+    sa.Column('rider_id', sa.Uuid(), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('discount_fen', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('voided_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('void_reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], ),
+    sa.ForeignKeyConstraint(['offer_id'], ['offers.id'], ),
+    sa.ForeignKeyConstraint(['rider_id'], ['riders.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('redemptions', schema=None) as batch_op:
+        batch_op.create_index('ix_redemptions_merchant_created', ['merchant_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_redemptions_offer_rider', ['offer_id', 'rider_id'], unique=False)
+        batch_op.create_index('ix_redemptions_rider_created', ['rider_id', 'created_at'], unique=False)
 
     op.create_table('rider_balances',
     sa.Column('rider_id', sa.Uuid(), nullable=False),
@@ -130,26 +279,111 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['rider_id'], ['riders.id'], ),
     sa.PrimaryKeyConstraint('rider_id')
     )
+    op.create_table('tasks',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('type_code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('community', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),
+    sa.Column('compound', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+    sa.Column('pickup_address', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('origin_service', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
+    sa.Column('origin_kind', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
+    sa.Column('origin_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('due_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.Uuid(), nullable=True),
+    sa.Column('claimed_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('submitted_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('proof_photo_urls', minsheng.platform.types.JSONType(), nullable=False),
+    sa.Column('proof_note', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+    sa.Column('verified_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('verified_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('closed_reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('points_awarded', sa.Integer(), nullable=False),
+    sa.Column('capped', sa.Boolean(), nullable=False),
+    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['claimed_by'], ['riders.id'], ),
+    sa.ForeignKeyConstraint(['type_code'], ['task_types.code'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('origin_service', 'origin_kind', 'origin_id', name='uq_tasks_origin')
+    )
+    with op.batch_alter_table('tasks', schema=None) as batch_op:
+        batch_op.create_index('ix_tasks_claimed_by_created', ['claimed_by', 'created_at'], unique=False)
+        batch_op.create_index('ix_tasks_community_status_created', ['community', 'status', 'created_at'], unique=False)
+        batch_op.create_index('ix_tasks_status_created', ['status', 'created_at'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('tasks', schema=None) as batch_op:
+        batch_op.drop_index('ix_tasks_status_created')
+        batch_op.drop_index('ix_tasks_community_status_created')
+        batch_op.drop_index('ix_tasks_claimed_by_created')
+
+    op.drop_table('tasks')
     op.drop_table('rider_balances')
+    with op.batch_alter_table('redemptions', schema=None) as batch_op:
+        batch_op.drop_index('ix_redemptions_rider_created')
+        batch_op.drop_index('ix_redemptions_offer_rider')
+        batch_op.drop_index('ix_redemptions_merchant_created')
+
+    op.drop_table('redemptions')
+    with op.batch_alter_table('redemption_codes', schema=None) as batch_op:
+        batch_op.drop_index('ix_redemption_codes_rider_expires')
+        batch_op.drop_index('ix_redemption_codes_expires')
+
+    op.drop_table('redemption_codes')
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_ledger_rider_created')
+        batch_op.drop_index('ix_ledger_kind_created')
 
     op.drop_table('ledger_entries')
     with op.batch_alter_table('hazard_reports', schema=None) as batch_op:
         batch_op.drop_index('ix_hazard_reports_rider_created')
+        batch_op.drop_index('ix_hazard_reports_community_created')
+        batch_op.drop_index('ix_hazard_reports_category_created')
 
     op.drop_table('hazard_reports')
+    with op.batch_alter_table('riders', schema=None) as batch_op:
+        batch_op.drop_index('ix_riders_team')
+        batch_op.drop_index('ix_riders_flagged')
+        batch_op.drop_index('ix_riders_community_created')
+
     op.drop_table('riders')
+    with op.batch_alter_table('offers', schema=None) as batch_op:
+        batch_op.drop_index('ix_offers_merchant_created')
+        batch_op.drop_index('ix_offers_active_created')
+
+    op.drop_table('offers')
+    with op.batch_alter_table('merchant_credentials', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_merchant_credentials_merchant_id'))
+
+    op.drop_table('merchant_credentials')
+    with op.batch_alter_table('teams', schema=None) as batch_op:
+        batch_op.drop_index('ix_teams_community_created')
+
+    op.drop_table('teams')
+    op.drop_table('task_types')
     op.drop_table('processed_events')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_unsent', postgresql_where=sa.text('sent_at IS NULL'), sqlite_where=sa.text('sent_at IS NULL'))
 
     op.drop_table('outbox')
+    with op.batch_alter_table('merchants', schema=None) as batch_op:
+        batch_op.drop_index('ix_merchants_community_created')
+
+    op.drop_table('merchants')
+    with op.batch_alter_table('merchant_nonces', schema=None) as batch_op:
+        batch_op.drop_index('ix_merchant_nonces_expires')
+
+    op.drop_table('merchant_nonces')
     op.drop_table('idempotency_keys')
     op.drop_table('dead_letters')
     # ### end Alembic commands ###

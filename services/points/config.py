@@ -1,0 +1,89 @@
+"""Points-service policy: caps, expiry, windows, rate limits. Environment variables ``MINSHENG_POINTS_*``.
+
+The platform's :class:`minsheng.settings.Settings` holds what every service shares; these knobs are the
+points scheme's own rules, so they live here. ``override()`` swaps them for a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PointsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MINSHENG_POINTS_", env_file=None, extra="ignore")
+
+    # Days, months and caps are counted in the county's local time.
+    timezone: str = "Asia/Shanghai"
+
+    # Hazard reports: points a verified report earns, by category; a daily cap on hazard points per rider.
+    hazard_points: dict[str, int] = {"fire": 20, "gas_leak": 20, "water_leak": 15, "road": 10, "other": 5}
+    hazard_daily_points_cap: int = 60
+    # All points a rider may earn in one local day (hazards + tasks); 0 = no cap.
+    daily_earn_cap: int = 200
+    # Duplicate detection: the same category within this radius and time window.
+    duplicate_radius_m: float = 200.0
+    duplicate_window_minutes: int = 30
+    # Abuse: a rider with this many reports found false within the window is flagged for staff.
+    false_report_flag_threshold: int = 3
+    false_report_window_days: int = 30
+
+    # Expiry: earned points not spent within this many days expire (first in, first out); 0 = never.
+    expiry_days: int = 365
+    expiry_warning_days: int = 30
+
+    # Redemption: one-time codes live this long; merchants may void within this window by default.
+    code_ttl_seconds: int = 180
+    max_active_codes: int = 5
+    void_window_minutes: int = 30
+
+    # Merchant request signatures: accepted clock skew either way.
+    signature_window_seconds: int = 300
+
+    # Token buckets (per process, in memory): sustained rate per second and burst.
+    merchant_rate_per_second: float = 10.0
+    merchant_burst: int = 40
+    rider_rate_per_second: float = 1.0
+    rider_burst: int = 20
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def day_start(self, at: datetime) -> datetime:
+        """The start of ``at``'s local day, as an aware datetime."""
+        local = at.astimezone(self.tz)
+        return datetime.combine(local.date(), time(0), tzinfo=self.tz)
+
+    def month_bounds(self, month: date) -> tuple[datetime, datetime]:
+        start = datetime(month.year, month.month, 1, tzinfo=self.tz)
+        nxt = (start + timedelta(days=32)).replace(day=1)
+        return start, nxt
+
+    def local_month(self, at: datetime) -> date:
+        local = at.astimezone(self.tz)
+        return date(local.year, local.month, 1)
+
+
+_current = PointsSettings()
+
+
+def get() -> PointsSettings:
+    return _current
+
+
+@contextlib.contextmanager
+def override(**changes: Any) -> Iterator[PointsSettings]:
+    """Tests: run with some settings changed."""
+    global _current
+    previous = _current
+    _current = previous.model_copy(update=changes)
+    try:
+        yield _current
+    finally:
+        _current = previous

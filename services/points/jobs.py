@@ -1,0 +1,41 @@
+"""Periodic work of the points service. Every job is safe in several replicas: expiry entries are idempotent
+on their cause (rider + local day), task expiry and purges are conditional statements."""
+
+from __future__ import annotations
+
+import logging
+
+from minsheng.platform.service import Job, ServiceRuntime
+from services.points import ledger, merchants, tasks
+
+log = logging.getLogger(__name__)
+
+
+async def expire_points(runtime: ServiceRuntime) -> int:
+    async with runtime.uow() as uow:
+        expired = await ledger.expire_points(uow)
+        await uow.commit()
+    if expired:
+        log.info("points: %d points expired", expired)
+    return expired
+
+
+async def expire_tasks(runtime: ServiceRuntime) -> int:
+    async with runtime.uow() as uow:
+        n = await tasks.expire_overdue(uow)
+        await uow.commit()
+    return n
+
+
+async def purge(runtime: ServiceRuntime) -> tuple[int, int]:
+    async with runtime.uow() as uow:
+        result = await merchants.purge_expired(uow)
+        await uow.commit()
+    return result
+
+
+JOBS = (
+    Job("expire-points", 3600, expire_points),
+    Job("expire-tasks", 60, expire_tasks),
+    Job("purge-nonces-and-codes", 600, purge),
+)

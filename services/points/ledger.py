@@ -1,0 +1,285 @@
+"""The ledger: append-only entries, a balance that never goes negative, caps, expiry and leaderboards.
+
+Every entry names its cause (``cause_type``, ``cause_id``) and ``(cause_type, cause_id, kind)`` is unique, so
+posting for the same cause twice changes nothing. The balance moves in one conditional UPDATE
+(``balance + amount >= 0``) backed by a CHECK constraint: concurrent debits can never overdraw it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.contracts.points import PointsPosted
+from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.ids import as_utc, utcnow, uuid7
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.privacy import mask_name
+from minsheng.platform.uow import UnitOfWork
+from services.points import config
+from services.points.models import (
+    BalancePublic,
+    EntryKind,
+    Leaderboard,
+    LeaderboardRow,
+    LedgerEntry,
+    Rider,
+    RiderBalance,
+    Team,
+)
+
+ENTRIES: sa.Table = LedgerEntry.__table__  # type: ignore[attr-defined]
+BALANCES: sa.Table = RiderBalance.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Posted:
+    id: UUID
+    rider_id: UUID
+    kind: EntryKind
+    amount: int
+    balance_after: int
+    created_at: datetime
+
+
+async def lock_balance(uow: UnitOfWork, rider_id: UUID) -> int:
+    """Read the balance, locking the row on PostgreSQL so caps and limits are checked one at a time per rider."""
+    query = sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id)
+    if uow.db.is_postgres:
+        query = query.with_for_update()
+    balance = (await uow.session.execute(query)).scalar_one_or_none()
+    if balance is None:
+        raise not_found("rider", rider_id)
+    return int(balance)
+
+
+async def already_posted(uow: UnitOfWork, cause_type: str, cause_id: str, kind: EntryKind) -> bool:
+    found = await uow.session.execute(sa.select(ENTRIES.c.id).where(
+        ENTRIES.c.cause_type == cause_type, ENTRIES.c.cause_id == cause_id, ENTRIES.c.kind == kind.value))
+    return found.first() is not None
+
+
+async def post_entry(
+    uow: UnitOfWork, *, rider_id: UUID, kind: EntryKind, amount: int, cause_type: str, cause_id: str,
+    event_id: str | None = None, note: str | None = None, check_duplicate: bool = True,
+) -> Posted | None:
+    """Append one ledger entry and move the balance, in one transaction. Idempotent on the cause: posting
+    the same (cause, kind) again returns None and changes nothing. Never lets the balance go below zero
+    (409 ``insufficient_points``)."""
+    if check_duplicate and await already_posted(uow, cause_type, cause_id, kind):
+        return None
+    now = utcnow()
+    new_balance = (await uow.session.execute(
+        sa.update(BALANCES)
+        .where(BALANCES.c.rider_id == rider_id, BALANCES.c.balance + amount >= 0)
+        .values(balance=BALANCES.c.balance + amount, updated_at=now)
+        .returning(BALANCES.c.balance)
+    )).scalar_one_or_none()
+    if new_balance is None:
+        current = (await uow.session.execute(
+            sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id))).scalar_one_or_none()
+        if current is None:
+            raise not_found("rider", rider_id)
+        raise conflict("insufficient_points", f"The balance ({current}) is less than {-amount} points.",
+                       balance=current)
+    entry_id = uuid7()
+    await uow.session.execute(sa.insert(ENTRIES).values(
+        id=entry_id, rider_id=rider_id, kind=kind.value, amount=amount, balance_after=new_balance,
+        cause_type=cause_type, cause_id=cause_id, event_id=event_id, note=note[:500] if note else None,
+        created_at=now))
+    uow.emit(PointsPosted(entry_id=entry_id, rider_id=rider_id, kind=kind.value, amount=amount,
+                          balance_after=new_balance, cause_type=cause_type, cause_id=cause_id, posted_at=now))
+    return Posted(entry_id, rider_id, kind, amount, int(new_balance), now)
+
+
+async def earned_since(uow: UnitOfWork, rider_id: UUID, since: datetime, cause_type: str | None = None) -> int:
+    query = sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0)).where(
+        ENTRIES.c.rider_id == rider_id, ENTRIES.c.kind == EntryKind.earned.value, ENTRIES.c.created_at >= since)
+    if cause_type is not None:
+        query = query.where(ENTRIES.c.cause_type == cause_type)
+    return int((await uow.session.execute(query)).scalar_one())
+
+
+@dataclass(frozen=True)
+class Earning:
+    entry: Posted | None
+    amount: int
+    capped: bool
+    duplicate: bool = False
+
+
+async def earn(
+    uow: UnitOfWork, *, rider_id: UUID, amount: int, cause_type: str, cause_id: str, event_id: str | None,
+    note: str, category_cap: int = 0,
+) -> Earning:
+    """Credit earned points under the daily caps: ``category_cap`` (points of this cause type per local
+    day) and the global ``daily_earn_cap``. What is over the cap is not credited (the entry says so)."""
+    if await already_posted(uow, cause_type, cause_id, EntryKind.earned):
+        return Earning(None, 0, False, duplicate=True)
+    settings = config.get()
+    await lock_balance(uow, rider_id)
+    day = settings.day_start(utcnow())
+    allowed = amount
+    if category_cap:
+        allowed = min(allowed, category_cap - await earned_since(uow, rider_id, day, cause_type))
+    if settings.daily_earn_cap:
+        allowed = min(allowed, settings.daily_earn_cap - await earned_since(uow, rider_id, day))
+    allowed = max(allowed, 0)
+    capped = allowed < amount
+    if allowed == 0:
+        return Earning(None, 0, capped)
+    if capped:
+        note = f"{note} (daily cap: {allowed} of {amount})"
+    entry = await post_entry(uow, rider_id=rider_id, kind=EntryKind.earned, amount=allowed, cause_type=cause_type,
+                             cause_id=cause_id, event_id=event_id, note=note, check_duplicate=False)
+    return Earning(entry, allowed, capped)
+
+
+async def adjust(uow: UnitOfWork, rider_id: UUID, amount: int, reason: str, actor: str) -> Posted:
+    entry = await post_entry(uow, rider_id=rider_id, kind=EntryKind.adjusted, amount=amount,
+                             cause_type="adjustment", cause_id=str(uuid7()), note=f"{reason} — {actor}"[:500],
+                             check_duplicate=False)
+    assert entry is not None
+    return entry
+
+
+# --- reading --------------------------------------------------------------------------------------------------
+
+async def balance_view(uow: UnitOfWork, rider_id: UUID) -> BalancePublic:
+    row = await uow.session.get(RiderBalance, rider_id)
+    if row is None:
+        raise not_found("rider", rider_id)
+    settings = config.get()
+    now = utcnow()
+    expiring, before = 0, None
+    if settings.expiry_days:
+        horizon = now + timedelta(days=settings.expiry_warning_days)
+        expiring = min(await expirable(uow, rider_id, horizon - timedelta(days=settings.expiry_days)), row.balance)
+        before = horizon if expiring else None
+    return BalancePublic(rider_id=rider_id, balance=row.balance, updated_at=row.updated_at,
+                         expiring_points=expiring, expiring_before=before,
+                         earned_today=await earned_since(uow, rider_id, settings.day_start(now)),
+                         daily_cap=settings.daily_earn_cap)
+
+
+async def statement(uow: UnitOfWork, rider_id: UUID, *, limit: int, cursor: str | None,
+                    kind: EntryKind | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> Page[LedgerEntry]:
+    query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
+    if kind is not None:
+        query = query.where(LedgerEntry.kind == kind.value)
+    if since is not None:
+        query = query.where(col(LedgerEntry.created_at) >= since)
+    if until is not None:
+        query = query.where(col(LedgerEntry.created_at) < until)
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(LedgerEntry.created_at, LedgerEntry.id) < sa.tuple_(created, ident))
+    query = query.order_by(col(LedgerEntry.created_at).desc(), col(LedgerEntry.id).desc()).limit(limit + 1)
+    rows = list((await uow.session.execute(query)).scalars())
+    return page_of(rows, limit, lambda e: encode_cursor(e.created_at, e.id))
+
+
+# --- expiry ---------------------------------------------------------------------------------------------------
+
+CREDIT_KINDS = (EntryKind.earned.value, EntryKind.adjusted.value)
+
+
+async def expirable(uow: UnitOfWork, rider_id: UUID, cutoff: datetime) -> int:
+    """Points credited before ``cutoff`` and not yet spent, first in first out: credits (earned, positive
+    adjustments) before the cutoff minus every debit ever (redeemed, reversed, expired, negative adjustments),
+    voided redemptions giving their debit back."""
+    amount = ENTRIES.c.amount
+    old_credits = sa.func.coalesce(sa.func.sum(sa.case(
+        (sa.and_(ENTRIES.c.kind.in_(CREDIT_KINDS), amount > 0, ENTRIES.c.created_at < cutoff), amount),
+        else_=0)), 0)
+    debits = sa.func.coalesce(sa.func.sum(sa.case(
+        (amount < 0, -amount), (ENTRIES.c.kind == EntryKind.voided.value, -amount), else_=0)), 0)
+    row = (await uow.session.execute(
+        sa.select(old_credits, debits).where(ENTRIES.c.rider_id == rider_id))).one()
+    return max(0, int(row[0]) - int(row[1]))
+
+
+async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> int:
+    """Expire unspent points older than the policy allows. Idempotent per rider and local day (the cause is
+    ``expiry / <rider>:<day>``), so running it in several replicas or twice a day changes nothing."""
+    settings = config.get()
+    if not settings.expiry_days:
+        return 0
+    now = now or utcnow()
+    cutoff = now - timedelta(days=settings.expiry_days)
+    day = settings.day_start(now).date().isoformat()
+    candidates = (await uow.session.execute(
+        sa.select(ENTRIES.c.rider_id).where(ENTRIES.c.kind.in_(CREDIT_KINDS), ENTRIES.c.created_at < cutoff,
+                                            ENTRIES.c.amount > 0)
+        .group_by(ENTRIES.c.rider_id).limit(batch)
+    )).scalars().all()
+    expired = 0
+    for rider_id in candidates:
+        cause_id = f"{rider_id}:{day}"
+        if await already_posted(uow, "expiry", cause_id, EntryKind.expired):
+            continue
+        balance = await lock_balance(uow, rider_id)
+        amount = min(await expirable(uow, rider_id, cutoff), balance)
+        if amount <= 0:
+            continue
+        await post_entry(uow, rider_id=rider_id, kind=EntryKind.expired, amount=-amount, cause_type="expiry",
+                         cause_id=cause_id, note=f"Points earned before {cutoff.date().isoformat()} expired",
+                         check_duplicate=False)
+        expired += amount
+    return expired
+
+
+# --- leaderboards ---------------------------------------------------------------------------------------------
+
+def parse_month(value: str | None) -> date:
+    settings = config.get()
+    if not value:
+        return settings.local_month(utcnow())
+    try:
+        parsed = datetime.strptime(value, "%Y-%m")
+    except ValueError as exc:
+        raise Problem(422, "validation_error", "The request is not valid", "month must look like 2026-11",
+                      errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}]) from exc
+    return date(parsed.year, parsed.month, 1)
+
+
+async def leaderboard(uow: UnitOfWork, *, by: str, month: date, community: str | None = None,
+                      team_id: UUID | None = None, limit: int = 20) -> Leaderboard:
+    """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
+    start, end = config.get().month_bounds(month)
+    riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+    teams: sa.Table = Team.__table__  # type: ignore[attr-defined]
+    points = sa.func.sum(ENTRIES.c.amount).label("points")
+    members = sa.func.count(sa.distinct(ENTRIES.c.rider_id)).label("riders")
+    base = (ENTRIES.join(riders, riders.c.id == ENTRIES.c.rider_id))
+    where: list[Any] = [ENTRIES.c.kind.in_([EntryKind.earned.value, EntryKind.reversed.value]),
+                        ENTRIES.c.created_at >= start, ENTRIES.c.created_at < end]
+    if community is not None:
+        where.append(riders.c.community == community)
+    if team_id is not None:
+        where.append(riders.c.team_id == team_id)
+    if by == "team":
+        query = (sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
+                 .select_from(base.join(teams, teams.c.id == riders.c.team_id))
+                 .group_by(teams.c.id, teams.c.name))
+    elif by == "community":
+        query = (sa.select(riders.c.community.label("key"), riders.c.community.label("name"), points, members)
+                 .select_from(base).where(riders.c.community.is_not(None)).group_by(riders.c.community))
+    else:
+        query = (sa.select(riders.c.id.label("key"), riders.c.name.label("name"), points, members)
+                 .select_from(base).group_by(riders.c.id, riders.c.name))
+    query = query.where(*where).order_by(sa.desc("points"), sa.asc("key")).limit(limit)
+    rows = (await uow.session.execute(query)).all()
+    items = [LeaderboardRow(rank=i + 1, key=str(r.key), name=mask_name(r.name) if by == "rider" else r.name,
+                            points=int(r.points or 0), riders=int(r.riders)) for i, r in enumerate(rows)]
+    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)
+
+
+def _aware(value: datetime) -> datetime:
+    return as_utc(value)

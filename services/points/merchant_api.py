@@ -1,0 +1,198 @@
+"""The merchant API (``/points/merchant-api/...``): signed requests only (see ``signing.py``).
+
+Merchants see their own offers, redemptions and statements — never a rider's name, phone or id, only a
+per-merchant pseudonym (``rider_ref``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.idempotency import idempotent
+from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.service import Runtime, UoW
+from services.points import config, ledger, merchants, ratelimit, signing
+from services.points.merchants import MerchantCaller
+from services.points.models import (
+    Merchant,
+    MerchantCredential,
+    MerchantNonce,
+    MerchantPublic,
+    MerchantStatus,
+    OfferCreate,
+    OfferPublic,
+    OfferUpdate,
+    RedeemRequest,
+    RedemptionPublic,
+    RedemptionStatus,
+    StatementSummary,
+    VoidRequest,
+)
+
+CREDENTIALS: sa.Table = MerchantCredential.__table__  # type: ignore[attr-defined]
+MERCHANTS: sa.Table = Merchant.__table__  # type: ignore[attr-defined]
+NONCES: sa.Table = MerchantNonce.__table__  # type: ignore[attr-defined]
+
+
+def _unauthorized(code: str, detail: str) -> Problem:
+    return Problem(401, code, "Signature check failed", detail,
+                   headers={"WWW-Authenticate": 'HMAC-SHA256 realm="minsheng-merchant"'})
+
+
+def signed_path(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+async def merchant_caller(request: Request, runtime: Runtime) -> MerchantCaller:
+    """Authenticate a signed merchant request: key, ±window timestamp, fresh nonce, HMAC over the request."""
+    key_id = request.headers.get(signing.KEY_HEADER)
+    timestamp = request.headers.get(signing.TIMESTAMP_HEADER)
+    nonce = request.headers.get(signing.NONCE_HEADER)
+    signature = request.headers.get(signing.SIGNATURE_HEADER)
+    if not (key_id and timestamp and nonce and signature):
+        raise _unauthorized("signature_missing", f"Send {signing.KEY_HEADER}, {signing.TIMESTAMP_HEADER}, "
+                            f"{signing.NONCE_HEADER} and {signing.SIGNATURE_HEADER}.")
+    settings = config.get()
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        raise _unauthorized("signature_invalid", "The timestamp must be Unix seconds.") from None
+    if abs(time.time() - ts) > settings.signature_window_seconds:
+        raise _unauthorized("signature_expired", f"The timestamp is more than {settings.signature_window_seconds}"
+                            " seconds from the server clock; check the clock and sign again.")
+    if not signing.NONCE_PATTERN.match(nonce) or len(key_id) > 40:
+        raise _unauthorized("signature_invalid", "The nonce must be 8-64 characters of [A-Za-z0-9_-].")
+    body = await request.body()
+    now = utcnow()
+    async with runtime.db.engine.begin() as conn:
+        row = (await conn.execute(
+            sa.select(CREDENTIALS.c.secret_enc, CREDENTIALS.c.merchant_id, CREDENTIALS.c.last_used_at,
+                      MERCHANTS.c.status, MERCHANTS.c.void_window_minutes)
+            .join(MERCHANTS, MERCHANTS.c.id == CREDENTIALS.c.merchant_id)
+            .where(CREDENTIALS.c.key_id == key_id, CREDENTIALS.c.revoked_at.is_(None)))).first()
+        if row is None:
+            raise _unauthorized("unknown_key", "Unknown or revoked key id.")
+        secret = merchants.cipher(runtime.settings).decrypt(row.secret_enc) or ""
+        if not signing.verify(secret, signature, request.method, signed_path(request), timestamp, nonce, body):
+            raise _unauthorized("signature_invalid", "The signature does not match the request.")
+        if row.status != MerchantStatus.active:
+            raise Problem(403, "merchant_suspended", "Merchant suspended", "This merchant account is suspended.")
+        try:
+            # Its own short transaction, committed before the request's work: a nonce is spent even when the
+            # request then fails, so no signed request can ever be replayed.
+            await conn.execute(sa.insert(NONCES).values(
+                key_id=key_id, nonce=nonce,
+                expires_at=now + timedelta(seconds=2 * settings.signature_window_seconds + 60)))
+            if row.last_used_at is None or as_utc(row.last_used_at) < now - timedelta(minutes=1):
+                await conn.execute(sa.update(CREDENTIALS).where(CREDENTIALS.c.key_id == key_id)
+                                   .values(last_used_at=now))
+        except sa.exc.IntegrityError:
+            raise _unauthorized("nonce_reused", "This nonce was used before; sign with a new one.") from None
+    ratelimit.check(f"merchant:{row.merchant_id}", settings.merchant_rate_per_second, settings.merchant_burst)
+    return MerchantCaller(merchant_id=row.merchant_id, key_id=key_id,
+                          void_window_minutes=row.void_window_minutes)
+
+
+Caller = Annotated[MerchantCaller, Depends(merchant_caller)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+router = APIRouter(prefix="/merchant-api", tags=["merchant API (signed)"])
+
+
+@router.get("/me", response_model=MerchantPublic, summary="The calling merchant (checks your signing works)")
+async def me(uow: UoW, caller: Caller) -> MerchantPublic:
+    merchant = await merchants.get_merchant(uow, None, caller.merchant_id)
+    return MerchantPublic.model_validate(merchant, from_attributes=True)
+
+
+@router.get("/offers", response_model=Page[OfferPublic], summary="Your offers (all, including inactive)")
+async def my_offers(uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT,
+                    cursor: str | None = None) -> Page[OfferPublic]:
+    page = await merchants.list_offers(uow, limit=limit, cursor=cursor, merchant_id=caller.merchant_id,
+                                       available_only=False)
+    return Page[OfferPublic](items=[merchants.offer_view(o, n) for o, n in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("/offers", status_code=201, response_model=OfferPublic, summary="Publish an offer")
+async def create_offer(body: OfferCreate, uow: UoW, caller: Caller) -> OfferPublic:
+    merchant = await merchants.get_merchant(uow, None, caller.merchant_id)
+    offer = await merchants.create_offer(uow, merchant, body)
+    await uow.commit()
+    return merchants.offer_view(offer, merchant.name)
+
+
+@router.patch("/offers/{offer_id}", response_model=OfferPublic, summary="Change an offer, restock or end it")
+async def update_offer(offer_id: UUID, body: OfferUpdate, uow: UoW, caller: Caller) -> OfferPublic:
+    offer = await merchants.get_offer(uow, offer_id, caller.merchant_id)
+    await merchants.update_offer(uow, offer, body)
+    await uow.commit()
+    return merchants.offer_view(offer)
+
+
+@router.post("/redemptions", status_code=201, response_model=RedemptionPublic,
+             summary="Redeem: the rider's one-time code, an offer, and an Idempotency-Key")
+async def redeem(body: RedeemRequest, uow: UoW, runtime: Runtime, caller: Caller,
+                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+                 ) -> JSONResponse:
+    if not idempotency_key:
+        raise Problem(400, "idempotency_key_required", "Idempotency-Key required",
+                      "Send a unique Idempotency-Key per redemption (e.g. your till's receipt number) and reuse "
+                      "it when you retry.")
+
+    async def action() -> tuple[int, RedemptionPublic]:
+        return 201, await merchants.redeem(uow, runtime.settings, caller, body)
+
+    return await idempotent(uow, key=idempotency_key, scope=f"merchant:{caller.merchant_id}:redeem", body=body,
+                            action=action)
+
+
+@router.get("/redemptions", response_model=Page[RedemptionPublic], summary="Your redemptions, newest first")
+async def list_redemptions(uow: UoW, runtime: Runtime, caller: Caller, limit: Limit = DEFAULT_LIMIT,
+                           cursor: str | None = None, status: RedemptionStatus | None = None,
+                           since: datetime | None = None, until: datetime | None = None) -> Page[RedemptionPublic]:
+    page = await merchants.list_redemptions(uow, caller.merchant_id, limit=limit, cursor=cursor, status=status,
+                                            since=since, until=until)
+    items = [merchants.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]
+    return Page[RedemptionPublic](items=items, next_cursor=page.next_cursor)
+
+
+@router.get("/redemptions/{redemption_id}", response_model=RedemptionPublic)
+async def get_redemption(redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller) -> RedemptionPublic:
+    r, title = await merchants.get_redemption(uow, caller.merchant_id, redemption_id)
+    return merchants.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
+
+
+@router.post("/redemptions/{redemption_id}/void", response_model=RedemptionPublic,
+             summary="Void within the window: the points and stock go back (voiding twice is harmless)")
+async def void(redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller,
+               body: VoidRequest | None = None) -> RedemptionPublic:
+    await merchants.void(uow, caller, redemption_id, body.reason if body else None)
+    await uow.commit()
+    r, title = await merchants.get_redemption(uow, caller.merchant_id, redemption_id)
+    return merchants.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
+
+
+@router.get("/statements/{month}", response_model=StatementSummary,
+            summary="Monthly settlement statement (local months); ?format=csv for the spreadsheet")
+async def statement(month: str, uow: UoW, runtime: Runtime, caller: Caller,
+                    format: Literal["json", "csv"] = "json") -> Response:
+    return await statement_response(uow, runtime, caller.merchant_id, month, format)
+
+
+async def statement_response(uow: UoW, runtime: Runtime, merchant_id: UUID, month: str,
+                             fmt: Literal["json", "csv"]) -> Response:
+    first = ledger.parse_month(month)
+    if fmt == "csv":
+        text = await merchants.statement_csv(uow, runtime.settings, merchant_id, first)
+        return Response(text, media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="minsheng-points-{merchant_id}-{first:%Y-%m}.csv"'})
+    summary = await merchants.statement_summary(uow, merchant_id, first)
+    return JSONResponse(summary.model_dump(mode="json"))

@@ -1,0 +1,475 @@
+"""The caring-merchant alliance (爱心商家联盟): merchants, API credentials, offers, one-time codes, redemption,
+voids and monthly settlement statements. Use cases: take a unit of work, never commit."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.auth import Principal
+from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.ids import as_utc, utcnow, uuid7
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.uow import UnitOfWork
+from minsheng.settings import Settings
+from services.points import config, ledger
+from services.points.client import QR_PREFIX, code_from_qr
+from services.points.models import (
+    CodeIssued,
+    EntryKind,
+    Merchant,
+    MerchantCreate,
+    MerchantCredential,
+    MerchantStatus,
+    MerchantUpdate,
+    Offer,
+    OfferCreate,
+    OfferKind,
+    OfferPublic,
+    OfferUpdate,
+    RedeemRequest,
+    Redemption,
+    RedemptionCode,
+    RedemptionPublic,
+    RedemptionStatus,
+    Rider,
+    RiderRedemptionPublic,
+    StatementSummary,
+)
+
+CODES: sa.Table = RedemptionCode.__table__  # type: ignore[attr-defined]
+OFFERS: sa.Table = Offer.__table__  # type: ignore[attr-defined]
+REDEMPTIONS: sa.Table = Redemption.__table__  # type: ignore[attr-defined]
+MERCHANTS: sa.Table = Merchant.__table__  # type: ignore[attr-defined]
+
+
+def yuan(fen: int | None) -> Decimal | None:
+    return None if fen is None else (Decimal(fen) / 100).quantize(Decimal("0.01"))
+
+
+def cipher(settings: Settings) -> FieldCipher:
+    assert settings.field_encryption_key is not None
+    return FieldCipher(settings.field_encryption_key.get_secret_value())
+
+
+def rider_ref(settings: Settings, merchant_id: UUID, rider_id: UUID) -> str:
+    """A stable pseudonym for a rider, different at every merchant: a merchant can tell a regular customer
+    apart without learning who they are, and two merchants cannot match their customers."""
+    key = hashlib.sha256(b"minsheng-rider-ref:" + settings.secret.encode()).digest()
+    return "r_" + hmac.new(key, f"{merchant_id}:{rider_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+# --- merchants and credentials --------------------------------------------------------------------------------
+
+async def create_merchant(uow: UnitOfWork, who: Principal, data: MerchantCreate) -> Merchant:
+    if not who.covers(data.community):
+        raise Problem(403, "outside_scope", "Outside your scope", "You cannot onboard merchants there.")
+    merchant = Merchant(**data.model_dump(), created_by=who.sub)
+    uow.session.add(merchant)
+    return merchant
+
+
+async def get_merchant(uow: UnitOfWork, who: Principal | None, merchant_id: UUID) -> Merchant:
+    merchant = await uow.session.get(Merchant, merchant_id)
+    if merchant is None or (who is not None and not who.covers(merchant.community)):
+        raise not_found("merchant", merchant_id)
+    return merchant
+
+
+async def update_merchant(uow: UnitOfWork, merchant: Merchant, data: MerchantUpdate) -> Merchant:
+    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(merchant, name, value)
+    merchant.updated_at = utcnow()
+    return merchant
+
+
+async def list_merchants(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
+                         community: str | None = None, status: MerchantStatus | None = None) -> Page[Merchant]:
+    query = select(Merchant)
+    if not who.is_admin:
+        query = query.where(col(Merchant.community).in_(who.scoped_values("community")))
+    if community is not None:
+        query = query.where(Merchant.community == community)
+    if status is not None:
+        query = query.where(Merchant.status == status.value)
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(Merchant.created_at, Merchant.id) < sa.tuple_(created, ident))
+    query = query.order_by(col(Merchant.created_at).desc(), col(Merchant.id).desc()).limit(limit + 1)
+    rows = list((await uow.session.execute(query)).scalars())
+    return page_of(rows, limit, lambda m: encode_cursor(m.created_at, m.id))
+
+
+async def issue_credential(uow: UnitOfWork, settings: Settings, who: Principal, merchant: Merchant,
+                           label: str | None) -> tuple[MerchantCredential, str]:
+    secret = "msk_" + secrets.token_urlsafe(32)
+    credential = MerchantCredential(key_id="mk_" + secrets.token_hex(10), merchant_id=merchant.id,
+                                    secret_enc=cipher(settings).encrypt(secret) or "", label=label,
+                                    created_by=who.sub)
+    uow.session.add(credential)
+    return credential, secret
+
+
+async def credentials_of(uow: UnitOfWork, merchant_id: UUID) -> list[MerchantCredential]:
+    rows = await uow.session.execute(select(MerchantCredential).where(MerchantCredential.merchant_id == merchant_id)
+                                     .order_by(col(MerchantCredential.created_at)))
+    return list(rows.scalars())
+
+
+async def revoke_credential(uow: UnitOfWork, merchant_id: UUID, key_id: str) -> MerchantCredential:
+    credential = await uow.session.get(MerchantCredential, key_id)
+    if credential is None or credential.merchant_id != merchant_id:
+        raise not_found("credential", key_id)
+    if credential.revoked_at is None:
+        credential.revoked_at = utcnow()
+    return credential
+
+
+# --- offers ---------------------------------------------------------------------------------------------------
+
+def offer_view(offer: Offer, merchant_name: str | None = None) -> OfferPublic:
+    view = OfferPublic.model_validate(offer)
+    view.merchant_name = merchant_name
+    return view
+
+
+async def create_offer(uow: UnitOfWork, merchant: Merchant, data: OfferCreate) -> Offer:
+    fen = int((data.discount_yuan * 100).to_integral_value()) if data.discount_yuan is not None else None
+    offer = Offer(**data.model_dump(exclude={"discount_yuan", "stock"}), merchant_id=merchant.id,
+                  discount_fen=fen if data.kind == OfferKind.discount else None,
+                  stock_total=data.stock, stock_remaining=data.stock)
+    uow.session.add(offer)
+    return offer
+
+
+async def get_offer(uow: UnitOfWork, offer_id: UUID, merchant_id: UUID | None = None) -> Offer:
+    offer = await uow.session.get(Offer, offer_id)
+    if offer is None or (merchant_id is not None and offer.merchant_id != merchant_id):
+        raise not_found("offer", offer_id)
+    return offer
+
+
+async def update_offer(uow: UnitOfWork, offer: Offer, data: OfferUpdate) -> Offer:
+    values = data.model_dump(exclude_unset=True, exclude_none=True)
+    add = values.pop("add_stock", None)
+    for name, value in values.items():
+        setattr(offer, name, value)
+    offer.updated_at = utcnow()
+    if add:
+        if offer.stock_remaining is None:
+            raise conflict("offer_unlimited", "This offer has unlimited stock.")
+        await uow.session.flush()
+        result = await uow.session.execute(
+            sa.update(OFFERS).where(OFFERS.c.id == offer.id, OFFERS.c.stock_remaining + add >= 0)
+            .values(stock_remaining=OFFERS.c.stock_remaining + add, stock_total=OFFERS.c.stock_total + add)
+            .returning(OFFERS.c.stock_remaining, OFFERS.c.stock_total))
+        row = result.first()
+        if row is None:
+            raise conflict("stock_below_zero", "Cannot remove more stock than remains.")
+        offer.stock_remaining, offer.stock_total = row[0], row[1]
+    return offer
+
+
+async def list_offers(uow: UnitOfWork, *, limit: int, cursor: str | None, merchant_id: UUID | None = None,
+                      community: str | None = None, kind: OfferKind | None = None, max_points: int | None = None,
+                      available_only: bool = True) -> Page[tuple[Offer, str]]:
+    query = sa.select(Offer, col(Merchant.name)).join(Merchant, col(Merchant.id) == col(Offer.merchant_id))
+    if available_only:
+        now = utcnow()
+        query = query.where(col(Offer.active).is_(True), col(Merchant.status) == MerchantStatus.active.value,
+                            sa.or_(col(Offer.valid_from).is_(None), col(Offer.valid_from) <= now),
+                            sa.or_(col(Offer.valid_until).is_(None), col(Offer.valid_until) > now),
+                            sa.or_(col(Offer.stock_remaining).is_(None), col(Offer.stock_remaining) > 0))
+    if merchant_id is not None:
+        query = query.where(col(Offer.merchant_id) == merchant_id)
+    if community is not None:
+        query = query.where(col(Merchant.community) == community)
+    if kind is not None:
+        query = query.where(col(Offer.kind) == kind.value)
+    if max_points is not None:
+        query = query.where(col(Offer.points_cost) <= max_points)
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(Offer.created_at, Offer.id) < sa.tuple_(created, ident))
+    query = query.order_by(col(Offer.created_at).desc(), col(Offer.id).desc()).limit(limit + 1)
+    rows = [(o, n) for o, n in (await uow.session.execute(query)).all()]
+    return page_of(rows, limit, lambda r: encode_cursor(r[0].created_at, r[0].id))
+
+
+def _available(offer: Any, merchant_status: str, now: datetime) -> None:
+    if not offer.active or merchant_status != MerchantStatus.active:
+        raise conflict("offer_unavailable", "This offer is not available.")
+    if offer.valid_from is not None and as_utc(offer.valid_from) > now:
+        raise conflict("offer_unavailable", "This offer has not started yet.")
+    if offer.valid_until is not None and as_utc(offer.valid_until) <= now:
+        raise conflict("offer_unavailable", "This offer has ended.")
+
+
+# --- the rider's one-time code --------------------------------------------------------------------------------
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+async def issue_code(uow: UnitOfWork, rider: Rider, offer_id: UUID | None) -> CodeIssued:
+    """An 8-digit code (and QR payload) that lives ``code_ttl_seconds`` and works once."""
+    settings = config.get()
+    now = utcnow()
+    if offer_id is not None:
+        offer = await get_offer(uow, offer_id)
+        merchant = await uow.session.get(Merchant, offer.merchant_id)
+        _available(offer, merchant.status if merchant else "", now)
+    active = int((await uow.session.execute(sa.select(sa.func.count()).select_from(CODES).where(
+        CODES.c.rider_id == rider.id, CODES.c.used_at.is_(None), CODES.c.expires_at > now))).scalar_one())
+    if active >= settings.max_active_codes:
+        raise conflict("too_many_codes", f"You have {active} unused codes; use or let them expire first.")
+    expires = now + timedelta(seconds=settings.code_ttl_seconds)
+    for _ in range(5):
+        code = f"{secrets.randbelow(10**8):08d}"
+        digest = code_hash(code)
+        taken = await uow.session.execute(sa.select(CODES.c.id).where(CODES.c.code_hash == digest))
+        if taken.first() is None:
+            break
+    else:  # pragma: no cover - 10^8 codes, a handful live at a time
+        raise Problem(503, "unavailable", "Try again", "Could not allocate a code; retry.")
+    await uow.session.execute(sa.insert(CODES).values(id=uuid7(), code_hash=digest, rider_id=rider.id,
+                                                      offer_id=offer_id, expires_at=expires, created_at=now))
+    balance = await ledger.lock_balance(uow, rider.id)
+    return CodeIssued(code=code, qr_payload=QR_PREFIX + code, offer_id=offer_id, expires_at=expires,
+                      balance=balance)
+
+
+# --- redemption -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MerchantCaller:
+    merchant_id: UUID
+    key_id: str
+    void_window_minutes: int
+
+
+async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, data: RedeemRequest) -> RedemptionPublic:
+    """Consume the code, debit the points, take the stock, record the redemption — one transaction.
+
+    Ordering matters for concurrency on PostgreSQL: the code is consumed by a conditional UPDATE (one winner),
+    the debit's conditional UPDATE locks the rider's balance row, and only then is the per-rider limit counted,
+    so two redemptions for one rider are checked one after the other."""
+    now = utcnow()
+    code = code_from_qr(data.code)
+    consumed = (await uow.session.execute(
+        sa.update(CODES).where(CODES.c.code_hash == code_hash(code), CODES.c.used_at.is_(None),
+                               CODES.c.expires_at > now)
+        .values(used_at=now).returning(CODES.c.rider_id, CODES.c.offer_id))).first()
+    if consumed is None:
+        raise Problem(422, "invalid_code", "Invalid code", "The code is unknown, expired or already used; "
+                      "ask the rider to show a new one.")
+    rider_id, bound_offer = consumed
+    if bound_offer is not None and bound_offer != data.offer_id:
+        raise Problem(422, "code_offer_mismatch", "Code is for another offer",
+                      "The rider chose a different offer for this code.")
+    offer_row = (await uow.session.execute(
+        sa.select(OFFERS, MERCHANTS.c.status.label("merchant_status"))
+        .join(MERCHANTS, MERCHANTS.c.id == OFFERS.c.merchant_id)
+        .where(OFFERS.c.id == data.offer_id, OFFERS.c.merchant_id == caller.merchant_id))).first()
+    if offer_row is None:
+        raise not_found("offer", data.offer_id)
+    offer = offer_row
+    _available(offer, offer_row.merchant_status, now)
+    rider_status = (await uow.session.execute(
+        sa.select(Rider.status).where(Rider.id == rider_id))).scalar_one()  # type: ignore[call-overload]
+    if rider_status != "active":
+        raise conflict("rider_not_eligible", "This rider cannot redeem points at the moment.")
+    points = offer.points_cost * data.quantity
+    redemption_id = uuid7()
+    await ledger.post_entry(uow, rider_id=rider_id, kind=EntryKind.redeemed, amount=-points,
+                            cause_type="redemption", cause_id=str(redemption_id),
+                            note=f"{offer.title} ×{data.quantity}", check_duplicate=False)
+    if offer.per_rider_limit is not None:
+        taken = int((await uow.session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(REDEMPTIONS.c.quantity), 0)).where(
+                REDEMPTIONS.c.offer_id == offer.id, REDEMPTIONS.c.rider_id == rider_id,
+                REDEMPTIONS.c.status == RedemptionStatus.completed.value))).scalar_one())
+        if taken + data.quantity > offer.per_rider_limit:
+            raise conflict("rider_limit_reached",
+                           f"This offer allows {offer.per_rider_limit} per rider; {taken} already redeemed.")
+    if offer.stock_remaining is not None:
+        left = (await uow.session.execute(
+            sa.update(OFFERS).where(OFFERS.c.id == offer.id, OFFERS.c.stock_remaining >= data.quantity)
+            .values(stock_remaining=OFFERS.c.stock_remaining - data.quantity).returning(OFFERS.c.stock_remaining)
+        )).first()
+        if left is None:
+            raise conflict("out_of_stock", "Not enough stock left for this offer.")
+    discount = offer.discount_fen * data.quantity if offer.discount_fen is not None else None
+    await uow.session.execute(sa.insert(REDEMPTIONS).values(
+        id=redemption_id, merchant_id=caller.merchant_id, offer_id=offer.id, rider_id=rider_id,
+        quantity=data.quantity, points=points, discount_fen=discount, status=RedemptionStatus.completed.value,
+        created_at=now))
+    return RedemptionPublic(
+        id=redemption_id, offer_id=offer.id, offer_title=offer.title, quantity=data.quantity, points=points,
+        discount_yuan=yuan(discount), status=RedemptionStatus.completed,
+        rider_ref=rider_ref(settings, caller.merchant_id, rider_id), created_at=now,
+        void_until=now + timedelta(minutes=caller.void_window_minutes))
+
+
+def redemption_view(settings: Settings, r: Any, title: str | None, window_minutes: int) -> RedemptionPublic:
+    created = as_utc(r.created_at)
+    return RedemptionPublic(
+        id=r.id, offer_id=r.offer_id, offer_title=title, quantity=r.quantity, points=r.points,
+        discount_yuan=yuan(r.discount_fen), status=RedemptionStatus(r.status),
+        rider_ref=rider_ref(settings, r.merchant_id, r.rider_id), created_at=created,
+        void_until=created + timedelta(minutes=window_minutes),
+        voided_at=as_utc(r.voided_at) if r.voided_at else None, void_reason=r.void_reason)
+
+
+async def get_redemption(uow: UnitOfWork, merchant_id: UUID, redemption_id: UUID) -> tuple[Redemption, str]:
+    row = (await uow.session.execute(
+        sa.select(Redemption, col(Offer.title)).join(Offer, col(Offer.id) == col(Redemption.offer_id))
+        .where(col(Redemption.id) == redemption_id, col(Redemption.merchant_id) == merchant_id))).first()
+    if row is None:
+        raise not_found("redemption", redemption_id)
+    return row[0], row[1]
+
+
+async def void(uow: UnitOfWork, caller: MerchantCaller, redemption_id: UUID, reason: str | None) -> None:
+    """Give the points (and stock) back within the merchant's void window. Voiding twice is a no-op."""
+    redemption, _ = await get_redemption(uow, caller.merchant_id, redemption_id)
+    if redemption.status == RedemptionStatus.voided:
+        return
+    now = utcnow()
+    if as_utc(redemption.created_at) + timedelta(minutes=caller.void_window_minutes) < now:
+        raise conflict("void_window_passed",
+                       f"Redemptions can be voided within {caller.void_window_minutes} minutes only.")
+    changed = await uow.session.execute(
+        sa.update(REDEMPTIONS).where(REDEMPTIONS.c.id == redemption.id,
+                                     REDEMPTIONS.c.status == RedemptionStatus.completed.value)
+        .values(status=RedemptionStatus.voided.value, voided_at=now, void_reason=reason))
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        return  # a concurrent void won
+    await ledger.post_entry(uow, rider_id=redemption.rider_id, kind=EntryKind.voided, amount=redemption.points,
+                            cause_type="redemption", cause_id=str(redemption.id),
+                            note=f"Voided by the merchant{': ' + reason if reason else ''}")
+    await uow.session.execute(
+        sa.update(OFFERS).where(OFFERS.c.id == redemption.offer_id, OFFERS.c.stock_remaining.is_not(None))
+        .values(stock_remaining=OFFERS.c.stock_remaining + redemption.quantity))
+
+
+async def list_redemptions(uow: UnitOfWork, merchant_id: UUID, *, limit: int, cursor: str | None,
+                           status: RedemptionStatus | None = None, since: datetime | None = None,
+                           until: datetime | None = None) -> Page[tuple[Redemption, str]]:
+    query = (sa.select(Redemption, col(Offer.title)).join(Offer, col(Offer.id) == col(Redemption.offer_id))
+             .where(col(Redemption.merchant_id) == merchant_id))
+    if status is not None:
+        query = query.where(col(Redemption.status) == status.value)
+    if since is not None:
+        query = query.where(col(Redemption.created_at) >= since)
+    if until is not None:
+        query = query.where(col(Redemption.created_at) < until)
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(Redemption.created_at, Redemption.id) < sa.tuple_(created, ident))
+    query = query.order_by(col(Redemption.created_at).desc(), col(Redemption.id).desc()).limit(limit + 1)
+    rows = [(r, t) for r, t in (await uow.session.execute(query)).all()]
+    return page_of(rows, limit, lambda r: encode_cursor(r[0].created_at, r[0].id))
+
+
+async def rider_redemptions(uow: UnitOfWork, rider: Rider, *, limit: int,
+                            cursor: str | None) -> Page[RiderRedemptionPublic]:
+    query = (sa.select(Redemption, col(Offer.title), col(Merchant.name))
+             .join(Offer, col(Offer.id) == col(Redemption.offer_id))
+             .join(Merchant, col(Merchant.id) == col(Redemption.merchant_id))
+             .where(col(Redemption.rider_id) == rider.id))
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.tuple_(Redemption.created_at, Redemption.id) < sa.tuple_(created, ident))
+    query = query.order_by(col(Redemption.created_at).desc(), col(Redemption.id).desc()).limit(limit + 1)
+    rows = (await uow.session.execute(query)).all()
+    page = page_of(list(rows), limit, lambda r: encode_cursor(r[0].created_at, r[0].id))
+    items = [RiderRedemptionPublic(
+        id=r.id, merchant_id=r.merchant_id, merchant_name=name, offer_id=r.offer_id, offer_title=title,
+        quantity=r.quantity, points=r.points, discount_yuan=yuan(r.discount_fen), status=RedemptionStatus(r.status),
+        created_at=r.created_at, voided_at=r.voided_at) for r, title, name in page.items]
+    return Page[RiderRedemptionPublic](items=items, next_cursor=page.next_cursor)
+
+
+# --- settlement -----------------------------------------------------------------------------------------------
+
+async def month_rows(uow: UnitOfWork, merchant_id: UUID, month: date) -> list[Any]:
+    start, end = config.get().month_bounds(month)
+    rows = await uow.session.execute(
+        sa.select(REDEMPTIONS, OFFERS.c.title.label("offer_title"), OFFERS.c.kind.label("offer_kind"))
+        .join(OFFERS, OFFERS.c.id == REDEMPTIONS.c.offer_id)
+        .where(REDEMPTIONS.c.merchant_id == merchant_id, REDEMPTIONS.c.created_at >= start,
+               REDEMPTIONS.c.created_at < end)
+        .order_by(REDEMPTIONS.c.created_at, REDEMPTIONS.c.id))
+    return list(rows.all())
+
+
+async def statement_summary(uow: UnitOfWork, merchant_id: UUID, month: date) -> StatementSummary:
+    rows = await month_rows(uow, merchant_id, month)
+    done = [r for r in rows if r.status == RedemptionStatus.completed]
+    by_offer: dict[UUID, dict[str, Any]] = {}
+    for r in done:
+        item = by_offer.setdefault(r.offer_id, {"offer_id": str(r.offer_id), "title": r.offer_title,
+                                                "redemptions": 0, "quantity": 0, "points": 0, "discount_fen": 0})
+        item["redemptions"] += 1
+        item["quantity"] += r.quantity
+        item["points"] += r.points
+        item["discount_fen"] += r.discount_fen or 0
+    offers = [{**{k: v for k, v in o.items() if k != "discount_fen"},
+               "discount_yuan": str(yuan(o["discount_fen"]))} for o in by_offer.values()]
+    return StatementSummary(
+        merchant_id=merchant_id, month=f"{month:%Y-%m}", redemptions=len(done),
+        voided=len(rows) - len(done), points=sum(r.points for r in done),
+        discount_yuan=yuan(sum(r.discount_fen or 0 for r in done)) or Decimal("0.00"), by_offer=offers)
+
+
+CSV_COLUMNS = ["redemption_id", "created_at_local", "offer_id", "offer_title", "offer_kind", "quantity", "points",
+               "discount_yuan", "status", "voided_at_local", "rider_ref"]
+
+
+async def statement_csv(uow: UnitOfWork, settings: Settings, merchant_id: UUID, month: date) -> str:
+    """One line per redemption (voided ones included, marked), local times, then a total line. Starts with a
+    UTF-8 BOM so spreadsheet software opens the Chinese text correctly."""
+    tz = config.get().tz
+    rows = await month_rows(uow, merchant_id, month)
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    total_points, total_fen = 0, 0
+    for r in rows:
+        if r.status == RedemptionStatus.completed:
+            total_points += r.points
+            total_fen += r.discount_fen or 0
+        writer.writerow([
+            str(r.id), as_utc(r.created_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), str(r.offer_id),
+            r.offer_title, r.offer_kind, r.quantity, r.points, yuan(r.discount_fen) or "", r.status,
+            as_utc(r.voided_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if r.voided_at else "",
+            rider_ref(settings, merchant_id, r.rider_id)])
+    writer.writerow(["TOTAL (completed)", "", "", "", "", "", total_points, yuan(total_fen), "", "", ""])
+    return out.getvalue()
+
+
+# --- housekeeping ---------------------------------------------------------------------------------------------
+
+async def purge_expired(uow: UnitOfWork, *, now: datetime | None = None) -> tuple[int, int]:
+    """Delete nonces past their window and codes a day past their expiry."""
+    from services.points.models import MerchantNonce
+
+    now = now or utcnow()
+    nonces: sa.Table = MerchantNonce.__table__  # type: ignore[attr-defined]
+    n = await uow.session.execute(sa.delete(nonces).where(nonces.c.expires_at < now))
+    c = await uow.session.execute(sa.delete(CODES).where(CODES.c.expires_at < now - timedelta(days=1)))
+    return int(n.rowcount), int(c.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,34 @@
+"""Fixtures for the points service's tests: the points service alone (fast, and independent of the other
+services' work in progress), on SQLite or PostgreSQL, with the in-process bus."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.points import ratelimit
+from tests.conftest import embedded_settings
+from tests.support.client import System, running_system
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    ratelimit.BUCKETS.clear()
+    yield
+    ratelimit.BUCKETS.clear()
+
+
+@pytest.fixture
+async def points(tmp_path: Path) -> AsyncIterator[System]:
+    """Only the points service: SQLite + the in-process bus (events from other services are injected)."""
+    async with running_system(embedded_settings(tmp_path), services=("points",)) as s:
+        yield s
+
+
+@pytest.fixture
+async def pg_points(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
+    """Only the points service, on a real PostgreSQL database."""
+    async with running_system(embedded_settings(tmp_path, database_url=pg_template), services=("points",)) as s:
+        yield s

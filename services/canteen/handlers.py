@@ -1,8 +1,41 @@
-"""What the canteen service does when other services' events arrive (inside the consumer's unit of work)."""
+"""What the canteen service does when other services' events arrive (inside the consumer's unit of work,
+committed together with the inbox row, so a redelivered event changes nothing)."""
 
 from __future__ import annotations
 
-from minsheng.contracts.base import IntegrationEvent
-from minsheng.platform.consumer import Handler
+from uuid import UUID
 
-HANDLERS: dict[type[IntegrationEvent], Handler] = {}
+from minsheng.contracts.base import IntegrationEvent
+from minsheng.contracts.points import TaskCompleted
+from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
+from minsheng.platform.consumer import Handler
+from minsheng.platform.envelope import CloudEvent
+from minsheng.platform.uow import UnitOfWork
+from services.canteen import care, orders
+
+
+async def on_task_completed(event: TaskCompleted, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    """A rider finished a delivery task the canteen asked for: the order is delivered (once)."""
+    origin = event.origin
+    if origin is None or origin.service != "canteen" or origin.kind != "order":
+        return
+    try:
+        order_id = UUID(origin.id)
+    except ValueError:
+        return
+    await orders.mark_delivered(uow, order_id, task_id=event.task_id, at=event.completed_at)
+
+
+async def on_resident_status_changed(event: ResidentStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await care.apply_resident_status(uow, event)
+
+
+async def on_welfare_check_completed(event: WelfareCheckCompleted, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await care.record_welfare_check(uow, event)
+
+
+HANDLERS: dict[type[IntegrationEvent], Handler] = {
+    TaskCompleted: on_task_completed,
+    ResidentStatusChanged: on_resident_status_changed,
+    WelfareCheckCompleted: on_welfare_check_completed,
+}

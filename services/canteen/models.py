@@ -1,11 +1,25 @@
-"""The canteen service's data: its own registry and metadata (its own database)."""
+"""The canteen service's data: its own registry and metadata (its own database).
+
+Money is integer fen (分) everywhere: 1000 fen = 10 yuan. Meal dates are local dates (county time zone);
+every instant is timezone-aware UTC.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import registry
-from sqlmodel import SQLModel
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
 
+import sqlalchemy as sa
+from pydantic import BaseModel, field_validator, model_validator
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
+from minsheng.platform.types import JSONType, UTCDateTime
 
 
 class CanteenModel(SQLModel, registry=registry()):
@@ -14,3 +28,766 @@ class CanteenModel(SQLModel, registry=registry()):
 
 metadata = CanteenModel.metadata
 platform_tables = install_platform_tables(metadata)
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,49}$"
+PHONE = r"^\+?\d{7,15}$"
+
+
+def _id() -> UUID:
+    return uuid7()
+
+
+def _time() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_type=JSONType)
+
+
+# --- vocabulary -------------------------------------------------------------------------------------------------
+
+class CanteenStatus(StrEnum):
+    planned = "planned"
+    open = "open"
+    suspended = "suspended"
+    closed = "closed"
+
+
+class Slot(StrEnum):
+    breakfast = "breakfast"
+    lunch = "lunch"
+    dinner = "dinner"
+
+
+class Circumstance(StrEnum):
+    dibao = "dibao"  # 低保 minimum-living-allowance household
+    tekun = "tekun"  # 特困 extreme-hardship support
+    disabled = "disabled"
+    living_alone = "living_alone"  # 独居
+    age_80_plus = "age_80_plus"  # derived from the birth date on the meal date; may also be stated
+
+
+class DietaryNeed(StrEnum):
+    soft_food = "soft_food"
+    low_salt = "low_salt"
+    diabetic = "diabetic"
+    low_fat = "low_fat"
+    vegetarian = "vegetarian"
+    halal = "halal"
+    no_spicy = "no_spicy"
+
+
+class DinerStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"  # moved away: may still eat, at full price
+    deceased = "deceased"
+    withdrawn = "withdrawn"
+
+
+class Fulfilment(StrEnum):
+    dine_in = "dine_in"
+    pickup = "pickup"
+    delivery = "delivery"
+
+
+class OrderStatus(StrEnum):
+    booked = "booked"
+    served = "served"  # checked in at the counter (dine-in or pickup)
+    delivered = "delivered"
+    cancelled = "cancelled"
+    no_show = "no_show"
+
+
+SERVED_STATUSES = (OrderStatus.served.value, OrderStatus.delivered.value)
+ACTIVE_STATUSES = (OrderStatus.booked.value, OrderStatus.served.value, OrderStatus.delivered.value,
+                   OrderStatus.no_show.value)
+
+
+class OrderChannel(StrEnum):
+    app = "app"
+    staff = "staff"
+    walk_in = "walk_in"
+
+
+class Payer(StrEnum):
+    diner = "diner"
+    family = "family"
+
+
+class MenuStatus(StrEnum):
+    draft = "draft"
+    published = "published"
+
+
+class LineStatus(StrEnum):
+    claimed = "claimed"
+    withheld = "withheld"  # the diner was found moved/deceased on the meal date: no claim
+    cancelled = "cancelled"
+
+
+class AlertStatus(StrEnum):
+    open = "open"
+    checked = "checked"  # the welfare visit happened
+    resolved = "resolved"  # the diner came back
+
+
+# --- canteens and meal slots ------------------------------------------------------------------------------------
+
+class CanteenBase(SQLModel):
+    code: str = Field(regex=SLUG, max_length=50, description="Stable slug, e.g. yunxing-street")
+    name: str = Field(min_length=1, max_length=100)
+    address: str = Field(min_length=1, max_length=300)
+    community: str = Field(regex=SLUG, max_length=50, description="The community the canteen sits in")
+    communities: list[str] = Field(default_factory=list, sa_type=JSONType,
+                                   description="Communities it serves (service radius)")
+    operator: str = Field(min_length=1, max_length=200, description="The operating enterprise")
+    operator_contact: str | None = Field(default=None, max_length=50)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    service_radius_m: int | None = Field(default=None, ge=0, le=50_000)
+    delivery_points: int = Field(default=5, ge=0, le=1000, description="Points a rider earns per delivery")
+
+    @field_validator("communities")
+    @classmethod
+    def _slugs(cls, v: list[str]) -> list[str]:
+        import re
+        for c in v:
+            if not re.fullmatch(SLUG, c):
+                raise ValueError(f"not a community slug: {c!r}")
+        return sorted(set(v))
+
+
+class CanteenCreate(CanteenBase):
+    status: CanteenStatus = CanteenStatus.planned
+
+
+class CanteenUpdate(SQLModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    address: str | None = Field(default=None, min_length=1, max_length=300)
+    communities: list[str] | None = None
+    operator: str | None = Field(default=None, min_length=1, max_length=200)
+    operator_contact: str | None = Field(default=None, max_length=50)
+    status: CanteenStatus | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    service_radius_m: int | None = Field(default=None, ge=0, le=50_000)
+    delivery_points: int | None = Field(default=None, ge=0, le=1000)
+
+
+class Canteen(CanteenBase, CanteenModel, table=True):
+    __tablename__ = "canteens"
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    code: str = Field(max_length=50, unique=True)
+    status: str = Field(default=CanteenStatus.planned, sa_type=sa.String(12))
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class MealSlotBase(SQLModel):
+    serve_from: time
+    serve_until: time
+    capacity: int = Field(default=100, ge=0, le=10_000, description="Default meals per service")
+    cutoff_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60,
+                                description="Booking and cancelling close this many minutes before serve_from")
+    deliver_by: time | None = Field(default=None, description="When deliveries are due (default serve_from+1h)")
+    active: bool = True
+
+
+class MealSlotUpsert(MealSlotBase):
+    @model_validator(mode="after")
+    def _order(self) -> MealSlotUpsert:
+        if self.serve_until <= self.serve_from:
+            raise ValueError("serve_until must be after serve_from")
+        return self
+
+
+class MealSlotRow(MealSlotBase, CanteenModel, table=True):
+    __tablename__ = "meal_slots"
+    canteen_id: UUID = Field(foreign_key="canteens.id", primary_key=True)
+    slot: str = Field(sa_type=sa.String(10), primary_key=True)
+
+
+class MealSlotPublic(MealSlotBase):
+    slot: Slot
+
+
+class CanteenPublic(CanteenBase):
+    id: UUID
+    status: CanteenStatus
+    slots: list[MealSlotPublic] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- diners ------------------------------------------------------------------------------------------------------
+
+class DinerBase(SQLModel):
+    name: str = Field(min_length=1, max_length=50)
+    gender: str | None = Field(default=None, max_length=10)
+    birth_date: date
+    community: str = Field(regex=SLUG, max_length=50)
+    compound: str | None = Field(default=None, regex=SLUG, max_length=50)
+    address: str | None = Field(default=None, max_length=300)
+    circumstances: list[Circumstance] = Field(default_factory=list, sa_type=JSONType)
+    dietary: list[DietaryNeed] = Field(default_factory=list, sa_type=JSONType,
+                                       description="Restrictions: soft_food, low_salt, diabetic, …")
+    dislikes: list[str] = Field(default_factory=list, sa_type=JSONType, description="Ingredients to avoid")
+    taste_notes: str | None = Field(default=None, max_length=500, description="Tastes and preferences")
+    delivery_eligible: bool = Field(default=False, description="Cannot walk to the canteen: meals delivered")
+    delivery_address: str | None = Field(default=None, max_length=300)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _plausible(cls, v: date) -> date:
+        if v.year < 1900 or v > date.today():
+            raise ValueError("birth_date is not plausible")
+        return v
+
+    @field_validator("dislikes")
+    @classmethod
+    def _dislikes(cls, v: list[str]) -> list[str]:
+        cleaned = sorted({s.strip() for s in v if s.strip()})
+        if len(cleaned) > 30 or any(len(s) > 30 for s in cleaned):
+            raise ValueError("at most 30 dislikes of at most 30 characters")
+        return cleaned
+
+
+class DinerCreate(DinerBase):
+    canteen_id: UUID = Field(description="Home canteen")
+    phone: str | None = Field(default=None, regex=PHONE)
+    id_number: str | None = Field(default=None, regex=r"^\d{17}[\dXx]$", description="Resident ID (encrypted)")
+    health_notes: str | None = Field(default=None, max_length=2000, description="Encrypted at rest")
+    resident_id: UUID | None = Field(default=None, description="The visits service's resident, when known")
+    subject: str | None = Field(default=None, max_length=200, description="The elder's own login (JWT sub)")
+
+
+class DinerUpdate(SQLModel):
+    name: str | None = Field(default=None, min_length=1, max_length=50)
+    canteen_id: UUID | None = None
+    community: str | None = Field(default=None, regex=SLUG, max_length=50)
+    compound: str | None = Field(default=None, regex=SLUG, max_length=50)
+    address: str | None = Field(default=None, max_length=300)
+    phone: str | None = Field(default=None, regex=PHONE)
+    circumstances: list[Circumstance] | None = None
+    dietary: list[DietaryNeed] | None = None
+    dislikes: list[str] | None = None
+    taste_notes: str | None = Field(default=None, max_length=500)
+    delivery_eligible: bool | None = None
+    delivery_address: str | None = Field(default=None, max_length=300)
+    health_notes: str | None = Field(default=None, max_length=2000)
+    resident_id: UUID | None = None
+    subject: str | None = Field(default=None, max_length=200)
+    away_from: date | None = None
+    away_until: date | None = None
+
+    @field_validator("dislikes")
+    @classmethod
+    def _dislikes(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else DinerBase._dislikes(v)  # type: ignore[operator]
+
+
+class Diner(DinerBase, CanteenModel, table=True):
+    __tablename__ = "diners"
+    __table_args__ = (
+        sa.Index("ix_diners_canteen_name", "canteen_id", "name", "id"),
+        sa.Index("ix_diners_community", "community", "compound"),
+    )
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    canteen_id: UUID = Field(foreign_key="canteens.id")
+    phone: str | None = Field(default=None, max_length=20)
+    id_number_enc: str | None = Field(default=None, max_length=200)
+    id_number_hash: str | None = Field(default=None, max_length=64, index=True)
+    id_number_masked: str | None = Field(default=None, max_length=20)
+    health_notes_enc: str | None = Field(default=None, sa_type=sa.Text)
+    resident_id: UUID | None = Field(default=None, index=True)
+    subject: str | None = Field(default=None, max_length=200, unique=True)
+    card_code: str = Field(max_length=16, unique=True, description="Printed on the diner's QR card")
+    status: str = Field(default=DinerStatus.active, sa_type=sa.String(12))
+    subsidy_suspended_from: date | None = None
+    status_reason: str | None = Field(default=None, max_length=200)
+    status_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    away_from: date | None = None
+    away_until: date | None = None
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class FamilyMemberBase(SQLModel):
+    subject: str = Field(min_length=1, max_length=200, description="The family member's login (JWT sub)")
+    name: str = Field(min_length=1, max_length=50)
+    relation: str = Field(min_length=1, max_length=20, description="e.g. son, daughter, spouse")
+    can_order: bool = True
+    can_pay: bool = True
+
+
+class FamilyMemberCreate(FamilyMemberBase):
+    phone: str | None = Field(default=None, regex=PHONE)
+
+
+class FamilyMember(FamilyMemberBase, CanteenModel, table=True):
+    __tablename__ = "diner_family"
+    __table_args__ = (sa.UniqueConstraint("diner_id", "subject", name="uq_family_diner_subject"),)
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    diner_id: UUID = Field(foreign_key="diners.id")
+    subject: str = Field(max_length=200, index=True)
+    phone: str | None = Field(default=None, max_length=20)
+    created_at: datetime = _time()
+
+
+class FamilyMemberPublic(FamilyMemberBase):
+    id: UUID
+    phone: str | None
+
+    @field_validator("phone")
+    @classmethod
+    def _mask(cls, v: str | None) -> str | None:
+        return mask_phone(v)
+
+
+class DinerPublic(DinerBase):
+    id: UUID
+    canteen_id: UUID
+    age: int
+    phone: str | None
+    id_number: str | None = Field(description="Masked: 110105********1234")
+    has_health_notes: bool
+    resident_id: UUID | None
+    card_code: str
+    status: DinerStatus
+    subsidy_suspended_from: date | None
+    status_reason: str | None
+    away_from: date | None
+    away_until: date | None
+    family: list[FamilyMemberPublic] = []
+    created_at: datetime
+    updated_at: datetime
+
+    @field_validator("phone")
+    @classmethod
+    def _mask(cls, v: str | None) -> str | None:
+        return mask_phone(v)
+
+
+class DinerSensitive(BaseModel):
+    """Unmasked personal data; every read is written to the access log."""
+
+    id: UUID
+    phone: str | None
+    id_number: str | None
+    health_notes: str | None
+
+
+class PiiAccess(CanteenModel, table=True):
+    __tablename__ = "pii_access_log"
+    __table_args__ = (sa.Index("ix_pii_access_diner_at", "diner_id", "at"),)
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    diner_id: UUID
+    subject: str = Field(max_length=200)
+    fields: list[str] = _json_list()
+    purpose: str = Field(max_length=200)
+    at: datetime = _time()
+
+
+class PiiAccessPublic(SQLModel):
+    id: UUID
+    subject: str
+    fields: list[str]
+    purpose: str
+    at: datetime
+
+
+# --- menus -------------------------------------------------------------------------------------------------------
+
+class Dish(BaseModel):
+    name: str = Field(min_length=1, max_length=50)
+    tags: list[str] = Field(default_factory=list, max_length=20,
+                            description="soft, low_salt, diabetic_friendly, low_fat, vegetarian, halal, spicy, …")
+    ingredients: list[str] = Field(default_factory=list, max_length=30)
+
+
+class SetMealBase(SQLModel):
+    name: str = Field(min_length=1, max_length=100, description="e.g. 四菜一汤 four dishes and a soup")
+    kind: str = Field(default="standard", max_length=30, description="standard, soft, diabetic, …")
+    price_fen: int = Field(ge=0, le=100_000, description="Full price in fen (1000 = 10 yuan)")
+    dishes: list[Dish] = Field(default_factory=list, sa_type=JSONType, max_length=12)
+    tags: list[str] = Field(default_factory=list, sa_type=JSONType, max_length=20)
+
+
+class SetMealCreate(SetMealBase):
+    pass
+
+
+class SetMeal(SetMealBase, CanteenModel, table=True):
+    __tablename__ = "set_meals"
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    menu_id: UUID = Field(foreign_key="menus.id", index=True)
+    position: int = 0
+    dishes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)  # type: ignore[assignment]
+
+
+class SetMealPublic(SetMealBase):
+    id: UUID
+    suitable: bool | None = Field(default=None, description="Given ?diner_id / ?needs: fits the restrictions")
+    conflicts: list[str] = []
+
+
+class MenuUpsert(SQLModel):
+    set_meals: list[SetMealCreate] = Field(min_length=1, max_length=10)
+    capacity: int | None = Field(default=None, ge=0, le=10_000, description="Default: the slot's capacity")
+    note: str | None = Field(default=None, max_length=500)
+
+
+class Menu(CanteenModel, table=True):
+    __tablename__ = "menus"
+    __table_args__ = (
+        sa.UniqueConstraint("canteen_id", "meal_date", "slot", name="uq_menu_canteen_date_slot"),
+        sa.CheckConstraint("booked >= 0", name="ck_menu_booked_non_negative"),
+    )
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    canteen_id: UUID = Field(foreign_key="canteens.id")
+    meal_date: date
+    slot: str = Field(sa_type=sa.String(10))
+    status: str = Field(default=MenuStatus.draft, sa_type=sa.String(10))
+    capacity: int = 0
+    booked: int = 0
+    note: str | None = Field(default=None, max_length=500)
+    published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class MenuPublic(SQLModel):
+    id: UUID
+    canteen_id: UUID
+    meal_date: date
+    slot: Slot
+    status: MenuStatus
+    capacity: int
+    booked: int
+    remaining: int
+    note: str | None
+    published_at: datetime | None
+    set_meals: list[SetMealPublic]
+
+
+class CapacityUpdate(SQLModel):
+    capacity: int = Field(ge=0, le=10_000)
+
+
+class PublishRange(SQLModel):
+    date_from: date
+    date_to: date
+
+    @model_validator(mode="after")
+    def _range(self) -> PublishRange:
+        if self.date_to < self.date_from or (self.date_to - self.date_from).days > 31:
+            raise ValueError("date_to must be on or after date_from, at most 31 days later")
+        return self
+
+
+# --- subsidy rules -----------------------------------------------------------------------------------------------
+
+class SubsidyRuleTerms(SQLModel):
+    """What a version of a rule says. Conditions left empty match everything."""
+
+    name: str = Field(min_length=1, max_length=100)
+    category: str = Field(regex=SLUG, max_length=50, description="Claim category, e.g. age_80_plus, dibao")
+    funder: str = Field(regex=SLUG, max_length=50, description="Who reimburses, e.g. county_civil_affairs")
+    amount_fen: int = Field(ge=0, le=100_000, description="Subsidy per meal, in fen")
+    stack_group: str = Field(default="base", regex=SLUG, max_length=30,
+                             description="Within a group only the largest matching subsidy applies; "
+                                         "groups add up")
+    min_age: int | None = Field(default=None, ge=0, le=150)
+    max_age: int | None = Field(default=None, ge=0, le=150)
+    circumstances: list[Circumstance] = Field(default_factory=list, sa_type=JSONType,
+                                              description="Any of these (empty: no condition)")
+    slots: list[Slot] = Field(default_factory=list, sa_type=JSONType)
+    fulfilments: list[Fulfilment] = Field(default_factory=list, sa_type=JSONType)
+    meal_kinds: list[str] = Field(default_factory=list, sa_type=JSONType)
+    canteen_ids: list[UUID] = Field(default_factory=list, sa_type=JSONType)
+    daily_cap_fen: int | None = Field(default=None, ge=0, description="Per diner per day, from this rule")
+    monthly_cap_fen: int | None = Field(default=None, ge=0, description="Per diner per month, from this rule")
+
+    @model_validator(mode="after")
+    def _ages(self) -> SubsidyRuleTerms:
+        if self.min_age is not None and self.max_age is not None and self.max_age < self.min_age:
+            raise ValueError("max_age must be at least min_age")
+        return self
+
+
+class SubsidyRuleCreate(SubsidyRuleTerms):
+    key: str = Field(regex=SLUG, max_length=50, description="Stable name across versions")
+    effective_from: date
+    effective_to: date | None = None
+
+
+class SubsidyRuleVersionCreate(SubsidyRuleTerms):
+    effective_from: date
+    effective_to: date | None = None
+
+
+class SubsidyRuleRetire(SQLModel):
+    effective_to: date = Field(description="Last day the rule applies")
+
+
+class SubsidyRule(SubsidyRuleTerms, CanteenModel, table=True):
+    __tablename__ = "subsidy_rules"
+    __table_args__ = (
+        sa.UniqueConstraint("key", "version", name="uq_subsidy_rule_key_version"),
+        sa.Index("ix_subsidy_rules_effective", "effective_from", "effective_to"),
+    )
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    key: str = Field(max_length=50)
+    version: int = 1
+    effective_from: date
+    effective_to: date | None = None
+    canteen_ids: list[str] = Field(default_factory=list, sa_type=JSONType)  # type: ignore[assignment]
+    created_by: str = Field(max_length=200)
+    created_at: datetime = _time()
+
+
+class SubsidyRulePublic(SubsidyRuleTerms):
+    id: UUID
+    key: str
+    version: int
+    effective_from: date
+    effective_to: date | None
+    created_by: str
+    created_at: datetime
+
+
+class SubsidyLinePublic(BaseModel):
+    rule_id: UUID
+    rule_key: str
+    rule_version: int
+    category: str
+    funder: str
+    amount_fen: int
+    status: LineStatus = LineStatus.claimed
+
+
+class FundingShare(BaseModel):
+    funder: str
+    amount_fen: int
+
+
+class Quote(BaseModel):
+    price_fen: int
+    subsidy_fen: int
+    elder_pays_fen: int
+    lines: list[SubsidyLinePublic]
+    funding: list[FundingShare]
+    notes: list[str] = []
+
+
+class QuoteRequest(BaseModel):
+    diner_id: UUID
+    menu_id: UUID
+    set_meal_id: UUID
+    fulfilment: Fulfilment = Fulfilment.dine_in
+
+
+class SubsidyLine(CanteenModel, table=True):
+    """What each rule paid on an order, frozen at order time. Settlement and caps read these rows."""
+
+    __tablename__ = "order_subsidy_lines"
+    __table_args__ = (
+        sa.Index("ix_subsidy_lines_diner_rule_date", "diner_id", "rule_key", "meal_date"),
+        sa.Index("ix_subsidy_lines_canteen_date", "canteen_id", "meal_date"),
+    )
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    order_id: UUID = Field(foreign_key="orders.id", index=True)
+    diner_id: UUID
+    canteen_id: UUID
+    meal_date: date
+    rule_id: UUID
+    rule_key: str = Field(max_length=50)
+    rule_version: int
+    category: str = Field(max_length=50)
+    funder: str = Field(max_length=50)
+    amount_fen: int
+    status: str = Field(default=LineStatus.claimed, sa_type=sa.String(10))
+
+
+# --- orders ------------------------------------------------------------------------------------------------------
+
+class OrderCreate(SQLModel):
+    diner_id: UUID
+    menu_id: UUID
+    set_meal_id: UUID
+    fulfilment: Fulfilment = Fulfilment.dine_in
+    delivery_address: str | None = Field(default=None, max_length=300,
+                                         description="Default: the diner's delivery address")
+    note: str | None = Field(default=None, max_length=300)
+    extra: bool = Field(default=False, description="A second meal in the same slot: never subsidised")
+
+
+class WalkInCreate(SQLModel):
+    diner_id: UUID | None = None
+    card_code: str | None = Field(default=None, max_length=16)
+    set_meal_id: UUID
+    fulfilment: Fulfilment = Fulfilment.dine_in
+    extra: bool = False
+
+    @model_validator(mode="after")
+    def _who(self) -> WalkInCreate:
+        if (self.diner_id is None) == (self.card_code is None):
+            raise ValueError("give exactly one of diner_id or card_code")
+        if self.fulfilment == Fulfilment.delivery:
+            raise ValueError("a walk-in cannot be a delivery")
+        return self
+
+
+class CheckIn(SQLModel):
+    code: str = Field(min_length=4, max_length=16, description="The order's pickup code or the diner's card code")
+    slot: Slot | None = Field(default=None, description="Default: the slot being served now")
+
+
+class Cancellation(SQLModel):
+    reason: str = Field(default="cancelled by diner", min_length=1, max_length=200)
+
+
+class Order(CanteenModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # At most one subsidy-eligible meal per diner per slot, whatever the concurrency.
+        sa.Index("uq_orders_one_meal_per_slot", "diner_id", "meal_date", "slot", unique=True,
+                 postgresql_where=sa.text("NOT is_extra AND status <> 'cancelled'"),
+                 sqlite_where=sa.text("NOT is_extra AND status <> 'cancelled'")),
+        sa.Index("ix_orders_canteen_day", "canteen_id", "meal_date", "slot", "status"),
+        sa.Index("ix_orders_diner_day", "diner_id", "meal_date"),
+        sa.Index("ix_orders_diner_created", "diner_id", "created_at", "id"),
+        sa.Index("ix_orders_canteen_created", "canteen_id", "created_at", "id"),
+        sa.Index("ix_orders_pickup_code", "canteen_id", "pickup_code"),
+        sa.CheckConstraint("price_fen = subsidy_fen + elder_pays_fen", name="ck_orders_money_adds_up"),
+    )
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    canteen_id: UUID = Field(foreign_key="canteens.id")
+    diner_id: UUID = Field(foreign_key="diners.id")
+    menu_id: UUID = Field(foreign_key="menus.id")
+    set_meal_id: UUID = Field(foreign_key="set_meals.id")
+    set_meal_name: str = Field(max_length=100)
+    meal_date: date
+    slot: str = Field(sa_type=sa.String(10))
+    fulfilment: str = Field(sa_type=sa.String(10))
+    status: str = Field(default=OrderStatus.booked, sa_type=sa.String(10))
+    channel: str = Field(sa_type=sa.String(10))
+    is_extra: bool = False
+    price_fen: int
+    subsidy_fen: int
+    elder_pays_fen: int
+    payer: str = Field(sa_type=sa.String(10))
+    payer_subject: str | None = Field(default=None, max_length=200)
+    booked_by: str = Field(max_length=200)
+    pickup_code: str = Field(max_length=16)
+    community: str = Field(max_length=50)
+    compound: str | None = Field(default=None, max_length=50)
+    dietary: list[str] = _json_list()
+    delivery_address: str | None = Field(default=None, max_length=300)
+    deliver_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    note: str | None = Field(default=None, max_length=300)
+    checked_in_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    checked_in_by: str | None = Field(default=None, max_length=200)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    rider_task_id: UUID | None = None
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancelled_by: str | None = Field(default=None, max_length=200)
+    cancel_reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class OrderPublic(SQLModel):
+    id: UUID
+    canteen_id: UUID
+    diner_id: UUID
+    menu_id: UUID
+    set_meal_id: UUID
+    set_meal_name: str
+    meal_date: date
+    slot: Slot
+    fulfilment: Fulfilment
+    status: OrderStatus
+    channel: OrderChannel
+    is_extra: bool
+    price_fen: int
+    subsidy_fen: int
+    elder_pays_fen: int
+    payer: Payer
+    subsidy_lines: list[SubsidyLinePublic] = []
+    funding: list[FundingShare] = []
+    pickup_code: str
+    dietary: list[str]
+    delivery_address: str | None
+    deliver_by: datetime | None
+    note: str | None
+    checked_in_at: datetime | None
+    delivered_at: datetime | None
+    rider_task_id: UUID | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- care signals --------------------------------------------------------------------------------------------
+
+class AbsenceAlertRow(CanteenModel, table=True):
+    __tablename__ = "absence_alerts"
+    __table_args__ = (
+        # One alert per absence spell: the spell is named by the last meal before it.
+        sa.UniqueConstraint("diner_id", "last_meal_on", name="uq_absence_spell"),
+        sa.Index("ix_absence_canteen_raised", "canteen_id", "raised_at", "id"),
+    )
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    diner_id: UUID = Field(foreign_key="diners.id")
+    canteen_id: UUID
+    resident_id: UUID | None = None
+    last_meal_on: date
+    days_absent: int
+    meals_in_window: int
+    status: str = Field(default=AlertStatus.open, sa_type=sa.String(10))
+    raised_at: datetime = _time()
+    visit_id: UUID | None = None
+    outcome: str | None = Field(default=None, max_length=20)
+    checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AbsenceAlertPublic(SQLModel):
+    id: UUID
+    diner_id: UUID
+    canteen_id: UUID
+    resident_id: UUID | None
+    last_meal_on: date
+    days_absent: int
+    meals_in_window: int
+    status: AlertStatus
+    raised_at: datetime
+    visit_id: UUID | None
+    outcome: str | None
+    checked_at: datetime | None
+    resolved_at: datetime | None
+
+
+class ScanResult(BaseModel):
+    on: date
+    candidates: int
+    raised: int
+    resolved: int
+
+
+# --- settlement ---------------------------------------------------------------------------------------------------
+
+class SettlementRow(CanteenModel, table=True):
+    __tablename__ = "settlements"
+    __table_args__ = (sa.UniqueConstraint("canteen_id", "month", name="uq_settlement_canteen_month"),)
+    id: UUID = Field(default_factory=_id, primary_key=True)
+    canteen_id: UUID = Field(foreign_key="canteens.id")
+    month: str = Field(max_length=7)
+    figures: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    claim_csv: str = Field(sa_type=sa.Text, description="The claim file as submitted, frozen at closing")
+    csv_sha256: str = Field(max_length=64)
+    closed_by: str = Field(max_length=200)
+    closed_at: datetime = _time()

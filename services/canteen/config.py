@@ -1,0 +1,76 @@
+"""Canteen configuration (env prefix ``MINSHENG_CANTEEN_``) and the service's clock.
+
+Meals happen on local dates in the county's time zone; every stored instant stays UTC. The clock can be
+pinned (tests, replaying a day) without touching the platform's ``utcnow``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minsheng.platform.ids import utcnow
+
+
+class CanteenSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MINSHENG_CANTEEN_", env_file=None, extra="ignore")
+
+    timezone: str = "Asia/Shanghai"
+    # Care signals: a diner who ate on >= regular_min_days of the regular_window_days up to their last meal,
+    # then missed absence_days service days in a row, raises one AbsenceAlert per absence spell.
+    regular_window_days: int = Field(default=30, ge=1, le=366)
+    regular_min_days: int = Field(default=20, ge=1, le=366)
+    absence_days: int = Field(default=3, ge=1, le=60)
+    absence_scan_every_seconds: float = 3600.0
+    no_show_sweep_every_seconds: float = 900.0
+    delivery_points: int = Field(default=5, ge=0)
+
+
+@lru_cache
+def canteen_settings() -> CanteenSettings:
+    return CanteenSettings()
+
+
+_pinned: datetime | None = None
+
+
+def now() -> datetime:
+    """The current instant (UTC), unless pinned."""
+    return _pinned if _pinned is not None else utcnow()
+
+
+def pin_clock(at: datetime | None) -> None:
+    """Pin (or with ``None`` release) the canteen clock. For tests and operational replays only."""
+    global _pinned
+    if at is not None and at.tzinfo is None:
+        raise ValueError("pin the clock with a timezone-aware datetime")
+    _pinned = at
+
+
+def tz() -> ZoneInfo:
+    return ZoneInfo(canteen_settings().timezone)
+
+
+def today() -> date:
+    return now().astimezone(tz()).date()
+
+
+def local_instant(day: date, at: time) -> datetime:
+    """A local wall-clock time on ``day`` as an aware datetime (compare/store it as UTC)."""
+    return datetime.combine(day, at, tzinfo=tz())
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """'2026-11' -> (2026-11-01, 2026-12-01)."""
+    year, mon = (int(p) for p in month.split("-"))
+    first = date(year, mon, 1)
+    nxt = date(year + (mon == 12), 1 if mon == 12 else mon + 1, 1)
+    return first, nxt
+
+
+def days(n: int) -> timedelta:
+    return timedelta(days=n)

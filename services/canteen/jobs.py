@@ -1,0 +1,27 @@
+"""Periodic jobs. Every replica runs them; each is idempotent (unique spells, conditional updates)."""
+
+from __future__ import annotations
+
+from minsheng.platform.service import Job, ServiceRuntime
+from services.canteen import care, config, orders
+from services.canteen.models import ScanResult
+
+
+async def scan_absences(runtime: ServiceRuntime) -> ScanResult:
+    async with runtime.uow() as uow:
+        result = await care.scan_absences(uow)
+        await uow.commit()
+    return result
+
+
+async def sweep_no_shows(runtime: ServiceRuntime) -> int:
+    async with runtime.uow() as uow:
+        count = await orders.sweep_no_shows(uow, config.today())
+        await uow.commit()
+    return count
+
+
+JOBS = (
+    Job("absence-scan", config.canteen_settings().absence_scan_every_seconds, scan_absences),
+    Job("no-show-sweep", config.canteen_settings().no_show_sweep_every_seconds, sweep_no_shows),
+)

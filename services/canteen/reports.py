@@ -1,0 +1,298 @@
+"""What the kitchen and the accountants read: daily counts, the delivery list, the monthly settlement and the
+government claim file. Everything is aggregated in SQL or over one day's rows; money stays in integer fen."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter, defaultdict
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlmodel import select
+
+from minsheng.platform.auth import Principal
+from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.privacy import mask_phone
+from minsheng.platform.uow import UnitOfWork
+from services.canteen import config
+from services.canteen.models import (
+    SERVED_STATUSES,
+    Canteen,
+    Diner,
+    Fulfilment,
+    LineStatus,
+    Menu,
+    Order,
+    OrderStatus,
+    SettlementRow,
+    SubsidyLine,
+)
+from services.canteen.service import SLOT_RANK
+
+ORDERS = Order.__table__  # type: ignore[attr-defined]
+LINES = SubsidyLine.__table__  # type: ignore[attr-defined]
+DINERS = Diner.__table__  # type: ignore[attr-defined]
+
+
+# --- kitchen -----------------------------------------------------------------------------------------------------
+
+class SetMealCount(BaseModel):
+    set_meal_id: UUID
+    name: str
+    count: int
+    dietary: dict[str, int]
+
+
+class SlotCounts(BaseModel):
+    slot: str
+    menu_id: UUID | None
+    capacity: int
+    booked: int
+    to_prepare: int
+    by_status: dict[str, int]
+    by_fulfilment: dict[str, int]
+    dietary: dict[str, int]
+    set_meals: list[SetMealCount]
+
+
+class KitchenSheet(BaseModel):
+    canteen_id: UUID
+    meal_date: date
+    slots: list[SlotCounts]
+
+
+async def kitchen_sheet(uow: UnitOfWork, canteen: Canteen, day: date) -> KitchenSheet:
+    rows = (await uow.session.execute(
+        sa.select(ORDERS.c.slot, ORDERS.c.set_meal_id, ORDERS.c.set_meal_name, ORDERS.c.fulfilment,
+                  ORDERS.c.status, ORDERS.c.dietary)
+        .where(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date == day,
+               ORDERS.c.status != OrderStatus.cancelled.value))).all()
+    menus = {m.slot: m for m in (await uow.session.execute(
+        select(Menu).where(Menu.canteen_id == canteen.id, Menu.meal_date == day))).scalars()}
+    by_slot: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_slot[r.slot].append(r)
+    slots = []
+    for slot in sorted(set(by_slot) | set(menus), key=lambda s: SLOT_RANK.get(s, 9)):
+        items = by_slot[slot]
+        meals: dict[UUID, tuple[str, Counter[str], int]] = {}
+        for r in items:
+            name, diet, n = meals.get(r.set_meal_id, (r.set_meal_name, Counter(), 0))
+            diet.update(r.dietary or [])
+            meals[r.set_meal_id] = (name, diet, n + 1)
+        menu = menus.get(slot)
+        slots.append(SlotCounts(
+            slot=slot, menu_id=menu.id if menu else None, capacity=menu.capacity if menu else 0,
+            booked=menu.booked if menu else len(items), to_prepare=len(items),
+            by_status=dict(Counter(r.status for r in items)), by_fulfilment=dict(Counter(r.fulfilment for r in items)),
+            dietary=dict(sum((Counter(r.dietary or []) for r in items), Counter())),
+            set_meals=[SetMealCount(set_meal_id=k, name=v[0], count=v[2], dietary=dict(v[1]))
+                       for k, v in sorted(meals.items(), key=lambda kv: kv[1][0])],
+        ))
+    return KitchenSheet(canteen_id=canteen.id, meal_date=day, slots=slots)
+
+
+class DeliveryStop(BaseModel):
+    order_id: UUID
+    slot: str
+    diner_id: UUID
+    diner_name: str
+    phone: str | None
+    delivery_address: str | None
+    deliver_by: Any
+    set_meal_name: str
+    dietary: list[str]
+    note: str | None
+    status: str
+    pickup_code: str
+    rider_task_id: UUID | None
+
+
+async def delivery_list(uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, *, limit: int,
+                        cursor: str | None) -> Page[DeliveryStop]:
+    rank = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9)
+    query = (sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"))
+             .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
+             .where(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date == day,
+                    ORDERS.c.fulfilment == Fulfilment.delivery.value, ORDERS.c.status != OrderStatus.cancelled.value))
+    if slot is not None:
+        query = query.where(ORDERS.c.slot == slot)
+    if cursor:
+        r, ident = decode_cursor(cursor, int, UUID)
+        query = query.where(sa.tuple_(rank, ORDERS.c.id) > sa.tuple_(r, ident))
+    query = query.order_by(rank, ORDERS.c.id).limit(limit + 1)
+    rows = (await uow.session.execute(query)).all()
+    stops = [DeliveryStop(order_id=r.id, slot=r.slot, diner_id=r.diner_id, diner_name=r.diner_name,
+                          phone=mask_phone(r.diner_phone), delivery_address=r.delivery_address,
+                          deliver_by=r.deliver_by, set_meal_name=r.set_meal_name, dietary=r.dietary or [],
+                          note=r.note, status=r.status, pickup_code=r.pickup_code, rider_task_id=r.rider_task_id)
+             for r in rows]
+    return page_of(stops, limit, lambda s: encode_cursor(SLOT_RANK.get(s.slot, 9), s.order_id))
+
+
+# --- monthly settlement --------------------------------------------------------------------------------------------
+
+class CategoryClaim(BaseModel):
+    category: str
+    funder: str
+    meals: int
+    amount_fen: int
+
+
+class Reconciliation(BaseModel):
+    price_total_fen: int
+    elder_paid_fen: int
+    subsidy_total_fen: int
+    claimed_fen: int
+    withheld_fen: int
+    price_equals_elder_plus_subsidy: bool
+    subsidy_equals_claimed_plus_withheld: bool
+    unsettled_bookings: int
+
+
+class Settlement(BaseModel):
+    canteen_id: UUID
+    canteen_name: str
+    operator: str
+    month: str
+    status: str  # open (live figures) or closed (frozen)
+    meals_served: int
+    diners_served: int
+    orders_by_status: dict[str, int]
+    meals_by_slot: dict[str, int]
+    meals_by_fulfilment: dict[str, int]
+    claims: list[CategoryClaim]
+    claims_by_funder: dict[str, int]
+    withheld_by_category: list[CategoryClaim]
+    reconciliation: Reconciliation
+    closed_at: Any = None
+    closed_by: str | None = None
+    csv_sha256: str | None = None
+
+
+def _month(month: str) -> tuple[date, date]:
+    try:
+        first, nxt = config.month_bounds(month)
+    except (ValueError, TypeError) as exc:
+        raise Problem(422, "invalid_month", "Invalid month", "Use YYYY-MM, e.g. 2026-11.",
+                      errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}]) from exc
+    return first, nxt
+
+
+async def compute_settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> Settlement:
+    first, nxt = _month(month)
+    in_month = sa.and_(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date >= first, ORDERS.c.meal_date < nxt)
+    served = ORDERS.c.status.in_(SERVED_STATUSES)
+    status_counts = {s: int(n) for s, n in await uow.session.execute(
+        sa.select(ORDERS.c.status, sa.func.count()).where(in_month).group_by(ORDERS.c.status))}
+    by_slot = {s: int(n) for s, n in await uow.session.execute(
+        sa.select(ORDERS.c.slot, sa.func.count()).where(in_month, served).group_by(ORDERS.c.slot))}
+    by_fulfilment = {s: int(n) for s, n in await uow.session.execute(
+        sa.select(ORDERS.c.fulfilment, sa.func.count()).where(in_month, served).group_by(ORDERS.c.fulfilment))}
+    totals = (await uow.session.execute(sa.select(
+        sa.func.count(), sa.func.count(sa.distinct(ORDERS.c.diner_id)),
+        sa.func.coalesce(sa.func.sum(ORDERS.c.price_fen), 0), sa.func.coalesce(sa.func.sum(ORDERS.c.elder_pays_fen), 0),
+        sa.func.coalesce(sa.func.sum(ORDERS.c.subsidy_fen), 0)).where(in_month, served))).one()
+    lines = (await uow.session.execute(
+        sa.select(LINES.c.category, LINES.c.funder, LINES.c.status, sa.func.count(), sa.func.sum(LINES.c.amount_fen))
+        .join(ORDERS, ORDERS.c.id == LINES.c.order_id)
+        .where(in_month, served, LINES.c.status.in_([LineStatus.claimed.value, LineStatus.withheld.value]))
+        .group_by(LINES.c.category, LINES.c.funder, LINES.c.status)
+        .order_by(LINES.c.category, LINES.c.funder))).all()
+    claims = [CategoryClaim(category=c, funder=f, meals=int(n), amount_fen=int(a))
+              for c, f, st, n, a in lines if st == LineStatus.claimed]
+    withheld = [CategoryClaim(category=c, funder=f, meals=int(n), amount_fen=int(a))
+                for c, f, st, n, a in lines if st == LineStatus.withheld]
+    by_funder: dict[str, int] = defaultdict(int)
+    for claim in claims:
+        by_funder[claim.funder] += claim.amount_fen
+    price, elder, subsidy = int(totals[2]), int(totals[3]), int(totals[4])
+    claimed, held = sum(c.amount_fen for c in claims), sum(c.amount_fen for c in withheld)
+    return Settlement(
+        canteen_id=canteen.id, canteen_name=canteen.name, operator=canteen.operator, month=month, status="open",
+        meals_served=int(totals[0]), diners_served=int(totals[1]), orders_by_status=status_counts,
+        meals_by_slot=by_slot, meals_by_fulfilment=by_fulfilment, claims=claims, claims_by_funder=dict(by_funder),
+        withheld_by_category=withheld,
+        reconciliation=Reconciliation(
+            price_total_fen=price, elder_paid_fen=elder, subsidy_total_fen=subsidy, claimed_fen=claimed,
+            withheld_fen=held, price_equals_elder_plus_subsidy=price == elder + subsidy,
+            subsidy_equals_claimed_plus_withheld=subsidy == claimed + held,
+            unsettled_bookings=status_counts.get(OrderStatus.booked.value, 0)),
+    )
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+CSV_HEADER = ["canteen", "month", "meal_date", "slot", "order_id", "diner_id", "diner_name", "id_number",
+              "category", "funder", "rule_key", "rule_version", "price_fen", "elder_paid_fen", "subsidy_fen",
+              "subsidy_yuan"]
+
+
+async def claim_csv(uow: UnitOfWork, canteen: Canteen, month: str) -> str:
+    """One row per claimed subsidy line of a served meal: what the government is asked to reimburse."""
+    first, nxt = _month(month)
+    rows = await uow.session.execute(
+        sa.select(ORDERS.c.meal_date, ORDERS.c.slot, ORDERS.c.id, ORDERS.c.diner_id, DINERS.c.name,
+                  DINERS.c.id_number_masked, LINES.c.category, LINES.c.funder, LINES.c.rule_key,
+                  LINES.c.rule_version, ORDERS.c.price_fen, ORDERS.c.elder_pays_fen, LINES.c.amount_fen)
+        .join(ORDERS, ORDERS.c.id == LINES.c.order_id).join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
+        .where(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date >= first, ORDERS.c.meal_date < nxt,
+               ORDERS.c.status.in_(SERVED_STATUSES), LINES.c.status == LineStatus.claimed.value)
+        .order_by(ORDERS.c.meal_date, sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9), ORDERS.c.id,
+                  LINES.c.rule_key))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for r in rows:
+        writer.writerow([canteen.code, month, r[0].isoformat(), r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7],
+                         r[8], r[9], r[10], r[11], r[12], _yuan(r[12])])
+    return out.getvalue()
+
+
+async def closed_settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> SettlementRow | None:
+    _month(month)
+    found = await uow.session.execute(select(SettlementRow).where(
+        SettlementRow.canteen_id == canteen.id, SettlementRow.month == month))
+    return found.scalar_one_or_none()
+
+
+async def settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> Settlement:
+    closed = await closed_settlement(uow, canteen, month)
+    if closed is not None:
+        return Settlement.model_validate(closed.figures)
+    return await compute_settlement(uow, canteen, month)
+
+
+async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, month: str) -> Settlement:
+    _, nxt = _month(month)
+    if config.today() < nxt:
+        raise conflict("month_not_over", f"{month} is not over yet; close it from {nxt}.")
+    if await closed_settlement(uow, canteen, month) is not None:
+        raise conflict("settlement_closed", f"{month} is already closed for {canteen.name}.")
+    figures = await compute_settlement(uow, canteen, month)
+    if figures.reconciliation.unsettled_bookings:
+        raise conflict("unsettled_orders", f"{figures.reconciliation.unsettled_bookings} orders are still booked "
+                       "(deliveries not confirmed?): confirm or cancel them first.",
+                       unsettled=figures.reconciliation.unsettled_bookings)
+    content = await claim_csv(uow, canteen, month)
+    row = SettlementRow(canteen_id=canteen.id, month=month, figures={}, claim_csv=content,
+                        csv_sha256=hashlib.sha256(content.encode()).hexdigest(), closed_by=who.sub)
+    figures = figures.model_copy(update={"status": "closed", "closed_at": row.closed_at, "closed_by": who.sub,
+                                         "csv_sha256": row.csv_sha256})
+    row.figures = figures.model_dump(mode="json")
+    uow.session.add(row)
+    try:
+        await uow.session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise conflict("settlement_closed", f"{month} was closed at the same time.") from exc
+    return figures
+
+

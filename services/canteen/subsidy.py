@@ -1,0 +1,339 @@
+"""The subsidy rule engine (pure) and the use cases that manage versioned rules.
+
+A rule is a chain of immutable versions under one ``key``; each version applies from ``effective_from`` to
+``effective_to`` (inclusive; open-ended when None). A new version closes the previous one the day before it
+starts, so exactly one version of a key applies on any date. Orders freeze the lines computed at order time:
+adding a version never rewrites an order.
+
+Combining rules: every matching rule is a candidate; within a ``stack_group`` only the largest (after caps)
+applies, and the groups add up (e.g. an age band in ``base`` plus a 低保 supplement in ``circumstance``).
+The total never exceeds the price, so the elder never pays less than nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.uow import UnitOfWork
+from services.canteen import config
+from services.canteen.models import (
+    Circumstance,
+    FundingShare,
+    LineStatus,
+    Quote,
+    SubsidyLine,
+    SubsidyLinePublic,
+    SubsidyRule,
+    SubsidyRuleCreate,
+    SubsidyRuleTerms,
+    SubsidyRuleVersionCreate,
+)
+
+
+class RuleLike(Protocol):
+    """What the engine reads of a rule version (a ``SubsidyRule`` row, or anything shaped like one)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def funder(self) -> str: ...
+    @property
+    def amount_fen(self) -> int: ...
+    @property
+    def stack_group(self) -> str: ...
+    @property
+    def min_age(self) -> int | None: ...
+    @property
+    def max_age(self) -> int | None: ...
+    @property
+    def circumstances(self) -> Sequence[str]: ...
+    @property
+    def slots(self) -> Sequence[str]: ...
+    @property
+    def fulfilments(self) -> Sequence[str]: ...
+    @property
+    def meal_kinds(self) -> Sequence[str]: ...
+    @property
+    def canteen_ids(self) -> Sequence[Any]: ...
+    @property
+    def daily_cap_fen(self) -> int | None: ...
+    @property
+    def monthly_cap_fen(self) -> int | None: ...
+    @property
+    def effective_from(self) -> date: ...
+    @property
+    def effective_to(self) -> date | None: ...
+
+
+@dataclass(frozen=True)
+class MealContext:
+    """Everything the rules may look at, as of the meal date."""
+
+    meal_date: date
+    age: int
+    circumstances: frozenset[str]
+    slot: str
+    fulfilment: str
+    meal_kind: str
+    canteen_id: str
+    price_fen: int
+    suspended: bool = False
+    extra: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Subsidy a rule key already paid this diner on the meal date and in its month (fen)."""
+
+    day: int = 0
+    month: int = 0
+
+
+@dataclass
+class Computation:
+    price_fen: int
+    lines: list[tuple[RuleLike, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def subsidy_fen(self) -> int:
+        return sum(amount for _, amount in self.lines)
+
+    @property
+    def elder_pays_fen(self) -> int:
+        return self.price_fen - self.subsidy_fen
+
+    def funding(self) -> list[FundingShare]:
+        by_funder: dict[str, int] = {}
+        for rule, amount in self.lines:
+            by_funder[rule.funder] = by_funder.get(rule.funder, 0) + amount
+        return [FundingShare(funder=f, amount_fen=a) for f, a in sorted(by_funder.items())]
+
+    def quote(self) -> Quote:
+        return Quote(price_fen=self.price_fen, subsidy_fen=self.subsidy_fen, elder_pays_fen=self.elder_pays_fen,
+                     lines=[line_public(r, a) for r, a in self.lines], funding=self.funding(), notes=self.notes)
+
+
+def line_public(rule: RuleLike, amount: int, status: str = LineStatus.claimed) -> SubsidyLinePublic:
+    return SubsidyLinePublic(rule_id=rule.id, rule_key=rule.key, rule_version=rule.version,
+                             category=rule.category, funder=rule.funder, amount_fen=amount,
+                             status=LineStatus(status))
+
+
+def age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def circumstances_on(stated: Iterable[str], birth: date, day: date) -> frozenset[str]:
+    found = set(stated)
+    if age_on(birth, day) >= 80:
+        found.add(Circumstance.age_80_plus.value)
+    return frozenset(found)
+
+
+def in_force(rule: RuleLike, day: date) -> bool:
+    return rule.effective_from <= day and (rule.effective_to is None or day <= rule.effective_to)
+
+
+def matches(rule: RuleLike, ctx: MealContext) -> bool:
+    if not in_force(rule, ctx.meal_date):
+        return False
+    if rule.min_age is not None and ctx.age < rule.min_age:
+        return False
+    if rule.max_age is not None and ctx.age > rule.max_age:
+        return False
+    if rule.circumstances and not ctx.circumstances.intersection(str(c) for c in rule.circumstances):
+        return False
+    if rule.slots and ctx.slot not in {str(s) for s in rule.slots}:
+        return False
+    if rule.fulfilments and ctx.fulfilment not in {str(f) for f in rule.fulfilments}:
+        return False
+    if rule.meal_kinds and ctx.meal_kind not in rule.meal_kinds:
+        return False
+    return not (rule.canteen_ids and ctx.canteen_id not in {str(c) for c in rule.canteen_ids})
+
+
+def capped(rule: RuleLike, usage: Usage) -> int:
+    amount = rule.amount_fen
+    if rule.daily_cap_fen is not None:
+        amount = min(amount, rule.daily_cap_fen - usage.day)
+    if rule.monthly_cap_fen is not None:
+        amount = min(amount, rule.monthly_cap_fen - usage.month)
+    return max(amount, 0)
+
+
+def compute(rules: Sequence[RuleLike], ctx: MealContext, usage: Mapping[str, Usage] | None = None) -> Computation:
+    """The subsidy for one meal. Deterministic: same rules, context and usage → same lines."""
+    result = Computation(price_fen=ctx.price_fen)
+    if ctx.extra:
+        result.notes.append("extra meal in the same slot: not subsidised")
+        return result
+    if ctx.suspended:
+        result.notes.append("subsidy suspended for this diner on the meal date")
+        return result
+    usage = usage or {}
+    best: dict[str, tuple[RuleLike, int]] = {}
+    for rule in sorted(rules, key=lambda r: (r.key, r.version)):
+        if not matches(rule, ctx):
+            continue
+        amount = capped(rule, usage.get(rule.key, Usage()))
+        if amount < rule.amount_fen:
+            result.notes.append(f"{rule.key}: capped at {amount} fen")
+        current = best.get(rule.stack_group)
+        if amount > 0 and (current is None or amount > current[1]):
+            best[rule.stack_group] = (rule, amount)
+    remaining = ctx.price_fen
+    for group in sorted(best, key=lambda g: (g != "base", g)):
+        rule, amount = best[group]
+        amount = min(amount, remaining)
+        if amount <= 0:
+            result.notes.append(f"{rule.key}: meal already fully subsidised")
+            continue
+        remaining -= amount
+        result.lines.append((rule, amount))
+    return result
+
+
+# --- persistence -----------------------------------------------------------------------------------------------
+
+async def rules_in_force(uow: UnitOfWork, day: date) -> list[SubsidyRule]:
+    query = select(SubsidyRule).where(
+        SubsidyRule.effective_from <= day,
+        sa.or_(col(SubsidyRule.effective_to).is_(None), col(SubsidyRule.effective_to) >= day),
+    )
+    return list((await uow.session.execute(query)).scalars())
+
+
+async def usage_for(uow: UnitOfWork, diner_id: UUID, day: date, keys: Iterable[str]) -> dict[str, Usage]:
+    """What each capped rule key already paid the diner on ``day`` and in its month (cancelled lines don't count)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    first = day.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    t = SubsidyLine.__table__  # type: ignore[attr-defined]
+    rows = await uow.session.execute(
+        sa.select(
+            t.c.rule_key,
+            sa.func.coalesce(sa.func.sum(sa.case((t.c.meal_date == day, t.c.amount_fen), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(t.c.amount_fen), 0),
+        ).where(t.c.diner_id == diner_id, t.c.rule_key.in_(keys), t.c.meal_date >= first, t.c.meal_date < nxt,
+                t.c.status != LineStatus.cancelled.value)
+        .group_by(t.c.rule_key)
+    )
+    return {key: Usage(day=int(d), month=int(m)) for key, d, m in rows}
+
+
+async def compute_for(uow: UnitOfWork, ctx: MealContext, diner_id: UUID) -> Computation:
+    rules = await rules_in_force(uow, ctx.meal_date)
+    candidates = [r for r in rules if matches(r, ctx)]
+    capped_keys = [r.key for r in candidates if r.daily_cap_fen is not None or r.monthly_cap_fen is not None]
+    usage = await usage_for(uow, diner_id, ctx.meal_date, capped_keys) if not ctx.extra else {}
+    return compute(candidates, ctx, usage)
+
+
+# --- managing rules --------------------------------------------------------------------------------------------
+
+def _terms(data: SubsidyRuleTerms) -> dict[str, Any]:
+    terms = data.model_dump(include=set(SubsidyRuleTerms.model_fields))
+    terms["canteen_ids"] = [str(c) for c in data.canteen_ids]
+    return terms
+
+
+def _check_dates(effective_from: date, effective_to: date | None) -> None:
+    if effective_from < config.today():
+        raise Problem(422, "effective_from_in_past", "Rules cannot start in the past",
+                      "A rule change never rewrites past orders: start it today or later.",
+                      errors=[{"field": "effective_from", "message": "must be today or later", "type": "value_error"}])
+    if effective_to is not None and effective_to < effective_from:
+        raise Problem(422, "validation_error", "The request is not valid", "effective_to is before effective_from",
+                      errors=[{"field": "effective_to", "message": "before effective_from", "type": "value_error"}])
+
+
+async def versions_of(uow: UnitOfWork, key: str, *, for_update: bool = False) -> list[SubsidyRule]:
+    query = select(SubsidyRule).where(SubsidyRule.key == key).order_by(col(SubsidyRule.version))
+    if for_update and uow.db.is_postgres:
+        query = query.with_for_update()
+    return list((await uow.session.execute(query)).scalars())
+
+
+async def create_rule(uow: UnitOfWork, actor: str, data: SubsidyRuleCreate) -> SubsidyRule:
+    _check_dates(data.effective_from, data.effective_to)
+    if await versions_of(uow, data.key):
+        raise conflict("subsidy_rule_exists", f"Rule {data.key} exists; add a version instead.", key=data.key)
+    rule = SubsidyRule(key=data.key, version=1, effective_from=data.effective_from, effective_to=data.effective_to,
+                       created_by=actor, **_terms(data))
+    uow.session.add(rule)
+    try:
+        await uow.session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise conflict("subsidy_rule_exists", f"Rule {data.key} exists; add a version instead.") from exc
+    return rule
+
+
+async def add_version(uow: UnitOfWork, actor: str, key: str, data: SubsidyRuleVersionCreate) -> SubsidyRule:
+    """A new version from ``effective_from``; the version in force then ends the day before."""
+    _check_dates(data.effective_from, data.effective_to)
+    versions = await versions_of(uow, key, for_update=True)
+    if not versions:
+        raise not_found("subsidy_rule", key)
+    latest = versions[-1]
+    if data.effective_from <= latest.effective_from:
+        raise conflict("version_not_after_latest",
+                       f"Version {latest.version} starts {latest.effective_from}; a new version must start later.",
+                       latest_effective_from=latest.effective_from.isoformat())
+    if latest.effective_to is None or latest.effective_to >= data.effective_from:
+        latest.effective_to = data.effective_from - timedelta(days=1)
+    rule = SubsidyRule(key=key, version=latest.version + 1, effective_from=data.effective_from,
+                       effective_to=data.effective_to, created_by=actor, **_terms(data))
+    uow.session.add(rule)
+    try:
+        await uow.session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise conflict("concurrent_rule_change", "Another version was added at the same time; retry.") from exc
+    return rule
+
+
+async def retire(uow: UnitOfWork, key: str, effective_to: date) -> SubsidyRule:
+    if effective_to < config.today() - timedelta(days=1):
+        raise Problem(422, "effective_to_in_past", "Rules cannot end in the past",
+                      "Past orders keep their subsidy: end the rule yesterday at the earliest.")
+    versions = await versions_of(uow, key, for_update=True)
+    if not versions:
+        raise not_found("subsidy_rule", key)
+    latest = versions[-1]
+    if effective_to < latest.effective_from:
+        raise conflict("retire_before_start", f"The latest version starts {latest.effective_from}.")
+    latest.effective_to = effective_to
+    return latest
+
+
+async def list_rules(uow: UnitOfWork, *, on: date | None, key: str | None, limit: int,
+                     cursor: str | None) -> Page[SubsidyRule]:
+    query = select(SubsidyRule)
+    if on is not None:
+        query = query.where(SubsidyRule.effective_from <= on, sa.or_(
+            col(SubsidyRule.effective_to).is_(None), col(SubsidyRule.effective_to) >= on))
+    if key is not None:
+        query = query.where(SubsidyRule.key == key)
+    if cursor:
+        k, v = decode_cursor(cursor, str, int)
+        query = query.where(sa.tuple_(SubsidyRule.key, SubsidyRule.version) > sa.tuple_(k, v))
+    query = query.order_by(col(SubsidyRule.key), col(SubsidyRule.version)).limit(limit + 1)
+    rows = list((await uow.session.execute(query)).scalars())
+    return page_of(rows, limit, lambda r: encode_cursor(r.key, r.version))

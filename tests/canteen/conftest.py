@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.canteen import config
+from tests.canteen.helpers import TODAY, pin
+from tests.conftest import embedded_settings
+from tests.support.client import System, running_system
+
+
+@pytest.fixture(autouse=True)
+def clock() -> Iterator[None]:
+    """Every canteen test starts at 08:00 local on TODAY; tests move it with ``pin``."""
+    pin(TODAY, 8, 0)
+    yield
+    config.pin_clock(None)
+
+
+@pytest.fixture
+async def canteen(tmp_path: Path) -> AsyncIterator[System]:
+    """The canteen service alone, embedded (SQLite + in-process bus): the same code path as ``system`` without
+    migrating and starting the other three services, which keeps these tests fast. Cross-service flows use
+    ``system`` / ``kafka_system``."""
+    async with running_system(embedded_settings(tmp_path), services=("canteen",)) as s:
+        yield s
+
+
+@pytest.fixture
+async def pg_canteen(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
+    """The canteen service alone on a real PostgreSQL database."""
+    async with running_system(embedded_settings(tmp_path, database_url=pg_template), services=("canteen",)) as s:
+        yield s

@@ -1,0 +1,135 @@
+"""Building blocks for canteen tests: a pinned clock, tokens, and a canteen with slots, menus and diners."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from services.canteen import config
+from tests.support.client import System
+
+# A Monday. The canteen clock is pinned (services.canteen.config.pin_clock), so cut-offs are deterministic.
+TODAY = date(2031, 3, 10)
+TOMORROW = TODAY + timedelta(days=1)
+
+
+def local(day: date, hh: int, mm: int = 0) -> datetime:
+    return datetime.combine(day, time(hh, mm), tzinfo=config.tz())
+
+
+def pin(day: date, hh: int = 8, mm: int = 0) -> None:
+    config.pin_clock(local(day, hh, mm))
+
+
+def county(s: System) -> dict[str, str]:
+    return s.auth("staff", sub="county-civil-affairs", scopes=["*"])
+
+
+def canteen_staff(s: System, code: str = "yunxing-street") -> dict[str, str]:
+    return s.auth("staff", sub=f"cook-{code}", scopes=[f"canteen:{code}"])
+
+
+def community_staff(s: System, community: str = "yunxing") -> dict[str, str]:
+    return s.auth("staff", sub=f"staff-{community}", scopes=[f"community:{community}"])
+
+
+def resident(s: System, sub: str) -> dict[str, str]:
+    return s.auth("resident", sub=sub, scopes=())
+
+
+SLOTS: dict[str, dict[str, Any]] = {
+    "breakfast": {"serve_from": "07:00", "serve_until": "08:30", "capacity": 50, "cutoff_minutes": 720},
+    "lunch": {"serve_from": "11:00", "serve_until": "12:30", "capacity": 100, "cutoff_minutes": 120,
+              "deliver_by": "12:00"},
+    "dinner": {"serve_from": "17:00", "serve_until": "18:30", "capacity": 80, "cutoff_minutes": 180},
+}
+
+FOUR_AND_SOUP = {
+    "name": "四菜一汤 four dishes and a soup", "kind": "standard", "price_fen": 1000, "tags": [],
+    "dishes": [{"name": "宫保鸡丁 kung pao chicken", "tags": ["spicy"], "ingredients": ["鸡肉", "花生"]},
+               {"name": "土豆丝 shredded potato", "tags": [], "ingredients": ["土豆"]},
+               {"name": "红烧豆腐 braised tofu", "tags": [], "ingredients": ["豆腐", "香菜"]},
+               {"name": "清炒油菜 greens", "tags": ["low_salt"], "ingredients": []},
+               {"name": "紫菜蛋花汤 seaweed soup", "tags": ["soft", "low_salt"], "ingredients": []}],
+}
+SOFT_SET = {
+    "name": "软食套餐 soft set", "kind": "soft", "price_fen": 1000, "tags": ["soft", "low_salt"],
+    "dishes": [{"name": "鸡蛋羹 egg custard", "tags": ["soft", "low_salt"], "ingredients": ["鸡蛋"]},
+               {"name": "蒸南瓜 steamed pumpkin", "tags": ["soft", "low_salt", "diabetic_friendly"]}],
+}
+
+
+async def make_canteen(s: System, code: str = "yunxing-street", community: str = "yunxing",
+                       status: str = "open", slots: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    r = await s.client.post("/canteen/canteens", headers=county(s), json={
+        "code": code, "name": f"{code} 幸福食堂", "address": f"{code} 12", "community": community,
+        "communities": [community, "gangcheng"], "operator": "颐康餐饮 Yikang Catering", "status": status})
+    assert r.status_code == 201, r.text
+    for slot, body in (slots or SLOTS).items():
+        r = await s.client.put(f"/canteen/canteens/{code}/slots/{slot}", headers=county(s), json=body)
+        assert r.status_code == 200, r.text
+    r = await s.client.get(f"/canteen/canteens/{code}")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def make_menu(s: System, code: str, day: date, slot: str = "lunch", *, capacity: int | None = None,
+                    meals: list[dict[str, Any]] | None = None, publish: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"set_meals": meals or [FOUR_AND_SOUP, SOFT_SET]}
+    if capacity is not None:
+        body["capacity"] = capacity
+    r = await s.client.put(f"/canteen/canteens/{code}/menus/{day.isoformat()}/{slot}", headers=canteen_staff(s, code),
+                           json=body)
+    assert r.status_code == 200, r.text
+    menu = r.json()
+    if publish:
+        r = await s.client.post(f"/canteen/menus/{menu['id']}/publish", headers=canteen_staff(s, code))
+        assert r.status_code == 200, r.text
+        menu = r.json()
+    return menu  # type: ignore[no-any-return]
+
+
+_ids = iter(range(10_000, 99_999))
+
+
+def id_number(birth: date) -> str:
+    body = f"140226{birth:%Y%m%d}{next(_ids) % 1000:03d}"
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    check = "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
+    return body + check
+
+
+async def make_diner(s: System, canteen_id: str, *, name: str = "赵桂香", birth: date = date(1941, 3, 8),
+                     headers: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"canteen_id": canteen_id, "name": name, "birth_date": birth.isoformat(),
+                            "community": "yunxing", "phone": "13935201101", "id_number": id_number(birth), **extra}
+    r = await s.client.post("/canteen/diners", headers=headers or county(s), json=body)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+AGE_RULES: list[dict[str, Any]] = [
+    {"key": "age-60-69", "name": "60–69", "category": "age_60_69", "funder": "county_civil_affairs",
+     "amount_fen": 100, "min_age": 60, "max_age": 69},
+    {"key": "age-70-79", "name": "70–79", "category": "age_70_79", "funder": "county_civil_affairs",
+     "amount_fen": 200, "min_age": 70, "max_age": 79},
+    {"key": "age-80-plus", "name": "80+", "category": "age_80_plus", "funder": "county_civil_affairs",
+     "amount_fen": 300, "min_age": 80, "daily_cap_fen": 600},
+    {"key": "dibao", "name": "低保", "category": "dibao", "funder": "county_civil_affairs", "amount_fen": 200,
+     "stack_group": "circumstance", "circumstances": ["dibao"], "monthly_cap_fen": 1000},
+    {"key": "disabled", "name": "残疾", "category": "disabled", "funder": "county_disabled_persons_federation",
+     "amount_fen": 100, "stack_group": "disability", "circumstances": ["disabled"]},
+]
+
+
+async def make_rules(s: System, rules: list[dict[str, Any]] | None = None, start: date = TODAY) -> None:
+    for rule in rules or AGE_RULES:
+        r = await s.client.post("/canteen/subsidy-rules", headers=county(s),
+                                json={**rule, "effective_from": start.isoformat()})
+        assert r.status_code == 201, r.text
+
+
+async def book(s: System, headers: dict[str, str], diner_id: str, menu: dict[str, Any], meal: int = 0,
+               **extra: Any) -> Any:
+    return await s.client.post("/canteen/orders", headers=headers, json={
+        "diner_id": diner_id, "menu_id": menu["id"], "set_meal_id": menu["set_meals"][meal]["id"], **extra})

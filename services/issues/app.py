@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from minsheng.platform.service import ServiceSpec
+from services.issues.demo import seed_demo
 from services.issues.handlers import HANDLERS
+from services.issues.jobs import JOBS
 from services.issues.models import metadata, platform_tables
 from services.issues.views import router
 
@@ -16,4 +18,6 @@ SPEC = ServiceSpec(
     router=router,
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=HANDLERS,
+    jobs=JOBS,
+    seed_demo=seed_demo,
 )

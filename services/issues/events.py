@@ -6,6 +6,8 @@ from minsheng.contracts.issues import (
     IssueClosedUnresolved,
     IssueConfirmed,
     IssueCreated,
+    IssueLinked,
+    IssueMerged,
     IssueOverdue,
     IssueRejected,
     IssueReopened,
@@ -15,5 +17,5 @@ from minsheng.contracts.issues import (
 from services.issues.handlers import HANDLERS
 
 PUBLISHES = (IssueCreated, IssueAccepted, IssueAssigned, IssueVerified, IssueResolved, IssueConfirmed,
-             IssueRejected, IssueReopened, IssueClosedUnresolved, IssueOverdue)
+             IssueRejected, IssueReopened, IssueClosedUnresolved, IssueOverdue, IssueLinked, IssueMerged)
 CONSUMES = tuple(HANDLERS)

@@ -1,8 +1,12 @@
-"""Use cases of the issues service. They take a unit of work and never commit: the caller does, once."""
+"""Use cases of the issues service: intake from every channel, duplicates, the staff workflow, the
+reporter's confirmation. They take a unit of work and never commit: the caller does, once."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -10,19 +14,59 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.base import Origin
-from minsheng.contracts.issues import IssueCreated, IssueRejected, IssueResolved, IssueVerified
+from minsheng.contracts.issues import (
+    IssueAccepted,
+    IssueAssigned,
+    IssueClosedUnresolved,
+    IssueConfirmed,
+    IssueCreated,
+    IssueLinked,
+    IssueMerged,
+    IssueRejected,
+    IssueReopened,
+    IssueResolved,
+    IssueVerified,
+)
 from minsheng.contracts.points import HazardReported
+from minsheng.contracts.visits import NeedEscalated
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
 from minsheng.platform.uow import UnitOfWork
+from services.issues.catalogue import (
+    category_or_default,
+    render_template,
+    require_category,
+    resolve_community,
+    validate_attributes,
+)
+from services.issues.config import IssuesConfig, get_config
+from services.issues.geo import bounding_box, distance_m
 from services.issues.models import (
+    OPEN_STATUSES,
+    Assignment,
+    Category,
     Channel,
+    CloseUnresolved,
+    Confirmation,
+    Department,
     Issue,
+    IssueAssignment,
     IssueCreate,
+    IssuePublic,
+    IssueReporter,
     IssueStatus,
+    MergeRequest,
+    NotHandledMatter,
+    Photo,
+    Redirect,
     Rejection,
+    Reopening,
+    Resolution,
+    SplitRequest,
+    StaffNote,
     TimelineEntry,
 )
 
@@ -30,6 +74,51 @@ HAZARD_TITLES = {"fire": "Fire reported by a rider", "gas_leak": "Gas leak repor
                  "water_leak": "Water leak reported by a rider", "road": "Road hazard reported by a rider",
                  "other": "Hazard reported by a rider"}
 
+
+# --- who may do what ----------------------------------------------------------------------------------------
+
+def is_staff(who: Principal) -> bool:
+    return who.has(Role.staff) or Role.admin in who.roles
+
+
+def role_of(who: Principal) -> str:
+    for role in (Role.admin, Role.staff, Role.grid_worker, Role.rider, Role.resident):
+        if role in who.roles:
+            return role.value
+    return "user"
+
+
+def manages(who: Principal, issue: Issue) -> bool:
+    """Community/compound staff (or admins) manage the issues in their scope."""
+    return is_staff(who) and who.covers(issue.community, issue.compound)
+
+
+def works_on(who: Principal, issue: Issue) -> bool:
+    """Managers, and the departments the issue is assigned to."""
+    if manages(who, issue):
+        return True
+    return is_staff(who) and bool(who.scoped_values("department").intersection(issue.departments))
+
+
+async def is_participant(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+    if issue.reporter == who.sub:
+        return True
+    found = await uow.session.execute(select(IssueReporter.id).where(
+        IssueReporter.issue_id == issue.id, IssueReporter.subject == who.sub).limit(1))
+    return found.first() is not None
+
+
+async def can_see(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+    if works_on(who, issue):
+        return True
+    if who.has(Role.grid_worker) and who.covers(issue.community, issue.compound):
+        return True
+    if issue.is_public and issue.status != IssueStatus.merged:
+        return True
+    return await is_participant(uow, who, issue)
+
+
+# --- event facts and the timeline ---------------------------------------------------------------------------
 
 def _origin(issue: Issue) -> Origin | None:
     if issue.origin_service and issue.origin_kind and issue.origin_id:
@@ -40,119 +129,720 @@ def _origin(issue: Issue) -> Origin | None:
 def _fact(issue: Issue, actor: str | None) -> dict[str, Any]:
     return {"issue_id": issue.id, "category": issue.category, "channel": issue.channel, "urgent": issue.urgent,
             "community": issue.community, "compound": issue.compound, "origin": _origin(issue),
-            "occurred_at": issue.updated_at, "actor": actor}
+            "linked": [Origin(**o) for o in issue.linked], "occurred_at": issue.updated_at, "actor": actor}
 
 
-def _record(uow: UnitOfWork, issue: Issue, action: str, actor: str | None, note: str | None = None) -> None:
-    uow.session.add(TimelineEntry(issue_id=issue.id, action=action, actor=actor, note=note))
+def record(uow: UnitOfWork, issue: Issue, action: str, who: Principal | None, note: str | None = None, *,
+           internal: bool = False, data: dict[str, Any] | None = None, actor: str | None = None,
+           at: datetime | None = None) -> None:
+    uow.session.add(TimelineEntry(
+        issue_id=issue.id, action=action, actor=who.sub if who else actor,
+        actor_role=role_of(who) if who else ("system" if actor is None else None), note=note, internal=internal,
+        data=data or {}, at=at or issue.updated_at))
+
+
+def _touch(issue: Issue, now: datetime | None = None) -> datetime:
+    issue.updated_at = now or utcnow()
+    return issue.updated_at
+
+
+def _responded(issue: Issue, now: datetime) -> None:
+    if issue.first_responded_at is None:
+        issue.first_responded_at = now
+
+
+def _close(issue: Issue, status: IssueStatus, now: datetime) -> None:
+    issue.status = status
+    issue.closed_at = now
 
 
 # --- intake -------------------------------------------------------------------------------------------------
 
-async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue | None:
-    """A rider's hazard report becomes an issue (urgent for fire, gas and water leaks). Idempotent on the
-    report: a second delivery finds the issue already there."""
-    found = await uow.session.execute(select(Issue.id).where(
-        Issue.origin_service == "points", Issue.origin_kind == "hazard_report",
-        Issue.origin_id == str(report.report_id)))
-    if found.first() is not None:
-        return None
+@dataclass
+class Intake:
+    category: Category
+    title: str
+    description: str
+    channel: Channel
+    reporter: str | None
+    latitude: float | None = None
+    longitude: float | None = None
+    address: str | None = None
+    community: str | None = None
+    compound: str | None = None
+    origin: Origin | None = None
+    urgent: bool = False
+    is_public: bool = True
+    photo_urls: list[str] | None = None
+    attributes: dict[str, Any] | None = None
+    intake: str | None = None
+    contact_name: str | None = None  # already encrypted
+    contact_phone: str | None = None  # already encrypted
+    actor_role: str | None = None
+    open311_token: str | None = None
+
+
+def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesConfig) -> tuple[datetime, datetime]:
+    minutes = category.first_response_minutes
+    if urgent:
+        minutes = min(minutes, cfg.urgent_ack_minutes)
+    return start + timedelta(minutes=minutes), start + timedelta(hours=category.resolution_hours)
+
+
+async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float, now: datetime,
+                         cfg: IssuesConfig) -> Issue | None:
+    """The nearest open issue of the same category reported within the radius and time window."""
+    if uow.db.is_postgres:
+        # Serialise intake per category so two simultaneous reports of one fire do not both open an issue.
+        await uow.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtext(f"issues-dedupe:{category}"))))
+    south, north, west, east = bounding_box(lat, lng, cfg.dedupe_radius_m)
+    rows = await uow.session.execute(
+        select(Issue).where(
+            Issue.category == category,
+            col(Issue.created_at) >= now - timedelta(hours=cfg.dedupe_window_hours),
+            col(Issue.status).in_(OPEN_STATUSES),
+            col(Issue.latitude).between(south, north), col(Issue.longitude).between(west, east),
+        ).order_by(col(Issue.created_at).desc()).limit(50))
+    best: tuple[float, Issue] | None = None
+    for issue in rows.scalars():
+        assert issue.latitude is not None and issue.longitude is not None
+        d = distance_m(lat, lng, issue.latitude, issue.longitude)
+        if d <= cfg.dedupe_radius_m and (best is None or d < best[0]):
+            best = (d, issue)
+    return best[1] if best else None
+
+
+async def issue_for_origin(uow: UnitOfWork, origin: Origin) -> UUID | None:
+    found = await uow.session.execute(select(IssueReporter.issue_id).where(
+        IssueReporter.origin_service == origin.service, IssueReporter.origin_kind == origin.kind,
+        IssueReporter.origin_id == origin.id))
+    return found.scalar()
+
+
+async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None,
+                 cfg: IssuesConfig | None = None) -> tuple[Issue, bool]:
+    """Open an issue, or attach the report to the open issue it duplicates. Returns (issue, attached)."""
+    cfg = cfg or get_config()
+    now = now or utcnow()
+    cat = data.category
+    urgent = data.urgent or cat.urgent
+    if cat.dedupe and data.latitude is not None and data.longitude is not None:
+        existing = await find_duplicate(uow, cat.code, data.latitude, data.longitude, now, cfg)
+        if existing is not None:
+            await attach(uow, existing, data, now)
+            return existing, True
+    first_due, resolution_due = deadlines(cat, urgent, now, cfg)
+    origin = data.origin
     issue = Issue(
-        title=HAZARD_TITLES[report.category], description=report.description, category=report.category,
-        latitude=report.latitude, longitude=report.longitude, address=report.address,
-        community=report.community, compound=report.compound, channel=Channel.rider, urgent=report.urgent,
-        photo_urls=report.photo_urls, reporter=f"rider:{report.rider_id}", origin_service="points",
-        origin_kind="hazard_report", origin_id=str(report.report_id),
+        title=data.title, description=data.description, category=cat.code, latitude=data.latitude,
+        longitude=data.longitude, address=data.address, community=data.community, compound=data.compound,
+        channel=data.channel, intake=data.intake, urgent=urgent, is_public=data.is_public,
+        photo_urls=data.photo_urls or [], attributes=data.attributes or {}, reporter=data.reporter,
+        contact_name=data.contact_name, contact_phone=data.contact_phone,
+        origin_service=origin.service if origin else None, origin_kind=origin.kind if origin else None,
+        origin_id=origin.id if origin else None, open311_token=data.open311_token,
+        created_at=now, updated_at=now, first_response_due_at=first_due, resolution_due_at=resolution_due,
+        departments=[cat.department] if cat.department else [],
     )
-    return _created(uow, issue, actor=issue.reporter)
-
-
-async def report_issue(uow: UnitOfWork, who: Principal, data: IssueCreate, channel: Channel) -> Issue:
-    issue = Issue(**data.model_dump(), channel=channel, reporter=who.sub)
-    return _created(uow, issue, actor=who.sub)
-
-
-def _created(uow: UnitOfWork, issue: Issue, actor: str | None) -> Issue:
     uow.session.add(issue)
-    _record(uow, issue, "submitted", actor)
-    uow.emit(IssueCreated(title=issue.title, **_fact(issue, actor)))
+    if data.reporter:
+        uow.session.add(IssueReporter(
+            issue_id=issue.id, subject=data.reporter, role="reporter", channel=data.channel, created_at=now,
+            origin_service=issue.origin_service, origin_kind=issue.origin_kind, origin_id=issue.origin_id))
+    if cat.department:
+        uow.session.add(IssueAssignment(issue_id=issue.id, department=cat.department, lead=True, active=False,
+                                        assigned_at=now))
+    uow.session.add(TimelineEntry(issue_id=issue.id, action="submitted", actor=data.reporter,
+                                  actor_role=data.actor_role or data.channel, at=now,
+                                  data={"channel": data.channel, **({"intake": data.intake} if data.intake else {})}))
+    uow.emit(IssueCreated(title=issue.title, **_fact(issue, data.reporter)))
+    return issue, False
+
+
+async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> None:
+    """A further report of the same problem: credit the reporter, make them follow it, link its origin."""
+    origin = data.origin
+    uow.session.add(IssueReporter(
+        issue_id=issue.id, subject=data.reporter or f"anonymous:{now.timestamp()}", role="reporter",
+        channel=data.channel, created_at=now, origin_service=origin.service if origin else None,
+        origin_kind=origin.kind if origin else None, origin_id=origin.id if origin else None))
+    issue.reporter_count += 1
+    if data.urgent and not issue.urgent:
+        issue.urgent = True
+    if data.photo_urls:
+        issue.photo_urls = [*issue.photo_urls, *data.photo_urls][:30]
+    _touch(issue, now)
+    record(uow, issue, "duplicate_attached", None, data.description[:500] or None, actor=data.reporter,
+           data={"channel": data.channel, **({"origin": origin.model_dump()} if origin else {})})
+    if origin is not None:
+        issue.linked = [*issue.linked, origin.model_dump()]
+        uow.emit(IssueLinked(attached=[origin], reason="duplicate", **_fact(issue, data.reporter)))
+
+
+async def _photo_urls(uow: UnitOfWork, who: Principal, ids: list[UUID]) -> list[str]:
+    if not ids:
+        return []
+    rows = await uow.session.execute(select(Photo.id).where(col(Photo.id).in_(ids), Photo.owner == who.sub))
+    found = set(rows.scalars())
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise Problem(422, "unknown_photo", "Unknown photo", "Upload photos with POST /issues/photos first.",
+                      errors=[{"field": "photo_ids", "message": f"not yours or not found: {', '.join(missing)}",
+                               "type": "value_error"}])
+    return [f"/issues/photos/{i}" for i in ids]
+
+
+def _channel_for(who: Principal, data: IssueCreate) -> Channel:
+    wanted = data.channel
+    if wanted == "patrol":
+        if not (is_staff(who) or who.has(Role.grid_worker) or "team:patrol" in who.scopes):
+            raise Problem(403, "not_a_patrol_member", "Not a patrol member",
+                          "Only patrol volunteers (scope team:patrol), grid workers and staff report as a patrol.")
+        return Channel.patrol
+    if is_staff(who):
+        return Channel.staff
+    if who.has(Role.grid_worker):
+        return Channel.grid_worker
+    if wanted in ("staff", "grid_worker"):
+        raise Problem(403, "channel_not_allowed", "Channel not allowed", f"Your role cannot report as {wanted}.")
+    return Channel.resident
+
+
+async def report_issue(uow: UnitOfWork, who: Principal, data: IssueCreate, *, cipher: FieldCipher,
+                       channel: Channel | None = None, open311_token: str | None = None,
+                       reporter: str | None = None) -> tuple[Issue, bool, Category]:
+    """A resident, staff member, grid worker or patrol volunteer reports a problem through the API."""
+    channel = channel or _channel_for(who, data)
+    cat = await require_category(uow, data.category)
+    attributes = validate_attributes(cat, data.attributes)
+    if data.contact is not None and not is_staff(who) and channel != Channel.open311:
+        raise Problem(403, "contact_staff_only", "Only staff report for someone else",
+                      "Leave out `contact`; your own account is the reporter.")
+    if data.latitude is None and not data.address and not data.community:
+        raise Problem(422, "location_required", "Where is it?", "Give latitude/longitude, an address or a community.",
+                      errors=[{"field": "latitude", "message": "a location is required", "type": "missing"}])
+    community = await resolve_community(uow, data.community, data.latitude, data.longitude)
+    if is_staff(who) and channel == Channel.staff and not who.covers(community, data.compound):
+        raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
+    photos = [*data.photo_urls, *await _photo_urls(uow, who, data.photo_ids)]
+    contact = data.contact
+    return (*await intake(uow, Intake(
+        category=cat, title=data.title or cat.name_zh, description=data.description, channel=channel,
+        reporter=reporter or who.sub, latitude=data.latitude, longitude=data.longitude, address=data.address,
+        community=community, compound=data.compound, is_public=data.is_public, photo_urls=photos,
+        attributes=attributes, intake=data.intake or ("app" if channel != Channel.staff else None),
+        contact_name=cipher.encrypt(contact.name) if contact and contact.name else None,
+        contact_phone=cipher.encrypt(contact.phone) if contact and contact.phone else None,
+        actor_role=role_of(who), open311_token=open311_token,
+    )), cat)
+
+
+async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue | None:
+    """A rider's hazard report becomes an issue (urgent for fire, gas and water leaks), or joins the open issue
+    it duplicates. Idempotent on the report."""
+    origin = Origin(service="points", kind="hazard_report", id=str(report.report_id))
+    if await issue_for_origin(uow, origin) is not None:
+        return None
+    cat = await category_or_default(uow, report.category, urgent=report.urgent)
+    community = await resolve_community(uow, report.community, report.latitude, report.longitude, strict=False)
+    issue, _ = await intake(uow, Intake(
+        category=cat, title=HAZARD_TITLES.get(report.category, HAZARD_TITLES["other"]),
+        description=report.description, channel=Channel.rider, reporter=f"rider:{report.rider_id}",
+        latitude=report.latitude, longitude=report.longitude, address=report.address, community=community,
+        compound=report.compound, origin=origin, urgent=report.urgent, photo_urls=report.photo_urls,
+        actor_role="rider",
+    ))
+    return issue
+
+
+async def intake_need(uow: UnitOfWork, need: NeedEscalated) -> Issue | None:
+    """A visit need the community could not solve on the spot. Idempotent on the need."""
+    origin = Origin(service="visits", kind="need", id=str(need.need_id))
+    if await issue_for_origin(uow, origin) is not None:
+        return None
+    cat = await category_or_default(uow, need.category, urgent=need.urgency == "urgent")
+    issue, _ = await intake(uow, Intake(
+        category=cat, title=need.title, description=need.description, channel=Channel.grid_worker,
+        reporter=need.escalated_by, latitude=need.latitude, longitude=need.longitude, address=need.address,
+        community=need.community, compound=need.compound, origin=origin, urgent=need.urgency == "urgent",
+        is_public=False,  # a household's need is not for the public list
+        attributes={"urgency": need.urgency}, actor_role="grid_worker",
+    ))
     return issue
 
 
 # --- reading ------------------------------------------------------------------------------------------------
 
-def can_see(who: Principal, issue: Issue) -> bool:
-    if who.has(Role.staff) or who.is_admin:
-        return who.covers(issue.community, issue.compound)
-    return issue.reporter == who.sub or issue.is_public
-
-
 async def get_issue(uow: UnitOfWork, who: Principal, issue_id: UUID, *, for_update: bool = False) -> Issue:
     issue = await uow.session.get(Issue, issue_id, with_for_update=for_update and uow.db.is_postgres)
-    if issue is None or not can_see(who, issue):
+    if issue is None or not await can_see(uow, who, issue):
         raise not_found("issue", issue_id)
     return issue
 
 
-async def timeline(uow: UnitOfWork, issue_id: UUID) -> list[TimelineEntry]:
-    rows = await uow.session.execute(
-        select(TimelineEntry).where(TimelineEntry.issue_id == issue_id).order_by(col(TimelineEntry.at))
-    )
-    return list(rows.scalars())
+def is_overdue(issue: Issue, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    if issue.first_response_due_at and (issue.first_responded_at or now) > issue.first_response_due_at:
+        return True
+    return bool(issue.resolution_due_at and (issue.resolved_at or issue.closed_at or now) > issue.resolution_due_at)
+
+
+def public_view(issue: Issue, who: Principal, cipher: FieldCipher | None, *,
+                participant: bool | None = None) -> IssuePublic:
+    """The issue as ``who`` may see it: contact details masked for staff, hidden from everyone else."""
+    out = IssuePublic.model_validate(issue, from_attributes=True)
+    staff = works_on(who, issue)
+    own = participant if participant is not None else issue.reporter == who.sub
+    updates: dict[str, Any] = {"overdue": is_overdue(issue)}
+    if staff and cipher is not None:
+        updates["contact_name"] = mask_name(cipher.decrypt(issue.contact_name))
+        updates["contact_phone"] = mask_phone(cipher.decrypt(issue.contact_phone))
+    else:
+        updates["contact_name"] = updates["contact_phone"] = None
+    if not staff and not own:
+        updates["reporter"] = None
+    return out.model_copy(update=updates)
+
+
+async def timeline(uow: UnitOfWork, who: Principal, issue: Issue) -> list[TimelineEntry]:
+    query = select(TimelineEntry).where(TimelineEntry.issue_id == issue.id)
+    if not works_on(who, issue):
+        query = query.where(col(TimelineEntry.internal).is_(False))
+    rows = await uow.session.execute(query.order_by(col(TimelineEntry.at), col(TimelineEntry.id)))
+    entries = list(rows.scalars())
+    if not works_on(who, issue):  # residents see roles, not staff accounts
+        for e in entries:
+            if e.actor != who.sub:
+                e.actor = None
+    return entries
+
+
+@dataclass
+class IssueFilters:
+    status: list[IssueStatus] | None = None
+    community: str | None = None
+    compound: str | None = None
+    category: str | None = None
+    channel: Channel | None = None
+    urgent: bool | None = None
+    overdue: bool | None = None
+    department: str | None = None
+    mine: bool = False
+    near: tuple[float, float, float] | None = None  # lat, lng, radius_m
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+def visibility(who: Principal, f: IssueFilters) -> list[Any]:
+    mine = select(IssueReporter.issue_id).where(IssueReporter.subject == who.sub)
+    if f.mine:
+        return [col(Issue.id).in_(mine)]
+    if who.is_admin and (is_staff(who) or not who.has(Role.resident, Role.rider, Role.grid_worker)):
+        return []
+    if is_staff(who):
+        communities, compounds = who.scoped_values("community"), who.scoped_values("compound")
+        departments = who.scoped_values("department")
+        ors: list[Any] = []
+        if communities:
+            ors.append(col(Issue.community).in_(communities))
+        if compounds:
+            ors.append(col(Issue.compound).in_(compounds))
+        if departments:
+            ors.append(col(Issue.id).in_(select(IssueAssignment.issue_id).where(
+                col(IssueAssignment.department).in_(departments), col(IssueAssignment.active).is_(True))))
+        return [sa.or_(*ors)] if ors else [sa.false()]
+    if who.has(Role.grid_worker) and (who.scoped_values("community") or who.scoped_values("compound")):
+        return [sa.or_(col(Issue.community).in_(who.scoped_values("community")),
+                       col(Issue.compound).in_(who.scoped_values("compound")),
+                       col(Issue.is_public).is_(True), col(Issue.id).in_(mine))]
+    return [sa.or_(sa.and_(col(Issue.is_public).is_(True), col(Issue.status) != IssueStatus.merged),
+                   col(Issue.id).in_(mine))]
+
+
+def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:
+    where: list[Any] = []
+    if f.status:
+        where.append(col(Issue.status).in_([s.value for s in f.status]) if len(f.status) > 1
+                     else Issue.status == f.status[0])
+    if f.community is not None:
+        where.append(Issue.community == f.community)
+    if f.compound is not None:
+        where.append(Issue.compound == f.compound)
+    if f.category is not None:
+        where.append(Issue.category == f.category)
+    if f.channel is not None:
+        where.append(Issue.channel == f.channel)
+    if f.urgent is not None:
+        where.append(Issue.urgent == f.urgent)
+    if f.department is not None:
+        where.append(col(Issue.id).in_(select(IssueAssignment.issue_id).where(
+            IssueAssignment.department == f.department, col(IssueAssignment.active).is_(True))))
+    if f.overdue is not None:
+        late = sa.and_(col(Issue.closed_at).is_(None), sa.or_(
+            col(Issue.resolution_due_at) < now,
+            sa.and_(col(Issue.first_responded_at).is_(None), col(Issue.first_response_due_at) < now)))
+        where.append(late if f.overdue else sa.not_(late))
+    if f.near is not None:
+        lat, lng, radius = f.near
+        south, north, west, east = bounding_box(lat, lng, radius)
+        where += [col(Issue.latitude).between(south, north), col(Issue.longitude).between(west, east)]
+    if f.created_from is not None:
+        where.append(col(Issue.created_at) >= f.created_from)
+    if f.created_to is not None:
+        where.append(col(Issue.created_at) < f.created_to)
+    return where
 
 
 async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
-                      status: IssueStatus | None = None, community: str | None = None,
-                      mine: bool = False) -> Page[Issue]:
-    query = select(Issue)
-    if who.has(Role.staff) and not who.is_admin and not mine:
-        communities, compounds = who.scoped_values("community"), who.scoped_values("compound")
-        query = query.where(sa.or_(col(Issue.community).in_(communities), col(Issue.compound).in_(compounds)))
-    elif not who.is_admin or mine:
-        query = query.where(Issue.reporter == who.sub) if mine else query.where(
-            sa.or_(col(Issue.reporter) == who.sub, col(Issue.is_public).is_(True)))
-    if status is not None:
-        query = query.where(Issue.status == status)
-    if community is not None:
-        query = query.where(Issue.community == community)
+                      filters: IssueFilters | None = None) -> Page[Issue]:
+    f = filters or IssueFilters()
+    now = utcnow()
+    query = select(Issue).where(*visibility(who, f), *filter_clauses(f, now))
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Issue.created_at, Issue.id) < sa.tuple_(created, ident))
+        query = query.where(sa.or_(col(Issue.created_at) < created,
+                                   sa.and_(col(Issue.created_at) == created, col(Issue.id) < ident)))
     query = query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda i: encode_cursor(i.created_at, i.id))
+    if f.near is None:
+        return page_of(rows, limit, lambda i: encode_cursor(i.created_at, i.id))
+    # The bounding box over-selects its corners: drop those, but page on what the index walked.
+    lat, lng, radius = f.near
+    window = rows[:limit]
+    items = [i for i in window if i.latitude is not None and i.longitude is not None
+             and distance_m(lat, lng, i.latitude, i.longitude) <= radius]
+    last = window[-1] if window else None
+    return Page[Issue](items=items, next_cursor=encode_cursor(last.created_at, last.id)
+                       if last is not None and len(rows) > limit else None)
+
+
+async def participants(uow: UnitOfWork, who: Principal, issues: Iterable[Issue]) -> set[UUID]:
+    ids = [i.id for i in issues]
+    if not ids:
+        return set()
+    rows = await uow.session.execute(select(IssueReporter.issue_id).where(
+        IssueReporter.subject == who.sub, col(IssueReporter.issue_id).in_(ids)))
+    return set(rows.scalars())
+
+
+async def escalations(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None) -> Page[Issue]:
+    """Open issues escalated for being overdue, most escalated and longest overdue first (sub-district)."""
+    query = select(Issue).where(*visibility(who, IssueFilters()), col(Issue.escalation_level) > 0,
+                                col(Issue.closed_at).is_(None))
+    if cursor:
+        level, due, ident = decode_cursor(cursor, int, datetime, UUID)
+        query = query.where(sa.or_(
+            col(Issue.escalation_level) < level,
+            sa.and_(col(Issue.escalation_level) == level, col(Issue.resolution_due_at) > due),
+            sa.and_(col(Issue.escalation_level) == level, col(Issue.resolution_due_at) == due, col(Issue.id) > ident)))
+    query = query.order_by(col(Issue.escalation_level).desc(), col(Issue.resolution_due_at),
+                           col(Issue.id)).limit(limit + 1)
+    rows = list((await uow.session.execute(query)).scalars())
+    return page_of(rows, limit, lambda i: encode_cursor(i.escalation_level, i.resolution_due_at, i.id))
 
 
 # --- staff workflow -----------------------------------------------------------------------------------------
 
-def _transition(issue: Issue, allowed_from: set[IssueStatus], to: IssueStatus) -> None:
-    if issue.status not in allowed_from:
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise Problem(403, "not_allowed", "Not allowed on this issue", what)
+
+
+def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStatus) -> datetime:
+    allowed = {s.value for s in allowed_from}
+    if issue.status not in allowed:
         raise conflict("invalid_transition", f"An issue that is {issue.status} cannot become {to}.",
-                       status=issue.status, allowed_from=sorted(allowed_from))
+                       status=issue.status, allowed_from=sorted(allowed))
     issue.status = to
-    issue.updated_at = utcnow()
+    return _touch(issue)
 
 
-async def verify(uow: UnitOfWork, who: Principal, issue: Issue, note: str | None) -> Issue:
-    _transition(issue, {IssueStatus.submitted, IssueStatus.accepted}, IssueStatus.verified)
-    issue.verified_at = issue.updated_at
-    _record(uow, issue, "verified", who.sub, note)
+async def _note(uow: UnitOfWork, issue: Issue, body: StaffNote | None) -> str | None:
+    if body is None:
+        return None
+    if body.template:
+        text = await render_template(uow, body.template, issue)
+        return f"{text}\n{body.note}" if body.note else text
+    return body.note
+
+
+def _accepted(uow: UnitOfWork, who: Principal, issue: Issue, now: datetime, note: str | None = None) -> None:
+    issue.status = IssueStatus.accepted
+    _responded(issue, now)
+    record(uow, issue, "accepted", who, note)
+    uow.emit(IssueAccepted(**_fact(issue, who.sub)))
+
+
+async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
+    _require(manages(who, issue), "Only staff of the issue's community accept it.")
+    if issue.status != IssueStatus.submitted:
+        raise conflict("invalid_transition", f"An issue that is {issue.status} cannot become accepted.",
+                       status=issue.status, allowed_from=[IssueStatus.submitted.value])
+    now = _touch(issue)
+    note = await _note(uow, issue, body)
+    _accepted(uow, who, issue, now, note)
+    if note:
+        issue.status_note = note
+    return issue
+
+
+async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
+    _require(works_on(who, issue), "Only staff handling the issue verify it.")
+    if issue.status not in OPEN_STATUSES:
+        raise conflict("invalid_transition", f"An issue that is {issue.status} cannot be verified.",
+                       status=issue.status, allowed_from=sorted(OPEN_STATUSES))
+    if issue.verified_at is not None:
+        raise conflict("already_verified", "This issue was already verified on site.")
+    now = _touch(issue)
+    note = await _note(uow, issue, body)
+    if issue.status == IssueStatus.submitted:
+        _accepted(uow, who, issue, now)
+    _responded(issue, now)
+    issue.verified_at = now
+    record(uow, issue, "verified", who, note)
     uow.emit(IssueVerified(note=note, **_fact(issue, who.sub)))
     return issue
 
 
-async def resolve(uow: UnitOfWork, who: Principal, issue: Issue, note: str | None) -> Issue:
-    _transition(issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.verified},
-                IssueStatus.resolved)
-    issue.resolved_at = issue.updated_at
-    _record(uow, issue, "resolved", who.sub, note)
+async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment) -> Issue:
+    _require(manages(who, issue), "Only staff of the issue's community dispatch it.")
+    codes = list(dict.fromkeys(body.departments))
+    rows = await uow.session.execute(select(Department.code).where(
+        col(Department.code).in_(codes), col(Department.active).is_(True)))
+    unknown = set(codes) - set(rows.scalars())
+    if unknown:
+        raise Problem(422, "unknown_department", "Unknown department", f"No active department {sorted(unknown)}.",
+                      errors=[{"field": "departments", "message": "unknown", "type": "value_error"}])
+    was_submitted = issue.status == IssueStatus.submitted
+    now = _transition(issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.assigned,
+                              IssueStatus.in_progress, IssueStatus.reopened}, IssueStatus.assigned)
+    note = await _note(uow, issue, body)
+    if was_submitted:
+        _accepted(uow, who, issue, now)
+        issue.status = IssueStatus.assigned
+    existing = {a.department: a for a in (await uow.session.execute(
+        select(IssueAssignment).where(IssueAssignment.issue_id == issue.id))).scalars()}
+    for code, a in existing.items():
+        a.active = code in codes
+        a.lead = code == codes[0]
+    for code in codes:
+        if code not in existing:
+            uow.session.add(IssueAssignment(issue_id=issue.id, department=code, lead=code == codes[0],
+                                            assigned_at=now))
+    issue.departments = codes
+    issue.officer = body.officer
+    _responded(issue, now)
+    record(uow, issue, "assigned", who, note, data={"departments": codes, "officer": body.officer})
+    uow.emit(IssueAssigned(departments=codes, officer=body.officer, **_fact(issue, who.sub)))
+    return issue
+
+
+async def start(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
+    _require(works_on(who, issue), "Only the assigned department or community staff start work.")
+    now = _transition(issue, {IssueStatus.accepted, IssueStatus.assigned, IssueStatus.reopened},
+                      IssueStatus.in_progress)
+    _responded(issue, now)
+    note = await _note(uow, issue, body)
+    if note:
+        issue.status_note = note
+    record(uow, issue, "in_progress", who, note)
+    return issue
+
+
+async def resolve(uow: UnitOfWork, who: Principal, issue: Issue, body: Resolution | StaffNote | None) -> Issue:
+    _require(works_on(who, issue), "Only staff handling the issue resolve it.")
+    now = _transition(issue, OPEN_STATUSES, IssueStatus.resolved)
+    note = await _note(uow, issue, body)
+    photos = await _photo_urls(uow, who, body.photo_ids) if isinstance(body, Resolution) else []
+    _responded(issue, now)
+    issue.resolved_at = now
+    issue.closed_at = now
+    issue.status_note = note or issue.status_note
+    record(uow, issue, "resolved", who, note, data={"photo_urls": photos} if photos else None)
     uow.emit(IssueResolved(note=note, **_fact(issue, who.sub)))
     return issue
 
 
 async def reject(uow: UnitOfWork, who: Principal, issue: Issue, body: Rejection) -> Issue:
-    _transition(issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.verified},
-                IssueStatus.rejected)
-    _record(uow, issue, "rejected", who.sub, body.reason)
-    uow.emit(IssueRejected(reason=body.reason, false_report=body.false_report, **_fact(issue, who.sub)))
+    _require(manages(who, issue) or works_on(who, issue), "Only staff handling the issue reject it.")
+    now = _transition(issue, OPEN_STATUSES, IssueStatus.rejected)
+    reason = await _note(uow, issue, StaffNote(note=body.reason, template=body.template)) or ""
+    _responded(issue, now)
+    _close(issue, IssueStatus.rejected, now)
+    issue.status_note = reason
+    record(uow, issue, "rejected", who, reason, data={"false_report": body.false_report})
+    uow.emit(IssueRejected(reason=reason, false_report=body.false_report, **_fact(issue, who.sub)))
     return issue
+
+
+async def redirect(uow: UnitOfWork, who: Principal, issue: Issue, body: Redirect) -> Issue:
+    """Not ours: tell the resident where to go instead (a helpful answer, not a dead ticket)."""
+    _require(manages(who, issue), "Only staff of the issue's community redirect it.")
+    go_to = body.go_to
+    if body.matter:
+        matter = await uow.session.get(NotHandledMatter, body.matter)
+        if matter is None:
+            raise not_found("not_handled_matter", body.matter)
+        go_to = go_to or f"{matter.go_to_zh} / {matter.go_to_en}"
+    now = _transition(issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.reopened},
+                      IssueStatus.redirected)
+    note = await _note(uow, issue, body)
+    _responded(issue, now)
+    _close(issue, IssueStatus.redirected, now)
+    issue.redirect_to = go_to
+    reason = f"Not handled here: {go_to}" + (f" ({note})" if note else "")
+    issue.status_note = reason
+    record(uow, issue, "redirected", who, reason, data={"go_to": go_to, "matter": body.matter})
+    uow.emit(IssueRejected(reason=reason, false_report=False, redirect_to=go_to, **_fact(issue, who.sub)))
+    return issue
+
+
+async def close_unresolved(uow: UnitOfWork, who: Principal, issue: Issue, body: CloseUnresolved) -> Issue:
+    _require(works_on(who, issue), "Only staff handling the issue close it.")
+    now = _transition(issue, OPEN_STATUSES, IssueStatus.closed_unresolved)
+    reason = await _note(uow, issue, StaffNote(note=body.reason, template=body.template)) or body.reason
+    _responded(issue, now)
+    _close(issue, IssueStatus.closed_unresolved, now)
+    issue.status_note = reason
+    record(uow, issue, "closed_unresolved", who, reason)
+    uow.emit(IssueClosedUnresolved(reason=reason, **_fact(issue, who.sub)))
+    return issue
+
+
+async def comment(uow: UnitOfWork, who: Principal, issue: Issue, body: str, internal: bool) -> TimelineEntry:
+    staff = works_on(who, issue)
+    if internal and not staff:
+        raise Problem(403, "internal_staff_only", "Internal notes are for staff", "Leave out `internal`.")
+    if not staff and not await is_participant(uow, who, issue):
+        raise Problem(403, "not_a_participant", "Follow the issue to comment",
+                      "Only reporters, followers and staff comment; POST …/follow first.")
+    now = _touch(issue)
+    if staff and not internal:
+        _responded(issue, now)
+    entry = TimelineEntry(issue_id=issue.id, action="comment", actor=who.sub, actor_role=role_of(who), note=body,
+                          internal=internal, at=now)
+    uow.session.add(entry)
+    return entry
+
+
+async def follow(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+    if await is_participant(uow, who, issue):
+        return False
+    uow.session.add(IssueReporter(issue_id=issue.id, subject=who.sub, role="follower", channel=None))
+    record(uow, issue, "followed", who)
+    return True
+
+
+# --- the reporter's side ------------------------------------------------------------------------------------
+
+async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmation) -> Issue:
+    if not await is_participant(uow, who, issue):
+        raise Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
+    now = _transition(issue, {IssueStatus.resolved}, IssueStatus.confirmed)
+    issue.confirmed_at = now
+    issue.rating = body.rating
+    record(uow, issue, "confirmed", who, body.comment, data={"rating": body.rating})
+    uow.emit(IssueConfirmed(rating=body.rating, auto=False, **_fact(issue, who.sub)))
+    return issue
+
+
+async def reopen(uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening,
+                 cfg: IssuesConfig | None = None) -> Issue:
+    cfg = cfg or get_config()
+    staff = manages(who, issue)
+    if not staff:
+        if not await is_participant(uow, who, issue):
+            raise Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
+        if issue.resolved_at and utcnow() - issue.resolved_at > timedelta(days=cfg.reopen_window_days):
+            raise conflict("reopen_window_passed",
+                           f"Issues can be reopened within {cfg.reopen_window_days:g} days of their resolution; "
+                           "please report it again.")
+    now = _transition(issue, {IssueStatus.resolved, IssueStatus.confirmed}, IssueStatus.reopened)
+    cat = await category_or_default(uow, issue.category, urgent=issue.urgent)
+    issue.resolution_due_at = now + timedelta(hours=cat.resolution_hours)
+    issue.resolution_overdue_at = None
+    issue.escalation_level = 0
+    issue.closed_at = issue.confirmed_at = issue.rating = None  # type: ignore[assignment]
+    issue.reopen_count += 1
+    issue.status_note = body.reason
+    record(uow, issue, "reopened", who, body.reason)
+    uow.emit(IssueReopened(reason=body.reason, **_fact(issue, who.sub)))
+    return issue
+
+
+# --- merge and split ----------------------------------------------------------------------------------------
+
+async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeRequest) -> Issue:
+    """Merge ``source`` (a duplicate) into ``body.into``: its reporters and origins follow the target."""
+    if body.into == source.id:
+        raise conflict("merge_into_itself", "An issue cannot be merged into itself.")
+    target = await get_issue(uow, who, body.into, for_update=True)
+    _require(manages(who, source) and manages(who, target), "Only staff of both issues' communities merge them.")
+    if target.status not in OPEN_STATUSES:
+        raise conflict("target_not_open", f"The issue to merge into is {target.status}; reopen it first.")
+    now = _transition(source, OPEN_STATUSES, IssueStatus.merged)
+    _close(source, IssueStatus.merged, now)
+    source.merged_into = target.id
+    moved = [o for o in [_origin(source)] if o is not None] + [Origin(**o) for o in source.linked]
+    await uow.session.execute(sa.update(IssueReporter).where(col(IssueReporter.issue_id) == source.id)
+                              .values(issue_id=target.id))
+    await uow.session.execute(sa.update(IssueAssignment).where(col(IssueAssignment.issue_id) == source.id)
+                              .values(active=False))
+    target.reporter_count += source.reporter_count
+    target.linked = [*target.linked, *(o.model_dump() for o in moved)]
+    target.urgent = target.urgent or source.urgent
+    target.photo_urls = [*target.photo_urls, *source.photo_urls][:30]
+    _touch(target, now)
+    record(uow, source, "merged", who, body.note, data={"into": str(target.id)})
+    record(uow, target, "merged_in", who, body.note, data={"from": str(source.id)})
+    uow.emit(IssueMerged(into_issue_id=target.id, **_fact(source, who.sub)))
+    if moved:
+        uow.emit(IssueLinked(attached=moved, reason="merge", **_fact(target, who.sub)))
+    return target
+
+
+async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitRequest) -> Issue:
+    """A report attached by mistake becomes an issue of its own."""
+    _require(manages(who, issue), "Only staff of the issue's community split it.")
+    if issue.status in (IssueStatus.merged,):
+        raise conflict("invalid_transition", "A merged issue cannot be split; split its target.")
+    query = select(IssueReporter).where(IssueReporter.issue_id == issue.id, IssueReporter.role == "reporter")
+    query = query.where(IssueReporter.subject == body.subject) if body.subject else query.where(
+        IssueReporter.origin_id == body.origin_id)
+    rows = list((await uow.session.execute(query)).scalars())
+    primary = [r for r in rows if (r.subject == issue.reporter and r.origin_id == issue.origin_id)]
+    rows = [r for r in rows if r not in primary]
+    if not rows:
+        raise Problem(404, "reporter_not_found", "No such attached report",
+                      "Name a reporter attached as a duplicate (the first reporter stays with the issue).")
+    row = rows[0]
+    cat = await category_or_default(uow, body.category or issue.category, urgent=issue.urgent)
+    now = utcnow()
+    origin = (Origin(service=row.origin_service, kind=row.origin_kind, id=row.origin_id)
+              if row.origin_service and row.origin_kind and row.origin_id else None)
+    first_due, resolution_due = deadlines(cat, issue.urgent, now, get_config())
+    new = Issue(title=body.title or issue.title, description=issue.description, category=cat.code,
+                latitude=issue.latitude, longitude=issue.longitude, address=issue.address,
+                community=issue.community, compound=issue.compound, channel=row.channel or issue.channel,
+                urgent=issue.urgent, is_public=issue.is_public, reporter=row.subject,
+                origin_service=origin.service if origin else None, origin_kind=origin.kind if origin else None,
+                origin_id=origin.id if origin else None, created_at=now, updated_at=now,
+                first_response_due_at=first_due, resolution_due_at=resolution_due, departments=[cat.department])
+    uow.session.add(new)
+    await uow.session.flush()
+    row.issue_id = new.id
+    issue.reporter_count = max(1, issue.reporter_count - 1)
+    if origin is not None:
+        issue.linked = [o for o in issue.linked if o != origin.model_dump()]
+    _touch(issue, now)
+    record(uow, issue, "split", who, body.note, data={"into": str(new.id), "subject": row.subject})
+    record(uow, new, "submitted", who, body.note, data={"split_from": str(issue.id)}, at=now)
+    uow.emit(IssueCreated(title=new.title, **_fact(new, who.sub)))
+    return new
+
+
+# --- Open311 tokens -----------------------------------------------------------------------------------------
+
+def new_token() -> str:
+    return secrets.token_urlsafe(12)

@@ -1,94 +1,258 @@
-"""HTTP API of the issues service (mounted at ``/issues``)."""
+"""HTTP API of the issues service (mounted at ``/issues``): reporting, reading and the workflow. The
+catalogue, photos, votes, figures and Open311 have modules of their own, included here."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from minsheng.platform.service import UoW
-from services.issues import service
+from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.uow import UnitOfWork
+from services.issues import catalogue, figures, open311, photos, service, votes
 from services.issues.models import (
+    Assignment,
     Channel,
+    CloseUnresolved,
+    CommentCreate,
+    Confirmation,
+    Issue,
     IssueCreate,
     IssueDetail,
     IssuePublic,
+    IssueReceipt,
     IssueStatus,
+    MergeRequest,
+    Redirect,
     Rejection,
+    Reopening,
+    Resolution,
+    SplitRequest,
     StaffNote,
     TimelineEntryPublic,
 )
 
 router = APIRouter()
+# Fixed paths first: `/issues/export.csv` must not be read as an issue id.
+router.include_router(catalogue.router)
+router.include_router(photos.router)
+router.include_router(figures.router)
+router.include_router(votes.router)
+router.include_router(open311.router, prefix="/open311/v2")
+router.include_router(open311.keys_router)
+
 Caller = Annotated[Principal, Depends(current_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+B = TypeVar("B")
 
 
-async def _detail(uow: UoW, issue_id: UUID, who: Principal) -> IssueDetail:
-    issue = await service.get_issue(uow, who, issue_id)
-    entries = await service.timeline(uow, issue.id)
+@lru_cache(maxsize=4)
+def _cipher(key: str) -> FieldCipher:
+    return FieldCipher(key)
+
+
+def cipher_of(runtime: Runtime) -> FieldCipher:
+    key = runtime.settings.field_encryption_key
+    assert key is not None
+    return _cipher(key.get_secret_value())
+
+
+Cipher = Annotated[FieldCipher, Depends(cipher_of)]
+
+
+async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCipher) -> IssueDetail:
+    entries = await service.timeline(uow, who, issue)
+    participant = await service.is_participant(uow, who, issue)
+    public = service.public_view(issue, who, cipher, participant=participant)
     return IssueDetail.model_validate({
-        **IssuePublic.model_validate(issue, from_attributes=True).model_dump(),
+        **public.model_dump(),
         "timeline": [TimelineEntryPublic.model_validate(e, from_attributes=True) for e in entries],
     })
 
 
-@router.post("/issues", status_code=201, response_model=IssuePublic, tags=["issues"],
-             summary="Report a problem")
-async def report_issue(body: IssueCreate, uow: UoW, who: Caller,
+@router.post("/issues", status_code=201, response_model=IssueReceipt, tags=["issues"],
+             summary="Report a problem (residents, staff for a resident, grid workers, patrols)",
+             responses={200: {"description": "Joined an open issue reporting the same problem nearby",
+                              "model": IssueReceipt}})
+async def report_issue(body: IssueCreate, uow: UoW, who: Caller, cipher: Cipher,
                        idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
-    channel = Channel.staff if who.has(Role.staff) else Channel.grid_worker if who.has(Role.grid_worker) \
-        else Channel.resident
+    if who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.grid_worker, Role.admin):
+        raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not report issues.")
 
-    async def action() -> tuple[int, IssuePublic]:
-        issue = await service.report_issue(uow, who, body, channel)
-        return 201, IssuePublic.model_validate(issue, from_attributes=True)
+    async def action() -> tuple[int, IssueReceipt]:
+        issue, attached, cat = await service.report_issue(uow, who, body, cipher=cipher)
+        public = service.public_view(issue, who, cipher, participant=True)
+        receipt = IssueReceipt.model_validate({**public.model_dump(), "attached": attached,
+                                               "emergency_guidance": cat.emergency_guidance,
+                                               "service_notice": cat.service_notice})
+        return (200 if attached else 201), receipt
 
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:report-issue", body=body, action=action)
 
 
 @router.get("/issues", response_model=Page[IssuePublic], tags=["issues"],
-            summary="Issues you may see: staff their scope, residents their own and public ones")
-async def list_issues(uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
-                      status: IssueStatus | None = None, community: str | None = None,
-                      mine: bool = False) -> Page[IssuePublic]:
-    page = await service.list_issues(uow, who, limit=limit, cursor=cursor, status=status, community=community,
-                                     mine=mine)
-    return Page[IssuePublic](items=[IssuePublic.model_validate(i, from_attributes=True) for i in page.items],
+            summary="Issues you may see: staff their scope, departments their assignments, residents their own "
+                    "and public ones (newest first)")
+async def list_issues(
+    uow: UoW, who: Caller, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
+    status: Annotated[list[IssueStatus] | None, Query(description="Repeatable")] = None,
+    community: str | None = None, compound: str | None = None, category: str | None = None,
+    channel: Channel | None = None, urgent: bool | None = None,
+    overdue: Annotated[bool | None, Query(description="Open and past a deadline")] = None,
+    department: str | None = None,
+    mine: Annotated[bool, Query(description="Only issues you reported or follow")] = False,
+    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
+    created_from: datetime | None = None, created_to: datetime | None = None,
+) -> Page[IssuePublic]:
+    if (lat is None) != (lng is None):
+        raise Problem(422, "validation_error", "The request is not valid", "lat and lng go together",
+                      errors=[{"field": "lng" if lng is None else "lat", "message": "lat and lng go together",
+                               "type": "value_error"}])
+    filters = service.IssueFilters(
+        status=status, community=community, compound=compound, category=category, channel=channel, urgent=urgent,
+        overdue=overdue, department=department, mine=mine, near=(lat, lng, radius_m) if lat is not None and
+        lng is not None else None, created_from=created_from, created_to=created_to)
+    page = await service.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
+    own = await service.participants(uow, who, page.items)
+    return Page[IssuePublic](items=[service.public_view(i, who, cipher, participant=i.id in own)
+                                    for i in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/escalations", response_model=Page[IssuePublic], tags=["workflow"],
+            summary="Overdue issues escalated to the sub-district, most escalated first")
+async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT,
+                           cursor: str | None = None) -> Page[IssuePublic]:
+    page = await service.escalations(uow, who, limit=limit, cursor=cursor)
+    return Page[IssuePublic](items=[service.public_view(i, who, cipher) for i in page.items],
                              next_cursor=page.next_cursor)
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
-async def get_issue(issue_id: UUID, uow: UoW, who: Caller) -> IssueDetail:
-    return await _detail(uow, issue_id, who)
+async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
+    issue = await service.get_issue(uow, who, issue_id)
+    return await _detail(uow, who, issue, cipher)
+
+
+@router.get("/issues/{issue_id}/contact", tags=["issues"],
+            summary="Staff: the resident's contact in clear (the read is recorded on the timeline)")
+async def reveal_contact(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
+    issue = await service.get_issue(uow, who, issue_id)
+    if not service.works_on(who, issue):
+        raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
+    service.record(uow, issue, "contact_viewed", who, internal=True, at=service.utcnow())
+    await uow.commit()
+    return {"name": cipher.decrypt(issue.contact_name), "phone": cipher.decrypt(issue.contact_phone)}
+
+
+async def _act(uow: UnitOfWork, who: Principal, cipher: FieldCipher, issue_id: UUID,
+               fn: Callable[[UnitOfWork, Principal, Issue, B], Awaitable[Any]], body: B) -> IssueDetail:
+    issue = await service.get_issue(uow, who, issue_id, for_update=True)
+    result = await fn(uow, who, issue, body)
+    await uow.commit()
+    shown = result if isinstance(result, Issue) else issue
+    return await _detail(uow, who, shown, cipher)
+
+
+@router.post("/issues/{issue_id}/accept", response_model=IssueDetail, tags=["workflow"],
+             summary="Staff: take the issue on (first response)")
+async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.accept, body)
 
 
 @router.post("/issues/{issue_id}/verify", response_model=IssueDetail, tags=["workflow"],
              summary="Staff confirmed the problem on site")
-async def verify(issue_id: UUID, uow: UoW, who: Staff, body: StaffNote | None = None) -> IssueDetail:
-    issue = await service.get_issue(uow, who, issue_id, for_update=True)
-    await service.verify(uow, who, issue, body.note if body else None)
-    await uow.commit()
-    return await _detail(uow, issue_id, who)
+async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.verify, body)
 
 
-@router.post("/issues/{issue_id}/resolve", response_model=IssueDetail, tags=["workflow"])
-async def resolve(issue_id: UUID, uow: UoW, who: Staff, body: StaffNote | None = None) -> IssueDetail:
-    issue = await service.get_issue(uow, who, issue_id, for_update=True)
-    await service.resolve(uow, who, issue, body.note if body else None)
-    await uow.commit()
-    return await _detail(uow, issue_id, who)
+@router.post("/issues/{issue_id}/assign", response_model=IssueDetail, tags=["workflow"],
+             summary="Staff: dispatch to departments (the first leads) and an officer")
+async def assign(issue_id: UUID, body: Assignment, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.assign, body)
+
+
+@router.post("/issues/{issue_id}/start", response_model=IssueDetail, tags=["workflow"],
+             summary="The department starts work")
+async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.start, body)
+
+
+@router.post("/issues/{issue_id}/resolve", response_model=IssueDetail, tags=["workflow"],
+             summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens")
+async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher,
+                  body: Resolution | None = None) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.resolve, body)
 
 
 @router.post("/issues/{issue_id}/reject", response_model=IssueDetail, tags=["workflow"])
-async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff) -> IssueDetail:
+async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.reject, body)
+
+
+@router.post("/issues/{issue_id}/redirect", response_model=IssueDetail, tags=["workflow"],
+             summary="Staff: not ours — tell the resident where to go instead")
+async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.redirect, body)
+
+
+@router.post("/issues/{issue_id}/close-unresolved", response_model=IssueDetail, tags=["workflow"],
+             summary="Staff: closed without a fix (its own outcome in the figures)")
+async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff,
+                           cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.close_unresolved, body)
+
+
+@router.post("/issues/{issue_id}/merge", response_model=IssueDetail, tags=["workflow"],
+             summary="Staff: merge this duplicate into another issue (returns the issue that stays)")
+async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.merge, body)
+
+
+@router.post("/issues/{issue_id}/split", response_model=IssueDetail, status_code=201, tags=["workflow"],
+             summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)")
+async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.split, body)
+
+
+@router.post("/issues/{issue_id}/confirm", response_model=IssueDetail, tags=["residents"],
+             summary="Reporter: confirm the fix with a 1–5 rating")
+async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.confirm, body)
+
+
+@router.post("/issues/{issue_id}/reopen", response_model=IssueDetail, tags=["residents"],
+             summary="Reporter (within the window) or staff: it is not fixed")
+async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
+    return await _act(uow, who, cipher, issue_id, service.reopen, body)
+
+
+@router.post("/issues/{issue_id}/follow", response_model=IssueDetail, tags=["residents"],
+             summary="Follow a public issue (get its updates, comment on it)")
+async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
+    async def fn(uow: UnitOfWork, who: Principal, issue: Issue, _: None) -> Issue:
+        await service.follow(uow, who, issue)
+        return issue
+
+    return await _act(uow, who, cipher, issue_id, fn, None)
+
+
+@router.post("/issues/{issue_id}/comments", response_model=TimelineEntryPublic, status_code=201,
+             tags=["residents"], summary="Comment (reporters, followers, staff; staff may add internal notes)")
+async def add_comment(issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller) -> TimelineEntryPublic:
     issue = await service.get_issue(uow, who, issue_id, for_update=True)
-    await service.reject(uow, who, issue, body)
+    entry = await service.comment(uow, who, issue, body.body, body.internal)
     await uow.commit()
-    return await _detail(uow, issue_id, who)
+    return TimelineEntryPublic.model_validate(entry, from_attributes=True)

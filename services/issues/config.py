@@ -1,0 +1,36 @@
+"""The issues service's own settings (env prefix ``MINSHENG_ISSUES_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IssuesConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MINSHENG_ISSUES_", env_file=None, extra="ignore")
+
+    # Duplicates: a report of the same category within this radius and window joins the open issue.
+    dedupe_radius_m: float = 100.0
+    dedupe_window_hours: float = 72.0
+    # Urgent issues (fire, gas, flooding, an escalated urgent need) must be acknowledged within minutes.
+    urgent_ack_minutes: int = 15
+    # Residents confirm a resolution (with a 1–5 rating) or reopen it; silence confirms after N days.
+    auto_confirm_days: float = 7.0
+    reopen_window_days: float = 14.0
+    # Photos residents upload with a report.
+    photo_max_bytes: int = 5 * 1024 * 1024
+    photo_max_count: int = 9
+    # Open311 GeoReport v2.
+    jurisdiction_id: str = "zuoyun.gov.cn"
+    open311_contact: str = "民生 issues desk, 12345 hotline"
+    # Local time for monthly figures (China Standard Time has no daylight saving).
+    utc_offset_hours: int = 8
+    # Jobs.
+    sweep_every_seconds: float = 60.0
+    sweep_batch: int = 500
+
+
+@lru_cache
+def get_config() -> IssuesConfig:
+    return IssuesConfig()

@@ -1,0 +1,212 @@
+"""Votes on community matters (事项投票): staff open a vote for a community or compound; each eligible
+household or resident votes once (a unique key in the database); results are published at close; the voter
+list is never public (voters are stored only as keyed hashes and no endpoint lists ballots)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+from sqlmodel import col, select
+
+from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.uow import UnitOfWork
+from services.issues.models import (
+    Ballot,
+    BallotCreate,
+    Eligibility,
+    OptionResult,
+    Vote,
+    VoteCreate,
+    VotePublic,
+)
+
+router = APIRouter(tags=["votes"])
+Caller = Annotated[Principal, Depends(current_principal)]
+Staff = Annotated[Principal, Depends(require(Role.staff))]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+def status_of(vote: Vote, now: datetime | None = None) -> str:
+    now = now or utcnow()
+    if vote.closed_early_at is not None or now >= vote.closes_at:
+        return "closed"
+    return "open" if now >= vote.opens_at else "scheduled"
+
+
+def voter_key(who: Principal, vote: Vote) -> str:
+    """Who the "one vote" belongs to: the household (from the token's ``household:<id>`` scope) or the resident."""
+    if vote.eligibility == Eligibility.household:
+        households = sorted(who.scoped_values("household"))
+        if not households:
+            raise Problem(403, "household_unknown", "Your household is not known",
+                          "This vote is one per household; your account is not linked to a household.")
+        return f"household:{households[0]}"
+    return f"resident:{who.sub}"
+
+
+def eligible(who: Principal, vote: Vote) -> bool:
+    if not who.has(Role.resident):
+        return False
+    if vote.compound is not None:
+        return vote.compound in who.scoped_values("compound")
+    return vote.community in who.scoped_values("community")
+
+
+def voter_hash(secret: str, vote: Vote, key: str) -> str:
+    return hmac.new(secret.encode(), f"{vote.id}:{key}".encode(), hashlib.sha256).hexdigest()
+
+
+def can_view(who: Principal, vote: Vote) -> bool:
+    if who.is_admin:
+        return True
+    return vote.community in who.scoped_values("community") or (
+        vote.compound is not None and vote.compound in who.scoped_values("compound"))
+
+
+async def tallies(uow: UnitOfWork, vote_id: UUID) -> dict[str, int]:
+    rows = await uow.session.execute(select(Ballot.option, sa.func.count()).where(Ballot.vote_id == vote_id)
+                                     .group_by(Ballot.option))
+    return {option: count for option, count in rows.tuples()}
+
+
+async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> VotePublic:
+    status = status_of(vote)
+    staff = who.has(Role.staff, Role.admin) and can_view(who, vote)
+    counts: dict[str, int] | None = None
+    if status == "closed" or staff:
+        counts = await tallies(uow, vote.id)
+    total = sum(counts.values()) if counts is not None else None
+    published = status == "closed"
+    options = [OptionResult(key=o["key"], label=o["label"],
+                            votes=counts.get(o["key"], 0) if published and counts is not None else None,
+                            share=round(counts.get(o["key"], 0) / total, 4) if published and counts and total
+                            else (0.0 if published else None))
+               for o in vote.options]
+    you_voted: bool | None = None
+    choice: str | None = None
+    if eligible(who, vote):
+        try:
+            key = voter_key(who, vote)
+        except Problem:
+            key = None
+        if key is not None:
+            found = (await uow.session.execute(select(Ballot.option).where(
+                Ballot.vote_id == vote.id, Ballot.voter_hash == voter_hash(secret, vote, key)))).scalar()
+            you_voted = found is not None
+            # A household's members all see that their household voted; only the choice of "one per resident"
+            # votes is shown back (the household's choice may not be yours).
+            choice = found if vote.eligibility == Eligibility.resident else None
+    return VotePublic(
+        id=vote.id, community=vote.community, compound=vote.compound, question=vote.question,
+        description=vote.description, options=options, eligibility=Eligibility(vote.eligibility),
+        opens_at=vote.opens_at, closes_at=vote.closed_early_at or vote.closes_at, status=status,  # type: ignore[arg-type]
+        results_published=published, ballots_cast=total if (published or staff) else None,
+        you_voted=you_voted, your_choice=choice, created_at=vote.created_at)
+
+
+async def _get(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_update: bool = False) -> Vote:
+    vote = await uow.session.get(Vote, vote_id, with_for_update=for_update and uow.db.is_postgres)
+    if vote is None or not can_view(who, vote):
+        raise not_found("vote", vote_id)
+    return vote
+
+
+@router.post("/votes", response_model=VotePublic, status_code=201, summary="Staff: open a vote")
+async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
+    if not who.covers(body.community, body.compound) or (
+            body.compound is None and not who.covers(body.community)):
+        raise Problem(403, "outside_scope", "Outside your scope", "Open votes only for your communities.")
+    now = utcnow()
+    opens_at = body.opens_at or now
+    if body.closes_at <= max(opens_at, now):
+        raise Problem(422, "validation_error", "The request is not valid", "closes_at must be in the future and "
+                      "after opens_at", errors=[{"field": "closes_at", "message": "too early", "type": "value_error"}])
+    vote = Vote(community=body.community, compound=body.compound, question=body.question,
+                description=body.description, eligibility=body.eligibility, opens_at=opens_at,
+                closes_at=body.closes_at, created_by=who.sub,
+                options=[{"key": str(i + 1), "label": label} for i, label in enumerate(body.options)])
+    uow.session.add(vote)
+    await uow.commit()
+    return await view(uow, who, vote, runtime.settings.secret)
+
+
+@router.get("/votes", response_model=Page[VotePublic], summary="Votes in your community (newest first)")
+async def list_votes(uow: UoW, who: Caller, runtime: Runtime, limit: Limit = DEFAULT_LIMIT,
+                     cursor: str | None = None, community: str | None = None,
+                     status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
+                     ) -> Page[VotePublic]:
+    query = select(Vote)
+    if not who.is_admin:
+        ors: list[Any] = [col(Vote.community).in_(who.scoped_values("community"))]
+        if who.scoped_values("compound"):
+            ors.append(col(Vote.compound).in_(who.scoped_values("compound")))
+        query = query.where(sa.or_(*ors))
+    if community:
+        query = query.where(Vote.community == community)
+    now = utcnow()
+    if status == "open":
+        query = query.where(col(Vote.opens_at) <= now, col(Vote.closes_at) > now, col(Vote.closed_early_at).is_(None))
+    elif status == "closed":
+        query = query.where(sa.or_(col(Vote.closes_at) <= now, col(Vote.closed_early_at).is_not(None)))
+    elif status == "scheduled":
+        query = query.where(col(Vote.opens_at) > now, col(Vote.closed_early_at).is_(None))
+    if cursor:
+        created, ident = decode_cursor(cursor, datetime, UUID)
+        query = query.where(sa.or_(col(Vote.created_at) < created,
+                                   sa.and_(col(Vote.created_at) == created, col(Vote.id) < ident)))
+    rows = list((await uow.session.execute(
+        query.order_by(col(Vote.created_at).desc(), col(Vote.id).desc()).limit(limit + 1))).scalars())
+    page = page_of(rows, limit, lambda v: encode_cursor(v.created_at, v.id))
+    return Page[VotePublic](items=[await view(uow, who, v, runtime.settings.secret) for v in page.items],
+                            next_cursor=page.next_cursor)
+
+
+@router.get("/votes/{vote_id}", response_model=VotePublic)
+async def get_vote(vote_id: UUID, uow: UoW, who: Caller, runtime: Runtime) -> VotePublic:
+    return await view(uow, who, await _get(uow, who, vote_id), runtime.settings.secret)
+
+
+@router.post("/votes/{vote_id}/ballots", status_code=201, summary="Cast your (household's) one vote")
+async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime: Runtime) -> dict[str, Any]:
+    vote = await _get(uow, who, vote_id)
+    state = status_of(vote)
+    if state != "open":
+        raise conflict("vote_not_open", f"This vote is {state}.", status=state)
+    if not eligible(who, vote):
+        raise Problem(403, "not_eligible", "Not eligible for this vote",
+                      "Only residents of the vote's " + ("compound" if vote.compound else "community") + " vote.")
+    if body.option not in {o["key"] for o in vote.options}:
+        raise Problem(422, "unknown_option", "Unknown option", "Choose one of the vote's option keys.",
+                      errors=[{"field": "option", "message": "unknown option", "type": "value_error"}])
+    key = voter_key(who, vote)
+    uow.session.add(Ballot(vote_id=vote.id, voter_hash=voter_hash(runtime.settings.secret, vote, key),
+                           option=body.option))
+    try:
+        await uow.commit()
+    except sa.exc.IntegrityError:
+        await uow.rollback()
+        raise conflict("already_voted", "Your household has already voted." if vote.eligibility == "household"
+                       else "You have already voted.") from None
+    return {"vote_id": str(vote.id), "recorded": True, "option": body.option}
+
+
+@router.post("/votes/{vote_id}/close", response_model=VotePublic, summary="Staff: close a vote early")
+async def close_vote(vote_id: UUID, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
+    vote = await _get(uow, who, vote_id, for_update=True)
+    if not who.covers(vote.community, vote.compound):
+        raise not_found("vote", vote_id)
+    if status_of(vote) == "closed":
+        raise conflict("vote_closed", "This vote is already closed.")
+    vote.closed_early_at = utcnow()
+    await uow.commit()
+    return await view(uow, who, vote, runtime.settings.secret)

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from minsheng.platform.service import ServiceSpec
+from services.visits.demo import seed_demo
 from services.visits.handlers import HANDLERS
+from services.visits.jobs import jobs
 from services.visits.models import metadata, platform_tables
 from services.visits.views import router
 
@@ -16,4 +18,6 @@ SPEC = ServiceSpec(
     router=router,
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=HANDLERS,
+    jobs=jobs(),
+    seed_demo=seed_demo,
 )

@@ -1,0 +1,147 @@
+"""Who sees what. Grid workers: the households of their active assignments (a whole compound or single
+buildings). Staff: their communities/compounds (token scopes). Residents: their own household. Admin: all.
+
+Objects outside the caller's reach answer 404, so their existence does not leak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.auth import Principal, Role
+from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.uow import UnitOfWork
+from services.visits.models import GridAssignment, GridWorker, Resident, ResidentStatus
+
+REVEAL_SCOPE = "pii:reveal"
+AUDIT_SCOPE = "pii:audit"
+
+
+@dataclass
+class Viewer:
+    principal: Principal
+    worker: GridWorker | None = None
+    whole_compounds: set[str] = field(default_factory=set)
+    buildings: set[UUID] = field(default_factory=set)
+    resident: Resident | None = None
+
+    @property
+    def sub(self) -> str:
+        return self.principal.sub
+
+    @property
+    def is_admin(self) -> bool:
+        return self.principal.is_admin
+
+    @property
+    def is_staff(self) -> bool:
+        return self.principal.has(Role.staff) or self.is_admin
+
+    @property
+    def is_worker(self) -> bool:
+        return self.worker is not None
+
+    @property
+    def name(self) -> str | None:
+        return self.principal.name or (self.worker.name if self.worker else None)
+
+    def staff_covers(self, community: str | None, compound: str | None = None) -> bool:
+        return self.is_staff and self.principal.covers(community, compound)
+
+    def worker_covers(self, compound: str, building_id: UUID | None) -> bool:
+        return self.worker is not None and (compound in self.whole_compounds or building_id in self.buildings)
+
+    def covers(self, community: str, compound: str, building_id: UUID | None, household_id: UUID | None = None) -> bool:
+        """May this caller see an object at this place? (Residents: only their own household.)"""
+        if self.staff_covers(community, compound) or self.worker_covers(compound, building_id):
+            return True
+        return self.resident is not None and household_id is not None and self.resident.household_id == household_id
+
+    def may_write(self, community: str, compound: str, building_id: UUID | None) -> bool:
+        """Staff in scope, or the grid worker assigned there."""
+        return self.staff_covers(community, compound) or self.worker_covers(compound, building_id)
+
+    def may_reveal(self) -> bool:
+        return self.is_admin or REVEAL_SCOPE in self.principal.scopes
+
+    def may_read_audit(self) -> bool:
+        return self.is_admin or AUDIT_SCOPE in self.principal.scopes
+
+    def clause(self, model: Any, *, household_col: Any = None) -> Any:
+        """A WHERE clause limiting ``model`` (with community/compound/building_id columns) to what the caller
+        may see. ``household_col`` lets residents see rows of their own household."""
+        if self.is_admin:
+            return sa.true()
+        parts: list[Any] = []
+        if self.is_staff:
+            communities = self.principal.scoped_values("community")
+            compounds = self.principal.scoped_values("compound")
+            if communities:
+                parts.append(col(model.community).in_(sorted(communities)))
+            if compounds:
+                parts.append(col(model.compound).in_(sorted(compounds)))
+        if self.worker is not None:
+            if self.whole_compounds:
+                parts.append(col(model.compound).in_(sorted(self.whole_compounds)))
+            if self.buildings:
+                parts.append(col(model.building_id).in_(sorted(self.buildings, key=str)))
+        if self.resident is not None and household_col is not None:
+            parts.append(household_col == self.resident.household_id)
+        return sa.or_(*parts) if parts else sa.false()
+
+
+async def worker_by_subject(uow: UnitOfWork, subject: str) -> GridWorker | None:
+    found = await uow.session.execute(select(GridWorker).where(GridWorker.subject == subject))
+    return found.scalar_one_or_none()
+
+
+async def active_assignments(uow: UnitOfWork, worker_id: UUID) -> list[GridAssignment]:
+    rows = await uow.session.execute(select(GridAssignment).where(
+        GridAssignment.worker_id == worker_id, col(GridAssignment.ended_at).is_(None)))
+    return list(rows.scalars())
+
+
+async def viewer_of(uow: UnitOfWork, principal: Principal) -> Viewer:
+    viewer = Viewer(principal)
+    if principal.is_admin:
+        return viewer
+    if principal.has(Role.grid_worker):
+        worker = await worker_by_subject(uow, principal.sub)
+        if worker is not None and worker.active:
+            viewer.worker = worker
+            for a in await active_assignments(uow, worker.id):
+                if a.building_id is None:
+                    viewer.whole_compounds.add(a.compound)
+                else:
+                    viewer.buildings.add(a.building_id)
+    if principal.has(Role.resident):
+        found = await uow.session.execute(select(Resident).where(
+            Resident.account_subject == principal.sub, Resident.status == ResidentStatus.active))
+        viewer.resident = found.scalar_one_or_none()
+    return viewer
+
+
+def require_worker_registered(viewer: Viewer) -> None:
+    if viewer.principal.has(Role.grid_worker) and viewer.worker is None and not viewer.is_staff:
+        raise Problem(403, "grid_worker_not_registered", "Not registered as a grid worker",
+                      "Ask community staff to register your account (POST /visits/grid-workers).")
+
+
+def ensure_sees(viewer: Viewer, what: str, ident: object, community: str, compound: str,
+                building_id: UUID | None, household_id: UUID | None = None) -> None:
+    if not viewer.covers(community, compound, building_id, household_id):
+        raise not_found(what, ident)
+
+
+def ensure_writes(viewer: Viewer, what: str, ident: object, community: str, compound: str,
+                  building_id: UUID | None, household_id: UUID | None = None) -> None:
+    if viewer.may_write(community, compound, building_id):
+        return
+    if viewer.covers(community, compound, building_id, household_id):
+        raise Problem(403, "forbidden", "Not allowed", f"You may see this {what} but not change it.")
+    raise not_found(what, ident)

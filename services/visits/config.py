@@ -1,0 +1,77 @@
+"""Visits configuration (env prefix ``MINSHENG_VISITS_``) and the service's clock.
+
+Rounds, due dates and "overdue" are local calendar dates in the county's time zone; every stored instant
+stays UTC. The clock can be pinned (tests, replaying a day) without touching the platform's ``utcnow``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minsheng.platform.ids import utcnow
+
+
+class VisitsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MINSHENG_VISITS_", env_file=None, extra="ignore")
+
+    timezone: str = "Asia/Shanghai"
+    # A canteen absence alert becomes a welfare-check task due within this many hours.
+    welfare_check_due_hours: int = Field(default=24, ge=1, le=168)
+    # A check-in farther than this from the building is flagged (``far_from_home``) for supervisors.
+    checkin_max_distance_m: float = Field(default=300.0, ge=10)
+    # How far back a visit may be recorded (offline apps sync late); never in the future.
+    backdate_max_days: int = Field(default=30, ge=0, le=365)
+    # A need resolved but not confirmed by the resident within this many days is confirmed automatically.
+    auto_confirm_days: int = Field(default=7, ge=1, le=90)
+    auto_confirm_every_seconds: float = 3600.0
+    tier_refresh_every_seconds: float = 3600.0
+
+
+@lru_cache
+def visits_settings() -> VisitsSettings:
+    return VisitsSettings()
+
+
+_pinned: datetime | None = None
+
+
+def now() -> datetime:
+    """The current instant (UTC), unless pinned."""
+    return _pinned if _pinned is not None else utcnow()
+
+
+def pin_clock(at: datetime | None) -> None:
+    """Pin (or with ``None`` release) the visits clock. For tests and operational replays only."""
+    global _pinned
+    if at is not None and at.tzinfo is None:
+        raise ValueError("pin the clock with a timezone-aware datetime")
+    _pinned = at
+
+
+def tz() -> ZoneInfo:
+    return ZoneInfo(visits_settings().timezone)
+
+
+def today() -> date:
+    return now().astimezone(tz()).date()
+
+
+def local_date(at: datetime) -> date:
+    return at.astimezone(tz()).date()
+
+
+def start_of_local_day(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=tz())
+
+
+def quarter_start(day: date) -> date:
+    return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+
+
+def days(n: int) -> timedelta:
+    return timedelta(days=n)

@@ -1,0 +1,41 @@
+"""Periodic jobs. Both are idempotent and safe in several replicas (row locks with SKIP LOCKED on
+PostgreSQL for confirmation; recomputing a household's schedule twice gives the same answer)."""
+
+from __future__ import annotations
+
+import logging
+
+from minsheng.platform.service import Job, ServiceRuntime
+from services.visits import ledger, schedule
+from services.visits.config import visits_settings
+
+log = logging.getLogger(__name__)
+
+
+async def auto_confirm_needs(runtime: ServiceRuntime) -> int:
+    """Resolved needs nobody answered about for a week are confirmed (the ledger notes it)."""
+    total = 0
+    while True:
+        async with runtime.uow() as uow:
+            done = await ledger.auto_confirm(uow)
+            await uow.commit()
+        total += done
+        if done < 500:
+            break
+    if total:
+        log.info("visits: auto-confirmed %d resolved needs", total)
+    return total
+
+
+async def refresh_tiers(runtime: ServiceRuntime) -> int:
+    """Residents who just reached a tier's minimum age (80, say) move their household to that tier."""
+    async with runtime.uow() as uow:
+        changed = await schedule.refresh_coming_of_age(uow)
+        await uow.commit()
+    return changed
+
+
+def jobs() -> list[Job]:
+    s = visits_settings()
+    return [Job("auto-confirm-needs", s.auto_confirm_every_seconds, auto_confirm_needs),
+            Job("refresh-tiers", s.tier_refresh_every_seconds, refresh_tiers)]

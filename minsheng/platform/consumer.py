@@ -132,6 +132,10 @@ class EventConsumer:
                         self.stats.duplicates += 1
                         return False
                     raise
+            # One line per handled event, under the event's trace (operators follow a trace across services).
+            log.info("%s: handled %s %s", self.service, envelope.type, envelope.id, extra={"fields": {
+                "event_type": envelope.type, "event_id": str(envelope.id), "topic": delivery.topic,
+                "partition": delivery.partition, "offset": delivery.offset}})
         finally:
             current_trace.reset(token)
         self.stats.handled += 1

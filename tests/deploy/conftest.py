@@ -1,0 +1,204 @@
+"""The compose deployment as local processes (package-scoped: started once for the smoke and observability
+tests). Everything comes from docker-compose.yml: which minsheng jobs and services exist, their order
+(depends_on), commands and environment, and the gateway's template and environment. Secrets come from
+deploy/ops/init-env.sh, the databases and roles from deploy/postgres/init/*.sh, topics from the topic job."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from minsheng import SERVICES
+from minsheng.platform.auth import mint_token
+from minsheng.settings import Settings
+from tests.deploy.compose_local import (
+    ROOT,
+    Proc,
+    depends_on,
+    env_list,
+    is_minsheng,
+    load_compose,
+    local_argv,
+    nginx_binary,
+    nginx_main_conf,
+    read_env_file,
+    render_gateway,
+    start_order,
+    with_option,
+)
+from tests.support.infra import Tansu, database_template, drop_databases, free_port, wait_port
+
+COMPOSE_DB_PATTERN = "minsheng_{}"  # the database names in docker-compose.yml / the init script's default
+
+
+@dataclass
+class Deployment:
+    gateway: str
+    compose: dict[str, Any]
+    env: dict[str, str]
+    procs: dict[str, Proc]
+    jobs: dict[str, subprocess.CompletedProcess[str]]
+    database_urls: dict[str, str]
+    nginx: Proc
+    secret: str
+
+    def token(self, role: str, sub: str, scopes: tuple[str, ...] | list[str] = ()) -> str:
+        settings = Settings(mode="embedded", jwt_secret=SecretStr(self.secret))
+        return mint_token(settings, sub, [role], list(scopes))
+
+    def auth(self, role: str, sub: str, scopes: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, sub, scopes)}"}
+
+
+def generated_env(tmp: Path) -> dict[str, str]:
+    """What an operator does first: ``deploy/ops/init-env.sh > .env``."""
+    out = subprocess.run(["bash", str(ROOT / "deploy/ops/init-env.sh")], capture_output=True, text=True, check=True)
+    path = tmp / ".env"
+    path.write_text(out.stdout)
+    return read_env_file(path)
+
+
+def create_databases(base_url: str, pattern: str, env: dict[str, str]) -> bool:
+    """Run the compose init script against the local server. False when psql is missing (then the databases
+    are created by `minsheng migrate` as the server's superuser instead)."""
+    if shutil.which("psql") is None:
+        return False
+    url = make_url(base_url)
+    script_env = {**os.environ, **env, "PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432),
+                  "POSTGRES_USER": url.username or "postgres", "POSTGRES_DB": "postgres",
+                  "MINSHENG_DB_NAME_PATTERN": pattern}
+    if url.password:
+        script_env["PGPASSWORD"] = url.password
+    for script in sorted((ROOT / "deploy/postgres/init").glob("*.sh")):
+        subprocess.run(["bash", str(script)], env=script_env, check=True, capture_output=True, text=True)
+    return True
+
+
+def wait_ready(proc: Proc, url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.proc is not None
+        if proc.proc.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited ({proc.proc.returncode}):\n{proc.log()[-4000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{proc.name} not ready at {url} in {timeout}s:\n{proc.log()[-4000:]}")
+
+
+@pytest.fixture(scope="package")
+def deployment(pg_base_url: str) -> Iterator[Deployment]:
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed: run deploy/ci/ensure-tools.sh (as root) first")
+    tmp = Path(tempfile.mkdtemp(prefix="minsheng-compose-"))
+    env = generated_env(tmp)
+    compose = load_compose(env)
+    services: dict[str, Any] = compose["services"]
+
+    template = database_template(pg_base_url)  # .../mstest_<hex>_{service}
+    test_db_pattern = make_url(template).database.replace("{service}", "%s")  # type: ignore[union-attr]
+    own_roles = create_databases(pg_base_url, test_db_pattern, env)
+    pg = make_url(pg_base_url)
+
+    external_kafka = os.environ.get("MINSHENG_TEST_KAFKA_BOOTSTRAP")
+    broker = None if external_kafka else Tansu()
+    if broker is not None:
+        broker.start()
+    bootstrap = external_kafka or broker.bootstrap  # type: ignore[union-attr]
+
+    database_urls: dict[str, str] = {}
+
+    def local_env(name: str, compose_env: dict[str, str]) -> dict[str, str]:
+        """Only addresses change: postgres:5432, kafka:9092 and the database names."""
+        out = dict(compose_env)
+        if "MINSHENG_DATABASE_URL" in out:
+            url = make_url(out["MINSHENG_DATABASE_URL"])
+            assert url.host == "postgres", f"{name}: database host {url.host}"
+            service = (url.database or "").removeprefix(COMPOSE_DB_PATTERN.format(""))
+            db = test_db_pattern % service
+            url = url.set(host=pg.host, port=pg.port, database=db)
+            if not own_roles:  # no init script run: connect as the server's own user
+                url = url.set(username=pg.username, password=pg.password)
+            out["MINSHENG_DATABASE_URL"] = url.render_as_string(hide_password=False)
+            database_urls[service] = out["MINSHENG_DATABASE_URL"]
+        if "MINSHENG_KAFKA_BOOTSTRAP" in out:
+            assert out["MINSHENG_KAFKA_BOOTSTRAP"] == "kafka:9092"
+            out["MINSHENG_KAFKA_BOOTSTRAP"] = bootstrap
+        return out
+
+    minsheng = [n for n, s in services.items() if is_minsheng(s) and not s.get("profiles")]
+    procs: dict[str, Proc] = {}
+    jobs: dict[str, subprocess.CompletedProcess[str]] = {}
+    nginx: Proc | None = None
+    try:
+        for name in start_order(services, minsheng):
+            spec = services[name]
+            for dep, condition in depends_on(spec).items():
+                if dep in minsheng:
+                    assert condition in ("service_completed_successfully", "service_healthy"), (name, dep)
+            argv = local_argv(list(spec["command"]))
+            penv = local_env(name, env_list(spec))
+            if spec.get("restart") == "no":  # a one-shot job: must finish successfully before dependants start
+                jobs[name] = subprocess.run(argv, env={**os.environ, **penv}, cwd=ROOT, capture_output=True,
+                                            text=True, timeout=180)
+                assert jobs[name].returncode == 0, f"{name} failed:\n{jobs[name].stdout}\n{jobs[name].stderr}"
+                continue
+            port = free_port()
+            argv = with_option(with_option(argv, "--port", str(port)), "--host", "127.0.0.1")
+            proc = Proc(name, argv, penv, port=port)
+            proc.start()
+            procs[name] = proc
+            health = " ".join(spec["healthcheck"]["test"])
+            assert "/readyz" in health, f"{name}: the compose healthcheck should probe /readyz"
+        for proc in procs.values():
+            wait_ready(proc, f"http://127.0.0.1:{proc.port}/readyz")
+
+        gateway = services["gateway"]
+        assert set(depends_on(gateway)) == set(procs), "the gateway waits for every service"
+        listen = free_port()
+        variables = {}
+        for key, value in env_list(gateway).items():
+            host, _, port_s = value.partition(":")
+            if key == "GATEWAY_LISTEN_PORT":
+                variables[key] = str(listen)
+            elif host in procs:
+                assert port_s == "8000", f"{key} should point at the service port"
+                variables[key] = f"127.0.0.1:{procs[host].port}"
+            else:
+                variables[key] = value
+        workdir = tmp / "nginx"
+        workdir.mkdir()
+        rendered = workdir / "default.conf"
+        rendered.write_text(render_gateway(variables))
+        nginx = Proc("gateway", [nginx_binary() or "nginx", "-p", str(workdir), "-c",
+                                 str(nginx_main_conf(workdir, rendered))], {})
+        nginx.start()
+        wait_port("127.0.0.1", listen, timeout=15)
+        wait_ready(nginx, f"http://127.0.0.1:{listen}/healthz", timeout=15)
+        yield Deployment(gateway=f"http://127.0.0.1:{listen}", compose=compose, env=env, procs=procs, jobs=jobs,
+                         database_urls=database_urls, nginx=nginx, secret=env["MINSHENG_JWT_SECRET"])
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for proc in procs.values():
+            proc.stop()
+        if broker is not None:
+            broker.stop()
+        import asyncio
+
+        asyncio.run(drop_databases(pg_base_url, template, SERVICES))
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -161,7 +161,7 @@ async def list_needs(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str
 def _move(need: Need, allowed: set[NeedStatus], to: NeedStatus) -> None:
     if need.status not in allowed:
         raise conflict("invalid_transition", f"A need that is {need.status} cannot become {to}.",
-                       status=need.status, allowed_from=sorted(allowed))
+                       current_status=need.status, allowed_from=sorted(allowed))
     need.status = to
     need.updated_at = utcnow()
 
@@ -230,7 +230,7 @@ async def close(uow: UnitOfWork, viewer: Viewer, need: Need, reason: str) -> Nee
 async def update(uow: UnitOfWork, viewer: Viewer, need: Need, body: NeedUpdate) -> Need:
     _ensure_supervisor(viewer, need)
     if need.status in TERMINAL_NEED:
-        raise conflict("need_closed", "A closed need cannot be changed.", status=need.status)
+        raise conflict("need_closed", "A closed need cannot be changed.", current_status=need.status)
     changes = body.model_dump(exclude_unset=True)
     lines = []
     if changes.get("owner"):

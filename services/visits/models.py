@@ -123,7 +123,7 @@ OPEN_NEED = frozenset({NeedStatus.open, NeedStatus.in_progress, NeedStatus.resol
 # --- places -------------------------------------------------------------------------------------------------
 
 class CommunityBase(SQLModel):
-    code: str = Field(regex=CODE, max_length=40, description="Slug used in scopes, e.g. `yunxing`")
+    code: str = Field(schema_extra={"pattern": CODE}, max_length=40, description="Slug used in scopes, e.g. `yunxing`")
     name: str = Field(min_length=1, max_length=60)
 
 
@@ -145,7 +145,8 @@ class CommunityPublic(CommunityBase):
 
 
 class CompoundBase(SQLModel):
-    code: str = Field(regex=CODE, max_length=40, description="Slug used in scopes, e.g. `yuntaiyuan`")
+    code: str = Field(schema_extra={"pattern": CODE}, max_length=40,
+                      description="Slug used in scopes, e.g. `yuntaiyuan`")
     name: str = Field(min_length=1, max_length=60)
     kind: CompoundKind = Field(default=CompoundKind.commercial, sa_type=sa.String(20))
     address: str | None = Field(default=None, max_length=200)
@@ -264,7 +265,7 @@ class HouseholdPublic(HouseholdBase):
 
 class ResidentBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
-    gender: str | None = Field(default=None, regex=r"^[FMX]$", max_length=1)
+    gender: str | None = Field(default=None, schema_extra={"pattern": r"^[FMX]$"}, max_length=1)
     birth_date: date | None = Field(default=None, description="Taken from the ID number when omitted")
     care_tags: list[CareTag] = Field(default_factory=list, max_length=10)
     mobility: Mobility = Field(default=Mobility.independent, sa_type=sa.String(12))
@@ -272,7 +273,7 @@ class ResidentBase(SQLModel):
 
 class ResidentCreate(ResidentBase):
     household_id: UUID
-    phone: str | None = Field(default=None, regex=PHONE)
+    phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
     id_number: str | None = Field(default=None, description="居民身份证号 (18 characters, checked); stored "
                                   "encrypted, answered masked")
     health_notes: str | None = Field(default=None, max_length=2000, description="Health and mobility notes; "
@@ -281,11 +282,11 @@ class ResidentCreate(ResidentBase):
 
 class ResidentUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
-    gender: str | None = Field(default=None, regex=r"^[FMX]$", max_length=1)
+    gender: str | None = Field(default=None, schema_extra={"pattern": r"^[FMX]$"}, max_length=1)
     birth_date: date | None = None
     care_tags: list[CareTag] | None = Field(default=None, max_length=10)
     mobility: Mobility | None = None
-    phone: str | None = Field(default=None, regex=PHONE)
+    phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
     id_number: str | None = None
     health_notes: str | None = Field(default=None, max_length=2000)
     account_subject: str | None = Field(default=None, max_length=200,
@@ -381,7 +382,7 @@ class IdNumberLookup(SQLModel):
 
 class AccountBinding(SQLModel):
     id_number: str = Field(min_length=15, max_length=18)
-    phone: str = Field(regex=PHONE)
+    phone: str = Field(schema_extra={"pattern": PHONE})
 
 
 class PiiAudit(VisitsModel, table=True):
@@ -427,7 +428,7 @@ class GridWorkerBase(SQLModel):
 
 class GridWorkerCreate(GridWorkerBase):
     subject: str = Field(min_length=1, max_length=200, description="The identity-provider subject (JWT sub)")
-    phone: str | None = Field(default=None, regex=PHONE)
+    phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
 
 
 class GridWorker(GridWorkerBase, VisitsModel, table=True):
@@ -517,7 +518,7 @@ class PolicyBase(SQLModel):
 
 
 class PolicyCreate(PolicyBase):
-    code: str = Field(regex=CODE, max_length=40)
+    code: str = Field(schema_extra={"pattern": CODE}, max_length=40)
 
 
 class PolicyUpdate(SQLModel):
@@ -601,8 +602,9 @@ class RoundProgress(SQLModel):
 # --- visits and tasks ---------------------------------------------------------------------------------------
 
 class NeedCreate(SQLModel):
-    category: str = Field(regex=r"^[a-z][a-z_]{1,29}$", description="e.g. mobility_aid, home_repair, health, "
-                          "elderly_care, environment, safety, road, subsidy, dispute, other")
+    category: str = Field(schema_extra={"pattern": r"^[a-z][a-z_]{1,29}$"},
+                          description="e.g. mobility_aid, home_repair, health, elderly_care, environment, "
+                                      "safety, road, subsidy, dispute, other")
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     urgency: Urgency = Urgency.normal

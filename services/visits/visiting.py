@@ -107,7 +107,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         if task is None or task.household_id != household.id:
             raise _invalid("task_not_for_household", "task_id", "This visit task is not for this household.")
         if task.status != TaskStatus.open:
-            raise conflict("task_not_open", f"The visit task is {task.status}.", status=task.status)
+            raise conflict("task_not_open", f"The visit task is {task.status}.", current_status=task.status)
 
     visit = Visit(household_id=household.id, community=household.community, compound=household.compound,
                   building_id=household.building_id, worker_id=viewer.worker.id if viewer.worker else None,
@@ -258,7 +258,7 @@ async def cancel_task(uow: UnitOfWork, viewer: Viewer, task: VisitTask, reason: 
     if not viewer.staff_covers(task.community, task.compound):
         raise Problem(403, "forbidden", "Not allowed", "Community staff cancel visit tasks.")
     if task.status != TaskStatus.open:
-        raise conflict("task_not_open", f"The visit task is {task.status}.", status=task.status)
+        raise conflict("task_not_open", f"The visit task is {task.status}.", current_status=task.status)
     task.status = TaskStatus.cancelled
     task.reason = f"{task.reason} — cancelled: {reason}"[:500]
     task.updated_at = utcnow()

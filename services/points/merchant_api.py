@@ -147,11 +147,25 @@ async def redeem(body: RedeemRequest, uow: UoW, runtime: Runtime, caller: Caller
                       "Send a unique Idempotency-Key per redemption (e.g. your till's receipt number) and reuse "
                       "it when you retry.")
 
+    scope = f"merchant:{caller.merchant_id}:redeem"
+
     async def action() -> tuple[int, RedemptionPublic]:
         return 201, await merchants.redeem(uow, runtime.settings, caller, body)
 
-    return await idempotent(uow, key=idempotency_key, scope=f"merchant:{caller.merchant_id}:redeem", body=body,
-                            action=action)
+    try:
+        return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)
+    except Problem as exc:
+        if exc.code != "invalid_code":
+            raise
+        problem = exc
+        # Two copies of one request raced (a till retrying before the first answer): the other copy spent the
+        # code and committed. Answer with its stored response rather than "invalid code".
+        await uow.rollback()
+
+        async def fail() -> tuple[int, RedemptionPublic]:
+            raise problem
+
+        return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=fail)
 
 
 @router.get("/redemptions", response_model=Page[RedemptionPublic], summary="Your redemptions, newest first")

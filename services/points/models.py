@@ -46,7 +46,7 @@ def _opt_time() -> Any:
 
 class TeamBase(SQLModel):
     name: str = Field(min_length=1, max_length=80)
-    community: str | None = Field(default=None, max_length=50, regex=COMMUNITY_PATTERN)
+    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN})
 
 
 class TeamCreate(TeamBase):
@@ -55,7 +55,7 @@ class TeamCreate(TeamBase):
 
 class TeamUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=80)
-    community: str | None = Field(default=None, max_length=50, regex=COMMUNITY_PATTERN)
+    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN})
     leader_rider_id: UUID | None = None
 
 
@@ -92,24 +92,25 @@ class RiderStatus(StrEnum):
 class RiderBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     platform: str = Field(max_length=50, description="Delivery platform, e.g. meituan, eleme, sf-express")
-    community: str | None = Field(default=None, max_length=50)
+    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN},
+                                  description="Community slug, e.g. yunxing, gangcheng")
 
 
 class RiderCreate(RiderBase):
-    phone: str = Field(regex=r"^\+?\d{7,15}$")
+    phone: str = Field(schema_extra={"pattern": r"^\+?\d{7,15}$"})
 
 
 class RiderSelfUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
     platform: str | None = Field(default=None, max_length=50)
-    phone: str | None = Field(default=None, regex=r"^\+?\d{7,15}$")
+    phone: str | None = Field(default=None, schema_extra={"pattern": r"^\+?\d{7,15}$"})
 
 
 class RiderStaffUpdate(SQLModel):
     role: RiderRole | None = None
     team_id: UUID | None = None
     leave_team: bool = Field(default=False, description="Remove the rider from their team")
-    community: str | None = Field(default=None, max_length=50)
+    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN})
 
 
 class Reason(SQLModel):
@@ -257,7 +258,7 @@ class TaskTypeBase(SQLModel):
 
 
 class TaskTypeCreate(TaskTypeBase):
-    code: str = Field(regex=r"^[a-z][a-z0-9_]{1,39}$")
+    code: str = Field(schema_extra={"pattern": r"^[a-z][a-z0-9_]{1,39}$"})
 
 
 class TaskTypeUpdate(SQLModel):
@@ -297,7 +298,7 @@ class TaskCreate(SQLModel):
     type_code: str = Field(max_length=40)
     title: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=2000)
-    community: str | None = Field(default=None, max_length=50)
+    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN})
     compound: str | None = Field(default=None, max_length=50)
     address: str | None = Field(default=None, max_length=300, description="Shown only to the claiming rider")
     pickup_address: str | None = Field(default=None, max_length=300)
@@ -486,14 +487,14 @@ class MerchantStatus(StrEnum):
 class MerchantBase(SQLModel):
     name: str = Field(min_length=1, max_length=100)
     category: str = Field(default="other", max_length=40, description="e.g. restaurant, barber, repair")
-    community: str | None = Field(default=None, max_length=50)
+    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN})
     address: str | None = Field(default=None, max_length=300)
     void_window_minutes: int = Field(default=30, ge=0, le=7 * 24 * 60)
 
 
 class MerchantCreate(MerchantBase):
     contact_name: str | None = Field(default=None, max_length=50)
-    contact_phone: str | None = Field(default=None, regex=r"^\+?\d{7,15}$")
+    contact_phone: str | None = Field(default=None, schema_extra={"pattern": r"^\+?\d{7,15}$"})
 
 
 class MerchantUpdate(SQLModel):
@@ -642,7 +643,7 @@ class OfferPublic(OfferBase):
     @classmethod
     def _yuan(cls, data: Any) -> Any:
         if isinstance(data, Offer):
-            values = data.model_dump()
+            values = {name: getattr(data, name) for name in Offer.model_fields}
             fen = data.discount_fen
             values["discount_yuan"] = (Decimal(fen) / 100).quantize(Decimal("0.01")) if fen is not None else None
             return values

@@ -231,7 +231,7 @@ async def claim(uow: UnitOfWork, rider: Rider, task_id: UUID) -> Task:
         if task.claimed_by == rider.id and task.status == TaskStatus.claimed:
             return task  # a retried claim
         raise conflict("task_not_open", f"The task is {task.status}; it can no longer be claimed.",
-                       status=task.status)
+                       task_status=task.status)
     uow.emit(TaskClaimed(task_id=task.id, task_type=task.type_code, rider_id=rider.id, origin=_origin(task),
                          claimed_at=now))
     return task

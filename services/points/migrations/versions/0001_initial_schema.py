@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:26:48.478900
+Create Date: 2026-11-27 09:33:07.617663
 """
 from collections.abc import Sequence
 

@@ -1,0 +1,132 @@
+"""The ledger: staff adjustments with reasons, never below zero, idempotent, statements that page, expiry
+first-in-first-out, and monthly leaderboards per team, community and rider."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from minsheng.platform.ids import utcnow
+from services.points import config, jobs, ledger
+from services.points.models import LedgerEntry
+from tests.points.helpers import balance, credit, rider, staff
+from tests.support.client import System
+
+
+async def test_adjustments_need_a_reason_never_overdraw_and_are_idempotent(points: System) -> None:
+    fan = await rider(points)
+    h = staff(points)
+    url = f"/points/riders/{fan.id}/adjustments"
+    r = await points.client.post(url, headers={**h, "Idempotency-Key": "adj-1"},
+                                 json={"amount": 50, "reason": "Flood-season bonus"})
+    assert r.status_code == 201 and r.json()["balance_after"] == 50
+    again = await points.client.post(url, headers={**h, "Idempotency-Key": "adj-1"},
+                                     json={"amount": 50, "reason": "Flood-season bonus"})
+    assert again.status_code == 201 and again.json()["id"] == r.json()["id"]
+    assert await balance(points, fan) == 50
+    over = await points.client.post(url, headers=h, json={"amount": -51, "reason": "Correction"})
+    assert over.status_code == 409 and over.json()["code"] == "insufficient_points" and over.json()["balance"] == 50
+    assert (await points.client.post(url, headers=h, json={"amount": 0, "reason": "x"})).status_code == 422
+    assert (await points.client.post(url, headers=h, json={"amount": 5})).status_code == 422
+    ok = await points.client.post(url, headers=h, json={"amount": -50, "reason": "Correction"})
+    assert ok.status_code == 201 and ok.json()["balance_after"] == 0
+    # Riders cannot adjust; staff elsewhere do not see the rider.
+    assert (await points.client.post(url, headers=fan.headers, json={"amount": 5, "reason": "me"})).status_code == 403
+    assert (await points.client.post(url, headers=staff(points, "yunxing"),
+                                     json={"amount": 5, "reason": "x"})).status_code == 404
+    entries = (await points.client.get(f"/points/riders/{fan.id}/statement", headers=h)).json()["items"]
+    assert [(e["kind"], e["amount"], e["balance_after"]) for e in entries] == [("adjusted", -50, 0),
+                                                                             ("adjusted", 50, 50)]
+    assert "Flood-season bonus" in entries[1]["note"]
+
+
+async def test_statement_pages_with_a_cursor_and_filters(points: System) -> None:
+    fan = await rider(points)
+    for i in range(5):
+        await credit(points, fan.id, i + 1)
+    seen, cursor = [], None
+    while True:
+        url = "/points/riders/me/statement?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = (await points.client.get(url, headers=fan.headers)).json()
+        seen += [e["amount"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [5, 4, 3, 2, 1]
+    none = (await points.client.get("/points/riders/me/statement?kind=redeemed", headers=fan.headers)).json()
+    assert none["items"] == []
+
+
+async def _backdate(system: System, rider_id: str, days: int) -> None:
+    db = system.runtime("points").db
+    entries = LedgerEntry.__table__  # type: ignore[attr-defined]
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.update(entries).where(entries.c.rider_id == UUID(rider_id))
+                           .values(created_at=utcnow() - timedelta(days=days)))
+
+
+async def test_unspent_points_expire_first_in_first_out(points: System) -> None:
+    fan = await rider(points)
+    await credit(points, fan.id, 100)
+    await _backdate(points, fan.id, 400)  # a year and more ago
+    await credit(points, fan.id, 30)  # recent
+    # 40 were spent since: first in, first out, they came out of the old points.
+    r = await points.client.post(f"/points/riders/{fan.id}/adjustments", headers=staff(points),
+                                 json={"amount": -40, "reason": "spent"})
+    assert r.status_code == 201
+    b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
+    assert b["balance"] == 90 and b["expiring_points"] == 60
+
+    runtime = points.runtime("points")
+    assert await jobs.expire_points(runtime) == 60
+    assert await jobs.expire_points(runtime) == 0  # idempotent: same day, same cause
+    assert await balance(points, fan) == 30
+    [entry] = (await points.client.get("/points/riders/me/statement?kind=expired", headers=fan.headers)).json()["items"]
+    assert entry["amount"] == -60 and entry["cause_type"] == "expiry"
+    with config.override(expiry_days=0):
+        assert await jobs.expire_points(runtime) == 0
+        b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
+        assert b["expiring_points"] == 0
+
+
+async def test_monthly_leaderboards(points: System) -> None:
+    red = await rider(points, "rider-red", name="樊伟明")
+    h = staff(points)
+    await points.client.patch(f"/points/riders/{red.id}", headers=h, json={"role": "red"})
+    team = (await points.client.post("/points/teams", headers=h, json={"name": "港城红骑士1队",
+                                                                       "community": "gangcheng",
+                                                                       "leader_rider_id": red.id})).json()
+    assert team["members"] == 1
+    mates = []
+    for i, pts in enumerate([30, 10]):
+        m = await rider(points, f"rider-y{i}", name=f"王{i}强", phone=f"1390000000{i}")
+        await points.client.patch(f"/points/riders/{m.id}", headers=h, json={"team_id": team["id"]})
+        await credit(points, m.id, pts)
+        mates.append(m)
+    loner = await rider(points, "rider-loner", community="yunxing", name="李明", phone="13600000000")
+    await credit(points, loner.id, 25, community="yunxing")
+    db = points.runtime("points").db
+    # Adjustments are not earnings: turn them into earned entries for the leaderboard.
+    entries = LedgerEntry.__table__  # type: ignore[attr-defined]
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.update(entries).values(kind="earned"))
+
+    by_team = (await points.client.get("/points/leaderboards/team", headers=red.headers)).json()
+    assert [(i["name"], i["points"], i["riders"]) for i in by_team["items"]] == [("港城红骑士1队", 40, 2)]
+    by_community = (await points.client.get("/points/leaderboards/community", headers=h)).json()
+    assert [(i["key"], i["points"]) for i in by_community["items"]] == [("gangcheng", 40), ("yunxing", 25)]
+    riders = (await points.client.get(f"/points/leaderboards/rider?team_id={team['id']}", headers=red.headers)).json()
+    assert [(i["name"], i["points"]) for i in riders["items"]] == [("王**", 30), ("王**", 10)]
+    last_year = (await points.client.get("/points/leaderboards/team?month=2025-01", headers=h)).json()
+    assert last_year["items"] == [] and last_year["month"] == "2025-01"
+    bad = await points.client.get("/points/leaderboards/team?month=january", headers=h)
+    assert bad.status_code == 422
+    assert (await points.client.get("/points/leaderboards/galaxy", headers=h)).status_code == 422
+
+
+async def test_month_bounds_are_local() -> None:
+    settings = config.get()
+    start, end = settings.month_bounds(ledger.parse_month("2026-12"))
+    assert start.isoformat() == "2026-12-01T00:00:00+08:00" and end.isoformat() == "2027-01-01T00:00:00+08:00"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
-from sqlmodel import col, select
+import sqlalchemy as sa
 
 from minsheng.contracts.issues import IssueConfirmed, IssueOverdue
 from minsheng.platform.ids import utcnow
@@ -28,36 +29,51 @@ def _claim(uow: UnitOfWork, query: Any, batch: int) -> Any:
     return query
 
 
+async def _flag(uow: UnitOfWork, issue_id: UUID, guard: Any, values: dict[str, Any]) -> Issue | None:
+    """Set ``values`` only if ``guard`` still holds: whoever flips the flag first owns the event."""
+    table = Issue.__table__  # type: ignore[attr-defined]
+    done = await uow.session.execute(sa.update(table).where(table.c.id == issue_id, guard).values(**values))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return await uow.session.get(Issue, issue_id)
+
+
 async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) -> int:
     """Flag issues past their first-response or resolution deadline, escalate them to the sub-district
     listing, and emit IssueOverdue once per missed deadline. Returns how many deadlines were flagged."""
     now = now or utcnow()
     batch = get_config().sweep_batch
     flagged = 0
+    t = Issue.__table__  # type: ignore[attr-defined]
     while True:
+        n = 0
         async with runtime.uow() as uow:
-            late_first = await uow.session.execute(_claim(uow, select(Issue).where(
-                col(Issue.first_responded_at).is_(None), col(Issue.first_response_overdue_at).is_(None),
-                col(Issue.first_response_due_at) < now, col(Issue.closed_at).is_(None),
-            ).order_by(col(Issue.first_response_due_at)), batch))
-            n = 0
-            for issue in late_first.scalars():
-                issue.first_response_overdue_at = now
-                issue.escalation_level = max(issue.escalation_level, 1)
-                issue.updated_at = now
+            late_first = (await uow.session.execute(_claim(uow, sa.select(t.c.id).where(
+                t.c.first_responded_at.is_(None), t.c.first_response_overdue_at.is_(None),
+                t.c.first_response_due_at < now, t.c.closed_at.is_(None),
+            ).order_by(t.c.first_response_due_at), batch))).scalars().all()
+            for issue_id in late_first:
+                issue = await _flag(uow, issue_id, t.c.first_response_overdue_at.is_(None), {
+                    "first_response_overdue_at": now, "updated_at": now,
+                    "escalation_level": sa.func.max(t.c.escalation_level, 1) if not uow.db.is_postgres
+                    else sa.func.greatest(t.c.escalation_level, 1)})
+                if issue is None:
+                    continue
                 record(uow, issue, "overdue", None, "No first response in time; escalated to the sub-district",
                        data={"deadline": "first_response"}, at=now)
                 uow.emit(IssueOverdue(deadline="first_response", due_at=issue.first_response_due_at,
                                       escalation_level=issue.escalation_level, **_fact(issue, None)))
                 n += 1
-            late_fix = await uow.session.execute(_claim(uow, select(Issue).where(
-                col(Issue.closed_at).is_(None), col(Issue.resolution_overdue_at).is_(None),
-                col(Issue.resolution_due_at) < now,
-            ).order_by(col(Issue.resolution_due_at)), batch))
-            for issue in late_fix.scalars():
-                issue.resolution_overdue_at = now
-                issue.escalation_level += 1
-                issue.updated_at = now
+            await uow.session.flush()
+            uow.session.expunge_all()  # the first pass may have raised escalation levels: read them afresh
+            late_fix = (await uow.session.execute(_claim(uow, sa.select(t.c.id).where(
+                t.c.closed_at.is_(None), t.c.resolution_overdue_at.is_(None), t.c.resolution_due_at < now,
+            ).order_by(t.c.resolution_due_at), batch))).scalars().all()
+            for issue_id in late_fix:
+                issue = await _flag(uow, issue_id, t.c.resolution_overdue_at.is_(None), {
+                    "resolution_overdue_at": now, "updated_at": now, "escalation_level": t.c.escalation_level + 1})
+                if issue is None:
+                    continue
                 record(uow, issue, "overdue", None, "Not resolved in time; escalated to the sub-district",
                        data={"deadline": "resolution", "escalation_level": issue.escalation_level}, at=now)
                 uow.emit(IssueOverdue(deadline="resolution", due_at=issue.resolution_due_at,
@@ -65,7 +81,7 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
                 n += 1
             await uow.commit()
         flagged += n
-        if n < batch:
+        if len(late_first) < batch and len(late_fix) < batch:
             return flagged
 
 
@@ -74,16 +90,19 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
     now = now or utcnow()
     cfg = get_config()
     cutoff = now - timedelta(days=cfg.auto_confirm_days)
+    t = Issue.__table__  # type: ignore[attr-defined]
     done = 0
     while True:
+        n = 0
         async with runtime.uow() as uow:
-            rows = await uow.session.execute(_claim(uow, select(Issue).where(
-                Issue.status == IssueStatus.resolved, col(Issue.resolved_at) < cutoff,
-            ).order_by(col(Issue.resolved_at)), cfg.sweep_batch))
-            n = 0
-            for issue in rows.scalars():
-                issue.status = IssueStatus.confirmed
-                issue.confirmed_at = issue.updated_at = now
+            due = (await uow.session.execute(_claim(uow, sa.select(t.c.id).where(
+                t.c.status == IssueStatus.resolved.value, t.c.resolved_at < cutoff,
+            ).order_by(t.c.resolved_at), cfg.sweep_batch))).scalars().all()
+            for issue_id in due:
+                issue = await _flag(uow, issue_id, t.c.status == IssueStatus.resolved.value, {
+                    "status": IssueStatus.confirmed.value, "confirmed_at": now, "updated_at": now})
+                if issue is None:
+                    continue
                 record(uow, issue, "confirmed", None,
                        f"Confirmed automatically after {cfg.auto_confirm_days:g} days without an answer",
                        data={"auto": True}, at=now)
@@ -91,7 +110,7 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
                 n += 1
             await uow.commit()
         done += n
-        if n < cfg.sweep_batch:
+        if len(due) < cfg.sweep_batch:
             return done
 
 

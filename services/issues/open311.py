@@ -312,14 +312,18 @@ async def _views(request: Request, uow: UnitOfWork, issues: list[Issue]) -> list
     codes = {i.category for i in issues}
     cats = {c.code: c for c in (await uow.session.execute(select(Category).where(
         col(Category.code).in_(codes)))).scalars()}
-    dept_codes = {d for i in issues for d in i.departments[:1]}
+    def owner(i: Issue) -> str | None:
+        cat = cats.get(i.category)
+        return i.departments[0] if i.departments else cat.department if cat else None
+
+    dept_codes = {owner(i) for i in issues}
     depts = {d.code: d for d in (await uow.session.execute(select(Department).where(
         col(Department.code).in_(dept_codes)))).scalars()}
     origin = f"{request.url.scheme}://{request.url.netloc}"
     out = []
     for i in issues:
         cat = cats.get(i.category)
-        dept = depts.get(i.departments[0]) if i.departments else None
+        dept = depts.get(owner(i) or "")
         closed = i.status not in OPEN_STATUSES
         media = i.photo_urls[0] if i.photo_urls else None
         out.append({

@@ -243,16 +243,12 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None,
         origin_service=origin.service if origin else None, origin_kind=origin.kind if origin else None,
         origin_id=origin.id if origin else None, open311_token=data.open311_token,
         created_at=now, updated_at=now, first_response_due_at=first_due, resolution_due_at=resolution_due,
-        departments=[cat.department] if cat.department else [],
     )
     uow.session.add(issue)
     if data.reporter:
         uow.session.add(IssueReporter(
             issue_id=issue.id, subject=data.reporter, role="reporter", channel=data.channel, created_at=now,
             origin_service=issue.origin_service, origin_kind=issue.origin_kind, origin_id=issue.origin_id))
-    if cat.department:
-        uow.session.add(IssueAssignment(issue_id=issue.id, department=cat.department, lead=True, active=False,
-                                        assigned_at=now))
     uow.session.add(TimelineEntry(issue_id=issue.id, action="submitted", actor=data.reporter,
                                   actor_role=data.actor_role or data.channel, at=now,
                                   data={"channel": data.channel, **({"intake": data.intake} if data.intake else {})}))
@@ -382,7 +378,10 @@ async def get_issue(uow: UnitOfWork, who: Principal, issue_id: UUID, *, for_upda
 
 
 def is_overdue(issue: Issue, now: datetime | None = None) -> bool:
+    """Missed (or is missing) a deadline: flagged by the sweep, or late by the clock."""
     now = now or utcnow()
+    if issue.first_response_overdue_at or issue.resolution_overdue_at:
+        return True
     if issue.first_response_due_at and (issue.first_responded_at or now) > issue.first_response_due_at:
         return True
     return bool(issue.resolution_due_at and (issue.resolved_at or issue.closed_at or now) > issue.resolution_due_at)
@@ -480,7 +479,7 @@ def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:
             IssueAssignment.department == f.department, col(IssueAssignment.active).is_(True))))
     if f.overdue is not None:
         late = sa.and_(col(Issue.closed_at).is_(None), sa.or_(
-            col(Issue.resolution_due_at) < now,
+            col(Issue.escalation_level) > 0, col(Issue.resolution_due_at) < now,
             sa.and_(col(Issue.first_responded_at).is_(None), col(Issue.first_response_due_at) < now)))
         where.append(late if f.overdue else sa.not_(late))
     if f.near is not None:
@@ -553,7 +552,7 @@ def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStat
     allowed = {s.value for s in allowed_from}
     if issue.status not in allowed:
         raise conflict("invalid_transition", f"An issue that is {issue.status} cannot become {to}.",
-                       status=issue.status, allowed_from=sorted(allowed))
+                       current=issue.status, allowed_from=sorted(allowed))
     issue.status = to
     return _touch(issue)
 
@@ -578,7 +577,7 @@ async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
     _require(manages(who, issue), "Only staff of the issue's community accept it.")
     if issue.status != IssueStatus.submitted:
         raise conflict("invalid_transition", f"An issue that is {issue.status} cannot become accepted.",
-                       status=issue.status, allowed_from=[IssueStatus.submitted.value])
+                       current=issue.status, allowed_from=[IssueStatus.submitted.value])
     now = _touch(issue)
     note = await _note(uow, issue, body)
     _accepted(uow, who, issue, now, note)
@@ -591,7 +590,7 @@ async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
     _require(works_on(who, issue), "Only staff handling the issue verify it.")
     if issue.status not in OPEN_STATUSES:
         raise conflict("invalid_transition", f"An issue that is {issue.status} cannot be verified.",
-                       status=issue.status, allowed_from=sorted(OPEN_STATUSES))
+                       current=issue.status, allowed_from=sorted(OPEN_STATUSES))
     if issue.verified_at is not None:
         raise conflict("already_verified", "This issue was already verified on site.")
     now = _touch(issue)
@@ -828,7 +827,7 @@ async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitReques
                 urgent=issue.urgent, is_public=issue.is_public, reporter=row.subject,
                 origin_service=origin.service if origin else None, origin_kind=origin.kind if origin else None,
                 origin_id=origin.id if origin else None, created_at=now, updated_at=now,
-                first_response_due_at=first_due, resolution_due_at=resolution_due, departments=[cat.department])
+                first_response_due_at=first_due, resolution_due_at=resolution_due)
     uow.session.add(new)
     await uow.session.flush()
     row.issue_id = new.id

@@ -181,7 +181,7 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
     vote = await _get(uow, who, vote_id)
     state = status_of(vote)
     if state != "open":
-        raise conflict("vote_not_open", f"This vote is {state}.", status=state)
+        raise conflict("vote_not_open", f"This vote is {state}.", current=state)
     if not eligible(who, vote):
         raise Problem(403, "not_eligible", "Not eligible for this vote",
                       "Only residents of the vote's " + ("compound" if vote.compound else "community") + " vote.")

@@ -43,7 +43,7 @@ async def test_second_rider_report_of_a_fire_is_linked_and_both_riders_earn(issu
     one = (await issues.client.post("/points/hazard-reports", headers=fan, json=FIRE)).json()
     await issues.settle()
     two = (await issues.client.post("/points/hazard-reports", headers=li,
-                                    json={**FIRE, "latitude": FIRE["latitude"] + 0.0002})).json()
+                                    json={**FIRE, "latitude": 40.0136})).json()
     await issues.settle()
 
     [issue] = (await issues.client.get("/issues/issues", headers=desk)).json()["items"]

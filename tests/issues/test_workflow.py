@@ -111,7 +111,8 @@ async def test_comments_followers_and_internal_notes(issues: System) -> None:
     assert (await issues.client.post(path, headers=neighbour, json={"body": "我家也是"})).status_code == 201
     r = await issues.client.post(path, headers=neighbour, json={"body": "x", "internal": True})
     assert r.status_code == 403
-    assert (await issues.client.post(path, headers=desk, json={"body": "疑似管道堵塞", "internal": True})).status_code == 201
+    note = {"body": "疑似管道堵塞", "internal": True}
+    assert (await issues.client.post(path, headers=desk, json=note)).status_code == 201
     assert (await issues.client.post(path, headers=desk, json={"body": "明天上午到场"})).status_code == 201
 
     seen_by_resident = (await issues.client.get(f"/issues/issues/{issue['id']}", headers=jiao)).json()

@@ -105,6 +105,7 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
 
 def build_rows(cipher: Any) -> dict[Any, list[dict[str, Any]]]:
     rng = random.Random(20250729)
+    issued: set[str] = set()
     current = now()
     today = current.astimezone(tz()).date()
     long_ago = current - timedelta(days=400)
@@ -159,11 +160,14 @@ def build_rows(cipher: Any) -> dict[Any, list[dict[str, Any]]]:
                                    "created_at": long_ago})
             doors = [(str(u), f"{f}0{r}") for u in (1, 2) for f in range(1, 7) for r in (1, 2)]
             rng.shuffle(doors)
-            for unit, room in sorted(doors[:rng.randint(8, 12)]):
+            chosen = set(doors[:rng.randint(8, 12)])
+            if code == "yuntaiyuan" and b == 3:
+                chosen.add(("2", "501"))  # 赵's door
+            for unit, room in sorted(chosen):
                 is_zhao = code == "yuntaiyuan" and b == 3 and (unit, room) == ("2", "501")
                 hid = ZHAO_HOUSEHOLD if is_zhao else uuid7()
-                people, residents = _household(rng, cipher, hid, community, code, building_id, is_zhao, serial, today,
-                                               long_ago)
+                people, residents = _household(rng, cipher, hid, community, code, building_id, is_zhao, serial,
+                                               issued, today, long_ago)
                 serial += len(residents)
                 rows[Resident].extend(residents)
                 h = {"id": hid, "building_id": building_id, "community": community, "compound": code,
@@ -201,7 +205,7 @@ class _Obj:
 
 
 def _household(rng: random.Random, cipher: Any, hid: UUID, community: str, compound: str, building_id: UUID,
-               is_zhao: bool, serial: int, today: date,
+               is_zhao: bool, serial: int, issued: set[str], today: date,
                long_ago: datetime) -> tuple[list[cadence.Person], list[dict[str, Any]]]:
     specs: list[tuple[str, date, str, set[str], str, str | None, UUID]]
     if is_zhao:
@@ -233,6 +237,10 @@ def _household(rng: random.Random, cipher: Any, hid: UUID, community: str, compo
     residents, people = [], []
     for i, (name, born, gender, tags, mobility, notes, rid) in enumerate(specs):
         number = ZHAO_ID_NUMBER if rid == ZHAO_ID else idcard.make(REGION, born, serial + i)
+        while number in issued:  # the same birthday and sequence number: take the next sequence number
+            serial += 7
+            number = idcard.make(REGION, born, serial + i)
+        issued.add(number)
         residents.append({
             "id": rid, "household_id": hid, "community": community, "compound": compound, "building_id": building_id,
             "name": name, "gender": gender, "birth_date": born, "tags": schedule.store_tags(tags),

@@ -189,15 +189,17 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
         raise Problem(422, "unknown_option", "Unknown option", "Choose one of the vote's option keys.",
                       errors=[{"field": "option", "message": "unknown option", "type": "value_error"}])
     key = voter_key(who, vote)
+    per_household, ident = vote.eligibility == Eligibility.household, str(vote.id)
     uow.session.add(Ballot(vote_id=vote.id, voter_hash=voter_hash(runtime.settings.secret, vote, key),
                            option=body.option))
     try:
         await uow.commit()
     except sa.exc.IntegrityError:
         await uow.rollback()
-        raise conflict("already_voted", "Your household has already voted." if vote.eligibility == "household"
+        # The unique key decided it (also between two concurrent requests).
+        raise conflict("already_voted", "Your household has already voted." if per_household
                        else "You have already voted.") from None
-    return {"vote_id": str(vote.id), "recorded": True, "option": body.option}
+    return {"vote_id": ident, "recorded": True, "option": body.option}
 
 
 @router.post("/votes/{vote_id}/close", response_model=VotePublic, summary="Staff: close a vote early")

@@ -1,0 +1,69 @@
+"""Flow 3, the issues side: a visit need escalated by a grid worker becomes an issue (idempotent on the need),
+and every transition carries the need as its origin so the visits service can close or reopen the need."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from minsheng.contracts.visits import NeedEscalated
+from minsheng.platform.ids import utcnow, uuid7
+from tests.issues.helpers import act, events_of, resident, staff
+from tests.support.client import System
+
+
+async def escalate(s: System, need_id: UUID, **overrides: Any) -> None:
+    """The visits service's side, as it would publish it (through its outbox)."""
+    data: dict[str, Any] = dict(
+        need_id=need_id, household_id=uuid7(), category="elderly_care", title="赵奶奶腿伤行动不便",
+        description="80多岁，住云泰园，需要拐杖", urgency="high", community="yuntai", compound="yuntaiyuan",
+        address="云泰园5号楼", latitude=40.0098, longitude=112.6983, escalated_by="gw-changhong",
+        escalated_at=utcnow())
+    async with s.runtime("visits").uow() as uow:
+        uow.emit(NeedEscalated(**{**data, **overrides}))
+        await uow.commit()
+    await s.settle()
+
+
+async def test_escalated_need_becomes_a_private_grid_worker_issue_once(issues: System) -> None:
+    need = uuid7()
+    await escalate(issues, need)
+    await escalate(issues, need)  # published twice (e.g. a retry on the visits side): still one issue
+    created = [e for e in await events_of(issues, "created") if e["origin"]
+               and e["origin"]["kind"] == "need"]
+    assert len(created) == 1
+    event = created[0]
+    assert event["origin"] == {"service": "visits", "kind": "need", "id": str(need)}
+    assert event["channel"] == "grid_worker" and event["urgent"] is False and event["community"] == "yuntai"
+
+    desk = staff(issues)
+    issue = (await issues.client.get(f"/issues/issues/{event['issue_id']}", headers=desk)).json()
+    assert issue["reporter"] == "gw-changhong" and issue["is_public"] is False
+    assert issue["origin_kind"] == "need" and issue["attributes"] == {"urgency": "high"}
+    # A household's need is not public, but the grid worker who escalated it follows it.
+    assert (await issues.client.get(f"/issues/issues/{issue['id']}", headers=resident(issues))).status_code == 404
+    worker = issues.auth("grid_worker", sub="gw-changhong", scopes=["compound:yuntaiyuan"])
+    mine = (await issues.client.get("/issues/issues", headers=worker, params={"mine": True})).json()["items"]
+    assert [i["id"] for i in mine] == [issue["id"]]
+
+    await act(issues, issue["id"], "assign", desk, {"departments": ["civil_affairs"]})
+    await act(issues, issue["id"], "resolve", desk, {"note": "送去拐杖"})
+    await act(issues, issue["id"], "reopen", desk, {"reason": "拐杖不合适"})
+    await act(issues, issue["id"], "close-unresolved", desk, {"reason": "家属已自行购买"})
+    for name in ("accepted", "assigned", "resolved", "reopened", "closed_unresolved"):
+        [e] = await events_of(issues, name, issue["id"])
+        assert e["origin"] == {"service": "visits", "kind": "need", "id": str(need)}, name
+
+
+async def test_urgent_need_is_an_urgent_issue_and_a_second_need_nearby_is_linked(issues: System) -> None:
+    first, second = uuid7(), uuid7()
+    await escalate(issues, first, category="water_leak", urgency="urgent", title="楼道水管爆裂")
+    await escalate(issues, second, category="water_leak", urgency="normal", title="楼道漏水",
+                   latitude=40.00985)
+    [created] = [e for e in await events_of(issues, "created") if e["category"] == "water_leak"]
+    assert created["urgent"] is True
+    [linked] = await events_of(issues, "linked", created["issue_id"])
+    assert linked["attached"] == [{"service": "visits", "kind": "need", "id": str(second)}]
+    await act(issues, created["issue_id"], "resolve", staff(issues))
+    [resolved] = await events_of(issues, "resolved", created["issue_id"])
+    assert resolved["origin"]["id"] == str(first) and resolved["linked"] == linked["attached"]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Make sure the system tools the deployment checks need are installed: nginx (`nginx -t` on the gateway and the
+# compose smoke test's gateway) and psql (the smoke test runs the PostgreSQL init script). Idempotent and quick
+# when everything is there. Installs Debian packages only as root; otherwise says what is missing and the
+# tests that need it skip with the same message. Optional: kubectl (its kustomize cross-checks our renderer).
+set -euo pipefail
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "ensure-tools: missing ${need[*]}; install them (e.g. sudo apt-get install -y ${need[*]})." >&2
+  echo "ensure-tools: until then the gateway and compose smoke tests skip." >&2
+  exit 0
+fi
+
+echo "ensure-tools: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Debian starts services on install; nginx is only ever started by the tests, on their own ports.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+fi
+trap 'if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
+if ! apt-get install -y --no-install-recommends "${need[@]}" >/tmp/minsheng-ensure-tools.log 2>&1; then
+  apt-get update >>/tmp/minsheng-ensure-tools.log 2>&1
+  apt-get install -y --no-install-recommends "${need[@]}" >>/tmp/minsheng-ensure-tools.log 2>&1 || {
+    echo "ensure-tools: apt-get failed, see /tmp/minsheng-ensure-tools.log" >&2
+    exit 1
+  }
+fi

@@ -79,11 +79,15 @@ async def raise_need(uow: UnitOfWork, viewer: Viewer, household: Household, data
         raise Problem(422, "due_on_in_past", "The due date has passed", "Give a due date from today on.",
                       errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}])
     owner = data.owner or viewer.sub
+    if owner == viewer.sub and viewer.worker is not None:
+        owner_name: str | None = viewer.worker.name
+    else:
+        owner_name = await _owner_name(uow, owner, viewer.name if owner == viewer.sub else None)
     need = Need(
         household_id=household.id, resident_id=data.resident_id, visit_id=visit_id, community=household.community,
         compound=household.compound, building_id=household.building_id, category=data.category, title=data.title,
         description=data.description, urgency=data.urgency, owner=owner,
-        owner_name=await _owner_name(uow, owner, viewer.name if owner == viewer.sub else None),
+        owner_name=owner_name,
         due_on=data.due_on or cadence.need_due_on(data.urgency, today()), raised_by=viewer.sub,
         raised_by_name=viewer.name,
     )

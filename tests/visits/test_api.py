@@ -360,3 +360,19 @@ async def test_policies_drive_every_households_schedule(system: System) -> None:
     # A resident's care tags change the household's tier too.
     await system.client.patch(f"/visits/residents/{p.zhao_id}", headers=p.staff, json={"care_tags": []})
     assert (await p.get(f"/households/{p.household_id}", p.staff))["tier"] == "elderly_80"
+
+
+async def test_turning_80_moves_the_household_to_the_monthly_tier(system: System, pinned: list[datetime]) -> None:
+    from services.visits import jobs
+
+    p = await build_place(system)
+    today = config.today()
+    turns_80_tomorrow = (today.replace(year=today.year - 80) + timedelta(days=1)).isoformat()
+    hid, _ = await p.household("102", name="周大爷", birth_date=turns_80_tomorrow)
+    assert (await p.get(f"/households/{hid}", p.staff))["tier"] == "standard"
+    assert await jobs.refresh_tiers(system.runtime("visits")) == 0
+    config.pin_clock(datetime.now(UTC) + timedelta(days=1))
+    assert await jobs.refresh_tiers(system.runtime("visits")) == 1
+    h = await p.get(f"/households/{hid}", p.staff)
+    assert h["tier"] == "elderly_80" and h["cadence_days"] == 30
+    assert await jobs.refresh_tiers(system.runtime("visits")) == 0  # idempotent

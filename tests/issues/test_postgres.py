@@ -1,0 +1,71 @@
+"""The issues service on real PostgreSQL: migrations, concurrency guarantees (duplicate intake, one ballot
+per household, sweeps in several replicas) and the figures' SQL (percentile_cont, local months)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from minsheng.platform.ids import utcnow
+from services.issues.jobs import auto_confirm, sweep_overdue
+from tests.issues.helpers import FLOOD, NEARBY, act, events_of, report, resident, staff
+from tests.issues.test_figures import seed
+from tests.issues.test_votes import open_vote
+from tests.support.client import System
+
+pytestmark = pytest.mark.integration
+
+
+async def test_simultaneous_reports_of_one_problem_open_one_issue(pg_issues: System) -> None:
+    s = pg_issues
+    answers = await asyncio.gather(*[
+        s.client.post("/issues/issues", headers=resident(s, f"res-{n}"), json={**FLOOD, **NEARBY})
+        for n in range(6)])
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    [issue] = (await s.client.get("/issues/issues", headers=staff(s))).json()["items"]
+    assert issue["reporter_count"] == 6 and len(await events_of(s, "created")) == 1
+
+
+async def test_one_ballot_per_household_under_concurrency(pg_issues: System) -> None:
+    s = pg_issues
+    vote = await open_vote(s)
+    members = [resident(s, f"res-{n}", household="hh-1") for n in range(5)]
+    answers = await asyncio.gather(*[s.client.post(f"/issues/votes/{vote['id']}/ballots", headers=h,
+                                                   json={"option": "1"}) for h in members])
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 4
+    closed = (await s.client.post(f"/issues/votes/{vote['id']}/close", headers=staff(s))).json()
+    assert closed["ballots_cast"] == 1
+
+
+async def test_sweeps_in_two_replicas_flag_each_deadline_once(pg_issues: System) -> None:
+    s = pg_issues
+    rt = s.runtime("issues")
+    desk = staff(s)
+    ids = [(await report(s, resident(s, f"res-{n}"), {**FLOOD, "latitude": 40.0 + n / 100}))["id"]
+           for n in range(8)]
+    for iid in ids[:3]:
+        await act(s, iid, "resolve", desk)
+    later = utcnow() + timedelta(days=8)
+    counts = await asyncio.gather(*[sweep_overdue(rt, now=later) for _ in range(3)])
+    assert sum(counts) == 10  # 5 open issues × 2 deadlines
+    assert len(await events_of(s, "overdue")) == 10
+    confirmed = await asyncio.gather(auto_confirm(rt, now=later), auto_confirm(rt, now=later))
+    assert sorted(confirmed) == [0, 3]
+
+
+async def test_figures_on_postgres(pg_issues: System) -> None:
+    s = pg_issues
+    await seed(s)
+    [row] = (await s.client.get("/issues/figures", params={"community": "yuntai"})).json()["rows"]
+    assert (row["handled"], row["completed"], row["closed"], row["completion_rate"]) == (5, 2, 4, 0.5)
+    assert row["median_first_response_minutes"] == 150.0 and row["median_resolution_hours"] == 20.0
+    assert row["overdue"] == 1
+    month = (utcnow() + timedelta(hours=8)).strftime("%Y-%m")
+    rows = (await s.client.get("/issues/figures", params=[("group_by", "month"),
+                                                         ("group_by", "community")])).json()["rows"]
+    assert [(r["month"], r["community"], r["handled"]) for r in rows] == [(month, "nanjie", 1), (month, "yuntai", 5)]
+    r = await s.client.get("/issues/open311/v2/requests.json")
+    assert r.status_code == 200 and len(r.json()) == 6

@@ -145,27 +145,40 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
     jobs: dict[str, subprocess.CompletedProcess[str]] = {}
     nginx: Proc | None = None
     try:
-        for name in start_order(services, minsheng):
-            spec = services[name]
-            for dep, condition in depends_on(spec).items():
-                if dep in minsheng:
-                    assert condition in ("service_completed_successfully", "service_healthy"), (name, dep)
-            argv = local_argv(list(spec["command"]))
-            penv = local_env(name, env_list(spec))
-            if spec.get("restart") == "no":  # a one-shot job: must finish successfully before dependants start
-                jobs[name] = subprocess.run(argv, env={**os.environ, **penv}, cwd=ROOT, capture_output=True,
-                                            text=True, timeout=180)
-                assert jobs[name].returncode == 0, f"{name} failed:\n{jobs[name].stdout}\n{jobs[name].stderr}"
-                continue
-            port = free_port()
-            argv = with_option(with_option(argv, "--port", str(port)), "--host", "127.0.0.1")
-            proc = Proc(name, argv, penv, port=port)
-            proc.start()
-            procs[name] = proc
-            health = " ".join(spec["healthcheck"]["test"])
-            assert "/readyz" in health, f"{name}: the compose healthcheck should probe /readyz"
-        for proc in procs.values():
-            wait_ready(proc, f"http://127.0.0.1:{proc.port}/readyz")
+        # Like `docker compose up`: everything whose dependencies are done starts together (jobs in parallel,
+        # then the services once their jobs completed successfully).
+        remaining = start_order(services, minsheng)
+        done: set[str] = set()
+        while remaining:
+            wave = [n for n in remaining if all(dep in done for dep in depends_on(services[n]) if dep in minsheng)]
+            assert wave, f"dependencies cannot be satisfied: {remaining}"
+            running: dict[str, subprocess.Popen[str]] = {}
+            for name in wave:
+                spec = services[name]
+                for dep, condition in depends_on(spec).items():
+                    if dep in minsheng:
+                        assert condition in ("service_completed_successfully", "service_healthy"), (name, dep)
+                argv = local_argv(list(spec["command"]))
+                penv = local_env(name, env_list(spec))
+                if spec.get("restart") == "no":  # a one-shot job: must succeed before its dependants start
+                    running[name] = subprocess.Popen(argv, env={**os.environ, **penv}, cwd=ROOT, text=True,
+                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    continue
+                health = " ".join(spec["healthcheck"]["test"])
+                assert "/readyz" in health, f"{name}: the compose healthcheck should probe /readyz"
+                port = free_port()
+                argv = with_option(with_option(argv, "--port", str(port)), "--host", "127.0.0.1")
+                procs[name] = Proc(name, argv, penv, port=port)
+                procs[name].start()
+            for name, job in running.items():
+                out, err = job.communicate(timeout=180)
+                jobs[name] = subprocess.CompletedProcess(job.args, job.returncode, out, err)
+                assert job.returncode == 0, f"{name} failed:\n{out}\n{err}"
+            for name in wave:
+                if name in procs:
+                    wait_ready(procs[name], f"http://127.0.0.1:{procs[name].port}/readyz")
+            done.update(wave)
+            remaining = [n for n in remaining if n not in done]
 
         gateway = services["gateway"]
         assert set(depends_on(gateway)) == set(procs), "the gateway waits for every service"

@@ -111,14 +111,19 @@ async def viewer_of(uow: UnitOfWork, principal: Principal) -> Viewer:
     if principal.is_admin:
         return viewer
     if principal.has(Role.grid_worker):
-        worker = await worker_by_subject(uow, principal.sub)
-        if worker is not None and worker.active:
+        # The worker and their active assignments in one round trip (this runs on every request).
+        rows = (await uow.session.execute(
+            select(GridWorker, GridAssignment).outerjoin(GridAssignment, sa.and_(
+                col(GridAssignment.worker_id) == GridWorker.id, col(GridAssignment.ended_at).is_(None)))
+            .where(GridWorker.subject == principal.sub, col(GridWorker.active).is_(True)))).all()
+        for worker, a in rows:
             viewer.worker = worker
-            for a in await active_assignments(uow, worker.id):
-                if a.building_id is None:
-                    viewer.whole_compounds.add(a.compound)
-                else:
-                    viewer.buildings.add(a.building_id)
+            if a is None:
+                continue
+            if a.building_id is None:
+                viewer.whole_compounds.add(a.compound)
+            else:
+                viewer.buildings.add(a.building_id)
     if principal.has(Role.resident):
         found = await uow.session.execute(select(Resident).where(
             Resident.account_subject == principal.sub, Resident.status == ResidentStatus.active))

@@ -101,6 +101,20 @@ async def refresh(uow: UnitOfWork, household: Household, rules: Sequence[Rule] |
     household.updated_at = utcnow()
 
 
+async def reschedule(uow: UnitOfWork, household: Household) -> None:
+    """After a visit: the tier stays (its residents did not change), only the due date and attention move."""
+    rules = await load_rules(uow)
+    rule = next((r for r in rules if r.code == household.tier), None)
+    if rule is None:  # its tier was retired meanwhile
+        await refresh(uow, household, rules)
+        return
+    s = schedule_of(household)
+    attention = cadence.attention(rule, s)
+    household.next_due_on = cadence.next_due(rule, s) if household.active_residents else None
+    household.attention = attention.value if attention else None
+    household.updated_at = utcnow()
+
+
 async def refresh_many(uow: UnitOfWork, household_ids: Sequence[UUID] | None = None, *,
                        batch: int = 2000) -> int:
     """Recompute many households (a policy changed, residents came of age) with batched Core updates.

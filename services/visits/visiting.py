@@ -123,7 +123,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
     uow.session.add(visit)
 
     apply_visit(household, body.outcome, at)
-    await schedule.refresh(uow, household)
+    await schedule.reschedule(uow, household)
 
     needs = [await ledger.raise_need(uow, viewer, household, n, visit_id=visit.id) for n in body.needs]
     completed = await _complete_tasks(uow, household, visit, task)

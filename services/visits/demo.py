@@ -176,8 +176,11 @@ def build_rows(cipher: Any) -> dict[Any, list[dict[str, Any]]]:
                      "created_at": long_ago, "updated_at": current}
                 # A quarter's history: most doors visited in the last 100 days, some nobody home lately.
                 roll = rng.random()
+                cadence_days = cadence.tier_for(rules, people, today).cadence_days
                 if roll < 0.85 or is_zhao:
-                    at = current - timedelta(days=2 if is_zhao else rng.randint(0, 100), hours=rng.randint(0, 8))
+                    # Mostly within the tier's cadence (a few slipping past it: the overdue list).
+                    ago = 2 if is_zhao else rng.randint(0, int(cadence_days * 1.1))
+                    at = current - timedelta(days=ago, hours=rng.randint(0, 8))
                     h.update(last_visited_at=at, last_attempt_at=at, last_outcome="visited")
                     rows[Visit].append(_visit(rng, h, worker, at, "visited"))
                     visited_households += 1

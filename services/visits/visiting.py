@@ -348,8 +348,8 @@ async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> Vi
 
 async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRound:
     rnd = await uow.session.get(VisitRound, round_id)
-    if rnd is None or not (viewer.is_admin or rnd.community is None
-                           or viewer.staff_covers(rnd.community) or viewer.is_worker):
+    if rnd is None or not (viewer.is_admin or rnd.community is None or viewer.staff_covers(rnd.community)
+                           or (viewer.worker is not None and viewer.worker.community == rnd.community)):
         raise not_found("round", round_id)
     return rnd
 
@@ -357,9 +357,11 @@ async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRou
 async def list_rounds(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
                       community: str | None = None) -> Page[VisitRound]:
     query = select(VisitRound)
-    if not viewer.is_admin and not viewer.is_worker:
-        query = query.where(sa.or_(col(VisitRound.community).is_(None), col(VisitRound.community).in_(
-            sorted(viewer.principal.scoped_values("community")))))
+    if not viewer.is_admin:
+        mine = viewer.principal.scoped_values("community") if viewer.is_staff else set()
+        if viewer.worker is not None:
+            mine.add(viewer.worker.community)
+        query = query.where(sa.or_(col(VisitRound.community).is_(None), col(VisitRound.community).in_(sorted(mine))))
     if community:
         query = query.where(VisitRound.community == community)
     if cursor:

@@ -376,3 +376,56 @@ async def test_turning_80_moves_the_household_to_the_monthly_tier(system: System
     h = await p.get(f"/households/{hid}", p.staff)
     assert h["tier"] == "elderly_80" and h["cadence_days"] == 30
     assert await jobs.refresh_tiers(system.runtime("visits")) == 0  # idempotent
+
+
+async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system: System) -> None:
+    p = await build_place(system)
+    c = system.client
+    communities = await p.get("/communities", p.staff)
+    assert [(x["code"], x["compounds"], x["households"]) for x in communities] == [("yuntai", 1, 1)]
+    assert (await p.get("/compounds", p.worker))["items"][0]["code"] == "yuntaiyuan"
+    assert (await p.get("/compounds/yuntaiyuan", p.worker))["kind"] == "affordable_housing"
+    assert {b["name"] for b in (await p.get("/buildings", p.staff, params={"compound": "yuntaiyuan"}))["items"]} \
+        == {"3号楼", "4号楼"}
+    r = await c.post("/visits/communities", headers=p.admin, json={"code": "yuntai", "name": "dup"})
+    assert r.status_code == 409 and r.json()["code"] == "community_exists"
+    r = await c.post("/visits/communities", headers=p.admin, json={"code": "Bad Code!", "name": "x"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code"
+    r = await c.post("/visits/households", headers=p.staff, json={"building_id": p.building_id, "unit": "2",
+                                                                  "room": "501"})
+    assert r.status_code == 409 and r.json()["code"] == "household_exists"
+    r = await c.post(f"/visits/grid-workers/{p.worker_id}/assignments", headers=p.staff,
+                     json={"compound": "yuntaiyuan", "building_id": p.building_id})
+    assert r.status_code == 409 and r.json()["code"] == "already_assigned"
+
+    # Pagination: three households, one per page.
+    await p.household("102", name="李四", birth_date="1950-02-02", care_tags=["dibao"])
+    await p.household("103", name="王五", birth_date="1990-02-02")
+    seen, cursor = [], None
+    while True:
+        page = await p.get("/households", p.worker, params={"limit": 1, **({"cursor": cursor} if cursor else {})})
+        seen += [h["id"] for h in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 3
+    r = await c.get("/visits/households", headers=p.worker, params={"cursor": "nonsense"})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+    names = lambda page: sorted(x["name"] for x in page["items"])  # noqa: E731
+    assert names(await p.get("/residents", p.staff, params={"care_tag": "dibao"})) == ["李四"]
+    assert names(await p.get("/residents", p.staff, params={"min_age": 70})) == ["李四", "赵桂香"]
+    assert names(await p.get("/residents", p.staff, params={"mobility": "needs_aid"})) == ["赵桂香"]
+    changed = (await c.patch(f"/visits/households/{p.household_id}", headers=p.worker,
+                             json={"note": "老人耳背，需大声敲门"})).json()
+    assert changed["note"] == "老人耳背，需大声敲门" and changed["address"] == "云泰园 3号楼 2单元 501室"
+
+    workers = (await p.get("/grid-workers", p.staff))["items"]
+    assert [w["name"] for w in workers] == ["常红"] and workers[0]["phone"] == "139****1111"
+    assert (await p.get("/grid-workers/me", p.worker))["id"] == p.worker_id
+    task = await p.post("/tasks", p.staff, {"household_id": p.household_id, "reason": "回访"}, 201)
+    cancelled = await p.post(f"/tasks/{task['id']}/cancel", p.staff, {"reason": "已电话联系"})
+    assert cancelled["status"] == "cancelled"
+    assert [t["id"] for t in (await p.get("/tasks", p.staff, params={"status": "cancelled"}))["items"]] == [task["id"]]
+    [assignment] = await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff)
+    await p.post(f"/assignments/{assignment['id']}/end", p.staff)
+    assert (await c.get(f"/visits/households/{p.household_id}", headers=p.worker)).status_code == 404

@@ -90,3 +90,25 @@ async def test_escalation_loop_over_kafka(kafka_system: System) -> None:
 
     done = await eventually(closed, within=30)
     assert done["closed_via"] == "issue" and done["resolution"] == "已修复"
+
+
+async def test_absence_alert_to_welfare_check_over_kafka(kafka_system: System) -> None:
+    from uuid import UUID
+
+    from tests.visits.test_flows import _alert
+
+    s = kafka_system
+    p = await build_place(s)
+    alert = _alert(UUID(p.zhao_id))
+    async with s.runtime("canteen").uow() as uow:
+        uow.emit(alert)
+        await uow.commit()
+
+    async def task() -> dict[str, Any] | None:
+        items = (await p.get("/tasks", p.worker))["items"]
+        return items[0] if items else None
+
+    found = await eventually(task, within=30)
+    assert found["kind"] == "welfare_check" and found["alert_id"] == str(alert.alert_id) and found["urgent"]
+    visit = await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited"}, 201)
+    assert visit["tasks_completed"] == [found["id"]]

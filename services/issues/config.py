@@ -26,6 +26,8 @@ class IssuesConfig(BaseSettings):
     open311_contact: str = "民生 issues desk, 12345 hotline"
     # Local time for monthly figures (China Standard Time has no daylight saving).
     utc_offset_hours: int = 8
+    # Whole-history figures scan every issue (≈1–2 s at a million): each replica caches an answer this long.
+    figures_cache_seconds: float = 60.0
     # Jobs.
     sweep_every_seconds: float = 60.0
     sweep_batch: int = 500

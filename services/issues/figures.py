@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlmodel import SQLModel, col, select
 
@@ -203,11 +204,30 @@ ToQ = Annotated[date | None, Query(alias="to", description="Last local day, incl
 GroupQ = Annotated[list[Dimension] | None, Query(description="Repeatable: community, category, month")]
 
 
+_CACHE: dict[tuple[Any, ...], tuple[float, Figures]] = {}
+
+
+async def cached(uow: UnitOfWork, **params: Any) -> Figures:
+    """``compute`` behind a short per-replica cache: the public page may be hit hard; figures move slowly."""
+    ttl = get_config().figures_cache_seconds
+    key = (str(uow.db.url), *sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+    hit = _CACHE.get(key)
+    if ttl > 0 and hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    result = await compute(uow, **params)
+    if ttl > 0:
+        if len(_CACHE) > 1000:
+            _CACHE.clear()
+        _CACHE[key] = (time.monotonic() + ttl, result)
+    return result
+
+
 @router.get("/figures", response_model=Figures, summary="Public figures: handled, completion rate, response times")
-async def figures(uow: UoW, start: FromQ = None, end: ToQ = None, community: str | None = None,
+async def figures(uow: UoW, response: Response, start: FromQ = None, end: ToQ = None, community: str | None = None,
                   category: str | None = None, group_by: GroupQ = None) -> Figures:
     _check_period(start, end)
-    return await compute(uow, start=start, end=end, community=community, category=category, group_by=group_by)
+    response.headers["Cache-Control"] = f"public, max-age={int(get_config().figures_cache_seconds)}"
+    return await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
@@ -223,7 +243,7 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 async def figures_csv(uow: UoW, who: Staff, start: FromQ = None, end: ToQ = None, community: str | None = None,
                       category: str | None = None, group_by: GroupQ = None) -> StreamingResponse:
     _check_period(start, end)
-    result = await compute(uow, start=start, end=end, community=community, category=category, group_by=group_by)
+    result = await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
     fields = [*result.group_by, *[f for f in FigureRow.model_fields if f not in ("community", "category", "month")]]
     body = "\ufeff" + _csv(fields, [[getattr(r, f) for f in fields] for r in result.rows])
     return StreamingResponse(iter([body]), media_type="text/csv; charset=utf-8",
@@ -264,8 +284,7 @@ async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters
     while sent < EXPORT_CAP:
         query = select(Issue).where(*service.visibility(who, filters), *service.filter_clauses(filters, now))
         if cursor:
-            query = query.where(sa.or_(col(Issue.created_at) < cursor[0],
-                                       sa.and_(col(Issue.created_at) == cursor[0], col(Issue.id) < cursor[1])))
+            query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(*cursor))
         batch = list((await uow.session.execute(query.order_by(
             col(Issue.created_at).desc(), col(Issue.id).desc()).limit(1000))).scalars())
         if not batch:

@@ -500,8 +500,8 @@ async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: st
     query = select(Issue).where(*visibility(who, f), *filter_clauses(f, now))
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.or_(col(Issue.created_at) < created,
-                                   sa.and_(col(Issue.created_at) == created, col(Issue.id) < ident)))
+        # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
+        query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(created, ident))
     query = query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
     if f.near is None:

@@ -162,8 +162,7 @@ async def list_votes(uow: UoW, who: Caller, runtime: Runtime, limit: Limit = DEF
         query = query.where(col(Vote.opens_at) > now, col(Vote.closed_early_at).is_(None))
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.or_(col(Vote.created_at) < created,
-                                   sa.and_(col(Vote.created_at) == created, col(Vote.id) < ident)))
+        query = query.where(sa.tuple_(col(Vote.created_at), col(Vote.id)) < sa.tuple_(created, ident))
     rows = list((await uow.session.execute(
         query.order_by(col(Vote.created_at).desc(), col(Vote.id).desc()).limit(limit + 1))).scalars())
     page = page_of(rows, limit, lambda v: encode_cursor(v.created_at, v.id))

@@ -19,7 +19,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.platform.ids import utcnow
+from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger
 from services.visits.access import Viewer
@@ -242,13 +242,7 @@ async def _need_tallies(uow: UnitOfWork, tallies: dict[Any, Tally], keys: list[A
             .where(*where, n.c.status.in_(CLOSED), n.c.closed_at >= since, n.c.closed_at < until))).all():
         t = tallies[tuple(key) if len(key) > 1 else key[0]]
         t.needs_closed += 1
-        t.durations.append(_days(_aware(created), _aware(closed)))
-
-
-def _aware(value: datetime) -> datetime:
-    from minsheng.platform.ids import as_utc
-
-    return as_utc(value)
+        t.durations.append(_days(as_utc(created), as_utc(closed)))
 
 
 async def by_worker(uow: UnitOfWork, viewer: Viewer, since: datetime, until: datetime, *,

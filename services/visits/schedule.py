@@ -77,10 +77,6 @@ def plan(rules: Sequence[Rule], people: Sequence[Person], s: Schedule, day: date
     }
 
 
-def rule_named(rules: Sequence[Rule], code: str) -> Rule:
-    return next((r for r in rules if r.code == code), cadence.DEFAULT_RULE)
-
-
 async def people_of(uow: UnitOfWork, household_ids: Sequence[UUID] | None) -> dict[UUID, list[Person]]:
     query = sa.select(col(Resident.household_id), col(Resident.tags), col(Resident.birth_date)).where(
         col(Resident.status) == ResidentStatus.active)

@@ -429,3 +429,14 @@ async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system:
     [assignment] = await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff)
     await p.post(f"/assignments/{assignment['id']}/end", p.staff)
     assert (await c.get(f"/visits/households/{p.household_id}", headers=p.worker)).status_code == 404
+
+
+async def test_the_printable_bill_escapes_what_people_typed(system: System) -> None:
+    p = await build_place(system)
+    await p.post("/needs", p.worker, {"household_id": p.household_id, "category": "other",
+                                      "title": "<script>alert(1)</script> & 门锁"}, 201)
+    page = await system.client.get(f"/visits/households/{p.household_id}/bill.html", headers=p.worker)
+    assert page.status_code == 200
+    assert "<script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 门锁" in page.text
+    spec = await system.client.get("/visits/openapi.json")
+    assert spec.status_code == 200 and "/households/{household_id}/bill.html" in spec.json()["paths"]

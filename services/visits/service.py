@@ -105,17 +105,35 @@ async def community_by_code(uow: UnitOfWork, code: str) -> Community | None:
     return (await uow.session.execute(select(Community).where(Community.code == code))).scalar_one_or_none()
 
 
-async def list_communities(uow: UnitOfWork, viewer: Viewer) -> list[CommunityPublic]:
-    communities = list((await uow.session.execute(select(Community).order_by(col(Community.code)))).scalars())
-    compounds: dict[str, int] = dict((await uow.session.execute(
-        sa.select(col(Compound.community), sa.func.count()).group_by(col(Compound.community)))).all())
-    households: dict[str, int] = dict((await uow.session.execute(
-        sa.select(col(Household.community), sa.func.count()).where(viewer.clause(Household))
+async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None) -> Page[CommunityPublic]:
+    query = select(Community)
+    if not viewer.is_admin:
+        visible = set(viewer.principal.scoped_values("community")) if viewer.is_staff else set()
+        compounds = set(viewer.principal.scoped_values("compound")) if viewer.is_staff else set()
+        if viewer.worker is not None:
+            visible.add(viewer.worker.community)
+            compounds |= viewer.whole_compounds
+        if compounds:
+            visible.update((await uow.session.execute(select(Compound.community).where(
+                col(Compound.code).in_(sorted(compounds))))).scalars())
+        query = query.where(col(Community.code).in_(sorted(visible)))
+    if cursor:
+        (after,) = decode_cursor(cursor, str)
+        query = query.where(col(Community.code) > after)
+    rows = list((await uow.session.execute(query.order_by(col(Community.code)).limit(limit + 1))).scalars())
+    page = page_of(rows, limit, lambda c: encode_cursor(c.code))
+    codes = [c.code for c in page.items]
+    compound_counts: dict[str, int] = dict((await uow.session.execute(
+        sa.select(col(Compound.community), sa.func.count()).where(col(Compound.community).in_(codes))
+        .group_by(col(Compound.community)))).all())
+    household_counts: dict[str, int] = dict((await uow.session.execute(
+        sa.select(col(Household.community), sa.func.count())
+        .where(col(Household.community).in_(codes), viewer.clause(Household))
         .group_by(col(Household.community)))).all())
-    visible = [c for c in communities if viewer.staff_covers(c.code) or viewer.is_admin
-               or c.code in households or (viewer.worker is not None and viewer.worker.community == c.code)]
-    return [CommunityPublic(id=c.id, code=c.code, name=c.name, compounds=compounds.get(c.code, 0),
-                            households=households.get(c.code, 0)) for c in visible]
+    return Page[CommunityPublic](items=[
+        CommunityPublic(id=c.id, code=c.code, name=c.name, compounds=compound_counts.get(c.code, 0),
+                        households=household_counts.get(c.code, 0)) for c in page.items],
+        next_cursor=page.next_cursor)
 
 
 async def compound_by_code(uow: UnitOfWork, code: str) -> Compound | None:

@@ -129,10 +129,11 @@ async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
     return CommunityPublic(id=community.id, code=community.code, name=community.name)
 
 
-@router.get("/communities", response_model=list[CommunityPublic], tags=["places"], dependencies=[FIELD],
+@router.get("/communities", response_model=Page[CommunityPublic], tags=["places"], dependencies=[FIELD],
             summary="Communities you cover, with compound and household counts")
-async def list_communities(uow: UoW, who: Who) -> list[CommunityPublic]:
-    return await service.list_communities(uow, who)
+async def list_communities(uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT,
+                           cursor: Cursor = None) -> Page[CommunityPublic]:
+    return await service.list_communities(uow, who, limit=limit, cursor=cursor)
 
 
 @router.post("/compounds", status_code=201, response_model=CompoundPublic, tags=["places"], dependencies=[STAFF],

@@ -381,7 +381,7 @@ async def test_turning_80_moves_the_household_to_the_monthly_tier(system: System
 async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system: System) -> None:
     p = await build_place(system)
     c = system.client
-    communities = await p.get("/communities", p.staff)
+    communities = (await p.get("/communities", p.staff))["items"]
     assert [(x["code"], x["compounds"], x["households"]) for x in communities] == [("yuntai", 1, 1)]
     assert (await p.get("/compounds", p.worker))["items"][0]["code"] == "yuntaiyuan"
     assert (await p.get("/compounds/yuntaiyuan", p.worker))["kind"] == "affordable_housing"

@@ -34,7 +34,7 @@ async def test_demo_data_is_the_county_and_loads_once(system: System) -> None:
     assert await counts(system) == first
 
     admin = system.auth("admin", sub="admin")
-    communities = (await system.client.get("/visits/communities", headers=admin)).json()
+    communities = (await system.client.get("/visits/communities", headers=admin)).json()["items"]
     assert {c["code"] for c in communities} == {"yunxing", "dongyan", "yuntai", "yunhe", "gangcheng", "xinyuan",
                                                 "nanjie"}
     assert sum(c["compounds"] for c in communities) == 89

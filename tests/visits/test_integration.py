@@ -57,7 +57,7 @@ async def test_demo_data_on_postgres(pg_system: System) -> None:
     elapsed = time.perf_counter() - started
     await seed_demo(runtime)  # idempotent
     admin = pg_system.auth("admin", sub="admin")
-    communities = (await pg_system.client.get("/visits/communities", headers=admin)).json()
+    communities = (await pg_system.client.get("/visits/communities", headers=admin)).json()["items"]
     assert len(communities) == 7 and sum(c["compounds"] for c in communities) == 89
     bill = (await pg_system.client.get(f"/visits/households/{ZHAO_HOUSEHOLD}/bill", headers=admin)).json()
     assert bill["members"] == ["赵桂香"] and bill["done"] == 1

@@ -33,6 +33,11 @@ async def _issue_count(s: System) -> int:
         return int((await conn.execute(sa.text("SELECT count(*) FROM issues"))).scalar_one())
 
 
+def _elsewhere(n: int) -> dict[str, Any]:
+    """The fire report ``n`` km north: far enough not to be attached to another report's issue."""
+    return {**FIRE, "latitude": FIRE["latitude"] + n * 0.01, "description": f"fire #{n}"}
+
+
 @pytest.fixture
 async def own_broker() -> AsyncIterator[Tansu]:
     """A broker of this test's own, so stopping it disturbs nobody else."""
@@ -51,11 +56,11 @@ async def test_events_written_while_the_broker_is_down_all_arrive_after_it_retur
         assert r.status_code == 201
         await becomes(lambda: _issue_count(s), 1, within=30)  # the consumer groups are up
 
+        riders = [rider, *[await register_rider(s, sub=f"rider-{n}") for n in range(4)]]  # under rate limits
         own_broker.stop()
         written = 25
         for i in range(written):
-            r = await s.client.post("/points/hazard-reports", headers=rider,
-                                    json={**FIRE, "description": f"while down #{i}"})
+            r = await s.client.post("/points/hazard-reports", headers=riders[i % 5], json=_elsewhere(i + 1))
             assert r.status_code == 201, r.text  # residents are never refused because the broker is away
         status = await outbox_status(s.runtime("points").db)
         assert status.pending >= written - 1  # at most one batch may have been in flight
@@ -109,8 +114,8 @@ async def test_a_handler_that_always_fails_is_dead_lettered_and_later_events_sti
 
         consumer.handlers[HazardReported.event_type] = (model, flaky)
         rider = await register_rider(s)
-        await s.client.post("/points/hazard-reports", headers=rider, json={**FIRE, "description": "poison"})
-        await s.client.post("/points/hazard-reports", headers=rider, json={**FIRE, "description": "after"})
+        await s.client.post("/points/hazard-reports", headers=rider, json={**_elsewhere(1), "description": "poison"})
+        await s.client.post("/points/hazard-reports", headers=rider, json={**_elsewhere(2), "description": "after"})
 
         await becomes(lambda: _issue_count(s), 1, within=30)  # the later event was not blocked
         assert len(calls) == 3  # N attempts, then dead-lettered

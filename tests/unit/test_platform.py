@@ -135,7 +135,8 @@ async def _hazard_delivery(system: System, **data: Any) -> Delivery:
     envelope = json.loads(payload)
     assert envelope["data"]["report_id"] == report["id"]
     envelope["id"] = str(uuid7())
-    envelope["data"].update(report_id=str(uuid7()), **data)
+    # Far from the first report, so the issues service does not attach it to that issue as a duplicate.
+    envelope["data"].update(report_id=str(uuid7()), latitude=FIRE["latitude"] + 1, **data)
     return Delivery("points.hazard", envelope["data"]["report_id"], json.dumps(envelope).encode(), [])
 
 

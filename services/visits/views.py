@@ -528,7 +528,7 @@ async def record_visit(body: VisitCreate, uow: UoW, who: Who,
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:record-visit", body=body, action=action)
 
 
-@router.get("/visits", response_model=Page[VisitPublic], tags=["visits"])
+@router.get("/visits", response_model=Page[VisitPublic], tags=["visits"], dependencies=[FIELD])
 async def list_visits(uow: UoW, who: Who, household_id: UUID | None = None, worker_id: UUID | None = None,
                       community: Code = None, compound: Code = None, outcome: Outcome | None = None,
                       since: datetime | None = None, until: datetime | None = None, far_from_home: bool | None = None,
@@ -539,7 +539,7 @@ async def list_visits(uow: UoW, who: Who, household_id: UUID | None = None, work
     return _page(page, lambda v: VisitPublic.model_validate(v, from_attributes=True))
 
 
-@router.get("/visits/{visit_id}", response_model=VisitRecorded, tags=["visits"])
+@router.get("/visits/{visit_id}", response_model=VisitRecorded, tags=["visits"], dependencies=[FIELD])
 async def get_visit(visit_id: UUID, uow: UoW, who: Who) -> VisitRecorded:
     visit = await visiting.get_visit(uow, who, visit_id)
     needs = (await visiting.needs_of_visits(uow, [visit.id]))[visit.id]

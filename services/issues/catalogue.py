@@ -4,6 +4,7 @@ matters not handled here (with where to go instead), communities, and staff repl
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -51,10 +52,47 @@ T = TypeVar("T", bound=SQLModel)
 
 # --- used by intake -----------------------------------------------------------------------------------------
 
+# Intake reads the catalogue on every report: each replica keeps it for a few seconds (writes through this
+# replica clear it at once; other replicas see a change within CACHE_SECONDS).
+CACHE_SECONDS = 30.0
+_categories: dict[tuple[str, str], tuple[float, Category | None]] = {}
+_communities: dict[str, tuple[float, list[tuple[str, float | None, float | None]]]] = {}
+
+
+def invalidate_cache() -> None:
+    _categories.clear()
+    _communities.clear()
+
+
+async def cached_category(uow: UnitOfWork, code: str) -> Category | None:
+    key = (str(uow.db.url), code)
+    hit = _categories.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    cat = await uow.session.get(Category, code)
+    if cat is not None:
+        uow.session.expunge(cat)  # a read-only snapshot, shared between requests
+    if len(_categories) > 5000:
+        _categories.clear()
+    _categories[key] = (time.monotonic() + CACHE_SECONDS, cat)
+    return cat
+
+
+async def known_communities(uow: UnitOfWork) -> list[tuple[str, float | None, float | None]]:
+    key = str(uow.db.url)
+    hit = _communities.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    rows = await uow.session.execute(select(Community.code, Community.latitude, Community.longitude))
+    found = [(code, lat, lng) for code, lat, lng in rows.tuples()]
+    _communities[key] = (time.monotonic() + CACHE_SECONDS, found)
+    return found
+
+
 async def category_or_default(uow: UnitOfWork, code: str, *, urgent: bool = False) -> Category:
     """The catalogue entry, or default deadlines for a category another service uses that the catalogue lacks
     (an event is never dropped for want of a catalogue entry)."""
-    cat = await uow.session.get(Category, code)
+    cat = await cached_category(uow, code)
     if cat is not None:
         return cat
     return Category(code=code, name_zh=code, name_en=code, department="", urgent=urgent,
@@ -63,7 +101,7 @@ async def category_or_default(uow: UnitOfWork, code: str, *, urgent: bool = Fals
 
 async def require_category(uow: UnitOfWork, code: str) -> Category:
     """The active category, or a helpful answer: a matter not handled here says where to go instead."""
-    cat = await uow.session.get(Category, code)
+    cat = await cached_category(uow, code)
     if cat is not None and cat.active:
         return cat
     matter = await uow.session.get(NotHandledMatter, code)
@@ -130,23 +168,22 @@ async def resolve_community(uow: UnitOfWork, code: str | None, lat: float | None
                             strict: bool = True) -> str | None:
     """Check a community code against the catalogue (when it lists communities), or infer the nearest one
     from coordinates."""
+    known = await known_communities(uow)
     if code is not None:
-        if strict and await uow.session.get(Community, code) is None:
-            any_known = (await uow.session.execute(select(Community.code).limit(1))).first()
-            if any_known is not None:
-                raise Problem(422, "unknown_community", "Unknown community",
-                              f"No community {code!r}; see GET /issues/catalogue/communities.",
-                              errors=[{"field": "community", "message": "unknown community", "type": "value_error"}])
+        if strict and known and code not in {c for c, _, _ in known}:
+            raise Problem(422, "unknown_community", "Unknown community",
+                          f"No community {code!r}; see GET /issues/catalogue/communities.",
+                          errors=[{"field": "community", "message": "unknown community", "type": "value_error"}])
         return code
     if lat is None or lng is None:
         return None
     best: tuple[float, str] | None = None
-    for c in (await uow.session.execute(select(Community))).scalars():
-        if c.latitude is None or c.longitude is None:
+    for c, c_lat, c_lng in known:
+        if c_lat is None or c_lng is None:
             continue
-        d = distance_m(lat, lng, c.latitude, c.longitude)
+        d = distance_m(lat, lng, c_lat, c_lng)
         if d <= COMMUNITY_RADIUS_M and (best is None or d < best[0]):
-            best = (d, c.code)
+            best = (d, c)
     return best[1] if best else None
 
 
@@ -251,6 +288,7 @@ async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> Categ
     cat = Category.model_validate({**body.model_dump(mode="json")})
     uow.session.add(cat)
     await uow.commit()
+    invalidate_cache()
     return (await _category_public(uow, [cat]))[0]
 
 
@@ -264,6 +302,7 @@ async def update_category(code: str, body: CategoryUpdate, uow: UoW, who: Manage
     _apply(cat, body)
     cat.updated_at = utcnow()
     await uow.commit()
+    invalidate_cache()
     return (await _category_public(uow, [cat]))[0]
 
 
@@ -370,6 +409,7 @@ async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager
     else:
         _apply(community, body)
     await uow.commit()
+    invalidate_cache()
     return CommunityPublic.model_validate(community, from_attributes=True)
 
 

@@ -25,7 +25,9 @@ _CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "no
 class Problem(Exception):
     """Raise from anywhere in a request to answer with problem+json."""
 
-    def __init__(self, status: int, code: str, title: str, detail: str | None = None,
+    # Positional-only, so an extra member such as ``status=issue.status`` lands in ``extra`` instead of
+    # colliding with the HTTP status.
+    def __init__(self, status: int, code: str, title: str, detail: str | None = None, /,
                  headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(f"{status} {code}: {detail or title}")
         self.status = status
@@ -41,12 +43,12 @@ def not_found(what: str, ident: object) -> Problem:
                    f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).")
 
 
-def conflict(code: str, detail: str, **extra: Any) -> Problem:
+def conflict(code: str, detail: str, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
 
 
 def problem_response(request: Request, status: int, code: str, title: str, detail: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+                     headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"type": f"https://minsheng.dev/problems/{code}", "title": title, "status": status,
                             "code": code, "instance": request.url.path}
     if detail:
@@ -54,14 +56,15 @@ def problem_response(request: Request, status: int, code: str, title: str, detai
     request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
         body["request_id"] = request_id
-    body.update(extra)
+    # Extension members never overwrite the standard ones: a clashing name gets a ``current_`` prefix.
+    body.update({(f"current_{k}" if k in body else k): v for k, v in (extra or {}).items()})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra)
+        return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,7 +75,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         fields = ", ".join(sorted({e["field"] for e in errors}))
         return problem_response(request, 422, "validation_error", "The request is not valid",
-                                f"Check: {fields}", errors=errors)
+                                f"Check: {fields}", extra={"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

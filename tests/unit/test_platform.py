@@ -215,3 +215,18 @@ async def test_housekeeping_purges_old_sent_outbox_rows_inbox_rows_and_keys(syst
     assert purged == {"outbox": 1, "processed_events": 0, "idempotency_keys": 1}
     async with db.engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one() == 1
+
+
+async def test_problem_extension_members_never_clash_with_standard_ones(system: System) -> None:
+    from minsheng.platform.errors import conflict
+
+    problem = conflict("invalid_transition", "cannot", status="resolved", allowed_from=["submitted"])
+    assert problem.status == 409 and problem.extra == {"status": "resolved", "allowed_from": ["submitted"]}
+    staff = system.auth("staff", scopes=["*"])
+    rider = await register_rider(system)
+    await system.client.post("/points/hazard-reports", headers=rider, json=FIRE)
+    await system.settle()
+    issue = (await system.client.get("/issues/issues", headers=staff)).json()["items"][0]
+    await system.client.post(f"/issues/issues/{issue['id']}/reject", headers=staff, json={"reason": "no"})
+    r = await system.client.post(f"/issues/issues/{issue['id']}/verify", headers=staff)
+    assert r.status_code == 409 and r.json()["status"] == 409 and r.json()["code"] == "invalid_transition"

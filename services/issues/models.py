@@ -13,7 +13,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import field_validator, model_validator
+from pydantic import AwareDatetime, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -644,8 +644,8 @@ class VoteCreate(SQLModel):
     question: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=4000)
     options: list[str] = Field(min_length=2, max_length=20)
-    opens_at: datetime | None = None
-    closes_at: datetime
+    opens_at: AwareDatetime | None = None
+    closes_at: AwareDatetime
     eligibility: Eligibility = Eligibility.household
 
     @field_validator("options")

@@ -4,13 +4,13 @@ catalogue, photos, votes, figures and Open311 have modules of their own, include
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
@@ -115,7 +115,7 @@ async def list_issues(
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
     radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
-    created_from: datetime | None = None, created_to: datetime | None = None,
+    created_from: AwareDatetime | None = None, created_to: AwareDatetime | None = None,
 ) -> Page[IssuePublic]:
     if (lat is None) != (lng is None):
         raise Problem(422, "validation_error", "The request is not valid", "lat and lng go together",

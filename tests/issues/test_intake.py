@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from minsheng.platform.ids import uuid7
 from tests.issues.helpers import FLOOD, HERE, PNG, events_of, report, resident, staff
 from tests.support.client import System
 
@@ -126,3 +127,35 @@ async def test_idempotency_key_replays_the_first_answer(issues: System) -> None:
     other = await issues.client.post("/issues/issues", headers=headers, json={**FLOOD, "description": "x"})
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     assert len(await events_of(issues, "created")) == 1
+
+
+async def test_bad_input_is_never_a_server_error(issues: System) -> None:
+    me, desk = resident(issues), staff(issues)
+    issue = await report(issues, me)
+    probes = [
+        ("GET", "/issues/issues", {"params": {"created_from": "2026-01-01T00:00:00"}}, 422),
+        ("GET", "/issues/issues", {"params": {"status": "burning"}}, 422),
+        ("GET", "/issues/issues", {"params": {"limit": 100000}}, 422),
+        ("GET", "/issues/issues/not-a-uuid", {}, 422),
+        ("GET", f"/issues/issues/{uuid7()}", {}, 404),
+        ("POST", "/issues/issues", {"json": {**FLOOD, "attributes": ["depth"]}}, 422),
+        ("POST", "/issues/issues", {"json": {**FLOOD, "photo_ids": ["x"]}}, 422),
+        ("POST", "/issues/issues", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
+        ("POST", "/issues/votes", {"json": {"community": "yuntai", "question": "?", "options": ["a", "b"],
+                                            "closes_at": "2030-01-01T00:00:00"}}, 422),
+        ("POST", f"/issues/issues/{issue['id']}/assign", {"json": {"departments": []}}, 422),
+        ("POST", f"/issues/issues/{issue['id']}/assign", {"json": {"departments": ["nowhere"]}}, 422),
+        ("POST", f"/issues/issues/{issue['id']}/merge", {"json": {"into": issue["id"]}}, 409),
+        ("POST", f"/issues/issues/{issue['id']}/confirm", {"json": {"rating": 9}}, 422),
+        ("POST", f"/issues/issues/{issue['id']}/accept", {"json": {"template": "nope"}}, 422),
+        ("POST", "/issues/photos", {}, 422),
+        ("GET", "/issues/figures", {"params": {"from": "yesterday"}}, 422),
+    ]
+    for method, url, kw, status in probes:
+        headers = {**(desk if "assign" in url or "merge" in url or "accept" in url or "votes" in url else me),
+                   **kw.pop("headers", {})}
+        r = await issues.client.request(method, url, headers=headers, **kw)
+        assert r.status_code == status, (url, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json") and r.json()["code"], url
+    detail = (await issues.client.get(f"/issues/issues/{issue['id']}", headers=desk)).json()
+    assert detail["status"] == "submitted" and [e["action"] for e in detail["timeline"]] == ["submitted"]

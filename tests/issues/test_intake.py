@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from minsheng.platform.ids import uuid7
 from tests.issues.helpers import FLOOD, HERE, PNG, events_of, report, resident, staff
@@ -132,7 +133,7 @@ async def test_idempotency_key_replays_the_first_answer(issues: System) -> None:
 async def test_bad_input_is_never_a_server_error(issues: System) -> None:
     me, desk = resident(issues), staff(issues)
     issue = await report(issues, me)
-    probes = [
+    probes: list[tuple[str, str, dict[str, Any], int]] = [
         ("GET", "/issues/issues", {"params": {"created_from": "2026-01-01T00:00:00"}}, 422),
         ("GET", "/issues/issues", {"params": {"status": "burning"}}, 422),
         ("GET", "/issues/issues", {"params": {"limit": 100000}}, 422),

@@ -145,3 +145,60 @@ async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment
     # ... and points again: handling IssueCreated (the rider's report accepted and linked to the issue).
     accepted = [e for e in entries("points") if e.get("event_id") == created["envelope"]["id"]]
     assert accepted and accepted[0]["trace_id"] == trace and accepted[0]["causation_id"] == created["envelope"]["id"]
+
+
+async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: Deployment) -> None:
+    """The dead-letter path of the runbook on the running deployment: an event that violates its contract
+    arrives on points.hazard → the issues service dead-letters it at once (the partition moves on) → the
+    metrics count it, the issues.dlq topic carries it with the error, `minsheng dlq list` shows it."""
+    import asyncio
+    import os
+    import sys
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    d = deployment
+    bootstrap = d.procs["issues"].env["MINSHENG_KAFKA_BOOTSTRAP"]
+    event_id = str(uuid.uuid4())
+    poison = {"specversion": "1.0", "id": event_id, "source": "/services/points", "partitionkey": "x",
+              "type": "minsheng.points.hazard.reported.v1", "time": "2026-11-27T10:00:00Z",
+              "data": {"report_id": "not-a-uuid"}}
+    before = value(scrape(d, "issues"), "minsheng_consumer_dead_letters_total", service="issues")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait("points.hazard", json.dumps(poison).encode(), key=b"x")
+    finally:
+        await producer.stop()
+
+    async def counted() -> bool:
+        s = scrape(d, "issues")
+        return value(s, "minsheng_consumer_dead_letters_total", service="issues") == before + 1 and \
+            value(s, "minsheng_dead_letters_unreplayed", service="issues") >= 1
+
+    await eventually(counted, within=20)
+
+    consumer = AIOKafkaConsumer("issues.dlq", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        dead = None
+        for _ in range(40):
+            batch = await consumer.getmany(timeout_ms=250)
+            dead = next((r for recs in batch.values() for r in recs if event_id.encode() in (r.value or b"")), None)
+            if dead:
+                break
+        assert dead is not None, "nothing on issues.dlq"
+        headers = dict(dead.headers)
+        assert b"violates its contract" in headers["dlq_error"] and headers["dlq_topic"] == b"points.hazard"
+    finally:
+        await consumer.stop()
+
+    listed = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "minsheng.cli", "dlq", "list", "issues", env={**os.environ, **d.procs["issues"].env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(listed.communicate(), timeout=60)
+    assert listed.returncode == 0, err.decode()[-2000:]
+    rows = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert any(r["event_id"] == event_id and "violates its contract" in r["error"] for r in rows)

@@ -4,6 +4,7 @@
 #   2. the gateway template rendered from the compose gateway's environment, with `nginx -t`
 #   3. deploy/k8s: generated files up to date, every kustomization rendered and validated against the
 #      Kubernetes OpenAPI schemas (and compared with `kubectl kustomize` when kubectl is installed)
+#   4. the image: hadolint on deploy/Dockerfile, the runtime dependencies pinned in deploy/constraints.txt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,3 +22,7 @@ fi
 echo "== kubernetes"
 python deploy/k8s/generate.py --check
 python -m tests.deploy.k8s
+
+echo "== image"
+hadolint --no-color deploy/Dockerfile && echo "ok -- hadolint"
+python deploy/ci/lock.py --check

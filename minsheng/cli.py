@@ -13,6 +13,7 @@ import typer
 
 from minsheng import SERVICES
 from minsheng.settings import Settings
+from minsheng.topics import cli as topics_cli
 
 app = typer.Typer(help="Minsheng 民生 — grassroots-governance backend.", no_args_is_help=True)
 outbox_app = typer.Typer(help="The transactional outbox.", no_args_is_help=True)
@@ -21,6 +22,7 @@ contracts_app = typer.Typer(help="The published event contracts.", no_args_is_he
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(topics_cli, name="topics")
 
 ServiceArg = Annotated[str | None, typer.Argument(help=f"One of {', '.join(SERVICES)}; all when omitted.")]
 

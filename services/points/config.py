@@ -37,10 +37,10 @@ class PointsSettings(BaseSettings):
     expiry_days: int = 365
     expiry_warning_days: int = 30
 
-    # Redemption: one-time codes live this long; merchants may void within this window by default.
+    # Redemption: one-time codes live this long; a rider may hold this many unused codes at once.
+    # (The void window is per merchant: ``void_window_minutes``, 30 by default.)
     code_ttl_seconds: int = 180
     max_active_codes: int = 5
-    void_window_minutes: int = 30
 
     # Merchant request signatures: accepted clock skew either way.
     signature_window_seconds: int = 300

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.points import PointsPosted
 from minsheng.platform.errors import Problem, conflict, not_found
-from minsheng.platform.ids import as_utc, utcnow, uuid7
+from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import mask_name
 from minsheng.platform.uow import UnitOfWork
@@ -279,7 +279,3 @@ async def leaderboard(uow: UnitOfWork, *, by: str, month: date, community: str |
     items = [LeaderboardRow(rank=i + 1, key=str(r.key), name=mask_name(r.name) if by == "rider" else r.name,
                             points=int(r.points or 0), riders=int(r.riders)) for i, r in enumerate(rows)]
     return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)
-
-
-def _aware(value: datetime) -> datetime:
-    return as_utc(value)

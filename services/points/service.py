@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -399,7 +398,3 @@ def move_report(report: HazardReport, status: HazardStatus | None, issue_status:
     report.issue_status = issue_status
     report.updated_at = utcnow()
     _step(report, issue_status, note)
-
-
-def public_progress(report: HazardReport) -> list[dict[str, Any]]:
-    return list(report.progress or [])

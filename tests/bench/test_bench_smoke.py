@@ -1,0 +1,67 @@
+"""A smoke run of the bench harness with tiny sizes (the real runs are ``bin/bench``; see docs/benchmarks.md):
+the data generators against the services' current schemas, the load generator in both modes against the
+bare baseline app as a real process, and the report writers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import datagen, report
+from bench.env import BenchEnv
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[BenchEnv]:
+    with BenchEnv() as e:
+        yield e
+
+
+async def test_generators_follow_the_current_models(env: BenchEnv) -> None:
+    """COPY issues and households (with their parent buildings) into databases migrated by the services'
+    own migrations: a schema change that breaks the generators fails here, not in a long bench run."""
+    from services.issues.models import metadata as issues_md
+    from services.visits.models import metadata as visits_md
+
+    await env.migrate("issues", "smoke_issues")
+    conn = await datagen.connect(env.dsn_for("smoke_issues"))
+    try:
+        assert await datagen.copy_rows(conn, issues_md.tables["issues"], 300, datagen.issue_recipe(300)) == 300
+        assert await conn.fetchval("SELECT count(DISTINCT community) FROM issues") == 7
+    finally:
+        await conn.close()
+    if "households" in visits_md.tables:
+        await env.migrate("visits", "smoke_visits")
+        conn = await datagen.connect(env.dsn_for("smoke_visits"))
+        try:
+            n = await datagen.copy_rows(conn, visits_md.tables["households"], 200, datagen.household_recipe(200))
+            assert n == 200 and await conn.fetchval("SELECT count(*) FROM households") == 200
+        finally:
+            await conn.close()
+
+
+def test_load_generator_against_the_bare_app_and_the_report(env: BenchEnv, tmp_path: Path) -> None:
+    bare = env.start_baseline({"docs": {"page": {"items": [{"id": i} for i in range(20)]}}})
+    env.wait_ready(bare)
+    closed = env.run_load(bare, {"mode": "closed", "connections": 2, "warmup": 0.2, "duration": 0.5,
+                                 "requests": [{"path": "/bare/doc/page"}, {"path": "/bare/hello"}]})
+    assert closed["ok"] > 10 and closed["errors"] == 0 and closed["latency_ms"]["p99"] > 0
+    assert closed["rss_mb_max"]["bare"] > 10 and closed["server_cpu_us_per_request"] > 0
+    fixed = env.run_load(bare, {"mode": "open", "rate": 50, "warmup": 0.2, "duration": 0.6,
+                                "requests": [{"path": "/bare/hello"}]})
+    assert 20 <= fixed["requests"] <= 40 and fixed["errors"] == 0
+
+    figure = {"id": "read.x", "group": "reads", "title": "X", "status": "ok", "note": "", "metric": "rps",
+              "subject": closed, "baseline": closed, "baseline_name": "itself", "ratio": 1.0, "target": "≥ 50%",
+              "met": True, "extra": {}}
+    result = {"sizes": {"name": "smoke", "rounds": 1, "duration": 0.5, "warmup": 0.2}, "started_at": 0,
+              "figures": [figure], "machine": report.machine(), "command": "test"}
+    written = report.write(result, tmp_path)
+    assert json.loads((tmp_path / "latest.json").read_text())["figures"][0]["id"] == "read.x"
+    assert "| X |" in (tmp_path / "latest.md").read_text()
+    assert all(p.exists() for p in written)

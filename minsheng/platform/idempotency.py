@@ -56,12 +56,15 @@ async def idempotent(
             return _replay(row, digest)
     status, payload = await action()
     content = jsonable_encoder(payload)
-    if key is not None:
-        t = uow.db.tables.idempotency_keys
-        await uow.session.execute(sa.insert(t).values(
-            scope=scope, key=key, request_hash=digest, status_code=status, response=content, created_at=utcnow()
-        ))
     try:
+        if key is not None:
+            # On PostgreSQL a concurrent twin's uncommitted row makes this INSERT wait, then fail here (not at
+            # commit) once the twin commits: both cases replay the twin's answer below.
+            t = uow.db.tables.idempotency_keys
+            await uow.session.execute(sa.insert(t).values(
+                scope=scope, key=key, request_hash=digest, status_code=status, response=content,
+                created_at=utcnow()
+            ))
         await uow.commit()
     except sa.exc.IntegrityError:
         # A concurrent request with the same key committed first: ours rolls back, theirs is the answer.

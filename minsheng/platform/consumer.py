@@ -154,10 +154,10 @@ class EventConsumer:
         t = self.db.tables.dead_letters
         async with self.db.engine.begin() as conn:
             await conn.execute(sa.insert(t).values(
-                id=uuid7(), event_id=event_id, event_type=event_type, topic=delivery.topic, key=delivery.key,
-                payload=delivery.value.decode(errors="replace"),
-                headers={k: v.decode(errors="replace") for k, v in delivery.headers},
-                error=error, attempts=attempts, created_at=utcnow(),
+                id=uuid7(), event_id=_text(event_id), event_type=_text(event_type), topic=delivery.topic,
+                key=_text(delivery.key), payload=_text(delivery.value.decode(errors="replace")),
+                headers={k: _text(v.decode(errors="replace")) for k, v in delivery.headers},
+                error=_text(error), attempts=attempts, created_at=utcnow(),
             ))
         headers = [*delivery.headers, ("dlq_error", error.encode()), ("dlq_topic", delivery.topic.encode()),
                    ("dlq_attempts", str(attempts).encode())]
@@ -188,6 +188,11 @@ class EventConsumer:
                 await conn.execute(sa.update(t).where(t.c.id == row.id).values(replayed_at=utcnow()))
             outcomes.append((str(row.id), "handled" if handled else "already processed"))
         return outcomes
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: a message made of arbitrary bytes must still be dead-lettered."""
+    return value.replace("\x00", "\ufffd") if value is not None else None
 
 
 def _peek_ids(delivery: Delivery) -> tuple[str | None, str | None]:

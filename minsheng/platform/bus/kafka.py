@@ -189,17 +189,28 @@ class KafkaBus:
                     await consumer.start()
                     started = True
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
-                for tp, records in batches.items():
-                    for rec in records:
-                        await handler(Delivery(
-                            topic=rec.topic, key=rec.key.decode() if rec.key else None, value=rec.value or b"",
-                            headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
-                            partition=rec.partition, offset=rec.offset,
-                        ))
-                    # Handlers committed their effects (and inbox rows) already: a crash before this line
-                    # means redelivery, which the inbox turns into a no-op.
-                    await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
-                    self.committed_offsets[(str(consumer._group_id), tp.topic, tp.partition)] = records[-1].offset + 1
+                # getmany has moved the positions past the whole batch: if this round fails, seek back to the
+                # first record not handled, or it and the rest of its batch would be skipped until a restart.
+                resume = {tp: records[0].offset for tp, records in batches.items() if records}
+                try:
+                    for tp, records in batches.items():
+                        for rec in records:
+                            await handler(Delivery(
+                                topic=rec.topic, key=rec.key.decode() if rec.key else None,
+                                value=rec.value or b"", headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
+                                partition=rec.partition, offset=rec.offset,
+                            ))
+                            resume[tp] = rec.offset + 1
+                        # Handlers committed their effects (and inbox rows) already: a crash before this line
+                        # means redelivery, which the inbox turns into a no-op.
+                        await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                        self.committed_offsets[(str(consumer._group_id), tp.topic, tp.partition)] = \
+                            records[-1].offset + 1
+                except BaseException:
+                    for tp, offset in resume.items():
+                        with suppress(Exception):  # a partition revoked meanwhile is another member's now
+                            consumer.seek(tp, offset)
+                    raise
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise

@@ -67,16 +67,19 @@ async def already_posted(uow: UnitOfWork, cause_type: str, cause_id: str, kind: 
 async def post_entry(
     uow: UnitOfWork, *, rider_id: UUID, kind: EntryKind, amount: int, cause_type: str, cause_id: str,
     event_id: str | None = None, note: str | None = None, check_duplicate: bool = True,
+    guard: sa.ColumnElement[bool] | None = None,
 ) -> Posted | None:
     """Append one ledger entry and move the balance, in one transaction. Idempotent on the cause: posting
     the same (cause, kind) again returns None and changes nothing. Never lets the balance go below zero
-    (409 ``insufficient_points``)."""
+    (409 ``insufficient_points``). ``guard`` adds a condition to the same UPDATE (one round trip); when it
+    fails the caller sees ``insufficient_points`` too and must tell the two apart itself."""
     if check_duplicate and await already_posted(uow, cause_type, cause_id, kind):
         return None
     now = utcnow()
     new_balance = (await uow.session.execute(
         sa.update(BALANCES)
-        .where(BALANCES.c.rider_id == rider_id, BALANCES.c.balance + amount >= 0)
+        .where(BALANCES.c.rider_id == rider_id, BALANCES.c.balance + amount >= 0,
+               *([guard] if guard is not None else []))
         .values(balance=BALANCES.c.balance + amount, updated_at=now)
         .returning(BALANCES.c.balance)
     )).scalar_one_or_none()

@@ -46,6 +46,7 @@ from services.points.models import (
     RedemptionStatus,
     Rider,
     RiderRedemptionPublic,
+    RiderStatus,
     StatementSummary,
 )
 
@@ -287,15 +288,20 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
         raise not_found("offer", data.offer_id)
     offer = offer_row
     _available(offer, offer_row.merchant_status, now)
-    rider_status = (await uow.session.execute(
-        sa.select(Rider.status).where(Rider.id == rider_id))).scalar_one()  # type: ignore[call-overload]
-    if rider_status != "active":
-        raise conflict("rider_not_eligible", "This rider cannot redeem points at the moment.")
     points = offer.points_cost * data.quantity
     redemption_id = uuid7()
-    await ledger.post_entry(uow, rider_id=rider_id, kind=EntryKind.redeemed, amount=-points,
-                            cause_type="redemption", cause_id=str(redemption_id),
-                            note=f"{offer.title} ×{data.quantity}", check_duplicate=False)
+    riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+    active = sa.exists().where(riders.c.id == rider_id, riders.c.status == RiderStatus.active.value)
+    try:
+        # The rider must (still) be active: checked inside the debit's UPDATE, no extra round trip.
+        await ledger.post_entry(uow, rider_id=rider_id, kind=EntryKind.redeemed, amount=-points,
+                                cause_type="redemption", cause_id=str(redemption_id),
+                                note=f"{offer.title} ×{data.quantity}", check_duplicate=False, guard=active)
+    except Problem as exc:
+        if exc.code == "insufficient_points" and (await uow.session.execute(
+                sa.select(riders.c.status).where(riders.c.id == rider_id))).scalar_one() != RiderStatus.active:
+            raise conflict("rider_not_eligible", "This rider cannot redeem points at the moment.") from None
+        raise
     if offer.per_rider_limit is not None:
         taken = int((await uow.session.execute(
             sa.select(sa.func.coalesce(sa.func.sum(REDEMPTIONS.c.quantity), 0)).where(

@@ -225,3 +225,17 @@ async def test_bad_input_is_problem_json(points: System) -> None:
     assert r.status_code == 422 and {e["field"] for e in r.json()["errors"]} == {"code", "offer_id"}
     r = await points.client.get("/points/offers?cursor=%%%", headers=fan.headers)
     assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+
+
+async def test_rider_suspended_after_getting_a_code_cannot_redeem(points: System) -> None:
+    fan = await rider(points)
+    await credit(points, fan.id, 100)
+    m = await merchant(points)
+    o = await offer(points, m)
+    c = await code(points, fan)
+    await points.client.post(f"/points/riders/{fan.id}/suspend", headers=staff(points), json={"reason": "abuse"})
+    r = await points.client.post(REDEEM, auth=m.auth, json={"code": c, "offer_id": o["id"]},
+                                 headers={"Idempotency-Key": "s1"})
+    assert r.status_code == 409 and r.json()["code"] == "rider_not_eligible"
+    assert "abuse" not in r.text  # the merchant learns nothing about why
+    assert await balance(points, fan) == 100

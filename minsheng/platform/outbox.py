@@ -96,7 +96,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self.max_backoff_seconds)
                 continue
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.db.outbox_signal.wait(), timeout=self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self.db.outbox_signal.wait()
 
     async def publish_pending(self) -> int:
         """Publish one batch (the oldest unsent rows, at most ``batch_size``) and mark it sent."""

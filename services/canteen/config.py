@@ -6,7 +6,7 @@ pinned (tests, replaying a day) without touching the platform's ``utcnow``.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ _pinned: datetime | None = None
 
 def now() -> datetime:
     """The current instant (UTC), unless pinned."""
-    return _pinned if _pinned is not None else utcnow()
+    return _pinned.astimezone(UTC) if _pinned is not None else utcnow()
 
 
 def pin_clock(at: datetime | None) -> None:
@@ -61,7 +61,7 @@ def today() -> date:
 
 def local_instant(day: date, at: time) -> datetime:
     """A local wall-clock time on ``day`` as an aware datetime (compare/store it as UTC)."""
-    return datetime.combine(day, at, tzinfo=tz())
+    return datetime.combine(day, at, tzinfo=tz()).astimezone(UTC)
 
 
 def month_bounds(month: str) -> tuple[date, date]:

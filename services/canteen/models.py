@@ -135,10 +135,12 @@ class AlertStatus(StrEnum):
 # --- canteens and meal slots ------------------------------------------------------------------------------------
 
 class CanteenBase(SQLModel):
-    code: str = Field(regex=SLUG, max_length=50, description="Stable slug, e.g. yunxing-street")
+    code: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
+                      description="Stable slug, e.g. yunxing-street")
     name: str = Field(min_length=1, max_length=100)
     address: str = Field(min_length=1, max_length=300)
-    community: str = Field(regex=SLUG, max_length=50, description="The community the canteen sits in")
+    community: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
+                           description="The community the canteen sits in")
     communities: list[str] = Field(default_factory=list, sa_type=JSONType,
                                    description="Communities it serves (service radius)")
     operator: str = Field(min_length=1, max_length=200, description="The operating enterprise")
@@ -226,8 +228,8 @@ class DinerBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     gender: str | None = Field(default=None, max_length=10)
     birth_date: date
-    community: str = Field(regex=SLUG, max_length=50)
-    compound: str | None = Field(default=None, regex=SLUG, max_length=50)
+    community: str = Field(schema_extra={"pattern": SLUG}, max_length=50)
+    compound: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
     address: str | None = Field(default=None, max_length=300)
     circumstances: list[Circumstance] = Field(default_factory=list, sa_type=JSONType)
     dietary: list[DietaryNeed] = Field(default_factory=list, sa_type=JSONType,
@@ -255,8 +257,9 @@ class DinerBase(SQLModel):
 
 class DinerCreate(DinerBase):
     canteen_id: UUID = Field(description="Home canteen")
-    phone: str | None = Field(default=None, regex=PHONE)
-    id_number: str | None = Field(default=None, regex=r"^\d{17}[\dXx]$", description="Resident ID (encrypted)")
+    phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
+    id_number: str | None = Field(default=None, schema_extra={"pattern": r"^\d{17}[\dXx]$"},
+                                  description="Resident ID (encrypted at rest)")
     health_notes: str | None = Field(default=None, max_length=2000, description="Encrypted at rest")
     resident_id: UUID | None = Field(default=None, description="The visits service's resident, when known")
     subject: str | None = Field(default=None, max_length=200, description="The elder's own login (JWT sub)")
@@ -265,10 +268,10 @@ class DinerCreate(DinerBase):
 class DinerUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
     canteen_id: UUID | None = None
-    community: str | None = Field(default=None, regex=SLUG, max_length=50)
-    compound: str | None = Field(default=None, regex=SLUG, max_length=50)
+    community: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
+    compound: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
     address: str | None = Field(default=None, max_length=300)
-    phone: str | None = Field(default=None, regex=PHONE)
+    phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
     circumstances: list[Circumstance] | None = None
     dietary: list[DietaryNeed] | None = None
     dislikes: list[str] | None = None
@@ -322,7 +325,7 @@ class FamilyMemberBase(SQLModel):
 
 
 class FamilyMemberCreate(FamilyMemberBase):
-    phone: str | None = Field(default=None, regex=PHONE)
+    phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
 
 
 class FamilyMember(FamilyMemberBase, CanteenModel, table=True):
@@ -492,10 +495,12 @@ class SubsidyRuleTerms(SQLModel):
     """What a version of a rule says. Conditions left empty match everything."""
 
     name: str = Field(min_length=1, max_length=100)
-    category: str = Field(regex=SLUG, max_length=50, description="Claim category, e.g. age_80_plus, dibao")
-    funder: str = Field(regex=SLUG, max_length=50, description="Who reimburses, e.g. county_civil_affairs")
+    category: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
+                          description="Claim category, e.g. age_80_plus, dibao")
+    funder: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
+                        description="Who reimburses, e.g. county_civil_affairs")
     amount_fen: int = Field(ge=0, le=100_000, description="Subsidy per meal, in fen")
-    stack_group: str = Field(default="base", regex=SLUG, max_length=30,
+    stack_group: str = Field(default="base", schema_extra={"pattern": SLUG}, max_length=30,
                              description="Within a group only the largest matching subsidy applies; "
                                          "groups add up")
     min_age: int | None = Field(default=None, ge=0, le=150)
@@ -517,7 +522,7 @@ class SubsidyRuleTerms(SQLModel):
 
 
 class SubsidyRuleCreate(SubsidyRuleTerms):
-    key: str = Field(regex=SLUG, max_length=50, description="Stable name across versions")
+    key: str = Field(schema_extra={"pattern": SLUG}, max_length=50, description="Stable name across versions")
     effective_from: date
     effective_to: date | None = None
 

@@ -326,7 +326,7 @@ async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -
     order, canteen, _, _, rel = await load_order(uow, who, order_id, for_update=True)
     if order.status != OrderStatus.booked:
         raise conflict("order_not_cancellable", f"An order that is {order.status} cannot be cancelled.",
-                       status=order.status)
+                       current_status=order.status)
     if rel != Relation.staff:
         slot = await uow.session.get(MealSlotRow, (canteen.id, order.slot))
         assert slot is not None
@@ -353,7 +353,7 @@ async def cancel_order(uow: UnitOfWork, order: Order, *, reason: str, actor: str
 def serve(order: Order, who: Principal) -> Order:
     if order.status != OrderStatus.booked:
         raise conflict("order_not_checkable", f"An order that is {order.status} cannot be checked in.",
-                       status=order.status)
+                       current_status=order.status)
     if order.fulfilment == Fulfilment.delivery:
         raise conflict("delivery_order", "Delivery orders are handed to riders, not checked in.")
     if order.meal_date != config.today():

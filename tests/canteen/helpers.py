@@ -133,3 +133,15 @@ async def book(s: System, headers: dict[str, str], diner_id: str, menu: dict[str
                **extra: Any) -> Any:
     return await s.client.post("/canteen/orders", headers=headers, json={
         "diner_id": diner_id, "menu_id": menu["id"], "set_meal_id": menu["set_meals"][meal]["id"], **extra})
+
+
+async def outbox(s: System, event_type: str) -> list[dict[str, Any]]:
+    """The data of every event of this type the canteen wrote to its outbox, oldest first."""
+    import json
+
+    import sqlalchemy as sa
+
+    t = s.runtime("canteen").db.tables.outbox
+    async with s.runtime("canteen").db.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(t.c.payload).where(t.c.type == event_type).order_by(t.c.id))).all()
+    return [json.loads(r.payload)["data"] for r in rows]

@@ -1,0 +1,139 @@
+"""Canteens, meal slots and menus through the API: scope, publication, suitability for a diner's needs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.canteen.helpers import (
+    FOUR_AND_SOUP,
+    SOFT_SET,
+    TODAY,
+    TOMORROW,
+    canteen_staff,
+    community_staff,
+    county,
+    make_canteen,
+    make_diner,
+    make_menu,
+    resident,
+)
+from tests.support.client import System
+
+
+async def test_canteens_are_public_and_managed_in_scope(canteen: System) -> None:
+    s = canteen
+    c = await make_canteen(s)
+    assert [x["slot"] for x in c["slots"]] == ["breakfast", "lunch", "dinner"]
+    assert c["status"] == "open" and c["communities"] == ["gangcheng", "yunxing"]
+    await make_canteen(s, "yunheyuan", community="yunhe", status="planned")
+
+    everyone = (await s.client.get("/canteen/canteens")).json()["items"]
+    assert [x["code"] for x in everyone] == ["yunheyuan", "yunxing-street"]
+    served = (await s.client.get("/canteen/canteens", params={"community": "gangcheng"})).json()["items"]
+    assert len(served) == 2
+    planned = (await s.client.get("/canteen/canteens", params={"status": "planned", "limit": 1})).json()
+    assert [x["code"] for x in planned["items"]] == ["yunheyuan"] and planned["next_cursor"] is None
+
+    # Staff of another community may neither open a canteen here nor manage this one.
+    other = community_staff(s, "dongyan")
+    r = await s.client.post("/canteen/canteens", headers=other, json={
+        "code": "x", "name": "x", "address": "x", "community": "yunxing", "operator": "x"})
+    assert r.status_code == 403 and r.json()["code"] == "forbidden_scope"
+    r = await s.client.patch("/canteen/canteens/yunxing-street", headers=other, json={"status": "closed"})
+    assert r.status_code == 404 and r.json()["code"] == "canteen_not_found"
+    r = await s.client.patch("/canteen/canteens/yunheyuan", headers=community_staff(s, "yunhe"),
+                             json={"status": "open", "delivery_points": 8})
+    assert r.status_code == 200 and r.json()["status"] == "open" and r.json()["delivery_points"] == 8
+
+    r = await s.client.post("/canteen/canteens", headers=county(s), json={
+        "code": "yunheyuan", "name": "dup", "address": "x", "community": "yunhe", "operator": "x"})
+    assert r.status_code == 409 and r.json()["code"] == "canteen_code_taken"
+    r = await s.client.put("/canteen/canteens/yunheyuan/slots/lunch", headers=county(s),
+                           json={"serve_from": "12:00", "serve_until": "11:00"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_menus_are_drafted_published_and_filtered_for_a_diner(canteen: System) -> None:
+    s = canteen
+    c = await make_canteen(s)
+    staff = canteen_staff(s)
+    draft = await make_menu(s, "yunxing-street", TOMORROW, publish=False)
+    assert draft["status"] == "draft" and draft["capacity"] == 100 and draft["remaining"] == 100
+    # Drafts are invisible to the public.
+    assert (await s.client.get("/canteen/canteens/yunxing-street/menus")).json()["items"] == []
+    assert (await s.client.get(f"/canteen/menus/{draft['id']}")).status_code == 404
+    r = await s.client.get("/canteen/canteens/yunxing-street/menus", params={"include_drafts": True})
+    assert r.status_code == 403
+
+    # A week ahead, published in one call.
+    for offset in range(2, 8):
+        await make_menu(s, "yunxing-street", TODAY + timedelta(days=offset), publish=False)
+    await make_menu(s, "yunxing-street", TOMORROW, "breakfast", publish=False,
+                    meals=[{**SOFT_SET, "name": "粥 congee", "price_fen": 400}])
+    r = await s.client.post("/canteen/canteens/yunxing-street/menus/publish", headers=staff,
+                            json={"date_from": TOMORROW.isoformat(), "date_to": (TODAY + timedelta(7)).isoformat()})
+    assert r.status_code == 200 and len(r.json()) == 8
+
+    page = (await s.client.get("/canteen/canteens/yunxing-street/menus", params={"limit": 3})).json()
+    assert [(m["meal_date"], m["slot"]) for m in page["items"]] == [
+        (TOMORROW.isoformat(), "breakfast"), (TOMORROW.isoformat(), "lunch"),
+        ((TODAY + timedelta(2)).isoformat(), "lunch")]
+    rest = (await s.client.get("/canteen/canteens/yunxing-street/menus",
+                               params={"limit": 50, "cursor": page["next_cursor"]})).json()
+    assert len(rest["items"]) == 4 and rest["next_cursor"] is None  # the default range: today + 6 days
+
+    # 赵 needs soft, low-salt food and dislikes coriander: only the soft set suits her.
+    zhao = await make_diner(s, c["id"], dietary=["soft_food", "low_salt"], dislikes=["香菜"])
+    lunch = page["items"][1]
+    r = await s.client.get(f"/canteen/menus/{lunch['id']}", headers=county(s), params={"diner_id": zhao["id"]})
+    meals = {m["name"]: m for m in r.json()["set_meals"]}
+    assert meals[SOFT_SET["name"]]["suitable"] is True
+    four = meals[FOUR_AND_SOUP["name"]]
+    assert four["suitable"] is False
+    assert set(four["conflicts"]) == {"not_soft_food", "not_low_salt", "dislike:香菜"}
+    r = await s.client.get("/canteen/canteens/yunxing-street/menus", headers=county(s),
+                           params={"diner_id": zhao["id"], "only_suitable": True, "slot": "lunch"})
+    assert {m["name"] for menu in r.json()["items"] for m in menu["set_meals"]} == {SOFT_SET["name"]}
+    # Anyone can ask by needs; no spicy food rules out the kung pao chicken.
+    r = await s.client.get(f"/canteen/menus/{lunch['id']}", params={"needs": ["no_spicy"]})
+    meals = {m["name"]: m for m in r.json()["set_meals"]}
+    assert meals[FOUR_AND_SOUP["name"]]["conflicts"] == ["contains_spicy"]
+    # Looking up a diner needs a login, and one that may see them.
+    assert (await s.client.get(f"/canteen/menus/{lunch['id']}", params={"diner_id": zhao["id"]})).status_code == 401
+    r = await s.client.get(f"/canteen/menus/{lunch['id']}", headers=resident(s, "nosy"),
+                           params={"diner_id": zhao["id"]})
+    assert r.status_code == 404
+
+
+async def test_menu_rules(canteen: System) -> None:
+    s = canteen
+    await make_canteen(s)
+    await make_canteen(s, "yunheyuan", community="yunhe", status="planned",
+                       slots={"lunch": {"serve_from": "11:00", "serve_until": "12:30"}})
+    staff = canteen_staff(s)
+    body = {"set_meals": [FOUR_AND_SOUP]}
+    r = await s.client.put(f"/canteen/canteens/yunxing-street/menus/{(TODAY - timedelta(1)).isoformat()}/lunch",
+                           headers=staff, json=body)
+    assert r.status_code == 422 and r.json()["code"] == "meal_date_in_past"
+    r = await s.client.put(f"/canteen/canteens/yunheyuan/menus/{TOMORROW.isoformat()}/dinner",
+                           headers=county(s), json=body)
+    assert r.status_code == 409 and r.json()["code"] == "slot_not_offered"
+    r = await s.client.put(f"/canteen/canteens/yunxing-street/menus/{TOMORROW.isoformat()}/lunch", headers=staff,
+                           json={"set_meals": []})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "set_meals"
+    r = await s.client.put(f"/canteen/canteens/yunxing-street/menus/{TOMORROW.isoformat()}/lunch", headers=staff,
+                           json={"set_meals": [{**FOUR_AND_SOUP, "price_fen": -1}]})
+    assert r.status_code == 422
+    # Canteen staff manage only their own canteen.
+    r = await s.client.put(f"/canteen/canteens/yunheyuan/menus/{TOMORROW.isoformat()}/lunch", headers=staff,
+                           json=body)
+    assert r.status_code == 404
+    # A planned canteen prepares menus but cannot publish them.
+    menu = await make_menu(s, "yunheyuan", TOMORROW, publish=False)
+    r = await s.client.post(f"/canteen/menus/{menu['id']}/publish", headers=county(s))
+    assert r.status_code == 409 and r.json()["code"] == "canteen_not_open"
+    # Re-saving a draft replaces its set meals.
+    r = await s.client.put(f"/canteen/canteens/yunheyuan/menus/{TOMORROW.isoformat()}/lunch", headers=county(s),
+                           json={"set_meals": [SOFT_SET], "capacity": 30})
+    assert r.status_code == 200 and [m["name"] for m in r.json()["set_meals"]] == [SOFT_SET["name"]]
+    assert r.json()["capacity"] == 30 and r.json()["id"] == menu["id"]

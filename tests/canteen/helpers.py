@@ -145,3 +145,54 @@ async def outbox(s: System, event_type: str) -> list[dict[str, Any]]:
     async with s.runtime("canteen").db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(t.c.payload).where(t.c.type == event_type).order_by(t.c.id))).all()
     return [json.loads(r.payload)["data"] for r in rows]
+
+
+async def deliver(s: System, event: Any, *, source: str, times: int = 1) -> None:
+    """Put another service's event on the in-process bus (``times`` > 1: redelivered) and wait until handled."""
+    from minsheng.platform.bus.base import OutgoingMessage
+    from minsheng.platform.bus.memory import InProcessBus
+    from minsheng.platform.envelope import wrap
+
+    envelope = wrap(event, service=source)
+    message = OutgoingMessage(event.topic, envelope.partitionkey, envelope.model_dump_json(exclude_none=True).encode())
+    assert isinstance(s.bus, InProcessBus)
+    await s.bus.publish([message] * times)
+    await s.bus.drain()
+
+
+async def served_history(s: System, canteen_id: str, diner_ids: list[str], meal_days: dict[str, list[date]],
+                         service_days: list[date]) -> None:
+    """Seed the past straight into the canteen database: published lunch menus on ``service_days`` and a served
+    lunch for each diner on each of their ``meal_days`` (setting up a month of history through the API would
+    mean pinning the clock 30 times per diner)."""
+    from uuid import UUID
+
+    import sqlalchemy as sa
+
+    from services.canteen.models import Menu, Order, SetMeal
+
+    cid = UUID(canteen_id)
+    db = s.runtime("canteen").db
+    menus_t, meals_t = Menu.__table__, SetMeal.__table__  # type: ignore[attr-defined]
+    async with db.engine.connect() as conn:
+        existing = {r.meal_date: (r.id, r.meal_id) for r in await conn.execute(
+            sa.select(menus_t.c.meal_date, menus_t.c.id, sa.func.min(meals_t.c.id).label("meal_id"))
+            .join(meals_t, meals_t.c.menu_id == menus_t.c.id)
+            .where(menus_t.c.canteen_id == cid, menus_t.c.slot == "lunch").group_by(menus_t.c.meal_date, menus_t.c.id))}
+    menus, meals, ids = {}, {}, {}
+    for day in sorted(set(service_days) | {d for days in meal_days.values() for d in days}):
+        if day in existing:
+            ids[day] = existing[day]
+            continue
+        menus[day] = Menu(canteen_id=cid, meal_date=day, slot="lunch", status="published", capacity=100)
+        meals[day] = SetMeal(menu_id=menus[day].id, name="四菜一汤", price_fen=1000)
+        ids[day] = (menus[day].id, meals[day].id)
+    orders = [Order(canteen_id=cid, diner_id=UUID(d), menu_id=ids[day][0], set_meal_id=ids[day][1],
+                    set_meal_name="四菜一汤", meal_date=day, slot="lunch", fulfilment="dine_in", status="served",
+                    channel="app", price_fen=1000, subsidy_fen=0, elder_pays_fen=1000, payer="diner", booked_by=d,
+                    pickup_code=f"H{i:07d}", community="yunxing")
+              for d in diner_ids for i, day in enumerate(meal_days[d])]
+    async with db.engine.begin() as conn:
+        for model, rows in ((Menu, menus.values()), (SetMeal, meals.values()), (Order, orders)):
+            if rows:
+                await conn.execute(sa.insert(model.__table__), [r.model_dump() for r in rows])  # type: ignore[union-attr]

@@ -264,8 +264,12 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
         channel=data.channel, created_at=now, origin_service=origin.service if origin else None,
         origin_kind=origin.kind if origin else None, origin_id=origin.id if origin else None))
     issue.reporter_count += 1
-    if data.urgent and not issue.urgent:
+    if data.urgent and not issue.urgent:  # e.g. a rider reports the leak as a burst main: it is urgent now
         issue.urgent = True
+        ack = now + timedelta(minutes=get_config().urgent_ack_minutes)
+        if issue.first_responded_at is None and (issue.first_response_due_at is None
+                                                 or issue.first_response_due_at > ack):
+            issue.first_response_due_at = ack
     if data.photo_urls:
         issue.photo_urls = [*issue.photo_urls, *data.photo_urls][:30]
     _touch(issue, now)

@@ -67,3 +67,18 @@ async def test_urgent_need_is_an_urgent_issue_and_a_second_need_nearby_is_linked
     await act(issues, created["issue_id"], "resolve", staff(issues))
     [resolved] = await events_of(issues, "resolved", created["issue_id"])
     assert resolved["origin"]["id"] == str(first) and resolved["linked"] == linked["attached"]
+
+
+async def test_an_urgent_duplicate_makes_the_issue_urgent(issues: System) -> None:
+    from datetime import datetime, timedelta
+
+    from tests.issues.helpers import FLOOD, report
+
+    issue = await report(issues, resident(issues))
+    assert issue["urgent"] is False
+    await escalate(issues, uuid7(), category="flooding", urgency="urgent", title="积水进屋，老人被困",
+                   latitude=FLOOD["latitude"], longitude=FLOOD["longitude"])
+    now = (await issues.client.get(f"/issues/issues/{issue['id']}", headers=staff(issues))).json()
+    assert now["urgent"] is True and now["reporter_count"] == 2
+    due = datetime.fromisoformat(now["first_response_due_at"])
+    assert due - datetime.fromisoformat(now["updated_at"]) <= timedelta(minutes=15)

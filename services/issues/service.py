@@ -108,6 +108,16 @@ async def is_participant(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
     return found.first() is not None
 
 
+async def is_reporter(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+    """Reported it (first or as a duplicate) — followers comment, reporters confirm and reopen."""
+    if issue.reporter == who.sub:
+        return True
+    found = await uow.session.execute(select(IssueReporter.id).where(
+        IssueReporter.issue_id == issue.id, IssueReporter.subject == who.sub,
+        IssueReporter.role == "reporter").limit(1))
+    return found.first() is not None
+
+
 async def can_see(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
     if works_on(who, issue):
         return True
@@ -740,7 +750,7 @@ async def follow(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
 # --- the reporter's side ------------------------------------------------------------------------------------
 
 async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmation) -> Issue:
-    if not await is_participant(uow, who, issue):
+    if not await is_reporter(uow, who, issue):
         raise Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
     now = _transition(issue, {IssueStatus.resolved}, IssueStatus.confirmed)
     issue.confirmed_at = now
@@ -755,7 +765,7 @@ async def reopen(uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening,
     cfg = cfg or get_config()
     staff = manages(who, issue)
     if not staff:
-        if not await is_participant(uow, who, issue):
+        if not await is_reporter(uow, who, issue):
             raise Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
         if issue.resolved_at and utcnow() - issue.resolved_at > timedelta(days=cfg.reopen_window_days):
             raise conflict("reopen_window_passed",

@@ -123,6 +123,9 @@ async def test_comments_followers_and_internal_notes(issues: System) -> None:
     assert seen_by_staff["first_responded_at"] is not None  # a public staff reply is a first response
     mine = (await issues.client.get("/issues/issues", headers=neighbour, params={"mine": True})).json()["items"]
     assert [i["id"] for i in mine] == [issue["id"]]
+    await act(issues, issue["id"], "resolve", desk)
+    await act(issues, issue["id"], "confirm", neighbour, {"rating": 1}, expect=403)  # followers do not rate
+    await act(issues, issue["id"], "reopen", neighbour, {"reason": "x"}, expect=403)
 
 
 async def test_access_by_scope_role_and_privacy(issues: System) -> None:

@@ -6,13 +6,14 @@ per-merchant pseudonym (``rider_ref``)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import idempotent
@@ -171,7 +172,8 @@ async def redeem(body: RedeemRequest, uow: UoW, runtime: Runtime, caller: Caller
 @router.get("/redemptions", response_model=Page[RedemptionPublic], summary="Your redemptions, newest first")
 async def list_redemptions(uow: UoW, runtime: Runtime, caller: Caller, limit: Limit = DEFAULT_LIMIT,
                            cursor: str | None = None, status: RedemptionStatus | None = None,
-                           since: datetime | None = None, until: datetime | None = None) -> Page[RedemptionPublic]:
+                           since: AwareDatetime | None = None,
+                           until: AwareDatetime | None = None) -> Page[RedemptionPublic]:
     page = await merchants.list_redemptions(uow, caller.merchant_id, limit=limit, cursor=cursor, status=status,
                                             since=since, until=until)
     items = [merchants.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]

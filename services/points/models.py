@@ -42,6 +42,13 @@ def _opt_time() -> Any:
     return Field(default=None, sa_type=UTCDateTime)
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """Times from clients must carry a zone (``Z`` or ``+08:00``): a naive time is ambiguous."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError("a time must include its zone, e.g. 2026-11-27T12:00:00+08:00")
+    return value
+
+
 # --- teams ----------------------------------------------------------------------------------------------------
 
 class TeamBase(SQLModel):
@@ -304,6 +311,12 @@ class TaskCreate(SQLModel):
     pickup_address: str | None = Field(default=None, max_length=300)
     due_at: datetime | None = None
     points: int | None = Field(default=None, ge=0, le=1000, description="Defaults to the task type's points")
+
+
+    @field_validator("due_at")
+    @classmethod
+    def _due_aware(cls, v: datetime | None) -> datetime | None:
+        return _aware(v)
 
 
 class TaskProof(SQLModel):
@@ -592,6 +605,11 @@ class OfferCreate(OfferBase):
                                           description="For discount offers: yuan off")
     stock: int | None = Field(default=None, ge=0, le=1_000_000, description="None = unlimited")
 
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _times_aware(cls, v: datetime | None) -> datetime | None:
+        return _aware(v)
+
     @model_validator(mode="after")
     def _discount(self) -> OfferCreate:
         if self.kind == OfferKind.discount and not self.discount_yuan:
@@ -610,6 +628,11 @@ class OfferUpdate(SQLModel):
                                   description="Add (or remove) stock; stock never goes below zero")
     valid_until: datetime | None = None
     active: bool | None = None
+
+    @field_validator("valid_until")
+    @classmethod
+    def _until_aware(cls, v: datetime | None) -> datetime | None:
+        return _aware(v)
 
 
 class Offer(OfferBase, PointsModel, table=True):

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
@@ -118,8 +119,8 @@ async def my_balance(uow: UoW, who: RiderPrincipal) -> BalancePublic:
 @router.get("/riders/me/statement", response_model=Page[LedgerEntryPublic], tags=["ledger"],
             summary="Your ledger entries, newest first")
 async def my_statement(uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
-                       kind: EntryKind | None = None, since: datetime | None = None,
-                       until: datetime | None = None) -> Page[LedgerEntryPublic]:
+                       kind: EntryKind | None = None, since: AwareDatetime | None = None,
+                       until: AwareDatetime | None = None) -> Page[LedgerEntryPublic]:
     rider = await service.rider_by_subject(uow, who.sub)
     return await _statement(uow, rider.id, limit, cursor, kind, since, until)
 
@@ -196,8 +197,8 @@ async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> BalancePublic:
 
 @router.get("/riders/{rider_id}/statement", response_model=Page[LedgerEntryPublic], tags=["ledger (staff)"])
 async def rider_statement(rider_id: UUID, uow: UoW, who: Staff, limit: Limit = DEFAULT_LIMIT,
-                          cursor: str | None = None, kind: EntryKind | None = None, since: datetime | None = None,
-                          until: datetime | None = None) -> Page[LedgerEntryPublic]:
+                          cursor: str | None = None, kind: EntryKind | None = None, since: AwareDatetime | None = None,
+                          until: AwareDatetime | None = None) -> Page[LedgerEntryPublic]:
     rider = await service.get_rider(uow, who, rider_id)
     return await _statement(uow, rider.id, limit, cursor, kind, since, until)
 

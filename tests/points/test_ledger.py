@@ -130,3 +130,15 @@ async def test_month_bounds_are_local() -> None:
     settings = config.get()
     start, end = settings.month_bounds(ledger.parse_month("2026-12"))
     assert start.isoformat() == "2026-12-01T00:00:00+08:00" and end.isoformat() == "2027-01-01T00:00:00+08:00"
+
+
+async def test_times_without_a_zone_are_refused(points: System) -> None:
+    fan = await rider(points)
+    r = await points.client.get("/points/riders/me/statement?since=2026-11-01T00:00:00", headers=fan.headers)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.since"
+    r = await points.client.get("/points/riders/me/statement?since=2026-11-01T00:00:00%2B08:00", headers=fan.headers)
+    assert r.status_code == 200
+    r = await points.client.post("/points/tasks", headers=staff(points),
+                                 json={"type_code": "x", "title": "t", "community": "gangcheng",
+                                       "due_at": "2030-01-01T12:00:00"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "due_at"

@@ -84,6 +84,23 @@ def is_transient_db_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sa.exc.TimeoutError):  # pool exhausted
         return True
-    name = type(getattr(exc, "orig", exc)).__name__
-    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError",
-                    "ConnectionFailureError", "AdminShutdownError", "TooManyConnectionsError"}
+    # SQLAlchemy wraps asyncpg's error in its own adapted ``Error`` class (``exc.orig``), which carries the
+    # SQLSTATE and has asyncpg's exception as its cause: look down the whole chain ("the database system is
+    # shutting down" / "starting up" arrive as a plain DBAPIError and used to answer 500).
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in _TRANSIENT_NAMES or isinstance(current, OSError):
+            return True
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+_TRANSIENT_NAMES = {"CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError",
+                    "ConnectionFailureError", "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError"}
+# 08: connection exception; 57P01-05: admin/crash shutdown, cannot connect now (starting up / shutting down)
+_TRANSIENT_SQLSTATES = ("08", "57P", "53300")

@@ -45,6 +45,9 @@ class Posted:
     amount: int
     balance_after: int
     created_at: datetime
+    cause_type: str = ""
+    cause_id: str = ""
+    note: str | None = None
 
 
 async def lock_balance(uow: UnitOfWork, rider_id: UUID) -> int:
@@ -97,7 +100,8 @@ async def post_entry(
         created_at=now))
     uow.emit(PointsPosted(entry_id=entry_id, rider_id=rider_id, kind=kind.value, amount=amount,
                           balance_after=new_balance, cause_type=cause_type, cause_id=cause_id, posted_at=now))
-    return Posted(entry_id, rider_id, kind, amount, int(new_balance), now)
+    return Posted(entry_id, rider_id, kind, amount, int(new_balance), now, cause_type, cause_id,
+                  note[:500] if note else None)
 
 
 async def earned_since(uow: UnitOfWork, rider_id: UUID, since: datetime, cause_type: str | None = None) -> int:

@@ -53,12 +53,18 @@ def signed_path(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-async def merchant_caller(request: Request, runtime: Runtime) -> MerchantCaller:
+async def merchant_caller(
+    request: Request, runtime: Runtime,
+    key_id: Annotated[str | None, Header(alias=signing.KEY_HEADER, description="Your API key id (mk_…)")] = None,
+    timestamp: Annotated[str | None, Header(alias=signing.TIMESTAMP_HEADER,
+                                            description="Unix seconds; within ±5 minutes")] = None,
+    nonce: Annotated[str | None, Header(alias=signing.NONCE_HEADER,
+                                        description="8-64 chars [A-Za-z0-9_-], never reused")] = None,
+    signature: Annotated[str | None, Header(
+        alias=signing.SIGNATURE_HEADER,
+        description="hex HMAC-SHA256(secret, METHOD\\nPATH[?QUERY]\\nTIMESTAMP\\nNONCE\\nSHA256(BODY))")] = None,
+) -> MerchantCaller:
     """Authenticate a signed merchant request: key, ±window timestamp, fresh nonce, HMAC over the request."""
-    key_id = request.headers.get(signing.KEY_HEADER)
-    timestamp = request.headers.get(signing.TIMESTAMP_HEADER)
-    nonce = request.headers.get(signing.NONCE_HEADER)
-    signature = request.headers.get(signing.SIGNATURE_HEADER)
     if not (key_id and timestamp and nonce and signature):
         raise _unauthorized("signature_missing", f"Send {signing.KEY_HEADER}, {signing.TIMESTAMP_HEADER}, "
                             f"{signing.NONCE_HEADER} and {signing.SIGNATURE_HEADER}.")

@@ -247,7 +247,8 @@ async def issue_code(uow: UnitOfWork, rider: Rider, offer_id: UUID | None) -> Co
         raise Problem(503, "unavailable", "Try again", "Could not allocate a code; retry.")
     await uow.session.execute(sa.insert(CODES).values(id=uuid7(), code_hash=digest, rider_id=rider.id,
                                                       offer_id=offer_id, expires_at=expires, created_at=now))
-    balance = await ledger.lock_balance(uow, rider.id)
+    balance = (await uow.session.execute(
+        sa.select(ledger.BALANCES.c.balance).where(ledger.BALANCES.c.rider_id == rider.id))).scalar_one()
     return CodeIssued(code=code, qr_payload=QR_PREFIX + code, offer_id=offer_id, expires_at=expires,
                       balance=balance)
 

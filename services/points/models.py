@@ -436,8 +436,9 @@ class LedgerEntryPublic(SQLModel):
     kind: EntryKind
     amount: int
     balance_after: int
-    cause_type: str
+    cause_type: str = Field(description="hazard_report, task, redemption, expiry, adjustment")
     cause_id: str
+    event_id: str | None = Field(default=None, description="The integration event that caused it, if any")
     note: str | None
     created_at: datetime
 

@@ -212,8 +212,8 @@ async def adjust(rider_id: UUID, body: Adjustment, uow: UoW, who: Staff,
     async def action() -> tuple[int, LedgerEntryPublic]:
         entry = await ledger.adjust(uow, rider.id, body.amount, body.reason, who.sub)
         return 201, LedgerEntryPublic(id=entry.id, kind=entry.kind, amount=entry.amount,
-                                      balance_after=entry.balance_after, cause_type="adjustment",
-                                      cause_id="", note=body.reason, created_at=entry.created_at)
+                                      balance_after=entry.balance_after, cause_type=entry.cause_type,
+                                      cause_id=entry.cause_id, note=entry.note, created_at=entry.created_at)
 
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:adjust:{rider.id}", body=body,
                             action=action)

@@ -66,8 +66,8 @@ async def test_verified_report_earns_once_and_progress_is_visible(points: System
     await deliver(points, IssueAssigned(departments=["fire-safety"], **_fact(report["id"], issue_id,
                                                                                [dup["id"]])), "issues")
     # Redelivery of the same verified event: points once.
-    await deliver(points, IssueVerified(note="Seen on site", **_fact(report["id"], issue_id, [dup["id"]])),
-                  "issues", times=3)
+    verified = await deliver(points, IssueVerified(note="Seen on site", **_fact(report["id"], issue_id,
+                                                                                 [dup["id"]])), "issues", times=3)
     await deliver(points, IssueResolved(note="Put out", **_fact(report["id"], issue_id, [dup["id"]])), "issues")
     assert await balance(points, fan) == 20 and await balance(points, wu) == 20
     mine = (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=fan.headers)).json()
@@ -77,6 +77,7 @@ async def test_verified_report_earns_once_and_progress_is_visible(points: System
     assert mine["progress"][-1]["note"] == "Put out"
     statement = (await points.client.get("/points/riders/me/statement", headers=fan.headers)).json()["items"]
     assert [(e["kind"], e["amount"], e["cause_id"]) for e in statement] == [("earned", 20, report["id"])]
+    assert statement[0]["event_id"] == str(verified.id)  # traceable to the event that caused it
     # Other riders cannot see it; staff in scope can, staff elsewhere cannot.
     assert (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=wu.headers)).status_code == 404
     assert (await points.client.get(f"/points/hazard-reports/{report['id']}",

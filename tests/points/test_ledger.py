@@ -21,7 +21,8 @@ async def test_adjustments_need_a_reason_never_overdraw_and_are_idempotent(point
     url = f"/points/riders/{fan.id}/adjustments"
     r = await points.client.post(url, headers={**h, "Idempotency-Key": "adj-1"},
                                  json={"amount": 50, "reason": "Flood-season bonus"})
-    assert r.status_code == 201 and r.json()["balance_after"] == 50
+    assert r.status_code == 201 and r.json()["balance_after"] == 50 and r.json()["cause_type"] == "adjustment"
+    assert r.json()["cause_id"] and r.json()["note"].startswith("Flood-season bonus")
     again = await points.client.post(url, headers={**h, "Idempotency-Key": "adj-1"},
                                      json={"amount": 50, "reason": "Flood-season bonus"})
     assert again.status_code == 201 and again.json()["id"] == r.json()["id"]

@@ -452,8 +452,9 @@ def visibility(who: Principal, f: IssueFilters) -> list[Any]:
     # PostgreSQL reads both through their indexes (an OR of the two would scan every issue).
     mine = sa.union(select(Issue.id).where(Issue.reporter == who.sub),
                     select(IssueReporter.issue_id).where(IssueReporter.subject == who.sub))
+    live = col(Issue.status) != IssueStatus.merged  # a merged report's reporters follow the issue that stays
     if f.mine:
-        return [col(Issue.id).in_(mine)]
+        return [col(Issue.id).in_(mine), live]
     if who.is_admin and (is_staff(who) or not who.has(Role.resident, Role.rider, Role.grid_worker)):
         return []
     if is_staff(who):
@@ -472,8 +473,7 @@ def visibility(who: Principal, f: IssueFilters) -> list[Any]:
         return [sa.or_(col(Issue.community).in_(who.scoped_values("community")),
                        col(Issue.compound).in_(who.scoped_values("compound")),
                        col(Issue.is_public).is_(True), col(Issue.id).in_(mine))]
-    return [sa.or_(sa.and_(col(Issue.is_public).is_(True), col(Issue.status) != IssueStatus.merged),
-                   col(Issue.id).in_(mine))]
+    return [live, sa.or_(col(Issue.is_public).is_(True), col(Issue.id).in_(mine))]
 
 
 def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:

@@ -67,6 +67,12 @@ async def run_service(spec: dict[str, Any]) -> dict[str, Any]:
         if measured:
             post_latency.append(time.perf_counter() - due)
 
+    # Wait until the pipeline is up (the issues service's consumer group may still be joining): one report
+    # must come through before the clock starts.
+    await one(time.perf_counter(), False)
+    await _until(lambda: bool(sent) and all(k in seen for k in sent), 60)
+    ready = bool(sent) and all(k in seen for k in sent)
+    sent.clear()
     tasks: set[asyncio.Task[None]] = set()
     start = time.perf_counter() + 0.05
     total, first = int((warmup + duration) * rate), int(warmup * rate)
@@ -88,7 +94,30 @@ async def run_service(spec: dict[str, Any]) -> dict[str, Any]:
     latencies = [seen[k] - sent[k][0] for k in measured if k in seen]
     return {"rate": rate, "duration_s": duration, "sent": len(measured), "visible": len(latencies),
             "missing": len(measured) - len(latencies), "errors": len(errors), "error_samples": errors[:3],
-            "latency_ms": percentiles(latencies), "post_latency_ms": percentiles(post_latency)}
+            "pipeline_ready": ready, "latency_ms": percentiles(latencies),
+            "post_latency_ms": percentiles(post_latency), **await _breakdown(spec, measured)}
+
+
+async def _breakdown(spec: dict[str, Any], report_ids: list[str]) -> dict[str, Any]:
+    """Where the time went, from the rows: report committed → claimed by the relay (outbox ``created_at`` →
+    ``sent_at``), and claimed → issue created by the consumer (``sent_at`` → ``issues.created_at``)."""
+    import asyncpg
+
+    if not spec.get("points_dsn") or not report_ids:
+        return {}
+    points, issues = await asyncpg.connect(spec["points_dsn"]), await asyncpg.connect(spec["issues_dsn"])
+    try:
+        rows = await points.fetch(
+            "SELECT payload::json->'data'->>'report_id' AS rid, created_at, sent_at FROM outbox "
+            "WHERE payload::json->'data'->>'report_id' = ANY($1::text[])", report_ids)
+        made = {r["origin_id"]: r["created_at"] for r in await issues.fetch(
+            "SELECT origin_id, created_at FROM issues WHERE origin_id = ANY($1::text[])", report_ids)}
+    finally:
+        await points.close()
+        await issues.close()
+    relay = [(r["sent_at"] - r["created_at"]).total_seconds() for r in rows if r["sent_at"]]
+    consume = [(made[r["rid"]] - r["sent_at"]).total_seconds() for r in rows if r["sent_at"] and r["rid"] in made]
+    return {"relay_pickup_ms": percentiles(relay), "broker_and_consumer_ms": percentiles(consume)}
 
 
 async def run_kafka(spec: dict[str, Any]) -> dict[str, Any]:

@@ -210,7 +210,7 @@ class BenchEnv:
             "MINSHENG_MODE": "distributed",
             "MINSHENG_DATABASE_URL": self.template,
             "MINSHENG_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "MINSHENG_KAFKA_TOPIC_PARTITIONS": "1",
+            "MINSHENG_KAFKA_TOPIC_PARTITIONS": "3",  # the production default
             "MINSHENG_JWT_SECRET": JWT_SECRET,
             "MINSHENG_FIELD_ENCRYPTION_KEY": FIELD_KEY,
             # The services' default (INFO: one access-log line per request, as deployed); the baseline app

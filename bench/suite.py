@@ -398,40 +398,59 @@ class Suite:
 
     def run_e2e(self, points: Server, issues: Server) -> None:
         s, env = self.sizes, self.env
-        fig = Figure("e2e.hazard_to_issue", "e2e", f"Hazard report → issue visible at {s.e2e_rate:.0f}/s "
-                     "(points → Kafka → issues, separate processes)", metric="p99_ms",
-                     target="p99 ≤ 50 ms", baseline_name="raw aiokafka produce → consume, same rate and broker")
+        import asyncpg
 
-        def body() -> None:
-            import asyncpg
+        async def trigger() -> None:
+            conn = await asyncpg.connect(env.dsn_for("issues"))
+            try:
+                await conn.execute(datagen_notify_sql())
+            finally:
+                await conn.close()
 
-            async def trigger() -> None:
-                conn = await asyncpg.connect(env.dsn_for("issues"))
-                try:
-                    await conn.execute(datagen_notify_sql())
-                finally:
-                    await conn.close()
-
+        try:
             asyncio.run(trigger())
-            token = self.env.token(["rider"], sub="bench-rider-0")
-            common = {"rate": s.e2e_rate, "duration": s.e2e_duration, "warmup": min(2.0, s.e2e_duration / 3)}
-            subs: list[dict[str, Any]] = []
-            bases: list[dict[str, Any]] = []
-            for _ in range(s.rounds):
-                bases.append(self._e2e({**common, "mode": "kafka", "bootstrap": env.kafka_bootstrap,
-                                        "topic": f"msbench.e2e.{len(bases)}", "body": json.dumps(FIRE) * 2}))
-                subs.append(self._e2e({**common, "mode": "service", "port": points.port,
-                                       "path": "/points/hazard-reports", "body": unique_body(FIRE),
-                                       "headers": {"Authorization": f"Bearer {token}"},
-                                       "issues_dsn": env.dsn_for("issues")}, watch=(points, issues)))
-            key: Callable[[dict[str, Any]], float] = lambda r: r["latency_ms"].get("p99", 1e9)  # noqa: E731
-            fig.subject, fig.baseline = _median(subs, key), _median(bases, key)
-            p99 = fig.subject["latency_ms"].get("p99")
-            fig.met = p99 is not None and p99 <= 50 and not fig.subject["missing"]
-            if fig.subject["missing"] or fig.subject["errors"]:
-                fig.note = (f"{fig.subject['missing']} of {fig.subject['sent']} never became visible; "
-                            f"{fig.subject['errors']} POST errors {fig.subject.get('error_samples', '')}")[:400]
-        self.guard(fig, body)
+        except Exception as exc:
+            self.add(Figure("e2e.hazard_to_issue", "e2e", "Hazard report → issue visible", status="failed",
+                            note=f"could not install the NOTIFY trigger: {exc}"[:300]))
+            return
+        token = self.env.token(["rider"], sub="bench-rider-0")
+        for fid, rate, target in (("e2e.hazard_to_issue_low", s.e2e_rate / 10, ""),
+                                  ("e2e.hazard_to_issue", s.e2e_rate, "p99 ≤ 50 ms")):
+            fig = Figure(fid, "e2e", f"Hazard report → issue visible at {rate:.0f}/s (points → Kafka → issues, "
+                         "separate processes)", metric="p99_ms", target=target or "(context: below saturation)",
+                         baseline_name="raw aiokafka produce → consume, same rate and broker")
+
+            def body(fig: Figure = fig, rate: float = rate, target: str = target) -> None:
+                common = {"rate": rate, "duration": s.e2e_duration, "warmup": min(2.0, s.e2e_duration / 3)}
+                subs: list[dict[str, Any]] = []
+                bases: list[dict[str, Any]] = []
+                for _ in range(s.rounds):
+                    bases.append(self._e2e({**common, "mode": "kafka", "bootstrap": env.kafka_bootstrap,
+                                            "topic": f"msbench.e2e.{time.time_ns()}", "body": json.dumps(FIRE) * 2}))
+                    subs.append(self._e2e({**common, "mode": "service", "port": points.port,
+                                           "path": "/points/hazard-reports", "body": unique_body(FIRE),
+                                           "headers": {"Authorization": f"Bearer {token}"},
+                                           "issues_dsn": env.dsn_for("issues"), "points_dsn": env.dsn_for("points")},
+                                          watch=(points, issues)))
+                key: Callable[[dict[str, Any]], float] = lambda r: r["latency_ms"].get("p99", 1e9)  # noqa: E731
+                fig.subject, fig.baseline = _median(subs, key), _median(bases, key)
+                p99 = fig.subject["latency_ms"].get("p99")
+                if target:
+                    fig.met = p99 is not None and p99 <= 50 and not fig.subject["missing"]
+                notes = []
+                sub = fig.subject
+                if sub["missing"] or sub["errors"]:
+                    notes.append(f"{sub['missing']} of {sub['sent']} not visible within 20 s after the last report; "
+                                 f"{sub['errors']} POST errors {sub.get('error_samples', '')}")
+                b1, b2 = fig.subject.get("relay_pickup_ms", {}), fig.subject.get("broker_and_consumer_ms", {})
+                post = fig.subject.get("post_latency_ms", {})
+                if b1 and b2:
+                    notes.append("where the time goes (p50/p99 ms): "
+                                 f"POST {post.get('p50', 0):.0f}/{post.get('p99', 0):.0f}, "
+                                 f"commit → relay pickup {b1['p50']:.0f}/{b1['p99']:.0f}, pickup → issue created "
+                                 f"{b2['p50']:.0f}/{b2['p99']:.0f}")
+                fig.note = "; ".join(notes)[:600]
+            self.guard(fig, body)
 
     def _e2e(self, spec: dict[str, Any], watch: tuple[Server, ...] = ()) -> dict[str, Any]:
         from bench.env import Sampler

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
 from minsheng.platform.service import ServiceRuntime
+from services.issues.catalogue import invalidate_cache
 from services.issues.models import (
     Category,
     Community,
@@ -184,6 +185,7 @@ async def seed_catalogue(runtime: ServiceRuntime) -> None:
             if await s.get(ReplyTemplate, code) is None:
                 s.add(ReplyTemplate(code=code, title=title, body=body, action=action))
         await uow.commit()
+    invalidate_cache()  # intake may have cached "no such category" before the catalogue existed
 
 
 # (community, compound, category, title, status, days ago, reporter)

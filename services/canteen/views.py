@@ -298,7 +298,16 @@ async def book(body: OrderCreate, uow: UoW, who: Caller,
         order, lines = await orders.book(uow, who, body)
         return 201, orders.order_public(order, lines)
 
-    return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:canteen-order", body=body, action=action)
+    scope = f"{who.sub}:canteen-order"
+    try:
+        return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)
+    except Problem as exc:
+        if idempotency_key is None or exc.code != "already_booked":
+            raise
+        # A double tap: the twin with the same key held the diner's lock and booked first. Its stored response
+        # is the answer (a different body under that key is still a 422).
+        await uow.rollback()
+        return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)
 
 
 @router.get("/orders", response_model=Page[OrderPublic], tags=["orders"],

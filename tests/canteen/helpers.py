@@ -175,10 +175,12 @@ async def served_history(s: System, canteen_id: str, diner_ids: list[str], meal_
     db = s.runtime("canteen").db
     menus_t, meals_t = Menu.__table__, SetMeal.__table__  # type: ignore[attr-defined]
     async with db.engine.connect() as conn:
-        existing = {r.meal_date: (r.id, r.meal_id) for r in await conn.execute(
-            sa.select(menus_t.c.meal_date, menus_t.c.id, sa.func.min(meals_t.c.id).label("meal_id"))
+        existing: dict[date, tuple[UUID, UUID]] = {}
+        for r in await conn.execute(
+            sa.select(menus_t.c.meal_date, menus_t.c.id, meals_t.c.id.label("meal_id"))
             .join(meals_t, meals_t.c.menu_id == menus_t.c.id)
-            .where(menus_t.c.canteen_id == cid, menus_t.c.slot == "lunch").group_by(menus_t.c.meal_date, menus_t.c.id))}
+            .where(menus_t.c.canteen_id == cid, menus_t.c.slot == "lunch")):
+            existing.setdefault(r.meal_date, (r.id, r.meal_id))
     menus, meals, ids = {}, {}, {}
     for day in sorted(set(service_days) | {d for days in meal_days.values() for d in days}):
         if day in existing:

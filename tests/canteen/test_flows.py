@@ -1,0 +1,168 @@
+"""The canteen's cross-service flows, end to end through the other services' APIs, in the embedded mode:
+a delivery order becomes a rider task in points and comes back delivered; a regular who stops coming becomes
+an urgent welfare check in visits, whose outcome comes back to the alert; a death recorded in visits stops the
+diner's subsidy. The same scenarios run over PostgreSQL + Kafka in ``test_flows_kafka.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from typing import Any, TypeVar
+
+from minsheng.platform.bus.memory import InProcessBus
+from tests.canteen.helpers import (
+    TODAY,
+    TOMORROW,
+    book,
+    canteen_staff,
+    county,
+    make_canteen,
+    make_diner,
+    make_menu,
+    outbox,
+    served_history,
+)
+from tests.points.helpers import balance, rider
+from tests.points.helpers import staff as points_staff
+from tests.support.client import System
+from tests.support.infra import eventually
+from tests.visits.helpers import ZHAO_ID_NUMBER, build_place
+
+T = TypeVar("T")
+
+
+async def until(s: System, check: Callable[[], Awaitable[T | None]]) -> T:
+    """Embedded: deliver everything pending, then the effect must be there. Distributed: poll for it."""
+    if isinstance(s.bus, InProcessBus):
+        await s.settle()
+        result = await check()
+        assert result, "the effect did not happen"
+        return result
+    return await eventually(check, within=30)  # type: ignore[no-any-return]
+
+
+async def delivery_flow(s: System) -> None:
+    c = await make_canteen(s)
+    menu = await make_menu(s, "yunxing-street", TOMORROW)
+    zhao = await make_diner(s, c["id"], community="gangcheng", compound="yuntaiyuan", delivery_eligible=True,
+                            delivery_address="云泰园3号楼2单元501", subject="wx-zhao")
+    wang = await make_diner(s, c["id"], name="王秀英", community="gangcheng", delivery_eligible=True,
+                            delivery_address="港城小区1号楼")
+    fan = await rider(s)
+    order = (await book(s, s.auth("resident", "wx-zhao", ()), zhao["id"], menu, meal=1, fulfilment="delivery")).json()
+    cancelled = (await book(s, county(s), wang["id"], menu, fulfilment="delivery")).json()
+
+    async def open_tasks() -> dict[str, dict[str, Any]] | None:
+        items = (await s.client.get("/points/tasks", headers=points_staff(s))).json()["items"]
+        by_order = {t["origin_id"]: t for t in items if t["origin_service"] == "canteen"}
+        return by_order if len(by_order) == 2 else None
+
+    tasks = await until(s, open_tasks)
+    task = tasks[order["id"]]
+    assert task["type_code"] == "meal_delivery" and task["points"] == 5 and task["status"] == "open"
+    assert task["address"] == "云泰园3号楼2单元501" and task["pickup_address"] == "yunxing-street 12"
+
+    # 王's family cancels: her rider task is withdrawn.
+    r = await s.client.post(f"/canteen/orders/{cancelled['id']}/cancel", headers=county(s))
+    assert r.status_code == 200
+
+    async def withdrawn() -> bool:
+        t = (await s.client.get(f"/points/tasks/{tasks[cancelled['id']]['id']}", headers=points_staff(s))).json()
+        return t["status"] == "withdrawn"  # type: ignore[no-any-return]
+
+    await until(s, withdrawn)
+
+    # A rider takes 赵's meal to her door; the canteen hears it was delivered and the rider earns the points.
+    r = await s.client.post(f"/points/tasks/{task['id']}/claim", headers=fan.headers)
+    assert r.status_code == 200, r.text
+    r = await s.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers,
+                            json={"photo_urls": ["https://cdn.example/door.jpg"], "note": "handed over"})
+    assert r.status_code == 200, r.text
+
+    async def delivered() -> dict[str, Any] | None:
+        o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=s.auth("resident", "wx-zhao", ()))).json()
+        return o if o["status"] == "delivered" else None
+
+    done = await until(s, delivered)
+    assert done["rider_task_id"] == task["id"] and done["delivered_at"]
+    assert await balance(s, fan) == 5
+
+    async def announced() -> list[dict[str, Any]]:
+        return [e for e in await outbox(s, "minsheng.canteen.order.delivered.v1") if e["order_id"] == order["id"]]
+
+    [event] = await until(s, announced)
+    assert event["rider_task_id"] == task["id"]
+    stops = (await s.client.get("/canteen/canteens/yunxing-street/deliveries", headers=canteen_staff(s),
+                                params={"meal_date": TOMORROW.isoformat()})).json()["items"]
+    assert {x["order_id"]: x["status"] for x in stops} == {order["id"]: "delivered"}
+
+
+async def absence_flow(s: System) -> None:
+    p = await build_place(s)
+    c = await make_canteen(s)
+    zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", resident_id=p.zhao_id)
+    last = TODAY - timedelta(days=4)
+    month = [last - timedelta(days=i) for i in range(26)]
+    await served_history(s, c["id"], [zhao["id"]], {zhao["id"]: month},
+                         service_days=[last + timedelta(days=i) for i in range(1, 4)])
+    r = await s.client.post("/canteen/care/scan", headers=county(s))
+    assert r.status_code == 200 and r.json()["raised"] == 1
+    [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
+
+    async def welfare_task() -> dict[str, Any] | None:
+        items = (await p.get("/tasks", p.worker))["items"]
+        return next((t for t in items if t["alert_id"] == alert["id"]), None)
+
+    task = await until(s, welfare_task)
+    assert task["kind"] == "welfare_check" and task["urgent"] is True and task["resident_id"] == p.zhao_id
+    assert task["assigned_worker_id"] == p.worker_id and "3 days" in task["reason"]
+
+    visit = await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited",
+                                               "task_id": task["id"], "notes": "老人腿伤, 暂时不便出门"}, 201)
+
+    async def checked() -> dict[str, Any] | None:
+        items = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
+        return items[0] if items and items[0]["status"] == "checked" else None
+
+    done = await until(s, checked)
+    assert done["visit_id"] == visit["id"] and done["outcome"] == "visited"
+
+
+async def death_flow(s: System) -> None:
+    """Recorded in visits (the resident is not linked on the canteen side): matched by the ID-number hash."""
+    p = await build_place(s)
+    c = await make_canteen(s)
+    await s.client.post("/canteen/subsidy-rules", headers=county(s), json={
+        "key": "age-80-plus", "name": "80+", "category": "age_80_plus", "funder": "county_civil_affairs",
+        "amount_fen": 300, "min_age": 80, "effective_from": TODAY.isoformat()})
+    r = await s.client.post("/canteen/diners", headers=county(s), json={
+        "canteen_id": c["id"], "name": "赵桂香", "birth_date": "1941-03-08", "community": "yuntai",
+        "compound": "yuntaiyuan", "id_number": ZHAO_ID_NUMBER, "delivery_eligible": True,
+        "delivery_address": "云泰园3号楼2单元501"})
+    zhao = r.json()
+    menu = await make_menu(s, "yunxing-street", TOMORROW)
+    order = (await book(s, county(s), zhao["id"], menu, fulfilment="delivery")).json()
+    assert order["subsidy_fen"] == 300
+    effective = (date.today() - timedelta(days=1)).isoformat()  # the visits service checks real dates
+    await p.post(f"/residents/{p.zhao_id}/status", p.staff, {"status": "deceased", "effective_date": effective})
+
+    async def suspended() -> dict[str, Any] | None:
+        d = (await s.client.get(f"/canteen/diners/{zhao['id']}", headers=county(s))).json()
+        return d if d["status"] == "deceased" else None
+
+    d = await until(s, suspended)
+    assert d["resident_id"] == p.zhao_id and d["subsidy_suspended_from"] == effective
+    o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json()
+    assert o["status"] == "cancelled" and o["cancel_reason"] == "resident deceased"
+
+
+async def test_delivery_order_becomes_a_rider_task_and_comes_back_delivered(system: System) -> None:
+    await delivery_flow(system)
+
+
+async def test_absence_alert_becomes_a_welfare_check_and_its_outcome_comes_back(system: System) -> None:
+    await absence_flow(system)
+
+
+async def test_a_death_recorded_in_visits_stops_the_subsidy(system: System) -> None:
+    await death_flow(system)

@@ -200,8 +200,10 @@ def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesConf
 
 
 async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float, now: datetime,
-                         cfg: IssuesConfig) -> Issue | None:
-    """The nearest open issue of the same category reported within the radius and time window."""
+                         cfg: IssuesConfig, *, include_private: bool = False) -> Issue | None:
+    """The nearest open issue of the same category reported within the radius and time window. Private issues
+    (a household's need) only absorb reports from staff-side channels: a resident's report must not make them
+    a participant of someone else's private matter."""
     if uow.db.is_postgres:
         # Serialise intake per category so two simultaneous reports of one fire do not both open an issue.
         await uow.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
@@ -213,6 +215,7 @@ async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float,
             col(Issue.created_at) >= now - timedelta(hours=cfg.dedupe_window_hours),
             col(Issue.status).in_(OPEN_STATUSES),
             col(Issue.latitude).between(south, north), col(Issue.longitude).between(west, east),
+            *([] if include_private else [col(Issue.is_public).is_(True)]),
         ).order_by(col(Issue.created_at).desc()).limit(50))
     best: tuple[float, Issue] | None = None
     for issue in rows.scalars():
@@ -238,7 +241,8 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None,
     cat = data.category
     urgent = data.urgent or cat.urgent
     if cat.dedupe and data.latitude is not None and data.longitude is not None:
-        existing = await find_duplicate(uow, cat.code, data.latitude, data.longitude, now, cfg)
+        existing = await find_duplicate(uow, cat.code, data.latitude, data.longitude, now, cfg,
+                                        include_private=data.channel in (Channel.grid_worker, Channel.staff))
         if existing is not None:
             await attach(uow, existing, data, now)
             return existing, True
@@ -269,6 +273,9 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None,
 async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> None:
     """A further report of the same problem: credit the reporter, make them follow it, link its origin."""
     origin = data.origin
+    if origin is None and data.reporter and await is_reporter(
+            uow, Principal(sub=data.reporter, roles=frozenset()), issue):
+        return  # the same person reporting it again (a double tap): already credited
     uow.session.add(IssueReporter(
         issue_id=issue.id, subject=data.reporter or f"anonymous:{now.timestamp()}", role="reporter",
         channel=data.channel, created_at=now, origin_service=origin.service if origin else None,
@@ -284,6 +291,7 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
         issue.photo_urls = [*issue.photo_urls, *data.photo_urls][:30]
     _touch(issue, now)
     record(uow, issue, "duplicate_attached", None, data.description[:500] or None, actor=data.reporter,
+           internal=not data.is_public,  # a private report's words stay with staff
            data={"channel": data.channel, **({"origin": origin.model_dump()} if origin else {})})
     if origin is not None:
         issue.linked = [*issue.linked, origin.model_dump()]

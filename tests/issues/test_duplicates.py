@@ -84,3 +84,22 @@ async def test_staff_merge_and_split(issues: System) -> None:
     assert a_now["reporter_count"] == 1
     r = await issues.client.post(f"/issues/issues/{a['id']}/split", headers=desk, json={"subject": "res-a"})
     assert r.status_code == 404 and r.json()["code"] == "reporter_not_found"  # the first reporter stays
+
+
+async def test_private_matters_and_double_taps(issues: System) -> None:
+    private = await report(issues, resident(issues, "res-a"), {**FLOOD, "is_public": False})
+    neighbour = await report(issues, resident(issues, "res-b"), {**FLOOD, **NEARBY})
+    assert neighbour["id"] != private["id"]  # a resident's report never joins someone else's private issue
+    r = await issues.client.get(f"/issues/issues/{private['id']}", headers=resident(issues, "res-b"))
+    assert r.status_code == 404
+
+    quiet = await report(issues, resident(issues, "res-c"), {**FLOOD, **NEARBY, "is_public": False,
+                                                             "description": "我家门口也淹了，家里老人行动不便"},
+                         expect=200)
+    assert quiet["attached"] is True and quiet["id"] == neighbour["id"]
+    public_timeline = (await issues.client.get(f"/issues/issues/{neighbour['id']}",
+                                               headers=resident(issues, "res-d"))).json()["timeline"]
+    assert all("老人" not in (e["note"] or "") for e in public_timeline)  # a private report's words stay private
+
+    again = await issues.client.post("/issues/issues", headers=resident(issues, "res-b"), json={**FLOOD, **NEARBY})
+    assert again.status_code == 200 and again.json()["reporter_count"] == 2  # a double tap is not a new reporter

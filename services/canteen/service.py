@@ -190,7 +190,7 @@ async def family_of(uow: UnitOfWork, diner_ids: Iterable[UUID]) -> dict[UUID, li
 
 def diner_public(diner: Diner, family: Sequence[FamilyMember] = (), *, on: date | None = None) -> DinerPublic:
     return DinerPublic.model_validate({
-        **diner.model_dump(exclude={"id_number_enc", "id_number_hash", "health_notes_enc"}),
+        **diner.model_dump(exclude={"id_number_enc", "id_number_hash", "health_notes_enc"}, warnings=False),
         "age": age_on(diner.birth_date, on or config.today()),
         "id_number": diner.id_number_masked,
         "has_health_notes": diner.health_notes_enc is not None,

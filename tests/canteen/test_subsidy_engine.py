@@ -120,7 +120,7 @@ rule_st = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rules=st.lists(rule_st, max_size=4, unique_by=lambda r: r.key), age=st.integers(50, 105),
        price=st.integers(0, 3000), used_day=st.integers(0, 2000), used_month=st.integers(0, 9000))
 def test_money_always_adds_up(rules: list[Rule], age: int, price: int, used_day: int, used_month: int) -> None:

@@ -11,10 +11,16 @@ from services.points import ledger, merchants, tasks
 log = logging.getLogger(__name__)
 
 
-async def expire_points(runtime: ServiceRuntime) -> int:
-    async with runtime.uow() as uow:
-        expired = await ledger.expire_points(uow)
-        await uow.commit()
+async def expire_points(runtime: ServiceRuntime, *, batch: int = 500, max_batches: int = 100) -> int:
+    """Expire in batches of riders, one transaction each (short locks, steady progress)."""
+    expired = 0
+    for _ in range(max_batches):
+        async with runtime.uow() as uow:
+            points, riders = await ledger.expire_points(uow, batch=batch)
+            await uow.commit()
+        expired += points
+        if riders < batch:
+            break
     if expired:
         log.info("points: %d points expired", expired)
     return expired

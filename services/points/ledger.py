@@ -197,34 +197,41 @@ async def statement(uow: UnitOfWork, rider_id: UUID, *, limit: int, cursor: str 
 CREDIT_KINDS = (EntryKind.earned.value, EntryKind.adjusted.value)
 
 
-async def expirable(uow: UnitOfWork, rider_id: UUID, cutoff: datetime) -> int:
-    """Points credited before ``cutoff`` and not yet spent, first in first out: credits (earned, positive
-    adjustments) before the cutoff minus every debit ever (redeemed, reversed, expired, negative adjustments),
-    voided redemptions giving their debit back."""
+def _expirable_columns(cutoff: datetime) -> tuple[Any, Any]:
     amount = ENTRIES.c.amount
     old_credits = sa.func.coalesce(sa.func.sum(sa.case(
         (sa.and_(ENTRIES.c.kind.in_(CREDIT_KINDS), amount > 0, ENTRIES.c.created_at < cutoff), amount),
         else_=0)), 0)
     debits = sa.func.coalesce(sa.func.sum(sa.case(
         (amount < 0, -amount), (ENTRIES.c.kind == EntryKind.voided.value, -amount), else_=0)), 0)
+    return old_credits, debits
+
+
+async def expirable(uow: UnitOfWork, rider_id: UUID, cutoff: datetime) -> int:
+    """Points credited before ``cutoff`` and not yet spent, first in first out: credits (earned, positive
+    adjustments) before the cutoff minus every debit ever (redeemed, reversed, expired, negative adjustments),
+    voided redemptions giving their debit back."""
+    old_credits, debits = _expirable_columns(cutoff)
     row = (await uow.session.execute(
         sa.select(old_credits, debits).where(ENTRIES.c.rider_id == rider_id))).one()
     return max(0, int(row[0]) - int(row[1]))
 
 
-async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> int:
-    """Expire unspent points older than the policy allows. Idempotent per rider and local day (the cause is
-    ``expiry / <rider>:<day>``), so running it in several replicas or twice a day changes nothing."""
+async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
+    """Expire unspent points older than the policy allows, for up to ``batch`` riders; returns (points expired,
+    riders looked at) — call again while it returns a full batch. Idempotent per rider and local day (the cause
+    is ``expiry / <rider>:<day>``), so several replicas, or two runs a day, change nothing. Riders whose old
+    points are all spent are never candidates, so batches always make progress."""
     settings = config.get()
     if not settings.expiry_days:
-        return 0
+        return 0, 0
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.expiry_days)
     day = settings.day_start(now).date().isoformat()
+    old_credits, debits = _expirable_columns(cutoff)
     candidates = (await uow.session.execute(
-        sa.select(ENTRIES.c.rider_id).where(ENTRIES.c.kind.in_(CREDIT_KINDS), ENTRIES.c.created_at < cutoff,
-                                            ENTRIES.c.amount > 0)
-        .group_by(ENTRIES.c.rider_id).limit(batch)
+        sa.select(ENTRIES.c.rider_id).group_by(ENTRIES.c.rider_id)
+        .having(old_credits - debits > 0).order_by(ENTRIES.c.rider_id).limit(batch)
     )).scalars().all()
     expired = 0
     for rider_id in candidates:
@@ -239,7 +246,7 @@ async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: 
                          cause_id=cause_id, note=f"Points earned before {cutoff.date().isoformat()} expired",
                          check_duplicate=False)
         expired += amount
-    return expired
+    return expired, len(candidates)
 
 
 # --- leaderboards ---------------------------------------------------------------------------------------------

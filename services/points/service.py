@@ -161,6 +161,8 @@ async def staff_update_rider(uow: UnitOfWork, who: Principal, rider: Rider, data
                                team_id=str(leading[0]))
         rider.role = data.role
     if data.community is not None:
+        if not who.covers(data.community):
+            raise Problem(403, "outside_scope", "Outside your scope", "You cannot move riders to that community.")
         rider.community = data.community
     if data.leave_team:
         rider.team_id = None
@@ -208,6 +210,8 @@ async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpd
             raise conflict("team_name_taken", f"A team named {data.name!r} exists already.")
         team.name = data.name
     if data.community is not None:
+        if not who.covers(data.community):
+            raise Problem(403, "outside_scope", "Outside your scope", "You cannot move teams to that community.")
         team.community = data.community
     if data.leader_rider_id is not None:
         leader = await _leader(uow, who, data.leader_rider_id)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from minsheng.platform.db import create_database_if_missing
 from services.points import ratelimit
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
+from tests.support.infra import database_template, drop_databases
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +30,13 @@ async def points(tmp_path: Path) -> AsyncIterator[System]:
 
 
 @pytest.fixture
-async def pg_points(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
-    """Only the points service, on a real PostgreSQL database."""
-    async with running_system(embedded_settings(tmp_path, database_url=pg_template), services=("points",)) as s:
-        yield s
+async def pg_points(tmp_path: Path, pg_base_url: str) -> AsyncIterator[System]:
+    """Only the points service, on a fresh PostgreSQL database of its own (created and dropped here: one
+    database instead of four keeps these tests quick)."""
+    template = database_template(pg_base_url)
+    await create_database_if_missing(template.replace("{service}", "points"))
+    try:
+        async with running_system(embedded_settings(tmp_path, database_url=template), services=("points",)) as s:
+            yield s
+    finally:
+        await drop_databases(pg_base_url, template, ("points",))

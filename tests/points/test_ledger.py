@@ -143,3 +143,14 @@ async def test_times_without_a_zone_are_refused(points: System) -> None:
                                  json={"type_code": "x", "title": "t", "community": "gangcheng",
                                        "due_at": "2030-01-01T12:00:00"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "due_at"
+
+
+async def test_expiry_works_through_every_rider_in_batches(points: System) -> None:
+    riders = [await rider(points, f"rider-e{i}", name=f"张{i}", phone=f"1350000000{i}") for i in range(5)]
+    for r in riders:
+        await credit(points, r.id, 10)
+        await _backdate(points, r.id, 400)
+    runtime = points.runtime("points")
+    assert await jobs.expire_points(runtime, batch=2) == 50
+    assert [await balance(points, r) for r in riders] == [0] * 5
+    assert await jobs.expire_points(runtime, batch=2) == 0

@@ -36,6 +36,8 @@ async def test_staff_scope_and_roles(points: System) -> None:
     assert r.json()["role"] == "blue"
     r = await points.client.patch(f"/points/riders/{fan.id}", headers=staff(points), json={"role": "purple"})
     assert r.status_code == 422
+    r = await points.client.patch(f"/points/riders/{fan.id}", headers=staff(points), json={"community": "yunxing"})
+    assert r.status_code == 403 and r.json()["code"] == "outside_scope"
 
 
 async def test_teams_are_led_by_red_riders(points: System) -> None:

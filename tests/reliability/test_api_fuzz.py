@@ -1,0 +1,160 @@
+"""Schemathesis over every service's OpenAPI document (Open311 included: it is part of the issues API under
+/issues/open311/v2), authenticated, in-process (ASGI) on the embedded mode with the demo data loaded:
+0 server errors, 0 response-schema violations, and no unmasked phone or ID number in any response body.
+
+Route-driven: the operations come from the running services' documents, so the run grows with them.
+Bounded by default; ``MINSHENG_FUZZ_EXAMPLES`` (examples per operation, default 4) and ``MINSHENG_FUZZ_ROLES``
+(comma-separated, default ``admin``) go deeper, e.g. ``MINSHENG_FUZZ_EXAMPLES=50
+MINSHENG_FUZZ_ROLES=admin,staff,grid_worker,resident,rider,merchant``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from tests.conftest import embedded_settings
+from tests.support.client import System, running_system
+from tests.support.pii import leaks
+from tests.support.reliability import env_int, record
+
+EXAMPLES = env_int("MINSHENG_FUZZ_EXAMPLES", 4)
+ROLES = [r.strip() for r in os.environ.get("MINSHENG_FUZZ_ROLES", "admin").split(",") if r.strip()]
+BASE = "http://minsheng.test"
+# pydantic documents ``datetime.time`` as ``format: time``, which JSON Schema takes from RFC 3339 (an offset is
+# required); the services' naive wall-clock times ("07:00:00", a canteen's serving hours) are meant that way.
+NAIVE_TIME = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+
+
+@dataclass
+class Findings:
+    calls: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    server_errors: list[str] = field(default_factory=list)
+    schema_violations: list[str] = field(default_factory=list)
+    tolerated_naive_times: int = 0
+    pii_leaks: list[str] = field(default_factory=list)
+    other_failures: list[str] = field(default_factory=list)
+    operations: int = 0
+
+
+@pytest.fixture
+async def demo_system(tmp_path: Path) -> AsyncIterator[System]:
+    async with running_system(embedded_settings(tmp_path), demo=True) as s:
+        yield s
+
+
+def _failures(exc: BaseException) -> list[Failure]:
+    if isinstance(exc, FailureGroup):
+        return [f for e in exc.exceptions for f in _failures(e)]
+    return [exc] if isinstance(exc, Failure) else []
+
+
+def _tolerated(failure: Failure) -> bool:
+    instance = getattr(failure, "instance", None)
+    return (failure.title == "Response violates schema" and isinstance(instance, str)
+            and NAIVE_TIME.fullmatch(instance) is not None and "time" in failure.message)
+
+
+async def test_every_operation_of_every_service_survives_fuzzing(demo_system: System) -> None:
+    s = demo_system
+    loop = asyncio.get_running_loop()
+    # As a real server answers: the response the app sent, not the exception Starlette re-raises after it.
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False), base_url=BASE,
+                             timeout=60)
+    findings = Findings()
+    schemas = {}
+    for service in s.app.state.runtimes:
+        r = await s.client.get(f"/{service}/openapi.json")
+        assert r.status_code == 200
+        schemas[service] = schemathesis.openapi.from_dict(r.json())
+
+    async def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+        response = await http.request(method, url, **kwargs)
+        with suppress(Exception):
+            await response.request.aread()  # multipart bodies are streams; the checks read the request
+        return response
+
+    def send(kwargs: dict[str, Any]) -> httpx.Response:
+        method, url = kwargs.pop("method"), kwargs.pop("url")
+        for unsupported in ("verify", "allow_redirects", "timeout", "cookies", "stream"):
+            kwargs.pop(unsupported, None)
+        return asyncio.run_coroutine_threadsafe(request(method, url, **kwargs), loop).result(120)
+
+    def checker(service: str, operation: Any, headers: dict[str, str], label: str) -> Any:
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        @given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            kwargs = case.as_transport_kwargs(base_url=f"{BASE}/{service}", headers=headers)
+            request_text = " ".join(repr(kwargs.get(k)) for k in ("json", "params", "data", "headers"))
+            response = send(kwargs)
+            findings.calls += 1
+            findings.statuses[response.status_code] = findings.statuses.get(response.status_code, 0) + 1
+            if "reveal" not in operation.path:  # revealing on purpose is the PIPL test's business
+                findings.pii_leaks += [f"{label}: {k}={v}" for k, v in leaks(response.text, request_text)]
+            try:
+                case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+            except BaseException as exc:  # a FailureGroup is a BaseExceptionGroup
+                failures = _failures(exc)
+                if not failures:
+                    findings.other_failures.append(f"{label}: {type(exc).__name__}: {exc}"[:300])
+                for failure in failures:
+                    text = f"{label} → {response.status_code}: {failure.title}: {failure.message}"[:600]
+                    if response.status_code >= 500:
+                        findings.server_errors.append(text)
+                    elif _tolerated(failure):
+                        findings.tolerated_naive_times += 1
+                    else:
+                        findings.schema_violations.append(text)
+
+        return check
+
+    def fuzz(service: str, schema: Any, role: str) -> None:
+        headers = s.auth(role, sub=f"fuzz-{role}", scopes=["*"] if role in ("admin", "staff") else [])
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            findings.operations += 1
+            checker(service, operation, headers, f"{role} {operation.method.upper()} /{service}{operation.path}")()
+
+    def run_all() -> None:
+        for role in ROLES:
+            for service, schema in schemas.items():
+                fuzz(service, schema, role)
+
+    try:
+        await asyncio.to_thread(run_all)
+    finally:
+        await http.aclose()
+
+    deep = EXAMPLES != 4 or ROLES != ["admin"]
+    record("api_fuzz_deep" if deep else "api_fuzz", {
+        "services": sorted(schemas), "roles": ROLES, "examples_per_operation": EXAMPLES,
+        "operations": findings.operations, "requests": findings.calls,
+        "responses": dict(sorted(findings.statuses.items())),
+        "server_errors": len(findings.server_errors), "response_schema_violations": len(findings.schema_violations),
+        "unmasked_phone_or_id_in_responses": len(findings.pii_leaks),
+        "tolerated_naive_time_format": findings.tolerated_naive_times,
+        "harness_errors": len(findings.other_failures),
+        "examples": {"server_errors": findings.server_errors[:10],
+                     "response_schema_violations": findings.schema_violations[:10],
+                     "pii_leaks": findings.pii_leaks[:10], "harness_errors": findings.other_failures[:5]},
+    })
+    assert findings.calls > findings.operations, "every operation was called"
+    assert findings.server_errors == [], "\n".join(findings.server_errors[:10])
+    assert findings.schema_violations == [], "\n".join(findings.schema_violations[:10])
+    assert findings.pii_leaks == [], "\n".join(findings.pii_leaks[:10])

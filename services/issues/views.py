@@ -90,12 +90,11 @@ async def report_issue(body: IssueCreate, uow: UoW, who: Caller, cipher: Cipher,
     if who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.grid_worker, Role.admin):
         raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not report issues.")
 
-    async def action() -> tuple[int, IssueReceipt]:
+    async def action() -> tuple[int, dict[str, Any]]:
         issue, attached, cat = await service.report_issue(uow, who, body, cipher=cipher)
         public = service.public_view(issue, who, cipher, participant=True)
-        receipt = IssueReceipt.model_validate({**public.model_dump(), "attached": attached,
-                                               "emergency_guidance": cat.emergency_guidance,
-                                               "service_notice": cat.service_notice})
+        receipt = {**public.model_dump(mode="json"), "attached": attached,
+                   "emergency_guidance": cat.emergency_guidance, "service_notice": cat.service_notice}
         return (200 if attached else 201), receipt
 
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:report-issue", body=body, action=action)

@@ -755,6 +755,12 @@ class RedemptionPublic(BaseModel):
     void_reason: str | None = None
 
 
+class StaffRedemptionView(RedemptionPublic):
+    """Staff (in the merchant's scope) may see which rider it was, e.g. to settle a dispute."""
+
+    rider_id: UUID
+
+
 class RiderRedemptionPublic(BaseModel):
     id: UUID
     merchant_id: UUID

@@ -39,6 +39,7 @@ from services.points.models import (
     OfferKind,
     OfferPublic,
     Reason,
+    RedemptionStatus,
     Rider,
     RiderCreate,
     RiderPublic,
@@ -48,6 +49,7 @@ from services.points.models import (
     RiderStaffUpdate,
     RiderStaffView,
     RiderStatus,
+    StaffRedemptionView,
     StatementSummary,
     TaskCreate,
     TaskProof,
@@ -513,6 +515,21 @@ async def create_offer(merchant_id: UUID, body: OfferCreate, uow: UoW, who: Staf
     offer = await merchants.create_offer(uow, merchant, body)
     await uow.commit()
     return merchants.offer_view(offer, merchant.name)
+
+
+@router.get("/merchants/{merchant_id}/redemptions", response_model=Page[StaffRedemptionView],
+            tags=["merchants (staff)"], summary="A merchant's redemptions (disputes, audits); with the rider's id")
+async def merchant_redemptions(merchant_id: UUID, uow: UoW, runtime: Runtime, who: Staff,
+                               limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
+                               status: RedemptionStatus | None = None, since: AwareDatetime | None = None,
+                               until: AwareDatetime | None = None) -> Page[StaffRedemptionView]:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    page = await merchants.list_redemptions(uow, merchant.id, limit=limit, cursor=cursor, status=status,
+                                            since=since, until=until)
+    items = [StaffRedemptionView(**merchants.redemption_view(runtime.settings, r, t,
+                                                             merchant.void_window_minutes).model_dump(),
+                                 rider_id=r.rider_id) for r, t in page.items]
+    return Page[StaffRedemptionView](items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/merchants/{merchant_id}/statements/{month}", response_model=StatementSummary,

@@ -41,3 +41,12 @@ async def test_seed_demo_twice(points: System) -> None:
 
     me = await points.client.get("/points/merchant-api/me", auth=MerchantAuth(DEMO_KEY_ID, DEMO_SECRET))
     assert me.status_code == 200 and me.json()["name"] == "云兴街老王理发"
+
+
+async def test_openapi_documents_the_merchant_signature_headers(points: System) -> None:
+    spec = (await points.client.get("/points/openapi.json")).json()
+    redeem = spec["paths"]["/merchant-api/redemptions"]["post"]
+    names = {p["name"] for p in redeem["parameters"]}
+    assert {"Idempotency-Key", "X-Minsheng-Key-Id", "X-Minsheng-Timestamp", "X-Minsheng-Nonce",
+            "X-Minsheng-Signature"} <= names
+    assert "/riders/me/balance" in spec["paths"] and "/leaderboards/{by}" in spec["paths"]

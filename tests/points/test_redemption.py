@@ -211,7 +211,14 @@ async def test_monthly_statement_json_and_csv(points: System) -> None:
     bad = await points.client.get("/points/merchant-api/statements/2026-13", auth=m.auth)
     assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
     merchant_list = (await points.client.get("/points/merchant-api/redemptions?status=voided", auth=m.auth)).json()
-    assert [x["id"] for x in merchant_list["items"]] == [ids[2]]
+    assert [x["id"] for x in merchant_list["items"]] == [ids[2]] and "rider_id" not in merchant_list["items"][0]
+    audit = (await points.client.get(f"/points/merchants/{m.id}/redemptions?limit=2", headers=staff(points))).json()
+    assert [x["id"] for x in audit["items"]] == ids[::-1][:2] and audit["items"][0]["rider_id"] == fan.id
+    rest = (await points.client.get(f"/points/merchants/{m.id}/redemptions?limit=2&cursor={audit['next_cursor']}",
+                                    headers=staff(points))).json()
+    assert [x["id"] for x in rest["items"]] == [ids[0]] and rest["next_cursor"] is None
+    assert (await points.client.get(f"/points/merchants/{m.id}/redemptions",
+                                    headers=staff(points, "yunxing"))).status_code == 404
 
 
 async def test_bad_input_is_problem_json(points: System) -> None:

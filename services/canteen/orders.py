@@ -237,8 +237,17 @@ async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal
             raise Problem(422, "delivery_address_required", "Delivery address required",
                           "Give delivery_address or record one on the diner.",
                           errors=[{"field": "delivery_address", "message": "required", "type": "missing"}])
-    await _claim_seat(uow, menu)
-    computed = await quote(uow, diner, menu, meal, fulfilment, extra)
+    if uow.db.is_postgres:
+        # The diner's row lock (taken by the caller) already serialises this diner's orders, so the subsidy and
+        # its caps can be read first; the seat is claimed last, keeping the hot menu row locked only for the
+        # INSERTs and the COMMIT.
+        computed = await quote(uow, diner, menu, meal, fulfilment, extra)
+        await _claim_seat(uow, menu)
+    else:
+        # SQLite has no row locks: the seat UPDATE takes the database's write lock first, so what follows reads
+        # a state no other booking can change before this one commits.
+        await _claim_seat(uow, menu)
+        computed = await quote(uow, diner, menu, meal, fulfilment, extra)
     served = channel == OrderChannel.walk_in
     order = Order(
         canteen_id=canteen.id, diner_id=diner.id, menu_id=menu.id, set_meal_id=meal.id, set_meal_name=meal.name,

@@ -144,11 +144,12 @@ def _fact(issue: Issue, actor: str | None) -> dict[str, Any]:
 
 def record(uow: UnitOfWork, issue: Issue, action: str, who: Principal | None, note: str | None = None, *,
            internal: bool = False, data: dict[str, Any] | None = None, actor: str | None = None,
-           at: datetime | None = None) -> None:
+           actor_role: str | None = None, at: datetime | None = None) -> None:
+    """Append to the timeline: ``who`` acted, or (events, jobs) ``actor`` with ``actor_role``, or the system."""
+    role = role_of(who) if who else actor_role or ("system" if actor is None else None)
     uow.session.add(TimelineEntry(
-        issue_id=issue.id, action=action, actor=who.sub if who else actor,
-        actor_role=role_of(who) if who else ("system" if actor is None else None), note=note, internal=internal,
-        data=data or {}, at=at or issue.updated_at))
+        issue_id=issue.id, action=action, actor=who.sub if who else actor, actor_role=role, note=note,
+        internal=internal, data=data or {}, at=at or issue.updated_at))
 
 
 def _touch(issue: Issue, now: datetime | None = None) -> datetime:
@@ -290,8 +291,9 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
     if data.photo_urls:
         issue.photo_urls = [*issue.photo_urls, *data.photo_urls][:30]
     _touch(issue, now)
+    # A private report's words stay with staff.
     record(uow, issue, "duplicate_attached", None, data.description[:500] or None, actor=data.reporter,
-           internal=not data.is_public,  # a private report's words stay with staff
+           actor_role=data.actor_role or data.channel, internal=not data.is_public,
            data={"channel": data.channel, **({"origin": origin.model_dump()} if origin else {})})
     if origin is not None:
         issue.linked = [*issue.linked, origin.model_dump()]
@@ -414,14 +416,13 @@ def public_view(issue: Issue, who: Principal, cipher: FieldCipher | None, *,
     """The issue as ``who`` may see it: contact details masked for staff, hidden from everyone else."""
     out = IssuePublic.model_validate(issue, from_attributes=True)
     staff = works_on(who, issue)
-    own = participant if participant is not None else issue.reporter == who.sub
     updates: dict[str, Any] = {"overdue": is_overdue(issue)}
     if staff and cipher is not None:
         updates["contact_name"] = mask_name(cipher.decrypt(issue.contact_name))
         updates["contact_phone"] = mask_phone(cipher.decrypt(issue.contact_phone))
     else:
         updates["contact_name"] = updates["contact_phone"] = None
-    if not staff and not own:
+    if not staff and issue.reporter != who.sub:  # co-reporters and followers do not learn each other's accounts
         updates["reporter"] = None
     return out.model_copy(update=updates)
 

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW
@@ -153,7 +154,7 @@ async def reveal_contact(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher) -
     issue = await service.get_issue(uow, who, issue_id)
     if not service.works_on(who, issue):
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
-    service.record(uow, issue, "contact_viewed", who, internal=True, at=service.utcnow())
+    service.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
     return {"name": cipher.decrypt(issue.contact_name), "phone": cipher.decrypt(issue.contact_phone)}
 

@@ -16,6 +16,7 @@ async def test_nearby_report_of_the_same_problem_joins_the_open_issue(issues: Sy
     assert r.status_code == 200, r.text  # not created: attached
     second = r.json()
     assert second["attached"] is True and second["id"] == first["id"] and second["reporter_count"] == 2
+    assert second["reporter"] is None  # a co-reporter does not learn the first reporter's account
     for sub in ("res-a", "res-b"):  # every reporter is credited and follows it
         mine = (await issues.client.get("/issues/issues", headers=resident(issues, sub),
                                         params={"mine": True})).json()["items"]

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from minsheng.platform.ids import utcnow
 from minsheng.platform.service import ServiceRuntime
+from services.points import config
 from services.points import merchants as merchant_cases
 from services.points.models import (
     LedgerEntry,
@@ -92,6 +93,10 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
         if (await conn.execute(sa.select(_table(Team).c.id).where(_table(Team).c.id == first_team))).first():
             return
         now = utcnow()
+        settings = config.get()
+        # Demo earnings are dated earlier this month (yesterday at the latest), so they show on this month's
+        # leaderboards without eating into today's daily cap.
+        earned_at = max(settings.month_bounds(settings.local_month(now))[0], now - timedelta(days=1))
         slugs = list(COMMUNITIES)
         teams, riders, balances, entries = [], [], [], []
         for n in range(RED_RIDERS):
@@ -113,7 +118,7 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
             balances.append({"rider_id": rid, "balance": points, "updated_at": now})
             entries.append({"id": _id("entry", kind, i), "rider_id": rid, "kind": "earned", "amount": points,
                             "balance_after": points, "cause_type": "demo", "cause_id": f"demo:{kind}:{i}",
-                            "note": "Demo: points earned this month", "created_at": now})
+                            "note": "Demo: points earned this month", "created_at": earned_at})
 
         for n in range(RED_RIDERS):
             rider("red", n, n, name="樊伟明" if n == 4 else None)  # 樊伟明 of Gangcheng, from the news report

@@ -7,14 +7,25 @@ from __future__ import annotations
 from datetime import date, time, timedelta
 from typing import Any
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
 from minsheng.platform.privacy import mask_id_number
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
-from services.canteen import config
-from services.canteen.models import Canteen, Diner, MealSlotRow, Menu, SetMeal, SubsidyRule
+from services.canteen import config, orders
+from services.canteen.models import (
+    Canteen,
+    Diner,
+    Fulfilment,
+    MealSlotRow,
+    Menu,
+    Order,
+    SetMeal,
+    SubsidyLine,
+    SubsidyRule,
+)
 from services.canteen.service import cipher, new_code
 
 CANTEENS: list[dict[str, Any]] = [
@@ -151,7 +162,7 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
                 await uow.session.flush()
                 uow.session.add_all(SetMeal(menu_id=menu.id, position=i, **m) for i, m in enumerate(meals))
 
-    start = today.replace(day=1)
+    start = date(today.year - 1, 1, 1)
     for spec in RULES:
         exists = (await uow.session.execute(select(SubsidyRule.id).where(SubsidyRule.key == spec["key"]))).first()
         if exists is None:
@@ -172,9 +183,55 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
         ))
 
 
+async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int:
+    """Past lunches at an open canteen, so the settlement and the care signals have something to show: every
+    diner ate most days; 赵 came every day until four days ago (she hurt her leg) — a welfare check is due."""
+    if (await uow.session.execute(select(Order.id).where(Order.canteen_id == canteen.id).limit(1))).first():
+        return 0
+    today = config.today()
+    diners = list((await uow.session.execute(
+        select(Diner).where(Diner.canteen_id == canteen.id).order_by(col(Diner.name)))).scalars())
+    served = 0
+    for offset in range(days, 0, -1):
+        day = today - timedelta(days=offset)
+        menu = Menu(canteen_id=canteen.id, meal_date=day, slot="lunch", capacity=SLOTS["lunch"]["capacity"],
+                    status="published", published_at=utcnow())
+        meal = SetMeal(menu_id=menu.id, position=0, **_lunch(day.toordinal())[0])
+        uow.session.add(menu)
+        await uow.session.flush()
+        uow.session.add(meal)
+        await uow.session.flush()
+        eaters = [d for i, d in enumerate(diners)
+                  if (d.name == "赵桂香" and offset > 4) or (d.name != "赵桂香" and (offset + i) % 5 != 0)]
+        for diner in eaters:
+            computed = await orders.quote(uow, diner, menu, meal, Fulfilment.dine_in)
+            order = Order(canteen_id=canteen.id, diner_id=diner.id, menu_id=menu.id, set_meal_id=meal.id,
+                          set_meal_name=meal.name, meal_date=day, slot="lunch", fulfilment="dine_in",
+                          status="served", channel="walk_in", price_fen=computed.price_fen,
+                          subsidy_fen=computed.subsidy_fen, elder_pays_fen=computed.elder_pays_fen, payer="diner",
+                          booked_by="demo", pickup_code=new_code(8), community=diner.community,
+                          compound=diner.compound, dietary=list(diner.dietary),
+                          checked_in_at=config.local_instant(day, time(11, 20)), checked_in_by="demo")
+            await uow.session.execute(sa.insert(orders.ORDERS).values(**order.model_dump()))
+            lines = [SubsidyLine(order_id=order.id, diner_id=diner.id, canteen_id=canteen.id, meal_date=day,
+                                 rule_id=rule.id, rule_key=rule.key, rule_version=rule.version,
+                                 category=rule.category, funder=rule.funder, amount_fen=amount).model_dump()
+                     for rule, amount in computed.lines]
+            if lines:
+                await uow.session.execute(sa.insert(orders.LINES), lines)
+            menu.booked += 1
+            served += 1
+    return served
+
+
 async def seed_demo(runtime: ServiceRuntime) -> None:
     async with runtime.uow() as uow:
         await seed(uow, runtime)
+        await uow.commit()
+    async with runtime.uow() as uow:
+        canteen = (await uow.session.execute(
+            select(Canteen).where(Canteen.code == "yunxing-street"))).scalar_one()
+        await seed_history(uow, canteen)
         await uow.commit()
 
 

@@ -85,14 +85,16 @@ async def list_canteens(uow: UoW, who: MaybeCaller, community: str | None = None
                                next_cursor=page.next_cursor)
 
 
-@router.post("/canteens", status_code=201, response_model=CanteenPublic, tags=["canteens"])
+@router.post("/canteens", status_code=201, response_model=CanteenPublic, tags=["canteens"],
+             summary="Open (plan) a canteen: staff of its community, or county staff")
 async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPublic:
     canteen = await service.create_canteen(uow, who, body)
     await uow.commit()
     return service.canteen_public(canteen, [])
 
 
-@router.get("/canteens/{canteen_ref}", response_model=CanteenPublic, tags=["canteens"])
+@router.get("/canteens/{canteen_ref}", response_model=CanteenPublic, tags=["canteens"],
+            summary="One canteen with its meal slots (public)")
 async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> CanteenPublic:
     canteen = await service.get_canteen(uow, canteen_ref)
     return service.canteen_public(canteen, (await service.slots_of(uow, [canteen.id]))[canteen.id])
@@ -179,7 +181,8 @@ async def list_menus(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, date_f
     return Page[MenuPublic](items=items, next_cursor=page.next_cursor)
 
 
-@router.get("/menus/{menu_id}", response_model=MenuPublic, tags=["menus"])
+@router.get("/menus/{menu_id}", response_model=MenuPublic, tags=["menus"],
+            summary="One menu (public once published); with diner_id or needs, what suits")
 async def get_menu(menu_id: UUID, uow: UoW, who: MaybeCaller, diner_id: UUID | None = None,
                    needs: Annotated[list[DietaryNeed] | None, Query()] = None) -> MenuPublic:
     menu = await service.get_menu(uow, menu_id)
@@ -192,7 +195,8 @@ async def get_menu(menu_id: UUID, uow: UoW, who: MaybeCaller, diner_id: UUID | N
     return service.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
 
 
-@router.post("/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"])
+@router.post("/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"],
+             summary="Publish one menu: bookings open")
 async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
     menu = await service.get_menu(uow, menu_id, for_update=True)
     canteen = await service.managed_canteen(uow, who, menu.canteen_id)
@@ -242,7 +246,8 @@ async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     return [service.diner_public(d, family[d.id]) for d in diners]
 
 
-@router.get("/diners/{diner_id}", response_model=DinerPublic, tags=["diners"])
+@router.get("/diners/{diner_id}", response_model=DinerPublic, tags=["diners"],
+            summary="One diner (the elder, family, or staff in scope); personal data masked")
 async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
     diner, _, family, _, _ = await service.load_diner(uow, who, diner_id)
     return service.diner_public(diner, family)
@@ -265,7 +270,8 @@ async def read_sensitive(diner_id: UUID, uow: UoW, who: Carer, rt: Runtime,
     return result
 
 
-@router.get("/diners/{diner_id}/access-log", response_model=Page[PiiAccessPublic], tags=["diners"])
+@router.get("/diners/{diner_id}/access-log", response_model=Page[PiiAccessPublic], tags=["diners"],
+            summary="Who read this diner's unmasked data, when and why")
 async def access_log(diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT,
                      cursor: str | None = None) -> Page[PiiAccessPublic]:
     page = await service.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
@@ -281,7 +287,8 @@ async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Ca
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
 
-@router.delete("/diners/{diner_id}/family/{member_id}", status_code=204, tags=["diners"])
+@router.delete("/diners/{diner_id}/family/{member_id}", status_code=204, tags=["diners"],
+               summary="Unlink a family member (the elder, staff, or the member themself)")
 async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) -> Response:
     await service.remove_family(uow, who, diner_id, member_id)
     await uow.commit()
@@ -329,7 +336,8 @@ async def _order_out(uow: UoW, order_id: UUID, who: Principal) -> OrderPublic:
     return orders.order_public(order, (await orders.lines_of(uow, [order.id]))[order.id])
 
 
-@router.get("/orders/{order_id}", response_model=OrderPublic, tags=["orders"])
+@router.get("/orders/{order_id}", response_model=OrderPublic, tags=["orders"],
+            summary="One order with its subsidy lines and who funds what")
 async def get_order(order_id: UUID, uow: UoW, who: Caller) -> OrderPublic:
     return await _order_out(uow, order_id, who)
 
@@ -401,7 +409,8 @@ async def list_rules(uow: UoW, who: Caller, on: date | None = None, key: str | N
     return Page[SubsidyRulePublic](items=[_rule_out(r) for r in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/subsidy-rules", status_code=201, response_model=SubsidyRulePublic, tags=["subsidy"])
+@router.post("/subsidy-rules", status_code=201, response_model=SubsidyRulePublic, tags=["subsidy"],
+             summary="A new rule (version 1) from a date: county staff only")
 async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.create_rule(uow, who.sub, body)
@@ -427,7 +436,8 @@ async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: S
     return _rule_out(rule)
 
 
-@router.post("/subsidy-rules/{key}/retire", response_model=SubsidyRulePublic, tags=["subsidy"])
+@router.post("/subsidy-rules/{key}/retire", response_model=SubsidyRulePublic, tags=["subsidy"],
+             summary="End a rule after a date (its latest version stops applying)")
 async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.retire(uow, key, body.effective_to)

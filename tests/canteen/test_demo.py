@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from services.canteen.demo import seed_demo
-from tests.canteen.helpers import TOMORROW, book, county
+from tests.canteen.helpers import TODAY, TOMORROW, book, county
 from tests.support.client import System
 
 
@@ -34,6 +36,16 @@ async def test_demo_data_is_complete_and_idempotent(canteen: System) -> None:
     assert len(diners) == 6 and all("****" in d["phone"] for d in diners)
     zhao = next(d for d in diners if d["name"] == "赵桂香")
     assert zhao["delivery_eligible"] and zhao["compound"] == "yuntaiyuan" and zhao["age"] >= 80
+
+    # A month of history: the settlement has figures, and 赵 (who hurt her leg) stopped coming four days ago.
+    last_month = (TODAY.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    st = (await s.client.get(f"/canteen/canteens/yunxing-street/settlements/{last_month}", headers=county(s))).json()
+    assert st["meals_served"] > 0 and st["reconciliation"]["price_equals_elder_plus_subsidy"]
+    assert st["reconciliation"]["subsidy_total_fen"] == st["reconciliation"]["claimed_fen"] > 0
+    scan = (await s.client.post("/canteen/care/scan", headers=county(s))).json()
+    assert scan["raised"] == 1
+    [alert] = (await s.client.get("/canteen/care/alerts", headers=county(s))).json()["items"]
+    assert alert["diner_id"] == zhao["id"] and alert["days_absent"] == 4
 
     # The demo is usable: 赵 books tomorrow's soft lunch for delivery; 3 yuan from the 80+ subsidy.
     r = await book(s, county(s), zhao["id"], lunch, meal=1, fulfilment="delivery")

@@ -4,11 +4,14 @@ kill and start again without disturbing anyone else."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from minsheng import SERVICES
 from minsheng.platform.db import create_database_if_missing
+from tests.conftest import embedded_settings
+from tests.support.client import System, running_system
 from tests.support.infra import Tansu, database_template
 from tests.support.pgserver import PrivatePostgres
 from tests.support.tcpproxy import DurableBroker
@@ -52,3 +55,10 @@ async def private_pg_template(private_pg: PrivatePostgres) -> AsyncIterator[str]
     for name in SERVICES:
         await create_database_if_missing(template.replace("{service}", name))
     yield template
+
+
+@pytest.fixture
+async def demo_system(tmp_path: Path) -> AsyncIterator[System]:
+    """The whole system, embedded, with the demo data loaded (objects in several communities and canteens)."""
+    async with running_system(embedded_settings(tmp_path), demo=True) as s:
+        yield s

@@ -13,22 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import embedded_settings
-from tests.support.client import System, running_system
+from tests.support.client import System
 from tests.support.pii import leaks
 from tests.support.reliability import env_int, record
 
@@ -50,12 +46,6 @@ class Findings:
     pii_leaks: list[str] = field(default_factory=list)
     other_failures: list[str] = field(default_factory=list)
     operations: int = 0
-
-
-@pytest.fixture
-async def demo_system(tmp_path: Path) -> AsyncIterator[System]:
-    async with running_system(embedded_settings(tmp_path), demo=True) as s:
-        yield s
 
 
 def _failures(exc: BaseException) -> list[Failure]:

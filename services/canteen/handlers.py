@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from minsheng.contracts.base import IntegrationEvent
-from minsheng.contracts.points import TaskCompleted
+from minsheng.contracts.base import IntegrationEvent, Origin
+from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
@@ -14,16 +14,27 @@ from minsheng.platform.uow import UnitOfWork
 from services.canteen import care, orders
 
 
+def _our_order(origin: Origin | None) -> UUID | None:
+    if origin is None or origin.service != "canteen" or origin.kind != "order":
+        return None
+    try:
+        return UUID(origin.id)
+    except ValueError:
+        return None
+
+
+async def on_task_claimed(event: TaskClaimed, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    """A rider took a delivery task the canteen asked for: the meal is on its way."""
+    order_id = _our_order(event.origin)
+    if order_id is not None:
+        await orders.rider_on_the_way(uow, order_id, task_id=event.task_id, at=event.claimed_at)
+
+
 async def on_task_completed(event: TaskCompleted, envelope: CloudEvent, uow: UnitOfWork) -> None:
     """A rider finished a delivery task the canteen asked for: the order is delivered (once)."""
-    origin = event.origin
-    if origin is None or origin.service != "canteen" or origin.kind != "order":
-        return
-    try:
-        order_id = UUID(origin.id)
-    except ValueError:
-        return
-    await orders.mark_delivered(uow, order_id, task_id=event.task_id, at=event.completed_at)
+    order_id = _our_order(event.origin)
+    if order_id is not None:
+        await orders.mark_delivered(uow, order_id, task_id=event.task_id, at=event.completed_at)
 
 
 async def on_resident_status_changed(event: ResidentStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
@@ -35,6 +46,7 @@ async def on_welfare_check_completed(event: WelfareCheckCompleted, envelope: Clo
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {
+    TaskClaimed: on_task_claimed,
     TaskCompleted: on_task_completed,
     ResidentStatusChanged: on_resident_status_changed,
     WelfareCheckCompleted: on_welfare_check_completed,

@@ -696,6 +696,7 @@ class Order(CanteenModel, table=True):
     checked_in_by: str | None = Field(default=None, max_length=200)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     rider_task_id: UUID | None = None
+    rider_claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cancelled_by: str | None = Field(default=None, max_length=200)
     cancel_reason: str | None = Field(default=None, max_length=200)
@@ -730,6 +731,7 @@ class OrderPublic(SQLModel):
     checked_in_at: datetime | None
     delivered_at: datetime | None
     rider_task_id: UUID | None
+    rider_claimed_at: datetime | None = Field(description="A rider took the delivery (on the way)")
     cancelled_at: datetime | None
     cancel_reason: str | None
     created_at: datetime

@@ -426,6 +426,19 @@ async def mark_delivered(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at: 
     return order
 
 
+async def rider_on_the_way(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at: datetime) -> Order | None:
+    """A rider claimed the delivery task: the elder's app can say the meal is on its way. The latest claim wins
+    (a rider may give a task back and another take it)."""
+    order = await uow.session.get(Order, order_id, with_for_update=uow.db.is_postgres)
+    if order is None or order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
+        return None
+    if order.rider_claimed_at is not None and at <= order.rider_claimed_at:
+        return None
+    order.rider_task_id, order.rider_claimed_at = task_id, at
+    order.updated_at = utcnow()
+    return order
+
+
 async def sweep_no_shows(uow: UnitOfWork, today: date) -> int:
     """Bookings for past days nobody checked in become no-shows (deliveries wait for the rider's word)."""
     result = await uow.session.execute(

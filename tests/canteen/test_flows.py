@@ -75,6 +75,12 @@ async def delivery_flow(s: System) -> None:
     # A rider takes 赵's meal to her door; the canteen hears it was delivered and the rider earns the points.
     r = await s.client.post(f"/points/tasks/{task['id']}/claim", headers=fan.headers)
     assert r.status_code == 200, r.text
+
+    async def on_its_way() -> dict[str, Any] | None:
+        o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=s.auth("resident", "wx-zhao", ()))).json()
+        return o if o["rider_claimed_at"] else None
+
+    assert (await until(s, on_its_way))["rider_task_id"] == task["id"]
     r = await s.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers,
                             json={"photo_urls": ["https://cdn.example/door.jpg"], "note": "handed over"})
     assert r.status_code == 200, r.text

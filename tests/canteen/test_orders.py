@@ -307,3 +307,44 @@ async def test_who_sees_which_orders(canteen: System) -> None:
     assert r.status_code == 404 and r.json()["code"] == "set_meal_not_found"
     r = await s.client.post("/canteen/orders", headers=county(s), json={"diner_id": "nope"})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_rider_events_for_an_order_are_applied_once(canteen: System) -> None:
+    from datetime import UTC, datetime
+    from uuid import UUID, uuid4
+
+    from minsheng.contracts.base import Origin
+    from minsheng.contracts.points import TaskClaimed, TaskCompleted
+    from tests.canteen.helpers import deliver
+
+    s = canteen
+    c = await make_canteen(s)
+    menu = await make_menu(s, "yunxing-street", TOMORROW)
+    zhao = await make_diner(s, c["id"], delivery_eligible=True, delivery_address="云泰园3号楼")
+    order = (await book(s, county(s), zhao["id"], menu, fulfilment="delivery")).json()
+    dine_in = (await book(s, county(s), zhao["id"], menu, extra=True)).json()
+    origin = Origin(service="canteen", kind="order", id=order["id"])
+    task_id, rider_id = uuid4(), uuid4()
+    claimed_at = datetime(2031, 3, 11, 3, 20, tzinfo=UTC)
+    await deliver(s, TaskClaimed(task_id=task_id, task_type="meal_delivery", rider_id=rider_id, origin=origin,
+                                 claimed_at=claimed_at), source="points")
+    o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json()
+    assert o["status"] == "booked" and o["rider_claimed_at"] == "2031-03-11T03:20:00Z"
+    done = TaskCompleted(task_id=task_id, task_type="meal_delivery", rider_id=rider_id, origin=origin,
+                         completed_at=datetime(2031, 3, 11, 3, 50, tzinfo=UTC), points=5)
+    await deliver(s, done, source="points", times=3)  # redelivered
+    # Not ours: other services' origins, orders we do not have, a dine-in order.
+    for other in (Origin(service="issues", kind="order", id=order["id"]),
+                  Origin(service="canteen", kind="order", id=str(uuid4())),
+                  Origin(service="canteen", kind="order", id="not-a-uuid"),
+                  Origin(service="canteen", kind="order", id=dine_in["id"]), None):
+        await deliver(s, done.model_copy(update={"task_id": uuid4(), "origin": other}), source="points")
+    o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json()
+    assert o["status"] == "delivered" and o["delivered_at"] == "2031-03-11T03:50:00Z"
+    assert UUID(o["rider_task_id"]) == task_id
+    assert (await s.client.get(f"/canteen/orders/{dine_in['id']}", headers=county(s))).json()["status"] == "booked"
+    assert [e["order_id"] for e in await outbox(s, "minsheng.canteen.order.delivered.v1")] == [order["id"]]
+    assert s.runtime("canteen").consumer.stats.dead_lettered == 0
+    # A delivery cannot be cancelled once delivered.
+    r = await s.client.post(f"/canteen/orders/{order['id']}/cancel", headers=county(s))
+    assert r.status_code == 409 and r.json()["code"] == "order_not_cancellable"

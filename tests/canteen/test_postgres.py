@@ -32,8 +32,9 @@ pytestmark = pytest.mark.integration
 ORDERS = Order.__table__  # type: ignore[attr-defined]
 
 
-async def test_capacity_and_one_meal_per_slot_hold_under_concurrent_booking(pg_canteen: System) -> None:
-    s = pg_canteen
+async def test_capacity_and_one_meal_per_slot_hold_under_concurrent_booking(pg_system: System) -> None:
+    """The whole system on PostgreSQL (the other services idle), so the canteen shares the server as deployed."""
+    s = pg_system
     c = await make_canteen(s)
     await make_rules(s)
     menu = await make_menu(s, "yunxing-street", TOMORROW, capacity=12)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:27:51.360389
+Create Date: 2026-11-27 10:12:04.050138
 """
 from collections.abc import Sequence
 
@@ -293,6 +293,7 @@ def upgrade() -> None:
     sa.Column('checked_in_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('delivered_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('rider_task_id', sa.Uuid(), nullable=True),
+    sa.Column('rider_claimed_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('cancelled_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('cancelled_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('cancel_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),

@@ -372,6 +372,10 @@ class DinerPublic(DinerBase):
         return mask_phone(v)
 
 
+class DinerLookup(SQLModel):
+    id_number: str = Field(schema_extra={"pattern": r"^\d{17}[\dXx]$"})
+
+
 class DinerSensitive(BaseModel):
     """Unmasked personal data; every read is written to the access log."""
 

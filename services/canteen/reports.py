@@ -296,3 +296,35 @@ async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, mo
     return figures
 
 
+
+
+# --- the elder's monthly statement -------------------------------------------------------------------------------
+
+class DinerStatement(BaseModel):
+    diner_id: UUID
+    month: str
+    meals: int
+    price_fen: int
+    subsidy_fen: int
+    paid_fen: int
+    subsidy_by_funder: dict[str, int]
+    orders_by_status: dict[str, int]
+
+
+async def diner_statement(uow: UnitOfWork, diner: Diner, month: str) -> DinerStatement:
+    """What the elder ate in a month, what it cost, what the subsidies paid and what they (or family) paid."""
+    first, nxt = _month(month)
+    mine = sa.and_(ORDERS.c.diner_id == diner.id, ORDERS.c.meal_date >= first, ORDERS.c.meal_date < nxt)
+    served = ORDERS.c.status.in_(SERVED_STATUSES)
+    by_status = {st: int(n) for st, n in await uow.session.execute(
+        sa.select(ORDERS.c.status, sa.func.count()).where(mine).group_by(ORDERS.c.status))}
+    totals = (await uow.session.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(ORDERS.c.price_fen), 0),
+        sa.func.coalesce(sa.func.sum(ORDERS.c.subsidy_fen), 0),
+        sa.func.coalesce(sa.func.sum(ORDERS.c.elder_pays_fen), 0)).where(mine, served))).one()
+    funders = {f: int(a) for f, a in await uow.session.execute(
+        sa.select(LINES.c.funder, sa.func.sum(LINES.c.amount_fen)).join(ORDERS, ORDERS.c.id == LINES.c.order_id)
+        .where(mine, served, LINES.c.status != LineStatus.cancelled.value).group_by(LINES.c.funder))}
+    return DinerStatement(diner_id=diner.id, month=month, meals=int(totals[0]), price_fen=int(totals[1]),
+                          subsidy_fen=int(totals[2]), paid_fen=int(totals[3]), subsidy_by_funder=funders,
+                          orders_by_status=by_status)

@@ -324,6 +324,16 @@ async def my_diners(uow: UnitOfWork, who: Principal) -> list[Diner]:
     return list((await uow.session.execute(query.order_by(col(Diner.name), col(Diner.id)))).scalars())
 
 
+async def lookup_diner(uow: UnitOfWork, who: Principal, id_number: str, fc: FieldCipher) -> Diner:
+    """Find a diner by ID number (its keyed hash): is this elder registered already, and where?"""
+    found = await uow.session.execute(select(Diner).where(Diner.id_number_hash == fc.lookup_hash(id_number)))
+    diner = found.scalars().first()
+    if diner is None:
+        raise not_found("diner", "with this ID number")
+    await load_diner(uow, who, diner.id)  # 404 outside the caller's scope
+    return diner
+
+
 async def add_family(uow: UnitOfWork, who: Principal, diner_id: UUID, data: FamilyMemberCreate) -> FamilyMember:
     diner, _, family, rel, _ = await load_diner(uow, who, diner_id, for_update=True)
     if rel != Relation.staff and rel != Relation.self_:

@@ -28,6 +28,7 @@ from services.canteen.models import (
     CheckIn,
     DietaryNeed,
     DinerCreate,
+    DinerLookup,
     DinerPublic,
     DinerSensitive,
     DinerStatus,
@@ -244,6 +245,20 @@ async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     diners = await service.my_diners(uow, who)
     family = await service.family_of(uow, [d.id for d in diners])
     return [service.diner_public(d, family[d.id]) for d in diners]
+
+
+@router.post("/diners/lookup", response_model=DinerPublic, tags=["diners"],
+             summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)")
+async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
+    diner = await service.lookup_diner(uow, who, body.id_number, service.cipher(rt.settings))
+    return service.diner_public(diner, (await service.family_of(uow, [diner.id]))[diner.id])
+
+
+@router.get("/diners/{diner_id}/statement/{month}", response_model=reports.DinerStatement, tags=["diners"],
+            summary="The elder's month: meals, price, subsidy by funder, what they (or family) paid")
+async def diner_statement(diner_id: UUID, month: Month, uow: UoW, who: Caller) -> reports.DinerStatement:
+    diner, *_ = await service.load_diner(uow, who, diner_id)
+    return await reports.diner_statement(uow, diner, month)
 
 
 @router.get("/diners/{diner_id}", response_model=DinerPublic, tags=["diners"],

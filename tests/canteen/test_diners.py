@@ -56,6 +56,14 @@ async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(cantee
     log = (await s.client.get(f"/canteen/diners/{zhao['id']}/access-log", headers=county(s))).json()["items"]
     assert [(e["subject"], e["purpose"]) for e in log] == [("cook-yunxing-street", "family contact after absence")]
 
+    # Staff find her by ID number (the keyed hash), but only in their scope.
+    r = await s.client.post("/canteen/diners/lookup", headers=canteen_staff(s), json={"id_number": number})
+    assert r.status_code == 200 and r.json()["id"] == zhao["id"]
+    r = await s.client.post("/canteen/diners/lookup", headers=community_staff(s, "dongyan"), json={"id_number": number})
+    assert r.status_code == 404
+    r = await s.client.post("/canteen/diners/lookup", headers=canteen_staff(s), json={"id_number": "1234"})
+    assert r.status_code == 422
+
     # The same person cannot be registered twice.
     r = await s.client.post("/canteen/diners", headers=county(s), json={
         "canteen_id": c["id"], "name": "赵", "birth_date": "1941-03-08", "community": "yuntai",

@@ -88,6 +88,13 @@ async def test_settlement_totals_claims_and_the_claim_file(canteen: System) -> N
                    "claimed_fen": 2600, "withheld_fen": 600, "price_equals_elder_plus_subsidy": True,
                    "subsidy_equals_claimed_plus_withheld": True, "unsettled_bookings": 1}
 
+    # The elders' own month: what they ate, what the subsidies covered, what they paid.
+    mine = (await s.client.get(f"/canteen/diners/{people['zhao']['id']}/statement/{MONTH}", headers=staff)).json()
+    assert (mine["meals"], mine["price_fen"], mine["subsidy_fen"], mine["paid_fen"]) == (5, 5000, 1500, 3500)
+    assert mine["subsidy_by_funder"] == {"county_civil_affairs": 1500}
+    li = (await s.client.get(f"/canteen/diners/{people['li']['id']}/statement/{MONTH}", headers=staff)).json()
+    assert li["meals"] == 0 and li["orders_by_status"] == {"booked": 1, "cancelled": 1}
+
     r = await s.client.get(f"/canteen/canteens/yunxing-street/settlements/{MONTH}/claim.csv", headers=staff)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))

@@ -34,14 +34,19 @@ def unmasked(text: str) -> set[str]:
 def leaks(response_text: str, request_text: str = "") -> list[tuple[str, str]]:
     """Unmasked phone / ID numbers in a response: any under a personal-data key, and elsewhere any the request
     did not carry itself (a free-text field echoing what the caller typed is not a leak)."""
-    sent = unmasked(request_text)
+    # What the caller sent, as runs of digits: an echo may come back normalised ("0145…" → 145…).
+    sent = re.findall(r"[0-9]+[Xx]?", request_text)
+
+    def echoed(hit: str) -> bool:
+        return any(hit.upper() in run.upper() for run in sent)
+
     try:
         doc = json.loads(response_text)
     except ValueError:
-        return [("<text>", v) for v in sorted(unmasked(response_text) - sent)]
+        return [("<text>", v) for v in sorted(unmasked(response_text)) if not echoed(v)]
     found = []
     for key, value in strings(doc):
         for hit in unmasked(value):
-            if SENSITIVE_KEY.search(key) or hit not in sent:
+            if SENSITIVE_KEY.search(key) or not echoed(hit):
                 found.append((key, hit))
     return found

@@ -62,7 +62,8 @@ async def test_two_replicas_sweeping_at_once_flag_each_deadline_once(issues: Sys
     assert len(await events_of(issues, "overdue")) == 12
 
 
-async def test_urgent_issues_must_be_acknowledged_within_minutes(issues: System) -> None:
+async def test_urgent_issues_must_be_acknowledged_within_minutes(everyone: System) -> None:
+    issues = everyone
     rt = issues.runtime("issues")
     fire = await report(issues, resident(issues), {"category": "fire", "description": "冒烟", **HERE,
                                                     "community": "yuntai"})

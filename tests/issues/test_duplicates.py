@@ -37,7 +37,8 @@ async def test_nearby_report_of_the_same_problem_joins_the_open_issue(issues: Sy
     assert after["id"] not in (late["id"], first["id"])
 
 
-async def test_second_rider_report_of_a_fire_is_linked_and_both_riders_earn(issues: System) -> None:
+async def test_second_rider_report_of_a_fire_is_linked_and_both_riders_earn(everyone: System) -> None:
+    issues = everyone
     fan = await register_rider(issues, "rider-fan")
     li = await register_rider(issues, "rider-li")
     desk = staff(issues, "staff-1", "community:yunxing")

@@ -25,7 +25,8 @@ async def escalate(s: System, need_id: UUID, **overrides: Any) -> None:
     await s.settle()
 
 
-async def test_escalated_need_becomes_a_private_grid_worker_issue_once(issues: System) -> None:
+async def test_escalated_need_becomes_a_private_grid_worker_issue_once(everyone: System) -> None:
+    issues = everyone
     need = uuid7()
     await escalate(issues, need)
     await escalate(issues, need)  # published twice (e.g. a retry on the visits side): still one issue
@@ -55,7 +56,8 @@ async def test_escalated_need_becomes_a_private_grid_worker_issue_once(issues: S
         assert e["origin"] == {"service": "visits", "kind": "need", "id": str(need)}, name
 
 
-async def test_urgent_need_is_an_urgent_issue_and_a_second_need_nearby_is_linked(issues: System) -> None:
+async def test_urgent_need_is_an_urgent_issue_and_a_second_need_nearby_is_linked(everyone: System) -> None:
+    issues = everyone
     first, second = uuid7(), uuid7()
     await escalate(issues, first, category="water_leak", urgency="urgent", title="楼道水管爆裂")
     await escalate(issues, second, category="water_leak", urgency="normal", title="楼道漏水",
@@ -69,7 +71,8 @@ async def test_urgent_need_is_an_urgent_issue_and_a_second_need_nearby_is_linked
     assert resolved["origin"]["id"] == str(first) and resolved["linked"] == linked["attached"]
 
 
-async def test_an_urgent_duplicate_makes_the_issue_urgent(issues: System) -> None:
+async def test_an_urgent_duplicate_makes_the_issue_urgent(everyone: System) -> None:
+    issues = everyone
     from datetime import datetime, timedelta
 
     from tests.issues.helpers import FLOOD, report

@@ -1,7 +1,7 @@
 """``python -m bench`` (or ``bin/bench``): run every figure beside its baseline, write bench/results/.
 
-    bin/bench                      quick sizes (a few minutes)
-    bin/bench --full               1 M issues, 100 k households, 3 alternating rounds of 15 s per figure
+    bin/bench                      quick sizes (~8 minutes)
+    bin/bench --full               1 M issues, 100 k households, 3 alternating rounds of 15 s (~40 minutes)
     bin/bench --only reads,writes  some groups: reads, writes, e2e, relay, large, rss
 """
 

@@ -224,6 +224,19 @@ class CanteenPublic(CanteenBase):
 
 # --- diners ------------------------------------------------------------------------------------------------------
 
+def plausible_birth(v: date) -> date:
+    if v.year < 1900 or v > date.today():
+        raise ValueError("birth_date is not plausible")
+    return v
+
+
+def clean_dislikes(v: list[str]) -> list[str]:
+    cleaned = sorted({s.strip() for s in v if s.strip()})
+    if len(cleaned) > 30 or any(len(s) > 30 for s in cleaned):
+        raise ValueError("at most 30 dislikes of at most 30 characters")
+    return cleaned
+
+
 class DinerBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     gender: str | None = Field(default=None, max_length=10)
@@ -242,17 +255,12 @@ class DinerBase(SQLModel):
     @field_validator("birth_date")
     @classmethod
     def _plausible(cls, v: date) -> date:
-        if v.year < 1900 or v > date.today():
-            raise ValueError("birth_date is not plausible")
-        return v
+        return plausible_birth(v)
 
     @field_validator("dislikes")
     @classmethod
     def _dislikes(cls, v: list[str]) -> list[str]:
-        cleaned = sorted({s.strip() for s in v if s.strip()})
-        if len(cleaned) > 30 or any(len(s) > 30 for s in cleaned):
-            raise ValueError("at most 30 dislikes of at most 30 characters")
-        return cleaned
+        return clean_dislikes(v)
 
 
 class DinerCreate(DinerBase):
@@ -267,6 +275,9 @@ class DinerCreate(DinerBase):
 
 class DinerUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
+    birth_date: date | None = None
+    id_number: str | None = Field(default=None, schema_extra={"pattern": r"^\d{17}[\dXx]$"},
+                                  description="Corrects the ID number (encrypted at rest)")
     canteen_id: UUID | None = None
     community: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
     compound: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
@@ -287,7 +298,12 @@ class DinerUpdate(SQLModel):
     @field_validator("dislikes")
     @classmethod
     def _dislikes(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else DinerBase._dislikes(v)  # type: ignore[operator]
+        return None if v is None else clean_dislikes(v)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _plausible(cls, v: date | None) -> date | None:
+        return None if v is None else plausible_birth(v)
 
 
 class Diner(DinerBase, CanteenModel, table=True):
@@ -669,6 +685,10 @@ class Order(CanteenModel, table=True):
         sa.Index("ix_orders_diner_created", "diner_id", "created_at", "id"),
         sa.Index("ix_orders_canteen_created", "canteen_id", "created_at", "id"),
         sa.Index("ix_orders_pickup_code", "canteen_id", "pickup_code"),
+        # The absence scan (who ate when, across canteens) and the no-show sweep (old bookings).
+        sa.Index("ix_orders_day_status_diner", "meal_date", "status", "diner_id"),
+        sa.Index("ix_orders_open_bookings", "meal_date", postgresql_where=sa.text("status = 'booked'"),
+                 sqlite_where=sa.text("status = 'booked'")),
         sa.CheckConstraint("price_fen = subsidy_fen + elder_pays_fen", name="ck_orders_money_adds_up"),
     )
     id: UUID = Field(default_factory=_id, primary_key=True)

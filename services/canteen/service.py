@@ -260,7 +260,7 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
     diner, _, family, rel, _ = await load_diner(uow, who, diner_id, for_update=True)
     changes = data.model_dump(exclude_unset=True)
     staff_fields = {"canteen_id", "community", "compound", "circumstances", "delivery_eligible", "resident_id",
-                    "subject", "name"}
+                    "subject", "name", "birth_date", "id_number"}
     if rel != Relation.staff and staff_fields & changes.keys():
         raise Problem(403, "forbidden_field", "Staff only",
                       f"Only staff may change: {', '.join(sorted(staff_fields & changes.keys()))}.")
@@ -270,6 +270,15 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
             raise Problem(422, "unknown_canteen", "Unknown canteen", "No such canteen in your scope.")
     if changes.get("subject") is not None:
         await _subject_free(uow, changes["subject"], but=diner.id)
+    if changes.get("id_number") is not None:
+        number = changes.pop("id_number").upper()
+        id_hash = fc.lookup_hash(number)
+        dup = (await uow.session.execute(select(Diner.id).where(Diner.id_number_hash == id_hash))).first()
+        if dup is not None and dup[0] != diner.id:
+            raise conflict("diner_exists", "Another diner has this ID number.", diner_id=str(dup[0]))
+        diner.id_number_enc, diner.id_number_hash = fc.encrypt(number), id_hash
+        diner.id_number_masked = mask_id_number(number)
+    changes.pop("id_number", None)
     if "health_notes" in changes:
         notes = changes.pop("health_notes")
         diner.health_notes_enc = fc.encrypt(notes) if notes else None
@@ -280,7 +289,7 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
                       errors=[{"field": "away_until", "message": "before away_from", "type": "value_error"}])
     for name, value in changes.items():
         if value is None and name in {"name", "canteen_id", "community", "circumstances", "dietary", "dislikes",
-                                      "delivery_eligible"}:
+                                      "delivery_eligible", "birth_date"}:
             continue
         setattr(diner, name, value)
     _touch(diner)

@@ -3,6 +3,7 @@ commit once."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Annotated
 from uuid import UUID
@@ -320,16 +321,20 @@ async def book(body: OrderCreate, uow: UoW, who: Caller,
         order, lines = await orders.book(uow, who, body)
         return 201, orders.order_public(order, lines)
 
-    scope = f"{who.sub}:canteen-order"
+    return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order", body, action)
+
+
+async def _idempotent_order(uow: UoW, key: str | None, scope: str, body: object,
+                            action: Callable[[], Awaitable[tuple[int, OrderPublic]]]) -> JSONResponse:
     try:
-        return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)
+        return await idempotent(uow, key=key, scope=scope, body=body, action=action)
     except Problem as exc:
-        if idempotency_key is None or exc.code != "already_booked":
+        if key is None or exc.code != "already_booked":
             raise
         # A double tap: the twin with the same key held the diner's lock and booked first. Its stored response
         # is the answer (a different body under that key is still a 422).
         await uow.rollback()
-        return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)
+        return await idempotent(uow, key=key, scope=scope, body=body, action=action)
 
 
 @router.get("/orders", response_model=Page[OrderPublic], tags=["orders"],
@@ -406,8 +411,7 @@ async def walk_in(canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: St
         order, lines = await orders.walk_in(uow, who, canteen, body)
         return 201, orders.order_public(order, lines)
 
-    return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:canteen-walk-in", body=body,
-                            action=action)
+    return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-walk-in", body, action)
 
 
 # --- subsidy --------------------------------------------------------------------------------------------------------

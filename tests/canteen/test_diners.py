@@ -132,6 +132,20 @@ async def test_the_elder_and_family_see_and_edit_their_own(canteen: System) -> N
     assert r.status_code == 403 and r.json()["code"] == "forbidden_field"
     r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=county(s), json={"circumstances": ["tekun"]})
     assert r.status_code == 200 and r.json()["circumstances"] == ["tekun"]
+    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=son, json={"dislikes": [" 葱", "葱", "蒜 "]})
+    assert r.status_code == 200 and r.json()["dislikes"] == ["葱", "蒜"]
+    # Staff correct the birth date and the ID number (re-encrypted, re-hashed, masked).
+    number = id_number(date(1941, 4, 8))
+    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=county(s),
+                             json={"birth_date": "1941-04-08", "id_number": number})
+    assert r.status_code == 200 and r.json()["birth_date"] == "1941-04-08"
+    assert r.json()["id_number"].endswith(number[-4:])
+    r = await s.client.post("/canteen/diners/lookup", headers=county(s), json={"id_number": number})
+    assert r.json()["id"] == zhao["id"]
+    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=county(s), json={"birth_date": "2999-01-01"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "birth_date"
+    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=son, json={"birth_date": "1941-04-09"})
+    assert r.status_code == 403
     r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=son, params={"purpose": "curious"})
     assert r.status_code == 403
 

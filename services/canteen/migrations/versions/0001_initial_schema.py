@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 10:12:04.050138
+Create Date: 2026-11-27 10:14:59.913826
 """
 from collections.abc import Sequence
 
@@ -309,8 +309,10 @@ def upgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_canteen_created', ['canteen_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_orders_canteen_day', ['canteen_id', 'meal_date', 'slot', 'status'], unique=False)
+        batch_op.create_index('ix_orders_day_status_diner', ['meal_date', 'status', 'diner_id'], unique=False)
         batch_op.create_index('ix_orders_diner_created', ['diner_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_orders_diner_day', ['diner_id', 'meal_date'], unique=False)
+        batch_op.create_index('ix_orders_open_bookings', ['meal_date'], unique=False, postgresql_where=sa.text("status = 'booked'"), sqlite_where=sa.text("status = 'booked'"))
         batch_op.create_index('ix_orders_pickup_code', ['canteen_id', 'pickup_code'], unique=False)
         batch_op.create_index('uq_orders_one_meal_per_slot', ['diner_id', 'meal_date', 'slot'], unique=True, postgresql_where=sa.text("NOT is_extra AND status <> 'cancelled'"), sqlite_where=sa.text("NOT is_extra AND status <> 'cancelled'"))
 
@@ -349,8 +351,10 @@ def downgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index('uq_orders_one_meal_per_slot', postgresql_where=sa.text("NOT is_extra AND status <> 'cancelled'"), sqlite_where=sa.text("NOT is_extra AND status <> 'cancelled'"))
         batch_op.drop_index('ix_orders_pickup_code')
+        batch_op.drop_index('ix_orders_open_bookings', postgresql_where=sa.text("status = 'booked'"), sqlite_where=sa.text("status = 'booked'"))
         batch_op.drop_index('ix_orders_diner_day')
         batch_op.drop_index('ix_orders_diner_created')
+        batch_op.drop_index('ix_orders_day_status_diner')
         batch_op.drop_index('ix_orders_canteen_day')
         batch_op.drop_index('ix_orders_canteen_created')
 

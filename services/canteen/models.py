@@ -168,6 +168,11 @@ class CanteenUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     address: str | None = Field(default=None, min_length=1, max_length=300)
     communities: list[str] | None = None
+
+    @field_validator("communities")
+    @classmethod
+    def _slugs(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else CanteenBase._slugs(v)  # type: ignore[operator]
     operator: str | None = Field(default=None, min_length=1, max_length=200)
     operator_contact: str | None = Field(default=None, max_length=50)
     status: CanteenStatus | None = None

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Annotated
 from uuid import UUID
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
@@ -68,6 +69,16 @@ CanteenRef = Annotated[str, Path(description="Canteen id or code (e.g. yunxing-s
 Month = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
 
 
+async def _commit(uow: UoW) -> None:
+    """Commit once; a unique constraint lost to a concurrent request is a 409, never a 500."""
+    try:
+        await uow.commit()
+    except sa.exc.IntegrityError as exc:
+        await uow.rollback()
+        raise Problem(409, "concurrent_change", "Conflict with the current state",
+                      "Someone changed the same thing at the same time; reload and retry.") from exc
+
+
 def _admin(who: Principal) -> None:
     if not who.is_admin:
         raise Problem(403, "forbidden_scope", "County-level only",
@@ -91,7 +102,7 @@ async def list_canteens(uow: UoW, who: MaybeCaller, community: str | None = None
              summary="Open (plan) a canteen: staff of its community, or county staff")
 async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPublic:
     canteen = await service.create_canteen(uow, who, body)
-    await uow.commit()
+    await _commit(uow)
     return service.canteen_public(canteen, [])
 
 
@@ -107,7 +118,7 @@ async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> Ca
 async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW, who: Staff) -> CanteenPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     await service.update_canteen(uow, canteen, body)
-    await uow.commit()
+    await _commit(uow)
     return service.canteen_public(canteen, (await service.slots_of(uow, [canteen.id]))[canteen.id])
 
 
@@ -117,7 +128,7 @@ async def upsert_slot(canteen_ref: CanteenRef, slot: Slot, body: MealSlotUpsert,
                       who: Staff) -> MealSlotPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     row = await service.upsert_slot(uow, canteen, slot, body)
-    await uow.commit()
+    await _commit(uow)
     return MealSlotPublic.model_validate({**row.model_dump(), "slot": row.slot})
 
 
@@ -141,7 +152,7 @@ async def upsert_menu(canteen_ref: CanteenRef, meal_date: date, slot: Slot, body
                       who: Staff) -> MenuPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     menu, meals = await service.upsert_menu(uow, canteen, meal_date, slot, body)
-    await uow.commit()
+    await _commit(uow)
     return service.menu_public(menu, meals)
 
 
@@ -150,7 +161,7 @@ async def upsert_menu(canteen_ref: CanteenRef, meal_date: date, slot: Slot, body
 async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, who: Staff) -> list[MenuPublic]:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     menus = await service.publish_range(uow, canteen, body.date_from, body.date_to)
-    await uow.commit()
+    await _commit(uow)
     meals = await service.meals_of(uow, [m.id for m in menus])
     return [service.menu_public(m, meals[m.id]) for m in menus]
 
@@ -203,7 +214,7 @@ async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
     menu = await service.get_menu(uow, menu_id, for_update=True)
     canteen = await service.managed_canteen(uow, who, menu.canteen_id)
     service.publish(canteen, menu)
-    await uow.commit()
+    await _commit(uow)
     return service.menu_public(menu, (await service.meals_of(uow, [menu.id]))[menu.id])
 
 
@@ -213,7 +224,7 @@ async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff
     menu = await service.get_menu(uow, menu_id, for_update=True)
     await service.managed_canteen(uow, who, menu.canteen_id)
     await service.set_capacity(uow, menu, body.capacity)
-    await uow.commit()
+    await _commit(uow)
     return service.menu_public(menu, (await service.meals_of(uow, [menu.id]))[menu.id])
 
 
@@ -223,7 +234,7 @@ async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff
              summary="Register an elder (staff of the canteen or community, or the area's grid worker)")
 async def register_diner(body: DinerCreate, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
     diner = await service.register_diner(uow, who, body, service.cipher(rt.settings))
-    await uow.commit()
+    await _commit(uow)
     return service.diner_public(diner)
 
 
@@ -273,7 +284,7 @@ async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
               summary="Update a diner (the elder and family may change tastes, address, away dates)")
 async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
     diner, family = await service.update_diner(uow, who, diner_id, body, service.cipher(rt.settings))
-    await uow.commit()
+    await _commit(uow)
     return service.diner_public(diner, family)
 
 
@@ -282,7 +293,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
 async def read_sensitive(diner_id: UUID, uow: UoW, who: Carer, rt: Runtime,
                          purpose: str = Query(min_length=2, max_length=200)) -> DinerSensitive:
     result = await service.read_sensitive(uow, who, diner_id, purpose, service.cipher(rt.settings))
-    await uow.commit()
+    await _commit(uow)
     return result
 
 
@@ -299,7 +310,7 @@ async def access_log(diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAUL
              summary="Link a family member who may order and pay for the elder")
 async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller) -> FamilyMemberPublic:
     member = await service.add_family(uow, who, diner_id, body)
-    await uow.commit()
+    await _commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
 
@@ -307,7 +318,7 @@ async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Ca
                summary="Unlink a family member (the elder, staff, or the member themself)")
 async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) -> Response:
     await service.remove_family(uow, who, diner_id, member_id)
-    await uow.commit()
+    await _commit(uow)
     return Response(status_code=204)
 
 
@@ -366,7 +377,7 @@ async def get_order(order_id: UUID, uow: UoW, who: Caller) -> OrderPublic:
              summary="Cancel before the cut-off (staff: until served); frees the seat, withdraws a delivery")
 async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | None = None) -> OrderPublic:
     await orders.cancel(uow, who, order_id, (body or Cancellation()).reason)
-    await uow.commit()
+    await _commit(uow)
     return await _order_out(uow, order_id, who)
 
 
@@ -374,7 +385,7 @@ async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | Non
              summary="Staff: the diner collected or sat down for this meal")
 async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
     await orders.check_in(uow, who, order_id)
-    await uow.commit()
+    await _commit(uow)
     return await _order_out(uow, order_id, who)
 
 
@@ -388,7 +399,7 @@ async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic
         raise Problem(409, "order_not_deliverable", "Conflict with the current state",
                       f"A {order.fulfilment} order that is {order.status} cannot be confirmed delivered.")
     await orders.mark_delivered_by_staff(uow, order)
-    await uow.commit()
+    await _commit(uow)
     return await _order_out(uow, order_id, who)
 
 
@@ -397,7 +408,7 @@ async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic
 async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who: Staff) -> OrderPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     order = await orders.check_in_by_code(uow, who, canteen, body.code, body.slot.value if body.slot else None)
-    await uow.commit()
+    await _commit(uow)
     return await _order_out(uow, order.id, who)
 
 
@@ -433,7 +444,7 @@ async def list_rules(uow: UoW, who: Caller, on: date | None = None, key: str | N
 async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.create_rule(uow, who.sub, body)
-    await uow.commit()
+    await _commit(uow)
     return _rule_out(rule)
 
 
@@ -451,7 +462,7 @@ async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePubli
 async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.add_version(uow, who.sub, key, body)
-    await uow.commit()
+    await _commit(uow)
     return _rule_out(rule)
 
 
@@ -460,7 +471,7 @@ async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: S
 async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.retire(uow, key, body.effective_to)
-    await uow.commit()
+    await _commit(uow)
     return _rule_out(rule)
 
 
@@ -518,7 +529,7 @@ async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff
 async def close_settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     result = await reports.close_settlement(uow, who, canteen, month)
-    await uow.commit()
+    await _commit(uow)
     return result
 
 
@@ -540,5 +551,5 @@ async def list_alerts(uow: UoW, who: Staff, canteen_id: UUID | None = None, stat
 async def scan(uow: UoW, who: Staff) -> ScanResult:
     _admin(who)
     result = await care.scan_absences(uow)
-    await uow.commit()
+    await _commit(uow)
     return result

@@ -12,6 +12,7 @@ from minsheng.contracts.issues import (
     IssueConfirmed,
     IssueCreated,
     IssueFact,
+    IssueLinked,
     IssueRejected,
     IssueReopened,
     IssueResolved,
@@ -35,11 +36,14 @@ async def _reports_behind(event: IssueFact, uow: UnitOfWork) -> list[HazardRepor
     return reports
 
 
-async def on_issue_created(event: IssueCreated, envelope: CloudEvent, uow: UnitOfWork) -> None:
+async def on_issue_opened(event: IssueCreated | IssueLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    """An issue was opened for a report, or a report was attached to an open issue as a duplicate: the rider
+    sees which issue now carries their report."""
+    note = "An issue was opened" if isinstance(event, IssueCreated) else "Attached to an open issue"
     for report in await _reports_behind(event, uow):
         report.issue_id = event.issue_id
         if report.status == HazardStatus.submitted:
-            service.move_report(report, HazardStatus.accepted, "submitted", "An issue was opened")
+            service.move_report(report, HazardStatus.accepted, "submitted", note)
 
 
 async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: UnitOfWork) -> None:
@@ -94,7 +98,8 @@ async def on_delivery_cancelled(event: DeliveryCancelled, envelope: CloudEvent, 
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {
-    IssueCreated: on_issue_created,
+    IssueCreated: on_issue_opened,
+    IssueLinked: on_issue_opened,
     IssueAccepted: _progress("accepted"),
     IssueAssigned: _progress("assigned"),
     IssueVerified: on_issue_verified,

@@ -70,3 +70,25 @@ async def test_false_report_earns_nothing(system: System) -> None:
     mine = (await system.client.get(f"/points/hazard-reports/{report['id']}", headers=rider)).json()
     assert mine["status"] == "rejected" and mine["points_awarded"] == 0
     assert (await system.client.get("/points/riders/me/balance", headers=rider)).json()["balance"] == 0
+
+
+async def test_a_second_riders_report_of_the_same_fire_joins_the_issue_and_both_earn(system: System) -> None:
+    fan = await register_rider(system)
+    wu = await register_rider(system, sub="rider-wu")
+    staff = system.auth("staff", sub="staff-1", scopes=["community:yunxing"])
+    first = (await system.client.post("/points/hazard-reports", headers=fan, json=FIRE)).json()
+    second = (await system.client.post("/points/hazard-reports", headers=wu,
+                                       json={**FIRE, "latitude": FIRE["latitude"] + 0.0002})).json()
+    await system.settle()
+
+    issues = (await system.client.get("/issues/issues", headers=staff)).json()["items"]
+    assert len(issues) == 1  # one fire, one issue
+    for report, headers in ((first, fan), (second, wu)):
+        mine = (await system.client.get(f"/points/hazard-reports/{report['id']}", headers=headers)).json()
+        assert mine["status"] == "accepted" and mine["issue_id"] == issues[0]["id"]
+
+    r = await system.client.post(f"/issues/issues/{issues[0]['id']}/verify", headers=staff)
+    assert r.status_code == 200, r.text
+    await system.settle()
+    for headers in (fan, wu):
+        assert (await system.client.get("/points/riders/me/balance", headers=headers)).json()["balance"] == 20

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.support.client import System
 
-FIRE = {"category": "fire", "description": "Rubbish bin on fire near the Gangcheng theatre",
+FIRE: dict[str, Any] = {"category": "fire", "description": "Rubbish bin on fire near the Gangcheng theatre",
         "latitude": 40.0134, "longitude": 112.7032, "address": "Gangcheng theatre, west gate",
         "community": "yunxing", "compound": "yuntaiyuan", "photo_urls": ["https://cdn.example/p/1.jpg"]}
 

@@ -129,7 +129,7 @@ async def list_orders(uow: UnitOfWork, who: Principal, *, diner_id: UUID | None,
                       limit: int, cursor: str | None) -> Page[Order]:
     query = select(Order)
     if diner_id is not None:
-        await load_diner(uow, who, diner_id)  # 404 unless the caller may see this diner
+        await load_diner(uow, who, diner_id, with_family=False)  # 404 unless the caller may see this diner
         query = query.where(Order.diner_id == diner_id)
     if canteen is not None:
         query = query.where(Order.canteen_id == canteen.id)
@@ -282,7 +282,7 @@ async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal
 
 
 async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> tuple[Order, list[SubsidyLine]]:
-    diner, _, _, rel, member = await load_diner(uow, who, data.diner_id, for_update=True)
+    diner, _, _, rel, member = await load_diner(uow, who, data.diner_id, for_update=True, with_family=False)
     menu, meal, canteen, slot = await _offer(uow, data.menu_id, data.set_meal_id)
     if rel == Relation.family and member is not None and not member.can_order:
         raise Problem(403, "family_cannot_order", "Not allowed to order", "This family member may not order.")

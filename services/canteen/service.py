@@ -236,14 +236,21 @@ async def _subject_free(uow: UnitOfWork, subject: str, but: UUID | None = None) 
 
 
 async def load_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, *, for_update: bool = False,
+                     with_family: bool = True,
                      ) -> tuple[Diner, Canteen, list[FamilyMember], Relation, FamilyMember | None]:
-    """The diner if the caller may see them (else 404), with home canteen, family and the caller's relation."""
-    diner = await uow.session.get(Diner, diner_id, with_for_update=for_update and uow.db.is_postgres)
-    if diner is None:
+    """The diner if the caller may see them (else 404), with home canteen, family and the caller's relation.
+    One round trip for diner + home canteen (locking the diner row on PostgreSQL when asked); the family is read
+    only when it is wanted or decides the caller's relation (not for the elder themself or their staff)."""
+    query = select(Diner, Canteen).join(Canteen, col(Canteen.id) == col(Diner.canteen_id)).where(Diner.id == diner_id)
+    if for_update and uow.db.is_postgres:
+        query = query.with_for_update(of=Diner)  # type: ignore[arg-type]
+    row = (await uow.session.execute(query)).first()
+    if row is None:
         raise not_found("diner", diner_id)
-    home = await uow.session.get(Canteen, diner.canteen_id)
-    assert home is not None
-    family = (await family_of(uow, [diner.id]))[diner.id]
+    diner, home = row[0], row[1]
+    family: list[FamilyMember] = []
+    if with_family or not (diner.subject == who.sub or access.looks_after(who, diner, home)):
+        family = (await family_of(uow, [diner.id]))[diner.id]
     rel, member = access.relation(who, diner, home, family)
     if rel is None:
         raise not_found("diner", diner_id)
@@ -368,7 +375,7 @@ async def remove_family(uow: UnitOfWork, who: Principal, diner_id: UUID, member_
 
 async def read_sensitive(uow: UnitOfWork, who: Principal, diner_id: UUID, purpose: str,
                          fc: FieldCipher) -> DinerSensitive:
-    diner, _, _, rel, _ = await load_diner(uow, who, diner_id)
+    diner, _, _, rel, _ = await load_diner(uow, who, diner_id, with_family=False)
     _staff_only(rel)
     uow.session.add(PiiAccess(diner_id=diner.id, subject=who.sub, purpose=purpose,
                               fields=["phone", "id_number", "health_notes"]))
@@ -378,7 +385,7 @@ async def read_sensitive(uow: UnitOfWork, who: Principal, diner_id: UUID, purpos
 
 async def access_log(uow: UnitOfWork, who: Principal, diner_id: UUID, *, limit: int,
                      cursor: str | None) -> Page[PiiAccess]:
-    _, _, _, rel, _ = await load_diner(uow, who, diner_id)
+    _, _, _, rel, _ = await load_diner(uow, who, diner_id, with_family=False)
     _staff_only(rel)
     query = select(PiiAccess).where(PiiAccess.diner_id == diner_id)
     if cursor:

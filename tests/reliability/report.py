@@ -1,0 +1,147 @@
+"""Renders the figures the reliability suite wrote (tests/reliability/results/*.json) as the Markdown table in
+docs/reliability.md: ``python -m tests.reliability.report``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.support.reliability import RESULTS_DIR
+
+Row = tuple[str, str, Callable[[dict[str, Any]], str]]
+
+
+def _responses(d: dict[str, Any]) -> str:
+    return ", ".join(f"{n}×{k}" for k, n in sorted(d.items()))
+
+
+ROWS: dict[str, list[Row]] = {
+    "broker_outage": [
+        ("Broker down while events are written", "events written / outage",
+         lambda r: f"{r['events_written']:,} in {r['outage_seconds']} s, all {_responses(r['responses'])}"),
+        ("", "lost / duplicate effects", lambda r: f"**{r['lost']} / {r['duplicate_issues']}** "
+         f"(duplicate IssueCreated events {r['duplicate_issue_created_events']})"),
+        ("", "time to drain after the broker returns", lambda r: f"**{r['time_to_drain_seconds']} s** "
+         f"(relay backoff cap {r['relay_max_backoff_seconds']:.0f} s)"),
+        ("", "write latency while the broker is down", lambda r: f"p50 {r['write_latency_ms_p50']} ms, "
+         f"p99 {r['write_latency_ms_p99']} ms"),
+    ],
+    "process_killed": [
+        ("Service SIGKILLed between commit and publish", "rows stranded by the kill → re-sent after restart",
+         lambda r: f"{r['phase1_outbox_rows_stranded']} → {r['phase1_issues']} issues in "
+         f"{r['phase1_seconds_to_resend_after_restart']} s; lost {r['phase1_lost']}, "
+         f"duplicates {r['phase1_duplicate_issues']}"),
+        ("", "killed mid-stream", lambda r: f"{r['phase2_accepted_201']} answered 201, "
+         f"{r['phase2_no_answer_at_kill']} cut off; {r['phase2_committed']} committed → "
+         f"{r['phase2_issues']} issues; lost **{r['phase2_lost']}**, duplicates **{r['phase2_duplicate_issues']}**"),
+    ],
+    "consumer_rebalance": [
+        ("Consumers join and leave mid-stream", "membership changes",
+         lambda r: f"{r['membership_changes']} ({r['partitions']} partitions, {r['stream']} events)"),
+        ("", "lost / duplicate effects", lambda r: f"**{r['lost']} / {r['duplicate_issues']}**; "
+         f"{r['redeliveries_absorbed_by_inbox_in_surviving_process']:.0f} redeliveries absorbed by the inbox"),
+    ],
+    "poison_message": [
+        ("Poison messages in one partition", "dead letters",
+         lambda r: "; ".join(f"{d['attempts']} attempt{'s' if d['attempts'] > 1 else ''}: "
+                             f"{d['error'].split(':')[0]}" for d in r["dead_letters"])),
+        ("", "the rest of the partition", lambda r: f"{r['issues']}/{r['good_events']} handled, in order: "
+         f"{'yes' if r['good_handled_in_order'] else 'no'}; held {r['partition_held_by_poison_seconds']} s "
+         f"({r['handler_max_attempts']} attempts, base {r['handler_retry_base_seconds']} s)"),
+    ],
+    "database_restart": [
+        ("PostgreSQL restarted mid-flow", "responses while it was away",
+         lambda r: f"{_responses(r['responses'])} over {r['database_down_seconds']} s down; "
+         f"clean 503 problems {r['refused_clean_503_problem']}/{r['refused']}; 500s **{r['server_errors_500']}**"),
+        ("", "recovery", lambda r: f"first success {r['first_success_after_database_back_seconds']} s after it "
+         f"was back; refused after: {r['refused_after_database_back']}; no manual step"),
+        ("", "partial writes", lambda r: f"{r['reports_stored']} reports for {r['distinct_requests']} requests "
+         f"(retried with their keys); without their event {r['reports_without_their_event']}, with two "
+         f"{r['reports_with_more_than_one_event']}; issues lost {r['lost']}"),
+    ],
+    "ledger_state_machine": [
+        ("Ledger state machine", "runs × steps", lambda r: f"{r['runs']} × ≤{r['max_steps_per_run']}: "
+         + ", ".join(f"{k} {v}" for k, v in sorted(r["steps_by_rule"].items()))),
+        ("", "balance = Σ entries = model, ≥ 0", lambda r: f"**{r['invariant_violations']} violations**"),
+    ],
+    "points_concurrency": [
+        ("Concurrent redemptions (PostgreSQL)", "one balance, simultaneous redemptions",
+         lambda r: f"{r['concurrent_redemptions']} × {r['points_cost']} pts on {r['start_balance']}: "
+         f"{_responses(r['responses'])}; balance {r['balance_after']} = Σ entries {r['sum_of_entries']} "
+         f"in {r['seconds']} s"),
+        ("", "one Idempotency-Key × 50 at once", lambda r: f"{r['same_key_distinct_redemptions']} redemption, "
+         f"{r['same_key_points_debited']} debit; other body → {r['same_key_other_body_status']} "
+         f"{r['same_key_other_body_code']}"),
+    ],
+    "merchant_security": [
+        ("Merchant signatures", "forged requests → 401",
+         lambda r: f"**{r['refused_401']}/{r['forged_requests']}** (stale/future timestamp, tampered body, "
+         f"unknown key, wrong secret, none, reused nonce); accepted {r['accepted']}"),
+        ("Rate limits", "merchant / rider", lambda r: f"{_responses(r['merchant_rate']['responses'])} (burst "
+         f"{r['merchant_rate']['burst']}) / {_responses(r['rider_rate']['responses'])} (burst "
+         f"{r['rider_rate']['burst']}); Retry-After {','.join(r['rider_rate']['retry_after'])} s"),
+    ],
+    "api_fuzz": [
+        ("API fuzzing (schemathesis, default run)", "operations / requests",
+         lambda r: f"{r['operations']} / {r['requests']:,} ({', '.join(r['roles'])}, "
+         f"{r['examples_per_operation']} examples each)"),
+        ("", "server errors / schema violations / unmasked phone or ID",
+         lambda r: f"**{r['server_errors']} / {r['response_schema_violations']} / "
+                   f"{r['unmasked_phone_or_id_in_responses']}**"),
+    ],
+    "api_fuzz_deep": [
+        ("API fuzzing (deep run)", "operations / requests",
+         lambda r: f"{r['operations']:,} / {r['requests']:,} ({len(r['roles'])} roles, "
+         f"{r['examples_per_operation']} examples each)"),
+        ("", "server errors / schema violations / unmasked phone or ID",
+         lambda r: f"**{r['server_errors']} / {r['response_schema_violations']} / "
+                   f"{r['unmasked_phone_or_id_in_responses']}**"),
+    ],
+    "authorization_matrix": [
+        ("Authorization matrix", "operations; calls",
+         lambda r: f"{r['operations']} operations; {r['unauthenticated_calls']} without a token, "
+         f"{r['wrong_role_calls']} with a wrong role, {r['outsider_list_calls'] + r['outsider_object_calls']} "
+         f"as outsiders on {r['scoped_objects_seen']} objects of other scopes"),
+        ("", "not 401 / wrong role admitted / cross-scope reads or writes",
+         lambda r: f"**{r['unauthenticated_not_401']} / {r['wrong_role_admitted']} / "
+                   f"{r['cross_scope_list_items'] + r['cross_scope_object_access']}**"),
+    ],
+    "personal_data": [
+        ("Personal data (PIPL)", "ID numbers / health notes in clear in any database file",
+         lambda r: f"**{r['at_rest_cleartext_hits']}**; keyed-hash look-ups: "
+         f"{'yes' if r['keyed_lookup_hash'] else 'no'}"),
+        ("", "reveals audited", lambda r: f"visits {r['reveal_audit_records']}/{r['reveals_with_permission']} "
+         f"(**{r['audit_coverage_percent']} %**, refused without `pii:reveal`), canteen "
+         f"{r['canteen_access_log_records']}/{r['canteen_sensitive_reads']} (**"
+         f"{r['canteen_access_coverage_percent']} %**)"),
+        ("", "events with plaintext personal data", lambda r: f"**{r['events_with_plaintext_personal_data']}** "
+         f"of {r['events_scanned']} about the people concerned"),
+    ],
+}
+
+
+def load(directory: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["| fault / property | figure | measured |", "|---|---|---|"]
+    for name, rows in ROWS.items():
+        if name not in results:
+            continue
+        for what, figure, render in rows:
+            lines.append(f"| {what} | {figure} | {render(results[name])} |")
+    return "\n".join(lines)
+
+
+def machine(results: dict[str, dict[str, Any]]) -> str:
+    any_result = next(iter(results.values()))
+    m = any_result["machine"]
+    return f"{m['nproc']} CPU cores ({m['cpu']}), {m['mem_gb']} GB RAM, Python {m['python']}"
+
+
+if __name__ == "__main__":
+    results = load()
+    print(f"Machine: {machine(results)}\n\n{table(results)}")

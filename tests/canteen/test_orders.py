@@ -348,3 +348,32 @@ async def test_rider_events_for_an_order_are_applied_once(canteen: System) -> No
     # A delivery cannot be cancelled once delivered.
     r = await s.client.post(f"/canteen/orders/{order['id']}/cancel", headers=county(s))
     assert r.status_code == 409 and r.json()["code"] == "order_not_cancellable"
+
+
+async def test_staff_raise_capacity_and_confirm_a_delivery_by_hand(canteen: System) -> None:
+    s = canteen
+    c = await make_canteen(s)
+    menu = await make_menu(s, "yunxing-street", TOMORROW, capacity=1)
+    zhao = await make_diner(s, c["id"], delivery_eligible=True, delivery_address="云泰园3号楼")
+    li = await make_diner(s, c["id"], name="李德明")
+    order = (await book(s, county(s), zhao["id"], menu, fulfilment="delivery")).json()
+    assert (await book(s, county(s), li["id"], menu)).json()["code"] == "slot_full"
+    r = await s.client.put(f"/canteen/menus/{menu['id']}/capacity", headers=canteen_staff(s), json={"capacity": 2})
+    assert r.status_code == 200 and r.json()["remaining"] == 1
+    dine_in = (await book(s, county(s), li["id"], menu)).json()
+    assert dine_in["status"] == "booked"
+
+    # The rider's phone died: the canteen confirms the delivery itself (once).
+    r = await s.client.post(f"/canteen/orders/{order['id']}/delivered", headers=resident(s, "wx-zhao"))
+    assert r.status_code == 403
+    r = await s.client.post(f"/canteen/orders/{order['id']}/delivered", headers=canteen_staff(s))
+    assert r.status_code == 200 and r.json()["status"] == "delivered" and r.json()["rider_task_id"] is None
+    r = await s.client.post(f"/canteen/orders/{order['id']}/delivered", headers=canteen_staff(s))
+    assert r.status_code == 409 and r.json()["code"] == "order_not_deliverable"
+    r = await s.client.post(f"/canteen/orders/{dine_in['id']}/delivered", headers=canteen_staff(s))
+    assert r.status_code == 409
+    [event] = await outbox(s, "minsheng.canteen.order.delivered.v1")
+    assert event["order_id"] == order["id"] and event.get("rider_task_id") is None
+    listed = (await s.client.get("/canteen/orders", headers=canteen_staff(s), params={
+        "canteen_id": c["id"], "fulfilment": "delivery", "status": "delivered"})).json()["items"]
+    assert [o["id"] for o in listed] == [order["id"]]

@@ -503,6 +503,12 @@ class CapacityUpdate(SQLModel):
     capacity: int = Field(ge=0, le=10_000)
 
 
+class MenuCopy(SQLModel):
+    from_date: date = Field(description="First day to copy from")
+    to_date: date = Field(description="First day to copy to (today or later)")
+    days: int = Field(default=7, ge=1, le=31)
+
+
 class PublishRange(SQLModel):
     date_from: date
     date_to: date

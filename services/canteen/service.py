@@ -42,6 +42,7 @@ from services.canteen.models import (
     MealSlotRow,
     MealSlotUpsert,
     Menu,
+    MenuCopy,
     MenuPublic,
     MenuStatus,
     MenuUpsert,
@@ -477,6 +478,35 @@ async def upsert_menu(uow: UnitOfWork, canteen: Canteen, meal_date: date, slot: 
              for i, m in enumerate(data.set_meals)]
     uow.session.add_all(meals)
     return menu, meals
+
+
+async def copy_menus(uow: UnitOfWork, canteen: Canteen, data: MenuCopy) -> list[tuple[Menu, list[SetMeal]]]:
+    """Reuse a week's menus: drafts on the target days with the same set meals; days that already have a menu
+    for a slot keep it."""
+    if data.to_date < config.today():
+        raise Problem(422, "meal_date_in_past", "Menus are for today or later", f"{data.to_date} has passed.",
+                      errors=[{"field": "to_date", "message": "in the past", "type": "value_error"}])
+    shift = data.to_date - data.from_date
+    source = list((await uow.session.execute(select(Menu).where(
+        Menu.canteen_id == canteen.id, Menu.meal_date >= data.from_date,
+        Menu.meal_date < data.from_date + timedelta(days=data.days)))).scalars())
+    targets = {(m.meal_date, m.slot) for m in (await uow.session.execute(select(Menu).where(
+        Menu.canteen_id == canteen.id, Menu.meal_date >= data.to_date,
+        Menu.meal_date < data.to_date + timedelta(days=data.days)))).scalars()}
+    meals = await meals_of(uow, [m.id for m in source])
+    created = []
+    for menu in sorted(source, key=lambda m: (m.meal_date, SLOT_RANK[m.slot])):
+        day = menu.meal_date + shift
+        if (day, menu.slot) in targets or day < config.today():
+            continue
+        copy = Menu(canteen_id=canteen.id, meal_date=day, slot=menu.slot, capacity=menu.capacity, note=menu.note)
+        uow.session.add(copy)
+        await uow.session.flush()
+        copied = [SetMeal(menu_id=copy.id, position=m.position, name=m.name, kind=m.kind, price_fen=m.price_fen,
+                          dishes=list(m.dishes), tags=list(m.tags)) for m in meals[menu.id]]
+        uow.session.add_all(copied)
+        created.append((copy, copied))
+    return created
 
 
 async def get_menu(uow: UnitOfWork, menu_id: UUID, *, for_update: bool = False) -> Menu:

@@ -40,6 +40,7 @@ from services.canteen.models import (
     Fulfilment,
     MealSlotPublic,
     MealSlotUpsert,
+    MenuCopy,
     MenuPublic,
     MenuStatus,
     MenuUpsert,
@@ -154,6 +155,15 @@ async def upsert_menu(canteen_ref: CanteenRef, meal_date: date, slot: Slot, body
     menu, meals = await service.upsert_menu(uow, canteen, meal_date, slot, body)
     await _commit(uow)
     return service.menu_public(menu, meals)
+
+
+@router.post("/canteens/{canteen_ref}/menus/copy", status_code=201, response_model=list[MenuPublic],
+             tags=["menus"], summary="Copy a week's menus to another week as drafts (existing menus are kept)")
+async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Staff) -> list[MenuPublic]:
+    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    created = await service.copy_menus(uow, canteen, body)
+    await _commit(uow)
+    return [service.menu_public(m, meals) for m, meals in created]
 
 
 @router.post("/canteens/{canteen_ref}/menus/publish", response_model=list[MenuPublic], tags=["menus"],

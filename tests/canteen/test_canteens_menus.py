@@ -137,3 +137,28 @@ async def test_menu_rules(canteen: System) -> None:
                            json={"set_meals": [SOFT_SET], "capacity": 30})
     assert r.status_code == 200 and [m["name"] for m in r.json()["set_meals"]] == [SOFT_SET["name"]]
     assert r.json()["capacity"] == 30 and r.json()["id"] == menu["id"]
+
+
+async def test_last_weeks_menus_are_copied_as_drafts(canteen: System) -> None:
+    s = canteen
+    await make_canteen(s)
+    staff = canteen_staff(s)
+    for offset in range(3):
+        await make_menu(s, "yunxing-street", TODAY + timedelta(days=offset))
+    await make_menu(s, "yunxing-street", TODAY, "breakfast", meals=[{**SOFT_SET, "price_fen": 400}])
+    next_week = TODAY + timedelta(days=7)
+    kept = await make_menu(s, "yunxing-street", next_week + timedelta(days=1), publish=False, meals=[SOFT_SET])
+    r = await s.client.post("/canteen/canteens/yunxing-street/menus/copy", headers=staff, json={
+        "from_date": TODAY.isoformat(), "to_date": next_week.isoformat(), "days": 7})
+    assert r.status_code == 201, r.text
+    copied = r.json()
+    assert [(m["meal_date"], m["slot"], m["status"]) for m in copied] == [
+        (next_week.isoformat(), "breakfast", "draft"), (next_week.isoformat(), "lunch", "draft"),
+        ((next_week + timedelta(days=2)).isoformat(), "lunch", "draft")]
+    assert [x["name"] for x in copied[1]["set_meals"]] == [FOUR_AND_SOUP["name"], SOFT_SET["name"]]
+    assert copied[1]["set_meals"][0]["dishes"][0]["name"] == FOUR_AND_SOUP["dishes"][0]["name"]
+    r = await s.client.get(f"/canteen/menus/{kept['id']}", headers=staff)
+    assert [x["name"] for x in r.json()["set_meals"]] == [SOFT_SET["name"]]
+    r = await s.client.post("/canteen/canteens/yunxing-street/menus/copy", headers=staff, json={
+        "from_date": TODAY.isoformat(), "to_date": (TODAY - timedelta(days=7)).isoformat()})
+    assert r.status_code == 422 and r.json()["code"] == "meal_date_in_past"

@@ -44,7 +44,7 @@ SLOTS: dict[str, dict[str, Any]] = {
     "dinner": {"serve_from": "17:00", "serve_until": "18:30", "capacity": 80, "cutoff_minutes": 180},
 }
 
-FOUR_AND_SOUP = {
+FOUR_AND_SOUP: dict[str, Any] = {
     "name": "四菜一汤 four dishes and a soup", "kind": "standard", "price_fen": 1000, "tags": [],
     "dishes": [{"name": "宫保鸡丁 kung pao chicken", "tags": ["spicy"], "ingredients": ["鸡肉", "花生"]},
                {"name": "土豆丝 shredded potato", "tags": [], "ingredients": ["土豆"]},
@@ -52,7 +52,7 @@ FOUR_AND_SOUP = {
                {"name": "清炒油菜 greens", "tags": ["low_salt"], "ingredients": []},
                {"name": "紫菜蛋花汤 seaweed soup", "tags": ["soft", "low_salt"], "ingredients": []}],
 }
-SOFT_SET = {
+SOFT_SET: dict[str, Any] = {
     "name": "软食套餐 soft set", "kind": "soft", "price_fen": 1000, "tags": ["soft", "low_salt"],
     "dishes": [{"name": "鸡蛋羹 egg custard", "tags": ["soft", "low_salt"], "ingredients": ["鸡蛋"]},
                {"name": "蒸南瓜 steamed pumpkin", "tags": ["soft", "low_salt", "diabetic_friendly"]}],

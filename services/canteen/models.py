@@ -315,7 +315,8 @@ class Diner(DinerBase, CanteenModel, table=True):
     __tablename__ = "diners"
     __table_args__ = (
         sa.Index("ix_diners_canteen_name", "canteen_id", "name", "id"),
-        sa.Index("ix_diners_community", "community", "compound"),
+        sa.Index("ix_diners_community_name", "community", "name", "id"),
+        sa.Index("ix_diners_compound_name", "compound", "name", "id"),
     )
     id: UUID = Field(default_factory=_id, primary_key=True)
     canteen_id: UUID = Field(foreign_key="canteens.id")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 10:14:59.913826
+Create Date: 2026-11-27 10:22:49.157241
 """
 from collections.abc import Sequence
 
@@ -164,7 +164,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('diners', schema=None) as batch_op:
         batch_op.create_index('ix_diners_canteen_name', ['canteen_id', 'name', 'id'], unique=False)
-        batch_op.create_index('ix_diners_community', ['community', 'compound'], unique=False)
+        batch_op.create_index('ix_diners_community_name', ['community', 'name', 'id'], unique=False)
+        batch_op.create_index('ix_diners_compound_name', ['compound', 'name', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_diners_id_number_hash'), ['id_number_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_diners_resident_id'), ['resident_id'], unique=False)
 
@@ -377,7 +378,8 @@ def downgrade() -> None:
     with op.batch_alter_table('diners', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_diners_resident_id'))
         batch_op.drop_index(batch_op.f('ix_diners_id_number_hash'))
-        batch_op.drop_index('ix_diners_community')
+        batch_op.drop_index('ix_diners_compound_name')
+        batch_op.drop_index('ix_diners_community_name')
         batch_op.drop_index('ix_diners_canteen_name')
 
     op.drop_table('diners')

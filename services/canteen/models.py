@@ -660,6 +660,21 @@ class OrderCreate(SQLModel):
     extra: bool = Field(default=False, description="A second meal in the same slot: never subsidised")
 
 
+class BatchItem(SQLModel):
+    menu_id: UUID
+    set_meal_id: UUID
+    fulfilment: Fulfilment = Fulfilment.dine_in
+
+
+class OrderBatchCreate(SQLModel):
+    """A week of meals for one diner in one go: all of them are booked, or none."""
+
+    diner_id: UUID
+    items: list[BatchItem] = Field(min_length=1, max_length=21)
+    delivery_address: str | None = Field(default=None, max_length=300)
+    note: str | None = Field(default=None, max_length=300)
+
+
 class WalkInCreate(SQLModel):
     diner_id: UUID | None = None
     card_code: str | None = Field(default=None, max_length=16)

@@ -38,6 +38,7 @@ from services.canteen.models import (
     Menu,
     MenuStatus,
     Order,
+    OrderBatchCreate,
     OrderChannel,
     OrderCreate,
     OrderPublic,
@@ -290,6 +291,37 @@ async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> tuple[Orde
     channel = OrderChannel.staff if rel == Relation.staff else OrderChannel.app
     return await _place(uow, who, diner, menu, meal, canteen, slot, fulfilment=data.fulfilment, channel=channel,
                         payer=payer, extra=data.extra, delivery_address=data.delivery_address, note=data.note)
+
+
+async def book_many(uow: UnitOfWork, who: Principal,
+                    data: OrderBatchCreate) -> list[tuple[Order, list[SubsidyLine]]]:
+    """Several meals for one diner in one transaction (all or none). Seats are claimed in (date, slot) order so
+    two batches never wait on each other's menus in opposite orders."""
+    diner, _, _, rel, member = await load_diner(uow, who, data.diner_id, for_update=True, with_family=False)
+    if rel == Relation.family and member is not None and not member.can_order:
+        raise Problem(403, "family_cannot_order", "Not allowed to order", "This family member may not order.")
+    payer = Payer.family if rel == Relation.family and member is not None and member.can_pay else Payer.diner
+    channel = OrderChannel.staff if rel == Relation.staff else OrderChannel.app
+    offers = []
+    for i, item in enumerate(data.items):
+        try:
+            offers.append((i, item, *await _offer(uow, item.menu_id, item.set_meal_id)))
+        except Problem as exc:
+            raise _for_item(exc, i) from exc
+    placed = []
+    for i, item, menu, meal, canteen, slot in sorted(offers, key=lambda o: (o[2].meal_date, o[2].slot, o[0])):
+        try:
+            placed.append((i, await _place(uow, who, diner, menu, meal, canteen, slot, fulfilment=item.fulfilment,
+                                           channel=channel, payer=payer, extra=False,
+                                           delivery_address=data.delivery_address, note=data.note)))
+        except Problem as exc:
+            raise _for_item(exc, i) from exc
+    return [p for _, p in sorted(placed, key=lambda x: x[0])]
+
+
+def _for_item(exc: Problem, index: int) -> Problem:
+    return Problem(exc.status, exc.code, exc.title, f"items[{index}]: {exc.detail or exc.title}", exc.headers,
+                   item=index, **exc.extra)
 
 
 async def diner_by_card(uow: UnitOfWork, card_code: str, *, for_update: bool = False) -> Diner:

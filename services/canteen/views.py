@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -44,6 +44,7 @@ from services.canteen.models import (
     MenuPublic,
     MenuStatus,
     MenuUpsert,
+    OrderBatchCreate,
     OrderCreate,
     OrderPublic,
     OrderStatus,
@@ -345,8 +346,19 @@ async def book(body: OrderCreate, uow: UoW, who: Caller,
     return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order", body, action)
 
 
+@router.post("/orders/batch", status_code=201, response_model=list[OrderPublic], tags=["orders"],
+             summary="Book several meals for one diner at once (a week ahead): all of them, or none")
+async def book_many(body: OrderBatchCreate, uow: UoW, who: Caller,
+                    idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+    async def action() -> tuple[int, list[OrderPublic]]:
+        placed = await orders.book_many(uow, who, body)
+        return 201, [orders.order_public(o, lines) for o, lines in placed]
+
+    return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order-batch", body, action)
+
+
 async def _idempotent_order(uow: UoW, key: str | None, scope: str, body: object,
-                            action: Callable[[], Awaitable[tuple[int, OrderPublic]]]) -> JSONResponse:
+                            action: Callable[[], Awaitable[tuple[int, Any]]]) -> JSONResponse:
     try:
         return await idempotent(uow, key=key, scope=scope, body=body, action=action)
     except Problem as exc:

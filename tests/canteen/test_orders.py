@@ -377,3 +377,38 @@ async def test_staff_raise_capacity_and_confirm_a_delivery_by_hand(canteen: Syst
     listed = (await s.client.get("/canteen/orders", headers=canteen_staff(s), params={
         "canteen_id": c["id"], "fulfilment": "delivery", "status": "delivered"})).json()["items"]
     assert [o["id"] for o in listed] == [order["id"]]
+
+
+async def test_a_week_is_booked_in_one_go_or_not_at_all(canteen: System) -> None:
+    s = canteen
+    c = await make_canteen(s)
+    await make_rules(s)
+    week = [await make_menu(s, "yunxing-street", TOMORROW + timedelta(days=i)) for i in range(3)]
+    full = await make_menu(s, "yunxing-street", TOMORROW + timedelta(days=3), capacity=0)
+    zhao = await make_diner(s, c["id"], subject="wx-zhao", delivery_eligible=True, delivery_address="云泰园3号楼")
+    elder = {**resident(s, "wx-zhao"), "Idempotency-Key": "week-12"}
+
+    def item(menu: dict, meal: int = 0, fulfilment: str = "dine_in") -> dict:  # type: ignore[type-arg]
+        return {"menu_id": menu["id"], "set_meal_id": menu["set_meals"][meal]["id"], "fulfilment": fulfilment}
+
+    r = await s.client.post("/canteen/orders/batch", headers=resident(s, "wx-zhao"), json={
+        "diner_id": zhao["id"], "items": [item(m) for m in week] + [item(full)]})
+    assert r.status_code == 409 and r.json()["code"] == "slot_full" and r.json()["item"] == 3
+    assert [(await s.client.get(f"/canteen/menus/{m['id']}")).json()["booked"] for m in week] == [0, 0, 0]
+
+    body = {"diner_id": zhao["id"], "items": [item(week[2], 1, "delivery"), item(week[0]), item(week[1])]}
+    r = await s.client.post("/canteen/orders/batch", headers=elder, json=body)
+    assert r.status_code == 201, r.text
+    placed = r.json()
+    assert [(o["meal_date"], o["fulfilment"], o["subsidy_fen"]) for o in placed] == [
+        (week[2]["meal_date"], "delivery", 300), (week[0]["meal_date"], "dine_in", 300),
+        (week[1]["meal_date"], "dine_in", 300)]
+    again = await s.client.post("/canteen/orders/batch", headers=elder, json=body)
+    assert again.status_code == 201 and [o["id"] for o in again.json()] == [o["id"] for o in placed]
+    assert len(await outbox(s, "minsheng.canteen.delivery.requested.v1")) == 1
+    r = await s.client.post("/canteen/orders/batch", headers=resident(s, "wx-zhao"),
+                            json={"diner_id": zhao["id"], "items": [item(week[0])]})
+    assert r.status_code == 409 and r.json()["code"] == "already_booked" and r.json()["item"] == 0
+    r = await s.client.post("/canteen/orders/batch", headers=resident(s, "wx-zhao"),
+                            json={"diner_id": zhao["id"], "items": []})
+    assert r.status_code == 422

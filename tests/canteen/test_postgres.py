@@ -75,6 +75,29 @@ async def test_capacity_and_one_meal_per_slot_hold_under_concurrent_booking(pg_s
     assert (await s.client.get(f"/canteen/menus/{dinner['id']}")).json()["booked"] == live == 28
 
 
+async def test_concurrent_week_bookings_are_all_or_nothing(pg_canteen: System) -> None:
+    s = pg_canteen
+    c = await make_canteen(s)
+    a = await make_menu(s, "yunxing-street", TOMORROW, capacity=6)
+    b = await make_menu(s, "yunxing-street", TOMORROW + timedelta(days=1), capacity=6)
+    diners = [await make_diner(s, c["id"], name=f"老人{i:02d}", subject=f"wx-{i}") for i in range(14)]
+
+    def items(first: dict, second: dict) -> list[dict]:  # type: ignore[type-arg]
+        return [{"menu_id": m["id"], "set_meal_id": m["set_meals"][0]["id"]} for m in (first, second)]
+
+    # Half list the days one way round, half the other: seats are still taken in one order (no deadlock).
+    results = await asyncio.gather(*(
+        s.client.post("/canteen/orders/batch", headers=resident(s, f"wx-{i}"),
+                      json={"diner_id": d["id"], "items": items(a, b) if i % 2 else items(b, a)})
+        for i, d in enumerate(diners)))
+    codes = Counter((r.status_code, r.json()["code"] if r.status_code != 201 else None) for r in results)
+    assert codes == {(201, None): 6, (409, "slot_full"): 8}
+    for menu in (a, b):
+        assert (await s.client.get(f"/canteen/menus/{menu['id']}")).json()["booked"] == 6
+    async with s.runtime("canteen").db.engine.connect() as conn:
+        assert (await conn.scalar(sa.select(sa.func.count()).select_from(ORDERS))) == 12
+
+
 async def test_concurrent_absence_scans_raise_one_alert(pg_canteen: System) -> None:
     s = pg_canteen
     c = await make_canteen(s)

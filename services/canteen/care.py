@@ -201,8 +201,10 @@ async def _suspend(uow: UnitOfWork, diner: Diner, event: ResidentStatusChanged) 
         sa.update(LINES).where(LINES.c.diner_id == diner.id, LINES.c.status == LineStatus.claimed.value,
                                LINES.c.meal_date >= event.effective_date)
         .values(status=LineStatus.withheld.value))
+    # Seats are released in (date, slot) order, the order bookings claim them in: no lock-order deadlocks.
     pending = select(Order).where(Order.diner_id == diner.id, Order.status == OrderStatus.booked,
-                                  Order.meal_date >= event.effective_date)
+                                  Order.meal_date >= event.effective_date).order_by(col(Order.meal_date),
+                                                                                   col(Order.slot))
     if uow.db.is_postgres:
         pending = pending.with_for_update()
     for order in (await uow.session.execute(pending)).scalars():

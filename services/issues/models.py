@@ -108,7 +108,7 @@ class DepartmentBase(SQLModel):
 
 
 class DepartmentCreate(DepartmentBase):
-    code: str = Field(regex=CODE)
+    code: str = Field(schema_extra={"pattern": CODE})
 
 
 class DepartmentUpdate(SQLModel):
@@ -149,7 +149,7 @@ class CategoryBase(SQLModel):
 
 
 class CategoryCreate(SQLModel):
-    code: str = Field(regex=CODE)
+    code: str = Field(schema_extra={"pattern": CODE})
     name_zh: str = Field(min_length=1, max_length=100)
     name_en: str = Field(min_length=1, max_length=100)
     group: str = Field(default="general", max_length=40)
@@ -232,7 +232,7 @@ class NotHandledBase(SQLModel):
 
 
 class NotHandledCreate(NotHandledBase):
-    code: str = Field(regex=CODE)
+    code: str = Field(schema_extra={"pattern": CODE})
 
 
 class NotHandledUpdate(SQLModel):
@@ -274,7 +274,7 @@ class Community(CommunityBase, IssuesModel, table=True):
 
 
 class CommunityCreate(CommunityBase):
-    code: str = Field(regex=CODE)
+    code: str = Field(schema_extra={"pattern": CODE})
 
 
 class CommunityPublic(CommunityBase):
@@ -289,7 +289,7 @@ class ReplyTemplateBase(SQLModel):
 
 
 class ReplyTemplateCreate(ReplyTemplateBase):
-    code: str = Field(regex=CODE)
+    code: str = Field(schema_extra={"pattern": CODE})
 
 
 class ReplyTemplateUpdate(SQLModel):
@@ -327,7 +327,7 @@ class Contact(SQLModel):
     """The resident a staff member reports for (phone/in person). Stored encrypted, shown masked."""
 
     name: str | None = Field(default=None, max_length=60)
-    phone: str | None = Field(default=None, regex=r"^\+?[0-9 \-]{5,20}$")
+    phone: str | None = Field(default=None, schema_extra={"pattern": r"^\+?[0-9 \-]{5,20}$"})
 
 
 class IssueCreate(SQLModel):

@@ -61,6 +61,9 @@ async def test_staff_manage_the_catalogue(issues: System) -> None:
     r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues), json=bad)
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
     r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues),
+                                 json={**new, "code": "Stray Dogs!"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code"  # codes are slugs
+    r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues),
                                  json={**new, "code": "x3", "department": "nowhere"})
     assert r.status_code == 422 and r.json()["code"] == "unknown_department"
 

@@ -6,6 +6,7 @@ Use cases never commit; the view or the event consumer that opened the unit of w
 
 from __future__ import annotations
 
+import functools
 from types import TracebackType
 from typing import Any
 
@@ -34,11 +35,30 @@ def outbox_row(envelope: CloudEvent, topic: str) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _inbox_and_outbox(inbox: sa.Table, outbox: sa.Table, inbox_columns: tuple[str, ...],
+                      outbox_columns: tuple[str, ...]) -> sa.Insert:
+    """``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …`` for one row each, built once per
+    table and column set (bound parameters ``i_<column>`` and ``o_<column>``), so its compiled form is cached:
+    one statement and one round trip instead of two."""
+    cte = sa.insert(inbox).values({c: sa.bindparam(f"i_{c}", type_=inbox.c[c].type) for c in inbox_columns})
+    return sa.insert(outbox).values(
+        {c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in outbox_columns}).add_cte(cte.cte("inbox"))
+
+
+@functools.cache
+def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+    """A one-row outbox INSERT built once per column set (bound parameters ``o_<column>``): cheaper than the
+    executemany path a list of parameter sets takes."""
+    return sa.insert(outbox).values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in columns})
+
+
 class UnitOfWork:
     def __init__(self, db: Database, service: str) -> None:
         self.db = db
         self.service = service
         self._pending: list[dict[str, Any]] = []
+        self._inbox: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
 
     @property
@@ -56,6 +76,7 @@ class UnitOfWork:
     ) -> None:
         session, self._session = self._session, None
         self._pending.clear()
+        self._inbox.clear()
         if session is not None:
             if session.in_transaction():
                 await session.rollback()
@@ -75,14 +96,31 @@ class UnitOfWork:
         return found.first() is not None
 
     async def mark_processed(self, envelope: CloudEvent) -> None:
-        t = self.db.tables.processed_events
-        await self.session.execute(
-            sa.insert(t).values(source=envelope.source, id=envelope.id, type=envelope.type, processed_at=utcnow())
-        )
+        """Record ``envelope`` as handled (the inbox row). It is written at commit, with the outbox rows: on
+        PostgreSQL both go in one statement. A concurrent delivery of the same event that committed first
+        makes the commit raise ``IntegrityError``."""
+        self._inbox.append({"source": envelope.source, "id": envelope.id, "type": envelope.type,
+                            "processed_at": utcnow()})
 
     async def flush_outbox(self) -> None:
-        if self._pending:
-            await self.session.execute(sa.insert(self.db.tables.outbox), self._pending)
+        """Write the queued inbox and outbox rows — one round trip when there are both (PostgreSQL:
+        ``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …``)."""
+        t = self.db.tables
+        if len(self._inbox) == 1 and len(self._pending) == 1 and self.db.is_postgres:
+            row_in, row_out = self._inbox[0], self._pending[0]
+            params = {f"i_{k}": v for k, v in row_in.items()}
+            params.update({f"o_{k}": v for k, v in row_out.items()})
+            statement = _inbox_and_outbox(t.processed_events, t.outbox, tuple(row_in), tuple(row_out))
+            await self.session.execute(statement, params)
+        else:
+            if self._inbox:
+                await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
+            if len(self._pending) == 1:
+                row = self._pending[0]
+                await self.session.execute(_outbox_insert(t.outbox, tuple(row)), {f"o_{k}": v for k, v in row.items()})
+            elif self._pending:
+                await self.session.execute(sa.insert(t.outbox), self._pending)
+        self._inbox.clear()
 
     async def commit(self) -> None:
         wrote_events = bool(self._pending)
@@ -94,4 +132,5 @@ class UnitOfWork:
 
     async def rollback(self) -> None:
         self._pending.clear()
+        self._inbox.clear()
         await self.session.rollback()

@@ -53,7 +53,7 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
 
         consumer.handlers[HazardReported.event_type] = (model, failing_on_poison)
         riders = []
-        for i in range(10):
+        for i in range(20):  # the per-rider rate limit (burst 20) is not what this test is about
             headers = s.auth("rider", sub=f"poison-rider-{i}", scopes=())
             assert (await s.client.post("/points/riders", headers=headers, json=rider_body(i))).status_code == 201
             riders.append(headers)
@@ -139,9 +139,12 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
 
         consumer.handlers[HazardReported.event_type] = (model, failing_on_poison)
         consumer.dead_letter = flaky_dead_letter  # type: ignore[method-assign]
-        rider = s.auth("rider", sub="skip-rider", scopes=())
-        assert (await s.client.post("/points/riders", headers=rider, json=rider_body(0))).status_code == 201
-        warmup = await s.client.post("/points/hazard-reports", headers=rider, json=hazard(0, tag="warmup"))
+        riders = []
+        for i in range(5):  # the per-rider rate limit (burst 20) is not what this test is about
+            headers = s.auth("rider", sub=f"skip-rider-{i}", scopes=())
+            assert (await s.client.post("/points/riders", headers=headers, json=rider_body(i))).status_code == 201
+            riders.append(headers)
+        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(0, tag="warmup"))
         effects, _ = await wait_for_effects(settings.database_url_for("issues"), [warmup.json()["id"]], within=60)
         assert effects["lost"] == 0, "the issues consumer is up"
         # Pause the issues consumer so that the poison and the reports behind it arrive in one fetched batch.
@@ -150,7 +153,7 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
         ids = []
         for i in range(1, 30):
             body = {**hazard(i, tag="batch"), **({"description": "poison in a batch"} if i == 5 else {})}
-            r = await s.client.post("/points/hazard-reports", headers=rider, json=body)
+            r = await s.client.post("/points/hazard-reports", headers=riders[i % len(riders)], json=body)
             assert r.status_code == 201, r.text
             if i != 5:
                 ids.append(str(r.json()["id"]))

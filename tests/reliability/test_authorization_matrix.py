@@ -13,14 +13,19 @@ PUBLIC_READS with the reason; everything else that carries a scope must stay ins
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
+
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
 
 from minsheng.platform.auth import Role
 from tests.support.client import System
 from tests.support.reliability import record
 from tests.support.routes import Operation, operations
 
+GENERATED_BODIES = 3  # per stopped write × role
 OUTSIDER_SCOPES = ["community:nowhere", "compound:nowhere", "canteen:00000000-0000-7000-8000-000000000000",
                    "department:nowhere", "merchant:00000000-0000-7000-8000-000000000000"]
 # Fields that place an object in a scope (a community, a compound, a canteen, a rider's or merchant's own).
@@ -126,6 +131,7 @@ async def test_authorization_matrix(demo_system: System) -> None:
     figures["scoped_objects_seen"] = sum(len(v) for v in collections.values())
 
     list_calls = object_calls = refused = not_reached = 0
+    stopped: list[tuple[Operation, str, str, str, dict[str, Any]]] = []
     for op in ops:
         admitted = [r for r in roles if op.roles is None or Role(r) in op.roles]
         if op.method == "GET" and op.url_template in collections:
@@ -165,9 +171,16 @@ async def test_authorization_matrix(demo_system: System) -> None:
                     refused += 1
                 else:
                     not_reached += 1
+                    stopped.append((op, role, param, ident, item))
+
+    # Writes that stopped at validation (an empty body) before any scope check: again with bodies generated
+    # from the operation's schema, so the request reaches the point where the object is loaded.
+    generated = await _with_generated_bodies(s, documents, stopped, problems)
     figures.update({"outsider_list_calls": list_calls, "outsider_object_calls": object_calls,
                     "outsider_object_calls_refused_403_404": refused,
-                    "outsider_object_calls_stopped_earlier_422_409": not_reached})
+                    "outsider_object_calls_stopped_earlier_422_409": not_reached,
+                    "outsider_writes_retried_with_generated_bodies": generated["calls"],
+                    "generated_body_outcomes": generated["statuses"]})
     figures.update({k: len(v) for k, v in problems.items()})
     record("authorization_matrix", {**figures, "examples": {k: v[:15] for k, v in problems.items() if v},
                                     "public_reads": [f"{r} {p.pattern}: {why}" for r, p, why in PUBLIC_READS]})
@@ -181,3 +194,50 @@ def _owner(op: Operation, collections: dict[str, list[dict[str, Any]]]) -> tuple
     prefix = op.url_template.split("{", 1)[0].rstrip("/")
     items = collections.get(prefix)
     return (prefix, items) if items else None
+
+
+async def _with_generated_bodies(s: System, documents: dict[str, dict[str, Any]],
+                                 stopped: list[tuple[Operation, str, str, str, dict[str, Any]]],
+                                 problems: dict[str, list[str]]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    schemas = {name: schemathesis.openapi.from_dict(doc) for name, doc in documents.items()}
+    operations_by_key: dict[tuple[str, str, str], Any] = {}
+    for name, schema in schemas.items():
+        for result in schema.get_all_operations():
+            o: Any = result.ok()  # type: ignore[union-attr]
+            operations_by_key[(name, o.method.upper(), o.path)] = o
+    outcome: dict[str, Any] = {"calls": 0, "statuses": {}}
+
+    def send(method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any]) -> int:
+        body = {k: kwargs[k] for k in ("json", "data", "params") if kwargs.get(k) is not None}
+        request = s.client.request(method, url, headers=headers, **body)
+        return int(asyncio.run_coroutine_threadsafe(request, loop).result(60).status_code)
+
+    def attempt(op: Operation, role: str, param: str, ident: str, item: dict[str, Any]) -> None:
+        schema_op = operations_by_key.get((op.service, op.method, op.path))
+        if schema_op is None:
+            return
+        headers = s.auth(role, sub=f"outsider-{role}", scopes=OUTSIDER_SCOPES)
+
+        @settings(max_examples=GENERATED_BODIES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        @given(case=schema_op.as_strategy())
+        def check(case: Any) -> None:
+            kwargs = case.as_transport_kwargs(base_url="http://minsheng.test", headers=headers)
+            status = send(op.method, op.url({**{k: str(v) for k, v in (case.path_parameters or {}).items()},
+                                             param: ident}), headers, kwargs)
+            outcome["calls"] += 1
+            outcome["statuses"][status] = outcome["statuses"].get(status, 0) + 1
+            if 200 <= status < 300:
+                problems["cross_scope_object_access"].append(
+                    f"{role} {op.method} {op.url({param: ident})} → {status} with a generated body (object: "
+                    f"{({f: item.get(f) for f in SCOPE_FIELDS if item.get(f)})})")
+
+        check()
+
+    def run() -> None:
+        for entry in stopped:
+            attempt(*entry)
+
+    await asyncio.to_thread(run)
+    return outcome

@@ -34,7 +34,7 @@ ROWS: dict[str, list[Row]] = {
          f"{r['phase1_seconds_to_resend_after_restart']} s; lost {r['phase1_lost']}, "
          f"duplicates {r['phase1_duplicate_issues']}"),
         ("", "killed mid-stream", lambda r: f"{r['phase2_accepted_201']} answered 201, "
-         f"{r['phase2_no_answer_at_kill']} cut off; {r['phase2_committed']} committed → "
+         f"{r['phase2_no_answer_at_kill']} cut off by the kill; {r['phase2_committed']} committed → "
          f"{r['phase2_issues']} issues; lost **{r['phase2_lost']}**, duplicates **{r['phase2_duplicate_issues']}**"),
     ],
     "consumer_rebalance": [
@@ -103,7 +103,8 @@ ROWS: dict[str, list[Row]] = {
         ("Authorization matrix", "operations; calls",
          lambda r: f"{r['operations']} operations; {r['unauthenticated_calls']} without a token, "
          f"{r['wrong_role_calls']} with a wrong role, {r['outsider_list_calls'] + r['outsider_object_calls']} "
-         f"as outsiders on {r['scoped_objects_seen']} objects of other scopes"),
+         f"as outsiders on {r['scoped_objects_seen']} objects of other scopes (+ "
+         f"{r.get('outsider_writes_retried_with_generated_bodies', 0)} writes with schema-generated bodies)"),
         ("", "not 401 / wrong role admitted / cross-scope reads or writes",
          lambda r: f"**{r['unauthenticated_not_401']} / {r['wrong_role_admitted']} / "
                    f"{r['cross_scope_list_items'] + r['cross_scope_object_access']}**"),

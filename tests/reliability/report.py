@@ -99,6 +99,11 @@ ROWS: dict[str, list[Row]] = {
          lambda r: f"**{r['server_errors']} / {r['response_schema_violations']} / "
                    f"{r['unmasked_phone_or_id_in_responses']}**"),
     ],
+    "open311_fuzz": [
+        ("Open311 POST Service Request, generated forms", "requests / accepted / server errors",
+         lambda r: f"{r['generated_requests']} / {r['created']} / **{r['server_errors']}**; answers not in the "
+         f"Open311 shape {r['not_open311_shape']}; phones in public reads **{r['phones_in_public_reads']}**"),
+    ],
     "authorization_matrix": [
         ("Authorization matrix", "operations; calls",
          lambda r: f"{r['operations']} operations; {r['unauthenticated_calls']} without a token, "

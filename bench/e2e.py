@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.loadgen import Connection, Template, build_request, install_uvloop, percentiles, requests_cycle
+from bench.loadgen import (
+    IDLE_REOPEN_S,
+    Connection,
+    Template,
+    build_request,
+    install_uvloop,
+    percentiles,
+    requests_cycle,
+)
 
 NOTIFY_SQL = """
 CREATE OR REPLACE FUNCTION msbench_notify_issue() RETURNS trigger AS $$
@@ -53,6 +61,9 @@ async def run_service(spec: dict[str, Any]) -> dict[str, Any]:
 
     async def one(due: float, measured: bool) -> None:
         conn = idle.pop() if idle else await Connection.open("127.0.0.1", spec["port"])
+        if time.perf_counter() - conn.last_used > IDLE_REOPEN_S:  # the server may have closed it by now
+            conn.close()
+            conn = await Connection.open("127.0.0.1", spec["port"])
         try:
             status, body = await conn.request(next(bodies))
         except Exception as exc:

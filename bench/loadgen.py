@@ -45,6 +45,8 @@ def build_request(host: str, port: int, method: str, path: str, headers: dict[st
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
+IDLE_REOPEN_S = 3.0  # uvicorn closes keep-alive connections idle for 5 s: reopen ours before that
+
 UNIQUE_TOKENS = (b"__N__", b"__LAT__", b"__LON__")
 
 
@@ -87,6 +89,7 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.last_used = time.perf_counter()
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -94,6 +97,7 @@ class Connection:
         return cls(reader, writer)
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.last_used = time.perf_counter()
         self.writer.write(raw)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -210,6 +214,9 @@ async def run_open(spec: dict[str, Any], raws: list[bytes], rec: Recorder) -> fl
             await freed.wait()
         if idle:
             conn = idle.pop()
+            if time.perf_counter() - conn.last_used > IDLE_REOPEN_S:  # the server may have closed it by now
+                conn.close()
+                conn = await Connection.open(host, port)
         else:
             opened += 1
             conn = await Connection.open(host, port)

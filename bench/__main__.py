@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="alternating baseline/subject rounds per figure")
     parser.add_argument("--duration", type=float, help="seconds measured per round")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and load specs")
     args = parser.parse_args(argv)
     sizes = SIZES[args.sizes or "quick"]
     if args.rounds:
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     with BenchEnv() as env:
         suite = Suite(env, sizes, only, log=lambda line: print(line, flush=True))
         result = suite.run()
+        workdir = env.workdir
     result["machine"] = m
     result["machine"]["load_average_end"] = list(__import__("os").getloadavg())
     result["command"] = "bin/bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [f["id"] for f in result["figures"] if f["status"] == "failed"]
     if failed:
         print(f"bench: {len(failed)} figure(s) failed: {', '.join(failed)}")
+    if failed or args.keep_logs:
+        print(f"bench: server logs and load specs in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 1 if failed else 0
 
 

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(env, sizes, only, log=lambda line: print(line, flush=True))
         result = suite.run()
         workdir = env.workdir
+        env.keep_logs = args.keep_logs or any(f["status"] == "failed" for f in result["figures"])
     result["machine"] = m
     result["machine"]["load_average_end"] = list(__import__("os").getloadavg())
     result["command"] = "bin/bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -59,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {len(failed)} figure(s) failed: {', '.join(failed)}")
     if failed or args.keep_logs:
         print(f"bench: server logs and load specs in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 1 if failed else 0
 
 

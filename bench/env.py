@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,8 @@ class BenchEnv:
         if self._tansu is not None:
             self._tansu.stop()
         self._stack.close()
+        if not self.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart_kafka(self) -> None:
         """A fresh, empty broker (Tansu keeps everything in memory): no backlog from earlier figures."""

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from minsheng.platform.auth import Role
 from tests.support.client import System
-from tests.support.reliability import record
+from tests.support.reliability import hazard, record, rider_body
 from tests.support.routes import Operation, operations
 
 GENERATED_BODIES = 3  # per stopped write × role
@@ -119,14 +119,19 @@ async def test_authorization_matrix(demo_system: System) -> None:
     figures["wrong_role_calls"] = checked
     figures["operations_with_declared_roles"] = sum(1 for op in ops if op.roles is not None)
 
-    # 3. Outsiders: harvest real objects (as admin) from every collection, then look at them from elsewhere.
+    # 3. Outsiders: harvest real objects from every collection — as admin, and as owners of objects only their
+    # owner lists (a rider's reports, a resident's private issue) — then look at them from elsewhere.
     admin = s.auth("admin", sub="matrix-admin")
+    owners = await _seed_owned_objects(s)
     collections: dict[str, list[dict[str, Any]]] = {}
     for op in ops:
         if op.method == "GET" and not op.params and op.secured and not op.path.endswith((".csv", ".html")):
-            r = await s.client.get(op.url(), headers=admin)
-            if r.status_code == 200:
-                collections[op.url_template] = [i for i in _items(r.json()) if _scoped(i)]
+            found: dict[str, dict[str, Any]] = {}
+            for headers in (admin, *owners):
+                r = await s.client.get(op.url(), headers=headers)
+                if r.status_code == 200:
+                    found.update({str(i.get("id") or i.get("code")): i for i in _items(r.json()) if _scoped(i)})
+            collections[op.url_template] = list(found.values())
     figures["collections_with_scoped_objects"] = sum(1 for v in collections.values() if v)
     figures["scoped_objects_seen"] = sum(len(v) for v in collections.values())
 
@@ -184,8 +189,8 @@ async def test_authorization_matrix(demo_system: System) -> None:
     figures.update({k: len(v) for k, v in problems.items()})
     record("authorization_matrix", {**figures, "examples": {k: v[:15] for k, v in problems.items() if v},
                                     "public_reads": [f"{r} {p.pattern}: {why}" for r, p, why in PUBLIC_READS]})
-    for kind, found in problems.items():
-        assert found == [], f"{kind}:\n" + "\n".join(found[:20])
+    for kind, listed in problems.items():
+        assert listed == [], f"{kind}:\n" + "\n".join(listed[:20])
 
 
 def _owner(op: Operation, collections: dict[str, list[dict[str, Any]]]) -> tuple[str, list[dict[str, Any]]] | None:
@@ -241,3 +246,21 @@ async def _with_generated_bodies(s: System, documents: dict[str, dict[str, Any]]
 
     await asyncio.to_thread(run)
     return outcome
+
+
+async def _seed_owned_objects(s: System) -> list[dict[str, str]]:
+    """Objects only their owner lists, and outsiders of the same kind (another registered rider), so an
+    outsider is refused for the object's sake, not because the caller is not registered at all."""
+    rider = s.auth("rider", sub="matrix-owner-rider", scopes=())
+    resident = s.auth("resident", sub="matrix-owner-resident", scopes=())
+    for i, headers in enumerate((rider, s.auth("rider", sub="outsider-rider", scopes=OUTSIDER_SCOPES))):
+        r = await s.client.post("/points/riders", headers=headers, json=rider_body(900 + i))
+        assert r.status_code == 201, r.text
+    r = await s.client.post("/points/hazard-reports", headers=rider, json=hazard(900, tag="matrix"))
+    assert r.status_code == 201, r.text
+    category = (await s.client.get("/issues/open311/v2/services.json")).json()[0]["service_code"]
+    r = await s.client.post("/issues/issues", headers=resident, json={
+        "category": category, "title": "A private matter", "description": "Only mine to see",
+        "community": "yunxing", "latitude": 40.01, "longitude": 112.70, "is_public": False})
+    assert r.status_code == 201, r.text
+    return [rider, resident]

@@ -83,6 +83,11 @@ ROWS: dict[str, list[Row]] = {
          f"{r['merchant_rate']['burst']}) / {_responses(r['rider_rate']['responses'])} (burst "
          f"{r['rider_rate']['burst']}); Retry-After {','.join(r['rider_rate']['retry_after'])} s"),
     ],
+    "merchant_isolation": [
+        ("Another merchant", "read / void a redemption, change an offer, redeem on it",
+         lambda r: " / ".join(str(v) for v in r["attempts"].values())
+         + f"; points moved {r['balance_moved']}, sees {r['other_merchant_lists']} of the other's redemptions"),
+    ],
     "api_fuzz": [
         ("API fuzzing (schemathesis, default run)", "operations / requests",
          lambda r: f"{r['operations']} / {r['requests']:,} ({', '.join(r['roles'])}, "

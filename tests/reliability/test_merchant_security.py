@@ -120,3 +120,38 @@ async def test_forged_merchant_requests_are_refused_and_fast_callers_are_limited
     assert spent == ATTEMPTS * 10, "only the genuine redemptions moved points"
     assert merchant_statuses.get(429, 0) > 0 and all(v.isdigit() and int(v) >= 1 for v in retry_after)
     assert rider_statuses.get(429, 0) > 0 and all(v.isdigit() and int(v) >= 1 for v in rider_retry_after)
+
+
+async def test_a_merchant_cannot_touch_another_merchants_offers_or_redemptions(points_system: System) -> None:
+    s = points_system
+    fan = await rider(s)
+    await credit(s, fan.id, 1000)
+    shop, other = await merchant(s), await merchant(s, name="另一家")
+    item = await offer(s, shop, points_cost=10, stock=5)
+    r = await s.client.post(REDEEM, auth=shop.auth, json={"code": await code(s, fan), "offer_id": item["id"]},
+                            headers={"Idempotency-Key": "shop-1"})
+    assert r.status_code == 201, r.text
+    redemption = r.json()
+    before = await balance(s, fan)
+
+    attempts = {
+        "read the redemption": await s.client.get(f"{REDEEM}/{redemption['id']}", auth=other.auth),
+        "void the redemption": await s.client.post(f"{REDEEM}/{redemption['id']}/void", auth=other.auth,
+                                                   json={"reason": "not mine"}),
+        "change the offer": await s.client.patch(f"/points/merchant-api/offers/{item['id']}", auth=other.auth,
+                                                 json={"points_cost": 1}),
+        "redeem on the offer": await s.client.post(REDEEM, auth=other.auth, headers={"Idempotency-Key": "other-1"},
+                                                   json={"code": await code(s, fan), "offer_id": item["id"]}),
+    }
+    listed = (await s.client.get(REDEEM, auth=other.auth)).json()["items"]
+    statement = (await s.client.get("/points/merchant-api/statements/2026-11", auth=other.auth)).json()
+    after = await balance(s, fan)
+    still = (await s.client.get(f"{REDEEM}/{redemption['id']}", auth=shop.auth)).json()
+    record("merchant_isolation", {"attempts": {k: v.status_code for k, v in attempts.items()},
+                                  "other_merchant_lists": len(listed), "balance_moved": before - after,
+                                  "redemption_status": still["status"]})
+    assert {k: v.status_code for k, v in attempts.items()} == dict.fromkeys(attempts, 404)
+    assert listed == [] and after == before and still["status"] == "completed"
+    assert item["points_cost"] == 10 and (await s.client.get(
+        f"/points/offers/{item['id']}", headers=fan.headers)).json()["points_cost"] == 10
+    assert not any(str(redemption["id"]) in str(v) for v in statement.values())

@@ -202,3 +202,47 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+def test_no_event_contract_has_a_field_for_plaintext_personal_data() -> None:
+    """Every published event schema: a field about a phone, an ID number or health is a keyed hash or masked."""
+    import importlib
+    import pkgutil
+    import re as _re
+
+    import minsheng.contracts
+    from minsheng.contracts.base import IntegrationEvent
+
+    for module in pkgutil.iter_modules(minsheng.contracts.__path__):  # every published contract
+        importlib.import_module(f"minsheng.contracts.{module.name}")
+
+    sensitive = _re.compile(r"phone|mobile|id_?number|id_?card|identity|health", _re.IGNORECASE)
+    events = _all_subclasses(IntegrationEvent)
+    offending = []
+    for model in events:
+        schema = model.model_json_schema()
+        names = _property_names(schema)
+        offending += [f"{model.__name__}.{n}" for n in names
+                      if sensitive.search(n) and not n.endswith(("_hash", "_masked"))]
+    assert len(events) >= 10 and offending == [], offending
+
+
+def _all_subclasses(cls: type[Any]) -> list[type[Any]]:
+    out: list[type[Any]] = []
+    sub: type[Any]
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+def _property_names(schema: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "properties" and isinstance(value, dict):
+                names |= set(value)
+            names |= _property_names(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            names |= _property_names(value)
+    return names

@@ -7,11 +7,14 @@ request path: no middleware, no auth, no unit of work, no ORM.
   read is compared with FastAPI doing only the HTTP and JSON part of it;
 - ``POST /bare/{service}/{kind}``: the same body validation, then the same state row(s) + outbox row written
   with raw asyncpg in one transaction (BEGIN, INSERT…, COMMIT on one pooled connection);
+  (``/bare/points/redemptions``: redemption + ledger entry + outbox; ``/bare/canteen/orders``: order + outbox,
+  for the seeded merchant/offer and menu named in the config's ``redeem`` / ``order`` entries);
 - ``GET /bare/sql/{name}``: a named read query done with raw asyncpg, rows returned as JSON (the floor
   for the list/filter endpoints on the large data sets).
 
 Configured by the JSON file named in ``BENCH_BARE_CONFIG``: ``{"docs": {...}, "dbs": {"points": dsn, ...},
-"rider_id": "...", "queries": {name: {"db": "issues", "sql": "...", "params": [...]}}}``.
+"rider_id": "...", "redeem": {...}, "order": {...},
+"queries": {name: {"db": "issues", "sql": "...", "params": [...]}}}``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -31,15 +34,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from minsheng.platform.ids import utcnow, uuid7
+from services.canteen import models as canteen_models
+from services.canteen.models import OrderCreate
+from services.canteen.models import metadata as canteen_md
 from services.issues import models as issues_models
 from services.issues.models import IssueCreate
 from services.issues.models import metadata as issues_md
-from services.points.models import HazardReport, HazardReportCreate
+from services.points.models import HazardReport, HazardReportCreate, LedgerEntry, RedeemRequest, Redemption
 from services.points.models import metadata as points_md
 
 
 def _default(o: Any) -> Any:
-    if isinstance(o, datetime):
+    if isinstance(o, datetime | date):
         return o.isoformat()
     if isinstance(o, UUID):
         return str(o)
@@ -100,7 +106,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         "issues": RawInsert(issues_md.tables["issues"]),
         "issue_timeline": RawInsert(issues_md.tables["issue_timeline"]),
         "issues_outbox": RawInsert(issues_md.tables["outbox"]),
+        "redemptions": RawInsert(points_md.tables["redemptions"]),
+        "ledger_entries": RawInsert(points_md.tables["ledger_entries"]),
+        "orders": RawInsert(canteen_md.tables["orders"]),
+        "canteen_outbox": RawInsert(canteen_md.tables["outbox"]),
     }
+    redeem_cfg: dict[str, Any] = config.get("redeem") or {}
+    order_cfg: dict[str, Any] = config.get("order") or {}
 
     async def init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec("jsonb", encoder=lambda v: v, decoder=json.loads, schema="pg_catalog")
@@ -169,6 +181,57 @@ def create_app(config: dict[str, Any]) -> FastAPI:
                             topic="issues.issue", key=str(row["id"]), data=event)
         statements = [ins["issues"].args(row), ins["issue_timeline"].args(timeline), ins["issues_outbox"].args(out)]
         async with pools["issues"].acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                await conn.execute(sql, *args)
+        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+
+    @app.post("/bare/points/redemptions", status_code=201)
+    async def redeem(body: RedeemRequest) -> Response:
+        # The redemption row, its ledger entry and the PointsPosted outbox row (the service also consumes the
+        # code, debits the balance and checks the offer: those reads and conditional UPDATEs are not here).
+        now = utcnow()
+        points = redeem_cfg.get("points_cost", 1) * body.quantity
+        row = model_row(Redemption, points_md.tables["redemptions"], id=uuid7(),
+                        merchant_id=UUID(redeem_cfg["merchant_id"]), offer_id=body.offer_id, rider_id=rider_id,
+                        quantity=body.quantity, points=points, status="completed", created_at=now)
+        entry = model_row(LedgerEntry, points_md.tables["ledger_entries"], id=uuid7(), rider_id=rider_id,
+                          kind="redeemed", amount=-points, balance_after=0, cause_type="redemption",
+                          cause_id=str(row["id"]), note=f"offer ×{body.quantity}", created_at=now)
+        event = {"entry_id": entry["id"], "rider_id": rider_id, "kind": "redeemed", "amount": -points,
+                 "balance_after": 0, "cause_type": "redemption", "cause_id": str(row["id"]), "posted_at": now}
+        out = outbox_values(source="/services/points", event_type="minsheng.points.ledger.posted.v1",
+                            topic="points.ledger", key=str(rider_id), data=event)
+        statements = [ins["redemptions"].args(row), ins["ledger_entries"].args(entry),
+                      ins["points_outbox"].args(out)]
+        async with pools["points"].acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                await conn.execute(sql, *args)
+        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+
+    @app.post("/bare/canteen/orders", status_code=201)
+    async def order(body: OrderCreate) -> Response:
+        # The order row and the DeliveryRequested outbox row (the service also reads the diner, the menu and
+        # the subsidy rules and claims the seat with a conditional UPDATE: not here).
+        now = utcnow()
+        o = order_cfg
+        meal_date = datetime.fromisoformat(o["meal_date"]).date()
+        deliver_by = datetime.fromisoformat(o["deliver_by"])
+        row = model_row(canteen_models.Order, canteen_md.tables["orders"], id=uuid7(),
+                        canteen_id=UUID(o["canteen_id"]), diner_id=body.diner_id, menu_id=body.menu_id,
+                        set_meal_id=body.set_meal_id, set_meal_name=o["set_meal_name"], meal_date=meal_date,
+                        slot=o["slot"], fulfilment=body.fulfilment.value, status="booked", channel="staff",
+                        is_extra=body.extra, price_fen=o["price_fen"], subsidy_fen=0, elder_pays_fen=o["price_fen"],
+                        payer="diner", booked_by="bench-canteen-staff", pickup_code=uuid7().hex[-8:],
+                        community=o["community"], dietary=[], delivery_address=o["delivery_address"],
+                        deliver_by=deliver_by, note=body.note, created_at=now, updated_at=now)
+        event = {"order_id": row["id"], "canteen_id": o["canteen_id"], "canteen_name": o["canteen_name"],
+                 "meal_date": o["meal_date"], "slot": o["slot"], "deliver_by": deliver_by,
+                 "pickup_address": o["pickup_address"], "delivery_address": o["delivery_address"],
+                 "community": o["community"], "compound": None, "points": 5}
+        out = outbox_values(source="/services/canteen", event_type="minsheng.canteen.delivery.requested.v1",
+                            topic="canteen.order", key=str(row["id"]), data=event)
+        statements = [ins["orders"].args(row), ins["canteen_outbox"].args(out)]
+        async with pools["canteen"].acquire() as conn, conn.transaction():
             for sql, args in statements:
                 await conn.execute(sql, *args)
         return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")

@@ -223,6 +223,8 @@ class BenchEnv:
             # from a few riders: lifted, so the figure measures the write path, not the limiter.
             "MINSHENG_POINTS_RIDER_RATE_PER_SECOND": "1000000",
             "MINSHENG_POINTS_RIDER_BURST": "1000000",
+            "MINSHENG_POINTS_MERCHANT_RATE_PER_SECOND": "1000000",
+            "MINSHENG_POINTS_MERCHANT_BURST": "1000000",
             **extra,
         }
 

@@ -8,14 +8,30 @@ import json
 import statistics
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from bench import datagen
 from bench.env import BenchEnv, Server, run_python
+
+Requests = list[dict[str, Any]] | Callable[[int], list[dict[str, Any]]]
+
+
+def _round(requests: Requests, i: int) -> list[dict[str, Any]]:
+    return requests(i) if callable(requests) else requests
+
+
+# One-shot write figures (a code, a diner's seat) need a distinct request each: pools sized for at most this many
+# requests per second over warm-up + duration, per round (a figure whose side went faster says so in its note).
+SUBJECT_POOL_RATE = 400
+BASELINE_POOL_RATE = 2_500
+CANTEEN_CODE = "yunxing-street"
+REDEEM_PATH = "/points/merchant-api/redemptions"
 
 
 @dataclass
@@ -135,6 +151,9 @@ class Suite:
         self.bare_rider = datagen.time_ordered_uuid(1, datagen.EPOCH)
         self.categories: list[str] = []
         self.canteen_seeded = False
+        self.bare_extra: dict[str, Any] = {}
+        self.order_scenario: dict[str, Any] | None = None
+        self.bare_order_diners: list[str] = []
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -167,14 +186,14 @@ class Suite:
             spec["rate"] = rate
         return self.env.run_load(server, spec, watch)
 
-    def compare(self, fig: Figure, subject: tuple[Server, list[dict[str, Any]]],
-                baseline: tuple[Server, list[dict[str, Any]]], *, mode: str = "closed",
-                rate: float | None = None, watch: tuple[Server, ...] = ()) -> Figure:
-        """Alternate baseline and subject ``rounds`` times; keep each side's median round."""
+    def compare(self, fig: Figure, subject: tuple[Server, Requests], baseline: tuple[Server, Requests], *,
+                mode: str = "closed", rate: float | None = None, watch: tuple[Server, ...] = ()) -> Figure:
+        """Alternate baseline and subject ``rounds`` times; keep each side's median round. A side's requests
+        may be a function of the round (fresh one-time codes, signatures, diners for each round)."""
         subs, bases = [], []
-        for _ in range(self.sizes.rounds):
-            bases.append(self.load(baseline[0], baseline[1], mode=mode, rate=rate))
-            subs.append(self.load(subject[0], subject[1], mode=mode, rate=rate, watch=watch))
+        for i in range(self.sizes.rounds):
+            bases.append(self.load(baseline[0], _round(baseline[1], i), mode=mode, rate=rate))
+            subs.append(self.load(subject[0], _round(subject[1], i), mode=mode, rate=rate, watch=watch))
         key: Callable[[dict[str, Any]], float] = (
             (lambda r: r["rps"]) if mode == "closed" else (lambda r: r["latency_ms"].get("p99", 1e9)))
         fig.subject = _median(subs, key)
@@ -264,6 +283,10 @@ class Suite:
         except Exception as exc:
             self.canteen_seeded = False
             self.log(f"  canteen demo seed failed: {type(exc).__name__}: {exc}"[:300])
+        try:
+            await self._prepare_one_shot_writes()
+        except Exception as exc:
+            self.log(f"  redemption/order seed failed: {type(exc).__name__}: {exc}"[:600])
         self.categories = await seed_issue_catalogue(env, "issues")
         await seed_issue_catalogue(env, "bare_issues")
         conn = await datagen.connect(env.dsn_for("issues"))
@@ -283,8 +306,39 @@ class Suite:
             await conn.close()
 
     def _bare_config(self, docs: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"dbs": {"points": self.env.dsn_for("bare_points"), "issues": self.env.dsn_for("bare_issues")},
-                "rider_id": str(self.bare_rider), "docs": docs or {}}
+        return {"dbs": {"points": self.env.dsn_for("bare_points"), "issues": self.env.dsn_for("bare_issues"),
+                        "canteen": self.env.dsn_for("bare_canteen")},
+                "rider_id": str(self.bare_rider), "docs": docs or {}, **self.bare_extra}
+
+    def pool(self, rate: int) -> int:
+        """Distinct requests one side may need in a round: ``rate``/s over warm-up + duration."""
+        return int((self.sizes.warmup + self.sizes.duration) * rate) + 100
+
+    async def _prepare_one_shot_writes(self) -> None:
+        """What the redemption and canteen-order baselines write against (FKs): an offer (and its merchant) in
+        ``bare_points``; the canteen demo, a menu with room and many diners in ``bare_canteen`` — and the
+        subject's menu and diners in the canteen service's database (outside the timed part)."""
+        env, rounds = self.env, self.sizes.rounds
+        from services.points.models import metadata as points_md
+
+        conn = await datagen.connect(env.dsn_for("bare_points"))
+        try:
+            offer_id = uuid.uuid4()
+            await datagen.copy_rows(conn, points_md.tables["offers"], 1, {
+                "id": lambda i: offer_id, "title": lambda i: "Bench offer", "kind": lambda i: "goods",
+                "points_cost": lambda i: 1, "active": lambda i: True})
+            merchant_id = await conn.fetchval("SELECT merchant_id FROM offers WHERE id = $1", offer_id)
+        finally:
+            await conn.close()
+        self.bare_extra["redeem"] = {"merchant_id": str(merchant_id), "offer_id": str(offer_id), "points_cost": 1}
+        if not self.canteen_seeded:
+            return
+        await env.migrate("canteen", "bare_canteen")
+        await seed_service_demo(env, "canteen", "bare_canteen")
+        bare_ctx = await order_context(env.dsn_for("bare_canteen"), self.pool(BASELINE_POOL_RATE) * rounds)
+        self.bare_order_diners = bare_ctx.pop("diners")
+        self.bare_extra["order"] = bare_ctx
+        self.order_scenario = await order_context(env.dsn_for("canteen"), self.pool(SUBJECT_POOL_RATE) * rounds + 1)
 
     def _register_riders(self, points: Server) -> dict[str, Any]:
         tokens = []
@@ -416,16 +470,121 @@ class Suite:
             self.compare(fig, (points, reqs), (bare, [{"method": "POST", "path": "/bare/points/hazard-reports",
                                                        "body": body}]))
         self.guard(fig, hazard)
-        with httpx.Client(timeout=10) as client:
-            redeem = _find_path(client, points, "post", "redemption")
-            order = _find_path(client, canteen, "post", "order")
-        self.add(Figure("write.redemption", "writes", "Points redemption at a merchant", status="skipped",
-                        note=("no POST …redemption… endpoint in the points service yet" if redeem is None else
-                              f"{redeem} exists; its bench scenario (merchant API key, signed request) is not "
-                              "written yet")))
-        self.add(Figure("write.canteen_order", "writes", "Canteen order", status="skipped",
-                        note=("no POST …order… endpoint in the canteen service yet" if order is None else
-                              f"{order} exists; its bench scenario (diner, menu, slot) is not written yet")))
+        fig = Figure("write.redemption", "writes", "Points redemption at a merchant (signed, one-time code)",
+                     target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
+                     baseline_name="bare endpoint: same body model, raw asyncpg INSERT redemption + ledger entry "
+                                   "+ outbox")
+        self.guard(fig, lambda: self._redemption(fig, points, bare))
+        # The points service would consume every DeliveryRequested of the order figure (a rider task each):
+        # stop it first, so the figure measures the canteen process alone (as its baseline runs alone).
+        self.env.stop_server(points)
+        fig = Figure("write.canteen_order", "writes", "Canteen order (staff books a delivered meal)",
+                     target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
+                     baseline_name="bare endpoint: same body model, raw asyncpg INSERT order + outbox")
+        self.guard(fig, lambda: self._canteen_order(fig, canteen, bare))
+
+    def _redemption(self, fig: Figure, points: Server, bare: Server) -> None:
+        """A merchant (API key, an offer of 1 point), the registered riders verified with 100,000 points each,
+        and ``pool`` one-time codes per round (rows with the service's own hash, valid for two hours — the API
+        gives a rider at most 5 codes of 3 minutes). Each round's requests are signed just before it runs
+        (timestamps are accepted within ±300 s), each with its own nonce and Idempotency-Key."""
+        from services.points.client import signed_headers
+        from services.points.merchants import code_hash
+        from services.points.models import metadata as points_md
+
+        with httpx.Client(timeout=10) as probe:
+            if _find_path(probe, points, "post", "merchant-api/redemptions") is None:
+                raise Skip("no POST …merchant-api/redemptions endpoint in the points service yet")
+        staff = _bearer(self.env.token(["staff"], sub="bench-staff", scopes=["community:yunxing"]))
+        riders = asyncio.run(_values(self.env.dsn_for("points"),
+                                     "SELECT id FROM riders WHERE subject LIKE 'bench-rider-%' ORDER BY id"))
+        if not riders:
+            raise RuntimeError("no rider registered")
+        with httpx.Client(base_url=points.url, timeout=30) as client:
+            def ok(r: httpx.Response) -> dict[str, Any]:
+                if r.status_code >= 300:
+                    raise RuntimeError(f"{r.request.method} {r.request.url.path} → {r.status_code} {r.text[:300]}")
+                return dict(r.json())
+            for rid in riders:
+                ok(client.post(f"/points/riders/{rid}/verify", headers=staff))
+                ok(client.post(f"/points/riders/{rid}/adjustments", json={"amount": 100_000, "reason": "bench"},
+                               headers={**staff, "Idempotency-Key": f"bench-adjust-{rid}"}))
+            merchant = ok(client.post("/points/merchants", headers=staff, json={
+                "name": "Bench 便利店", "category": "shop", "community": "yunxing", "address": "云兴街 1 号"}))
+            key = ok(client.post(f"/points/merchants/{merchant['id']}/credentials", headers=staff, json={}))
+            offer = ok(client.post(f"/points/merchants/{merchant['id']}/offers", headers=staff, json={
+                "title": "矿泉水 Bottled water", "kind": "goods", "points_cost": 1}))
+        pool = self.pool(SUBJECT_POOL_RATE)
+        codes = [f"{10_000_000 + i}" for i in range(pool * self.sizes.rounds + 1)]
+        now = datetime.now(UTC)
+
+        async def seed_codes() -> None:
+            conn = await datagen.connect(self.env.dsn_for("points"))
+            try:
+                await datagen.copy_rows(conn, points_md.tables["redemption_codes"], len(codes), {
+                    "id": lambda i: uuid.uuid4(), "code_hash": lambda i: code_hash(codes[i]),
+                    "rider_id": lambda i: riders[i % len(riders)], "offer_id": lambda i: None,
+                    "expires_at": lambda i: now + timedelta(hours=2), "used_at": lambda i: None,
+                    "created_at": lambda i: now})
+            finally:
+                await conn.close()
+        asyncio.run(seed_codes())
+
+        def signed(code: str, idem: str) -> tuple[str, dict[str, str]]:
+            body = json.dumps({"code": code, "offer_id": offer["id"], "quantity": 1}, separators=(",", ":"))
+            headers = signed_headers(key["key_id"], key["secret"], "POST", REDEEM_PATH, body.encode())
+            return body, {**headers, "Idempotency-Key": idem}
+
+        body, headers = signed(codes[-1], "bench-check")  # one redemption outside the timed part: the setup works
+        r = httpx.post(points.url + REDEEM_PATH, content=body, headers={**headers, "Content-Type": "application/json"},
+                       timeout=10)
+        if r.status_code != 201:
+            raise RuntimeError(f"check redemption → {r.status_code} {r.text[:300]}")
+
+        def subject(rnd: int) -> list[dict[str, Any]]:
+            reqs = []
+            for i, code in enumerate(codes[rnd * pool:(rnd + 1) * pool]):
+                body, headers = signed(code, f"bench-till-{rnd}-{i:06d}")
+                reqs.append({"method": "POST", "path": REDEEM_PATH, "headers": headers, "body": body})
+            return reqs
+        base_body = json.dumps({"code": "bench-__N__", "offer_id": self.bare_extra["redeem"]["offer_id"],
+                                "quantity": 1})
+        self.compare(fig, (points, subject), (bare, [{"method": "POST", "path": "/bare/points/redemptions",
+                                                      "body": base_body}]))
+        _pool_note(fig, self.sizes, pool)
+
+    def _canteen_order(self, fig: Figure, canteen: Server, bare: Server) -> None:
+        """The demo canteen, its latest published menu (capacity raised), and distinct diners (copies of a
+        demo diner eligible for delivery) for every request: one meal per diner per slot is the rule. A staff
+        caller of the canteen books a delivery (so the service writes its outbox row); each request has its
+        own Idempotency-Key."""
+        scenario = self.order_scenario
+        if scenario is None or not self.bare_order_diners:
+            raise Skip("the canteen service has no demo seed to take a canteen and a menu from")
+        staff = _bearer(self.env.token(["staff"], sub="bench-canteen-staff", scopes=[f"canteen:{CANTEEN_CODE}"]))
+        diners: list[str] = scenario["diners"]
+
+        def order(diner: str, ctx: dict[str, Any]) -> str:
+            return json.dumps({"diner_id": diner, "menu_id": ctx["menu_id"], "set_meal_id": ctx["set_meal_id"],
+                               "fulfilment": "delivery"})
+        r = httpx.post(canteen.url + "/canteen/orders", content=order(diners[-1], scenario),
+                       headers={**staff, "Idempotency-Key": "bench-check", "Content-Type": "application/json"},
+                       timeout=10)
+        if r.status_code != 201:
+            raise RuntimeError(f"check order → {r.status_code} {r.text[:300]}")
+        pool, base_pool = self.pool(SUBJECT_POOL_RATE), self.pool(BASELINE_POOL_RATE)
+        bare_ctx = self.bare_extra["order"]
+
+        def subject(rnd: int) -> list[dict[str, Any]]:
+            return [{"method": "POST", "path": "/canteen/orders", "body": order(d, scenario),
+                     "headers": {**staff, "Idempotency-Key": f"bench-order-{rnd}-{i:06d}"}}
+                    for i, d in enumerate(diners[rnd * pool:(rnd + 1) * pool])]
+
+        def baseline(rnd: int) -> list[dict[str, Any]]:
+            return [{"method": "POST", "path": "/bare/canteen/orders", "body": order(d, bare_ctx)}
+                    for d in self.bare_order_diners[rnd * base_pool:(rnd + 1) * base_pool]]
+        self.compare(fig, (canteen, subject), (bare, baseline))
+        _pool_note(fig, self.sizes, pool, base_pool)
 
     def run_e2e(self, points: Server, issues: Server) -> None:
         s, env = self.sizes, self.env
@@ -716,6 +875,59 @@ class Suite:
 
 class Skip(Exception):
     pass
+
+
+def _pool_note(fig: Figure, sizes: Sizes, pool: int, base_pool: int | None = None) -> None:
+    """Requests cycle when a side outruns its pool (replays, refusals): say so rather than hide it."""
+    for side, n in (("subject", pool), ("baseline", base_pool)):
+        result = fig.subject if side == "subject" else fig.baseline
+        if n is None or not result:
+            continue
+        sent = result.get("requests", 0) * (sizes.warmup + sizes.duration) / max(sizes.duration, 1e-9)
+        if sent > n:
+            fig.note = (fig.note + f" {side} sent ~{sent:.0f} requests for a pool of {n}: some were repeats").strip()
+
+
+async def order_context(dsn: str, diners: int, canteen_code: str = CANTEEN_CODE) -> dict[str, Any]:
+    """The canteen's latest published menu (its capacity raised so no booking is refused for a seat), its first
+    set meal, and ``diners`` new diners (copies of a demo diner, made eligible for delivery) — their ids in
+    ``diners``; the rest is what the bare order endpoint needs to write the same order row."""
+    from services.canteen.models import metadata as canteen_md
+
+    conn = await datagen.connect(dsn)
+    try:
+        canteen = await conn.fetchrow("SELECT * FROM canteens WHERE code = $1", canteen_code)
+        if canteen is None:
+            raise LookupError(f"no canteen {canteen_code}")
+        menu = await conn.fetchrow(
+            "SELECT id, meal_date, slot FROM menus WHERE canteen_id = $1 AND status = 'published' "
+            "AND meal_date > CURRENT_DATE ORDER BY meal_date DESC, slot = 'lunch' DESC LIMIT 1", canteen["id"])
+        if menu is None:
+            raise LookupError(f"no published menu ahead at {canteen_code}")
+        meal = await conn.fetchrow("SELECT id, name, price_fen FROM set_meals WHERE menu_id = $1 "
+                                   "ORDER BY position LIMIT 1", menu["id"])
+        await conn.execute("UPDATE menus SET capacity = 1000000 WHERE id = $1", menu["id"])
+        template = await conn.fetchrow("SELECT * FROM diners WHERE canteen_id = $1 AND status = 'active' "
+                                       "ORDER BY delivery_eligible DESC, name LIMIT 1", canteen["id"])
+        if template is None:
+            raise LookupError(f"no diner at {canteen_code}")
+        ids = [uuid.uuid4() for _ in range(diners)]
+        same = {k: (lambda i, v=v: v) for k, v in dict(template).items()}
+        address = template["delivery_address"] or "云泰园3号楼2单元501"
+        await datagen.copy_rows(conn, canteen_md.tables["diners"], diners, {
+            **same, "id": lambda i: ids[i], "name": lambda i: f"食客{i}", "card_code": lambda i: f"BENCH{i:09d}",
+            "subject": lambda i: None, "id_number_enc": lambda i: None, "id_number_hash": lambda i: None,
+            "id_number_masked": lambda i: None, "resident_id": lambda i: None, "delivery_eligible": lambda i: True,
+            "delivery_address": lambda i: address})
+        await conn.execute("ANALYZE diners")
+    finally:
+        await conn.close()
+    return {"canteen_id": str(canteen["id"]), "canteen_name": canteen["name"], "pickup_address": canteen["address"],
+            "community": template["community"], "menu_id": str(menu["id"]), "meal_date": menu["meal_date"].isoformat(),
+            "slot": menu["slot"], "set_meal_id": str(meal["id"]), "set_meal_name": meal["name"],
+            "price_fen": meal["price_fen"], "delivery_address": address,
+            "deliver_by": datetime.combine(menu["meal_date"], datetime.min.time(), UTC).replace(hour=12).isoformat(),
+            "diners": [str(i) for i in ids]}
 
 
 async def _values(dsn: str, sql: str) -> list[Any]:

@@ -157,21 +157,66 @@ async def adjust(uow: UnitOfWork, rider_id: UUID, amount: int, reason: str, acto
 
 # --- reading --------------------------------------------------------------------------------------------------
 
-async def balance_view(uow: UnitOfWork, rider_id: UUID) -> BalancePublic:
-    row = await uow.session.get(RiderBalance, rider_id)
-    if row is None:
-        raise not_found("rider", rider_id)
+RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+
+
+def _sum_of_entries(*where: Any) -> sa.ScalarSelect[Any]:
+    return (sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0))
+            .where(ENTRIES.c.rider_id == BALANCES.c.rider_id, *where).scalar_subquery())
+
+
+def _balance_columns(now: datetime) -> tuple[Any, ...]:
+    """The balance row, today's earnings and (when points expire) the credits too recent to expire within
+    the warning window: one statement. The ledger moves the balance with every entry (``post_entry``), so
+    ``balance = credits - debits`` and the unspent points credited before the cutoff (``expirable``) are
+    ``balance - credits since the cutoff``: only that window of the ledger is read, not all of it."""
     settings = config.get()
-    now = utcnow()
+    earned_today = _sum_of_entries(ENTRIES.c.kind == EntryKind.earned.value,
+                                   ENTRIES.c.created_at >= settings.day_start(now))
+    recent: Any = sa.literal(0)
+    if settings.expiry_days:
+        cutoff = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
+        recent = _sum_of_entries(ENTRIES.c.kind.in_(CREDIT_KINDS), ENTRIES.c.amount > 0,
+                                 ENTRIES.c.created_at >= cutoff)
+    return (BALANCES.c.rider_id, BALANCES.c.balance, BALANCES.c.updated_at, earned_today.label("earned_today"),
+            recent.label("recent_credits"))
+
+
+def _balance_public(row: sa.Row[Any], now: datetime) -> BalancePublic:
+    settings = config.get()
+    balance = int(row.balance)
     expiring, before = 0, None
     if settings.expiry_days:
-        horizon = now + timedelta(days=settings.expiry_warning_days)
-        expiring = min(await expirable(uow, rider_id, horizon - timedelta(days=settings.expiry_days)), row.balance)
-        before = horizon if expiring else None
-    return BalancePublic(rider_id=rider_id, balance=row.balance, updated_at=row.updated_at,
+        expiring = max(0, balance - int(row.recent_credits))
+        before = now + timedelta(days=settings.expiry_warning_days) if expiring else None
+    return BalancePublic(rider_id=row.rider_id, balance=balance, updated_at=row.updated_at,
                          expiring_points=expiring, expiring_before=before,
-                         earned_today=await earned_since(uow, rider_id, settings.day_start(now)),
-                         daily_cap=settings.daily_earn_cap)
+                         earned_today=int(row.earned_today), daily_cap=settings.daily_earn_cap)
+
+
+async def balance_view(uow: UnitOfWork, rider_id: UUID) -> BalancePublic:
+    now = utcnow()
+    row = (await uow.session.execute(
+        sa.select(*_balance_columns(now)).where(BALANCES.c.rider_id == rider_id))).one_or_none()
+    if row is None:
+        raise not_found("rider", rider_id)
+    return _balance_public(row, now)
+
+
+async def balance_of_subject(uow: UnitOfWork, subject: str) -> BalancePublic:
+    """``balance_view`` for the rider registered under ``subject``, in one round trip (404
+    ``rider_not_registered`` as ``rider_by_subject`` answers when there is none)."""
+    now = utcnow()
+    row = (await uow.session.execute(
+        sa.select(RIDERS.c.id.label("rider"), *_balance_columns(now))
+        .select_from(RIDERS.outerjoin(BALANCES, BALANCES.c.rider_id == RIDERS.c.id))
+        .where(RIDERS.c.subject == subject))).one_or_none()
+    if row is None:
+        raise Problem(404, "rider_not_registered", "Not registered as a rider",
+                      "Register first with POST /points/riders.")
+    if row.rider_id is None:
+        raise not_found("rider", row.rider)
+    return _balance_public(row, now)
 
 
 async def statement(uow: UnitOfWork, rider_id: UUID, *, limit: int, cursor: str | None,

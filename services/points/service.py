@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -251,7 +252,7 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(a)))
 
 
-def _same_place(report: HazardReport, data: HazardReportCreate, radius: float) -> bool:
+def _same_place(report: Any, data: HazardReportCreate, radius: float) -> bool:
     if None not in (report.latitude, report.longitude, data.latitude, data.longitude):
         return distance_m(report.latitude, report.longitude, data.latitude, data.longitude) <= radius  # type: ignore[arg-type]
     if report.address and data.address:
@@ -259,15 +260,58 @@ def _same_place(report: HazardReport, data: HazardReportCreate, radius: float) -
     return bool(report.compound and report.compound == data.compound)
 
 
-async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[HazardReport]:
-    """Reports of the same category at the same place within the time window, oldest first."""
+_REPORTS: sa.Table = HazardReport.__table__  # type: ignore[attr-defined]
+_DUPLICATE_COLUMNS = (_REPORTS.c.id, _REPORTS.c.rider_id, _REPORTS.c.duplicate_of, _REPORTS.c.latitude,
+                      _REPORTS.c.longitude, _REPORTS.c.address, _REPORTS.c.compound, _REPORTS.c.created_at)
+
+
+def _place_filter(data: HazardReportCreate, radius: float) -> sa.ColumnElement[bool] | None:
+    """A WHERE condition no row that ``_same_place`` accepts can fail (None: nothing to narrow by). With
+    coordinates: a bounding box a little larger than the radius, or a row without coordinates (those are
+    compared by address or compound). Without: rows whose address or compound could match."""
+    if data.latitude is not None and data.longitude is not None:
+        dlat = math.degrees(radius / 6_371_000) * 1.01 + 1e-6
+        lat_lo, lat_hi = data.latitude - dlat, data.latitude + dlat
+        widest = max(abs(lat_lo), abs(lat_hi))
+        coslat = math.cos(math.radians(widest)) if widest < 89.0 else 0.0
+        in_box: sa.ColumnElement[bool] = _REPORTS.c.latitude.between(lat_lo, lat_hi)
+        if coslat > 0:
+            dlng = dlat / coslat
+            if dlng < 180:
+                lng_lo, lng_hi = data.longitude - dlng, data.longitude + dlng
+                lng_cond: sa.ColumnElement[bool]
+                if lng_lo < -180:
+                    lng_cond = sa.or_(_REPORTS.c.longitude >= lng_lo + 360, _REPORTS.c.longitude <= lng_hi)
+                elif lng_hi > 180:
+                    lng_cond = sa.or_(_REPORTS.c.longitude >= lng_lo, _REPORTS.c.longitude <= lng_hi - 360)
+                else:
+                    lng_cond = _REPORTS.c.longitude.between(lng_lo, lng_hi)
+                in_box = sa.and_(in_box, lng_cond)
+        return sa.or_(in_box, _REPORTS.c.latitude.is_(None), _REPORTS.c.longitude.is_(None))
+    # No coordinates to compare: the address decides when both have one, else the compound.
+    no_address = sa.or_(_REPORTS.c.address.is_(None), _REPORTS.c.address == "")
+    by_compound = (sa.and_(_REPORTS.c.compound == data.compound, *([no_address] if data.address else []))
+                   if data.compound else None)
+    if data.address:
+        has_address = sa.and_(_REPORTS.c.address.is_not(None), _REPORTS.c.address != "")
+        return has_address if by_compound is None else sa.or_(has_address, by_compound)
+    return by_compound if by_compound is not None else sa.false()
+
+
+async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[Any]:
+    """Reports of the same category at the same place within the time window, oldest first (rows of
+    ``_DUPLICATE_COLUMNS``). Category, time window and a bounding box are in the WHERE clause (index
+    ``ix_hazard_reports_category_created``); the exact distance is checked here, on the few rows left."""
     settings = config.get()
+    radius = settings.duplicate_radius_m
     since = utcnow() - timedelta(minutes=settings.duplicate_window_minutes)
-    rows = (await uow.session.execute(
-        select(HazardReport).where(HazardReport.category == data.category, col(HazardReport.created_at) >= since)
-        .order_by(col(HazardReport.created_at)).limit(200)
-    )).scalars()
-    return [r for r in rows if _same_place(r, data, settings.duplicate_radius_m)]
+    query = sa.select(*_DUPLICATE_COLUMNS).where(_REPORTS.c.category == data.category,
+                                                 _REPORTS.c.created_at >= since)
+    place = _place_filter(data, radius)
+    if place is not None:
+        query = query.where(place)
+    rows = (await uow.session.execute(query.order_by(_REPORTS.c.created_at, _REPORTS.c.id).limit(200))).all()
+    return [r for r in rows if _same_place(r, data, radius)]
 
 
 def _step(report: HazardReport, status: str, note: str | None = None) -> None:

@@ -114,8 +114,7 @@ async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal) -
 @router.get("/riders/me/balance", response_model=BalancePublic, tags=["ledger"],
             summary="Your balance, what expires soon, and today's earnings against the daily cap")
 async def my_balance(uow: UoW, who: RiderPrincipal) -> BalancePublic:
-    rider = await service.rider_by_subject(uow, who.sub)
-    return await ledger.balance_view(uow, rider.id)
+    return await ledger.balance_of_subject(uow, who.sub)
 
 
 @router.get("/riders/me/statement", response_model=Page[LedgerEntryPublic], tags=["ledger"],

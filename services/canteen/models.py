@@ -16,7 +16,7 @@ from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.fields import json_list, utc_now, uuid_pk
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -33,16 +33,7 @@ SLUG = r"^[a-z0-9][a-z0-9_-]{0,49}$"
 PHONE = r"^\+?\d{7,15}$"
 
 
-def _id() -> UUID:
-    return uuid7()
 
-
-def _time() -> Any:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-def _json_list() -> Any:
-    return Field(default_factory=list, sa_type=JSONType)
 
 
 # --- vocabulary -------------------------------------------------------------------------------------------------
@@ -184,11 +175,11 @@ class CanteenUpdate(SQLModel):
 
 class Canteen(CanteenBase, CanteenModel, table=True):
     __tablename__ = "canteens"
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     code: str = Field(max_length=50, unique=True)
     status: str = Field(default=CanteenStatus.planned, sa_type=sa.String(12))
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class MealSlotBase(SQLModel):
@@ -318,7 +309,7 @@ class Diner(DinerBase, CanteenModel, table=True):
         sa.Index("ix_diners_community_name", "community", "name", "id"),
         sa.Index("ix_diners_compound_name", "compound", "name", "id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
     phone: str | None = Field(default=None, max_length=20)
     id_number_enc: str | None = Field(default=None, max_length=200)
@@ -334,8 +325,8 @@ class Diner(DinerBase, CanteenModel, table=True):
     status_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     away_from: date | None = None
     away_until: date | None = None
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class FamilyMemberBase(SQLModel):
@@ -353,11 +344,11 @@ class FamilyMemberCreate(FamilyMemberBase):
 class FamilyMember(FamilyMemberBase, CanteenModel, table=True):
     __tablename__ = "diner_family"
     __table_args__ = (sa.UniqueConstraint("diner_id", "subject", name="uq_family_diner_subject"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     diner_id: UUID = Field(foreign_key="diners.id")
     subject: str = Field(max_length=200, index=True)
     phone: str | None = Field(default=None, max_length=20)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class FamilyMemberPublic(FamilyMemberBase):
@@ -410,12 +401,12 @@ class DinerSensitive(BaseModel):
 class PiiAccess(CanteenModel, table=True):
     __tablename__ = "pii_access_log"
     __table_args__ = (sa.Index("ix_pii_access_diner_at", "diner_id", "at"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     diner_id: UUID
     subject: str = Field(max_length=200)
-    fields: list[str] = _json_list()
+    fields: list[str] = json_list()
     purpose: str = Field(max_length=200)
-    at: datetime = _time()
+    at: datetime = utc_now()
 
 
 class PiiAccessPublic(SQLModel):
@@ -449,7 +440,7 @@ class SetMealCreate(SetMealBase):
 
 class SetMeal(SetMealBase, CanteenModel, table=True):
     __tablename__ = "set_meals"
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     menu_id: UUID = Field(foreign_key="menus.id", index=True)
     position: int = 0
     dishes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)  # type: ignore[assignment]
@@ -473,7 +464,7 @@ class Menu(CanteenModel, table=True):
         sa.UniqueConstraint("canteen_id", "meal_date", "slot", name="uq_menu_canteen_date_slot"),
         sa.CheckConstraint("booked >= 0", name="ck_menu_booked_non_negative"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
     meal_date: date
     slot: str = Field(sa_type=sa.String(10))
@@ -482,8 +473,8 @@ class Menu(CanteenModel, table=True):
     booked: int = 0
     note: str | None = Field(default=None, max_length=500)
     published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class MenuPublic(SQLModel):
@@ -574,14 +565,14 @@ class SubsidyRule(SubsidyRuleTerms, CanteenModel, table=True):
         sa.UniqueConstraint("key", "version", name="uq_subsidy_rule_key_version"),
         sa.Index("ix_subsidy_rules_effective", "effective_from", "effective_to"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     key: str = Field(max_length=50)
     version: int = 1
     effective_from: date
     effective_to: date | None = None
     canteen_ids: list[str] = Field(default_factory=list, sa_type=JSONType)  # type: ignore[assignment]
     created_by: str = Field(max_length=200)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class SubsidyRulePublic(SubsidyRuleTerms):
@@ -633,7 +624,7 @@ class SubsidyLine(CanteenModel, table=True):
         sa.Index("ix_subsidy_lines_diner_rule_date", "diner_id", "rule_key", "meal_date"),
         sa.Index("ix_subsidy_lines_canteen_date", "canteen_id", "meal_date"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     order_id: UUID = Field(foreign_key="orders.id", index=True)
     diner_id: UUID
     canteen_id: UUID
@@ -718,7 +709,7 @@ class Order(CanteenModel, table=True):
                  sqlite_where=sa.text("status = 'booked'")),
         sa.CheckConstraint("price_fen = subsidy_fen + elder_pays_fen", name="ck_orders_money_adds_up"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
     diner_id: UUID = Field(foreign_key="diners.id")
     menu_id: UUID = Field(foreign_key="menus.id")
@@ -739,7 +730,7 @@ class Order(CanteenModel, table=True):
     pickup_code: str = Field(max_length=16)
     community: str = Field(max_length=50)
     compound: str | None = Field(default=None, max_length=50)
-    dietary: list[str] = _json_list()
+    dietary: list[str] = json_list()
     delivery_address: str | None = Field(default=None, max_length=300)
     deliver_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
     note: str | None = Field(default=None, max_length=300)
@@ -751,8 +742,8 @@ class Order(CanteenModel, table=True):
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cancelled_by: str | None = Field(default=None, max_length=200)
     cancel_reason: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class OrderPublic(SQLModel):
@@ -798,7 +789,7 @@ class AbsenceAlertRow(CanteenModel, table=True):
         sa.UniqueConstraint("diner_id", "last_meal_on", name="uq_absence_spell"),
         sa.Index("ix_absence_canteen_raised", "canteen_id", "raised_at", "id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     diner_id: UUID = Field(foreign_key="diners.id")
     canteen_id: UUID
     resident_id: UUID | None = None
@@ -806,7 +797,7 @@ class AbsenceAlertRow(CanteenModel, table=True):
     days_absent: int
     meals_in_window: int
     status: str = Field(default=AlertStatus.open, sa_type=sa.String(10))
-    raised_at: datetime = _time()
+    raised_at: datetime = utc_now()
     visit_id: UUID | None = None
     outcome: str | None = Field(default=None, max_length=20)
     checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -841,11 +832,11 @@ class ScanResult(BaseModel):
 class SettlementRow(CanteenModel, table=True):
     __tablename__ = "settlements"
     __table_args__ = (sa.UniqueConstraint("canteen_id", "month", name="uq_settlement_canteen_month"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
     month: str = Field(max_length=7)
     figures: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     claim_csv: str = Field(sa_type=sa.Text, description="The claim file as submitted, frozen at closing")
     csv_sha256: str = Field(max_length=64)
     closed_by: str = Field(max_length=200)
-    closed_at: datetime = _time()
+    closed_at: datetime = utc_now()

@@ -17,7 +17,8 @@ from pydantic import AwareDatetime, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.fields import uuid_pk
+from minsheng.platform.ids import utcnow
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -31,9 +32,6 @@ platform_tables = install_platform_tables(metadata)
 
 CODE = r"^[a-z0-9][a-z0-9_\-]{0,39}$"
 
-
-def _id() -> UUID:
-    return uuid7()
 
 
 class Channel(StrEnum):
@@ -392,7 +390,7 @@ class Issue(IssueBase, IssuesModel, table=True):
                  postgresql_where=sa.text("escalation_level > 0 AND closed_at IS NULL"),
                  sqlite_where=sa.text("escalation_level > 0 AND closed_at IS NULL")),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     channel: str = Field(sa_type=sa.String(20))
     intake: str | None = Field(default=None, sa_type=sa.String(20))
     status: str = Field(default=IssueStatus.submitted, sa_type=sa.String(20))
@@ -484,7 +482,7 @@ class IssueReporter(IssuesModel, table=True):
         sa.Index("ix_reporters_subject_issue", "subject", "issue_id"),
         sa.Index("ix_reporters_issue", "issue_id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     issue_id: UUID = Field(foreign_key="issues.id")
     subject: str = Field(max_length=200)
     role: str = Field(default="reporter", sa_type=sa.String(20))  # reporter | follower
@@ -512,7 +510,7 @@ class TimelineEntry(IssuesModel, table=True):
 
     __tablename__ = "issue_timeline"
     __table_args__ = (sa.Index("ix_timeline_issue_at", "issue_id", "at", "id"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     issue_id: UUID = Field(foreign_key="issues.id")
     action: str = Field(max_length=30)
     actor: str | None = Field(default=None, max_length=200)
@@ -540,7 +538,7 @@ class IssueDetail(IssuePublic):
 
 class Photo(IssuesModel, table=True):
     __tablename__ = "issue_photos"
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     owner: str = Field(max_length=200)
     content_type: str = Field(max_length=40)
     size: int
@@ -661,7 +659,7 @@ class Vote(IssuesModel, table=True):
     __tablename__ = "votes"
     __table_args__ = (sa.Index("ix_votes_community_created", "community", "created_at", "id"),
                       sa.Index("ix_votes_closes", "closes_at"))
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     community: str = Field(max_length=50)
     compound: str | None = Field(default=None, max_length=50)
     question: str = Field(max_length=300)
@@ -682,7 +680,7 @@ class Ballot(IssuesModel, table=True):
     __tablename__ = "ballots"
     __table_args__ = (sa.UniqueConstraint("vote_id", "voter_hash", name="uq_ballot_voter"),
                       sa.Index("ix_ballots_vote_option", "vote_id", "option"))
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     vote_id: UUID = Field(foreign_key="votes.id")
     voter_hash: str = Field(max_length=64)
     option: str = Field(max_length=20)
@@ -722,7 +720,7 @@ class VotePublic(SQLModel):
 
 class ApiKey(IssuesModel, table=True):
     __tablename__ = "open311_keys"
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     name: str = Field(max_length=100)
     prefix: str = Field(max_length=16, unique=True)
     key_hash: str = Field(max_length=64)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.points import HazardCategory
-from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -30,16 +30,7 @@ metadata = PointsModel.metadata
 platform_tables = install_platform_tables(metadata)
 
 
-def _id() -> UUID:
-    return uuid7()
 
-
-def _time() -> Any:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-def _opt_time() -> Any:
-    return Field(default=None, sa_type=UTCDateTime)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -70,9 +61,9 @@ class Team(TeamBase, PointsModel, table=True):
     __tablename__ = "teams"
     __table_args__ = (sa.UniqueConstraint("name", name="uq_teams_name"),
                       sa.Index("ix_teams_community_created", "community", "created_at"))
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     leader_rider_id: UUID | None = Field(default=None)  # no FK: riders point at teams, not the other way
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class TeamPublic(TeamBase):
@@ -131,20 +122,20 @@ class Rider(RiderBase, PointsModel, table=True):
         sa.Index("ix_riders_team", "team_id"),
         sa.Index("ix_riders_flagged", "flagged", "created_at"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     subject: str = Field(max_length=200, unique=True, description="The identity-provider subject (JWT sub)")
     phone: str = Field(max_length=20)
     role: str = Field(default=RiderRole.yellow, sa_type=sa.String(10))
     status: str = Field(default=RiderStatus.pending, sa_type=sa.String(12))
     status_reason: str | None = Field(default=None, max_length=500)
     team_id: UUID | None = Field(default=None, foreign_key="teams.id")
-    verified_at: datetime | None = _opt_time()
+    verified_at: datetime | None = utc_optional()
     verified_by: str | None = Field(default=None, max_length=200)
     flagged: bool = False
     flag_reason: str | None = Field(default=None, max_length=500)
     false_reports: int = 0
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class RiderPublic(RiderBase):
@@ -211,7 +202,7 @@ class HazardReport(HazardReportBase, PointsModel, table=True):
         sa.Index("ix_hazard_reports_category_created", "category", "created_at"),
         sa.Index("ix_hazard_reports_community_created", "community", "created_at"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     rider_id: UUID = Field(foreign_key="riders.id")
     urgent: bool = False
     photo_urls: list[str] = Field(default_factory=list, sa_type=JSONType)
@@ -222,8 +213,8 @@ class HazardReport(HazardReportBase, PointsModel, table=True):
     false_report: bool = False
     progress: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
     points_awarded: int = 0
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class ProgressStep(BaseModel):
@@ -282,8 +273,8 @@ class TaskType(TaskTypeBase, PointsModel, table=True):
     __tablename__ = "task_types"
     code: str = Field(primary_key=True, max_length=40)
     active: bool = True
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class TaskTypePublic(TaskTypeBase):
@@ -342,7 +333,7 @@ class Task(PointsModel, table=True):
         sa.Index("ix_tasks_community_status_created", "community", "status", "created_at"),
         sa.Index("ix_tasks_claimed_by_created", "claimed_by", "created_at"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     type_code: str = Field(foreign_key="task_types.code", max_length=40)
     title: str = Field(max_length=120)
     description: str = Field(default="", max_length=2000)
@@ -356,19 +347,19 @@ class Task(PointsModel, table=True):
     origin_kind: str | None = Field(default=None, max_length=30)
     origin_id: str | None = Field(default=None, max_length=64)
     created_by: str | None = Field(default=None, max_length=200)
-    due_at: datetime | None = _opt_time()
+    due_at: datetime | None = utc_optional()
     claimed_by: UUID | None = Field(default=None, foreign_key="riders.id")
-    claimed_at: datetime | None = _opt_time()
-    submitted_at: datetime | None = _opt_time()
+    claimed_at: datetime | None = utc_optional()
+    submitted_at: datetime | None = utc_optional()
     proof_photo_urls: list[str] = Field(default_factory=list, sa_type=JSONType)
     proof_note: str | None = Field(default=None, max_length=1000)
-    verified_at: datetime | None = _opt_time()
+    verified_at: datetime | None = utc_optional()
     verified_by: str | None = Field(default=None, max_length=200)
     closed_reason: str | None = Field(default=None, max_length=500)
     points_awarded: int = 0
     capped: bool = False
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class TaskPublic(SQLModel):
@@ -419,7 +410,7 @@ class LedgerEntry(PointsModel, table=True):
         sa.Index("ix_ledger_rider_created", "rider_id", "created_at"),
         sa.Index("ix_ledger_kind_created", "kind", "created_at"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     rider_id: UUID = Field(foreign_key="riders.id")
     kind: str = Field(sa_type=sa.String(10))
     amount: int  # signed: + earned/voided-back, - redeemed/reversed/expired
@@ -428,7 +419,7 @@ class LedgerEntry(PointsModel, table=True):
     cause_id: str = Field(max_length=64)
     event_id: str | None = Field(default=None, max_length=64, description="The event that caused it, if any")
     note: str | None = Field(default=None, max_length=500)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class LedgerEntryPublic(SQLModel):
@@ -450,7 +441,7 @@ class RiderBalance(PointsModel, table=True):
     __table_args__ = (sa.CheckConstraint("balance >= 0", name="ck_balance_never_negative"),)
     rider_id: UUID = Field(foreign_key="riders.id", primary_key=True)
     balance: int = 0
-    updated_at: datetime = _time()
+    updated_at: datetime = utc_now()
 
 
 class BalancePublic(SQLModel):
@@ -522,13 +513,13 @@ class MerchantUpdate(SQLModel):
 class Merchant(MerchantBase, PointsModel, table=True):
     __tablename__ = "merchants"
     __table_args__ = (sa.Index("ix_merchants_community_created", "community", "created_at"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     contact_name: str | None = Field(default=None, max_length=50)
     contact_phone: str | None = Field(default=None, max_length=20)
     status: str = Field(default=MerchantStatus.active, sa_type=sa.String(12))
     created_by: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class MerchantPublic(MerchantBase):
@@ -553,9 +544,9 @@ class MerchantCredential(PointsModel, table=True):
     secret_enc: str = Field(max_length=300)
     label: str | None = Field(default=None, max_length=80)
     created_by: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _time()
-    revoked_at: datetime | None = _opt_time()
-    last_used_at: datetime | None = _opt_time()
+    created_at: datetime = utc_now()
+    revoked_at: datetime | None = utc_optional()
+    last_used_at: datetime | None = utc_optional()
 
 
 class CredentialCreate(SQLModel):
@@ -643,14 +634,14 @@ class Offer(OfferBase, PointsModel, table=True):
         sa.Index("ix_offers_merchant_created", "merchant_id", "created_at"),
         sa.Index("ix_offers_active_created", "active", "created_at"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     merchant_id: UUID = Field(foreign_key="merchants.id")
     discount_fen: int | None = None
     stock_total: int | None = None
     stock_remaining: int | None = None
     active: bool = True
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class OfferPublic(OfferBase):
@@ -682,13 +673,13 @@ class RedemptionCode(PointsModel, table=True):
     __tablename__ = "redemption_codes"
     __table_args__ = (sa.Index("ix_redemption_codes_rider_expires", "rider_id", "expires_at"),
                       sa.Index("ix_redemption_codes_expires", "expires_at"))
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     code_hash: str = Field(max_length=64, unique=True)
     rider_id: UUID = Field(foreign_key="riders.id")
     offer_id: UUID | None = None
     expires_at: datetime = Field(sa_type=UTCDateTime)
-    used_at: datetime | None = _opt_time()
-    created_at: datetime = _time()
+    used_at: datetime | None = utc_optional()
+    created_at: datetime = utc_now()
 
 
 class CodeRequest(SQLModel):
@@ -725,7 +716,7 @@ class Redemption(PointsModel, table=True):
         sa.Index("ix_redemptions_rider_created", "rider_id", "created_at"),
         sa.Index("ix_redemptions_offer_rider", "offer_id", "rider_id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     merchant_id: UUID = Field(foreign_key="merchants.id")
     offer_id: UUID = Field(foreign_key="offers.id")
     rider_id: UUID = Field(foreign_key="riders.id")
@@ -733,8 +724,8 @@ class Redemption(PointsModel, table=True):
     points: int
     discount_fen: int | None = None
     status: str = Field(default=RedemptionStatus.completed, sa_type=sa.String(10))
-    created_at: datetime = _time()
-    voided_at: datetime | None = _opt_time()
+    created_at: datetime = utc_now()
+    voided_at: datetime | None = utc_optional()
     void_reason: str | None = Field(default=None, max_length=500)
 
 

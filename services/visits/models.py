@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -20,7 +19,7 @@ from pydantic import field_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.fields import utc_now, uuid_pk
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -37,12 +36,6 @@ CODE = r"^[a-z0-9][a-z0-9-]{1,39}$"
 PHONE = r"^\+?\d{7,15}$"
 
 
-def _id() -> UUID:
-    return uuid7()
-
-
-def _time() -> Any:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 # --- enums --------------------------------------------------------------------------------------------------
@@ -133,9 +126,9 @@ class CommunityCreate(CommunityBase):
 
 class Community(CommunityBase, VisitsModel, table=True):
     __tablename__ = "communities"
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     code: str = Field(max_length=40, unique=True)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class CommunityPublic(CommunityBase):
@@ -161,10 +154,10 @@ class CompoundCreate(CompoundBase):
 class Compound(CompoundBase, VisitsModel, table=True):
     __tablename__ = "compounds"
     __table_args__ = (sa.Index("ix_compounds_community_code", "community", "code"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     code: str = Field(max_length=40, unique=True)
     community: str = Field(max_length=40)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class CompoundPublic(CompoundBase):
@@ -185,10 +178,10 @@ class BuildingCreate(BuildingBase):
 class Building(BuildingBase, VisitsModel, table=True):
     __tablename__ = "buildings"
     __table_args__ = (sa.UniqueConstraint("compound", "name", name="uq_building_compound_name"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     community: str = Field(max_length=40)
     compound: str = Field(max_length=40)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class BuildingPublic(BuildingBase):
@@ -224,7 +217,7 @@ class Household(HouseholdBase, VisitsModel, table=True):
         sa.Index("ix_households_community_due", "community", "next_due_on", "id"),
         sa.Index("ix_households_building_due", "building_id", "next_due_on", "id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     building_id: UUID = Field(foreign_key="buildings.id")
     community: str = Field(max_length=40)
     compound: str = Field(max_length=40)
@@ -238,8 +231,8 @@ class Household(HouseholdBase, VisitsModel, table=True):
     failed_attempts: int = 0
     attention: str | None = Field(default=None, sa_type=sa.String(20))
     active_residents: int = 0
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class HouseholdPublic(HouseholdBase):
@@ -301,7 +294,7 @@ class Resident(VisitsModel, table=True):
         sa.Index("ix_residents_compound_id", "compound", "id"),
         sa.Index("ix_residents_birth", "birth_date"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     household_id: UUID = Field(foreign_key="households.id")
     community: str = Field(max_length=40)
     compound: str = Field(max_length=40)
@@ -320,8 +313,8 @@ class Resident(VisitsModel, table=True):
     status: str = Field(default=ResidentStatus.active, sa_type=sa.String(10))
     status_effective_date: date | None = None
     account_subject: str | None = Field(default=None, max_length=200, unique=True)
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class ResidentPublic(SQLModel):
@@ -394,7 +387,7 @@ class PiiAudit(VisitsModel, table=True):
         sa.Index("ix_pii_audit_actor_at", "actor", "at"),
         sa.Index("ix_pii_audit_at", "at", "id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     actor: str = Field(max_length=200)
     actor_roles: list[str] = Field(default_factory=list, sa_type=JSONType)
     resident_id: UUID
@@ -403,7 +396,7 @@ class PiiAudit(VisitsModel, table=True):
     fields: list[str] = Field(default_factory=list, sa_type=JSONType)
     reason: str = Field(max_length=300)
     request_id: str | None = Field(default=None, max_length=64)
-    at: datetime = _time()
+    at: datetime = utc_now()
 
 
 class PiiAuditPublic(SQLModel):
@@ -434,12 +427,12 @@ class GridWorkerCreate(GridWorkerBase):
 class GridWorker(GridWorkerBase, VisitsModel, table=True):
     __tablename__ = "grid_workers"
     __table_args__ = (sa.Index("ix_grid_workers_community", "community", "id"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     subject: str = Field(max_length=200, unique=True)
     phone: str | None = Field(default=None, max_length=20)
     active: bool = True
     left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class GridWorkerPublic(GridWorkerBase):
@@ -468,12 +461,12 @@ class GridAssignment(VisitsModel, table=True):
         sa.Index("ix_assignments_worker_active", "worker_id", "ended_at"),
         sa.Index("ix_assignments_compound", "compound", "ended_at"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     worker_id: UUID = Field(foreign_key="grid_workers.id")
     community: str = Field(max_length=40)
     compound: str = Field(max_length=40)
     building_id: UUID | None = None
-    started_at: datetime = _time()
+    started_at: datetime = utc_now()
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     handed_over_to: UUID | None = None
 
@@ -537,10 +530,10 @@ class VisitPolicy(PolicyBase, VisitsModel, table=True):
     tier without criteria (``standard``) matches every household."""
 
     __tablename__ = "visit_policies"
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     code: str = Field(max_length=40, unique=True)
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class PolicyPublic(PolicyBase):
@@ -561,13 +554,13 @@ class VisitRound(VisitsModel, table=True):
 
     __tablename__ = "visit_rounds"
     __table_args__ = (sa.Index("ix_rounds_starts", "starts_on", "id"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     name: str = Field(max_length=80)
     community: str | None = Field(default=None, max_length=40)
     starts_on: date
     ends_on: date
     created_by: str = Field(max_length=200)
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class RoundPublic(SQLModel):
@@ -640,7 +633,7 @@ class Visit(VisitsModel, table=True):
         sa.Index("ix_visits_compound_at", "compound", "visited_at", "id"),
         sa.Index("ix_visits_worker_at", "worker_id", "visited_at", "id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     household_id: UUID = Field(foreign_key="households.id")
     community: str = Field(max_length=40)
     compound: str = Field(max_length=40)
@@ -649,7 +642,7 @@ class Visit(VisitsModel, table=True):
     recorded_by: str = Field(max_length=200)
     recorded_by_name: str | None = Field(default=None, max_length=50)
     visitors: list[str] = Field(default_factory=list, sa_type=JSONType)
-    visited_at: datetime = _time()
+    visited_at: datetime = utc_now()
     outcome: str = Field(sa_type=sa.String(12))
     latitude: float | None = None
     longitude: float | None = None
@@ -658,7 +651,7 @@ class Visit(VisitsModel, table=True):
     notes: str | None = Field(default=None, sa_type=sa.Text)
     satisfaction: int | None = None
     task_id: UUID | None = None
-    created_at: datetime = _time()
+    created_at: datetime = utc_now()
 
 
 class VisitPublic(SQLModel):
@@ -700,7 +693,7 @@ class VisitTask(VisitsModel, table=True):
         sa.Index("ix_tasks_worker_status_due", "assigned_worker_id", "status", "due_at"),
         sa.Index("ix_tasks_household_status", "household_id", "status"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     kind: str = Field(sa_type=sa.String(20))
     household_id: UUID = Field(foreign_key="households.id")
     resident_id: UUID | None = None
@@ -718,8 +711,8 @@ class VisitTask(VisitsModel, table=True):
     visit_id: UUID | None = None
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_by: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class TaskPublic(SQLModel):
@@ -766,7 +759,7 @@ class Need(VisitsModel, table=True):
         sa.Index("ix_needs_resident", "resident_id"),
         sa.Index("ix_needs_issue", "issue_id"),
     )
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     household_id: UUID = Field(foreign_key="households.id")
     resident_id: UUID | None = None
     visit_id: UUID | None = None
@@ -794,8 +787,8 @@ class Need(VisitsModel, table=True):
     close_reason: str | None = Field(default=None, max_length=2000)
     returned_reason: str | None = Field(default=None, max_length=2000)
     rating: int | None = None
-    created_at: datetime = _time()
-    updated_at: datetime = _time()
+    created_at: datetime = utc_now()
+    updated_at: datetime = utc_now()
 
 
 class NeedPublic(SQLModel):
@@ -836,13 +829,13 @@ class NeedNote(VisitsModel, table=True):
 
     __tablename__ = "need_notes"
     __table_args__ = (sa.Index("ix_need_notes_need_at", "need_id", "at"),)
-    id: UUID = Field(default_factory=_id, primary_key=True)
+    id: UUID = uuid_pk()
     need_id: UUID = Field(foreign_key="needs.id")
     action: str = Field(max_length=30)
     actor: str | None = Field(default=None, max_length=200)
     actor_name: str | None = Field(default=None, max_length=50)
     note: str | None = Field(default=None, max_length=2000)
-    at: datetime = _time()
+    at: datetime = utc_now()
 
 
 class NeedNotePublic(SQLModel):

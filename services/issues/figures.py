@@ -8,8 +8,10 @@ outcome is also reported on its own. Merged duplicates are not separate requests
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import logging
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +33,7 @@ from services.issues import service
 from services.issues.config import get_config
 from services.issues.models import COMPLETED_STATUSES, OPEN_STATUSES, Issue, IssueStatus
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["figures"])
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Dimension = Literal["community", "category", "month"]
@@ -205,21 +208,59 @@ GroupQ = Annotated[list[Dimension] | None, Query(description="Repeatable: commun
 
 
 _CACHE: dict[tuple[Any, ...], tuple[float, Figures]] = {}
+# One computation per key at a time (single flight): the others await it, or get the stale answer meanwhile.
+_INFLIGHT: dict[tuple[Any, ...], asyncio.Task[Figures]] = {}
+STALE_FACTOR = 10  # an expired answer is still served, while one refresh runs, for up to 10 × the TTL
+
+
+async def _compute_own(uow: UnitOfWork, params: dict[str, Any]) -> Figures:
+    # Its own unit of work: the computation outlives the request that started it (others await it).
+    async with UnitOfWork(uow.db, uow.service) as own:
+        return await compute(own, **params)
+
+
+def _refresh(key: tuple[Any, ...], uow: UnitOfWork, params: dict[str, Any], ttl: float) -> asyncio.Task[Figures]:
+    task = _INFLIGHT.get(key)
+    if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+        return task
+
+    def store(done: asyncio.Task[Figures]) -> None:
+        if _INFLIGHT.get(key) is done:
+            del _INFLIGHT[key]
+        if done.cancelled():
+            return
+        if done.exception() is not None:  # retrieved here, so a refresh nobody awaits does not log "never retrieved"
+            log.warning("figures: refresh failed: %r", done.exception())
+            return
+        if len(_CACHE) > 1000:
+            _CACHE.clear()
+        _CACHE[key] = (time.monotonic() + ttl, done.result())
+
+    task = asyncio.create_task(_compute_own(uow, params), name="issues-figures")
+    task.add_done_callback(store)
+    _INFLIGHT[key] = task
+    return task
 
 
 async def cached(uow: UnitOfWork, **params: Any) -> Figures:
-    """``compute`` behind a short per-replica cache: the public page may be hit hard; figures move slowly."""
+    """``compute`` behind a short per-replica cache: the public page may be hit hard; figures move slowly.
+
+    On a miss one computation runs per key and concurrent requests await it; once an answer has expired it is
+    still served (for up to ``STALE_FACTOR`` × the TTL) while a single refresh runs in the background."""
     ttl = get_config().figures_cache_seconds
+    if ttl <= 0:
+        return await compute(uow, **params)
     key = (str(uow.db.url), *sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+    now = time.monotonic()
     hit = _CACHE.get(key)
-    if ttl > 0 and hit is not None and hit[0] > time.monotonic():
-        return hit[1]
-    result = await compute(uow, **params)
-    if ttl > 0:
-        if len(_CACHE) > 1000:
-            _CACHE.clear()
-        _CACHE[key] = (time.monotonic() + ttl, result)
-    return result
+    if hit is not None:
+        if hit[0] > now:
+            return hit[1]
+        if hit[0] + ttl * (STALE_FACTOR - 1) > now:
+            _refresh(key, uow, params, ttl)
+            return hit[1]
+    # No usable answer: wait for the one computation (shielded: a caller that goes away does not cancel it).
+    return await asyncio.shield(_refresh(key, uow, params, ttl))
 
 
 @router.get("/figures", response_model=Figures, summary="Public figures: handled, completion rate, response times")

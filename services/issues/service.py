@@ -68,11 +68,21 @@ from services.issues.models import (
     SplitRequest,
     StaffNote,
     TimelineEntry,
+    TimelineEntryPublic,
 )
 
 HAZARD_TITLES = {"fire": "Fire reported by a rider", "gas_leak": "Gas leak reported by a rider",
                  "water_leak": "Water leak reported by a rider", "road": "Road hazard reported by a rider",
                  "other": "Hazard reported by a rider"}
+
+
+# An issue, or a row of its columns (the list reads plain rows: no ORM objects to build for a page of 50).
+IssueLike = Issue | sa.Row[Any]
+_PUBLIC_COLUMNS = [c for c in IssuePublic.model_fields if c in Issue.model_fields]
+_validate_public = IssuePublic.__pydantic_validator__.validate_python
+# What a list reads: the columns IssuePublic shows, and the flags `is_overdue` looks at.
+LIST_COLUMNS = [c for c in Issue.__table__.c  # type: ignore[attr-defined]
+                if c.name in _PUBLIC_COLUMNS or c.name in ("first_response_overdue_at", "resolution_overdue_at")]
 
 
 # --- who may do what ----------------------------------------------------------------------------------------
@@ -88,12 +98,12 @@ def role_of(who: Principal) -> str:
     return "user"
 
 
-def manages(who: Principal, issue: Issue) -> bool:
+def manages(who: Principal, issue: IssueLike) -> bool:
     """Community/compound staff (or admins) manage the issues in their scope."""
     return is_staff(who) and who.covers(issue.community, issue.compound)
 
 
-def works_on(who: Principal, issue: Issue) -> bool:
+def works_on(who: Principal, issue: IssueLike) -> bool:
     """Managers, and the departments the issue is assigned to."""
     if manages(who, issue):
         return True
@@ -401,7 +411,7 @@ async def get_issue(uow: UnitOfWork, who: Principal, issue_id: UUID, *, for_upda
     return issue
 
 
-def is_overdue(issue: Issue, now: datetime | None = None) -> bool:
+def is_overdue(issue: IssueLike, now: datetime | None = None) -> bool:
     """Missed (or is missing) a deadline: flagged by the sweep, or late by the clock."""
     now = now or utcnow()
     if issue.first_response_overdue_at or issue.resolution_overdue_at:
@@ -411,29 +421,38 @@ def is_overdue(issue: Issue, now: datetime | None = None) -> bool:
     return bool(issue.resolution_due_at and (issue.resolved_at or issue.closed_at or now) > issue.resolution_due_at)
 
 
-def public_view(issue: Issue, who: Principal, cipher: FieldCipher | None, *,
+def public_view(issue: IssueLike, who: Principal, cipher: FieldCipher | None, *,
                 participant: bool | None = None) -> IssuePublic:
     """The issue as ``who`` may see it: contact details masked for staff, hidden from everyone else."""
-    out = IssuePublic.model_validate(issue, from_attributes=True)
     staff = works_on(who, issue)
-    updates: dict[str, Any] = {"overdue": is_overdue(issue)}
-    if staff and cipher is not None:
-        updates["contact_name"] = mask_name(cipher.decrypt(issue.contact_name))
-        updates["contact_phone"] = mask_phone(cipher.decrypt(issue.contact_phone))
+    if isinstance(issue, sa.Row):
+        values = issue._mapping
+        data = {name: values[name] for name in _PUBLIC_COLUMNS}
     else:
-        updates["contact_name"] = updates["contact_phone"] = None
+        data = {name: getattr(issue, name) for name in _PUBLIC_COLUMNS}
+    data["overdue"] = is_overdue(issue)
+    if staff and cipher is not None:
+        data["contact_name"] = mask_name(cipher.decrypt(issue.contact_name))
+        data["contact_phone"] = mask_phone(cipher.decrypt(issue.contact_phone))
+    else:
+        data["contact_name"] = data["contact_phone"] = None
     if not staff and issue.reporter != who.sub:  # co-reporters and followers do not learn each other's accounts
-        updates["reporter"] = None
-    return out.model_copy(update=updates)
+        data["reporter"] = None
+    # Validated once, with what this caller may see (pydantic's validator: SQLModel's wrapper adds nothing here).
+    return _validate_public(data)  # type: ignore[no-any-return]
 
 
-async def timeline(uow: UnitOfWork, who: Principal, issue: Issue) -> list[TimelineEntry]:
-    query = select(TimelineEntry).where(TimelineEntry.issue_id == issue.id)
-    if not works_on(who, issue):
-        query = query.where(col(TimelineEntry.internal).is_(False))
-    rows = await uow.session.execute(query.order_by(col(TimelineEntry.at), col(TimelineEntry.id)))
-    entries = list(rows.scalars())
-    if not works_on(who, issue):  # residents see roles, not staff accounts
+async def timeline(uow: UnitOfWork, who: Principal, issue: Issue) -> list[TimelineEntryPublic]:
+    """The issue's timeline as ``who`` may see it, read as plain rows (no ORM objects to track or flush)."""
+    t = TimelineEntry
+    query = sa.select(col(t.id), col(t.action), col(t.actor), col(t.actor_role), col(t.note), col(t.internal),
+                      col(t.data), col(t.at)).where(col(t.issue_id) == issue.id)
+    staff = works_on(who, issue)
+    if not staff:
+        query = query.where(col(t.internal).is_(False))
+    rows = (await uow.session.execute(query.order_by(col(t.at), col(t.id)))).mappings()
+    entries = [TimelineEntryPublic.model_validate(r) for r in rows]
+    if not staff:  # residents see roles, not staff accounts
         for e in entries:
             if e.actor != who.sub:
                 e.actor = None
@@ -520,16 +539,17 @@ def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:
 
 
 async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
-                      filters: IssueFilters | None = None) -> Page[Issue]:
+                      filters: IssueFilters | None = None) -> Page[Any]:
+    """A page of plain rows (``LIST_COLUMNS``): read them with ``public_view`` like issues."""
     f = filters or IssueFilters()
     now = utcnow()
-    query = select(Issue).where(*visibility(who, f), *filter_clauses(f, now))
+    query = sa.select(*LIST_COLUMNS).where(*visibility(who, f), *filter_clauses(f, now))
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
         # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
         query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(created, ident))
     query = query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
+    rows = list((await uow.session.execute(query)).all())
     if f.near is None:
         return page_of(rows, limit, lambda i: encode_cursor(i.created_at, i.id))
     # The bounding box over-selects its corners: drop those, but page on what the index walked.
@@ -538,8 +558,8 @@ async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: st
     items = [i for i in window if i.latitude is not None and i.longitude is not None
              and distance_m(lat, lng, i.latitude, i.longitude) <= radius]
     last = window[-1] if window else None
-    return Page[Issue](items=items, next_cursor=encode_cursor(last.created_at, last.id)
-                       if last is not None and len(rows) > limit else None)
+    return Page[Any](items=items, next_cursor=encode_cursor(last.created_at, last.id)
+                     if last is not None and len(rows) > limit else None)
 
 
 async def participants(uow: UnitOfWork, who: Principal, issues: Iterable[Issue]) -> set[UUID]:

@@ -74,12 +74,14 @@ Cipher = Annotated[FieldCipher, Depends(cipher_of)]
 
 async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCipher) -> IssueDetail:
     entries = await service.timeline(uow, who, issue)
-    participant = await service.is_participant(uow, who, issue)
-    public = service.public_view(issue, who, cipher, participant=participant)
-    return IssueDetail.model_validate({
-        **public.model_dump(),
-        "timeline": [TimelineEntryPublic.model_validate(e, from_attributes=True) for e in entries],
-    })
+    public = service.public_view(issue, who, cipher)
+    # Both parts are validated already: assemble them without validating the whole issue a second time.
+    return IssueDetail.model_construct(**dict(public), timeline=entries)
+
+
+def _json(model: IssueDetail | Page[IssuePublic]) -> Response:
+    """Serialise a validated answer once (returned as a model, FastAPI would dump it and validate it again)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 @router.post("/issues", status_code=201, response_model=IssueReceipt, tags=["issues"],
@@ -126,11 +128,9 @@ async def list_issues(
         overdue=overdue, department=department, mine=mine, near=(lat, lng, radius_m) if lat is not None and
         lng is not None else None, created_from=created_from, created_to=created_to)
     page = await service.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
-    own = await service.participants(uow, who, page.items)
-    out = Page[IssuePublic](items=[service.public_view(i, who, cipher, participant=i.id in own)
-                                   for i in page.items], next_cursor=page.next_cursor)
-    # Already validated: serialise once instead of re-validating against the response model.
-    return Response(out.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
+    out = Page[IssuePublic](items=[service.public_view(i, who, cipher) for i in page.items],
+                            next_cursor=page.next_cursor)
+    return _json(out)  # type: ignore[return-value]
 
 
 @router.get("/escalations", response_model=Page[IssuePublic], tags=["workflow"],
@@ -145,7 +145,7 @@ async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, limit: Limit = 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
 async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     issue = await service.get_issue(uow, who, issue_id)
-    return await _detail(uow, who, issue, cipher)
+    return _json(await _detail(uow, who, issue, cipher))  # type: ignore[return-value]
 
 
 @router.get("/issues/{issue_id}/contact", tags=["issues"],

@@ -3,11 +3,16 @@ separately; medians; overdue; per community/category/month; CSV for staff."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
 from datetime import timedelta
+from typing import Any
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.uow import UnitOfWork
+from services.issues import figures
 from tests.issues.helpers import FLOOD, act, report, resident, staff, update_issue
 from tests.support.client import System
 
@@ -87,3 +92,65 @@ async def test_figures_by_community_category_and_month_and_csv(issues: System) -
                                                 "submitted", "merged"}
     r = await issues.client.get("/issues/issues/export.csv", headers=staff(issues), params={"status": "rejected"})
     assert len(list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))) == 1
+
+
+async def test_figures_single_flight_and_stale_while_revalidate(issues: System, monkeypatch: Any) -> None:
+    """A miss computes once for all concurrent callers; an expired answer is served while one refresh runs."""
+    calls = 0
+    gate = asyncio.Event()
+    original = figures.compute
+
+    async def slow(uow: UnitOfWork, **params: Any) -> figures.Figures:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return await original(uow, **params)
+
+    monkeypatch.setattr(figures, "compute", slow)
+    await report(issues, resident(issues))
+    params = {"community": "yuntai", "group_by": "category"}
+    pending = [asyncio.create_task(issues.client.get("/issues/figures", params=params)) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    assert calls == 1  # the others wait for the one computation
+    gate.set()
+    answers = [(await p).json() for p in pending]
+    assert calls == 1 and all(a == answers[0] for a in answers)
+    assert answers[0]["rows"][0]["handled"] == 1
+
+    # The answer expires; a new report arrives. Callers get the stale answer at once while one refresh runs.
+    for key, (_, value) in list(figures._CACHE.items()):
+        figures._CACHE[key] = (time.monotonic() - 1, value)
+    await report(issues, resident(issues, "res-other"), {**FLOOD, "latitude": 40.5})
+    gate.clear()
+    calls = 0
+    stale = [await issues.client.get("/issues/figures", params=params) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert calls == 1 and all(r.json()["rows"][0]["handled"] == 1 for r in stale)
+    gate.set()
+    for _ in range(100):
+        if not figures._INFLIGHT:
+            break
+        await asyncio.sleep(0.01)
+    fresh = (await issues.client.get("/issues/figures", params=params)).json()
+    assert calls == 1 and fresh["rows"][0]["handled"] == 2
+
+
+async def test_figures_failure_reaches_every_waiter_and_is_not_cached(issues: System, monkeypatch: Any) -> None:
+    original = figures.compute
+    calls = 0
+
+    async def failing(uow: UnitOfWork, **params: Any) -> figures.Figures:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(figures, "compute", failing)
+    uow = issues.runtime("issues").uow()
+    async with uow:
+        results = await asyncio.gather(*(figures.cached(uow, community="nowhere") for _ in range(4)),
+                                       return_exceptions=True)
+    assert calls == 1 and all(isinstance(r, RuntimeError) for r in results)
+    monkeypatch.setattr(figures, "compute", original)
+    async with uow:
+        assert (await figures.cached(uow, community="nowhere")).rows[0].handled == 0

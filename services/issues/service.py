@@ -421,8 +421,7 @@ def is_overdue(issue: IssueLike, now: datetime | None = None) -> bool:
     return bool(issue.resolution_due_at and (issue.resolved_at or issue.closed_at or now) > issue.resolution_due_at)
 
 
-def public_view(issue: IssueLike, who: Principal, cipher: FieldCipher | None, *,
-                participant: bool | None = None) -> IssuePublic:
+def public_view(issue: IssueLike, who: Principal, cipher: FieldCipher | None) -> IssuePublic:
     """The issue as ``who`` may see it: contact details masked for staff, hidden from everyone else."""
     staff = works_on(who, issue)
     if isinstance(issue, sa.Row):
@@ -560,15 +559,6 @@ async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: st
     last = window[-1] if window else None
     return Page[Any](items=items, next_cursor=encode_cursor(last.created_at, last.id)
                      if last is not None and len(rows) > limit else None)
-
-
-async def participants(uow: UnitOfWork, who: Principal, issues: Iterable[Issue]) -> set[UUID]:
-    ids = [i.id for i in issues]
-    if not ids:
-        return set()
-    rows = await uow.session.execute(select(IssueReporter.issue_id).where(
-        IssueReporter.subject == who.sub, col(IssueReporter.issue_id).in_(ids)))
-    return set(rows.scalars())
 
 
 async def escalations(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None) -> Page[Issue]:

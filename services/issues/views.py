@@ -95,7 +95,7 @@ async def report_issue(body: IssueCreate, uow: UoW, who: Caller, cipher: Cipher,
 
     async def action() -> tuple[int, dict[str, Any]]:
         issue, attached, cat = await service.report_issue(uow, who, body, cipher=cipher)
-        public = service.public_view(issue, who, cipher, participant=True)
+        public = service.public_view(issue, who, cipher)
         receipt = {**public.model_dump(mode="json"), "attached": attached,
                    "emergency_guidance": cat.emergency_guidance, "service_notice": cat.service_notice}
         return (200 if attached else 201), receipt

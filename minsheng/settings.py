@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = 200
     relay_poll_seconds: float = 1.0
-    relay_max_backoff_seconds: float = 30.0
+    relay_max_backoff_seconds: float = 5.0  # a down broker costs one connection attempt per 5 s at most
     # Housekeeping: sent outbox rows, inbox rows and idempotency keys older than these are deleted hourly.
     outbox_retention_hours: float = 72
     inbox_retention_days: float = 14

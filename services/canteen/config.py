@@ -28,6 +28,9 @@ class CanteenSettings(BaseSettings):
     absence_scan_every_seconds: float = 3600.0
     no_show_sweep_every_seconds: float = 900.0
     delivery_points: int = Field(default=5, ge=0)
+    # PIPL: diners gone (moved, deceased, withdrawn) for longer than this lose phone, ID number, health notes.
+    pii_retention_days: int = Field(default=365, ge=1, le=36500)
+    pii_retention_every_seconds: float = 3600.0
 
 
 @lru_cache

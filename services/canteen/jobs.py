@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minsheng.platform.service import Job, ServiceRuntime
-from services.canteen import care, config, orders
+from services.canteen import care, config, orders, retention
 from services.canteen.models import ScanResult
 
 
@@ -21,7 +21,20 @@ async def sweep_no_shows(runtime: ServiceRuntime) -> int:
     return count
 
 
+async def pii_retention(runtime: ServiceRuntime) -> int:
+    """Diners gone longer than the retention period lose their personal data (logged in the access log)."""
+    total = 0
+    while True:
+        async with runtime.uow() as uow:
+            done = await retention.purge_expired(uow)
+            await uow.commit()
+        total += done
+        if done < retention.BATCH:
+            return total
+
+
 JOBS = (
     Job("absence-scan", config.canteen_settings().absence_scan_every_seconds, scan_absences),
     Job("no-show-sweep", config.canteen_settings().no_show_sweep_every_seconds, sweep_no_shows),
+    Job("pii-retention", config.canteen_settings().pii_retention_every_seconds, pii_retention),
 )

@@ -30,6 +30,9 @@ class VisitsSettings(BaseSettings):
     auto_confirm_days: int = Field(default=7, ge=1, le=90)
     auto_confirm_every_seconds: float = 3600.0
     tier_refresh_every_seconds: float = 3600.0
+    # PIPL: residents moved away or deceased for longer than this lose their phone, ID number and health notes.
+    pii_retention_days: int = Field(default=365, ge=1, le=36500)
+    pii_retention_every_seconds: float = 3600.0
 
 
 @lru_cache

@@ -1,4 +1,4 @@
-"""Periodic jobs. Both are idempotent and safe in several replicas (row locks with SKIP LOCKED on
+"""Periodic jobs. All are idempotent and safe in several replicas (row locks with SKIP LOCKED on
 PostgreSQL for confirmation; recomputing a household's schedule twice gives the same answer)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from minsheng.platform.service import Job, ServiceRuntime
-from services.visits import ledger, schedule
+from services.visits import ledger, retention, schedule
 from services.visits.config import visits_settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,23 @@ async def refresh_tiers(runtime: ServiceRuntime) -> int:
     return changed
 
 
+async def pii_retention(runtime: ServiceRuntime) -> int:
+    """Residents gone (moved/deceased) longer than the retention period lose their personal data (audited)."""
+    total = 0
+    while True:
+        async with runtime.uow() as uow:
+            done = await retention.purge_expired(uow)
+            await uow.commit()
+        total += done
+        if done < retention.BATCH:
+            break
+    if total:
+        log.info("visits: cleared the personal data of %d residents past retention", total)
+    return total
+
+
 def jobs() -> list[Job]:
     s = visits_settings()
     return [Job("auto-confirm-needs", s.auto_confirm_every_seconds, auto_confirm_needs),
-            Job("refresh-tiers", s.tier_refresh_every_seconds, refresh_tiers)]
+            Job("refresh-tiers", s.tier_refresh_every_seconds, refresh_tiers),
+            Job("pii-retention", s.pii_retention_every_seconds, pii_retention)]

@@ -1,0 +1,81 @@
+"""PIPL retention: diners who left keep their personal data only for a while.
+
+A diner is *gone* when suspended by a moved/deceased ``ResidentStatusChanged`` (``suspended``/``deceased``) or
+otherwise inactive (``withdrawn``). Once gone for longer than ``MINSHENG_CANTEEN_PII_RETENTION_DAYS`` (counted
+from ``subsidy_suspended_from``, else the status change, else the last update) and with no order that is not
+cancelled on or after the cut-off (a suspended diner may still eat, at full price), the sensitive fields are
+cleared: phone, encrypted ID number, its keyed lookup hash and masked form, encrypted health notes. Each purge
+writes a row to the diner's ``pii_access_log`` (subject ``system:pii-retention``). Orders, subsidy lines and
+settlement figures stay.
+
+Idempotent (only rows with something left to clear are picked) and safe in several replicas (PostgreSQL:
+``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.ids import utcnow
+from minsheng.platform.uow import UnitOfWork
+from services.canteen.config import canteen_settings, now, today
+from services.canteen.models import Diner, DinerStatus, Order, OrderStatus, PiiAccess
+
+ACTOR = "system:pii-retention"
+BATCH = 500
+GONE = (DinerStatus.suspended.value, DinerStatus.deceased.value, DinerStatus.withdrawn.value)
+
+
+def _holds_pii() -> sa.ColumnElement[bool]:
+    return sa.or_(col(Diner.phone).is_not(None), col(Diner.id_number_enc).is_not(None),
+                  col(Diner.id_number_hash).is_not(None), col(Diner.id_number_masked).is_not(None),
+                  col(Diner.health_notes_enc).is_not(None))
+
+
+def _cleared_fields(d: Diner) -> list[str]:
+    fields = []
+    if d.phone is not None:
+        fields.append("phone")
+    if d.id_number_enc is not None or d.id_number_hash is not None or d.id_number_masked is not None:
+        fields.append("id_number")
+    if d.health_notes_enc is not None:
+        fields.append("health_notes")
+    return fields
+
+
+async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, day: date | None = None,
+                        limit: int = BATCH) -> int:
+    """Clear the personal data of up to ``limit`` diners gone longer than the retention period; returns how
+    many were purged. The caller commits."""
+    keep = canteen_settings().pii_retention_days if retention_days is None else retention_days
+    cutoff_day = (day or today()) - timedelta(days=keep)
+    cutoff_at: datetime = now() - timedelta(days=keep)
+    since_set = col(Diner.subsidy_suspended_from).is_not(None)
+    expired = sa.or_(
+        sa.and_(since_set, col(Diner.subsidy_suspended_from) < cutoff_day),
+        sa.and_(~since_set, col(Diner.status_changed_at).is_not(None), col(Diner.status_changed_at) < cutoff_at),
+        sa.and_(~since_set, col(Diner.status_changed_at).is_(None), col(Diner.updated_at) < cutoff_at))
+    still_eating = sa.exists().where(col(Order.diner_id) == col(Diner.id), col(Order.meal_date) >= cutoff_day,
+                                     col(Order.status) != OrderStatus.cancelled.value)
+    query = (select(Diner).where(col(Diner.status).in_(GONE), expired, _holds_pii(), ~still_eating)
+             .order_by(col(Diner.id)).limit(limit))
+    if uow.db.is_postgres:
+        query = query.with_for_update(of=Diner, skip_locked=True)  # type: ignore[arg-type]
+    purged = 0
+    at = utcnow()
+    for diner in (await uow.session.execute(query)).scalars():
+        fields = _cleared_fields(diner)
+        diner.phone = None
+        diner.id_number_enc = None
+        diner.id_number_hash = None
+        diner.id_number_masked = None
+        diner.health_notes_enc = None
+        diner.updated_at = at
+        uow.session.add(PiiAccess(diner_id=diner.id, subject=ACTOR, fields=fields, at=at,
+                                  purpose=f"retention purge: {diner.status}, kept {keep} days; data cleared"))
+        purged += 1
+    await uow.session.flush()
+    return purged

@@ -1,0 +1,76 @@
+"""PIPL retention: residents who moved away or died keep their personal data only for a while.
+
+Once a resident's status has been ``moved``/``deceased`` for longer than ``MINSHENG_VISITS_PII_RETENTION_DAYS``
+the sensitive fields are cleared — phone, encrypted ID number, its keyed lookup hash and masked form, encrypted
+health/mobility notes — and a ``purge`` row is written to the resident's ``pii_audit`` trail. The person's
+record (name, household, status) and their history (visits, needs, tasks) stay.
+
+Idempotent: only rows with something left to clear are picked, so a second run changes nothing. Safe in several
+replicas: on PostgreSQL the rows are claimed with ``FOR UPDATE SKIP LOCKED`` (and the status is checked again
+under the lock), so a resident is purged and audited once.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.ids import utcnow
+from minsheng.platform.uow import UnitOfWork
+from services.visits.config import now, today, visits_settings
+from services.visits.models import PiiAudit, Resident, ResidentStatus
+
+ACTOR = "system:pii-retention"
+BATCH = 500
+
+
+def _holds_pii() -> sa.ColumnElement[bool]:
+    return sa.or_(col(Resident.phone).is_not(None), col(Resident.id_number_enc).is_not(None),
+                  col(Resident.id_number_hash).is_not(None), col(Resident.id_number_masked).is_not(None),
+                  col(Resident.health_notes_enc).is_not(None))
+
+
+def _cleared_fields(r: Resident) -> list[str]:
+    fields = []
+    if r.phone is not None:
+        fields.append("phone")
+    if r.id_number_enc is not None or r.id_number_hash is not None or r.id_number_masked is not None:
+        fields.append("id_number")
+    if r.health_notes_enc is not None:
+        fields.append("health_notes")
+    return fields
+
+
+async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, day: date | None = None,
+                        limit: int = BATCH) -> int:
+    """Clear the personal data of up to ``limit`` residents gone longer than the retention period; returns how
+    many were purged. The caller commits."""
+    keep = visits_settings().pii_retention_days if retention_days is None else retention_days
+    cutoff_day = (day or today()) - timedelta(days=keep)
+    cutoff_at: datetime = now() - timedelta(days=keep)
+    gone = col(Resident.status).in_([ResidentStatus.moved.value, ResidentStatus.deceased.value])
+    expired = sa.or_(col(Resident.status_effective_date) < cutoff_day,
+                     sa.and_(col(Resident.status_effective_date).is_(None), col(Resident.updated_at) < cutoff_at))
+    query = select(Resident).where(gone, expired, _holds_pii()).order_by(col(Resident.id)).limit(limit)
+    if uow.db.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    purged = 0
+    at = utcnow()
+    for resident in (await uow.session.execute(query)).scalars():
+        fields = _cleared_fields(resident)
+        since = resident.status_effective_date or resident.updated_at.date()
+        resident.phone = None
+        resident.id_number_enc = None
+        resident.id_number_hash = None
+        resident.id_number_masked = None
+        resident.health_notes_enc = None
+        resident.updated_at = at
+        uow.session.add(PiiAudit(
+            actor=ACTOR, actor_roles=[], resident_id=resident.id, community=resident.community, action="purge",
+            fields=fields, at=at,
+            reason=f"retention: {resident.status} since {since}, kept {keep} days; personal data cleared"))
+        purged += 1
+    await uow.session.flush()
+    return purged

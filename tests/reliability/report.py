@@ -130,6 +130,12 @@ ROWS: dict[str, list[Row]] = {
         ("", "events with plaintext personal data", lambda r: f"**{r['events_with_plaintext_personal_data']}** "
          f"of {r['events_scanned']} about the people concerned"),
     ],
+    "personal_data_retention": [
+        ("Personal data retention", "resident gone 10 years / gone 26 days / still here",
+         lambda r: " / ".join("cleared" if not any(v) else "kept" if all(v) else "partly cleared"
+                              for v in r["fields_kept"].values())
+         + f" (retention {r['retention_days']} days); look-up by ID number afterwards → {r['lookup_after_retention']}"),
+    ],
 }
 
 

@@ -198,6 +198,56 @@ async def test_a_retention_job_deletes_personal_data_that_has_expired(demo_syste
             assert isinstance(await job.run(s.runtime(name)), int), (name, job.name)
 
 
+async def test_the_retention_job_deletes_personal_data_of_residents_who_left_long_ago(
+    demo_system: System, tmp_path: Path
+) -> None:
+    """Personal data kept past its purpose must go: residents who moved away or died longer ago than the
+    retention period lose their ID number (and its look-up hash), phone and health notes; the others keep them."""
+    s = demo_system
+    admin = s.auth("admin", sub="retention-admin")
+    household = (await s.client.get("/visits/households", headers=admin, params={"limit": 1})).json()["items"][0]
+    people = {}
+    for label, seq, left_on in (("long_gone", "731", "2016-01-15"), ("just_moved", "732", "2026-11-01"),
+                                ("still_here", "733", None)):
+        r = await s.client.post("/visits/residents", headers=admin, json={
+            "household_id": household["id"], "name": f"孙{label}", "phone": f"1350000{seq}1",
+            "id_number": id_number("19300101", seq), "health_notes": f"notes of {label}"})
+        assert r.status_code == 201, r.text
+        people[label] = r.json()["id"]
+        if left_on:
+            r = await s.client.post(f"/visits/residents/{people[label]}/status", headers=admin,
+                                    json={"status": "moved", "effective_date": left_on})
+            assert r.status_code == 200, r.text
+    retention = [job for job in s.runtime("visits").spec.jobs if "retention" in job.name]
+    assert retention, "the visits service runs a retention job"
+    for job in retention:
+        await job.run(s.runtime("visits"))
+        await job.run(s.runtime("visits"))  # twice: idempotent
+
+    conn = sqlite3.connect(tmp_path / "visits.db")
+    try:
+        kept = {}
+        for label, rid in people.items():
+            row = conn.execute("SELECT id_number_enc, id_number_hash, phone, health_notes_enc FROM residents "
+                               "WHERE id = ? OR id = ?", (rid, uuid.UUID(rid).hex)).fetchone()
+            kept[label] = [value is not None for value in row]
+    finally:
+        conn.close()
+    looked_up = await s.client.post("/visits/residents/lookup", headers=admin,
+                                    json={"id_number": id_number("19300101", "731")})
+    record("personal_data_retention", {"retention_days": _retention_days(), "fields_kept": kept,
+                                       "lookup_after_retention": looked_up.status_code})
+    assert kept["long_gone"] == [False, False, False, False], kept
+    assert kept["just_moved"] == [True, True, True, True] and kept["still_here"] == [True, True, True, True]
+    assert looked_up.status_code == 404, "the keyed hash went with the number"
+
+
+def _retention_days() -> int:
+    from services.visits.config import visits_settings
+
+    return visits_settings().pii_retention_days
+
+
 def _json(value: Any) -> str:
     import json
 

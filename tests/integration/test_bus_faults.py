@@ -17,6 +17,7 @@ from minsheng.platform.outbox import outbox_status
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
 from tests.support.infra import Tansu, becomes, eventually
+from tests.support.tcpproxy import DurableBroker
 from tests.unit.test_fire_flow import FIRE, register_rider
 
 pytestmark = pytest.mark.integration
@@ -39,16 +40,17 @@ def _elsewhere(n: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def own_broker() -> AsyncIterator[Tansu]:
-    """A broker of this test's own, so stopping it disturbs nobody else."""
-    broker = Tansu()
-    broker.start()
+async def own_broker() -> AsyncIterator[DurableBroker]:
+    """A broker of this test's own, so taking it away disturbs nobody else. Tansu keeps its log in memory, so
+    it is taken off the network (as an outage or partition looks to clients) rather than restarted empty."""
+    broker = DurableBroker()
+    broker.open()
     yield broker
-    broker.stop()
+    broker.close()
 
 
 async def test_events_written_while_the_broker_is_down_all_arrive_after_it_returns(
-    tmp_path: Path, pg_template: str, own_broker: Tansu
+    tmp_path: Path, pg_template: str, own_broker: DurableBroker
 ) -> None:
     async with running_system(_settings(tmp_path, pg_template, own_broker.bootstrap)) as s:
         rider = await register_rider(s)
@@ -65,7 +67,7 @@ async def test_events_written_while_the_broker_is_down_all_arrive_after_it_retur
         status = await outbox_status(s.runtime("points").db)
         assert status.pending >= written - 1  # at most one batch may have been in flight
 
-        own_broker.start()  # Tansu's storage is memory: it comes back empty, like a rebuilt cluster
+        own_broker.start()
         await becomes(lambda: _issue_count(s), written + 1, within=60)
         assert (await outbox_status(s.runtime("points").db)).pending == 0
 

@@ -94,7 +94,7 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url=f"{BASE}/{service}", headers=headers)
-            request_text = " ".join(repr(kwargs.get(k)) for k in ("json", "params", "data", "headers"))
+            request_text = " ".join(repr(kwargs.get(k)) for k in ("url", "json", "params", "data", "headers"))
             response = send(kwargs)
             findings.calls += 1
             findings.statuses[response.status_code] = findings.statuses.get(response.status_code, 0) + 1

@@ -36,18 +36,26 @@ class System:
         return {"Authorization": f"Bearer {self.token(role, sub, scopes)}"}
 
     async def settle(self) -> None:
-        """Embedded mode: wait until every outbox is empty and the in-process bus has drained."""
+        """Embedded mode: wait until every outbox is empty and the in-process bus has drained.
+
+        Settled means one whole round in which nothing new was published (by this loop or by the services'
+        own relays), every queue drained, and no outbox row is left, counted *after* the drain because the
+        handlers that ran during it write outbox rows of their own.
+        """
         from minsheng.platform.bus.memory import InProcessBus
         from minsheng.platform.outbox import outbox_status
 
-        assert isinstance(self.bus, InProcessBus)
-        for _ in range(50):
+        bus = self.bus
+        assert isinstance(bus, InProcessBus)
+        for _ in range(100):
+            published_before = bus.published
+            for name in self.app.state.runtimes:
+                await self.runtime(name).relay.publish_pending()
+            await bus.drain()
             pending = 0
             for name in self.app.state.runtimes:
                 pending += (await outbox_status(self.runtime(name).db)).pending
-                await self.runtime(name).relay.publish_pending()
-            await self.bus.drain()
-            if pending == 0:
+            if pending == 0 and bus.published == published_before:
                 return
         raise AssertionError("the system did not settle")
 

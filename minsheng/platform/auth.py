@@ -69,16 +69,43 @@ def mint_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Itera
 
 
 def decode_token(settings: Settings, token: str) -> Principal:
+    """The principal of a valid token. A phone sends the same token with every request for its whole life, so
+    a verified token's principal is kept (bounded, per secret) and only its expiry is checked again."""
+    key = (settings.secret, settings.jwt_issuer, token)
+    cached = _verified.get(key)
+    if cached is not None:
+        principal, expires_at = cached
+        if time.time() < expires_at:
+            return principal
+        del _verified[key]
+        raise _invalid("Signature has expired")
+    principal, expires_at = _verify(settings, token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.pop(next(iter(_verified)))  # the oldest entry (dicts keep insertion order)
+    _verified[key] = (principal, expires_at)
+    return principal
+
+
+def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(token, settings.secret, algorithms=["HS256"], issuer=settings.jwt_issuer,
                             options={"require": ["sub", "exp"]})
         roles = frozenset(Role(r) for r in claims.get("roles", []))
     except (jwt.PyJWTError, ValueError) as exc:
-        raise Problem(401, "invalid_token", "Invalid or expired token", str(exc),
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+        raise _invalid(str(exc)) from exc
     scope = claims.get("scope", "")
-    return Principal(sub=str(claims["sub"]), roles=roles, scopes=tuple(scope.split()) if scope else (),
-                     name=claims.get("name"))
+    principal = Principal(sub=str(claims["sub"]), roles=roles, scopes=tuple(scope.split()) if scope else (),
+                          name=claims.get("name"))
+    return principal, float(claims["exp"])
+
+
+def _invalid(detail: str) -> Problem:
+    return Problem(401, "invalid_token", "Invalid or expired token", detail,
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+_VERIFIED_MAX = 10_000
+_verified: dict[tuple[str, str, str], tuple[Principal, float]] = {}
 
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from your identity provider (or `minsheng token`).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from minsheng.contracts.points import HazardReported
@@ -12,7 +13,7 @@ from minsheng.platform.bus.base import Delivery
 from minsheng.platform.envelope import CloudEvent, child_traceparent, new_traceparent
 from minsheng.platform.ids import uuid7
 from minsheng.platform.privacy import FieldCipher, mask_id_number, mask_phone
-from minsheng.settings import DEV_FIELD_KEY
+from minsheng.settings import DEV_FIELD_KEY, Settings
 from tests.support.client import System
 from tests.unit.test_fire_flow import FIRE, register_rider
 
@@ -230,3 +231,25 @@ async def test_problem_extension_members_never_clash_with_standard_ones(system: 
     await system.client.post(f"/issues/issues/{issue['id']}/reject", headers=staff, json={"reason": "no"})
     r = await system.client.post(f"/issues/issues/{issue['id']}/verify", headers=staff)
     assert r.status_code == 409 and r.json()["status"] == 409 and r.json()["code"] == "invalid_transition"
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_never_across_secrets(monkeypatch: Any) -> None:
+    import time
+
+    from minsheng.platform import auth
+    from minsheng.platform.errors import Problem
+
+    settings = Settings(mode="embedded")
+    other = Settings(mode="embedded", jwt_secret="another-secret-of-enough-length-0123456789")
+    token = auth.mint_token(settings, "rider-fan", ["rider"], ["community:yunxing"], ttl_seconds=60)
+    first = auth.decode_token(settings, token)
+    assert auth.decode_token(settings, token) is first  # remembered: no second signature check
+    with pytest.raises(Problem) as forged:
+        auth.decode_token(other, token)  # the same token under another secret is verified afresh, and fails
+    assert forged.value.code == "invalid_token"
+
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 61)
+    with pytest.raises(Problem) as expired:
+        auth.decode_token(settings, token)
+    assert expired.value.code == "invalid_token" and "expired" in str(expired.value.detail).lower()

@@ -7,6 +7,7 @@ posting for the same cause twice changes nothing. The balance moves in one condi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -165,21 +166,47 @@ def _sum_of_entries(*where: Any) -> sa.ScalarSelect[Any]:
             .where(ENTRIES.c.rider_id == BALANCES.c.rider_id, *where).scalar_subquery())
 
 
-def _balance_columns(now: datetime) -> tuple[Any, ...]:
+def _since(name: str) -> sa.BindParameter[datetime]:
+    return sa.bindparam(name, type_=ENTRIES.c.created_at.type)
+
+
+@functools.cache
+def _balance_columns(with_expiry: bool) -> tuple[Any, ...]:
     """The balance row, today's earnings and (when points expire) the credits too recent to expire within
     the warning window: one statement. The ledger moves the balance with every entry (``post_entry``), so
     ``balance = credits - debits`` and the unspent points credited before the cutoff (``expirable``) are
-    ``balance - credits since the cutoff``: only that window of the ledger is read, not all of it."""
-    settings = config.get()
+    ``balance - credits since the cutoff``: only that window of the ledger is read, not all of it.
+
+    Built once per shape (cached): the times are bound parameters (``day_start``, ``cutoff``, see
+    ``_balance_params``), so SQLAlchemy also reuses the compiled SQL."""
     earned_today = _sum_of_entries(ENTRIES.c.kind == EntryKind.earned.value,
-                                   ENTRIES.c.created_at >= settings.day_start(now))
+                                   ENTRIES.c.created_at >= _since("day_start"))
     recent: Any = sa.literal(0)
-    if settings.expiry_days:
-        cutoff = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
+    if with_expiry:
         recent = _sum_of_entries(ENTRIES.c.kind.in_(CREDIT_KINDS), ENTRIES.c.amount > 0,
-                                 ENTRIES.c.created_at >= cutoff)
+                                 ENTRIES.c.created_at >= _since("cutoff"))
     return (BALANCES.c.rider_id, BALANCES.c.balance, BALANCES.c.updated_at, earned_today.label("earned_today"),
             recent.label("recent_credits"))
+
+
+def _balance_params(now: datetime) -> dict[str, Any]:
+    settings = config.get()
+    params: dict[str, Any] = {"day_start": settings.day_start(now)}
+    if settings.expiry_days:
+        params["cutoff"] = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
+    return params
+
+
+@functools.cache
+def _balance_by_rider(with_expiry: bool) -> sa.Select[Any]:
+    return sa.select(*_balance_columns(with_expiry)).where(BALANCES.c.rider_id == sa.bindparam("rider_id"))
+
+
+@functools.cache
+def _balance_by_subject(with_expiry: bool) -> sa.Select[Any]:
+    return (sa.select(RIDERS.c.id.label("rider"), *_balance_columns(with_expiry))
+            .select_from(RIDERS.outerjoin(BALANCES, BALANCES.c.rider_id == RIDERS.c.id))
+            .where(RIDERS.c.subject == sa.bindparam("subject")))
 
 
 def _balance_public(row: sa.Row[Any], now: datetime) -> BalancePublic:
@@ -196,8 +223,8 @@ def _balance_public(row: sa.Row[Any], now: datetime) -> BalancePublic:
 
 async def balance_view(uow: UnitOfWork, rider_id: UUID) -> BalancePublic:
     now = utcnow()
-    row = (await uow.session.execute(
-        sa.select(*_balance_columns(now)).where(BALANCES.c.rider_id == rider_id))).one_or_none()
+    query = _balance_by_rider(bool(config.get().expiry_days))
+    row = (await uow.session.execute(query, {"rider_id": rider_id, **_balance_params(now)})).one_or_none()
     if row is None:
         raise not_found("rider", rider_id)
     return _balance_public(row, now)
@@ -207,10 +234,8 @@ async def balance_of_subject(uow: UnitOfWork, subject: str) -> BalancePublic:
     """``balance_view`` for the rider registered under ``subject``, in one round trip (404
     ``rider_not_registered`` as ``rider_by_subject`` answers when there is none)."""
     now = utcnow()
-    row = (await uow.session.execute(
-        sa.select(RIDERS.c.id.label("rider"), *_balance_columns(now))
-        .select_from(RIDERS.outerjoin(BALANCES, BALANCES.c.rider_id == RIDERS.c.id))
-        .where(RIDERS.c.subject == subject))).one_or_none()
+    query = _balance_by_subject(bool(config.get().expiry_days))
+    row = (await uow.session.execute(query, {"subject": subject, **_balance_params(now)})).one_or_none()
     if row is None:
         raise Problem(404, "rider_not_registered", "Not registered as a rider",
                       "Register first with POST /points/riders.")

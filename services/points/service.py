@@ -4,7 +4,9 @@ ledger in ``ledger.py``."""
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -15,7 +17,7 @@ from sqlmodel import col, select
 from minsheng.contracts.points import URGENT_HAZARDS, HazardReported
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
-from minsheng.platform.ids import utcnow
+from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
@@ -23,6 +25,7 @@ from services.points.models import (
     EntryKind,
     HazardReport,
     HazardReportCreate,
+    HazardReportPublic,
     HazardStatus,
     Rider,
     RiderBalance,
@@ -66,13 +69,35 @@ async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
     return rider
 
 
-def ensure_active(rider: Rider) -> None:
+_RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+_RIDER_SUMMARY = (sa.select(_RIDERS.c.id, _RIDERS.c.status, _RIDERS.c.community)
+                  .where(_RIDERS.c.subject == sa.bindparam("subject")))
+
+
+@dataclass(frozen=True)
+class RiderSummary:
+    """What a hazard report needs of its rider: read as a Core row, no ORM object."""
+    id: UUID
+    status: str
+    community: str | None
+
+
+async def rider_summary_by_subject(uow: UnitOfWork, subject: str) -> RiderSummary:
+    """``rider_by_subject`` for the hot paths that only need the id, status and community."""
+    row = (await uow.session.execute(_RIDER_SUMMARY, {"subject": subject})).first()
+    if row is None:
+        raise Problem(404, "rider_not_registered", "Not registered as a rider",
+                      "Register first with POST /points/riders.")
+    return RiderSummary(row.id, row.status, row.community)
+
+
+def ensure_active(rider: Rider | RiderSummary) -> None:
     """Hazard reports are open to every registered rider who is not suspended (a fire is a fire)."""
     if rider.status == RiderStatus.suspended:
         raise Problem(403, "rider_suspended", "Rider suspended", "A suspended rider cannot do this.")
 
 
-def ensure_verified(rider: Rider) -> None:
+def ensure_verified(rider: Rider | RiderSummary) -> None:
     """Tasks and redemption need a rider staff have verified."""
     ensure_active(rider)
     if rider.status != RiderStatus.active:
@@ -265,37 +290,68 @@ _DUPLICATE_COLUMNS = (_REPORTS.c.id, _REPORTS.c.rider_id, _REPORTS.c.duplicate_o
                       _REPORTS.c.longitude, _REPORTS.c.address, _REPORTS.c.compound, _REPORTS.c.created_at)
 
 
-def _place_filter(data: HazardReportCreate, radius: float) -> sa.ColumnElement[bool] | None:
-    """A WHERE condition no row that ``_same_place`` accepts can fail (None: nothing to narrow by). With
-    coordinates: a bounding box a little larger than the radius, or a row without coordinates (those are
-    compared by address or compound). Without: rows whose address or compound could match."""
+def _bound(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=column.type)
+
+
+def _place_shape(data: HazardReportCreate, radius: float) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Which place condition a new report needs (a small key: ``_duplicate_query`` builds one statement per
+    key) and its bound values. With coordinates: a bounding box a little larger than the radius — ``lat``
+    (a band only, near the poles), ``plain`` or ``wrap`` (the box crosses the antimeridian). Without: whether
+    the report has an address and a compound."""
     if data.latitude is not None and data.longitude is not None:
         dlat = math.degrees(radius / 6_371_000) * 1.01 + 1e-6
         lat_lo, lat_hi = data.latitude - dlat, data.latitude + dlat
+        params: dict[str, Any] = {"lat_lo": lat_lo, "lat_hi": lat_hi}
         widest = max(abs(lat_lo), abs(lat_hi))
         coslat = math.cos(math.radians(widest)) if widest < 89.0 else 0.0
-        in_box: sa.ColumnElement[bool] = _REPORTS.c.latitude.between(lat_lo, lat_hi)
+        mode = "lat"
         if coslat > 0:
             dlng = dlat / coslat
             if dlng < 180:
                 lng_lo, lng_hi = data.longitude - dlng, data.longitude + dlng
-                lng_cond: sa.ColumnElement[bool]
                 if lng_lo < -180:
-                    lng_cond = sa.or_(_REPORTS.c.longitude >= lng_lo + 360, _REPORTS.c.longitude <= lng_hi)
+                    mode, params["lng_lo"], params["lng_hi"] = "wrap", lng_lo + 360, lng_hi
                 elif lng_hi > 180:
-                    lng_cond = sa.or_(_REPORTS.c.longitude >= lng_lo, _REPORTS.c.longitude <= lng_hi - 360)
+                    mode, params["lng_lo"], params["lng_hi"] = "wrap", lng_lo, lng_hi - 360
                 else:
-                    lng_cond = _REPORTS.c.longitude.between(lng_lo, lng_hi)
-                in_box = sa.and_(in_box, lng_cond)
-        return sa.or_(in_box, _REPORTS.c.latitude.is_(None), _REPORTS.c.longitude.is_(None))
+                    mode, params["lng_lo"], params["lng_hi"] = "plain", lng_lo, lng_hi
+        return ("box", mode), params
+    return ("text", bool(data.address), bool(data.compound)), {"compound": data.compound}
+
+
+def _place_filter(shape: tuple[Any, ...]) -> sa.ColumnElement[bool]:
+    """A WHERE condition no row that ``_same_place`` accepts can fail. With coordinates: inside the bounding
+    box, or a row without coordinates (those are compared by address or compound). Without: rows whose
+    address or compound could match."""
+    lat, lng = _REPORTS.c.latitude, _REPORTS.c.longitude
+    if shape[0] == "box":
+        in_box: sa.ColumnElement[bool] = lat.between(_bound("lat_lo", lat), _bound("lat_hi", lat))
+        if shape[1] == "plain":
+            in_box = sa.and_(in_box, lng.between(_bound("lng_lo", lng), _bound("lng_hi", lng)))
+        elif shape[1] == "wrap":
+            in_box = sa.and_(in_box, sa.or_(lng >= _bound("lng_lo", lng), lng <= _bound("lng_hi", lng)))
+        return sa.or_(in_box, lat.is_(None), lng.is_(None))
     # No coordinates to compare: the address decides when both have one, else the compound.
-    no_address = sa.or_(_REPORTS.c.address.is_(None), _REPORTS.c.address == "")
-    by_compound = (sa.and_(_REPORTS.c.compound == data.compound, *([no_address] if data.address else []))
-                   if data.compound else None)
-    if data.address:
-        has_address = sa.and_(_REPORTS.c.address.is_not(None), _REPORTS.c.address != "")
-        return has_address if by_compound is None else sa.or_(has_address, by_compound)
+    _, has_address, has_compound = shape
+    address = _REPORTS.c.address
+    no_address = sa.or_(address.is_(None), address == "")
+    by_compound = (sa.and_(_REPORTS.c.compound == _bound("compound", _REPORTS.c.compound),
+                           *([no_address] if has_address else []))
+                   if has_compound else None)
+    if has_address:
+        with_address = sa.and_(address.is_not(None), address != "")
+        return with_address if by_compound is None else sa.or_(with_address, by_compound)
     return by_compound if by_compound is not None else sa.false()
+
+
+@functools.cache
+def _duplicate_query(shape: tuple[Any, ...]) -> sa.Select[Any]:
+    """Built once per place shape; category, window start and the box are bound parameters."""
+    return (sa.select(*_DUPLICATE_COLUMNS)
+            .where(_REPORTS.c.category == _bound("category", _REPORTS.c.category),
+                   _REPORTS.c.created_at >= _bound("since", _REPORTS.c.created_at), _place_filter(shape))
+            .order_by(_REPORTS.c.created_at, _REPORTS.c.id).limit(200))
 
 
 async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[Any]:
@@ -305,12 +361,9 @@ async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[Any]
     settings = config.get()
     radius = settings.duplicate_radius_m
     since = utcnow() - timedelta(minutes=settings.duplicate_window_minutes)
-    query = sa.select(*_DUPLICATE_COLUMNS).where(_REPORTS.c.category == data.category,
-                                                 _REPORTS.c.created_at >= since)
-    place = _place_filter(data, radius)
-    if place is not None:
-        query = query.where(place)
-    rows = (await uow.session.execute(query.order_by(_REPORTS.c.created_at, _REPORTS.c.id).limit(200))).all()
+    shape, params = _place_shape(data, radius)
+    rows = (await uow.session.execute(
+        _duplicate_query(shape), {"category": data.category, "since": since, **params})).all()
     return [r for r in rows if _same_place(r, data, radius)]
 
 
@@ -318,10 +371,13 @@ def _step(report: HazardReport, status: str, note: str | None = None) -> None:
     report.progress = [*report.progress, {"status": status, "at": utcnow().isoformat(), "note": note}]
 
 
-async def report_hazard(uow: UnitOfWork, rider: Rider, data: HazardReportCreate) -> HazardReport:
+async def report_hazard(uow: UnitOfWork, rider: Rider | RiderSummary,
+                        data: HazardReportCreate) -> HazardReportPublic:
     """Record and acknowledge at once; forward to the issues service by event. The same rider reporting the
     same hazard again is told it is already reported (409); another rider's report of it is kept, marked as
-    a duplicate of the first, and forwarded so the issues service can attach it to the same issue."""
+    a duplicate of the first, and forwarded so the issues service can attach it to the same issue.
+
+    One Core INSERT of the row (no ORM object to build and flush); the answer is built from the same values."""
     ensure_active(rider)
     duplicate_of: UUID | None = None
     for earlier in await find_duplicate(uow, data):
@@ -329,18 +385,24 @@ async def report_hazard(uow: UnitOfWork, rider: Rider, data: HazardReportCreate)
             raise conflict("duplicate_report", "You reported this hazard already; follow it there.",
                            duplicate_of=str(earlier.id))
         duplicate_of = duplicate_of or earlier.duplicate_of or earlier.id
+    now = utcnow()
+    urgent = data.category in URGENT_HAZARDS
     community = data.community or rider.community
-    report = HazardReport(rider_id=rider.id, urgent=data.category in URGENT_HAZARDS,
-                          duplicate_of=duplicate_of, **{**data.model_dump(), "community": community})
-    _step(report, HazardStatus.submitted, "Received and forwarded" + (" (urgent)" if report.urgent else ""))
-    uow.session.add(report)
+    note = "Received and forwarded" + (" (urgent)" if urgent else "")
+    values: dict[str, Any] = {
+        **data.model_dump(), "community": community, "id": uuid7(), "rider_id": rider.id, "urgent": urgent,
+        "status": HazardStatus.submitted.value, "issue_id": None, "issue_status": None, "duplicate_of": duplicate_of,
+        "false_report": False, "progress": [{"status": HazardStatus.submitted.value, "at": now.isoformat(),
+                                             "note": note}],
+        "points_awarded": 0, "created_at": now, "updated_at": now}
+    await uow.session.execute(sa.insert(_REPORTS), values)
     uow.emit(HazardReported(
-        report_id=report.id, rider_id=rider.id, category=data.category, urgent=report.urgent,
+        report_id=values["id"], rider_id=rider.id, category=data.category, urgent=urgent,
         description=data.description, latitude=data.latitude, longitude=data.longitude, address=data.address,
         community=community, compound=data.compound, photo_urls=data.photo_urls,
-        reported_at=report.created_at, duplicate_of=duplicate_of,
+        reported_at=now, duplicate_of=duplicate_of,
     ))
-    return report
+    return HazardReportPublic.model_validate(values)
 
 
 async def get_report(uow: UnitOfWork, rider: Rider, report_id: UUID) -> HazardReport:

@@ -76,7 +76,7 @@ def _is_staff(who: Principal) -> bool:
     return who.has(Role.staff) or who.is_admin
 
 
-def _rider_limit(rider: Rider) -> None:
+def _rider_limit(rider: Rider | service.RiderSummary) -> None:
     settings = config.get()
     ratelimit.check(f"rider:{rider.id}", settings.rider_rate_per_second, settings.rider_burst)
 
@@ -273,11 +273,11 @@ async def leaderboard(by: Literal["team", "community", "rider"], uow: UoW, who: 
              summary="Report a hazard (fire, gas or water leak are forwarded as urgent issues)")
 async def report_hazard(body: HazardReportCreate, uow: UoW, who: RiderPrincipal,
                         idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
-    rider = await service.rider_by_subject(uow, who.sub)
+    rider = await service.rider_summary_by_subject(uow, who.sub)
     _rider_limit(rider)
 
     async def action() -> tuple[int, HazardReportPublic]:
-        return 201, _report(await service.report_hazard(uow, rider, body))
+        return 201, await service.report_hazard(uow, rider, body)
 
     return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body,
                             action=action)

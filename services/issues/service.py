@@ -3,11 +3,13 @@ reporter's confirmation. They take a unit of work and never commit: the caller d
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -78,11 +80,11 @@ HAZARD_TITLES = {"fire": "Fire reported by a rider", "gas_leak": "Gas leak repor
 
 # An issue, or a row of its columns (the list reads plain rows: no ORM objects to build for a page of 50).
 IssueLike = Issue | sa.Row[Any]
+ISSUES: sa.Table = Issue.__table__  # type: ignore[attr-defined]
 _PUBLIC_COLUMNS = [c for c in IssuePublic.model_fields if c in Issue.model_fields]
 _validate_public = IssuePublic.__pydantic_validator__.validate_python
 # What a list reads: the columns IssuePublic shows, and the flags `is_overdue` looks at.
-LIST_COLUMNS = [c for c in Issue.__table__.c  # type: ignore[attr-defined]
-                if c.name in _PUBLIC_COLUMNS or c.name in ("first_response_overdue_at", "resolution_overdue_at")]
+LIST_COLUMNS = [ISSUES.c[name] for name in (*_PUBLIC_COLUMNS, "first_response_overdue_at", "resolution_overdue_at")]
 
 
 # --- who may do what ----------------------------------------------------------------------------------------
@@ -110,25 +112,28 @@ def works_on(who: Principal, issue: IssueLike) -> bool:
     return is_staff(who) and bool(who.scoped_values("department").intersection(issue.departments))
 
 
-async def is_participant(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+_REPORTERS = IssueReporter.__table__.c  # type: ignore[attr-defined]
+_IS_PARTICIPANT = sa.select(_REPORTERS.id).where(
+    _REPORTERS.issue_id == sa.bindparam("issue_id"), _REPORTERS.subject == sa.bindparam("subject")).limit(1)
+_IS_REPORTER = _IS_PARTICIPANT.where(_REPORTERS.role == "reporter")
+
+
+async def is_participant(uow: UnitOfWork, who: Principal, issue: IssueLike) -> bool:
     if issue.reporter == who.sub:
         return True
-    found = await uow.session.execute(select(IssueReporter.id).where(
-        IssueReporter.issue_id == issue.id, IssueReporter.subject == who.sub).limit(1))
+    found = await uow.session.execute(_IS_PARTICIPANT, {"issue_id": issue.id, "subject": who.sub})
     return found.first() is not None
 
 
-async def is_reporter(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+async def is_reporter(uow: UnitOfWork, who: Principal, issue: IssueLike) -> bool:
     """Reported it (first or as a duplicate) — followers comment, reporters confirm and reopen."""
     if issue.reporter == who.sub:
         return True
-    found = await uow.session.execute(select(IssueReporter.id).where(
-        IssueReporter.issue_id == issue.id, IssueReporter.subject == who.sub,
-        IssueReporter.role == "reporter").limit(1))
+    found = await uow.session.execute(_IS_REPORTER, {"issue_id": issue.id, "subject": who.sub})
     return found.first() is not None
 
 
-async def can_see(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
+async def can_see(uow: UnitOfWork, who: Principal, issue: IssueLike) -> bool:
     if works_on(who, issue):
         return True
     if who.has(Role.grid_worker) and who.covers(issue.community, issue.compound):
@@ -237,10 +242,14 @@ async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float,
     return best[1] if best else None
 
 
+_ISSUE_FOR_ORIGIN = sa.select(_REPORTERS.issue_id).where(
+    _REPORTERS.origin_service == sa.bindparam("service"), _REPORTERS.origin_kind == sa.bindparam("kind"),
+    _REPORTERS.origin_id == sa.bindparam("id"))
+
+
 async def issue_for_origin(uow: UnitOfWork, origin: Origin) -> UUID | None:
-    found = await uow.session.execute(select(IssueReporter.issue_id).where(
-        IssueReporter.origin_service == origin.service, IssueReporter.origin_kind == origin.kind,
-        IssueReporter.origin_id == origin.id))
+    found = await uow.session.execute(_ISSUE_FOR_ORIGIN, {"service": origin.service, "kind": origin.kind,
+                                                          "id": origin.id})
     return found.scalar()
 
 
@@ -423,39 +432,81 @@ def is_overdue(issue: IssueLike, now: datetime | None = None) -> bool:
 
 def public_view(issue: IssueLike, who: Principal, cipher: FieldCipher | None) -> IssuePublic:
     """The issue as ``who`` may see it: contact details masked for staff, hidden from everyone else."""
-    staff = works_on(who, issue)
     if isinstance(issue, sa.Row):
         values = issue._mapping
         data = {name: values[name] for name in _PUBLIC_COLUMNS}
     else:
         data = {name: getattr(issue, name) for name in _PUBLIC_COLUMNS}
-    data["overdue"] = is_overdue(issue)
+    return _shown(data, issue, works_on(who, issue), who.sub, cipher, utcnow())
+
+
+def public_rows(rows: Iterable[sa.Row[Any]], who: Principal, cipher: FieldCipher | None) -> list[IssuePublic]:
+    """``public_view`` of a page of rows, with what depends on ``who`` worked out once for the page."""
+    staff = is_staff(who)
+    everywhere = who.is_admin
+    communities, compounds = who.scoped_values("community"), who.scoped_values("compound")
+    departments = who.scoped_values("department")
+    now = utcnow()
+    out = []
+    for row in rows:
+        data = dict(zip(_PUBLIC_COLUMNS, row, strict=False))  # LIST_COLUMNS start with the public ones
+        works = staff and (everywhere or row.community in communities or row.compound in compounds
+                           or bool(departments.intersection(row.departments)))
+        out.append(_shown(data, row, works, who.sub, cipher, now))
+    return out
+
+
+def _shown(data: dict[str, Any], issue: IssueLike, staff: bool, sub: str, cipher: FieldCipher | None,
+           now: datetime) -> IssuePublic:
+    data["overdue"] = is_overdue(issue, now)
     if staff and cipher is not None:
         data["contact_name"] = mask_name(cipher.decrypt(issue.contact_name))
         data["contact_phone"] = mask_phone(cipher.decrypt(issue.contact_phone))
     else:
         data["contact_name"] = data["contact_phone"] = None
-    if not staff and issue.reporter != who.sub:  # co-reporters and followers do not learn each other's accounts
+    if not staff and issue.reporter != sub:  # co-reporters and followers do not learn each other's accounts
         data["reporter"] = None
     # Validated once, with what this caller may see (pydantic's validator: SQLModel's wrapper adds nothing here).
     return _validate_public(data)  # type: ignore[no-any-return]
 
 
-async def timeline(uow: UnitOfWork, who: Principal, issue: Issue) -> list[TimelineEntryPublic]:
+_TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
+_TIMELINE_COLUMNS = ("id", "action", "actor", "actor_role", "note", "internal", "data", "at")
+_validate_entry = TimelineEntryPublic.__pydantic_validator__.validate_python
+
+
+@functools.cache
+def _timeline_statement(with_internal: bool) -> sa.Select[Any]:
+    t = _TIMELINE.c
+    query = sa.select(*(t[name] for name in _TIMELINE_COLUMNS)).where(t.issue_id == sa.bindparam("issue_id"))
+    if not with_internal:
+        query = query.where(t.internal.is_(False))
+    return query.order_by(t.at, t.id)
+
+
+async def timeline(uow: UnitOfWork, who: Principal, issue: IssueLike) -> list[TimelineEntryPublic]:
     """The issue's timeline as ``who`` may see it, read as plain rows (no ORM objects to track or flush)."""
-    t = TimelineEntry
-    query = sa.select(col(t.id), col(t.action), col(t.actor), col(t.actor_role), col(t.note), col(t.internal),
-                      col(t.data), col(t.at)).where(col(t.issue_id) == issue.id)
     staff = works_on(who, issue)
-    if not staff:
-        query = query.where(col(t.internal).is_(False))
-    rows = (await uow.session.execute(query.order_by(col(t.at), col(t.id)))).mappings()
-    entries = [TimelineEntryPublic.model_validate(r) for r in rows]
+    connection = await uow.session.connection()
+    rows = await connection.execute(_timeline_statement(staff), {"issue_id": issue.id})
+    entries = [_validate_entry(dict(zip(_TIMELINE_COLUMNS, r, strict=True))) for r in rows]
     if not staff:  # residents see roles, not staff accounts
         for e in entries:
             if e.actor != who.sub:
                 e.actor = None
     return entries
+
+
+_ISSUE_ROW = sa.select(*LIST_COLUMNS).where(ISSUES.c.id == sa.bindparam("issue_id"))
+
+
+async def read_issue(uow: UnitOfWork, who: Principal, issue_id: UUID) -> sa.Row[Any]:
+    """An issue to show (not to change): its ``LIST_COLUMNS`` as a plain row, or 404 if ``who`` may not see it."""
+    connection = await uow.session.connection()
+    row = (await connection.execute(_ISSUE_ROW, {"issue_id": issue_id})).first()
+    if row is None or not await can_see(uow, who, row):
+        raise not_found("issue", issue_id)
+    return row
 
 
 @dataclass
@@ -474,81 +525,159 @@ class IssueFilters:
     created_to: datetime | None = None
 
 
-def visibility(who: Principal, f: IssueFilters) -> list[Any]:
+# Lists are read with statements built once per *shape* (which clauses a query has), the values bound per
+# request: building a select() tree and computing its cache key costs more than running it.
+
+
+class ListShape(NamedTuple):
+    """Which clauses a list query has; ``list_query`` fills in the values."""
+
+    visible: str  # mine | all | staff | grid_worker | public
+    communities: bool = False  # staff: the scope names communities / compounds / departments
+    compounds: bool = False
+    departments: bool = False
+    status: bool = False
+    community: bool = False
+    compound: bool = False
+    category: bool = False
+    channel: bool = False
+    urgent: bool = False
+    department: bool = False
+    overdue: bool | None = None
+    near: bool = False
+    created_from: bool = False
+    created_to: bool = False
+
+
+def _mine() -> sa.CompoundSelect:
     # Issues you reported (the reporter column) or were credited on / follow (issue_reporters): a UNION, so
     # PostgreSQL reads both through their indexes (an OR of the two would scan every issue).
-    mine = sa.union(select(Issue.id).where(Issue.reporter == who.sub),
-                    select(IssueReporter.issue_id).where(IssueReporter.subject == who.sub))
-    live = col(Issue.status) != IssueStatus.merged  # a merged report's reporters follow the issue that stays
+    return sa.union(sa.select(ISSUES.c.id).where(ISSUES.c.reporter == sa.bindparam("sub")),
+                    sa.select(IssueReporter.__table__.c.issue_id)  # type: ignore[attr-defined]
+                    .where(IssueReporter.__table__.c.subject == sa.bindparam("sub")))  # type: ignore[attr-defined]
+
+
+def _assigned_to(param: str) -> sa.Select[Any]:
+    a = IssueAssignment.__table__.c  # type: ignore[attr-defined]
+    return sa.select(a.issue_id).where(a.department.in_(sa.bindparam(param, expanding=True)), a.active.is_(True))
+
+
+def _in(column: sa.Column[Any], param: str) -> sa.ColumnElement[bool]:
+    return column.in_(sa.bindparam(param, expanding=True))
+
+
+@functools.cache
+def where_clauses(shape: ListShape) -> tuple[sa.ColumnElement[bool], ...]:
+    """The WHERE clauses of a list (visibility, then filters) with named bound parameters (``list_query``)."""
+    c = ISSUES.c
+    live = c.status != IssueStatus.merged.value  # a merged report's reporters follow the issue that stays
+    where: list[Any] = []
+    if shape.visible == "mine":
+        where += [c.id.in_(_mine()), live]
+    elif shape.visible == "staff":
+        ors = ([_in(c.community, "v_communities")] if shape.communities else []) + (
+            [_in(c.compound, "v_compounds")] if shape.compounds else []) + (
+            [c.id.in_(_assigned_to("v_departments"))] if shape.departments else [])
+        where.append(sa.or_(*ors) if ors else sa.false())
+    elif shape.visible == "grid_worker":
+        where.append(sa.or_(_in(c.community, "v_communities"), _in(c.compound, "v_compounds"),
+                            c.is_public.is_(True), c.id.in_(_mine())))
+    elif shape.visible == "public":
+        where += [live, sa.or_(c.is_public.is_(True), c.id.in_(_mine()))]
+    if shape.status:
+        where.append(_in(c.status, "statuses"))
+    for name in ("community", "compound", "category", "channel", "urgent"):
+        if getattr(shape, name):
+            where.append(c[name] == sa.bindparam(name, type_=c[name].type))
+    if shape.department:
+        where.append(c.id.in_(_assigned_to("departments")))
+    if shape.overdue is not None:
+        now = sa.bindparam("now", type_=c.created_at.type)
+        late = sa.and_(c.closed_at.is_(None), sa.or_(
+            c.escalation_level > 0, c.resolution_due_at < now,
+            sa.and_(c.first_responded_at.is_(None), c.first_response_due_at < now)))
+        where.append(late if shape.overdue else sa.not_(late))
+    if shape.near:
+        where += [c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
+                  c.longitude.between(sa.bindparam("west"), sa.bindparam("east"))]
+    if shape.created_from:
+        where.append(c.created_at >= sa.bindparam("created_from", type_=c.created_at.type))
+    if shape.created_to:
+        where.append(c.created_at < sa.bindparam("created_to", type_=c.created_at.type))
+    return tuple(where)
+
+
+def list_query(who: Principal, f: IssueFilters, now: datetime) -> tuple[ListShape, dict[str, Any]]:
+    """The shape of ``who``'s list with filters ``f``, and the values of its parameters."""
+    params: dict[str, Any] = {"sub": who.sub}
     if f.mine:
-        return [col(Issue.id).in_(mine), live]
-    if who.is_admin and (is_staff(who) or not who.has(Role.resident, Role.rider, Role.grid_worker)):
-        return []
-    if is_staff(who):
-        communities, compounds = who.scoped_values("community"), who.scoped_values("compound")
-        departments = who.scoped_values("department")
-        ors: list[Any] = []
-        if communities:
-            ors.append(col(Issue.community).in_(communities))
-        if compounds:
-            ors.append(col(Issue.compound).in_(compounds))
-        if departments:
-            ors.append(col(Issue.id).in_(select(IssueAssignment.issue_id).where(
-                col(IssueAssignment.department).in_(departments), col(IssueAssignment.active).is_(True))))
-        return [sa.or_(*ors)] if ors else [sa.false()]
-    if who.has(Role.grid_worker) and (who.scoped_values("community") or who.scoped_values("compound")):
-        return [sa.or_(col(Issue.community).in_(who.scoped_values("community")),
-                       col(Issue.compound).in_(who.scoped_values("compound")),
-                       col(Issue.is_public).is_(True), col(Issue.id).in_(mine))]
-    return [live, sa.or_(col(Issue.is_public).is_(True), col(Issue.id).in_(mine))]
+        visible = "mine"
+    elif who.is_admin and (is_staff(who) or not who.has(Role.resident, Role.rider, Role.grid_worker)):
+        visible = "all"
+    elif is_staff(who):
+        visible = "staff"
+    elif who.has(Role.grid_worker) and (who.scoped_values("community") or who.scoped_values("compound")):
+        visible = "grid_worker"
+    else:
+        visible = "public"
+    scoped = {"communities": who.scoped_values("community"), "compounds": who.scoped_values("compound"),
+              "departments": who.scoped_values("department") if visible == "staff" else set()}
+    for name, values in scoped.items():
+        params[f"v_{name}"] = sorted(values)
+    if f.status:
+        params["statuses"] = [s.value for s in f.status]
+    for name in ("community", "compound", "category", "channel", "urgent"):
+        params[name] = getattr(f, name)
+    params["departments"] = [f.department]
+    if f.overdue is not None:
+        params["now"] = now
+    if f.near is not None:
+        params["south"], params["north"], params["west"], params["east"] = bounding_box(*f.near)
+    params["created_from"], params["created_to"] = f.created_from, f.created_to
+    shape = ListShape(
+        visible, communities=bool(scoped["communities"]), compounds=bool(scoped["compounds"]),
+        departments=bool(scoped["departments"]), status=bool(f.status), community=f.community is not None,
+        compound=f.compound is not None, category=f.category is not None, channel=f.channel is not None,
+        urgent=f.urgent is not None, department=f.department is not None, overdue=f.overdue,
+        near=f.near is not None, created_from=f.created_from is not None, created_to=f.created_to is not None)
+    return shape, params
+
+
+def visibility(who: Principal, f: IssueFilters) -> list[Any]:
+    """What ``who`` may see, with the values bound (for queries of their own, e.g. the CSV export)."""
+    shape, params = list_query(who, IssueFilters(mine=f.mine), utcnow())
+    return [clause.params(params) for clause in where_clauses(shape)]
 
 
 def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:
-    where: list[Any] = []
-    if f.status:
-        where.append(col(Issue.status).in_([s.value for s in f.status]) if len(f.status) > 1
-                     else Issue.status == f.status[0])
-    if f.community is not None:
-        where.append(Issue.community == f.community)
-    if f.compound is not None:
-        where.append(Issue.compound == f.compound)
-    if f.category is not None:
-        where.append(Issue.category == f.category)
-    if f.channel is not None:
-        where.append(Issue.channel == f.channel)
-    if f.urgent is not None:
-        where.append(Issue.urgent == f.urgent)
-    if f.department is not None:
-        where.append(col(Issue.id).in_(select(IssueAssignment.issue_id).where(
-            IssueAssignment.department == f.department, col(IssueAssignment.active).is_(True))))
-    if f.overdue is not None:
-        late = sa.and_(col(Issue.closed_at).is_(None), sa.or_(
-            col(Issue.escalation_level) > 0, col(Issue.resolution_due_at) < now,
-            sa.and_(col(Issue.first_responded_at).is_(None), col(Issue.first_response_due_at) < now)))
-        where.append(late if f.overdue else sa.not_(late))
-    if f.near is not None:
-        lat, lng, radius = f.near
-        south, north, west, east = bounding_box(lat, lng, radius)
-        where += [col(Issue.latitude).between(south, north), col(Issue.longitude).between(west, east)]
-    if f.created_from is not None:
-        where.append(col(Issue.created_at) >= f.created_from)
-    if f.created_to is not None:
-        where.append(col(Issue.created_at) < f.created_to)
-    return where
+    """The filters of ``f``, with the values bound (for queries of their own, e.g. the CSV export)."""
+    anyone = Principal(sub="", roles=frozenset({Role.admin}))
+    shape, params = list_query(anyone, dataclasses.replace(f, mine=False), now)
+    return [clause.params(params) for clause in where_clauses(shape)]
+
+
+@functools.cache
+def _list_statement(shape: ListShape, after_cursor: bool) -> sa.Select[Any]:
+    c = ISSUES.c
+    query = sa.select(*LIST_COLUMNS).where(*where_clauses(shape))
+    if after_cursor:
+        # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
+        query = query.where(sa.tuple_(c.created_at, c.id) < sa.tuple_(
+            sa.bindparam("after_created", type_=c.created_at.type), sa.bindparam("after_id", type_=c.id.type)))
+    return query.order_by(c.created_at.desc(), c.id.desc()).limit(sa.bindparam("limit", type_=sa.Integer()))
 
 
 async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
                       filters: IssueFilters | None = None) -> Page[Any]:
-    """A page of plain rows (``LIST_COLUMNS``): read them with ``public_view`` like issues."""
+    """A page of plain rows (``LIST_COLUMNS``): read them with ``public_rows`` (or ``public_view``)."""
     f = filters or IssueFilters()
-    now = utcnow()
-    query = sa.select(*LIST_COLUMNS).where(*visibility(who, f), *filter_clauses(f, now))
+    shape, params = list_query(who, f, utcnow())
+    params["limit"] = limit + 1
     if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
-        query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(created, ident))
-    query = query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).all())
+        params["after_created"], params["after_id"] = decode_cursor(cursor, datetime, UUID)
+    # Core rows on the session's connection: the ORM's result machinery adds nothing for plain columns.
+    connection = await uow.session.connection()
+    rows = list((await connection.execute(_list_statement(shape, bool(cursor)), params)).all())
     if f.near is None:
         return page_of(rows, limit, lambda i: encode_cursor(i.created_at, i.id))
     # The bounding box over-selects its corners: drop those, but page on what the index walked.

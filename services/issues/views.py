@@ -72,7 +72,7 @@ def cipher_of(runtime: Runtime) -> FieldCipher:
 Cipher = Annotated[FieldCipher, Depends(cipher_of)]
 
 
-async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCipher) -> IssueDetail:
+async def _detail(uow: UnitOfWork, who: Principal, issue: service.IssueLike, cipher: FieldCipher) -> IssueDetail:
     entries = await service.timeline(uow, who, issue)
     public = service.public_view(issue, who, cipher)
     # Both parts are validated already: assemble them without validating the whole issue a second time.
@@ -128,8 +128,7 @@ async def list_issues(
         overdue=overdue, department=department, mine=mine, near=(lat, lng, radius_m) if lat is not None and
         lng is not None else None, created_from=created_from, created_to=created_to)
     page = await service.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
-    out = Page[IssuePublic](items=[service.public_view(i, who, cipher) for i in page.items],
-                            next_cursor=page.next_cursor)
+    out = Page[IssuePublic](items=service.public_rows(page.items, who, cipher), next_cursor=page.next_cursor)
     return _json(out)  # type: ignore[return-value]
 
 
@@ -144,7 +143,7 @@ async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, limit: Limit = 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
 async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
-    issue = await service.get_issue(uow, who, issue_id)
+    issue = await service.read_issue(uow, who, issue_id)
     return _json(await _detail(uow, who, issue, cipher))  # type: ignore[return-value]
 
 

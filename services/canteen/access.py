@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any, Protocol
 
 from minsheng.platform.auth import Principal, Role
 from services.canteen.models import Canteen, Diner, FamilyMember, Order
@@ -21,7 +23,20 @@ class Relation(StrEnum):
     staff = "staff"
 
 
-def manages(who: Principal, canteen: Canteen) -> bool:
+class CanteenLike(Protocol):
+    """What ``manages`` looks at: a ``Canteen`` or a Core row with these columns."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def community(self) -> str: ...
+    @property
+    def communities(self) -> Sequence[str]: ...
+
+
+def manages(who: Principal, canteen: CanteenLike) -> bool:
     """Staff of this canteen, or staff whose community it sits in or serves."""
     if who.is_admin:
         return True

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
+import pydantic_core
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
@@ -183,26 +184,23 @@ async def list_menus(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, date_f
                      date_to: date | None = None, slot: Slot | None = None, diner_id: UUID | None = None,
                      needs: Annotated[list[DietaryNeed] | None, Query()] = None, only_suitable: bool = False,
                      include_drafts: bool = False, limit: Limit = DEFAULT_LIMIT,
-                     cursor: str | None = None) -> Page[MenuPublic]:
-    canteen = await service.get_canteen(uow, canteen_ref)
-    if include_drafts and (who is None or not service.access.manages(who, canteen)):
-        raise Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts.")
+                     cursor: str | None = None) -> Response:
+    if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
+        canteen = await service.canteen_row(uow, canteen_ref)
+        if include_drafts and (who is None or not service.access.manages(who, canteen)):
+            raise Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts.")
     start = date_from or config.today()
     end = date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:
+        await service.canteen_row(uow, canteen_ref)
         raise Problem(422, "invalid_range", "Invalid date range", "date_to must be within 62 days after date_from.",
                       errors=[{"field": "date_to", "message": "out of range", "type": "value_error"}])
     diet, dislikes = await _needs_for(uow, who, diner_id, needs)
-    page = await service.list_menus(uow, canteen, date_from=start, date_to=end, slot=slot, drafts=include_drafts,
-                                    limit=limit, cursor=cursor)
-    meals = await service.meals_of(uow, [m.id for m in page.items])
-    items = []
-    for m in page.items:
-        public = service.menu_public(m, meals[m.id], needs=diet, dislikes=dislikes)
-        if only_suitable and diet is not None:
-            public.set_meals = [s for s in public.set_meals if s.suitable]
-        items.append(public)
-    return Page[MenuPublic](items=items, next_cursor=page.next_cursor)
+    page = await service.menu_page(uow, canteen_ref, date_from=start, date_to=end, slot=slot, drafts=include_drafts,
+                                   limit=limit, cursor=cursor, needs=diet, dislikes=dislikes,
+                                   only_suitable=only_suitable and diet is not None)
+    # Plain data built from the rows (see ``menu_page``): serialized as is, not validated again.
+    return Response(pydantic_core.to_json(page), media_type="application/json")
 
 
 @router.get("/menus/{menu_id}", response_model=MenuPublic, tags=["menus"],

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+from minsheng.platform.pagination import Page
+from services.canteen.models import MenuPublic
 from tests.canteen.helpers import (
     FOUR_AND_SOUP,
     SOFT_SET,
@@ -162,3 +165,32 @@ async def test_last_weeks_menus_are_copied_as_drafts(canteen: System) -> None:
     r = await s.client.post("/canteen/canteens/yunxing-street/menus/copy", headers=staff, json={
         "from_date": TODAY.isoformat(), "to_date": (TODAY - timedelta(days=7)).isoformat()})
     assert r.status_code == 422 and r.json()["code"] == "meal_date_in_past"
+
+
+async def test_the_menu_list_is_exactly_what_its_response_model_serializes(canteen: System) -> None:
+    """The public menu list is built from rows and serialized without the response model (it is the hot read):
+    its JSON must be byte for byte what ``Page[MenuPublic]`` makes of it, and it must answer like the others."""
+    s = canteen
+    await make_canteen(s)
+    for offset in range(1, 4):
+        await make_menu(s, "yunxing-street", TODAY + timedelta(days=offset), meals=[FOUR_AND_SOUP, SOFT_SET])
+    await make_menu(s, "yunxing-street", TOMORROW, "breakfast", meals=[{**SOFT_SET, "name": "粥 congee"}])
+    cases: list[dict[str, Any]] = [{}, {"needs": ["soft_food", "no_spicy"]}, {"limit": 2}, {"slot": "lunch"},
+                                   {"needs": ["soft_food"], "only_suitable": True}]
+    for params in cases:
+        r = await s.client.get("/canteen/canteens/yunxing-street/menus", params=params)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert Page[MenuPublic].model_validate_json(r.content).model_dump_json().encode() == r.content
+    first = (await s.client.get("/canteen/canteens/yunxing-street/menus", params={"limit": 2})).json()
+    assert len(first["items"]) == 2 and [len(m["set_meals"]) for m in first["items"]] == [1, 2]
+    rest = (await s.client.get("/canteen/canteens/yunxing-street/menus",
+                               params={"limit": 2, "cursor": first["next_cursor"]})).json()
+    assert [m["meal_date"] for m in rest["items"]] == [(TODAY + timedelta(days=d)).isoformat() for d in (2, 3)]
+    assert rest["next_cursor"] is None
+    # An unknown canteen is a 404, before a bad range or cursor; a canteen without menus an empty page.
+    for params in ({}, {"date_from": "2030-01-02", "date_to": "2030-01-01"}, {"cursor": "nonsense"}):
+        r = await s.client.get("/canteen/canteens/nowhere/menus", params=params)
+        assert r.status_code == 404 and r.json()["code"] == "canteen_not_found"
+    await make_canteen(s, "yunheyuan", community="yunhe")
+    r = await s.client.get("/canteen/canteens/yunheyuan/menus")
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from services.canteen import jobs
 from services.canteen.models import Order
-from tests.canteen import test_care, test_orders, test_settlement
+from tests.canteen import test_canteens_menus, test_care, test_orders, test_settlement
 from tests.canteen.helpers import (
     TODAY,
     TOMORROW,
@@ -126,3 +126,7 @@ async def test_care_and_life_events_on_postgres(pg_canteen: System) -> None:
     await test_care.test_moved_or_deceased_residents_stop_being_subsidised(pg_canteen)
 
 
+
+
+async def test_menu_list_on_postgres(pg_canteen: System) -> None:
+    await test_canteens_menus.test_the_menu_list_is_exactly_what_its_response_model_serializes(pg_canteen)

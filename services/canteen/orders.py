@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from sqlmodel import col, select
 from minsheng.contracts.canteen import DeliveryCancelled, DeliveryRequested, OrderDelivered
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
-from minsheng.platform.ids import utcnow
+from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
@@ -50,7 +51,14 @@ from services.canteen.models import (
     WalkInCreate,
 )
 from services.canteen.service import family_of, load_diner, new_code
-from services.canteen.subsidy import Computation, MealContext, age_on, circumstances_on, compute_for
+from services.canteen.subsidy import (
+    Computation,
+    MealContext,
+    age_on,
+    circumstances_on,
+    compute_for,
+    line_public,
+)
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]
 LINES = SubsidyLine.__table__  # type: ignore[attr-defined]
@@ -96,15 +104,21 @@ async def lines_of(uow: UnitOfWork, order_ids: Iterable[UUID]) -> dict[UUID, lis
 
 
 def order_public(order: Order, lines: Sequence[SubsidyLine]) -> OrderPublic:
-    public_lines = [SubsidyLinePublic(rule_id=ln.rule_id, rule_key=ln.rule_key, rule_version=ln.rule_version,
-                                      category=ln.category, funder=ln.funder, amount_fen=ln.amount_fen,
-                                      status=LineStatus(ln.status)) for ln in sorted(lines, key=lambda x: x.rule_key)]
+    return _order_public(order.model_dump(), [
+        SubsidyLinePublic(rule_id=ln.rule_id, rule_key=ln.rule_key, rule_version=ln.rule_version,
+                          category=ln.category, funder=ln.funder, amount_fen=ln.amount_fen,
+                          status=LineStatus(ln.status)) for ln in lines])
+
+
+def _order_public(order: dict[str, Any], lines: Sequence[SubsidyLinePublic]) -> OrderPublic:
+    """An order (its column values) with its subsidy lines and who funds what."""
     by_funder: dict[str, int] = {}
     for ln in lines:
         by_funder[ln.funder] = by_funder.get(ln.funder, 0) + ln.amount_fen
     funding = [FundingShare(funder=f, amount_fen=a) for f, a in sorted(by_funder.items())]
-    funding.append(FundingShare(funder=order.payer, amount_fen=order.elder_pays_fen))
-    return OrderPublic.model_validate({**order.model_dump(), "subsidy_lines": public_lines, "funding": funding})
+    funding.append(FundingShare(funder=order["payer"], amount_fen=order["elder_pays_fen"]))
+    return OrderPublic.model_validate({**order, "subsidy_lines": sorted(lines, key=lambda x: x.rule_key),
+                                       "funding": funding})
 
 
 async def load_order(uow: UnitOfWork, who: Principal, order_id: UUID, *, for_update: bool = False,
@@ -154,16 +168,23 @@ async def list_orders(uow: UnitOfWork, who: Principal, *, diner_id: UUID | None,
 
 # --- booking -------------------------------------------------------------------------------------------------------
 
+# The statements of a booking, built once (bound parameters), so SQLAlchemy compiles each once.
+_OFFER = (
+    select(Menu, SetMeal, Canteen, MealSlotRow)
+    .join(SetMeal, col(SetMeal.menu_id) == col(Menu.id))
+    .join(Canteen, col(Canteen.id) == col(Menu.canteen_id))
+    .join(MealSlotRow, sa.and_(col(MealSlotRow.canteen_id) == col(Menu.canteen_id),
+                               col(MealSlotRow.slot) == col(Menu.slot)))
+    .where(col(Menu.id) == sa.bindparam("menu_id"), col(SetMeal.id) == sa.bindparam("set_meal_id"))
+)
+_CLAIM_SEAT = (sa.update(MENUS).where(MENUS.c.id == sa.bindparam("menu_id"), MENUS.c.booked < MENUS.c.capacity)
+               .values(booked=MENUS.c.booked + 1).returning(MENUS.c.booked))
+_INSERT_ORDER = sa.insert(ORDERS)
+_INSERT_LINES = sa.insert(LINES)
+
+
 async def _offer(uow: UnitOfWork, menu_id: UUID, set_meal_id: UUID) -> tuple[Menu, SetMeal, Canteen, MealSlotRow]:
-    query = (
-        select(Menu, SetMeal, Canteen, MealSlotRow)
-        .join(SetMeal, col(SetMeal.menu_id) == col(Menu.id))
-        .join(Canteen, col(Canteen.id) == col(Menu.canteen_id))
-        .join(MealSlotRow, sa.and_(col(MealSlotRow.canteen_id) == col(Menu.canteen_id),
-                                   col(MealSlotRow.slot) == col(Menu.slot)))
-        .where(Menu.id == menu_id, SetMeal.id == set_meal_id)
-    )
-    row = (await uow.session.execute(query)).first()
+    row = (await uow.session.execute(_OFFER, {"menu_id": menu_id, "set_meal_id": set_meal_id})).first()
     if row is None:
         raise Problem(404, "set_meal_not_found", "Set meal not found",
                       f"No set meal {set_meal_id} on menu {menu_id}.")
@@ -191,10 +212,7 @@ def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: Or
 
 
 async def _claim_seat(uow: UnitOfWork, menu: Menu) -> None:
-    claimed = (await uow.session.execute(
-        sa.update(MENUS).where(MENUS.c.id == menu.id, MENUS.c.booked < MENUS.c.capacity)
-        .values(booked=MENUS.c.booked + 1).returning(MENUS.c.booked)
-    )).scalar_one_or_none()
+    claimed = (await uow.session.execute(_CLAIM_SEAT, {"menu_id": menu.id})).scalar_one_or_none()
     if claimed is None:
         raise conflict("slot_full", f"All {menu.capacity} meals for {menu.meal_date} {menu.slot} are booked.",
                        capacity=menu.capacity)
@@ -224,7 +242,7 @@ async def quote(uow: UnitOfWork, diner: Diner, menu: Menu, meal: SetMeal, fulfil
 
 async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal: SetMeal, canteen: Canteen,
                  slot: MealSlotRow, *, fulfilment: Fulfilment, channel: OrderChannel, payer: Payer, extra: bool,
-                 delivery_address: str | None, note: str | None) -> tuple[Order, list[SubsidyLine]]:
+                 delivery_address: str | None, note: str | None) -> OrderPublic:
     if diner.status in (DinerStatus.deceased, DinerStatus.withdrawn):
         raise conflict("diner_inactive", f"This diner is {diner.status}.")
     now = config.now()
@@ -250,7 +268,7 @@ async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal
         await _claim_seat(uow, menu)
         computed = await quote(uow, diner, menu, meal, fulfilment, extra)
     served = channel == OrderChannel.walk_in
-    order = Order(
+    order = _order_values(
         canteen_id=canteen.id, diner_id=diner.id, menu_id=menu.id, set_meal_id=meal.id, set_meal_name=meal.name,
         meal_date=menu.meal_date, slot=menu.slot, fulfilment=fulfilment.value,
         status=OrderStatus.served.value if served else OrderStatus.booked.value, channel=channel.value,
@@ -262,27 +280,34 @@ async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal
         checked_in_at=now if served else None, checked_in_by=who.sub if served else None,
     )
     try:
-        await uow.session.execute(sa.insert(ORDERS).values(**order.model_dump()))
+        await uow.session.execute(_INSERT_ORDER, order)
     except sa.exc.IntegrityError as exc:
         raise conflict("already_booked", f"This diner already has a meal for {menu.meal_date} {menu.slot}; "
                        "cancel it first, or order an unsubsidised extra meal (extra=true).") from exc
-    lines = [SubsidyLine(order_id=order.id, diner_id=diner.id, canteen_id=canteen.id, meal_date=menu.meal_date,
-                         rule_id=rule.id, rule_key=rule.key, rule_version=rule.version, category=rule.category,
-                         funder=rule.funder, amount_fen=amount) for rule, amount in computed.lines]
-    if lines:
-        await uow.session.execute(sa.insert(LINES), [ln.model_dump() for ln in lines])
+    lines = [{"id": uuid7(), "order_id": order["id"], "diner_id": diner.id, "canteen_id": canteen.id,
+              "meal_date": menu.meal_date, "rule_id": rule.id, "rule_key": rule.key, "rule_version": rule.version,
+              "category": rule.category, "funder": rule.funder, "amount_fen": amount,
+              "status": LineStatus.claimed.value} for rule, amount in computed.lines]
+    if lines:  # one row: a plain execute, cheaper than the executemany path a list takes
+        await uow.session.execute(_INSERT_LINES, lines[0] if len(lines) == 1 else lines)
     if address is not None:
-        assert order.deliver_by is not None
         uow.emit(DeliveryRequested(
-            order_id=order.id, canteen_id=canteen.id, canteen_name=canteen.name, meal_date=menu.meal_date,
+            order_id=order["id"], canteen_id=canteen.id, canteen_name=canteen.name, meal_date=menu.meal_date,
             slot=menu.slot,  # type: ignore[arg-type]
-            deliver_by=order.deliver_by, pickup_address=canteen.address, delivery_address=address,
+            deliver_by=order["deliver_by"], pickup_address=canteen.address, delivery_address=address,
             community=diner.community, compound=diner.compound, points=canteen.delivery_points,
         ))
-    return order, lines
+    return _order_public(order, [line_public(rule, amount) for rule, amount in computed.lines])
 
 
-async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> tuple[Order, list[SubsidyLine]]:
+def _order_values(**values: Any) -> dict[str, Any]:
+    """Every column of a new order row (what ``Order(...).model_dump()`` gave, without building the ORM object)."""
+    at = utcnow()
+    return {"id": uuid7(), **values, "delivered_at": None, "rider_task_id": None, "rider_claimed_at": None,
+            "cancelled_at": None, "cancelled_by": None, "cancel_reason": None, "created_at": at, "updated_at": at}
+
+
+async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> OrderPublic:
     diner, _, _, rel, member = await load_diner(uow, who, data.diner_id, for_update=True, with_family=False)
     menu, meal, canteen, slot = await _offer(uow, data.menu_id, data.set_meal_id)
     if rel == Relation.family and member is not None and not member.can_order:
@@ -294,7 +319,7 @@ async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> tuple[Orde
 
 
 async def book_many(uow: UnitOfWork, who: Principal,
-                    data: OrderBatchCreate) -> list[tuple[Order, list[SubsidyLine]]]:
+                    data: OrderBatchCreate) -> list[OrderPublic]:
     """Several meals for one diner in one transaction (all or none). Seats are claimed in (date, slot) order so
     two batches never wait on each other's menus in opposite orders."""
     diner, _, _, rel, member = await load_diner(uow, who, data.diner_id, for_update=True, with_family=False)
@@ -335,7 +360,7 @@ async def diner_by_card(uow: UnitOfWork, card_code: str, *, for_update: bool = F
 
 
 async def walk_in(uow: UnitOfWork, who: Principal, canteen: Canteen,
-                  data: WalkInCreate) -> tuple[Order, list[SubsidyLine]]:
+                  data: WalkInCreate) -> OrderPublic:
     """A diner who did not book eats today: staff record it at the counter (served at once)."""
     if data.card_code is not None:
         diner = await diner_by_card(uow, data.card_code, for_update=True)

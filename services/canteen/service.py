@@ -236,16 +236,20 @@ async def _subject_free(uow: UnitOfWork, subject: str, but: UUID | None = None) 
         raise conflict("subject_taken", "This login is already linked to another diner.")
 
 
+# Built once (bound parameter): ``load_diner`` is on every booking.
+_DINER_AND_HOME = (select(Diner, Canteen).join(Canteen, col(Canteen.id) == col(Diner.canteen_id))
+                   .where(col(Diner.id) == sa.bindparam("diner_id")))
+_DINER_AND_HOME_LOCKED = _DINER_AND_HOME.with_for_update(of=Diner)  # type: ignore[arg-type]
+
+
 async def load_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, *, for_update: bool = False,
                      with_family: bool = True,
                      ) -> tuple[Diner, Canteen, list[FamilyMember], Relation, FamilyMember | None]:
     """The diner if the caller may see them (else 404), with home canteen, family and the caller's relation.
     One round trip for diner + home canteen (locking the diner row on PostgreSQL when asked); the family is read
     only when it is wanted or decides the caller's relation (not for the elder themself or their staff)."""
-    query = select(Diner, Canteen).join(Canteen, col(Canteen.id) == col(Diner.canteen_id)).where(Diner.id == diner_id)
-    if for_update and uow.db.is_postgres:
-        query = query.with_for_update(of=Diner)  # type: ignore[arg-type]
-    row = (await uow.session.execute(query)).first()
+    query = _DINER_AND_HOME_LOCKED if for_update and uow.db.is_postgres else _DINER_AND_HOME
+    row = (await uow.session.execute(query, {"diner_id": diner_id})).first()
     if row is None:
         raise not_found("diner", diner_id)
     diner, home = row[0], row[1]

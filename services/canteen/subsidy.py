@@ -211,12 +211,33 @@ def compute(rules: Sequence[RuleLike], ctx: MealContext, usage: Mapping[str, Usa
 
 # --- persistence -----------------------------------------------------------------------------------------------
 
+def _rules_in_force_statement() -> Any:
+    day = sa.bindparam("day", type_=sa.Date())
+    ends = col(SubsidyRule.effective_to)
+    return select(SubsidyRule).where(col(SubsidyRule.effective_from) <= day, sa.or_(ends.is_(None), ends >= day))
+
+
+def _usage_statement() -> Any:
+    t = SubsidyLine.__table__  # type: ignore[attr-defined]
+    day = sa.bindparam("day", type_=sa.Date())
+    return (sa.select(
+        t.c.rule_key,
+        sa.func.coalesce(sa.func.sum(sa.case((t.c.meal_date == day, t.c.amount_fen), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(t.c.amount_fen), 0),
+    ).where(t.c.diner_id == sa.bindparam("diner_id"), t.c.rule_key.in_(sa.bindparam("keys", expanding=True)),
+            t.c.meal_date >= sa.bindparam("first", type_=sa.Date()),
+            t.c.meal_date < sa.bindparam("next", type_=sa.Date()),
+            t.c.status != LineStatus.cancelled.value)
+        .group_by(t.c.rule_key))
+
+
+# Both are read on every booking: built once (bound parameters), so SQLAlchemy compiles each once.
+_RULES_IN_FORCE = _rules_in_force_statement()
+_USAGE = _usage_statement()
+
+
 async def rules_in_force(uow: UnitOfWork, day: date) -> list[SubsidyRule]:
-    query = select(SubsidyRule).where(
-        SubsidyRule.effective_from <= day,
-        sa.or_(col(SubsidyRule.effective_to).is_(None), col(SubsidyRule.effective_to) >= day),
-    )
-    return list((await uow.session.execute(query)).scalars())
+    return list((await uow.session.execute(_RULES_IN_FORCE, {"day": day})).scalars())
 
 
 async def usage_for(uow: UnitOfWork, diner_id: UUID, day: date, keys: Iterable[str]) -> dict[str, Usage]:
@@ -226,16 +247,8 @@ async def usage_for(uow: UnitOfWork, diner_id: UUID, day: date, keys: Iterable[s
         return {}
     first = day.replace(day=1)
     nxt = (first + timedelta(days=32)).replace(day=1)
-    t = SubsidyLine.__table__  # type: ignore[attr-defined]
-    rows = await uow.session.execute(
-        sa.select(
-            t.c.rule_key,
-            sa.func.coalesce(sa.func.sum(sa.case((t.c.meal_date == day, t.c.amount_fen), else_=0)), 0),
-            sa.func.coalesce(sa.func.sum(t.c.amount_fen), 0),
-        ).where(t.c.diner_id == diner_id, t.c.rule_key.in_(keys), t.c.meal_date >= first, t.c.meal_date < nxt,
-                t.c.status != LineStatus.cancelled.value)
-        .group_by(t.c.rule_key)
-    )
+    rows = await uow.session.execute(_USAGE, {"diner_id": diner_id, "keys": keys, "day": day, "first": first,
+                                              "next": nxt})
     return {key: Usage(day=int(d), month=int(m)) for key, d, m in rows}
 
 

@@ -338,8 +338,7 @@ async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) 
 async def book(body: OrderCreate, uow: UoW, who: Caller,
                idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
     async def action() -> tuple[int, OrderPublic]:
-        order, lines = await orders.book(uow, who, body)
-        return 201, orders.order_public(order, lines)
+        return 201, await orders.book(uow, who, body)
 
     return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order", body, action)
 
@@ -349,8 +348,7 @@ async def book(body: OrderCreate, uow: UoW, who: Caller,
 async def book_many(body: OrderBatchCreate, uow: UoW, who: Caller,
                     idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
     async def action() -> tuple[int, list[OrderPublic]]:
-        placed = await orders.book_many(uow, who, body)
-        return 201, [orders.order_public(o, lines) for o, lines in placed]
+        return 201, await orders.book_many(uow, who, body)
 
     return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order-batch", body, action)
 
@@ -439,8 +437,7 @@ async def walk_in(canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: St
     canteen = await service.managed_canteen(uow, who, canteen_ref)
 
     async def action() -> tuple[int, OrderPublic]:
-        order, lines = await orders.walk_in(uow, who, canteen, body)
-        return 201, orders.order_public(order, lines)
+        return 201, await orders.walk_in(uow, who, canteen, body)
 
     return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-walk-in", body, action)
 

@@ -217,6 +217,10 @@ def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesConf
     return start + timedelta(minutes=minutes), start + timedelta(hours=category.resolution_hours)
 
 
+def _dedupe_key(category: str) -> str:
+    return f"issues-dedupe:{category}"
+
+
 _DEDUPE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("key", type_=sa.String()))))
 
 
@@ -235,13 +239,14 @@ def _nearby_open_issues(include_private: bool) -> sa.Select[Any]:
 
 
 async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float, now: datetime,
-                         cfg: IssuesConfig, *, include_private: bool = False) -> Issue | None:
+                         cfg: IssuesConfig, *, include_private: bool = False, locked: bool = False) -> Issue | None:
     """The nearest open issue of the same category reported within the radius and time window. Private issues
     (a household's need) only absorb reports from staff-side channels: a resident's report must not make them
     a participant of someone else's private matter."""
-    if uow.db.is_postgres:
+    if uow.db.is_postgres and not locked:
         # Serialise intake per category so two simultaneous reports of one fire do not both open an issue.
-        await uow.session.execute(_DEDUPE_LOCK, {"key": f"issues-dedupe:{category}"})
+        connection = await uow.session.connection()
+        await connection.execute(_DEDUPE_LOCK, {"key": _dedupe_key(category)})
     south, north, west, east = bounding_box(lat, lng, cfg.dedupe_radius_m)
     connection = await uow.session.connection()
     rows = await connection.execute(_nearby_open_issues(include_private), {
@@ -293,24 +298,38 @@ def _intake_statements(postgres: bool, with_reporter: bool) -> tuple[sa.Executab
 _ISSUE_FOR_ORIGIN = sa.select(_REPORTERS.issue_id).where(
     _REPORTERS.origin_service == sa.bindparam("service"), _REPORTERS.origin_kind == sa.bindparam("kind"),
     _REPORTERS.origin_id == sa.bindparam("id"))
+# The same, taking the category's dedupe lock in the same round trip (the duplicate search comes after it).
+_LOCK_AND_ISSUE_FOR_ORIGIN = sa.select(_ISSUE_FOR_ORIGIN.scalar_subquery(), _DEDUPE_LOCK.scalar_subquery())
 
 
-async def issue_for_origin(uow: UnitOfWork, origin: Origin) -> UUID | None:
-    found = await uow.session.execute(_ISSUE_FOR_ORIGIN, {"service": origin.service, "kind": origin.kind,
-                                                          "id": origin.id})
+def _dedupes(category: Category, lat: float | None, lng: float | None) -> bool:
+    return category.dedupe and lat is not None and lng is not None
+
+
+async def issue_for_origin(uow: UnitOfWork, origin: Origin, *, lock_for: Category | None = None) -> UUID | None:
+    """The issue a report from another service became. With ``lock_for`` (PostgreSQL) it also takes that
+    category's dedupe lock, which ``intake`` then need not take again."""
+    params = {"service": origin.service, "kind": origin.kind, "id": origin.id}
+    connection = await uow.session.connection()
+    if lock_for is not None and uow.db.is_postgres:
+        found = await connection.execute(_LOCK_AND_ISSUE_FOR_ORIGIN, {**params, "key": _dedupe_key(lock_for.code)})
+    else:
+        found = await connection.execute(_ISSUE_FOR_ORIGIN, params)
     return found.scalar()
 
 
-async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None,
-                 cfg: IssuesConfig | None = None) -> tuple[IssueLike, bool]:
+async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, cfg: IssuesConfig | None = None,
+                 locked: bool = False) -> tuple[IssueLike, bool]:
     """Open an issue, or attach the report to the open issue it duplicates. Returns (issue, attached): a new
-    issue as a row of ``LIST_COLUMNS`` (written with Core: no ORM object to build and flush)."""
+    issue as a row of ``LIST_COLUMNS`` (written with Core: no ORM object to build and flush). ``locked``: the
+    caller took the category's dedupe lock already (``issue_for_origin``)."""
     cfg = cfg or get_config()
     now = now or utcnow()
     cat = data.category
     urgent = data.urgent or cat.urgent
-    if cat.dedupe and data.latitude is not None and data.longitude is not None:
-        existing = await find_duplicate(uow, cat.code, data.latitude, data.longitude, now, cfg,
+    if _dedupes(cat, data.latitude, data.longitude):
+        assert data.latitude is not None and data.longitude is not None
+        existing = await find_duplicate(uow, cat.code, data.latitude, data.longitude, now, cfg, locked=locked,
                                         include_private=data.channel in (Channel.grid_worker, Channel.staff))
         if existing is not None:
             await attach(uow, existing, data, now)
@@ -440,9 +459,10 @@ async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue
     """A rider's hazard report becomes an issue (urgent for fire, gas and water leaks), or joins the open issue
     it duplicates. Idempotent on the report."""
     origin = Origin(service="points", kind="hazard_report", id=str(report.report_id))
-    if await issue_for_origin(uow, origin) is not None:
-        return None
     cat = await category_or_default(uow, report.category, urgent=report.urgent)
+    dedupes = _dedupes(cat, report.latitude, report.longitude)
+    if await issue_for_origin(uow, origin, lock_for=cat if dedupes else None) is not None:
+        return None
     community = await resolve_community(uow, report.community, report.latitude, report.longitude, strict=False)
     issue, _ = await intake(uow, Intake(
         category=cat, title=HAZARD_TITLES.get(report.category, HAZARD_TITLES["other"]),
@@ -450,7 +470,7 @@ async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue
         latitude=report.latitude, longitude=report.longitude, address=report.address, community=community,
         compound=report.compound, origin=origin, urgent=report.urgent, photo_urls=report.photo_urls,
         actor_role="rider",
-    ))
+    ), locked=dedupes)
     return issue
 
 

@@ -8,7 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from minsheng.platform.ids import utcnow
+from minsheng.contracts.points import HazardReported
+from minsheng.platform.bus.base import Delivery
+from minsheng.platform.envelope import wrap
+from minsheng.platform.ids import utcnow, uuid7
 from services.issues.jobs import auto_confirm, sweep_overdue
 from tests.issues.helpers import FLOOD, NEARBY, act, events_of, report, resident, staff
 from tests.issues.test_figures import seed
@@ -65,3 +68,21 @@ async def test_figures_on_postgres(pg_issues: System) -> None:
     assert [(r["month"], r["community"], r["handled"]) for r in rows] == [(month, "nanjie", 1), (month, "yuntai", 5)]
     r = await s.client.get("/issues/open311/v2/requests.json")
     assert r.status_code == 200 and len(r.json()) == 6
+
+
+async def test_simultaneous_hazard_events_open_one_issue(pg_issues: System) -> None:
+    """Riders' reports of one fire handled at once (the consumer's origin look-up takes the dedupe lock in the
+    same statement): one issue, the others attached to it; a redelivered event changes nothing."""
+    s = pg_issues
+    consumer = s.runtime("issues").consumer
+    reports = [HazardReported(report_id=uuid7(), rider_id=uuid7(), category="fire", urgent=True,
+                              description=f"Bin on fire ({n})", latitude=40.0134, longitude=112.7032,
+                              community="yunxing", reported_at=utcnow()) for n in range(5)]
+    deliveries = [Delivery(topic=HazardReported.topic, key=str(r.report_id), headers=[],
+                           value=wrap(r, service="points").model_dump_json().encode()) for r in reports]
+    handled = await asyncio.gather(*[consumer.handle(d) for d in deliveries])
+    assert handled == [True] * 5
+    assert await consumer.handle(deliveries[0]) is False  # the inbox: already handled
+    [issue] = (await s.client.get("/issues/issues", headers=staff(s, "staff-1", "community:yunxing"))).json()["items"]
+    assert issue["reporter_count"] == 5 and issue["urgent"]
+    assert len(await events_of(s, "created")) == 1 and len(await events_of(s, "linked")) == 4

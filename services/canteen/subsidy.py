@@ -211,52 +211,44 @@ def compute(rules: Sequence[RuleLike], ctx: MealContext, usage: Mapping[str, Usa
 
 # --- persistence -----------------------------------------------------------------------------------------------
 
-def _rules_in_force_statement() -> Any:
+def _rules_with_usage_statement() -> Any:
+    """The rules in force on ``:day``, each capped one with what its key already paid ``:diner_id`` on that day and
+    in its month (``:first`` to ``:next``; cancelled lines don't count)."""
+    rules, lines = SubsidyRule.__table__, SubsidyLine.__table__  # type: ignore[attr-defined]
     day = sa.bindparam("day", type_=sa.Date())
+
+    def paid(amount: Any) -> Any:
+        return sa.select(sa.func.coalesce(sa.func.sum(amount), 0)).where(
+            lines.c.diner_id == sa.bindparam("diner_id"), lines.c.rule_key == rules.c.key,
+            lines.c.meal_date >= sa.bindparam("first", type_=sa.Date()),
+            lines.c.meal_date < sa.bindparam("next", type_=sa.Date()),
+            lines.c.status != LineStatus.cancelled.value).scalar_subquery()
+
+    capped = sa.or_(rules.c.daily_cap_fen.is_not(None), rules.c.monthly_cap_fen.is_not(None))
     ends = col(SubsidyRule.effective_to)
-    return select(SubsidyRule).where(col(SubsidyRule.effective_from) <= day, sa.or_(ends.is_(None), ends >= day))
+    return select(
+        SubsidyRule,
+        sa.case((capped, paid(sa.case((lines.c.meal_date == day, lines.c.amount_fen), else_=0))), else_=0),
+        sa.case((capped, paid(lines.c.amount_fen)), else_=0),
+    ).where(col(SubsidyRule.effective_from) <= day, sa.or_(ends.is_(None), ends >= day))
 
 
-def _usage_statement() -> Any:
-    t = SubsidyLine.__table__  # type: ignore[attr-defined]
-    day = sa.bindparam("day", type_=sa.Date())
-    return (sa.select(
-        t.c.rule_key,
-        sa.func.coalesce(sa.func.sum(sa.case((t.c.meal_date == day, t.c.amount_fen), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(t.c.amount_fen), 0),
-    ).where(t.c.diner_id == sa.bindparam("diner_id"), t.c.rule_key.in_(sa.bindparam("keys", expanding=True)),
-            t.c.meal_date >= sa.bindparam("first", type_=sa.Date()),
-            t.c.meal_date < sa.bindparam("next", type_=sa.Date()),
-            t.c.status != LineStatus.cancelled.value)
-        .group_by(t.c.rule_key))
-
-
-# Both are read on every booking: built once (bound parameters), so SQLAlchemy compiles each once.
-_RULES_IN_FORCE = _rules_in_force_statement()
-_USAGE = _usage_statement()
-
-
-async def rules_in_force(uow: UnitOfWork, day: date) -> list[SubsidyRule]:
-    return list((await uow.session.execute(_RULES_IN_FORCE, {"day": day})).scalars())
-
-
-async def usage_for(uow: UnitOfWork, diner_id: UUID, day: date, keys: Iterable[str]) -> dict[str, Usage]:
-    """What each capped rule key already paid the diner on ``day`` and in its month (cancelled lines don't count)."""
-    keys = sorted(set(keys))
-    if not keys:
-        return {}
-    first = day.replace(day=1)
-    nxt = (first + timedelta(days=32)).replace(day=1)
-    rows = await uow.session.execute(_USAGE, {"diner_id": diner_id, "keys": keys, "day": day, "first": first,
-                                              "next": nxt})
-    return {key: Usage(day=int(d), month=int(m)) for key, d, m in rows}
+# Read on every booking: built once (bound parameters), so SQLAlchemy compiles it once; rules and cap usage come
+# in one round trip.
+_RULES_WITH_USAGE = _rules_with_usage_statement()
 
 
 async def compute_for(uow: UnitOfWork, ctx: MealContext, diner_id: UUID) -> Computation:
-    rules = await rules_in_force(uow, ctx.meal_date)
-    candidates = [r for r in rules if matches(r, ctx)]
-    capped_keys = [r.key for r in candidates if r.daily_cap_fen is not None or r.monthly_cap_fen is not None]
-    usage = await usage_for(uow, diner_id, ctx.meal_date, capped_keys) if not ctx.extra else {}
+    first = ctx.meal_date.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    rows = await uow.session.execute(_RULES_WITH_USAGE, {"day": ctx.meal_date, "diner_id": diner_id,
+                                                         "first": first, "next": nxt})
+    candidates: list[SubsidyRule] = []
+    usage: dict[str, Usage] = {}
+    for rule, day, month in rows:
+        if matches(rule, ctx):
+            candidates.append(rule)
+            usage[rule.key] = Usage(day=int(day), month=int(month))
     return compute(candidates, ctx, usage)
 
 

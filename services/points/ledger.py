@@ -31,6 +31,7 @@ from services.points.models import (
     LedgerEntry,
     Rider,
     RiderBalance,
+    RiderStatus,
     Team,
 )
 
@@ -51,66 +52,120 @@ class Posted:
     note: str | None = None
 
 
+# The statements below are built once (per shape) with bound parameters for the per-call values, so neither
+# the expression trees nor their compiled SQL are rebuilt per request. UPDATE statements name their
+# parameters ``b_*``: SQLAlchemy reserves the column names for the SET clause.
+
+@functools.cache
+def _read_balance(for_update: bool) -> sa.Select[Any]:
+    query = sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == sa.bindparam("b_rider"))
+    return query.with_for_update() if for_update else query
+
+
+_ALREADY_POSTED = sa.select(ENTRIES.c.id).where(
+    ENTRIES.c.cause_type == sa.bindparam("cause_type"), ENTRIES.c.cause_id == sa.bindparam("cause_id"),
+    ENTRIES.c.kind == sa.bindparam("kind"))
+_INSERT_ENTRY = sa.insert(ENTRIES)
+
+
+@functools.cache
+def _move_balance(require_active_rider: bool) -> sa.Update:
+    """``balance += b_amount`` unless that goes below zero (and, if asked, unless the rider is not active)."""
+    amount = sa.bindparam("b_amount", type_=BALANCES.c.balance.type)
+    where: list[sa.ColumnElement[bool]] = [BALANCES.c.rider_id == sa.bindparam("b_rider"),
+                                           BALANCES.c.balance + amount >= 0]
+    if require_active_rider:
+        where.append(sa.exists().where(RIDERS.c.id == BALANCES.c.rider_id,
+                                       RIDERS.c.status == RiderStatus.active.value))
+    return (sa.update(BALANCES).where(*where)
+            .values(balance=BALANCES.c.balance + amount,
+                    updated_at=sa.bindparam("b_now", type_=BALANCES.c.updated_at.type))
+            .returning(BALANCES.c.balance))
+
+
+_ENTRY_COLUMNS = ("id", "rider_id", "kind", "amount", "balance_after", "cause_type", "cause_id", "event_id", "note",
+                  "created_at")
+
+
+@functools.cache
+def _move_balance_and_post(require_active_rider: bool) -> sa.Insert:
+    """PostgreSQL: ``_move_balance`` and the entry's INSERT in one statement, one round trip —
+    ``WITH moved AS (UPDATE rider_balances … RETURNING balance) INSERT INTO ledger_entries … SELECT … FROM moved``
+    (no row, nothing inserted, when the UPDATE matched none). Parameters: ``b_*`` and ``e_*``."""
+    moved = _move_balance(require_active_rider).cte("moved")
+
+    def bound(name: str, column: str) -> sa.BindParameter[Any]:
+        return sa.bindparam(name, type_=ENTRIES.c[column].type)
+
+    row = sa.select(bound("e_id", "id"), bound("b_rider", "rider_id"), bound("e_kind", "kind"),
+                    bound("b_amount", "amount"), moved.c.balance, bound("e_cause_type", "cause_type"),
+                    bound("e_cause_id", "cause_id"), bound("e_event_id", "event_id"), bound("e_note", "note"),
+                    bound("b_now", "created_at"))
+    return sa.insert(ENTRIES).from_select(_ENTRY_COLUMNS, row).returning(ENTRIES.c.balance_after)
+
+
 async def lock_balance(uow: UnitOfWork, rider_id: UUID) -> int:
     """Read the balance, locking the row on PostgreSQL so caps and limits are checked one at a time per rider."""
-    query = sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id)
-    if uow.db.is_postgres:
-        query = query.with_for_update()
-    balance = (await uow.session.execute(query)).scalar_one_or_none()
+    query = _read_balance(uow.db.is_postgres)
+    balance = (await uow.session.execute(query, {"b_rider": rider_id})).scalar_one_or_none()
     if balance is None:
         raise not_found("rider", rider_id)
     return int(balance)
 
 
 async def already_posted(uow: UnitOfWork, cause_type: str, cause_id: str, kind: EntryKind) -> bool:
-    found = await uow.session.execute(sa.select(ENTRIES.c.id).where(
-        ENTRIES.c.cause_type == cause_type, ENTRIES.c.cause_id == cause_id, ENTRIES.c.kind == kind.value))
+    found = await uow.session.execute(_ALREADY_POSTED, {"cause_type": cause_type, "cause_id": cause_id,
+                                                        "kind": kind.value})
     return found.first() is not None
 
 
 async def post_entry(
     uow: UnitOfWork, *, rider_id: UUID, kind: EntryKind, amount: int, cause_type: str, cause_id: str,
     event_id: str | None = None, note: str | None = None, check_duplicate: bool = True,
-    guard: sa.ColumnElement[bool] | None = None,
+    require_active_rider: bool = False,
 ) -> Posted | None:
     """Append one ledger entry and move the balance, in one transaction. Idempotent on the cause: posting
     the same (cause, kind) again returns None and changes nothing. Never lets the balance go below zero
-    (409 ``insufficient_points``). ``guard`` adds a condition to the same UPDATE (one round trip); when it
-    fails the caller sees ``insufficient_points`` too and must tell the two apart itself."""
+    (409 ``insufficient_points``). ``require_active_rider`` adds "the rider is active" to the same UPDATE
+    (one round trip); when it fails the caller sees ``insufficient_points`` too and must tell the two apart
+    itself."""
     if check_duplicate and await already_posted(uow, cause_type, cause_id, kind):
         return None
-    now = utcnow()
-    new_balance = (await uow.session.execute(
-        sa.update(BALANCES)
-        .where(BALANCES.c.rider_id == rider_id, BALANCES.c.balance + amount >= 0,
-               *([guard] if guard is not None else []))
-        .values(balance=BALANCES.c.balance + amount, updated_at=now)
-        .returning(BALANCES.c.balance)
-    )).scalar_one_or_none()
+    now, entry_id, note = utcnow(), uuid7(), note[:500] if note else None
+    moving = {"b_rider": rider_id, "b_amount": amount, "b_now": now}
+    if uow.db.is_postgres:
+        new_balance = (await uow.session.execute(_move_balance_and_post(require_active_rider), {
+            **moving, "e_id": entry_id, "e_kind": kind.value, "e_cause_type": cause_type, "e_cause_id": cause_id,
+            "e_event_id": event_id, "e_note": note})).scalar_one_or_none()
+    else:
+        new_balance = (await uow.session.execute(_move_balance(require_active_rider), moving)).scalar_one_or_none()
+        if new_balance is not None:
+            await uow.session.execute(_INSERT_ENTRY, {
+                "id": entry_id, "rider_id": rider_id, "kind": kind.value, "amount": amount,
+                "balance_after": new_balance, "cause_type": cause_type, "cause_id": cause_id, "event_id": event_id,
+                "note": note, "created_at": now})
     if new_balance is None:
-        current = (await uow.session.execute(
-            sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id))).scalar_one_or_none()
+        current = (await uow.session.execute(_read_balance(False), {"b_rider": rider_id})).scalar_one_or_none()
         if current is None:
             raise not_found("rider", rider_id)
         raise conflict("insufficient_points", f"The balance ({current}) is less than {-amount} points.",
                        balance=current)
-    entry_id = uuid7()
-    await uow.session.execute(sa.insert(ENTRIES).values(
-        id=entry_id, rider_id=rider_id, kind=kind.value, amount=amount, balance_after=new_balance,
-        cause_type=cause_type, cause_id=cause_id, event_id=event_id, note=note[:500] if note else None,
-        created_at=now))
     uow.emit(PointsPosted(entry_id=entry_id, rider_id=rider_id, kind=kind.value, amount=amount,
                           balance_after=new_balance, cause_type=cause_type, cause_id=cause_id, posted_at=now))
-    return Posted(entry_id, rider_id, kind, amount, int(new_balance), now, cause_type, cause_id,
-                  note[:500] if note else None)
+    return Posted(entry_id, rider_id, kind, amount, int(new_balance), now, cause_type, cause_id, note)
+
+
+@functools.cache
+def _earned_since(by_cause_type: bool) -> sa.Select[Any]:
+    query = sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0)).where(
+        ENTRIES.c.rider_id == sa.bindparam("rider_id"), ENTRIES.c.kind == EntryKind.earned.value,
+        ENTRIES.c.created_at >= _since("since"))
+    return query.where(ENTRIES.c.cause_type == sa.bindparam("cause_type")) if by_cause_type else query
 
 
 async def earned_since(uow: UnitOfWork, rider_id: UUID, since: datetime, cause_type: str | None = None) -> int:
-    query = sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0)).where(
-        ENTRIES.c.rider_id == rider_id, ENTRIES.c.kind == EntryKind.earned.value, ENTRIES.c.created_at >= since)
-    if cause_type is not None:
-        query = query.where(ENTRIES.c.cause_type == cause_type)
-    return int((await uow.session.execute(query)).scalar_one())
+    params = {"rider_id": rider_id, "since": since, "cause_type": cause_type}
+    return int((await uow.session.execute(_earned_since(cause_type is not None), params)).scalar_one())
 
 
 @dataclass(frozen=True)

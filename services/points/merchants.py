@@ -255,6 +255,21 @@ async def issue_code(uow: UnitOfWork, rider: Rider, offer_id: UUID | None) -> Co
 
 # --- redemption -----------------------------------------------------------------------------------------------
 
+# The redemption's statements, built once; per-request values are bound parameters (``b_*`` in the UPDATE:
+# SQLAlchemy reserves the column names for its SET clause).
+_CONSUME_CODE = (
+    sa.update(CODES)
+    .where(CODES.c.code_hash == sa.bindparam("b_hash"), CODES.c.used_at.is_(None),
+           CODES.c.expires_at > sa.bindparam("b_now", type_=CODES.c.expires_at.type))
+    .values(used_at=sa.bindparam("b_now", type_=CODES.c.used_at.type))
+    .returning(CODES.c.rider_id, CODES.c.offer_id))
+_OFFER_OF_MERCHANT = (
+    sa.select(OFFERS, MERCHANTS.c.status.label("merchant_status"))
+    .join(MERCHANTS, MERCHANTS.c.id == OFFERS.c.merchant_id)
+    .where(OFFERS.c.id == sa.bindparam("offer_id"), OFFERS.c.merchant_id == sa.bindparam("merchant_id")))
+_INSERT_REDEMPTION = sa.insert(REDEMPTIONS)
+
+
 @dataclass(frozen=True)
 class MerchantCaller:
     merchant_id: UUID
@@ -270,10 +285,7 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
     so two redemptions for one rider are checked one after the other."""
     now = utcnow()
     code = code_from_qr(data.code)
-    consumed = (await uow.session.execute(
-        sa.update(CODES).where(CODES.c.code_hash == code_hash(code), CODES.c.used_at.is_(None),
-                               CODES.c.expires_at > now)
-        .values(used_at=now).returning(CODES.c.rider_id, CODES.c.offer_id))).first()
+    consumed = (await uow.session.execute(_CONSUME_CODE, {"b_hash": code_hash(code), "b_now": now})).first()
     if consumed is None:
         raise Problem(422, "invalid_code", "Invalid code", "The code is unknown, expired or already used; "
                       "ask the rider to show a new one.")
@@ -282,9 +294,7 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
         raise Problem(422, "code_offer_mismatch", "Code is for another offer",
                       "The rider chose a different offer for this code.")
     offer_row = (await uow.session.execute(
-        sa.select(OFFERS, MERCHANTS.c.status.label("merchant_status"))
-        .join(MERCHANTS, MERCHANTS.c.id == OFFERS.c.merchant_id)
-        .where(OFFERS.c.id == data.offer_id, OFFERS.c.merchant_id == caller.merchant_id))).first()
+        _OFFER_OF_MERCHANT, {"offer_id": data.offer_id, "merchant_id": caller.merchant_id})).first()
     if offer_row is None:
         raise not_found("offer", data.offer_id)
     offer = offer_row
@@ -292,12 +302,12 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
     points = offer.points_cost * data.quantity
     redemption_id = uuid7()
     riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
-    active = sa.exists().where(riders.c.id == rider_id, riders.c.status == RiderStatus.active.value)
     try:
         # The rider must (still) be active: checked inside the debit's UPDATE, no extra round trip.
         await ledger.post_entry(uow, rider_id=rider_id, kind=EntryKind.redeemed, amount=-points,
                                 cause_type="redemption", cause_id=str(redemption_id),
-                                note=f"{offer.title} ×{data.quantity}", check_duplicate=False, guard=active)
+                                note=f"{offer.title} ×{data.quantity}", check_duplicate=False,
+                                require_active_rider=True)
     except Problem as exc:
         if exc.code == "insufficient_points" and (await uow.session.execute(
                 sa.select(riders.c.status).where(riders.c.id == rider_id))).scalar_one() != RiderStatus.active:
@@ -319,10 +329,10 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
         if left is None:
             raise conflict("out_of_stock", "Not enough stock left for this offer.")
     discount = offer.discount_fen * data.quantity if offer.discount_fen is not None else None
-    await uow.session.execute(sa.insert(REDEMPTIONS).values(
-        id=redemption_id, merchant_id=caller.merchant_id, offer_id=offer.id, rider_id=rider_id,
-        quantity=data.quantity, points=points, discount_fen=discount, status=RedemptionStatus.completed.value,
-        created_at=now))
+    await uow.session.execute(_INSERT_REDEMPTION, {
+        "id": redemption_id, "merchant_id": caller.merchant_id, "offer_id": offer.id, "rider_id": rider_id,
+        "quantity": data.quantity, "points": points, "discount_fen": discount,
+        "status": RedemptionStatus.completed.value, "created_at": now})
     return RedemptionPublic(
         id=redemption_id, offer_id=offer.id, offer_title=offer.title, quantity=data.quantity, points=points,
         discount_yuan=yuan(discount), status=RedemptionStatus.completed,

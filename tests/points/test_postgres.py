@@ -60,3 +60,25 @@ async def test_double_tapped_report_on_postgres(pg_points: System) -> None:
     assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
     assert first.json()["id"] == second.json()["id"]
     assert len(await published(pg_points, "minsheng.points.hazard.reported.v1")) == 1
+
+
+
+async def test_redemption_on_postgres(pg_points: System) -> None:
+    """On PostgreSQL the ledger moves the balance and writes the entry in one statement (a data-modifying CTE)."""
+    await test_redemption.test_redeem_debits_once_and_merchant_never_sees_the_rider(pg_points)
+
+
+async def test_void_on_postgres(pg_points: System) -> None:
+    await test_redemption.test_void_within_window_returns_points_and_stock_once(pg_points)
+
+
+async def test_insufficient_points_on_postgres(pg_points: System) -> None:
+    await test_redemption.test_insufficient_points_leaves_everything_untouched(pg_points)
+
+
+async def test_suspended_rider_cannot_redeem_on_postgres(pg_points: System) -> None:
+    await test_redemption.test_rider_suspended_after_getting_a_code_cannot_redeem(pg_points)
+
+
+async def test_adjustments_on_postgres(pg_points: System) -> None:
+    await test_ledger.test_adjustments_need_a_reason_never_overdraw_and_are_idempotent(pg_points)

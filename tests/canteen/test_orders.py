@@ -41,6 +41,8 @@ async def test_an_order_stores_price_subsidy_share_and_funders(canteen: System) 
                                 {"funder": "county_disabled_persons_federation", "amount_fen": 100},
                                 {"funder": "diner", "amount_fen": 400}]
     assert order["channel"] == "app" and order["status"] == "booked" and order["payer"] == "diner"
+    # The booking answers with exactly the order as it is read back (built from the row values, not reloaded).
+    assert (await s.client.get(f"/canteen/orders/{order['id']}", headers=resident(s, "wx-wang"))).json() == order
 
     # The quote for the same meal is what the order says.
     r = await s.client.post("/canteen/subsidy/quote", headers=resident(s, "wx-wang"), json={
@@ -257,6 +259,7 @@ async def test_delivery_orders_call_a_rider_and_cancelling_withdraws_it(canteen:
     assert r.status_code == 201, r.text
     order = r.json()
     assert order["delivery_address"] == "云泰园3号楼2单元501" and order["deliver_by"] == "2031-03-11T04:00:00Z"
+    assert (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json() == order
 
     [requested] = await outbox(s, "minsheng.canteen.delivery.requested.v1")
     assert requested["order_id"] == order["id"] and requested["slot"] == "lunch"

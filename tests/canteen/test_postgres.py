@@ -130,3 +130,7 @@ async def test_care_and_life_events_on_postgres(pg_canteen: System) -> None:
 
 async def test_menu_list_on_postgres(pg_canteen: System) -> None:
     await test_canteens_menus.test_the_menu_list_is_exactly_what_its_response_model_serializes(pg_canteen)
+
+
+async def test_order_response_on_postgres(pg_canteen: System) -> None:
+    await test_orders.test_an_order_stores_price_subsidy_share_and_funders(pg_canteen)

@@ -210,7 +210,7 @@ router = APIRouter(tags=["catalogue"])
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def catalogue_manager(who: Principal = Depends(current_principal)) -> Principal:
+async def catalogue_manager(who: Principal = Depends(current_principal)) -> Principal:
     """The catalogue is county-wide: admins, or staff with the whole district (``*``) or ``catalogue:manage``."""
     if Role.admin in who.roles or (who.has(Role.staff) and ("*" in who.scopes or "catalogue:manage" in who.scopes)):
         return who

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime
 
@@ -18,7 +18,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.service import UoW, runtime_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues import catalogue, figures, open311, photos, service, votes
 from services.issues.models import (
@@ -63,8 +63,10 @@ def _cipher(key: str) -> FieldCipher:
     return FieldCipher(key)
 
 
-def cipher_of(runtime: Runtime) -> FieldCipher:
-    key = runtime.settings.field_encryption_key
+async def cipher_of(request: Request) -> FieldCipher:
+    # async, and no `Runtime` dependency: FastAPI runs a plain `def` dependency in its thread pool (a thread
+    # hand-off per request, costlier than the work).
+    key = runtime_of(request).settings.field_encryption_key
     assert key is not None
     return _cipher(key.get_secret_value())
 

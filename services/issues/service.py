@@ -567,7 +567,12 @@ async def timeline(uow: UnitOfWork, who: Principal, issue: IssueLike) -> list[Ti
     staff = works_on(who, issue)
     connection = await uow.session.connection()
     rows = await connection.execute(_timeline_statement(staff), {"issue_id": issue.id})
-    entries = [_validate_entry(dict(zip(_TIMELINE_COLUMNS, r, strict=True))) for r in rows]
+    return _entries(rows, 0, staff, who)
+
+
+def _entries(rows: Iterable[sa.Row[Any]], start: int, staff: bool, who: Principal) -> list[TimelineEntryPublic]:
+    """Timeline entries from rows whose columns ``start``… are ``_TIMELINE_COLUMNS``."""
+    entries = [_validate_entry(dict(zip(_TIMELINE_COLUMNS, r[start:], strict=True))) for r in rows]
     if not staff:  # residents see roles, not staff accounts
         for e in entries:
             if e.actor != who.sub:
@@ -575,16 +580,27 @@ async def timeline(uow: UnitOfWork, who: Principal, issue: IssueLike) -> list[Ti
     return entries
 
 
-_ISSUE_ROW = sa.select(*LIST_COLUMNS).where(ISSUES.c.id == sa.bindparam("issue_id"))
+# An issue with its whole timeline in one round trip (one row per entry; the entries a caller may not see
+# are dropped in Python: whether they may is known only from the issue).
+_ISSUE_WITH_TIMELINE = (
+    sa.select(*LIST_COLUMNS, *(_TIMELINE.c[name].label(f"entry_{name}") for name in _TIMELINE_COLUMNS))
+    .select_from(ISSUES.outerjoin(_TIMELINE, _TIMELINE.c.issue_id == ISSUES.c.id))
+    .where(ISSUES.c.id == sa.bindparam("issue_id")).order_by(_TIMELINE.c.at, _TIMELINE.c.id))
 
 
-async def read_issue(uow: UnitOfWork, who: Principal, issue_id: UUID) -> sa.Row[Any]:
-    """An issue to show (not to change): its ``LIST_COLUMNS`` as a plain row, or 404 if ``who`` may not see it."""
+async def read_issue(uow: UnitOfWork, who: Principal,
+                     issue_id: UUID) -> tuple[sa.Row[Any], list[TimelineEntryPublic]]:
+    """An issue to show (not to change) as a row of ``LIST_COLUMNS``, with its timeline as ``who`` may see it;
+    404 if they may not see the issue."""
     connection = await uow.session.connection()
-    row = (await connection.execute(_ISSUE_ROW, {"issue_id": issue_id})).first()
-    if row is None or not await can_see(uow, who, row):
+    rows = (await connection.execute(_ISSUE_WITH_TIMELINE, {"issue_id": issue_id})).all()
+    if not rows or not await can_see(uow, who, rows[0]):
         raise not_found("issue", issue_id)
-    return row
+    issue, start = rows[0], len(LIST_COLUMNS)
+    staff = works_on(who, issue)
+    internal = start + _TIMELINE_COLUMNS.index("internal")
+    shown = [r for r in rows if r[start] is not None and (staff or not r[internal])]
+    return issue, _entries(shown, start, staff, who)
 
 
 @dataclass

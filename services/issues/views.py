@@ -74,8 +74,12 @@ async def cipher_of(request: Request) -> FieldCipher:
 Cipher = Annotated[FieldCipher, Depends(cipher_of)]
 
 
-async def _detail(uow: UnitOfWork, who: Principal, issue: service.IssueLike, cipher: FieldCipher) -> IssueDetail:
-    entries = await service.timeline(uow, who, issue)
+async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCipher) -> IssueDetail:
+    return _assemble(issue, await service.timeline(uow, who, issue), who, cipher)
+
+
+def _assemble(issue: service.IssueLike, entries: list[TimelineEntryPublic], who: Principal,
+              cipher: FieldCipher) -> IssueDetail:
     public = service.public_view(issue, who, cipher)
     # Both parts are validated already: assemble them without validating the whole issue a second time.
     return IssueDetail.model_construct(**dict(public), timeline=entries)
@@ -145,8 +149,8 @@ async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, limit: Limit = 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
 async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
-    issue = await service.read_issue(uow, who, issue_id)
-    return _json(await _detail(uow, who, issue, cipher))  # type: ignore[return-value]
+    issue, entries = await service.read_issue(uow, who, issue_id)
+    return _json(_assemble(issue, entries, who, cipher))  # type: ignore[return-value]
 
 
 @router.get("/issues/{issue_id}/contact", tags=["issues"],

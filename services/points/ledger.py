@@ -168,6 +168,17 @@ async def earned_since(uow: UnitOfWork, rider_id: UUID, since: datetime, cause_t
     return int((await uow.session.execute(_earned_since(cause_type is not None), params)).scalar_one())
 
 
+@functools.cache
+def _earning_so_far() -> sa.Select[Any]:
+    """For ``earn``, in one round trip: whether this cause was credited already, and what the rider earned
+    since ``since`` of this cause type and in all (``earned_since`` twice)."""
+    posted = sa.exists().where(ENTRIES.c.cause_type == sa.bindparam("cause_type"),
+                               ENTRIES.c.cause_id == sa.bindparam("cause_id"),
+                               ENTRIES.c.kind == EntryKind.earned.value)
+    return sa.select(posted.label("posted"), _earned_since(True).scalar_subquery().label("of_type"),
+                     _earned_since(False).scalar_subquery().label("in_all"))
+
+
 @dataclass(frozen=True)
 class Earning:
     entry: Posted | None
@@ -182,16 +193,20 @@ async def earn(
 ) -> Earning:
     """Credit earned points under the daily caps: ``category_cap`` (points of this cause type per local
     day) and the global ``daily_earn_cap``. What is over the cap is not credited (the entry says so)."""
-    if await already_posted(uow, cause_type, cause_id, EntryKind.earned):
-        return Earning(None, 0, False, duplicate=True)
     settings = config.get()
+    # The balance row's lock first: the sums below are then read (a new snapshot) after any concurrent
+    # credit for this rider has committed.
     await lock_balance(uow, rider_id)
-    day = settings.day_start(utcnow())
+    so_far = (await uow.session.execute(_earning_so_far(), {
+        "rider_id": rider_id, "since": settings.day_start(utcnow()), "cause_type": cause_type,
+        "cause_id": cause_id})).one()
+    if so_far.posted:
+        return Earning(None, 0, False, duplicate=True)
     allowed = amount
     if category_cap:
-        allowed = min(allowed, category_cap - await earned_since(uow, rider_id, day, cause_type))
+        allowed = min(allowed, category_cap - int(so_far.of_type))
     if settings.daily_earn_cap:
-        allowed = min(allowed, settings.daily_earn_cap - await earned_since(uow, rider_id, day))
+        allowed = min(allowed, settings.daily_earn_cap - int(so_far.in_all))
     allowed = max(allowed, 0)
     capped = allowed < amount
     if allowed == 0:

@@ -262,11 +262,20 @@ _CONSUME_CODE = (
     .where(CODES.c.code_hash == sa.bindparam("b_hash"), CODES.c.used_at.is_(None),
            CODES.c.expires_at > sa.bindparam("b_now", type_=CODES.c.expires_at.type))
     .values(used_at=sa.bindparam("b_now", type_=CODES.c.used_at.type))
-    .returning(CODES.c.rider_id, CODES.c.offer_id))
+    .returning(CODES.c.rider_id, CODES.c.offer_id.label("bound_offer")))
 _OFFER_OF_MERCHANT = (
     sa.select(OFFERS, MERCHANTS.c.status.label("merchant_status"))
     .join(MERCHANTS, MERCHANTS.c.id == OFFERS.c.merchant_id)
-    .where(OFFERS.c.id == sa.bindparam("offer_id"), OFFERS.c.merchant_id == sa.bindparam("merchant_id")))
+    .where(OFFERS.c.id == sa.bindparam("o_offer"), OFFERS.c.merchant_id == sa.bindparam("o_merchant")))
+# PostgreSQL: both in one round trip — ``WITH consumed AS (UPDATE redemption_codes … RETURNING …) SELECT …
+# FROM consumed LEFT JOIN (offers JOIN merchants)``: no row when no code was consumed, offer columns NULL
+# when the offer is not the caller's.
+_CONSUMED = _CONSUME_CODE.cte("consumed")
+_CONSUME_CODE_WITH_OFFER = (
+    sa.select(_CONSUMED.c.rider_id, _CONSUMED.c.bound_offer, OFFERS, MERCHANTS.c.status.label("merchant_status"))
+    .select_from(_CONSUMED.outerjoin(
+        OFFERS.join(MERCHANTS, MERCHANTS.c.id == OFFERS.c.merchant_id),
+        sa.and_(OFFERS.c.id == sa.bindparam("o_offer"), OFFERS.c.merchant_id == sa.bindparam("o_merchant")))))
 _INSERT_REDEMPTION = sa.insert(REDEMPTIONS)
 
 
@@ -285,16 +294,26 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
     so two redemptions for one rider are checked one after the other."""
     now = utcnow()
     code = code_from_qr(data.code)
-    consumed = (await uow.session.execute(_CONSUME_CODE, {"b_hash": code_hash(code), "b_now": now})).first()
+    # No parameter may be named like a code column (``offer_id``): the UPDATE would SET it.
+    code_params = {"b_hash": code_hash(code), "b_now": now}
+    offer_params = {"o_offer": data.offer_id, "o_merchant": caller.merchant_id}
+    if uow.db.is_postgres:
+        consumed = offer_row = (await uow.session.execute(
+            _CONSUME_CODE_WITH_OFFER, {**code_params, **offer_params})).first()
+        if offer_row is not None and offer_row.id is None:
+            offer_row = None  # the code was consumed, the offer is not this merchant's
+    else:
+        consumed = (await uow.session.execute(_CONSUME_CODE, code_params)).first()
+        offer_row = None
     if consumed is None:
         raise Problem(422, "invalid_code", "Invalid code", "The code is unknown, expired or already used; "
                       "ask the rider to show a new one.")
-    rider_id, bound_offer = consumed
+    rider_id, bound_offer = consumed.rider_id, consumed.bound_offer
     if bound_offer is not None and bound_offer != data.offer_id:
         raise Problem(422, "code_offer_mismatch", "Code is for another offer",
                       "The rider chose a different offer for this code.")
-    offer_row = (await uow.session.execute(
-        _OFFER_OF_MERCHANT, {"offer_id": data.offer_id, "merchant_id": caller.merchant_id})).first()
+    if not uow.db.is_postgres:
+        offer_row = (await uow.session.execute(_OFFER_OF_MERCHANT, offer_params)).first()
     if offer_row is None:
         raise not_found("offer", data.offer_id)
     offer = offer_row

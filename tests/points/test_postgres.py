@@ -82,3 +82,12 @@ async def test_suspended_rider_cannot_redeem_on_postgres(pg_points: System) -> N
 
 async def test_adjustments_on_postgres(pg_points: System) -> None:
     await test_ledger.test_adjustments_need_a_reason_never_overdraw_and_are_idempotent(pg_points)
+
+
+async def test_code_checks_on_postgres(pg_points: System) -> None:
+    """On PostgreSQL the code is consumed and the offer looked up in one statement."""
+    await test_redemption.test_expired_code_and_other_merchants_offer(pg_points)
+
+
+async def test_code_bound_to_an_offer_on_postgres(pg_points: System) -> None:
+    await test_redemption.test_code_bound_to_an_offer_and_unverified_riders(pg_points)

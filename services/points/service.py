@@ -64,16 +64,11 @@ async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate) -> Ri
 async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
     rider = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
     if rider is None:
-        raise Problem(404, "rider_not_registered", "Not registered as a rider",
-                      "Register first with POST /points/riders.")
+        raise _not_registered()
     return rider
 
 
 _RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
-_RIDER_SUMMARY = (sa.select(_RIDERS.c.id, _RIDERS.c.status, _RIDERS.c.community)
-                  .where(_RIDERS.c.subject == sa.bindparam("subject")))
-
-
 @dataclass(frozen=True)
 class RiderSummary:
     """What a hazard report needs of its rider: read as a Core row, no ORM object."""
@@ -82,13 +77,8 @@ class RiderSummary:
     community: str | None
 
 
-async def rider_summary_by_subject(uow: UnitOfWork, subject: str) -> RiderSummary:
-    """``rider_by_subject`` for the hot paths that only need the id, status and community."""
-    row = (await uow.session.execute(_RIDER_SUMMARY, {"subject": subject})).first()
-    if row is None:
-        raise Problem(404, "rider_not_registered", "Not registered as a rider",
-                      "Register first with POST /points/riders.")
-    return RiderSummary(row.id, row.status, row.community)
+def _not_registered() -> Problem:
+    return Problem(404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders.")
 
 
 def ensure_active(rider: Rider | RiderSummary) -> None:
@@ -354,33 +344,63 @@ def _duplicate_query(shape: tuple[Any, ...]) -> sa.Select[Any]:
             .order_by(_REPORTS.c.created_at, _REPORTS.c.id).limit(200))
 
 
-async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[Any]:
-    """Reports of the same category at the same place within the time window, oldest first (rows of
-    ``_DUPLICATE_COLUMNS``). Category, time window and a bounding box are in the WHERE clause (index
-    ``ix_hazard_reports_category_created``); the exact distance is checked here, on the few rows left."""
+def _duplicate_params(data: HazardReportCreate) -> tuple[tuple[Any, ...], dict[str, Any], float]:
     settings = config.get()
     radius = settings.duplicate_radius_m
     since = utcnow() - timedelta(minutes=settings.duplicate_window_minutes)
     shape, params = _place_shape(data, radius)
-    rows = (await uow.session.execute(
-        _duplicate_query(shape), {"category": data.category, "since": since, **params})).all()
+    return shape, {"category": data.category, "since": since, **params}, radius
+
+
+async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[Any]:
+    """Reports of the same category at the same place within the time window, oldest first (rows of
+    ``_DUPLICATE_COLUMNS``). Category, time window and a bounding box are in the WHERE clause (index
+    ``ix_hazard_reports_category_created``); the exact distance is checked here, on the few rows left."""
+    shape, params, radius = _duplicate_params(data)
+    rows = (await uow.session.execute(_duplicate_query(shape), params)).all()
     return [r for r in rows if _same_place(r, data, radius)]
+
+
+@functools.cache
+def _rider_and_candidates(shape: tuple[Any, ...]) -> sa.Select[Any]:
+    """The rider of ``subject`` and ``_duplicate_query`` in one statement: one row per candidate report, each
+    with the rider's columns (``me``, ``my_status``, ``my_community``); one row with NULL candidate columns when
+    there is none; no row when the subject is not a rider."""
+    candidates = _duplicate_query(shape).subquery("candidates")
+    return (sa.select(_RIDERS.c.id.label("me"), _RIDERS.c.status.label("my_status"),
+                      _RIDERS.c.community.label("my_community"), *candidates.c)
+            .select_from(_RIDERS.outerjoin(candidates, sa.true()))
+            .where(_RIDERS.c.subject == sa.bindparam("subject"))
+            .order_by(candidates.c.created_at, candidates.c.id))
+
+
+async def reporting_rider(uow: UnitOfWork, subject: str,
+                          data: HazardReportCreate) -> tuple[RiderSummary, list[Any]]:
+    """The reporting rider (404 ``rider_not_registered`` as ``rider_by_subject``) and ``find_duplicate``'s
+    answer for a new report, in one round trip."""
+    shape, params, radius = _duplicate_params(data)
+    rows = (await uow.session.execute(_rider_and_candidates(shape), {"subject": subject, **params})).all()
+    if not rows:
+        raise _not_registered()
+    rider = RiderSummary(rows[0].me, rows[0].my_status, rows[0].my_community)
+    return rider, [r for r in rows if r.id is not None and _same_place(r, data, radius)]
 
 
 def _step(report: HazardReport, status: str, note: str | None = None) -> None:
     report.progress = [*report.progress, {"status": status, "at": utcnow().isoformat(), "note": note}]
 
 
-async def report_hazard(uow: UnitOfWork, rider: Rider | RiderSummary,
-                        data: HazardReportCreate) -> HazardReportPublic:
+async def report_hazard(uow: UnitOfWork, rider: Rider | RiderSummary, data: HazardReportCreate,
+                        duplicates: list[Any] | None = None) -> HazardReportPublic:
     """Record and acknowledge at once; forward to the issues service by event. The same rider reporting the
     same hazard again is told it is already reported (409); another rider's report of it is kept, marked as
     a duplicate of the first, and forwarded so the issues service can attach it to the same issue.
 
+    ``duplicates``: what ``find_duplicate`` answers, when the caller has it already (``reporting_rider``).
     One Core INSERT of the row (no ORM object to build and flush); the answer is built from the same values."""
     ensure_active(rider)
     duplicate_of: UUID | None = None
-    for earlier in await find_duplicate(uow, data):
+    for earlier in duplicates if duplicates is not None else await find_duplicate(uow, data):
         if earlier.rider_id == rider.id:
             raise conflict("duplicate_report", "You reported this hazard already; follow it there.",
                            duplicate_of=str(earlier.id))

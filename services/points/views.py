@@ -273,11 +273,11 @@ async def leaderboard(by: Literal["team", "community", "rider"], uow: UoW, who: 
              summary="Report a hazard (fire, gas or water leak are forwarded as urgent issues)")
 async def report_hazard(body: HazardReportCreate, uow: UoW, who: RiderPrincipal,
                         idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
-    rider = await service.rider_summary_by_subject(uow, who.sub)
+    rider, duplicates = await service.reporting_rider(uow, who.sub, body)
     _rider_limit(rider)
 
     async def action() -> tuple[int, HazardReportPublic]:
-        return 201, await service.report_hazard(uow, rider, body)
+        return 201, await service.report_hazard(uow, rider, body, duplicates)
 
     return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body,
                             action=action)

@@ -69,7 +69,9 @@ async def test_duplicate_search_in_sql_finds_what_the_python_filter_found(points
         data = HazardReportCreate.model_validate(_candidate(rnd))
         async with points.runtime("points").uow() as uow:
             got = [r.id for r in await service.find_duplicate(uow, data)]
+            me, together = await service.reporting_rider(uow, "rider-fan", data)
         assert got == await _reference(points, data), data
+        assert str(me.id) == fan.id and [r.id for r in together] == got  # the same search, with the rider
         found += len(got)
     assert found > 50  # the cases above do find duplicates, not only nothing
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
+import pydantic
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
@@ -428,18 +429,17 @@ class Issue(IssueBase, IssuesModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+# A plain pydantic model (not SQLModel), like the other answers built per row: a SQLModel runs its own
+# ``__init__`` inside every validation, which makes a page of 50 issues ~3x slower to build.
 class IssuePublic(BaseModel):
-    """An issue as an answer shows it. A plain pydantic model, like the other answers built per row: a SQLModel
-    runs its own ``__init__`` inside every validation, which makes a page of 50 issues ~3x slower to build."""
-
-    title: str
-    description: str = ""
-    category: str
-    latitude: float | None = None
-    longitude: float | None = None
-    address: str | None = None
-    community: str | None = None
-    compound: str | None = None
+    title: str = pydantic.Field(min_length=1, max_length=200)  # IssueBase's fields (same schema)
+    description: str = pydantic.Field(default="", max_length=4000)
+    category: str = pydantic.Field(max_length=40)
+    latitude: float | None = pydantic.Field(default=None, ge=-90, le=90)
+    longitude: float | None = pydantic.Field(default=None, ge=-180, le=180)
+    address: str | None = pydantic.Field(default=None, max_length=300)
+    community: str | None = pydantic.Field(default=None, max_length=50)
+    compound: str | None = pydantic.Field(default=None, max_length=50)
     id: UUID
     channel: Channel
     intake: str | None = None

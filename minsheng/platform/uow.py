@@ -54,9 +54,12 @@ def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
 
 
 class UnitOfWork:
-    def __init__(self, db: Database, service: str) -> None:
+    """``read_only`` units (the GET requests) run without a transaction of their own and cannot commit."""
+
+    def __init__(self, db: Database, service: str, *, read_only: bool = False) -> None:
         self.db = db
         self.service = service
+        self.read_only = read_only
         self._pending: list[dict[str, Any]] = []
         self._inbox: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
@@ -68,7 +71,7 @@ class UnitOfWork:
         return self._session
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = self.db.sessionmaker()
+        self._session = (self.db.read_sessionmaker if self.read_only else self.db.sessionmaker)()
         return self
 
     async def __aexit__(
@@ -123,6 +126,8 @@ class UnitOfWork:
         self._inbox.clear()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit: open it with read_only=False")
         wrote_events = bool(self._pending)
         await self.flush_outbox()
         self._pending.clear()

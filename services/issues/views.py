@@ -18,7 +18,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import catalogue, figures, open311, photos, service, votes
 from services.issues.models import (
@@ -150,7 +150,7 @@ async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Is
 
 @router.get("/issues/{issue_id}/contact", tags=["issues"],
             summary="Staff: the resident's contact in clear (the read is recorded on the timeline)")
-async def reveal_contact(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
+async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
     issue = await service.get_issue(uow, who, issue_id)
     if not service.works_on(who, issue):
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")

@@ -68,7 +68,7 @@ async def idempotent(
 
     ``scope`` names the caller and the operation (e.g. ``merchant:<id>:redeem``) so keys never collide
     across clients."""
-    digest = request_hash(body)
+    digest = request_hash(body) if key is not None else ""
     if key is not None:
         row = await _stored(uow, scope, key)
         if row is not None:

@@ -141,4 +141,9 @@ async def writing_unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
 _READ_METHODS = frozenset({"GET", "HEAD"})
 UoW = Annotated[UnitOfWork, Depends(unit_of_work)]
 WriteUoW = Annotated[UnitOfWork, Depends(writing_unit_of_work)]
-Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
+async def _runtime(request: Request) -> ServiceRuntime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a hand-off per request.
+    return runtime_of(request)
+
+
+Runtime = Annotated[ServiceRuntime, Depends(_runtime)]

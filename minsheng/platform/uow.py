@@ -53,6 +53,12 @@ def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
     return sa.insert(outbox).values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in columns})
 
 
+@functools.cache
+def _seen_statement(inbox: sa.Table) -> sa.Select[Any]:
+    return sa.select(sa.literal(1)).where(inbox.c.source == sa.bindparam("source", type_=inbox.c.source.type),
+                                          inbox.c.id == sa.bindparam("id", type_=inbox.c.id.type))
+
+
 class UnitOfWork:
     """``read_only`` units (the GET requests) run without a transaction of their own and cannot commit."""
 
@@ -92,10 +98,8 @@ class UnitOfWork:
         return envelope
 
     async def seen(self, envelope: CloudEvent) -> bool:
-        t = self.db.tables.processed_events
-        found = await self.session.execute(
-            sa.select(sa.literal(1)).where(t.c.source == envelope.source, t.c.id == envelope.id)
-        )
+        found = await self.session.execute(_seen_statement(self.db.tables.processed_events),
+                                           {"source": envelope.source, "id": envelope.id})
         return found.first() is not None
 
     async def mark_processed(self, envelope: CloudEvent) -> None:

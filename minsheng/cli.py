@@ -58,7 +58,8 @@ def run(
     settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
     typer.echo(f"Minsheng on http://{host}:{port}/  (data in {settings.data_dir.resolve()})")
-    uvicorn.run(build_app(settings, demo=demo), host=host, port=port, log_config=None, proxy_headers=True)
+    uvicorn.run(build_app(settings, demo=demo, freeze_gc=True), host=host, port=port, log_config=None,
+                proxy_headers=True)
 
 
 @app.command()
@@ -77,7 +78,8 @@ def serve(
     _services(service)
     settings = _settings(**({} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}))
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(build_app(settings, [service]), host=host, port=port, log_config=None, proxy_headers=True)
+    uvicorn.run(build_app(settings, [service], freeze_gc=True), host=host, port=port, log_config=None,
+                proxy_headers=True)
 
 
 @app.command()

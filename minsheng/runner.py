@@ -31,9 +31,9 @@ def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
 
 
 def build_app(settings: Settings, services: Sequence[str] = SERVICES, *, demo: bool = False,
-              bus: EventBus | None = None) -> FastAPI:
+              bus: EventBus | None = None, freeze_gc: bool = False) -> FastAPI:
     from minsheng.platform.app import create_root_app
 
     specs = [load_spec(n) for n in services]
     client_id = "minsheng-" + "-".join(services) if len(services) == 1 else "minsheng"
-    return create_root_app(specs, settings, bus or make_bus(settings, client_id), demo=demo)
+    return create_root_app(specs, settings, bus or make_bus(settings, client_id), demo=demo, freeze_gc=freeze_gc)

@@ -6,6 +6,7 @@ The paths are the same either way (``/points/...``), so the gateway routes witho
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from html import escape
@@ -61,7 +62,10 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
 
 
 def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: EventBus, *,
-                    demo: bool = False) -> FastAPI:
+                    demo: bool = False, freeze_gc: bool = False) -> FastAPI:
+    """``freeze_gc`` (the server processes): once started, move everything alive out of the cyclic
+    collector's sight (``gc.freeze``), so its full collections walk only what requests create — they
+    paused requests for 70-230 ms otherwise."""
     runtimes = [ServiceRuntime(spec, settings, bus) for spec in specs]
     apps = {rt.name: create_service_app(rt, migrate=settings.migrate_on_start) for rt in runtimes}
 
@@ -77,6 +81,9 @@ def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: Event
                 for rt in runtimes:
                     if rt.spec.seed_demo is not None:
                         await rt.spec.seed_demo(rt)
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             yield
 
     root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

@@ -6,6 +6,7 @@ A token's ``scope`` claim lists what the holder may see: ``*`` (the whole distri
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,16 +45,25 @@ class Principal:
         return Role.admin in self.roles or "*" in self.scopes
 
     def scoped_values(self, kind: str) -> set[str]:
-        prefix = f"{kind}:"
-        return {s[len(prefix):] for s in self.scopes if s.startswith(prefix)}
+        return set(self._scopes_by_kind.get(kind, ()))
+
+    @functools.cached_property
+    def _scopes_by_kind(self) -> dict[str, frozenset[str]]:
+        by_kind: dict[str, set[str]] = {}
+        for scope in self.scopes:
+            kind, sep, value = scope.partition(":")
+            if sep:
+                by_kind.setdefault(kind, set()).add(value)
+        return {kind: frozenset(values) for kind, values in by_kind.items()}
 
     def covers(self, community: str | None = None, compound: str | None = None) -> bool:
         """May this principal act on an object in ``community`` / ``compound``?"""
         if self.is_admin:
             return True
-        if community is not None and community in self.scoped_values("community"):
+        scopes = self._scopes_by_kind
+        if community is not None and community in scopes.get("community", ()):
             return True
-        return compound is not None and compound in self.scoped_values("compound")
+        return compound is not None and compound in scopes.get("compound", ())
 
 
 def mint_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Iterable[str] = (),

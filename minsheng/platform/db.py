@@ -32,6 +32,12 @@ class Database:
         if not self.is_postgres:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        # Reads need no transaction of their own: on PostgreSQL each statement of a READ COMMITTED transaction
+        # sees its own snapshot anyway, so autocommit reads see the same and save the BEGIN and ROLLBACK round
+        # trips. SQLite keeps the ordinary sessions (its reads are local calls).
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine,
+            expire_on_commit=False, class_=AsyncSession)
         # Set after a commit that wrote outbox rows, so the relay publishes at once instead of at its next poll.
         self.outbox_signal = asyncio.Event()
 

@@ -45,6 +45,9 @@ class _Claim:
     conn: AsyncConnection
     tx: AsyncTransaction
     rows: list[Any]
+    # Built when claimed: a batch claimed ahead is turned into messages while the one before it waits for
+    # the broker's acknowledgement, which keeps that work off the path between two sends.
+    messages: list[OutgoingMessage]
 
     async def close(self) -> None:
         """Roll back unless committed, and give the connection back."""
@@ -53,6 +56,11 @@ class _Claim:
                 await self.tx.rollback()
         with suppress(Exception):
             await self.conn.close()
+
+
+def _message(row: Any) -> OutgoingMessage:
+    return OutgoingMessage(topic=row.topic, key=row.key, value=row.payload.encode(),
+                           headers=[(k, str(v).encode()) for k, v in row.headers.items()])
 
 
 async def _abandon(task: asyncio.Task[_Claim | None]) -> None:
@@ -177,7 +185,7 @@ class OutboxRelay:
                 await tx.rollback()
                 await conn.close()
                 return None
-            return _Claim(conn, tx, rows)
+            return _Claim(conn, tx, rows, [_message(r) for r in rows])
         except BaseException:
             await conn.close()
             raise
@@ -207,13 +215,7 @@ class OutboxRelay:
         )
 
     async def _publish(self, claim: _Claim) -> None:
-        await self.bus.publish([
-            OutgoingMessage(
-                topic=r.topic, key=r.key, value=r.payload.encode(),
-                headers=[(k, str(v).encode()) for k, v in r.headers.items()],
-            )
-            for r in claim.rows
-        ])
+        await self.bus.publish(claim.messages)
 
     async def _commit(self, claim: _Claim) -> None:
         if not self.db.is_postgres:  # claimed by a plain SELECT: mark now

@@ -71,8 +71,8 @@ class ServiceRuntime:
     def name(self) -> str:
         return self.spec.name
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.db, self.spec.name)
+    def uow(self, *, read_only: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.db, self.spec.name, read_only=read_only)
 
     async def migrate(self) -> None:
         await upgrade(self.db, self.spec.name, self.spec.migrations_dir)
@@ -126,9 +126,24 @@ def runtime_of(request: Request) -> ServiceRuntime:
 
 
 async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
+    """The request's unit of work; GET and HEAD requests only read (``UnitOfWork.read_only``)."""
+    async with runtime_of(request).uow(read_only=request.method in _READ_METHODS) as uow:
+        yield uow
+
+
+async def writing_unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
+    """A unit of work that may commit whatever the method: for the reads that record something (a view of
+    personal data is logged)."""
     async with runtime_of(request).uow() as uow:
         yield uow
 
 
+_READ_METHODS = frozenset({"GET", "HEAD"})
 UoW = Annotated[UnitOfWork, Depends(unit_of_work)]
-Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
+WriteUoW = Annotated[UnitOfWork, Depends(writing_unit_of_work)]
+async def _runtime(request: Request) -> ServiceRuntime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a hand-off per request.
+    return runtime_of(request)
+
+
+Runtime = Annotated[ServiceRuntime, Depends(_runtime)]

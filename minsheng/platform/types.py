@@ -27,6 +27,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Any:
+        if dialect.name == "postgresql":
+            return None  # asyncpg returns timestamptz as aware UTC datetimes already: no per-value call
+        return super().result_processor(dialect, coltype)
+
 
 class JSONType(sa.TypeDecorator[Any]):
     """JSON on SQLite, JSONB on PostgreSQL (compact, indexable)."""

@@ -53,10 +53,19 @@ def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
     return sa.insert(outbox).values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in columns})
 
 
+@functools.cache
+def _seen_statement(inbox: sa.Table) -> sa.Select[Any]:
+    return sa.select(sa.literal(1)).where(inbox.c.source == sa.bindparam("source", type_=inbox.c.source.type),
+                                          inbox.c.id == sa.bindparam("id", type_=inbox.c.id.type))
+
+
 class UnitOfWork:
-    def __init__(self, db: Database, service: str) -> None:
+    """``read_only`` units (the GET requests) run without a transaction of their own and cannot commit."""
+
+    def __init__(self, db: Database, service: str, *, read_only: bool = False) -> None:
         self.db = db
         self.service = service
+        self.read_only = read_only
         self._pending: list[dict[str, Any]] = []
         self._inbox: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
@@ -68,7 +77,7 @@ class UnitOfWork:
         return self._session
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = self.db.sessionmaker()
+        self._session = (self.db.read_sessionmaker if self.read_only else self.db.sessionmaker)()
         return self
 
     async def __aexit__(
@@ -89,10 +98,8 @@ class UnitOfWork:
         return envelope
 
     async def seen(self, envelope: CloudEvent) -> bool:
-        t = self.db.tables.processed_events
-        found = await self.session.execute(
-            sa.select(sa.literal(1)).where(t.c.source == envelope.source, t.c.id == envelope.id)
-        )
+        found = await self.session.execute(_seen_statement(self.db.tables.processed_events),
+                                           {"source": envelope.source, "id": envelope.id})
         return found.first() is not None
 
     async def mark_processed(self, envelope: CloudEvent) -> None:
@@ -123,6 +130,8 @@ class UnitOfWork:
         self._inbox.clear()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit: open it with read_only=False")
         wrote_events = bool(self._pending)
         await self.flush_outbox()
         self._pending.clear()

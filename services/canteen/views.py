@@ -17,7 +17,7 @@ from minsheng.platform.auth import Principal, Role, current_principal, optional_
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.service import Runtime, UoW, WriteUoW
 from services.canteen import care, config, orders, reports, service, subsidy
 from services.canteen.models import (
     AbsenceAlertPublic,
@@ -299,7 +299,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
 
 @router.get("/diners/{diner_id}/sensitive", response_model=DinerSensitive, tags=["diners"],
             summary="Unmasked phone, ID number and health notes (staff; every read is logged)")
-async def read_sensitive(diner_id: UUID, uow: UoW, who: Carer, rt: Runtime,
+async def read_sensitive(diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime,
                          purpose: str = Query(min_length=2, max_length=200)) -> DinerSensitive:
     result = await service.read_sensitive(uow, who, diner_id, purpose, service.cipher(rt.settings))
     await _commit(uow)

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime
 
@@ -18,7 +18,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
-from minsheng.platform.service import UoW, runtime_of
+from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import catalogue, figures, open311, photos, service, votes
 from services.issues.models import (
@@ -63,10 +63,10 @@ def _cipher(key: str) -> FieldCipher:
     return FieldCipher(key)
 
 
-async def cipher_of(request: Request) -> FieldCipher:
-    # async, and no `Runtime` dependency: FastAPI runs a plain `def` dependency in its thread pool (a thread
-    # hand-off per request, costlier than the work).
-    key = runtime_of(request).settings.field_encryption_key
+async def cipher_of(runtime: Runtime) -> FieldCipher:
+    # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
+    # the work).
+    key = runtime.settings.field_encryption_key
     assert key is not None
     return _cipher(key.get_secret_value())
 
@@ -155,7 +155,7 @@ async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Is
 
 @router.get("/issues/{issue_id}/contact", tags=["issues"],
             summary="Staff: the resident's contact in clear (the read is recorded on the timeline)")
-async def reveal_contact(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
+async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
     issue = await service.get_issue(uow, who, issue_id)
     if not service.works_on(who, issue):
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")

@@ -9,6 +9,7 @@ import logging
 import struct
 from collections.abc import Sequence
 from contextlib import suppress
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -192,25 +193,18 @@ class KafkaBus:
                 # getmany has moved the positions past the whole batch: if this round fails, seek back to the
                 # first record not handled, or it and the rest of its batch would be skipped until a restart.
                 resume = {tp: records[0].offset for tp, records in batches.items() if records}
-                try:
-                    for tp, records in batches.items():
-                        for rec in records:
-                            await handler(Delivery(
-                                topic=rec.topic, key=rec.key.decode() if rec.key else None,
-                                value=rec.value or b"", headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
-                                partition=rec.partition, offset=rec.offset,
-                            ))
-                            resume[tp] = rec.offset + 1
-                        # Handlers committed their effects (and inbox rows) already: a crash before this line
-                        # means redelivery, which the inbox turns into a no-op.
-                        await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
-                        self.committed_offsets[(str(consumer._group_id), tp.topic, tp.partition)] = \
-                            records[-1].offset + 1
-                except BaseException:
+                # Partitions are handled side by side (each one in order: one key, one partition, so one
+                # aggregate's events stay in order); a slow handler holds up only its own partition.
+                outcomes = await asyncio.gather(
+                    *(self._handle_partition(consumer, tp, records, handler, resume)
+                      for tp, records in batches.items() if records),
+                    return_exceptions=True)
+                failures = [o for o in outcomes if isinstance(o, BaseException)]
+                if failures:
                     for tp, offset in resume.items():
                         with suppress(Exception):  # a partition revoked meanwhile is another member's now
                             consumer.seek(tp, offset)
-                    raise
+                    raise failures[0]
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
@@ -218,6 +212,20 @@ class KafkaBus:
                 log.warning("consumer %s: %s; retrying in %.1fs", consumer._group_id, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any],
+                                handler: MessageHandler, resume: dict[TopicPartition, int]) -> None:
+        for rec in records:
+            await handler(Delivery(
+                topic=rec.topic, key=rec.key.decode() if rec.key else None,
+                value=rec.value or b"", headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
+                partition=rec.partition, offset=rec.offset,
+            ))
+            resume[tp] = rec.offset + 1
+        # Handlers committed their effects (and inbox rows) already: a crash before this line means
+        # redelivery, which the inbox turns into a no-op.
+        await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+        self.committed_offsets[(str(consumer._group_id), tp.topic, tp.partition)] = records[-1].offset + 1
 
     async def consumer_lag(self) -> list[tuple[str, str, int, int]]:
         """(group, topic, partition, lag) for the partitions assigned to this process: the high watermark

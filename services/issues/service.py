@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from pydantic_core import PydanticUndefined
+from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel, col, select
 
 from minsheng.contracts.base import Origin
@@ -217,11 +219,22 @@ def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesConf
     return start + timedelta(minutes=minutes), start + timedelta(hours=category.resolution_hours)
 
 
-def _dedupe_key(category: str) -> str:
-    return f"issues-dedupe:{category}"
+def _dedupe_keys(category: str, lat: float, lng: float, radius_m: float) -> list[str]:
+    """The advisory locks that serialise the intake of reports which could be duplicates of each other: one per
+    grid cell the report's search box touches, on a grid of cells at least as wide as that box up to 60°N (so
+    at most four). Two reports within the radius of each other always share one — the cell of either one's
+    point lies in the other's box — while reports of one category elsewhere go ahead side by side."""
+    cell = 4 * radius_m / 111_320.0  # degrees; a box is at most cell/2 wide in longitude below 60°
+    south, north, west, east = bounding_box(lat, lng, radius_m)
+    rows = range(math.floor(south / cell), math.floor(north / cell) + 1)
+    columns = range(math.floor(west / cell), math.floor(east / cell) + 1)
+    return sorted(f"issues-dedupe:{category}:{r}:{c}" for r in rows for c in columns)
 
 
-_DEDUPE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("key", type_=sa.String()))))
+# Taken in the keys' order, so two intakes never wait for each other crosswise.
+_lock_cells = (sa.select(sa.func.unnest(sa.bindparam("keys", type_=postgresql.ARRAY(sa.String()))).label("key"))
+               .order_by("key").subquery("cells"))
+_DEDUPE_LOCK = sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(sa.func.hashtext(_lock_cells.c.key))))
 
 
 @functools.cache
@@ -244,9 +257,9 @@ async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float,
     (a household's need) only absorb reports from staff-side channels: a resident's report must not make them
     a participant of someone else's private matter."""
     if uow.db.is_postgres and not locked:
-        # Serialise intake per category so two simultaneous reports of one fire do not both open an issue.
+        # Two simultaneous reports of one fire must not both open an issue.
         connection = await uow.session.connection()
-        await connection.execute(_DEDUPE_LOCK, {"key": _dedupe_key(category)})
+        await connection.execute(_DEDUPE_LOCK, {"keys": _dedupe_keys(category, lat, lng, cfg.dedupe_radius_m)})
     south, north, west, east = bounding_box(lat, lng, cfg.dedupe_radius_m)
     connection = await uow.session.connection()
     rows = await connection.execute(_nearby_open_issues(include_private), {
@@ -298,7 +311,7 @@ def _intake_statements(postgres: bool, with_reporter: bool) -> tuple[sa.Executab
 _ISSUE_FOR_ORIGIN = sa.select(_REPORTERS.issue_id).where(
     _REPORTERS.origin_service == sa.bindparam("service"), _REPORTERS.origin_kind == sa.bindparam("kind"),
     _REPORTERS.origin_id == sa.bindparam("id"))
-# The same, taking the category's dedupe lock in the same round trip (the duplicate search comes after it).
+# The same, taking the report's dedupe locks in the same round trip (the duplicate search comes after them).
 _LOCK_AND_ISSUE_FOR_ORIGIN = sa.select(_ISSUE_FOR_ORIGIN.scalar_subquery(), _DEDUPE_LOCK.scalar_subquery())
 
 
@@ -306,13 +319,13 @@ def _dedupes(category: Category, lat: float | None, lng: float | None) -> bool:
     return category.dedupe and lat is not None and lng is not None
 
 
-async def issue_for_origin(uow: UnitOfWork, origin: Origin, *, lock_for: Category | None = None) -> UUID | None:
-    """The issue a report from another service became. With ``lock_for`` (PostgreSQL) it also takes that
-    category's dedupe lock, which ``intake`` then need not take again."""
+async def issue_for_origin(uow: UnitOfWork, origin: Origin, *, lock_keys: list[str] | None = None) -> UUID | None:
+    """The issue a report from another service became. With ``lock_keys`` (PostgreSQL) it also takes those
+    dedupe locks, which ``intake`` then need not take again."""
     params = {"service": origin.service, "kind": origin.kind, "id": origin.id}
     connection = await uow.session.connection()
-    if lock_for is not None and uow.db.is_postgres:
-        found = await connection.execute(_LOCK_AND_ISSUE_FOR_ORIGIN, {**params, "key": _dedupe_key(lock_for.code)})
+    if lock_keys and uow.db.is_postgres:
+        found = await connection.execute(_LOCK_AND_ISSUE_FOR_ORIGIN, {**params, "keys": lock_keys})
     else:
         found = await connection.execute(_ISSUE_FOR_ORIGIN, params)
     return found.scalar()
@@ -322,7 +335,7 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, 
                  locked: bool = False) -> tuple[IssueLike, bool]:
     """Open an issue, or attach the report to the open issue it duplicates. Returns (issue, attached): a new
     issue as a row of ``LIST_COLUMNS`` (written with Core: no ORM object to build and flush). ``locked``: the
-    caller took the category's dedupe lock already (``issue_for_origin``)."""
+    caller took the report's dedupe locks already (``issue_for_origin``)."""
     cfg = cfg or get_config()
     now = now or utcnow()
     cat = data.category
@@ -461,7 +474,9 @@ async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue
     origin = Origin(service="points", kind="hazard_report", id=str(report.report_id))
     cat = await category_or_default(uow, report.category, urgent=report.urgent)
     dedupes = _dedupes(cat, report.latitude, report.longitude)
-    if await issue_for_origin(uow, origin, lock_for=cat if dedupes else None) is not None:
+    keys = (_dedupe_keys(cat.code, report.latitude, report.longitude, get_config().dedupe_radius_m)
+            if dedupes and report.latitude is not None and report.longitude is not None else None)
+    if await issue_for_origin(uow, origin, lock_keys=keys) is not None:
         return None
     community = await resolve_community(uow, report.community, report.latitude, report.longitude, strict=False)
     issue, _ = await intake(uow, Intake(

@@ -87,9 +87,7 @@ class UnitOfWork:
         self._pending.clear()
         self._inbox.clear()
         if session is not None:
-            if session.in_transaction():
-                await session.rollback()
-            await session.close()
+            await session.close()  # rolls back what was not committed
 
     def emit(self, event: IntegrationEvent, *, subject: str | None = None) -> CloudEvent:
         """Queue an integration event; it is written to the outbox in this unit's transaction."""

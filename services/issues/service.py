@@ -39,6 +39,7 @@ from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
+from minsheng.platform.sql import one_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.catalogue import (
     category_or_default,
@@ -243,7 +244,7 @@ def _nearby_open_issues(include_private: bool) -> sa.Select[Any]:
     c = ISSUES.c
     query = sa.select(c.id, c.latitude, c.longitude).where(
         c.category == sa.bindparam("category"), c.created_at >= sa.bindparam("since", type_=c.created_at.type),
-        c.status.in_([s.value for s in OPEN_STATUSES]),
+        one_of(c.status, [s.value for s in OPEN_STATUSES]),
         c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
         c.longitude.between(sa.bindparam("west"), sa.bindparam("east")))
     if not include_private:

@@ -21,6 +21,7 @@ from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import mask_name
+from minsheng.platform.sql import one_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
 from services.points.models import (
@@ -253,7 +254,7 @@ def _balance_columns(with_expiry: bool) -> tuple[Any, ...]:
                                    ENTRIES.c.created_at >= _since("day_start"))
     recent: Any = sa.literal(0)
     if with_expiry:
-        recent = _sum_of_entries(ENTRIES.c.kind.in_(CREDIT_KINDS), ENTRIES.c.amount > 0,
+        recent = _sum_of_entries(one_of(ENTRIES.c.kind, CREDIT_KINDS), ENTRIES.c.amount > 0,
                                  ENTRIES.c.created_at >= _since("cutoff"))
     return (BALANCES.c.rider_id, BALANCES.c.balance, BALANCES.c.updated_at, earned_today.label("earned_today"),
             recent.label("recent_credits"))

@@ -9,6 +9,9 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+# The permission (a token scope) to see personal data in clear, in every service; each such read is recorded.
+PII_REVEAL_SCOPE = "pii:reveal"
+
 
 def mask_phone(phone: str | None) -> str | None:
     """138****5678"""

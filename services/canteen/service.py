@@ -18,7 +18,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.privacy import FieldCipher, mask_id_number
+from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher, mask_id_number
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.canteen import access, config
@@ -382,6 +382,9 @@ async def read_sensitive(uow: UnitOfWork, who: Principal, diner_id: UUID, purpos
                          fc: FieldCipher) -> DinerSensitive:
     diner, _, _, rel, _ = await load_diner(uow, who, diner_id, with_family=False)
     _staff_only(rel)
+    if not (who.is_admin or PII_REVEAL_SCOPE in who.scopes):
+        raise Problem(403, "reveal_not_permitted", "Not permitted to see personal data in clear",
+                      "Reading a diner's phone, ID number or health notes needs the `pii:reveal` permission.")
     uow.session.add(PiiAccess(diner_id=diner.id, subject=who.sub, purpose=purpose,
                               fields=["phone", "id_number", "health_notes"]))
     return DinerSensitive(id=diner.id, phone=diner.phone, id_number=fc.decrypt(diner.id_number_enc),

@@ -298,7 +298,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
 
 
 @router.get("/diners/{diner_id}/sensitive", response_model=DinerSensitive, tags=["diners"],
-            summary="Unmasked phone, ID number and health notes (staff; every read is logged)")
+            summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)")
 async def read_sensitive(diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime,
                          purpose: str = Query(min_length=2, max_length=200)) -> DinerSensitive:
     result = await service.read_sensitive(uow, who, diner_id, purpose, service.cipher(rt.settings))

@@ -15,10 +15,11 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.privacy import PII_REVEAL_SCOPE
 from minsheng.platform.uow import UnitOfWork
 from services.visits.models import GridAssignment, GridWorker, Resident, ResidentStatus
 
-REVEAL_SCOPE = "pii:reveal"
+REVEAL_SCOPE = PII_REVEAL_SCOPE
 AUDIT_SCOPE = "pii:audit"
 
 

@@ -45,13 +45,17 @@ async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(cantee
     assert number not in str(tuple(row)) and "injured" not in str(tuple(row))
     assert row.id_number_enc.startswith("v1:") and len(row.id_number_hash) == 64
 
-    # Only staff read the unmasked data, with a purpose; each read is in the access log.
+    # Only staff with the `pii:reveal` permission read the unmasked data, with a purpose; each read is logged.
     r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=canteen_staff(s),
+                           params={"purpose": "family contact after absence"})
+    assert r.status_code == 403 and r.json()["code"] == "reveal_not_permitted"
+    revealer = s.auth("staff", sub="cook-yunxing-street", scopes=["canteen:yunxing-street", "pii:reveal"])
+    r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=revealer,
                            params={"purpose": "family contact after absence"})
     assert r.status_code == 200
     assert r.json() == {"id": zhao["id"], "phone": "13935201101", "id_number": number,
                         "health_notes": "左腿受伤 injured left leg"}
-    r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=canteen_staff(s))
+    r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=revealer)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.purpose"
     log = (await s.client.get(f"/canteen/diners/{zhao['id']}/access-log", headers=county(s))).json()["items"]
     assert [(e["subject"], e["purpose"]) for e in log] == [("cook-yunxing-street", "family contact after absence")]

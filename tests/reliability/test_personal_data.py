@@ -128,7 +128,7 @@ async def test_personal_data_is_encrypted_masked_revealed_with_permission_and_au
     audit_without_permission = (await s.client.get("/visits/pii-audit", headers=staff)).status_code
 
     sensitive_url = f"/canteen/diners/{diner['id']}/sensitive"
-    canteen_staff = s.auth("staff", sub="pipl-canteen-staff", scopes=[f"canteen:{canteen['id']}"])
+    canteen_staff = s.auth("staff", sub="pipl-canteen-staff", scopes=[f"canteen:{canteen['id']}", "pii:reveal"])
     outsiders = {role: s.auth(role, sub=f"pipl-{role}", scopes=["community:nowhere"])
                  for role in ("resident", "rider", "merchant", "grid_worker", "staff")}
     canteen_refused = {role: (await s.client.get(sensitive_url, headers=h, params={"purpose": "curious"})).status_code

@@ -138,12 +138,12 @@ async def writing_unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
 
 
-_READ_METHODS = frozenset({"GET", "HEAD"})
-UoW = Annotated[UnitOfWork, Depends(unit_of_work)]
-WriteUoW = Annotated[UnitOfWork, Depends(writing_unit_of_work)]
 async def _runtime(request: Request) -> ServiceRuntime:
     # async: FastAPI runs a plain ``def`` dependency in its thread pool, a hand-off per request.
     return runtime_of(request)
 
 
+_READ_METHODS = frozenset({"GET", "HEAD"})
+UoW = Annotated[UnitOfWork, Depends(unit_of_work)]
+WriteUoW = Annotated[UnitOfWork, Depends(writing_unit_of_work)]
 Runtime = Annotated[ServiceRuntime, Depends(_runtime)]

@@ -4,6 +4,7 @@ docs/reliability.md: ``python -m tests.reliability.report``."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,5 +161,6 @@ def machine(results: dict[str, dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    results = load()
+    # python -m tests.reliability.report [DIR]: the table from DIR (default: the committed figures)
+    results = load(Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS_DIR)
     print(f"Machine: {machine(results)}\n\n{table(results)}")

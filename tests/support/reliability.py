@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,14 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "reliability" / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "reliability" / "results"  # the figures the README shows
+
+
+def results_dir() -> Path:
+    """Where this run writes its figures: ``MINSHENG_RELIABILITY_RESULTS`` (``tests/reliability/results`` to
+    refresh the committed ones), else a directory outside the checkout, so a test run leaves it as it was."""
+    configured = os.environ.get("MINSHENG_RELIABILITY_RESULTS")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "minsheng-reliability"
 
 ISSUE_CREATED = "minsheng.issues.issue.created.v1"
 
@@ -51,13 +59,14 @@ def machine() -> dict[str, Any]:
 
 
 def record(name: str, figures: dict[str, Any]) -> dict[str, Any]:
-    """Print a test's figures and write them to ``tests/reliability/results/<name>.json``."""
+    """Print a test's figures and write them to ``<results_dir()>/<name>.json``."""
     out = {"test": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
            **figures}
     text = json.dumps(out, indent=2, ensure_ascii=False, default=str)
     print(f"\n[reliability] {name}: {text}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{name}.json").write_text(text + "\n")
+    directory = results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(text + "\n")
     return out
 
 

@@ -111,6 +111,19 @@ class ServiceRuntime:
         self.started = False
 
 
+async def in_batches(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[int]], batch: int) -> int:
+    """Run ``step`` in a unit of work of its own, committed, until it handles fewer than ``batch`` rows (short
+    transactions, steady progress); the total it handled."""
+    total = 0
+    while True:
+        async with runtime.uow() as uow:
+            done = await step(uow)
+            await uow.commit()
+        total += done
+        if done < batch:
+            return total
+
+
 async def _housekeeping(runtime: ServiceRuntime) -> dict[str, int]:
     s = runtime.settings
     return await purge_platform_tables(runtime.db, outbox_hours=s.outbox_retention_hours,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.service import Job, ServiceRuntime, in_batches
 from services.canteen import care, config, orders, retention
 from services.canteen.models import ScanResult
 
@@ -23,14 +23,7 @@ async def sweep_no_shows(runtime: ServiceRuntime) -> int:
 
 async def pii_retention(runtime: ServiceRuntime) -> int:
     """Diners gone longer than the retention period lose their personal data (logged in the access log)."""
-    total = 0
-    while True:
-        async with runtime.uow() as uow:
-            done = await retention.purge_expired(uow)
-            await uow.commit()
-        total += done
-        if done < retention.BATCH:
-            return total
+    return await in_batches(runtime, retention.purge_expired, retention.BATCH)
 
 
 JOBS = (

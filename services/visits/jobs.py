@@ -3,25 +3,21 @@ PostgreSQL for confirmation; recomputing a household's schedule twice gives the 
 
 from __future__ import annotations
 
+import functools
 import logging
 
-from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.service import Job, ServiceRuntime, in_batches
 from services.visits import ledger, retention, schedule
 from services.visits.config import visits_settings
 
 log = logging.getLogger(__name__)
+AUTO_CONFIRM_BATCH = 500
 
 
 async def auto_confirm_needs(runtime: ServiceRuntime) -> int:
     """Resolved needs nobody answered about for a week are confirmed (the ledger notes it)."""
-    total = 0
-    while True:
-        async with runtime.uow() as uow:
-            done = await ledger.auto_confirm(uow)
-            await uow.commit()
-        total += done
-        if done < 500:
-            break
+    total = await in_batches(runtime, functools.partial(ledger.auto_confirm, limit=AUTO_CONFIRM_BATCH),
+                             AUTO_CONFIRM_BATCH)
     if total:
         log.info("visits: auto-confirmed %d resolved needs", total)
     return total
@@ -37,14 +33,7 @@ async def refresh_tiers(runtime: ServiceRuntime) -> int:
 
 async def pii_retention(runtime: ServiceRuntime) -> int:
     """Residents gone (moved/deceased) longer than the retention period lose their personal data (audited)."""
-    total = 0
-    while True:
-        async with runtime.uow() as uow:
-            done = await retention.purge_expired(uow)
-            await uow.commit()
-        total += done
-        if done < retention.BATCH:
-            break
+    total = await in_batches(runtime, retention.purge_expired, retention.BATCH)
     if total:
         log.info("visits: cleared the personal data of %d residents past retention", total)
     return total

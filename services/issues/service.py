@@ -277,7 +277,7 @@ async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float,
 
 def _defaults(model: type[SQLModel]) -> Callable[[], dict[str, Any]]:
     """The field defaults of a table model, as its constructor fills them, for Core INSERTs: a SQLModel table
-    object costs ~1 ms to construct (pydantic inspects every default factory's signature each time)."""
+    object costs ~250 µs to construct (SQLModel validates and sets every field in Python)."""
     fixed = {name: f.default for name, f in model.model_fields.items()
              if f.default is not PydanticUndefined and f.default_factory is None}
     factories = [(name, f.default_factory) for name, f in model.model_fields.items() if f.default_factory]

@@ -231,7 +231,7 @@ class Suite:
             self.run_large()
         return self.result()
 
-    # reads, writes, e2e, RSS: the four services as `minsheng serve` processes on PostgreSQL + Tansu ------
+    # reads, writes, e2e, RSS: the four services as `minsheng serve` processes on PostgreSQL + Kafka ------
 
     def run_core(self) -> None:
         env = self.env

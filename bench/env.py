@@ -124,6 +124,8 @@ class BenchEnv:
             self.kafka_bootstrap = env_kafka
         else:
             self._broker = local_broker()
+            if not self._broker.durable:  # Tansu has no idempotent producer
+                os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")
             self._broker.start()
             self.kafka_bootstrap = self._broker.bootstrap
         return self

@@ -27,7 +27,8 @@ def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
     return KafkaBus(settings.kafka_bootstrap, client_id=client_id,
                     session_timeout_ms=settings.kafka_session_timeout_ms,
                     fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-                    partitions=settings.kafka_topic_partitions)
+                    partitions=settings.kafka_topic_partitions,
+                    idempotent_producer=settings.kafka_idempotent_producer)
 
 
 def build_app(settings: Settings, services: Sequence[str] = SERVICES, *, demo: bool = False,

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 10_000
     kafka_fetch_max_wait_ms: int = 10
     kafka_topic_partitions: int = 3
+    # The relay's producer is idempotent: a send the client retries after a lost acknowledgement is written once.
+    # Correctness never depends on it (the consumers' inboxes absorb duplicates); turn it off only for a broker
+    # without idempotent producers (Tansu).
+    kafka_idempotent_producer: bool = True
 
     relay_batch_size: int = 200
     relay_poll_seconds: float = 1.0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, database_template, drop_databases, kafka_broker, postgres_server
+
+if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
+    os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")  # Tansu has no idempotent producer
 
 
 def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -1,6 +1,7 @@
 """The Kafka transport (aiokafka). Structured-mode CloudEvents; offsets committed after the handler's
-transaction; the producer waits for acks from all in-sync replicas. No Kafka transactions or idempotent
-producer: correctness comes from the outbox and the inbox."""
+transaction; the producer waits for acks from all in-sync replicas and is idempotent (its own retries after a
+lost acknowledgement write a record once). No Kafka transactions: correctness comes from the outbox and the
+inbox, the idempotent producer only keeps duplicates off the topic."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class KafkaBus:
         partitions: int = 3,
         replication_factor: int = 1,
         request_timeout_ms: int = 10_000,
+        idempotent_producer: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
@@ -66,6 +68,7 @@ class KafkaBus:
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.request_timeout_ms = request_timeout_ms
+        self.idempotent_producer = idempotent_producer
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
@@ -103,7 +106,7 @@ class KafkaBus:
                     bootstrap_servers=self.bootstrap,
                     client_id=self.client_id,
                     acks="all",
-                    enable_idempotence=False,
+                    enable_idempotence=self.idempotent_producer,
                     linger_ms=1,
                     request_timeout_ms=self.request_timeout_ms,
                 )

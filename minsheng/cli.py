@@ -67,6 +67,7 @@ def serve(
     service: Annotated[str, typer.Argument(help=f"One of {', '.join(SERVICES)}.")],
     host: str = "0.0.0.0",
     port: int = 8000,
+    demo: Annotated[bool, typer.Option(help="Load the demo data on start (idempotent).")] = False,
 ) -> None:
     """Run one service alone, on PostgreSQL and Kafka from settings (distributed mode). Scale by running more
     replicas (each one process), not workers: the relay and consumers are per process."""
@@ -78,7 +79,7 @@ def serve(
     _services(service)
     settings = _settings(**({} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}))
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(build_app(settings, [service], freeze_gc=True), host=host, port=port, log_config=None,
+    uvicorn.run(build_app(settings, [service], demo=demo, freeze_gc=True), host=host, port=port, log_config=None,
                 proxy_headers=True)
 
 
@@ -243,6 +244,39 @@ def contracts_export(
 
     for path in write_all(out):
         typer.echo(str(path))
+
+
+@app.command("dev-cluster")
+def dev_cluster_cmd(
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="PostgreSQL and Kafka data, logs; kept between runs.")] = Path(
+        "var/cluster"),
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Load the demo data.")] = True,
+    broker: Annotated[str, typer.Option(help="kafka (Apache Kafka) or tansu (memory only, quicker).")] = "kafka",
+) -> None:
+    """The distributed mode on this machine without Docker: PostgreSQL, Apache Kafka, every service as its own
+    `minsheng serve` process and the nginx gateway. Prints the URLs; Ctrl-C stops everything."""
+    import signal as signals
+    import time
+
+    from minsheng.localinfra.cluster import DevCluster, dev_cluster
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signals.signal(signals.SIGTERM, interrupted)
+    cluster = DevCluster(data_dir=data_dir.resolve(), services=list(SERVICES), gateway_port=port, demo=demo,
+                         broker_kind=broker, say=lambda line: print(line, flush=True))
+    try:
+        with dev_cluster(cluster):
+            print(f"ready: {cluster.gateway}/ — Ctrl-C to stop", flush=True)
+            while all(p.poll() is None for p in cluster.procs.values()):
+                time.sleep(0.5)
+            gone = [n for n, p in cluster.procs.items() if p.poll() is not None]
+            print(f"exited: {', '.join(gone)} — stopping the rest (logs in {data_dir / 'logs'})", flush=True)
+            raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -52,6 +52,16 @@ def _system_user(bindir: Path) -> str | None:
     return "embedded_postgres"
 
 
+def _check_reachable(directory: Path, user: str) -> None:
+    """The server runs as ``user``: every directory above its data must let others through (a root-owned 0700
+    one, such as pytest's ``tmp_path`` or ``/root``, would hide it)."""
+    for d in (directory, *directory.parents):
+        if not d.stat().st_mode & 0o001:
+            raise RuntimeError(f"PostgreSQL runs as the {user!r} system user, which cannot reach {directory} "
+                               f"({d} is closed to others): choose a data directory elsewhere, e.g. under /tmp "
+                               "or the checkout")
+
+
 class PostgresServer:
     """``init()`` once, then ``start()`` / ``stop()`` as often as wanted; ``cleanup()`` removes everything."""
 
@@ -64,6 +74,7 @@ class PostgresServer:
         self.user = _system_user(self.bin)
         if self.user is not None:
             self.root.chmod(0o777)
+            _check_reachable(self.root.resolve().parent, self.user)
 
     @property
     def base_url(self) -> str:
@@ -76,8 +87,11 @@ class PostgresServer:
         return out.stdout.strip()
 
     def _run(self, *args: str | Path, timeout: float = 90) -> None:
-        done = subprocess.run([str(a) for a in args], user=self.user, timeout=timeout, capture_output=True,
-                              text=True, check=False)
+        # The user's own group too: keeping root's group would apply a root-owned directory's group bits.
+        as_user: dict[str, object] = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
+                                      "extra_groups": []} if self.user else {}
+        done = subprocess.run([str(a) for a in args], timeout=timeout, capture_output=True, text=True, check=False,
+                              **as_user)  # type: ignore[call-overload]
         if done.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}\n{log[-3000:]}")

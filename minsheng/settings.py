@@ -1,4 +1,5 @@
-"""Configuration from the environment (prefix ``MINSHENG_``); see the README's configuration table."""
+"""Configuration from the environment (prefix ``MINSHENG_``). The comment beside each field is its entry in
+docs/reference/configuration.md (``python docs/generate.py``)."""
 
 from __future__ import annotations
 
@@ -16,41 +17,60 @@ DEV_FIELD_KEY = "bWluc2hlbmctZW1iZWRkZWQtZGV2LWtleS0zMmJ5dGU="  # 32 bytes, base
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MINSHENG_", env_file=None, extra="ignore")
 
+    # `embedded` (SQLite + in-process bus) or `distributed` (PostgreSQL + Kafka); `serve` defaults to distributed.
     mode: Literal["embedded", "distributed"] = "embedded"
+    # Where the embedded mode keeps its SQLite files.
     data_dir: Path = Path("var")
     # A SQLAlchemy async URL; ``{service}`` is replaced by the service name, so one template serves all four
     # (e.g. postgresql+asyncpg://minsheng@db/minsheng_{service}). Empty in embedded mode: SQLite under data_dir.
     database_url: str = ""
+    # Connections per service process (overflow as many again).
     db_pool_size: int = 10
+    # Apply migrations at start; set false when a migration job runs them.
     migrate_on_start: bool = True
 
+    # Kafka bootstrap servers.
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Consumer-group session timeout.
     kafka_session_timeout_ms: int = 10_000
+    # Consumer fetch wait (low = low latency).
     kafka_fetch_max_wait_ms: int = 10
+    # Partitions of the topics the services create when missing.
     kafka_topic_partitions: int = 3
     # The relay's producer is idempotent: a send the client retries after a lost acknowledgement is written once.
     # Correctness never depends on it (the consumers' inboxes absorb duplicates); turn it off only for a broker
     # without idempotent producers (Tansu).
     kafka_idempotent_producer: bool = True
 
+    # Outbox rows per publish batch.
     relay_batch_size: int = 200
+    # The relay's fallback poll (it is woken on commit anyway).
     relay_poll_seconds: float = 1.0
     relay_max_backoff_seconds: float = 5.0  # a down broker costs one connection attempt per 5 s at most
     # Housekeeping: sent outbox rows, inbox rows and idempotency keys older than these are deleted hourly.
     outbox_retention_hours: float = 72
-    inbox_retention_days: float = 14
-    idempotency_retention_hours: float = 48
+    inbox_retention_days: float = 14  # handled-event (inbox) rows are kept this long
+    idempotency_retention_hours: float = 48  # a client may retry with its Idempotency-Key this long
 
+    # Handler attempts before an event is dead-lettered.
     handler_max_attempts: int = 5
+    # First retry delay (doubles each attempt).
     handler_retry_base_seconds: float = 0.2
 
+    # HS256 secret for tokens; a development value in embedded mode only, required in distributed mode.
     jwt_secret: SecretStr | None = None
+    # Token issuer (`iss`).
     jwt_issuer: str = "minsheng"
+    # Default token lifetime.
     jwt_ttl_seconds: int = 3600
+    # Base64 of 32 bytes: AES-GCM for personal data at rest; a development value in embedded mode only.
     field_encryption_key: SecretStr | None = None
 
+    # Origins allowed by CORS (a JSON list), e.g. H5 pages.
     cors_origins: list[str] = []
+    # Log level.
     log_level: str = "INFO"
+    # One JSON object per log line.
     log_json: bool = False
 
     @model_validator(mode="after")

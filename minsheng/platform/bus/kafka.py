@@ -318,7 +318,9 @@ class KafkaBus:
                             ) -> list[tuple[TopicPartition, str]]:
         """Compare where this consumer stands (its position, and the offset this process last committed) with
         the log's start and end offsets, and rewind to the earliest offset every partition whose offset the log
-        does not have. Returns the partitions rewound with the reason; counts them in ``offset_resets``.
+        does not have. Returns the partitions rewound with the reason; counts them in ``offset_resets``. The
+        high watermark of this assignment's last fetch counts as an end offset too: a broker whose ListOffsets
+        answer lags what it already served (seen with Tansu) must not cause rewinds.
 
         ``no_committed``: the group has no committed offset for ``tps`` (a new group — or a broker that lost
         its offsets, which the offsets this process committed before reveal). ``out_of_range``: the broker
@@ -344,10 +346,12 @@ class KafkaBus:
             position = positions.get(tp)
             if out_of_range and tp in out_of_range:
                 offset = out_of_range[tp]
+                if position is not None and position != offset:
+                    continue  # the answer to a fetch sent before a seek (ours, or a rebalance's): stale
                 reason = "beyond_end" if offset > end else "before_start" if offset < start else "out_of_range"
-            elif position is not None and position > end:
+            elif position is not None and position > max(end, consumer.highwater(tp) or 0):
                 reason = "beyond_end"
-            elif committed is not None and committed > end:
+            elif committed is not None and committed > max(end, consumer.highwater(tp) or 0):
                 reason = "beyond_end"  # the position may already be back at 0 (the group's offsets are gone too)
             elif position is not None and position < start:
                 reason = "before_start"
@@ -368,6 +372,13 @@ class KafkaBus:
                 rewound.append((tp, reason))
             self.committed_offsets.pop(key, None)
             consumer.seek(tp, start)
+        if rewound:
+            # Make the rewind the group's: otherwise the next rebalance fetches the lost offset again (and the
+            # partition is rewound, and its events re-read, once per rebalance).
+            try:
+                await consumer.commit({tp: starts.get(tp, 0) for tp, _ in rewound})
+            except Exception as exc:  # a rebalance in progress: the next check or fetch error repeats this
+                log.warning("consumer %s: could not commit the rewound offsets (%s)", group, exc)
         return rewound
 
     async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any],

@@ -162,3 +162,53 @@ async def _bus_up(client: Any) -> bool:
 
 async def _pending(s: Any) -> int:
     return (await outbox_status(s.runtime("points").db)).pending
+
+
+async def test_a_prefix_keeps_two_deployments_apart_on_one_cluster(
+    tmp_path: Path, pg_template: str, kafka: tuple[str, Any]
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from tests.support.infra import eventually
+
+    prefix = f"t{uuid7().hex[-6:]}."
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
+        "mode": "distributed", "kafka_bootstrap": kafka[0], "kafka_session_timeout_ms": 6000,
+        "kafka_topic_partitions": 1, "kafka_prefix": prefix})
+    async with running_system(settings) as s:
+        rider = await register_rider(s)
+        assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
+
+        async def issues() -> int:
+            async with s.runtime("issues").db.engine.connect() as conn:
+                return int((await conn.execute(sa.text("SELECT count(*) FROM issues"))).scalar_one())
+
+        await becomes(issues, 1, within=30)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka[0])
+        await admin.start()
+        try:
+            topics = set(await admin.list_topics())
+            groups = {g[0] for g in await admin.list_consumer_groups()}
+        finally:
+            await admin.close()
+        assert f"{prefix}points.hazard" in topics and f"{prefix}issues.issue" in topics
+        assert f"{prefix}issues" in groups
+        bus = s.bus
+        assert all(c._group_id.startswith(prefix) for c in bus.consumers)  # type: ignore[attr-defined]
+        assert await eventually(lambda: any(k[0] == f"{prefix}issues" for k in bus.committed_offsets),  # type: ignore[attr-defined]
+                                within=10)
+        async with s.runtime("issues").db.engine.connect() as conn:  # the rest of the system sees plain names
+            assert (await conn.execute(sa.text("SELECT count(*) FROM dead_letters"))).scalar_one() == 0
+
+
+async def test_serve_creates_a_missing_database(pg_base_url: str) -> None:
+    from minsheng.platform.db import ensure_database
+    from tests.support.infra import drop_databases
+
+    template = f"{pg_base_url}/mstest_{uuid7().hex[-8:]}_{{service}}"
+    url = template.replace("{service}", "points")
+    try:
+        assert await ensure_database(url) == url.rsplit("/", 1)[1]  # created
+        assert await ensure_database(url) is None  # there now
+    finally:
+        await drop_databases(pg_base_url, template, ("points",))

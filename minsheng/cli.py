@@ -86,13 +86,19 @@ def serve(
 
 
 def _database_ready_or_exit(settings: Settings, service: str) -> None:
-    """Before serving: the service's PostgreSQL database exists (created when missing and the role may), and
-    answers. Otherwise one clear line and exit code 1, not a traceback from the middle of the start-up."""
+    """Before serving: the service's PostgreSQL database exists (created when missing and the role may).
+    A missing database that cannot be created — or, when this process is to migrate it, a server that does not
+    answer — ends in one clear line and exit code 1, not a traceback from the middle of the start-up. Without
+    ``MINSHENG_MIGRATE_ON_START`` a server that is not up yet is only a warning: the process starts and
+    ``/readyz`` answers 503 until the database is there (no crash loop while PostgreSQL starts)."""
     from minsheng.platform.db import DatabaseUnavailable, ensure_database
 
     try:
         created = asyncio.run(ensure_database(settings.database_url_for(service)))
     except DatabaseUnavailable as exc:
+        if not exc.missing and not settings.migrate_on_start:
+            typer.echo(f"minsheng serve {service}: {exc}; starting anyway (not ready until it answers)", err=True)
+            return
         typer.echo(f"minsheng serve {service}: {exc}", err=True)
         raise typer.Exit(code=1) from None
     if created:

@@ -113,7 +113,12 @@ _TRANSIENT_SQLSTATES = ("08", "57P", "53300")
 
 
 class DatabaseUnavailable(RuntimeError):
-    """A service's database cannot be used, said in one sentence for an operator (no traceback)."""
+    """A service's database cannot be used, said in one sentence for an operator (no traceback). ``missing``:
+    the server answered and the database does not exist (as opposed to a server that does not answer)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 async def ensure_database(url: str, *, connect_timeout: float = 10.0) -> str | None:
@@ -143,5 +148,5 @@ async def ensure_database(url: str, *, connect_timeout: float = 10.0) -> str | N
         raise DatabaseUnavailable(
             f"database {parsed.database!r} does not exist and could not be created ({where}): "
             f"{type(exc).__name__}: {exc}. Create it (deploy/postgres/init/10-minsheng-databases.sh does, per "
-            f"service) or run `minsheng migrate` with a role that may") from exc
+            f"service) or run `minsheng migrate` with a role that may", missing=True) from exc
     return parsed.database

@@ -125,7 +125,10 @@ def configuration() -> str:
              "embedded mode.", ""]
     for model in settings_models():
         prefix = model.model_config.get("env_prefix", "")  # type: ignore[attr-defined]
-        notes = field_comments(model)
+        notes: dict[str, str] = {}
+        for klass in reversed(model.__mro__):
+            if klass.__module__.startswith(("minsheng", "services")):
+                notes.update(field_comments(klass))
         lines += [f"## `{prefix}*` — {model.__module__}.{model.__name__}", "", _doc(model), "",
                   "| variable | default | meaning |", "|---|---|---|"]
         for name, field in model.model_fields.items():  # type: ignore[attr-defined]

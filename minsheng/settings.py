@@ -3,19 +3,60 @@ docs/reference/configuration.md (``python docs/generate.py``)."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "minsheng-embedded-dev-secret-change-me"
 DEV_FIELD_KEY = "bWluc2hlbmctZW1iZWRkZWQtZGV2LWtleS0zMmJ5dGU="  # 32 bytes, base64; embedded mode only
 
 
-class Settings(BaseSettings):
+class KafkaSettings(BaseSettings):
+    """The Kafka part of the settings, on its own so the topic job reads it without the services' secrets."""
+
     model_config = SettingsConfigDict(env_prefix="MINSHENG_", env_file=None, extra="ignore")
+
+    # Kafka bootstrap servers.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Consumer-group session timeout.
+    kafka_session_timeout_ms: int = 10_000
+    # Consumer fetch wait (low = low latency).
+    kafka_fetch_max_wait_ms: int = 10
+    # The one source of the topic layout: `minsheng topics create` and a service creating a missing topic both
+    # read these (partitions cap consumer replicas; growing them later reorders keys, see docs/operations.md).
+    kafka_topic_partitions: int = 6
+    kafka_replication_factor: int = 1  # topic replication (3 on a cluster)
+    kafka_min_insync_replicas: int = 0  # 0: the broker's default (2 on a cluster)
+    kafka_retention_hours: int = 168  # event topics' retention (set by the topic job): the replay window
+    kafka_dlq_retention_hours: int = 720  # dead-letter topics' retention
+    # Put in front of every topic, dead-letter topic and consumer group ("staging." → staging.points.hazard,
+    # group staging.issues), so two deployments can share one Kafka cluster.
+    kafka_prefix: str = ""
+    # How often a consumer compares its offsets with the log's (a broker that lost data); also on assignment.
+    kafka_offset_check_seconds: float = 30.0
+    # The relay's producer is idempotent: a send the client retries after a lost acknowledgement is written once.
+    # Correctness never depends on it (the consumers' inboxes absorb duplicates); turn it off only for a broker
+    # without idempotent producers (Tansu).
+    kafka_idempotent_producer: bool = True
+
+    @field_validator("kafka_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name_part(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,60}", value):
+            raise ValueError("MINSHENG_KAFKA_PREFIX may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    def topic_name(self, name: str) -> str:
+        """A topic or consumer group's name on the cluster."""
+        return self.kafka_prefix + name
+
+
+class Settings(KafkaSettings):
+    """Every setting of a Minsheng process."""
 
     # `embedded` (SQLite + in-process bus) or `distributed` (PostgreSQL + Kafka); `serve` defaults to distributed.
     mode: Literal["embedded", "distributed"] = "embedded"
@@ -28,19 +69,6 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     # Apply migrations at start; set false when a migration job runs them.
     migrate_on_start: bool = True
-
-    # Kafka bootstrap servers.
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    # Consumer-group session timeout.
-    kafka_session_timeout_ms: int = 10_000
-    # Consumer fetch wait (low = low latency).
-    kafka_fetch_max_wait_ms: int = 10
-    # Partitions of the topics the services create when missing.
-    kafka_topic_partitions: int = 3
-    # The relay's producer is idempotent: a send the client retries after a lost acknowledgement is written once.
-    # Correctness never depends on it (the consumers' inboxes absorb duplicates); turn it off only for a broker
-    # without idempotent producers (Tansu).
-    kafka_idempotent_producer: bool = True
 
     # Outbox rows per publish batch.
     relay_batch_size: int = 200

@@ -27,7 +27,7 @@ def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]
                              str(data_dir), "--broker", os.environ.get("MINSHENG_TEST_KAFKA", "kafka")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 420  # a slow, shared machine: PostgreSQL, Kafka and five processes start
     assert proc.stdout is not None
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 1.0)

@@ -43,6 +43,15 @@ ROWS: dict[str, list[Row]] = {
         ("", "write latency while the broker is down", lambda r: f"p50 {r['write_latency_ms_p50']} ms, "
          f"p99 {r['write_latency_ms_p99']} ms"),
     ],
+    "broker_data_loss": [
+        ("Broker came back empty (acknowledged events lost)", "detected",
+         lambda r: f"{r['offset_resets_beyond_end']} partitions' offsets beyond the log's end → rewound, "
+         f"`minsheng_consumer_offset_resets_total` in {r['detected_in_seconds']} s ({r['broker']})"),
+        ("", "`outbox resend --since` → lost / duplicate effects",
+         lambda r: f"{r['lost_before_resend']} lost before; {r['resent']} re-sent → **{r['lost']} / "
+         f"{r['duplicate_issues']}** (duplicate IssueCreated events {r['duplicate_issue_created_events']}; "
+         f"{r['consumer_duplicates_absorbed']} re-sent events dropped by the inbox)"),
+    ],
     "process_killed": [
         ("Service SIGKILLed between commit and publish", "rows stranded by the kill → re-sent after restart",
          lambda r: f"{r['phase1_outbox_rows_stranded']} → {r['phase1_issues']} issues in "

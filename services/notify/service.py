@@ -266,7 +266,7 @@ def decrypt_address(fc: FieldCipher, delivery_channel: str, address_enc: str | N
 
 async def inbox_unread(uow: UnitOfWork, account_id: str) -> int:
     return int((await uow.session.execute(sa.select(sa.func.count()).select_from(Message).where(
-        Message.account_id == account_id, col(Message.read_at).is_(None)))).scalar_one())
+        col(Message.account_id) == account_id, col(Message.read_at).is_(None)))).scalar_one())
 
 
 async def mark_read(uow: UnitOfWork, account_id: str, ids: list[UUID] | None) -> int:

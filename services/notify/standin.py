@@ -2,8 +2,8 @@
 subscribe/send), Tencent Cloud SMS (SendSms with a checked TC3 signature) and the WeCom group robot.
 
 ``bin/run`` and the tests use them; the distributed mode refuses them unless ``MINSHENG_NOTIFY_STANDIN=true``.
-Control endpoints under ``/_control`` make a provider fail (HTTP 503 outage), throttle (its real throttle
-code) or expire tokens for a while, and list what was received.
+Control endpoints under ``/_control`` make a provider fail (HTTP 503 outage) or throttle (its real throttle
+code) for a while, expire the WeChat tokens at once, and list what was received.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _LIMITS = {"thing": 20, "number": 32, "letter": 32, "symbol": 5, "character_stri
 
 @dataclass
 class Fault:
-    mode: str  # outage | throttle | expire_tokens
+    mode: str  # outage | throttle
     until: float
 
 
@@ -48,6 +48,11 @@ class StandinState:
     tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (monotonic)
     token_calls: int = 0
     robot_keys: set[str] = field(default_factory=set)  # empty = any key works
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far expires now (the next send answers 42001)."""
+        for token in self.tokens:
+            self.tokens[token] = 0.0
 
     def fault(self, channel: str) -> str | None:
         f = self.faults.get(channel)
@@ -90,8 +95,6 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
             st.refused["wechat"] += 1
             return JSONResponse({"errmsg": "service unavailable"}, status_code=503)
         token = request.query_params.get("access_token", "")
-        if mode == "expire_tokens":
-            st.tokens.clear()
         if token not in st.tokens:
             st.refused["wechat"] += 1
             return _wechat_error(40001, "invalid credential, access_token is invalid or not latest")
@@ -191,6 +194,9 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
     # --- control -------------------------------------------------------------------------------------------------
     @app.post("/_control/fault")
     async def set_fault(body: dict[str, Any]) -> dict[str, str]:
+        if body["mode"] == "expire_tokens":
+            st.expire_tokens()
+            return {"status": "ok"}
         st.faults[body["channel"]] = Fault(body["mode"], time.monotonic() + float(body.get("seconds", 30)))
         return {"status": "ok"}
 

@@ -76,9 +76,9 @@ async def subscribe(s: System, sub: str, *templates: str) -> Any:
     return r.json()
 
 
-async def due_or_sending(s: System) -> int:
+async def due_or_sending(s: System, *, later_too: bool = False) -> int:
     d = Delivery.__table__  # type: ignore[attr-defined]
-    now = datetime.now(UTC)
+    now = datetime.max.replace(tzinfo=UTC) if later_too else datetime.now(UTC)
     async with s.runtime("notify").db.engine.connect() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(d).where(sa.or_(
             sa.and_(d.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
@@ -86,15 +86,16 @@ async def due_or_sending(s: System) -> int:
             d.c.status == DeliveryStatus.sending.value)))).scalar_one())
 
 
-async def flush(s: System, within: float = 20.0) -> None:
-    """Settle the bus, then send until nothing is due (the background sender may take some rows)."""
+async def flush(s: System, within: float = 20.0, *, later_too: bool = False) -> None:
+    """Settle the bus, then send until nothing is due (``later_too``: nor waiting for later); the background
+    sender may take some of the rows."""
     if isinstance(s.bus, InProcessBus):
         await s.settle()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         await notifier(s).run_once()
-        if await due_or_sending(s) == 0:
+        if await due_or_sending(s, later_too=later_too) == 0:
             return
         if loop.time() > deadline:
             raise AssertionError("deliveries still due")

@@ -198,3 +198,25 @@ async def test_staff_see_deliveries_masked_and_filtered_and_metrics_count_them(n
     assert 'minsheng_notify_deliveries{channel="sms",status="failed"} 1.0' in text
     rules = (await s.client.get("/notify/rules", headers=desk)).json()
     assert {r["id"] for r in rules} >= {"issue_resolved", "urgent_issue_duty", "canteen_absence_family"}
+
+
+async def test_the_cli_lists_dead_deliveries_masked_and_resends_them(notify: System, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from minsheng.cli import app
+
+    s = notify
+    await deliver(s, alert("12399998888"), source="canteen")  # the stand-in refuses 123… numbers
+    await flush(s)
+    env = {"MINSHENG_DATA_DIR": str(tmp_path), "MINSHENG_MODE": "embedded"}
+    runner = CliRunner()
+    listed = await asyncio.to_thread(runner.invoke, app, ["notify", "deliveries"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [row] = [json.loads(line) for line in listed.output.splitlines()]
+    assert row["status"] == "failed" and row["address_masked"] == "123****8888"
+    assert "12399998888" not in listed.output and "body" not in row
+    resent = await asyncio.to_thread(runner.invoke, app, ["notify", "resend", "--id", row["id"]], env=env)
+    assert resent.exit_code == 0 and resent.output.strip() == "1 deliveries due again"
+    await flush(s)
+    [again] = await deliveries(s, channel="sms")
+    assert again.status == "failed" and again.attempts == 1  # tried once more, refused again

@@ -141,7 +141,12 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
     fields = event.__dict__
     if rule.audience == "reporter":
         reporter = fields.get("reporter")
-        return [await _account_target(uow, reporter)] if reporter else []
+        if not reporter:
+            return []
+        if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
+            return [await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider",
+                                                                                reporter.removeprefix("rider:"))]
+        return [await _account_target(uow, reporter)]
     if rule.audience == "rider":
         return [await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider",
                                                                             str(fields["rider_id"]))]

@@ -3,13 +3,12 @@ the staff view of deliveries (masked, no bodies)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
@@ -142,7 +141,7 @@ async def set_preferences(uow: UoW, who: Caller, body: PreferenceUpdate) -> Pref
 async def deliveries(uow: UoW, who: Staff, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
                      status: DeliveryStatus | None = None, channel: str | None = None,
                      recipient: str | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
-                     since: datetime | None = None) -> Page[DeliveryPublic]:
+                     since: AwareDatetime | None = None) -> Page[DeliveryPublic]:
     query = select(Delivery)
     if status is not None:
         query = query.where(Delivery.status == status.value)

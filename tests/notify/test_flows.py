@@ -58,10 +58,14 @@ async def test_an_urgent_fire_reaches_the_duty_group_within_a_second(three: Syst
     staff = s.auth("staff", sub="staff-1", scopes=["community:yunxing"])
     issue = (await s.client.get("/issues/issues", headers=staff)).json()["items"][0]
     assert (await s.client.post(f"/issues/issues/{issue['id']}/verify", headers=staff)).status_code == 200
+    r = await s.client.post(f"/issues/issues/{issue['id']}/resolve", headers=staff, json={"note": "已扑灭"})
+    assert r.status_code == 200, r.text
     await flush(s)
     items = (await s.client.get("/notify/inbox", headers=rider)).json()["items"]
-    assert [m["rule"] for m in items] == ["points_earned"]
-    assert items[0]["body"] == "您获得20积分（隐患上报），当前余额20。"
+    # The issue names the rider's report (reporter "rider:<id>"): the linked account hears of it too.
+    rules = [m["rule"] for m in items]
+    assert sorted(rules) == ["issue_accepted", "issue_resolved", "points_earned"], rules
+    assert next(m for m in items if m["rule"] == "points_earned")["body"] == "您获得20积分（隐患上报），当前余额20。"
     assert len(received(s, "wecom")) == 1  # one urgent issue, one alert
 
 

@@ -144,7 +144,7 @@ class Notifier:
     async def run_once(self, channels: Iterable[str] | None = None) -> int:
         """Claim, send and record what is due on every channel; the number of deliveries handled."""
         handled = 0
-        for channel in channels or [c.value for c in SENT_CHANNELS]:
+        for channel in channels or await self._due_channels():
             adapter = self.adapters.get(channel)
             if adapter is None:
                 await self._hold_unconfigured(channel)
@@ -164,12 +164,19 @@ class Notifier:
             handled += len(rows)
         return handled
 
+    async def _due_channels(self) -> list[str]:
+        """The channels with something to send now: one read, so an idle or one-channel round takes no write
+        lock for the others (SQLite has one writer at a time)."""
+        now = utcnow()
+        query = sa.select(D.c.channel).where(D.c.channel.in_([c.value for c in SENT_CHANNELS]), _due(now))
+        if config.get().in_quiet_hours(now):
+            query = query.where(D.c.urgent.is_(True))
+        async with self.db.read_sessionmaker() as session:
+            return sorted({c for (c,) in await session.execute(query.distinct())})
+
     async def _claim(self, channel: str, limit: int, lease: datetime) -> Sequence[sa.Row[Any]]:
         now = utcnow()
-        due = sa.or_(sa.and_(D.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
-                             D.c.next_attempt_at <= now),
-                     sa.and_(D.c.status == DeliveryStatus.sending.value, D.c.lease_until < now))
-        pick = sa.select(D.c.id).where(D.c.channel == channel, due)
+        pick = sa.select(D.c.id).where(D.c.channel == channel, _due(now))
         if config.get().in_quiet_hours(now):
             pick = pick.where(D.c.urgent.is_(True))
         pick = pick.order_by(D.c.urgent.desc(), D.c.next_attempt_at).limit(limit)
@@ -284,6 +291,12 @@ class Notifier:
                 D.c.next_attempt_at <= now).group_by(D.c.channel))
             self.stats.oldest_due_age = {c: (now - as_utc(t)).total_seconds() for c, t in oldest if t is not None}
         return self.stats
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(sa.and_(D.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
+                          D.c.next_attempt_at <= now),
+                  sa.and_(D.c.status == DeliveryStatus.sending.value, D.c.lease_until < now))
 
 
 async def _no_subscription() -> Outcome:

@@ -119,7 +119,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
                 return _wechat_error(47003, f"argument invalid! data.{key}.value invalid")
         if body.get("miniprogram_state", "formal") not in ("developer", "trial", "formal"):
             return _wechat_error(47003, "argument invalid! miniprogram_state")
-        st.received["wechat"].append(body)
+        st.received["wechat"].append({**body, "at": time.time()})
         return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": len(st.received["wechat"])})
 
     # --- WeCom group robot -------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
                 statuses.append({**base, "SerialNo": "", "Fee": 0, "Code": "InvalidParameterValue.IncorrectPhoneNumber",
                                  "Message": "incorrect phone number"})
             else:
-                st.received["sms"].append({"phone": phone, **body})
+                st.received["sms"].append({"phone": phone, **body, "at": time.time()})
                 statuses.append({**base, "SerialNo": f"5000:{secrets.token_hex(8)}", "Fee": 1, "Code": "Ok",
                                  "Message": "send success"})
         return JSONResponse({"Response": {"SendStatusSet": statuses, "RequestId": request_id}})

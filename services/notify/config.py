@@ -50,7 +50,7 @@ class NotifySettings(BaseSettings):
 
     # Sender loop: how often it polls when idle, how many rows it claims per channel per round, how long a
     # claimed row is leased before another replica may take it over (crash recovery).
-    sender_poll_seconds: float = 0.1
+    sender_poll_seconds: float = 0.5  # a commit that writes deliveries wakes the sender at once
     sender_batch: int = 50
     lease_seconds: float = 30.0
     http_timeout_seconds: float = 5.0

@@ -9,11 +9,13 @@ from uuid import UUID
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import not_found
-from minsheng.platform.ids import utcnow
+from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.service import UoW
 from services.notify import service
@@ -33,6 +35,7 @@ from services.notify.models import (
 from services.notify.rules import Rule, rulebook
 
 router = APIRouter()
+_SUBS = Subscription.__table__  # type: ignore[attr-defined]
 Caller = Annotated[Principal, Depends(current_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -87,13 +90,12 @@ async def record_subscriptions(uow: UoW, who: Caller, body: SubscriptionRecord) 
     for template_id, answer in sorted(body.results.items()):
         if template_id == "errMsg" or answer not in ("accept", "acceptWithAudio") or template_id not in known:
             continue  # reject / ban / filter, or a template no rule uses: nothing to record
-        sub = (await uow.session.execute(select(Subscription).where(
-            Subscription.account_id == who.sub, Subscription.template_id == template_id))).scalar_one_or_none()
-        if sub is None:
-            uow.session.add(Subscription(account_id=who.sub, template_id=template_id, credits=1))
-        else:
-            sub.credits += 1
-            sub.updated_at = utcnow()
+        # One statement (INSERT … ON CONFLICT DO UPDATE): two taps recorded at once both count.
+        insert = pg_insert(_SUBS) if uow.db.is_postgres else sqlite_insert(_SUBS)
+        await uow.session.execute(insert.values(id=uuid7(), account_id=who.sub, template_id=template_id, credits=1,
+                                                updated_at=utcnow()).on_conflict_do_update(
+            index_elements=["account_id", "template_id"],
+            set_={"credits": _SUBS.c.credits + 1, "updated_at": utcnow()}))
     await uow.commit()
     return await _subscriptions(uow, who.sub)
 

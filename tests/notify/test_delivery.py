@@ -221,3 +221,17 @@ async def test_the_cli_lists_dead_deliveries_masked_and_resends_them(notify: Sys
     await flush(s)
     [again] = await deliveries(s, channel="sms")
     assert again.status == "failed" and again.attempts == 1  # tried once more, refused again
+
+
+async def test_retention_deletes_finished_messages_and_keeps_what_is_still_to_send(notify: System) -> None:
+    from services.notify.jobs import purge_old
+
+    s = notify
+    await deliver(s, alert("13900000001"), source="canteen")
+    await flush(s)
+    with config.override(**{**config.get().model_dump(), "quiet_start": clock(0, 0), "quiet_end": clock(23, 59, 59)}):
+        await deliver(s, alert("13900000002"), source="canteen")  # held until morning
+    with config.override(**{**config.get().model_dump(), "retention_days": 0}):
+        assert await purge_old(s.runtime("notify")) == 1
+    [kept] = await deliveries(s)
+    assert kept.status == "held"

@@ -21,9 +21,11 @@ app = typer.Typer(help="Minsheng 民生 — grassroots-governance backend.", no_
 outbox_app = typer.Typer(help="The transactional outbox.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: events a handler kept failing on.", no_args_is_help=True)
 contracts_app = typer.Typer(help="The published event contracts.", no_args_is_help=True)
+notify_app = typer.Typer(help="The notify service's deliveries.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(notify_app, name="notify")
 app.add_typer(topics_cli, name="topics")
 
 ServiceArg = Annotated[str | None, typer.Argument(help=f"One of {', '.join(SERVICES)}; all when omitted.")]
@@ -48,7 +50,7 @@ def run(
     data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite files live (default ./var).")] = None,
     demo: Annotated[bool, typer.Option(help="Load demo data (idempotent).")] = False,
 ) -> None:
-    """Run all four services in one process on one port (embedded mode: SQLite + in-process bus)."""
+    """Run every service in one process on one port (embedded mode: SQLite + in-process bus)."""
     import uvicorn
 
     from minsheng.platform.observability import configure_logging
@@ -340,6 +342,54 @@ def dlq_discard(
     missing = sorted(set(ids or ()) - {d for d, _ in discarded})
     typer.echo(f"{service}: {len(discarded)} discarded"
                + (f"; not found or already replayed/discarded: {', '.join(missing)}" if missing else ""))
+
+
+@notify_app.command("deliveries")
+def notify_deliveries(
+    status: Annotated[list[str] | None, typer.Option("--status", help="Repeatable; default failed and dead.")] = None,
+    channel: Annotated[str | None, typer.Option(help="wechat, sms, wecom or inbox")] = None,
+    limit: int = 200,
+) -> None:
+    """Deliveries (masked addresses, no message bodies), newest first: by default the dead and failed ones."""
+    from minsheng.runner import service_module
+
+    ops: Any = service_module("notify", "ops")
+    settings = _settings()
+
+    async def go() -> None:
+        rt = _runtime("notify", settings)
+        try:
+            rows = await ops.list_deliveries(rt.db, status=status or ("failed", "dead"), channel=channel,
+                                             limit=limit)
+        finally:
+            await rt.db.dispose()
+        if rows:
+            typer.echo(ops.render(rows))
+
+    asyncio.run(go())
+
+
+@notify_app.command("resend")
+def notify_resend(
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these deliveries; repeatable.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every failed and dead delivery.")] = False,
+) -> None:
+    """Make failed/dead deliveries due again (attempts reset); the running sender sends them."""
+    from minsheng.runner import service_module
+
+    if not ids and not all_:
+        raise typer.BadParameter("name deliveries with --id, or pass --all")
+    ops: Any = service_module("notify", "ops")
+    settings = _settings()
+
+    async def go() -> int:
+        rt = _runtime("notify", settings)
+        try:
+            return int(await ops.resend_deliveries(rt.db, ids))
+        finally:
+            await rt.db.dispose()
+
+    typer.echo(f"{asyncio.run(go())} deliveries due again")
 
 
 @contracts_app.command("export")

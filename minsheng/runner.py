@@ -21,6 +21,13 @@ def load_spec(name: str) -> ServiceSpec:
     return importlib.import_module(f"services.{name}.app").SPEC  # type: ignore[no-any-return]
 
 
+def service_module(name: str, module: str) -> object:
+    """A service's module by name (the CLI's service-specific commands), keeping service imports here."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}")
+    return importlib.import_module(f"services.{name}.{module}")
+
+
 def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
     if settings.mode == "embedded":
         return InProcessBus()

@@ -51,6 +51,14 @@ def env(service: str) -> list[dict[str, Any]]:
     ]
 
 
+def provider_secrets(service: str) -> list[dict[str, Any]]:
+    """notify's provider credentials (MINSHENG_NOTIFY_WECHAT_SECRET, …_SMS_SECRET_KEY, …_WECOM_ROBOT_KEYS): a
+    secret created out of band; optional, since a channel without credentials only holds its deliveries."""
+    if service != "notify":
+        return []
+    return [{"secretRef": {"name": "minsheng-notify-providers", "optional": True}}]
+
+
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                 "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -60,7 +68,7 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem
 def container(service: str, name: str, command: list[str], *, resources: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name, "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": command,
-        "envFrom": [{"configMapRef": {"name": "minsheng-config"}}], "env": env(service),
+        "envFrom": [{"configMapRef": {"name": "minsheng-config"}}, *provider_secrets(service)], "env": env(service),
         "resources": resources, "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }

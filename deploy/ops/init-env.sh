@@ -15,6 +15,7 @@ declare -A generated=(
   [ISSUES_DB_PASSWORD]="$(rand_hex 24)"
   [POINTS_DB_PASSWORD]="$(rand_hex 24)"
   [CANTEEN_DB_PASSWORD]="$(rand_hex 24)"
+  [NOTIFY_DB_PASSWORD]="$(rand_hex 24)"
   [GRAFANA_ADMIN_PASSWORD]="$(rand_hex 12)"
 )
 while IFS= read -r line || [ -n "$line" ]; do

@@ -6,9 +6,23 @@ from datetime import date, datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from minsheng.contracts.base import IntegrationEvent, contract
+
+
+class FamilyContact(BaseModel):
+    """A diner's family member as the notify service needs them to pass on an absence alert: their login
+    (``subject``, when they have one) and, for families without WeChat, the phone the canteen holds for them.
+    Personal information: the phone is in clear on the wire (topic ACL: visits and notify only) because
+    notify must be able to text it; it is encrypted at rest on both ends."""
+
+    model_config = ConfigDict(frozen=True)
+
+    member_id: UUID
+    subject: str | None = None
+    relation: str | None = None
+    phone: str | None = None
 
 MealSlot = Literal["breakfast", "lunch", "dinner"]
 
@@ -68,7 +82,12 @@ class AbsenceAlert(IntegrationEvent):
         "alert_id": "01936f2e-c000-7000-8000-000000000020", "diner_id": "01936f2e-c000-7000-8000-000000000002",
         "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "canteen_id": "01936f2e-c000-7000-8000-000000000001",
         "community": "yunxing", "compound": "yuntaiyuan", "last_meal_on": "2026-11-23",
-        "days_absent": 3, "meals_last_30_days": 26, "raised_at": "2026-11-27T07:00:00Z"}]})
+        "days_absent": 3, "meals_last_30_days": 26, "raised_at": "2026-11-27T07:00:00Z",
+        "family_contacts": [{"member_id": "01936f2e-c000-7000-8000-000000000030", "subject": "family-zhao-son",
+                             "relation": "son", "phone": "13912345678"}]}]})
+    # The family's contacts travel so notify can reach them (by SMS when they have no account): declared
+    # personal data, added in place (optional).
+    personal_data: ClassVar[frozenset[str]] = frozenset({"family_contacts"})
 
     alert_id: UUID
     diner_id: UUID
@@ -80,6 +99,7 @@ class AbsenceAlert(IntegrationEvent):
     days_absent: int
     meals_last_30_days: int
     raised_at: datetime
+    family_contacts: list[FamilyContact] = []
 
 
 @contract

@@ -38,6 +38,9 @@ class IssueFact(IntegrationEvent):
     linked: list[Origin] = []
     occurred_at: datetime
     actor: str | None = None  # who did it (subject of the staff token), None for the system
+    # The principal (JWT ``sub``) of whoever reported the issue first, so the notify service can answer them
+    # (件件有回音) without calling back. Added in place (optional): older events simply lack it.
+    reporter: str | None = None
 
 
 def _examples(**extra: Any) -> ConfigDict:

@@ -290,6 +290,9 @@ def install_metrics(app: FastAPI, runtimes: Iterable[ServiceRuntime], bus: Event
     """Add the metrics middleware and ``GET /metrics`` to the root app."""
     metrics = Metrics({rt.name: rt for rt in runtimes}, bus, mode=mode, version=app.version)
     app.state.metrics = metrics
+    for rt in metrics.runtimes.values():
+        if rt.spec.metrics is not None:
+            metrics.registry.register(rt.spec.metrics(rt))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)

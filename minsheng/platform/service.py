@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,6 +50,12 @@ class ServiceSpec:
     handlers: Mapping[type[IntegrationEvent], Handler] = field(default_factory=dict)
     jobs: Sequence[Job] = ()
     seed_demo: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    # Resources of the service's own that live as long as the running service (HTTP clients, a sender loop,
+    # a local provider stand-in): entered after migrations, exited before the database closes.
+    # ``runtime.jobs_enabled`` tells whether this process runs background work.
+    lifespan: Callable[[ServiceRuntime], AbstractAsyncContextManager[None]] | None = None
+    # A Prometheus collector of the service's own metrics, registered on the process's /metrics.
+    metrics: Callable[[ServiceRuntime], Any] | None = None
 
 
 class ServiceRuntime:
@@ -65,6 +71,8 @@ class ServiceRuntime:
                                       max_attempts=settings.handler_max_attempts,
                                       retry_base_seconds=settings.handler_retry_base_seconds)
         self._tasks: list[asyncio.Task[None]] = []
+        self._resources = AsyncExitStack()
+        self.jobs_enabled = False
         self.started = False
 
     @property
@@ -81,6 +89,9 @@ class ServiceRuntime:
                     jobs: bool = True) -> None:
         if migrate:
             await self.migrate()
+        self.jobs_enabled = jobs
+        if self.spec.lifespan is not None:
+            await self._resources.enter_async_context(self.spec.lifespan(self))
         if relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay"))
         if consume and self.consumer.topics:
@@ -107,6 +118,8 @@ class ServiceRuntime:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        with suppress(Exception):
+            await self._resources.aclose()
         await self.db.dispose()
         self.started = False
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from minsheng.contracts.canteen import AbsenceAlert
+from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
 from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
@@ -27,6 +27,7 @@ from services.canteen.models import (
     Canteen,
     Diner,
     DinerStatus,
+    FamilyMember,
     LineStatus,
     Menu,
     MenuStatus,
@@ -121,10 +122,14 @@ async def scan_absences(uow: UnitOfWork, today: date | None = None) -> ScanResul
             continue  # another replica raised this spell first
         raised += 1
         canteen = canteens.get(diner.canteen_id)
+        contacts = [FamilyContact(member_id=m.id, subject=m.subject, relation=m.relation, phone=m.phone)
+                    for m in (await uow.session.execute(
+                        select(FamilyMember).where(FamilyMember.diner_id == diner.id))).scalars()]
         uow.emit(AbsenceAlert(
             alert_id=alert_id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=diner.canteen_id,
             community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
             last_meal_on=last, days_absent=len(missed), meals_last_30_days=regular, raised_at=now,
+            family_contacts=contacts,
         ))
     return ScanResult(on=today, candidates=len(diners), raised=raised, resolved=resolved)
 

@@ -159,7 +159,8 @@ def _origin(issue: IssueLike) -> Origin | None:
 def _fact(issue: IssueLike, actor: str | None) -> dict[str, Any]:
     return {"issue_id": issue.id, "category": issue.category, "channel": issue.channel, "urgent": issue.urgent,
             "community": issue.community, "compound": issue.compound, "origin": _origin(issue),
-            "linked": [Origin(**o) for o in issue.linked], "occurred_at": issue.updated_at, "actor": actor}
+            "linked": [Origin(**o) for o in issue.linked], "occurred_at": issue.updated_at, "actor": actor,
+            "reporter": getattr(issue, "reporter", None)}
 
 
 def record(uow: UnitOfWork, issue: Issue, action: str, who: Principal | None, note: str | None = None, *,

@@ -39,7 +39,8 @@ from tests.deploy.compose_local import (
 from tests.support.client import System
 
 SECRETS = {"MINSHENG_JWT_SECRET", "MINSHENG_FIELD_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "VISITS_DB_PASSWORD",
-           "ISSUES_DB_PASSWORD", "POINTS_DB_PASSWORD", "CANTEEN_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+           "ISSUES_DB_PASSWORD", "POINTS_DB_PASSWORD", "CANTEEN_DB_PASSWORD", "NOTIFY_DB_PASSWORD",
+           "GRAFANA_ADMIN_PASSWORD"}
 
 
 def example_env() -> dict[str, str]:

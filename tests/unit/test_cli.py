@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
+from minsheng import SERVICES
 from minsheng.cli import app
 from minsheng.platform.auth import decode_token
 from minsheng.platform.ids import utcnow, uuid7
@@ -44,7 +45,7 @@ def test_token_mints_a_jwt_with_roles_and_scopes(data_dir: Path) -> None:
 def test_migrate_outbox_status_and_dead_letters(data_dir: Path) -> None:
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in data_dir.glob("*.db")} == {"visits.db", "issues.db", "points.db", "canteen.db"}
+    assert {p.name for p in data_dir.glob("*.db")} == {f"{s}.db" for s in SERVICES}
     assert runner.invoke(app, ["migrate", "points"]).exit_code == 0  # idempotent
 
     status = runner.invoke(app, ["outbox", "status", "points"])

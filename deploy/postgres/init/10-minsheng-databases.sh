@@ -10,7 +10,7 @@
 # POSTGRES_USER / POSTGRES_DB / PG* variables for psql.
 set -euo pipefail
 
-services="${MINSHENG_SERVICES:-visits issues points canteen}"
+services="${MINSHENG_SERVICES:-visits issues points canteen notify}"
 db_pattern="${MINSHENG_DB_NAME_PATTERN:-minsheng_%s}"
 role_pattern="${MINSHENG_DB_ROLE_PATTERN:-minsheng_%s}"
 psql_admin=(psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "${POSTGRES_USER:-postgres}")

@@ -1,0 +1,99 @@
+"""Event → message accepted by the provider (stand-in), at a fixed event rate.
+
+``python -m bench.notify_latency [--rate 100] [--seconds 10] [--database-url postgresql+asyncpg://…/{service}]``
+
+The notify service runs as in ``minsheng run`` (its consumer, sender loop and the provider stand-ins on real
+HTTP); absence alerts for phone-only family members (one SMS each) are put on the in-process bus at the given
+rate, each stamped with its CloudEvent time. The figure is the stand-in's receive time minus the event time:
+consumer + fan-out transaction + the sender's wake-up, claim, HTTP call. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from datetime import date, datetime
+from datetime import time as clock
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import sqlalchemy as sa
+
+from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
+from minsheng.platform.bus.base import OutgoingMessage
+from minsheng.platform.bus.memory import InProcessBus
+from minsheng.platform.envelope import wrap
+from minsheng.runner import build_app
+from minsheng.settings import Settings
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(rate: float, seconds: float, database_url: str = "") -> dict[str, Any]:
+    from services.notify import config
+    from services.notify.models import Delivery
+    from services.notify.state import NOTIFIERS
+
+    with tempfile.TemporaryDirectory() as tmp, config.override(
+            quiet_start=clock(0, 0), quiet_end=clock(0, 0), rate_per_second={"sms": 10_000.0},
+            burst={"sms": 10_000}):
+        settings = Settings(mode="embedded", data_dir=Path(tmp), database_url=database_url)
+        bus = InProcessBus()
+        app = build_app(settings, ["notify"], bus=bus)
+        async with app.router.lifespan_context(app):
+            runtime = app.state.runtimes["notify"]
+            notifier = NOTIFIERS[runtime.db]
+            assert notifier.standin is not None
+            received = notifier.standin.state.received["sms"]
+            total = int(rate * seconds)
+            sent_at: dict[str, float] = {}
+            start = time.perf_counter()
+            for n in range(total):
+                due = start + n / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                phone = f"139{n:08d}"
+                event = AbsenceAlert(alert_id=uuid4(), diner_id=uuid4(), canteen_id=uuid4(),
+                                     last_meal_on=date(2026, 12, 2), days_absent=3, meals_last_30_days=26,
+                                     raised_at=datetime.now().astimezone(),
+                                     family_contacts=[FamilyContact(member_id=uuid4(), phone=phone)])
+                envelope = wrap(event, service="canteen")
+                sent_at["+86" + phone] = envelope.time.timestamp()
+                await bus.publish([OutgoingMessage(event.topic, envelope.partitionkey,
+                                                   envelope.model_dump_json(exclude_none=True).encode())])
+            deadline = time.perf_counter() + 30
+            while len(received) < total and time.perf_counter() < deadline:  # noqa: ASYNC110 - a stand-in's list
+                await asyncio.sleep(0.05)
+            latencies = [(r["at"] - sent_at[r["phone"]]) * 1000 for r in received if r["phone"] in sent_at]
+            stats = runtime.consumer.stats
+            d = Delivery.__table__  # type: ignore[attr-defined]
+            async with runtime.db.engine.connect() as conn:
+                rows = (await conn.execute(sa.select(d.c.created_at, d.c.sent_at))).all()
+            send_lag = sorted((r.sent_at - r.created_at).total_seconds() * 1000 for r in rows if r.sent_at)
+    return {"figure": "notify event → provider accepted", "backend": "postgresql" if database_url else "sqlite",
+            "rate_per_second": rate, "events": total, "accepted": len(latencies),
+            "p50_ms": round(statistics.median(latencies), 1), "p99_ms": round(_percentile(latencies, 0.99), 1),
+            "max_ms": round(max(latencies), 1), "handler_failures": stats.failures,
+            # fan-out committed → accepted: the sender's share
+            "send_lag_p50_ms": round(statistics.median(send_lag), 1),
+            "send_lag_p99_ms": round(_percentile(send_lag, 0.99), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.rate, args.seconds, args.database_url)), ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

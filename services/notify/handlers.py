@@ -1,0 +1,65 @@
+"""What the notify service does when events arrive: identity's account events keep the recipient read model;
+every event a rule names is fanned out into messages and deliveries (``service.fan_out``). Each runs inside
+the consumer's unit of work with the inbox row, so a redelivered event writes nothing twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event as sa_event
+
+from minsheng.contracts import REGISTRY
+from minsheng.contracts.base import IntegrationEvent
+from minsheng.contracts.identity import (
+    AccountAccessChanged,
+    AccountContactChanged,
+    AccountCreated,
+    AccountLinked,
+    AccountStatusChanged,
+)
+from minsheng.platform.consumer import Handler
+from minsheng.platform.envelope import CloudEvent
+from minsheng.platform.uow import UnitOfWork
+from services.notify import service, state
+from services.notify.rules import rulebook
+
+
+async def on_account_created(event: AccountCreated, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.account_created(uow, event)
+
+
+async def on_access_changed(event: AccountAccessChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.access_changed(uow, event)
+
+
+async def on_status_changed(event: AccountStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.status_changed(uow, event)
+
+
+async def on_contact_changed(event: AccountContactChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.contact_changed(uow, event)
+
+
+async def on_account_linked(event: AccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.account_linked(uow, event)
+
+
+async def on_ruled_event(event: IntegrationEvent, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    if await service.fan_out(uow, event, envelope):
+        notifier = state.NOTIFIERS.get(uow.db)
+        if notifier is not None:  # send as soon as the consumer commits, not at the next poll
+
+            def wake(_: Any) -> None:
+                notifier.wake()
+
+            sa_event.listen(uow.session.sync_session, "after_commit", wake, once=True)
+
+
+HANDLERS: dict[type[IntegrationEvent], Handler] = {
+    AccountCreated: on_account_created,
+    AccountAccessChanged: on_access_changed,
+    AccountStatusChanged: on_status_changed,
+    AccountContactChanged: on_contact_changed,
+    AccountLinked: on_account_linked,
+    **{REGISTRY[event_type]: on_ruled_event for event_type in sorted(rulebook().event_types)},
+}

@@ -1,0 +1,282 @@
+"""Use cases: keep the recipient read model, and turn an event into messages and deliveries.
+
+Fan-out runs inside the consumer's unit of work: the inbox row of the consumed event, every message (the
+in-app inbox entry) and every delivery row commit together, so a redelivered event changes nothing and a
+crash leaves either all of it or none. The sender loop (``sender.py``) sends what is due afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.contracts.base import IntegrationEvent
+from minsheng.contracts.identity import (
+    AccountAccessChanged,
+    AccountContactChanged,
+    AccountCreated,
+    AccountLinked,
+    AccountStatusChanged,
+)
+from minsheng.platform.envelope import CloudEvent
+from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.privacy import FieldCipher, mask_phone
+from minsheng.platform.uow import UnitOfWork
+from services.notify import config
+from services.notify.models import (
+    CareContact,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Preference,
+    Recipient,
+    RecordLink,
+)
+from services.notify.rules import Rule, context, fill, render, rulebook, wechat_data
+from services.notify.state import cipher_for
+
+log = logging.getLogger(__name__)
+
+
+# --- the recipient read model --------------------------------------------------------------------------------
+
+async def _recipient(uow: UnitOfWork, account_id: str) -> Recipient:
+    found = await uow.session.get(Recipient, account_id)
+    if found is None:
+        found = Recipient(account_id=account_id)
+        uow.session.add(found)
+    return found
+
+
+async def account_created(uow: UnitOfWork, event: AccountCreated) -> None:
+    r = await _recipient(uow, str(event.account_id))
+    r.kind, r.roles, r.scopes, r.locale, r.updated_at = event.kind, event.roles, event.scopes, event.locale, utcnow()
+
+
+async def access_changed(uow: UnitOfWork, event: AccountAccessChanged) -> None:
+    r = await _recipient(uow, str(event.account_id))
+    r.roles, r.scopes, r.updated_at = event.roles, event.scopes, utcnow()
+
+
+async def status_changed(uow: UnitOfWork, event: AccountStatusChanged) -> None:
+    r = await _recipient(uow, str(event.account_id))
+    r.status, r.updated_at = event.status, utcnow()
+
+
+async def contact_changed(uow: UnitOfWork, event: AccountContactChanged) -> None:
+    fc = cipher_for(uow.db)
+    r = await _recipient(uow, str(event.account_id))
+    r.openid_enc = fc.encrypt(event.wechat_openid)
+    r.phone_enc = fc.encrypt(event.phone)
+    r.phone_masked = mask_phone(event.phone)
+    r.locale = event.locale
+    r.updated_at = utcnow()
+
+
+async def account_linked(uow: UnitOfWork, event: AccountLinked) -> None:
+    exists = (await uow.session.execute(select(RecordLink.id).where(
+        RecordLink.record == event.record, RecordLink.record_id == str(event.record_id),
+        RecordLink.account_id == str(event.account_id)))).first()
+    if exists is None:
+        uow.session.add(RecordLink(record=event.record, record_id=str(event.record_id),
+                                   account_id=str(event.account_id)))
+
+
+# --- audiences -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    key: str  # account:<sub> | phone:<member id> | wecom:<scope>
+    account_id: str | None = None
+    locale: str = "zh-CN"
+    active: bool = True
+    openid_enc: str | None = None
+    phone_enc: str | None = None
+    phone_masked: str | None = None
+    wecom_scope: str | None = None
+
+
+async def _account_target(uow: UnitOfWork, account_id: str, *, phone_enc: str | None = None,
+                          phone_masked: str | None = None) -> Target:
+    r = await uow.session.get(Recipient, account_id)
+    t = Target(key=f"account:{account_id}", account_id=account_id, phone_enc=phone_enc, phone_masked=phone_masked)
+    if r is not None:
+        t.locale, t.active, t.openid_enc = r.locale, r.status == "active", r.openid_enc
+        if r.phone_enc:  # the account's own verified phone wins over one another service holds
+            t.phone_enc, t.phone_masked = r.phone_enc, r.phone_masked
+    return t
+
+
+async def _linked_accounts(uow: UnitOfWork, record: str, record_id: str) -> list[str]:
+    rows = await uow.session.execute(select(RecordLink.account_id).where(
+        RecordLink.record == record, RecordLink.record_id == record_id).order_by(col(RecordLink.account_id)))
+    return [a for (a,) in rows]
+
+
+async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None, str | None]]) -> list[Target]:
+    """(member id, subject, encrypted phone) → targets: the member's account when notify knows one (by their
+    login or an AccountLinked canteen.family), else their phone alone."""
+    fc = cipher_for(uow.db)
+    targets: list[Target] = []
+    for member_id, subject, phone_enc in contacts:
+        masked = mask_phone(fc.decrypt(phone_enc)) if phone_enc else None
+        accounts = await _linked_accounts(uow, "canteen.family", member_id)
+        if subject and not accounts and await uow.session.get(Recipient, subject) is not None:
+            accounts = [subject]
+        if accounts:
+            targets += [await _account_target(uow, a, phone_enc=phone_enc, phone_masked=masked) for a in accounts]
+        elif phone_enc:
+            targets.append(Target(key=f"phone:{member_id}", phone_enc=phone_enc, phone_masked=masked))
+    return targets
+
+
+async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list[Target]:
+    fields = event.__dict__
+    if rule.audience == "reporter":
+        reporter = fields.get("reporter")
+        if not reporter:
+            return []
+        if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
+            return [await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider",
+                                                                                reporter.removeprefix("rider:"))]
+        return [await _account_target(uow, reporter)]
+    if rule.audience == "rider":
+        return [await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider",
+                                                                            str(fields["rider_id"]))]
+    if rule.audience == "family":
+        fc = cipher_for(uow.db)
+        alert_id = str(fields["alert_id"])
+        contacts = []
+        for c in fields.get("family_contacts") or []:
+            phone_enc = fc.encrypt(c.phone) if c.phone else None
+            contacts.append((str(c.member_id), c.subject, phone_enc))
+            uow.session.add(CareContact(alert_id=alert_id, member_id=str(c.member_id), subject=c.subject,
+                                        phone_enc=phone_enc))
+        return await _family_targets(uow, contacts)
+    if rule.audience == "alert_family":
+        if not fields.get("alert_id"):
+            return []
+        rows = (await uow.session.execute(select(CareContact).where(
+            CareContact.alert_id == str(fields["alert_id"])).order_by(col(CareContact.member_id)))).scalars()
+        return await _family_targets(uow, [(c.member_id, c.subject, c.phone_enc) for c in rows])
+    if rule.audience == "duty_staff":
+        s = config.get()
+        community = fields.get("community") or "*"
+        scope = community if community in s.wecom_robot_keys else "*"
+        return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
+    raise ValueError(f"unknown audience {rule.audience}")
+
+
+# --- fan-out -----------------------------------------------------------------------------------------------
+
+async def _preferences(uow: UnitOfWork, account_id: str | None) -> Preference | None:
+    return await uow.session.get(Preference, account_id) if account_id else None
+
+
+def _due(rule: Rule, now: datetime) -> tuple[str, datetime]:
+    s = config.get()
+    if not rule.urgent and s.in_quiet_hours(now):
+        return DeliveryStatus.held.value, s.quiet_hours_end(now)
+    return DeliveryStatus.pending.value, now
+
+
+async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent) -> int:
+    """Every rule that matches the event: a message per recipient, a delivery per channel. Returns the
+    number of messages written."""
+    written = 0
+    fields = event.__dict__
+    for rule in rulebook().for_event(envelope.type):
+        if not rule.matches(fields):
+            continue
+        for target in await audience(uow, rule, event):
+            written += await _message(uow, rule, event, envelope, target)
+    return written
+
+
+async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,
+                   target: Target) -> int:
+    values = context(event, target.locale)
+    text = render(rule, values, target.locale)
+    now = utcnow()
+    message = Message(id=uuid7(), account_id=target.account_id, recipient_key=target.key,
+                      event_id=str(envelope.id), event_type=envelope.type, rule=rule.id, urgent=rule.urgent,
+                      title=text.title[:200], body=text.body, link=fill(rule.link, values) if rule.link else None,
+                      locale=target.locale, subject_ref=fill(rule.subject, values) if rule.subject else None,
+                      created_at=now, read_at=None)
+    uow.session.add(message)
+    prefs = await _preferences(uow, target.account_id)
+    muted = prefs is not None and rule.id in prefs.rules_off and not rule.urgent
+    channels_off = set(prefs.channels_off) if prefs is not None else set()
+    status, due = _due(rule, now)
+
+    def delivery(channel: Channel, **kw: Any) -> Delivery:
+        d_status = status
+        if channel.value in channels_off or muted or not target.active:
+            d_status = DeliveryStatus.skipped.value
+        return Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key, channel=channel.value,
+                        status=d_status, urgent=rule.urgent, next_attempt_at=due, created_at=now, updated_at=now,
+                        **kw)
+
+    rows: list[Delivery] = []
+    if "inbox" in rule.channels and target.account_id:
+        rows.append(Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key,
+                             channel=Channel.inbox.value, status=DeliveryStatus.sent.value, urgent=rule.urgent,
+                             next_attempt_at=now, sent_at=now, created_at=now, updated_at=now))
+    sms_request = _sms_request(rule, values, text.body)
+    sms_fallback = None
+    if target.phone_enc and rule.sms != "never":
+        sms_fallback = {"address_enc": target.phone_enc, "address_masked": target.phone_masked,
+                        "request": sms_request}
+    wechat_planned = False
+    if "wechat" in rule.channels and target.openid_enc and rule.wechat is not None:
+        request: dict[str, Any] = {"template_id": rule.wechat.template_id, "data": wechat_data(rule, values),
+                                   "page": fill(rule.link, values) if rule.link else None,
+                                   "lang": "en_US" if target.locale == "en" else "zh_CN",
+                                   "account_id": target.account_id}
+        if sms_fallback and rule.sms == "fallback":
+            request["fallback"] = sms_fallback
+        rows.append(delivery(Channel.wechat, address_enc=target.openid_enc, address_masked="openid:***",
+                             request=request))
+        wechat_planned = rows[-1].status != DeliveryStatus.skipped.value
+    wants_sms = rule.sms == "always" or (rule.sms == "fallback" and not wechat_planned)
+    if "sms" in rule.channels and sms_fallback and wants_sms:
+        rows.append(delivery(Channel.sms, address_enc=sms_fallback["address_enc"],
+                             address_masked=sms_fallback["address_masked"], request=sms_request))
+    if "wecom" in rule.channels and target.wecom_scope:
+        rows.append(delivery(Channel.wecom, address_enc=target.wecom_scope, address_masked=target.wecom_scope,
+                             request={"msgtype": "markdown", "content": text.body}))
+    await uow.session.flush()  # the message first: deliveries reference it
+    uow.session.add_all(rows)
+    return 1
+
+
+def _sms_request(rule: Rule, values: dict[str, Any], body: str) -> dict[str, Any]:
+    if rule.sms_template is None:
+        return {"template_id": "", "params": [body[:60]]}
+    return {"template_id": rule.sms_template.id, "params": [fill(p, values) for p in rule.sms_template.params]}
+
+
+def decrypt_address(fc: FieldCipher, delivery_channel: str, address_enc: str | None) -> str | None:
+    if delivery_channel == Channel.wecom.value:
+        return address_enc  # the robot scope: not personal data
+    return fc.decrypt(address_enc)
+
+
+async def inbox_unread(uow: UnitOfWork, account_id: str) -> int:
+    return int((await uow.session.execute(sa.select(sa.func.count()).select_from(Message).where(
+        col(Message.account_id) == account_id, col(Message.read_at).is_(None)))).scalar_one())
+
+
+async def mark_read(uow: UnitOfWork, account_id: str, ids: list[UUID] | None) -> int:
+    query = sa.update(Message).where(col(Message.account_id) == account_id, col(Message.read_at).is_(None))
+    if ids is not None:
+        query = query.where(col(Message.id).in_(ids))
+    result = await uow.session.execute(query.values(read_at=utcnow()))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,111 @@
+"""Shortcuts for the notify tests: put other services' events on the bus, make accounts known, wait until
+the sender is done, read what the provider stand-ins received."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+
+from minsheng.contracts.base import IntegrationEvent
+from minsheng.contracts.identity import AccountContactChanged, AccountCreated, AccountLinked
+from minsheng.platform.bus.base import OutgoingMessage
+from minsheng.platform.bus.memory import InProcessBus
+from minsheng.platform.envelope import CloudEvent, wrap
+from services.notify.models import Delivery, DeliveryStatus
+from services.notify.sender import Notifier
+from services.notify.standin import StandinState
+from services.notify.state import NOTIFIERS
+from tests.support.client import System
+
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+
+def notifier(s: System) -> Notifier:
+    return NOTIFIERS[s.runtime("notify").db]
+
+
+def standin(s: System) -> StandinState:
+    n = notifier(s)
+    assert n.standin is not None
+    return n.standin.state
+
+
+def received(s: System, channel: str) -> list[dict[str, Any]]:
+    return list(standin(s).received[channel])
+
+
+async def deliver(s: System, event: IntegrationEvent, *, source: str, times: int = 1,
+                  envelope: CloudEvent | None = None) -> CloudEvent:
+    """Put another service's event on the in-process bus (``times`` > 1: redelivered) and wait until handled."""
+    envelope = envelope or wrap(event, service=source)
+    message = OutgoingMessage(event.topic, envelope.partitionkey, envelope.model_dump_json(exclude_none=True).encode())
+    assert isinstance(s.bus, InProcessBus)
+    await s.bus.publish([message] * times)
+    await s.bus.drain()
+    return envelope
+
+
+async def account(s: System, sub: str, *, openid: str | None = None, phone: str | None = None,
+                  locale: str = "zh-CN", roles: tuple[str, ...] = ("resident",)) -> None:
+    """As if identity told notify about this account (``sub`` must be a UUID string)."""
+    await deliver(s, AccountCreated(account_id=UUID(sub), occurred_at=NOW, kind="wechat", roles=list(roles),
+                                    locale=locale), source="identity")  # type: ignore[arg-type]
+    if openid or phone:
+        await deliver(s, AccountContactChanged(account_id=UUID(sub), occurred_at=NOW, wechat_openid=openid,
+                                               phone=phone, locale=locale), source="identity")  # type: ignore[arg-type]
+
+
+async def link(s: System, sub: str, record: str, record_id: UUID) -> None:
+    await deliver(s, AccountLinked(account_id=UUID(sub), occurred_at=NOW, record=record, record_id=record_id,
+                                   method="admin"), source="identity")  # type: ignore[arg-type]
+
+
+def new_sub() -> str:
+    return str(uuid4())
+
+
+async def subscribe(s: System, sub: str, *templates: str) -> Any:
+    r = await s.client.post("/notify/subscriptions", headers=s.auth("resident", sub=sub),
+                            json={"results": {"errMsg": "requestSubscribeMessage:ok",
+                                              **{t: "accept" for t in templates}}})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def due_or_sending(s: System, *, later_too: bool = False) -> int:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    now = datetime.max.replace(tzinfo=UTC) if later_too else datetime.now(UTC)
+    async with s.runtime("notify").db.engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(d).where(sa.or_(
+            sa.and_(d.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
+                    d.c.next_attempt_at <= now),
+            d.c.status == DeliveryStatus.sending.value)))).scalar_one())
+
+
+async def flush(s: System, within: float = 20.0, *, later_too: bool = False) -> None:
+    """Settle the bus, then send until nothing is due (``later_too``: nor waiting for later); the background
+    sender may take some of the rows."""
+    if isinstance(s.bus, InProcessBus):
+        await s.settle()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        await notifier(s).run_once()
+        if await due_or_sending(s, later_too=later_too) == 0:
+            return
+        if loop.time() > deadline:
+            raise AssertionError("deliveries still due")
+        await asyncio.sleep(0.02)
+
+
+async def deliveries(s: System, **where: Any) -> list[Any]:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    query = sa.select(d).order_by(d.c.id)
+    for k, v in where.items():
+        query = query.where(d.c[k] == v)
+    async with s.runtime("notify").db.engine.connect() as conn:
+        return list((await conn.execute(query)).all())

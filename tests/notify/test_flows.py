@@ -1,0 +1,133 @@
+"""Rules that cross services, end to end in the embedded mode: an urgent fire reaches the on-duty staff's WeCom
+group within a second; riders hear about their points and tasks; an absence alert reaches the family by SMS
+(or WeChat when they have an account), and the welfare check's outcome reaches the same people."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
+from minsheng.contracts.points import PointsPosted, TaskCompleted
+from minsheng.contracts.visits import WelfareCheckCompleted
+from services.issues.demo import seed_catalogue
+from services.notify import config
+from tests.conftest import embedded_settings
+from tests.notify.helpers import account, deliver, deliveries, flush, link, new_sub, received, subscribe
+from tests.support.client import System, running_system
+from tests.unit.test_fire_flow import FIRE
+
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def three(tmp_path: Path, fast_notify: config.NotifySettings) -> AsyncIterator[System]:
+    async with running_system(embedded_settings(tmp_path), services=("points", "issues", "notify")) as s:
+        await seed_catalogue(s.runtime("issues"))
+        yield s
+
+
+async def test_an_urgent_fire_reaches_the_duty_group_within_a_second(three: System) -> None:
+    s = three
+    rider_sub = new_sub()
+    rider = s.auth("rider", sub=rider_sub, scopes=())
+    r = await s.client.post("/points/riders", headers=rider, json={
+        "name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"})
+    assert r.status_code == 201, r.text
+    rider_id = UUID(r.json()["id"])
+    await account(s, rider_sub, roles=("rider",))
+    await link(s, rider_sub, "points.rider", rider_id)
+
+    started = time.perf_counter()
+    assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
+    while not received(s, "wecom"):  # nothing but the background relays, consumers and sender at work
+        assert time.perf_counter() - started < 1.0, "the duty group heard nothing within 1 s"
+        await asyncio.sleep(0.005)
+    [alert] = received(s, "wecom")
+    assert alert["msgtype"] == "markdown" and alert["key"] == "standin-duty-robot"
+    assert alert["markdown"]["content"].startswith("【紧急】yunxing yuntaiyuan 火情")
+
+    # Verified on site: the rider's points are posted and the rider hears of it.
+    await s.settle()
+    staff = s.auth("staff", sub="staff-1", scopes=["community:yunxing"])
+    issue = (await s.client.get("/issues/issues", headers=staff)).json()["items"][0]
+    assert (await s.client.post(f"/issues/issues/{issue['id']}/verify", headers=staff)).status_code == 200
+    r = await s.client.post(f"/issues/issues/{issue['id']}/resolve", headers=staff, json={"note": "已扑灭"})
+    assert r.status_code == 200, r.text
+    await flush(s)
+    items = (await s.client.get("/notify/inbox", headers=rider)).json()["items"]
+    # The issue names the rider's report (reporter "rider:<id>"): the linked account hears of it too.
+    rules = [m["rule"] for m in items]
+    assert sorted(rules) == ["issue_accepted", "issue_resolved", "points_earned"], rules
+    assert next(m for m in items if m["rule"] == "points_earned")["body"] == "您获得20积分（隐患上报），当前余额20。"
+    assert len(received(s, "wecom")) == 1  # one urgent issue, one alert
+
+
+async def test_riders_hear_about_points_and_tasks_through_their_linked_account(notify: System) -> None:
+    s = notify
+    sub, rider_id = new_sub(), uuid4()
+    await account(s, sub, openid="oRider0000000000000001", roles=("rider",))
+    await link(s, sub, "points.rider", rider_id)
+    await subscribe(s, sub, "TPL_POINTS")
+    task_id = uuid4()
+    await deliver(s, TaskCompleted(task_id=task_id, task_type="meal_delivery", rider_id=rider_id,
+                                   completed_at=NOW, points=5), source="points")
+    for kind, amount, balance in (("earned", 5, 25), ("redeemed", -10, 15), ("expired", -3, 12)):
+        await deliver(s, PointsPosted(entry_id=uuid4(), rider_id=rider_id, kind=kind, amount=amount,
+                                      balance_after=balance, cause_type="task", cause_id=str(task_id),
+                                      posted_at=NOW), source="points")
+    await deliver(s, PointsPosted(entry_id=uuid4(), rider_id=uuid4(), kind="earned", amount=5, balance_after=5,
+                                  cause_type="task", cause_id="x", posted_at=NOW), source="points")  # not linked
+    await flush(s)
+    items = (await s.client.get("/notify/inbox", headers=s.auth("rider", sub=sub))).json()["items"]
+    assert [m["rule"] for m in items] == ["points_expired", "points_redeemed", "points_earned", "task_verified"]
+    assert items[1]["body"] == "您已兑换10积分，当前余额15。"
+    [wechat] = received(s, "wechat")  # one credit: the first of the two WeChat-bearing rules used it
+    assert wechat["template_id"] == "TPL_POINTS" and wechat["data"]["number1"] == {"value": "5"}
+
+
+async def test_an_absence_alert_reaches_the_family_by_sms_and_wechat(notify: System) -> None:
+    s = notify
+    with_account, alert_id = new_sub(), uuid4()
+    await account(s, with_account, openid="oFamily000000000000001")
+    await subscribe(s, with_account, "TPL_CARE_ALERT")
+    son, daughter = uuid4(), uuid4()
+    alert = AbsenceAlert(alert_id=alert_id, diner_id=uuid4(), canteen_id=uuid4(), community="yuntai",
+                         last_meal_on=date(2026, 12, 2), days_absent=3, meals_last_30_days=26, raised_at=NOW,
+                         family_contacts=[
+                             FamilyContact(member_id=son, subject="no-account-son", relation="son",
+                                           phone="13935201101"),
+                             FamilyContact(member_id=daughter, subject=with_account, relation="daughter",
+                                           phone="13935201102")])
+    await deliver(s, alert, source="canteen", times=2)  # redelivered: still one message each
+    await flush(s)
+    [sms] = received(s, "sms")
+    assert sms["phone"] == "+8613935201101" and sms["TemplateId"] == "1900001"
+    assert sms["TemplateParamSet"] == ["3", "2026-12-02"] and sms["SignName"] == "民生服务"
+    assert sms["SmsSdkAppId"] == "1400000000"
+    [wechat] = received(s, "wechat")
+    assert wechat["touser"] == "oFamily000000000000001" and wechat["template_id"] == "TPL_CARE_ALERT"
+    assert wechat["data"] == {"thing1": {"value": "长者就餐提醒"}, "number2": {"value": "3"},
+                              "date3": {"value": "2026-12-02"}}
+    inbox = (await s.client.get("/notify/inbox", headers=s.auth("resident", sub=with_account))).json()
+    assert [m["rule"] for m in inbox["items"]] == ["canteen_absence_family"]
+    sms_rows = await deliveries(s, channel="sms")
+    assert [r.address_masked for r in sms_rows] == ["139****1101"]
+    assert sms_rows[0].address_enc and "13935201101" not in sms_rows[0].address_enc  # encrypted at rest
+
+    # The welfare check names only the alert: the same family hears the outcome (WeChat has no credit left,
+    # so the daughter's message falls back to SMS).
+    await deliver(s, WelfareCheckCompleted(visit_id=uuid4(), alert_id=alert_id, outcome="visited",
+                                           completed_at=NOW), source="visits")
+    await flush(s)
+    texts = received(s, "sms")
+    assert sorted(t["phone"] for t in texts) == ["+8613935201101", "+8613935201101", "+8613935201102"]
+    assert all(t["TemplateParamSet"] == ["已见到本人，情况正常"] for t in texts[1:])
+    fallback = [r for r in await deliveries(s, channel="sms") if r.fallback_of is not None]
+    assert len(fallback) == 1

@@ -1,0 +1,92 @@
+"""Issue rules end to end (embedded): a resident reports through the issues service, staff act, the reporter
+gets an inbox message and, when subscribed, exactly one WeChat subscribe message per step."""
+
+from __future__ import annotations
+
+from services.notify.demo import demo_openid
+from tests.issues.helpers import FLOOD, act, report, resident, staff
+from tests.notify.helpers import account, deliveries, flush, new_sub, received, subscribe
+from tests.support.client import System
+
+
+async def test_resolving_an_issue_tells_the_reporter_in_the_inbox_and_by_wechat(notify: System) -> None:
+    s = notify
+    sub = new_sub()
+    openid = demo_openid(sub)
+    await account(s, sub, openid=openid, phone="13912345678")
+    await subscribe(s, sub, "TPL_ISSUE_RESOLVED")
+    me = resident(s, sub)
+    issue = await report(s, me, FLOOD)
+    desk = staff(s)
+    await act(s, issue["id"], "accept", desk, {"template": "next_day_survey"})
+    await act(s, issue["id"], "resolve", desk, {"template": "fixed"})
+    await flush(s)
+
+    inbox = (await s.client.get("/notify/inbox", headers=me)).json()
+    assert inbox["unread"] == 2
+    resolved, accepted = inbox["items"]
+    assert resolved["rule"] == "issue_resolved" and resolved["title"] == "您反映的问题已办结"
+    assert "积水" in resolved["body"] and "请确认并评价" in resolved["body"]
+    assert resolved["link"] == f"pages/issue/confirm?id={issue['id']}"
+    assert accepted["rule"] == "issue_accepted"
+
+    [sent] = received(s, "wechat")  # accepted had no subscription: nothing sent for it
+    assert sent["touser"] == openid and sent["template_id"] == "TPL_ISSUE_RESOLVED"
+    assert sent["page"] == f"pages/issue/confirm?id={issue['id']}"
+    assert sent["miniprogram_state"] == "formal" and sent["lang"] == "zh_CN"
+    assert set(sent["data"]) == {"thing1", "thing2", "time3"}
+    assert sent["data"]["thing1"] == {"value": "积水"}
+    assert all(len(v["value"]) <= 20 for k, v in sent["data"].items() if k.startswith("thing"))
+    wechat = await deliveries(s, channel="wechat")
+    assert sorted((d.status, d.last_error) for d in wechat) == [("failed", "no_subscription"), ("sent", None)]
+    assert received(s, "sms") == []  # issue rules never text
+
+    # The subscription was one-time: a second resolution finds none left.
+    subs = (await s.client.get("/notify/subscriptions", headers=me)).json()
+    assert subs == [{"template_id": "TPL_ISSUE_RESOLVED", "credits": 0}]
+
+    # Mark read.
+    r = await s.client.post(f"/notify/inbox/{resolved['id']}/read", headers=me)
+    assert r.status_code == 200 and r.json()["read_at"]
+    r = await s.client.post("/notify/inbox/read", headers=me, json={})
+    assert r.json() == {"marked": 1, "unread": 0}
+
+
+async def test_rejected_redirected_overdue_closed_and_reopened_reach_the_reporter(notify: System) -> None:
+    s = notify
+    sub = new_sub()
+    await account(s, sub, locale="en")
+    me, desk = resident(s, sub), staff(s)
+    a = await report(s, me, FLOOD)
+    b = await report(s, me, {**FLOOD, "latitude": 40.05})
+    c = await report(s, me, {**FLOOD, "latitude": 40.10})
+    await act(s, a["id"], "redirect", desk, {"matter": "cert_residence"})
+    await act(s, b["id"], "close-unresolved", desk, {"reason": "owner refused access"})
+    await act(s, c["id"], "resolve", desk)
+    await act(s, c["id"], "reopen", me, {"reason": "still flooded"})
+    await flush(s)
+    items = (await s.client.get("/notify/inbox", headers=me)).json()["items"]
+    by_rule = {m["rule"]: m for m in items}
+    assert set(by_rule) == {"issue_rejected", "issue_closed_unresolved", "issue_resolved", "issue_reopened"}
+    assert by_rule["issue_rejected"]["title"] == "Your report was not accepted"  # the account's language
+    assert "Please go to" in by_rule["issue_rejected"]["body"]
+    assert "owner refused access" in by_rule["issue_closed_unresolved"]["body"]
+    assert received(s, "wechat") == []  # no openid known: the inbox only
+
+
+async def test_a_resident_never_sees_another_residents_messages(notify: System) -> None:
+    s = notify
+    mine, theirs = new_sub(), new_sub()
+    me, other, desk = resident(s, mine), resident(s, theirs), staff(s)
+    issue = await report(s, me, FLOOD)
+    await act(s, issue["id"], "resolve", desk)
+    await flush(s)
+    [message] = (await s.client.get("/notify/inbox", headers=me)).json()["items"]
+    r = (await s.client.get("/notify/inbox", headers=other)).json()
+    assert r == {"items": [], "next_cursor": None, "unread": 0}
+    r2 = await s.client.post(f"/notify/inbox/{message['id']}/read", headers=other)
+    assert r2.status_code == 404
+    assert (await s.client.post("/notify/inbox/read", headers=other, json={"ids": [message["id"]]})).json()[
+        "marked"] == 0
+    assert (await s.client.get("/notify/inbox", headers=me)).json()["unread"] == 1
+    assert (await s.client.get("/notify/deliveries", headers=me)).status_code == 403

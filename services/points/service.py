@@ -39,7 +39,6 @@ from services.points.models import (
     TeamUpdate,
 )
 
-
 # --- riders -------------------------------------------------------------------------------------------------
 
 async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate) -> Rider:

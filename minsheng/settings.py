@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "minsheng-embedded-dev-secret-change-me"
 DEV_FIELD_KEY = "bWluc2hlbmctZW1iZWRkZWQtZGV2LWtleS0zMmJ5dGU="  # 32 bytes, base64; embedded mode only
 
 
@@ -40,9 +42,16 @@ class Settings(BaseSettings):
     handler_max_attempts: int = 5
     handler_retry_base_seconds: float = 0.2
 
-    jwt_secret: SecretStr | None = None
+    # Tokens: signed by the identity service (ES256, keys in its database, published as JWKS); every service
+    # verifies them against the identity's keys: in-process in the embedded mode, over HTTP in the
+    # distributed mode (MINSHENG_IDENTITY_JWKS_URL, e.g. http://identity:8000/identity/.well-known/jwks.json).
     jwt_issuer: str = "minsheng"
-    jwt_ttl_seconds: int = 3600
+    jwt_audience: str = "minsheng"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=120)
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    identity_jwks_url: str = ""
+    jwks_cache_seconds: float = 600.0
+    jwks_min_refetch_seconds: float = 30.0
     field_encryption_key: SecretStr | None = None
 
     cors_origins: list[str] = []
@@ -52,10 +61,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secrets_have_no_working_defaults_outside_embedded(self) -> Settings:
         if self.mode == "embedded":
-            self.jwt_secret = self.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.field_encryption_key = self.field_encryption_key or SecretStr(DEV_FIELD_KEY)
         else:
-            missing = [n for n in ("jwt_secret", "field_encryption_key") if getattr(self, n) is None]
+            missing = [n for n in ("field_encryption_key",) if getattr(self, n) is None]
             if missing:
                 names = ", ".join("MINSHENG_" + n.upper() for n in missing)
                 raise ValueError(f"distributed mode needs {names}")
@@ -70,8 +78,11 @@ class Settings(BaseSettings):
 
     @property
     def secret(self) -> str:
-        assert self.jwt_secret is not None
-        return self.jwt_secret.get_secret_value()
+        """A service-side key for keyed hashes that are not about tokens (voter pseudonyms, rider references),
+        derived from the field-encryption key. It signs nothing: tokens come from the identity service."""
+        assert self.field_encryption_key is not None
+        key = base64.b64decode(self.field_encryption_key.get_secret_value())
+        return hmac.new(key, b"minsheng-service-hash-key", hashlib.sha256).hexdigest()
 
 
 @lru_cache

@@ -6,10 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from minsheng.platform.auth import mint_token
-from minsheng.settings import Settings
 from tests.support.infra import Tansu, becomes, eventually
-from tests.support.processes import distributed_env, services_running
+from tests.support.processes import dev_token, distributed_env, process_settings, services_running
 from tests.unit.test_fire_flow import FIRE
 
 pytestmark = pytest.mark.integration
@@ -17,12 +15,11 @@ pytestmark = pytest.mark.integration
 
 async def test_fire_flow_across_four_processes(pg_template: str, kafka: tuple[str, Tansu | None]) -> None:
     env = distributed_env(pg_template, kafka[0])
-    settings = Settings(mode="distributed", database_url=pg_template, jwt_secret=env["MINSHENG_JWT_SECRET"],
-                        field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"])
-    rider = {"Authorization": f"Bearer {mint_token(settings, 'rider-fan', ['rider'])}"}
-    staff = {"Authorization": f"Bearer {mint_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
+    settings = process_settings(env)
 
-    with services_running(["visits", "issues", "points", "canteen"], env) as procs:
+    with services_running(["identity", "visits", "issues", "points", "canteen"], env) as procs:
+        rider = {"Authorization": f"Bearer {dev_token(settings, 'rider-fan', ['rider'])}"}
+        staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
         points, issues = procs["points"].url, procs["issues"].url
         async with httpx.AsyncClient(timeout=10) as http:
             r = await http.post(f"{points}/points/riders", headers=rider,

@@ -20,10 +20,16 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from minsheng.platform.auth import mint_token
-from minsheng.settings import Settings
 from tests.support.infra import free_port
-from tests.support.processes import ServiceProcess, distributed_env, start_service, stop, wait_ready
+from tests.support.processes import (
+    ServiceProcess,
+    dev_token,
+    distributed_env,
+    process_settings,
+    start_service,
+    stop,
+    wait_ready,
+)
 from tests.support.reliability import (
     env_int,
     hazard,
@@ -47,12 +53,12 @@ class Cluster:
         self.template = template
         self.env = distributed_env(template, bootstrap, MINSHENG_KAFKA_TOPIC_PARTITIONS="3", **NO_RATE_LIMITS,
                                    **extra)
-        self.settings = Settings(mode="distributed", database_url=template,
-                                 jwt_secret=self.env["MINSHENG_JWT_SECRET"],
-                                 field_encryption_key=self.env["MINSHENG_FIELD_ENCRYPTION_KEY"])
+        self.settings = process_settings(self.env)
         self.procs: list[ServiceProcess] = []
 
     def start(self, name: str, *, port: int | None = None, ready: bool = True, **extra: str) -> ServiceProcess:
+        if name != "identity" and not any(p.name == "identity" for p in self.procs):
+            self.start("identity")  # the services verify tokens against its keys
         proc = start_service(name, {**self.env, **extra}, port=port)
         self.procs.append(proc)
         if ready:
@@ -62,7 +68,7 @@ class Cluster:
         return proc
 
     def rider(self, i: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.settings, f'proc-rider-{i}', ['rider'])}"}
+        return {"Authorization": f"Bearer {dev_token(self.settings, f'proc-rider-{i}', ['rider'])}"}
 
     def db(self, service: str) -> str:
         return self.template.replace("{service}", service)

@@ -30,7 +30,7 @@ class System:
 
     def token(self, role: str | Sequence[str], sub: str = "user-1", scopes: Sequence[str] = ("*",)) -> str:
         roles = [role] if isinstance(role, str) else list(role)
-        return mint_token(self.settings, sub, roles, scopes)
+        return mint_token(self.app.state.keyring, self.settings, sub, roles, scopes)
 
     def auth(self, role: str | Sequence[str], sub: str = "user-1", scopes: Sequence[str] = ("*",)) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, sub, scopes)}"}

@@ -77,11 +77,10 @@ async def jwks(runtime: Runtime) -> JSONResponse:
 
 @router.get("/.well-known/openid-configuration", tags=["keys"], summary="Discovery document")
 async def discovery(request: Request, runtime: Runtime) -> JSONResponse:
-    base = str(request.base_url).rstrip("/")
     s = runtime.settings
     return JSONResponse({
-        "issuer": s.jwt_issuer, "jwks_uri": f"{base}/.well-known/jwks.json",
-        "token_endpoint": f"{base}/refresh", "id_token_signing_alg_values_supported": ["ES256"],
+        "issuer": s.jwt_issuer, "jwks_uri": str(request.url_for("jwks")),
+        "token_endpoint": str(request.url_for("refresh")), "id_token_signing_alg_values_supported": ["ES256"],
         "token_endpoint_auth_methods_supported": ["none"], "grant_types_supported": ["refresh_token"],
         "response_types_supported": ["token"], "subject_types_supported": ["public"],
         "claims_supported": ["sub", "roles", "scope", "sid", "amr", "exp", "iat", "iss", "aud", "name"],

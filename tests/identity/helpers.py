@@ -42,7 +42,7 @@ async def create_staff(system: System, by: dict[str, str], username: str, roles:
         "username": username, "roles": roles, "scopes": scopes, "reason": "test"})
     assert r.status_code == 201, r.text
     body = r.json()
-    password = f"{username}-pass-{uuid7().hex[:8]}"
+    password = f"pass-{uuid7().hex[-12:]}"
     r = await system.client.post("/identity/staff/password", json={
         "username": username, "current_password": body["temporary_password"], "new_password": password})
     assert r.status_code == 204, r.text

@@ -15,7 +15,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from minsheng.platform.errors import Problem
-from minsheng.platform.tokens import Claims, InvalidToken, KeyRing, KeySource, TokenVerifier, access_claims
+from minsheng.platform.tokens import (
+    Claims,
+    InvalidToken,
+    KeyRing,
+    KeySource,
+    KeysUnavailable,
+    TokenVerifier,
+    access_claims,
+)
 from minsheng.settings import Settings
 
 
@@ -94,6 +102,10 @@ async def decode_token(verifier: TokenVerifier, token: str) -> Principal:
         return await verifier.verify(token)  # type: ignore[no-any-return]
     except InvalidToken as exc:
         raise _invalid(str(exc)) from exc
+    except KeysUnavailable as exc:
+        raise Problem(503, "auth_unavailable", "Cannot check your token right now",
+                      "The identity service's keys are unreachable; retry shortly.",
+                      headers={"Retry-After": "2"}) from exc
 
 
 def _invalid(detail: str) -> Problem:

@@ -167,6 +167,7 @@ class JwksKeys:
         self._fetched_at = -1e18
         self._lock = asyncio.Lock()
         self.fetches = 0
+        self.unavailable = False  # the last fetch failed: a token we cannot check is not a bad token
 
     def cached(self, kid: str) -> Any | None:
         if time.monotonic() - self._fetched_at > self.cache_seconds:
@@ -193,7 +194,11 @@ class JwksKeys:
                 document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("JWKS fetch from %s failed: %s", self.url, exc)
+            self.unavailable = True
+            # try again soon (not at once: an identity outage must not turn into a request storm)
+            self._fetched_at = time.monotonic() - self.min_refetch_seconds + min(2.0, self.min_refetch_seconds)
             return
+        self.unavailable = False
         keys: dict[str, Any] = {}
         for entry in document.get("keys", []) if isinstance(document, dict) else []:
             try:
@@ -245,6 +250,10 @@ class InvalidToken(Exception):
     pass
 
 
+class KeysUnavailable(Exception):
+    """The identity's keys cannot be read right now (the client should retry, not sign in again)."""
+
+
 class TokenVerifier:
     """Verifies a bearer token against ``keys``; remembers what ``principal_of`` made of a verified token
     (bounded) until it expires, so a cached token costs one dict look-up and a clock read."""
@@ -290,6 +299,8 @@ class TokenVerifier:
             raise InvalidToken("the token names no key (kid)")
         key = self.keys.cached(kid) or await self.keys.fetch(kid)
         if key is None:
+            if getattr(self.keys, "unavailable", False):
+                raise KeysUnavailable("the identity service's keys cannot be fetched")
             raise InvalidToken(f"unknown signing key {kid!r}")
         try:
             raw = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self.issuer, audience=self.audience,

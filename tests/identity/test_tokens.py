@@ -66,7 +66,7 @@ async def test_a_genuine_token_works_in_every_service(system: System) -> None:
 async def test_hs256_none_and_algorithm_confusion_are_refused_by_every_service(system: System) -> None:
     claims = _claims(system)
     ring: KeyRing = system.app.state.keyring
-    assert ring.signer is not None
+    assert ring.signer is not None and ring.signer.private is not None
     public_pem = ring.signer.public.public_bytes(serialization.Encoding.PEM,
                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
     forged = {
@@ -163,6 +163,20 @@ async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_
             await verifier.verify(jwt.encode({"sub": "x"}, _other_key(), algorithm="ES256",
                                               headers={"kid": "forged"}))
     assert len(calls) == 2
+
+
+async def test_an_unreachable_jwks_answers_503_not_401() -> None:
+    from minsheng.platform.auth import decode_token
+    from minsheng.platform.errors import Problem
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("identity is down")
+
+    settings = Settings(mode="embedded")
+    keys = JwksKeys("http://identity/jwks.json", transport=httpx.MockTransport(down))
+    with pytest.raises(Problem) as problem:
+        await decode_token(make_verifier(keys, settings), mint_token(KeyRing.ephemeral(), settings, "a", ["rider"]))
+    assert problem.value.status == 503 and problem.value.headers == {"Retry-After": "2"}
 
 
 def test_totp_matches_the_rfc_6238_vectors() -> None:

@@ -1,6 +1,6 @@
 """Rebuild README.md's reference part from the section sources in docs/ (each owned by its area).
 
-README.md = its hand-written head (everything before "## The services") + the four services' sections +
+README.md = its hand-written head (everything before "## The services") + the five services' sections +
 the table of every event on the bus (generated from the contracts and the services' handlers) + operations,
 reliability and benchmarks. Headings of the sources are demoted one level; code blocks are left alone.
 `python docs/assemble_readme.py` rewrites README.md; `--check` fails when it is out of date (tests run it).
@@ -51,7 +51,7 @@ def events_table() -> str:
 def assemble() -> str:
     head = (ROOT / "README.md").read_text(encoding="utf-8").split(MARKER)[0].rstrip() + "\n"
     source = [demote((ROOT / "docs" / f"{name}.md").read_text(encoding="utf-8"))
-              for name in ("visits", "issues", "points", "canteen")]
+              for name in ("visits", "issues", "points", "canteen", "identity")]
     tail = [demote((ROOT / "docs" / f"{name}.md").read_text(encoding="utf-8"))
             for name in ("operations", "reliability", "benchmarks")]
     return "\n".join([head, MARKER.strip() + "\n", SERVICES_INTRO, *source,

@@ -90,9 +90,11 @@ async def wechat_login(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCi
         raise problem_for(exc) from exc
     digest = cipher.lookup_hash(session.openid)
     assert digest is not None
-    ident = (await uow.session.execute(select(WechatIdentity).where(
-        WechatIdentity.openid_hash == digest))).scalar_one_or_none()
-    if ident is None:
+    # one round trip for the returning user: the identity and its account together
+    found = (await uow.session.execute(select(WechatIdentity, Account).join(
+        Account, col(Account.id) == col(WechatIdentity.account_id)).where(
+        WechatIdentity.openid_hash == digest))).first()
+    if found is None:
         account = Account(kind=AccountKind.wechat, roles=[Role.resident.value])
         ident = WechatIdentity(account_id=account.id, appid=client.appid, openid_hash=digest,
                                openid_enc=cipher.encrypt(session.openid) or "")
@@ -104,9 +106,7 @@ async def wechat_login(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCi
         uow.emit(AccountContactChanged(account_id=account.id, occurred_at=now, wechat_openid=session.openid))
         outcome = "created"
     else:
-        found = await uow.session.get(Account, ident.account_id)
-        assert found is not None
-        account = found
+        ident, account = found
         outcome = "ok"
     if account.status != AccountStatus.active:
         await sessions.audit_alone(runtime, "wechat_login", "disabled", account_id=account.id, address_hash=address)
@@ -339,8 +339,9 @@ def _staff_may_manage(who: Principal, roles: list[str], scopes: list[str]) -> bo
 
 
 async def account_view(uow: UnitOfWork, cipher: FieldCipher, account: Account) -> AccountPublic:
-    cred = await uow.session.get(StaffCredential, account.id)
-    ident = await uow.session.get(WechatIdentity, account.id)
+    staff = account.kind == AccountKind.staff
+    cred = await uow.session.get(StaffCredential, account.id) if staff else None
+    ident = await uow.session.get(WechatIdentity, account.id) if not staff else None
     return sessions.public(account, cred=cred, phone=cipher.decrypt(ident.phone_enc) if ident else None,
                            openid=cipher.decrypt(ident.openid_enc) if ident else None)
 

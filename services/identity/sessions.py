@@ -94,10 +94,12 @@ class ReusedToken(Exception):
 async def use_refresh_token(uow: UnitOfWork, token: str) -> tuple[RefreshToken, Account]:
     """The live refresh token and its account, marked used. A token used before revokes its family and
     raises ReusedToken (the caller commits the revocation)."""
-    query = select(RefreshToken).where(RefreshToken.token_hash == token_hash(token))
+    query = select(RefreshToken, Account).join(Account, col(Account.id) == col(RefreshToken.account_id)).where(
+        RefreshToken.token_hash == token_hash(token))
     if on_postgres(uow.session):
-        query = query.with_for_update()
-    row = (await uow.session.execute(query)).scalar_one_or_none()
+        query = query.with_for_update(of=RefreshToken)  # type: ignore[arg-type]
+    found = (await uow.session.execute(query)).first()
+    row, account = found if found is not None else (None, None)
     invalid = Problem(401, "invalid_refresh_token", "The refresh token is not valid",
                       "Sign in again.", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if row is None or row.revoked_at is not None:
@@ -107,7 +109,6 @@ async def use_refresh_token(uow: UnitOfWork, token: str) -> tuple[RefreshToken, 
         raise ReusedToken(row.account_id)
     if as_utc(row.expires_at) <= utcnow():
         raise invalid
-    account = await uow.session.get(Account, row.account_id)
     if account is None or account.status != AccountStatus.active:
         raise invalid
     row.used_at = utcnow()

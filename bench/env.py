@@ -213,10 +213,10 @@ class BenchEnv:
                         field_encryption_key=FIELD_KEY, identity_jwks_url=self.jwks_url)  # type: ignore[arg-type]
 
     def token(self, roles: Sequence[str], sub: str, scopes: Sequence[str] = ()) -> str:
-        from services.identity.keys import dev_token
+        from tests.support.processes import dev_token
 
         # Signed with the identity's key store (the services verify against its JWKS), as `minsheng token`.
-        return _in_thread(dev_token(self.settings(), sub, roles, scopes, ttl_seconds=6 * 3600))
+        return dev_token(self.settings(), sub, roles, scopes, ttl_seconds=6 * 3600)
 
     def service_env(self, **extra: str) -> dict[str, str]:
         return {

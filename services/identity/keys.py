@@ -106,10 +106,8 @@ async def start_keys(runtime: ServiceRuntime) -> None:
     ring.min_reload_seconds = min(5.0, config.get().key_reload_seconds)
 
 
-async def dev_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Sequence[str] = (), *,
-                    name: str | None = None, ttl_seconds: int | None = None) -> str:
-    """``minsheng token``: a token signed with the identity's key store (migrating and creating the first key
-    if needed), for development and tests. It needs the identity database, like the identity service."""
+async def key_ring(settings: Settings) -> KeyRing:
+    """The identity's live keys, read from its key store (migrating and creating the first key if needed)."""
     from minsheng.platform.db import create_database_if_missing
     from minsheng.platform.migrations import upgrade
     from services.identity.app import SPEC
@@ -119,8 +117,15 @@ async def dev_token(settings: Settings, sub: str, roles: Iterable[str], scopes: 
     db = Database(url, SPEC.tables)
     try:
         await upgrade(db, "identity", SPEC.migrations_dir)
-        ring = KeyRing(await ensure_key(db, cipher_of(settings)))
+        return KeyRing(await ensure_key(db, cipher_of(settings)))
     finally:
         await db.dispose()
+
+
+async def dev_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Sequence[str] = (), *,
+                    name: str | None = None, ttl_seconds: int | None = None) -> str:
+    """``minsheng token``: a token signed with the identity's key store, for development and tests. It needs
+    the identity database, like the identity service."""
+    ring = await key_ring(settings)
     return mint_token(ring, settings, sub, roles, scopes, name=name, ttl_seconds=ttl_seconds, amr=["dev"])
 

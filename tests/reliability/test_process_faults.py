@@ -55,6 +55,7 @@ class Cluster:
                                    **extra)
         self.settings = process_settings(self.env)
         self.procs: list[ServiceProcess] = []
+        self._riders: dict[int, dict[str, str]] = {}
 
     def start(self, name: str, *, port: int | None = None, ready: bool = True, **extra: str) -> ServiceProcess:
         if name != "identity" and not any(p.name == "identity" for p in self.procs):
@@ -68,7 +69,9 @@ class Cluster:
         return proc
 
     def rider(self, i: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {dev_token(self.settings, f'proc-rider-{i}', ['rider'])}"}
+        if i not in self._riders:  # one token per rider, as a phone keeps its token
+            self._riders[i] = {"Authorization": f"Bearer {dev_token(self.settings, f'proc-rider-{i}', ['rider'])}"}
+        return self._riders[i]
 
     def db(self, service: str) -> str:
         return self.template.replace("{service}", service)

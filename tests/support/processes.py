@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from minsheng.platform.tokens import KeyRing
 from minsheng.settings import Settings
 from tests.support.infra import free_port
 
@@ -111,12 +112,21 @@ def process_settings(env: dict[str, str]) -> Settings:
                     identity_jwks_url=env["MINSHENG_IDENTITY_JWKS_URL"])
 
 
-def dev_token(settings: Settings, sub: str, roles: Sequence[str], scopes: Sequence[str] = ()) -> str:
-    """``minsheng token`` against the identity's key store; callable from sync code and from a running loop."""
+_rings: dict[str, KeyRing] = {}
+
+
+def dev_token(settings: Settings, sub: str, roles: Sequence[str], scopes: Sequence[str] = (), *,
+              ttl_seconds: int = 6 * 3600) -> str:
+    """``minsheng token`` against the identity's key store; callable from sync code and from a running loop.
+    The keys are read once per database (a few hundred ms); each token then costs a signature (~0.1 ms)."""
     import asyncio
     import concurrent.futures
 
-    from services.identity.keys import dev_token as mint
+    from minsheng.platform.auth import mint_token
+    from services.identity.keys import key_ring
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, mint(settings, sub, roles, scopes)).result()
+    url = settings.database_url_for("identity")
+    if url not in _rings:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _rings[url] = pool.submit(asyncio.run, key_ring(settings)).result()
+    return mint_token(_rings[url], settings, sub, roles, scopes, ttl_seconds=ttl_seconds, amr=["dev"])

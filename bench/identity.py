@@ -29,7 +29,7 @@ async def run(logins: int, database_url: str) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     settings = Settings(mode="embedded", data_dir=Path(tempfile.mkdtemp(prefix="msbench-id-")),
-                        **({"database_url": database_url} if database_url else {}))
+                        database_url=database_url)
     with config.override(signin_rate_per_second=1e9, signin_burst=10**9):
         async with running_system(settings, ["identity"]) as system:
             rt = system.runtime("identity")

@@ -275,7 +275,7 @@ def test_no_event_contract_has_a_field_for_plaintext_personal_data() -> None:
         names = _property_names(schema)
         # A contract may carry contact data on purpose, declared as ``personal_data`` (the identity's contact
         # event, read only by the service that reaches people; its topic's ACL says so).
-        declared = getattr(model, "personal_data", frozenset())
+        declared: frozenset[str] = getattr(model, "personal_data", frozenset())
         offending += [f"{model.__name__}.{n}" for n in names
                       if sensitive.search(n) and not n.endswith(("_hash", "_masked")) and n not in declared]
     assert len(events) >= 10 and offending == [], offending

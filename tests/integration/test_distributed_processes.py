@@ -14,7 +14,7 @@ import pytest
 from minsheng.settings import Settings
 from services.identity import passwords
 from services.identity.cli import create_admin, rotate_keys
-from tests.support.infra import Tansu, becomes, eventually
+from tests.support.infra import LocalBroker, becomes, eventually
 from tests.support.processes import (
     ServiceProcess,
     dev_token,
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_fire_flow_and_sign_in_across_five_processes(pg_template: str,
-                                                           kafka: tuple[str, Tansu | None]) -> None:
+                                                           kafka: tuple[str, LocalBroker | None]) -> None:
     # Fast key reloads and JWKS refetches, so the rotation below shows within seconds.
     env = distributed_env(pg_template, kafka[0], MINSHENG_IDENTITY_KEY_RELOAD_SECONDS="1",
                           MINSHENG_JWKS_MIN_REFETCH_SECONDS="1", MINSHENG_IDENTITY_ARGON2_MEMORY_KIB="8192")

@@ -28,6 +28,15 @@ from minsheng.localinfra.ports import free_port, wait_port
 from minsheng.localinfra.postgres import PostgresServer
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the dev-cluster process dies, even by SIGKILL (Linux), so no
+    service outlives it."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class DevCluster:
     data_dir: Path
@@ -102,7 +111,7 @@ class DevCluster:
                 argv.append("--demo")
             with open(logs / f"{name}.log", "ab") as out:
                 self.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
+                                                    start_new_session=True, preexec_fn=_die_with_parent)
         for name, port in self.ports.items():
             self._wait_ready(name, f"http://127.0.0.1:{port}/readyz", logs / f"{name}.log")
             self.say(f"{name:<9} http://127.0.0.1:{port}  (log: {logs / (name + '.log')})")
@@ -132,7 +141,7 @@ class DevCluster:
         with open(workdir / "nginx.out", "ab") as out:
             self.procs["gateway"] = subprocess.Popen(
                 [nginx, "-p", str(workdir), "-c", str(nginx_main_conf(workdir, rendered))], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         wait_port("127.0.0.1", self.gateway_port, timeout=15)
         self.say(f"gateway   {self.gateway}/  (every service under /<service>/, docs at /<service>/docs)")
 

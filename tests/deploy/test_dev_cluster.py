@@ -4,12 +4,12 @@ its gateway, stopped with Ctrl-C, and started again on the data it kept."""
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,27 +27,33 @@ def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]
                              str(data_dir), "--broker", os.environ.get("MINSHENG_TEST_KAFKA", "kafka")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    deadline = time.monotonic() + 420  # a slow, shared machine: PostgreSQL, Kafka and five processes start
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if not ready:
-            assert proc.poll() is None, "".join(lines)
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("ready:"):
-            return proc, lines
-    proc.kill()
+    ready = threading.Event()
+
+    def read() -> None:  # a thread, not select(): a buffered reader may hold the "ready:" line already
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready:"):
+                ready.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if ready.wait(timeout=420):  # a slow, shared machine: PostgreSQL, Kafka and seven processes start
+        return proc, lines
+    proc.send_signal(signal.SIGINT)  # it stops what it started
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
     raise AssertionError("dev-cluster did not become ready:\n" + "".join(lines))
 
 
 def _stop(proc: subprocess.Popen[str], lines: list[str]) -> list[str]:
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    return lines + out.splitlines(keepends=True)
+    proc.wait(timeout=120)
+    time.sleep(0.2)  # the reader thread has the last lines
+    assert proc.stdout is not None
+    return lines + proc.stdout.readlines()
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed: run deploy/ci/ensure-tools.sh")

@@ -14,12 +14,13 @@ from uuid import UUID
 
 import pydantic
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
+from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import Instant
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -653,8 +654,8 @@ class VoteCreate(SQLModel):
     question: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=4000)
     options: list[str] = Field(min_length=2, max_length=20)
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime
+    opens_at: Instant | None = None
+    closes_at: Instant
     eligibility: Eligibility = Eligibility.household
 
     @field_validator("options")

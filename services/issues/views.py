@@ -10,12 +10,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
@@ -123,7 +123,7 @@ async def list_issues(
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
     radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
-    created_from: AwareDatetime | None = None, created_to: AwareDatetime | None = None,
+    created_from: Instant | None = None, created_to: Instant | None = None,
 ) -> Page[IssuePublic]:
     if (lat is None) != (lng is None):
         raise Problem(422, "validation_error", "The request is not valid", "lat and lng go together",

@@ -3,10 +3,8 @@ voids and monthly settlement statements. Use cases: take a unit of work, never c
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -17,6 +15,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import as_utc, utcnow, uuid7
@@ -480,22 +479,19 @@ async def statement_csv(uow: UnitOfWork, settings: Settings, merchant_id: UUID, 
     UTF-8 BOM so spreadsheet software opens the Chinese text correctly."""
     tz = config.get().tz
     rows = await month_rows(uow, merchant_id, month)
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    lines: list[list[object]] = []
     total_points, total_fen = 0, 0
     for r in rows:
         if r.status == RedemptionStatus.completed:
             total_points += r.points
             total_fen += r.discount_fen or 0
-        writer.writerow([
+        lines.append([
             str(r.id), as_utc(r.created_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), str(r.offer_id),
             r.offer_title, r.offer_kind, r.quantity, r.points, yuan(r.discount_fen) or "", r.status,
             as_utc(r.voided_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if r.voided_at else "",
             rider_ref(settings, merchant_id, r.rider_id)])
-    writer.writerow(["TOTAL (completed)", "", "", "", "", "", total_points, yuan(total_fen), "", "", ""])
-    return out.getvalue()
+    lines.append(["TOTAL (completed)", "", "", "", "", "", total_points, yuan(total_fen), "", "", ""])
+    return csvfile.csv_text(CSV_COLUMNS, lines)
 
 
 # --- housekeeping ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
+from minsheng.platform.inputs import Instant
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -300,7 +301,7 @@ class TaskCreate(SQLModel):
     compound: str | None = Field(default=None, max_length=50)
     address: str | None = Field(default=None, max_length=300, description="Shown only to the claiming rider")
     pickup_address: str | None = Field(default=None, max_length=300)
-    due_at: datetime | None = None
+    due_at: Instant | None = None
     points: int | None = Field(default=None, ge=0, le=1000, description="Defaults to the task type's points")
 
 
@@ -588,8 +589,8 @@ class OfferBase(SQLModel):
     points_cost: int = Field(ge=1, le=1_000_000)
     per_rider_limit: int | None = Field(default=None, ge=1, le=1000,
                                         description="Redemptions per rider over the offer's life")
-    valid_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    valid_from: Instant | None = Field(default=None, sa_type=UTCDateTime)
+    valid_until: Instant | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class OfferCreate(OfferBase):
@@ -618,7 +619,7 @@ class OfferUpdate(SQLModel):
     per_rider_limit: int | None = Field(default=None, ge=1, le=1000)
     add_stock: int | None = Field(default=None, ge=-1_000_000, le=1_000_000,
                                   description="Add (or remove) stock; stock never goes below zero")
-    valid_until: datetime | None = None
+    valid_until: Instant | None = None
     active: bool | None = None
 
     @field_validator("valid_until")

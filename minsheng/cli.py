@@ -150,6 +150,12 @@ def token(
     """Mint a development JWT (signed with MINSHENG_JWT_SECRET)."""
     from minsheng.platform.auth import mint_token
 
+    for value in scope or []:
+        # A token's scope claim is one space-separated string: "community:x *" would be read as two scopes,
+        # one of them district-wide.
+        if not value or any(c.isspace() for c in value) or "\x00" in value:
+            raise typer.BadParameter(f"{value!r}: a scope value may not be empty or contain whitespace; "
+                                     "repeat --scope for several", param_hint="--scope")
     typer.echo(mint_token(_settings(), sub, role, scope or [], name=name, ttl_seconds=ttl))
 
 

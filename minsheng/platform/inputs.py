@@ -16,9 +16,11 @@ whose UTC conversion overflows, a nested cursor, a NUL byte):
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
@@ -111,3 +113,104 @@ def parse_instant(value: str) -> datetime:
         except ValueError:
             raise ValueError("not a date-time") from None
     return aware_utc(converted)
+
+
+# --- photo URLs ------------------------------------------------------------------------------------------------
+
+PHOTO_URL_MAX_LENGTH = 500
+_PRIVATE_NAMES = ("localhost", ".localhost", ".local", ".internal", ".lan", ".home.arpa", ".intranet")
+
+
+def photo_url(url: str) -> str:
+    """A stored reference to a photo somebody else hosts: ``https://`` on a public host name or address.
+
+    Refused: other schemes (``http:``, ``javascript:``, ``file:``), credentials in the URL, IP literals that
+    are private, loopback, link-local (169.254.169.254, the cloud metadata address), multicast, reserved or
+    unspecified, and names that only resolve inside a network (``localhost``, ``*.local``, ``*.internal`` …).
+    Names are not resolved here (DNS answers change); whoever fetches a stored URL must not follow it into a
+    private network either. Uploads to the service's own storage use ``photo_ids`` instead."""
+    if not isinstance(url, str) or len(url) > PHOTO_URL_MAX_LENGTH or "\x00" in url:
+        raise ValueError(f"photo URLs are https URLs of at most {PHOTO_URL_MAX_LENGTH} characters")
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.hostname or not url.lower().startswith("https://"):
+        raise ValueError("photo URLs must use https://")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("photo URLs may not carry credentials")
+    host = parts.hostname.rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        if not address.is_global or address.is_multicast:
+            raise ValueError("photo URLs may not point at private, loopback or link-local addresses")
+    elif host.endswith(_PRIVATE_NAMES) or host == "localhost" or "." not in host:
+        raise ValueError("photo URLs must name a public host")
+    return url
+
+
+def photo_urls(urls: list[str]) -> list[str]:
+    """``@field_validator("photo_urls")`` body: every URL checked by ``photo_url``."""
+    return [photo_url(u) for u in urls]
+
+
+# --- NUL bytes in requests -------------------------------------------------------------------------------------
+
+_JSON_NUL = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
+_CHECKED_BODIES = ("application/json", "application/x-www-form-urlencoded", "text/plain")
+
+
+class RefuseNulMiddleware:
+    """Answers 422 ``nul_byte`` to a request whose query string, path or JSON/form body carries a NUL
+    character. PostgreSQL refuses NUL in text (and ``\\u0000`` in JSONB); SQLite would store it: both run modes
+    refuse it the same way, before any handler runs, for every field of every service. Binary uploads
+    (multipart photos) are not inspected."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", ""):
+            await self._refuse(scope, receive, send, "query")
+            return
+        content_type = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                content_type = value.decode("latin-1").lower()
+                break
+        if not content_type.startswith(_CHECKED_BODIES):
+            await self.app(scope, receive, send)
+            return
+        messages = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if b"\x00" in body or _JSON_NUL.search(body) or (b"%00" in body and "urlencoded" in content_type):
+            await self._refuse(scope, receive, send, "body")
+            return
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Any, receive: Any, send: Any, where: str) -> None:
+        from starlette.requests import Request
+
+        from minsheng.platform.errors import problem_response
+
+        response = problem_response(Request(scope, receive), 422, "nul_byte", "The request is not valid",
+                                    "Text may not contain NUL bytes (U+0000).",
+                                    extra={"errors": [{"field": where, "message": "NUL byte", "type": "value_error"}]})
+        await response(scope, receive, send)

@@ -20,7 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Instant, photo_urls
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -359,10 +359,7 @@ class IssueCreate(SQLModel):
     @field_validator("photo_urls")
     @classmethod
     def _https(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("https://", "http://")) or len(url) > 500:
-                raise ValueError("photo_urls must be http(s) URLs of at most 500 characters")
-        return value
+        return photo_urls(value)  # https, public hosts only (minsheng.platform.inputs)
 
 
 class Issue(IssueBase, IssuesModel, table=True):

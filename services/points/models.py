@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Instant, photo_urls
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -190,10 +190,7 @@ class HazardReportCreate(HazardReportBase):
     @field_validator("photo_urls")
     @classmethod
     def _urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not url.startswith(("https://", "http://")) or len(url) > 500:
-                raise ValueError("photo URLs must be http(s) URLs of at most 500 characters")
-        return v
+        return photo_urls(v)  # https, public hosts only (minsheng.platform.inputs)
 
 
 class HazardReport(HazardReportBase, PointsModel, table=True):

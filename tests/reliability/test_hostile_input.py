@@ -68,7 +68,8 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
                  "/issues/issues/export.csv?from={v}", "/issues/issues/export.csv?to={v}",
                  "/visits/coverage?since={v}", "/visits/coverage?until={v}",
                  f"/visits/households/{household}/bill?since={{v}}", f"/visits/households/{household}/bill?until={{v}}",
-                 f"/canteen/canteens/{canteen}/menus?date_from={{v}}", f"/canteen/canteens/{canteen}/menus?date_to={{v}}",
+                 f"/canteen/canteens/{canteen}/menus?date_from={{v}}",
+                 f"/canteen/canteens/{canteen}/menus?date_to={{v}}",
                  "/issues/open311/v2/requests.json?start_date={v}", "/issues/open311/v2/requests.json?end_date={v}"]
     month_urls = ["/points/leaderboards/team?month={v}", f"/points/merchants/{merchant}/statements/{{v}}",
                   f"/canteen/canteens/{canteen}/settlements/{{v}}"]

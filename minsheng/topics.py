@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Annotated
@@ -83,7 +84,7 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
             if time.monotonic() > deadline:
                 raise
             log.warning("Kafka at %s not reachable yet (%s); retrying", bootstrap, exc)
-            await asyncio.sleep(2)
+            await asyncio.sleep(random.uniform(1.0, 3.0))  # jittered: replicas starting together spread out
     actions: dict[str, str] = {}
     try:
         existing = set(await admin.list_topics())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -92,7 +93,9 @@ class ServiceRuntime:
 
     async def _every(self, job: Job) -> None:
         while True:
-            await asyncio.sleep(job.every_seconds)
+            # ±10 % jitter: replicas started together (after an outage, a rollout) do not run every job in
+            # lock-step against the same database.
+            await asyncio.sleep(job.every_seconds * random.uniform(0.9, 1.1))
             try:
                 await job.run(self)
             except asyncio.CancelledError:

@@ -98,7 +98,7 @@ def migrate(service: ServiceArg = None) -> None:
             await create_database_if_missing(url)
             db = Database(url, spec.tables)
             try:
-                await upgrade(db, name, spec.migrations_dir)
+                await upgrade(db, name, spec.migrations_dir, settings=settings)
             finally:
                 await db.dispose()
             typer.echo(f"{name}: migrated ({db.url.render_as_string(hide_password=True)})")

@@ -43,7 +43,17 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_issuer: str = "minsheng"
     jwt_ttl_seconds: int = 3600
+    # Field encryption (PIPL data at rest), see docs/operations.md → "Rotating the field keys":
+    # MINSHENG_FIELD_ENCRYPTION_KEY  the original key (base64 of 16/24/32 bytes), key id MINSHENG_FIELD_KEY_ID;
+    # MINSHENG_FIELD_KEYS            more keys by id, JSON: {"k2": "<base64>"};
+    # MINSHENG_FIELD_KEY_CURRENT     the key id new values are sealed with (default: MINSHENG_FIELD_KEY_ID);
+    # MINSHENG_FIELD_LOOKUP_KEY      the key of the keyed lookup hashes (ID numbers, phones), separate from the
+    #                                encryption keys; unset: derived from the original key, as before.
     field_encryption_key: SecretStr | None = None
+    field_key_id: str = "k1"
+    field_keys: dict[str, SecretStr] = {}
+    field_key_current: str | None = None
+    field_lookup_key: SecretStr | None = None
 
     cors_origins: list[str] = []
     log_level: str = "INFO"

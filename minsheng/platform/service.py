@@ -22,6 +22,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.housekeeping import purge_platform_tables
 from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.tables import PlatformTables
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
@@ -51,6 +52,8 @@ class ServiceSpec:
     handlers: Mapping[type[IntegrationEvent], Handler] = field(default_factory=dict)
     jobs: Sequence[Job] = ()
     seed_demo: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    # Encrypted personal data (for `minsheng keys rotate-data`): one entry per table.
+    sealed: Sequence[SealedColumns] = ()
 
 
 class ServiceRuntime:
@@ -76,7 +79,7 @@ class ServiceRuntime:
         return UnitOfWork(self.db, self.spec.name, read_only=read_only)
 
     async def migrate(self) -> None:
-        await upgrade(self.db, self.spec.name, self.spec.migrations_dir)
+        await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
 
     async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True,
                     jobs: bool = True) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
-from minsheng.platform.privacy import mask_id_number
+from minsheng.platform.privacy import mask_id_number, seal_phone_on
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config, orders
@@ -176,11 +176,12 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
         if exists is not None:
             continue
         data = {k: v for k, v in spec.items() if k not in {"canteen", "id_number", "health_notes"}}
-        uow.session.add(Diner(
-            **data, canteen_id=canteens[spec["canteen"]].id, id_number_enc=fc.encrypt(spec["id_number"]),
-            id_number_hash=id_hash, id_number_masked=mask_id_number(spec["id_number"]),
-            health_notes_enc=fc.encrypt(spec.get("health_notes")), card_code=new_code(),
-        ))
+        diner = Diner(**data, canteen_id=canteens[spec["canteen"]].id, id_number_hash=id_hash,
+                      id_number_masked=mask_id_number(spec["id_number"]), card_code=new_code())
+        diner.id_number_enc = fc.seal(spec["id_number"], "diners", "id_number_enc", diner.id)
+        diner.health_notes_enc = fc.seal(spec.get("health_notes"), "diners", "health_notes_enc", diner.id)
+        seal_phone_on(diner, fc)
+        uow.session.add(diner)
 
 
 async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int:

@@ -312,7 +312,9 @@ class Diner(DinerBase, CanteenModel, table=True):
     )
     id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     id_number_enc: str | None = Field(default=None, max_length=200)
     id_number_hash: str | None = Field(default=None, max_length=64, index=True)
     id_number_masked: str | None = Field(default=None, max_length=20)
@@ -348,7 +350,9 @@ class FamilyMember(FamilyMemberBase, CanteenModel, table=True):
     id: UUID = uuid_pk()
     diner_id: UUID = Field(foreign_key="diners.id")
     subject: str = Field(max_length=200, index=True)
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     created_at: datetime = utc_now()
 
 

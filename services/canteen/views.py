@@ -319,8 +319,9 @@ async def access_log(diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAUL
 
 @router.post("/diners/{diner_id}/family", status_code=201, response_model=FamilyMemberPublic, tags=["diners"],
              summary="Link a family member who may order and pay for the elder")
-async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller) -> FamilyMemberPublic:
-    member = await service.add_family(uow, who, diner_id, body)
+async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller,
+                     rt: Runtime) -> FamilyMemberPublic:
+    member = await service.add_family(uow, who, diner_id, body, service.cipher(rt.settings))
     await _commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 

@@ -4,7 +4,6 @@ catalogue, photos, votes, figures and Open311 have modules of their own, include
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -17,7 +16,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import catalogue, figures, open311, photos, service, votes
@@ -58,17 +57,10 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 B = TypeVar("B")
 
 
-@lru_cache(maxsize=4)
-def _cipher(key: str) -> FieldCipher:
-    return FieldCipher(key)
-
-
 async def cipher_of(runtime: Runtime) -> FieldCipher:
     # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
     # the work).
-    key = runtime.settings.field_encryption_key
-    assert key is not None
-    return _cipher(key.get_secret_value())
+    return field_cipher(runtime.settings)
 
 
 Cipher = Annotated[FieldCipher, Depends(cipher_of)]

@@ -101,7 +101,8 @@ async def merchant_caller(
         row = (await conn.execute(_CREDENTIAL, {"key_id": key_id})).first()
         if row is None:
             raise _unauthorized("unknown_key", "Unknown or revoked key id.")
-        secret = merchants.cipher(runtime.settings).decrypt(row.secret_enc) or ""
+        secret = merchants.cipher(runtime.settings).open(row.secret_enc, "merchant_credentials", "secret_enc",
+                                                         key_id) or ""
         if not signing.verify(secret, signature, request.method, signed_path(request), timestamp, nonce, body):
             raise _unauthorized("signature_invalid", "The signature does not match the request.")
         if row.status != MerchantStatus.active:

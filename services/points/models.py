@@ -125,7 +125,9 @@ class Rider(RiderBase, PointsModel, table=True):
     )
     id: UUID = uuid_pk()
     subject: str = Field(max_length=200, unique=True, description="The identity-provider subject (JWT sub)")
-    phone: str = Field(max_length=20)
+    phone: str = Field(max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     role: str = Field(default=RiderRole.yellow, sa_type=sa.String(10))
     status: str = Field(default=RiderStatus.pending, sa_type=sa.String(12))
     status_reason: str | None = Field(default=None, max_length=500)
@@ -513,7 +515,9 @@ class Merchant(MerchantBase, PointsModel, table=True):
     __table_args__ = (sa.Index("ix_merchants_community_created", "community", "created_at"),)
     id: UUID = uuid_pk()
     contact_name: str | None = Field(default=None, max_length=50)
-    contact_phone: str | None = Field(default=None, max_length=20)
+    contact_phone: str | None = Field(default=None, max_length=20)  # masked only
+    contact_phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    contact_phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     status: str = Field(default=MerchantStatus.active, sa_type=sa.String(12))
     created_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = utc_now()

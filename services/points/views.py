@@ -93,8 +93,8 @@ def _staff_view(rider: Rider) -> RiderStaffView:
 
 @router.post("/riders", status_code=201, response_model=RiderPublic, tags=["riders"],
              summary="Register the calling account as a rider (staff verify it before tasks and redemption)")
-async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal) -> RiderPublic:
-    rider = await service.register_rider(uow, who.sub, body)
+async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
+    rider = await service.register_rider(uow, who.sub, body, merchants.cipher(runtime.settings))
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 
@@ -105,8 +105,9 @@ async def my_profile(uow: UoW, who: RiderPrincipal) -> RiderPublic:
 
 
 @router.patch("/riders/me", response_model=RiderPublic, tags=["riders"], summary="Change your name, platform or phone")
-async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal) -> RiderPublic:
-    rider = await service.update_self(uow, await service.rider_by_subject(uow, who.sub), body)
+async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
+    rider = await service.update_self(uow, await service.rider_by_subject(uow, who.sub), body,
+                                      merchants.cipher(runtime.settings))
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 
@@ -452,8 +453,8 @@ async def my_redemptions(uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_L
 
 @router.post("/merchants", status_code=201, response_model=MerchantPublic, tags=["merchants (staff)"],
              summary="Onboard an alliance merchant")
-async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff) -> MerchantPublic:
-    merchant = await merchants.create_merchant(uow, who, body)
+async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, runtime: Runtime) -> MerchantPublic:
+    merchant = await merchants.create_merchant(uow, who, body, merchants.cipher(runtime.settings))
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
@@ -473,8 +474,10 @@ async def get_merchant(merchant_id: UUID, uow: UoW, who: Staff) -> MerchantPubli
 
 @router.patch("/merchants/{merchant_id}", response_model=MerchantPublic, tags=["merchants (staff)"],
               summary="Change details, the void window, or suspend / reactivate")
-async def update_merchant(merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff) -> MerchantPublic:
-    merchant = await merchants.update_merchant(uow, await merchants.get_merchant(uow, who, merchant_id), body)
+async def update_merchant(merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff,
+                          runtime: Runtime) -> MerchantPublic:
+    merchant = await merchants.update_merchant(uow, await merchants.get_merchant(uow, who, merchant_id), body,
+                                               merchants.cipher(runtime.settings))
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 

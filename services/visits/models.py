@@ -306,7 +306,9 @@ class Resident(VisitsModel, table=True):
     # ",dibao,living_alone," — portable LIKE filtering on every backend; answered as a list.
     tags: str = Field(default=",", max_length=200)
     mobility: str = Field(default=Mobility.independent, sa_type=sa.String(12))
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     id_number_enc: str | None = Field(default=None, max_length=200)
     id_number_hash: str | None = Field(default=None, max_length=64, unique=True)
     id_number_masked: str | None = Field(default=None, max_length=20)
@@ -430,7 +432,9 @@ class GridWorker(GridWorkerBase, VisitsModel, table=True):
     __table_args__ = (sa.Index("ix_grid_workers_community", "community", "id"),)
     id: UUID = uuid_pk()
     subject: str = Field(max_length=200, unique=True)
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     active: bool = True
     left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = utc_now()

@@ -362,8 +362,8 @@ async def resident_bill_html(resident_id: UUID, uow: UoW, who: Who, since: Day |
 
 @router.post("/grid-workers", status_code=201, response_model=GridWorkerPublic, tags=["grid"], dependencies=[STAFF],
              summary="Register a grid worker (网格员) account")
-async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who) -> GridWorkerPublic:
-    worker = await service.create_worker(uow, who, body)
+async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Cipher) -> GridWorkerPublic:
+    worker = await service.create_worker(uow, who, body, cipher)
     await _commit(uow)
     return GridWorkerPublic.model_validate(worker, from_attributes=True)
 

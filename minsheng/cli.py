@@ -21,7 +21,9 @@ dlq_app = typer.Typer(help="Dead letters: events a handler kept failing on.", no
 contracts_app = typer.Typer(help="The published event contracts.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
+keys_app = typer.Typer(help="Keys: field encryption (personal data at rest).", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(keys_app, name="keys")
 app.add_typer(topics_cli, name="topics")
 
 ServiceArg = Annotated[str | None, typer.Argument(help=f"One of {', '.join(SERVICES)}; all when omitted.")]
@@ -253,3 +255,41 @@ def contracts_export(
 
 if __name__ == "__main__":
     app()
+
+
+@keys_app.command("rotate-data")
+def keys_rotate_data(
+    service: ServiceArg = None,
+    batch: Annotated[int, typer.Option(help="Rows per committed batch.")] = 500,
+    rehash: Annotated[bool, typer.Option(help="Also recompute the keyed lookup hashes (after "
+                                         "MINSHENG_FIELD_LOOKUP_KEY changed).")] = False,
+) -> None:
+    """Re-encrypt every sealed personal-data value under the current field key (MINSHENG_FIELD_KEY_CURRENT).
+
+    Resumable (committed batches; a re-run does the rest) and safe to run on several replicas at once
+    (FOR UPDATE SKIP LOCKED on PostgreSQL). The services keep serving meanwhile. See docs/operations.md."""
+    from minsheng.platform.db import Database
+    from minsheng.platform.keyrotation import remaining, rotate_service
+    from minsheng.platform.privacy import field_cipher
+    from minsheng.runner import load_spec
+
+    settings = _settings()
+    cipher = field_cipher(settings)
+
+    async def go() -> None:
+        for name in _services(service):
+            spec = load_spec(name)
+            if not spec.sealed:
+                continue
+            db = Database(settings.database_url_for(name), spec.tables)
+            try:
+                stats = await rotate_service(db, spec.metadata, spec.sealed, cipher, batch=batch, rehash=rehash)
+                left = sum([await remaining(db, spec.metadata.tables[e.table], e, cipher) for e in spec.sealed])
+            finally:
+                await db.dispose()
+            tables = ", ".join(f"{t} {n}" for t, n in stats.by_table.items()) or "nothing to do"
+            typer.echo(f"{name}: {stats.rows} rows ({stats.values} values, {stats.rehashed} hashes) re-sealed "
+                       f"under {cipher.current} in {stats.seconds:.1f} s ({stats.rows_per_second:,.0f} rows/s): "
+                       f"{tables}; not yet under {cipher.current}: {left}")
+
+    asyncio.run(go())

@@ -169,7 +169,8 @@ def field_cipher(settings: Any) -> FieldCipher:
     """The cipher of ``settings`` (the keyring, the current key id, the lookup key), built once per keyring."""
     key = settings.field_encryption_key
     assert key is not None, "MINSHENG_FIELD_ENCRYPTION_KEY"
-    keys = tuple(sorted((k, v.get_secret_value()) for k, v in (settings.field_keys or {}).items()))
+    keys = tuple(sorted((k, v.get_secret_value() if hasattr(v, "get_secret_value") else str(v))
+                        for k, v in (settings.field_keys or {}).items()))
     lookup = settings.field_lookup_key.get_secret_value() if settings.field_lookup_key else None
     return _cipher(key.get_secret_value(), keys, settings.field_key_current, lookup, settings.field_key_id)
 

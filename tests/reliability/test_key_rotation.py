@@ -39,7 +39,7 @@ def rotated(settings: Settings) -> FieldCipher:
     return field_cipher(settings.model_copy(update={"field_keys": {"k2": SecretStr(K2)}, "field_key_current": "k2"}))
 
 
-def _read_all(cipher: FieldCipher, rows: list[Any]) -> dict[UUID, tuple[str | None, str | None, str | None]]:
+def _read_all(cipher: FieldCipher, rows: list[Any]) -> dict[UUID, tuple[str | None, ...]]:
     out = {}
     for r in rows:
         out[r.id] = tuple(cipher.decrypt(v, aad=aad_of("residents", c, r.id) if v and v.startswith("v2:") else None)

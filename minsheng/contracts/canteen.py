@@ -68,7 +68,8 @@ class AbsenceAlert(IntegrationEvent):
         "alert_id": "01936f2e-c000-7000-8000-000000000020", "diner_id": "01936f2e-c000-7000-8000-000000000002",
         "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "canteen_id": "01936f2e-c000-7000-8000-000000000001",
         "community": "yunxing", "compound": "yuntaiyuan", "last_meal_on": "2026-11-23",
-        "days_absent": 3, "meals_last_30_days": 26, "raised_at": "2026-11-27T07:00:00Z"}]})
+        "days_absent": 3, "meals_last_30_days": 26, "raised_at": "2026-11-27T07:00:00Z",
+        "id_number_hash": "5f2b0c3e8d1a4b6c9e7f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f"}]})
 
     alert_id: UUID
     diner_id: UUID
@@ -80,6 +81,9 @@ class AbsenceAlert(IntegrationEvent):
     days_absent: int
     meals_last_30_days: int
     raised_at: datetime
+    # The keyed lookup hash (HMAC, MINSHENG_FIELD_LOOKUP_KEY) of the diner's ID number: lets the visits service
+    # find the resident when the diner is not linked yet. Never the number itself.
+    id_number_hash: str | None = None
 
 
 @contract

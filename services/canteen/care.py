@@ -125,8 +125,29 @@ async def scan_absences(uow: UnitOfWork, today: date | None = None) -> ScanResul
             alert_id=alert_id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=diner.canteen_id,
             community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
             last_meal_on=last, days_absent=len(missed), meals_last_30_days=regular, raised_at=now,
+            id_number_hash=diner.id_number_hash,
         ))
     return ScanResult(on=today, candidates=len(diners), raised=raised, resolved=resolved)
+
+
+async def resend_open_alerts(uow: UnitOfWork, diner: Diner) -> int:
+    """The diner was just linked to a visits resident (or given an ID number): their open alerts go out again,
+    now naming the resident, so the welfare check an earlier alert could not schedule is scheduled. Same
+    ``alert_id``: the visits service schedules one check per alert however often it hears of it."""
+    rows = (await uow.session.execute(sa.select(ALERTS).where(
+        ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value))).all()
+    if not rows:
+        return 0
+    await uow.session.execute(sa.update(ALERTS).where(
+        ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value).values(resident_id=diner.resident_id))
+    canteen = await uow.session.get(Canteen, diner.canteen_id)
+    for row in rows:
+        uow.emit(AbsenceAlert(
+            alert_id=row.id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=row.canteen_id,
+            community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
+            last_meal_on=row.last_meal_on, days_absent=row.days_absent, meals_last_30_days=row.meals_in_window,
+            raised_at=row.raised_at, id_number_hash=diner.id_number_hash))
+    return len(rows)
 
 
 async def _resolve_returned(uow: UnitOfWork) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -109,8 +110,12 @@ RULES: list[dict[str, Any]] = [
      "stack_group": "disability", "circumstances": ["disabled"], "funder": "county_disabled_persons_federation"},
 ]
 
+VISITS_ZHAO = UUID("01936f2e-a000-7000-8000-0000000000bb")  # services/visits/demo.py ZHAO_ID (no import)
+
 DINERS: list[dict[str, Any]] = [
-    {"name": "赵桂香", "birth_date": date(1941, 3, 8), "community": "yuntai", "compound": "yuntaiyuan",
+    # Linked to her visits resident (the same person in the visits demo: same ID number, fixed id).
+    {"name": "赵桂香", "resident_id": VISITS_ZHAO, "birth_date": date(1941, 3, 8), "community": "yuntai",
+     "compound": "yuntaiyuan",
      "canteen": "yunxing-street", "circumstances": ["living_alone"], "dietary": ["soft_food", "low_salt"],
      "dislikes": ["香菜"], "taste_notes": "腿脚受伤, 行走不便; likes millet porridge", "delivery_eligible": True,
      "delivery_address": "云泰园3号楼2单元501 Yuntaiyuan building 3, unit 2, 501", "phone": "13935201101",

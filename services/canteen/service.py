@@ -285,6 +285,7 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
             raise Problem(422, "unknown_canteen", "Unknown canteen", "No such canteen in your scope.")
     if changes.get("subject") is not None:
         await _subject_free(uow, changes["subject"], but=diner.id)
+    id_number_changed = changes.get("id_number") is not None
     if changes.get("id_number") is not None:
         number = changes.pop("id_number").upper()
         id_hash = fc.lookup_hash(number)
@@ -311,6 +312,11 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
     if "phone" in changes:
         diner.phone_enc = None
         seal_phone_on(diner, fc)
+    if (changes.get("resident_id") is not None or id_number_changed) and diner.status == DinerStatus.active:
+        from services.canteen.care import resend_open_alerts  # care imports this module
+
+        await uow.session.flush()
+        await resend_open_alerts(uow, diner)
     _touch(diner)
     return diner, family
 

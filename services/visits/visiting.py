@@ -198,14 +198,18 @@ async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, 
 
 async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask | None:
     """A canteen regular stopped coming: an urgent welfare check at their door, assigned to the grid worker
-    who covers it. Idempotent on the alert. Alerts without a linked resident, for residents we do not know,
-    or for residents who moved away or died, are not ours to act on."""
-    if alert.resident_id is None:
+    who covers it. Idempotent on the alert. The resident is the linked one, else the one whose keyed ID-number
+    hash the alert carries; alerts for residents we do not know, or who moved away or died, are not ours."""
+    if alert.resident_id is None and not alert.id_number_hash:
         return None
     found = await uow.session.execute(select(VisitTask.id).where(VisitTask.alert_id == alert.alert_id))
     if found.first() is not None:
         return None
-    resident = await uow.session.get(Resident, alert.resident_id)
+    resident = await uow.session.get(Resident, alert.resident_id) if alert.resident_id is not None else None
+    if resident is None and alert.id_number_hash:
+        # Not linked (yet): the same person by the keyed hash of the ID number both services hold.
+        resident = (await uow.session.execute(select(Resident).where(
+            Resident.id_number_hash == alert.id_number_hash))).scalars().first()
     if resident is None or resident.status != ResidentStatus.active:
         return None
     household = await uow.session.get(Household, resident.household_id)

@@ -191,3 +191,13 @@ async def test_nul_bytes_and_private_photo_urls_are_refused(demo_system: System)
     r = await s.client.post("/issues/issues", headers=resident, json={
         "category": "road", "community": "yunxing", "photo_urls": ["https://photos.example.com/a.jpg"]})
     assert r.status_code in (200, 201), r.text
+
+
+async def test_the_demo_diner_zhao_is_linked_to_her_visits_resident(demo_system: System) -> None:
+    s = demo_system
+    admin = s.auth("admin")
+    diners = (await s.client.get("/canteen/diners", headers=admin, params={"limit": 200})).json()["items"]
+    zhao = next(d for d in diners if d["name"].startswith("赵"))
+    assert zhao["resident_id"] is not None
+    r = await s.client.get(f"/visits/residents/{zhao['resident_id']}", headers=admin)
+    assert r.status_code == 200 and r.json()["id_number"][-4:] == zhao["id_number"][-4:]

@@ -156,6 +156,16 @@ ROWS: dict[str, list[Row]] = {
          lambda r: f"{r['reads_during_rotation_ok']:,} / **{r['reads_during_rotation_failed']}**; "
          f"**{r['left_under_old_key']}**"),
     ],
+    "personal_data_at_rest": [
+        ("Personal data at rest (embedded, SQLite)", "phones / ID numbers / health notes in clear",
+         lambda r: f"**{r['phones_id_numbers_health_notes_in_clear']}** in {r['values_scanned']:,} stored values "
+         "(every column of every table)"),
+    ],
+    "personal_data_at_rest_postgres": [
+        ("Personal data at rest (PostgreSQL)", "phones / ID numbers / health notes in clear",
+         lambda r: f"**{r['phones_id_numbers_health_notes_in_clear']}** in {r['values_scanned']:,} stored values "
+         "(every text column of every table)"),
+    ],
     "personal_data_retention": [
         ("Personal data retention", "resident gone 10 years / gone 26 days / still here",
          lambda r: " / ".join("cleared" if not any(v) else "kept" if all(v) else "partly cleared"

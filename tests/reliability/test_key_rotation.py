@@ -175,3 +175,33 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
         assert rows_done == total and left == 0
         assert after == expected and reads["failed"] == 0 and reads["ok"] > 0
         assert figures["rows_per_second"] > 0
+
+
+async def test_rehash_moves_the_lookup_hashes_to_a_lookup_key_of_their_own(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path)
+    async with running_system(settings, ["visits"], demo=True) as s:
+        db = s.runtime("visits").db
+        old = field_cipher(settings)
+        new = field_cipher(settings.model_copy(update={"field_lookup_key": SecretStr(K2)}))
+        assert old.lookup_hash("140226194103080025") != new.lookup_hash("140226194103080025")
+        stats = await rotate_table(db, RESIDENTS, SEALED, new, batch=100, rehash=True)
+        rows = await _rows(db)
+        assert stats.rows == len(rows) and stats.rehashed == 2 * len(rows)
+        for r in rows[:200]:
+            number = new.decrypt(r.id_number_enc, aad=aad_of("residents", "id_number_enc", r.id))
+            assert r.id_number_hash == new.lookup_hash(number)
+
+
+def test_the_cli_rotates_every_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from minsheng.cli import app
+
+    monkeypatch.setenv("MINSHENG_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    monkeypatch.setenv("MINSHENG_FIELD_KEYS", f'{{"k2": "{K2}"}}')
+    monkeypatch.setenv("MINSHENG_FIELD_KEY_CURRENT", "k2")
+    result = runner.invoke(app, ["keys", "rotate-data"])
+    assert result.exit_code == 0, result.output
+    assert "not yet under k2: 0" in result.output and "visits:" in result.output

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
 
 from minsheng.platform.errors import Problem
-from minsheng.platform.inputs import CURSOR_MAX_LENGTH, aware_utc
+from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def _invalid_cursor(message: str) -> Problem:
 
 
 def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
-    """Decode a cursor made by ``encode_cursor``; ``types`` (datetime, UUID, int, str) say how to read it.
+    """Decode a cursor made by ``encode_cursor``; ``types`` (datetime, date, UUID, int, str) say how to read it.
 
     The one decoder of every list: anything that is not exactly what ``encode_cursor`` makes answers 422
     ``invalid_cursor``. The cursor is bounded in length and must decode to a flat JSON array of scalars of
@@ -65,6 +65,13 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
                 if not isinstance(value, str):
                     raise ValueError("expected a time")
                 out.append(aware_utc(datetime.fromisoformat(value)))
+            elif kind is date:
+                if not isinstance(value, str):
+                    raise ValueError("expected a date")
+                day = date.fromisoformat(value)
+                if not MIN_DAY <= day <= MAX_DAY:
+                    raise ValueError("date out of range")
+                out.append(day)
             elif kind is UUID:
                 if not isinstance(value, str):
                     raise ValueError("expected an id")

@@ -641,11 +641,11 @@ async def menu_page(uow: UnitOfWork, canteen: str, *, date_from: date, date_to: 
         params["slot"] = slot.value
     if cursor:
         try:
-            d, r = decode_cursor(cursor, str, int)
+            d, r = decode_cursor(cursor, date, int)
         except Problem:
             await canteen_row(uow, canteen)  # an unknown canteen is a 404 before a bad cursor
             raise
-        params["cursor_date"], params["cursor_rank"] = date.fromisoformat(d), r
+        params["cursor_date"], params["cursor_rank"] = d, r
     rows = (await uow.session.execute(_menu_page_statement(by_id, drafts, slot is not None, bool(cursor)),
                                       params)).all()
     if not rows:

@@ -8,7 +8,7 @@ reports back with ``WelfareCheckCompleted``. All in the caller's one transaction
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -320,9 +320,8 @@ async def due_list(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str |
     if compound:
         query = query.where(Household.compound == compound)
     if cursor:
-        due, ident = decode_cursor(cursor, str, UUID)
-        query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(
-            datetime.fromisoformat(due).date(), ident))
+        due, ident = decode_cursor(cursor, date, UUID)
+        query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(due, ident))
     query = query.order_by(col(Household.next_due_on), col(Household.id)).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
     page = page_of(rows, limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
@@ -369,9 +368,8 @@ async def list_rounds(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: st
     if community:
         query = query.where(VisitRound.community == community)
     if cursor:
-        starts, ident = decode_cursor(cursor, str, UUID)
-        query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(
-            datetime.fromisoformat(starts).date(), ident))
+        starts, ident = decode_cursor(cursor, date, UUID)
+        query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(starts, ident))
     query = query.order_by(col(VisitRound.starts_on).desc(), col(VisitRound.id).desc()).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
     return page_of(rows, limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))

@@ -34,7 +34,9 @@ BOGUS_CURSORS = [_b64("[" * 5000 + "]" * 5000), _b64("[" * 200 + "]" * 200), "W1
                  _b64('["0001-01-01T00:00:00+14:00","0190f4f4-0000-7000-8000-000000000000"]'),
                  _b64('["2026-11-01T00:00:00","0190f4f4-0000-7000-8000-000000000000"]'),
                  _b64('[1e999, null]'), _b64('[true, "x"]'), _b64("\"x\""), "%%%", "A" * 5000, _b64('["\\u0000"]'),
-                 _b64('[99999999999999999999999999, "0190f4f4-0000-7000-8000-000000000000"]')]
+                 _b64('[99999999999999999999999999, "0190f4f4-0000-7000-8000-000000000000"]'),
+                 _b64('["not-a-date", 1]'), _b64('["not-a-date", "0190f4f4-0000-7000-8000-000000000000"]'),
+                 _b64('["0001-01-01", 1]')]
 
 
 def _is_problem(r: httpx.Response) -> bool:
@@ -94,7 +96,8 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
 
     # Bogus cursors on every list that takes one.
     lists = ["/issues/issues", "/issues/votes", "/points/riders", "/points/hazard-reports", "/points/offers",
-             "/canteen/diners", "/canteen/orders", "/visits/visits", "/visits/residents", "/points/tasks"]
+             "/canteen/diners", "/canteen/orders", "/visits/visits", "/visits/residents", "/points/tasks",
+             "/visits/rounds", "/visits/due", "/canteen/canteens/yunxing-street/menus"]
     for url in lists:
         for cursor in BOGUS_CURSORS:
             r = await probe("GET", f"{url}?cursor={cursor}")

@@ -21,5 +21,5 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
-    sealed=(SealedColumns("issues", ("contact_name", "contact_phone"), aad=False),),
+    sealed=(SealedColumns("issues", ("contact_name", "contact_phone")),),
 )

@@ -153,7 +153,8 @@ async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Ciph
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
     service.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
-    return {"name": cipher.decrypt(issue.contact_name), "phone": cipher.decrypt(issue.contact_phone)}
+    return {"name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
+            "phone": cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id)}
 
 
 async def _act(uow: UnitOfWork, who: Principal, cipher: FieldCipher, issue_id: UUID,

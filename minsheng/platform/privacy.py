@@ -103,12 +103,13 @@ class FieldCipher:
         self._aeads = {kid: AESGCM(k) for kid, k in ring.items()}
         self._current_aead = self._aeads[self.current]
         self._prefix = f"{PREFIX}{self.current}:"
+        self._legacy_hash_key = hashlib.sha256(b"minsheng-lookup:" + ring[legacy_key_id]).digest()
         if lookup_key_b64:
             self._hash_key = base64.b64decode(lookup_key_b64)
             if len(self._hash_key) < 16:
                 raise ValueError("the lookup-hash key must be at least 16 bytes, base64-encoded")
         else:
-            self._hash_key = hashlib.sha256(b"minsheng-lookup:" + ring[legacy_key_id]).digest()
+            self._hash_key = self._legacy_hash_key
 
     @property
     def key_ids(self) -> list[str]:
@@ -159,6 +160,16 @@ class FieldCipher:
 
     def open(self, stored: str | None, table: str, column: str, row_id: object) -> str | None:
         return self.decrypt(stored, aad=aad_of(table, column, row_id))
+
+    def lookup_hashes(self, value: str) -> list[str]:
+        """Every hash a stored row may carry for ``value``: the current lookup key's and, while a lookup key of
+        its own has been set but ``rotate-data --rehash`` has not finished, the original derivation's. Use
+        with ``IN`` to find a row; store ``lookup_hash``."""
+        normal = value.strip().upper().encode()
+        hashes = [hmac.new(self._hash_key, normal, hashlib.sha256).hexdigest()]
+        if self._hash_key != self._legacy_hash_key:
+            hashes.append(hmac.new(self._legacy_hash_key, normal, hashlib.sha256).hexdigest())
+        return hashes
 
     @classmethod
     def from_settings(cls, settings: Any) -> FieldCipher:

@@ -212,7 +212,8 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
                       "Only staff of the diner's canteen or community (or its grid workers) may register diners.")
     id_hash = fc.lookup_hash(data.id_number) if data.id_number else None
     if id_hash is not None:
-        dup = await uow.session.execute(select(Diner.id).where(Diner.id_number_hash == id_hash))
+        dup = await uow.session.execute(select(Diner.id).where(
+            col(Diner.id_number_hash).in_(fc.lookup_hashes(data.id_number or ""))))
         found = dup.first()
         if found is not None:
             raise conflict("diner_exists", "A diner with this ID number is already registered.", diner_id=str(found[0]))
@@ -289,7 +290,8 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
     if changes.get("id_number") is not None:
         number = changes.pop("id_number").upper()
         id_hash = fc.lookup_hash(number)
-        dup = (await uow.session.execute(select(Diner.id).where(Diner.id_number_hash == id_hash))).first()
+        dup = (await uow.session.execute(select(Diner.id).where(
+            col(Diner.id_number_hash).in_(fc.lookup_hashes(number))))).first()
         if dup is not None and dup[0] != diner.id:
             raise conflict("diner_exists", "Another diner has this ID number.", diner_id=str(dup[0]))
         diner.id_number_enc = fc.seal(number, "diners", "id_number_enc", diner.id)
@@ -360,7 +362,7 @@ async def my_diners(uow: UnitOfWork, who: Principal) -> list[Diner]:
 
 async def lookup_diner(uow: UnitOfWork, who: Principal, id_number: str, fc: FieldCipher) -> Diner:
     """Find a diner by ID number (its keyed hash): is this elder registered already, and where?"""
-    found = await uow.session.execute(select(Diner).where(Diner.id_number_hash == fc.lookup_hash(id_number)))
+    found = await uow.session.execute(select(Diner).where(col(Diner.id_number_hash).in_(fc.lookup_hashes(id_number))))
     diner = found.scalars().first()
     if diner is None:
         raise not_found("diner", "with this ID number")

@@ -317,8 +317,8 @@ def _checked_id_number(value: str) -> str:
 async def _set_id_number(uow: UnitOfWork, cipher: FieldCipher, resident: Resident, value: str) -> None:
     number = _checked_id_number(value)
     digest = cipher.lookup_hash(number)
-    found = await uow.session.execute(select(Resident.id).where(Resident.id_number_hash == digest,
-                                                                Resident.id != resident.id))
+    found = await uow.session.execute(select(Resident.id).where(
+        col(Resident.id_number_hash).in_(cipher.lookup_hashes(number)), Resident.id != resident.id))
     if found.first() is not None:
         raise conflict("resident_exists", "A resident with this ID number is already registered.")
     resident.id_number_enc = cipher.seal(number, "residents", "id_number_enc", resident.id)
@@ -420,8 +420,9 @@ async def list_residents(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor:
 
 
 async def lookup_by_id_number(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, value: str) -> Resident:
-    digest = cipher.lookup_hash(_checked_id_number(value))
-    found = (await uow.session.execute(select(Resident).where(Resident.id_number_hash == digest))).scalar_one_or_none()
+    digests = cipher.lookup_hashes(_checked_id_number(value))
+    found = (await uow.session.execute(select(Resident).where(
+        col(Resident.id_number_hash).in_(digests)))).scalars().first()
     if found is None or not viewer.covers(found.community, found.compound, found.building_id):
         raise not_found("resident", "with this ID number")
     return found
@@ -499,9 +500,9 @@ async def list_audit(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str
 async def bind_account(uow: UnitOfWork, subject: str, cipher: FieldCipher, body: AccountBinding) -> Resident:
     """A resident links their app account by proving ID number and the phone the community has on file.
     Both must match: a wrong guess answers the same as an unknown number."""
-    digest = cipher.lookup_hash(_checked_id_number(body.id_number))
+    digests = cipher.lookup_hashes(_checked_id_number(body.id_number))
     found = (await uow.session.execute(select(Resident).where(
-        Resident.id_number_hash == digest, Resident.status == ResidentStatus.active))).scalar_one_or_none()
+        col(Resident.id_number_hash).in_(digests), Resident.status == ResidentStatus.active))).scalars().first()
     on_file = open_phone(found, cipher) if found is not None else None
     if found is None or on_file is None or on_file.lstrip("+") != body.phone.strip().lstrip("+"):
         raise Problem(404, "resident_not_matched", "No resident matches",

@@ -184,6 +184,10 @@ async def test_rehash_moves_the_lookup_hashes_to_a_lookup_key_of_their_own(tmp_p
         old = field_cipher(settings)
         new = field_cipher(settings.model_copy(update={"field_lookup_key": SecretStr(K2)}))
         assert old.lookup_hash("140226194103080025") != new.lookup_hash("140226194103080025")
+        # Until the rows are re-hashed, look-ups try the original derivation too.
+        assert new.lookup_hashes("140226194103080025") == [new.lookup_hash("140226194103080025"),
+                                                           old.lookup_hash("140226194103080025")]
+        assert old.lookup_hashes("140226194103080025") == [old.lookup_hash("140226194103080025")]
         stats = await rotate_table(db, RESIDENTS, SEALED, new, batch=100, rehash=True)
         rows = await _rows(db)
         assert stats.rows == len(rows) and stats.rehashed == 2 * len(rows)

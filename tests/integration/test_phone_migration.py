@@ -19,6 +19,22 @@ from tests.conftest import embedded_settings
 PHONES = ["13900000001", "13900000002", None]
 
 
+async def _downgrade(db: Database, service: str, migrations_dir: Path, settings: Any) -> None:
+    from alembic import command
+
+    from minsheng.platform.migrations import alembic_config
+
+    cfg = alembic_config(service, migrations_dir)
+    cfg.attributes["settings"] = settings
+
+    def run(sync_conn: sa.Connection) -> None:
+        cfg.attributes["connection"] = sync_conn
+        command.downgrade(cfg, "0001")
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(run)
+
+
 async def _convert(url: str, tmp_path: Path) -> None:
     settings = embedded_settings(tmp_path)
     cipher = field_cipher(settings)
@@ -56,6 +72,11 @@ async def _convert(url: str, tmp_path: Path) -> None:
                 assert cipher.decrypt(row[2], aad=aad_of(table, f"{attr}_enc", i)) == phone
                 assert row[3] == cipher.lookup_hash(phone)
             await upgrade(db, service, spec.migrations_dir, "head", settings=settings)  # idempotent
+            await _downgrade(db, service, spec.migrations_dir, settings)
+            t_old = sa.table(table, sa.column("id", sa.Uuid()), sa.column(attr))
+            async with db.engine.connect() as conn:
+                back = dict((await conn.execute(sa.select(t_old.c.id, t_old.c[attr]))).all())
+            assert [back[i] for i in ids] == PHONES  # the downgrade puts them back in clear
         finally:
             await db.dispose()
 

@@ -110,8 +110,10 @@ async def run_service(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _breakdown(spec: dict[str, Any], report_ids: list[str]) -> dict[str, Any]:
-    """Where the time went, from the rows: report committed → claimed by the relay (outbox ``created_at`` →
-    ``sent_at``), and claimed → issue created by the consumer (``sent_at`` → ``issues.created_at``)."""
+    """Where the time went, from the rows: report committed → published by the relay and acknowledged by the
+    broker (outbox ``created_at`` → ``sent_at``, stamped at the acknowledgement), and acknowledged → issue created
+    by the consumer (``sent_at`` → ``issues.created_at``). The keys keep their names (``relay_pickup_ms``) so
+    earlier results compare."""
     import asyncpg
 
     if not spec.get("points_dsn") or not report_ids:

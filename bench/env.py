@@ -1,6 +1,7 @@
 """What a bench run stands on: its own PostgreSQL databases (``msbench_<run>_<name>``, dropped afterwards), a
-Tansu broker, server processes (``minsheng serve <service>`` and the bare baseline app) and the load
-generator process — plus RSS/CPU sampling of the servers while load runs."""
+Kafka broker (Apache Kafka; Tansu with ``MINSHENG_TEST_KAFKA=tansu``), server processes (``minsheng serve
+<service>`` and the bare baseline app) and the load generator process — plus RSS/CPU sampling of the servers
+while load runs."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
+from minsheng.localinfra.kafka import LocalBroker, local_broker
+from minsheng.localinfra.ports import free_port
+from minsheng.localinfra.postgres import postgres_server
 from minsheng.settings import Settings
-from tests.support.infra import Tansu, free_port, postgres_server
 
 JWT_SECRET = "msbench-jwt-secret-not-for-production"
 FIELD_KEY = "bXNiZW5jaC1maWVsZC1rZXktMzItYnl0ZXMtbG9uZyE="  # 32 bytes, base64
@@ -112,7 +115,7 @@ class BenchEnv:
     databases: list[str] = field(default_factory=list)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="msbench-")))
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    _tansu: Tansu | None = None
+    _broker: LocalBroker | None = None
 
     def __enter__(self) -> BenchEnv:
         self.pg_base = self._stack.enter_context(postgres_server())
@@ -120,9 +123,11 @@ class BenchEnv:
         if env_kafka:
             self.kafka_bootstrap = env_kafka
         else:
-            self._tansu = Tansu()
-            self._tansu.start()
-            self.kafka_bootstrap = self._tansu.bootstrap
+            self._broker = local_broker()
+            if not self._broker.durable:  # Tansu has no idempotent producer
+                os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")
+            self._broker.start()
+            self.kafka_bootstrap = self._broker.bootstrap
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -133,17 +138,17 @@ class BenchEnv:
             import asyncio
 
             asyncio.run(self.drop_databases(self.databases))
-        if self._tansu is not None:
-            self._tansu.stop()
+        if self._broker is not None:
+            self._broker.cleanup()
         self._stack.close()
         if not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart_kafka(self) -> None:
-        """A fresh, empty broker (Tansu keeps everything in memory): no backlog from earlier figures."""
-        if self._tansu is not None:
-            self._tansu.stop()
-            self._tansu.start()
+        """A fresh, empty broker: no backlog from earlier figures."""
+        if self._broker is not None:
+            self._broker.wipe()
+            self._broker.start()
 
     # --- databases -------------------------------------------------------------------------------------
 

@@ -231,7 +231,7 @@ class Suite:
             self.run_large()
         return self.result()
 
-    # reads, writes, e2e, RSS: the four services as `minsheng serve` processes on PostgreSQL + Tansu ------
+    # reads, writes, e2e, RSS: the four services as `minsheng serve` processes on PostgreSQL + Kafka ------
 
     def run_core(self) -> None:
         env = self.env
@@ -637,7 +637,7 @@ class Suite:
                 if b1 and b2:
                     notes.append("where the time goes (p50/p99 ms): "
                                  f"POST {post.get('p50', 0):.0f}/{post.get('p99', 0):.0f}, "
-                                 f"commit → relay pickup {b1['p50']:.0f}/{b1['p99']:.0f}, pickup → issue created "
+                                 f"commit → broker ack {b1['p50']:.0f}/{b1['p99']:.0f}, ack → issue created "
                                  f"{b2['p50']:.0f}/{b2['p99']:.0f}")
                 fig.note = "; ".join(notes)[:600]
             self.guard(fig, body)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,6 +71,7 @@ def serve(
     service: Annotated[str, typer.Argument(help=f"One of {', '.join(SERVICES)}.")],
     host: str = "0.0.0.0",
     port: int = 8000,
+    demo: Annotated[bool, typer.Option(help="Load the demo data on start (idempotent).")] = False,
 ) -> None:
     """Run one service alone, on PostgreSQL and Kafka from settings (distributed mode). Scale by running more
     replicas (each one process), not workers: the relay and consumers are per process."""
@@ -80,8 +83,29 @@ def serve(
     _services(service)
     settings = _settings(**({} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}))
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(build_app(settings, [service], freeze_gc=True), host=host, port=port, log_config=None,
+    _database_ready_or_exit(settings, service)
+    uvicorn.run(build_app(settings, [service], demo=demo, freeze_gc=True), host=host, port=port, log_config=None,
                 proxy_headers=True)
+
+
+def _database_ready_or_exit(settings: Settings, service: str) -> None:
+    """Before serving: the service's PostgreSQL database exists (created when missing and the role may).
+    A missing database that cannot be created — or, when this process is to migrate it, a server that does not
+    answer — ends in one clear line and exit code 1, not a traceback from the middle of the start-up. Without
+    ``MINSHENG_MIGRATE_ON_START`` a server that is not up yet is only a warning: the process starts and
+    ``/readyz`` answers 503 until the database is there (no crash loop while PostgreSQL starts)."""
+    from minsheng.platform.db import DatabaseUnavailable, ensure_database
+
+    try:
+        created = asyncio.run(ensure_database(settings.database_url_for(service)))
+    except DatabaseUnavailable as exc:
+        if not exc.missing and not settings.migrate_on_start:
+            typer.echo(f"minsheng serve {service}: {exc}; starting anyway (not ready until it answers)", err=True)
+            return
+        typer.echo(f"minsheng serve {service}: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if created:
+        typer.echo(f"{service}: created database {created!r}", err=True)
 
 
 @app.command()
@@ -190,10 +214,60 @@ def outbox_status_cmd(service: ServiceArg = None) -> None:
     asyncio.run(go())
 
 
+def _since(value: str) -> datetime:
+    """An ISO 8601 time (a time without offset is UTC) or an age such as ``90m``, ``6h``, ``2d``."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if m:
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: give an ISO 8601 time (2026-12-06T03:00Z) or an age (90m, 6h, 2d)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@outbox_app.command("resend")
+def outbox_resend_cmd(
+    since: Annotated[str, typer.Option(help="Re-send events the broker acknowledged at or after this time: ISO "
+                                       "8601 (2026-12-06T03:00Z) or an age (90m, 6h, 2d).")],
+    service: Annotated[list[str] | None, typer.Option("--service", help="Repeatable; all services when omitted.")]
+    = None,
+    until: Annotated[str | None, typer.Option(help="… and before this time (default: now).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count them.")] = False,
+) -> None:
+    """Publish acknowledged events again, after the broker lost data (restarted empty, a log truncated).
+    The rows go back to pending; the running relays publish them in their original order, and the consumers'
+    inboxes drop every event they had already handled. Only rows younger than MINSHENG_OUTBOX_RETENTION_HOURS
+    are still there to re-send."""
+    from minsheng.platform.outbox import resend_since
+
+    settings = _settings()
+    start = _since(since)
+    end = _since(until) if until else None
+    names = [n for name in service or [None] for n in _services(name)]  # type: ignore[list-item]
+
+    async def go() -> None:
+        for name in names:
+            rt = _runtime(name, settings)
+            try:
+                count = await resend_since(rt.db, start, until=end, dry_run=dry_run)
+            finally:
+                await rt.db.dispose()
+            verb = "would re-send" if dry_run else "re-sending"
+            typer.echo(f"{name:8} {verb} {count} events acknowledged since {start.isoformat(timespec='seconds')}"
+                       + (f" until {end.isoformat(timespec='seconds')}" if end else ""))
+
+    asyncio.run(go())
+
+
 @dlq_app.command("list")
 def dlq_list(service: ServiceArg = None, all_: Annotated[bool, typer.Option("--all")] = False) -> None:
-    """Dead letters not yet replayed (``--all`` includes replayed ones)."""
+    """Dead letters not yet replayed (``--all`` includes replayed and discarded ones)."""
     import sqlalchemy as sa
+
+    from minsheng.platform.consumer import is_discarded
 
     settings = _settings()
 
@@ -213,7 +287,8 @@ def dlq_list(service: ServiceArg = None, all_: Annotated[bool, typer.Option("--a
                 typer.echo(json.dumps({"service": name, "id": str(r.id), "event_id": r.event_id,
                                        "type": r.event_type, "topic": r.topic, "attempts": r.attempts,
                                        "error": r.error, "created_at": r.created_at.isoformat(),
-                                       "replayed_at": r.replayed_at.isoformat() if r.replayed_at else None},
+                                       "replayed_at": r.replayed_at.isoformat() if r.replayed_at else None,
+                                       "discarded": is_discarded(r.error)},
                                       ensure_ascii=False))
 
     asyncio.run(go())
@@ -224,21 +299,55 @@ def dlq_replay(
     service: Annotated[str, typer.Argument(help="The consuming service whose dead letters to replay.")],
     ids: Annotated[list[str] | None, typer.Option("--id", help="Only these dead letters; repeatable.")] = None,
 ) -> None:
-    """Run dead-lettered events through the service's handler again (the inbox keeps it exactly-once)."""
+    """Run dead-lettered events through the service's handler again (the inbox keeps it exactly-once).
+    A letter that still fails stays a dead letter (with the new error); the command reports it and exits 0 —
+    fix the cause and replay again, or give up on it with `minsheng dlq discard`."""
     settings = _settings()
 
-    async def go() -> int:
+    async def go() -> list[tuple[str, str]]:
         rt = _runtime(_services(service)[0], settings)
         try:
-            outcomes = await rt.consumer.replay_dead_letters(ids)
+            return await rt.consumer.replay_dead_letters(ids)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
         finally:
             await rt.db.dispose()
-        for dead_id, outcome in outcomes:
-            typer.echo(f"{dead_id}: {outcome}")
-        return sum(1 for _, o in outcomes if o.startswith("failed"))
 
-    failed = asyncio.run(go())
-    raise typer.Exit(code=1 if failed else 0)
+    outcomes = asyncio.run(go())
+    for dead_id, outcome in outcomes:
+        typer.echo(f"{dead_id}: {outcome}")
+    failing = sum(1 for _, o in outcomes if o.startswith("still failing"))
+    typer.echo(f"{service}: {len(outcomes) - failing} replayed, {failing} still failing (kept as dead letters"
+               + ("; fix the cause and replay again, or `minsheng dlq discard`)" if failing else ")"))
+
+
+@dlq_app.command("discard")
+def dlq_discard(
+    service: Annotated[str, typer.Argument(help="The consuming service whose dead letters to discard.")],
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these dead letters; repeatable.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every unreplayed dead letter of the service.")] = False,
+) -> None:
+    """Give up on dead letters: they leave the replay queue and the MinshengDeadLetters alert. Each row stays,
+    marked discarded, for the record (`dlq list --all`); the <service>.dlq topic keeps its copy."""
+    if not ids and not all_:
+        raise typer.BadParameter("name the dead letters with --id (repeatable), or discard every one with --all")
+    settings = _settings()
+
+    async def go() -> list[tuple[str, str | None]]:
+        rt = _runtime(_services(service)[0], settings)
+        try:
+            return await rt.consumer.discard_dead_letters(ids)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        finally:
+            await rt.db.dispose()
+
+    discarded = asyncio.run(go())
+    for dead_id, event_type in discarded:
+        typer.echo(f"{dead_id}: discarded ({event_type})")
+    missing = sorted(set(ids or ()) - {d for d, _ in discarded})
+    typer.echo(f"{service}: {len(discarded)} discarded"
+               + (f"; not found or already replayed/discarded: {', '.join(missing)}" if missing else ""))
 
 
 @contracts_app.command("export")
@@ -251,6 +360,39 @@ def contracts_export(
 
     for path in write_all(out):
         typer.echo(str(path))
+
+
+@app.command("dev-cluster")
+def dev_cluster_cmd(
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="PostgreSQL and Kafka data, logs; kept between runs.")] = Path(
+        "var/cluster"),
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Load the demo data.")] = True,
+    broker: Annotated[str, typer.Option(help="kafka (Apache Kafka) or tansu (memory only, quicker).")] = "kafka",
+) -> None:
+    """The distributed mode on this machine without Docker: PostgreSQL, Apache Kafka, every service as its own
+    `minsheng serve` process and the nginx gateway. Prints the URLs; Ctrl-C stops everything."""
+    import signal as signals
+    import time
+
+    from minsheng.localinfra.cluster import DevCluster, dev_cluster
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signals.signal(signals.SIGTERM, interrupted)
+    cluster = DevCluster(data_dir=data_dir.resolve(), services=list(SERVICES), gateway_port=port, demo=demo,
+                         broker_kind=broker, say=lambda line: print(line, flush=True))
+    try:
+        with dev_cluster(cluster):
+            print(f"ready: {cluster.gateway}/ — Ctrl-C to stop", flush=True)
+            while all(p.poll() is None for p in cluster.procs.values()):
+                time.sleep(0.5)
+            gone = [n for n, p in cluster.procs.items() if p.poll() is not None]
+            print(f"exited: {', '.join(gone)} — stopping the rest (logs in {data_dir / 'logs'})", flush=True)
+            raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
     return KafkaBus(settings.kafka_bootstrap, client_id=client_id,
                     session_timeout_ms=settings.kafka_session_timeout_ms,
                     fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-                    partitions=settings.kafka_topic_partitions)
+                    partitions=settings.kafka_topic_partitions,
+                    replication_factor=settings.kafka_replication_factor,
+                    prefix=settings.kafka_prefix,
+                    offset_check_seconds=settings.kafka_offset_check_seconds,
+                    idempotent_producer=settings.kafka_idempotent_producer)
 
 
 def build_app(settings: Settings, services: Sequence[str] = SERVICES, *, demo: bool = False,

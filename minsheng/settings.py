@@ -1,62 +1,114 @@
-"""Configuration from the environment (prefix ``MINSHENG_``); see the README's configuration table."""
+"""Configuration from the environment (prefix ``MINSHENG_``). The comment beside each field is its entry in
+docs/reference/configuration.md (``python docs/generate.py``)."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "minsheng-embedded-dev-secret-change-me"
 DEV_FIELD_KEY = "bWluc2hlbmctZW1iZWRkZWQtZGV2LWtleS0zMmJ5dGU="  # 32 bytes, base64; embedded mode only
 
 
-class Settings(BaseSettings):
+class KafkaSettings(BaseSettings):
+    """The Kafka part of the settings, on its own so the topic job reads it without the services' secrets."""
+
     model_config = SettingsConfigDict(env_prefix="MINSHENG_", env_file=None, extra="ignore")
 
+    # Kafka bootstrap servers.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Consumer-group session timeout.
+    kafka_session_timeout_ms: int = 10_000
+    # Consumer fetch wait (low = low latency).
+    kafka_fetch_max_wait_ms: int = 10
+    # The one source of the topic layout: `minsheng topics create` and a service creating a missing topic both
+    # read these (partitions cap consumer replicas; growing them later reorders keys, see docs/operations.md).
+    kafka_topic_partitions: int = 6
+    kafka_replication_factor: int = 1  # topic replication (3 on a cluster)
+    kafka_min_insync_replicas: int = 0  # 0: the broker's default (2 on a cluster)
+    kafka_retention_hours: int = 168  # event topics' retention (set by the topic job): the replay window
+    kafka_dlq_retention_hours: int = 720  # dead-letter topics' retention
+    # Put in front of every topic, dead-letter topic and consumer group ("staging." → staging.points.hazard,
+    # group staging.issues), so two deployments can share one Kafka cluster.
+    kafka_prefix: str = ""
+    # How often a consumer compares its offsets with the log's (a broker that lost data); also on assignment.
+    kafka_offset_check_seconds: float = 30.0
+    # The relay's producer is idempotent: a send the client retries after a lost acknowledgement is written once.
+    # Correctness never depends on it (the consumers' inboxes absorb duplicates); turn it off only for a broker
+    # without idempotent producers (Tansu).
+    kafka_idempotent_producer: bool = True
+
+    @field_validator("kafka_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name_part(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,60}", value):
+            raise ValueError("MINSHENG_KAFKA_PREFIX may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    def topic_name(self, name: str) -> str:
+        """A topic or consumer group's name on the cluster."""
+        return self.kafka_prefix + name
+
+
+class Settings(KafkaSettings):
+    """Every setting of a Minsheng process."""
+
+    # `embedded` (SQLite + in-process bus) or `distributed` (PostgreSQL + Kafka); `serve` defaults to distributed.
     mode: Literal["embedded", "distributed"] = "embedded"
+    # Where the embedded mode keeps its SQLite files.
     data_dir: Path = Path("var")
     # A SQLAlchemy async URL; ``{service}`` is replaced by the service name, so one template serves all four
     # (e.g. postgresql+asyncpg://minsheng@db/minsheng_{service}). Empty in embedded mode: SQLite under data_dir.
     database_url: str = ""
+    # Connections per service process (overflow as many again).
     db_pool_size: int = 10
+    # Apply migrations at start; set false when a migration job runs them.
     migrate_on_start: bool = True
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_session_timeout_ms: int = 10_000
-    kafka_fetch_max_wait_ms: int = 10
-    kafka_topic_partitions: int = 3
-
+    # Outbox rows per publish batch.
     relay_batch_size: int = 200
+    # The relay's fallback poll (it is woken on commit anyway).
     relay_poll_seconds: float = 1.0
     relay_max_backoff_seconds: float = 5.0  # a down broker costs one connection attempt per 5 s at most
     # Housekeeping: sent outbox rows, inbox rows and idempotency keys older than these are deleted hourly.
     outbox_retention_hours: float = 72
-    inbox_retention_days: float = 14
-    idempotency_retention_hours: float = 48
+    inbox_retention_days: float = 14  # handled-event (inbox) rows are kept this long
+    idempotency_retention_hours: float = 48  # a client may retry with its Idempotency-Key this long
 
+    # Handler attempts before an event is dead-lettered.
     handler_max_attempts: int = 5
+    # First retry delay (doubles each attempt).
     handler_retry_base_seconds: float = 0.2
 
+    # HS256 secret for tokens; a development value in embedded mode only, required in distributed mode.
     jwt_secret: SecretStr | None = None
+    # Token issuer (`iss`).
     jwt_issuer: str = "minsheng"
+    # Default token lifetime.
     jwt_ttl_seconds: int = 3600
-    # Field encryption (PIPL data at rest), see docs/operations.md → "Rotating the field keys":
-    # MINSHENG_FIELD_ENCRYPTION_KEY  the original key (base64 of 16/24/32 bytes), key id MINSHENG_FIELD_KEY_ID;
-    # MINSHENG_FIELD_KEYS            more keys by id, JSON: {"k2": "<base64>"};
-    # MINSHENG_FIELD_KEY_CURRENT     the key id new values are sealed with (default: MINSHENG_FIELD_KEY_ID);
-    # MINSHENG_FIELD_LOOKUP_KEY      the key of the keyed lookup hashes (ID numbers, phones), separate from the
-    #                                encryption keys; unset: derived from the original key, as before.
+    # Base64 of 32 bytes: the original field key (AES-GCM for personal data at rest, key id `field_key_id`); a
+    # development value in embedded mode only. Rotation: docs/operations.md → "Rotating the field keys".
     field_encryption_key: SecretStr | None = None
+    # The key id of `field_encryption_key` in the field keyring.
     field_key_id: str = "k1"
+    # More field keys by id, a JSON object: {"k2": "<base64 of 32 bytes>"}.
     field_keys: dict[str, SecretStr] = {}
+    # The key id new values are sealed with (default: `field_key_id`).
     field_key_current: str | None = None
+    # Base64 (>= 16 bytes): the key of the keyed lookup hashes (ID numbers, phones), the same in every service;
+    # unset: derived from the original field key.
     field_lookup_key: SecretStr | None = None
 
+    # Origins allowed by CORS (a JSON list), e.g. H5 pages.
     cors_origins: list[str] = []
+    # Log level.
     log_level: str = "INFO"
+    # One JSON object per log line.
     log_json: bool = False
 
     @model_validator(mode="after")

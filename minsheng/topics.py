@@ -1,7 +1,11 @@
 """The Kafka topics the system needs, derived from the code so the deployment cannot drift from it.
 
 - one topic per owning aggregate: every registered event contract's ``topic`` (``<service>.<aggregate>``);
-- one dead-letter topic ``<service>.dlq`` per service that consumes events (has handlers).
+- one dead-letter topic ``<service>.dlq`` per service that consumes events (has handlers);
+- each name with ``MINSHENG_KAFKA_PREFIX`` in front (two deployments on one cluster).
+
+Partitions, replication and retention come from the settings (``MINSHENG_KAFKA_*``), which the services also
+read when they create a topic that is missing: the two cannot disagree.
 
 ``python -m minsheng.topics list`` prints the plan; ``python -m minsheng.topics create`` creates what is
 missing with the given partitions, replication and retention, raises the partition count of existing topics
@@ -14,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Annotated
@@ -22,6 +25,9 @@ from typing import Annotated
 import typer
 
 from minsheng import SERVICES
+from minsheng.platform.bus.kafka import DLQ_SUFFIX, topic_partitions
+from minsheng.platform.retry import Backoff
+from minsheng.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +56,20 @@ def consuming_services() -> list[str]:
     return [name for name in SERVICES if load_spec(name).handlers]
 
 
-def topic_plan(*, partitions: int = 6, replication_factor: int = 1, retention_hours: int = 24 * 7,
-               dlq_retention_hours: int = 24 * 30, min_insync_replicas: int | None = None) -> list[TopicSpec]:
-    """Event topics keep a week by default (replay window for a consumer that was down); dead letters a month
-    (time for a person to look). Dead-letter topics need no parallelism: one partition keeps them in order."""
+def topic_plan(settings: KafkaSettings | None = None, *, partitions: int | None = None,
+               replication_factor: int | None = None, retention_hours: int | None = None,
+               dlq_retention_hours: int | None = None, min_insync_replicas: int | None = None) -> list[TopicSpec]:
+    """The topics on the cluster (with ``MINSHENG_KAFKA_PREFIX``), laid out from the settings — the same ones
+    the services read when they create a missing topic — unless an argument overrides one. Event topics keep a
+    week by default (replay window for a consumer that was down); dead letters a month (time for a person to
+    look). Dead-letter topics need no parallelism: one partition keeps them in order."""
+    s = settings or KafkaSettings()
+    partitions = s.kafka_topic_partitions if partitions is None else partitions
+    replication_factor = s.kafka_replication_factor if replication_factor is None else replication_factor
+    retention_hours = s.kafka_retention_hours if retention_hours is None else retention_hours
+    dlq_retention_hours = s.kafka_dlq_retention_hours if dlq_retention_hours is None else dlq_retention_hours
+    if min_insync_replicas is None:
+        min_insync_replicas = s.kafka_min_insync_replicas
 
     def config(hours: int) -> dict[str, str]:
         cfg = {"retention.ms": str(hours * HOUR_MS), "cleanup.policy": "delete"}
@@ -61,9 +77,10 @@ def topic_plan(*, partitions: int = 6, replication_factor: int = 1, retention_ho
             cfg["min.insync.replicas"] = str(min_insync_replicas)
         return cfg
 
-    plan = [TopicSpec(t, "events", partitions, replication_factor, config(retention_hours)) for t in event_topics()]
-    plan += [TopicSpec(f"{s}.dlq", "dlq", 1, replication_factor, config(dlq_retention_hours))
-             for s in consuming_services()]
+    plan = [TopicSpec(s.topic_name(t), "events", topic_partitions(t, partitions), replication_factor,
+                      config(retention_hours)) for t in event_topics()]
+    plan += [TopicSpec(s.topic_name(f"{svc}{DLQ_SUFFIX}"), "dlq", topic_partitions(f"{svc}{DLQ_SUFFIX}", partitions),
+                       replication_factor, config(dlq_retention_hours)) for svc in consuming_services()]
     return plan
 
 
@@ -76,6 +93,7 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="minsheng-topics", request_timeout_ms=15_000)
     deadline = time.monotonic() + wait_seconds
+    backoff = Backoff(1.0, 5.0)
     while True:  # the broker may still be starting (compose starts us once its healthcheck passes, k8s may not)
         try:
             await admin.start()
@@ -84,7 +102,7 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
             if time.monotonic() > deadline:
                 raise
             log.warning("Kafka at %s not reachable yet (%s); retrying", bootstrap, exc)
-            await asyncio.sleep(random.uniform(1.0, 3.0))  # jittered: replicas starting together spread out
+            await asyncio.sleep(backoff.next_delay())
     actions: dict[str, str] = {}
     try:
         existing = set(await admin.list_topics())
@@ -132,24 +150,25 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
 cli = typer.Typer(help="The Kafka topics Minsheng needs, derived from the event contracts.",
                   no_args_is_help=True)
 
-Partitions = Annotated[int, typer.Option(envvar="MINSHENG_KAFKA_TOPIC_PARTITIONS",
-                                         help="Partitions per event topic: the ceiling on consumer replicas.")]
-Replication = Annotated[int, typer.Option(envvar="MINSHENG_KAFKA_REPLICATION_FACTOR",
-                                          help="Replicas per partition (3 on a real cluster, 1 on one node).")]
-Retention = Annotated[int, typer.Option(envvar="MINSHENG_KAFKA_RETENTION_HOURS", help="Event topic retention.")]
-DlqRetention = Annotated[int, typer.Option(envvar="MINSHENG_KAFKA_DLQ_RETENTION_HOURS",
-                                           help="Dead-letter topic retention.")]
-MinIsr = Annotated[int, typer.Option(envvar="MINSHENG_KAFKA_MIN_INSYNC_REPLICAS",
-                                     help="min.insync.replicas (0: broker default).")]
+# Every option defaults to the settings (MINSHENG_KAFKA_*), the same the services read: one source of truth.
+Partitions = Annotated[int | None, typer.Option(
+    help="Partitions per event topic: the ceiling on consumer replicas. [default: MINSHENG_KAFKA_TOPIC_PARTITIONS]")]
+Replication = Annotated[int | None, typer.Option(
+    help="Replicas per partition (3 on a real cluster, 1 on one node). [default: MINSHENG_KAFKA_REPLICATION_FACTOR]")]
+Retention = Annotated[int | None, typer.Option(help="Event topic retention. [default: MINSHENG_KAFKA_RETENTION_HOURS]")]
+DlqRetention = Annotated[int | None, typer.Option(
+    help="Dead-letter topic retention. [default: MINSHENG_KAFKA_DLQ_RETENTION_HOURS]")]
+MinIsr = Annotated[int | None, typer.Option(
+    help="min.insync.replicas, 0: broker default. [default: MINSHENG_KAFKA_MIN_INSYNC_REPLICAS]")]
 
 
 @cli.command("list")
-def list_cmd(partitions: Partitions = 6, replication_factor: Replication = 1, retention_hours: Retention = 168,
-             dlq_retention_hours: DlqRetention = 720, min_insync_replicas: MinIsr = 0,
-             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_cmd(partitions: Partitions = None, replication_factor: Replication = None,
+             retention_hours: Retention = None, dlq_retention_hours: DlqRetention = None,
+             min_insync_replicas: MinIsr = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print the topic plan."""
     plan = topic_plan(partitions=partitions, replication_factor=replication_factor, retention_hours=retention_hours,
-                      dlq_retention_hours=dlq_retention_hours, min_insync_replicas=min_insync_replicas or None)
+                      dlq_retention_hours=dlq_retention_hours, min_insync_replicas=min_insync_replicas)
     if as_json:
         typer.echo(json.dumps([asdict(t) for t in plan], indent=2))
         return
@@ -160,16 +179,18 @@ def list_cmd(partitions: Partitions = 6, replication_factor: Replication = 1, re
 
 @cli.command("create")
 def create_cmd(
-    bootstrap: Annotated[str, typer.Option(envvar="MINSHENG_KAFKA_BOOTSTRAP")] = "127.0.0.1:9092",
-    partitions: Partitions = 6, replication_factor: Replication = 1, retention_hours: Retention = 168,
-    dlq_retention_hours: DlqRetention = 720, min_insync_replicas: MinIsr = 0,
+    bootstrap: Annotated[str | None, typer.Option(help="[default: MINSHENG_KAFKA_BOOTSTRAP]")] = None,
+    partitions: Partitions = None, replication_factor: Replication = None, retention_hours: Retention = None,
+    dlq_retention_hours: DlqRetention = None, min_insync_replicas: MinIsr = None,
     wait_seconds: Annotated[float, typer.Option(help="How long to wait for the broker.")] = 120.0,
 ) -> None:
     """Create the topics (idempotent): missing ones created, partitions grown, retention updated."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    plan = topic_plan(partitions=partitions, replication_factor=replication_factor, retention_hours=retention_hours,
-                      dlq_retention_hours=dlq_retention_hours, min_insync_replicas=min_insync_replicas or None)
-    actions = asyncio.run(apply_plan(bootstrap, plan, wait_seconds=wait_seconds))
+    settings = KafkaSettings()
+    plan = topic_plan(settings, partitions=partitions, replication_factor=replication_factor,
+                      retention_hours=retention_hours, dlq_retention_hours=dlq_retention_hours,
+                      min_insync_replicas=min_insync_replicas)
+    actions = asyncio.run(apply_plan(bootstrap or settings.kafka_bootstrap, plan, wait_seconds=wait_seconds))
     for t in plan:
         typer.echo(f"{t.name}: {actions.get(t.name, 'unchanged')}")
 

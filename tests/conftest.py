@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,10 @@ from minsheng import SERVICES
 from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
-from tests.support.infra import Tansu, database_template, drop_databases, kafka_broker, postgres_server
+from tests.support.infra import LocalBroker, database_template, drop_databases, kafka_broker, postgres_server
+
+if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
+    os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")  # Tansu has no idempotent producer
 
 
 def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -53,16 +57,16 @@ async def pg_system(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[tuple[str, Tansu | None]]:
-    """A Kafka-protocol broker: MINSHENG_TEST_KAFKA_BOOTSTRAP, else Tansu on a free port.
-    Yields (bootstrap, the Tansu process or None when external)."""
+def kafka() -> Iterator[tuple[str, LocalBroker | None]]:
+    """A Kafka broker for the whole run: MINSHENG_TEST_KAFKA_BOOTSTRAP, else Apache Kafka on a free port
+    (MINSHENG_TEST_KAFKA=tansu: Tansu). Yields (bootstrap, the local broker or None when external)."""
     with kafka_broker() as broker:
         yield broker
 
 
 @pytest.fixture
 async def kafka_system(tmp_path: Path, pg_template: str,
-                       kafka: tuple[str, Tansu | None]) -> AsyncIterator[System]:
+                       kafka: tuple[str, LocalBroker | None]) -> AsyncIterator[System]:
     """The whole system in one process in the distributed configuration: PostgreSQL + the Kafka broker.
     Wait for cross-service effects with ``tests.support.infra.eventually`` (``settle`` is embedded-only)."""
     settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={

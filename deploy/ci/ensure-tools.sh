@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Make sure the system tools the deployment checks need are installed: nginx (`nginx -t` on the gateway and the
-# compose smoke test's gateway) and psql (the smoke test runs the PostgreSQL init script). Idempotent and quick
-# when everything is there. Installs Debian packages only as root; otherwise says what is missing and the
-# tests that need it skip with the same message. Optional: kubectl (its kustomize cross-checks our renderer).
+# Make sure the system tools the tests need are installed: a PostgreSQL server with its client tools of the same
+# major version (the integration tests start a private server; the backup test runs pg_dump/pg_restore), Java 17+
+# and Maven (the tests run Apache Kafka from its Maven Central artifacts), nginx (`nginx -t` on the gateway and
+# the compose smoke test's gateway). Idempotent and quick when everything is there. Installs Debian packages only
+# as root; otherwise says what is missing and the tests that need it skip with the same message. Optional: kubectl (its kustomize cross-checks our renderer).
 set -euo pipefail
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

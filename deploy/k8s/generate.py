@@ -74,7 +74,8 @@ def deployment(service: str) -> dict[str, Any]:
                          "failureThreshold": 30, "timeoutSeconds": 2}
     c["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20,
                           "failureThreshold": 3, "timeoutSeconds": 3}
-    # Ready = database and Kafka reachable; an unready pod leaves the Service, its consumers keep going.
+    # Ready = the database answers. Kafka is not part of it: while the broker is away writes still work (the
+    # outbox holds the events), so the pod stays in its Service; the broker has its own metric and alert.
     c["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10,
                            "failureThreshold": 3, "timeoutSeconds": 5}
     # Let endpoints and the ingress drop the pod before uvicorn stops accepting connections.

@@ -24,6 +24,7 @@ from minsheng.platform.bus.base import Delivery, EventBus, OutgoingMessage
 from minsheng.platform.db import Database, is_transient_db_error
 from minsheng.platform.envelope import CloudEvent, current_trace, trace_of
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.retry import Backoff, full_jitter
 from minsheng.platform.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class EventConsumer:
 
     async def __call__(self, delivery: Delivery) -> None:
         attempts = 0
+        db_backoff = Backoff(self.retry_base_seconds, 5.0)
         while True:
             try:
                 await self.handle(delivery)
@@ -82,15 +84,17 @@ class EventConsumer:
             except Exception as exc:
                 self.stats.failures += 1
                 if is_transient_db_error(exc):
-                    log.warning("%s: database unavailable while handling (%s); retrying", self.service, exc)
-                    await asyncio.sleep(min(self.retry_base_seconds * 10, 5.0))
+                    delay = db_backoff.next_delay()
+                    log.warning("%s: database unavailable while handling (%s); retrying in %.1fs", self.service,
+                                exc, delay)
+                    await asyncio.sleep(delay)
                     continue
                 attempts += 1
                 if attempts >= self.max_attempts:
                     await self.dead_letter(delivery, exc, attempts)
                     return
                 log.info("%s: handler failed (attempt %d/%d): %r", self.service, attempts, self.max_attempts, exc)
-                await asyncio.sleep(self.retry_base_seconds * 2 ** (attempts - 1))
+                await asyncio.sleep(full_jitter(self.retry_base_seconds, 30.0, attempts - 1))
 
     def parse(self, delivery: Delivery) -> tuple[CloudEvent, IntegrationEvent, Handler] | None:
         try:
@@ -168,11 +172,14 @@ class EventConsumer:
             log.warning("%s: could not publish to the dead-letter topic", self.service, exc_info=True)
 
     async def replay_dead_letters(self, ids: list[str] | None = None) -> list[tuple[str, str]]:
-        """Run dead-lettered messages through the handler again. Returns (id, outcome) pairs."""
+        """Run dead-lettered messages through the handler again, once each. Returns (id, outcome) pairs:
+        ``handled``, ``already processed``, or ``still failing: <error>`` — a letter that still fails (a poison
+        message: it can never be handled) stays a dead letter with the new error and one more attempt counted,
+        for a later replay or ``discard_dead_letters``."""
         t = self.db.tables.dead_letters
         query = sa.select(t).where(t.c.replayed_at.is_(None)).order_by(t.c.created_at)
         if ids:
-            query = query.where(t.c.id.in_([uuid.UUID(i) for i in ids]))
+            query = query.where(t.c.id.in_(_uuids(ids)))
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         outcomes: list[tuple[str, str]] = []
@@ -181,13 +188,51 @@ class EventConsumer:
                                 [(k, str(v).encode()) for k, v in (row.headers or {}).items()])
             try:
                 handled = await self.handle(delivery)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                outcomes.append((str(row.id), f"failed: {type(exc).__name__}: {exc}"))
+                error = _text(f"{type(exc).__name__}: {exc}"[:4000])
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(sa.update(t).where(t.c.id == row.id).values(
+                        error=error, attempts=t.c.attempts + 1))
+                outcomes.append((str(row.id), f"still failing: {error}"))
                 continue
             async with self.db.engine.begin() as conn:
                 await conn.execute(sa.update(t).where(t.c.id == row.id).values(replayed_at=utcnow()))
             outcomes.append((str(row.id), "handled" if handled else "already processed"))
         return outcomes
+
+    async def discard_dead_letters(self, ids: list[str] | None = None) -> list[tuple[str, str | None]]:
+        """Give up on dead letters (all unreplayed ones, or ``ids``): they leave the replay queue and the
+        ``minsheng_dead_letters_unreplayed`` gauge, but the row stays, marked, for the record (``dlq list
+        --all``), and the ``<service>.dlq`` topic keeps its copy. Returns (id, event type) of each discarded."""
+        t = self.db.tables.dead_letters
+        now = utcnow()
+        query = sa.select(t.c.id, t.c.event_type, t.c.error).where(t.c.replayed_at.is_(None))
+        if ids:
+            query = query.where(t.c.id.in_(_uuids(ids)))
+        async with self.db.engine.begin() as conn:
+            rows = (await conn.execute(query.with_for_update() if self.db.is_postgres else query)).all()
+            for row in rows:
+                await conn.execute(sa.update(t).where(t.c.id == row.id).values(
+                    replayed_at=now, error=_text(f"{DISCARDED_MARK} {now.isoformat()}] {row.error}"[:4000])))
+        for row in rows:
+            log.warning("%s: dead letter %s (%s) discarded by an operator", self.service, row.id, row.event_type)
+        return [(str(row.id), row.event_type) for row in rows]
+
+
+DISCARDED_MARK = "[discarded"  # prefix of a discarded dead letter's error: "[discarded <time>] <error>"
+
+
+def is_discarded(error: str | None) -> bool:
+    return bool(error and error.startswith(DISCARDED_MARK))
+
+
+def _uuids(ids: list[str]) -> list[uuid.UUID]:
+    try:
+        return [uuid.UUID(i) for i in ids]
+    except ValueError as exc:
+        raise ValueError(f"not a dead letter id: {exc}") from exc
 
 
 def _text(value: str | None) -> str | None:

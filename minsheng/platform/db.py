@@ -110,3 +110,43 @@ _TRANSIENT_NAMES = {"CannotConnectNowError", "ConnectionDoesNotExistError", "Int
                     "ConnectionFailureError", "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError"}
 # 08: connection exception; 57P01-05: admin/crash shutdown, cannot connect now (starting up / shutting down)
 _TRANSIENT_SQLSTATES = ("08", "57P", "53300")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A service's database cannot be used, said in one sentence for an operator (no traceback). ``missing``:
+    the server answered and the database does not exist (as opposed to a server that does not answer)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+async def ensure_database(url: str, *, connect_timeout: float = 10.0) -> str | None:
+    """Make sure the PostgreSQL database named in ``url`` exists and answers: create it when it is missing and
+    the role may (``CREATEDB``). Returns the database's name if it was created, else None (SQLite: nothing to
+    do). Raises :class:`DatabaseUnavailable` with a clear message otherwise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    import asyncpg
+
+    where = f"{parsed.username or ''}@{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database}"
+    connect = {"host": parsed.host, "port": parsed.port or 5432, "user": parsed.username,
+               "password": parsed.password, "timeout": connect_timeout}
+    try:
+        conn = await asyncpg.connect(database=parsed.database, **connect)
+    except asyncpg.InvalidCatalogNameError:
+        pass  # missing: create it below
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL ({where}): {type(exc).__name__}: {exc}") from exc
+    else:
+        await conn.close()
+        return None
+    try:
+        await create_database_if_missing(url)
+    except Exception as exc:
+        raise DatabaseUnavailable(
+            f"database {parsed.database!r} does not exist and could not be created ({where}): "
+            f"{type(exc).__name__}: {exc}. Create it (deploy/postgres/init/10-minsheng-databases.sh does, per "
+            f"service) or run `minsheng migrate` with a role that may", missing=True) from exc
+    return parsed.database

@@ -9,10 +9,13 @@ What an operator alerts on:
   (read from the database at scrape time, so they are right whichever replica relays), plus this process's
   ``minsheng_outbox_published_total`` / ``minsheng_outbox_publish_failures_total``.
 - Consumers: ``minsheng_consumer_lag{group,topic,partition}`` (high watermark minus the offset committed after
-  handling; partitions assigned to this process), ``minsheng_consumer_events_total{service,outcome}``,
+  handling; partitions assigned to this process; never clamped: negative = offsets beyond the log's end, a
+  broker that lost data), ``minsheng_consumer_offset_resets_total{group,topic,partition,reason}`` (partitions
+  rewound to the log's start because it no longer had the offset), ``minsheng_consumer_events_total{service,outcome}``,
   ``minsheng_consumer_handler_failures_total{service}``, ``minsheng_consumer_dead_letters_total{service}`` and
   ``minsheng_dead_letters_unreplayed{service}`` (from the database: what ``minsheng dlq replay`` would take).
-- Health: ``minsheng_db_up{service}``, ``minsheng_bus_up``, ``minsheng_build_info``; process CPU/memory/fds.
+- Health: ``minsheng_db_up{service}``, ``minsheng_bus_up``, ``minsheng_bus_last_contact_age_seconds``,
+  ``minsheng_build_info``; process CPU/memory/fds. The bus is never part of readiness (``/readyz``).
 
 One registry per app (not the global one), so several apps in one test process do not collide. Database
 reads at scrape time are bounded by a timeout; a database that does not answer shows as ``minsheng_db_up 0``.
@@ -160,11 +163,24 @@ class _RuntimeCollector(Collector):
             lag.add_metric([group, topic, str(partition)], behind)
         bus_up = GaugeMetricFamily("minsheng_bus_up", "1 when the event bus answered the last scrape.")
         bus_up.add_metric([], 1.0 if snap.bus_up else 0.0)
+        contact = GaugeMetricFamily("minsheng_bus_last_contact_age_seconds",
+                                    "Seconds since this process last reached the broker (an acknowledged publish, "
+                                    "a commit, a metadata answer); absent before the first contact.")
+        age_of_contact = m.bus.health().get("last_contact_age_seconds")
+        if age_of_contact is not None:
+            contact.add_metric([], float(age_of_contact))
+        resets = CounterMetricFamily("minsheng_consumer_offset_resets",
+                                     "Partitions rewound to the earliest offset because the log no longer had the "
+                                     "consumer's offset (reason: beyond_end = the broker lost data, before_start = "
+                                     "retention deleted unread events, out_of_range).",
+                                     labels=["group", "topic", "partition", "reason"])
+        for (group, topic, partition, reason), count in sorted(getattr(m.bus, "offset_resets", {}).items()):
+            resets.add_metric([group, topic, str(partition), reason], count)
         info = GaugeMetricFamily("minsheng_build_info", "Version and mode of this process.",
                                  labels=["version", "mode", "services"])
         info.add_metric([m.version, m.mode, ",".join(m.runtimes)], 1.0)
         yield from (db_up, pending, age, dead, published, relay_failures, events, failures, dead_total, lag,
-                    bus_up, info)
+                    resets, bus_up, contact, info)
 
 
 class Metrics:

@@ -1,8 +1,9 @@
 """The outbox relay: publishes rows written by units of work, in order, and marks them sent.
 
 Rows are claimed with FOR UPDATE SKIP LOCKED on PostgreSQL, so several replicas share the work without
-sending a row twice; a row is marked sent only after the broker acknowledged it, so rows left behind by a
-crash (or a broker outage) are simply the next ones sent.
+sending a row twice; a row is marked sent (``sent_at`` = the time of the broker's acknowledgement) only after
+the broker acknowledged it, so rows left behind by a crash (or a broker outage) are simply the next ones sent.
+``resend_since`` puts acknowledged rows back (a broker that lost data): consumers' inboxes drop duplicates.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from minsheng.platform.bus.base import EventBus, OutgoingMessage
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +91,20 @@ class OutboxRelay:
         self.failures = 0
 
     async def run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(0.1, self.max_backoff_seconds)  # jittered: replicas do not retry in lock-step
         while True:
             self.db.outbox_signal.clear()
             try:
                 await self.drain()
-                backoff = 0.1
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.failures += 1
-                log.warning("outbox relay: publish failed (%s); retrying in %.1fs", exc, backoff)
+                delay = backoff.next_delay()
+                log.warning("outbox relay: publish failed (%s); retrying in %.1fs", exc, delay)
                 await self._record_failure(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_seconds)
+                await asyncio.sleep(delay)
                 continue
             with suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
@@ -170,15 +172,15 @@ class OutboxRelay:
             await claim.close()
 
     async def _claim(self) -> _Claim | None:
-        """Open a transaction and lock the oldest unsent rows. On PostgreSQL one statement claims and marks
-        them (``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``); the mark only becomes visible
-        if the transaction commits, i.e. after the broker acknowledged every message."""
+        """Open a transaction and lock the oldest unsent rows. On PostgreSQL with ``FOR UPDATE SKIP LOCKED``:
+        the lock is the claim (other replicas' relays skip these rows; it ends with the transaction, so a crashed
+        relay's rows are simply claimed again). ``sent_at`` is written by ``_commit``, after the broker's
+        acknowledgement, in the same transaction."""
         conn = await self.db.engine.connect()
         try:
             tx = await conn.begin()
             if self.db.is_postgres:
-                rows = sorted((await conn.execute(self._claim_statement, {"sent_at": utcnow()})).all(),
-                              key=lambda r: r.id)
+                rows = list((await conn.execute(self._claim_statement)).all())
             else:
                 rows = list((await conn.execute(self._select_statement)).all())
             if not rows:
@@ -201,27 +203,31 @@ class OutboxRelay:
         )
 
     @functools.cached_property
-    def _claim_statement(self) -> sa.Update:
+    def _claim_statement(self) -> sa.Select[Any]:
         """Built once per relay (like ``_select_statement``): building and cache-keying it cost more than the
         claim's round trip when the relay runs after every commit."""
+        return self._select_statement.with_for_update(skip_locked=True)
+
+    @functools.cached_property
+    def _mark_sent_statement(self) -> sa.Update:
+        """One statement per batch (not per row): ``WHERE id = ANY(:ids)`` with the batch's ids as one array."""
         t = self.db.tables.outbox
-        claimed = (
-            sa.select(t.c.id).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
-            .with_for_update(skip_locked=True).cte("claimed").prefix_with("MATERIALIZED")
-        )
-        return (
-            sa.update(t).where(t.c.id == claimed.c.id).values(sent_at=sa.bindparam("sent_at", type_=t.c.sent_at.type))
-            .returning(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
-        )
+        ids = sa.bindparam("ids", type_=sa.ARRAY(t.c.id.type))
+        return (sa.update(t).where(t.c.id == sa.any_(ids))
+                .values(sent_at=sa.bindparam("sent_at", type_=t.c.sent_at.type)))
 
     async def _publish(self, claim: _Claim) -> None:
         await self.bus.publish(claim.messages)
 
     async def _commit(self, claim: _Claim) -> None:
-        if not self.db.is_postgres:  # claimed by a plain SELECT: mark now
+        """Mark the batch sent, stamped with the time the broker acknowledged it, and end the claim."""
+        acknowledged_at = utcnow()
+        ids = [r.id for r in claim.rows]
+        if self.db.is_postgres:
+            await claim.conn.execute(self._mark_sent_statement, {"ids": ids, "sent_at": acknowledged_at})
+        else:
             t = self.db.tables.outbox
-            await claim.conn.execute(
-                sa.update(t).where(t.c.id.in_([r.id for r in claim.rows])).values(sent_at=utcnow()))
+            await claim.conn.execute(sa.update(t).where(t.c.id.in_(ids)).values(sent_at=acknowledged_at))
         await claim.tx.commit()
         self.published += len(claim.rows)
 
@@ -260,3 +266,22 @@ async def outbox_status(db: Database) -> OutboxStatus:
     if isinstance(oldest, str):  # SQLite aggregate loses the column type
         oldest = datetime.fromisoformat(oldest)
     return OutboxStatus(row[0], row[1], as_utc(oldest) if oldest else None, row[3], last_error)
+
+
+async def resend_since(db: Database, since: datetime, *, until: datetime | None = None,
+                       dry_run: bool = False) -> int:
+    """Put the events the broker acknowledged at or after ``since`` (and before ``until``) back in the outbox:
+    the running relays publish them again, in their original order. For a broker that lost acknowledged data
+    (restarted empty, unclean leader election): consumers' inboxes drop whatever they had already handled.
+    Only rows the housekeeping has not purged yet (``MINSHENG_OUTBOX_RETENTION_HOURS``) can be re-sent.
+    Returns how many rows were (or, with ``dry_run``, would be) put back."""
+    t = db.tables.outbox
+    cond = [t.c.sent_at.is_not(None), t.c.sent_at >= since]
+    if until is not None:
+        cond.append(t.c.sent_at < until)
+    async with db.engine.begin() as conn:
+        if dry_run:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(t).where(*cond))).scalar_one())
+        result = await conn.execute(sa.update(t).where(*cond).values(sent_at=None, attempts=0, last_error=None))
+    db.outbox_signal.set()
+    return int(result.rowcount or 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,10 +22,13 @@ from typing import Any
 
 import yaml
 
+from minsheng.localinfra.gateway import TemplateError, nginx_binary, nginx_main_conf, render_gateway
+
+__all__ = ["TemplateError", "nginx_binary", "nginx_main_conf", "render_gateway"]
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-GATEWAY_TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"
 MINSHENG_DOCKERFILE = "deploy/Dockerfile"
 
 _VAR = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
@@ -156,44 +158,6 @@ def start_order(services: Mapping[str, Mapping[str, Any]], names: list[str]) -> 
 
 
 # --- the gateway ---------------------------------------------------------------------------------------------
-
-
-def render_gateway(variables: Mapping[str, str], template: Path = GATEWAY_TEMPLATE) -> str:
-    """What the nginx image's entrypoint does: envsubst of the variables defined in its environment only,
-    leaving nginx's own ``$host``-style variables alone."""
-    text = template.read_text()
-    for name, value in variables.items():
-        text = text.replace("${" + name + "}", value)
-    left = sorted(set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text)))
-    if left:
-        raise InterpolationError(f"gateway template variables without a value: {left}")
-    return text
-
-
-def nginx_main_conf(workdir: Path, included: Path) -> Path:
-    """A minimal nginx.conf like the image's: the rendered template is included in the http block."""
-    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (workdir / d).mkdir(parents=True, exist_ok=True)
-        (workdir / d).chmod(0o777)  # nginx workers may run as another user when started by root
-    conf = workdir / "nginx.conf"
-    user = "user root root;\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
-    conf.write_text(
-        f"{user}worker_processes 1;\ndaemon off;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log warn;\n"
-        "events { worker_connections 256; }\n"
-        "http {\n"
-        "  default_type application/octet-stream;\n"
-        f"  client_body_temp_path {workdir}/client_body;\n  proxy_temp_path {workdir}/proxy;\n"
-        f"  fastcgi_temp_path {workdir}/fastcgi;\n  uwsgi_temp_path {workdir}/uwsgi;\n"
-        f"  scgi_temp_path {workdir}/scgi;\n"
-        "  sendfile on;\n"
-        f"  include {included};\n"
-        "}\n")
-    return conf
-
-
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-                                          if Path(p).exists()), None)
 
 
 def check_nginx(variables: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

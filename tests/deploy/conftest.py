@@ -39,7 +39,7 @@ from tests.deploy.compose_local import (
     start_order,
     with_option,
 )
-from tests.support.infra import Tansu, database_template, drop_databases, free_port, wait_port
+from tests.support.infra import database_template, drop_databases, free_port, local_broker, wait_port
 
 COMPOSE_DB_PATTERN = "minsheng_{}"  # the database names in docker-compose.yml / the init script's default
 
@@ -114,8 +114,9 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
     own_roles = create_databases(pg_base_url, test_db_pattern, env)
     pg = make_url(pg_base_url)
 
+    # A broker of its own: the topics job must find a cluster as `docker compose up` does, without topics.
     external_kafka = os.environ.get("MINSHENG_TEST_KAFKA_BOOTSTRAP")
-    broker = None if external_kafka else Tansu()
+    broker = None if external_kafka else local_broker()
     if broker is not None:
         broker.start()
     bootstrap = external_kafka or broker.bootstrap  # type: ignore[union-attr]
@@ -210,7 +211,7 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
         for proc in procs.values():
             proc.stop()
         if broker is not None:
-            broker.stop()
+            broker.cleanup()
         import asyncio
 
         asyncio.run(drop_databases(pg_base_url, template, SERVICES))

@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-KUSTOMIZATIONS = ["overlays/production", "overlays/production/jobs", "base", "jobs", "infra"]
+KUSTOMIZATIONS = ["overlays/production", "overlays/production/jobs", "base", "jobs", "infra", "common"]
 KUBERNETES_VERSIONS = ["1.29.0", "1.33.0"]  # oldest supported cluster and a current one
 # Custom resources of the operators we target: no upstream schema; checked for the fields we rely on.
 CRD_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "monitoring.coreos.com"}

@@ -16,7 +16,7 @@ from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.outbox import outbox_status
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
-from tests.support.infra import Tansu, becomes, eventually
+from tests.support.infra import LocalBroker, becomes, eventually
 from tests.support.tcpproxy import DurableBroker
 from tests.unit.test_fire_flow import FIRE, register_rider
 
@@ -41,8 +41,7 @@ def _elsewhere(n: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def own_broker() -> AsyncIterator[DurableBroker]:
-    """A broker of this test's own, so taking it away disturbs nobody else. Tansu keeps its log in memory, so
-    it is taken off the network (as an outage or partition looks to clients) rather than restarted empty."""
+    """A broker of this test's own, so taking it away disturbs nobody else (see :class:`DurableBroker`)."""
     broker = DurableBroker()
     broker.open()
     yield broker
@@ -73,7 +72,7 @@ async def test_events_written_while_the_broker_is_down_all_arrive_after_it_retur
 
 
 async def test_the_same_event_delivered_twice_has_one_effect(
-    tmp_path: Path, pg_template: str, kafka: tuple[str, Tansu | None]
+    tmp_path: Path, pg_template: str, kafka: tuple[str, LocalBroker | None]
 ) -> None:
     async with running_system(_settings(tmp_path, pg_template, kafka[0])) as s:
         rider = await register_rider(s)
@@ -100,7 +99,7 @@ async def test_the_same_event_delivered_twice_has_one_effect(
 
 
 async def test_a_handler_that_always_fails_is_dead_lettered_and_later_events_still_flow(
-    tmp_path: Path, pg_template: str, kafka: tuple[str, Tansu | None]
+    tmp_path: Path, pg_template: str, kafka: tuple[str, LocalBroker | None]
 ) -> None:
     settings = _settings(tmp_path, pg_template, kafka[0], handler_max_attempts=3)
     async with running_system(settings) as s:

@@ -8,14 +8,14 @@ import pytest
 
 from minsheng.platform.auth import mint_token
 from minsheng.settings import Settings
-from tests.support.infra import Tansu, becomes, eventually
+from tests.support.infra import LocalBroker, becomes, eventually
 from tests.support.processes import distributed_env, services_running
 from tests.unit.test_fire_flow import FIRE
 
 pytestmark = pytest.mark.integration
 
 
-async def test_fire_flow_across_four_processes(pg_template: str, kafka: tuple[str, Tansu | None]) -> None:
+async def test_fire_flow_across_four_processes(pg_template: str, kafka: tuple[str, LocalBroker | None]) -> None:
     env = distributed_env(pg_template, kafka[0])
     settings = Settings(mode="distributed", database_url=pg_template, jwt_secret=env["MINSHENG_JWT_SECRET"],
                         field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"])

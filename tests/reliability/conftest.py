@@ -12,19 +12,19 @@ from minsheng import SERVICES
 from minsheng.platform.db import create_database_if_missing
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
-from tests.support.infra import Tansu, database_template
+from tests.support.infra import LocalBroker, database_template, local_broker
 from tests.support.pgserver import PrivatePostgres
 from tests.support.tcpproxy import DurableBroker
 
 
 @pytest.fixture
-def own_broker() -> Iterator[Tansu]:
-    broker = Tansu()
+def own_broker() -> Iterator[LocalBroker]:
+    broker = local_broker()
     broker.start()
     try:
         yield broker
     finally:
-        broker.stop()
+        broker.cleanup()
 
 
 @pytest.fixture

@@ -18,16 +18,39 @@ def _responses(d: dict[str, Any]) -> str:
     return ", ".join(f"{n}×{k}" for k, n in sorted(d.items()))
 
 
+def _broker(r: dict[str, Any]) -> str:
+    return r.get("broker") or "Tansu (memory) behind a TCP proxy"
+
+
 ROWS: dict[str, list[Row]] = {
+    "broker_crash": [
+        ("Broker SIGKILLed and restarted on its log", "events written / broker down (incl. log recovery)",
+         lambda r: f"{r['events_written']:,} at {r['rate_per_second']:.0f}/s, all {_responses(r['responses'])}; "
+         f"down {r['broker_down_seconds_incl_log_recovery']} s ({_broker(r)})"),
+        ("", "lost / duplicate effects", lambda r: f"**{r['lost']} / {r['duplicate_issues']}**; "
+         f"{r['consumer_duplicates_absorbed']} redeliveries absorbed by the inbox"),
+        ("", "idempotent producer: records on the topic", lambda r: f"missing {r['records_on_topic_missing']}, "
+         f"more than once **{r['records_on_topic_more_than_once']}**"),
+    ],
     "broker_outage": [
         ("Broker down while events are written", "events written / outage",
-         lambda r: f"{r['events_written']:,} in {r['outage_seconds']} s, all {_responses(r['responses'])}"),
+         lambda r: f"{r['events_written']:,} in {r['outage_seconds']} s, all {_responses(r['responses'])} "
+         f"({_broker(r)})"),
         ("", "lost / duplicate effects", lambda r: f"**{r['lost']} / {r['duplicate_issues']}** "
          f"(duplicate IssueCreated events {r['duplicate_issue_created_events']})"),
         ("", "time to drain after the broker returns", lambda r: f"**{r['time_to_drain_seconds']} s** "
          f"(relay backoff cap {r['relay_max_backoff_seconds']:.0f} s)"),
         ("", "write latency while the broker is down", lambda r: f"p50 {r['write_latency_ms_p50']} ms, "
          f"p99 {r['write_latency_ms_p99']} ms"),
+    ],
+    "broker_data_loss": [
+        ("Broker came back empty (acknowledged events lost)", "detected",
+         lambda r: f"{r['offset_resets_beyond_end']} partitions' offsets beyond the log's end → rewound, "
+         f"`minsheng_consumer_offset_resets_total` in {r['detected_in_seconds']} s ({r['broker']})"),
+        ("", "`outbox resend --since` → lost / duplicate effects",
+         lambda r: f"{r['lost_before_resend']} lost before; {r['resent']} re-sent → **{r['lost']} / "
+         f"{r['duplicate_issues']}** (duplicate IssueCreated events {r['duplicate_issue_created_events']}; "
+         f"{r['consumer_duplicates_absorbed']} re-sent events dropped by the inbox)"),
     ],
     "process_killed": [
         ("Service SIGKILLed between commit and publish", "rows stranded by the kill → re-sent after restart",
@@ -40,7 +63,8 @@ ROWS: dict[str, list[Row]] = {
     ],
     "consumer_rebalance": [
         ("Consumers join and leave mid-stream", "membership changes",
-         lambda r: f"{r['membership_changes']} ({r['partitions']} partitions, {r['stream']} events)"),
+         lambda r: f"{r['membership_changes']} ({r['partitions']} partitions, {r['stream']} events; "
+         f"{_broker(r)} group coordinator)"),
         ("", "lost / duplicate effects", lambda r: f"**{r['lost']} / {r['duplicate_issues']}**; "
          f"{r['redeliveries_absorbed_by_inbox_in_surviving_process']:.0f} redeliveries absorbed by the inbox"),
     ],

@@ -97,6 +97,7 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
         consumer = s.runtime("issues").consumer.stats
 
         record("broker_outage", {
+            "broker": durable_broker.name,
             "events_written": EVENTS, "outage_seconds": round(restarted_at - stopped_at, 1),
             "write_seconds": round(written_in, 1), "responses": statuses,
             "write_latency_ms_p50": round(percentile(latencies, 50) * 1000, 1),

@@ -116,6 +116,7 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
         flowed_in = time.monotonic() - flow_start
 
     record("database_restart", {
+        "broker": durable_broker.name,
         "writes": WRITES, "rate_per_second": RATE, "database_down_seconds": round(up_at - down_at, 1),
         "responses": statuses, "refused": len(refused), "refused_clean_503_problem": len(clean),
         "server_errors_500": statuses.get(500, 0),

@@ -92,6 +92,7 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
     next_good = handled_at.get(after[0], 0.0) if after else 0.0
     held = (max(next_good, attempts[-1]) - attempts[0]) if attempts else 0.0
     record("poison_message", {
+        "broker": durable_broker.name,
         "good_events": len(good), "poison_messages": 3, "partitions": 1,
         "handler_max_attempts": settings.handler_max_attempts,
         "handler_retry_base_seconds": settings.handler_retry_base_seconds,

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from minsheng.platform.auth import mint_token
 from minsheng.settings import Settings
@@ -30,6 +29,7 @@ from tests.support.reliability import (
     pg_connect,
     record,
     rider_body,
+    topic_copies,
     wait_for_effects,
 )
 from tests.support.tcpproxy import DurableBroker
@@ -51,6 +51,7 @@ class Cluster:
                                  jwt_secret=self.env["MINSHENG_JWT_SECRET"],
                                  field_encryption_key=self.env["MINSHENG_FIELD_ENCRYPTION_KEY"])
         self.procs: list[ServiceProcess] = []
+        self.broker_name = ""
 
     def start(self, name: str, *, port: int | None = None, ready: bool = True, **extra: str) -> ServiceProcess:
         proc = start_service(name, {**self.env, **extra}, port=port)
@@ -88,6 +89,7 @@ def wait_healthy(proc: ServiceProcess, timeout: float = 60.0) -> None:
 @pytest.fixture
 def cluster(pg_template: str, durable_broker: DurableBroker) -> Iterator[Cluster]:
     c = Cluster(pg_template, durable_broker.bootstrap)
+    c.broker_name = durable_broker.name
     try:
         yield c
     finally:
@@ -115,29 +117,6 @@ async def committed_reports(database_url: str, tag: str) -> list[str]:
         return [r["id"] for r in rows]
     finally:
         await conn.close()
-
-
-async def topic_copies(bootstrap: str, topic: str) -> dict[str, int]:
-    """How many times each event id sits on ``topic`` (a relay re-send after a crash shows as 2)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    copies: dict[str, int] = {}
-    try:
-        idle = 0
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch:
-                idle += 1
-                continue
-            idle = 0
-            for records in batch.values():
-                for rec in records:
-                    ce_id = dict(rec.headers or ()).get("ce_id", b"").decode()
-                    copies[ce_id] = copies.get(ce_id, 0) + 1
-    finally:
-        await consumer.stop()
-    return copies
 
 
 async def stream(http: httpx.AsyncClient, url: str, c: Cluster, tag: str, count: int, rate: float,
@@ -203,6 +182,7 @@ async def test_a_service_killed_between_commit_and_publish_resends_on_restart_wi
         copies = await topic_copies(durable_broker.bootstrap, "points.hazard")
 
     record("process_killed", {
+        "broker": c.broker_name,
         "phase1_reports_committed_then_killed": len(accepted), "phase1_outbox_rows_stranded": stranded,
         "phase1_seconds_to_resend_after_restart": round(resent_in, 1), **{f"phase1_{k}": v for k, v in effects.items()},
         "phase2_stream": STREAM, "phase2_accepted_201": len(outcomes["accepted"]),
@@ -249,6 +229,7 @@ async def test_consumers_joining_and_leaving_mid_stream_cause_no_duplicate_effec
     handled_by_second = _metric(metrics, 'minsheng_consumer_events_total{outcome="handled",service="issues"}')
     duplicates_absorbed = _metric(metrics, 'minsheng_consumer_events_total{outcome="duplicate",service="issues"}')
     record("consumer_rebalance", {
+        "broker": c.broker_name,
         "stream": count, "rate_per_second": rate, "accepted": len(outcomes["accepted"]), "partitions": 3,
         "membership_changes": "join, graceful leave, join, SIGKILL",
         "handled_by_surviving_process": handled_by_second,

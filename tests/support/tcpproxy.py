@@ -76,38 +76,66 @@ class TcpProxy:
 
 
 class DurableBroker:
-    """Tansu behind a :class:`TcpProxy`, advertising the proxy's address. ``stop()`` takes the broker off the
-    network (connections refused, open ones cut) and ``start()`` brings it back with everything it held."""
+    """A broker this test may take down and bring back with everything it held (logs, consumer offsets).
+
+    Apache Kafka (the default) is stopped and started for real on its log directory; ``kill()`` is a SIGKILL.
+    Tansu keeps its log in memory, so it stays up behind a :class:`TcpProxy` that ``stop()`` takes off the network
+    (connections refused, open ones cut), which is how an outage looks to clients."""
 
     def __init__(self) -> None:
-        from tests.support.infra import Tansu
+        from minsheng.localinfra.kafka import Tansu, local_broker
 
-        self.proxy = TcpProxy(target_port=free_port())
-        self.tansu = Tansu(port=self.proxy.target_port)
+        self.broker = local_broker()
+        self.proxy: TcpProxy | None = None
+        if isinstance(self.broker, Tansu):
+            self.proxy = TcpProxy(target_port=free_port())
+            self.broker = Tansu(port=self.proxy.target_port)
+
+    @property
+    def name(self) -> str:
+        return self.broker.name
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.proxy.port}"
+        return f"127.0.0.1:{self.proxy.port}" if self.proxy else self.broker.bootstrap
 
     def open(self) -> None:
         import subprocess
 
-        from tests.support.infra import tansu_binary
+        from minsheng.localinfra.kafka import Tansu
 
-        listen = f"tcp://127.0.0.1:{self.tansu.port}"
-        self.tansu.proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", listen,
+        if self.proxy is None:
+            self.broker.start()
+            return
+        assert isinstance(self.broker, Tansu)
+        listen = f"tcp://127.0.0.1:{self.broker.port}"
+        self.broker.proc = subprocess.Popen(
+            [str(Tansu.binary()), "broker", "--listener-url", listen,
              "--advertised-listener-url", f"tcp://{self.bootstrap}", "--storage-engine", "memory://tansu/"],
-            stdout=self.tansu.log, stderr=subprocess.STDOUT)
-        wait_port("127.0.0.1", self.tansu.port)
+            stdout=self.broker.log, stderr=subprocess.STDOUT)
+        wait_port("127.0.0.1", self.broker.port)
         self.proxy.start()
 
     def stop(self) -> None:
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
+        else:
+            self.broker.stop()
+
+    def kill(self) -> None:
+        """A crash: SIGKILL on Apache Kafka; on Tansu the same as ``stop()`` (its data must survive)."""
+        if self.proxy is not None:
+            self.proxy.stop()
+        else:
+            self.broker.kill()
 
     def start(self) -> None:
-        self.proxy.start()
+        if self.proxy is not None:
+            self.proxy.start()
+        else:
+            self.broker.start()
 
     def close(self) -> None:
-        self.proxy.close()
-        self.tansu.stop()
+        if self.proxy is not None:
+            self.proxy.close()
+        self.broker.cleanup()

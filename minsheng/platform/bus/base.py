@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,8 @@ class EventBus(Protocol):
     async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None: ...
 
     async def ping(self) -> bool: ...
+
+    def health(self) -> dict[str, Any]:
+        """The transport's health as last seen, without a network call: ``up``, ``last_contact_age_seconds``,
+        ``last_error``. A detail of ``/healthz`` and a metric, never a reason to refuse requests."""
+        ...

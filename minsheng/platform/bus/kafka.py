@@ -1,21 +1,39 @@
 """The Kafka transport (aiokafka). Structured-mode CloudEvents; offsets committed after the handler's
-transaction; the producer waits for acks from all in-sync replicas. No Kafka transactions or idempotent
-producer: correctness comes from the outbox and the inbox."""
+transaction; the producer waits for acks from all in-sync replicas and is idempotent (its own retries after a
+lost acknowledgement write a record once). No Kafka transactions: correctness comes from the outbox and the
+inbox, the idempotent producer only keeps duplicates off the topic.
+
+Operations it must survive (docs/operations.md → "the broker lost data"):
+
+- **A prefix** (``MINSHENG_KAFKA_PREFIX``) is put in front of every topic, dead-letter topic and consumer group
+  here, and only here: the rest of the system (outbox rows, dead letters, handlers) sees the plain names.
+- **Offsets the log no longer has.** A broker that came back empty (or truncated a log) leaves this process's
+  positions and committed offsets beyond the log's end; retention can leave them before its start. The policy:
+  rewind that partition to the earliest offset still in the log — the inbox drops what was handled already —
+  and count it in ``offset_resets`` (``minsheng_consumer_offset_resets_total``, alert
+  ``MinshengConsumerOffsetReset``). Detected on fetch (``OffsetOutOfRangeError``: the consumer runs with
+  ``auto_offset_reset="none"`` so aiokafka does not reset silently) and by comparing positions and the offsets
+  this process committed with the log's end offsets on every assignment and every ``offset_check_seconds``.
+- **Broker health** is tracked from real contacts (acknowledged publishes, commits, metadata answers):
+  ``up`` and ``last_contact`` feed ``/healthz`` and the metrics, never readiness.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError, TopicAlreadyExistsError
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
+from minsheng.platform.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +65,16 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+DLQ_SUFFIX = ".dlq"
+OFFSET_RESET_REASONS = ("beyond_end", "before_start", "out_of_range")
+
+
+def topic_partitions(topic: str, partitions: int) -> int:
+    """Partitions a topic is created with, by services and by the topic job alike: dead-letter topics need no
+    parallelism (one partition keeps them in order); event topics get ``MINSHENG_KAFKA_TOPIC_PARTITIONS``."""
+    return 1 if topic.endswith(DLQ_SUFFIX) else partitions
+
+
 class KafkaBus:
     def __init__(
         self,
@@ -55,9 +83,13 @@ class KafkaBus:
         client_id: str = "minsheng",
         session_timeout_ms: int = 10_000,
         fetch_max_wait_ms: int = 10,
-        partitions: int = 3,
+        partitions: int = 6,
         replication_factor: int = 1,
         request_timeout_ms: int = 10_000,
+        prefix: str = "",
+        offset_check_seconds: float = 30.0,
+        max_backoff_seconds: float = 10.0,
+        idempotent_producer: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
@@ -66,6 +98,10 @@ class KafkaBus:
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.request_timeout_ms = request_timeout_ms
+        self.prefix = prefix
+        self.offset_check_seconds = offset_check_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.idempotent_producer = idempotent_producer
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
@@ -73,11 +109,43 @@ class KafkaBus:
         self.consumers: list[AIOKafkaConsumer] = []
         # (group, topic, partition) -> the offset committed after handling; read by metrics only
         self.committed_offsets: dict[tuple[str, str, int], int] = {}
+        # (group, topic, partition, reason) -> how often the partition was rewound to the log's start
+        self.offset_resets: dict[tuple[str, str, int, str], int] = {}
+        # Broker health from real contacts: None until the first one.
+        self.up: bool | None = None
+        self.last_contact: float | None = None  # time.time() of the last successful contact
+        self.last_error: str | None = None
+
+    # --- names ---------------------------------------------------------------------------------------------
+
+    def kafka_name(self, name: str) -> str:
+        """The name of a topic or consumer group on the cluster."""
+        return self.prefix + name
+
+    def plain_name(self, name: str) -> str:
+        return name[len(self.prefix):] if self.prefix and name.startswith(self.prefix) else name
+
+    # --- health --------------------------------------------------------------------------------------------
+
+    def _contact(self) -> None:
+        self.up = True
+        self.last_contact = time.time()
+        self.last_error = None
+
+    def _lost(self, exc: BaseException) -> None:
+        self.up = False
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` shows: no network call, so it answers at once while the broker is away."""
+        age = round(time.time() - self.last_contact, 1) if self.last_contact is not None else None
+        return {"up": bool(self.up), "last_contact_age_seconds": age, "last_error": self.last_error}
 
     async def start(self) -> None:
         try:
             await self._ensure_producer()
-        except KafkaError as exc:  # not fatal: the relay backs off and retries, /readyz says not ready
+        except KafkaError as exc:  # not fatal: the relay backs off and retries; readiness does not depend on it
+            self._lost(exc)
             log.warning("Kafka not reachable at start (%s); will retry", exc)
 
     async def stop(self) -> None:
@@ -103,7 +171,7 @@ class KafkaBus:
                     bootstrap_servers=self.bootstrap,
                     client_id=self.client_id,
                     acks="all",
-                    enable_idempotence=False,
+                    enable_idempotence=self.idempotent_producer,
                     linger_ms=1,
                     request_timeout_ms=self.request_timeout_ms,
                 )
@@ -114,9 +182,12 @@ class KafkaBus:
                         await producer.stop()
                     raise
                 self._producer = producer
+                self._contact()
             return self._producer
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create missing topics (names on the cluster, i.e. prefixed) with the topic job's partition count
+        (``topic_partitions``): the topic job and a service that starts first must agree."""
         missing = [t for t in topics if t not in self._known_topics]
         if not missing:
             return
@@ -124,7 +195,7 @@ class KafkaBus:
                                     request_timeout_ms=self.request_timeout_ms)
         await admin.start()
         try:
-            new = [NewTopic(t, self.partitions, self.replication_factor) for t in missing]
+            new = [NewTopic(t, topic_partitions(t, self.partitions), self.replication_factor) for t in missing]
             with suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
             self._known_topics.update(missing)
@@ -140,16 +211,27 @@ class KafkaBus:
         which roughly halves the producer's CPU per message on the relay's hot path."""
         if not messages:
             return
+        try:
+            await self._publish(messages)
+        except Exception as exc:
+            self._lost(exc)
+            # A broker that came back empty has lost the topics too: check (and create) them again next time.
+            self._known_topics.difference_update(self.kafka_name(m.topic) for m in messages)
+            raise
+        self._contact()
+
+    async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         producer = await self._ensure_producer()
-        topics = sorted({m.topic for m in messages})
+        topics = sorted({self.kafka_name(m.topic) for m in messages})
         await self.ensure_topics(topics)
         partitions = {t: list(await producer.partitions_for(t)) for t in topics}
         groups: dict[tuple[str, int], list[tuple[bytes, OutgoingMessage]]] = {}
         for m in messages:
             key = m.key.encode()
-            parts = partitions[m.topic]
+            topic = self.kafka_name(m.topic)
+            parts = partitions[topic]
             partition = parts[0] if len(parts) == 1 else parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
-            groups.setdefault((m.topic, partition), []).append((key, m))
+            groups.setdefault((topic, partition), []).append((key, m))
         futures: list[asyncio.Future[object]] = []
         for (topic, partition), items in groups.items():
             batch = producer.create_batch()
@@ -163,13 +245,17 @@ class KafkaBus:
         await asyncio.gather(*futures)
 
     async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None:
+        topics = [self.kafka_name(t) for t in topics]
+        group = self.kafka_name(group)
         consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.client_id}-{group}",
             group_id=group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # "none": a missing or out-of-range offset raises instead of being reset silently, so _consume
+            # applies (and counts) the policy itself — the same rewind to the earliest offset.
+            auto_offset_reset="none",
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.session_timeout_ms // 3),
@@ -182,14 +268,31 @@ class KafkaBus:
 
     async def _consume(self, consumer: AIOKafkaConsumer, topics: list[str], handler: MessageHandler) -> None:
         started = False
-        backoff = 0.5
+        backoff = Backoff(0.5, self.max_backoff_seconds)  # jittered: replicas do not retry in lock-step
+        group = str(consumer._group_id)
+        checked_assignment: frozenset[TopicPartition] = frozenset()
+        next_check = 0.0
         while True:
             try:
                 if not started:
                     await self.ensure_topics(topics)
                     await consumer.start()
                     started = True
-                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                assignment = frozenset(consumer.assignment())
+                if assignment and (assignment != checked_assignment or time.monotonic() >= next_check):
+                    await self.check_offsets(consumer, assignment)
+                    checked_assignment = assignment
+                    next_check = time.monotonic() + self.offset_check_seconds
+                try:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                except NoOffsetForPartitionError as exc:  # a new group, or one the broker forgot
+                    tps = [exc.args[0]] if exc.args and isinstance(exc.args[0], TopicPartition) else []
+                    await self.check_offsets(consumer, frozenset(tps) or assignment, no_committed=True)
+                    continue
+                except OffsetOutOfRangeError as exc:
+                    out = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+                    await self.check_offsets(consumer, frozenset(out) or assignment, out_of_range=out)
+                    continue
                 # getmany has moved the positions past the whole batch: if this round fails, seek back to the
                 # first record not handled, or it and the rest of its batch would be skipped until a restart.
                 resume = {tp: records[0].offset for tp, records in batches.items() if records}
@@ -205,19 +308,87 @@ class KafkaBus:
                         with suppress(Exception):  # a partition revoked meanwhile is another member's now
                             consumer.seek(tp, offset)
                     raise failures[0]
-                backoff = 0.5
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("consumer %s: %s; retrying in %.1fs", consumer._group_id, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = backoff.next_delay()
+                log.warning("consumer %s: %s; retrying in %.1fs", group, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def check_offsets(self, consumer: AIOKafkaConsumer, tps: frozenset[TopicPartition], *,
+                            no_committed: bool = False, out_of_range: dict[TopicPartition, int] | None = None,
+                            ) -> list[tuple[TopicPartition, str]]:
+        """Compare where this consumer stands (its position, and the offset this process last committed) with
+        the log's start and end offsets, and rewind to the earliest offset every partition whose offset the log
+        does not have. Returns the partitions rewound with the reason; counts them in ``offset_resets``. The
+        high watermark of this assignment's last fetch counts as an end offset too: a broker whose ListOffsets
+        answer lags what it already served (seen with Tansu) must not cause rewinds.
+
+        ``no_committed``: the group has no committed offset for ``tps`` (a new group — or a broker that lost
+        its offsets, which the offsets this process committed before reveal). ``out_of_range``: the broker
+        refused a fetch at these offsets."""
+        group = str(consumer._group_id)
+        tps = frozenset(tp for tp in tps if tp in consumer.assignment())
+        if not tps:
+            return []
+        ordered = sorted(tps)
+        positions: dict[TopicPartition, int] = {}
+        if not no_committed:  # read before the end offsets: a position never passes an end offset read later
+            found = await asyncio.gather(*(asyncio.wait_for(consumer.position(tp), timeout=1) for tp in ordered),
+                                         return_exceptions=True)
+            positions = {tp: p for tp, p in zip(ordered, found, strict=True) if isinstance(p, int)}
+        starts = await consumer.beginning_offsets(ordered)
+        ends = await consumer.end_offsets(ordered)
+        self._contact()
+        rewound: list[tuple[TopicPartition, str]] = []
+        for tp in ordered:
+            key = (group, tp.topic, tp.partition)
+            start, end = starts.get(tp, 0), ends.get(tp, 0)
+            committed = self.committed_offsets.get(key)
+            position = positions.get(tp)
+            if out_of_range and tp in out_of_range:
+                offset = out_of_range[tp]
+                if position is not None and position != offset:
+                    continue  # the answer to a fetch sent before a seek (ours, or a rebalance's): stale
+                reason = "beyond_end" if offset > end else "before_start" if offset < start else "out_of_range"
+            elif position is not None and position > max(end, consumer.highwater(tp) or 0):
+                reason = "beyond_end"
+            elif committed is not None and committed > max(end, consumer.highwater(tp) or 0):
+                reason = "beyond_end"  # the position may already be back at 0 (the group's offsets are gone too)
+            elif position is not None and position < start:
+                reason = "before_start"
+            elif no_committed:
+                reason = ""  # an ordinary new group: start at the beginning, nothing to report
+            else:
+                continue
+            if reason:
+                self.offset_resets[(*key, reason)] = self.offset_resets.get((*key, reason), 0) + 1
+                log.error(
+                    "consumer %s: %s[%d] offset %s is %s of the log [%d, %d): the broker lost data or the log was "
+                    "truncated; rewinding to the earliest offset (the inbox drops what was handled). Re-send lost "
+                    "events with `minsheng outbox resend --since`", group, tp.topic, tp.partition,
+                    out_of_range.get(tp) if out_of_range and tp in out_of_range else position if position is not None
+                    else committed, reason.replace("_", " "), start, end,
+                    extra={"fields": {"group": group, "topic": tp.topic, "partition": tp.partition,
+                                      "reason": reason, "log_start": start, "log_end": end}})
+                rewound.append((tp, reason))
+            self.committed_offsets.pop(key, None)
+            consumer.seek(tp, start)
+        if rewound:
+            # Make the rewind the group's: otherwise the next rebalance fetches the lost offset again (and the
+            # partition is rewound, and its events re-read, once per rebalance).
+            try:
+                await consumer.commit({tp: starts.get(tp, 0) for tp, _ in rewound})
+            except Exception as exc:  # a rebalance in progress: the next check or fetch error repeats this
+                log.warning("consumer %s: could not commit the rewound offsets (%s)", group, exc)
+        return rewound
 
     async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any],
                                 handler: MessageHandler, resume: dict[TopicPartition, int]) -> None:
         for rec in records:
             await handler(Delivery(
-                topic=rec.topic, key=rec.key.decode() if rec.key else None,
+                topic=self.plain_name(rec.topic), key=rec.key.decode() if rec.key else None,
                 value=rec.value or b"", headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
                 partition=rec.partition, offset=rec.offset,
             ))
@@ -226,11 +397,13 @@ class KafkaBus:
         # redelivery, which the inbox turns into a no-op.
         await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
         self.committed_offsets[(str(consumer._group_id), tp.topic, tp.partition)] = records[-1].offset + 1
+        self._contact()
 
     async def consumer_lag(self) -> list[tuple[str, str, int, int]]:
         """(group, topic, partition, lag) for the partitions assigned to this process: the high watermark
         from the last fetch minus the offset committed after handling (or the fetch position before the
-        first commit). For metrics only; it does not touch consumption."""
+        first commit). For metrics only; it does not touch consumption. Not clamped: a negative lag means
+        offsets beyond the log's end (a broker that lost data) until ``check_offsets`` rewinds them."""
         out: list[tuple[str, str, int, int]] = []
         for consumer in list(self.consumers):
             group = str(consumer._group_id)
@@ -248,13 +421,15 @@ class KafkaBus:
                         done = await asyncio.wait_for(consumer.position(tp), timeout=1)
                     except Exception:
                         continue
-                out.append((group, tp.topic, tp.partition, max(0, high - done)))
+                out.append((group, tp.topic, tp.partition, high - done))
         return out
 
     async def ping(self) -> bool:
         try:
             producer = await asyncio.wait_for(self._ensure_producer(), timeout=3)
             await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
-            return True
-        except Exception:
+        except Exception as exc:
+            self._lost(exc)
             return False
+        self._contact()
+        return True

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
+from typing import Any
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
 
@@ -73,6 +74,9 @@ class InProcessBus:
 
     async def ping(self) -> bool:
         return self._running
+
+    def health(self) -> dict[str, Any]:
+        return {"up": self._running, "last_contact_age_seconds": 0.0 if self._running else None, "last_error": None}
 
     async def drain(self) -> None:
         """Wait until every queued message has been handled (tests)."""

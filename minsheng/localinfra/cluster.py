@@ -1,0 +1,161 @@
+"""``minsheng dev-cluster``: the distributed mode on one machine without Docker.
+
+PostgreSQL and Apache Kafka from :mod:`minsheng.localinfra`, each service as its own ``minsheng serve`` process
+(migrations and topics first, as the compose jobs do), and the nginx gateway with the compose template in front,
+so every URL is the one a deployment has. Data lives under ``--data-dir`` and survives a restart; Ctrl-C stops
+everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from minsheng.localinfra.gateway import nginx_binary, nginx_main_conf, render_gateway, upstream_variables
+from minsheng.localinfra.kafka import ApacheKafka, LocalBroker, Tansu
+from minsheng.localinfra.ports import free_port, wait_port
+from minsheng.localinfra.postgres import PostgresServer
+
+
+@dataclass
+class DevCluster:
+    data_dir: Path
+    services: Sequence[str]
+    gateway_port: int = 8080
+    demo: bool = False
+    broker_kind: str = "kafka"
+    say: Callable[[str], None] = print
+    postgres: PostgresServer | None = None
+    broker: LocalBroker | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def env(self) -> dict[str, str]:
+        """The services' environment: what compose gives them, with local addresses; secrets made once and kept
+        in ``<data-dir>/cluster.env``."""
+        assert self.postgres is not None and self.broker is not None
+        saved = self.data_dir / "cluster.env"
+        if not saved.exists():
+            saved.write_text(
+                f"MINSHENG_JWT_SECRET={secrets.token_urlsafe(32)}\n"
+                f"MINSHENG_FIELD_ENCRYPTION_KEY={base64.b64encode(secrets.token_bytes(32)).decode()}\n")
+            saved.chmod(0o600)
+        env = dict(line.split("=", 1) for line in saved.read_text().splitlines() if "=" in line)
+        env.update({
+            "MINSHENG_MODE": "distributed",
+            "MINSHENG_DATABASE_URL": f"{self.postgres.base_url}/minsheng_{{service}}",
+            "MINSHENG_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            "MINSHENG_KAFKA_IDEMPOTENT_PRODUCER": "true" if self.broker.durable else "false",
+        })
+        return env
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(self.data_dir.stat().st_mode | 0o001)  # PostgreSQL's system user passes through
+        pg_root = self.data_dir / "postgres"
+        fresh = not (pg_root / "data").exists()
+        pg_root.mkdir(exist_ok=True)
+        self.postgres = PostgresServer(root=pg_root)
+        if fresh:
+            self.postgres.init()
+        self.postgres.start()
+        self.say(f"postgres  {self.postgres.version} on 127.0.0.1:{self.postgres.port} ({pg_root})")
+        if self.broker_kind == "tansu":
+            self.broker = Tansu()
+        else:
+            (self.data_dir / "kafka").mkdir(exist_ok=True)
+            self.broker = ApacheKafka(root=self.data_dir / "kafka")
+        self.broker.start()
+        self.say(f"kafka     {self.broker.name} on {self.broker.bootstrap}")
+        env = {**os.environ, **self.env()}
+        for step in (["migrate"], ["topics", "create"]):  # the compose jobs
+            done = subprocess.run([sys.executable, "-m", "minsheng.cli", *step], env=env, capture_output=True,
+                                  text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"minsheng {' '.join(step)} failed:\n{done.stdout}\n{done.stderr}")
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for name in self.services:
+            port = free_port()
+            argv = [sys.executable, "-m", "minsheng.cli", "serve", name, "--host", "127.0.0.1", "--port", str(port)]
+            if self.demo:
+                argv.append("--demo")
+            with open(logs / f"{name}.log", "ab") as out:
+                self.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+            self.ports[name] = port
+        for name, port in self.ports.items():
+            self._wait_ready(name, f"http://127.0.0.1:{port}/readyz", logs / f"{name}.log")
+            self.say(f"{name:<9} http://127.0.0.1:{port}  (log: {logs / (name + '.log')})")
+        self._start_gateway()
+
+    def _wait_ready(self, name: str, url: str, log: Path, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{log.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready in {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+    def _start_gateway(self) -> None:
+        nginx = nginx_binary()
+        if nginx is None:
+            self.say("gateway   nginx is not installed: call the services on their own ports above")
+            return
+        workdir = self.data_dir / "nginx"
+        workdir.mkdir(exist_ok=True)
+        rendered = workdir / "default.conf"
+        rendered.write_text(render_gateway(upstream_variables(
+            self.gateway_port, {n: f"127.0.0.1:{p}" for n, p in self.ports.items()})))
+        with open(workdir / "nginx.out", "ab") as out:
+            self.procs["gateway"] = subprocess.Popen(
+                [nginx, "-p", str(workdir), "-c", str(nginx_main_conf(workdir, rendered))], stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port("127.0.0.1", self.gateway_port, timeout=15)
+        self.say(f"gateway   {self.gateway}/  (every service under /<service>/, docs at /<service>/docs)")
+
+    def stop(self) -> None:
+        for name, proc in reversed(list(self.procs.items())):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            self.say(f"stopped   {name}")
+        self.procs.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.say("stopped   kafka")
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.say("stopped   postgres")
+
+
+@contextlib.contextmanager
+def dev_cluster(cluster: DevCluster) -> Iterator[DevCluster]:
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

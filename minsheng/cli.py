@@ -395,9 +395,6 @@ def dev_cluster_cmd(
         pass
 
 
-if __name__ == "__main__":
-    app()
-
 
 @keys_app.command("rotate-data")
 def keys_rotate_data(
@@ -435,3 +432,7 @@ def keys_rotate_data(
                        f"{tables}; not yet under {cipher.current}: {left}")
 
     asyncio.run(go())
+
+
+if __name__ == "__main__":
+    app()

@@ -22,15 +22,16 @@ outbox_app = typer.Typer(help="The transactional outbox.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: events a handler kept failing on.", no_args_is_help=True)
 contracts_app = typer.Typer(help="The published event contracts.", no_args_is_help=True)
 notify_app = typer.Typer(help="The notify service's deliveries.", no_args_is_help=True)
+admin_app = typer.Typer(help="Staff accounts (the identity service).", no_args_is_help=True)
+keys_app = typer.Typer(help="Keys: the identity's token-signing keys and the field keys of personal data at rest.",
+                       no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(notify_app, name="notify")
-app.add_typer(topics_cli, name="topics")
-admin_app = typer.Typer(help="Staff accounts (the identity service).", no_args_is_help=True)
-keys_app = typer.Typer(help="The identity service's token-signing keys.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+app.add_typer(topics_cli, name="topics")
 
 ServiceArg = Annotated[str | None, typer.Argument(help=f"One of {', '.join(SERVICES)}; all when omitted.")]
 
@@ -128,7 +129,7 @@ def migrate(service: ServiceArg = None) -> None:
             await create_database_if_missing(url)
             db = Database(url, spec.tables)
             try:
-                await upgrade(db, name, spec.migrations_dir)
+                await upgrade(db, name, spec.migrations_dir, settings=settings)
             finally:
                 await db.dispose()
             typer.echo(f"{name}: migrated ({db.url.render_as_string(hide_password=True)})")
@@ -185,9 +186,12 @@ def token(
     for r in role:
         if r not in Role.__members__:
             raise typer.BadParameter(f"unknown role {r!r}", param_hint="--role")
-    for s in scope or []:
-        if not s or any(c.isspace() for c in s):
-            raise typer.BadParameter(f"a scope is one word: {s!r}", param_hint="--scope")
+    for value in scope or []:
+        # A token's scope claim is one space-separated string: "community:x *" would be read as two scopes,
+        # one of them district-wide.
+        if not value or any(c.isspace() for c in value) or "\x00" in value:
+            raise typer.BadParameter(f"{value!r}: a scope value may not be empty or contain whitespace; "
+                                     "repeat --scope for several", param_hint="--scope")
     typer.echo(asyncio.run(dev_token(_settings(), sub, role, scope or [], name=name, ttl_seconds=ttl)))
 
 
@@ -484,6 +488,45 @@ def dev_cluster_cmd(
             raise typer.Exit(1)
     except KeyboardInterrupt:
         pass
+
+
+
+@keys_app.command("rotate-data")
+def keys_rotate_data(
+    service: ServiceArg = None,
+    batch: Annotated[int, typer.Option(help="Rows per committed batch.")] = 500,
+    rehash: Annotated[bool, typer.Option(help="Also recompute the keyed lookup hashes (after "
+                                         "MINSHENG_FIELD_LOOKUP_KEY changed).")] = False,
+) -> None:
+    """Re-encrypt every sealed personal-data value under the current field key (MINSHENG_FIELD_KEY_CURRENT).
+
+    Resumable (committed batches; a re-run does the rest) and safe to run on several replicas at once
+    (FOR UPDATE SKIP LOCKED on PostgreSQL). The services keep serving meanwhile. See docs/operations.md."""
+    from minsheng.platform.db import Database
+    from minsheng.platform.keyrotation import remaining, rotate_service
+    from minsheng.platform.privacy import field_cipher
+    from minsheng.runner import load_spec
+
+    settings = _settings()
+    cipher = field_cipher(settings)
+
+    async def go() -> None:
+        for name in _services(service):
+            spec = load_spec(name)
+            if not spec.sealed:
+                continue
+            db = Database(settings.database_url_for(name), spec.tables)
+            try:
+                stats = await rotate_service(db, spec.metadata, spec.sealed, cipher, batch=batch, rehash=rehash)
+                left = sum([await remaining(db, spec.metadata.tables[e.table], e, cipher) for e in spec.sealed])
+            finally:
+                await db.dispose()
+            tables = ", ".join(f"{t} {n}" for t, n in stats.by_table.items()) or "nothing to do"
+            typer.echo(f"{name}: {stats.rows} rows ({stats.values} values, {stats.rehashed} hashes) re-sealed "
+                       f"under {cipher.current} in {stats.seconds:.1f} s ({stats.rows_per_second:,.0f} rows/s): "
+                       f"{tables}; not yet under {cipher.current}: {left}")
+
+    asyncio.run(go())
 
 
 if __name__ == "__main__":

@@ -104,8 +104,18 @@ class Settings(KafkaSettings):
     jwks_cache_seconds: float = 600.0
     # An unknown `kid` fetches the JWKS again at most this often.
     jwks_min_refetch_seconds: float = 30.0
-    # Base64 of 32 bytes: AES-GCM for personal data at rest; a development value in embedded mode only.
+    # Base64 of 32 bytes: the original field key (AES-GCM for personal data at rest, key id `field_key_id`); a
+    # development value in embedded mode only. Rotation: docs/operations.md → "Rotating the field keys".
     field_encryption_key: SecretStr | None = None
+    # The key id of `field_encryption_key` in the field keyring.
+    field_key_id: str = "k1"
+    # More field keys by id, a JSON object: {"k2": "<base64 of 32 bytes>"}.
+    field_keys: dict[str, SecretStr] = {}
+    # The key id new values are sealed with (default: `field_key_id`).
+    field_key_current: str | None = None
+    # Base64 (>= 16 bytes): the key of the keyed lookup hashes (ID numbers, phones), the same in every service;
+    # unset: derived from the original field key.
+    field_lookup_key: SecretStr | None = None
 
     # Origins allowed by CORS (a JSON list), e.g. H5 pages.
     cors_origins: list[str] = []

@@ -84,7 +84,8 @@ class AbsenceAlert(IntegrationEvent):
         "community": "yunxing", "compound": "yuntaiyuan", "last_meal_on": "2026-11-23",
         "days_absent": 3, "meals_last_30_days": 26, "raised_at": "2026-11-27T07:00:00Z",
         "family_contacts": [{"member_id": "01936f2e-c000-7000-8000-000000000030", "subject": "family-zhao-son",
-                             "relation": "son", "phone": "13912345678"}]}]})
+                             "relation": "son", "phone": "13912345678"}],
+        "id_number_hash": "5f2b0c3e8d1a4b6c9e7f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f"}]})
     # The family's contacts travel so notify can reach them (by SMS when they have no account): declared
     # personal data, added in place (optional).
     personal_data: ClassVar[frozenset[str]] = frozenset({"family_contacts"})
@@ -100,6 +101,9 @@ class AbsenceAlert(IntegrationEvent):
     meals_last_30_days: int
     raised_at: datetime
     family_contacts: list[FamilyContact] = []
+    # The keyed lookup hash (HMAC, MINSHENG_FIELD_LOOKUP_KEY) of the diner's ID number: lets the visits service
+    # find the resident when the diner is not linked yet. Never the number itself.
+    id_number_hash: str | None = None
 
 
 @contract

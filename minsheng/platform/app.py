@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.errors import install_problem_handlers
+from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.metrics import install_metrics
 from minsheng.platform.observability import RequestContextMiddleware
 from minsheng.platform.service import ServiceRuntime, ServiceSpec, runtime_of
@@ -61,6 +62,7 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
     install_problem_handlers(app)
     app.include_router(health_router())
     app.include_router(spec.router)
+    app.add_middleware(RefuseNulMiddleware)
     return app
 
 

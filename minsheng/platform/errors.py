@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from minsheng.platform.db import is_transient_db_error
@@ -47,6 +48,22 @@ def conflict(code: str, detail: str, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
 
 
+def integrity_problem(exc: IntegrityError) -> Problem:
+    """A lost race on a unique constraint (two requests creating the same team name, the same code …) or a
+    reference to a row that went away meanwhile: a 409 with a stable code, never a 500. Views that know better
+    (``settlement_closed`` …) still catch the error themselves and say more."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = str(getattr(orig, "sqlstate", "") or getattr(orig, "pgcode", "") or "")
+    message = str(orig or exc).lower()
+    if sqlstate == "23505" or "unique" in message or "duplicate key" in message:
+        return conflict("already_exists", "Something with the same unique value was created at the same time or "
+                        "exists already; reload and try again with another value.")
+    if sqlstate == "23503" or "foreign key" in message:
+        return conflict("reference_gone", "Something this request refers to was changed or removed meanwhile; "
+                        "reload and try again.")
+    return conflict("integrity_conflict", "The change conflicts with the current state; reload and try again.")
+
+
 def problem_response(request: Request, status: int, code: str, title: str, detail: str | None = None,
                      headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"type": f"https://minsheng.dev/problems/{code}", "title": title, "status": status,
@@ -65,6 +82,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, exc.extra)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc.orig)
+        problem = integrity_problem(exc)
+        return problem_response(request, problem.status, problem.code, problem.title, problem.detail)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (out of range, a NUL byte in text): the client's input, not our fault.
+        log.info("data refused on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem_response(request, 422, "invalid_value", "A value is out of range or not allowed",
+                                "A value in the request cannot be stored (out of range or not allowed characters).")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -26,8 +26,10 @@ def alembic_config(name: str, migrations_dir: Path, url: str | None = None) -> C
     return cfg
 
 
-async def upgrade(db: Database, name: str, migrations_dir: Path, revision: str = "head") -> None:
+async def upgrade(db: Database, name: str, migrations_dir: Path, revision: str = "head",
+                  settings: Any = None) -> None:
     cfg = alembic_config(name, migrations_dir)
+    cfg.attributes["settings"] = settings
 
     def run(sync_conn: sa.Connection) -> None:
         cfg.attributes["connection"] = sync_conn
@@ -35,6 +37,55 @@ async def upgrade(db: Database, name: str, migrations_dir: Path, revision: str =
 
     async with db.engine.begin() as conn:
         await conn.run_sync(run)
+
+
+def migration_cipher() -> Any:
+    """The field cipher for a data migration (sealing phones …): the settings the service runs with, else the
+    environment's."""
+    from minsheng.platform.privacy import field_cipher
+    from minsheng.settings import Settings
+
+    settings = context.config.attributes.get("settings") or Settings()
+    return field_cipher(settings)
+
+
+def seal_phones(table: str, attr: str = "phone", key: str = "id", batch: int = 1000) -> int:
+    """Data migration: every row of ``table`` whose ``attr`` holds a phone in clear gets it sealed — masked in
+    ``attr``, encrypted (with its place as associated data) in ``<attr>_enc``, keyed hash in ``<attr>_hash``.
+    Portable (SQLite and PostgreSQL), in key order, in batches; a re-run skips the rows already sealed."""
+    from minsheng.platform.privacy import seal_phone
+
+    cipher = migration_cipher()
+    conn = context.get_bind()
+    t = sa.table(table, sa.column(key, sa.Uuid()), sa.column(attr), sa.column(f"{attr}_enc"),
+                 sa.column(f"{attr}_hash"))
+    done, after = 0, None
+    while True:
+        query = sa.select(t.c[key], t.c[attr]).where(t.c[attr].is_not(None), t.c[f"{attr}_enc"].is_(None))
+        if after is not None:
+            query = query.where(t.c[key] > after)
+        rows = conn.execute(query.order_by(t.c[key]).limit(batch)).all()
+        if not rows:
+            return done
+        for row_key, phone in rows:
+            masked, enc, digest = seal_phone(cipher, phone, table, row_key, attr)
+            conn.execute(sa.update(t).where(t.c[key] == row_key).values(
+                {attr: masked, f"{attr}_enc": enc, f"{attr}_hash": digest}))
+        done += len(rows)
+        after = rows[-1][0]
+
+
+def unseal_phones(table: str, attr: str = "phone", key: str = "id") -> None:
+    """The downgrade: the phone back in clear in ``attr``."""
+    from minsheng.platform.privacy import aad_of
+
+    cipher = migration_cipher()
+    conn = context.get_bind()
+    t = sa.table(table, sa.column(key, sa.Uuid()), sa.column(attr), sa.column(f"{attr}_enc"))
+    for row_key, stored in conn.execute(sa.select(t.c[key], t.c[f"{attr}_enc"]).where(
+            t.c[f"{attr}_enc"].is_not(None))).all():
+        phone = cipher.decrypt(stored, aad=aad_of(table, f"{attr}_enc", row_key))
+        conn.execute(sa.update(t).where(t.c[key] == row_key).values({attr: phone}))
 
 
 def run_env(metadata: sa.MetaData) -> None:

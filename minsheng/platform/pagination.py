@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
 
 from minsheng.platform.errors import Problem
+from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
 
 T = TypeVar("T")
 
@@ -29,25 +30,65 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def _invalid_cursor(message: str) -> Problem:
+    return Problem(422, "invalid_cursor", "Invalid cursor", "Use the next_cursor of a previous page.",
+                   errors=[{"field": "cursor", "message": message, "type": "value_error"}])
+
+
 def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
-    """Decode a cursor made by ``encode_cursor``; ``types`` (datetime, UUID, int, str) say how to read it."""
+    """Decode a cursor made by ``encode_cursor``; ``types`` (datetime, date, UUID, int, str) say how to read it.
+
+    The one decoder of every list: anything that is not exactly what ``encode_cursor`` makes answers 422
+    ``invalid_cursor``. The cursor is bounded in length and must decode to a flat JSON array of scalars of
+    the expected kinds, checked before parsing, so no input recurses (nested arrays), overflows (year 1 at
+    +14:00) or reaches a query as a value of another type."""
+    if not isinstance(cursor, str) or not cursor or len(cursor) > CURSOR_MAX_LENGTH:
+        raise _invalid_cursor("empty or too long")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != len(types):
-            raise ValueError("wrong shape")
-        out: list[Any] = []
+        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError) as exc:
+        raise _invalid_cursor("not base64url-encoded UTF-8") from exc
+    # A flat array: exactly one opening bracket (strings in our cursors never hold brackets or braces).
+    if not text.startswith("[") or text.count("[") != 1 or "{" in text:
+        raise _invalid_cursor("wrong shape")
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _invalid_cursor("not JSON") from exc
+    if not isinstance(values, list) or len(values) != len(types):
+        raise _invalid_cursor("wrong shape")
+    out: list[Any] = []
+    try:
         for value, kind in zip(values, types, strict=True):
             if kind is datetime:
-                out.append(datetime.fromisoformat(value))
+                if not isinstance(value, str):
+                    raise ValueError("expected a time")
+                out.append(aware_utc(datetime.fromisoformat(value)))
+            elif kind is date:
+                if not isinstance(value, str):
+                    raise ValueError("expected a date")
+                day = date.fromisoformat(value)
+                if not MIN_DAY <= day <= MAX_DAY:
+                    raise ValueError("date out of range")
+                out.append(day)
             elif kind is UUID:
+                if not isinstance(value, str):
+                    raise ValueError("expected an id")
                 out.append(UUID(value))
+            elif kind is int:
+                if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+                    raise ValueError("expected a whole number")
+                out.append(value)
+            elif kind is str:
+                if not isinstance(value, str) or "\x00" in value:
+                    raise ValueError("expected text")
+                out.append(value)
             else:
                 out.append(kind(value))
-        return tuple(out)
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise Problem(422, "invalid_cursor", "Invalid cursor", "Use the next_cursor of a previous page.",
-                      errors=[{"field": "cursor", "message": str(exc), "type": "value_error"}]) from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _invalid_cursor(str(exc)) from exc
+    return tuple(out)
 
 
 def page_of(rows: list[T], limit: int, cursor_of: Any) -> Page[T]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.housekeeping import purge_platform_tables
 from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.tables import PlatformTables
 from minsheng.platform.tokens import KeyRing, TokenVerifier
 from minsheng.platform.uow import UnitOfWork
@@ -58,6 +60,8 @@ class ServiceSpec:
     lifespan: Callable[[ServiceRuntime], AbstractAsyncContextManager[None]] | None = None
     # A Prometheus collector of the service's own metrics, registered on the process's /metrics.
     metrics: Callable[[ServiceRuntime], Any] | None = None
+    # Encrypted personal data (for `minsheng keys rotate-data`): one entry per table.
+    sealed: Sequence[SealedColumns] = ()
 
 
 class ServiceRuntime:
@@ -91,7 +95,7 @@ class ServiceRuntime:
         return UnitOfWork(self.db, self.spec.name, read_only=read_only)
 
     async def migrate(self) -> None:
-        await upgrade(self.db, self.spec.name, self.spec.migrations_dir)
+        await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
 
     async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True,
                     jobs: bool = True) -> None:
@@ -111,7 +115,9 @@ class ServiceRuntime:
 
     async def _every(self, job: Job) -> None:
         while True:
-            await asyncio.sleep(job.every_seconds)
+            # ±10 % jitter: replicas started together (after an outage, a rollout) do not run every job in
+            # lock-step against the same database.
+            await asyncio.sleep(job.every_seconds * random.uniform(0.9, 1.1))
             try:
                 await job.run(self)
             except asyncio.CancelledError:

@@ -18,6 +18,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.privacy import FieldCipher, open_phone
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
 from services.canteen.models import (
@@ -48,7 +49,7 @@ def _away(diner: Diner, day: date) -> bool:
             and diner.away_from <= day <= diner.away_until)
 
 
-async def scan_absences(uow: UnitOfWork, today: date | None = None) -> ScanResult:
+async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = None) -> ScanResult:
     """Raise one AbsenceAlert per absence spell of a regular diner; resolve alerts of diners who came back.
 
     Regular: ate (served or delivered) on at least ``regular_min_days`` of the ``regular_window_days`` ending on
@@ -122,16 +123,44 @@ async def scan_absences(uow: UnitOfWork, today: date | None = None) -> ScanResul
             continue  # another replica raised this spell first
         raised += 1
         canteen = canteens.get(diner.canteen_id)
-        contacts = [FamilyContact(member_id=m.id, subject=m.subject, relation=m.relation, phone=m.phone)
-                    for m in (await uow.session.execute(
-                        select(FamilyMember).where(FamilyMember.diner_id == diner.id))).scalars()]
+        contacts = await _family_contacts(uow, diner, fc)
         uow.emit(AbsenceAlert(
             alert_id=alert_id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=diner.canteen_id,
             community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
             last_meal_on=last, days_absent=len(missed), meals_last_30_days=regular, raised_at=now,
             family_contacts=contacts,
+            id_number_hash=diner.id_number_hash,
         ))
     return ScanResult(on=today, candidates=len(diners), raised=raised, resolved=resolved)
+
+
+async def resend_open_alerts(uow: UnitOfWork, diner: Diner, fc: FieldCipher) -> int:
+    """The diner was just linked to a visits resident (or given an ID number): their open alerts go out again,
+    now naming the resident, so the welfare check an earlier alert could not schedule is scheduled. Same
+    ``alert_id``: the visits service schedules one check per alert however often it hears of it."""
+    rows = (await uow.session.execute(sa.select(ALERTS).where(
+        ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value))).all()
+    if not rows:
+        return 0
+    await uow.session.execute(sa.update(ALERTS).where(
+        ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value).values(resident_id=diner.resident_id))
+    canteen = await uow.session.get(Canteen, diner.canteen_id)
+    contacts = await _family_contacts(uow, diner, fc)
+    for row in rows:
+        uow.emit(AbsenceAlert(
+            alert_id=row.id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=row.canteen_id,
+            community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
+            last_meal_on=row.last_meal_on, days_absent=row.days_absent, meals_last_30_days=row.meals_in_window,
+            raised_at=row.raised_at, family_contacts=contacts, id_number_hash=diner.id_number_hash))
+    return len(rows)
+
+
+async def _family_contacts(uow: UnitOfWork, diner: Diner, fc: FieldCipher) -> list[FamilyContact]:
+    """Who of the family notify may tell, with the phone in clear (declared personal data of the event; sealed
+    at rest here)."""
+    members = (await uow.session.execute(select(FamilyMember).where(FamilyMember.diner_id == diner.id))).scalars()
+    return [FamilyContact(member_id=m.id, subject=m.subject, relation=m.relation, phone=open_phone(m, fc))
+            for m in members]
 
 
 async def _resolve_returned(uow: UnitOfWork) -> int:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
-from minsheng.platform.privacy import mask_id_number
+from minsheng.platform.privacy import mask_id_number, seal_phone_on
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config, orders
@@ -110,8 +111,12 @@ RULES: list[dict[str, Any]] = [
      "stack_group": "disability", "circumstances": ["disabled"], "funder": "county_disabled_persons_federation"},
 ]
 
+VISITS_ZHAO = UUID("01936f2e-a000-7000-8000-0000000000bb")  # services/visits/demo.py ZHAO_ID (no import)
+
 DINERS: list[dict[str, Any]] = [
-    {"name": "赵桂香", "birth_date": date(1941, 3, 8), "community": "yuntai", "compound": "yuntaiyuan",
+    # Linked to her visits resident (the same person in the visits demo: same ID number, fixed id).
+    {"name": "赵桂香", "resident_id": VISITS_ZHAO, "birth_date": date(1941, 3, 8), "community": "yuntai",
+     "compound": "yuntaiyuan",
      "canteen": "yunxing-street", "circumstances": ["living_alone"], "dietary": ["soft_food", "low_salt"],
      "dislikes": ["香菜"], "taste_notes": "腿脚受伤, 行走不便; likes millet porridge", "delivery_eligible": True,
      "delivery_address": "云泰园3号楼2单元501 Yuntaiyuan building 3, unit 2, 501", "phone": "13935201101",
@@ -184,21 +189,24 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
         if exists is not None:
             continue
         data = {k: v for k, v in spec.items() if k not in {"canteen", "id_number", "health_notes"}}
-        uow.session.add(Diner(
-            **data, canteen_id=canteens[spec["canteen"]].id, id_number_enc=fc.encrypt(spec["id_number"]),
-            id_number_hash=id_hash, id_number_masked=mask_id_number(spec["id_number"]),
-            health_notes_enc=fc.encrypt(spec.get("health_notes")), card_code=new_code(),
-        ))
+        diner = Diner(**data, canteen_id=canteens[spec["canteen"]].id, id_number_hash=id_hash,
+                      id_number_masked=mask_id_number(spec["id_number"]), card_code=new_code())
+        diner.id_number_enc = fc.seal(spec["id_number"], "diners", "id_number_enc", diner.id)
+        diner.health_notes_enc = fc.seal(spec.get("health_notes"), "diners", "health_notes_enc", diner.id)
+        seal_phone_on(diner, fc)
+        uow.session.add(diner)
     await uow.session.flush()
     for diner_name, members in FAMILY.items():
-        diner = (await uow.session.execute(select(Diner).where(Diner.name == diner_name))).scalars().first()
-        if diner is None:
+        elder = (await uow.session.execute(select(Diner).where(Diner.name == diner_name))).scalars().first()
+        if elder is None:
             continue
         for member in members:
             exists = (await uow.session.execute(select(FamilyMember.id).where(
-                FamilyMember.diner_id == diner.id, FamilyMember.subject == member["subject"]))).first()
+                FamilyMember.diner_id == elder.id, FamilyMember.subject == member["subject"]))).first()
             if exists is None:
-                uow.session.add(FamilyMember(diner_id=diner.id, **member))
+                relative = FamilyMember(diner_id=elder.id, **member)
+                seal_phone_on(relative, fc)
+                uow.session.add(relative)
 
 
 async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import Job, ServiceRuntime, in_batches
 from services.canteen import care, config, orders, retention
 from services.canteen.models import ScanResult
@@ -9,7 +10,7 @@ from services.canteen.models import ScanResult
 
 async def scan_absences(runtime: ServiceRuntime) -> ScanResult:
     async with runtime.uow() as uow:
-        result = await care.scan_absences(uow)
+        result = await care.scan_absences(uow, field_cipher(runtime.settings))
         await uow.commit()
     return result
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import json_list, utc_now, uuid_pk
+from minsheng.platform.inputs import Day
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -236,7 +237,7 @@ def clean_dislikes(v: list[str]) -> list[str]:
 class DinerBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     gender: str | None = Field(default=None, max_length=10)
-    birth_date: date
+    birth_date: Day
     community: str = Field(schema_extra={"pattern": SLUG}, max_length=50)
     compound: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
     address: str | None = Field(default=None, max_length=300)
@@ -271,7 +272,7 @@ class DinerCreate(DinerBase):
 
 class DinerUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
-    birth_date: date | None = None
+    birth_date: Day | None = None
     id_number: str | None = Field(default=None, schema_extra={"pattern": r"^\d{17}[\dXx]$"},
                                   description="Corrects the ID number (encrypted at rest)")
     canteen_id: UUID | None = None
@@ -288,8 +289,8 @@ class DinerUpdate(SQLModel):
     health_notes: str | None = Field(default=None, max_length=2000)
     resident_id: UUID | None = None
     subject: str | None = Field(default=None, max_length=200)
-    away_from: date | None = None
-    away_until: date | None = None
+    away_from: Day | None = None
+    away_until: Day | None = None
 
     @field_validator("dislikes")
     @classmethod
@@ -311,7 +312,9 @@ class Diner(DinerBase, CanteenModel, table=True):
     )
     id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     id_number_enc: str | None = Field(default=None, max_length=200)
     id_number_hash: str | None = Field(default=None, max_length=64, index=True)
     id_number_masked: str | None = Field(default=None, max_length=20)
@@ -347,7 +350,9 @@ class FamilyMember(FamilyMemberBase, CanteenModel, table=True):
     id: UUID = uuid_pk()
     diner_id: UUID = Field(foreign_key="diners.id")
     subject: str = Field(max_length=200, index=True)
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     created_at: datetime = utc_now()
 
 
@@ -496,14 +501,14 @@ class CapacityUpdate(SQLModel):
 
 
 class MenuCopy(SQLModel):
-    from_date: date = Field(description="First day to copy from")
-    to_date: date = Field(description="First day to copy to (today or later)")
+    from_date: Day = Field(description="First day to copy from")
+    to_date: Day = Field(description="First day to copy to (today or later)")
     days: int = Field(default=7, ge=1, le=31)
 
 
 class PublishRange(SQLModel):
-    date_from: date
-    date_to: date
+    date_from: Day
+    date_to: Day
 
     @model_validator(mode="after")
     def _range(self) -> PublishRange:
@@ -546,17 +551,17 @@ class SubsidyRuleTerms(SQLModel):
 
 class SubsidyRuleCreate(SubsidyRuleTerms):
     key: str = Field(schema_extra={"pattern": SLUG}, max_length=50, description="Stable name across versions")
-    effective_from: date
-    effective_to: date | None = None
+    effective_from: Day
+    effective_to: Day | None = None
 
 
 class SubsidyRuleVersionCreate(SubsidyRuleTerms):
-    effective_from: date
-    effective_to: date | None = None
+    effective_from: Day
+    effective_to: Day | None = None
 
 
 class SubsidyRuleRetire(SQLModel):
-    effective_to: date = Field(description="Last day the rule applies")
+    effective_to: Day = Field(description="Last day the rule applies")
 
 
 class SubsidyRule(SubsidyRuleTerms, CanteenModel, table=True):

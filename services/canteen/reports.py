@@ -3,9 +3,6 @@ government claim file. Everything is aggregated in SQL or over one day's rows; m
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 from collections import Counter, defaultdict
 from datetime import date
 from typing import Any
@@ -15,6 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import select
 
+from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -248,13 +246,8 @@ async def claim_csv(uow: UnitOfWork, canteen: Canteen, month: str) -> str:
                ORDERS.c.status.in_(SERVED_STATUSES), LINES.c.status == LineStatus.claimed.value)
         .order_by(ORDERS.c.meal_date, sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9), ORDERS.c.id,
                   LINES.c.rule_key))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for r in rows:
-        writer.writerow([canteen.code, month, r[0].isoformat(), r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7],
-                         r[8], r[9], r[10], r[11], r[12], _yuan(r[12])])
-    return out.getvalue()
+    return csvfile.csv_text(CSV_HEADER, ([canteen.code, month, r[0].isoformat(), r[1], r[2], r[3], r[4], r[5] or "",
+                                          r[6], r[7], r[8], r[9], r[10], r[11], r[12], _yuan(r[12])] for r in rows))
 
 
 async def closed_settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> SettlementRow | None:
@@ -284,7 +277,7 @@ async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, mo
                        unsettled=figures.reconciliation.unsettled_bookings)
     content = await claim_csv(uow, canteen, month)
     row = SettlementRow(canteen_id=canteen.id, month=month, figures={}, claim_csv=content,
-                        csv_sha256=hashlib.sha256(content.encode()).hexdigest(), closed_by=who.sub)
+                        csv_sha256=csvfile.sha256_of(content), closed_by=who.sub)
     figures = figures.model_copy(update={"status": "closed", "closed_at": row.closed_at, "closed_by": who.sub,
                                          "csv_sha256": row.csv_sha256})
     row.figures = figures.model_dump(mode="json")

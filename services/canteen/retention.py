@@ -68,7 +68,7 @@ async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, d
     at = utcnow()
     for diner in (await uow.session.execute(query)).scalars():
         fields = _cleared_fields(diner)
-        diner.phone = None
+        diner.phone = diner.phone_enc = diner.phone_hash = None
         diner.id_number_enc = None
         diner.id_number_hash = None
         diner.id_number_masked = None

@@ -18,7 +18,14 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher, mask_id_number
+from minsheng.platform.privacy import (
+    PII_REVEAL_SCOPE,
+    FieldCipher,
+    field_cipher,
+    mask_id_number,
+    open_phone,
+    seal_phone_on,
+)
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.canteen import access, config
@@ -56,14 +63,8 @@ from services.canteen.subsidy import age_on
 SLOT_RANK = {Slot.breakfast.value: 0, Slot.lunch.value: 1, Slot.dinner.value: 2}
 
 
-@lru_cache(maxsize=4)
-def _cipher(key: str) -> FieldCipher:
-    return FieldCipher(key)
-
-
 def cipher(settings: Settings) -> FieldCipher:
-    assert settings.field_encryption_key is not None
-    return _cipher(settings.field_encryption_key.get_secret_value())
+    return field_cipher(settings)
 
 
 def new_code(n: int = 10) -> str:
@@ -211,7 +212,8 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
                       "Only staff of the diner's canteen or community (or its grid workers) may register diners.")
     id_hash = fc.lookup_hash(data.id_number) if data.id_number else None
     if id_hash is not None:
-        dup = await uow.session.execute(select(Diner.id).where(Diner.id_number_hash == id_hash))
+        dup = await uow.session.execute(select(Diner.id).where(
+            col(Diner.id_number_hash).in_(fc.lookup_hashes(data.id_number or ""))))
         found = dup.first()
         if found is not None:
             raise conflict("diner_exists", "A diner with this ID number is already registered.", diner_id=str(found[0]))
@@ -219,12 +221,14 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
         await _subject_free(uow, data.subject)
     diner = Diner(
         **data.model_dump(exclude={"id_number", "health_notes"}),
-        id_number_enc=fc.encrypt(data.id_number.upper()) if data.id_number else None,
         id_number_hash=id_hash,
         id_number_masked=mask_id_number(data.id_number.upper()) if data.id_number else None,
-        health_notes_enc=fc.encrypt(data.health_notes) if data.health_notes else None,
         card_code=new_code(),
     )
+    diner.id_number_enc = fc.seal(data.id_number.upper() if data.id_number else None, "diners", "id_number_enc",
+                                  diner.id)
+    diner.health_notes_enc = fc.seal(data.health_notes or None, "diners", "health_notes_enc", diner.id)
+    seal_phone_on(diner, fc)
     uow.session.add(diner)
     return diner
 
@@ -282,18 +286,21 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
             raise Problem(422, "unknown_canteen", "Unknown canteen", "No such canteen in your scope.")
     if changes.get("subject") is not None:
         await _subject_free(uow, changes["subject"], but=diner.id)
+    id_number_changed = changes.get("id_number") is not None
     if changes.get("id_number") is not None:
         number = changes.pop("id_number").upper()
         id_hash = fc.lookup_hash(number)
-        dup = (await uow.session.execute(select(Diner.id).where(Diner.id_number_hash == id_hash))).first()
+        dup = (await uow.session.execute(select(Diner.id).where(
+            col(Diner.id_number_hash).in_(fc.lookup_hashes(number))))).first()
         if dup is not None and dup[0] != diner.id:
             raise conflict("diner_exists", "Another diner has this ID number.", diner_id=str(dup[0]))
-        diner.id_number_enc, diner.id_number_hash = fc.encrypt(number), id_hash
+        diner.id_number_enc = fc.seal(number, "diners", "id_number_enc", diner.id)
+        diner.id_number_hash = id_hash
         diner.id_number_masked = mask_id_number(number)
     changes.pop("id_number", None)
     if "health_notes" in changes:
         notes = changes.pop("health_notes")
-        diner.health_notes_enc = fc.encrypt(notes) if notes else None
+        diner.health_notes_enc = fc.seal(notes or None, "diners", "health_notes_enc", diner.id)
     away_from = changes.get("away_from", diner.away_from)
     away_until = changes.get("away_until", diner.away_until)
     if away_from and away_until and away_until < away_from:
@@ -304,6 +311,14 @@ async def update_diner(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Di
                                       "delivery_eligible", "birth_date"}:
             continue
         setattr(diner, name, value)
+    if "phone" in changes:
+        diner.phone_enc = None
+        seal_phone_on(diner, fc)
+    if (changes.get("resident_id") is not None or id_number_changed) and diner.status == DinerStatus.active:
+        from services.canteen.care import resend_open_alerts  # care imports this module
+
+        await uow.session.flush()
+        await resend_open_alerts(uow, diner, fc)
     _touch(diner)
     return diner, family
 
@@ -347,7 +362,7 @@ async def my_diners(uow: UnitOfWork, who: Principal) -> list[Diner]:
 
 async def lookup_diner(uow: UnitOfWork, who: Principal, id_number: str, fc: FieldCipher) -> Diner:
     """Find a diner by ID number (its keyed hash): is this elder registered already, and where?"""
-    found = await uow.session.execute(select(Diner).where(Diner.id_number_hash == fc.lookup_hash(id_number)))
+    found = await uow.session.execute(select(Diner).where(col(Diner.id_number_hash).in_(fc.lookup_hashes(id_number))))
     diner = found.scalars().first()
     if diner is None:
         raise not_found("diner", "with this ID number")
@@ -355,7 +370,8 @@ async def lookup_diner(uow: UnitOfWork, who: Principal, id_number: str, fc: Fiel
     return diner
 
 
-async def add_family(uow: UnitOfWork, who: Principal, diner_id: UUID, data: FamilyMemberCreate) -> FamilyMember:
+async def add_family(uow: UnitOfWork, who: Principal, diner_id: UUID, data: FamilyMemberCreate,
+                     fc: FieldCipher) -> FamilyMember:
     diner, _, family, rel, _ = await load_diner(uow, who, diner_id, for_update=True)
     if rel != Relation.staff and rel != Relation.self_:
         raise Problem(403, "forbidden_role", "Not allowed", "Only the elder or staff may add family members.")
@@ -364,6 +380,7 @@ async def add_family(uow: UnitOfWork, who: Principal, diner_id: UUID, data: Fami
     if diner.subject == data.subject:
         raise conflict("family_member_is_diner", "The elder cannot be their own family member.")
     member = FamilyMember(diner_id=diner.id, **data.model_dump())
+    seal_phone_on(member, fc)
     uow.session.add(member)
     return member
 
@@ -387,8 +404,9 @@ async def read_sensitive(uow: UnitOfWork, who: Principal, diner_id: UUID, purpos
                       "Reading a diner's phone, ID number or health notes needs the `pii:reveal` permission.")
     uow.session.add(PiiAccess(diner_id=diner.id, subject=who.sub, purpose=purpose,
                               fields=["phone", "id_number", "health_notes"]))
-    return DinerSensitive(id=diner.id, phone=diner.phone, id_number=fc.decrypt(diner.id_number_enc),
-                          health_notes=fc.decrypt(diner.health_notes_enc))
+    return DinerSensitive(id=diner.id, phone=open_phone(diner, fc),
+                          id_number=fc.open(diner.id_number_enc, "diners", "id_number_enc", diner.id),
+                          health_notes=fc.open(diner.health_notes_enc, "diners", "health_notes_enc", diner.id))
 
 
 async def access_log(uow: UnitOfWork, who: Principal, diner_id: UUID, *, limit: int,
@@ -625,11 +643,11 @@ async def menu_page(uow: UnitOfWork, canteen: str, *, date_from: date, date_to: 
         params["slot"] = slot.value
     if cursor:
         try:
-            d, r = decode_cursor(cursor, str, int)
+            d, r = decode_cursor(cursor, date, int)
         except Problem:
             await canteen_row(uow, canteen)  # an unknown canteen is a 404 before a bad cursor
             raise
-        params["cursor_date"], params["cursor_rank"] = date.fromisoformat(d), r
+        params["cursor_date"], params["cursor_rank"] = d, r
     rows = (await uow.session.execute(_menu_page_statement(by_id, drafts, slot is not None, bool(cursor)),
                                       params)).all()
     if not rows:

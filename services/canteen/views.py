@@ -4,7 +4,7 @@ commit once."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,9 +13,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
+from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal, Role, current_principal, optional_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Day, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from services.canteen import care, config, orders, reports, service, subsidy
@@ -69,7 +71,7 @@ Staff = Annotated[Principal, Depends(require(Role.staff))]
 Carer = Annotated[Principal, Depends(require(Role.staff, Role.grid_worker))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 CanteenRef = Annotated[str, Path(description="Canteen id or code (e.g. yunxing-street)", max_length=50)]
-Month = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+Month = Annotated[MonthText, Path(description="YYYY-MM")]
 
 
 async def _commit(uow: UoW) -> None:
@@ -151,7 +153,7 @@ async def _needs_for(uow: UoW, who: Principal | None, diner_id: UUID | None,
 
 @router.put("/canteens/{canteen_ref}/menus/{meal_date}/{slot}", response_model=MenuPublic, tags=["menus"],
             summary="Create or replace the menu (set meals) for a day and slot, as a draft")
-async def upsert_menu(canteen_ref: CanteenRef, meal_date: date, slot: Slot, body: MenuUpsert, uow: UoW,
+async def upsert_menu(canteen_ref: CanteenRef, meal_date: Day, slot: Slot, body: MenuUpsert, uow: UoW,
                       who: Staff) -> MenuPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     menu, meals = await service.upsert_menu(uow, canteen, meal_date, slot, body)
@@ -180,8 +182,8 @@ async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, w
 
 @router.get("/canteens/{canteen_ref}/menus", response_model=Page[MenuPublic], tags=["menus"],
             summary="Published menus (public); with diner_id or needs, each set meal says if it suits")
-async def list_menus(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, date_from: date | None = None,
-                     date_to: date | None = None, slot: Slot | None = None, diner_id: UUID | None = None,
+async def list_menus(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, date_from: Day | None = None,
+                     date_to: Day | None = None, slot: Slot | None = None, diner_id: UUID | None = None,
                      needs: Annotated[list[DietaryNeed] | None, Query()] = None, only_suitable: bool = False,
                      include_drafts: bool = False, limit: Limit = DEFAULT_LIMIT,
                      cursor: str | None = None) -> Response:
@@ -317,8 +319,9 @@ async def access_log(diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAUL
 
 @router.post("/diners/{diner_id}/family", status_code=201, response_model=FamilyMemberPublic, tags=["diners"],
              summary="Link a family member who may order and pay for the elder")
-async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller) -> FamilyMemberPublic:
-    member = await service.add_family(uow, who, diner_id, body)
+async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller,
+                     rt: Runtime) -> FamilyMemberPublic:
+    member = await service.add_family(uow, who, diner_id, body, service.cipher(rt.settings))
     await _commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
@@ -369,7 +372,7 @@ async def _idempotent_order(uow: UoW, key: str | None, scope: str, body: object,
 @router.get("/orders", response_model=Page[OrderPublic], tags=["orders"],
             summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)")
 async def list_orders(uow: UoW, who: Caller, diner_id: UUID | None = None, canteen_id: UUID | None = None,
-                      meal_date: date | None = None, status: OrderStatus | None = None,
+                      meal_date: Day | None = None, status: OrderStatus | None = None,
                       fulfilment: Fulfilment | None = None, limit: Limit = DEFAULT_LIMIT,
                       cursor: str | None = None) -> Page[OrderPublic]:
     canteen = await service.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
@@ -450,7 +453,7 @@ def _rule_out(rule: object) -> SubsidyRulePublic:
 
 @router.get("/subsidy-rules", response_model=Page[SubsidyRulePublic], tags=["subsidy"],
             summary="Rule versions; `on` = those in force on a date")
-async def list_rules(uow: UoW, who: Caller, on: date | None = None, key: str | None = None,
+async def list_rules(uow: UoW, who: Caller, on: Day | None = None, key: str | None = None,
                      limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> Page[SubsidyRulePublic]:
     page = await subsidy.list_rules(uow, on=on, key=key, limit=limit, cursor=cursor)
     return Page[SubsidyRulePublic](items=[_rule_out(r) for r in page.items], next_cursor=page.next_cursor)
@@ -507,7 +510,7 @@ async def quote(body: QuoteRequest, uow: UoW, who: Caller) -> Quote:
 
 @router.get("/canteens/{canteen_ref}/kitchen", response_model=reports.KitchenSheet, tags=["kitchen"],
             summary="Meals to prepare per slot and set meal, with dietary flags")
-async def kitchen(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: date | None = None,
+async def kitchen(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: Day | None = None,
                   ) -> reports.KitchenSheet:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     return await reports.kitchen_sheet(uow, canteen, meal_date or config.today())
@@ -515,7 +518,7 @@ async def kitchen(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: date
 
 @router.get("/canteens/{canteen_ref}/deliveries", response_model=Page[reports.DeliveryStop], tags=["kitchen"],
             summary="The day's delivery list (phones masked)")
-async def deliveries(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: date | None = None,
+async def deliveries(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: Day | None = None,
                      slot: Slot | None = None, limit: Limit = DEFAULT_LIMIT,
                      cursor: str | None = None) -> Page[reports.DeliveryStop]:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
@@ -537,7 +540,9 @@ async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     closed = await reports.closed_settlement(uow, canteen, month)
     content = closed.claim_csv if closed is not None else await reports.claim_csv(uow, canteen, month)
-    return Response(content.encode("utf-8-sig"), media_type="text/csv; charset=utf-8", headers={
+    # Exactly the bytes whose hash a closed settlement publishes (files closed before the BOM was part of the
+    # stored text are served without it, as they were hashed).
+    return Response(csvfile.encode(content), media_type=csvfile.MEDIA_TYPE, headers={
         "Content-Disposition": f'attachment; filename="{canteen.code}-{month}-claim.csv"'})
 
 
@@ -565,8 +570,8 @@ async def list_alerts(uow: UoW, who: Staff, canteen_id: UUID | None = None, stat
 
 @router.post("/care/scan", response_model=ScanResult, tags=["care"],
              summary="Run the absence scan now (it also runs periodically)")
-async def scan(uow: UoW, who: Staff) -> ScanResult:
+async def scan(uow: UoW, who: Staff, rt: Runtime) -> ScanResult:
     _admin(who)
-    result = await care.scan_absences(uow)
+    result = await care.scan_absences(uow, service.cipher(rt.settings))
     await _commit(uow)
     return result

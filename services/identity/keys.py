@@ -5,7 +5,6 @@ names a kid it does not know."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +15,7 @@ from sqlmodel import col, select
 from minsheng.platform.auth import mint_token
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.tokens import KeyRing, SigningKey
 from minsheng.settings import Settings
@@ -25,13 +24,8 @@ from services.identity.models import SigningKeyRow, on_postgres
 
 
 def cipher_of(settings: Settings) -> FieldCipher:
-    assert settings.field_encryption_key is not None
-    return _cipher(settings.field_encryption_key.get_secret_value())
-
-
-@functools.cache
-def _cipher(key: str) -> FieldCipher:
-    return FieldCipher(key)
+    """The keyring of the settings (values sealed with any of its keys read back; new ones use the current)."""
+    return field_cipher(settings)
 
 
 async def read_keys(db: Database, cipher: FieldCipher) -> list[SigningKey]:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
 from services.issues.demo import seed_demo
 from services.issues.handlers import HANDLERS
@@ -20,4 +21,5 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
+    sealed=(SealedColumns("issues", ("contact_name", "contact_phone")),),
 )

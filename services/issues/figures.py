@@ -9,8 +9,6 @@ outcome is also reported on its own. Merged duplicates are not separate requests
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
 import statistics
 import time
@@ -24,9 +22,11 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlmodel import SQLModel, col, select
 
+from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal, Role, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import Day
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import service
@@ -202,8 +202,8 @@ def _check_period(start: date | None, end: date | None) -> None:
                       errors=[{"field": "to", "message": "before from", "type": "value_error"}])
 
 
-FromQ = Annotated[date | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
-ToQ = Annotated[date | None, Query(alias="to", description="Last local day, inclusive")]
+FromQ = Annotated[Day | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
+ToQ = Annotated[Day | None, Query(alias="to", description="Last local day, inclusive")]
 GroupQ = Annotated[list[Dimension] | None, Query(description="Repeatable: community, category, month")]
 
 
@@ -271,14 +271,6 @@ async def figures(uow: UoW, response: Response, start: FromQ = None, end: ToQ = 
     return await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
 
 
-def _csv(header: list[str], rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 @router.get("/figures.csv", summary="Staff: the figures as CSV (UTF-8 with BOM, opens in Excel/WPS)",
             response_class=StreamingResponse)
 async def figures_csv(uow: UoW, who: Staff, start: FromQ = None, end: ToQ = None, community: str | None = None,
@@ -286,8 +278,8 @@ async def figures_csv(uow: UoW, who: Staff, start: FromQ = None, end: ToQ = None
     _check_period(start, end)
     result = await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
     fields = [*result.group_by, *[f for f in FigureRow.model_fields if f not in ("community", "category", "month")]]
-    body = "\ufeff" + _csv(fields, [[getattr(r, f) for f in fields] for r in result.rows])
-    return StreamingResponse(iter([body]), media_type="text/csv; charset=utf-8",
+    body = csvfile.csv_text(fields, [[getattr(r, f) for f in fields] for r in result.rows])
+    return StreamingResponse(iter([body]), media_type=csvfile.MEDIA_TYPE,
                              headers={"Content-Disposition": 'attachment; filename="issues-figures.csv"'})
 
 
@@ -313,13 +305,23 @@ async def export_issues(runtime: Runtime, who: Staff, start: FromQ = None, end: 
             async for chunk in _export(uow, who, filters, now):
                 yield chunk
 
-    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
+    # Everything that can be refused is refused before the first byte: the parameters above, and the first
+    # batch (header + up to 1,000 rows) is read here, so a failing query answers a problem, not a cut 200.
+    stream = rows()
+    first = await anext(stream)
+
+    async def body() -> AsyncIterator[str]:
+        yield first
+        async for chunk in stream:
+            yield chunk
+
+    return StreamingResponse(body(), media_type=csvfile.MEDIA_TYPE,
                              headers={"Content-Disposition": 'attachment; filename="issues.csv"'})
 
 
 async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters,
               now: datetime) -> AsyncIterator[str]:
-    yield "\ufeff" + _csv(EXPORT_FIELDS, [])
+    header = csvfile.csv_text(EXPORT_FIELDS)
     cursor: tuple[datetime, UUID] | None = None
     sent = 0
     while sent < EXPORT_CAP:
@@ -329,13 +331,16 @@ async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters
         batch = list((await uow.session.execute(query.order_by(
             col(Issue.created_at).desc(), col(Issue.id).desc()).limit(1000))).scalars())
         if not batch:
+            if header:
+                yield header
             return
         lines = [[i.id, i.created_at.isoformat(), i.category, i.community, i.compound, i.channel, i.status,
                   i.urgent, i.title, i.address, ";".join(i.departments), i.reporter_count,
                   _iso(i.first_response_due_at), _iso(i.first_responded_at), _iso(i.resolution_due_at),
                   _iso(i.resolved_at), _iso(i.closed_at), i.rating, service.is_overdue(i, now)] for i in batch]
         sent += len(lines)
-        yield _csv(EXPORT_FIELDS, lines).split("\r\n", 1)[1]
+        yield header + csvfile.rows_text(lines)
+        header = ""
         cursor = (batch[-1].created_at, batch[-1].id)
         uow.session.expunge_all()
 

@@ -14,12 +14,13 @@ from uuid import UUID
 
 import pydantic
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, field_validator, model_validator
+from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import Instant, photo_urls
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -358,10 +359,7 @@ class IssueCreate(SQLModel):
     @field_validator("photo_urls")
     @classmethod
     def _https(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("https://", "http://")) or len(url) > 500:
-                raise ValueError("photo_urls must be http(s) URLs of at most 500 characters")
-        return value
+        return photo_urls(value)  # https, public hosts only (minsheng.platform.inputs)
 
 
 class Issue(IssueBase, IssuesModel, table=True):
@@ -653,8 +651,8 @@ class VoteCreate(SQLModel):
     question: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=4000)
     options: list[str] = Field(min_length=2, max_length=20)
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime
+    opens_at: Instant | None = None
+    closes_at: Instant
     eligibility: Eligibility = Eligibility.household
 
     @field_validator("options")

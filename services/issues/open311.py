@@ -26,8 +26,9 @@ from sqlmodel import col, select
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, not_found
 from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import aware_utc
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import UoW, runtime_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues import service
@@ -131,7 +132,10 @@ def parse_w3(name: str, raw: str) -> datetime:
         raise Open311Error(400, f"{name} must be a w3 date/time such as 2010-01-01T00:00:00Z") from None
     if value.tzinfo is None:
         raise Open311Error(400, f"{name} must include a time zone (Z or ±HH:MM)")
-    return value.astimezone(UTC)
+    try:
+        return aware_utc(value)  # the platform's range: year 1 at +14:00 must not overflow
+    except ValueError as exc:
+        raise Open311Error(400, f"{name}: {exc}") from None
 
 
 def _check_jurisdiction(params: Any) -> None:
@@ -296,8 +300,7 @@ async def create_request(fmt: str, request: Request, uow: UoW) -> Response:
         who = Principal(sub=f"open311:{key.name}" + (f":{account_id}" if account_id else ""),
                         roles=frozenset({Role.resident}))
         settings = runtime_of(request).settings
-        assert settings.field_encryption_key is not None
-        cipher = FieldCipher(settings.field_encryption_key.get_secret_value())
+        cipher = field_cipher(settings)
         issue, _, _ = await service.report_issue(uow, who, body, cipher=cipher, channel=Channel.open311,
                                                  open311_token=service.new_token())
         key.last_used_at = utcnow()

@@ -36,7 +36,7 @@ from minsheng.contracts.points import HazardReported
 from minsheng.contracts.visits import NeedEscalated
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
-from minsheng.platform.ids import utcnow
+from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
 from minsheng.platform.sql import one_of
@@ -212,6 +212,7 @@ class Intake:
     contact_phone: str | None = None  # already encrypted
     actor_role: str | None = None
     open311_token: str | None = None
+    issue_id: UUID | None = None  # the id the contact details were sealed for (a new issue takes it)
 
 
 def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesConfig) -> tuple[datetime, datetime]:
@@ -353,6 +354,7 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, 
     origin = data.origin
     issue = {
         **_issue_defaults(),
+        **({"id": data.issue_id} if data.issue_id is not None else {}),
         "title": data.title, "description": data.description, "category": cat.code, "latitude": data.latitude,
         "longitude": data.longitude, "address": data.address, "community": data.community,
         "compound": data.compound, "channel": data.channel, "intake": data.intake, "urgent": urgent,
@@ -459,13 +461,17 @@ async def report_issue(uow: UnitOfWork, who: Principal, data: IssueCreate, *, ci
         raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
     photos = [*data.photo_urls, *await _photo_urls(uow, who, data.photo_ids)]
     contact = data.contact
+    issue_id = uuid7()  # known before the insert: the contact details are sealed for this issue's row
     return (*await intake(uow, Intake(
+        issue_id=issue_id,
         category=cat, title=data.title or cat.name_zh, description=data.description, channel=channel,
         reporter=reporter or who.sub, latitude=data.latitude, longitude=data.longitude, address=data.address,
         community=community, compound=data.compound, is_public=data.is_public, photo_urls=photos,
         attributes=attributes, intake=data.intake or ("app" if channel != Channel.staff else None),
-        contact_name=cipher.encrypt(contact.name) if contact and contact.name else None,
-        contact_phone=cipher.encrypt(contact.phone) if contact and contact.phone else None,
+        contact_name=cipher.seal(contact.name, "issues", "contact_name", issue_id) if contact and contact.name
+        else None,
+        contact_phone=cipher.seal(contact.phone, "issues", "contact_phone", issue_id) if contact and contact.phone
+        else None,
         actor_role=role_of(who), open311_token=open311_token,
     )), cat)
 
@@ -556,8 +562,8 @@ def _shown(data: dict[str, Any], issue: IssueLike, staff: bool, sub: str, cipher
            now: datetime) -> IssuePublic:
     data["overdue"] = is_overdue(issue, now)
     if staff and cipher is not None:
-        data["contact_name"] = mask_name(cipher.decrypt(issue.contact_name))
-        data["contact_phone"] = mask_phone(cipher.decrypt(issue.contact_phone))
+        data["contact_name"] = mask_name(cipher.open(issue.contact_name, "issues", "contact_name", issue.id))
+        data["contact_phone"] = mask_phone(cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id))
     else:
         data["contact_name"] = data["contact_phone"] = None
     if not staff and issue.reporter != sub:  # co-reporters and followers do not learn each other's accounts

@@ -4,20 +4,19 @@ catalogue, photos, votes, figures and Open311 have modules of their own, include
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import catalogue, figures, open311, photos, service, votes
@@ -58,17 +57,10 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 B = TypeVar("B")
 
 
-@lru_cache(maxsize=4)
-def _cipher(key: str) -> FieldCipher:
-    return FieldCipher(key)
-
-
 async def cipher_of(runtime: Runtime) -> FieldCipher:
     # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
     # the work).
-    key = runtime.settings.field_encryption_key
-    assert key is not None
-    return _cipher(key.get_secret_value())
+    return field_cipher(runtime.settings)
 
 
 Cipher = Annotated[FieldCipher, Depends(cipher_of)]
@@ -123,7 +115,7 @@ async def list_issues(
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
     radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
-    created_from: AwareDatetime | None = None, created_to: AwareDatetime | None = None,
+    created_from: Instant | None = None, created_to: Instant | None = None,
 ) -> Page[IssuePublic]:
     if (lat is None) != (lng is None):
         raise Problem(422, "validation_error", "The request is not valid", "lat and lng go together",
@@ -161,7 +153,8 @@ async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Ciph
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
     service.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
-    return {"name": cipher.decrypt(issue.contact_name), "phone": cipher.decrypt(issue.contact_phone)}
+    return {"name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
+            "phone": cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id)}
 
 
 async def _act(uow: UnitOfWork, who: Principal, cipher: FieldCipher, issue_id: UUID,

@@ -3,12 +3,11 @@ were given: the field cipher (and, while the service runs, its sender)."""
 
 from __future__ import annotations
 
-import functools
 import weakref
 from typing import TYPE_CHECKING
 
 from minsheng.platform.db import Database
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,14 +17,8 @@ _CIPHERS: weakref.WeakKeyDictionary[Database, FieldCipher] = weakref.WeakKeyDict
 NOTIFIERS: weakref.WeakKeyDictionary[Database, Notifier] = weakref.WeakKeyDictionary()
 
 
-@functools.cache
-def _cipher(key: str) -> FieldCipher:
-    return FieldCipher(key)
-
-
 def cipher_of(settings: Settings) -> FieldCipher:
-    assert settings.field_encryption_key is not None
-    return _cipher(settings.field_encryption_key.get_secret_value())
+    return field_cipher(settings)
 
 
 def register(db: Database, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
 from services.points.demo import seed_demo
 from services.points.handlers import HANDLERS
@@ -20,4 +21,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
+    sealed=(SealedColumns("riders", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
+            SealedColumns("merchants", ("contact_phone_enc",), hashes=(("contact_phone_hash", "contact_phone_enc"),)),
+            SealedColumns("merchant_credentials", ("secret_enc",), key="key_id")),
 )

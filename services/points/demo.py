@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.privacy import seal_phone_row
 from minsheng.platform.service import ServiceRuntime
 from services.points import config
 from services.points import merchants as merchant_cases
@@ -89,6 +90,7 @@ def _table(model: Any) -> sa.Table:
 
 async def seed_demo(runtime: ServiceRuntime) -> None:
     first_team = _id("team", 0)
+    fc = merchant_cases.cipher(runtime.settings)
     async with runtime.db.engine.begin() as conn:
         if (await conn.execute(sa.select(_table(Team).c.id).where(_table(Team).c.id == first_team))).first():
             return
@@ -109,12 +111,12 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
             rid = _id("rider", kind, i)
             slug = slugs[(team if team is not None else i) % len(slugs)]
             points = 5 + (i * 37) % 56
-            riders.append({
+            riders.append(seal_phone_row({
                 "id": rid, "subject": f"demo-rider-{kind}-{i:03d}", "name": name or _name(i + len(kind) * 100),
                 "platform": PLATFORMS[i % len(PLATFORMS)], "community": slug, "phone": f"13{PHONE_DIGIT[kind]}{i:08d}",
                 "role": kind, "status": "active", "team_id": _id("team", team) if team is not None else None,
                 "verified_at": now, "verified_by": "demo", "flagged": False, "false_reports": 0,
-                "created_at": now + timedelta(microseconds=i), "updated_at": now})
+                "created_at": now + timedelta(microseconds=i), "updated_at": now}, fc, "riders"))
             balances.append({"rider_id": rid, "balance": points, "updated_at": now})
             entries.append({"id": _id("entry", kind, i), "rider_id": rid, "kind": "earned", "amount": points,
                             "balance_after": points, "cause_type": "demo", "cause_id": f"demo:{kind}:{i}",
@@ -158,5 +160,5 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
             return
         await conn.execute(sa.insert(_table(MerchantCredential)).values(
             key_id=DEMO_KEY_ID, merchant_id=_id("merchant", 0), label="demo (embedded mode only)",
-            secret_enc=merchant_cases.cipher(runtime.settings).encrypt(DEMO_SECRET), created_by="demo",
+            secret_enc=fc.seal(DEMO_SECRET, "merchant_credentials", "secret_enc", DEMO_KEY_ID), created_by="demo",
             created_at=now))

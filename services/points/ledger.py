@@ -14,11 +14,13 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter, ValidationError
 from sqlmodel import col, select
 
 from minsheng.contracts.points import PointsPosted
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.inputs import MonthText, month_start
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import one_of
@@ -397,11 +399,11 @@ def parse_month(value: str | None) -> date:
     if not value:
         return settings.local_month(utcnow())
     try:
-        parsed = datetime.strptime(value, "%Y-%m")
-    except ValueError as exc:
+        parsed = month_start(TypeAdapter(MonthText).validate_python(value))
+    except ValidationError as exc:
         raise Problem(422, "validation_error", "The request is not valid", "month must look like 2026-11",
                       errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}]) from exc
-    return date(parsed.year, parsed.month, 1)
+    return parsed
 
 
 async def leaderboard(uow: UnitOfWork, *, by: str, month: date, community: str | None = None,

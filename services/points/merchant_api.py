@@ -13,11 +13,12 @@ from uuid import UUID
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime
 
+from minsheng.platform import csvfile
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
 from services.points import config, ledger, merchants, ratelimit, signing
@@ -100,7 +101,8 @@ async def merchant_caller(
         row = (await conn.execute(_CREDENTIAL, {"key_id": key_id})).first()
         if row is None:
             raise _unauthorized("unknown_key", "Unknown or revoked key id.")
-        secret = merchants.cipher(runtime.settings).decrypt(row.secret_enc) or ""
+        secret = merchants.cipher(runtime.settings).open(row.secret_enc, "merchant_credentials", "secret_enc",
+                                                         key_id) or ""
         if not signing.verify(secret, signature, request.method, signed_path(request), timestamp, nonce, body):
             raise _unauthorized("signature_invalid", "The signature does not match the request.")
         if row.status != MerchantStatus.active:
@@ -189,8 +191,8 @@ async def redeem(body: RedeemRequest, uow: UoW, runtime: Runtime, caller: Caller
 @router.get("/redemptions", response_model=Page[RedemptionPublic], summary="Your redemptions, newest first")
 async def list_redemptions(uow: UoW, runtime: Runtime, caller: Caller, limit: Limit = DEFAULT_LIMIT,
                            cursor: str | None = None, status: RedemptionStatus | None = None,
-                           since: AwareDatetime | None = None,
-                           until: AwareDatetime | None = None) -> Page[RedemptionPublic]:
+                           since: Instant | None = None,
+                           until: Instant | None = None) -> Page[RedemptionPublic]:
     page = await merchants.list_redemptions(uow, caller.merchant_id, limit=limit, cursor=cursor, status=status,
                                             since=since, until=until)
     items = [merchants.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]
@@ -215,7 +217,7 @@ async def void(redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller,
 
 @router.get("/statements/{month}", response_model=StatementSummary,
             summary="Monthly settlement statement (local months); ?format=csv for the spreadsheet")
-async def statement(month: str, uow: UoW, runtime: Runtime, caller: Caller,
+async def statement(month: MonthText, uow: UoW, runtime: Runtime, caller: Caller,
                     format: Literal["json", "csv"] = "json") -> Response:
     return await statement_response(uow, runtime, caller.merchant_id, month, format)
 
@@ -225,7 +227,7 @@ async def statement_response(uow: UoW, runtime: Runtime, merchant_id: UUID, mont
     first = ledger.parse_month(month)
     if fmt == "csv":
         text = await merchants.statement_csv(uow, runtime.settings, merchant_id, first)
-        return Response(text, media_type="text/csv; charset=utf-8", headers={
+        return Response(csvfile.encode(text), media_type=csvfile.MEDIA_TYPE, headers={
             "Content-Disposition": f'attachment; filename="minsheng-points-{merchant_id}-{first:%Y-%m}.csv"'})
     summary = await merchants.statement_summary(uow, merchant_id, first)
     return JSONResponse(summary.model_dump(mode="json"))

@@ -3,10 +3,8 @@ voids and monthly settlement statements. Use cases: take a unit of work, never c
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -17,11 +15,12 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.points import config, ledger
@@ -61,8 +60,7 @@ def yuan(fen: int | None) -> Decimal | None:
 
 
 def cipher(settings: Settings) -> FieldCipher:
-    assert settings.field_encryption_key is not None
-    return FieldCipher(settings.field_encryption_key.get_secret_value())
+    return field_cipher(settings)
 
 
 def rider_ref(settings: Settings, merchant_id: UUID, rider_id: UUID) -> str:
@@ -74,10 +72,11 @@ def rider_ref(settings: Settings, merchant_id: UUID, rider_id: UUID) -> str:
 
 # --- merchants and credentials --------------------------------------------------------------------------------
 
-async def create_merchant(uow: UnitOfWork, who: Principal, data: MerchantCreate) -> Merchant:
+async def create_merchant(uow: UnitOfWork, who: Principal, data: MerchantCreate, fc: FieldCipher) -> Merchant:
     if not who.covers(data.community):
         raise Problem(403, "outside_scope", "Outside your scope", "You cannot onboard merchants there.")
     merchant = Merchant(**data.model_dump(), created_by=who.sub)
+    seal_phone_on(merchant, fc, "contact_phone")
     uow.session.add(merchant)
     return merchant
 
@@ -89,9 +88,13 @@ async def get_merchant(uow: UnitOfWork, who: Principal | None, merchant_id: UUID
     return merchant
 
 
-async def update_merchant(uow: UnitOfWork, merchant: Merchant, data: MerchantUpdate) -> Merchant:
-    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+async def update_merchant(uow: UnitOfWork, merchant: Merchant, data: MerchantUpdate, fc: FieldCipher) -> Merchant:
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    for name, value in changes.items():
         setattr(merchant, name, value)
+    if "contact_phone" in changes:
+        merchant.contact_phone_enc = None
+        seal_phone_on(merchant, fc, "contact_phone")
     merchant.updated_at = utcnow()
     return merchant
 
@@ -116,9 +119,10 @@ async def list_merchants(uow: UnitOfWork, who: Principal, *, limit: int, cursor:
 async def issue_credential(uow: UnitOfWork, settings: Settings, who: Principal, merchant: Merchant,
                            label: str | None) -> tuple[MerchantCredential, str]:
     secret = "msk_" + secrets.token_urlsafe(32)
-    credential = MerchantCredential(key_id="mk_" + secrets.token_hex(10), merchant_id=merchant.id,
-                                    secret_enc=cipher(settings).encrypt(secret) or "", label=label,
-                                    created_by=who.sub)
+    key_id = "mk_" + secrets.token_hex(10)
+    credential = MerchantCredential(key_id=key_id, merchant_id=merchant.id, label=label, created_by=who.sub,
+                                    secret_enc=cipher(settings).seal(secret, "merchant_credentials", "secret_enc",
+                                                                     key_id) or "")
     uow.session.add(credential)
     return credential, secret
 
@@ -480,22 +484,19 @@ async def statement_csv(uow: UnitOfWork, settings: Settings, merchant_id: UUID, 
     UTF-8 BOM so spreadsheet software opens the Chinese text correctly."""
     tz = config.get().tz
     rows = await month_rows(uow, merchant_id, month)
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    lines: list[list[object]] = []
     total_points, total_fen = 0, 0
     for r in rows:
         if r.status == RedemptionStatus.completed:
             total_points += r.points
             total_fen += r.discount_fen or 0
-        writer.writerow([
+        lines.append([
             str(r.id), as_utc(r.created_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), str(r.offer_id),
             r.offer_title, r.offer_kind, r.quantity, r.points, yuan(r.discount_fen) or "", r.status,
             as_utc(r.voided_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if r.voided_at else "",
             rider_ref(settings, merchant_id, r.rider_id)])
-    writer.writerow(["TOTAL (completed)", "", "", "", "", "", total_points, yuan(total_fen), "", "", ""])
-    return out.getvalue()
+    lines.append(["TOTAL (completed)", "", "", "", "", "", total_points, yuan(total_fen), "", "", ""])
+    return csvfile.csv_text(CSV_COLUMNS, lines)
 
 
 # --- housekeeping ---------------------------------------------------------------------------------------------

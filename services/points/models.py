@@ -15,6 +15,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
+from minsheng.platform.inputs import Instant, photo_urls
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -124,7 +125,9 @@ class Rider(RiderBase, PointsModel, table=True):
     )
     id: UUID = uuid_pk()
     subject: str = Field(max_length=200, unique=True, description="The identity-provider subject (JWT sub)")
-    phone: str = Field(max_length=20)
+    phone: str = Field(max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     role: str = Field(default=RiderRole.yellow, sa_type=sa.String(10))
     status: str = Field(default=RiderStatus.pending, sa_type=sa.String(12))
     status_reason: str | None = Field(default=None, max_length=500)
@@ -189,10 +192,7 @@ class HazardReportCreate(HazardReportBase):
     @field_validator("photo_urls")
     @classmethod
     def _urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not url.startswith(("https://", "http://")) or len(url) > 500:
-                raise ValueError("photo URLs must be http(s) URLs of at most 500 characters")
-        return v
+        return photo_urls(v)  # https, public hosts only (minsheng.platform.inputs)
 
 
 class HazardReport(HazardReportBase, PointsModel, table=True):
@@ -300,7 +300,7 @@ class TaskCreate(SQLModel):
     compound: str | None = Field(default=None, max_length=50)
     address: str | None = Field(default=None, max_length=300, description="Shown only to the claiming rider")
     pickup_address: str | None = Field(default=None, max_length=300)
-    due_at: datetime | None = None
+    due_at: Instant | None = None
     points: int | None = Field(default=None, ge=0, le=1000, description="Defaults to the task type's points")
 
 
@@ -515,7 +515,9 @@ class Merchant(MerchantBase, PointsModel, table=True):
     __table_args__ = (sa.Index("ix_merchants_community_created", "community", "created_at"),)
     id: UUID = uuid_pk()
     contact_name: str | None = Field(default=None, max_length=50)
-    contact_phone: str | None = Field(default=None, max_length=20)
+    contact_phone: str | None = Field(default=None, max_length=20)  # masked only
+    contact_phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    contact_phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     status: str = Field(default=MerchantStatus.active, sa_type=sa.String(12))
     created_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = utc_now()
@@ -588,8 +590,8 @@ class OfferBase(SQLModel):
     points_cost: int = Field(ge=1, le=1_000_000)
     per_rider_limit: int | None = Field(default=None, ge=1, le=1000,
                                         description="Redemptions per rider over the offer's life")
-    valid_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    valid_from: Instant | None = Field(default=None, sa_type=UTCDateTime)
+    valid_until: Instant | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class OfferCreate(OfferBase):
@@ -618,7 +620,7 @@ class OfferUpdate(SQLModel):
     per_rider_limit: int | None = Field(default=None, ge=1, le=1000)
     add_stock: int | None = Field(default=None, ge=-1_000_000, le=1_000_000,
                                   description="Add (or remove) stock; stock never goes below zero")
-    valid_until: datetime | None = None
+    valid_until: Instant | None = None
     active: bool | None = None
 
     @field_validator("valid_until")

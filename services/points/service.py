@@ -19,6 +19,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
 from services.points.models import (
@@ -41,12 +42,13 @@ from services.points.models import (
 
 # --- riders -------------------------------------------------------------------------------------------------
 
-async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate) -> Rider:
+async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate, fc: FieldCipher) -> Rider:
     existing = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
     if existing is not None:
         raise conflict("rider_already_registered", "This account is already registered as a rider.",
                        rider_id=str(existing.id))
     rider = Rider(subject=subject, **data.model_dump())
+    seal_phone_on(rider, fc)
     uow.session.add(rider)
     await uow.session.flush()
     uow.session.add(RiderBalance(rider_id=rider.id, balance=0))
@@ -87,9 +89,13 @@ def ensure_verified(rider: Rider | RiderSummary) -> None:
                       "Staff must verify your registration before you can take tasks or redeem points.")
 
 
-async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate) -> Rider:
-    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate, fc: FieldCipher) -> Rider:
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    for name, value in changes.items():
         setattr(rider, name, value)
+    if "phone" in changes:
+        rider.phone_enc = None
+        seal_phone_on(rider, fc)
     rider.updated_at = utcnow()
     return rider
 

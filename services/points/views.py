@@ -9,10 +9,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
 from services.points import config, ledger, merchant_api, merchants, ratelimit, service, tasks
@@ -93,8 +93,8 @@ def _staff_view(rider: Rider) -> RiderStaffView:
 
 @router.post("/riders", status_code=201, response_model=RiderPublic, tags=["riders"],
              summary="Register the calling account as a rider (staff verify it before tasks and redemption)")
-async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal) -> RiderPublic:
-    rider = await service.register_rider(uow, who.sub, body)
+async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
+    rider = await service.register_rider(uow, who.sub, body, merchants.cipher(runtime.settings))
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 
@@ -105,8 +105,9 @@ async def my_profile(uow: UoW, who: RiderPrincipal) -> RiderPublic:
 
 
 @router.patch("/riders/me", response_model=RiderPublic, tags=["riders"], summary="Change your name, platform or phone")
-async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal) -> RiderPublic:
-    rider = await service.update_self(uow, await service.rider_by_subject(uow, who.sub), body)
+async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
+    rider = await service.update_self(uow, await service.rider_by_subject(uow, who.sub), body,
+                                      merchants.cipher(runtime.settings))
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 
@@ -120,8 +121,8 @@ async def my_balance(uow: UoW, who: RiderPrincipal) -> BalancePublic:
 @router.get("/riders/me/statement", response_model=Page[LedgerEntryPublic], tags=["ledger"],
             summary="Your ledger entries, newest first")
 async def my_statement(uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
-                       kind: EntryKind | None = None, since: AwareDatetime | None = None,
-                       until: AwareDatetime | None = None) -> Page[LedgerEntryPublic]:
+                       kind: EntryKind | None = None, since: Instant | None = None,
+                       until: Instant | None = None) -> Page[LedgerEntryPublic]:
     rider = await service.rider_by_subject(uow, who.sub)
     return await _statement(uow, rider.id, limit, cursor, kind, since, until)
 
@@ -198,8 +199,8 @@ async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> BalancePublic:
 
 @router.get("/riders/{rider_id}/statement", response_model=Page[LedgerEntryPublic], tags=["ledger (staff)"])
 async def rider_statement(rider_id: UUID, uow: UoW, who: Staff, limit: Limit = DEFAULT_LIMIT,
-                          cursor: str | None = None, kind: EntryKind | None = None, since: AwareDatetime | None = None,
-                          until: AwareDatetime | None = None) -> Page[LedgerEntryPublic]:
+                          cursor: str | None = None, kind: EntryKind | None = None, since: Instant | None = None,
+                          until: Instant | None = None) -> Page[LedgerEntryPublic]:
     rider = await service.get_rider(uow, who, rider_id)
     return await _statement(uow, rider.id, limit, cursor, kind, since, until)
 
@@ -260,7 +261,8 @@ async def update_team(team_id: UUID, body: TeamUpdate, uow: UoW, who: Staff) -> 
 @router.get("/leaderboards/{by}", response_model=Leaderboard, tags=["leaderboards"],
             summary="Monthly net points (earned minus reversed) by team, community or rider (names masked)")
 async def leaderboard(by: Literal["team", "community", "rider"], uow: UoW, who: RiderOrStaff,
-                      month: Annotated[str | None, Query(description="YYYY-MM, local; default this month")] = None,
+                      month: Annotated[MonthText | None,
+                                       Query(description="YYYY-MM, local; default this month")] = None,
                       community: str | None = None, team_id: UUID | None = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Leaderboard:
     return await ledger.leaderboard(uow, by=by, month=ledger.parse_month(month), community=community,
@@ -451,8 +453,8 @@ async def my_redemptions(uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_L
 
 @router.post("/merchants", status_code=201, response_model=MerchantPublic, tags=["merchants (staff)"],
              summary="Onboard an alliance merchant")
-async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff) -> MerchantPublic:
-    merchant = await merchants.create_merchant(uow, who, body)
+async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, runtime: Runtime) -> MerchantPublic:
+    merchant = await merchants.create_merchant(uow, who, body, merchants.cipher(runtime.settings))
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
@@ -472,8 +474,10 @@ async def get_merchant(merchant_id: UUID, uow: UoW, who: Staff) -> MerchantPubli
 
 @router.patch("/merchants/{merchant_id}", response_model=MerchantPublic, tags=["merchants (staff)"],
               summary="Change details, the void window, or suspend / reactivate")
-async def update_merchant(merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff) -> MerchantPublic:
-    merchant = await merchants.update_merchant(uow, await merchants.get_merchant(uow, who, merchant_id), body)
+async def update_merchant(merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff,
+                          runtime: Runtime) -> MerchantPublic:
+    merchant = await merchants.update_merchant(uow, await merchants.get_merchant(uow, who, merchant_id), body,
+                                               merchants.cipher(runtime.settings))
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
@@ -520,8 +524,8 @@ async def create_offer(merchant_id: UUID, body: OfferCreate, uow: UoW, who: Staf
             tags=["merchants (staff)"], summary="A merchant's redemptions (disputes, audits); with the rider's id")
 async def merchant_redemptions(merchant_id: UUID, uow: UoW, runtime: Runtime, who: Staff,
                                limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
-                               status: RedemptionStatus | None = None, since: AwareDatetime | None = None,
-                               until: AwareDatetime | None = None) -> Page[StaffRedemptionView]:
+                               status: RedemptionStatus | None = None, since: Instant | None = None,
+                               until: Instant | None = None) -> Page[StaffRedemptionView]:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
     page = await merchants.list_redemptions(uow, merchant.id, limit=limit, cursor=cursor, status=status,
                                             since=since, until=until)
@@ -533,7 +537,7 @@ async def merchant_redemptions(merchant_id: UUID, uow: UoW, runtime: Runtime, wh
 
 @router.get("/merchants/{merchant_id}/statements/{month}", response_model=StatementSummary,
             tags=["merchants (staff)"], summary="A merchant's monthly settlement statement; ?format=csv")
-async def merchant_statement(merchant_id: UUID, month: str, uow: UoW, runtime: Runtime, who: Staff,
+async def merchant_statement(merchant_id: UUID, month: MonthText, uow: UoW, runtime: Runtime, who: Staff,
                              format: Literal["json", "csv"] = "json") -> Response:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
     return await merchant_api.statement_response(uow, runtime, merchant.id, month, format)

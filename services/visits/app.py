@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
 from services.visits.demo import seed_demo
 from services.visits.handlers import HANDLERS
@@ -20,4 +21,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=jobs(),
     seed_demo=seed_demo,
+    sealed=(SealedColumns("residents", ("id_number_enc", "health_notes_enc", "phone_enc"),
+                          hashes=(("id_number_hash", "id_number_enc"), ("phone_hash", "phone_enc"))),
+            SealedColumns("grid_workers", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),))),
 )

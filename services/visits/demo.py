@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from minsheng.platform.ids import uuid7
-from minsheng.platform.privacy import mask_id_number
+from minsheng.platform.privacy import mask_id_number, seal_phone_row
 from minsheng.platform.service import ServiceRuntime
 from services.visits import cadence, idcard, schedule
 from services.visits.config import now, tz
@@ -132,8 +132,9 @@ def build_rows(cipher: Any) -> dict[Any, list[dict[str, Any]]]:
             name = ("常红" if (code, k) == ("yuntai", 0)
                     else rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN))
             subject = "gw-changhong" if name == "常红" else f"gw-{code}-{k + 1}"
-            w = {"id": uuid7(), "subject": subject, "name": name, "community": code,
-                 "phone": f"139{rng.randrange(10**8):08d}", "active": True, "left_at": None, "created_at": long_ago}
+            w = seal_phone_row({"id": uuid7(), "subject": subject, "name": name, "community": code,
+                                "phone": f"139{rng.randrange(10**8):08d}", "active": True, "left_at": None,
+                                "created_at": long_ago}, cipher, "grid_workers")
             workers[code].append(w)
             rows[GridWorker].append(w)
 
@@ -244,15 +245,16 @@ def _household(rng: random.Random, cipher: Any, hid: UUID, community: str, compo
             serial += 7
             number = idcard.make(REGION, born, serial + i)
         issued.add(number)
-        residents.append({
+        residents.append(seal_phone_row({
             "id": rid, "household_id": hid, "community": community, "compound": compound, "building_id": building_id,
             "name": name, "gender": gender, "birth_date": born, "tags": schedule.store_tags(tags),
             "mobility": mobility,
             "phone": ZHAO_PHONE if rid == ZHAO_ID else f"13{rng.randint(3, 9)}{rng.randrange(10**8):08d}",
-            "id_number_enc": cipher.encrypt(number), "id_number_hash": cipher.lookup_hash(number),
-            "id_number_masked": mask_id_number(number), "health_notes_enc": cipher.encrypt(notes) if notes else None,
+            "id_number_enc": cipher.seal(number, "residents", "id_number_enc", rid),
+            "id_number_hash": cipher.lookup_hash(number), "id_number_masked": mask_id_number(number),
+            "health_notes_enc": cipher.seal(notes, "residents", "health_notes_enc", rid) if notes else None,
             "status": "active", "status_effective_date": None, "account_subject": None,
-            "created_at": long_ago, "updated_at": long_ago})
+            "created_at": long_ago, "updated_at": long_ago}, cipher, "residents"))
         people.append(cadence.Person(frozenset(tags), born))
     return people, residents
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import utc_now, uuid_pk
+from minsheng.platform.inputs import Day, Instant
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -259,7 +260,7 @@ class HouseholdPublic(HouseholdBase):
 class ResidentBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     gender: str | None = Field(default=None, schema_extra={"pattern": r"^[FMX]$"}, max_length=1)
-    birth_date: date | None = Field(default=None, description="Taken from the ID number when omitted")
+    birth_date: Day | None = Field(default=None, description="Taken from the ID number when omitted")
     care_tags: list[CareTag] = Field(default_factory=list, max_length=10)
     mobility: Mobility = Field(default=Mobility.independent, sa_type=sa.String(12))
 
@@ -276,7 +277,7 @@ class ResidentCreate(ResidentBase):
 class ResidentUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
     gender: str | None = Field(default=None, schema_extra={"pattern": r"^[FMX]$"}, max_length=1)
-    birth_date: date | None = None
+    birth_date: Day | None = None
     care_tags: list[CareTag] | None = Field(default=None, max_length=10)
     mobility: Mobility | None = None
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
@@ -305,7 +306,9 @@ class Resident(VisitsModel, table=True):
     # ",dibao,living_alone," — portable LIKE filtering on every backend; answered as a list.
     tags: str = Field(default=",", max_length=200)
     mobility: str = Field(default=Mobility.independent, sa_type=sa.String(12))
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     id_number_enc: str | None = Field(default=None, max_length=200)
     id_number_hash: str | None = Field(default=None, max_length=64, unique=True)
     id_number_masked: str | None = Field(default=None, max_length=20)
@@ -346,7 +349,7 @@ class ResidentPublic(SQLModel):
 
 class StatusChange(SQLModel):
     status: ResidentStatus
-    effective_date: date
+    effective_date: Day
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -434,7 +437,9 @@ class GridWorker(GridWorkerBase, VisitsModel, table=True):
     __table_args__ = (sa.Index("ix_grid_workers_community", "community", "id"),)
     id: UUID = uuid_pk()
     subject: str = Field(max_length=200, unique=True)
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
     active: bool = True
     left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = utc_now()
@@ -550,8 +555,8 @@ class PolicyPublic(PolicyBase):
 class RoundCreate(SQLModel):
     name: str = Field(min_length=1, max_length=80)
     community: str | None = Field(default=None, max_length=40, description="Every community when omitted")
-    starts_on: date
-    ends_on: date
+    starts_on: Day
+    ends_on: Day
 
 
 class VisitRound(VisitsModel, table=True):
@@ -609,7 +614,7 @@ class NeedCreate(SQLModel):
     resident_id: UUID | None = Field(default=None, description="Whose need, when it is one person's")
     owner: str | None = Field(default=None, max_length=200, description="Ledger owner (subject); the "
                               "recorder by default")
-    due_on: date | None = Field(default=None, description="By urgency when omitted: 1/3/7/30 days")
+    due_on: Day | None = Field(default=None, description="By urgency when omitted: 1/3/7/30 days")
 
 
 class NeedRaise(NeedCreate):
@@ -618,7 +623,7 @@ class NeedRaise(NeedCreate):
 
 class VisitCreate(SQLModel):
     household_id: UUID
-    visited_at: datetime | None = Field(default=None, description="Now when omitted; may be back-dated")
+    visited_at: Instant | None = Field(default=None, description="Now when omitted; may be back-dated")
     outcome: Outcome
     visitors: list[str] = Field(default_factory=list, max_length=10,
                                 description="Who went (names), besides the recorder")
@@ -685,7 +690,7 @@ class TaskCreate(SQLModel):
     resident_id: UUID | None = None
     reason: str = Field(min_length=1, max_length=500)
     urgent: bool = False
-    due_at: datetime | None = None
+    due_at: Instant | None = None
 
 
 class VisitTask(VisitsModel, table=True):
@@ -857,7 +862,7 @@ class NeedDetail(NeedPublic):
 
 class NeedUpdate(SQLModel):
     owner: str | None = Field(default=None, min_length=1, max_length=200)
-    due_on: date | None = None
+    due_on: Day | None = None
     urgency: Urgency | None = None
     note: str | None = Field(default=None, max_length=2000)
 

@@ -61,7 +61,7 @@ async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, d
     for resident in (await uow.session.execute(query)).scalars():
         fields = _cleared_fields(resident)
         since = resident.status_effective_date or resident.updated_at.date()
-        resident.phone = None
+        resident.phone = resident.phone_enc = resident.phone_hash = None
         resident.id_number_enc = None
         resident.id_number_hash = None
         resident.id_number_masked = None

@@ -5,7 +5,6 @@ They take a unit of work and never commit: the caller does, once. (Visits, tasks
 from __future__ import annotations
 
 from datetime import date
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from minsheng.contracts.visits import ResidentStatusChanged
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.privacy import FieldCipher, mask_id_number
+from minsheng.platform.privacy import FieldCipher, field_cipher, mask_id_number, open_phone, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.visits import cadence, idcard, schedule
@@ -63,14 +62,8 @@ from services.visits.models import (
 OPEN_NEED_STATES = ("open", "in_progress", "resolved")
 
 
-@lru_cache(maxsize=4)
-def _cipher(key: str) -> FieldCipher:
-    return FieldCipher(key)
-
-
 def cipher_of(settings: Settings) -> FieldCipher:
-    assert settings.field_encryption_key is not None
-    return _cipher(settings.field_encryption_key.get_secret_value())
+    return field_cipher(settings)
 
 
 def forbid(detail: str) -> Problem:
@@ -323,11 +316,11 @@ def _checked_id_number(value: str) -> str:
 async def _set_id_number(uow: UnitOfWork, cipher: FieldCipher, resident: Resident, value: str) -> None:
     number = _checked_id_number(value)
     digest = cipher.lookup_hash(number)
-    found = await uow.session.execute(select(Resident.id).where(Resident.id_number_hash == digest,
-                                                                Resident.id != resident.id))
+    found = await uow.session.execute(select(Resident.id).where(
+        col(Resident.id_number_hash).in_(cipher.lookup_hashes(number)), Resident.id != resident.id))
     if found.first() is not None:
         raise conflict("resident_exists", "A resident with this ID number is already registered.")
-    resident.id_number_enc = cipher.encrypt(number)
+    resident.id_number_enc = cipher.seal(number, "residents", "id_number_enc", resident.id)
     resident.id_number_hash = digest
     resident.id_number_masked = mask_id_number(number)
     if resident.birth_date is None:
@@ -341,8 +334,9 @@ async def create_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
         household_id=household.id, community=household.community, compound=household.compound,
         building_id=household.building_id, name=data.name, gender=data.gender, birth_date=data.birth_date,
         tags=schedule.store_tags(data.care_tags), mobility=data.mobility, phone=data.phone,
-        health_notes_enc=cipher.encrypt(data.health_notes) if data.health_notes else None,
     )
+    resident.health_notes_enc = cipher.seal(data.health_notes or None, "residents", "health_notes_enc", resident.id)
+    seal_phone_on(resident, cipher)
     if data.id_number:
         await _set_id_number(uow, cipher, resident, data.id_number)
     uow.session.add(resident)
@@ -369,6 +363,9 @@ async def update_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
     for key in ("name", "gender", "birth_date", "phone"):
         if key in changes:
             setattr(resident, key, changes[key])
+    if "phone" in changes:
+        resident.phone_enc = None
+        seal_phone_on(resident, cipher)
     if "mobility" in changes and changes["mobility"] is not None:
         resident.mobility = changes["mobility"]
     if "care_tags" in changes and changes["care_tags"] is not None:
@@ -376,7 +373,8 @@ async def update_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
     if changes.get("id_number"):
         await _set_id_number(uow, cipher, resident, changes["id_number"])
     if "health_notes" in changes:
-        resident.health_notes_enc = cipher.encrypt(changes["health_notes"]) if changes["health_notes"] else None
+        resident.health_notes_enc = cipher.seal(changes["health_notes"] or None, "residents", "health_notes_enc",
+                                                resident.id)
     if "account_subject" in changes:
         await _link_account(uow, resident, changes["account_subject"])
     resident.updated_at = utcnow()
@@ -421,8 +419,9 @@ async def list_residents(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor:
 
 
 async def lookup_by_id_number(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, value: str) -> Resident:
-    digest = cipher.lookup_hash(_checked_id_number(value))
-    found = (await uow.session.execute(select(Resident).where(Resident.id_number_hash == digest))).scalar_one_or_none()
+    digests = cipher.lookup_hashes(_checked_id_number(value))
+    found = (await uow.session.execute(select(Resident).where(
+        col(Resident.id_number_hash).in_(digests)))).scalars().first()
     if found is None or not viewer.covers(found.community, found.compound, found.building_id):
         raise not_found("resident", "with this ID number")
     return found
@@ -471,11 +470,11 @@ async def reveal(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, resident:
     uow.session.add(audit)
     out = RevealedResident(resident_id=resident.id, audit_id=audit.id)
     if RevealField.phone in body.fields:
-        out.phone = resident.phone
+        out.phone = open_phone(resident, cipher)
     if RevealField.id_number in body.fields:
-        out.id_number = cipher.decrypt(resident.id_number_enc)
+        out.id_number = cipher.open(resident.id_number_enc, "residents", "id_number_enc", resident.id)
     if RevealField.health_notes in body.fields:
-        out.health_notes = cipher.decrypt(resident.health_notes_enc)
+        out.health_notes = cipher.open(resident.health_notes_enc, "residents", "health_notes_enc", resident.id)
     return out
 
 
@@ -514,13 +513,14 @@ async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) ->
 
 # --- grid workers -------------------------------------------------------------------------------------------
 
-async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate) -> GridWorker:
+async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate, cipher: FieldCipher) -> GridWorker:
     if await community_by_code(uow, data.community) is None or not viewer.staff_covers(data.community):
         raise not_found("community", data.community)
     dup = await uow.session.execute(select(GridWorker.id).where(GridWorker.subject == data.subject))
     if dup.first() is not None:
         raise conflict("grid_worker_exists", "This account is already registered as a grid worker.")
     worker = GridWorker(**data.model_dump())
+    seal_phone_on(worker, cipher)
     uow.session.add(worker)
     return worker
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -13,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Day, Instant
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
@@ -320,7 +320,7 @@ async def me(who: Who) -> ResidentPublic:
     return service.resident_public(_me(who))
 
 
-async def _my_bill(uow: UoW, who: Viewer, since: date | None, until: date | None) -> Bill:
+async def _my_bill(uow: UoW, who: Viewer, since: Day | None, until: Day | None) -> Bill:
     resident = _me(who)
     household = await service.get_household(uow, who, resident.household_id)
     return await reports.bill(uow, household, since=since, until=until)
@@ -328,25 +328,25 @@ async def _my_bill(uow: UoW, who: Viewer, since: date | None, until: date | None
 
 @router.get("/me/bill", response_model=Bill, tags=["happiness bill"], dependencies=[Depends(require(Role.resident))],
             summary="Your household's happiness bill (幸福账单)")
-async def my_bill(uow: UoW, who: Who, since: date | None = None, until: date | None = None) -> Bill:
+async def my_bill(uow: UoW, who: Who, since: Day | None = None, until: Day | None = None) -> Bill:
     return await _my_bill(uow, who, since, until)
 
 
 @router.get("/me/bill.html", response_class=HTMLResponse, tags=["happiness bill"],
             dependencies=[Depends(require(Role.resident))])
-async def my_bill_html(uow: UoW, who: Who, since: date | None = None, until: date | None = None) -> HTMLResponse:
+async def my_bill_html(uow: UoW, who: Who, since: Day | None = None, until: Day | None = None) -> HTMLResponse:
     return HTMLResponse(reports.bill_html(await _my_bill(uow, who, since, until)))
 
 
 # --- the happiness bill -------------------------------------------------------------------------------------
 
-async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: date | None,
-                          until: date | None) -> Bill:
+async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day | None,
+                          until: Day | None) -> Bill:
     household = await service.get_household(uow, who, household_id)
     return await reports.bill(uow, household, since=since, until=until)
 
 
-async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: date | None, until: date | None) -> Bill:
+async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: Day | None, until: Day | None) -> Bill:
     resident = await service.get_resident(uow, who, resident_id)
     household = await service.get_household(uow, who, resident.household_id)
     return await reports.bill(uow, household, resident=resident, since=since, until=until)
@@ -354,27 +354,27 @@ async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: date |
 
 @router.get("/households/{household_id}/bill", response_model=Bill, tags=["happiness bill"],
             summary="What the household raised and what was done, when and by whom")
-async def household_bill(household_id: UUID, uow: UoW, who: Who, since: date | None = None,
-                         until: date | None = None) -> Bill:
+async def household_bill(household_id: UUID, uow: UoW, who: Who, since: Day | None = None,
+                         until: Day | None = None) -> Bill:
     return await _household_bill(uow, who, household_id, since, until)
 
 
 @router.get("/households/{household_id}/bill.html", response_class=HTMLResponse, tags=["happiness bill"],
             summary="The same, as a printable page")
-async def household_bill_html(household_id: UUID, uow: UoW, who: Who, since: date | None = None,
-                              until: date | None = None) -> HTMLResponse:
+async def household_bill_html(household_id: UUID, uow: UoW, who: Who, since: Day | None = None,
+                              until: Day | None = None) -> HTMLResponse:
     return HTMLResponse(reports.bill_html(await _household_bill(uow, who, household_id, since, until)))
 
 
 @router.get("/residents/{resident_id}/bill", response_model=Bill, tags=["happiness bill"])
-async def resident_bill(resident_id: UUID, uow: UoW, who: Who, since: date | None = None,
-                        until: date | None = None) -> Bill:
+async def resident_bill(resident_id: UUID, uow: UoW, who: Who, since: Day | None = None,
+                        until: Day | None = None) -> Bill:
     return await _resident_bill(uow, who, resident_id, since, until)
 
 
 @router.get("/residents/{resident_id}/bill.html", response_class=HTMLResponse, tags=["happiness bill"])
-async def resident_bill_html(resident_id: UUID, uow: UoW, who: Who, since: date | None = None,
-                             until: date | None = None) -> HTMLResponse:
+async def resident_bill_html(resident_id: UUID, uow: UoW, who: Who, since: Day | None = None,
+                             until: Day | None = None) -> HTMLResponse:
     return HTMLResponse(reports.bill_html(await _resident_bill(uow, who, resident_id, since, until)))
 
 
@@ -382,8 +382,8 @@ async def resident_bill_html(resident_id: UUID, uow: UoW, who: Who, since: date 
 
 @router.post("/grid-workers", status_code=201, response_model=GridWorkerPublic, tags=["grid"], dependencies=[STAFF],
              summary="Register a grid worker (网格员) account")
-async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who) -> GridWorkerPublic:
-    worker = await service.create_worker(uow, who, body)
+async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Cipher) -> GridWorkerPublic:
+    worker = await service.create_worker(uow, who, body, cipher)
     await _commit(uow)
     return GridWorkerPublic.model_validate(worker, from_attributes=True)
 
@@ -551,7 +551,7 @@ async def record_visit(body: VisitCreate, uow: UoW, who: Who,
 @router.get("/visits", response_model=Page[VisitPublic], tags=["visits"], dependencies=[FIELD])
 async def list_visits(uow: UoW, who: Who, household_id: UUID | None = None, worker_id: UUID | None = None,
                       community: Code = None, compound: Code = None, outcome: Outcome | None = None,
-                      since: datetime | None = None, until: datetime | None = None, far_from_home: bool | None = None,
+                      since: Instant | None = None, until: Instant | None = None, far_from_home: bool | None = None,
                       limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
     page = await visiting.list_visits(uow, who, limit=limit, cursor=cursor, household_id=household_id,
                                       worker_id=worker_id, community=community, compound=compound, outcome=outcome,
@@ -671,7 +671,7 @@ async def escalate_need(need_id: UUID, uow: UoW, who: Who, body: NeedEscalate | 
 @router.get("/coverage", response_model=Coverage, tags=["coverage"], dependencies=[FIELD],
             summary="Share of households visited, overdue visits, needs open/closed, median days to close")
 async def coverage(uow: UoW, who: Who, by: Literal["community", "compound", "worker"] = "community",
-                   since: date | None = None, until: date | None = None, community: Code = None) -> Coverage:
+                   since: Day | None = None, until: Day | None = None, community: Code = None) -> Coverage:
     until = until or today()
     since = since or quarter_start(until)
     if since > until:

@@ -8,7 +8,7 @@ reports back with ``WelfareCheckCompleted``. All in the caller's one transaction
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -198,14 +198,18 @@ async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, 
 
 async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask | None:
     """A canteen regular stopped coming: an urgent welfare check at their door, assigned to the grid worker
-    who covers it. Idempotent on the alert. Alerts without a linked resident, for residents we do not know,
-    or for residents who moved away or died, are not ours to act on."""
-    if alert.resident_id is None:
+    who covers it. Idempotent on the alert. The resident is the linked one, else the one whose keyed ID-number
+    hash the alert carries; alerts for residents we do not know, or who moved away or died, are not ours."""
+    if alert.resident_id is None and not alert.id_number_hash:
         return None
     found = await uow.session.execute(select(VisitTask.id).where(VisitTask.alert_id == alert.alert_id))
     if found.first() is not None:
         return None
-    resident = await uow.session.get(Resident, alert.resident_id)
+    resident = await uow.session.get(Resident, alert.resident_id) if alert.resident_id is not None else None
+    if resident is None and alert.id_number_hash:
+        # Not linked (yet): the same person by the keyed hash of the ID number both services hold.
+        resident = (await uow.session.execute(select(Resident).where(
+            Resident.id_number_hash == alert.id_number_hash))).scalars().first()
     if resident is None or resident.status != ResidentStatus.active:
         return None
     household = await uow.session.get(Household, resident.household_id)
@@ -316,9 +320,8 @@ async def due_list(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str |
     if compound:
         query = query.where(Household.compound == compound)
     if cursor:
-        due, ident = decode_cursor(cursor, str, UUID)
-        query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(
-            datetime.fromisoformat(due).date(), ident))
+        due, ident = decode_cursor(cursor, date, UUID)
+        query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(due, ident))
     query = query.order_by(col(Household.next_due_on), col(Household.id)).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
     page = page_of(rows, limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
@@ -365,9 +368,8 @@ async def list_rounds(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: st
     if community:
         query = query.where(VisitRound.community == community)
     if cursor:
-        starts, ident = decode_cursor(cursor, str, UUID)
-        query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(
-            datetime.fromisoformat(starts).date(), ident))
+        starts, ident = decode_cursor(cursor, date, UUID)
+        query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(starts, ident))
     query = query.order_by(col(VisitRound.starts_on).desc(), col(VisitRound.id).desc()).limit(limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
     return page_of(rows, limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))

@@ -43,7 +43,7 @@ async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(cantee
     async with s.runtime("canteen").db.engine.connect() as conn:
         row = (await conn.execute(sa.select(DINERS).where(DINERS.c.id == UUID(zhao["id"])))).one()
     assert number not in str(tuple(row)) and "injured" not in str(tuple(row))
-    assert row.id_number_enc.startswith("v1:") and len(row.id_number_hash) == 64
+    assert row.id_number_enc.startswith("v2:") and len(row.id_number_hash) == 64
 
     # Only staff with the `pii:reveal` permission read the unmasked data, with a purpose; each read is logged.
     r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=canteen_staff(s),

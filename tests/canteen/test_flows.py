@@ -172,3 +172,46 @@ async def test_absence_alert_becomes_a_welfare_check_and_its_outcome_comes_back(
 
 async def test_a_death_recorded_in_visits_stops_the_subsidy(system: System) -> None:
     await death_flow(system)
+
+
+async def _absent(s: System, c: dict[str, Any], diner: dict[str, Any]) -> dict[str, Any]:
+    last = TODAY - timedelta(days=4)
+    await served_history(s, c["id"], [diner["id"]], {diner["id"]: [last - timedelta(days=i) for i in range(26)]},
+                         service_days=[last + timedelta(days=i) for i in range(1, 4)])
+    r = await s.client.post("/canteen/care/scan", headers=county(s))
+    assert r.status_code == 200 and r.json()["raised"] == 1
+    [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
+    return alert  # type: ignore[no-any-return]
+
+
+async def test_an_unlinked_diners_absence_finds_the_resident_by_the_keyed_id_number_hash(system: System) -> None:
+    """Issue 13, item 8: the alert used to carry no resident and visits ignored it."""
+    s = system
+    p = await build_place(s)
+    c = await make_canteen(s)
+    zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", id_number=ZHAO_ID_NUMBER)
+    assert zhao["resident_id"] is None
+    alert = await _absent(s, c, zhao)
+    await s.settle()
+    tasks = [t for t in (await p.get("/tasks", p.worker))["items"] if t["alert_id"] == alert["id"]]
+    assert len(tasks) == 1 and tasks[0]["resident_id"] == p.zhao_id and tasks[0]["kind"] == "welfare_check"
+
+
+async def test_linking_a_diner_later_resends_the_open_alert_and_schedules_the_check(system: System) -> None:
+    s = system
+    p = await build_place(s)
+    c = await make_canteen(s)
+    zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", id_number=None)
+    alert = await _absent(s, c, zhao)
+    await s.settle()
+    assert not [t for t in (await p.get("/tasks", p.worker))["items"] if t["alert_id"] == alert["id"]]
+
+    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=county(s), json={"resident_id": p.zhao_id})
+    assert r.status_code == 200, r.text
+    await s.settle()
+    tasks = [t for t in (await p.get("/tasks", p.worker))["items"] if t["alert_id"] == alert["id"]]
+    assert len(tasks) == 1 and tasks[0]["resident_id"] == p.zhao_id
+    # Linking again (or any later re-send) schedules no second check: one per alert.
+    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=county(s), json={"resident_id": p.zhao_id})
+    await s.settle()
+    assert len([t for t in (await p.get("/tasks", p.worker))["items"] if t["alert_id"] == alert["id"]]) == 1

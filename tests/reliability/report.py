@@ -155,6 +155,41 @@ ROWS: dict[str, list[Row]] = {
         ("", "events with plaintext personal data", lambda r: f"**{r['events_with_plaintext_personal_data']}** "
          f"of {r['events_scanned']} about the people concerned"),
     ],
+    "hostile_input": [
+        ("Hostile input (issue 13 probes)", "extreme dates/times/months, bogus cursors, edge bodies",
+         lambda r: f"{r['requests']:,} requests on {r['endpoints']} endpoints: 5xx or not problem+json "
+         f"**{r['server_errors_or_not_problem']}**"),
+    ],
+    "csv_injection": [
+        ("CSV formula injection", "formula cells in the staff export",
+         lambda r: f"**{r['formula_cells_in_export']}** of {r['payloads']} payloads (=, +, -, @, tab, CR)"),
+    ],
+    "unique_race": [
+        ("Lost unique-constraint race", "concurrent creates of one team name",
+         lambda r: f"{r['concurrent_creates']} → " + ", ".join(str(x) for x in r["statuses"])),
+    ],
+    "settlement_hash": [
+        ("Closed settlement hash", "csv_sha256 = SHA-256 of the bytes served",
+         lambda r: f"**{r['hash_matches_bytes_served']}/{r['closed_settlements_checked']}**"),
+    ],
+    "key_rotation": [
+        ("Field-key rotation (PostgreSQL)", "residents × 3 values, replicas",
+         lambda r: f"{r['residents']:,} × {r['values_per_resident']}, {r['replicas']} replicas: "
+         f"**{r['rows_per_second']:,} rows/s** ({r['values_per_second']:,} values/s, {r['seconds']} s)"),
+        ("", "reads during the rotation ok / failed; left on the old key",
+         lambda r: f"{r['reads_during_rotation_ok']:,} / **{r['reads_during_rotation_failed']}**; "
+         f"**{r['left_under_old_key']}**"),
+    ],
+    "personal_data_at_rest": [
+        ("Personal data at rest (embedded, SQLite)", "phones / ID numbers / health notes in clear",
+         lambda r: f"**{r['phones_id_numbers_health_notes_in_clear']}** in {r['values_scanned']:,} stored values "
+         "(every column of every table)"),
+    ],
+    "personal_data_at_rest_postgres": [
+        ("Personal data at rest (PostgreSQL)", "phones / ID numbers / health notes in clear",
+         lambda r: f"**{r['phones_id_numbers_health_notes_in_clear']}** in {r['values_scanned']:,} stored values "
+         "(every text column of every table)"),
+    ],
     "personal_data_retention": [
         ("Personal data retention", "resident gone 10 years / gone 26 days / still here",
          lambda r: " / ".join("cleared" if not any(v) else "kept" if all(v) else "partly cleared"

@@ -13,17 +13,23 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from contextlib import suppress
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.specs.openapi import formats as schemathesis_formats
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from tests.reliability.test_hostile_input import BOGUS_CURSORS, EXTREME_DATES, EXTREME_TIMES
 from tests.support.client import System
 from tests.support.pii import leaks
 from tests.support.reliability import env_int, record
@@ -36,6 +42,27 @@ BASE = "http://minsheng.test"
 NAIVE_TIME = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 
 
+# Dates and times are drawn from the edges as well as from the middle (issue 13: years 1 and 9999, ±14:00
+# offsets, a bare date where a time is expected, a naive time), and every list also gets the bogus cursors.
+_DATETIMES = st.one_of(st.sampled_from(EXTREME_TIMES), st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([timezone(timedelta(hours=h)) for h in (-14, -8, 0, 8, 14)])).map(
+        lambda d: d.isoformat()))
+_DATES = st.one_of(st.sampled_from(EXTREME_DATES), st.dates().map(lambda d: d.isoformat()))
+
+
+@contextmanager
+def widened_formats() -> Iterator[None]:
+    saved = dict(schemathesis_formats.STRING_FORMATS)
+    schemathesis.openapi.format("date-time", _DATETIMES)
+    schemathesis.openapi.format("date", _DATES)
+    try:
+        yield
+    finally:
+        schemathesis_formats.STRING_FORMATS.clear()
+        schemathesis_formats.STRING_FORMATS.update(saved)
+
+
 @dataclass
 class Findings:
     calls: int = 0
@@ -43,6 +70,7 @@ class Findings:
     server_errors: list[str] = field(default_factory=list)
     schema_violations: list[str] = field(default_factory=list)
     tolerated_naive_times: int = 0
+    cursor_probes: int = 0
     pii_leaks: list[str] = field(default_factory=list)
     other_failures: list[str] = field(default_factory=list)
     operations: int = 0
@@ -117,12 +145,28 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
 
         return check
 
+    def cursor_probes(service: str, operation: Any, headers: dict[str, str], label: str) -> None:
+        if "cursor" not in {p.name for p in operation.query}:
+            return
+        path = {p.name: str(uuid.UUID(int=0)) for p in operation.path_parameters}
+        for cursor in BOGUS_CURSORS:
+            case = operation.Case(path_parameters=path, query={"cursor": cursor})
+            response = send(case.as_transport_kwargs(base_url=f"{BASE}/{service}", headers=headers))
+            findings.calls += 1
+            findings.cursor_probes += 1
+            findings.statuses[response.status_code] = findings.statuses.get(response.status_code, 0) + 1
+            if response.status_code >= 500:
+                findings.server_errors.append(f"{label} cursor={cursor[:20]}… → {response.status_code}")
+
     def fuzz(service: str, schema: Any, role: str) -> None:
         headers = s.auth(role, sub=f"fuzz-{role}", scopes=["*"] if role in ("admin", "staff") else [])
         for result in schema.get_all_operations():
             operation = result.ok()
             findings.operations += 1
-            checker(service, operation, headers, f"{role} {operation.method.upper()} /{service}{operation.path}")()
+            label = f"{role} {operation.method.upper()} /{service}{operation.path}"
+            checker(service, operation, headers, label)()
+            if operation.method.upper() == "GET":
+                cursor_probes(service, operation, headers, label)
 
     def run_all() -> None:
         for role in ROLES:
@@ -130,7 +174,8 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
                 fuzz(service, schema, role)
 
     try:
-        await asyncio.to_thread(run_all)
+        with widened_formats():
+            await asyncio.to_thread(run_all)
     finally:
         await http.aclose()
 
@@ -142,6 +187,7 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
         "server_errors": len(findings.server_errors), "response_schema_violations": len(findings.schema_violations),
         "unmasked_phone_or_id_in_responses": len(findings.pii_leaks),
         "tolerated_naive_time_format": findings.tolerated_naive_times,
+        "bogus_cursor_probes": findings.cursor_probes, "extreme_dates_and_times": True,
         "harness_errors": len(findings.other_failures),
         "examples": {"server_errors": findings.server_errors[:10],
                      "response_schema_violations": findings.schema_violations[:10],

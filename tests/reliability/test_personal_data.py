@@ -11,13 +11,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
 from minsheng.platform.privacy import FieldCipher
-from tests.support.client import System
+from tests.conftest import embedded_settings
+from tests.support.client import System, running_system
 from tests.support.pii import leaks
 from tests.support.reliability import record
 
@@ -303,3 +308,105 @@ def _property_names(schema: Any) -> set[str]:
         for value in schema:
             names |= _property_names(value)
     return names
+
+
+PHONE_RE = re.compile(r"(?<![0-9A-Za-z+/=])1[3-9]\d{9}(?![0-9A-Za-z+/=])")
+ID_NUMBER_RE = re.compile(r"(?<![0-9A-Za-z+/=])\d{17}[\dXx](?![0-9A-Za-z+/=])")
+
+
+async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
+    """One person of every kind that has a phone (resident, grid worker, diner, family member, rider, merchant
+    contact), registered through the API; returns what must not be found in clear."""
+    admin = s.auth("admin", sub="pipl-admin")
+    household = (await s.client.get("/visits/households", headers=admin, params={"limit": 1})).json()["items"][0]
+    secrets = {"resident_phone": "13712340001", "worker_phone": "13712340002", "diner_phone": "13712340003",
+               "family_phone": "13712340004", "rider_phone": "13712340005", "merchant_phone": "13712340006",
+               "resident_id_number": id_number("19400315", "321"), "diner_id_number": id_number("19381102", "654"),
+               "notes": f"心脏病 {marker}"}
+    r = await s.client.post("/visits/residents", headers=admin, json={
+        "household_id": household["id"], "name": "孙奶奶", "phone": secrets["resident_phone"],
+        "id_number": secrets["resident_id_number"], "health_notes": secrets["notes"]})
+    assert r.status_code == 201, r.text
+    r = await s.client.post("/visits/grid-workers", headers=admin, json={
+        "name": "网格员", "community": household["community"], "subject": f"gw-{marker}",
+        "phone": secrets["worker_phone"]})
+    assert r.status_code == 201, r.text
+    canteen = (await s.client.get("/canteen/canteens", headers=admin)).json()["items"][0]
+    r = await s.client.post("/canteen/diners", headers=admin, json={
+        "canteen_id": canteen["id"], "name": "李爷爷", "birth_date": "1938-11-02", "community": canteen["community"],
+        "phone": secrets["diner_phone"], "id_number": secrets["diner_id_number"], "health_notes": secrets["notes"]})
+    assert r.status_code == 201, r.text
+    r = await s.client.post(f"/canteen/diners/{r.json()['id']}/family", headers=admin, json={
+        "subject": f"son-{marker}", "name": "李儿子", "relation": "son", "phone": secrets["family_phone"]})
+    assert r.status_code == 201, r.text
+    r = await s.client.post("/points/riders", headers=s.auth("rider", sub=f"rider-{marker}"), json={
+        "name": "骑手", "platform": "meituan", "phone": secrets["rider_phone"]})
+    assert r.status_code == 201, r.text
+    r = await s.client.post("/points/merchants", headers=admin, json={
+        "name": "爱心面馆", "community": household["community"], "contact_name": "王老板",
+        "contact_phone": secrets["merchant_phone"]})
+    assert r.status_code == 201, r.text
+    await s.settle()
+    return secrets
+
+
+def _scan(texts: list[tuple[str, str]], secrets: dict[str, str]) -> list[str]:
+    """(place, stored text) → every place holding a phone, an ID number or one of ``secrets`` in clear."""
+    hits = []
+    for place, text in texts:
+        found = PHONE_RE.findall(text) + ID_NUMBER_RE.findall(text) + [v for v in secrets.values() if v in text]
+        if found:
+            hits.append(f"{place}: {sorted(set(found))[:3]}")
+    return hits
+
+
+def _sqlite_texts(data_dir: Path) -> list[tuple[str, str]]:
+    texts = []
+    for db_file in sorted(data_dir.glob("*.db")):
+        conn = sqlite3.connect(db_file)
+        try:
+            for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+                for column in columns:
+                    for (value,) in conn.execute(f'SELECT CAST("{column}" AS TEXT) FROM "{table}"'):
+                        if value:
+                            texts.append((f"{db_file.stem}.{table}.{column}", value))
+        finally:
+            conn.close()
+    return texts
+
+
+async def _postgres_texts(s: System) -> list[tuple[str, str]]:
+    texts = []
+    for name in s.app.state.runtimes:
+        async with s.runtime(name).db.engine.connect() as conn:
+            columns = (await conn.execute(sa.text(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND data_type IN ('character varying', 'text', 'jsonb', 'json', 'character')"))).all()
+            for table, column in columns:
+                rows = await conn.execute(sa.text(f'SELECT CAST("{column}" AS TEXT) FROM "{table}"'))
+                texts += [(f"{name}.{table}.{column}", v) for (v,) in rows if v]
+    return texts
+
+
+async def test_no_phone_id_number_or_health_note_in_clear_in_any_embedded_database_file(
+        demo_system: System, tmp_path: Path) -> None:
+    secrets = await _people_with_phones(demo_system, uuid.uuid4().hex[:8])
+    texts = _sqlite_texts(tmp_path)
+    hits = _scan(texts, secrets)
+    record("personal_data_at_rest", {"mode": "embedded", "values_scanned": len(texts),
+                                     "phones_id_numbers_health_notes_in_clear": len(hits), "examples": hits[:10]})
+    assert len(texts) > 10_000 and hits == [], hits[:20]
+
+
+@pytest.mark.integration
+async def test_no_phone_id_number_or_health_note_in_clear_in_any_postgresql_database(
+        tmp_path: Path, pg_template: str) -> None:
+    async with running_system(embedded_settings(tmp_path, database_url=pg_template), demo=True) as s:
+        secrets = await _people_with_phones(s, uuid.uuid4().hex[:8])
+        texts = await _postgres_texts(s)
+    hits = _scan(texts, secrets)
+    record("personal_data_at_rest_postgres", {"mode": "postgresql", "values_scanned": len(texts),
+                                              "phones_id_numbers_health_notes_in_clear": len(hits),
+                                              "examples": hits[:10]})
+    assert len(texts) > 10_000 and hits == [], hits[:20]

@@ -60,6 +60,15 @@ async def _verify_with_key_store(settings: Settings, token: str) -> Any:
     return await decode_token(make_verifier(ring, settings), token)
 
 
+def test_token_refuses_a_scope_value_with_whitespace(data_dir: Path) -> None:
+    # "community:x *" would be one string in the JWT's space-separated scope claim: two scopes, one of them "*".
+    for bad in ["community:x *", "community:x\t*", " ", "community:\nx"]:
+        result = runner.invoke(app, ["token", "--role", "staff", "--scope", bad])
+        assert result.exit_code != 0, bad
+        assert "whitespace" in result.output
+    assert runner.invoke(app, ["token", "--role", "staff", "--scope", "community:x", "--scope", "*"]).exit_code == 0
+
+
 def test_migrate_outbox_status_and_dead_letters(data_dir: Path) -> None:
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output

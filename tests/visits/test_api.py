@@ -37,7 +37,7 @@ async def test_personal_data_is_encrypted_masked_and_every_reveal_is_audited(sys
         row = (await conn.execute(sa.select(table).where(table.c.id == UUID(p.zhao_id)))).mappings().one()
     stored = " ".join(str(v) for v in row.values())
     assert ZHAO_ID_NUMBER not in stored and "左腿" not in stored
-    assert row["id_number_enc"].startswith("v1:") and len(row["id_number_hash"]) == 64
+    assert row["id_number_enc"].startswith("v2:") and len(row["id_number_hash"]) == 64
 
     # Staff without the permission may not reveal; nothing is written to the audit trail.
     r = await system.client.post(f"/visits/residents/{p.zhao_id}/reveal", headers=p.staff,

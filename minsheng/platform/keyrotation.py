@@ -1,0 +1,116 @@
+"""Re-encrypting personal data under the current field key (``minsheng keys rotate-data``).
+
+Every sealed column a service declares (``ServiceSpec.sealed``) is rewritten in committed batches: each value
+not yet under the current key id (old ``v1:`` values included) is decrypted with the keyring and sealed again
+under the current key, bound to its place (table, column, row id). The service keeps running meanwhile: the
+keyring reads both keys, so every value stays readable before, during and after.
+
+- **Resumable**: a batch is one transaction; what is done stays done, a re-run picks up the rest (the rows
+  still to do are exactly the ones not under the current key).
+- **Safe across replicas**: on PostgreSQL a batch locks its rows ``FOR UPDATE SKIP LOCKED``, so several
+  copies of the command (or one per replica) share the work without waiting on or redoing each other's rows;
+  a row a request is updating at the same moment is skipped and picked up by the next pass.
+- ``rehash=True`` also recomputes the keyed lookup hashes (after ``MINSHENG_FIELD_LOOKUP_KEY`` changed): it
+  walks every row in key order (keyset ranges), since a hash does not say which key made it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from minsheng.platform.db import Database
+from minsheng.platform.privacy import PREFIX, FieldCipher, SealedColumns, aad_of
+
+
+@dataclass
+class RotationStats:
+    rows: int = 0
+    values: int = 0
+    rehashed: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    by_table: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def _reseal(cipher: FieldCipher, stored: str | None, table: str, column: str, key: Any, aad: bool) -> str | None:
+    if stored is None:
+        return None
+    data = aad_of(table, column, key) if aad else None
+    plain = cipher.decrypt(stored, aad=data if stored.startswith(PREFIX) else None)
+    return cipher.encrypt(plain, aad=data)
+
+
+async def rotate_table(db: Database, table: sa.Table, sealed: SealedColumns, cipher: FieldCipher, *,
+                       batch: int = 500, rehash: bool = False, stats: RotationStats | None = None) -> RotationStats:
+    stats = stats or RotationStats()
+    key = table.c[sealed.key]
+    columns = [table.c[c] for c in sealed.columns]
+    current = f"{PREFIX}{cipher.current}:"
+    stale = sa.or_(*[sa.and_(c.is_not(None), ~c.startswith(current, autoescape=True)) for c in columns])
+    hashes = [(table.c[h], table.c[src]) for h, src in sealed.hashes] if rehash else []
+    started = time.perf_counter()
+    after: Any = None
+    while True:
+        query = sa.select(key, *columns).order_by(key).limit(batch)
+        if not rehash:
+            query = query.where(stale)
+        if after is not None:
+            query = query.where(key > after)
+        if db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        async with db.engine.begin() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                break
+            updates = []
+            for row in rows:
+                values: dict[str, Any] = {"_key": row[0]}
+                for i, column in enumerate(sealed.columns, start=1):
+                    if row[i] is not None and (rehash is False or not row[i].startswith(current)):
+                        values[column] = _reseal(cipher, row[i], sealed.table, column, row[0], sealed.aad)
+                        stats.values += 1
+                    else:
+                        values[column] = row[i]
+                for hash_column, source in hashes:
+                    clear = cipher.decrypt(values[source.name], aad=aad_of(sealed.table, source.name, row[0])
+                                           if sealed.aad else None)
+                    values[hash_column.name] = cipher.lookup_hash(clear)
+                    stats.rehashed += 1
+                updates.append(values)
+            names = [*sealed.columns, *(h.name for h, _ in hashes)]
+            await conn.execute(sa.update(table).where(key == sa.bindparam("_key"))
+                               .values({n: sa.bindparam(n) for n in names}), updates)
+        stats.rows += len(rows)
+        stats.batches += 1
+        stats.by_table[sealed.table] = stats.by_table.get(sealed.table, 0) + len(rows)
+        after = rows[-1][0]
+        if len(rows) < batch:
+            break
+    stats.seconds += time.perf_counter() - started
+    return stats
+
+
+async def remaining(db: Database, table: sa.Table, sealed: SealedColumns, cipher: FieldCipher) -> int:
+    """Rows with a value not yet under the current key."""
+    current = f"{PREFIX}{cipher.current}:"
+    columns = [table.c[c] for c in sealed.columns]
+    stale = sa.or_(*[sa.and_(c.is_not(None), ~c.startswith(current, autoescape=True)) for c in columns])
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(table).where(stale))).scalar_one())
+
+
+async def rotate_service(db: Database, metadata: sa.MetaData, sealed: Sequence[SealedColumns],
+                         cipher: FieldCipher, *, batch: int = 500, rehash: bool = False) -> RotationStats:
+    stats = RotationStats()
+    for entry in sealed:
+        await rotate_table(db, metadata.tables[entry.table], entry, cipher, batch=batch, rehash=rehash, stats=stats)
+    return stats

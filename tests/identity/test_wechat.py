@@ -41,7 +41,7 @@ async def test_the_session_key_and_openid_are_encrypted_at_rest(system: System) 
     rt = system.runtime("identity")
     async with rt.db.sessionmaker() as s:
         row = (await s.execute(sa.select(WechatIdentity))).scalar_one()
-    assert row.openid_enc.startswith("v1:") and row.session_key_enc and row.session_key_enc.startswith("v1:")
+    assert row.openid_enc.startswith("v2:") and row.session_key_enc and row.session_key_enc.startswith("v2:")
     assert "session_key" not in str(tokens)
 
 

@@ -22,7 +22,7 @@ from services.notify import config
 
 RULES_FILE = Path(__file__).with_name("rules.json")
 
-Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff"]
+Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family"]
 
 
 class Text(BaseModel):
@@ -61,7 +61,8 @@ class Rule(BaseModel):
         return self.urgency == "urgent"
 
     def matches(self, fields: dict[str, Any]) -> bool:
-        return all(fields.get(k) == v for k, v in self.when.items())
+        # a list in ``when`` is a choice: the field must be one of its values
+        return all(fields.get(k) in v if isinstance(v, list) else fields.get(k) == v for k, v in self.when.items())
 
 
 class RuleBook(BaseModel):
@@ -97,7 +98,7 @@ class _Blank(dict[str, Any]):
 
 
 _FORMATTER = string.Formatter()
-_NEVER_RENDERED = frozenset({"family_contacts"})  # personal data: never in a text
+_NEVER_RENDERED = frozenset({"family_contacts", "family_subjects"})  # personal data / logins: never in a text
 
 
 def fill(template: str, values: dict[str, Any]) -> str:
@@ -128,9 +129,8 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
             values[name] = "、".join(value) if locale == "zh-CN" else ", ".join(value)
         else:
             values[name] = value
-    occurred = next((getattr(event, f) for f in ("occurred_at", "posted_at", "completed_at", "claimed_at",
-                                                  "raised_at") if isinstance(getattr(event, f, None), datetime)),
-                    None)
+    moments = ("occurred_at", "posted_at", "completed_at", "claimed_at", "raised_at", "delivered_at", "cancelled_at")
+    occurred = next((getattr(event, f) for f in moments if isinstance(getattr(event, f, None), datetime)), None)
     if occurred is not None:
         local = occurred.astimezone(s.tz)
         values["time"] = local.strftime("%Y-%m-%d %H:%M")
@@ -138,7 +138,8 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     category = values.get("category")
     if category:
         values["category_label"] = labels.get(str(category), str(category))
-    for key, source in (("deadline_label", "deadline"), ("cause_label", "cause_type"), ("task_label", "task_type")):
+    for key, source in (("deadline_label", "deadline"), ("cause_label", "cause_type"), ("task_label", "task_type"),
+                        ("slot_label", "slot")):
         if values.get(source):
             values[key] = labels.get(str(values[source]), str(values[source]))
     if isinstance(values.get("amount"), int):

@@ -166,6 +166,13 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
         rows = (await uow.session.execute(select(CareContact).where(
             CareContact.alert_id == str(fields["alert_id"])).order_by(col(CareContact.member_id)))).scalars()
         return await _family_targets(uow, [(c.member_id, c.subject, c.phone_enc) for c in rows])
+    if rule.audience == "need_resident":  # the resident a need is about, through their linked account(s)
+        if not fields.get("resident_id"):
+            return []
+        return [await _account_target(uow, a) for a in await _linked_accounts(uow, "visits.resident",
+                                                                            str(fields["resident_id"]))]
+    if rule.audience == "diner_family":  # the family members' logins the order event names (no phones)
+        return [await _account_target(uow, a) for a in dict.fromkeys(fields.get("family_subjects") or [])]
     if rule.audience == "duty_staff":
         s = config.get()
         community = fields.get("community") or "*"

@@ -22,7 +22,9 @@ from services.notify import config
 
 RULES_FILE = Path(__file__).with_name("rules.json")
 
-Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family"]
+# ``digest``: not sent at once; the rendered text is queued as a line of the duty group's daily digest.
+Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family",
+                   "digest"]
 
 
 class Text(BaseModel):

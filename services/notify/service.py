@@ -34,6 +34,7 @@ from services.notify.models import (
     Channel,
     Delivery,
     DeliveryStatus,
+    DigestItem,
     Message,
     Preference,
     Recipient,
@@ -87,6 +88,12 @@ async def account_linked(uow: UnitOfWork, event: AccountLinked) -> None:
     if exists is None:
         uow.session.add(RecordLink(record=event.record, record_id=str(event.record_id),
                                    account_id=str(event.account_id)))
+
+
+def duty_scope(community: str | None) -> str:
+    """The WeCom duty group of a community: its own robot when it has one, else the district's ("*")."""
+    community = community or "*"
+    return community if community in config.get().wecom_robot_keys else "*"
 
 
 # --- audiences -------------------------------------------------------------------------------------------------
@@ -174,9 +181,7 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
     if rule.audience == "diner_family":  # the family members' logins the order event names (no phones)
         return [await _account_target(uow, a) for a in dict.fromkeys(fields.get("family_subjects") or [])]
     if rule.audience == "duty_staff":
-        s = config.get()
-        community = fields.get("community") or "*"
-        scope = community if community in s.wecom_robot_keys else "*"
+        scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
     raise ValueError(f"unknown audience {rule.audience}")
 
@@ -202,9 +207,26 @@ async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent
     for rule in rulebook().for_event(envelope.type):
         if not rule.matches(fields):
             continue
+        if rule.audience == "digest":
+            await _queue_for_digest(uow, rule, event, envelope)
+            continue
         for target in await audience(uow, rule, event):
             written += await _message(uow, rule, event, envelope, target)
     return written
+
+
+async def _queue_for_digest(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent) -> None:
+    """A line for the duty group's next daily digest (``jobs.send_digests``), rendered now in zh-CN."""
+    values = context(event, "zh-CN")
+    community = event.__dict__.get("community")
+    exists = (await uow.session.execute(select(DigestItem.id).where(
+        DigestItem.event_id == str(envelope.id), DigestItem.rule == rule.id))).first()
+    if exists is None:
+        occurred = next((v for v in (getattr(event, f, None) for f in ("occurred_at", "escalated_at"))
+                         if isinstance(v, datetime)), utcnow())
+        uow.session.add(DigestItem(event_id=str(envelope.id), rule=rule.id, scope=duty_scope(community),
+                                   community=community, line=render(rule, values, "zh-CN").body[:500],
+                                   occurred_at=occurred))
 
 
 async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,

@@ -13,9 +13,12 @@ from minsheng.contracts.issues import (
     IssueReopened,
     IssueResolved,
     IssueVerified,
+    VoteClosed,
+    VoteOpened,
 )
 from services.issues.handlers import HANDLERS
 
 PUBLISHES = (IssueCreated, IssueAccepted, IssueAssigned, IssueVerified, IssueResolved, IssueConfirmed,
-             IssueRejected, IssueReopened, IssueClosedUnresolved, IssueOverdue, IssueLinked, IssueMerged)
+             IssueRejected, IssueReopened, IssueClosedUnresolved, IssueOverdue, IssueLinked, IssueMerged,
+             VoteOpened, VoteClosed)
 CONSUMES = tuple(HANDLERS)

@@ -24,7 +24,7 @@ RULES_FILE = Path(__file__).with_name("rules.json")
 
 # ``digest``: not sent at once; the rendered text is queued as a line of the duty group's daily digest.
 Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family",
-                   "digest"]
+                   "digest", "vote_residents"]
 
 
 class Text(BaseModel):
@@ -149,6 +149,10 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     if values.get("outcome"):
         values["outcome_label"] = _OUTCOMES.get(locale, _OUTCOMES["zh-CN"]).get(str(values["outcome"]),
                                                                                  str(values["outcome"]))
+    results = values.get("results")
+    if isinstance(results, list):  # a closed vote: "同意 168 票、不同意 44 票"
+        values["results_zh"] = "、".join(f"{r['label']} {r['votes']} 票" for r in results)
+        values["results_en"] = ", ".join(f"{r['label']} {r['votes']}" for r in results)
     redirect = values.get("redirect_to")
     values["redirect_zh"] = f"请前往{redirect}办理。" if redirect else ""
     values["redirect_en"] = f"Please go to {redirect}." if redirect else ""

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 
 from minsheng.contracts.base import IntegrationEvent
@@ -127,6 +128,18 @@ async def _linked_accounts(uow: UnitOfWork, record: str, record_id: str) -> list
     return [a for (a,) in rows]
 
 
+async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
+    """Active resident accounts whose scopes (from identity's account events) include ``scope``."""
+    scopes = col(Recipient.scopes)
+    query = select(Recipient).where(Recipient.status == "active")
+    if uow.db.is_postgres:
+        query = query.where(scopes.op("@>")(sa.cast([scope], JSONB)))
+    else:
+        query = query.where(sa.cast(scopes, sa.Text).like(f'%"{scope}"%'))
+    rows = (await uow.session.execute(query.order_by(col(Recipient.account_id)))).scalars()
+    return [r.account_id for r in rows if "resident" in r.roles and scope in r.scopes]
+
+
 async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None, str | None]]) -> list[Target]:
     """(member id, subject, encrypted phone) → targets: the member's account when notify knows one (by their
     login or an AccountLinked canteen.family), else their phone alone."""
@@ -180,6 +193,9 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
                                                                             str(fields["resident_id"]))]
     if rule.audience == "diner_family":  # the family members' logins the order event names (no phones)
         return [await _account_target(uow, a) for a in dict.fromkeys(fields.get("family_subjects") or [])]
+    if rule.audience == "vote_residents":
+        return [await _account_target(uow, a) for a in await _residents_in(
+            uow, f"compound:{fields['compound']}" if fields.get("compound") else f"community:{fields['community']}")]
     if rule.audience == "duty_staff":
         scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]

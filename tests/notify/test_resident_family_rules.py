@@ -1,6 +1,6 @@
 """Residents hear about the needs recorded at their door (progress, closure 销号) through the account linked to
 their visits record, and about the votes they may take part in (opened, results); families hear that an elder's
-delivered meal arrived or was cancelled."""
+delivered meal arrived or was cancelled; riders hear that their points are about to expire."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 from minsheng.contracts.canteen import DeliveryCancelled, OrderDelivered
 from minsheng.contracts.identity import AccountCreated
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
+from minsheng.contracts.points import PointsExpiring
 from minsheng.contracts.visits import NeedProgressed
 from tests.notify.helpers import account, deliver, flush, link, new_sub, received, subscribe
 from tests.support.client import System
@@ -122,3 +123,22 @@ async def test_a_vote_opening_and_its_results_reach_the_residents_who_may_vote(n
     assert mine[2]["link"] == f"pages/vote/detail?id={vote_id}"
     assert [m["rule"] for m in await inbox(s, elsewhere_in_community)] == ["vote_opened"]  # the community's only
     assert await inbox(s, other_community) == [] and await inbox(s, officer) == []
+
+
+async def test_a_rider_is_told_their_points_are_about_to_expire(notify: System) -> None:
+    s = notify
+    sub, rider_id = new_sub(), uuid4()
+    await account(s, sub, openid="oRider0000000000000009", roles=("rider",))
+    await link(s, sub, "points.rider", rider_id)
+    await subscribe(s, sub, "TPL_POINTS")
+    await deliver(s, PointsExpiring(rider_id=rider_id, points=40, balance=120, warned_at=NOW,
+                                    expiring_before=datetime(2027, 1, 5, 3, 0, tzinfo=UTC)), source="points")
+    await deliver(s, PointsExpiring(rider_id=uuid4(), points=5, balance=5, warned_at=NOW,
+                                    expiring_before=NOW), source="points")  # a rider without an account
+    await flush(s)
+    [message] = await inbox(s, sub)
+    assert message["rule"] == "points_expiring" and message["link"] == "pages/points/redeem"
+    assert message["body"] == "您有40积分将于2027-01-05 11:00前过期，请及时到爱心商家兑换（当前余额120）。"
+    [wechat] = received(s, "wechat")
+    assert wechat["data"] == {"number1": {"value": "40"}, "number2": {"value": "120"},
+                              "thing3": {"value": "积分即将过期"}}

@@ -129,3 +129,27 @@ class OrderDelivered(IntegrationEvent):
     meal_date: date | None = None
     slot: MealSlot | None = None
     family_subjects: list[str] = []
+
+
+@contract
+class SubsidySuspended(IntegrationEvent):
+    """A diner's meal subsidy stopped (the visits service said the resident moved away or died): from
+    ``effective_from`` their meals are at full price and their booked meals from then on were cancelled.
+    Names the family members' logins so notify can tell them; no phones, no ID number."""
+
+    event_type: ClassVar[str] = "minsheng.canteen.diner.subsidy_suspended.v1"
+    topic: ClassVar[str] = "canteen.diner"
+    key_field: ClassVar[str] = "diner_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "diner_id": "01936f2e-c000-7000-8000-000000000002", "canteen_id": "01936f2e-c000-7000-8000-000000000001",
+        "canteen_name": "云兴街幸福食堂", "reason": "moved", "effective_from": "2026-12-01",
+        "cancelled_orders": 3, "family_subjects": ["family-zhao-son"], "suspended_at": "2026-12-06T09:00:00Z"}]})
+
+    diner_id: UUID
+    canteen_id: UUID
+    canteen_name: str | None = None
+    reason: Literal["moved", "deceased"]
+    effective_from: date
+    cancelled_orders: int = 0
+    family_subjects: list[str] = []
+    suspended_at: datetime

@@ -169,6 +169,12 @@ async def death_flow(s: System) -> None:
     assert d["resident_id"] == p.zhao_id and d["subsidy_suspended_from"] == effective
     o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json()
     assert o["status"] == "cancelled" and o["cancel_reason"] == "resident deceased"
+    # Said once, for notify: the reason, from when, how many bookings went; no ID number.
+    [stopped] = [e for e in await outbox(s, "minsheng.canteen.diner.subsidy_suspended.v1")
+                 if e["diner_id"] == zhao["id"]]
+    assert stopped["reason"] == "deceased" and stopped["effective_from"] == effective
+    assert stopped["cancelled_orders"] == 1 and stopped["canteen_id"] == c["id"] and stopped["family_subjects"] == []
+    assert ZHAO_ID_NUMBER not in str(stopped)
 
 
 async def test_delivery_order_becomes_a_rider_task_and_comes_back_delivered(system: System) -> None:

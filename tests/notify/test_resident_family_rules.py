@@ -1,6 +1,7 @@
 """Residents hear about the needs recorded at their door (progress, closure 销号) through the account linked to
 their visits record, and about the votes they may take part in (opened, results); families hear that an elder's
-delivered meal arrived or was cancelled; riders hear that their points are about to expire."""
+delivered meal arrived or was cancelled, or that the subsidy stopped (moved away); riders hear that their
+points are about to expire."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from minsheng.contracts.canteen import DeliveryCancelled, OrderDelivered
+from minsheng.contracts.canteen import DeliveryCancelled, OrderDelivered, SubsidySuspended
 from minsheng.contracts.identity import AccountCreated
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
 from minsheng.contracts.points import PointsExpiring
@@ -142,3 +143,20 @@ async def test_a_rider_is_told_their_points_are_about_to_expire(notify: System) 
     [wechat] = received(s, "wechat")
     assert wechat["data"] == {"number1": {"value": "40"}, "number2": {"value": "120"},
                               "thing3": {"value": "积分即将过期"}}
+
+
+async def test_a_family_hears_the_subsidy_stopped_when_the_elder_moved_away(notify: System) -> None:
+    s = notify
+    son = new_sub()
+    await account(s, son)
+    fact: dict[str, Any] = {"canteen_id": uuid4(), "canteen_name": "云兴街幸福食堂",
+                            "effective_from": date(2026, 12, 1), "cancelled_orders": 3, "family_subjects": [son],
+                            "suspended_at": NOW}
+    await deliver(s, SubsidySuspended(diner_id=uuid4(), reason="moved", **fact), source="canteen")
+    # A death is not announced by a push: the community tells the family in person.
+    await deliver(s, SubsidySuspended(diner_id=uuid4(), reason="deceased", **fact), source="canteen")
+    await flush(s)
+    [message] = await inbox(s, son)
+    assert message["rule"] == "subsidy_suspended_family"
+    assert message["body"] == ("您家人已迁出，云兴街幸福食堂的餐费补贴自2026-12-01起停止，已取消此后的3份订餐；"
+                               "仍可全价就餐。")

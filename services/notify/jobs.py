@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +42,7 @@ async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
                 await uow.session.execute(sa.delete(D).where(D.c.message_id.in_(ids)))
                 await uow.session.execute(sa.delete(M).where(M.c.id.in_(ids)))
             await uow.session.execute(sa.delete(C).where(C.c.created_at < cutoff))
-            await uow.session.execute(sa.delete(DI).where(DI.c.created_at < cutoff, DI.c.digest_message_id.isnot(None)))
+            await uow.session.execute(sa.delete(DI).where(DI.c.created_at < cutoff))
             await uow.commit()
         purged += len(ids)
         if len(ids) < batch:
@@ -51,6 +52,9 @@ async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
     return purged
 
 
+BILL_SCOPE = "resident:"
+BILL_RULE = "happiness_bill"
+BILL_EVENT_TYPE = "minsheng.notify.bill.monthly"
 DIGEST_RULE = "staff_daily_digest"
 DIGEST_EVENT_TYPE = "minsheng.notify.digest.daily"
 _WECOM_MAX_BYTES = 4096
@@ -99,7 +103,8 @@ async def _write_digests(runtime: ServiceRuntime, now: datetime) -> int:
     day = local.date().isoformat()
     written = 0
     async with runtime.uow() as uow:
-        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None), DigestItem.occurred_at < cut)
+        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None), DigestItem.occurred_at < cut,
+                                          ~col(DigestItem.scope).startswith(BILL_SCOPE))
                  .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id)))
         if uow.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
@@ -134,7 +139,77 @@ async def _write_digests(runtime: ServiceRuntime, now: datetime) -> int:
 
 
 async def _digests(runtime: ServiceRuntime) -> int:
-    return await send_digests(runtime)
+    return await send_digests(runtime) + await send_bills(runtime)
+
+
+def bill_text(month: str, lines: list[str], locale: str) -> tuple[str, str]:
+    """A resident's happiness bill (幸福账单): what was done for them last month."""
+    if locale == "en":
+        return f"Your happiness bill for {month}", (f"In {month} the community closed out {len(lines)} of your "
+                                                    f"needs: " + "; ".join(lines) + ".")
+    return f"{month}幸福账单", f"{month}，社区为您办结{len(lines)}件事：" + "；".join(lines) + "。"
+
+
+async def send_bills(runtime: ServiceRuntime, *, now: datetime | None = None) -> int:
+    """Once a month, after ``digest_time`` on any day of the new month, each resident whose needs were closed
+    out last month (``bill`` rules) gets their happiness bill in the inbox of every account linked to them
+    (``visits.resident``). Lines of a resident nobody is linked to yet wait (retention drops them). Returns the
+    number of messages written."""
+    try:
+        return await _write_bills(runtime, now or utcnow())
+    except IntegrityError:  # another replica wrote this month's bills first
+        return 0
+
+
+async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
+    from services.notify.service import _account_target, _linked_accounts
+
+    s = config.get()
+    local = now.astimezone(s.tz)
+    month_start = datetime.combine(local.date().replace(day=1), s.digest_time, tzinfo=s.tz)
+    if local < month_start:
+        return 0
+    previous = (local.date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    written = 0
+    async with runtime.uow() as uow:
+        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None),
+                                          col(DigestItem.scope).startswith(BILL_SCOPE),
+                                          DigestItem.occurred_at < month_start.replace(hour=0, minute=0))
+                 .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id)))
+        if uow.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        by_resident: dict[str, list[DigestItem]] = defaultdict(list)
+        for item in (await uow.session.execute(query)).scalars():
+            by_resident[item.scope.removeprefix(BILL_SCOPE)].append(item)
+        for resident_id, items in sorted(by_resident.items()):
+            accounts = await _linked_accounts(uow, "visits.resident", resident_id)
+            first: UUID | None = None
+            for account_id in accounts:
+                target = await _account_target(uow, account_id)
+                if (await uow.session.execute(select(Message.id).where(
+                        Message.event_id == f"bill:{previous}:{resident_id}", Message.rule == BILL_RULE,
+                        Message.recipient_key == target.key))).first() is not None:
+                    continue  # this month's bill went already: late lines wait for next month's
+                title, body = bill_text(previous, [i.line for i in items], target.locale)
+                at = utcnow()
+                message = Message(id=uuid7(), account_id=account_id, recipient_key=target.key,
+                                  event_id=f"bill:{previous}:{resident_id}", event_type=BILL_EVENT_TYPE,
+                                  rule=BILL_RULE, urgent=False, title=title[:200], body=body, locale=target.locale,
+                                  link="pages/visits/bill", subject_ref=f"bill:{previous}", created_at=at)
+                uow.session.add(message)
+                await uow.session.flush()
+                uow.session.add(Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key,
+                                         channel=Channel.inbox.value, status=DeliveryStatus.sent.value,
+                                         urgent=False, next_attempt_at=at, sent_at=at, created_at=at, updated_at=at))
+                first = first or message.id
+                written += 1
+            if first is not None:
+                for item in items:
+                    item.digest_message_id = first
+        await uow.commit()
+    if written:
+        log.info("notify: %d happiness bills written", written)
+    return written
 
 
 JOBS = (Job("purge-delivered-messages", 3600, purge_old),

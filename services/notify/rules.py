@@ -23,8 +23,9 @@ from services.notify import config
 RULES_FILE = Path(__file__).with_name("rules.json")
 
 # ``digest``: not sent at once; the rendered text is queued as a line of the duty group's daily digest.
+# ``bill``: likewise, a line of the resident's (``resident_id``) monthly happiness bill.
 Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family",
-                   "digest", "vote_residents"]
+                   "digest", "vote_residents", "bill"]
 
 
 class Text(BaseModel):

@@ -224,15 +224,21 @@ async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent
         if not rule.matches(fields):
             continue
         if rule.audience == "digest":
-            await _queue_for_digest(uow, rule, event, envelope)
+            await _queue_for_digest(uow, rule, event, envelope, duty_scope(fields.get("community")))
+            continue
+        if rule.audience == "bill":
+            if fields.get("resident_id"):
+                await _queue_for_digest(uow, rule, event, envelope, f"resident:{fields['resident_id']}")
             continue
         for target in await audience(uow, rule, event):
             written += await _message(uow, rule, event, envelope, target)
     return written
 
 
-async def _queue_for_digest(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent) -> None:
-    """A line for the duty group's next daily digest (``jobs.send_digests``), rendered now in zh-CN."""
+async def _queue_for_digest(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,
+                            scope: str) -> None:
+    """A line for the duty group's next daily digest (``jobs.send_digests``) or the resident's next monthly
+    bill (``jobs.send_bills``), rendered now in zh-CN."""
     values = context(event, "zh-CN")
     community = event.__dict__.get("community")
     exists = (await uow.session.execute(select(DigestItem.id).where(
@@ -240,7 +246,7 @@ async def _queue_for_digest(uow: UnitOfWork, rule: Rule, event: IntegrationEvent
     if exists is None:
         occurred = next((v for v in (getattr(event, f, None) for f in ("occurred_at", "escalated_at"))
                          if isinstance(v, datetime)), utcnow())
-        uow.session.add(DigestItem(event_id=str(envelope.id), rule=rule.id, scope=duty_scope(community),
+        uow.session.add(DigestItem(event_id=str(envelope.id), rule=rule.id, scope=scope,
                                    community=community, line=render(rule, values, "zh-CN").body[:500],
                                    occurred_at=occurred))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from minsheng.contracts.issues import IssueOverdue
 from minsheng.contracts.visits import NeedEscalated
@@ -65,3 +65,39 @@ def test_a_long_digest_fits_the_robots_limit() -> None:
     content = digest_markdown("yunxing", "2026-12-06", lines)
     assert len(content.encode()) <= 4096 and content.startswith("## 每日督办汇总 2026-12-06（yunxing）\n逾期 200 件")
     assert content.endswith("件，请在工作台查看") and "另有" in content
+
+
+async def test_a_residents_happiness_bill_comes_once_a_month(notify: System) -> None:
+    from minsheng.contracts.visits import NeedProgressed
+    from services.notify.jobs import send_bills
+    from tests.notify.helpers import account, link, new_sub
+
+    s = notify
+    runtime = s.runtime("notify")
+    staff_messages = len(received(s, "wecom"))
+    sub, resident_id, nobody_linked = new_sub(), uuid4(), uuid4()
+    await account(s, sub)
+    await link(s, sub, "visits.resident", resident_id)
+
+    def closed(resident: UUID, title: str, action: str, at: datetime) -> NeedProgressed:
+        return NeedProgressed(need_id=uuid4(), household_id=uuid4(), resident_id=resident, action=action,  # type: ignore[arg-type]
+                              status="closed", category="road", title=title, community="yunxing", occurred_at=at)
+
+    november = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+    await deliver(s, closed(resident_id, "送去拐杖", "confirmed", november), source="visits", times=2)
+    await deliver(s, closed(resident_id, "楼道灯修好", "closed_by_issue_resolved", november), source="visits")
+    await deliver(s, closed(resident_id, "不需要了", "closed", november), source="visits")  # not something done
+    await deliver(s, closed(nobody_linked, "门禁修好", "confirmed", november), source="visits")
+    await deliver(s, closed(resident_id, "十二月的事", "confirmed", datetime(2026, 12, 1, 1, 0, tzinfo=UTC)),
+                  source="visits")
+    first_of_month = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+    assert await send_bills(runtime, now=datetime(2026, 11, 30, 23, 0, tzinfo=UTC)) == 0  # still November there
+    assert await send_bills(runtime, now=first_of_month) == 1
+    assert await send_bills(runtime, now=first_of_month) == 0
+    items = (await s.client.get("/notify/inbox", headers=s.auth("resident", sub=sub))).json()["items"]
+    [bill] = [m for m in items if m["rule"] == "happiness_bill"]
+    assert bill["title"] == "2026-11幸福账单"
+    assert bill["body"] == "2026-11，社区为您办结2件事：送去拐杖（道路，2026-11-20）；楼道灯修好（道路，2026-11-20）。"
+    assert await send_digests(runtime, now=first_of_month) == 0  # bills are not staff digests
+    await flush(s)
+    assert len(received(s, "wecom")) == staff_messages

@@ -25,7 +25,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
-    sa.Column('scope', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('scope', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('community', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.Column('line', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('occurred_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),

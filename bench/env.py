@@ -29,7 +29,6 @@ from minsheng.localinfra.ports import free_port
 from minsheng.localinfra.postgres import postgres_server
 from minsheng.settings import Settings
 
-JWT_SECRET = "msbench-jwt-secret-not-for-production"
 FIELD_KEY = "bXNiZW5jaC1maWVsZC1rZXktMzItYnl0ZXMtbG9uZyE="  # 32 bytes, base64
 ROOT = Path(__file__).absolute().parent.parent
 
@@ -103,6 +102,15 @@ class Sampler:
                 self.cpu[s.name] = s.cpu_seconds() - self.cpu0[s.name]
 
 
+def _in_thread(coro: Any) -> Any:
+    """Run a coroutine to its end from sync code, even with an event loop running in this thread."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 @dataclass
 class BenchEnv:
     """One bench run's infrastructure. Use as a context manager: everything it made is removed on exit."""
@@ -116,6 +124,8 @@ class BenchEnv:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="msbench-")))
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _broker: LocalBroker | None = None
+    _keyring: Any = None
+    identity_port: int = field(default_factory=free_port)
 
     def __enter__(self) -> BenchEnv:
         self.pg_base = self._stack.enter_context(postgres_server())
@@ -206,12 +216,20 @@ class BenchEnv:
 
     def settings(self) -> Settings:
         return Settings(mode="distributed", database_url=self.template, kafka_bootstrap=self.kafka_bootstrap,
-                        jwt_secret=JWT_SECRET, field_encryption_key=FIELD_KEY)  # type: ignore[arg-type]
+                        field_encryption_key=FIELD_KEY, identity_jwks_url=self.jwks_url)  # type: ignore[arg-type]
 
     def token(self, roles: Sequence[str], sub: str, scopes: Sequence[str] = ()) -> str:
-        from minsheng.platform.auth import mint_token
+        # Signed with the identity's key store (the services verify against its JWKS), as `minsheng token`.
+        import asyncio
+        import concurrent.futures
 
-        return mint_token(self.settings(), sub, roles, scopes, ttl_seconds=6 * 3600)
+        from minsheng.platform.auth import mint_token
+        from services.identity.keys import key_ring
+
+        if self._keyring is None:  # read once (a few hundred ms); each token then costs one signature
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                self._keyring = pool.submit(asyncio.run, key_ring(self.settings())).result()
+        return mint_token(self._keyring, self.settings(), sub, roles, scopes, ttl_seconds=6 * 3600, amr=["dev"])
 
     def service_env(self, **extra: str) -> dict[str, str]:
         return {
@@ -219,7 +237,7 @@ class BenchEnv:
             "MINSHENG_DATABASE_URL": self.template,
             "MINSHENG_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "MINSHENG_KAFKA_TOPIC_PARTITIONS": "3",  # the production default
-            "MINSHENG_JWT_SECRET": JWT_SECRET,
+            "MINSHENG_IDENTITY_JWKS_URL": self.jwks_url,
             "MINSHENG_FIELD_ENCRYPTION_KEY": FIELD_KEY,
             # The services' default (INFO: one access-log line per request, as deployed); the baseline app
             # runs at the same level but has no access log of its own.
@@ -244,8 +262,16 @@ class BenchEnv:
         self.servers.append(server)
         return server
 
+    @property
+    def jwks_url(self) -> str:
+        return f"http://127.0.0.1:{self.identity_port}/identity/.well-known/jwks.json"
+
     def start_service(self, service: str, **extra_env: str) -> Server:
-        port = free_port()
+        if service != "identity" and not any(s.name == "identity" for s in self.servers):
+            self.wait_ready(self.start_service("identity"))  # the services verify tokens against its keys
+        if service == "identity":
+            _in_thread(self.migrate("identity"))
+        port = self.identity_port if service == "identity" else free_port()
         return self._spawn(service, [sys.executable, "-m", "minsheng.cli", "serve", service, "--host",
                                      "127.0.0.1", "--port", str(port)], self.service_env(**extra_env), port)
 

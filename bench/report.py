@@ -138,6 +138,18 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {f['title']} | {mb(s.get('idle_mb'))} | {mb(s.get('under_load_mb'))} | "
                          f"{mb(b.get('idle_mb'))} / {mb(b.get('under_load_mb'))} | {f['target']} | {_met(f)} |")
         lines.append("")
+    ident = [f for f in figs if f["group"] == "identity" and f["status"] == "ok" and f["subject"]]
+    if ident:
+        s = ident[0]["subject"]
+        lines += ["## Identity: sign-in and tokens", "", "| figure | measured | target |", "|---|---:|---|",
+                  f"| WeChat login, CPU beyond a trivial request (WeChat call excluded) | "
+                  f"{s['wechat_login_cpu_beyond_baseline_ms']} ms | ≤ 5 ms |",
+                  f"| refresh (rotate), CPU | {s['refresh_cpu_ms']} ms | |",
+                  "| argon2id password check (t={time_cost}, m={memory_kib} KiB, p={parallelism}) | ".format(
+                      **s["argon2id_params"]) + f"{s['argon2id_verify_ms']} ms | deliberate |",
+                  f"| token verification, cached / first time | {s['verify_cached_us']} / "
+                  f"{s['verify_first_time_us']} µs | ≤ 50 µs cached |",
+                  f"| ES256 signature | {s['sign_us']} µs | |", ""]
     return "\n".join(lines) + "\n"
 
 

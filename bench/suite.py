@@ -163,7 +163,7 @@ class Suite:
     def add(self, fig: Figure) -> Figure:
         self.figures.append(fig)
         line = f"  {fig.group:6} {fig.id:28} {fig.status:7}"
-        if fig.status != "ok" or fig.metric in ("rss_mb", "rate"):
+        if fig.status != "ok" or fig.metric in ("rss_mb", "rate", "cpu"):
             pass
         elif fig.subject and fig.baseline and fig.metric == "rps":
             line += (f" {fig.subject.get('rps', 0):8.0f}/s vs {fig.baseline.get('rps', 0):8.0f}/s "
@@ -229,9 +229,31 @@ class Suite:
             self.run_relay()
         if self.wanted("large"):
             self.run_large()
+        if self.wanted("identity"):
+            self.run_identity()
         if self.wanted("notify"):
             self.run_notify()
         return self.result()
+
+    def run_identity(self) -> None:
+        """Sign-in CPU (login, refresh), argon2id, token signing and verification: ``bench.identity`` in a
+        process of its own on a PostgreSQL database of the run."""
+        env = self.env
+        fig = Figure("identity.signin", "identity", "Sign-in and token verification (server CPU)", metric="cpu",
+                     target="login ≤ 5 ms beyond the WeChat call; verification ≤ 50 µs once cached")
+
+        def body() -> None:
+            asyncio.run(env.create_database("idbench_identity"))
+            template = env.template.replace("{service}", "idbench_{service}")
+            figures = run_python("bench.identity", "--logins", "300", "--database-url", template, timeout=900)
+            fig.subject = figures
+            fig.met = figures["wechat_login_cpu_beyond_baseline_ms"] <= 5 and figures["verify_cached_us"] <= 50
+            fig.note = (f"login {figures['wechat_login_cpu_beyond_baseline_ms']} ms CPU beyond a trivial request "
+                        f"({figures['baseline_request_cpu_ms']} ms), refresh {figures['refresh_cpu_ms']} ms; "
+                        f"verify {figures['verify_cached_us']} µs cached / {figures['verify_first_time_us']} µs "
+                        f"first; argon2id {figures['argon2id_verify_ms']} ms per password check")
+
+        self.guard(fig, body)
 
     # reads, writes, e2e, RSS: the four services as `minsheng serve` processes on PostgreSQL + Kafka ------
 

@@ -27,6 +27,10 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(notify_app, name="notify")
 app.add_typer(topics_cli, name="topics")
+admin_app = typer.Typer(help="Staff accounts (the identity service).", no_args_is_help=True)
+keys_app = typer.Typer(help="The identity service's token-signing keys.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
 
 ServiceArg = Annotated[str | None, typer.Argument(help=f"One of {', '.join(SERVICES)}; all when omitted.")]
 
@@ -173,10 +177,55 @@ def token(
     name: str | None = None,
     ttl: Annotated[int, typer.Option(help="Seconds until it expires.")] = 3600 * 12,
 ) -> None:
-    """Mint a development JWT (signed with MINSHENG_JWT_SECRET)."""
-    from minsheng.platform.auth import mint_token
+    """Mint a development token, signed with the identity service's key store (its database): for
+    development and tests. Real clients sign in (POST /identity/wechat/login, /identity/staff/login)."""
+    from minsheng.platform.auth import Role
+    from services.identity.keys import dev_token
 
-    typer.echo(mint_token(_settings(), sub, role, scope or [], name=name, ttl_seconds=ttl))
+    for r in role:
+        if r not in Role.__members__:
+            raise typer.BadParameter(f"unknown role {r!r}", param_hint="--role")
+    for s in scope or []:
+        if not s or any(c.isspace() for c in s):
+            raise typer.BadParameter(f"a scope is one word: {s!r}", param_hint="--scope")
+    typer.echo(asyncio.run(dev_token(_settings(), sub, role, scope or [], name=name, ttl_seconds=ttl)))
+
+
+@admin_app.command("create")
+def admin_create(
+    username: str,
+    password: Annotated[str | None, typer.Option(help="Default: read from MINSHENG_ADMIN_PASSWORD or prompt.")]
+    = None,
+    display_name: Annotated[str | None, typer.Option("--name")] = None,
+) -> None:
+    """Bootstrap an admin account (user name + password + a TOTP authenticator, printed once)."""
+    from services.identity.cli import create_admin
+
+    password = password or os.environ.get("MINSHENG_ADMIN_PASSWORD") or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    try:
+        out = asyncio.run(create_admin(_settings(), username, password, display_name))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key; the current one stops signing and is retired after the longest access-token
+    lifetime (both are published until then)."""
+    from services.identity.cli import rotate_keys
+
+    typer.echo(json.dumps(asyncio.run(rotate_keys(_settings())), indent=2))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The key store: kid, created, retiring (no private material)."""
+    from services.identity.cli import list_keys
+
+    for line in asyncio.run(list_keys(_settings())):
+        typer.echo(json.dumps(line))
 
 
 def _runtime(name: str, settings: Settings) -> Any:

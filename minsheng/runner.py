@@ -12,6 +12,7 @@ from minsheng.platform.bus.base import EventBus
 from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.service import ServiceSpec
+from minsheng.platform.tokens import JwksKeys, KeyRing, KeySource
 from minsheng.settings import Settings
 
 
@@ -41,10 +42,31 @@ def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
                     idempotent_producer=settings.kafka_idempotent_producer)
 
 
+def token_keys(settings: Settings, services: Sequence[str], keyring: KeyRing) -> KeySource:
+    """Where the services of this process find the identity's public keys: the identity's own key ring when
+    it runs here (or, embedded, an ephemeral ring for a test without it), else its JWKS over HTTP."""
+    if "identity" in services:
+        return keyring
+    if settings.identity_jwks_url:
+        return JwksKeys(settings.identity_jwks_url, cache_seconds=settings.jwks_cache_seconds,
+                        min_refetch_seconds=settings.jwks_min_refetch_seconds)
+    if keyring.signer is not None:  # keys handed in by the caller (tests running a service without identity)
+        return keyring
+    if settings.mode == "embedded":
+        keyring.replace(KeyRing.ephemeral().keys)
+        return keyring
+    raise ValueError("distributed mode needs MINSHENG_IDENTITY_JWKS_URL (the identity service's "
+                     "/identity/.well-known/jwks.json) for a service without the identity service")
+
+
 def build_app(settings: Settings, services: Sequence[str] = SERVICES, *, demo: bool = False,
-              bus: EventBus | None = None, freeze_gc: bool = False) -> FastAPI:
+              bus: EventBus | None = None, freeze_gc: bool = False, keyring: KeyRing | None = None) -> FastAPI:
     from minsheng.platform.app import create_root_app
+    from minsheng.platform.auth import make_verifier
 
     specs = [load_spec(n) for n in services]
     client_id = "minsheng-" + "-".join(services) if len(services) == 1 else "minsheng"
-    return create_root_app(specs, settings, bus or make_bus(settings, client_id), demo=demo, freeze_gc=freeze_gc)
+    keyring = keyring or KeyRing()
+    verifier = make_verifier(token_keys(settings, services, keyring), settings)
+    return create_root_app(specs, settings, bus or make_bus(settings, client_id), demo=demo, freeze_gc=freeze_gc,
+                           keyring=keyring, verifier=verifier)

@@ -3,15 +3,17 @@ docs/reference/configuration.md (``python docs/generate.py``)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "minsheng-embedded-dev-secret-change-me"
 DEV_FIELD_KEY = "bWluc2hlbmctZW1iZWRkZWQtZGV2LWtleS0zMmJ5dGU="  # 32 bytes, base64; embedded mode only
 
 
@@ -85,12 +87,23 @@ class Settings(KafkaSettings):
     # First retry delay (doubles each attempt).
     handler_retry_base_seconds: float = 0.2
 
-    # HS256 secret for tokens; a development value in embedded mode only, required in distributed mode.
-    jwt_secret: SecretStr | None = None
-    # Token issuer (`iss`).
+    # Tokens are signed by the identity service (ES256, keys in its database, published as JWKS); every
+    # service verifies them against those keys (in-process embedded, over HTTP distributed).
+    # Token issuer (`iss`), issued and required.
     jwt_issuer: str = "minsheng"
-    # Default token lifetime.
-    jwt_ttl_seconds: int = 3600
+    # Token audience (`aud`), issued and required.
+    jwt_audience: str = "minsheng"
+    # Clock skew accepted on `exp`/`iat`.
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=120)
+    # Access-token lifetime (at most 15 minutes).
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    # Distributed mode, every service but identity: the identity's JWKS, e.g.
+    # http://identity:8000/identity/.well-known/jwks.json.
+    identity_jwks_url: str = ""
+    # How long a fetched JWKS is used before it is read again.
+    jwks_cache_seconds: float = 600.0
+    # An unknown `kid` fetches the JWKS again at most this often.
+    jwks_min_refetch_seconds: float = 30.0
     # Base64 of 32 bytes: AES-GCM for personal data at rest; a development value in embedded mode only.
     field_encryption_key: SecretStr | None = None
 
@@ -104,10 +117,9 @@ class Settings(KafkaSettings):
     @model_validator(mode="after")
     def _secrets_have_no_working_defaults_outside_embedded(self) -> Settings:
         if self.mode == "embedded":
-            self.jwt_secret = self.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.field_encryption_key = self.field_encryption_key or SecretStr(DEV_FIELD_KEY)
         else:
-            missing = [n for n in ("jwt_secret", "field_encryption_key") if getattr(self, n) is None]
+            missing = [n for n in ("field_encryption_key",) if getattr(self, n) is None]
             if missing:
                 names = ", ".join("MINSHENG_" + n.upper() for n in missing)
                 raise ValueError(f"distributed mode needs {names}")
@@ -122,8 +134,11 @@ class Settings(KafkaSettings):
 
     @property
     def secret(self) -> str:
-        assert self.jwt_secret is not None
-        return self.jwt_secret.get_secret_value()
+        """A service-side key for keyed hashes that are not about tokens (voter pseudonyms, rider references),
+        derived from the field-encryption key. It signs nothing: tokens come from the identity service."""
+        assert self.field_encryption_key is not None
+        key = base64.b64decode(self.field_encryption_key.get_secret_value())
+        return hmac.new(key, b"minsheng-service-hash-key", hashlib.sha256).hexdigest()
 
 
 @lru_cache

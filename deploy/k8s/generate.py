@@ -40,7 +40,6 @@ def selector(service: str) -> dict[str, str]:
 def env(service: str) -> list[dict[str, Any]]:
     """Secrets by reference; the database URL assembled from the role's password and the configmap's host."""
     return [
-        {"name": "MINSHENG_JWT_SECRET", "valueFrom": {"secretKeyRef": {"name": "minsheng-app", "key": "jwt-secret"}}},
         {"name": "MINSHENG_FIELD_ENCRYPTION_KEY",
          "valueFrom": {"secretKeyRef": {"name": "minsheng-app", "key": "field-encryption-key"}}},
         {"name": "MINSHENG_DB_PASSWORD",

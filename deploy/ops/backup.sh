@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Back up every service database (pg_dump custom format, one file per service) into a dated folder:
-#   deploy/ops/backup.sh [backups/]            → backups/2026-11-27T0200Z/{visits,issues,points,canteen,notify}.dump
+#   deploy/ops/backup.sh [backups/]            → backups/2026-11-27T0200Z/{visits,issues,points,canteen,identity,notify}.dump
 # Runs pg_dump inside the compose postgres container by default. Elsewhere set PG_EXEC="" and the usual PG*
 # variables (PGHOST, PGUSER, PGPASSWORD...) to use a local pg_dump against any server.
 # Also record Kafka's position (docs/operations.md → backup and restore): the dump's time is what a restore
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 root="${1:-backups}"
 stamp="$(date -u +%Y-%m-%dT%H%MZ)"
 dir="$root/$stamp"
-services="${MINSHENG_SERVICES:-visits issues points canteen notify}"
+services="${MINSHENG_SERVICES:-visits issues points canteen identity notify}"
 pattern="${MINSHENG_DB_NAME_PATTERN:-minsheng_%s}"
 read -r -a exec_prefix <<< "${PG_EXEC-docker compose exec -T postgres}"
 mkdir -p "$dir"

@@ -8,13 +8,13 @@ cd "$(dirname "$0")/../.."
 rand_hex() { python3 -c "import secrets,sys; print(secrets.token_hex(int(sys.argv[1])))" "$1"; }
 rand_b64() { python3 -c "import base64,secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())"; }
 declare -A generated=(
-  [MINSHENG_JWT_SECRET]="$(rand_hex 32)"
   [MINSHENG_FIELD_ENCRYPTION_KEY]="$(rand_b64)"
   [POSTGRES_PASSWORD]="$(rand_hex 24)"
   [VISITS_DB_PASSWORD]="$(rand_hex 24)"
   [ISSUES_DB_PASSWORD]="$(rand_hex 24)"
   [POINTS_DB_PASSWORD]="$(rand_hex 24)"
   [CANTEEN_DB_PASSWORD]="$(rand_hex 24)"
+  [IDENTITY_DB_PASSWORD]="$(rand_hex 24)"
   [NOTIFY_DB_PASSWORD]="$(rand_hex 24)"
   [GRAFANA_ADMIN_PASSWORD]="$(rand_hex 12)"
 )

@@ -52,7 +52,6 @@ class DevCluster:
         saved = self.data_dir / "cluster.env"
         if not saved.exists():
             saved.write_text(
-                f"MINSHENG_JWT_SECRET={secrets.token_urlsafe(32)}\n"
                 f"MINSHENG_FIELD_ENCRYPTION_KEY={base64.b64encode(secrets.token_bytes(32)).decode()}\n")
             saved.chmod(0o600)
         env = dict(line.split("=", 1) for line in saved.read_text().splitlines() if "=" in line)
@@ -61,7 +60,12 @@ class DevCluster:
             "MINSHENG_DATABASE_URL": f"{self.postgres.base_url}/minsheng_{{service}}",
             "MINSHENG_KAFKA_BOOTSTRAP": self.broker.bootstrap,
             "MINSHENG_KAFKA_IDEMPOTENT_PRODUCER": "true" if self.broker.durable else "false",
+            # a development cluster: WeChat sign-in through the local stand-in
+            "MINSHENG_IDENTITY_WECHAT_STANDIN": "true",
         })
+        if "identity" in self.ports:  # the other services verify tokens against the identity's keys
+            env["MINSHENG_IDENTITY_JWKS_URL"] = (f"http://127.0.0.1:{self.ports['identity']}"
+                                                 "/identity/.well-known/jwks.json")
         return env
 
     def start(self) -> None:
@@ -82,6 +86,7 @@ class DevCluster:
             self.broker = ApacheKafka(root=self.data_dir / "kafka")
         self.broker.start()
         self.say(f"kafka     {self.broker.name} on {self.broker.bootstrap}")
+        self.ports = {name: free_port() for name in self.services}
         env = {**os.environ, **self.env()}
         for step in (["migrate"], ["topics", "create"]):  # the compose jobs
             done = subprocess.run([sys.executable, "-m", "minsheng.cli", *step], env=env, capture_output=True,
@@ -91,14 +96,13 @@ class DevCluster:
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         for name in self.services:
-            port = free_port()
+            port = self.ports[name]
             argv = [sys.executable, "-m", "minsheng.cli", "serve", name, "--host", "127.0.0.1", "--port", str(port)]
             if self.demo:
                 argv.append("--demo")
             with open(logs / f"{name}.log", "ab") as out:
                 self.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
-            self.ports[name] = port
         for name, port in self.ports.items():
             self._wait_ready(name, f"http://127.0.0.1:{port}/readyz", logs / f"{name}.log")
             self.say(f"{name:<9} http://127.0.0.1:{port}  (log: {logs / (name + '.log')})")

@@ -16,11 +16,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.errors import install_problem_handlers
 from minsheng.platform.metrics import install_metrics
 from minsheng.platform.observability import RequestContextMiddleware
 from minsheng.platform.service import ServiceRuntime, ServiceSpec, runtime_of
+from minsheng.platform.tokens import KeyRing, TokenVerifier
 from minsheng.settings import Settings
 
 
@@ -63,11 +65,14 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
 
 
 def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: EventBus, *,
-                    demo: bool = False, freeze_gc: bool = False) -> FastAPI:
+                    demo: bool = False, freeze_gc: bool = False, keyring: KeyRing | None = None,
+                    verifier: TokenVerifier | None = None) -> FastAPI:
     """``freeze_gc`` (the server processes): once started, move everything alive out of the cyclic
     collector's sight (``gc.freeze``), so its full collections walk only what requests create — they
     paused requests for 70-230 ms otherwise."""
-    runtimes = [ServiceRuntime(spec, settings, bus) for spec in specs]
+    keyring = keyring or KeyRing()
+    verifier = verifier or make_verifier(keyring, settings)
+    runtimes = [ServiceRuntime(spec, settings, bus, keyring=keyring, verifier=verifier) for spec in specs]
     apps = {rt.name: create_service_app(rt, migrate=settings.migrate_on_start) for rt in runtimes}
 
     @asynccontextmanager
@@ -89,6 +94,7 @@ def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: Event
 
     root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     root.state.runtimes = {rt.name: rt for rt in runtimes}
+    root.state.keyring = keyring
     root.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                         allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
     install_metrics(root, runtimes, bus, mode=settings.mode)  # GET /metrics; inside the request context

@@ -7,16 +7,23 @@ A token's ``scope`` claim lists what the holder may see: ``*`` (the whole distri
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from minsheng.platform.errors import Problem
+from minsheng.platform.tokens import (
+    Claims,
+    InvalidToken,
+    KeyRing,
+    KeySource,
+    KeysUnavailable,
+    TokenVerifier,
+    access_claims,
+)
 from minsheng.settings import Settings
 
 
@@ -36,6 +43,8 @@ class Principal:
     scopes: tuple[str, ...] = ()
     name: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    sid: str | None = None  # the sign-in session (refresh-token family) the token belongs to
+    amr: tuple[str, ...] = ()  # how the holder signed in: wechat, pwd, otp, dev
 
     def has(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
@@ -66,47 +75,37 @@ class Principal:
         return compound is not None and compound in scopes.get("compound", ())
 
 
-def mint_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Iterable[str] = (),
-               *, name: str | None = None, ttl_seconds: int | None = None) -> str:
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "sub": sub, "roles": sorted({Role(r).value for r in roles}), "scope": " ".join(scopes),
-        "iss": settings.jwt_issuer, "iat": now, "exp": now + (ttl_seconds or settings.jwt_ttl_seconds),
-    }
-    if name:
-        claims["name"] = name
-    return jwt.encode(claims, settings.secret, algorithm="HS256")
+def mint_token(ring: KeyRing, settings: Settings, sub: str, roles: Iterable[str], scopes: Iterable[str] = (),
+               *, name: str | None = None, ttl_seconds: int | None = None, sid: str | None = None,
+               amr: Sequence[str] = ()) -> str:
+    """An access token signed with the ring's current key (the identity service, ``minsheng token``, tests)."""
+    return ring.sign(access_claims(
+        sub=sub, roles=[Role(r).value for r in roles], scopes=scopes, issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience, ttl_seconds=ttl_seconds or settings.access_token_ttl_seconds, sid=sid,
+        amr=amr, name=name))
 
 
-def decode_token(settings: Settings, token: str) -> Principal:
-    """The principal of a valid token. A phone sends the same token with every request for its whole life, so
-    a verified token's principal is kept (bounded, per secret) and only its expiry is checked again."""
-    key = (settings.secret, settings.jwt_issuer, token)
-    cached = _verified.get(key)
-    if cached is not None:
-        principal, expires_at = cached
-        if time.time() < expires_at:
-            return principal
-        del _verified[key]
-        raise _invalid("Signature has expired")
-    principal, expires_at = _verify(settings, token)
-    if len(_verified) >= _VERIFIED_MAX:
-        _verified.pop(next(iter(_verified)))  # the oldest entry (dicts keep insertion order)
-    _verified[key] = (principal, expires_at)
-    return principal
+def make_verifier(keys: KeySource, settings: Settings) -> TokenVerifier:
+    return TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                         leeway_seconds=settings.jwt_leeway_seconds, principal_of=principal_of)
 
 
-def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
+def principal_of(claims: Claims) -> Principal:
+    return Principal(sub=claims.sub, roles=frozenset(Role(r) for r in claims.roles), scopes=claims.scopes,
+                     name=claims.name, sid=claims.sid, amr=tuple(claims.amr))
+
+
+async def decode_token(verifier: TokenVerifier, token: str) -> Principal:
+    """The principal of a valid token; 401 problem+json for anything else (bad signature, foreign issuer or
+    audience, expired, HS256/none, unknown key, malformed claims)."""
     try:
-        claims = jwt.decode(token, settings.secret, algorithms=["HS256"], issuer=settings.jwt_issuer,
-                            options={"require": ["sub", "exp"]})
-        roles = frozenset(Role(r) for r in claims.get("roles", []))
-    except (jwt.PyJWTError, ValueError) as exc:
+        return await verifier.verify(token)  # type: ignore[no-any-return]
+    except InvalidToken as exc:
         raise _invalid(str(exc)) from exc
-    scope = claims.get("scope", "")
-    principal = Principal(sub=str(claims["sub"]), roles=roles, scopes=tuple(scope.split()) if scope else (),
-                          name=claims.get("name"))
-    return principal, float(claims["exp"])
+    except KeysUnavailable as exc:
+        raise Problem(503, "auth_unavailable", "Cannot check your token right now",
+                      "The identity service's keys are unreachable; retry shortly.",
+                      headers={"Retry-After": "2"}) from exc
 
 
 def _invalid(detail: str) -> Problem:
@@ -114,15 +113,16 @@ def _invalid(detail: str) -> Problem:
                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-_VERIFIED_MAX = 10_000
-_verified: dict[tuple[str, str, str], tuple[Principal, float]] = {}
-
-
-_bearer = HTTPBearer(auto_error=False, description="A JWT from your identity provider (or `minsheng token`).")
+_bearer = HTTPBearer(auto_error=False, description="An access token from the identity service (`POST "
+                     "/identity/wechat/login`, `POST /identity/staff/login`; `minsheng token` in development).")
 
 
 def settings_of(request: Request) -> Settings:
     return request.app.state.runtime.settings  # type: ignore[no-any-return]
+
+
+def verifier_of(request: Request) -> TokenVerifier:
+    return request.app.state.runtime.verifier  # type: ignore[no-any-return]
 
 
 async def current_principal(
@@ -131,13 +131,13 @@ async def current_principal(
     if credentials is None:
         raise Problem(401, "unauthenticated", "Authentication required", "Send `Authorization: Bearer <jwt>`.",
                       headers={"WWW-Authenticate": "Bearer"})
-    return decode_token(settings_of(request), credentials.credentials)
+    return await decode_token(verifier_of(request), credentials.credentials)
 
 
 async def optional_principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> Principal | None:
-    return decode_token(settings_of(request), credentials.credentials) if credentials else None
+    return await decode_token(verifier_of(request), credentials.credentials) if credentials else None
 
 
 def require(*roles: Role) -> Callable[..., object]:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 
 from minsheng.contracts.base import IntegrationEvent
+from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.consumer import EventConsumer, Handler
 from minsheng.platform.db import Database
@@ -22,6 +23,7 @@ from minsheng.platform.housekeeping import purge_platform_tables
 from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
 from minsheng.platform.tables import PlatformTables
+from minsheng.platform.tokens import KeyRing, TokenVerifier
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 
@@ -59,10 +61,16 @@ class ServiceSpec:
 
 
 class ServiceRuntime:
-    def __init__(self, spec: ServiceSpec, settings: Settings, bus: EventBus) -> None:
+    def __init__(self, spec: ServiceSpec, settings: Settings, bus: EventBus, *, keyring: KeyRing | None = None,
+                 verifier: TokenVerifier | None = None) -> None:
         self.spec = spec
         self.settings = settings
         self.bus = bus
+        # The identity's signing keys (the identity service fills it; in the embedded mode every service
+        # verifies against it) and this service's token verifier.
+        self.keyring = keyring or KeyRing()
+        self.verifier = verifier or make_verifier(self.keyring, settings)
+        self.state: dict[str, Any] = {}  # per-runtime objects a service keeps (clients, caches)
         self.db = Database(settings.database_url_for(spec.name), spec.tables, pool_size=settings.db_pool_size)
         self.relay = OutboxRelay(self.db, bus, batch_size=settings.relay_batch_size,
                                  poll_seconds=settings.relay_poll_seconds,

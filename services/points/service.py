@@ -39,14 +39,6 @@ from services.points.models import (
     TeamUpdate,
 )
 
-# Kept for callers of the first version; the live values are ``config.get().hazard_points``.
-HAZARD_POINTS: dict[str, int] = config.get().hazard_points
-
-# Re-exported: the ledger is the one place that moves balances.
-post_entry = ledger.post_entry
-statement = ledger.statement
-
-
 # --- riders -------------------------------------------------------------------------------------------------
 
 async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate) -> Rider:

@@ -373,9 +373,14 @@ class IdNumberLookup(SQLModel):
     id_number: str = Field(min_length=15, max_length=18)
 
 
-class AccountBinding(SQLModel):
-    id_number: str = Field(min_length=15, max_length=18)
-    phone: str = Field(schema_extra={"pattern": PHONE})
+class DoorCodeLink(SQLModel):
+    code: str = Field(min_length=4, max_length=80, description="The door code your grid worker showed you")
+
+
+class DoorCodePublic(SQLModel):
+    resident_id: UUID
+    code: str
+    expires_at: datetime
 
 
 class PiiAudit(VisitsModel, table=True):

@@ -23,7 +23,6 @@ from services.visits import cadence, idcard, schedule
 from services.visits.access import Viewer, active_assignments, ensure_sees, ensure_writes
 from services.visits.config import today
 from services.visits.models import (
-    AccountBinding,
     AssignmentCreate,
     Building,
     BuildingCreate,
@@ -498,16 +497,15 @@ async def list_audit(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str
     return page_of(rows, limit, lambda a: encode_cursor(a.at, a.id))
 
 
-async def bind_account(uow: UnitOfWork, subject: str, cipher: FieldCipher, body: AccountBinding) -> Resident:
-    """A resident links their app account by proving ID number and the phone the community has on file.
-    Both must match: a wrong guess answers the same as an unknown number."""
-    digest = cipher.lookup_hash(_checked_id_number(body.id_number))
-    found = (await uow.session.execute(select(Resident).where(
-        Resident.id_number_hash == digest, Resident.status == ResidentStatus.active))).scalar_one_or_none()
-    if found is None or found.phone is None or found.phone.lstrip("+") != body.phone.lstrip("+"):
-        raise Problem(404, "resident_not_matched", "No resident matches",
-                      "No registered resident has this ID number and phone; ask your grid worker.")
-    if found.account_subject not in (None, subject):
+async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) -> Resident:
+    """A resident links their app account with the door code a grid worker handed over (``linking.verify``
+    checked it). Linking the same account again is a no-op; a resident linked to another account is a 409."""
+    found = await uow.session.get(Resident, resident_id, with_for_update=uow.db.is_postgres)
+    if found is None or found.status != ResidentStatus.active:
+        raise Problem(422, "door_code_invalid", "This door code is not valid", "Ask your grid worker for a new code.")
+    if found.account_subject == subject:
+        return found
+    if found.account_subject is not None:
         raise conflict("account_already_linked", "This resident is linked to another app account.")
     await _link_account(uow, found, subject)
     found.updated_at = utcnow()

@@ -11,18 +11,17 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
-from services.visits import ledger, reports, service, visiting
+from services.visits import ledger, linking, reports, service, visiting
 from services.visits.access import Viewer, ensure_writes, require_worker_registered, viewer_of
 from services.visits.config import quarter_start, today
 from services.visits.models import (
-    AccountBinding,
     AssignmentCreate,
     AssignmentPublic,
     Attention,
@@ -35,6 +34,8 @@ from services.visits.models import (
     CompoundCreate,
     CompoundPublic,
     Coverage,
+    DoorCodeLink,
+    DoorCodePublic,
     DueList,
     GridWorkerCreate,
     GridWorkerPublic,
@@ -281,17 +282,36 @@ async def list_audit(uow: UoW, who: Who, resident_id: UUID | None = None,
 def _me(who: Viewer) -> service.Resident:
     if who.resident is None:
         raise Problem(404, "account_not_linked", "Your account is not linked to a resident",
-                      "Link it with POST /visits/me/bind (ID number and the phone your community has on file).")
+                      "Ask your grid worker for a door code and link with POST /visits/me/link.")
     return who.resident
 
 
-@router.post("/me/bind", response_model=ResidentPublic, tags=["residents' app"],
+@router.post("/residents/{resident_id}/door-code", response_model=DoorCodePublic, tags=["residents"],
+             dependencies=[FIELD],
+             summary="A door code for this resident to link their app account (show it as a QR code)")
+async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> DoorCodePublic:
+    resident = await service.get_resident(uow, who, resident_id)
+    if not who.may_write(resident.community, resident.compound, resident.building_id):
+        raise not_found("resident", resident_id)
+    code, expires_at = linking.issue(runtime.settings, resident.id)
+    return DoorCodePublic(resident_id=resident.id, code=code, expires_at=expires_at)
+
+
+@router.post("/me/link", response_model=ResidentPublic, tags=["residents' app"],
              dependencies=[Depends(require(Role.resident))],
-             summary="Link your app account to your resident record (ID number + phone on file)")
-async def bind(body: AccountBinding, uow: UoW, who: Who, cipher: Cipher) -> ResidentPublic:
-    resident = await service.bind_account(uow, who.sub, cipher, body)
+             summary="Link your app account to your resident record with the door code from your grid worker")
+async def link(body: DoorCodeLink, uow: UoW, who: Who, runtime: Runtime) -> ResidentPublic:
+    resident_id = linking.verify(runtime.settings, body.code)
+    resident = await service.link_by_door_code(uow, who.sub, resident_id)
     await _commit(uow)
     return service.resident_public(resident)
+
+
+@router.post("/me/bind", status_code=410, tags=["residents' app"], include_in_schema=False)
+async def bind_retired() -> None:
+    """Retired: an ID number and a phone are no proof (both leak widely)."""
+    raise Problem(410, "binding_retired", "Linking by ID number and phone is retired",
+                  "Ask your grid worker for a door code and link with POST /visits/me/link.")
 
 
 @router.get("/me", response_model=ResidentPublic, tags=["residents' app"],

@@ -22,7 +22,6 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from minsheng import SERVICES
-from minsheng.platform.auth import mint_token
 from minsheng.settings import Settings
 from tests.deploy.compose_local import (
     ROOT,
@@ -40,6 +39,7 @@ from tests.deploy.compose_local import (
     with_option,
 )
 from tests.support.infra import database_template, drop_databases, free_port, local_broker, wait_port
+from tests.support.processes import dev_token
 
 COMPOSE_DB_PATTERN = "minsheng_{}"  # the database names in docker-compose.yml / the init script's default
 
@@ -53,11 +53,13 @@ class Deployment:
     jobs: dict[str, subprocess.CompletedProcess[str]]
     database_urls: dict[str, str]
     nginx: Proc
-    secret: str
 
     def token(self, role: str, sub: str, scopes: tuple[str, ...] | list[str] = ()) -> str:
-        settings = Settings(mode="embedded", jwt_secret=SecretStr(self.secret))
-        return mint_token(settings, sub, [role], list(scopes))
+        """``minsheng token`` against the identity service's key store (its database)."""
+        settings = Settings(mode="distributed", database_url=self.database_urls["identity"],
+                            field_encryption_key=SecretStr(self.env["MINSHENG_FIELD_ENCRYPTION_KEY"]),
+                            identity_jwks_url="http://unused")
+        return dev_token(settings, sub, [role], list(scopes))
 
     def auth(self, role: str, sub: str, scopes: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, sub, scopes)}"}
@@ -136,6 +138,9 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
                 url = url.set(username=pg.username, password=pg.password)
             out["MINSHENG_DATABASE_URL"] = url.render_as_string(hide_password=False)
             database_urls[service] = out["MINSHENG_DATABASE_URL"]
+        if out.get("MINSHENG_IDENTITY_JWKS_URL", "").startswith("http://identity:8000/") and "identity" in procs:
+            out["MINSHENG_IDENTITY_JWKS_URL"] = out["MINSHENG_IDENTITY_JWKS_URL"].replace(
+                "http://identity:8000", f"http://127.0.0.1:{procs['identity'].port}")
         if "MINSHENG_KAFKA_BOOTSTRAP" in out:
             assert out["MINSHENG_KAFKA_BOOTSTRAP"] == "kafka:9092"
             out["MINSHENG_KAFKA_BOOTSTRAP"] = bootstrap
@@ -204,7 +209,7 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
         wait_port("127.0.0.1", listen, timeout=15)
         wait_ready(nginx, f"http://127.0.0.1:{listen}/healthz", timeout=15)
         yield Deployment(gateway=f"http://127.0.0.1:{listen}", compose=compose, env=env, procs=procs, jobs=jobs,
-                         database_urls=database_urls, nginx=nginx, secret=env["MINSHENG_JWT_SECRET"])
+                         database_urls=database_urls, nginx=nginx)
     finally:
         if nginx is not None:
             nginx.stop()

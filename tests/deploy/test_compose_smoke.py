@@ -21,11 +21,12 @@ FIRE = {"category": "fire", "description": "Rubbish bin on fire near the Gangche
 
 def test_jobs_ran_from_the_compose_file(deployment: Deployment) -> None:
     assert set(deployment.jobs) == {"kafka-topics", "visits-migrate", "issues-migrate", "points-migrate",
-                                    "canteen-migrate", "notify-migrate"}
+                                    "canteen-migrate", "identity-migrate",
+                                    "notify-migrate"}
     created = deployment.jobs["kafka-topics"].stdout
     for topic in ("points.hazard", "issues.issue", "points.ledger", "issues.dlq", "points.dlq"):
         assert f"{topic}: created" in created, created
-    assert set(deployment.procs) == {"visits", "issues", "points", "canteen", "notify"}
+    assert set(deployment.procs) == {"visits", "issues", "points", "canteen", "identity", "notify"}
 
 
 async def test_rider_fire_flow_through_the_gateway(deployment: Deployment) -> None:
@@ -74,7 +75,7 @@ async def test_gateway_paths_ids_and_limits(deployment: Deployment) -> None:
         r = await client.get("/issues/healthz", headers={"X-Request-ID": "client-req-0001"})
         assert r.headers["x-request-id"] == "client-req-0001"
         # Same paths as the embedded mode, for every service; nothing else is routed.
-        for service in ("visits", "issues", "points", "canteen", "notify"):
+        for service in ("visits", "issues", "points", "canteen", "identity", "notify"):
             assert (await client.get(f"/{service}/openapi.json")).status_code == 200, service
         assert (await client.get("/metrics")).status_code == 404
         assert (await client.get("/readyz")).status_code == 404

@@ -38,8 +38,8 @@ from tests.deploy.compose_local import (
 )
 from tests.support.client import System
 
-SECRETS = {"MINSHENG_JWT_SECRET", "MINSHENG_FIELD_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "VISITS_DB_PASSWORD",
-           "ISSUES_DB_PASSWORD", "POINTS_DB_PASSWORD", "CANTEEN_DB_PASSWORD", "NOTIFY_DB_PASSWORD",
+SECRETS = {"MINSHENG_FIELD_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "VISITS_DB_PASSWORD", "ISSUES_DB_PASSWORD",
+           "POINTS_DB_PASSWORD", "CANTEEN_DB_PASSWORD", "IDENTITY_DB_PASSWORD", "NOTIFY_DB_PASSWORD",
            "GRAFANA_ADMIN_PASSWORD"}
 
 
@@ -117,6 +117,10 @@ def test_compose_structure(compose: dict[str, Any]) -> None:
         assert env_list(services[f"{name}-migrate"])["MINSHENG_DATABASE_URL"] == env["MINSHENG_DATABASE_URL"]
         assert "/readyz" in " ".join(svc["healthcheck"]["test"])
         assert "ports" not in svc, f"{name} is reached through the gateway only"
+        assert "MINSHENG_JWT_SECRET" not in env
+        if name != "identity":  # tokens are verified against the identity's keys, which must be up first
+            assert env["MINSHENG_IDENTITY_JWKS_URL"] == "http://identity:8000/identity/.well-known/jwks.json"
+            assert depends_on(svc)["identity"] == "service_healthy"
     # The gateway: one published port, the template, waits for healthy services.
     gateway = services["gateway"]
     assert len(gateway["ports"]) == 1 and gateway["ports"][0].endswith(":8080")
@@ -182,8 +186,9 @@ def test_init_env_generates_usable_secrets(tmp_path: Path) -> None:
     load_compose(env)  # every required variable has a value
     from minsheng.settings import Settings
 
-    Settings(mode="distributed", database_url="postgresql+asyncpg://x@h/db", jwt_secret=env["MINSHENG_JWT_SECRET"],
+    Settings(mode="distributed", database_url="postgresql+asyncpg://x@h/db",
              field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"])
+    assert "MINSHENG_JWT_SECRET" not in env  # no shared token secret any more: the identity service signs
 
 
 # --- Kafka topics -----------------------------------------------------------------------------------------------

@@ -8,25 +8,22 @@ from typing import Any
 import httpx
 import pytest
 
-from minsheng.platform.auth import mint_token
-from minsheng.settings import Settings
-from tests.support.infra import Tansu, eventually, free_port
-from tests.support.processes import distributed_env, services_running
+from tests.support.infra import LocalBroker, eventually, free_port
+from tests.support.processes import dev_token, distributed_env, process_settings, services_running
 from tests.unit.test_fire_flow import FIRE
 
 pytestmark = pytest.mark.integration
 
 
-async def test_fire_to_the_duty_group_across_processes(pg_template: str, kafka: tuple[str, Tansu | None]) -> None:
+async def test_fire_to_the_duty_group_across_processes(pg_template: str, kafka: tuple[str, LocalBroker | None]) -> None:
     standin_port = free_port()
     env = {**distributed_env(pg_template, kafka[0]), "MINSHENG_NOTIFY_STANDIN": "true",
            "MINSHENG_NOTIFY_STANDIN_PORT": str(standin_port)}
-    settings = Settings(mode="distributed", database_url=pg_template, jwt_secret=env["MINSHENG_JWT_SECRET"],
-                        field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"])
-    rider = {"Authorization": f"Bearer {mint_token(settings, 'rider-kafka', ['rider'])}"}
-    staff = {"Authorization": f"Bearer {mint_token(settings, 'staff-1', ['staff'], ['*'])}"}
+    settings = process_settings(env)
 
-    with services_running(["points", "issues", "notify"], env) as procs:
+    with services_running(["identity", "points", "issues", "notify"], env) as procs:
+        rider = {"Authorization": f"Bearer {dev_token(settings, 'rider-kafka', ['rider'])}"}
+        staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['*'])}"}
         points, notify = procs["points"].url, procs["notify"].url
         standin = f"http://127.0.0.1:{standin_port}"
         async with httpx.AsyncClient(timeout=10) as http:

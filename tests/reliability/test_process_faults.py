@@ -19,10 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
-from minsheng.platform.auth import mint_token
-from minsheng.settings import Settings
 from tests.support.infra import free_port
-from tests.support.processes import ServiceProcess, distributed_env, start_service, stop, wait_ready
+from tests.support.processes import (
+    ServiceProcess,
+    dev_token,
+    distributed_env,
+    process_settings,
+    start_service,
+    stop,
+    wait_ready,
+)
 from tests.support.reliability import (
     env_int,
     hazard,
@@ -47,13 +53,14 @@ class Cluster:
         self.template = template
         self.env = distributed_env(template, bootstrap, MINSHENG_KAFKA_TOPIC_PARTITIONS="3", **NO_RATE_LIMITS,
                                    **extra)
-        self.settings = Settings(mode="distributed", database_url=template,
-                                 jwt_secret=self.env["MINSHENG_JWT_SECRET"],
-                                 field_encryption_key=self.env["MINSHENG_FIELD_ENCRYPTION_KEY"])
+        self.settings = process_settings(self.env)
         self.procs: list[ServiceProcess] = []
+        self._riders: dict[int, dict[str, str]] = {}
         self.broker_name = ""
 
     def start(self, name: str, *, port: int | None = None, ready: bool = True, **extra: str) -> ServiceProcess:
+        if name != "identity" and not any(p.name == "identity" for p in self.procs):
+            self.start("identity")  # the services verify tokens against its keys
         proc = start_service(name, {**self.env, **extra}, port=port)
         self.procs.append(proc)
         if ready:
@@ -63,7 +70,9 @@ class Cluster:
         return proc
 
     def rider(self, i: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.settings, f'proc-rider-{i}', ['rider'])}"}
+        if i not in self._riders:  # one token per rider, as a phone keeps its token
+            self._riders[i] = {"Authorization": f"Bearer {dev_token(self.settings, f'proc-rider-{i}', ['rider'])}"}
+        return self._riders[i]
 
     def db(self, service: str) -> str:
         return self.template.replace("{service}", service)
@@ -207,7 +216,8 @@ async def test_consumers_joining_and_leaving_mid_stream_cause_no_duplicate_effec
     outcomes: dict[str, Any] = {"accepted": [], "no_answer": 0}
     count, rate = 2 * STREAM, 30.0
     seconds = count / rate
-    async with httpx.AsyncClient(timeout=15) as http:
+    # The subject is the consumer group, not latency: on a loaded 2-core machine a POST may wait well past 15 s.
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as http:
         await register(http, points.url, c)
         began = time.monotonic()
         writer = asyncio.create_task(stream(http, points.url, c, "rebalance", count, rate, outcomes))

@@ -14,6 +14,7 @@ from minsheng import SERVICES
 from minsheng.platform.auth import mint_token
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.tokens import KeyRing
 from minsheng.runner import build_app
 from minsheng.settings import Settings
 
@@ -30,7 +31,7 @@ class System:
 
     def token(self, role: str | Sequence[str], sub: str = "user-1", scopes: Sequence[str] = ("*",)) -> str:
         roles = [role] if isinstance(role, str) else list(role)
-        return mint_token(self.settings, sub, roles, scopes)
+        return mint_token(self.app.state.keyring, self.settings, sub, roles, scopes)
 
     def auth(self, role: str | Sequence[str], sub: str = "user-1", scopes: Sequence[str] = ("*",)) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, sub, scopes)}"}
@@ -63,7 +64,9 @@ class System:
 @contextlib.asynccontextmanager
 async def running_system(settings: Settings, services: Sequence[str] = SERVICES, *, bus: EventBus | None = None,
                          demo: bool = False, **client_kw: Any) -> AsyncIterator[System]:
-    app = build_app(settings, services, bus=bus, demo=demo)
+    # Without the identity service in the process, tokens are signed and verified with a key ring of the test's.
+    keyring = None if "identity" in services else KeyRing.ephemeral()
+    app = build_app(settings, services, bus=bus, demo=demo, keyring=keyring)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://minsheng.test", **client_kw) as client:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from minsheng.platform.tokens import KeyRing
+from minsheng.settings import Settings
 from tests.support.infra import free_port
 
 
@@ -34,13 +36,17 @@ class ServiceProcess:
 
 
 def distributed_env(database_template: str, bootstrap: str, **extra: str) -> dict[str, str]:
+    """The services find the identity's keys at a port chosen here (``start_service("identity")`` uses it)."""
+    identity_port = free_port()
     return {
         "MINSHENG_MODE": "distributed",
         "MINSHENG_DATABASE_URL": database_template,
         "MINSHENG_KAFKA_BOOTSTRAP": bootstrap,
         "MINSHENG_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "MINSHENG_KAFKA_TOPIC_PARTITIONS": "1",
-        "MINSHENG_JWT_SECRET": "test-secret-for-distributed-processes",
+        "MINSHENG_IDENTITY_JWKS_URL": f"http://127.0.0.1:{identity_port}/identity/.well-known/jwks.json",
+        "MINSHENG_TEST_IDENTITY_PORT": str(identity_port),
+        "MINSHENG_IDENTITY_WECHAT_STANDIN": "true",
         "MINSHENG_FIELD_ENCRYPTION_KEY": "dGVzdC1maWVsZC1rZXktMzItYnl0ZXMtbG9uZy4uLi4=",
         "MINSHENG_RELAY_POLL_SECONDS": "0.2",
         "MINSHENG_HANDLER_RETRY_BASE_SECONDS": "0.05",
@@ -49,6 +55,8 @@ def distributed_env(database_template: str, bootstrap: str, **extra: str) -> dic
 
 
 def start_service(name: str, env: dict[str, str], port: int | None = None) -> ServiceProcess:
+    if name == "identity" and port is None and env.get("MINSHENG_TEST_IDENTITY_PORT"):
+        port = int(env["MINSHENG_TEST_IDENTITY_PORT"])
     port = port or free_port()
     log = tempfile.NamedTemporaryFile(prefix=f"minsheng-{name}-", suffix=".log", delete=False)  # noqa: SIM115
     full_env = {**os.environ, **env}
@@ -86,6 +94,7 @@ def stop(service: ServiceProcess, *, kill: bool = False) -> None:
 
 @contextlib.contextmanager
 def services_running(names: Sequence[str], env: dict[str, str]) -> Iterator[dict[str, ServiceProcess]]:
+    names = sorted(names, key=lambda n: n != "identity")  # the identity first: the others fetch its keys
     started = {n: start_service(n, env) for n in names}
     try:
         for s in started.values():
@@ -94,3 +103,30 @@ def services_running(names: Sequence[str], env: dict[str, str]) -> Iterator[dict
     finally:
         for s in started.values():
             stop(s)
+
+
+def process_settings(env: dict[str, str]) -> Settings:
+    """The settings the processes run with (for minting development tokens from their key store)."""
+    return Settings(mode="distributed", database_url=env["MINSHENG_DATABASE_URL"],
+                    field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"],  # type: ignore[arg-type]
+                    identity_jwks_url=env["MINSHENG_IDENTITY_JWKS_URL"])
+
+
+_rings: dict[str, KeyRing] = {}
+
+
+def dev_token(settings: Settings, sub: str, roles: Sequence[str], scopes: Sequence[str] = (), *,
+              ttl_seconds: int = 6 * 3600) -> str:
+    """``minsheng token`` against the identity's key store; callable from sync code and from a running loop.
+    The keys are read once per database (a few hundred ms); each token then costs a signature (~0.1 ms)."""
+    import asyncio
+    import concurrent.futures
+
+    from minsheng.platform.auth import mint_token
+    from services.identity.keys import key_ring
+
+    url = settings.database_url_for("identity")
+    if url not in _rings:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _rings[url] = pool.submit(asyncio.run, key_ring(settings)).result()
+    return mint_token(_rings[url], settings, sub, roles, scopes, ttl_seconds=ttl_seconds, amr=["dev"])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,9 +38,26 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_token_mints_a_jwt_with_roles_and_scopes(data_dir: Path) -> None:
     result = runner.invoke(app, ["token", "--role", "staff", "--sub", "staff-7", "--scope", "community:yunxing"])
     assert result.exit_code == 0, result.output
-    principal = decode_token(Settings(), result.output.strip())
+    principal = asyncio.run(_verify_with_key_store(Settings(), result.output.strip()))
     assert principal.sub == "staff-7" and principal.scopes == ("community:yunxing",)
+    assert principal.amr == ("dev",)
     assert runner.invoke(app, ["token", "--role", "emperor"]).exit_code != 0
+    assert runner.invoke(app, ["token", "--role", "staff", "--scope", "community:x *"]).exit_code != 0
+
+
+async def _verify_with_key_store(settings: Settings, token: str) -> Any:
+    """Verify a token against the keys in the identity database, as the identity service would."""
+    from minsheng.platform.auth import make_verifier
+    from minsheng.platform.db import Database
+    from minsheng.platform.tokens import KeyRing
+    from services.identity.keys import cipher_of, read_keys
+
+    db = Database(settings.database_url_for("identity"), load_spec("identity").tables)
+    try:
+        ring = KeyRing(await read_keys(db, cipher_of(settings)))
+    finally:
+        await db.dispose()
+    return await decode_token(make_verifier(ring, settings), token)
 
 
 def test_migrate_outbox_status_and_dead_letters(data_dir: Path) -> None:

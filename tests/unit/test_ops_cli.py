@@ -115,7 +115,7 @@ def test_dlq_replay_of_a_poison_message_reports_it_keeps_it_and_exits_cleanly(da
 
 
 def test_serve_without_a_reachable_database_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MINSHENG_JWT_SECRET", "x" * 32)
+    monkeypatch.setenv("MINSHENG_IDENTITY_JWKS_URL", "http://127.0.0.1:1/identity/.well-known/jwks.json")
     monkeypatch.setenv("MINSHENG_FIELD_ENCRYPTION_KEY", "bWluc2hlbmctZW1iZWRkZWQtZGV2LWtleS0zMmJ5dGU=")
     monkeypatch.setenv("MINSHENG_DATABASE_URL", "postgresql+asyncpg://nobody@127.0.0.1:1/minsheng_{service}")
     result = runner.invoke(app, ["serve", "points"])
@@ -139,7 +139,7 @@ def test_one_source_for_partitions_and_the_prefix_on_every_kafka_name(monkeypatc
     plan = {t.name: t for t in topic_plan()}
     assert plan["points.hazard"].partitions == defaults.kafka_topic_partitions == 6
     assert plan["issues.dlq"].partitions == 1 == topic_partitions("issues.dlq", 6)
-    bus = make_bus(Settings(mode="distributed", database_url="sqlite+aiosqlite://", jwt_secret="x" * 32,
+    bus = make_bus(Settings(mode="distributed", database_url="sqlite+aiosqlite://",
                             field_encryption_key="eA=="))
     assert isinstance(bus, KafkaBus) and bus.partitions == defaults.kafka_topic_partitions  # services agree
 

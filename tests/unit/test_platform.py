@@ -235,23 +235,25 @@ async def test_problem_extension_members_never_clash_with_standard_ones(system: 
     assert r.status_code == 409 and r.json()["status"] == 409 and r.json()["code"] == "invalid_transition"
 
 
-def test_a_verified_token_is_remembered_until_it_expires_and_never_across_secrets(monkeypatch: Any) -> None:
+async def test_a_verified_token_is_remembered_until_it_expires_and_never_across_keys(monkeypatch: Any) -> None:
     import time
 
     from minsheng.platform import auth
     from minsheng.platform.errors import Problem
+    from minsheng.platform.tokens import KeyRing
 
     settings = Settings(mode="embedded")
-    other = Settings(mode="embedded", jwt_secret="another-secret-of-enough-length-0123456789")
-    token = auth.mint_token(settings, "rider-fan", ["rider"], ["community:yunxing"], ttl_seconds=60)
-    first = auth.decode_token(settings, token)
-    assert auth.decode_token(settings, token) is first  # remembered: no second signature check
+    ring, other = KeyRing.ephemeral(), KeyRing.ephemeral()
+    verifier, other_verifier = auth.make_verifier(ring, settings), auth.make_verifier(other, settings)
+    token = auth.mint_token(ring, settings, "rider-fan", ["rider"], ["community:yunxing"], ttl_seconds=60)
+    first = await auth.decode_token(verifier, token)
+    assert await auth.decode_token(verifier, token) is first  # remembered: no second signature check
     with pytest.raises(Problem) as forged:
-        auth.decode_token(other, token)  # the same token under another secret is verified afresh, and fails
+        await auth.decode_token(other_verifier, token)  # another key ring does not know the key
     assert forged.value.code == "invalid_token"
 
     now = time.time()
-    monkeypatch.setattr(time, "time", lambda: now + 61)
+    monkeypatch.setattr(time, "time", lambda: now + 61 + settings.jwt_leeway_seconds)
     with pytest.raises(Problem) as expired:
-        auth.decode_token(settings, token)
+        await auth.decode_token(verifier, token)
     assert expired.value.code == "invalid_token" and "expired" in str(expired.value.detail).lower()

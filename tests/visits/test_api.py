@@ -118,17 +118,24 @@ async def test_each_role_sees_only_its_own(system: System) -> None:
     assert (await s.client.get("/visits/households", headers=resident)).status_code == 403
     r = await s.client.get("/visits/me/bill", headers=resident)
     assert r.status_code == 404 and r.json()["code"] == "account_not_linked"
-    # Binding needs the ID number and the phone on file; then she sees her own household only.
+    # Typed ID number + phone no longer link (both leak widely); the grid worker's door code does.
     r = await s.client.post("/visits/me/bind", headers=resident,
-                            json={"id_number": ZHAO_ID_NUMBER, "phone": "13900000000"})
-    assert r.status_code == 404 and r.json()["code"] == "resident_not_matched"
-    me = await p.post("/me/bind", resident, {"id_number": ZHAO_ID_NUMBER, "phone": "13935201101"})
+                            json={"id_number": ZHAO_ID_NUMBER, "phone": "13935201101"})
+    assert r.status_code == 410 and r.json()["code"] == "binding_retired"
+    assert (await s.client.post(f"/visits/residents/{p.zhao_id}/door-code", headers=nanjie)).status_code == 404
+    assert (await s.client.post(f"/visits/residents/{p.zhao_id}/door-code", headers=resident)).status_code == 403
+    door = await p.post(f"/residents/{p.zhao_id}/door-code", p.worker, {})
+    forged = door["code"][:-3] + ("AAA" if not door["code"].endswith("AAA") else "BBB")
+    r = await s.client.post("/visits/me/link", headers=resident, json={"code": forged})
+    assert r.status_code == 422 and r.json()["code"] == "door_code_invalid"
+    me = await p.post("/me/link", resident, {"code": door["code"]})
     assert me["id"] == p.zhao_id and me["account_linked"] is True
+    assert (await p.post("/me/link", resident, {"code": door["code"]}))["id"] == p.zhao_id  # idempotent
     assert (await p.get("/me/bill", resident))["household_id"] == p.household_id
     assert (await p.get(f"/households/{p.household_id}/bill", resident))["members"] == ["赵桂香"]
     assert (await s.client.get(f"/visits/households/{other}/bill", headers=resident)).status_code == 404
-    r = await s.client.post("/visits/me/bind", headers=s.auth("resident", sub="wx-other", scopes=()),
-                            json={"id_number": ZHAO_ID_NUMBER, "phone": "13935201101"})
+    r = await s.client.post("/visits/me/link", headers=s.auth("resident", sub="wx-other", scopes=()),
+                            json={"code": door["code"]})
     assert r.status_code == 409 and r.json()["code"] == "account_already_linked"
 
 
@@ -239,7 +246,8 @@ async def test_the_ledger_closes_needs_one_by_one_into_the_happiness_bill(system
 
     # 赵 links her app and says it is not quite done; then confirms.
     resident = system.auth("resident", sub="wx-zhao", scopes=())
-    await p.post("/me/bind", resident, {"id_number": ZHAO_ID_NUMBER, "phone": "13935201101"})
+    door = await p.post(f"/residents/{p.zhao_id}/door-code", p.worker, {})
+    await p.post("/me/link", resident, {"code": door["code"]})
     assert (await p.post(f"/needs/{nid}/reopen", resident, {"reason": "拐杖太高"}))["status"] == "in_progress"
     await p.post(f"/needs/{nid}/resolve", p.worker, {"resolution": "换了一根合适的拐杖"})
     confirmed = await p.post(f"/needs/{nid}/confirm", resident, {"rating": 5, "note": "谢谢"})
@@ -440,3 +448,23 @@ async def test_the_printable_bill_escapes_what_people_typed(system: System) -> N
     assert "<script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 门锁" in page.text
     spec = await system.client.get("/visits/openapi.json")
     assert spec.status_code == 200 and "/households/{household_id}/bill.html" in spec.json()["paths"]
+
+
+def test_a_door_code_expires_and_names_one_resident() -> None:
+    import time
+    import uuid
+
+    import pytest
+
+    from minsheng.platform.errors import Problem
+    from minsheng.settings import Settings
+    from services.visits import linking
+
+    settings, resident = Settings(mode="embedded"), uuid.uuid4()
+    code, _ = linking.issue(settings, resident)
+    assert linking.verify(settings, code) == resident
+    stale, _ = linking.issue(settings, resident, now=time.time() - linking.DOOR_CODE_TTL.total_seconds() - 1)
+    for bad in (stale, "dc1.", "dc1.!!!!", "nope", code + "A"):
+        with pytest.raises(Problem) as problem:
+            linking.verify(settings, bad)
+        assert problem.value.code == "door_code_invalid"

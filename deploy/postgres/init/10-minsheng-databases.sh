@@ -5,12 +5,12 @@
 # to run again by hand (idempotent: existing roles get their password reset, existing databases their owner):
 #   docker compose exec -T -e VISITS_DB_PASSWORD=... postgres bash < deploy/postgres/init/10-minsheng-databases.sh
 #
-# Environment: <SERVICE>_DB_PASSWORD for each service (required), MINSHENG_SERVICES (default: the four),
+# Environment: <SERVICE>_DB_PASSWORD for each service (required), MINSHENG_SERVICES (default: all five),
 # MINSHENG_DB_NAME_PATTERN / MINSHENG_DB_ROLE_PATTERN (printf patterns, default minsheng_%s), and the usual
 # POSTGRES_USER / POSTGRES_DB / PG* variables for psql.
 set -euo pipefail
 
-services="${MINSHENG_SERVICES:-visits issues points canteen notify}"
+services="${MINSHENG_SERVICES:-visits issues points canteen identity notify}"
 db_pattern="${MINSHENG_DB_NAME_PATTERN:-minsheng_%s}"
 role_pattern="${MINSHENG_DB_ROLE_PATTERN:-minsheng_%s}"
 psql_admin=(psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "${POSTGRES_USER:-postgres}")

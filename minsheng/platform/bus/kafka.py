@@ -15,7 +15,9 @@ Operations it must survive (docs/operations.md → "the broker lost data"):
   ``auto_offset_reset="none"`` so aiokafka does not reset silently) and by comparing positions and the offsets
   this process committed with the log's end offsets on every assignment and every ``offset_check_seconds``.
 - **Broker health** is tracked from real contacts (acknowledged publishes, commits, metadata answers):
-  ``up`` and ``last_contact`` feed ``/healthz`` and the metrics, never readiness.
+  ``up`` and ``last_contact`` feed ``/healthz`` and the metrics, never readiness. A failed publish also drops
+  the producer (a broker that lost its state no longer knows the idempotent producer's id): the next attempt
+  starts a fresh one.
 """
 
 from __future__ import annotations
@@ -185,6 +187,13 @@ class KafkaBus:
                 self._contact()
             return self._producer
 
+    async def _drop_producer(self) -> None:
+        async with self._producer_lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(producer.stop(), timeout=5)
+
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create missing topics (names on the cluster, i.e. prefixed) with the topic job's partition count
         (``topic_partitions``): the topic job and a service that starts first must agree."""
@@ -215,8 +224,10 @@ class KafkaBus:
             await self._publish(messages)
         except Exception as exc:
             self._lost(exc)
-            # A broker that came back empty has lost the topics too: check (and create) them again next time.
+            # A broker that came back empty has lost the topics too: check (and create) them again next time;
+            # and it no longer knows the idempotent producer's id and sequence numbers: start a fresh producer.
             self._known_topics.difference_update(self.kafka_name(m.topic) for m in messages)
+            await self._drop_producer()
             raise
         self._contact()
 

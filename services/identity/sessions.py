@@ -1,0 +1,175 @@
+"""Sessions: access tokens (short, signed) and refresh tokens (opaque, stored as SHA-256, rotated on every use,
+a reused one revokes its whole family), plus the sign-in audit and lockout bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.auth import mint_token
+from minsheng.platform.errors import Problem
+from minsheng.platform.ids import as_utc, utcnow, uuid7
+from minsheng.platform.privacy import mask_phone
+from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.uow import UnitOfWork
+from services.identity import config
+from services.identity.models import (
+    REFRESH_TOKENS,
+    THROTTLES,
+    Account,
+    AccountPublic,
+    AccountStatus,
+    AuthEvent,
+    RefreshToken,
+    SigninThrottle,
+    StaffCredential,
+    TokenPair,
+    WechatIdentity,
+    on_postgres,
+)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def mask_openid(openid: str | None) -> str | None:
+    if not openid:
+        return openid
+    return f"{openid[:4]}****{openid[-4:]}"
+
+
+def public(account: Account, *, cred: StaffCredential | None = None, wechat: WechatIdentity | None = None,
+           phone: str | None = None, openid: str | None = None) -> AccountPublic:
+    return AccountPublic(
+        id=account.id, kind=account.kind, status=account.status, roles=list(account.roles),  # type: ignore[arg-type]
+        scopes=list(account.scopes), display_name=account.display_name, locale=account.locale,
+        username=cred.username if cred else None, phone=mask_phone(phone), wechat_openid=mask_openid(openid),
+        totp_enabled=cred.totp_enabled if cred else None, created_at=account.created_at)
+
+
+async def issue(uow: UnitOfWork, runtime: ServiceRuntime, account: Account, amr: Sequence[str], *,
+                family_id: UUID | None = None, view: AccountPublic) -> TokenPair:
+    """A new access token and a new refresh token (a new family unless continuing one)."""
+    settings = runtime.settings
+    ttl = (config.get().staff_refresh_ttl_seconds if account.kind == "staff"
+           else config.get().refresh_ttl_seconds)
+    family = family_id or uuid7()
+    refresh = "rt_" + secrets.token_urlsafe(32)
+    uow.session.add(RefreshToken(token_hash=token_hash(refresh), family_id=family, account_id=account.id,
+                                 amr=list(amr), expires_at=utcnow() + timedelta(seconds=ttl)))
+    access = mint_token(runtime.keyring, settings, str(account.id), account.roles, account.scopes,
+                        name=account.display_name, sid=str(family), amr=amr)
+    return TokenPair(access_token=access, expires_in=settings.access_token_ttl_seconds, refresh_token=refresh,
+                     refresh_expires_in=ttl, account=view)
+
+
+async def revoke_family(uow: UnitOfWork, family_id: UUID, reason: str) -> int:
+    t = REFRESH_TOKENS
+    result = await uow.session.execute(sa.update(t).where(t.c.family_id == family_id, t.c.revoked_at.is_(None))
+                                       .values(revoked_at=utcnow(), revoked_reason=reason))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def revoke_account(uow: UnitOfWork, account_id: UUID, reason: str) -> int:
+    t = REFRESH_TOKENS
+    result = await uow.session.execute(sa.update(t).where(t.c.account_id == account_id, t.c.revoked_at.is_(None))
+                                       .values(revoked_at=utcnow(), revoked_reason=reason))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class ReusedToken(Exception):
+    def __init__(self, account_id: UUID) -> None:
+        self.account_id = account_id
+
+
+async def use_refresh_token(uow: UnitOfWork, token: str) -> tuple[RefreshToken, Account]:
+    """The live refresh token and its account, marked used. A token used before revokes its family and
+    raises ReusedToken (the caller commits the revocation)."""
+    query = select(RefreshToken, Account).join(Account, col(Account.id) == col(RefreshToken.account_id)).where(
+        RefreshToken.token_hash == token_hash(token))
+    if on_postgres(uow.session):
+        query = query.with_for_update(of=RefreshToken)  # type: ignore[arg-type]
+    found = (await uow.session.execute(query)).first()
+    row, account = found if found is not None else (None, None)
+    invalid = Problem(401, "invalid_refresh_token", "The refresh token is not valid",
+                      "Sign in again.", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if row is None or row.revoked_at is not None:
+        raise invalid
+    if row.used_at is not None:
+        await revoke_family(uow, row.family_id, "reuse_detected")
+        raise ReusedToken(row.account_id)
+    if as_utc(row.expires_at) <= utcnow():
+        raise invalid
+    if account is None or account.status != AccountStatus.active:
+        raise invalid
+    row.used_at = utcnow()
+    return row, account
+
+
+# --- audit ----------------------------------------------------------------------------------------------------
+
+def audit(uow: UnitOfWork, kind: str, outcome: str, *, account_id: UUID | None = None,
+          address_hash: str | None = None, **detail: Any) -> None:
+    uow.session.add(AuthEvent(kind=kind, outcome=outcome, account_id=account_id, address_hash=address_hash,
+                              detail={k: str(v) for k, v in detail.items()}))
+
+
+async def audit_alone(runtime: ServiceRuntime, kind: str, outcome: str, **kw: Any) -> None:
+    """An audit row in a transaction of its own (failed sign-ins, whose request rolls back)."""
+    async with runtime.uow() as uow:
+        audit(uow, kind, outcome, **kw)
+        await uow.commit()
+
+
+# --- lockout --------------------------------------------------------------------------------------------------
+
+async def locked_for(uow: UnitOfWork, keys: Sequence[str]) -> float:
+    """Seconds until every one of ``keys`` may try again (0: now)."""
+    rows = (await uow.session.execute(select(SigninThrottle).where(col(SigninThrottle.key).in_(keys)))).scalars()
+    now = utcnow()
+    wait = 0.0
+    for row in rows:
+        if row.locked_until is not None and as_utc(row.locked_until) > now:
+            wait = max(wait, (as_utc(row.locked_until) - now).total_seconds())
+    return wait
+
+
+async def record_failure(runtime: ServiceRuntime, key: str, threshold: int) -> None:
+    """One more failure in a row for ``key``; from ``threshold`` on, a lockout doubling each time."""
+    c = config.get()
+    async with runtime.uow() as uow:
+        query = select(SigninThrottle).where(SigninThrottle.key == key)
+        if on_postgres(uow.session):
+            query = query.with_for_update()
+        row = (await uow.session.execute(query)).scalar_one_or_none()
+        if row is None:
+            row = SigninThrottle(key=key)
+            uow.session.add(row)
+        row.failures += 1
+        row.updated_at = utcnow()
+        if row.failures >= threshold:
+            seconds = min(c.lockout_max_seconds, c.lockout_base_seconds * 2 ** (row.failures - threshold))
+            row.locked_until = utcnow() + timedelta(seconds=seconds)
+        try:
+            await uow.commit()
+        except sa.exc.IntegrityError:  # a concurrent first failure for the same key: count this one again
+            return await record_failure(runtime, key, threshold)
+
+
+async def clear_failures(uow: UnitOfWork, key: str) -> None:
+    await uow.session.execute(sa.delete(THROTTLES).where(THROTTLES.c.key == key))
+
+
+def too_many(wait: float) -> Problem:
+    seconds = max(1, math.ceil(wait))
+    return Problem(429, "too_many_attempts", "Too many failed sign-ins", f"Try again in {seconds} s.",
+                   headers={"Retry-After": str(seconds)})

@@ -1,11 +1,16 @@
 """Event → message accepted by the provider (stand-in), at a fixed event rate.
 
-``python -m bench.notify_latency [--rate 100] [--seconds 10] [--database-url postgresql+asyncpg://…/{service}]``
+``python -m bench.notify_latency [--rate 100] [--seconds 10] [--database-url postgresql+asyncpg://…/{service}]
+[--baseline]``
 
 The notify service runs as in ``minsheng run`` (its consumer, sender loop and the provider stand-ins on real
 HTTP); absence alerts for phone-only family members (one SMS each) are put on the in-process bus at the given
 rate, each stamped with its CloudEvent time. The figure is the stand-in's receive time minus the event time:
 consumer + fan-out transaction + the sender's wake-up, claim, HTTP call. Prints one JSON object.
+
+``--baseline``: the provider call alone, at the same rate: the same SMS adapter (TC3-signed ``SendSms``) posting
+straight to the same stand-in, one task per event, no bus, no database, no queue. The figure is the same
+(receive time minus the moment the event was due).
 """
 
 from __future__ import annotations
@@ -86,13 +91,44 @@ async def run(rate: float, seconds: float, database_url: str = "") -> dict[str, 
             "send_lag_p99_ms": round(_percentile(send_lag, 0.99), 1)}
 
 
+async def run_baseline(rate: float, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    from services.notify.channels import TencentSms
+    from services.notify.standin import STANDIN_SMS_APP, STANDIN_SMS_ID, STANDIN_SMS_KEY, serve_standin
+
+    async with serve_standin() as standin, httpx.AsyncClient(timeout=5.0) as client:
+        adapter = TencentSms(client, f"{standin.base_url}/sms", STANDIN_SMS_ID, STANDIN_SMS_KEY, STANDIN_SMS_APP,
+                             "民生服务")
+        received = standin.state.received["sms"]
+        total = int(rate * seconds)
+        sent_at: dict[str, float] = {}
+        tasks: list[asyncio.Task[Any]] = []
+        start = time.perf_counter()
+        for n in range(total):
+            due = start + n / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            phone = f"139{n:08d}"
+            sent_at["+86" + phone] = time.time()
+            tasks.append(asyncio.create_task(adapter.send(phone, {"template_id": "1900001", "params": ["3"]})))
+        outcomes = await asyncio.gather(*tasks)
+        latencies = [(r["at"] - sent_at[r["phone"]]) * 1000 for r in received if r["phone"] in sent_at]
+    return {"figure": "provider call alone (same adapter and stand-in)", "rate_per_second": rate, "events": total,
+            "accepted": len(latencies), "failed": sum(1 for o in outcomes if o.kind != "ok"),
+            "p50_ms": round(statistics.median(latencies), 1), "p99_ms": round(_percentile(latencies, 0.99), 1),
+            "max_ms": round(max(latencies), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--baseline", action="store_true", help="the provider call alone, same rate")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.rate, args.seconds, args.database_url)), ensure_ascii=False))
+    result = (asyncio.run(run_baseline(args.rate, args.seconds)) if args.baseline
+              else asyncio.run(run(args.rate, args.seconds, args.database_url)))
+    print(json.dumps(result, ensure_ascii=False))
 
 
 if __name__ == "__main__":

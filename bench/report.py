@@ -107,6 +107,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"- **{f['id']}**: {f['note']}" for f in relay if f.get("note")]
         lines.append("")
     for group, title in (("e2e", "End-to-end event latency (fixed rate)"),
+                         ("notify", "Notify: event → provider accepted (fixed rate)"),
                          ("large", "Large data sets (fixed rate; latency ms)")):
         rows = [f for f in figs if f["group"] == group]
         if not rows:

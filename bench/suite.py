@@ -231,6 +231,8 @@ class Suite:
             self.run_large()
         if self.wanted("identity"):
             self.run_identity()
+        if self.wanted("notify"):
+            self.run_notify()
         return self.result()
 
     def run_identity(self) -> None:
@@ -730,6 +732,35 @@ class Suite:
         path.write_text(json.dumps(spec))
         result: dict[str, Any] = run_python("bench.relay_worker", str(path), timeout=900)
         return result
+
+    # notify: event → message accepted by the provider stand-in, beside the provider call alone ------------
+
+    def run_notify(self, rate: float = 100.0) -> None:
+        env, s = self.env, self.sizes
+        seconds = max(2.0, s.e2e_duration)
+        fig = Figure("notify.event_to_provider", "notify", f"Event → message accepted by the provider stand-in at "
+                     f"{rate:.0f}/s (notify on PostgreSQL: consumer, fan-out, sender, SMS over HTTP)",
+                     metric="p99_ms", target="p99 ≤ 100 ms",
+                     baseline_name="the provider call alone: the same SMS adapter posting to the same stand-in, "
+                                   "same rate, no bus, database or queue")
+
+        def body() -> None:
+            subs: list[dict[str, Any]] = []
+            bases: list[dict[str, Any]] = []
+            args = ("--rate", str(rate), "--seconds", str(seconds))
+            for i in range(s.rounds):
+                url = asyncio.run(env.migrate("notify", f"notify_bench_{i}"))  # a fresh queue each round
+                bases.append(run_python("bench.notify_latency", *args, "--baseline", timeout=seconds + 120))
+                subs.append(run_python("bench.notify_latency", *args, "--database-url", url, timeout=seconds + 120))
+            for r in (*subs, *bases):
+                r["latency_ms"] = {"p50": r["p50_ms"], "p99": r["p99_ms"], "max": r["max_ms"]}
+            key: Callable[[dict[str, Any]], float] = lambda r: r["p99_ms"]  # noqa: E731
+            fig.subject, fig.baseline = _median(subs, key), _median(bases, key)
+            sub = fig.subject
+            fig.met = sub["p99_ms"] <= 100 and sub["accepted"] == sub["events"] and not sub["handler_failures"]
+            fig.note = (f"{sub['accepted']} of {sub['events']} accepted; fan-out committed → accepted (the sender's "
+                        f"share) p50/p99 {sub['send_lag_p50_ms']:.0f}/{sub['send_lag_p99_ms']:.0f} ms")
+        self.guard(fig, body)
 
     # large data sets: list/filter/figures on a million issues and 100k households --------------------------
 

@@ -64,11 +64,18 @@ class DeliveryCancelled(IntegrationEvent):
     key_field: ClassVar[str] = "order_id"
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "order_id": "01936f2e-c000-7000-8000-000000000010", "reason": "diner cancelled",
-        "cancelled_at": "2026-11-27T08:00:00Z"}]})
+        "cancelled_at": "2026-11-27T08:00:00Z", "diner_id": "01936f2e-c000-7000-8000-000000000002",
+        "meal_date": "2026-11-27", "slot": "lunch", "family_subjects": ["family-zhao-son"]}]})
 
     order_id: UUID
     reason: str
     cancelled_at: datetime
+    # Added in place (optional) so notify can tell the diner's family: who ate, which meal, the logins of the
+    # family members (no phones: this topic is also read by points).
+    diner_id: UUID | None = None
+    meal_date: date | None = None
+    slot: MealSlot | None = None
+    family_subjects: list[str] = []
 
 
 @contract
@@ -108,13 +115,45 @@ class AbsenceAlert(IntegrationEvent):
 
 @contract
 class OrderDelivered(IntegrationEvent):
+    """A delivery order reached the elder (the rider's task completed, or staff recorded it)."""
+
     event_type: ClassVar[str] = "minsheng.canteen.order.delivered.v1"
     topic: ClassVar[str] = "canteen.order"
     key_field: ClassVar[str] = "order_id"
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "order_id": "01936f2e-c000-7000-8000-000000000010", "delivered_at": "2026-11-27T11:40:00Z",
-        "rider_task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f"}]})
+        "rider_task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f", "diner_id": "01936f2e-c000-7000-8000-000000000002",
+        "meal_date": "2026-11-27", "slot": "lunch", "family_subjects": ["family-zhao-son"]}]})
 
     order_id: UUID
     delivered_at: datetime
     rider_task_id: UUID | None = None
+    # Added in place (optional) so notify can tell the diner's family; no phones (see DeliveryCancelled).
+    diner_id: UUID | None = None
+    meal_date: date | None = None
+    slot: MealSlot | None = None
+    family_subjects: list[str] = []
+
+
+@contract
+class SubsidySuspended(IntegrationEvent):
+    """A diner's meal subsidy stopped (the visits service said the resident moved away or died): from
+    ``effective_from`` their meals are at full price and their booked meals from then on were cancelled.
+    Names the family members' logins so notify can tell them; no phones, no ID number."""
+
+    event_type: ClassVar[str] = "minsheng.canteen.diner.subsidy_suspended.v1"
+    topic: ClassVar[str] = "canteen.diner"
+    key_field: ClassVar[str] = "diner_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "diner_id": "01936f2e-c000-7000-8000-000000000002", "canteen_id": "01936f2e-c000-7000-8000-000000000001",
+        "canteen_name": "云兴街幸福食堂", "reason": "moved", "effective_from": "2026-12-01",
+        "cancelled_orders": 3, "family_subjects": ["family-zhao-son"], "suspended_at": "2026-12-06T09:00:00Z"}]})
+
+    diner_id: UUID
+    canteen_id: UUID
+    canteen_name: str | None = None
+    reason: Literal["moved", "deceased"]
+    effective_from: date
+    cancelled_orders: int = 0
+    family_subjects: list[str] = []
+    suspended_at: datetime

@@ -1,4 +1,4 @@
-"""Events the issues service publishes: one topic, ``issues.issue``, keyed by the issue id."""
+"""Events the issues service publishes: ``issues.issue`` keyed by the issue id, ``issues.vote`` by the vote id."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from minsheng.contracts.base import IntegrationEvent, Origin, contract
 
@@ -150,3 +150,60 @@ class IssueMerged(IssueFact):
     event_type: ClassVar[str] = "minsheng.issues.issue.merged.v1"
     model_config = _examples(into_issue_id="01936f2e-9000-7000-8000-000000000002")
     into_issue_id: UUID
+
+
+class VoteOptionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    label: str
+    votes: int
+
+
+class VoteFact(IntegrationEvent):
+    """A vote on a community matter (事项投票). Who may vote: the residents (or households) of the community,
+    or of the compound when one is named. Voters are never named."""
+
+    topic: ClassVar[str] = "issues.vote"
+    key_field: ClassVar[str] = "vote_id"
+
+    vote_id: UUID
+    community: str
+    compound: str | None = None
+    question: str = Field(max_length=300)
+    eligibility: Literal["household", "resident"] = "household"
+    opens_at: datetime
+    closes_at: datetime
+
+
+_VOTE: dict[str, Any] = {
+    "vote_id": "01936f2e-9100-7000-8000-000000000001", "community": "yunxing", "compound": "yuntaiyuan",
+    "question": "Should the compound add electric-bike charging points?", "eligibility": "household",
+    "opens_at": "2026-12-06T01:00:00Z", "closes_at": "2026-12-13T01:00:00Z"}
+
+
+@contract
+class VoteOpened(VoteFact):
+    """A vote opened (at once when created, or at its ``opens_at`` when scheduled)."""
+
+    event_type: ClassVar[str] = "minsheng.issues.vote.opened.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_VOTE, "options": ["Yes", "No"]}]})
+
+    options: list[str] = []
+
+
+@contract
+class VoteClosed(VoteFact):
+    """A vote closed (its time ran out, or staff closed it early): the results, now public."""
+
+    event_type: ClassVar[str] = "minsheng.issues.vote.closed.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **_VOTE, "closed_at": "2026-12-13T01:00:00Z", "early": False, "turnout": 212,
+        "results": [{"key": "1", "label": "Yes", "votes": 168}, {"key": "2", "label": "No", "votes": 44}],
+        "outcome": "Yes"}]})
+
+    closed_at: datetime
+    early: bool = False
+    turnout: int = 0
+    results: list[VoteOptionResult] = []
+    outcome: str | None = None  # the winning option's label; None on a tie or without votes

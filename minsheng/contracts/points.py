@@ -108,3 +108,22 @@ class PointsPosted(IntegrationEvent):
     cause_type: str
     cause_id: str
     posted_at: datetime
+
+
+@contract
+class PointsExpiring(IntegrationEvent):
+    """A rider has unspent points that will expire within the warning window (``expiry_warning_days``): told
+    once per rider and local month, so they can redeem them in time."""
+
+    event_type: ClassVar[str] = "minsheng.points.ledger.expiring.v1"
+    topic: ClassVar[str] = "points.ledger"
+    key_field: ClassVar[str] = "rider_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rider_id": "01936f2e-0000-7000-8000-000000000001", "points": 40, "balance": 120,
+        "expiring_before": "2026-12-31T16:00:00Z", "warned_at": "2026-12-01T02:00:00Z"}]})
+
+    rider_id: UUID
+    points: int
+    balance: int
+    expiring_before: datetime
+    warned_at: datetime

@@ -42,6 +42,39 @@ class NeedEscalated(IntegrationEvent):
     escalated_at: datetime
 
 
+NeedAction = Literal["raised", "started", "resolved", "confirmed", "auto_confirmed", "reopened", "closed",
+                     "escalated", "closed_by_issue_resolved", "closed_by_issue_confirmed"]
+
+
+@contract
+class NeedProgressed(IntegrationEvent):
+    """A need in the ledger moved: recorded at the door (``raised``), being worked on, resolved, confirmed,
+    reopened, closed out (销号: ``confirmed``, ``auto_confirmed``, ``closed``, ``closed_by_issue_*``) or
+    escalated. ``resident_id`` is the resident the need is about, when the recorder named one: notify reaches
+    them through an account linked to that resident. Carries no name, phone, ID number or description."""
+
+    event_type: ClassVar[str] = "minsheng.visits.need.progressed.v1"
+    topic: ClassVar[str] = "visits.need"
+    key_field: ClassVar[str] = "need_id"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "need_id": "01936f2e-a000-7000-8000-000000000001", "household_id": "01936f2e-a000-7000-8000-0000000000aa",
+        "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "action": "raised", "status": "open",
+        "category": "mobility", "title": "Needs a walking stick", "community": "yunxing", "compound": "yuntaiyuan",
+        "due_on": "2026-11-30", "occurred_at": "2026-11-27T09:00:00Z"}]})
+
+    need_id: UUID
+    household_id: UUID
+    resident_id: UUID | None = None
+    action: NeedAction
+    status: str
+    category: str
+    title: str = Field(max_length=200)
+    community: str
+    compound: str | None = None
+    due_on: date | None = None
+    occurred_at: datetime
+
+
 @contract
 class ResidentStatusChanged(IntegrationEvent):
     """A resident moved away or died (or came back): the canteen stops or resumes subsidies.

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
+from minsheng.contracts.canteen import AbsenceAlert, FamilyContact, SubsidySuspended
 from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
@@ -241,8 +241,17 @@ async def _suspend(uow: UnitOfWork, diner: Diner, event: ResidentStatusChanged) 
                                                                                    col(Order.slot))
     if uow.db.is_postgres:
         pending = pending.with_for_update()
+    cancelled = 0
     for order in (await uow.session.execute(pending)).scalars():
         await cancel_order(uow, order, reason=f"resident {event.status}", actor="system:visits")
+        cancelled += 1
+    canteen = await uow.session.get(Canteen, diner.canteen_id)
+    family = (await uow.session.execute(select(FamilyMember.subject).where(
+        FamilyMember.diner_id == diner.id).order_by(col(FamilyMember.subject)))).scalars()
+    uow.emit(SubsidySuspended(
+        diner_id=diner.id, canteen_id=diner.canteen_id, canteen_name=canteen.name if canteen else None,
+        reason="deceased" if event.status == "deceased" else "moved", effective_from=event.effective_date,
+        cancelled_orders=cancelled, family_subjects=list(family), suspended_at=utcnow()))
 
 
 async def record_welfare_check(uow: UnitOfWork, event: WelfareCheckCompleted) -> bool:

@@ -404,6 +404,15 @@ async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -
     return order
 
 
+async def _for_family(uow: UnitOfWork, order: Order) -> dict[str, Any]:
+    """What a delivery event carries so notify can tell the diner's family: the diner, the meal and the family
+    members' logins (never their phones)."""
+    subjects = (await uow.session.execute(select(FamilyMember.subject).where(
+        FamilyMember.diner_id == order.diner_id).order_by(col(FamilyMember.subject)))).scalars()
+    return {"diner_id": order.diner_id, "meal_date": order.meal_date, "slot": order.slot,
+            "family_subjects": list(subjects)}
+
+
 async def cancel_order(uow: UnitOfWork, order: Order, *, reason: str, actor: str) -> None:
     """Cancel a booked order: free its seat, void its subsidy lines, withdraw a delivery's rider task."""
     now = utcnow()
@@ -413,7 +422,8 @@ async def cancel_order(uow: UnitOfWork, order: Order, *, reason: str, actor: str
     await uow.session.execute(sa.update(LINES).where(LINES.c.order_id == order.id)
                               .values(status=LineStatus.cancelled.value))
     if order.fulfilment == Fulfilment.delivery:
-        uow.emit(DeliveryCancelled(order_id=order.id, reason=reason[:200], cancelled_at=now))
+        uow.emit(DeliveryCancelled(order_id=order.id, reason=reason[:200], cancelled_at=now,
+                                   **await _for_family(uow, order)))
 
 
 def serve(order: Order, who: Principal) -> Order:
@@ -479,7 +489,7 @@ async def mark_delivered(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at: 
         return None  # already delivered, or cancelled before the rider got there: nothing to record
     _move(order, OrderStatus.delivered)
     order.delivered_at, order.rider_task_id = at, task_id
-    uow.emit(OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=task_id))
+    uow.emit(OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=task_id, **await _for_family(uow, order)))
     return order
 
 
@@ -510,4 +520,4 @@ async def mark_delivered_by_staff(uow: UnitOfWork, order: Order) -> None:
     at = config.now()
     _move(order, OrderStatus.delivered)
     order.delivered_at = at
-    uow.emit(OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=None))
+    uow.emit(OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=None, **await _for_family(uow, order)))

@@ -20,6 +20,7 @@ from minsheng.platform.uow import UnitOfWork
 from services.issues.config import get_config
 from services.issues.models import Issue, IssueStatus
 from services.issues.service import _fact, record
+from services.issues.votes import announce_due
 
 
 def _claim(uow: UnitOfWork, query: Any, batch: int) -> Any:
@@ -117,4 +118,5 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
 JOBS = (
     Job("issues-overdue-sweep", get_config().sweep_every_seconds, sweep_overdue),
     Job("issues-auto-confirm", 15 * 60, auto_confirm),
+    Job("issues-vote-announcements", 60, announce_due),
 )

@@ -680,6 +680,10 @@ class Vote(IssuesModel, table=True):
     closed_early_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_by: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # When VoteOpened / VoteClosed were published (each once; a job catches up on scheduled opens and on
+    # votes whose time ran out).
+    open_announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    close_announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Ballot(IssuesModel, table=True):

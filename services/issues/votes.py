@@ -14,11 +14,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from sqlmodel import col, select
 
+from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.service import Runtime, ServiceRuntime, UoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues.models import (
     Ballot,
@@ -114,6 +115,49 @@ async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> Vote
         you_voted=you_voted, your_choice=choice, created_at=vote.created_at)
 
 
+def _vote_fact(vote: Vote) -> dict[str, Any]:
+    return {"vote_id": vote.id, "community": vote.community, "compound": vote.compound, "question": vote.question,
+            "eligibility": vote.eligibility, "opens_at": vote.opens_at, "closes_at": vote.closes_at}
+
+
+def announce_open(uow: UnitOfWork, vote: Vote, now: datetime) -> None:
+    vote.open_announced_at = now
+    uow.emit(VoteOpened(**_vote_fact(vote), options=[o["label"] for o in vote.options]))
+
+
+async def announce_close(uow: UnitOfWork, vote: Vote, now: datetime) -> None:
+    """The results, public once closed (counts per option, never voters)."""
+    counts = await tallies(uow, vote.id)
+    results = [VoteOptionResult(key=o["key"], label=o["label"], votes=counts.get(o["key"], 0)) for o in vote.options]
+    top = max((r.votes for r in results), default=0)
+    winners = [r.label for r in results if r.votes == top]
+    vote.close_announced_at = now
+    vote.open_announced_at = vote.open_announced_at or now
+    uow.emit(VoteClosed(**_vote_fact(vote), closed_at=vote.closed_early_at or vote.closes_at,
+                        early=vote.closed_early_at is not None, turnout=sum(r.votes for r in results),
+                        results=results, outcome=winners[0] if top and len(winners) == 1 else None))
+
+
+async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
+    """The job: scheduled votes that have opened, and votes whose time ran out, are announced once."""
+    now = utcnow()
+    async with runtime.uow() as uow:
+        closed = sa.or_(col(Vote.closes_at) <= now, col(Vote.closed_early_at).is_not(None))
+        query = select(Vote).where(sa.or_(
+            sa.and_(col(Vote.open_announced_at).is_(None), col(Vote.opens_at) <= now),
+            sa.and_(col(Vote.close_announced_at).is_(None), closed))).order_by(col(Vote.opens_at)).limit(batch)
+        if uow.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        votes = list((await uow.session.execute(query)).scalars())
+        for vote in votes:
+            if status_of(vote, now) == "closed":
+                await announce_close(uow, vote, now)  # closed before anyone said it opened: just the results
+            else:
+                announce_open(uow, vote, now)
+        await uow.commit()
+    return len(votes)
+
+
 async def _get(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_update: bool = False) -> Vote:
     vote = await uow.session.get(Vote, vote_id, with_for_update=for_update and uow.db.is_postgres)
     if vote is None or not can_view(who, vote):
@@ -136,6 +180,8 @@ async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) 
                 closes_at=body.closes_at, created_by=who.sub,
                 options=[{"key": str(i + 1), "label": label} for i, label in enumerate(body.options)])
     uow.session.add(vote)
+    if opens_at <= now:
+        announce_open(uow, vote, now)
     await uow.commit()
     return await view(uow, who, vote, runtime.settings.secret)
 
@@ -209,5 +255,6 @@ async def close_vote(vote_id: UUID, uow: UoW, who: Staff, runtime: Runtime) -> V
     if status_of(vote) == "closed":
         raise conflict("vote_closed", "This vote is already closed.")
     vote.closed_early_at = utcnow()
+    await announce_close(uow, vote, vote.closed_early_at)
     await uow.commit()
     return await view(uow, who, vote, runtime.settings.secret)

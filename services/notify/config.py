@@ -62,6 +62,11 @@ class NotifySettings(BaseSettings):
     rate_per_second: dict[str, float] = {"wechat": 200.0, "sms": 50.0, "wecom": 20 / 60}
     burst: dict[str, int] = {"wechat": 400, "sms": 100, "wecom": 20}
 
+    # The staff's daily digest (escalations, overdue issues) goes to each duty group at this local time; the
+    # job looks every ``digest_check_seconds``.
+    digest_time: time = time(8, 30)
+    digest_check_seconds: float = 300.0
+
     # Retention: delivered messages and their deliveries are deleted after this many days.
     retention_days: int = 180
 

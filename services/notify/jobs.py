@@ -1,22 +1,30 @@
-"""Periodic work: retention of delivered messages. Safe in several replicas (plain conditional deletes)."""
+"""Periodic work: the staff's daily digest, retention of delivered messages. Safe in several replicas (the
+digest claims its lines with SKIP LOCKED and one message per group and day is unique; plain conditional
+deletes)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
 
-from minsheng.platform.ids import utcnow
+from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.service import Job, ServiceRuntime
-from services.notify import config
-from services.notify.models import CareContact, Delivery, DeliveryStatus, Message
+from services.notify import config, state
+from services.notify.models import CareContact, Channel, Delivery, DeliveryStatus, DigestItem, Message
+from services.notify.rules import rulebook
 
 log = logging.getLogger(__name__)
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 M = Message.__table__  # type: ignore[attr-defined]
 C = CareContact.__table__  # type: ignore[attr-defined]
+DI = DigestItem.__table__  # type: ignore[attr-defined]
 _OPEN = [DeliveryStatus.pending.value, DeliveryStatus.held.value, DeliveryStatus.sending.value]
 
 
@@ -34,6 +42,7 @@ async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
                 await uow.session.execute(sa.delete(D).where(D.c.message_id.in_(ids)))
                 await uow.session.execute(sa.delete(M).where(M.c.id.in_(ids)))
             await uow.session.execute(sa.delete(C).where(C.c.created_at < cutoff))
+            await uow.session.execute(sa.delete(DI).where(DI.c.created_at < cutoff))
             await uow.commit()
         purged += len(ids)
         if len(ids) < batch:
@@ -43,4 +52,165 @@ async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
     return purged
 
 
-JOBS = (Job("purge-delivered-messages", 3600, purge_old),)
+BILL_SCOPE = "resident:"
+BILL_RULE = "happiness_bill"
+BILL_EVENT_TYPE = "minsheng.notify.bill.monthly"
+DIGEST_RULE = "staff_daily_digest"
+DIGEST_EVENT_TYPE = "minsheng.notify.digest.daily"
+_WECOM_MAX_BYTES = 4096
+
+
+def digest_markdown(scope: str, day: str, lines: list[tuple[str, str]]) -> str:
+    """One duty group's digest: a heading with counts per kind, then the lines (as many as the robot's
+    4096-byte markdown limit holds, then how many more)."""
+    titles = {r.id: r.text["zh-CN"].title for r in rulebook().rules}  # what a line counts as: its rule's title
+    counts = Counter(rule for rule, _ in lines)
+    where = "全区" if scope == "*" else scope
+    summary = "，".join(f"{titles.get(rule, rule)} {n} 件" for rule, n in sorted(counts.items()))
+    head = f"## 每日督办汇总 {day}（{where}）\n{summary}\n"
+    body, shown = head, 0
+    for _, line in lines:
+        more = f"\n... 另有 {len(lines) - shown} 件，请在工作台查看"
+        candidate = f"{body}> - {line}\n"
+        if len((candidate + more).encode()) > _WECOM_MAX_BYTES:
+            return body + more.lstrip("\n")
+        body, shown = candidate, shown + 1
+    return body
+
+
+async def send_digests(runtime: ServiceRuntime, *, now: datetime | None = None) -> int:
+    try:
+        written = await _write_digests(runtime, now or utcnow())
+    except IntegrityError:  # another replica wrote the same group's digest for today first (SQLite: no locks)
+        return 0
+    if written:
+        log.info("notify: %d daily digests written", written)
+        notifier = state.NOTIFIERS.get(runtime.db)
+        if notifier is not None:
+            notifier.wake()
+    return written
+
+
+async def _write_digests(runtime: ServiceRuntime, now: datetime) -> int:
+    """Once a day, after ``digest_time`` (local), each duty group with queued lines gets one WeCom message:
+    the issues that went overdue and the needs escalated since its last digest. Built only from what notify
+    consumed (``digest_items``), never by asking another service. Returns the number of digests written."""
+    s = config.get()
+    local = now.astimezone(s.tz)
+    cut = datetime.combine(local.date(), s.digest_time, tzinfo=s.tz)
+    if local < cut:
+        return 0
+    day = local.date().isoformat()
+    written = 0
+    async with runtime.uow() as uow:
+        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None), DigestItem.occurred_at < cut,
+                                          ~col(DigestItem.scope).startswith(BILL_SCOPE))
+                 .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id)))
+        if uow.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        by_scope: dict[str, list[DigestItem]] = defaultdict(list)
+        for item in (await uow.session.execute(query)).scalars():
+            by_scope[item.scope].append(item)
+        for scope, items in sorted(by_scope.items()):
+            key = f"wecom:{scope}"
+            done = (await uow.session.execute(select(Message.id).where(
+                Message.event_id == f"digest:{day}", Message.rule == DIGEST_RULE,
+                Message.recipient_key == key))).first()
+            if done is not None:
+                continue  # today's digest for this group went already: these lines wait for tomorrow's
+            content = digest_markdown(scope, day, [(i.rule, i.line) for i in items])
+            message = Message(id=uuid7(), account_id=None, recipient_key=key, event_id=f"digest:{day}",
+                              event_type=DIGEST_EVENT_TYPE, rule=DIGEST_RULE, urgent=False,
+                              title=f"每日督办汇总 {day}", body=content, locale="zh-CN", created_at=utcnow())
+            uow.session.add(message)
+            await uow.session.flush()
+            at = utcnow()  # ``now`` picks the day; the delivery is due by the clock
+            held = s.in_quiet_hours(at)
+            uow.session.add(Delivery(
+                id=uuid7(), message_id=message.id, recipient_key=key, channel=Channel.wecom.value,
+                status=(DeliveryStatus.held if held else DeliveryStatus.pending).value, urgent=False,
+                next_attempt_at=s.quiet_hours_end(at) if held else at, created_at=at, updated_at=at,
+                address_enc=scope, address_masked=scope, request={"msgtype": "markdown", "content": content}))
+            for item in items:
+                item.digest_message_id = message.id
+            written += 1
+        await uow.commit()
+    return written
+
+
+async def _digests(runtime: ServiceRuntime) -> int:
+    return await send_digests(runtime) + await send_bills(runtime)
+
+
+def bill_text(month: str, lines: list[str], locale: str) -> tuple[str, str]:
+    """A resident's happiness bill (幸福账单): what was done for them last month."""
+    if locale == "en":
+        return f"Your happiness bill for {month}", (f"In {month} the community closed out {len(lines)} of your "
+                                                    f"needs: " + "; ".join(lines) + ".")
+    return f"{month}幸福账单", f"{month}，社区为您办结{len(lines)}件事：" + "；".join(lines) + "。"
+
+
+async def send_bills(runtime: ServiceRuntime, *, now: datetime | None = None) -> int:
+    """Once a month, after ``digest_time`` on any day of the new month, each resident whose needs were closed
+    out last month (``bill`` rules) gets their happiness bill in the inbox of every account linked to them
+    (``visits.resident``). Lines of a resident nobody is linked to yet wait (retention drops them). Returns the
+    number of messages written."""
+    try:
+        return await _write_bills(runtime, now or utcnow())
+    except IntegrityError:  # another replica wrote this month's bills first
+        return 0
+
+
+async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
+    from services.notify.service import _account_target, _linked_accounts
+
+    s = config.get()
+    local = now.astimezone(s.tz)
+    month_start = datetime.combine(local.date().replace(day=1), s.digest_time, tzinfo=s.tz)
+    if local < month_start:
+        return 0
+    previous = (local.date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    written = 0
+    async with runtime.uow() as uow:
+        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None),
+                                          col(DigestItem.scope).startswith(BILL_SCOPE),
+                                          DigestItem.occurred_at < month_start.replace(hour=0, minute=0))
+                 .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id)))
+        if uow.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        by_resident: dict[str, list[DigestItem]] = defaultdict(list)
+        for item in (await uow.session.execute(query)).scalars():
+            by_resident[item.scope.removeprefix(BILL_SCOPE)].append(item)
+        for resident_id, items in sorted(by_resident.items()):
+            accounts = await _linked_accounts(uow, "visits.resident", resident_id)
+            first: UUID | None = None
+            for account_id in accounts:
+                target = await _account_target(uow, account_id)
+                if (await uow.session.execute(select(Message.id).where(
+                        Message.event_id == f"bill:{previous}:{resident_id}", Message.rule == BILL_RULE,
+                        Message.recipient_key == target.key))).first() is not None:
+                    continue  # this month's bill went already: late lines wait for next month's
+                title, body = bill_text(previous, [i.line for i in items], target.locale)
+                at = utcnow()
+                message = Message(id=uuid7(), account_id=account_id, recipient_key=target.key,
+                                  event_id=f"bill:{previous}:{resident_id}", event_type=BILL_EVENT_TYPE,
+                                  rule=BILL_RULE, urgent=False, title=title[:200], body=body, locale=target.locale,
+                                  link="pages/visits/bill", subject_ref=f"bill:{previous}", created_at=at)
+                uow.session.add(message)
+                await uow.session.flush()
+                uow.session.add(Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key,
+                                         channel=Channel.inbox.value, status=DeliveryStatus.sent.value,
+                                         urgent=False, next_attempt_at=at, sent_at=at, created_at=at, updated_at=at))
+                first = first or message.id
+                written += 1
+            if first is not None:
+                for item in items:
+                    item.digest_message_id = first
+        await uow.commit()
+    if written:
+        log.info("notify: %d happiness bills written", written)
+    return written
+
+
+JOBS = (Job("purge-delivered-messages", 3600, purge_old),
+        Job("staff-daily-digest", config.get().digest_check_seconds, _digests))

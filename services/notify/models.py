@@ -223,3 +223,23 @@ class CareContact(NotifyModel, table=True):
     subject: str | None = Field(default=None, max_length=200)
     phone_enc: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = utc_now()
+
+
+class DigestItem(NotifyModel, table=True):
+    """An event a ``digest`` rule queued for the staff's daily digest (an issue overdue, a need escalated), or
+    a ``bill`` rule for a resident's monthly happiness bill (a need closed out), rendered into its line when
+    consumed; the daily/monthly job gathers each group's or resident's lines into one message and marks them
+    with it. Unique per event and rule, so a redelivered event is queued once."""
+
+    __tablename__ = "digest_items"
+    __table_args__ = (sa.UniqueConstraint("event_id", "rule", name="uq_digest_item_cause"),
+                      sa.Index("ix_digest_items_open", "digest_message_id", "scope", "occurred_at"))
+    id: UUID = uuid_pk()
+    event_id: str = Field(max_length=64)
+    rule: str = Field(max_length=60)
+    scope: str = Field(max_length=64)  # the duty group (a community with a robot, or "*"), or resident:<id>
+    community: str | None = Field(default=None, max_length=40)
+    line: str = Field(max_length=500)
+    occurred_at: datetime = utc_now()
+    digest_message_id: UUID | None = None
+    created_at: datetime = utc_now()

@@ -22,7 +22,10 @@ from services.notify import config
 
 RULES_FILE = Path(__file__).with_name("rules.json")
 
-Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff"]
+# ``digest``: not sent at once; the rendered text is queued as a line of the duty group's daily digest.
+# ``bill``: likewise, a line of the resident's (``resident_id``) monthly happiness bill.
+Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family",
+                   "digest", "vote_residents", "bill"]
 
 
 class Text(BaseModel):
@@ -61,7 +64,8 @@ class Rule(BaseModel):
         return self.urgency == "urgent"
 
     def matches(self, fields: dict[str, Any]) -> bool:
-        return all(fields.get(k) == v for k, v in self.when.items())
+        # a list in ``when`` is a choice: the field must be one of its values
+        return all(fields.get(k) in v if isinstance(v, list) else fields.get(k) == v for k, v in self.when.items())
 
 
 class RuleBook(BaseModel):
@@ -97,7 +101,7 @@ class _Blank(dict[str, Any]):
 
 
 _FORMATTER = string.Formatter()
-_NEVER_RENDERED = frozenset({"family_contacts"})  # personal data: never in a text
+_NEVER_RENDERED = frozenset({"family_contacts", "family_subjects"})  # personal data / logins: never in a text
 
 
 def fill(template: str, values: dict[str, Any]) -> str:
@@ -128,9 +132,8 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
             values[name] = "、".join(value) if locale == "zh-CN" else ", ".join(value)
         else:
             values[name] = value
-    occurred = next((getattr(event, f) for f in ("occurred_at", "posted_at", "completed_at", "claimed_at",
-                                                  "raised_at") if isinstance(getattr(event, f, None), datetime)),
-                    None)
+    moments = ("occurred_at", "posted_at", "completed_at", "claimed_at", "raised_at", "delivered_at", "cancelled_at")
+    occurred = next((getattr(event, f) for f in moments if isinstance(getattr(event, f, None), datetime)), None)
     if occurred is not None:
         local = occurred.astimezone(s.tz)
         values["time"] = local.strftime("%Y-%m-%d %H:%M")
@@ -138,7 +141,8 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     category = values.get("category")
     if category:
         values["category_label"] = labels.get(str(category), str(category))
-    for key, source in (("deadline_label", "deadline"), ("cause_label", "cause_type"), ("task_label", "task_type")):
+    for key, source in (("deadline_label", "deadline"), ("cause_label", "cause_type"), ("task_label", "task_type"),
+                        ("slot_label", "slot")):
         if values.get(source):
             values[key] = labels.get(str(values[source]), str(values[source]))
     if isinstance(values.get("amount"), int):
@@ -146,6 +150,10 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     if values.get("outcome"):
         values["outcome_label"] = _OUTCOMES.get(locale, _OUTCOMES["zh-CN"]).get(str(values["outcome"]),
                                                                                  str(values["outcome"]))
+    results = values.get("results")
+    if isinstance(results, list):  # a closed vote: "同意 168 票、不同意 44 票"
+        values["results_zh"] = "、".join(f"{r['label']} {r['votes']} 票" for r in results)
+        values["results_en"] = ", ".join(f"{r['label']} {r['votes']}" for r in results)
     redirect = values.get("redirect_to")
     values["redirect_zh"] = f"请前往{redirect}办理。" if redirect else ""
     values["redirect_en"] = f"Please go to {redirect}." if redirect else ""

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 
 from minsheng.contracts.base import IntegrationEvent
@@ -34,6 +35,7 @@ from services.notify.models import (
     Channel,
     Delivery,
     DeliveryStatus,
+    DigestItem,
     Message,
     Preference,
     Recipient,
@@ -89,6 +91,12 @@ async def account_linked(uow: UnitOfWork, event: AccountLinked) -> None:
                                    account_id=str(event.account_id)))
 
 
+def duty_scope(community: str | None) -> str:
+    """The WeCom duty group of a community: its own robot when it has one, else the district's ("*")."""
+    community = community or "*"
+    return community if community in config.get().wecom_robot_keys else "*"
+
+
 # --- audiences -------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -118,6 +126,18 @@ async def _linked_accounts(uow: UnitOfWork, record: str, record_id: str) -> list
     rows = await uow.session.execute(select(RecordLink.account_id).where(
         RecordLink.record == record, RecordLink.record_id == record_id).order_by(col(RecordLink.account_id)))
     return [a for (a,) in rows]
+
+
+async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
+    """Active resident accounts whose scopes (from identity's account events) include ``scope``."""
+    scopes = col(Recipient.scopes)
+    query = select(Recipient).where(Recipient.status == "active")
+    if uow.db.is_postgres:
+        query = query.where(scopes.op("@>")(sa.cast([scope], JSONB)))
+    else:
+        query = query.where(sa.cast(scopes, sa.Text).like(f'%"{scope}"%'))
+    rows = (await uow.session.execute(query.order_by(col(Recipient.account_id)))).scalars()
+    return [r.account_id for r in rows if "resident" in r.roles and scope in r.scopes]
 
 
 async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None, str | None]]) -> list[Target]:
@@ -166,10 +186,18 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
         rows = (await uow.session.execute(select(CareContact).where(
             CareContact.alert_id == str(fields["alert_id"])).order_by(col(CareContact.member_id)))).scalars()
         return await _family_targets(uow, [(c.member_id, c.subject, c.phone_enc) for c in rows])
+    if rule.audience == "need_resident":  # the resident a need is about, through their linked account(s)
+        if not fields.get("resident_id"):
+            return []
+        return [await _account_target(uow, a) for a in await _linked_accounts(uow, "visits.resident",
+                                                                            str(fields["resident_id"]))]
+    if rule.audience == "diner_family":  # the family members' logins the order event names (no phones)
+        return [await _account_target(uow, a) for a in dict.fromkeys(fields.get("family_subjects") or [])]
+    if rule.audience == "vote_residents":
+        return [await _account_target(uow, a) for a in await _residents_in(
+            uow, f"compound:{fields['compound']}" if fields.get("compound") else f"community:{fields['community']}")]
     if rule.audience == "duty_staff":
-        s = config.get()
-        community = fields.get("community") or "*"
-        scope = community if community in s.wecom_robot_keys else "*"
+        scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
     raise ValueError(f"unknown audience {rule.audience}")
 
@@ -195,9 +223,32 @@ async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent
     for rule in rulebook().for_event(envelope.type):
         if not rule.matches(fields):
             continue
+        if rule.audience == "digest":
+            await _queue_for_digest(uow, rule, event, envelope, duty_scope(fields.get("community")))
+            continue
+        if rule.audience == "bill":
+            if fields.get("resident_id"):
+                await _queue_for_digest(uow, rule, event, envelope, f"resident:{fields['resident_id']}")
+            continue
         for target in await audience(uow, rule, event):
             written += await _message(uow, rule, event, envelope, target)
     return written
+
+
+async def _queue_for_digest(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,
+                            scope: str) -> None:
+    """A line for the duty group's next daily digest (``jobs.send_digests``) or the resident's next monthly
+    bill (``jobs.send_bills``), rendered now in zh-CN."""
+    values = context(event, "zh-CN")
+    community = event.__dict__.get("community")
+    exists = (await uow.session.execute(select(DigestItem.id).where(
+        DigestItem.event_id == str(envelope.id), DigestItem.rule == rule.id))).first()
+    if exists is None:
+        occurred = next((v for v in (getattr(event, f, None) for f in ("occurred_at", "escalated_at"))
+                         if isinstance(v, datetime)), utcnow())
+        uow.session.add(DigestItem(event_id=str(envelope.id), rule=rule.id, scope=scope,
+                                   community=community, line=render(rule, values, "zh-CN").body[:500],
+                                   occurred_at=occurred))
 
 
 async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,

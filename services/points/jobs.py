@@ -26,6 +26,20 @@ async def expire_points(runtime: ServiceRuntime, *, batch: int = 500, max_batche
     return expired
 
 
+async def warn_expiring(runtime: ServiceRuntime, *, batch: int = 500, max_batches: int = 100) -> int:
+    told = 0
+    for _ in range(max_batches):
+        async with runtime.uow() as uow:
+            n, looked_at = await ledger.warn_expiring(uow, batch=batch)
+            await uow.commit()
+        told += n
+        if looked_at < batch:
+            break
+    if told:
+        log.info("points: %d riders told their points expire soon", told)
+    return told
+
+
 async def expire_tasks(runtime: ServiceRuntime) -> int:
     async with runtime.uow() as uow:
         n = await tasks.expire_overdue(uow)
@@ -42,6 +56,7 @@ async def purge(runtime: ServiceRuntime) -> tuple[int, int]:
 
 JOBS = (
     Job("expire-points", 3600, expire_points),
+    Job("warn-expiring-points", 3600, warn_expiring),
     Job("expire-tasks", 60, expire_tasks),
     Job("purge-nonces-and-codes", 600, purge),
 )

@@ -15,9 +15,11 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from minsheng.contracts.points import PointsPosted
+from minsheng.contracts.points import PointsExpiring, PointsPosted
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.inputs import MonthText, month_start
@@ -29,6 +31,7 @@ from services.points import config
 from services.points.models import (
     BalancePublic,
     EntryKind,
+    ExpiryWarning,
     Leaderboard,
     LeaderboardRow,
     LedgerEntry,
@@ -390,6 +393,47 @@ async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: 
                          check_duplicate=False)
         expired += amount
     return expired, len(candidates)
+
+
+WARNINGS: sa.Table = ExpiryWarning.__table__  # type: ignore[attr-defined]
+
+
+async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
+    """Tell riders whose unspent points expire within ``expiry_warning_days`` (``PointsExpiring``), once per
+    rider and local month (``expiry_warnings``' unique key; the insert that loses a race emits nothing).
+    Returns (riders warned, riders looked at): call again while the second is a full batch."""
+    settings = config.get()
+    if not settings.expiry_days or not settings.expiry_warning_days:
+        return 0, 0
+    now = now or utcnow()
+    cutoff = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
+    before = now + timedelta(days=settings.expiry_warning_days)
+    period = settings.local_month(now).isoformat()[:7]
+    old_credits, debits = _expirable_columns(cutoff)
+    warned = sa.select(WARNINGS.c.rider_id).where(WARNINGS.c.period == period)
+    candidates = (await uow.session.execute(
+        sa.select(ENTRIES.c.rider_id).where(ENTRIES.c.rider_id.notin_(warned)).group_by(ENTRIES.c.rider_id)
+        .having(old_credits - debits > 0).order_by(ENTRIES.c.rider_id).limit(batch)
+    )).scalars().all()
+    told = 0
+    insert = pg_insert if uow.db.is_postgres else sqlite_insert
+    for rider_id in candidates:
+        balance = (await uow.session.execute(
+            sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id))).scalar_one_or_none() or 0
+        points = min(await expirable(uow, rider_id, cutoff), int(balance))
+        if points <= 0:
+            continue
+        created = (await uow.session.execute(
+            insert(WARNINGS).values(id=uuid7(), rider_id=rider_id, period=period, points=points,
+                                    expiring_before=before, created_at=now)
+            .on_conflict_do_nothing(index_elements=["rider_id", "period"]).returning(WARNINGS.c.id)
+        )).scalar_one_or_none()
+        if created is None:
+            continue  # another replica told them first
+        uow.emit(PointsExpiring(rider_id=rider_id, points=points, balance=int(balance), expiring_before=before,
+                                warned_at=now))
+        told += 1
+    return told, len(candidates)
 
 
 # --- leaderboards ---------------------------------------------------------------------------------------------

@@ -776,3 +776,17 @@ class StatementSummary(BaseModel):
     points: int
     discount_yuan: Decimal
     by_offer: list[dict[str, Any]]
+
+
+class ExpiryWarning(PointsModel, table=True):
+    """A rider was told their points are about to expire (``PointsExpiring``): once per rider and local month
+    (the unique key decides, also between replicas)."""
+
+    __tablename__ = "expiry_warnings"
+    __table_args__ = (sa.UniqueConstraint("rider_id", "period", name="uq_expiry_warning"),)
+    id: UUID = uuid_pk()
+    rider_id: UUID
+    period: str = Field(max_length=7)  # local month, 2026-12
+    points: int
+    expiring_before: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = utc_now()

@@ -12,6 +12,7 @@ Every change writes a ledger note: the history is what the happiness bill prints
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import get_args
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import IssueFact
-from minsheng.contracts.visits import NeedEscalated
+from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -55,10 +56,21 @@ def need_public(n: Need) -> NeedPublic:
     return public
 
 
+ANNOUNCED = frozenset(get_args(NeedAction))
+
+
 def note(uow: UnitOfWork, need: Need, action: str, actor: str | None, actor_name: str | None = None,
          text: str | None = None) -> None:
+    """Every change writes a history note; the ones a resident hears about (recorded, progress, closure) are
+    also published as ``NeedProgressed`` in the same transaction."""
     uow.session.add(NeedNote(need_id=need.id, action=action, actor=actor, actor_name=actor_name,
                              note=text[:2000] if text else None))
+    if action in ANNOUNCED:
+        uow.emit(NeedProgressed(
+            need_id=need.id, household_id=need.household_id, resident_id=need.resident_id,
+            action=action,  # type: ignore[arg-type]  # checked against the Literal's values above
+            status=str(need.status), category=need.category, title=need.title, community=need.community,
+            compound=need.compound, due_on=need.due_on, occurred_at=utcnow()))
 
 
 async def _owner_name(uow: UnitOfWork, subject: str, fallback: str | None) -> str | None:

@@ -65,3 +65,23 @@ def test_load_generator_against_the_bare_app_and_the_report(env: BenchEnv, tmp_p
     assert json.loads((tmp_path / "latest.json").read_text())["figures"][0]["id"] == "read.x"
     assert "| X |" in (tmp_path / "latest.md").read_text()
     assert all(p.exists() for p in written)
+
+
+def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) -> None:
+    """``bin/bench --only notify``: notify on PostgreSQL against the provider call alone, one short round."""
+    from dataclasses import asdict
+
+    from bench.suite import SIZES, Suite
+
+    suite = Suite(env, SIZES["smoke"], {"notify"}, log=lambda line: None)
+    suite.run_notify(rate=20)
+    [fig] = suite.figures
+    assert fig.status == "ok", fig.note
+    assert fig.subject is not None and fig.baseline is not None
+    assert fig.subject["backend"] == "postgresql" and fig.subject["accepted"] == fig.subject["events"] == 40
+    assert fig.baseline["accepted"] == 40 and fig.subject["latency_ms"]["p99"] > 0 and fig.met is not None
+    result = {"sizes": {"name": "smoke", "rounds": 1, "duration": 1.0, "warmup": 0.3}, "started_at": 0,
+              "figures": [asdict(fig)], "machine": report.machine(), "command": "test"}
+    report.write(result, tmp_path)
+    text = (tmp_path / "latest.md").read_text()
+    assert "## Notify: event → provider accepted (fixed rate)" in text and "notify.event_to_provider" in text

@@ -48,6 +48,9 @@ async def delivery_flow(s: System) -> None:
                             delivery_address="云泰园3号楼2单元501", subject="wx-zhao")
     wang = await make_diner(s, c["id"], name="王秀英", community="gangcheng", delivery_eligible=True,
                             delivery_address="港城小区1号楼")
+    r = await s.client.post(f"/canteen/diners/{wang['id']}/family", headers=county(s), json={
+        "subject": "wx-wang-son", "name": "王强", "relation": "son", "phone": "13935201109"})
+    assert r.status_code == 201, r.text
     fan = await rider(s)
     order = (await book(s, s.auth("resident", "wx-zhao", ()), zhao["id"], menu, meal=1, fulfilment="delivery")).json()
     cancelled = (await book(s, county(s), wang["id"], menu, fulfilment="delivery")).json()
@@ -71,6 +74,11 @@ async def delivery_flow(s: System) -> None:
         return t["status"] == "withdrawn"  # type: ignore[no-any-return]
 
     await until(s, withdrawn)
+    # The cancellation names the diner, the meal and the family's logins (for notify), never their phones.
+    [gone] = [e for e in await outbox(s, "minsheng.canteen.delivery.cancelled.v1") if e["order_id"] == cancelled["id"]]
+    assert gone["diner_id"] == wang["id"] and gone["family_subjects"] == ["wx-wang-son"]
+    assert gone["meal_date"] == TOMORROW.isoformat() and gone["slot"] == cancelled["slot"]
+    assert "13935201109" not in str(gone)
 
     # A rider takes 赵's meal to her door; the canteen hears it was delivered and the rider earns the points.
     r = await s.client.post(f"/points/tasks/{task['id']}/claim", headers=fan.headers)
@@ -98,6 +106,7 @@ async def delivery_flow(s: System) -> None:
 
     [event] = await until(s, announced)
     assert event["rider_task_id"] == task["id"]
+    assert event["diner_id"] == zhao["id"] and event["family_subjects"] == [] and event["slot"] == order["slot"]
     stops = (await s.client.get("/canteen/canteens/yunxing-street/deliveries", headers=canteen_staff(s),
                                 params={"meal_date": TOMORROW.isoformat()})).json()["items"]
     assert {x["order_id"]: x["status"] for x in stops} == {order["id"]: "delivered"}
@@ -160,6 +169,12 @@ async def death_flow(s: System) -> None:
     assert d["resident_id"] == p.zhao_id and d["subsidy_suspended_from"] == effective
     o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json()
     assert o["status"] == "cancelled" and o["cancel_reason"] == "resident deceased"
+    # Said once, for notify: the reason, from when, how many bookings went; no ID number.
+    [stopped] = [e for e in await outbox(s, "minsheng.canteen.diner.subsidy_suspended.v1")
+                 if e["diner_id"] == zhao["id"]]
+    assert stopped["reason"] == "deceased" and stopped["effective_from"] == effective
+    assert stopped["cancelled_orders"] == 1 and stopped["canteen_id"] == c["id"] and stopped["family_subjects"] == []
+    assert ZHAO_ID_NUMBER not in str(stopped)
 
 
 async def test_delivery_order_becomes_a_rider_task_and_comes_back_delivered(system: System) -> None:

@@ -116,3 +116,47 @@ async def test_one_vote_per_resident(issues: System) -> None:
     assert r.status_code == 409
     mine = (await issues.client.get(path, headers=resident(issues, "res-li"))).json()
     assert mine["you_voted"] is True and mine["your_choice"] == "2"
+
+
+async def test_votes_are_announced_once_when_they_open_and_close(issues: System) -> None:
+    from uuid import UUID
+
+    import sqlalchemy as sa
+
+    from services.issues.models import Vote
+    from services.issues.votes import announce_due
+    from tests.issues.helpers import outbox
+
+    async def told(kind: str) -> list[dict[str, Any]]:
+        return [e for e in await outbox(issues) if e["type"] == f"minsheng.issues.vote.{kind}.v1"]
+
+    now_open = await open_vote(issues)
+    later = await open_vote(issues, opens_at=(utcnow() + timedelta(days=1)).isoformat(), compound=None)
+    [opened] = await told("opened")  # at once for an open vote; the scheduled one waits
+    assert opened["vote_id"] == now_open["id"] and opened["options"] == ["同意", "不同意", "弃权"]
+    assert opened["compound"] == "yuntaiyuan" and "description" not in opened
+    path = f"/issues/votes/{now_open['id']}"
+    voter = resident(issues, "res-wang", household="hh-501")
+    assert (await issues.client.post(f"{path}/ballots", headers=voter, json={"option": "2"})).status_code == 201
+    assert (await issues.client.post(f"{path}/close", headers=staff(issues))).status_code == 200
+    [closed] = await told("closed")
+    assert closed["early"] is True and closed["turnout"] == 1 and closed["outcome"] == "不同意"
+    assert [(r["label"], r["votes"]) for r in closed["results"]] == [("同意", 0), ("不同意", 1), ("弃权", 0)]
+    assert "res-wang" not in str(closed) and "hh-501" not in str(closed)
+
+    runtime = issues.runtime("issues")
+    assert await announce_due(runtime) == 0  # nothing due: nothing said twice
+    async with runtime.db.engine.begin() as conn:  # the scheduled vote's time comes, then runs out
+        await conn.execute(sa.update(Vote.__table__).where(  # type: ignore[attr-defined]
+            Vote.__table__.c.id == UUID(later["id"])).values(  # type: ignore[attr-defined]
+            opens_at=utcnow() - timedelta(hours=2)))
+    assert await announce_due(runtime) == 1
+    assert [e["vote_id"] for e in await told("opened")] == [now_open["id"], later["id"]]
+    async with runtime.db.engine.begin() as conn:
+        await conn.execute(sa.update(Vote.__table__).where(  # type: ignore[attr-defined]
+            Vote.__table__.c.id == UUID(later["id"])).values(  # type: ignore[attr-defined]
+            closes_at=utcnow() - timedelta(hours=1)))
+    assert await announce_due(runtime) == 1 and await announce_due(runtime) == 0
+    [_, ran_out] = await told("closed")
+    assert ran_out["vote_id"] == later["id"] and ran_out["early"] is False and ran_out["turnout"] == 0
+    assert ran_out["outcome"] is None and ran_out["compound"] is None

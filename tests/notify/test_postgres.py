@@ -96,3 +96,19 @@ async def test_redelivered_events_write_nothing_twice_and_issue_rules_work(pg_no
     assert len(received(s, "sms")) == 1 and len(received(s, "wechat")) == 1
     inbox = (await s.client.get("/notify/inbox", headers=me)).json()
     assert [m["rule"] for m in inbox["items"]] == ["issue_resolved"] and inbox["unread"] == 1
+
+
+async def test_the_daily_digest_and_the_resident_and_vote_rules_on_postgresql(pg_notify: System) -> None:
+    from tests.notify.test_digest import (
+        test_a_residents_happiness_bill_comes_once_a_month,
+        test_one_digest_per_duty_group_and_day_from_what_notify_consumed,
+    )
+    from tests.notify.test_resident_family_rules import (
+        test_a_need_recorded_at_the_door_its_progress_and_closure_reach_the_resident,
+        test_a_vote_opening_and_its_results_reach_the_residents_who_may_vote,
+    )
+
+    await test_one_digest_per_duty_group_and_day_from_what_notify_consumed(pg_notify)  # two replicas: SKIP LOCKED
+    await test_a_need_recorded_at_the_door_its_progress_and_closure_reach_the_resident(pg_notify)
+    await test_a_vote_opening_and_its_results_reach_the_residents_who_may_vote(pg_notify)  # JSONB @> scopes
+    await test_a_residents_happiness_bill_comes_once_a_month(pg_notify)

@@ -154,3 +154,31 @@ async def test_expiry_works_through_every_rider_in_batches(points: System) -> No
     assert await jobs.expire_points(runtime, batch=2) == 50
     assert [await balance(points, r) for r in riders] == [0] * 5
     assert await jobs.expire_points(runtime, batch=2) == 0
+
+
+async def test_riders_are_told_once_a_month_before_their_points_expire(points: System) -> None:
+    import json
+
+    fan, spent_all = await rider(points), await rider(points, "rider-spent")
+    await credit(points, fan.id, 100)
+    await credit(points, spent_all.id, 20)
+    await _backdate(points, fan.id, 350)  # expires within the 30-day warning window
+    await _backdate(points, spent_all.id, 350)
+    await credit(points, fan.id, 30)  # recent: not expiring
+    r = await points.client.post(f"/points/riders/{spent_all.id}/adjustments", headers=staff(points),
+                                 json={"amount": -20, "reason": "spent"})
+    assert r.status_code == 201
+    runtime = points.runtime("points")
+    assert await jobs.warn_expiring(runtime) == 1
+    assert await jobs.warn_expiring(runtime) == 0  # once a month: the unique key decides
+    db = runtime.db
+    t = db.tables.outbox
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(t.c.payload).where(
+            t.c.type == "minsheng.points.ledger.expiring.v1"))).all()
+    [told] = [json.loads(r.payload)["data"] for r in rows]
+    assert told["rider_id"] == fan.id and told["points"] == 100 and told["balance"] == 130
+    b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
+    assert b["expiring_points"] == told["points"]  # the same figure the rider's balance shows
+    with config.override(expiry_days=0):
+        assert await jobs.warn_expiring(runtime) == 0

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from minsheng import SERVICES
 from minsheng.contracts.points import HazardReported
 from minsheng.platform.bus.base import Delivery
 from minsheng.platform.envelope import CloudEvent, child_traceparent, new_traceparent
@@ -257,3 +258,16 @@ async def test_a_verified_token_is_remembered_until_it_expires_and_never_across_
     with pytest.raises(Problem) as expired:
         await auth.decode_token(verifier, token)
     assert expired.value.code == "invalid_token" and "expired" in str(expired.value.detail).lower()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_one_migration_history(service: str) -> None:
+    """Two branches that each add a migration with the next number give two heads: `migrate` would refuse."""
+    from alembic.script import ScriptDirectory
+
+    from minsheng.platform.migrations import alembic_config
+    from minsheng.runner import load_spec
+
+    spec = load_spec(service)
+    heads = ScriptDirectory.from_config(alembic_config(spec.name, spec.migrations_dir)).get_heads()
+    assert len(heads) == 1, f"{service} has migration heads {heads}: renumber one of them"

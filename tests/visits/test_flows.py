@@ -72,6 +72,12 @@ async def test_an_escalated_need_closes_by_itself_when_its_issue_is_resolved(sys
     assert [h["action"] for h in closed["history"]][-1] == "closed_by_issue_resolved"
     bill = await p.get(f"/households/{p.household_id}/bill", p.staff)
     assert bill["done"] == 1 and bill["lines"][0]["via_issue"] == issue["id"]
+    # Recorded, escalated, closed out: each told (for notify) in the same transaction, without the description.
+    told = [e["data"] for e in await outbox(system, "minsheng.visits.need.progressed.v1")]
+    assert [(e["need_id"], e["action"], e["status"]) for e in told] == [
+        (need["id"], "raised", "open"), (need["id"], "escalated", "escalated"),
+        (need["id"], "closed_by_issue_resolved", "closed")]
+    assert all("description" not in e and "3号楼2单元门禁损坏" not in json.dumps(e, ensure_ascii=False) for e in told)
 
 
 async def test_a_rejected_issue_sends_the_need_back_to_its_owner(system: System) -> None:

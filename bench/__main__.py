@@ -1,8 +1,8 @@
 """``python -m bench`` (or ``bin/bench``): run every figure beside its baseline, write bench/results/.
 
-    bin/bench                      quick sizes (~8 minutes)
-    bin/bench --full               1 M issues, 100 k households, 3 alternating rounds of 15 s (~40 minutes)
-    bin/bench --only reads,writes  some groups: reads, writes, e2e, relay, large, rss, identity, notify
+bin/bench                      quick sizes (~8 minutes)
+bin/bench --full               1 M issues, 100 k households, 3 alternating rounds of 15 s (~40 minutes)
+bin/bench --only reads,writes  some groups: reads, writes, e2e, relay, large, rss, identity, notify
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ GROUPS = ("reads", "writes", "e2e", "relay", "large", "rss", "identity", "notify
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="sizes", action="store_const", const="quick", help="(default)")
     size.add_argument("--full", dest="sizes", action="store_const", const="full")

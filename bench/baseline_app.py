@@ -76,27 +76,39 @@ class RawInsert:
             cols = ", ".join(f'"{n}"' for n in names)
             marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
             sql = self._sql[names] = f'INSERT INTO "{self.table.name}" ({cols}) VALUES ({marks})'
-        return sql, [json.dumps(v) if n in self.jsonb and not isinstance(v, str) else v
-                     for n, v in values.items()]
+        return sql, [json.dumps(v) if n in self.jsonb and not isinstance(v, str) else v for n, v in values.items()]
 
 
 def outbox_values(*, source: str, event_type: str, topic: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
     event_id = uuid7()
     now = utcnow()
-    envelope = {"specversion": "1.0", "id": str(event_id), "source": source, "type": event_type, "subject": key,
-                "time": now.isoformat(), "datacontenttype": "application/json", "data": data,
-                "partitionkey": key, "correlationid": str(event_id)}
-    return {"id": event_id, "topic": topic, "key": key, "type": event_type,
-            "payload": json.dumps(envelope, default=_default, ensure_ascii=False),
-            "headers": {"ce_type": event_type, "ce_id": str(event_id),
-                        "content-type": "application/cloudevents+json"},
-            "created_at": now, "attempts": 0}
+    envelope = {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": source,
+        "type": event_type,
+        "subject": key,
+        "time": now.isoformat(),
+        "datacontenttype": "application/json",
+        "data": data,
+        "partitionkey": key,
+        "correlationid": str(event_id),
+    }
+    return {
+        "id": event_id,
+        "topic": topic,
+        "key": key,
+        "type": event_type,
+        "payload": json.dumps(envelope, default=_default, ensure_ascii=False),
+        "headers": {"ce_type": event_type, "ce_id": str(event_id), "content-type": "application/cloudevents+json"},
+        "created_at": now,
+        "attempts": 0,
+    }
 
 
 def create_app(config: dict[str, Any]) -> FastAPI:
     pools: dict[str, asyncpg.Pool] = {}
-    docs: dict[str, bytes] = {k: json.dumps(v, ensure_ascii=False).encode() for k, v in
-                              config.get("docs", {}).items()}
+    docs: dict[str, bytes] = {k: json.dumps(v, ensure_ascii=False).encode() for k, v in config.get("docs", {}).items()}
     doc_objects: dict[str, Any] = config.get("docs", {})
     queries: dict[str, dict[str, Any]] = config.get("queries", {})
     rider_id = UUID(config["rider_id"]) if config.get("rider_id") else None
@@ -120,8 +132,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for name, dsn in config.get("dbs", {}).items():
-            pools[name] = await asyncpg.create_pool(dsn, min_size=2, max_size=config.get("pool_size", 10),
-                                                    init=init)
+            pools[name] = await asyncpg.create_pool(dsn, min_size=2, max_size=config.get("pool_size", 10), init=init)
         yield
         for pool in pools.values():
             await pool.close()
@@ -150,15 +161,39 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     async def hazard_report(body: HazardReportCreate) -> Response:
         now = utcnow()
         urgent = body.category in ("fire", "gas_leak", "water_leak")
-        row = model_row(HazardReport, points_md.tables["hazard_reports"], **{
-            **body.model_dump(), "id": uuid7(), "rider_id": rider_id, "urgent": urgent, "created_at": now,
-            "updated_at": now})
-        event = {"report_id": row["id"], "rider_id": rider_id, "category": body.category, "urgent": urgent,
-                 "description": body.description, "latitude": body.latitude, "longitude": body.longitude,
-                 "address": body.address, "community": body.community, "compound": body.compound,
-                 "photo_urls": body.photo_urls, "reported_at": now}
-        out = outbox_values(source="/services/points", event_type="minsheng.points.hazard.reported.v1",
-                            topic="points.hazard", key=str(row["id"]), data=event)
+        row = model_row(
+            HazardReport,
+            points_md.tables["hazard_reports"],
+            **{
+                **body.model_dump(),
+                "id": uuid7(),
+                "rider_id": rider_id,
+                "urgent": urgent,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        event = {
+            "report_id": row["id"],
+            "rider_id": rider_id,
+            "category": body.category,
+            "urgent": urgent,
+            "description": body.description,
+            "latitude": body.latitude,
+            "longitude": body.longitude,
+            "address": body.address,
+            "community": body.community,
+            "compound": body.compound,
+            "photo_urls": body.photo_urls,
+            "reported_at": now,
+        }
+        out = outbox_values(
+            source="/services/points",
+            event_type="minsheng.points.hazard.reported.v1",
+            topic="points.hazard",
+            key=str(row["id"]),
+            data=event,
+        )
         sql1, args1 = ins["hazard_reports"].args(row)
         sql2, args2 = ins["points_outbox"].args(out)
         async with pools["points"].acquire() as conn, conn.transaction():
@@ -169,16 +204,46 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     @app.post("/bare/issues/issues", status_code=201)
     async def report_issue(body: IssueCreate) -> Response:
         now = utcnow()
-        row = model_row(issues_models.Issue, issues_md.tables["issues"], **{
-            **body.model_dump(), "title": body.title or body.category, "id": uuid7(), "channel": "resident",
-            "reporter": "resident-1", "created_at": now, "updated_at": now})
-        timeline = model_row(issues_models.TimelineEntry, issues_md.tables["issue_timeline"], id=uuid7(),
-                             issue_id=row["id"], action="submitted", actor="resident-1", at=now)
-        event = {"issue_id": row["id"], "title": row["title"], "category": body.category, "channel": "resident",
-                 "urgent": False, "community": body.community, "compound": body.compound, "occurred_at": now,
-                 "actor": "resident-1"}
-        out = outbox_values(source="/services/issues", event_type="minsheng.issues.issue.created.v1",
-                            topic="issues.issue", key=str(row["id"]), data=event)
+        row = model_row(
+            issues_models.Issue,
+            issues_md.tables["issues"],
+            **{
+                **body.model_dump(),
+                "title": body.title or body.category,
+                "id": uuid7(),
+                "channel": "resident",
+                "reporter": "resident-1",
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        timeline = model_row(
+            issues_models.TimelineEntry,
+            issues_md.tables["issue_timeline"],
+            id=uuid7(),
+            issue_id=row["id"],
+            action="submitted",
+            actor="resident-1",
+            at=now,
+        )
+        event = {
+            "issue_id": row["id"],
+            "title": row["title"],
+            "category": body.category,
+            "channel": "resident",
+            "urgent": False,
+            "community": body.community,
+            "compound": body.compound,
+            "occurred_at": now,
+            "actor": "resident-1",
+        }
+        out = outbox_values(
+            source="/services/issues",
+            event_type="minsheng.issues.issue.created.v1",
+            topic="issues.issue",
+            key=str(row["id"]),
+            data=event,
+        )
         statements = [ins["issues"].args(row), ins["issue_timeline"].args(timeline), ins["issues_outbox"].args(out)]
         async with pools["issues"].acquire() as conn, conn.transaction():
             for sql, args in statements:
@@ -191,18 +256,49 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         # code, debits the balance and checks the offer: those reads and conditional UPDATEs are not here).
         now = utcnow()
         points = redeem_cfg.get("points_cost", 1) * body.quantity
-        row = model_row(Redemption, points_md.tables["redemptions"], id=uuid7(),
-                        merchant_id=UUID(redeem_cfg["merchant_id"]), offer_id=body.offer_id, rider_id=rider_id,
-                        quantity=body.quantity, points=points, status="completed", created_at=now)
-        entry = model_row(LedgerEntry, points_md.tables["ledger_entries"], id=uuid7(), rider_id=rider_id,
-                          kind="redeemed", amount=-points, balance_after=0, cause_type="redemption",
-                          cause_id=str(row["id"]), note=f"offer ×{body.quantity}", created_at=now)
-        event = {"entry_id": entry["id"], "rider_id": rider_id, "kind": "redeemed", "amount": -points,
-                 "balance_after": 0, "cause_type": "redemption", "cause_id": str(row["id"]), "posted_at": now}
-        out = outbox_values(source="/services/points", event_type="minsheng.points.ledger.posted.v1",
-                            topic="points.ledger", key=str(rider_id), data=event)
-        statements = [ins["redemptions"].args(row), ins["ledger_entries"].args(entry),
-                      ins["points_outbox"].args(out)]
+        row = model_row(
+            Redemption,
+            points_md.tables["redemptions"],
+            id=uuid7(),
+            merchant_id=UUID(redeem_cfg["merchant_id"]),
+            offer_id=body.offer_id,
+            rider_id=rider_id,
+            quantity=body.quantity,
+            points=points,
+            status="completed",
+            created_at=now,
+        )
+        entry = model_row(
+            LedgerEntry,
+            points_md.tables["ledger_entries"],
+            id=uuid7(),
+            rider_id=rider_id,
+            kind="redeemed",
+            amount=-points,
+            balance_after=0,
+            cause_type="redemption",
+            cause_id=str(row["id"]),
+            note=f"offer ×{body.quantity}",
+            created_at=now,
+        )
+        event = {
+            "entry_id": entry["id"],
+            "rider_id": rider_id,
+            "kind": "redeemed",
+            "amount": -points,
+            "balance_after": 0,
+            "cause_type": "redemption",
+            "cause_id": str(row["id"]),
+            "posted_at": now,
+        }
+        out = outbox_values(
+            source="/services/points",
+            event_type="minsheng.points.ledger.posted.v1",
+            topic="points.ledger",
+            key=str(rider_id),
+            data=event,
+        )
+        statements = [ins["redemptions"].args(row), ins["ledger_entries"].args(entry), ins["points_outbox"].args(out)]
         async with pools["points"].acquire() as conn, conn.transaction():
             for sql, args in statements:
                 await conn.execute(sql, *args)
@@ -216,20 +312,55 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         o = order_cfg
         meal_date = datetime.fromisoformat(o["meal_date"]).date()
         deliver_by = datetime.fromisoformat(o["deliver_by"])
-        row = model_row(canteen_models.Order, canteen_md.tables["orders"], id=uuid7(),
-                        canteen_id=UUID(o["canteen_id"]), diner_id=body.diner_id, menu_id=body.menu_id,
-                        set_meal_id=body.set_meal_id, set_meal_name=o["set_meal_name"], meal_date=meal_date,
-                        slot=o["slot"], fulfilment=body.fulfilment.value, status="booked", channel="staff",
-                        is_extra=body.extra, price_fen=o["price_fen"], subsidy_fen=0, elder_pays_fen=o["price_fen"],
-                        payer="diner", booked_by="bench-canteen-staff", pickup_code=uuid7().hex[-8:],
-                        community=o["community"], dietary=[], delivery_address=o["delivery_address"],
-                        deliver_by=deliver_by, note=body.note, created_at=now, updated_at=now)
-        event = {"order_id": row["id"], "canteen_id": o["canteen_id"], "canteen_name": o["canteen_name"],
-                 "meal_date": o["meal_date"], "slot": o["slot"], "deliver_by": deliver_by,
-                 "pickup_address": o["pickup_address"], "delivery_address": o["delivery_address"],
-                 "community": o["community"], "compound": None, "points": 5}
-        out = outbox_values(source="/services/canteen", event_type="minsheng.canteen.delivery.requested.v1",
-                            topic="canteen.order", key=str(row["id"]), data=event)
+        row = model_row(
+            canteen_models.Order,
+            canteen_md.tables["orders"],
+            id=uuid7(),
+            canteen_id=UUID(o["canteen_id"]),
+            diner_id=body.diner_id,
+            menu_id=body.menu_id,
+            set_meal_id=body.set_meal_id,
+            set_meal_name=o["set_meal_name"],
+            meal_date=meal_date,
+            slot=o["slot"],
+            fulfilment=body.fulfilment.value,
+            status="booked",
+            channel="staff",
+            is_extra=body.extra,
+            price_fen=o["price_fen"],
+            subsidy_fen=0,
+            elder_pays_fen=o["price_fen"],
+            payer="diner",
+            booked_by="bench-canteen-staff",
+            pickup_code=uuid7().hex[-8:],
+            community=o["community"],
+            dietary=[],
+            delivery_address=o["delivery_address"],
+            deliver_by=deliver_by,
+            note=body.note,
+            created_at=now,
+            updated_at=now,
+        )
+        event = {
+            "order_id": row["id"],
+            "canteen_id": o["canteen_id"],
+            "canteen_name": o["canteen_name"],
+            "meal_date": o["meal_date"],
+            "slot": o["slot"],
+            "deliver_by": deliver_by,
+            "pickup_address": o["pickup_address"],
+            "delivery_address": o["delivery_address"],
+            "community": o["community"],
+            "compound": None,
+            "points": 5,
+        }
+        out = outbox_values(
+            source="/services/canteen",
+            event_type="minsheng.canteen.delivery.requested.v1",
+            topic="canteen.order",
+            key=str(row["id"]),
+            data=event,
+        )
         statements = [ins["orders"].args(row), ins["canteen_outbox"].args(out)]
         async with pools["canteen"].acquire() as conn, conn.transaction():
             for sql, args in statements:
@@ -242,8 +373,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         params = [request.query_params.get(p) for p in q.get("params", [])]
         async with pools[q["db"]].acquire() as conn:
             rows = await conn.fetch(q["sql"], *params)
-        return Response(json.dumps({"items": [dict(r) for r in rows]}, default=_default),
-                        media_type="application/json")
+        return Response(json.dumps({"items": [dict(r) for r in rows]}, default=_default), media_type="application/json")
 
     return app
 

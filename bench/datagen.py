@@ -28,8 +28,19 @@ Recipe = Mapping[str, Callable[[int], Any]]
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 COMMUNITIES = ["yunxing", "dongyan", "yuntai", "yunhe", "gangcheng", "xinhua", "pingcheng"]
 COMPOUNDS = [f"compound-{i:02d}" for i in range(89)]  # 89 compounds in 7 communities
-CATEGORIES = ["road", "lighting", "sanitation", "greenery", "noise", "water_leak", "parking", "elevator",
-              "fire", "gas_leak", "other"]
+CATEGORIES = [
+    "road",
+    "lighting",
+    "sanitation",
+    "greenery",
+    "noise",
+    "water_leak",
+    "parking",
+    "elevator",
+    "fire",
+    "gas_leak",
+    "other",
+]
 STATUSES = ["submitted"] * 5 + ["accepted"] * 10 + ["verified"] * 10 + ["resolved"] * 70 + ["rejected"] * 5
 CHANNELS = ["resident"] * 6 + ["staff", "grid_worker", "rider", "patrol"]
 
@@ -172,8 +183,8 @@ def _json_text(value: Any) -> str:
 
 async def table_columns(conn: Any, table: str) -> list[str]:
     rows = await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
-        table)
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1", table
+    )
     return [r["column_name"] for r in rows]
 
 
@@ -193,8 +204,16 @@ def building_recipe(n: int) -> Recipe:
 RECIPES.update(issues=issue_recipe, households=household_recipe, buildings=building_recipe)
 
 
-async def copy_rows(conn: Any, table: sa.Table, n: int, recipe: Recipe | None = None, *, start: int = 0,
-                    batch: int = 50_000, parents: int | None = None) -> int:
+async def copy_rows(
+    conn: Any,
+    table: sa.Table,
+    n: int,
+    recipe: Recipe | None = None,
+    *,
+    start: int = 0,
+    batch: int = 50_000,
+    parents: int | None = None,
+) -> int:
     """COPY ``n`` generated rows (indices ``start``…) into ``table`` over the asyncpg connection ``conn``.
 
     Only the columns the database actually has are filled (migrations may lag the models, or lead them).

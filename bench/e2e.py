@@ -103,10 +103,19 @@ async def run_service(spec: dict[str, Any]) -> dict[str, Any]:
         c.close()
     measured = [k for k, (_, m) in sent.items() if m]
     latencies = [seen[k] - sent[k][0] for k in measured if k in seen]
-    return {"rate": rate, "duration_s": duration, "sent": len(measured), "visible": len(latencies),
-            "missing": len(measured) - len(latencies), "errors": len(errors), "error_samples": errors[:3],
-            "pipeline_ready": ready, "latency_ms": percentiles(latencies),
-            "post_latency_ms": percentiles(post_latency), **await _breakdown(spec, measured)}
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "sent": len(measured),
+        "visible": len(latencies),
+        "missing": len(measured) - len(latencies),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "pipeline_ready": ready,
+        "latency_ms": percentiles(latencies),
+        "post_latency_ms": percentiles(post_latency),
+        **await _breakdown(spec, measured),
+    }
 
 
 async def _breakdown(spec: dict[str, Any], report_ids: list[str]) -> dict[str, Any]:
@@ -122,9 +131,15 @@ async def _breakdown(spec: dict[str, Any], report_ids: list[str]) -> dict[str, A
     try:
         rows = await points.fetch(
             "SELECT payload::json->'data'->>'report_id' AS rid, created_at, sent_at FROM outbox "
-            "WHERE payload::json->'data'->>'report_id' = ANY($1::text[])", report_ids)
-        made = {r["origin_id"]: r["created_at"] for r in await issues.fetch(
-            "SELECT origin_id, created_at FROM issues WHERE origin_id = ANY($1::text[])", report_ids)}
+            "WHERE payload::json->'data'->>'report_id' = ANY($1::text[])",
+            report_ids,
+        )
+        made = {
+            r["origin_id"]: r["created_at"]
+            for r in await issues.fetch(
+                "SELECT origin_id, created_at FROM issues WHERE origin_id = ANY($1::text[])", report_ids
+            )
+        }
     finally:
         await points.close()
         await issues.close()
@@ -141,10 +156,12 @@ async def run_kafka(spec: dict[str, Any]) -> dict[str, Any]:
     asyncio.get_running_loop()
     topic = spec["topic"]
     await KafkaBus(spec["bootstrap"], partitions=1).ensure_topics([topic])
-    producer = AIOKafkaProducer(bootstrap_servers=spec["bootstrap"], acks="all", enable_idempotence=False,
-                                linger_ms=1)
-    consumer = AIOKafkaConsumer(bootstrap_servers=spec["bootstrap"], enable_auto_commit=False,
-                                fetch_max_wait_ms=spec.get("fetch_max_wait_ms", 10))
+    producer = AIOKafkaProducer(bootstrap_servers=spec["bootstrap"], acks="all", enable_idempotence=False, linger_ms=1)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=spec["bootstrap"],
+        enable_auto_commit=False,
+        fetch_max_wait_ms=spec.get("fetch_max_wait_ms", 10),
+    )
     await producer.start()
     await consumer.start()
     tp = TopicPartition(topic, 0)
@@ -184,8 +201,15 @@ async def run_kafka(spec: dict[str, Any]) -> dict[str, Any]:
     await consumer.stop()
     latencies = [seen[k] - d for k, (d, m) in sent.items() if m and k in seen]
     measured = sum(1 for _, m in sent.values() if m)
-    return {"rate": rate, "duration_s": duration, "sent": measured, "visible": len(latencies),
-            "missing": measured - len(latencies), "errors": 0, "latency_ms": percentiles(latencies)}
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "sent": measured,
+        "visible": len(latencies),
+        "missing": measured - len(latencies),
+        "errors": 0,
+        "latency_ms": percentiles(latencies),
+    }
 
 
 def main() -> None:

@@ -189,8 +189,9 @@ class BenchEnv:
         import asyncpg
 
         url = make_url(self.pg_base)
-        conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                     password=url.password, database="postgres")
+        conn = await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database="postgres"
+        )
         try:
             for name in names:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -215,8 +216,13 @@ class BenchEnv:
     # --- settings and tokens ---------------------------------------------------------------------------
 
     def settings(self) -> Settings:
-        return Settings(mode="distributed", database_url=self.template, kafka_bootstrap=self.kafka_bootstrap,
-                        field_encryption_key=FIELD_KEY, identity_jwks_url=self.jwks_url)  # type: ignore[arg-type]
+        return Settings(
+            mode="distributed",
+            database_url=self.template,
+            kafka_bootstrap=self.kafka_bootstrap,
+            field_encryption_key=FIELD_KEY,
+            identity_jwks_url=self.jwks_url,
+        )  # type: ignore[arg-type]
 
     def token(self, roles: Sequence[str], sub: str, scopes: Sequence[str] = ()) -> str:
         # Signed with the identity's key store (the services verify against its JWKS), as `minsheng token`.
@@ -256,8 +262,7 @@ class BenchEnv:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], port: int) -> Server:
         log = self.workdir / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=ROOT)
+            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         server = Server(name, port, proc, str(log))
         self.servers.append(server)
         return server
@@ -272,16 +277,23 @@ class BenchEnv:
         if service == "identity":
             _in_thread(self.migrate("identity"))
         port = self.identity_port if service == "identity" else free_port()
-        return self._spawn(service, [sys.executable, "-m", "minsheng.cli", "serve", service, "--host",
-                                     "127.0.0.1", "--port", str(port)], self.service_env(**extra_env), port)
+        return self._spawn(
+            service,
+            [sys.executable, "-m", "minsheng.cli", "serve", service, "--host", "127.0.0.1", "--port", str(port)],
+            self.service_env(**extra_env),
+            port,
+        )
 
     def start_baseline(self, config: dict[str, Any], name: str = "bare") -> Server:
         port = free_port()
         path = self.workdir / f"{name}-config.json"
         path.write_text(json.dumps(config))
-        return self._spawn(name, [sys.executable, "-m", "bench.baseline_app", "--port", str(port)],
-                           {"BENCH_BARE_CONFIG": str(path),
-                            "MINSHENG_LOG_LEVEL": os.environ.get("MINSHENG_LOG_LEVEL", "INFO")}, port)
+        return self._spawn(
+            name,
+            [sys.executable, "-m", "bench.baseline_app", "--port", str(port)],
+            {"BENCH_BARE_CONFIG": str(path), "MINSHENG_LOG_LEVEL": os.environ.get("MINSHENG_LOG_LEVEL", "INFO")},
+            port,
+        )
 
     def wait_ready(self, server: Server, path: str = "/readyz", timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -307,20 +319,34 @@ class BenchEnv:
         spec_path.write_text(json.dumps(spec))
         watched = [server, *[w for w in watch if w is not server]]
         with Sampler(watched) as sampler:
-            subprocess.run([sys.executable, "-m", "bench.loadgen", str(spec_path), str(out_path)], check=True,
-                           cwd=ROOT, timeout=spec.get("warmup", 1) + spec["duration"] + 120)
+            subprocess.run(
+                [sys.executable, "-m", "bench.loadgen", str(spec_path), str(out_path)],
+                check=True,
+                cwd=ROOT,
+                timeout=spec.get("warmup", 1) + spec["duration"] + 120,
+            )
         result: dict[str, Any] = json.loads(out_path.read_text())
         n = result["requests"] or 1
-        result["server_cpu_us_per_request"] = sampler.cpu.get(server.name, 0.0) / n * 1e6 * (
-            result["duration_s"] / (result["duration_s"] + spec.get("warmup", 1)))
+        result["server_cpu_us_per_request"] = (
+            sampler.cpu.get(server.name, 0.0)
+            / n
+            * 1e6
+            * (result["duration_s"] / (result["duration_s"] + spec.get("warmup", 1)))
+        )
         result["rss_mb_max"] = {k: round(v, 1) for k, v in sampler.max_rss.items()}
         return result
 
 
 def run_python(module: str, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Any:
     """Run ``python -m module args`` in its own process; it prints one JSON document last."""
-    out = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                         timeout=timeout, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{module} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -29,8 +29,9 @@ async def run(logins: int, database_url: str) -> dict[str, Any]:
     from services.identity.wechat import Session
 
     out: dict[str, Any] = {}
-    settings = Settings(mode="embedded", data_dir=Path(tempfile.mkdtemp(prefix="msbench-id-")),
-                        database_url=database_url)
+    settings = Settings(
+        mode="embedded", data_dir=Path(tempfile.mkdtemp(prefix="msbench-id-")), database_url=database_url
+    )
     with config.override(signin_rate_per_second=1e9, signin_burst=10**9):
         async with _identity_alone(settings) as system:
             rt = system.runtime("identity")
@@ -79,8 +80,11 @@ async def run(logins: int, database_url: str) -> dict[str, Any]:
     for _ in range(n):
         passwords.verify_password(stored, "correct horse battery staple")
     out["argon2id_verify_ms"] = round((time.perf_counter() - t0) / n * 1e3, 1)
-    out["argon2id_params"] = {"time_cost": c.argon2_time_cost, "memory_kib": c.argon2_memory_kib,
-                              "parallelism": c.argon2_parallelism}
+    out["argon2id_params"] = {
+        "time_cost": c.argon2_time_cost,
+        "memory_kib": c.argon2_memory_kib,
+        "parallelism": c.argon2_parallelism,
+    }
 
     ring = KeyRing.ephemeral()
     plain = Settings(mode="embedded")
@@ -132,6 +136,8 @@ async def _identity_alone(settings: Any) -> AsyncIterator[_System]:
     from minsheng.runner import build_app
 
     app = build_app(settings, ["identity"])
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client,
+    ):
         yield _System(app, client)

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def build_request(host: str, port: int, method: str, path: str, headers: dict[str, str] | None = None,
-                  body: str | bytes | None = None) -> bytes:
+def build_request(
+    host: str, port: int, method: str, path: str, headers: dict[str, str] | None = None, body: str | bytes | None = None
+) -> bytes:
     data = body.encode() if isinstance(body, str) else (body or b"")
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     for k, v in (headers or {}).items():
@@ -70,8 +71,11 @@ class Template:
         Template.counter += 1
         n = Template.counter + Template.base
         lat, lon = unique_place(n)
-        body = (self.body.replace(b"__N__", str(n).encode()).replace(b"__LAT__", f"{lat:.5f}".encode())
-                .replace(b"__LON__", f"{lon:.5f}".encode()))
+        body = (
+            self.body.replace(b"__N__", str(n).encode())
+            .replace(b"__LAT__", f"{lat:.5f}".encode())
+            .replace(b"__LON__", f"{lon:.5f}".encode())
+        )
         return self.head + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
 
     base = 0
@@ -158,8 +162,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))] * 1000
 
-    return {"p50": q(50), "p90": q(90), "p99": q(99), "p999": q(99.9), "max": s[-1] * 1000,
-            "mean": sum(s) / len(s) * 1000}
+    return {
+        "p50": q(50),
+        "p90": q(90),
+        "p99": q(99),
+        "p999": q(99.9),
+        "max": s[-1] * 1000,
+        "mean": sum(s) / len(s) * 1000,
+    }
 
 
 async def run_closed(spec: dict[str, Any], raws: list[bytes], rec: Recorder) -> float:
@@ -261,17 +271,26 @@ def summarize(spec: dict[str, Any], rec: Recorder, elapsed: float, cpu: float) -
     n = len(rec.latencies)
     ok = sum(c for s, c in rec.statuses.items() if s < 400)
     return {
-        "mode": spec.get("mode", "closed"), "connections": spec.get("connections"), "rate": spec.get("rate"),
-        "duration_s": elapsed, "requests": n, "ok": ok, "errors": rec.errors + (n - ok),
+        "mode": spec.get("mode", "closed"),
+        "connections": spec.get("connections"),
+        "rate": spec.get("rate"),
+        "duration_s": elapsed,
+        "requests": n,
+        "ok": ok,
+        "errors": rec.errors + (n - ok),
         "statuses": {str(k): v for k, v in sorted(rec.statuses.items())},
-        "rps": ok / elapsed if elapsed else 0.0, "latency_ms": percentiles(rec.latencies),
-        "client_cpu_us_per_request": cpu / n * 1e6 if n else None, "error_samples": rec.error_samples,
+        "rps": ok / elapsed if elapsed else 0.0,
+        "latency_ms": percentiles(rec.latencies),
+        "client_cpu_us_per_request": cpu / n * 1e6 if n else None,
+        "error_samples": rec.error_samples,
     }
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    raws = [build_request(spec["host"], spec["port"], r.get("method", "GET"), r["path"], r.get("headers"),
-                          r.get("body")) for r in spec["requests"]]
+    raws = [
+        build_request(spec["host"], spec["port"], r.get("method", "GET"), r["path"], r.get("headers"), r.get("body"))
+        for r in spec["requests"]
+    ]
     rec = Recorder()
     Template.base = int(spec.get("unique_base", time.time() * 1000) % 10**9)  # new places every run
     ru0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -47,9 +47,12 @@ async def run(rate: float, seconds: float, database_url: str = "") -> dict[str, 
     from services.notify.models import Delivery
     from services.notify.state import NOTIFIERS
 
-    with tempfile.TemporaryDirectory() as tmp, config.override(
-            quiet_start=clock(0, 0), quiet_end=clock(0, 0), rate_per_second={"sms": 10_000.0},
-            burst={"sms": 10_000}):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        config.override(
+            quiet_start=clock(0, 0), quiet_end=clock(0, 0), rate_per_second={"sms": 10_000.0}, burst={"sms": 10_000}
+        ),
+    ):
         settings = Settings(mode="embedded", data_dir=Path(tmp), database_url=database_url)
         bus = InProcessBus()
         app = build_app(settings, ["notify"], bus=bus)
@@ -65,14 +68,25 @@ async def run(rate: float, seconds: float, database_url: str = "") -> dict[str, 
                 due = start + n / rate
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 phone = f"139{n:08d}"
-                event = AbsenceAlert(alert_id=uuid4(), diner_id=uuid4(), canteen_id=uuid4(),
-                                     last_meal_on=date(2026, 12, 2), days_absent=3, meals_last_30_days=26,
-                                     raised_at=datetime.now().astimezone(),
-                                     family_contacts=[FamilyContact(member_id=uuid4(), phone=phone)])
+                event = AbsenceAlert(
+                    alert_id=uuid4(),
+                    diner_id=uuid4(),
+                    canteen_id=uuid4(),
+                    last_meal_on=date(2026, 12, 2),
+                    days_absent=3,
+                    meals_last_30_days=26,
+                    raised_at=datetime.now().astimezone(),
+                    family_contacts=[FamilyContact(member_id=uuid4(), phone=phone)],
+                )
                 envelope = wrap(event, service="canteen")
                 sent_at["+86" + phone] = envelope.time.timestamp()
-                await bus.publish([OutgoingMessage(event.topic, envelope.partitionkey,
-                                                   envelope.model_dump_json(exclude_none=True).encode())])
+                await bus.publish(
+                    [
+                        OutgoingMessage(
+                            event.topic, envelope.partitionkey, envelope.model_dump_json(exclude_none=True).encode()
+                        )
+                    ]
+                )
             deadline = time.perf_counter() + 30
             while len(received) < total and time.perf_counter() < deadline:  # noqa: ASYNC110 - a stand-in's list
                 await asyncio.sleep(0.05)
@@ -82,13 +96,20 @@ async def run(rate: float, seconds: float, database_url: str = "") -> dict[str, 
             async with runtime.db.engine.connect() as conn:
                 rows = (await conn.execute(sa.select(d.c.created_at, d.c.sent_at))).all()
             send_lag = sorted((r.sent_at - r.created_at).total_seconds() * 1000 for r in rows if r.sent_at)
-    return {"figure": "notify event → provider accepted", "backend": "postgresql" if database_url else "sqlite",
-            "rate_per_second": rate, "events": total, "accepted": len(latencies),
-            "p50_ms": round(statistics.median(latencies), 1), "p99_ms": round(_percentile(latencies, 0.99), 1),
-            "max_ms": round(max(latencies), 1), "handler_failures": stats.failures,
-            # fan-out committed → accepted: the sender's share
-            "send_lag_p50_ms": round(statistics.median(send_lag), 1),
-            "send_lag_p99_ms": round(_percentile(send_lag, 0.99), 1)}
+    return {
+        "figure": "notify event → provider accepted",
+        "backend": "postgresql" if database_url else "sqlite",
+        "rate_per_second": rate,
+        "events": total,
+        "accepted": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
+        "handler_failures": stats.failures,
+        # fan-out committed → accepted: the sender's share
+        "send_lag_p50_ms": round(statistics.median(send_lag), 1),
+        "send_lag_p99_ms": round(_percentile(send_lag, 0.99), 1),
+    }
 
 
 async def run_baseline(rate: float, seconds: float) -> dict[str, Any]:
@@ -98,8 +119,9 @@ async def run_baseline(rate: float, seconds: float) -> dict[str, Any]:
     from services.notify.standin import STANDIN_SMS_APP, STANDIN_SMS_ID, STANDIN_SMS_KEY, serve_standin
 
     async with serve_standin() as standin, httpx.AsyncClient(timeout=5.0) as client:
-        adapter = TencentSms(client, f"{standin.base_url}/sms", STANDIN_SMS_ID, STANDIN_SMS_KEY, STANDIN_SMS_APP,
-                             "民生服务")
+        adapter = TencentSms(
+            client, f"{standin.base_url}/sms", STANDIN_SMS_ID, STANDIN_SMS_KEY, STANDIN_SMS_APP, "民生服务"
+        )
         received = standin.state.received["sms"]
         total = int(rate * seconds)
         sent_at: dict[str, float] = {}
@@ -113,10 +135,16 @@ async def run_baseline(rate: float, seconds: float) -> dict[str, Any]:
             tasks.append(asyncio.create_task(adapter.send(phone, {"template_id": "1900001", "params": ["3"]})))
         outcomes = await asyncio.gather(*tasks)
         latencies = [(r["at"] - sent_at[r["phone"]]) * 1000 for r in received if r["phone"] in sent_at]
-    return {"figure": "provider call alone (same adapter and stand-in)", "rate_per_second": rate, "events": total,
-            "accepted": len(latencies), "failed": sum(1 for o in outcomes if o.kind != "ok"),
-            "p50_ms": round(statistics.median(latencies), 1), "p99_ms": round(_percentile(latencies, 0.99), 1),
-            "max_ms": round(max(latencies), 1)}
+    return {
+        "figure": "provider call alone (same adapter and stand-in)",
+        "rate_per_second": rate,
+        "events": total,
+        "accepted": len(latencies),
+        "failed": sum(1 for o in outcomes if o.kind != "ok"),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
+    }
 
 
 def main() -> None:
@@ -126,8 +154,11 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--baseline", action="store_true", help="the provider call alone, same rate")
     args = parser.parse_args()
-    result = (asyncio.run(run_baseline(args.rate, args.seconds)) if args.baseline
-              else asyncio.run(run(args.rate, args.seconds, args.database_url)))
+    result = (
+        asyncio.run(run_baseline(args.rate, args.seconds))
+        if args.baseline
+        else asyncio.run(run(args.rate, args.seconds, args.database_url))
+    )
     print(json.dumps(result, ensure_ascii=False))
 
 

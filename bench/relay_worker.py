@@ -32,13 +32,23 @@ def _cpu() -> float:
 
 def sample_message(i: int, topic: str) -> dict[str, Any]:
     rid = uuid7()
-    data = {"report_id": str(rid), "rider_id": str(uuid7()), "category": "fire", "urgent": True,
-            "description": f"Rubbish bin on fire near the theatre, report {i}", "latitude": 40.0134,
-            "longitude": 112.7032, "address": "Gangcheng theatre, west gate", "community": "yunxing",
-            "compound": "yuntaiyuan", "photo_urls": ["https://cdn.example/p/1.jpg"],
-            "reported_at": utcnow().isoformat()}
-    return outbox_values(source="/services/points", event_type="minsheng.points.hazard.reported.v1",
-                         topic=topic, key=str(rid), data=data)
+    data = {
+        "report_id": str(rid),
+        "rider_id": str(uuid7()),
+        "category": "fire",
+        "urgent": True,
+        "description": f"Rubbish bin on fire near the theatre, report {i}",
+        "latitude": 40.0134,
+        "longitude": 112.7032,
+        "address": "Gangcheng theatre, west gate",
+        "community": "yunxing",
+        "compound": "yuntaiyuan",
+        "photo_urls": ["https://cdn.example/p/1.jpg"],
+        "reported_at": utcnow().isoformat(),
+    }
+    return outbox_values(
+        source="/services/points", event_type="minsheng.points.hazard.reported.v1", topic=topic, key=str(rid), data=data
+    )
 
 
 async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +66,9 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         await conn.execute("DELETE FROM outbox")
         recipe: dict[str, Callable[[int], Any]] = {
-            name: (lambda i, name=name: messages[i][name]) for name in messages[0]}  # type: ignore[misc]
+            name: (lambda i, name=name: messages[i][name])  # type: ignore[misc]
+            for name in messages[0]
+        }
         recipe["headers"] = lambda i: json.dumps(messages[i]["headers"])
         await copy_rows(conn, metadata.tables["outbox"], n, recipe)
         await conn.execute("ANALYZE outbox")
@@ -77,8 +89,12 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         await bus.stop()
         await db.dispose()
-    return {"messages": relay.published, "seconds": elapsed, "rate": relay.published / elapsed,
-            "cpu_us_per_message": cpu / max(relay.published, 1) * 1e6}
+    return {
+        "messages": relay.published,
+        "seconds": elapsed,
+        "rate": relay.published / elapsed,
+        "cpu_us_per_message": cpu / max(relay.published, 1) * 1e6,
+    }
 
 
 async def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
@@ -88,22 +104,26 @@ async def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
 
     n, topic, batch = spec["n"], spec["topic"], spec["batch_size"]
     messages = [sample_message(i, topic) for i in range(n)]
-    encoded = [(m["key"].encode(), m["payload"].encode(),
-                [(k, str(v).encode()) for k, v in m["headers"].items()]) for m in messages]
+    encoded = [
+        (m["key"].encode(), m["payload"].encode(), [(k, str(v).encode()) for k, v in m["headers"].items()])
+        for m in messages
+    ]
     await KafkaBus(spec["bootstrap"], partitions=1).ensure_topics([topic])
-    producer = AIOKafkaProducer(bootstrap_servers=spec["bootstrap"], client_id="msbench-raw", acks="all",
-                                enable_idempotence=False, linger_ms=1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=spec["bootstrap"], client_id="msbench-raw", acks="all", enable_idempotence=False, linger_ms=1
+    )
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=b"warm-up", key=b"warm-up")
         t0, cpu0 = time.perf_counter(), _cpu()
         for start in range(0, n, batch):
             if spec["mode"] == "raw_send":  # one send() per message, then await the batch's acks
-                futures = [await producer.send(topic, value=v, key=k, headers=h)
-                           for k, v, h in encoded[start:start + batch]]
+                futures = [
+                    await producer.send(topic, value=v, key=k, headers=h) for k, v, h in encoded[start : start + batch]
+                ]
             else:  # record batches: create_batch/append/send_batch (one partition here: no partitioning)
                 futures, rb = [], producer.create_batch()
-                for k, v, h in encoded[start:start + batch]:
+                for k, v, h in encoded[start : start + batch]:
                     if rb.append(key=k, value=v, timestamp=None, headers=h) is None:
                         futures.append(await producer.send_batch(rb, topic, partition=0))
                         rb = producer.create_batch()

@@ -26,8 +26,18 @@ def machine() -> dict[str, Any]:
     versions: dict[str, str] = {"python": platform.python_version()}
     from importlib.metadata import PackageNotFoundError, version
 
-    for pkg in ("fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "sqlmodel", "asyncpg", "aiokafka",
-                "uvloop", "httptools"):
+    for pkg in (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "pydantic",
+        "sqlalchemy",
+        "sqlmodel",
+        "asyncpg",
+        "aiokafka",
+        "uvloop",
+        "httptools",
+    ):
         with contextlib.suppress(PackageNotFoundError):
             versions[pkg] = version(pkg)
     try:
@@ -35,9 +45,15 @@ def machine() -> dict[str, Any]:
         commit = out.stdout.strip()
     except OSError:
         commit = ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "os": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "versions": versions, "commit": commit}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions,
+        "commit": commit,
+    }
 
 
 def _fmt_rps(r: dict[str, Any] | None) -> str:
@@ -59,35 +75,47 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result["started_at"]))
     lines = [
-        f"# Benchmark results ({result['sizes']['name']} sizes, {when})", "",
+        f"# Benchmark results ({result['sizes']['name']} sizes, {when})",
+        "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}; load average at start "
-        f"{m['load_average']}; commit {m['commit']}. "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
+        f"{m['load_average']}; commit {m['commit']}. " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        "",
         f"Command: `{result.get('command', 'bin/bench')}` — {result['sizes']['rounds']} round(s) per figure, "
-        f"{result['sizes']['duration']:g} s each after {result['sizes']['warmup']:g} s warm-up.", "",
+        f"{result['sizes']['duration']:g} s each after {result['sizes']['warmup']:g} s warm-up.",
+        "",
     ]
     figs = result["figures"]
-    groups = [("reads", "Reads (closed loop, throughput; latency p50 / p99 ms)"),
-              ("writes", "Writes with their outbox row (closed loop)")]
+    groups = [
+        ("reads", "Reads (closed loop, throughput; latency p50 / p99 ms)"),
+        ("writes", "Writes with their outbox row (closed loop)"),
+    ]
     for group, title in groups:
         rows = [f for f in figs if f["group"] == group]
         if not rows:
             continue
-        lines += [f"## {title}", "", "| figure | service | p50 / p99 ms | baseline | baseline p50 / p99 | ratio | "
-                  "target | |", "|---|---:|---:|---:|---:|---:|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| figure | service | p50 / p99 ms | baseline | baseline p50 / p99 | ratio | target | |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
         for f in rows:
             ratio = f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
-            lines.append(f"| {f['title']} | {_fmt_rps(f['subject'])} | {_fmt_lat(f['subject'])} | "
-                         f"{_fmt_rps(f['baseline'])} | {_fmt_lat(f['baseline'])} | {ratio} | {f['target']} | "
-                         f"{_met(f)} |")
+            lines.append(
+                f"| {f['title']} | {_fmt_rps(f['subject'])} | {_fmt_lat(f['subject'])} | "
+                f"{_fmt_rps(f['baseline'])} | {_fmt_lat(f['baseline'])} | {ratio} | {f['target']} | "
+                f"{_met(f)} |"
+            )
         lines.append("")
         for f in rows:
             extra = []
             if f.get("baseline_name"):
                 extra.append(f"baseline: {f['baseline_name']}")
             if f["subject"] and f["subject"].get("server_cpu_us_per_request") and f["baseline"]:
-                extra.append(f"server CPU/request {f['subject']['server_cpu_us_per_request']:.0f} µs vs "
-                             f"{f['baseline'].get('server_cpu_us_per_request') or 0:.0f} µs")
+                extra.append(
+                    f"server CPU/request {f['subject']['server_cpu_us_per_request']:.0f} µs vs "
+                    f"{f['baseline'].get('server_cpu_us_per_request') or 0:.0f} µs"
+                )
             if f["extra"].get("bare_hello_rps"):
                 extra.append(f"bare hello-world {f['extra']['bare_hello_rps']:,.0f}/s")
             if f.get("note"):
@@ -97,26 +125,39 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     relay = [f for f in figs if f["group"] == "relay"]
     if relay:
-        lines += ["## Outbox relay", "", "| figure | relay | raw batched produce | ratio | target | |",
-                  "|---|---:|---:|---:|---|---|"]
+        lines += [
+            "## Outbox relay",
+            "",
+            "| figure | relay | raw batched produce | ratio | target | |",
+            "|---|---:|---:|---:|---|---|",
+        ]
         for f in relay:
             s, b = f["subject"] or {}, f["baseline"] or {}
             ratio = f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
-            lines.append(f"| {f['title']} | {s.get('rate', 0):,.0f} msg/s | {b.get('rate', 0):,.0f} msg/s | {ratio} | "
-                         f"{f['target']} | {_met(f)} |")
+            lines.append(
+                f"| {f['title']} | {s.get('rate', 0):,.0f} msg/s | {b.get('rate', 0):,.0f} msg/s | {ratio} | "
+                f"{f['target']} | {_met(f)} |"
+            )
         lines += [f"- **{f['id']}**: {f['note']}" for f in relay if f.get("note")]
         lines.append("")
-    for group, title in (("e2e", "End-to-end event latency (fixed rate)"),
-                         ("notify", "Notify: event → provider accepted (fixed rate)"),
-                         ("large", "Large data sets (fixed rate; latency ms)")):
+    for group, title in (
+        ("e2e", "End-to-end event latency (fixed rate)"),
+        ("notify", "Notify: event → provider accepted (fixed rate)"),
+        ("large", "Large data sets (fixed rate; latency ms)"),
+    ):
         rows = [f for f in figs if f["group"] == group]
         if not rows:
             continue
-        lines += [f"## {title}", "", "| figure | p50 / p99 ms | baseline p50 / p99 ms | target | |",
-                  "|---|---:|---:|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| figure | p50 / p99 ms | baseline p50 / p99 ms | target | |",
+            "|---|---:|---:|---|---|",
+        ]
         for f in rows:
-            lines.append(f"| {f['title']} | {_fmt_lat(f['subject'])} | {_fmt_lat(f['baseline'])} | {f['target']} | "
-                         f"{_met(f)} |")
+            lines.append(
+                f"| {f['title']} | {_fmt_lat(f['subject'])} | {_fmt_lat(f['baseline'])} | {f['target']} | {_met(f)} |"
+            )
         lines.append("")
         for f in rows:
             extra = [f"baseline: {f['baseline_name']}"] if f.get("baseline_name") else []
@@ -127,29 +168,43 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     rss = [f for f in figs if f["group"] == "rss"]
     if rss:
-        lines += ["## Memory (RSS, MB)", "",
-                  "| process | idle | peak under load | bare FastAPI idle / peak | target | |",
-                  "|---|---:|---:|---:|---|---|"]
+        lines += [
+            "## Memory (RSS, MB)",
+            "",
+            "| process | idle | peak under load | bare FastAPI idle / peak | target | |",
+            "|---|---:|---:|---:|---|---|",
+        ]
         for f in rss:
             s, b = f["subject"] or {}, f["baseline"] or {}
 
             def mb(v: Any) -> str:
                 return f"{v:.0f}" if isinstance(v, int | float) else "–"
-            lines.append(f"| {f['title']} | {mb(s.get('idle_mb'))} | {mb(s.get('under_load_mb'))} | "
-                         f"{mb(b.get('idle_mb'))} / {mb(b.get('under_load_mb'))} | {f['target']} | {_met(f)} |")
+
+            lines.append(
+                f"| {f['title']} | {mb(s.get('idle_mb'))} | {mb(s.get('under_load_mb'))} | "
+                f"{mb(b.get('idle_mb'))} / {mb(b.get('under_load_mb'))} | {f['target']} | {_met(f)} |"
+            )
         lines.append("")
     ident = [f for f in figs if f["group"] == "identity" and f["status"] == "ok" and f["subject"]]
     if ident:
         s = ident[0]["subject"]
-        lines += ["## Identity: sign-in and tokens", "", "| figure | measured | target |", "|---|---:|---|",
-                  f"| WeChat login, CPU beyond a trivial request (WeChat call excluded) | "
-                  f"{s['wechat_login_cpu_beyond_baseline_ms']} ms | ≤ 5 ms |",
-                  f"| refresh (rotate), CPU | {s['refresh_cpu_ms']} ms | |",
-                  "| argon2id password check (t={time_cost}, m={memory_kib} KiB, p={parallelism}) | ".format(
-                      **s["argon2id_params"]) + f"{s['argon2id_verify_ms']} ms | deliberate |",
-                  f"| token verification, cached / first time | {s['verify_cached_us']} / "
-                  f"{s['verify_first_time_us']} µs | ≤ 50 µs cached |",
-                  f"| ES256 signature | {s['sign_us']} µs | |", ""]
+        lines += [
+            "## Identity: sign-in and tokens",
+            "",
+            "| figure | measured | target |",
+            "|---|---:|---|",
+            f"| WeChat login, CPU beyond a trivial request (WeChat call excluded) | "
+            f"{s['wechat_login_cpu_beyond_baseline_ms']} ms | ≤ 5 ms |",
+            f"| refresh (rotate), CPU | {s['refresh_cpu_ms']} ms | |",
+            "| argon2id password check (t={time_cost}, m={memory_kib} KiB, p={parallelism}) | ".format(
+                **s["argon2id_params"]
+            )
+            + f"{s['argon2id_verify_ms']} ms | deliberate |",
+            f"| token verification, cached / first time | {s['verify_cached_us']} / "
+            f"{s['verify_first_time_us']} µs | ≤ 50 µs cached |",
+            f"| ES256 signature | {s['sign_us']} µs | |",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -169,10 +224,8 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(9, 0.6 * len(tp) + 1.5))
         labels = [f["id"] for f in tp]
         y = list(range(len(tp)))
-        ax.barh([i + 0.2 for i in y], [f["baseline"]["rps"] for f in tp], height=0.4, label="baseline",
-                color="#bbbbbb")
-        ax.barh([i - 0.2 for i in y], [f["subject"]["rps"] for f in tp], height=0.4, label="Minsheng",
-                color="#c0392b")
+        ax.barh([i + 0.2 for i in y], [f["baseline"]["rps"] for f in tp], height=0.4, label="baseline", color="#bbbbbb")
+        ax.barh([i - 0.2 for i in y], [f["subject"]["rps"] for f in tp], height=0.4, label="Minsheng", color="#c0392b")
         for i, f in enumerate(tp):
             ax.text(f["subject"]["rps"], i - 0.2, f"  {f['ratio'] or 0:.0%}", va="center", fontsize=8)
         ax.set_yticks(list(y), labels)
@@ -193,8 +246,13 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
             p50 = [f[side]["latency_ms"].get("p50", 0) for f in lat]
             p99 = [f[side]["latency_ms"].get("p99", 0) for f in lat]
             ax.barh([i + offset for i in y], p99, height=0.38, color=color, alpha=0.35)
-            ax.barh([i + offset for i in y], p50, height=0.38, color=color,
-                    label=f"{'Minsheng' if side == 'subject' else 'baseline'} p50 (light: p99)")
+            ax.barh(
+                [i + offset for i in y],
+                p50,
+                height=0.38,
+                color=color,
+                label=f"{'Minsheng' if side == 'subject' else 'baseline'} p50 (light: p99)",
+            )
         ax.set_xscale("log")
         ax.set_yticks(y, [f["id"] for f in lat])
         ax.invert_yaxis()

@@ -58,13 +58,28 @@ SIZES = {
     "full": Sizes("full", 3.0, 15.0, 16, 3, 10_000, 50, 1_000_000, 100_000, 50, 50_000, 200, 200, 30),
 }
 
-FIRE = {"category": "fire", "description": "Rubbish bin on fire near the Gangcheng theatre (#__N__)",
-        "latitude": "__LAT__", "longitude": "__LON__", "address": "Gangcheng theatre, gate __N__",
-        "community": "yunxing", "compound": "yuntaiyuan", "photo_urls": ["https://cdn.example/p/1.jpg"]}
+FIRE = {
+    "category": "fire",
+    "description": "Rubbish bin on fire near the Gangcheng theatre (#__N__)",
+    "latitude": "__LAT__",
+    "longitude": "__LON__",
+    "address": "Gangcheng theatre, gate __N__",
+    "community": "yunxing",
+    "compound": "yuntaiyuan",
+    "photo_urls": ["https://cdn.example/p/1.jpg"],
+}
 ROAD = {**FIRE, "category": "road", "description": "Pothole by the bus stop (#__N__)"}
-ISSUE = {"title": "Streetlight out on Yunxing Road", "description": "The lamp at the corner has been dark "
-         "for three nights (#__N__).", "category": "streetlight", "latitude": "__LAT__", "longitude": "__LON__",
-         "address": "Yunxing Road __N__", "community": "yunxing", "compound": "yunxingjie", "is_public": True}
+ISSUE = {
+    "title": "Streetlight out on Yunxing Road",
+    "description": "The lamp at the corner has been dark for three nights (#__N__).",
+    "category": "streetlight",
+    "latitude": "__LAT__",
+    "longitude": "__LON__",
+    "address": "Yunxing Road __N__",
+    "community": "yunxing",
+    "compound": "yunxingjie",
+    "is_public": True,
+}
 
 
 def unique_body(body: dict[str, Any]) -> str:
@@ -139,8 +154,9 @@ class Figure:
 
 
 class Suite:
-    def __init__(self, env: BenchEnv, sizes: Sizes, only: set[str] | None = None,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, env: BenchEnv, sizes: Sizes, only: set[str] | None = None, log: Callable[[str], None] = print
+    ) -> None:
         self.env = env
         self.sizes = sizes
         self.only = only
@@ -166,8 +182,10 @@ class Suite:
         if fig.status != "ok" or fig.metric in ("rss_mb", "rate", "cpu"):
             pass
         elif fig.subject and fig.baseline and fig.metric == "rps":
-            line += (f" {fig.subject.get('rps', 0):8.0f}/s vs {fig.baseline.get('rps', 0):8.0f}/s "
-                     f"= {fig.ratio or 0:.0%} (p99 {fig.subject.get('latency_ms', {}).get('p99', 0):.1f} ms)")
+            line += (
+                f" {fig.subject.get('rps', 0):8.0f}/s vs {fig.baseline.get('rps', 0):8.0f}/s "
+                f"= {fig.ratio or 0:.0%} (p99 {fig.subject.get('latency_ms', {}).get('p99', 0):.1f} ms)"
+            )
         elif fig.subject:
             p = fig.subject.get("latency_ms", {})
             b = (fig.baseline or {}).get("latency_ms", {})
@@ -177,17 +195,37 @@ class Suite:
         self.log(line)
         return fig
 
-    def load(self, server: Server, requests: list[dict[str, Any]], *, mode: str = "closed",
-             rate: float | None = None, watch: tuple[Server, ...] = ()) -> dict[str, Any]:
+    def load(
+        self,
+        server: Server,
+        requests: list[dict[str, Any]],
+        *,
+        mode: str = "closed",
+        rate: float | None = None,
+        watch: tuple[Server, ...] = (),
+    ) -> dict[str, Any]:
         s = self.sizes
-        spec: dict[str, Any] = {"mode": mode, "connections": s.connections if mode == "closed" else 64,
-                                "warmup": s.warmup, "duration": s.duration, "requests": requests}
+        spec: dict[str, Any] = {
+            "mode": mode,
+            "connections": s.connections if mode == "closed" else 64,
+            "warmup": s.warmup,
+            "duration": s.duration,
+            "requests": requests,
+        }
         if rate is not None:
             spec["rate"] = rate
         return self.env.run_load(server, spec, watch)
 
-    def compare(self, fig: Figure, subject: tuple[Server, Requests], baseline: tuple[Server, Requests], *,
-                mode: str = "closed", rate: float | None = None, watch: tuple[Server, ...] = ()) -> Figure:
+    def compare(
+        self,
+        fig: Figure,
+        subject: tuple[Server, Requests],
+        baseline: tuple[Server, Requests],
+        *,
+        mode: str = "closed",
+        rate: float | None = None,
+        watch: tuple[Server, ...] = (),
+    ) -> Figure:
         """Alternate baseline and subject ``rounds`` times; keep each side's median round. A side's requests
         may be a function of the round (fresh one-time codes, signatures, diners for each round)."""
         subs, bases = [], []
@@ -195,12 +233,14 @@ class Suite:
             bases.append(self.load(baseline[0], _round(baseline[1], i), mode=mode, rate=rate))
             subs.append(self.load(subject[0], _round(subject[1], i), mode=mode, rate=rate, watch=watch))
         key: Callable[[dict[str, Any]], float] = (
-            (lambda r: r["rps"]) if mode == "closed" else (lambda r: r["latency_ms"].get("p99", 1e9)))
+            (lambda r: r["rps"]) if mode == "closed" else (lambda r: r["latency_ms"].get("p99", 1e9))
+        )
         fig.subject = _median(subs, key)
         fig.baseline = _median(bases, key)
         if fig.subject["errors"]:
-            fig.note = (fig.note + f" {fig.subject['errors']} errors: "
-                        f"{'; '.join(fig.subject['error_samples'])[:300]}").strip()
+            fig.note = (
+                fig.note + f" {fig.subject['errors']} errors: {'; '.join(fig.subject['error_samples'])[:300]}"
+            ).strip()
         if fig.baseline["errors"]:
             fig.note = (fig.note + f" baseline errors: {'; '.join(fig.baseline['error_samples'])[:300]}").strip()
         if mode == "closed" and fig.baseline["rps"]:
@@ -239,8 +279,13 @@ class Suite:
         """Sign-in CPU (login, refresh), argon2id, token signing and verification: ``bench.identity`` in a
         process of its own on a PostgreSQL database of the run."""
         env = self.env
-        fig = Figure("identity.signin", "identity", "Sign-in and token verification (server CPU)", metric="cpu",
-                     target="login ≤ 5 ms beyond the WeChat call; verification ≤ 50 µs once cached")
+        fig = Figure(
+            "identity.signin",
+            "identity",
+            "Sign-in and token verification (server CPU)",
+            metric="cpu",
+            target="login ≤ 5 ms beyond the WeChat call; verification ≤ 50 µs once cached",
+        )
 
         def body() -> None:
             asyncio.run(env.create_database("idbench_identity"))
@@ -248,10 +293,12 @@ class Suite:
             figures = run_python("bench.identity", "--logins", "300", "--database-url", template, timeout=900)
             fig.subject = figures
             fig.met = figures["wechat_login_cpu_beyond_baseline_ms"] <= 5 and figures["verify_cached_us"] <= 50
-            fig.note = (f"login {figures['wechat_login_cpu_beyond_baseline_ms']} ms CPU beyond a trivial request "
-                        f"({figures['baseline_request_cpu_ms']} ms), refresh {figures['refresh_cpu_ms']} ms; "
-                        f"verify {figures['verify_cached_us']} µs cached / {figures['verify_first_time_us']} µs "
-                        f"first; argon2id {figures['argon2id_verify_ms']} ms per password check")
+            fig.note = (
+                f"login {figures['wechat_login_cpu_beyond_baseline_ms']} ms CPU beyond a trivial request "
+                f"({figures['baseline_request_cpu_ms']} ms), refresh {figures['refresh_cpu_ms']} ms; "
+                f"verify {figures['verify_cached_us']} µs cached / {figures['verify_first_time_us']} µs "
+                f"first; argon2id {figures['argon2id_verify_ms']} ms per password check"
+            )
 
         self.guard(fig, body)
 
@@ -286,8 +333,10 @@ class Suite:
             # hazard-report figure measures the points process alone (as its baseline runs alone).
             env.stop_server(issues)
             self.run_points_writes(points, services["canteen"], bare, ctx)
-        self.rss = {srv.name: {"idle_mb": srv.idle_rss_mb, "under_load_mb": self._peak_rss(srv.name)}
-                    for srv in [*services.values(), bare]}
+        self.rss = {
+            srv.name: {"idle_mb": srv.idle_rss_mb, "under_load_mb": self._peak_rss(srv.name)}
+            for srv in [*services.values(), bare]
+        }
         self.add_rss_figures(services, bare)
         for srv in [*services.values(), bare]:
             env.stop_server(srv)
@@ -316,23 +365,41 @@ class Suite:
         conn = await datagen.connect(env.dsn_for("issues"))
         try:
             n = self.sizes.read_issues
-            await datagen.copy_rows(conn, issues_md.tables["issues"], n,
-                                    datagen.issue_recipe(n, categories=self.categories or None))
+            await datagen.copy_rows(
+                conn, issues_md.tables["issues"], n, datagen.issue_recipe(n, categories=self.categories or None)
+            )
             await conn.execute("ANALYZE")
         finally:
             await conn.close()
         conn = await datagen.connect(env.dsn_for("bare_points"))
         try:
-            await datagen.copy_rows(conn, points_md.tables["riders"], 1, {
-                "id": lambda i: self.bare_rider, "subject": lambda i: "bare-rider", "name": lambda i: "Bare",
-                "platform": lambda i: "meituan", "phone": lambda i: "13800000000", "status": lambda i: "active"})
+            await datagen.copy_rows(
+                conn,
+                points_md.tables["riders"],
+                1,
+                {
+                    "id": lambda i: self.bare_rider,
+                    "subject": lambda i: "bare-rider",
+                    "name": lambda i: "Bare",
+                    "platform": lambda i: "meituan",
+                    "phone": lambda i: "13800000000",
+                    "status": lambda i: "active",
+                },
+            )
         finally:
             await conn.close()
 
     def _bare_config(self, docs: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"dbs": {"points": self.env.dsn_for("bare_points"), "issues": self.env.dsn_for("bare_issues"),
-                        "canteen": self.env.dsn_for("bare_canteen")},
-                "rider_id": str(self.bare_rider), "docs": docs or {}, **self.bare_extra}
+        return {
+            "dbs": {
+                "points": self.env.dsn_for("bare_points"),
+                "issues": self.env.dsn_for("bare_issues"),
+                "canteen": self.env.dsn_for("bare_canteen"),
+            },
+            "rider_id": str(self.bare_rider),
+            "docs": docs or {},
+            **self.bare_extra,
+        }
 
     def pool(self, rate: int) -> int:
         """Distinct requests one side may need in a round: ``rate``/s over warm-up + duration."""
@@ -348,9 +415,18 @@ class Suite:
         conn = await datagen.connect(env.dsn_for("bare_points"))
         try:
             offer_id = uuid.uuid4()
-            await datagen.copy_rows(conn, points_md.tables["offers"], 1, {
-                "id": lambda i: offer_id, "title": lambda i: "Bench offer", "kind": lambda i: "goods",
-                "points_cost": lambda i: 1, "active": lambda i: True})
+            await datagen.copy_rows(
+                conn,
+                points_md.tables["offers"],
+                1,
+                {
+                    "id": lambda i: offer_id,
+                    "title": lambda i: "Bench offer",
+                    "kind": lambda i: "goods",
+                    "points_cost": lambda i: 1,
+                    "active": lambda i: True,
+                },
+            )
             merchant_id = await conn.fetchval("SELECT merchant_id FROM offers WHERE id = $1", offer_id)
         finally:
             await conn.close()
@@ -369,9 +445,11 @@ class Suite:
         with httpx.Client(base_url=points.url, timeout=10) as client:
             for i in range(self.sizes.riders):
                 token = self.env.token(["rider"], sub=f"bench-rider-{i}")
-                r = client.post("/points/riders", headers={"Authorization": f"Bearer {token}"},
-                                json={"name": f"骑手{i}", "platform": "meituan", "phone": "13812345678",
-                                      "community": "yunxing"})
+                r = client.post(
+                    "/points/riders",
+                    headers={"Authorization": f"Bearer {token}"},
+                    json={"name": f"骑手{i}", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
+                )
                 if r.status_code == 201:
                     tokens.append(token)
                 elif not tokens:
@@ -379,23 +457,32 @@ class Suite:
         return {"rider_tokens": tokens}
 
     def _peak_rss(self, name: str) -> float | None:
-        peaks = [f.subject.get("rss_mb_max", {}).get(name) for f in self.figures
-                 if f.subject and isinstance(f.subject.get("rss_mb_max"), dict)]
-        peaks += [f.baseline.get("rss_mb_max", {}).get(name) for f in self.figures
-                  if f.baseline and isinstance(f.baseline.get("rss_mb_max"), dict)]
+        peaks = [
+            f.subject.get("rss_mb_max", {}).get(name)
+            for f in self.figures
+            if f.subject and isinstance(f.subject.get("rss_mb_max"), dict)
+        ]
+        peaks += [
+            f.baseline.get("rss_mb_max", {}).get(name)
+            for f in self.figures
+            if f.baseline and isinstance(f.baseline.get("rss_mb_max"), dict)
+        ]
         values = [p for p in peaks if p]
         return max(values) if values else None
 
-    def run_reads(self, points: Server, issues: Server, canteen: Server, bare: Server,
-                  ctx: dict[str, Any]) -> None:
+    def run_reads(self, points: Server, issues: Server, canteen: Server, bare: Server, ctx: dict[str, Any]) -> None:
         staff = self.env.token(["staff"], sub="bench-staff", scopes=["community:yunxing"])
         h_staff = {"Authorization": f"Bearer {staff}"}
         samples: dict[str, Any] = {}
         cases: list[tuple[Figure, Server, list[dict[str, Any]]]] = []
         with httpx.Client(timeout=10) as client:
             r = client.get(issues.url + "/issues/issues", headers=h_staff)
-            fig = Figure("read.issue_list", "reads", "Issue list, first page (staff, community scope)",
-                         target="≥ 50% of bare FastAPI returning the same JSON")
+            fig = Figure(
+                "read.issue_list",
+                "reads",
+                "Issue list, first page (staff, community scope)",
+                target="≥ 50% of bare FastAPI returning the same JSON",
+            )
             if r.status_code == 200:
                 samples["issue_list"] = r.json()
                 cases.append((fig, issues, [{"path": "/issues/issues", "headers": h_staff}]))
@@ -404,8 +491,12 @@ class Suite:
                 fig.status, fig.note = "failed", f"GET /issues/issues → {r.status_code} {r.text[:200]}"
                 self.add(fig)
                 ids = []
-            fig = Figure("read.issue_detail", "reads", "Issue detail with timeline",
-                         target="≥ 50% of bare FastAPI returning the same JSON")
+            fig = Figure(
+                "read.issue_detail",
+                "reads",
+                "Issue detail with timeline",
+                target="≥ 50% of bare FastAPI returning the same JSON",
+            )
             if ids:
                 r = client.get(f"{issues.url}/issues/issues/{ids[0]}", headers=h_staff)
                 if r.status_code == 200:
@@ -414,8 +505,9 @@ class Suite:
                 else:
                     fig.status, fig.note = "failed", f"GET issue → {r.status_code} {r.text[:200]}"
                     self.add(fig)
-            fig = Figure("read.rider_balance", "reads", "Rider balance",
-                         target="≥ 50% of bare FastAPI returning the same JSON")
+            fig = Figure(
+                "read.rider_balance", "reads", "Rider balance", target="≥ 50% of bare FastAPI returning the same JSON"
+            )
             tokens = ctx["rider_tokens"]
             if tokens:
                 hs = [{"Authorization": f"Bearer {t}"} for t in tokens]
@@ -429,10 +521,17 @@ class Suite:
             else:
                 fig.status, fig.note = "failed", "no rider could be registered"
                 self.add(fig)
-            fig = Figure("read.menu", "reads", "Canteen menus of the week (public)",
-                         target="≥ 50% of bare FastAPI returning the same JSON")
-            codes = asyncio.run(_values(self.env.dsn_for("canteen"), "SELECT code FROM canteens ORDER BY code"
-                                        )) if self.canteen_seeded else []
+            fig = Figure(
+                "read.menu",
+                "reads",
+                "Canteen menus of the week (public)",
+                target="≥ 50% of bare FastAPI returning the same JSON",
+            )
+            codes = (
+                asyncio.run(_values(self.env.dsn_for("canteen"), "SELECT code FROM canteens ORDER BY code"))
+                if self.canteen_seeded
+                else []
+            )
             menu_path: str | None = None
             menu: httpx.Response | None = None
             for code in codes[:6]:  # the first canteen with published menus this week
@@ -446,9 +545,12 @@ class Suite:
                 cases.append((fig, canteen, [{"path": menu_path}]))
             else:
                 fig.status = "skipped"
-                fig.note = ("the canteen service has no demo seed to take a canteen and its menus from"
-                            if not canteen_code else f"GET {menu_path} → "
-                            f"{menu.status_code if menu is not None else '–'} with no menus: needs a scenario")
+                fig.note = (
+                    "the canteen service has no demo seed to take a canteen and its menus from"
+                    if not canteen_code
+                    else f"GET {menu_path} → "
+                    f"{menu.status_code if menu is not None else '–'} with no menus: needs a scenario"
+                )
                 self.add(fig)
         # The bare app serves the same documents: restart it with them.
         self.env.stop_server(bare)
@@ -458,9 +560,12 @@ class Suite:
         for fig, server, requests in cases:
             name = fig.id.split(".", 1)[1]
             fig.baseline_name = f"bare FastAPI endpoint returning the same {len(json.dumps(samples[name]))}-byte JSON"
-            def body(fig: Figure = fig, server: Server = server, requests: list[dict[str, Any]] = requests,
-                     name: str = name) -> None:
+
+            def body(
+                fig: Figure = fig, server: Server = server, requests: list[dict[str, Any]] = requests, name: str = name
+            ) -> None:
                 self.compare(fig, (server, requests), (bare2, [{"path": f"/bare/doc/{name}"}]))
+
             self.guard(fig, body)
             fig.extra["bare_hello_rps"] = hello["rps"]
         self._bare = bare2
@@ -468,43 +573,75 @@ class Suite:
     def run_issue_writes(self, issues: Server, bare: Server) -> None:
         bare = getattr(self, "_bare", bare)
         resident = {"Authorization": f"Bearer {self.env.token(['resident'], sub='resident-1')}"}
-        fig = Figure("write.resident_issue", "writes", "Resident reports an issue (issue + timeline + outbox)",
-                     target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
-                     baseline_name="bare endpoint: same body model, raw asyncpg INSERT issue + timeline + outbox")
-        category = ISSUE["category"] if not self.categories or ISSUE["category"] in self.categories else next(
-            (c for c in self.categories if c not in ("fire", "gas_leak", "water_leak")), self.categories[0])
+        fig = Figure(
+            "write.resident_issue",
+            "writes",
+            "Resident reports an issue (issue + timeline + outbox)",
+            target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
+            baseline_name="bare endpoint: same body model, raw asyncpg INSERT issue + timeline + outbox",
+        )
+        category = (
+            ISSUE["category"]
+            if not self.categories or ISSUE["category"] in self.categories
+            else next((c for c in self.categories if c not in ("fire", "gas_leak", "water_leak")), self.categories[0])
+        )
         body = unique_body({**ISSUE, "category": category})
-        self.guard(fig, lambda: self.compare(
-            fig, (issues, [{"method": "POST", "path": "/issues/issues", "headers": resident, "body": body}]),
-            (bare, [{"method": "POST", "path": "/bare/issues/issues", "body": body}])))
+        self.guard(
+            fig,
+            lambda: self.compare(
+                fig,
+                (issues, [{"method": "POST", "path": "/issues/issues", "headers": resident, "body": body}]),
+                (bare, [{"method": "POST", "path": "/bare/issues/issues", "body": body}]),
+            ),
+        )
 
     def run_points_writes(self, points: Server, canteen: Server, bare: Server, ctx: dict[str, Any]) -> None:
         bare = getattr(self, "_bare", bare)
         tokens = ctx["rider_tokens"]
-        fig = Figure("write.hazard_report", "writes", "Rider hazard report (report + outbox)",
-                     target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
-                     baseline_name="bare endpoint: same body model, raw asyncpg INSERT report + outbox")
+        fig = Figure(
+            "write.hazard_report",
+            "writes",
+            "Rider hazard report (report + outbox)",
+            target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
+            baseline_name="bare endpoint: same body model, raw asyncpg INSERT report + outbox",
+        )
 
         def hazard() -> None:
             if not tokens:
                 raise RuntimeError("no rider registered")
             body = unique_body(ROAD)
-            reqs = [{"method": "POST", "path": "/points/hazard-reports", "body": body,
-                     "headers": {"Authorization": f"Bearer {t}"}} for t in tokens]
-            self.compare(fig, (points, reqs), (bare, [{"method": "POST", "path": "/bare/points/hazard-reports",
-                                                       "body": body}]))
+            reqs = [
+                {
+                    "method": "POST",
+                    "path": "/points/hazard-reports",
+                    "body": body,
+                    "headers": {"Authorization": f"Bearer {t}"},
+                }
+                for t in tokens
+            ]
+            self.compare(
+                fig, (points, reqs), (bare, [{"method": "POST", "path": "/bare/points/hazard-reports", "body": body}])
+            )
+
         self.guard(fig, hazard)
-        fig = Figure("write.redemption", "writes", "Points redemption at a merchant (signed, one-time code)",
-                     target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
-                     baseline_name="bare endpoint: same body model, raw asyncpg INSERT redemption + ledger entry "
-                                   "+ outbox")
+        fig = Figure(
+            "write.redemption",
+            "writes",
+            "Points redemption at a merchant (signed, one-time code)",
+            target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
+            baseline_name="bare endpoint: same body model, raw asyncpg INSERT redemption + ledger entry + outbox",
+        )
         self.guard(fig, lambda: self._redemption(fig, points, bare))
         # The points service would consume every DeliveryRequested of the order figure (a rider task each):
         # stop it first, so the figure measures the canteen process alone (as its baseline runs alone).
         self.env.stop_server(points)
-        fig = Figure("write.canteen_order", "writes", "Canteen order (staff books a delivered meal)",
-                     target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
-                     baseline_name="bare endpoint: same body model, raw asyncpg INSERT order + outbox")
+        fig = Figure(
+            "write.canteen_order",
+            "writes",
+            "Canteen order (staff books a delivered meal)",
+            target="≥ 70% of raw asyncpg (same rows) in a bare endpoint",
+            baseline_name="bare endpoint: same body model, raw asyncpg INSERT order + outbox",
+        )
         self.guard(fig, lambda: self._canteen_order(fig, canteen, bare))
 
     def _redemption(self, fig: Figure, points: Server, bare: Server) -> None:
@@ -520,24 +657,42 @@ class Suite:
             if _find_path(probe, points, "post", "merchant-api/redemptions") is None:
                 raise Skip("no POST …merchant-api/redemptions endpoint in the points service yet")
         staff = _bearer(self.env.token(["staff"], sub="bench-staff", scopes=["community:yunxing"]))
-        riders = asyncio.run(_values(self.env.dsn_for("points"),
-                                     "SELECT id FROM riders WHERE subject LIKE 'bench-rider-%' ORDER BY id"))
+        riders = asyncio.run(
+            _values(self.env.dsn_for("points"), "SELECT id FROM riders WHERE subject LIKE 'bench-rider-%' ORDER BY id")
+        )
         if not riders:
             raise RuntimeError("no rider registered")
         with httpx.Client(base_url=points.url, timeout=30) as client:
+
             def ok(r: httpx.Response) -> dict[str, Any]:
                 if r.status_code >= 300:
                     raise RuntimeError(f"{r.request.method} {r.request.url.path} → {r.status_code} {r.text[:300]}")
                 return dict(r.json())
+
             for rid in riders:
                 ok(client.post(f"/points/riders/{rid}/verify", headers=staff))
-                ok(client.post(f"/points/riders/{rid}/adjustments", json={"amount": 100_000, "reason": "bench"},
-                               headers={**staff, "Idempotency-Key": f"bench-adjust-{rid}"}))
-            merchant = ok(client.post("/points/merchants", headers=staff, json={
-                "name": "Bench 便利店", "category": "shop", "community": "yunxing", "address": "云兴街 1 号"}))
+                ok(
+                    client.post(
+                        f"/points/riders/{rid}/adjustments",
+                        json={"amount": 100_000, "reason": "bench"},
+                        headers={**staff, "Idempotency-Key": f"bench-adjust-{rid}"},
+                    )
+                )
+            merchant = ok(
+                client.post(
+                    "/points/merchants",
+                    headers=staff,
+                    json={"name": "Bench 便利店", "category": "shop", "community": "yunxing", "address": "云兴街 1 号"},
+                )
+            )
             key = ok(client.post(f"/points/merchants/{merchant['id']}/credentials", headers=staff, json={}))
-            offer = ok(client.post(f"/points/merchants/{merchant['id']}/offers", headers=staff, json={
-                "title": "矿泉水 Bottled water", "kind": "goods", "points_cost": 1}))
+            offer = ok(
+                client.post(
+                    f"/points/merchants/{merchant['id']}/offers",
+                    headers=staff,
+                    json={"title": "矿泉水 Bottled water", "kind": "goods", "points_cost": 1},
+                )
+            )
         pool = self.pool(SUBJECT_POOL_RATE)
         codes = [f"{10_000_000 + i}" for i in range(pool * self.sizes.rounds + 1)]
         now = datetime.now(UTC)
@@ -545,13 +700,23 @@ class Suite:
         async def seed_codes() -> None:
             conn = await datagen.connect(self.env.dsn_for("points"))
             try:
-                await datagen.copy_rows(conn, points_md.tables["redemption_codes"], len(codes), {
-                    "id": lambda i: uuid.uuid4(), "code_hash": lambda i: code_hash(codes[i]),
-                    "rider_id": lambda i: riders[i % len(riders)], "offer_id": lambda i: None,
-                    "expires_at": lambda i: now + timedelta(hours=2), "used_at": lambda i: None,
-                    "created_at": lambda i: now})
+                await datagen.copy_rows(
+                    conn,
+                    points_md.tables["redemption_codes"],
+                    len(codes),
+                    {
+                        "id": lambda i: uuid.uuid4(),
+                        "code_hash": lambda i: code_hash(codes[i]),
+                        "rider_id": lambda i: riders[i % len(riders)],
+                        "offer_id": lambda i: None,
+                        "expires_at": lambda i: now + timedelta(hours=2),
+                        "used_at": lambda i: None,
+                        "created_at": lambda i: now,
+                    },
+                )
             finally:
                 await conn.close()
+
         asyncio.run(seed_codes())
 
         def signed(code: str, idem: str) -> tuple[str, dict[str, str]]:
@@ -560,21 +725,25 @@ class Suite:
             return body, {**headers, "Idempotency-Key": idem}
 
         body, headers = signed(codes[-1], "bench-check")  # one redemption outside the timed part: the setup works
-        r = httpx.post(points.url + REDEEM_PATH, content=body, headers={**headers, "Content-Type": "application/json"},
-                       timeout=10)
+        r = httpx.post(
+            points.url + REDEEM_PATH, content=body, headers={**headers, "Content-Type": "application/json"}, timeout=10
+        )
         if r.status_code != 201:
             raise RuntimeError(f"check redemption → {r.status_code} {r.text[:300]}")
 
         def subject(rnd: int) -> list[dict[str, Any]]:
             reqs = []
-            for i, code in enumerate(codes[rnd * pool:(rnd + 1) * pool]):
+            for i, code in enumerate(codes[rnd * pool : (rnd + 1) * pool]):
                 body, headers = signed(code, f"bench-till-{rnd}-{i:06d}")
                 reqs.append({"method": "POST", "path": REDEEM_PATH, "headers": headers, "body": body})
             return reqs
-        base_body = json.dumps({"code": "bench-__N__", "offer_id": self.bare_extra["redeem"]["offer_id"],
-                                "quantity": 1})
-        self.compare(fig, (points, subject), (bare, [{"method": "POST", "path": "/bare/points/redemptions",
-                                                      "body": base_body}]))
+
+        base_body = json.dumps(
+            {"code": "bench-__N__", "offer_id": self.bare_extra["redeem"]["offer_id"], "quantity": 1}
+        )
+        self.compare(
+            fig, (points, subject), (bare, [{"method": "POST", "path": "/bare/points/redemptions", "body": base_body}])
+        )
         _pool_note(fig, self.sizes, pool)
 
     def _canteen_order(self, fig: Figure, canteen: Server, bare: Server) -> None:
@@ -589,24 +758,43 @@ class Suite:
         diners: list[str] = scenario["diners"]
 
         def order(diner: str, ctx: dict[str, Any]) -> str:
-            return json.dumps({"diner_id": diner, "menu_id": ctx["menu_id"], "set_meal_id": ctx["set_meal_id"],
-                               "fulfilment": "delivery"})
-        r = httpx.post(canteen.url + "/canteen/orders", content=order(diners[-1], scenario),
-                       headers={**staff, "Idempotency-Key": "bench-check", "Content-Type": "application/json"},
-                       timeout=10)
+            return json.dumps(
+                {
+                    "diner_id": diner,
+                    "menu_id": ctx["menu_id"],
+                    "set_meal_id": ctx["set_meal_id"],
+                    "fulfilment": "delivery",
+                }
+            )
+
+        r = httpx.post(
+            canteen.url + "/canteen/orders",
+            content=order(diners[-1], scenario),
+            headers={**staff, "Idempotency-Key": "bench-check", "Content-Type": "application/json"},
+            timeout=10,
+        )
         if r.status_code != 201:
             raise RuntimeError(f"check order → {r.status_code} {r.text[:300]}")
         pool, base_pool = self.pool(SUBJECT_POOL_RATE), self.pool(BASELINE_POOL_RATE)
         bare_ctx = self.bare_extra["order"]
 
         def subject(rnd: int) -> list[dict[str, Any]]:
-            return [{"method": "POST", "path": "/canteen/orders", "body": order(d, scenario),
-                     "headers": {**staff, "Idempotency-Key": f"bench-order-{rnd}-{i:06d}"}}
-                    for i, d in enumerate(diners[rnd * pool:(rnd + 1) * pool])]
+            return [
+                {
+                    "method": "POST",
+                    "path": "/canteen/orders",
+                    "body": order(d, scenario),
+                    "headers": {**staff, "Idempotency-Key": f"bench-order-{rnd}-{i:06d}"},
+                }
+                for i, d in enumerate(diners[rnd * pool : (rnd + 1) * pool])
+            ]
 
         def baseline(rnd: int) -> list[dict[str, Any]]:
-            return [{"method": "POST", "path": "/bare/canteen/orders", "body": order(d, bare_ctx)}
-                    for d in self.bare_order_diners[rnd * base_pool:(rnd + 1) * base_pool]]
+            return [
+                {"method": "POST", "path": "/bare/canteen/orders", "body": order(d, bare_ctx)}
+                for d in self.bare_order_diners[rnd * base_pool : (rnd + 1) * base_pool]
+            ]
+
         self.compare(fig, (canteen, subject), (bare, baseline))
         _pool_note(fig, self.sizes, pool, base_pool)
 
@@ -624,28 +812,61 @@ class Suite:
         try:
             asyncio.run(trigger())
         except Exception as exc:
-            self.add(Figure("e2e.hazard_to_issue", "e2e", "Hazard report → issue visible", status="failed",
-                            note=f"could not install the NOTIFY trigger: {exc}"[:300]))
+            self.add(
+                Figure(
+                    "e2e.hazard_to_issue",
+                    "e2e",
+                    "Hazard report → issue visible",
+                    status="failed",
+                    note=f"could not install the NOTIFY trigger: {exc}"[:300],
+                )
+            )
             return
         token = self.env.token(["rider"], sub="bench-rider-0")
-        for fid, rate, target in (("e2e.hazard_to_issue_low", s.e2e_rate / 10, ""),
-                                  ("e2e.hazard_to_issue", s.e2e_rate, "p99 ≤ 50 ms")):
-            fig = Figure(fid, "e2e", f"Hazard report → issue visible at {rate:.0f}/s (points → Kafka → issues, "
-                         "separate processes)", metric="p99_ms", target=target or "(context: below saturation)",
-                         baseline_name="raw aiokafka produce → consume, same rate and broker")
+        for fid, rate, target in (
+            ("e2e.hazard_to_issue_low", s.e2e_rate / 10, ""),
+            ("e2e.hazard_to_issue", s.e2e_rate, "p99 ≤ 50 ms"),
+        ):
+            fig = Figure(
+                fid,
+                "e2e",
+                f"Hazard report → issue visible at {rate:.0f}/s (points → Kafka → issues, separate processes)",
+                metric="p99_ms",
+                target=target or "(context: below saturation)",
+                baseline_name="raw aiokafka produce → consume, same rate and broker",
+            )
 
             def body(fig: Figure = fig, rate: float = rate, target: str = target) -> None:
                 common = {"rate": rate, "duration": s.e2e_duration, "warmup": min(2.0, s.e2e_duration / 3)}
                 subs: list[dict[str, Any]] = []
                 bases: list[dict[str, Any]] = []
                 for _ in range(s.rounds):
-                    bases.append(self._e2e({**common, "mode": "kafka", "bootstrap": env.kafka_bootstrap,
-                                            "topic": f"msbench.e2e.{time.time_ns()}", "body": json.dumps(FIRE) * 2}))
-                    subs.append(self._e2e({**common, "mode": "service", "port": points.port,
-                                           "path": "/points/hazard-reports", "body": unique_body(FIRE),
-                                           "headers": {"Authorization": f"Bearer {token}"},
-                                           "issues_dsn": env.dsn_for("issues"), "points_dsn": env.dsn_for("points")},
-                                          watch=(points, issues)))
+                    bases.append(
+                        self._e2e(
+                            {
+                                **common,
+                                "mode": "kafka",
+                                "bootstrap": env.kafka_bootstrap,
+                                "topic": f"msbench.e2e.{time.time_ns()}",
+                                "body": json.dumps(FIRE) * 2,
+                            }
+                        )
+                    )
+                    subs.append(
+                        self._e2e(
+                            {
+                                **common,
+                                "mode": "service",
+                                "port": points.port,
+                                "path": "/points/hazard-reports",
+                                "body": unique_body(FIRE),
+                                "headers": {"Authorization": f"Bearer {token}"},
+                                "issues_dsn": env.dsn_for("issues"),
+                                "points_dsn": env.dsn_for("points"),
+                            },
+                            watch=(points, issues),
+                        )
+                    )
                 key: Callable[[dict[str, Any]], float] = lambda r: r["latency_ms"].get("p99", 1e9)  # noqa: E731
                 fig.subject, fig.baseline = _median(subs, key), _median(bases, key)
                 p99 = fig.subject["latency_ms"].get("p99")
@@ -654,16 +875,21 @@ class Suite:
                 notes = []
                 sub = fig.subject
                 if sub["missing"] or sub["errors"]:
-                    notes.append(f"{sub['missing']} of {sub['sent']} not visible within 20 s after the last report; "
-                                 f"{sub['errors']} POST errors {sub.get('error_samples', '')}")
+                    notes.append(
+                        f"{sub['missing']} of {sub['sent']} not visible within 20 s after the last report; "
+                        f"{sub['errors']} POST errors {sub.get('error_samples', '')}"
+                    )
                 b1, b2 = fig.subject.get("relay_pickup_ms", {}), fig.subject.get("broker_and_consumer_ms", {})
                 post = fig.subject.get("post_latency_ms", {})
                 if b1 and b2:
-                    notes.append("where the time goes (p50/p99 ms): "
-                                 f"POST {post.get('p50', 0):.0f}/{post.get('p99', 0):.0f}, "
-                                 f"commit → broker ack {b1['p50']:.0f}/{b1['p99']:.0f}, ack → issue created "
-                                 f"{b2['p50']:.0f}/{b2['p99']:.0f}")
+                    notes.append(
+                        "where the time goes (p50/p99 ms): "
+                        f"POST {post.get('p50', 0):.0f}/{post.get('p99', 0):.0f}, "
+                        f"commit → broker ack {b1['p50']:.0f}/{b1['p99']:.0f}, ack → issue created "
+                        f"{b2['p50']:.0f}/{b2['p99']:.0f}"
+                    )
                 fig.note = "; ".join(notes)[:600]
+
             self.guard(fig, body)
 
     def _e2e(self, spec: dict[str, Any], watch: tuple[Server, ...] = ()) -> dict[str, Any]:
@@ -681,14 +907,22 @@ class Suite:
         for name in services:
             r = self.rss.get(name, {})
             idle = r.get("idle_mb")
-            fig = Figure(f"rss.{name}", "rss", f"RSS of `minsheng serve {name}`", metric="rss_mb",
-                         target="idle ≤ 120 MB", baseline_name="bare FastAPI app (same server, asyncpg pools)")
+            fig = Figure(
+                f"rss.{name}",
+                "rss",
+                f"RSS of `minsheng serve {name}`",
+                metric="rss_mb",
+                target="idle ≤ 120 MB",
+                baseline_name="bare FastAPI app (same server, asyncpg pools)",
+            )
             if idle is None:
                 fig.status, fig.note = "failed", "the service process did not start"
             else:
                 fig.subject = {"idle_mb": round(idle, 1), "under_load_mb": r.get("under_load_mb")}
-                fig.baseline = {"idle_mb": round(base, 1) if base else None,
-                                "under_load_mb": self.rss.get("bare", {}).get("under_load_mb")}
+                fig.baseline = {
+                    "idle_mb": round(base, 1) if base else None,
+                    "under_load_mb": self.rss.get("bare", {}).get("under_load_mb"),
+                }
                 fig.met = idle <= 120
                 if r.get("under_load_mb") is None:
                     fig.note = "not under load in this suite (idle only)"
@@ -698,9 +932,14 @@ class Suite:
 
     def run_relay(self) -> None:
         env, s = self.env, self.sizes
-        fig = Figure("relay.publish", "relay", f"Outbox relay publish rate ({s.relay_messages} events, "
-                     f"batches of {s.relay_batch})", metric="rate", target="≥ 80% of raw batched produce",
-                     baseline_name="raw aiokafka producer (acks=all), same messages as record batches of the same size")
+        fig = Figure(
+            "relay.publish",
+            "relay",
+            f"Outbox relay publish rate ({s.relay_messages} events, batches of {s.relay_batch})",
+            metric="rate",
+            target="≥ 80% of raw batched produce",
+            baseline_name="raw aiokafka producer (acks=all), same messages as record batches of the same size",
+        )
 
         def body() -> None:
             asyncio.run(env.migrate("points", "relay"))
@@ -709,23 +948,37 @@ class Suite:
                 common = {"bootstrap": env.kafka_bootstrap, "n": s.relay_messages, "batch_size": s.relay_batch}
                 bases.append(self._worker({**common, "mode": "raw_batch", "topic": f"msbench.raw.{i}"}))
                 sends.append(self._worker({**common, "mode": "raw_send", "topic": f"msbench.send.{i}"}))
-                subs.append(self._worker({**common, "mode": "relay", "topic": f"msbench.relay.{i}",
-                                          "dsn": env.dsn_for("relay"), "url": env.url_for("relay")}))
+                subs.append(
+                    self._worker(
+                        {
+                            **common,
+                            "mode": "relay",
+                            "topic": f"msbench.relay.{i}",
+                            "dsn": env.dsn_for("relay"),
+                            "url": env.url_for("relay"),
+                        }
+                    )
+                )
             fig.subject = _median(subs, lambda r: r["rate"])
             fig.baseline = _median(bases, lambda r: r["rate"])
             fig.extra["raw_send"] = _median(sends, lambda r: r["rate"])
             fig.ratio = fig.subject["rate"] / fig.baseline["rate"]
-            fig.note = (f"context: a plain producer.send() per message, batches awaited: "
-                        f"{fig.extra['raw_send']['rate']:,.0f} msg/s (relay = "
-                        f"{fig.subject['rate'] / fig.extra['raw_send']['rate']:.0%} of it); CPU per message: relay "
-                        f"{fig.subject.get('cpu_us_per_message', 0):.0f} µs, raw batches "
-                        f"{fig.baseline.get('cpu_us_per_message', 0):.0f} µs, raw send "
-                        f"{fig.extra['raw_send'].get('cpu_us_per_message', 0):.0f} µs")
+            fig.note = (
+                f"context: a plain producer.send() per message, batches awaited: "
+                f"{fig.extra['raw_send']['rate']:,.0f} msg/s (relay = "
+                f"{fig.subject['rate'] / fig.extra['raw_send']['rate']:.0%} of it); CPU per message: relay "
+                f"{fig.subject.get('cpu_us_per_message', 0):.0f} µs, raw batches "
+                f"{fig.baseline.get('cpu_us_per_message', 0):.0f} µs, raw send "
+                f"{fig.extra['raw_send'].get('cpu_us_per_message', 0):.0f} µs"
+            )
+
         self.guard(fig, body)
         if fig.ratio is not None:
             fig.met = fig.ratio >= 0.8
-            self.log(f"    relay {fig.subject['rate']:.0f}/s vs raw {fig.baseline['rate']:.0f}/s "  # type: ignore[index]
-                     f"= {fig.ratio:.0%}")
+            self.log(
+                f"    relay {fig.subject['rate']:.0f}/s vs raw {fig.baseline['rate']:.0f}/s "  # type: ignore[index]
+                f"= {fig.ratio:.0%}"
+            )
 
     def _worker(self, spec: dict[str, Any]) -> dict[str, Any]:
         path = self.env.workdir / f"relay-{time.time_ns()}.json"
@@ -738,11 +991,16 @@ class Suite:
     def run_notify(self, rate: float = 100.0) -> None:
         env, s = self.env, self.sizes
         seconds = max(2.0, s.e2e_duration)
-        fig = Figure("notify.event_to_provider", "notify", f"Event → message accepted by the provider stand-in at "
-                     f"{rate:.0f}/s (notify on PostgreSQL: consumer, fan-out, sender, SMS over HTTP)",
-                     metric="p99_ms", target="p99 ≤ 100 ms",
-                     baseline_name="the provider call alone: the same SMS adapter posting to the same stand-in, "
-                                   "same rate, no bus, database or queue")
+        fig = Figure(
+            "notify.event_to_provider",
+            "notify",
+            f"Event → message accepted by the provider stand-in at "
+            f"{rate:.0f}/s (notify on PostgreSQL: consumer, fan-out, sender, SMS over HTTP)",
+            metric="p99_ms",
+            target="p99 ≤ 100 ms",
+            baseline_name="the provider call alone: the same SMS adapter posting to the same stand-in, "
+            "same rate, no bus, database or queue",
+        )
 
         def body() -> None:
             subs: list[dict[str, Any]] = []
@@ -758,8 +1016,11 @@ class Suite:
             fig.subject, fig.baseline = _median(subs, key), _median(bases, key)
             sub = fig.subject
             fig.met = sub["p99_ms"] <= 100 and sub["accepted"] == sub["events"] and not sub["handler_failures"]
-            fig.note = (f"{sub['accepted']} of {sub['events']} accepted; fan-out committed → accepted (the sender's "
-                        f"share) p50/p99 {sub['send_lag_p50_ms']:.0f}/{sub['send_lag_p99_ms']:.0f} ms")
+            fig.note = (
+                f"{sub['accepted']} of {sub['events']} accepted; fan-out committed → accepted (the sender's "
+                f"share) p50/p99 {sub['send_lag_p50_ms']:.0f}/{sub['send_lag_p99_ms']:.0f} ms"
+            )
+
         self.guard(fig, body)
 
     # large data sets: list/filter/figures on a million issues and 100k households --------------------------
@@ -770,8 +1031,15 @@ class Suite:
         try:
             loaded = asyncio.run(self._load_large())
         except Exception as exc:
-            self.add(Figure("large.load", "large", "Load the large data sets", status="failed",
-                            note=f"{type(exc).__name__}: {exc}"[:500]))
+            self.add(
+                Figure(
+                    "large.load",
+                    "large",
+                    "Load the large data sets",
+                    status="failed",
+                    note=f"{type(exc).__name__}: {exc}"[:500],
+                )
+            )
             return
         self.log(f"  large data sets loaded in {time.perf_counter() - t0:.0f}s: {loaded}")
         template = env.template.replace("{service}", "large_{service}")
@@ -782,26 +1050,51 @@ class Suite:
             visits = env.start_service("visits", MINSHENG_DATABASE_URL=template)
             visits.name = "visits-large"
         queries: dict[str, tuple[str, str, list[str]]] = {
-            "list_scope": ("issues", "SELECT * FROM issues WHERE community = ANY(string_to_array($1, ',')) "
-                           "ORDER BY created_at DESC, id DESC LIMIT 51", ["communities"]),
-            "list_status": ("issues", "SELECT * FROM issues WHERE community = ANY(string_to_array($1, ',')) "
-                            "AND status = $2 ORDER BY created_at DESC, id DESC LIMIT 51", ["communities", "status"]),
+            "list_scope": (
+                "issues",
+                "SELECT * FROM issues WHERE community = ANY(string_to_array($1, ',')) "
+                "ORDER BY created_at DESC, id DESC LIMIT 51",
+                ["communities"],
+            ),
+            "list_status": (
+                "issues",
+                "SELECT * FROM issues WHERE community = ANY(string_to_array($1, ',')) "
+                "AND status = $2 ORDER BY created_at DESC, id DESC LIMIT 51",
+                ["communities", "status"],
+            ),
             "list_all": ("issues", "SELECT * FROM issues ORDER BY created_at DESC, id DESC LIMIT 51", []),
-            "list_mine": ("issues", "SELECT * FROM issues WHERE reporter = $1 ORDER BY created_at DESC, id DESC "
-                          "LIMIT 51", ["reporter"]),
-            "figures": ("issues", "SELECT community, category, status, count(*) FROM issues "
-                        "WHERE created_at >= now() - interval '1 year' GROUP BY 1, 2, 3", []),
-            "households": ("visits", "SELECT * FROM households WHERE community = ANY(string_to_array($1, ',')) "
-                           "ORDER BY id LIMIT 51", ["communities"]),
-            "households_compound": ("visits", "SELECT * FROM households WHERE compound = $1 ORDER BY id LIMIT 51",
-                                    ["compound"]),
+            "list_mine": (
+                "issues",
+                "SELECT * FROM issues WHERE reporter = $1 ORDER BY created_at DESC, id DESC LIMIT 51",
+                ["reporter"],
+            ),
+            "figures": (
+                "issues",
+                "SELECT community, category, status, count(*) FROM issues "
+                "WHERE created_at >= now() - interval '1 year' GROUP BY 1, 2, 3",
+                [],
+            ),
+            "households": (
+                "visits",
+                "SELECT * FROM households WHERE community = ANY(string_to_array($1, ',')) ORDER BY id LIMIT 51",
+                ["communities"],
+            ),
+            "households_compound": (
+                "visits",
+                "SELECT * FROM households WHERE compound = $1 ORDER BY id LIMIT 51",
+                ["compound"],
+            ),
         }
         dbs = {"issues": env.dsn_for("large_issues")}
         if visits is not None:
             dbs["visits"] = env.dsn_for("large_visits")
-        bare = env.start_baseline({"dbs": dbs, "queries": {
-            k: {"db": db, "sql": q, "params": p} for k, (db, q, p) in queries.items() if db in dbs}},
-            name="bare-large")
+        bare = env.start_baseline(
+            {
+                "dbs": dbs,
+                "queries": {k: {"db": db, "sql": q, "params": p} for k, (db, q, p) in queries.items() if db in dbs},
+            },
+            name="bare-large",
+        )
         try:
             for srv in (issues, visits, bare):
                 if srv is not None:
@@ -840,9 +1133,9 @@ class Suite:
         conn = await datagen.connect(env.dsn_for("large_visits"))
         try:
             t = time.perf_counter()
-            loaded["households"] = await datagen.copy_rows(conn, visits_md.tables["households"],
-                                                           s.large_households,
-                                                           datagen.household_recipe(s.large_households))
+            loaded["households"] = await datagen.copy_rows(
+                conn, visits_md.tables["households"], s.large_households, datagen.household_recipe(s.large_households)
+            )
             await conn.execute("VACUUM (ANALYZE)")
             loaded["households_seconds"] = round(time.perf_counter() - t, 1)
         finally:
@@ -855,32 +1148,63 @@ class Suite:
         admin = _bearer(self.env.token(["admin"], sub="bench-admin", scopes=["*"]))
         resident = _bearer(self.env.token(["resident"], sub="resident-7"))
         cases = [
-            ("large.issue_list_scope", f"Issue list on {n:,} issues: staff, community scope",
-             [{"path": "/issues/issues", "headers": staff}],
-             [{"path": "/bare/sql/list_scope?communities=yunxing"}]),
-            ("large.issue_list_status", f"Issue list on {n:,} issues: scope + status filter",
-             [{"path": "/issues/issues?status=submitted", "headers": staff}],
-             [{"path": "/bare/sql/list_status?communities=yunxing&status=submitted"}]),
-            ("large.issue_list_all", f"Issue list on {n:,} issues: admin, no filter",
-             [{"path": "/issues/issues", "headers": admin}], [{"path": "/bare/sql/list_all"}]),
-            ("large.issue_list_mine", f"Issue list on {n:,} issues: a resident's own (mine=true)",
-             [{"path": "/issues/issues?mine=true", "headers": resident}],
-             [{"path": "/bare/sql/list_mine?reporter=resident-7"}]),
+            (
+                "large.issue_list_scope",
+                f"Issue list on {n:,} issues: staff, community scope",
+                [{"path": "/issues/issues", "headers": staff}],
+                [{"path": "/bare/sql/list_scope?communities=yunxing"}],
+            ),
+            (
+                "large.issue_list_status",
+                f"Issue list on {n:,} issues: scope + status filter",
+                [{"path": "/issues/issues?status=submitted", "headers": staff}],
+                [{"path": "/bare/sql/list_status?communities=yunxing&status=submitted"}],
+            ),
+            (
+                "large.issue_list_all",
+                f"Issue list on {n:,} issues: admin, no filter",
+                [{"path": "/issues/issues", "headers": admin}],
+                [{"path": "/bare/sql/list_all"}],
+            ),
+            (
+                "large.issue_list_mine",
+                f"Issue list on {n:,} issues: a resident's own (mine=true)",
+                [{"path": "/issues/issues?mine=true", "headers": resident}],
+                [{"path": "/bare/sql/list_mine?reporter=resident-7"}],
+            ),
         ]
         with httpx.Client(timeout=60) as client:
             r = client.get(srv.url + "/issues/issues", headers=staff)
             cursor = r.json().get("next_cursor") if r.status_code == 200 else None
             figures = _find_path(client, srv, "get", "figures")
         if cursor:
-            cases.append(("large.issue_list_page2", f"Issue list on {n:,} issues: next page (keyset cursor)",
-                          [{"path": f"/issues/issues?cursor={cursor}", "headers": staff}],
-                          [{"path": "/bare/sql/list_scope?communities=yunxing"}]))
+            cases.append(
+                (
+                    "large.issue_list_page2",
+                    f"Issue list on {n:,} issues: next page (keyset cursor)",
+                    [{"path": f"/issues/issues?cursor={cursor}", "headers": staff}],
+                    [{"path": "/bare/sql/list_scope?communities=yunxing"}],
+                )
+            )
         if figures is not None:
-            cases.append(("large.issue_figures", f"Issue figures ({figures}) on {n:,} issues",
-                          [{"path": figures, "headers": staff}], [{"path": "/bare/sql/figures"}]))
+            cases.append(
+                (
+                    "large.issue_figures",
+                    f"Issue figures ({figures}) on {n:,} issues",
+                    [{"path": figures, "headers": staff}],
+                    [{"path": "/bare/sql/figures"}],
+                )
+            )
         else:
-            self.add(Figure("large.issue_figures", "large", f"Issue figures on {n:,} issues", status="skipped",
-                            note="no GET …figures… endpoint in the issues service yet"))
+            self.add(
+                Figure(
+                    "large.issue_figures",
+                    "large",
+                    f"Issue figures on {n:,} issues",
+                    status="skipped",
+                    note="no GET …figures… endpoint in the issues service yet",
+                )
+            )
         with httpx.Client(timeout=60) as client:  # warm both sides (caches, buffers) before the first figure
             for _ in range(3):
                 for case in cases:
@@ -891,27 +1215,58 @@ class Suite:
             self._large_case(fid, title, srv, subject, bare, baseline)
         hh = loaded.get("households")
         if visits is None or not isinstance(hh, int):
-            self.add(Figure("large.household_list", "large", "Household list on 100,000 households",
-                            status="skipped", note=str(hh)))
+            self.add(
+                Figure(
+                    "large.household_list",
+                    "large",
+                    "Household list on 100,000 households",
+                    status="skipped",
+                    note=str(hh),
+                )
+            )
             return
         field = _bearer(self.env.token(["staff"], sub="bench-staff", scopes=["community:yunxing"]))
-        self._large_case("large.household_list", f"Household list on {hh:,} households: staff, community scope",
-                         visits, [{"path": "/visits/households", "headers": field}], bare,
-                         [{"path": "/bare/sql/households?communities=yunxing"}])
-        self._large_case("large.household_list_compound", f"Household list on {hh:,} households: one compound",
-                         visits, [{"path": f"/visits/households?compound={datagen.COMPOUNDS[0]}", "headers": field}],
-                         bare, [{"path": f"/bare/sql/households_compound?compound={datagen.COMPOUNDS[0]}"}])
+        self._large_case(
+            "large.household_list",
+            f"Household list on {hh:,} households: staff, community scope",
+            visits,
+            [{"path": "/visits/households", "headers": field}],
+            bare,
+            [{"path": "/bare/sql/households?communities=yunxing"}],
+        )
+        self._large_case(
+            "large.household_list_compound",
+            f"Household list on {hh:,} households: one compound",
+            visits,
+            [{"path": f"/visits/households?compound={datagen.COMPOUNDS[0]}", "headers": field}],
+            bare,
+            [{"path": f"/bare/sql/households_compound?compound={datagen.COMPOUNDS[0]}"}],
+        )
 
-    def _large_case(self, fid: str, title: str, srv: Server, subject: list[dict[str, Any]], bare: Server,
-                    baseline: list[dict[str, Any]]) -> None:
+    def _large_case(
+        self,
+        fid: str,
+        title: str,
+        srv: Server,
+        subject: list[dict[str, Any]],
+        bare: Server,
+        baseline: list[dict[str, Any]],
+    ) -> None:
         rate = self.sizes.large_rate
-        fig = Figure(fid, "large", title, metric="p99_ms", target="p99 ≤ 30 ms",
-                     baseline_name=f"the same kind of query with raw asyncpg in a bare endpoint; both at {rate:.0f}/s")
+        fig = Figure(
+            fid,
+            "large",
+            title,
+            metric="p99_ms",
+            target="p99 ≤ 30 ms",
+            baseline_name=f"the same kind of query with raw asyncpg in a bare endpoint; both at {rate:.0f}/s",
+        )
 
         def body() -> None:
             self.compare(fig, (srv, subject), (bare, baseline), mode="open", rate=rate)
             p99 = (fig.subject or {}).get("latency_ms", {}).get("p99")
             fig.met = p99 is not None and p99 <= 30 and not (fig.subject or {}).get("errors")
+
         self.guard(fig, body)
 
     # --- output -------------------------------------------------------------------------------------------
@@ -922,8 +1277,13 @@ class Suite:
                 limit = {"reads": 0.5, "writes": 0.7, "relay": 0.8}.get(f.group)
                 if limit is not None:
                     f.met = f.ratio >= limit
-        return {"sizes": asdict(self.sizes), "started_at": self.started, "finished_at": time.time(),
-                "figures": [asdict(f) for f in self.figures], "rss": self.rss}
+        return {
+            "sizes": asdict(self.sizes),
+            "started_at": self.started,
+            "finished_at": time.time(),
+            "figures": [asdict(f) for f in self.figures],
+            "rss": self.rss,
+        }
 
 
 class Skip(Exception):
@@ -954,33 +1314,61 @@ async def order_context(dsn: str, diners: int, canteen_code: str = CANTEEN_CODE)
             raise LookupError(f"no canteen {canteen_code}")
         menu = await conn.fetchrow(
             "SELECT id, meal_date, slot FROM menus WHERE canteen_id = $1 AND status = 'published' "
-            "AND meal_date > CURRENT_DATE ORDER BY meal_date DESC, slot = 'lunch' DESC LIMIT 1", canteen["id"])
+            "AND meal_date > CURRENT_DATE ORDER BY meal_date DESC, slot = 'lunch' DESC LIMIT 1",
+            canteen["id"],
+        )
         if menu is None:
             raise LookupError(f"no published menu ahead at {canteen_code}")
-        meal = await conn.fetchrow("SELECT id, name, price_fen FROM set_meals WHERE menu_id = $1 "
-                                   "ORDER BY position LIMIT 1", menu["id"])
+        meal = await conn.fetchrow(
+            "SELECT id, name, price_fen FROM set_meals WHERE menu_id = $1 ORDER BY position LIMIT 1", menu["id"]
+        )
         await conn.execute("UPDATE menus SET capacity = 1000000 WHERE id = $1", menu["id"])
-        template = await conn.fetchrow("SELECT * FROM diners WHERE canteen_id = $1 AND status = 'active' "
-                                       "ORDER BY delivery_eligible DESC, name LIMIT 1", canteen["id"])
+        template = await conn.fetchrow(
+            "SELECT * FROM diners WHERE canteen_id = $1 AND status = 'active' "
+            "ORDER BY delivery_eligible DESC, name LIMIT 1",
+            canteen["id"],
+        )
         if template is None:
             raise LookupError(f"no diner at {canteen_code}")
         ids = [uuid.uuid4() for _ in range(diners)]
         same = {k: (lambda i, v=v: v) for k, v in dict(template).items()}
         address = template["delivery_address"] or "云泰园3号楼2单元501"
-        await datagen.copy_rows(conn, canteen_md.tables["diners"], diners, {
-            **same, "id": lambda i: ids[i], "name": lambda i: f"食客{i}", "card_code": lambda i: f"BENCH{i:09d}",
-            "subject": lambda i: None, "id_number_enc": lambda i: None, "id_number_hash": lambda i: None,
-            "id_number_masked": lambda i: None, "resident_id": lambda i: None, "delivery_eligible": lambda i: True,
-            "delivery_address": lambda i: address})
+        await datagen.copy_rows(
+            conn,
+            canteen_md.tables["diners"],
+            diners,
+            {
+                **same,
+                "id": lambda i: ids[i],
+                "name": lambda i: f"食客{i}",
+                "card_code": lambda i: f"BENCH{i:09d}",
+                "subject": lambda i: None,
+                "id_number_enc": lambda i: None,
+                "id_number_hash": lambda i: None,
+                "id_number_masked": lambda i: None,
+                "resident_id": lambda i: None,
+                "delivery_eligible": lambda i: True,
+                "delivery_address": lambda i: address,
+            },
+        )
         await conn.execute("ANALYZE diners")
     finally:
         await conn.close()
-    return {"canteen_id": str(canteen["id"]), "canteen_name": canteen["name"], "pickup_address": canteen["address"],
-            "community": template["community"], "menu_id": str(menu["id"]), "meal_date": menu["meal_date"].isoformat(),
-            "slot": menu["slot"], "set_meal_id": str(meal["id"]), "set_meal_name": meal["name"],
-            "price_fen": meal["price_fen"], "delivery_address": address,
-            "deliver_by": datetime.combine(menu["meal_date"], datetime.min.time(), UTC).replace(hour=12).isoformat(),
-            "diners": [str(i) for i in ids]}
+    return {
+        "canteen_id": str(canteen["id"]),
+        "canteen_name": canteen["name"],
+        "pickup_address": canteen["address"],
+        "community": template["community"],
+        "menu_id": str(menu["id"]),
+        "meal_date": menu["meal_date"].isoformat(),
+        "slot": menu["slot"],
+        "set_meal_id": str(meal["id"]),
+        "set_meal_name": meal["name"],
+        "price_fen": meal["price_fen"],
+        "delivery_address": address,
+        "deliver_by": datetime.combine(menu["meal_date"], datetime.min.time(), UTC).replace(hour=12).isoformat(),
+        "diners": [str(i) for i in ids],
+    }
 
 
 async def _values(dsn: str, sql: str) -> list[Any]:
@@ -1004,8 +1392,9 @@ def _median(results: list[dict[str, Any]], key: Callable[[dict[str, Any]], float
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(results) > 1:
         chosen["rounds"] = [key(r) for r in results]
-        chosen["spread"] = (max(map(key, results)) - min(map(key, results))) / (statistics.median(
-            list(map(key, results))) or 1)
+        chosen["spread"] = (max(map(key, results)) - min(map(key, results))) / (
+            statistics.median(list(map(key, results))) or 1
+        )
     return chosen
 
 

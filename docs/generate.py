@@ -30,16 +30,24 @@ def events() -> str:
     for name in SERVICES:
         for model in load_spec(name).handlers:
             consumers.setdefault(model.event_type, []).append(name)
-    lines = [GENERATED, "# Events on the bus", "",
-             "Every integration event: its topic and Kafka key, who publishes and who consumes it, and what it "
-             "says. Envelope: CloudEvents 1.0 structured mode (see [the overview](../index.md#architecture)). "
-             "The JSON Schema of each event (with an example) is in `minsheng/contracts/schemas/`, beside "
-             "`asyncapi.json` for the whole bus.", "",
-             "| event type | topic (key) | published by | consumed by |", "|---|---|---|---|"]
+    lines = [
+        GENERATED,
+        "# Events on the bus",
+        "",
+        "Every integration event: its topic and Kafka key, who publishes and who consumes it, and what it "
+        "says. Envelope: CloudEvents 1.0 structured mode (see [the overview](../index.md#architecture)). "
+        "The JSON Schema of each event (with an example) is in `minsheng/contracts/schemas/`, beside "
+        "`asyncapi.json` for the whole bus.",
+        "",
+        "| event type | topic (key) | published by | consumed by |",
+        "|---|---|---|---|",
+    ]
     by_topic = sorted(REGISTRY.items(), key=lambda kv: (kv[1].topic, kv[0]))
     for event_type, model in by_topic:
-        lines.append(f"| [`{event_type}`](#{_anchor(event_type)}) | `{model.topic}` (`{model.key_field}`) | "
-                     f"{model.topic.split('.')[0]} | {', '.join(consumers.get(event_type, [])) or '—'} |")
+        lines.append(
+            f"| [`{event_type}`](#{_anchor(event_type)}) | `{model.topic}` (`{model.key_field}`) | "
+            f"{model.topic.split('.')[0]} | {', '.join(consumers.get(event_type, [])) or '—'} |"
+        )
     for event_type, model in by_topic:
         lines += ["", f"## {event_type}", "", _doc(model), ""]
         lines += ["| field | type | required |", "|---|---|---|"]
@@ -49,8 +57,11 @@ def events() -> str:
             lines.append(f"| `{field}` | {_type(spec)} | {'yes' if field in required else ''} |")
         personal = getattr(model, "personal_data", frozenset())
         if personal:
-            lines += ["", f"Personal data: {', '.join(f'`{p}`' for p in sorted(personal))} (restrict the topic's "
-                      "read ACL to the services that need them)."]
+            lines += [
+                "",
+                f"Personal data: {', '.join(f'`{p}`' for p in sorted(personal))} (restrict the topic's "
+                "read ACL to the services that need them).",
+            ]
         examples = (model.model_config.get("json_schema_extra") or {}).get("examples")  # type: ignore[union-attr]
         if examples:
             lines += ["", "```json", json.dumps(examples[0], ensure_ascii=False, indent=2), "```"]
@@ -94,8 +105,11 @@ def settings_models() -> list[type]:
             module = importlib.import_module(f"services.{name}.config")
         except ModuleNotFoundError:
             continue
-        models += [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-                   if issubclass(obj, BaseSettings) and obj is not BaseSettings and obj.__module__ == module.__name__]
+        models += [
+            obj
+            for _, obj in inspect.getmembers(module, inspect.isclass)
+            if issubclass(obj, BaseSettings) and obj is not BaseSettings and obj.__module__ == module.__name__
+        ]
     return models
 
 
@@ -119,28 +133,41 @@ def field_comments(model: type) -> dict[str, str]:
 
 
 def configuration() -> str:
-    lines = [GENERATED, "# Configuration", "",
-             "Environment variables, read by pydantic-settings at start. The platform's apply to every service; "
-             "each service has its own prefix for its own knobs. Secrets have no working default outside the "
-             "embedded mode.", ""]
+    lines = [
+        GENERATED,
+        "# Configuration",
+        "",
+        "Environment variables, read by pydantic-settings at start. The platform's apply to every service; "
+        "each service has its own prefix for its own knobs. Secrets have no working default outside the "
+        "embedded mode.",
+        "",
+    ]
     for model in settings_models():
         prefix = model.model_config.get("env_prefix", "")  # type: ignore[attr-defined]
         notes: dict[str, str] = {}
         for klass in reversed(model.__mro__):
             if klass.__module__.startswith(("minsheng", "services")):
                 notes.update(field_comments(klass))
-        lines += [f"## `{prefix}*` — {model.__module__}.{model.__name__}", "", _doc(model), "",
-                  "| variable | default | meaning |", "|---|---|---|"]
+        lines += [
+            f"## `{prefix}*` — {model.__module__}.{model.__name__}",
+            "",
+            _doc(model),
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+        ]
         for name, field in model.model_fields.items():  # type: ignore[attr-defined]
             default = field.get_default(call_default_factory=True)
             if hasattr(default, "get_secret_value") or "secret" in name or name.endswith("_key"):
                 shown = "(secret)" if default is not None else "—"
             else:
-                shown = f"`{json.dumps(default, default=str, ensure_ascii=False)}`" if default not in (None, "") \
-                    else "—"
+                shown = (
+                    f"`{json.dumps(default, default=str, ensure_ascii=False)}`" if default not in (None, "") else "—"
+                )
             meaning = field.description or notes.get(name, "")
-            lines.append(f"| `{prefix}{name.upper()}` | {shown.replace('|', '&#124;')} | "
-                         f"{meaning.replace('|', '&#124;')} |")
+            lines.append(
+                f"| `{prefix}{name.upper()}` | {shown.replace('|', '&#124;')} | {meaning.replace('|', '&#124;')} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -151,17 +178,24 @@ def cli() -> str:
     from minsheng.cli import app
 
     root = typer.main.get_command(app)
-    lines = [GENERATED, "# The `minsheng` command", "",
-             "Installed with the project (`.venv/bin/minsheng`); `minsheng <command> --help` shows every option.",
-             "", "| command | what it does |", "|---|---|"]
+    lines = [
+        GENERATED,
+        "# The `minsheng` command",
+        "",
+        "Installed with the project (`.venv/bin/minsheng`); `minsheng <command> --help` shows every option.",
+        "",
+        "| command | what it does |",
+        "|---|---|",
+    ]
 
     def walk(cmd: Any, path: list[str]) -> None:
         if hasattr(cmd, "commands"):  # a group (typer ships its own click)
             for name in sorted(cmd.commands):
                 walk(cmd.commands[name], [*path, name])
             return
-        params = " ".join(_usage(p) for p in cmd.params if p.name not in ("help", "install_completion",
-                                                                          "show_completion"))
+        params = " ".join(
+            _usage(p) for p in cmd.params if p.name not in ("help", "install_completion", "show_completion")
+        )
         summary = " ".join((cmd.help or "").split("\n\n")[0].split())
         lines.append(f"| `minsheng {' '.join(path)}{' ' + params if params else ''}` | {summary} |")
 

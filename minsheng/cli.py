@@ -23,8 +23,9 @@ dlq_app = typer.Typer(help="Dead letters: events a handler kept failing on.", no
 contracts_app = typer.Typer(help="The published event contracts.", no_args_is_help=True)
 notify_app = typer.Typer(help="The notify service's deliveries.", no_args_is_help=True)
 admin_app = typer.Typer(help="Staff accounts (the identity service).", no_args_is_help=True)
-keys_app = typer.Typer(help="Keys: the identity's token-signing keys and the field keys of personal data at rest.",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Keys: the identity's token-signing keys and the field keys of personal data at rest.", no_args_is_help=True
+)
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contracts_app, name="contracts")
@@ -67,8 +68,9 @@ def run(
     settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
     typer.echo(f"Minsheng on http://{host}:{port}/  (data in {settings.data_dir.resolve()})")
-    uvicorn.run(build_app(settings, demo=demo, freeze_gc=True), host=host, port=port, log_config=None,
-                proxy_headers=True)
+    uvicorn.run(
+        build_app(settings, demo=demo, freeze_gc=True), host=host, port=port, log_config=None, proxy_headers=True
+    )
 
 
 @app.command()
@@ -89,8 +91,13 @@ def serve(
     settings = _settings(**({} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}))
     configure_logging(settings.log_level, settings.log_json)
     _database_ready_or_exit(settings, service)
-    uvicorn.run(build_app(settings, [service], demo=demo, freeze_gc=True), host=host, port=port, log_config=None,
-                proxy_headers=True)
+    uvicorn.run(
+        build_app(settings, [service], demo=demo, freeze_gc=True),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+    )
 
 
 def _database_ready_or_exit(settings: Settings, service: str) -> None:
@@ -170,11 +177,15 @@ def makemigrations(service: str, message: Annotated[str, typer.Option("-m", "--m
 
 @app.command()
 def token(
-    role: Annotated[list[str], typer.Option("--role", "-r", help="resident, grid_worker, rider, merchant, "
-                                            "staff, admin; repeatable.")],
+    role: Annotated[
+        list[str],
+        typer.Option("--role", "-r", help="resident, grid_worker, rider, merchant, staff, admin; repeatable."),
+    ],
     sub: Annotated[str, typer.Option(help="The subject (user id).")] = "dev-user",
-    scope: Annotated[list[str] | None, typer.Option("--scope", "-s", help="e.g. community:yunxing, "
-                                                    "compound:yuntaiyuan, *; repeatable.")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", "-s", help="e.g. community:yunxing, compound:yuntaiyuan, *; repeatable."),
+    ] = None,
     name: str | None = None,
     ttl: Annotated[int, typer.Option(help="Seconds until it expires.")] = 3600 * 12,
 ) -> None:
@@ -190,23 +201,27 @@ def token(
         # A token's scope claim is one space-separated string: "community:x *" would be read as two scopes,
         # one of them district-wide.
         if not value or any(c.isspace() for c in value) or "\x00" in value:
-            raise typer.BadParameter(f"{value!r}: a scope value may not be empty or contain whitespace; "
-                                     "repeat --scope for several", param_hint="--scope")
+            raise typer.BadParameter(
+                f"{value!r}: a scope value may not be empty or contain whitespace; repeat --scope for several",
+                param_hint="--scope",
+            )
     typer.echo(asyncio.run(dev_token(_settings(), sub, role, scope or [], name=name, ttl_seconds=ttl)))
 
 
 @admin_app.command("create")
 def admin_create(
     username: str,
-    password: Annotated[str | None, typer.Option(help="Default: read from MINSHENG_ADMIN_PASSWORD or prompt.")]
-    = None,
+    password: Annotated[str | None, typer.Option(help="Default: read from MINSHENG_ADMIN_PASSWORD or prompt.")] = None,
     display_name: Annotated[str | None, typer.Option("--name")] = None,
 ) -> None:
     """Bootstrap an admin account (user name + password + a TOTP authenticator, printed once)."""
     from services.identity.cli import create_admin
 
-    password = password or os.environ.get("MINSHENG_ADMIN_PASSWORD") or typer.prompt(
-        "Password", hide_input=True, confirmation_prompt=True)
+    password = (
+        password
+        or os.environ.get("MINSHENG_ADMIN_PASSWORD")
+        or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    )
     try:
         out = asyncio.run(create_admin(_settings(), username, password, display_name))
     except ValueError as exc:
@@ -254,8 +269,10 @@ def outbox_status_cmd(service: ServiceArg = None) -> None:
                 s = await outbox_status(rt.db)
             finally:
                 await rt.db.dispose()
-            line = (f"{name:8} pending={s.pending} sent={s.sent} "
-                    f"oldest_pending_age={s.oldest_pending_age_seconds:.1f}s max_attempts={s.max_attempts}")
+            line = (
+                f"{name:8} pending={s.pending} sent={s.sent} "
+                f"oldest_pending_age={s.oldest_pending_age_seconds:.1f}s max_attempts={s.max_attempts}"
+            )
             typer.echo(line + (f" last_error={s.last_error!r}" if s.last_error else ""))
 
     asyncio.run(go())
@@ -271,16 +288,23 @@ def _since(value: str) -> datetime:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r}: give an ISO 8601 time (2026-12-06T03:00Z) or an age (90m, 6h, 2d)") from None
+            f"{value!r}: give an ISO 8601 time (2026-12-06T03:00Z) or an age (90m, 6h, 2d)"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @outbox_app.command("resend")
 def outbox_resend_cmd(
-    since: Annotated[str, typer.Option(help="Re-send events the broker acknowledged at or after this time: ISO "
-                                       "8601 (2026-12-06T03:00Z) or an age (90m, 6h, 2d).")],
-    service: Annotated[list[str] | None, typer.Option("--service", help="Repeatable; all services when omitted.")]
-    = None,
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Re-send events the broker acknowledged at or after this time: ISO "
+            "8601 (2026-12-06T03:00Z) or an age (90m, 6h, 2d)."
+        ),
+    ],
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="Repeatable; all services when omitted.")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="… and before this time (default: now).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count them.")] = False,
 ) -> None:
@@ -303,8 +327,10 @@ def outbox_resend_cmd(
             finally:
                 await rt.db.dispose()
             verb = "would re-send" if dry_run else "re-sending"
-            typer.echo(f"{name:8} {verb} {count} events acknowledged since {start.isoformat(timespec='seconds')}"
-                       + (f" until {end.isoformat(timespec='seconds')}" if end else ""))
+            typer.echo(
+                f"{name:8} {verb} {count} events acknowledged since {start.isoformat(timespec='seconds')}"
+                + (f" until {end.isoformat(timespec='seconds')}" if end else "")
+            )
 
     asyncio.run(go())
 
@@ -331,12 +357,23 @@ def dlq_list(service: ServiceArg = None, all_: Annotated[bool, typer.Option("--a
             finally:
                 await rt.db.dispose()
             for r in rows:
-                typer.echo(json.dumps({"service": name, "id": str(r.id), "event_id": r.event_id,
-                                       "type": r.event_type, "topic": r.topic, "attempts": r.attempts,
-                                       "error": r.error, "created_at": r.created_at.isoformat(),
-                                       "replayed_at": r.replayed_at.isoformat() if r.replayed_at else None,
-                                       "discarded": is_discarded(r.error)},
-                                      ensure_ascii=False))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "service": name,
+                            "id": str(r.id),
+                            "event_id": r.event_id,
+                            "type": r.event_type,
+                            "topic": r.topic,
+                            "attempts": r.attempts,
+                            "error": r.error,
+                            "created_at": r.created_at.isoformat(),
+                            "replayed_at": r.replayed_at.isoformat() if r.replayed_at else None,
+                            "discarded": is_discarded(r.error),
+                        },
+                        ensure_ascii=False,
+                    )
+                )
 
     asyncio.run(go())
 
@@ -364,8 +401,10 @@ def dlq_replay(
     for dead_id, outcome in outcomes:
         typer.echo(f"{dead_id}: {outcome}")
     failing = sum(1 for _, o in outcomes if o.startswith("still failing"))
-    typer.echo(f"{service}: {len(outcomes) - failing} replayed, {failing} still failing (kept as dead letters"
-               + ("; fix the cause and replay again, or `minsheng dlq discard`)" if failing else ")"))
+    typer.echo(
+        f"{service}: {len(outcomes) - failing} replayed, {failing} still failing (kept as dead letters"
+        + ("; fix the cause and replay again, or `minsheng dlq discard`)" if failing else ")")
+    )
 
 
 @dlq_app.command("discard")
@@ -393,8 +432,10 @@ def dlq_discard(
     for dead_id, event_type in discarded:
         typer.echo(f"{dead_id}: discarded ({event_type})")
     missing = sorted(set(ids or ()) - {d for d, _ in discarded})
-    typer.echo(f"{service}: {len(discarded)} discarded"
-               + (f"; not found or already replayed/discarded: {', '.join(missing)}" if missing else ""))
+    typer.echo(
+        f"{service}: {len(discarded)} discarded"
+        + (f"; not found or already replayed/discarded: {', '.join(missing)}" if missing else "")
+    )
 
 
 @notify_app.command("deliveries")
@@ -412,8 +453,7 @@ def notify_deliveries(
     async def go() -> None:
         rt = _runtime("notify", settings)
         try:
-            rows = await ops.list_deliveries(rt.db, status=status or ("failed", "dead"), channel=channel,
-                                             limit=limit)
+            rows = await ops.list_deliveries(rt.db, status=status or ("failed", "dead"), channel=channel, limit=limit)
         finally:
             await rt.db.dispose()
         if rows:
@@ -448,7 +488,8 @@ def notify_resend(
 @contracts_app.command("export")
 def contracts_export(
     out: Annotated[Path, typer.Option(help="Folder for the JSON Schemas and the AsyncAPI document.")] = Path(
-        "minsheng/contracts/schemas"),
+        "minsheng/contracts/schemas"
+    ),
 ) -> None:
     """Write one JSON Schema per event and an AsyncAPI document for the whole bus."""
     from minsheng.contracts.export import write_all
@@ -461,7 +502,8 @@ def contracts_export(
 def dev_cluster_cmd(
     port: Annotated[int, typer.Option(help="The gateway's port.")] = 8080,
     data_dir: Annotated[Path, typer.Option(help="PostgreSQL and Kafka data, logs; kept between runs.")] = Path(
-        "var/cluster"),
+        "var/cluster"
+    ),
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Load the demo data.")] = True,
     broker: Annotated[str, typer.Option(help="kafka (Apache Kafka) or tansu (memory only, quicker).")] = "kafka",
 ) -> None:
@@ -476,8 +518,14 @@ def dev_cluster_cmd(
         raise KeyboardInterrupt
 
     signals.signal(signals.SIGTERM, interrupted)
-    cluster = DevCluster(data_dir=data_dir.resolve(), services=list(SERVICES), gateway_port=port, demo=demo,
-                         broker_kind=broker, say=lambda line: print(line, flush=True))
+    cluster = DevCluster(
+        data_dir=data_dir.resolve(),
+        services=list(SERVICES),
+        gateway_port=port,
+        demo=demo,
+        broker_kind=broker,
+        say=lambda line: print(line, flush=True),
+    )
     try:
         with dev_cluster(cluster):
             print(f"ready: {cluster.gateway}/ — Ctrl-C to stop", flush=True)
@@ -490,13 +538,13 @@ def dev_cluster_cmd(
         pass
 
 
-
 @keys_app.command("rotate-data")
 def keys_rotate_data(
     service: ServiceArg = None,
     batch: Annotated[int, typer.Option(help="Rows per committed batch.")] = 500,
-    rehash: Annotated[bool, typer.Option(help="Also recompute the keyed lookup hashes (after "
-                                         "MINSHENG_FIELD_LOOKUP_KEY changed).")] = False,
+    rehash: Annotated[
+        bool, typer.Option(help="Also recompute the keyed lookup hashes (after MINSHENG_FIELD_LOOKUP_KEY changed).")
+    ] = False,
 ) -> None:
     """Re-encrypt every sealed personal-data value under the current field key (MINSHENG_FIELD_KEY_CURRENT).
 
@@ -522,9 +570,11 @@ def keys_rotate_data(
             finally:
                 await db.dispose()
             tables = ", ".join(f"{t} {n}" for t, n in stats.by_table.items()) or "nothing to do"
-            typer.echo(f"{name}: {stats.rows} rows ({stats.values} values, {stats.rehashed} hashes) re-sealed "
-                       f"under {cipher.current} in {stats.seconds:.1f} s ({stats.rows_per_second:,.0f} rows/s): "
-                       f"{tables}; not yet under {cipher.current}: {left}")
+            typer.echo(
+                f"{name}: {stats.rows} rows ({stats.values} values, {stats.rehashed} hashes) re-sealed "
+                f"under {cipher.current} in {stats.seconds:.1f} s ({stats.rows_per_second:,.0f} rows/s): "
+                f"{tables}; not yet under {cipher.current}: {left}"
+            )
 
     asyncio.run(go())
 

@@ -32,14 +32,17 @@ def service_module(name: str, module: str) -> object:
 def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
     if settings.mode == "embedded":
         return InProcessBus()
-    return KafkaBus(settings.kafka_bootstrap, client_id=client_id,
-                    session_timeout_ms=settings.kafka_session_timeout_ms,
-                    fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-                    partitions=settings.kafka_topic_partitions,
-                    replication_factor=settings.kafka_replication_factor,
-                    prefix=settings.kafka_prefix,
-                    offset_check_seconds=settings.kafka_offset_check_seconds,
-                    idempotent_producer=settings.kafka_idempotent_producer)
+    return KafkaBus(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        prefix=settings.kafka_prefix,
+        offset_check_seconds=settings.kafka_offset_check_seconds,
+        idempotent_producer=settings.kafka_idempotent_producer,
+    )
 
 
 def token_keys(settings: Settings, services: Sequence[str], keyring: KeyRing) -> KeySource:
@@ -48,19 +51,31 @@ def token_keys(settings: Settings, services: Sequence[str], keyring: KeyRing) ->
     if "identity" in services:
         return keyring
     if settings.identity_jwks_url:
-        return JwksKeys(settings.identity_jwks_url, cache_seconds=settings.jwks_cache_seconds,
-                        min_refetch_seconds=settings.jwks_min_refetch_seconds)
+        return JwksKeys(
+            settings.identity_jwks_url,
+            cache_seconds=settings.jwks_cache_seconds,
+            min_refetch_seconds=settings.jwks_min_refetch_seconds,
+        )
     if keyring.signer is not None:  # keys handed in by the caller (tests running a service without identity)
         return keyring
     if settings.mode == "embedded":
         keyring.replace(KeyRing.ephemeral().keys)
         return keyring
-    raise ValueError("distributed mode needs MINSHENG_IDENTITY_JWKS_URL (the identity service's "
-                     "/identity/.well-known/jwks.json) for a service without the identity service")
+    raise ValueError(
+        "distributed mode needs MINSHENG_IDENTITY_JWKS_URL (the identity service's "
+        "/identity/.well-known/jwks.json) for a service without the identity service"
+    )
 
 
-def build_app(settings: Settings, services: Sequence[str] = SERVICES, *, demo: bool = False,
-              bus: EventBus | None = None, freeze_gc: bool = False, keyring: KeyRing | None = None) -> FastAPI:
+def build_app(
+    settings: Settings,
+    services: Sequence[str] = SERVICES,
+    *,
+    demo: bool = False,
+    bus: EventBus | None = None,
+    freeze_gc: bool = False,
+    keyring: KeyRing | None = None,
+) -> FastAPI:
     from minsheng.platform.app import create_root_app
     from minsheng.platform.auth import make_verifier
 
@@ -68,5 +83,12 @@ def build_app(settings: Settings, services: Sequence[str] = SERVICES, *, demo: b
     client_id = "minsheng-" + "-".join(services) if len(services) == 1 else "minsheng"
     keyring = keyring or KeyRing()
     verifier = make_verifier(token_keys(settings, services, keyring), settings)
-    return create_root_app(specs, settings, bus or make_bus(settings, client_id), demo=demo, freeze_gc=freeze_gc,
-                           keyring=keyring, verifier=verifier)
+    return create_root_app(
+        specs,
+        settings,
+        bus or make_bus(settings, client_id),
+        demo=demo,
+        freeze_gc=freeze_gc,
+        keyring=keyring,
+        verifier=verifier,
+    )

@@ -56,9 +56,15 @@ def consuming_services() -> list[str]:
     return [name for name in SERVICES if load_spec(name).handlers]
 
 
-def topic_plan(settings: KafkaSettings | None = None, *, partitions: int | None = None,
-               replication_factor: int | None = None, retention_hours: int | None = None,
-               dlq_retention_hours: int | None = None, min_insync_replicas: int | None = None) -> list[TopicSpec]:
+def topic_plan(
+    settings: KafkaSettings | None = None,
+    *,
+    partitions: int | None = None,
+    replication_factor: int | None = None,
+    retention_hours: int | None = None,
+    dlq_retention_hours: int | None = None,
+    min_insync_replicas: int | None = None,
+) -> list[TopicSpec]:
     """The topics on the cluster (with ``MINSHENG_KAFKA_PREFIX``), laid out from the settings — the same ones
     the services read when they create a missing topic — unless an argument overrides one. Event topics keep a
     week by default (replay window for a consumer that was down); dead letters a month (time for a person to
@@ -77,15 +83,28 @@ def topic_plan(settings: KafkaSettings | None = None, *, partitions: int | None 
             cfg["min.insync.replicas"] = str(min_insync_replicas)
         return cfg
 
-    plan = [TopicSpec(s.topic_name(t), "events", topic_partitions(t, partitions), replication_factor,
-                      config(retention_hours)) for t in event_topics()]
-    plan += [TopicSpec(s.topic_name(f"{svc}{DLQ_SUFFIX}"), "dlq", topic_partitions(f"{svc}{DLQ_SUFFIX}", partitions),
-                       replication_factor, config(dlq_retention_hours)) for svc in consuming_services()]
+    plan = [
+        TopicSpec(
+            s.topic_name(t), "events", topic_partitions(t, partitions), replication_factor, config(retention_hours)
+        )
+        for t in event_topics()
+    ]
+    plan += [
+        TopicSpec(
+            s.topic_name(f"{svc}{DLQ_SUFFIX}"),
+            "dlq",
+            topic_partitions(f"{svc}{DLQ_SUFFIX}", partitions),
+            replication_factor,
+            config(dlq_retention_hours),
+        )
+        for svc in consuming_services()
+    ]
     return plan
 
 
-async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: float = 120.0,
-                     alter_existing: bool = True) -> dict[str, str]:
+async def apply_plan(
+    bootstrap: str, plan: list[TopicSpec], *, wait_seconds: float = 120.0, alter_existing: bool = True
+) -> dict[str, str]:
     """Create missing topics; grow partitions and update retention of existing ones. Returns name → action."""
     from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -108,9 +127,9 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
         existing = set(await admin.list_topics())
         missing = [t for t in plan if t.name not in existing]
         if missing:
-            resp = await admin.create_topics([
-                NewTopic(t.name, t.partitions, t.replication_factor, topic_configs=t.config) for t in missing
-            ])
+            resp = await admin.create_topics(
+                [NewTopic(t.name, t.partitions, t.replication_factor, topic_configs=t.config) for t in missing]
+            )
             for topic, code, *rest in resp.topic_errors:
                 if code == TOPIC_ALREADY_EXISTS:  # another run raced us
                     actions[topic] = "exists"
@@ -131,8 +150,9 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
                     grow = {}
             configured = "configured"
             try:
-                responses = await admin.alter_configs([
-                    ConfigResource(ConfigResourceType.TOPIC, t.name, configs=t.config) for t in present])
+                responses = await admin.alter_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=t.config) for t in present]
+                )
                 errors = [(r[3], r[0], r[1]) for resp in responses for r in resp.resources if r[0]]
             except Exception as exc:  # some Kafka-protocol brokers do not implement AlterConfigs
                 errors = [("*", -1, str(exc))]
@@ -140,56 +160,87 @@ async def apply_plan(bootstrap: str, plan: list[TopicSpec], *, wait_seconds: flo
                 log.warning("could not update topic configs (%s); retention left as it is", errors[:3])
                 configured = "configs kept"
             for t in present:
-                actions[t.name] = (f"partitions {counts.get(t.name)}→{t.partitions}, " if t.name in grow else "") \
-                    + configured
+                actions[t.name] = (
+                    f"partitions {counts.get(t.name)}→{t.partitions}, " if t.name in grow else ""
+                ) + configured
     finally:
         await admin.close()
     return actions
 
 
-cli = typer.Typer(help="The Kafka topics Minsheng needs, derived from the event contracts.",
-                  no_args_is_help=True)
+cli = typer.Typer(help="The Kafka topics Minsheng needs, derived from the event contracts.", no_args_is_help=True)
 
 # Every option defaults to the settings (MINSHENG_KAFKA_*), the same the services read: one source of truth.
-Partitions = Annotated[int | None, typer.Option(
-    help="Partitions per event topic: the ceiling on consumer replicas. [default: MINSHENG_KAFKA_TOPIC_PARTITIONS]")]
-Replication = Annotated[int | None, typer.Option(
-    help="Replicas per partition (3 on a real cluster, 1 on one node). [default: MINSHENG_KAFKA_REPLICATION_FACTOR]")]
+Partitions = Annotated[
+    int | None,
+    typer.Option(
+        help="Partitions per event topic: the ceiling on consumer replicas. [default: MINSHENG_KAFKA_TOPIC_PARTITIONS]"
+    ),
+]
+Replication = Annotated[
+    int | None,
+    typer.Option(
+        help="Replicas per partition (3 on a real cluster, 1 on one node). [default: MINSHENG_KAFKA_REPLICATION_FACTOR]"
+    ),
+]
 Retention = Annotated[int | None, typer.Option(help="Event topic retention. [default: MINSHENG_KAFKA_RETENTION_HOURS]")]
-DlqRetention = Annotated[int | None, typer.Option(
-    help="Dead-letter topic retention. [default: MINSHENG_KAFKA_DLQ_RETENTION_HOURS]")]
-MinIsr = Annotated[int | None, typer.Option(
-    help="min.insync.replicas, 0: broker default. [default: MINSHENG_KAFKA_MIN_INSYNC_REPLICAS]")]
+DlqRetention = Annotated[
+    int | None, typer.Option(help="Dead-letter topic retention. [default: MINSHENG_KAFKA_DLQ_RETENTION_HOURS]")
+]
+MinIsr = Annotated[
+    int | None,
+    typer.Option(help="min.insync.replicas, 0: broker default. [default: MINSHENG_KAFKA_MIN_INSYNC_REPLICAS]"),
+]
 
 
 @cli.command("list")
-def list_cmd(partitions: Partitions = None, replication_factor: Replication = None,
-             retention_hours: Retention = None, dlq_retention_hours: DlqRetention = None,
-             min_insync_replicas: MinIsr = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_cmd(
+    partitions: Partitions = None,
+    replication_factor: Replication = None,
+    retention_hours: Retention = None,
+    dlq_retention_hours: DlqRetention = None,
+    min_insync_replicas: MinIsr = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Print the topic plan."""
-    plan = topic_plan(partitions=partitions, replication_factor=replication_factor, retention_hours=retention_hours,
-                      dlq_retention_hours=dlq_retention_hours, min_insync_replicas=min_insync_replicas)
+    plan = topic_plan(
+        partitions=partitions,
+        replication_factor=replication_factor,
+        retention_hours=retention_hours,
+        dlq_retention_hours=dlq_retention_hours,
+        min_insync_replicas=min_insync_replicas,
+    )
     if as_json:
         typer.echo(json.dumps([asdict(t) for t in plan], indent=2))
         return
     for t in plan:
-        typer.echo(f"{t.name:24} {t.kind:6} partitions={t.partitions} rf={t.replication_factor} "
-                   + " ".join(f"{k}={v}" for k, v in t.config.items()))
+        typer.echo(
+            f"{t.name:24} {t.kind:6} partitions={t.partitions} rf={t.replication_factor} "
+            + " ".join(f"{k}={v}" for k, v in t.config.items())
+        )
 
 
 @cli.command("create")
 def create_cmd(
     bootstrap: Annotated[str | None, typer.Option(help="[default: MINSHENG_KAFKA_BOOTSTRAP]")] = None,
-    partitions: Partitions = None, replication_factor: Replication = None, retention_hours: Retention = None,
-    dlq_retention_hours: DlqRetention = None, min_insync_replicas: MinIsr = None,
+    partitions: Partitions = None,
+    replication_factor: Replication = None,
+    retention_hours: Retention = None,
+    dlq_retention_hours: DlqRetention = None,
+    min_insync_replicas: MinIsr = None,
     wait_seconds: Annotated[float, typer.Option(help="How long to wait for the broker.")] = 120.0,
 ) -> None:
     """Create the topics (idempotent): missing ones created, partitions grown, retention updated."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = KafkaSettings()
-    plan = topic_plan(settings, partitions=partitions, replication_factor=replication_factor,
-                      retention_hours=retention_hours, dlq_retention_hours=dlq_retention_hours,
-                      min_insync_replicas=min_insync_replicas)
+    plan = topic_plan(
+        settings,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        retention_hours=retention_hours,
+        dlq_retention_hours=dlq_retention_hours,
+        min_insync_replicas=min_insync_replicas,
+    )
     actions = asyncio.run(apply_plan(bootstrap or settings.kafka_bootstrap, plan, wait_seconds=wait_seconds))
     for t in plan:
         typer.echo(f"{t.name}: {actions.get(t.name, 'unchanged')}")

@@ -18,8 +18,9 @@ if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
 
 
 def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return Settings(mode="embedded", data_dir=tmp_path, relay_poll_seconds=0.2, handler_retry_base_seconds=0.01,
-                    **overrides)
+    return Settings(
+        mode="embedded", data_dir=tmp_path, relay_poll_seconds=0.2, handler_retry_base_seconds=0.01, **overrides
+    )
 
 
 @pytest.fixture
@@ -65,12 +66,18 @@ def kafka() -> Iterator[tuple[str, LocalBroker | None]]:
 
 
 @pytest.fixture
-async def kafka_system(tmp_path: Path, pg_template: str,
-                       kafka: tuple[str, LocalBroker | None]) -> AsyncIterator[System]:
+async def kafka_system(
+    tmp_path: Path, pg_template: str, kafka: tuple[str, LocalBroker | None]
+) -> AsyncIterator[System]:
     """The whole system in one process in the distributed configuration: PostgreSQL + the Kafka broker.
     Wait for cross-service effects with ``tests.support.infra.eventually`` (``settle`` is embedded-only)."""
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": kafka[0], "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 1})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": kafka[0],
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+        }
+    )
     async with running_system(settings) as s:
         yield s

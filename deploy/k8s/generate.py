@@ -29,8 +29,11 @@ IMAGE = "minsheng"  # the overlay's `images:` sets registry and tag
 
 
 def labels(service: str, component: str | None = None) -> dict[str, str]:
-    return {"app.kubernetes.io/name": service, "app.kubernetes.io/component": component or "api",
-            "app.kubernetes.io/part-of": "minsheng"}
+    return {
+        "app.kubernetes.io/name": service,
+        "app.kubernetes.io/component": component or "api",
+        "app.kubernetes.io/part-of": "minsheng",
+    }
 
 
 def selector(service: str) -> dict[str, str]:
@@ -40,13 +43,19 @@ def selector(service: str) -> dict[str, str]:
 def env(service: str) -> list[dict[str, Any]]:
     """Secrets by reference; the database URL assembled from the role's password and the configmap's host."""
     return [
-        {"name": "MINSHENG_FIELD_ENCRYPTION_KEY",
-         "valueFrom": {"secretKeyRef": {"name": "minsheng-app", "key": "field-encryption-key"}}},
-        {"name": "MINSHENG_DB_PASSWORD",
-         "valueFrom": {"secretKeyRef": {"name": f"minsheng-{service}-db", "key": "password"}}},
-        {"name": "MINSHENG_DATABASE_URL",
-         "value": f"postgresql+asyncpg://minsheng_{service}:$(MINSHENG_DB_PASSWORD)@$(MINSHENG_DB_HOST):5432/"
-                  f"minsheng_{service}"},
+        {
+            "name": "MINSHENG_FIELD_ENCRYPTION_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "minsheng-app", "key": "field-encryption-key"}},
+        },
+        {
+            "name": "MINSHENG_DB_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": f"minsheng-{service}-db", "key": "password"}},
+        },
+        {
+            "name": "MINSHENG_DATABASE_URL",
+            "value": f"postgresql+asyncpg://minsheng_{service}:$(MINSHENG_DB_PASSWORD)@$(MINSHENG_DB_HOST):5432/"
+            f"minsheng_{service}",
+        },
     ]
 
 
@@ -58,54 +67,100 @@ def provider_secrets(service: str) -> list[dict[str, Any]]:
     return [{"secretRef": {"name": "minsheng-notify-providers", "optional": True}}]
 
 
-POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"}}
-CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                      "capabilities": {"drop": ["ALL"]}}
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def container(service: str, name: str, command: list[str], *, resources: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": name, "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": command,
-        "envFrom": [{"configMapRef": {"name": "minsheng-config"}}, *provider_secrets(service)], "env": env(service),
-        "resources": resources, "securityContext": CONTAINER_SECURITY,
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "envFrom": [{"configMapRef": {"name": "minsheng-config"}}, *provider_secrets(service)],
+        "env": env(service),
+        "resources": resources,
+        "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
 
 
 def deployment(service: str) -> dict[str, Any]:
-    c = container(service, service, ["minsheng", "serve", service, "--host", "0.0.0.0", "--port", str(PORT)],
-                  resources={"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}})
+    c = container(
+        service,
+        service,
+        ["minsheng", "serve", service, "--host", "0.0.0.0", "--port", str(PORT)],
+        resources={"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    )
     c["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
-    c["startupProbe"] = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2,
-                         "failureThreshold": 30, "timeoutSeconds": 2}
-    c["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20,
-                          "failureThreshold": 3, "timeoutSeconds": 3}
+    c["startupProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 2,
+        "failureThreshold": 30,
+        "timeoutSeconds": 2,
+    }
+    c["livenessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 20,
+        "failureThreshold": 3,
+        "timeoutSeconds": 3,
+    }
     # Ready = the database answers. Kafka is not part of it: while the broker is away writes still work (the
     # outbox holds the events), so the pod stays in its Service; the broker has its own metric and alert.
-    c["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10,
-                           "failureThreshold": 3, "timeoutSeconds": 5}
+    c["readinessProbe"] = {
+        "httpGet": {"path": "/readyz", "port": "http"},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+        "timeoutSeconds": 5,
+    }
     # Let endpoints and the ingress drop the pod before uvicorn stops accepting connections.
     c["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", "5"]}}}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": service, "labels": labels(service)},
         "spec": {
-            "replicas": 2, "revisionHistoryLimit": 5,
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "selector": {"matchLabels": selector(service)},
             "template": {
-                "metadata": {"labels": labels(service),
-                             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
-                                             "prometheus.io/path": "/metrics"}},
+                "metadata": {
+                    "labels": labels(service),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": {
-                    "serviceAccountName": "minsheng", "automountServiceAccountToken": False,
-                    "securityContext": POD_SECURITY, "terminationGracePeriodSeconds": 30,
+                    "serviceAccountName": "minsheng",
+                    "automountServiceAccountToken": False,
+                    "securityContext": POD_SECURITY,
+                    "terminationGracePeriodSeconds": 30,
                     "topologySpreadConstraints": [
-                        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector(service)}},
-                        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-                         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector(service)}},
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector(service)},
+                        },
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector(service)},
+                        },
                     ],
                     "containers": [c],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
@@ -116,52 +171,91 @@ def deployment(service: str) -> dict[str, Any]:
 
 
 def service_obj(service: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "labels": labels(service)},
-            "spec": {"type": "ClusterIP", "selector": selector(service),
-                     "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service, "labels": labels(service)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(service),
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
 
 
 def hpa(service: str) -> dict[str, Any]:
     # maxReplicas: no use going past the event topics' partition count for consumers (see docs/operations.md);
     # HTTP load alone can justify more: raise both together.
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": service, "labels": labels(service)},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
-            "minReplicas": 2, "maxReplicas": 6,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                "type": "Utilization", "averageUtilization": 70}}}],
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300,
-                                       "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                         "scaleUp": {"stabilizationWindowSeconds": 0,
-                                     "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}},
+            "minReplicas": 2,
+            "maxReplicas": 6,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 300,
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                },
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                },
+            },
         },
     }
 
 
 def pdb(service: str) -> dict[str, Any]:
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": service, "labels": labels(service)},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(service)}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": service, "labels": labels(service)},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(service)}},
+    }
 
 
 def job(name: str, service: str, command: list[str], component: str) -> dict[str, Any]:
-    c = container(service, name, command,
-                  resources={"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}})
+    c = container(
+        service,
+        name,
+        command,
+        resources={"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    )
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "labels": labels(service, component),
-                     # GitOps (Argo CD) runs these before the Deployments; with kubectl see the runbook.
-                     "annotations": {"argocd.argoproj.io/hook": "PreSync",
-                                     "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation"}},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": labels(service, component),
+            # GitOps (Argo CD) runs these before the Deployments; with kubectl see the runbook.
+            "annotations": {
+                "argocd.argoproj.io/hook": "PreSync",
+                "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+            },
+        },
         "spec": {
-            "backoffLimit": 3, "activeDeadlineSeconds": 900, "ttlSecondsAfterFinished": 86400,
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 900,
+            "ttlSecondsAfterFinished": 86400,
             "template": {
                 "metadata": {"labels": labels(service, component)},
-                "spec": {"restartPolicy": "Never", "serviceAccountName": "minsheng",
-                         "automountServiceAccountToken": False, "securityContext": POD_SECURITY,
-                         "containers": [c], "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": "minsheng",
+                    "automountServiceAccountToken": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [c],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+                },
             },
         },
     }
@@ -179,9 +273,12 @@ def topics_job() -> dict[str, Any]:
 
 def prometheus_rule() -> dict[str, Any]:
     alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-            "metadata": {"name": "minsheng", "labels": {"app.kubernetes.io/part-of": "minsheng"}},
-            "spec": {"groups": alerts["groups"]}}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "minsheng", "labels": {"app.kubernetes.io/part-of": "minsheng"}},
+        "spec": {"groups": alerts["groups"]},
+    }
 
 
 def dump(*docs: dict[str, Any]) -> str:

@@ -27,7 +27,9 @@ def asyncapi() -> dict[str, Any]:
     for event_type, model in sorted(REGISTRY.items()):
         name = event_type.removeprefix("minsheng.").replace(".", "_")
         messages[name] = {
-            "name": event_type, "title": model.__name__, "summary": (model.__doc__ or "").strip().split("\n")[0],
+            "name": event_type,
+            "title": model.__name__,
+            "summary": (model.__doc__ or "").strip().split("\n")[0],
             "contentType": "application/cloudevents+json",
             "payload": {"$ref": f"./{event_type}.json"},
             "bindings": {"kafka": {"key": {"type": "string", "description": f"the {model.key_field}"}}},
@@ -36,17 +38,23 @@ def asyncapi() -> dict[str, Any]:
         channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
     for channel_name, channel in channels.items():
         operations[f"publish_{channel_name}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{channel_name}"},
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{channel_name}"},
             "messages": [{"$ref": f"#/channels/{channel_name}/messages/{m}"} for m in channel["messages"]],
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "Minsheng integration events", "version": "1.0.0",
-                 "description": "CloudEvents 1.0, structured mode. One topic per owning aggregate; key = "
-                                "aggregate id; consumer group = consuming service; dead letters on "
-                                "<service>.dlq."},
+        "info": {
+            "title": "Minsheng integration events",
+            "version": "1.0.0",
+            "description": "CloudEvents 1.0, structured mode. One topic per owning aggregate; key = "
+            "aggregate id; consumer group = consuming service; dead letters on "
+            "<service>.dlq.",
+        },
         "defaultContentType": "application/cloudevents+json",
-        "channels": channels, "operations": operations, "components": {"messages": messages},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
     }
 
 

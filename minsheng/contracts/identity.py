@@ -36,9 +36,21 @@ class AccountCreated(AccountFact):
     """A person has an account: first WeChat login, or staff created by an admin."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.created.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "account_id": _ACCOUNT, "occurred_at": "2026-12-06T09:30:00Z", "kind": "wechat",
-        "roles": ["resident"], "scopes": [], "display_name": None, "locale": "zh-CN"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": _ACCOUNT,
+                    "occurred_at": "2026-12-06T09:30:00Z",
+                    "kind": "wechat",
+                    "roles": ["resident"],
+                    "scopes": [],
+                    "display_name": None,
+                    "locale": "zh-CN",
+                }
+            ]
+        }
+    )
 
     kind: AccountKind
     roles: list[str]
@@ -52,9 +64,20 @@ class AccountAccessChanged(AccountFact):
     """An account's roles or scopes were granted or withdrawn (the whole new set, not a diff)."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.access_changed.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "account_id": _ACCOUNT, "occurred_at": "2026-12-06T09:31:00Z", "roles": ["resident", "rider"],
-        "scopes": [], "changed_by": "01936f2e-1d00-7000-8000-0000000000ad", "reason": "joined the rider team"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": _ACCOUNT,
+                    "occurred_at": "2026-12-06T09:31:00Z",
+                    "roles": ["resident", "rider"],
+                    "scopes": [],
+                    "changed_by": "01936f2e-1d00-7000-8000-0000000000ad",
+                    "reason": "joined the rider team",
+                }
+            ]
+        }
+    )
 
     roles: list[str]
     scopes: list[str] = []
@@ -67,9 +90,19 @@ class AccountStatusChanged(AccountFact):
     """An account was disabled (its sessions die) or enabled again."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.status_changed.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "account_id": _ACCOUNT, "occurred_at": "2026-12-06T09:32:00Z", "status": "disabled",
-        "changed_by": "01936f2e-1d00-7000-8000-0000000000ad", "reason": "left the district"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": _ACCOUNT,
+                    "occurred_at": "2026-12-06T09:32:00Z",
+                    "status": "disabled",
+                    "changed_by": "01936f2e-1d00-7000-8000-0000000000ad",
+                    "reason": "left the district",
+                }
+            ]
+        }
+    )
 
     status: AccountStatus
     changed_by: str
@@ -83,9 +116,19 @@ class AccountContactChanged(AccountFact):
     omitted), ``None`` when removed."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.contact_changed.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "account_id": _ACCOUNT, "occurred_at": "2026-12-06T09:33:00Z", "wechat_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
-        "phone": "13812345678", "locale": "zh-CN"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": _ACCOUNT,
+                    "occurred_at": "2026-12-06T09:33:00Z",
+                    "wechat_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+                    "phone": "13812345678",
+                    "locale": "zh-CN",
+                }
+            ]
+        }
+    )
 
     personal_data: ClassVar[frozenset[str]] = frozenset({"phone", "wechat_openid"})
 
@@ -100,9 +143,19 @@ class AccountLinked(AccountFact):
     diner or a diner's family member), e.g. by the door code a grid worker handed over."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.linked.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "account_id": _ACCOUNT, "occurred_at": "2026-12-06T09:34:00Z", "record": "visits.resident",
-        "record_id": "01936f2e-0000-7000-8000-0000000000aa", "method": "door_code"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": _ACCOUNT,
+                    "occurred_at": "2026-12-06T09:34:00Z",
+                    "record": "visits.resident",
+                    "record_id": "01936f2e-0000-7000-8000-0000000000aa",
+                    "method": "door_code",
+                }
+            ]
+        }
+    )
 
     record: LinkedRecord
     record_id: UUID

@@ -13,10 +13,15 @@ from minsheng.contracts.base import IntegrationEvent, Origin, contract
 Channel = Literal["resident", "staff", "grid_worker", "rider", "patrol", "open311"]
 
 _EXAMPLE: dict[str, Any] = {
-    "issue_id": "01936f2e-9000-7000-8000-000000000001", "category": "fire", "channel": "rider",
-    "urgent": True, "community": "yunxing", "compound": "yuntaiyuan",
+    "issue_id": "01936f2e-9000-7000-8000-000000000001",
+    "category": "fire",
+    "channel": "rider",
+    "urgent": True,
+    "community": "yunxing",
+    "compound": "yuntaiyuan",
     "origin": {"service": "points", "kind": "hazard_report", "id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e"},
-    "occurred_at": "2026-11-27T09:31:00Z", "actor": "staff-7",
+    "occurred_at": "2026-11-27T09:31:00Z",
+    "actor": "staff-7",
 }
 
 
@@ -137,7 +142,8 @@ class IssueLinked(IssueFact):
     model_config = _examples(
         attached=[{"service": "points", "kind": "hazard_report", "id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d11"}],
         linked=[{"service": "points", "kind": "hazard_report", "id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d11"}],
-        reason="duplicate")
+        reason="duplicate",
+    )
     attached: list[Origin]
     reason: Literal["duplicate", "merge"] = "duplicate"
 
@@ -177,9 +183,14 @@ class VoteFact(IntegrationEvent):
 
 
 _VOTE: dict[str, Any] = {
-    "vote_id": "01936f2e-9100-7000-8000-000000000001", "community": "yunxing", "compound": "yuntaiyuan",
-    "question": "Should the compound add electric-bike charging points?", "eligibility": "household",
-    "opens_at": "2026-12-06T01:00:00Z", "closes_at": "2026-12-13T01:00:00Z"}
+    "vote_id": "01936f2e-9100-7000-8000-000000000001",
+    "community": "yunxing",
+    "compound": "yuntaiyuan",
+    "question": "Should the compound add electric-bike charging points?",
+    "eligibility": "household",
+    "opens_at": "2026-12-06T01:00:00Z",
+    "closes_at": "2026-12-13T01:00:00Z",
+}
 
 
 @contract
@@ -197,10 +208,20 @@ class VoteClosed(VoteFact):
     """A vote closed (its time ran out, or staff closed it early): the results, now public."""
 
     event_type: ClassVar[str] = "minsheng.issues.vote.closed.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        **_VOTE, "closed_at": "2026-12-13T01:00:00Z", "early": False, "turnout": 212,
-        "results": [{"key": "1", "label": "Yes", "votes": 168}, {"key": "2", "label": "No", "votes": 44}],
-        "outcome": "Yes"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_VOTE,
+                    "closed_at": "2026-12-13T01:00:00Z",
+                    "early": False,
+                    "turnout": 212,
+                    "results": [{"key": "1", "label": "Yes", "votes": 168}, {"key": "2", "label": "No", "votes": 44}],
+                    "outcome": "Yes",
+                }
+            ]
+        }
+    )
 
     closed_at: datetime
     early: bool = False

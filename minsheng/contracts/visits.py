@@ -19,13 +19,27 @@ class NeedEscalated(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.need.escalated.v1"
     topic: ClassVar[str] = "visits.need"
     key_field: ClassVar[str] = "need_id"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "need_id": "01936f2e-a000-7000-8000-000000000001", "household_id": "01936f2e-a000-7000-8000-0000000000aa",
-        "category": "road", "title": "Broken stair light in building 3",
-        "description": "Elder on floor 5 cannot see the stairs at night", "urgency": "high",
-        "community": "yunxing", "compound": "yuntaiyuan", "address": "Building 3, unit 2",
-        "latitude": 40.0121, "longitude": 112.7011, "escalated_by": "grid-worker-changhong",
-        "escalated_at": "2026-11-27T09:00:00Z"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "need_id": "01936f2e-a000-7000-8000-000000000001",
+                    "household_id": "01936f2e-a000-7000-8000-0000000000aa",
+                    "category": "road",
+                    "title": "Broken stair light in building 3",
+                    "description": "Elder on floor 5 cannot see the stairs at night",
+                    "urgency": "high",
+                    "community": "yunxing",
+                    "compound": "yuntaiyuan",
+                    "address": "Building 3, unit 2",
+                    "latitude": 40.0121,
+                    "longitude": 112.7011,
+                    "escalated_by": "grid-worker-changhong",
+                    "escalated_at": "2026-11-27T09:00:00Z",
+                }
+            ]
+        }
+    )
 
     need_id: UUID
     household_id: UUID
@@ -42,8 +56,18 @@ class NeedEscalated(IntegrationEvent):
     escalated_at: datetime
 
 
-NeedAction = Literal["raised", "started", "resolved", "confirmed", "auto_confirmed", "reopened", "closed",
-                     "escalated", "closed_by_issue_resolved", "closed_by_issue_confirmed"]
+NeedAction = Literal[
+    "raised",
+    "started",
+    "resolved",
+    "confirmed",
+    "auto_confirmed",
+    "reopened",
+    "closed",
+    "escalated",
+    "closed_by_issue_resolved",
+    "closed_by_issue_confirmed",
+]
 
 
 @contract
@@ -56,11 +80,25 @@ class NeedProgressed(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.need.progressed.v1"
     topic: ClassVar[str] = "visits.need"
     key_field: ClassVar[str] = "need_id"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "need_id": "01936f2e-a000-7000-8000-000000000001", "household_id": "01936f2e-a000-7000-8000-0000000000aa",
-        "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "action": "raised", "status": "open",
-        "category": "mobility", "title": "Needs a walking stick", "community": "yunxing", "compound": "yuntaiyuan",
-        "due_on": "2026-11-30", "occurred_at": "2026-11-27T09:00:00Z"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "need_id": "01936f2e-a000-7000-8000-000000000001",
+                    "household_id": "01936f2e-a000-7000-8000-0000000000aa",
+                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
+                    "action": "raised",
+                    "status": "open",
+                    "category": "mobility",
+                    "title": "Needs a walking stick",
+                    "community": "yunxing",
+                    "compound": "yuntaiyuan",
+                    "due_on": "2026-11-30",
+                    "occurred_at": "2026-11-27T09:00:00Z",
+                }
+            ]
+        }
+    )
 
     need_id: UUID
     household_id: UUID
@@ -83,10 +121,20 @@ class ResidentStatusChanged(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.resident.status_changed.v1"
     topic: ClassVar[str] = "visits.resident"
     key_field: ClassVar[str] = "resident_id"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "resident_id": "01936f2e-a000-7000-8000-0000000000bb", "status": "deceased",
-        "effective_date": "2026-11-20", "id_number_hash": "9f2c…", "community": "yunxing",
-        "changed_at": "2026-11-27T09:00:00Z"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
+                    "status": "deceased",
+                    "effective_date": "2026-11-20",
+                    "id_number_hash": "9f2c…",
+                    "community": "yunxing",
+                    "changed_at": "2026-11-27T09:00:00Z",
+                }
+            ]
+        }
+    )
 
     resident_id: UUID
     status: Literal["active", "moved", "deceased"]
@@ -103,10 +151,19 @@ class WelfareCheckCompleted(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.welfare_check.completed.v1"
     topic: ClassVar[str] = "visits.visit"
     key_field: ClassVar[str] = "visit_id"
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "visit_id": "01936f2e-a000-7000-8000-0000000000cc", "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
-        "outcome": "visited", "alert_id": "01936f2e-c000-7000-8000-000000000001",
-        "completed_at": "2026-11-27T15:00:00Z"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "visit_id": "01936f2e-a000-7000-8000-0000000000cc",
+                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
+                    "outcome": "visited",
+                    "alert_id": "01936f2e-c000-7000-8000-000000000001",
+                    "completed_at": "2026-11-27T15:00:00Z",
+                }
+            ]
+        }
+    )
 
     visit_id: UUID
     resident_id: UUID | None = None

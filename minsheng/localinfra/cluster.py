@@ -60,21 +60,23 @@ class DevCluster:
         assert self.postgres is not None and self.broker is not None
         saved = self.data_dir / "cluster.env"
         if not saved.exists():
-            saved.write_text(
-                f"MINSHENG_FIELD_ENCRYPTION_KEY={base64.b64encode(secrets.token_bytes(32)).decode()}\n")
+            saved.write_text(f"MINSHENG_FIELD_ENCRYPTION_KEY={base64.b64encode(secrets.token_bytes(32)).decode()}\n")
             saved.chmod(0o600)
         env = dict(line.split("=", 1) for line in saved.read_text().splitlines() if "=" in line)
-        env.update({
-            "MINSHENG_MODE": "distributed",
-            "MINSHENG_DATABASE_URL": f"{self.postgres.base_url}/minsheng_{{service}}",
-            "MINSHENG_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "MINSHENG_KAFKA_IDEMPOTENT_PRODUCER": "true" if self.broker.durable else "false",
-            # a development cluster: WeChat sign-in through the local stand-in
-            "MINSHENG_IDENTITY_WECHAT_STANDIN": "true",
-        })
+        env.update(
+            {
+                "MINSHENG_MODE": "distributed",
+                "MINSHENG_DATABASE_URL": f"{self.postgres.base_url}/minsheng_{{service}}",
+                "MINSHENG_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+                "MINSHENG_KAFKA_IDEMPOTENT_PRODUCER": "true" if self.broker.durable else "false",
+                # a development cluster: WeChat sign-in through the local stand-in
+                "MINSHENG_IDENTITY_WECHAT_STANDIN": "true",
+            }
+        )
         if "identity" in self.ports:  # the other services verify tokens against the identity's keys
-            env["MINSHENG_IDENTITY_JWKS_URL"] = (f"http://127.0.0.1:{self.ports['identity']}"
-                                                 "/identity/.well-known/jwks.json")
+            env["MINSHENG_IDENTITY_JWKS_URL"] = (
+                f"http://127.0.0.1:{self.ports['identity']}/identity/.well-known/jwks.json"
+            )
         return env
 
     def start(self) -> None:
@@ -98,8 +100,9 @@ class DevCluster:
         self.ports = {name: free_port() for name in self.services}
         env = {**os.environ, **self.env()}
         for step in (["migrate"], ["topics", "create"]):  # the compose jobs
-            done = subprocess.run([sys.executable, "-m", "minsheng.cli", *step], env=env, capture_output=True,
-                                  text=True, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "minsheng.cli", *step], env=env, capture_output=True, text=True, check=False
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"minsheng {' '.join(step)} failed:\n{done.stdout}\n{done.stderr}")
         logs = self.data_dir / "logs"
@@ -110,8 +113,14 @@ class DevCluster:
             if self.demo:
                 argv.append("--demo")
             with open(logs / f"{name}.log", "ab") as out:
-                self.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                    start_new_session=True, preexec_fn=_die_with_parent)
+                self.procs[name] = subprocess.Popen(
+                    argv,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
         for name, port in self.ports.items():
             self._wait_ready(name, f"http://127.0.0.1:{port}/readyz", logs / f"{name}.log")
             self.say(f"{name:<9} http://127.0.0.1:{port}  (log: {logs / (name + '.log')})")
@@ -136,12 +145,17 @@ class DevCluster:
         workdir = self.data_dir / "nginx"
         workdir.mkdir(exist_ok=True)
         rendered = workdir / "default.conf"
-        rendered.write_text(render_gateway(upstream_variables(
-            self.gateway_port, {n: f"127.0.0.1:{p}" for n, p in self.ports.items()})))
+        rendered.write_text(
+            render_gateway(upstream_variables(self.gateway_port, {n: f"127.0.0.1:{p}" for n, p in self.ports.items()}))
+        )
         with open(workdir / "nginx.out", "ab") as out:
             self.procs["gateway"] = subprocess.Popen(
-                [nginx, "-p", str(workdir), "-c", str(nginx_main_conf(workdir, rendered))], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+                [nginx, "-p", str(workdir), "-c", str(nginx_main_conf(workdir, rendered))],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         wait_port("127.0.0.1", self.gateway_port, timeout=15)
         self.say(f"gateway   {self.gateway}/  (every service under /<service>/, docs at /<service>/docs)")
 

@@ -31,8 +31,10 @@ def render_gateway(variables: Mapping[str, str], template: Path = GATEWAY_TEMPLA
 
 def upstream_variables(listen_port: int, upstreams: Mapping[str, str]) -> dict[str, str]:
     """``GATEWAY_LISTEN_PORT`` and ``<SERVICE>_UPSTREAM`` for each service address (``host:port``)."""
-    return {"GATEWAY_LISTEN_PORT": str(listen_port),
-            **{f"{name.upper()}_UPSTREAM": address for name, address in upstreams.items()}}
+    return {
+        "GATEWAY_LISTEN_PORT": str(listen_port),
+        **{f"{name.upper()}_UPSTREAM": address for name, address in upstreams.items()},
+    }
 
 
 def nginx_main_conf(workdir: Path, included: Path) -> Path:
@@ -52,10 +54,12 @@ def nginx_main_conf(workdir: Path, included: Path) -> Path:
         f"  scgi_temp_path {workdir}/scgi;\n"
         "  sendfile on;\n"
         f"  include {included};\n"
-        "}\n")
+        "}\n"
+    )
     return conf
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-                                          if Path(p).exists()), None)
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )

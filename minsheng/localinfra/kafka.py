@@ -92,16 +92,32 @@ def kafka_libs() -> Path:
             return libs
         mvn = shutil.which("mvn")
         if not mvn:
-            raise RuntimeError("resolving Apache Kafka needs Maven (mvn): install it "
-                               "(deploy/ci/ensure-tools.sh does, as root)")
+            raise RuntimeError(
+                "resolving Apache Kafka needs Maven (mvn): install it (deploy/ci/ensure-tools.sh does, as root)"
+            )
         (home / "pom.xml").write_text(_POM)
         shutil.rmtree(libs, ignore_errors=True)
-        run = subprocess.run([mvn, "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-                              f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-                             capture_output=True, text=True, timeout=900, check=False)
+        run = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(home / "pom.xml"),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         if run.returncode != 0 or not any(libs.glob(f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar")):
-            raise RuntimeError(f"could not resolve Apache Kafka {KAFKA_VERSION} from Maven:\n"
-                               f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+            raise RuntimeError(
+                f"could not resolve Apache Kafka {KAFKA_VERSION} from Maven:\n"
+                f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            )
         done.write_text(KAFKA_VERSION)
     return libs
 
@@ -130,40 +146,66 @@ class ApacheKafka:
 
     def _config(self) -> Path:
         path = self.root / "server.properties"
-        path.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={self.logs}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=5",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",  # as in compose and Strimzi: the services and topics job do
-            "log.retention.hours=168",
-            "",
-        ]))
+        path.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.logs}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=5",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",  # as in compose and Strimzi: the services and topics job do
+                    "log.retention.hours=168",
+                    "",
+                ]
+            )
+        )
         (self.root / "log4j2.yaml").write_text(_LOG4J)
         return path
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [java_binary(), f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={self.root / 'log4j2.yaml'}", "-cp", f"{kafka_libs()}/*", main, *args]
+        return [
+            java_binary(),
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.root / 'log4j2.yaml'}",
+            "-cp",
+            f"{kafka_libs()}/*",
+            main,
+            *args,
+        ]
 
     def _format(self) -> None:
         self.cluster_id = self.cluster_id or _cluster_id()
-        run = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c",
-                                        str(self._config()), "--ignore-formatted"),
-                             capture_output=True, text=True, timeout=120, check=False)
+        run = subprocess.run(
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(self._config()),
+                "--ignore-formatted",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if run.returncode != 0:
             raise RuntimeError(f"kafka-storage format failed:\n{run.stdout}\n{run.stderr}")
 
@@ -173,8 +215,9 @@ class ApacheKafka:
         config = self._config()
         with open(self.output, "ab") as out:
             out.write(b"\n--- start ---\n")
-            self.proc = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self._java("kafka.Kafka", str(config)), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -251,9 +294,18 @@ class Tansu:
 
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [str(self.binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                str(self.binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         wait_port("127.0.0.1", self.port)
 

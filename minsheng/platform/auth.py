@@ -75,24 +75,53 @@ class Principal:
         return compound is not None and compound in scopes.get("compound", ())
 
 
-def mint_token(ring: KeyRing, settings: Settings, sub: str, roles: Iterable[str], scopes: Iterable[str] = (),
-               *, name: str | None = None, ttl_seconds: int | None = None, sid: str | None = None,
-               amr: Sequence[str] = ()) -> str:
+def mint_token(
+    ring: KeyRing,
+    settings: Settings,
+    sub: str,
+    roles: Iterable[str],
+    scopes: Iterable[str] = (),
+    *,
+    name: str | None = None,
+    ttl_seconds: int | None = None,
+    sid: str | None = None,
+    amr: Sequence[str] = (),
+) -> str:
     """An access token signed with the ring's current key (the identity service, ``minsheng token``, tests)."""
-    return ring.sign(access_claims(
-        sub=sub, roles=[Role(r).value for r in roles], scopes=scopes, issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience, ttl_seconds=ttl_seconds or settings.access_token_ttl_seconds, sid=sid,
-        amr=amr, name=name))
+    return ring.sign(
+        access_claims(
+            sub=sub,
+            roles=[Role(r).value for r in roles],
+            scopes=scopes,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=ttl_seconds or settings.access_token_ttl_seconds,
+            sid=sid,
+            amr=amr,
+            name=name,
+        )
+    )
 
 
 def make_verifier(keys: KeySource, settings: Settings) -> TokenVerifier:
-    return TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                         leeway_seconds=settings.jwt_leeway_seconds, principal_of=principal_of)
+    return TokenVerifier(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        principal_of=principal_of,
+    )
 
 
 def principal_of(claims: Claims) -> Principal:
-    return Principal(sub=claims.sub, roles=frozenset(Role(r) for r in claims.roles), scopes=claims.scopes,
-                     name=claims.name, sid=claims.sid, amr=tuple(claims.amr))
+    return Principal(
+        sub=claims.sub,
+        roles=frozenset(Role(r) for r in claims.roles),
+        scopes=claims.scopes,
+        name=claims.name,
+        sid=claims.sid,
+        amr=tuple(claims.amr),
+    )
 
 
 async def decode_token(verifier: TokenVerifier, token: str) -> Principal:
@@ -103,18 +132,30 @@ async def decode_token(verifier: TokenVerifier, token: str) -> Principal:
     except InvalidToken as exc:
         raise _invalid(str(exc)) from exc
     except KeysUnavailable as exc:
-        raise Problem(503, "auth_unavailable", "Cannot check your token right now",
-                      "The identity service's keys are unreachable; retry shortly.",
-                      headers={"Retry-After": "2"}) from exc
+        raise Problem(
+            503,
+            "auth_unavailable",
+            "Cannot check your token right now",
+            "The identity service's keys are unreachable; retry shortly.",
+            headers={"Retry-After": "2"},
+        ) from exc
 
 
 def _invalid(detail: str) -> Problem:
-    return Problem(401, "invalid_token", "Invalid or expired token", detail,
-                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return Problem(
+        401,
+        "invalid_token",
+        "Invalid or expired token",
+        detail,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
-_bearer = HTTPBearer(auto_error=False, description="An access token from the identity service (`POST "
-                     "/identity/wechat/login`, `POST /identity/staff/login`; `minsheng token` in development).")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An access token from the identity service (`POST "
+    "/identity/wechat/login`, `POST /identity/staff/login`; `minsheng token` in development).",
+)
 
 
 def settings_of(request: Request) -> Settings:
@@ -129,8 +170,13 @@ async def current_principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> Principal:
     if credentials is None:
-        raise Problem(401, "unauthenticated", "Authentication required", "Send `Authorization: Bearer <jwt>`.",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "Send `Authorization: Bearer <jwt>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return await decode_token(verifier_of(request), credentials.credentials)
 
 
@@ -146,16 +192,27 @@ def require(*roles: Role) -> Callable[..., object]:
 
     async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.roles & allowed:
-            raise Problem(403, "forbidden_role", "Not allowed for your role",
-                          f"Needs one of: {', '.join(sorted(allowed))}.")
+            raise Problem(
+                403, "forbidden_role", "Not allowed for your role", f"Needs one of: {', '.join(sorted(allowed))}."
+            )
         return principal
 
     return dependency
 
 
-def ensure_scope(principal: Principal, community: str | None, compound: str | None = None,
-                 *, what: str = "object", ident: object = "") -> None:
+def ensure_scope(
+    principal: Principal,
+    community: str | None,
+    compound: str | None = None,
+    *,
+    what: str = "object",
+    ident: object = "",
+) -> None:
     """Objects outside the caller's scope answer 404, so their existence does not leak."""
     if not principal.covers(community, compound):
-        raise Problem(404, f"{what}_not_found", f"{what.replace('_', ' ').capitalize()} not found",
-                      f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).")
+        raise Problem(
+            404,
+            f"{what}_not_found",
+            f"{what.replace('_', ' ').capitalize()} not found",
+            f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).",
+        )

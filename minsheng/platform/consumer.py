@@ -85,8 +85,9 @@ class EventConsumer:
                 self.stats.failures += 1
                 if is_transient_db_error(exc):
                     delay = db_backoff.next_delay()
-                    log.warning("%s: database unavailable while handling (%s); retrying in %.1fs", self.service,
-                                exc, delay)
+                    log.warning(
+                        "%s: database unavailable while handling (%s); retrying in %.1fs", self.service, exc, delay
+                    )
                     await asyncio.sleep(delay)
                     continue
                 attempts += 1
@@ -137,9 +138,21 @@ class EventConsumer:
                         return False
                     raise
             # One line per handled event, under the event's trace (operators follow a trace across services).
-            log.info("%s: handled %s %s", self.service, envelope.type, envelope.id, extra={"fields": {
-                "event_type": envelope.type, "event_id": str(envelope.id), "topic": delivery.topic,
-                "partition": delivery.partition, "offset": delivery.offset}})
+            log.info(
+                "%s: handled %s %s",
+                self.service,
+                envelope.type,
+                envelope.id,
+                extra={
+                    "fields": {
+                        "event_type": envelope.type,
+                        "event_id": str(envelope.id),
+                        "topic": delivery.topic,
+                        "partition": delivery.partition,
+                        "offset": delivery.offset,
+                    }
+                },
+            )
         finally:
             current_trace.reset(token)
         self.stats.handled += 1
@@ -153,21 +166,33 @@ class EventConsumer:
         self.stats.dead_lettered += 1
         error = f"{type(exc).__name__}: {exc}"[:4000]
         event_id, event_type = _peek_ids(delivery)
-        log.error("%s: dead-lettering %s %s after %d attempts: %s", self.service, event_type, event_id,
-                  attempts, error)
+        log.error("%s: dead-lettering %s %s after %d attempts: %s", self.service, event_type, event_id, attempts, error)
         t = self.db.tables.dead_letters
         async with self.db.engine.begin() as conn:
-            await conn.execute(sa.insert(t).values(
-                id=uuid7(), event_id=_text(event_id), event_type=_text(event_type), topic=delivery.topic,
-                key=_text(delivery.key), payload=_text(delivery.value.decode(errors="replace")),
-                headers={k: _text(v.decode(errors="replace")) for k, v in delivery.headers},
-                error=_text(error), attempts=attempts, created_at=utcnow(),
-            ))
-        headers = [*delivery.headers, ("dlq_error", error.encode()), ("dlq_topic", delivery.topic.encode()),
-                   ("dlq_attempts", str(attempts).encode())]
+            await conn.execute(
+                sa.insert(t).values(
+                    id=uuid7(),
+                    event_id=_text(event_id),
+                    event_type=_text(event_type),
+                    topic=delivery.topic,
+                    key=_text(delivery.key),
+                    payload=_text(delivery.value.decode(errors="replace")),
+                    headers={k: _text(v.decode(errors="replace")) for k, v in delivery.headers},
+                    error=_text(error),
+                    attempts=attempts,
+                    created_at=utcnow(),
+                )
+            )
+        headers = [
+            *delivery.headers,
+            ("dlq_error", error.encode()),
+            ("dlq_topic", delivery.topic.encode()),
+            ("dlq_attempts", str(attempts).encode()),
+        ]
         try:
-            await self.bus.publish([OutgoingMessage(f"{self.service}.dlq", delivery.key or "", delivery.value,
-                                                    headers)])
+            await self.bus.publish(
+                [OutgoingMessage(f"{self.service}.dlq", delivery.key or "", delivery.value, headers)]
+            )
         except Exception:  # the table row is the record replay works from; the topic is for operators
             log.warning("%s: could not publish to the dead-letter topic", self.service, exc_info=True)
 
@@ -184,8 +209,9 @@ class EventConsumer:
             rows = (await conn.execute(query)).all()
         outcomes: list[tuple[str, str]] = []
         for row in rows:
-            delivery = Delivery(row.topic, row.key, row.payload.encode(),
-                                [(k, str(v).encode()) for k, v in (row.headers or {}).items()])
+            delivery = Delivery(
+                row.topic, row.key, row.payload.encode(), [(k, str(v).encode()) for k, v in (row.headers or {}).items()]
+            )
             try:
                 handled = await self.handle(delivery)
             except asyncio.CancelledError:
@@ -193,8 +219,9 @@ class EventConsumer:
             except Exception as exc:
                 error = _text(f"{type(exc).__name__}: {exc}"[:4000])
                 async with self.db.engine.begin() as conn:
-                    await conn.execute(sa.update(t).where(t.c.id == row.id).values(
-                        error=error, attempts=t.c.attempts + 1))
+                    await conn.execute(
+                        sa.update(t).where(t.c.id == row.id).values(error=error, attempts=t.c.attempts + 1)
+                    )
                 outcomes.append((str(row.id), f"still failing: {error}"))
                 continue
             async with self.db.engine.begin() as conn:
@@ -214,8 +241,11 @@ class EventConsumer:
         async with self.db.engine.begin() as conn:
             rows = (await conn.execute(query.with_for_update() if self.db.is_postgres else query)).all()
             for row in rows:
-                await conn.execute(sa.update(t).where(t.c.id == row.id).values(
-                    replayed_at=now, error=_text(f"{DISCARDED_MARK} {now.isoformat()}] {row.error}"[:4000])))
+                await conn.execute(
+                    sa.update(t)
+                    .where(t.c.id == row.id)
+                    .values(replayed_at=now, error=_text(f"{DISCARDED_MARK} {now.isoformat()}] {row.error}"[:4000]))
+                )
         for row in rows:
             log.warning("%s: dead letter %s (%s) discarded by an operator", self.service, row.id, row.event_type)
         return [(str(row.id), row.event_type) for row in rows]

@@ -37,7 +37,9 @@ class Database:
         # trips. SQLite keeps the ordinary sessions (its reads are local calls).
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine,
-            expire_on_commit=False, class_=AsyncSession)
+            expire_on_commit=False,
+            class_=AsyncSession,
+        )
         # Set after a commit that wrote outbox rows, so the relay publishes at once instead of at its next poll.
         self.outbox_signal = asyncio.Event()
 
@@ -71,7 +73,10 @@ async def create_database_if_missing(url: str) -> None:
 
     name = parsed.database
     admin = await asyncpg.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
         database="postgres",
     )
     try:
@@ -106,8 +111,15 @@ def is_transient_db_error(exc: BaseException) -> bool:
     return False
 
 
-_TRANSIENT_NAMES = {"CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError",
-                    "ConnectionFailureError", "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError"}
+_TRANSIENT_NAMES = {
+    "CannotConnectNowError",
+    "ConnectionDoesNotExistError",
+    "InterfaceError",
+    "ConnectionFailureError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "TooManyConnectionsError",
+}
 # 08: connection exception; 57P01-05: admin/crash shutdown, cannot connect now (starting up / shutting down)
 _TRANSIENT_SQLSTATES = ("08", "57P", "53300")
 
@@ -131,8 +143,13 @@ async def ensure_database(url: str, *, connect_timeout: float = 10.0) -> str | N
     import asyncpg
 
     where = f"{parsed.username or ''}@{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database}"
-    connect = {"host": parsed.host, "port": parsed.port or 5432, "user": parsed.username,
-               "password": parsed.password, "timeout": connect_timeout}
+    connect = {
+        "host": parsed.host,
+        "port": parsed.port or 5432,
+        "user": parsed.username,
+        "password": parsed.password,
+        "timeout": connect_timeout,
+    }
     try:
         conn = await asyncpg.connect(database=parsed.database, **connect)
     except asyncpg.InvalidCatalogNameError:
@@ -148,5 +165,7 @@ async def ensure_database(url: str, *, connect_timeout: float = 10.0) -> str | N
         raise DatabaseUnavailable(
             f"database {parsed.database!r} does not exist and could not be created ({where}): "
             f"{type(exc).__name__}: {exc}. Create it (deploy/postgres/init/10-minsheng-databases.sh does, per "
-            f"service) or run `minsheng migrate` with a role that may", missing=True) from exc
+            f"service) or run `minsheng migrate` with a role that may",
+            missing=True,
+        ) from exc
     return parsed.database

@@ -44,7 +44,8 @@ class TraceContext:
 
 
 current_trace: contextvars.ContextVar[TraceContext] = contextvars.ContextVar(
-    "minsheng_trace", default=TraceContext()  # noqa: B039 - frozen, immutable
+    "minsheng_trace",
+    default=TraceContext(),  # noqa: B039 - frozen, immutable
 )
 
 

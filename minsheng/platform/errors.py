@@ -18,9 +18,19 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
-_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-          422: "validation_error", 429: "rate_limited", 503: "unavailable"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 class Problem(Exception):
@@ -28,8 +38,16 @@ class Problem(Exception):
 
     # Positional-only, so an extra member such as ``status=issue.status`` lands in ``extra`` instead of
     # colliding with the HTTP status.
-    def __init__(self, status: int, code: str, title: str, detail: str | None = None, /,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        /,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(f"{status} {code}: {detail or title}")
         self.status = status
         self.code = code
@@ -40,8 +58,12 @@ class Problem(Exception):
 
 
 def not_found(what: str, ident: object) -> Problem:
-    return Problem(404, f"{what}_not_found", f"{what.replace('_', ' ').capitalize()} not found",
-                   f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).")
+    return Problem(
+        404,
+        f"{what}_not_found",
+        f"{what.replace('_', ' ').capitalize()} not found",
+        f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).",
+    )
 
 
 def conflict(code: str, detail: str, /, **extra: Any) -> Problem:
@@ -56,18 +78,34 @@ def integrity_problem(exc: IntegrityError) -> Problem:
     sqlstate = str(getattr(orig, "sqlstate", "") or getattr(orig, "pgcode", "") or "")
     message = str(orig or exc).lower()
     if sqlstate == "23505" or "unique" in message or "duplicate key" in message:
-        return conflict("already_exists", "Something with the same unique value was created at the same time or "
-                        "exists already; reload and try again with another value.")
+        return conflict(
+            "already_exists",
+            "Something with the same unique value was created at the same time or "
+            "exists already; reload and try again with another value.",
+        )
     if sqlstate == "23503" or "foreign key" in message:
-        return conflict("reference_gone", "Something this request refers to was changed or removed meanwhile; "
-                        "reload and try again.")
+        return conflict(
+            "reference_gone", "Something this request refers to was changed or removed meanwhile; reload and try again."
+        )
     return conflict("integrity_conflict", "The change conflicts with the current state; reload and try again.")
 
 
-def problem_response(request: Request, status: int, code: str, title: str, detail: str | None = None,
-                     headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"type": f"https://minsheng.dev/problems/{code}", "title": title, "status": status,
-                            "code": code, "instance": request.url.path}
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://minsheng.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "instance": request.url.path,
+    }
     if detail:
         body["detail"] = detail
     request_id = request.scope.get("state", {}).get("request_id")
@@ -93,33 +131,54 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _data(request: Request, exc: DataError) -> JSONResponse:
         # A value the database refuses (out of range, a NUL byte in text): the client's input, not our fault.
         log.info("data refused on %s %s: %s", request.method, request.url.path, exc.orig)
-        return problem_response(request, 422, "invalid_value", "A value is out of range or not allowed",
-                                "A value in the request cannot be stored (out of range or not allowed characters).")
+        return problem_response(
+            request,
+            422,
+            "invalid_value",
+            "A value is out of range or not allowed",
+            "A value in the request cannot be stored (out of range or not allowed characters).",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body",
-             "message": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body",
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         fields = ", ".join(sorted({e["field"] for e in errors}))
-        return problem_response(request, 422, "validation_error", "The request is not valid",
-                                f"Check: {fields}", extra={"errors": errors})
+        return problem_response(
+            request, 422, "validation_error", "The request is not valid", f"Check: {fields}", extra={"errors": errors}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(request, exc.status_code, code, detail or code.replace("_", " ").capitalize(),
-                                headers=getattr(exc, "headers", None))
+        return problem_response(
+            request,
+            exc.status_code,
+            code,
+            detail or code.replace("_", " ").capitalize(),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_transient_db_error(exc):
             log.warning("database unavailable: %s", exc)
-            return problem_response(request, 503, "unavailable", "Service temporarily unavailable",
-                                    "The database is not reachable; retry shortly.", headers={"Retry-After": "2"})
+            return problem_response(
+                request,
+                503,
+                "unavailable",
+                "Service temporarily unavailable",
+                "The database is not reachable; retry shortly.",
+                headers={"Retry-After": "2"},
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "internal_error", "Internal error",
-                                "Something went wrong on our side; it has been logged.")
+        return problem_response(
+            request, 500, "internal_error", "Internal error", "Something went wrong on our side; it has been logged."
+        )

@@ -14,15 +14,23 @@ from minsheng.platform.db import Database
 from minsheng.platform.ids import utcnow
 
 
-async def purge_platform_tables(db: Database, *, outbox_hours: float, inbox_days: float,
-                                idempotency_hours: float) -> dict[str, int]:
+async def purge_platform_tables(
+    db: Database, *, outbox_hours: float, inbox_days: float, idempotency_hours: float
+) -> dict[str, int]:
     t = db.tables
     now = utcnow()
     async with db.engine.begin() as conn:
-        sent = await conn.execute(sa.delete(t.outbox).where(
-            t.outbox.c.sent_at.is_not(None), t.outbox.c.sent_at < now - timedelta(hours=outbox_hours)))
-        inbox = await conn.execute(sa.delete(t.processed_events).where(
-            t.processed_events.c.processed_at < now - timedelta(days=inbox_days)))
-        keys = await conn.execute(sa.delete(t.idempotency_keys).where(
-            t.idempotency_keys.c.created_at < now - timedelta(hours=idempotency_hours)))
+        sent = await conn.execute(
+            sa.delete(t.outbox).where(
+                t.outbox.c.sent_at.is_not(None), t.outbox.c.sent_at < now - timedelta(hours=outbox_hours)
+            )
+        )
+        inbox = await conn.execute(
+            sa.delete(t.processed_events).where(t.processed_events.c.processed_at < now - timedelta(days=inbox_days))
+        )
+        keys = await conn.execute(
+            sa.delete(t.idempotency_keys).where(
+                t.idempotency_keys.c.created_at < now - timedelta(hours=idempotency_hours)
+            )
+        )
     return {"outbox": sent.rowcount, "processed_events": inbox.rowcount, "idempotency_keys": keys.rowcount}

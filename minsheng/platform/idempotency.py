@@ -19,8 +19,12 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
 
-IdempotencyKey = Header(default=None, alias="Idempotency-Key", max_length=200,
-                        description="Retry-safe key: same key + same body returns the first response.")
+IdempotencyKey = Header(
+    default=None,
+    alias="Idempotency-Key",
+    max_length=200,
+    description="Retry-safe key: same key + same body returns the first response.",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -39,13 +43,18 @@ def request_hash(body: Any) -> str:
 @functools.cache
 def _select_stored(t: sa.Table) -> sa.Select[Any]:
     return sa.select(t.c.request_hash, t.c.status_code, t.c.response).where(
-        t.c.scope == sa.bindparam("scope", type_=t.c.scope.type), t.c.key == sa.bindparam("key", type_=t.c.key.type))
+        t.c.scope == sa.bindparam("scope", type_=t.c.scope.type), t.c.key == sa.bindparam("key", type_=t.c.key.type)
+    )
 
 
 @functools.cache
 def _insert_stored(t: sa.Table) -> sa.Insert:
-    return sa.insert(t).values({c: sa.bindparam(f"v_{c}", type_=t.c[c].type) for c in (
-        "scope", "key", "request_hash", "status_code", "response", "created_at")})
+    return sa.insert(t).values(
+        {
+            c: sa.bindparam(f"v_{c}", type_=t.c[c].type)
+            for c in ("scope", "key", "request_hash", "status_code", "response", "created_at")
+        }
+    )
 
 
 async def _stored(uow: UnitOfWork, scope: str, key: str) -> Any:
@@ -55,13 +64,21 @@ async def _stored(uow: UnitOfWork, scope: str, key: str) -> Any:
 
 def _replay(row: Any, digest: str) -> JSONResponse:
     if row.request_hash != digest:
-        raise Problem(422, "idempotency_key_reused", "Idempotency-Key reused with a different request",
-                      "This key was already used for another request body; use a new key.")
+        raise Problem(
+            422,
+            "idempotency_key_reused",
+            "Idempotency-Key reused with a different request",
+            "This key was already used for another request body; use a new key.",
+        )
     return JSONResponse(row.response, status_code=row.status_code, headers={"Idempotent-Replayed": "true"})
 
 
 async def idempotent(
-    uow: UnitOfWork, *, key: str | None, scope: str, body: Any,
+    uow: UnitOfWork,
+    *,
+    key: str | None,
+    scope: str,
+    body: Any,
     action: Callable[[], Awaitable[tuple[int, Any]]],
 ) -> JSONResponse:
     """Run ``action`` (which must not commit) once per (scope, key) and commit; replay otherwise.
@@ -79,9 +96,17 @@ async def idempotent(
         if key is not None:
             # On PostgreSQL a concurrent twin's uncommitted row makes this INSERT wait, then fail here (not at
             # commit) once the twin commits: both cases replay the twin's answer below.
-            await uow.session.execute(_insert_stored(uow.db.tables.idempotency_keys), {
-                "v_scope": scope, "v_key": key, "v_request_hash": digest, "v_status_code": status,
-                "v_response": content, "v_created_at": utcnow()})
+            await uow.session.execute(
+                _insert_stored(uow.db.tables.idempotency_keys),
+                {
+                    "v_scope": scope,
+                    "v_key": key,
+                    "v_request_hash": digest,
+                    "v_status_code": status,
+                    "v_response": content,
+                    "v_created_at": utcnow(),
+                },
+            )
         await uow.commit()
     except sa.exc.IntegrityError:
         # A concurrent request with the same key committed first: ours rolls back, theirs is the answer.

@@ -83,11 +83,16 @@ def _month(value: Any) -> Any:
     return value
 
 
-Instant = Annotated[datetime, BeforeValidator(_bare_date_is_china_midnight), AfterValidator(aware_utc),
-                    WithJsonSchema({"type": "string", "format": "date-time"})]
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_bare_date_is_china_midnight),
+    AfterValidator(aware_utc),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 Day = Annotated[date, AfterValidator(_day_in_range)]
-MonthText = Annotated[str, BeforeValidator(_month),
-                      WithJsonSchema({"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"})]
+MonthText = Annotated[
+    str, BeforeValidator(_month), WithJsonSchema({"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"})
+]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 Cursor = Annotated[str, StringConstraints(max_length=CURSOR_MAX_LENGTH)]
@@ -210,7 +215,12 @@ class RefuseNulMiddleware:
 
         from minsheng.platform.errors import problem_response
 
-        response = problem_response(Request(scope, receive), 422, "nul_byte", "The request is not valid",
-                                    "Text may not contain NUL bytes (U+0000).",
-                                    extra={"errors": [{"field": where, "message": "NUL byte", "type": "value_error"}]})
+        response = problem_response(
+            Request(scope, receive),
+            422,
+            "nul_byte",
+            "The request is not valid",
+            "Text may not contain NUL bytes (U+0000).",
+            extra={"errors": [{"field": where, "message": "NUL byte", "type": "value_error"}]},
+        )
         await response(scope, receive, send)

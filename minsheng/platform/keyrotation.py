@@ -49,8 +49,16 @@ def _reseal(cipher: FieldCipher, stored: str | None, table: str, column: str, ke
     return cipher.encrypt(plain, aad=data)
 
 
-async def rotate_table(db: Database, table: sa.Table, sealed: SealedColumns, cipher: FieldCipher, *,
-                       batch: int = 500, rehash: bool = False, stats: RotationStats | None = None) -> RotationStats:
+async def rotate_table(
+    db: Database,
+    table: sa.Table,
+    sealed: SealedColumns,
+    cipher: FieldCipher,
+    *,
+    batch: int = 500,
+    rehash: bool = False,
+    stats: RotationStats | None = None,
+) -> RotationStats:
     stats = stats or RotationStats()
     key = table.c[sealed.key]
     columns = [table.c[c] for c in sealed.columns]
@@ -81,14 +89,16 @@ async def rotate_table(db: Database, table: sa.Table, sealed: SealedColumns, cip
                     else:
                         values[column] = row[i]
                 for hash_column, source in hashes:
-                    clear = cipher.decrypt(values[source.name], aad=aad_of(sealed.table, source.name, row[0])
-                                           if sealed.aad else None)
+                    clear = cipher.decrypt(
+                        values[source.name], aad=aad_of(sealed.table, source.name, row[0]) if sealed.aad else None
+                    )
                     values[hash_column.name] = cipher.lookup_hash(clear)
                     stats.rehashed += 1
                 updates.append(values)
             names = [*sealed.columns, *(h.name for h, _ in hashes)]
-            await conn.execute(sa.update(table).where(key == sa.bindparam("_key"))
-                               .values({n: sa.bindparam(n) for n in names}), updates)
+            await conn.execute(
+                sa.update(table).where(key == sa.bindparam("_key")).values({n: sa.bindparam(n) for n in names}), updates
+            )
         stats.rows += len(rows)
         stats.batches += 1
         stats.by_table[sealed.table] = stats.by_table.get(sealed.table, 0) + len(rows)
@@ -108,8 +118,15 @@ async def remaining(db: Database, table: sa.Table, sealed: SealedColumns, cipher
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table).where(stale))).scalar_one())
 
 
-async def rotate_service(db: Database, metadata: sa.MetaData, sealed: Sequence[SealedColumns],
-                         cipher: FieldCipher, *, batch: int = 500, rehash: bool = False) -> RotationStats:
+async def rotate_service(
+    db: Database,
+    metadata: sa.MetaData,
+    sealed: Sequence[SealedColumns],
+    cipher: FieldCipher,
+    *,
+    batch: int = 500,
+    rehash: bool = False,
+) -> RotationStats:
     stats = RotationStats()
     for entry in sealed:
         await rotate_table(db, metadata.tables[entry.table], entry, cipher, batch=batch, rehash=rehash, stats=stats)

@@ -82,12 +82,16 @@ async def service_snapshot(runtime: ServiceRuntime) -> ServiceSnapshot:
     snap = ServiceSnapshot()
     try:
         async with runtime.db.engine.connect() as conn:
-            pending, oldest = (await conn.execute(
-                sa.select(sa.func.count(), sa.func.min(t.outbox.c.created_at)).where(t.outbox.c.sent_at.is_(None))
-            )).one()
-            dead = (await conn.execute(
-                sa.select(sa.func.count()).select_from(t.dead_letters).where(t.dead_letters.c.replayed_at.is_(None))
-            )).scalar_one()
+            pending, oldest = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(t.outbox.c.created_at)).where(t.outbox.c.sent_at.is_(None))
+                )
+            ).one()
+            dead = (
+                await conn.execute(
+                    sa.select(sa.func.count()).select_from(t.dead_letters).where(t.dead_letters.c.replayed_at.is_(None))
+                )
+            ).scalar_one()
     except Exception as exc:  # a scrape must never fail because the database is down
         log.debug("metrics: %s database unreadable: %s", runtime.name, exc)
         return snap
@@ -122,24 +126,35 @@ class _RuntimeCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         m = self.metrics
         snap = m.snapshot
-        db_up = GaugeMetricFamily("minsheng_db_up", "1 when the service's database answered the last scrape.",
-                                  labels=["service"])
-        pending = GaugeMetricFamily("minsheng_outbox_pending", "Outbox events not yet published.",
-                                    labels=["service"])
-        age = GaugeMetricFamily("minsheng_outbox_oldest_pending_age_seconds",
-                                "Age of the oldest unpublished outbox event (0 when none).", labels=["service"])
-        dead = GaugeMetricFamily("minsheng_dead_letters_unreplayed",
-                                 "Dead-lettered events not yet replayed.", labels=["service"])
-        published = CounterMetricFamily("minsheng_outbox_published", "Events this process's relay published.",
-                                        labels=["service"])
-        relay_failures = CounterMetricFamily("minsheng_outbox_publish_failures",
-                                             "Failed relay publish rounds in this process.", labels=["service"])
-        events = CounterMetricFamily("minsheng_consumer_events", "Events consumed, by outcome.",
-                                     labels=["service", "outcome"])
-        failures = CounterMetricFamily("minsheng_consumer_handler_failures",
-                                       "Handler attempts that raised (each retry counts).", labels=["service"])
-        dead_total = CounterMetricFamily("minsheng_consumer_dead_letters",
-                                         "Events this process dead-lettered.", labels=["service"])
+        db_up = GaugeMetricFamily(
+            "minsheng_db_up", "1 when the service's database answered the last scrape.", labels=["service"]
+        )
+        pending = GaugeMetricFamily("minsheng_outbox_pending", "Outbox events not yet published.", labels=["service"])
+        age = GaugeMetricFamily(
+            "minsheng_outbox_oldest_pending_age_seconds",
+            "Age of the oldest unpublished outbox event (0 when none).",
+            labels=["service"],
+        )
+        dead = GaugeMetricFamily(
+            "minsheng_dead_letters_unreplayed", "Dead-lettered events not yet replayed.", labels=["service"]
+        )
+        published = CounterMetricFamily(
+            "minsheng_outbox_published", "Events this process's relay published.", labels=["service"]
+        )
+        relay_failures = CounterMetricFamily(
+            "minsheng_outbox_publish_failures", "Failed relay publish rounds in this process.", labels=["service"]
+        )
+        events = CounterMetricFamily(
+            "minsheng_consumer_events", "Events consumed, by outcome.", labels=["service", "outcome"]
+        )
+        failures = CounterMetricFamily(
+            "minsheng_consumer_handler_failures",
+            "Handler attempts that raised (each retry counts).",
+            labels=["service"],
+        )
+        dead_total = CounterMetricFamily(
+            "minsheng_consumer_dead_letters", "Events this process dead-lettered.", labels=["service"]
+        )
         for name, rt in m.runtimes.items():
             s = snap.services.get(name, ServiceSnapshot())
             db_up.add_metric([name], 1.0 if s.db_up else 0.0)
@@ -152,40 +167,66 @@ class _RuntimeCollector(Collector):
             published.add_metric([name], rt.relay.published)
             relay_failures.add_metric([name], rt.relay.failures)
             stats = rt.consumer.stats
-            for outcome, value in (("handled", stats.handled), ("duplicate", stats.duplicates),
-                                   ("skipped", stats.skipped)):
+            for outcome, value in (
+                ("handled", stats.handled),
+                ("duplicate", stats.duplicates),
+                ("skipped", stats.skipped),
+            ):
                 events.add_metric([name, outcome], value)
             failures.add_metric([name], stats.failures)
             dead_total.add_metric([name], stats.dead_lettered)
-        lag = GaugeMetricFamily("minsheng_consumer_lag", "Messages behind the high watermark, per partition.",
-                                labels=["group", "topic", "partition"])
+        lag = GaugeMetricFamily(
+            "minsheng_consumer_lag",
+            "Messages behind the high watermark, per partition.",
+            labels=["group", "topic", "partition"],
+        )
         for group, topic, partition, behind in snap.lag:
             lag.add_metric([group, topic, str(partition)], behind)
         bus_up = GaugeMetricFamily("minsheng_bus_up", "1 when the event bus answered the last scrape.")
         bus_up.add_metric([], 1.0 if snap.bus_up else 0.0)
-        contact = GaugeMetricFamily("minsheng_bus_last_contact_age_seconds",
-                                    "Seconds since this process last reached the broker (an acknowledged publish, "
-                                    "a commit, a metadata answer); absent before the first contact.")
+        contact = GaugeMetricFamily(
+            "minsheng_bus_last_contact_age_seconds",
+            "Seconds since this process last reached the broker (an acknowledged publish, "
+            "a commit, a metadata answer); absent before the first contact.",
+        )
         age_of_contact = m.bus.health().get("last_contact_age_seconds")
         if age_of_contact is not None:
             contact.add_metric([], float(age_of_contact))
-        resets = CounterMetricFamily("minsheng_consumer_offset_resets",
-                                     "Partitions rewound to the earliest offset because the log no longer had the "
-                                     "consumer's offset (reason: beyond_end = the broker lost data, before_start = "
-                                     "retention deleted unread events, out_of_range).",
-                                     labels=["group", "topic", "partition", "reason"])
+        resets = CounterMetricFamily(
+            "minsheng_consumer_offset_resets",
+            "Partitions rewound to the earliest offset because the log no longer had the "
+            "consumer's offset (reason: beyond_end = the broker lost data, before_start = "
+            "retention deleted unread events, out_of_range).",
+            labels=["group", "topic", "partition", "reason"],
+        )
         for (group, topic, partition, reason), count in sorted(getattr(m.bus, "offset_resets", {}).items()):
             resets.add_metric([group, topic, str(partition), reason], count)
-        info = GaugeMetricFamily("minsheng_build_info", "Version and mode of this process.",
-                                 labels=["version", "mode", "services"])
+        info = GaugeMetricFamily(
+            "minsheng_build_info", "Version and mode of this process.", labels=["version", "mode", "services"]
+        )
         info.add_metric([m.version, m.mode, ",".join(m.runtimes)], 1.0)
-        yield from (db_up, pending, age, dead, published, relay_failures, events, failures, dead_total, lag,
-                    resets, bus_up, contact, info)
+        yield from (
+            db_up,
+            pending,
+            age,
+            dead,
+            published,
+            relay_failures,
+            events,
+            failures,
+            dead_total,
+            lag,
+            resets,
+            bus_up,
+            contact,
+            info,
+        )
 
 
 class Metrics:
-    def __init__(self, runtimes: Mapping[str, ServiceRuntime], bus: EventBus, *, mode: str = "embedded",
-                 version: str = "0.1.0") -> None:
+    def __init__(
+        self, runtimes: Mapping[str, ServiceRuntime], bus: EventBus, *, mode: str = "embedded", version: str = "0.1.0"
+    ) -> None:
         self.runtimes = dict(runtimes)
         self.bus = bus
         self.mode = mode
@@ -193,13 +234,22 @@ class Metrics:
         self.snapshot = Snapshot()
         self._refresh_lock = asyncio.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.http_requests = Counter("minsheng_http_requests", "HTTP requests answered.",
-                                     ["service", "method", "route", "status"], registry=self.registry)
-        self.http_latency = Histogram("minsheng_http_request_duration_seconds", "HTTP request latency.",
-                                      ["service", "method", "route"], buckets=LATENCY_BUCKETS,
-                                      registry=self.registry)
-        self.http_in_progress = Gauge("minsheng_http_requests_in_progress", "HTTP requests being handled.",
-                                      ["service"], registry=self.registry)
+        self.http_requests = Counter(
+            "minsheng_http_requests",
+            "HTTP requests answered.",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "minsheng_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["service", "method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_in_progress = Gauge(
+            "minsheng_http_requests_in_progress", "HTTP requests being handled.", ["service"], registry=self.registry
+        )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(_RuntimeCollector(self))
@@ -219,8 +269,11 @@ class Metrics:
                 bounded(self.bus.ping(), False),
                 bounded(consumer_lag(self.bus), []),
             )
-            self.snapshot = Snapshot(services=dict(zip(names, results[: len(names)], strict=True)),
-                                     bus_up=bool(results[len(names)]), lag=results[len(names) + 1])
+            self.snapshot = Snapshot(
+                services=dict(zip(names, results[: len(names)], strict=True)),
+                bus_up=bool(results[len(names)]),
+                lag=results[len(names) + 1],
+            )
             return self.snapshot
 
     async def render(self) -> bytes:
@@ -267,13 +320,30 @@ class MetricsMiddleware:
             method = scope.get("method", "GET")
             m.http_requests.labels(service, method, route, str(status)).inc()
             m.http_latency.labels(service, method, route).observe(elapsed)
-            level = logging.DEBUG if path in PROBE_PATHS or path.endswith(("/healthz", "/readyz")) else (
-                logging.WARNING if status >= 500 else logging.INFO)
-            access_log.log(level, "%s %s %d %.1fms", method, path, status, elapsed * 1000, extra={"fields": {
-                "http_method": method, "http_path": path, "http_route": route, "http_status": status,
-                "duration_ms": round(elapsed * 1000, 2), "service": service,
-                "client": (scope.get("client") or ("", 0))[0],
-            }})
+            level = (
+                logging.DEBUG
+                if path in PROBE_PATHS or path.endswith(("/healthz", "/readyz"))
+                else (logging.WARNING if status >= 500 else logging.INFO)
+            )
+            access_log.log(
+                level,
+                "%s %s %d %.1fms",
+                method,
+                path,
+                status,
+                elapsed * 1000,
+                extra={
+                    "fields": {
+                        "http_method": method,
+                        "http_path": path,
+                        "http_route": route,
+                        "http_status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "service": service,
+                        "client": (scope.get("client") or ("", 0))[0],
+                    }
+                },
+            )
 
 
 def _route_template(scope: Scope, service: str) -> str:
@@ -285,8 +355,9 @@ def _route_template(scope: Scope, service: str) -> str:
     return f"/{service}{template}" if service != "root" else template
 
 
-def install_metrics(app: FastAPI, runtimes: Iterable[ServiceRuntime], bus: EventBus, *,
-                    mode: str = "embedded") -> Metrics:
+def install_metrics(
+    app: FastAPI, runtimes: Iterable[ServiceRuntime], bus: EventBus, *, mode: str = "embedded"
+) -> Metrics:
     """Add the metrics middleware and ``GET /metrics`` to the root app."""
     metrics = Metrics({rt.name: rt for rt in runtimes}, bus, mode=mode, version=app.version)
     app.state.metrics = metrics

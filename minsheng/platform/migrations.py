@@ -26,8 +26,7 @@ def alembic_config(name: str, migrations_dir: Path, url: str | None = None) -> C
     return cfg
 
 
-async def upgrade(db: Database, name: str, migrations_dir: Path, revision: str = "head",
-                  settings: Any = None) -> None:
+async def upgrade(db: Database, name: str, migrations_dir: Path, revision: str = "head", settings: Any = None) -> None:
     cfg = alembic_config(name, migrations_dir)
     cfg.attributes["settings"] = settings
 
@@ -57,8 +56,7 @@ def seal_phones(table: str, attr: str = "phone", key: str = "id", batch: int = 1
 
     cipher = migration_cipher()
     conn = context.get_bind()
-    t = sa.table(table, sa.column(key, sa.Uuid()), sa.column(attr), sa.column(f"{attr}_enc"),
-                 sa.column(f"{attr}_hash"))
+    t = sa.table(table, sa.column(key, sa.Uuid()), sa.column(attr), sa.column(f"{attr}_enc"), sa.column(f"{attr}_hash"))
     done, after = 0, None
     while True:
         query = sa.select(t.c[key], t.c[attr]).where(t.c[attr].is_not(None), t.c[f"{attr}_enc"].is_(None))
@@ -69,8 +67,11 @@ def seal_phones(table: str, attr: str = "phone", key: str = "id", batch: int = 1
             return done
         for row_key, phone in rows:
             masked, enc, digest = seal_phone(cipher, phone, table, row_key, attr)
-            conn.execute(sa.update(t).where(t.c[key] == row_key).values(
-                {attr: masked, f"{attr}_enc": enc, f"{attr}_hash": digest}))
+            conn.execute(
+                sa.update(t)
+                .where(t.c[key] == row_key)
+                .values({attr: masked, f"{attr}_enc": enc, f"{attr}_hash": digest})
+            )
         done += len(rows)
         after = rows[-1][0]
 
@@ -82,8 +83,9 @@ def unseal_phones(table: str, attr: str = "phone", key: str = "id") -> None:
     cipher = migration_cipher()
     conn = context.get_bind()
     t = sa.table(table, sa.column(key, sa.Uuid()), sa.column(attr), sa.column(f"{attr}_enc"))
-    for row_key, stored in conn.execute(sa.select(t.c[key], t.c[f"{attr}_enc"]).where(
-            t.c[f"{attr}_enc"].is_not(None))).all():
+    for row_key, stored in conn.execute(
+        sa.select(t.c[key], t.c[f"{attr}_enc"]).where(t.c[f"{attr}_enc"].is_not(None))
+    ).all():
         phone = cipher.decrypt(stored, aad=aad_of(table, f"{attr}_enc", row_key))
         conn.execute(sa.update(t).where(t.c[key] == row_key).values({attr: phone}))
 
@@ -95,15 +97,23 @@ def run_env(metadata: sa.MetaData) -> None:
 
     def configure_and_run(connection: sa.Connection) -> None:
         context.configure(
-            connection=connection, target_metadata=metadata, version_table=version_table,
-            render_as_batch=True, compare_type=True,
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=True,
+            compare_type=True,
         )
         with context.begin_transaction():
             context.run_migrations()
 
     if context.is_offline_mode():
-        context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata,
-                          version_table=version_table, literal_binds=True, render_as_batch=True)
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"),
+            target_metadata=metadata,
+            version_table=version_table,
+            literal_binds=True,
+            render_as_batch=True,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -59,7 +59,9 @@ class JsonFormatter(logging.Formatter):
         ctx = current_trace.get()
         payload: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
         }
         request_id = current_request_id.get()
         if request_id:
@@ -83,8 +85,9 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

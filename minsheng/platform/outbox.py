@@ -61,8 +61,12 @@ class _Claim:
 
 
 def _message(row: Any) -> OutgoingMessage:
-    return OutgoingMessage(topic=row.topic, key=row.key, value=row.payload.encode(),
-                           headers=[(k, str(v).encode()) for k, v in row.headers.items()])
+    return OutgoingMessage(
+        topic=row.topic,
+        key=row.key,
+        value=row.payload.encode(),
+        headers=[(k, str(v).encode()) for k, v in row.headers.items()],
+    )
 
 
 async def _abandon(task: asyncio.Task[_Claim | None]) -> None:
@@ -79,7 +83,12 @@ async def _abandon(task: asyncio.Task[_Claim | None]) -> None:
 
 class OutboxRelay:
     def __init__(
-        self, db: Database, bus: EventBus, *, batch_size: int = 200, poll_seconds: float = 1.0,
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
         max_backoff_seconds: float = 30.0,
     ) -> None:
         self.db = db
@@ -213,8 +222,9 @@ class OutboxRelay:
         """One statement per batch (not per row): ``WHERE id = ANY(:ids)`` with the batch's ids as one array."""
         t = self.db.tables.outbox
         ids = sa.bindparam("ids", type_=sa.ARRAY(t.c.id.type))
-        return (sa.update(t).where(t.c.id == sa.any_(ids))
-                .values(sent_at=sa.bindparam("sent_at", type_=t.c.sent_at.type)))
+        return (
+            sa.update(t).where(t.c.id == sa.any_(ids)).values(sent_at=sa.bindparam("sent_at", type_=t.c.sent_at.type))
+        )
 
     async def _publish(self, claim: _Claim) -> None:
         await self.bus.publish(claim.messages)
@@ -235,12 +245,19 @@ class OutboxRelay:
         t = self.db.tables.outbox
         try:
             async with self.db.engine.begin() as conn:
-                first = (await conn.execute(
-                    sa.select(t.c.id).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
-                )).scalars().all()
+                first = (
+                    (
+                        await conn.execute(
+                            sa.select(t.c.id).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
                 if first:
                     await conn.execute(
-                        sa.update(t).where(t.c.id.in_(first))
+                        sa.update(t)
+                        .where(t.c.id.in_(first))
                         .values(attempts=t.c.attempts + 1, last_error=str(exc)[:1000])
                     )
         except Exception:  # the database may be what is down; the next loop retries anyway
@@ -250,26 +267,31 @@ class OutboxRelay:
 async def outbox_status(db: Database) -> OutboxStatus:
     t = db.tables.outbox
     async with db.engine.connect() as conn:
-        row = (await conn.execute(
-            sa.select(
-                sa.func.count().filter(t.c.sent_at.is_(None)),
-                sa.func.count().filter(t.c.sent_at.is_not(None)),
-                sa.func.min(t.c.created_at).filter(t.c.sent_at.is_(None)),
-                sa.func.coalesce(sa.func.max(t.c.attempts).filter(t.c.sent_at.is_(None)), 0),
+        row = (
+            await conn.execute(
+                sa.select(
+                    sa.func.count().filter(t.c.sent_at.is_(None)),
+                    sa.func.count().filter(t.c.sent_at.is_not(None)),
+                    sa.func.min(t.c.created_at).filter(t.c.sent_at.is_(None)),
+                    sa.func.coalesce(sa.func.max(t.c.attempts).filter(t.c.sent_at.is_(None)), 0),
+                )
             )
-        )).one()
-        last_error = (await conn.execute(
-            sa.select(t.c.last_error).where(t.c.sent_at.is_(None), t.c.last_error.is_not(None))
-            .order_by(t.c.id.desc()).limit(1)
-        )).scalar()
+        ).one()
+        last_error = (
+            await conn.execute(
+                sa.select(t.c.last_error)
+                .where(t.c.sent_at.is_(None), t.c.last_error.is_not(None))
+                .order_by(t.c.id.desc())
+                .limit(1)
+            )
+        ).scalar()
     oldest = row[2]
     if isinstance(oldest, str):  # SQLite aggregate loses the column type
         oldest = datetime.fromisoformat(oldest)
     return OutboxStatus(row[0], row[1], as_utc(oldest) if oldest else None, row[3], last_error)
 
 
-async def resend_since(db: Database, since: datetime, *, until: datetime | None = None,
-                       dry_run: bool = False) -> int:
+async def resend_since(db: Database, since: datetime, *, until: datetime | None = None, dry_run: bool = False) -> int:
     """Put the events the broker acknowledged at or after ``since`` (and before ``until``) back in the outbox:
     the running relays publish them again, in their original order. For a broker that lost acknowledged data
     (restarted empty, unclean leader election): consumers' inboxes drop whatever they had already handled.

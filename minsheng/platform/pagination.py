@@ -25,14 +25,21 @@ class Page(BaseModel, Generic[T]):
 
 
 def encode_cursor(*values: Any) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v
-                      for v in values], separators=(",", ":"))
+    raw = json.dumps(
+        [v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v for v in values],
+        separators=(",", ":"),
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def _invalid_cursor(message: str) -> Problem:
-    return Problem(422, "invalid_cursor", "Invalid cursor", "Use the next_cursor of a previous page.",
-                   errors=[{"field": "cursor", "message": message, "type": "value_error"}])
+    return Problem(
+        422,
+        "invalid_cursor",
+        "Invalid cursor",
+        "Use the next_cursor of a previous page.",
+        errors=[{"field": "cursor", "message": message, "type": "value_error"}],
+    )
 
 
 def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:

@@ -89,8 +89,15 @@ class FieldCipher:
     without one it keeps the original derivation from the *original* key (``legacy_key_id``), never from the
     current key, so rotating the encryption key leaves every stored hash valid."""
 
-    def __init__(self, key_b64: str, *, keys: Mapping[str, str] | None = None, current: str | None = None,
-                 lookup_key_b64: str | None = None, legacy_key_id: str = "k1") -> None:
+    def __init__(
+        self,
+        key_b64: str,
+        *,
+        keys: Mapping[str, str] | None = None,
+        current: str | None = None,
+        lookup_key_b64: str | None = None,
+        legacy_key_id: str = "k1",
+    ) -> None:
         ring = {legacy_key_id: _key(key_b64)}
         for kid, value in (keys or {}).items():
             if not KEY_ID.fullmatch(kid):
@@ -126,7 +133,7 @@ class FieldCipher:
         if stored is None:
             return None
         if stored.startswith(PREFIX):
-            kid, _, body = stored[len(PREFIX):].partition(":")
+            kid, _, body = stored[len(PREFIX) :].partition(":")
             aead = self._aeads.get(kid)
             if aead is None:
                 raise KeyError(f"field key {kid!r} is not configured (MINSHENG_FIELD_KEYS)")
@@ -139,7 +146,7 @@ class FieldCipher:
         """The key id a stored value is sealed with (``v1`` values: ``None``, they need rewriting)."""
         if stored is None or not stored.startswith(PREFIX):
             return None
-        return stored[len(PREFIX):].partition(":")[0]
+        return stored[len(PREFIX) :].partition(":")[0]
 
     def is_current(self, stored: str | None) -> bool:
         return stored is None or stored.startswith(self._prefix)
@@ -180,35 +187,48 @@ def field_cipher(settings: Any) -> FieldCipher:
     """The cipher of ``settings`` (the keyring, the current key id, the lookup key), built once per keyring."""
     key = settings.field_encryption_key
     assert key is not None, "MINSHENG_FIELD_ENCRYPTION_KEY"
-    keys = tuple(sorted((k, v.get_secret_value() if hasattr(v, "get_secret_value") else str(v))
-                        for k, v in (settings.field_keys or {}).items()))
+    keys = tuple(
+        sorted(
+            (k, v.get_secret_value() if hasattr(v, "get_secret_value") else str(v))
+            for k, v in (settings.field_keys or {}).items()
+        )
+    )
     lookup = settings.field_lookup_key.get_secret_value() if settings.field_lookup_key else None
     return _cipher(key.get_secret_value(), keys, settings.field_key_current, lookup, settings.field_key_id)
 
 
 @lru_cache(maxsize=8)
-def _cipher(key: str, keys: tuple[tuple[str, str], ...], current: str | None, lookup: str | None,
-            legacy_id: str) -> FieldCipher:
+def _cipher(
+    key: str, keys: tuple[tuple[str, str], ...], current: str | None, lookup: str | None, legacy_id: str
+) -> FieldCipher:
     return FieldCipher(key, keys=dict(keys), current=current, lookup_key_b64=lookup, legacy_key_id=legacy_id)
 
 
-def seal_phone(cipher: FieldCipher, phone: str | None, table: str, row_id: object,
-               column: str = "phone") -> tuple[str | None, str | None, str | None]:
+def seal_phone(
+    cipher: FieldCipher, phone: str | None, table: str, row_id: object, column: str = "phone"
+) -> tuple[str | None, str | None, str | None]:
     """A phone as stored: ``(masked, ciphertext, lookup hash)`` for the columns ``phone`` (only ever the
     masked form, ``138****5678``), ``phone_enc`` and ``phone_hash``."""
     if phone is None or not phone.strip():
         return None, None, None
     number = phone.strip()
-    return mask_phone(number), cipher.encrypt(number, aad=aad_of(table, f"{column}_enc", row_id)), \
-        cipher.lookup_hash(number)
+    return (
+        mask_phone(number),
+        cipher.encrypt(number, aad=aad_of(table, f"{column}_enc", row_id)),
+        cipher.lookup_hash(number),
+    )
 
 
 def seal_phone_on(obj: Any, cipher: FieldCipher, attr: str = "phone") -> None:
     """Store ``obj.<attr>`` as the three columns ``<attr>`` (masked), ``<attr>_enc`` and ``<attr>_hash``, if it
     holds a phone in clear (set by a create or an update); a value already sealed is left alone."""
     value = getattr(obj, attr)
-    if value is not None and getattr(obj, f"{attr}_enc", None) is not None and value == mask_phone(value) \
-            and "*" in value:
+    if (
+        value is not None
+        and getattr(obj, f"{attr}_enc", None) is not None
+        and value == mask_phone(value)
+        and "*" in value
+    ):
         return  # masked already: sealed
     masked, enc, digest = seal_phone(cipher, value, obj.__tablename__, obj.id, attr)
     setattr(obj, attr, masked)

@@ -65,8 +65,15 @@ class ServiceSpec:
 
 
 class ServiceRuntime:
-    def __init__(self, spec: ServiceSpec, settings: Settings, bus: EventBus, *, keyring: KeyRing | None = None,
-                 verifier: TokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        settings: Settings,
+        bus: EventBus,
+        *,
+        keyring: KeyRing | None = None,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.bus = bus
@@ -76,12 +83,21 @@ class ServiceRuntime:
         self.verifier = verifier or make_verifier(self.keyring, settings)
         self.state: dict[str, Any] = {}  # per-runtime objects a service keeps (clients, caches)
         self.db = Database(settings.database_url_for(spec.name), spec.tables, pool_size=settings.db_pool_size)
-        self.relay = OutboxRelay(self.db, bus, batch_size=settings.relay_batch_size,
-                                 poll_seconds=settings.relay_poll_seconds,
-                                 max_backoff_seconds=settings.relay_max_backoff_seconds)
-        self.consumer = EventConsumer(spec.name, self.db, bus, spec.handlers,
-                                      max_attempts=settings.handler_max_attempts,
-                                      retry_base_seconds=settings.handler_retry_base_seconds)
+        self.relay = OutboxRelay(
+            self.db,
+            bus,
+            batch_size=settings.relay_batch_size,
+            poll_seconds=settings.relay_poll_seconds,
+            max_backoff_seconds=settings.relay_max_backoff_seconds,
+        )
+        self.consumer = EventConsumer(
+            spec.name,
+            self.db,
+            bus,
+            spec.handlers,
+            max_attempts=settings.handler_max_attempts,
+            retry_base_seconds=settings.handler_retry_base_seconds,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._resources = AsyncExitStack()
         self.jobs_enabled = False
@@ -97,8 +113,7 @@ class ServiceRuntime:
     async def migrate(self) -> None:
         await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
 
-    async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True,
-                    jobs: bool = True) -> None:
+    async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True, jobs: bool = True) -> None:
         if migrate:
             await self.migrate()
         self.jobs_enabled = jobs
@@ -153,9 +168,12 @@ async def in_batches(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Await
 
 async def _housekeeping(runtime: ServiceRuntime) -> dict[str, int]:
     s = runtime.settings
-    return await purge_platform_tables(runtime.db, outbox_hours=s.outbox_retention_hours,
-                                       inbox_days=s.inbox_retention_days,
-                                       idempotency_hours=s.idempotency_retention_hours)
+    return await purge_platform_tables(
+        runtime.db,
+        outbox_hours=s.outbox_retention_hours,
+        inbox_days=s.inbox_retention_days,
+        idempotency_hours=s.idempotency_retention_hours,
+    )
 
 
 HOUSEKEEPING = Job("housekeeping", 3600, _housekeeping)

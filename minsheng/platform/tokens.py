@@ -52,27 +52,39 @@ class SigningKey:
     def generate(cls, kid: str | None = None, *, now: float | None = None) -> SigningKey:
         private = ec.generate_private_key(ec.SECP256R1())
         created = time.time() if now is None else now
-        return cls(kid=kid or time.strftime("%Y%m%dT%H%M%S", time.gmtime(created)) + "-" + _rand(6),
-                   public=private.public_key(), private=private, created_at=created)
+        return cls(
+            kid=kid or time.strftime("%Y%m%dT%H%M%S", time.gmtime(created)) + "-" + _rand(6),
+            public=private.public_key(),
+            private=private,
+            created_at=created,
+        )
 
     def private_pem(self) -> str:
         assert self.private is not None
-        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()).decode()
+        return self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
 
     @classmethod
-    def from_private_pem(cls, kid: str, pem: str, *, created_at: float = 0.0,
-                         retire_at: float | None = None) -> SigningKey:
+    def from_private_pem(
+        cls, kid: str, pem: str, *, created_at: float = 0.0, retire_at: float | None = None
+    ) -> SigningKey:
         private = serialization.load_pem_private_key(pem.encode(), password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey):
             raise ValueError("not an EC private key")
-        return cls(kid=kid, public=private.public_key(), private=private, created_at=created_at,
-                   retire_at=retire_at)
+        return cls(kid=kid, public=private.public_key(), private=private, created_at=created_at, retire_at=retire_at)
 
     def jwk(self) -> dict[str, str]:
         numbers = self.public.public_numbers()
-        return {"kty": "EC", "crv": "P-256", "x": _b64url(numbers.x), "y": _b64url(numbers.y),
-                "kid": self.kid, "use": "sig", "alg": ALGORITHM}
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64url(numbers.x),
+            "y": _b64url(numbers.y),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": ALGORITHM,
+        }
 
     def live(self, now: float) -> bool:
         return self.retire_at is None or now < self.retire_at
@@ -156,8 +168,15 @@ class JwksKeys:
     """The identity service's JWKS over HTTP: cached for ``cache_seconds``; an unknown ``kid`` fetches it
     again, at most once per ``min_refetch_seconds`` (a stream of forged kids cannot hammer identity)."""
 
-    def __init__(self, url: str, *, cache_seconds: float = 600.0, min_refetch_seconds: float = 30.0,
-                 timeout: float = 3.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_seconds: float = 600.0,
+        min_refetch_seconds: float = 30.0,
+        timeout: float = 3.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.url = url
         self.cache_seconds = cache_seconds
         self.min_refetch_seconds = min_refetch_seconds
@@ -260,8 +279,15 @@ class TokenVerifier:
 
     MAX_CACHED = 10_000
 
-    def __init__(self, keys: KeySource, *, issuer: str, audience: str, leeway_seconds: int = 30,
-                 principal_of: Callable[[Claims], Any] = lambda claims: claims) -> None:
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: int = 30,
+        principal_of: Callable[[Claims], Any] = lambda claims: claims,
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
@@ -303,8 +329,15 @@ class TokenVerifier:
                 raise KeysUnavailable("the identity service's keys cannot be fetched")
             raise InvalidToken(f"unknown signing key {kid!r}")
         try:
-            raw = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self.issuer, audience=self.audience,
-                             leeway=self.leeway, options={"require": ["sub", "exp", "iss", "aud"]})
+            raw = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
+                options={"require": ["sub", "exp", "iss", "aud"]},
+            )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
         except (TypeError, ValueError) as exc:  # pragma: no cover - odd payloads PyJWT does not wrap
@@ -317,13 +350,29 @@ class TokenVerifier:
             raise InvalidToken(f"malformed claim {where!r}: {first.get('msg', '')}") from exc
 
 
-def access_claims(*, sub: str, roles: Iterable[str], scopes: Iterable[str], issuer: str, audience: str,
-                  ttl_seconds: int, sid: str | None = None, amr: Sequence[str] = (), name: str | None = None,
-                  now: int | None = None) -> dict[str, Any]:
+def access_claims(
+    *,
+    sub: str,
+    roles: Iterable[str],
+    scopes: Iterable[str],
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+    sid: str | None = None,
+    amr: Sequence[str] = (),
+    name: str | None = None,
+    now: int | None = None,
+) -> dict[str, Any]:
     issued = int(time.time()) if now is None else now
     claims: dict[str, Any] = {
-        "sub": sub, "roles": sorted(set(roles)), "scope": " ".join(dict.fromkeys(scopes)), "amr": list(amr),
-        "iss": issuer, "aud": audience, "iat": issued, "exp": issued + ttl_seconds,
+        "sub": sub,
+        "roles": sorted(set(roles)),
+        "scope": " ".join(dict.fromkeys(scopes)),
+        "amr": list(amr),
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
     }
     if sid:
         claims["sid"] = sid

@@ -36,14 +36,18 @@ def outbox_row(envelope: CloudEvent, topic: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _inbox_and_outbox(inbox: sa.Table, outbox: sa.Table, inbox_columns: tuple[str, ...],
-                      outbox_columns: tuple[str, ...]) -> sa.Insert:
+def _inbox_and_outbox(
+    inbox: sa.Table, outbox: sa.Table, inbox_columns: tuple[str, ...], outbox_columns: tuple[str, ...]
+) -> sa.Insert:
     """``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …`` for one row each, built once per
     table and column set (bound parameters ``i_<column>`` and ``o_<column>``), so its compiled form is cached:
     one statement and one round trip instead of two."""
     cte = sa.insert(inbox).values({c: sa.bindparam(f"i_{c}", type_=inbox.c[c].type) for c in inbox_columns})
-    return sa.insert(outbox).values(
-        {c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in outbox_columns}).add_cte(cte.cte("inbox"))
+    return (
+        sa.insert(outbox)
+        .values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in outbox_columns})
+        .add_cte(cte.cte("inbox"))
+    )
 
 
 @functools.cache
@@ -55,8 +59,10 @@ def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
 
 @functools.cache
 def _seen_statement(inbox: sa.Table) -> sa.Select[Any]:
-    return sa.select(sa.literal(1)).where(inbox.c.source == sa.bindparam("source", type_=inbox.c.source.type),
-                                          inbox.c.id == sa.bindparam("id", type_=inbox.c.id.type))
+    return sa.select(sa.literal(1)).where(
+        inbox.c.source == sa.bindparam("source", type_=inbox.c.source.type),
+        inbox.c.id == sa.bindparam("id", type_=inbox.c.id.type),
+    )
 
 
 class UnitOfWork:
@@ -96,16 +102,18 @@ class UnitOfWork:
         return envelope
 
     async def seen(self, envelope: CloudEvent) -> bool:
-        found = await self.session.execute(_seen_statement(self.db.tables.processed_events),
-                                           {"source": envelope.source, "id": envelope.id})
+        found = await self.session.execute(
+            _seen_statement(self.db.tables.processed_events), {"source": envelope.source, "id": envelope.id}
+        )
         return found.first() is not None
 
     async def mark_processed(self, envelope: CloudEvent) -> None:
         """Record ``envelope`` as handled (the inbox row). It is written at commit, with the outbox rows: on
         PostgreSQL both go in one statement. A concurrent delivery of the same event that committed first
         makes the commit raise ``IntegrityError``."""
-        self._inbox.append({"source": envelope.source, "id": envelope.id, "type": envelope.type,
-                            "processed_at": utcnow()})
+        self._inbox.append(
+            {"source": envelope.source, "id": envelope.id, "type": envelope.type, "processed_at": utcnow()}
+        )
 
     async def flush_outbox(self) -> None:
         """Write the queued inbox and outbox rows — one round trip when there are both (PostgreSQL:

@@ -58,8 +58,9 @@ def looks_after(who: Principal, diner: Diner, home: Canteen | None) -> bool:
     return who.covers(diner.community, diner.compound)
 
 
-def relation(who: Principal, diner: Diner, home: Canteen | None,
-             family: list[FamilyMember]) -> tuple[Relation | None, FamilyMember | None]:
+def relation(
+    who: Principal, diner: Diner, home: Canteen | None, family: list[FamilyMember]
+) -> tuple[Relation | None, FamilyMember | None]:
     if diner.subject is not None and diner.subject == who.sub:
         return Relation.self_, None
     member = next((m for m in family if m.subject == who.sub), None)
@@ -70,8 +71,9 @@ def relation(who: Principal, diner: Diner, home: Canteen | None,
     return None, None
 
 
-def sees_order(who: Principal, order: Order, canteen: Canteen, diner: Diner, home: Canteen | None,
-               family: list[FamilyMember]) -> bool:
+def sees_order(
+    who: Principal, order: Order, canteen: Canteen, diner: Diner, home: Canteen | None, family: list[FamilyMember]
+) -> bool:
     if manages(who, canteen):
         return True
     rel, _ = relation(who, diner, home, family)

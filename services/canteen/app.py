@@ -21,7 +21,12 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
-    sealed=(SealedColumns("diners", ("id_number_enc", "health_notes_enc", "phone_enc"),
-                          hashes=(("id_number_hash", "id_number_enc"), ("phone_hash", "phone_enc"))),
-            SealedColumns("diner_family", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),))),
+    sealed=(
+        SealedColumns(
+            "diners",
+            ("id_number_enc", "health_notes_enc", "phone_enc"),
+            hashes=(("id_number_hash", "id_number_enc"), ("phone_hash", "phone_enc")),
+        ),
+        SealedColumns("diner_family", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
+    ),
 )

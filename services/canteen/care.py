@@ -45,8 +45,7 @@ LINES = SubsidyLine.__table__  # type: ignore[attr-defined]
 
 
 def _away(diner: Diner, day: date) -> bool:
-    return (diner.away_from is not None and diner.away_until is not None
-            and diner.away_from <= day <= diner.away_until)
+    return diner.away_from is not None and diner.away_until is not None and diner.away_from <= day <= diner.away_until
 
 
 async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = None) -> ScanResult:
@@ -64,18 +63,27 @@ async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = N
 
     last_rows = await uow.session.execute(
         sa.select(ORDERS.c.diner_id, sa.func.max(ORDERS.c.meal_date))
-        .where(ORDERS.c.status.in_(SERVED_STATUSES), ORDERS.c.meal_date >= earliest_last,
-               ORDERS.c.meal_date < today)
+        .where(ORDERS.c.status.in_(SERVED_STATUSES), ORDERS.c.meal_date >= earliest_last, ORDERS.c.meal_date < today)
         .group_by(ORDERS.c.diner_id)
         .having(sa.func.max(ORDERS.c.meal_date) <= latest_last)
     )
     last_meal: dict[UUID, date] = {d: last for d, last in last_rows}
     if not last_meal:
         return ScanResult(on=today, candidates=0, raised=0, resolved=resolved)
-    diners = {d.id: d for d in (await uow.session.execute(
-        select(Diner).where(col(Diner.id).in_(list(last_meal)), Diner.status == DinerStatus.active))).scalars()}
-    already = {(d, last) for d, last in await uow.session.execute(
-        sa.select(ALERTS.c.diner_id, ALERTS.c.last_meal_on).where(ALERTS.c.diner_id.in_(list(diners))))}
+    diners = {
+        d.id: d
+        for d in (
+            await uow.session.execute(
+                select(Diner).where(col(Diner.id).in_(list(last_meal)), Diner.status == DinerStatus.active)
+            )
+        ).scalars()
+    }
+    already = {
+        (d, last)
+        for d, last in await uow.session.execute(
+            sa.select(ALERTS.c.diner_id, ALERTS.c.last_meal_on).where(ALERTS.c.diner_id.in_(list(diners)))
+        )
+    }
     todo = {i: last_meal[i] for i in diners if (i, last_meal[i]) not in already}
     if not todo:
         return ScanResult(on=today, candidates=len(diners), raised=0, resolved=resolved)
@@ -83,22 +91,30 @@ async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = N
     window_start = min(todo.values()) - timedelta(days=s.regular_window_days - 1)
     meal_days: dict[UUID, set[date]] = defaultdict(set)
     for diner_id, day in await uow.session.execute(
-        sa.select(ORDERS.c.diner_id, ORDERS.c.meal_date).distinct()
-        .where(ORDERS.c.diner_id.in_(list(todo)), ORDERS.c.status.in_(SERVED_STATUSES),
-               ORDERS.c.meal_date >= window_start)
+        sa.select(ORDERS.c.diner_id, ORDERS.c.meal_date)
+        .distinct()
+        .where(
+            ORDERS.c.diner_id.in_(list(todo)), ORDERS.c.status.in_(SERVED_STATUSES), ORDERS.c.meal_date >= window_start
+        )
     ):
         meal_days[diner_id].add(day)
     homes = {d.canteen_id for i, d in diners.items() if i in todo}
     service_days: dict[UUID, set[date]] = defaultdict(set)
     menus = Menu.__table__  # type: ignore[attr-defined]
     for canteen_id, day in await uow.session.execute(
-        sa.select(menus.c.canteen_id, menus.c.meal_date).distinct()
-        .where(menus.c.canteen_id.in_(list(homes)), menus.c.status == MenuStatus.published.value,
-               menus.c.meal_date > min(todo.values()), menus.c.meal_date < today)
+        sa.select(menus.c.canteen_id, menus.c.meal_date)
+        .distinct()
+        .where(
+            menus.c.canteen_id.in_(list(homes)),
+            menus.c.status == MenuStatus.published.value,
+            menus.c.meal_date > min(todo.values()),
+            menus.c.meal_date < today,
+        )
     ):
         service_days[canteen_id].add(day)
-    canteens = {c.id: c for c in (await uow.session.execute(
-        select(Canteen).where(col(Canteen.id).in_(list(homes))))).scalars()}
+    canteens = {
+        c.id: c for c in (await uow.session.execute(select(Canteen).where(col(Canteen.id).in_(list(homes))))).scalars()
+    }
 
     raised = 0
     now = config.now()
@@ -112,25 +128,46 @@ async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = N
         if len(missed) < s.absence_days:
             continue
         alert_id = uuid7()
-        values = {"id": alert_id, "diner_id": diner.id, "canteen_id": diner.canteen_id,
-                  "resident_id": diner.resident_id, "last_meal_on": last, "days_absent": len(missed),
-                  "meals_in_window": regular, "status": AlertStatus.open.value, "raised_at": now}
+        values = {
+            "id": alert_id,
+            "diner_id": diner.id,
+            "canteen_id": diner.canteen_id,
+            "resident_id": diner.resident_id,
+            "last_meal_on": last,
+            "days_absent": len(missed),
+            "meals_in_window": regular,
+            "status": AlertStatus.open.value,
+            "raised_at": now,
+        }
         insert = pg_insert(ALERTS) if uow.db.is_postgres else sqlite_insert(ALERTS)
-        created = (await uow.session.execute(
-            insert.values(**values).on_conflict_do_nothing(index_elements=["diner_id", "last_meal_on"])
-            .returning(ALERTS.c.id))).scalar_one_or_none()
+        created = (
+            await uow.session.execute(
+                insert.values(**values)
+                .on_conflict_do_nothing(index_elements=["diner_id", "last_meal_on"])
+                .returning(ALERTS.c.id)
+            )
+        ).scalar_one_or_none()
         if created is None:
             continue  # another replica raised this spell first
         raised += 1
         canteen = canteens.get(diner.canteen_id)
         contacts = await _family_contacts(uow, diner, fc)
-        uow.emit(AbsenceAlert(
-            alert_id=alert_id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=diner.canteen_id,
-            community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
-            last_meal_on=last, days_absent=len(missed), meals_last_30_days=regular, raised_at=now,
-            family_contacts=contacts,
-            id_number_hash=diner.id_number_hash,
-        ))
+        uow.emit(
+            AbsenceAlert(
+                alert_id=alert_id,
+                diner_id=diner.id,
+                resident_id=diner.resident_id,
+                canteen_id=diner.canteen_id,
+                community=diner.community or (canteen.community if canteen else None),
+                compound=diner.compound,
+                last_meal_on=last,
+                days_absent=len(missed),
+                meals_last_30_days=regular,
+                raised_at=now,
+                family_contacts=contacts,
+                id_number_hash=diner.id_number_hash,
+            )
+        )
     return ScanResult(on=today, candidates=len(diners), raised=raised, resolved=resolved)
 
 
@@ -138,20 +175,37 @@ async def resend_open_alerts(uow: UnitOfWork, diner: Diner, fc: FieldCipher) -> 
     """The diner was just linked to a visits resident (or given an ID number): their open alerts go out again,
     now naming the resident, so the welfare check an earlier alert could not schedule is scheduled. Same
     ``alert_id``: the visits service schedules one check per alert however often it hears of it."""
-    rows = (await uow.session.execute(sa.select(ALERTS).where(
-        ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value))).all()
+    rows = (
+        await uow.session.execute(
+            sa.select(ALERTS).where(ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value)
+        )
+    ).all()
     if not rows:
         return 0
-    await uow.session.execute(sa.update(ALERTS).where(
-        ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value).values(resident_id=diner.resident_id))
+    await uow.session.execute(
+        sa.update(ALERTS)
+        .where(ALERTS.c.diner_id == diner.id, ALERTS.c.status == AlertStatus.open.value)
+        .values(resident_id=diner.resident_id)
+    )
     canteen = await uow.session.get(Canteen, diner.canteen_id)
     contacts = await _family_contacts(uow, diner, fc)
     for row in rows:
-        uow.emit(AbsenceAlert(
-            alert_id=row.id, diner_id=diner.id, resident_id=diner.resident_id, canteen_id=row.canteen_id,
-            community=diner.community or (canteen.community if canteen else None), compound=diner.compound,
-            last_meal_on=row.last_meal_on, days_absent=row.days_absent, meals_last_30_days=row.meals_in_window,
-            raised_at=row.raised_at, family_contacts=contacts, id_number_hash=diner.id_number_hash))
+        uow.emit(
+            AbsenceAlert(
+                alert_id=row.id,
+                diner_id=diner.id,
+                resident_id=diner.resident_id,
+                canteen_id=row.canteen_id,
+                community=diner.community or (canteen.community if canteen else None),
+                compound=diner.compound,
+                last_meal_on=row.last_meal_on,
+                days_absent=row.days_absent,
+                meals_last_30_days=row.meals_in_window,
+                raised_at=row.raised_at,
+                family_contacts=contacts,
+                id_number_hash=diner.id_number_hash,
+            )
+        )
     return len(rows)
 
 
@@ -159,23 +213,35 @@ async def _family_contacts(uow: UnitOfWork, diner: Diner, fc: FieldCipher) -> li
     """Who of the family notify may tell, with the phone in clear (declared personal data of the event; sealed
     at rest here)."""
     members = (await uow.session.execute(select(FamilyMember).where(FamilyMember.diner_id == diner.id))).scalars()
-    return [FamilyContact(member_id=m.id, subject=m.subject, relation=m.relation, phone=open_phone(m, fc))
-            for m in members]
+    return [
+        FamilyContact(member_id=m.id, subject=m.subject, relation=m.relation, phone=open_phone(m, fc)) for m in members
+    ]
 
 
 async def _resolve_returned(uow: UnitOfWork) -> int:
     """Open alerts whose diner has eaten since: the spell is over."""
-    came_back = sa.exists().where(ORDERS.c.diner_id == ALERTS.c.diner_id,
-                                  ORDERS.c.meal_date > ALERTS.c.last_meal_on,
-                                  ORDERS.c.status.in_(SERVED_STATUSES))
+    came_back = sa.exists().where(
+        ORDERS.c.diner_id == ALERTS.c.diner_id,
+        ORDERS.c.meal_date > ALERTS.c.last_meal_on,
+        ORDERS.c.status.in_(SERVED_STATUSES),
+    )
     result = await uow.session.execute(
-        sa.update(ALERTS).where(ALERTS.c.status.in_([AlertStatus.open.value, AlertStatus.checked.value]), came_back)
-        .values(status=AlertStatus.resolved.value, resolved_at=utcnow()))
+        sa.update(ALERTS)
+        .where(ALERTS.c.status.in_([AlertStatus.open.value, AlertStatus.checked.value]), came_back)
+        .values(status=AlertStatus.resolved.value, resolved_at=utcnow())
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def list_alerts(uow: UnitOfWork, who: Principal, *, canteen: Canteen | None, status: AlertStatus | None,
-                      limit: int, cursor: str | None) -> Page[AbsenceAlertRow]:
+async def list_alerts(
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    canteen: Canteen | None,
+    status: AlertStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[AbsenceAlertRow]:
     query = select(AbsenceAlertRow)
     if canteen is not None:
         query = query.where(AbsenceAlertRow.canteen_id == canteen.id)
@@ -194,6 +260,7 @@ async def list_alerts(uow: UnitOfWork, who: Principal, *, canteen: Canteen | Non
 
 
 # --- consumed events -----------------------------------------------------------------------------------------
+
 
 async def apply_resident_status(uow: UnitOfWork, event: ResidentStatusChanged) -> int:
     """Moved/deceased → the subsidy stops from ``effective_date`` (lines from then on are withheld from the
@@ -221,9 +288,14 @@ async def apply_resident_status(uow: UnitOfWork, event: ResidentStatusChanged) -
             diner.subsidy_suspended_from = None
             diner.status_reason = f"resident active again from {event.effective_date}"
             await uow.session.execute(
-                sa.update(LINES).where(LINES.c.diner_id == diner.id, LINES.c.status == LineStatus.withheld.value,
-                                       LINES.c.meal_date >= event.effective_date)
-                .values(status=LineStatus.claimed.value))
+                sa.update(LINES)
+                .where(
+                    LINES.c.diner_id == diner.id,
+                    LINES.c.status == LineStatus.withheld.value,
+                    LINES.c.meal_date >= event.effective_date,
+                )
+                .values(status=LineStatus.claimed.value)
+            )
     return changed
 
 
@@ -232,13 +304,20 @@ async def _suspend(uow: UnitOfWork, diner: Diner, event: ResidentStatusChanged) 
     diner.subsidy_suspended_from = event.effective_date
     diner.status_reason = f"resident {event.status} on {event.effective_date}"
     await uow.session.execute(
-        sa.update(LINES).where(LINES.c.diner_id == diner.id, LINES.c.status == LineStatus.claimed.value,
-                               LINES.c.meal_date >= event.effective_date)
-        .values(status=LineStatus.withheld.value))
+        sa.update(LINES)
+        .where(
+            LINES.c.diner_id == diner.id,
+            LINES.c.status == LineStatus.claimed.value,
+            LINES.c.meal_date >= event.effective_date,
+        )
+        .values(status=LineStatus.withheld.value)
+    )
     # Seats are released in (date, slot) order, the order bookings claim them in: no lock-order deadlocks.
-    pending = select(Order).where(Order.diner_id == diner.id, Order.status == OrderStatus.booked,
-                                  Order.meal_date >= event.effective_date).order_by(col(Order.meal_date),
-                                                                                   col(Order.slot))
+    pending = (
+        select(Order)
+        .where(Order.diner_id == diner.id, Order.status == OrderStatus.booked, Order.meal_date >= event.effective_date)
+        .order_by(col(Order.meal_date), col(Order.slot))
+    )
     if uow.db.is_postgres:
         pending = pending.with_for_update()
     cancelled = 0
@@ -246,12 +325,23 @@ async def _suspend(uow: UnitOfWork, diner: Diner, event: ResidentStatusChanged) 
         await cancel_order(uow, order, reason=f"resident {event.status}", actor="system:visits")
         cancelled += 1
     canteen = await uow.session.get(Canteen, diner.canteen_id)
-    family = (await uow.session.execute(select(FamilyMember.subject).where(
-        FamilyMember.diner_id == diner.id).order_by(col(FamilyMember.subject)))).scalars()
-    uow.emit(SubsidySuspended(
-        diner_id=diner.id, canteen_id=diner.canteen_id, canteen_name=canteen.name if canteen else None,
-        reason="deceased" if event.status == "deceased" else "moved", effective_from=event.effective_date,
-        cancelled_orders=cancelled, family_subjects=list(family), suspended_at=utcnow()))
+    family = (
+        await uow.session.execute(
+            select(FamilyMember.subject).where(FamilyMember.diner_id == diner.id).order_by(col(FamilyMember.subject))
+        )
+    ).scalars()
+    uow.emit(
+        SubsidySuspended(
+            diner_id=diner.id,
+            canteen_id=diner.canteen_id,
+            canteen_name=canteen.name if canteen else None,
+            reason="deceased" if event.status == "deceased" else "moved",
+            effective_from=event.effective_date,
+            cancelled_orders=cancelled,
+            family_subjects=list(family),
+            suspended_at=utcnow(),
+        )
+    )
 
 
 async def record_welfare_check(uow: UnitOfWork, event: WelfareCheckCompleted) -> bool:

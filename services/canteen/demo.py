@@ -31,28 +31,65 @@ from services.canteen.models import (
 from services.canteen.service import cipher, new_code
 
 CANTEENS: list[dict[str, Any]] = [
-    {"code": "yunxing-street", "name": "云兴街幸福食堂 Yunxing Street Happiness Canteen", "status": "open",
-     "address": "云兴街12号 Yunxing Street 12", "community": "yunxing", "communities": ["gangcheng", "yunxing"],
-     "operator": "左云县颐康餐饮服务有限公司 Yikang Catering Co.", "latitude": 40.0131, "longitude": 112.7029,
-     "service_radius_m": 1500},
-    {"code": "dongyan-road", "name": "东延路幸福食堂 Dongyan Road Happiness Canteen", "status": "planned",
-     "address": "东延路8号 Dongyan Road 8", "community": "dongyan", "communities": ["dongyan", "nanjie"],
-     "operator": "左云县颐康餐饮服务有限公司 Yikang Catering Co.", "latitude": 40.0102, "longitude": 112.7105,
-     "service_radius_m": 1500},
-    {"code": "yuntaiyuan", "name": "云泰园幸福食堂 Yuntaiyuan Happiness Canteen", "status": "planned",
-     "address": "云泰园小区3号楼底商 Yuntaiyuan, building 3", "community": "yuntai", "communities": ["yuntai"],
-     "operator": "大同市乐龄餐饮管理有限公司 Leling Catering Management Co.", "latitude": 40.0158,
-     "longitude": 112.6984, "service_radius_m": 1000},
-    {"code": "yunheyuan", "name": "云和园幸福食堂 Yunheyuan Happiness Canteen", "status": "planned",
-     "address": "云和园小区南门 Yunheyuan, south gate", "community": "yunhe", "communities": ["xinyuan", "yunhe"],
-     "operator": "大同市乐龄餐饮管理有限公司 Leling Catering Management Co.", "latitude": 40.0087,
-     "longitude": 112.6951, "service_radius_m": 1000},
+    {
+        "code": "yunxing-street",
+        "name": "云兴街幸福食堂 Yunxing Street Happiness Canteen",
+        "status": "open",
+        "address": "云兴街12号 Yunxing Street 12",
+        "community": "yunxing",
+        "communities": ["gangcheng", "yunxing"],
+        "operator": "左云县颐康餐饮服务有限公司 Yikang Catering Co.",
+        "latitude": 40.0131,
+        "longitude": 112.7029,
+        "service_radius_m": 1500,
+    },
+    {
+        "code": "dongyan-road",
+        "name": "东延路幸福食堂 Dongyan Road Happiness Canteen",
+        "status": "planned",
+        "address": "东延路8号 Dongyan Road 8",
+        "community": "dongyan",
+        "communities": ["dongyan", "nanjie"],
+        "operator": "左云县颐康餐饮服务有限公司 Yikang Catering Co.",
+        "latitude": 40.0102,
+        "longitude": 112.7105,
+        "service_radius_m": 1500,
+    },
+    {
+        "code": "yuntaiyuan",
+        "name": "云泰园幸福食堂 Yuntaiyuan Happiness Canteen",
+        "status": "planned",
+        "address": "云泰园小区3号楼底商 Yuntaiyuan, building 3",
+        "community": "yuntai",
+        "communities": ["yuntai"],
+        "operator": "大同市乐龄餐饮管理有限公司 Leling Catering Management Co.",
+        "latitude": 40.0158,
+        "longitude": 112.6984,
+        "service_radius_m": 1000,
+    },
+    {
+        "code": "yunheyuan",
+        "name": "云和园幸福食堂 Yunheyuan Happiness Canteen",
+        "status": "planned",
+        "address": "云和园小区南门 Yunheyuan, south gate",
+        "community": "yunhe",
+        "communities": ["xinyuan", "yunhe"],
+        "operator": "大同市乐龄餐饮管理有限公司 Leling Catering Management Co.",
+        "latitude": 40.0087,
+        "longitude": 112.6951,
+        "service_radius_m": 1000,
+    },
 ]
 
 SLOTS: dict[str, dict[str, Any]] = {
     "breakfast": {"serve_from": time(7, 0), "serve_until": time(8, 30), "capacity": 60, "cutoff_minutes": 720},
-    "lunch": {"serve_from": time(11, 0), "serve_until": time(12, 30), "capacity": 120, "cutoff_minutes": 120,
-              "deliver_by": time(12, 0)},
+    "lunch": {
+        "serve_from": time(11, 0),
+        "serve_until": time(12, 30),
+        "capacity": 120,
+        "cutoff_minutes": 120,
+        "deliver_by": time(12, 0),
+    },
     "dinner": {"serve_from": time(17, 0), "serve_until": time(18, 30), "capacity": 80, "cutoff_minutes": 180},
 }
 
@@ -69,80 +106,214 @@ SOUPS = ["紫菜蛋花汤 seaweed egg soup", "小米粥 millet porridge", "冬�
 
 
 def _lunch(day: int) -> list[dict[str, Any]]:
-    dishes = [{"name": n, "tags": ["spicy"] if "宫保" in n or "鱼香" in n else [], "ingredients": []}
-              for n in LUNCHES[day % len(LUNCHES)]]
+    dishes = [
+        {"name": n, "tags": ["spicy"] if "宫保" in n or "鱼香" in n else [], "ingredients": []}
+        for n in LUNCHES[day % len(LUNCHES)]
+    ]
     dishes.append({"name": SOUPS[day % len(SOUPS)], "tags": ["soft", "low_salt"], "ingredients": []})
-    soft = [{"name": "鸡蛋羹 egg custard", "tags": ["soft", "low_salt"], "ingredients": ["鸡蛋"]},
-            {"name": "蒸南瓜 steamed pumpkin", "tags": ["soft", "low_salt", "diabetic_friendly"], "ingredients": []},
-            {"name": "豆腐炖白菜 tofu and cabbage", "tags": ["soft", "low_salt"], "ingredients": ["豆腐", "白菜"]},
-            {"name": "肉末烂面条 soft noodles", "tags": ["soft"], "ingredients": ["猪肉"]},
-            {"name": SOUPS[day % len(SOUPS)], "tags": ["soft", "low_salt"], "ingredients": []}]
+    soft = [
+        {"name": "鸡蛋羹 egg custard", "tags": ["soft", "low_salt"], "ingredients": ["鸡蛋"]},
+        {"name": "蒸南瓜 steamed pumpkin", "tags": ["soft", "low_salt", "diabetic_friendly"], "ingredients": []},
+        {"name": "豆腐炖白菜 tofu and cabbage", "tags": ["soft", "low_salt"], "ingredients": ["豆腐", "白菜"]},
+        {"name": "肉末烂面条 soft noodles", "tags": ["soft"], "ingredients": ["猪肉"]},
+        {"name": SOUPS[day % len(SOUPS)], "tags": ["soft", "low_salt"], "ingredients": []},
+    ]
     return [
-        {"name": "四菜一汤 four dishes and a soup", "kind": "standard", "price_fen": 1000, "dishes": dishes,
-         "tags": []},
-        {"name": "软食四菜一汤 soft four dishes and a soup", "kind": "soft", "price_fen": 1000, "dishes": soft,
-         "tags": ["soft", "low_salt"]},
+        {
+            "name": "四菜一汤 four dishes and a soup",
+            "kind": "standard",
+            "price_fen": 1000,
+            "dishes": dishes,
+            "tags": [],
+        },
+        {
+            "name": "软食四菜一汤 soft four dishes and a soup",
+            "kind": "soft",
+            "price_fen": 1000,
+            "dishes": soft,
+            "tags": ["soft", "low_salt"],
+        },
     ]
 
 
-BREAKFAST = [{"name": "早餐 小米粥+鸡蛋+花卷 millet porridge, egg, steamed roll", "kind": "standard",
-              "price_fen": 400, "tags": ["soft", "low_salt"],
-              "dishes": [{"name": "小米粥 millet porridge", "tags": ["soft", "low_salt"], "ingredients": []},
-                         {"name": "煮鸡蛋 boiled egg", "tags": ["soft", "low_salt"], "ingredients": ["鸡蛋"]},
-                         {"name": "花卷 steamed roll", "tags": ["soft", "low_salt"], "ingredients": []}]}]
-DINNER = [{"name": "三菜一汤 three dishes and a soup", "kind": "standard", "price_fen": 800, "tags": [],
-           "dishes": [{"name": "炒土豆丝 shredded potato", "tags": [], "ingredients": []},
-                      {"name": "木耳炒蛋 egg and wood ear", "tags": [], "ingredients": ["鸡蛋"]},
-                      {"name": "清炒时蔬 seasonal greens", "tags": ["low_salt"], "ingredients": []},
-                      {"name": "小米粥 millet porridge", "tags": ["soft", "low_salt"], "ingredients": []}]}]
+BREAKFAST = [
+    {
+        "name": "早餐 小米粥+鸡蛋+花卷 millet porridge, egg, steamed roll",
+        "kind": "standard",
+        "price_fen": 400,
+        "tags": ["soft", "low_salt"],
+        "dishes": [
+            {"name": "小米粥 millet porridge", "tags": ["soft", "low_salt"], "ingredients": []},
+            {"name": "煮鸡蛋 boiled egg", "tags": ["soft", "low_salt"], "ingredients": ["鸡蛋"]},
+            {"name": "花卷 steamed roll", "tags": ["soft", "low_salt"], "ingredients": []},
+        ],
+    }
+]
+DINNER = [
+    {
+        "name": "三菜一汤 three dishes and a soup",
+        "kind": "standard",
+        "price_fen": 800,
+        "tags": [],
+        "dishes": [
+            {"name": "炒土豆丝 shredded potato", "tags": [], "ingredients": []},
+            {"name": "木耳炒蛋 egg and wood ear", "tags": [], "ingredients": ["鸡蛋"]},
+            {"name": "清炒时蔬 seasonal greens", "tags": ["low_salt"], "ingredients": []},
+            {"name": "小米粥 millet porridge", "tags": ["soft", "low_salt"], "ingredients": []},
+        ],
+    }
+]
 
 RULES: list[dict[str, Any]] = [
-    {"key": "age-60-69", "name": "60–69岁助餐补贴 age 60–69", "category": "age_60_69", "amount_fen": 100,
-     "min_age": 60, "max_age": 69},
-    {"key": "age-70-79", "name": "70–79岁助餐补贴 age 70–79", "category": "age_70_79", "amount_fen": 200,
-     "min_age": 70, "max_age": 79},
-    {"key": "age-80-plus", "name": "80岁以上助餐补贴 age 80+", "category": "age_80_plus", "amount_fen": 300,
-     "min_age": 80, "daily_cap_fen": 600},
-    {"key": "dibao", "name": "低保老人补贴 minimum-allowance supplement", "category": "dibao", "amount_fen": 200,
-     "stack_group": "circumstance", "circumstances": ["dibao"], "monthly_cap_fen": 12000},
-    {"key": "tekun", "name": "特困供养老人助餐 extreme-hardship support", "category": "tekun", "amount_fen": 700,
-     "stack_group": "circumstance", "circumstances": ["tekun"]},
-    {"key": "disabled", "name": "残疾老人补贴 disability supplement", "category": "disabled", "amount_fen": 100,
-     "stack_group": "disability", "circumstances": ["disabled"], "funder": "county_disabled_persons_federation"},
+    {
+        "key": "age-60-69",
+        "name": "60–69岁助餐补贴 age 60–69",
+        "category": "age_60_69",
+        "amount_fen": 100,
+        "min_age": 60,
+        "max_age": 69,
+    },
+    {
+        "key": "age-70-79",
+        "name": "70–79岁助餐补贴 age 70–79",
+        "category": "age_70_79",
+        "amount_fen": 200,
+        "min_age": 70,
+        "max_age": 79,
+    },
+    {
+        "key": "age-80-plus",
+        "name": "80岁以上助餐补贴 age 80+",
+        "category": "age_80_plus",
+        "amount_fen": 300,
+        "min_age": 80,
+        "daily_cap_fen": 600,
+    },
+    {
+        "key": "dibao",
+        "name": "低保老人补贴 minimum-allowance supplement",
+        "category": "dibao",
+        "amount_fen": 200,
+        "stack_group": "circumstance",
+        "circumstances": ["dibao"],
+        "monthly_cap_fen": 12000,
+    },
+    {
+        "key": "tekun",
+        "name": "特困供养老人助餐 extreme-hardship support",
+        "category": "tekun",
+        "amount_fen": 700,
+        "stack_group": "circumstance",
+        "circumstances": ["tekun"],
+    },
+    {
+        "key": "disabled",
+        "name": "残疾老人补贴 disability supplement",
+        "category": "disabled",
+        "amount_fen": 100,
+        "stack_group": "disability",
+        "circumstances": ["disabled"],
+        "funder": "county_disabled_persons_federation",
+    },
 ]
 
 VISITS_ZHAO = UUID("01936f2e-a000-7000-8000-0000000000bb")  # services/visits/demo.py ZHAO_ID (no import)
 
 DINERS: list[dict[str, Any]] = [
     # Linked to her visits resident (the same person in the visits demo: same ID number, fixed id).
-    {"name": "赵桂香", "resident_id": VISITS_ZHAO, "birth_date": date(1941, 3, 8), "community": "yuntai",
-     "compound": "yuntaiyuan",
-     "canteen": "yunxing-street", "circumstances": ["living_alone"], "dietary": ["soft_food", "low_salt"],
-     "dislikes": ["香菜"], "taste_notes": "腿脚受伤, 行走不便; likes millet porridge", "delivery_eligible": True,
-     "delivery_address": "云泰园3号楼2单元501 Yuntaiyuan building 3, unit 2, 501", "phone": "13935201101",
-     "id_number": "140226194103080025", "health_notes": "左腿受伤, 需要拐杖 — injured left leg, uses a stick"},
-    {"name": "王秀英", "birth_date": date(1950, 6, 12), "community": "yunxing", "compound": None,
-     "canteen": "yunxing-street", "circumstances": ["dibao"], "dietary": ["low_salt"], "dislikes": [],
-     "phone": "13935201102", "id_number": "140226195006120048"},
-    {"name": "李德明", "birth_date": date(1944, 11, 2), "community": "yunxing", "compound": None,
-     "canteen": "yunxing-street", "circumstances": ["living_alone"], "dietary": ["diabetic"], "dislikes": ["肥肉"],
-     "phone": "13935201103", "id_number": "140226194411020013", "health_notes": "糖尿病 type 2 diabetes"},
-    {"name": "张桂兰", "birth_date": date(1938, 1, 20), "community": "gangcheng", "compound": None,
-     "canteen": "yunxing-street", "circumstances": ["tekun"], "dietary": ["soft_food"], "dislikes": [],
-     "phone": "13935201104", "id_number": "140226193801200027"},
-    {"name": "刘建国", "birth_date": date(1958, 9, 30), "community": "yunxing", "compound": None,
-     "canteen": "yunxing-street", "circumstances": [], "dietary": [], "dislikes": ["辣椒"],
-     "phone": "13935201105", "id_number": "140226195809300035"},
-    {"name": "陈玉梅", "birth_date": date(1953, 4, 18), "community": "dongyan", "compound": None,
-     "canteen": "dongyan-road", "circumstances": ["disabled"], "dietary": ["no_spicy"], "dislikes": [],
-     "phone": "13935201106", "id_number": "140226195304180046"},
+    {
+        "name": "赵桂香",
+        "resident_id": VISITS_ZHAO,
+        "birth_date": date(1941, 3, 8),
+        "community": "yuntai",
+        "compound": "yuntaiyuan",
+        "canteen": "yunxing-street",
+        "circumstances": ["living_alone"],
+        "dietary": ["soft_food", "low_salt"],
+        "dislikes": ["香菜"],
+        "taste_notes": "腿脚受伤, 行走不便; likes millet porridge",
+        "delivery_eligible": True,
+        "delivery_address": "云泰园3号楼2单元501 Yuntaiyuan building 3, unit 2, 501",
+        "phone": "13935201101",
+        "id_number": "140226194103080025",
+        "health_notes": "左腿受伤, 需要拐杖 — injured left leg, uses a stick",
+    },
+    {
+        "name": "王秀英",
+        "birth_date": date(1950, 6, 12),
+        "community": "yunxing",
+        "compound": None,
+        "canteen": "yunxing-street",
+        "circumstances": ["dibao"],
+        "dietary": ["low_salt"],
+        "dislikes": [],
+        "phone": "13935201102",
+        "id_number": "140226195006120048",
+    },
+    {
+        "name": "李德明",
+        "birth_date": date(1944, 11, 2),
+        "community": "yunxing",
+        "compound": None,
+        "canteen": "yunxing-street",
+        "circumstances": ["living_alone"],
+        "dietary": ["diabetic"],
+        "dislikes": ["肥肉"],
+        "phone": "13935201103",
+        "id_number": "140226194411020013",
+        "health_notes": "糖尿病 type 2 diabetes",
+    },
+    {
+        "name": "张桂兰",
+        "birth_date": date(1938, 1, 20),
+        "community": "gangcheng",
+        "compound": None,
+        "canteen": "yunxing-street",
+        "circumstances": ["tekun"],
+        "dietary": ["soft_food"],
+        "dislikes": [],
+        "phone": "13935201104",
+        "id_number": "140226193801200027",
+    },
+    {
+        "name": "刘建国",
+        "birth_date": date(1958, 9, 30),
+        "community": "yunxing",
+        "compound": None,
+        "canteen": "yunxing-street",
+        "circumstances": [],
+        "dietary": [],
+        "dislikes": ["辣椒"],
+        "phone": "13935201105",
+        "id_number": "140226195809300035",
+    },
+    {
+        "name": "陈玉梅",
+        "birth_date": date(1953, 4, 18),
+        "community": "dongyan",
+        "compound": None,
+        "canteen": "dongyan-road",
+        "circumstances": ["disabled"],
+        "dietary": ["no_spicy"],
+        "dislikes": [],
+        "phone": "13935201106",
+        "id_number": "140226195304180046",
+    },
 ]
 
 # Family the canteen can reach: 赵's son has no WeChat account of ours, only a phone (the absence alert
 # reaches him by SMS through the notify service).
 FAMILY: dict[str, list[dict[str, Any]]] = {
-    "赵桂香": [{"subject": "demo-family-zhao-son", "name": "王磊", "relation": "son", "phone": "13935209901",
-               "can_order": True, "can_pay": True}],
+    "赵桂香": [
+        {
+            "subject": "demo-family-zhao-son",
+            "name": "王磊",
+            "relation": "son",
+            "phone": "13935209901",
+            "can_order": True,
+            "can_pay": True,
+        }
+    ],
 }
 
 
@@ -164,13 +335,22 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
         for offset in range(7):
             day = today + timedelta(days=offset)
             for slot, meals in (("breakfast", BREAKFAST), ("lunch", _lunch(day.toordinal())), ("dinner", DINNER)):
-                exists = (await uow.session.execute(select(Menu.id).where(
-                    Menu.canteen_id == canteen.id, Menu.meal_date == day, Menu.slot == slot))).first()
+                exists = (
+                    await uow.session.execute(
+                        select(Menu.id).where(Menu.canteen_id == canteen.id, Menu.meal_date == day, Menu.slot == slot)
+                    )
+                ).first()
                 if exists is not None:
                     continue
                 published = canteen.status == "open"
-                menu = Menu(canteen_id=canteen.id, meal_date=day, slot=slot, capacity=SLOTS[slot]["capacity"],
-                            status="published" if published else "draft", published_at=utcnow() if published else None)
+                menu = Menu(
+                    canteen_id=canteen.id,
+                    meal_date=day,
+                    slot=slot,
+                    capacity=SLOTS[slot]["capacity"],
+                    status="published" if published else "draft",
+                    published_at=utcnow() if published else None,
+                )
                 uow.session.add(menu)
                 await uow.session.flush()
                 uow.session.add_all(SetMeal(menu_id=menu.id, position=i, **m) for i, m in enumerate(meals))
@@ -179,8 +359,11 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
     for spec in RULES:
         exists = (await uow.session.execute(select(SubsidyRule.id).where(SubsidyRule.key == spec["key"]))).first()
         if exists is None:
-            uow.session.add(SubsidyRule(**{"funder": "county_civil_affairs", **spec}, version=1, effective_from=start,
-                                        created_by="demo"))
+            uow.session.add(
+                SubsidyRule(
+                    **{"funder": "county_civil_affairs", **spec}, version=1, effective_from=start, created_by="demo"
+                )
+            )
 
     fc = cipher(runtime.settings)
     for spec in DINERS:
@@ -189,8 +372,13 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
         if exists is not None:
             continue
         data = {k: v for k, v in spec.items() if k not in {"canteen", "id_number", "health_notes"}}
-        diner = Diner(**data, canteen_id=canteens[spec["canteen"]].id, id_number_hash=id_hash,
-                      id_number_masked=mask_id_number(spec["id_number"]), card_code=new_code())
+        diner = Diner(
+            **data,
+            canteen_id=canteens[spec["canteen"]].id,
+            id_number_hash=id_hash,
+            id_number_masked=mask_id_number(spec["id_number"]),
+            card_code=new_code(),
+        )
         diner.id_number_enc = fc.seal(spec["id_number"], "diners", "id_number_enc", diner.id)
         diner.health_notes_enc = fc.seal(spec.get("health_notes"), "diners", "health_notes_enc", diner.id)
         seal_phone_on(diner, fc)
@@ -201,8 +389,13 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
         if elder is None:
             continue
         for member in members:
-            exists = (await uow.session.execute(select(FamilyMember.id).where(
-                FamilyMember.diner_id == elder.id, FamilyMember.subject == member["subject"]))).first()
+            exists = (
+                await uow.session.execute(
+                    select(FamilyMember.id).where(
+                        FamilyMember.diner_id == elder.id, FamilyMember.subject == member["subject"]
+                    )
+                )
+            ).first()
             if exists is None:
                 relative = FamilyMember(diner_id=elder.id, **member)
                 seal_phone_on(relative, fc)
@@ -215,34 +408,73 @@ async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int
     if (await uow.session.execute(select(Order.id).where(Order.canteen_id == canteen.id).limit(1))).first():
         return 0
     today = config.today()
-    diners = list((await uow.session.execute(
-        select(Diner).where(Diner.canteen_id == canteen.id).order_by(col(Diner.name)))).scalars())
+    diners = list(
+        (
+            await uow.session.execute(select(Diner).where(Diner.canteen_id == canteen.id).order_by(col(Diner.name)))
+        ).scalars()
+    )
     served = 0
     for offset in range(days, 0, -1):
         day = today - timedelta(days=offset)
-        menu = Menu(canteen_id=canteen.id, meal_date=day, slot="lunch", capacity=SLOTS["lunch"]["capacity"],
-                    status="published", published_at=utcnow())
+        menu = Menu(
+            canteen_id=canteen.id,
+            meal_date=day,
+            slot="lunch",
+            capacity=SLOTS["lunch"]["capacity"],
+            status="published",
+            published_at=utcnow(),
+        )
         meal = SetMeal(menu_id=menu.id, position=0, **_lunch(day.toordinal())[0])
         uow.session.add(menu)
         await uow.session.flush()
         uow.session.add(meal)
         await uow.session.flush()
-        eaters = [d for i, d in enumerate(diners)
-                  if (d.name == "赵桂香" and offset > 4) or (d.name != "赵桂香" and (offset + i) % 5 != 0)]
+        eaters = [
+            d
+            for i, d in enumerate(diners)
+            if (d.name == "赵桂香" and offset > 4) or (d.name != "赵桂香" and (offset + i) % 5 != 0)
+        ]
         for diner in eaters:
             computed = await orders.quote(uow, diner, menu, meal, Fulfilment.dine_in)
-            order = Order(canteen_id=canteen.id, diner_id=diner.id, menu_id=menu.id, set_meal_id=meal.id,
-                          set_meal_name=meal.name, meal_date=day, slot="lunch", fulfilment="dine_in",
-                          status="served", channel="walk_in", price_fen=computed.price_fen,
-                          subsidy_fen=computed.subsidy_fen, elder_pays_fen=computed.elder_pays_fen, payer="diner",
-                          booked_by="demo", pickup_code=new_code(8), community=diner.community,
-                          compound=diner.compound, dietary=list(diner.dietary),
-                          checked_in_at=config.local_instant(day, time(11, 20)), checked_in_by="demo")
+            order = Order(
+                canteen_id=canteen.id,
+                diner_id=diner.id,
+                menu_id=menu.id,
+                set_meal_id=meal.id,
+                set_meal_name=meal.name,
+                meal_date=day,
+                slot="lunch",
+                fulfilment="dine_in",
+                status="served",
+                channel="walk_in",
+                price_fen=computed.price_fen,
+                subsidy_fen=computed.subsidy_fen,
+                elder_pays_fen=computed.elder_pays_fen,
+                payer="diner",
+                booked_by="demo",
+                pickup_code=new_code(8),
+                community=diner.community,
+                compound=diner.compound,
+                dietary=list(diner.dietary),
+                checked_in_at=config.local_instant(day, time(11, 20)),
+                checked_in_by="demo",
+            )
             await uow.session.execute(sa.insert(orders.ORDERS).values(**order.model_dump()))
-            lines = [SubsidyLine(order_id=order.id, diner_id=diner.id, canteen_id=canteen.id, meal_date=day,
-                                 rule_id=rule.id, rule_key=rule.key, rule_version=rule.version,
-                                 category=rule.category, funder=rule.funder, amount_fen=amount).model_dump()
-                     for rule, amount in computed.lines]
+            lines = [
+                SubsidyLine(
+                    order_id=order.id,
+                    diner_id=diner.id,
+                    canteen_id=canteen.id,
+                    meal_date=day,
+                    rule_id=rule.id,
+                    rule_key=rule.key,
+                    rule_version=rule.version,
+                    category=rule.category,
+                    funder=rule.funder,
+                    amount_fen=amount,
+                ).model_dump()
+                for rule, amount in computed.lines
+            ]
             if lines:
                 await uow.session.execute(sa.insert(orders.LINES), lines)
             menu.booked += 1
@@ -255,9 +487,6 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
         await seed(uow, runtime)
         await uow.commit()
     async with runtime.uow() as uow:
-        canteen = (await uow.session.execute(
-            select(Canteen).where(Canteen.code == "yunxing-street"))).scalar_one()
+        canteen = (await uow.session.execute(select(Canteen).where(Canteen.code == "yunxing-street"))).scalar_one()
         await seed_history(uow, canteen)
         await uow.commit()
-
-

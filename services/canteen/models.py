@@ -34,10 +34,8 @@ SLUG = r"^[a-z0-9][a-z0-9_-]{0,49}$"
 PHONE = r"^\+?\d{7,15}$"
 
 
-
-
-
 # --- vocabulary -------------------------------------------------------------------------------------------------
+
 
 class CanteenStatus(StrEnum):
     planned = "planned"
@@ -92,8 +90,12 @@ class OrderStatus(StrEnum):
 
 
 SERVED_STATUSES = (OrderStatus.served.value, OrderStatus.delivered.value)
-ACTIVE_STATUSES = (OrderStatus.booked.value, OrderStatus.served.value, OrderStatus.delivered.value,
-                   OrderStatus.no_show.value)
+ACTIVE_STATUSES = (
+    OrderStatus.booked.value,
+    OrderStatus.served.value,
+    OrderStatus.delivered.value,
+    OrderStatus.no_show.value,
+)
 
 
 class OrderChannel(StrEnum):
@@ -126,15 +128,17 @@ class AlertStatus(StrEnum):
 
 # --- canteens and meal slots ------------------------------------------------------------------------------------
 
+
 class CanteenBase(SQLModel):
-    code: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
-                      description="Stable slug, e.g. yunxing-street")
+    code: str = Field(schema_extra={"pattern": SLUG}, max_length=50, description="Stable slug, e.g. yunxing-street")
     name: str = Field(min_length=1, max_length=100)
     address: str = Field(min_length=1, max_length=300)
-    community: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
-                           description="The community the canteen sits in")
-    communities: list[str] = Field(default_factory=list, sa_type=JSONType,
-                                   description="Communities it serves (service radius)")
+    community: str = Field(
+        schema_extra={"pattern": SLUG}, max_length=50, description="The community the canteen sits in"
+    )
+    communities: list[str] = Field(
+        default_factory=list, sa_type=JSONType, description="Communities it serves (service radius)"
+    )
     operator: str = Field(min_length=1, max_length=200, description="The operating enterprise")
     operator_contact: str | None = Field(default=None, max_length=50)
     latitude: float | None = Field(default=None, ge=-90, le=90)
@@ -146,6 +150,7 @@ class CanteenBase(SQLModel):
     @classmethod
     def _slugs(cls, v: list[str]) -> list[str]:
         import re
+
         for c in v:
             if not re.fullmatch(SLUG, c):
                 raise ValueError(f"not a community slug: {c!r}")
@@ -165,6 +170,7 @@ class CanteenUpdate(SQLModel):
     @classmethod
     def _slugs(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else CanteenBase._slugs(v)  # type: ignore[operator]
+
     operator: str | None = Field(default=None, min_length=1, max_length=200)
     operator_contact: str | None = Field(default=None, max_length=50)
     status: CanteenStatus | None = None
@@ -187,8 +193,12 @@ class MealSlotBase(SQLModel):
     serve_from: time
     serve_until: time
     capacity: int = Field(default=100, ge=0, le=10_000, description="Default meals per service")
-    cutoff_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60,
-                                description="Booking and cancelling close this many minutes before serve_from")
+    cutoff_minutes: int = Field(
+        default=120,
+        ge=0,
+        le=7 * 24 * 60,
+        description="Booking and cancelling close this many minutes before serve_from",
+    )
     deliver_by: time | None = Field(default=None, description="When deliveries are due (default serve_from+1h)")
     active: bool = True
 
@@ -221,6 +231,7 @@ class CanteenPublic(CanteenBase):
 
 # --- diners ------------------------------------------------------------------------------------------------------
 
+
 def plausible_birth(v: date) -> date:
     if v.year < 1900 or v > date.today():
         raise ValueError("birth_date is not plausible")
@@ -242,8 +253,9 @@ class DinerBase(SQLModel):
     compound: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
     address: str | None = Field(default=None, max_length=300)
     circumstances: list[Circumstance] = Field(default_factory=list, sa_type=JSONType)
-    dietary: list[DietaryNeed] = Field(default_factory=list, sa_type=JSONType,
-                                       description="Restrictions: soft_food, low_salt, diabetic, …")
+    dietary: list[DietaryNeed] = Field(
+        default_factory=list, sa_type=JSONType, description="Restrictions: soft_food, low_salt, diabetic, …"
+    )
     dislikes: list[str] = Field(default_factory=list, sa_type=JSONType, description="Ingredients to avoid")
     taste_notes: str | None = Field(default=None, max_length=500, description="Tastes and preferences")
     delivery_eligible: bool = Field(default=False, description="Cannot walk to the canteen: meals delivered")
@@ -263,8 +275,9 @@ class DinerBase(SQLModel):
 class DinerCreate(DinerBase):
     canteen_id: UUID = Field(description="Home canteen")
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
-    id_number: str | None = Field(default=None, schema_extra={"pattern": r"^\d{17}[\dXx]$"},
-                                  description="Resident ID (encrypted at rest)")
+    id_number: str | None = Field(
+        default=None, schema_extra={"pattern": r"^\d{17}[\dXx]$"}, description="Resident ID (encrypted at rest)"
+    )
     health_notes: str | None = Field(default=None, max_length=2000, description="Encrypted at rest")
     resident_id: UUID | None = Field(default=None, description="The visits service's resident, when known")
     subject: str | None = Field(default=None, max_length=200, description="The elder's own login (JWT sub)")
@@ -273,8 +286,11 @@ class DinerCreate(DinerBase):
 class DinerUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=50)
     birth_date: Day | None = None
-    id_number: str | None = Field(default=None, schema_extra={"pattern": r"^\d{17}[\dXx]$"},
-                                  description="Corrects the ID number (encrypted at rest)")
+    id_number: str | None = Field(
+        default=None,
+        schema_extra={"pattern": r"^\d{17}[\dXx]$"},
+        description="Corrects the ID number (encrypted at rest)",
+    )
     canteen_id: UUID | None = None
     community: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
     compound: str | None = Field(default=None, schema_extra={"pattern": SLUG}, max_length=50)
@@ -424,10 +440,14 @@ class PiiAccessPublic(SQLModel):
 
 # --- menus -------------------------------------------------------------------------------------------------------
 
+
 class Dish(BaseModel):
     name: str = Field(min_length=1, max_length=50)
-    tags: list[str] = Field(default_factory=list, max_length=20,
-                            description="soft, low_salt, diabetic_friendly, low_fat, vegetarian, halal, spicy, …")
+    tags: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="soft, low_salt, diabetic_friendly, low_fat, vegetarian, halal, spicy, …",
+    )
     ingredients: list[str] = Field(default_factory=list, max_length=30)
 
 
@@ -519,22 +539,29 @@ class PublishRange(SQLModel):
 
 # --- subsidy rules -----------------------------------------------------------------------------------------------
 
+
 class SubsidyRuleTerms(SQLModel):
     """What a version of a rule says. Conditions left empty match everything."""
 
     name: str = Field(min_length=1, max_length=100)
-    category: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
-                          description="Claim category, e.g. age_80_plus, dibao")
-    funder: str = Field(schema_extra={"pattern": SLUG}, max_length=50,
-                        description="Who reimburses, e.g. county_civil_affairs")
+    category: str = Field(
+        schema_extra={"pattern": SLUG}, max_length=50, description="Claim category, e.g. age_80_plus, dibao"
+    )
+    funder: str = Field(
+        schema_extra={"pattern": SLUG}, max_length=50, description="Who reimburses, e.g. county_civil_affairs"
+    )
     amount_fen: int = Field(ge=0, le=100_000, description="Subsidy per meal, in fen")
-    stack_group: str = Field(default="base", schema_extra={"pattern": SLUG}, max_length=30,
-                             description="Within a group only the largest matching subsidy applies; "
-                                         "groups add up")
+    stack_group: str = Field(
+        default="base",
+        schema_extra={"pattern": SLUG},
+        max_length=30,
+        description="Within a group only the largest matching subsidy applies; groups add up",
+    )
     min_age: int | None = Field(default=None, ge=0, le=150)
     max_age: int | None = Field(default=None, ge=0, le=150)
-    circumstances: list[Circumstance] = Field(default_factory=list, sa_type=JSONType,
-                                              description="Any of these (empty: no condition)")
+    circumstances: list[Circumstance] = Field(
+        default_factory=list, sa_type=JSONType, description="Any of these (empty: no condition)"
+    )
     slots: list[Slot] = Field(default_factory=list, sa_type=JSONType)
     fulfilments: list[Fulfilment] = Field(default_factory=list, sa_type=JSONType)
     meal_kinds: list[str] = Field(default_factory=list, sa_type=JSONType)
@@ -645,13 +672,15 @@ class SubsidyLine(CanteenModel, table=True):
 
 # --- orders ------------------------------------------------------------------------------------------------------
 
+
 class OrderCreate(SQLModel):
     diner_id: UUID
     menu_id: UUID
     set_meal_id: UUID
     fulfilment: Fulfilment = Fulfilment.dine_in
-    delivery_address: str | None = Field(default=None, max_length=300,
-                                         description="Default: the diner's delivery address")
+    delivery_address: str | None = Field(
+        default=None, max_length=300, description="Default: the diner's delivery address"
+    )
     note: str | None = Field(default=None, max_length=300)
     extra: bool = Field(default=False, description="A second meal in the same slot: never subsidised")
 
@@ -700,9 +729,15 @@ class Order(CanteenModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         # At most one subsidy-eligible meal per diner per slot, whatever the concurrency.
-        sa.Index("uq_orders_one_meal_per_slot", "diner_id", "meal_date", "slot", unique=True,
-                 postgresql_where=sa.text("NOT is_extra AND status <> 'cancelled'"),
-                 sqlite_where=sa.text("NOT is_extra AND status <> 'cancelled'")),
+        sa.Index(
+            "uq_orders_one_meal_per_slot",
+            "diner_id",
+            "meal_date",
+            "slot",
+            unique=True,
+            postgresql_where=sa.text("NOT is_extra AND status <> 'cancelled'"),
+            sqlite_where=sa.text("NOT is_extra AND status <> 'cancelled'"),
+        ),
         sa.Index("ix_orders_canteen_day", "canteen_id", "meal_date", "slot", "status"),
         sa.Index("ix_orders_diner_day", "diner_id", "meal_date"),
         sa.Index("ix_orders_diner_created", "diner_id", "created_at", "id"),
@@ -710,8 +745,12 @@ class Order(CanteenModel, table=True):
         sa.Index("ix_orders_pickup_code", "canteen_id", "pickup_code"),
         # The absence scan (who ate when, across canteens) and the no-show sweep (old bookings).
         sa.Index("ix_orders_day_status_diner", "meal_date", "status", "diner_id"),
-        sa.Index("ix_orders_open_bookings", "meal_date", postgresql_where=sa.text("status = 'booked'"),
-                 sqlite_where=sa.text("status = 'booked'")),
+        sa.Index(
+            "ix_orders_open_bookings",
+            "meal_date",
+            postgresql_where=sa.text("status = 'booked'"),
+            sqlite_where=sa.text("status = 'booked'"),
+        ),
         sa.CheckConstraint("price_fen = subsidy_fen + elder_pays_fen", name="ck_orders_money_adds_up"),
     )
     id: UUID = uuid_pk()
@@ -787,6 +826,7 @@ class OrderPublic(SQLModel):
 
 # --- care signals --------------------------------------------------------------------------------------------
 
+
 class AbsenceAlertRow(CanteenModel, table=True):
     __tablename__ = "absence_alerts"
     __table_args__ = (
@@ -833,6 +873,7 @@ class ScanResult(BaseModel):
 
 
 # --- settlement ---------------------------------------------------------------------------------------------------
+
 
 class SettlementRow(CanteenModel, table=True):
     __tablename__ = "settlements"

@@ -67,6 +67,7 @@ MENUS = Menu.__table__  # type: ignore[attr-defined]
 
 # --- time rules ---------------------------------------------------------------------------------------------------
 
+
 def serve_window(slot: MealSlotRow, day: date) -> tuple[datetime, datetime]:
     return config.local_instant(day, slot.serve_from), config.local_instant(day, slot.serve_until)
 
@@ -93,6 +94,7 @@ def current_slot(slots: Iterable[MealSlotRow], at: datetime) -> str | None:
 
 # --- reading -----------------------------------------------------------------------------------------------------
 
+
 async def lines_of(uow: UnitOfWork, order_ids: Iterable[UUID]) -> dict[UUID, list[SubsidyLine]]:
     ids = list(order_ids)
     out: dict[UUID, list[SubsidyLine]] = {i: [] for i in ids}
@@ -104,10 +106,21 @@ async def lines_of(uow: UnitOfWork, order_ids: Iterable[UUID]) -> dict[UUID, lis
 
 
 def order_public(order: Order, lines: Sequence[SubsidyLine]) -> OrderPublic:
-    return _order_public(order.model_dump(), [
-        SubsidyLinePublic(rule_id=ln.rule_id, rule_key=ln.rule_key, rule_version=ln.rule_version,
-                          category=ln.category, funder=ln.funder, amount_fen=ln.amount_fen,
-                          status=LineStatus(ln.status)) for ln in lines])
+    return _order_public(
+        order.model_dump(),
+        [
+            SubsidyLinePublic(
+                rule_id=ln.rule_id,
+                rule_key=ln.rule_key,
+                rule_version=ln.rule_version,
+                category=ln.category,
+                funder=ln.funder,
+                amount_fen=ln.amount_fen,
+                status=LineStatus(ln.status),
+            )
+            for ln in lines
+        ],
+    )
 
 
 def _order_public(order: dict[str, Any], lines: Sequence[SubsidyLinePublic]) -> OrderPublic:
@@ -117,12 +130,18 @@ def _order_public(order: dict[str, Any], lines: Sequence[SubsidyLinePublic]) -> 
         by_funder[ln.funder] = by_funder.get(ln.funder, 0) + ln.amount_fen
     funding = [FundingShare(funder=f, amount_fen=a) for f, a in sorted(by_funder.items())]
     funding.append(FundingShare(funder=order["payer"], amount_fen=order["elder_pays_fen"]))
-    return OrderPublic.model_validate({**order, "subsidy_lines": sorted(lines, key=lambda x: x.rule_key),
-                                       "funding": funding})
+    return OrderPublic.model_validate(
+        {**order, "subsidy_lines": sorted(lines, key=lambda x: x.rule_key), "funding": funding}
+    )
 
 
-async def load_order(uow: UnitOfWork, who: Principal, order_id: UUID, *, for_update: bool = False,
-                     ) -> tuple[Order, Canteen, Diner, list[FamilyMember], Relation | None]:
+async def load_order(
+    uow: UnitOfWork,
+    who: Principal,
+    order_id: UUID,
+    *,
+    for_update: bool = False,
+) -> tuple[Order, Canteen, Diner, list[FamilyMember], Relation | None]:
     order = await uow.session.get(Order, order_id, with_for_update=for_update and uow.db.is_postgres)
     if order is None:
         raise not_found("order", order_id)
@@ -139,9 +158,18 @@ async def load_order(uow: UnitOfWork, who: Principal, order_id: UUID, *, for_upd
     return order, canteen, diner, family, rel
 
 
-async def list_orders(uow: UnitOfWork, who: Principal, *, diner_id: UUID | None, canteen: Canteen | None,
-                      meal_date: date | None, status: OrderStatus | None, fulfilment: Fulfilment | None,
-                      limit: int, cursor: str | None) -> Page[Order]:
+async def list_orders(
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    diner_id: UUID | None,
+    canteen: Canteen | None,
+    meal_date: date | None,
+    status: OrderStatus | None,
+    fulfilment: Fulfilment | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Order]:
     query = select(Order)
     if diner_id is not None:
         await load_diner(uow, who, diner_id, with_family=False)  # 404 unless the caller may see this diner
@@ -173,12 +201,18 @@ _OFFER = (
     select(Menu, SetMeal, Canteen, MealSlotRow)
     .join(SetMeal, col(SetMeal.menu_id) == col(Menu.id))
     .join(Canteen, col(Canteen.id) == col(Menu.canteen_id))
-    .join(MealSlotRow, sa.and_(col(MealSlotRow.canteen_id) == col(Menu.canteen_id),
-                               col(MealSlotRow.slot) == col(Menu.slot)))
+    .join(
+        MealSlotRow,
+        sa.and_(col(MealSlotRow.canteen_id) == col(Menu.canteen_id), col(MealSlotRow.slot) == col(Menu.slot)),
+    )
     .where(col(Menu.id) == sa.bindparam("menu_id"), col(SetMeal.id) == sa.bindparam("set_meal_id"))
 )
-_CLAIM_SEAT = (sa.update(MENUS).where(MENUS.c.id == sa.bindparam("menu_id"), MENUS.c.booked < MENUS.c.capacity)
-               .values(booked=MENUS.c.booked + 1).returning(MENUS.c.booked))
+_CLAIM_SEAT = (
+    sa.update(MENUS)
+    .where(MENUS.c.id == sa.bindparam("menu_id"), MENUS.c.booked < MENUS.c.capacity)
+    .values(booked=MENUS.c.booked + 1)
+    .returning(MENUS.c.booked)
+)
 _INSERT_ORDER = sa.insert(ORDERS)
 _INSERT_LINES = sa.insert(LINES)
 
@@ -186,8 +220,7 @@ _INSERT_LINES = sa.insert(LINES)
 async def _offer(uow: UnitOfWork, menu_id: UUID, set_meal_id: UUID) -> tuple[Menu, SetMeal, Canteen, MealSlotRow]:
     row = (await uow.session.execute(_OFFER, {"menu_id": menu_id, "set_meal_id": set_meal_id})).first()
     if row is None:
-        raise Problem(404, "set_meal_not_found", "Set meal not found",
-                      f"No set meal {set_meal_id} on menu {menu_id}.")
+        raise Problem(404, "set_meal_not_found", "Set meal not found", f"No set meal {set_meal_id} on menu {menu_id}.")
     return row[0], row[1], row[2], row[3]
 
 
@@ -206,21 +239,28 @@ def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: Or
         return
     closes = cutoff_at(slot, menu.meal_date) if channel == OrderChannel.app else until
     if now >= closes:
-        raise conflict("booking_closed", f"Booking for {menu.meal_date} {menu.slot} closed at "
-                       f"{closes.astimezone(config.tz()).isoformat(timespec='minutes')}.",
-                       closed_at=closes.isoformat())
+        raise conflict(
+            "booking_closed",
+            f"Booking for {menu.meal_date} {menu.slot} closed at "
+            f"{closes.astimezone(config.tz()).isoformat(timespec='minutes')}.",
+            closed_at=closes.isoformat(),
+        )
 
 
 async def _claim_seat(uow: UnitOfWork, menu: Menu) -> None:
     claimed = (await uow.session.execute(_CLAIM_SEAT, {"menu_id": menu.id})).scalar_one_or_none()
     if claimed is None:
-        raise conflict("slot_full", f"All {menu.capacity} meals for {menu.meal_date} {menu.slot} are booked.",
-                       capacity=menu.capacity)
+        raise conflict(
+            "slot_full",
+            f"All {menu.capacity} meals for {menu.meal_date} {menu.slot} are booked.",
+            capacity=menu.capacity,
+        )
 
 
 async def _release_seat(uow: UnitOfWork, menu_id: UUID) -> None:
-    await uow.session.execute(sa.update(MENUS).where(MENUS.c.id == menu_id, MENUS.c.booked > 0)
-                              .values(booked=MENUS.c.booked - 1))
+    await uow.session.execute(
+        sa.update(MENUS).where(MENUS.c.id == menu_id, MENUS.c.booked > 0).values(booked=MENUS.c.booked - 1)
+    )
 
 
 def subsidy_suspended(diner: Diner, day: date) -> bool:
@@ -229,20 +269,40 @@ def subsidy_suspended(diner: Diner, day: date) -> bool:
     return diner.subsidy_suspended_from is not None and day >= diner.subsidy_suspended_from
 
 
-async def quote(uow: UnitOfWork, diner: Diner, menu: Menu, meal: SetMeal, fulfilment: Fulfilment,
-                extra: bool = False) -> Computation:
+async def quote(
+    uow: UnitOfWork, diner: Diner, menu: Menu, meal: SetMeal, fulfilment: Fulfilment, extra: bool = False
+) -> Computation:
     ctx = MealContext(
-        meal_date=menu.meal_date, age=age_on(diner.birth_date, menu.meal_date),
-        circumstances=circumstances_on(diner.circumstances, diner.birth_date, menu.meal_date), slot=menu.slot,
-        fulfilment=fulfilment.value, meal_kind=meal.kind, canteen_id=str(menu.canteen_id), price_fen=meal.price_fen,
-        suspended=subsidy_suspended(diner, menu.meal_date), extra=extra,
+        meal_date=menu.meal_date,
+        age=age_on(diner.birth_date, menu.meal_date),
+        circumstances=circumstances_on(diner.circumstances, diner.birth_date, menu.meal_date),
+        slot=menu.slot,
+        fulfilment=fulfilment.value,
+        meal_kind=meal.kind,
+        canteen_id=str(menu.canteen_id),
+        price_fen=meal.price_fen,
+        suspended=subsidy_suspended(diner, menu.meal_date),
+        extra=extra,
     )
     return await compute_for(uow, ctx, diner.id)
 
 
-async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal: SetMeal, canteen: Canteen,
-                 slot: MealSlotRow, *, fulfilment: Fulfilment, channel: OrderChannel, payer: Payer, extra: bool,
-                 delivery_address: str | None, note: str | None) -> OrderPublic:
+async def _place(
+    uow: UnitOfWork,
+    who: Principal,
+    diner: Diner,
+    menu: Menu,
+    meal: SetMeal,
+    canteen: Canteen,
+    slot: MealSlotRow,
+    *,
+    fulfilment: Fulfilment,
+    channel: OrderChannel,
+    payer: Payer,
+    extra: bool,
+    delivery_address: str | None,
+    note: str | None,
+) -> OrderPublic:
     if diner.status in (DinerStatus.deceased, DinerStatus.withdrawn):
         raise conflict("diner_inactive", f"This diner is {diner.status}.")
     now = config.now()
@@ -253,9 +313,13 @@ async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal
             raise conflict("delivery_not_eligible", "This diner is not registered for delivery; ask the canteen.")
         address = delivery_address or diner.delivery_address
         if not address:
-            raise Problem(422, "delivery_address_required", "Delivery address required",
-                          "Give delivery_address or record one on the diner.",
-                          errors=[{"field": "delivery_address", "message": "required", "type": "missing"}])
+            raise Problem(
+                422,
+                "delivery_address_required",
+                "Delivery address required",
+                "Give delivery_address or record one on the diner.",
+                errors=[{"field": "delivery_address", "message": "required", "type": "missing"}],
+            )
     if uow.db.is_postgres:
         # The diner's row lock (taken by the caller) already serialises this diner's orders, so the subsidy and
         # its caps can be read first; the seat is claimed last, keeping the hot menu row locked only for the
@@ -269,42 +333,94 @@ async def _place(uow: UnitOfWork, who: Principal, diner: Diner, menu: Menu, meal
         computed = await quote(uow, diner, menu, meal, fulfilment, extra)
     served = channel == OrderChannel.walk_in
     order = _order_values(
-        canteen_id=canteen.id, diner_id=diner.id, menu_id=menu.id, set_meal_id=meal.id, set_meal_name=meal.name,
-        meal_date=menu.meal_date, slot=menu.slot, fulfilment=fulfilment.value,
-        status=OrderStatus.served.value if served else OrderStatus.booked.value, channel=channel.value,
-        is_extra=extra, price_fen=computed.price_fen, subsidy_fen=computed.subsidy_fen,
-        elder_pays_fen=computed.elder_pays_fen, payer=payer.value,
-        payer_subject=who.sub if payer == Payer.family else diner.subject, booked_by=who.sub,
-        pickup_code=new_code(8), community=diner.community, compound=diner.compound, dietary=list(diner.dietary),
-        delivery_address=address, deliver_by=deliver_by(slot, menu.meal_date) if address else None, note=note,
-        checked_in_at=now if served else None, checked_in_by=who.sub if served else None,
+        canteen_id=canteen.id,
+        diner_id=diner.id,
+        menu_id=menu.id,
+        set_meal_id=meal.id,
+        set_meal_name=meal.name,
+        meal_date=menu.meal_date,
+        slot=menu.slot,
+        fulfilment=fulfilment.value,
+        status=OrderStatus.served.value if served else OrderStatus.booked.value,
+        channel=channel.value,
+        is_extra=extra,
+        price_fen=computed.price_fen,
+        subsidy_fen=computed.subsidy_fen,
+        elder_pays_fen=computed.elder_pays_fen,
+        payer=payer.value,
+        payer_subject=who.sub if payer == Payer.family else diner.subject,
+        booked_by=who.sub,
+        pickup_code=new_code(8),
+        community=diner.community,
+        compound=diner.compound,
+        dietary=list(diner.dietary),
+        delivery_address=address,
+        deliver_by=deliver_by(slot, menu.meal_date) if address else None,
+        note=note,
+        checked_in_at=now if served else None,
+        checked_in_by=who.sub if served else None,
     )
     try:
         await uow.session.execute(_INSERT_ORDER, order)
     except sa.exc.IntegrityError as exc:
-        raise conflict("already_booked", f"This diner already has a meal for {menu.meal_date} {menu.slot}; "
-                       "cancel it first, or order an unsubsidised extra meal (extra=true).") from exc
-    lines = [{"id": uuid7(), "order_id": order["id"], "diner_id": diner.id, "canteen_id": canteen.id,
-              "meal_date": menu.meal_date, "rule_id": rule.id, "rule_key": rule.key, "rule_version": rule.version,
-              "category": rule.category, "funder": rule.funder, "amount_fen": amount,
-              "status": LineStatus.claimed.value} for rule, amount in computed.lines]
+        raise conflict(
+            "already_booked",
+            f"This diner already has a meal for {menu.meal_date} {menu.slot}; "
+            "cancel it first, or order an unsubsidised extra meal (extra=true).",
+        ) from exc
+    lines = [
+        {
+            "id": uuid7(),
+            "order_id": order["id"],
+            "diner_id": diner.id,
+            "canteen_id": canteen.id,
+            "meal_date": menu.meal_date,
+            "rule_id": rule.id,
+            "rule_key": rule.key,
+            "rule_version": rule.version,
+            "category": rule.category,
+            "funder": rule.funder,
+            "amount_fen": amount,
+            "status": LineStatus.claimed.value,
+        }
+        for rule, amount in computed.lines
+    ]
     if lines:  # one row: a plain execute, cheaper than the executemany path a list takes
         await uow.session.execute(_INSERT_LINES, lines[0] if len(lines) == 1 else lines)
     if address is not None:
-        uow.emit(DeliveryRequested(
-            order_id=order["id"], canteen_id=canteen.id, canteen_name=canteen.name, meal_date=menu.meal_date,
-            slot=menu.slot,  # type: ignore[arg-type]
-            deliver_by=order["deliver_by"], pickup_address=canteen.address, delivery_address=address,
-            community=diner.community, compound=diner.compound, points=canteen.delivery_points,
-        ))
+        uow.emit(
+            DeliveryRequested(
+                order_id=order["id"],
+                canteen_id=canteen.id,
+                canteen_name=canteen.name,
+                meal_date=menu.meal_date,
+                slot=menu.slot,  # type: ignore[arg-type]
+                deliver_by=order["deliver_by"],
+                pickup_address=canteen.address,
+                delivery_address=address,
+                community=diner.community,
+                compound=diner.compound,
+                points=canteen.delivery_points,
+            )
+        )
     return _order_public(order, [line_public(rule, amount) for rule, amount in computed.lines])
 
 
 def _order_values(**values: Any) -> dict[str, Any]:
     """Every column of a new order row (what ``Order(...).model_dump()`` gave, without building the ORM object)."""
     at = utcnow()
-    return {"id": uuid7(), **values, "delivered_at": None, "rider_task_id": None, "rider_claimed_at": None,
-            "cancelled_at": None, "cancelled_by": None, "cancel_reason": None, "created_at": at, "updated_at": at}
+    return {
+        "id": uuid7(),
+        **values,
+        "delivered_at": None,
+        "rider_task_id": None,
+        "rider_claimed_at": None,
+        "cancelled_at": None,
+        "cancelled_by": None,
+        "cancel_reason": None,
+        "created_at": at,
+        "updated_at": at,
+    }
 
 
 async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> OrderPublic:
@@ -314,12 +430,24 @@ async def book(uow: UnitOfWork, who: Principal, data: OrderCreate) -> OrderPubli
         raise Problem(403, "family_cannot_order", "Not allowed to order", "This family member may not order.")
     payer = Payer.family if rel == Relation.family and member is not None and member.can_pay else Payer.diner
     channel = OrderChannel.staff if rel == Relation.staff else OrderChannel.app
-    return await _place(uow, who, diner, menu, meal, canteen, slot, fulfilment=data.fulfilment, channel=channel,
-                        payer=payer, extra=data.extra, delivery_address=data.delivery_address, note=data.note)
+    return await _place(
+        uow,
+        who,
+        diner,
+        menu,
+        meal,
+        canteen,
+        slot,
+        fulfilment=data.fulfilment,
+        channel=channel,
+        payer=payer,
+        extra=data.extra,
+        delivery_address=data.delivery_address,
+        note=data.note,
+    )
 
 
-async def book_many(uow: UnitOfWork, who: Principal,
-                    data: OrderBatchCreate) -> list[OrderPublic]:
+async def book_many(uow: UnitOfWork, who: Principal, data: OrderBatchCreate) -> list[OrderPublic]:
     """Several meals for one diner in one transaction (all or none). Seats are claimed in (date, slot) order so
     two batches never wait on each other's menus in opposite orders."""
     diner, _, _, rel, member = await load_diner(uow, who, data.diner_id, for_update=True, with_family=False)
@@ -336,17 +464,41 @@ async def book_many(uow: UnitOfWork, who: Principal,
     placed = []
     for i, item, menu, meal, canteen, slot in sorted(offers, key=lambda o: (o[2].meal_date, o[2].slot, o[0])):
         try:
-            placed.append((i, await _place(uow, who, diner, menu, meal, canteen, slot, fulfilment=item.fulfilment,
-                                           channel=channel, payer=payer, extra=False,
-                                           delivery_address=data.delivery_address, note=data.note)))
+            placed.append(
+                (
+                    i,
+                    await _place(
+                        uow,
+                        who,
+                        diner,
+                        menu,
+                        meal,
+                        canteen,
+                        slot,
+                        fulfilment=item.fulfilment,
+                        channel=channel,
+                        payer=payer,
+                        extra=False,
+                        delivery_address=data.delivery_address,
+                        note=data.note,
+                    ),
+                )
+            )
         except Problem as exc:
             raise _for_item(exc, i) from exc
     return [p for _, p in sorted(placed, key=lambda x: x[0])]
 
 
 def _for_item(exc: Problem, index: int) -> Problem:
-    return Problem(exc.status, exc.code, exc.title, f"items[{index}]: {exc.detail or exc.title}", exc.headers,
-                   item=index, **exc.extra)
+    return Problem(
+        exc.status,
+        exc.code,
+        exc.title,
+        f"items[{index}]: {exc.detail or exc.title}",
+        exc.headers,
+        item=index,
+        **exc.extra,
+    )
 
 
 async def diner_by_card(uow: UnitOfWork, card_code: str, *, for_update: bool = False) -> Diner:
@@ -359,8 +511,7 @@ async def diner_by_card(uow: UnitOfWork, card_code: str, *, for_update: bool = F
     return diner
 
 
-async def walk_in(uow: UnitOfWork, who: Principal, canteen: Canteen,
-                  data: WalkInCreate) -> OrderPublic:
+async def walk_in(uow: UnitOfWork, who: Principal, canteen: Canteen, data: WalkInCreate) -> OrderPublic:
     """A diner who did not book eats today: staff record it at the counter (served at once)."""
     if data.card_code is not None:
         diner = await diner_by_card(uow, data.card_code, for_update=True)
@@ -376,12 +527,25 @@ async def walk_in(uow: UnitOfWork, who: Principal, canteen: Canteen,
     menu, meal, offered_at, slot = await _offer(uow, meal.menu_id, meal.id)
     if offered_at.id != canteen.id:
         raise not_found("set_meal", data.set_meal_id)
-    return await _place(uow, who, diner, menu, meal, canteen, slot, fulfilment=data.fulfilment,
-                        channel=OrderChannel.walk_in, payer=Payer.diner, extra=data.extra, delivery_address=None,
-                        note=None)
+    return await _place(
+        uow,
+        who,
+        diner,
+        menu,
+        meal,
+        canteen,
+        slot,
+        fulfilment=data.fulfilment,
+        channel=OrderChannel.walk_in,
+        payer=Payer.diner,
+        extra=data.extra,
+        delivery_address=None,
+        note=None,
+    )
 
 
 # --- after booking ---------------------------------------------------------------------------------------------
+
 
 def _move(order: Order, status: OrderStatus) -> None:
     order.status = status.value
@@ -391,15 +555,21 @@ def _move(order: Order, status: OrderStatus) -> None:
 async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -> Order:
     order, canteen, _, _, rel = await load_order(uow, who, order_id, for_update=True)
     if order.status != OrderStatus.booked:
-        raise conflict("order_not_cancellable", f"An order that is {order.status} cannot be cancelled.",
-                       current_status=order.status)
+        raise conflict(
+            "order_not_cancellable",
+            f"An order that is {order.status} cannot be cancelled.",
+            current_status=order.status,
+        )
     if rel != Relation.staff:
         slot = await uow.session.get(MealSlotRow, (canteen.id, order.slot))
         assert slot is not None
         closes = cutoff_at(slot, order.meal_date)
         if config.now() >= closes:
-            raise conflict("cancellation_closed", "Cancelling closed at the booking cut-off; call the canteen.",
-                           closed_at=closes.isoformat())
+            raise conflict(
+                "cancellation_closed",
+                "Cancelling closed at the booking cut-off; call the canteen.",
+                closed_at=closes.isoformat(),
+            )
     await cancel_order(uow, order, reason=reason, actor=who.sub)
     return order
 
@@ -407,10 +577,19 @@ async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -
 async def _for_family(uow: UnitOfWork, order: Order) -> dict[str, Any]:
     """What a delivery event carries so notify can tell the diner's family: the diner, the meal and the family
     members' logins (never their phones)."""
-    subjects = (await uow.session.execute(select(FamilyMember.subject).where(
-        FamilyMember.diner_id == order.diner_id).order_by(col(FamilyMember.subject)))).scalars()
-    return {"diner_id": order.diner_id, "meal_date": order.meal_date, "slot": order.slot,
-            "family_subjects": list(subjects)}
+    subjects = (
+        await uow.session.execute(
+            select(FamilyMember.subject)
+            .where(FamilyMember.diner_id == order.diner_id)
+            .order_by(col(FamilyMember.subject))
+        )
+    ).scalars()
+    return {
+        "diner_id": order.diner_id,
+        "meal_date": order.meal_date,
+        "slot": order.slot,
+        "family_subjects": list(subjects),
+    }
 
 
 async def cancel_order(uow: UnitOfWork, order: Order, *, reason: str, actor: str) -> None:
@@ -419,17 +598,20 @@ async def cancel_order(uow: UnitOfWork, order: Order, *, reason: str, actor: str
     _move(order, OrderStatus.cancelled)
     order.cancelled_at, order.cancelled_by, order.cancel_reason = now, actor, reason[:200]
     await _release_seat(uow, order.menu_id)
-    await uow.session.execute(sa.update(LINES).where(LINES.c.order_id == order.id)
-                              .values(status=LineStatus.cancelled.value))
+    await uow.session.execute(
+        sa.update(LINES).where(LINES.c.order_id == order.id).values(status=LineStatus.cancelled.value)
+    )
     if order.fulfilment == Fulfilment.delivery:
-        uow.emit(DeliveryCancelled(order_id=order.id, reason=reason[:200], cancelled_at=now,
-                                   **await _for_family(uow, order)))
+        uow.emit(
+            DeliveryCancelled(order_id=order.id, reason=reason[:200], cancelled_at=now, **await _for_family(uow, order))
+        )
 
 
 def serve(order: Order, who: Principal) -> Order:
     if order.status != OrderStatus.booked:
-        raise conflict("order_not_checkable", f"An order that is {order.status} cannot be checked in.",
-                       current_status=order.status)
+        raise conflict(
+            "order_not_checkable", f"An order that is {order.status} cannot be checked in.", current_status=order.status
+        )
     if order.fulfilment == Fulfilment.delivery:
         raise conflict("delivery_order", "Delivery orders are handed to riders, not checked in.")
     if order.meal_date != config.today():
@@ -446,20 +628,30 @@ async def check_in(uow: UnitOfWork, who: Principal, order_id: UUID) -> Order:
     return serve(order, who)
 
 
-async def check_in_by_code(uow: UnitOfWork, who: Principal, canteen: Canteen, code: str,
-                           slot: str | None) -> Order:
+async def check_in_by_code(uow: UnitOfWork, who: Principal, canteen: Canteen, code: str, slot: str | None) -> Order:
     """Scan at the counter: the order's pickup code, or the diner's card (their booking for the slot now)."""
     code = code.strip().upper()
     today = config.today()
     if slot is None:
-        slots = [s for s in (await uow.session.execute(
-            select(MealSlotRow).where(MealSlotRow.canteen_id == canteen.id))).scalars() if s.active]
+        slots = [
+            s
+            for s in (
+                await uow.session.execute(select(MealSlotRow).where(MealSlotRow.canteen_id == canteen.id))
+            ).scalars()
+            if s.active
+        ]
         slot = current_slot(slots, config.now())
         if slot is None:
-            raise Problem(422, "slot_required", "No meal is being served now", "Say which slot you are serving.",
-                          errors=[{"field": "slot", "message": "required outside serving hours", "type": "missing"}])
-    query = select(Order).where(Order.canteen_id == canteen.id, Order.meal_date == today, Order.slot == slot,
-                                Order.status == OrderStatus.booked)
+            raise Problem(
+                422,
+                "slot_required",
+                "No meal is being served now",
+                "Say which slot you are serving.",
+                errors=[{"field": "slot", "message": "required outside serving hours", "type": "missing"}],
+            )
+    query = select(Order).where(
+        Order.canteen_id == canteen.id, Order.meal_date == today, Order.slot == slot, Order.status == OrderStatus.booked
+    )
     by_code = query.where(Order.pickup_code == code)
     if uow.db.is_postgres:
         by_code = by_code.with_for_update()
@@ -467,16 +659,25 @@ async def check_in_by_code(uow: UnitOfWork, who: Principal, canteen: Canteen, co
     if order is None:
         diner = (await uow.session.execute(select(Diner).where(Diner.card_code == code))).scalar_one_or_none()
         if diner is None:
-            raise Problem(404, "code_not_recognised", "Code not recognised",
-                          "Neither a pickup code for this meal nor a diner card.")
+            raise Problem(
+                404,
+                "code_not_recognised",
+                "Code not recognised",
+                "Neither a pickup code for this meal nor a diner card.",
+            )
         by_diner = query.where(Order.diner_id == diner.id).order_by(col(Order.is_extra))
         if uow.db.is_postgres:
             by_diner = by_diner.with_for_update()
         order = (await uow.session.execute(by_diner)).scalars().first()
         if order is None:
-            raise Problem(404, "no_booking", "No booking for this meal",
-                          f"{diner.name} has no booking for {slot} today: record a walk-in.",
-                          diner_id=str(diner.id), card_code=diner.card_code)
+            raise Problem(
+                404,
+                "no_booking",
+                "No booking for this meal",
+                f"{diner.name} has no booking for {slot} today: record a walk-in.",
+                diner_id=str(diner.id),
+                card_code=diner.card_code,
+            )
     return serve(order, who)
 
 
@@ -509,8 +710,12 @@ async def rider_on_the_way(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at
 async def sweep_no_shows(uow: UnitOfWork, today: date) -> int:
     """Bookings for past days nobody checked in become no-shows (deliveries wait for the rider's word)."""
     result = await uow.session.execute(
-        sa.update(ORDERS).where(ORDERS.c.status == OrderStatus.booked.value, ORDERS.c.meal_date < today,
-                                ORDERS.c.fulfilment != Fulfilment.delivery.value)
+        sa.update(ORDERS)
+        .where(
+            ORDERS.c.status == OrderStatus.booked.value,
+            ORDERS.c.meal_date < today,
+            ORDERS.c.fulfilment != Fulfilment.delivery.value,
+        )
         .values(status=OrderStatus.no_show.value, updated_at=utcnow())
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ DINERS = Diner.__table__  # type: ignore[attr-defined]
 
 # --- kitchen -----------------------------------------------------------------------------------------------------
 
+
 class SetMealCount(BaseModel):
     set_meal_id: UUID
     name: str
@@ -66,13 +67,28 @@ class KitchenSheet(BaseModel):
 
 
 async def kitchen_sheet(uow: UnitOfWork, canteen: Canteen, day: date) -> KitchenSheet:
-    rows = (await uow.session.execute(
-        sa.select(ORDERS.c.slot, ORDERS.c.set_meal_id, ORDERS.c.set_meal_name, ORDERS.c.fulfilment,
-                  ORDERS.c.status, ORDERS.c.dietary)
-        .where(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date == day,
-               ORDERS.c.status != OrderStatus.cancelled.value))).all()
-    menus = {m.slot: m for m in (await uow.session.execute(
-        select(Menu).where(Menu.canteen_id == canteen.id, Menu.meal_date == day))).scalars()}
+    rows = (
+        await uow.session.execute(
+            sa.select(
+                ORDERS.c.slot,
+                ORDERS.c.set_meal_id,
+                ORDERS.c.set_meal_name,
+                ORDERS.c.fulfilment,
+                ORDERS.c.status,
+                ORDERS.c.dietary,
+            ).where(
+                ORDERS.c.canteen_id == canteen.id,
+                ORDERS.c.meal_date == day,
+                ORDERS.c.status != OrderStatus.cancelled.value,
+            )
+        )
+    ).all()
+    menus = {
+        m.slot: m
+        for m in (
+            await uow.session.execute(select(Menu).where(Menu.canteen_id == canteen.id, Menu.meal_date == day))
+        ).scalars()
+    }
     by_slot: dict[str, list[Any]] = defaultdict(list)
     for r in rows:
         by_slot[r.slot].append(r)
@@ -85,14 +101,22 @@ async def kitchen_sheet(uow: UnitOfWork, canteen: Canteen, day: date) -> Kitchen
             diet.update(r.dietary or [])
             meals[r.set_meal_id] = (name, diet, n + 1)
         menu = menus.get(slot)
-        slots.append(SlotCounts(
-            slot=slot, menu_id=menu.id if menu else None, capacity=menu.capacity if menu else 0,
-            booked=menu.booked if menu else len(items), to_prepare=len(items),
-            by_status=dict(Counter(r.status for r in items)), by_fulfilment=dict(Counter(r.fulfilment for r in items)),
-            dietary=dict(sum((Counter(r.dietary or []) for r in items), Counter())),
-            set_meals=[SetMealCount(set_meal_id=k, name=v[0], count=v[2], dietary=dict(v[1]))
-                       for k, v in sorted(meals.items(), key=lambda kv: kv[1][0])],
-        ))
+        slots.append(
+            SlotCounts(
+                slot=slot,
+                menu_id=menu.id if menu else None,
+                capacity=menu.capacity if menu else 0,
+                booked=menu.booked if menu else len(items),
+                to_prepare=len(items),
+                by_status=dict(Counter(r.status for r in items)),
+                by_fulfilment=dict(Counter(r.fulfilment for r in items)),
+                dietary=dict(sum((Counter(r.dietary or []) for r in items), Counter())),
+                set_meals=[
+                    SetMealCount(set_meal_id=k, name=v[0], count=v[2], dietary=dict(v[1]))
+                    for k, v in sorted(meals.items(), key=lambda kv: kv[1][0])
+                ],
+            )
+        )
     return KitchenSheet(canteen_id=canteen.id, meal_date=day, slots=slots)
 
 
@@ -112,13 +136,20 @@ class DeliveryStop(BaseModel):
     rider_task_id: UUID | None
 
 
-async def delivery_list(uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, *, limit: int,
-                        cursor: str | None) -> Page[DeliveryStop]:
+async def delivery_list(
+    uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, *, limit: int, cursor: str | None
+) -> Page[DeliveryStop]:
     rank = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9)
-    query = (sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"))
-             .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
-             .where(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date == day,
-                    ORDERS.c.fulfilment == Fulfilment.delivery.value, ORDERS.c.status != OrderStatus.cancelled.value))
+    query = (
+        sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"))
+        .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
+        .where(
+            ORDERS.c.canteen_id == canteen.id,
+            ORDERS.c.meal_date == day,
+            ORDERS.c.fulfilment == Fulfilment.delivery.value,
+            ORDERS.c.status != OrderStatus.cancelled.value,
+        )
+    )
     if slot is not None:
         query = query.where(ORDERS.c.slot == slot)
     if cursor:
@@ -126,15 +157,29 @@ async def delivery_list(uow: UnitOfWork, canteen: Canteen, day: date, slot: str 
         query = query.where(sa.tuple_(rank, ORDERS.c.id) > sa.tuple_(r, ident))
     query = query.order_by(rank, ORDERS.c.id).limit(limit + 1)
     rows = (await uow.session.execute(query)).all()
-    stops = [DeliveryStop(order_id=r.id, slot=r.slot, diner_id=r.diner_id, diner_name=r.diner_name,
-                          phone=mask_phone(r.diner_phone), delivery_address=r.delivery_address,
-                          deliver_by=r.deliver_by, set_meal_name=r.set_meal_name, dietary=r.dietary or [],
-                          note=r.note, status=r.status, pickup_code=r.pickup_code, rider_task_id=r.rider_task_id)
-             for r in rows]
+    stops = [
+        DeliveryStop(
+            order_id=r.id,
+            slot=r.slot,
+            diner_id=r.diner_id,
+            diner_name=r.diner_name,
+            phone=mask_phone(r.diner_phone),
+            delivery_address=r.delivery_address,
+            deliver_by=r.deliver_by,
+            set_meal_name=r.set_meal_name,
+            dietary=r.dietary or [],
+            note=r.note,
+            status=r.status,
+            pickup_code=r.pickup_code,
+            rider_task_id=r.rider_task_id,
+        )
+        for r in rows
+    ]
     return page_of(stops, limit, lambda s: encode_cursor(SLOT_RANK.get(s.slot, 9), s.order_id))
 
 
 # --- monthly settlement --------------------------------------------------------------------------------------------
+
 
 class CategoryClaim(BaseModel):
     category: str
@@ -178,8 +223,13 @@ def _month(month: str) -> tuple[date, date]:
     try:
         first, nxt = config.month_bounds(month)
     except (ValueError, TypeError) as exc:
-        raise Problem(422, "invalid_month", "Invalid month", "Use YYYY-MM, e.g. 2026-11.",
-                      errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}]) from exc
+        raise Problem(
+            422,
+            "invalid_month",
+            "Invalid month",
+            "Use YYYY-MM, e.g. 2026-11.",
+            errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}],
+        ) from exc
     return first, nxt
 
 
@@ -187,41 +237,85 @@ async def compute_settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> S
     first, nxt = _month(month)
     in_month = sa.and_(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date >= first, ORDERS.c.meal_date < nxt)
     served = ORDERS.c.status.in_(SERVED_STATUSES)
-    status_counts = {s: int(n) for s, n in await uow.session.execute(
-        sa.select(ORDERS.c.status, sa.func.count()).where(in_month).group_by(ORDERS.c.status))}
-    by_slot = {s: int(n) for s, n in await uow.session.execute(
-        sa.select(ORDERS.c.slot, sa.func.count()).where(in_month, served).group_by(ORDERS.c.slot))}
-    by_fulfilment = {s: int(n) for s, n in await uow.session.execute(
-        sa.select(ORDERS.c.fulfilment, sa.func.count()).where(in_month, served).group_by(ORDERS.c.fulfilment))}
-    totals = (await uow.session.execute(sa.select(
-        sa.func.count(), sa.func.count(sa.distinct(ORDERS.c.diner_id)),
-        sa.func.coalesce(sa.func.sum(ORDERS.c.price_fen), 0), sa.func.coalesce(sa.func.sum(ORDERS.c.elder_pays_fen), 0),
-        sa.func.coalesce(sa.func.sum(ORDERS.c.subsidy_fen), 0)).where(in_month, served))).one()
-    lines = (await uow.session.execute(
-        sa.select(LINES.c.category, LINES.c.funder, LINES.c.status, sa.func.count(), sa.func.sum(LINES.c.amount_fen))
-        .join(ORDERS, ORDERS.c.id == LINES.c.order_id)
-        .where(in_month, served, LINES.c.status.in_([LineStatus.claimed.value, LineStatus.withheld.value]))
-        .group_by(LINES.c.category, LINES.c.funder, LINES.c.status)
-        .order_by(LINES.c.category, LINES.c.funder))).all()
-    claims = [CategoryClaim(category=c, funder=f, meals=int(n), amount_fen=int(a))
-              for c, f, st, n, a in lines if st == LineStatus.claimed]
-    withheld = [CategoryClaim(category=c, funder=f, meals=int(n), amount_fen=int(a))
-                for c, f, st, n, a in lines if st == LineStatus.withheld]
+    status_counts = {
+        s: int(n)
+        for s, n in await uow.session.execute(
+            sa.select(ORDERS.c.status, sa.func.count()).where(in_month).group_by(ORDERS.c.status)
+        )
+    }
+    by_slot = {
+        s: int(n)
+        for s, n in await uow.session.execute(
+            sa.select(ORDERS.c.slot, sa.func.count()).where(in_month, served).group_by(ORDERS.c.slot)
+        )
+    }
+    by_fulfilment = {
+        s: int(n)
+        for s, n in await uow.session.execute(
+            sa.select(ORDERS.c.fulfilment, sa.func.count()).where(in_month, served).group_by(ORDERS.c.fulfilment)
+        )
+    }
+    totals = (
+        await uow.session.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(sa.distinct(ORDERS.c.diner_id)),
+                sa.func.coalesce(sa.func.sum(ORDERS.c.price_fen), 0),
+                sa.func.coalesce(sa.func.sum(ORDERS.c.elder_pays_fen), 0),
+                sa.func.coalesce(sa.func.sum(ORDERS.c.subsidy_fen), 0),
+            ).where(in_month, served)
+        )
+    ).one()
+    lines = (
+        await uow.session.execute(
+            sa.select(
+                LINES.c.category, LINES.c.funder, LINES.c.status, sa.func.count(), sa.func.sum(LINES.c.amount_fen)
+            )
+            .join(ORDERS, ORDERS.c.id == LINES.c.order_id)
+            .where(in_month, served, LINES.c.status.in_([LineStatus.claimed.value, LineStatus.withheld.value]))
+            .group_by(LINES.c.category, LINES.c.funder, LINES.c.status)
+            .order_by(LINES.c.category, LINES.c.funder)
+        )
+    ).all()
+    claims = [
+        CategoryClaim(category=c, funder=f, meals=int(n), amount_fen=int(a))
+        for c, f, st, n, a in lines
+        if st == LineStatus.claimed
+    ]
+    withheld = [
+        CategoryClaim(category=c, funder=f, meals=int(n), amount_fen=int(a))
+        for c, f, st, n, a in lines
+        if st == LineStatus.withheld
+    ]
     by_funder: dict[str, int] = defaultdict(int)
     for claim in claims:
         by_funder[claim.funder] += claim.amount_fen
     price, elder, subsidy = int(totals[2]), int(totals[3]), int(totals[4])
     claimed, held = sum(c.amount_fen for c in claims), sum(c.amount_fen for c in withheld)
     return Settlement(
-        canteen_id=canteen.id, canteen_name=canteen.name, operator=canteen.operator, month=month, status="open",
-        meals_served=int(totals[0]), diners_served=int(totals[1]), orders_by_status=status_counts,
-        meals_by_slot=by_slot, meals_by_fulfilment=by_fulfilment, claims=claims, claims_by_funder=dict(by_funder),
+        canteen_id=canteen.id,
+        canteen_name=canteen.name,
+        operator=canteen.operator,
+        month=month,
+        status="open",
+        meals_served=int(totals[0]),
+        diners_served=int(totals[1]),
+        orders_by_status=status_counts,
+        meals_by_slot=by_slot,
+        meals_by_fulfilment=by_fulfilment,
+        claims=claims,
+        claims_by_funder=dict(by_funder),
         withheld_by_category=withheld,
         reconciliation=Reconciliation(
-            price_total_fen=price, elder_paid_fen=elder, subsidy_total_fen=subsidy, claimed_fen=claimed,
-            withheld_fen=held, price_equals_elder_plus_subsidy=price == elder + subsidy,
+            price_total_fen=price,
+            elder_paid_fen=elder,
+            subsidy_total_fen=subsidy,
+            claimed_fen=claimed,
+            withheld_fen=held,
+            price_equals_elder_plus_subsidy=price == elder + subsidy,
             subsidy_equals_claimed_plus_withheld=subsidy == claimed + held,
-            unsettled_bookings=status_counts.get(OrderStatus.booked.value, 0)),
+            unsettled_bookings=status_counts.get(OrderStatus.booked.value, 0),
+        ),
     )
 
 
@@ -229,31 +323,87 @@ def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
-CSV_HEADER = ["canteen", "month", "meal_date", "slot", "order_id", "diner_id", "diner_name", "id_number",
-              "category", "funder", "rule_key", "rule_version", "price_fen", "elder_paid_fen", "subsidy_fen",
-              "subsidy_yuan"]
+CSV_HEADER = [
+    "canteen",
+    "month",
+    "meal_date",
+    "slot",
+    "order_id",
+    "diner_id",
+    "diner_name",
+    "id_number",
+    "category",
+    "funder",
+    "rule_key",
+    "rule_version",
+    "price_fen",
+    "elder_paid_fen",
+    "subsidy_fen",
+    "subsidy_yuan",
+]
 
 
 async def claim_csv(uow: UnitOfWork, canteen: Canteen, month: str) -> str:
     """One row per claimed subsidy line of a served meal: what the government is asked to reimburse."""
     first, nxt = _month(month)
     rows = await uow.session.execute(
-        sa.select(ORDERS.c.meal_date, ORDERS.c.slot, ORDERS.c.id, ORDERS.c.diner_id, DINERS.c.name,
-                  DINERS.c.id_number_masked, LINES.c.category, LINES.c.funder, LINES.c.rule_key,
-                  LINES.c.rule_version, ORDERS.c.price_fen, ORDERS.c.elder_pays_fen, LINES.c.amount_fen)
-        .join(ORDERS, ORDERS.c.id == LINES.c.order_id).join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
-        .where(ORDERS.c.canteen_id == canteen.id, ORDERS.c.meal_date >= first, ORDERS.c.meal_date < nxt,
-               ORDERS.c.status.in_(SERVED_STATUSES), LINES.c.status == LineStatus.claimed.value)
-        .order_by(ORDERS.c.meal_date, sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9), ORDERS.c.id,
-                  LINES.c.rule_key))
-    return csvfile.csv_text(CSV_HEADER, ([canteen.code, month, r[0].isoformat(), r[1], r[2], r[3], r[4], r[5] or "",
-                                          r[6], r[7], r[8], r[9], r[10], r[11], r[12], _yuan(r[12])] for r in rows))
+        sa.select(
+            ORDERS.c.meal_date,
+            ORDERS.c.slot,
+            ORDERS.c.id,
+            ORDERS.c.diner_id,
+            DINERS.c.name,
+            DINERS.c.id_number_masked,
+            LINES.c.category,
+            LINES.c.funder,
+            LINES.c.rule_key,
+            LINES.c.rule_version,
+            ORDERS.c.price_fen,
+            ORDERS.c.elder_pays_fen,
+            LINES.c.amount_fen,
+        )
+        .join(ORDERS, ORDERS.c.id == LINES.c.order_id)
+        .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
+        .where(
+            ORDERS.c.canteen_id == canteen.id,
+            ORDERS.c.meal_date >= first,
+            ORDERS.c.meal_date < nxt,
+            ORDERS.c.status.in_(SERVED_STATUSES),
+            LINES.c.status == LineStatus.claimed.value,
+        )
+        .order_by(ORDERS.c.meal_date, sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9), ORDERS.c.id, LINES.c.rule_key)
+    )
+    return csvfile.csv_text(
+        CSV_HEADER,
+        (
+            [
+                canteen.code,
+                month,
+                r[0].isoformat(),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5] or "",
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+                _yuan(r[12]),
+            ]
+            for r in rows
+        ),
+    )
 
 
 async def closed_settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> SettlementRow | None:
     _month(month)
-    found = await uow.session.execute(select(SettlementRow).where(
-        SettlementRow.canteen_id == canteen.id, SettlementRow.month == month))
+    found = await uow.session.execute(
+        select(SettlementRow).where(SettlementRow.canteen_id == canteen.id, SettlementRow.month == month)
+    )
     return found.scalar_one_or_none()
 
 
@@ -272,14 +422,24 @@ async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, mo
         raise conflict("settlement_closed", f"{month} is already closed for {canteen.name}.")
     figures = await compute_settlement(uow, canteen, month)
     if figures.reconciliation.unsettled_bookings:
-        raise conflict("unsettled_orders", f"{figures.reconciliation.unsettled_bookings} orders are still booked "
-                       "(deliveries not confirmed?): confirm or cancel them first.",
-                       unsettled=figures.reconciliation.unsettled_bookings)
+        raise conflict(
+            "unsettled_orders",
+            f"{figures.reconciliation.unsettled_bookings} orders are still booked "
+            "(deliveries not confirmed?): confirm or cancel them first.",
+            unsettled=figures.reconciliation.unsettled_bookings,
+        )
     content = await claim_csv(uow, canteen, month)
-    row = SettlementRow(canteen_id=canteen.id, month=month, figures={}, claim_csv=content,
-                        csv_sha256=csvfile.sha256_of(content), closed_by=who.sub)
-    figures = figures.model_copy(update={"status": "closed", "closed_at": row.closed_at, "closed_by": who.sub,
-                                         "csv_sha256": row.csv_sha256})
+    row = SettlementRow(
+        canteen_id=canteen.id,
+        month=month,
+        figures={},
+        claim_csv=content,
+        csv_sha256=csvfile.sha256_of(content),
+        closed_by=who.sub,
+    )
+    figures = figures.model_copy(
+        update={"status": "closed", "closed_at": row.closed_at, "closed_by": who.sub, "csv_sha256": row.csv_sha256}
+    )
     row.figures = figures.model_dump(mode="json")
     uow.session.add(row)
     try:
@@ -289,9 +449,8 @@ async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, mo
     return figures
 
 
-
-
 # --- the elder's monthly statement -------------------------------------------------------------------------------
+
 
 class DinerStatement(BaseModel):
     diner_id: UUID
@@ -309,15 +468,38 @@ async def diner_statement(uow: UnitOfWork, diner: Diner, month: str) -> DinerSta
     first, nxt = _month(month)
     mine = sa.and_(ORDERS.c.diner_id == diner.id, ORDERS.c.meal_date >= first, ORDERS.c.meal_date < nxt)
     served = ORDERS.c.status.in_(SERVED_STATUSES)
-    by_status = {st: int(n) for st, n in await uow.session.execute(
-        sa.select(ORDERS.c.status, sa.func.count()).where(mine).group_by(ORDERS.c.status))}
-    totals = (await uow.session.execute(sa.select(
-        sa.func.count(), sa.func.coalesce(sa.func.sum(ORDERS.c.price_fen), 0),
-        sa.func.coalesce(sa.func.sum(ORDERS.c.subsidy_fen), 0),
-        sa.func.coalesce(sa.func.sum(ORDERS.c.elder_pays_fen), 0)).where(mine, served))).one()
-    funders = {f: int(a) for f, a in await uow.session.execute(
-        sa.select(LINES.c.funder, sa.func.sum(LINES.c.amount_fen)).join(ORDERS, ORDERS.c.id == LINES.c.order_id)
-        .where(mine, served, LINES.c.status != LineStatus.cancelled.value).group_by(LINES.c.funder))}
-    return DinerStatement(diner_id=diner.id, month=month, meals=int(totals[0]), price_fen=int(totals[1]),
-                          subsidy_fen=int(totals[2]), paid_fen=int(totals[3]), subsidy_by_funder=funders,
-                          orders_by_status=by_status)
+    by_status = {
+        st: int(n)
+        for st, n in await uow.session.execute(
+            sa.select(ORDERS.c.status, sa.func.count()).where(mine).group_by(ORDERS.c.status)
+        )
+    }
+    totals = (
+        await uow.session.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(ORDERS.c.price_fen), 0),
+                sa.func.coalesce(sa.func.sum(ORDERS.c.subsidy_fen), 0),
+                sa.func.coalesce(sa.func.sum(ORDERS.c.elder_pays_fen), 0),
+            ).where(mine, served)
+        )
+    ).one()
+    funders = {
+        f: int(a)
+        for f, a in await uow.session.execute(
+            sa.select(LINES.c.funder, sa.func.sum(LINES.c.amount_fen))
+            .join(ORDERS, ORDERS.c.id == LINES.c.order_id)
+            .where(mine, served, LINES.c.status != LineStatus.cancelled.value)
+            .group_by(LINES.c.funder)
+        )
+    }
+    return DinerStatement(
+        diner_id=diner.id,
+        month=month,
+        meals=int(totals[0]),
+        price_fen=int(totals[1]),
+        subsidy_fen=int(totals[2]),
+        paid_fen=int(totals[3]),
+        subsidy_by_funder=funders,
+        orders_by_status=by_status,
+    )

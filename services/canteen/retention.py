@@ -30,9 +30,13 @@ GONE = (DinerStatus.suspended.value, DinerStatus.deceased.value, DinerStatus.wit
 
 
 def _holds_pii() -> sa.ColumnElement[bool]:
-    return sa.or_(col(Diner.phone).is_not(None), col(Diner.id_number_enc).is_not(None),
-                  col(Diner.id_number_hash).is_not(None), col(Diner.id_number_masked).is_not(None),
-                  col(Diner.health_notes_enc).is_not(None))
+    return sa.or_(
+        col(Diner.phone).is_not(None),
+        col(Diner.id_number_enc).is_not(None),
+        col(Diner.id_number_hash).is_not(None),
+        col(Diner.id_number_masked).is_not(None),
+        col(Diner.health_notes_enc).is_not(None),
+    )
 
 
 def _cleared_fields(d: Diner) -> list[str]:
@@ -46,8 +50,9 @@ def _cleared_fields(d: Diner) -> list[str]:
     return fields
 
 
-async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, day: date | None = None,
-                        limit: int = BATCH) -> int:
+async def purge_expired(
+    uow: UnitOfWork, *, retention_days: int | None = None, day: date | None = None, limit: int = BATCH
+) -> int:
     """Clear the personal data of up to ``limit`` diners gone longer than the retention period; returns how
     many were purged. The caller commits."""
     keep = canteen_settings().pii_retention_days if retention_days is None else retention_days
@@ -57,11 +62,19 @@ async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, d
     expired = sa.or_(
         sa.and_(since_set, col(Diner.subsidy_suspended_from) < cutoff_day),
         sa.and_(~since_set, col(Diner.status_changed_at).is_not(None), col(Diner.status_changed_at) < cutoff_at),
-        sa.and_(~since_set, col(Diner.status_changed_at).is_(None), col(Diner.updated_at) < cutoff_at))
-    still_eating = sa.exists().where(col(Order.diner_id) == col(Diner.id), col(Order.meal_date) >= cutoff_day,
-                                     col(Order.status) != OrderStatus.cancelled.value)
-    query = (select(Diner).where(col(Diner.status).in_(GONE), expired, _holds_pii(), ~still_eating)
-             .order_by(col(Diner.id)).limit(limit))
+        sa.and_(~since_set, col(Diner.status_changed_at).is_(None), col(Diner.updated_at) < cutoff_at),
+    )
+    still_eating = sa.exists().where(
+        col(Order.diner_id) == col(Diner.id),
+        col(Order.meal_date) >= cutoff_day,
+        col(Order.status) != OrderStatus.cancelled.value,
+    )
+    query = (
+        select(Diner)
+        .where(col(Diner.status).in_(GONE), expired, _holds_pii(), ~still_eating)
+        .order_by(col(Diner.id))
+        .limit(limit)
+    )
     if uow.db.is_postgres:
         query = query.with_for_update(of=Diner, skip_locked=True)  # type: ignore[arg-type]
     purged = 0
@@ -74,8 +87,15 @@ async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, d
         diner.id_number_masked = None
         diner.health_notes_enc = None
         diner.updated_at = at
-        uow.session.add(PiiAccess(diner_id=diner.id, subject=ACTOR, fields=fields, at=at,
-                                  purpose=f"retention purge: {diner.status}, kept {keep} days; data cleared"))
+        uow.session.add(
+            PiiAccess(
+                diner_id=diner.id,
+                subject=ACTOR,
+                fields=fields,
+                at=at,
+                purpose=f"retention purge: {diner.status}, kept {keep} days; data cleared",
+            )
+        )
         purged += 1
     await uow.session.flush()
     return purged

@@ -125,14 +125,26 @@ class Computation:
         return [FundingShare(funder=f, amount_fen=a) for f, a in sorted(by_funder.items())]
 
     def quote(self) -> Quote:
-        return Quote(price_fen=self.price_fen, subsidy_fen=self.subsidy_fen, elder_pays_fen=self.elder_pays_fen,
-                     lines=[line_public(r, a) for r, a in self.lines], funding=self.funding(), notes=self.notes)
+        return Quote(
+            price_fen=self.price_fen,
+            subsidy_fen=self.subsidy_fen,
+            elder_pays_fen=self.elder_pays_fen,
+            lines=[line_public(r, a) for r, a in self.lines],
+            funding=self.funding(),
+            notes=self.notes,
+        )
 
 
 def line_public(rule: RuleLike, amount: int, status: str = LineStatus.claimed) -> SubsidyLinePublic:
-    return SubsidyLinePublic(rule_id=rule.id, rule_key=rule.key, rule_version=rule.version,
-                             category=rule.category, funder=rule.funder, amount_fen=amount,
-                             status=LineStatus(status))
+    return SubsidyLinePublic(
+        rule_id=rule.id,
+        rule_key=rule.key,
+        rule_version=rule.version,
+        category=rule.category,
+        funder=rule.funder,
+        amount_fen=amount,
+        status=LineStatus(status),
+    )
 
 
 def age_on(birth: date, day: date) -> int:
@@ -211,6 +223,7 @@ def compute(rules: Sequence[RuleLike], ctx: MealContext, usage: Mapping[str, Usa
 
 # --- persistence -----------------------------------------------------------------------------------------------
 
+
 def _rules_with_usage_statement() -> Any:
     """The rules in force on ``:day``, each capped one with what its key already paid ``:diner_id`` on that day and
     in its month (``:first`` to ``:next``; cancelled lines don't count)."""
@@ -218,11 +231,17 @@ def _rules_with_usage_statement() -> Any:
     day = sa.bindparam("day", type_=sa.Date())
 
     def paid(amount: Any) -> Any:
-        return sa.select(sa.func.coalesce(sa.func.sum(amount), 0)).where(
-            lines.c.diner_id == sa.bindparam("diner_id"), lines.c.rule_key == rules.c.key,
-            lines.c.meal_date >= sa.bindparam("first", type_=sa.Date()),
-            lines.c.meal_date < sa.bindparam("next", type_=sa.Date()),
-            lines.c.status != LineStatus.cancelled.value).scalar_subquery()
+        return (
+            sa.select(sa.func.coalesce(sa.func.sum(amount), 0))
+            .where(
+                lines.c.diner_id == sa.bindparam("diner_id"),
+                lines.c.rule_key == rules.c.key,
+                lines.c.meal_date >= sa.bindparam("first", type_=sa.Date()),
+                lines.c.meal_date < sa.bindparam("next", type_=sa.Date()),
+                lines.c.status != LineStatus.cancelled.value,
+            )
+            .scalar_subquery()
+        )
 
     capped = sa.or_(rules.c.daily_cap_fen.is_not(None), rules.c.monthly_cap_fen.is_not(None))
     ends = col(SubsidyRule.effective_to)
@@ -241,8 +260,9 @@ _RULES_WITH_USAGE = _rules_with_usage_statement()
 async def compute_for(uow: UnitOfWork, ctx: MealContext, diner_id: UUID) -> Computation:
     first = ctx.meal_date.replace(day=1)
     nxt = (first + timedelta(days=32)).replace(day=1)
-    rows = await uow.session.execute(_RULES_WITH_USAGE, {"day": ctx.meal_date, "diner_id": diner_id,
-                                                         "first": first, "next": nxt})
+    rows = await uow.session.execute(
+        _RULES_WITH_USAGE, {"day": ctx.meal_date, "diner_id": diner_id, "first": first, "next": nxt}
+    )
     candidates: list[SubsidyRule] = []
     usage: dict[str, Usage] = {}
     for rule, day, month in rows:
@@ -254,6 +274,7 @@ async def compute_for(uow: UnitOfWork, ctx: MealContext, diner_id: UUID) -> Comp
 
 # --- managing rules --------------------------------------------------------------------------------------------
 
+
 def _terms(data: SubsidyRuleTerms) -> dict[str, Any]:
     terms = data.model_dump(include=set(SubsidyRuleTerms.model_fields))
     terms["canteen_ids"] = [str(c) for c in data.canteen_ids]
@@ -262,12 +283,21 @@ def _terms(data: SubsidyRuleTerms) -> dict[str, Any]:
 
 def _check_dates(effective_from: date, effective_to: date | None) -> None:
     if effective_from < config.today():
-        raise Problem(422, "effective_from_in_past", "Rules cannot start in the past",
-                      "A rule change never rewrites past orders: start it today or later.",
-                      errors=[{"field": "effective_from", "message": "must be today or later", "type": "value_error"}])
+        raise Problem(
+            422,
+            "effective_from_in_past",
+            "Rules cannot start in the past",
+            "A rule change never rewrites past orders: start it today or later.",
+            errors=[{"field": "effective_from", "message": "must be today or later", "type": "value_error"}],
+        )
     if effective_to is not None and effective_to < effective_from:
-        raise Problem(422, "validation_error", "The request is not valid", "effective_to is before effective_from",
-                      errors=[{"field": "effective_to", "message": "before effective_from", "type": "value_error"}])
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "effective_to is before effective_from",
+            errors=[{"field": "effective_to", "message": "before effective_from", "type": "value_error"}],
+        )
 
 
 async def versions_of(uow: UnitOfWork, key: str, *, for_update: bool = False) -> list[SubsidyRule]:
@@ -281,8 +311,14 @@ async def create_rule(uow: UnitOfWork, actor: str, data: SubsidyRuleCreate) -> S
     _check_dates(data.effective_from, data.effective_to)
     if await versions_of(uow, data.key):
         raise conflict("subsidy_rule_exists", f"Rule {data.key} exists; add a version instead.", key=data.key)
-    rule = SubsidyRule(key=data.key, version=1, effective_from=data.effective_from, effective_to=data.effective_to,
-                       created_by=actor, **_terms(data))
+    rule = SubsidyRule(
+        key=data.key,
+        version=1,
+        effective_from=data.effective_from,
+        effective_to=data.effective_to,
+        created_by=actor,
+        **_terms(data),
+    )
     uow.session.add(rule)
     try:
         await uow.session.flush()
@@ -299,13 +335,21 @@ async def add_version(uow: UnitOfWork, actor: str, key: str, data: SubsidyRuleVe
         raise not_found("subsidy_rule", key)
     latest = versions[-1]
     if data.effective_from <= latest.effective_from:
-        raise conflict("version_not_after_latest",
-                       f"Version {latest.version} starts {latest.effective_from}; a new version must start later.",
-                       latest_effective_from=latest.effective_from.isoformat())
+        raise conflict(
+            "version_not_after_latest",
+            f"Version {latest.version} starts {latest.effective_from}; a new version must start later.",
+            latest_effective_from=latest.effective_from.isoformat(),
+        )
     if latest.effective_to is None or latest.effective_to >= data.effective_from:
         latest.effective_to = data.effective_from - timedelta(days=1)
-    rule = SubsidyRule(key=key, version=latest.version + 1, effective_from=data.effective_from,
-                       effective_to=data.effective_to, created_by=actor, **_terms(data))
+    rule = SubsidyRule(
+        key=key,
+        version=latest.version + 1,
+        effective_from=data.effective_from,
+        effective_to=data.effective_to,
+        created_by=actor,
+        **_terms(data),
+    )
     uow.session.add(rule)
     try:
         await uow.session.flush()
@@ -316,8 +360,12 @@ async def add_version(uow: UnitOfWork, actor: str, key: str, data: SubsidyRuleVe
 
 async def retire(uow: UnitOfWork, key: str, effective_to: date) -> SubsidyRule:
     if effective_to < config.today() - timedelta(days=1):
-        raise Problem(422, "effective_to_in_past", "Rules cannot end in the past",
-                      "Past orders keep their subsidy: end the rule yesterday at the earliest.")
+        raise Problem(
+            422,
+            "effective_to_in_past",
+            "Rules cannot end in the past",
+            "Past orders keep their subsidy: end the rule yesterday at the earliest.",
+        )
     versions = await versions_of(uow, key, for_update=True)
     if not versions:
         raise not_found("subsidy_rule", key)
@@ -328,12 +376,15 @@ async def retire(uow: UnitOfWork, key: str, effective_to: date) -> SubsidyRule:
     return latest
 
 
-async def list_rules(uow: UnitOfWork, *, on: date | None, key: str | None, limit: int,
-                     cursor: str | None) -> Page[SubsidyRule]:
+async def list_rules(
+    uow: UnitOfWork, *, on: date | None, key: str | None, limit: int, cursor: str | None
+) -> Page[SubsidyRule]:
     query = select(SubsidyRule)
     if on is not None:
-        query = query.where(SubsidyRule.effective_from <= on, sa.or_(
-            col(SubsidyRule.effective_to).is_(None), col(SubsidyRule.effective_to) >= on))
+        query = query.where(
+            SubsidyRule.effective_from <= on,
+            sa.or_(col(SubsidyRule.effective_to).is_(None), col(SubsidyRule.effective_to) >= on),
+        )
     if key is not None:
         query = query.where(SubsidyRule.key == key)
     if cursor:

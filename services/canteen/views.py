@@ -80,46 +80,75 @@ async def _commit(uow: UoW) -> None:
         await uow.commit()
     except sa.exc.IntegrityError as exc:
         await uow.rollback()
-        raise Problem(409, "concurrent_change", "Conflict with the current state",
-                      "Someone changed the same thing at the same time; reload and retry.") from exc
+        raise Problem(
+            409,
+            "concurrent_change",
+            "Conflict with the current state",
+            "Someone changed the same thing at the same time; reload and retry.",
+        ) from exc
 
 
 def _admin(who: Principal) -> None:
     if not who.is_admin:
-        raise Problem(403, "forbidden_scope", "County-level only",
-                      "Subsidy rules are set by county staff (scope `*`) or admins.")
+        raise Problem(
+            403, "forbidden_scope", "County-level only", "Subsidy rules are set by county staff (scope `*`) or admins."
+        )
 
 
 # --- canteens ----------------------------------------------------------------------------------------------------
 
-@router.get("/canteens", response_model=Page[CanteenPublic], tags=["canteens"],
-            summary="Canteens (public): filter by a community they serve and by status")
-async def list_canteens(uow: UoW, who: MaybeCaller, community: str | None = None,
-                        status: CanteenStatus | None = None, limit: Limit = DEFAULT_LIMIT,
-                        cursor: str | None = None) -> Page[CanteenPublic]:
+
+@router.get(
+    "/canteens",
+    response_model=Page[CanteenPublic],
+    tags=["canteens"],
+    summary="Canteens (public): filter by a community they serve and by status",
+)
+async def list_canteens(
+    uow: UoW,
+    who: MaybeCaller,
+    community: str | None = None,
+    status: CanteenStatus | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[CanteenPublic]:
     page = await service.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
     slots = await service.slots_of(uow, [c.id for c in page.items])
-    return Page[CanteenPublic](items=[service.canteen_public(c, slots[c.id]) for c in page.items],
-                               next_cursor=page.next_cursor)
+    return Page[CanteenPublic](
+        items=[service.canteen_public(c, slots[c.id]) for c in page.items], next_cursor=page.next_cursor
+    )
 
 
-@router.post("/canteens", status_code=201, response_model=CanteenPublic, tags=["canteens"],
-             summary="Open (plan) a canteen: staff of its community, or county staff")
+@router.post(
+    "/canteens",
+    status_code=201,
+    response_model=CanteenPublic,
+    tags=["canteens"],
+    summary="Open (plan) a canteen: staff of its community, or county staff",
+)
 async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPublic:
     canteen = await service.create_canteen(uow, who, body)
     await _commit(uow)
     return service.canteen_public(canteen, [])
 
 
-@router.get("/canteens/{canteen_ref}", response_model=CanteenPublic, tags=["canteens"],
-            summary="One canteen with its meal slots (public)")
+@router.get(
+    "/canteens/{canteen_ref}",
+    response_model=CanteenPublic,
+    tags=["canteens"],
+    summary="One canteen with its meal slots (public)",
+)
 async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> CanteenPublic:
     canteen = await service.get_canteen(uow, canteen_ref)
     return service.canteen_public(canteen, (await service.slots_of(uow, [canteen.id]))[canteen.id])
 
 
-@router.patch("/canteens/{canteen_ref}", response_model=CanteenPublic, tags=["canteens"],
-              summary="Change details or status (planned → open)")
+@router.patch(
+    "/canteens/{canteen_ref}",
+    response_model=CanteenPublic,
+    tags=["canteens"],
+    summary="Change details or status (planned → open)",
+)
 async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW, who: Staff) -> CanteenPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     await service.update_canteen(uow, canteen, body)
@@ -127,10 +156,15 @@ async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW,
     return service.canteen_public(canteen, (await service.slots_of(uow, [canteen.id]))[canteen.id])
 
 
-@router.put("/canteens/{canteen_ref}/slots/{slot}", response_model=MealSlotPublic, tags=["canteens"],
-            summary="Configure a meal slot: serving hours, capacity, booking cut-off")
-async def upsert_slot(canteen_ref: CanteenRef, slot: Slot, body: MealSlotUpsert, uow: UoW,
-                      who: Staff) -> MealSlotPublic:
+@router.put(
+    "/canteens/{canteen_ref}/slots/{slot}",
+    response_model=MealSlotPublic,
+    tags=["canteens"],
+    summary="Configure a meal slot: serving hours, capacity, booking cut-off",
+)
+async def upsert_slot(
+    canteen_ref: CanteenRef, slot: Slot, body: MealSlotUpsert, uow: UoW, who: Staff
+) -> MealSlotPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     row = await service.upsert_slot(uow, canteen, slot, body)
     await _commit(uow)
@@ -139,8 +173,10 @@ async def upsert_slot(canteen_ref: CanteenRef, slot: Slot, body: MealSlotUpsert,
 
 # --- menus ---------------------------------------------------------------------------------------------------------
 
-async def _needs_for(uow: UoW, who: Principal | None, diner_id: UUID | None,
-                     needs: list[DietaryNeed] | None) -> tuple[list[str] | None, list[str]]:
+
+async def _needs_for(
+    uow: UoW, who: Principal | None, diner_id: UUID | None, needs: list[DietaryNeed] | None
+) -> tuple[list[str] | None, list[str]]:
     if diner_id is not None:
         if who is None:
             raise Problem(401, "unauthenticated", "Authentication required", "Sign in to see what suits a diner.")
@@ -151,18 +187,28 @@ async def _needs_for(uow: UoW, who: Principal | None, diner_id: UUID | None,
     return None, []
 
 
-@router.put("/canteens/{canteen_ref}/menus/{meal_date}/{slot}", response_model=MenuPublic, tags=["menus"],
-            summary="Create or replace the menu (set meals) for a day and slot, as a draft")
-async def upsert_menu(canteen_ref: CanteenRef, meal_date: Day, slot: Slot, body: MenuUpsert, uow: UoW,
-                      who: Staff) -> MenuPublic:
+@router.put(
+    "/canteens/{canteen_ref}/menus/{meal_date}/{slot}",
+    response_model=MenuPublic,
+    tags=["menus"],
+    summary="Create or replace the menu (set meals) for a day and slot, as a draft",
+)
+async def upsert_menu(
+    canteen_ref: CanteenRef, meal_date: Day, slot: Slot, body: MenuUpsert, uow: UoW, who: Staff
+) -> MenuPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     menu, meals = await service.upsert_menu(uow, canteen, meal_date, slot, body)
     await _commit(uow)
     return service.menu_public(menu, meals)
 
 
-@router.post("/canteens/{canteen_ref}/menus/copy", status_code=201, response_model=list[MenuPublic],
-             tags=["menus"], summary="Copy a week's menus to another week as drafts (existing menus are kept)")
+@router.post(
+    "/canteens/{canteen_ref}/menus/copy",
+    status_code=201,
+    response_model=list[MenuPublic],
+    tags=["menus"],
+    summary="Copy a week's menus to another week as drafts (existing menus are kept)",
+)
 async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Staff) -> list[MenuPublic]:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     created = await service.copy_menus(uow, canteen, body)
@@ -170,8 +216,12 @@ async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Sta
     return [service.menu_public(m, meals) for m, meals in created]
 
 
-@router.post("/canteens/{canteen_ref}/menus/publish", response_model=list[MenuPublic], tags=["menus"],
-             summary="Publish every draft menu in a date range (e.g. next week's)")
+@router.post(
+    "/canteens/{canteen_ref}/menus/publish",
+    response_model=list[MenuPublic],
+    tags=["menus"],
+    summary="Publish every draft menu in a date range (e.g. next week's)",
+)
 async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, who: Staff) -> list[MenuPublic]:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     menus = await service.publish_range(uow, canteen, body.date_from, body.date_to)
@@ -180,13 +230,26 @@ async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, w
     return [service.menu_public(m, meals[m.id]) for m in menus]
 
 
-@router.get("/canteens/{canteen_ref}/menus", response_model=Page[MenuPublic], tags=["menus"],
-            summary="Published menus (public); with diner_id or needs, each set meal says if it suits")
-async def list_menus(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, date_from: Day | None = None,
-                     date_to: Day | None = None, slot: Slot | None = None, diner_id: UUID | None = None,
-                     needs: Annotated[list[DietaryNeed] | None, Query()] = None, only_suitable: bool = False,
-                     include_drafts: bool = False, limit: Limit = DEFAULT_LIMIT,
-                     cursor: str | None = None) -> Response:
+@router.get(
+    "/canteens/{canteen_ref}/menus",
+    response_model=Page[MenuPublic],
+    tags=["menus"],
+    summary="Published menus (public); with diner_id or needs, each set meal says if it suits",
+)
+async def list_menus(
+    canteen_ref: CanteenRef,
+    uow: UoW,
+    who: MaybeCaller,
+    date_from: Day | None = None,
+    date_to: Day | None = None,
+    slot: Slot | None = None,
+    diner_id: UUID | None = None,
+    needs: Annotated[list[DietaryNeed] | None, Query()] = None,
+    only_suitable: bool = False,
+    include_drafts: bool = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Response:
     if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
         canteen = await service.canteen_row(uow, canteen_ref)
         if include_drafts and (who is None or not service.access.manages(who, canteen)):
@@ -195,20 +258,44 @@ async def list_menus(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, date_f
     end = date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:
         await service.canteen_row(uow, canteen_ref)
-        raise Problem(422, "invalid_range", "Invalid date range", "date_to must be within 62 days after date_from.",
-                      errors=[{"field": "date_to", "message": "out of range", "type": "value_error"}])
+        raise Problem(
+            422,
+            "invalid_range",
+            "Invalid date range",
+            "date_to must be within 62 days after date_from.",
+            errors=[{"field": "date_to", "message": "out of range", "type": "value_error"}],
+        )
     diet, dislikes = await _needs_for(uow, who, diner_id, needs)
-    page = await service.menu_page(uow, canteen_ref, date_from=start, date_to=end, slot=slot, drafts=include_drafts,
-                                   limit=limit, cursor=cursor, needs=diet, dislikes=dislikes,
-                                   only_suitable=only_suitable and diet is not None)
+    page = await service.menu_page(
+        uow,
+        canteen_ref,
+        date_from=start,
+        date_to=end,
+        slot=slot,
+        drafts=include_drafts,
+        limit=limit,
+        cursor=cursor,
+        needs=diet,
+        dislikes=dislikes,
+        only_suitable=only_suitable and diet is not None,
+    )
     # Plain data built from the rows (see ``menu_page``): serialized as is, not validated again.
     return Response(pydantic_core.to_json(page), media_type="application/json")
 
 
-@router.get("/menus/{menu_id}", response_model=MenuPublic, tags=["menus"],
-            summary="One menu (public once published); with diner_id or needs, what suits")
-async def get_menu(menu_id: UUID, uow: UoW, who: MaybeCaller, diner_id: UUID | None = None,
-                   needs: Annotated[list[DietaryNeed] | None, Query()] = None) -> MenuPublic:
+@router.get(
+    "/menus/{menu_id}",
+    response_model=MenuPublic,
+    tags=["menus"],
+    summary="One menu (public once published); with diner_id or needs, what suits",
+)
+async def get_menu(
+    menu_id: UUID,
+    uow: UoW,
+    who: MaybeCaller,
+    diner_id: UUID | None = None,
+    needs: Annotated[list[DietaryNeed] | None, Query()] = None,
+) -> MenuPublic:
     menu = await service.get_menu(uow, menu_id)
     if menu.status != MenuStatus.published:
         canteen = await service.get_canteen(uow, menu.canteen_id)
@@ -219,8 +306,9 @@ async def get_menu(menu_id: UUID, uow: UoW, who: MaybeCaller, diner_id: UUID | N
     return service.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
 
 
-@router.post("/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"],
-             summary="Publish one menu: bookings open")
+@router.post(
+    "/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"], summary="Publish one menu: bookings open"
+)
 async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
     menu = await service.get_menu(uow, menu_id, for_update=True)
     canteen = await service.managed_canteen(uow, who, menu.canteen_id)
@@ -229,8 +317,12 @@ async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
     return service.menu_public(menu, (await service.meals_of(uow, [menu.id]))[menu.id])
 
 
-@router.put("/menus/{menu_id}/capacity", response_model=MenuPublic, tags=["menus"],
-            summary="Raise or lower how many meals are prepared (never below those booked)")
+@router.put(
+    "/menus/{menu_id}/capacity",
+    response_model=MenuPublic,
+    tags=["menus"],
+    summary="Raise or lower how many meals are prepared (never below those booked)",
+)
 async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff) -> MenuPublic:
     menu = await service.get_menu(uow, menu_id, for_update=True)
     await service.managed_canteen(uow, who, menu.canteen_id)
@@ -241,93 +333,159 @@ async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff
 
 # --- diners ---------------------------------------------------------------------------------------------------------
 
-@router.post("/diners", status_code=201, response_model=DinerPublic, tags=["diners"],
-             summary="Register an elder (staff of the canteen or community, or the area's grid worker)")
+
+@router.post(
+    "/diners",
+    status_code=201,
+    response_model=DinerPublic,
+    tags=["diners"],
+    summary="Register an elder (staff of the canteen or community, or the area's grid worker)",
+)
 async def register_diner(body: DinerCreate, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
     diner = await service.register_diner(uow, who, body, service.cipher(rt.settings))
     await _commit(uow)
     return service.diner_public(diner)
 
 
-@router.get("/diners", response_model=Page[DinerPublic], tags=["diners"],
-            summary="Diners in your scope (staff: your canteen/community; grid workers: your area)")
-async def list_diners(uow: UoW, who: Carer, canteen_id: UUID | None = None, community: str | None = None,
-                      status: DinerStatus | None = None, name: str | None = Query(default=None, max_length=50),
-                      delivery: bool | None = None, limit: Limit = DEFAULT_LIMIT,
-                      cursor: str | None = None) -> Page[DinerPublic]:
-    page = await service.list_diners(uow, who, canteen_id=canteen_id, community=community, status=status, name=name,
-                                     delivery=delivery, limit=limit, cursor=cursor)
+@router.get(
+    "/diners",
+    response_model=Page[DinerPublic],
+    tags=["diners"],
+    summary="Diners in your scope (staff: your canteen/community; grid workers: your area)",
+)
+async def list_diners(
+    uow: UoW,
+    who: Carer,
+    canteen_id: UUID | None = None,
+    community: str | None = None,
+    status: DinerStatus | None = None,
+    name: str | None = Query(default=None, max_length=50),
+    delivery: bool | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[DinerPublic]:
+    page = await service.list_diners(
+        uow,
+        who,
+        canteen_id=canteen_id,
+        community=community,
+        status=status,
+        name=name,
+        delivery=delivery,
+        limit=limit,
+        cursor=cursor,
+    )
     family = await service.family_of(uow, [d.id for d in page.items])
-    return Page[DinerPublic](items=[service.diner_public(d, family[d.id]) for d in page.items],
-                             next_cursor=page.next_cursor)
+    return Page[DinerPublic](
+        items=[service.diner_public(d, family[d.id]) for d in page.items], next_cursor=page.next_cursor
+    )
 
 
-@router.get("/me/diners", response_model=list[DinerPublic], tags=["diners"],
-            summary="The diners you are, or are family of")
+@router.get(
+    "/me/diners", response_model=list[DinerPublic], tags=["diners"], summary="The diners you are, or are family of"
+)
 async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     diners = await service.my_diners(uow, who)
     family = await service.family_of(uow, [d.id for d in diners])
     return [service.diner_public(d, family[d.id]) for d in diners]
 
 
-@router.post("/diners/lookup", response_model=DinerPublic, tags=["diners"],
-             summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)")
+@router.post(
+    "/diners/lookup",
+    response_model=DinerPublic,
+    tags=["diners"],
+    summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)",
+)
 async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
     diner = await service.lookup_diner(uow, who, body.id_number, service.cipher(rt.settings))
     return service.diner_public(diner, (await service.family_of(uow, [diner.id]))[diner.id])
 
 
-@router.get("/diners/{diner_id}/statement/{month}", response_model=reports.DinerStatement, tags=["diners"],
-            summary="The elder's month: meals, price, subsidy by funder, what they (or family) paid")
+@router.get(
+    "/diners/{diner_id}/statement/{month}",
+    response_model=reports.DinerStatement,
+    tags=["diners"],
+    summary="The elder's month: meals, price, subsidy by funder, what they (or family) paid",
+)
 async def diner_statement(diner_id: UUID, month: Month, uow: UoW, who: Caller) -> reports.DinerStatement:
     diner, *_ = await service.load_diner(uow, who, diner_id)
     return await reports.diner_statement(uow, diner, month)
 
 
-@router.get("/diners/{diner_id}", response_model=DinerPublic, tags=["diners"],
-            summary="One diner (the elder, family, or staff in scope); personal data masked")
+@router.get(
+    "/diners/{diner_id}",
+    response_model=DinerPublic,
+    tags=["diners"],
+    summary="One diner (the elder, family, or staff in scope); personal data masked",
+)
 async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
     diner, _, family, _, _ = await service.load_diner(uow, who, diner_id)
     return service.diner_public(diner, family)
 
 
-@router.patch("/diners/{diner_id}", response_model=DinerPublic, tags=["diners"],
-              summary="Update a diner (the elder and family may change tastes, address, away dates)")
+@router.patch(
+    "/diners/{diner_id}",
+    response_model=DinerPublic,
+    tags=["diners"],
+    summary="Update a diner (the elder and family may change tastes, address, away dates)",
+)
 async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
     diner, family = await service.update_diner(uow, who, diner_id, body, service.cipher(rt.settings))
     await _commit(uow)
     return service.diner_public(diner, family)
 
 
-@router.get("/diners/{diner_id}/sensitive", response_model=DinerSensitive, tags=["diners"],
-            summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)")
-async def read_sensitive(diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime,
-                         purpose: str = Query(min_length=2, max_length=200)) -> DinerSensitive:
+@router.get(
+    "/diners/{diner_id}/sensitive",
+    response_model=DinerSensitive,
+    tags=["diners"],
+    summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)",
+)
+async def read_sensitive(
+    diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime, purpose: str = Query(min_length=2, max_length=200)
+) -> DinerSensitive:
     result = await service.read_sensitive(uow, who, diner_id, purpose, service.cipher(rt.settings))
     await _commit(uow)
     return result
 
 
-@router.get("/diners/{diner_id}/access-log", response_model=Page[PiiAccessPublic], tags=["diners"],
-            summary="Who read this diner's unmasked data, when and why")
-async def access_log(diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT,
-                     cursor: str | None = None) -> Page[PiiAccessPublic]:
+@router.get(
+    "/diners/{diner_id}/access-log",
+    response_model=Page[PiiAccessPublic],
+    tags=["diners"],
+    summary="Who read this diner's unmasked data, when and why",
+)
+async def access_log(
+    diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[PiiAccessPublic]:
     page = await service.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
-    return Page[PiiAccessPublic](items=[PiiAccessPublic.model_validate(a, from_attributes=True) for a in page.items],
-                                 next_cursor=page.next_cursor)
+    return Page[PiiAccessPublic](
+        items=[PiiAccessPublic.model_validate(a, from_attributes=True) for a in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
-@router.post("/diners/{diner_id}/family", status_code=201, response_model=FamilyMemberPublic, tags=["diners"],
-             summary="Link a family member who may order and pay for the elder")
-async def add_family(diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller,
-                     rt: Runtime) -> FamilyMemberPublic:
+@router.post(
+    "/diners/{diner_id}/family",
+    status_code=201,
+    response_model=FamilyMemberPublic,
+    tags=["diners"],
+    summary="Link a family member who may order and pay for the elder",
+)
+async def add_family(
+    diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller, rt: Runtime
+) -> FamilyMemberPublic:
     member = await service.add_family(uow, who, diner_id, body, service.cipher(rt.settings))
     await _commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
 
-@router.delete("/diners/{diner_id}/family/{member_id}", status_code=204, tags=["diners"],
-               summary="Unlink a family member (the elder, staff, or the member themself)")
+@router.delete(
+    "/diners/{diner_id}/family/{member_id}",
+    status_code=204,
+    tags=["diners"],
+    summary="Unlink a family member (the elder, staff, or the member themself)",
+)
 async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) -> Response:
     await service.remove_family(uow, who, diner_id, member_id)
     await _commit(uow)
@@ -336,28 +494,40 @@ async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) 
 
 # --- orders ----------------------------------------------------------------------------------------------------------
 
-@router.post("/orders", status_code=201, response_model=OrderPublic, tags=["orders"],
-             summary="Book a meal (the elder, family or staff); delivery orders call a rider")
-async def book(body: OrderCreate, uow: UoW, who: Caller,
-               idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Book a meal (the elder, family or staff); delivery orders call a rider",
+)
+async def book(body: OrderCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
     async def action() -> tuple[int, OrderPublic]:
         return 201, await orders.book(uow, who, body)
 
     return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order", body, action)
 
 
-@router.post("/orders/batch", status_code=201, response_model=list[OrderPublic], tags=["orders"],
-             summary="Book several meals for one diner at once (a week ahead): all of them, or none")
-async def book_many(body: OrderBatchCreate, uow: UoW, who: Caller,
-                    idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+@router.post(
+    "/orders/batch",
+    status_code=201,
+    response_model=list[OrderPublic],
+    tags=["orders"],
+    summary="Book several meals for one diner at once (a week ahead): all of them, or none",
+)
+async def book_many(
+    body: OrderBatchCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
     async def action() -> tuple[int, list[OrderPublic]]:
         return 201, await orders.book_many(uow, who, body)
 
     return await _idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order-batch", body, action)
 
 
-async def _idempotent_order(uow: UoW, key: str | None, scope: str, body: object,
-                            action: Callable[[], Awaitable[tuple[int, Any]]]) -> JSONResponse:
+async def _idempotent_order(
+    uow: UoW, key: str | None, scope: str, body: object, action: Callable[[], Awaitable[tuple[int, Any]]]
+) -> JSONResponse:
     try:
         return await idempotent(uow, key=key, scope=scope, body=body, action=action)
     except Problem as exc:
@@ -369,18 +539,39 @@ async def _idempotent_order(uow: UoW, key: str | None, scope: str, body: object,
         return await idempotent(uow, key=key, scope=scope, body=body, action=action)
 
 
-@router.get("/orders", response_model=Page[OrderPublic], tags=["orders"],
-            summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)")
-async def list_orders(uow: UoW, who: Caller, diner_id: UUID | None = None, canteen_id: UUID | None = None,
-                      meal_date: Day | None = None, status: OrderStatus | None = None,
-                      fulfilment: Fulfilment | None = None, limit: Limit = DEFAULT_LIMIT,
-                      cursor: str | None = None) -> Page[OrderPublic]:
+@router.get(
+    "/orders",
+    response_model=Page[OrderPublic],
+    tags=["orders"],
+    summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)",
+)
+async def list_orders(
+    uow: UoW,
+    who: Caller,
+    diner_id: UUID | None = None,
+    canteen_id: UUID | None = None,
+    meal_date: Day | None = None,
+    status: OrderStatus | None = None,
+    fulfilment: Fulfilment | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[OrderPublic]:
     canteen = await service.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
-    page = await orders.list_orders(uow, who, diner_id=diner_id, canteen=canteen, meal_date=meal_date,
-                                    status=status, fulfilment=fulfilment, limit=limit, cursor=cursor)
+    page = await orders.list_orders(
+        uow,
+        who,
+        diner_id=diner_id,
+        canteen=canteen,
+        meal_date=meal_date,
+        status=status,
+        fulfilment=fulfilment,
+        limit=limit,
+        cursor=cursor,
+    )
     lines = await orders.lines_of(uow, [o.id for o in page.items])
-    return Page[OrderPublic](items=[orders.order_public(o, lines[o.id]) for o in page.items],
-                             next_cursor=page.next_cursor)
+    return Page[OrderPublic](
+        items=[orders.order_public(o, lines[o.id]) for o in page.items], next_cursor=page.next_cursor
+    )
 
 
 async def _order_out(uow: UoW, order_id: UUID, who: Principal) -> OrderPublic:
@@ -388,44 +579,68 @@ async def _order_out(uow: UoW, order_id: UUID, who: Principal) -> OrderPublic:
     return orders.order_public(order, (await orders.lines_of(uow, [order.id]))[order.id])
 
 
-@router.get("/orders/{order_id}", response_model=OrderPublic, tags=["orders"],
-            summary="One order with its subsidy lines and who funds what")
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="One order with its subsidy lines and who funds what",
+)
 async def get_order(order_id: UUID, uow: UoW, who: Caller) -> OrderPublic:
     return await _order_out(uow, order_id, who)
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderPublic, tags=["orders"],
-             summary="Cancel before the cut-off (staff: until served); frees the seat, withdraws a delivery")
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Cancel before the cut-off (staff: until served); frees the seat, withdraws a delivery",
+)
 async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | None = None) -> OrderPublic:
     await orders.cancel(uow, who, order_id, (body or Cancellation()).reason)
     await _commit(uow)
     return await _order_out(uow, order_id, who)
 
 
-@router.post("/orders/{order_id}/check-in", response_model=OrderPublic, tags=["orders"],
-             summary="Staff: the diner collected or sat down for this meal")
+@router.post(
+    "/orders/{order_id}/check-in",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: the diner collected or sat down for this meal",
+)
 async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
     await orders.check_in(uow, who, order_id)
     await _commit(uow)
     return await _order_out(uow, order_id, who)
 
 
-@router.post("/orders/{order_id}/delivered", response_model=OrderPublic, tags=["orders"],
-             summary="Staff: confirm a delivery by hand (when the rider's task did not report it)")
+@router.post(
+    "/orders/{order_id}/delivered",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: confirm a delivery by hand (when the rider's task did not report it)",
+)
 async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
     order, canteen, *_ = await orders.load_order(uow, who, order_id, for_update=True)
     if not service.access.manages(who, canteen):
         raise Problem(403, "forbidden_role", "Canteen staff only", "Only the canteen confirms deliveries.")
     if order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
-        raise Problem(409, "order_not_deliverable", "Conflict with the current state",
-                      f"A {order.fulfilment} order that is {order.status} cannot be confirmed delivered.")
+        raise Problem(
+            409,
+            "order_not_deliverable",
+            "Conflict with the current state",
+            f"A {order.fulfilment} order that is {order.status} cannot be confirmed delivered.",
+        )
     await orders.mark_delivered_by_staff(uow, order)
     await _commit(uow)
     return await _order_out(uow, order_id, who)
 
 
-@router.post("/canteens/{canteen_ref}/check-in", response_model=OrderPublic, tags=["orders"],
-             summary="Staff: scan a pickup code or a diner's card at the counter")
+@router.post(
+    "/canteens/{canteen_ref}/check-in",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: scan a pickup code or a diner's card at the counter",
+)
 async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who: Staff) -> OrderPublic:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     order = await orders.check_in_by_code(uow, who, canteen, body.code, body.slot.value if body.slot else None)
@@ -433,10 +648,16 @@ async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who
     return await _order_out(uow, order.id, who)
 
 
-@router.post("/canteens/{canteen_ref}/walk-ins", status_code=201, response_model=OrderPublic, tags=["orders"],
-             summary="Staff: a diner who did not book eats today (served at once, subsidy computed)")
-async def walk_in(canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: Staff,
-                  idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+@router.post(
+    "/canteens/{canteen_ref}/walk-ins",
+    status_code=201,
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: a diner who did not book eats today (served at once, subsidy computed)",
+)
+async def walk_in(
+    canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: Staff, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
 
     async def action() -> tuple[int, OrderPublic]:
@@ -447,20 +668,36 @@ async def walk_in(canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: St
 
 # --- subsidy --------------------------------------------------------------------------------------------------------
 
+
 def _rule_out(rule: object) -> SubsidyRulePublic:
     return SubsidyRulePublic.model_validate(rule, from_attributes=True)
 
 
-@router.get("/subsidy-rules", response_model=Page[SubsidyRulePublic], tags=["subsidy"],
-            summary="Rule versions; `on` = those in force on a date")
-async def list_rules(uow: UoW, who: Caller, on: Day | None = None, key: str | None = None,
-                     limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> Page[SubsidyRulePublic]:
+@router.get(
+    "/subsidy-rules",
+    response_model=Page[SubsidyRulePublic],
+    tags=["subsidy"],
+    summary="Rule versions; `on` = those in force on a date",
+)
+async def list_rules(
+    uow: UoW,
+    who: Caller,
+    on: Day | None = None,
+    key: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[SubsidyRulePublic]:
     page = await subsidy.list_rules(uow, on=on, key=key, limit=limit, cursor=cursor)
     return Page[SubsidyRulePublic](items=[_rule_out(r) for r in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/subsidy-rules", status_code=201, response_model=SubsidyRulePublic, tags=["subsidy"],
-             summary="A new rule (version 1) from a date: county staff only")
+@router.post(
+    "/subsidy-rules",
+    status_code=201,
+    response_model=SubsidyRulePublic,
+    tags=["subsidy"],
+    summary="A new rule (version 1) from a date: county staff only",
+)
 async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.create_rule(uow, who.sub, body)
@@ -468,8 +705,12 @@ async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyR
     return _rule_out(rule)
 
 
-@router.get("/subsidy-rules/{key}", response_model=list[SubsidyRulePublic], tags=["subsidy"],
-            summary="Every version of a rule, oldest first")
+@router.get(
+    "/subsidy-rules/{key}",
+    response_model=list[SubsidyRulePublic],
+    tags=["subsidy"],
+    summary="Every version of a rule, oldest first",
+)
 async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePublic]:
     versions = await subsidy.versions_of(uow, key)
     if not versions:
@@ -477,8 +718,13 @@ async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePubli
     return [_rule_out(r) for r in versions]
 
 
-@router.post("/subsidy-rules/{key}/versions", status_code=201, response_model=SubsidyRulePublic, tags=["subsidy"],
-             summary="Change a rule from a date: a new version; past orders keep what they were computed with")
+@router.post(
+    "/subsidy-rules/{key}/versions",
+    status_code=201,
+    response_model=SubsidyRulePublic,
+    tags=["subsidy"],
+    summary="Change a rule from a date: a new version; past orders keep what they were computed with",
+)
 async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.add_version(uow, who.sub, key, body)
@@ -486,8 +732,12 @@ async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: S
     return _rule_out(rule)
 
 
-@router.post("/subsidy-rules/{key}/retire", response_model=SubsidyRulePublic, tags=["subsidy"],
-             summary="End a rule after a date (its latest version stops applying)")
+@router.post(
+    "/subsidy-rules/{key}/retire",
+    response_model=SubsidyRulePublic,
+    tags=["subsidy"],
+    summary="End a rule after a date (its latest version stops applying)",
+)
 async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
     _admin(who)
     rule = await subsidy.retire(uow, key, body.effective_to)
@@ -495,8 +745,12 @@ async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -
     return _rule_out(rule)
 
 
-@router.post("/subsidy/quote", response_model=Quote, tags=["subsidy"],
-             summary="What a meal would cost this diner: price, subsidy by funder, the elder's share")
+@router.post(
+    "/subsidy/quote",
+    response_model=Quote,
+    tags=["subsidy"],
+    summary="What a meal would cost this diner: price, subsidy by funder, the elder's share",
+)
 async def quote(body: QuoteRequest, uow: UoW, who: Caller) -> Quote:
     diner, *_ = await service.load_diner(uow, who, body.diner_id)
     menu = await service.get_menu(uow, body.menu_id)
@@ -508,46 +762,81 @@ async def quote(body: QuoteRequest, uow: UoW, who: Caller) -> Quote:
 
 # --- kitchen and settlement --------------------------------------------------------------------------------------
 
-@router.get("/canteens/{canteen_ref}/kitchen", response_model=reports.KitchenSheet, tags=["kitchen"],
-            summary="Meals to prepare per slot and set meal, with dietary flags")
-async def kitchen(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: Day | None = None,
-                  ) -> reports.KitchenSheet:
+
+@router.get(
+    "/canteens/{canteen_ref}/kitchen",
+    response_model=reports.KitchenSheet,
+    tags=["kitchen"],
+    summary="Meals to prepare per slot and set meal, with dietary flags",
+)
+async def kitchen(
+    canteen_ref: CanteenRef,
+    uow: UoW,
+    who: Staff,
+    meal_date: Day | None = None,
+) -> reports.KitchenSheet:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     return await reports.kitchen_sheet(uow, canteen, meal_date or config.today())
 
 
-@router.get("/canteens/{canteen_ref}/deliveries", response_model=Page[reports.DeliveryStop], tags=["kitchen"],
-            summary="The day's delivery list (phones masked)")
-async def deliveries(canteen_ref: CanteenRef, uow: UoW, who: Staff, meal_date: Day | None = None,
-                     slot: Slot | None = None, limit: Limit = DEFAULT_LIMIT,
-                     cursor: str | None = None) -> Page[reports.DeliveryStop]:
+@router.get(
+    "/canteens/{canteen_ref}/deliveries",
+    response_model=Page[reports.DeliveryStop],
+    tags=["kitchen"],
+    summary="The day's delivery list (phones masked)",
+)
+async def deliveries(
+    canteen_ref: CanteenRef,
+    uow: UoW,
+    who: Staff,
+    meal_date: Day | None = None,
+    slot: Slot | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[reports.DeliveryStop]:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
-    return await reports.delivery_list(uow, canteen, meal_date or config.today(), slot.value if slot else None,
-                                       limit=limit, cursor=cursor)
+    return await reports.delivery_list(
+        uow, canteen, meal_date or config.today(), slot.value if slot else None, limit=limit, cursor=cursor
+    )
 
 
-@router.get("/canteens/{canteen_ref}/settlements/{month}", response_model=reports.Settlement, tags=["settlement"],
-            summary="Monthly settlement: meals served, subsidy by category and funder, reconciliation")
+@router.get(
+    "/canteens/{canteen_ref}/settlements/{month}",
+    response_model=reports.Settlement,
+    tags=["settlement"],
+    summary="Monthly settlement: meals served, subsidy by category and funder, reconciliation",
+)
 async def settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     return await reports.settlement(uow, canteen, month)
 
 
-@router.get("/canteens/{canteen_ref}/settlements/{month}/claim.csv", tags=["settlement"],
-            response_class=Response, responses={200: {"content": {"text/csv": {}}}},
-            summary="The subsidy claim file for the government (frozen once the month is closed)")
+@router.get(
+    "/canteens/{canteen_ref}/settlements/{month}/claim.csv",
+    tags=["settlement"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+    summary="The subsidy claim file for the government (frozen once the month is closed)",
+)
 async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> Response:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     closed = await reports.closed_settlement(uow, canteen, month)
     content = closed.claim_csv if closed is not None else await reports.claim_csv(uow, canteen, month)
     # Exactly the bytes whose hash a closed settlement publishes (files closed before the BOM was part of the
     # stored text are served without it, as they were hashed).
-    return Response(csvfile.encode(content), media_type=csvfile.MEDIA_TYPE, headers={
-        "Content-Disposition": f'attachment; filename="{canteen.code}-{month}-claim.csv"'})
+    return Response(
+        csvfile.encode(content),
+        media_type=csvfile.MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{canteen.code}-{month}-claim.csv"'},
+    )
 
 
-@router.post("/canteens/{canteen_ref}/settlements/{month}/close", response_model=reports.Settlement,
-             tags=["settlement"], summary="Freeze the month's figures and claim file (after the month ends)")
+@router.post(
+    "/canteens/{canteen_ref}/settlements/{month}/close",
+    response_model=reports.Settlement,
+    tags=["settlement"],
+    summary="Freeze the month's figures and claim file (after the month ends)",
+)
 async def close_settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
     canteen = await service.managed_canteen(uow, who, canteen_ref)
     result = await reports.close_settlement(uow, who, canteen, month)
@@ -557,19 +846,35 @@ async def close_settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who:
 
 # --- care signals ---------------------------------------------------------------------------------------------------
 
-@router.get("/care/alerts", response_model=Page[AbsenceAlertPublic], tags=["care"],
-            summary="Absence alerts for the canteens you manage")
-async def list_alerts(uow: UoW, who: Staff, canteen_id: UUID | None = None, status: AlertStatus | None = None,
-                      limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> Page[AbsenceAlertPublic]:
+
+@router.get(
+    "/care/alerts",
+    response_model=Page[AbsenceAlertPublic],
+    tags=["care"],
+    summary="Absence alerts for the canteens you manage",
+)
+async def list_alerts(
+    uow: UoW,
+    who: Staff,
+    canteen_id: UUID | None = None,
+    status: AlertStatus | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[AbsenceAlertPublic]:
     canteen = await service.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
     page = await care.list_alerts(uow, who, canteen=canteen, status=status, limit=limit, cursor=cursor)
     return Page[AbsenceAlertPublic](
         items=[AbsenceAlertPublic.model_validate(a, from_attributes=True) for a in page.items],
-        next_cursor=page.next_cursor)
+        next_cursor=page.next_cursor,
+    )
 
 
-@router.post("/care/scan", response_model=ScanResult, tags=["care"],
-             summary="Run the absence scan now (it also runs periodically)")
+@router.post(
+    "/care/scan",
+    response_model=ScanResult,
+    tags=["care"],
+    summary="Run the absence scan now (it also runs periodically)",
+)
 async def scan(uow: UoW, who: Staff, rt: Runtime) -> ScanResult:
     _admin(who)
     result = await care.scan_absences(uow, service.cipher(rt.settings))

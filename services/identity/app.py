@@ -27,7 +27,7 @@ SPEC = ServiceSpec(
     name="identity",
     title="Identity 身份",
     description="Accounts and sign-in (WeChat mini-program, staff passwords + TOTP); issues the tokens every "
-                "service verifies.",
+    "service verifies.",
     metadata=metadata,
     tables=platform_tables,
     router=router,

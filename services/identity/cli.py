@@ -35,23 +35,32 @@ async def _runtime(settings: Settings) -> AsyncIterator[ServiceRuntime]:
         await runtime.db.dispose()
 
 
-async def create_admin(settings: Settings, username: str, password: str, display_name: str | None
-                       ) -> dict[str, Any]:
+async def create_admin(settings: Settings, username: str, password: str, display_name: str | None) -> dict[str, Any]:
     why = passwords.check_password_policy(password, username)
     if why:
         raise ValueError(f"the password {why}")
     async with _runtime(settings) as runtime, runtime.uow() as uow:
-        data = StaffCreate(username=username, roles=[Role.admin.value, Role.staff.value], scopes=["*"],
-                           display_name=display_name, reason="bootstrap admin (minsheng admin create)")
+        data = StaffCreate(
+            username=username,
+            roles=[Role.admin.value, Role.staff.value],
+            scopes=["*"],
+            display_name=display_name,
+            reason="bootstrap admin (minsheng admin create)",
+        )
         account, _ = await service.create_staff(uow, CLI, data, password=password, must_change=False)
-        cred = (await uow.session.execute(select(StaffCredential).where(
-            StaffCredential.account_id == account.id))).scalar_one()
+        cred = (
+            await uow.session.execute(select(StaffCredential).where(StaffCredential.account_id == account.id))
+        ).scalar_one()
         secret = passwords.new_totp_secret()
         cred.totp_secret_enc = cipher_of(settings).encrypt(secret)
         cred.totp_enabled = True
         await uow.commit()  # the AccountCreated event is in the outbox: the relay publishes it
-    return {"account_id": str(account.id), "username": username, "totp_secret": secret,
-            "otpauth_uri": passwords.otpauth_uri(secret, username)}
+    return {
+        "account_id": str(account.id),
+        "username": username,
+        "totp_secret": secret,
+        "otpauth_uri": passwords.otpauth_uri(secret, username),
+    }
 
 
 async def rotate_keys(settings: Settings) -> dict[str, Any]:
@@ -74,5 +83,12 @@ async def list_keys(settings: Settings) -> list[dict[str, Any]]:
             rows = (await session.execute(query)).scalars().all()
     finally:
         await db.dispose()
-    return [{"kid": r.kid, "algorithm": r.algorithm, "created_at": as_utc(r.created_at).isoformat(),
-             "retire_at": as_utc(r.retire_at).isoformat() if r.retire_at else None} for r in rows]
+    return [
+        {
+            "kid": r.kid,
+            "algorithm": r.algorithm,
+            "created_at": as_utc(r.created_at).isoformat(),
+            "retire_at": as_utc(r.retire_at).isoformat() if r.retire_at else None,
+        }
+        for r in rows
+    ]

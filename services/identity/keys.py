@@ -31,8 +31,17 @@ def cipher_of(settings: Settings) -> FieldCipher:
 async def read_keys(db: Database, cipher: FieldCipher) -> list[SigningKey]:
     now = utcnow()
     async with db.sessionmaker() as session:
-        rows = (await session.execute(select(SigningKeyRow).where(
-            sa.or_(col(SigningKeyRow.retire_at).is_(None), col(SigningKeyRow.retire_at) > now)))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(SigningKeyRow).where(
+                        sa.or_(col(SigningKeyRow.retire_at).is_(None), col(SigningKeyRow.retire_at) > now)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     return [_key(row, cipher) for row in rows]
 
 
@@ -40,8 +49,11 @@ def _key(row: SigningKeyRow, cipher: FieldCipher) -> SigningKey:
     pem = cipher.decrypt(row.private_key_enc)
     assert pem is not None
     return SigningKey.from_private_pem(
-        row.kid, pem, created_at=as_utc(row.created_at).timestamp(),
-        retire_at=as_utc(row.retire_at).timestamp() if row.retire_at else None)
+        row.kid,
+        pem,
+        created_at=as_utc(row.created_at).timestamp(),
+        retire_at=as_utc(row.retire_at).timestamp() if row.retire_at else None,
+    )
 
 
 async def _lock(session: AsyncSession) -> None:
@@ -56,8 +68,9 @@ async def ensure_key(db: Database, cipher: FieldCipher) -> list[SigningKey]:
         return keys
     async with db.sessionmaker() as session, session.begin():
         await _lock(session)
-        current = (await session.execute(select(SigningKeyRow.kid).where(
-            col(SigningKeyRow.retire_at).is_(None)))).first()
+        current = (
+            await session.execute(select(SigningKeyRow.kid).where(col(SigningKeyRow.retire_at).is_(None)))
+        ).first()
         if current is None:
             session.add(_row(SigningKey.generate(), cipher))
     return await read_keys(db, cipher)
@@ -75,8 +88,9 @@ async def rotate(db: Database, cipher: FieldCipher, overlap_seconds: int) -> tup
     new = SigningKey.generate()
     async with db.sessionmaker() as session, session.begin():
         await _lock(session)
-        retiring = (await session.execute(select(SigningKeyRow).where(
-            col(SigningKeyRow.retire_at).is_(None)))).scalars().all()
+        retiring = (
+            (await session.execute(select(SigningKeyRow).where(col(SigningKeyRow.retire_at).is_(None)))).scalars().all()
+        )
         retire_at = utcnow() + timedelta(seconds=overlap_seconds)
         for row in retiring:
             row.retire_at = retire_at
@@ -116,10 +130,16 @@ async def key_ring(settings: Settings) -> KeyRing:
         await db.dispose()
 
 
-async def dev_token(settings: Settings, sub: str, roles: Iterable[str], scopes: Sequence[str] = (), *,
-                    name: str | None = None, ttl_seconds: int | None = None) -> str:
+async def dev_token(
+    settings: Settings,
+    sub: str,
+    roles: Iterable[str],
+    scopes: Sequence[str] = (),
+    *,
+    name: str | None = None,
+    ttl_seconds: int | None = None,
+) -> str:
     """``minsheng token``: a token signed with the identity's key store, for development and tests. It needs
     the identity database, like the identity service."""
     ring = await key_ring(settings)
     return mint_token(ring, settings, sub, roles, scopes, name=name, ttl_seconds=ttl_seconds, amr=["dev"])
-

@@ -41,6 +41,7 @@ class AccountStatus(StrEnum):
 
 # --- accounts -------------------------------------------------------------------------------------------------
 
+
 class Account(IdentityModel, table=True):
     """A person: the ``sub`` of every token they get."""
 
@@ -185,6 +186,7 @@ def on_postgres(session: object) -> bool:
 
 # --- API schemas ----------------------------------------------------------------------------------------------
 
+
 class AccountPublic(BaseModel):
     id: UUID
     kind: AccountKind
@@ -210,13 +212,21 @@ class TokenPair(BaseModel):
 
 
 class WechatLogin(BaseModel):
-    code: str = PField(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
-                      description="The code from wx.login() (single use, 5 minutes)")
+    code: str = PField(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The code from wx.login() (single use, 5 minutes)",
+    )
 
 
 class WechatPhone(BaseModel):
-    code: str = PField(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
-                      description="The code from <button open-type=\"getPhoneNumber\">")
+    code: str = PField(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description='The code from <button open-type="getPhoneNumber">',
+    )
 
 
 class PhonePublic(BaseModel):

@@ -71,6 +71,7 @@ def check_password_policy(password: str, username: str) -> str | None:
 
 # --- TOTP -----------------------------------------------------------------------------------------------------
 
+
 def new_totp_secret() -> str:
     return base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
 
@@ -82,7 +83,7 @@ def _key(secret_b32: str) -> bytes:
 def hotp(key: bytes, counter: int, digits: int = TOTP_DIGITS, digest: str = "sha1") -> str:
     mac = hmac.new(key, struct.pack(">Q", counter), digest).digest()
     offset = mac[-1] & 0x0F
-    code = (struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % (10 ** digits)
+    code = (struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF) % (10**digits)
     return f"{code:0{digits}d}"
 
 
@@ -102,8 +103,9 @@ def verify_totp(secret_b32: str, code: str, last_step: int, at: float | None = N
 
 def otpauth_uri(secret_b32: str, username: str) -> str:
     issuer = config.get().totp_issuer
-    query = urlencode({"secret": secret_b32, "issuer": issuer, "algorithm": "SHA1", "digits": TOTP_DIGITS,
-                       "period": TOTP_STEP})
+    query = urlencode(
+        {"secret": secret_b32, "issuer": issuer, "algorithm": "SHA1", "digits": TOTP_DIGITS, "period": TOTP_STEP}
+    )
     return f"otpauth://totp/{quote(issuer)}:{quote(username)}?{query}"
 
 

@@ -56,8 +56,12 @@ async def wechat_client(runtime: ServiceRuntime) -> WechatClient:
     base = c.wechat_api_base
     if not base:
         if runtime.settings.mode != "embedded" and not c.wechat_standin:
-            raise Problem(503, "wechat_not_configured", "WeChat sign-in is not configured",
-                          "Set MINSHENG_IDENTITY_WECHAT_API_BASE (the stand-in is for development only).")
+            raise Problem(
+                503,
+                "wechat_not_configured",
+                "WeChat sign-in is not configured",
+                "Set MINSHENG_IDENTITY_WECHAT_API_BASE (the stand-in is for development only).",
+            )
         from services.identity.standin import StandinServer
 
         standin = runtime.state.get("standin")
@@ -66,8 +70,9 @@ async def wechat_client(runtime: ServiceRuntime) -> WechatClient:
         base = await standin.start()
     client = runtime.state.get("wechat")  # another request may have made it meanwhile
     if client is None:
-        client = runtime.state["wechat"] = WechatClient(base, c.wechat_appid, c.wechat_secret.get_secret_value(),
-                                                        timeout=c.wechat_timeout_seconds)
+        client = runtime.state["wechat"] = WechatClient(
+            base, c.wechat_appid, c.wechat_secret.get_secret_value(), timeout=c.wechat_timeout_seconds
+        )
     return client
 
 
@@ -80,8 +85,9 @@ async def close_wechat(runtime: ServiceRuntime) -> None:
         await standin.stop()
 
 
-async def wechat_login(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, code: str,
-                       address: str | None) -> TokenPair:
+async def wechat_login(
+    uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, code: str, address: str | None
+) -> TokenPair:
     client = await wechat_client(runtime)
     try:
         session = await client.code2session(code)
@@ -91,13 +97,21 @@ async def wechat_login(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCi
     digest = cipher.lookup_hash(session.openid)
     assert digest is not None
     # one round trip for the returning user: the identity and its account together
-    found = (await uow.session.execute(select(WechatIdentity, Account).join(
-        Account, col(Account.id) == col(WechatIdentity.account_id)).where(
-        WechatIdentity.openid_hash == digest))).first()
+    found = (
+        await uow.session.execute(
+            select(WechatIdentity, Account)
+            .join(Account, col(Account.id) == col(WechatIdentity.account_id))
+            .where(WechatIdentity.openid_hash == digest)
+        )
+    ).first()
     if found is None:
         account = Account(kind=AccountKind.wechat, roles=[Role.resident.value])
-        ident = WechatIdentity(account_id=account.id, appid=client.appid, openid_hash=digest,
-                               openid_enc=cipher.encrypt(session.openid) or "")
+        ident = WechatIdentity(
+            account_id=account.id,
+            appid=client.appid,
+            openid_hash=digest,
+            openid_enc=cipher.encrypt(session.openid) or "",
+        )
         uow.session.add(account)
         await uow.session.flush()
         uow.session.add(ident)
@@ -137,8 +151,12 @@ async def app_access_token(runtime: ServiceRuntime, cipher: FieldCipher, *, stal
             query = query.with_for_update()
         row = (await uow.session.execute(query)).scalar_one_or_none()
         token = cipher.decrypt(row.token_enc) if row is not None else None
-        if row is None or token is None or token == stale or as_utc(row.expires_at) <= utcnow() + timedelta(
-                seconds=300):
+        if (
+            row is None
+            or token is None
+            or token == stale
+            or as_utc(row.expires_at) <= utcnow() + timedelta(seconds=300)
+        ):
             try:
                 fresh = await client.stable_token()
             except WechatError as exc:
@@ -156,12 +174,17 @@ async def app_access_token(runtime: ServiceRuntime, cipher: FieldCipher, *, stal
         return token
 
 
-async def wechat_phone(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, who: Principal,
-                       code: str) -> tuple[str, WechatIdentity]:
+async def wechat_phone(
+    uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, who: Principal, code: str
+) -> tuple[str, WechatIdentity]:
     ident = await uow.session.get(WechatIdentity, _account_id(who))
     if ident is None:
-        raise Problem(409, "not_a_wechat_account", "Not a WeChat account",
-                      "Only a mini-program account can bind a WeChat phone number.")
+        raise Problem(
+            409,
+            "not_a_wechat_account",
+            "Not a WeChat account",
+            "Only a mini-program account can bind a WeChat phone number.",
+        )
     client = await wechat_client(runtime)
     token = await app_access_token(runtime, cipher)
     try:
@@ -178,8 +201,9 @@ async def wechat_phone(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCi
     ident.phone_hash = cipher.lookup_hash(phone)
     ident.phone_verified_at = utcnow()
     openid = cipher.decrypt(ident.openid_enc)
-    uow.emit(AccountContactChanged(account_id=ident.account_id, occurred_at=utcnow(), wechat_openid=openid,
-                                   phone=phone))
+    uow.emit(
+        AccountContactChanged(account_id=ident.account_id, occurred_at=utcnow(), wechat_openid=openid, phone=phone)
+    )
     sessions.audit(uow, "wechat_phone", "ok", account_id=ident.account_id)
     return phone, ident
 
@@ -188,18 +212,24 @@ def _account_id(who: Principal) -> UUID:
     try:
         return UUID(who.sub)
     except ValueError:
-        raise Problem(404, "account_not_found", "Account not found",
-                      "This token's subject is not an identity account (a development token?).") from None
+        raise Problem(
+            404,
+            "account_not_found",
+            "Account not found",
+            "This token's subject is not an identity account (a development token?).",
+        ) from None
 
 
 # --- staff sign-in --------------------------------------------------------------------------------------------
+
 
 def _throttle_keys(username: str, address: str | None) -> tuple[str, str | None]:
     return f"user:{username.strip().lower()}", (f"addr:{address}" if address else None)
 
 
-async def authenticate(uow: UnitOfWork, runtime: ServiceRuntime, username: str, password: str,
-                       address: str | None, *, kind: str) -> tuple[Account, StaffCredential]:
+async def authenticate(
+    uow: UnitOfWork, runtime: ServiceRuntime, username: str, password: str, address: str | None, *, kind: str
+) -> tuple[Account, StaffCredential]:
     """Name + password, under lockout. The same answer whether the name exists or not, and the same work
     (argon2 against a dummy hash)."""
     c = config.get()
@@ -209,39 +239,60 @@ async def authenticate(uow: UnitOfWork, runtime: ServiceRuntime, username: str, 
     if wait > 0:
         await sessions.audit_alone(runtime, kind, "locked", address_hash=address)
         raise sessions.too_many(wait)
-    cred = (await uow.session.execute(select(StaffCredential).where(
-        StaffCredential.username == username.strip().lower()))).scalar_one_or_none()
+    cred = (
+        await uow.session.execute(select(StaffCredential).where(StaffCredential.username == username.strip().lower()))
+    ).scalar_one_or_none()
     ok = await asyncio.to_thread(passwords.verify_password, cred.password_hash if cred else None, password)
     account = await uow.session.get(Account, cred.account_id) if cred is not None else None
     if not ok or cred is None or account is None or account.status != AccountStatus.active:
         await sessions.record_failure(runtime, user_key, c.lockout_threshold)
         if addr_key:
             await sessions.record_failure(runtime, addr_key, c.address_lockout_threshold)
-        await sessions.audit_alone(runtime, kind, "bad_credentials", account_id=account.id if account else None,
-                                   address_hash=address)
-        raise Problem(401, "invalid_credentials", "Wrong user name or password",
-                      "The user name or the password is wrong (or the account is disabled).")
+        await sessions.audit_alone(
+            runtime, kind, "bad_credentials", account_id=account.id if account else None, address_hash=address
+        )
+        raise Problem(
+            401,
+            "invalid_credentials",
+            "Wrong user name or password",
+            "The user name or the password is wrong (or the account is disabled).",
+        )
     if passwords.needs_rehash(cred.password_hash):
         cred.password_hash = await asyncio.to_thread(passwords.hash_password, password)
     return account, cred
 
 
 def totp_required(account: Account, cred: StaffCredential) -> bool:
-    return cred.totp_enabled or Role.admin.value in account.roles or PII_REVEAL_SCOPE in account.scopes \
+    return (
+        cred.totp_enabled
+        or Role.admin.value in account.roles
+        or PII_REVEAL_SCOPE in account.scopes
         or "*" in account.scopes
+    )
 
 
-async def check_totp(runtime: ServiceRuntime, cipher: FieldCipher, account: Account, cred: StaffCredential,
-                     code: str | None, address: str | None) -> bool:
+async def check_totp(
+    runtime: ServiceRuntime,
+    cipher: FieldCipher,
+    account: Account,
+    cred: StaffCredential,
+    code: str | None,
+    address: str | None,
+) -> bool:
     """True when a second factor was checked; raises when one is due and missing or wrong."""
     if not totp_required(account, cred):
         return False
     if not cred.totp_enabled or cred.totp_secret_enc is None:
-        raise Problem(403, "totp_enrollment_required", "Set up a second factor first",
-                      "This account needs a TOTP authenticator: POST /identity/staff/totp/setup, then /confirm.")
+        raise Problem(
+            403,
+            "totp_enrollment_required",
+            "Set up a second factor first",
+            "This account needs a TOTP authenticator: POST /identity/staff/totp/setup, then /confirm.",
+        )
     if code is None:
-        raise Problem(401, "totp_required", "Enter the code from your authenticator app",
-                      "Send the 6-digit code as `totp`.")
+        raise Problem(
+            401, "totp_required", "Enter the code from your authenticator app", "Send the 6-digit code as `totp`."
+        )
     secret = cipher.decrypt(cred.totp_secret_enc)
     assert secret is not None
     step = passwords.verify_totp(secret, code, cred.totp_last_step)
@@ -254,14 +305,19 @@ async def check_totp(runtime: ServiceRuntime, cipher: FieldCipher, account: Acco
     return True
 
 
-async def staff_login(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, body: StaffLogin,
-                      address: str | None) -> TokenPair:
+async def staff_login(
+    uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, body: StaffLogin, address: str | None
+) -> TokenPair:
     account, cred = await authenticate(uow, runtime, body.username, body.password, address, kind="staff_login")
     otp = await check_totp(runtime, cipher, account, cred, body.totp, address)
     if cred.must_change_password:
         await uow.commit()  # the TOTP step is spent
-        raise Problem(403, "password_change_required", "Choose a new password first",
-                      "POST /identity/staff/password with the current and a new password.")
+        raise Problem(
+            403,
+            "password_change_required",
+            "Choose a new password first",
+            "POST /identity/staff/password with the current and a new password.",
+        )
     user_key, addr_key = _throttle_keys(body.username, address)
     await sessions.clear_failures(uow, user_key)
     if addr_key:
@@ -272,8 +328,16 @@ async def staff_login(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCip
     return await sessions.issue(uow, runtime, account, amr, view=sessions.public(account, cred=cred))
 
 
-async def change_password(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, username: str,
-                          current: str, new: str, totp: str | None, address: str | None) -> None:
+async def change_password(
+    uow: UnitOfWork,
+    runtime: ServiceRuntime,
+    cipher: FieldCipher,
+    username: str,
+    current: str,
+    new: str,
+    totp: str | None,
+    address: str | None,
+) -> None:
     account, cred = await authenticate(uow, runtime, username, current, address, kind="password_change")
     if cred.totp_enabled:
         await check_totp(runtime, cipher, account, cred, totp, address)
@@ -289,8 +353,9 @@ async def change_password(uow: UnitOfWork, runtime: ServiceRuntime, cipher: Fiel
     sessions.audit(uow, "password_change", "ok", account_id=account.id, address_hash=address)
 
 
-async def totp_setup(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, username: str, password: str,
-                     address: str | None) -> TotpProvisioning:
+async def totp_setup(
+    uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, username: str, password: str, address: str | None
+) -> TotpProvisioning:
     account, cred = await authenticate(uow, runtime, username, password, address, kind="totp_setup")
     if cred.totp_enabled:
         raise conflict("totp_already_enabled", "A second factor is set up already; an admin can reset it.")
@@ -300,8 +365,15 @@ async def totp_setup(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCiph
     return TotpProvisioning(secret=secret, otpauth_uri=passwords.otpauth_uri(secret, cred.username))
 
 
-async def totp_confirm(uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, username: str,
-                       password: str, code: str, address: str | None) -> None:
+async def totp_confirm(
+    uow: UnitOfWork,
+    runtime: ServiceRuntime,
+    cipher: FieldCipher,
+    username: str,
+    password: str,
+    code: str,
+    address: str | None,
+) -> None:
     account, cred = await authenticate(uow, runtime, username, password, address, kind="totp_confirm")
     if cred.totp_enabled:
         raise conflict("totp_already_enabled", "A second factor is set up already.")
@@ -342,15 +414,23 @@ async def account_view(uow: UnitOfWork, cipher: FieldCipher, account: Account) -
     staff = account.kind == AccountKind.staff
     cred = await uow.session.get(StaffCredential, account.id) if staff else None
     ident = await uow.session.get(WechatIdentity, account.id) if not staff else None
-    return sessions.public(account, cred=cred, phone=cipher.decrypt(ident.phone_enc) if ident else None,
-                           openid=cipher.decrypt(ident.openid_enc) if ident else None)
+    return sessions.public(
+        account,
+        cred=cred,
+        phone=cipher.decrypt(ident.phone_enc) if ident else None,
+        openid=cipher.decrypt(ident.openid_enc) if ident else None,
+    )
 
 
 async def get_account(uow: UnitOfWork, who: Principal, account_id: UUID) -> Account:
     account = await uow.session.get(Account, account_id)
-    if account is None or not (str(account.id) == who.sub or (
+    if account is None or not (
+        str(account.id) == who.sub
+        or (
             (who.is_admin or (Role.staff in who.roles and account.scopes))
-            and _staff_may_manage(who, account.roles, account.scopes))):
+            and _staff_may_manage(who, account.roles, account.scopes)
+        )
+    ):
         raise not_found("account", account_id)
     return account
 
@@ -362,8 +442,15 @@ async def me(uow: UnitOfWork, who: Principal) -> Account:
     return account
 
 
-async def list_accounts(uow: UnitOfWork, *, limit: int, cursor: str | None, kind: AccountKind | None,
-                        status: AccountStatus | None, role: str | None) -> Page[Account]:
+async def list_accounts(
+    uow: UnitOfWork,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: AccountKind | None,
+    status: AccountStatus | None,
+    role: str | None,
+) -> Page[Account]:
     query = select(Account).order_by(col(Account.id)).limit(limit + 1)
     if cursor:
         (after,) = decode_cursor(cursor, UUID)
@@ -381,30 +468,57 @@ async def list_accounts(uow: UnitOfWork, *, limit: int, cursor: str | None, kind
 
 
 def _grant(uow: UnitOfWork, who: Principal, account: Account, action: str, reason: str) -> None:
-    uow.session.add(AccessGrant(account_id=account.id, actor=who.sub, action=action, roles=list(account.roles),
-                                scopes=list(account.scopes), reason=reason))
+    uow.session.add(
+        AccessGrant(
+            account_id=account.id,
+            actor=who.sub,
+            action=action,
+            roles=list(account.roles),
+            scopes=list(account.scopes),
+            reason=reason,
+        )
+    )
 
 
-async def create_staff(uow: UnitOfWork, who: Principal, data: StaffCreate, *,
-                       password: str | None = None, must_change: bool = True) -> tuple[Account, str]:
+async def create_staff(
+    uow: UnitOfWork, who: Principal, data: StaffCreate, *, password: str | None = None, must_change: bool = True
+) -> tuple[Account, str]:
     if not _staff_may_manage(who, data.roles, data.scopes) or (not data.scopes and not who.is_admin):
-        raise Problem(403, "grant_outside_scope", "You cannot grant this access",
-                      "Staff create grid-worker and staff accounts within their own scope only.")
+        raise Problem(
+            403,
+            "grant_outside_scope",
+            "You cannot grant this access",
+            "Staff create grid-worker and staff accounts within their own scope only.",
+        )
     username = data.username.lower()
-    taken = (await uow.session.execute(select(StaffCredential.account_id).where(
-        StaffCredential.username == username))).first()
+    taken = (
+        await uow.session.execute(select(StaffCredential.account_id).where(StaffCredential.username == username))
+    ).first()
     if taken is not None:
         raise conflict("username_taken", "This user name is taken.")
     temporary = password or passwords.temporary_password()
     account = Account(kind=AccountKind.staff, roles=data.roles, scopes=data.scopes, display_name=data.display_name)
     uow.session.add(account)
     await uow.session.flush()
-    uow.session.add(StaffCredential(account_id=account.id, username=username,
-                                    password_hash=await asyncio.to_thread(passwords.hash_password, temporary),
-                                    must_change_password=must_change))
+    uow.session.add(
+        StaffCredential(
+            account_id=account.id,
+            username=username,
+            password_hash=await asyncio.to_thread(passwords.hash_password, temporary),
+            must_change_password=must_change,
+        )
+    )
     _grant(uow, who, account, "created", data.reason)
-    uow.emit(AccountCreated(account_id=account.id, occurred_at=utcnow(), kind="staff", roles=account.roles,
-                            scopes=account.scopes, display_name=account.display_name))
+    uow.emit(
+        AccountCreated(
+            account_id=account.id,
+            occurred_at=utcnow(),
+            kind="staff",
+            roles=account.roles,
+            scopes=account.scopes,
+            display_name=account.display_name,
+        )
+    )
     return account, temporary
 
 
@@ -412,23 +526,33 @@ async def change_access(uow: UnitOfWork, who: Principal, account_id: UUID, data:
     account = await get_account(uow, who, account_id)
     if str(account.id) == who.sub and not who.is_admin:
         raise Problem(403, "grant_outside_scope", "You cannot change your own access", "Ask an admin.")
-    if not _staff_may_manage(who, account.roles, account.scopes) or not _staff_may_manage(who, data.roles,
-                                                                                          data.scopes):
-        raise Problem(403, "grant_outside_scope", "You cannot grant this access",
-                      "Staff grant grid-worker and staff access within their own scope only.")
+    if not _staff_may_manage(who, account.roles, account.scopes) or not _staff_may_manage(who, data.roles, data.scopes):
+        raise Problem(
+            403,
+            "grant_outside_scope",
+            "You cannot grant this access",
+            "Staff grant grid-worker and staff access within their own scope only.",
+        )
     if account.roles == data.roles and account.scopes == data.scopes:
         return account
     account.roles = data.roles
     account.scopes = data.scopes
     account.updated_at = utcnow()
     _grant(uow, who, account, "access_changed", data.reason)
-    uow.emit(AccountAccessChanged(account_id=account.id, occurred_at=utcnow(), roles=account.roles,
-                                  scopes=account.scopes, changed_by=who.sub, reason=data.reason))
+    uow.emit(
+        AccountAccessChanged(
+            account_id=account.id,
+            occurred_at=utcnow(),
+            roles=account.roles,
+            scopes=account.scopes,
+            changed_by=who.sub,
+            reason=data.reason,
+        )
+    )
     return account
 
 
-async def set_status(uow: UnitOfWork, who: Principal, account_id: UUID, status: AccountStatus,
-                     reason: str) -> Account:
+async def set_status(uow: UnitOfWork, who: Principal, account_id: UUID, status: AccountStatus, reason: str) -> Account:
     account = await get_account(uow, who, account_id)
     if account.status == status:
         return account  # idempotent
@@ -440,8 +564,11 @@ async def set_status(uow: UnitOfWork, who: Principal, account_id: UUID, status: 
     if status == AccountStatus.disabled:
         await sessions.revoke_account(uow, account.id, "account_disabled")
     _grant(uow, who, account, status.value if status == AccountStatus.disabled else "enabled", reason)
-    uow.emit(AccountStatusChanged(account_id=account.id, occurred_at=utcnow(), status=status.value,
-                                  changed_by=who.sub, reason=reason))
+    uow.emit(
+        AccountStatusChanged(
+            account_id=account.id, occurred_at=utcnow(), status=status.value, changed_by=who.sub, reason=reason
+        )
+    )
     return account
 
 
@@ -464,6 +591,12 @@ async def reset_password(uow: UnitOfWork, who: Principal, account_id: UUID, *, r
 
 async def grants(uow: UnitOfWork, who: Principal, account_id: UUID, limit: int) -> list[GrantPublic]:
     await get_account(uow, who, account_id)
-    rows = (await uow.session.execute(select(AccessGrant).where(AccessGrant.account_id == account_id)
-                                      .order_by(col(AccessGrant.at).desc()).limit(limit))).scalars()
+    rows = (
+        await uow.session.execute(
+            select(AccessGrant)
+            .where(AccessGrant.account_id == account_id)
+            .order_by(col(AccessGrant.at).desc())
+            .limit(limit)
+        )
+    ).scalars()
     return [GrantPublic.model_validate(r, from_attributes=True) for r in rows]

@@ -47,42 +47,89 @@ def mask_openid(openid: str | None) -> str | None:
     return f"{openid[:4]}****{openid[-4:]}"
 
 
-def public(account: Account, *, cred: StaffCredential | None = None, wechat: WechatIdentity | None = None,
-           phone: str | None = None, openid: str | None = None) -> AccountPublic:
+def public(
+    account: Account,
+    *,
+    cred: StaffCredential | None = None,
+    wechat: WechatIdentity | None = None,
+    phone: str | None = None,
+    openid: str | None = None,
+) -> AccountPublic:
     return AccountPublic(
-        id=account.id, kind=account.kind, status=account.status, roles=list(account.roles),  # type: ignore[arg-type]
-        scopes=list(account.scopes), display_name=account.display_name, locale=account.locale,
-        username=cred.username if cred else None, phone=mask_phone(phone), wechat_openid=mask_openid(openid),
-        totp_enabled=cred.totp_enabled if cred else None, created_at=account.created_at)
+        id=account.id,
+        kind=account.kind,
+        status=account.status,
+        roles=list(account.roles),  # type: ignore[arg-type]
+        scopes=list(account.scopes),
+        display_name=account.display_name,
+        locale=account.locale,
+        username=cred.username if cred else None,
+        phone=mask_phone(phone),
+        wechat_openid=mask_openid(openid),
+        totp_enabled=cred.totp_enabled if cred else None,
+        created_at=account.created_at,
+    )
 
 
-async def issue(uow: UnitOfWork, runtime: ServiceRuntime, account: Account, amr: Sequence[str], *,
-                family_id: UUID | None = None, view: AccountPublic) -> TokenPair:
+async def issue(
+    uow: UnitOfWork,
+    runtime: ServiceRuntime,
+    account: Account,
+    amr: Sequence[str],
+    *,
+    family_id: UUID | None = None,
+    view: AccountPublic,
+) -> TokenPair:
     """A new access token and a new refresh token (a new family unless continuing one)."""
     settings = runtime.settings
-    ttl = (config.get().staff_refresh_ttl_seconds if account.kind == "staff"
-           else config.get().refresh_ttl_seconds)
+    ttl = config.get().staff_refresh_ttl_seconds if account.kind == "staff" else config.get().refresh_ttl_seconds
     family = family_id or uuid7()
     refresh = "rt_" + secrets.token_urlsafe(32)
-    uow.session.add(RefreshToken(token_hash=token_hash(refresh), family_id=family, account_id=account.id,
-                                 amr=list(amr), expires_at=utcnow() + timedelta(seconds=ttl)))
-    access = mint_token(runtime.keyring, settings, str(account.id), account.roles, account.scopes,
-                        name=account.display_name, sid=str(family), amr=amr)
-    return TokenPair(access_token=access, expires_in=settings.access_token_ttl_seconds, refresh_token=refresh,
-                     refresh_expires_in=ttl, account=view)
+    uow.session.add(
+        RefreshToken(
+            token_hash=token_hash(refresh),
+            family_id=family,
+            account_id=account.id,
+            amr=list(amr),
+            expires_at=utcnow() + timedelta(seconds=ttl),
+        )
+    )
+    access = mint_token(
+        runtime.keyring,
+        settings,
+        str(account.id),
+        account.roles,
+        account.scopes,
+        name=account.display_name,
+        sid=str(family),
+        amr=amr,
+    )
+    return TokenPair(
+        access_token=access,
+        expires_in=settings.access_token_ttl_seconds,
+        refresh_token=refresh,
+        refresh_expires_in=ttl,
+        account=view,
+    )
 
 
 async def revoke_family(uow: UnitOfWork, family_id: UUID, reason: str) -> int:
     t = REFRESH_TOKENS
-    result = await uow.session.execute(sa.update(t).where(t.c.family_id == family_id, t.c.revoked_at.is_(None))
-                                       .values(revoked_at=utcnow(), revoked_reason=reason))
+    result = await uow.session.execute(
+        sa.update(t)
+        .where(t.c.family_id == family_id, t.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def revoke_account(uow: UnitOfWork, account_id: UUID, reason: str) -> int:
     t = REFRESH_TOKENS
-    result = await uow.session.execute(sa.update(t).where(t.c.account_id == account_id, t.c.revoked_at.is_(None))
-                                       .values(revoked_at=utcnow(), revoked_reason=reason))
+    result = await uow.session.execute(
+        sa.update(t)
+        .where(t.c.account_id == account_id, t.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -94,14 +141,22 @@ class ReusedToken(Exception):
 async def use_refresh_token(uow: UnitOfWork, token: str) -> tuple[RefreshToken, Account]:
     """The live refresh token and its account, marked used. A token used before revokes its family and
     raises ReusedToken (the caller commits the revocation)."""
-    query = select(RefreshToken, Account).join(Account, col(Account.id) == col(RefreshToken.account_id)).where(
-        RefreshToken.token_hash == token_hash(token))
+    query = (
+        select(RefreshToken, Account)
+        .join(Account, col(Account.id) == col(RefreshToken.account_id))
+        .where(RefreshToken.token_hash == token_hash(token))
+    )
     if on_postgres(uow.session):
         query = query.with_for_update(of=RefreshToken)  # type: ignore[arg-type]
     found = (await uow.session.execute(query)).first()
     row, account = found if found is not None else (None, None)
-    invalid = Problem(401, "invalid_refresh_token", "The refresh token is not valid",
-                      "Sign in again.", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    invalid = Problem(
+        401,
+        "invalid_refresh_token",
+        "The refresh token is not valid",
+        "Sign in again.",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
     if row is None or row.revoked_at is not None:
         raise invalid
     if row.used_at is not None:
@@ -117,10 +172,25 @@ async def use_refresh_token(uow: UnitOfWork, token: str) -> tuple[RefreshToken, 
 
 # --- audit ----------------------------------------------------------------------------------------------------
 
-def audit(uow: UnitOfWork, kind: str, outcome: str, *, account_id: UUID | None = None,
-          address_hash: str | None = None, **detail: Any) -> None:
-    uow.session.add(AuthEvent(kind=kind, outcome=outcome, account_id=account_id, address_hash=address_hash,
-                              detail={k: str(v) for k, v in detail.items()}))
+
+def audit(
+    uow: UnitOfWork,
+    kind: str,
+    outcome: str,
+    *,
+    account_id: UUID | None = None,
+    address_hash: str | None = None,
+    **detail: Any,
+) -> None:
+    uow.session.add(
+        AuthEvent(
+            kind=kind,
+            outcome=outcome,
+            account_id=account_id,
+            address_hash=address_hash,
+            detail={k: str(v) for k, v in detail.items()},
+        )
+    )
 
 
 async def audit_alone(runtime: ServiceRuntime, kind: str, outcome: str, **kw: Any) -> None:
@@ -131,6 +201,7 @@ async def audit_alone(runtime: ServiceRuntime, kind: str, outcome: str, **kw: An
 
 
 # --- lockout --------------------------------------------------------------------------------------------------
+
 
 async def locked_for(uow: UnitOfWork, keys: Sequence[str]) -> float:
     """Seconds until every one of ``keys`` may try again (0: now)."""
@@ -171,5 +242,10 @@ async def clear_failures(uow: UnitOfWork, key: str) -> None:
 
 def too_many(wait: float) -> Problem:
     seconds = max(1, math.ceil(wait))
-    return Problem(429, "too_many_attempts", "Too many failed sign-ins", f"Try again in {seconds} s.",
-                   headers={"Retry-After": str(seconds)})
+    return Problem(
+        429,
+        "too_many_attempts",
+        "Too many failed sign-ins",
+        f"Try again in {seconds} s.",
+        headers={"Retry-After": str(seconds)},
+    )

@@ -28,9 +28,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 ERRMSG = {
-    -1: "system error", 40001: "invalid credential, access_token is invalid or not latest",
-    40002: "invalid grant_type", 40013: "invalid appid", 40029: "invalid code", 40125: "invalid appsecret",
-    40163: "code been used", 40226: "code blocked", 42001: "access_token expired",
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40013: "invalid appid",
+    40029: "invalid code",
+    40125: "invalid appsecret",
+    40163: "code been used",
+    40226: "code blocked",
+    42001: "access_token expired",
     45011: "api minute-quota reach limit mustslower retry next minute",
 }
 _PREFIX_ERRORS = {"invalid-": 40029, "risky-": 40226, "throttled-": 45011, "busy-": -1}
@@ -85,8 +91,10 @@ def create_standin(appid: str, secret: str) -> FastAPI:
         errcode = check_code(code)
         if errcode:
             return _error(errcode)
-        body: dict[str, Any] = {"openid": openid_for(appid, code),
-                                "session_key": base64.b64encode(secrets.token_bytes(16)).decode()}
+        body: dict[str, Any] = {
+            "openid": openid_for(appid, code),
+            "session_key": base64.b64encode(secrets.token_bytes(16)).decode(),
+        }
         if code.startswith("union-"):
             body["unionid"] = "u" + openid_for("open-platform", code)[1:]
         return body
@@ -125,9 +133,16 @@ def create_standin(appid: str, secret: str) -> FastAPI:
         if errcode:
             return _error(errcode)
         phone = phone_for(code)
-        return {"errcode": 0, "errmsg": "ok", "phone_info": {
-            "phoneNumber": phone, "purePhoneNumber": phone, "countryCode": 86,
-            "watermark": {"timestamp": int(time.time()), "appid": appid}}}
+        return {
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": phone,
+                "purePhoneNumber": phone,
+                "countryCode": 86,
+                "watermark": {"timestamp": int(time.time()), "appid": appid},
+            },
+        }
 
     return app
 

@@ -70,6 +70,7 @@ def _tokens(pair: TokenPair) -> JSONResponse:
 
 # --- discovery and keys ---------------------------------------------------------------------------------------
 
+
 @router.get("/.well-known/jwks.json", tags=["keys"], summary="The public keys that verify access tokens (JWKS)")
 async def jwks(runtime: Runtime) -> JSONResponse:
     return JSONResponse(runtime.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -78,22 +79,34 @@ async def jwks(runtime: Runtime) -> JSONResponse:
 @router.get("/.well-known/openid-configuration", tags=["keys"], summary="Discovery document")
 async def discovery(request: Request, runtime: Runtime) -> JSONResponse:
     s = runtime.settings
-    return JSONResponse({
-        "issuer": s.jwt_issuer, "jwks_uri": str(request.url_for("jwks")),
-        "token_endpoint": str(request.url_for("refresh")), "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["none"], "grant_types_supported": ["refresh_token"],
-        "response_types_supported": ["token"], "subject_types_supported": ["public"],
-        "claims_supported": ["sub", "roles", "scope", "sid", "amr", "exp", "iat", "iss", "aud", "name"],
-        "audience": s.jwt_audience, "access_token_ttl_seconds": s.access_token_ttl_seconds,
-    }, headers={"Cache-Control": "public, max-age=300"})
+    return JSONResponse(
+        {
+            "issuer": s.jwt_issuer,
+            "jwks_uri": str(request.url_for("jwks")),
+            "token_endpoint": str(request.url_for("refresh")),
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "grant_types_supported": ["refresh_token"],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "claims_supported": ["sub", "roles", "scope", "sid", "amr", "exp", "iat", "iss", "aud", "name"],
+            "audience": s.jwt_audience,
+            "access_token_ttl_seconds": s.access_token_ttl_seconds,
+        },
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 # --- WeChat mini-program --------------------------------------------------------------------------------------
 
-@router.post("/wechat/login", response_model=TokenPair, tags=["sign-in"],
-             summary="Sign in with the code from wx.login() (the account is created on first sign-in)")
-async def wechat_login(body: WechatLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address
-                       ) -> JSONResponse:
+
+@router.post(
+    "/wechat/login",
+    response_model=TokenPair,
+    tags=["sign-in"],
+    summary="Sign in with the code from wx.login() (the account is created on first sign-in)",
+)
+async def wechat_login(body: WechatLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await service.wechat_login(uow, runtime, cipher, body.code, address)
     await _commit_login(uow)
     return _tokens(pair)
@@ -105,14 +118,20 @@ async def _commit_login(uow: UnitOfWork) -> None:
     try:
         await uow.commit()
     except sa.exc.IntegrityError as exc:  # two first sign-ins of one person at the same moment
-        raise Problem(409, "signin_conflict", "Signed in twice at once", "Retry the sign-in.",
-                      headers={"Retry-After": "1"}) from exc
+        raise Problem(
+            409, "signin_conflict", "Signed in twice at once", "Retry the sign-in.", headers={"Retry-After": "1"}
+        ) from exc
 
 
-@router.post("/wechat/phone", response_model=PhonePublic, tags=["sign-in"],
-             summary="Bind the WeChat-verified phone number (code from getPhoneNumber)")
-async def wechat_phone(body: WechatPhone, uow: UoW, runtime: Runtime, cipher: Cipher, who: Who,
-                       address: Address) -> PhonePublic:
+@router.post(
+    "/wechat/phone",
+    response_model=PhonePublic,
+    tags=["sign-in"],
+    summary="Bind the WeChat-verified phone number (code from getPhoneNumber)",
+)
+async def wechat_phone(
+    body: WechatPhone, uow: UoW, runtime: Runtime, cipher: Cipher, who: Who, address: Address
+) -> PhonePublic:
     phone, ident = await service.wechat_phone(uow, runtime, cipher, who, body.code)
     await uow.commit()
     assert ident.phone_verified_at is not None
@@ -121,26 +140,39 @@ async def wechat_phone(body: WechatPhone, uow: UoW, runtime: Runtime, cipher: Ci
 
 # --- tokens ---------------------------------------------------------------------------------------------------
 
-@router.post("/refresh", response_model=TokenPair, tags=["tokens"],
-             summary="A new access token for a refresh token (which is replaced: use the new one next time)")
-async def refresh(body: RefreshRequest, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address
-                  ) -> JSONResponse:
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    tags=["tokens"],
+    summary="A new access token for a refresh token (which is replaced: use the new one next time)",
+)
+async def refresh(body: RefreshRequest, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     try:
         row, account = await sessions.use_refresh_token(uow, body.refresh_token)
     except sessions.ReusedToken as reused:
         sessions.audit(uow, "refresh", "reuse_detected", account_id=reused.account_id, address_hash=address)
         await uow.commit()
-        raise Problem(401, "refresh_token_reused", "This sign-in session was ended",
-                      "A refresh token was used twice: every token of this session is revoked. Sign in again.",
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-    pair = await sessions.issue(uow, runtime, account, row.amr, family_id=row.family_id,
-                                view=await service.account_view(uow, cipher, account))
+        raise Problem(
+            401,
+            "refresh_token_reused",
+            "This sign-in session was ended",
+            "A refresh token was used twice: every token of this session is revoked. Sign in again.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    pair = await sessions.issue(
+        uow, runtime, account, row.amr, family_id=row.family_id, view=await service.account_view(uow, cipher, account)
+    )
     await uow.commit()
     return _tokens(pair)
 
 
-@router.post("/logout", status_code=204, tags=["tokens"],
-             summary="End this sign-in session (or every one: `everywhere`); access tokens expire within minutes")
+@router.post(
+    "/logout",
+    status_code=204,
+    tags=["tokens"],
+    summary="End this sign-in session (or every one: `everywhere`); access tokens expire within minutes",
+)
 async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
     account_id = service._account_id(who)
     if body.everywhere:
@@ -152,8 +184,11 @@ async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
 
         from services.identity.models import RefreshToken
 
-        row = (await uow.session.execute(select(RefreshToken).where(
-            RefreshToken.token_hash == sessions.token_hash(body.refresh_token)))).scalar_one_or_none()
+        row = (
+            await uow.session.execute(
+                select(RefreshToken).where(RefreshToken.token_hash == sessions.token_hash(body.refresh_token))
+            )
+        ).scalar_one_or_none()
         if row is not None and row.account_id == account_id:
             await sessions.revoke_family(uow, row.family_id, "logout")
     sessions.audit(uow, "logout", "ok", account_id=account_id)
@@ -167,35 +202,50 @@ async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
 
 # --- staff ----------------------------------------------------------------------------------------------------
 
-@router.post("/staff/login", response_model=TokenPair, tags=["sign-in"],
-             summary="Staff sign-in: user name, password and (admins, pii:reveal holders) a TOTP code")
-async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address
-                      ) -> JSONResponse:
+
+@router.post(
+    "/staff/login",
+    response_model=TokenPair,
+    tags=["sign-in"],
+    summary="Staff sign-in: user name, password and (admins, pii:reveal holders) a TOTP code",
+)
+async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await service.staff_login(uow, runtime, cipher, body, address)
     await uow.commit()
     return _tokens(pair)
 
 
-@router.post("/staff/password", status_code=204, tags=["sign-in"],
-             summary="Change your password (required after an admin reset); ends your other sessions")
-async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, cipher: Cipher,
-                          address: Address) -> None:
-    await service.change_password(uow, runtime, cipher, body.username, body.current_password, body.new_password,
-                                  body.totp, address)
+@router.post(
+    "/staff/password",
+    status_code=204,
+    tags=["sign-in"],
+    summary="Change your password (required after an admin reset); ends your other sessions",
+)
+async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
+    await service.change_password(
+        uow, runtime, cipher, body.username, body.current_password, body.new_password, body.totp, address
+    )
     await uow.commit()
 
 
-@router.post("/staff/totp/setup", response_model=TotpProvisioning, tags=["sign-in"],
-             summary="Start setting up a TOTP authenticator (user name + password)")
-async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address
-                     ) -> JSONResponse:
+@router.post(
+    "/staff/totp/setup",
+    response_model=TotpProvisioning,
+    tags=["sign-in"],
+    summary="Start setting up a TOTP authenticator (user name + password)",
+)
+async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     provisioning = await service.totp_setup(uow, runtime, cipher, body.username, body.password, address)
     await uow.commit()
     return JSONResponse(provisioning.model_dump(), headers=_NO_STORE)
 
 
-@router.post("/staff/totp/confirm", status_code=204, tags=["sign-in"],
-             summary="Finish the set-up with a code from the authenticator")
+@router.post(
+    "/staff/totp/confirm",
+    status_code=204,
+    tags=["sign-in"],
+    summary="Finish the set-up with a code from the authenticator",
+)
 async def totp_confirm(body: TotpConfirm, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
     await service.totp_confirm(uow, runtime, cipher, body.username, body.password, body.code, address)
     await uow.commit()
@@ -203,25 +253,42 @@ async def totp_confirm(body: TotpConfirm, uow: UoW, runtime: Runtime, cipher: Ci
 
 # --- accounts -------------------------------------------------------------------------------------------------
 
-@router.post("/accounts", response_model=StaffCreated, status_code=201, tags=["accounts"],
-             summary="Create a staff account (admins; staff for grid workers and staff in their own scope)")
+
+@router.post(
+    "/accounts",
+    response_model=StaffCreated,
+    status_code=201,
+    tags=["accounts"],
+    summary="Create a staff account (admins; staff for grid workers and staff in their own scope)",
+)
 async def create_staff(body: StaffCreate, uow: UoW, who: Manager, cipher: Cipher) -> JSONResponse:
     account, temporary = await service.create_staff(uow, who, body)
     await _commit_login(uow)
     view = await service.account_view(uow, cipher, account)
-    return JSONResponse(StaffCreated(account=view, temporary_password=temporary).model_dump(mode="json"),
-                        status_code=201, headers=_NO_STORE)
+    return JSONResponse(
+        StaffCreated(account=view, temporary_password=temporary).model_dump(mode="json"),
+        status_code=201,
+        headers=_NO_STORE,
+    )
 
 
 @router.get("/accounts", response_model=Page[AccountPublic], tags=["accounts"], summary="Accounts (admins)")
-async def list_accounts(uow: UoW, who: Admin, cipher: Cipher, kind: AccountKind | None = None,
-                        status: AccountStatus | None = None, role: Role | None = None,
-                        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-                        cursor: str | None = None) -> Page[AccountPublic]:
-    page = await service.list_accounts(uow, limit=limit, cursor=cursor, kind=kind, status=status,
-                                       role=role.value if role else None)
-    return Page[AccountPublic](items=[await service.account_view(uow, cipher, a) for a in page.items],
-                               next_cursor=page.next_cursor)
+async def list_accounts(
+    uow: UoW,
+    who: Admin,
+    cipher: Cipher,
+    kind: AccountKind | None = None,
+    status: AccountStatus | None = None,
+    role: Role | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[AccountPublic]:
+    page = await service.list_accounts(
+        uow, limit=limit, cursor=cursor, kind=kind, status=status, role=role.value if role else None
+    )
+    return Page[AccountPublic](
+        items=[await service.account_view(uow, cipher, a) for a in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/accounts/{account_id}", response_model=AccountPublic, tags=["accounts"])
@@ -229,24 +296,36 @@ async def get_account(account_id: UUID, uow: UoW, who: Who, cipher: Cipher) -> A
     return await service.account_view(uow, cipher, await service.get_account(uow, who, account_id))
 
 
-@router.get("/accounts/{account_id}/grants", response_model=list[GrantPublic], tags=["accounts"],
-            summary="Who granted or withdrew what, when and why")
-async def account_grants(account_id: UUID, uow: UoW, who: Manager,
-                         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT) -> list[GrantPublic]:
+@router.get(
+    "/accounts/{account_id}/grants",
+    response_model=list[GrantPublic],
+    tags=["accounts"],
+    summary="Who granted or withdrew what, when and why",
+)
+async def account_grants(
+    account_id: UUID, uow: UoW, who: Manager, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+) -> list[GrantPublic]:
     return await service.grants(uow, who, account_id, limit)
 
 
-@router.put("/accounts/{account_id}/access", response_model=AccountPublic, tags=["accounts"],
-            summary="Set an account's roles and scopes (the whole new set), with a reason")
-async def change_access(account_id: UUID, body: AccessUpdate, uow: UoW, who: Manager, cipher: Cipher
-                        ) -> AccountPublic:
+@router.put(
+    "/accounts/{account_id}/access",
+    response_model=AccountPublic,
+    tags=["accounts"],
+    summary="Set an account's roles and scopes (the whole new set), with a reason",
+)
+async def change_access(account_id: UUID, body: AccessUpdate, uow: UoW, who: Manager, cipher: Cipher) -> AccountPublic:
     account = await service.change_access(uow, who, account_id, body)
     await uow.commit()
     return await service.account_view(uow, cipher, account)
 
 
-@router.post("/accounts/{account_id}/disable", response_model=AccountPublic, tags=["accounts"],
-             summary="Disable: refresh tokens die now, access tokens within their lifetime")
+@router.post(
+    "/accounts/{account_id}/disable",
+    response_model=AccountPublic,
+    tags=["accounts"],
+    summary="Disable: refresh tokens die now, access tokens within their lifetime",
+)
 async def disable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, cipher: Cipher) -> AccountPublic:
     account = await service.set_status(uow, who, account_id, AccountStatus.disabled, body.reason)
     await uow.commit()
@@ -260,10 +339,13 @@ async def enable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, cip
     return await service.account_view(uow, cipher, account)
 
 
-@router.post("/accounts/{account_id}/password-reset", response_model=PasswordReset, tags=["accounts"],
-             summary="A temporary password (shown once); the holder must change it at the next sign-in")
-async def password_reset(account_id: UUID, uow: UoW, who: Admin,
-                         reset_totp: bool = False) -> JSONResponse:
+@router.post(
+    "/accounts/{account_id}/password-reset",
+    response_model=PasswordReset,
+    tags=["accounts"],
+    summary="A temporary password (shown once); the holder must change it at the next sign-in",
+)
+async def password_reset(account_id: UUID, uow: UoW, who: Admin, reset_totp: bool = False) -> JSONResponse:
     temporary = await service.reset_password(uow, who, account_id, reset_totp=reset_totp)
     await uow.commit()
     return JSONResponse({"temporary_password": temporary}, headers=_NO_STORE)

@@ -63,22 +63,34 @@ class WechatClient:
         return body
 
     async def code2session(self, code: str) -> Session:
-        body = await self._call("GET", "/sns/jscode2session", params={
-            "appid": self.appid, "secret": self._secret, "js_code": code, "grant_type": "authorization_code"})
+        body = await self._call(
+            "GET",
+            "/sns/jscode2session",
+            params={"appid": self.appid, "secret": self._secret, "js_code": code, "grant_type": "authorization_code"},
+        )
         if not body.get("openid") or not body.get("session_key"):
             raise WechatError(-2, "no openid in the answer")
-        return Session(str(body["openid"]), str(body["session_key"]),
-                       str(body["unionid"]) if body.get("unionid") else None)
+        return Session(
+            str(body["openid"]), str(body["session_key"]), str(body["unionid"]) if body.get("unionid") else None
+        )
 
     async def stable_token(self, *, force_refresh: bool = False) -> AppToken:
-        body = await self._call("POST", "/cgi-bin/stable_token", json={
-            "grant_type": "client_credential", "appid": self.appid, "secret": self._secret,
-            "force_refresh": force_refresh})
+        body = await self._call(
+            "POST",
+            "/cgi-bin/stable_token",
+            json={
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": self._secret,
+                "force_refresh": force_refresh,
+            },
+        )
         return AppToken(str(body["access_token"]), int(body.get("expires_in", 7200)))
 
     async def phone_number(self, code: str, access_token: str) -> str:
-        body = await self._call("POST", "/wxa/business/getuserphonenumber", params={"access_token": access_token},
-                                json={"code": code})
+        body = await self._call(
+            "POST", "/wxa/business/getuserphonenumber", params={"access_token": access_token}, json={"code": code}
+        )
         info = body.get("phone_info") or {}
         phone = info.get("purePhoneNumber") or info.get("phoneNumber")
         if not phone:
@@ -91,19 +103,38 @@ def problem_for(exc: WechatError) -> Problem:
     """What a client sees for a WeChat error."""
     code = exc.errcode
     if code in (40029, 40163):
-        return Problem(401, "wechat_code_invalid", "The WeChat code is not valid",
-                       "The code is wrong, expired or used already: call wx.login() (or getPhoneNumber) again.")
+        return Problem(
+            401,
+            "wechat_code_invalid",
+            "The WeChat code is not valid",
+            "The code is wrong, expired or used already: call wx.login() (or getPhoneNumber) again.",
+        )
     if code == 45011:
-        return Problem(429, "wechat_rate_limited", "Too many WeChat sign-ins", "Wait a minute and try again.",
-                       headers={"Retry-After": "60"})
+        return Problem(
+            429,
+            "wechat_rate_limited",
+            "Too many WeChat sign-ins",
+            "Wait a minute and try again.",
+            headers={"Retry-After": "60"},
+        )
     if code == 40226:
-        return Problem(403, "wechat_user_blocked", "WeChat refused this user",
-                       "WeChat marked this sign-in as high risk; it cannot be used here.")
+        return Problem(
+            403,
+            "wechat_user_blocked",
+            "WeChat refused this user",
+            "WeChat marked this sign-in as high risk; it cannot be used here.",
+        )
     if code == -1:
         return Problem(503, "wechat_busy", "WeChat is busy", "Try again in a moment.", headers={"Retry-After": "2"})
     if code == -2:
-        return Problem(503, "wechat_unavailable", "WeChat cannot be reached", "Try again shortly.",
-                       headers={"Retry-After": "5"})
+        return Problem(
+            503, "wechat_unavailable", "WeChat cannot be reached", "Try again shortly.", headers={"Retry-After": "5"}
+        )
     log.error("WeChat answered errcode %s (%s): check MINSHENG_IDENTITY_WECHAT_* settings", code, exc.errmsg)
-    return Problem(503, "wechat_unavailable", "WeChat sign-in is unavailable",
-                   "The server could not complete the WeChat call; try again later.", headers={"Retry-After": "30"})
+    return Problem(
+        503,
+        "wechat_unavailable",
+        "WeChat sign-in is unavailable",
+        "The server could not complete the WeChat call; try again later.",
+        headers={"Retry-After": "30"},
+    )

@@ -95,8 +95,15 @@ async def category_or_default(uow: UnitOfWork, code: str, *, urgent: bool = Fals
     cat = await cached_category(uow, code)
     if cat is not None:
         return cat
-    return Category(code=code, name_zh=code, name_en=code, department="", urgent=urgent,
-                    first_response_minutes=DEFAULT_FIRST_RESPONSE_MINUTES, resolution_hours=DEFAULT_RESOLUTION_HOURS)
+    return Category(
+        code=code,
+        name_zh=code,
+        name_en=code,
+        department="",
+        urgent=urgent,
+        first_response_minutes=DEFAULT_FIRST_RESPONSE_MINUTES,
+        resolution_hours=DEFAULT_RESOLUTION_HOURS,
+    )
 
 
 async def require_category(uow: UnitOfWork, code: str) -> Category:
@@ -106,18 +113,33 @@ async def require_category(uow: UnitOfWork, code: str) -> Category:
         return cat
     matter = await uow.session.get(NotHandledMatter, code)
     if matter is not None and matter.active:
-        raise Problem(422, "not_handled_here", f"{matter.title_zh} is not handled here",
-                      f"去{matter.go_to_zh}办理。Go to: {matter.go_to_en}.", matter=code, go_to_zh=matter.go_to_zh,
-                      go_to_en=matter.go_to_en, guidance=matter.guidance)
-    raise Problem(422, "unknown_category", "Unknown category",
-                  f"No active category {code!r}; see GET /issues/catalogue/categories.",
-                  errors=[{"field": "category", "message": "unknown category", "type": "value_error"}])
+        raise Problem(
+            422,
+            "not_handled_here",
+            f"{matter.title_zh} is not handled here",
+            f"去{matter.go_to_zh}办理。Go to: {matter.go_to_en}.",
+            matter=code,
+            go_to_zh=matter.go_to_zh,
+            go_to_en=matter.go_to_en,
+            guidance=matter.guidance,
+        )
+    raise Problem(
+        422,
+        "unknown_category",
+        "Unknown category",
+        f"No active category {code!r}; see GET /issues/catalogue/categories.",
+        errors=[{"field": "category", "message": "unknown category", "type": "value_error"}],
+    )
 
 
 def _attr_error(code: str, message: str) -> Problem:
-    return Problem(422, "invalid_attribute", "An answer to the category's questions is not valid",
-                   f"{code}: {message}",
-                   errors=[{"field": f"attributes.{code}", "message": message, "type": "value_error"}])
+    return Problem(
+        422,
+        "invalid_attribute",
+        "An answer to the category's questions is not valid",
+        f"{code}: {message}",
+        errors=[{"field": f"attributes.{code}", "message": message, "type": "value_error"}],
+    )
 
 
 def validate_attributes(cat: Category, answers: dict[str, Any]) -> dict[str, Any]:
@@ -164,16 +186,21 @@ def validate_attributes(cat: Category, answers: dict[str, Any]) -> dict[str, Any
     return out
 
 
-async def resolve_community(uow: UnitOfWork, code: str | None, lat: float | None, lng: float | None, *,
-                            strict: bool = True) -> str | None:
+async def resolve_community(
+    uow: UnitOfWork, code: str | None, lat: float | None, lng: float | None, *, strict: bool = True
+) -> str | None:
     """Check a community code against the catalogue (when it lists communities), or infer the nearest one
     from coordinates."""
     known = await known_communities(uow)
     if code is not None:
         if strict and known and code not in {c for c, _, _ in known}:
-            raise Problem(422, "unknown_community", "Unknown community",
-                          f"No community {code!r}; see GET /issues/catalogue/communities.",
-                          errors=[{"field": "community", "message": "unknown community", "type": "value_error"}])
+            raise Problem(
+                422,
+                "unknown_community",
+                "Unknown community",
+                f"No community {code!r}; see GET /issues/catalogue/communities.",
+                errors=[{"field": "community", "message": "unknown community", "type": "value_error"}],
+            )
         return code
     if lat is None or lng is None:
         return None
@@ -195,12 +222,21 @@ class _Blank(dict[str, Any]):
 async def render_template(uow: UnitOfWork, code: str, issue: Issue) -> str:
     template = await uow.session.get(ReplyTemplate, code)
     if template is None or not template.active:
-        raise Problem(422, "unknown_template", "Unknown reply template", f"No active reply template {code!r}.",
-                      errors=[{"field": "template", "message": "unknown template", "type": "value_error"}])
+        raise Problem(
+            422,
+            "unknown_template",
+            "Unknown reply template",
+            f"No active reply template {code!r}.",
+            errors=[{"field": "template", "message": "unknown template", "type": "value_error"}],
+        )
     cat = await uow.session.get(Category, issue.category)
-    values = _Blank(title=issue.title, category=cat.name_zh if cat else issue.category,
-                    department=", ".join(issue.departments), reporter_count=issue.reporter_count,
-                    due=issue.resolution_due_at.strftime("%Y-%m-%d %H:%M UTC") if issue.resolution_due_at else "")
+    values = _Blank(
+        title=issue.title,
+        category=cat.name_zh if cat else issue.category,
+        department=", ".join(issue.departments),
+        reporter_count=issue.reporter_count,
+        due=issue.resolution_due_at.strftime("%Y-%m-%d %H:%M UTC") if issue.resolution_due_at else "",
+    )
     return template.body.format_map(values)
 
 
@@ -214,8 +250,12 @@ async def catalogue_manager(who: Principal = Depends(current_principal)) -> Prin
     """The catalogue is county-wide: admins, or staff with the whole district (``*``) or ``catalogue:manage``."""
     if Role.admin in who.roles or (who.has(Role.staff) and ("*" in who.scopes or "catalogue:manage" in who.scopes)):
         return who
-    raise Problem(403, "forbidden_role", "Not allowed for your role",
-                  "Managing the catalogue needs admin, or staff with scope * or catalogue:manage.")
+    raise Problem(
+        403,
+        "forbidden_role",
+        "Not allowed for your role",
+        "Managing the catalogue needs admin, or staff with scope * or catalogue:manage.",
+    )
 
 
 Manager = Annotated[Principal, Depends(catalogue_manager)]
@@ -241,27 +281,50 @@ def _apply(obj: SQLModel, update: SQLModel) -> None:
 
 async def _category_public(uow: UnitOfWork, cats: list[Category]) -> list[CategoryPublic]:
     codes = {c.department for c in cats}
-    depts = {d.code: d for d in (await uow.session.execute(
-        select(Department).where(col(Department.code).in_(codes)))).scalars()}
+    depts = {
+        d.code: d
+        for d in (await uow.session.execute(select(Department).where(col(Department.code).in_(codes)))).scalars()
+    }
     out = []
     for c in cats:
         d = depts.get(c.department)
-        out.append(CategoryPublic.model_validate({
-            **c.model_dump(), "attributes": [AttributeDef.model_validate(a) for a in c.attributes],
-            "department_name_zh": d.name_zh if d else None, "department_name_en": d.name_en if d else None}))
+        out.append(
+            CategoryPublic.model_validate(
+                {
+                    **c.model_dump(),
+                    "attributes": [AttributeDef.model_validate(a) for a in c.attributes],
+                    "department_name_zh": d.name_zh if d else None,
+                    "department_name_en": d.name_en if d else None,
+                }
+            )
+        )
     return out
 
 
 async def _check_department(uow: UnitOfWork, code: str) -> None:
     if await uow.session.get(Department, code) is None:
-        raise Problem(422, "unknown_department", "Unknown department", f"No department {code!r}.",
-                      errors=[{"field": "department", "message": "unknown department", "type": "value_error"}])
+        raise Problem(
+            422,
+            "unknown_department",
+            "Unknown department",
+            f"No department {code!r}.",
+            errors=[{"field": "department", "message": "unknown department", "type": "value_error"}],
+        )
 
 
-@router.get("/catalogue/categories", response_model=Page[CategoryPublic],
-            summary="What you can report, who handles it, how fast, what to bring (public)")
-async def list_categories(uow: UoW, response: Response, limit: Limit = 200, cursor: str | None = None,
-                          group: str | None = None, include_inactive: bool = False) -> Page[CategoryPublic]:
+@router.get(
+    "/catalogue/categories",
+    response_model=Page[CategoryPublic],
+    summary="What you can report, who handles it, how fast, what to bring (public)",
+)
+async def list_categories(
+    uow: UoW,
+    response: Response,
+    limit: Limit = 200,
+    cursor: str | None = None,
+    group: str | None = None,
+    include_inactive: bool = False,
+) -> Page[CategoryPublic]:
     where: list[Any] = [] if include_inactive else [col(Category.active).is_(True)]
     if group:
         where.append(Category.group == group)
@@ -309,8 +372,10 @@ async def update_category(code: str, body: CategoryUpdate, uow: UoW, who: Manage
 @router.get("/catalogue/departments", response_model=Page[DepartmentPublic], summary="Who does what (public)")
 async def list_departments(uow: UoW, limit: Limit = 200, cursor: str | None = None) -> Page[DepartmentPublic]:
     page = await _page(uow, Department, limit, cursor)
-    return Page[DepartmentPublic](items=[DepartmentPublic.model_validate(d, from_attributes=True)
-                                         for d in page.items], next_cursor=page.next_cursor)
+    return Page[DepartmentPublic](
+        items=[DepartmentPublic.model_validate(d, from_attributes=True) for d in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.post("/catalogue/departments", response_model=DepartmentPublic, status_code=201)
@@ -333,16 +398,22 @@ async def update_department(code: str, body: DepartmentUpdate, uow: UoW, who: Ma
     return DepartmentPublic.model_validate(dept, from_attributes=True)
 
 
-@router.get("/catalogue/not-handled", response_model=Page[NotHandledPublic],
-            summary="Matters not handled here (e.g. certificates a community must not issue) and where to go")
-async def list_not_handled(uow: UoW, limit: Limit = 200, cursor: str | None = None,
-                           kind: str | None = None) -> Page[NotHandledPublic]:
+@router.get(
+    "/catalogue/not-handled",
+    response_model=Page[NotHandledPublic],
+    summary="Matters not handled here (e.g. certificates a community must not issue) and where to go",
+)
+async def list_not_handled(
+    uow: UoW, limit: Limit = 200, cursor: str | None = None, kind: str | None = None
+) -> Page[NotHandledPublic]:
     where: list[Any] = [col(NotHandledMatter.active).is_(True)]
     if kind:
         where.append(NotHandledMatter.kind == kind)
     page = await _page(uow, NotHandledMatter, limit, cursor, *where)
-    return Page[NotHandledPublic](items=[NotHandledPublic.model_validate(m, from_attributes=True)
-                                         for m in page.items], next_cursor=page.next_cursor)
+    return Page[NotHandledPublic](
+        items=[NotHandledPublic.model_validate(m, from_attributes=True) for m in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
@@ -382,20 +453,31 @@ async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]
     def hit(*fields: str | None) -> bool:
         return any(needle in (f or "").lower() for f in fields)
 
-    cats = [c for c in (await uow.session.execute(select(Category).where(col(Category.active).is_(True)))).scalars()
-            if hit(c.code, c.name_zh, c.name_en, c.keywords, c.description)]
-    matters = [m for m in (await uow.session.execute(
-        select(NotHandledMatter).where(col(NotHandledMatter.active).is_(True)))).scalars()
-        if hit(m.code, m.title_zh, m.title_en, m.keywords)]
-    return {"categories": await _category_public(uow, cats[:20]),
-            "not_handled": [NotHandledPublic.model_validate(m, from_attributes=True) for m in matters[:20]]}
+    cats = [
+        c
+        for c in (await uow.session.execute(select(Category).where(col(Category.active).is_(True)))).scalars()
+        if hit(c.code, c.name_zh, c.name_en, c.keywords, c.description)
+    ]
+    matters = [
+        m
+        for m in (
+            await uow.session.execute(select(NotHandledMatter).where(col(NotHandledMatter.active).is_(True)))
+        ).scalars()
+        if hit(m.code, m.title_zh, m.title_en, m.keywords)
+    ]
+    return {
+        "categories": await _category_public(uow, cats[:20]),
+        "not_handled": [NotHandledPublic.model_validate(m, from_attributes=True) for m in matters[:20]],
+    }
 
 
 @router.get("/catalogue/communities", response_model=Page[CommunityPublic], summary="Community codes (public)")
 async def list_communities(uow: UoW, limit: Limit = 200, cursor: str | None = None) -> Page[CommunityPublic]:
     page = await _page(uow, Community, limit, cursor)
-    return Page[CommunityPublic](items=[CommunityPublic.model_validate(c, from_attributes=True)
-                                        for c in page.items], next_cursor=page.next_cursor)
+    return Page[CommunityPublic](
+        items=[CommunityPublic.model_validate(c, from_attributes=True) for c in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.put("/catalogue/communities/{code}", response_model=CommunityPublic)
@@ -414,11 +496,14 @@ async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager
 
 
 @router.get("/reply-templates", response_model=Page[ReplyTemplatePublic], tags=["workflow"])
-async def list_templates(uow: UoW, who: Staff, limit: Limit = 200,
-                         cursor: str | None = None) -> Page[ReplyTemplatePublic]:
+async def list_templates(
+    uow: UoW, who: Staff, limit: Limit = 200, cursor: str | None = None
+) -> Page[ReplyTemplatePublic]:
     page = await _page(uow, ReplyTemplate, limit, cursor, col(ReplyTemplate.active).is_(True))
-    return Page[ReplyTemplatePublic](items=[ReplyTemplatePublic.model_validate(t, from_attributes=True)
-                                            for t in page.items], next_cursor=page.next_cursor)
+    return Page[ReplyTemplatePublic](
+        items=[ReplyTemplatePublic.model_validate(t, from_attributes=True) for t in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.post("/reply-templates", response_model=ReplyTemplatePublic, status_code=201, tags=["workflow"])

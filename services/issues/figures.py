@@ -87,7 +87,8 @@ DEFINITIONS = {
 def _month_expr(is_pg: bool, offset_hours: int) -> Any:
     if is_pg:
         return sa.literal_column(
-            f"to_char((issues.created_at AT TIME ZONE 'UTC') + interval '{int(offset_hours)} hours', 'YYYY-MM')")
+            f"to_char((issues.created_at AT TIME ZONE 'UTC') + interval '{int(offset_hours)} hours', 'YYYY-MM')"
+        )
     return sa.func.strftime("%Y-%m", col(Issue.created_at), f"{int(offset_hours):+d} hours")
 
 
@@ -108,15 +109,25 @@ def _count(cond: Any) -> Any:
     return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
 
 
-async def compute(uow: UnitOfWork, *, start: date | None = None, end: date | None = None,
-                  community: str | None = None, category: str | None = None,
-                  group_by: list[Dimension] | None = None, now: datetime | None = None) -> Figures:
+async def compute(
+    uow: UnitOfWork,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    community: str | None = None,
+    category: str | None = None,
+    group_by: list[Dimension] | None = None,
+    now: datetime | None = None,
+) -> Figures:
     cfg = get_config()
     now = now or utcnow()
     dims = list(dict.fromkeys(group_by or []))
     is_pg = uow.db.is_postgres
-    exprs: dict[str, Any] = {"community": col(Issue.community), "category": col(Issue.category),
-                             "month": _month_expr(is_pg, cfg.utc_offset_hours)}
+    exprs: dict[str, Any] = {
+        "community": col(Issue.community),
+        "category": col(Issue.category),
+        "month": _month_expr(is_pg, cfg.utc_offset_hours),
+    }
     keys = [exprs[d].label(d) for d in dims]
     lo, hi = _bounds(start, end, cfg.utc_offset_hours)
     where: list[Any] = [Issue.status != IssueStatus.merged]
@@ -131,7 +142,8 @@ async def compute(uow: UnitOfWork, *, start: date | None = None, end: date | Non
     status = col(Issue.status)
     overdue = sa.or_(
         sa.func.coalesce(col(Issue.first_responded_at), now) > col(Issue.first_response_due_at),
-        sa.func.coalesce(col(Issue.resolved_at), col(Issue.closed_at), now) > col(Issue.resolution_due_at))
+        sa.func.coalesce(col(Issue.resolved_at), col(Issue.closed_at), now) > col(Issue.resolution_due_at),
+    )
     first_s = _seconds(is_pg, col(Issue.first_responded_at), col(Issue.created_at))
     resolve_s = _seconds(is_pg, col(Issue.resolved_at), col(Issue.created_at))
     measures = [
@@ -150,8 +162,9 @@ async def compute(uow: UnitOfWork, *, start: date | None = None, end: date | Non
     if is_pg:
         measures += [
             sa.func.percentile_cont(0.5).within_group(first_s).label("median_first"),
-            sa.func.percentile_cont(0.5).within_group(sa.case(
-                (status.in_([s.value for s in COMPLETED_STATUSES]), resolve_s))).label("median_resolution"),
+            sa.func.percentile_cont(0.5)
+            .within_group(sa.case((status.in_([s.value for s in COMPLETED_STATUSES]), resolve_s)))
+            .label("median_resolution"),
         ]
     query = sa.select(*keys, *measures).where(*where)
     if keys:
@@ -161,8 +174,11 @@ async def compute(uow: UnitOfWork, *, start: date | None = None, end: date | Non
     if not is_pg:  # SQLite has no percentile: fetch the durations (the embedded mode's data is small)
         firsts: dict[tuple[Any, ...], list[float]] = {}
         resolutions: dict[tuple[Any, ...], list[float]] = {}
-        dq = sa.select(*keys, first_s.label("f"), sa.case(
-            (status.in_([s.value for s in COMPLETED_STATUSES]), resolve_s)).label("r")).where(*where)
+        dq = sa.select(
+            *keys,
+            first_s.label("f"),
+            sa.case((status.in_([s.value for s in COMPLETED_STATUSES]), resolve_s)).label("r"),
+        ).where(*where)
         for r in (await uow.session.execute(dq)).mappings():
             k = tuple(r[d] for d in dims)
             if r["f"] is not None:
@@ -170,8 +186,10 @@ async def compute(uow: UnitOfWork, *, start: date | None = None, end: date | Non
             if r["r"] is not None:
                 resolutions.setdefault(k, []).append(float(r["r"]))
         for k in set(firsts) | set(resolutions):
-            medians[k] = (statistics.median(firsts[k]) if firsts.get(k) else None,
-                          statistics.median(resolutions[k]) if resolutions.get(k) else None)
+            medians[k] = (
+                statistics.median(firsts[k]) if firsts.get(k) else None,
+                statistics.median(resolutions[k]) if resolutions.get(k) else None,
+            )
     out: list[FigureRow] = []
     for r in rows:
         if r["handled"] == 0 and dims:
@@ -181,25 +199,40 @@ async def compute(uow: UnitOfWork, *, start: date | None = None, end: date | Non
         completed = int(r["resolved"]) + int(r["confirmed"])
         closed = completed + int(r["closed_unresolved"]) + int(r["rejected"]) + int(r["redirected"])
         strict = completed + int(r["closed_unresolved"])
-        out.append(FigureRow(
-            **{d: r[d] for d in dims}, handled=int(r["handled"]), open=int(r["open"]), completed=completed,
-            resolved_awaiting_confirmation=int(r["resolved"]), confirmed=int(r["confirmed"]),
-            closed_unresolved=int(r["closed_unresolved"]), rejected=int(r["rejected"]),
-            redirected=int(r["redirected"]), closed=closed,
-            completion_rate=round(completed / closed, 4) if closed else None,
-            completion_rate_excluding_rejected=round(completed / strict, 4) if strict else None,
-            overdue=int(r["overdue"]), urgent=int(r["urgent"]),
-            median_first_response_minutes=round(float(med_first) / 60, 1) if med_first is not None else None,
-            median_resolution_hours=round(float(med_res) / 3600, 2) if med_res is not None else None,
-            average_rating=round(float(r["average_rating"]), 2) if r["average_rating"] is not None else None,
-            ratings=int(r["ratings"])))
+        out.append(
+            FigureRow(
+                **{d: r[d] for d in dims},
+                handled=int(r["handled"]),
+                open=int(r["open"]),
+                completed=completed,
+                resolved_awaiting_confirmation=int(r["resolved"]),
+                confirmed=int(r["confirmed"]),
+                closed_unresolved=int(r["closed_unresolved"]),
+                rejected=int(r["rejected"]),
+                redirected=int(r["redirected"]),
+                closed=closed,
+                completion_rate=round(completed / closed, 4) if closed else None,
+                completion_rate_excluding_rejected=round(completed / strict, 4) if strict else None,
+                overdue=int(r["overdue"]),
+                urgent=int(r["urgent"]),
+                median_first_response_minutes=round(float(med_first) / 60, 1) if med_first is not None else None,
+                median_resolution_hours=round(float(med_res) / 3600, 2) if med_res is not None else None,
+                average_rating=round(float(r["average_rating"]), 2) if r["average_rating"] is not None else None,
+                ratings=int(r["ratings"]),
+            )
+        )
     return Figures(period_from=start, period_to=end, group_by=dims, definitions=DEFINITIONS, rows=out)
 
 
 def _check_period(start: date | None, end: date | None) -> None:
     if start and end and end < start:
-        raise Problem(422, "validation_error", "The request is not valid", "`to` is before `from`",
-                      errors=[{"field": "to", "message": "before from", "type": "value_error"}])
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "`to` is before `from`",
+            errors=[{"field": "to", "message": "before from", "type": "value_error"}],
+        )
 
 
 FromQ = Annotated[Day | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
@@ -264,39 +297,88 @@ async def cached(uow: UnitOfWork, **params: Any) -> Figures:
 
 
 @router.get("/figures", response_model=Figures, summary="Public figures: handled, completion rate, response times")
-async def figures(uow: UoW, response: Response, start: FromQ = None, end: ToQ = None, community: str | None = None,
-                  category: str | None = None, group_by: GroupQ = None) -> Figures:
+async def figures(
+    uow: UoW,
+    response: Response,
+    start: FromQ = None,
+    end: ToQ = None,
+    community: str | None = None,
+    category: str | None = None,
+    group_by: GroupQ = None,
+) -> Figures:
     _check_period(start, end)
     response.headers["Cache-Control"] = f"public, max-age={int(get_config().figures_cache_seconds)}"
     return await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
 
 
-@router.get("/figures.csv", summary="Staff: the figures as CSV (UTF-8 with BOM, opens in Excel/WPS)",
-            response_class=StreamingResponse)
-async def figures_csv(uow: UoW, who: Staff, start: FromQ = None, end: ToQ = None, community: str | None = None,
-                      category: str | None = None, group_by: GroupQ = None) -> StreamingResponse:
+@router.get(
+    "/figures.csv",
+    summary="Staff: the figures as CSV (UTF-8 with BOM, opens in Excel/WPS)",
+    response_class=StreamingResponse,
+)
+async def figures_csv(
+    uow: UoW,
+    who: Staff,
+    start: FromQ = None,
+    end: ToQ = None,
+    community: str | None = None,
+    category: str | None = None,
+    group_by: GroupQ = None,
+) -> StreamingResponse:
     _check_period(start, end)
     result = await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
     fields = [*result.group_by, *[f for f in FigureRow.model_fields if f not in ("community", "category", "month")]]
     body = csvfile.csv_text(fields, [[getattr(r, f) for f in fields] for r in result.rows])
-    return StreamingResponse(iter([body]), media_type=csvfile.MEDIA_TYPE,
-                             headers={"Content-Disposition": 'attachment; filename="issues-figures.csv"'})
+    return StreamingResponse(
+        iter([body]),
+        media_type=csvfile.MEDIA_TYPE,
+        headers={"Content-Disposition": 'attachment; filename="issues-figures.csv"'},
+    )
 
 
-EXPORT_FIELDS = ["id", "created_at", "category", "community", "compound", "channel", "status", "urgent",
-                 "title", "address", "departments", "reporter_count", "first_response_due_at", "first_responded_at",
-                 "resolution_due_at", "resolved_at", "closed_at", "rating", "overdue"]
+EXPORT_FIELDS = [
+    "id",
+    "created_at",
+    "category",
+    "community",
+    "compound",
+    "channel",
+    "status",
+    "urgent",
+    "title",
+    "address",
+    "departments",
+    "reporter_count",
+    "first_response_due_at",
+    "first_responded_at",
+    "resolution_due_at",
+    "resolved_at",
+    "closed_at",
+    "rating",
+    "overdue",
+]
 
 
-@router.get("/issues/export.csv", tags=["issues"], response_class=StreamingResponse,
-            summary="Staff: the issues in your scope as CSV (newest first, at most 100,000 rows)")
-async def export_issues(runtime: Runtime, who: Staff, start: FromQ = None, end: ToQ = None,
-                        community: str | None = None, category: str | None = None,
-                        status: Annotated[list[IssueStatus] | None, Query()] = None) -> StreamingResponse:
+@router.get(
+    "/issues/export.csv",
+    tags=["issues"],
+    response_class=StreamingResponse,
+    summary="Staff: the issues in your scope as CSV (newest first, at most 100,000 rows)",
+)
+async def export_issues(
+    runtime: Runtime,
+    who: Staff,
+    start: FromQ = None,
+    end: ToQ = None,
+    community: str | None = None,
+    category: str | None = None,
+    status: Annotated[list[IssueStatus] | None, Query()] = None,
+) -> StreamingResponse:
     _check_period(start, end)
     lo, hi = _bounds(start, end, get_config().utc_offset_hours)
-    filters = service.IssueFilters(status=status, community=community, category=category, created_from=lo,
-                                   created_to=hi)
+    filters = service.IssueFilters(
+        status=status, community=community, category=category, created_from=lo, created_to=hi
+    )
     now = utcnow()
 
     async def rows() -> AsyncIterator[str]:
@@ -315,12 +397,12 @@ async def export_issues(runtime: Runtime, who: Staff, start: FromQ = None, end: 
         async for chunk in stream:
             yield chunk
 
-    return StreamingResponse(body(), media_type=csvfile.MEDIA_TYPE,
-                             headers={"Content-Disposition": 'attachment; filename="issues.csv"'})
+    return StreamingResponse(
+        body(), media_type=csvfile.MEDIA_TYPE, headers={"Content-Disposition": 'attachment; filename="issues.csv"'}
+    )
 
 
-async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters,
-              now: datetime) -> AsyncIterator[str]:
+async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters, now: datetime) -> AsyncIterator[str]:
     header = csvfile.csv_text(EXPORT_FIELDS)
     cursor: tuple[datetime, UUID] | None = None
     sent = 0
@@ -328,16 +410,41 @@ async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters
         query = select(Issue).where(*service.visibility(who, filters), *service.filter_clauses(filters, now))
         if cursor:
             query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(*cursor))
-        batch = list((await uow.session.execute(query.order_by(
-            col(Issue.created_at).desc(), col(Issue.id).desc()).limit(1000))).scalars())
+        batch = list(
+            (
+                await uow.session.execute(
+                    query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).limit(1000)
+                )
+            ).scalars()
+        )
         if not batch:
             if header:
                 yield header
             return
-        lines = [[i.id, i.created_at.isoformat(), i.category, i.community, i.compound, i.channel, i.status,
-                  i.urgent, i.title, i.address, ";".join(i.departments), i.reporter_count,
-                  _iso(i.first_response_due_at), _iso(i.first_responded_at), _iso(i.resolution_due_at),
-                  _iso(i.resolved_at), _iso(i.closed_at), i.rating, service.is_overdue(i, now)] for i in batch]
+        lines = [
+            [
+                i.id,
+                i.created_at.isoformat(),
+                i.category,
+                i.community,
+                i.compound,
+                i.channel,
+                i.status,
+                i.urgent,
+                i.title,
+                i.address,
+                ";".join(i.departments),
+                i.reporter_count,
+                _iso(i.first_response_due_at),
+                _iso(i.first_responded_at),
+                _iso(i.resolution_due_at),
+                _iso(i.resolved_at),
+                _iso(i.closed_at),
+                i.rating,
+                service.is_overdue(i, now),
+            ]
+            for i in batch
+        ]
         sent += len(lines)
         yield header + csvfile.rows_text(lines)
         header = ""

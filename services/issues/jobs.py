@@ -49,36 +49,106 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
     while True:
         n = 0
         async with runtime.uow() as uow:
-            late_first = (await uow.session.execute(_claim(uow, sa.select(t.c.id).where(
-                t.c.first_responded_at.is_(None), t.c.first_response_overdue_at.is_(None),
-                t.c.first_response_due_at < now, t.c.closed_at.is_(None),
-            ).order_by(t.c.first_response_due_at), batch))).scalars().all()
+            late_first = (
+                (
+                    await uow.session.execute(
+                        _claim(
+                            uow,
+                            sa.select(t.c.id)
+                            .where(
+                                t.c.first_responded_at.is_(None),
+                                t.c.first_response_overdue_at.is_(None),
+                                t.c.first_response_due_at < now,
+                                t.c.closed_at.is_(None),
+                            )
+                            .order_by(t.c.first_response_due_at),
+                            batch,
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for issue_id in late_first:
-                issue = await _flag(uow, issue_id, t.c.first_response_overdue_at.is_(None), {
-                    "first_response_overdue_at": now, "updated_at": now,
-                    "escalation_level": sa.func.max(t.c.escalation_level, 1) if not uow.db.is_postgres
-                    else sa.func.greatest(t.c.escalation_level, 1)})
+                issue = await _flag(
+                    uow,
+                    issue_id,
+                    t.c.first_response_overdue_at.is_(None),
+                    {
+                        "first_response_overdue_at": now,
+                        "updated_at": now,
+                        "escalation_level": sa.func.max(t.c.escalation_level, 1)
+                        if not uow.db.is_postgres
+                        else sa.func.greatest(t.c.escalation_level, 1),
+                    },
+                )
                 if issue is None:
                     continue
-                record(uow, issue, "overdue", None, "No first response in time; escalated to the sub-district",
-                       data={"deadline": "first_response"}, at=now)
-                uow.emit(IssueOverdue(deadline="first_response", due_at=issue.first_response_due_at,
-                                      escalation_level=issue.escalation_level, **_fact(issue, None)))
+                record(
+                    uow,
+                    issue,
+                    "overdue",
+                    None,
+                    "No first response in time; escalated to the sub-district",
+                    data={"deadline": "first_response"},
+                    at=now,
+                )
+                uow.emit(
+                    IssueOverdue(
+                        deadline="first_response",
+                        due_at=issue.first_response_due_at,
+                        escalation_level=issue.escalation_level,
+                        **_fact(issue, None),
+                    )
+                )
                 n += 1
             await uow.session.flush()
             uow.session.expunge_all()  # the first pass may have raised escalation levels: read them afresh
-            late_fix = (await uow.session.execute(_claim(uow, sa.select(t.c.id).where(
-                t.c.closed_at.is_(None), t.c.resolution_overdue_at.is_(None), t.c.resolution_due_at < now,
-            ).order_by(t.c.resolution_due_at), batch))).scalars().all()
+            late_fix = (
+                (
+                    await uow.session.execute(
+                        _claim(
+                            uow,
+                            sa.select(t.c.id)
+                            .where(
+                                t.c.closed_at.is_(None),
+                                t.c.resolution_overdue_at.is_(None),
+                                t.c.resolution_due_at < now,
+                            )
+                            .order_by(t.c.resolution_due_at),
+                            batch,
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for issue_id in late_fix:
-                issue = await _flag(uow, issue_id, t.c.resolution_overdue_at.is_(None), {
-                    "resolution_overdue_at": now, "updated_at": now, "escalation_level": t.c.escalation_level + 1})
+                issue = await _flag(
+                    uow,
+                    issue_id,
+                    t.c.resolution_overdue_at.is_(None),
+                    {"resolution_overdue_at": now, "updated_at": now, "escalation_level": t.c.escalation_level + 1},
+                )
                 if issue is None:
                     continue
-                record(uow, issue, "overdue", None, "Not resolved in time; escalated to the sub-district",
-                       data={"deadline": "resolution", "escalation_level": issue.escalation_level}, at=now)
-                uow.emit(IssueOverdue(deadline="resolution", due_at=issue.resolution_due_at,
-                                      escalation_level=issue.escalation_level, **_fact(issue, None)))
+                record(
+                    uow,
+                    issue,
+                    "overdue",
+                    None,
+                    "Not resolved in time; escalated to the sub-district",
+                    data={"deadline": "resolution", "escalation_level": issue.escalation_level},
+                    at=now,
+                )
+                uow.emit(
+                    IssueOverdue(
+                        deadline="resolution",
+                        due_at=issue.resolution_due_at,
+                        escalation_level=issue.escalation_level,
+                        **_fact(issue, None),
+                    )
+                )
                 n += 1
             await uow.commit()
         flagged += n
@@ -96,17 +166,42 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
     while True:
         n = 0
         async with runtime.uow() as uow:
-            due = (await uow.session.execute(_claim(uow, sa.select(t.c.id).where(
-                t.c.status == IssueStatus.resolved.value, t.c.resolved_at < cutoff,
-            ).order_by(t.c.resolved_at), cfg.sweep_batch))).scalars().all()
+            due = (
+                (
+                    await uow.session.execute(
+                        _claim(
+                            uow,
+                            sa.select(t.c.id)
+                            .where(
+                                t.c.status == IssueStatus.resolved.value,
+                                t.c.resolved_at < cutoff,
+                            )
+                            .order_by(t.c.resolved_at),
+                            cfg.sweep_batch,
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for issue_id in due:
-                issue = await _flag(uow, issue_id, t.c.status == IssueStatus.resolved.value, {
-                    "status": IssueStatus.confirmed.value, "confirmed_at": now, "updated_at": now})
+                issue = await _flag(
+                    uow,
+                    issue_id,
+                    t.c.status == IssueStatus.resolved.value,
+                    {"status": IssueStatus.confirmed.value, "confirmed_at": now, "updated_at": now},
+                )
                 if issue is None:
                     continue
-                record(uow, issue, "confirmed", None,
-                       f"Confirmed automatically after {cfg.auto_confirm_days:g} days without an answer",
-                       data={"auto": True}, at=now)
+                record(
+                    uow,
+                    issue,
+                    "confirmed",
+                    None,
+                    f"Confirmed automatically after {cfg.auto_confirm_days:g} days without an answer",
+                    data={"auto": True},
+                    at=now,
+                )
                 uow.emit(IssueConfirmed(auto=True, rating=None, **_fact(issue, None)))
                 n += 1
             await uow.commit()

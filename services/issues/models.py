@@ -35,7 +35,6 @@ platform_tables = install_platform_tables(metadata)
 CODE = r"^[a-z0-9][a-z0-9_\-]{0,39}$"
 
 
-
 class Channel(StrEnum):
     resident = "resident"
     staff = "staff"
@@ -59,8 +58,9 @@ class IssueStatus(StrEnum):
     merged = "merged"  # a duplicate merged into another issue by staff
 
 
-OPEN_STATUSES = frozenset({IssueStatus.submitted, IssueStatus.accepted, IssueStatus.assigned,
-                           IssueStatus.in_progress, IssueStatus.reopened})
+OPEN_STATUSES = frozenset(
+    {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.assigned, IssueStatus.in_progress, IssueStatus.reopened}
+)
 COMPLETED_STATUSES = frozenset({IssueStatus.resolved, IssueStatus.confirmed})
 
 
@@ -99,6 +99,7 @@ class AttributeDef(SQLModel):
 
 
 # --- catalogue ----------------------------------------------------------------------------------------------
+
 
 class DepartmentBase(SQLModel):
     name_zh: str = Field(min_length=1, max_length=100)
@@ -283,8 +284,11 @@ class CommunityPublic(CommunityBase):
 
 class ReplyTemplateBase(SQLModel):
     title: str = Field(min_length=1, max_length=100)
-    body: str = Field(min_length=1, max_length=2000,
-                      description="Placeholders: {title} {category} {department} {due} {reporter_count}")
+    body: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Placeholders: {title} {category} {department} {due} {reporter_count}",
+    )
     action: str | None = Field(default=None, max_length=30, description="The transition it is meant for")
 
 
@@ -312,6 +316,7 @@ class ReplyTemplatePublic(ReplyTemplateBase):
 
 # --- issues -------------------------------------------------------------------------------------------------
 
+
 class IssueBase(SQLModel):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
@@ -332,8 +337,7 @@ class Contact(SQLModel):
 
 class IssueCreate(SQLModel):
     category: str = Field(max_length=40)
-    title: str | None = Field(default=None, min_length=1, max_length=200,
-                              description="Defaults to the category's name")
+    title: str | None = Field(default=None, min_length=1, max_length=200, description="Defaults to the category's name")
     description: str = Field(default="", max_length=4000)
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
@@ -345,9 +349,11 @@ class IssueCreate(SQLModel):
     is_public: bool = True
     attributes: dict[str, Any] = Field(default_factory=dict, description="Answers to the category's questions")
     channel: Literal["resident", "staff", "grid_worker", "patrol"] | None = Field(
-        default=None, description="Defaults from your role; `patrol` for volunteer patrols")
+        default=None, description="Defaults from your role; `patrol` for volunteer patrols"
+    )
     intake: Literal["app", "phone", "in_person", "patrol"] | None = Field(
-        default=None, description="How staff took the report")
+        default=None, description="How staff took the report"
+    )
     contact: Contact | None = Field(default=None, description="Staff only: the resident reported for")
 
     @model_validator(mode="after")
@@ -377,17 +383,31 @@ class Issue(IssueBase, IssuesModel, table=True):
         sa.Index("ix_issues_reporter_created", "reporter", "created_at", "id"),
         sa.Index("ix_issues_lat_lng", "latitude", "longitude"),
         # Sweeps only look at what is still open and not yet flagged.
-        sa.Index("ix_issues_first_response_due", "first_response_due_at",
-                 postgresql_where=sa.text("first_responded_at IS NULL AND first_response_overdue_at IS NULL"),
-                 sqlite_where=sa.text("first_responded_at IS NULL AND first_response_overdue_at IS NULL")),
-        sa.Index("ix_issues_resolution_due", "resolution_due_at",
-                 postgresql_where=sa.text("closed_at IS NULL AND resolution_overdue_at IS NULL"),
-                 sqlite_where=sa.text("closed_at IS NULL AND resolution_overdue_at IS NULL")),
-        sa.Index("ix_issues_awaiting_confirmation", "resolved_at",
-                 postgresql_where=sa.text("status = 'resolved'"), sqlite_where=sa.text("status = 'resolved'")),
-        sa.Index("ix_issues_escalated", "escalation_level", "resolution_due_at",
-                 postgresql_where=sa.text("escalation_level > 0 AND closed_at IS NULL"),
-                 sqlite_where=sa.text("escalation_level > 0 AND closed_at IS NULL")),
+        sa.Index(
+            "ix_issues_first_response_due",
+            "first_response_due_at",
+            postgresql_where=sa.text("first_responded_at IS NULL AND first_response_overdue_at IS NULL"),
+            sqlite_where=sa.text("first_responded_at IS NULL AND first_response_overdue_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_issues_resolution_due",
+            "resolution_due_at",
+            postgresql_where=sa.text("closed_at IS NULL AND resolution_overdue_at IS NULL"),
+            sqlite_where=sa.text("closed_at IS NULL AND resolution_overdue_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_issues_awaiting_confirmation",
+            "resolved_at",
+            postgresql_where=sa.text("status = 'resolved'"),
+            sqlite_where=sa.text("status = 'resolved'"),
+        ),
+        sa.Index(
+            "ix_issues_escalated",
+            "escalation_level",
+            "resolution_due_at",
+            postgresql_where=sa.text("escalation_level > 0 AND closed_at IS NULL"),
+            sqlite_where=sa.text("escalation_level > 0 AND closed_at IS NULL"),
+        ),
     )
     id: UUID = uuid_pk()
     channel: str = Field(sa_type=sa.String(20))
@@ -565,6 +585,7 @@ class PhotoPublic(SQLModel):
 
 # --- workflow request bodies --------------------------------------------------------------------------------
 
+
 class StaffNote(SQLModel):
     note: str | None = Field(default=None, max_length=2000)
     template: str | None = Field(default=None, max_length=40, description="A reply template code")
@@ -640,6 +661,7 @@ class SplitRequest(SQLModel):
 
 # --- votes --------------------------------------------------------------------------------------------------
 
+
 class Eligibility(StrEnum):
     household = "household"
     resident = "resident"
@@ -666,8 +688,10 @@ class VoteCreate(SQLModel):
 
 class Vote(IssuesModel, table=True):
     __tablename__ = "votes"
-    __table_args__ = (sa.Index("ix_votes_community_created", "community", "created_at", "id"),
-                      sa.Index("ix_votes_closes", "closes_at"))
+    __table_args__ = (
+        sa.Index("ix_votes_community_created", "community", "created_at", "id"),
+        sa.Index("ix_votes_closes", "closes_at"),
+    )
     id: UUID = uuid_pk()
     community: str = Field(max_length=50)
     compound: str | None = Field(default=None, max_length=50)
@@ -691,8 +715,10 @@ class Ballot(IssuesModel, table=True):
     as a keyed hash, and no endpoint lists ballots: the voter list is never public."""
 
     __tablename__ = "ballots"
-    __table_args__ = (sa.UniqueConstraint("vote_id", "voter_hash", name="uq_ballot_voter"),
-                      sa.Index("ix_ballots_vote_option", "vote_id", "option"))
+    __table_args__ = (
+        sa.UniqueConstraint("vote_id", "voter_hash", name="uq_ballot_voter"),
+        sa.Index("ix_ballots_vote_option", "vote_id", "option"),
+    )
     id: UUID = uuid_pk()
     vote_id: UUID = Field(foreign_key="votes.id")
     voter_hash: str = Field(max_length=64)
@@ -730,6 +756,7 @@ class VotePublic(SQLModel):
 
 
 # --- Open311 API keys ---------------------------------------------------------------------------------------
+
 
 class ApiKey(IssuesModel, table=True):
     __tablename__ = "open311_keys"

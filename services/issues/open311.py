@@ -69,6 +69,7 @@ class Open311Error(Exception):
 
 # --- formats ------------------------------------------------------------------------------------------------
 
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -93,8 +94,11 @@ def render(fmt: str, root: str, item: str | None, payload: Any, status: int = 20
     if fmt == "json":
         import json
 
-        return Response(json.dumps(payload, ensure_ascii=False, default=str), status_code=status,
-                        media_type="application/json; charset=utf-8")
+        return Response(
+            json.dumps(payload, ensure_ascii=False, default=str),
+            status_code=status,
+            media_type="application/json; charset=utf-8",
+        )
     top = ET.Element(root)
     if item is None:
         for k, v in payload.items():
@@ -109,8 +113,13 @@ def render(fmt: str, root: str, item: str | None, payload: Any, status: int = 20
 
 
 def error(fmt: str, status: int, description: str) -> Response:
-    return render(fmt if fmt in ("json", "xml") else "xml", "errors", "error",
-                  [{"code": status, "description": description}], status)
+    return render(
+        fmt if fmt in ("json", "xml") else "xml",
+        "errors",
+        "error",
+        [{"code": status, "description": description}],
+        status,
+    )
 
 
 def split_format(name: str) -> tuple[str, str]:
@@ -141,8 +150,9 @@ def parse_w3(name: str, raw: str) -> datetime:
 def _check_jurisdiction(params: Any) -> None:
     jurisdiction = params.get("jurisdiction_id")
     if jurisdiction and jurisdiction != get_config().jurisdiction_id:
-        raise Open311Error(404, f"jurisdiction_id {jurisdiction!r} not found; this endpoint serves "
-                                f"{get_config().jurisdiction_id}")
+        raise Open311Error(
+            404, f"jurisdiction_id {jurisdiction!r} not found; this endpoint serves {get_config().jurisdiction_id}"
+        )
 
 
 async def guarded(fmt: str, action: Callable[[], Awaitable[Response]]) -> Response:
@@ -162,17 +172,32 @@ def _name(request: Request, cat: Category) -> str:
 
 # --- discovery and services ---------------------------------------------------------------------------------
 
+
 @router.get("/discovery.{fmt}", summary="Service discovery")
 async def discovery(fmt: str, request: Request) -> Response:
     if fmt not in ("json", "xml"):
         return error("xml", 404, "Unknown format: use .json or .xml")
     base = str(request.url).rsplit("/", 1)[0]
     cfg = get_config()
-    return render(fmt, "discovery", None, {
-        "changeset": CHANGESET, "contact": cfg.open311_contact,
-        "key_service": "Ask the county's issues desk for an API key (staff issue them at /issues/open311-keys).",
-        "endpoints": [{"specification": SPEC_URL, "url": base, "changeset": CHANGESET, "type": "production",
-                       "formats": ["text/xml", "application/json"]}]})
+    return render(
+        fmt,
+        "discovery",
+        None,
+        {
+            "changeset": CHANGESET,
+            "contact": cfg.open311_contact,
+            "key_service": "Ask the county's issues desk for an API key (staff issue them at /issues/open311-keys).",
+            "endpoints": [
+                {
+                    "specification": SPEC_URL,
+                    "url": base,
+                    "changeset": CHANGESET,
+                    "type": "production",
+                    "formats": ["text/xml", "application/json"],
+                }
+            ],
+        },
+    )
 
 
 @router.get("/services.{fmt}", summary="GET Service List")
@@ -181,12 +206,28 @@ async def services(fmt: str, request: Request, uow: UoW) -> Response:
         if fmt not in ("json", "xml"):
             raise Open311Error(404, "Unknown format: use .json or .xml")
         _check_jurisdiction(request.query_params)
-        cats = (await uow.session.execute(select(Category).where(col(Category.active).is_(True))
-                                          .order_by(col(Category.code)))).scalars()
-        return render(fmt, "services", "service", [{
-            "service_code": c.code, "service_name": _name(request, c), "description": c.description or c.name_en,
-            "metadata": any(AttributeDef.model_validate(a).variable for a in c.attributes), "type": "realtime",
-            "keywords": c.keywords, "group": c.group} for c in cats])
+        cats = (
+            await uow.session.execute(
+                select(Category).where(col(Category.active).is_(True)).order_by(col(Category.code))
+            )
+        ).scalars()
+        return render(
+            fmt,
+            "services",
+            "service",
+            [
+                {
+                    "service_code": c.code,
+                    "service_name": _name(request, c),
+                    "description": c.description or c.name_en,
+                    "metadata": any(AttributeDef.model_validate(a).variable for a in c.attributes),
+                    "type": "realtime",
+                    "keywords": c.keywords,
+                    "group": c.group,
+                }
+                for c in cats
+            ],
+        )
 
     return await guarded(fmt if fmt in ("json", "xml") else "xml", go)
 
@@ -205,15 +246,33 @@ async def service_definition(name: str, request: Request, uow: UoW) -> Response:
                 raise Open311Error(404, f"{matter.title_en} is not handled here. Go to: {matter.go_to_en}")
             raise Open311Error(404, f"service_code {code!r} not found")
         attrs = sorted((AttributeDef.model_validate(a) for a in cat.attributes), key=lambda a: a.order)
-        return render(fmt, "service_definition", None, {"service_code": cat.code, "attributes": [{
-            "variable": a.variable, "code": a.code, "datatype": a.datatype.value, "required": a.required,
-            "datatype_description": a.datatype_description, "order": a.order, "description": a.description,
-            "values": [{"key": v.key, "name": v.name} for v in a.values]} for a in attrs]})
+        return render(
+            fmt,
+            "service_definition",
+            None,
+            {
+                "service_code": cat.code,
+                "attributes": [
+                    {
+                        "variable": a.variable,
+                        "code": a.code,
+                        "datatype": a.datatype.value,
+                        "required": a.required,
+                        "datatype_description": a.datatype_description,
+                        "order": a.order,
+                        "description": a.description,
+                        "values": [{"key": v.key, "name": v.name} for v in a.values],
+                    }
+                    for a in attrs
+                ],
+            },
+        )
 
     return await guarded(fmt, go)
 
 
 # --- requests -----------------------------------------------------------------------------------------------
+
 
 def _api_key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
@@ -237,7 +296,7 @@ def _attributes(form: Any) -> dict[str, Any]:
     for key, value in form.multi_items():
         if not key.startswith("attribute[") or "]" not in key:
             continue
-        code = key[len("attribute["):key.index("]")]
+        code = key[len("attribute[") : key.index("]")]
         if key.endswith("[]"):
             out.setdefault(code, [])
             if isinstance(out[code], list):
@@ -288,40 +347,56 @@ async def create_request(fmt: str, request: Request, uow: UoW) -> Response:
         attributes = _attributes(form)
         try:
             body = IssueCreate(
-                category=code, description=str(form.get("description") or "")[:4000], latitude=lat, longitude=lng,
+                category=code,
+                description=str(form.get("description") or "")[:4000],
+                latitude=lat,
+                longitude=lng,
                 address=address or (f"address_id:{address_id}" if address_id else None),
-                community=str(form.get("community") or "") or None, compound=str(form.get("compound") or "") or None,
-                photo_urls=[media] if media else [], attributes=attributes,
-                contact=Contact(name=name, phone=phone) if name or phone else None)
+                community=str(form.get("community") or "") or None,
+                compound=str(form.get("compound") or "") or None,
+                photo_urls=[media] if media else [],
+                attributes=attributes,
+                contact=Contact(name=name, phone=phone) if name or phone else None,
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first.get("loc", ()))
             raise Open311Error(400, f"{field or 'request'}: {first.get('msg')}") from None
-        who = Principal(sub=f"open311:{key.name}" + (f":{account_id}" if account_id else ""),
-                        roles=frozenset({Role.resident}))
+        who = Principal(
+            sub=f"open311:{key.name}" + (f":{account_id}" if account_id else ""), roles=frozenset({Role.resident})
+        )
         settings = runtime_of(request).settings
         cipher = field_cipher(settings)
-        issue, _, _ = await service.report_issue(uow, who, body, cipher=cipher, channel=Channel.open311,
-                                                 open311_token=service.new_token())
+        issue, _, _ = await service.report_issue(
+            uow, who, body, cipher=cipher, channel=Channel.open311, open311_token=service.new_token()
+        )
         key.last_used_at = utcnow()
         await uow.commit()
-        return render(fmt, "service_requests", "request", [{
-            "service_request_id": str(issue.id), "service_notice": cat.service_notice, "account_id": account_id}])
+        return render(
+            fmt,
+            "service_requests",
+            "request",
+            [{"service_request_id": str(issue.id), "service_notice": cat.service_notice, "account_id": account_id}],
+        )
 
     return await guarded(fmt if fmt in ("json", "xml") else "xml", go)
 
 
 async def _views(request: Request, uow: UnitOfWork, issues: list[Issue]) -> list[dict[str, Any]]:
     codes = {i.category for i in issues}
-    cats = {c.code: c for c in (await uow.session.execute(select(Category).where(
-        col(Category.code).in_(codes)))).scalars()}
+    cats = {
+        c.code: c for c in (await uow.session.execute(select(Category).where(col(Category.code).in_(codes)))).scalars()
+    }
+
     def owner(i: Issue) -> str | None:
         cat = cats.get(i.category)
         return i.departments[0] if i.departments else cat.department if cat else None
 
     dept_codes = {owner(i) for i in issues}
-    depts = {d.code: d for d in (await uow.session.execute(select(Department).where(
-        col(Department.code).in_(dept_codes)))).scalars()}
+    depts = {
+        d.code: d
+        for d in (await uow.session.execute(select(Department).where(col(Department.code).in_(dept_codes)))).scalars()
+    }
     origin = f"{request.url.scheme}://{request.url.netloc}"
     out = []
     for i in issues:
@@ -329,19 +404,31 @@ async def _views(request: Request, uow: UnitOfWork, issues: list[Issue]) -> list
         dept = depts.get(owner(i) or "")
         closed = i.status not in OPEN_STATUSES
         media = i.photo_urls[0] if i.photo_urls else None
-        out.append({
-            "service_request_id": str(i.id), "status": "closed" if closed else "open",
-            "status_notes": i.status_note, "service_name": _name(request, cat) if cat else i.category,
-            "service_code": i.category, "description": i.description or None,
-            "agency_responsible": (dept.name_en if request.query_params.get("locale", "").startswith("en")
-                                   else dept.name_zh) if dept else None,
-            "service_notice": cat.service_notice if cat else None,
-            "requested_datetime": w3(i.created_at), "updated_datetime": w3(i.closed_at if closed and i.closed_at
-                                                                            else i.updated_at),
-            "expected_datetime": w3(i.resolution_due_at), "address": i.address, "address_id": None,
-            "zipcode": None, "lat": i.latitude, "long": i.longitude,
-            "media_url": (origin + media if media and media.startswith("/") else media),
-        })
+        out.append(
+            {
+                "service_request_id": str(i.id),
+                "status": "closed" if closed else "open",
+                "status_notes": i.status_note,
+                "service_name": _name(request, cat) if cat else i.category,
+                "service_code": i.category,
+                "description": i.description or None,
+                "agency_responsible": (
+                    dept.name_en if request.query_params.get("locale", "").startswith("en") else dept.name_zh
+                )
+                if dept
+                else None,
+                "service_notice": cat.service_notice if cat else None,
+                "requested_datetime": w3(i.created_at),
+                "updated_datetime": w3(i.closed_at if closed and i.closed_at else i.updated_at),
+                "expected_datetime": w3(i.resolution_due_at),
+                "address": i.address,
+                "address_id": None,
+                "zipcode": None,
+                "lat": i.latitude,
+                "long": i.longitude,
+                "media_url": (origin + media if media and media.startswith("/") else media),
+            }
+        )
     return out
 
 
@@ -400,8 +487,7 @@ async def list_requests(fmt: str, request: Request, uow: UoW) -> Response:
                 raise Open311Error(400, "page and page_size must be whole numbers") from None
             if page < 1 or not 1 <= size <= MAX_RESULTS:
                 raise Open311Error(400, f"page must be ≥ 1 and page_size between 1 and {MAX_RESULTS}")
-        query = query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).offset(
-            (page - 1) * size).limit(size)
+        query = query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).offset((page - 1) * size).limit(size)
         issues = list((await uow.session.execute(query)).scalars())
         return render(fmt, "service_requests", "request", await _views(request, uow, issues))
 
@@ -434,8 +520,11 @@ async def get_token(name: str, request: Request, uow: UoW) -> Response:
     async def go() -> Response:
         token, _ = split_format(name)
         _check_jurisdiction(request.query_params)
-        issue_id = (await uow.session.execute(select(Issue.id).where(Issue.open311_token == token))).scalar() \
-            if token else None
+        issue_id = (
+            (await uow.session.execute(select(Issue.id).where(Issue.open311_token == token))).scalar()
+            if token
+            else None
+        )
         if issue_id is None:
             raise Open311Error(404, f"token {token!r} not found")
         return render(fmt, "service_requests", "request", [{"service_request_id": str(issue_id), "token": token}])
@@ -448,31 +537,44 @@ async def get_token(name: str, request: Request, uow: UoW) -> Response:
 Manager = Annotated[Principal, Depends(catalogue_manager)]
 
 
-@keys_router.post("/open311-keys", response_model=ApiKeyIssued, status_code=201,
-                  summary="Staff: issue an Open311 API key (shown once; only its hash is stored)")
+@keys_router.post(
+    "/open311-keys",
+    response_model=ApiKeyIssued,
+    status_code=201,
+    summary="Staff: issue an Open311 API key (shown once; only its hash is stored)",
+)
 async def create_key(body: ApiKeyCreate, uow: UoW, who: Manager) -> ApiKeyIssued:
     prefix = secrets.token_hex(4)
     key = f"ms311_{prefix}_{secrets.token_urlsafe(24).replace('_', '-')}"
     row = ApiKey(name=body.name, prefix=prefix, key_hash=_api_key_hash(key), created_by=who.sub)
     uow.session.add(row)
     await uow.commit()
-    return ApiKeyIssued.model_validate({**ApiKeyPublic.model_validate(row, from_attributes=True).model_dump(),
-                                        "api_key": key})
+    return ApiKeyIssued.model_validate(
+        {**ApiKeyPublic.model_validate(row, from_attributes=True).model_dump(), "api_key": key}
+    )
 
 
 @keys_router.get("/open311-keys", response_model=Page[ApiKeyPublic], summary="Staff: Open311 API keys")
-async def list_keys(uow: UoW, who: Manager, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-                    cursor: str | None = None) -> Page[ApiKeyPublic]:
+async def list_keys(
+    uow: UoW, who: Manager, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[ApiKeyPublic]:
     query = select(ApiKey)
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.or_(col(ApiKey.created_at) < created,
-                                   sa.and_(col(ApiKey.created_at) == created, col(ApiKey.id) < ident)))
-    rows = list((await uow.session.execute(query.order_by(col(ApiKey.created_at).desc(), col(ApiKey.id).desc())
-                                           .limit(limit + 1))).scalars())
+        query = query.where(
+            sa.or_(col(ApiKey.created_at) < created, sa.and_(col(ApiKey.created_at) == created, col(ApiKey.id) < ident))
+        )
+    rows = list(
+        (
+            await uow.session.execute(
+                query.order_by(col(ApiKey.created_at).desc(), col(ApiKey.id).desc()).limit(limit + 1)
+            )
+        ).scalars()
+    )
     page = page_of(rows, limit, lambda k: encode_cursor(k.created_at, k.id))
-    return Page[ApiKeyPublic](items=[ApiKeyPublic.model_validate(k, from_attributes=True) for k in page.items],
-                              next_cursor=page.next_cursor)
+    return Page[ApiKeyPublic](
+        items=[ApiKeyPublic.model_validate(k, from_attributes=True) for k in page.items], next_cursor=page.next_cursor
+    )
 
 
 @keys_router.delete("/open311-keys/{key_id}", response_model=ApiKeyPublic, summary="Staff: revoke a key")

@@ -32,10 +32,17 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-@router.post("/photos", response_model=PhotoPublic, status_code=201,
-             summary="Upload a photo (JPEG, PNG, WebP, HEIC; at most 5 MB); attach it by id to a report")
-async def upload_photo(uow: UoW, who: Annotated[Principal, Depends(current_principal)],
-                       file: Annotated[UploadFile, File(description="The image")]) -> PhotoPublic:
+@router.post(
+    "/photos",
+    response_model=PhotoPublic,
+    status_code=201,
+    summary="Upload a photo (JPEG, PNG, WebP, HEIC; at most 5 MB); attach it by id to a report",
+)
+async def upload_photo(
+    uow: UoW,
+    who: Annotated[Principal, Depends(current_principal)],
+    file: Annotated[UploadFile, File(description="The image")],
+) -> PhotoPublic:
     if who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.admin):
         raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not upload issue photos.")
     limit = get_config().photo_max_bytes
@@ -43,25 +50,37 @@ async def upload_photo(uow: UoW, who: Annotated[Principal, Depends(current_princ
     if len(data) > limit:
         raise Problem(413, "photo_too_large", "Photo too large", f"At most {limit // (1024 * 1024)} MB.")
     if not data:
-        raise Problem(422, "photo_empty", "Empty file", "The upload has no bytes.",
-                      errors=[{"field": "file", "message": "empty", "type": "value_error"}])
+        raise Problem(
+            422,
+            "photo_empty",
+            "Empty file",
+            "The upload has no bytes.",
+            errors=[{"field": "file", "message": "empty", "type": "value_error"}],
+        )
     kind = sniff(data[:16])
     if kind is None:
-        raise Problem(415, "photo_type_not_allowed", "Not an accepted image",
-                      "Send a JPEG, PNG, WebP or HEIC image.")
-    photo = Photo(owner=who.sub, content_type=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                  data=data)
+        raise Problem(415, "photo_type_not_allowed", "Not an accepted image", "Send a JPEG, PNG, WebP or HEIC image.")
+    photo = Photo(owner=who.sub, content_type=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data)
     uow.session.add(photo)
     await uow.commit()
     return PhotoPublic(id=photo.id, url=f"/issues/photos/{photo.id}", content_type=kind, size=len(data))
 
 
-@router.get("/photos/{photo_id}", response_class=Response,
-            summary="A photo by id (the unguessable id is the capability; no token, so <img> tags work)")
+@router.get(
+    "/photos/{photo_id}",
+    response_class=Response,
+    summary="A photo by id (the unguessable id is the capability; no token, so <img> tags work)",
+)
 async def get_photo(photo_id: UUID, uow: UoW) -> Response:
     photo = await uow.session.get(Photo, photo_id)
     if photo is None:
         raise not_found("photo", photo_id)
-    return Response(photo.data, media_type=photo.content_type,
-                    headers={"Cache-Control": "private, max-age=86400, immutable", "ETag": f'"{photo.sha256}"',
-                             "X-Content-Type-Options": "nosniff"})
+    return Response(
+        photo.data,
+        media_type=photo.content_type,
+        headers={
+            "Cache-Control": "private, max-age=86400, immutable",
+            "ETag": f'"{photo.sha256}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

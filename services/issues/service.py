@@ -77,9 +77,13 @@ from services.issues.models import (
     TimelineEntryPublic,
 )
 
-HAZARD_TITLES = {"fire": "Fire reported by a rider", "gas_leak": "Gas leak reported by a rider",
-                 "water_leak": "Water leak reported by a rider", "road": "Road hazard reported by a rider",
-                 "other": "Hazard reported by a rider"}
+HAZARD_TITLES = {
+    "fire": "Fire reported by a rider",
+    "gas_leak": "Gas leak reported by a rider",
+    "water_leak": "Water leak reported by a rider",
+    "road": "Road hazard reported by a rider",
+    "other": "Hazard reported by a rider",
+}
 
 
 # An issue, or a row of its columns (the list reads plain rows: no ORM objects to build for a page of 50).
@@ -93,6 +97,7 @@ LIST_COLUMNS = [ISSUES.c[name] for name in (*_PUBLIC_COLUMNS, "first_response_ov
 
 
 # --- who may do what ----------------------------------------------------------------------------------------
+
 
 def is_staff(who: Principal) -> bool:
     return who.has(Role.staff) or Role.admin in who.roles
@@ -118,8 +123,11 @@ def works_on(who: Principal, issue: IssueLike) -> bool:
 
 
 _REPORTERS = IssueReporter.__table__.c  # type: ignore[attr-defined]
-_IS_PARTICIPANT = sa.select(_REPORTERS.id).where(
-    _REPORTERS.issue_id == sa.bindparam("issue_id"), _REPORTERS.subject == sa.bindparam("subject")).limit(1)
+_IS_PARTICIPANT = (
+    sa.select(_REPORTERS.id)
+    .where(_REPORTERS.issue_id == sa.bindparam("issue_id"), _REPORTERS.subject == sa.bindparam("subject"))
+    .limit(1)
+)
 _IS_REPORTER = _IS_PARTICIPANT.where(_REPORTERS.role == "reporter")
 
 
@@ -150,6 +158,7 @@ async def can_see(uow: UnitOfWork, who: Principal, issue: IssueLike) -> bool:
 
 # --- event facts and the timeline ---------------------------------------------------------------------------
 
+
 def _origin(issue: IssueLike) -> Origin | None:
     if issue.origin_service and issue.origin_kind and issue.origin_id:
         return Origin(service=issue.origin_service, kind=issue.origin_kind, id=issue.origin_id)
@@ -157,20 +166,48 @@ def _origin(issue: IssueLike) -> Origin | None:
 
 
 def _fact(issue: IssueLike, actor: str | None) -> dict[str, Any]:
-    return {"issue_id": issue.id, "category": issue.category, "channel": issue.channel, "urgent": issue.urgent,
-            "community": issue.community, "compound": issue.compound, "origin": _origin(issue),
-            "linked": [Origin(**o) for o in issue.linked], "occurred_at": issue.updated_at, "actor": actor,
-            "reporter": getattr(issue, "reporter", None)}
+    return {
+        "issue_id": issue.id,
+        "category": issue.category,
+        "channel": issue.channel,
+        "urgent": issue.urgent,
+        "community": issue.community,
+        "compound": issue.compound,
+        "origin": _origin(issue),
+        "linked": [Origin(**o) for o in issue.linked],
+        "occurred_at": issue.updated_at,
+        "actor": actor,
+        "reporter": getattr(issue, "reporter", None),
+    }
 
 
-def record(uow: UnitOfWork, issue: Issue, action: str, who: Principal | None, note: str | None = None, *,
-           internal: bool = False, data: dict[str, Any] | None = None, actor: str | None = None,
-           actor_role: str | None = None, at: datetime | None = None) -> None:
+def record(
+    uow: UnitOfWork,
+    issue: Issue,
+    action: str,
+    who: Principal | None,
+    note: str | None = None,
+    *,
+    internal: bool = False,
+    data: dict[str, Any] | None = None,
+    actor: str | None = None,
+    actor_role: str | None = None,
+    at: datetime | None = None,
+) -> None:
     """Append to the timeline: ``who`` acted, or (events, jobs) ``actor`` with ``actor_role``, or the system."""
     role = role_of(who) if who else actor_role or ("system" if actor is None else None)
-    uow.session.add(TimelineEntry(
-        issue_id=issue.id, action=action, actor=who.sub if who else actor, actor_role=role, note=note,
-        internal=internal, data=data or {}, at=at or issue.updated_at))
+    uow.session.add(
+        TimelineEntry(
+            issue_id=issue.id,
+            action=action,
+            actor=who.sub if who else actor,
+            actor_role=role,
+            note=note,
+            internal=internal,
+            data=data or {},
+            at=at or issue.updated_at,
+        )
+    )
 
 
 def _touch(issue: Issue, now: datetime | None = None) -> datetime:
@@ -189,6 +226,7 @@ def _close(issue: Issue, status: IssueStatus, now: datetime) -> None:
 
 
 # --- intake -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Intake:
@@ -235,8 +273,11 @@ def _dedupe_keys(category: str, lat: float, lng: float, radius_m: float) -> list
 
 
 # Taken in the keys' order, so two intakes never wait for each other crosswise.
-_lock_cells = (sa.select(sa.func.unnest(sa.bindparam("keys", type_=postgresql.ARRAY(sa.String()))).label("key"))
-               .order_by("key").subquery("cells"))
+_lock_cells = (
+    sa.select(sa.func.unnest(sa.bindparam("keys", type_=postgresql.ARRAY(sa.String()))).label("key"))
+    .order_by("key")
+    .subquery("cells")
+)
 _DEDUPE_LOCK = sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(sa.func.hashtext(_lock_cells.c.key))))
 
 
@@ -245,17 +286,28 @@ def _nearby_open_issues(include_private: bool) -> sa.Select[Any]:
     """Open issues of a category reported since a time, inside a bounding box, newest first (at most 50)."""
     c = ISSUES.c
     query = sa.select(c.id, c.latitude, c.longitude).where(
-        c.category == sa.bindparam("category"), c.created_at >= sa.bindparam("since", type_=c.created_at.type),
+        c.category == sa.bindparam("category"),
+        c.created_at >= sa.bindparam("since", type_=c.created_at.type),
         one_of(c.status, [s.value for s in OPEN_STATUSES]),
         c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
-        c.longitude.between(sa.bindparam("west"), sa.bindparam("east")))
+        c.longitude.between(sa.bindparam("west"), sa.bindparam("east")),
+    )
     if not include_private:
         query = query.where(c.is_public.is_(True))
     return query.order_by(c.created_at.desc()).limit(50)
 
 
-async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float, now: datetime,
-                         cfg: IssuesConfig, *, include_private: bool = False, locked: bool = False) -> Issue | None:
+async def find_duplicate(
+    uow: UnitOfWork,
+    category: str,
+    lat: float,
+    lng: float,
+    now: datetime,
+    cfg: IssuesConfig,
+    *,
+    include_private: bool = False,
+    locked: bool = False,
+) -> Issue | None:
     """The nearest open issue of the same category reported within the radius and time window. Private issues
     (a household's need) only absorb reports from staff-side channels: a resident's report must not make them
     a participant of someone else's private matter."""
@@ -265,9 +317,17 @@ async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float,
         await connection.execute(_DEDUPE_LOCK, {"keys": _dedupe_keys(category, lat, lng, cfg.dedupe_radius_m)})
     south, north, west, east = bounding_box(lat, lng, cfg.dedupe_radius_m)
     connection = await uow.session.connection()
-    rows = await connection.execute(_nearby_open_issues(include_private), {
-        "category": category, "since": now - timedelta(hours=cfg.dedupe_window_hours),
-        "south": south, "north": north, "west": west, "east": east})
+    rows = await connection.execute(
+        _nearby_open_issues(include_private),
+        {
+            "category": category,
+            "since": now - timedelta(hours=cfg.dedupe_window_hours),
+            "south": south,
+            "north": north,
+            "west": west,
+            "east": east,
+        },
+    )
     best: tuple[float, UUID] | None = None
     for ident, issue_lat, issue_lng in rows:
         d = distance_m(lat, lng, issue_lat, issue_lng)
@@ -280,8 +340,11 @@ async def find_duplicate(uow: UnitOfWork, category: str, lat: float, lng: float,
 def _defaults(model: type[SQLModel]) -> Callable[[], dict[str, Any]]:
     """The field defaults of a table model, as its constructor fills them, for Core INSERTs: a SQLModel table
     object costs ~250 µs to construct (SQLModel validates and sets every field in Python)."""
-    fixed = {name: f.default for name, f in model.model_fields.items()
-             if f.default is not PydanticUndefined and f.default_factory is None}
+    fixed = {
+        name: f.default
+        for name, f in model.model_fields.items()
+        if f.default is not PydanticUndefined and f.default_factory is None
+    }
     factories = [(name, f.default_factory) for name, f in model.model_fields.items() if f.default_factory]
     return lambda: {**fixed, **{name: make() for name, make in factories}}  # type: ignore[call-arg]
 
@@ -303,7 +366,8 @@ def _intake_statements(postgres: bool, with_reporter: bool) -> tuple[sa.Executab
     end): one round trip instead of three."""
     issue = _insert(ISSUES, "i_").returning(*LIST_COLUMNS)
     rest = ([_insert(IssueReporter.__table__, "r_")] if with_reporter else []) + [  # type: ignore[attr-defined]
-        _insert(_TIMELINE, "t_")]
+        _insert(_TIMELINE, "t_")
+    ]
     if not postgres:
         return (issue, *rest)
     written = issue.cte("issue")
@@ -312,8 +376,10 @@ def _intake_statements(postgres: bool, with_reporter: bool) -> tuple[sa.Executab
 
 
 _ISSUE_FOR_ORIGIN = sa.select(_REPORTERS.issue_id).where(
-    _REPORTERS.origin_service == sa.bindparam("service"), _REPORTERS.origin_kind == sa.bindparam("kind"),
-    _REPORTERS.origin_id == sa.bindparam("id"))
+    _REPORTERS.origin_service == sa.bindparam("service"),
+    _REPORTERS.origin_kind == sa.bindparam("kind"),
+    _REPORTERS.origin_id == sa.bindparam("id"),
+)
 # The same, taking the report's dedupe locks in the same round trip (the duplicate search comes after them).
 _LOCK_AND_ISSUE_FOR_ORIGIN = sa.select(_ISSUE_FOR_ORIGIN.scalar_subquery(), _DEDUPE_LOCK.scalar_subquery())
 
@@ -334,8 +400,9 @@ async def issue_for_origin(uow: UnitOfWork, origin: Origin, *, lock_keys: list[s
     return found.scalar()
 
 
-async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, cfg: IssuesConfig | None = None,
-                 locked: bool = False) -> tuple[IssueLike, bool]:
+async def intake(
+    uow: UnitOfWork, data: Intake, *, now: datetime | None = None, cfg: IssuesConfig | None = None, locked: bool = False
+) -> tuple[IssueLike, bool]:
     """Open an issue, or attach the report to the open issue it duplicates. Returns (issue, attached): a new
     issue as a row of ``LIST_COLUMNS`` (written with Core: no ORM object to build and flush). ``locked``: the
     caller took the report's dedupe locks already (``issue_for_origin``)."""
@@ -345,8 +412,16 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, 
     urgent = data.urgent or cat.urgent
     if _dedupes(cat, data.latitude, data.longitude):
         assert data.latitude is not None and data.longitude is not None
-        existing = await find_duplicate(uow, cat.code, data.latitude, data.longitude, now, cfg, locked=locked,
-                                        include_private=data.channel in (Channel.grid_worker, Channel.staff))
+        existing = await find_duplicate(
+            uow,
+            cat.code,
+            data.latitude,
+            data.longitude,
+            now,
+            cfg,
+            locked=locked,
+            include_private=data.channel in (Channel.grid_worker, Channel.staff),
+        )
         if existing is not None:
             await attach(uow, existing, data, now)
             return existing, True
@@ -355,26 +430,64 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, 
     issue = {
         **_issue_defaults(),
         **({"id": data.issue_id} if data.issue_id is not None else {}),
-        "title": data.title, "description": data.description, "category": cat.code, "latitude": data.latitude,
-        "longitude": data.longitude, "address": data.address, "community": data.community,
-        "compound": data.compound, "channel": data.channel, "intake": data.intake, "urgent": urgent,
-        "is_public": data.is_public, "photo_urls": data.photo_urls or [], "attributes": data.attributes or {},
-        "reporter": data.reporter, "contact_name": data.contact_name, "contact_phone": data.contact_phone,
-        "origin_service": origin.service if origin else None, "origin_kind": origin.kind if origin else None,
-        "origin_id": origin.id if origin else None, "open311_token": data.open311_token,
-        "created_at": now, "updated_at": now, "first_response_due_at": first_due,
+        "title": data.title,
+        "description": data.description,
+        "category": cat.code,
+        "latitude": data.latitude,
+        "longitude": data.longitude,
+        "address": data.address,
+        "community": data.community,
+        "compound": data.compound,
+        "channel": data.channel,
+        "intake": data.intake,
+        "urgent": urgent,
+        "is_public": data.is_public,
+        "photo_urls": data.photo_urls or [],
+        "attributes": data.attributes or {},
+        "reporter": data.reporter,
+        "contact_name": data.contact_name,
+        "contact_phone": data.contact_phone,
+        "origin_service": origin.service if origin else None,
+        "origin_kind": origin.kind if origin else None,
+        "origin_id": origin.id if origin else None,
+        "open311_token": data.open311_token,
+        "created_at": now,
+        "updated_at": now,
+        "first_response_due_at": first_due,
         "resolution_due_at": resolution_due,
     }
     params = {f"i_{k}": v for k, v in issue.items()}
     if data.reporter:
-        params.update({f"r_{k}": v for k, v in {
-            **_reporter_defaults(), "issue_id": issue["id"], "subject": data.reporter, "role": "reporter",
-            "channel": data.channel, "created_at": now, "origin_service": issue["origin_service"],
-            "origin_kind": issue["origin_kind"], "origin_id": issue["origin_id"]}.items()})
-    params.update({f"t_{k}": v for k, v in {
-        **_timeline_defaults(), "issue_id": issue["id"], "action": "submitted", "actor": data.reporter,
-        "actor_role": data.actor_role or data.channel, "at": now,
-        "data": {"channel": data.channel, **({"intake": data.intake} if data.intake else {})}}.items()})
+        params.update(
+            {
+                f"r_{k}": v
+                for k, v in {
+                    **_reporter_defaults(),
+                    "issue_id": issue["id"],
+                    "subject": data.reporter,
+                    "role": "reporter",
+                    "channel": data.channel,
+                    "created_at": now,
+                    "origin_service": issue["origin_service"],
+                    "origin_kind": issue["origin_kind"],
+                    "origin_id": issue["origin_id"],
+                }.items()
+            }
+        )
+    params.update(
+        {
+            f"t_{k}": v
+            for k, v in {
+                **_timeline_defaults(),
+                "issue_id": issue["id"],
+                "action": "submitted",
+                "actor": data.reporter,
+                "actor_role": data.actor_role or data.channel,
+                "at": now,
+                "data": {"channel": data.channel, **({"intake": data.intake} if data.intake else {})},
+            }.items()
+        }
+    )
     connection = await uow.session.connection()
     first, *rest = _intake_statements(uow.db.is_postgres, bool(data.reporter))
     row = (await connection.execute(first, params)).one()
@@ -384,31 +497,50 @@ async def intake(uow: UnitOfWork, data: Intake, *, now: datetime | None = None, 
     return row, False
 
 
-
 async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> None:
     """A further report of the same problem: credit the reporter, make them follow it, link its origin."""
     origin = data.origin
-    if origin is None and data.reporter and await is_reporter(
-            uow, Principal(sub=data.reporter, roles=frozenset()), issue):
+    if (
+        origin is None
+        and data.reporter
+        and await is_reporter(uow, Principal(sub=data.reporter, roles=frozenset()), issue)
+    ):
         return  # the same person reporting it again (a double tap): already credited
-    uow.session.add(IssueReporter(
-        issue_id=issue.id, subject=data.reporter or f"anonymous:{now.timestamp()}", role="reporter",
-        channel=data.channel, created_at=now, origin_service=origin.service if origin else None,
-        origin_kind=origin.kind if origin else None, origin_id=origin.id if origin else None))
+    uow.session.add(
+        IssueReporter(
+            issue_id=issue.id,
+            subject=data.reporter or f"anonymous:{now.timestamp()}",
+            role="reporter",
+            channel=data.channel,
+            created_at=now,
+            origin_service=origin.service if origin else None,
+            origin_kind=origin.kind if origin else None,
+            origin_id=origin.id if origin else None,
+        )
+    )
     issue.reporter_count += 1
     if data.urgent and not issue.urgent:  # e.g. a rider reports the leak as a burst main: it is urgent now
         issue.urgent = True
         ack = now + timedelta(minutes=get_config().urgent_ack_minutes)
-        if issue.first_responded_at is None and (issue.first_response_due_at is None
-                                                 or issue.first_response_due_at > ack):
+        if issue.first_responded_at is None and (
+            issue.first_response_due_at is None or issue.first_response_due_at > ack
+        ):
             issue.first_response_due_at = ack
     if data.photo_urls:
         issue.photo_urls = [*issue.photo_urls, *data.photo_urls][:30]
     _touch(issue, now)
     # A private report's words stay with staff.
-    record(uow, issue, "duplicate_attached", None, data.description[:500] or None, actor=data.reporter,
-           actor_role=data.actor_role or data.channel, internal=not data.is_public,
-           data={"channel": data.channel, **({"origin": origin.model_dump()} if origin else {})})
+    record(
+        uow,
+        issue,
+        "duplicate_attached",
+        None,
+        data.description[:500] or None,
+        actor=data.reporter,
+        actor_role=data.actor_role or data.channel,
+        internal=not data.is_public,
+        data={"channel": data.channel, **({"origin": origin.model_dump()} if origin else {})},
+    )
     if origin is not None:
         issue.linked = [*issue.linked, origin.model_dump()]
         uow.emit(IssueLinked(attached=[origin], reason="duplicate", **_fact(issue, data.reporter)))
@@ -421,9 +553,19 @@ async def _photo_urls(uow: UnitOfWork, who: Principal, ids: list[UUID]) -> list[
     found = set(rows.scalars())
     missing = [str(i) for i in ids if i not in found]
     if missing:
-        raise Problem(422, "unknown_photo", "Unknown photo", "Upload photos with POST /issues/photos first.",
-                      errors=[{"field": "photo_ids", "message": f"not yours or not found: {', '.join(missing)}",
-                               "type": "value_error"}])
+        raise Problem(
+            422,
+            "unknown_photo",
+            "Unknown photo",
+            "Upload photos with POST /issues/photos first.",
+            errors=[
+                {
+                    "field": "photo_ids",
+                    "message": f"not yours or not found: {', '.join(missing)}",
+                    "type": "value_error",
+                }
+            ],
+        )
     return [f"/issues/photos/{i}" for i in ids]
 
 
@@ -431,8 +573,12 @@ def _channel_for(who: Principal, data: IssueCreate) -> Channel:
     wanted = data.channel
     if wanted == "patrol":
         if not (is_staff(who) or who.has(Role.grid_worker) or "team:patrol" in who.scopes):
-            raise Problem(403, "not_a_patrol_member", "Not a patrol member",
-                          "Only patrol volunteers (scope team:patrol), grid workers and staff report as a patrol.")
+            raise Problem(
+                403,
+                "not_a_patrol_member",
+                "Not a patrol member",
+                "Only patrol volunteers (scope team:patrol), grid workers and staff report as a patrol.",
+            )
         return Channel.patrol
     if is_staff(who):
         return Channel.staff
@@ -443,37 +589,72 @@ def _channel_for(who: Principal, data: IssueCreate) -> Channel:
     return Channel.resident
 
 
-async def report_issue(uow: UnitOfWork, who: Principal, data: IssueCreate, *, cipher: FieldCipher,
-                       channel: Channel | None = None, open311_token: str | None = None,
-                       reporter: str | None = None) -> tuple[IssueLike, bool, Category]:
+async def report_issue(
+    uow: UnitOfWork,
+    who: Principal,
+    data: IssueCreate,
+    *,
+    cipher: FieldCipher,
+    channel: Channel | None = None,
+    open311_token: str | None = None,
+    reporter: str | None = None,
+) -> tuple[IssueLike, bool, Category]:
     """A resident, staff member, grid worker or patrol volunteer reports a problem through the API."""
     channel = channel or _channel_for(who, data)
     cat = await require_category(uow, data.category)
     attributes = validate_attributes(cat, data.attributes)
     if data.contact is not None and not is_staff(who) and channel != Channel.open311:
-        raise Problem(403, "contact_staff_only", "Only staff report for someone else",
-                      "Leave out `contact`; your own account is the reporter.")
+        raise Problem(
+            403,
+            "contact_staff_only",
+            "Only staff report for someone else",
+            "Leave out `contact`; your own account is the reporter.",
+        )
     if data.latitude is None and not data.address and not data.community:
-        raise Problem(422, "location_required", "Where is it?", "Give latitude/longitude, an address or a community.",
-                      errors=[{"field": "latitude", "message": "a location is required", "type": "missing"}])
+        raise Problem(
+            422,
+            "location_required",
+            "Where is it?",
+            "Give latitude/longitude, an address or a community.",
+            errors=[{"field": "latitude", "message": "a location is required", "type": "missing"}],
+        )
     community = await resolve_community(uow, data.community, data.latitude, data.longitude)
     if is_staff(who) and channel == Channel.staff and not who.covers(community, data.compound):
         raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
     photos = [*data.photo_urls, *await _photo_urls(uow, who, data.photo_ids)]
     contact = data.contact
     issue_id = uuid7()  # known before the insert: the contact details are sealed for this issue's row
-    return (*await intake(uow, Intake(
-        issue_id=issue_id,
-        category=cat, title=data.title or cat.name_zh, description=data.description, channel=channel,
-        reporter=reporter or who.sub, latitude=data.latitude, longitude=data.longitude, address=data.address,
-        community=community, compound=data.compound, is_public=data.is_public, photo_urls=photos,
-        attributes=attributes, intake=data.intake or ("app" if channel != Channel.staff else None),
-        contact_name=cipher.seal(contact.name, "issues", "contact_name", issue_id) if contact and contact.name
-        else None,
-        contact_phone=cipher.seal(contact.phone, "issues", "contact_phone", issue_id) if contact and contact.phone
-        else None,
-        actor_role=role_of(who), open311_token=open311_token,
-    )), cat)
+    return (
+        *await intake(
+            uow,
+            Intake(
+                issue_id=issue_id,
+                category=cat,
+                title=data.title or cat.name_zh,
+                description=data.description,
+                channel=channel,
+                reporter=reporter or who.sub,
+                latitude=data.latitude,
+                longitude=data.longitude,
+                address=data.address,
+                community=community,
+                compound=data.compound,
+                is_public=data.is_public,
+                photo_urls=photos,
+                attributes=attributes,
+                intake=data.intake or ("app" if channel != Channel.staff else None),
+                contact_name=cipher.seal(contact.name, "issues", "contact_name", issue_id)
+                if contact and contact.name
+                else None,
+                contact_phone=cipher.seal(contact.phone, "issues", "contact_phone", issue_id)
+                if contact and contact.phone
+                else None,
+                actor_role=role_of(who),
+                open311_token=open311_token,
+            ),
+        ),
+        cat,
+    )
 
 
 async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> IssueLike | None:
@@ -482,18 +663,34 @@ async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue
     origin = Origin(service="points", kind="hazard_report", id=str(report.report_id))
     cat = await category_or_default(uow, report.category, urgent=report.urgent)
     dedupes = _dedupes(cat, report.latitude, report.longitude)
-    keys = (_dedupe_keys(cat.code, report.latitude, report.longitude, get_config().dedupe_radius_m)
-            if dedupes and report.latitude is not None and report.longitude is not None else None)
+    keys = (
+        _dedupe_keys(cat.code, report.latitude, report.longitude, get_config().dedupe_radius_m)
+        if dedupes and report.latitude is not None and report.longitude is not None
+        else None
+    )
     if await issue_for_origin(uow, origin, lock_keys=keys) is not None:
         return None
     community = await resolve_community(uow, report.community, report.latitude, report.longitude, strict=False)
-    issue, _ = await intake(uow, Intake(
-        category=cat, title=HAZARD_TITLES.get(report.category, HAZARD_TITLES["other"]),
-        description=report.description, channel=Channel.rider, reporter=f"rider:{report.rider_id}",
-        latitude=report.latitude, longitude=report.longitude, address=report.address, community=community,
-        compound=report.compound, origin=origin, urgent=report.urgent, photo_urls=report.photo_urls,
-        actor_role="rider",
-    ), locked=dedupes)
+    issue, _ = await intake(
+        uow,
+        Intake(
+            category=cat,
+            title=HAZARD_TITLES.get(report.category, HAZARD_TITLES["other"]),
+            description=report.description,
+            channel=Channel.rider,
+            reporter=f"rider:{report.rider_id}",
+            latitude=report.latitude,
+            longitude=report.longitude,
+            address=report.address,
+            community=community,
+            compound=report.compound,
+            origin=origin,
+            urgent=report.urgent,
+            photo_urls=report.photo_urls,
+            actor_role="rider",
+        ),
+        locked=dedupes,
+    )
     return issue
 
 
@@ -503,17 +700,31 @@ async def intake_need(uow: UnitOfWork, need: NeedEscalated) -> IssueLike | None:
     if await issue_for_origin(uow, origin) is not None:
         return None
     cat = await category_or_default(uow, need.category, urgent=need.urgency == "urgent")
-    issue, _ = await intake(uow, Intake(
-        category=cat, title=need.title, description=need.description, channel=Channel.grid_worker,
-        reporter=need.escalated_by, latitude=need.latitude, longitude=need.longitude, address=need.address,
-        community=need.community, compound=need.compound, origin=origin, urgent=need.urgency == "urgent",
-        is_public=False,  # a household's need is not for the public list
-        attributes={"urgency": need.urgency}, actor_role="grid_worker",
-    ))
+    issue, _ = await intake(
+        uow,
+        Intake(
+            category=cat,
+            title=need.title,
+            description=need.description,
+            channel=Channel.grid_worker,
+            reporter=need.escalated_by,
+            latitude=need.latitude,
+            longitude=need.longitude,
+            address=need.address,
+            community=need.community,
+            compound=need.compound,
+            origin=origin,
+            urgent=need.urgency == "urgent",
+            is_public=False,  # a household's need is not for the public list
+            attributes={"urgency": need.urgency},
+            actor_role="grid_worker",
+        ),
+    )
     return issue
 
 
 # --- reading ------------------------------------------------------------------------------------------------
+
 
 async def get_issue(uow: UnitOfWork, who: Principal, issue_id: UUID, *, for_update: bool = False) -> Issue:
     issue = await uow.session.get(Issue, issue_id, with_for_update=for_update and uow.db.is_postgres)
@@ -552,14 +763,19 @@ def public_rows(rows: Iterable[sa.Row[Any]], who: Principal, cipher: FieldCipher
     out = []
     for row in rows:
         data = dict(zip(_PUBLIC_COLUMNS, row, strict=False))  # LIST_COLUMNS start with the public ones
-        works = staff and (everywhere or row.community in communities or row.compound in compounds
-                           or bool(departments.intersection(row.departments)))
+        works = staff and (
+            everywhere
+            or row.community in communities
+            or row.compound in compounds
+            or bool(departments.intersection(row.departments))
+        )
         out.append(_shown(data, row, works, who.sub, cipher, now))
     return out
 
 
-def _shown(data: dict[str, Any], issue: IssueLike, staff: bool, sub: str, cipher: FieldCipher | None,
-           now: datetime) -> IssuePublic:
+def _shown(
+    data: dict[str, Any], issue: IssueLike, staff: bool, sub: str, cipher: FieldCipher | None, now: datetime
+) -> IssuePublic:
     data["overdue"] = is_overdue(issue, now)
     if staff and cipher is not None:
         data["contact_name"] = mask_name(cipher.open(issue.contact_name, "issues", "contact_name", issue.id))
@@ -608,11 +824,12 @@ def _entries(rows: Iterable[sa.Row[Any]], start: int, staff: bool, who: Principa
 _ISSUE_WITH_TIMELINE = (
     sa.select(*LIST_COLUMNS, *(_TIMELINE.c[name].label(f"entry_{name}") for name in _TIMELINE_COLUMNS))
     .select_from(ISSUES.outerjoin(_TIMELINE, _TIMELINE.c.issue_id == ISSUES.c.id))
-    .where(ISSUES.c.id == sa.bindparam("issue_id")).order_by(_TIMELINE.c.at, _TIMELINE.c.id))
+    .where(ISSUES.c.id == sa.bindparam("issue_id"))
+    .order_by(_TIMELINE.c.at, _TIMELINE.c.id)
+)
 
 
-async def read_issue(uow: UnitOfWork, who: Principal,
-                     issue_id: UUID) -> tuple[sa.Row[Any], list[TimelineEntryPublic]]:
+async def read_issue(uow: UnitOfWork, who: Principal, issue_id: UUID) -> tuple[sa.Row[Any], list[TimelineEntryPublic]]:
     """An issue to show (not to change) as a row of ``LIST_COLUMNS``, with its timeline as ``who`` may see it;
     404 if they may not see the issue."""
     connection = await uow.session.connection()
@@ -669,9 +886,10 @@ class ListShape(NamedTuple):
 def _mine() -> sa.CompoundSelect:
     # Issues you reported (the reporter column) or were credited on / follow (issue_reporters): a UNION, so
     # PostgreSQL reads both through their indexes (an OR of the two would scan every issue).
-    return sa.union(sa.select(ISSUES.c.id).where(ISSUES.c.reporter == sa.bindparam("sub")),
-                    sa.select(IssueReporter.__table__.c.issue_id)  # type: ignore[attr-defined]
-                    .where(IssueReporter.__table__.c.subject == sa.bindparam("sub")))  # type: ignore[attr-defined]
+    return sa.union(
+        sa.select(ISSUES.c.id).where(ISSUES.c.reporter == sa.bindparam("sub")),
+        sa.select(IssueReporter.__table__.c.issue_id).where(IssueReporter.__table__.c.subject == sa.bindparam("sub")),  # type: ignore[attr-defined]
+    )  # type: ignore[attr-defined]
 
 
 def _assigned_to(param: str) -> sa.Select[Any]:
@@ -692,13 +910,21 @@ def where_clauses(shape: ListShape) -> tuple[sa.ColumnElement[bool], ...]:
     if shape.visible == "mine":
         where += [c.id.in_(_mine()), live]
     elif shape.visible == "staff":
-        ors = ([_in(c.community, "v_communities")] if shape.communities else []) + (
-            [_in(c.compound, "v_compounds")] if shape.compounds else []) + (
-            [c.id.in_(_assigned_to("v_departments"))] if shape.departments else [])
+        ors = (
+            ([_in(c.community, "v_communities")] if shape.communities else [])
+            + ([_in(c.compound, "v_compounds")] if shape.compounds else [])
+            + ([c.id.in_(_assigned_to("v_departments"))] if shape.departments else [])
+        )
         where.append(sa.or_(*ors) if ors else sa.false())
     elif shape.visible == "grid_worker":
-        where.append(sa.or_(_in(c.community, "v_communities"), _in(c.compound, "v_compounds"),
-                            c.is_public.is_(True), c.id.in_(_mine())))
+        where.append(
+            sa.or_(
+                _in(c.community, "v_communities"),
+                _in(c.compound, "v_compounds"),
+                c.is_public.is_(True),
+                c.id.in_(_mine()),
+            )
+        )
     elif shape.visible == "public":
         where += [live, sa.or_(c.is_public.is_(True), c.id.in_(_mine()))]
     if shape.status:
@@ -710,13 +936,20 @@ def where_clauses(shape: ListShape) -> tuple[sa.ColumnElement[bool], ...]:
         where.append(c.id.in_(_assigned_to("departments")))
     if shape.overdue is not None:
         now = sa.bindparam("now", type_=c.created_at.type)
-        late = sa.and_(c.closed_at.is_(None), sa.or_(
-            c.escalation_level > 0, c.resolution_due_at < now,
-            sa.and_(c.first_responded_at.is_(None), c.first_response_due_at < now)))
+        late = sa.and_(
+            c.closed_at.is_(None),
+            sa.or_(
+                c.escalation_level > 0,
+                c.resolution_due_at < now,
+                sa.and_(c.first_responded_at.is_(None), c.first_response_due_at < now),
+            ),
+        )
         where.append(late if shape.overdue else sa.not_(late))
     if shape.near:
-        where += [c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
-                  c.longitude.between(sa.bindparam("west"), sa.bindparam("east"))]
+        where += [
+            c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
+            c.longitude.between(sa.bindparam("west"), sa.bindparam("east")),
+        ]
     if shape.created_from:
         where.append(c.created_at >= sa.bindparam("created_from", type_=c.created_at.type))
     if shape.created_to:
@@ -737,8 +970,11 @@ def list_query(who: Principal, f: IssueFilters, now: datetime) -> tuple[ListShap
         visible = "grid_worker"
     else:
         visible = "public"
-    scoped = {"communities": who.scoped_values("community"), "compounds": who.scoped_values("compound"),
-              "departments": who.scoped_values("department") if visible == "staff" else set()}
+    scoped = {
+        "communities": who.scoped_values("community"),
+        "compounds": who.scoped_values("compound"),
+        "departments": who.scoped_values("department") if visible == "staff" else set(),
+    }
     for name, values in scoped.items():
         params[f"v_{name}"] = sorted(values)
     if f.status:
@@ -752,11 +988,22 @@ def list_query(who: Principal, f: IssueFilters, now: datetime) -> tuple[ListShap
         params["south"], params["north"], params["west"], params["east"] = bounding_box(*f.near)
     params["created_from"], params["created_to"] = f.created_from, f.created_to
     shape = ListShape(
-        visible, communities=bool(scoped["communities"]), compounds=bool(scoped["compounds"]),
-        departments=bool(scoped["departments"]), status=bool(f.status), community=f.community is not None,
-        compound=f.compound is not None, category=f.category is not None, channel=f.channel is not None,
-        urgent=f.urgent is not None, department=f.department is not None, overdue=f.overdue,
-        near=f.near is not None, created_from=f.created_from is not None, created_to=f.created_to is not None)
+        visible,
+        communities=bool(scoped["communities"]),
+        compounds=bool(scoped["compounds"]),
+        departments=bool(scoped["departments"]),
+        status=bool(f.status),
+        community=f.community is not None,
+        compound=f.compound is not None,
+        category=f.category is not None,
+        channel=f.channel is not None,
+        urgent=f.urgent is not None,
+        department=f.department is not None,
+        overdue=f.overdue,
+        near=f.near is not None,
+        created_from=f.created_from is not None,
+        created_to=f.created_to is not None,
+    )
     return shape, params
 
 
@@ -779,13 +1026,18 @@ def _list_statement(shape: ListShape, after_cursor: bool) -> sa.Select[Any]:
     query = sa.select(*LIST_COLUMNS).where(*where_clauses(shape))
     if after_cursor:
         # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
-        query = query.where(sa.tuple_(c.created_at, c.id) < sa.tuple_(
-            sa.bindparam("after_created", type_=c.created_at.type), sa.bindparam("after_id", type_=c.id.type)))
+        query = query.where(
+            sa.tuple_(c.created_at, c.id)
+            < sa.tuple_(
+                sa.bindparam("after_created", type_=c.created_at.type), sa.bindparam("after_id", type_=c.id.type)
+            )
+        )
     return query.order_by(c.created_at.desc(), c.id.desc()).limit(sa.bindparam("limit", type_=sa.Integer()))
 
 
-async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
-                      filters: IssueFilters | None = None) -> Page[Any]:
+async def list_issues(
+    uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None, filters: IssueFilters | None = None
+) -> Page[Any]:
     """A page of plain rows (``LIST_COLUMNS``): read them with ``public_rows`` (or ``public_view``)."""
     f = filters or IssueFilters()
     shape, params = list_query(who, f, utcnow())
@@ -800,30 +1052,45 @@ async def list_issues(uow: UnitOfWork, who: Principal, *, limit: int, cursor: st
     # The bounding box over-selects its corners: drop those, but page on what the index walked.
     lat, lng, radius = f.near
     window = rows[:limit]
-    items = [i for i in window if i.latitude is not None and i.longitude is not None
-             and distance_m(lat, lng, i.latitude, i.longitude) <= radius]
+    items = [
+        i
+        for i in window
+        if i.latitude is not None
+        and i.longitude is not None
+        and distance_m(lat, lng, i.latitude, i.longitude) <= radius
+    ]
     last = window[-1] if window else None
-    return Page[Any](items=items, next_cursor=encode_cursor(last.created_at, last.id)
-                     if last is not None and len(rows) > limit else None)
+    return Page[Any](
+        items=items,
+        next_cursor=encode_cursor(last.created_at, last.id) if last is not None and len(rows) > limit else None,
+    )
 
 
 async def escalations(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None) -> Page[Issue]:
     """Open issues escalated for being overdue, most escalated and longest overdue first (sub-district)."""
-    query = select(Issue).where(*visibility(who, IssueFilters()), col(Issue.escalation_level) > 0,
-                                col(Issue.closed_at).is_(None))
+    query = select(Issue).where(
+        *visibility(who, IssueFilters()), col(Issue.escalation_level) > 0, col(Issue.closed_at).is_(None)
+    )
     if cursor:
         level, due, ident = decode_cursor(cursor, int, datetime, UUID)
-        query = query.where(sa.or_(
-            col(Issue.escalation_level) < level,
-            sa.and_(col(Issue.escalation_level) == level, col(Issue.resolution_due_at) > due),
-            sa.and_(col(Issue.escalation_level) == level, col(Issue.resolution_due_at) == due, col(Issue.id) > ident)))
-    query = query.order_by(col(Issue.escalation_level).desc(), col(Issue.resolution_due_at),
-                           col(Issue.id)).limit(limit + 1)
+        query = query.where(
+            sa.or_(
+                col(Issue.escalation_level) < level,
+                sa.and_(col(Issue.escalation_level) == level, col(Issue.resolution_due_at) > due),
+                sa.and_(
+                    col(Issue.escalation_level) == level, col(Issue.resolution_due_at) == due, col(Issue.id) > ident
+                ),
+            )
+        )
+    query = query.order_by(col(Issue.escalation_level).desc(), col(Issue.resolution_due_at), col(Issue.id)).limit(
+        limit + 1
+    )
     rows = list((await uow.session.execute(query)).scalars())
     return page_of(rows, limit, lambda i: encode_cursor(i.escalation_level, i.resolution_due_at, i.id))
 
 
 # --- staff workflow -----------------------------------------------------------------------------------------
+
 
 def _require(ok: bool, what: str) -> None:
     if not ok:
@@ -833,8 +1100,12 @@ def _require(ok: bool, what: str) -> None:
 def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStatus) -> datetime:
     allowed = {s.value for s in allowed_from}
     if issue.status not in allowed:
-        raise conflict("invalid_transition", f"An issue that is {issue.status} cannot become {to}.",
-                       current=issue.status, allowed_from=sorted(allowed))
+        raise conflict(
+            "invalid_transition",
+            f"An issue that is {issue.status} cannot become {to}.",
+            current=issue.status,
+            allowed_from=sorted(allowed),
+        )
     issue.status = to
     return _touch(issue)
 
@@ -858,8 +1129,12 @@ def _accepted(uow: UnitOfWork, who: Principal, issue: Issue, now: datetime, note
 async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
     _require(manages(who, issue), "Only staff of the issue's community accept it.")
     if issue.status != IssueStatus.submitted:
-        raise conflict("invalid_transition", f"An issue that is {issue.status} cannot become accepted.",
-                       current=issue.status, allowed_from=[IssueStatus.submitted.value])
+        raise conflict(
+            "invalid_transition",
+            f"An issue that is {issue.status} cannot become accepted.",
+            current=issue.status,
+            allowed_from=[IssueStatus.submitted.value],
+        )
     now = _touch(issue)
     note = await _note(uow, issue, body)
     _accepted(uow, who, issue, now, note)
@@ -871,8 +1146,12 @@ async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
     _require(works_on(who, issue), "Only staff handling the issue verify it.")
     if issue.status not in OPEN_STATUSES:
-        raise conflict("invalid_transition", f"An issue that is {issue.status} cannot be verified.",
-                       current=issue.status, allowed_from=sorted(OPEN_STATUSES))
+        raise conflict(
+            "invalid_transition",
+            f"An issue that is {issue.status} cannot be verified.",
+            current=issue.status,
+            allowed_from=sorted(OPEN_STATUSES),
+        )
     if issue.verified_at is not None:
         raise conflict("already_verified", "This issue was already verified on site.")
     now = _touch(issue)
@@ -889,28 +1168,46 @@ async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment) -> Issue:
     _require(manages(who, issue), "Only staff of the issue's community dispatch it.")
     codes = list(dict.fromkeys(body.departments))
-    rows = await uow.session.execute(select(Department.code).where(
-        col(Department.code).in_(codes), col(Department.active).is_(True)))
+    rows = await uow.session.execute(
+        select(Department.code).where(col(Department.code).in_(codes), col(Department.active).is_(True))
+    )
     unknown = set(codes) - set(rows.scalars())
     if unknown:
-        raise Problem(422, "unknown_department", "Unknown department", f"No active department {sorted(unknown)}.",
-                      errors=[{"field": "departments", "message": "unknown", "type": "value_error"}])
+        raise Problem(
+            422,
+            "unknown_department",
+            "Unknown department",
+            f"No active department {sorted(unknown)}.",
+            errors=[{"field": "departments", "message": "unknown", "type": "value_error"}],
+        )
     was_submitted = issue.status == IssueStatus.submitted
-    now = _transition(issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.assigned,
-                              IssueStatus.in_progress, IssueStatus.reopened}, IssueStatus.assigned)
+    now = _transition(
+        issue,
+        {
+            IssueStatus.submitted,
+            IssueStatus.accepted,
+            IssueStatus.assigned,
+            IssueStatus.in_progress,
+            IssueStatus.reopened,
+        },
+        IssueStatus.assigned,
+    )
     note = await _note(uow, issue, body)
     if was_submitted:
         _accepted(uow, who, issue, now)
         issue.status = IssueStatus.assigned
-    existing = {a.department: a for a in (await uow.session.execute(
-        select(IssueAssignment).where(IssueAssignment.issue_id == issue.id))).scalars()}
+    existing = {
+        a.department: a
+        for a in (
+            await uow.session.execute(select(IssueAssignment).where(IssueAssignment.issue_id == issue.id))
+        ).scalars()
+    }
     for code, a in existing.items():
         a.active = code in codes
         a.lead = code == codes[0]
     for code in codes:
         if code not in existing:
-            uow.session.add(IssueAssignment(issue_id=issue.id, department=code, lead=code == codes[0],
-                                            assigned_at=now))
+            uow.session.add(IssueAssignment(issue_id=issue.id, department=code, lead=code == codes[0], assigned_at=now))
     issue.departments = codes
     issue.officer = body.officer
     _responded(issue, now)
@@ -921,8 +1218,9 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
 
 async def start(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
     _require(works_on(who, issue), "Only the assigned department or community staff start work.")
-    now = _transition(issue, {IssueStatus.accepted, IssueStatus.assigned, IssueStatus.reopened},
-                      IssueStatus.in_progress)
+    now = _transition(
+        issue, {IssueStatus.accepted, IssueStatus.assigned, IssueStatus.reopened}, IssueStatus.in_progress
+    )
     _responded(issue, now)
     note = await _note(uow, issue, body)
     if note:
@@ -966,8 +1264,9 @@ async def redirect(uow: UnitOfWork, who: Principal, issue: Issue, body: Redirect
         if matter is None:
             raise not_found("not_handled_matter", body.matter)
         go_to = go_to or f"{matter.go_to_zh} / {matter.go_to_en}"
-    now = _transition(issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.reopened},
-                      IssueStatus.redirected)
+    now = _transition(
+        issue, {IssueStatus.submitted, IssueStatus.accepted, IssueStatus.reopened}, IssueStatus.redirected
+    )
     note = await _note(uow, issue, body)
     _responded(issue, now)
     _close(issue, IssueStatus.redirected, now)
@@ -996,13 +1295,24 @@ async def comment(uow: UnitOfWork, who: Principal, issue: Issue, body: str, inte
     if internal and not staff:
         raise Problem(403, "internal_staff_only", "Internal notes are for staff", "Leave out `internal`.")
     if not staff and not await is_participant(uow, who, issue):
-        raise Problem(403, "not_a_participant", "Follow the issue to comment",
-                      "Only reporters, followers and staff comment; POST …/follow first.")
+        raise Problem(
+            403,
+            "not_a_participant",
+            "Follow the issue to comment",
+            "Only reporters, followers and staff comment; POST …/follow first.",
+        )
     now = _touch(issue)
     if staff and not internal:
         _responded(issue, now)
-    entry = TimelineEntry(issue_id=issue.id, action="comment", actor=who.sub, actor_role=role_of(who), note=body,
-                          internal=internal, at=now)
+    entry = TimelineEntry(
+        issue_id=issue.id,
+        action="comment",
+        actor=who.sub,
+        actor_role=role_of(who),
+        note=body,
+        internal=internal,
+        at=now,
+    )
     uow.session.add(entry)
     return entry
 
@@ -1017,6 +1327,7 @@ async def follow(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
 
 # --- the reporter's side ------------------------------------------------------------------------------------
 
+
 async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmation) -> Issue:
     if not await is_reporter(uow, who, issue):
         raise Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
@@ -1028,17 +1339,20 @@ async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmat
     return issue
 
 
-async def reopen(uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening,
-                 cfg: IssuesConfig | None = None) -> Issue:
+async def reopen(
+    uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening, cfg: IssuesConfig | None = None
+) -> Issue:
     cfg = cfg or get_config()
     staff = manages(who, issue)
     if not staff:
         if not await is_reporter(uow, who, issue):
             raise Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
         if issue.resolved_at and utcnow() - issue.resolved_at > timedelta(days=cfg.reopen_window_days):
-            raise conflict("reopen_window_passed",
-                           f"Issues can be reopened within {cfg.reopen_window_days:g} days of their resolution; "
-                           "please report it again.")
+            raise conflict(
+                "reopen_window_passed",
+                f"Issues can be reopened within {cfg.reopen_window_days:g} days of their resolution; "
+                "please report it again.",
+            )
     now = _transition(issue, {IssueStatus.resolved, IssueStatus.confirmed}, IssueStatus.reopened)
     cat = await category_or_default(uow, issue.category, urgent=issue.urgent)
     issue.resolution_due_at = now + timedelta(hours=cat.resolution_hours)
@@ -1054,6 +1368,7 @@ async def reopen(uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening,
 
 # --- merge and split ----------------------------------------------------------------------------------------
 
+
 async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeRequest) -> Issue:
     """Merge ``source`` (a duplicate) into ``body.into``: its reporters and origins follow the target."""
     if body.into == source.id:
@@ -1066,10 +1381,12 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
     _close(source, IssueStatus.merged, now)
     source.merged_into = target.id
     moved = [o for o in [_origin(source)] if o is not None] + [Origin(**o) for o in source.linked]
-    await uow.session.execute(sa.update(IssueReporter).where(col(IssueReporter.issue_id) == source.id)
-                              .values(issue_id=target.id))
-    await uow.session.execute(sa.update(IssueAssignment).where(col(IssueAssignment.issue_id) == source.id)
-                              .values(active=False))
+    await uow.session.execute(
+        sa.update(IssueReporter).where(col(IssueReporter.issue_id) == source.id).values(issue_id=target.id)
+    )
+    await uow.session.execute(
+        sa.update(IssueAssignment).where(col(IssueAssignment.issue_id) == source.id).values(active=False)
+    )
     target.reporter_count += source.reporter_count
     target.linked = [*target.linked, *(o.model_dump() for o in moved)]
     target.urgent = target.urgent or source.urgent
@@ -1089,27 +1406,51 @@ async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitReques
     if issue.status in (IssueStatus.merged,):
         raise conflict("invalid_transition", "A merged issue cannot be split; split its target.")
     query = select(IssueReporter).where(IssueReporter.issue_id == issue.id, IssueReporter.role == "reporter")
-    query = query.where(IssueReporter.subject == body.subject) if body.subject else query.where(
-        IssueReporter.origin_id == body.origin_id)
+    query = (
+        query.where(IssueReporter.subject == body.subject)
+        if body.subject
+        else query.where(IssueReporter.origin_id == body.origin_id)
+    )
     rows = list((await uow.session.execute(query)).scalars())
     primary = [r for r in rows if (r.subject == issue.reporter and r.origin_id == issue.origin_id)]
     rows = [r for r in rows if r not in primary]
     if not rows:
-        raise Problem(404, "reporter_not_found", "No such attached report",
-                      "Name a reporter attached as a duplicate (the first reporter stays with the issue).")
+        raise Problem(
+            404,
+            "reporter_not_found",
+            "No such attached report",
+            "Name a reporter attached as a duplicate (the first reporter stays with the issue).",
+        )
     row = rows[0]
     cat = await category_or_default(uow, body.category or issue.category, urgent=issue.urgent)
     now = utcnow()
-    origin = (Origin(service=row.origin_service, kind=row.origin_kind, id=row.origin_id)
-              if row.origin_service and row.origin_kind and row.origin_id else None)
+    origin = (
+        Origin(service=row.origin_service, kind=row.origin_kind, id=row.origin_id)
+        if row.origin_service and row.origin_kind and row.origin_id
+        else None
+    )
     first_due, resolution_due = deadlines(cat, issue.urgent, now, get_config())
-    new = Issue(title=body.title or issue.title, description=issue.description, category=cat.code,
-                latitude=issue.latitude, longitude=issue.longitude, address=issue.address,
-                community=issue.community, compound=issue.compound, channel=row.channel or issue.channel,
-                urgent=issue.urgent, is_public=issue.is_public, reporter=row.subject,
-                origin_service=origin.service if origin else None, origin_kind=origin.kind if origin else None,
-                origin_id=origin.id if origin else None, created_at=now, updated_at=now,
-                first_response_due_at=first_due, resolution_due_at=resolution_due)
+    new = Issue(
+        title=body.title or issue.title,
+        description=issue.description,
+        category=cat.code,
+        latitude=issue.latitude,
+        longitude=issue.longitude,
+        address=issue.address,
+        community=issue.community,
+        compound=issue.compound,
+        channel=row.channel or issue.channel,
+        urgent=issue.urgent,
+        is_public=issue.is_public,
+        reporter=row.subject,
+        origin_service=origin.service if origin else None,
+        origin_kind=origin.kind if origin else None,
+        origin_id=origin.id if origin else None,
+        created_at=now,
+        updated_at=now,
+        first_response_due_at=first_due,
+        resolution_due_at=resolution_due,
+    )
     uow.session.add(new)
     await uow.session.flush()
     row.issue_id = new.id
@@ -1124,6 +1465,7 @@ async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitReques
 
 
 # --- Open311 tokens -----------------------------------------------------------------------------------------
+
 
 def new_token() -> str:
     return secrets.token_urlsafe(12)

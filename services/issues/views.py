@@ -70,8 +70,9 @@ async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCi
     return _assemble(issue, await service.timeline(uow, who, issue), who, cipher)
 
 
-def _assemble(issue: service.IssueLike, entries: list[TimelineEntryPublic], who: Principal,
-              cipher: FieldCipher) -> IssueDetail:
+def _assemble(
+    issue: service.IssueLike, entries: list[TimelineEntryPublic], who: Principal, cipher: FieldCipher
+) -> IssueDetail:
     public = service.public_view(issue, who, cipher)
     # Both parts are validated already: assemble them without validating the whole issue a second time.
     return IssueDetail.model_construct(**dict(public), timeline=entries)
@@ -82,61 +83,104 @@ def _json(model: IssueDetail | Page[IssuePublic]) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-@router.post("/issues", status_code=201, response_model=IssueReceipt, tags=["issues"],
-             summary="Report a problem (residents, staff for a resident, grid workers, patrols)",
-             responses={200: {"description": "Joined an open issue reporting the same problem nearby",
-                              "model": IssueReceipt}})
-async def report_issue(body: IssueCreate, uow: UoW, who: Caller, cipher: Cipher,
-                       idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+@router.post(
+    "/issues",
+    status_code=201,
+    response_model=IssueReceipt,
+    tags=["issues"],
+    summary="Report a problem (residents, staff for a resident, grid workers, patrols)",
+    responses={200: {"description": "Joined an open issue reporting the same problem nearby", "model": IssueReceipt}},
+)
+async def report_issue(
+    body: IssueCreate, uow: UoW, who: Caller, cipher: Cipher, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
     if who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.grid_worker, Role.admin):
         raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not report issues.")
 
     async def action() -> tuple[int, dict[str, Any]]:
         issue, attached, cat = await service.report_issue(uow, who, body, cipher=cipher)
         public = service.public_view(issue, who, cipher)
-        receipt = {**public.model_dump(mode="json"), "attached": attached,
-                   "emergency_guidance": cat.emergency_guidance, "service_notice": cat.service_notice}
+        receipt = {
+            **public.model_dump(mode="json"),
+            "attached": attached,
+            "emergency_guidance": cat.emergency_guidance,
+            "service_notice": cat.service_notice,
+        }
         return (200 if attached else 201), receipt
 
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:report-issue", body=body, action=action)
 
 
-@router.get("/issues", response_model=Page[IssuePublic], tags=["issues"],
-            summary="Issues you may see: staff their scope, departments their assignments, residents their own "
-                    "and public ones (newest first)")
+@router.get(
+    "/issues",
+    response_model=Page[IssuePublic],
+    tags=["issues"],
+    summary="Issues you may see: staff their scope, departments their assignments, residents their own "
+    "and public ones (newest first)",
+)
 async def list_issues(
-    uow: UoW, who: Caller, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
+    uow: UoW,
+    who: Caller,
+    cipher: Cipher,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
     status: Annotated[list[IssueStatus] | None, Query(description="Repeatable")] = None,
-    community: str | None = None, compound: str | None = None, category: str | None = None,
-    channel: Channel | None = None, urgent: bool | None = None,
+    community: str | None = None,
+    compound: str | None = None,
+    category: str | None = None,
+    channel: Channel | None = None,
+    urgent: bool | None = None,
     overdue: Annotated[bool | None, Query(description="Open and past a deadline")] = None,
     department: str | None = None,
     mine: Annotated[bool, Query(description="Only issues you reported or follow")] = False,
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
     radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
-    created_from: Instant | None = None, created_to: Instant | None = None,
+    created_from: Instant | None = None,
+    created_to: Instant | None = None,
 ) -> Page[IssuePublic]:
     if (lat is None) != (lng is None):
-        raise Problem(422, "validation_error", "The request is not valid", "lat and lng go together",
-                      errors=[{"field": "lng" if lng is None else "lat", "message": "lat and lng go together",
-                               "type": "value_error"}])
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "lat and lng go together",
+            errors=[
+                {"field": "lng" if lng is None else "lat", "message": "lat and lng go together", "type": "value_error"}
+            ],
+        )
     filters = service.IssueFilters(
-        status=status, community=community, compound=compound, category=category, channel=channel, urgent=urgent,
-        overdue=overdue, department=department, mine=mine, near=(lat, lng, radius_m) if lat is not None and
-        lng is not None else None, created_from=created_from, created_to=created_to)
+        status=status,
+        community=community,
+        compound=compound,
+        category=category,
+        channel=channel,
+        urgent=urgent,
+        overdue=overdue,
+        department=department,
+        mine=mine,
+        near=(lat, lng, radius_m) if lat is not None and lng is not None else None,
+        created_from=created_from,
+        created_to=created_to,
+    )
     page = await service.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
     out = Page[IssuePublic](items=service.public_rows(page.items, who, cipher), next_cursor=page.next_cursor)
     return _json(out)  # type: ignore[return-value]
 
 
-@router.get("/escalations", response_model=Page[IssuePublic], tags=["workflow"],
-            summary="Overdue issues escalated to the sub-district, most escalated first")
-async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT,
-                           cursor: str | None = None) -> Page[IssuePublic]:
+@router.get(
+    "/escalations",
+    response_model=Page[IssuePublic],
+    tags=["workflow"],
+    summary="Overdue issues escalated to the sub-district, most escalated first",
+)
+async def list_escalations(
+    uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[IssuePublic]:
     page = await service.escalations(uow, who, limit=limit, cursor=cursor)
-    return Page[IssuePublic](items=[service.public_view(i, who, cipher) for i in page.items],
-                             next_cursor=page.next_cursor)
+    return Page[IssuePublic](
+        items=[service.public_view(i, who, cipher) for i in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
@@ -145,20 +189,31 @@ async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Is
     return _json(_assemble(issue, entries, who, cipher))  # type: ignore[return-value]
 
 
-@router.get("/issues/{issue_id}/contact", tags=["issues"],
-            summary="Staff: the resident's contact in clear (the read is recorded on the timeline)")
+@router.get(
+    "/issues/{issue_id}/contact",
+    tags=["issues"],
+    summary="Staff: the resident's contact in clear (the read is recorded on the timeline)",
+)
 async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
     issue = await service.get_issue(uow, who, issue_id)
     if not service.works_on(who, issue):
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
     service.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
-    return {"name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
-            "phone": cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id)}
+    return {
+        "name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
+        "phone": cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id),
+    }
 
 
-async def _act(uow: UnitOfWork, who: Principal, cipher: FieldCipher, issue_id: UUID,
-               fn: Callable[[UnitOfWork, Principal, Issue, B], Awaitable[Any]], body: B) -> IssueDetail:
+async def _act(
+    uow: UnitOfWork,
+    who: Principal,
+    cipher: FieldCipher,
+    issue_id: UUID,
+    fn: Callable[[UnitOfWork, Principal, Issue, B], Awaitable[Any]],
+    body: B,
+) -> IssueDetail:
     issue = await service.get_issue(uow, who, issue_id, for_update=True)
     result = await fn(uow, who, issue, body)
     await uow.commit()
@@ -166,34 +221,50 @@ async def _act(uow: UnitOfWork, who: Principal, cipher: FieldCipher, issue_id: U
     return await _detail(uow, who, shown, cipher)
 
 
-@router.post("/issues/{issue_id}/accept", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff: take the issue on (first response)")
+@router.post(
+    "/issues/{issue_id}/accept",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff: take the issue on (first response)",
+)
 async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.accept, body)
 
 
-@router.post("/issues/{issue_id}/verify", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff confirmed the problem on site")
+@router.post(
+    "/issues/{issue_id}/verify",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff confirmed the problem on site",
+)
 async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.verify, body)
 
 
-@router.post("/issues/{issue_id}/assign", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff: dispatch to departments (the first leads) and an officer")
+@router.post(
+    "/issues/{issue_id}/assign",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff: dispatch to departments (the first leads) and an officer",
+)
 async def assign(issue_id: UUID, body: Assignment, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.assign, body)
 
 
-@router.post("/issues/{issue_id}/start", response_model=IssueDetail, tags=["workflow"],
-             summary="The department starts work")
+@router.post(
+    "/issues/{issue_id}/start", response_model=IssueDetail, tags=["workflow"], summary="The department starts work"
+)
 async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.start, body)
 
 
-@router.post("/issues/{issue_id}/resolve", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens")
-async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher,
-                  body: Resolution | None = None) -> IssueDetail:
+@router.post(
+    "/issues/{issue_id}/resolve",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens",
+)
+async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Resolution | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.resolve, body)
 
 
@@ -202,45 +273,73 @@ async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: 
     return await _act(uow, who, cipher, issue_id, service.reject, body)
 
 
-@router.post("/issues/{issue_id}/redirect", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff: not ours — tell the resident where to go instead")
+@router.post(
+    "/issues/{issue_id}/redirect",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff: not ours — tell the resident where to go instead",
+)
 async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.redirect, body)
 
 
-@router.post("/issues/{issue_id}/close-unresolved", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff: closed without a fix (its own outcome in the figures)")
-async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff,
-                           cipher: Cipher) -> IssueDetail:
+@router.post(
+    "/issues/{issue_id}/close-unresolved",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff: closed without a fix (its own outcome in the figures)",
+)
+async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.close_unresolved, body)
 
 
-@router.post("/issues/{issue_id}/merge", response_model=IssueDetail, tags=["workflow"],
-             summary="Staff: merge this duplicate into another issue (returns the issue that stays)")
+@router.post(
+    "/issues/{issue_id}/merge",
+    response_model=IssueDetail,
+    tags=["workflow"],
+    summary="Staff: merge this duplicate into another issue (returns the issue that stays)",
+)
 async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.merge, body)
 
 
-@router.post("/issues/{issue_id}/split", response_model=IssueDetail, status_code=201, tags=["workflow"],
-             summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)")
+@router.post(
+    "/issues/{issue_id}/split",
+    response_model=IssueDetail,
+    status_code=201,
+    tags=["workflow"],
+    summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)",
+)
 async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.split, body)
 
 
-@router.post("/issues/{issue_id}/confirm", response_model=IssueDetail, tags=["residents"],
-             summary="Reporter: confirm the fix with a 1–5 rating")
+@router.post(
+    "/issues/{issue_id}/confirm",
+    response_model=IssueDetail,
+    tags=["residents"],
+    summary="Reporter: confirm the fix with a 1–5 rating",
+)
 async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.confirm, body)
 
 
-@router.post("/issues/{issue_id}/reopen", response_model=IssueDetail, tags=["residents"],
-             summary="Reporter (within the window) or staff: it is not fixed")
+@router.post(
+    "/issues/{issue_id}/reopen",
+    response_model=IssueDetail,
+    tags=["residents"],
+    summary="Reporter (within the window) or staff: it is not fixed",
+)
 async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, service.reopen, body)
 
 
-@router.post("/issues/{issue_id}/follow", response_model=IssueDetail, tags=["residents"],
-             summary="Follow a public issue (get its updates, comment on it)")
+@router.post(
+    "/issues/{issue_id}/follow",
+    response_model=IssueDetail,
+    tags=["residents"],
+    summary="Follow a public issue (get its updates, comment on it)",
+)
 async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     async def fn(uow: UnitOfWork, who: Principal, issue: Issue, _: None) -> Issue:
         await service.follow(uow, who, issue)
@@ -249,8 +348,13 @@ async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Issue
     return await _act(uow, who, cipher, issue_id, fn, None)
 
 
-@router.post("/issues/{issue_id}/comments", response_model=TimelineEntryPublic, status_code=201,
-             tags=["residents"], summary="Comment (reporters, followers, staff; staff may add internal notes)")
+@router.post(
+    "/issues/{issue_id}/comments",
+    response_model=TimelineEntryPublic,
+    status_code=201,
+    tags=["residents"],
+    summary="Comment (reporters, followers, staff; staff may add internal notes)",
+)
 async def add_comment(issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller) -> TimelineEntryPublic:
     issue = await service.get_issue(uow, who, issue_id, for_update=True)
     entry = await service.comment(uow, who, issue, body.body, body.internal)

@@ -49,8 +49,12 @@ def voter_key(who: Principal, vote: Vote) -> str:
     if vote.eligibility == Eligibility.household:
         households = sorted(who.scoped_values("household"))
         if not households:
-            raise Problem(403, "household_unknown", "Your household is not known",
-                          "This vote is one per household; your account is not linked to a household.")
+            raise Problem(
+                403,
+                "household_unknown",
+                "Your household is not known",
+                "This vote is one per household; your account is not linked to a household.",
+            )
         return f"household:{households[0]}"
     return f"resident:{who.sub}"
 
@@ -71,12 +75,14 @@ def can_view(who: Principal, vote: Vote) -> bool:
     if who.is_admin:
         return True
     return vote.community in who.scoped_values("community") or (
-        vote.compound is not None and vote.compound in who.scoped_values("compound"))
+        vote.compound is not None and vote.compound in who.scoped_values("compound")
+    )
 
 
 async def tallies(uow: UnitOfWork, vote_id: UUID) -> dict[str, int]:
-    rows = await uow.session.execute(select(Ballot.option, sa.func.count()).where(Ballot.vote_id == vote_id)
-                                     .group_by(Ballot.option))
+    rows = await uow.session.execute(
+        select(Ballot.option, sa.func.count()).where(Ballot.vote_id == vote_id).group_by(Ballot.option)
+    )
     return {option: count for option, count in rows.tuples()}
 
 
@@ -88,11 +94,17 @@ async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> Vote
         counts = await tallies(uow, vote.id)
     total = sum(counts.values()) if counts is not None else None
     published = status == "closed"
-    options = [OptionResult(key=o["key"], label=o["label"],
-                            votes=counts.get(o["key"], 0) if published and counts is not None else None,
-                            share=round(counts.get(o["key"], 0) / total, 4) if published and counts and total
-                            else (0.0 if published else None))
-               for o in vote.options]
+    options = [
+        OptionResult(
+            key=o["key"],
+            label=o["label"],
+            votes=counts.get(o["key"], 0) if published and counts is not None else None,
+            share=round(counts.get(o["key"], 0) / total, 4)
+            if published and counts and total
+            else (0.0 if published else None),
+        )
+        for o in vote.options
+    ]
     you_voted: bool | None = None
     choice: str | None = None
     if eligible(who, vote):
@@ -101,23 +113,46 @@ async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> Vote
         except Problem:
             key = None
         if key is not None:
-            found = (await uow.session.execute(select(Ballot.option).where(
-                Ballot.vote_id == vote.id, Ballot.voter_hash == voter_hash(secret, vote, key)))).scalar()
+            found = (
+                await uow.session.execute(
+                    select(Ballot.option).where(
+                        Ballot.vote_id == vote.id, Ballot.voter_hash == voter_hash(secret, vote, key)
+                    )
+                )
+            ).scalar()
             you_voted = found is not None
             # A household's members all see that their household voted; only the choice of "one per resident"
             # votes is shown back (the household's choice may not be yours).
             choice = found if vote.eligibility == Eligibility.resident else None
     return VotePublic(
-        id=vote.id, community=vote.community, compound=vote.compound, question=vote.question,
-        description=vote.description, options=options, eligibility=Eligibility(vote.eligibility),
-        opens_at=vote.opens_at, closes_at=vote.closed_early_at or vote.closes_at, status=status,  # type: ignore[arg-type]
-        results_published=published, ballots_cast=total if (published or staff) else None,
-        you_voted=you_voted, your_choice=choice, created_at=vote.created_at)
+        id=vote.id,
+        community=vote.community,
+        compound=vote.compound,
+        question=vote.question,
+        description=vote.description,
+        options=options,
+        eligibility=Eligibility(vote.eligibility),
+        opens_at=vote.opens_at,
+        closes_at=vote.closed_early_at or vote.closes_at,
+        status=status,  # type: ignore[arg-type]
+        results_published=published,
+        ballots_cast=total if (published or staff) else None,
+        you_voted=you_voted,
+        your_choice=choice,
+        created_at=vote.created_at,
+    )
 
 
 def _vote_fact(vote: Vote) -> dict[str, Any]:
-    return {"vote_id": vote.id, "community": vote.community, "compound": vote.compound, "question": vote.question,
-            "eligibility": vote.eligibility, "opens_at": vote.opens_at, "closes_at": vote.closes_at}
+    return {
+        "vote_id": vote.id,
+        "community": vote.community,
+        "compound": vote.compound,
+        "question": vote.question,
+        "eligibility": vote.eligibility,
+        "opens_at": vote.opens_at,
+        "closes_at": vote.closes_at,
+    }
 
 
 def announce_open(uow: UnitOfWork, vote: Vote, now: datetime) -> None:
@@ -133,9 +168,16 @@ async def announce_close(uow: UnitOfWork, vote: Vote, now: datetime) -> None:
     winners = [r.label for r in results if r.votes == top]
     vote.close_announced_at = now
     vote.open_announced_at = vote.open_announced_at or now
-    uow.emit(VoteClosed(**_vote_fact(vote), closed_at=vote.closed_early_at or vote.closes_at,
-                        early=vote.closed_early_at is not None, turnout=sum(r.votes for r in results),
-                        results=results, outcome=winners[0] if top and len(winners) == 1 else None))
+    uow.emit(
+        VoteClosed(
+            **_vote_fact(vote),
+            closed_at=vote.closed_early_at or vote.closes_at,
+            early=vote.closed_early_at is not None,
+            turnout=sum(r.votes for r in results),
+            results=results,
+            outcome=winners[0] if top and len(winners) == 1 else None,
+        )
+    )
 
 
 async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
@@ -143,9 +185,17 @@ async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
     now = utcnow()
     async with runtime.uow() as uow:
         closed = sa.or_(col(Vote.closes_at) <= now, col(Vote.closed_early_at).is_not(None))
-        query = select(Vote).where(sa.or_(
-            sa.and_(col(Vote.open_announced_at).is_(None), col(Vote.opens_at) <= now),
-            sa.and_(col(Vote.close_announced_at).is_(None), closed))).order_by(col(Vote.opens_at)).limit(batch)
+        query = (
+            select(Vote)
+            .where(
+                sa.or_(
+                    sa.and_(col(Vote.open_announced_at).is_(None), col(Vote.opens_at) <= now),
+                    sa.and_(col(Vote.close_announced_at).is_(None), closed),
+                )
+            )
+            .order_by(col(Vote.opens_at))
+            .limit(batch)
+        )
         if uow.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         votes = list((await uow.session.execute(query)).scalars())
@@ -167,18 +217,29 @@ async def _get(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_update: bo
 
 @router.post("/votes", response_model=VotePublic, status_code=201, summary="Staff: open a vote")
 async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
-    if not who.covers(body.community, body.compound) or (
-            body.compound is None and not who.covers(body.community)):
+    if not who.covers(body.community, body.compound) or (body.compound is None and not who.covers(body.community)):
         raise Problem(403, "outside_scope", "Outside your scope", "Open votes only for your communities.")
     now = utcnow()
     opens_at = body.opens_at or now
     if body.closes_at <= max(opens_at, now):
-        raise Problem(422, "validation_error", "The request is not valid", "closes_at must be in the future and "
-                      "after opens_at", errors=[{"field": "closes_at", "message": "too early", "type": "value_error"}])
-    vote = Vote(community=body.community, compound=body.compound, question=body.question,
-                description=body.description, eligibility=body.eligibility, opens_at=opens_at,
-                closes_at=body.closes_at, created_by=who.sub,
-                options=[{"key": str(i + 1), "label": label} for i, label in enumerate(body.options)])
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "closes_at must be in the future and after opens_at",
+            errors=[{"field": "closes_at", "message": "too early", "type": "value_error"}],
+        )
+    vote = Vote(
+        community=body.community,
+        compound=body.compound,
+        question=body.question,
+        description=body.description,
+        eligibility=body.eligibility,
+        opens_at=opens_at,
+        closes_at=body.closes_at,
+        created_by=who.sub,
+        options=[{"key": str(i + 1), "label": label} for i, label in enumerate(body.options)],
+    )
     uow.session.add(vote)
     if opens_at <= now:
         announce_open(uow, vote, now)
@@ -187,10 +248,15 @@ async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) 
 
 
 @router.get("/votes", response_model=Page[VotePublic], summary="Votes in your community (newest first)")
-async def list_votes(uow: UoW, who: Caller, runtime: Runtime, limit: Limit = DEFAULT_LIMIT,
-                     cursor: str | None = None, community: str | None = None,
-                     status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
-                     ) -> Page[VotePublic]:
+async def list_votes(
+    uow: UoW,
+    who: Caller,
+    runtime: Runtime,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    community: str | None = None,
+    status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
+) -> Page[VotePublic]:
     query = select(Vote)
     if not who.is_admin:
         ors: list[Any] = [col(Vote.community).in_(who.scoped_values("community"))]
@@ -209,11 +275,15 @@ async def list_votes(uow: UoW, who: Caller, runtime: Runtime, limit: Limit = DEF
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
         query = query.where(sa.tuple_(col(Vote.created_at), col(Vote.id)) < sa.tuple_(created, ident))
-    rows = list((await uow.session.execute(
-        query.order_by(col(Vote.created_at).desc(), col(Vote.id).desc()).limit(limit + 1))).scalars())
+    rows = list(
+        (
+            await uow.session.execute(query.order_by(col(Vote.created_at).desc(), col(Vote.id).desc()).limit(limit + 1))
+        ).scalars()
+    )
     page = page_of(rows, limit, lambda v: encode_cursor(v.created_at, v.id))
-    return Page[VotePublic](items=[await view(uow, who, v, runtime.settings.secret) for v in page.items],
-                            next_cursor=page.next_cursor)
+    return Page[VotePublic](
+        items=[await view(uow, who, v, runtime.settings.secret) for v in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/votes/{vote_id}", response_model=VotePublic)
@@ -228,22 +298,33 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
     if state != "open":
         raise conflict("vote_not_open", f"This vote is {state}.", current=state)
     if not eligible(who, vote):
-        raise Problem(403, "not_eligible", "Not eligible for this vote",
-                      "Only residents of the vote's " + ("compound" if vote.compound else "community") + " vote.")
+        raise Problem(
+            403,
+            "not_eligible",
+            "Not eligible for this vote",
+            "Only residents of the vote's " + ("compound" if vote.compound else "community") + " vote.",
+        )
     if body.option not in {o["key"] for o in vote.options}:
-        raise Problem(422, "unknown_option", "Unknown option", "Choose one of the vote's option keys.",
-                      errors=[{"field": "option", "message": "unknown option", "type": "value_error"}])
+        raise Problem(
+            422,
+            "unknown_option",
+            "Unknown option",
+            "Choose one of the vote's option keys.",
+            errors=[{"field": "option", "message": "unknown option", "type": "value_error"}],
+        )
     key = voter_key(who, vote)
     per_household, ident = vote.eligibility == Eligibility.household, str(vote.id)
-    uow.session.add(Ballot(vote_id=vote.id, voter_hash=voter_hash(runtime.settings.secret, vote, key),
-                           option=body.option))
+    uow.session.add(
+        Ballot(vote_id=vote.id, voter_hash=voter_hash(runtime.settings.secret, vote, key), option=body.option)
+    )
     try:
         await uow.commit()
     except sa.exc.IntegrityError:
         await uow.rollback()
         # The unique key decided it (also between two concurrent requests).
-        raise conflict("already_voted", "Your household has already voted." if per_household
-                       else "You have already voted.") from None
+        raise conflict(
+            "already_voted", "Your household has already voted." if per_household else "You have already voted."
+        ) from None
     return {"vote_id": ident, "recorded": True, "option": body.option}
 
 

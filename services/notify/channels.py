@@ -53,9 +53,16 @@ def _http_failure(exc: Exception | None = None, status: int | None = None) -> Ou
 # --- WeChat subscribe messages ---------------------------------------------------------------------------------
 
 WECHAT_TOKEN_ERRORS = {40001, 42001, 41001}
-WECHAT_PERMANENT = {40003: "bad touser", 40037: "bad template_id", 43101: "no subscription left",
-                    47003: "bad argument", 41030: "page not in released app", 40013: "bad appid",
-                    40125: "bad secret", 40164: "ip not whitelisted"}
+WECHAT_PERMANENT = {
+    40003: "bad touser",
+    40037: "bad template_id",
+    43101: "no subscription left",
+    47003: "bad argument",
+    41030: "page not in released app",
+    40013: "bad appid",
+    40125: "bad secret",
+    40164: "ip not whitelisted",
+}
 WECHAT_THROTTLED = {45009, 45011}
 
 
@@ -65,8 +72,9 @@ class WeChatSubscribe:
 
     name = "wechat"
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, appid: str, secret: str,
-                 miniprogram_state: str = "formal") -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, appid: str, secret: str, miniprogram_state: str = "formal"
+    ) -> None:
         self.client, self.base_url, self.appid, self.secret = client, base_url.rstrip("/"), appid, secret
         self.miniprogram_state = miniprogram_state
         self._token: str | None = None
@@ -80,9 +88,15 @@ class WeChatSubscribe:
                 force = False  # another send refreshed it meanwhile
             if not force and self._token and time.monotonic() < self._expires:
                 return self._token
-            resp = await self.client.post(f"{self.base_url}/cgi-bin/stable_token", json={
-                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
-                "force_refresh": False})
+            resp = await self.client.post(
+                f"{self.base_url}/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": self.appid,
+                    "secret": self.secret,
+                    "force_refresh": False,
+                },
+            )
             body = resp.json()
             if body.get("errcode") or "access_token" not in body:
                 raise TokenError(int(body.get("errcode", -1)))
@@ -92,20 +106,27 @@ class WeChatSubscribe:
             return self._token
 
     async def send(self, address: str, request: dict[str, Any]) -> Outcome:
-        payload: dict[str, Any] = {"touser": address, "template_id": request["template_id"],
-                                   "data": request["data"], "miniprogram_state": self.miniprogram_state,
-                                   "lang": request.get("lang") or "zh_CN"}
+        payload: dict[str, Any] = {
+            "touser": address,
+            "template_id": request["template_id"],
+            "data": request["data"],
+            "miniprogram_state": self.miniprogram_state,
+            "lang": request.get("lang") or "zh_CN",
+        }
         if request.get("page"):
             payload["page"] = request["page"]
         stale: str | None = None
         for _ in range(2):
             try:
                 token = await self.access_token(force=stale is not None, stale=stale)
-                resp = await self.client.post(f"{self.base_url}/cgi-bin/message/subscribe/send",
-                                              params={"access_token": token}, json=payload)
+                resp = await self.client.post(
+                    f"{self.base_url}/cgi-bin/message/subscribe/send", params={"access_token": token}, json=payload
+                )
             except TokenError as exc:
-                return Outcome("throttled" if exc.code in WECHAT_THROTTLED else "transient"
-                               if exc.code == -1 else "permanent", f"token errcode {exc.code}")
+                return Outcome(
+                    "throttled" if exc.code in WECHAT_THROTTLED else "transient" if exc.code == -1 else "permanent",
+                    f"token errcode {exc.code}",
+                )
             except (httpx.HTTPError, ValueError) as exc:
                 return _http_failure(exc)
             if resp.status_code != 200:
@@ -135,12 +156,16 @@ class TokenError(Exception):
 
 # --- Tencent Cloud SMS (SendSms 2021-01-11, TC3-HMAC-SHA256) -------------------------------------------------
 
-def tc3_authorization(secret_id: str, secret_key: str, host: str, body: bytes, timestamp: int,
-                      service: str = "sms") -> str:
+
+def tc3_authorization(
+    secret_id: str, secret_key: str, host: str, body: bytes, timestamp: int, service: str = "sms"
+) -> str:
     """The ``Authorization`` header of a Tencent Cloud API 3.0 JSON POST to ``/``."""
     day = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
-    canonical = ("POST\n/\n\ncontent-type:application/json; charset=utf-8\n"
-                 f"host:{host}\n\ncontent-type;host\n{hashlib.sha256(body).hexdigest()}")
+    canonical = (
+        "POST\n/\n\ncontent-type:application/json; charset=utf-8\n"
+        f"host:{host}\n\ncontent-type;host\n{hashlib.sha256(body).hexdigest()}"
+    )
     scope = f"{day}/{service}/tc3_request"
     to_sign = f"TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
 
@@ -149,8 +174,7 @@ def tc3_authorization(secret_id: str, secret_key: str, host: str, body: bytes, t
 
     key = _hmac(_hmac(_hmac(("TC3" + secret_key).encode(), day), service), "tc3_request")
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return (f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, SignedHeaders=content-type;host, "
-            f"Signature={signature}")
+    return f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, SignedHeaders=content-type;host, Signature={signature}"
 
 
 SMS_THROTTLED_PREFIXES = ("LimitExceeded.", "RequestLimitExceeded")
@@ -169,24 +193,49 @@ def e164(phone: str) -> str:
 class TencentSms:
     name = "sms"
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, secret_id: str, secret_key: str, app_id: str,
-                 sign_name: str, region: str = "ap-guangzhou") -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        secret_id: str,
+        secret_key: str,
+        app_id: str,
+        sign_name: str,
+        region: str = "ap-guangzhou",
+    ) -> None:
         self.client, self.url = client, base_url.rstrip("/") + "/"
         self.host = urlsplit(self.url).netloc
         self.secret_id, self.secret_key, self.app_id, self.sign_name, self.region = (
-            secret_id, secret_key, app_id, sign_name, region)
+            secret_id,
+            secret_key,
+            app_id,
+            sign_name,
+            region,
+        )
 
     async def send(self, address: str, request: dict[str, Any]) -> Outcome:
-        body = json.dumps({"PhoneNumberSet": [e164(address)], "SmsSdkAppId": self.app_id,
-                           "TemplateId": str(request["template_id"]), "SignName": self.sign_name,
-                           "TemplateParamSet": [str(p) for p in request.get("params", [])],
-                           "SessionContext": str(request.get("session", ""))[:500]},
-                          ensure_ascii=False, separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "PhoneNumberSet": [e164(address)],
+                "SmsSdkAppId": self.app_id,
+                "TemplateId": str(request["template_id"]),
+                "SignName": self.sign_name,
+                "TemplateParamSet": [str(p) for p in request.get("params", [])],
+                "SessionContext": str(request.get("session", ""))[:500],
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
         ts = int(time.time())
-        headers = {"Content-Type": "application/json; charset=utf-8", "Host": self.host,
-                   "X-TC-Action": "SendSms", "X-TC-Version": "2021-01-11", "X-TC-Region": self.region,
-                   "X-TC-Timestamp": str(ts),
-                   "Authorization": tc3_authorization(self.secret_id, self.secret_key, self.host, body, ts)}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Host": self.host,
+            "X-TC-Action": "SendSms",
+            "X-TC-Version": "2021-01-11",
+            "X-TC-Region": self.region,
+            "X-TC-Timestamp": str(ts),
+            "Authorization": tc3_authorization(self.secret_id, self.secret_key, self.host, body, ts),
+        }
         try:
             resp = await self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -219,6 +268,7 @@ def _sms_code(code: str) -> Outcome:
 
 # --- WeCom (企业微信) group robot -------------------------------------------------------------------------------
 
+
 class WeComRobot:
     """``POST cgi-bin/webhook/send?key=K`` (markdown, ≤4096 bytes). ``address`` is the robot's scope (a
     community, or ``*`` for the district duty group); its key comes from settings at send time."""
@@ -234,8 +284,11 @@ class WeComRobot:
             return Outcome("permanent", "no robot key for this scope")
         content = str(request.get("content", "")).encode()[:4096].decode(errors="ignore")
         try:
-            resp = await self.client.post(f"{self.base_url}/cgi-bin/webhook/send", params={"key": key},
-                                          json={"msgtype": "markdown", "markdown": {"content": content}})
+            resp = await self.client.post(
+                f"{self.base_url}/cgi-bin/webhook/send",
+                params={"key": key},
+                json={"msgtype": "markdown", "markdown": {"content": content}},
+            )
         except httpx.HTTPError as exc:
             return _http_failure(exc)
         if resp.status_code != 200:

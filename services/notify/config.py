@@ -20,8 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class NotifySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MINSHENG_NOTIFY_", env_file=None, extra="ignore",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MINSHENG_NOTIFY_", env_file=None, extra="ignore", env_ignore_empty=True
+    )
 
     # None: on in the embedded mode, off in the distributed mode. True in distributed mode = demo/test only.
     standin: bool | None = None

@@ -26,8 +26,16 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
             return
         for n, account in enumerate(DEMO_ACCOUNTS):
             phone = f"1393520{2000 + n:04d}"
-            s.add(Recipient(account_id=account, kind="wechat", roles=["resident"], openid_enc=fc.encrypt(
-                demo_openid(account)), phone_enc=fc.encrypt(phone), phone_masked=mask_phone(phone)))
+            s.add(
+                Recipient(
+                    account_id=account,
+                    kind="wechat",
+                    roles=["resident"],
+                    openid_enc=fc.encrypt(demo_openid(account)),
+                    phone_enc=fc.encrypt(phone),
+                    phone_masked=mask_phone(phone),
+                )
+            )
             for template in DEMO_TEMPLATES:
                 s.add(Subscription(account_id=account, template_id=template, credits=1))
         await uow.commit()

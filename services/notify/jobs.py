@@ -36,8 +36,12 @@ async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
     while True:
         async with runtime.uow() as uow:
             open_ = sa.select(D.c.message_id).where(D.c.status.in_(_OPEN))
-            ids = [i for (i,) in await uow.session.execute(
-                sa.select(M.c.id).where(M.c.created_at < cutoff, M.c.id.notin_(open_)).limit(batch))]
+            ids = [
+                i
+                for (i,) in await uow.session.execute(
+                    sa.select(M.c.id).where(M.c.created_at < cutoff, M.c.id.notin_(open_)).limit(batch)
+                )
+            ]
             if ids:
                 await uow.session.execute(sa.delete(D).where(D.c.message_id.in_(ids)))
                 await uow.session.execute(sa.delete(M).where(M.c.id.in_(ids)))
@@ -103,9 +107,15 @@ async def _write_digests(runtime: ServiceRuntime, now: datetime) -> int:
     day = local.date().isoformat()
     written = 0
     async with runtime.uow() as uow:
-        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None), DigestItem.occurred_at < cut,
-                                          ~col(DigestItem.scope).startswith(BILL_SCOPE))
-                 .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id)))
+        query = (
+            select(DigestItem)
+            .where(
+                col(DigestItem.digest_message_id).is_(None),
+                DigestItem.occurred_at < cut,
+                ~col(DigestItem.scope).startswith(BILL_SCOPE),
+            )
+            .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id))
+        )
         if uow.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         by_scope: dict[str, list[DigestItem]] = defaultdict(list)
@@ -113,24 +123,49 @@ async def _write_digests(runtime: ServiceRuntime, now: datetime) -> int:
             by_scope[item.scope].append(item)
         for scope, items in sorted(by_scope.items()):
             key = f"wecom:{scope}"
-            done = (await uow.session.execute(select(Message.id).where(
-                Message.event_id == f"digest:{day}", Message.rule == DIGEST_RULE,
-                Message.recipient_key == key))).first()
+            done = (
+                await uow.session.execute(
+                    select(Message.id).where(
+                        Message.event_id == f"digest:{day}", Message.rule == DIGEST_RULE, Message.recipient_key == key
+                    )
+                )
+            ).first()
             if done is not None:
                 continue  # today's digest for this group went already: these lines wait for tomorrow's
             content = digest_markdown(scope, day, [(i.rule, i.line) for i in items])
-            message = Message(id=uuid7(), account_id=None, recipient_key=key, event_id=f"digest:{day}",
-                              event_type=DIGEST_EVENT_TYPE, rule=DIGEST_RULE, urgent=False,
-                              title=f"每日督办汇总 {day}", body=content, locale="zh-CN", created_at=utcnow())
+            message = Message(
+                id=uuid7(),
+                account_id=None,
+                recipient_key=key,
+                event_id=f"digest:{day}",
+                event_type=DIGEST_EVENT_TYPE,
+                rule=DIGEST_RULE,
+                urgent=False,
+                title=f"每日督办汇总 {day}",
+                body=content,
+                locale="zh-CN",
+                created_at=utcnow(),
+            )
             uow.session.add(message)
             await uow.session.flush()
             at = utcnow()  # ``now`` picks the day; the delivery is due by the clock
             held = s.in_quiet_hours(at)
-            uow.session.add(Delivery(
-                id=uuid7(), message_id=message.id, recipient_key=key, channel=Channel.wecom.value,
-                status=(DeliveryStatus.held if held else DeliveryStatus.pending).value, urgent=False,
-                next_attempt_at=s.quiet_hours_end(at) if held else at, created_at=at, updated_at=at,
-                address_enc=scope, address_masked=scope, request={"msgtype": "markdown", "content": content}))
+            uow.session.add(
+                Delivery(
+                    id=uuid7(),
+                    message_id=message.id,
+                    recipient_key=key,
+                    channel=Channel.wecom.value,
+                    status=(DeliveryStatus.held if held else DeliveryStatus.pending).value,
+                    urgent=False,
+                    next_attempt_at=s.quiet_hours_end(at) if held else at,
+                    created_at=at,
+                    updated_at=at,
+                    address_enc=scope,
+                    address_masked=scope,
+                    request={"msgtype": "markdown", "content": content},
+                )
+            )
             for item in items:
                 item.digest_message_id = message.id
             written += 1
@@ -145,8 +180,9 @@ async def _digests(runtime: ServiceRuntime) -> int:
 def bill_text(month: str, lines: list[str], locale: str) -> tuple[str, str]:
     """A resident's happiness bill (幸福账单): what was done for them last month."""
     if locale == "en":
-        return f"Your happiness bill for {month}", (f"In {month} the community closed out {len(lines)} of your "
-                                                    f"needs: " + "; ".join(lines) + ".")
+        return f"Your happiness bill for {month}", (
+            f"In {month} the community closed out {len(lines)} of your needs: " + "; ".join(lines) + "."
+        )
     return f"{month}幸福账单", f"{month}，社区为您办结{len(lines)}件事：" + "；".join(lines) + "。"
 
 
@@ -172,10 +208,15 @@ async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
     previous = (local.date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
     written = 0
     async with runtime.uow() as uow:
-        query = (select(DigestItem).where(col(DigestItem.digest_message_id).is_(None),
-                                          col(DigestItem.scope).startswith(BILL_SCOPE),
-                                          DigestItem.occurred_at < month_start.replace(hour=0, minute=0))
-                 .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id)))
+        query = (
+            select(DigestItem)
+            .where(
+                col(DigestItem.digest_message_id).is_(None),
+                col(DigestItem.scope).startswith(BILL_SCOPE),
+                DigestItem.occurred_at < month_start.replace(hour=0, minute=0),
+            )
+            .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id))
+        )
         if uow.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         by_resident: dict[str, list[DigestItem]] = defaultdict(list)
@@ -186,21 +227,49 @@ async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
             first: UUID | None = None
             for account_id in accounts:
                 target = await _account_target(uow, account_id)
-                if (await uow.session.execute(select(Message.id).where(
-                        Message.event_id == f"bill:{previous}:{resident_id}", Message.rule == BILL_RULE,
-                        Message.recipient_key == target.key))).first() is not None:
+                if (
+                    await uow.session.execute(
+                        select(Message.id).where(
+                            Message.event_id == f"bill:{previous}:{resident_id}",
+                            Message.rule == BILL_RULE,
+                            Message.recipient_key == target.key,
+                        )
+                    )
+                ).first() is not None:
                     continue  # this month's bill went already: late lines wait for next month's
                 title, body = bill_text(previous, [i.line for i in items], target.locale)
                 at = utcnow()
-                message = Message(id=uuid7(), account_id=account_id, recipient_key=target.key,
-                                  event_id=f"bill:{previous}:{resident_id}", event_type=BILL_EVENT_TYPE,
-                                  rule=BILL_RULE, urgent=False, title=title[:200], body=body, locale=target.locale,
-                                  link="pages/visits/bill", subject_ref=f"bill:{previous}", created_at=at)
+                message = Message(
+                    id=uuid7(),
+                    account_id=account_id,
+                    recipient_key=target.key,
+                    event_id=f"bill:{previous}:{resident_id}",
+                    event_type=BILL_EVENT_TYPE,
+                    rule=BILL_RULE,
+                    urgent=False,
+                    title=title[:200],
+                    body=body,
+                    locale=target.locale,
+                    link="pages/visits/bill",
+                    subject_ref=f"bill:{previous}",
+                    created_at=at,
+                )
                 uow.session.add(message)
                 await uow.session.flush()
-                uow.session.add(Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key,
-                                         channel=Channel.inbox.value, status=DeliveryStatus.sent.value,
-                                         urgent=False, next_attempt_at=at, sent_at=at, created_at=at, updated_at=at))
+                uow.session.add(
+                    Delivery(
+                        id=uuid7(),
+                        message_id=message.id,
+                        recipient_key=target.key,
+                        channel=Channel.inbox.value,
+                        status=DeliveryStatus.sent.value,
+                        urgent=False,
+                        next_attempt_at=at,
+                        sent_at=at,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                )
                 first = first or message.id
                 written += 1
             if first is not None:
@@ -212,5 +281,7 @@ async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
     return written
 
 
-JOBS = (Job("purge-delivered-messages", 3600, purge_old),
-        Job("staff-daily-digest", config.get().digest_check_seconds, _digests))
+JOBS = (
+    Job("purge-delivered-messages", 3600, purge_old),
+    Job("staff-daily-digest", config.get().digest_check_seconds, _digests),
+)

@@ -51,6 +51,7 @@ DUE_STATUSES = (DeliveryStatus.pending.value, DeliveryStatus.held.value)
 
 # --- the recipient read model (from identity's account events) ---------------------------------------------
 
+
 class Recipient(NotifyModel, table=True):
     """An account as notify knows it. ``account_id`` is the principal (JWT ``sub``). The openid and phone are
     encrypted at rest (FieldCipher); the masked phone is kept for staff views."""
@@ -81,10 +82,14 @@ class RecordLink(NotifyModel, table=True):
 
 
 class PreferenceBase(SQLModel):
-    channels_off: list[str] = Field(default_factory=list, sa_type=JSONType,
-                                    description="Channels the person opted out of: wechat, sms")
-    rules_off: list[str] = Field(default_factory=list, sa_type=JSONType,
-                                 description="Rule ids the person does not want (urgent rules cannot be muted)")
+    channels_off: list[str] = Field(
+        default_factory=list, sa_type=JSONType, description="Channels the person opted out of: wechat, sms"
+    )
+    rules_off: list[str] = Field(
+        default_factory=list,
+        sa_type=JSONType,
+        description="Rule ids the person does not want (urgent rules cannot be muted)",
+    )
 
 
 class Preference(PreferenceBase, NotifyModel, table=True):
@@ -123,14 +128,17 @@ class SubscriptionPublic(SQLModel):
 
 # --- messages (the inbox) and deliveries ---------------------------------------------------------------------
 
+
 class Message(NotifyModel, table=True):
     """One rendered notification for one recipient about one event. For an account it is its inbox entry;
     a phone-only family member or a staff group has messages without an account."""
 
     __tablename__ = "messages"
-    __table_args__ = (sa.UniqueConstraint("event_id", "rule", "recipient_key", name="uq_message_cause"),
-                      sa.Index("ix_messages_inbox", "account_id", "id"),
-                      sa.Index("ix_messages_unread", "account_id", "read_at"))
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "rule", "recipient_key", name="uq_message_cause"),
+        sa.Index("ix_messages_inbox", "account_id", "id"),
+        sa.Index("ix_messages_unread", "account_id", "read_at"),
+    )
     id: UUID = uuid_pk()
     account_id: str | None = Field(default=None, max_length=200)
     recipient_key: str = Field(max_length=220)  # account:<sub> | phone:<member id> | wecom:<community>
@@ -167,9 +175,11 @@ class InboxPage(SQLModel):
 
 class Delivery(NotifyModel, table=True):
     __tablename__ = "deliveries"
-    __table_args__ = (sa.UniqueConstraint("message_id", "channel", name="uq_delivery_message_channel"),
-                      sa.Index("ix_deliveries_due", "status", "channel", "next_attempt_at"),
-                      sa.Index("ix_deliveries_recipient", "recipient_key", "id"))
+    __table_args__ = (
+        sa.UniqueConstraint("message_id", "channel", name="uq_delivery_message_channel"),
+        sa.Index("ix_deliveries_due", "status", "channel", "next_attempt_at"),
+        sa.Index("ix_deliveries_recipient", "recipient_key", "id"),
+    )
     id: UUID = uuid_pk()
     message_id: UUID = Field(foreign_key="messages.id")
     recipient_key: str = Field(max_length=220)
@@ -232,8 +242,10 @@ class DigestItem(NotifyModel, table=True):
     with it. Unique per event and rule, so a redelivered event is queued once."""
 
     __tablename__ = "digest_items"
-    __table_args__ = (sa.UniqueConstraint("event_id", "rule", name="uq_digest_item_cause"),
-                      sa.Index("ix_digest_items_open", "digest_message_id", "scope", "occurred_at"))
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "rule", name="uq_digest_item_cause"),
+        sa.Index("ix_digest_items_open", "digest_message_id", "scope", "occurred_at"),
+    )
     id: UUID = uuid_pk()
     event_id: str = Field(max_length=64)
     rule: str = Field(max_length=60)

@@ -16,19 +16,38 @@ from services.notify.sender import resend
 D = Delivery.__table__  # type: ignore[attr-defined]
 
 
-async def list_deliveries(db: Database, *, status: Sequence[str] = (DeliveryStatus.failed.value,
-                                                                   DeliveryStatus.dead.value),
-                          channel: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    query = sa.select(D.c.id, D.c.channel, D.c.status, D.c.recipient_key, D.c.address_masked, D.c.attempts,
-                      D.c.error_class, D.c.last_error, D.c.created_at, D.c.updated_at).order_by(D.c.id.desc())
+async def list_deliveries(
+    db: Database,
+    *,
+    status: Sequence[str] = (DeliveryStatus.failed.value, DeliveryStatus.dead.value),
+    channel: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    query = sa.select(
+        D.c.id,
+        D.c.channel,
+        D.c.status,
+        D.c.recipient_key,
+        D.c.address_masked,
+        D.c.attempts,
+        D.c.error_class,
+        D.c.last_error,
+        D.c.created_at,
+        D.c.updated_at,
+    ).order_by(D.c.id.desc())
     if status:
         query = query.where(D.c.status.in_(list(status)))
     if channel:
         query = query.where(D.c.channel == channel)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(query.limit(limit))).all()
-    return [{k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, UUID) else v)
-             for k, v in row._mapping.items()} for row in rows]
+    return [
+        {
+            k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, UUID) else v)
+            for k, v in row._mapping.items()
+        }
+        for row in rows
+    ]
 
 
 def render(rows: list[dict[str, Any]]) -> str:

@@ -24,8 +24,18 @@ RULES_FILE = Path(__file__).with_name("rules.json")
 
 # ``digest``: not sent at once; the rendered text is queued as a line of the duty group's daily digest.
 # ``bill``: likewise, a line of the resident's (``resident_id``) monthly happiness bill.
-Audience = Literal["reporter", "rider", "family", "alert_family", "duty_staff", "need_resident", "diner_family",
-                   "digest", "vote_residents", "bill"]
+Audience = Literal[
+    "reporter",
+    "rider",
+    "family",
+    "alert_family",
+    "duty_staff",
+    "need_resident",
+    "diner_family",
+    "digest",
+    "vote_residents",
+    "bill",
+]
 
 
 class Text(BaseModel):
@@ -108,10 +118,14 @@ def fill(template: str, values: dict[str, Any]) -> str:
     return _FORMATTER.vformat(template, (), _Blank(values)).strip()
 
 
-_OUTCOMES = {"zh-CN": {"visited": "已见到本人，情况正常", "not_home": "未见到本人，社区将继续跟进",
-                       "refused": "本人婉拒了看望"},
-             "en": {"visited": "seen in person, all right", "not_home": "not at home; the community follows up",
-                    "refused": "declined the visit"}}
+_OUTCOMES = {
+    "zh-CN": {"visited": "已见到本人，情况正常", "not_home": "未见到本人，社区将继续跟进", "refused": "本人婉拒了看望"},
+    "en": {
+        "visited": "seen in person, all right",
+        "not_home": "not at home; the community follows up",
+        "refused": "declined the visit",
+    },
+}
 
 
 def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
@@ -141,15 +155,20 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     category = values.get("category")
     if category:
         values["category_label"] = labels.get(str(category), str(category))
-    for key, source in (("deadline_label", "deadline"), ("cause_label", "cause_type"), ("task_label", "task_type"),
-                        ("slot_label", "slot")):
+    for key, source in (
+        ("deadline_label", "deadline"),
+        ("cause_label", "cause_type"),
+        ("task_label", "task_type"),
+        ("slot_label", "slot"),
+    ):
         if values.get(source):
             values[key] = labels.get(str(values[source]), str(values[source]))
     if isinstance(values.get("amount"), int):
         values["amount_abs"] = abs(values["amount"])
     if values.get("outcome"):
-        values["outcome_label"] = _OUTCOMES.get(locale, _OUTCOMES["zh-CN"]).get(str(values["outcome"]),
-                                                                                 str(values["outcome"]))
+        values["outcome_label"] = _OUTCOMES.get(locale, _OUTCOMES["zh-CN"]).get(
+            str(values["outcome"]), str(values["outcome"])
+        )
     results = values.get("results")
     if isinstance(results, list):  # a closed vote: "同意 168 票、不同意 44 票"
         values["results_zh"] = "、".join(f"{r['label']} {r['votes']} 票" for r in results)
@@ -168,8 +187,20 @@ def render(rule: Rule, values: dict[str, Any], locale: str) -> Text:
 
 # --- WeChat subscribe-message data: each key's type sets what its value may hold ----------------------------
 
-_LIMITS = {"thing": 20, "number": 32, "letter": 32, "symbol": 5, "character_string": 32, "phone_number": 17,
-           "car_number": 8, "name": 10, "phrase": 5, "time": 40, "date": 40, "amount": 12}
+_LIMITS = {
+    "thing": 20,
+    "number": 32,
+    "letter": 32,
+    "symbol": 5,
+    "character_string": 32,
+    "phone_number": 17,
+    "car_number": 8,
+    "name": 10,
+    "phrase": 5,
+    "time": 40,
+    "date": 40,
+    "amount": 12,
+}
 
 
 def field_type(key: str) -> str:

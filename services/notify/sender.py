@@ -57,8 +57,17 @@ log = logging.getLogger(__name__)
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscription.__table__  # type: ignore[attr-defined]
-_RETURNED = (D.c.id, D.c.message_id, D.c.channel, D.c.address_enc, D.c.request, D.c.attempts, D.c.urgent,
-             D.c.created_at, D.c.recipient_key)
+_RETURNED = (
+    D.c.id,
+    D.c.message_id,
+    D.c.channel,
+    D.c.address_enc,
+    D.c.request,
+    D.c.attempts,
+    D.c.urgent,
+    D.c.created_at,
+    D.c.recipient_key,
+)
 
 
 class Buckets:
@@ -96,8 +105,14 @@ def backoff(attempts: int, s: config.NotifySettings) -> float:
 
 
 class Notifier:
-    def __init__(self, db: Database, adapters: dict[str, ChannelAdapter], *, standin: RunningStandin | None = None,
-                 name: str = "sender") -> None:
+    def __init__(
+        self,
+        db: Database,
+        adapters: dict[str, ChannelAdapter],
+        *,
+        standin: RunningStandin | None = None,
+        name: str = "sender",
+    ) -> None:
         self.db = db
         self.adapters = adapters
         self.standin = standin
@@ -158,8 +173,9 @@ class Notifier:
                 continue
             self.buckets.take(channel, len(rows))
             ready = await self._spend_subscriptions(channel, rows)
-            outcomes = await asyncio.gather(*(self._send(adapter, row) if ok else _no_subscription()
-                                              for row, ok in zip(rows, ready, strict=True)))
+            outcomes = await asyncio.gather(
+                *(self._send(adapter, row) if ok else _no_subscription() for row, ok in zip(rows, ready, strict=True))
+            )
             await self._record(rows, ready, outcomes, lease)
             handled += len(rows)
         return handled
@@ -182,9 +198,12 @@ class Notifier:
         pick = pick.order_by(D.c.urgent.desc(), D.c.next_attempt_at).limit(limit)
         if self.db.is_postgres:
             pick = pick.with_for_update(skip_locked=True)
-        stmt = (sa.update(D).where(D.c.id.in_(pick.scalar_subquery()))
-                .values(status=DeliveryStatus.sending.value, lease_until=lease, attempts=D.c.attempts + 1,
-                        updated_at=now).returning(*_RETURNED))
+        stmt = (
+            sa.update(D)
+            .where(D.c.id.in_(pick.scalar_subquery()))
+            .values(status=DeliveryStatus.sending.value, lease_until=lease, attempts=D.c.attempts + 1, updated_at=now)
+            .returning(*_RETURNED)
+        )
         async with self.db.sessionmaker() as session:
             rows = (await session.execute(stmt)).all()
             await session.commit()
@@ -197,9 +216,14 @@ class Notifier:
         async with self.db.sessionmaker() as session:
             for row in rows:
                 spent = await session.execute(
-                    sa.update(S).where(S.c.account_id == row.request.get("account_id"),
-                                       S.c.template_id == row.request.get("template_id"), S.c.credits > 0)
-                    .values(credits=S.c.credits - 1, updated_at=utcnow()))
+                    sa.update(S)
+                    .where(
+                        S.c.account_id == row.request.get("account_id"),
+                        S.c.template_id == row.request.get("template_id"),
+                        S.c.credits > 0,
+                    )
+                    .values(credits=S.c.credits - 1, updated_at=utcnow())
+                )
                 ready.append(bool(spent.rowcount))  # type: ignore[attr-defined]
             await session.commit()
         return ready
@@ -216,8 +240,9 @@ class Notifier:
             log.warning("notify: delivery %s (%s) raised %s", row.id, row.channel, type(exc).__name__)
             return Outcome("transient", type(exc).__name__)
 
-    async def _record(self, rows: Sequence[sa.Row[Any]], spent: list[bool], outcomes: Sequence[Outcome],
-                      lease: datetime) -> None:
+    async def _record(
+        self, rows: Sequence[sa.Row[Any]], spent: list[bool], outcomes: Sequence[Outcome], lease: datetime
+    ) -> None:
         s = config.get()
         now = utcnow()
         fallbacks: list[dict[str, Any]] = []
@@ -226,44 +251,77 @@ class Notifier:
                 ours = sa.and_(D.c.id == row.id, D.c.status == DeliveryStatus.sending.value, D.c.lease_until == lease)
                 values: dict[str, Any] = {"updated_at": now, "lease_until": None}
                 if outcome.kind == "ok":
-                    values.update(status=DeliveryStatus.sent.value, sent_at=now, provider_ref=outcome.provider_ref,
-                                  error_class=None, last_error=None)
+                    values.update(
+                        status=DeliveryStatus.sent.value,
+                        sent_at=now,
+                        provider_ref=outcome.provider_ref,
+                        error_class=None,
+                        last_error=None,
+                    )
                     self.stats.latencies.append((now - as_utc(row.created_at)).total_seconds())
                 elif outcome.kind == "throttled":
                     wait = outcome.retry_after or s.throttle_wait_seconds
-                    values.update(status=DeliveryStatus.held.value, attempts=D.c.attempts - 1,
-                                  next_attempt_at=now + timedelta(seconds=wait * (0.8 + 0.4 * random.random())),
-                                  error_class="throttled", last_error=outcome.error)
+                    values.update(
+                        status=DeliveryStatus.held.value,
+                        attempts=D.c.attempts - 1,
+                        next_attempt_at=now + timedelta(seconds=wait * (0.8 + 0.4 * random.random())),
+                        error_class="throttled",
+                        last_error=outcome.error,
+                    )
                 elif outcome.kind == "transient":
                     dead = row.attempts >= s.max_attempts
-                    values.update(status=DeliveryStatus.dead.value if dead else DeliveryStatus.pending.value,
-                                  next_attempt_at=now + timedelta(seconds=backoff(row.attempts, s)),
-                                  error_class="exhausted" if dead else "transient", last_error=outcome.error)
+                    values.update(
+                        status=DeliveryStatus.dead.value if dead else DeliveryStatus.pending.value,
+                        next_attempt_at=now + timedelta(seconds=backoff(row.attempts, s)),
+                        error_class="exhausted" if dead else "transient",
+                        last_error=outcome.error,
+                    )
                 else:
-                    values.update(status=DeliveryStatus.failed.value, error_class="permanent",
-                                  last_error=(outcome.error or "")[:300])
+                    values.update(
+                        status=DeliveryStatus.failed.value,
+                        error_class="permanent",
+                        last_error=(outcome.error or "")[:300],
+                    )
                     fallback = row.request.get("fallback")
                     if fallback and row.channel == "wechat":
-                        fallbacks.append({
-                            "id": uuid7(), "message_id": row.message_id, "recipient_key": row.recipient_key,
-                            "channel": "sms", "status": DeliveryStatus.pending.value, "urgent": row.urgent,
-                            "attempts": 0, "next_attempt_at": now, "address_enc": fallback["address_enc"],
-                            "address_masked": fallback.get("address_masked"), "request": fallback["request"],
-                            "fallback_of": row.id, "created_at": now, "updated_at": now})
+                        fallbacks.append(
+                            {
+                                "id": uuid7(),
+                                "message_id": row.message_id,
+                                "recipient_key": row.recipient_key,
+                                "channel": "sms",
+                                "status": DeliveryStatus.pending.value,
+                                "urgent": row.urgent,
+                                "attempts": 0,
+                                "next_attempt_at": now,
+                                "address_enc": fallback["address_enc"],
+                                "address_masked": fallback.get("address_masked"),
+                                "request": fallback["request"],
+                                "fallback_of": row.id,
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                        )
                 result = await session.execute(sa.update(D).where(ours).values(**values))
                 if not result.rowcount:  # type: ignore[attr-defined]
                     log.warning("notify: delivery %s was taken over before its result was recorded", row.id)
                 if row.channel == "wechat" and had_credit and outcome.kind != "ok" and not outcome.no_subscription:
-                    await session.execute(sa.update(S).where(
-                        S.c.account_id == row.request.get("account_id"),
-                        S.c.template_id == row.request.get("template_id")).values(credits=S.c.credits + 1))
+                    await session.execute(
+                        sa.update(S)
+                        .where(
+                            S.c.account_id == row.request.get("account_id"),
+                            S.c.template_id == row.request.get("template_id"),
+                        )
+                        .values(credits=S.c.credits + 1)
+                    )
                 self.stats.outcomes[(row.channel, outcome.kind)] += 1
                 if outcome.kind != "ok":
                     log.info("notify: delivery %s via %s: %s (%s)", row.id, row.channel, outcome.kind, outcome.error)
             if fallbacks:
                 insert = pg_insert(D) if self.db.is_postgres else sqlite_insert(D)
-                await session.execute(insert.values(fallbacks).on_conflict_do_nothing(
-                    index_elements=["message_id", "channel"]))
+                await session.execute(
+                    insert.values(fallbacks).on_conflict_do_nothing(index_elements=["message_id", "channel"])
+                )
             await session.commit()
         if fallbacks:
             self.wake()
@@ -271,10 +329,16 @@ class Notifier:
     async def _hold_unconfigured(self, channel: str) -> None:
         now = utcnow()
         async with self.db.sessionmaker() as session:
-            await session.execute(sa.update(D).where(
-                D.c.channel == channel, D.c.status == DeliveryStatus.pending.value, D.c.next_attempt_at <= now)
-                .values(status=DeliveryStatus.held.value, error_class="unconfigured",
-                        last_error="channel_not_configured", next_attempt_at=now + timedelta(seconds=60)))
+            await session.execute(
+                sa.update(D)
+                .where(D.c.channel == channel, D.c.status == DeliveryStatus.pending.value, D.c.next_attempt_at <= now)
+                .values(
+                    status=DeliveryStatus.held.value,
+                    error_class="unconfigured",
+                    last_error="channel_not_configured",
+                    next_attempt_at=now + timedelta(seconds=60),
+                )
+            )
             await session.commit()
 
     # --- what the queue looks like (metrics) ---------------------------------------------------------------------
@@ -282,21 +346,29 @@ class Notifier:
         self._last_snapshot = time.monotonic()
         now = utcnow()
         async with self.db.sessionmaker() as session:
-            counts = await session.execute(sa.select(D.c.channel, D.c.status, sa.func.count())
-                                           .where(D.c.status.notin_([DeliveryStatus.sent.value]))
-                                           .group_by(D.c.channel, D.c.status))
+            counts = await session.execute(
+                sa.select(D.c.channel, D.c.status, sa.func.count())
+                .where(D.c.status.notin_([DeliveryStatus.sent.value]))
+                .group_by(D.c.channel, D.c.status)
+            )
             self.stats.queue = {(c, st): n for c, st, n in counts}
-            oldest = await session.execute(sa.select(D.c.channel, sa.func.min(D.c.next_attempt_at)).where(
-                D.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
-                D.c.next_attempt_at <= now).group_by(D.c.channel))
+            oldest = await session.execute(
+                sa.select(D.c.channel, sa.func.min(D.c.next_attempt_at))
+                .where(
+                    D.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
+                    D.c.next_attempt_at <= now,
+                )
+                .group_by(D.c.channel)
+            )
             self.stats.oldest_due_age = {c: (now - as_utc(t)).total_seconds() for c, t in oldest if t is not None}
         return self.stats
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.or_(sa.and_(D.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
-                          D.c.next_attempt_at <= now),
-                  sa.and_(D.c.status == DeliveryStatus.sending.value, D.c.lease_until < now))
+    return sa.or_(
+        sa.and_(D.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]), D.c.next_attempt_at <= now),
+        sa.and_(D.c.status == DeliveryStatus.sending.value, D.c.lease_until < now),
+    )
 
 
 async def _no_subscription() -> Outcome:
@@ -308,26 +380,38 @@ def build_adapters(client: httpx.AsyncClient, standin: RunningStandin | None) ->
     adapters: dict[str, ChannelAdapter] = {}
     if standin is not None:
         base = standin.base_url
-        adapters["wechat"] = WeChatSubscribe(client, f"{base}/wechat", STANDIN_APPID, STANDIN_SECRET,
-                                             s.miniprogram_state)
-        adapters["sms"] = TencentSms(client, f"{base}/sms", STANDIN_SMS_ID, STANDIN_SMS_KEY, STANDIN_SMS_APP,
-                                     s.sms_sign_name, s.sms_region)
+        adapters["wechat"] = WeChatSubscribe(
+            client, f"{base}/wechat", STANDIN_APPID, STANDIN_SECRET, s.miniprogram_state
+        )
+        adapters["sms"] = TencentSms(
+            client, f"{base}/sms", STANDIN_SMS_ID, STANDIN_SMS_KEY, STANDIN_SMS_APP, s.sms_sign_name, s.sms_region
+        )
         keys = {k: v.get_secret_value() for k, v in s.wecom_robot_keys.items()} or {"*": "standin-duty-robot"}
         adapters["wecom"] = WeComRobot(client, f"{base}/wecom", keys)
         return adapters
     if s.wechat_appid and s.wechat_secret is not None:
-        adapters["wechat"] = WeChatSubscribe(client, s.wechat_base_url, s.wechat_appid,
-                                             s.wechat_secret.get_secret_value(), s.miniprogram_state)
+        adapters["wechat"] = WeChatSubscribe(
+            client, s.wechat_base_url, s.wechat_appid, s.wechat_secret.get_secret_value(), s.miniprogram_state
+        )
     if s.sms_secret_id and s.sms_secret_key is not None and s.sms_app_id:
-        adapters["sms"] = TencentSms(client, s.sms_base_url, s.sms_secret_id, s.sms_secret_key.get_secret_value(),
-                                     s.sms_app_id, s.sms_sign_name, s.sms_region)
+        adapters["sms"] = TencentSms(
+            client,
+            s.sms_base_url,
+            s.sms_secret_id,
+            s.sms_secret_key.get_secret_value(),
+            s.sms_app_id,
+            s.sms_sign_name,
+            s.sms_region,
+        )
     if s.wecom_robot_keys:
-        adapters["wecom"] = WeComRobot(client, s.wecom_base_url,
-                                       {k: v.get_secret_value() for k, v in s.wecom_robot_keys.items()})
+        adapters["wecom"] = WeComRobot(
+            client, s.wecom_base_url, {k: v.get_secret_value() for k, v in s.wecom_robot_keys.items()}
+        )
     missing = sorted({"wechat", "sms", "wecom"} - set(adapters))
     if missing:
-        log.warning("notify: no credentials for %s: those deliveries are held (channel_not_configured)",
-                    ", ".join(missing))
+        log.warning(
+            "notify: no credentials for %s: those deliveries are held (channel_not_configured)", ", ".join(missing)
+        )
     return adapters
 
 
@@ -338,8 +422,9 @@ async def lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
     state.register(runtime.db, runtime.settings)
     s = config.get()
     async with contextlib.AsyncExitStack() as stack:
-        client = httpx.AsyncClient(timeout=s.http_timeout_seconds,
-                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
+        client = httpx.AsyncClient(
+            timeout=s.http_timeout_seconds, limits=httpx.Limits(max_connections=100, max_keepalive_connections=50)
+        )
         stack.push_async_callback(client.aclose)
         standin = None
         if s.use_standin(runtime.settings.mode):
@@ -363,12 +448,21 @@ class NotifyCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         notifier = state.NOTIFIERS.get(self.runtime.db)
-        outcomes = CounterMetricFamily("minsheng_notify_send_outcomes", "Provider calls by channel and outcome "
-                                       "(ok, transient, throttled, permanent).", labels=["channel", "outcome"])
-        queue = GaugeMetricFamily("minsheng_notify_deliveries", "Deliveries not yet sent, by channel and status "
-                                  "(pending, held, sending, failed, dead, skipped).", labels=["channel", "status"])
-        age = GaugeMetricFamily("minsheng_notify_oldest_due_age_seconds",
-                                "How long the oldest due delivery has waited, by channel.", labels=["channel"])
+        outcomes = CounterMetricFamily(
+            "minsheng_notify_send_outcomes",
+            "Provider calls by channel and outcome (ok, transient, throttled, permanent).",
+            labels=["channel", "outcome"],
+        )
+        queue = GaugeMetricFamily(
+            "minsheng_notify_deliveries",
+            "Deliveries not yet sent, by channel and status (pending, held, sending, failed, dead, skipped).",
+            labels=["channel", "status"],
+        )
+        age = GaugeMetricFamily(
+            "minsheng_notify_oldest_due_age_seconds",
+            "How long the oldest due delivery has waited, by channel.",
+            labels=["channel"],
+        )
         if notifier is not None:
             for (channel, outcome), n in notifier.stats.outcomes.items():
                 outcomes.add_metric([channel, outcome], n)
@@ -390,7 +484,10 @@ async def resend(db: Database, ids: Sequence[UUID] | None = None) -> int:
     if ids:
         query = query.where(D.c.id.in_(list(ids)))
     async with db.sessionmaker() as session:
-        result = await session.execute(query.values(status=DeliveryStatus.pending.value, attempts=0,
-                                                    next_attempt_at=now, error_class=None, updated_at=now))
+        result = await session.execute(
+            query.values(
+                status=DeliveryStatus.pending.value, attempts=0, next_attempt_at=now, error_class=None, updated_at=now
+            )
+        )
         await session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

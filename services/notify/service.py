@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 # --- the recipient read model --------------------------------------------------------------------------------
 
+
 async def _recipient(uow: UnitOfWork, account_id: str) -> Recipient:
     found = await uow.session.get(Recipient, account_id)
     if found is None:
@@ -83,12 +84,19 @@ async def contact_changed(uow: UnitOfWork, event: AccountContactChanged) -> None
 
 
 async def account_linked(uow: UnitOfWork, event: AccountLinked) -> None:
-    exists = (await uow.session.execute(select(RecordLink.id).where(
-        RecordLink.record == event.record, RecordLink.record_id == str(event.record_id),
-        RecordLink.account_id == str(event.account_id)))).first()
+    exists = (
+        await uow.session.execute(
+            select(RecordLink.id).where(
+                RecordLink.record == event.record,
+                RecordLink.record_id == str(event.record_id),
+                RecordLink.account_id == str(event.account_id),
+            )
+        )
+    ).first()
     if exists is None:
-        uow.session.add(RecordLink(record=event.record, record_id=str(event.record_id),
-                                   account_id=str(event.account_id)))
+        uow.session.add(
+            RecordLink(record=event.record, record_id=str(event.record_id), account_id=str(event.account_id))
+        )
 
 
 def duty_scope(community: str | None) -> str:
@@ -98,6 +106,7 @@ def duty_scope(community: str | None) -> str:
 
 
 # --- audiences -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Target:
@@ -111,8 +120,9 @@ class Target:
     wecom_scope: str | None = None
 
 
-async def _account_target(uow: UnitOfWork, account_id: str, *, phone_enc: str | None = None,
-                          phone_masked: str | None = None) -> Target:
+async def _account_target(
+    uow: UnitOfWork, account_id: str, *, phone_enc: str | None = None, phone_masked: str | None = None
+) -> Target:
     r = await uow.session.get(Recipient, account_id)
     t = Target(key=f"account:{account_id}", account_id=account_id, phone_enc=phone_enc, phone_masked=phone_masked)
     if r is not None:
@@ -123,8 +133,11 @@ async def _account_target(uow: UnitOfWork, account_id: str, *, phone_enc: str | 
 
 
 async def _linked_accounts(uow: UnitOfWork, record: str, record_id: str) -> list[str]:
-    rows = await uow.session.execute(select(RecordLink.account_id).where(
-        RecordLink.record == record, RecordLink.record_id == record_id).order_by(col(RecordLink.account_id)))
+    rows = await uow.session.execute(
+        select(RecordLink.account_id)
+        .where(RecordLink.record == record, RecordLink.record_id == record_id)
+        .order_by(col(RecordLink.account_id))
+    )
     return [a for (a,) in rows]
 
 
@@ -164,12 +177,15 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
         if not reporter:
             return []
         if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
-            return [await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider",
-                                                                                reporter.removeprefix("rider:"))]
+            return [
+                await _account_target(uow, a)
+                for a in await _linked_accounts(uow, "points.rider", reporter.removeprefix("rider:"))
+            ]
         return [await _account_target(uow, reporter)]
     if rule.audience == "rider":
-        return [await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider",
-                                                                            str(fields["rider_id"]))]
+        return [
+            await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider", str(fields["rider_id"]))
+        ]
     if rule.audience == "family":
         fc = cipher_for(uow.db)
         alert_id = str(fields["alert_id"])
@@ -177,25 +193,37 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
         for c in fields.get("family_contacts") or []:
             phone_enc = fc.encrypt(c.phone) if c.phone else None
             contacts.append((str(c.member_id), c.subject, phone_enc))
-            uow.session.add(CareContact(alert_id=alert_id, member_id=str(c.member_id), subject=c.subject,
-                                        phone_enc=phone_enc))
+            uow.session.add(
+                CareContact(alert_id=alert_id, member_id=str(c.member_id), subject=c.subject, phone_enc=phone_enc)
+            )
         return await _family_targets(uow, contacts)
     if rule.audience == "alert_family":
         if not fields.get("alert_id"):
             return []
-        rows = (await uow.session.execute(select(CareContact).where(
-            CareContact.alert_id == str(fields["alert_id"])).order_by(col(CareContact.member_id)))).scalars()
+        rows = (
+            await uow.session.execute(
+                select(CareContact)
+                .where(CareContact.alert_id == str(fields["alert_id"]))
+                .order_by(col(CareContact.member_id))
+            )
+        ).scalars()
         return await _family_targets(uow, [(c.member_id, c.subject, c.phone_enc) for c in rows])
     if rule.audience == "need_resident":  # the resident a need is about, through their linked account(s)
         if not fields.get("resident_id"):
             return []
-        return [await _account_target(uow, a) for a in await _linked_accounts(uow, "visits.resident",
-                                                                            str(fields["resident_id"]))]
+        return [
+            await _account_target(uow, a)
+            for a in await _linked_accounts(uow, "visits.resident", str(fields["resident_id"]))
+        ]
     if rule.audience == "diner_family":  # the family members' logins the order event names (no phones)
         return [await _account_target(uow, a) for a in dict.fromkeys(fields.get("family_subjects") or [])]
     if rule.audience == "vote_residents":
-        return [await _account_target(uow, a) for a in await _residents_in(
-            uow, f"compound:{fields['compound']}" if fields.get("compound") else f"community:{fields['community']}")]
+        return [
+            await _account_target(uow, a)
+            for a in await _residents_in(
+                uow, f"compound:{fields['compound']}" if fields.get("compound") else f"community:{fields['community']}"
+            )
+        ]
     if rule.audience == "duty_staff":
         scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
@@ -203,6 +231,7 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
 
 
 # --- fan-out -----------------------------------------------------------------------------------------------
+
 
 async def _preferences(uow: UnitOfWork, account_id: str | None) -> Preference | None:
     return await uow.session.get(Preference, account_id) if account_id else None
@@ -235,32 +264,55 @@ async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent
     return written
 
 
-async def _queue_for_digest(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,
-                            scope: str) -> None:
+async def _queue_for_digest(
+    uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent, scope: str
+) -> None:
     """A line for the duty group's next daily digest (``jobs.send_digests``) or the resident's next monthly
     bill (``jobs.send_bills``), rendered now in zh-CN."""
     values = context(event, "zh-CN")
     community = event.__dict__.get("community")
-    exists = (await uow.session.execute(select(DigestItem.id).where(
-        DigestItem.event_id == str(envelope.id), DigestItem.rule == rule.id))).first()
+    exists = (
+        await uow.session.execute(
+            select(DigestItem.id).where(DigestItem.event_id == str(envelope.id), DigestItem.rule == rule.id)
+        )
+    ).first()
     if exists is None:
-        occurred = next((v for v in (getattr(event, f, None) for f in ("occurred_at", "escalated_at"))
-                         if isinstance(v, datetime)), utcnow())
-        uow.session.add(DigestItem(event_id=str(envelope.id), rule=rule.id, scope=scope,
-                                   community=community, line=render(rule, values, "zh-CN").body[:500],
-                                   occurred_at=occurred))
+        occurred = next(
+            (v for v in (getattr(event, f, None) for f in ("occurred_at", "escalated_at")) if isinstance(v, datetime)),
+            utcnow(),
+        )
+        uow.session.add(
+            DigestItem(
+                event_id=str(envelope.id),
+                rule=rule.id,
+                scope=scope,
+                community=community,
+                line=render(rule, values, "zh-CN").body[:500],
+                occurred_at=occurred,
+            )
+        )
 
 
-async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent,
-                   target: Target) -> int:
+async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent, target: Target) -> int:
     values = context(event, target.locale)
     text = render(rule, values, target.locale)
     now = utcnow()
-    message = Message(id=uuid7(), account_id=target.account_id, recipient_key=target.key,
-                      event_id=str(envelope.id), event_type=envelope.type, rule=rule.id, urgent=rule.urgent,
-                      title=text.title[:200], body=text.body, link=fill(rule.link, values) if rule.link else None,
-                      locale=target.locale, subject_ref=fill(rule.subject, values) if rule.subject else None,
-                      created_at=now, read_at=None)
+    message = Message(
+        id=uuid7(),
+        account_id=target.account_id,
+        recipient_key=target.key,
+        event_id=str(envelope.id),
+        event_type=envelope.type,
+        rule=rule.id,
+        urgent=rule.urgent,
+        title=text.title[:200],
+        body=text.body,
+        link=fill(rule.link, values) if rule.link else None,
+        locale=target.locale,
+        subject_ref=fill(rule.subject, values) if rule.subject else None,
+        created_at=now,
+        read_at=None,
+    )
     uow.session.add(message)
     prefs = await _preferences(uow, target.account_id)
     muted = prefs is not None and rule.id in prefs.rules_off and not rule.urgent
@@ -271,38 +323,73 @@ async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelop
         d_status = status
         if channel.value in channels_off or muted or not target.active:
             d_status = DeliveryStatus.skipped.value
-        return Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key, channel=channel.value,
-                        status=d_status, urgent=rule.urgent, next_attempt_at=due, created_at=now, updated_at=now,
-                        **kw)
+        return Delivery(
+            id=uuid7(),
+            message_id=message.id,
+            recipient_key=target.key,
+            channel=channel.value,
+            status=d_status,
+            urgent=rule.urgent,
+            next_attempt_at=due,
+            created_at=now,
+            updated_at=now,
+            **kw,
+        )
 
     rows: list[Delivery] = []
     if "inbox" in rule.channels and target.account_id:
-        rows.append(Delivery(id=uuid7(), message_id=message.id, recipient_key=target.key,
-                             channel=Channel.inbox.value, status=DeliveryStatus.sent.value, urgent=rule.urgent,
-                             next_attempt_at=now, sent_at=now, created_at=now, updated_at=now))
+        rows.append(
+            Delivery(
+                id=uuid7(),
+                message_id=message.id,
+                recipient_key=target.key,
+                channel=Channel.inbox.value,
+                status=DeliveryStatus.sent.value,
+                urgent=rule.urgent,
+                next_attempt_at=now,
+                sent_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     sms_request = _sms_request(rule, values, text.body)
     sms_fallback = None
     if target.phone_enc and rule.sms != "never":
-        sms_fallback = {"address_enc": target.phone_enc, "address_masked": target.phone_masked,
-                        "request": sms_request}
+        sms_fallback = {"address_enc": target.phone_enc, "address_masked": target.phone_masked, "request": sms_request}
     wechat_planned = False
     if "wechat" in rule.channels and target.openid_enc and rule.wechat is not None:
-        request: dict[str, Any] = {"template_id": rule.wechat.template_id, "data": wechat_data(rule, values),
-                                   "page": fill(rule.link, values) if rule.link else None,
-                                   "lang": "en_US" if target.locale == "en" else "zh_CN",
-                                   "account_id": target.account_id}
+        request: dict[str, Any] = {
+            "template_id": rule.wechat.template_id,
+            "data": wechat_data(rule, values),
+            "page": fill(rule.link, values) if rule.link else None,
+            "lang": "en_US" if target.locale == "en" else "zh_CN",
+            "account_id": target.account_id,
+        }
         if sms_fallback and rule.sms == "fallback":
             request["fallback"] = sms_fallback
-        rows.append(delivery(Channel.wechat, address_enc=target.openid_enc, address_masked="openid:***",
-                             request=request))
+        rows.append(
+            delivery(Channel.wechat, address_enc=target.openid_enc, address_masked="openid:***", request=request)
+        )
         wechat_planned = rows[-1].status != DeliveryStatus.skipped.value
     wants_sms = rule.sms == "always" or (rule.sms == "fallback" and not wechat_planned)
     if "sms" in rule.channels and sms_fallback and wants_sms:
-        rows.append(delivery(Channel.sms, address_enc=sms_fallback["address_enc"],
-                             address_masked=sms_fallback["address_masked"], request=sms_request))
+        rows.append(
+            delivery(
+                Channel.sms,
+                address_enc=sms_fallback["address_enc"],
+                address_masked=sms_fallback["address_masked"],
+                request=sms_request,
+            )
+        )
     if "wecom" in rule.channels and target.wecom_scope:
-        rows.append(delivery(Channel.wecom, address_enc=target.wecom_scope, address_masked=target.wecom_scope,
-                             request={"msgtype": "markdown", "content": text.body}))
+        rows.append(
+            delivery(
+                Channel.wecom,
+                address_enc=target.wecom_scope,
+                address_masked=target.wecom_scope,
+                request={"msgtype": "markdown", "content": text.body},
+            )
+        )
     await uow.session.flush()  # the message first: deliveries reference it
     uow.session.add_all(rows)
     return 1
@@ -321,8 +408,15 @@ def decrypt_address(fc: FieldCipher, delivery_channel: str, address_enc: str | N
 
 
 async def inbox_unread(uow: UnitOfWork, account_id: str) -> int:
-    return int((await uow.session.execute(sa.select(sa.func.count()).select_from(Message).where(
-        col(Message.account_id) == account_id, col(Message.read_at).is_(None)))).scalar_one())
+    return int(
+        (
+            await uow.session.execute(
+                sa.select(sa.func.count())
+                .select_from(Message)
+                .where(col(Message.account_id) == account_id, col(Message.read_at).is_(None))
+            )
+        ).scalar_one()
+    )
 
 
 async def mark_read(uow: UnitOfWork, account_id: str, ids: list[UUID] | None) -> int:

@@ -30,8 +30,17 @@ STANDIN_SECRET = "standin-secret"
 STANDIN_SMS_ID = "AKIDstandin"
 STANDIN_SMS_KEY = "standin-sms-key"
 STANDIN_SMS_APP = "1400000000"
-_LIMITS = {"thing": 20, "number": 32, "letter": 32, "symbol": 5, "character_string": 32, "phrase": 5,
-           "phone_number": 17, "car_number": 8, "name": 20}
+_LIMITS = {
+    "thing": 20,
+    "number": 32,
+    "letter": 32,
+    "symbol": 5,
+    "character_string": 32,
+    "phrase": 5,
+    "phone_number": 17,
+    "car_number": 8,
+    "name": 20,
+}
 
 
 @dataclass
@@ -152,8 +161,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
         request_id = secrets.token_hex(16)
 
         def error(code: str, message: str) -> JSONResponse:
-            return JSONResponse({"Response": {"Error": {"Code": code, "Message": message},
-                                              "RequestId": request_id}})
+            return JSONResponse({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}})
 
         mode = st.fault("sms")
         if mode == "outage":
@@ -179,16 +187,37 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
             base = {"PhoneNumber": phone, "SessionContext": body.get("SessionContext", ""), "IsoCode": "CN"}
             if mode == "throttle":
                 st.refused["sms"] += 1
-                statuses.append({**base, "SerialNo": "", "Fee": 0, "Code": "LimitExceeded.PhoneNumberOneHourLimit",
-                                 "Message": "the number of sms messages sent from a single mobile number "
-                                            "within 1 hour exceeds the upper limit"})
+                statuses.append(
+                    {
+                        **base,
+                        "SerialNo": "",
+                        "Fee": 0,
+                        "Code": "LimitExceeded.PhoneNumberOneHourLimit",
+                        "Message": "the number of sms messages sent from a single mobile number "
+                        "within 1 hour exceeds the upper limit",
+                    }
+                )
             elif not re.fullmatch(r"\+861[3-9]\d{9}", phone):
-                statuses.append({**base, "SerialNo": "", "Fee": 0, "Code": "InvalidParameterValue.IncorrectPhoneNumber",
-                                 "Message": "incorrect phone number"})
+                statuses.append(
+                    {
+                        **base,
+                        "SerialNo": "",
+                        "Fee": 0,
+                        "Code": "InvalidParameterValue.IncorrectPhoneNumber",
+                        "Message": "incorrect phone number",
+                    }
+                )
             else:
                 st.received["sms"].append({"phone": phone, **body, "at": time.time()})
-                statuses.append({**base, "SerialNo": f"5000:{secrets.token_hex(8)}", "Fee": 1, "Code": "Ok",
-                                 "Message": "send success"})
+                statuses.append(
+                    {
+                        **base,
+                        "SerialNo": f"5000:{secrets.token_hex(8)}",
+                        "Fee": 1,
+                        "Code": "Ok",
+                        "Message": "send success",
+                    }
+                )
         return JSONResponse({"Response": {"SendStatusSet": statuses, "RequestId": request_id}})
 
     # --- control -------------------------------------------------------------------------------------------------
@@ -234,8 +263,9 @@ class RunningStandin:
 @contextlib.asynccontextmanager
 async def serve_standin(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningStandin]:
     app = create_standin_app()
-    server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                         access_log=False))
+    server = _QuietServer(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    )
     task = asyncio.create_task(server.serve(), name="notify-standin")
     for _ in range(500):
         if server.started or task.done():

@@ -43,9 +43,11 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 # --- inbox ---------------------------------------------------------------------------------------------------
 
+
 @router.get("/inbox", response_model=InboxPage, tags=["inbox"], summary="The caller's messages, newest first")
-async def inbox(uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
-                unread_only: bool = False) -> InboxPage:
+async def inbox(
+    uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None, unread_only: bool = False
+) -> InboxPage:
     query = select(Message).where(Message.account_id == who.sub)
     if unread_only:
         query = query.where(col(Message.read_at).is_(None))
@@ -53,8 +55,9 @@ async def inbox(uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str
         (before,) = decode_cursor(cursor, UUID)
         query = query.where(col(Message.id) < before)
     rows = list((await uow.session.execute(query.order_by(col(Message.id).desc()).limit(limit + 1))).scalars())
-    page = page_of([MessagePublic.model_validate(m, from_attributes=True) for m in rows], limit,
-                   lambda m: encode_cursor(m.id))
+    page = page_of(
+        [MessagePublic.model_validate(m, from_attributes=True) for m in rows], limit, lambda m: encode_cursor(m.id)
+    )
     return InboxPage(items=page.items, next_cursor=page.next_cursor, unread=await service.inbox_unread(uow, who.sub))
 
 
@@ -83,8 +86,13 @@ async def mark_one_read(uow: UoW, who: Caller, message_id: UUID) -> MessagePubli
 
 # --- WeChat one-time subscriptions -------------------------------------------------------------------------------
 
-@router.post("/subscriptions", response_model=list[SubscriptionPublic], tags=["subscriptions"],
-             summary="Record what the user accepted in wx.requestSubscribeMessage (each accept = one send)")
+
+@router.post(
+    "/subscriptions",
+    response_model=list[SubscriptionPublic],
+    tags=["subscriptions"],
+    summary="Record what the user accepted in wx.requestSubscribeMessage (each accept = one send)",
+)
 async def record_subscriptions(uow: UoW, who: Caller, body: SubscriptionRecord) -> list[SubscriptionPublic]:
     known = {r.wechat.template_id for r in rulebook().rules if r.wechat is not None}
     for template_id, answer in sorted(body.results.items()):
@@ -92,10 +100,14 @@ async def record_subscriptions(uow: UoW, who: Caller, body: SubscriptionRecord) 
             continue  # reject / ban / filter, or a template no rule uses: nothing to record
         # One statement (INSERT … ON CONFLICT DO UPDATE): two taps recorded at once both count.
         insert = pg_insert(_SUBS) if uow.db.is_postgres else sqlite_insert(_SUBS)
-        await uow.session.execute(insert.values(id=uuid7(), account_id=who.sub, template_id=template_id, credits=1,
-                                                updated_at=utcnow()).on_conflict_do_update(
-            index_elements=["account_id", "template_id"],
-            set_={"credits": _SUBS.c.credits + 1, "updated_at": utcnow()}))
+        await uow.session.execute(
+            insert.values(
+                id=uuid7(), account_id=who.sub, template_id=template_id, credits=1, updated_at=utcnow()
+            ).on_conflict_do_update(
+                index_elements=["account_id", "template_id"],
+                set_={"credits": _SUBS.c.credits + 1, "updated_at": utcnow()},
+            )
+        )
     await uow.commit()
     return await _subscriptions(uow, who.sub)
 
@@ -106,12 +118,16 @@ async def my_subscriptions(uow: UoW, who: Caller) -> list[SubscriptionPublic]:
 
 
 async def _subscriptions(uow: UoW, sub: str) -> list[SubscriptionPublic]:
-    rows = (await uow.session.execute(select(Subscription).where(Subscription.account_id == sub)
-                                      .order_by(col(Subscription.template_id)))).scalars()
+    rows = (
+        await uow.session.execute(
+            select(Subscription).where(Subscription.account_id == sub).order_by(col(Subscription.template_id))
+        )
+    ).scalars()
     return [SubscriptionPublic(template_id=r.template_id, credits=r.credits) for r in rows]
 
 
 # --- preferences ---------------------------------------------------------------------------------------------------
+
 
 @router.get("/preferences", response_model=PreferencePublic, tags=["preferences"])
 async def my_preferences(uow: UoW, who: Caller) -> PreferencePublic:
@@ -124,8 +140,12 @@ class PreferenceUpdate(BaseModel):
     rules_off: list[str] = []
 
 
-@router.put("/preferences", response_model=PreferencePublic, tags=["preferences"],
-            summary="Opt out of channels or rules (urgent messages still come: in the inbox and where allowed)")
+@router.put(
+    "/preferences",
+    response_model=PreferencePublic,
+    tags=["preferences"],
+    summary="Opt out of channels or rules (urgent messages still come: in the inbox and where allowed)",
+)
 async def set_preferences(uow: UoW, who: Caller, body: PreferenceUpdate) -> PreferencePublic:
     prefs = await uow.session.get(Preference, who.sub)
     if prefs is None:
@@ -138,12 +158,23 @@ async def set_preferences(uow: UoW, who: Caller, body: PreferenceUpdate) -> Pref
 
 # --- staff ---------------------------------------------------------------------------------------------------
 
-@router.get("/deliveries", response_model=Page[DeliveryPublic], tags=["operations"],
-            summary="Deliveries, newest first (masked addresses, no message bodies)")
-async def deliveries(uow: UoW, who: Staff, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
-                     status: DeliveryStatus | None = None, channel: str | None = None,
-                     recipient: str | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
-                     since: AwareDatetime | None = None) -> Page[DeliveryPublic]:
+
+@router.get(
+    "/deliveries",
+    response_model=Page[DeliveryPublic],
+    tags=["operations"],
+    summary="Deliveries, newest first (masked addresses, no message bodies)",
+)
+async def deliveries(
+    uow: UoW,
+    who: Staff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    status: DeliveryStatus | None = None,
+    channel: str | None = None,
+    recipient: str | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
+    since: AwareDatetime | None = None,
+) -> Page[DeliveryPublic]:
     query = select(Delivery)
     if status is not None:
         query = query.where(Delivery.status == status.value)
@@ -157,8 +188,9 @@ async def deliveries(uow: UoW, who: Staff, limit: Limit = DEFAULT_LIMIT, cursor:
         (before,) = decode_cursor(cursor, UUID)
         query = query.where(col(Delivery.id) < before)
     rows = (await uow.session.execute(query.order_by(col(Delivery.id).desc()).limit(limit + 1))).scalars()
-    return page_of([DeliveryPublic.model_validate(d, from_attributes=True) for d in rows], limit,
-                   lambda d: encode_cursor(d.id))
+    return page_of(
+        [DeliveryPublic.model_validate(d, from_attributes=True) for d in rows], limit, lambda d: encode_cursor(d.id)
+    )
 
 
 class DeliverySummary(BaseModel):
@@ -167,8 +199,11 @@ class DeliverySummary(BaseModel):
 
 @router.get("/deliveries/summary", response_model=DeliverySummary, tags=["operations"])
 async def summary(uow: UoW, who: Staff) -> DeliverySummary:
-    rows = await uow.session.execute(sa.select(col(Delivery.channel), col(Delivery.status), sa.func.count())
-                                     .group_by(col(Delivery.channel), col(Delivery.status)))
+    rows = await uow.session.execute(
+        sa.select(col(Delivery.channel), col(Delivery.status), sa.func.count()).group_by(
+            col(Delivery.channel), col(Delivery.status)
+        )
+    )
     out: dict[str, dict[str, int]] = {}
     for channel, st, n in rows:
         out.setdefault(channel, {})[st] = n

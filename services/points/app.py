@@ -21,7 +21,9 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
-    sealed=(SealedColumns("riders", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
-            SealedColumns("merchants", ("contact_phone_enc",), hashes=(("contact_phone_hash", "contact_phone_enc"),)),
-            SealedColumns("merchant_credentials", ("secret_enc",), key="key_id")),
+    sealed=(
+        SealedColumns("riders", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
+        SealedColumns("merchants", ("contact_phone_enc",), hashes=(("contact_phone_hash", "contact_phone_enc"),)),
+        SealedColumns("merchant_credentials", ("secret_enc",), key="key_id"),
+    ),
 )

@@ -26,13 +26,25 @@ from services.points.signing import KEY_HEADER, NONCE_HEADER, SIGNATURE_HEADER, 
 QR_PREFIX = "minsheng:redeem:"
 
 
-def signed_headers(key_id: str, secret: str, method: str, path: str, body: bytes = b"", *,
-                   timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+def signed_headers(
+    key_id: str,
+    secret: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     """Headers for one request. ``path`` is the path as sent, including ``?query`` when there is one."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or secrets.token_urlsafe(16)
-    return {KEY_HEADER: key_id, TIMESTAMP_HEADER: ts, NONCE_HEADER: nonce,
-            SIGNATURE_HEADER: sign(secret, method, path, ts, nonce, body)}
+    return {
+        KEY_HEADER: key_id,
+        TIMESTAMP_HEADER: ts,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: sign(secret, method, path, ts, nonce, body),
+    }
 
 
 def code_from_qr(payload: str) -> str:

@@ -52,8 +52,9 @@ async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: Uni
             continue
         report.issue_id = report.issue_id or event.issue_id
         await service.award_for_verified_report(uow, report, str(envelope.id))
-        service.move_report(report, HazardStatus.verified if report.status != HazardStatus.resolved else None,
-                            "verified", event.note)
+        service.move_report(
+            report, HazardStatus.verified if report.status != HazardStatus.resolved else None, "verified", event.note
+        )
 
 
 async def on_issue_resolved(event: IssueResolved, envelope: CloudEvent, uow: UnitOfWork) -> None:

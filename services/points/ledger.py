@@ -62,6 +62,7 @@ class Posted:
 # the expression trees nor their compiled SQL are rebuilt per request. UPDATE statements name their
 # parameters ``b_*``: SQLAlchemy reserves the column names for the SET clause.
 
+
 @functools.cache
 def _read_balance(for_update: bool) -> sa.Select[Any]:
     query = sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == sa.bindparam("b_rider"))
@@ -69,8 +70,10 @@ def _read_balance(for_update: bool) -> sa.Select[Any]:
 
 
 _ALREADY_POSTED = sa.select(ENTRIES.c.id).where(
-    ENTRIES.c.cause_type == sa.bindparam("cause_type"), ENTRIES.c.cause_id == sa.bindparam("cause_id"),
-    ENTRIES.c.kind == sa.bindparam("kind"))
+    ENTRIES.c.cause_type == sa.bindparam("cause_type"),
+    ENTRIES.c.cause_id == sa.bindparam("cause_id"),
+    ENTRIES.c.kind == sa.bindparam("kind"),
+)
 _INSERT_ENTRY = sa.insert(ENTRIES)
 
 
@@ -78,19 +81,32 @@ _INSERT_ENTRY = sa.insert(ENTRIES)
 def _move_balance(require_active_rider: bool) -> sa.Update:
     """``balance += b_amount`` unless that goes below zero (and, if asked, unless the rider is not active)."""
     amount = sa.bindparam("b_amount", type_=BALANCES.c.balance.type)
-    where: list[sa.ColumnElement[bool]] = [BALANCES.c.rider_id == sa.bindparam("b_rider"),
-                                           BALANCES.c.balance + amount >= 0]
+    where: list[sa.ColumnElement[bool]] = [
+        BALANCES.c.rider_id == sa.bindparam("b_rider"),
+        BALANCES.c.balance + amount >= 0,
+    ]
     if require_active_rider:
-        where.append(sa.exists().where(RIDERS.c.id == BALANCES.c.rider_id,
-                                       RIDERS.c.status == RiderStatus.active.value))
-    return (sa.update(BALANCES).where(*where)
-            .values(balance=BALANCES.c.balance + amount,
-                    updated_at=sa.bindparam("b_now", type_=BALANCES.c.updated_at.type))
-            .returning(BALANCES.c.balance))
+        where.append(sa.exists().where(RIDERS.c.id == BALANCES.c.rider_id, RIDERS.c.status == RiderStatus.active.value))
+    return (
+        sa.update(BALANCES)
+        .where(*where)
+        .values(balance=BALANCES.c.balance + amount, updated_at=sa.bindparam("b_now", type_=BALANCES.c.updated_at.type))
+        .returning(BALANCES.c.balance)
+    )
 
 
-_ENTRY_COLUMNS = ("id", "rider_id", "kind", "amount", "balance_after", "cause_type", "cause_id", "event_id", "note",
-                  "created_at")
+_ENTRY_COLUMNS = (
+    "id",
+    "rider_id",
+    "kind",
+    "amount",
+    "balance_after",
+    "cause_type",
+    "cause_id",
+    "event_id",
+    "note",
+    "created_at",
+)
 
 
 @functools.cache
@@ -103,10 +119,18 @@ def _move_balance_and_post(require_active_rider: bool) -> sa.Insert:
     def bound(name: str, column: str) -> sa.BindParameter[Any]:
         return sa.bindparam(name, type_=ENTRIES.c[column].type)
 
-    row = sa.select(bound("e_id", "id"), bound("b_rider", "rider_id"), bound("e_kind", "kind"),
-                    bound("b_amount", "amount"), moved.c.balance, bound("e_cause_type", "cause_type"),
-                    bound("e_cause_id", "cause_id"), bound("e_event_id", "event_id"), bound("e_note", "note"),
-                    bound("b_now", "created_at"))
+    row = sa.select(
+        bound("e_id", "id"),
+        bound("b_rider", "rider_id"),
+        bound("e_kind", "kind"),
+        bound("b_amount", "amount"),
+        moved.c.balance,
+        bound("e_cause_type", "cause_type"),
+        bound("e_cause_id", "cause_id"),
+        bound("e_event_id", "event_id"),
+        bound("e_note", "note"),
+        bound("b_now", "created_at"),
+    )
     return sa.insert(ENTRIES).from_select(_ENTRY_COLUMNS, row).returning(ENTRIES.c.balance_after)
 
 
@@ -120,14 +144,23 @@ async def lock_balance(uow: UnitOfWork, rider_id: UUID) -> int:
 
 
 async def already_posted(uow: UnitOfWork, cause_type: str, cause_id: str, kind: EntryKind) -> bool:
-    found = await uow.session.execute(_ALREADY_POSTED, {"cause_type": cause_type, "cause_id": cause_id,
-                                                        "kind": kind.value})
+    found = await uow.session.execute(
+        _ALREADY_POSTED, {"cause_type": cause_type, "cause_id": cause_id, "kind": kind.value}
+    )
     return found.first() is not None
 
 
 async def post_entry(
-    uow: UnitOfWork, *, rider_id: UUID, kind: EntryKind, amount: int, cause_type: str, cause_id: str,
-    event_id: str | None = None, note: str | None = None, check_duplicate: bool = True,
+    uow: UnitOfWork,
+    *,
+    rider_id: UUID,
+    kind: EntryKind,
+    amount: int,
+    cause_type: str,
+    cause_id: str,
+    event_id: str | None = None,
+    note: str | None = None,
+    check_duplicate: bool = True,
     require_active_rider: bool = False,
 ) -> Posted | None:
     """Append one ledger entry and move the balance, in one transaction. Idempotent on the cause: posting
@@ -140,32 +173,67 @@ async def post_entry(
     now, entry_id, note = utcnow(), uuid7(), note[:500] if note else None
     moving = {"b_rider": rider_id, "b_amount": amount, "b_now": now}
     if uow.db.is_postgres:
-        new_balance = (await uow.session.execute(_move_balance_and_post(require_active_rider), {
-            **moving, "e_id": entry_id, "e_kind": kind.value, "e_cause_type": cause_type, "e_cause_id": cause_id,
-            "e_event_id": event_id, "e_note": note})).scalar_one_or_none()
+        new_balance = (
+            await uow.session.execute(
+                _move_balance_and_post(require_active_rider),
+                {
+                    **moving,
+                    "e_id": entry_id,
+                    "e_kind": kind.value,
+                    "e_cause_type": cause_type,
+                    "e_cause_id": cause_id,
+                    "e_event_id": event_id,
+                    "e_note": note,
+                },
+            )
+        ).scalar_one_or_none()
     else:
         new_balance = (await uow.session.execute(_move_balance(require_active_rider), moving)).scalar_one_or_none()
         if new_balance is not None:
-            await uow.session.execute(_INSERT_ENTRY, {
-                "id": entry_id, "rider_id": rider_id, "kind": kind.value, "amount": amount,
-                "balance_after": new_balance, "cause_type": cause_type, "cause_id": cause_id, "event_id": event_id,
-                "note": note, "created_at": now})
+            await uow.session.execute(
+                _INSERT_ENTRY,
+                {
+                    "id": entry_id,
+                    "rider_id": rider_id,
+                    "kind": kind.value,
+                    "amount": amount,
+                    "balance_after": new_balance,
+                    "cause_type": cause_type,
+                    "cause_id": cause_id,
+                    "event_id": event_id,
+                    "note": note,
+                    "created_at": now,
+                },
+            )
     if new_balance is None:
         current = (await uow.session.execute(_read_balance(False), {"b_rider": rider_id})).scalar_one_or_none()
         if current is None:
             raise not_found("rider", rider_id)
-        raise conflict("insufficient_points", f"The balance ({current}) is less than {-amount} points.",
-                       balance=current)
-    uow.emit(PointsPosted(entry_id=entry_id, rider_id=rider_id, kind=kind.value, amount=amount,
-                          balance_after=new_balance, cause_type=cause_type, cause_id=cause_id, posted_at=now))
+        raise conflict(
+            "insufficient_points", f"The balance ({current}) is less than {-amount} points.", balance=current
+        )
+    uow.emit(
+        PointsPosted(
+            entry_id=entry_id,
+            rider_id=rider_id,
+            kind=kind.value,
+            amount=amount,
+            balance_after=new_balance,
+            cause_type=cause_type,
+            cause_id=cause_id,
+            posted_at=now,
+        )
+    )
     return Posted(entry_id, rider_id, kind, amount, int(new_balance), now, cause_type, cause_id, note)
 
 
 @functools.cache
 def _earned_since(by_cause_type: bool) -> sa.Select[Any]:
     query = sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0)).where(
-        ENTRIES.c.rider_id == sa.bindparam("rider_id"), ENTRIES.c.kind == EntryKind.earned.value,
-        ENTRIES.c.created_at >= _since("since"))
+        ENTRIES.c.rider_id == sa.bindparam("rider_id"),
+        ENTRIES.c.kind == EntryKind.earned.value,
+        ENTRIES.c.created_at >= _since("since"),
+    )
     return query.where(ENTRIES.c.cause_type == sa.bindparam("cause_type")) if by_cause_type else query
 
 
@@ -178,11 +246,16 @@ async def earned_since(uow: UnitOfWork, rider_id: UUID, since: datetime, cause_t
 def _earning_so_far() -> sa.Select[Any]:
     """For ``earn``, in one round trip: whether this cause was credited already, and what the rider earned
     since ``since`` of this cause type and in all (``earned_since`` twice)."""
-    posted = sa.exists().where(ENTRIES.c.cause_type == sa.bindparam("cause_type"),
-                               ENTRIES.c.cause_id == sa.bindparam("cause_id"),
-                               ENTRIES.c.kind == EntryKind.earned.value)
-    return sa.select(posted.label("posted"), _earned_since(True).scalar_subquery().label("of_type"),
-                     _earned_since(False).scalar_subquery().label("in_all"))
+    posted = sa.exists().where(
+        ENTRIES.c.cause_type == sa.bindparam("cause_type"),
+        ENTRIES.c.cause_id == sa.bindparam("cause_id"),
+        ENTRIES.c.kind == EntryKind.earned.value,
+    )
+    return sa.select(
+        posted.label("posted"),
+        _earned_since(True).scalar_subquery().label("of_type"),
+        _earned_since(False).scalar_subquery().label("in_all"),
+    )
 
 
 @dataclass(frozen=True)
@@ -194,8 +267,15 @@ class Earning:
 
 
 async def earn(
-    uow: UnitOfWork, *, rider_id: UUID, amount: int, cause_type: str, cause_id: str, event_id: str | None,
-    note: str, category_cap: int = 0,
+    uow: UnitOfWork,
+    *,
+    rider_id: UUID,
+    amount: int,
+    cause_type: str,
+    cause_id: str,
+    event_id: str | None,
+    note: str,
+    category_cap: int = 0,
 ) -> Earning:
     """Credit earned points under the daily caps: ``category_cap`` (points of this cause type per local
     day) and the global ``daily_earn_cap``. What is over the cap is not credited (the entry says so)."""
@@ -203,9 +283,17 @@ async def earn(
     # The balance row's lock first: the sums below are then read (a new snapshot) after any concurrent
     # credit for this rider has committed.
     await lock_balance(uow, rider_id)
-    so_far = (await uow.session.execute(_earning_so_far(), {
-        "rider_id": rider_id, "since": settings.day_start(utcnow()), "cause_type": cause_type,
-        "cause_id": cause_id})).one()
+    so_far = (
+        await uow.session.execute(
+            _earning_so_far(),
+            {
+                "rider_id": rider_id,
+                "since": settings.day_start(utcnow()),
+                "cause_type": cause_type,
+                "cause_id": cause_id,
+            },
+        )
+    ).one()
     if so_far.posted:
         return Earning(None, 0, False, duplicate=True)
     allowed = amount
@@ -219,15 +307,31 @@ async def earn(
         return Earning(None, 0, capped)
     if capped:
         note = f"{note} (daily cap: {allowed} of {amount})"
-    entry = await post_entry(uow, rider_id=rider_id, kind=EntryKind.earned, amount=allowed, cause_type=cause_type,
-                             cause_id=cause_id, event_id=event_id, note=note, check_duplicate=False)
+    entry = await post_entry(
+        uow,
+        rider_id=rider_id,
+        kind=EntryKind.earned,
+        amount=allowed,
+        cause_type=cause_type,
+        cause_id=cause_id,
+        event_id=event_id,
+        note=note,
+        check_duplicate=False,
+    )
     return Earning(entry, allowed, capped)
 
 
 async def adjust(uow: UnitOfWork, rider_id: UUID, amount: int, reason: str, actor: str) -> Posted:
-    entry = await post_entry(uow, rider_id=rider_id, kind=EntryKind.adjusted, amount=amount,
-                             cause_type="adjustment", cause_id=str(uuid7()), note=f"{reason} — {actor}"[:500],
-                             check_duplicate=False)
+    entry = await post_entry(
+        uow,
+        rider_id=rider_id,
+        kind=EntryKind.adjusted,
+        amount=amount,
+        cause_type="adjustment",
+        cause_id=str(uuid7()),
+        note=f"{reason} — {actor}"[:500],
+        check_duplicate=False,
+    )
     assert entry is not None
     return entry
 
@@ -238,8 +342,11 @@ RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
 
 
 def _sum_of_entries(*where: Any) -> sa.ScalarSelect[Any]:
-    return (sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0))
-            .where(ENTRIES.c.rider_id == BALANCES.c.rider_id, *where).scalar_subquery())
+    return (
+        sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0))
+        .where(ENTRIES.c.rider_id == BALANCES.c.rider_id, *where)
+        .scalar_subquery()
+    )
 
 
 def _since(name: str) -> sa.BindParameter[datetime]:
@@ -255,14 +362,21 @@ def _balance_columns(with_expiry: bool) -> tuple[Any, ...]:
 
     Built once per shape (cached): the times are bound parameters (``day_start``, ``cutoff``, see
     ``_balance_params``), so SQLAlchemy also reuses the compiled SQL."""
-    earned_today = _sum_of_entries(ENTRIES.c.kind == EntryKind.earned.value,
-                                   ENTRIES.c.created_at >= _since("day_start"))
+    earned_today = _sum_of_entries(
+        ENTRIES.c.kind == EntryKind.earned.value, ENTRIES.c.created_at >= _since("day_start")
+    )
     recent: Any = sa.literal(0)
     if with_expiry:
-        recent = _sum_of_entries(one_of(ENTRIES.c.kind, CREDIT_KINDS), ENTRIES.c.amount > 0,
-                                 ENTRIES.c.created_at >= _since("cutoff"))
-    return (BALANCES.c.rider_id, BALANCES.c.balance, BALANCES.c.updated_at, earned_today.label("earned_today"),
-            recent.label("recent_credits"))
+        recent = _sum_of_entries(
+            one_of(ENTRIES.c.kind, CREDIT_KINDS), ENTRIES.c.amount > 0, ENTRIES.c.created_at >= _since("cutoff")
+        )
+    return (
+        BALANCES.c.rider_id,
+        BALANCES.c.balance,
+        BALANCES.c.updated_at,
+        earned_today.label("earned_today"),
+        recent.label("recent_credits"),
+    )
 
 
 def _balance_params(now: datetime) -> dict[str, Any]:
@@ -280,9 +394,11 @@ def _balance_by_rider(with_expiry: bool) -> sa.Select[Any]:
 
 @functools.cache
 def _balance_by_subject(with_expiry: bool) -> sa.Select[Any]:
-    return (sa.select(RIDERS.c.id.label("rider"), *_balance_columns(with_expiry))
-            .select_from(RIDERS.outerjoin(BALANCES, BALANCES.c.rider_id == RIDERS.c.id))
-            .where(RIDERS.c.subject == sa.bindparam("subject")))
+    return (
+        sa.select(RIDERS.c.id.label("rider"), *_balance_columns(with_expiry))
+        .select_from(RIDERS.outerjoin(BALANCES, BALANCES.c.rider_id == RIDERS.c.id))
+        .where(RIDERS.c.subject == sa.bindparam("subject"))
+    )
 
 
 def _balance_public(row: sa.Row[Any], now: datetime) -> BalancePublic:
@@ -292,9 +408,15 @@ def _balance_public(row: sa.Row[Any], now: datetime) -> BalancePublic:
     if settings.expiry_days:
         expiring = max(0, balance - int(row.recent_credits))
         before = now + timedelta(days=settings.expiry_warning_days) if expiring else None
-    return BalancePublic(rider_id=row.rider_id, balance=balance, updated_at=row.updated_at,
-                         expiring_points=expiring, expiring_before=before,
-                         earned_today=int(row.earned_today), daily_cap=settings.daily_earn_cap)
+    return BalancePublic(
+        rider_id=row.rider_id,
+        balance=balance,
+        updated_at=row.updated_at,
+        expiring_points=expiring,
+        expiring_before=before,
+        earned_today=int(row.earned_today),
+        daily_cap=settings.daily_earn_cap,
+    )
 
 
 async def balance_view(uow: UnitOfWork, rider_id: UUID) -> BalancePublic:
@@ -313,16 +435,24 @@ async def balance_of_subject(uow: UnitOfWork, subject: str) -> BalancePublic:
     query = _balance_by_subject(bool(config.get().expiry_days))
     row = (await uow.session.execute(query, {"subject": subject, **_balance_params(now)})).one_or_none()
     if row is None:
-        raise Problem(404, "rider_not_registered", "Not registered as a rider",
-                      "Register first with POST /points/riders.")
+        raise Problem(
+            404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders."
+        )
     if row.rider_id is None:
         raise not_found("rider", row.rider)
     return _balance_public(row, now)
 
 
-async def statement(uow: UnitOfWork, rider_id: UUID, *, limit: int, cursor: str | None,
-                    kind: EntryKind | None = None, since: datetime | None = None,
-                    until: datetime | None = None) -> Page[LedgerEntry]:
+async def statement(
+    uow: UnitOfWork,
+    rider_id: UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: EntryKind | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[LedgerEntry]:
     query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
     if kind is not None:
         query = query.where(LedgerEntry.kind == kind.value)
@@ -345,11 +475,17 @@ CREDIT_KINDS = (EntryKind.earned.value, EntryKind.adjusted.value)
 
 def _expirable_columns(cutoff: datetime) -> tuple[Any, Any]:
     amount = ENTRIES.c.amount
-    old_credits = sa.func.coalesce(sa.func.sum(sa.case(
-        (sa.and_(ENTRIES.c.kind.in_(CREDIT_KINDS), amount > 0, ENTRIES.c.created_at < cutoff), amount),
-        else_=0)), 0)
-    debits = sa.func.coalesce(sa.func.sum(sa.case(
-        (amount < 0, -amount), (ENTRIES.c.kind == EntryKind.voided.value, -amount), else_=0)), 0)
+    old_credits = sa.func.coalesce(
+        sa.func.sum(
+            sa.case(
+                (sa.and_(ENTRIES.c.kind.in_(CREDIT_KINDS), amount > 0, ENTRIES.c.created_at < cutoff), amount), else_=0
+            )
+        ),
+        0,
+    )
+    debits = sa.func.coalesce(
+        sa.func.sum(sa.case((amount < 0, -amount), (ENTRIES.c.kind == EntryKind.voided.value, -amount), else_=0)), 0
+    )
     return old_credits, debits
 
 
@@ -358,8 +494,7 @@ async def expirable(uow: UnitOfWork, rider_id: UUID, cutoff: datetime) -> int:
     adjustments) before the cutoff minus every debit ever (redeemed, reversed, expired, negative adjustments),
     voided redemptions giving their debit back."""
     old_credits, debits = _expirable_columns(cutoff)
-    row = (await uow.session.execute(
-        sa.select(old_credits, debits).where(ENTRIES.c.rider_id == rider_id))).one()
+    row = (await uow.session.execute(sa.select(old_credits, debits).where(ENTRIES.c.rider_id == rider_id))).one()
     return max(0, int(row[0]) - int(row[1]))
 
 
@@ -375,10 +510,19 @@ async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: 
     cutoff = now - timedelta(days=settings.expiry_days)
     day = settings.day_start(now).date().isoformat()
     old_credits, debits = _expirable_columns(cutoff)
-    candidates = (await uow.session.execute(
-        sa.select(ENTRIES.c.rider_id).group_by(ENTRIES.c.rider_id)
-        .having(old_credits - debits > 0).order_by(ENTRIES.c.rider_id).limit(batch)
-    )).scalars().all()
+    candidates = (
+        (
+            await uow.session.execute(
+                sa.select(ENTRIES.c.rider_id)
+                .group_by(ENTRIES.c.rider_id)
+                .having(old_credits - debits > 0)
+                .order_by(ENTRIES.c.rider_id)
+                .limit(batch)
+            )
+        )
+        .scalars()
+        .all()
+    )
     expired = 0
     for rider_id in candidates:
         cause_id = f"{rider_id}:{day}"
@@ -388,9 +532,16 @@ async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: 
         amount = min(await expirable(uow, rider_id, cutoff), balance)
         if amount <= 0:
             continue
-        await post_entry(uow, rider_id=rider_id, kind=EntryKind.expired, amount=-amount, cause_type="expiry",
-                         cause_id=cause_id, note=f"Points earned before {cutoff.date().isoformat()} expired",
-                         check_duplicate=False)
+        await post_entry(
+            uow,
+            rider_id=rider_id,
+            kind=EntryKind.expired,
+            amount=-amount,
+            cause_type="expiry",
+            cause_id=cause_id,
+            note=f"Points earned before {cutoff.date().isoformat()} expired",
+            check_duplicate=False,
+        )
         expired += amount
     return expired, len(candidates)
 
@@ -411,32 +562,52 @@ async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: 
     period = settings.local_month(now).isoformat()[:7]
     old_credits, debits = _expirable_columns(cutoff)
     warned = sa.select(WARNINGS.c.rider_id).where(WARNINGS.c.period == period)
-    candidates = (await uow.session.execute(
-        sa.select(ENTRIES.c.rider_id).where(ENTRIES.c.rider_id.notin_(warned)).group_by(ENTRIES.c.rider_id)
-        .having(old_credits - debits > 0).order_by(ENTRIES.c.rider_id).limit(batch)
-    )).scalars().all()
+    candidates = (
+        (
+            await uow.session.execute(
+                sa.select(ENTRIES.c.rider_id)
+                .where(ENTRIES.c.rider_id.notin_(warned))
+                .group_by(ENTRIES.c.rider_id)
+                .having(old_credits - debits > 0)
+                .order_by(ENTRIES.c.rider_id)
+                .limit(batch)
+            )
+        )
+        .scalars()
+        .all()
+    )
     told = 0
     insert = pg_insert if uow.db.is_postgres else sqlite_insert
     for rider_id in candidates:
-        balance = (await uow.session.execute(
-            sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id))).scalar_one_or_none() or 0
+        balance = (
+            await uow.session.execute(sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id))
+        ).scalar_one_or_none() or 0
         points = min(await expirable(uow, rider_id, cutoff), int(balance))
         if points <= 0:
             continue
-        created = (await uow.session.execute(
-            insert(WARNINGS).values(id=uuid7(), rider_id=rider_id, period=period, points=points,
-                                    expiring_before=before, created_at=now)
-            .on_conflict_do_nothing(index_elements=["rider_id", "period"]).returning(WARNINGS.c.id)
-        )).scalar_one_or_none()
+        created = (
+            await uow.session.execute(
+                insert(WARNINGS)
+                .values(
+                    id=uuid7(), rider_id=rider_id, period=period, points=points, expiring_before=before, created_at=now
+                )
+                .on_conflict_do_nothing(index_elements=["rider_id", "period"])
+                .returning(WARNINGS.c.id)
+            )
+        ).scalar_one_or_none()
         if created is None:
             continue  # another replica told them first
-        uow.emit(PointsExpiring(rider_id=rider_id, points=points, balance=int(balance), expiring_before=before,
-                                warned_at=now))
+        uow.emit(
+            PointsExpiring(
+                rider_id=rider_id, points=points, balance=int(balance), expiring_before=before, warned_at=now
+            )
+        )
         told += 1
     return told, len(candidates)
 
 
 # --- leaderboards ---------------------------------------------------------------------------------------------
+
 
 def parse_month(value: str | None) -> date:
     settings = config.get()
@@ -445,38 +616,64 @@ def parse_month(value: str | None) -> date:
     try:
         parsed = month_start(TypeAdapter(MonthText).validate_python(value))
     except ValidationError as exc:
-        raise Problem(422, "validation_error", "The request is not valid", "month must look like 2026-11",
-                      errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}]) from exc
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "month must look like 2026-11",
+            errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}],
+        ) from exc
     return parsed
 
 
-async def leaderboard(uow: UnitOfWork, *, by: str, month: date, community: str | None = None,
-                      team_id: UUID | None = None, limit: int = 20) -> Leaderboard:
+async def leaderboard(
+    uow: UnitOfWork, *, by: str, month: date, community: str | None = None, team_id: UUID | None = None, limit: int = 20
+) -> Leaderboard:
     """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
     start, end = config.get().month_bounds(month)
     riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
     teams: sa.Table = Team.__table__  # type: ignore[attr-defined]
     points = sa.func.sum(ENTRIES.c.amount).label("points")
     members = sa.func.count(sa.distinct(ENTRIES.c.rider_id)).label("riders")
-    base = (ENTRIES.join(riders, riders.c.id == ENTRIES.c.rider_id))
-    where: list[Any] = [ENTRIES.c.kind.in_([EntryKind.earned.value, EntryKind.reversed.value]),
-                        ENTRIES.c.created_at >= start, ENTRIES.c.created_at < end]
+    base = ENTRIES.join(riders, riders.c.id == ENTRIES.c.rider_id)
+    where: list[Any] = [
+        ENTRIES.c.kind.in_([EntryKind.earned.value, EntryKind.reversed.value]),
+        ENTRIES.c.created_at >= start,
+        ENTRIES.c.created_at < end,
+    ]
     if community is not None:
         where.append(riders.c.community == community)
     if team_id is not None:
         where.append(riders.c.team_id == team_id)
     if by == "team":
-        query = (sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
-                 .select_from(base.join(teams, teams.c.id == riders.c.team_id))
-                 .group_by(teams.c.id, teams.c.name))
+        query = (
+            sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
+            .select_from(base.join(teams, teams.c.id == riders.c.team_id))
+            .group_by(teams.c.id, teams.c.name)
+        )
     elif by == "community":
-        query = (sa.select(riders.c.community.label("key"), riders.c.community.label("name"), points, members)
-                 .select_from(base).where(riders.c.community.is_not(None)).group_by(riders.c.community))
+        query = (
+            sa.select(riders.c.community.label("key"), riders.c.community.label("name"), points, members)
+            .select_from(base)
+            .where(riders.c.community.is_not(None))
+            .group_by(riders.c.community)
+        )
     else:
-        query = (sa.select(riders.c.id.label("key"), riders.c.name.label("name"), points, members)
-                 .select_from(base).group_by(riders.c.id, riders.c.name))
+        query = (
+            sa.select(riders.c.id.label("key"), riders.c.name.label("name"), points, members)
+            .select_from(base)
+            .group_by(riders.c.id, riders.c.name)
+        )
     query = query.where(*where).order_by(sa.desc("points"), sa.asc("key")).limit(limit)
     rows = (await uow.session.execute(query)).all()
-    items = [LeaderboardRow(rank=i + 1, key=str(r.key), name=mask_name(r.name) if by == "rider" else r.name,
-                            points=int(r.points or 0), riders=int(r.riders)) for i, r in enumerate(rows)]
+    items = [
+        LeaderboardRow(
+            rank=i + 1,
+            key=str(r.key),
+            name=mask_name(r.name) if by == "rider" else r.name,
+            points=int(r.points or 0),
+            riders=int(r.riders),
+        )
+        for i, r in enumerate(rows)
+    ]
     return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)

@@ -47,19 +47,32 @@ NONCES: sa.Table = MerchantNonce.__table__  # type: ignore[attr-defined]
 # The signature check's statements, built once (bound parameters; ``b_*`` in the UPDATE, whose column names
 # SQLAlchemy reserves for the SET clause).
 _CREDENTIAL = (
-    sa.select(CREDENTIALS.c.secret_enc, CREDENTIALS.c.merchant_id, CREDENTIALS.c.last_used_at,
-              MERCHANTS.c.status, MERCHANTS.c.void_window_minutes)
+    sa.select(
+        CREDENTIALS.c.secret_enc,
+        CREDENTIALS.c.merchant_id,
+        CREDENTIALS.c.last_used_at,
+        MERCHANTS.c.status,
+        MERCHANTS.c.void_window_minutes,
+    )
     .join(MERCHANTS, MERCHANTS.c.id == CREDENTIALS.c.merchant_id)
-    .where(CREDENTIALS.c.key_id == sa.bindparam("key_id"), CREDENTIALS.c.revoked_at.is_(None)))
+    .where(CREDENTIALS.c.key_id == sa.bindparam("key_id"), CREDENTIALS.c.revoked_at.is_(None))
+)
 _INSERT_NONCE = sa.insert(NONCES)
 _TOUCH_CREDENTIAL = (
-    sa.update(CREDENTIALS).where(CREDENTIALS.c.key_id == sa.bindparam("b_key_id"))
-    .values(last_used_at=sa.bindparam("b_now", type_=CREDENTIALS.c.last_used_at.type)))
+    sa.update(CREDENTIALS)
+    .where(CREDENTIALS.c.key_id == sa.bindparam("b_key_id"))
+    .values(last_used_at=sa.bindparam("b_now", type_=CREDENTIALS.c.last_used_at.type))
+)
 
 
 def _unauthorized(code: str, detail: str) -> Problem:
-    return Problem(401, code, "Signature check failed", detail,
-                   headers={"WWW-Authenticate": 'HMAC-SHA256 realm="minsheng-merchant"'})
+    return Problem(
+        401,
+        code,
+        "Signature check failed",
+        detail,
+        headers={"WWW-Authenticate": 'HMAC-SHA256 realm="minsheng-merchant"'},
+    )
 
 
 def signed_path(request: Request) -> str:
@@ -68,28 +81,41 @@ def signed_path(request: Request) -> str:
 
 
 async def merchant_caller(
-    request: Request, runtime: Runtime,
+    request: Request,
+    runtime: Runtime,
     key_id: Annotated[str | None, Header(alias=signing.KEY_HEADER, description="Your API key id (mk_…)")] = None,
-    timestamp: Annotated[str | None, Header(alias=signing.TIMESTAMP_HEADER,
-                                            description="Unix seconds; within ±5 minutes")] = None,
-    nonce: Annotated[str | None, Header(alias=signing.NONCE_HEADER,
-                                        description="8-64 chars [A-Za-z0-9_-], never reused")] = None,
-    signature: Annotated[str | None, Header(
-        alias=signing.SIGNATURE_HEADER,
-        description="hex HMAC-SHA256(secret, METHOD\\nPATH[?QUERY]\\nTIMESTAMP\\nNONCE\\nSHA256(BODY))")] = None,
+    timestamp: Annotated[
+        str | None, Header(alias=signing.TIMESTAMP_HEADER, description="Unix seconds; within ±5 minutes")
+    ] = None,
+    nonce: Annotated[
+        str | None, Header(alias=signing.NONCE_HEADER, description="8-64 chars [A-Za-z0-9_-], never reused")
+    ] = None,
+    signature: Annotated[
+        str | None,
+        Header(
+            alias=signing.SIGNATURE_HEADER,
+            description="hex HMAC-SHA256(secret, METHOD\\nPATH[?QUERY]\\nTIMESTAMP\\nNONCE\\nSHA256(BODY))",
+        ),
+    ] = None,
 ) -> MerchantCaller:
     """Authenticate a signed merchant request: key, ±window timestamp, fresh nonce, HMAC over the request."""
     if not (key_id and timestamp and nonce and signature):
-        raise _unauthorized("signature_missing", f"Send {signing.KEY_HEADER}, {signing.TIMESTAMP_HEADER}, "
-                            f"{signing.NONCE_HEADER} and {signing.SIGNATURE_HEADER}.")
+        raise _unauthorized(
+            "signature_missing",
+            f"Send {signing.KEY_HEADER}, {signing.TIMESTAMP_HEADER}, "
+            f"{signing.NONCE_HEADER} and {signing.SIGNATURE_HEADER}.",
+        )
     settings = config.get()
     try:
         ts = int(timestamp)
     except ValueError:
         raise _unauthorized("signature_invalid", "The timestamp must be Unix seconds.") from None
     if abs(time.time() - ts) > settings.signature_window_seconds:
-        raise _unauthorized("signature_expired", f"The timestamp is more than {settings.signature_window_seconds}"
-                            " seconds from the server clock; check the clock and sign again.")
+        raise _unauthorized(
+            "signature_expired",
+            f"The timestamp is more than {settings.signature_window_seconds}"
+            " seconds from the server clock; check the clock and sign again.",
+        )
     if not signing.NONCE_PATTERN.match(nonce) or len(key_id) > 40:
         raise _unauthorized("signature_invalid", "The nonce must be 8-64 characters of [A-Za-z0-9_-].")
     body = await request.body()
@@ -101,8 +127,9 @@ async def merchant_caller(
         row = (await conn.execute(_CREDENTIAL, {"key_id": key_id})).first()
         if row is None:
             raise _unauthorized("unknown_key", "Unknown or revoked key id.")
-        secret = merchants.cipher(runtime.settings).open(row.secret_enc, "merchant_credentials", "secret_enc",
-                                                         key_id) or ""
+        secret = (
+            merchants.cipher(runtime.settings).open(row.secret_enc, "merchant_credentials", "secret_enc", key_id) or ""
+        )
         if not signing.verify(secret, signature, request.method, signed_path(request), timestamp, nonce, body):
             raise _unauthorized("signature_invalid", "The signature does not match the request.")
         if row.status != MerchantStatus.active:
@@ -110,16 +137,20 @@ async def merchant_caller(
         try:
             # Committed at once, before the request's work: a nonce is spent even when the request then
             # fails, so no signed request can ever be replayed.
-            await conn.execute(_INSERT_NONCE, {
-                "key_id": key_id, "nonce": nonce,
-                "expires_at": now + timedelta(seconds=2 * settings.signature_window_seconds + 60)})
+            await conn.execute(
+                _INSERT_NONCE,
+                {
+                    "key_id": key_id,
+                    "nonce": nonce,
+                    "expires_at": now + timedelta(seconds=2 * settings.signature_window_seconds + 60),
+                },
+            )
             if row.last_used_at is None or as_utc(row.last_used_at) < now - timedelta(minutes=1):
                 await conn.execute(_TOUCH_CREDENTIAL, {"b_key_id": key_id, "b_now": now})
         except sa.exc.IntegrityError:
             raise _unauthorized("nonce_reused", "This nonce was used before; sign with a new one.") from None
     ratelimit.check(f"merchant:{row.merchant_id}", settings.merchant_rate_per_second, settings.merchant_burst)
-    return MerchantCaller(merchant_id=row.merchant_id, key_id=key_id,
-                          void_window_minutes=row.void_window_minutes)
+    return MerchantCaller(merchant_id=row.merchant_id, key_id=key_id, void_window_minutes=row.void_window_minutes)
 
 
 Caller = Annotated[MerchantCaller, Depends(merchant_caller)]
@@ -134,10 +165,12 @@ async def me(uow: UoW, caller: Caller) -> MerchantPublic:
 
 
 @router.get("/offers", response_model=Page[OfferPublic], summary="Your offers (all, including inactive)")
-async def my_offers(uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT,
-                    cursor: str | None = None) -> Page[OfferPublic]:
-    page = await merchants.list_offers(uow, limit=limit, cursor=cursor, merchant_id=caller.merchant_id,
-                                       available_only=False)
+async def my_offers(
+    uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[OfferPublic]:
+    page = await merchants.list_offers(
+        uow, limit=limit, cursor=cursor, merchant_id=caller.merchant_id, available_only=False
+    )
     return Page[OfferPublic](items=[merchants.offer_view(o, n) for o, n in page.items], next_cursor=page.next_cursor)
 
 
@@ -157,15 +190,27 @@ async def update_offer(offer_id: UUID, body: OfferUpdate, uow: UoW, caller: Call
     return merchants.offer_view(offer)
 
 
-@router.post("/redemptions", status_code=201, response_model=RedemptionPublic,
-             summary="Redeem: the rider's one-time code, an offer, and an Idempotency-Key")
-async def redeem(body: RedeemRequest, uow: UoW, runtime: Runtime, caller: Caller,
-                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-                 ) -> JSONResponse:
+@router.post(
+    "/redemptions",
+    status_code=201,
+    response_model=RedemptionPublic,
+    summary="Redeem: the rider's one-time code, an offer, and an Idempotency-Key",
+)
+async def redeem(
+    body: RedeemRequest,
+    uow: UoW,
+    runtime: Runtime,
+    caller: Caller,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
     if not idempotency_key:
-        raise Problem(400, "idempotency_key_required", "Idempotency-Key required",
-                      "Send a unique Idempotency-Key per redemption (e.g. your till's receipt number) and reuse "
-                      "it when you retry.")
+        raise Problem(
+            400,
+            "idempotency_key_required",
+            "Idempotency-Key required",
+            "Send a unique Idempotency-Key per redemption (e.g. your till's receipt number) and reuse "
+            "it when you retry.",
+        )
 
     scope = f"merchant:{caller.merchant_id}:redeem"
 
@@ -189,12 +234,19 @@ async def redeem(body: RedeemRequest, uow: UoW, runtime: Runtime, caller: Caller
 
 
 @router.get("/redemptions", response_model=Page[RedemptionPublic], summary="Your redemptions, newest first")
-async def list_redemptions(uow: UoW, runtime: Runtime, caller: Caller, limit: Limit = DEFAULT_LIMIT,
-                           cursor: str | None = None, status: RedemptionStatus | None = None,
-                           since: Instant | None = None,
-                           until: Instant | None = None) -> Page[RedemptionPublic]:
-    page = await merchants.list_redemptions(uow, caller.merchant_id, limit=limit, cursor=cursor, status=status,
-                                            since=since, until=until)
+async def list_redemptions(
+    uow: UoW,
+    runtime: Runtime,
+    caller: Caller,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    status: RedemptionStatus | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+) -> Page[RedemptionPublic]:
+    page = await merchants.list_redemptions(
+        uow, caller.merchant_id, limit=limit, cursor=cursor, status=status, since=since, until=until
+    )
     items = [merchants.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]
     return Page[RedemptionPublic](items=items, next_cursor=page.next_cursor)
 
@@ -205,29 +257,41 @@ async def get_redemption(redemption_id: UUID, uow: UoW, runtime: Runtime, caller
     return merchants.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
 
 
-@router.post("/redemptions/{redemption_id}/void", response_model=RedemptionPublic,
-             summary="Void within the window: the points and stock go back (voiding twice is harmless)")
-async def void(redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller,
-               body: VoidRequest | None = None) -> RedemptionPublic:
+@router.post(
+    "/redemptions/{redemption_id}/void",
+    response_model=RedemptionPublic,
+    summary="Void within the window: the points and stock go back (voiding twice is harmless)",
+)
+async def void(
+    redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller, body: VoidRequest | None = None
+) -> RedemptionPublic:
     await merchants.void(uow, caller, redemption_id, body.reason if body else None)
     await uow.commit()
     r, title = await merchants.get_redemption(uow, caller.merchant_id, redemption_id)
     return merchants.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
 
 
-@router.get("/statements/{month}", response_model=StatementSummary,
-            summary="Monthly settlement statement (local months); ?format=csv for the spreadsheet")
-async def statement(month: MonthText, uow: UoW, runtime: Runtime, caller: Caller,
-                    format: Literal["json", "csv"] = "json") -> Response:
+@router.get(
+    "/statements/{month}",
+    response_model=StatementSummary,
+    summary="Monthly settlement statement (local months); ?format=csv for the spreadsheet",
+)
+async def statement(
+    month: MonthText, uow: UoW, runtime: Runtime, caller: Caller, format: Literal["json", "csv"] = "json"
+) -> Response:
     return await statement_response(uow, runtime, caller.merchant_id, month, format)
 
 
-async def statement_response(uow: UoW, runtime: Runtime, merchant_id: UUID, month: str,
-                             fmt: Literal["json", "csv"]) -> Response:
+async def statement_response(
+    uow: UoW, runtime: Runtime, merchant_id: UUID, month: str, fmt: Literal["json", "csv"]
+) -> Response:
     first = ledger.parse_month(month)
     if fmt == "csv":
         text = await merchants.statement_csv(uow, runtime.settings, merchant_id, first)
-        return Response(csvfile.encode(text), media_type=csvfile.MEDIA_TYPE, headers={
-            "Content-Disposition": f'attachment; filename="minsheng-points-{merchant_id}-{first:%Y-%m}.csv"'})
+        return Response(
+            csvfile.encode(text),
+            media_type=csvfile.MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="minsheng-points-{merchant_id}-{first:%Y-%m}.csv"'},
+        )
     summary = await merchants.statement_summary(uow, merchant_id, first)
     return JSONResponse(summary.model_dump(mode="json"))

@@ -31,9 +31,6 @@ metadata = PointsModel.metadata
 platform_tables = install_platform_tables(metadata)
 
 
-
-
-
 def _aware(value: datetime | None) -> datetime | None:
     """Times from clients must carry a zone (``Z`` or ``+08:00``): a naive time is ambiguous."""
     if value is not None and value.tzinfo is None:
@@ -42,6 +39,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 # --- teams ----------------------------------------------------------------------------------------------------
+
 
 class TeamBase(SQLModel):
     name: str = Field(min_length=1, max_length=80)
@@ -60,8 +58,10 @@ class TeamUpdate(SQLModel):
 
 class Team(TeamBase, PointsModel, table=True):
     __tablename__ = "teams"
-    __table_args__ = (sa.UniqueConstraint("name", name="uq_teams_name"),
-                      sa.Index("ix_teams_community_created", "community", "created_at"))
+    __table_args__ = (
+        sa.UniqueConstraint("name", name="uq_teams_name"),
+        sa.Index("ix_teams_community_created", "community", "created_at"),
+    )
     id: UUID = uuid_pk()
     leader_rider_id: UUID | None = Field(default=None)  # no FK: riders point at teams, not the other way
     created_at: datetime = utc_now()
@@ -75,6 +75,7 @@ class TeamPublic(TeamBase):
 
 
 # --- riders ---------------------------------------------------------------------------------------------------
+
 
 class RiderRole(StrEnum):
     red = "red"  # party members and activists who lead teams
@@ -91,8 +92,12 @@ class RiderStatus(StrEnum):
 class RiderBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     platform: str = Field(max_length=50, description="Delivery platform, e.g. meituan, eleme, sf-express")
-    community: str | None = Field(default=None, max_length=50, schema_extra={"pattern": COMMUNITY_PATTERN},
-                                  description="Community slug, e.g. yunxing, gangcheng")
+    community: str | None = Field(
+        default=None,
+        max_length=50,
+        schema_extra={"pattern": COMMUNITY_PATTERN},
+        description="Community slug, e.g. yunxing, gangcheng",
+    )
 
 
 class RiderCreate(RiderBase):
@@ -168,6 +173,7 @@ class RiderStaffView(RiderPublic):
 
 # --- hazard reports -------------------------------------------------------------------------------------------
 
+
 class HazardStatus(StrEnum):
     submitted = "submitted"  # recorded, forwarded to the issues service
     accepted = "accepted"  # the issues service opened an issue for it
@@ -240,6 +246,7 @@ class HazardReportPublic(HazardReportBase):
 
 # --- governance tasks (骑士参与治理事项清单) ----------------------------------------------------------------------
 
+
 class Verification(StrEnum):
     auto = "auto"  # completion with the required proof is verified at once
     staff = "staff"  # staff check the proof and verify or reject
@@ -249,8 +256,9 @@ class TaskTypeBase(SQLModel):
     name: str = Field(min_length=1, max_length=80)
     description: str = Field(default="", max_length=1000)
     points: int = Field(ge=0, le=1000)
-    daily_cap: int = Field(default=0, ge=0, le=100,
-                           description="Completions per rider per local day that earn points (0 = no cap)")
+    daily_cap: int = Field(
+        default=0, ge=0, le=100, description="Completions per rider per local day that earn points (0 = no cap)"
+    )
     verification: Verification = Field(default=Verification.staff, sa_type=sa.String(10))
     proof_required: bool = Field(default=True, description="Completion must carry a photo or a note")
 
@@ -302,7 +310,6 @@ class TaskCreate(SQLModel):
     pickup_address: str | None = Field(default=None, max_length=300)
     due_at: Instant | None = None
     points: int | None = Field(default=None, ge=0, le=1000, description="Defaults to the task type's points")
-
 
     @field_validator("due_at")
     @classmethod
@@ -391,6 +398,7 @@ class TaskPublic(SQLModel):
 
 
 # --- ledger ---------------------------------------------------------------------------------------------------
+
 
 class EntryKind(StrEnum):
     earned = "earned"
@@ -483,6 +491,7 @@ class Leaderboard(BaseModel):
 
 
 # --- merchants (爱心商家联盟) ---------------------------------------------------------------------------------------
+
 
 class MerchantStatus(StrEnum):
     active = "active"
@@ -588,15 +597,17 @@ class OfferBase(SQLModel):
     description: str = Field(default="", max_length=1000)
     kind: OfferKind = Field(sa_type=sa.String(10))
     points_cost: int = Field(ge=1, le=1_000_000)
-    per_rider_limit: int | None = Field(default=None, ge=1, le=1000,
-                                        description="Redemptions per rider over the offer's life")
+    per_rider_limit: int | None = Field(
+        default=None, ge=1, le=1000, description="Redemptions per rider over the offer's life"
+    )
     valid_from: Instant | None = Field(default=None, sa_type=UTCDateTime)
     valid_until: Instant | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class OfferCreate(OfferBase):
-    discount_yuan: Decimal | None = Field(default=None, ge=0, le=100_000, decimal_places=2,
-                                          description="For discount offers: yuan off")
+    discount_yuan: Decimal | None = Field(
+        default=None, ge=0, le=100_000, decimal_places=2, description="For discount offers: yuan off"
+    )
     stock: int | None = Field(default=None, ge=0, le=1_000_000, description="None = unlimited")
 
     @field_validator("valid_from", "valid_until")
@@ -618,8 +629,9 @@ class OfferUpdate(SQLModel):
     description: str | None = Field(default=None, max_length=1000)
     points_cost: int | None = Field(default=None, ge=1, le=1_000_000)
     per_rider_limit: int | None = Field(default=None, ge=1, le=1000)
-    add_stock: int | None = Field(default=None, ge=-1_000_000, le=1_000_000,
-                                  description="Add (or remove) stock; stock never goes below zero")
+    add_stock: int | None = Field(
+        default=None, ge=-1_000_000, le=1_000_000, description="Add (or remove) stock; stock never goes below zero"
+    )
     valid_until: Instant | None = None
     active: bool | None = None
 
@@ -669,12 +681,15 @@ class OfferPublic(OfferBase):
 
 # --- redemption -------------------------------------------------------------------------------------------------
 
+
 class RedemptionCode(PointsModel, table=True):
     """A short-lived, one-time code the rider shows at the counter (only its hash is stored)."""
 
     __tablename__ = "redemption_codes"
-    __table_args__ = (sa.Index("ix_redemption_codes_rider_expires", "rider_id", "expires_at"),
-                      sa.Index("ix_redemption_codes_expires", "expires_at"))
+    __table_args__ = (
+        sa.Index("ix_redemption_codes_rider_expires", "rider_id", "expires_at"),
+        sa.Index("ix_redemption_codes_expires", "expires_at"),
+    )
     id: UUID = uuid_pk()
     code_hash: str = Field(max_length=64, unique=True)
     rider_id: UUID = Field(foreign_key="riders.id")

@@ -60,5 +60,11 @@ def check(key: str, rate: float, burst: int) -> None:
     wait = BUCKETS.take(key, rate, burst)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
-        raise Problem(429, "rate_limited", "Too many requests", f"Slow down; retry in {seconds} s.",
-                      headers={"Retry-After": str(seconds)}, retry_after=seconds)
+        raise Problem(
+            429,
+            "rate_limited",
+            "Too many requests",
+            f"Slow down; retry in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
+        )

@@ -42,11 +42,13 @@ from services.points.models import (
 
 # --- riders -------------------------------------------------------------------------------------------------
 
+
 async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate, fc: FieldCipher) -> Rider:
     existing = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
     if existing is not None:
-        raise conflict("rider_already_registered", "This account is already registered as a rider.",
-                       rider_id=str(existing.id))
+        raise conflict(
+            "rider_already_registered", "This account is already registered as a rider.", rider_id=str(existing.id)
+        )
     rider = Rider(subject=subject, **data.model_dump())
     seal_phone_on(rider, fc)
     uow.session.add(rider)
@@ -63,9 +65,12 @@ async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
 
 
 _RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class RiderSummary:
     """What a hazard report needs of its rider: read as a Core row, no ORM object."""
+
     id: UUID
     status: str
     community: str | None
@@ -85,8 +90,12 @@ def ensure_verified(rider: Rider | RiderSummary) -> None:
     """Tasks and redemption need a rider staff have verified."""
     ensure_active(rider)
     if rider.status != RiderStatus.active:
-        raise Problem(403, "rider_not_verified", "Rider not verified yet",
-                      "Staff must verify your registration before you can take tasks or redeem points.")
+        raise Problem(
+            403,
+            "rider_not_verified",
+            "Rider not verified yet",
+            "Staff must verify your registration before you can take tasks or redeem points.",
+        )
 
 
 async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate, fc: FieldCipher) -> Rider:
@@ -107,10 +116,18 @@ async def get_rider(uow: UnitOfWork, who: Principal, rider_id: UUID, *, for_upda
     return rider
 
 
-async def list_riders(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None,
-                      community: str | None = None, status: RiderStatus | None = None,
-                      role: RiderRole | None = None, team_id: UUID | None = None,
-                      flagged: bool | None = None) -> Page[Rider]:
+async def list_riders(
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    community: str | None = None,
+    status: RiderStatus | None = None,
+    role: RiderRole | None = None,
+    team_id: UUID | None = None,
+    flagged: bool | None = None,
+) -> Page[Rider]:
     query = select(Rider)
     if not who.is_admin:
         query = query.where(col(Rider.community).in_(who.scoped_values("community")))
@@ -168,11 +185,13 @@ def clear_flag(rider: Rider, reason: str) -> Rider:
 async def staff_update_rider(uow: UnitOfWork, who: Principal, rider: Rider, data: RiderStaffUpdate) -> Rider:
     if data.role is not None:
         if rider.role == RiderRole.red and data.role != RiderRole.red:
-            leading = (await uow.session.execute(
-                select(Team.id).where(Team.leader_rider_id == rider.id))).first()
+            leading = (await uow.session.execute(select(Team.id).where(Team.leader_rider_id == rider.id))).first()
             if leading is not None:
-                raise conflict("rider_leads_team", "Give the team another leader before changing this role.",
-                               team_id=str(leading[0]))
+                raise conflict(
+                    "rider_leads_team",
+                    "Give the team another leader before changing this role.",
+                    team_id=str(leading[0]),
+                )
         rider.role = data.role
     if data.community is not None:
         if not who.covers(data.community):
@@ -188,6 +207,7 @@ async def staff_update_rider(uow: UnitOfWork, who: Principal, rider: Rider, data
 
 
 # --- teams ----------------------------------------------------------------------------------------------------
+
 
 async def _leader(uow: UnitOfWork, who: Principal, rider_id: UUID) -> Rider:
     leader = await get_rider(uow, who, rider_id)
@@ -234,11 +254,15 @@ async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpd
     return team
 
 
-async def list_teams(uow: UnitOfWork, *, limit: int, cursor: str | None,
-                     community: str | None = None) -> Page[tuple[Team, int]]:
+async def list_teams(
+    uow: UnitOfWork, *, limit: int, cursor: str | None, community: str | None = None
+) -> Page[tuple[Team, int]]:
     riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
-    members = (sa.select(sa.func.count()).where(riders.c.team_id == Team.id)  # type: ignore[arg-type]
-               .scalar_subquery())
+    members = (
+        sa.select(sa.func.count())
+        .where(riders.c.team_id == Team.id)  # type: ignore[arg-type]
+        .scalar_subquery()
+    )
     query = sa.select(Team, members)
     if community is not None:
         query = query.where(col(Team.community) == community)
@@ -251,11 +275,17 @@ async def list_teams(uow: UnitOfWork, *, limit: int, cursor: str | None,
 
 
 async def team_size(uow: UnitOfWork, team_id: UUID) -> int:
-    return int((await uow.session.execute(
-        sa.select(sa.func.count()).select_from(Rider).where(col(Rider.team_id) == team_id))).scalar_one())
+    return int(
+        (
+            await uow.session.execute(
+                sa.select(sa.func.count()).select_from(Rider).where(col(Rider.team_id) == team_id)
+            )
+        ).scalar_one()
+    )
 
 
 # --- hazard reports -----------------------------------------------------------------------------------------
+
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance (haversine), metres."""
@@ -274,8 +304,16 @@ def _same_place(report: Any, data: HazardReportCreate, radius: float) -> bool:
 
 
 _REPORTS: sa.Table = HazardReport.__table__  # type: ignore[attr-defined]
-_DUPLICATE_COLUMNS = (_REPORTS.c.id, _REPORTS.c.rider_id, _REPORTS.c.duplicate_of, _REPORTS.c.latitude,
-                      _REPORTS.c.longitude, _REPORTS.c.address, _REPORTS.c.compound, _REPORTS.c.created_at)
+_DUPLICATE_COLUMNS = (
+    _REPORTS.c.id,
+    _REPORTS.c.rider_id,
+    _REPORTS.c.duplicate_of,
+    _REPORTS.c.latitude,
+    _REPORTS.c.longitude,
+    _REPORTS.c.address,
+    _REPORTS.c.compound,
+    _REPORTS.c.created_at,
+)
 
 
 def _bound(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
@@ -324,9 +362,11 @@ def _place_filter(shape: tuple[Any, ...]) -> sa.ColumnElement[bool]:
     _, has_address, has_compound = shape
     address = _REPORTS.c.address
     no_address = sa.or_(address.is_(None), address == "")
-    by_compound = (sa.and_(_REPORTS.c.compound == _bound("compound", _REPORTS.c.compound),
-                           *([no_address] if has_address else []))
-                   if has_compound else None)
+    by_compound = (
+        sa.and_(_REPORTS.c.compound == _bound("compound", _REPORTS.c.compound), *([no_address] if has_address else []))
+        if has_compound
+        else None
+    )
     if has_address:
         with_address = sa.and_(address.is_not(None), address != "")
         return with_address if by_compound is None else sa.or_(with_address, by_compound)
@@ -336,10 +376,16 @@ def _place_filter(shape: tuple[Any, ...]) -> sa.ColumnElement[bool]:
 @functools.cache
 def _duplicate_query(shape: tuple[Any, ...]) -> sa.Select[Any]:
     """Built once per place shape; category, window start and the box are bound parameters."""
-    return (sa.select(*_DUPLICATE_COLUMNS)
-            .where(_REPORTS.c.category == _bound("category", _REPORTS.c.category),
-                   _REPORTS.c.created_at >= _bound("since", _REPORTS.c.created_at), _place_filter(shape))
-            .order_by(_REPORTS.c.created_at, _REPORTS.c.id).limit(200))
+    return (
+        sa.select(*_DUPLICATE_COLUMNS)
+        .where(
+            _REPORTS.c.category == _bound("category", _REPORTS.c.category),
+            _REPORTS.c.created_at >= _bound("since", _REPORTS.c.created_at),
+            _place_filter(shape),
+        )
+        .order_by(_REPORTS.c.created_at, _REPORTS.c.id)
+        .limit(200)
+    )
 
 
 def _duplicate_params(data: HazardReportCreate) -> tuple[tuple[Any, ...], dict[str, Any], float]:
@@ -365,15 +411,20 @@ def _rider_and_candidates(shape: tuple[Any, ...]) -> sa.Select[Any]:
     with the rider's columns (``me``, ``my_status``, ``my_community``); one row with NULL candidate columns when
     there is none; no row when the subject is not a rider."""
     candidates = _duplicate_query(shape).subquery("candidates")
-    return (sa.select(_RIDERS.c.id.label("me"), _RIDERS.c.status.label("my_status"),
-                      _RIDERS.c.community.label("my_community"), *candidates.c)
-            .select_from(_RIDERS.outerjoin(candidates, sa.true()))
-            .where(_RIDERS.c.subject == sa.bindparam("subject"))
-            .order_by(candidates.c.created_at, candidates.c.id))
+    return (
+        sa.select(
+            _RIDERS.c.id.label("me"),
+            _RIDERS.c.status.label("my_status"),
+            _RIDERS.c.community.label("my_community"),
+            *candidates.c,
+        )
+        .select_from(_RIDERS.outerjoin(candidates, sa.true()))
+        .where(_RIDERS.c.subject == sa.bindparam("subject"))
+        .order_by(candidates.c.created_at, candidates.c.id)
+    )
 
 
-async def reporting_rider(uow: UnitOfWork, subject: str,
-                          data: HazardReportCreate) -> tuple[RiderSummary, list[Any]]:
+async def reporting_rider(uow: UnitOfWork, subject: str, data: HazardReportCreate) -> tuple[RiderSummary, list[Any]]:
     """The reporting rider (404 ``rider_not_registered`` as ``rider_by_subject``) and ``find_duplicate``'s
     answer for a new report, in one round trip."""
     shape, params, radius = _duplicate_params(data)
@@ -388,8 +439,9 @@ def _step(report: HazardReport, status: str, note: str | None = None) -> None:
     report.progress = [*report.progress, {"status": status, "at": utcnow().isoformat(), "note": note}]
 
 
-async def report_hazard(uow: UnitOfWork, rider: Rider | RiderSummary, data: HazardReportCreate,
-                        duplicates: list[Any] | None = None) -> HazardReportPublic:
+async def report_hazard(
+    uow: UnitOfWork, rider: Rider | RiderSummary, data: HazardReportCreate, duplicates: list[Any] | None = None
+) -> HazardReportPublic:
     """Record and acknowledge at once; forward to the issues service by event. The same rider reporting the
     same hazard again is told it is already reported (409); another rider's report of it is kept, marked as
     a duplicate of the first, and forwarded so the issues service can attach it to the same issue.
@@ -400,26 +452,48 @@ async def report_hazard(uow: UnitOfWork, rider: Rider | RiderSummary, data: Haza
     duplicate_of: UUID | None = None
     for earlier in duplicates if duplicates is not None else await find_duplicate(uow, data):
         if earlier.rider_id == rider.id:
-            raise conflict("duplicate_report", "You reported this hazard already; follow it there.",
-                           duplicate_of=str(earlier.id))
+            raise conflict(
+                "duplicate_report", "You reported this hazard already; follow it there.", duplicate_of=str(earlier.id)
+            )
         duplicate_of = duplicate_of or earlier.duplicate_of or earlier.id
     now = utcnow()
     urgent = data.category in URGENT_HAZARDS
     community = data.community or rider.community
     note = "Received and forwarded" + (" (urgent)" if urgent else "")
     values: dict[str, Any] = {
-        **data.model_dump(), "community": community, "id": uuid7(), "rider_id": rider.id, "urgent": urgent,
-        "status": HazardStatus.submitted.value, "issue_id": None, "issue_status": None, "duplicate_of": duplicate_of,
-        "false_report": False, "progress": [{"status": HazardStatus.submitted.value, "at": now.isoformat(),
-                                             "note": note}],
-        "points_awarded": 0, "created_at": now, "updated_at": now}
+        **data.model_dump(),
+        "community": community,
+        "id": uuid7(),
+        "rider_id": rider.id,
+        "urgent": urgent,
+        "status": HazardStatus.submitted.value,
+        "issue_id": None,
+        "issue_status": None,
+        "duplicate_of": duplicate_of,
+        "false_report": False,
+        "progress": [{"status": HazardStatus.submitted.value, "at": now.isoformat(), "note": note}],
+        "points_awarded": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     await uow.session.execute(sa.insert(_REPORTS), values)
-    uow.emit(HazardReported(
-        report_id=values["id"], rider_id=rider.id, category=data.category, urgent=urgent,
-        description=data.description, latitude=data.latitude, longitude=data.longitude, address=data.address,
-        community=community, compound=data.compound, photo_urls=data.photo_urls,
-        reported_at=now, duplicate_of=duplicate_of,
-    ))
+    uow.emit(
+        HazardReported(
+            report_id=values["id"],
+            rider_id=rider.id,
+            category=data.category,
+            urgent=urgent,
+            description=data.description,
+            latitude=data.latitude,
+            longitude=data.longitude,
+            address=data.address,
+            community=community,
+            compound=data.compound,
+            photo_urls=data.photo_urls,
+            reported_at=now,
+            duplicate_of=duplicate_of,
+        )
+    )
     return HazardReportPublic.model_validate(values)
 
 
@@ -437,15 +511,27 @@ async def get_report_as_staff(uow: UnitOfWork, who: Principal, report_id: UUID) 
     return report
 
 
-async def list_reports(uow: UnitOfWork, rider: Rider | None, *, limit: int, cursor: str | None,
-                       status: HazardStatus | None = None, who: Principal | None = None,
-                       community: str | None = None, category: str | None = None) -> Page[HazardReport]:
+async def list_reports(
+    uow: UnitOfWork,
+    rider: Rider | None,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: HazardStatus | None = None,
+    who: Principal | None = None,
+    community: str | None = None,
+    category: str | None = None,
+) -> Page[HazardReport]:
     query = select(HazardReport)
     if rider is not None:
         query = query.where(HazardReport.rider_id == rider.id)
     elif who is not None and not who.is_admin:
-        query = query.where(sa.or_(col(HazardReport.community).in_(who.scoped_values("community")),
-                                   col(HazardReport.compound).in_(who.scoped_values("compound"))))
+        query = query.where(
+            sa.or_(
+                col(HazardReport.community).in_(who.scoped_values("community")),
+                col(HazardReport.compound).in_(who.scoped_values("compound")),
+            )
+        )
     if status is not None:
         query = query.where(HazardReport.status == status)
     if community is not None:
@@ -470,12 +556,18 @@ async def report_for_issue(uow: UnitOfWork, report_id: str) -> HazardReport | No
 
 # --- hazard report outcomes (driven by issue events) ----------------------------------------------------------
 
+
 async def award_for_verified_report(uow: UnitOfWork, report: HazardReport, event_id: str) -> None:
     settings = config.get()
     result = await ledger.earn(
-        uow, rider_id=report.rider_id, amount=settings.hazard_points.get(report.category, 0),
-        cause_type="hazard_report", cause_id=str(report.id), event_id=event_id,
-        note=f"Verified {report.category} report", category_cap=settings.hazard_daily_points_cap,
+        uow,
+        rider_id=report.rider_id,
+        amount=settings.hazard_points.get(report.category, 0),
+        cause_type="hazard_report",
+        cause_id=str(report.id),
+        event_id=event_id,
+        note=f"Verified {report.category} report",
+        category_cap=settings.hazard_daily_points_cap,
     )
     if result.entry is not None:
         report.points_awarded += result.amount
@@ -490,8 +582,14 @@ async def reverse_award(uow: UnitOfWork, report: HazardReport, event_id: str, re
     if take_back == 0:
         return
     entry = await ledger.post_entry(
-        uow, rider_id=report.rider_id, kind=EntryKind.reversed, amount=-take_back,
-        cause_type="hazard_report", cause_id=str(report.id), event_id=event_id, note=reason[:500],
+        uow,
+        rider_id=report.rider_id,
+        kind=EntryKind.reversed,
+        amount=-take_back,
+        cause_type="hazard_report",
+        cause_id=str(report.id),
+        event_id=event_id,
+        note=reason[:500],
     )
     if entry is not None:
         report.points_awarded -= take_back
@@ -509,18 +607,26 @@ async def count_false_report(uow: UnitOfWork, report: HazardReport) -> None:
     settings = config.get()
     since = utcnow() - timedelta(days=settings.false_report_window_days)
     await uow.session.flush()
-    recent = int((await uow.session.execute(
-        sa.select(sa.func.count()).select_from(HazardReport).where(
-            col(HazardReport.rider_id) == rider.id, col(HazardReport.false_report).is_(True),
-            col(HazardReport.created_at) >= since))).scalar_one())
+    recent = int(
+        (
+            await uow.session.execute(
+                sa.select(sa.func.count())
+                .select_from(HazardReport)
+                .where(
+                    col(HazardReport.rider_id) == rider.id,
+                    col(HazardReport.false_report).is_(True),
+                    col(HazardReport.created_at) >= since,
+                )
+            )
+        ).scalar_one()
+    )
     if recent >= settings.false_report_flag_threshold and not rider.flagged:
         rider.flagged = True
-        rider.flag_reason = (f"{recent} reports found false in {settings.false_report_window_days} days")
+        rider.flag_reason = f"{recent} reports found false in {settings.false_report_window_days} days"
         rider.updated_at = utcnow()
 
 
-def move_report(report: HazardReport, status: HazardStatus | None, issue_status: str,
-                note: str | None = None) -> None:
+def move_report(report: HazardReport, status: HazardStatus | None, issue_status: str, note: str | None = None) -> None:
     if status is not None:
         report.status = status
     report.issue_status = issue_status

@@ -37,8 +37,9 @@ def canonical_request(method: str, path: str, timestamp: str, nonce: str, body: 
 
 
 def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), canonical_request(method, path, timestamp, nonce, body),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret.encode(), canonical_request(method, path, timestamp, nonce, body), hashlib.sha256
+    ).hexdigest()
 
 
 def verify(secret: str, signature: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bool:

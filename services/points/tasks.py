@@ -40,6 +40,7 @@ MEAL_DELIVERY = "meal_delivery"
 
 # --- task types -----------------------------------------------------------------------------------------------
 
+
 async def list_types(uow: UnitOfWork, *, include_inactive: bool = False) -> list[TaskType]:
     query = select(TaskType).order_by(col(TaskType.code))
     if not include_inactive:
@@ -74,16 +75,22 @@ async def ensure_meal_delivery_type(uow: UnitOfWork) -> TaskType:
     """The canteen's deliveries need this type even before demo data is loaded."""
     task_type = await uow.session.get(TaskType, MEAL_DELIVERY)
     if task_type is None:
-        task_type = TaskType(code=MEAL_DELIVERY, name="送餐上门 Meal delivery to an elder",
-                             description="Take a happiness-canteen meal to an elder who cannot walk there; "
-                                         "photo at the door as proof.",
-                             points=5, daily_cap=6, verification=Verification.auto, proof_required=True)
+        task_type = TaskType(
+            code=MEAL_DELIVERY,
+            name="送餐上门 Meal delivery to an elder",
+            description="Take a happiness-canteen meal to an elder who cannot walk there; photo at the door as proof.",
+            points=5,
+            daily_cap=6,
+            verification=Verification.auto,
+            proof_required=True,
+        )
         uow.session.add(task_type)
         await uow.session.flush()
     return task_type
 
 
 # --- posting tasks --------------------------------------------------------------------------------------------
+
 
 async def post_task(uow: UnitOfWork, who: Principal, data: TaskCreate) -> Task:
     if not who.covers(data.community, data.compound):
@@ -92,27 +99,46 @@ async def post_task(uow: UnitOfWork, who: Principal, data: TaskCreate) -> Task:
     if not task_type.active:
         raise conflict("task_type_inactive", f"Task type {task_type.code!r} is not active.")
     if data.due_at is not None and data.due_at <= utcnow():
-        raise Problem(422, "validation_error", "The request is not valid", "due_at must be in the future",
-                      errors=[{"field": "due_at", "message": "must be in the future", "type": "value_error"}])
-    task = Task(**data.model_dump(exclude={"points"}),
-                points=task_type.points if data.points is None else data.points, created_by=who.sub)
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "due_at must be in the future",
+            errors=[{"field": "due_at", "message": "must be in the future", "type": "value_error"}],
+        )
+    task = Task(
+        **data.model_dump(exclude={"points"}),
+        points=task_type.points if data.points is None else data.points,
+        created_by=who.sub,
+    )
     uow.session.add(task)
     return task
 
 
 async def post_delivery(uow: UnitOfWork, event: DeliveryRequested) -> Task | None:
     """A canteen delivery request becomes a ``meal_delivery`` task, once per order."""
-    found = await uow.session.execute(select(Task.id).where(
-        Task.origin_service == "canteen", Task.origin_kind == "order", Task.origin_id == str(event.order_id)))
+    found = await uow.session.execute(
+        select(Task.id).where(
+            Task.origin_service == "canteen", Task.origin_kind == "order", Task.origin_id == str(event.order_id)
+        )
+    )
     if found.first() is not None:
         return None
     await ensure_meal_delivery_type(uow)
     task = Task(
-        type_code=MEAL_DELIVERY, title=f"送餐 {event.canteen_name} · {event.meal_date.isoformat()} {event.slot}",
+        type_code=MEAL_DELIVERY,
+        title=f"送餐 {event.canteen_name} · {event.meal_date.isoformat()} {event.slot}",
         description=f"Pick up at {event.canteen_name} and deliver before {event.deliver_by.isoformat()}.",
-        community=event.community, compound=event.compound, address=event.delivery_address,
-        pickup_address=event.pickup_address, points=event.points, due_at=event.deliver_by,
-        origin_service="canteen", origin_kind="order", origin_id=str(event.order_id), created_by="canteen",
+        community=event.community,
+        compound=event.compound,
+        address=event.delivery_address,
+        pickup_address=event.pickup_address,
+        points=event.points,
+        due_at=event.deliver_by,
+        origin_service="canteen",
+        origin_kind="order",
+        origin_id=str(event.order_id),
+        created_by="canteen",
     )
     uow.session.add(task)
     return task
@@ -121,8 +147,13 @@ async def post_delivery(uow: UnitOfWork, event: DeliveryRequested) -> Task | Non
 async def withdraw_by_origin(uow: UnitOfWork, service: str, kind: str, origin_id: str, reason: str) -> bool:
     """Withdraw the task a requester posted, unless it was already completed."""
     result = await uow.session.execute(
-        sa.update(TASKS).where(TASKS.c.origin_service == service, TASKS.c.origin_kind == kind,
-                               TASKS.c.origin_id == origin_id, TASKS.c.status.in_(ACTIVE))
+        sa.update(TASKS)
+        .where(
+            TASKS.c.origin_service == service,
+            TASKS.c.origin_kind == kind,
+            TASKS.c.origin_id == origin_id,
+            TASKS.c.status.in_(ACTIVE),
+        )
         .values(status=TaskStatus.withdrawn.value, closed_reason=reason[:500], updated_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -141,14 +172,15 @@ async def expire_overdue(uow: UnitOfWork, *, now: datetime | None = None) -> int
     """Open tasks past their due time nobody claimed are closed as expired (claimed ones stay with the rider)."""
     now = now or utcnow()
     result = await uow.session.execute(
-        sa.update(TASKS).where(TASKS.c.status == TaskStatus.open.value, TASKS.c.due_at.is_not(None),
-                               TASKS.c.due_at < now)
-        .values(status=TaskStatus.expired.value, closed_reason="Nobody took it before it was due",
-                updated_at=now))
+        sa.update(TASKS)
+        .where(TASKS.c.status == TaskStatus.open.value, TASKS.c.due_at.is_not(None), TASKS.c.due_at < now)
+        .values(status=TaskStatus.expired.value, closed_reason="Nobody took it before it was due", updated_at=now)
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 # --- reading --------------------------------------------------------------------------------------------------
+
 
 def can_see(who: Principal, task: Task, rider: Rider | None) -> bool:
     if who.has(Role.staff) or who.is_admin:
@@ -158,8 +190,9 @@ def can_see(who: Principal, task: Task, rider: Rider | None) -> bool:
     return task.status == TaskStatus.open or task.claimed_by == rider.id
 
 
-async def get_task(uow: UnitOfWork, who: Principal, task_id: UUID, rider: Rider | None = None, *,
-                   for_update: bool = False) -> Task:
+async def get_task(
+    uow: UnitOfWork, who: Principal, task_id: UUID, rider: Rider | None = None, *, for_update: bool = False
+) -> Task:
     task = await uow.session.get(Task, task_id, with_for_update=for_update and uow.db.is_postgres)
     if task is None or not can_see(who, task, rider):
         raise not_found("task", task_id)
@@ -177,15 +210,25 @@ def present(task: Task, who: Principal, rider: Rider | None) -> TaskPublic:
     return view
 
 
-async def list_tasks(uow: UnitOfWork, who: Principal, rider: Rider | None, *, limit: int, cursor: str | None,
-                     status: TaskStatus | None = None, community: str | None = None, type_code: str | None = None,
-                     mine: bool = False) -> Page[Task]:
+async def list_tasks(
+    uow: UnitOfWork,
+    who: Principal,
+    rider: Rider | None,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: TaskStatus | None = None,
+    community: str | None = None,
+    type_code: str | None = None,
+    mine: bool = False,
+) -> Page[Task]:
     query = select(Task)
     staff = who.has(Role.staff) or who.is_admin
     if mine or not staff:
         if rider is None:
-            raise Problem(404, "rider_not_registered", "Not registered as a rider",
-                          "Register first with POST /points/riders.")
+            raise Problem(
+                404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders."
+            )
         if mine:
             query = query.where(Task.claimed_by == rider.id)
         elif status in (None, TaskStatus.open):
@@ -194,8 +237,12 @@ async def list_tasks(uow: UnitOfWork, who: Principal, rider: Rider | None, *, li
         else:
             query = query.where(Task.claimed_by == rider.id)
     elif not who.is_admin:
-        query = query.where(sa.or_(col(Task.community).in_(who.scoped_values("community")),
-                                   col(Task.compound).in_(who.scoped_values("compound"))))
+        query = query.where(
+            sa.or_(
+                col(Task.community).in_(who.scoped_values("community")),
+                col(Task.compound).in_(who.scoped_values("compound")),
+            )
+        )
     if status is not None:
         query = query.where(Task.status == status.value)
     if community is not None:
@@ -212,6 +259,7 @@ async def list_tasks(uow: UnitOfWork, who: Principal, rider: Rider | None, *, li
 
 # --- the rider's side -----------------------------------------------------------------------------------------
 
+
 def _origin(task: Task) -> Origin | None:
     if task.origin_service and task.origin_kind and task.origin_id:
         return Origin(service=task.origin_service, kind=task.origin_kind, id=task.origin_id)
@@ -222,18 +270,22 @@ async def claim(uow: UnitOfWork, rider: Rider, task_id: UUID) -> Task:
     """First come, first served: one conditional UPDATE, so two riders can never both hold a task."""
     now = utcnow()
     result = await uow.session.execute(
-        sa.update(TASKS).where(TASKS.c.id == task_id, TASKS.c.status == TaskStatus.open.value)
-        .values(status=TaskStatus.claimed.value, claimed_by=rider.id, claimed_at=now, updated_at=now))
+        sa.update(TASKS)
+        .where(TASKS.c.id == task_id, TASKS.c.status == TaskStatus.open.value)
+        .values(status=TaskStatus.claimed.value, claimed_by=rider.id, claimed_at=now, updated_at=now)
+    )
     task = await uow.session.get(Task, task_id, populate_existing=True)
     if task is None:
         raise not_found("task", task_id)
     if not result.rowcount:  # type: ignore[attr-defined]
         if task.claimed_by == rider.id and task.status == TaskStatus.claimed:
             return task  # a retried claim
-        raise conflict("task_not_open", f"The task is {task.status}; it can no longer be claimed.",
-                       task_status=task.status)
-    uow.emit(TaskClaimed(task_id=task.id, task_type=task.type_code, rider_id=rider.id, origin=_origin(task),
-                         claimed_at=now))
+        raise conflict(
+            "task_not_open", f"The task is {task.status}; it can no longer be claimed.", task_status=task.status
+        )
+    uow.emit(
+        TaskClaimed(task_id=task.id, task_type=task.type_code, rider_id=rider.id, origin=_origin(task), claimed_at=now)
+    )
     return task
 
 
@@ -261,9 +313,13 @@ async def complete(uow: UnitOfWork, rider: Rider, task: Task, proof: TaskProof) 
         raise conflict("task_not_claimed", f"The task is {task.status}; it cannot be completed.")
     task_type = await get_type(uow, task.type_code)
     if task_type.proof_required and not (proof.photo_urls or proof.note):
-        raise Problem(422, "proof_required", "Proof required", "Send a photo or a note showing the task done.",
-                      errors=[{"field": "photo_urls", "message": "a photo or a note is required",
-                               "type": "value_error"}])
+        raise Problem(
+            422,
+            "proof_required",
+            "Proof required",
+            "Send a photo or a note showing the task done.",
+            errors=[{"field": "photo_urls", "message": "a photo or a note is required", "type": "value_error"}],
+        )
     now = utcnow()
     task.status = TaskStatus.submitted
     task.submitted_at = now
@@ -276,6 +332,7 @@ async def complete(uow: UnitOfWork, rider: Rider, task: Task, proof: TaskProof) 
 
 
 # --- the staff side -------------------------------------------------------------------------------------------
+
 
 async def verify(uow: UnitOfWork, who: Principal, task: Task) -> Task:
     if task.status == TaskStatus.verified:
@@ -316,20 +373,46 @@ async def _verified(uow: UnitOfWork, task: Task, task_type: TaskType, *, verifie
         if task_type.daily_cap and await _completions_today(uow, task) >= task_type.daily_cap:
             capped = True
         else:
-            result = await ledger.earn(uow, rider_id=task.claimed_by, amount=task.points, cause_type="task",
-                                       cause_id=str(task.id), event_id=None, note=f"Task: {task.title}"[:500])
+            result = await ledger.earn(
+                uow,
+                rider_id=task.claimed_by,
+                amount=task.points,
+                cause_type="task",
+                cause_id=str(task.id),
+                event_id=None,
+                note=f"Task: {task.title}"[:500],
+            )
             awarded, capped = result.amount, result.capped
     task.points_awarded = awarded
     task.capped = capped
-    uow.emit(TaskCompleted(task_id=task.id, task_type=task.type_code, rider_id=task.claimed_by,
-                           origin=_origin(task), completed_at=now, points=awarded))
+    uow.emit(
+        TaskCompleted(
+            task_id=task.id,
+            task_type=task.type_code,
+            rider_id=task.claimed_by,
+            origin=_origin(task),
+            completed_at=now,
+            points=awarded,
+        )
+    )
 
 
 async def _completions_today(uow: UnitOfWork, task: Task) -> int:
     """Tasks of this type the rider already got points for today (local day)."""
     day = config.get().day_start(utcnow())
-    return int((await uow.session.execute(
-        sa.select(sa.func.count()).select_from(TASKS).where(
-            TASKS.c.claimed_by == task.claimed_by, TASKS.c.type_code == task.type_code,
-            TASKS.c.status == TaskStatus.verified.value, TASKS.c.verified_at >= day,
-            TASKS.c.points_awarded > 0, TASKS.c.id != task.id))).scalar_one())
+    return int(
+        (
+            await uow.session.execute(
+                sa.select(sa.func.count())
+                .select_from(TASKS)
+                .where(
+                    TASKS.c.claimed_by == task.claimed_by,
+                    TASKS.c.type_code == task.type_code,
+                    TASKS.c.status == TaskStatus.verified.value,
+                    TASKS.c.verified_at >= day,
+                    TASKS.c.points_awarded > 0,
+                    TASKS.c.id != task.id,
+                )
+            )
+        ).scalar_one()
+    )

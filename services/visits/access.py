@@ -102,8 +102,9 @@ async def worker_by_subject(uow: UnitOfWork, subject: str) -> GridWorker | None:
 
 
 async def active_assignments(uow: UnitOfWork, worker_id: UUID) -> list[GridAssignment]:
-    rows = await uow.session.execute(select(GridAssignment).where(
-        GridAssignment.worker_id == worker_id, col(GridAssignment.ended_at).is_(None)))
+    rows = await uow.session.execute(
+        select(GridAssignment).where(GridAssignment.worker_id == worker_id, col(GridAssignment.ended_at).is_(None))
+    )
     return list(rows.scalars())
 
 
@@ -113,10 +114,16 @@ async def viewer_of(uow: UnitOfWork, principal: Principal) -> Viewer:
         return viewer
     if principal.has(Role.grid_worker):
         # The worker and their active assignments in one round trip (this runs on every request).
-        rows = (await uow.session.execute(
-            select(GridWorker, GridAssignment).outerjoin(GridAssignment, sa.and_(
-                col(GridAssignment.worker_id) == GridWorker.id, col(GridAssignment.ended_at).is_(None)))
-            .where(GridWorker.subject == principal.sub, col(GridWorker.active).is_(True)))).all()
+        rows = (
+            await uow.session.execute(
+                select(GridWorker, GridAssignment)
+                .outerjoin(
+                    GridAssignment,
+                    sa.and_(col(GridAssignment.worker_id) == GridWorker.id, col(GridAssignment.ended_at).is_(None)),
+                )
+                .where(GridWorker.subject == principal.sub, col(GridWorker.active).is_(True))
+            )
+        ).all()
         for worker, a in rows:
             viewer.worker = worker
             if a is None:
@@ -126,26 +133,45 @@ async def viewer_of(uow: UnitOfWork, principal: Principal) -> Viewer:
             else:
                 viewer.buildings.add(a.building_id)
     if principal.has(Role.resident):
-        found = await uow.session.execute(select(Resident).where(
-            Resident.account_subject == principal.sub, Resident.status == ResidentStatus.active))
+        found = await uow.session.execute(
+            select(Resident).where(Resident.account_subject == principal.sub, Resident.status == ResidentStatus.active)
+        )
         viewer.resident = found.scalar_one_or_none()
     return viewer
 
 
 def require_worker_registered(viewer: Viewer) -> None:
     if viewer.principal.has(Role.grid_worker) and viewer.worker is None and not viewer.is_staff:
-        raise Problem(403, "grid_worker_not_registered", "Not registered as a grid worker",
-                      "Ask community staff to register your account (POST /visits/grid-workers).")
+        raise Problem(
+            403,
+            "grid_worker_not_registered",
+            "Not registered as a grid worker",
+            "Ask community staff to register your account (POST /visits/grid-workers).",
+        )
 
 
-def ensure_sees(viewer: Viewer, what: str, ident: object, community: str, compound: str,
-                building_id: UUID | None, household_id: UUID | None = None) -> None:
+def ensure_sees(
+    viewer: Viewer,
+    what: str,
+    ident: object,
+    community: str,
+    compound: str,
+    building_id: UUID | None,
+    household_id: UUID | None = None,
+) -> None:
     if not viewer.covers(community, compound, building_id, household_id):
         raise not_found(what, ident)
 
 
-def ensure_writes(viewer: Viewer, what: str, ident: object, community: str, compound: str,
-                  building_id: UUID | None, household_id: UUID | None = None) -> None:
+def ensure_writes(
+    viewer: Viewer,
+    what: str,
+    ident: object,
+    community: str,
+    compound: str,
+    building_id: UUID | None,
+    household_id: UUID | None = None,
+) -> None:
     if viewer.may_write(community, compound, building_id):
         return
     if viewer.covers(community, compound, building_id, household_id):

@@ -21,7 +21,12 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=jobs(),
     seed_demo=seed_demo,
-    sealed=(SealedColumns("residents", ("id_number_enc", "health_notes_enc", "phone_enc"),
-                          hashes=(("id_number_hash", "id_number_enc"), ("phone_hash", "phone_enc"))),
-            SealedColumns("grid_workers", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),))),
+    sealed=(
+        SealedColumns(
+            "residents",
+            ("id_number_enc", "health_notes_enc", "phone_enc"),
+            hashes=(("id_number_hash", "id_number_enc"), ("phone_hash", "phone_enc")),
+        ),
+        SealedColumns("grid_workers", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
+    ),
 )

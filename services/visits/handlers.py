@@ -54,7 +54,8 @@ async def on_issue_resolved(event: IssueResolved, envelope: CloudEvent, uow: Uni
 
 async def on_issue_confirmed(event: IssueConfirmed, envelope: CloudEvent, uow: UnitOfWork) -> None:
     text = f"Confirmed by the reporter{f', rating {event.rating}/5' if event.rating else ''}" + (
-        " (automatically)" if event.auto else "")
+        " (automatically)" if event.auto else ""
+    )
     for need in await ledger.needs_behind(uow, event):
         ledger.close_by_issue(uow, need, event, how="confirmed", text=text)
 

@@ -16,8 +16,9 @@ AUTO_CONFIRM_BATCH = 500
 
 async def auto_confirm_needs(runtime: ServiceRuntime) -> int:
     """Resolved needs nobody answered about for a week are confirmed (the ledger notes it)."""
-    total = await in_batches(runtime, functools.partial(ledger.auto_confirm, limit=AUTO_CONFIRM_BATCH),
-                             AUTO_CONFIRM_BATCH)
+    total = await in_batches(
+        runtime, functools.partial(ledger.auto_confirm, limit=AUTO_CONFIRM_BATCH), AUTO_CONFIRM_BATCH
+    )
     if total:
         log.info("visits: auto-confirmed %d resolved needs", total)
     return total
@@ -41,6 +42,8 @@ async def pii_retention(runtime: ServiceRuntime) -> int:
 
 def jobs() -> list[Job]:
     s = visits_settings()
-    return [Job("auto-confirm-needs", s.auto_confirm_every_seconds, auto_confirm_needs),
-            Job("refresh-tiers", s.tier_refresh_every_seconds, refresh_tiers),
-            Job("pii-retention", s.pii_retention_every_seconds, pii_retention)]
+    return [
+        Job("auto-confirm-needs", s.auto_confirm_every_seconds, auto_confirm_needs),
+        Job("refresh-tiers", s.tier_refresh_every_seconds, refresh_tiers),
+        Job("pii-retention", s.pii_retention_every_seconds, pii_retention),
+    ]

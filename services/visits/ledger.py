@@ -59,18 +59,30 @@ def need_public(n: Need) -> NeedPublic:
 ANNOUNCED = frozenset(get_args(NeedAction))
 
 
-def note(uow: UnitOfWork, need: Need, action: str, actor: str | None, actor_name: str | None = None,
-         text: str | None = None) -> None:
+def note(
+    uow: UnitOfWork, need: Need, action: str, actor: str | None, actor_name: str | None = None, text: str | None = None
+) -> None:
     """Every change writes a history note; the ones a resident hears about (recorded, progress, closure) are
     also published as ``NeedProgressed`` in the same transaction."""
-    uow.session.add(NeedNote(need_id=need.id, action=action, actor=actor, actor_name=actor_name,
-                             note=text[:2000] if text else None))
+    uow.session.add(
+        NeedNote(need_id=need.id, action=action, actor=actor, actor_name=actor_name, note=text[:2000] if text else None)
+    )
     if action in ANNOUNCED:
-        uow.emit(NeedProgressed(
-            need_id=need.id, household_id=need.household_id, resident_id=need.resident_id,
-            action=action,  # type: ignore[arg-type]  # checked against the Literal's values above
-            status=str(need.status), category=need.category, title=need.title, community=need.community,
-            compound=need.compound, due_on=need.due_on, occurred_at=utcnow()))
+        uow.emit(
+            NeedProgressed(
+                need_id=need.id,
+                household_id=need.household_id,
+                resident_id=need.resident_id,
+                action=action,  # type: ignore[arg-type]  # checked against the Literal's values above
+                status=str(need.status),
+                category=need.category,
+                title=need.title,
+                community=need.community,
+                compound=need.compound,
+                due_on=need.due_on,
+                occurred_at=utcnow(),
+            )
+        )
 
 
 async def _owner_name(uow: UnitOfWork, subject: str, fallback: str | None) -> str | None:
@@ -78,29 +90,48 @@ async def _owner_name(uow: UnitOfWork, subject: str, fallback: str | None) -> st
     return worker.name if worker is not None else fallback
 
 
-async def raise_need(uow: UnitOfWork, viewer: Viewer, household: Household, data: NeedCreate,
-                     visit_id: UUID | None = None) -> Need:
+async def raise_need(
+    uow: UnitOfWork, viewer: Viewer, household: Household, data: NeedCreate, visit_id: UUID | None = None
+) -> Need:
     """Write a need into the ledger (the caller checked the household may be written by this viewer)."""
     if data.resident_id is not None:
         resident = await uow.session.get(Resident, data.resident_id)
         if resident is None or resident.household_id != household.id:
-            raise Problem(422, "resident_not_in_household", "The resident is not in this household",
-                          f"Resident {data.resident_id} does not live in household {household.id}.",
-                          errors=[{"field": "resident_id", "message": "not in this household", "type": "value_error"}])
+            raise Problem(
+                422,
+                "resident_not_in_household",
+                "The resident is not in this household",
+                f"Resident {data.resident_id} does not live in household {household.id}.",
+                errors=[{"field": "resident_id", "message": "not in this household", "type": "value_error"}],
+            )
     if data.due_on is not None and data.due_on < today():
-        raise Problem(422, "due_on_in_past", "The due date has passed", "Give a due date from today on.",
-                      errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}])
+        raise Problem(
+            422,
+            "due_on_in_past",
+            "The due date has passed",
+            "Give a due date from today on.",
+            errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
+        )
     owner = data.owner or viewer.sub
     if owner == viewer.sub and viewer.worker is not None:
         owner_name: str | None = viewer.worker.name
     else:
         owner_name = await _owner_name(uow, owner, viewer.name if owner == viewer.sub else None)
     need = Need(
-        household_id=household.id, resident_id=data.resident_id, visit_id=visit_id, community=household.community,
-        compound=household.compound, building_id=household.building_id, category=data.category, title=data.title,
-        description=data.description, urgency=data.urgency, owner=owner,
+        household_id=household.id,
+        resident_id=data.resident_id,
+        visit_id=visit_id,
+        community=household.community,
+        compound=household.compound,
+        building_id=household.building_id,
+        category=data.category,
+        title=data.title,
+        description=data.description,
+        urgency=data.urgency,
+        owner=owner,
         owner_name=owner_name,
-        due_on=data.due_on or cadence.need_due_on(data.urgency, today()), raised_by=viewer.sub,
+        due_on=data.due_on or cadence.need_due_on(data.urgency, today()),
+        raised_by=viewer.sub,
         raised_by_name=viewer.name,
     )
     uow.session.add(need)
@@ -109,8 +140,7 @@ async def raise_need(uow: UnitOfWork, viewer: Viewer, household: Household, data
 
 
 def _reach(viewer: Viewer, need: Need) -> bool:
-    return need.owner == viewer.sub or viewer.covers(need.community, need.compound, need.building_id,
-                                                     need.household_id)
+    return need.owner == viewer.sub or viewer.covers(need.community, need.compound, need.building_id, need.household_id)
 
 
 async def get_need(uow: UnitOfWork, viewer: Viewer, need_id: UUID, *, for_update: bool = False) -> Need:
@@ -124,8 +154,9 @@ async def history(uow: UnitOfWork, need_ids: list[UUID]) -> dict[UUID, list[Need
     out: dict[UUID, list[NeedNote]] = {i: [] for i in need_ids}
     if not need_ids:
         return out
-    rows = await uow.session.execute(select(NeedNote).where(col(NeedNote.need_id).in_(need_ids))
-                                     .order_by(col(NeedNote.at), col(NeedNote.id)))
+    rows = await uow.session.execute(
+        select(NeedNote).where(col(NeedNote.need_id).in_(need_ids)).order_by(col(NeedNote.at), col(NeedNote.id))
+    )
     for n in rows.scalars():
         out[n.need_id].append(n)
     return out
@@ -133,15 +164,28 @@ async def history(uow: UnitOfWork, need_ids: list[UUID]) -> dict[UUID, list[Need
 
 async def detail(uow: UnitOfWork, need: Need) -> NeedDetail:
     notes = (await history(uow, [need.id]))[need.id]
-    return NeedDetail(**need_public(need).model_dump(),
-                      history=[NeedNotePublic.model_validate(n, from_attributes=True) for n in notes])
+    return NeedDetail(
+        **need_public(need).model_dump(),
+        history=[NeedNotePublic.model_validate(n, from_attributes=True) for n in notes],
+    )
 
 
-async def list_needs(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                     status: list[NeedStatus] | None = None, owner: str | None = None, mine: bool = False,
-                     community: str | None = None, compound: str | None = None, household_id: UUID | None = None,
-                     resident_id: UUID | None = None, category: str | None = None,
-                     overdue: bool = False) -> Page[Need]:
+async def list_needs(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: list[NeedStatus] | None = None,
+    owner: str | None = None,
+    mine: bool = False,
+    community: str | None = None,
+    compound: str | None = None,
+    household_id: UUID | None = None,
+    resident_id: UUID | None = None,
+    category: str | None = None,
+    overdue: bool = False,
+) -> Page[Need]:
     query = select(Need)
     if mine:
         query = query.where(Need.owner == viewer.sub)
@@ -162,8 +206,7 @@ async def list_needs(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str
     if category:
         query = query.where(Need.category == category)
     if overdue:
-        query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]),
-                            col(Need.due_on) < today())
+        query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]), col(Need.due_on) < today())
     if cursor:
         created, ident = decode_cursor(cursor, datetime, UUID)
         query = query.where(sa.tuple_(Need.created_at, Need.id) < sa.tuple_(created, ident))
@@ -174,10 +217,15 @@ async def list_needs(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str
 
 # --- the owner's and the supervisor's workflow --------------------------------------------------------------
 
+
 def _move(need: Need, allowed: set[NeedStatus], to: NeedStatus) -> None:
     if need.status not in allowed:
-        raise conflict("invalid_transition", f"A need that is {need.status} cannot become {to}.",
-                       current_status=need.status, allowed_from=sorted(allowed))
+        raise conflict(
+            "invalid_transition",
+            f"A need that is {need.status} cannot become {to}.",
+            current_status=need.status,
+            allowed_from=sorted(allowed),
+        )
     need.status = to
     need.updated_at = utcnow()
 
@@ -255,8 +303,13 @@ async def update(uow: UnitOfWork, viewer: Viewer, need: Need, body: NeedUpdate) 
         lines.append(f"owner → {need.owner_name or need.owner}")
     if changes.get("due_on"):
         if changes["due_on"] < today():
-            raise Problem(422, "due_on_in_past", "The due date has passed", "Give a due date from today on.",
-                          errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}])
+            raise Problem(
+                422,
+                "due_on_in_past",
+                "The due date has passed",
+                "Give a due date from today on.",
+                errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
+            )
         need.due_on = changes["due_on"]
         lines.append(f"due {need.due_on.isoformat()}")
     if changes.get("urgency"):
@@ -274,29 +327,46 @@ async def escalate(uow: UnitOfWork, viewer: Viewer, need: Need, text: str | None
     goes up once: the issue is keyed on the need, so a second escalation would be a duplicate there."""
     _ensure_works_on(viewer, need)
     if need.escalated_at is not None:
-        raise conflict("already_escalated", "This need already went to the issues service once; resolve it "
-                       "here or ask a supervisor to close it.", issue_id=str(need.issue_id) if need.issue_id else None)
+        raise conflict(
+            "already_escalated",
+            "This need already went to the issues service once; resolve it here or ask a supervisor to close it.",
+            issue_id=str(need.issue_id) if need.issue_id else None,
+        )
     _move(need, {NeedStatus.open, NeedStatus.in_progress}, NeedStatus.escalated)
     need.escalated_at = need.updated_at
     household = await uow.session.get(Household, need.household_id)
     building = await uow.session.get(Building, need.building_id)
     compound = (await uow.session.execute(select(Compound).where(Compound.code == need.compound))).scalar_one_or_none()
-    latitude = (building.latitude if building and building.latitude is not None else
-                compound.latitude if compound else None)
-    longitude = (building.longitude if building and building.longitude is not None else
-                 compound.longitude if compound else None)
+    latitude = (
+        building.latitude if building and building.latitude is not None else compound.latitude if compound else None
+    )
+    longitude = (
+        building.longitude if building and building.longitude is not None else compound.longitude if compound else None
+    )
     description = need.description + (f"\n\n{text}" if text else "")
-    uow.emit(NeedEscalated(
-        need_id=need.id, household_id=need.household_id, category=need.category, title=need.title[:200],
-        description=description[:4000] or need.title, urgency=need.urgency,  # type: ignore[arg-type]
-        community=need.community, compound=need.compound, address=household.address if household else None,
-        latitude=latitude, longitude=longitude, escalated_by=viewer.sub, escalated_at=need.escalated_at,
-    ))
+    uow.emit(
+        NeedEscalated(
+            need_id=need.id,
+            household_id=need.household_id,
+            category=need.category,
+            title=need.title[:200],
+            description=description[:4000] or need.title,
+            urgency=need.urgency,  # type: ignore[arg-type]
+            community=need.community,
+            compound=need.compound,
+            address=household.address if household else None,
+            latitude=latitude,
+            longitude=longitude,
+            escalated_by=viewer.sub,
+            escalated_at=need.escalated_at,
+        )
+    )
     note(uow, need, "escalated", viewer.sub, viewer.name, text)
     return need
 
 
 # --- what the issues service tells us -----------------------------------------------------------------------
+
 
 def _need_ids(origins: list[Origin | None]) -> list[UUID]:
     ids = []
@@ -328,9 +398,13 @@ def link_issue(uow: UnitOfWork, need: Need, event: IssueFact, *, merged_into: UU
     issue_id = merged_into or event.issue_id
     if need.issue_id == issue_id:
         return
-    text = (f"Issue {event.issue_id} merged into issue {issue_id}" if merged_into else
-            f"Issue {issue_id} opened in the issues service" if need.issue_id is None else
-            f"Now followed by issue {issue_id}")
+    text = (
+        f"Issue {event.issue_id} merged into issue {issue_id}"
+        if merged_into
+        else f"Issue {issue_id} opened in the issues service"
+        if need.issue_id is None
+        else f"Now followed by issue {issue_id}"
+    )
     need.issue_id = issue_id
     need.updated_at = utcnow()
     note(uow, need, "issue_linked", _issue_actor(event), None, text)
@@ -380,11 +454,16 @@ def issue_note(uow: UnitOfWork, need: Need, event: IssueFact, action: str, text:
 
 # --- automatic confirmation ---------------------------------------------------------------------------------
 
+
 async def auto_confirm(uow: UnitOfWork, limit: int = 500) -> int:
     """Resolved needs the resident did not answer about within ``auto_confirm_days`` are confirmed."""
     cutoff = now() - timedelta(days=visits_settings().auto_confirm_days)
-    query = (select(Need).where(Need.status == NeedStatus.resolved, col(Need.resolved_at) < cutoff)
-             .order_by(col(Need.resolved_at)).limit(limit))
+    query = (
+        select(Need)
+        .where(Need.status == NeedStatus.resolved, col(Need.resolved_at) < cutoff)
+        .order_by(col(Need.resolved_at))
+        .limit(limit)
+    )
     if uow.db.is_postgres:
         query = query.with_for_update(skip_locked=True)
     needs = list((await uow.session.execute(query)).scalars())
@@ -392,6 +471,12 @@ async def auto_confirm(uow: UnitOfWork, limit: int = 500) -> int:
         need.status = NeedStatus.confirmed
         need.closed_at, need.closed_by, need.closed_via = utcnow(), "system", "auto"
         need.updated_at = utcnow()
-        note(uow, need, "auto_confirmed", "system", None,
-             f"No answer from the resident within {visits_settings().auto_confirm_days} days")
+        note(
+            uow,
+            need,
+            "auto_confirmed",
+            "system",
+            None,
+            f"No answer from the resident within {visits_settings().auto_confirm_days} days",
+        )
     return len(needs)

@@ -38,8 +38,7 @@ def issue(settings: Settings, resident_id: UUID, *, now: float | None = None) ->
 def verify(settings: Settings, code: str) -> UUID:
     """The resident a valid, unexpired door code names; 422 for anything else (the same answer for a forged
     and an expired code)."""
-    invalid = Problem(422, "door_code_invalid", "This door code is not valid",
-                      "Ask your grid worker for a new code.")
+    invalid = Problem(422, "door_code_invalid", "This door code is not valid", "Ask your grid worker for a new code.")
     if not code.startswith("dc1.") or len(code) > 80:
         raise invalid
     try:

@@ -37,9 +37,8 @@ CODE = r"^[a-z0-9][a-z0-9-]{1,39}$"
 PHONE = r"^\+?\d{7,15}$"
 
 
-
-
 # --- enums --------------------------------------------------------------------------------------------------
+
 
 class CompoundKind(StrEnum):
     commercial = "commercial"
@@ -116,6 +115,7 @@ OPEN_NEED = frozenset({NeedStatus.open, NeedStatus.in_progress, NeedStatus.resol
 
 # --- places -------------------------------------------------------------------------------------------------
 
+
 class CommunityBase(SQLModel):
     code: str = Field(schema_extra={"pattern": CODE}, max_length=40, description="Slug used in scopes, e.g. `yunxing`")
     name: str = Field(min_length=1, max_length=60)
@@ -139,8 +139,9 @@ class CommunityPublic(CommunityBase):
 
 
 class CompoundBase(SQLModel):
-    code: str = Field(schema_extra={"pattern": CODE}, max_length=40,
-                      description="Slug used in scopes, e.g. `yuntaiyuan`")
+    code: str = Field(
+        schema_extra={"pattern": CODE}, max_length=40, description="Slug used in scopes, e.g. `yuntaiyuan`"
+    )
     name: str = Field(min_length=1, max_length=60)
     kind: CompoundKind = Field(default=CompoundKind.commercial, sa_type=sa.String(20))
     address: str | None = Field(default=None, max_length=200)
@@ -257,6 +258,7 @@ class HouseholdPublic(HouseholdBase):
 
 # --- residents ----------------------------------------------------------------------------------------------
 
+
 class ResidentBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     gender: str | None = Field(default=None, schema_extra={"pattern": r"^[FMX]$"}, max_length=1)
@@ -268,10 +270,14 @@ class ResidentBase(SQLModel):
 class ResidentCreate(ResidentBase):
     household_id: UUID
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
-    id_number: str | None = Field(default=None, description="居民身份证号 (18 characters, checked); stored "
-                                  "encrypted, answered masked")
-    health_notes: str | None = Field(default=None, max_length=2000, description="Health and mobility notes; "
-                                     "encrypted at rest, shown only through an audited reveal")
+    id_number: str | None = Field(
+        default=None, description="居民身份证号 (18 characters, checked); stored encrypted, answered masked"
+    )
+    health_notes: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Health and mobility notes; encrypted at rest, shown only through an audited reveal",
+    )
 
 
 class ResidentUpdate(SQLModel):
@@ -283,8 +289,9 @@ class ResidentUpdate(SQLModel):
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
     id_number: str | None = None
     health_notes: str | None = Field(default=None, max_length=2000)
-    account_subject: str | None = Field(default=None, max_length=200,
-                                        description="Link the resident's app account (JWT sub)")
+    account_subject: str | None = Field(
+        default=None, max_length=200, description="Link the resident's app account (JWT sub)"
+    )
 
 
 class Resident(VisitsModel, table=True):
@@ -422,6 +429,7 @@ class PiiAuditPublic(SQLModel):
 
 # --- grid workers -------------------------------------------------------------------------------------------
 
+
 class GridWorkerBase(SQLModel):
     name: str = Field(min_length=1, max_length=50)
     community: str = Field(max_length=40)
@@ -461,8 +469,7 @@ class GridWorkerPublic(GridWorkerBase):
 
 class AssignmentCreate(SQLModel):
     compound: str = Field(max_length=40)
-    building_id: UUID | None = Field(default=None, description="Only this building; the whole compound when "
-                                     "omitted")
+    building_id: UUID | None = Field(default=None, description="Only this building; the whole compound when omitted")
 
 
 class GridAssignment(VisitsModel, table=True):
@@ -507,15 +514,18 @@ class HandoverResult(SQLModel):
 
 # --- visiting policy and rounds -----------------------------------------------------------------------------
 
+
 class PolicyBase(SQLModel):
     name: str = Field(min_length=1, max_length=60)
     cadence_days: int = Field(ge=1, le=366, description="Visit every N days")
     min_age: int | None = Field(default=None, ge=0, le=130, description="Applies to residents this old or older")
-    all_tags: list[CareTag] = Field(default_factory=list, sa_type=JSONType,
-                                    description="Applies to residents with all of these care tags")
+    all_tags: list[CareTag] = Field(
+        default_factory=list, sa_type=JSONType, description="Applies to residents with all of these care tags"
+    )
     retry_not_home_days: int = Field(default=2, ge=1, le=60, description="Nobody home: try again after N days")
-    max_not_home_attempts: int = Field(default=3, ge=1, le=20,
-                                       description="Then the household needs a supervisor's attention")
+    max_not_home_attempts: int = Field(
+        default=3, ge=1, le=20, description="Then the household needs a supervisor's attention"
+    )
     retry_refused_days: int = Field(default=30, ge=1, le=366, description="Refused: try again after N days")
     active: bool = True
 
@@ -604,16 +614,20 @@ class RoundProgress(SQLModel):
 
 # --- visits and tasks ---------------------------------------------------------------------------------------
 
+
 class NeedCreate(SQLModel):
-    category: str = Field(schema_extra={"pattern": r"^[a-z][a-z_]{1,29}$"},
-                          description="e.g. mobility_aid, home_repair, health, elderly_care, environment, "
-                                      "safety, road, subsidy, dispute, other")
+    category: str = Field(
+        schema_extra={"pattern": r"^[a-z][a-z_]{1,29}$"},
+        description="e.g. mobility_aid, home_repair, health, elderly_care, environment, "
+        "safety, road, subsidy, dispute, other",
+    )
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     urgency: Urgency = Urgency.normal
     resident_id: UUID | None = Field(default=None, description="Whose need, when it is one person's")
-    owner: str | None = Field(default=None, max_length=200, description="Ledger owner (subject); the "
-                              "recorder by default")
+    owner: str | None = Field(
+        default=None, max_length=200, description="Ledger owner (subject); the recorder by default"
+    )
     due_on: Day | None = Field(default=None, description="By urgency when omitted: 1/3/7/30 days")
 
 
@@ -625,8 +639,9 @@ class VisitCreate(SQLModel):
     household_id: UUID
     visited_at: Instant | None = Field(default=None, description="Now when omitted; may be back-dated")
     outcome: Outcome
-    visitors: list[str] = Field(default_factory=list, max_length=10,
-                                description="Who went (names), besides the recorder")
+    visitors: list[str] = Field(
+        default_factory=list, max_length=10, description="Who went (names), besides the recorder"
+    )
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     notes: str | None = Field(default=None, max_length=4000)
@@ -757,6 +772,7 @@ class DueList(SQLModel):
 
 
 # --- needs ledger -------------------------------------------------------------------------------------------
+
 
 class Need(VisitsModel, table=True):
     __tablename__ = "needs"
@@ -894,6 +910,7 @@ class VisitRecorded(VisitPublic):
 
 
 # --- reports ------------------------------------------------------------------------------------------------
+
 
 class BillLine(SQLModel):
     need_id: UUID

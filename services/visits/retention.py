@@ -27,9 +27,13 @@ BATCH = 500
 
 
 def _holds_pii() -> sa.ColumnElement[bool]:
-    return sa.or_(col(Resident.phone).is_not(None), col(Resident.id_number_enc).is_not(None),
-                  col(Resident.id_number_hash).is_not(None), col(Resident.id_number_masked).is_not(None),
-                  col(Resident.health_notes_enc).is_not(None))
+    return sa.or_(
+        col(Resident.phone).is_not(None),
+        col(Resident.id_number_enc).is_not(None),
+        col(Resident.id_number_hash).is_not(None),
+        col(Resident.id_number_masked).is_not(None),
+        col(Resident.health_notes_enc).is_not(None),
+    )
 
 
 def _cleared_fields(r: Resident) -> list[str]:
@@ -43,16 +47,19 @@ def _cleared_fields(r: Resident) -> list[str]:
     return fields
 
 
-async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, day: date | None = None,
-                        limit: int = BATCH) -> int:
+async def purge_expired(
+    uow: UnitOfWork, *, retention_days: int | None = None, day: date | None = None, limit: int = BATCH
+) -> int:
     """Clear the personal data of up to ``limit`` residents gone longer than the retention period; returns how
     many were purged. The caller commits."""
     keep = visits_settings().pii_retention_days if retention_days is None else retention_days
     cutoff_day = (day or today()) - timedelta(days=keep)
     cutoff_at: datetime = now() - timedelta(days=keep)
     gone = col(Resident.status).in_([ResidentStatus.moved.value, ResidentStatus.deceased.value])
-    expired = sa.or_(col(Resident.status_effective_date) < cutoff_day,
-                     sa.and_(col(Resident.status_effective_date).is_(None), col(Resident.updated_at) < cutoff_at))
+    expired = sa.or_(
+        col(Resident.status_effective_date) < cutoff_day,
+        sa.and_(col(Resident.status_effective_date).is_(None), col(Resident.updated_at) < cutoff_at),
+    )
     query = select(Resident).where(gone, expired, _holds_pii()).order_by(col(Resident.id)).limit(limit)
     if uow.db.is_postgres:
         query = query.with_for_update(skip_locked=True)
@@ -67,10 +74,18 @@ async def purge_expired(uow: UnitOfWork, *, retention_days: int | None = None, d
         resident.id_number_masked = None
         resident.health_notes_enc = None
         resident.updated_at = at
-        uow.session.add(PiiAudit(
-            actor=ACTOR, actor_roles=[], resident_id=resident.id, community=resident.community, action="purge",
-            fields=fields, at=at,
-            reason=f"retention: {resident.status} since {since}, kept {keep} days; personal data cleared"))
+        uow.session.add(
+            PiiAudit(
+                actor=ACTOR,
+                actor_roles=[],
+                resident_id=resident.id,
+                community=resident.community,
+                action="purge",
+                fields=fields,
+                at=at,
+                reason=f"retention: {resident.status} since {since}, kept {keep} days; personal data cleared",
+            )
+        )
         purged += 1
     await uow.session.flush()
     return purged

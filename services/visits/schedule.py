@@ -28,16 +28,26 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule("elder_alone", 7, min_age=60, all_tags=frozenset({"living_alone"})),  # elders living alone: weekly
 )
 
-BUILTIN_NAMES = {"standard": "每户每季度 Every household each quarter", "elderly_80": "80岁以上 Aged 80+ monthly",
-                 "dibao": "低保户 Minimum-allowance households monthly",
-                 "disabled": "残疾人 Residents with disabilities monthly",
-                 "tekun": "特困人员 Extreme-hardship residents fortnightly",
-                 "elder_alone": "独居老人 Elders living alone weekly"}
+BUILTIN_NAMES = {
+    "standard": "每户每季度 Every household each quarter",
+    "elderly_80": "80岁以上 Aged 80+ monthly",
+    "dibao": "低保户 Minimum-allowance households monthly",
+    "disabled": "残疾人 Residents with disabilities monthly",
+    "tekun": "特困人员 Extreme-hardship residents fortnightly",
+    "elder_alone": "独居老人 Elders living alone weekly",
+}
 
 
 def rule_of(p: VisitPolicy) -> Rule:
-    return Rule(p.code, p.cadence_days, p.min_age, frozenset(str(t) for t in p.all_tags), p.retry_not_home_days,
-                p.max_not_home_attempts, p.retry_refused_days)
+    return Rule(
+        p.code,
+        p.cadence_days,
+        p.min_age,
+        frozenset(str(t) for t in p.all_tags),
+        p.retry_not_home_days,
+        p.max_not_home_attempts,
+        p.retry_refused_days,
+    )
 
 
 async def load_rules(uow: UnitOfWork) -> list[Rule]:
@@ -71,7 +81,9 @@ def plan(rules: Sequence[Rule], people: Sequence[Person], s: Schedule, day: date
     rule = cadence.tier_for(rules, people, day)
     attention = cadence.attention(rule, s)
     return {
-        "tier": rule.code, "cadence_days": rule.cadence_days, "active_residents": len(people),
+        "tier": rule.code,
+        "cadence_days": rule.cadence_days,
+        "active_residents": len(people),
         "next_due_on": cadence.next_due(rule, s) if people else None,
         "attention": attention.value if attention else None,
     }
@@ -79,7 +91,8 @@ def plan(rules: Sequence[Rule], people: Sequence[Person], s: Schedule, day: date
 
 async def people_of(uow: UnitOfWork, household_ids: Sequence[UUID] | None) -> dict[UUID, list[Person]]:
     query = sa.select(col(Resident.household_id), col(Resident.tags), col(Resident.birth_date)).where(
-        col(Resident.status) == ResidentStatus.active)
+        col(Resident.status) == ResidentStatus.active
+    )
     if household_ids is not None:
         query = query.where(col(Resident.household_id).in_(household_ids))
     people: dict[UUID, list[Person]] = defaultdict(list)
@@ -111,22 +124,31 @@ async def reschedule(uow: UnitOfWork, household: Household) -> None:
     household.updated_at = utcnow()
 
 
-async def refresh_many(uow: UnitOfWork, household_ids: Sequence[UUID] | None = None, *,
-                       batch: int = 2000) -> int:
+async def refresh_many(uow: UnitOfWork, household_ids: Sequence[UUID] | None = None, *, batch: int = 2000) -> int:
     """Recompute many households (a policy changed, residents came of age) with batched Core updates.
     ``None`` means every household. Returns how many rows changed."""
     rules = await load_rules(uow)
     t = Household.__table__  # type: ignore[attr-defined]
-    query = sa.select(t.c.id, t.c.last_visited_at, t.c.last_attempt_at, t.c.last_outcome, t.c.failed_attempts,
-                      t.c.created_at, t.c.tier, t.c.cadence_days, t.c.next_due_on, t.c.attention,
-                      t.c.active_residents).order_by(t.c.id)
+    query = sa.select(
+        t.c.id,
+        t.c.last_visited_at,
+        t.c.last_attempt_at,
+        t.c.last_outcome,
+        t.c.failed_attempts,
+        t.c.created_at,
+        t.c.tier,
+        t.c.cadence_days,
+        t.c.next_due_on,
+        t.c.attention,
+        t.c.active_residents,
+    ).order_by(t.c.id)
     if household_ids is not None:
         query = query.where(t.c.id.in_(list(household_ids)))
     rows = (await uow.session.execute(query)).all()
     day = today()
     changed = 0
     for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
+        chunk = rows[start : start + batch]
         people = await people_of(uow, [r.id for r in chunk])
         updates = []
         for r in chunk:
@@ -135,11 +157,18 @@ async def refresh_many(uow: UnitOfWork, household_ids: Sequence[UUID] | None = N
                 updates.append({"hid": r.id, **new})
         if updates:
             await uow.session.execute(
-                sa.update(t).where(t.c.id == sa.bindparam("hid")).values(
-                    tier=sa.bindparam("tier"), cadence_days=sa.bindparam("cadence_days"),
-                    active_residents=sa.bindparam("active_residents"), next_due_on=sa.bindparam("next_due_on"),
-                    attention=sa.bindparam("attention"), updated_at=utcnow()),
-                updates)
+                sa.update(t)
+                .where(t.c.id == sa.bindparam("hid"))
+                .values(
+                    tier=sa.bindparam("tier"),
+                    cadence_days=sa.bindparam("cadence_days"),
+                    active_residents=sa.bindparam("active_residents"),
+                    next_due_on=sa.bindparam("next_due_on"),
+                    attention=sa.bindparam("attention"),
+                    updated_at=utcnow(),
+                ),
+                updates,
+            )
             changed += len(updates)
     return changed
 
@@ -153,9 +182,13 @@ async def refresh_coming_of_age(uow: UnitOfWork, lookback_days: int = 3) -> int:
     for age in {r.min_age for r in rules if r.min_age is not None}:
         latest = _years_before(day, age)
         earliest = latest - timedelta(days=lookback_days)
-        found = await uow.session.execute(select(Resident.household_id).where(
-            col(Resident.birth_date) > earliest, col(Resident.birth_date) <= latest,
-            Resident.status == ResidentStatus.active))
+        found = await uow.session.execute(
+            select(Resident.household_id).where(
+                col(Resident.birth_date) > earliest,
+                col(Resident.birth_date) <= latest,
+                Resident.status == ResidentStatus.active,
+            )
+        )
         ids.update(found.scalars())
     return await refresh_many(uow, sorted(ids, key=str)) if ids else 0
 

@@ -85,6 +85,7 @@ async def _page(uow: UnitOfWork, query: Any, model: Any, limit: int, cursor: str
 
 # --- places -------------------------------------------------------------------------------------------------
 
+
 async def create_community(uow: UnitOfWork, data: CommunityCreate) -> Community:
     if (await community_by_code(uow, data.code)) is not None:
         raise conflict("community_exists", f"A community with code {data.code!r} already exists.")
@@ -106,8 +107,13 @@ async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, curso
             visible.add(viewer.worker.community)
             compounds |= viewer.whole_compounds
         if compounds:
-            visible.update((await uow.session.execute(select(Compound.community).where(
-                col(Compound.code).in_(sorted(compounds))))).scalars())
+            visible.update(
+                (
+                    await uow.session.execute(
+                        select(Compound.community).where(col(Compound.code).in_(sorted(compounds)))
+                    )
+                ).scalars()
+            )
         query = query.where(col(Community.code).in_(sorted(visible)))
     if cursor:
         (after,) = decode_cursor(cursor, str)
@@ -115,17 +121,37 @@ async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, curso
     rows = list((await uow.session.execute(query.order_by(col(Community.code)).limit(limit + 1))).scalars())
     page = page_of(rows, limit, lambda c: encode_cursor(c.code))
     codes = [c.code for c in page.items]
-    compound_counts: dict[str, int] = dict((await uow.session.execute(
-        sa.select(col(Compound.community), sa.func.count()).where(col(Compound.community).in_(codes))
-        .group_by(col(Compound.community)))).all())
-    household_counts: dict[str, int] = dict((await uow.session.execute(
-        sa.select(col(Household.community), sa.func.count())
-        .where(col(Household.community).in_(codes), viewer.clause(Household))
-        .group_by(col(Household.community)))).all())
-    return Page[CommunityPublic](items=[
-        CommunityPublic(id=c.id, code=c.code, name=c.name, compounds=compound_counts.get(c.code, 0),
-                        households=household_counts.get(c.code, 0)) for c in page.items],
-        next_cursor=page.next_cursor)
+    compound_counts: dict[str, int] = dict(
+        (
+            await uow.session.execute(
+                sa.select(col(Compound.community), sa.func.count())
+                .where(col(Compound.community).in_(codes))
+                .group_by(col(Compound.community))
+            )
+        ).all()
+    )
+    household_counts: dict[str, int] = dict(
+        (
+            await uow.session.execute(
+                sa.select(col(Household.community), sa.func.count())
+                .where(col(Household.community).in_(codes), viewer.clause(Household))
+                .group_by(col(Household.community))
+            )
+        ).all()
+    )
+    return Page[CommunityPublic](
+        items=[
+            CommunityPublic(
+                id=c.id,
+                code=c.code,
+                name=c.name,
+                compounds=compound_counts.get(c.code, 0),
+                households=household_counts.get(c.code, 0),
+            )
+            for c in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
 
 
 async def compound_by_code(uow: UnitOfWork, code: str) -> Compound | None:
@@ -145,32 +171,45 @@ async def create_compound(uow: UnitOfWork, viewer: Viewer, data: CompoundCreate)
 
 async def get_compound(uow: UnitOfWork, viewer: Viewer, code: str) -> Compound:
     compound = await compound_by_code(uow, code)
-    if compound is None or not (viewer.staff_covers(compound.community, compound.code)
-                                or compound.code in viewer.whole_compounds
-                                or (viewer.buildings and await _has_assigned_building(uow, viewer, compound))):
+    if compound is None or not (
+        viewer.staff_covers(compound.community, compound.code)
+        or compound.code in viewer.whole_compounds
+        or (viewer.buildings and await _has_assigned_building(uow, viewer, compound))
+    ):
         raise not_found("compound", code)
     return compound
 
 
 async def _has_assigned_building(uow: UnitOfWork, viewer: Viewer, compound: Compound) -> bool:
-    found = await uow.session.execute(select(Building.id).where(
-        Building.compound == compound.code, col(Building.id).in_(list(viewer.buildings))).limit(1))
+    found = await uow.session.execute(
+        select(Building.id)
+        .where(Building.compound == compound.code, col(Building.id).in_(list(viewer.buildings)))
+        .limit(1)
+    )
     return found.first() is not None
 
 
-async def list_compounds(uow: UnitOfWork, viewer: Viewer, *, community: str | None, limit: int,
-                         cursor: str | None) -> Page[Compound]:
+async def list_compounds(
+    uow: UnitOfWork, viewer: Viewer, *, community: str | None, limit: int, cursor: str | None
+) -> Page[Compound]:
     query = select(Compound)
     if not viewer.is_admin:
         parts: list[Any] = []
         if viewer.is_staff:
-            parts += [col(Compound.community).in_(sorted(viewer.principal.scoped_values("community"))),
-                      col(Compound.code).in_(sorted(viewer.principal.scoped_values("compound")))]
+            parts += [
+                col(Compound.community).in_(sorted(viewer.principal.scoped_values("community"))),
+                col(Compound.code).in_(sorted(viewer.principal.scoped_values("compound"))),
+            ]
         if viewer.worker is not None:
             assigned = set(viewer.whole_compounds)
             if viewer.buildings:
-                assigned.update((await uow.session.execute(select(Building.compound).where(
-                    col(Building.id).in_(list(viewer.buildings))))).scalars())
+                assigned.update(
+                    (
+                        await uow.session.execute(
+                            select(Building.compound).where(col(Building.id).in_(list(viewer.buildings)))
+                        )
+                    ).scalars()
+                )
             parts.append(col(Compound.code).in_(sorted(assigned)))
         query = query.where(sa.or_(*parts) if parts else sa.false())
     if community:
@@ -182,8 +221,9 @@ async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate)
     compound = await compound_by_code(uow, data.compound)
     if compound is None or not viewer.staff_covers(compound.community, compound.code):
         raise not_found("compound", data.compound)
-    dup = await uow.session.execute(select(Building.id).where(Building.compound == compound.code,
-                                                              Building.name == data.name))
+    dup = await uow.session.execute(
+        select(Building.id).where(Building.compound == compound.code, Building.name == data.name)
+    )
     if dup.first() is not None:
         raise conflict("building_exists", f"{compound.name} already has a building {data.name!r}.")
     building = Building(**data.model_dump(), community=compound.community)
@@ -198,8 +238,9 @@ async def get_building(uow: UnitOfWork, viewer: Viewer, building_id: UUID) -> Bu
     return building
 
 
-async def list_buildings(uow: UnitOfWork, viewer: Viewer, *, compound: str | None, limit: int,
-                         cursor: str | None) -> Page[Building]:
+async def list_buildings(
+    uow: UnitOfWork, viewer: Viewer, *, compound: str | None, limit: int, cursor: str | None
+) -> Page[Building]:
     query = select(Building).where(viewer.clause(_BuildingScope))
     if compound:
         query = query.where(Building.compound == compound)
@@ -216,6 +257,7 @@ class _BuildingScope:
 
 # --- households ---------------------------------------------------------------------------------------------
 
+
 def household_public(h: Household, day: date | None = None) -> HouseholdPublic:
     public = HouseholdPublic.model_validate(h, from_attributes=True)
     public.overdue = cadence.is_overdue(h.next_due_on, day or today())
@@ -227,14 +269,20 @@ async def create_household(uow: UnitOfWork, viewer: Viewer, data: HouseholdCreat
     if building is None:
         raise not_found("building", data.building_id)
     ensure_writes(viewer, "building", data.building_id, building.community, building.compound, building.id)
-    dup = await uow.session.execute(select(Household.id).where(
-        Household.building_id == building.id, Household.unit == data.unit, Household.room == data.room))
+    dup = await uow.session.execute(
+        select(Household.id).where(
+            Household.building_id == building.id, Household.unit == data.unit, Household.room == data.room
+        )
+    )
     if (row := dup.first()) is not None:
         raise conflict("household_exists", "This door is already registered.", household_id=str(row[0]))
     compound = await compound_by_code(uow, building.compound)
-    household = Household(**data.model_dump(), community=building.community, compound=building.compound,
-                          address=address_of(compound.name if compound else building.compound, building.name,
-                                             data.unit, data.room))
+    household = Household(
+        **data.model_dump(),
+        community=building.community,
+        compound=building.compound,
+        address=address_of(compound.name if compound else building.compound, building.name, data.unit, data.room),
+    )
     await schedule.refresh(uow, household)
     uow.session.add(household)
     return household
@@ -248,8 +296,9 @@ async def get_household(uow: UnitOfWork, viewer: Viewer, household_id: UUID, *, 
     household = await uow.session.get(Household, household_id, with_for_update=for_update and uow.db.is_postgres)
     if household is None:
         raise not_found("household", household_id)
-    ensure_sees(viewer, "household", household_id, household.community, household.compound, household.building_id,
-                household.id)
+    ensure_sees(
+        viewer, "household", household_id, household.community, household.compound, household.building_id, household.id
+    )
     return household
 
 
@@ -261,16 +310,29 @@ async def update_household(uow: UnitOfWork, viewer: Viewer, household: Household
     if {"unit", "room"} & changes.keys():
         building = await uow.session.get(Building, household.building_id)
         compound = await compound_by_code(uow, household.compound)
-        household.address = address_of(compound.name if compound else household.compound,
-                                       building.name if building else "", household.unit, household.room)
+        household.address = address_of(
+            compound.name if compound else household.compound,
+            building.name if building else "",
+            household.unit,
+            household.room,
+        )
     household.updated_at = utcnow()
     return household
 
 
-async def list_households(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                          community: str | None = None, compound: str | None = None,
-                          building_id: UUID | None = None, tier: str | None = None,
-                          attention: str | None = None, overdue: bool | None = None) -> Page[Household]:
+async def list_households(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    community: str | None = None,
+    compound: str | None = None,
+    building_id: UUID | None = None,
+    tier: str | None = None,
+    attention: str | None = None,
+    overdue: bool | None = None,
+) -> Page[Household]:
     query = select(Household).where(viewer.clause(Household, household_col=Household.id))
     if community:
         query = query.where(Household.community == community)
@@ -291,16 +353,25 @@ async def list_households(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor
 
 # --- residents ----------------------------------------------------------------------------------------------
 
+
 def resident_public(r: Resident, day: date | None = None) -> ResidentPublic:
     return ResidentPublic(
-        id=r.id, household_id=r.household_id, community=r.community, compound=r.compound, name=r.name,
-        gender=r.gender, birth_date=r.birth_date,
+        id=r.id,
+        household_id=r.household_id,
+        community=r.community,
+        compound=r.compound,
+        name=r.name,
+        gender=r.gender,
+        birth_date=r.birth_date,
         age=cadence.age_on(r.birth_date, day or today()) if r.birth_date else None,
         care_tags=sorted(schedule.tags_of(r.tags)),  # type: ignore[arg-type]
         mobility=r.mobility,  # type: ignore[arg-type]
-        phone=r.phone, id_number=r.id_number_masked, has_health_notes=r.health_notes_enc is not None,
+        phone=r.phone,
+        id_number=r.id_number_masked,
+        has_health_notes=r.health_notes_enc is not None,
         status=r.status,  # type: ignore[arg-type]
-        status_effective_date=r.status_effective_date, account_linked=r.account_subject is not None,
+        status_effective_date=r.status_effective_date,
+        account_linked=r.account_subject is not None,
         created_at=r.created_at,
     )
 
@@ -308,16 +379,24 @@ def resident_public(r: Resident, day: date | None = None) -> ResidentPublic:
 def _checked_id_number(value: str) -> str:
     reason = idcard.problem_with(value)
     if reason is not None:
-        raise Problem(422, "invalid_id_number", "The ID number is not valid", f"id_number {reason}.",
-                      errors=[{"field": "id_number", "message": reason, "type": "value_error"}])
+        raise Problem(
+            422,
+            "invalid_id_number",
+            "The ID number is not valid",
+            f"id_number {reason}.",
+            errors=[{"field": "id_number", "message": reason, "type": "value_error"}],
+        )
     return idcard.normalize(value)
 
 
 async def _set_id_number(uow: UnitOfWork, cipher: FieldCipher, resident: Resident, value: str) -> None:
     number = _checked_id_number(value)
     digest = cipher.lookup_hash(number)
-    found = await uow.session.execute(select(Resident.id).where(
-        col(Resident.id_number_hash).in_(cipher.lookup_hashes(number)), Resident.id != resident.id))
+    found = await uow.session.execute(
+        select(Resident.id).where(
+            col(Resident.id_number_hash).in_(cipher.lookup_hashes(number)), Resident.id != resident.id
+        )
+    )
     if found.first() is not None:
         raise conflict("resident_exists", "A resident with this ID number is already registered.")
     resident.id_number_enc = cipher.seal(number, "residents", "id_number_enc", resident.id)
@@ -331,9 +410,16 @@ async def create_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
     household = await get_household(uow, viewer, data.household_id, for_update=True)
     ensure_writes(viewer, "household", household.id, household.community, household.compound, household.building_id)
     resident = Resident(
-        household_id=household.id, community=household.community, compound=household.compound,
-        building_id=household.building_id, name=data.name, gender=data.gender, birth_date=data.birth_date,
-        tags=schedule.store_tags(data.care_tags), mobility=data.mobility, phone=data.phone,
+        household_id=household.id,
+        community=household.community,
+        compound=household.compound,
+        building_id=household.building_id,
+        name=data.name,
+        gender=data.gender,
+        birth_date=data.birth_date,
+        tags=schedule.store_tags(data.care_tags),
+        mobility=data.mobility,
+        phone=data.phone,
     )
     resident.health_notes_enc = cipher.seal(data.health_notes or None, "residents", "health_notes_enc", resident.id)
     seal_phone_on(resident, cipher)
@@ -349,13 +435,21 @@ async def get_resident(uow: UnitOfWork, viewer: Viewer, resident_id: UUID, *, fo
     resident = await uow.session.get(Resident, resident_id, with_for_update=for_update and uow.db.is_postgres)
     if resident is None:
         raise not_found("resident", resident_id)
-    ensure_sees(viewer, "resident", resident_id, resident.community, resident.compound, resident.building_id,
-                resident.household_id)
+    ensure_sees(
+        viewer,
+        "resident",
+        resident_id,
+        resident.community,
+        resident.compound,
+        resident.building_id,
+        resident.household_id,
+    )
     return resident
 
 
-async def update_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, resident: Resident,
-                          data: ResidentUpdate) -> Resident:
+async def update_resident(
+    uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, resident: Resident, data: ResidentUpdate
+) -> Resident:
     ensure_writes(viewer, "resident", resident.id, resident.community, resident.compound, resident.building_id)
     changes = data.model_dump(exclude_unset=True)
     if "account_subject" in changes and not viewer.is_staff:
@@ -373,8 +467,9 @@ async def update_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
     if changes.get("id_number"):
         await _set_id_number(uow, cipher, resident, changes["id_number"])
     if "health_notes" in changes:
-        resident.health_notes_enc = cipher.seal(changes["health_notes"] or None, "residents", "health_notes_enc",
-                                                resident.id)
+        resident.health_notes_enc = cipher.seal(
+            changes["health_notes"] or None, "residents", "health_notes_enc", resident.id
+        )
     if "account_subject" in changes:
         await _link_account(uow, resident, changes["account_subject"])
     resident.updated_at = utcnow()
@@ -388,18 +483,28 @@ async def update_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
 
 async def _link_account(uow: UnitOfWork, resident: Resident, subject: str | None) -> None:
     if subject is not None:
-        taken = await uow.session.execute(select(Resident.id).where(Resident.account_subject == subject,
-                                                                    Resident.id != resident.id))
+        taken = await uow.session.execute(
+            select(Resident.id).where(Resident.account_subject == subject, Resident.id != resident.id)
+        )
         if taken.first() is not None:
             raise conflict("account_already_linked", "This app account is linked to another resident.")
     resident.account_subject = subject
 
 
-async def list_residents(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                         community: str | None = None, compound: str | None = None,
-                         household_id: UUID | None = None, care_tag: str | None = None,
-                         min_age: int | None = None, mobility: str | None = None,
-                         status: str | None = ResidentStatus.active) -> Page[Resident]:
+async def list_residents(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    community: str | None = None,
+    compound: str | None = None,
+    household_id: UUID | None = None,
+    care_tag: str | None = None,
+    min_age: int | None = None,
+    mobility: str | None = None,
+    status: str | None = ResidentStatus.active,
+) -> Page[Resident]:
     query = select(Resident).where(viewer.clause(Resident, household_col=Resident.household_id))
     if community:
         query = query.where(Resident.community == community)
@@ -420,8 +525,9 @@ async def list_residents(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor:
 
 async def lookup_by_id_number(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, value: str) -> Resident:
     digests = cipher.lookup_hashes(_checked_id_number(value))
-    found = (await uow.session.execute(select(Resident).where(
-        col(Resident.id_number_hash).in_(digests)))).scalars().first()
+    found = (
+        (await uow.session.execute(select(Resident).where(col(Resident.id_number_hash).in_(digests)))).scalars().first()
+    )
     if found is None or not viewer.covers(found.community, found.compound, found.building_id):
         raise not_found("resident", "with this ID number")
     return found
@@ -433,9 +539,13 @@ async def change_status(uow: UnitOfWork, viewer: Viewer, resident: Resident, bod
     if not viewer.staff_covers(resident.community, resident.compound):
         raise forbid("Only community staff record that a resident moved away or died.")
     if body.effective_date > today():
-        raise Problem(422, "effective_date_in_future", "The date is in the future",
-                      "Record a move or death on or after the day it happened.",
-                      errors=[{"field": "effective_date", "message": "in the future", "type": "value_error"}])
+        raise Problem(
+            422,
+            "effective_date_in_future",
+            "The date is in the future",
+            "Record a move or death on or after the day it happened.",
+            errors=[{"field": "effective_date", "message": "in the future", "type": "value_error"}],
+        )
     if resident.status == body.status and resident.status_effective_date == body.effective_date:
         return resident  # a retry: nothing changes, nothing is emitted twice
     resident.status = body.status
@@ -443,8 +553,9 @@ async def change_status(uow: UnitOfWork, viewer: Viewer, resident: Resident, bod
     resident.updated_at = utcnow()
     if body.status != ResidentStatus.active:
         resident.account_subject = None
-        tasks = await uow.session.execute(select(VisitTask).where(
-            VisitTask.resident_id == resident.id, VisitTask.status == TaskStatus.open))
+        tasks = await uow.session.execute(
+            select(VisitTask).where(VisitTask.resident_id == resident.id, VisitTask.status == TaskStatus.open)
+        )
         for task in tasks.scalars():
             task.status = TaskStatus.cancelled
             task.updated_at = utcnow()
@@ -452,21 +563,44 @@ async def change_status(uow: UnitOfWork, viewer: Viewer, resident: Resident, bod
     household = await uow.session.get(Household, resident.household_id)
     if household is not None:
         await schedule.refresh(uow, household)
-    uow.emit(ResidentStatusChanged(
-        resident_id=resident.id, status=body.status.value, effective_date=body.effective_date,
-        id_number_hash=resident.id_number_hash, community=resident.community, changed_at=resident.updated_at))
+    uow.emit(
+        ResidentStatusChanged(
+            resident_id=resident.id,
+            status=body.status.value,
+            effective_date=body.effective_date,
+            id_number_hash=resident.id_number_hash,
+            community=resident.community,
+            changed_at=resident.updated_at,
+        )
+    )
     return resident
 
 
-async def reveal(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, resident: Resident, body: RevealRequest,
-                 request_id: str | None) -> RevealedResident:
+async def reveal(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    cipher: FieldCipher,
+    resident: Resident,
+    body: RevealRequest,
+    request_id: str | None,
+) -> RevealedResident:
     if not viewer.may_reveal():
-        raise Problem(403, "reveal_not_permitted", "Not permitted to see personal data in clear",
-                      "Revealing phone, ID number or health notes needs the `pii:reveal` permission.")
+        raise Problem(
+            403,
+            "reveal_not_permitted",
+            "Not permitted to see personal data in clear",
+            "Revealing phone, ID number or health notes needs the `pii:reveal` permission.",
+        )
     fields = sorted({f.value for f in body.fields})
-    audit = PiiAudit(actor=viewer.sub, actor_roles=sorted(r.value for r in viewer.principal.roles),
-                     resident_id=resident.id, community=resident.community, fields=fields, reason=body.reason,
-                     request_id=request_id)
+    audit = PiiAudit(
+        actor=viewer.sub,
+        actor_roles=sorted(r.value for r in viewer.principal.roles),
+        resident_id=resident.id,
+        community=resident.community,
+        fields=fields,
+        reason=body.reason,
+        request_id=request_id,
+    )
     uow.session.add(audit)
     out = RevealedResident(resident_id=resident.id, audit_id=audit.id)
     if RevealField.phone in body.fields:
@@ -478,11 +612,22 @@ async def reveal(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, resident:
     return out
 
 
-async def list_audit(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                     resident_id: UUID | None = None, actor: str | None = None) -> Page[PiiAudit]:
+async def list_audit(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    resident_id: UUID | None = None,
+    actor: str | None = None,
+) -> Page[PiiAudit]:
     if not viewer.may_read_audit():
-        raise Problem(403, "audit_not_permitted", "Not permitted to read the audit trail",
-                      "Reading the personal-data audit trail needs the `pii:audit` permission.")
+        raise Problem(
+            403,
+            "audit_not_permitted",
+            "Not permitted to read the audit trail",
+            "Reading the personal-data audit trail needs the `pii:audit` permission.",
+        )
     query = select(PiiAudit)
     if resident_id:
         query = query.where(PiiAudit.resident_id == resident_id)
@@ -513,6 +658,7 @@ async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) ->
 
 # --- grid workers -------------------------------------------------------------------------------------------
 
+
 async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate, cipher: FieldCipher) -> GridWorker:
     if await community_by_code(uow, data.community) is None or not viewer.staff_covers(data.community):
         raise not_found("community", data.community)
@@ -527,14 +673,22 @@ async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate,
 
 async def get_worker(uow: UnitOfWork, viewer: Viewer, worker_id: UUID) -> GridWorker:
     worker = await uow.session.get(GridWorker, worker_id)
-    if worker is None or not (viewer.staff_covers(worker.community) or
-                              (viewer.worker is not None and viewer.worker.id == worker.id)):
+    if worker is None or not (
+        viewer.staff_covers(worker.community) or (viewer.worker is not None and viewer.worker.id == worker.id)
+    ):
         raise not_found("grid_worker", worker_id)
     return worker
 
 
-async def list_workers(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                       community: str | None = None, active: bool | None = True) -> Page[GridWorker]:
+async def list_workers(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    community: str | None = None,
+    active: bool | None = True,
+) -> Page[GridWorker]:
     query = select(GridWorker)
     if not viewer.is_admin:
         communities = viewer.principal.scoped_values("community") if viewer.is_staff else set()
@@ -559,8 +713,9 @@ async def add_assignment(uow: UnitOfWork, viewer: Viewer, worker: GridWorker, da
     current = await active_assignments(uow, worker.id)
     if any(a.compound == compound.code and a.building_id in (None, data.building_id) for a in current):
         raise conflict("already_assigned", "This worker already covers that place.")
-    assignment = GridAssignment(worker_id=worker.id, community=compound.community, compound=compound.code,
-                                building_id=data.building_id)
+    assignment = GridAssignment(
+        worker_id=worker.id, community=compound.community, compound=compound.code, building_id=data.building_id
+    )
     uow.session.add(assignment)
     return assignment
 
@@ -597,47 +752,82 @@ async def handover(uow: UnitOfWork, viewer: Viewer, worker: GridWorker, body: Ha
     for a in await active_assignments(uow, worker.id):
         a.ended_at, a.handed_over_to = now, successor.id
         if (a.compound, a.building_id) not in theirs and (a.compound, None) not in theirs:
-            uow.session.add(GridAssignment(worker_id=successor.id, community=a.community, compound=a.compound,
-                                           building_id=a.building_id, started_at=now))
+            uow.session.add(
+                GridAssignment(
+                    worker_id=successor.id,
+                    community=a.community,
+                    compound=a.compound,
+                    building_id=a.building_id,
+                    started_at=now,
+                )
+            )
         moved += 1
-    needs = list((await uow.session.execute(select(Need).where(
-        Need.owner == worker.subject, col(Need.status).in_([*OPEN_NEED_STATES, "escalated"])))).scalars())
+    needs = list(
+        (
+            await uow.session.execute(
+                select(Need).where(Need.owner == worker.subject, col(Need.status).in_([*OPEN_NEED_STATES, "escalated"]))
+            )
+        ).scalars()
+    )
     note = f"Handed over from {worker.name} to {successor.name}" + (f": {body.reason}" if body.reason else "")
     for need in needs:
         need.owner, need.owner_name, need.updated_at = successor.subject, successor.name, now
-        uow.session.add(NeedNote(need_id=need.id, action="handover", actor=viewer.sub, actor_name=viewer.name,
-                                 note=note))
+        uow.session.add(
+            NeedNote(need_id=need.id, action="handover", actor=viewer.sub, actor_name=viewer.name, note=note)
+        )
     tasks = await uow.session.execute(
-        sa.update(VisitTask).where(col(VisitTask.assigned_worker_id) == worker.id,
-                                   col(VisitTask.status) == TaskStatus.open)
-        .values(assigned_worker_id=successor.id, updated_at=now))
+        sa.update(VisitTask)
+        .where(col(VisitTask.assigned_worker_id) == worker.id, col(VisitTask.status) == TaskStatus.open)
+        .values(assigned_worker_id=successor.id, updated_at=now)
+    )
     worker.active, worker.left_at = False, now
-    return HandoverResult(from_worker_id=worker.id, to_worker_id=successor.id, assignments=moved, needs=len(needs),
-                          tasks=tasks.rowcount or 0)  # type: ignore[attr-defined]
+    return HandoverResult(
+        from_worker_id=worker.id,
+        to_worker_id=successor.id,
+        assignments=moved,
+        needs=len(needs),
+        tasks=tasks.rowcount or 0,  # type: ignore[attr-defined]
+    )
 
 
 async def worker_for_place(uow: UnitOfWork, compound: str, building_id: UUID | None) -> GridWorker | None:
     """Who covers this door: a building assignment first, else the compound's."""
-    rows = (await uow.session.execute(
-        select(GridAssignment, GridWorker).join(GridWorker, col(GridWorker.id) == GridAssignment.worker_id)
-        .where(GridAssignment.compound == compound, col(GridAssignment.ended_at).is_(None),
-               col(GridWorker.active).is_(True),
-               sa.or_(col(GridAssignment.building_id).is_(None), col(GridAssignment.building_id) == building_id))
-        .order_by(col(GridAssignment.building_id).is_(None), col(GridAssignment.started_at)))).all()
+    rows = (
+        await uow.session.execute(
+            select(GridAssignment, GridWorker)
+            .join(GridWorker, col(GridWorker.id) == GridAssignment.worker_id)
+            .where(
+                GridAssignment.compound == compound,
+                col(GridAssignment.ended_at).is_(None),
+                col(GridWorker.active).is_(True),
+                sa.or_(col(GridAssignment.building_id).is_(None), col(GridAssignment.building_id) == building_id),
+            )
+            .order_by(col(GridAssignment.building_id).is_(None), col(GridAssignment.started_at))
+        )
+    ).all()
     return rows[0][1] if rows else None
 
 
 # --- policies -----------------------------------------------------------------------------------------------
 
+
 async def list_policies(uow: UnitOfWork) -> list[VisitPolicy]:
     rows = list((await uow.session.execute(select(VisitPolicy).order_by(col(VisitPolicy.cadence_days)))).scalars())
     if rows:
         return rows
-    return [VisitPolicy(code=r.code, name=schedule.BUILTIN_NAMES.get(r.code, r.code), cadence_days=r.cadence_days,
-                        min_age=r.min_age, all_tags=[CareTag(t) for t in sorted(r.all_tags)],
-                        retry_not_home_days=r.retry_not_home_days, max_not_home_attempts=r.max_not_home_attempts,
-                        retry_refused_days=r.retry_refused_days)
-            for r in sorted(schedule.BUILTIN_RULES, key=lambda r: r.cadence_days)]
+    return [
+        VisitPolicy(
+            code=r.code,
+            name=schedule.BUILTIN_NAMES.get(r.code, r.code),
+            cadence_days=r.cadence_days,
+            min_age=r.min_age,
+            all_tags=[CareTag(t) for t in sorted(r.all_tags)],
+            retry_not_home_days=r.retry_not_home_days,
+            max_not_home_attempts=r.max_not_home_attempts,
+            retry_refused_days=r.retry_refused_days,
+        )
+        for r in sorted(schedule.BUILTIN_RULES, key=lambda r: r.cadence_days)
+    ]
 
 
 async def _materialize_builtins(uow: UnitOfWork) -> None:

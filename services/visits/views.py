@@ -112,8 +112,9 @@ async def _commit(uow: UnitOfWork) -> None:
         await uow.commit()
     except sa.exc.IntegrityError as exc:
         await uow.rollback()
-        raise conflict("concurrent_change", "Someone else changed or created the same thing at the same time; "
-                       "reload and retry.") from exc
+        raise conflict(
+            "concurrent_change", "Someone else changed or created the same thing at the same time; reload and retry."
+        ) from exc
 
 
 def _page(page: Page, convert) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -122,23 +123,42 @@ def _page(page: Page, convert) -> dict:  # type: ignore[no-untyped-def,type-arg]
 
 # --- places -------------------------------------------------------------------------------------------------
 
-@router.post("/communities", status_code=201, response_model=CommunityPublic, tags=["places"],
-             dependencies=[ADMIN], summary="Register a community (社区); admin")
+
+@router.post(
+    "/communities",
+    status_code=201,
+    response_model=CommunityPublic,
+    tags=["places"],
+    dependencies=[ADMIN],
+    summary="Register a community (社区); admin",
+)
 async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
     community = await service.create_community(uow, body)
     await _commit(uow)
     return CommunityPublic(id=community.id, code=community.code, name=community.name)
 
 
-@router.get("/communities", response_model=Page[CommunityPublic], tags=["places"], dependencies=[FIELD],
-            summary="Communities you cover, with compound and household counts")
-async def list_communities(uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT,
-                           cursor: Cursor = None) -> Page[CommunityPublic]:
+@router.get(
+    "/communities",
+    response_model=Page[CommunityPublic],
+    tags=["places"],
+    dependencies=[FIELD],
+    summary="Communities you cover, with compound and household counts",
+)
+async def list_communities(
+    uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[CommunityPublic]:
     return await service.list_communities(uow, who, limit=limit, cursor=cursor)
 
 
-@router.post("/compounds", status_code=201, response_model=CompoundPublic, tags=["places"], dependencies=[STAFF],
-             summary="Register a residential compound (小区)")
+@router.post(
+    "/compounds",
+    status_code=201,
+    response_model=CompoundPublic,
+    tags=["places"],
+    dependencies=[STAFF],
+    summary="Register a residential compound (小区)",
+)
 async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundPublic:
     compound = await service.create_compound(uow, who, body)
     await _commit(uow)
@@ -146,8 +166,9 @@ async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundP
 
 
 @router.get("/compounds", response_model=Page[CompoundPublic], tags=["places"], dependencies=[FIELD])
-async def list_compounds(uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT,
-                         cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
+async def list_compounds(
+    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict:  # type: ignore[type-arg]
     page = await service.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
     return _page(page, lambda c: CompoundPublic.model_validate(c, from_attributes=True))
 
@@ -165,29 +186,58 @@ async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingP
 
 
 @router.get("/buildings", response_model=Page[BuildingPublic], tags=["places"], dependencies=[FIELD])
-async def list_buildings(uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT,
-                         cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
+async def list_buildings(
+    uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict:  # type: ignore[type-arg]
     page = await service.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
     return _page(page, lambda b: BuildingPublic.model_validate(b, from_attributes=True))
 
 
-@router.post("/households", status_code=201, response_model=HouseholdPublic, tags=["households"],
-             dependencies=[FIELD], summary="Register a household (a door) in a building")
+@router.post(
+    "/households",
+    status_code=201,
+    response_model=HouseholdPublic,
+    tags=["households"],
+    dependencies=[FIELD],
+    summary="Register a household (a door) in a building",
+)
 async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> HouseholdPublic:
     household = await service.create_household(uow, who, body)
     await _commit(uow)
     return service.household_public(household)
 
 
-@router.get("/households", response_model=Page[HouseholdPublic], tags=["households"], dependencies=[FIELD],
-            summary="Households you cover (grid workers: your assignments; staff: your communities)")
-async def list_households(uow: UoW, who: Who, community: Code = None, compound: Code = None,
-                          building_id: UUID | None = None, tier: Code = None, attention: Attention | None = None,
-                          overdue: bool | None = None, limit: Limit = DEFAULT_LIMIT,
-                          cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
-    page = await service.list_households(uow, who, limit=limit, cursor=cursor, community=community,
-                                         compound=compound, building_id=building_id, tier=tier,
-                                         attention=attention, overdue=overdue)
+@router.get(
+    "/households",
+    response_model=Page[HouseholdPublic],
+    tags=["households"],
+    dependencies=[FIELD],
+    summary="Households you cover (grid workers: your assignments; staff: your communities)",
+)
+async def list_households(
+    uow: UoW,
+    who: Who,
+    community: Code = None,
+    compound: Code = None,
+    building_id: UUID | None = None,
+    tier: Code = None,
+    attention: Attention | None = None,
+    overdue: bool | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
+    page = await service.list_households(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        community=community,
+        compound=compound,
+        building_id=building_id,
+        tier=tier,
+        attention=attention,
+        overdue=overdue,
+    )
     day = today()
     return _page(page, lambda h: service.household_public(h, day))
 
@@ -197,8 +247,7 @@ async def get_household(household_id: UUID, uow: UoW, who: Who) -> HouseholdPubl
     return service.household_public(await service.get_household(uow, who, household_id))
 
 
-@router.patch("/households/{household_id}", response_model=HouseholdPublic, tags=["households"],
-              dependencies=[FIELD])
+@router.patch("/households/{household_id}", response_model=HouseholdPublic, tags=["households"], dependencies=[FIELD])
 async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, who: Who) -> HouseholdPublic:
     household = await service.get_household(uow, who, household_id, for_update=True)
     await service.update_household(uow, who, household, body)
@@ -208,30 +257,65 @@ async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, 
 
 # --- residents ----------------------------------------------------------------------------------------------
 
-@router.post("/residents", status_code=201, response_model=ResidentPublic, tags=["residents"],
-             dependencies=[FIELD], summary="Register a resident (ID number encrypted, phone and ID answered masked)")
+
+@router.post(
+    "/residents",
+    status_code=201,
+    response_model=ResidentPublic,
+    tags=["residents"],
+    dependencies=[FIELD],
+    summary="Register a resident (ID number encrypted, phone and ID answered masked)",
+)
 async def create_resident(body: ResidentCreate, uow: UoW, who: Who, cipher: Cipher) -> ResidentPublic:
     resident = await service.create_resident(uow, who, cipher, body)
     await _commit(uow)
     return service.resident_public(resident)
 
 
-@router.get("/residents", response_model=Page[ResidentPublic], tags=["residents"], dependencies=[FIELD],
-            summary="Residents you cover; filter by care tag, age, mobility, status")
-async def list_residents(uow: UoW, who: Who, community: Code = None, compound: Code = None,
-                         household_id: UUID | None = None, care_tag: CareTag | None = None,
-                         min_age: Annotated[int | None, Query(ge=0, le=130)] = None, mobility: Mobility | None = None,
-                         status: ResidentStatus | None = ResidentStatus.active, limit: Limit = DEFAULT_LIMIT,
-                         cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
-    page = await service.list_residents(uow, who, limit=limit, cursor=cursor, community=community, compound=compound,
-                                        household_id=household_id, care_tag=care_tag, min_age=min_age,
-                                        mobility=mobility, status=status)
+@router.get(
+    "/residents",
+    response_model=Page[ResidentPublic],
+    tags=["residents"],
+    dependencies=[FIELD],
+    summary="Residents you cover; filter by care tag, age, mobility, status",
+)
+async def list_residents(
+    uow: UoW,
+    who: Who,
+    community: Code = None,
+    compound: Code = None,
+    household_id: UUID | None = None,
+    care_tag: CareTag | None = None,
+    min_age: Annotated[int | None, Query(ge=0, le=130)] = None,
+    mobility: Mobility | None = None,
+    status: ResidentStatus | None = ResidentStatus.active,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
+    page = await service.list_residents(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        community=community,
+        compound=compound,
+        household_id=household_id,
+        care_tag=care_tag,
+        min_age=min_age,
+        mobility=mobility,
+        status=status,
+    )
     day = today()
     return _page(page, lambda r: service.resident_public(r, day))
 
 
-@router.post("/residents/lookup", response_model=ResidentPublic, tags=["residents"], dependencies=[FIELD],
-             summary="Find a resident by ID number (sent in the body, matched by keyed hash)")
+@router.post(
+    "/residents/lookup",
+    response_model=ResidentPublic,
+    tags=["residents"],
+    dependencies=[FIELD],
+    summary="Find a resident by ID number (sent in the body, matched by keyed hash)",
+)
 async def lookup_resident(body: IdNumberLookup, uow: UoW, who: Who, cipher: Cipher) -> ResidentPublic:
     return service.resident_public(await service.lookup_by_id_number(uow, who, cipher, body.id_number))
 
@@ -242,16 +326,22 @@ async def get_resident(resident_id: UUID, uow: UoW, who: Who) -> ResidentPublic:
 
 
 @router.patch("/residents/{resident_id}", response_model=ResidentPublic, tags=["residents"], dependencies=[FIELD])
-async def update_resident(resident_id: UUID, body: ResidentUpdate, uow: UoW, who: Who,
-                          cipher: Cipher) -> ResidentPublic:
+async def update_resident(
+    resident_id: UUID, body: ResidentUpdate, uow: UoW, who: Who, cipher: Cipher
+) -> ResidentPublic:
     resident = await service.get_resident(uow, who, resident_id, for_update=True)
     await service.update_resident(uow, who, cipher, resident, body)
     await _commit(uow)
     return service.resident_public(resident)
 
 
-@router.post("/residents/{resident_id}/status", response_model=ResidentPublic, tags=["residents"],
-             dependencies=[STAFF], summary="Moved away / deceased / back (emits ResidentStatusChanged)")
+@router.post(
+    "/residents/{resident_id}/status",
+    response_model=ResidentPublic,
+    tags=["residents"],
+    dependencies=[STAFF],
+    summary="Moved away / deceased / back (emits ResidentStatusChanged)",
+)
 async def change_status(resident_id: UUID, body: StatusChange, uow: UoW, who: Who) -> ResidentPublic:
     resident = await service.get_resident(uow, who, resident_id, for_update=True)
     await service.change_status(uow, who, resident, body)
@@ -259,8 +349,12 @@ async def change_status(resident_id: UUID, body: StatusChange, uow: UoW, who: Wh
     return service.resident_public(resident)
 
 
-@router.post("/residents/{resident_id}/reveal", response_model=RevealedResident, tags=["personal data"],
-             summary="Phone, ID number or health notes in clear; needs `pii:reveal`, always audited")
+@router.post(
+    "/residents/{resident_id}/reveal",
+    response_model=RevealedResident,
+    tags=["personal data"],
+    summary="Phone, ID number or health notes in clear; needs `pii:reveal`, always audited",
+)
 async def reveal(resident_id: UUID, body: RevealRequest, uow: UoW, who: Who, cipher: Cipher) -> RevealedResident:
     resident = await service.get_resident(uow, who, resident_id)
     out = await service.reveal(uow, who, cipher, resident, body, current_request_id.get())
@@ -268,27 +362,45 @@ async def reveal(resident_id: UUID, body: RevealRequest, uow: UoW, who: Who, cip
     return out
 
 
-@router.get("/pii-audit", response_model=Page[PiiAuditPublic], tags=["personal data"],
-            summary="Who revealed whose personal data, when and why; needs `pii:audit`")
-async def list_audit(uow: UoW, who: Who, resident_id: UUID | None = None,
-                     actor: Annotated[str | None, Query(max_length=200)] = None, limit: Limit = DEFAULT_LIMIT,
-                     cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
+@router.get(
+    "/pii-audit",
+    response_model=Page[PiiAuditPublic],
+    tags=["personal data"],
+    summary="Who revealed whose personal data, when and why; needs `pii:audit`",
+)
+async def list_audit(
+    uow: UoW,
+    who: Who,
+    resident_id: UUID | None = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
     page = await service.list_audit(uow, who, limit=limit, cursor=cursor, resident_id=resident_id, actor=actor)
     return _page(page, lambda a: PiiAuditPublic.model_validate(a, from_attributes=True))
 
 
 # --- residents' own view ------------------------------------------------------------------------------------
 
+
 def _me(who: Viewer) -> service.Resident:
     if who.resident is None:
-        raise Problem(404, "account_not_linked", "Your account is not linked to a resident",
-                      "Ask your grid worker for a door code and link with POST /visits/me/link.")
+        raise Problem(
+            404,
+            "account_not_linked",
+            "Your account is not linked to a resident",
+            "Ask your grid worker for a door code and link with POST /visits/me/link.",
+        )
     return who.resident
 
 
-@router.post("/residents/{resident_id}/door-code", response_model=DoorCodePublic, tags=["residents"],
-             dependencies=[FIELD],
-             summary="A door code for this resident to link their app account (show it as a QR code)")
+@router.post(
+    "/residents/{resident_id}/door-code",
+    response_model=DoorCodePublic,
+    tags=["residents"],
+    dependencies=[FIELD],
+    summary="A door code for this resident to link their app account (show it as a QR code)",
+)
 async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> DoorCodePublic:
     resident = await service.get_resident(uow, who, resident_id)
     if not who.may_write(resident.community, resident.compound, resident.building_id):
@@ -297,9 +409,13 @@ async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> 
     return DoorCodePublic(resident_id=resident.id, code=code, expires_at=expires_at)
 
 
-@router.post("/me/link", response_model=ResidentPublic, tags=["residents' app"],
-             dependencies=[Depends(require(Role.resident))],
-             summary="Link your app account to your resident record with the door code from your grid worker")
+@router.post(
+    "/me/link",
+    response_model=ResidentPublic,
+    tags=["residents' app"],
+    dependencies=[Depends(require(Role.resident))],
+    summary="Link your app account to your resident record with the door code from your grid worker",
+)
 async def link(body: DoorCodeLink, uow: UoW, who: Who, runtime: Runtime) -> ResidentPublic:
     resident_id = linking.verify(runtime.settings, body.code)
     resident = await service.link_by_door_code(uow, who.sub, resident_id)
@@ -310,12 +426,17 @@ async def link(body: DoorCodeLink, uow: UoW, who: Who, runtime: Runtime) -> Resi
 @router.post("/me/bind", status_code=410, tags=["residents' app"], include_in_schema=False)
 async def bind_retired() -> None:
     """Retired: an ID number and a phone are no proof (both leak widely)."""
-    raise Problem(410, "binding_retired", "Linking by ID number and phone is retired",
-                  "Ask your grid worker for a door code and link with POST /visits/me/link.")
+    raise Problem(
+        410,
+        "binding_retired",
+        "Linking by ID number and phone is retired",
+        "Ask your grid worker for a door code and link with POST /visits/me/link.",
+    )
 
 
-@router.get("/me", response_model=ResidentPublic, tags=["residents' app"],
-            dependencies=[Depends(require(Role.resident))])
+@router.get(
+    "/me", response_model=ResidentPublic, tags=["residents' app"], dependencies=[Depends(require(Role.resident))]
+)
 async def me(who: Who) -> ResidentPublic:
     return service.resident_public(_me(who))
 
@@ -326,22 +447,31 @@ async def _my_bill(uow: UoW, who: Viewer, since: Day | None, until: Day | None) 
     return await reports.bill(uow, household, since=since, until=until)
 
 
-@router.get("/me/bill", response_model=Bill, tags=["happiness bill"], dependencies=[Depends(require(Role.resident))],
-            summary="Your household's happiness bill (幸福账单)")
+@router.get(
+    "/me/bill",
+    response_model=Bill,
+    tags=["happiness bill"],
+    dependencies=[Depends(require(Role.resident))],
+    summary="Your household's happiness bill (幸福账单)",
+)
 async def my_bill(uow: UoW, who: Who, since: Day | None = None, until: Day | None = None) -> Bill:
     return await _my_bill(uow, who, since, until)
 
 
-@router.get("/me/bill.html", response_class=HTMLResponse, tags=["happiness bill"],
-            dependencies=[Depends(require(Role.resident))])
+@router.get(
+    "/me/bill.html",
+    response_class=HTMLResponse,
+    tags=["happiness bill"],
+    dependencies=[Depends(require(Role.resident))],
+)
 async def my_bill_html(uow: UoW, who: Who, since: Day | None = None, until: Day | None = None) -> HTMLResponse:
     return HTMLResponse(reports.bill_html(await _my_bill(uow, who, since, until)))
 
 
 # --- the happiness bill -------------------------------------------------------------------------------------
 
-async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day | None,
-                          until: Day | None) -> Bill:
+
+async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day | None, until: Day | None) -> Bill:
     household = await service.get_household(uow, who, household_id)
     return await reports.bill(uow, household, since=since, until=until)
 
@@ -352,36 +482,55 @@ async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: Day | 
     return await reports.bill(uow, household, resident=resident, since=since, until=until)
 
 
-@router.get("/households/{household_id}/bill", response_model=Bill, tags=["happiness bill"],
-            summary="What the household raised and what was done, when and by whom")
-async def household_bill(household_id: UUID, uow: UoW, who: Who, since: Day | None = None,
-                         until: Day | None = None) -> Bill:
+@router.get(
+    "/households/{household_id}/bill",
+    response_model=Bill,
+    tags=["happiness bill"],
+    summary="What the household raised and what was done, when and by whom",
+)
+async def household_bill(
+    household_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
+) -> Bill:
     return await _household_bill(uow, who, household_id, since, until)
 
 
-@router.get("/households/{household_id}/bill.html", response_class=HTMLResponse, tags=["happiness bill"],
-            summary="The same, as a printable page")
-async def household_bill_html(household_id: UUID, uow: UoW, who: Who, since: Day | None = None,
-                              until: Day | None = None) -> HTMLResponse:
+@router.get(
+    "/households/{household_id}/bill.html",
+    response_class=HTMLResponse,
+    tags=["happiness bill"],
+    summary="The same, as a printable page",
+)
+async def household_bill_html(
+    household_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
+) -> HTMLResponse:
     return HTMLResponse(reports.bill_html(await _household_bill(uow, who, household_id, since, until)))
 
 
 @router.get("/residents/{resident_id}/bill", response_model=Bill, tags=["happiness bill"])
-async def resident_bill(resident_id: UUID, uow: UoW, who: Who, since: Day | None = None,
-                        until: Day | None = None) -> Bill:
+async def resident_bill(
+    resident_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
+) -> Bill:
     return await _resident_bill(uow, who, resident_id, since, until)
 
 
 @router.get("/residents/{resident_id}/bill.html", response_class=HTMLResponse, tags=["happiness bill"])
-async def resident_bill_html(resident_id: UUID, uow: UoW, who: Who, since: Day | None = None,
-                             until: Day | None = None) -> HTMLResponse:
+async def resident_bill_html(
+    resident_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
+) -> HTMLResponse:
     return HTMLResponse(reports.bill_html(await _resident_bill(uow, who, resident_id, since, until)))
 
 
 # --- grid workers -------------------------------------------------------------------------------------------
 
-@router.post("/grid-workers", status_code=201, response_model=GridWorkerPublic, tags=["grid"], dependencies=[STAFF],
-             summary="Register a grid worker (网格员) account")
+
+@router.post(
+    "/grid-workers",
+    status_code=201,
+    response_model=GridWorkerPublic,
+    tags=["grid"],
+    dependencies=[STAFF],
+    summary="Register a grid worker (网格员) account",
+)
 async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Cipher) -> GridWorkerPublic:
     worker = await service.create_worker(uow, who, body, cipher)
     await _commit(uow)
@@ -389,18 +538,32 @@ async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Ciph
 
 
 @router.get("/grid-workers", response_model=Page[GridWorkerPublic], tags=["grid"], dependencies=[STAFF])
-async def list_workers(uow: UoW, who: Who, community: Code = None, active: bool | None = True,
-                       limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
+async def list_workers(
+    uow: UoW,
+    who: Who,
+    community: Code = None,
+    active: bool | None = True,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
     page = await service.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
     return _page(page, lambda w: GridWorkerPublic.model_validate(w, from_attributes=True))
 
 
-@router.get("/grid-workers/me", response_model=GridWorkerPublic, tags=["grid"],
-            dependencies=[Depends(require(Role.grid_worker))])
+@router.get(
+    "/grid-workers/me",
+    response_model=GridWorkerPublic,
+    tags=["grid"],
+    dependencies=[Depends(require(Role.grid_worker))],
+)
 async def my_worker(who: Who) -> GridWorkerPublic:
     if who.worker is None:
-        raise Problem(404, "grid_worker_not_registered", "Not registered as a grid worker",
-                      "Ask community staff to register your account.")
+        raise Problem(
+            404,
+            "grid_worker_not_registered",
+            "Not registered as a grid worker",
+            "Ask community staff to register your account.",
+        )
     return GridWorkerPublic.model_validate(who.worker, from_attributes=True)
 
 
@@ -409,16 +572,25 @@ async def get_worker(worker_id: UUID, uow: UoW, who: Who) -> GridWorkerPublic:
     return GridWorkerPublic.model_validate(await service.get_worker(uow, who, worker_id), from_attributes=True)
 
 
-@router.get("/grid-workers/{worker_id}/assignments", response_model=list[AssignmentPublic], tags=["grid"],
-            dependencies=[FIELD])
+@router.get(
+    "/grid-workers/{worker_id}/assignments", response_model=list[AssignmentPublic], tags=["grid"], dependencies=[FIELD]
+)
 async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: bool = False) -> list[AssignmentPublic]:
     worker = await service.get_worker(uow, who, worker_id)
-    return [AssignmentPublic.model_validate(a, from_attributes=True)
-            for a in await service.list_assignments(uow, worker, include_ended=include_ended)]
+    return [
+        AssignmentPublic.model_validate(a, from_attributes=True)
+        for a in await service.list_assignments(uow, worker, include_ended=include_ended)
+    ]
 
 
-@router.post("/grid-workers/{worker_id}/assignments", status_code=201, response_model=AssignmentPublic,
-             tags=["grid"], dependencies=[STAFF], summary="Assign a compound (or one building) to a grid worker")
+@router.post(
+    "/grid-workers/{worker_id}/assignments",
+    status_code=201,
+    response_model=AssignmentPublic,
+    tags=["grid"],
+    dependencies=[STAFF],
+    summary="Assign a compound (or one building) to a grid worker",
+)
 async def add_assignment(worker_id: UUID, body: AssignmentCreate, uow: UoW, who: Who) -> AssignmentPublic:
     worker = await service.get_worker(uow, who, worker_id)
     assignment = await service.add_assignment(uow, who, worker, body)
@@ -426,16 +598,20 @@ async def add_assignment(worker_id: UUID, body: AssignmentCreate, uow: UoW, who:
     return AssignmentPublic.model_validate(assignment, from_attributes=True)
 
 
-@router.post("/assignments/{assignment_id}/end", response_model=AssignmentPublic, tags=["grid"],
-             dependencies=[STAFF])
+@router.post("/assignments/{assignment_id}/end", response_model=AssignmentPublic, tags=["grid"], dependencies=[STAFF])
 async def end_assignment(assignment_id: UUID, uow: UoW, who: Who) -> AssignmentPublic:
     assignment = await service.end_assignment(uow, who, assignment_id)
     await _commit(uow)
     return AssignmentPublic.model_validate(assignment, from_attributes=True)
 
 
-@router.post("/grid-workers/{worker_id}/handover", response_model=HandoverResult, tags=["grid"],
-             dependencies=[STAFF], summary="A worker leaves: places, open needs and tasks go to a successor")
+@router.post(
+    "/grid-workers/{worker_id}/handover",
+    response_model=HandoverResult,
+    tags=["grid"],
+    dependencies=[STAFF],
+    summary="A worker leaves: places, open needs and tasks go to a successor",
+)
 async def handover(worker_id: UUID, body: Handover, uow: UoW, who: Who) -> HandoverResult:
     worker = await service.get_worker(uow, who, worker_id)
     result = await service.handover(uow, who, worker, body)
@@ -445,14 +621,26 @@ async def handover(worker_id: UUID, body: Handover, uow: UoW, who: Who) -> Hando
 
 # --- policies and rounds ------------------------------------------------------------------------------------
 
-@router.get("/policies", response_model=list[PolicyPublic], tags=["policy"], dependencies=[FIELD],
-            summary="Visiting tiers and their cadence / retry rules")
+
+@router.get(
+    "/policies",
+    response_model=list[PolicyPublic],
+    tags=["policy"],
+    dependencies=[FIELD],
+    summary="Visiting tiers and their cadence / retry rules",
+)
 async def list_policies(uow: UoW) -> list[PolicyPublic]:
     return [PolicyPublic.model_validate(p, from_attributes=True) for p in await service.list_policies(uow)]
 
 
-@router.post("/policies", status_code=201, response_model=PolicyPublic, tags=["policy"], dependencies=[ADMIN],
-             summary="Add a tier; every household's schedule follows at once")
+@router.post(
+    "/policies",
+    status_code=201,
+    response_model=PolicyPublic,
+    tags=["policy"],
+    dependencies=[ADMIN],
+    summary="Add a tier; every household's schedule follows at once",
+)
 async def create_policy(body: PolicyCreate, uow: UoW) -> PolicyPublic:
     policy = await service.create_policy(uow, body)
     await _commit(uow)
@@ -466,8 +654,14 @@ async def update_policy(code: str, body: PolicyUpdate, uow: UoW) -> PolicyPublic
     return PolicyPublic.model_validate(policy, from_attributes=True)
 
 
-@router.post("/rounds", status_code=201, response_model=RoundPublic, tags=["rounds"], dependencies=[STAFF],
-             summary="Start a carpet-style round over a community (or, for admins, the district)")
+@router.post(
+    "/rounds",
+    status_code=201,
+    response_model=RoundPublic,
+    tags=["rounds"],
+    dependencies=[STAFF],
+    summary="Start a carpet-style round over a community (or, for admins, the district)",
+)
 async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
     rnd = await visiting.create_round(uow, who, body)
     await _commit(uow)
@@ -475,14 +669,20 @@ async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
 
 
 @router.get("/rounds", response_model=Page[RoundPublic], tags=["rounds"], dependencies=[FIELD])
-async def list_rounds(uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT,
-                      cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
+async def list_rounds(
+    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict:  # type: ignore[type-arg]
     page = await visiting.list_rounds(uow, who, limit=limit, cursor=cursor, community=community)
     return _page(page, lambda r: RoundPublic.model_validate(r, from_attributes=True))
 
 
-@router.get("/rounds/{round_id}/progress", response_model=RoundProgress, tags=["rounds"], dependencies=[FIELD],
-            summary="Households reached / total, by compound and by worker")
+@router.get(
+    "/rounds/{round_id}/progress",
+    response_model=RoundProgress,
+    tags=["rounds"],
+    dependencies=[FIELD],
+    summary="Households reached / total, by compound and by worker",
+)
 async def round_progress(round_id: UUID, uow: UoW, who: Who) -> RoundProgress:
     rnd = await visiting.get_round(uow, who, round_id)
     return await reports.round_progress(uow, who, rnd)
@@ -490,30 +690,61 @@ async def round_progress(round_id: UUID, uow: UoW, who: Who) -> RoundProgress:
 
 # --- due lists and tasks ------------------------------------------------------------------------------------
 
-@router.get("/due", response_model=DueList, tags=["due"], dependencies=[FIELD],
-            summary="Open visit tasks and the households due (overdue first); workers: theirs")
-async def due(uow: UoW, who: Who, worker_id: UUID | None = None,
-              within_days: Annotated[int, Query(ge=0, le=90)] = 0, overdue_only: bool = False,
-              compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> DueList:
+
+@router.get(
+    "/due",
+    response_model=DueList,
+    tags=["due"],
+    dependencies=[FIELD],
+    summary="Open visit tasks and the households due (overdue first); workers: theirs",
+)
+async def due(
+    uow: UoW,
+    who: Who,
+    worker_id: UUID | None = None,
+    within_days: Annotated[int, Query(ge=0, le=90)] = 0,
+    overdue_only: bool = False,
+    compound: Code = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> DueList:
     viewer = await visiting.viewer_for_worker(uow, who, worker_id) if worker_id else who
-    tasks, page = await visiting.due_list(uow, viewer, limit=limit, cursor=cursor, within_days=within_days,
-                                          overdue_only=overdue_only, compound=compound)
+    tasks, page = await visiting.due_list(
+        uow, viewer, limit=limit, cursor=cursor, within_days=within_days, overdue_only=overdue_only, compound=compound
+    )
     day = today()
-    return DueList(tasks=[visiting.task_public(t) for t in tasks],
-                   households=[service.household_public(h, day) for h in page.items], next_cursor=page.next_cursor)
+    return DueList(
+        tasks=[visiting.task_public(t) for t in tasks],
+        households=[service.household_public(h, day) for h in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/tasks", response_model=Page[TaskPublic], tags=["tasks"], dependencies=[FIELD])
-async def list_tasks(uow: UoW, who: Who, status: TaskStatus | None = TaskStatus.open, kind: TaskKind | None = None,
-                     worker_id: UUID | None = None, community: Code = None, limit: Limit = DEFAULT_LIMIT,
-                     cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
-    page = await visiting.list_tasks(uow, who, limit=limit, cursor=cursor, status=status, kind=kind,
-                                     worker_id=worker_id, community=community)
+async def list_tasks(
+    uow: UoW,
+    who: Who,
+    status: TaskStatus | None = TaskStatus.open,
+    kind: TaskKind | None = None,
+    worker_id: UUID | None = None,
+    community: Code = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
+    page = await visiting.list_tasks(
+        uow, who, limit=limit, cursor=cursor, status=status, kind=kind, worker_id=worker_id, community=community
+    )
     return _page(page, visiting.task_public)
 
 
-@router.post("/tasks", status_code=201, response_model=TaskPublic, tags=["tasks"], dependencies=[STAFF],
-             summary="Ask for a follow-up visit to a household")
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskPublic,
+    tags=["tasks"],
+    dependencies=[STAFF],
+    summary="Ask for a follow-up visit to a household",
+)
 async def create_task(body: TaskCreate, uow: UoW, who: Who) -> TaskPublic:
     task = await visiting.create_task(uow, who, body)
     await _commit(uow)
@@ -535,27 +766,59 @@ async def cancel_task(task_id: UUID, body: TaskCancel, uow: UoW, who: Who) -> Ta
 
 # --- visits -------------------------------------------------------------------------------------------------
 
-@router.post("/visits", status_code=201, response_model=VisitRecorded, tags=["visits"], dependencies=[FIELD],
-             summary="Record a visit (or an attempt) with any needs heard at the door; retry-safe")
-async def record_visit(body: VisitCreate, uow: UoW, who: Who,
-                       idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+
+@router.post(
+    "/visits",
+    status_code=201,
+    response_model=VisitRecorded,
+    tags=["visits"],
+    dependencies=[FIELD],
+    summary="Record a visit (or an attempt) with any needs heard at the door; retry-safe",
+)
+async def record_visit(
+    body: VisitCreate, uow: UoW, who: Who, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
     async def action() -> tuple[int, VisitRecorded]:
         visit, needs, done = await visiting.record_visit(uow, who, body)
         await uow.session.flush()
-        return 201, VisitRecorded(**VisitPublic.model_validate(visit, from_attributes=True).model_dump(),
-                                  needs=[ledger.need_public(n) for n in needs], tasks_completed=done)
+        return 201, VisitRecorded(
+            **VisitPublic.model_validate(visit, from_attributes=True).model_dump(),
+            needs=[ledger.need_public(n) for n in needs],
+            tasks_completed=done,
+        )
 
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:record-visit", body=body, action=action)
 
 
 @router.get("/visits", response_model=Page[VisitPublic], tags=["visits"], dependencies=[FIELD])
-async def list_visits(uow: UoW, who: Who, household_id: UUID | None = None, worker_id: UUID | None = None,
-                      community: Code = None, compound: Code = None, outcome: Outcome | None = None,
-                      since: Instant | None = None, until: Instant | None = None, far_from_home: bool | None = None,
-                      limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
-    page = await visiting.list_visits(uow, who, limit=limit, cursor=cursor, household_id=household_id,
-                                      worker_id=worker_id, community=community, compound=compound, outcome=outcome,
-                                      since=since, until=until, far_from_home=far_from_home)
+async def list_visits(
+    uow: UoW,
+    who: Who,
+    household_id: UUID | None = None,
+    worker_id: UUID | None = None,
+    community: Code = None,
+    compound: Code = None,
+    outcome: Outcome | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+    far_from_home: bool | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
+    page = await visiting.list_visits(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        household_id=household_id,
+        worker_id=worker_id,
+        community=community,
+        compound=compound,
+        outcome=outcome,
+        since=since,
+        until=until,
+        far_from_home=far_from_home,
+    )
     return _page(page, lambda v: VisitPublic.model_validate(v, from_attributes=True))
 
 
@@ -563,14 +826,23 @@ async def list_visits(uow: UoW, who: Who, household_id: UUID | None = None, work
 async def get_visit(visit_id: UUID, uow: UoW, who: Who) -> VisitRecorded:
     visit = await visiting.get_visit(uow, who, visit_id)
     needs = (await visiting.needs_of_visits(uow, [visit.id]))[visit.id]
-    return VisitRecorded(**VisitPublic.model_validate(visit, from_attributes=True).model_dump(),
-                         needs=[ledger.need_public(n) for n in needs])
+    return VisitRecorded(
+        **VisitPublic.model_validate(visit, from_attributes=True).model_dump(),
+        needs=[ledger.need_public(n) for n in needs],
+    )
 
 
 # --- needs ledger -------------------------------------------------------------------------------------------
 
-@router.post("/needs", status_code=201, response_model=NeedPublic, tags=["needs ledger"], dependencies=[FIELD],
-             summary="Write a need into the ledger outside a visit (a call, the office); retry-safe")
+
+@router.post(
+    "/needs",
+    status_code=201,
+    response_model=NeedPublic,
+    tags=["needs ledger"],
+    dependencies=[FIELD],
+    summary="Write a need into the ledger outside a visit (a call, the office); retry-safe",
+)
 async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
     household = await service.get_household(uow, who, body.household_id)
     ensure_writes(who, "household", household.id, household.community, household.compound, household.building_id)
@@ -583,16 +855,42 @@ async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str |
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:raise-need", body=body, action=action)
 
 
-@router.get("/needs", response_model=Page[NeedPublic], tags=["needs ledger"],
-            summary="The ledger: filter by status (repeatable), owner, place, household, overdue")
-async def list_needs(uow: UoW, who: Who, status: Annotated[list[NeedStatus] | None, Query()] = None,
-                     owner: Annotated[str | None, Query(max_length=200)] = None, mine: bool = False,
-                     community: Code = None, compound: Code = None, household_id: UUID | None = None,
-                     resident_id: UUID | None = None, category: Code = None, overdue: bool = False,
-                     limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict:  # type: ignore[type-arg]
-    page = await ledger.list_needs(uow, who, limit=limit, cursor=cursor, status=status, owner=owner, mine=mine,
-                                   community=community, compound=compound, household_id=household_id,
-                                   resident_id=resident_id, category=category, overdue=overdue)
+@router.get(
+    "/needs",
+    response_model=Page[NeedPublic],
+    tags=["needs ledger"],
+    summary="The ledger: filter by status (repeatable), owner, place, household, overdue",
+)
+async def list_needs(
+    uow: UoW,
+    who: Who,
+    status: Annotated[list[NeedStatus] | None, Query()] = None,
+    owner: Annotated[str | None, Query(max_length=200)] = None,
+    mine: bool = False,
+    community: Code = None,
+    compound: Code = None,
+    household_id: UUID | None = None,
+    resident_id: UUID | None = None,
+    category: Code = None,
+    overdue: bool = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> dict:  # type: ignore[type-arg]
+    page = await ledger.list_needs(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        owner=owner,
+        mine=mine,
+        community=community,
+        compound=compound,
+        household_id=household_id,
+        resident_id=resident_id,
+        category=category,
+        overdue=overdue,
+    )
     return _page(page, ledger.need_public)
 
 
@@ -601,8 +899,13 @@ async def get_need(need_id: UUID, uow: UoW, who: Who) -> NeedDetail:
     return await ledger.detail(uow, await ledger.get_need(uow, who, need_id))
 
 
-@router.patch("/needs/{need_id}", response_model=NeedDetail, tags=["needs ledger"], dependencies=[STAFF],
-              summary="Supervisor: change owner, due date or urgency")
+@router.patch(
+    "/needs/{need_id}",
+    response_model=NeedDetail,
+    tags=["needs ledger"],
+    dependencies=[STAFF],
+    summary="Supervisor: change owner, due date or urgency",
+)
 async def update_need(need_id: UUID, body: NeedUpdate, uow: UoW, who: Who) -> NeedDetail:
     need = await ledger.get_need(uow, who, need_id, for_update=True)
     await ledger.update(uow, who, need, body)
@@ -636,45 +939,84 @@ async def start_need(need_id: UUID, uow: UoW, who: Who, body: NeedNoteBody | Non
     return await _step(uow, who, need_id, "start", body)
 
 
-@router.post("/needs/{need_id}/resolve", response_model=NeedDetail, tags=["needs ledger"],
-             summary="Owner: done — say what was done")
+@router.post(
+    "/needs/{need_id}/resolve",
+    response_model=NeedDetail,
+    tags=["needs ledger"],
+    summary="Owner: done — say what was done",
+)
 async def resolve_need(need_id: UUID, body: NeedResolve, uow: UoW, who: Who) -> NeedDetail:
     return await _step(uow, who, need_id, "resolve", body)
 
 
-@router.post("/needs/{need_id}/confirm", response_model=NeedDetail, tags=["needs ledger"],
-             summary="The resident confirms (in the app, or in person to the grid worker): 销号")
+@router.post(
+    "/needs/{need_id}/confirm",
+    response_model=NeedDetail,
+    tags=["needs ledger"],
+    summary="The resident confirms (in the app, or in person to the grid worker): 销号",
+)
 async def confirm_need(need_id: UUID, uow: UoW, who: Who, body: NeedConfirm | None = None) -> NeedDetail:
     return await _step(uow, who, need_id, "confirm", body)
 
 
-@router.post("/needs/{need_id}/reopen", response_model=NeedDetail, tags=["needs ledger"],
-             summary="The resident says it is not done")
+@router.post(
+    "/needs/{need_id}/reopen",
+    response_model=NeedDetail,
+    tags=["needs ledger"],
+    summary="The resident says it is not done",
+)
 async def reopen_need(need_id: UUID, body: NeedReason, uow: UoW, who: Who) -> NeedDetail:
     return await _step(uow, who, need_id, "reopen", body)
 
 
-@router.post("/needs/{need_id}/close", response_model=NeedDetail, tags=["needs ledger"], dependencies=[STAFF],
-             summary="Supervisor: close with a reason")
+@router.post(
+    "/needs/{need_id}/close",
+    response_model=NeedDetail,
+    tags=["needs ledger"],
+    dependencies=[STAFF],
+    summary="Supervisor: close with a reason",
+)
 async def close_need(need_id: UUID, body: NeedReason, uow: UoW, who: Who) -> NeedDetail:
     return await _step(uow, who, need_id, "close", body)
 
 
-@router.post("/needs/{need_id}/escalate", response_model=NeedDetail, tags=["needs ledger"], dependencies=[FIELD],
-             summary="Beyond the community: send to the issues service (NeedEscalated)")
+@router.post(
+    "/needs/{need_id}/escalate",
+    response_model=NeedDetail,
+    tags=["needs ledger"],
+    dependencies=[FIELD],
+    summary="Beyond the community: send to the issues service (NeedEscalated)",
+)
 async def escalate_need(need_id: UUID, uow: UoW, who: Who, body: NeedEscalate | None = None) -> NeedDetail:
     return await _step(uow, who, need_id, "escalate", body)
 
 
 # --- coverage -----------------------------------------------------------------------------------------------
 
-@router.get("/coverage", response_model=Coverage, tags=["coverage"], dependencies=[FIELD],
-            summary="Share of households visited, overdue visits, needs open/closed, median days to close")
-async def coverage(uow: UoW, who: Who, by: Literal["community", "compound", "worker"] = "community",
-                   since: Day | None = None, until: Day | None = None, community: Code = None) -> Coverage:
+
+@router.get(
+    "/coverage",
+    response_model=Coverage,
+    tags=["coverage"],
+    dependencies=[FIELD],
+    summary="Share of households visited, overdue visits, needs open/closed, median days to close",
+)
+async def coverage(
+    uow: UoW,
+    who: Who,
+    by: Literal["community", "compound", "worker"] = "community",
+    since: Day | None = None,
+    until: Day | None = None,
+    community: Code = None,
+) -> Coverage:
     until = until or today()
     since = since or quarter_start(until)
     if since > until:
-        raise Problem(422, "invalid_period", "The period ends before it starts", "Give since <= until.",
-                      errors=[{"field": "since", "message": "after until", "type": "value_error"}])
+        raise Problem(
+            422,
+            "invalid_period",
+            "The period ends before it starts",
+            "Give since <= until.",
+            errors=[{"field": "since", "message": "after until", "type": "value_error"}],
+        )
     return await reports.coverage(uow, who, by=by, since=since, until=until, community=community)

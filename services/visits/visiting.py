@@ -47,8 +47,13 @@ from services.visits.service import get_household, worker_for_place
 
 
 def _invalid(code: str, field: str, detail: str) -> Problem:
-    return Problem(422, code, "The request is not valid", detail,
-                   errors=[{"field": field, "message": detail, "type": "value_error"}])
+    return Problem(
+        422,
+        code,
+        "The request is not valid",
+        detail,
+        errors=[{"field": field, "message": detail, "type": "value_error"}],
+    )
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -66,6 +71,7 @@ def task_public(t: VisitTask) -> TaskPublic:
 
 
 # --- visits -------------------------------------------------------------------------------------------------
+
 
 def apply_visit(h: Household, outcome: Outcome, at: datetime) -> None:
     """Move the household's visiting history; a visit synced late never moves it backwards."""
@@ -92,15 +98,21 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
     if at > current + timedelta(minutes=5):
         raise _invalid("visited_at_in_future", "visited_at", "A visit cannot be recorded ahead of time.")
     if at < current - days(visits_settings().backdate_max_days):
-        raise _invalid("visited_at_too_old", "visited_at",
-                       f"Visits older than {visits_settings().backdate_max_days} days cannot be recorded.")
+        raise _invalid(
+            "visited_at_too_old",
+            "visited_at",
+            f"Visits older than {visits_settings().backdate_max_days} days cannot be recorded.",
+        )
     if body.outcome != Outcome.visited and body.satisfaction is not None:
         raise _invalid("satisfaction_without_visit", "satisfaction", "Only a visit that reached someone is rated.")
     if body.outcome == Outcome.not_home and body.needs:
         raise _invalid("needs_without_contact", "needs", "Nobody was home: record needs when you reach someone.")
     if (body.latitude is None) != (body.longitude is None):
-        raise _invalid("incomplete_location", "longitude" if body.longitude is None else "latitude",
-                       "Send both latitude and longitude, or neither.")
+        raise _invalid(
+            "incomplete_location",
+            "longitude" if body.longitude is None else "latitude",
+            "Send both latitude and longitude, or neither.",
+        )
     task: VisitTask | None = None
     if body.task_id is not None:
         task = await uow.session.get(VisitTask, body.task_id)
@@ -109,16 +121,29 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         if task.status != TaskStatus.open:
             raise conflict("task_not_open", f"The visit task is {task.status}.", current_status=task.status)
 
-    visit = Visit(household_id=household.id, community=household.community, compound=household.compound,
-                  building_id=household.building_id, worker_id=viewer.worker.id if viewer.worker else None,
-                  recorded_by=viewer.sub, recorded_by_name=viewer.name, visitors=body.visitors, visited_at=at,
-                  outcome=body.outcome, latitude=body.latitude, longitude=body.longitude, notes=body.notes,
-                  satisfaction=body.satisfaction, task_id=body.task_id)
+    visit = Visit(
+        household_id=household.id,
+        community=household.community,
+        compound=household.compound,
+        building_id=household.building_id,
+        worker_id=viewer.worker.id if viewer.worker else None,
+        recorded_by=viewer.sub,
+        recorded_by_name=viewer.name,
+        visitors=body.visitors,
+        visited_at=at,
+        outcome=body.outcome,
+        latitude=body.latitude,
+        longitude=body.longitude,
+        notes=body.notes,
+        satisfaction=body.satisfaction,
+        task_id=body.task_id,
+    )
     if body.latitude is not None and body.longitude is not None:
         building = await uow.session.get(Building, household.building_id)
         if building is not None and building.latitude is not None and building.longitude is not None:
-            visit.distance_m = round(distance_m(body.latitude, body.longitude, building.latitude,
-                                                building.longitude), 1)
+            visit.distance_m = round(
+                distance_m(body.latitude, body.longitude, building.latitude, building.longitude), 1
+            )
             visit.far_from_home = visit.distance_m > visits_settings().checkin_max_distance_m
     uow.session.add(visit)
 
@@ -133,8 +158,13 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
 async def _complete_tasks(uow: UnitOfWork, household: Household, visit: Visit, named: VisitTask | None) -> list[UUID]:
     """A door knocked on answers the household's open tasks: welfare checks report back to the canteen on
     every attempt; a task closes once someone was reached (or refused)."""
-    open_tasks = list((await uow.session.execute(select(VisitTask).where(
-        VisitTask.household_id == household.id, VisitTask.status == TaskStatus.open))).scalars())
+    open_tasks = list(
+        (
+            await uow.session.execute(
+                select(VisitTask).where(VisitTask.household_id == household.id, VisitTask.status == TaskStatus.open)
+            )
+        ).scalars()
+    )
     if named is not None and named not in open_tasks:
         open_tasks.append(named)
     reached = visit.outcome in (Outcome.visited, Outcome.refused)
@@ -146,9 +176,15 @@ async def _complete_tasks(uow: UnitOfWork, household: Household, visit: Visit, n
             task.status, task.visit_id, task.completed_at = TaskStatus.done, visit.id, visit.visited_at
             done.append(task.id)
         if task.kind == TaskKind.welfare_check:
-            uow.emit(WelfareCheckCompleted(visit_id=visit.id, resident_id=task.resident_id, alert_id=task.alert_id,
-                                           outcome=visit.outcome,  # type: ignore[arg-type]
-                                           completed_at=visit.visited_at))
+            uow.emit(
+                WelfareCheckCompleted(
+                    visit_id=visit.id,
+                    resident_id=task.resident_id,
+                    alert_id=task.alert_id,
+                    outcome=visit.outcome,  # type: ignore[arg-type]
+                    completed_at=visit.visited_at,
+                )
+            )
     return done
 
 
@@ -160,15 +196,30 @@ async def get_visit(uow: UnitOfWork, viewer: Viewer, visit_id: UUID) -> Visit:
     return visit
 
 
-async def list_visits(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                      household_id: UUID | None = None, worker_id: UUID | None = None,
-                      community: str | None = None, compound: str | None = None, outcome: Outcome | None = None,
-                      since: datetime | None = None, until: datetime | None = None,
-                      far_from_home: bool | None = None) -> Page[Visit]:
+async def list_visits(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    household_id: UUID | None = None,
+    worker_id: UUID | None = None,
+    community: str | None = None,
+    compound: str | None = None,
+    outcome: Outcome | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    far_from_home: bool | None = None,
+) -> Page[Visit]:
     query = select(Visit).where(viewer.clause(Visit, household_col=Visit.household_id))
-    for column, value in ((Visit.household_id, household_id), (Visit.worker_id, worker_id),
-                          (Visit.community, community), (Visit.compound, compound), (Visit.outcome, outcome),
-                          (Visit.far_from_home, far_from_home)):
+    for column, value in (
+        (Visit.household_id, household_id),
+        (Visit.worker_id, worker_id),
+        (Visit.community, community),
+        (Visit.compound, compound),
+        (Visit.outcome, outcome),
+        (Visit.far_from_home, far_from_home),
+    ):
         if value is not None:
             query = query.where(column == value)
     if since:
@@ -186,8 +237,9 @@ async def list_visits(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: st
 async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, list[Need]]:
     out: dict[UUID, list[Need]] = {i: [] for i in visit_ids}
     if visit_ids:
-        rows = await uow.session.execute(select(Need).where(col(Need.visit_id).in_(visit_ids))
-                                         .order_by(col(Need.created_at)))
+        rows = await uow.session.execute(
+            select(Need).where(col(Need.visit_id).in_(visit_ids)).order_by(col(Need.created_at))
+        )
         for n in rows.scalars():
             if n.visit_id is not None:
                 out[n.visit_id].append(n)
@@ -195,6 +247,7 @@ async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, 
 
 
 # --- tasks --------------------------------------------------------------------------------------------------
+
 
 async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask | None:
     """A canteen regular stopped coming: an urgent welfare check at their door, assigned to the grid worker
@@ -208,8 +261,11 @@ async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask |
     resident = await uow.session.get(Resident, alert.resident_id) if alert.resident_id is not None else None
     if resident is None and alert.id_number_hash:
         # Not linked (yet): the same person by the keyed hash of the ID number both services hold.
-        resident = (await uow.session.execute(select(Resident).where(
-            Resident.id_number_hash == alert.id_number_hash))).scalars().first()
+        resident = (
+            (await uow.session.execute(select(Resident).where(Resident.id_number_hash == alert.id_number_hash)))
+            .scalars()
+            .first()
+        )
     if resident is None or resident.status != ResidentStatus.active:
         return None
     household = await uow.session.get(Household, resident.household_id)
@@ -218,11 +274,18 @@ async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask |
     worker = await worker_for_place(uow, household.compound, household.building_id)
     last_meal = alert.last_meal_on.isoformat()
     task = VisitTask(
-        kind=TaskKind.welfare_check, household_id=household.id, resident_id=resident.id,
-        community=household.community, compound=household.compound, building_id=household.building_id,
-        urgent=True, source="canteen", alert_id=alert.alert_id, created_by="canteen",
+        kind=TaskKind.welfare_check,
+        household_id=household.id,
+        resident_id=resident.id,
+        community=household.community,
+        compound=household.compound,
+        building_id=household.building_id,
+        urgent=True,
+        source="canteen",
+        alert_id=alert.alert_id,
+        created_by="canteen",
         reason=f"Canteen regular absent {alert.days_absent} days (last meal {last_meal}, "
-               f"{alert.meals_last_30_days} meals in the last 30 days)",
+        f"{alert.meals_last_30_days} meals in the last 30 days)",
         due_at=alert.raised_at + timedelta(hours=visits_settings().welfare_check_due_hours),
         assigned_worker_id=worker.id if worker else None,
     )
@@ -241,19 +304,30 @@ async def create_task(uow: UnitOfWork, viewer: Viewer, body: TaskCreate) -> Visi
     if body.due_at is not None and body.due_at < now():
         raise _invalid("due_at_in_past", "due_at", "The due time has passed.")
     worker = await worker_for_place(uow, household.compound, household.building_id)
-    task = VisitTask(kind=TaskKind.follow_up, household_id=household.id, resident_id=body.resident_id,
-                     community=household.community, compound=household.compound, building_id=household.building_id,
-                     urgent=body.urgent, reason=body.reason, source="staff", created_by=viewer.sub,
-                     due_at=body.due_at or now() + timedelta(days=1 if body.urgent else 7),
-                     assigned_worker_id=worker.id if worker else None)
+    task = VisitTask(
+        kind=TaskKind.follow_up,
+        household_id=household.id,
+        resident_id=body.resident_id,
+        community=household.community,
+        compound=household.compound,
+        building_id=household.building_id,
+        urgent=body.urgent,
+        reason=body.reason,
+        source="staff",
+        created_by=viewer.sub,
+        due_at=body.due_at or now() + timedelta(days=1 if body.urgent else 7),
+        assigned_worker_id=worker.id if worker else None,
+    )
     uow.session.add(task)
     return task
 
 
 async def get_task(uow: UnitOfWork, viewer: Viewer, task_id: UUID) -> VisitTask:
     task = await uow.session.get(VisitTask, task_id)
-    if task is None or not (viewer.covers(task.community, task.compound, task.building_id)
-                            or (viewer.worker is not None and task.assigned_worker_id == viewer.worker.id)):
+    if task is None or not (
+        viewer.covers(task.community, task.compound, task.building_id)
+        or (viewer.worker is not None and task.assigned_worker_id == viewer.worker.id)
+    ):
         raise not_found("task", task_id)
     return task
 
@@ -276,12 +350,24 @@ def _task_scope(viewer: Viewer) -> Any:
     return sa.or_(*parts)
 
 
-async def list_tasks(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                     status: TaskStatus | None = TaskStatus.open, kind: TaskKind | None = None,
-                     worker_id: UUID | None = None, community: str | None = None) -> Page[VisitTask]:
+async def list_tasks(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: TaskStatus | None = TaskStatus.open,
+    kind: TaskKind | None = None,
+    worker_id: UUID | None = None,
+    community: str | None = None,
+) -> Page[VisitTask]:
     query = select(VisitTask).where(_task_scope(viewer))
-    for column, value in ((VisitTask.status, status), (VisitTask.kind, kind),
-                          (VisitTask.assigned_worker_id, worker_id), (VisitTask.community, community)):
+    for column, value in (
+        (VisitTask.status, status),
+        (VisitTask.kind, kind),
+        (VisitTask.assigned_worker_id, worker_id),
+        (VisitTask.community, community),
+    ):
         if value is not None:
             query = query.where(column == value)
     if cursor:
@@ -294,11 +380,13 @@ async def list_tasks(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str
 
 # --- due lists ----------------------------------------------------------------------------------------------
 
+
 async def viewer_for_worker(uow: UnitOfWork, viewer: Viewer, worker_id: UUID) -> Viewer:
     """A staff member looking at one worker's list sees exactly that worker's places (within their scope)."""
     worker = await uow.session.get(GridWorker, worker_id)
-    if worker is None or not (viewer.staff_covers(worker.community)
-                              or (viewer.worker is not None and viewer.worker.id == worker_id)):
+    if worker is None or not (
+        viewer.staff_covers(worker.community) or (viewer.worker is not None and viewer.worker.id == worker_id)
+    ):
         raise not_found("grid_worker", worker_id)
     as_worker = Viewer(Principal(sub=worker.subject, roles=frozenset()), worker=worker)
     for a in await active_assignments(uow, worker.id):
@@ -309,14 +397,25 @@ async def viewer_for_worker(uow: UnitOfWork, viewer: Viewer, worker_id: UUID) ->
     return as_worker
 
 
-async def due_list(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None, within_days: int = 0,
-                   overdue_only: bool = False, compound: str | None = None) -> tuple[list[VisitTask], Page[Household]]:
+async def due_list(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    within_days: int = 0,
+    overdue_only: bool = False,
+    compound: str | None = None,
+) -> tuple[list[VisitTask], Page[Household]]:
     """Open visit tasks (most urgent first), then households due by ``today + within_days`` (overdue first).
     Tasks come with the first page only."""
     day = today()
     query = select(Household).where(viewer.clause(Household), col(Household.next_due_on).is_not(None))
-    query = query.where(col(Household.next_due_on) < day) if overdue_only else query.where(
-        col(Household.next_due_on) <= day + timedelta(days=within_days))
+    query = (
+        query.where(col(Household.next_due_on) < day)
+        if overdue_only
+        else query.where(col(Household.next_due_on) <= day + timedelta(days=within_days))
+    )
     if compound:
         query = query.where(Household.compound == compound)
     if cursor:
@@ -337,6 +436,7 @@ async def due_list(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str |
 
 # --- rounds -------------------------------------------------------------------------------------------------
 
+
 async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> VisitRound:
     if body.ends_on < body.starts_on:
         raise _invalid("round_ends_before_start", "ends_on", "A round ends on or after the day it starts.")
@@ -351,14 +451,19 @@ async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> Vi
 
 async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRound:
     rnd = await uow.session.get(VisitRound, round_id)
-    if rnd is None or not (viewer.is_admin or rnd.community is None or viewer.staff_covers(rnd.community)
-                           or (viewer.worker is not None and viewer.worker.community == rnd.community)):
+    if rnd is None or not (
+        viewer.is_admin
+        or rnd.community is None
+        or viewer.staff_covers(rnd.community)
+        or (viewer.worker is not None and viewer.worker.community == rnd.community)
+    ):
         raise not_found("round", round_id)
     return rnd
 
 
-async def list_rounds(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None,
-                      community: str | None = None) -> Page[VisitRound]:
+async def list_rounds(
+    uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None, community: str | None = None
+) -> Page[VisitRound]:
     query = select(VisitRound)
     if not viewer.is_admin:
         mine = viewer.principal.scoped_values("community") if viewer.is_staff else set()

@@ -48,19 +48,45 @@ async def test_generators_follow_the_current_models(env: BenchEnv) -> None:
 def test_load_generator_against_the_bare_app_and_the_report(env: BenchEnv, tmp_path: Path) -> None:
     bare = env.start_baseline({"docs": {"page": {"items": [{"id": i} for i in range(20)]}}})
     env.wait_ready(bare)
-    closed = env.run_load(bare, {"mode": "closed", "connections": 2, "warmup": 0.2, "duration": 0.5,
-                                 "requests": [{"path": "/bare/doc/page"}, {"path": "/bare/hello"}]})
+    closed = env.run_load(
+        bare,
+        {
+            "mode": "closed",
+            "connections": 2,
+            "warmup": 0.2,
+            "duration": 0.5,
+            "requests": [{"path": "/bare/doc/page"}, {"path": "/bare/hello"}],
+        },
+    )
     assert closed["ok"] > 10 and closed["errors"] == 0 and closed["latency_ms"]["p99"] > 0
     assert closed["rss_mb_max"]["bare"] > 10 and closed["server_cpu_us_per_request"] > 0
-    fixed = env.run_load(bare, {"mode": "open", "rate": 50, "warmup": 0.2, "duration": 0.6,
-                                "requests": [{"path": "/bare/hello"}]})
+    fixed = env.run_load(
+        bare, {"mode": "open", "rate": 50, "warmup": 0.2, "duration": 0.6, "requests": [{"path": "/bare/hello"}]}
+    )
     assert 20 <= fixed["requests"] <= 40 and fixed["errors"] == 0
 
-    figure = {"id": "read.x", "group": "reads", "title": "X", "status": "ok", "note": "", "metric": "rps",
-              "subject": closed, "baseline": closed, "baseline_name": "itself", "ratio": 1.0, "target": "≥ 50%",
-              "met": True, "extra": {}}
-    result = {"sizes": {"name": "smoke", "rounds": 1, "duration": 0.5, "warmup": 0.2}, "started_at": 0,
-              "figures": [figure], "machine": report.machine(), "command": "test"}
+    figure = {
+        "id": "read.x",
+        "group": "reads",
+        "title": "X",
+        "status": "ok",
+        "note": "",
+        "metric": "rps",
+        "subject": closed,
+        "baseline": closed,
+        "baseline_name": "itself",
+        "ratio": 1.0,
+        "target": "≥ 50%",
+        "met": True,
+        "extra": {},
+    }
+    result = {
+        "sizes": {"name": "smoke", "rounds": 1, "duration": 0.5, "warmup": 0.2},
+        "started_at": 0,
+        "figures": [figure],
+        "machine": report.machine(),
+        "command": "test",
+    }
     written = report.write(result, tmp_path)
     assert json.loads((tmp_path / "latest.json").read_text())["figures"][0]["id"] == "read.x"
     assert "| X |" in (tmp_path / "latest.md").read_text()
@@ -80,8 +106,13 @@ def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) ->
     assert fig.subject is not None and fig.baseline is not None
     assert fig.subject["backend"] == "postgresql" and fig.subject["accepted"] == fig.subject["events"] == 40
     assert fig.baseline["accepted"] == 40 and fig.subject["latency_ms"]["p99"] > 0 and fig.met is not None
-    result = {"sizes": {"name": "smoke", "rounds": 1, "duration": 1.0, "warmup": 0.3}, "started_at": 0,
-              "figures": [asdict(fig)], "machine": report.machine(), "command": "test"}
+    result = {
+        "sizes": {"name": "smoke", "rounds": 1, "duration": 1.0, "warmup": 0.3},
+        "started_at": 0,
+        "figures": [asdict(fig)],
+        "machine": report.machine(),
+        "command": "test",
+    }
     report.write(result, tmp_path)
     text = (tmp_path / "latest.md").read_text()
     assert "## Notify: event → provider accepted (fixed rate)" in text and "notify.event_to_provider" in text

@@ -46,13 +46,20 @@ async def test_a_regular_who_stops_coming_raises_one_alert_per_spell(canteen: Sy
     zhao = await make_diner(s, c["id"], resident_id=RESIDENT, community="yuntai", compound="yuntaiyuan")
     li = await make_diner(s, c["id"], name="李德明")  # comes now and then: not a regular
     chen = await make_diner(s, c["id"], name="陈玉梅")  # a regular whose family said she is away
-    await s.client.patch(f"/canteen/diners/{chen['id']}", headers=county(s), json={
-        "away_from": (TODAY - timedelta(4)).isoformat(), "away_until": (TODAY + timedelta(10)).isoformat()})
+    await s.client.patch(
+        f"/canteen/diners/{chen['id']}",
+        headers=county(s),
+        json={"away_from": (TODAY - timedelta(4)).isoformat(), "away_until": (TODAY + timedelta(10)).isoformat()},
+    )
     last = TODAY - timedelta(days=4)
     month = days(last - timedelta(days=29), 30)
-    await served_history(s, c["id"], [zhao["id"], li["id"], chen["id"]],
-                         {zhao["id"]: month[4:], li["id"]: month[::2], chen["id"]: month[5:]},
-                         service_days=days(last, 4))
+    await served_history(
+        s,
+        c["id"],
+        [zhao["id"], li["id"], chen["id"]],
+        {zhao["id"]: month[4:], li["id"]: month[::2], chen["id"]: month[5:]},
+        service_days=days(last, 4),
+    )
     assert len(month[4:]) == 26 and len(month[::2]) == 15
 
     # Three service days missed (the 7th–9th): 赵 is flagged, once, with her resident id for the visit.
@@ -73,15 +80,24 @@ async def test_a_regular_who_stops_coming_raises_one_alert_per_spell(canteen: Sy
     assert (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s, "other"))).json()["items"] == []
 
     # The welfare check is recorded on the alert; when she eats again the spell is over.
-    await deliver(s, WelfareCheckCompleted(visit_id=UUID("01936f2e-a000-7000-8000-0000000000cc"),
-                                           resident_id=UUID(RESIDENT), alert_id=UUID(alert["alert_id"]),
-                                           outcome="visited", completed_at=utcnow()), source="visits")
+    await deliver(
+        s,
+        WelfareCheckCompleted(
+            visit_id=UUID("01936f2e-a000-7000-8000-0000000000cc"),
+            resident_id=UUID(RESIDENT),
+            alert_id=UUID(alert["alert_id"]),
+            outcome="visited",
+            completed_at=utcnow(),
+        ),
+        source="visits",
+    )
     listed = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
     assert listed[0]["status"] == "checked" and listed[0]["outcome"] == "visited"
     await served_history(s, c["id"], [zhao["id"]], {zhao["id"]: [TODAY]}, service_days=[])
     assert (await scan(s))["resolved"] == 1
-    listed = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s),
-                                 params={"status": "resolved"})).json()["items"]
+    listed = (
+        await s.client.get("/canteen/care/alerts", headers=canteen_staff(s), params={"status": "resolved"})
+    ).json()["items"]
     assert len(listed) == 1 and listed[0]["resolved_at"]
     # Scans are staff-triggered only at county level (the job runs on its own schedule).
     assert (await s.client.post("/canteen/care/scan", headers=canteen_staff(s))).status_code == 403
@@ -93,8 +109,13 @@ async def test_days_the_canteen_is_closed_do_not_count_as_absence(canteen: Syste
     zhao = await make_diner(s, c["id"])
     last = TODAY - timedelta(days=4)
     # Open the day after her last meal only, then closed (e.g. a holiday): one missed service day.
-    await served_history(s, c["id"], [zhao["id"]], {zhao["id"]: days(last - timedelta(days=24), 25)},
-                         service_days=[last + timedelta(days=1)])
+    await served_history(
+        s,
+        c["id"],
+        [zhao["id"]],
+        {zhao["id"]: days(last - timedelta(days=24), 25)},
+        service_days=[last + timedelta(days=1)],
+    )
     assert (await scan(s))["raised"] == 0
     await served_history(s, c["id"], [], {}, service_days=[last + timedelta(days=2), last + timedelta(days=3)])
     assert (await scan(s))["raised"] == 1
@@ -110,14 +131,21 @@ async def test_moved_or_deceased_residents_stop_being_subsidised(canteen: System
     zhao = await make_diner(s, c["id"], delivery_eligible=True, delivery_address="云泰园3号楼")
     # Not linked to a resident yet: found by the keyed hash of her ID number.
     async with s.runtime("canteen").uow() as uow:
-        number = (await service.read_sensitive(uow, _staff_principal(), UUID(zhao["id"]), "test",
-                                               service.cipher(s.settings))).id_number
+        number = (
+            await service.read_sensitive(uow, _staff_principal(), UUID(zhao["id"]), "test", service.cipher(s.settings))
+        ).id_number
     id_hash = service.cipher(s.settings).lookup_hash(number)
     booked = [(await book(s, county(s), zhao["id"], m, fulfilment="delivery")).json() for m in menus[:2]]
     assert all(o["subsidy_fen"] == 300 for o in booked)
 
-    moved = ResidentStatusChanged(resident_id=UUID(RESIDENT), status="moved", effective_date=menus[1]["meal_date"],
-                                  id_number_hash=id_hash, community="yunxing", changed_at=utcnow())
+    moved = ResidentStatusChanged(
+        resident_id=UUID(RESIDENT),
+        status="moved",
+        effective_date=menus[1]["meal_date"],
+        id_number_hash=id_hash,
+        community="yunxing",
+        changed_at=utcnow(),
+    )
     await deliver(s, moved, source="visits", times=2)  # redelivered: applied once
     d = (await s.client.get(f"/canteen/diners/{zhao['id']}", headers=county(s))).json()
     assert d["status"] == "suspended" and d["resident_id"] == RESIDENT
@@ -149,7 +177,8 @@ async def test_moved_or_deceased_residents_stop_being_subsidised(canteen: System
     assert r.status_code == 409 and r.json()["code"] == "diner_inactive"
     orders = (await s.client.get("/canteen/orders", headers=county(s), params={"diner_id": zhao["id"]})).json()
     assert {o["meal_date"]: o["status"] for o in orders["items"] if o["status"] != "cancelled"} == {
-        booked[0]["meal_date"]: "booked"}
+        booked[0]["meal_date"]: "booked"
+    }
 
 
 def _staff_principal():  # type: ignore[no-untyped-def]
@@ -162,9 +191,13 @@ async def test_unrelated_events_are_ignored(canteen: System) -> None:
     s = canteen
     await make_canteen(s)
     pin(TODAY, 9)
-    await deliver(s, ResidentStatusChanged(resident_id=UUID(RESIDENT), status="deceased", effective_date=TODAY,
-                                           changed_at=utcnow()), source="visits")
-    await deliver(s, WelfareCheckCompleted(visit_id=UUID(RESIDENT), outcome="not_home", completed_at=utcnow()),
-                  source="visits")
+    await deliver(
+        s,
+        ResidentStatusChanged(resident_id=UUID(RESIDENT), status="deceased", effective_date=TODAY, changed_at=utcnow()),
+        source="visits",
+    )
+    await deliver(
+        s, WelfareCheckCompleted(visit_id=UUID(RESIDENT), outcome="not_home", completed_at=utcnow()), source="visits"
+    )
     assert s.runtime("canteen").consumer.stats.dead_lettered == 0
     assert s.runtime("canteen").consumer.stats.handled == 2

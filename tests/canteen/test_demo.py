@@ -26,8 +26,11 @@ async def test_demo_data_is_complete_and_idempotent(canteen: System) -> None:
     lunch = next(m for m in menus if m["slot"] == "lunch" and m["meal_date"] == TOMORROW.isoformat())
     four = lunch["set_meals"][0]
     assert four["name"].startswith("四菜一汤") and four["price_fen"] == 1000 and len(four["dishes"]) == 5
-    drafts = (await s.client.get("/canteen/canteens/yuntaiyuan/menus", headers=county(s),
-                                 params={"include_drafts": True, "limit": 200})).json()["items"]
+    drafts = (
+        await s.client.get(
+            "/canteen/canteens/yuntaiyuan/menus", headers=county(s), params={"include_drafts": True, "limit": 200}
+        )
+    ).json()["items"]
     assert len(drafts) == 21 and {m["status"] for m in drafts} == {"draft"}
 
     rules = (await s.client.get("/canteen/subsidy-rules", headers=county(s))).json()["items"]

@@ -27,12 +27,25 @@ async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(cantee
     s = canteen
     c = await make_canteen(s)
     number = id_number(date(1941, 3, 8))
-    r = await s.client.post("/canteen/diners", headers=canteen_staff(s), json={
-        "canteen_id": c["id"], "name": "赵桂香", "birth_date": "1941-03-08", "community": "yuntai",
-        "compound": "yuntaiyuan", "phone": "13935201101", "id_number": number,
-        "health_notes": "左腿受伤 injured left leg", "circumstances": ["living_alone"],
-        "dietary": ["soft_food", "low_salt"], "dislikes": [" 香菜 ", "香菜"], "delivery_eligible": True,
-        "delivery_address": "云泰园3号楼2单元501"})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=canteen_staff(s),
+        json={
+            "canteen_id": c["id"],
+            "name": "赵桂香",
+            "birth_date": "1941-03-08",
+            "community": "yuntai",
+            "compound": "yuntaiyuan",
+            "phone": "13935201101",
+            "id_number": number,
+            "health_notes": "左腿受伤 injured left leg",
+            "circumstances": ["living_alone"],
+            "dietary": ["soft_food", "low_salt"],
+            "dislikes": [" 香菜 ", "香菜"],
+            "delivery_eligible": True,
+            "delivery_address": "云泰园3号楼2单元501",
+        },
+    )
     assert r.status_code == 201, r.text
     zhao = r.json()
     assert zhao["phone"] == "139****1101"
@@ -46,15 +59,23 @@ async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(cantee
     assert row.id_number_enc.startswith("v2:") and len(row.id_number_hash) == 64
 
     # Only staff with the `pii:reveal` permission read the unmasked data, with a purpose; each read is logged.
-    r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=canteen_staff(s),
-                           params={"purpose": "family contact after absence"})
+    r = await s.client.get(
+        f"/canteen/diners/{zhao['id']}/sensitive",
+        headers=canteen_staff(s),
+        params={"purpose": "family contact after absence"},
+    )
     assert r.status_code == 403 and r.json()["code"] == "reveal_not_permitted"
     revealer = s.auth("staff", sub="cook-yunxing-street", scopes=["canteen:yunxing-street", "pii:reveal"])
-    r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=revealer,
-                           params={"purpose": "family contact after absence"})
+    r = await s.client.get(
+        f"/canteen/diners/{zhao['id']}/sensitive", headers=revealer, params={"purpose": "family contact after absence"}
+    )
     assert r.status_code == 200
-    assert r.json() == {"id": zhao["id"], "phone": "13935201101", "id_number": number,
-                        "health_notes": "左腿受伤 injured left leg"}
+    assert r.json() == {
+        "id": zhao["id"],
+        "phone": "13935201101",
+        "id_number": number,
+        "health_notes": "左腿受伤 injured left leg",
+    }
     r = await s.client.get(f"/canteen/diners/{zhao['id']}/sensitive", headers=revealer)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.purpose"
     log = (await s.client.get(f"/canteen/diners/{zhao['id']}/access-log", headers=county(s))).json()["items"]
@@ -69,9 +90,17 @@ async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(cantee
     assert r.status_code == 422
 
     # The same person cannot be registered twice.
-    r = await s.client.post("/canteen/diners", headers=county(s), json={
-        "canteen_id": c["id"], "name": "赵", "birth_date": "1941-03-08", "community": "yuntai",
-        "id_number": number.lower()})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=county(s),
+        json={
+            "canteen_id": c["id"],
+            "name": "赵",
+            "birth_date": "1941-03-08",
+            "community": "yuntai",
+            "id_number": number.lower(),
+        },
+    )
     assert r.status_code == 409 and r.json()["code"] == "diner_exists" and r.json()["diner_id"] == zhao["id"]
 
 
@@ -80,15 +109,29 @@ async def test_who_may_register_and_see_diners(canteen: System) -> None:
     c = await make_canteen(s)
     grid = s.auth("grid_worker", sub="grid-changhong", scopes=["compound:yuntaiyuan"])
     mine = await make_diner(s, c["id"], headers=grid, community="yuntai", compound="yuntaiyuan")
-    r = await s.client.post("/canteen/diners", headers=grid, json={
-        "canteen_id": c["id"], "name": "王", "birth_date": "1950-06-12", "community": "dongyan"})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=grid,
+        json={"canteen_id": c["id"], "name": "王", "birth_date": "1950-06-12", "community": "dongyan"},
+    )
     assert r.status_code == 403 and r.json()["code"] == "forbidden_scope"
-    r = await s.client.post("/canteen/diners", headers=resident(s, "someone"), json={
-        "canteen_id": c["id"], "name": "王", "birth_date": "1950-06-12", "community": "yunxing"})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=resident(s, "someone"),
+        json={"canteen_id": c["id"], "name": "王", "birth_date": "1950-06-12", "community": "yunxing"},
+    )
     assert r.status_code == 403 and r.json()["code"] == "forbidden_role"
-    r = await s.client.post("/canteen/diners", headers=county(s), json={
-        "canteen_id": c["id"], "name": "王", "birth_date": "1850-06-12", "community": "yunxing",
-        "id_number": "12345"})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=county(s),
+        json={
+            "canteen_id": c["id"],
+            "name": "王",
+            "birth_date": "1850-06-12",
+            "community": "yunxing",
+            "id_number": "12345",
+        },
+    )
     assert r.status_code == 422 and {e["field"] for e in r.json()["errors"]} == {"birth_date", "id_number"}
     wang = await make_diner(s, c["id"], name="王秀英", birth=date(1950, 6, 12))
     other = await make_canteen(s, "dongyan-road", community="dongyan")
@@ -114,12 +157,18 @@ async def test_the_elder_and_family_see_and_edit_their_own(canteen: System) -> N
     zhao = await make_diner(s, c["id"], subject="wx-zhao")
     elder = resident(s, "wx-zhao")
     son = resident(s, "wx-son")
-    r = await s.client.post(f"/canteen/diners/{zhao['id']}/family", headers=elder, json={
-        "subject": "wx-son", "name": "赵军", "relation": "son", "phone": "13800001111"})
+    r = await s.client.post(
+        f"/canteen/diners/{zhao['id']}/family",
+        headers=elder,
+        json={"subject": "wx-son", "name": "赵军", "relation": "son", "phone": "13800001111"},
+    )
     assert r.status_code == 201 and r.json()["phone"] == "138****1111"
     member = r.json()
-    r = await s.client.post(f"/canteen/diners/{zhao['id']}/family", headers=elder, json={
-        "subject": "wx-son", "name": "赵军", "relation": "son"})
+    r = await s.client.post(
+        f"/canteen/diners/{zhao['id']}/family",
+        headers=elder,
+        json={"subject": "wx-son", "name": "赵军", "relation": "son"},
+    )
     assert r.status_code == 409 and r.json()["code"] == "family_member_exists"
 
     for who in (elder, son):
@@ -129,8 +178,11 @@ async def test_the_elder_and_family_see_and_edit_their_own(canteen: System) -> N
     assert (await s.client.get(f"/canteen/diners/{zhao['id']}", headers=resident(s, "stranger"))).status_code == 404
 
     # Family may note tastes and away days, not circumstances (they set the subsidy).
-    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=son, json={
-        "taste_notes": "likes millet porridge", "away_from": TODAY.isoformat(), "away_until": TODAY.isoformat()})
+    r = await s.client.patch(
+        f"/canteen/diners/{zhao['id']}",
+        headers=son,
+        json={"taste_notes": "likes millet porridge", "away_from": TODAY.isoformat(), "away_until": TODAY.isoformat()},
+    )
     assert r.status_code == 200 and r.json()["taste_notes"] == "likes millet porridge"
     r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=son, json={"circumstances": ["tekun"]})
     assert r.status_code == 403 and r.json()["code"] == "forbidden_field"
@@ -140,8 +192,9 @@ async def test_the_elder_and_family_see_and_edit_their_own(canteen: System) -> N
     assert r.status_code == 200 and r.json()["dislikes"] == ["葱", "蒜"]
     # Staff correct the birth date and the ID number (re-encrypted, re-hashed, masked).
     number = id_number(date(1941, 4, 8))
-    r = await s.client.patch(f"/canteen/diners/{zhao['id']}", headers=county(s),
-                             json={"birth_date": "1941-04-08", "id_number": number})
+    r = await s.client.patch(
+        f"/canteen/diners/{zhao['id']}", headers=county(s), json={"birth_date": "1941-04-08", "id_number": number}
+    )
     assert r.status_code == 200 and r.json()["birth_date"] == "1941-04-08"
     assert r.json()["id_number"].endswith(number[-4:])
     r = await s.client.post("/canteen/diners/lookup", headers=county(s), json={"id_number": number})

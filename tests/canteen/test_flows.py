@@ -44,12 +44,23 @@ async def until(s: System, check: Callable[[], Awaitable[T | None]]) -> T:
 async def delivery_flow(s: System) -> None:
     c = await make_canteen(s)
     menu = await make_menu(s, "yunxing-street", TOMORROW)
-    zhao = await make_diner(s, c["id"], community="gangcheng", compound="yuntaiyuan", delivery_eligible=True,
-                            delivery_address="云泰园3号楼2单元501", subject="wx-zhao")
-    wang = await make_diner(s, c["id"], name="王秀英", community="gangcheng", delivery_eligible=True,
-                            delivery_address="港城小区1号楼")
-    r = await s.client.post(f"/canteen/diners/{wang['id']}/family", headers=county(s), json={
-        "subject": "wx-wang-son", "name": "王强", "relation": "son", "phone": "13935201109"})
+    zhao = await make_diner(
+        s,
+        c["id"],
+        community="gangcheng",
+        compound="yuntaiyuan",
+        delivery_eligible=True,
+        delivery_address="云泰园3号楼2单元501",
+        subject="wx-zhao",
+    )
+    wang = await make_diner(
+        s, c["id"], name="王秀英", community="gangcheng", delivery_eligible=True, delivery_address="港城小区1号楼"
+    )
+    r = await s.client.post(
+        f"/canteen/diners/{wang['id']}/family",
+        headers=county(s),
+        json={"subject": "wx-wang-son", "name": "王强", "relation": "son", "phone": "13935201109"},
+    )
     assert r.status_code == 201, r.text
     fan = await rider(s)
     order = (await book(s, s.auth("resident", "wx-zhao", ()), zhao["id"], menu, meal=1, fulfilment="delivery")).json()
@@ -89,8 +100,11 @@ async def delivery_flow(s: System) -> None:
         return o if o["rider_claimed_at"] else None
 
     assert (await until(s, on_its_way))["rider_task_id"] == task["id"]
-    r = await s.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers,
-                            json={"photo_urls": ["https://cdn.example/door.jpg"], "note": "handed over"})
+    r = await s.client.post(
+        f"/points/tasks/{task['id']}/complete",
+        headers=fan.headers,
+        json={"photo_urls": ["https://cdn.example/door.jpg"], "note": "handed over"},
+    )
     assert r.status_code == 200, r.text
 
     async def delivered() -> dict[str, Any] | None:
@@ -107,8 +121,13 @@ async def delivery_flow(s: System) -> None:
     [event] = await until(s, announced)
     assert event["rider_task_id"] == task["id"]
     assert event["diner_id"] == zhao["id"] and event["family_subjects"] == [] and event["slot"] == order["slot"]
-    stops = (await s.client.get("/canteen/canteens/yunxing-street/deliveries", headers=canteen_staff(s),
-                                params={"meal_date": TOMORROW.isoformat()})).json()["items"]
+    stops = (
+        await s.client.get(
+            "/canteen/canteens/yunxing-street/deliveries",
+            headers=canteen_staff(s),
+            params={"meal_date": TOMORROW.isoformat()},
+        )
+    ).json()["items"]
     assert {x["order_id"]: x["status"] for x in stops} == {order["id"]: "delivered"}
 
 
@@ -118,8 +137,9 @@ async def absence_flow(s: System) -> None:
     zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", resident_id=p.zhao_id)
     last = TODAY - timedelta(days=4)
     month = [last - timedelta(days=i) for i in range(26)]
-    await served_history(s, c["id"], [zhao["id"]], {zhao["id"]: month},
-                         service_days=[last + timedelta(days=i) for i in range(1, 4)])
+    await served_history(
+        s, c["id"], [zhao["id"]], {zhao["id"]: month}, service_days=[last + timedelta(days=i) for i in range(1, 4)]
+    )
     r = await s.client.post("/canteen/care/scan", headers=county(s))
     assert r.status_code == 200 and r.json()["raised"] == 1
     [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
@@ -132,8 +152,17 @@ async def absence_flow(s: System) -> None:
     assert task["kind"] == "welfare_check" and task["urgent"] is True and task["resident_id"] == p.zhao_id
     assert task["assigned_worker_id"] == p.worker_id and "3 days" in task["reason"]
 
-    visit = await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited",
-                                               "task_id": task["id"], "notes": "老人腿伤, 暂时不便出门"}, 201)
+    visit = await p.post(
+        "/visits",
+        p.worker,
+        {
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "task_id": task["id"],
+            "notes": "老人腿伤, 暂时不便出门",
+        },
+        201,
+    )
 
     async def checked() -> dict[str, Any] | None:
         items = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
@@ -147,13 +176,33 @@ async def death_flow(s: System) -> None:
     """Recorded in visits (the resident is not linked on the canteen side): matched by the ID-number hash."""
     p = await build_place(s)
     c = await make_canteen(s)
-    await s.client.post("/canteen/subsidy-rules", headers=county(s), json={
-        "key": "age-80-plus", "name": "80+", "category": "age_80_plus", "funder": "county_civil_affairs",
-        "amount_fen": 300, "min_age": 80, "effective_from": TODAY.isoformat()})
-    r = await s.client.post("/canteen/diners", headers=county(s), json={
-        "canteen_id": c["id"], "name": "赵桂香", "birth_date": "1941-03-08", "community": "yuntai",
-        "compound": "yuntaiyuan", "id_number": ZHAO_ID_NUMBER, "delivery_eligible": True,
-        "delivery_address": "云泰园3号楼2单元501"})
+    await s.client.post(
+        "/canteen/subsidy-rules",
+        headers=county(s),
+        json={
+            "key": "age-80-plus",
+            "name": "80+",
+            "category": "age_80_plus",
+            "funder": "county_civil_affairs",
+            "amount_fen": 300,
+            "min_age": 80,
+            "effective_from": TODAY.isoformat(),
+        },
+    )
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=county(s),
+        json={
+            "canteen_id": c["id"],
+            "name": "赵桂香",
+            "birth_date": "1941-03-08",
+            "community": "yuntai",
+            "compound": "yuntaiyuan",
+            "id_number": ZHAO_ID_NUMBER,
+            "delivery_eligible": True,
+            "delivery_address": "云泰园3号楼2单元501",
+        },
+    )
     zhao = r.json()
     menu = await make_menu(s, "yunxing-street", TOMORROW)
     order = (await book(s, county(s), zhao["id"], menu, fulfilment="delivery")).json()
@@ -170,8 +219,9 @@ async def death_flow(s: System) -> None:
     o = (await s.client.get(f"/canteen/orders/{order['id']}", headers=county(s))).json()
     assert o["status"] == "cancelled" and o["cancel_reason"] == "resident deceased"
     # Said once, for notify: the reason, from when, how many bookings went; no ID number.
-    [stopped] = [e for e in await outbox(s, "minsheng.canteen.diner.subsidy_suspended.v1")
-                 if e["diner_id"] == zhao["id"]]
+    [stopped] = [
+        e for e in await outbox(s, "minsheng.canteen.diner.subsidy_suspended.v1") if e["diner_id"] == zhao["id"]
+    ]
     assert stopped["reason"] == "deceased" and stopped["effective_from"] == effective
     assert stopped["cancelled_orders"] == 1 and stopped["canteen_id"] == c["id"] and stopped["family_subjects"] == []
     assert ZHAO_ID_NUMBER not in str(stopped)
@@ -191,8 +241,13 @@ async def test_a_death_recorded_in_visits_stops_the_subsidy(system: System) -> N
 
 async def _absent(s: System, c: dict[str, Any], diner: dict[str, Any]) -> dict[str, Any]:
     last = TODAY - timedelta(days=4)
-    await served_history(s, c["id"], [diner["id"]], {diner["id"]: [last - timedelta(days=i) for i in range(26)]},
-                         service_days=[last + timedelta(days=i) for i in range(1, 4)])
+    await served_history(
+        s,
+        c["id"],
+        [diner["id"]],
+        {diner["id"]: [last - timedelta(days=i) for i in range(26)]},
+        service_days=[last + timedelta(days=i) for i in range(1, 4)],
+    )
     r = await s.client.post("/canteen/care/scan", headers=county(s))
     assert r.status_code == 200 and r.json()["raised"] == 1
     [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]

@@ -51,10 +51,11 @@ async def test_capacity_and_one_meal_per_slot_hold_under_concurrent_booking(pg_s
     # One elder's phone sends ten bookings for the same slot at once: one meal, nine clear refusals.
     lunch = await make_menu(s, "yunxing-street", TOMORROW + timedelta(days=1), capacity=50)
     zhao = diners[0]
-    results = await asyncio.gather(*(book(s, resident(s, "wx-0"), zhao["id"], lunch, meal=i % 2)
-                                     for i in range(10)))
+    results = await asyncio.gather(*(book(s, resident(s, "wx-0"), zhao["id"], lunch, meal=i % 2) for i in range(10)))
     assert Counter((r.status_code, r.json().get("code")) for r in results) == {
-        (201, None): 1, (409, "already_booked"): 9}
+        (201, None): 1,
+        (409, "already_booked"): 9,
+    }
     assert (await s.client.get(f"/canteen/menus/{lunch['id']}")).json()["booked"] == 1
 
     # A double tap with one Idempotency-Key: both get the same order.
@@ -70,8 +71,11 @@ async def test_capacity_and_one_meal_per_slot_hold_under_concurrent_booking(pg_s
     more = [book(s, resident(s, f"wx-{i}"), diners[i]["id"], dinner) for i in range(2, 30)]
     await asyncio.gather(*cancels, *more)
     async with s.runtime("canteen").db.engine.connect() as conn:
-        live = await conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(
-            ORDERS.c.menu_id == dinner["id"], ORDERS.c.status != "cancelled"))
+        live = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(ORDERS)
+            .where(ORDERS.c.menu_id == dinner["id"], ORDERS.c.status != "cancelled")
+        )
     assert (await s.client.get(f"/canteen/menus/{dinner['id']}")).json()["booked"] == live == 28
 
 
@@ -86,10 +90,16 @@ async def test_concurrent_week_bookings_are_all_or_nothing(pg_canteen: System) -
         return [{"menu_id": m["id"], "set_meal_id": m["set_meals"][0]["id"]} for m in (first, second)]
 
     # Half list the days one way round, half the other: seats are still taken in one order (no deadlock).
-    results = await asyncio.gather(*(
-        s.client.post("/canteen/orders/batch", headers=resident(s, f"wx-{i}"),
-                      json={"diner_id": d["id"], "items": items(a, b) if i % 2 else items(b, a)})
-        for i, d in enumerate(diners)))
+    results = await asyncio.gather(
+        *(
+            s.client.post(
+                "/canteen/orders/batch",
+                headers=resident(s, f"wx-{i}"),
+                json={"diner_id": d["id"], "items": items(a, b) if i % 2 else items(b, a)},
+            )
+            for i, d in enumerate(diners)
+        )
+    )
     codes = Counter((r.status_code, r.json()["code"] if r.status_code != 201 else None) for r in results)
     assert codes == {(201, None): 6, (409, "slot_full"): 8}
     for menu in (a, b):
@@ -103,8 +113,13 @@ async def test_concurrent_absence_scans_raise_one_alert(pg_canteen: System) -> N
     c = await make_canteen(s)
     zhao = await make_diner(s, c["id"])
     last = TODAY - timedelta(days=4)
-    await served_history(s, c["id"], [zhao["id"]], {zhao["id"]: [last - timedelta(days=i) for i in range(22)]},
-                         service_days=[last + timedelta(days=i) for i in range(1, 4)])
+    await served_history(
+        s,
+        c["id"],
+        [zhao["id"]],
+        {zhao["id"]: [last - timedelta(days=i) for i in range(22)]},
+        service_days=[last + timedelta(days=i) for i in range(1, 4)],
+    )
     results = await asyncio.gather(*(jobs.scan_absences(s.runtime("canteen")) for _ in range(4)))
     assert sum(r.raised for r in results) == 1
     assert len(await outbox(s, "minsheng.canteen.diner.absence_alert.v1")) == 1
@@ -124,8 +139,6 @@ async def test_rule_versions_on_postgres(pg_canteen: System) -> None:
 
 async def test_care_and_life_events_on_postgres(pg_canteen: System) -> None:
     await test_care.test_moved_or_deceased_residents_stop_being_subsidised(pg_canteen)
-
-
 
 
 async def test_menu_list_on_postgres(pg_canteen: System) -> None:

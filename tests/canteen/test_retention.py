@@ -36,9 +36,17 @@ async def _purge_log(s: System) -> list[dict[str, Any]]:
 
 
 async def _gone(s: System, diner: dict[str, Any], status: str, days_ago: int) -> None:
-    await deliver(s, ResidentStatusChanged(resident_id=UUID(diner["resident_id"]), status=status,
-                                           effective_date=TODAY - timedelta(days=days_ago), community="yunxing",
-                                           changed_at=utcnow()), source="visits")
+    await deliver(
+        s,
+        ResidentStatusChanged(
+            resident_id=UUID(diner["resident_id"]),
+            status=status,
+            effective_date=TODAY - timedelta(days=days_ago),
+            community="yunxing",
+            changed_at=utcnow(),
+        ),
+        source="visits",
+    )
 
 
 async def test_diners_gone_past_retention_lose_personal_data_and_nothing_else(canteen: System) -> None:
@@ -85,7 +93,8 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     assert str(order["diner_id"]) == old["id"] and order["price_fen"] == booked["price_fen"]
     log = await _purge_log(s)
     assert [(str(r["diner_id"]), sorted(r["fields"])) for r in log] == [
-        (old["id"], ["health_notes", "id_number", "phone"])]
+        (old["id"], ["health_notes", "id_number", "phone"])
+    ]
 
     # A second run (another replica, the next hour) changes nothing more.
     assert await jobs.pii_retention(s.runtime("canteen")) == 0

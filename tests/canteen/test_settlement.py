@@ -35,8 +35,14 @@ async def a_month_of_meals(s: System) -> dict[str, dict]:  # type: ignore[type-a
     await make_rules(s)
     staff = canteen_staff(s)
     zhao = await make_diner(s, c["id"], name="赵桂香")  # 90: 3 yuan
-    wang = await make_diner(s, c["id"], name="王秀英", birth=date(1963, 6, 12), circumstances=["dibao"],
-                            resident_id="01936f2e-a000-7000-8000-0000000000bb")  # 67, 低保: 1 + 2 yuan
+    wang = await make_diner(
+        s,
+        c["id"],
+        name="王秀英",
+        birth=date(1963, 6, 12),
+        circumstances=["dibao"],
+        resident_id="01936f2e-a000-7000-8000-0000000000bb",
+    )  # 67, 低保: 1 + 2 yuan
     li = await make_diner(s, c["id"], name="李德明", birth=date(1944, 11, 2))  # 86: 3 yuan
     liu = await make_diner(s, c["id"], name="刘建国", birth=date(1958, 9, 30))  # 72: 2 yuan
     menus = {d: await make_menu(s, "yunxing-street", d) for d in DAYS}
@@ -51,12 +57,16 @@ async def a_month_of_meals(s: System) -> dict[str, dict]:  # type: ignore[type-a
             await s.client.post(f"/canteen/orders/{order['id']}/cancel", headers=county(s))
         pin(d, 11, 10)
         for diner in (zhao, wang):
-            r = await s.client.post("/canteen/canteens/yunxing-street/check-in", headers=staff,
-                                    json={"code": diner["card_code"]})
+            r = await s.client.post(
+                "/canteen/canteens/yunxing-street/check-in", headers=staff, json={"code": diner["card_code"]}
+            )
             assert r.status_code == 200, r.text
         if d == DAYS[1]:
-            r = await s.client.post("/canteen/canteens/yunxing-street/walk-ins", headers=staff,
-                                    json={"diner_id": liu["id"], "set_meal_id": menus[d]["set_meals"][0]["id"]})
+            r = await s.client.post(
+                "/canteen/canteens/yunxing-street/walk-ins",
+                headers=staff,
+                json={"diner_id": liu["id"], "set_meal_id": menus[d]["set_meals"][0]["id"]},
+            )
             assert r.status_code == 201
     return {"canteen": c, "zhao": zhao, "wang": wang, "li": li, "liu": liu}
 
@@ -65,9 +75,13 @@ async def test_settlement_totals_claims_and_the_claim_file(canteen: System) -> N
     s = canteen
     people = await a_month_of_meals(s)
     # 王 moved away on the 13th (the news arrives later): her subsidy from that day is not claimed.
-    await deliver(s, ResidentStatusChanged(
-        resident_id=UUID(people["wang"]["resident_id"]), status="moved", effective_date=DAYS[3],
-        changed_at=utcnow()), source="visits")
+    await deliver(
+        s,
+        ResidentStatusChanged(
+            resident_id=UUID(people["wang"]["resident_id"]), status="moved", effective_date=DAYS[3], changed_at=utcnow()
+        ),
+        source="visits",
+    )
 
     pin(DAYS[-1], 20, 0)
     staff = canteen_staff(s)
@@ -79,14 +93,27 @@ async def test_settlement_totals_claims_and_the_claim_file(canteen: System) -> N
     assert st["meals_by_slot"] == {"lunch": 11} and st["meals_by_fulfilment"] == {"dine_in": 11}
     # 赵 5 × 3 yuan; 王 3 claimed days × (1 + 2 yuan), 2 days withheld; 刘 1 × 2 yuan.
     assert {(c["category"], c["meals"], c["amount_fen"]) for c in st["claims"]} == {
-        ("age_80_plus", 5, 1500), ("age_60_69", 3, 300), ("dibao", 3, 600), ("age_70_79", 1, 200)}
+        ("age_80_plus", 5, 1500),
+        ("age_60_69", 3, 300),
+        ("dibao", 3, 600),
+        ("age_70_79", 1, 200),
+    }
     assert {(c["category"], c["amount_fen"]) for c in st["withheld_by_category"]} == {
-        ("age_60_69", 200), ("dibao", 400)}
+        ("age_60_69", 200),
+        ("dibao", 400),
+    }
     assert st["claims_by_funder"] == {"county_civil_affairs": 2600}
     rec = st["reconciliation"]
-    assert rec == {"price_total_fen": 11000, "elder_paid_fen": 11000 - 3200, "subsidy_total_fen": 3200,
-                   "claimed_fen": 2600, "withheld_fen": 600, "price_equals_elder_plus_subsidy": True,
-                   "subsidy_equals_claimed_plus_withheld": True, "unsettled_bookings": 1}
+    assert rec == {
+        "price_total_fen": 11000,
+        "elder_paid_fen": 11000 - 3200,
+        "subsidy_total_fen": 3200,
+        "claimed_fen": 2600,
+        "withheld_fen": 600,
+        "price_equals_elder_plus_subsidy": True,
+        "subsidy_equals_claimed_plus_withheld": True,
+        "unsettled_bookings": 1,
+    }
 
     # The elders' own month: what they ate, what the subsidies covered, what they paid.
     mine = (await s.client.get(f"/canteen/diners/{people['zhao']['id']}/statement/{MONTH}", headers=staff)).json()
@@ -109,6 +136,7 @@ async def test_settlement_totals_claims_and_the_claim_file(canteen: System) -> N
     r = await s.client.post(f"/canteen/canteens/yunxing-street/settlements/{MONTH}/close", headers=staff)
     assert r.status_code == 409 and r.json()["code"] == "unsettled_orders"
     from services.canteen.jobs import sweep_no_shows
+
     assert await sweep_no_shows(s.runtime("canteen")) == 1
     r = await s.client.post(f"/canteen/canteens/yunxing-street/settlements/{MONTH}/close", headers=staff)
     assert r.status_code == 200, r.text
@@ -120,9 +148,16 @@ async def test_settlement_totals_claims_and_the_claim_file(canteen: System) -> N
     submitted = await s.client.get(f"/canteen/canteens/yunxing-street/settlements/{MONTH}/claim.csv", headers=staff)
 
     # Frozen: a late event no longer changes the submitted figures or file.
-    await deliver(s, ResidentStatusChanged(
-        resident_id=UUID(people["wang"]["resident_id"]), status="deceased", effective_date=DAYS[0],
-        changed_at=utcnow()), source="visits")
+    await deliver(
+        s,
+        ResidentStatusChanged(
+            resident_id=UUID(people["wang"]["resident_id"]),
+            status="deceased",
+            effective_date=DAYS[0],
+            changed_at=utcnow(),
+        ),
+        source="visits",
+    )
     again = (await s.client.get(f"/canteen/canteens/yunxing-street/settlements/{MONTH}", headers=staff)).json()
     assert again == closed
     frozen = await s.client.get(f"/canteen/canteens/yunxing-street/settlements/{MONTH}/claim.csv", headers=staff)

@@ -39,14 +39,24 @@ DAY = date(2031, 3, 10)
 
 
 def ctx(**kw: Any) -> MealContext:
-    base: dict[str, Any] = {"meal_date": DAY, "age": 82, "circumstances": frozenset({"age_80_plus"}),
-                            "slot": "lunch", "fulfilment": "dine_in", "meal_kind": "standard",
-                            "canteen_id": "c1", "price_fen": 1000}
+    base: dict[str, Any] = {
+        "meal_date": DAY,
+        "age": 82,
+        "circumstances": frozenset({"age_80_plus"}),
+        "slot": "lunch",
+        "fulfilment": "dine_in",
+        "meal_kind": "standard",
+        "canteen_id": "c1",
+        "price_fen": 1000,
+    }
     return MealContext(**{**base, **kw})
 
 
-BANDS = [Rule("age-60-69", 100, min_age=60, max_age=69), Rule("age-70-79", 200, min_age=70, max_age=79),
-         Rule("age-80-plus", 300, min_age=80)]
+BANDS = [
+    Rule("age-60-69", 100, min_age=60, max_age=69),
+    Rule("age-70-79", 200, min_age=70, max_age=79),
+    Rule("age-80-plus", 300, min_age=80),
+]
 
 
 def test_age_is_counted_on_the_meal_date() -> None:
@@ -64,9 +74,12 @@ def test_age_bands_pick_exactly_one() -> None:
 
 
 def test_groups_add_up_and_within_a_group_the_largest_wins() -> None:
-    rules = [*BANDS, Rule("dibao", 200, stack_group="circumstance", circumstances=["dibao"]),
-             Rule("tekun", 700, stack_group="circumstance", circumstances=["tekun"]),
-             Rule("disabled", 100, stack_group="disability", circumstances=["disabled"], funder="cdpf")]
+    rules = [
+        *BANDS,
+        Rule("dibao", 200, stack_group="circumstance", circumstances=["dibao"]),
+        Rule("tekun", 700, stack_group="circumstance", circumstances=["tekun"]),
+        Rule("disabled", 100, stack_group="disability", circumstances=["disabled"], funder="cdpf"),
+    ]
     result = compute(rules, ctx(age=75, circumstances=frozenset({"dibao", "tekun", "disabled"})))
     assert [(r.key, a) for r, a in result.lines] == [("age-70-79", 200), ("tekun", 700), ("disabled", 100)]
     assert result.subsidy_fen == 1000 and result.elder_pays_fen == 0
@@ -95,8 +108,16 @@ def test_a_capped_rule_gives_way_to_the_next_best_in_its_group() -> None:
 
 
 def test_conditions_slot_fulfilment_kind_canteen_and_dates() -> None:
-    rule = Rule("r", 100, slots=["lunch"], fulfilments=["delivery"], meal_kinds=["soft"], canteen_ids=["c1"],
-                effective_from=date(2031, 3, 1), effective_to=date(2031, 3, 31))
+    rule = Rule(
+        "r",
+        100,
+        slots=["lunch"],
+        fulfilments=["delivery"],
+        meal_kinds=["soft"],
+        canteen_ids=["c1"],
+        effective_from=date(2031, 3, 1),
+        effective_to=date(2031, 3, 31),
+    )
     ok = ctx(fulfilment="delivery", meal_kind="soft")
     assert matches(rule, ok)
     assert not matches(rule, ctx(fulfilment="delivery", meal_kind="soft", slot="dinner"))
@@ -113,16 +134,24 @@ def test_suspended_diners_and_extra_meals_get_nothing() -> None:
 
 
 rule_st = st.builds(
-    Rule, key=st.sampled_from(["a", "b", "c", "d"]), amount_fen=st.integers(0, 2000),
-    stack_group=st.sampled_from(["base", "x", "y"]), min_age=st.one_of(st.none(), st.integers(55, 90)),
+    Rule,
+    key=st.sampled_from(["a", "b", "c", "d"]),
+    amount_fen=st.integers(0, 2000),
+    stack_group=st.sampled_from(["base", "x", "y"]),
+    min_age=st.one_of(st.none(), st.integers(55, 90)),
     daily_cap_fen=st.one_of(st.none(), st.integers(0, 1500)),
     monthly_cap_fen=st.one_of(st.none(), st.integers(0, 9000)),
 )
 
 
 @settings(max_examples=100, deadline=None)
-@given(rules=st.lists(rule_st, max_size=4, unique_by=lambda r: r.key), age=st.integers(50, 105),
-       price=st.integers(0, 3000), used_day=st.integers(0, 2000), used_month=st.integers(0, 9000))
+@given(
+    rules=st.lists(rule_st, max_size=4, unique_by=lambda r: r.key),
+    age=st.integers(50, 105),
+    price=st.integers(0, 3000),
+    used_day=st.integers(0, 2000),
+    used_month=st.integers(0, 9000),
+)
 def test_money_always_adds_up(rules: list[Rule], age: int, price: int, used_day: int, used_month: int) -> None:
     usage = {k: Usage(day=used_day, month=used_month) for k in "abcd"}
     result = compute(rules, ctx(age=age, price_fen=price), usage)

@@ -195,8 +195,9 @@ class Proc:
     def start(self, cwd: Path = ROOT) -> None:
         log = tempfile.NamedTemporaryFile(prefix=f"minsheng-{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.log_path = log.name
-        self.proc = subprocess.Popen(self.argv, env={**os.environ, **self.env}, cwd=cwd, stdout=log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.argv, env={**os.environ, **self.env}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def log(self) -> str:
         with contextlib.suppress(OSError), open(self.log_path, errors="replace") as f:

@@ -56,9 +56,12 @@ class Deployment:
 
     def token(self, role: str, sub: str, scopes: tuple[str, ...] | list[str] = ()) -> str:
         """``minsheng token`` against the identity service's key store (its database)."""
-        settings = Settings(mode="distributed", database_url=self.database_urls["identity"],
-                            field_encryption_key=SecretStr(self.env["MINSHENG_FIELD_ENCRYPTION_KEY"]),
-                            identity_jwks_url="http://unused")
+        settings = Settings(
+            mode="distributed",
+            database_url=self.database_urls["identity"],
+            field_encryption_key=SecretStr(self.env["MINSHENG_FIELD_ENCRYPTION_KEY"]),
+            identity_jwks_url="http://unused",
+        )
         return dev_token(settings, sub, [role], list(scopes))
 
     def auth(self, role: str, sub: str, scopes: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
@@ -79,9 +82,15 @@ def create_databases(base_url: str, pattern: str, env: dict[str, str]) -> bool:
     if shutil.which("psql") is None:
         return False
     url = make_url(base_url)
-    script_env = {**os.environ, **env, "PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432),
-                  "POSTGRES_USER": url.username or "postgres", "POSTGRES_DB": "postgres",
-                  "MINSHENG_DB_NAME_PATTERN": pattern}
+    script_env = {
+        **os.environ,
+        **env,
+        "PGHOST": url.host or "127.0.0.1",
+        "PGPORT": str(url.port or 5432),
+        "POSTGRES_USER": url.username or "postgres",
+        "POSTGRES_DB": "postgres",
+        "MINSHENG_DB_NAME_PATTERN": pattern,
+    }
     if url.password:
         script_env["PGPASSWORD"] = url.password
     for script in sorted((ROOT / "deploy/postgres/init").glob("*.sh")):
@@ -140,7 +149,8 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
             database_urls[service] = out["MINSHENG_DATABASE_URL"]
         if out.get("MINSHENG_IDENTITY_JWKS_URL", "").startswith("http://identity:8000/") and "identity" in procs:
             out["MINSHENG_IDENTITY_JWKS_URL"] = out["MINSHENG_IDENTITY_JWKS_URL"].replace(
-                "http://identity:8000", f"http://127.0.0.1:{procs['identity'].port}")
+                "http://identity:8000", f"http://127.0.0.1:{procs['identity'].port}"
+            )
         if "MINSHENG_KAFKA_BOOTSTRAP" in out:
             assert out["MINSHENG_KAFKA_BOOTSTRAP"] == "kafka:9092"
             out["MINSHENG_KAFKA_BOOTSTRAP"] = bootstrap
@@ -167,8 +177,14 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
                 argv = local_argv(list(spec["command"]))
                 penv = local_env(name, env_list(spec))
                 if spec.get("restart") == "no":  # a one-shot job: must succeed before its dependants start
-                    running[name] = subprocess.Popen(argv, env={**os.environ, **penv}, cwd=ROOT, text=True,
-                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    running[name] = subprocess.Popen(
+                        argv,
+                        env={**os.environ, **penv},
+                        cwd=ROOT,
+                        text=True,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    )
                     continue
                 health = " ".join(spec["healthcheck"]["test"])
                 assert "/readyz" in health, f"{name}: the compose healthcheck should probe /readyz"
@@ -203,13 +219,23 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
         workdir.mkdir()
         rendered = workdir / "default.conf"
         rendered.write_text(render_gateway(variables))
-        nginx = Proc("gateway", [nginx_binary() or "nginx", "-p", str(workdir), "-c",
-                                 str(nginx_main_conf(workdir, rendered))], {})
+        nginx = Proc(
+            "gateway",
+            [nginx_binary() or "nginx", "-p", str(workdir), "-c", str(nginx_main_conf(workdir, rendered))],
+            {},
+        )
         nginx.start()
         wait_port("127.0.0.1", listen, timeout=15)
         wait_ready(nginx, f"http://127.0.0.1:{listen}/healthz", timeout=15)
-        yield Deployment(gateway=f"http://127.0.0.1:{listen}", compose=compose, env=env, procs=procs, jobs=jobs,
-                         database_urls=database_urls, nginx=nginx)
+        yield Deployment(
+            gateway=f"http://127.0.0.1:{listen}",
+            compose=compose,
+            env=env,
+            procs=procs,
+            jobs=jobs,
+            database_urls=database_urls,
+            nginx=nginx,
+        )
     finally:
         if nginx is not None:
             nginx.stop()

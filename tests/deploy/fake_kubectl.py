@@ -101,8 +101,7 @@ def apply(docs: list[dict[str, Any]], state: set[Key]) -> None:
     for doc in docs:
         for need, same_step in needs(doc):
             if need not in state and not (same_step and need in created):
-                missing.append(f"{'/'.join(key_of(doc))} needs {need[0]} {need[1] + '/' if need[1] else ''}"
-                               f"{need[2]}")
+                missing.append(f"{'/'.join(key_of(doc))} needs {need[0]} {need[1] + '/' if need[1] else ''}{need[2]}")
     if missing:
         raise Refused("; ".join(sorted(set(missing))))
     state |= created

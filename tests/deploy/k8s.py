@@ -26,8 +26,16 @@ KUSTOMIZATIONS = ["overlays/production", "overlays/production/jobs", "base", "jo
 KUBERNETES_VERSIONS = ["1.29.0", "1.33.0"]  # oldest supported cluster and a current one
 # Custom resources of the operators we target: no upstream schema; checked for the fields we rely on.
 CRD_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "monitoring.coreos.com"}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                  "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass"}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+}
 SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "components", "namespace", "labels", "images", "patches"}
 
 
@@ -112,8 +120,12 @@ def render(directory: Path) -> list[dict[str, Any]]:
         target, ops = patch["target"], yaml.safe_load(patch["patch"])
         if not isinstance(ops, list):
             raise RenderError("only inline JSON 6902 patches are implemented")
-        hits = [d for d in docs if d["kind"] == target.get("kind", d["kind"])
-                and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])]
+        hits = [
+            d
+            for d in docs
+            if d["kind"] == target.get("kind", d["kind"])
+            and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])
+        ]
         if not hits:
             raise RenderError(f"patch target {target} matches nothing")
         for d in hits:
@@ -183,8 +195,10 @@ def main(args: list[str]) -> int:
             errors.append("our rendering differs from `kubectl kustomize`")
         for e in errors:
             print(f"{rel}: {e}")
-        print(f"{'FAIL' if errors else 'ok'} -- {rel}: {len(docs)} resources"
-              + (" (cross-checked with kubectl kustomize)" if theirs is not None else ""))
+        print(
+            f"{'FAIL' if errors else 'ok'} -- {rel}: {len(docs)} resources"
+            + (" (cross-checked with kubectl kustomize)" if theirs is not None else "")
+        )
         failed += bool(errors)
     return 1 if failed else 0
 

@@ -22,8 +22,13 @@ pytestmark = pytest.mark.integration
 
 
 def _psql(env: dict[str, str], database: str, sql: str) -> str:
-    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql], env=env,
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def test_backup_then_restore_into_a_fresh_database(deployment: Deployment, tmp_path: Path) -> None:
@@ -31,16 +36,27 @@ def test_backup_then_restore_into_a_fresh_database(deployment: Deployment, tmp_p
         pytest.skip("pg_dump/pg_restore/psql not installed (postgresql-client)")
     d = deployment
     rider = d.auth("rider", sub=f"rider-backup-{uuid.uuid4().hex[:6]}")
-    r = httpx.post(f"{d.gateway}/points/riders", headers=rider, timeout=10, json={
-        "name": "蓝骑士", "platform": "sf-express", "phone": "13700002222", "community": "yunxing"})
+    r = httpx.post(
+        f"{d.gateway}/points/riders",
+        headers=rider,
+        timeout=10,
+        json={"name": "蓝骑士", "platform": "sf-express", "phone": "13700002222", "community": "yunxing"},
+    )
     assert r.status_code == 201, r.text
 
     points_url = make_url(d.database_urls["points"])
     pattern = (points_url.database or "").replace("points", "%s")
-    env = {**os.environ, "PG_EXEC": "", "PGHOST": points_url.host or "127.0.0.1",
-           "PGPORT": str(points_url.port or 5432), "PGUSER": "postgres", "MINSHENG_DB_NAME_PATTERN": pattern}
-    out = subprocess.run(["bash", str(ROOT / "deploy/ops/backup.sh"), str(tmp_path)], env=env, capture_output=True,
-                         text=True, check=True)
+    env = {
+        **os.environ,
+        "PG_EXEC": "",
+        "PGHOST": points_url.host or "127.0.0.1",
+        "PGPORT": str(points_url.port or 5432),
+        "PGUSER": "postgres",
+        "MINSHENG_DB_NAME_PATTERN": pattern,
+    }
+    out = subprocess.run(
+        ["bash", str(ROOT / "deploy/ops/backup.sh"), str(tmp_path)], env=env, capture_output=True, text=True, check=True
+    )
     folder = Path(out.stdout.strip().splitlines()[-1])
     assert {p.name for p in folder.iterdir()} == {f"{s}.dump" for s in SERVICES} | {"TAKEN_AT"}
 
@@ -49,17 +65,25 @@ def test_backup_then_restore_into_a_fresh_database(deployment: Deployment, tmp_p
     restored = restored_pattern % "points"
     _psql(env, "postgres", f'CREATE DATABASE "{restored}" OWNER "{points_url.username}"')
     try:
-        subprocess.run(["bash", str(ROOT / "deploy/ops/restore.sh"), str(folder), "points"],
-                       env={**env, "MINSHENG_DB_NAME_PATTERN": restored_pattern}, check=True, capture_output=True,
-                       text=True)
+        subprocess.run(
+            ["bash", str(ROOT / "deploy/ops/restore.sh"), str(folder), "points"],
+            env={**env, "MINSHENG_DB_NAME_PATTERN": restored_pattern},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         restored_url = points_url.set(database=restored).render_as_string(hide_password=False)
         for table in ("riders", "outbox", "processed_events"):
             count = f"SELECT count(*) FROM {table}"
             assert _psql(env, restored, count) == _psql(env, points_url.database or "", count), table
         # The restored database is at the migration head: `minsheng migrate` has nothing to do.
-        migrate = subprocess.run([sys.executable, "-m", "minsheng.cli", "migrate", "points"], cwd=ROOT,
-                                 env={**os.environ, **d.procs["points"].env, "MINSHENG_DATABASE_URL": restored_url},
-                                 capture_output=True, text=True)
+        migrate = subprocess.run(
+            [sys.executable, "-m", "minsheng.cli", "migrate", "points"],
+            cwd=ROOT,
+            env={**os.environ, **d.procs["points"].env, "MINSHENG_DATABASE_URL": restored_url},
+            capture_output=True,
+            text=True,
+        )
         assert migrate.returncode == 0, migrate.stderr[-2000:]
     finally:
         _psql(env, "postgres", f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')

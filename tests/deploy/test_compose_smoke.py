@@ -14,15 +14,28 @@ from tests.support.infra import eventually
 
 pytestmark = pytest.mark.integration
 
-FIRE = {"category": "fire", "description": "Rubbish bin on fire near the Gangcheng theatre",
-        "latitude": 40.0134, "longitude": 112.7032, "address": "Gangcheng theatre, west gate",
-        "community": "yunxing", "compound": "yuntaiyuan", "photo_urls": ["https://cdn.example/p/1.jpg"]}
+FIRE = {
+    "category": "fire",
+    "description": "Rubbish bin on fire near the Gangcheng theatre",
+    "latitude": 40.0134,
+    "longitude": 112.7032,
+    "address": "Gangcheng theatre, west gate",
+    "community": "yunxing",
+    "compound": "yuntaiyuan",
+    "photo_urls": ["https://cdn.example/p/1.jpg"],
+}
 
 
 def test_jobs_ran_from_the_compose_file(deployment: Deployment) -> None:
-    assert set(deployment.jobs) == {"kafka-topics", "visits-migrate", "issues-migrate", "points-migrate",
-                                    "canteen-migrate", "identity-migrate",
-                                    "notify-migrate"}
+    assert set(deployment.jobs) == {
+        "kafka-topics",
+        "visits-migrate",
+        "issues-migrate",
+        "points-migrate",
+        "canteen-migrate",
+        "identity-migrate",
+        "notify-migrate",
+    }
     created = deployment.jobs["kafka-topics"].stdout
     for topic in ("points.hazard", "issues.issue", "points.ledger", "issues.dlq", "points.dlq"):
         assert f"{topic}: created" in created, created
@@ -34,8 +47,11 @@ async def test_rider_fire_flow_through_the_gateway(deployment: Deployment) -> No
     rider = d.auth("rider", sub="rider-smoke-fan")
     staff = d.auth("staff", sub="staff-smoke", scopes=["community:yunxing"])
     async with httpx.AsyncClient(base_url=d.gateway, timeout=15) as client:
-        r = await client.post("/points/riders", headers=rider, json={
-            "name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"})
+        r = await client.post(
+            "/points/riders",
+            headers=rider,
+            json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
+        )
         assert r.status_code == 201, r.text
         assert r.json()["phone"] == "138****5678"
 
@@ -93,8 +109,10 @@ def test_json_logs_carry_request_and_trace_ids(deployment: Deployment) -> None:
 
     rid = f"smoke-log-{int(time.time() * 1000)}"
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-    r = httpx.get(f"{deployment.gateway}/points/riders/me/balance",
-                  headers={"X-Request-ID": rid, "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+    r = httpx.get(
+        f"{deployment.gateway}/points/riders/me/balance",
+        headers={"X-Request-ID": rid, "traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+    )
     assert r.status_code in (401, 403), r.text
 
     def logged() -> dict[str, Any] | None:

@@ -38,9 +38,17 @@ from tests.deploy.compose_local import (
 )
 from tests.support.client import System
 
-SECRETS = {"MINSHENG_FIELD_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "VISITS_DB_PASSWORD", "ISSUES_DB_PASSWORD",
-           "POINTS_DB_PASSWORD", "CANTEEN_DB_PASSWORD", "IDENTITY_DB_PASSWORD", "NOTIFY_DB_PASSWORD",
-           "GRAFANA_ADMIN_PASSWORD"}
+SECRETS = {
+    "MINSHENG_FIELD_ENCRYPTION_KEY",
+    "POSTGRES_PASSWORD",
+    "VISITS_DB_PASSWORD",
+    "ISSUES_DB_PASSWORD",
+    "POINTS_DB_PASSWORD",
+    "CANTEEN_DB_PASSWORD",
+    "IDENTITY_DB_PASSWORD",
+    "NOTIFY_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+}
 
 
 def example_env() -> dict[str, str]:
@@ -59,8 +67,9 @@ def compose() -> dict[str, Any]:
 
 def test_compose_file_matches_the_compose_specification() -> None:
     checker = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
-    r = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -186,8 +195,11 @@ def test_init_env_generates_usable_secrets(tmp_path: Path) -> None:
     load_compose(env)  # every required variable has a value
     from minsheng.settings import Settings
 
-    Settings(mode="distributed", database_url="postgresql+asyncpg://x@h/db",
-             field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"])
+    Settings(
+        mode="distributed",
+        database_url="postgresql+asyncpg://x@h/db",
+        field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"],
+    )
     assert "MINSHENG_JWT_SECRET" not in env  # no shared token secret any more: the identity service signs
 
 
@@ -208,8 +220,13 @@ def test_topic_plan_is_derived_from_the_contracts() -> None:
         for model in load_spec(name).handlers:
             assert model.topic in plan
     assert all(t.replication_factor == 3 and t.config["min.insync.replicas"] == "2" for t in plan.values())
-    listed = subprocess.run([sys.executable, "-m", "minsheng.topics", "list", "--json"], capture_output=True,
-                            text=True, check=True, cwd=ROOT)
+    listed = subprocess.run(
+        [sys.executable, "-m", "minsheng.topics", "list", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     assert {t["name"] for t in json.loads(listed.stdout)} == set(plan)
 
 
@@ -217,8 +234,9 @@ def test_topic_plan_is_derived_from_the_contracts() -> None:
 
 
 def test_generated_manifests_are_up_to_date() -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "deploy/k8s/generate.py"), "--check"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/k8s/generate.py"), "--check"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -261,16 +279,22 @@ def test_production_overlay_runs_every_service_safely() -> None:
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
         assert by_kind["Service"][name]["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
-        assert by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"] == \
-            dep["spec"]["selector"]["matchLabels"]
+        assert (
+            by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"]
+            == dep["spec"]["selector"]["matchLabels"]
+        )
         hpa = by_kind["HorizontalPodAutoscaler"][name]["spec"]
         assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] <= partitions
         job = by_kind["Job"][f"{name}-migrate"]
         assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["minsheng", "migrate", name]
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == c["image"]
         assert config["MINSHENG_MIGRATE_ON_START"] == "false"
-    assert by_kind["Job"]["kafka-topics"]["spec"]["template"]["spec"]["containers"][0]["command"] == \
-        ["python", "-m", "minsheng.topics", "create"]
+    assert by_kind["Job"]["kafka-topics"]["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "python",
+        "-m",
+        "minsheng.topics",
+        "create",
+    ]
     paths = {p["path"] for p in by_kind["Ingress"]["minsheng"]["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {f"/{s}/" for s in SERVICES}
     assert "PrometheusRule" in by_kind and "PodMonitor" in by_kind

@@ -23,9 +23,23 @@ pytestmark = [pytest.mark.integration]
 
 
 def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "minsheng.cli", "dev-cluster", "--port", str(port), "--data-dir",
-                             str(data_dir), "--broker", os.environ.get("MINSHENG_TEST_KAFKA", "kafka")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "minsheng.cli",
+            "dev-cluster",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--broker",
+            os.environ.get("MINSHENG_TEST_KAFKA", "kafka"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     ready = threading.Event()
 

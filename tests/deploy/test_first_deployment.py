@@ -21,7 +21,7 @@ MARKER = "<!-- k8s-first-deployment -->"
 def documented_steps() -> str:
     text = (ROOT / "docs" / "operations.md").read_text()
     assert MARKER in text, "docs/operations.md lost the marked first-deployment block"
-    block = re.search(r"```bash\n(.*?)```", text[text.index(MARKER):], flags=re.S)
+    block = re.search(r"```bash\n(.*?)```", text[text.index(MARKER) :], flags=re.S)
     assert block is not None
     return block.group(1)
 
@@ -32,11 +32,17 @@ def run_with_stand_in(script: str, tmp_path: Path) -> subprocess.CompletedProces
     shim = bin_dir / "kubectl"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.deploy.fake_kubectl "$@"\n')
     shim.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
-           "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
-           "BACKUP_S3_ACCESS_KEY_ID": "test-key", "BACKUP_S3_SECRET_ACCESS_KEY": "test-secret"}
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
+        "BACKUP_S3_ACCESS_KEY_ID": "test-key",
+        "BACKUP_S3_SECRET_ACCESS_KEY": "test-secret",
+    }
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_each_documented_step_needs_only_what_earlier_steps_created(tmp_path: Path) -> None:
@@ -58,9 +64,11 @@ def test_the_stand_in_refuses_what_the_old_procedure_did(tmp_path: Path) -> None
     assert refused.returncode == 1 and "needs Secret minsheng/minsheng-app" in refused.stderr
     # A Job naming a ConfigMap and a ServiceAccount that nothing creates.
     job = tmp_path / "job.yaml"
-    job.write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, namespace: default}\nspec:\n  template:\n"
-                   "    spec:\n      serviceAccountName: minsheng\n      containers:\n      - name: c\n"
-                   "        image: x\n        envFrom: [{configMapRef: {name: minsheng-config}}]\n")
+    job.write_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, namespace: default}\nspec:\n  template:\n"
+        "    spec:\n      serviceAccountName: minsheng\n      containers:\n      - name: c\n"
+        "        image: x\n        envFrom: [{configMapRef: {name: minsheng-config}}]\n"
+    )
     refused = run_with_stand_in(f"kubectl apply -f {job}", tmp_path)
     assert refused.returncode == 1
     assert "needs ConfigMap default/minsheng-config" in refused.stderr

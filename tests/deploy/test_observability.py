@@ -35,14 +35,22 @@ def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **l
 
 async def outbox(deployment: Deployment, service: str) -> list[dict[str, Any]]:
     url = make_url(deployment.database_urls[service])
-    conn = await asyncpg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
-                                 database=url.database)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+    )
     try:
         rows = await conn.fetch("SELECT type, payload, headers, sent_at FROM outbox ORDER BY id")
     finally:
         await conn.close()
-    return [{"type": r["type"], "envelope": json.loads(r["payload"]), "headers": json.loads(r["headers"])
-             if isinstance(r["headers"], str) else r["headers"], "sent": r["sent_at"] is not None} for r in rows]
+    return [
+        {
+            "type": r["type"],
+            "envelope": json.loads(r["payload"]),
+            "headers": json.loads(r["headers"]) if isinstance(r["headers"], str) else r["headers"],
+            "sent": r["sent_at"] is not None,
+        }
+        for r in rows
+    ]
 
 
 def trace_id(traceparent: str) -> str:
@@ -52,12 +60,18 @@ def trace_id(traceparent: str) -> str:
 async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment) -> None:
     d = deployment
     trace = "0af7651916cd43dd8448eb211c80319c"
-    rider = {**d.auth("rider", sub="rider-trace"), "traceparent": f"00-{trace}-b7ad6b7169203331-01",
-             "X-Request-ID": "trace-test-report-1"}
+    rider = {
+        **d.auth("rider", sub="rider-trace"),
+        "traceparent": f"00-{trace}-b7ad6b7169203331-01",
+        "X-Request-ID": "trace-test-report-1",
+    }
     staff = d.auth("staff", sub="staff-trace", scopes=["community:yunxing"])
     async with httpx.AsyncClient(base_url=d.gateway, timeout=15) as client:
-        r = await client.post("/points/riders", headers=rider, json={
-            "name": "黄骑士", "platform": "eleme", "phone": "13900001111", "community": "yunxing"})
+        r = await client.post(
+            "/points/riders",
+            headers=rider,
+            json={"name": "黄骑士", "platform": "eleme", "phone": "13900001111", "community": "yunxing"},
+        )
         assert r.status_code == 201, r.text
         elsewhere = {**FIRE, "description": "Bin on fire by the market", "latitude": 40.0634, "longitude": 112.7532}
         r = await client.post("/points/hazard-reports", headers=rider, json=elsewhere)
@@ -74,21 +88,35 @@ async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment
         assert r.status_code == 200, r.text
 
         async def posted() -> list[dict[str, Any]]:
-            return [e for e in await outbox(d, "points") if e["type"] == "minsheng.points.ledger.posted.v1"
-                    and e["envelope"]["data"].get("rider_id") is not None and e["sent"]
-                    and report["id"] in json.dumps(e["envelope"]["data"])]
+            return [
+                e
+                for e in await outbox(d, "points")
+                if e["type"] == "minsheng.points.ledger.posted.v1"
+                and e["envelope"]["data"].get("rider_id") is not None
+                and e["sent"]
+                and report["id"] in json.dumps(e["envelope"]["data"])
+            ]
 
         points_posted = (await eventually(posted, within=30))[0]
 
     # --- one trace: rider report → urgent issue → the rider's report accepted → points ------------------------
     points_events = await outbox(d, "points")
     issues_events = await outbox(d, "issues")
-    reported = next(e for e in points_events if e["type"] == "minsheng.points.hazard.reported.v1"
-                    and e["envelope"]["data"].get("report_id") == report["id"])
-    created = next(e for e in issues_events if e["type"] == "minsheng.issues.issue.created.v1"
-                   and e["envelope"]["data"].get("issue_id") == issue["id"])
-    verified = next(e for e in issues_events if e["type"] == "minsheng.issues.issue.verified.v1"
-                    and e["envelope"]["data"].get("issue_id") == issue["id"])
+    reported = next(
+        e
+        for e in points_events
+        if e["type"] == "minsheng.points.hazard.reported.v1" and e["envelope"]["data"].get("report_id") == report["id"]
+    )
+    created = next(
+        e
+        for e in issues_events
+        if e["type"] == "minsheng.issues.issue.created.v1" and e["envelope"]["data"].get("issue_id") == issue["id"]
+    )
+    verified = next(
+        e
+        for e in issues_events
+        if e["type"] == "minsheng.issues.issue.verified.v1" and e["envelope"]["data"].get("issue_id") == issue["id"]
+    )
     assert trace_id(reported["envelope"]["traceparent"]) == trace
     assert trace_id(created["envelope"]["traceparent"]) == trace, "the issue continues the rider's trace"
     assert reported["headers"]["traceparent"] == reported["envelope"]["traceparent"]  # copied to Kafka headers
@@ -105,11 +133,13 @@ async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment
     # --- metrics ---------------------------------------------------------------------------------------------
     points = scrape(d, "points")
     issues = scrape(d, "issues")
-    assert value(points, "minsheng_http_requests_total", route="/points/hazard-reports", method="POST",
-                 status="201") >= 1
+    assert (
+        value(points, "minsheng_http_requests_total", route="/points/hazard-reports", method="POST", status="201") >= 1
+    )
     assert value(points, "minsheng_http_request_duration_seconds_count", route="/points/hazard-reports") >= 1
-    assert value(points, "minsheng_http_request_duration_seconds_bucket", route="/points/hazard-reports",
-                 le="+Inf") >= 1
+    assert (
+        value(points, "minsheng_http_request_duration_seconds_bucket", route="/points/hazard-reports", le="+Inf") >= 1
+    )
     for samples, service in ((points, "points"), (issues, "issues")):
         assert value(samples, "minsheng_db_up", service=service) == 1
         assert value(samples, "minsheng_bus_up") == 1
@@ -126,8 +156,10 @@ async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment
 
     async def caught_up() -> bool:
         again = scrape(d, "issues")
-        return value(again, "minsheng_consumer_lag", group="issues") == 0 and \
-            value(again, "minsheng_outbox_pending", service="issues") == 0
+        return (
+            value(again, "minsheng_consumer_lag", group="issues") == 0
+            and value(again, "minsheng_outbox_pending", service="issues") == 0
+        )
 
     await eventually(caught_up, within=15)
 
@@ -161,9 +193,15 @@ async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: De
     d = deployment
     bootstrap = d.procs["issues"].env["MINSHENG_KAFKA_BOOTSTRAP"]
     event_id = str(uuid.uuid4())
-    poison = {"specversion": "1.0", "id": event_id, "source": "/services/points", "partitionkey": "x",
-              "type": "minsheng.points.hazard.reported.v1", "time": "2026-11-27T10:00:00Z",
-              "data": {"report_id": "not-a-uuid"}}
+    poison = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/services/points",
+        "partitionkey": "x",
+        "type": "minsheng.points.hazard.reported.v1",
+        "time": "2026-11-27T10:00:00Z",
+        "data": {"report_id": "not-a-uuid"},
+    }
     before = value(scrape(d, "issues"), "minsheng_consumer_dead_letters_total", service="issues")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -174,13 +212,16 @@ async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: De
 
     async def counted() -> bool:
         s = scrape(d, "issues")
-        return value(s, "minsheng_consumer_dead_letters_total", service="issues") == before + 1 and \
-            value(s, "minsheng_dead_letters_unreplayed", service="issues") >= 1
+        return (
+            value(s, "minsheng_consumer_dead_letters_total", service="issues") == before + 1
+            and value(s, "minsheng_dead_letters_unreplayed", service="issues") >= 1
+        )
 
     await eventually(counted, within=20)
 
-    consumer = AIOKafkaConsumer("issues.dlq", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        "issues.dlq", bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         dead = None
@@ -196,8 +237,16 @@ async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: De
         await consumer.stop()
 
     listed = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "minsheng.cli", "dlq", "list", "issues", env={**os.environ, **d.procs["issues"].env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "minsheng.cli",
+        "dlq",
+        "list",
+        "issues",
+        env={**os.environ, **d.procs["issues"].env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(listed.communicate(), timeout=60)
     assert listed.returncode == 0, err.decode()[-2000:]
     rows = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]

@@ -13,7 +13,6 @@ from services.identity import config, ratelimit
 @pytest.fixture(autouse=True)
 def identity_test_settings() -> Iterator[None]:
     ratelimit.BUCKETS.clear()
-    with config.override(argon2_time_cost=1, argon2_memory_kib=1024, signin_rate_per_second=1000.0,
-                         signin_burst=1000):
+    with config.override(argon2_time_cost=1, argon2_memory_kib=1024, signin_rate_per_second=1000.0, signin_burst=1000):
         yield
     ratelimit.BUCKETS.clear()

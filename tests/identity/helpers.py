@@ -29,29 +29,35 @@ async def admin(system: System, username: str = "admin") -> tuple[dict[str, Any]
     """A bootstrapped admin (as `minsheng admin create`) signed in with password + TOTP: tokens, TOTP secret."""
     out = await create_admin(system.settings, username, ADMIN_PASSWORD, "管理员")
     secret = out["totp_secret"]
-    r = await system.client.post("/identity/staff/login", json={
-        "username": username, "password": ADMIN_PASSWORD, "totp": passwords.totp(secret)})
+    r = await system.client.post(
+        "/identity/staff/login", json={"username": username, "password": ADMIN_PASSWORD, "totp": passwords.totp(secret)}
+    )
     assert r.status_code == 200, r.text
     return r.json(), secret
 
 
-async def create_staff(system: System, by: dict[str, str], username: str, roles: list[str],
-                       scopes: list[str]) -> tuple[str, str]:
+async def create_staff(
+    system: System, by: dict[str, str], username: str, roles: list[str], scopes: list[str]
+) -> tuple[str, str]:
     """A staff account with its password changed from the temporary one: (account id, password)."""
-    r = await system.client.post("/identity/accounts", headers=by, json={
-        "username": username, "roles": roles, "scopes": scopes, "reason": "test"})
+    r = await system.client.post(
+        "/identity/accounts",
+        headers=by,
+        json={"username": username, "roles": roles, "scopes": scopes, "reason": "test"},
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     password = f"pass-{uuid7().hex[-12:]}"
-    r = await system.client.post("/identity/staff/password", json={
-        "username": username, "current_password": body["temporary_password"], "new_password": password})
+    r = await system.client.post(
+        "/identity/staff/password",
+        json={"username": username, "current_password": body["temporary_password"], "new_password": password},
+    )
     assert r.status_code == 204, r.text
     return body["account"]["id"], password
 
 
 async def staff_login(system: System, username: str, password: str, **extra: Any) -> dict[str, Any]:
-    r = await system.client.post("/identity/staff/login", json={"username": username, "password": password,
-                                                               **extra})
+    r = await system.client.post("/identity/staff/login", json={"username": username, "password": password, **extra})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 

@@ -40,8 +40,9 @@ async def test_two_refreshes_racing_with_one_token_end_the_session(pg_system: Sy
     system = pg_system
     tokens = await wechat_login(system, "pg-race")
     body = {"refresh_token": tokens["refresh_token"]}
-    a, b = await asyncio.gather(system.client.post("/identity/refresh", json=body),
-                                system.client.post("/identity/refresh", json=body))
+    a, b = await asyncio.gather(
+        system.client.post("/identity/refresh", json=body), system.client.post("/identity/refresh", json=body)
+    )
     assert sorted([a.status_code, b.status_code]) == [200, 401]
     winner = a if a.status_code == 200 else b
     r = await system.client.post("/identity/refresh", json={"refresh_token": winner.json()["refresh_token"]})
@@ -51,11 +52,11 @@ async def test_two_refreshes_racing_with_one_token_end_the_session(pg_system: Sy
 async def test_disable_on_postgres(pg_system: System) -> None:
     system = pg_system
     root, _ = await admin(system)
-    staff_id, password = await create_staff(system, bearer(root), "pg.worker", ["grid_worker"],
-                                            ["community:yunxing"])
+    staff_id, password = await create_staff(system, bearer(root), "pg.worker", ["grid_worker"], ["community:yunxing"])
     session = await staff_login(system, "pg.worker", password)
-    r = await system.client.post(f"/identity/accounts/{staff_id}/disable", headers=bearer(root),
-                                 json={"reason": "test"})
+    r = await system.client.post(
+        f"/identity/accounts/{staff_id}/disable", headers=bearer(root), json={"reason": "test"}
+    )
     assert r.status_code == 200
     r = await system.client.post("/identity/refresh", json={"refresh_token": session["refresh_token"]})
     assert r.status_code == 401
@@ -83,8 +84,11 @@ async def test_key_rotation_publishes_both_keys_then_retires_the_old_one(pg_syst
     # the overlap is over: the old key retires, unpublished and refused
     rt = system.runtime("identity")
     async with rt.db.sessionmaker() as s, s.begin():
-        await s.execute(sa.update(SigningKeyRow).where(SigningKeyRow.kid == old_kid)  # type: ignore[arg-type]
-                        .values(retire_at=utcnow() - timedelta(seconds=1)))
+        await s.execute(
+            sa.update(SigningKeyRow)
+            .where(SigningKeyRow.kid == old_kid)  # type: ignore[arg-type]
+            .values(retire_at=utcnow() - timedelta(seconds=1))
+        )
     rt.keyring.min_reload_seconds = 0
     await rt.keyring.fetch("reload")
     kids = [k["kid"] for k in (await system.client.get("/identity/.well-known/jwks.json")).json()["keys"]]

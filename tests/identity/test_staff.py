@@ -19,8 +19,7 @@ from tests.support.client import System
 
 
 async def _login(system: System, username: str, password: str, **extra: object) -> tuple[int, dict]:
-    r = await system.client.post("/identity/staff/login", json={"username": username, "password": password,
-                                                               **extra})
+    r = await system.client.post("/identity/staff/login", json={"username": username, "password": password, **extra})
     return r.status_code, r.json()
 
 
@@ -43,8 +42,9 @@ async def test_wrong_password_and_unknown_user_answer_alike(system: System) -> N
     b = await system.client.post("/identity/staff/login", json={"username": "ghost", "password": "nope-nope"})
     assert a.status_code == b.status_code == 401
     strip = ("instance", "request_id")
-    assert {k: v for k, v in a.json().items() if k not in strip} == {k: v for k, v in b.json().items()
-                                                                    if k not in strip}
+    assert {k: v for k, v in a.json().items() if k not in strip} == {
+        k: v for k, v in b.json().items() if k not in strip
+    }
 
 
 async def test_lockout_with_backoff_per_account_and_for_unknown_names(system: System) -> None:
@@ -60,8 +60,9 @@ async def test_lockout_with_backoff_per_account_and_for_unknown_names(system: Sy
 
 async def test_an_admin_reset_forces_a_password_change(system: System) -> None:
     tokens, _ = await admin(system)
-    staff_id, password = await create_staff(system, bearer(tokens), "chang.hong", ["grid_worker"],
-                                            ["community:yunxing"])
+    staff_id, password = await create_staff(
+        system, bearer(tokens), "chang.hong", ["grid_worker"], ["community:yunxing"]
+    )
     session = await staff_login(system, "chang.hong", password)
     r = await system.client.post(f"/identity/accounts/{staff_id}/password-reset", headers=bearer(tokens))
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
@@ -72,11 +73,15 @@ async def test_an_admin_reset_forces_a_password_change(system: System) -> None:
     assert status == 403 and body["code"] == "password_change_required"
     r = await system.client.post("/identity/refresh", json={"refresh_token": session["refresh_token"]})
     assert r.status_code == 401  # the reset ended the old sessions
-    r = await system.client.post("/identity/staff/password", json={
-        "username": "chang.hong", "current_password": temporary, "new_password": "short"})
+    r = await system.client.post(
+        "/identity/staff/password",
+        json={"username": "chang.hong", "current_password": temporary, "new_password": "short"},
+    )
     assert r.status_code == 422 and r.json()["code"] == "weak_password"
-    r = await system.client.post("/identity/staff/password", json={
-        "username": "chang.hong", "current_password": temporary, "new_password": "a-much-better-one-42"})
+    r = await system.client.post(
+        "/identity/staff/password",
+        json={"username": "chang.hong", "current_password": temporary, "new_password": "a-much-better-one-42"},
+    )
     assert r.status_code == 204
     await staff_login(system, "chang.hong", "a-much-better-one-42")
 
@@ -89,8 +94,10 @@ async def test_pii_reveal_holders_must_set_up_totp(system: System) -> None:
     r = await system.client.post("/identity/staff/totp/setup", json={"username": "auditor", "password": password})
     assert r.status_code == 200 and r.json()["otpauth_uri"].startswith("otpauth://totp/")
     secret = r.json()["secret"]
-    r = await system.client.post("/identity/staff/totp/confirm", json={
-        "username": "auditor", "password": password, "code": passwords.totp(secret)})
+    r = await system.client.post(
+        "/identity/staff/totp/confirm",
+        json={"username": "auditor", "password": password, "code": passwords.totp(secret)},
+    )
     assert r.status_code == 204
     r = await system.client.post("/identity/staff/totp/setup", json={"username": "auditor", "password": password})
     assert r.status_code == 409
@@ -100,11 +107,11 @@ async def test_pii_reveal_holders_must_set_up_totp(system: System) -> None:
 
 async def test_disable_kills_refresh_tokens_and_sign_in_and_is_published(system: System) -> None:
     tokens, _ = await admin(system)
-    staff_id, password = await create_staff(system, bearer(tokens), "worker", ["grid_worker"],
-                                            ["community:yunxing"])
+    staff_id, password = await create_staff(system, bearer(tokens), "worker", ["grid_worker"], ["community:yunxing"])
     session = await staff_login(system, "worker", password)
-    r = await system.client.post(f"/identity/accounts/{staff_id}/disable", headers=bearer(tokens),
-                                 json={"reason": "left the district"})
+    r = await system.client.post(
+        f"/identity/accounts/{staff_id}/disable", headers=bearer(tokens), json={"reason": "left the district"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "disabled"
     r = await system.client.post("/identity/refresh", json={"refresh_token": session["refresh_token"]})
     assert r.status_code == 401
@@ -112,8 +119,9 @@ async def test_disable_kills_refresh_tokens_and_sign_in_and_is_published(system:
     assert status == 401
     events = await outbox_events(system, "minsheng.identity.account.status_changed.v1")
     assert events[-1]["status"] == "disabled" and events[-1]["reason"] == "left the district"
-    r = await system.client.post(f"/identity/accounts/{staff_id}/enable", headers=bearer(tokens),
-                                 json={"reason": "back"})
+    r = await system.client.post(
+        f"/identity/accounts/{staff_id}/enable", headers=bearer(tokens), json={"reason": "back"}
+    )
     assert r.status_code == 200
     await staff_login(system, "worker", password)
 
@@ -129,15 +137,26 @@ async def test_bola_matrix_for_accounts_and_grants(system: System) -> None:
     stranger = bearer(await wechat_login(system, "resident-b"))
 
     # staff create grid workers within their own scope, and nothing wider
-    r = await system.client.post("/identity/accounts", headers=lead, json={
-        "username": "gw.one", "roles": ["grid_worker"], "scopes": ["community:yunxing"], "reason": "new"})
+    r = await system.client.post(
+        "/identity/accounts",
+        headers=lead,
+        json={"username": "gw.one", "roles": ["grid_worker"], "scopes": ["community:yunxing"], "reason": "new"},
+    )
     assert r.status_code == 201, r.text
     gw_id = r.json()["account"]["id"]
-    for roles, scopes in ((["grid_worker"], ["community:dongyan"]), (["admin"], ["community:yunxing"]),
-                          (["staff"], ["*"]), (["staff"], ["community:yunxing", "pii:reveal"]),
-                          (["merchant"], ["community:yunxing"]), (["grid_worker"], [])):
-        r = await system.client.post("/identity/accounts", headers=lead, json={
-            "username": "gw.bad", "roles": roles, "scopes": scopes, "reason": "x"})
+    for roles, scopes in (
+        (["grid_worker"], ["community:dongyan"]),
+        (["admin"], ["community:yunxing"]),
+        (["staff"], ["*"]),
+        (["staff"], ["community:yunxing", "pii:reveal"]),
+        (["merchant"], ["community:yunxing"]),
+        (["grid_worker"], []),
+    ):
+        r = await system.client.post(
+            "/identity/accounts",
+            headers=lead,
+            json={"username": "gw.bad", "roles": roles, "scopes": scopes, "reason": "x"},
+        )
         assert r.status_code == 403, (roles, scopes, r.text)
 
     cases = [  # (who, method, path, body, expected)
@@ -150,17 +169,37 @@ async def test_bola_matrix_for_accounts_and_grants(system: System) -> None:
         (lead, "GET", f"/identity/accounts/{other_id}", None, 404),
         (lead, "GET", f"/identity/accounts/{other_id}/grants", None, 404),
         (resident, "GET", f"/identity/accounts/{gw_id}/grants", None, 403),
-        (lead, "PUT", f"/identity/accounts/{other_id}/access",
-         {"roles": ["grid_worker"], "scopes": ["community:yunxing"], "reason": "steal"}, 404),
-        (lead, "PUT", f"/identity/accounts/{lead_id}/access",
-         {"roles": ["staff"], "scopes": ["*"], "reason": "self"}, 403),
-        (resident, "PUT", f"/identity/accounts/{resident_id}/access",
-         {"roles": ["admin"], "scopes": ["*"], "reason": "self"}, 403),
+        (
+            lead,
+            "PUT",
+            f"/identity/accounts/{other_id}/access",
+            {"roles": ["grid_worker"], "scopes": ["community:yunxing"], "reason": "steal"},
+            404,
+        ),
+        (
+            lead,
+            "PUT",
+            f"/identity/accounts/{lead_id}/access",
+            {"roles": ["staff"], "scopes": ["*"], "reason": "self"},
+            403,
+        ),
+        (
+            resident,
+            "PUT",
+            f"/identity/accounts/{resident_id}/access",
+            {"roles": ["admin"], "scopes": ["*"], "reason": "self"},
+            403,
+        ),
         (lead, "POST", f"/identity/accounts/{gw_id}/disable", {"reason": "x"}, 403),
         (resident, "POST", f"/identity/accounts/{lead_id}/password-reset", None, 403),
         (lead, "POST", f"/identity/accounts/{gw_id}/password-reset", None, 403),
-        (lead, "PUT", f"/identity/accounts/{gw_id}/access",
-         {"roles": ["grid_worker", "staff"], "scopes": ["community:yunxing"], "reason": "promoted"}, 200),
+        (
+            lead,
+            "PUT",
+            f"/identity/accounts/{gw_id}/access",
+            {"roles": ["grid_worker", "staff"], "scopes": ["community:yunxing"], "reason": "promoted"},
+            200,
+        ),
     ]
     for who, method, path, body, expected in cases:
         r = await system.client.request(method, path, headers=who, json=body)

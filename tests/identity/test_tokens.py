@@ -27,8 +27,15 @@ OLD_SECRET = "minsheng-embedded-dev-secret-change-me"  # the HS256 secret every 
 
 def _claims(system: System, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": "staff-1", "roles": ["admin"], "scope": "*", "iss": system.settings.jwt_issuer,
-                              "aud": system.settings.jwt_audience, "iat": now, "exp": now + 600}
+    claims: dict[str, Any] = {
+        "sub": "staff-1",
+        "roles": ["admin"],
+        "scope": "*",
+        "iss": system.settings.jwt_issuer,
+        "aud": system.settings.jwt_audience,
+        "iat": now,
+        "exp": now + 600,
+    }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -67,16 +74,17 @@ async def test_hs256_none_and_algorithm_confusion_are_refused_by_every_service(s
     claims = _claims(system)
     ring: KeyRing = system.app.state.keyring
     assert ring.signer is not None and ring.signer.private is not None
-    public_pem = ring.signer.public.public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = ring.signer.public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     forged = {
         "HS256 with the old shared secret": jwt.encode(claims, OLD_SECRET, algorithm="HS256"),
         "HS256 keyed with the public key": _hs256_raw(claims, public_pem, ring.signer.kid),
         "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': ring.signer.kid})}.{_b64(claims)}.",
         "ES256 by another key under our kid": jwt.encode(
-            claims, _other_key(), algorithm="ES256", headers={"kid": ring.signer.kid}),
-        "unknown kid": jwt.encode(claims, _other_key(), algorithm="ES256",
-                                  headers={"kid": "nope"}),
+            claims, _other_key(), algorithm="ES256", headers={"kid": ring.signer.kid}
+        ),
+        "unknown kid": jwt.encode(claims, _other_key(), algorithm="ES256", headers={"kid": "nope"}),
         "no kid": jwt.encode(claims, ring.signer.private, algorithm="ES256"),
         "garbage": "not.a.token",
     }
@@ -106,12 +114,24 @@ async def test_expired_foreign_issuer_and_foreign_audience_tokens_are_refused(sy
         await _refused_everywhere(system, _signed(system, claims), what)
 
 
-@pytest.mark.parametrize("changes", [
-    {"scope": ["community:yunxing"]},  # identity providers do send arrays
-    {"roles": 7}, {"roles": "admin"}, {"roles": ["emperor"]}, {"roles": [1]},
-    {"sub": 12345}, {"sub": ""}, {"exp": "tomorrow"}, {"scope": "community:x\t*"}, {"name": {"a": 1}},
-    {"amr": "pwd"}, {"sid": 5},
-], ids=lambda c: json.dumps(c))
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"scope": ["community:yunxing"]},  # identity providers do send arrays
+        {"roles": 7},
+        {"roles": "admin"},
+        {"roles": ["emperor"]},
+        {"roles": [1]},
+        {"sub": 12345},
+        {"sub": ""},
+        {"exp": "tomorrow"},
+        {"scope": "community:x\t*"},
+        {"name": {"a": 1}},
+        {"amr": "pwd"},
+        {"sid": 5},
+    ],
+    ids=lambda c: json.dumps(c),
+)
 async def test_oddly_shaped_claims_answer_401_not_500(system: System, changes: dict[str, Any]) -> None:
     token = _signed(system, _claims(system, **changes))
     r = await system.client.get("/issues/issues", headers={"Authorization": f"Bearer {token}"})
@@ -139,8 +159,9 @@ async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_
         calls.append(request.url.path)
         return httpx.Response(200, json=ring.jwks())
 
-    keys = JwksKeys("http://identity/identity/.well-known/jwks.json", min_refetch_seconds=60,
-                    transport=httpx.MockTransport(handler))
+    keys = JwksKeys(
+        "http://identity/identity/.well-known/jwks.json", min_refetch_seconds=60, transport=httpx.MockTransport(handler)
+    )
     settings = Settings(mode="embedded")
     verifier = make_verifier(keys, settings)
     first = mint_token(ring, settings, "a", ["rider"])
@@ -160,8 +181,7 @@ async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_
     for _ in range(5):  # forged kids cannot make it fetch more than once per interval
         keys.min_refetch_seconds = 60
         with pytest.raises(Exception, match="unknown signing key"):
-            await verifier.verify(jwt.encode({"sub": "x"}, _other_key(), algorithm="ES256",
-                                              headers={"kid": "forged"}))
+            await verifier.verify(jwt.encode({"sub": "x"}, _other_key(), algorithm="ES256", headers={"kid": "forged"}))
     assert len(calls) == 2
 
 
@@ -183,8 +203,7 @@ def test_totp_matches_the_rfc_6238_vectors() -> None:
     secret = base64.b32encode(b"12345678901234567890").decode()
     key = b"12345678901234567890"
     # RFC 6238 appendix B (SHA-1, 8 digits), and the same counters at 6 digits (the last 6 of each).
-    for t, expected in ((59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"),
-                        (2000000000, "69279037")):
+    for t, expected in ((59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"), (2000000000, "69279037")):
         assert passwords.hotp(key, t // 30, digits=8) == expected
         assert passwords.totp(secret, at=t) == expected[-6:]
     assert passwords.verify_totp(secret, "287082", 0, at=59) == 1

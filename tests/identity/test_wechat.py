@@ -11,8 +11,13 @@ from tests.identity.helpers import bearer, outbox_events, wechat_login
 from tests.support.client import System
 
 # One authenticated read per service: a token the identity issued works in all five.
-READS = ["/identity/me", "/visits/residents/me", "/issues/issues?mine=true", "/points/riders/me/balance",
-         "/canteen/canteens"]
+READS = [
+    "/identity/me",
+    "/visits/residents/me",
+    "/issues/issues?mine=true",
+    "/points/riders/me/balance",
+    "/canteen/canteens",
+]
 
 
 async def test_first_login_creates_a_resident_account_whose_token_every_service_accepts(system: System) -> None:
@@ -46,8 +51,12 @@ async def test_the_session_key_and_openid_are_encrypted_at_rest(system: System) 
 
 
 async def test_wechat_errors_become_clear_problems(system: System) -> None:
-    expected = {"invalid-x": (401, "wechat_code_invalid"), "risky-x": (403, "wechat_user_blocked"),
-                "throttled-x": (429, "wechat_rate_limited"), "busy-x": (503, "wechat_busy")}
+    expected = {
+        "invalid-x": (401, "wechat_code_invalid"),
+        "risky-x": (403, "wechat_user_blocked"),
+        "throttled-x": (429, "wechat_rate_limited"),
+        "busy-x": (503, "wechat_busy"),
+    }
     for code, (status, problem) in expected.items():
         r = await system.client.post("/identity/wechat/login", json={"code": code})
         assert r.status_code == status and r.json()["code"] == problem, r.text
@@ -63,8 +72,7 @@ async def test_wechat_errors_become_clear_problems(system: System) -> None:
 
 async def test_the_verified_phone_is_bound_encrypted_and_masked(system: System) -> None:
     tokens = await wechat_login(system, "zhou")
-    r = await system.client.post("/identity/wechat/phone", headers=bearer(tokens),
-                                 json={"code": "phone-13812345678"})
+    r = await system.client.post("/identity/wechat/phone", headers=bearer(tokens), json={"code": "phone-13812345678"})
     assert r.status_code == 200, r.text
     assert r.json()["phone"] == "138****5678"
     me = (await system.client.get("/identity/me", headers=bearer(tokens))).json()

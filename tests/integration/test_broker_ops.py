@@ -61,8 +61,7 @@ class RecordingBus:
 @pytest.fixture
 async def points_runtime(tmp_path: Path, pg_template: str) -> AsyncIterator[ServiceRuntime]:
     """The points service's database, migrated, with no relay or consumer running."""
-    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template),
-                             RecordingBus())
+    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
     await runtime.migrate()
     yield runtime
     await runtime.db.dispose()
@@ -72,9 +71,21 @@ async def _write(runtime: ServiceRuntime, count: int, tag: str = "a") -> None:
     t = runtime.db.tables.outbox
     now = utcnow()
     async with runtime.db.engine.begin() as conn:
-        await conn.execute(sa.insert(t), [
-            {"id": uuid7(), "topic": "points.hazard", "key": f"{tag}{i:05d}", "type": "x", "payload": "{}",
-             "headers": {}, "created_at": now} for i in range(count)])
+        await conn.execute(
+            sa.insert(t),
+            [
+                {
+                    "id": uuid7(),
+                    "topic": "points.hazard",
+                    "key": f"{tag}{i:05d}",
+                    "type": "x",
+                    "payload": "{}",
+                    "headers": {},
+                    "created_at": now,
+                }
+                for i in range(count)
+            ],
+        )
 
 
 async def test_sent_at_is_the_time_the_broker_acknowledged(points_runtime: ServiceRuntime) -> None:
@@ -124,9 +135,15 @@ async def test_broker_down_the_service_stays_ready_accepts_writes_and_reports_th
 ) -> None:
     broker = DurableBroker()
     broker.open()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 1, "relay_max_backoff_seconds": 1.0})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+            "relay_max_backoff_seconds": 1.0,
+        }
+    )
     try:
         async with running_system(settings, services=("points",)) as s:
             rider = await register_rider(s)
@@ -135,8 +152,9 @@ async def test_broker_down_the_service_stays_ready_accepts_writes_and_reports_th
 
             broker.stop()
             for n in range(5):
-                r = await s.client.post("/points/hazard-reports", headers=rider,
-                                        json={**FIRE, "latitude": FIRE["latitude"] + n * 0.01})
+                r = await s.client.post(
+                    "/points/hazard-reports", headers=rider, json={**FIRE, "latitude": FIRE["latitude"] + n * 0.01}
+                )
                 assert r.status_code == 201, r.text  # writes go to the outbox
             for path in ("/readyz", "/points/readyz"):
                 ready = await s.client.get(path)
@@ -172,9 +190,15 @@ async def test_a_prefix_keeps_two_deployments_apart_on_one_cluster(
     from tests.support.infra import eventually
 
     prefix = f"t{uuid7().hex[-6:]}."
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": kafka[0], "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 1, "kafka_prefix": prefix})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": kafka[0],
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+            "kafka_prefix": prefix,
+        }
+    )
     async with running_system(settings) as s:
         rider = await register_rider(s)
         assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
@@ -195,8 +219,10 @@ async def test_a_prefix_keeps_two_deployments_apart_on_one_cluster(
         assert f"{prefix}issues" in groups
         bus = s.bus
         assert all(c._group_id.startswith(prefix) for c in bus.consumers)  # type: ignore[attr-defined]
-        assert await eventually(lambda: any(k[0] == f"{prefix}issues" for k in bus.committed_offsets),  # type: ignore[attr-defined]
-                                within=10)
+        assert await eventually(
+            lambda: any(k[0] == f"{prefix}issues" for k in bus.committed_offsets),  # type: ignore[attr-defined]
+            within=10,
+        )
         async with s.runtime("issues").db.engine.connect() as conn:  # the rest of the system sees plain names
             assert (await conn.execute(sa.text("SELECT count(*) FROM dead_letters"))).scalar_one() == 0
 

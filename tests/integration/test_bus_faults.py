@@ -24,9 +24,16 @@ pytestmark = pytest.mark.integration
 
 
 def _settings(tmp_path: Path, pg_template: str, bootstrap: str, **extra: Any) -> Any:
-    return embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 1, "relay_max_backoff_seconds": 1.0, **extra})
+    return embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+            "relay_max_backoff_seconds": 1.0,
+            **extra,
+        }
+    )
 
 
 async def _issue_count(s: System) -> int:
@@ -80,8 +87,11 @@ async def test_the_same_event_delivered_twice_has_one_effect(
         await becomes(lambda: _issue_count(s), 1, within=30)
 
         async with s.runtime("points").db.engine.connect() as conn:
-            row = (await conn.execute(sa.text("SELECT payload, key FROM outbox WHERE type = :t"),
-                                      {"t": HazardReported.event_type})).one()
+            row = (
+                await conn.execute(
+                    sa.text("SELECT payload, key FROM outbox WHERE type = :t"), {"t": HazardReported.event_type}
+                )
+            ).one()
         envelope = CloudEvent.model_validate_json(row.payload)
         assert str(envelope.data["report_id"]) == report["id"]
 
@@ -124,8 +134,13 @@ async def test_a_handler_that_always_fails_is_dead_lettered_and_later_events_sti
             dead = (await conn.execute(sa.text("SELECT attempts, error, topic FROM dead_letters"))).one()
         assert dead.attempts == 3 and "cannot cope" in dead.error and dead.topic == "points.hazard"
 
-        dlq = AIOKafkaConsumer("issues.dlq", bootstrap_servers=kafka[0], auto_offset_reset="earliest",
-                               group_id=None, enable_auto_commit=False)
+        dlq = AIOKafkaConsumer(
+            "issues.dlq",
+            bootstrap_servers=kafka[0],
+            auto_offset_reset="earliest",
+            group_id=None,
+            enable_auto_commit=False,
+        )
         await dlq.start()
         try:
             batch = await dlq.getmany(timeout_ms=10_000)

@@ -27,11 +27,17 @@ from tests.unit.test_fire_flow import FIRE
 pytestmark = pytest.mark.integration
 
 
-async def test_fire_flow_and_sign_in_across_five_processes(pg_template: str,
-                                                           kafka: tuple[str, LocalBroker | None]) -> None:
+async def test_fire_flow_and_sign_in_across_five_processes(
+    pg_template: str, kafka: tuple[str, LocalBroker | None]
+) -> None:
     # Fast key reloads and JWKS refetches, so the rotation below shows within seconds.
-    env = distributed_env(pg_template, kafka[0], MINSHENG_IDENTITY_KEY_RELOAD_SECONDS="1",
-                          MINSHENG_JWKS_MIN_REFETCH_SECONDS="1", MINSHENG_IDENTITY_ARGON2_MEMORY_KIB="8192")
+    env = distributed_env(
+        pg_template,
+        kafka[0],
+        MINSHENG_IDENTITY_KEY_RELOAD_SECONDS="1",
+        MINSHENG_JWKS_MIN_REFETCH_SECONDS="1",
+        MINSHENG_IDENTITY_ARGON2_MEMORY_KIB="8192",
+    )
     settings = process_settings(env)
 
     with services_running(["identity", "visits", "issues", "points", "canteen"], env) as procs:
@@ -39,8 +45,11 @@ async def test_fire_flow_and_sign_in_across_five_processes(pg_template: str,
         staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
         points, issues = procs["points"].url, procs["issues"].url
         async with httpx.AsyncClient(timeout=10) as http:
-            r = await http.post(f"{points}/points/riders", headers=rider,
-                                json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"})
+            r = await http.post(
+                f"{points}/points/riders",
+                headers=rider,
+                json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"},
+            )
             assert r.status_code == 201, r.text
             report = (await http.post(f"{points}/points/hazard-reports", headers=rider, json=FIRE)).json()
 
@@ -62,15 +71,20 @@ async def test_fire_flow_and_sign_in_across_five_processes(pg_template: str,
             mine = (await http.get(f"{points}/points/hazard-reports/{report['id']}", headers=rider)).json()
             assert mine["status"] == "verified" and mine["issue_id"] == issue["id"]
 
-
             await _sign_in_across_processes(http, procs, settings)
 
 
-async def _sign_in_across_processes(http: httpx.AsyncClient, procs: dict[str, ServiceProcess],
-                                    settings: Settings) -> None:
+async def _sign_in_across_processes(
+    http: httpx.AsyncClient, procs: dict[str, ServiceProcess], settings: Settings
+) -> None:
     identity = procs["identity"].url
-    reads = {"visits": "/visits/residents/me", "issues": "/issues/issues", "points": "/points/riders/me/balance",
-             "canteen": "/canteen/canteens", "identity": "/identity/me"}
+    reads = {
+        "visits": "/visits/residents/me",
+        "issues": "/issues/issues",
+        "points": "/points/riders/me/balance",
+        "canteen": "/canteen/canteens",
+        "identity": "/identity/me",
+    }
 
     async def accepted_everywhere(tokens: dict[str, Any]) -> None:
         for name, path in reads.items():
@@ -84,8 +98,11 @@ async def _sign_in_across_processes(http: httpx.AsyncClient, procs: dict[str, Se
 
     first = await login("proc-zhao")
     await accepted_everywhere(first)
-    old = jwt.encode({"sub": "x", "roles": ["admin"], "scope": "*", "iss": "minsheng", "exp": 2_000_000_000},
-                     "test-secret-for-distributed-processes", algorithm="HS256")
+    old = jwt.encode(
+        {"sub": "x", "roles": ["admin"], "scope": "*", "iss": "minsheng", "exp": 2_000_000_000},
+        "test-secret-for-distributed-processes",
+        algorithm="HS256",
+    )
     for name, path in reads.items():
         r = await http.get(procs[name].url + path, headers={"Authorization": f"Bearer {old}"})
         assert r.status_code == 401, (name, r.text)
@@ -99,24 +116,34 @@ async def _sign_in_across_processes(http: httpx.AsyncClient, procs: dict[str, Se
     r = await http.post(f"{identity}/identity/refresh", json={"refresh_token": second["refresh_token"]})
     assert r.status_code == 401
     third = await login("proc-zhao.2")
-    r = await http.post(f"{identity}/identity/logout", json={},
-                        headers={"Authorization": f"Bearer {third['access_token']}"})
+    r = await http.post(
+        f"{identity}/identity/logout", json={}, headers={"Authorization": f"Bearer {third['access_token']}"}
+    )
     assert r.status_code == 204
-    assert (await http.post(f"{identity}/identity/refresh", json={"refresh_token": third["refresh_token"]})
-            ).status_code == 401
+    assert (
+        await http.post(f"{identity}/identity/refresh", json={"refresh_token": third["refresh_token"]})
+    ).status_code == 401
 
     # an admin (bootstrapped as `minsheng admin create` does) disables the resident: the session dies
     out = await create_admin(settings, "proc-admin", "proc admin password 1", None)
-    r = await http.post(f"{identity}/identity/staff/login", json={
-        "username": "proc-admin", "password": "proc admin password 1", "totp": passwords.totp(out["totp_secret"])})
+    r = await http.post(
+        f"{identity}/identity/staff/login",
+        json={
+            "username": "proc-admin",
+            "password": "proc admin password 1",
+            "totp": passwords.totp(out["totp_secret"]),
+        },
+    )
     assert r.status_code == 200, r.text
     root = {"Authorization": f"Bearer {r.json()['access_token']}"}
     fourth = await login("proc-zhao.3")
-    r = await http.post(f"{identity}/identity/accounts/{fourth['account']['id']}/disable", headers=root,
-                        json={"reason": "test"})
+    r = await http.post(
+        f"{identity}/identity/accounts/{fourth['account']['id']}/disable", headers=root, json={"reason": "test"}
+    )
     assert r.status_code == 200
-    assert (await http.post(f"{identity}/identity/refresh", json={"refresh_token": fourth["refresh_token"]})
-            ).status_code == 401
+    assert (
+        await http.post(f"{identity}/identity/refresh", json={"refresh_token": fourth["refresh_token"]})
+    ).status_code == 401
     assert (await http.post(f"{identity}/identity/wechat/login", json={"code": "proc-zhao.4"})).status_code == 403
 
     # key rotation (`minsheng keys rotate`): new logins get the new kid, every service takes both tokens

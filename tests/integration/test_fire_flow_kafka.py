@@ -30,4 +30,3 @@ async def test_fire_flow_over_kafka(kafka_system: System) -> None:
         return (await s.client.get("/points/riders/me/balance", headers=rider)).json()["balance"]  # type: ignore[no-any-return]
 
     await becomes(balance, 20, within=30)
-

@@ -40,17 +40,27 @@ async def _convert(url: str, tmp_path: Path) -> None:
     cipher = field_cipher(settings)
     for service, table, attr, extra in [
         ("visits", "grid_workers", "phone", {"name": "网格员", "community": "yuntai", "active": True}),
-        ("points", "merchants", "contact_phone", {"name": "面馆", "category": "restaurant",
-                                                  "void_window_minutes": 30, "status": "active",
-                                                  "updated_at": utcnow()}),
+        (
+            "points",
+            "merchants",
+            "contact_phone",
+            {
+                "name": "面馆",
+                "category": "restaurant",
+                "void_window_minutes": 30,
+                "status": "active",
+                "updated_at": utcnow(),
+            },
+        ),
     ]:
         spec = load_spec(service)
         db = Database(url.replace("{service}", service), spec.tables)
         try:
             await upgrade(db, service, spec.migrations_dir, "0001", settings=settings)
             ids = [uuid7() for _ in PHONES]
-            rows: list[dict[str, Any]] = [{"id": i, attr: p, "created_at": utcnow(), **extra} for i, p in
-                                          zip(ids, PHONES, strict=True)]
+            rows: list[dict[str, Any]] = [
+                {"id": i, attr: p, "created_at": utcnow(), **extra} for i, p in zip(ids, PHONES, strict=True)
+            ]
             if table == "grid_workers":
                 for n, r in enumerate(rows):
                     r["subject"] = f"gw-{n}-{r['id']}"
@@ -60,8 +70,14 @@ async def _convert(url: str, tmp_path: Path) -> None:
             await upgrade(db, service, spec.migrations_dir, "head", settings=settings)
             full = spec.metadata.tables[table]
             async with db.engine.connect() as conn:
-                stored = {r.id: r for r in (await conn.execute(sa.select(
-                    full.c.id, full.c[attr], full.c[f"{attr}_enc"], full.c[f"{attr}_hash"]))).all()}
+                stored = {
+                    r.id: r
+                    for r in (
+                        await conn.execute(
+                            sa.select(full.c.id, full.c[attr], full.c[f"{attr}_enc"], full.c[f"{attr}_hash"])
+                        )
+                    ).all()
+                }
             for i, phone in zip(ids, PHONES, strict=True):
                 row = stored[i]
                 if phone is None:

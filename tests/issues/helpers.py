@@ -14,16 +14,31 @@ HERE = {"latitude": 40.0098, "longitude": 112.6983}
 NEARBY = {"latitude": 40.00995, "longitude": 112.69865}
 FAR = {"latitude": 40.0150, "longitude": 112.6990}
 
-FLOOD = {"category": "flooding", "description": "雨后小区积水，车库进水", "address": "云泰园3号楼",
-         "community": "yuntai", "compound": "yuntaiyuan", "attributes": {"depth": "knee", "indoors": "no"}, **HERE}
+FLOOD = {
+    "category": "flooding",
+    "description": "雨后小区积水，车库进水",
+    "address": "云泰园3号楼",
+    "community": "yuntai",
+    "compound": "yuntaiyuan",
+    "attributes": {"depth": "knee", "indoors": "no"},
+    **HERE,
+}
 
 # A 1×1 PNG.
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 
-def resident(s: System, sub: str = "res-jiaona", *, compound: str = "yuntaiyuan", community: str = "yuntai",
-             household: str | None = "hh-1") -> dict[str, str]:
+def resident(
+    s: System,
+    sub: str = "res-jiaona",
+    *,
+    compound: str = "yuntaiyuan",
+    community: str = "yuntai",
+    household: str | None = "hh-1",
+) -> dict[str, str]:
     scopes = [f"community:{community}", f"compound:{compound}"] + ([f"household:{household}"] if household else [])
     return s.auth("resident", sub=sub, scopes=scopes)
 
@@ -36,15 +51,22 @@ def manager(s: System) -> dict[str, str]:
     return s.auth("staff", sub="county-desk", scopes=["*"])
 
 
-async def report(s: System, headers: dict[str, str], body: dict[str, Any] | None = None,
-                 expect: int = 201) -> dict[str, Any]:
+async def report(
+    s: System, headers: dict[str, str], body: dict[str, Any] | None = None, expect: int = 201
+) -> dict[str, Any]:
     r = await s.client.post("/issues/issues", headers=headers, json=body or FLOOD)
     assert r.status_code == expect, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
-async def act(s: System, issue_id: str, action: str, headers: dict[str, str], body: dict[str, Any] | None = None,
-              expect: int = 200) -> dict[str, Any]:
+async def act(
+    s: System,
+    issue_id: str,
+    action: str,
+    headers: dict[str, str],
+    body: dict[str, Any] | None = None,
+    expect: int = 200,
+) -> dict[str, Any]:
     r = await s.client.post(f"/issues/issues/{issue_id}/{action}", headers=headers, json=body)
     assert r.status_code == expect, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -60,8 +82,11 @@ async def outbox(s: System, service: str = "issues") -> list[dict[str, Any]]:
 
 
 async def events_of(s: System, event: str, issue_id: str | None = None) -> list[dict[str, Any]]:
-    return [e for e in await outbox(s) if e["type"] == f"minsheng.issues.issue.{event}.v1"
-            and (issue_id is None or e["issue_id"] == issue_id)]
+    return [
+        e
+        for e in await outbox(s)
+        if e["type"] == f"minsheng.issues.issue.{event}.v1" and (issue_id is None or e["issue_id"] == issue_id)
+    ]
 
 
 async def update_issue(s: System, issue_id: str, **fields: Any) -> None:

@@ -18,8 +18,9 @@ async def test_catalogue_is_public_and_complete(issues: System) -> None:
     assert [a["code"] for a in flood["attributes"]] == ["depth", "indoors"] and flood["attributes"][0]["required"]
 
     page = (await issues.client.get("/issues/catalogue/categories", params={"limit": 5})).json()
-    rest = (await issues.client.get("/issues/catalogue/categories",
-                                    params={"limit": 100, "cursor": page["next_cursor"]})).json()
+    rest = (
+        await issues.client.get("/issues/catalogue/categories", params={"limit": 100, "cursor": page["next_cursor"]})
+    ).json()
     assert len(page["items"]) == 5 and len(page["items"]) + len(rest["items"]) == len(cats)
 
     depts = (await issues.client.get("/issues/catalogue/departments")).json()["items"]
@@ -35,36 +36,49 @@ async def test_not_handled_matters_get_a_helpful_answer(issues: System) -> None:
 
     found = (await issues.client.get("/issues/catalogue/search", params={"q": "亲属"})).json()
     assert [m["code"] for m in found["not_handled"]] == ["cert_kinship"] and found["categories"] == []
-    assert (await issues.client.get("/issues/catalogue/search", params={"q": "积水"})).json()[
-        "categories"][0]["code"] == "flooding"
+    assert (await issues.client.get("/issues/catalogue/search", params={"q": "积水"})).json()["categories"][0][
+        "code"
+    ] == "flooding"
 
-    r = await issues.client.post("/issues/issues", headers=resident(issues),
-                                 json={**FLOOD, "category": "cert_kinship", "attributes": {}})
+    r = await issues.client.post(
+        "/issues/issues", headers=resident(issues), json={**FLOOD, "category": "cert_kinship", "attributes": {}}
+    )
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
     assert body["code"] == "not_handled_here" and "派出所" in body["go_to_zh"] and body["go_to_en"]
     assert (await issues.client.get("/issues/issues", headers=resident(issues), params={"mine": True})).json()[
-        "items"] == []
+        "items"
+    ] == []
 
 
 async def test_staff_manage_the_catalogue(issues: System) -> None:
-    new = {"code": "stray_dogs", "name_zh": "流浪犬", "name_en": "Stray dogs", "department": "urban_mgmt",
-           "first_response_minutes": 240, "resolution_hours": 72, "materials": ["照片 Photo"],
-           "attributes": [{"code": "count", "datatype": "number", "description": "How many?", "required": True}]}
+    new = {
+        "code": "stray_dogs",
+        "name_zh": "流浪犬",
+        "name_en": "Stray dogs",
+        "department": "urban_mgmt",
+        "first_response_minutes": 240,
+        "resolution_hours": 72,
+        "materials": ["照片 Photo"],
+        "attributes": [{"code": "count", "datatype": "number", "description": "How many?", "required": True}],
+    }
     r = await issues.client.post("/issues/catalogue/categories", headers=staff(issues), json=new)
     assert r.status_code == 403 and r.json()["code"] == "forbidden_role"  # community staff: not county-wide
     r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues), json=new)
     assert r.status_code == 201, r.text
-    assert (await issues.client.post("/issues/catalogue/categories", headers=manager(issues),
-                                     json=new)).json()["code"] == "category_exists"
+    assert (await issues.client.post("/issues/catalogue/categories", headers=manager(issues), json=new)).json()[
+        "code"
+    ] == "category_exists"
     bad = {**new, "code": "x2", "attributes": [{"code": "kind", "datatype": "singlevaluelist", "description": "?"}]}
     r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues), json=bad)
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
-    r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues),
-                                 json={**new, "code": "Stray Dogs!"})
+    r = await issues.client.post(
+        "/issues/catalogue/categories", headers=manager(issues), json={**new, "code": "Stray Dogs!"}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code"  # codes are slugs
-    r = await issues.client.post("/issues/catalogue/categories", headers=manager(issues),
-                                 json={**new, "code": "x3", "department": "nowhere"})
+    r = await issues.client.post(
+        "/issues/catalogue/categories", headers=manager(issues), json={**new, "code": "x3", "department": "nowhere"}
+    )
     assert r.status_code == 422 and r.json()["code"] == "unknown_department"
 
     body = {**FLOOD, "category": "stray_dogs", "attributes": {"count": "three"}}
@@ -74,18 +88,30 @@ async def test_staff_manage_the_catalogue(issues: System) -> None:
     issue = await report(issues, resident(issues), {**body, "attributes": {"count": "3"}})
     assert issue["attributes"] == {"count": 3.0} and issue["title"] == "流浪犬"
 
-    r = await issues.client.patch("/issues/catalogue/categories/stray_dogs", headers=manager(issues),
-                                  json={"active": False})
+    r = await issues.client.patch(
+        "/issues/catalogue/categories/stray_dogs", headers=manager(issues), json={"active": False}
+    )
     assert r.status_code == 200 and r.json()["active"] is False
     r = await issues.client.post("/issues/issues", headers=resident(issues), json=body)
     assert r.status_code == 422 and r.json()["code"] == "unknown_category"
 
-    r = await issues.client.post("/issues/catalogue/not-handled", headers=manager(issues), json={
-        "code": "cert_travel", "title_zh": "出行证明", "title_en": "Travel certificate",
-        "go_to_zh": "无需证明", "go_to_en": "No certificate is needed"})
+    r = await issues.client.post(
+        "/issues/catalogue/not-handled",
+        headers=manager(issues),
+        json={
+            "code": "cert_travel",
+            "title_zh": "出行证明",
+            "title_en": "Travel certificate",
+            "go_to_zh": "无需证明",
+            "go_to_en": "No certificate is needed",
+        },
+    )
     assert r.status_code == 201, r.text
-    r = await issues.client.post("/issues/reply-templates", headers=staff(issues), json={
-        "code": "thanks", "title": "感谢", "body": "感谢反映“{title}”。"})
+    r = await issues.client.post(
+        "/issues/reply-templates",
+        headers=staff(issues),
+        json={"code": "thanks", "title": "感谢", "body": "感谢反映“{title}”。"},
+    )
     assert r.status_code == 201
     templates = (await issues.client.get("/issues/reply-templates", headers=staff(issues))).json()["items"]
     assert "thanks" in {t["code"] for t in templates}

@@ -37,12 +37,13 @@ async def test_overdue_issues_escalate_once_per_deadline(issues: System) -> None
     assert await sweep_overdue(rt, now=week_later) == 2  # both open issues missed the resolution deadline
     resolution = [e for e in await events_of(issues, "overdue") if e["deadline"] == "resolution"]
     assert {e["issue_id"] for e in resolution} == {late["id"], answered["id"]}
-    levels = {i["id"]: i["escalation_level"]
-              for i in (await issues.client.get("/issues/escalations", headers=desk)).json()["items"]}
+    levels = {
+        i["id"]: i["escalation_level"]
+        for i in (await issues.client.get("/issues/escalations", headers=desk)).json()["items"]
+    }
     assert levels == {late["id"]: 2, answered["id"]: 1}
     timeline = (await issues.client.get(f"/issues/issues/{late['id']}", headers=desk)).json()["timeline"]
-    assert [e["data"].get("deadline") for e in timeline if e["action"] == "overdue"] == ["first_response",
-                                                                                         "resolution"]
+    assert [e["data"].get("deadline") for e in timeline if e["action"] == "overdue"] == ["first_response", "resolution"]
     first = (await issues.client.get("/issues/escalations", headers=desk)).json()["items"][0]
     assert first["id"] == late["id"]  # the most escalated first
 
@@ -65,8 +66,9 @@ async def test_two_replicas_sweeping_at_once_flag_each_deadline_once(issues: Sys
 async def test_urgent_issues_must_be_acknowledged_within_minutes(everyone: System) -> None:
     issues = everyone
     rt = issues.runtime("issues")
-    fire = await report(issues, resident(issues), {"category": "fire", "description": "冒烟", **HERE,
-                                                    "community": "yuntai"})
+    fire = await report(
+        issues, resident(issues), {"category": "fire", "description": "冒烟", **HERE, "community": "yuntai"}
+    )
     created = datetime.fromisoformat(fire["created_at"])
     assert await sweep_overdue(rt, now=created + timedelta(minutes=4)) == 0
     assert await sweep_overdue(rt, now=created + timedelta(minutes=6)) == 1
@@ -75,9 +77,19 @@ async def test_urgent_issues_must_be_acknowledged_within_minutes(everyone: Syste
 
     # An urgent escalated need in a non-urgent category: acknowledged within the configured 15 minutes.
     async with issues.runtime("visits").uow() as uow:
-        uow.emit(NeedEscalated(need_id=uuid7(), household_id=uuid7(), category="elderly_care",
-                               title="独居老人摔倒", description="需要立即上门", urgency="urgent", community="yuntai",
-                               escalated_by="gw-changhong", escalated_at=utcnow()))
+        uow.emit(
+            NeedEscalated(
+                need_id=uuid7(),
+                household_id=uuid7(),
+                category="elderly_care",
+                title="独居老人摔倒",
+                description="需要立即上门",
+                urgency="urgent",
+                community="yuntai",
+                escalated_by="gw-changhong",
+                escalated_at=utcnow(),
+            )
+        )
         await uow.commit()
     await issues.settle()
     [need_issue] = [e for e in await events_of(issues, "created") if e["channel"] == "grid_worker"]

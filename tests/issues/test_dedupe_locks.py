@@ -20,10 +20,15 @@ def _moved(lat: float, lng: float, metres: float, bearing: float) -> tuple[float
 
 
 @settings(max_examples=2000, deadline=None)
-@given(lat=st.floats(-60, 60), lng=st.floats(-179, 179), metres=st.floats(0, RADIUS * 0.999),
-       bearing=st.floats(0, 2 * math.pi))
-def test_two_reports_within_the_radius_always_share_a_lock(lat: float, lng: float, metres: float,
-                                                          bearing: float) -> None:
+@given(
+    lat=st.floats(-60, 60),
+    lng=st.floats(-179, 179),
+    metres=st.floats(0, RADIUS * 0.999),
+    bearing=st.floats(0, 2 * math.pi),
+)
+def test_two_reports_within_the_radius_always_share_a_lock(
+    lat: float, lng: float, metres: float, bearing: float
+) -> None:
     other = _moved(lat, lng, metres, bearing)
     if distance_m(lat, lng, *other) > RADIUS:  # the flat-earth step above may overshoot near the poles
         return

@@ -14,8 +14,11 @@ async def test_demo_seed_is_idempotent_and_covers_the_seven_communities(system: 
     items: list[dict] = []
     cursor = None
     while True:
-        page = (await system.client.get("/issues/issues", headers=admin,
-                                        params={"limit": 5, **({"cursor": cursor} if cursor else {})})).json()
+        page = (
+            await system.client.get(
+                "/issues/issues", headers=admin, params={"limit": 5, **({"cursor": cursor} if cursor else {})}
+            )
+        ).json()
         items += page["items"]
         cursor = page["next_cursor"]
         if not cursor:

@@ -18,13 +18,15 @@ async def test_nearby_report_of_the_same_problem_joins_the_open_issue(issues: Sy
     assert second["attached"] is True and second["id"] == first["id"] and second["reporter_count"] == 2
     assert second["reporter"] is None  # a co-reporter does not learn the first reporter's account
     for sub in ("res-a", "res-b"):  # every reporter is credited and follows it
-        mine = (await issues.client.get("/issues/issues", headers=resident(issues, sub),
-                                        params={"mine": True})).json()["items"]
+        mine = (await issues.client.get("/issues/issues", headers=resident(issues, sub), params={"mine": True})).json()[
+            "items"
+        ]
         assert [i["id"] for i in mine] == [first["id"]]
     assert len(await events_of(issues, "created")) == 1
 
-    other_category = await report(issues, resident(issues, "res-c"),
-                                  {**FLOOD, **NEARBY, "category": "road", "attributes": {}})
+    other_category = await report(
+        issues, resident(issues, "res-c"), {**FLOOD, **NEARBY, "category": "road", "attributes": {}}
+    )
     far = await report(issues, resident(issues, "res-d"), {**FLOOD, **FAR})
     assert len({first["id"], other_category["id"], far["id"]}) == 3
 
@@ -44,8 +46,7 @@ async def test_second_rider_report_of_a_fire_is_linked_and_both_riders_earn(ever
     desk = staff(issues, "staff-1", "community:yunxing")
     one = (await issues.client.post("/points/hazard-reports", headers=fan, json=FIRE)).json()
     await issues.settle()
-    two = (await issues.client.post("/points/hazard-reports", headers=li,
-                                    json={**FIRE, "latitude": 40.0136})).json()
+    two = (await issues.client.post("/points/hazard-reports", headers=li, json={**FIRE, "latitude": 40.0136})).json()
     await issues.settle()
 
     [issue] = (await issues.client.get("/issues/issues", headers=desk)).json()["items"]
@@ -66,8 +67,9 @@ async def test_staff_merge_and_split(issues: System) -> None:
     desk = staff(issues)
     a = await report(issues, resident(issues, "res-a"))
     b = await report(issues, resident(issues, "res-b"), {**FLOOD, **FAR})
-    r = await issues.client.post(f"/issues/issues/{b['id']}/merge", headers=resident(issues, "res-b"),
-                                 json={"into": a["id"]})
+    r = await issues.client.post(
+        f"/issues/issues/{b['id']}/merge", headers=resident(issues, "res-b"), json={"into": a["id"]}
+    )
     assert r.status_code == 403
     merged = await act(issues, b["id"], "merge", desk, {"into": a["id"], "note": "same flood"})
     assert merged["id"] == a["id"] and merged["reporter_count"] == 2
@@ -75,8 +77,9 @@ async def test_staff_merge_and_split(issues: System) -> None:
     assert b_now["status"] == "merged" and b_now["merged_into"] == a["id"]
     [event] = await events_of(issues, "merged", b["id"])
     assert event["into_issue_id"] == a["id"]
-    mine = (await issues.client.get("/issues/issues", headers=resident(issues, "res-b"),
-                                    params={"mine": True})).json()["items"]
+    mine = (await issues.client.get("/issues/issues", headers=resident(issues, "res-b"), params={"mine": True})).json()[
+        "items"
+    ]
     assert [i["id"] for i in mine] == [a["id"]]  # res-b now follows the issue that stays
     await act(issues, b["id"], "merge", desk, {"into": a["id"]}, expect=409)
 
@@ -95,12 +98,16 @@ async def test_private_matters_and_double_taps(issues: System) -> None:
     r = await issues.client.get(f"/issues/issues/{private['id']}", headers=resident(issues, "res-b"))
     assert r.status_code == 404
 
-    quiet = await report(issues, resident(issues, "res-c"), {**FLOOD, **NEARBY, "is_public": False,
-                                                             "description": "我家门口也淹了，家里老人行动不便"},
-                         expect=200)
+    quiet = await report(
+        issues,
+        resident(issues, "res-c"),
+        {**FLOOD, **NEARBY, "is_public": False, "description": "我家门口也淹了，家里老人行动不便"},
+        expect=200,
+    )
     assert quiet["attached"] is True and quiet["id"] == neighbour["id"]
-    public_timeline = (await issues.client.get(f"/issues/issues/{neighbour['id']}",
-                                               headers=resident(issues, "res-d"))).json()["timeline"]
+    public_timeline = (
+        await issues.client.get(f"/issues/issues/{neighbour['id']}", headers=resident(issues, "res-d"))
+    ).json()["timeline"]
     assert all("老人" not in (e["note"] or "") for e in public_timeline)  # a private report's words stay private
 
     again = await issues.client.post("/issues/issues", headers=resident(issues, "res-b"), json={**FLOOD, **NEARBY})

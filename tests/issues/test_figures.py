@@ -31,16 +31,24 @@ async def seed(s: System) -> dict[str, str]:
     start = utcnow() - timedelta(days=2)
     timing = {"A": (1, 10), "B": (3, 30), "C": (2, None), "D": (4, None)}
     for name, iid in ids.items():
-        fields = {"created_at": start, "first_response_due_at": start + timedelta(days=1),
-                  "resolution_due_at": start + timedelta(days=7)}
+        fields = {
+            "created_at": start,
+            "first_response_due_at": start + timedelta(days=1),
+            "resolution_due_at": start + timedelta(days=7),
+        }
         if name in timing:
             first, resolved = timing[name]
             fields["first_responded_at"] = start + timedelta(hours=first)
             if resolved:
                 fields["resolved_at"] = start + timedelta(hours=resolved)
         await update_issue(s, iid, **fields)
-    ids["G"] = (await report(s, resident(s, "res-G", community="nanjie", compound="nanjie-old-town"),
-                             {"category": "road", "description": "井盖缺失", "community": "nanjie"}))["id"]
+    ids["G"] = (
+        await report(
+            s,
+            resident(s, "res-G", community="nanjie", compound="nanjie-old-town"),
+            {"category": "road", "description": "井盖缺失", "community": "nanjie"},
+        )
+    )["id"]
     return ids
 
 
@@ -62,8 +70,9 @@ async def test_completion_rate_is_honest(issues: System) -> None:
 
 async def test_figures_by_community_category_and_month_and_csv(issues: System) -> None:
     await seed(issues)
-    by = (await issues.client.get("/issues/figures", params=[("group_by", "community"),
-                                                            ("group_by", "category")])).json()
+    by = (
+        await issues.client.get("/issues/figures", params=[("group_by", "community"), ("group_by", "category")])
+    ).json()
     rows = {(r["community"], r["category"]): r for r in by["rows"]}
     assert set(rows) == {("nanjie", "road"), ("yuntai", "flooding")}
     assert rows[("nanjie", "road")]["handled"] == 1 and rows[("nanjie", "road")]["completion_rate"] is None
@@ -88,8 +97,14 @@ async def test_figures_by_community_category_and_month_and_csv(issues: System) -
     assert r.status_code == 200, r.text
     exported = list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))
     assert len(exported) == 6 and {e["community"] for e in exported} == {"yuntai"}  # the staff member's scope
-    assert {e["status"] for e in exported} == {"confirmed", "resolved", "closed_unresolved", "rejected",
-                                                "submitted", "merged"}
+    assert {e["status"] for e in exported} == {
+        "confirmed",
+        "resolved",
+        "closed_unresolved",
+        "rejected",
+        "submitted",
+        "merged",
+    }
     r = await issues.client.get("/issues/issues/export.csv", headers=staff(issues), params={"status": "rejected"})
     assert len(list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))) == 1
 
@@ -148,8 +163,9 @@ async def test_figures_failure_reaches_every_waiter_and_is_not_cached(issues: Sy
     monkeypatch.setattr(figures, "compute", failing)
     uow = issues.runtime("issues").uow()
     async with uow:
-        results = await asyncio.gather(*(figures.cached(uow, community="nowhere") for _ in range(4)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(figures.cached(uow, community="nowhere") for _ in range(4)), return_exceptions=True
+        )
     assert calls == 1 and all(isinstance(r, RuntimeError) for r in results)
     monkeypatch.setattr(figures, "compute", original)
     async with uow:

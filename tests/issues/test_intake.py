@@ -30,8 +30,9 @@ async def test_resident_reports_with_deadlines_from_the_catalogue(issues: System
 
 
 async def test_urgent_category_answers_with_emergency_guidance(issues: System) -> None:
-    issue = await report(issues, resident(issues), {"category": "fire", "description": "楼道冒烟", **HERE,
-                                                      "community": "yuntai"})
+    issue = await report(
+        issues, resident(issues), {"category": "fire", "description": "楼道冒烟", **HERE, "community": "yuntai"}
+    )
     assert issue["urgent"] is True and "119" in issue["emergency_guidance"]
     due = datetime.fromisoformat(issue["first_response_due_at"]) - datetime.fromisoformat(issue["created_at"])
     assert due == timedelta(minutes=5)
@@ -97,8 +98,9 @@ async def test_staff_report_for_a_resident_keeps_the_contact_private(issues: Sys
     detail = (await issues.client.get(f"/issues/issues/{issue['id']}", headers=desk)).json()
     assert [e["action"] for e in detail["timeline"]][-1] == "contact_viewed"  # the read is audited
     assert "contact_viewed" not in [e["action"] for e in public["timeline"]]
-    assert (await issues.client.get(f"/issues/issues/{issue['id']}/contact",
-                                    headers=resident(issues))).status_code == 403
+    assert (
+        await issues.client.get(f"/issues/issues/{issue['id']}/contact", headers=resident(issues))
+    ).status_code == 403
 
     r = await issues.client.post("/issues/issues", headers=resident(issues), json=body)
     assert r.status_code == 403 and r.json()["code"] == "contact_staff_only"
@@ -113,8 +115,11 @@ async def test_patrols_grid_workers_and_inferred_community(issues: System) -> No
     issue = await report(issues, volunteer, {**FLOOD, "channel": "patrol", "community": None})
     assert issue["channel"] == "patrol" and issue["community"] == "yuntai"  # nearest community to the point
     worker = issues.auth("grid_worker", sub="gw-changhong", scopes=["compound:yuntaiyuan"])
-    issue = await report(issues, worker, {"category": "elderly_care", "description": "老人腿伤", "community": "yuntai",
-                                          "is_public": False})
+    issue = await report(
+        issues,
+        worker,
+        {"category": "elderly_care", "description": "老人腿伤", "community": "yuntai", "is_public": False},
+    )
     assert issue["channel"] == "grid_worker"
 
 
@@ -142,8 +147,19 @@ async def test_bad_input_is_never_a_server_error(issues: System) -> None:
         ("POST", "/issues/issues", {"json": {**FLOOD, "attributes": ["depth"]}}, 422),
         ("POST", "/issues/issues", {"json": {**FLOOD, "photo_ids": ["x"]}}, 422),
         ("POST", "/issues/issues", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
-        ("POST", "/issues/votes", {"json": {"community": "yuntai", "question": "?", "options": ["a", "b"],
-                                            "closes_at": "2030-01-01T00:00:00"}}, 422),
+        (
+            "POST",
+            "/issues/votes",
+            {
+                "json": {
+                    "community": "yuntai",
+                    "question": "?",
+                    "options": ["a", "b"],
+                    "closes_at": "2030-01-01T00:00:00",
+                }
+            },
+            422,
+        ),
         ("POST", f"/issues/issues/{issue['id']}/assign", {"json": {"departments": []}}, 422),
         ("POST", f"/issues/issues/{issue['id']}/assign", {"json": {"departments": ["nowhere"]}}, 422),
         ("POST", f"/issues/issues/{issue['id']}/merge", {"json": {"into": issue["id"]}}, 409),
@@ -153,8 +169,10 @@ async def test_bad_input_is_never_a_server_error(issues: System) -> None:
         ("GET", "/issues/figures", {"params": {"from": "yesterday"}}, 422),
     ]
     for method, url, kw, status in probes:
-        headers = {**(desk if "assign" in url or "merge" in url or "accept" in url or "votes" in url else me),
-                   **kw.pop("headers", {})}
+        headers = {
+            **(desk if "assign" in url or "merge" in url or "accept" in url or "votes" in url else me),
+            **kw.pop("headers", {}),
+        }
         r = await issues.client.request(method, url, headers=headers, **kw)
         assert r.status_code == status, (url, r.text)
         assert r.headers["content-type"].startswith("application/problem+json") and r.json()["code"], url

@@ -17,9 +17,19 @@ async def test_escalated_need_over_kafka(kafka_system: System) -> None:
     s = kafka_system
     need = uuid7()
     async with s.runtime("visits").uow() as uow:
-        uow.emit(NeedEscalated(need_id=need, household_id=uuid7(), category="elderly_care", title="需要拐杖",
-                               description="腿伤", urgency="urgent", community="yuntai",
-                               escalated_by="gw-changhong", escalated_at=utcnow()))
+        uow.emit(
+            NeedEscalated(
+                need_id=need,
+                household_id=uuid7(),
+                category="elderly_care",
+                title="需要拐杖",
+                description="腿伤",
+                urgency="urgent",
+                community="yuntai",
+                escalated_by="gw-changhong",
+                escalated_at=utcnow(),
+            )
+        )
         await uow.commit()
     desk = staff(s)
 

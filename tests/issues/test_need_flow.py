@@ -15,10 +15,20 @@ from tests.support.client import System
 async def escalate(s: System, need_id: UUID, **overrides: Any) -> None:
     """The visits service's side, as it would publish it (through its outbox)."""
     data: dict[str, Any] = dict(
-        need_id=need_id, household_id=uuid7(), category="elderly_care", title="赵奶奶腿伤行动不便",
-        description="80多岁，住云泰园，需要拐杖", urgency="high", community="yuntai", compound="yuntaiyuan",
-        address="云泰园5号楼", latitude=40.0098, longitude=112.6983, escalated_by="gw-changhong",
-        escalated_at=utcnow())
+        need_id=need_id,
+        household_id=uuid7(),
+        category="elderly_care",
+        title="赵奶奶腿伤行动不便",
+        description="80多岁，住云泰园，需要拐杖",
+        urgency="high",
+        community="yuntai",
+        compound="yuntaiyuan",
+        address="云泰园5号楼",
+        latitude=40.0098,
+        longitude=112.6983,
+        escalated_by="gw-changhong",
+        escalated_at=utcnow(),
+    )
     async with s.runtime("visits").uow() as uow:
         uow.emit(NeedEscalated(**{**data, **overrides}))
         await uow.commit()
@@ -30,8 +40,7 @@ async def test_escalated_need_becomes_a_private_grid_worker_issue_once(everyone:
     need = uuid7()
     await escalate(issues, need)
     await escalate(issues, need)  # published twice (e.g. a retry on the visits side): still one issue
-    created = [e for e in await events_of(issues, "created") if e["origin"]
-               and e["origin"]["kind"] == "need"]
+    created = [e for e in await events_of(issues, "created") if e["origin"] and e["origin"]["kind"] == "need"]
     assert len(created) == 1
     event = created[0]
     assert event["origin"] == {"service": "visits", "kind": "need", "id": str(need)}
@@ -60,8 +69,7 @@ async def test_urgent_need_is_an_urgent_issue_and_a_second_need_nearby_is_linked
     issues = everyone
     first, second = uuid7(), uuid7()
     await escalate(issues, first, category="water_leak", urgency="urgent", title="楼道水管爆裂")
-    await escalate(issues, second, category="water_leak", urgency="normal", title="楼道漏水",
-                   latitude=40.00985)
+    await escalate(issues, second, category="water_leak", urgency="normal", title="楼道漏水", latitude=40.00985)
     [created] = [e for e in await events_of(issues, "created") if e["category"] == "water_leak"]
     assert created["urgent"] is True
     [linked] = await events_of(issues, "linked", created["issue_id"])
@@ -79,8 +87,15 @@ async def test_an_urgent_duplicate_makes_the_issue_urgent(everyone: System) -> N
 
     issue = await report(issues, resident(issues))
     assert issue["urgent"] is False
-    await escalate(issues, uuid7(), category="flooding", urgency="urgent", title="积水进屋，老人被困",
-                   latitude=FLOOD["latitude"], longitude=FLOOD["longitude"])
+    await escalate(
+        issues,
+        uuid7(),
+        category="flooding",
+        urgency="urgent",
+        title="积水进屋，老人被困",
+        latitude=FLOOD["latitude"],
+        longitude=FLOOD["longitude"],
+    )
     now = (await issues.client.get(f"/issues/issues/{issue['id']}", headers=staff(issues))).json()
     assert now["urgent"] is True and now["reporter_count"] == 2
     due = datetime.fromisoformat(now["first_response_due_at"])

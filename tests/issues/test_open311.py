@@ -40,8 +40,16 @@ async def api_key(s: System) -> str:
 
 
 def form(key: str | None, **fields: str) -> dict[str, str]:
-    base = {"service_code": "flooding", "lat": "40.0098", "long": "112.6983", "description": "小区积水",
-            "attribute[depth]": "knee", "first_name": "娜", "last_name": "焦", "phone": "13912345678"}
+    base = {
+        "service_code": "flooding",
+        "lat": "40.0098",
+        "long": "112.6983",
+        "description": "小区积水",
+        "attribute[depth]": "knee",
+        "first_name": "娜",
+        "last_name": "焦",
+        "phone": "13912345678",
+    }
     return {**base, **({"api_key": key} if key else {}), **fields}
 
 
@@ -68,8 +76,12 @@ async def test_discovery_and_services_in_both_formats(issues: System) -> None:
     definition = parse(await issues.client.get(f"{BASE}/services/flooding.json"))
     assert definition["service_code"] == "flooding"
     depth = definition["attributes"][0]
-    assert (depth["code"], depth["datatype"], depth["required"], depth["order"]) == ("depth", "singlevaluelist",
-                                                                                     True, 1)
+    assert (depth["code"], depth["datatype"], depth["required"], depth["order"]) == (
+        "depth",
+        "singlevaluelist",
+        True,
+        1,
+    )
     assert [v["key"] for v in depth["values"]] == ["ankle", "knee", "deeper"]
     root = parse(await issues.client.get(f"{BASE}/services/flooding.xml"))
     assert root.tag == "service_definition" and root.findtext("service_code") == "flooding"
@@ -108,26 +120,38 @@ async def test_errors_use_the_spec_format(issues: System, fmt: str) -> None:
 
 async def test_post_then_read_back_by_id_token_and_query(issues: System) -> None:
     key = await api_key(issues)
-    missing = [({"service_code": ""}, 400), ({"service_code": "nope"}, 404), ({"service_code": "cert_income"}, 400),
-               ({"lat": "", "long": ""}, 400), ({"long": ""}, 400), ({"attribute[depth]": ""}, 400),
-               ({"attribute[depth]": "waist"}, 400), ({"lat": "north"}, 400)]
+    missing = [
+        ({"service_code": ""}, 400),
+        ({"service_code": "nope"}, 404),
+        ({"service_code": "cert_income"}, 400),
+        ({"lat": "", "long": ""}, 400),
+        ({"long": ""}, 400),
+        ({"attribute[depth]": ""}, 400),
+        ({"attribute[depth]": "waist"}, 400),
+        ({"lat": "north"}, 400),
+    ]
     for fields, status in missing:
         r = await issues.client.post(f"{BASE}/requests.json", data=form(key, **fields))
         assert r.status_code == status, (fields, r.text)
 
-    r = await issues.client.post(f"{BASE}/requests.json", data=form(key, account_id="acct-7",
-                                                                    media_url="https://cdn.example/1.jpg"))
+    r = await issues.client.post(
+        f"{BASE}/requests.json", data=form(key, account_id="acct-7", media_url="https://cdn.example/1.jpg")
+    )
     assert r.status_code == 200, r.text
     [created] = parse(r)
     assert created["account_id"] == "acct-7" and "token" not in created
     assert created["service_notice"] == "Site survey the next day; repair within a week."
     rid = created["service_request_id"]
 
-    r = await issues.client.post(f"{BASE}/requests.xml", data=form(
-        key, service_code="rubbish", lat="40.0301", long="112.7101", **{"attribute[depth]": ""}))
+    r = await issues.client.post(
+        f"{BASE}/requests.xml",
+        data=form(key, service_code="rubbish", lat="40.0301", long="112.7101", **{"attribute[depth]": ""}),
+    )
     assert r.status_code == 400  # depth is not a question of rubbish
-    r = await issues.client.post(f"{BASE}/requests.xml", data={
-        "api_key": key, "service_code": "rubbish", "address_string": "南街12号", "description": "垃圾满了"})
+    r = await issues.client.post(
+        f"{BASE}/requests.xml",
+        data={"api_key": key, "service_code": "rubbish", "address_string": "南街12号", "description": "垃圾满了"},
+    )
     assert r.status_code == 200, r.text
     rid2 = xml_items(parse(r))[0]["service_request_id"]
 
@@ -154,8 +178,7 @@ async def test_post_then_read_back_by_id_token_and_query(issues: System) -> None
     assert tok == {"service_request_id": rid, "token": token}
     assert xml_items(parse(await issues.client.get(f"{BASE}/tokens/{token}.xml")))[0]["service_request_id"] == rid
 
-    await issues.client.post(f"/issues/issues/{rid2}/resolve", headers=staff(issues, "s", "*"),
-                             json={"note": "已清运"})
+    await issues.client.post(f"/issues/issues/{rid2}/resolve", headers=staff(issues, "s", "*"), json={"note": "已清运"})
     listed = parse(await issues.client.get(f"{BASE}/requests.json"))
     assert [x["service_request_id"] for x in listed] == [rid2, rid]
     closed = parse(await issues.client.get(f"{BASE}/requests.json", params={"status": "closed"}))
@@ -164,8 +187,11 @@ async def test_post_then_read_back_by_id_token_and_query(issues: System) -> None
     assert len(both) == 2
     flooding = parse(await issues.client.get(f"{BASE}/requests.xml", params={"service_code": "flooding,road"}))
     assert [i["service_request_id"] for i in xml_items(flooding)] == [rid]
-    by_ids = parse(await issues.client.get(f"{BASE}/requests.json", params={
-        "service_request_id": f"{rid},{rid2}", "status": "closed"}))  # ids override every other argument
+    by_ids = parse(
+        await issues.client.get(
+            f"{BASE}/requests.json", params={"service_request_id": f"{rid},{rid2}", "status": "closed"}
+        )
+    )  # ids override every other argument
     assert {x["service_request_id"] for x in by_ids} == {rid, rid2}
     page2 = parse(await issues.client.get(f"{BASE}/requests.json", params={"page": 2, "page_size": 1}))
     assert [x["service_request_id"] for x in page2] == [rid]
@@ -173,15 +199,21 @@ async def test_post_then_read_back_by_id_token_and_query(issues: System) -> None
     assert parse(await issues.client.get(f"{BASE}/requests.json", params={"start_date": old})) == []
     assert parse(await issues.client.get(f"{BASE}/requests.json", params={"jurisdiction_id": "zuoyun.gov.cn"}))
 
-    private = (await issues.client.post("/issues/issues", headers=resident(issues), json={
-        "category": "rubbish", "description": "x", "community": "yuntai", "is_public": False})).json()
+    private = (
+        await issues.client.post(
+            "/issues/issues",
+            headers=resident(issues),
+            json={"category": "rubbish", "description": "x", "community": "yuntai", "is_public": False},
+        )
+    ).json()
     r = await issues.client.get(f"{BASE}/requests/{private['id']}.json")
     assert r.status_code == 404  # private issues are not published
 
 
 async def test_api_keys_are_managed_by_staff_and_revocable(issues: System) -> None:
-    assert (await issues.client.post("/issues/open311-keys", headers=staff(issues),
-                                     json={"name": "x"})).status_code == 403
+    assert (
+        await issues.client.post("/issues/open311-keys", headers=staff(issues), json={"name": "x"})
+    ).status_code == 403
     key = await api_key(issues)
     keys = (await issues.client.get("/issues/open311-keys", headers=manager(issues))).json()["items"]
     assert len(keys) == 1 and "api_key" not in keys[0] and key.split("_")[1] == keys[0]["prefix"]

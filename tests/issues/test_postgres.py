@@ -26,9 +26,9 @@ async def test_concurrency_guarantees(pg_issues: System) -> None:
     """Simultaneous duplicate reports open one issue; a household's members voting at once cast one ballot;
     overdue sweeps and auto-confirmation running in three "replicas" announce each deadline once."""
     s = pg_issues
-    answers = await asyncio.gather(*[
-        s.client.post("/issues/issues", headers=resident(s, f"res-{n}"), json={**FLOOD, **NEARBY})
-        for n in range(6)])
+    answers = await asyncio.gather(
+        *[s.client.post("/issues/issues", headers=resident(s, f"res-{n}"), json={**FLOOD, **NEARBY}) for n in range(6)]
+    )
     assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
     assert len({a.json()["id"] for a in answers}) == 1
     [issue] = (await s.client.get("/issues/issues", headers=staff(s))).json()["items"]
@@ -36,16 +36,16 @@ async def test_concurrency_guarantees(pg_issues: System) -> None:
 
     vote = await open_vote(s)
     members = [resident(s, f"res-{n}", household="hh-1") for n in range(5)]
-    ballots = await asyncio.gather(*[s.client.post(f"/issues/votes/{vote['id']}/ballots", headers=h,
-                                                   json={"option": "1"}) for h in members])
+    ballots = await asyncio.gather(
+        *[s.client.post(f"/issues/votes/{vote['id']}/ballots", headers=h, json={"option": "1"}) for h in members]
+    )
     assert sorted(a.status_code for a in ballots) == [201] + [409] * 4
     closed = (await s.client.post(f"/issues/votes/{vote['id']}/close", headers=staff(s))).json()
     assert closed["ballots_cast"] == 1
 
     rt = s.runtime("issues")
     desk = staff(s)
-    ids = [(await report(s, resident(s, f"res-{n}"), {**FLOOD, "latitude": 40.1 + n / 100}))["id"]
-           for n in range(7)]
+    ids = [(await report(s, resident(s, f"res-{n}"), {**FLOOD, "latitude": 40.1 + n / 100}))["id"] for n in range(7)]
     for iid in ids[:3]:
         await act(s, iid, "resolve", desk)
     later = utcnow() + timedelta(days=8)
@@ -64,8 +64,9 @@ async def test_figures_on_postgres(pg_issues: System) -> None:
     assert row["median_first_response_minutes"] == 150.0 and row["median_resolution_hours"] == 20.0
     assert row["overdue"] == 1
     month = (utcnow() + timedelta(hours=8)).strftime("%Y-%m")
-    rows = (await s.client.get("/issues/figures", params=[("group_by", "month"),
-                                                         ("group_by", "community")])).json()["rows"]
+    rows = (await s.client.get("/issues/figures", params=[("group_by", "month"), ("group_by", "community")])).json()[
+        "rows"
+    ]
     assert [(r["month"], r["community"], r["handled"]) for r in rows] == [(month, "nanjie", 1), (month, "yuntai", 5)]
     r = await s.client.get("/issues/open311/v2/requests.json")
     assert r.status_code == 200 and len(r.json()) == 6
@@ -76,11 +77,29 @@ async def test_simultaneous_hazard_events_open_one_issue(pg_issues: System) -> N
     same statement): one issue, the others attached to it; a redelivered event changes nothing."""
     s = pg_issues
     consumer = s.runtime("issues").consumer
-    reports = [HazardReported(report_id=uuid7(), rider_id=uuid7(), category="fire", urgent=True,
-                              description=f"Bin on fire ({n})", latitude=40.0134, longitude=112.7032,
-                              community="yunxing", reported_at=utcnow()) for n in range(5)]
-    deliveries = [Delivery(topic=HazardReported.topic, key=str(r.report_id), headers=[],
-                           value=wrap(r, service="points").model_dump_json().encode()) for r in reports]
+    reports = [
+        HazardReported(
+            report_id=uuid7(),
+            rider_id=uuid7(),
+            category="fire",
+            urgent=True,
+            description=f"Bin on fire ({n})",
+            latitude=40.0134,
+            longitude=112.7032,
+            community="yunxing",
+            reported_at=utcnow(),
+        )
+        for n in range(5)
+    ]
+    deliveries = [
+        Delivery(
+            topic=HazardReported.topic,
+            key=str(r.report_id),
+            headers=[],
+            value=wrap(r, service="points").model_dump_json().encode(),
+        )
+        for r in reports
+    ]
     handled = await asyncio.gather(*[consumer.handle(d) for d in deliveries])
     assert handled == [True] * 5
     assert await consumer.handle(deliveries[0]) is False  # the inbox: already handled

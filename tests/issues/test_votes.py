@@ -12,9 +12,16 @@ from tests.support.client import System
 
 
 def vote_body(**overrides: Any) -> dict[str, Any]:
-    return {"community": "yuntai", "compound": "yuntaiyuan", "question": "是否加装电梯？",
-            "description": "5号楼加装电梯，费用按楼层分摊", "options": ["同意", "不同意", "弃权"],
-            "closes_at": (utcnow() + timedelta(days=7)).isoformat(), "eligibility": "household", **overrides}
+    return {
+        "community": "yuntai",
+        "compound": "yuntaiyuan",
+        "question": "是否加装电梯？",
+        "description": "5号楼加装电梯，费用按楼层分摊",
+        "options": ["同意", "不同意", "弃权"],
+        "closes_at": (utcnow() + timedelta(days=7)).isoformat(),
+        "eligibility": "household",
+        **overrides,
+    }
 
 
 async def open_vote(s: System, **overrides: Any) -> dict[str, Any]:
@@ -54,8 +61,9 @@ async def test_one_vote_per_household_results_only_at_close(issues: System) -> N
     assert public["options"][0]["votes"] == 2
     assert "voters" not in public and "ballots" not in public  # no voter list anywhere
     assert (await issues.client.get(f"{path}/ballots", headers=staff(issues))).status_code in (404, 405)
-    r = await issues.client.post(f"{path}/ballots", headers=resident(issues, "res-late", household="hh-503"),
-                                 json={"option": "1"})
+    r = await issues.client.post(
+        f"{path}/ballots", headers=resident(issues, "res-late", household="hh-503"), json={"option": "1"}
+    )
     assert r.status_code == 409 and r.json()["code"] == "vote_not_open"
 
 
@@ -76,28 +84,35 @@ async def test_eligibility_scope_and_validation(issues: System) -> None:
     r = await issues.client.post(path, headers=staff(issues), json={"option": "1"})
     assert r.status_code == 403
 
-    r = await issues.client.post("/issues/votes", headers=staff(issues, "s-nanjie", "community:nanjie"),
-                                 json=vote_body())
+    r = await issues.client.post(
+        "/issues/votes", headers=staff(issues, "s-nanjie", "community:nanjie"), json=vote_body()
+    )
     assert r.status_code == 403 and r.json()["code"] == "outside_scope"
     r = await issues.client.post("/issues/votes", headers=resident(issues), json=vote_body())
     assert r.status_code == 403
-    for bad in ({"options": ["同意"]}, {"options": ["a", "a"]},
-                {"closes_at": (utcnow() - timedelta(hours=1)).isoformat()}):
+    for bad in (
+        {"options": ["同意"]},
+        {"options": ["a", "a"]},
+        {"closes_at": (utcnow() - timedelta(hours=1)).isoformat()},
+    ):
         r = await issues.client.post("/issues/votes", headers=staff(issues), json=vote_body(**bad))
         assert r.status_code == 422, bad
 
-    later = await open_vote(issues, opens_at=(utcnow() + timedelta(days=1)).isoformat(), eligibility="resident",
-                            compound=None)
+    later = await open_vote(
+        issues, opens_at=(utcnow() + timedelta(days=1)).isoformat(), eligibility="resident", compound=None
+    )
     assert later["status"] == "scheduled"
-    r = await issues.client.post(f"/issues/votes/{later['id']}/ballots", headers=resident(issues),
-                                 json={"option": "1"})
+    r = await issues.client.post(f"/issues/votes/{later['id']}/ballots", headers=resident(issues), json={"option": "1"})
     assert r.status_code == 409 and r.json()["code"] == "vote_not_open"
 
     listed = (await issues.client.get("/issues/votes", headers=resident(issues))).json()["items"]
     assert [v["id"] for v in listed] == [later["id"], vote["id"]]
     first = (await issues.client.get("/issues/votes", headers=resident(issues), params={"limit": 1})).json()
-    rest = (await issues.client.get("/issues/votes", headers=resident(issues),
-                                    params={"limit": 1, "cursor": first["next_cursor"]})).json()
+    rest = (
+        await issues.client.get(
+            "/issues/votes", headers=resident(issues), params={"limit": 1, "cursor": first["next_cursor"]}
+        )
+    ).json()
     assert [v["id"] for v in first["items"] + rest["items"]] == [later["id"], vote["id"]]
     assert (await issues.client.get("/issues/votes", headers=other_compound)).json()["items"] == []
     open_only = (await issues.client.get("/issues/votes", headers=resident(issues), params={"status": "open"})).json()
@@ -108,11 +123,13 @@ async def test_one_vote_per_resident(issues: System) -> None:
     vote = await open_vote(issues, eligibility="resident")
     path = f"/issues/votes/{vote['id']}"
     for sub in ("res-wang", "res-li"):  # same household, each votes
-        r = await issues.client.post(f"{path}/ballots", headers=resident(issues, sub, household="hh-501"),
-                                     json={"option": "2"})
+        r = await issues.client.post(
+            f"{path}/ballots", headers=resident(issues, sub, household="hh-501"), json={"option": "2"}
+        )
         assert r.status_code == 201
-    r = await issues.client.post(f"{path}/ballots", headers=resident(issues, "res-li", household="hh-501"),
-                                 json={"option": "1"})
+    r = await issues.client.post(
+        f"{path}/ballots", headers=resident(issues, "res-li", household="hh-501"), json={"option": "1"}
+    )
     assert r.status_code == 409
     mine = (await issues.client.get(path, headers=resident(issues, "res-li"))).json()
     assert mine["you_voted"] is True and mine["your_choice"] == "2"
@@ -126,6 +143,8 @@ async def test_votes_are_announced_once_when_they_open_and_close(issues: System)
     from services.issues.models import Vote
     from services.issues.votes import announce_due
     from tests.issues.helpers import outbox
+
+    VOTES: sa.Table = Vote.__table__  # type: ignore[attr-defined]
 
     async def told(kind: str) -> list[dict[str, Any]]:
         return [e for e in await outbox(issues) if e["type"] == f"minsheng.issues.vote.{kind}.v1"]
@@ -147,15 +166,15 @@ async def test_votes_are_announced_once_when_they_open_and_close(issues: System)
     runtime = issues.runtime("issues")
     assert await announce_due(runtime) == 0  # nothing due: nothing said twice
     async with runtime.db.engine.begin() as conn:  # the scheduled vote's time comes, then runs out
-        await conn.execute(sa.update(Vote.__table__).where(  # type: ignore[attr-defined]
-            Vote.__table__.c.id == UUID(later["id"])).values(  # type: ignore[attr-defined]
-            opens_at=utcnow() - timedelta(hours=2)))
+        await conn.execute(
+            sa.update(VOTES).where(VOTES.c.id == UUID(later["id"])).values(opens_at=utcnow() - timedelta(hours=2))
+        )
     assert await announce_due(runtime) == 1
     assert [e["vote_id"] for e in await told("opened")] == [now_open["id"], later["id"]]
     async with runtime.db.engine.begin() as conn:
-        await conn.execute(sa.update(Vote.__table__).where(  # type: ignore[attr-defined]
-            Vote.__table__.c.id == UUID(later["id"])).values(  # type: ignore[attr-defined]
-            closes_at=utcnow() - timedelta(hours=1)))
+        await conn.execute(
+            sa.update(VOTES).where(VOTES.c.id == UUID(later["id"])).values(closes_at=utcnow() - timedelta(hours=1))
+        )
     assert await announce_due(runtime) == 1 and await announce_due(runtime) == 0
     [_, ran_out] = await told("closed")
     assert ran_out["vote_id"] == later["id"] and ran_out["early"] is False and ran_out["turnout"] == 0

@@ -23,8 +23,13 @@ async def test_full_lifecycle_with_timeline_and_events(issues: System) -> None:
     assert (await issues.client.get("/issues/issues", headers=works)).json()["items"] == []
     assert (await issues.client.get(f"/issues/issues/{iid}/contact", headers=works)).status_code in (403, 404)
 
-    assigned = await act(issues, iid, "assign", desk, {"departments": ["public_works", "property"],
-                                                       "officer": "officer-wang", "note": "co-handled"})
+    assigned = await act(
+        issues,
+        iid,
+        "assign",
+        desk,
+        {"departments": ["public_works", "property"], "officer": "officer-wang", "note": "co-handled"},
+    )
     assert assigned["status"] == "assigned" and assigned["departments"] == ["public_works", "property"]
     listed = (await issues.client.get("/issues/issues", headers=works)).json()["items"]
     assert [i["id"] for i in listed] == [iid]
@@ -34,8 +39,9 @@ async def test_full_lifecycle_with_timeline_and_events(issues: System) -> None:
 
     started = await act(issues, iid, "start", works, {"note": "pump on the way"})
     assert started["status"] == "in_progress"
-    photo = (await issues.client.post("/issues/photos", headers=works,
-                                      files={"file": ("after.png", PNG, "image/png")})).json()
+    photo = (
+        await issues.client.post("/issues/photos", headers=works, files={"file": ("after.png", PNG, "image/png")})
+    ).json()
     resolved = await act(issues, iid, "resolve", works, {"template": "fixed", "photo_ids": [photo["id"]]})
     assert resolved["status"] == "resolved" and resolved["resolved_at"] and resolved["closed_at"]
     assert "public_works" in resolved["status_note"]
@@ -79,8 +85,9 @@ async def test_reopen_within_the_window_and_not_after(issues: System) -> None:
 
 async def test_outcomes_rejected_redirected_closed_unresolved(issues: System) -> None:
     desk = staff(issues)
-    a, b, c = [await report(issues, resident(issues, f"res-{n}"), {**FLOOD, "latitude": 40.0 + n / 100})
-               for n in range(3)]
+    a, b, c = [
+        await report(issues, resident(issues, f"res-{n}"), {**FLOOD, "latitude": 40.0 + n / 100}) for n in range(3)
+    ]
     r = await issues.client.post(f"/issues/issues/{a['id']}/reject", headers=desk, json={})
     assert r.status_code == 422
     rejected = await act(issues, a["id"], "reject", desk, {"template": "not_found_on_site", "false_report": True})
@@ -154,6 +161,7 @@ async def test_access_by_scope_role_and_privacy(issues: System) -> None:
     assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
     r = await issues.client.get("/issues/issues", headers=jiao, params={"lat": 40.0})
     assert r.status_code == 422
-    near = await issues.client.get("/issues/issues", headers=stranger,
-                                   params={"lat": 40.02, "lng": 112.6983, "radius_m": 200})
+    near = await issues.client.get(
+        "/issues/issues", headers=stranger, params={"lat": 40.02, "lng": 112.6983, "radius_m": 200}
+    )
     assert [i["id"] for i in near.json()["items"]] == [public["id"]]

@@ -13,8 +13,14 @@ from services.notify import config
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
 
-FAST = {"quiet_start": time(0, 0), "quiet_end": time(0, 0), "retry_base_seconds": 0.05, "retry_max_seconds": 0.5,
-        "sender_poll_seconds": 0.05, "throttle_wait_seconds": 0.3}
+FAST = {
+    "quiet_start": time(0, 0),
+    "quiet_end": time(0, 0),
+    "retry_base_seconds": 0.05,
+    "retry_max_seconds": 0.5,
+    "sender_poll_seconds": 0.05,
+    "throttle_wait_seconds": 0.3,
+}
 
 
 @pytest.fixture

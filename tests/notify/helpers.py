@@ -38,8 +38,9 @@ def received(s: System, channel: str) -> list[dict[str, Any]]:
     return list(standin(s).received[channel])
 
 
-async def deliver(s: System, event: IntegrationEvent, *, source: str, times: int = 1,
-                  envelope: CloudEvent | None = None) -> CloudEvent:
+async def deliver(
+    s: System, event: IntegrationEvent, *, source: str, times: int = 1, envelope: CloudEvent | None = None
+) -> CloudEvent:
     """Put another service's event on the in-process bus (``times`` > 1: redelivered) and wait until handled."""
     envelope = envelope or wrap(event, service=source)
     message = OutgoingMessage(event.topic, envelope.partitionkey, envelope.model_dump_json(exclude_none=True).encode())
@@ -49,19 +50,37 @@ async def deliver(s: System, event: IntegrationEvent, *, source: str, times: int
     return envelope
 
 
-async def account(s: System, sub: str, *, openid: str | None = None, phone: str | None = None,
-                  locale: str = "zh-CN", roles: tuple[str, ...] = ("resident",)) -> None:
+async def account(
+    s: System,
+    sub: str,
+    *,
+    openid: str | None = None,
+    phone: str | None = None,
+    locale: str = "zh-CN",
+    roles: tuple[str, ...] = ("resident",),
+) -> None:
     """As if identity told notify about this account (``sub`` must be a UUID string)."""
-    await deliver(s, AccountCreated(account_id=UUID(sub), occurred_at=NOW, kind="wechat", roles=list(roles),
-                                    locale=locale), source="identity")  # type: ignore[arg-type]
+    await deliver(
+        s,
+        AccountCreated(account_id=UUID(sub), occurred_at=NOW, kind="wechat", roles=list(roles), locale=locale),
+        source="identity",
+    )  # type: ignore[arg-type]
     if openid or phone:
-        await deliver(s, AccountContactChanged(account_id=UUID(sub), occurred_at=NOW, wechat_openid=openid,
-                                               phone=phone, locale=locale), source="identity")  # type: ignore[arg-type]
+        await deliver(
+            s,
+            AccountContactChanged(
+                account_id=UUID(sub), occurred_at=NOW, wechat_openid=openid, phone=phone, locale=locale
+            ),
+            source="identity",
+        )  # type: ignore[arg-type]
 
 
 async def link(s: System, sub: str, record: str, record_id: UUID) -> None:
-    await deliver(s, AccountLinked(account_id=UUID(sub), occurred_at=NOW, record=record, record_id=record_id,
-                                   method="admin"), source="identity")  # type: ignore[arg-type]
+    await deliver(
+        s,
+        AccountLinked(account_id=UUID(sub), occurred_at=NOW, record=record, record_id=record_id, method="admin"),
+        source="identity",
+    )  # type: ignore[arg-type]
 
 
 def new_sub() -> str:
@@ -69,9 +88,11 @@ def new_sub() -> str:
 
 
 async def subscribe(s: System, sub: str, *templates: str) -> Any:
-    r = await s.client.post("/notify/subscriptions", headers=s.auth("resident", sub=sub),
-                            json={"results": {"errMsg": "requestSubscribeMessage:ok",
-                                              **{t: "accept" for t in templates}}})
+    r = await s.client.post(
+        "/notify/subscriptions",
+        headers=s.auth("resident", sub=sub),
+        json={"results": {"errMsg": "requestSubscribeMessage:ok", **{t: "accept" for t in templates}}},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -80,10 +101,23 @@ async def due_or_sending(s: System, *, later_too: bool = False) -> int:
     d = Delivery.__table__  # type: ignore[attr-defined]
     now = datetime.max.replace(tzinfo=UTC) if later_too else datetime.now(UTC)
     async with s.runtime("notify").db.engine.connect() as conn:
-        return int((await conn.execute(sa.select(sa.func.count()).select_from(d).where(sa.or_(
-            sa.and_(d.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
-                    d.c.next_attempt_at <= now),
-            d.c.status == DeliveryStatus.sending.value)))).scalar_one())
+        return int(
+            (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(d)
+                    .where(
+                        sa.or_(
+                            sa.and_(
+                                d.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.held.value]),
+                                d.c.next_attempt_at <= now,
+                            ),
+                            d.c.status == DeliveryStatus.sending.value,
+                        )
+                    )
+                )
+            ).scalar_one()
+        )
 
 
 async def flush(s: System, within: float = 20.0, *, later_too: bool = False) -> None:

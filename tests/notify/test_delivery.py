@@ -29,9 +29,16 @@ RESULTS = Path(os.environ.get("MINSHENG_RESULTS_DIR", "/tmp")) / "notify_outage.
 
 
 def alert(phone: str) -> AbsenceAlert:
-    return AbsenceAlert(alert_id=uuid4(), diner_id=uuid4(), canteen_id=uuid4(), last_meal_on=date(2026, 12, 2),
-                        days_absent=3, meals_last_30_days=26, raised_at=NOW,
-                        family_contacts=[FamilyContact(member_id=uuid4(), phone=phone)])
+    return AbsenceAlert(
+        alert_id=uuid4(),
+        diner_id=uuid4(),
+        canteen_id=uuid4(),
+        last_meal_on=date(2026, 12, 2),
+        days_absent=3,
+        meals_last_30_days=26,
+        raised_at=NOW,
+        family_contacts=[FamilyContact(member_id=uuid4(), phone=phone)],
+    )
 
 
 async def publish_many(s: System, events: list[Any], source: str) -> None:
@@ -54,8 +61,9 @@ async def test_provider_outage_500_due_all_sent_exactly_once_afterwards(notify: 
     s = notify
     outage = float(os.environ.get("MINSHENG_NOTIFY_OUTAGE_SECONDS", "30"))
     phones = [f"139{n:08d}" for n in range(500)]
-    with config.override(**{**config.get().model_dump(), "retry_base_seconds": 0.5, "retry_max_seconds": 5.0,
-                            "max_attempts": 30}):
+    with config.override(
+        **{**config.get().model_dump(), "retry_base_seconds": 0.5, "retry_max_seconds": 5.0, "max_attempts": 30}
+    ):
         notifier(s).buckets.rates["sms"] = 1000.0
         notifier(s).buckets.bursts["sms"] = 1000
         started = time.monotonic()
@@ -74,10 +82,17 @@ async def test_provider_outage_500_due_all_sent_exactly_once_afterwards(notify: 
     rows = await deliveries(s, channel="sms")
     assert {r.status for r in rows} == {"sent"}
     refused = standin(s).refused["sms"]
-    figures = {"messages": 500, "outage_seconds": outage, "refused_during_outage": refused,
-               "sent": len(texts), "duplicates": sum(c - 1 for c in counts.values()), "lost": 500 - len(counts),
-               "fan_out_seconds": round(fanned_out, 2), "drained_seconds_after_outage": round(drained, 2),
-               "max_attempts_per_delivery": max(r.attempts for r in rows)}
+    figures = {
+        "messages": 500,
+        "outage_seconds": outage,
+        "refused_during_outage": refused,
+        "sent": len(texts),
+        "duplicates": sum(c - 1 for c in counts.values()),
+        "lost": 500 - len(counts),
+        "fan_out_seconds": round(fanned_out, 2),
+        "drained_seconds_after_outage": round(drained, 2),
+        "max_attempts_per_delivery": max(r.attempts for r in rows),
+    }
     RESULTS.write_text(json.dumps(figures, indent=2))
     assert refused > 0  # messages were tried during the outage and refused
 
@@ -99,8 +114,9 @@ async def test_an_expired_token_is_refreshed_and_the_message_sent(notify: System
     await account(s, sub, openid="oToken00000000000000001")
     await subscribe(s, sub, "TPL_ISSUE_RESOLVED")
     assert (await subscribe(s, sub, "TPL_ISSUE_RESOLVED")) == [{"template_id": "TPL_ISSUE_RESOLVED", "credits": 2}]
-    resolved = IssueResolved(issue_id=uuid4(), category="flooding", channel="resident", occurred_at=NOW,
-                             reporter=sub, note="已抽水")
+    resolved = IssueResolved(
+        issue_id=uuid4(), category="flooding", channel="resident", occurred_at=NOW, reporter=sub, note="已抽水"
+    )
     await deliver(s, resolved, source="issues")
     await flush(s)
     calls = standin(s).token_calls
@@ -135,8 +151,19 @@ async def test_quiet_hours_hold_ordinary_messages_but_not_urgent_ones(notify: Sy
     s = notify
     with config.override(**{**config.get().model_dump(), "quiet_start": clock(0, 0), "quiet_end": clock(23, 59, 59)}):
         await deliver(s, alert("13500000001"), source="canteen")
-        await deliver(s, IssueCreated(issue_id=uuid4(), category="fire", channel="rider", urgent=True,
-                                      community="yunxing", occurred_at=NOW, title="垃圾桶起火"), source="issues")
+        await deliver(
+            s,
+            IssueCreated(
+                issue_id=uuid4(),
+                category="fire",
+                channel="rider",
+                urgent=True,
+                community="yunxing",
+                occurred_at=NOW,
+                title="垃圾桶起火",
+            ),
+            source="issues",
+        )
         await flush(s)
         assert len(received(s, "wecom")) == 1  # urgent: day or night
         assert received(s, "sms") == []
@@ -168,8 +195,11 @@ async def test_opting_out_of_wechat_keeps_the_inbox(notify: System) -> None:
     await subscribe(s, sub, "TPL_ISSUE_RESOLVED")
     r = await s.client.put("/notify/preferences", headers=me, json={"channels_off": ["wechat"]})
     assert r.json() == {"channels_off": ["wechat"], "rules_off": []}
-    await deliver(s, IssueResolved(issue_id=uuid4(), category="flooding", channel="resident", occurred_at=NOW,
-                                   reporter=sub), source="issues")
+    await deliver(
+        s,
+        IssueResolved(issue_id=uuid4(), category="flooding", channel="resident", occurred_at=NOW, reporter=sub),
+        source="issues",
+    )
     await flush(s)
     assert received(s, "wechat") == []
     assert [r.status for r in await deliveries(s, channel="wechat")] == ["skipped"]
@@ -188,8 +218,9 @@ async def test_staff_see_deliveries_masked_and_filtered_and_metrics_count_them(n
     failed = (await s.client.get("/notify/deliveries", headers=desk, params={"status": "failed"})).json()["items"]
     assert len(failed) == 1 and failed[0]["error_class"] == "permanent"
     limited = (await s.client.get("/notify/deliveries", headers=desk, params={"limit": 1})).json()
-    nxt = (await s.client.get("/notify/deliveries", headers=desk,
-                              params={"limit": 1, "cursor": limited["next_cursor"]})).json()
+    nxt = (
+        await s.client.get("/notify/deliveries", headers=desk, params={"limit": 1, "cursor": limited["next_cursor"]})
+    ).json()
     assert limited["items"][0]["id"] != nxt["items"][0]["id"]
     summary = (await s.client.get("/notify/deliveries/summary", headers=desk)).json()
     assert summary["by_channel_status"]["sms"] == {"sent": 1, "failed": 1}

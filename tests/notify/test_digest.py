@@ -18,15 +18,35 @@ YESTERDAY = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai
 
 
 def overdue(at: datetime, **kw: object) -> IssueOverdue:
-    return IssueOverdue(**{"issue_id": uuid4(), "category": "flooding", "channel": "resident", "community": "yunxing",
-                           "compound": "yuntaiyuan", "occurred_at": at, "deadline": "resolution",
-                           "due_at": datetime(2026, 12, 5, 1, 0, tzinfo=UTC), "escalation_level": 1, **kw})
+    return IssueOverdue(
+        **{
+            "issue_id": uuid4(),
+            "category": "flooding",
+            "channel": "resident",
+            "community": "yunxing",
+            "compound": "yuntaiyuan",
+            "occurred_at": at,
+            "deadline": "resolution",
+            "due_at": datetime(2026, 12, 5, 1, 0, tzinfo=UTC),
+            "escalation_level": 1,
+            **kw,
+        }
+    )
 
 
 def escalated(at: datetime) -> NeedEscalated:
-    return NeedEscalated(need_id=uuid4(), household_id=uuid4(), category="road", title="楼道灯坏了",
-                         description="五楼老人晚上看不见楼梯", urgency="high", community="yunxing",
-                         compound="yuntaiyuan", escalated_by="gw-changhong", escalated_at=at)
+    return NeedEscalated(
+        need_id=uuid4(),
+        household_id=uuid4(),
+        category="road",
+        title="楼道灯坏了",
+        description="五楼老人晚上看不见楼梯",
+        urgency="high",
+        community="yunxing",
+        compound="yuntaiyuan",
+        escalated_by="gw-changhong",
+        escalated_at=at,
+    )
 
 
 async def test_one_digest_per_duty_group_and_day_from_what_notify_consumed(notify: System) -> None:
@@ -39,7 +59,9 @@ async def test_one_digest_per_duty_group_and_day_from_what_notify_consumed(notif
     nine = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
     # Two replicas at once, then again: one digest.
     assert sorted(await asyncio.gather(send_digests(runtime, now=nine), send_digests(runtime, now=nine))) in (
-        [0, 1], [1, 1])
+        [0, 1],
+        [1, 1],
+    )
     assert await send_digests(runtime, now=nine) == 0
     await flush(s)
     [digest] = received(s, "wecom")
@@ -80,16 +102,26 @@ async def test_a_residents_happiness_bill_comes_once_a_month(notify: System) -> 
     await link(s, sub, "visits.resident", resident_id)
 
     def closed(resident: UUID, title: str, action: str, at: datetime) -> NeedProgressed:
-        return NeedProgressed(need_id=uuid4(), household_id=uuid4(), resident_id=resident, action=action,  # type: ignore[arg-type]
-                              status="closed", category="road", title=title, community="yunxing", occurred_at=at)
+        return NeedProgressed(
+            need_id=uuid4(),
+            household_id=uuid4(),
+            resident_id=resident,
+            action=action,  # type: ignore[arg-type]
+            status="closed",
+            category="road",
+            title=title,
+            community="yunxing",
+            occurred_at=at,
+        )
 
     november = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
     await deliver(s, closed(resident_id, "送去拐杖", "confirmed", november), source="visits", times=2)
     await deliver(s, closed(resident_id, "楼道灯修好", "closed_by_issue_resolved", november), source="visits")
     await deliver(s, closed(resident_id, "不需要了", "closed", november), source="visits")  # not something done
     await deliver(s, closed(nobody_linked, "门禁修好", "confirmed", november), source="visits")
-    await deliver(s, closed(resident_id, "十二月的事", "confirmed", datetime(2026, 12, 1, 1, 0, tzinfo=UTC)),
-                  source="visits")
+    await deliver(
+        s, closed(resident_id, "十二月的事", "confirmed", datetime(2026, 12, 1, 1, 0, tzinfo=UTC)), source="visits"
+    )
     first_of_month = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
     assert await send_bills(runtime, now=datetime(2026, 11, 30, 23, 0, tzinfo=UTC)) == 0  # still November there
     assert await send_bills(runtime, now=first_of_month) == 1

@@ -37,8 +37,11 @@ async def test_an_urgent_fire_reaches_the_duty_group_within_a_second(three: Syst
     s = three
     rider_sub = new_sub()
     rider = s.auth("rider", sub=rider_sub, scopes=())
-    r = await s.client.post("/points/riders", headers=rider, json={
-        "name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"})
+    r = await s.client.post(
+        "/points/riders",
+        headers=rider,
+        json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
+    )
     assert r.status_code == 201, r.text
     rider_id = UUID(r.json()["id"])
     await account(s, rider_sub, roles=("rider",))
@@ -76,14 +79,40 @@ async def test_riders_hear_about_points_and_tasks_through_their_linked_account(n
     await link(s, sub, "points.rider", rider_id)
     await subscribe(s, sub, "TPL_POINTS")
     task_id = uuid4()
-    await deliver(s, TaskCompleted(task_id=task_id, task_type="meal_delivery", rider_id=rider_id,
-                                   completed_at=NOW, points=5), source="points")
+    await deliver(
+        s,
+        TaskCompleted(task_id=task_id, task_type="meal_delivery", rider_id=rider_id, completed_at=NOW, points=5),
+        source="points",
+    )
     for kind, amount, balance in (("earned", 5, 25), ("redeemed", -10, 15), ("expired", -3, 12)):
-        await deliver(s, PointsPosted(entry_id=uuid4(), rider_id=rider_id, kind=kind, amount=amount,
-                                      balance_after=balance, cause_type="task", cause_id=str(task_id),
-                                      posted_at=NOW), source="points")
-    await deliver(s, PointsPosted(entry_id=uuid4(), rider_id=uuid4(), kind="earned", amount=5, balance_after=5,
-                                  cause_type="task", cause_id="x", posted_at=NOW), source="points")  # not linked
+        await deliver(
+            s,
+            PointsPosted(
+                entry_id=uuid4(),
+                rider_id=rider_id,
+                kind=kind,
+                amount=amount,
+                balance_after=balance,
+                cause_type="task",
+                cause_id=str(task_id),
+                posted_at=NOW,
+            ),
+            source="points",
+        )
+    await deliver(
+        s,
+        PointsPosted(
+            entry_id=uuid4(),
+            rider_id=uuid4(),
+            kind="earned",
+            amount=5,
+            balance_after=5,
+            cause_type="task",
+            cause_id="x",
+            posted_at=NOW,
+        ),
+        source="points",
+    )  # not linked
     await flush(s)
     items = (await s.client.get("/notify/inbox", headers=s.auth("rider", sub=sub))).json()["items"]
     assert [m["rule"] for m in items] == ["points_expired", "points_redeemed", "points_earned", "task_verified"]
@@ -98,13 +127,20 @@ async def test_an_absence_alert_reaches_the_family_by_sms_and_wechat(notify: Sys
     await account(s, with_account, openid="oFamily000000000000001")
     await subscribe(s, with_account, "TPL_CARE_ALERT")
     son, daughter = uuid4(), uuid4()
-    alert = AbsenceAlert(alert_id=alert_id, diner_id=uuid4(), canteen_id=uuid4(), community="yuntai",
-                         last_meal_on=date(2026, 12, 2), days_absent=3, meals_last_30_days=26, raised_at=NOW,
-                         family_contacts=[
-                             FamilyContact(member_id=son, subject="no-account-son", relation="son",
-                                           phone="13935201101"),
-                             FamilyContact(member_id=daughter, subject=with_account, relation="daughter",
-                                           phone="13935201102")])
+    alert = AbsenceAlert(
+        alert_id=alert_id,
+        diner_id=uuid4(),
+        canteen_id=uuid4(),
+        community="yuntai",
+        last_meal_on=date(2026, 12, 2),
+        days_absent=3,
+        meals_last_30_days=26,
+        raised_at=NOW,
+        family_contacts=[
+            FamilyContact(member_id=son, subject="no-account-son", relation="son", phone="13935201101"),
+            FamilyContact(member_id=daughter, subject=with_account, relation="daughter", phone="13935201102"),
+        ],
+    )
     await deliver(s, alert, source="canteen", times=2)  # redelivered: still one message each
     await flush(s)
     [sms] = received(s, "sms")
@@ -113,8 +149,11 @@ async def test_an_absence_alert_reaches_the_family_by_sms_and_wechat(notify: Sys
     assert sms["SmsSdkAppId"] == "1400000000"
     [wechat] = received(s, "wechat")
     assert wechat["touser"] == "oFamily000000000000001" and wechat["template_id"] == "TPL_CARE_ALERT"
-    assert wechat["data"] == {"thing1": {"value": "长者就餐提醒"}, "number2": {"value": "3"},
-                              "date3": {"value": "2026-12-02"}}
+    assert wechat["data"] == {
+        "thing1": {"value": "长者就餐提醒"},
+        "number2": {"value": "3"},
+        "date3": {"value": "2026-12-02"},
+    }
     inbox = (await s.client.get("/notify/inbox", headers=s.auth("resident", sub=with_account))).json()
     assert [m["rule"] for m in inbox["items"]] == ["canteen_absence_family"]
     sms_rows = await deliveries(s, channel="sms")
@@ -123,8 +162,11 @@ async def test_an_absence_alert_reaches_the_family_by_sms_and_wechat(notify: Sys
 
     # The welfare check names only the alert: the same family hears the outcome (WeChat has no credit left,
     # so the daughter's message falls back to SMS).
-    await deliver(s, WelfareCheckCompleted(visit_id=uuid4(), alert_id=alert_id, outcome="visited",
-                                           completed_at=NOW), source="visits")
+    await deliver(
+        s,
+        WelfareCheckCompleted(visit_id=uuid4(), alert_id=alert_id, outcome="visited", completed_at=NOW),
+        source="visits",
+    )
     await flush(s)
     texts = received(s, "sms")
     assert sorted(t["phone"] for t in texts) == ["+8613935201101", "+8613935201101", "+8613935201102"]

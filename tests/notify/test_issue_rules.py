@@ -87,6 +87,7 @@ async def test_a_resident_never_sees_another_residents_messages(notify: System) 
     r2 = await s.client.post(f"/notify/inbox/{message['id']}/read", headers=other)
     assert r2.status_code == 404
     assert (await s.client.post("/notify/inbox/read", headers=other, json={"ids": [message["id"]]})).json()[
-        "marked"] == 0
+        "marked"
+    ] == 0
     assert (await s.client.get("/notify/inbox", headers=me)).json()["unread"] == 1
     assert (await s.client.get("/notify/deliveries", headers=me)).status_code == 403

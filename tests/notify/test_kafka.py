@@ -17,8 +17,11 @@ pytestmark = pytest.mark.integration
 
 async def test_fire_to_the_duty_group_across_processes(pg_template: str, kafka: tuple[str, LocalBroker | None]) -> None:
     standin_port = free_port()
-    env = {**distributed_env(pg_template, kafka[0]), "MINSHENG_NOTIFY_STANDIN": "true",
-           "MINSHENG_NOTIFY_STANDIN_PORT": str(standin_port)}
+    env = {
+        **distributed_env(pg_template, kafka[0]),
+        "MINSHENG_NOTIFY_STANDIN": "true",
+        "MINSHENG_NOTIFY_STANDIN_PORT": str(standin_port),
+    }
     settings = process_settings(env)
 
     with services_running(["identity", "points", "issues", "notify"], env) as procs:
@@ -27,8 +30,11 @@ async def test_fire_to_the_duty_group_across_processes(pg_template: str, kafka: 
         points, notify = procs["points"].url, procs["notify"].url
         standin = f"http://127.0.0.1:{standin_port}"
         async with httpx.AsyncClient(timeout=10) as http:
-            r = await http.post(f"{points}/points/riders", headers=rider,
-                                json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"})
+            r = await http.post(
+                f"{points}/points/riders",
+                headers=rider,
+                json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"},
+            )
             assert r.status_code == 201, r.text
             assert (await http.post(f"{points}/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
 
@@ -38,7 +44,6 @@ async def test_fire_to_the_duty_group_across_processes(pg_template: str, kafka: 
 
             received = await eventually(alert, within=60)
             assert received["markdown"]["content"].startswith("【紧急】yunxing yuntaiyuan 火情")
-            page = (await http.get(f"{notify}/notify/deliveries", headers=staff,
-                                   params={"channel": "wecom"})).json()
+            page = (await http.get(f"{notify}/notify/deliveries", headers=staff, params={"channel": "wecom"})).json()
             # (The broker is shared by the session: earlier tests' urgent issues may be alerted as well.)
             assert "sent" in [d["status"] for d in page["items"]]

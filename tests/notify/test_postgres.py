@@ -36,8 +36,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def pg_notify(tmp_path: Path, pg_template: str, fast_notify: config.NotifySettings) -> AsyncIterator[System]:
-    async with running_system(embedded_settings(tmp_path, database_url=pg_template),
-                              services=("issues", "notify")) as s:
+    async with running_system(
+        embedded_settings(tmp_path, database_url=pg_template), services=("issues", "notify")
+    ) as s:
         await seed_catalogue(s.runtime("issues"))
         yield s
 

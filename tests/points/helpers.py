@@ -14,9 +14,16 @@ from minsheng.platform.envelope import CloudEvent, wrap
 from services.points.client import MerchantAuth
 from tests.support.client import System
 
-FIRE = {"category": "fire", "description": "Rubbish bin on fire near the Gangcheng theatre",
-        "latitude": 40.0134, "longitude": 112.7032, "address": "Gangcheng theatre, west gate",
-        "community": "gangcheng", "compound": "juyuan", "photo_urls": ["https://cdn.example/p/1.jpg"]}
+FIRE = {
+    "category": "fire",
+    "description": "Rubbish bin on fire near the Gangcheng theatre",
+    "latitude": 40.0134,
+    "longitude": 112.7032,
+    "address": "Gangcheng theatre, west gate",
+    "community": "gangcheng",
+    "compound": "juyuan",
+    "photo_urls": ["https://cdn.example/p/1.jpg"],
+}
 
 
 def staff(system: System, community: str = "gangcheng", sub: str = "staff-1") -> dict[str, str]:
@@ -33,11 +40,21 @@ class RiderRef:
     headers: dict[str, str]
 
 
-async def rider(system: System, sub: str = "rider-fan", *, community: str = "gangcheng", verify: bool = True,
-                name: str = "樊伟明", phone: str = "13812345678") -> RiderRef:
+async def rider(
+    system: System,
+    sub: str = "rider-fan",
+    *,
+    community: str = "gangcheng",
+    verify: bool = True,
+    name: str = "樊伟明",
+    phone: str = "13812345678",
+) -> RiderRef:
     headers = system.auth("rider", sub=sub, scopes=())
-    r = await system.client.post("/points/riders", headers=headers,
-                                 json={"name": name, "platform": "meituan", "phone": phone, "community": community})
+    r = await system.client.post(
+        "/points/riders",
+        headers=headers,
+        json={"name": name, "platform": "meituan", "phone": phone, "community": community},
+    )
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
     if verify:
@@ -47,8 +64,11 @@ async def rider(system: System, sub: str = "rider-fan", *, community: str = "gan
 
 
 async def credit(system: System, rider_id: str, amount: int, community: str = "gangcheng") -> None:
-    r = await system.client.post(f"/points/riders/{rider_id}/adjustments", headers=staff(system, community),
-                                 json={"amount": amount, "reason": "test credit"})
+    r = await system.client.post(
+        f"/points/riders/{rider_id}/adjustments",
+        headers=staff(system, community),
+        json={"amount": amount, "reason": "test credit"},
+    )
     assert r.status_code == 201, r.text
 
 
@@ -69,12 +89,13 @@ class MerchantRef:
         return MerchantAuth(self.key_id, self.secret)
 
 
-async def merchant(system: System, name: str = "港城刀削面", community: str = "gangcheng",
-                   **extra: Any) -> MerchantRef:
+async def merchant(system: System, name: str = "港城刀削面", community: str = "gangcheng", **extra: Any) -> MerchantRef:
     h = staff(system, community)
-    r = await system.client.post("/points/merchants", headers=h,
-                                 json={"name": name, "category": "restaurant", "community": community,
-                                       "contact_phone": "13900001111", **extra})
+    r = await system.client.post(
+        "/points/merchants",
+        headers=h,
+        json={"name": name, "category": "restaurant", "community": community, "contact_phone": "13900001111", **extra},
+    )
     assert r.status_code == 201, r.text
     mid = r.json()["id"]
     c = await system.client.post(f"/points/merchants/{mid}/credentials", headers=h, json={"label": "till 1"})
@@ -90,16 +111,21 @@ async def offer(system: System, m: MerchantRef, **fields: Any) -> dict[str, Any]
 
 
 async def code(system: System, who: RiderRef, offer_id: str | None = None) -> str:
-    r = await system.client.post("/points/redemption-codes", headers=who.headers,
-                                 json={"offer_id": offer_id} if offer_id else None)
+    r = await system.client.post(
+        "/points/redemption-codes", headers=who.headers, json={"offer_id": offer_id} if offer_id else None
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["code"])
 
 
 def envelope_message(event: IntegrationEvent, service: str) -> tuple[CloudEvent, OutgoingMessage]:
     env = wrap(event, service=service)
-    return env, OutgoingMessage(event.topic, env.partitionkey, env.model_dump_json(exclude_none=True).encode(),
-                                [("ce_type", env.type.encode()), ("ce_id", str(env.id).encode())])
+    return env, OutgoingMessage(
+        event.topic,
+        env.partitionkey,
+        env.model_dump_json(exclude_none=True).encode(),
+        [("ce_type", env.type.encode()), ("ce_id", str(env.id).encode())],
+    )
 
 
 async def deliver(system: System, event: IntegrationEvent, service: str, *, times: int = 1) -> CloudEvent:

@@ -40,8 +40,12 @@ async def test_simultaneous_redemptions_never_overdraw(pg_points: System) -> Non
         codes = [await code(s, fan) for _ in range(12)]
 
         async def redeem(i: int) -> tuple[int, dict]:  # type: ignore[type-arg]
-            r = await s.client.post(REDEEM, auth=m.auth, json={"code": codes[i], "offer_id": o["id"]},
-                                    headers={"Idempotency-Key": f"till-{i}"})
+            r = await s.client.post(
+                REDEEM,
+                auth=m.auth,
+                json={"code": codes[i], "offer_id": o["id"]},
+                headers={"Idempotency-Key": f"till-{i}"},
+            )
             return r.status_code, r.json()
 
         # Every request twice, all at once: twelve keys, twenty-four requests.
@@ -71,9 +75,14 @@ async def test_one_code_many_tills_one_effect(pg_points: System) -> None:
         m = await merchant(s)
         o = await offer(s, m, points_cost=10, stock=100)
         c = await code(s, fan)
-        responses = await asyncio.gather(*(
-            s.client.post(REDEEM, auth=m.auth, json={"code": c, "offer_id": o["id"]},
-                          headers={"Idempotency-Key": f"k{i}"}) for i in range(10)))
+        responses = await asyncio.gather(
+            *(
+                s.client.post(
+                    REDEEM, auth=m.auth, json={"code": c, "offer_id": o["id"]}, headers={"Idempotency-Key": f"k{i}"}
+                )
+                for i in range(10)
+            )
+        )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [422] * 9, [r.text for r in responses]
     assert {r.json()["code"] for r in responses if r.status_code == 422} == {"invalid_code"}

@@ -28,8 +28,16 @@ async def test_seed_demo_twice(points: System) -> None:
     runtime = points.runtime("points")
     await seed_demo(runtime)
     first = await _counts(points)
-    assert first == {"red": 31, "yellow": 320, "blue": 20, "teams": 31, "types": 8, "merchants": 5, "offers": 6,
-                     "communities": 7}
+    assert first == {
+        "red": 31,
+        "yellow": 320,
+        "blue": 20,
+        "teams": 31,
+        "types": 8,
+        "merchants": 5,
+        "offers": 6,
+        "communities": 7,
+    }
     await seed_demo(runtime)
     assert await _counts(points) == first
     staff = points.auth("staff", scopes=["community:gangcheng"])
@@ -47,6 +55,11 @@ async def test_openapi_documents_the_merchant_signature_headers(points: System) 
     spec = (await points.client.get("/points/openapi.json")).json()
     redeem = spec["paths"]["/merchant-api/redemptions"]["post"]
     names = {p["name"] for p in redeem["parameters"]}
-    assert {"Idempotency-Key", "X-Minsheng-Key-Id", "X-Minsheng-Timestamp", "X-Minsheng-Nonce",
-            "X-Minsheng-Signature"} <= names
+    assert {
+        "Idempotency-Key",
+        "X-Minsheng-Key-Id",
+        "X-Minsheng-Timestamp",
+        "X-Minsheng-Nonce",
+        "X-Minsheng-Signature",
+    } <= names
     assert "/riders/me/balance" in spec["paths"] and "/leaderboards/{by}" in spec["paths"]

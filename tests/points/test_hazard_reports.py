@@ -15,10 +15,17 @@ from tests.support.client import System
 
 
 def _fact(report_id: str, issue_id: UUID, linked: list[str] = (), **extra: Any) -> dict[str, Any]:  # type: ignore[assignment]
-    return {"issue_id": issue_id, "category": "fire", "channel": "rider", "urgent": True,
-            "community": "gangcheng", "origin": Origin(service="points", kind="hazard_report", id=report_id),
-            "linked": [Origin(service="points", kind="hazard_report", id=x) for x in linked],
-            "occurred_at": datetime.now(UTC), **extra}
+    return {
+        "issue_id": issue_id,
+        "category": "fire",
+        "channel": "rider",
+        "urgent": True,
+        "community": "gangcheng",
+        "origin": Origin(service="points", kind="hazard_report", id=report_id),
+        "linked": [Origin(service="points", kind="hazard_report", id=x) for x in linked],
+        "occurred_at": datetime.now(UTC),
+        **extra,
+    }
 
 
 async def _report(system: System, headers: dict[str, str], **changes: Any) -> dict[str, Any]:
@@ -42,8 +49,11 @@ async def test_duplicates_same_rider_refused_other_rider_linked(points: System) 
     fan = await rider(points)
     wu = await rider(points, "rider-wu", name="吴强", phone="13700000000")
     first = await _report(points, fan.headers)
-    again = await points.client.post("/points/hazard-reports", headers=fan.headers,
-                                     json={**FIRE, "latitude": 40.0135, "description": "still burning"})
+    again = await points.client.post(
+        "/points/hazard-reports",
+        headers=fan.headers,
+        json={**FIRE, "latitude": 40.0135, "description": "still burning"},
+    )
     assert again.status_code == 409 and again.json()["code"] == "duplicate_report"
     assert again.json()["duplicate_of"] == first["id"]
     second = await _report(points, wu.headers, latitude=40.0136)  # ~22 m away, same minute
@@ -63,27 +73,28 @@ async def test_verified_report_earns_once_and_progress_is_visible(points: System
     dup = await _report(points, wu.headers)
     issue_id = uuid4()
     await deliver(points, IssueCreated(title="Fire", **_fact(report["id"], issue_id)), "issues")
-    await deliver(points, IssueAssigned(departments=["fire-safety"], **_fact(report["id"], issue_id,
-                                                                               [dup["id"]])), "issues")
+    await deliver(
+        points, IssueAssigned(departments=["fire-safety"], **_fact(report["id"], issue_id, [dup["id"]])), "issues"
+    )
     # Redelivery of the same verified event: points once.
-    verified = await deliver(points, IssueVerified(note="Seen on site", **_fact(report["id"], issue_id,
-                                                                                 [dup["id"]])), "issues", times=3)
+    verified = await deliver(
+        points, IssueVerified(note="Seen on site", **_fact(report["id"], issue_id, [dup["id"]])), "issues", times=3
+    )
     await deliver(points, IssueResolved(note="Put out", **_fact(report["id"], issue_id, [dup["id"]])), "issues")
     assert await balance(points, fan) == 20 and await balance(points, wu) == 20
     mine = (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=fan.headers)).json()
     assert mine["status"] == "resolved" and mine["issue_id"] == str(issue_id) and mine["points_awarded"] == 20
-    assert [p["status"] for p in mine["progress"]] == ["submitted", "submitted", "assigned", "verified",
-                                                       "resolved"]
+    assert [p["status"] for p in mine["progress"]] == ["submitted", "submitted", "assigned", "verified", "resolved"]
     assert mine["progress"][-1]["note"] == "Put out"
     statement = (await points.client.get("/points/riders/me/statement", headers=fan.headers)).json()["items"]
     assert [(e["kind"], e["amount"], e["cause_id"]) for e in statement] == [("earned", 20, report["id"])]
     assert statement[0]["event_id"] == str(verified.id)  # traceable to the event that caused it
     # Other riders cannot see it; staff in scope can, staff elsewhere cannot.
     assert (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=wu.headers)).status_code == 404
-    assert (await points.client.get(f"/points/hazard-reports/{report['id']}",
-                                    headers=staff(points))).status_code == 200
-    assert (await points.client.get(f"/points/hazard-reports/{report['id']}",
-                                    headers=staff(points, "yunxing"))).status_code == 404
+    assert (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=staff(points))).status_code == 200
+    assert (
+        await points.client.get(f"/points/hazard-reports/{report['id']}", headers=staff(points, "yunxing"))
+    ).status_code == 404
     listed = (await points.client.get("/points/hazard-reports?status=resolved", headers=staff(points))).json()
     assert {r["id"] for r in listed["items"]} == {report["id"], dup["id"]}
 
@@ -102,8 +113,9 @@ async def test_false_reports_earn_nothing_take_back_and_flag_the_rider(points: S
         assert rider_view["false_reports"] == 1 and rider_view["flagged"] is False
 
         second = await _report(points, fan.headers, category="other")
-        await deliver(points, IssueRejected(reason="Prank", false_report=True,
-                                            **_fact(second["id"], uuid4())), "issues")
+        await deliver(
+            points, IssueRejected(reason="Prank", false_report=True, **_fact(second["id"], uuid4())), "issues"
+        )
     mine = (await points.client.get(f"/points/hazard-reports/{second['id']}", headers=fan.headers)).json()
     assert mine["status"] == "rejected" and mine["points_awarded"] == 0
     # A later verification of a rejected report pays nothing.
@@ -111,11 +123,13 @@ async def test_false_reports_earn_nothing_take_back_and_flag_the_rider(points: S
     assert await balance(points, fan) == 0
     flagged = (await points.client.get("/points/riders?flagged=true", headers=staff(points))).json()["items"]
     assert [r["id"] for r in flagged] == [fan.id] and "2 reports found false" in flagged[0]["flag_reason"]
-    cleared = await points.client.post(f"/points/riders/{fan.id}/clear-flag", headers=staff(points),
-                                       json={"reason": "talked to him"})
+    cleared = await points.client.post(
+        f"/points/riders/{fan.id}/clear-flag", headers=staff(points), json={"reason": "talked to him"}
+    )
     assert cleared.status_code == 200 and cleared.json()["flagged"] is False
-    kinds = [e["kind"] for e in (await points.client.get("/points/riders/me/statement",
-                                                          headers=fan.headers)).json()["items"]]
+    kinds = [
+        e["kind"] for e in (await points.client.get("/points/riders/me/statement", headers=fan.headers)).json()["items"]
+    ]
     assert kinds == ["reversed", "earned"]
 
 
@@ -128,18 +142,21 @@ async def test_daily_hazard_cap(points: System) -> None:
     assert await balance(points, fan) == 30  # 20 + 10 (capped) + 0
     b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
     assert b["earned_today"] == 30
-    notes = [e["note"] for e in (await points.client.get("/points/riders/me/statement",
-                                                          headers=fan.headers)).json()["items"]]
+    notes = [
+        e["note"] for e in (await points.client.get("/points/riders/me/statement", headers=fan.headers)).json()["items"]
+    ]
     assert "daily cap" in notes[0]
 
 
 async def test_suspended_rider_cannot_report_and_bad_input(points: System) -> None:
     fan = await rider(points)
-    r = await points.client.post("/points/hazard-reports", headers=fan.headers,
-                                 json={**FIRE, "category": "meteor", "latitude": 123})
+    r = await points.client.post(
+        "/points/hazard-reports", headers=fan.headers, json={**FIRE, "category": "meteor", "latitude": 123}
+    )
     assert r.status_code == 422 and {"category", "latitude"} <= {e["field"] for e in r.json()["errors"]}
-    r = await points.client.post("/points/hazard-reports", headers=fan.headers,
-                                 json={**FIRE, "photo_urls": ["javascript:alert(1)"]})
+    r = await points.client.post(
+        "/points/hazard-reports", headers=fan.headers, json={**FIRE, "photo_urls": ["javascript:alert(1)"]}
+    )
     assert r.status_code == 422
     await points.client.post(f"/points/riders/{fan.id}/suspend", headers=staff(points), json={"reason": "abuse"})
     r = await points.client.post("/points/hazard-reports", headers=fan.headers, json=FIRE)
@@ -150,6 +167,12 @@ async def test_suspended_rider_cannot_report_and_bad_input(points: System) -> No
 async def test_rider_rate_limit(points: System) -> None:
     fan = await rider(points)
     with config.override(rider_rate_per_second=0.1, rider_burst=2, duplicate_window_minutes=0):
-        codes = [(await points.client.post("/points/hazard-reports", headers=fan.headers,
-                                           json={**FIRE, "latitude": 10.0 + i})).status_code for i in range(3)]
+        codes = [
+            (
+                await points.client.post(
+                    "/points/hazard-reports", headers=fan.headers, json={**FIRE, "latitude": 10.0 + i}
+                )
+            ).status_code
+            for i in range(3)
+        ]
     assert codes == [201, 201, 429]

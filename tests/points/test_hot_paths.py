@@ -19,8 +19,16 @@ from services.points.models import HazardReport, HazardReportCreate, LedgerEntry
 from tests.points.helpers import rider, staff
 from tests.support.client import System
 
-PLACES = [(40.0134, 112.7032), (40.0150, 112.7040), (40.0200, 112.7032), (-33.9, 179.9995), (-33.9, -179.9995),
-          (89.9995, 10.0), (89.9995, -170.0), (0.0, 0.0)]
+PLACES = [
+    (40.0134, 112.7032),
+    (40.0150, 112.7040),
+    (40.0200, 112.7032),
+    (-33.9, 179.9995),
+    (-33.9, -179.9995),
+    (89.9995, 10.0),
+    (89.9995, -170.0),
+    (0.0, 0.0),
+]
 ADDRESSES = [None, "", "  ", "Gangcheng theatre", " gangcheng THEATRE ", "West gate"]
 COMPOUNDS = [None, "juyuan", "yunxing"]
 
@@ -36,10 +44,14 @@ def _candidate(rnd: random.Random) -> dict[str, Any]:
         lat = max(-90.0, min(90.0, _jitter(rnd, lat, 0.004)))
         lng = _jitter(rnd, lng, 0.004)
         lng = lng - 360 if lng > 180 else lng + 360 if lng < -180 else lng
-    return {"category": rnd.choice(["fire", "fire", "road"]), "description": "x",
-            "latitude": lat if with_coords else None,
-            "longitude": lng if with_coords and rnd.random() < 0.95 else None,
-            "address": rnd.choice(ADDRESSES), "compound": rnd.choice(COMPOUNDS)}
+    return {
+        "category": rnd.choice(["fire", "fire", "road"]),
+        "description": "x",
+        "latitude": lat if with_coords else None,
+        "longitude": lng if with_coords and rnd.random() < 0.95 else None,
+        "address": rnd.choice(ADDRESSES),
+        "compound": rnd.choice(COMPOUNDS),
+    }
 
 
 async def _reference(system: System, data: HazardReportCreate) -> list[UUID]:
@@ -47,9 +59,13 @@ async def _reference(system: System, data: HazardReportCreate) -> list[UUID]:
     radius = config.get().duplicate_radius_m
     since = utcnow() - timedelta(minutes=config.get().duplicate_window_minutes)
     async with system.runtime("points").uow() as uow:
-        rows = (await uow.session.execute(
-            select(HazardReport).where(HazardReport.category == data.category, col(HazardReport.created_at) >= since)
-            .order_by(col(HazardReport.created_at), col(HazardReport.id)))).scalars()
+        rows = (
+            await uow.session.execute(
+                select(HazardReport)
+                .where(HazardReport.category == data.category, col(HazardReport.created_at) >= since)
+                .order_by(col(HazardReport.created_at), col(HazardReport.id))
+            )
+        ).scalars()
         return [r.id for r in rows if service._same_place(r, data, radius)]
 
 
@@ -57,10 +73,22 @@ async def test_duplicate_search_in_sql_finds_what_the_python_filter_found(points
     fan = await rider(points)
     rnd = random.Random(7)
     now = utcnow()
-    reports = [{**_candidate(rnd), "id": uuid7(), "rider_id": UUID(fan.id), "urgent": False, "photo_urls": [],
-                "status": "submitted", "false_report": False, "progress": [], "points_awarded": 0,
-                "created_at": now - timedelta(minutes=rnd.uniform(0, 40)), "updated_at": now}
-               for _ in range(150)]
+    reports = [
+        {
+            **_candidate(rnd),
+            "id": uuid7(),
+            "rider_id": UUID(fan.id),
+            "urgent": False,
+            "photo_urls": [],
+            "status": "submitted",
+            "false_report": False,
+            "progress": [],
+            "points_awarded": 0,
+            "created_at": now - timedelta(minutes=rnd.uniform(0, 40)),
+            "updated_at": now,
+        }
+        for _ in range(150)
+    ]
     table = HazardReport.__table__  # type: ignore[attr-defined]
     async with points.runtime("points").db.engine.begin() as conn:
         await conn.execute(sa.insert(table), reports)
@@ -87,16 +115,21 @@ async def test_expiring_points_match_the_whole_ledger_aggregate(points: System) 
         settings = config.get()
         for step in range(16):
             amount = rnd.choice([40, 25, 10, -5, -15])
-            r = await points.client.post(f"/points/riders/{fan.id}/adjustments", headers=h,
-                                         json={"amount": amount, "reason": f"step {step}"})
+            r = await points.client.post(
+                f"/points/riders/{fan.id}/adjustments", headers=h, json={"amount": amount, "reason": f"step {step}"}
+            )
             assert r.status_code in (201, 409), r.text
             shift = timedelta(days=rnd.randint(0, 90))
             async with db.engine.begin() as conn:  # spread the history over more than the expiry period
-                rows = (await conn.execute(sa.select(entries.c.id, entries.c.created_at)
-                                           .where(entries.c.rider_id == UUID(fan.id)))).all()
+                rows = (
+                    await conn.execute(
+                        sa.select(entries.c.id, entries.c.created_at).where(entries.c.rider_id == UUID(fan.id))
+                    )
+                ).all()
                 for entry_id, created in rows:
-                    await conn.execute(sa.update(entries).where(entries.c.id == entry_id)
-                                       .values(created_at=created - shift))
+                    await conn.execute(
+                        sa.update(entries).where(entries.c.id == entry_id).values(created_at=created - shift)
+                    )
             b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
             async with points.runtime("points").uow() as uow:
                 horizon = utcnow() + timedelta(days=settings.expiry_warning_days)

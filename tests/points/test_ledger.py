@@ -19,12 +19,14 @@ async def test_adjustments_need_a_reason_never_overdraw_and_are_idempotent(point
     fan = await rider(points)
     h = staff(points)
     url = f"/points/riders/{fan.id}/adjustments"
-    r = await points.client.post(url, headers={**h, "Idempotency-Key": "adj-1"},
-                                 json={"amount": 50, "reason": "Flood-season bonus"})
+    r = await points.client.post(
+        url, headers={**h, "Idempotency-Key": "adj-1"}, json={"amount": 50, "reason": "Flood-season bonus"}
+    )
     assert r.status_code == 201 and r.json()["balance_after"] == 50 and r.json()["cause_type"] == "adjustment"
     assert r.json()["cause_id"] and r.json()["note"].startswith("Flood-season bonus")
-    again = await points.client.post(url, headers={**h, "Idempotency-Key": "adj-1"},
-                                     json={"amount": 50, "reason": "Flood-season bonus"})
+    again = await points.client.post(
+        url, headers={**h, "Idempotency-Key": "adj-1"}, json={"amount": 50, "reason": "Flood-season bonus"}
+    )
     assert again.status_code == 201 and again.json()["id"] == r.json()["id"]
     assert await balance(points, fan) == 50
     over = await points.client.post(url, headers=h, json={"amount": -51, "reason": "Correction"})
@@ -35,11 +37,14 @@ async def test_adjustments_need_a_reason_never_overdraw_and_are_idempotent(point
     assert ok.status_code == 201 and ok.json()["balance_after"] == 0
     # Riders cannot adjust; staff elsewhere do not see the rider.
     assert (await points.client.post(url, headers=fan.headers, json={"amount": 5, "reason": "me"})).status_code == 403
-    assert (await points.client.post(url, headers=staff(points, "yunxing"),
-                                     json={"amount": 5, "reason": "x"})).status_code == 404
+    assert (
+        await points.client.post(url, headers=staff(points, "yunxing"), json={"amount": 5, "reason": "x"})
+    ).status_code == 404
     entries = (await points.client.get(f"/points/riders/{fan.id}/statement", headers=h)).json()["items"]
-    assert [(e["kind"], e["amount"], e["balance_after"]) for e in entries] == [("adjusted", -50, 0),
-                                                                             ("adjusted", 50, 50)]
+    assert [(e["kind"], e["amount"], e["balance_after"]) for e in entries] == [
+        ("adjusted", -50, 0),
+        ("adjusted", 50, 50),
+    ]
     assert "Flood-season bonus" in entries[1]["note"]
 
 
@@ -64,8 +69,11 @@ async def _backdate(system: System, rider_id: str, days: int) -> None:
     db = system.runtime("points").db
     entries = LedgerEntry.__table__  # type: ignore[attr-defined]
     async with db.engine.begin() as conn:
-        await conn.execute(sa.update(entries).where(entries.c.rider_id == UUID(rider_id))
-                           .values(created_at=utcnow() - timedelta(days=days)))
+        await conn.execute(
+            sa.update(entries)
+            .where(entries.c.rider_id == UUID(rider_id))
+            .values(created_at=utcnow() - timedelta(days=days))
+        )
 
 
 async def test_unspent_points_expire_first_in_first_out(points: System) -> None:
@@ -74,8 +82,9 @@ async def test_unspent_points_expire_first_in_first_out(points: System) -> None:
     await _backdate(points, fan.id, 400)  # a year and more ago
     await credit(points, fan.id, 30)  # recent
     # 40 were spent since: first in, first out, they came out of the old points.
-    r = await points.client.post(f"/points/riders/{fan.id}/adjustments", headers=staff(points),
-                                 json={"amount": -40, "reason": "spent"})
+    r = await points.client.post(
+        f"/points/riders/{fan.id}/adjustments", headers=staff(points), json={"amount": -40, "reason": "spent"}
+    )
     assert r.status_code == 201
     b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
     assert b["balance"] == 90 and b["expiring_points"] == 60
@@ -96,9 +105,13 @@ async def test_monthly_leaderboards(points: System) -> None:
     red = await rider(points, "rider-red", name="樊伟明")
     h = staff(points)
     await points.client.patch(f"/points/riders/{red.id}", headers=h, json={"role": "red"})
-    team = (await points.client.post("/points/teams", headers=h, json={"name": "港城红骑士1队",
-                                                                       "community": "gangcheng",
-                                                                       "leader_rider_id": red.id})).json()
+    team = (
+        await points.client.post(
+            "/points/teams",
+            headers=h,
+            json={"name": "港城红骑士1队", "community": "gangcheng", "leader_rider_id": red.id},
+        )
+    ).json()
     assert team["members"] == 1
     mates = []
     for i, pts in enumerate([30, 10]):
@@ -139,9 +152,11 @@ async def test_times_without_a_zone_are_refused(points: System) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.since"
     r = await points.client.get("/points/riders/me/statement?since=2026-11-01T00:00:00%2B08:00", headers=fan.headers)
     assert r.status_code == 200
-    r = await points.client.post("/points/tasks", headers=staff(points),
-                                 json={"type_code": "x", "title": "t", "community": "gangcheng",
-                                       "due_at": "2030-01-01T12:00:00"})
+    r = await points.client.post(
+        "/points/tasks",
+        headers=staff(points),
+        json={"type_code": "x", "title": "t", "community": "gangcheng", "due_at": "2030-01-01T12:00:00"},
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "due_at"
 
 
@@ -165,8 +180,9 @@ async def test_riders_are_told_once_a_month_before_their_points_expire(points: S
     await _backdate(points, fan.id, 350)  # expires within the 30-day warning window
     await _backdate(points, spent_all.id, 350)
     await credit(points, fan.id, 30)  # recent: not expiring
-    r = await points.client.post(f"/points/riders/{spent_all.id}/adjustments", headers=staff(points),
-                                 json={"amount": -20, "reason": "spent"})
+    r = await points.client.post(
+        f"/points/riders/{spent_all.id}/adjustments", headers=staff(points), json={"amount": -20, "reason": "spent"}
+    )
     assert r.status_code == 201
     runtime = points.runtime("points")
     assert await jobs.warn_expiring(runtime) == 1
@@ -174,8 +190,9 @@ async def test_riders_are_told_once_a_month_before_their_points_expire(points: S
     db = runtime.db
     t = db.tables.outbox
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(sa.select(t.c.payload).where(
-            t.c.type == "minsheng.points.ledger.expiring.v1"))).all()
+        rows = (
+            await conn.execute(sa.select(t.c.payload).where(t.c.type == "minsheng.points.ledger.expiring.v1"))
+        ).all()
     [told] = [json.loads(r.payload)["data"] for r in rows]
     assert told["rider_id"] == fan.id and told["points"] == 100 and told["balance"] == 130
     b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()

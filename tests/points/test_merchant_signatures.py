@@ -80,8 +80,7 @@ async def test_wrong_secret_unknown_key_revoked_key_and_missing_headers(points: 
     r = await points.client.get(PATH, headers=bad_nonce)
     assert r.status_code == 401 and r.json()["code"] == "signature_invalid"
 
-    revoked = await points.client.delete(f"/points/merchants/{m.id}/credentials/{m.key_id}",
-                                         headers=staff(points))
+    revoked = await points.client.delete(f"/points/merchants/{m.id}/credentials/{m.key_id}", headers=staff(points))
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     r = await points.client.get(PATH, auth=m.auth)
     assert r.status_code == 401 and r.json()["code"] == "unknown_key"
@@ -124,6 +123,8 @@ def test_documented_signing_example() -> None:
     args = ("POST", "/points/merchant-api/redemptions", "1764236400", "n-8f3a2c1e9b7d", body)
     assert canonical_request(*args).decode() == (
         "POST\n/points/merchant-api/redemptions\n1764236400\nn-8f3a2c1e9b7d\n"
-        "166087fd4a37ef9c3a1b478231c9cc75aa3e592d0104af40eaa2f0a0a5d7f479")
+        "166087fd4a37ef9c3a1b478231c9cc75aa3e592d0104af40eaa2f0a0a5d7f479"
+    )
     assert sign("msk_demo_only_not_a_real_secret", *args) == (
-        "20d782af74a27f640225913377975438c2924f0a1f1a9ece786e2c782467d804")
+        "20d782af74a27f640225913377975438c2924f0a1f1a9ece786e2c782467d804"
+    )

@@ -55,12 +55,12 @@ async def test_double_tapped_report_on_postgres(pg_points: System) -> None:
 
     fan = await rider(pg_points)
     headers = {**fan.headers, "Idempotency-Key": "tap-1"}
-    first, second = await asyncio.gather(*(pg_points.client.post("/points/hazard-reports", headers=headers,
-                                                                 json=FIRE) for _ in range(2)))
+    first, second = await asyncio.gather(
+        *(pg_points.client.post("/points/hazard-reports", headers=headers, json=FIRE) for _ in range(2))
+    )
     assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
     assert first.json()["id"] == second.json()["id"]
     assert len(await published(pg_points, "minsheng.points.hazard.reported.v1")) == 1
-
 
 
 async def test_redemption_on_postgres(pg_points: System) -> None:

@@ -10,8 +10,9 @@ async def test_registration_verification_and_profile(points: System) -> None:
     fan = await rider(points, verify=False)
     me = (await points.client.get("/points/riders/me", headers=fan.headers)).json()
     assert me["status"] == "pending" and me["role"] == "yellow" and me["phone"] == "138****5678"
-    dup = await points.client.post("/points/riders", headers=fan.headers,
-                                   json={"name": "x", "platform": "eleme", "phone": "13800000000"})
+    dup = await points.client.post(
+        "/points/riders", headers=fan.headers, json={"name": "x", "platform": "eleme", "phone": "13800000000"}
+    )
     assert dup.status_code == 409 and dup.json()["code"] == "rider_already_registered"
     pending = (await points.client.get("/points/riders?status=pending", headers=staff(points))).json()["items"]
     assert [r["id"] for r in pending] == [fan.id]
@@ -19,8 +20,9 @@ async def test_registration_verification_and_profile(points: System) -> None:
     assert v.json()["status"] == "active" and v.json()["verified_by"] == "staff-9"
     p = await points.client.patch("/points/riders/me", headers=fan.headers, json={"platform": "eleme"})
     assert p.status_code == 200 and p.json()["platform"] == "eleme"
-    bad = await points.client.post("/points/riders", headers=points.auth("rider", "x", ()),
-                                   json={"name": "", "platform": "m", "phone": "12"})
+    bad = await points.client.post(
+        "/points/riders", headers=points.auth("rider", "x", ()), json={"name": "", "platform": "m", "phone": "12"}
+    )
     assert bad.status_code == 422 and {e["field"] for e in bad.json()["errors"]} == {"name", "phone"}
     unregistered = await points.client.get("/points/riders/me", headers=points.auth("rider", "ghost", ()))
     assert unregistered.status_code == 404 and unregistered.json()["code"] == "rider_not_registered"
@@ -43,13 +45,20 @@ async def test_staff_scope_and_roles(points: System) -> None:
 async def test_teams_are_led_by_red_riders(points: System) -> None:
     h = staff(points)
     leader = await rider(points)
-    r = await points.client.post("/points/teams", headers=h, json={"name": "港城红骑士1队", "community": "gangcheng",
-                                                                   "leader_rider_id": leader.id})
+    r = await points.client.post(
+        "/points/teams",
+        headers=h,
+        json={"name": "港城红骑士1队", "community": "gangcheng", "leader_rider_id": leader.id},
+    )
     assert r.status_code == 409 and r.json()["code"] == "leader_not_red"
     await points.client.patch(f"/points/riders/{leader.id}", headers=h, json={"role": "red"})
-    team = (await points.client.post("/points/teams", headers=h, json={"name": "港城红骑士1队",
-                                                                       "community": "gangcheng",
-                                                                       "leader_rider_id": leader.id})).json()
+    team = (
+        await points.client.post(
+            "/points/teams",
+            headers=h,
+            json={"name": "港城红骑士1队", "community": "gangcheng", "leader_rider_id": leader.id},
+        )
+    ).json()
     assert team["leader_rider_id"] == leader.id and team["members"] == 1
     dup = await points.client.post("/points/teams", headers=h, json={"name": "港城红骑士1队", "community": "gangcheng"})
     assert dup.status_code == 409 and dup.json()["code"] == "team_name_taken"
@@ -63,8 +72,9 @@ async def test_teams_are_led_by_red_riders(points: System) -> None:
     assert {m["id"] for m in members} == {leader.id, member.id}
     left = await points.client.patch(f"/points/riders/{member.id}", headers=h, json={"leave_team": True})
     assert left.json()["team_id"] is None
-    outside = await points.client.post("/points/teams", headers=staff(points, "yunxing"),
-                                       json={"name": "x", "community": "gangcheng"})
+    outside = await points.client.post(
+        "/points/teams", headers=staff(points, "yunxing"), json={"name": "x", "community": "gangcheng"}
+    )
     assert outside.status_code == 403
 
 

@@ -22,8 +22,13 @@ async def _type(system: System, **changes: Any) -> dict[str, Any]:
 
 
 async def _task(system: System, type_code: str = "hazard_patrol", **changes: Any) -> dict[str, Any]:
-    body = {"type_code": type_code, "title": "巡查港城剧院周边", "community": "gangcheng",
-            "address": "港城剧院", **changes}
+    body = {
+        "type_code": type_code,
+        "title": "巡查港城剧院周边",
+        "community": "gangcheng",
+        "address": "港城剧院",
+        **changes,
+    }
     r = await system.client.post("/points/tasks", headers=staff(system), json=body)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -31,9 +36,18 @@ async def _task(system: System, type_code: str = "hazard_patrol", **changes: Any
 
 def _delivery(order_id: Any = None, points: int = 5) -> DeliveryRequested:
     return DeliveryRequested(
-        order_id=order_id or uuid4(), canteen_id=uuid4(), canteen_name="云兴街幸福食堂", meal_date=date.today(),
-        slot="lunch", deliver_by=datetime.now(UTC) + timedelta(hours=2), pickup_address="云兴街 12 号",
-        delivery_address="云泰园 3 号楼 2 单元 501", community="gangcheng", compound="yuntaiyuan", points=points)
+        order_id=order_id or uuid4(),
+        canteen_id=uuid4(),
+        canteen_name="云兴街幸福食堂",
+        meal_date=date.today(),
+        slot="lunch",
+        deliver_by=datetime.now(UTC) + timedelta(hours=2),
+        pickup_address="云兴街 12 号",
+        delivery_address="云泰园 3 号楼 2 单元 501",
+        community="gangcheng",
+        compound="yuntaiyuan",
+        points=points,
+    )
 
 
 async def test_task_lifecycle_with_staff_verification(points: System) -> None:
@@ -57,8 +71,11 @@ async def test_task_lifecycle_with_staff_verification(points: System) -> None:
 
     no_proof = await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers, json={})
     assert no_proof.status_code == 422 and no_proof.json()["code"] == "proof_required"
-    done = await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers,
-                                    json={"photo_urls": ["https://cdn.example/p/2.jpg"], "note": "all clear"})
+    done = await points.client.post(
+        f"/points/tasks/{task['id']}/complete",
+        headers=fan.headers,
+        json={"photo_urls": ["https://cdn.example/p/2.jpg"], "note": "all clear"},
+    )
     assert done.status_code == 200 and done.json()["status"] == "submitted"
     assert await balance(points, fan) == 0
 
@@ -83,12 +100,14 @@ async def test_reject_reopens_and_release(points: System) -> None:
     assert released.json()["status"] == "open" and released.json()["claimed_by"] is None
     await points.client.post(f"/points/tasks/{task['id']}/claim", headers=fan.headers)
     await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers, json={"note": "done"})
-    r = await points.client.post(f"/points/tasks/{task['id']}/reject", headers=staff(points),
-                                 json={"reason": "photo missing"})
+    r = await points.client.post(
+        f"/points/tasks/{task['id']}/reject", headers=staff(points), json={"reason": "photo missing"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "open" and r.json()["closed_reason"] == "photo missing"
     assert await balance(points, fan) == 0
-    assert (await points.client.post(f"/points/tasks/{task['id']}/verify",
-                                     headers=staff(points))).json()["code"] == "task_not_submitted"
+    assert (await points.client.post(f"/points/tasks/{task['id']}/verify", headers=staff(points))).json()[
+        "code"
+    ] == "task_not_submitted"
 
 
 async def test_daily_cap_per_task_type(points: System) -> None:
@@ -98,8 +117,7 @@ async def test_daily_cap_per_task_type(points: System) -> None:
     for _ in range(3):
         task = await _task(points)
         await points.client.post(f"/points/tasks/{task['id']}/claim", headers=fan.headers)
-        r = await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers,
-                                     json={"note": "ok"})
+        r = await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers, json={"note": "ok"})
         assert r.json()["status"] == "verified"
         awarded.append((r.json()["points_awarded"], r.json()["capped"]))
     assert awarded == [(10, False), (10, False), (0, True)]
@@ -121,11 +139,13 @@ async def test_unverified_rider_cannot_claim_and_scope(points: System) -> None:
     assert r.status_code == 403 and r.json()["code"] == "rider_not_verified"
     elsewhere = staff(points, "yunxing")
     assert (await points.client.get(f"/points/tasks/{task['id']}", headers=elsewhere)).status_code == 404
-    r = await points.client.post("/points/tasks", headers=elsewhere,
-                                 json={"type_code": "hazard_patrol", "title": "x", "community": "gangcheng"})
+    r = await points.client.post(
+        "/points/tasks", headers=elsewhere, json={"type_code": "hazard_patrol", "title": "x", "community": "gangcheng"}
+    )
     assert r.status_code == 403
-    r = await points.client.post("/points/tasks", headers=staff(points),
-                                 json={"type_code": "nope", "title": "x", "community": "gangcheng"})
+    r = await points.client.post(
+        "/points/tasks", headers=staff(points), json={"type_code": "nope", "title": "x", "community": "gangcheng"}
+    )
     assert r.status_code == 404 and r.json()["code"] == "task_type_not_found"
     r = await points.client.post("/points/task-types", headers=staff(points), json=PATROL)
     assert r.status_code == 409 and r.json()["code"] == "task_type_exists"
@@ -140,15 +160,23 @@ async def test_canteen_delivery_becomes_a_task_completion_tells_the_canteen(poin
     assert len(tasks) == 1
     task = tasks[0]
     assert (task["type_code"], task["origin_service"], task["origin_kind"], task["origin_id"], task["points"]) == (
-        "meal_delivery", "canteen", "order", str(event.order_id), 6)
+        "meal_delivery",
+        "canteen",
+        "order",
+        str(event.order_id),
+        6,
+    )
     assert task["pickup_address"] == "云兴街 12 号" and task["address"] == "云泰园 3 号楼 2 单元 501"
 
     claimed = await points.client.post(f"/points/tasks/{task['id']}/claim", headers=fan.headers)
     assert claimed.json()["address"] == "云泰园 3 号楼 2 单元 501"
     [claim_event] = await published(points, "minsheng.points.task.claimed.v1")
     assert claim_event["origin"] == {"service": "canteen", "kind": "order", "id": str(event.order_id)}
-    done = await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers,
-                                    json={"photo_urls": ["https://cdn.example/door.jpg"]})
+    done = await points.client.post(
+        f"/points/tasks/{task['id']}/complete",
+        headers=fan.headers,
+        json={"photo_urls": ["https://cdn.example/door.jpg"]},
+    )
     assert done.json()["status"] == "verified" and done.json()["points_awarded"] == 6
     [completed] = await published(points, "minsheng.points.task.completed.v1")
     assert completed["origin"] == {"service": "canteen", "kind": "order", "id": str(event.order_id)}
@@ -156,8 +184,9 @@ async def test_canteen_delivery_becomes_a_task_completion_tells_the_canteen(poin
     assert await balance(points, fan) == 6
 
     # Cancelling after delivery changes nothing.
-    await deliver(points, DeliveryCancelled(order_id=event.order_id, reason="late", cancelled_at=datetime.now(UTC)),
-                  "canteen")
+    await deliver(
+        points, DeliveryCancelled(order_id=event.order_id, reason="late", cancelled_at=datetime.now(UTC)), "canteen"
+    )
     after = (await points.client.get(f"/points/tasks/{task['id']}", headers=staff(points))).json()
     assert after["status"] == "verified" and await balance(points, fan) == 6
 
@@ -167,19 +196,28 @@ async def test_cancelled_delivery_is_withdrawn(points: System) -> None:
     open_one, claimed_one = _delivery(), _delivery()
     await deliver(points, open_one, "canteen")
     await deliver(points, claimed_one, "canteen")
-    tasks = {t["origin_id"]: t for t in (await points.client.get("/points/tasks",
-                                                                  headers=staff(points))).json()["items"]}
+    tasks = {
+        t["origin_id"]: t for t in (await points.client.get("/points/tasks", headers=staff(points))).json()["items"]
+    }
     claimed_task = tasks[str(claimed_one.order_id)]
     await points.client.post(f"/points/tasks/{claimed_task['id']}/claim", headers=fan.headers)
     for e in (open_one, claimed_one):
-        await deliver(points, DeliveryCancelled(order_id=e.order_id, reason="diner cancelled",
-                                                cancelled_at=datetime.now(UTC)), "canteen")
-    statuses = {t["origin_id"]: (t["status"], t["closed_reason"]) for t in (
-        await points.client.get("/points/tasks", headers=staff(points))).json()["items"]}
-    assert statuses == {str(open_one.order_id): ("withdrawn", "Cancelled: diner cancelled"),
-                        str(claimed_one.order_id): ("withdrawn", "Cancelled: diner cancelled")}
-    r = await points.client.post(f"/points/tasks/{claimed_task['id']}/complete", headers=fan.headers,
-                                 json={"note": "x"})
+        await deliver(
+            points,
+            DeliveryCancelled(order_id=e.order_id, reason="diner cancelled", cancelled_at=datetime.now(UTC)),
+            "canteen",
+        )
+    statuses = {
+        t["origin_id"]: (t["status"], t["closed_reason"])
+        for t in (await points.client.get("/points/tasks", headers=staff(points))).json()["items"]
+    }
+    assert statuses == {
+        str(open_one.order_id): ("withdrawn", "Cancelled: diner cancelled"),
+        str(claimed_one.order_id): ("withdrawn", "Cancelled: diner cancelled"),
+    }
+    r = await points.client.post(
+        f"/points/tasks/{claimed_task['id']}/complete", headers=fan.headers, json={"note": "x"}
+    )
     assert r.status_code == 409 and r.json()["code"] == "task_not_claimed"
     assert await published(points, "minsheng.points.task.completed.v1") == []
 

@@ -44,10 +44,14 @@ NAIVE_TIME = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 
 # Dates and times are drawn from the edges as well as from the middle (issue 13: years 1 and 9999, ±14:00
 # offsets, a bare date where a time is expected, a naive time), and every list also gets the bogus cursors.
-_DATETIMES = st.one_of(st.sampled_from(EXTREME_TIMES), st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-    timezones=st.sampled_from([timezone(timedelta(hours=h)) for h in (-14, -8, 0, 8, 14)])).map(
-        lambda d: d.isoformat()))
+_DATETIMES = st.one_of(
+    st.sampled_from(EXTREME_TIMES),
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([timezone(timedelta(hours=h)) for h in (-14, -8, 0, 8, 14)]),
+    ).map(lambda d: d.isoformat()),
+)
 _DATES = st.one_of(st.sampled_from(EXTREME_DATES), st.dates().map(lambda d: d.isoformat()))
 
 
@@ -84,16 +88,21 @@ def _failures(exc: BaseException) -> list[Failure]:
 
 def _tolerated(failure: Failure) -> bool:
     instance = getattr(failure, "instance", None)
-    return (failure.title == "Response violates schema" and isinstance(instance, str)
-            and NAIVE_TIME.fullmatch(instance) is not None and "time" in failure.message)
+    return (
+        failure.title == "Response violates schema"
+        and isinstance(instance, str)
+        and NAIVE_TIME.fullmatch(instance) is not None
+        and "time" in failure.message
+    )
 
 
 async def test_every_operation_of_every_service_survives_fuzzing(demo_system: System) -> None:
     s = demo_system
     loop = asyncio.get_running_loop()
     # As a real server answers: the response the app sent, not the exception Starlette re-raises after it.
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False), base_url=BASE,
-                             timeout=60)
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False), base_url=BASE, timeout=60
+    )
     findings = Findings()
     schemas = {}
     for service in s.app.state.runtimes:
@@ -112,13 +121,26 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
         for unsupported in ("verify", "allow_redirects", "timeout", "cookies", "stream"):
             kwargs.pop(unsupported, None)
         if kwargs.get("files"):  # generated multipart parts may be numbers, which httpx cannot stream
-            kwargs["files"] = [(name, tuple(str(v) if isinstance(v, int | float) else v for v in part)
-                                if isinstance(part, tuple) else part) for name, part in kwargs["files"]]
+            kwargs["files"] = [
+                (
+                    name,
+                    tuple(str(v) if isinstance(v, int | float) else v for v in part)
+                    if isinstance(part, tuple)
+                    else part,
+                )
+                for name, part in kwargs["files"]
+            ]
         return asyncio.run_coroutine_threadsafe(request(method, url, **kwargs), loop).result(120)
 
     def checker(service: str, operation: Any, headers: dict[str, str], label: str) -> Any:
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+        )
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url=f"{BASE}/{service}", headers=headers)
@@ -180,19 +202,30 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
         await http.aclose()
 
     deep = EXAMPLES != 4 or ROLES != ["admin"]
-    record("api_fuzz_deep" if deep else "api_fuzz", {
-        "services": sorted(schemas), "roles": ROLES, "examples_per_operation": EXAMPLES,
-        "operations": findings.operations, "requests": findings.calls,
-        "responses": dict(sorted(findings.statuses.items())),
-        "server_errors": len(findings.server_errors), "response_schema_violations": len(findings.schema_violations),
-        "unmasked_phone_or_id_in_responses": len(findings.pii_leaks),
-        "tolerated_naive_time_format": findings.tolerated_naive_times,
-        "bogus_cursor_probes": findings.cursor_probes, "extreme_dates_and_times": True,
-        "harness_errors": len(findings.other_failures),
-        "examples": {"server_errors": findings.server_errors[:10],
-                     "response_schema_violations": findings.schema_violations[:10],
-                     "pii_leaks": findings.pii_leaks[:10], "harness_errors": findings.other_failures[:5]},
-    })
+    record(
+        "api_fuzz_deep" if deep else "api_fuzz",
+        {
+            "services": sorted(schemas),
+            "roles": ROLES,
+            "examples_per_operation": EXAMPLES,
+            "operations": findings.operations,
+            "requests": findings.calls,
+            "responses": dict(sorted(findings.statuses.items())),
+            "server_errors": len(findings.server_errors),
+            "response_schema_violations": len(findings.schema_violations),
+            "unmasked_phone_or_id_in_responses": len(findings.pii_leaks),
+            "tolerated_naive_time_format": findings.tolerated_naive_times,
+            "bogus_cursor_probes": findings.cursor_probes,
+            "extreme_dates_and_times": True,
+            "harness_errors": len(findings.other_failures),
+            "examples": {
+                "server_errors": findings.server_errors[:10],
+                "response_schema_violations": findings.schema_violations[:10],
+                "pii_leaks": findings.pii_leaks[:10],
+                "harness_errors": findings.other_failures[:5],
+            },
+        },
+    )
     assert findings.calls > findings.operations, "every operation was called"
     assert findings.server_errors == [], "\n".join(findings.server_errors[:10])
     assert findings.schema_violations == [], "\n".join(findings.schema_violations[:10])

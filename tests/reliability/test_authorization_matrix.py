@@ -26,11 +26,26 @@ from tests.support.reliability import hazard, record, rider_body
 from tests.support.routes import Operation, operations
 
 GENERATED_BODIES = 3  # per stopped write × role
-OUTSIDER_SCOPES = ["community:nowhere", "compound:nowhere", "canteen:00000000-0000-7000-8000-000000000000",
-                   "department:nowhere", "merchant:00000000-0000-7000-8000-000000000000"]
+OUTSIDER_SCOPES = [
+    "community:nowhere",
+    "compound:nowhere",
+    "canteen:00000000-0000-7000-8000-000000000000",
+    "department:nowhere",
+    "merchant:00000000-0000-7000-8000-000000000000",
+]
 # Fields that place an object in a scope (a community, a compound, a canteen, a rider's or merchant's own).
-SCOPE_FIELDS = ("community", "compound", "canteen_id", "department", "rider_id", "merchant_id", "household_id",
-                "resident_id", "diner_id", "reporter")
+SCOPE_FIELDS = (
+    "community",
+    "compound",
+    "canteen_id",
+    "department",
+    "rider_id",
+    "merchant_id",
+    "household_id",
+    "resident_id",
+    "diner_id",
+    "reporter",
+)
 # Operations anyone may call without a token, and why.
 PUBLIC_OPERATIONS = re.compile(
     r"^(GET|HEAD) /\w+/(healthz|readyz)$"  # probes
@@ -85,9 +100,13 @@ async def test_authorization_matrix(demo_system: System) -> None:
     figures: dict[str, Any] = {"operations": len(ops), "roles": roles}
     assert {op.service for op in ops} == set(s.app.state.runtimes), "every service's routes were found"
     assert len(ops) > 4 * 10
-    problems: dict[str, list[str]] = {"unauthenticated_not_401": [], "unsecured_not_public": [],
-                                      "wrong_role_admitted": [], "cross_scope_list_items": [],
-                                      "cross_scope_object_access": []}
+    problems: dict[str, list[str]] = {
+        "unauthenticated_not_401": [],
+        "unsecured_not_public": [],
+        "wrong_role_admitted": [],
+        "cross_scope_list_items": [],
+        "cross_scope_object_access": [],
+    }
 
     # 1. No token.
     checked = 0
@@ -114,8 +133,12 @@ async def test_authorization_matrix(demo_system: System) -> None:
         for role in roles:
             if Role(role) in op.roles:
                 continue
-            r = await s.client.request(op.method, op.url(), headers=s.auth(role, sub=f"wrong-{role}"),
-                                       json={} if op.method in ("POST", "PUT", "PATCH") else None)
+            r = await s.client.request(
+                op.method,
+                op.url(),
+                headers=s.auth(role, sub=f"wrong-{role}"),
+                json={} if op.method in ("POST", "PUT", "PATCH") else None,
+            )
             checked += 1
             if r.status_code not in (403, 404):
                 problems["wrong_role_admitted"].append(f"{role} {op.label} → {r.status_code}")
@@ -151,7 +174,8 @@ async def test_authorization_matrix(demo_system: System) -> None:
                 if r.status_code == 200:
                     leaked = [i for i in _items(r.json()) if _scoped(i)]
                     problems["cross_scope_list_items"] += [
-                        f"{role} {op.label}: {({f: i.get(f) for f in SCOPE_FIELDS if i.get(f)})}" for i in leaked[:3]]
+                        f"{role} {op.label}: { ({f: i.get(f) for f in SCOPE_FIELDS if i.get(f)}) }" for i in leaked[:3]
+                    ]
         if not op.params:
             continue
         owner = _owner(op, collections)
@@ -167,14 +191,17 @@ async def test_authorization_matrix(demo_system: System) -> None:
                 if op.method == "GET" and _public_read(role, op.url_template):
                     continue
                 r = await s.client.request(
-                    op.method, op.url({param: ident}),
+                    op.method,
+                    op.url({param: ident}),
                     headers=s.auth(role, sub=f"outsider-{role}", scopes=OUTSIDER_SCOPES),
-                    json={} if op.method in ("POST", "PUT", "PATCH") else None)
+                    json={} if op.method in ("POST", "PUT", "PATCH") else None,
+                )
                 object_calls += 1
                 if 200 <= r.status_code < 300:
                     problems["cross_scope_object_access"].append(
                         f"{role} {op.method} {op.url({param: ident})} → {r.status_code} (object of {collection}: "
-                        f"{({f: item.get(f) for f in SCOPE_FIELDS if item.get(f)})})")
+                        f"{ ({f: item.get(f) for f in SCOPE_FIELDS if item.get(f)}) })"
+                    )
                 elif r.status_code in (401, 403, 404):
                     refused += 1
                 else:
@@ -184,14 +211,25 @@ async def test_authorization_matrix(demo_system: System) -> None:
     # Writes that stopped at validation (an empty body) before any scope check: again with bodies generated
     # from the operation's schema, so the request reaches the point where the object is loaded.
     generated = await _with_generated_bodies(s, documents, stopped, problems)
-    figures.update({"outsider_list_calls": list_calls, "outsider_object_calls": object_calls,
-                    "outsider_object_calls_refused_403_404": refused,
-                    "outsider_object_calls_stopped_earlier_422_409": not_reached,
-                    "outsider_writes_retried_with_generated_bodies": generated["calls"],
-                    "generated_body_outcomes": generated["statuses"]})
+    figures.update(
+        {
+            "outsider_list_calls": list_calls,
+            "outsider_object_calls": object_calls,
+            "outsider_object_calls_refused_403_404": refused,
+            "outsider_object_calls_stopped_earlier_422_409": not_reached,
+            "outsider_writes_retried_with_generated_bodies": generated["calls"],
+            "generated_body_outcomes": generated["statuses"],
+        }
+    )
     figures.update({k: len(v) for k, v in problems.items()})
-    record("authorization_matrix", {**figures, "examples": {k: v[:15] for k, v in problems.items() if v},
-                                    "public_reads": [f"{r} {p.pattern}: {why}" for r, p, why in PUBLIC_READS]})
+    record(
+        "authorization_matrix",
+        {
+            **figures,
+            "examples": {k: v[:15] for k, v in problems.items() if v},
+            "public_reads": [f"{r} {p.pattern}: {why}" for r, p, why in PUBLIC_READS],
+        },
+    )
     for kind, listed in problems.items():
         assert listed == [], f"{kind}:\n" + "\n".join(listed[:20])
 
@@ -204,9 +242,12 @@ def _owner(op: Operation, collections: dict[str, list[dict[str, Any]]]) -> tuple
     return (prefix, items) if items else None
 
 
-async def _with_generated_bodies(s: System, documents: dict[str, dict[str, Any]],
-                                 stopped: list[tuple[Operation, str, str, str, dict[str, Any]]],
-                                 problems: dict[str, list[str]]) -> dict[str, Any]:
+async def _with_generated_bodies(
+    s: System,
+    documents: dict[str, dict[str, Any]],
+    stopped: list[tuple[Operation, str, str, str, dict[str, Any]]],
+    problems: dict[str, list[str]],
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     schemas = {name: schemathesis.openapi.from_dict(doc) for name, doc in documents.items()}
     operations_by_key: dict[tuple[str, str, str], Any] = {}
@@ -227,19 +268,30 @@ async def _with_generated_bodies(s: System, documents: dict[str, dict[str, Any]]
             return
         headers = s.auth(role, sub=f"outsider-{role}", scopes=OUTSIDER_SCOPES)
 
-        @settings(max_examples=GENERATED_BODIES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        @settings(
+            max_examples=GENERATED_BODIES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+        )
         @given(case=schema_op.as_strategy())
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url="http://minsheng.test", headers=headers)
-            status = send(op.method, op.url({**{k: str(v) for k, v in (case.path_parameters or {}).items()},
-                                             param: ident}), headers, kwargs)
+            status = send(
+                op.method,
+                op.url({**{k: str(v) for k, v in (case.path_parameters or {}).items()}, param: ident}),
+                headers,
+                kwargs,
+            )
             outcome["calls"] += 1
             outcome["statuses"][status] = outcome["statuses"].get(status, 0) + 1
             if 200 <= status < 300:
                 problems["cross_scope_object_access"].append(
                     f"{role} {op.method} {op.url({param: ident})} → {status} with a generated body (object: "
-                    f"{({f: item.get(f) for f in SCOPE_FIELDS if item.get(f)})})")
+                    f"{ ({f: item.get(f) for f in SCOPE_FIELDS if item.get(f)}) })"
+                )
 
         check()
 
@@ -262,8 +314,18 @@ async def _seed_owned_objects(s: System) -> list[dict[str, str]]:
     r = await s.client.post("/points/hazard-reports", headers=rider, json=hazard(900, tag="matrix"))
     assert r.status_code == 201, r.text
     category = (await s.client.get("/issues/open311/v2/services.json")).json()[0]["service_code"]
-    r = await s.client.post("/issues/issues", headers=resident, json={
-        "category": category, "title": "A private matter", "description": "Only mine to see",
-        "community": "yunxing", "latitude": 40.01, "longitude": 112.70, "is_public": False})
+    r = await s.client.post(
+        "/issues/issues",
+        headers=resident,
+        json={
+            "category": category,
+            "title": "A private matter",
+            "description": "Only mine to see",
+            "community": "yunxing",
+            "latitude": 40.01,
+            "longitude": 112.70,
+            "is_public": False,
+        },
+    )
     assert r.status_code == 201, r.text
     return [rider, resident]

@@ -33,10 +33,17 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
     if durable_broker.proxy is not None:
         pytest.skip("needs a broker with a durable log that can be SIGKILLed (Apache Kafka, the default)")
     defaults = Settings()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": durable_broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 3, "relay_poll_seconds": defaults.relay_poll_seconds,
-        "relay_max_backoff_seconds": defaults.relay_max_backoff_seconds, "kafka_idempotent_producer": True})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": durable_broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 3,
+            "relay_poll_seconds": defaults.relay_poll_seconds,
+            "relay_max_backoff_seconds": defaults.relay_max_backoff_seconds,
+            "kafka_idempotent_producer": True,
+        }
+    )
     async with running_system(settings) as s:
         riders = await register_riders(s, max(1, math.ceil(EVENTS / RIDER_BURST)))
         issues_url = settings.database_url_for("issues")
@@ -51,8 +58,9 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
 
         async def write(i: int) -> None:
             await asyncio.sleep(max(0.0, began + i / RATE - time.monotonic()))
-            r = await s.client.post("/points/hazard-reports", headers=riders[i % len(riders)],
-                                    json=hazard(i, tag="crash"))
+            r = await s.client.post(
+                "/points/hazard-reports", headers=riders[i % len(riders)], json=hazard(i, tag="crash")
+            )
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
             if r.status_code == 201:
                 report_ids.append(r.json()["id"])
@@ -73,14 +81,22 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
         copies = await topic_copies(durable_broker.bootstrap, "points.hazard")
 
     on_topic = [copies.get(i, 0) for i in await _event_ids(settings, report_ids)]
-    record("broker_crash", {
-        "broker": durable_broker.name, "events_written": EVENTS, "rate_per_second": RATE,
-        "broker_down_seconds_incl_log_recovery": round(back_at - killed_at, 1), "responses": statuses,
-        "seconds_to_drain_after_restart": round(drained, 1), "outbox_pending_after": status.pending,
-        "records_on_topic_missing": sum(1 for n in on_topic if n == 0),
-        "records_on_topic_more_than_once": sum(1 for n in on_topic if n > 1),
-        "consumer_duplicates_absorbed": consumer.duplicates, **effects,
-    })
+    record(
+        "broker_crash",
+        {
+            "broker": durable_broker.name,
+            "events_written": EVENTS,
+            "rate_per_second": RATE,
+            "broker_down_seconds_incl_log_recovery": round(back_at - killed_at, 1),
+            "responses": statuses,
+            "seconds_to_drain_after_restart": round(drained, 1),
+            "outbox_pending_after": status.pending,
+            "records_on_topic_missing": sum(1 for n in on_topic if n == 0),
+            "records_on_topic_more_than_once": sum(1 for n in on_topic if n > 1),
+            "consumer_duplicates_absorbed": consumer.duplicates,
+            **effects,
+        },
+    )
     assert statuses == {201: EVENTS}, "residents are never refused because the broker crashed"
     assert effects["lost"] == 0
     assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
@@ -97,7 +113,9 @@ async def _event_ids(settings: Settings, report_ids: list[str]) -> list[str]:
     try:
         rows = await conn.fetch(
             "SELECT id::text AS id FROM outbox WHERE type = 'minsheng.points.hazard.reported.v1' "
-            "AND payload::jsonb -> 'data' ->> 'report_id' = ANY($1::text[])", report_ids)
+            "AND payload::jsonb -> 'data' ->> 'report_id' = ANY($1::text[])",
+            report_ids,
+        )
     finally:
         await conn.close()
     return [r["id"] for r in rows]

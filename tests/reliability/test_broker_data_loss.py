@@ -92,8 +92,14 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "minsheng.cli", *args, env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "minsheng.cli",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
 
@@ -101,9 +107,16 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
 async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_recovers_every_event(
     tmp_path: Path, pg_template: str, lossy_broker: LocalBroker
 ) -> None:
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": lossy_broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 2, "relay_max_backoff_seconds": 1.0, "kafka_offset_check_seconds": 1.0})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": lossy_broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 2,
+            "relay_max_backoff_seconds": 1.0,
+            "kafka_offset_check_seconds": 1.0,
+        }
+    )
     before, lost_batch, after = EVENTS // 2, EVENTS - EVENTS // 2, 5
     async with running_system(settings) as s:
         bus = s.bus
@@ -115,8 +128,9 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         handled_ids = await report(s, riders, 0, before, "before")
         effects, _ = await wait_for_effects(issues_url, handled_ids, within=60)
         assert effects["lost"] == 0, "handled (and committed) before the loss"
-        await eventually(lambda: sum(v for k, v in bus.committed_offsets.items() if k[0] == "issues") >= before,
-                         within=30)
+        await eventually(
+            lambda: sum(v for k, v in bus.committed_offsets.items() if k[0] == "issues") >= before, within=30
+        )
 
         # The issues consumer stops fetching (as if slow or down); the broker acknowledges the next reports …
         consumer = issues_consumer(bus)
@@ -133,8 +147,8 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         effects, _ = await wait_for_effects(issues_url, new_ids, within=90)
         assert effects["lost"] == 0, "reports written after the broker came back become issues"
         resets = await eventually(
-            lambda: sum(v for k, v in bus.offset_resets.items() if k[0] == "issues" and k[3] == "beyond_end"),
-            within=60)
+            lambda: sum(v for k, v in bus.offset_resets.items() if k[0] == "issues" and k[3] == "beyond_end"), within=60
+        )
         detected_in = time.monotonic() - restarted_at
         scraped = (await s.client.get("/metrics")).text
         assert metric(scraped, "minsheng_consumer_offset_resets_total", group="issues", reason="beyond_end") >= 1
@@ -147,8 +161,15 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         # Recovery: the runbook's command, as an operator runs it (another process, same database).
         duplicates_before_resend = s.runtime("issues").consumer.stats.duplicates
         resend_started = time.monotonic()
-        code, out = await cli("outbox", "resend", "--service", "points", "--since", since.isoformat(),
-                              env={"MINSHENG_DATABASE_URL": pg_template, "MINSHENG_MODE": "embedded"})
+        code, out = await cli(
+            "outbox",
+            "resend",
+            "--service",
+            "points",
+            "--since",
+            since.isoformat(),
+            env={"MINSHENG_DATABASE_URL": pg_template, "MINSHENG_MODE": "embedded"},
+        )
         assert code == 0, out
         resent = int(re.search(r"re-sending (\d+) events", out).group(1))  # type: ignore[union-attr]
         assert resent >= EVENTS + after
@@ -161,15 +182,23 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         effects = await issue_effects(issues_url, every)
         stats = s.runtime("issues").consumer.stats
 
-        record("broker_data_loss", {
-            "broker": f"{lossy_broker.name}, log deleted, restarted empty",
-            "events_handled_before": before, "events_lost_with_broker": lost_batch, "events_after": after,
-            "offset_resets_beyond_end": resets, "detected_in_seconds": round(detected_in, 1),
-            "lost_before_resend": lost_before_resend, "resent": resent,
-            "recovered_in_seconds": round(recovered_in, 1), "consumer_duplicates_absorbed": stats.duplicates,
-            "consumer_duplicates_before_resend": duplicates_before_resend,
-            **effects,
-        })
+        record(
+            "broker_data_loss",
+            {
+                "broker": f"{lossy_broker.name}, log deleted, restarted empty",
+                "events_handled_before": before,
+                "events_lost_with_broker": lost_batch,
+                "events_after": after,
+                "offset_resets_beyond_end": resets,
+                "detected_in_seconds": round(detected_in, 1),
+                "lost_before_resend": lost_before_resend,
+                "resent": resent,
+                "recovered_in_seconds": round(recovered_in, 1),
+                "consumer_duplicates_absorbed": stats.duplicates,
+                "consumer_duplicates_before_resend": duplicates_before_resend,
+                **effects,
+            },
+        )
         assert effects["lost"] == 0
         assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
         assert effects["dead_letters"] == 0

@@ -49,10 +49,16 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
     tmp_path: Path, pg_template: str, durable_broker: DurableBroker
 ) -> None:
     defaults = Settings()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": durable_broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 3, "relay_poll_seconds": defaults.relay_poll_seconds,
-        "relay_max_backoff_seconds": defaults.relay_max_backoff_seconds})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": durable_broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 3,
+            "relay_poll_seconds": defaults.relay_poll_seconds,
+            "relay_max_backoff_seconds": defaults.relay_max_backoff_seconds,
+        }
+    )
     async with running_system(settings) as s:
         riders = await register_riders(s, max(1, math.ceil(EVENTS / RIDER_BURST)))
         issues_url = settings.database_url_for("issues")
@@ -77,8 +83,9 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
                 due = stopped_at + i * OUTAGE_SECONDS * 0.9 / EVENTS  # spread over the outage
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 began = time.monotonic()
-                r = await s.client.post("/points/hazard-reports", headers=riders[i % len(riders)],
-                                        json=hazard(i, tag="outage"))
+                r = await s.client.post(
+                    "/points/hazard-reports", headers=riders[i % len(riders)], json=hazard(i, tag="outage")
+                )
                 latencies.append(time.monotonic() - began)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code == 201:
@@ -96,16 +103,24 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
         status = await outbox_status(s.runtime("points").db)
         consumer = s.runtime("issues").consumer.stats
 
-        record("broker_outage", {
-            "broker": durable_broker.name,
-            "events_written": EVENTS, "outage_seconds": round(restarted_at - stopped_at, 1),
-            "write_seconds": round(written_in, 1), "responses": statuses,
-            "write_latency_ms_p50": round(percentile(latencies, 50) * 1000, 1),
-            "write_latency_ms_p99": round(percentile(latencies, 99) * 1000, 1),
-            "outbox_pending_peak": pending_peak, "relay_max_backoff_seconds": settings.relay_max_backoff_seconds,
-            "time_to_drain_seconds": round(drained_in, 1), "outbox_pending_after": status.pending,
-            "consumer_duplicates_absorbed": consumer.duplicates, **effects,
-        })
+        record(
+            "broker_outage",
+            {
+                "broker": durable_broker.name,
+                "events_written": EVENTS,
+                "outage_seconds": round(restarted_at - stopped_at, 1),
+                "write_seconds": round(written_in, 1),
+                "responses": statuses,
+                "write_latency_ms_p50": round(percentile(latencies, 50) * 1000, 1),
+                "write_latency_ms_p99": round(percentile(latencies, 99) * 1000, 1),
+                "outbox_pending_peak": pending_peak,
+                "relay_max_backoff_seconds": settings.relay_max_backoff_seconds,
+                "time_to_drain_seconds": round(drained_in, 1),
+                "outbox_pending_after": status.pending,
+                "consumer_duplicates_absorbed": consumer.duplicates,
+                **effects,
+            },
+        )
         assert statuses == {201: EVENTS}, "residents are never refused because the broker is away"
         assert pending_peak >= EVENTS, "the events waited in the outbox"
         assert effects["lost"] == 0

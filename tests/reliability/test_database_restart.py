@@ -41,9 +41,14 @@ RIDERS = 40  # the per-rider rate limit (burst 20) is not what this test is abou
 async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_recovers_by_itself(
     tmp_path: Path, private_pg: PrivatePostgres, private_pg_template: str, durable_broker: DurableBroker
 ) -> None:
-    settings = embedded_settings(tmp_path, database_url=private_pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": durable_broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 3})
+    settings = embedded_settings(tmp_path, database_url=private_pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": durable_broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 3,
+        }
+    )
     async with running_system(settings) as s:
         riders = []
         for i in range(RIDERS):
@@ -52,8 +57,11 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
             riders.append(headers)
 
         # As a real server answers: the response the app sent, not the exception Starlette re-raises after it.
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False),
-                                 base_url="http://minsheng.test", timeout=30)
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False),
+            base_url="http://minsheng.test",
+            timeout=30,
+        )
         requests = [(riders[i % RIDERS], new_key(), hazard(i, tag="dbrestart")) for i in range(WRITES)]
         answers: list[tuple[float, int, str, dict[str, Any], dict[str, str], str]] = []
         began = time.monotonic()
@@ -79,8 +87,14 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
         for _, status, *_ in answers:
             statuses[status] = statuses.get(status, 0) + 1
         refused = [a for a in answers if a[1] != 201]
-        clean = [a for a in refused if a[1] == 503 and a[2].startswith("application/problem+json")
-                 and a[3].get("code") == "unavailable" and "retry-after" in {k.lower() for k in a[4]}]
+        clean = [
+            a
+            for a in refused
+            if a[1] == 503
+            and a[2].startswith("application/problem+json")
+            and a[3].get("code") == "unavailable"
+            and "retry-after" in {k.lower() for k in a[4]}
+        ]
         first_ok_after_up = min((a[0] for a in answers if a[1] == 201 and a[0] >= up_at), default=None)
         refused_after_up = sum(1 for a in refused if a[0] >= up_at)
 
@@ -91,8 +105,7 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
             if key not in refused_keys:
                 continue
             for _ in range(20):
-                r = await http.post("/points/hazard-reports", headers={**headers, "Idempotency-Key": key},
-                                    json=body)
+                r = await http.post("/points/hazard-reports", headers={**headers, "Idempotency-Key": key}, json=body)
                 if r.status_code == 201:
                     break
                 retries += 1
@@ -103,10 +116,13 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
         points = await pg_connect(settings.database_url_for("points"))
         try:
             reports = await points.fetch(
-                "SELECT id::text AS id, description FROM hazard_reports WHERE description LIKE '%dbrestart #%'")
+                "SELECT id::text AS id, description FROM hazard_reports WHERE description LIKE '%dbrestart #%'"
+            )
             events = await points.fetch(
                 "SELECT payload::jsonb -> 'data' ->> 'report_id' AS report_id, count(*) AS n FROM outbox "
-                "WHERE type = $1 GROUP BY 1", HazardReported.event_type)
+                "WHERE type = $1 GROUP BY 1",
+                HazardReported.event_type,
+            )
         finally:
             await points.close()
         report_ids = [r["id"] for r in reports]
@@ -115,20 +131,31 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
         effects, _ = await wait_for_effects(settings.database_url_for("issues"), report_ids, within=120)
         flowed_in = time.monotonic() - flow_start
 
-    record("database_restart", {
-        "broker": durable_broker.name,
-        "writes": WRITES, "rate_per_second": RATE, "database_down_seconds": round(up_at - down_at, 1),
-        "responses": statuses, "refused": len(refused), "refused_clean_503_problem": len(clean),
-        "server_errors_500": statuses.get(500, 0),
-        "first_success_after_database_back_seconds": round(first_ok_after_up - up_at, 2)
-        if first_ok_after_up else None,
-        "refused_after_database_back": refused_after_up, "refused_requests_retried_with_same_key": len(refused_keys),
-        "retries_refused_again": retries,
-        "reports_stored": len(reports), "distinct_requests": WRITES,
-        "reports_without_their_event": sum(1 for r in report_ids if events_per_report.get(r, 0) == 0),
-        "reports_with_more_than_one_event": sum(1 for r in report_ids if events_per_report.get(r, 0) > 1),
-        "seconds_for_flow_to_issues_after_retries": round(flowed_in, 1), **effects,
-    })
+    record(
+        "database_restart",
+        {
+            "broker": durable_broker.name,
+            "writes": WRITES,
+            "rate_per_second": RATE,
+            "database_down_seconds": round(up_at - down_at, 1),
+            "responses": statuses,
+            "refused": len(refused),
+            "refused_clean_503_problem": len(clean),
+            "server_errors_500": statuses.get(500, 0),
+            "first_success_after_database_back_seconds": round(first_ok_after_up - up_at, 2)
+            if first_ok_after_up
+            else None,
+            "refused_after_database_back": refused_after_up,
+            "refused_requests_retried_with_same_key": len(refused_keys),
+            "retries_refused_again": retries,
+            "reports_stored": len(reports),
+            "distinct_requests": WRITES,
+            "reports_without_their_event": sum(1 for r in report_ids if events_per_report.get(r, 0) == 0),
+            "reports_with_more_than_one_event": sum(1 for r in report_ids if events_per_report.get(r, 0) > 1),
+            "seconds_for_flow_to_issues_after_retries": round(flowed_in, 1),
+            **effects,
+        },
+    )
     assert statuses.get(500, 0) == 0, "never a 500"
     assert len(clean) == len(refused), f"every refusal is a clean 503 problem: {[a[1:4] for a in refused][:5]}"
     assert refused, "the restart was noticed (some requests were refused)"

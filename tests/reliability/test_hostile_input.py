@@ -20,8 +20,15 @@ from minsheng.platform.ids import utcnow
 from tests.support.client import System
 from tests.support.reliability import record
 
-EXTREME_TIMES = ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00",
-                 "9999-12-31T23:59:59Z", "2026-11-01", "2026-11-01T08:00:00", "1969-12-31T23:59:59+14:00"]
+EXTREME_TIMES = [
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59Z",
+    "2026-11-01",
+    "2026-11-01T08:00:00",
+    "1969-12-31T23:59:59+14:00",
+]
 EXTREME_DATES = ["0001-01-01", "9999-12-31", "2026-02-30", "1900-01-01", "2199-12-31"]
 EXTREME_MONTHS = ["0001-01", "9999-12", "0000-01", "2026-13", "2026-1", "2026-11"]
 
@@ -30,18 +37,30 @@ def _b64(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-BOGUS_CURSORS = [_b64("[" * 5000 + "]" * 5000), _b64("[" * 200 + "]" * 200), "W1tdLHt9XQ", _b64('[{"a":1},[]]'),
-                 _b64('["0001-01-01T00:00:00+14:00","0190f4f4-0000-7000-8000-000000000000"]'),
-                 _b64('["2026-11-01T00:00:00","0190f4f4-0000-7000-8000-000000000000"]'),
-                 _b64('[1e999, null]'), _b64('[true, "x"]'), _b64("\"x\""), "%%%", "A" * 5000, _b64('["\\u0000"]'),
-                 _b64('[99999999999999999999999999, "0190f4f4-0000-7000-8000-000000000000"]'),
-                 _b64('["not-a-date", 1]'), _b64('["not-a-date", "0190f4f4-0000-7000-8000-000000000000"]'),
-                 _b64('["0001-01-01", 1]')]
+BOGUS_CURSORS = [
+    _b64("[" * 5000 + "]" * 5000),
+    _b64("[" * 200 + "]" * 200),
+    "W1tdLHt9XQ",
+    _b64('[{"a":1},[]]'),
+    _b64('["0001-01-01T00:00:00+14:00","0190f4f4-0000-7000-8000-000000000000"]'),
+    _b64('["2026-11-01T00:00:00","0190f4f4-0000-7000-8000-000000000000"]'),
+    _b64("[1e999, null]"),
+    _b64('[true, "x"]'),
+    _b64('"x"'),
+    "%%%",
+    "A" * 5000,
+    _b64('["\\u0000"]'),
+    _b64('[99999999999999999999999999, "0190f4f4-0000-7000-8000-000000000000"]'),
+    _b64('["not-a-date", 1]'),
+    _b64('["not-a-date", "0190f4f4-0000-7000-8000-000000000000"]'),
+    _b64('["0001-01-01", 1]'),
+]
 
 
 def _is_problem(r: httpx.Response) -> bool:
     return r.headers.get("content-type", "").startswith("application/problem+json") or (
-        "open311" in str(r.url) and r.status_code < 500)
+        "open311" in str(r.url) and r.status_code < 500
+    )
 
 
 async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system: System) -> None:
@@ -63,18 +82,34 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
     merchant = (await s.client.get("/points/merchants?limit=1", headers=admin)).json()["items"][0]["id"]
     canteen = (await s.client.get("/canteen/canteens?limit=1", headers=admin)).json()["items"][0]["id"]
 
-    time_urls = ["/visits/visits?since={v}", "/visits/visits?until={v}", "/issues/issues?created_from={v}",
-                 "/issues/issues?created_to={v}", "/points/riders/me/statement?since={v}",
-                 "/points/riders/me/statement?until={v}"]
-    date_urls = ["/issues/figures?from={v}", "/issues/figures?to={v}", "/issues/figures.csv?from={v}",
-                 "/issues/issues/export.csv?from={v}", "/issues/issues/export.csv?to={v}",
-                 "/visits/coverage?since={v}", "/visits/coverage?until={v}",
-                 f"/visits/households/{household}/bill?since={{v}}", f"/visits/households/{household}/bill?until={{v}}",
-                 f"/canteen/canteens/{canteen}/menus?date_from={{v}}",
-                 f"/canteen/canteens/{canteen}/menus?date_to={{v}}",
-                 "/issues/open311/v2/requests.json?start_date={v}", "/issues/open311/v2/requests.json?end_date={v}"]
-    month_urls = ["/points/leaderboards/team?month={v}", f"/points/merchants/{merchant}/statements/{{v}}",
-                  f"/canteen/canteens/{canteen}/settlements/{{v}}"]
+    time_urls = [
+        "/visits/visits?since={v}",
+        "/visits/visits?until={v}",
+        "/issues/issues?created_from={v}",
+        "/issues/issues?created_to={v}",
+        "/points/riders/me/statement?since={v}",
+        "/points/riders/me/statement?until={v}",
+    ]
+    date_urls = [
+        "/issues/figures?from={v}",
+        "/issues/figures?to={v}",
+        "/issues/figures.csv?from={v}",
+        "/issues/issues/export.csv?from={v}",
+        "/issues/issues/export.csv?to={v}",
+        "/visits/coverage?since={v}",
+        "/visits/coverage?until={v}",
+        f"/visits/households/{household}/bill?since={{v}}",
+        f"/visits/households/{household}/bill?until={{v}}",
+        f"/canteen/canteens/{canteen}/menus?date_from={{v}}",
+        f"/canteen/canteens/{canteen}/menus?date_to={{v}}",
+        "/issues/open311/v2/requests.json?start_date={v}",
+        "/issues/open311/v2/requests.json?end_date={v}",
+    ]
+    month_urls = [
+        "/points/leaderboards/team?month={v}",
+        f"/points/merchants/{merchant}/statements/{{v}}",
+        f"/canteen/canteens/{canteen}/settlements/{{v}}",
+    ]
     for v in EXTREME_TIMES + EXTREME_DATES:
         for template in time_urls + date_urls:
             headers = rider if "/riders/me/" in template else admin
@@ -90,14 +125,29 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
 
     # Bodies with times at the edges.
     for v in EXTREME_TIMES:
-        await probe("POST", "/issues/votes", json={"community": "yunxing", "question": "Q?", "options": ["a", "b"],
-                                                   "closes_at": v})
+        await probe(
+            "POST",
+            "/issues/votes",
+            json={"community": "yunxing", "question": "Q?", "options": ["a", "b"], "closes_at": v},
+        )
         await probe("POST", "/points/tasks", json={"type_code": "patrol", "title": "t", "due_at": v})
 
     # Bogus cursors on every list that takes one.
-    lists = ["/issues/issues", "/issues/votes", "/points/riders", "/points/hazard-reports", "/points/offers",
-             "/canteen/diners", "/canteen/orders", "/visits/visits", "/visits/residents", "/points/tasks",
-             "/visits/rounds", "/visits/due", "/canteen/canteens/yunxing-street/menus"]
+    lists = [
+        "/issues/issues",
+        "/issues/votes",
+        "/points/riders",
+        "/points/hazard-reports",
+        "/points/offers",
+        "/canteen/diners",
+        "/canteen/orders",
+        "/visits/visits",
+        "/visits/residents",
+        "/points/tasks",
+        "/visits/rounds",
+        "/visits/due",
+        "/canteen/canteens/yunxing-street/menus",
+    ]
     for url in lists:
         for cursor in BOGUS_CURSORS:
             r = await probe("GET", f"{url}?cursor={cursor}")
@@ -108,8 +158,15 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
     r = await probe("GET", "/issues/issues/export.csv?from=0001-01-01")
     assert r.status_code == 422, r.text[:300]
 
-    record("hostile_input", {"requests": sum(results.values()), "endpoints": len(results),
-                             "server_errors_or_not_problem": len(bad), "examples": bad[:10]})
+    record(
+        "hostile_input",
+        {
+            "requests": sum(results.values()),
+            "endpoints": len(results),
+            "server_errors_or_not_problem": len(bad),
+            "examples": bad[:10],
+        },
+    )
     assert bad == [], "\n".join(bad[:20])
 
 
@@ -118,8 +175,11 @@ async def test_a_formula_in_an_issue_title_is_neutralised_in_the_export(demo_sys
     resident = s.auth("resident", sub="probe-resident", scopes=["community:yunxing"])
     payloads = ['=HYPERLINK("http://evil.example","点我")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
     for title in payloads:
-        r = await s.client.post("/issues/issues", headers=resident, json={
-            "category": "road", "title": title, "community": "yunxing", "description": "probe"})
+        r = await s.client.post(
+            "/issues/issues",
+            headers=resident,
+            json={"category": "road", "title": title, "community": "yunxing", "description": "probe"},
+        )
         assert r.status_code in (200, 201), r.text
     r = await s.client.get("/issues/issues/export.csv", headers=s.auth("admin"))
     assert r.status_code == 200
@@ -138,8 +198,9 @@ async def test_a_lost_unique_race_answers_409_not_500(demo_system: System) -> No
     s = demo_system
     admin = s.auth("admin")
     name = f"race-{utcnow().timestamp()}"
-    answers = await asyncio.gather(*[s.client.post("/points/teams", headers=admin, json={
-        "name": name, "community": "yunxing"}) for _ in range(8)])
+    answers = await asyncio.gather(
+        *[s.client.post("/points/teams", headers=admin, json={"name": name, "community": "yunxing"}) for _ in range(8)]
+    )
     statuses = sorted(r.status_code for r in answers)
     record("unique_race", {"concurrent_creates": len(answers), "statuses": statuses})
     assert 500 not in statuses
@@ -165,8 +226,7 @@ async def test_the_published_hash_of_a_closed_settlement_matches_the_file_served
         if closed is None:
             continue
         month, figures = closed
-        served = await s.client.get(f"/canteen/canteens/{canteen['id']}/settlements/{month}/claim.csv",
-                                    headers=admin)
+        served = await s.client.get(f"/canteen/canteens/{canteen['id']}/settlements/{month}/claim.csv", headers=admin)
         assert served.status_code == 200
         assert served.content.startswith("\ufeff".encode()), "the claim file keeps its BOM for Excel/WPS"
         assert hashlib.sha256(served.content).hexdigest() == figures["csv_sha256"]
@@ -178,21 +238,37 @@ async def test_the_published_hash_of_a_closed_settlement_matches_the_file_served
 async def test_nul_bytes_and_private_photo_urls_are_refused(demo_system: System) -> None:
     s = demo_system
     resident = s.auth("resident", sub="probe-resident", scopes=["community:yunxing"])
-    r = await s.client.post("/issues/issues", headers=resident, json={
-        "category": "road", "title": "a\u0000b", "community": "yunxing"})
+    r = await s.client.post(
+        "/issues/issues", headers=resident, json={"category": "road", "title": "a\u0000b", "community": "yunxing"}
+    )
     assert r.status_code == 422, r.text
-    r = await s.client.post("/issues/issues", headers=resident, content=json.dumps(
-        {"category": "road", "description": "x\x00y", "community": "yunxing"}).encode(),
+    r = await s.client.post(
+        "/issues/issues",
+        headers=resident,
+        content=json.dumps({"category": "road", "description": "x\x00y", "community": "yunxing"}).encode(),
+    )
+    assert r.status_code == 422, r.text
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "https://169.254.169.254/x.jpg",
+        "https://127.0.0.1/a.jpg",
+        "https://10.0.0.5/a.jpg",
+        "https://localhost/a.jpg",
+        "https://[::1]/a.jpg",
+        "http://example.com/a.jpg",
+        "https://192.168.1.2/a.jpg",
+        "https://[fe80::1]/a.jpg",
+        "javascript:alert(1)",
+    ]:
+        r = await s.client.post(
+            "/issues/issues", headers=resident, json={"category": "road", "community": "yunxing", "photo_urls": [url]}
         )
-    assert r.status_code == 422, r.text
-    for url in ["http://169.254.169.254/latest/meta-data/", "https://169.254.169.254/x.jpg", "https://127.0.0.1/a.jpg",
-                "https://10.0.0.5/a.jpg", "https://localhost/a.jpg", "https://[::1]/a.jpg", "http://example.com/a.jpg",
-                "https://192.168.1.2/a.jpg", "https://[fe80::1]/a.jpg", "javascript:alert(1)"]:
-        r = await s.client.post("/issues/issues", headers=resident, json={
-            "category": "road", "community": "yunxing", "photo_urls": [url]})
         assert r.status_code == 422, (url, r.status_code, r.text[:200])
-    r = await s.client.post("/issues/issues", headers=resident, json={
-        "category": "road", "community": "yunxing", "photo_urls": ["https://photos.example.com/a.jpg"]})
+    r = await s.client.post(
+        "/issues/issues",
+        headers=resident,
+        json={"category": "road", "community": "yunxing", "photo_urls": ["https://photos.example.com/a.jpg"]},
+    )
     assert r.status_code in (200, 201), r.text
 
 

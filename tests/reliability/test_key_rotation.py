@@ -42,17 +42,32 @@ def rotated(settings: Settings) -> FieldCipher:
 def _read_all(cipher: FieldCipher, rows: list[Any]) -> dict[UUID, tuple[str | None, ...]]:
     out = {}
     for r in rows:
-        out[r.id] = tuple(cipher.decrypt(v, aad=aad_of("residents", c, r.id) if v and v.startswith("v2:") else None)
-                          for c, v in (("id_number_enc", r.id_number_enc), ("health_notes_enc", r.health_notes_enc),
-                                       ("phone_enc", r.phone_enc)))
+        out[r.id] = tuple(
+            cipher.decrypt(v, aad=aad_of("residents", c, r.id) if v and v.startswith("v2:") else None)
+            for c, v in (
+                ("id_number_enc", r.id_number_enc),
+                ("health_notes_enc", r.health_notes_enc),
+                ("phone_enc", r.phone_enc),
+            )
+        )
     return out
 
 
 async def _rows(db: Database) -> list[Any]:
     async with db.engine.connect() as conn:
-        return list((await conn.execute(sa.select(RESIDENTS.c.id, RESIDENTS.c.id_number_enc,
-                                                  RESIDENTS.c.health_notes_enc, RESIDENTS.c.phone_enc,
-                                                  RESIDENTS.c.id_number_hash))).all())
+        return list(
+            (
+                await conn.execute(
+                    sa.select(
+                        RESIDENTS.c.id,
+                        RESIDENTS.c.id_number_enc,
+                        RESIDENTS.c.health_notes_enc,
+                        RESIDENTS.c.phone_enc,
+                        RESIDENTS.c.id_number_hash,
+                    )
+                )
+            ).all()
+        )
 
 
 async def test_rotation_rewrites_every_value_under_the_new_key_bound_to_its_row(tmp_path: Path) -> None:
@@ -65,8 +80,11 @@ async def test_rotation_rewrites_every_value_under_the_new_key_bound_to_its_row(
             ids = list((await conn.execute(sa.select(RESIDENTS.c.id).limit(5))).scalars())
             legacy = FieldCipher(settings.field_encryption_key.get_secret_value())  # type: ignore[union-attr]
             for rid in ids:
-                await conn.execute(sa.update(RESIDENTS).where(RESIDENTS.c.id == rid).values(
-                    health_notes_enc="v1:" + (legacy.encrypt("旧格式 old format") or "").split(":", 2)[2]))
+                await conn.execute(
+                    sa.update(RESIDENTS)
+                    .where(RESIDENTS.c.id == rid)
+                    .values(health_notes_enc="v1:" + (legacy.encrypt("旧格式 old format") or "").split(":", 2)[2])
+                )
         before = _read_all(old, await _rows(db))
         new = rotated(settings)
         assert await remaining(db, RESIDENTS, SEALED, new) == len(before)
@@ -98,19 +116,28 @@ def _resident_rows(cipher: FieldCipher, start: int, n: int, template: dict[str, 
     for i in range(start, start + n):
         rid = uuid7()
         number = f"1402261940{i:07d}X"[:18]
-        rows.append({**template, "id": rid, "name": f"居民{i}",
-                     "id_number_enc": cipher.seal(number, "residents", "id_number_enc", rid),
-                     "id_number_hash": cipher.lookup_hash(number), "id_number_masked": number[:6] + "********",
-                     "health_notes_enc": cipher.seal(f"notes {i}", "residents", "health_notes_enc", rid),
-                     "phone": "139****0000", "phone_enc": cipher.seal(f"139{i:08d}", "residents", "phone_enc", rid),
-                     "phone_hash": cipher.lookup_hash(f"139{i:08d}")})
+        rows.append(
+            {
+                **template,
+                "id": rid,
+                "name": f"居民{i}",
+                "id_number_enc": cipher.seal(number, "residents", "id_number_enc", rid),
+                "id_number_hash": cipher.lookup_hash(number),
+                "id_number_masked": number[:6] + "********",
+                "health_notes_enc": cipher.seal(f"notes {i}", "residents", "health_notes_enc", rid),
+                "phone": "139****0000",
+                "phone_enc": cipher.seal(f"139{i:08d}", "residents", "phone_enc", rid),
+                "phone_hash": cipher.lookup_hash(f"139{i:08d}"),
+            }
+        )
     return rows
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(tmp_path: Path,
-                                                                              pg_template: str) -> None:
+async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
+    tmp_path: Path, pg_template: str
+) -> None:
     n = env_int("MINSHENG_ROTATION_RESIDENTS", 100_000)
     replicas = 2
     settings = embedded_settings(tmp_path, database_url=pg_template)
@@ -138,10 +165,17 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
             """Reads sampled values with the keyring the services use during the rotation (both keys)."""
             while not done.is_set():
                 async with db.engine.connect() as conn:
-                    rows = (await conn.execute(sa.select(RESIDENTS.c.id, RESIDENTS.c.id_number_enc,
-                                                         RESIDENTS.c.health_notes_enc, RESIDENTS.c.phone_enc,
-                                                         RESIDENTS.c.id_number_hash).where(
-                        RESIDENTS.c.id.in_(random.sample(sample_ids, 50))))).all()
+                    rows = (
+                        await conn.execute(
+                            sa.select(
+                                RESIDENTS.c.id,
+                                RESIDENTS.c.id_number_enc,
+                                RESIDENTS.c.health_notes_enc,
+                                RESIDENTS.c.phone_enc,
+                                RESIDENTS.c.id_number_hash,
+                            ).where(RESIDENTS.c.id.in_(random.sample(sample_ids, 50)))
+                        )
+                    ).all()
                 try:
                     got = _read_all(new, list(rows))
                     reads["ok" if all(got[k] == expected[k] for k in got) else "failed"] += len(got)
@@ -165,13 +199,24 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
         left = await remaining(db, RESIDENTS, SEALED, new)
         after = _read_all(new, [r for r in await _rows(db) if r.id in set(sample_ids)])
         rows_done = sum(r.rows for r in results)
-        figures = record("key_rotation", {
-            "residents": total, "values_per_resident": 3, "replicas": replicas, "batch": 500,
-            "rows_rotated": rows_done, "rows_rotated_by_replica": [r.rows for r in results],
-            "seconds": round(seconds, 2), "rows_per_second": round(rows_done / seconds),
-            "values_per_second": round(sum(r.values for r in results) / seconds),
-            "left_under_old_key": left, "reads_during_rotation_ok": reads["ok"],
-            "reads_during_rotation_failed": reads["failed"], "load_seconds": round(load_seconds, 1)})
+        figures = record(
+            "key_rotation",
+            {
+                "residents": total,
+                "values_per_resident": 3,
+                "replicas": replicas,
+                "batch": 500,
+                "rows_rotated": rows_done,
+                "rows_rotated_by_replica": [r.rows for r in results],
+                "seconds": round(seconds, 2),
+                "rows_per_second": round(rows_done / seconds),
+                "values_per_second": round(sum(r.values for r in results) / seconds),
+                "left_under_old_key": left,
+                "reads_during_rotation_ok": reads["ok"],
+                "reads_during_rotation_failed": reads["failed"],
+                "load_seconds": round(load_seconds, 1),
+            },
+        )
         assert rows_done == total and left == 0
         assert after == expected and reads["failed"] == 0 and reads["ok"] > 0
         assert figures["rows_per_second"] > 0
@@ -185,8 +230,10 @@ async def test_rehash_moves_the_lookup_hashes_to_a_lookup_key_of_their_own(tmp_p
         new = field_cipher(settings.model_copy(update={"field_lookup_key": SecretStr(K2)}))
         assert old.lookup_hash("140226194103080025") != new.lookup_hash("140226194103080025")
         # Until the rows are re-hashed, look-ups try the original derivation too.
-        assert new.lookup_hashes("140226194103080025") == [new.lookup_hash("140226194103080025"),
-                                                           old.lookup_hash("140226194103080025")]
+        assert new.lookup_hashes("140226194103080025") == [
+            new.lookup_hash("140226194103080025"),
+            old.lookup_hash("140226194103080025"),
+        ]
         assert old.lookup_hashes("140226194103080025") == [old.lookup_hash("140226194103080025")]
         stats = await rotate_table(db, RESIDENTS, SEALED, new, batch=100, rehash=True)
         rows = await _rows(db)

@@ -44,8 +44,11 @@ async def test_forged_merchant_requests_are_refused_and_fast_callers_are_limited
 
     async def send(body: dict[str, Any], headers: dict[str, str], raw: bytes | None = None) -> tuple[int, str]:
         content = raw if raw is not None else json.dumps(body).encode()
-        r = await s.client.post(REDEEM, content=content, headers={
-            **headers, "Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex})
+        r = await s.client.post(
+            REDEEM,
+            content=content,
+            headers={**headers, "Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex},
+        )
         return r.status_code, (r.json().get("code", "") if r.content else "")
 
     def signed(body: bytes, **kw: Any) -> dict[str, str]:
@@ -100,15 +103,30 @@ async def test_forged_merchant_requests_are_refused_and_fast_callers_are_limited
         if r.status_code == 429:
             rider_retry_after.add(r.headers.get("Retry-After", ""))
 
-    record("merchant_security", {
-        "attempts_per_case": ATTEMPTS, "forged_requests": sum(sum(c.values()) for c in forged.values()),
-        "refused_401": refused_401, "accepted": accepted, "outcomes": forged,
-        "points_spent_by_the_genuine_requests_only": spent, "genuine_redemptions": ATTEMPTS,
-        "merchant_rate": {"burst": settings.merchant_burst, "per_second": settings.merchant_rate_per_second,
-                          "responses": merchant_statuses, "retry_after": sorted(retry_after)},
-        "rider_rate": {"burst": settings.rider_burst, "per_second": settings.rider_rate_per_second,
-                       "responses": rider_statuses, "retry_after": sorted(rider_retry_after)},
-    })
+    record(
+        "merchant_security",
+        {
+            "attempts_per_case": ATTEMPTS,
+            "forged_requests": sum(sum(c.values()) for c in forged.values()),
+            "refused_401": refused_401,
+            "accepted": accepted,
+            "outcomes": forged,
+            "points_spent_by_the_genuine_requests_only": spent,
+            "genuine_redemptions": ATTEMPTS,
+            "merchant_rate": {
+                "burst": settings.merchant_burst,
+                "per_second": settings.merchant_rate_per_second,
+                "responses": merchant_statuses,
+                "retry_after": sorted(retry_after),
+            },
+            "rider_rate": {
+                "burst": settings.rider_burst,
+                "per_second": settings.rider_rate_per_second,
+                "responses": rider_statuses,
+                "retry_after": sorted(rider_retry_after),
+            },
+        },
+    )
     assert accepted == 0 and refused_401 == sum(sum(c.values()) for c in forged.values())
     assert set(forged["stale timestamp (10 min old)"]) == {"401 signature_expired"}
     assert set(forged["future timestamp (10 min ahead)"]) == {"401 signature_expired"}
@@ -128,30 +146,48 @@ async def test_a_merchant_cannot_touch_another_merchants_offers_or_redemptions(p
     await credit(s, fan.id, 1000)
     shop, other = await merchant(s), await merchant(s, name="另一家")
     item = await offer(s, shop, points_cost=10, stock=5)
-    r = await s.client.post(REDEEM, auth=shop.auth, json={"code": await code(s, fan), "offer_id": item["id"]},
-                            headers={"Idempotency-Key": "shop-1"})
+    r = await s.client.post(
+        REDEEM,
+        auth=shop.auth,
+        json={"code": await code(s, fan), "offer_id": item["id"]},
+        headers={"Idempotency-Key": "shop-1"},
+    )
     assert r.status_code == 201, r.text
     redemption = r.json()
     before = await balance(s, fan)
 
     attempts = {
         "read the redemption": await s.client.get(f"{REDEEM}/{redemption['id']}", auth=other.auth),
-        "void the redemption": await s.client.post(f"{REDEEM}/{redemption['id']}/void", auth=other.auth,
-                                                   json={"reason": "not mine"}),
-        "change the offer": await s.client.patch(f"/points/merchant-api/offers/{item['id']}", auth=other.auth,
-                                                 json={"points_cost": 1}),
-        "redeem on the offer": await s.client.post(REDEEM, auth=other.auth, headers={"Idempotency-Key": "other-1"},
-                                                   json={"code": await code(s, fan), "offer_id": item["id"]}),
+        "void the redemption": await s.client.post(
+            f"{REDEEM}/{redemption['id']}/void", auth=other.auth, json={"reason": "not mine"}
+        ),
+        "change the offer": await s.client.patch(
+            f"/points/merchant-api/offers/{item['id']}", auth=other.auth, json={"points_cost": 1}
+        ),
+        "redeem on the offer": await s.client.post(
+            REDEEM,
+            auth=other.auth,
+            headers={"Idempotency-Key": "other-1"},
+            json={"code": await code(s, fan), "offer_id": item["id"]},
+        ),
     }
     listed = (await s.client.get(REDEEM, auth=other.auth)).json()["items"]
     statement = (await s.client.get("/points/merchant-api/statements/2026-11", auth=other.auth)).json()
     after = await balance(s, fan)
     still = (await s.client.get(f"{REDEEM}/{redemption['id']}", auth=shop.auth)).json()
-    record("merchant_isolation", {"attempts": {k: v.status_code for k, v in attempts.items()},
-                                  "other_merchant_lists": len(listed), "balance_moved": before - after,
-                                  "redemption_status": still["status"]})
+    record(
+        "merchant_isolation",
+        {
+            "attempts": {k: v.status_code for k, v in attempts.items()},
+            "other_merchant_lists": len(listed),
+            "balance_moved": before - after,
+            "redemption_status": still["status"],
+        },
+    )
     assert {k: v.status_code for k, v in attempts.items()} == dict.fromkeys(attempts, 404)
     assert listed == [] and after == before and still["status"] == "completed"
-    assert item["points_cost"] == 10 and (await s.client.get(
-        f"/points/offers/{item['id']}", headers=fan.headers)).json()["points_cost"] == 10
+    assert (
+        item["points_cost"] == 10
+        and (await s.client.get(f"/points/offers/{item['id']}", headers=fan.headers)).json()["points_cost"] == 10
+    )
     assert not any(str(redemption["id"]) in str(v) for v in statement.values())

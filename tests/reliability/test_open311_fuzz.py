@@ -32,16 +32,28 @@ def forms(codes: list[str], key: str) -> st.SearchStrategy[dict[str, str]]:
     location = st.one_of(
         st.fixed_dictionaries({"lat": st.floats(39.9, 40.1).map(str), "long": st.floats(112.6, 112.8).map(str)}),
         st.fixed_dictionaries({"address_string": st.text(min_size=1, max_size=40)}),
-        st.fixed_dictionaries({}, optional={"lat": odd, "long": odd, "address_id": texts}))
-    base = st.fixed_dictionaries({
-        "api_key": st.sampled_from([key, key, key, "wrong", ""]),
-        "service_code": st.one_of(st.sampled_from(codes), st.sampled_from(codes), texts),
-    }, optional={
-        "description": texts, "first_name": texts, "last_name": texts, "phone": st.one_of(phones, phones, texts),
-        "email": texts, "media_url": st.one_of(st.just("https://cdn.example/p/1.jpg"), texts),
-        "account_id": texts, "device_id": texts, "jurisdiction_id": texts, "community": texts,
-        "attribute[floor]": texts, "attribute[urgent]": texts,
-    })
+        st.fixed_dictionaries({}, optional={"lat": odd, "long": odd, "address_id": texts}),
+    )
+    base = st.fixed_dictionaries(
+        {
+            "api_key": st.sampled_from([key, key, key, "wrong", ""]),
+            "service_code": st.one_of(st.sampled_from(codes), st.sampled_from(codes), texts),
+        },
+        optional={
+            "description": texts,
+            "first_name": texts,
+            "last_name": texts,
+            "phone": st.one_of(phones, phones, texts),
+            "email": texts,
+            "media_url": st.one_of(st.just("https://cdn.example/p/1.jpg"), texts),
+            "account_id": texts,
+            "device_id": texts,
+            "jurisdiction_id": texts,
+            "community": texts,
+            "attribute[floor]": texts,
+            "attribute[urgent]": texts,
+        },
+    )
     return st.tuples(base, location).map(lambda parts: {**parts[0], **parts[1]})
 
 
@@ -63,8 +75,11 @@ def open311_shape(fmt: str, response: httpx.Response) -> bool:
 async def test_open311_survives_generated_service_requests(demo_system: System) -> None:
     s = demo_system
     loop = asyncio.get_running_loop()
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False),
-                             base_url="http://minsheng.test", timeout=60)
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=s.app, raise_app_exceptions=False),
+        base_url="http://minsheng.test",
+        timeout=60,
+    )
     admin = s.auth("admin", sub="open311-admin")
     r = await s.client.post("/issues/open311-keys", headers=admin, json={"name": "fuzzer"})
     assert r.status_code == 201, r.text
@@ -79,8 +94,14 @@ async def test_open311_survives_generated_service_requests(demo_system: System) 
     def call(method: str, url: str, **kw: Any) -> httpx.Response:
         return asyncio.run_coroutine_threadsafe(http.request(method, url, **kw), loop).result(60)
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
     @given(form=forms(codes, key), fmt=st.sampled_from(["json", "xml"]))
     def post(form: dict[str, str], fmt: str) -> None:
         response = call("POST", f"{BASE}/requests.{fmt}", data=form)
@@ -88,8 +109,9 @@ async def test_open311_survives_generated_service_requests(demo_system: System) 
         if response.status_code >= 500:
             problems.append(f"POST requests.{fmt} {form!r} → {response.status_code}: {response.text[:200]}")
         elif not open311_shape(fmt, response):
-            problems.append(f"POST requests.{fmt} → {response.status_code} not in the Open311 shape: "
-                            f"{response.text[:200]}")
+            problems.append(
+                f"POST requests.{fmt} → {response.status_code} not in the Open311 shape: {response.text[:200]}"
+            )
         elif fmt == "json" and response.status_code in (200, 201):
             created.extend(i["service_request_id"] for i in response.json() if "service_request_id" in i)
             if form.get("phone"):
@@ -105,12 +127,20 @@ async def test_open311_survives_generated_service_requests(demo_system: System) 
     seen = sum(1 for r in reads[2:] if r.status_code == 200)
     leaked = [f"{r.url.path}: {k}={v}" for r in reads for k, v in leaks(r.text)]
     leaked += [f"{r.url.path}: sent phone {p}" for r in reads for p in phones_sent if p in r.text]
-    record("open311_fuzz", {"generated_requests": EXAMPLES, "responses": dict(sorted(statuses.items())),
-                            "created": len(created), "with_phone": len(phones_sent),
-                            "server_errors": sum(n for c, n in statuses.items() if c >= 500) + len(read_errors),
-                            "not_open311_shape": len(problems) - sum(1 for p in problems if "→ 5" in p),
-                            "created_requests_read_back": seen, "phones_in_public_reads": len(leaked),
-                            "examples": (problems + leaked)[:10]})
+    record(
+        "open311_fuzz",
+        {
+            "generated_requests": EXAMPLES,
+            "responses": dict(sorted(statuses.items())),
+            "created": len(created),
+            "with_phone": len(phones_sent),
+            "server_errors": sum(n for c, n in statuses.items() if c >= 500) + len(read_errors),
+            "not_open311_shape": len(problems) - sum(1 for p in problems if "→ 5" in p),
+            "created_requests_read_back": seen,
+            "phones_in_public_reads": len(leaked),
+            "examples": (problems + leaked)[:10],
+        },
+    )
     assert created, "some generated requests were accepted"
     assert seen == len(reads) - 2, "each created request can be read back (so the phone check saw it)"
     assert problems == [], "\n".join(problems[:10])

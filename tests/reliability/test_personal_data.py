@@ -48,8 +48,8 @@ def cleartext_hits(data_dir: Path, secrets: list[str]) -> list[str]:
                 for column in columns:
                     for secret in secrets:
                         found = conn.execute(
-                            f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS TEXT) LIKE ?',
-                            (f"%{secret}%",)).fetchone()[0]
+                            f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS TEXT) LIKE ?', (f"%{secret}%",)
+                        ).fetchone()[0]
                         if found:
                             hits.append(f"{db_file.name}:{table}.{column} holds {secret[:6]}…")
         finally:
@@ -79,26 +79,47 @@ async def test_personal_data_is_encrypted_masked_revealed_with_permission_and_au
     resident_notes, diner_notes = f"左腿骨折，拄拐 {marker}", f"糖尿病，低盐饮食 {marker}"
 
     household = (await s.client.get("/visits/households", headers=admin, params={"limit": 1})).json()["items"][0]
-    r = await s.client.post("/visits/residents", headers=admin, json={
-        "household_id": household["id"], "name": "赵奶奶", "phone": resident_phone, "id_number": resident_id_number,
-        "health_notes": resident_notes})
+    r = await s.client.post(
+        "/visits/residents",
+        headers=admin,
+        json={
+            "household_id": household["id"],
+            "name": "赵奶奶",
+            "phone": resident_phone,
+            "id_number": resident_id_number,
+            "health_notes": resident_notes,
+        },
+    )
     assert r.status_code == 201, r.text
     resident = r.json()
     community = resident["community"]
     canteen = (await s.client.get("/canteen/canteens", headers=admin)).json()["items"][0]
-    r = await s.client.post("/canteen/diners", headers=admin, json={
-        "canteen_id": canteen["id"], "name": "钱爷爷", "birth_date": "1938-11-02", "community": canteen["community"],
-        "phone": diner_phone, "id_number": diner_id_number, "health_notes": diner_notes})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=admin,
+        json={
+            "canteen_id": canteen["id"],
+            "name": "钱爷爷",
+            "birth_date": "1938-11-02",
+            "community": canteen["community"],
+            "phone": diner_phone,
+            "id_number": diner_id_number,
+            "health_notes": diner_notes,
+        },
+    )
     assert r.status_code == 201, r.text
     diner = r.json()
     await s.settle()
 
     # Masked in every answer about them.
-    answers = [resident, diner,
-               (await s.client.get(f"/visits/residents/{resident['id']}", headers=admin)).json(),
-               (await s.client.get("/visits/residents", headers=admin, params={"limit": 200})).json(),
-               (await s.client.get(f"/canteen/diners/{diner['id']}", headers=admin)).json(),
-               (await s.client.get("/canteen/diners", headers=admin, params={"limit": 200})).json()]
+    answers = [
+        resident,
+        diner,
+        (await s.client.get(f"/visits/residents/{resident['id']}", headers=admin)).json(),
+        (await s.client.get("/visits/residents", headers=admin, params={"limit": 200})).json(),
+        (await s.client.get(f"/canteen/diners/{diner['id']}", headers=admin)).json(),
+        (await s.client.get("/canteen/diners", headers=admin, params={"limit": 200})).json(),
+    ]
     unmasked_in_answers = [leak for a in answers for leak in leaks(_json(a))]
     notes_in_answers = sum(_json(a).count(marker) for a in answers)
     assert resident["phone"] == "137****5678" and resident["id_number"] == "110105********" + resident_id_number[-4:]
@@ -108,15 +129,20 @@ async def test_personal_data_is_encrypted_masked_revealed_with_permission_and_au
     cipher = FieldCipher(s.settings.field_encryption_key.get_secret_value())  # type: ignore[union-attr]
     conn = sqlite3.connect(tmp_path / "visits.db")
     try:
-        stored_hash = conn.execute("SELECT id_number_hash FROM residents WHERE id = ?",
-                                   (uuid.UUID(resident["id"]).hex,)).fetchone()
+        stored_hash = conn.execute(
+            "SELECT id_number_hash FROM residents WHERE id = ?", (uuid.UUID(resident["id"]).hex,)
+        ).fetchone()
         if stored_hash is None:  # UUIDs may be stored with dashes
-            stored_hash = conn.execute("SELECT id_number_hash FROM residents WHERE id = ?",
-                                       (resident["id"],)).fetchone()
+            stored_hash = conn.execute(
+                "SELECT id_number_hash FROM residents WHERE id = ?", (resident["id"],)
+            ).fetchone()
     finally:
         conn.close()
-    keyed = stored_hash is not None and stored_hash[0] == cipher.lookup_hash(resident_id_number) \
+    keyed = (
+        stored_hash is not None
+        and stored_hash[0] == cipher.lookup_hash(resident_id_number)
         and stored_hash[0] != hashlib.sha256(resident_id_number.encode()).hexdigest()
+    )
     found = await s.client.post("/visits/residents/lookup", headers=admin, json={"id_number": resident_id_number})
     found_diner = await s.client.post("/canteen/diners/lookup", headers=admin, json={"id_number": diner_id_number})
 
@@ -128,59 +154,93 @@ async def test_personal_data_is_encrypted_masked_revealed_with_permission_and_au
     body = {"fields": ["phone", "id_number", "health_notes"], "reason": "arranging a home visit"}
     refused = [(await s.client.post(reveal_url, headers=staff, json=body)).status_code for _ in range(REVEALS)]
     revealed = [await s.client.post(reveal_url, headers=revealer, json=body) for _ in range(REVEALS)]
-    audit = (await s.client.get("/visits/pii-audit", headers=auditor,
-                                params={"resident_id": resident["id"], "limit": 200})).json()["items"]
+    audit = (
+        await s.client.get("/visits/pii-audit", headers=auditor, params={"resident_id": resident["id"], "limit": 200})
+    ).json()["items"]
     audit_without_permission = (await s.client.get("/visits/pii-audit", headers=staff)).status_code
 
     sensitive_url = f"/canteen/diners/{diner['id']}/sensitive"
     canteen_staff = s.auth("staff", sub="pipl-canteen-staff", scopes=[f"canteen:{canteen['id']}", "pii:reveal"])
-    outsiders = {role: s.auth(role, sub=f"pipl-{role}", scopes=["community:nowhere"])
-                 for role in ("resident", "rider", "merchant", "grid_worker", "staff")}
-    canteen_refused = {role: (await s.client.get(sensitive_url, headers=h, params={"purpose": "curious"})).status_code
-                       for role, h in outsiders.items()}
-    canteen_reads = [await s.client.get(sensitive_url, headers=canteen_staff, params={"purpose": "meal planning"})
-                     for _ in range(REVEALS)]
-    access_log = (await s.client.get(f"/canteen/diners/{diner['id']}/access-log", headers=canteen_staff,
-                                     params={"limit": 200})).json()["items"]
+    outsiders = {
+        role: s.auth(role, sub=f"pipl-{role}", scopes=["community:nowhere"])
+        for role in ("resident", "rider", "merchant", "grid_worker", "staff")
+    }
+    canteen_refused = {
+        role: (await s.client.get(sensitive_url, headers=h, params={"purpose": "curious"})).status_code
+        for role, h in outsiders.items()
+    }
+    canteen_reads = [
+        await s.client.get(sensitive_url, headers=canteen_staff, params={"purpose": "meal planning"})
+        for _ in range(REVEALS)
+    ]
+    access_log = (
+        await s.client.get(f"/canteen/diners/{diner['id']}/access-log", headers=canteen_staff, params={"limit": 200})
+    ).json()["items"]
 
     # Events: no plaintext sensitive field in any payload any service wrote. The ones about these two people:
     # a need of the resident escalated to the issues service, the resident moving away.
-    r = await s.client.post("/visits/needs", headers=admin, json={
-        "household_id": household["id"], "resident_id": resident["id"], "category": "mobility_aid",
-        "title": "Needs a walking stick", "description": "Cannot walk far since the fall"})
+    r = await s.client.post(
+        "/visits/needs",
+        headers=admin,
+        json={
+            "household_id": household["id"],
+            "resident_id": resident["id"],
+            "category": "mobility_aid",
+            "title": "Needs a walking stick",
+            "description": "Cannot walk far since the fall",
+        },
+    )
     assert r.status_code == 201, r.text
     r = await s.client.post(f"/visits/needs/{r.json()['id']}/escalate", headers=admin, json={"note": "no stock"})
     assert r.status_code == 200, r.text
-    r = await s.client.post(f"/visits/residents/{resident['id']}/status", headers=admin,
-                            json={"status": "moved", "effective_date": "2026-11-01"})
+    r = await s.client.post(
+        f"/visits/residents/{resident['id']}/status",
+        headers=admin,
+        json={"status": "moved", "effective_date": "2026-11-01"},
+    )
     assert r.status_code == 200, r.text
     await s.settle()
     payloads = outbox_payloads(tmp_path)
-    in_events = [f"{svc} {typ}" for svc, typ, p in payloads
-                 if any(v in p for v in (resident_id_number, diner_id_number, marker, resident_phone, diner_phone))
-                 or leaks(p)]
+    in_events = [
+        f"{svc} {typ}"
+        for svc, typ, p in payloads
+        if any(v in p for v in (resident_id_number, diner_id_number, marker, resident_phone, diner_phone)) or leaks(p)
+    ]
 
-    record("personal_data", {
-        "at_rest_cleartext_hits": len(at_rest), "keyed_lookup_hash": keyed,
-        "lookup_by_id_number": [found.status_code, found_diner.status_code],
-        "unmasked_in_answers": len(unmasked_in_answers), "health_notes_in_answers": notes_in_answers,
-        "reveal_without_permission": sorted(set(refused)), "reveals_with_permission": REVEALS,
-        "reveal_audit_records": len(audit), "audit_coverage_percent": round(100 * len(audit) / REVEALS),
-        "audit_trail_without_permission": audit_without_permission,
-        "canteen_sensitive_outsiders": canteen_refused, "canteen_sensitive_reads": REVEALS,
-        "canteen_access_log_records": len(access_log),
-        "canteen_access_coverage_percent": round(100 * len(access_log) / REVEALS),
-        "events_scanned": len(payloads), "events_with_plaintext_personal_data": len(in_events),
-        "examples": {"at_rest": at_rest[:5], "answers": unmasked_in_answers[:5], "events": in_events[:5]},
-    })
+    record(
+        "personal_data",
+        {
+            "at_rest_cleartext_hits": len(at_rest),
+            "keyed_lookup_hash": keyed,
+            "lookup_by_id_number": [found.status_code, found_diner.status_code],
+            "unmasked_in_answers": len(unmasked_in_answers),
+            "health_notes_in_answers": notes_in_answers,
+            "reveal_without_permission": sorted(set(refused)),
+            "reveals_with_permission": REVEALS,
+            "reveal_audit_records": len(audit),
+            "audit_coverage_percent": round(100 * len(audit) / REVEALS),
+            "audit_trail_without_permission": audit_without_permission,
+            "canteen_sensitive_outsiders": canteen_refused,
+            "canteen_sensitive_reads": REVEALS,
+            "canteen_access_log_records": len(access_log),
+            "canteen_access_coverage_percent": round(100 * len(access_log) / REVEALS),
+            "events_scanned": len(payloads),
+            "events_with_plaintext_personal_data": len(in_events),
+            "examples": {"at_rest": at_rest[:5], "answers": unmasked_in_answers[:5], "events": in_events[:5]},
+        },
+    )
     assert at_rest == [], at_rest
     assert keyed, "the look-up column is the keyed hash of the ID number"
     assert found.status_code == 200 and found.json()["id"] == resident["id"]
     assert found_diner.status_code == 200 and found_diner.json()["id"] == diner["id"]
     assert unmasked_in_answers == [] and notes_in_answers == 0
     assert set(refused) == {403}
-    assert all(r.status_code == 200 and r.json()["id_number"] == resident_id_number
-               and r.json()["health_notes"] == resident_notes for r in revealed)
+    assert all(
+        r.status_code == 200
+        and r.json()["id_number"] == resident_id_number
+        and r.json()["health_notes"] == resident_notes
+        for r in revealed
+    )
     assert len(audit) == REVEALS, "every reveal audited, the refused ones not"
     assert {a["reason"] for a in audit} == {body["reason"]} and {a["actor"] for a in audit} == {"pipl-revealer"}
     assert {r.json()["audit_id"] for r in revealed} == {a["id"] for a in audit}
@@ -195,8 +255,10 @@ async def test_a_retention_job_deletes_personal_data_that_has_expired(demo_syste
     """Personal data kept past its purpose must go: each service holding ID numbers or health notes runs a
     job named for retention, and it clears the sensitive fields of people who left long ago."""
     s = demo_system
-    jobs = {name: [job for job in s.runtime(name).spec.jobs if "retention" in job.name or "purge" in job.name]
-            for name in ("visits", "canteen")}
+    jobs = {
+        name: [job for job in s.runtime(name).spec.jobs if "retention" in job.name or "purge" in job.name]
+        for name in ("visits", "canteen")
+    }
     assert all(jobs.values()), jobs
     for name, found in jobs.items():  # once against the demo data: they run without error
         for job in found:
@@ -212,16 +274,30 @@ async def test_the_retention_job_deletes_personal_data_of_residents_who_left_lon
     admin = s.auth("admin", sub="retention-admin")
     household = (await s.client.get("/visits/households", headers=admin, params={"limit": 1})).json()["items"][0]
     people = {}
-    for label, seq, left_on in (("long_gone", "731", "2016-01-15"), ("just_moved", "732", "2026-11-01"),
-                                ("still_here", "733", None)):
-        r = await s.client.post("/visits/residents", headers=admin, json={
-            "household_id": household["id"], "name": f"孙{label}", "phone": f"1350000{seq}1",
-            "id_number": id_number("19300101", seq), "health_notes": f"notes of {label}"})
+    for label, seq, left_on in (
+        ("long_gone", "731", "2016-01-15"),
+        ("just_moved", "732", "2026-11-01"),
+        ("still_here", "733", None),
+    ):
+        r = await s.client.post(
+            "/visits/residents",
+            headers=admin,
+            json={
+                "household_id": household["id"],
+                "name": f"孙{label}",
+                "phone": f"1350000{seq}1",
+                "id_number": id_number("19300101", seq),
+                "health_notes": f"notes of {label}",
+            },
+        )
         assert r.status_code == 201, r.text
         people[label] = r.json()["id"]
         if left_on:
-            r = await s.client.post(f"/visits/residents/{people[label]}/status", headers=admin,
-                                    json={"status": "moved", "effective_date": left_on})
+            r = await s.client.post(
+                f"/visits/residents/{people[label]}/status",
+                headers=admin,
+                json={"status": "moved", "effective_date": left_on},
+            )
             assert r.status_code == 200, r.text
     retention = [job for job in s.runtime("visits").spec.jobs if "retention" in job.name]
     assert retention, "the visits service runs a retention job"
@@ -233,15 +309,20 @@ async def test_the_retention_job_deletes_personal_data_of_residents_who_left_lon
     try:
         kept = {}
         for label, rid in people.items():
-            row = conn.execute("SELECT id_number_enc, id_number_hash, phone, health_notes_enc FROM residents "
-                               "WHERE id = ? OR id = ?", (rid, uuid.UUID(rid).hex)).fetchone()
+            row = conn.execute(
+                "SELECT id_number_enc, id_number_hash, phone, health_notes_enc FROM residents WHERE id = ? OR id = ?",
+                (rid, uuid.UUID(rid).hex),
+            ).fetchone()
             kept[label] = [value is not None for value in row]
     finally:
         conn.close()
-    looked_up = await s.client.post("/visits/residents/lookup", headers=admin,
-                                    json={"id_number": id_number("19300101", "731")})
-    record("personal_data_retention", {"retention_days": _retention_days(), "fields_kept": kept,
-                                       "lookup_after_retention": looked_up.status_code})
+    looked_up = await s.client.post(
+        "/visits/residents/lookup", headers=admin, json={"id_number": id_number("19300101", "731")}
+    )
+    record(
+        "personal_data_retention",
+        {"retention_days": _retention_days(), "fields_kept": kept, "lookup_after_retention": looked_up.status_code},
+    )
     assert kept["long_gone"] == [False, False, False, False], kept
     assert kept["just_moved"] == [True, True, True, True] and kept["still_here"] == [True, True, True, True]
     assert looked_up.status_code == 404, "the keyed hash went with the number"
@@ -283,8 +364,11 @@ def test_no_event_contract_has_a_field_for_plaintext_personal_data() -> None:
             schema["properties"] = {k: v for k, v in schema.get("properties", {}).items() if k not in declared}
             schema.pop("$defs", None)
         names = _property_names(schema)
-        offending += [f"{model.__name__}.{n}" for n in names
-                      if sensitive.search(n) and not n.endswith(("_hash", "_masked")) and n not in declared]
+        offending += [
+            f"{model.__name__}.{n}"
+            for n in names
+            if sensitive.search(n) and not n.endswith(("_hash", "_masked")) and n not in declared
+        ]
         assert not {"id_number", "health_notes", "id_card"} & declared, model.__name__
     assert len(events) >= 10 and offending == [], offending
 
@@ -319,32 +403,77 @@ async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
     contact), registered through the API; returns what must not be found in clear."""
     admin = s.auth("admin", sub="pipl-admin")
     household = (await s.client.get("/visits/households", headers=admin, params={"limit": 1})).json()["items"][0]
-    secrets = {"resident_phone": "13712340001", "worker_phone": "13712340002", "diner_phone": "13712340003",
-               "family_phone": "13712340004", "rider_phone": "13712340005", "merchant_phone": "13712340006",
-               "resident_id_number": id_number("19400315", "321"), "diner_id_number": id_number("19381102", "654"),
-               "notes": f"心脏病 {marker}"}
-    r = await s.client.post("/visits/residents", headers=admin, json={
-        "household_id": household["id"], "name": "孙奶奶", "phone": secrets["resident_phone"],
-        "id_number": secrets["resident_id_number"], "health_notes": secrets["notes"]})
+    secrets = {
+        "resident_phone": "13712340001",
+        "worker_phone": "13712340002",
+        "diner_phone": "13712340003",
+        "family_phone": "13712340004",
+        "rider_phone": "13712340005",
+        "merchant_phone": "13712340006",
+        "resident_id_number": id_number("19400315", "321"),
+        "diner_id_number": id_number("19381102", "654"),
+        "notes": f"心脏病 {marker}",
+    }
+    r = await s.client.post(
+        "/visits/residents",
+        headers=admin,
+        json={
+            "household_id": household["id"],
+            "name": "孙奶奶",
+            "phone": secrets["resident_phone"],
+            "id_number": secrets["resident_id_number"],
+            "health_notes": secrets["notes"],
+        },
+    )
     assert r.status_code == 201, r.text
-    r = await s.client.post("/visits/grid-workers", headers=admin, json={
-        "name": "网格员", "community": household["community"], "subject": f"gw-{marker}",
-        "phone": secrets["worker_phone"]})
+    r = await s.client.post(
+        "/visits/grid-workers",
+        headers=admin,
+        json={
+            "name": "网格员",
+            "community": household["community"],
+            "subject": f"gw-{marker}",
+            "phone": secrets["worker_phone"],
+        },
+    )
     assert r.status_code == 201, r.text
     canteen = (await s.client.get("/canteen/canteens", headers=admin)).json()["items"][0]
-    r = await s.client.post("/canteen/diners", headers=admin, json={
-        "canteen_id": canteen["id"], "name": "李爷爷", "birth_date": "1938-11-02", "community": canteen["community"],
-        "phone": secrets["diner_phone"], "id_number": secrets["diner_id_number"], "health_notes": secrets["notes"]})
+    r = await s.client.post(
+        "/canteen/diners",
+        headers=admin,
+        json={
+            "canteen_id": canteen["id"],
+            "name": "李爷爷",
+            "birth_date": "1938-11-02",
+            "community": canteen["community"],
+            "phone": secrets["diner_phone"],
+            "id_number": secrets["diner_id_number"],
+            "health_notes": secrets["notes"],
+        },
+    )
     assert r.status_code == 201, r.text
-    r = await s.client.post(f"/canteen/diners/{r.json()['id']}/family", headers=admin, json={
-        "subject": f"son-{marker}", "name": "李儿子", "relation": "son", "phone": secrets["family_phone"]})
+    r = await s.client.post(
+        f"/canteen/diners/{r.json()['id']}/family",
+        headers=admin,
+        json={"subject": f"son-{marker}", "name": "李儿子", "relation": "son", "phone": secrets["family_phone"]},
+    )
     assert r.status_code == 201, r.text
-    r = await s.client.post("/points/riders", headers=s.auth("rider", sub=f"rider-{marker}"), json={
-        "name": "骑手", "platform": "meituan", "phone": secrets["rider_phone"]})
+    r = await s.client.post(
+        "/points/riders",
+        headers=s.auth("rider", sub=f"rider-{marker}"),
+        json={"name": "骑手", "platform": "meituan", "phone": secrets["rider_phone"]},
+    )
     assert r.status_code == 201, r.text
-    r = await s.client.post("/points/merchants", headers=admin, json={
-        "name": "爱心面馆", "community": household["community"], "contact_name": "王老板",
-        "contact_phone": secrets["merchant_phone"]})
+    r = await s.client.post(
+        "/points/merchants",
+        headers=admin,
+        json={
+            "name": "爱心面馆",
+            "community": household["community"],
+            "contact_name": "王老板",
+            "contact_phone": secrets["merchant_phone"],
+        },
+    )
     assert r.status_code == 201, r.text
     await s.settle()
     return secrets
@@ -380,9 +509,14 @@ async def _postgres_texts(s: System) -> list[tuple[str, str]]:
     texts = []
     for name in s.app.state.runtimes:
         async with s.runtime(name).db.engine.connect() as conn:
-            columns = (await conn.execute(sa.text(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
-                "AND data_type IN ('character varying', 'text', 'jsonb', 'json', 'character')"))).all()
+            columns = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                        "AND data_type IN ('character varying', 'text', 'jsonb', 'json', 'character')"
+                    )
+                )
+            ).all()
             for table, column in columns:
                 rows = await conn.execute(sa.text(f'SELECT CAST("{column}" AS TEXT) FROM "{table}"'))
                 texts += [(f"{name}.{table}.{column}", v) for (v,) in rows if v]
@@ -390,23 +524,38 @@ async def _postgres_texts(s: System) -> list[tuple[str, str]]:
 
 
 async def test_no_phone_id_number_or_health_note_in_clear_in_any_embedded_database_file(
-        demo_system: System, tmp_path: Path) -> None:
+    demo_system: System, tmp_path: Path
+) -> None:
     secrets = await _people_with_phones(demo_system, uuid.uuid4().hex[:8])
     texts = _sqlite_texts(tmp_path)
     hits = _scan(texts, secrets)
-    record("personal_data_at_rest", {"mode": "embedded", "values_scanned": len(texts),
-                                     "phones_id_numbers_health_notes_in_clear": len(hits), "examples": hits[:10]})
+    record(
+        "personal_data_at_rest",
+        {
+            "mode": "embedded",
+            "values_scanned": len(texts),
+            "phones_id_numbers_health_notes_in_clear": len(hits),
+            "examples": hits[:10],
+        },
+    )
     assert len(texts) > 10_000 and hits == [], hits[:20]
 
 
 @pytest.mark.integration
 async def test_no_phone_id_number_or_health_note_in_clear_in_any_postgresql_database(
-        tmp_path: Path, pg_template: str) -> None:
+    tmp_path: Path, pg_template: str
+) -> None:
     async with running_system(embedded_settings(tmp_path, database_url=pg_template), demo=True) as s:
         secrets = await _people_with_phones(s, uuid.uuid4().hex[:8])
         texts = await _postgres_texts(s)
     hits = _scan(texts, secrets)
-    record("personal_data_at_rest_postgres", {"mode": "postgresql", "values_scanned": len(texts),
-                                              "phones_id_numbers_health_notes_in_clear": len(hits),
-                                              "examples": hits[:10]})
+    record(
+        "personal_data_at_rest_postgres",
+        {
+            "mode": "postgresql",
+            "values_scanned": len(texts),
+            "phones_id_numbers_health_notes_in_clear": len(hits),
+            "examples": hits[:10],
+        },
+    )
     assert len(texts) > 10_000 and hits == [], hits[:20]

@@ -35,8 +35,7 @@ from tests.support.infra import database_template, drop_databases
 from tests.support.reliability import env_int, percentile, record
 
 REDEEM = "/points/merchant-api/redemptions"
-UNLIMITED = {"merchant_rate_per_second": 0, "rider_rate_per_second": 0, "max_active_codes": 10_000,
-             "daily_earn_cap": 0}
+UNLIMITED = {"merchant_rate_per_second": 0, "rider_rate_per_second": 0, "max_active_codes": 10_000, "daily_earn_cap": 0}
 EXAMPLES = env_int("MINSHENG_LEDGER_EXAMPLES", 30)
 STEPS = env_int("MINSHENG_LEDGER_STEPS", 30)
 CONCURRENT = env_int("MINSHENG_LEDGER_CONCURRENT_REDEMPTIONS", 200)
@@ -74,14 +73,21 @@ async def pg_points_only(tmp_path: Path, pg_base_url: str, unlimited: None) -> A
 async def ledger_of(s: System, rider_id: str) -> tuple[int, int]:
     """(balance, sum of the rider's entries), read from the database."""
     async with s.runtime("points").db.engine.connect() as conn:
-        total = (await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0))
-                                    .where(ENTRIES.c.rider_id == uuid.UUID(rider_id)))).scalar_one()
-        balance = (await conn.execute(sa.select(BALANCES.c.balance)
-                                      .where(BALANCES.c.rider_id == uuid.UUID(rider_id)))).scalar_one()
+        total = (
+            await conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(ENTRIES.c.amount), 0)).where(
+                    ENTRIES.c.rider_id == uuid.UUID(rider_id)
+                )
+            )
+        ).scalar_one()
+        balance = (
+            await conn.execute(sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == uuid.UUID(rider_id)))
+        ).scalar_one()
     return int(balance), int(total)
 
 
 # --- the state machine ------------------------------------------------------------------------------------------
+
 
 class LedgerMachine(RuleBasedStateMachine):
     """One rider per run; a shared merchant with offers of several prices. The model is the expected balance."""
@@ -105,8 +111,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def new_rider(self) -> None:
         LedgerMachine.counter += 1
-        self.rider: RiderRef = self.call(rider(self.system, sub=f"ledger-{LedgerMachine.counter}",
-                                               phone=f"137{LedgerMachine.counter:08d}"))
+        self.rider: RiderRef = self.call(
+            rider(self.system, sub=f"ledger-{LedgerMachine.counter}", phone=f"137{LedgerMachine.counter:08d}")
+        )
         self.model = 0
         self.voided: set[str] = set()
         self.expiry_day = 0
@@ -121,8 +128,15 @@ class LedgerMachine(RuleBasedStateMachine):
 
     async def _earn(self, cause: str, amount: int) -> ledger.Earning:
         async with self.system.runtime("points").uow() as uow:
-            result = await ledger.earn(uow, rider_id=uuid.UUID(self.rider.id), amount=amount, cause_type="test",
-                                       cause_id=cause, event_id=None, note="state machine")
+            result = await ledger.earn(
+                uow,
+                rider_id=uuid.UUID(self.rider.id),
+                amount=amount,
+                cause_type="test",
+                cause_id=cause,
+                event_id=None,
+                note="state machine",
+            )
             await uow.commit()
         return result
 
@@ -139,8 +153,7 @@ class LedgerMachine(RuleBasedStateMachine):
         the_code = self.call(code(self.system, self.rider))
         body = {"code": the_code, "offer_id": chosen["id"], "quantity": quantity}
         key = str(uuid.uuid4())
-        r = self.call(self.system.client.post(REDEEM, auth=self.shop.auth, json=body,
-                                              headers={"Idempotency-Key": key}))
+        r = self.call(self.system.client.post(REDEEM, auth=self.shop.auth, json=body, headers={"Idempotency-Key": key}))
         if cost <= self.model:
             assert r.status_code == 201, r.text
             self.model -= cost
@@ -152,8 +165,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(redemption=redemptions)
     def replay_redeem(self, redemption: dict[str, Any]) -> None:
-        r = self.call(self.system.client.post(REDEEM, auth=self.shop.auth, json=redemption["body"],
-                                              headers={"Idempotency-Key": redemption["key"]}))
+        r = self.call(
+            self.system.client.post(
+                REDEEM, auth=self.shop.auth, json=redemption["body"], headers={"Idempotency-Key": redemption["key"]}
+            )
+        )
         if redemption["response"] is None:
             # The refusal was not stored (nothing happened); the code is still unused, so a retry is judged
             # afresh against today's balance.
@@ -172,8 +188,9 @@ class LedgerMachine(RuleBasedStateMachine):
         if redemption["response"] is None:
             return
         rid = redemption["response"]["id"]
-        r = self.call(self.system.client.post(f"{REDEEM}/{rid}/void", auth=self.shop.auth,
-                                              json={"reason": "state machine"}))
+        r = self.call(
+            self.system.client.post(f"{REDEEM}/{rid}/void", auth=self.shop.auth, json={"reason": "state machine"})
+        )
         assert r.status_code == 200 and r.json()["status"] == "voided", r.text
         if rid not in self.voided:  # voiding twice gives nothing back twice
             self.voided.add(rid)
@@ -213,17 +230,35 @@ async def test_ledger_state_machine(points_only: System) -> None:
     LedgerMachine.offers = [await offer(s, LedgerMachine.shop, title=f"offer {c}", points_cost=c) for c in (7, 30, 95)]
     LedgerMachine.stats = {}
     began = time.monotonic()
-    await asyncio.to_thread(run_state_machine_as_test, LedgerMachine, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None, derandomize=True,
-        suppress_health_check=list(HealthCheck)))
-    record("ledger_state_machine", {"runs": EXAMPLES, "max_steps_per_run": STEPS,
-                                    "riders": LedgerMachine.counter, "steps_by_rule": LedgerMachine.stats,
-                                    "invariant_violations": 0, "seconds": round(time.monotonic() - began, 1)})
+    await asyncio.to_thread(
+        run_state_machine_as_test,
+        LedgerMachine,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    record(
+        "ledger_state_machine",
+        {
+            "runs": EXAMPLES,
+            "max_steps_per_run": STEPS,
+            "riders": LedgerMachine.counter,
+            "steps_by_rule": LedgerMachine.stats,
+            "invariant_violations": 0,
+            "seconds": round(time.monotonic() - began, 1),
+        },
+    )
     assert LedgerMachine.stats.get("redeem", 0) > 0 and LedgerMachine.stats.get("void", 0) > 0
     assert LedgerMachine.stats.get("expire", 0) > 0 and LedgerMachine.stats.get("replay_redeem", 0) > 0
 
 
 # --- PostgreSQL: concurrency and idempotency ------------------------------------------------------------------------
+
 
 @pytest.mark.integration
 async def test_concurrent_redemptions_never_overdraw_and_one_key_has_one_effect(pg_points_only: System) -> None:
@@ -238,8 +273,12 @@ async def test_concurrent_redemptions_never_overdraw_and_one_key_has_one_effect(
 
     async def redeem(i: int) -> tuple[int, dict[str, Any]]:
         began = time.monotonic()
-        r = await s.client.post(REDEEM, auth=shop.auth, json={"code": codes[i], "offer_id": item["id"]},
-                                headers={"Idempotency-Key": f"till-{i}"})
+        r = await s.client.post(
+            REDEEM,
+            auth=shop.auth,
+            json={"code": codes[i], "offer_id": item["id"]},
+            headers={"Idempotency-Key": f"till-{i}"},
+        )
         latencies.append(time.monotonic() - began)
         return r.status_code, r.json()
 
@@ -258,24 +297,42 @@ async def test_concurrent_redemptions_never_overdraw_and_one_key_has_one_effect(
     item2 = await offer(s, shop, title="another", points_cost=1)
     the_code = await code(s, fan)
     body = {"code": the_code, "offer_id": item2["id"]}
-    copies = await asyncio.gather(*(s.client.post(REDEEM, auth=shop.auth, json=body,
-                                                  headers={"Idempotency-Key": "receipt-0001"}) for _ in range(50)))
+    copies = await asyncio.gather(
+        *(
+            s.client.post(REDEEM, auth=shop.auth, json=body, headers={"Idempotency-Key": "receipt-0001"})
+            for _ in range(50)
+        )
+    )
     copy_statuses = sorted({r.status_code for r in copies})
     copy_ids = {r.json().get("id") for r in copies if r.status_code == 201}
     after_copies, total_after_copies = await ledger_of(s, fan.id)
-    other = await s.client.post(REDEEM, auth=shop.auth, json={**body, "quantity": 2},
-                                headers={"Idempotency-Key": "receipt-0001"})
+    other = await s.client.post(
+        REDEEM, auth=shop.auth, json={**body, "quantity": 2}, headers={"Idempotency-Key": "receipt-0001"}
+    )
 
-    record("points_concurrency", {
-        "concurrent_redemptions": CONCURRENT, "start_balance": start_balance, "points_cost": 30,
-        "responses": statuses, "expected_winners": wins, "redemptions_stored": redeemed,
-        "balance_after": balance, "sum_of_entries": total, "never_negative": balance >= 0,
-        "seconds": round(took, 2), "latency_ms_p50": round(percentile(latencies, 50) * 1000, 1),
-        "latency_ms_p99": round(percentile(latencies, 99) * 1000, 1),
-        "same_key_copies": 50, "same_key_statuses": copy_statuses, "same_key_distinct_redemptions": len(copy_ids),
-        "same_key_points_debited": balance - after_copies,
-        "same_key_other_body_status": other.status_code, "same_key_other_body_code": other.json().get("code"),
-    })
+    record(
+        "points_concurrency",
+        {
+            "concurrent_redemptions": CONCURRENT,
+            "start_balance": start_balance,
+            "points_cost": 30,
+            "responses": statuses,
+            "expected_winners": wins,
+            "redemptions_stored": redeemed,
+            "balance_after": balance,
+            "sum_of_entries": total,
+            "never_negative": balance >= 0,
+            "seconds": round(took, 2),
+            "latency_ms_p50": round(percentile(latencies, 50) * 1000, 1),
+            "latency_ms_p99": round(percentile(latencies, 99) * 1000, 1),
+            "same_key_copies": 50,
+            "same_key_statuses": copy_statuses,
+            "same_key_distinct_redemptions": len(copy_ids),
+            "same_key_points_debited": balance - after_copies,
+            "same_key_other_body_status": other.status_code,
+            "same_key_other_body_code": other.json().get("code"),
+        },
+    )
     assert statuses == {201: wins, 409: CONCURRENT - wins}, statuses
     assert all(body["code"] == "insufficient_points" for status, body in results if status == 409)
     assert balance == total == start_balance - wins * 30 and balance >= 0

@@ -34,10 +34,16 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
     tmp_path: Path, pg_template: str, durable_broker: DurableBroker
 ) -> None:
     defaults = Settings()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": durable_broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 1, "handler_max_attempts": defaults.handler_max_attempts,
-        "handler_retry_base_seconds": defaults.handler_retry_base_seconds})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": durable_broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+            "handler_max_attempts": defaults.handler_max_attempts,
+            "handler_retry_base_seconds": defaults.handler_retry_base_seconds,
+        }
+    )
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]
@@ -59,8 +65,9 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
             riders.append(headers)
 
         async def report(i: int, **body: Any) -> str:
-            r = await s.client.post("/points/hazard-reports", headers=riders[i % len(riders)],
-                                    json={**hazard(i, tag="poison-run"), **body})
+            r = await s.client.post(
+                "/points/hazard-reports", headers=riders[i % len(riders)], json={**hazard(i, tag="poison-run"), **body}
+            )
             assert r.status_code == 201, r.text
             return str(r.json()["id"])
 
@@ -69,9 +76,14 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
         producer = AIOKafkaProducer(bootstrap_servers=durable_broker.bootstrap)
         await producer.start()
         try:
-            bad = CloudEvent(id=uuid.uuid4(), source="/services/points", type=HazardReported.event_type,
-                             time=utcnow(), partitionkey="contract",
-                             data={"report_id": "not-a-uuid", "category": "volcano"})
+            bad = CloudEvent(
+                id=uuid.uuid4(),
+                source="/services/points",
+                type=HazardReported.event_type,
+                time=utcnow(),
+                partitionkey="contract",
+                data={"report_id": "not-a-uuid", "category": "volcano"},
+            )
             await producer.send_and_wait("points.hazard", bad.model_dump_json().encode(), key=b"contract")
             await producer.send_and_wait("points.hazard", b"\x00\x01 not json at all", key=b"garbage")
         finally:
@@ -84,24 +96,32 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
         try:
             dead = await conn.fetch("SELECT event_type, attempts, error FROM dead_letters ORDER BY created_at")
             order = await conn.fetch(
-                "SELECT origin_id FROM issues WHERE origin_kind = 'hazard_report' ORDER BY created_at, id")
+                "SELECT origin_id FROM issues WHERE origin_kind = 'hazard_report' ORDER BY created_at, id"
+            )
         finally:
             await conn.close()
 
     handled_order = [r["origin_id"] for r in order if r["origin_id"] in set(good)]
     next_good = handled_at.get(after[0], 0.0) if after else 0.0
     held = (max(next_good, attempts[-1]) - attempts[0]) if attempts else 0.0
-    record("poison_message", {
-        "broker": durable_broker.name,
-        "good_events": len(good), "poison_messages": 3, "partitions": 1,
-        "handler_max_attempts": settings.handler_max_attempts,
-        "handler_retry_base_seconds": settings.handler_retry_base_seconds,
-        "poison_attempts": len(attempts), "partition_held_by_poison_seconds": round(held, 2),
-        "dead_letters": [{"type": r["event_type"], "attempts": r["attempts"], "error": r["error"][:80]}
-                         for r in dead],
-        "good_handled_in_order": handled_order == good,
-        **{k: v for k, v in effects.items() if k != "dead_letters"},
-    })
+    record(
+        "poison_message",
+        {
+            "broker": durable_broker.name,
+            "good_events": len(good),
+            "poison_messages": 3,
+            "partitions": 1,
+            "handler_max_attempts": settings.handler_max_attempts,
+            "handler_retry_base_seconds": settings.handler_retry_base_seconds,
+            "poison_attempts": len(attempts),
+            "partition_held_by_poison_seconds": round(held, 2),
+            "dead_letters": [
+                {"type": r["event_type"], "attempts": r["attempts"], "error": r["error"][:80]} for r in dead
+            ],
+            "good_handled_in_order": handled_order == good,
+            **{k: v for k, v in effects.items() if k != "dead_letters"},
+        },
+    )
     assert effects["lost"] == 0, "every good event around the poison was handled"
     assert effects["duplicate_issues"] == 0
     assert handled_order == good, "the partition's order was kept"
@@ -118,9 +138,15 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
 ) -> None:
     """Whatever escapes the consumer (here: the dead-letter store failing once) must not make the bus skip
     the record and the rest of the fetched batch — aiokafka has already moved its position past them."""
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(update={
-        "mode": "distributed", "kafka_bootstrap": durable_broker.bootstrap, "kafka_session_timeout_ms": 6000,
-        "kafka_topic_partitions": 1, "handler_max_attempts": 2})
+    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": durable_broker.bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+            "handler_max_attempts": 2,
+        }
+    )
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]

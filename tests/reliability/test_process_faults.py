@@ -51,8 +51,7 @@ NO_RATE_LIMITS = {"MINSHENG_POINTS_RIDER_RATE_PER_SECOND": "100000", "MINSHENG_P
 class Cluster:
     def __init__(self, template: str, bootstrap: str, **extra: str) -> None:
         self.template = template
-        self.env = distributed_env(template, bootstrap, MINSHENG_KAFKA_TOPIC_PARTITIONS="3", **NO_RATE_LIMITS,
-                                   **extra)
+        self.env = distributed_env(template, bootstrap, MINSHENG_KAFKA_TOPIC_PARTITIONS="3", **NO_RATE_LIMITS, **extra)
         self.settings = process_settings(self.env)
         self.procs: list[ServiceProcess] = []
         self._riders: dict[int, dict[str, str]] = {}
@@ -128,16 +127,16 @@ async def committed_reports(database_url: str, tag: str) -> list[str]:
         await conn.close()
 
 
-async def stream(http: httpx.AsyncClient, url: str, c: Cluster, tag: str, count: int, rate: float,
-                 outcomes: dict[str, Any]) -> None:
+async def stream(
+    http: httpx.AsyncClient, url: str, c: Cluster, tag: str, count: int, rate: float, outcomes: dict[str, Any]
+) -> None:
     """Send ``count`` reports at ``rate`` per second; record accepted ids and requests that got no answer."""
     start = time.monotonic()
 
     async def one(i: int) -> None:
         await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
         try:
-            r = await http.post(f"{url}/points/hazard-reports", headers=c.rider(i % RIDERS),
-                                json=hazard(i, tag=tag))
+            r = await http.post(f"{url}/points/hazard-reports", headers=c.rider(i % RIDERS), json=hazard(i, tag=tag))
         except httpx.HTTPError:
             outcomes["no_answer"] += 1
             return
@@ -164,8 +163,9 @@ async def test_a_service_killed_between_commit_and_publish_resends_on_restart_wi
         await register(http, points.url, c)
         accepted = []
         for i in range(50):
-            r = await http.post(f"{points.url}/points/hazard-reports", headers=c.rider(i % RIDERS),
-                                json=hazard(i, tag=stranded_tag))
+            r = await http.post(
+                f"{points.url}/points/hazard-reports", headers=c.rider(i % RIDERS), json=hazard(i, tag=stranded_tag)
+            )
             assert r.status_code == 201, r.text
             accepted.append(r.json()["id"])
         stop(points, kill=True)
@@ -190,16 +190,23 @@ async def test_a_service_killed_between_commit_and_publish_resends_on_restart_wi
         stream_effects, _ = await wait_for_effects(c.db("issues"), committed, within=90)
         copies = await topic_copies(durable_broker.bootstrap, "points.hazard")
 
-    record("process_killed", {
-        "broker": c.broker_name,
-        "phase1_reports_committed_then_killed": len(accepted), "phase1_outbox_rows_stranded": stranded,
-        "phase1_seconds_to_resend_after_restart": round(resent_in, 1), **{f"phase1_{k}": v for k, v in effects.items()},
-        "phase2_stream": STREAM, "phase2_accepted_201": len(outcomes["accepted"]),
-        "phase2_no_answer_at_kill": outcomes["no_answer"], "phase2_committed": len(committed),
-        "phase2_outbox_pending_at_kill": pending_at_kill,
-        "events_on_topic_more_than_once": sum(1 for n in copies.values() if n > 1),
-        **{f"phase2_{k}": v for k, v in stream_effects.items()},
-    })
+    record(
+        "process_killed",
+        {
+            "broker": c.broker_name,
+            "phase1_reports_committed_then_killed": len(accepted),
+            "phase1_outbox_rows_stranded": stranded,
+            "phase1_seconds_to_resend_after_restart": round(resent_in, 1),
+            **{f"phase1_{k}": v for k, v in effects.items()},
+            "phase2_stream": STREAM,
+            "phase2_accepted_201": len(outcomes["accepted"]),
+            "phase2_no_answer_at_kill": outcomes["no_answer"],
+            "phase2_committed": len(committed),
+            "phase2_outbox_pending_at_kill": pending_at_kill,
+            "events_on_topic_more_than_once": sum(1 for n in copies.values() if n > 1),
+            **{f"phase2_{k}": v for k, v in stream_effects.items()},
+        },
+    )
     assert issues.proc.poll() is None
     assert effects["lost"] == 0 and effects["duplicate_issues"] == 0
     assert effects["duplicate_issue_created_events"] == 0
@@ -238,14 +245,21 @@ async def test_consumers_joining_and_leaving_mid_stream_cause_no_duplicate_effec
 
     handled_by_second = _metric(metrics, 'minsheng_consumer_events_total{outcome="handled",service="issues"}')
     duplicates_absorbed = _metric(metrics, 'minsheng_consumer_events_total{outcome="duplicate",service="issues"}')
-    record("consumer_rebalance", {
-        "broker": c.broker_name,
-        "stream": count, "rate_per_second": rate, "accepted": len(outcomes["accepted"]), "partitions": 3,
-        "membership_changes": "join, graceful leave, join, SIGKILL",
-        "handled_by_surviving_process": handled_by_second,
-        "redeliveries_absorbed_by_inbox_in_surviving_process": duplicates_absorbed,
-        "seconds_to_complete_after_stream": round(drained, 1), **effects,
-    })
+    record(
+        "consumer_rebalance",
+        {
+            "broker": c.broker_name,
+            "stream": count,
+            "rate_per_second": rate,
+            "accepted": len(outcomes["accepted"]),
+            "partitions": 3,
+            "membership_changes": "join, graceful leave, join, SIGKILL",
+            "handled_by_surviving_process": handled_by_second,
+            "redeliveries_absorbed_by_inbox_in_surviving_process": duplicates_absorbed,
+            "seconds_to_complete_after_stream": round(drained, 1),
+            **effects,
+        },
+    )
     assert len(outcomes["accepted"]) == count, outcomes
     assert handled_by_second > 0, "the second process took over partitions"
     assert effects["lost"] == 0

@@ -23,23 +23,29 @@ def wrapped(cause: BaseException) -> sa.exc.DBAPIError:
     return sa.exc.DBAPIError("INSERT INTO hazard_reports ...", {}, AdaptedError(cause))
 
 
-@pytest.mark.parametrize("cause", [
-    asyncpg.exceptions.CannotConnectNowError("the database system is shutting down"),
-    asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
-    asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
-    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
-    asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
-    ConnectionRefusedError(111, "Connect call failed"),
-])
+@pytest.mark.parametrize(
+    "cause",
+    [
+        asyncpg.exceptions.CannotConnectNowError("the database system is shutting down"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+        ConnectionRefusedError(111, "Connect call failed"),
+    ],
+)
 def test_database_restart_errors_are_transient(cause: BaseException) -> None:
     assert is_transient_db_error(wrapped(cause))
 
 
-@pytest.mark.parametrize("cause", [
-    asyncpg.exceptions.UniqueViolationError("duplicate key value violates unique constraint"),
-    asyncpg.exceptions.StringDataRightTruncationError("value too long for type character varying(50)"),
-    asyncpg.exceptions.CheckViolationError("new row violates check constraint"),
-])
+@pytest.mark.parametrize(
+    "cause",
+    [
+        asyncpg.exceptions.UniqueViolationError("duplicate key value violates unique constraint"),
+        asyncpg.exceptions.StringDataRightTruncationError("value too long for type character varying(50)"),
+        asyncpg.exceptions.CheckViolationError("new row violates check constraint"),
+    ],
+)
 def test_data_errors_are_not_transient(cause: BaseException) -> None:
     assert not is_transient_db_error(wrapped(cause))
     assert not is_transient_db_error(ValueError("a bug"))

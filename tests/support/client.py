@@ -62,8 +62,14 @@ class System:
 
 
 @contextlib.asynccontextmanager
-async def running_system(settings: Settings, services: Sequence[str] = SERVICES, *, bus: EventBus | None = None,
-                         demo: bool = False, **client_kw: Any) -> AsyncIterator[System]:
+async def running_system(
+    settings: Settings,
+    services: Sequence[str] = SERVICES,
+    *,
+    bus: EventBus | None = None,
+    demo: bool = False,
+    **client_kw: Any,
+) -> AsyncIterator[System]:
     # Without the identity service in the process, tokens are signed and verified with a key ring of the test's.
     keyring = None if "identity" in services else KeyRing.ephemeral()
     app = build_app(settings, services, bus=bus, demo=demo, keyring=keyring)

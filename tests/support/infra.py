@@ -22,9 +22,22 @@ from minsheng.localinfra.ports import free_port, port_open, wait_port
 from minsheng.localinfra.postgres import PostgresServer
 from minsheng.localinfra.postgres import postgres_server as postgres_server
 
-__all__ = ["ApacheKafka", "LocalBroker", "PostgresServer", "Tansu", "becomes", "database_template",
-           "drop_databases", "eventually", "free_port", "kafka_broker", "local_broker", "port_open",
-           "postgres_server", "wait_port"]
+__all__ = [
+    "ApacheKafka",
+    "LocalBroker",
+    "PostgresServer",
+    "Tansu",
+    "becomes",
+    "database_template",
+    "drop_databases",
+    "eventually",
+    "free_port",
+    "kafka_broker",
+    "local_broker",
+    "port_open",
+    "postgres_server",
+    "wait_port",
+]
 
 
 def database_template(base_url: str) -> str:
@@ -36,8 +49,9 @@ async def drop_databases(base_url: str, template: str, services: tuple[str, ...]
     import asyncpg
 
     url = make_url(base_url)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                                 database="postgres")
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database="postgres"
+    )
     try:
         for s in services:
             name = make_url(template.replace("{service}", s)).database

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 PHONE = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
-ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{2}[0-9]{3}[0-9Xx]"
-                       r"(?![0-9A-Za-z])")
+ID_NUMBER = re.compile(
+    r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{2}[0-9]{3}[0-9Xx]"
+    r"(?![0-9A-Za-z])"
+)
 # Ids (a UUID's last group may hold eleven digits in a row) are not personal data.
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Fields that hold personal data by their name: a full value there is a leak even if the caller sent it.

@@ -62,7 +62,9 @@ def start_service(name: str, env: dict[str, str], port: int | None = None) -> Se
     full_env = {**os.environ, **env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "minsheng.cli", "serve", name, "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     return ServiceProcess(name, port, proc, log.name, env)
 
@@ -107,16 +109,20 @@ def services_running(names: Sequence[str], env: dict[str, str]) -> Iterator[dict
 
 def process_settings(env: dict[str, str]) -> Settings:
     """The settings the processes run with (for minting development tokens from their key store)."""
-    return Settings(mode="distributed", database_url=env["MINSHENG_DATABASE_URL"],
-                    field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"],  # type: ignore[arg-type]
-                    identity_jwks_url=env["MINSHENG_IDENTITY_JWKS_URL"])
+    return Settings(
+        mode="distributed",
+        database_url=env["MINSHENG_DATABASE_URL"],
+        field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"],  # type: ignore[arg-type]
+        identity_jwks_url=env["MINSHENG_IDENTITY_JWKS_URL"],
+    )
 
 
 _rings: dict[str, KeyRing] = {}
 
 
-def dev_token(settings: Settings, sub: str, roles: Sequence[str], scopes: Sequence[str] = (), *,
-              ttl_seconds: int = 6 * 3600) -> str:
+def dev_token(
+    settings: Settings, sub: str, roles: Sequence[str], scopes: Sequence[str] = (), *, ttl_seconds: int = 6 * 3600
+) -> str:
     """``minsheng token`` against the identity's key store; callable from sync code and from a running loop.
     The keys are read once per database (a few hundred ms); each token then costs a signature (~0.1 ms)."""
     import asyncio

@@ -29,6 +29,7 @@ def results_dir() -> Path:
     configured = os.environ.get("MINSHENG_RELIABILITY_RESULTS")
     return Path(configured) if configured else Path(tempfile.gettempdir()) / "minsheng-reliability"
 
+
 ISSUE_CREATED = "minsheng.issues.issue.created.v1"
 
 
@@ -61,8 +62,12 @@ def machine() -> dict[str, Any]:
 
 def record(name: str, figures: dict[str, Any]) -> dict[str, Any]:
     """Print a test's figures and write them to ``<results_dir()>/<name>.json``."""
-    out = {"test": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-           **figures}
+    out = {
+        "test": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **figures,
+    }
     text = json.dumps(out, indent=2, ensure_ascii=False, default=str)
     print(f"\n[reliability] {name}: {text}")
     directory = results_dir()
@@ -82,9 +87,14 @@ def percentile(values: Sequence[float], p: float) -> float:
 def hazard(i: int, *, tag: str = "", category: str = "road") -> dict[str, Any]:
     """A hazard report body; every ``i`` is far (≥ 1 km) from every other, so no duplicate detection joins
     them. Non-urgent by default (urgent ones are no different for the transport)."""
-    return {"category": category, "description": f"reliability {tag} #{i}",
-            "latitude": round(20 + (i % 2000) * 0.01, 5), "longitude": round(100 + (i // 2000) * 0.05, 5),
-            "address": f"test road {i}", "community": "yunxing"}
+    return {
+        "category": category,
+        "description": f"reliability {tag} #{i}",
+        "latitude": round(20 + (i % 2000) * 0.01, 5),
+        "longitude": round(100 + (i // 2000) * 0.05, 5),
+        "address": f"test road {i}",
+        "community": "yunxing",
+    }
 
 
 def rider_body(i: int) -> dict[str, Any]:
@@ -95,8 +105,9 @@ async def pg_connect(database_url: str) -> Any:
     import asyncpg
 
     url = make_url(database_url)
-    return await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                                 database=url.database)
+    return await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
 
 
 async def issue_effects(issues_db_url: str, report_ids: Iterable[str]) -> dict[str, int]:
@@ -107,11 +118,15 @@ async def issue_effects(issues_db_url: str, report_ids: Iterable[str]) -> dict[s
     try:
         issues = await conn.fetch(
             "SELECT origin_id, count(*) AS n FROM issues WHERE origin_kind = 'hazard_report' "
-            "AND origin_id = ANY($1::text[]) GROUP BY origin_id", wanted)
+            "AND origin_id = ANY($1::text[]) GROUP BY origin_id",
+            wanted,
+        )
         created = await conn.fetch(
             "SELECT payload::jsonb -> 'data' -> 'origin' ->> 'id' AS origin_id, count(*) AS n FROM outbox "
             "WHERE type = $1 AND payload::jsonb -> 'data' -> 'origin' ->> 'id' = ANY($2::text[]) GROUP BY 1",
-            ISSUE_CREATED, wanted)
+            ISSUE_CREATED,
+            wanted,
+        )
         dead = await conn.fetchval("SELECT count(*) FROM dead_letters")
     finally:
         await conn.close()
@@ -127,8 +142,9 @@ async def issue_effects(issues_db_url: str, report_ids: Iterable[str]) -> dict[s
     }
 
 
-async def wait_for_effects(issues_db_url: str, report_ids: Sequence[str], within: float) -> tuple[dict[str, int],
-                                                                                                     float]:
+async def wait_for_effects(
+    issues_db_url: str, report_ids: Sequence[str], within: float
+) -> tuple[dict[str, int], float]:
     """Poll until every report has its issue (or ``within`` passes). Returns the effects and the seconds taken."""
     start = time.monotonic()
     effects = await issue_effects(issues_db_url, report_ids)
@@ -144,8 +160,9 @@ def new_key() -> str:
 
 async def topic_copies(bootstrap: str, topic: str) -> dict[str, int]:
     """How many times each event id sits on ``topic`` (a relay re-send after a crash shows as 2)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     copies: dict[str, int] = {}
     try:

@@ -110,9 +110,19 @@ class DurableBroker:
         assert isinstance(self.broker, Tansu)
         listen = f"tcp://127.0.0.1:{self.broker.port}"
         self.broker.proc = subprocess.Popen(
-            [str(Tansu.binary()), "broker", "--listener-url", listen,
-             "--advertised-listener-url", f"tcp://{self.bootstrap}", "--storage-engine", "memory://tansu/"],
-            stdout=self.broker.log, stderr=subprocess.STDOUT)
+            [
+                str(Tansu.binary()),
+                "broker",
+                "--listener-url",
+                listen,
+                "--advertised-listener-url",
+                f"tcp://{self.bootstrap}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self.broker.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_port("127.0.0.1", self.broker.port)
         self.proxy.start()
 

@@ -80,20 +80,41 @@ def test_migrate_outbox_status_and_dead_letters(data_dir: Path) -> None:
 
     # A dead letter, as the consumer would have left it: a HazardReported event the issues service failed on.
     report_id = str(uuid7())
-    event = {"specversion": "1.0", "id": str(uuid7()), "source": "/services/points",
-             "type": "minsheng.points.hazard.reported.v1", "time": utcnow().isoformat(),
-             "partitionkey": report_id, "data": {
-                 "report_id": report_id, "rider_id": str(uuid7()), "category": "gas_leak", "urgent": True,
-                 "description": "smell of gas", "reported_at": utcnow().isoformat()}}
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid7()),
+        "source": "/services/points",
+        "type": "minsheng.points.hazard.reported.v1",
+        "time": utcnow().isoformat(),
+        "partitionkey": report_id,
+        "data": {
+            "report_id": report_id,
+            "rider_id": str(uuid7()),
+            "category": "gas_leak",
+            "urgent": True,
+            "description": "smell of gas",
+            "reported_at": utcnow().isoformat(),
+        },
+    }
     spec = load_spec("issues")
 
     async def insert_dead_letter() -> None:
         engine = create_async_engine(f"sqlite+aiosqlite:///{data_dir / 'issues.db'}")
         async with engine.begin() as conn:
-            await conn.execute(sa.insert(spec.tables.dead_letters).values(
-                id=uuid7(), event_id=event["id"], event_type=event["type"], topic="points.hazard",
-                key=report_id, payload=json.dumps(event), headers={}, error="RuntimeError: boom",
-                attempts=5, created_at=utcnow()))
+            await conn.execute(
+                sa.insert(spec.tables.dead_letters).values(
+                    id=uuid7(),
+                    event_id=event["id"],
+                    event_type=event["type"],
+                    topic="points.hazard",
+                    key=report_id,
+                    payload=json.dumps(event),
+                    headers={},
+                    error="RuntimeError: boom",
+                    attempts=5,
+                    created_at=utcnow(),
+                )
+            )
         await engine.dispose()
 
     asyncio.run(insert_dead_letter())
@@ -112,8 +133,12 @@ def test_run_serves_every_service_on_one_port_with_docs(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "MINSHENG_DATA_DIR": str(tmp_path)}
     env.pop("MINSHENG_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "minsheng.cli", "run", "--demo", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minsheng.cli", "run", "--demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

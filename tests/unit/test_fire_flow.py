@@ -6,16 +6,25 @@ from typing import Any
 
 from tests.support.client import System
 
-FIRE: dict[str, Any] = {"category": "fire", "description": "Rubbish bin on fire near the Gangcheng theatre",
-        "latitude": 40.0134, "longitude": 112.7032, "address": "Gangcheng theatre, west gate",
-        "community": "yunxing", "compound": "yuntaiyuan", "photo_urls": ["https://cdn.example/p/1.jpg"]}
+FIRE: dict[str, Any] = {
+    "category": "fire",
+    "description": "Rubbish bin on fire near the Gangcheng theatre",
+    "latitude": 40.0134,
+    "longitude": 112.7032,
+    "address": "Gangcheng theatre, west gate",
+    "community": "yunxing",
+    "compound": "yuntaiyuan",
+    "photo_urls": ["https://cdn.example/p/1.jpg"],
+}
 
 
 async def register_rider(system: System, sub: str = "rider-fan") -> dict[str, str]:
     headers = system.auth("rider", sub=sub, scopes=())
-    r = await system.client.post("/points/riders", headers=headers,
-                                 json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678",
-                                       "community": "yunxing"})
+    r = await system.client.post(
+        "/points/riders",
+        headers=headers,
+        json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["phone"] == "138****5678"
     return headers
@@ -65,8 +74,9 @@ async def test_false_report_earns_nothing(system: System) -> None:
     assert report["urgent"] is False
     await system.settle()
     issue = (await system.client.get("/issues/issues", headers=staff)).json()["items"][0]
-    r = await system.client.post(f"/issues/issues/{issue['id']}/reject", headers=staff,
-                                 json={"reason": "Nothing there", "false_report": True})
+    r = await system.client.post(
+        f"/issues/issues/{issue['id']}/reject", headers=staff, json={"reason": "Nothing there", "false_report": True}
+    )
     assert r.status_code == 200, r.text
     await system.settle()
     mine = (await system.client.get(f"/points/hazard-reports/{report['id']}", headers=rider)).json()
@@ -79,8 +89,11 @@ async def test_a_second_riders_report_of_the_same_fire_joins_the_issue_and_both_
     wu = await register_rider(system, sub="rider-wu")
     staff = system.auth("staff", sub="staff-1", scopes=["community:yunxing"])
     first = (await system.client.post("/points/hazard-reports", headers=fan, json=FIRE)).json()
-    second = (await system.client.post("/points/hazard-reports", headers=wu,
-                                       json={**FIRE, "latitude": FIRE["latitude"] + 0.0002})).json()
+    second = (
+        await system.client.post(
+            "/points/hazard-reports", headers=wu, json={**FIRE, "latitude": FIRE["latitude"] + 0.0002}
+        )
+    ).json()
     await system.settle()
 
     issues = (await system.client.get("/issues/issues", headers=staff)).json()["items"]

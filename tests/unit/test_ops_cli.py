@@ -52,9 +52,19 @@ def _run(data_dir: Path, service: str, statements: list[sa.Executable]) -> list[
 def test_outbox_resend_puts_acknowledged_events_back_since_a_time(data_dir: Path) -> None:
     t = load_spec("points").tables.outbox
     now = utcnow()
-    rows = [{"id": uuid7(), "topic": "points.hazard", "key": f"k{i}", "type": "x", "payload": "{}", "headers": {},
-             "created_at": now - timedelta(hours=h), "sent_at": now - timedelta(hours=h) + timedelta(seconds=1)}
-            for i, h in enumerate((5, 3, 1))]
+    rows = [
+        {
+            "id": uuid7(),
+            "topic": "points.hazard",
+            "key": f"k{i}",
+            "type": "x",
+            "payload": "{}",
+            "headers": {},
+            "created_at": now - timedelta(hours=h),
+            "sent_at": now - timedelta(hours=h) + timedelta(seconds=1),
+        }
+        for i, h in enumerate((5, 3, 1))
+    ]
     rows.append({**rows[0], "id": uuid7(), "key": "unsent", "sent_at": None})
     _run(data_dir, "points", [sa.insert(t).values(rows)])
 
@@ -76,17 +86,35 @@ def test_outbox_resend_puts_acknowledged_events_back_since_a_time(data_dir: Path
     assert runner.invoke(app, ["outbox", "resend", "--since", "yesterday"]).exit_code == 2  # refused, clearly
 
 
-POISON = {"specversion": "1.0", "source": "/services/points", "type": "minsheng.points.hazard.reported.v1",
-          "data": {"report_id": "not-a-uuid"}}  # violates its contract: can never be handled
+POISON = {
+    "specversion": "1.0",
+    "source": "/services/points",
+    "type": "minsheng.points.hazard.reported.v1",
+    "data": {"report_id": "not-a-uuid"},
+}  # violates its contract: can never be handled
 
 
 def _dead_letter(data_dir: Path, payload: str) -> str:
     dead_id = uuid7()
     t = load_spec("issues").tables.dead_letters
-    _run(data_dir, "issues", [sa.insert(t).values(
-        id=dead_id, event_id=str(uuid7()), event_type=POISON["type"], topic="points.hazard", key="k",
-        payload=payload, headers={}, error="PoisonMessage: violates its contract", attempts=1,
-        created_at=utcnow())])
+    _run(
+        data_dir,
+        "issues",
+        [
+            sa.insert(t).values(
+                id=dead_id,
+                event_id=str(uuid7()),
+                event_type=POISON["type"],
+                topic="points.hazard",
+                key="k",
+                payload=payload,
+                headers={},
+                error="PoisonMessage: violates its contract",
+                attempts=1,
+                created_at=utcnow(),
+            )
+        ],
+    )
     return str(dead_id)
 
 
@@ -139,8 +167,7 @@ def test_one_source_for_partitions_and_the_prefix_on_every_kafka_name(monkeypatc
     plan = {t.name: t for t in topic_plan()}
     assert plan["points.hazard"].partitions == defaults.kafka_topic_partitions == 6
     assert plan["issues.dlq"].partitions == 1 == topic_partitions("issues.dlq", 6)
-    bus = make_bus(Settings(mode="distributed", database_url="sqlite+aiosqlite://",
-                            field_encryption_key="eA=="))
+    bus = make_bus(Settings(mode="distributed", database_url="sqlite+aiosqlite://", field_encryption_key="eA=="))
     assert isinstance(bus, KafkaBus) and bus.partitions == defaults.kafka_topic_partitions  # services agree
 
     monkeypatch.setenv("MINSHENG_KAFKA_TOPIC_PARTITIONS", "12")
@@ -171,7 +198,7 @@ def test_backoff_has_full_jitter_within_its_cap() -> None:
     backoff = Backoff(0.5, 10.0, rng=random.Random(1))
     ceilings = []
     for _ in range(8):
-        ceilings.append(min(10.0, 0.5 * 2 ** backoff.attempt))
+        ceilings.append(min(10.0, 0.5 * 2**backoff.attempt))
         assert backoff.next_delay() <= ceilings[-1]
     backoff.reset()
     assert backoff.attempt == 0 and backoff.next_delay() <= 0.5

@@ -28,8 +28,13 @@ def test_murmur2_matches_aiokafka_for_10000_random_keys() -> None:
 
 def test_known_vectors_of_the_java_client() -> None:
     # org.apache.kafka.common.utils.UtilsTest#testMurmur2
-    vectors = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-               b"a-little-bit-longer-string": -1486304829,
-               b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971, b"abc": 479470107}
+    vectors = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
     for key, signed in vectors.items():
         assert murmur2(key) == signed & 0xFFFFFFFF, key

@@ -71,8 +71,9 @@ async def test_errors_are_problem_json_with_stable_codes(system: System) -> None
     assert r.status_code == 403 and r.json()["code"] == "forbidden_role"
 
     rider = await register_rider(system)
-    r = await system.client.post("/points/hazard-reports", headers=rider,
-                                 json={**FIRE, "category": "volcano", "latitude": 123})
+    r = await system.client.post(
+        "/points/hazard-reports", headers=rider, json={**FIRE, "category": "volcano", "latitude": 123}
+    )
     body = r.json()
     assert r.status_code == 422 and body["code"] == "validation_error"
     assert {e["field"] for e in body["errors"]} == {"category", "latitude"}
@@ -106,9 +107,11 @@ async def test_idempotency_key_replays_the_first_response_and_refuses_another_bo
 
 async def test_outbox_rows_are_cloudevents_with_trace_and_correlation(system: System) -> None:
     rider = await register_rider(system)
-    r = await system.client.post("/points/hazard-reports", json=FIRE,
-                                 headers={**rider, "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
-                                          "X-Request-ID": "req-123"})
+    r = await system.client.post(
+        "/points/hazard-reports",
+        json=FIRE,
+        headers={**rider, "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "X-Request-ID": "req-123"},
+    )
     assert r.status_code == 201
     async with system.runtime("points").db.engine.connect() as conn:
         row = (await conn.execute(sa.text("SELECT topic, key, payload, headers FROM outbox"))).one()
@@ -210,10 +213,12 @@ async def test_housekeeping_purges_old_sent_outbox_rows_inbox_rows_and_keys(syst
         old = utcnow() - timedelta(days=30)
         t = db.tables.outbox
         first = (await conn.execute(sa.select(t.c.id).order_by(t.c.id).limit(1))).scalar_one()
-        await conn.execute(sa.update(db.tables.outbox).values(sent_at=old, created_at=old)
-                           .where(db.tables.outbox.c.id == first))
-        await conn.execute(sa.update(db.tables.outbox).values(sent_at=None, created_at=old)
-                           .where(db.tables.outbox.c.id != first))
+        await conn.execute(
+            sa.update(db.tables.outbox).values(sent_at=old, created_at=old).where(db.tables.outbox.c.id == first)
+        )
+        await conn.execute(
+            sa.update(db.tables.outbox).values(sent_at=None, created_at=old).where(db.tables.outbox.c.id != first)
+        )
         await conn.execute(sa.update(db.tables.idempotency_keys).values(created_at=old))
     purged = await purge_platform_tables(db, outbox_hours=72, inbox_days=14, idempotency_hours=48)
     assert purged == {"outbox": 1, "processed_events": 0, "idempotency_keys": 1}

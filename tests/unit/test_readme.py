@@ -39,7 +39,8 @@ def test_readme_links_resolve() -> None:
 def test_generated_references_match_the_code(page: str) -> None:
     generator = _generator()
     assert (ROOT / "docs" / "reference" / page).read_text(encoding="utf-8") == generator.PAGES[page](), (
-        f"docs/reference/{page} is stale: run `python docs/generate.py`")
+        f"docs/reference/{page} is stale: run `python docs/generate.py`"
+    )
 
 
 def test_every_event_and_setting_is_in_the_references() -> None:
@@ -52,11 +53,17 @@ def test_every_event_and_setting_is_in_the_references() -> None:
     assert all(f"`MINSHENG_{name.upper()}`" in config for name in Settings.model_fields)
 
 
-@pytest.mark.skipif(shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None,
-                    reason="mkdocs is a dev dependency")
+@pytest.mark.skipif(
+    shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None, reason="mkdocs is a dev dependency"
+)
 def test_docs_site_builds_strictly(tmp_path: Path) -> None:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
-    done = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
-                          capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
-                          check=False)
+    done = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -27,8 +27,7 @@ class Place:
     zhao_id: str
     ids: dict[str, Any] = field(default_factory=dict)
 
-    async def post(self, path: str, headers: dict[str, str], json: Any = None, status: int = 200,
-                   **kw: Any) -> Any:
+    async def post(self, path: str, headers: dict[str, str], json: Any = None, status: int = 200, **kw: Any) -> Any:
         r = await self.system.client.post(f"/visits{path}", headers=headers, json=json, **kw)
         assert r.status_code == status, r.text
         return r.json()
@@ -39,8 +38,9 @@ class Place:
         return r.json()
 
     async def household(self, room: str, building_id: str | None = None, **resident: Any) -> tuple[str, str | None]:
-        h = await self.post("/households", self.staff, {"building_id": building_id or self.building_id,
-                                                        "unit": "1", "room": room}, 201)
+        h = await self.post(
+            "/households", self.staff, {"building_id": building_id or self.building_id, "unit": "1", "room": room}, 201
+        )
         rid = None
         if resident:
             rid = (await self.post("/residents", self.staff, {"household_id": h["id"], **resident}, 201))["id"]
@@ -58,18 +58,33 @@ async def build_place(system: System, community: str = "yuntai", compound: str =
         return r.json()
 
     await post("/communities", admin, {"code": community, "name": "云泰社区"})
-    await post("/compounds", staff, {"community": community, "code": compound, "name": "云泰园",
-                                     "kind": "affordable_housing"})
-    b3 = await post("/buildings", staff, {"compound": compound, "name": "3号楼", "latitude": 40.0121,
-                                          "longitude": 112.7011})
+    await post(
+        "/compounds", staff, {"community": community, "code": compound, "name": "云泰园", "kind": "affordable_housing"}
+    )
+    b3 = await post(
+        "/buildings", staff, {"compound": compound, "name": "3号楼", "latitude": 40.0121, "longitude": 112.7011}
+    )
     b4 = await post("/buildings", staff, {"compound": compound, "name": "4号楼"})
     h = await post("/households", staff, {"building_id": b3["id"], "unit": "2", "room": "501"})
-    zhao = await post("/residents", staff, {
-        "household_id": h["id"], "name": "赵桂香", "gender": "F", "care_tags": ["living_alone"],
-        "mobility": "needs_aid", "phone": "13935201101", "id_number": ZHAO_ID_NUMBER,
-        "health_notes": "左腿受伤，行走困难"})
-    w = await post("/grid-workers", staff, {"subject": "gw-changhong", "name": "常红", "community": community,
-                                            "phone": "13900001111"})
+    zhao = await post(
+        "/residents",
+        staff,
+        {
+            "household_id": h["id"],
+            "name": "赵桂香",
+            "gender": "F",
+            "care_tags": ["living_alone"],
+            "mobility": "needs_aid",
+            "phone": "13935201101",
+            "id_number": ZHAO_ID_NUMBER,
+            "health_notes": "左腿受伤，行走困难",
+        },
+    )
+    w = await post(
+        "/grid-workers",
+        staff,
+        {"subject": "gw-changhong", "name": "常红", "community": community, "phone": "13900001111"},
+    )
     await post(f"/grid-workers/{w['id']}/assignments", staff, {"compound": compound})
     worker = system.auth("grid_worker", sub="gw-changhong", scopes=())
     return Place(system, admin, staff, worker, w["id"], compound, b3["id"], b4["id"], h["id"], zhao["id"])

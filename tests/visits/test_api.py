@@ -40,24 +40,32 @@ async def test_personal_data_is_encrypted_masked_and_every_reveal_is_audited(sys
     assert row["id_number_enc"].startswith("v2:") and len(row["id_number_hash"]) == 64
 
     # Staff without the permission may not reveal; nothing is written to the audit trail.
-    r = await system.client.post(f"/visits/residents/{p.zhao_id}/reveal", headers=p.staff,
-                                 json={"fields": ["id_number"], "reason": "subsidy application"})
+    r = await system.client.post(
+        f"/visits/residents/{p.zhao_id}/reveal",
+        headers=p.staff,
+        json={"fields": ["id_number"], "reason": "subsidy application"},
+    )
     assert r.status_code == 403 and r.json()["code"] == "reveal_not_permitted"
     assert r.headers["content-type"].startswith("application/problem+json")
 
     officer = system.auth("staff", sub="officer-li", scopes=["community:yuntai", "pii:reveal"])
-    out = await p.post(f"/residents/{p.zhao_id}/reveal", officer,
-                       {"fields": ["id_number", "phone", "health_notes"], "reason": "subsidy application"})
+    out = await p.post(
+        f"/residents/{p.zhao_id}/reveal",
+        officer,
+        {"fields": ["id_number", "phone", "health_notes"], "reason": "subsidy application"},
+    )
     assert out["id_number"] == ZHAO_ID_NUMBER and out["phone"] == "13935201101"
     assert out["health_notes"] == "左腿受伤，行走困难"
-    r = await system.client.post(f"/visits/residents/{p.zhao_id}/reveal", headers=officer,
-                                 json={"fields": ["phone"], "reason": ""})
+    r = await system.client.post(
+        f"/visits/residents/{p.zhao_id}/reveal", headers=officer, json={"fields": ["phone"], "reason": ""}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reason"
 
     # Another community's officer, even with the permission, does not find her.
     stranger = system.auth("staff", sub="officer-x", scopes=["community:nanjie", "pii:reveal"])
-    r = await system.client.post(f"/visits/residents/{p.zhao_id}/reveal", headers=stranger,
-                                 json={"fields": ["phone"], "reason": "curious"})
+    r = await system.client.post(
+        f"/visits/residents/{p.zhao_id}/reveal", headers=stranger, json={"fields": ["phone"], "reason": "curious"}
+    )
     assert r.status_code == 404
 
     r = await system.client.get("/visits/pii-audit", headers=officer)
@@ -72,12 +80,16 @@ async def test_personal_data_is_encrypted_masked_and_every_reveal_is_audited(sys
     found = await p.post("/residents/lookup", p.staff, {"id_number": ZHAO_ID_NUMBER.lower()})
     assert found["id"] == p.zhao_id
     bad = ZHAO_ID_NUMBER[:17] + ("1" if ZHAO_ID_NUMBER[17] == "0" else "0")
-    r = await system.client.post("/visits/residents", headers=p.staff,
-                                 json={"household_id": p.household_id, "name": "X", "id_number": bad})
+    r = await system.client.post(
+        "/visits/residents", headers=p.staff, json={"household_id": p.household_id, "name": "X", "id_number": bad}
+    )
     assert r.status_code == 422 and r.json()["code"] == "invalid_id_number"
     assert r.json()["errors"][0]["field"] == "id_number"
-    r = await system.client.post("/visits/residents", headers=p.staff,
-                                 json={"household_id": p.household_id, "name": "X", "id_number": ZHAO_ID_NUMBER})
+    r = await system.client.post(
+        "/visits/residents",
+        headers=p.staff,
+        json={"household_id": p.household_id, "name": "X", "id_number": ZHAO_ID_NUMBER},
+    )
     assert r.status_code == 409 and r.json()["code"] == "resident_exists"
 
 
@@ -100,8 +112,12 @@ async def test_each_role_sees_only_its_own(system: System) -> None:
 
     # A building-level assignment covers that building only.
     w2 = await p.post("/grid-workers", p.staff, {"subject": "gw-2", "name": "孙丽", "community": "yuntai"}, 201)
-    await p.post(f"/grid-workers/{w2['id']}/assignments", p.staff,
-                 {"compound": "yuntaiyuan", "building_id": p.other_building_id}, 201)
+    await p.post(
+        f"/grid-workers/{w2['id']}/assignments",
+        p.staff,
+        {"compound": "yuntaiyuan", "building_id": p.other_building_id},
+        201,
+    )
     in_b4, _ = await p.household("601", p.other_building_id)
     w2h = s.auth("grid_worker", sub="gw-2", scopes=())
     assert {h["id"] for h in (await p.get("/households", w2h))["items"]} == {in_b4}
@@ -119,8 +135,9 @@ async def test_each_role_sees_only_its_own(system: System) -> None:
     r = await s.client.get("/visits/me/bill", headers=resident)
     assert r.status_code == 404 and r.json()["code"] == "account_not_linked"
     # Typed ID number + phone no longer link (both leak widely); the grid worker's door code does.
-    r = await s.client.post("/visits/me/bind", headers=resident,
-                            json={"id_number": ZHAO_ID_NUMBER, "phone": "13935201101"})
+    r = await s.client.post(
+        "/visits/me/bind", headers=resident, json={"id_number": ZHAO_ID_NUMBER, "phone": "13935201101"}
+    )
     assert r.status_code == 410 and r.json()["code"] == "binding_retired"
     assert (await s.client.post(f"/visits/residents/{p.zhao_id}/door-code", headers=nanjie)).status_code == 404
     assert (await s.client.post(f"/visits/residents/{p.zhao_id}/door-code", headers=resident)).status_code == 403
@@ -134,8 +151,9 @@ async def test_each_role_sees_only_its_own(system: System) -> None:
     assert (await p.get("/me/bill", resident))["household_id"] == p.household_id
     assert (await p.get(f"/households/{p.household_id}/bill", resident))["members"] == ["赵桂香"]
     assert (await s.client.get(f"/visits/households/{other}/bill", headers=resident)).status_code == 404
-    r = await s.client.post("/visits/me/link", headers=s.auth("resident", sub="wx-other", scopes=()),
-                            json={"code": door["code"]})
+    r = await s.client.post(
+        "/visits/me/link", headers=s.auth("resident", sub="wx-other", scopes=()), json={"code": door["code"]}
+    )
     assert r.status_code == 409 and r.json()["code"] == "account_already_linked"
 
 
@@ -154,8 +172,9 @@ async def test_outcomes_move_the_schedule_and_overdue_lists_follow(system: Syste
         h = await p.get(f"/households/{p.household_id}", p.worker)
         assert h["failed_attempts"] == attempt and h["next_due_on"] == (today + timedelta(days=2)).isoformat()
     assert h["attention"] == "unreachable"
-    assert [x["id"] for x in (await p.get("/households", p.staff, params={"attention": "unreachable"}))["items"]] \
-        == [p.household_id]
+    assert [x["id"] for x in (await p.get("/households", p.staff, params={"attention": "unreachable"}))["items"]] == [
+        p.household_id
+    ]
     assert (await p.get("/due", p.worker))["households"] == []  # the retry is in two days
     assert len((await p.get("/due", p.worker, params={"within_days": 2}))["households"]) == 1
 
@@ -168,10 +187,12 @@ async def test_outcomes_move_the_schedule_and_overdue_lists_follow(system: Syste
     config.pin_clock(datetime.now(UTC) + timedelta(days=10))
     h = await p.get(f"/households/{p.household_id}", p.worker)
     assert h["overdue"] is True
-    assert [x["id"] for x in (await p.get("/due", p.worker, params={"overdue_only": True}))["households"]] \
-        == [p.household_id]
-    assert [x["id"] for x in (await p.get("/households", p.worker, params={"overdue": True}))["items"]] \
-        == [p.household_id]
+    assert [x["id"] for x in (await p.get("/due", p.worker, params={"overdue_only": True}))["households"]] == [
+        p.household_id
+    ]
+    assert [x["id"] for x in (await p.get("/households", p.worker, params={"overdue": True}))["items"]] == [
+        p.household_id
+    ]
     cov = await p.get("/coverage", p.staff, params={"by": "worker"})
     assert cov["rows"][0]["name"] == "常红" and cov["rows"][0]["overdue_households"] == 1
     # A refusal while due: try again after the refusal interval.
@@ -194,17 +215,30 @@ async def test_visit_input_is_checked_and_retries_are_safe(system: System) -> No
     await bad({"outcome": "visited", "visited_at": future}, "visited_at_in_future", "visited_at")
     await bad({"outcome": "visited", "visited_at": "2020-01-01T00:00:00Z"}, "visited_at_too_old", "visited_at")
     await bad({"outcome": "not_home", "satisfaction": 5}, "satisfaction_without_visit", "satisfaction")
-    await bad({"outcome": "not_home", "needs": [{"category": "health", "title": "x"}]}, "needs_without_contact",
-              "needs")
+    await bad(
+        {"outcome": "not_home", "needs": [{"category": "health", "title": "x"}]}, "needs_without_contact", "needs"
+    )
     await bad({"outcome": "visited", "latitude": 40.0}, "incomplete_location", "longitude")
     await bad({"outcome": "maybe"}, "validation_error", "outcome")
-    r = await c.post("/visits/visits", headers=p.worker, json={"household_id": p.household_id, "outcome": "visited",
-                                                               "needs": [{"category": "Bad Category", "title": "x"}]})
+    r = await c.post(
+        "/visits/visits",
+        headers=p.worker,
+        json={
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "needs": [{"category": "Bad Category", "title": "x"}],
+        },
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("needs.0.category")
     assert (await p.get("/visits", p.staff))["items"] == []  # nothing written by any of them
 
-    body = {"household_id": p.household_id, "outcome": "visited", "latitude": 40.02, "longitude": 112.7011,
-            "needs": [{"category": "mobility_aid", "title": "需要拐杖", "resident_id": p.zhao_id}]}
+    body = {
+        "household_id": p.household_id,
+        "outcome": "visited",
+        "latitude": 40.02,
+        "longitude": 112.7011,
+        "needs": [{"category": "mobility_aid", "title": "需要拐杖", "resident_id": p.zhao_id}],
+    }
     key = {"Idempotency-Key": "visit-7f3a"}
     first = await c.post("/visits/visits", headers={**p.worker, **key}, json=body)
     again = await c.post("/visits/visits", headers={**p.worker, **key}, json=body)
@@ -221,10 +255,25 @@ async def test_visit_input_is_checked_and_retries_are_safe(system: System) -> No
 
 
 async def _need(p: Place) -> dict:  # type: ignore[type-arg]
-    v = await p.post("/visits", p.worker, {
-        "household_id": p.household_id, "outcome": "visited", "satisfaction": 5, "notes": "腿受伤，几乎走不了路",
-        "needs": [{"category": "mobility_aid", "title": "需要拐杖 needs a walking stick", "urgency": "high",
-                   "resident_id": p.zhao_id}]}, 201)
+    v = await p.post(
+        "/visits",
+        p.worker,
+        {
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "satisfaction": 5,
+            "notes": "腿受伤，几乎走不了路",
+            "needs": [
+                {
+                    "category": "mobility_aid",
+                    "title": "需要拐杖 needs a walking stick",
+                    "urgency": "high",
+                    "resident_id": p.zhao_id,
+                }
+            ],
+        },
+        201,
+    )
     return v["needs"][0]  # type: ignore[no-any-return]
 
 
@@ -252,8 +301,14 @@ async def test_the_ledger_closes_needs_one_by_one_into_the_happiness_bill(system
     await p.post(f"/needs/{nid}/resolve", p.worker, {"resolution": "换了一根合适的拐杖"})
     confirmed = await p.post(f"/needs/{nid}/confirm", resident, {"rating": 5, "note": "谢谢"})
     assert confirmed["status"] == "confirmed" and confirmed["closed_via"] == "resident" and confirmed["rating"] == 5
-    assert [h["action"] for h in confirmed["history"]] == ["raised", "started", "resolved", "reopened", "resolved",
-                                                          "confirmed"]
+    assert [h["action"] for h in confirmed["history"]] == [
+        "raised",
+        "started",
+        "resolved",
+        "reopened",
+        "resolved",
+        "confirmed",
+    ]
     # Somebody else's household's resident cannot touch it.
     stranger = system.auth("resident", sub="wx-stranger", scopes=())
     assert (await c.post(f"/visits/needs/{nid}/confirm", headers=stranger)).status_code == 404
@@ -267,17 +322,22 @@ async def test_the_ledger_closes_needs_one_by_one_into_the_happiness_bill(system
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "幸福账单" in page.text and "换了一根合适的拐杖" in page.text and "<script" not in page.text
     assert (await p.get(f"/residents/{p.zhao_id}/bill", p.worker))["lines"][0]["need_id"] == nid
-    empty = await p.get(f"/households/{p.household_id}/bill", p.staff, params={"since": "2020-01-01",
-                                                                               "until": "2020-12-31"})
+    empty = await p.get(
+        f"/households/{p.household_id}/bill", p.staff, params={"since": "2020-01-01", "until": "2020-12-31"}
+    )
     assert empty["raised"] == 0 and empty["lines"] == []
 
     # A supervisor closes with a reason; grid workers cannot; owner changes are the supervisor's.
-    second = (await p.post("/needs", p.worker, {"household_id": p.household_id, "category": "home_repair",
-                                                "title": "楼道灯坏了"}, 201))
+    second = await p.post(
+        "/needs", p.worker, {"household_id": p.household_id, "category": "home_repair", "title": "楼道灯坏了"}, 201
+    )
     r = await c.post(f"/visits/needs/{second['id']}/close", headers=p.worker, json={"reason": "x"})
     assert r.status_code == 403
-    moved = (await c.patch(f"/visits/needs/{second['id']}", headers=p.staff,
-                           json={"owner": "staff-yuntai", "urgency": "high"})).json()
+    moved = (
+        await c.patch(
+            f"/visits/needs/{second['id']}", headers=p.staff, json={"owner": "staff-yuntai", "urgency": "high"}
+        )
+    ).json()
     assert moved["owner"] == "staff-yuntai" and moved["urgency"] == "high"
     closed = await p.post(f"/needs/{second['id']}/close", p.staff, {"reason": "物业已修好 fixed by the management"})
     assert closed["status"] == "closed" and closed["closed_via"] == "supervisor"
@@ -292,13 +352,14 @@ async def test_handover_moves_places_needs_and_tasks(system: System) -> None:
     task = await p.post("/tasks", p.staff, {"household_id": p.household_id, "reason": "复查腿伤", "urgent": True}, 201)
     assert task["assigned_worker_id"] == p.worker_id
     w2 = await p.post("/grid-workers", p.staff, {"subject": "gw-sunli", "name": "孙丽", "community": "yuntai"}, 201)
-    r = await system.client.post(f"/visits/grid-workers/{p.worker_id}/handover", headers=p.worker,
-                                 json={"to_worker_id": w2["id"]})
+    r = await system.client.post(
+        f"/visits/grid-workers/{p.worker_id}/handover", headers=p.worker, json={"to_worker_id": w2["id"]}
+    )
     assert r.status_code == 403
-    result = await p.post(f"/grid-workers/{p.worker_id}/handover", p.staff,
-                          {"to_worker_id": w2["id"], "reason": "调岗 transferred"})
-    assert result == {"from_worker_id": p.worker_id, "to_worker_id": w2["id"], "assignments": 1, "needs": 1,
-                      "tasks": 1}
+    result = await p.post(
+        f"/grid-workers/{p.worker_id}/handover", p.staff, {"to_worker_id": w2["id"], "reason": "调岗 transferred"}
+    )
+    assert result == {"from_worker_id": p.worker_id, "to_worker_id": w2["id"], "assignments": 1, "needs": 1, "tasks": 1}
     successor = system.auth("grid_worker", sub="gw-sunli", scopes=())
     assert (await p.get(f"/households/{p.household_id}", successor))["id"] == p.household_id
     moved = await p.get(f"/needs/{need['id']}", successor)
@@ -317,11 +378,20 @@ async def test_round_progress_and_coverage(system: System) -> None:
     h3, _ = await p.household("103", name="王五", birth_date="1985-05-05")
     await p.household("104")  # nobody lives there yet: not part of the round
     today = config.today()
-    rnd = await p.post("/rounds", p.staff, {"name": "第四季度地毯式走访", "community": "yuntai",
-                                            "starts_on": (today - timedelta(days=30)).isoformat(),
-                                            "ends_on": (today + timedelta(days=30)).isoformat()}, 201)
-    r = await system.client.post("/visits/rounds", headers=p.staff, json={"name": "x", "starts_on": "2026-01-01",
-                                                                           "ends_on": "2026-02-01"})
+    rnd = await p.post(
+        "/rounds",
+        p.staff,
+        {
+            "name": "第四季度地毯式走访",
+            "community": "yuntai",
+            "starts_on": (today - timedelta(days=30)).isoformat(),
+            "ends_on": (today + timedelta(days=30)).isoformat(),
+        },
+        201,
+    )
+    r = await system.client.post(
+        "/visits/rounds", headers=p.staff, json={"name": "x", "starts_on": "2026-01-01", "ends_on": "2026-02-01"}
+    )
     assert r.status_code == 403  # a district-wide round is the district's
     need = await _need(p)
     await p.post("/visits", p.worker, {"household_id": h2, "outcome": "visited"}, 201)
@@ -342,8 +412,9 @@ async def test_round_progress_and_coverage(system: System) -> None:
         assert row["key"] == key and row["households"] == 3 and row["visited"] == 2
         assert row["needs_closed"] == 1 and row["needs_open"] == 0 and row["median_days_to_close"] == 0.0
         assert cov["total"]["visited_share"] == pytest.approx(0.6667, abs=1e-3)
-    r = await system.client.get("/visits/coverage", headers=p.staff, params={"since": "2026-12-01",
-                                                                             "until": "2026-11-01"})
+    r = await system.client.get(
+        "/visits/coverage", headers=p.staff, params={"since": "2026-12-01", "until": "2026-11-01"}
+    )
     assert r.status_code == 422 and r.json()["code"] == "invalid_period"
     nanjie = system.auth("staff", sub="staff-nanjie", scopes=["community:nanjie"])
     assert (await p.get("/coverage", nanjie))["rows"] == []
@@ -354,8 +425,9 @@ async def test_policies_drive_every_households_schedule(system: System) -> None:
     young, _ = await p.household("102", name="李四", birth_date="1990-01-01")
     codes = {x["code"]: x["cadence_days"] for x in await p.get("/policies", p.worker)}
     assert codes["standard"] == 90 and codes["elder_alone"] == 7
-    r = await system.client.post("/visits/policies", headers=p.staff, json={"code": "x", "name": "x",
-                                                                             "cadence_days": 3})
+    r = await system.client.post(
+        "/visits/policies", headers=p.staff, json={"code": "x", "name": "x", "cadence_days": 3}
+    )
     assert r.status_code == 403
     await p.post("/policies", p.admin, {"code": "monthly-all", "name": "每月一访", "cadence_days": 30}, 201)
     assert (await p.get(f"/households/{young}", p.staff))["tier"] == "monthly-all"
@@ -393,17 +465,23 @@ async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system:
     assert [(x["code"], x["compounds"], x["households"]) for x in communities] == [("yuntai", 1, 1)]
     assert (await p.get("/compounds", p.worker))["items"][0]["code"] == "yuntaiyuan"
     assert (await p.get("/compounds/yuntaiyuan", p.worker))["kind"] == "affordable_housing"
-    assert {b["name"] for b in (await p.get("/buildings", p.staff, params={"compound": "yuntaiyuan"}))["items"]} \
-        == {"3号楼", "4号楼"}
+    assert {b["name"] for b in (await p.get("/buildings", p.staff, params={"compound": "yuntaiyuan"}))["items"]} == {
+        "3号楼",
+        "4号楼",
+    }
     r = await c.post("/visits/communities", headers=p.admin, json={"code": "yuntai", "name": "dup"})
     assert r.status_code == 409 and r.json()["code"] == "community_exists"
     r = await c.post("/visits/communities", headers=p.admin, json={"code": "Bad Code!", "name": "x"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code"
-    r = await c.post("/visits/households", headers=p.staff, json={"building_id": p.building_id, "unit": "2",
-                                                                  "room": "501"})
+    r = await c.post(
+        "/visits/households", headers=p.staff, json={"building_id": p.building_id, "unit": "2", "room": "501"}
+    )
     assert r.status_code == 409 and r.json()["code"] == "household_exists"
-    r = await c.post(f"/visits/grid-workers/{p.worker_id}/assignments", headers=p.staff,
-                     json={"compound": "yuntaiyuan", "building_id": p.building_id})
+    r = await c.post(
+        f"/visits/grid-workers/{p.worker_id}/assignments",
+        headers=p.staff,
+        json={"compound": "yuntaiyuan", "building_id": p.building_id},
+    )
     assert r.status_code == 409 and r.json()["code"] == "already_assigned"
 
     # Pagination: three households, one per page.
@@ -423,8 +501,9 @@ async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system:
     assert names(await p.get("/residents", p.staff, params={"care_tag": "dibao"})) == ["李四"]
     assert names(await p.get("/residents", p.staff, params={"min_age": 70})) == ["李四", "赵桂香"]
     assert names(await p.get("/residents", p.staff, params={"mobility": "needs_aid"})) == ["赵桂香"]
-    changed = (await c.patch(f"/visits/households/{p.household_id}", headers=p.worker,
-                             json={"note": "老人耳背，需大声敲门"})).json()
+    changed = (
+        await c.patch(f"/visits/households/{p.household_id}", headers=p.worker, json={"note": "老人耳背，需大声敲门"})
+    ).json()
     assert changed["note"] == "老人耳背，需大声敲门" and changed["address"] == "云泰园 3号楼 2单元 501室"
 
     workers = (await p.get("/grid-workers", p.staff))["items"]
@@ -441,8 +520,12 @@ async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system:
 
 async def test_the_printable_bill_escapes_what_people_typed(system: System) -> None:
     p = await build_place(system)
-    await p.post("/needs", p.worker, {"household_id": p.household_id, "category": "other",
-                                      "title": "<script>alert(1)</script> & 门锁"}, 201)
+    await p.post(
+        "/needs",
+        p.worker,
+        {"household_id": p.household_id, "category": "other", "title": "<script>alert(1)</script> & 门锁"},
+        201,
+    )
     page = await system.client.get(f"/visits/households/{p.household_id}/bill.html", headers=p.worker)
     assert page.status_code == 200
     assert "<script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 门锁" in page.text

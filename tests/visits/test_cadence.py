@@ -26,19 +26,22 @@ def rule(code: str) -> Rule:
     return next(r for r in RULES if r.code == code)
 
 
-@pytest.mark.parametrize(("people", "expected"), [
-    ([person(85, "living_alone")], "elder_alone"),  # 赵: over 80, living alone → weekly
-    ([person(62, "living_alone")], "elder_alone"),
-    ([person(45, "living_alone")], "standard"),  # living alone but not an elder
-    ([person(81), person(79)], "elderly_80"),
-    ([person(40, "dibao"), person(12)], "dibao"),
-    ([person(50, "tekun", "dibao")], "tekun"),  # the most frequent matching tier wins
-    ([person(30), person(28)], "standard"),
-    ([], "standard"),
-    ([person(80, born_offset_days=1)], "standard"),  # turns 80 tomorrow
-    ([person(80)], "elderly_80"),  # turns 80 today
-    ([Person(frozenset({"living_alone"}), None)], "standard"),  # age unknown: age rules do not apply
-])
+@pytest.mark.parametrize(
+    ("people", "expected"),
+    [
+        ([person(85, "living_alone")], "elder_alone"),  # 赵: over 80, living alone → weekly
+        ([person(62, "living_alone")], "elder_alone"),
+        ([person(45, "living_alone")], "standard"),  # living alone but not an elder
+        ([person(81), person(79)], "elderly_80"),
+        ([person(40, "dibao"), person(12)], "dibao"),
+        ([person(50, "tekun", "dibao")], "tekun"),  # the most frequent matching tier wins
+        ([person(30), person(28)], "standard"),
+        ([], "standard"),
+        ([person(80, born_offset_days=1)], "standard"),  # turns 80 tomorrow
+        ([person(80)], "elderly_80"),  # turns 80 today
+        ([Person(frozenset({"living_alone"}), None)], "standard"),  # age unknown: age rules do not apply
+    ],
+)
 def test_tier_is_the_most_frequent_matching_rule(people: list[Person], expected: str) -> None:
     assert cadence.tier_for(RULES, people, TODAY).code == expected
 
@@ -49,8 +52,13 @@ def test_without_a_catch_all_rule_the_default_quarterly_applies() -> None:
     assert cadence.tier_for(only_elders, [person(75)], TODAY).code == "elders"
 
 
-def sched(visited: date | None = None, attempt: date | None = None, outcome: Outcome | None = None,
-          failed: int = 0, registered: date = date(2026, 1, 5)) -> Schedule:
+def sched(
+    visited: date | None = None,
+    attempt: date | None = None,
+    outcome: Outcome | None = None,
+    failed: int = 0,
+    registered: date = date(2026, 1, 5),
+) -> Schedule:
     return Schedule(visited, attempt, outcome, failed, registered)
 
 
@@ -93,12 +101,17 @@ def test_a_refusal_while_due_retries_after_the_refusal_days() -> None:
     assert cadence.attention(r, s) == Attention.refused
 
 
-@given(cadence_days=st.integers(1, 366), retry=st.integers(1, 60), refused=st.integers(1, 366),
-       visited=st.one_of(st.none(), st.dates(date(2020, 1, 1), date(2030, 1, 1))),
-       attempt_gap=st.integers(0, 800), outcome=st.sampled_from(list(Outcome)))
+@given(
+    cadence_days=st.integers(1, 366),
+    retry=st.integers(1, 60),
+    refused=st.integers(1, 366),
+    visited=st.one_of(st.none(), st.dates(date(2020, 1, 1), date(2030, 1, 1))),
+    attempt_gap=st.integers(0, 800),
+    outcome=st.sampled_from(list(Outcome)),
+)
 def test_the_next_due_date_never_precedes_the_regular_one_and_retries_follow_the_attempt(
-        cadence_days: int, retry: int, refused: int, visited: date | None, attempt_gap: int,
-        outcome: Outcome) -> None:
+    cadence_days: int, retry: int, refused: int, visited: date | None, attempt_gap: int, outcome: Outcome
+) -> None:
     r = Rule("x", cadence_days, retry_not_home_days=retry, retry_refused_days=refused)
     base = visited or date(2020, 1, 1)
     attempt = base + timedelta(days=attempt_gap)

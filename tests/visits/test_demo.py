@@ -35,8 +35,15 @@ async def test_demo_data_is_the_county_and_loads_once(system: System) -> None:
 
     admin = system.auth("admin", sub="admin")
     communities = (await system.client.get("/visits/communities", headers=admin)).json()["items"]
-    assert {c["code"] for c in communities} == {"yunxing", "dongyan", "yuntai", "yunhe", "gangcheng", "xinyuan",
-                                                "nanjie"}
+    assert {c["code"] for c in communities} == {
+        "yunxing",
+        "dongyan",
+        "yuntai",
+        "yunhe",
+        "gangcheng",
+        "xinyuan",
+        "nanjie",
+    }
     assert sum(c["compounds"] for c in communities) == 89
     compound = (await system.client.get("/visits/compounds/yuntaiyuan", headers=admin)).json()
     assert compound["name"] == "云泰园" and compound["kind"] == "affordable_housing"

@@ -21,9 +21,16 @@ from tests.visits.helpers import ZHAO_ID_NUMBER, Place, build_place
 
 
 async def escalated_need(p: Place, title: str = "单元门禁坏了，老人进出困难") -> dict[str, Any]:
-    v = await p.post("/visits", p.worker, {
-        "household_id": p.household_id, "outcome": "visited",
-        "needs": [{"category": "safety", "title": title, "description": "3号楼2单元门禁损坏", "urgency": "high"}]}, 201)
+    v = await p.post(
+        "/visits",
+        p.worker,
+        {
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "needs": [{"category": "safety", "title": title, "description": "3号楼2单元门禁损坏", "urgency": "high"}],
+        },
+        201,
+    )
     need = v["needs"][0]
     out = await p.post(f"/needs/{need['id']}/escalate", p.worker, {"note": "需要街道协调维修"})
     assert out["status"] == "escalated" and out["escalated_at"] is not None
@@ -62,8 +69,9 @@ async def test_an_escalated_need_closes_by_itself_when_its_issue_is_resolved(sys
     r = await system.client.post(f"/visits/needs/{need['id']}/escalate", headers=p.worker)
     assert r.status_code == 409 and r.json()["code"] == "already_escalated"
 
-    r = await system.client.post(f"/issues/issues/{issue['id']}/resolve", headers=p.staff,
-                                 json={"note": "街道已更换门禁 new door lock fitted"})
+    r = await system.client.post(
+        f"/issues/issues/{issue['id']}/resolve", headers=p.staff, json={"note": "街道已更换门禁 new door lock fitted"}
+    )
     assert r.status_code == 200, r.text
     await system.settle()
     closed = await p.get(f"/needs/{need['id']}", p.worker)
@@ -75,8 +83,10 @@ async def test_an_escalated_need_closes_by_itself_when_its_issue_is_resolved(sys
     # Recorded, escalated, closed out: each told (for notify) in the same transaction, without the description.
     told = [e["data"] for e in await outbox(system, "minsheng.visits.need.progressed.v1")]
     assert [(e["need_id"], e["action"], e["status"]) for e in told] == [
-        (need["id"], "raised", "open"), (need["id"], "escalated", "escalated"),
-        (need["id"], "closed_by_issue_resolved", "closed")]
+        (need["id"], "raised", "open"),
+        (need["id"], "escalated", "escalated"),
+        (need["id"], "closed_by_issue_resolved", "closed"),
+    ]
     assert all("description" not in e and "3号楼2单元门禁损坏" not in json.dumps(e, ensure_ascii=False) for e in told)
 
 
@@ -86,15 +96,19 @@ async def test_a_rejected_issue_sends_the_need_back_to_its_owner(system: System)
     await system.settle()
     issue = await issue_for(system, p.staff, need["id"])
     assert issue is not None
-    r = await system.client.post(f"/issues/issues/{issue['id']}/reject", headers=p.staff,
-                                 json={"reason": "属物业维修范围 the property manager's job"})
+    r = await system.client.post(
+        f"/issues/issues/{issue['id']}/reject",
+        headers=p.staff,
+        json={"reason": "属物业维修范围 the property manager's job"},
+    )
     assert r.status_code == 200, r.text
     await system.settle()
     back = await p.get(f"/needs/{need['id']}", p.worker)
     assert back["status"] == "open" and back["owner"] == "gw-changhong"
     assert "物业" in back["returned_reason"] and back["history"][-1]["action"] == "returned_issue_rejected"
-    assert [n["id"] for n in (await p.get("/needs", p.worker, params={"mine": True, "status": "open"}))["items"]] \
-        == [need["id"]]
+    assert [n["id"] for n in (await p.get("/needs", p.worker, params={"mine": True, "status": "open"}))["items"]] == [
+        need["id"]
+    ]
     # The owner takes it from here, here.
     done = await p.post(f"/needs/{need['id']}/resolve", p.worker, {"resolution": "物业已修好屋顶"})
     assert done["status"] == "resolved"
@@ -109,25 +123,50 @@ async def _emit(system: System, service: str, *events: Any) -> None:
 
 
 def _fact(issue_id: UUID, **kw: Any) -> dict[str, Any]:
-    return {"issue_id": issue_id, "category": "safety", "channel": "grid_worker", "community": "yuntai",
-            "occurred_at": datetime.now(UTC), "actor": "officer-3", **kw}
+    return {
+        "issue_id": issue_id,
+        "category": "safety",
+        "channel": "grid_worker",
+        "community": "yuntai",
+        "occurred_at": datetime.now(UTC),
+        "actor": "officer-3",
+        **kw,
+    }
 
 
 async def test_linked_and_merged_issues_and_reopening_are_followed(system: System) -> None:
     """Issue events name needs in ``linked`` too: each is treated like the origin."""
     p = await build_place(system)
-    v = await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited", "needs": [
-        {"category": "environment", "title": "垃圾清运不及时"}, {"category": "environment", "title": "垃圾站有味"}]},
-        201)
+    v = await p.post(
+        "/visits",
+        p.worker,
+        {
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "needs": [
+                {"category": "environment", "title": "垃圾清运不及时"},
+                {"category": "environment", "title": "垃圾站有味"},
+            ],
+        },
+        201,
+    )
     first, second = (n["id"] for n in v["needs"])
     origin1 = Origin(service="visits", kind="need", id=first)
     origin2 = Origin(service="visits", kind="need", id=second)
     a, b = uuid7(), uuid7()
-    await _emit(system, "issues", IssueCreated(title="垃圾", **_fact(a, origin=origin1)),
-                IssueCreated(title="垃圾", **_fact(b, origin=origin2)))
+    await _emit(
+        system,
+        "issues",
+        IssueCreated(title="垃圾", **_fact(a, origin=origin1)),
+        IssueCreated(title="垃圾", **_fact(b, origin=origin2)),
+    )
     assert (await p.get(f"/needs/{first}", p.worker))["issue_id"] == str(a)
-    await _emit(system, "issues", IssueMerged(into_issue_id=a, **_fact(b, origin=origin2)),
-                IssueLinked(attached=[origin2], reason="merge", **_fact(a, origin=origin1, linked=[origin2])))
+    await _emit(
+        system,
+        "issues",
+        IssueMerged(into_issue_id=a, **_fact(b, origin=origin2)),
+        IssueLinked(attached=[origin2], reason="merge", **_fact(a, origin=origin1, linked=[origin2])),
+    )
     assert (await p.get(f"/needs/{second}", p.worker))["issue_id"] == str(a)
     await _emit(system, "issues", IssueResolved(note="已清运", **_fact(a, origin=origin1, linked=[origin2])))
     for nid in (first, second):
@@ -144,9 +183,18 @@ async def test_linked_and_merged_issues_and_reopening_are_followed(system: Syste
 
 
 def _alert(resident_id: UUID | None, alert_id: UUID | None = None) -> AbsenceAlert:
-    return AbsenceAlert(alert_id=alert_id or uuid7(), diner_id=uuid7(), resident_id=resident_id, canteen_id=uuid7(),
-                        community="yuntai", compound="yuntaiyuan", last_meal_on=date.today() - timedelta(days=4),
-                        days_absent=3, meals_last_30_days=26, raised_at=datetime.now(UTC))
+    return AbsenceAlert(
+        alert_id=alert_id or uuid7(),
+        diner_id=uuid7(),
+        resident_id=resident_id,
+        canteen_id=uuid7(),
+        community="yuntai",
+        compound="yuntaiyuan",
+        last_meal_on=date.today() - timedelta(days=4),
+        days_absent=3,
+        meals_last_30_days=26,
+        raised_at=datetime.now(UTC),
+    )
 
 
 async def test_a_canteen_absence_alert_becomes_an_urgent_welfare_check(system: System) -> None:
@@ -166,17 +214,26 @@ async def test_a_canteen_absence_alert_becomes_an_urgent_welfare_check(system: S
     # Nobody home: the canteen hears about the attempt; the task stays open.
     await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "not_home"}, 201)
     assert (await p.get(f"/tasks/{task['id']}", p.worker))["status"] == "open"
-    visit = await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited",
-                                               "task_id": task["id"], "notes": "老人感冒在家休息"}, 201)
+    visit = await p.post(
+        "/visits",
+        p.worker,
+        {"household_id": p.household_id, "outcome": "visited", "task_id": task["id"], "notes": "老人感冒在家休息"},
+        201,
+    )
     assert visit["tasks_completed"] == [task["id"]]
     done = await p.get(f"/tasks/{task['id']}", p.worker)
     assert done["status"] == "done" and done["visit_id"] == visit["id"] and done["attempts"] == 2
     events = [e["data"] for e in await outbox(system, "minsheng.visits.welfare_check.completed.v1")]
-    assert [(e["outcome"], e["alert_id"]) for e in events] == [("not_home", str(alert.alert_id)),
-                                                              ("visited", str(alert.alert_id))]
+    assert [(e["outcome"], e["alert_id"]) for e in events] == [
+        ("not_home", str(alert.alert_id)),
+        ("visited", str(alert.alert_id)),
+    ]
     assert events[-1]["visit_id"] == visit["id"] and events[-1]["resident_id"] == p.zhao_id
-    r = await system.client.post("/visits/visits", headers=p.worker, json={
-        "household_id": p.household_id, "outcome": "visited", "task_id": task["id"]})
+    r = await system.client.post(
+        "/visits/visits",
+        headers=p.worker,
+        json={"household_id": p.household_id, "outcome": "visited", "task_id": task["id"]},
+    )
     assert r.status_code == 409 and r.json()["code"] == "task_not_open"
 
 
@@ -186,8 +243,9 @@ async def test_a_death_is_announced_with_a_keyed_hash_never_the_id_number(system
     body = {"status": "deceased", "effective_date": (date.today() - timedelta(days=1)).isoformat()}
     r = await system.client.post(f"/visits/residents/{p.zhao_id}/status", headers=p.worker, json=body)
     assert r.status_code == 403
-    r = await system.client.post(f"/visits/residents/{p.zhao_id}/status", headers=p.staff,
-                                 json={**body, "effective_date": "2150-01-01"})
+    r = await system.client.post(
+        f"/visits/residents/{p.zhao_id}/status", headers=p.staff, json={**body, "effective_date": "2150-01-01"}
+    )
     assert r.status_code == 422 and r.json()["code"] == "effective_date_in_future"
     out = await p.post(f"/residents/{p.zhao_id}/status", p.staff, body)
     assert out["status"] == "deceased"

@@ -32,8 +32,16 @@ async def test_visits_ledger_and_escalation_on_postgres(pg_system: System) -> No
     assert closed["status"] == "closed" and closed["closed_via"] == "issue" and closed["issue_id"] == issue["id"]
 
     # A resolved need nobody answers about is confirmed by the job a week later (SKIP LOCKED on PostgreSQL).
-    v = await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited",
-                                           "needs": [{"category": "health", "title": "需要上门测血压"}]}, 201)
+    v = await p.post(
+        "/visits",
+        p.worker,
+        {
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "needs": [{"category": "health", "title": "需要上门测血压"}],
+        },
+        201,
+    )
     nid = v["needs"][0]["id"]
     await p.post(f"/needs/{nid}/resolve", p.worker, {"resolution": "社区医生每周上门"})
     assert await jobs.auto_confirm_needs(s.runtime("visits")) == 0

@@ -64,17 +64,36 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     people = {"recent": "13935201102", "active": "13935201103"}
     ids = {}
     for n, (who, phone) in enumerate(people.items()):
-        _, rid = await p.household(f"60{n}", name=f"钱{who}", phone=phone, health_notes="高血压",
-                                   id_number=idcard.make("140226", date(1940, 1, 1 + n), 30 + n))
+        _, rid = await p.household(
+            f"60{n}",
+            name=f"钱{who}",
+            phone=phone,
+            health_notes="高血压",
+            id_number=idcard.make("140226", date(1940, 1, 1 + n), 30 + n),
+        )
         assert rid is not None
         ids[who] = rid
     # History for 赵: a visit with a need raised for her.
-    await p.post("/visits", p.worker, {"household_id": p.household_id, "outcome": "visited", "needs": [
-        {"category": "mobility_aid", "title": "需要助行器", "resident_id": p.zhao_id}]}, 201)
-    await p.post(f"/residents/{p.zhao_id}/status", p.staff,
-                 {"status": "deceased", "effective_date": str(today - timedelta(days=400))})
-    await p.post(f"/residents/{ids['recent']}/status", p.staff,
-                 {"status": "moved", "effective_date": str(today - timedelta(days=30))})
+    await p.post(
+        "/visits",
+        p.worker,
+        {
+            "household_id": p.household_id,
+            "outcome": "visited",
+            "needs": [{"category": "mobility_aid", "title": "需要助行器", "resident_id": p.zhao_id}],
+        },
+        201,
+    )
+    await p.post(
+        f"/residents/{p.zhao_id}/status",
+        p.staff,
+        {"status": "deceased", "effective_date": str(today - timedelta(days=400))},
+    )
+    await p.post(
+        f"/residents/{ids['recent']}/status",
+        p.staff,
+        {"status": "moved", "effective_date": str(today - timedelta(days=30))},
+    )
     table = Resident.__table__  # type: ignore[attr-defined]
     before = {str(r["id"]): r for r in await _rows(s, table)}
     assert all(before[i][f] is not None for i in (p.zhao_id, *ids.values()) for f in SENSITIVE)
@@ -94,7 +113,8 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     assert await _rows(s, Need.__table__) == needs_before  # type: ignore[attr-defined]
     purges = [r for r in await _rows(s, PiiAudit.__table__) if r["action"] == "purge"]  # type: ignore[attr-defined]
     assert [(str(r["resident_id"]), r["actor"], sorted(r["fields"])) for r in purges] == [
-        (p.zhao_id, "system:pii-retention", ["health_notes", "id_number", "phone"])]
+        (p.zhao_id, "system:pii-retention", ["health_notes", "id_number", "phone"])
+    ]
 
     # A second run (another replica, the next hour) changes nothing more.
     assert await jobs.pii_retention(s.runtime("visits")) == 0
@@ -105,8 +125,11 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     r = await p.get(f"/residents/{p.zhao_id}", p.staff)
     assert (r["name"], r["phone"], r["id_number"], r["has_health_notes"]) == ("赵桂香", None, None, False)
     officer = s.auth("staff", sub="officer-li", scopes=["community:yuntai", "pii:reveal", "pii:audit"])
-    out = await p.post(f"/residents/{p.zhao_id}/reveal", officer,
-                       {"fields": ["phone", "id_number", "health_notes"], "reason": "核对身后事宜"})
+    out = await p.post(
+        f"/residents/{p.zhao_id}/reveal",
+        officer,
+        {"fields": ["phone", "id_number", "health_notes"], "reason": "核对身后事宜"},
+    )
     assert (out["phone"], out["id_number"], out["health_notes"]) == (None, None, None)
     audit = await p.get("/pii-audit", officer, params={"resident_id": p.zhao_id})
     assert {a["action"] for a in audit["items"]} == {"reveal", "purge"}

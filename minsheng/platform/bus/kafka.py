@@ -125,7 +125,7 @@ class KafkaBus:
         return self.prefix + name
 
     def plain_name(self, name: str) -> str:
-        return name[len(self.prefix):] if self.prefix and name.startswith(self.prefix) else name
+        return name[len(self.prefix) :] if self.prefix and name.startswith(self.prefix) else name
 
     # --- health --------------------------------------------------------------------------------------------
 
@@ -200,8 +200,11 @@ class KafkaBus:
         missing = [t for t in topics if t not in self._known_topics]
         if not missing:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin",
-                                    request_timeout_ms=self.request_timeout_ms)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-admin",
+            request_timeout_ms=self.request_timeout_ms,
+        )
         await admin.start()
         try:
             new = [NewTopic(t, topic_partitions(t, self.partitions), self.replication_factor) for t in missing]
@@ -274,8 +277,9 @@ class KafkaBus:
             metadata_max_age_ms=5000,
         )
         self.consumers.append(consumer)
-        self._tasks.append(asyncio.create_task(self._consume(consumer, list(topics), handler),
-                                               name=f"kafka-consumer-{group}"))
+        self._tasks.append(
+            asyncio.create_task(self._consume(consumer, list(topics), handler), name=f"kafka-consumer-{group}")
+        )
 
     async def _consume(self, consumer: AIOKafkaConsumer, topics: list[str], handler: MessageHandler) -> None:
         started = False
@@ -310,9 +314,13 @@ class KafkaBus:
                 # Partitions are handled side by side (each one in order: one key, one partition, so one
                 # aggregate's events stay in order); a slow handler holds up only its own partition.
                 outcomes = await asyncio.gather(
-                    *(self._handle_partition(consumer, tp, records, handler, resume)
-                      for tp, records in batches.items() if records),
-                    return_exceptions=True)
+                    *(
+                        self._handle_partition(consumer, tp, records, handler, resume)
+                        for tp, records in batches.items()
+                        if records
+                    ),
+                    return_exceptions=True,
+                )
                 failures = [o for o in outcomes if isinstance(o, BaseException)]
                 if failures:
                     for tp, offset in resume.items():
@@ -327,9 +335,14 @@ class KafkaBus:
                 log.warning("consumer %s: %s; retrying in %.1fs", group, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def check_offsets(self, consumer: AIOKafkaConsumer, tps: frozenset[TopicPartition], *,
-                            no_committed: bool = False, out_of_range: dict[TopicPartition, int] | None = None,
-                            ) -> list[tuple[TopicPartition, str]]:
+    async def check_offsets(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: frozenset[TopicPartition],
+        *,
+        no_committed: bool = False,
+        out_of_range: dict[TopicPartition, int] | None = None,
+    ) -> list[tuple[TopicPartition, str]]:
         """Compare where this consumer stands (its position, and the offset this process last committed) with
         the log's start and end offsets, and rewind to the earliest offset every partition whose offset the log
         does not have. Returns the partitions rewound with the reason; counts them in ``offset_resets``. The
@@ -346,8 +359,9 @@ class KafkaBus:
         ordered = sorted(tps)
         positions: dict[TopicPartition, int] = {}
         if not no_committed:  # read before the end offsets: a position never passes an end offset read later
-            found = await asyncio.gather(*(asyncio.wait_for(consumer.position(tp), timeout=1) for tp in ordered),
-                                         return_exceptions=True)
+            found = await asyncio.gather(
+                *(asyncio.wait_for(consumer.position(tp), timeout=1) for tp in ordered), return_exceptions=True
+            )
             positions = {tp: p for tp, p in zip(ordered, found, strict=True) if isinstance(p, int)}
         starts = await consumer.beginning_offsets(ordered)
         ends = await consumer.end_offsets(ordered)
@@ -378,11 +392,29 @@ class KafkaBus:
                 log.error(
                     "consumer %s: %s[%d] offset %s is %s of the log [%d, %d): the broker lost data or the log was "
                     "truncated; rewinding to the earliest offset (the inbox drops what was handled). Re-send lost "
-                    "events with `minsheng outbox resend --since`", group, tp.topic, tp.partition,
-                    out_of_range.get(tp) if out_of_range and tp in out_of_range else position if position is not None
-                    else committed, reason.replace("_", " "), start, end,
-                    extra={"fields": {"group": group, "topic": tp.topic, "partition": tp.partition,
-                                      "reason": reason, "log_start": start, "log_end": end}})
+                    "events with `minsheng outbox resend --since`",
+                    group,
+                    tp.topic,
+                    tp.partition,
+                    out_of_range.get(tp)
+                    if out_of_range and tp in out_of_range
+                    else position
+                    if position is not None
+                    else committed,
+                    reason.replace("_", " "),
+                    start,
+                    end,
+                    extra={
+                        "fields": {
+                            "group": group,
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "reason": reason,
+                            "log_start": start,
+                            "log_end": end,
+                        }
+                    },
+                )
                 rewound.append((tp, reason))
             self.committed_offsets.pop(key, None)
             consumer.seek(tp, start)
@@ -395,14 +427,25 @@ class KafkaBus:
                 log.warning("consumer %s: could not commit the rewound offsets (%s)", group, exc)
         return rewound
 
-    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any],
-                                handler: MessageHandler, resume: dict[TopicPartition, int]) -> None:
+    async def _handle_partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        records: list[Any],
+        handler: MessageHandler,
+        resume: dict[TopicPartition, int],
+    ) -> None:
         for rec in records:
-            await handler(Delivery(
-                topic=self.plain_name(rec.topic), key=rec.key.decode() if rec.key else None,
-                value=rec.value or b"", headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
-                partition=rec.partition, offset=rec.offset,
-            ))
+            await handler(
+                Delivery(
+                    topic=self.plain_name(rec.topic),
+                    key=rec.key.decode() if rec.key else None,
+                    value=rec.value or b"",
+                    headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
+                    partition=rec.partition,
+                    offset=rec.offset,
+                )
+            )
             resume[tp] = rec.offset + 1
         # Handlers committed their effects (and inbox rows) already: a crash before this line means
         # redelivery, which the inbox turns into a no-op.

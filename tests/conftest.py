@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from minsheng import SERVICES
 from minsheng.platform.db import create_database_if_missing
@@ -34,9 +35,11 @@ async def system(tmp_path: Path) -> AsyncIterator[System]:
 
 
 @pytest.fixture(scope="session")
-def pg_base_url() -> Iterator[str]:
-    """A PostgreSQL server URL without a database: MINSHENG_TEST_DATABASE_URL, the local server, or embedded."""
+def pg_base_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL server URL without a database: MINSHENG_TEST_DATABASE_URL, the local server, or a private
+    one started for the run."""
     with postgres_server() as url:
+        _announce(request, f"PostgreSQL for this run: {make_url(url).render_as_string(hide_password=True)}")
         yield url
 
 
@@ -58,11 +61,20 @@ async def pg_system(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[tuple[str, LocalBroker | None]]:
+def kafka(request: pytest.FixtureRequest) -> Iterator[tuple[str, LocalBroker | None]]:
     """A Kafka broker for the whole run: MINSHENG_TEST_KAFKA_BOOTSTRAP, else Apache Kafka on a free port
     (MINSHENG_TEST_KAFKA=tansu: Tansu). Yields (bootstrap, the local broker or None when external)."""
     with kafka_broker() as broker:
+        name = broker[1].name if broker[1] is not None else "external cluster"
+        _announce(request, f"Kafka for this run: {name} on {broker[0]}")
         yield broker
+
+
+def _announce(request: pytest.FixtureRequest, line: str) -> None:
+    """Into the test log even when output is captured: which servers the integration tests ran against."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\n[infra] {line}")
 
 
 @pytest.fixture
@@ -81,3 +93,43 @@ async def kafka_system(
     )
     async with running_system(settings) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _hang_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test (with its fixtures) that runs past MINSHENG_TEST_HANG_SECONDS (default 600) gets every thread's
+    stack and the event loop's pending tasks printed, so a hang in CI says where it is."""
+    import faulthandler
+    import sys
+
+    seconds = float(os.environ.get("MINSHENG_TEST_HANG_SECONDS", "600"))
+    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.__stderr__ or sys.stderr)
+
+    def tasks() -> None:
+        import asyncio
+        import time as _time
+
+        deadline = _time.monotonic() + seconds
+        while not done.wait(5):
+            if _time.monotonic() > deadline:
+                for loop in _loops():
+                    for task in asyncio.all_tasks(loop):
+                        print(f"[hang] {request.node.nodeid}: pending {task!r}", file=sys.__stderr__)
+                        task.print_stack(file=sys.__stderr__)
+                return
+
+    import threading
+
+    done = threading.Event()
+    watcher = threading.Thread(target=tasks, daemon=True)
+    watcher.start()
+    yield
+    done.set()
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _loops() -> list[Any]:
+    import asyncio
+    import gc
+
+    return [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]

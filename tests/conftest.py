@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,9 +73,9 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[tuple[str, LocalBroker | N
 
 def _announce(request: pytest.FixtureRequest, line: str) -> None:
     """Into the test log even when output is captured: which servers the integration tests ran against."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\n[infra] {line}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        print(f"\n[infra] {line}", flush=True)
 
 
 @pytest.fixture

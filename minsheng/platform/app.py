@@ -63,7 +63,7 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
     install_problem_handlers(app)
     app.include_router(health_router())
     app.include_router(spec.router)
-    app.add_middleware(RefuseNulMiddleware)
+    app.add_middleware(RefuseNulMiddleware, foreign_formats=spec.foreign_error_formats)
     return app
 
 

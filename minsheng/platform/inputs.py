@@ -171,8 +171,9 @@ class RefuseNulMiddleware:
     refuse it the same way, before any handler runs, for every field of every service. Binary uploads
     (multipart photos) are not inspected."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, foreign_formats: Any = ()) -> None:
         self.app = app
+        self.foreign_formats = tuple(foreign_formats)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -180,7 +181,7 @@ class RefuseNulMiddleware:
             return
         query = scope.get("query_string", b"")
         if b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", ""):
-            await self._refuse(scope, receive, send, "query")
+            await self._refuse(scope, receive, send, "query", self.foreign_formats)
             return
         content_type = ""
         for name, value in scope.get("headers", ()):
@@ -201,7 +202,7 @@ class RefuseNulMiddleware:
             if not message.get("more_body", False):
                 break
         if b"\x00" in body or _JSON_NUL.search(body) or (b"%00" in body and "urlencoded" in content_type):
-            await self._refuse(scope, receive, send, "body")
+            await self._refuse(scope, receive, send, "body", self.foreign_formats)
             return
 
         async def replay() -> Any:
@@ -210,11 +211,16 @@ class RefuseNulMiddleware:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(scope: Any, receive: Any, send: Any, where: str) -> None:
+    async def _refuse(scope: Any, receive: Any, send: Any, where: str, foreign: Any = ()) -> None:
         from starlette.requests import Request
 
         from minsheng.platform.errors import problem_response
 
+        path = scope.get("path", "")
+        for marker, render in foreign:
+            if marker in path:
+                await render(path, "Text may not contain NUL bytes (U+0000).")(scope, receive, send)
+                return
         response = problem_response(
             Request(scope, receive),
             422,

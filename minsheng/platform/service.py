@@ -62,6 +62,9 @@ class ServiceSpec:
     metrics: Callable[[ServiceRuntime], Any] | None = None
     # Encrypted personal data (for `minsheng keys rotate-data`): one entry per table.
     sealed: Sequence[SealedColumns] = ()
+    # Paths that speak another error format than problem+json (Open311): (path marker, renderer of a refused
+    # request's description) for what the platform refuses before any route runs (NUL bytes).
+    foreign_error_formats: Sequence[tuple[str, Callable[[str, str], Any]]] = ()
 
 
 class ServiceRuntime:

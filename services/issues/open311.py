@@ -585,3 +585,8 @@ async def revoke_key(key_id: UUID, uow: UoW, who: Manager) -> ApiKeyPublic:
     row.revoked_at = row.revoked_at or utcnow()
     await uow.commit()
     return ApiKeyPublic.model_validate(row, from_attributes=True)
+
+
+def refused(path: str, description: str) -> Response:
+    """A request the platform refused before any route ran (NUL bytes), in the Open311 error shape."""
+    return error("json" if path.endswith(".json") else "xml", 400, description)

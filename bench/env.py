@@ -226,15 +226,11 @@ class BenchEnv:
 
     def token(self, roles: Sequence[str], sub: str, scopes: Sequence[str] = ()) -> str:
         # Signed with the identity's key store (the services verify against its JWKS), as `minsheng token`.
-        import asyncio
-        import concurrent.futures
-
         from minsheng.platform.auth import mint_token
-        from services.identity.keys import key_ring
+        from services.identity.keys import key_ring_blocking
 
         if self._keyring is None:  # read once (a few hundred ms); each token then costs one signature
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                self._keyring = pool.submit(asyncio.run, key_ring(self.settings())).result()
+            self._keyring = key_ring_blocking(self.settings())
         return mint_token(self._keyring, self.settings(), sub, roles, scopes, ttl_seconds=6 * 3600, amr=["dev"])
 
     def service_env(self, **extra: str) -> dict[str, str]:

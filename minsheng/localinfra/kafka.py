@@ -274,14 +274,16 @@ class Tansu:
     name = "Tansu (memory)"
     durable = False
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, advertised: str | None = None) -> None:
+        """``advertised``: the address clients are told to use (a proxy's), when it is not the broker's own."""
         self.port = port or free_port()
+        self.advertised = advertised
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.advertised or f"127.0.0.1:{self.port}"
 
     @staticmethod
     def binary() -> Path:
@@ -300,7 +302,7 @@ class Tansu:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.bootstrap}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -143,3 +143,13 @@ async def dev_token(
     the identity database, like the identity service."""
     ring = await key_ring(settings)
     return mint_token(ring, settings, sub, roles, scopes, name=name, ttl_seconds=ttl_seconds, amr=["dev"])
+
+
+def key_ring_blocking(settings: Settings) -> KeyRing:
+    """:func:`key_ring` from synchronous code, also while an event loop runs in this thread (the development
+    token of the tests and the benchmark): read in a thread of its own."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, key_ring(settings)).result()

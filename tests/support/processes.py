@@ -125,14 +125,10 @@ def dev_token(
 ) -> str:
     """``minsheng token`` against the identity's key store; callable from sync code and from a running loop.
     The keys are read once per database (a few hundred ms); each token then costs a signature (~0.1 ms)."""
-    import asyncio
-    import concurrent.futures
-
     from minsheng.platform.auth import mint_token
-    from services.identity.keys import key_ring
+    from services.identity.keys import key_ring_blocking
 
     url = settings.database_url_for("identity")
     if url not in _rings:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            _rings[url] = pool.submit(asyncio.run, key_ring(settings)).result()
+        _rings[url] = key_ring_blocking(settings)
     return mint_token(_rings[url], settings, sub, roles, scopes, ttl_seconds=ttl_seconds, amr=["dev"])

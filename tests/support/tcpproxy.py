@@ -89,7 +89,7 @@ class DurableBroker:
         self.proxy: TcpProxy | None = None
         if isinstance(self.broker, Tansu):
             self.proxy = TcpProxy(target_port=free_port())
-            self.broker = Tansu(port=self.proxy.target_port)
+            self.broker = Tansu(port=self.proxy.target_port, advertised=f"127.0.0.1:{self.proxy.port}")
 
     @property
     def name(self) -> str:
@@ -97,34 +97,12 @@ class DurableBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.proxy.port}" if self.proxy else self.broker.bootstrap
+        return self.broker.bootstrap  # Tansu behind the proxy advertises the proxy's address
 
     def open(self) -> None:
-        import subprocess
-
-        from minsheng.localinfra.kafka import Tansu
-
-        if self.proxy is None:
-            self.broker.start()
-            return
-        assert isinstance(self.broker, Tansu)
-        listen = f"tcp://127.0.0.1:{self.broker.port}"
-        self.broker.proc = subprocess.Popen(
-            [
-                str(Tansu.binary()),
-                "broker",
-                "--listener-url",
-                listen,
-                "--advertised-listener-url",
-                f"tcp://{self.bootstrap}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=self.broker.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_port("127.0.0.1", self.broker.port)
-        self.proxy.start()
+        self.broker.start()
+        if self.proxy is not None:
+            self.proxy.start()
 
     def stop(self) -> None:
         if self.proxy is not None:

@@ -25,6 +25,7 @@ from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.tables import PlatformTables
+from minsheng.platform.tasks import cancel_all
 from minsheng.platform.tokens import KeyRing, TokenVerifier
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
@@ -144,11 +145,7 @@ class ServiceRuntime:
                 log.exception("%s: job %s failed; next run in %ss", self.name, job.name, job.every_seconds)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         with suppress(Exception):
             await self._resources.aclose()

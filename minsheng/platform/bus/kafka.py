@@ -36,8 +36,23 @@ from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRa
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
 from minsheng.platform.retry import Backoff
+from minsheng.platform.tasks import SHUTDOWN_TIMEOUT_SECONDS, cancel_all
 
 log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = SHUTDOWN_TIMEOUT_SECONDS
+
+
+async def _bounded_stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
+    """Stop a client, but never wait on it forever: aiokafka's ``stop()`` can wait without end for a coordinator
+    or a batch that no broker will answer, which would hold a pod in Terminating (and a test run) indefinitely.
+    Whatever it had not finished is safe: the outbox resends unsent rows, the inbox drops redelivered events."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout=STOP_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning("Kafka %s did not stop within %.0f s; abandoned", what, STOP_TIMEOUT_SECONDS)
+    except Exception as exc:  # a client that fails while stopping is stopped as far as we are concerned
+        log.debug("Kafka %s stop raised %r", what, exc)
 
 
 def murmur2(data: bytes) -> int:
@@ -151,19 +166,13 @@ class KafkaBus:
             log.warning("Kafka not reachable at start (%s); will retry", exc)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         for consumer in self.consumers:
-            with suppress(Exception):
-                await consumer.stop()
+            await _bounded_stop(consumer, "consumer")
         self.consumers.clear()
         if self._producer is not None:
-            with suppress(Exception):
-                await self._producer.stop()
+            await _bounded_stop(self._producer, "producer")
             self._producer = None
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
@@ -191,8 +200,7 @@ class KafkaBus:
         async with self._producer_lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            with suppress(Exception):
-                await asyncio.wait_for(producer.stop(), timeout=5)
+            await _bounded_stop(producer, "producer")
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create missing topics (names on the cluster, i.e. prefixed) with the topic job's partition count

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from fastapi import Query
+from pydantic import model_validator
+from sqlmodel import Field, SQLModel
 
 
 class CoordSystem(StrEnum):
@@ -97,3 +102,50 @@ def from_wgs84(lat: float, lng: float, system: CoordSystem | str = CoordSystem.w
     if system is CoordSystem.bd09:
         return gcj02_to_bd09(*wgs84_to_gcj02(lat, lng))
     return lat, lng
+
+
+def reproject(item: Any, system: CoordSystem | str | None) -> Any:
+    """A public answer (a pydantic model or a dict) with its ``latitude``/``longitude`` in ``system`` — for reads
+    that ask ``?coord_system=gcj02`` so a client can put the point straight on its map."""
+    if system is None or CoordSystem(system) is CoordSystem.wgs84:
+        return item
+    if isinstance(item, dict):
+        lat, lng = item.get("latitude"), item.get("longitude")
+        if lat is not None and lng is not None:
+            item["latitude"], item["longitude"] = from_wgs84(lat, lng, system)
+        return item
+    lat, lng = getattr(item, "latitude", None), getattr(item, "longitude", None)
+    if lat is not None and lng is not None:
+        item.latitude, item.longitude = from_wgs84(lat, lng, system)
+    return item
+
+
+class Positioned(SQLModel):
+    """An input that carries ``latitude``/``longitude``: the client says which system they are in and they are
+    turned into WGS-84 during validation, so nothing after the view ever sees anything but WGS-84."""
+
+    coord_system: CoordSystem = Field(
+        default=CoordSystem.wgs84,
+        exclude=True,
+        description=(
+            "The system `latitude`/`longitude` are in: `wgs84` (GPS), `gcj02` (WeChat's map, "
+            "`wx.getLocation({type:'gcj02'})`, `wx.chooseLocation`, AMap, Tencent) or `bd09` (Baidu). "
+            "Stored as WGS-84."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _to_wgs84(self) -> Self:
+        lat, lng = getattr(self, "latitude", None), getattr(self, "longitude", None)
+        if self.coord_system is not CoordSystem.wgs84 and lat is not None and lng is not None:
+            wgs_lat, wgs_lng = to_wgs84(lat, lng, self.coord_system)
+            setattr(self, "latitude", wgs_lat)  # noqa: B010 - the subclass declares the fields
+            setattr(self, "longitude", wgs_lng)  # noqa: B010
+            self.coord_system = CoordSystem.wgs84
+        return self
+
+
+CoordSystemQuery = Annotated[
+    CoordSystem | None,
+    Query(description="Answer positions in this system (default WGS-84); `gcj02` for WeChat's and AMap's maps"),
+]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import json_list, utc_now, uuid_pk
 from minsheng.platform.inputs import Day
 from minsheng.platform.privacy import mask_phone
@@ -157,11 +158,11 @@ class CanteenBase(SQLModel):
         return sorted(set(v))
 
 
-class CanteenCreate(CanteenBase):
+class CanteenCreate(CanteenBase, Positioned):
     status: CanteenStatus = CanteenStatus.planned
 
 
-class CanteenUpdate(SQLModel):
+class CanteenUpdate(Positioned):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     address: str | None = Field(default=None, min_length=1, max_length=300)
     communities: list[str] | None = None

@@ -18,6 +18,7 @@ from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import Instant, photo_urls
@@ -274,7 +275,7 @@ class Community(CommunityBase, IssuesModel, table=True):
     code: str = Field(primary_key=True, max_length=50)
 
 
-class CommunityCreate(CommunityBase):
+class CommunityCreate(CommunityBase, Positioned):
     code: str = Field(schema_extra={"pattern": CODE})
 
 
@@ -335,7 +336,7 @@ class Contact(SQLModel):
     phone: str | None = Field(default=None, schema_extra={"pattern": r"^\+?[0-9 \-]{5,20}$"})
 
 
-class IssueCreate(SQLModel):
+class IssueCreate(Positioned):
     category: str = Field(max_length=40)
     title: str | None = Field(default=None, min_length=1, max_length=200, description="Defaults to the category's name")
     description: str = Field(default="", max_length=4000)

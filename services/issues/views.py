@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.coords import CoordSystem, CoordSystemQuery, reproject, to_wgs84
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
@@ -138,7 +139,9 @@ async def list_issues(
     radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
     created_from: Instant | None = None,
     created_to: Instant | None = None,
+    coord_system: CoordSystemQuery = None,
 ) -> Page[IssuePublic]:
+    """``coord_system`` applies both ways: the ``lat``/``lng`` of the search and the positions answered."""
     if (lat is None) != (lng is None):
         raise Problem(
             422,
@@ -159,13 +162,15 @@ async def list_issues(
         overdue=overdue,
         department=department,
         mine=mine,
-        near=(lat, lng, radius_m) if lat is not None and lng is not None else None,
+        near=(*to_wgs84(lat, lng, coord_system or CoordSystem.wgs84), radius_m)
+        if lat is not None and lng is not None
+        else None,
         created_from=created_from,
         created_to=created_to,
     )
     page = await service.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
-    out = Page[IssuePublic](items=service.public_rows(page.items, who, cipher), next_cursor=page.next_cursor)
-    return _json(out)  # type: ignore[return-value]
+    items = [reproject(item, coord_system) for item in service.public_rows(page.items, who, cipher)]
+    return _json(Page[IssuePublic](items=items, next_cursor=page.next_cursor))  # type: ignore[return-value]
 
 
 @router.get(
@@ -184,9 +189,11 @@ async def list_escalations(
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
-async def get_issue(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
+async def get_issue(
+    issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher, coord_system: CoordSystemQuery = None
+) -> IssueDetail:
     issue, entries = await service.read_issue(uow, who, issue_id)
-    return _json(_assemble(issue, entries, who, cipher))  # type: ignore[return-value]
+    return _json(reproject(_assemble(issue, entries, who, cipher), coord_system))  # type: ignore[return-value]
 
 
 @router.get(

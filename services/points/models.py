@@ -14,6 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.points import HazardCategory
+from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
 from minsheng.platform.inputs import Instant, photo_urls
 from minsheng.platform.privacy import mask_phone
@@ -192,7 +193,7 @@ class HazardReportBase(SQLModel):
     compound: str | None = Field(default=None, max_length=50)
 
 
-class HazardReportCreate(HazardReportBase):
+class HazardReportCreate(HazardReportBase, Positioned):
     photo_urls: list[str] = Field(default_factory=list, max_length=9)
 
     @field_validator("photo_urls")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -404,12 +405,14 @@ async def list_reports(
     status: HazardStatus | None = None,
     community: str | None = None,
     category: str | None = None,
+    coord_system: CoordSystemQuery = None,
 ) -> Page[HazardReportPublic]:
     rider = None if _is_staff(who) else await service.rider_by_subject(uow, who.sub)
     page = await service.list_reports(
         uow, rider, limit=limit, cursor=cursor, status=status, who=who, community=community, category=category
     )
-    return Page[HazardReportPublic](items=[_report(r) for r in page.items], next_cursor=page.next_cursor)
+    items = [reproject(_report(r), coord_system) for r in page.items]
+    return Page[HazardReportPublic](items=items, next_cursor=page.next_cursor)
 
 
 @router.get(
@@ -418,11 +421,13 @@ async def list_reports(
     tags=["hazard reports"],
     summary="One report with the issue's progress",
 )
-async def get_report(report_id: UUID, uow: UoW, who: RiderOrStaff) -> HazardReportPublic:
+async def get_report(
+    report_id: UUID, uow: UoW, who: RiderOrStaff, coord_system: CoordSystemQuery = None
+) -> HazardReportPublic:
     if _is_staff(who):
-        return _report(await service.get_report_as_staff(uow, who, report_id))
+        return reproject(_report(await service.get_report_as_staff(uow, who, report_id)), coord_system)
     rider = await service.rider_by_subject(uow, who.sub)
-    return _report(await service.get_report(uow, rider, report_id))
+    return reproject(_report(await service.get_report(uow, rider, report_id)), coord_system)
 
 
 # --- governance tasks -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic import field_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Instant
 from minsheng.platform.privacy import mask_phone
@@ -149,7 +150,7 @@ class CompoundBase(SQLModel):
     longitude: float | None = Field(default=None, ge=-180, le=180)
 
 
-class CompoundCreate(CompoundBase):
+class CompoundCreate(CompoundBase, Positioned):
     community: str = Field(max_length=40)
 
 
@@ -173,7 +174,7 @@ class BuildingBase(SQLModel):
     longitude: float | None = Field(default=None, ge=-180, le=180)
 
 
-class BuildingCreate(BuildingBase):
+class BuildingCreate(BuildingBase, Positioned):
     compound: str = Field(max_length=40)
 
 
@@ -635,7 +636,7 @@ class NeedRaise(NeedCreate):
     household_id: UUID
 
 
-class VisitCreate(SQLModel):
+class VisitCreate(Positioned):
     household_id: UUID
     visited_at: Instant | None = Field(default=None, description="Now when omitted; may be back-dated")
     outcome: Outcome

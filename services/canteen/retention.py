@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.personal_data import clear_personal_data, holds_personal_data
 from minsheng.platform.uow import UnitOfWork
 from services.canteen.config import canteen_settings, now, today
 from services.canteen.models import Diner, DinerStatus, Order, OrderStatus, PiiAccess
@@ -27,27 +28,6 @@ from services.canteen.models import Diner, DinerStatus, Order, OrderStatus, PiiA
 ACTOR = "system:pii-retention"
 BATCH = 500
 GONE = (DinerStatus.suspended.value, DinerStatus.deceased.value, DinerStatus.withdrawn.value)
-
-
-def _holds_pii() -> sa.ColumnElement[bool]:
-    return sa.or_(
-        col(Diner.phone).is_not(None),
-        col(Diner.id_number_enc).is_not(None),
-        col(Diner.id_number_hash).is_not(None),
-        col(Diner.id_number_masked).is_not(None),
-        col(Diner.health_notes_enc).is_not(None),
-    )
-
-
-def _cleared_fields(d: Diner) -> list[str]:
-    fields = []
-    if d.phone is not None:
-        fields.append("phone")
-    if d.id_number_enc is not None or d.id_number_hash is not None or d.id_number_masked is not None:
-        fields.append("id_number")
-    if d.health_notes_enc is not None:
-        fields.append("health_notes")
-    return fields
 
 
 async def purge_expired(
@@ -71,7 +51,7 @@ async def purge_expired(
     )
     query = (
         select(Diner)
-        .where(col(Diner.status).in_(GONE), expired, _holds_pii(), ~still_eating)
+        .where(col(Diner.status).in_(GONE), expired, holds_personal_data(Diner), ~still_eating)
         .order_by(col(Diner.id))
         .limit(limit)
     )
@@ -80,12 +60,7 @@ async def purge_expired(
     purged = 0
     at = utcnow()
     for diner in (await uow.session.execute(query)).scalars():
-        fields = _cleared_fields(diner)
-        diner.phone = diner.phone_enc = diner.phone_hash = None
-        diner.id_number_enc = None
-        diner.id_number_hash = None
-        diner.id_number_masked = None
-        diner.health_notes_enc = None
+        fields = clear_personal_data(diner)
         diner.updated_at = at
         uow.session.add(
             PiiAccess(

@@ -9,13 +9,14 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
-from services.identity import config, passwords, ratelimit, service, sessions
+from services.identity import config, passwords, service, sessions
 from services.identity.keys import cipher_of
 from services.identity.models import (
     AccessUpdate,

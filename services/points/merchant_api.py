@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from minsheng.platform import csvfile
+from minsheng.platform import csvfile, ratelimit
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
-from services.points import config, ledger, merchants, ratelimit, signing
+from services.points import config, ledger, merchants, signing
 from services.points.merchants import MerchantCaller
 from services.points.models import (
     Merchant,

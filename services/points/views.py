@@ -10,13 +10,14 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
+from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
-from services.points import config, ledger, merchant_api, merchants, ratelimit, service, tasks
+from services.points import config, ledger, merchant_api, merchants, service, tasks
 from services.points.models import (
     Adjustment,
     BalancePublic,

@@ -18,33 +18,13 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.personal_data import clear_personal_data, holds_personal_data
 from minsheng.platform.uow import UnitOfWork
 from services.visits.config import now, today, visits_settings
 from services.visits.models import PiiAudit, Resident, ResidentStatus
 
 ACTOR = "system:pii-retention"
 BATCH = 500
-
-
-def _holds_pii() -> sa.ColumnElement[bool]:
-    return sa.or_(
-        col(Resident.phone).is_not(None),
-        col(Resident.id_number_enc).is_not(None),
-        col(Resident.id_number_hash).is_not(None),
-        col(Resident.id_number_masked).is_not(None),
-        col(Resident.health_notes_enc).is_not(None),
-    )
-
-
-def _cleared_fields(r: Resident) -> list[str]:
-    fields = []
-    if r.phone is not None:
-        fields.append("phone")
-    if r.id_number_enc is not None or r.id_number_hash is not None or r.id_number_masked is not None:
-        fields.append("id_number")
-    if r.health_notes_enc is not None:
-        fields.append("health_notes")
-    return fields
 
 
 async def purge_expired(
@@ -60,19 +40,14 @@ async def purge_expired(
         col(Resident.status_effective_date) < cutoff_day,
         sa.and_(col(Resident.status_effective_date).is_(None), col(Resident.updated_at) < cutoff_at),
     )
-    query = select(Resident).where(gone, expired, _holds_pii()).order_by(col(Resident.id)).limit(limit)
+    query = select(Resident).where(gone, expired, holds_personal_data(Resident)).order_by(col(Resident.id)).limit(limit)
     if uow.db.is_postgres:
         query = query.with_for_update(skip_locked=True)
     purged = 0
     at = utcnow()
     for resident in (await uow.session.execute(query)).scalars():
-        fields = _cleared_fields(resident)
         since = resident.status_effective_date or resident.updated_at.date()
-        resident.phone = resident.phone_enc = resident.phone_hash = None
-        resident.id_number_enc = None
-        resident.id_number_hash = None
-        resident.id_number_masked = None
-        resident.health_notes_enc = None
+        fields = clear_personal_data(resident)
         resident.updated_at = at
         uow.session.add(
             PiiAudit(

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.identity import config, ratelimit
+from minsheng.platform import ratelimit
+from services.identity import config
 
 
 @pytest.fixture(autouse=True)

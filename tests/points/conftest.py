@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from minsheng.platform import ratelimit
 from minsheng.platform.db import create_database_if_missing
-from services.points import ratelimit
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
 from tests.support.infra import database_template, drop_databases

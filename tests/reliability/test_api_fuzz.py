@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -31,6 +32,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.reliability.test_hostile_input import BOGUS_CURSORS, EXTREME_DATES, EXTREME_TIMES
 from tests.support.client import System
+from tests.support.hangguard import note
 from tests.support.pii import leaks
 from tests.support.reliability import env_int, record
 
@@ -78,6 +80,7 @@ class Findings:
     pii_leaks: list[str] = field(default_factory=list)
     other_failures: list[str] = field(default_factory=list)
     operations: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _failures(exc: BaseException) -> list[Failure]:
@@ -186,9 +189,12 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
             operation = result.ok()
             findings.operations += 1
             label = f"{role} {operation.method.upper()} /{service}{operation.path}"
+            started = time.monotonic()
+            note(f"{label} (operation {findings.operations})")
             checker(service, operation, headers, label)()
             if operation.method.upper() == "GET":
                 cursor_probes(service, operation, headers, label)
+            findings.seconds[label] = round(time.monotonic() - started, 2)
 
     def run_all() -> None:
         for role in ROLES:
@@ -218,6 +224,7 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
             "bogus_cursor_probes": findings.cursor_probes,
             "extreme_dates_and_times": True,
             "harness_errors": len(findings.other_failures),
+            "slowest_operations_seconds": dict(sorted(findings.seconds.items(), key=lambda kv: -kv[1])[:10]),
             "examples": {
                 "server_errors": findings.server_errors[:10],
                 "response_schema_violations": findings.schema_violations[:10],

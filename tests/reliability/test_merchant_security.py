@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from services.points import config, ratelimit
+from minsheng.platform import ratelimit
+from services.points import config
 from services.points.client import signed_headers
 from tests.conftest import embedded_settings
 from tests.points.helpers import balance, code, credit, merchant, offer, rider

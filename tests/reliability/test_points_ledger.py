@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from minsheng.platform import ratelimit
 from minsheng.platform.db import create_database_if_missing
 from minsheng.platform.ids import utcnow
-from services.points import config, ledger, ratelimit
+from services.points import config, ledger
 from services.points.models import LedgerEntry, Redemption, RiderBalance
 from tests.conftest import embedded_settings
 from tests.points.helpers import MerchantRef, RiderRef, code, credit, merchant, offer, rider

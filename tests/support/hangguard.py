@@ -30,12 +30,23 @@ def _say(text: str) -> None:
     print(text, file=_REAL_OUT, flush=True)
 
 
+_last_note = ""
+
+
+def note(text: str) -> None:
+    """What a long test is doing right now (e.g. the operation a fuzz run is on), printed if it hangs."""
+    global _last_note
+    _last_note = text
+
+
 def _running_loops() -> list[asyncio.AbstractEventLoop]:
     return [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
 
 
 def _report_and_cancel(nodeid: str, seconds: float) -> None:
     _say(f"[hang] {nodeid} still running after {seconds:.0f} s: stacks, then its tasks cancelled")
+    if _last_note:
+        _say(f"[hang] it was last at: {_last_note}")
     faulthandler.dump_traceback(file=_REAL_OUT, all_threads=True)
     for loop in _running_loops():
         for task in asyncio.all_tasks(loop):
@@ -62,6 +73,7 @@ def _hang_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         os._exit(70)
 
     started = time.monotonic()
+    note("")
     threading.Thread(target=guard, name="hang-guard", daemon=True).start()
     yield
     done.set()

@@ -1,4 +1,5 @@
-"""Token buckets per merchant and per rider, in memory, per process.
+"""Token buckets (per merchant, per rider, per source address of a sign-in …), in memory, per process.
+Callers namespace their keys (``merchant:…``, ``login-ip:…``), so one set of buckets serves every service.
 
 Each process (replica, worker) keeps its own buckets, so the effective limit is the configured rate times the
 number of processes; that is enough to stop a runaway till or a script, which is the point. Exceeding a bucket

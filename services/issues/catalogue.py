@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlmodel import SQLModel, col, select
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
-from services.issues.geo import distance_m
 from services.issues.models import (
     AttributeDef,
     AttributeType,

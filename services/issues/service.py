@@ -35,6 +35,7 @@ from minsheng.contracts.issues import (
 from minsheng.contracts.points import HazardReported
 from minsheng.contracts.visits import NeedEscalated
 from minsheng.platform.auth import Principal, Role
+from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -49,7 +50,6 @@ from services.issues.catalogue import (
     validate_attributes,
 )
 from services.issues.config import IssuesConfig, get_config
-from services.issues.geo import bounding_box, distance_m
 from services.issues.models import (
     OPEN_STATUSES,
     Assignment,

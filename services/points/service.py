@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.points import URGENT_HAZARDS, HazardReported
 from minsheng.platform.auth import Principal, Role
+from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -285,14 +286,6 @@ async def team_size(uow: UnitOfWork, team_id: UUID) -> int:
 
 
 # --- hazard reports -----------------------------------------------------------------------------------------
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine), metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _same_place(report: Any, data: HazardReportCreate, radius: float) -> bool:

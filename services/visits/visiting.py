@@ -7,7 +7,6 @@ reports back with ``WelfareCheckCompleted``. All in the caller's one transaction
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -18,6 +17,7 @@ from sqlmodel import col, select
 from minsheng.contracts.canteen import AbsenceAlert
 from minsheng.contracts.visits import WelfareCheckCompleted
 from minsheng.platform.auth import Principal
+from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -54,14 +54,6 @@ def _invalid(code: str, field: str, detail: str) -> Problem:
         detail,
         errors=[{"field": field, "message": detail, "type": "value_error"}],
     )
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_000 * math.asin(math.sqrt(a))
 
 
 def task_public(t: VisitTask) -> TaskPublic:

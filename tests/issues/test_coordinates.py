@@ -3,9 +3,7 @@ conversion, and reads can answer in the client's system."""
 
 from __future__ import annotations
 
-import math
-
-from minsheng.platform.coords import from_wgs84
+from minsheng.platform.coords import distance_m, from_wgs84
 from tests.issues.helpers import FLOOD, report, resident
 from tests.support.client import System
 
@@ -16,17 +14,11 @@ def _north(lat: float, lng: float, metres: float) -> tuple[float, float]:
     return lat + metres / 111_195.0, lng
 
 
-def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    dlat = math.radians(b[0] - a[0])
-    dlng = math.radians(b[1] - a[1]) * math.cos(math.radians(a[0]))
-    return 6_371_000 * math.hypot(dlat, dlng)
-
-
 async def test_a_gcj02_report_50_m_away_joins_the_wgs84_one_and_would_not_without_conversion(issues: System) -> None:
     first = await report(issues, resident(issues, "res-a"), {**FLOOD, "latitude": HERE[0], "longitude": HERE[1]})
     near_wgs = _north(*HERE, 50)
     near_gcj = from_wgs84(*near_wgs, "gcj02")
-    assert _distance_m(near_gcj, HERE) > 200  # taken as WGS-84, the pair would be far apart …
+    assert distance_m(*near_gcj, *HERE) > 200  # taken as WGS-84, the pair would be far apart …
 
     raw = await issues.client.post(
         "/issues/issues",
@@ -57,17 +49,17 @@ async def test_positions_are_stored_in_wgs84_and_read_back_in_the_asked_system(i
     who = resident(issues, "res-a")
 
     stored = (await issues.client.get(f"/issues/issues/{issue_id}", headers=who)).json()
-    assert _distance_m((stored["latitude"], stored["longitude"]), wgs) < 1
+    assert distance_m(stored["latitude"], stored["longitude"], *wgs) < 1
     assert "coord_system" not in stored
 
     gcj_params = {"coord_system": "gcj02"}
     as_gcj = (await issues.client.get(f"/issues/issues/{issue_id}", headers=who, params=gcj_params)).json()
-    assert _distance_m((as_gcj["latitude"], as_gcj["longitude"]), from_wgs84(*wgs, "gcj02")) < 1
+    assert distance_m(as_gcj["latitude"], as_gcj["longitude"], *from_wgs84(*wgs, "gcj02")) < 1
 
     listed = (
         await issues.client.get("/issues/issues", headers=who, params={"mine": True, "coord_system": "bd09"})
     ).json()["items"]
-    assert _distance_m((listed[0]["latitude"], listed[0]["longitude"]), bd) < 1
+    assert distance_m(listed[0]["latitude"], listed[0]["longitude"], *bd) < 1
 
     # A search around a GCJ-02 point finds it; the same numbers taken as WGS-84 do not.
     gcj = from_wgs84(*wgs, "gcj02")

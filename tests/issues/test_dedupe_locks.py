@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.issues.geo import distance_m
+from minsheng.platform.coords import distance_m
 from services.issues.service import _dedupe_keys
 
 RADIUS = 100.0

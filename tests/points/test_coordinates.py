@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
-from minsheng.platform.coords import from_wgs84
+from minsheng.platform.coords import distance_m, from_wgs84
 from tests.support.client import System
 from tests.unit.test_fire_flow import FIRE, register_rider
 
 WGS = (40.0134, 112.7032)
-
-
-def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    dlat = math.radians(b[0] - a[0])
-    dlng = math.radians(b[1] - a[1]) * math.cos(math.radians(a[0]))
-    return 6_371_000 * math.hypot(dlat, dlng)
 
 
 async def test_a_gcj02_hazard_report_becomes_a_wgs84_issue(system: System) -> None:
@@ -27,14 +19,14 @@ async def test_a_gcj02_hazard_report_becomes_a_wgs84_issue(system: System) -> No
     )
     assert r.status_code == 201, r.text
     report = r.json()
-    assert _distance_m((report["latitude"], report["longitude"]), WGS) < 1
+    assert distance_m(report["latitude"], report["longitude"], *WGS) < 1
 
     on_map = await system.client.get(
         f"/points/hazard-reports/{report['id']}", headers=rider, params={"coord_system": "gcj02"}
     )
-    assert _distance_m((on_map.json()["latitude"], on_map.json()["longitude"]), gcj) < 1
+    assert distance_m(on_map.json()["latitude"], on_map.json()["longitude"], *gcj) < 1
 
     await system.settle()
     staff = system.auth("staff", sub="staff-1", scopes=["community:yunxing"])
     [issue] = (await system.client.get("/issues/issues", headers=staff)).json()["items"]
-    assert _distance_m((issue["latitude"], issue["longitude"]), WGS) < 1
+    assert distance_m(issue["latitude"], issue["longitude"], *WGS) < 1

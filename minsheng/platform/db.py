@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from minsheng.platform.tables import PlatformTables
+from minsheng.platform.tasks import within
 
 
 class Database:
@@ -46,7 +47,7 @@ class Database:
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), timeout=2)
+                await within(2, conn.execute(sa.text("SELECT 1")))
             return True
         except Exception:
             return False

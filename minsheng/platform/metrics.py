@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.tasks import within
 
 if TYPE_CHECKING:
     from minsheng.platform.service import ServiceRuntime
@@ -260,7 +261,7 @@ class Metrics:
 
             async def bounded(coro: Any, default: Any) -> Any:
                 try:
-                    return await asyncio.wait_for(coro, SCRAPE_DB_TIMEOUT_SECONDS)
+                    return await within(SCRAPE_DB_TIMEOUT_SECONDS, coro)
                 except Exception:
                     return default
 

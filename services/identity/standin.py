@@ -187,5 +187,6 @@ class StandinServer:
             return
         self._server.should_exit = True
         with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(self._task, 5)
+            async with asyncio.timeout(5):  # not wait_for: it can lose a cancellation on 3.11
+                await self._task
         self._task = None

@@ -39,6 +39,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.sql import table_of
+from minsheng.platform.tasks import cancel_all, within
 from services.notify import config, state
 from services.notify.channels import ChannelAdapter, Outcome, TencentSms, WeChatSubscribe, WeComRobot
 from services.notify.models import SENT_CHANNELS, Delivery, DeliveryStatus, Subscription
@@ -55,8 +57,8 @@ from services.notify.standin import (
 
 log = logging.getLogger(__name__)
 
-D = Delivery.__table__  # type: ignore[attr-defined]
-S = Subscription.__table__  # type: ignore[attr-defined]
+D = table_of(Delivery)
+S = table_of(Subscription)
 _RETURNED = (
     D.c.id,
     D.c.message_id,
@@ -133,9 +135,7 @@ class Notifier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_all([self._task])
             self._task = None
 
     async def _loop(self) -> None:
@@ -152,7 +152,7 @@ class Notifier:
             if busy:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), config.get().sender_poll_seconds)
+                await within(config.get().sender_poll_seconds, self._wake.wait())
             self._wake.clear()
 
     # --- one round -----------------------------------------------------------------------------------------

@@ -280,4 +280,5 @@ async def serve_standin(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 5)
+            async with asyncio.timeout(5):  # not wait_for: it can lose a cancellation on 3.11
+                await task

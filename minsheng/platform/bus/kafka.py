@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRa
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
 from minsheng.platform.retry import Backoff
-from minsheng.platform.tasks import SHUTDOWN_TIMEOUT_SECONDS, cancel_all
+from minsheng.platform.tasks import SHUTDOWN_TIMEOUT_SECONDS, cancel_all, within
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def _bounded_stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) 
     or a batch that no broker will answer, which would hold a pod in Terminating (and a test run) indefinitely.
     Whatever it had not finished is safe: the outbox resends unsent rows, the inbox drops redelivered events."""
     try:
-        await asyncio.wait_for(client.stop(), timeout=STOP_TIMEOUT_SECONDS)
+        await within(STOP_TIMEOUT_SECONDS, client.stop())
     except TimeoutError:
         log.warning("Kafka %s did not stop within %.0f s; abandoned", what, STOP_TIMEOUT_SECONDS)
     except Exception as exc:  # a client that fails while stopping is stopped as far as we are concerned
@@ -367,9 +367,7 @@ class KafkaBus:
         ordered = sorted(tps)
         positions: dict[TopicPartition, int] = {}
         if not no_committed:  # read before the end offsets: a position never passes an end offset read later
-            found = await asyncio.gather(
-                *(asyncio.wait_for(consumer.position(tp), timeout=1) for tp in ordered), return_exceptions=True
-            )
+            found = await asyncio.gather(*(within(1, consumer.position(tp)) for tp in ordered), return_exceptions=True)
             positions = {tp: p for tp, p in zip(ordered, found, strict=True) if isinstance(p, int)}
         starts = await consumer.beginning_offsets(ordered)
         ends = await consumer.end_offsets(ordered)
@@ -480,7 +478,7 @@ class KafkaBus:
                 done = self.committed_offsets.get((group, tp.topic, tp.partition))
                 if done is None:
                     try:
-                        done = await asyncio.wait_for(consumer.position(tp), timeout=1)
+                        done = await within(1, consumer.position(tp))
                     except Exception:
                         continue
                 out.append((group, tp.topic, tp.partition, high - done))
@@ -488,8 +486,8 @@ class KafkaBus:
 
     async def ping(self) -> bool:
         try:
-            producer = await asyncio.wait_for(self._ensure_producer(), timeout=3)
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+            producer = await within(3, self._ensure_producer())
+            await within(3, producer.client.fetch_all_metadata())
         except Exception as exc:
             self._lost(exc)
             return False

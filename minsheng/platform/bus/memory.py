@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import Any
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
+from minsheng.platform.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,9 @@ class InProcessBus:
 
     async def stop(self) -> None:
         self._running = False
+        await cancel_all([sub.task for sub in self._subs if sub.task])
         for sub in self._subs:
-            if sub.task:
-                sub.task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await sub.task
-                sub.task = None
+            sub.task = None
 
     def _spawn(self, sub: _Subscription) -> None:
         if sub.task is None:

@@ -51,7 +51,14 @@ NO_RATE_LIMITS = {"MINSHENG_POINTS_RIDER_RATE_PER_SECOND": "100000", "MINSHENG_P
 class Cluster:
     def __init__(self, template: str, bootstrap: str, **extra: str) -> None:
         self.template = template
-        self.env = distributed_env(template, bootstrap, MINSHENG_KAFKA_TOPIC_PARTITIONS="3", **NO_RATE_LIMITS, **extra)
+        self.env = distributed_env(
+            template,
+            bootstrap,
+            MINSHENG_KAFKA_TOPIC_PARTITIONS="3",
+            MINSHENG_KAFKA_PREFIX="",
+            **NO_RATE_LIMITS,
+            **extra,
+        )
         self.settings = process_settings(self.env)
         self.procs: list[ServiceProcess] = []
         self._riders: dict[int, dict[str, str]] = {}

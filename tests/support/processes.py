@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -36,9 +37,12 @@ class ServiceProcess:
 
 
 def distributed_env(database_template: str, bootstrap: str, **extra: str) -> dict[str, str]:
-    """The services find the identity's keys at a port chosen here (``start_service("identity")`` uses it)."""
+    """The services find the identity's keys at a port chosen here (``start_service("identity")`` uses it).
+    Topics and consumer groups get a prefix of their own: the run's broker is shared, and a new consumer group
+    starts at the earliest offset, so without it a test would also read what earlier tests published."""
     identity_port = free_port()
     return {
+        "MINSHENG_KAFKA_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
         "MINSHENG_MODE": "distributed",
         "MINSHENG_DATABASE_URL": database_template,
         "MINSHENG_KAFKA_BOOTSTRAP": bootstrap,

@@ -33,6 +33,7 @@ from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import wrap
+from minsheng.platform.sql import table_of
 from minsheng.runner import build_app
 from minsheng.settings import Settings
 
@@ -92,7 +93,7 @@ async def run(rate: float, seconds: float, database_url: str = "") -> dict[str, 
                 await asyncio.sleep(0.05)
             latencies = [(r["at"] - sent_at[r["phone"]]) * 1000 for r in received if r["phone"] in sent_at]
             stats = runtime.consumer.stats
-            d = Delivery.__table__  # type: ignore[attr-defined]
+            d = table_of(Delivery)
             async with runtime.db.engine.connect() as conn:
                 rows = (await conn.execute(sa.select(d.c.created_at, d.c.sent_at))).all()
             send_lag = sorted((r.sent_at - r.created_at).total_seconds() * 1000 for r in rows if r.sent_at)

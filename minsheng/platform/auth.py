@@ -198,21 +198,3 @@ def require(*roles: Role) -> Callable[..., object]:
         return principal
 
     return dependency
-
-
-def ensure_scope(
-    principal: Principal,
-    community: str | None,
-    compound: str | None = None,
-    *,
-    what: str = "object",
-    ident: object = "",
-) -> None:
-    """Objects outside the caller's scope answer 404, so their existence does not leak."""
-    if not principal.covers(community, compound):
-        raise Problem(
-            404,
-            f"{what}_not_found",
-            f"{what.replace('_', ' ').capitalize()} not found",
-            f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).",
-        )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+import sqlalchemy as sa
 from pydantic import BaseModel
+from sqlalchemy import Select
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
@@ -103,3 +107,34 @@ def page_of(rows: list[T], limit: int, cursor_of: Any) -> Page[T]:
     has_more = len(rows) > limit
     items = rows[:limit]
     return Page[T](items=items, next_cursor=cursor_of(items[-1]) if has_more and items else None)
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A list's order and its cursor in one place: the columns it is sorted on (a unique last one, usually the
+    id), newest first unless ``descending`` is false, and the kinds ``decode_cursor`` reads them as.
+
+    ``keyset.query(select, cursor, limit)`` adds the "after the cursor" condition, the order and ``limit + 1``;
+    ``keyset.page(rows, limit)`` cuts the extra row off and makes the next cursor from the last row's values."""
+
+    columns: tuple[Any, ...]
+    kinds: tuple[type, ...] = (datetime, UUID)
+    descending: bool = True
+
+    def query(self, query: Select[Any], cursor: str | None, limit: int) -> Select[Any]:
+        if cursor:
+            position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(cursor, *self.kinds))
+            query = query.where(position < after if self.descending else position > after)
+        order = [sa.desc(c) if self.descending else sa.asc(c) for c in self.columns]
+        return query.order_by(*order).limit(limit + 1)
+
+    def page(self, rows: list[T], limit: int, item: Callable[[T], Any] = lambda row: row) -> Page[T]:
+        """``item`` picks the object that holds the columns when a row is a tuple (``lambda r: r[0]``)."""
+        names = [c.key for c in self.columns]
+        return page_of(rows, limit, lambda row: encode_cursor(*(getattr(item(row), n) for n in names)))
+
+
+async def keyset_page(session: Any, query: Select[Any], keyset: Keyset, cursor: str | None, limit: int) -> Page[Any]:
+    """One page of ORM objects (``query`` selects one entity)."""
+    rows = list((await session.execute(keyset.query(query, cursor, limit))).scalars())
+    return keyset.page(rows, limit)

@@ -4,7 +4,7 @@ visit); a resident who moved away or died stops being subsidised from the date i
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -17,8 +17,9 @@ from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckComplet
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, open_phone
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
 from services.canteen.models import (
@@ -39,9 +40,9 @@ from services.canteen.models import (
 )
 from services.canteen.orders import cancel_order
 
-ALERTS = AbsenceAlertRow.__table__  # type: ignore[attr-defined]
-ORDERS = Order.__table__  # type: ignore[attr-defined]
-LINES = SubsidyLine.__table__  # type: ignore[attr-defined]
+ALERTS = table_of(AbsenceAlertRow)
+ORDERS = table_of(Order)
+LINES = table_of(SubsidyLine)
 
 
 def _away(diner: Diner, day: date) -> bool:
@@ -100,7 +101,7 @@ async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = N
         meal_days[diner_id].add(day)
     homes = {d.canteen_id for i, d in diners.items() if i in todo}
     service_days: dict[UUID, set[date]] = defaultdict(set)
-    menus = Menu.__table__  # type: ignore[attr-defined]
+    menus = table_of(Menu)
     for canteen_id, day in await uow.session.execute(
         sa.select(menus.c.canteen_id, menus.c.meal_date)
         .distinct()
@@ -251,12 +252,7 @@ async def list_alerts(
         query = query.where(col(AbsenceAlertRow.canteen_id).in_(mine))
     if status is not None:
         query = query.where(AbsenceAlertRow.status == status)
-    if cursor:
-        at, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(AbsenceAlertRow.raised_at, AbsenceAlertRow.id) < sa.tuple_(at, ident))
-    query = query.order_by(col(AbsenceAlertRow.raised_at).desc(), col(AbsenceAlertRow.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda a: encode_cursor(a.raised_at, a.id))
+    return await keyset_page(uow.session, query, Keyset((AbsenceAlertRow.raised_at, AbsenceAlertRow.id)), cursor, limit)
 
 
 # --- consumed events -----------------------------------------------------------------------------------------

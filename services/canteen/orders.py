@@ -22,7 +22,8 @@ from minsheng.contracts.canteen import DeliveryCancelled, DeliveryRequested, Ord
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
 from services.canteen.access import Relation
@@ -60,9 +61,9 @@ from services.canteen.subsidy import (
     line_public,
 )
 
-ORDERS = Order.__table__  # type: ignore[attr-defined]
-LINES = SubsidyLine.__table__  # type: ignore[attr-defined]
-MENUS = Menu.__table__  # type: ignore[attr-defined]
+ORDERS = table_of(Order)
+LINES = table_of(SubsidyLine)
+MENUS = table_of(Menu)
 
 
 # --- time rules ---------------------------------------------------------------------------------------------------
@@ -186,12 +187,7 @@ async def list_orders(
         query = query.where(Order.status == status)
     if fulfilment is not None:
         query = query.where(Order.fulfilment == fulfilment)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Order.created_at, Order.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(Order.created_at).desc(), col(Order.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda o: encode_cursor(o.created_at, o.id))
+    return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), cursor, limit)
 
 
 # --- booking -------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import mask_phone
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
 from services.canteen.models import (
@@ -33,9 +34,9 @@ from services.canteen.models import (
 )
 from services.canteen.service import SLOT_RANK
 
-ORDERS = Order.__table__  # type: ignore[attr-defined]
-LINES = SubsidyLine.__table__  # type: ignore[attr-defined]
-DINERS = Diner.__table__  # type: ignore[attr-defined]
+ORDERS = table_of(Order)
+LINES = table_of(SubsidyLine)
+DINERS = table_of(Diner)
 
 
 # --- kitchen -----------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from minsheng.platform.privacy import (
     open_phone,
     seal_phone_on,
 )
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.canteen import access, config
@@ -716,9 +717,9 @@ def _slot_rank(slot: Any) -> Any:
     return sa.case(SLOT_RANK, value=slot, else_=9)
 
 
-MENUS = Menu.__table__  # type: ignore[attr-defined]
-SET_MEALS = SetMeal.__table__  # type: ignore[attr-defined]
-CANTEENS = Canteen.__table__  # type: ignore[attr-defined]
+MENUS = table_of(Menu)
+SET_MEALS = table_of(SetMeal)
+CANTEENS = table_of(Canteen)
 # The columns ``access.manages`` looks at, for reads that need a canteen's id and who manages it, not the ORM object.
 _CANTEEN_REF_COLUMNS = (CANTEENS.c.id, CANTEENS.c.code, CANTEENS.c.community, CANTEENS.c.communities)
 _CANTEEN_BY_ID = sa.select(*_CANTEEN_REF_COLUMNS).where(CANTEENS.c.id == sa.bindparam("ident"))
@@ -729,7 +730,8 @@ async def canteen_row(uow: UnitOfWork, ident: str) -> sa.Row[Any]:
     """A canteen's id, code and communities (a Core row: enough for ``access.manages``), by id or code; 404
     otherwise. Cheaper than ``get_canteen`` for reads that need no ORM object."""
     by_id, value = _canteen_key(ident)
-    row = (await uow.session.execute(_CANTEEN_BY_ID if by_id else _CANTEEN_BY_CODE, {"ident": value})).first()
+    result = await uow.session.execute(_CANTEEN_BY_ID if by_id else _CANTEEN_BY_CODE, {"ident": value})
+    row: sa.Row[Any] | None = result.first()  # type: ignore[assignment]
     if row is None:
         raise not_found("canteen", ident)
     return row

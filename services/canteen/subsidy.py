@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
 from services.canteen.models import (
@@ -227,7 +228,7 @@ def compute(rules: Sequence[RuleLike], ctx: MealContext, usage: Mapping[str, Usa
 def _rules_with_usage_statement() -> Any:
     """The rules in force on ``:day``, each capped one with what its key already paid ``:diner_id`` on that day and
     in its month (``:first`` to ``:next``; cancelled lines don't count)."""
-    rules, lines = SubsidyRule.__table__, SubsidyLine.__table__  # type: ignore[attr-defined]
+    rules, lines = table_of(SubsidyRule), table_of(SubsidyLine)
     day = sa.bindparam("day", type_=sa.Date())
 
     def paid(amount: Any) -> Any:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
+from minsheng.platform.sql import table_of
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -174,9 +175,9 @@ class WechatAppToken(IdentityModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
-REFRESH_TOKENS: sa.Table = RefreshToken.__table__  # type: ignore[attr-defined]
-AUTH_EVENTS: sa.Table = AuthEvent.__table__  # type: ignore[attr-defined]
-THROTTLES: sa.Table = SigninThrottle.__table__  # type: ignore[attr-defined]
+REFRESH_TOKENS: sa.Table = table_of(RefreshToken)
+AUTH_EVENTS: sa.Table = table_of(AuthEvent)
+THROTTLES: sa.Table = table_of(SigninThrottle)
 
 
 def on_postgres(session: object) -> bool:

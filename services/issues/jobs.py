@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from minsheng.contracts.issues import IssueConfirmed, IssueOverdue
 from minsheng.platform.ids import utcnow
 from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.config import get_config
 from services.issues.models import Issue, IssueStatus
@@ -32,7 +33,7 @@ def _claim(uow: UnitOfWork, query: Any, batch: int) -> Any:
 
 async def _flag(uow: UnitOfWork, issue_id: UUID, guard: Any, values: dict[str, Any]) -> Issue | None:
     """Set ``values`` only if ``guard`` still holds: whoever flips the flag first owns the event."""
-    table = Issue.__table__  # type: ignore[attr-defined]
+    table = table_of(Issue)
     done = await uow.session.execute(sa.update(table).where(table.c.id == issue_id, guard).values(**values))
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return None
@@ -45,7 +46,7 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
     now = now or utcnow()
     batch = get_config().sweep_batch
     flagged = 0
-    t = Issue.__table__  # type: ignore[attr-defined]
+    t = table_of(Issue)
     while True:
         n = 0
         async with runtime.uow() as uow:
@@ -161,7 +162,7 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
     now = now or utcnow()
     cfg = get_config()
     cutoff = now - timedelta(days=cfg.auto_confirm_days)
-    t = Issue.__table__  # type: ignore[attr-defined]
+    t = table_of(Issue)
     done = 0
     while True:
         n = 0

@@ -40,7 +40,7 @@ from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
-from minsheng.platform.sql import one_of
+from minsheng.platform.sql import one_of, table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.catalogue import (
     category_or_default,
@@ -88,8 +88,8 @@ HAZARD_TITLES = {
 
 # An issue, or a row of its columns (the list reads plain rows: no ORM objects to build for a page of 50).
 IssueLike = Issue | sa.Row[Any]
-ISSUES: sa.Table = Issue.__table__  # type: ignore[attr-defined]
-_TIMELINE: sa.Table = TimelineEntry.__table__  # type: ignore[attr-defined]
+ISSUES: sa.Table = table_of(Issue)
+_TIMELINE: sa.Table = table_of(TimelineEntry)
 _PUBLIC_COLUMNS = [c for c in IssuePublic.model_fields if c in Issue.model_fields]
 _validate_public = IssuePublic.__pydantic_validator__.validate_python
 # What a list reads: the columns IssuePublic shows, and the flags `is_overdue` looks at.
@@ -122,7 +122,7 @@ def works_on(who: Principal, issue: IssueLike) -> bool:
     return is_staff(who) and bool(who.scoped_values("department").intersection(issue.departments))
 
 
-_REPORTERS = IssueReporter.__table__.c  # type: ignore[attr-defined]
+_REPORTERS = table_of(IssueReporter).c
 _IS_PARTICIPANT = (
     sa.select(_REPORTERS.id)
     .where(_REPORTERS.issue_id == sa.bindparam("issue_id"), _REPORTERS.subject == sa.bindparam("subject"))
@@ -365,9 +365,7 @@ def _intake_statements(postgres: bool, with_reporter: bool) -> tuple[sa.Executab
     ``LIST_COLUMNS``. On PostgreSQL one statement (data-modifying CTEs; the foreign keys are checked at its
     end): one round trip instead of three."""
     issue = _insert(ISSUES, "i_").returning(*LIST_COLUMNS)
-    rest = ([_insert(IssueReporter.__table__, "r_")] if with_reporter else []) + [  # type: ignore[attr-defined]
-        _insert(_TIMELINE, "t_")
-    ]
+    rest = ([_insert(table_of(IssueReporter), "r_")] if with_reporter else []) + [_insert(_TIMELINE, "t_")]
     if not postgres:
         return (issue, *rest)
     written = issue.cte("issue")
@@ -888,12 +886,12 @@ def _mine() -> sa.CompoundSelect:
     # PostgreSQL reads both through their indexes (an OR of the two would scan every issue).
     return sa.union(
         sa.select(ISSUES.c.id).where(ISSUES.c.reporter == sa.bindparam("sub")),
-        sa.select(IssueReporter.__table__.c.issue_id).where(IssueReporter.__table__.c.subject == sa.bindparam("sub")),  # type: ignore[attr-defined]
+        sa.select(table_of(IssueReporter).c.issue_id).where(table_of(IssueReporter).c.subject == sa.bindparam("sub")),
     )  # type: ignore[attr-defined]
 
 
 def _assigned_to(param: str) -> sa.Select[Any]:
-    a = IssueAssignment.__table__.c  # type: ignore[attr-defined]
+    a = table_of(IssueAssignment).c
     return sa.select(a.issue_id).where(a.department.in_(sa.bindparam(param, expanding=True)), a.active.is_(True))
 
 

@@ -15,16 +15,17 @@ from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.sql import table_of
 from services.notify import config, state
 from services.notify.models import CareContact, Channel, Delivery, DeliveryStatus, DigestItem, Message
 from services.notify.rules import rulebook
 
 log = logging.getLogger(__name__)
 
-D = Delivery.__table__  # type: ignore[attr-defined]
-M = Message.__table__  # type: ignore[attr-defined]
-C = CareContact.__table__  # type: ignore[attr-defined]
-DI = DigestItem.__table__  # type: ignore[attr-defined]
+D = table_of(Delivery)
+M = table_of(Message)
+C = table_of(CareContact)
+DI = table_of(DigestItem)
 _OPEN = [DeliveryStatus.pending.value, DeliveryStatus.held.value, DeliveryStatus.sending.value]
 
 

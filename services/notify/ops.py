@@ -10,10 +10,11 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from minsheng.platform.db import Database
+from minsheng.platform.sql import table_of
 from services.notify.models import Delivery, DeliveryStatus
 from services.notify.sender import resend
 
-D = Delivery.__table__  # type: ignore[attr-defined]
+D = table_of(Delivery)
 
 
 async def list_deliveries(

@@ -18,6 +18,7 @@ from minsheng.platform.errors import not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.service import UoW
+from minsheng.platform.sql import table_of
 from services.notify import service
 from services.notify.models import (
     Delivery,
@@ -35,7 +36,7 @@ from services.notify.models import (
 from services.notify.rules import Rule, rulebook
 
 router = APIRouter()
-_SUBS = Subscription.__table__  # type: ignore[attr-defined]
+_SUBS = table_of(Subscription)
 Caller = Annotated[Principal, Depends(current_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from minsheng.platform.ids import utcnow
 from minsheng.platform.privacy import seal_phone_row
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.sql import table_of
 from services.points import config
 from services.points import merchants as merchant_cases
 from services.points.models import (
@@ -172,7 +173,7 @@ def _name(i: int) -> str:
 
 
 def _table(model: Any) -> sa.Table:
-    return model.__table__  # type: ignore[no-any-return]
+    return table_of(model)
 
 
 async def seed_demo(runtime: ServiceRuntime) -> None:

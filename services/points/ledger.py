@@ -23,9 +23,9 @@ from minsheng.contracts.points import PointsExpiring, PointsPosted
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.inputs import MonthText, month_start
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import mask_name
-from minsheng.platform.sql import one_of
+from minsheng.platform.sql import one_of, table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
 from services.points.models import (
@@ -41,8 +41,8 @@ from services.points.models import (
     Team,
 )
 
-ENTRIES: sa.Table = LedgerEntry.__table__  # type: ignore[attr-defined]
-BALANCES: sa.Table = RiderBalance.__table__  # type: ignore[attr-defined]
+ENTRIES: sa.Table = table_of(LedgerEntry)
+BALANCES: sa.Table = table_of(RiderBalance)
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ async def adjust(uow: UnitOfWork, rider_id: UUID, amount: int, reason: str, acto
 
 # --- reading --------------------------------------------------------------------------------------------------
 
-RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+RIDERS: sa.Table = table_of(Rider)
 
 
 def _sum_of_entries(*where: Any) -> sa.ScalarSelect[Any]:
@@ -460,12 +460,7 @@ async def statement(
         query = query.where(col(LedgerEntry.created_at) >= since)
     if until is not None:
         query = query.where(col(LedgerEntry.created_at) < until)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(LedgerEntry.created_at, LedgerEntry.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(LedgerEntry.created_at).desc(), col(LedgerEntry.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda e: encode_cursor(e.created_at, e.id))
+    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), cursor, limit)
 
 
 # --- expiry ---------------------------------------------------------------------------------------------------
@@ -546,7 +541,7 @@ async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: 
     return expired, len(candidates)
 
 
-WARNINGS: sa.Table = ExpiryWarning.__table__  # type: ignore[attr-defined]
+WARNINGS: sa.Table = table_of(ExpiryWarning)
 
 
 async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
@@ -631,8 +626,8 @@ async def leaderboard(
 ) -> Leaderboard:
     """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
     start, end = config.get().month_bounds(month)
-    riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
-    teams: sa.Table = Team.__table__  # type: ignore[attr-defined]
+    riders: sa.Table = table_of(Rider)
+    teams: sa.Table = table_of(Team)
     points = sa.func.sum(ENTRIES.c.amount).label("points")
     members = sa.func.count(sa.distinct(ENTRIES.c.rider_id)).label("riders")
     base = ENTRIES.join(riders, riders.c.id == ENTRIES.c.rider_id)

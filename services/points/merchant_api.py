@@ -21,6 +21,7 @@ from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.sql import table_of
 from services.points import config, ledger, merchants, signing
 from services.points.merchants import MerchantCaller
 from services.points.models import (
@@ -39,9 +40,9 @@ from services.points.models import (
     VoidRequest,
 )
 
-CREDENTIALS: sa.Table = MerchantCredential.__table__  # type: ignore[attr-defined]
-MERCHANTS: sa.Table = Merchant.__table__  # type: ignore[attr-defined]
-NONCES: sa.Table = MerchantNonce.__table__  # type: ignore[attr-defined]
+CREDENTIALS: sa.Table = table_of(MerchantCredential)
+MERCHANTS: sa.Table = table_of(Merchant)
+NONCES: sa.Table = table_of(MerchantNonce)
 
 
 # The signature check's statements, built once (bound parameters; ``b_*`` in the UPDATE, whose column names

@@ -19,8 +19,9 @@ from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import as_utc, utcnow, uuid7
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.points import config, ledger
@@ -49,10 +50,10 @@ from services.points.models import (
     StatementSummary,
 )
 
-CODES: sa.Table = RedemptionCode.__table__  # type: ignore[attr-defined]
-OFFERS: sa.Table = Offer.__table__  # type: ignore[attr-defined]
-REDEMPTIONS: sa.Table = Redemption.__table__  # type: ignore[attr-defined]
-MERCHANTS: sa.Table = Merchant.__table__  # type: ignore[attr-defined]
+CODES: sa.Table = table_of(RedemptionCode)
+OFFERS: sa.Table = table_of(Offer)
+REDEMPTIONS: sa.Table = table_of(Redemption)
+MERCHANTS: sa.Table = table_of(Merchant)
 
 
 def yuan(fen: int | None) -> Decimal | None:
@@ -116,12 +117,7 @@ async def list_merchants(
         query = query.where(Merchant.community == community)
     if status is not None:
         query = query.where(Merchant.status == status.value)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Merchant.created_at, Merchant.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(Merchant.created_at).desc(), col(Merchant.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda m: encode_cursor(m.created_at, m.id))
+    return await keyset_page(uow.session, query, Keyset((Merchant.created_at, Merchant.id)), cursor, limit)
 
 
 async def issue_credential(
@@ -383,7 +379,7 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
     _available(offer, offer_row.merchant_status, now)
     points = offer.points_cost * data.quantity
     redemption_id = uuid7()
-    riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+    riders: sa.Table = table_of(Rider)
     try:
         # The rider must (still) be active: checked inside the debit's UPDATE, no extra round trip.
         await ledger.post_entry(
@@ -692,7 +688,7 @@ async def purge_expired(uow: UnitOfWork, *, now: datetime | None = None) -> tupl
     from services.points.models import MerchantNonce
 
     now = now or utcnow()
-    nonces: sa.Table = MerchantNonce.__table__  # type: ignore[attr-defined]
+    nonces: sa.Table = table_of(MerchantNonce)
     n = await uow.session.execute(sa.delete(nonces).where(nonces.c.expires_at < now))
     c = await uow.session.execute(sa.delete(CODES).where(CODES.c.expires_at < now - timedelta(days=1)))
     return int(n.rowcount), int(c.rowcount)  # type: ignore[attr-defined]

@@ -19,8 +19,9 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
 from services.points.models import (
@@ -65,7 +66,7 @@ async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
     return rider
 
 
-_RIDERS: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+_RIDERS: sa.Table = table_of(Rider)
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,7 @@ async def list_riders(
         query = query.where(Rider.team_id == team_id)
     if flagged is not None:
         query = query.where(Rider.flagged == flagged)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Rider.created_at, Rider.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(Rider.created_at).desc(), col(Rider.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda r: encode_cursor(r.created_at, r.id))
+    return await keyset_page(uow.session, query, Keyset((Rider.created_at, Rider.id)), cursor, limit)
 
 
 def verify_rider(rider: Rider, who: Principal) -> Rider:
@@ -258,7 +254,7 @@ async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpd
 async def list_teams(
     uow: UnitOfWork, *, limit: int, cursor: str | None, community: str | None = None
 ) -> Page[tuple[Team, int]]:
-    riders: sa.Table = Rider.__table__  # type: ignore[attr-defined]
+    riders: sa.Table = table_of(Rider)
     members = (
         sa.select(sa.func.count())
         .where(riders.c.team_id == Team.id)  # type: ignore[arg-type]
@@ -296,7 +292,7 @@ def _same_place(report: Any, data: HazardReportCreate, radius: float) -> bool:
     return bool(report.compound and report.compound == data.compound)
 
 
-_REPORTS: sa.Table = HazardReport.__table__  # type: ignore[attr-defined]
+_REPORTS: sa.Table = table_of(HazardReport)
 _DUPLICATE_COLUMNS = (
     _REPORTS.c.id,
     _REPORTS.c.rider_id,
@@ -531,12 +527,7 @@ async def list_reports(
         query = query.where(HazardReport.community == community)
     if category is not None:
         query = query.where(HazardReport.category == category)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(HazardReport.created_at, HazardReport.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(HazardReport.created_at).desc(), col(HazardReport.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda r: encode_cursor(r.created_at, r.id))
+    return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), cursor, limit)
 
 
 async def report_for_issue(uow: UnitOfWork, report_id: str) -> HazardReport | None:

@@ -16,7 +16,8 @@ from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
 from services.points.models import (
@@ -33,7 +34,7 @@ from services.points.models import (
     Verification,
 )
 
-TASKS: sa.Table = Task.__table__  # type: ignore[attr-defined]
+TASKS: sa.Table = table_of(Task)
 ACTIVE = (TaskStatus.open.value, TaskStatus.claimed.value, TaskStatus.submitted.value)
 MEAL_DELIVERY = "meal_delivery"
 
@@ -249,12 +250,7 @@ async def list_tasks(
         query = query.where(Task.community == community)
     if type_code is not None:
         query = query.where(Task.type_code == type_code)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Task.created_at, Task.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(Task.created_at).desc(), col(Task.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda t: encode_cursor(t.created_at, t.id))
+    return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), cursor, limit)
 
 
 # --- the rider's side -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sqlmodel import col
 from minsheng.platform.ids import uuid7
 from minsheng.platform.privacy import mask_id_number, seal_phone_row
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.sql import table_of
 from services.visits import cadence, idcard, schedule
 from services.visits.config import now, tz
 from services.visits.models import (
@@ -122,7 +123,7 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
             return
         rows = build_rows(cipher_of(runtime.settings))
         for model, items in rows.items():
-            table = model.__table__  # type: ignore[attr-defined]
+            table = table_of(model)
             for start in range(0, len(items), 2000):
                 await uow.session.execute(sa.insert(table), items[start : start + 2000])
         await uow.commit()

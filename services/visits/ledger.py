@@ -11,7 +11,7 @@ Every change writes a ledger note: the history is what the happiness bill prints
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import get_args
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence
 from services.visits.access import Viewer, worker_by_subject
@@ -207,12 +207,7 @@ async def list_needs(
         query = query.where(Need.category == category)
     if overdue:
         query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]), col(Need.due_on) < today())
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Need.created_at, Need.id) < sa.tuple_(created, ident))
-    query = query.order_by(col(Need.created_at).desc(), col(Need.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda n: encode_cursor(n.created_at, n.id))
+    return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), cursor, limit)
 
 
 # --- the owner's and the supervisor's workflow --------------------------------------------------------------

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger
 from services.visits.access import Viewer
@@ -280,7 +281,7 @@ async def by_compound(
     compound: str | None = None,
 ) -> dict[tuple[str, str], Tally]:
     day = today()
-    h, v, n = Household.__table__, Visit.__table__, Need.__table__  # type: ignore[attr-defined]
+    h, v, n = table_of(Household), table_of(Visit), table_of(Need)
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     occupied = h.c.active_residents > 0
     where_h = [occupied, *_place_filter(viewer, Household, community, compound)]
@@ -324,7 +325,7 @@ async def _need_tallies(
     day: date,
     join: Any = None,
 ) -> None:
-    n = Need.__table__  # type: ignore[attr-defined]
+    n = table_of(Need)
     source = join if join is not None else n
     for *key, open_, overdue in (
         await uow.session.execute(
@@ -356,8 +357,8 @@ async def by_worker(
     uow: UnitOfWork, viewer: Viewer, since: datetime, until: datetime, *, community: str | None = None
 ) -> tuple[dict[UUID, Tally], dict[UUID, GridWorker]]:
     day = today()
-    h, v, a = (Household.__table__, Visit.__table__, GridAssignment.__table__)  # type: ignore[attr-defined]
-    n = Need.__table__  # type: ignore[attr-defined]
+    h, v, a = (table_of(Household), table_of(Visit), table_of(GridAssignment))
+    n = table_of(Need)
     wq = select(GridWorker).where(col(GridWorker.active).is_(True))
     if not viewer.is_admin:
         mine = viewer.principal.scoped_values("community") if viewer.is_staff else set()

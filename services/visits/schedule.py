@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence
 from services.visits.cadence import Person, Rule, Schedule
@@ -128,7 +129,7 @@ async def refresh_many(uow: UnitOfWork, household_ids: Sequence[UUID] | None = N
     """Recompute many households (a policy changed, residents came of age) with batched Core updates.
     ``None`` means every household. Returns how many rows changed."""
     rules = await load_rules(uow)
-    t = Household.__table__  # type: ignore[attr-defined]
+    t = table_of(Household)
     query = sa.select(
         t.c.id,
         t.c.last_visited_at,

@@ -20,7 +20,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
 from services.visits.access import Viewer, active_assignments, ensure_sees, ensure_writes
@@ -218,12 +218,7 @@ async def list_visits(
         query = query.where(col(Visit.visited_at) >= since)
     if until:
         query = query.where(col(Visit.visited_at) < until)
-    if cursor:
-        at, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Visit.visited_at, Visit.id) < sa.tuple_(at, ident))
-    query = query.order_by(col(Visit.visited_at).desc(), col(Visit.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda v: encode_cursor(v.visited_at, v.id))
+    return await keyset_page(uow.session, query, Keyset((Visit.visited_at, Visit.id)), cursor, limit)
 
 
 async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, list[Need]]:
@@ -362,12 +357,9 @@ async def list_tasks(
     ):
         if value is not None:
             query = query.where(column == value)
-    if cursor:
-        due, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(VisitTask.due_at, VisitTask.id) > sa.tuple_(due, ident))
-    query = query.order_by(col(VisitTask.due_at), col(VisitTask.id)).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda t: encode_cursor(t.due_at, t.id))
+    return await keyset_page(
+        uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), cursor, limit
+    )
 
 
 # --- due lists ----------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from minsheng.platform.sql import table_of
 from services.canteen import config
 from tests.support.client import System
 
@@ -268,7 +269,7 @@ async def served_history(
 
     cid = UUID(canteen_id)
     db = s.runtime("canteen").db
-    menus_t, meals_t = Menu.__table__, SetMeal.__table__  # type: ignore[attr-defined]
+    menus_t, meals_t = table_of(Menu), table_of(SetMeal)
     async with db.engine.connect() as conn:
         existing: dict[date, tuple[UUID, UUID]] = {}
         for r in await conn.execute(

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from minsheng.platform.sql import table_of
 from services.canteen.models import Diner
 from tests.canteen.helpers import (
     TODAY,
@@ -20,7 +21,7 @@ from tests.canteen.helpers import (
 )
 from tests.support.client import System
 
-DINERS = Diner.__table__  # type: ignore[attr-defined]
+DINERS = table_of(Diner)
 
 
 async def test_personal_data_is_encrypted_masked_and_every_read_is_logged(canteen: System) -> None:

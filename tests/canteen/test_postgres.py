@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from minsheng.platform.sql import table_of
 from services.canteen import jobs
 from services.canteen.models import Order
 from tests.canteen import test_canteens_menus, test_care, test_orders, test_settlement
@@ -29,7 +30,7 @@ from tests.canteen.helpers import (
 from tests.support.client import System
 
 pytestmark = pytest.mark.integration
-ORDERS = Order.__table__  # type: ignore[attr-defined]
+ORDERS = table_of(Order)
 
 
 async def test_capacity_and_one_meal_per_slot_hold_under_concurrent_booking(pg_system: System) -> None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from minsheng.contracts.visits import ResidentStatusChanged
 from minsheng.platform.ids import utcnow
+from minsheng.platform.sql import table_of
 from services.canteen import config, jobs
 from services.canteen.models import Diner, Order, PiiAccess
 from tests.canteen.helpers import TODAY, TOMORROW, book, county, deliver, make_canteen, make_diner, make_menu
@@ -22,14 +23,14 @@ SENSITIVE = ("phone", "id_number_enc", "id_number_hash", "id_number_masked", "he
 
 
 async def _rows(s: System) -> dict[str, dict[str, Any]]:
-    table = Diner.__table__  # type: ignore[attr-defined]
+    table = table_of(Diner)
     async with s.runtime("canteen").db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(table))).mappings().all()
     return {str(r["id"]): dict(r) for r in rows}
 
 
 async def _purge_log(s: System) -> list[dict[str, Any]]:
-    table = PiiAccess.__table__  # type: ignore[attr-defined]
+    table = table_of(PiiAccess)
     async with s.runtime("canteen").db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(table).where(table.c.subject == "system:pii-retention"))).mappings()
         return [dict(r) for r in rows]
@@ -87,7 +88,7 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     kept = after[old["id"]]
     assert (kept["name"], kept["status"], kept["taste_notes"]) == ("赵桂香", "deceased", "爱吃软的")
     assert str(kept["subsidy_suspended_from"]) == str(TODAY - timedelta(days=400))
-    orders = Order.__table__  # type: ignore[attr-defined]
+    orders = table_of(Order)
     async with s.runtime("canteen").db.engine.connect() as conn:
         order = (await conn.execute(sa.select(orders).where(orders.c.id == UUID(booked["id"])))).mappings().one()
     assert str(order["diner_id"]) == old["id"] and order["price_fen"] == booked["price_fen"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.sql import table_of
 from tests.issues.helpers import resident, staff
 from tests.support.client import System
 
@@ -144,7 +145,7 @@ async def test_votes_are_announced_once_when_they_open_and_close(issues: System)
     from services.issues.votes import announce_due
     from tests.issues.helpers import outbox
 
-    VOTES: sa.Table = Vote.__table__  # type: ignore[attr-defined]
+    VOTES: sa.Table = table_of(Vote)
 
     async def told(kind: str) -> list[dict[str, Any]]:
         return [e for e in await outbox(issues) if e["type"] == f"minsheng.issues.vote.{kind}.v1"]

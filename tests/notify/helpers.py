@@ -15,6 +15,7 @@ from minsheng.contracts.identity import AccountContactChanged, AccountCreated, A
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import CloudEvent, wrap
+from minsheng.platform.sql import table_of
 from services.notify.models import Delivery, DeliveryStatus
 from services.notify.sender import Notifier
 from services.notify.standin import StandinState
@@ -98,7 +99,7 @@ async def subscribe(s: System, sub: str, *templates: str) -> Any:
 
 
 async def due_or_sending(s: System, *, later_too: bool = False) -> int:
-    d = Delivery.__table__  # type: ignore[attr-defined]
+    d = table_of(Delivery)
     now = datetime.max.replace(tzinfo=UTC) if later_too else datetime.now(UTC)
     async with s.runtime("notify").db.engine.connect() as conn:
         return int(
@@ -137,7 +138,7 @@ async def flush(s: System, within: float = 20.0, *, later_too: bool = False) -> 
 
 
 async def deliveries(s: System, **where: Any) -> list[Any]:
-    d = Delivery.__table__  # type: ignore[attr-defined]
+    d = table_of(Delivery)
     query = sa.select(d).order_by(d.c.id)
     for k, v in where.items():
         query = query.where(d.c[k] == v)

@@ -19,6 +19,7 @@ from minsheng.contracts.issues import IssueCreated, IssueResolved
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import wrap
+from minsheng.platform.sql import table_of
 from services.notify import config
 from services.notify.sender import resend
 from tests.notify.helpers import account, deliver, deliveries, flush, new_sub, notifier, received, standin, subscribe
@@ -182,7 +183,7 @@ async def _make_due(s: System) -> None:
 
     from services.notify.models import Delivery
 
-    d = Delivery.__table__  # type: ignore[attr-defined]
+    d = table_of(Delivery)
     async with s.runtime("notify").db.engine.begin() as conn:
         await conn.execute(sa.update(d).where(d.c.status == "held").values(next_attempt_at=datetime.now(UTC)))
 

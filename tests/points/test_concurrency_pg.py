@@ -8,6 +8,7 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
+from minsheng.platform.sql import table_of
 from services.points import config
 from services.points.models import LedgerEntry, Redemption, RiderBalance
 from tests.points.helpers import balance, code, credit, merchant, offer, rider
@@ -21,8 +22,8 @@ UNLIMITED = {"merchant_rate_per_second": 0, "rider_rate_per_second": 0, "max_act
 
 async def _ledger_total(system: System, rider_id: str) -> tuple[int, int, int]:
     db = system.runtime("points").db
-    entries, balances = LedgerEntry.__table__, RiderBalance.__table__  # type: ignore[attr-defined]
-    redemptions = Redemption.__table__  # type: ignore[attr-defined]
+    entries, balances = table_of(LedgerEntry), table_of(RiderBalance)
+    redemptions = table_of(Redemption)
     async with db.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.sum(entries.c.amount)))).scalar_one()
         bal = (await conn.execute(sa.select(balances.c.balance))).scalar_one()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from minsheng.platform.sql import table_of
 from services.points.demo import DEMO_KEY_ID, DEMO_SECRET, seed_demo
 from services.points.models import Merchant, Offer, Rider, TaskType, Team
 from tests.support.client import System
@@ -12,7 +13,7 @@ from tests.support.client import System
 
 async def _counts(system: System) -> dict[str, int]:
     db = system.runtime("points").db
-    riders = Rider.__table__  # type: ignore[attr-defined]
+    riders = table_of(Rider)
     out: dict[str, int] = {}
     async with db.engine.connect() as conn:
         for role in ("red", "yellow", "blue"):

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.sql import table_of
 from services.points import config, ledger, service
 from services.points.models import HazardReport, HazardReportCreate, LedgerEntry
 from tests.points.helpers import rider, staff
@@ -89,7 +90,7 @@ async def test_duplicate_search_in_sql_finds_what_the_python_filter_found(points
         }
         for _ in range(150)
     ]
-    table = HazardReport.__table__  # type: ignore[attr-defined]
+    table = table_of(HazardReport)
     async with points.runtime("points").db.engine.begin() as conn:
         await conn.execute(sa.insert(table), reports)
     found = 0
@@ -107,7 +108,7 @@ async def test_duplicate_search_in_sql_finds_what_the_python_filter_found(points
 async def test_expiring_points_match_the_whole_ledger_aggregate(points: System) -> None:
     fan = await rider(points)
     h = staff(points)
-    entries = LedgerEntry.__table__  # type: ignore[attr-defined]
+    entries = table_of(LedgerEntry)
     db = points.runtime("points").db
     rnd = random.Random(3)
     seen: set[str] = set()

@@ -9,6 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.sql import table_of
 from services.points import config, jobs, ledger
 from services.points.models import LedgerEntry
 from tests.points.helpers import balance, credit, rider, staff
@@ -67,7 +68,7 @@ async def test_statement_pages_with_a_cursor_and_filters(points: System) -> None
 
 async def _backdate(system: System, rider_id: str, days: int) -> None:
     db = system.runtime("points").db
-    entries = LedgerEntry.__table__  # type: ignore[attr-defined]
+    entries = table_of(LedgerEntry)
     async with db.engine.begin() as conn:
         await conn.execute(
             sa.update(entries)
@@ -123,7 +124,7 @@ async def test_monthly_leaderboards(points: System) -> None:
     await credit(points, loner.id, 25, community="yunxing")
     db = points.runtime("points").db
     # Adjustments are not earnings: turn them into earned entries for the leaderboard.
-    entries = LedgerEntry.__table__  # type: ignore[attr-defined]
+    entries = table_of(LedgerEntry)
     async with db.engine.begin() as conn:
         await conn.execute(sa.update(entries).values(kind="earned"))
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from minsheng.platform.ids import utcnow
+from minsheng.platform.sql import table_of
 from services.points import config
 from services.points.models import RedemptionCode
 from tests.points.helpers import balance, code, credit, merchant, offer, published, rider, staff
@@ -100,11 +101,7 @@ async def test_expired_code_and_other_merchants_offer(points: System) -> None:
     assert r.status_code == 404 and r.json()["code"] == "offer_not_found"
     db = points.runtime("points").db
     async with db.engine.begin() as conn:
-        await conn.execute(
-            sa.update(RedemptionCode.__table__).values(  # type: ignore[attr-defined]
-                expires_at=utcnow() - timedelta(seconds=1)
-            )
-        )
+        await conn.execute(sa.update(table_of(RedemptionCode)).values(expires_at=utcnow() - timedelta(seconds=1)))
     mine = await offer(points, m)
     r = await points.client.post(
         REDEEM, auth=m.auth, json={"code": c, "offer_id": mine["id"]}, headers={"Idempotency-Key": "x2"}

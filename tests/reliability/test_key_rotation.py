@@ -23,6 +23,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.keyrotation import remaining, rotate_service, rotate_table
 from minsheng.platform.privacy import FieldCipher, aad_of, field_cipher
+from minsheng.platform.sql import table_of
 from minsheng.settings import Settings
 from services.visits.app import SPEC as VISITS
 from services.visits.models import Resident
@@ -31,7 +32,7 @@ from tests.support.client import running_system
 from tests.support.reliability import env_int, record
 
 K2 = base64.b64encode(bytes(range(32))).decode()
-RESIDENTS: sa.Table = Resident.__table__  # type: ignore[attr-defined]
+RESIDENTS: sa.Table = table_of(Resident)
 SEALED = next(e for e in VISITS.sealed if e.table == "residents")
 
 

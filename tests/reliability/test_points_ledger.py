@@ -27,6 +27,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from minsheng.platform import ratelimit
 from minsheng.platform.db import create_database_if_missing
 from minsheng.platform.ids import utcnow
+from minsheng.platform.sql import table_of
 from services.points import config, ledger
 from services.points.models import LedgerEntry, Redemption, RiderBalance
 from tests.conftest import embedded_settings
@@ -41,9 +42,9 @@ EXAMPLES = env_int("MINSHENG_LEDGER_EXAMPLES", 30)
 STEPS = env_int("MINSHENG_LEDGER_STEPS", 30)
 CONCURRENT = env_int("MINSHENG_LEDGER_CONCURRENT_REDEMPTIONS", 200)
 
-ENTRIES: sa.Table = LedgerEntry.__table__  # type: ignore[attr-defined]
-BALANCES: sa.Table = RiderBalance.__table__  # type: ignore[attr-defined]
-REDEMPTIONS: sa.Table = Redemption.__table__  # type: ignore[attr-defined]
+ENTRIES: sa.Table = table_of(LedgerEntry)
+BALANCES: sa.Table = table_of(RiderBalance)
+REDEMPTIONS: sa.Table = table_of(Redemption)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
+from minsheng.platform.sql import table_of
 from services.visits import config
 from services.visits.models import Resident
 from tests.support.client import System
@@ -33,7 +34,7 @@ async def test_personal_data_is_encrypted_masked_and_every_reveal_is_audited(sys
     assert zhao["birth_date"] == "1941-03-08" and zhao["age"] >= 85  # taken from the ID number
 
     async with system.runtime("visits").db.engine.connect() as conn:
-        table = Resident.__table__  # type: ignore[attr-defined]
+        table = table_of(Resident)
         row = (await conn.execute(sa.select(table).where(table.c.id == UUID(p.zhao_id)))).mappings().one()
     stored = " ".join(str(v) for v in row.values())
     assert ZHAO_ID_NUMBER not in stored and "左腿" not in stored

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from minsheng.platform.db import create_database_if_missing
+from minsheng.platform.sql import table_of
 from services.visits import config, idcard, jobs
 from services.visits.models import Need, PiiAudit, Resident, Visit
 from tests.conftest import embedded_settings
@@ -94,11 +95,11 @@ async def _scenario(s: System, replicas: int = 1) -> None:
         p.staff,
         {"status": "moved", "effective_date": str(today - timedelta(days=30))},
     )
-    table = Resident.__table__  # type: ignore[attr-defined]
+    table = table_of(Resident)
     before = {str(r["id"]): r for r in await _rows(s, table)}
     assert all(before[i][f] is not None for i in (p.zhao_id, *ids.values()) for f in SENSITIVE)
-    visits_before = await _rows(s, Visit.__table__)  # type: ignore[attr-defined]
-    needs_before = await _rows(s, Need.__table__)  # type: ignore[attr-defined]
+    visits_before = await _rows(s, table_of(Visit))
+    needs_before = await _rows(s, table_of(Need))
 
     runs = await asyncio.gather(*(jobs.pii_retention(s.runtime("visits")) for _ in range(replicas)))
     assert sum(runs) == 1
@@ -109,9 +110,9 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     zhao = after[p.zhao_id]
     assert (zhao["name"], zhao["status"], zhao["mobility"]) == ("赵桂香", "deceased", "needs_aid")
     assert zhao["status_effective_date"] == today - timedelta(days=400)
-    assert await _rows(s, Visit.__table__) == visits_before  # type: ignore[attr-defined]
-    assert await _rows(s, Need.__table__) == needs_before  # type: ignore[attr-defined]
-    purges = [r for r in await _rows(s, PiiAudit.__table__) if r["action"] == "purge"]  # type: ignore[attr-defined]
+    assert await _rows(s, table_of(Visit)) == visits_before
+    assert await _rows(s, table_of(Need)) == needs_before
+    purges = [r for r in await _rows(s, table_of(PiiAudit)) if r["action"] == "purge"]
     assert [(str(r["resident_id"]), r["actor"], sorted(r["fields"])) for r in purges] == [
         (p.zhao_id, "system:pii-retention", ["health_notes", "id_number", "phone"])
     ]
@@ -119,7 +120,7 @@ async def _scenario(s: System, replicas: int = 1) -> None:
     # A second run (another replica, the next hour) changes nothing more.
     assert await jobs.pii_retention(s.runtime("visits")) == 0
     assert {str(r["id"]): r for r in await _rows(s, table)} == after
-    assert len([r for r in await _rows(s, PiiAudit.__table__) if r["action"] == "purge"]) == 1  # type: ignore[attr-defined]
+    assert len([r for r in await _rows(s, table_of(PiiAudit)) if r["action"] == "purge"]) == 1
 
     # The API still answers for her: empty masked fields, a reveal answers nulls (and is audited).
     r = await p.get(f"/residents/{p.zhao_id}", p.staff)

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
+from minsheng.platform.tasks import within
 from tests.deploy.conftest import Deployment
 from tests.deploy.test_compose_smoke import FIRE
 from tests.support.infra import eventually
@@ -247,7 +248,7 @@ async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: De
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(listed.communicate(), timeout=60)
+    out, err = await within(60, listed.communicate())
     assert listed.returncode == 0, err.decode()[-2000:]
     rows = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
     assert any(r["event_id"] == event_id and "violates its contract" in r["error"] for r in rows)

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 
 from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.outbox import outbox_status
+from minsheng.platform.tasks import within
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, becomes, eventually, local_broker
@@ -101,7 +102,7 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+        out, _ = await within(120, proc.communicate())
     except TimeoutError:
         proc.kill()
         raise

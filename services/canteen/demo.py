@@ -16,6 +16,7 @@ from minsheng.platform.privacy import mask_id_number, seal_phone_on
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config, orders
+from services.canteen.diners import cipher, new_code
 from services.canteen.models import (
     Canteen,
     Diner,
@@ -28,7 +29,6 @@ from services.canteen.models import (
     SubsidyLine,
     SubsidyRule,
 )
-from services.canteen.service import cipher, new_code
 
 CANTEENS: list[dict[str, Any]] = [
     {

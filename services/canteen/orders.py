@@ -27,6 +27,7 @@ from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
 from services.canteen.access import Relation
+from services.canteen.diners import family_of, load_diner, new_code
 from services.canteen.models import (
     Canteen,
     CanteenStatus,
@@ -51,7 +52,6 @@ from services.canteen.models import (
     SubsidyLinePublic,
     WalkInCreate,
 )
-from services.canteen.service import family_of, load_diner, new_code
 from services.canteen.subsidy import (
     Computation,
     MealContext,

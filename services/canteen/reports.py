@@ -20,6 +20,7 @@ from minsheng.platform.privacy import mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
+from services.canteen.canteens import SLOT_RANK
 from services.canteen.models import (
     SERVED_STATUSES,
     Canteen,
@@ -32,7 +33,6 @@ from services.canteen.models import (
     SettlementRow,
     SubsidyLine,
 )
-from services.canteen.service import SLOT_RANK
 
 ORDERS = table_of(Order)
 LINES = table_of(SubsidyLine)

@@ -20,7 +20,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Day, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW, WriteUoW
-from services.canteen import care, config, orders, reports, service, subsidy
+from services.canteen import access, canteens, care, config, diners, menus, orders, reports, subsidy
 from services.canteen.models import (
     AbsenceAlertPublic,
     AlertStatus,
@@ -112,10 +112,10 @@ async def list_canteens(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[CanteenPublic]:
-    page = await service.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
-    slots = await service.slots_of(uow, [c.id for c in page.items])
+    page = await canteens.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
+    slots = await canteens.slots_of(uow, [c.id for c in page.items])
     return Page[CanteenPublic](
-        items=[service.canteen_public(c, slots[c.id]) for c in page.items], next_cursor=page.next_cursor
+        items=[canteens.canteen_public(c, slots[c.id]) for c in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -127,9 +127,9 @@ async def list_canteens(
     summary="Open (plan) a canteen: staff of its community, or county staff",
 )
 async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPublic:
-    canteen = await service.create_canteen(uow, who, body)
+    canteen = await canteens.create_canteen(uow, who, body)
     await _commit(uow)
-    return service.canteen_public(canteen, [])
+    return canteens.canteen_public(canteen, [])
 
 
 @router.get(
@@ -139,8 +139,8 @@ async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPu
     summary="One canteen with its meal slots (public)",
 )
 async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> CanteenPublic:
-    canteen = await service.get_canteen(uow, canteen_ref)
-    return service.canteen_public(canteen, (await service.slots_of(uow, [canteen.id]))[canteen.id])
+    canteen = await canteens.get_canteen(uow, canteen_ref)
+    return canteens.canteen_public(canteen, (await canteens.slots_of(uow, [canteen.id]))[canteen.id])
 
 
 @router.patch(
@@ -150,10 +150,10 @@ async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> Ca
     summary="Change details or status (planned → open)",
 )
 async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW, who: Staff) -> CanteenPublic:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
-    await service.update_canteen(uow, canteen, body)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    await canteens.update_canteen(uow, canteen, body)
     await _commit(uow)
-    return service.canteen_public(canteen, (await service.slots_of(uow, [canteen.id]))[canteen.id])
+    return canteens.canteen_public(canteen, (await canteens.slots_of(uow, [canteen.id]))[canteen.id])
 
 
 @router.put(
@@ -165,8 +165,8 @@ async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW,
 async def upsert_slot(
     canteen_ref: CanteenRef, slot: Slot, body: MealSlotUpsert, uow: UoW, who: Staff
 ) -> MealSlotPublic:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
-    row = await service.upsert_slot(uow, canteen, slot, body)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    row = await canteens.upsert_slot(uow, canteen, slot, body)
     await _commit(uow)
     return MealSlotPublic.model_validate({**row.model_dump(), "slot": row.slot})
 
@@ -180,7 +180,7 @@ async def _needs_for(
     if diner_id is not None:
         if who is None:
             raise Problem(401, "unauthenticated", "Authentication required", "Sign in to see what suits a diner.")
-        diner, *_ = await service.load_diner(uow, who, diner_id)
+        diner, *_ = await diners.load_diner(uow, who, diner_id)
         return [str(n) for n in diner.dietary], list(diner.dislikes)
     if needs is not None:
         return [str(n) for n in needs], []
@@ -196,10 +196,10 @@ async def _needs_for(
 async def upsert_menu(
     canteen_ref: CanteenRef, meal_date: Day, slot: Slot, body: MenuUpsert, uow: UoW, who: Staff
 ) -> MenuPublic:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
-    menu, meals = await service.upsert_menu(uow, canteen, meal_date, slot, body)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    menu, meals = await menus.upsert_menu(uow, canteen, meal_date, slot, body)
     await _commit(uow)
-    return service.menu_public(menu, meals)
+    return menus.menu_public(menu, meals)
 
 
 @router.post(
@@ -210,10 +210,10 @@ async def upsert_menu(
     summary="Copy a week's menus to another week as drafts (existing menus are kept)",
 )
 async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Staff) -> list[MenuPublic]:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
-    created = await service.copy_menus(uow, canteen, body)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    created = await menus.copy_menus(uow, canteen, body)
     await _commit(uow)
-    return [service.menu_public(m, meals) for m, meals in created]
+    return [menus.menu_public(m, meals) for m, meals in created]
 
 
 @router.post(
@@ -223,11 +223,11 @@ async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Sta
     summary="Publish every draft menu in a date range (e.g. next week's)",
 )
 async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, who: Staff) -> list[MenuPublic]:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
-    menus = await service.publish_range(uow, canteen, body.date_from, body.date_to)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    published = await menus.publish_range(uow, canteen, body.date_from, body.date_to)
     await _commit(uow)
-    meals = await service.meals_of(uow, [m.id for m in menus])
-    return [service.menu_public(m, meals[m.id]) for m in menus]
+    meals = await menus.meals_of(uow, [m.id for m in published])
+    return [menus.menu_public(m, meals[m.id]) for m in published]
 
 
 @router.get(
@@ -251,13 +251,13 @@ async def list_menus(
     cursor: str | None = None,
 ) -> Response:
     if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
-        canteen = await service.canteen_row(uow, canteen_ref)
-        if include_drafts and (who is None or not service.access.manages(who, canteen)):
+        canteen = await canteens.canteen_row(uow, canteen_ref)
+        if include_drafts and (who is None or not access.manages(who, canteen)):
             raise Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts.")
     start = date_from or config.today()
     end = date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:
-        await service.canteen_row(uow, canteen_ref)
+        await canteens.canteen_row(uow, canteen_ref)
         raise Problem(
             422,
             "invalid_range",
@@ -266,7 +266,7 @@ async def list_menus(
             errors=[{"field": "date_to", "message": "out of range", "type": "value_error"}],
         )
     diet, dislikes = await _needs_for(uow, who, diner_id, needs)
-    page = await service.menu_page(
+    page = await menus.menu_page(
         uow,
         canteen_ref,
         date_from=start,
@@ -296,25 +296,25 @@ async def get_menu(
     diner_id: UUID | None = None,
     needs: Annotated[list[DietaryNeed] | None, Query()] = None,
 ) -> MenuPublic:
-    menu = await service.get_menu(uow, menu_id)
+    menu = await menus.get_menu(uow, menu_id)
     if menu.status != MenuStatus.published:
-        canteen = await service.get_canteen(uow, menu.canteen_id)
-        if who is None or not service.access.manages(who, canteen):
+        canteen = await canteens.get_canteen(uow, menu.canteen_id)
+        if who is None or not access.manages(who, canteen):
             raise Problem(404, "menu_not_found", "Menu not found", f"No menu {menu_id}.")
     diet, dislikes = await _needs_for(uow, who, diner_id, needs)
-    meals = await service.meals_of(uow, [menu.id])
-    return service.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
+    meals = await menus.meals_of(uow, [menu.id])
+    return menus.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
 
 
 @router.post(
     "/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"], summary="Publish one menu: bookings open"
 )
 async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
-    menu = await service.get_menu(uow, menu_id, for_update=True)
-    canteen = await service.managed_canteen(uow, who, menu.canteen_id)
-    service.publish(canteen, menu)
+    menu = await menus.get_menu(uow, menu_id, for_update=True)
+    canteen = await canteens.managed_canteen(uow, who, menu.canteen_id)
+    menus.publish(canteen, menu)
     await _commit(uow)
-    return service.menu_public(menu, (await service.meals_of(uow, [menu.id]))[menu.id])
+    return menus.menu_public(menu, (await menus.meals_of(uow, [menu.id]))[menu.id])
 
 
 @router.put(
@@ -324,11 +324,11 @@ async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
     summary="Raise or lower how many meals are prepared (never below those booked)",
 )
 async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff) -> MenuPublic:
-    menu = await service.get_menu(uow, menu_id, for_update=True)
-    await service.managed_canteen(uow, who, menu.canteen_id)
-    await service.set_capacity(uow, menu, body.capacity)
+    menu = await menus.get_menu(uow, menu_id, for_update=True)
+    await canteens.managed_canteen(uow, who, menu.canteen_id)
+    await menus.set_capacity(uow, menu, body.capacity)
     await _commit(uow)
-    return service.menu_public(menu, (await service.meals_of(uow, [menu.id]))[menu.id])
+    return menus.menu_public(menu, (await menus.meals_of(uow, [menu.id]))[menu.id])
 
 
 # --- diners ---------------------------------------------------------------------------------------------------------
@@ -342,9 +342,9 @@ async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff
     summary="Register an elder (staff of the canteen or community, or the area's grid worker)",
 )
 async def register_diner(body: DinerCreate, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
-    diner = await service.register_diner(uow, who, body, service.cipher(rt.settings))
+    diner = await diners.register_diner(uow, who, body, diners.cipher(rt.settings))
     await _commit(uow)
-    return service.diner_public(diner)
+    return diners.diner_public(diner)
 
 
 @router.get(
@@ -364,7 +364,7 @@ async def list_diners(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[DinerPublic]:
-    page = await service.list_diners(
+    page = await diners.list_diners(
         uow,
         who,
         canteen_id=canteen_id,
@@ -375,9 +375,9 @@ async def list_diners(
         limit=limit,
         cursor=cursor,
     )
-    family = await service.family_of(uow, [d.id for d in page.items])
+    family = await diners.family_of(uow, [d.id for d in page.items])
     return Page[DinerPublic](
-        items=[service.diner_public(d, family[d.id]) for d in page.items], next_cursor=page.next_cursor
+        items=[diners.diner_public(d, family[d.id]) for d in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -385,9 +385,9 @@ async def list_diners(
     "/me/diners", response_model=list[DinerPublic], tags=["diners"], summary="The diners you are, or are family of"
 )
 async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
-    diners = await service.my_diners(uow, who)
-    family = await service.family_of(uow, [d.id for d in diners])
-    return [service.diner_public(d, family[d.id]) for d in diners]
+    mine = await diners.my_diners(uow, who)
+    family = await diners.family_of(uow, [d.id for d in mine])
+    return [diners.diner_public(d, family[d.id]) for d in mine]
 
 
 @router.post(
@@ -397,8 +397,8 @@ async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)",
 )
 async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
-    diner = await service.lookup_diner(uow, who, body.id_number, service.cipher(rt.settings))
-    return service.diner_public(diner, (await service.family_of(uow, [diner.id]))[diner.id])
+    diner = await diners.lookup_diner(uow, who, body.id_number, diners.cipher(rt.settings))
+    return diners.diner_public(diner, (await diners.family_of(uow, [diner.id]))[diner.id])
 
 
 @router.get(
@@ -408,7 +408,7 @@ async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, rt: Runtime) -> 
     summary="The elder's month: meals, price, subsidy by funder, what they (or family) paid",
 )
 async def diner_statement(diner_id: UUID, month: Month, uow: UoW, who: Caller) -> reports.DinerStatement:
-    diner, *_ = await service.load_diner(uow, who, diner_id)
+    diner, *_ = await diners.load_diner(uow, who, diner_id)
     return await reports.diner_statement(uow, diner, month)
 
 
@@ -419,8 +419,8 @@ async def diner_statement(diner_id: UUID, month: Month, uow: UoW, who: Caller) -
     summary="One diner (the elder, family, or staff in scope); personal data masked",
 )
 async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
-    diner, _, family, _, _ = await service.load_diner(uow, who, diner_id)
-    return service.diner_public(diner, family)
+    diner, _, family, _, _ = await diners.load_diner(uow, who, diner_id)
+    return diners.diner_public(diner, family)
 
 
 @router.patch(
@@ -430,9 +430,9 @@ async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
     summary="Update a diner (the elder and family may change tastes, address, away dates)",
 )
 async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
-    diner, family = await service.update_diner(uow, who, diner_id, body, service.cipher(rt.settings))
+    diner, family = await diners.update_diner(uow, who, diner_id, body, diners.cipher(rt.settings))
     await _commit(uow)
-    return service.diner_public(diner, family)
+    return diners.diner_public(diner, family)
 
 
 @router.get(
@@ -444,7 +444,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
 async def read_sensitive(
     diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime, purpose: str = Query(min_length=2, max_length=200)
 ) -> DinerSensitive:
-    result = await service.read_sensitive(uow, who, diner_id, purpose, service.cipher(rt.settings))
+    result = await diners.read_sensitive(uow, who, diner_id, purpose, diners.cipher(rt.settings))
     await _commit(uow)
     return result
 
@@ -458,7 +458,7 @@ async def read_sensitive(
 async def access_log(
     diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[PiiAccessPublic]:
-    page = await service.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
+    page = await diners.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
     return Page[PiiAccessPublic](
         items=[PiiAccessPublic.model_validate(a, from_attributes=True) for a in page.items],
         next_cursor=page.next_cursor,
@@ -475,7 +475,7 @@ async def access_log(
 async def add_family(
     diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller, rt: Runtime
 ) -> FamilyMemberPublic:
-    member = await service.add_family(uow, who, diner_id, body, service.cipher(rt.settings))
+    member = await diners.add_family(uow, who, diner_id, body, diners.cipher(rt.settings))
     await _commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
@@ -487,7 +487,7 @@ async def add_family(
     summary="Unlink a family member (the elder, staff, or the member themself)",
 )
 async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) -> Response:
-    await service.remove_family(uow, who, diner_id, member_id)
+    await diners.remove_family(uow, who, diner_id, member_id)
     await _commit(uow)
     return Response(status_code=204)
 
@@ -556,7 +556,7 @@ async def list_orders(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[OrderPublic]:
-    canteen = await service.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
+    canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
     page = await orders.list_orders(
         uow,
         who,
@@ -621,7 +621,7 @@ async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
 )
 async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
     order, canteen, *_ = await orders.load_order(uow, who, order_id, for_update=True)
-    if not service.access.manages(who, canteen):
+    if not access.manages(who, canteen):
         raise Problem(403, "forbidden_role", "Canteen staff only", "Only the canteen confirms deliveries.")
     if order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
         raise Problem(
@@ -642,7 +642,7 @@ async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic
     summary="Staff: scan a pickup code or a diner's card at the counter",
 )
 async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who: Staff) -> OrderPublic:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     order = await orders.check_in_by_code(uow, who, canteen, body.code, body.slot.value if body.slot else None)
     await _commit(uow)
     return await _order_out(uow, order.id, who)
@@ -658,7 +658,7 @@ async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who
 async def walk_in(
     canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: Staff, idempotency_key: str | None = IdempotencyKey
 ) -> JSONResponse:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
 
     async def action() -> tuple[int, OrderPublic]:
         return 201, await orders.walk_in(uow, who, canteen, body)
@@ -752,9 +752,9 @@ async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -
     summary="What a meal would cost this diner: price, subsidy by funder, the elder's share",
 )
 async def quote(body: QuoteRequest, uow: UoW, who: Caller) -> Quote:
-    diner, *_ = await service.load_diner(uow, who, body.diner_id)
-    menu = await service.get_menu(uow, body.menu_id)
-    meal = next((m for m in (await service.meals_of(uow, [menu.id]))[menu.id] if m.id == body.set_meal_id), None)
+    diner, *_ = await diners.load_diner(uow, who, body.diner_id)
+    menu = await menus.get_menu(uow, body.menu_id)
+    meal = next((m for m in (await menus.meals_of(uow, [menu.id]))[menu.id] if m.id == body.set_meal_id), None)
     if meal is None:
         raise Problem(404, "set_meal_not_found", "Set meal not found", f"No set meal {body.set_meal_id} on this menu.")
     return (await orders.quote(uow, diner, menu, meal, body.fulfilment)).quote()
@@ -775,7 +775,7 @@ async def kitchen(
     who: Staff,
     meal_date: Day | None = None,
 ) -> reports.KitchenSheet:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     return await reports.kitchen_sheet(uow, canteen, meal_date or config.today())
 
 
@@ -794,7 +794,7 @@ async def deliveries(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[reports.DeliveryStop]:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     return await reports.delivery_list(
         uow, canteen, meal_date or config.today(), slot.value if slot else None, limit=limit, cursor=cursor
     )
@@ -807,7 +807,7 @@ async def deliveries(
     summary="Monthly settlement: meals served, subsidy by category and funder, reconciliation",
 )
 async def settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     return await reports.settlement(uow, canteen, month)
 
 
@@ -819,7 +819,7 @@ async def settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff
     summary="The subsidy claim file for the government (frozen once the month is closed)",
 )
 async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> Response:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     closed = await reports.closed_settlement(uow, canteen, month)
     content = closed.claim_csv if closed is not None else await reports.claim_csv(uow, canteen, month)
     # Exactly the bytes whose hash a closed settlement publishes (files closed before the BOM was part of the
@@ -838,7 +838,7 @@ async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff
     summary="Freeze the month's figures and claim file (after the month ends)",
 )
 async def close_settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
-    canteen = await service.managed_canteen(uow, who, canteen_ref)
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     result = await reports.close_settlement(uow, who, canteen, month)
     await _commit(uow)
     return result
@@ -861,7 +861,7 @@ async def list_alerts(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[AbsenceAlertPublic]:
-    canteen = await service.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
+    canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
     page = await care.list_alerts(uow, who, canteen=canteen, status=status, limit=limit, cursor=cursor)
     return Page[AbsenceAlertPublic](
         items=[AbsenceAlertPublic.model_validate(a, from_attributes=True) for a in page.items],
@@ -877,6 +877,6 @@ async def list_alerts(
 )
 async def scan(uow: UoW, who: Staff, rt: Runtime) -> ScanResult:
     _admin(who)
-    result = await care.scan_absences(uow, service.cipher(rt.settings))
+    result = await care.scan_absences(uow, diners.cipher(rt.settings))
     await _commit(uow)
     return result

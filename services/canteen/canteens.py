@@ -1,0 +1,167 @@
+"""Canteens and their meal slots: registering and updating a canteen, who manages it, the list residents see.
+Use cases take a unit of work and never commit: the caller does, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.auth import Principal, Role
+from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.sql import table_of
+from minsheng.platform.uow import UnitOfWork
+from services.canteen import access
+from services.canteen.models import (
+    Canteen,
+    CanteenCreate,
+    CanteenPublic,
+    CanteenStatus,
+    CanteenUpdate,
+    MealSlotPublic,
+    MealSlotRow,
+    MealSlotUpsert,
+    Slot,
+)
+
+SLOT_RANK = {Slot.breakfast.value: 0, Slot.lunch.value: 1, Slot.dinner.value: 2}
+
+
+def _touch(obj: Any) -> None:
+    obj.updated_at = utcnow()
+
+
+async def find_canteen(uow: UnitOfWork, ident: str | UUID) -> Canteen | None:
+    if isinstance(ident, UUID):
+        return await uow.session.get(Canteen, ident)
+    try:
+        return await uow.session.get(Canteen, UUID(ident))
+    except ValueError:
+        found = await uow.session.execute(select(Canteen).where(Canteen.code == ident))
+        return found.scalar_one_or_none()
+
+
+async def get_canteen(uow: UnitOfWork, ident: str | UUID) -> Canteen:
+    canteen = await find_canteen(uow, ident)
+    if canteen is None:
+        raise not_found("canteen", ident)
+    return canteen
+
+
+async def managed_canteen(uow: UnitOfWork, who: Principal, ident: str | UUID) -> Canteen:
+    canteen = await find_canteen(uow, ident)
+    if canteen is None or not access.manages(who, canteen):
+        raise not_found("canteen", ident)
+    return canteen
+
+
+async def create_canteen(uow: UnitOfWork, who: Principal, data: CanteenCreate) -> Canteen:
+    if not (who.is_admin or (who.has(Role.staff) and who.covers(data.community))):
+        raise Problem(
+            403,
+            "forbidden_scope",
+            "Not allowed in this community",
+            f"Only staff of {data.community} (or admin) may open a canteen there.",
+        )
+    existing = await uow.session.execute(select(Canteen.id).where(Canteen.code == data.code))
+    if existing.first() is not None:
+        raise conflict("canteen_code_taken", f"A canteen with code {data.code} exists.")
+    canteen = Canteen(**data.model_dump())
+    uow.session.add(canteen)
+    return canteen
+
+
+async def update_canteen(uow: UnitOfWork, canteen: Canteen, data: CanteenUpdate) -> Canteen:
+    changes = data.model_dump(exclude_unset=True)
+    if "communities" in changes and changes["communities"] is not None:
+        changes["communities"] = sorted(set(changes["communities"]))
+    for name, value in changes.items():
+        if value is None and name in {"name", "address", "operator", "status", "communities", "delivery_points"}:
+            continue
+        setattr(canteen, name, value)
+    _touch(canteen)
+    return canteen
+
+
+async def slots_of(uow: UnitOfWork, canteen_ids: Iterable[UUID]) -> dict[UUID, list[MealSlotRow]]:
+    ids = list(canteen_ids)
+    out: dict[UUID, list[MealSlotRow]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = await uow.session.execute(select(MealSlotRow).where(col(MealSlotRow.canteen_id).in_(ids)))
+    for row in rows.scalars():
+        out[row.canteen_id].append(row)
+    for slots in out.values():
+        slots.sort(key=lambda s: SLOT_RANK[s.slot])
+    return out
+
+
+async def slot_of(uow: UnitOfWork, canteen_id: UUID, slot: str) -> MealSlotRow | None:
+    return await uow.session.get(MealSlotRow, (canteen_id, slot))
+
+
+async def upsert_slot(uow: UnitOfWork, canteen: Canteen, slot: Slot, data: MealSlotUpsert) -> MealSlotRow:
+    row = await slot_of(uow, canteen.id, slot.value)
+    if row is None:
+        row = MealSlotRow(canteen_id=canteen.id, slot=slot.value, **data.model_dump())
+        uow.session.add(row)
+    else:
+        for name, value in data.model_dump().items():
+            setattr(row, name, value)
+    return row
+
+
+def canteen_public(canteen: Canteen, slots: Sequence[MealSlotRow]) -> CanteenPublic:
+    return CanteenPublic.model_validate(
+        {
+            **canteen.model_dump(),
+            "slots": [MealSlotPublic.model_validate({**s.model_dump(), "slot": s.slot}) for s in slots],
+        }
+    )
+
+
+async def list_canteens(
+    uow: UnitOfWork, *, community: str | None, status: CanteenStatus | None, limit: int, cursor: str | None
+) -> Page[Canteen]:
+    query = select(Canteen)
+    if status is not None:
+        query = query.where(Canteen.status == status)
+    if cursor:
+        (code,) = decode_cursor(cursor, str)
+        query = query.where(col(Canteen.code) > code)
+    query = query.order_by(col(Canteen.code))
+    rows = list((await uow.session.execute(query)).scalars())
+    if community is not None:  # communities served is a JSON list: filtered here (a county has few canteens)
+        rows = [c for c in rows if c.community == community or community in c.communities]
+    return page_of(rows[: limit + 1], limit, lambda c: encode_cursor(c.code))
+
+
+CANTEENS = table_of(Canteen)
+# The columns ``access.manages`` looks at, for reads that need a canteen's id and who manages it, not the ORM object.
+_CANTEEN_REF_COLUMNS = (CANTEENS.c.id, CANTEENS.c.code, CANTEENS.c.community, CANTEENS.c.communities)
+_CANTEEN_BY_ID = sa.select(*_CANTEEN_REF_COLUMNS).where(CANTEENS.c.id == sa.bindparam("ident"))
+_CANTEEN_BY_CODE = sa.select(*_CANTEEN_REF_COLUMNS).where(CANTEENS.c.code == sa.bindparam("ident"))
+
+
+async def canteen_row(uow: UnitOfWork, ident: str) -> sa.Row[Any]:
+    """A canteen's id, code and communities (a Core row: enough for ``access.manages``), by id or code; 404
+    otherwise. Cheaper than ``get_canteen`` for reads that need no ORM object."""
+    by_id, value = canteen_key(ident)
+    result = await uow.session.execute(_CANTEEN_BY_ID if by_id else _CANTEEN_BY_CODE, {"ident": value})
+    row: sa.Row[Any] | None = result.first()  # type: ignore[assignment]
+    if row is None:
+        raise not_found("canteen", ident)
+    return row
+
+
+def canteen_key(ident: str) -> tuple[bool, Any]:
+    """(by id?, value) for a canteen reference: a UUID is an id, anything else a code (as ``find_canteen``)."""
+    try:
+        return True, UUID(ident)
+    except ValueError:
+        return False, ident

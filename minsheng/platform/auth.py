@@ -14,7 +14,8 @@ from enum import StrEnum
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.tokens import (
     Claims,
     InvalidToken,
@@ -193,7 +194,10 @@ def require(*roles: Role) -> Callable[..., object]:
     async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.roles & allowed:
             raise Problem(
-                403, "forbidden_role", "Not allowed for your role", f"Needs one of: {', '.join(sorted(allowed))}."
+                403,
+                "forbidden_role",
+                "Not allowed for your role",
+                _t("Needs one of: {roles}.", roles=", ".join(sorted(allowed))),
             )
         return principal
 
@@ -210,9 +214,4 @@ def ensure_scope(
 ) -> None:
     """Objects outside the caller's scope answer 404, so their existence does not leak."""
     if not principal.covers(community, compound):
-        raise Problem(
-            404,
-            f"{what}_not_found",
-            f"{what.replace('_', ' ').capitalize()} not found",
-            f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).",
-        )
+        raise not_found(what, ident)

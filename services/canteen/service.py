@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import (
@@ -110,11 +111,11 @@ async def create_canteen(uow: UnitOfWork, who: Principal, data: CanteenCreate) -
             403,
             "forbidden_scope",
             "Not allowed in this community",
-            f"Only staff of {data.community} (or admin) may open a canteen there.",
+            _t("Only staff of {community} (or admin) may open a canteen there.", community=data.community),
         )
     existing = await uow.session.execute(select(Canteen.id).where(Canteen.code == data.code))
     if existing.first() is not None:
-        raise conflict("canteen_code_taken", f"A canteen with code {data.code} exists.")
+        raise conflict("canteen_code_taken", _t("A canteen with code {code} exists.", code=data.code))
     canteen = Canteen(**data.model_dump())
     uow.session.add(canteen)
     return canteen
@@ -219,7 +220,7 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
             422,
             "unknown_canteen",
             "Unknown canteen",
-            f"No canteen {data.canteen_id}.",
+            _t("No canteen {canteen_id}.", canteen_id=data.canteen_id),
             errors=[{"field": "canteen_id", "message": "unknown canteen", "type": "value_error"}],
         )
     probe = Diner(
@@ -325,7 +326,7 @@ async def update_diner(
             403,
             "forbidden_field",
             "Staff only",
-            f"Only staff may change: {', '.join(sorted(staff_fields & changes.keys()))}.",
+            _t("Only staff may change: {fields}.", fields=", ".join(sorted(staff_fields & changes.keys()))),
         )
     if "canteen_id" in changes and changes["canteen_id"] is not None:
         home = await find_canteen(uow, changes["canteen_id"])
@@ -578,12 +579,15 @@ async def upsert_menu(
             422,
             "meal_date_in_past",
             "Menus are for today or later",
-            f"{meal_date} has passed.",
+            _t("{meal_date} has passed.", meal_date=meal_date),
             errors=[{"field": "meal_date", "message": "in the past", "type": "value_error"}],
         )
     slot_row = await slot_of(uow, canteen.id, slot.value)
     if slot_row is None or not slot_row.active:
-        raise conflict("slot_not_offered", f"{canteen.name} does not serve {slot.value}; configure the slot first.")
+        raise conflict(
+            "slot_not_offered",
+            _t("{canteen} does not serve {slot}; configure the slot first.", canteen=canteen.name, slot=slot.value),
+        )
     query = select(Menu).where(Menu.canteen_id == canteen.id, Menu.meal_date == meal_date, Menu.slot == slot.value)
     if uow.db.is_postgres:
         query = query.with_for_update()
@@ -622,7 +626,7 @@ async def copy_menus(uow: UnitOfWork, canteen: Canteen, data: MenuCopy) -> list[
             422,
             "meal_date_in_past",
             "Menus are for today or later",
-            f"{data.to_date} has passed.",
+            _t("{to_date} has passed.", to_date=data.to_date),
             errors=[{"field": "to_date", "message": "in the past", "type": "value_error"}],
         )
     shift = data.to_date - data.from_date
@@ -684,7 +688,10 @@ async def get_menu(uow: UnitOfWork, menu_id: UUID, *, for_update: bool = False) 
 
 def publish(canteen: Canteen, menu: Menu) -> None:
     if canteen.status != CanteenStatus.open:
-        raise conflict("canteen_not_open", f"{canteen.name} is {canteen.status}; open it before publishing menus.")
+        raise conflict(
+            "canteen_not_open",
+            _t("{canteen} is {status}; open it before publishing menus.", canteen=canteen.name, status=canteen.status),
+        )
     if menu.status != MenuStatus.published:
         menu.status = MenuStatus.published
         menu.published_at = utcnow()
@@ -706,7 +713,9 @@ async def publish_range(uow: UnitOfWork, canteen: Canteen, date_from: date, date
 
 async def set_capacity(uow: UnitOfWork, menu: Menu, capacity: int) -> Menu:
     if capacity < menu.booked:
-        raise conflict("capacity_below_booked", f"{menu.booked} meals are booked already.", booked=menu.booked)
+        raise conflict(
+            "capacity_below_booked", _t("{booked} meals are booked already.", booked=menu.booked), booked=menu.booked
+        )
     menu.capacity = capacity
     _touch(menu)
     return menu

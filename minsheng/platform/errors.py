@@ -13,7 +13,16 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from minsheng.platform.db import is_transient_db_error
-from minsheng.platform.i18n import CONTENT_LANGUAGE, Message, Term, _t, request_locale, translate, validation_message
+from minsheng.platform.i18n import (
+    CONTENT_LANGUAGE,
+    Message,
+    Term,
+    _t,
+    load_catalogs,
+    request_locale,
+    translate,
+    validation_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +137,8 @@ def problem_response(
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    load_catalogs()
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, exc.extra)

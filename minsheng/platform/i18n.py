@@ -202,6 +202,12 @@ def catalog(locale: str) -> dict[str, str]:
     }
 
 
+def load_catalogs() -> None:
+    """Read every catalog now (tens of ms once) rather than in the first error answer; a broken file fails here."""
+    for locale in LOCALES:
+        catalog(locale)
+
+
 def gettext(message: str, locale: str) -> str:
     return catalog(locale).get(message, message)
 

@@ -33,6 +33,7 @@ TRANSLATED = tuple(locale for locale in LOCALES if locale != SOURCE_LOCALE)  # m
 # Services' own helpers that hand a literal on to ``Problem`` are listed too, so their call sites stay plain.
 MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "Problem": (2, 3),
+    "problem_response": (3, 4),  # (request, status, code, title, detail): the platform's own answers
     "conflict": (1,),
     "_t": (0,),
     "N_": (0,),

@@ -6,10 +6,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from minsheng.platform import catalogs, i18n
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, install_problem_handlers, not_found
 from minsheng.platform.i18n import Localized, Term, _t, negotiate, translate, validation_message
 from minsheng.platform.ids import uuid7
 from tests.support.client import System
@@ -158,11 +160,41 @@ async def test_route_errors_and_extension_members_in_chinese(system: System) -> 
     assert r.json()["title"] == "Not Found" and r.headers["content-language"] == "en"
     r = await system.client.delete("/points/hazard-reports", headers=system.auth("admin"))
     assert r.status_code == 405 and r.json()["title"] == "不支持该请求方法" and "allow" in r.headers
-    # A conflict keeps its extension members (current_status …) whatever the language.
+    # The platform's own answers outside the views: a NUL byte refused by the middleware.
+    r = await system.client.post("/identity/staff/login", json={"username": "a\u0000b", "password": "x"})
+    assert r.status_code == 422 and r.json()["code"] == "nul_byte"
+    assert r.json()["detail"] == "文本中不能包含 NUL 字符（U+0000）。" and r.headers["content-language"] == "zh-CN"
     r = await system.client.get("/points/hazard-reports?cursor=%%%", headers=system.auth("admin"))
     body = r.json()
     assert r.status_code == 422 and body["code"] == "invalid_cursor" and body["title"] == "分页游标无效"
     assert body["errors"][0]["field"] == "cursor"
+
+
+async def test_extension_members_and_headers_do_not_change_with_the_language() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/cancel")
+    async def cancel() -> None:
+        detail = _t("An order that is {status} cannot be cancelled.", status="served")
+        raise Problem(
+            409,
+            "order_not_cancellable",
+            "Conflict with the current state",
+            detail,
+            headers={"Retry-After": "3"},
+            status="served",  # clashes with the standard member: answered as current_status
+        )
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        zh = await client.get("/cancel")
+        en = await client.get("/cancel", headers={"Accept-Language": "en-US"})
+    assert zh.json()["detail"] == "状态为 served 的订单不能取消。" and zh.json()["title"] == "与当前状态冲突"
+    assert en.json()["detail"] == "An order that is served cannot be cancelled."
+    assert en.json()["title"] == "Conflict with the current state"
+    _same_apart_from_words(zh.json(), en.json())
+    assert zh.json()["current_status"] == "served" and zh.json()["status"] == 409
+    assert zh.headers["retry-after"] == en.headers["retry-after"] == "3"
 
 
 def test_the_catalogs_are_complete_and_in_step_with_the_code() -> None:

@@ -38,10 +38,13 @@ class Text:
         template = gettext(self.template, locale)
         if not values:
             return template
-        try:
-            return template.format_map(values)
-        except (KeyError, IndexError, ValueError):  # a broken translation must not cost the client its answer
-            return self.template.format_map(values)
+        # A broken translation (or template) must not cost the client its answer: English, else the raw text.
+        for candidate in (template, self.template):
+            try:
+                return candidate.format_map(values)
+            except (KeyError, IndexError, ValueError, AttributeError):
+                continue
+        return self.template
 
     def __str__(self) -> str:
         return self.render(SOURCE_LOCALE)
@@ -177,7 +180,7 @@ def validation_message(error: Mapping[str, Any], locale: str) -> str:
     if known is None or locale == SOURCE_LOCALE:
         return english
     template = gettext(known.template, locale)
-    if template is known.template:
+    if template == known.template:  # not translated
         return english
     try:
         return template.format_map(dict(error.get("ctx") or {}))

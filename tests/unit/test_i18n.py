@@ -101,7 +101,7 @@ CASES: dict[str, list[tuple[str, str, dict[str, Any] | None, int, str, str]]] = 
         ("POST", "/visits/buildings", {}, 422, "validation_error", "请求无效"),
     ],
     "issues": [
-        ("GET", f"/issues/issues/{uuid7()}", None, 404, "issue_not_found", "未找到诉求"),
+        ("GET", f"/issues/issues/{uuid7()}", None, 404, "issue_not_found", "未找到问题"),
         ("POST", "/issues/catalogue/categories", {"code": "-"}, 422, "validation_error", "请求无效"),
     ],
     "points": [

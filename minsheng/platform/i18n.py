@@ -182,8 +182,11 @@ def validation_message(error: Mapping[str, Any], locale: str) -> str:
     template = gettext(known.template, locale)
     if template == known.template:  # not translated
         return english
+    ctx = dict(error.get("ctx") or {})
+    if isinstance(ctx.get("expected"), str) and locale == "zh_CN":  # pydantic lists choices as "'a', 'b' or 'c'"
+        ctx["expected"] = ctx["expected"].replace("', '", "'、'").replace(" or ", " 或 ")
     try:
-        return template.format_map(dict(error.get("ctx") or {}))
+        return template.format_map(ctx)
     except (KeyError, IndexError, ValueError):
         return english
 

@@ -89,6 +89,12 @@ def test_validation_messages_by_type_with_their_context() -> None:
     assert validation_message(missing, "zh_CN") == "必填项"
     unknown = {"type": "some_new_type", "msg": "Something pydantic says", "ctx": {"x": 1}}
     assert validation_message(unknown, "zh_CN") == "Something pydantic says"
+    enum = {
+        "type": "enum",
+        "msg": "Input should be 'fire', 'road' or 'flood'",
+        "ctx": {"expected": "'fire', 'road' or 'flood'"},
+    }
+    assert validation_message(enum, "zh_CN") == "应为 'fire'、'road' 或 'flood'"
     no_ctx = {"type": "greater_than", "msg": "Input should be greater than 0"}  # ctx missing: pydantic's text
     assert validation_message(no_ctx, "zh_CN") == "Input should be greater than 0"
 

@@ -264,3 +264,12 @@ def test_the_check_refuses_an_f_string_message(tmp_path: Path) -> None:
     )
     found = catalogs.check(root)
     assert any("an f-string as conflict(…)'s message" in p for p in found), found
+
+
+def test_translating_a_problem_costs_at_most_20_microseconds() -> None:
+    from bench.i18n import run
+
+    figures = run(repeat=2000)  # CPU time of this process, so a busy machine barely moves it
+    assert figures["messages"] > 400
+    for key in ("translate_not_found_us", "translate_conflict_us", "translate_validation_3_errors_us"):
+        assert 0 < figures[key] <= 20, figures

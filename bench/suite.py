@@ -273,7 +273,32 @@ class Suite:
             self.run_identity()
         if self.wanted("notify"):
             self.run_notify()
+        if self.wanted("i18n"):
+            self.run_i18n()
         return self.result()
+
+    def run_i18n(self) -> None:
+        """What answering a problem in Chinese costs: ``bench.i18n`` in a process of its own."""
+        fig = Figure(
+            "i18n.translate_problem",
+            "i18n",
+            "Translating a problem+json answer (negotiation + catalog look-ups), per problem",
+            metric="cpu",
+            target="≤ 20 µs a problem",
+        )
+
+        def body() -> None:
+            figures = run_python("bench.i18n", timeout=300)
+            fig.subject = figures
+            fig.met = max(figures["translate_not_found_us"], figures["translate_conflict_us"]) <= 20
+            fig.note = (
+                f"not found {figures['translate_not_found_us']} µs, conflict {figures['translate_conflict_us']} µs, "
+                f"a 422 with 3 errors {figures['translate_validation_3_errors_us']} µs; whole problem+json "
+                f"{figures['render_problem_zh_us']} µs zh / {figures['render_problem_en_us']} µs en; catalogs "
+                f"load once in {figures['catalog_load_ms']} ms ({figures['messages']} messages)"
+            )
+
+        self.guard(fig, body)
 
     def run_identity(self) -> None:
         """Sign-in CPU (login, refresh), argon2id, token signing and verification: ``bench.identity`` in a

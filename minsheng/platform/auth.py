@@ -14,7 +14,8 @@ from enum import StrEnum
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.tokens import (
     Claims,
     InvalidToken,
@@ -193,7 +194,10 @@ def require(*roles: Role) -> Callable[..., object]:
     async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.roles & allowed:
             raise Problem(
-                403, "forbidden_role", "Not allowed for your role", f"Needs one of: {', '.join(sorted(allowed))}."
+                403,
+                "forbidden_role",
+                "Not allowed for your role",
+                _t("Needs one of: {roles}.", roles=", ".join(sorted(allowed))),
             )
         return principal
 

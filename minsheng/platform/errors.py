@@ -13,6 +13,16 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from minsheng.platform.db import is_transient_db_error
+from minsheng.platform.i18n import (
+    CONTENT_LANGUAGE,
+    Message,
+    Term,
+    _t,
+    load_catalogs,
+    request_locale,
+    translate,
+    validation_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +44,9 @@ _CODES = {
 
 
 class Problem(Exception):
-    """Raise from anywhere in a request to answer with problem+json."""
+    """Raise from anywhere in a request to answer with problem+json. ``title`` and ``detail`` are English
+    msgids (a plain literal, or ``_t("No {what} {id}", what=..., id=...)`` when values go in); the answer is
+    in the language the request prefers (zh-CN by default, see ``minsheng.platform.i18n``)."""
 
     # Positional-only, so an extra member such as ``status=issue.status`` lands in ``extra`` instead of
     # colliding with the HTTP status.
@@ -42,8 +54,8 @@ class Problem(Exception):
         self,
         status: int,
         code: str,
-        title: str,
-        detail: str | None = None,
+        title: Message,
+        detail: Message | None = None,
         /,
         headers: dict[str, str] | None = None,
         **extra: Any,
@@ -58,15 +70,18 @@ class Problem(Exception):
 
 
 def not_found(what: str, ident: object) -> Problem:
+    """``what`` names the thing (``issue_type``): the code is ``issue_type_not_found`` and the name itself is a
+    msgid, so each language names the thing its own way."""
+    thing = Term(what)
     return Problem(
         404,
         f"{what}_not_found",
-        f"{what.replace('_', ' ').capitalize()} not found",
-        f"No {what.replace('_', ' ')} {ident} (or it is outside your scope).",
+        _t("{thing} not found", thing=thing),
+        _t("No {thing} {id} (or it is outside your scope).", thing=thing, id=ident),
     )
 
 
-def conflict(code: str, detail: str, /, **extra: Any) -> Problem:
+def conflict(code: str, detail: Message, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
 
 
@@ -94,29 +109,36 @@ def problem_response(
     request: Request,
     status: int,
     code: str,
-    title: str,
-    detail: str | None = None,
+    title: Message,
+    detail: Message | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    locale = request_locale(request.headers)
+    text = translate(title, locale) or code
     body: dict[str, Any] = {
         "type": f"https://minsheng.dev/problems/{code}",
-        "title": title,
+        "title": text[:1].upper() + text[1:],
         "status": status,
         "code": code,
         "instance": request.url.path,
     }
     if detail:
-        body["detail"] = detail
+        body["detail"] = translate(detail, locale)
     request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
         body["request_id"] = request_id
     # Extension members never overwrite the standard ones: a clashing name gets a ``current_`` prefix.
     body.update({(f"current_{k}" if k in body else k): v for k, v in (extra or {}).items()})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    response = JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    response.headers["Content-Language"] = CONTENT_LANGUAGE[locale]
+    response.headers.append("Vary", "Accept-Language")
+    return response
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    load_catalogs()
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, exc.extra)
@@ -141,22 +163,29 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        locale = request_locale(request.headers)
         errors = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body",
-                "message": e.get("msg", ""),
+                "message": validation_message(e, locale),
                 "type": e.get("type", ""),
             }
             for e in exc.errors()
         ]
         fields = ", ".join(sorted({e["field"] for e in errors}))
         return problem_response(
-            request, 422, "validation_error", "The request is not valid", f"Check: {fields}", extra={"errors": errors}
+            request,
+            422,
+            "validation_error",
+            "The request is not valid",
+            _t("Check: {fields}", fields=fields),
+            extra={"errors": errors},
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODES.get(exc.status_code, "http_error")
+        # Starlette's details are the HTTP reason phrases ("Not Found" …), msgids in the catalog.
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(
             request,

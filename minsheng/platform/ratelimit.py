@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import _t
+from minsheng.platform.i18n import _t
 
 MAX_BUCKETS = 50_000
 
@@ -65,7 +67,7 @@ def check(key: str, rate: float, burst: int) -> None:
             429,
             "rate_limited",
             "Too many requests",
-            f"Slow down; retry in {seconds} s.",
+            _t("Slow down; retry in {seconds} s.", seconds=seconds),
             headers={"Retry-After": str(seconds)},
             retry_after=seconds,
         )

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.sql import table_of
@@ -66,11 +67,11 @@ async def create_canteen(uow: UnitOfWork, who: Principal, data: CanteenCreate) -
             403,
             "forbidden_scope",
             "Not allowed in this community",
-            f"Only staff of {data.community} (or admin) may open a canteen there.",
+            _t("Only staff of {community} (or admin) may open a canteen there.", community=data.community),
         )
     existing = await uow.session.execute(select(Canteen.id).where(Canteen.code == data.code))
     if existing.first() is not None:
-        raise conflict("canteen_code_taken", f"A canteen with code {data.code} exists.")
+        raise conflict("canteen_code_taken", _t("A canteen with code {code} exists.", code=data.code))
     canteen = Canteen(**data.model_dump())
     uow.session.add(canteen)
     return canteen

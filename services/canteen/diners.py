@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import (
@@ -90,7 +91,7 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
             422,
             "unknown_canteen",
             "Unknown canteen",
-            f"No canteen {data.canteen_id}.",
+            _t("No canteen {canteen_id}.", canteen_id=data.canteen_id),
             errors=[{"field": "canteen_id", "message": "unknown canteen", "type": "value_error"}],
         )
     probe = Diner(
@@ -196,7 +197,7 @@ async def update_diner(
             403,
             "forbidden_field",
             "Staff only",
-            f"Only staff may change: {', '.join(sorted(staff_fields & changes.keys()))}.",
+            _t("Only staff may change: {fields}.", fields=", ".join(sorted(staff_fields & changes.keys()))),
         )
     if "canteen_id" in changes and changes["canteen_id"] is not None:
         home = await find_canteen(uow, changes["canteen_id"])

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import decode_cursor, encode_cursor
 from minsheng.platform.sql import table_of
@@ -112,12 +113,15 @@ async def upsert_menu(
             422,
             "meal_date_in_past",
             "Menus are for today or later",
-            f"{meal_date} has passed.",
+            _t("{meal_date} has passed.", meal_date=meal_date),
             errors=[{"field": "meal_date", "message": "in the past", "type": "value_error"}],
         )
     slot_row = await slot_of(uow, canteen.id, slot.value)
     if slot_row is None or not slot_row.active:
-        raise conflict("slot_not_offered", f"{canteen.name} does not serve {slot.value}; configure the slot first.")
+        raise conflict(
+            "slot_not_offered",
+            _t("{canteen} does not serve {slot}; configure the slot first.", canteen=canteen.name, slot=slot.value),
+        )
     query = select(Menu).where(Menu.canteen_id == canteen.id, Menu.meal_date == meal_date, Menu.slot == slot.value)
     if uow.db.is_postgres:
         query = query.with_for_update()
@@ -156,7 +160,7 @@ async def copy_menus(uow: UnitOfWork, canteen: Canteen, data: MenuCopy) -> list[
             422,
             "meal_date_in_past",
             "Menus are for today or later",
-            f"{data.to_date} has passed.",
+            _t("{to_date} has passed.", to_date=data.to_date),
             errors=[{"field": "to_date", "message": "in the past", "type": "value_error"}],
         )
     shift = data.to_date - data.from_date
@@ -218,7 +222,10 @@ async def get_menu(uow: UnitOfWork, menu_id: UUID, *, for_update: bool = False) 
 
 def publish(canteen: Canteen, menu: Menu) -> None:
     if canteen.status != CanteenStatus.open:
-        raise conflict("canteen_not_open", f"{canteen.name} is {canteen.status}; open it before publishing menus.")
+        raise conflict(
+            "canteen_not_open",
+            _t("{canteen} is {status}; open it before publishing menus.", canteen=canteen.name, status=canteen.status),
+        )
     if menu.status != MenuStatus.published:
         menu.status = MenuStatus.published
         menu.published_at = utcnow()
@@ -240,7 +247,9 @@ async def publish_range(uow: UnitOfWork, canteen: Canteen, date_from: date, date
 
 async def set_capacity(uow: UnitOfWork, menu: Menu, capacity: int) -> Menu:
     if capacity < menu.booked:
-        raise conflict("capacity_below_booked", f"{menu.booked} meals are booked already.", booked=menu.booked)
+        raise conflict(
+            "capacity_below_booked", _t("{booked} meals are booked already.", booked=menu.booked), booked=menu.booked
+        )
     menu.capacity = capacity
     _touch(menu)
     return menu

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from minsheng.contracts.canteen import DeliveryCancelled, DeliveryRequested, OrderDelivered
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
@@ -216,18 +217,23 @@ _INSERT_LINES = sa.insert(LINES)
 async def _offer(uow: UnitOfWork, menu_id: UUID, set_meal_id: UUID) -> tuple[Menu, SetMeal, Canteen, MealSlotRow]:
     row = (await uow.session.execute(_OFFER, {"menu_id": menu_id, "set_meal_id": set_meal_id})).first()
     if row is None:
-        raise Problem(404, "set_meal_not_found", "Set meal not found", f"No set meal {set_meal_id} on menu {menu_id}.")
+        raise Problem(
+            404,
+            "set_meal_not_found",
+            "Set meal not found",
+            _t("No set meal {set_meal_id} on menu {menu_id}.", set_meal_id=set_meal_id, menu_id=menu_id),
+        )
     return row[0], row[1], row[2], row[3]
 
 
 def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: OrderChannel, now: datetime) -> None:
     if canteen.status != CanteenStatus.open:
-        raise conflict("canteen_not_open", f"{canteen.name} is {canteen.status}.")
+        raise conflict("canteen_not_open", _t("{canteen} is {status}.", canteen=canteen.name, status=canteen.status))
     if menu.status != MenuStatus.published:
         raise conflict("menu_not_published", "This menu is not published yet.")
     today = now.astimezone(config.tz()).date()
     if menu.meal_date < today:
-        raise conflict("booking_closed", f"{menu.meal_date} has passed.")
+        raise conflict("booking_closed", _t("{meal_date} has passed.", meal_date=menu.meal_date))
     _, until = serve_window(slot, menu.meal_date)
     if channel == OrderChannel.walk_in:
         if menu.meal_date != today:
@@ -237,8 +243,12 @@ def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: Or
     if now >= closes:
         raise conflict(
             "booking_closed",
-            f"Booking for {menu.meal_date} {menu.slot} closed at "
-            f"{closes.astimezone(config.tz()).isoformat(timespec='minutes')}.",
+            _t(
+                "Booking for {meal_date} {slot} closed at {closes_at}.",
+                meal_date=menu.meal_date,
+                slot=menu.slot,
+                closes_at=closes.astimezone(config.tz()).isoformat(timespec="minutes"),
+            ),
             closed_at=closes.isoformat(),
         )
 
@@ -248,7 +258,12 @@ async def _claim_seat(uow: UnitOfWork, menu: Menu) -> None:
     if claimed is None:
         raise conflict(
             "slot_full",
-            f"All {menu.capacity} meals for {menu.meal_date} {menu.slot} are booked.",
+            _t(
+                "All {capacity} meals for {meal_date} {slot} are booked.",
+                capacity=menu.capacity,
+                meal_date=menu.meal_date,
+                slot=menu.slot,
+            ),
             capacity=menu.capacity,
         )
 
@@ -300,7 +315,7 @@ async def _place(
     note: str | None,
 ) -> OrderPublic:
     if diner.status in (DinerStatus.deceased, DinerStatus.withdrawn):
-        raise conflict("diner_inactive", f"This diner is {diner.status}.")
+        raise conflict("diner_inactive", _t("This diner is {status}.", status=diner.status))
     now = config.now()
     _check_bookable(menu, canteen, slot, channel, now)
     address = None
@@ -361,8 +376,12 @@ async def _place(
     except sa.exc.IntegrityError as exc:
         raise conflict(
             "already_booked",
-            f"This diner already has a meal for {menu.meal_date} {menu.slot}; "
-            "cancel it first, or order an unsubsidised extra meal (extra=true).",
+            _t(
+                "This diner already has a meal for {meal_date} {slot}; "
+                "cancel it first, or order an unsubsidised extra meal (extra=true).",
+                meal_date=menu.meal_date,
+                slot=menu.slot,
+            ),
         ) from exc
     lines = [
         {
@@ -490,7 +509,7 @@ def _for_item(exc: Problem, index: int) -> Problem:
         exc.status,
         exc.code,
         exc.title,
-        f"items[{index}]: {exc.detail or exc.title}",
+        _t("items[{index}]: {detail}", index=index, detail=exc.detail or exc.title),
         exc.headers,
         item=index,
         **exc.extra,
@@ -553,7 +572,7 @@ async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -
     if order.status != OrderStatus.booked:
         raise conflict(
             "order_not_cancellable",
-            f"An order that is {order.status} cannot be cancelled.",
+            _t("An order that is {status} cannot be cancelled.", status=order.status),
             current_status=order.status,
         )
     if rel != Relation.staff:
@@ -606,12 +625,14 @@ async def cancel_order(uow: UnitOfWork, order: Order, *, reason: str, actor: str
 def serve(order: Order, who: Principal) -> Order:
     if order.status != OrderStatus.booked:
         raise conflict(
-            "order_not_checkable", f"An order that is {order.status} cannot be checked in.", current_status=order.status
+            "order_not_checkable",
+            _t("An order that is {status} cannot be checked in.", status=order.status),
+            current_status=order.status,
         )
     if order.fulfilment == Fulfilment.delivery:
         raise conflict("delivery_order", "Delivery orders are handed to riders, not checked in.")
     if order.meal_date != config.today():
-        raise conflict("not_today", f"This order is for {order.meal_date}.")
+        raise conflict("not_today", _t("This order is for {meal_date}.", meal_date=order.meal_date))
     _move(order, OrderStatus.served)
     order.checked_in_at, order.checked_in_by = config.now(), who.sub
     return order
@@ -670,7 +691,7 @@ async def check_in_by_code(uow: UnitOfWork, who: Principal, canteen: Canteen, co
                 404,
                 "no_booking",
                 "No booking for this meal",
-                f"{diner.name} has no booking for {slot} today: record a walk-in.",
+                _t("{diner} has no booking for {slot} today: record a walk-in.", diner=diner.name, slot=slot),
                 diner_id=str(diner.id),
                 card_code=diner.card_code,
             )

@@ -15,6 +15,7 @@ from sqlmodel import select
 from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.i18n import _t
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.sql import table_of
@@ -418,15 +419,22 @@ async def settlement(uow: UnitOfWork, canteen: Canteen, month: str) -> Settlemen
 async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, month: str) -> Settlement:
     _, nxt = _month(month)
     if config.today() < nxt:
-        raise conflict("month_not_over", f"{month} is not over yet; close it from {nxt}.")
+        raise conflict(
+            "month_not_over", _t("{month} is not over yet; close it from {first_day}.", month=month, first_day=nxt)
+        )
     if await closed_settlement(uow, canteen, month) is not None:
-        raise conflict("settlement_closed", f"{month} is already closed for {canteen.name}.")
+        raise conflict(
+            "settlement_closed", _t("{month} is already closed for {canteen}.", month=month, canteen=canteen.name)
+        )
     figures = await compute_settlement(uow, canteen, month)
     if figures.reconciliation.unsettled_bookings:
         raise conflict(
             "unsettled_orders",
-            f"{figures.reconciliation.unsettled_bookings} orders are still booked "
-            "(deliveries not confirmed?): confirm or cancel them first.",
+            _t(
+                "{unsettled_bookings} orders are still booked (deliveries not confirmed?): "
+                "confirm or cancel them first.",
+                unsettled_bookings=figures.reconciliation.unsettled_bookings,
+            ),
             unsettled=figures.reconciliation.unsettled_bookings,
         )
     content = await claim_csv(uow, canteen, month)
@@ -446,7 +454,7 @@ async def close_settlement(uow: UnitOfWork, who: Principal, canteen: Canteen, mo
     try:
         await uow.session.flush()
     except sa.exc.IntegrityError as exc:
-        raise conflict("settlement_closed", f"{month} was closed at the same time.") from exc
+        raise conflict("settlement_closed", _t("{month} was closed at the same time.", month=month)) from exc
     return figures
 
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -311,7 +312,9 @@ async def versions_of(uow: UnitOfWork, key: str, *, for_update: bool = False) ->
 async def create_rule(uow: UnitOfWork, actor: str, data: SubsidyRuleCreate) -> SubsidyRule:
     _check_dates(data.effective_from, data.effective_to)
     if await versions_of(uow, data.key):
-        raise conflict("subsidy_rule_exists", f"Rule {data.key} exists; add a version instead.", key=data.key)
+        raise conflict(
+            "subsidy_rule_exists", _t("Rule {key} exists; add a version instead.", key=data.key), key=data.key
+        )
     rule = SubsidyRule(
         key=data.key,
         version=1,
@@ -324,7 +327,7 @@ async def create_rule(uow: UnitOfWork, actor: str, data: SubsidyRuleCreate) -> S
     try:
         await uow.session.flush()
     except sa.exc.IntegrityError as exc:
-        raise conflict("subsidy_rule_exists", f"Rule {data.key} exists; add a version instead.") from exc
+        raise conflict("subsidy_rule_exists", _t("Rule {key} exists; add a version instead.", key=data.key)) from exc
     return rule
 
 
@@ -338,7 +341,11 @@ async def add_version(uow: UnitOfWork, actor: str, key: str, data: SubsidyRuleVe
     if data.effective_from <= latest.effective_from:
         raise conflict(
             "version_not_after_latest",
-            f"Version {latest.version} starts {latest.effective_from}; a new version must start later.",
+            _t(
+                "Version {version} starts {effective_from}; a new version must start later.",
+                version=latest.version,
+                effective_from=latest.effective_from,
+            ),
             latest_effective_from=latest.effective_from.isoformat(),
         )
     if latest.effective_to is None or latest.effective_to >= data.effective_from:
@@ -372,7 +379,10 @@ async def retire(uow: UnitOfWork, key: str, effective_to: date) -> SubsidyRule:
         raise not_found("subsidy_rule", key)
     latest = versions[-1]
     if effective_to < latest.effective_from:
-        raise conflict("retire_before_start", f"The latest version starts {latest.effective_from}.")
+        raise conflict(
+            "retire_before_start",
+            _t("The latest version starts {effective_from}.", effective_from=latest.effective_from),
+        )
     latest.effective_to = effective_to
     return latest
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal, Role, current_principal, optional_principal, require
 from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Day, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -300,7 +301,7 @@ async def get_menu(
     if menu.status != MenuStatus.published:
         canteen = await canteens.get_canteen(uow, menu.canteen_id)
         if who is None or not access.manages(who, canteen):
-            raise Problem(404, "menu_not_found", "Menu not found", f"No menu {menu_id}.")
+            raise Problem(404, "menu_not_found", "Menu not found", _t("No menu {menu_id}.", menu_id=menu_id))
     diet, dislikes = await _needs_for(uow, who, diner_id, needs)
     meals = await menus.meals_of(uow, [menu.id])
     return menus.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
@@ -628,7 +629,11 @@ async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic
             409,
             "order_not_deliverable",
             "Conflict with the current state",
-            f"A {order.fulfilment} order that is {order.status} cannot be confirmed delivered.",
+            _t(
+                "A {fulfilment} order that is {status} cannot be confirmed delivered.",
+                fulfilment=order.fulfilment,
+                status=order.status,
+            ),
         )
     await orders.mark_delivered_by_staff(uow, order)
     await _commit(uow)
@@ -714,7 +719,7 @@ async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyR
 async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePublic]:
     versions = await subsidy.versions_of(uow, key)
     if not versions:
-        raise Problem(404, "subsidy_rule_not_found", "Subsidy rule not found", f"No rule {key}.")
+        raise Problem(404, "subsidy_rule_not_found", "Subsidy rule not found", _t("No rule {key}.", key=key))
     return [_rule_out(r) for r in versions]
 
 
@@ -756,7 +761,12 @@ async def quote(body: QuoteRequest, uow: UoW, who: Caller) -> Quote:
     menu = await menus.get_menu(uow, body.menu_id)
     meal = next((m for m in (await menus.meals_of(uow, [menu.id]))[menu.id] if m.id == body.set_meal_id), None)
     if meal is None:
-        raise Problem(404, "set_meal_not_found", "Set meal not found", f"No set meal {body.set_meal_id} on this menu.")
+        raise Problem(
+            404,
+            "set_meal_not_found",
+            "Set meal not found",
+            _t("No set meal {set_meal_id} on this menu.", set_meal_id=body.set_meal_id),
+        )
     return (await orders.quote(uow, diner, menu, meal, body.fulfilment)).quote()
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from minsheng.platform.i18n import Text, _t
 from services.identity import config
 
 TOTP_STEP = 30
@@ -58,14 +59,14 @@ def temporary_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def check_password_policy(password: str, username: str) -> str | None:
+def check_password_policy(password: str, username: str) -> Text | None:
     """Why ``password`` is not acceptable, or None."""
     if len(password) < config.get().password_min_length:
-        return f"at least {config.get().password_min_length} characters"
+        return _t("needs at least {min_length} characters", min_length=config.get().password_min_length)
     if username.lower() in password.lower():
-        return "must not contain the user name"
+        return _t("must not contain the user name")
     if len(set(password)) < 4:
-        return "too few distinct characters"
+        return _t("has too few distinct characters")
     return None
 
 

@@ -18,6 +18,7 @@ from minsheng.contracts.identity import (
 )
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor
 from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
@@ -343,9 +344,9 @@ async def change_password(
         await check_totp(runtime, cipher, account, cred, totp, address)
     why = passwords.check_password_policy(new, cred.username)
     if why is None and new == current:
-        why = "must differ from the current password"
+        why = _t("must differ from the current password")
     if why:
-        raise Problem(422, "weak_password", "Choose another password", f"The new password {why}.")
+        raise Problem(422, "weak_password", "Choose another password", _t("The new password {why}.", why=why))
     cred.password_hash = await asyncio.to_thread(passwords.hash_password, new)
     cred.must_change_password = False
     cred.password_changed_at = utcnow()

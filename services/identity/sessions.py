@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import mint_token
 from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.service import ServiceRuntime
@@ -246,6 +247,6 @@ def too_many(wait: float) -> Problem:
         429,
         "too_many_attempts",
         "Too many failed sign-ins",
-        f"Try again in {seconds} s.",
+        _t("Try again in {seconds} s.", seconds=seconds),
         headers={"Retry-After": str(seconds)},
     )

@@ -14,6 +14,7 @@ from sqlmodel import SQLModel, col, select
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import Localized, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.service import UoW
@@ -116,8 +117,8 @@ async def require_category(uow: UnitOfWork, code: str) -> Category:
         raise Problem(
             422,
             "not_handled_here",
-            f"{matter.title_zh} is not handled here",
-            f"去{matter.go_to_zh}办理。Go to: {matter.go_to_en}.",
+            _t("{matter} is not handled here", matter=Localized(zh_CN=matter.title_zh, en=matter.title_en)),
+            _t("Go to: {place}.", place=Localized(zh_CN=matter.go_to_zh, en=matter.go_to_en)),
             matter=code,
             go_to_zh=matter.go_to_zh,
             go_to_en=matter.go_to_en,
@@ -127,7 +128,7 @@ async def require_category(uow: UnitOfWork, code: str) -> Category:
         422,
         "unknown_category",
         "Unknown category",
-        f"No active category {code!r}; see GET /issues/catalogue/categories.",
+        _t("No active category {code!r}; see GET /issues/catalogue/categories.", code=code),
         errors=[{"field": "category", "message": "unknown category", "type": "value_error"}],
     )
 
@@ -137,7 +138,7 @@ def _attr_error(code: str, message: str) -> Problem:
         422,
         "invalid_attribute",
         "An answer to the category's questions is not valid",
-        f"{code}: {message}",
+        _t("{code}: {message}", code=code, message=message),
         errors=[{"field": f"attributes.{code}", "message": message, "type": "value_error"}],
     )
 
@@ -198,7 +199,7 @@ async def resolve_community(
                 422,
                 "unknown_community",
                 "Unknown community",
-                f"No community {code!r}; see GET /issues/catalogue/communities.",
+                _t("No community {code!r}; see GET /issues/catalogue/communities.", code=code),
                 errors=[{"field": "community", "message": "unknown community", "type": "value_error"}],
             )
         return code
@@ -226,7 +227,7 @@ async def render_template(uow: UnitOfWork, code: str, issue: Issue) -> str:
             422,
             "unknown_template",
             "Unknown reply template",
-            f"No active reply template {code!r}.",
+            _t("No active reply template {code!r}.", code=code),
             errors=[{"field": "template", "message": "unknown template", "type": "value_error"}],
         )
     cat = await uow.session.get(Category, issue.category)
@@ -307,7 +308,7 @@ async def _check_department(uow: UnitOfWork, code: str) -> None:
             422,
             "unknown_department",
             "Unknown department",
-            f"No department {code!r}.",
+            _t("No department {code!r}.", code=code),
             errors=[{"field": "department", "message": "unknown department", "type": "value_error"}],
         )
 
@@ -344,9 +345,9 @@ async def get_category(code: str, uow: UoW) -> CategoryPublic:
 @router.post("/catalogue/categories", response_model=CategoryPublic, status_code=201)
 async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> CategoryPublic:
     if await uow.session.get(Category, body.code) is not None:
-        raise conflict("category_exists", f"Category {body.code!r} already exists; PATCH it instead.")
+        raise conflict("category_exists", _t("Category {code!r} already exists; PATCH it instead.", code=body.code))
     if await uow.session.get(NotHandledMatter, body.code) is not None:
-        raise conflict("code_in_use", f"{body.code!r} is a matter not handled here.")
+        raise conflict("code_in_use", _t("{code!r} is a matter not handled here.", code=body.code))
     await _check_department(uow, body.department)
     cat = Category.model_validate({**body.model_dump(mode="json")})
     uow.session.add(cat)
@@ -381,7 +382,7 @@ async def list_departments(uow: UoW, limit: Limit = 200, cursor: str | None = No
 @router.post("/catalogue/departments", response_model=DepartmentPublic, status_code=201)
 async def create_department(body: DepartmentCreate, uow: UoW, who: Manager) -> DepartmentPublic:
     if await uow.session.get(Department, body.code) is not None:
-        raise conflict("department_exists", f"Department {body.code!r} already exists.")
+        raise conflict("department_exists", _t("Department {code!r} already exists.", code=body.code))
     dept = Department.model_validate(body.model_dump())
     uow.session.add(dept)
     await uow.commit()
@@ -427,9 +428,9 @@ async def get_not_handled(code: str, uow: UoW) -> NotHandledPublic:
 @router.post("/catalogue/not-handled", response_model=NotHandledPublic, status_code=201)
 async def create_not_handled(body: NotHandledCreate, uow: UoW, who: Manager) -> NotHandledPublic:
     if await uow.session.get(NotHandledMatter, body.code) is not None:
-        raise conflict("matter_exists", f"Matter {body.code!r} already exists.")
+        raise conflict("matter_exists", _t("Matter {code!r} already exists.", code=body.code))
     if await uow.session.get(Category, body.code) is not None:
-        raise conflict("code_in_use", f"{body.code!r} is a category.")
+        raise conflict("code_in_use", _t("{code!r} is a category.", code=body.code))
     matter = NotHandledMatter.model_validate(body.model_dump())
     uow.session.add(matter)
     await uow.commit()
@@ -483,7 +484,7 @@ async def list_communities(uow: UoW, limit: Limit = 200, cursor: str | None = No
 @router.put("/catalogue/communities/{code}", response_model=CommunityPublic)
 async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager) -> CommunityPublic:
     if body.code != code:
-        raise Problem(422, "code_mismatch", "The body's code differs from the URL's", f"Use {code!r}.")
+        raise Problem(422, "code_mismatch", "The body's code differs from the URL's", _t("Use {code!r}.", code=code))
     community = await uow.session.get(Community, code)
     if community is None:
         community = Community.model_validate(body.model_dump())
@@ -509,7 +510,7 @@ async def list_templates(
 @router.post("/reply-templates", response_model=ReplyTemplatePublic, status_code=201, tags=["workflow"])
 async def create_template(body: ReplyTemplateCreate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
     if await uow.session.get(ReplyTemplate, body.code) is not None:
-        raise conflict("template_exists", f"Reply template {body.code!r} already exists.")
+        raise conflict("template_exists", _t("Reply template {code!r} already exists.", code=body.code))
     template = ReplyTemplate.model_validate(body.model_dump())
     uow.session.add(template)
     await uow.commit()

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from minsheng.platform.auth import Principal, Role, current_principal
 from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.service import UoW
 from services.issues.config import get_config
 from services.issues.models import Photo, PhotoPublic
@@ -48,7 +49,9 @@ async def upload_photo(
     limit = get_config().photo_max_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise Problem(413, "photo_too_large", "Photo too large", f"At most {limit // (1024 * 1024)} MB.")
+        raise Problem(
+            413, "photo_too_large", "Photo too large", _t("At most {megabytes} MB.", megabytes=limit // (1024 * 1024))
+        )
     if not data:
         raise Problem(
             422,

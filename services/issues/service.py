@@ -37,6 +37,7 @@ from minsheng.contracts.visits import NeedEscalated
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
@@ -583,7 +584,9 @@ def _channel_for(who: Principal, data: IssueCreate) -> Channel:
     if who.has(Role.grid_worker):
         return Channel.grid_worker
     if wanted in ("staff", "grid_worker"):
-        raise Problem(403, "channel_not_allowed", "Channel not allowed", f"Your role cannot report as {wanted}.")
+        raise Problem(
+            403, "channel_not_allowed", "Channel not allowed", _t("Your role cannot report as {wanted}.", wanted=wanted)
+        )
     return Channel.resident
 
 
@@ -1100,7 +1103,7 @@ def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStat
     if issue.status not in allowed:
         raise conflict(
             "invalid_transition",
-            f"An issue that is {issue.status} cannot become {to}.",
+            _t("An issue that is {status} cannot become {to}.", status=issue.status, to=to),
             current=issue.status,
             allowed_from=sorted(allowed),
         )
@@ -1129,7 +1132,7 @@ async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
     if issue.status != IssueStatus.submitted:
         raise conflict(
             "invalid_transition",
-            f"An issue that is {issue.status} cannot become accepted.",
+            _t("An issue that is {status} cannot become accepted.", status=issue.status),
             current=issue.status,
             allowed_from=[IssueStatus.submitted.value],
         )
@@ -1146,7 +1149,7 @@ async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
     if issue.status not in OPEN_STATUSES:
         raise conflict(
             "invalid_transition",
-            f"An issue that is {issue.status} cannot be verified.",
+            _t("An issue that is {status} cannot be verified.", status=issue.status),
             current=issue.status,
             allowed_from=sorted(OPEN_STATUSES),
         )
@@ -1175,7 +1178,7 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
             422,
             "unknown_department",
             "Unknown department",
-            f"No active department {sorted(unknown)}.",
+            _t("No active department {departments}.", departments=sorted(unknown)),
             errors=[{"field": "departments", "message": "unknown", "type": "value_error"}],
         )
     was_submitted = issue.status == IssueStatus.submitted
@@ -1348,8 +1351,11 @@ async def reopen(
         if issue.resolved_at and utcnow() - issue.resolved_at > timedelta(days=cfg.reopen_window_days):
             raise conflict(
                 "reopen_window_passed",
-                f"Issues can be reopened within {cfg.reopen_window_days:g} days of their resolution; "
-                "please report it again.",
+                _t(
+                    "Issues can be reopened within {reopen_window_days:g} days of their resolution; "
+                    "please report it again.",
+                    reopen_window_days=cfg.reopen_window_days,
+                ),
             )
     now = _transition(issue, {IssueStatus.resolved, IssueStatus.confirmed}, IssueStatus.reopened)
     cat = await category_or_default(uow, issue.category, urgent=issue.urgent)
@@ -1374,7 +1380,9 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
     target = await get_issue(uow, who, body.into, for_update=True)
     _require(manages(who, source) and manages(who, target), "Only staff of both issues' communities merge them.")
     if target.status not in OPEN_STATUSES:
-        raise conflict("target_not_open", f"The issue to merge into is {target.status}; reopen it first.")
+        raise conflict(
+            "target_not_open", _t("The issue to merge into is {status}; reopen it first.", status=target.status)
+        )
     now = _transition(source, OPEN_STATUSES, IssueStatus.merged)
     _close(source, IssueStatus.merged, now)
     source.merged_into = target.id

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.service import Runtime, ServiceRuntime, UoW
@@ -296,13 +297,15 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
     vote = await _get(uow, who, vote_id)
     state = status_of(vote)
     if state != "open":
-        raise conflict("vote_not_open", f"This vote is {state}.", current=state)
+        raise conflict("vote_not_open", _t("This vote is {state}.", state=state), current=state)
     if not eligible(who, vote):
         raise Problem(
             403,
             "not_eligible",
             "Not eligible for this vote",
-            "Only residents of the vote's " + ("compound" if vote.compound else "community") + " vote.",
+            "Only residents of the vote's compound vote."
+            if vote.compound
+            else "Only residents of the vote's community vote.",
         )
     if body.option not in {o["key"] for o in vote.options}:
         raise Problem(

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.points import PointsExpiring, PointsPosted
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.inputs import MonthText, month_start
 from minsheng.platform.pagination import Keyset, Page, keyset_page
@@ -210,7 +211,9 @@ async def post_entry(
         if current is None:
             raise not_found("rider", rider_id)
         raise conflict(
-            "insufficient_points", f"The balance ({current}) is less than {-amount} points.", balance=current
+            "insufficient_points",
+            _t("The balance ({current}) is less than {amount} points.", current=current, amount=-amount),
+            balance=current,
         )
     uow.emit(
         PointsPosted(

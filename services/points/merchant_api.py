@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform import csvfile, ratelimit
 from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import Message, _t
 from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.inputs import Instant, MonthText
@@ -66,7 +67,7 @@ _TOUCH_CREDENTIAL = (
 )
 
 
-def _unauthorized(code: str, detail: str) -> Problem:
+def _unauthorized(code: str, detail: Message) -> Problem:
     return Problem(
         401,
         code,
@@ -103,8 +104,13 @@ async def merchant_caller(
     if not (key_id and timestamp and nonce and signature):
         raise _unauthorized(
             "signature_missing",
-            f"Send {signing.KEY_HEADER}, {signing.TIMESTAMP_HEADER}, "
-            f"{signing.NONCE_HEADER} and {signing.SIGNATURE_HEADER}.",
+            _t(
+                "Send {key}, {timestamp}, {nonce} and {signature}.",
+                key=signing.KEY_HEADER,
+                timestamp=signing.TIMESTAMP_HEADER,
+                nonce=signing.NONCE_HEADER,
+                signature=signing.SIGNATURE_HEADER,
+            ),
         )
     settings = config.get()
     try:
@@ -114,8 +120,10 @@ async def merchant_caller(
     if abs(time.time() - ts) > settings.signature_window_seconds:
         raise _unauthorized(
             "signature_expired",
-            f"The timestamp is more than {settings.signature_window_seconds}"
-            " seconds from the server clock; check the clock and sign again.",
+            _t(
+                "The timestamp is more than {seconds} seconds from the server clock; check the clock and sign again.",
+                seconds=settings.signature_window_seconds,
+            ),
         )
     if not signing.NONCE_PATTERN.match(nonce) or len(key_id) > 40:
         raise _unauthorized("signature_invalid", "The nonce must be 8-64 characters of [A-Za-z0-9_-].")

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
@@ -277,7 +278,9 @@ async def issue_code(uow: UnitOfWork, rider: Rider, offer_id: UUID | None) -> Co
         ).scalar_one()
     )
     if active >= settings.max_active_codes:
-        raise conflict("too_many_codes", f"You have {active} unused codes; use or let them expire first.")
+        raise conflict(
+            "too_many_codes", _t("You have {active} unused codes; use or let them expire first.", active=active)
+        )
     expires = now + timedelta(seconds=settings.code_ttl_seconds)
     for _ in range(5):
         code = f"{secrets.randbelow(10**8):08d}"
@@ -415,7 +418,12 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
         )
         if taken + data.quantity > offer.per_rider_limit:
             raise conflict(
-                "rider_limit_reached", f"This offer allows {offer.per_rider_limit} per rider; {taken} already redeemed."
+                "rider_limit_reached",
+                _t(
+                    "This offer allows {per_rider_limit} per rider; {taken} already redeemed.",
+                    per_rider_limit=offer.per_rider_limit,
+                    taken=taken,
+                ),
             )
     if offer.stock_remaining is not None:
         left = (
@@ -496,7 +504,11 @@ async def void(uow: UnitOfWork, caller: MerchantCaller, redemption_id: UUID, rea
     now = utcnow()
     if as_utc(redemption.created_at) + timedelta(minutes=caller.void_window_minutes) < now:
         raise conflict(
-            "void_window_passed", f"Redemptions can be voided within {caller.void_window_minutes} minutes only."
+            "void_window_passed",
+            _t(
+                "Redemptions can be voided within {void_window_minutes} minutes only.",
+                void_window_minutes=caller.void_window_minutes,
+            ),
         )
     changed = await uow.session.execute(
         sa.update(REDEMPTIONS)

@@ -18,6 +18,7 @@ from minsheng.contracts.points import URGENT_HAZARDS, HazardReported
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
@@ -217,7 +218,7 @@ async def create_team(uow: UnitOfWork, who: Principal, data: TeamCreate) -> Team
     if not who.covers(data.community):
         raise Problem(403, "outside_scope", "Outside your scope", "You cannot create teams in that community.")
     if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
-        raise conflict("team_name_taken", f"A team named {data.name!r} exists already.")
+        raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
     team = Team(name=data.name, community=data.community, leader_rider_id=data.leader_rider_id)
     uow.session.add(team)
     if data.leader_rider_id is not None:
@@ -238,7 +239,7 @@ async def get_team(uow: UnitOfWork, who: Principal, team_id: UUID) -> Team:
 async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpdate) -> Team:
     if data.name is not None and data.name != team.name:
         if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
-            raise conflict("team_name_taken", f"A team named {data.name!r} exists already.")
+            raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
         team.name = data.name
     if data.community is not None:
         if not who.covers(data.community):

@@ -15,6 +15,7 @@ from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
@@ -58,7 +59,7 @@ async def get_type(uow: UnitOfWork, code: str) -> TaskType:
 
 async def create_type(uow: UnitOfWork, data: TaskTypeCreate) -> TaskType:
     if await uow.session.get(TaskType, data.code) is not None:
-        raise conflict("task_type_exists", f"Task type {data.code!r} exists already.")
+        raise conflict("task_type_exists", _t("Task type {code!r} exists already.", code=data.code))
     task_type = TaskType.model_validate(data)
     uow.session.add(task_type)
     return task_type
@@ -98,7 +99,7 @@ async def post_task(uow: UnitOfWork, who: Principal, data: TaskCreate) -> Task:
         raise Problem(403, "outside_scope", "Outside your scope", "You cannot post tasks in that community.")
     task_type = await get_type(uow, data.type_code)
     if not task_type.active:
-        raise conflict("task_type_inactive", f"Task type {task_type.code!r} is not active.")
+        raise conflict("task_type_inactive", _t("Task type {code!r} is not active.", code=task_type.code))
     if data.due_at is not None and data.due_at <= utcnow():
         raise Problem(
             422,
@@ -162,7 +163,7 @@ async def withdraw_by_origin(uow: UnitOfWork, service: str, kind: str, origin_id
 
 async def withdraw(uow: UnitOfWork, who: Principal, task: Task, reason: str) -> Task:
     if task.status not in ACTIVE:
-        raise conflict("task_closed", f"The task is {task.status}; it cannot be withdrawn.")
+        raise conflict("task_closed", _t("The task is {status}; it cannot be withdrawn.", status=task.status))
     task.status = TaskStatus.withdrawn
     task.closed_reason = reason
     task.updated_at = utcnow()
@@ -277,7 +278,9 @@ async def claim(uow: UnitOfWork, rider: Rider, task_id: UUID) -> Task:
         if task.claimed_by == rider.id and task.status == TaskStatus.claimed:
             return task  # a retried claim
         raise conflict(
-            "task_not_open", f"The task is {task.status}; it can no longer be claimed.", task_status=task.status
+            "task_not_open",
+            _t("The task is {status}; it can no longer be claimed.", status=task.status),
+            task_status=task.status,
         )
     uow.emit(
         TaskClaimed(task_id=task.id, task_type=task.type_code, rider_id=rider.id, origin=_origin(task), claimed_at=now)
@@ -293,7 +296,9 @@ def _held_by(task: Task, rider: Rider) -> None:
 async def release(uow: UnitOfWork, rider: Rider, task: Task) -> Task:
     _held_by(task, rider)
     if task.status != TaskStatus.claimed:
-        raise conflict("task_not_claimed", f"The task is {task.status}; only a claimed task can be released.")
+        raise conflict(
+            "task_not_claimed", _t("The task is {status}; only a claimed task can be released.", status=task.status)
+        )
     task.status = TaskStatus.open
     task.claimed_by = None
     task.claimed_at = None
@@ -306,7 +311,7 @@ async def complete(uow: UnitOfWork, rider: Rider, task: Task, proof: TaskProof) 
     if task.status in (TaskStatus.submitted, TaskStatus.verified):
         return task  # a retried completion
     if task.status != TaskStatus.claimed:
-        raise conflict("task_not_claimed", f"The task is {task.status}; it cannot be completed.")
+        raise conflict("task_not_claimed", _t("The task is {status}; it cannot be completed.", status=task.status))
     task_type = await get_type(uow, task.type_code)
     if task_type.proof_required and not (proof.photo_urls or proof.note):
         raise Problem(
@@ -334,14 +339,18 @@ async def verify(uow: UnitOfWork, who: Principal, task: Task) -> Task:
     if task.status == TaskStatus.verified:
         return task
     if task.status != TaskStatus.submitted:
-        raise conflict("task_not_submitted", f"The task is {task.status}; only a submitted task can be verified.")
+        raise conflict(
+            "task_not_submitted", _t("The task is {status}; only a submitted task can be verified.", status=task.status)
+        )
     await _verified(uow, task, await get_type(uow, task.type_code), verifier=who.sub)
     return task
 
 
 async def reject(uow: UnitOfWork, who: Principal, task: Task, data: TaskReject) -> Task:
     if task.status != TaskStatus.submitted:
-        raise conflict("task_not_submitted", f"The task is {task.status}; only a submitted task can be rejected.")
+        raise conflict(
+            "task_not_submitted", _t("The task is {status}; only a submitted task can be rejected.", status=task.status)
+        )
     task.closed_reason = data.reason
     task.updated_at = utcnow()
     if data.reopen:

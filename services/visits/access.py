@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.i18n import Term, _t
 from minsheng.platform.privacy import PII_REVEAL_SCOPE
 from minsheng.platform.uow import UnitOfWork
 from services.visits.models import GridAssignment, GridWorker, Resident, ResidentStatus
@@ -175,5 +176,6 @@ def ensure_writes(
     if viewer.may_write(community, compound, building_id):
         return
     if viewer.covers(community, compound, building_id, household_id):
-        raise Problem(403, "forbidden", "Not allowed", f"You may see this {what} but not change it.")
+        detail = _t("You may see this {what} but not change it.", what=Term(what))
+        raise Problem(403, "forbidden", "Not allowed", detail)
     raise not_found(what, ident)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from minsheng.platform.i18n import N_
+
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 
@@ -29,12 +31,12 @@ def problem_with(value: str) -> str | None:
     """Why ``value`` is not a valid 18-character ID number, or None when it is."""
     v = normalize(value)
     if len(v) != 18 or not v[:17].isdigit() or not (v[17].isdigit() or v[17] == "X"):
-        return "must be 18 characters: 17 digits and a digit or X"
+        return N_("must be 18 characters: 17 digits and a digit or X")
     born = birth_date_of(v)
     if born is None or born.year < 1880:
-        return "positions 7-14 must be a birth date"
+        return N_("positions 7-14 must be a birth date")
     if check_char(v[:17]) != v[17]:
-        return "the check character does not match"
+        return N_("the check character does not match")
     return None
 
 

@@ -22,6 +22,7 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.uow import UnitOfWork
@@ -101,7 +102,11 @@ async def raise_need(
                 422,
                 "resident_not_in_household",
                 "The resident is not in this household",
-                f"Resident {data.resident_id} does not live in household {household.id}.",
+                _t(
+                    "Resident {resident_id} does not live in household {id}.",
+                    resident_id=data.resident_id,
+                    id=household.id,
+                ),
                 errors=[{"field": "resident_id", "message": "not in this household", "type": "value_error"}],
             )
     if data.due_on is not None and data.due_on < today():
@@ -217,7 +222,7 @@ def _move(need: Need, allowed: set[NeedStatus], to: NeedStatus) -> None:
     if need.status not in allowed:
         raise conflict(
             "invalid_transition",
-            f"A need that is {need.status} cannot become {to}.",
+            _t("A need that is {status} cannot become {to}.", status=need.status, to=to),
             current_status=need.status,
             allowed_from=sorted(allowed),
         )

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.visits import ResidentStatusChanged
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, field_cipher, mask_id_number, open_phone, seal_phone_on
@@ -88,7 +89,7 @@ async def _page(uow: UnitOfWork, query: Any, model: Any, limit: int, cursor: str
 
 async def create_community(uow: UnitOfWork, data: CommunityCreate) -> Community:
     if (await community_by_code(uow, data.code)) is not None:
-        raise conflict("community_exists", f"A community with code {data.code!r} already exists.")
+        raise conflict("community_exists", _t("A community with code {code!r} already exists.", code=data.code))
     community = Community(**data.model_dump())
     uow.session.add(community)
     return community
@@ -163,7 +164,7 @@ async def create_compound(uow: UnitOfWork, viewer: Viewer, data: CompoundCreate)
     if community is None or not viewer.staff_covers(community.code):
         raise not_found("community", data.community)
     if (await compound_by_code(uow, data.code)) is not None:
-        raise conflict("compound_exists", f"A compound with code {data.code!r} already exists.")
+        raise conflict("compound_exists", _t("A compound with code {code!r} already exists.", code=data.code))
     compound = Compound(**data.model_dump())
     uow.session.add(compound)
     return compound
@@ -225,7 +226,10 @@ async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate)
         select(Building.id).where(Building.compound == compound.code, Building.name == data.name)
     )
     if dup.first() is not None:
-        raise conflict("building_exists", f"{compound.name} already has a building {data.name!r}.")
+        raise conflict(
+            "building_exists",
+            _t("{compound} already has a building {building!r}.", compound=compound.name, building=data.name),
+        )
     building = Building(**data.model_dump(), community=compound.community)
     uow.session.add(building)
     return building
@@ -383,7 +387,7 @@ def _checked_id_number(value: str) -> str:
             422,
             "invalid_id_number",
             "The ID number is not valid",
-            f"id_number {reason}.",
+            _t("id_number {reason}.", reason=Term(reason)),
             errors=[{"field": "id_number", "message": reason, "type": "value_error"}],
         )
     return idcard.normalize(value)
@@ -842,7 +846,7 @@ async def create_policy(uow: UnitOfWork, data: PolicyCreate) -> VisitPolicy:
     await _materialize_builtins(uow)
     dup = await uow.session.execute(select(VisitPolicy.id).where(VisitPolicy.code == data.code))
     if dup.first() is not None:
-        raise conflict("policy_exists", f"A policy with code {data.code!r} already exists.")
+        raise conflict("policy_exists", _t("A policy with code {code!r} already exists.", code=data.code))
     policy = VisitPolicy(**data.model_dump())
     uow.session.add(policy)
     await uow.session.flush()

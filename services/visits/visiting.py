@@ -19,6 +19,7 @@ from minsheng.contracts.visits import WelfareCheckCompleted
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.uow import UnitOfWork
@@ -46,13 +47,13 @@ from services.visits.models import (
 from services.visits.service import get_household, worker_for_place
 
 
-def _invalid(code: str, field: str, detail: str) -> Problem:
+def _invalid(code: str, field: str, detail: Message) -> Problem:
     return Problem(
         422,
         code,
         "The request is not valid",
         detail,
-        errors=[{"field": field, "message": detail, "type": "value_error"}],
+        errors=[{"field": field, "message": str(detail), "type": "value_error"}],
     )
 
 
@@ -93,7 +94,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         raise _invalid(
             "visited_at_too_old",
             "visited_at",
-            f"Visits older than {visits_settings().backdate_max_days} days cannot be recorded.",
+            _t("Visits older than {days} days cannot be recorded.", days=visits_settings().backdate_max_days),
         )
     if body.outcome != Outcome.visited and body.satisfaction is not None:
         raise _invalid("satisfaction_without_visit", "satisfaction", "Only a visit that reached someone is rated.")
@@ -111,7 +112,9 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         if task is None or task.household_id != household.id:
             raise _invalid("task_not_for_household", "task_id", "This visit task is not for this household.")
         if task.status != TaskStatus.open:
-            raise conflict("task_not_open", f"The visit task is {task.status}.", current_status=task.status)
+            raise conflict(
+                "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status
+            )
 
     visit = Visit(
         household_id=household.id,
@@ -323,7 +326,9 @@ async def cancel_task(uow: UnitOfWork, viewer: Viewer, task: VisitTask, reason: 
     if not viewer.staff_covers(task.community, task.compound):
         raise Problem(403, "forbidden", "Not allowed", "Community staff cancel visit tasks.")
     if task.status != TaskStatus.open:
-        raise conflict("task_not_open", f"The visit task is {task.status}.", current_status=task.status)
+        raise conflict(
+            "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status
+        )
     task.status = TaskStatus.cancelled
     task.reason = f"{task.reason} — cancelled: {reason}"[:500]
     task.updated_at = utcnow()

@@ -117,6 +117,7 @@ async def test_cut_off_capacity_and_cancellation(canteen: System) -> None:
     assert (await book(s, resident(s, "wx-1"), elders[1]["id"], menu)).status_code == 201
     full = await book(s, resident(s, "wx-2"), elders[2]["id"], menu)
     assert full.status_code == 409 and full.json()["code"] == "slot_full"
+    assert full.json()["detail"] == f"{TOMORROW} {menu['slot']} 的 2 份餐已全部订满。" and full.json()["capacity"] == 2
     r = await s.client.put(f"/canteen/menus/{menu['id']}/capacity", headers=canteen_staff(s), json={"capacity": 1})
     assert r.status_code == 409 and r.json()["code"] == "capacity_below_booked"
 
@@ -498,6 +499,7 @@ async def test_a_week_is_booked_in_one_go_or_not_at_all(canteen: System) -> None
         json={"diner_id": zhao["id"], "items": [item(m) for m in week] + [item(full)]},
     )
     assert r.status_code == 409 and r.json()["code"] == "slot_full" and r.json()["item"] == 3
+    assert r.json()["detail"].startswith("items[3]：") and r.json()["detail"].endswith("份餐已全部订满。")
     assert [(await s.client.get(f"/canteen/menus/{m['id']}")).json()["booked"] for m in week] == [0, 0, 0]
 
     body = {"diner_id": zhao["id"], "items": [item(week[2], 1, "delivery"), item(week[0]), item(week[1])]}

@@ -78,6 +78,13 @@ async def test_an_admin_reset_forces_a_password_change(system: System) -> None:
         json={"username": "chang.hong", "current_password": temporary, "new_password": "short"},
     )
     assert r.status_code == 422 and r.json()["code"] == "weak_password"
+    assert r.json()["detail"].startswith("新密码至少需要")  # 简体中文 unless the request asks for English
+    r = await system.client.post(
+        "/identity/staff/password",
+        json={"username": "chang.hong", "current_password": temporary, "new_password": "short"},
+        headers={"Accept-Language": "en-US,en;q=0.9"},
+    )
+    assert r.json()["code"] == "weak_password" and r.json()["detail"].startswith("The new password needs at least")
     r = await system.client.post(
         "/identity/staff/password",
         json={"username": "chang.hong", "current_password": temporary, "new_password": "a-much-better-one-42"},

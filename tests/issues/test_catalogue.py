@@ -46,6 +46,17 @@ async def test_not_handled_matters_get_a_helpful_answer(issues: System) -> None:
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
     assert body["code"] == "not_handled_here" and "派出所" in body["go_to_zh"] and body["go_to_en"]
+    assert body["title"].endswith("不在此办理") and body["detail"] == f"请前往{body['go_to_zh']}办理。"
+    r = await issues.client.post(
+        "/issues/issues",
+        headers={**resident(issues), "Accept-Language": "en"},
+        json={**FLOOD, "category": "cert_kinship", "attributes": {}},
+    )
+    english = r.json()
+    assert english["title"].endswith("is not handled here") and english["detail"] == f"Go to: {body['go_to_en']}."
+    assert {k: v for k, v in english.items() if k not in ("title", "detail", "request_id")} == {
+        k: v for k, v in body.items() if k not in ("title", "detail", "request_id")
+    }
     assert (await issues.client.get("/issues/issues", headers=resident(issues), params={"mine": True})).json()[
         "items"
     ] == []

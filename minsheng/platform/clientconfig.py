@@ -78,9 +78,9 @@ class ClientConfig(BaseModel):
     languages: Languages
     coordinates: Coordinates
     page_sizes: PageSizes
-    uploads: list[UploadLimit] = Field(default_factory=list)
+    uploads: list[UploadLimit] = Field(description="Where and what files may be uploaded (none: an empty list)")
     text_limits: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="Per operation id: each text field of the body and its maximum length"
+        description="Per operation id: each text field of the body and its maximum length"
     )
     categories: list[CategoryOption] | None = Field(default=None, description="Issues: what a resident may report")
 

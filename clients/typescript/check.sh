@@ -2,6 +2,7 @@
 # Exports the six OpenAPI documents from the app (in-process), generates the TypeScript types with
 # openapi-typescript and type-checks the client and example.ts with tsc: an API change that would break the
 # front end fails here. Run from anywhere; needs the project's virtualenv (bin/_venv) and Node.js >= 18.
+# `check.sh --run` also compiles the example and runs it against `minsheng run --demo` on a free port.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -21,3 +22,19 @@ rm -rf openapi src/generated
 node generate.mjs >/dev/null
 npx --no-install tsc --noEmit -p tsconfig.json
 echo "clients/typescript: $(ls openapi | wc -l) documents generated, client and example type-check"
+[ "${1:-}" = "--run" ] || exit 0
+
+work="$(mktemp -d)"
+port="$("$root/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$root/.venv/bin/minsheng" run --demo --port "$port" --data-dir "$work/var" >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+npx --no-install tsc -p tsconfig.json --noEmit false --outDir "$work/out"
+cp package.json run-example.mjs "$work/out/" && ln -s "$here/node_modules" "$work/out/node_modules"
+for _ in $(seq 1 60); do
+  "$root/.venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/readyz')" \
+    2>/dev/null && break
+  sleep 0.5
+done
+node "$work/out/run-example.mjs" "http://127.0.0.1:$port" || { tail -20 "$work/server.log" >&2; exit 1; }
+echo "clients/typescript: the example ran against a live system"

@@ -6,7 +6,7 @@
 //   3. upload the photo (multipart/form-data, field "file" — what wx.uploadFile sends),
 //   4. report the issue with the photo's id (an Idempotency-Key makes a retry safe),
 //   5. read the issue's status.
-import { createMinshengClient, ok, type IdentitySchemas, type IssuesSchemas } from "./src/index";
+import { createMinshengClient, ok, type IdentitySchemas, type IssuesSchemas } from "./src/index.js";
 
 export async function reportWithPhoto(origin: string, wxLoginCode: string, photo: Blob): Promise<string> {
   let accessToken: string | undefined;
@@ -18,7 +18,7 @@ export async function reportWithPhoto(origin: string, wxLoginCode: string, photo
   const refreshToken: string = session.refresh_token; // keep it to renew the 15-minute access token
   console.log(`signed in as ${session.account.id}; refresh in ${session.expires_in} s`, refreshToken.length);
 
-  const config = ok(await api.issues.GET("/config", { params: { header: {} } }));
+  const config = ok(await api.issues.GET("/config"));
   const category = config.categories?.find((c) => !c.urgent) ?? config.categories?.[0];
   const upload = config.uploads.find((u) => u.path === "/issues/photos");
   if (!category || !upload) throw new Error("the issues service offers no category or no photo upload");

@@ -1,12 +1,12 @@
 // The Minsheng client: one openapi-fetch client per service, typed by the types generated from that
 // service's OpenAPI document (src/generated/, made by `npm run generate`; see docs/clients.md).
 import createClient, { type Client, type ClientOptions, type Middleware } from "openapi-fetch";
-import type { components as CanteenComponents, paths as CanteenPaths } from "./generated/canteen";
-import type { components as IdentityComponents, paths as IdentityPaths } from "./generated/identity";
-import type { components as IssuesComponents, paths as IssuesPaths } from "./generated/issues";
-import type { components as NotifyComponents, paths as NotifyPaths } from "./generated/notify";
-import type { components as PointsComponents, paths as PointsPaths } from "./generated/points";
-import type { components as VisitsComponents, paths as VisitsPaths } from "./generated/visits";
+import type { components as CanteenComponents, paths as CanteenPaths } from "./generated/canteen.js";
+import type { components as IdentityComponents, paths as IdentityPaths } from "./generated/identity.js";
+import type { components as IssuesComponents, paths as IssuesPaths } from "./generated/issues.js";
+import type { components as NotifyComponents, paths as NotifyPaths } from "./generated/notify.js";
+import type { components as PointsComponents, paths as PointsPaths } from "./generated/points.js";
+import type { components as VisitsComponents, paths as VisitsPaths } from "./generated/visits.js";
 
 // The named schemas of each service. Annotate a request body with its schema
 // (`const body: IssuesSchemas["IssueCreate"] = {...}`): TypeScript then refuses a misspelt or removed field,

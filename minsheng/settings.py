@@ -117,8 +117,10 @@ class Settings(KafkaSettings):
     # unset: derived from the original field key.
     field_lookup_key: SecretStr | None = None
 
-    # Origins allowed by CORS (a JSON list), e.g. H5 pages.
-    cors_origins: list[str] = []
+    # Browser origins allowed by CORS (a JSON list of exact origins such as ["https://h5.example.gov.cn"]), for H5
+    # pages calling the API from another origin. Unset: none in distributed mode, any http://localhost or
+    # http://127.0.0.1 port in embedded mode (local H5 development). Mini-programs do not need CORS.
+    cors_origins: list[str] | None = None
     # Log level.
     log_level: str = "INFO"
     # One JSON object per log line.

@@ -18,13 +18,36 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
+from minsheng.platform.clientconfig import client_config_router
 from minsheng.platform.errors import install_problem_handlers
 from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.metrics import install_metrics
 from minsheng.platform.observability import RequestContextMiddleware
+from minsheng.platform.openapi import install_openapi, operation_id
 from minsheng.platform.service import ServiceRuntime, ServiceSpec, runtime_of
 from minsheng.platform.tokens import KeyRing, TokenVerifier
 from minsheng.settings import Settings
+
+# Response headers an H5 page's script may read (CORS hides all but a few otherwise): caching, retry advice,
+# the language answered in, the id to quote in a bug report, a replayed idempotent write, a download's name.
+EXPOSED_HEADERS = (
+    "ETag",
+    "Retry-After",
+    "Content-Language",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+    "Content-Disposition",
+    "Location",
+    "WWW-Authenticate",
+)
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?"
+
+
+def cors_origins(settings: Settings) -> tuple[list[str], str | None]:
+    """The exact origins allowed, and a pattern for the embedded mode's default (any local port)."""
+    if settings.cors_origins is not None:
+        return list(settings.cors_origins), None
+    return [], LOCAL_ORIGINS if settings.mode == "embedded" else None
 
 
 def health_router() -> APIRouter:
@@ -58,11 +81,19 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"Minsheng {spec.title}", description=spec.description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=f"Minsheng {spec.title}",
+        description=spec.description,
+        version="0.1.0",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.state.runtime = runtime
     install_problem_handlers(app)
     app.include_router(health_router())
+    app.include_router(client_config_router(spec.name, spec.client_config, api_version=app.version))
     app.include_router(spec.router)
+    install_openapi(app, tag=spec.name, foreign_paths=[marker for marker, _ in spec.foreign_error_formats])
     app.add_middleware(RefuseNulMiddleware, foreign_formats=spec.foreign_error_formats)
     return app
 
@@ -105,13 +136,16 @@ def create_root_app(
     root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     root.state.runtimes = {rt.name: rt for rt in runtimes}
     root.state.keyring = keyring
+    origins, origin_regex = cors_origins(settings)
     root.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.cors_origins,
+        allow_origins=origins,
+        allow_origin_regex=origin_regex,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID"],
+        expose_headers=list(EXPOSED_HEADERS),
+        max_age=600,
     )
     install_metrics(root, runtimes, bus, mode=settings.mode)  # GET /metrics; inside the request context
     root.add_middleware(RequestContextMiddleware)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.tokens import (
     Claims,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
-from minsheng.platform.i18n import _t
 
 MAX_BUCKETS = 50_000
 

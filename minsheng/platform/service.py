@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
+from minsheng.platform.clientconfig import ClientConfigSource
 from minsheng.platform.consumer import EventConsumer, Handler
 from minsheng.platform.db import Database
 from minsheng.platform.housekeeping import purge_platform_tables
@@ -66,6 +67,8 @@ class ServiceSpec:
     # Paths that speak another error format than problem+json (Open311): (path marker, renderer of a refused
     # request's description) for what the platform refuses before any route runs (NUL bytes).
     foreign_error_formats: Sequence[tuple[str, Callable[[str, str], Any]]] = ()
+    # What the service adds to its `GET /config` for clients (uploads, categories); the rest is the platform's.
+    client_config: ClientConfigSource | None = None
 
 
 class ServiceRuntime:

@@ -5,6 +5,7 @@ from pathlib import Path
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
 from services.issues import open311
+from services.issues.client import CLIENT_CONFIG
 from services.issues.demo import seed_demo
 from services.issues.handlers import HANDLERS
 from services.issues.jobs import JOBS
@@ -24,4 +25,5 @@ SPEC = ServiceSpec(
     seed_demo=seed_demo,
     sealed=(SealedColumns("issues", ("contact_name", "contact_phone")),),
     foreign_error_formats=(("/open311/v2/", open311.refused),),
+    client_config=CLIENT_CONFIG,
 )

@@ -184,7 +184,7 @@ async def my_offers(
 
 
 @router.post("/offers", status_code=201, response_model=OfferPublic, summary="Publish an offer")
-async def create_offer(body: OfferCreate, uow: UoW, caller: Caller) -> OfferPublic:
+async def publish_offer(body: OfferCreate, uow: UoW, caller: Caller) -> OfferPublic:
     merchant = await merchants.get_merchant(uow, None, caller.merchant_id)
     offer = await merchants.create_offer(uow, merchant, body)
     await uow.commit()

@@ -49,6 +49,7 @@ SCOPE_FIELDS = (
 # Operations anyone may call without a token, and why.
 PUBLIC_OPERATIONS = re.compile(
     r"^(GET|HEAD) /\w+/(healthz|readyz)$"  # probes
+    r"|^GET /\w+/config$"  # what a client reads before signing in: languages, limits, categories (docs/clients.md)
     r"|^\w+ /issues/open311/"  # Open311 GeoReport v2: public reads; writes carry an api_key of their own
     r"|^\w+ /points/merchant-api/"  # merchants sign requests with their API key (HMAC), not a JWT
     r"|^GET /issues/photos/\{photo_id\}$"  # the unguessable id is the capability, so <img> tags work

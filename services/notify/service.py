@@ -84,19 +84,21 @@ async def contact_changed(uow: UnitOfWork, event: AccountContactChanged) -> None
 
 
 async def account_linked(uow: UnitOfWork, event: AccountLinked) -> None:
+    await record_linked(uow, event.record, str(event.record_id), str(event.account_id))
+
+
+async def record_linked(uow: UnitOfWork, record: str, record_id: str, account_id: str) -> None:
+    """Remember that ``account_id`` is the person behind ``record`` ``record_id`` (``visits.resident``,
+    ``canteen.family``, ``points.rider`` …), whichever service made the link."""
     exists = (
         await uow.session.execute(
             select(RecordLink.id).where(
-                RecordLink.record == event.record,
-                RecordLink.record_id == str(event.record_id),
-                RecordLink.account_id == str(event.account_id),
+                RecordLink.record == record, RecordLink.record_id == record_id, RecordLink.account_id == account_id
             )
         )
     ).first()
     if exists is None:
-        uow.session.add(
-            RecordLink(record=event.record, record_id=str(event.record_id), account_id=str(event.account_id))
-        )
+        uow.session.add(RecordLink(record=record, record_id=record_id, account_id=account_id))
 
 
 def duty_scope(community: str | None) -> str:

@@ -19,6 +19,7 @@ from minsheng.contracts.identity import (
     AccountLinked,
     AccountStatusChanged,
 )
+from minsheng.contracts.issues import IssueFollowed, IssueMerged
 from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
@@ -55,6 +56,14 @@ async def on_family_linked(event: FamilyMemberLinked, envelope: CloudEvent, uow:
     await service.record_linked(uow, "canteen.family", str(event.member_id), event.account_id)
 
 
+async def on_issue_followed(event: IssueFollowed, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.issue_followed(uow, str(event.issue_id), event.subject, event.role)
+
+
+async def on_issue_merged(event: IssueMerged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.issue_merged(uow, event)
+
+
 async def on_ruled_event(event: IntegrationEvent, envelope: CloudEvent, uow: UnitOfWork) -> None:
     if await service.fan_out(uow, event, envelope):
         notifier = state.NOTIFIERS.get(uow.db)
@@ -74,5 +83,7 @@ HANDLERS: dict[type[IntegrationEvent], Handler] = {
     AccountLinked: on_account_linked,
     ResidentAccountLinked: on_resident_linked,
     FamilyMemberLinked: on_family_linked,
+    IssueFollowed: on_issue_followed,
+    IssueMerged: on_issue_merged,
     **{REGISTRY[event_type]: on_ruled_event for event_type in sorted(rulebook().event_types)},
 }

@@ -3,8 +3,10 @@ handed over: one use, expiry, an attempt limit, audited, published for notify; n
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from services.canteen.linking import FAMILY_CODE_TTL, MAX_FAILURES
@@ -104,3 +106,23 @@ async def test_codes_expire_the_elder_cannot_be_their_own_family_and_guessing_is
     pin(TODAY, 9, 16)
     r = await _redeem(s, fresh["code"], guesser)
     assert r.status_code == 422  # allowed to try again, but the code went to the daughter
+
+
+@pytest.mark.integration
+async def test_family_codes_on_postgres(pg_canteen: System) -> None:
+    """The same, on PostgreSQL (the code row locked while it is redeemed)."""
+    await test_a_relative_links_once_with_the_code_and_then_sees_the_diner(pg_canteen)
+
+
+@pytest.mark.integration
+async def test_two_accounts_redeeming_one_code_at_once_on_postgres(pg_canteen: System) -> None:
+    s = pg_canteen
+    c = await make_canteen(s)
+    zhao = await make_diner(s, c["id"], subject="wx-zhao")
+    issued = await _issue(s, zhao["id"], canteen_staff(s))
+    a, b = await asyncio.gather(
+        _redeem(s, issued["code"], resident(s, "wx-son")), _redeem(s, issued["code"], resident(s, "wx-daughter"))
+    )
+    assert sorted([a.status_code, b.status_code]) == [200, 422]
+    family = (await s.client.get(f"/canteen/diners/{zhao['id']}", headers=canteen_staff(s))).json()["family"]
+    assert len(family) == 1

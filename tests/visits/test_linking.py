@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+import pytest
 import sqlalchemy as sa
 
 from minsheng.contracts.identity import AccountContactChanged
@@ -140,3 +141,8 @@ async def test_a_changed_phone_is_not_confirmed_and_a_door_code_link_is_publishe
     assert [(e["account_id"], e["method"]) for e in linked] == [(account, "door_code")]
     await s.settle()
     assert ("visits.resident", p.zhao_id, account) in await _notify_links(s)
+
+
+@pytest.mark.integration
+async def test_linking_by_verified_phone_on_postgres(pg_system: System) -> None:
+    await test_a_verified_phone_links_only_once_the_grid_worker_confirms(pg_system)

@@ -52,9 +52,16 @@ async def run(logins: int, database_url: str) -> dict[str, Any]:
                 await system.client.get("/identity/.well-known/jwks.json")
             baseline = (time.process_time() - c0) / logins * 1e3
             out["baseline_request_cpu_ms"] = round(baseline, 3)
+            c0 = time.process_time()
+            for i in range(logins):  # first sign-ins: the accounts are created (and their events written)
+                r = await system.client.post("/identity/wechat/login", json={"code": f"bench{i}"})
+                assert r.status_code == 200, r.text
+            out["wechat_first_login_cpu_beyond_baseline_ms"] = round(
+                (time.process_time() - c0) / logins * 1e3 - baseline, 3
+            )
             refresh = []
             t0, c0 = time.perf_counter(), time.process_time()
-            for i in range(logins):
+            for i in range(logins):  # the figure: returning users (the everyday sign-in)
                 r = await system.client.post("/identity/wechat/login", json={"code": f"bench{i}"})
                 assert r.status_code == 200, r.text
                 refresh.append(r.json()["refresh_token"])
@@ -116,10 +123,6 @@ def main() -> None:
     print(json.dumps(asyncio.run(run(args.logins, args.database_url))))
 
 
-if __name__ == "__main__":
-    main()
-
-
 class _System:
     def __init__(self, app: Any, client: Any) -> None:
         self.app, self.client = app, client
@@ -141,3 +144,7 @@ async def _identity_alone(settings: Any) -> AsyncIterator[_System]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client,
     ):
         yield _System(app, client)
+
+
+if __name__ == "__main__":
+    main()

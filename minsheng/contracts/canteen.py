@@ -224,3 +224,36 @@ class SubsidySuspended(IntegrationEvent):
     cancelled_orders: int = 0
     family_subjects: list[str] = []
     suspended_at: datetime
+
+
+@contract
+class FamilyMemberLinked(IntegrationEvent):
+    """A family member's app account (``account_id``, the JWT ``sub``) was linked to a diner: they redeemed
+    the one-time code canteen staff or the grid worker handed over (``door_code``), or staff or the elder
+    added them (``added``). ``member_id`` is the family record notify's ``canteen.family`` links point at.
+    Published by canteen, which makes the link (identity's topic has one writer, identity)."""
+
+    event_type: ClassVar[str] = "minsheng.canteen.diner.family_linked.v1"
+    topic: ClassVar[str] = "canteen.diner"
+    key_field: ClassVar[str] = "diner_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "diner_id": "01936f2e-c000-7000-8000-000000000002",
+                    "member_id": "01936f2e-c000-7000-8000-000000000020",
+                    "account_id": "01936f2e-1d00-7000-8000-000000000001",
+                    "relation": "son",
+                    "method": "door_code",
+                    "linked_at": "2026-12-06T09:34:00Z",
+                }
+            ]
+        }
+    )
+
+    diner_id: UUID
+    member_id: UUID
+    account_id: str = Field(max_length=200)
+    relation: str | None = Field(default=None, max_length=20)
+    method: Literal["door_code", "added"]
+    linked_at: datetime

@@ -158,6 +158,37 @@ class IssueMerged(IssueFact):
     into_issue_id: UUID
 
 
+@contract
+class IssueFollowed(IntegrationEvent):
+    """Someone follows an issue from now on: a further reporter of the same problem (a duplicate report
+    credits them, ``role`` ``reporter``) or a resident who tapped follow (``follower``). The notify service
+    tells followers what the reporter hears. ``subject`` is their principal (JWT ``sub``; ``rider:<id>``
+    for a report a rider filed through points); anonymous reporters are not named. When the issue is merged,
+    its followers follow the issue it was merged into (``IssueMerged``); nobody stops following (there is no
+    unfollow), so there is no unfollowed event."""
+
+    event_type: ClassVar[str] = "minsheng.issues.issue.followed.v1"
+    topic: ClassVar[str] = "issues.issue"
+    key_field: ClassVar[str] = "issue_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "issue_id": "01936f2e-9000-7000-8000-000000000001",
+                    "subject": "01936f2e-1d00-7000-8000-000000000001",
+                    "role": "follower",
+                    "occurred_at": "2026-11-27T09:40:00Z",
+                }
+            ]
+        }
+    )
+
+    issue_id: UUID
+    subject: str = Field(max_length=200)
+    role: Literal["reporter", "follower"]
+    occurred_at: datetime
+
+
 class VoteOptionResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 

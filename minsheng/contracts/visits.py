@@ -170,3 +170,34 @@ class WelfareCheckCompleted(IntegrationEvent):
     alert_id: UUID | None = None
     outcome: Literal["visited", "not_home", "refused"]
     completed_at: datetime
+
+
+@contract
+class ResidentAccountLinked(IntegrationEvent):
+    """A resident's app account (``account_id``, the JWT ``sub``) was linked to their resident record: by the
+    door code a grid worker handed over, or by the account's WeChat-verified phone matching the resident's
+    phone (keyed hash) once the grid worker of the household confirmed it. Published by visits, which makes
+    the link (identity's ``identity.account`` topic has one writer, identity)."""
+
+    event_type: ClassVar[str] = "minsheng.visits.resident.account_linked.v1"
+    topic: ClassVar[str] = "visits.resident"
+    key_field: ClassVar[str] = "resident_id"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
+                    "account_id": "01936f2e-1d00-7000-8000-000000000001",
+                    "method": "verified_phone",
+                    "confirmed_by": "grid-worker-li",
+                    "linked_at": "2026-12-06T09:34:00Z",
+                }
+            ]
+        }
+    )
+
+    resident_id: UUID
+    account_id: str = Field(max_length=200)
+    method: Literal["door_code", "verified_phone", "staff"]
+    confirmed_by: str | None = Field(default=None, max_length=200)
+    linked_at: datetime

@@ -12,6 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.contracts.canteen import FamilyMemberLinked
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
@@ -328,6 +329,16 @@ async def add_family(
     member = FamilyMember(diner_id=diner.id, **data.model_dump())
     seal_phone_on(member, fc)
     uow.session.add(member)
+    uow.emit(
+        FamilyMemberLinked(
+            diner_id=diner.id,
+            member_id=member.id,
+            account_id=member.subject,
+            relation=member.relation,
+            method="added",
+            linked_at=utcnow(),
+        )
+    )
     return member
 
 

@@ -887,3 +887,57 @@ class SettlementRow(CanteenModel, table=True):
     csv_sha256: str = Field(max_length=64)
     closed_by: str = Field(max_length=200)
     closed_at: datetime = utc_now()
+
+
+# --- family link codes (services/canteen/linking.py) -----------------------------------------------------------
+
+
+class FamilyCodeCreate(SQLModel):
+    """Who the code is for, as the staff member or grid worker handing it over knows them."""
+
+    name: str = Field(min_length=1, max_length=50)
+    relation: str = Field(min_length=1, max_length=20, description="e.g. son, daughter, spouse")
+    can_order: bool = True
+    can_pay: bool = True
+
+
+class FamilyCode(CanteenModel, table=True):
+    """A one-time code linking a family member's account to a diner; only its keyed hash is stored."""
+
+    __tablename__ = "family_link_codes"
+    id: UUID = uuid_pk()
+    diner_id: UUID = Field(foreign_key="diners.id", index=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=50)
+    relation: str = Field(max_length=20)
+    can_order: bool = True
+    can_pay: bool = True
+    issued_by: str = Field(max_length=200)
+    created_at: datetime = utc_now()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_by: str | None = Field(default=None, max_length=200)
+    member_id: UUID | None = None
+
+
+class FamilyCodePublic(SQLModel):
+    diner_id: UUID
+    code: str = Field(description="Show it once (a QR code or read out); it links one account, then never again")
+    expires_at: datetime
+
+
+class FamilyCodeRedeem(SQLModel):
+    code: str = Field(min_length=1, max_length=40)
+
+
+class FamilyLinkAudit(CanteenModel, table=True):
+    """Every code issued and every redemption tried (the failures also count towards the attempt limit)."""
+
+    __tablename__ = "family_link_audit"
+    __table_args__ = (sa.Index("ix_family_link_audit_subject_at", "subject", "at"),)
+    id: UUID = uuid_pk()
+    subject: str = Field(max_length=200)
+    action: str = Field(max_length=20)  # issued | linked | relinked | failed
+    diner_id: UUID | None = None
+    code_id: UUID | None = None
+    at: datetime = utc_now()

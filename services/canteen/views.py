@@ -21,7 +21,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Day, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW, WriteUoW
-from services.canteen import access, canteens, care, config, diners, menus, orders, reports, subsidy
+from services.canteen import access, canteens, care, config, diners, linking, menus, orders, reports, subsidy
 from services.canteen.models import (
     AbsenceAlertPublic,
     AlertStatus,
@@ -39,6 +39,9 @@ from services.canteen.models import (
     DinerSensitive,
     DinerStatus,
     DinerUpdate,
+    FamilyCodeCreate,
+    FamilyCodePublic,
+    FamilyCodeRedeem,
     FamilyMemberCreate,
     FamilyMemberPublic,
     Fulfilment,
@@ -491,6 +494,34 @@ async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) 
     await diners.remove_family(uow, who, diner_id, member_id)
     await _commit(uow)
     return Response(status_code=204)
+
+
+@router.post(
+    "/diners/{diner_id}/family-codes",
+    status_code=201,
+    response_model=FamilyCodePublic,
+    tags=["diners"],
+    summary="A one-time code for a relative to link their app account to this diner (staff, grid worker)",
+)
+async def issue_family_code(
+    diner_id: UUID, body: FamilyCodeCreate, uow: UoW, who: Carer, rt: Runtime
+) -> FamilyCodePublic:
+    code, row = await linking.issue(uow, who, diner_id, body, diners.cipher(rt.settings))
+    await _commit(uow)
+    return FamilyCodePublic(diner_id=row.diner_id, code=code, expires_at=row.expires_at)
+
+
+@router.post(
+    "/me/family-links",
+    response_model=DinerPublic,
+    tags=["diners"],
+    dependencies=[Depends(require(Role.resident))],
+    summary="Link your app account to a diner as family, with the code canteen staff or the grid worker gave you",
+)
+async def redeem_family_code(body: FamilyCodeRedeem, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
+    diner = await linking.redeem(uow, who, body.code, diners.cipher(rt.settings))
+    await _commit(uow)
+    return diners.diner_public(diner, (await diners.family_of(uow, [diner.id]))[diner.id])
 
 
 # --- orders ----------------------------------------------------------------------------------------------------------

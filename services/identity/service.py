@@ -19,7 +19,7 @@ from minsheng.contracts.identity import (
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
-from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor
 from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
 from minsheng.platform.service import ServiceRuntime
@@ -97,6 +97,29 @@ async def wechat_login(
         raise problem_for(exc) from exc
     digest = cipher.lookup_hash(session.openid)
     assert digest is not None
+    if on_postgres(uow.session):  # the returning user in one statement (sessions.returning_wechat_login)
+        refresh, family = sessions.new_refresh_token(), uuid7()
+        done = await sessions.returning_wechat_login(
+            uow,
+            openid_hash=digest,
+            session_key_enc=cipher.encrypt(session.session_key),
+            unionid_enc=cipher.encrypt(session.unionid) if session.unionid else None,
+            refresh=refresh,
+            family_id=family,
+            address_hash=address,
+        )
+        if done is not None:
+            account, phone_enc = done
+            if account.status != AccountStatus.active:
+                await uow.rollback()
+                await sessions.audit_alone(
+                    runtime, "wechat_login", "disabled", account_id=account.id, address_hash=address
+                )
+                raise Problem(403, "account_disabled", "This account is disabled", "Ask your community office.")
+            view = sessions.public(account, phone=cipher.decrypt(phone_enc), openid=session.openid)
+            return await sessions.issue(
+                uow, runtime, account, ["wechat"], family_id=family, view=view, stored_refresh=refresh
+            )
     # one round trip for the returning user: the identity and its account together
     found = (
         await uow.session.execute(

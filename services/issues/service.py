@@ -25,6 +25,7 @@ from minsheng.contracts.issues import (
     IssueClosedUnresolved,
     IssueConfirmed,
     IssueCreated,
+    IssueFollowed,
     IssueLinked,
     IssueMerged,
     IssueRejected,
@@ -518,6 +519,8 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
         )
     )
     issue.reporter_count += 1
+    if data.reporter:
+        uow.emit(IssueFollowed(issue_id=issue.id, subject=data.reporter, role="reporter", occurred_at=now))
     if data.urgent and not issue.urgent:  # e.g. a rider reports the leak as a burst main: it is urgent now
         issue.urgent = True
         ack = now + timedelta(minutes=get_config().urgent_ack_minutes)
@@ -1323,6 +1326,7 @@ async def follow(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
         return False
     uow.session.add(IssueReporter(issue_id=issue.id, subject=who.sub, role="follower", channel=None))
     record(uow, issue, "followed", who)
+    uow.emit(IssueFollowed(issue_id=issue.id, subject=who.sub, role="follower", occurred_at=utcnow()))
     return True
 
 

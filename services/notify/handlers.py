@@ -1,6 +1,7 @@
-"""What the notify service does when events arrive: identity's account events keep the recipient read model;
-every event a rule names is fanned out into messages and deliveries (``service.fan_out``). Each runs inside
-the consumer's unit of work with the inbox row, so a redelivered event writes nothing twice."""
+"""What the notify service does when events arrive: identity's account events, and the links visits and canteen
+make between accounts and their records (who is behind a resident, a diner's relative), keep the recipient
+read model; every event a rule names is fanned out into messages and deliveries (``service.fan_out``). Each
+runs inside the consumer's unit of work with the inbox row, so a redelivered event writes nothing twice."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import event as sa_event
 
 from minsheng.contracts import REGISTRY
 from minsheng.contracts.base import IntegrationEvent
+from minsheng.contracts.canteen import FamilyMemberLinked
 from minsheng.contracts.identity import (
     AccountAccessChanged,
     AccountContactChanged,
@@ -17,6 +19,8 @@ from minsheng.contracts.identity import (
     AccountLinked,
     AccountStatusChanged,
 )
+from minsheng.contracts.issues import IssueFollowed, IssueMerged
+from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
@@ -44,6 +48,22 @@ async def on_account_linked(event: AccountLinked, envelope: CloudEvent, uow: Uni
     await service.account_linked(uow, event)
 
 
+async def on_resident_linked(event: ResidentAccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.record_linked(uow, "visits.resident", str(event.resident_id), event.account_id)
+
+
+async def on_family_linked(event: FamilyMemberLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.record_linked(uow, "canteen.family", str(event.member_id), event.account_id)
+
+
+async def on_issue_followed(event: IssueFollowed, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.issue_followed(uow, str(event.issue_id), event.subject, event.role)
+
+
+async def on_issue_merged(event: IssueMerged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await service.issue_merged(uow, event)
+
+
 async def on_ruled_event(event: IntegrationEvent, envelope: CloudEvent, uow: UnitOfWork) -> None:
     if await service.fan_out(uow, event, envelope):
         notifier = state.NOTIFIERS.get(uow.db)
@@ -61,5 +81,9 @@ HANDLERS: dict[type[IntegrationEvent], Handler] = {
     AccountStatusChanged: on_status_changed,
     AccountContactChanged: on_contact_changed,
     AccountLinked: on_account_linked,
+    ResidentAccountLinked: on_resident_linked,
+    FamilyMemberLinked: on_family_linked,
+    IssueFollowed: on_issue_followed,
+    IssueMerged: on_issue_merged,
     **{REGISTRY[event_type]: on_ruled_event for event_type in sorted(rulebook().event_types)},
 }

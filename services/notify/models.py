@@ -255,3 +255,16 @@ class DigestItem(NotifyModel, table=True):
     occurred_at: datetime = utc_now()
     digest_message_id: UUID | None = None
     created_at: datetime = utc_now()
+
+
+class IssueFollower(NotifyModel, table=True):
+    """issues' IssueFollowed: who hears an issue's progress besides its first reporter (further reporters,
+    followers); moved along when the issue is merged into another."""
+
+    __tablename__ = "issue_followers"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "subject", name="uq_issue_followers"),)
+    id: UUID = uuid_pk()
+    issue_id: str = Field(max_length=64, index=True)
+    subject: str = Field(max_length=200)
+    role: str = Field(max_length=10)
+    created_at: datetime = utc_now()

@@ -26,6 +26,7 @@ RULES_FILE = Path(__file__).with_name("rules.json")
 # ``bill``: likewise, a line of the resident's (``resident_id``) monthly happiness bill.
 Audience = Literal[
     "reporter",
+    "reporter_and_followers",
     "rider",
     "family",
     "alert_family",

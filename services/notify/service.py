@@ -25,6 +25,7 @@ from minsheng.contracts.identity import (
     AccountLinked,
     AccountStatusChanged,
 )
+from minsheng.contracts.issues import IssueMerged
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.privacy import FieldCipher, mask_phone
@@ -36,6 +37,7 @@ from services.notify.models import (
     Delivery,
     DeliveryStatus,
     DigestItem,
+    IssueFollower,
     Message,
     Preference,
     Recipient,
@@ -84,19 +86,41 @@ async def contact_changed(uow: UnitOfWork, event: AccountContactChanged) -> None
 
 
 async def account_linked(uow: UnitOfWork, event: AccountLinked) -> None:
+    await record_linked(uow, event.record, str(event.record_id), str(event.account_id))
+
+
+async def record_linked(uow: UnitOfWork, record: str, record_id: str, account_id: str) -> None:
+    """Remember that ``account_id`` is the person behind ``record`` ``record_id`` (``visits.resident``,
+    ``canteen.family``, ``points.rider`` …), whichever service made the link."""
     exists = (
         await uow.session.execute(
             select(RecordLink.id).where(
-                RecordLink.record == event.record,
-                RecordLink.record_id == str(event.record_id),
-                RecordLink.account_id == str(event.account_id),
+                RecordLink.record == record, RecordLink.record_id == record_id, RecordLink.account_id == account_id
             )
         )
     ).first()
     if exists is None:
-        uow.session.add(
-            RecordLink(record=event.record, record_id=str(event.record_id), account_id=str(event.account_id))
+        uow.session.add(RecordLink(record=record, record_id=record_id, account_id=account_id))
+
+
+async def issue_followed(uow: UnitOfWork, issue_id: str, subject: str, role: str) -> None:
+    exists = (
+        await uow.session.execute(
+            select(IssueFollower.id).where(IssueFollower.issue_id == issue_id, IssueFollower.subject == subject)
         )
+    ).first()
+    if exists is None:
+        uow.session.add(IssueFollower(issue_id=issue_id, subject=subject, role=role))
+
+
+async def issue_merged(uow: UnitOfWork, event: IssueMerged) -> None:
+    """The merged issue's reporter and followers follow the issue it went into (as issues moved them)."""
+    rows = await uow.session.execute(
+        select(IssueFollower.subject, IssueFollower.role).where(IssueFollower.issue_id == str(event.issue_id))
+    )
+    moving = [(s, r) for s, r in rows] + ([(event.reporter, "reporter")] if event.reporter else [])
+    for subject, role in moving:
+        await issue_followed(uow, str(event.into_issue_id), subject, role)
 
 
 def duty_scope(community: str | None) -> str:
@@ -170,18 +194,32 @@ async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None,
     return targets
 
 
+async def _reporter_targets(uow: UnitOfWork, reporter: str) -> list[Target]:
+    if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
+        return [
+            await _account_target(uow, a)
+            for a in await _linked_accounts(uow, "points.rider", reporter.removeprefix("rider:"))
+        ]
+    return [await _account_target(uow, reporter)]
+
+
+async def _followers(uow: UnitOfWork, issue_id: str) -> list[str]:
+    rows = await uow.session.execute(
+        select(IssueFollower.subject).where(IssueFollower.issue_id == issue_id).order_by(col(IssueFollower.subject))
+    )
+    return [s for (s,) in rows]
+
+
 async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list[Target]:
     fields = event.__dict__
     if rule.audience == "reporter":
         reporter = fields.get("reporter")
-        if not reporter:
-            return []
-        if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
-            return [
-                await _account_target(uow, a)
-                for a in await _linked_accounts(uow, "points.rider", reporter.removeprefix("rider:"))
-            ]
-        return [await _account_target(uow, reporter)]
+        return await _reporter_targets(uow, reporter) if reporter else []
+    if rule.audience == "reporter_and_followers":  # 件件有回音: everyone who reported it or follows it
+        subjects = [fields["reporter"]] if fields.get("reporter") else []
+        subjects += await _followers(uow, str(fields["issue_id"]))
+        targets = {t.key: t for s in dict.fromkeys(subjects) for t in await _reporter_targets(uow, s)}
+        return list(targets.values())
     if rule.audience == "rider":
         return [
             await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider", str(fields["rider_id"]))

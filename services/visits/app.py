@@ -2,13 +2,20 @@
 
 from pathlib import Path
 
+from fastapi import APIRouter
+
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
+from services.visits import linking_views, views
 from services.visits.demo import seed_demo
 from services.visits.handlers import HANDLERS
 from services.visits.jobs import jobs
+from services.visits.linking import lifespan
 from services.visits.models import metadata, platform_tables
-from services.visits.views import router
+
+router = APIRouter()
+router.include_router(views.router)
+router.include_router(linking_views.router)
 
 SPEC = ServiceSpec(
     name="visits",
@@ -21,6 +28,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=jobs(),
     seed_demo=seed_demo,
+    lifespan=lifespan,
     sealed=(
         SealedColumns(
             "residents",
@@ -28,5 +36,6 @@ SPEC = ServiceSpec(
             hashes=(("id_number_hash", "id_number_enc"), ("phone_hash", "phone_enc")),
         ),
         SealedColumns("grid_workers", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
+        SealedColumns("account_phones", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
     ),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.contracts.canteen import AbsenceAlert
+from minsheng.contracts.identity import AccountContactChanged
 from minsheng.contracts.issues import (
     IssueAssigned,
     IssueClosedUnresolved,
@@ -23,7 +24,7 @@ from minsheng.contracts.issues import (
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
-from services.visits import ledger, visiting
+from services.visits import ledger, linking, visiting
 
 
 async def on_issue_created(event: IssueCreated, envelope: CloudEvent, uow: UnitOfWork) -> None:
@@ -76,6 +77,10 @@ async def on_issue_reopened(event: IssueReopened, envelope: CloudEvent, uow: Uni
         ledger.back_to_issue(uow, need, event, event.reason)
 
 
+async def on_account_contact_changed(event: AccountContactChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await linking.account_contact_changed(uow, event)
+
+
 async def on_absence_alert(event: AbsenceAlert, envelope: CloudEvent, uow: UnitOfWork) -> None:
     await visiting.welfare_check_for(uow, event)
 
@@ -91,4 +96,5 @@ HANDLERS: dict[type[IntegrationEvent], Handler] = {
     IssueClosedUnresolved: on_issue_closed_unresolved,
     IssueReopened: on_issue_reopened,
     AbsenceAlert: on_absence_alert,
+    AccountContactChanged: on_account_contact_changed,
 }

@@ -977,3 +977,65 @@ class Coverage(SQLModel):
     until: date
     rows: list[CoverageRow]
     total: CoverageRow
+
+
+# --- linking an app account by its verified phone (services/visits/linking.py) ---------------------------------
+
+
+class AccountPhone(VisitsModel, table=True):
+    """The WeChat-verified phone of an app account, from identity's account events: sealed like every phone
+    here (masked, encrypted, keyed hash), to find the resident it may belong to by the hash alone."""
+
+    __tablename__ = "account_phones"
+    id: UUID = uuid_pk()
+    account_subject: str = Field(max_length=200, unique=True)
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)
+    updated_at: datetime = utc_now()
+
+
+class LinkRequestStatus(StrEnum):
+    pending = "pending"
+    confirmed = "confirmed"
+    rejected = "rejected"
+    withdrawn = "withdrawn"  # the account was linked another way meanwhile
+
+
+class LinkRequest(VisitsModel, table=True):
+    """A resident account asking to be linked to the resident whose phone matches its verified phone; nothing
+    is linked until the grid worker (or staff) of the household confirms."""
+
+    __tablename__ = "link_requests"
+    __table_args__ = (sa.UniqueConstraint("resident_id", "account_subject", name="uq_link_request_resident_account"),)
+    id: UUID = uuid_pk()
+    resident_id: UUID = Field(foreign_key="residents.id", index=True)
+    account_subject: str = Field(max_length=200, index=True)
+    community: str = Field(max_length=40)
+    compound: str = Field(max_length=40)
+    building_id: UUID
+    status: str = Field(default=LinkRequestStatus.pending, sa_type=sa.String(10))
+    created_at: datetime = utc_now()
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class LinkRequestPublic(SQLModel):
+    """What the asking resident sees: not whom it matched (the grid worker confirms that at the door)."""
+
+    id: UUID
+    status: LinkRequestStatus
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class LinkRequestForStaff(LinkRequestPublic):
+    resident_id: UUID
+    resident_name: str
+    account_subject: str
+    compound: str
+
+
+class LinkDecision(SQLModel):
+    reason: str | None = Field(default=None, max_length=200)

@@ -19,7 +19,7 @@ from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, pag
 from minsheng.platform.privacy import FieldCipher, field_cipher, mask_id_number, open_phone, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
-from services.visits import cadence, idcard, schedule
+from services.visits import cadence, idcard, linking, schedule
 from services.visits.access import Viewer, active_assignments, ensure_sees, ensure_writes
 from services.visits.config import today
 from services.visits.models import (
@@ -475,7 +475,7 @@ async def update_resident(
             changes["health_notes"] or None, "residents", "health_notes_enc", resident.id
         )
     if "account_subject" in changes:
-        await _link_account(uow, resident, changes["account_subject"])
+        await _link_account(uow, resident, changes["account_subject"], viewer.sub)
     resident.updated_at = utcnow()
     if {"birth_date", "care_tags", "id_number"} & changes.keys():
         await uow.session.flush()
@@ -485,14 +485,12 @@ async def update_resident(
     return resident
 
 
-async def _link_account(uow: UnitOfWork, resident: Resident, subject: str | None) -> None:
+async def _link_account(uow: UnitOfWork, resident: Resident, subject: str | None, by: str) -> None:
+    """Staff set (or clear) the account linked to a resident; the one linked before is replaced."""
+    if subject != resident.account_subject:
+        resident.account_subject = None
     if subject is not None:
-        taken = await uow.session.execute(
-            select(Resident.id).where(Resident.account_subject == subject, Resident.id != resident.id)
-        )
-        if taken.first() is not None:
-            raise conflict("account_already_linked", "This app account is linked to another resident.")
-    resident.account_subject = subject
+        await linking.link_account(uow, resident, subject, method="staff", by=by)
 
 
 async def list_residents(
@@ -651,12 +649,7 @@ async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) ->
     found = await uow.session.get(Resident, resident_id, with_for_update=uow.db.is_postgres)
     if found is None or found.status != ResidentStatus.active:
         raise Problem(422, "door_code_invalid", "This door code is not valid", "Ask your grid worker for a new code.")
-    if found.account_subject == subject:
-        return found
-    if found.account_subject is not None:
-        raise conflict("account_already_linked", "This resident is linked to another app account.")
-    await _link_account(uow, found, subject)
-    found.updated_at = utcnow()
+    await linking.link_account(uow, found, subject, method="door_code", by=None)
     return found
 
 

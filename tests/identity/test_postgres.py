@@ -96,3 +96,54 @@ async def test_key_rotation_publishes_both_keys_then_retires_the_old_one(pg_syst
     rt.verifier.forget()  # (a verified token is remembered until it expires: forget to check the key)
     r = await system.client.get("/issues/issues", headers=bearer(before))
     assert r.status_code == 401 and r.json()["code"] == "invalid_token"
+
+
+async def test_a_returning_wechat_user_in_one_statement_on_postgres(pg_system: System) -> None:
+    """The returning user's login (session-key update, sign-in record, refresh token in one statement) gives
+    the same account, a working session and an audit row; a disabled account gets nothing written."""
+    from services.identity.models import AuthEvent, RefreshToken, WechatIdentity
+
+    system = pg_system
+    first = await wechat_login(system, "pg-wang")
+    account_id = first["account"]["id"]
+    db = system.runtime("identity").db
+
+    async def snapshot() -> tuple[list[str], int, str | None]:
+        events, tokens, ident = (
+            AuthEvent.__table__,  # type: ignore[attr-defined]
+            RefreshToken.__table__,  # type: ignore[attr-defined]
+            WechatIdentity.__table__,  # type: ignore[attr-defined]
+        )
+        async with db.engine.connect() as conn:
+            outcomes = (
+                await conn.execute(
+                    sa.select(events.c.outcome)
+                    .where(events.c.account_id == account_id, events.c.kind == "wechat_login")
+                    .order_by(events.c.at)
+                )
+            ).scalars()
+            count = (
+                await conn.execute(sa.select(sa.func.count()).where(tokens.c.account_id == account_id))
+            ).scalar_one()
+            key = (await conn.execute(sa.select(ident.c.session_key_enc))).scalar_one()
+        return list(outcomes), count, key
+
+    _, _, key_before = await snapshot()
+    again = await wechat_login(system, "pg-wang.2")
+    assert again["account"]["id"] == account_id and again["account"]["roles"] == ["resident"]
+    assert (
+        jwt.decode(again["access_token"], options={"verify_signature": False})["sid"]
+        != jwt.decode(first["access_token"], options={"verify_signature": False})["sid"]
+    )
+    outcomes, tokens, key_after = await snapshot()
+    assert outcomes == ["created", "ok"] and tokens == 2 and key_after != key_before
+    r = await system.client.post("/identity/refresh", json={"refresh_token": again["refresh_token"]})
+    assert r.status_code == 200 and r.json()["account"]["id"] == account_id
+
+    root, _ = await admin(system)
+    r = await system.client.post(f"/identity/accounts/{account_id}/disable", headers=bearer(root), json={"reason": "t"})
+    assert r.status_code == 200
+    r = await system.client.post("/identity/wechat/login", json={"code": "pg-wang.3"})
+    assert r.status_code == 403 and r.json()["code"] == "account_disabled"
+    outcomes, tokens_now, key_now = await snapshot()
+    assert outcomes == ["created", "ok", "disabled"] and tokens_now == 3 and key_now == key_after  # 3: the refresh

@@ -4,7 +4,7 @@ gets an inbox message and, when subscribed, exactly one WeChat subscribe message
 from __future__ import annotations
 
 from services.notify.demo import demo_openid
-from tests.issues.helpers import FLOOD, act, report, resident, staff
+from tests.issues.helpers import FAR, FLOOD, NEARBY, act, report, resident, staff
 from tests.notify.helpers import account, deliveries, flush, new_sub, received, subscribe
 from tests.support.client import System
 
@@ -91,3 +91,28 @@ async def test_a_resident_never_sees_another_residents_messages(notify: System) 
     ] == 0
     assert (await s.client.get("/notify/inbox", headers=me)).json()["unread"] == 1
     assert (await s.client.get("/notify/deliveries", headers=me)).status_code == 403
+
+
+async def test_co_reporters_and_followers_hear_the_issues_progress_and_others_do_not(notify: System) -> None:
+    s = notify
+    reporter, co_reporter, follower, bystander, merged_reporter = (new_sub() for _ in range(5))
+    for sub in (reporter, co_reporter, follower, bystander, merged_reporter):
+        await account(s, sub)
+    issue = await report(s, resident(s, reporter), FLOOD)
+    r = await s.client.post("/issues/issues", headers=resident(s, co_reporter), json={**FLOOD, **NEARBY})
+    assert r.status_code == 200 and r.json()["attached"] is True  # a duplicate report: credited, follows it
+    await act(s, issue["id"], "follow", resident(s, follower))
+    await act(s, issue["id"], "follow", resident(s, follower))  # following again changes nothing
+    # Another report of the same flood, far enough to be its own issue, is merged into this one by staff.
+    other = await report(s, resident(s, merged_reporter), {**FLOOD, **FAR})
+    desk = staff(s)
+    await act(s, other["id"], "merge", desk, {"into": issue["id"]})
+    await act(s, issue["id"], "accept", desk, {"template": "next_day_survey"})
+    await act(s, issue["id"], "resolve", desk, {"template": "fixed"})
+    await flush(s)
+
+    for sub in (reporter, co_reporter, follower, merged_reporter):
+        inbox = (await s.client.get("/notify/inbox", headers=resident(s, sub))).json()["items"]
+        assert [m["rule"] for m in inbox] == ["issue_resolved", "issue_accepted"], sub
+    bystander_inbox = (await s.client.get("/notify/inbox", headers=resident(s, bystander))).json()
+    assert bystander_inbox["items"] == [] and bystander_inbox["unread"] == 0

@@ -21,7 +21,7 @@ from minsheng.contracts.issues import (
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
-from services.points import service, tasks
+from services.points import hazards, tasks
 from services.points.models import HazardReport, HazardStatus
 
 
@@ -30,7 +30,7 @@ async def _reports_behind(event: IssueFact, uow: UnitOfWork) -> list[HazardRepor
     reports = []
     for origin in [event.origin, *event.linked]:
         if origin is not None and origin.service == "points" and origin.kind == "hazard_report":
-            report = await service.report_for_issue(uow, origin.id)
+            report = await hazards.report_for_issue(uow, origin.id)
             if report is not None:
                 reports.append(report)
     return reports
@@ -43,7 +43,7 @@ async def on_issue_opened(event: IssueCreated | IssueLinked, envelope: CloudEven
     for report in await _reports_behind(event, uow):
         report.issue_id = event.issue_id
         if report.status == HazardStatus.submitted:
-            service.move_report(report, HazardStatus.accepted, "submitted", note)
+            hazards.move_report(report, HazardStatus.accepted, "submitted", note)
 
 
 async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: UnitOfWork) -> None:
@@ -51,8 +51,8 @@ async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: Uni
         if report.status == HazardStatus.rejected:
             continue
         report.issue_id = report.issue_id or event.issue_id
-        await service.award_for_verified_report(uow, report, str(envelope.id))
-        service.move_report(
+        await hazards.award_for_verified_report(uow, report, str(envelope.id))
+        hazards.move_report(
             report, HazardStatus.verified if report.status != HazardStatus.resolved else None, "verified", event.note
         )
 
@@ -63,16 +63,16 @@ async def on_issue_resolved(event: IssueResolved, envelope: CloudEvent, uow: Uni
             continue
         report.issue_id = report.issue_id or event.issue_id
         # Resolving a problem proves it was real: award if staff skipped the explicit verification.
-        await service.award_for_verified_report(uow, report, str(envelope.id))
-        service.move_report(report, HazardStatus.resolved, "resolved", event.note)
+        await hazards.award_for_verified_report(uow, report, str(envelope.id))
+        hazards.move_report(report, HazardStatus.resolved, "resolved", event.note)
 
 
 async def on_issue_rejected(event: IssueRejected, envelope: CloudEvent, uow: UnitOfWork) -> None:
     for report in await _reports_behind(event, uow):
         if event.false_report:
-            await service.reverse_award(uow, report, str(envelope.id), f"Report rejected: {event.reason}")
-            await service.count_false_report(uow, report)
-        service.move_report(report, HazardStatus.rejected, "rejected", event.reason)
+            await hazards.reverse_award(uow, report, str(envelope.id), f"Report rejected: {event.reason}")
+            await hazards.count_false_report(uow, report)
+        hazards.move_report(report, HazardStatus.rejected, "rejected", event.reason)
 
 
 def _progress(issue_status: str) -> Handler:
@@ -85,7 +85,7 @@ def _progress(issue_status: str) -> Handler:
             status = None
             if issue_status == "reopened" and report.status == HazardStatus.resolved:
                 status = HazardStatus.verified if report.points_awarded else HazardStatus.accepted
-            service.move_report(report, status, issue_status, note)
+            hazards.move_report(report, status, issue_status, note)
 
     return handler
 

@@ -17,7 +17,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
-from services.points import config, ledger, merchant_api, merchants, service, tasks
+from services.points import config, hazards, ledger, merchant_api, merchants, riders, tasks
 from services.points.models import (
     Adjustment,
     BalancePublic,
@@ -78,7 +78,7 @@ def _is_staff(who: Principal) -> bool:
     return who.has(Role.staff) or who.is_admin
 
 
-def _rider_limit(rider: Rider | service.RiderSummary) -> None:
+def _rider_limit(rider: Rider | riders.RiderSummary) -> None:
     settings = config.get()
     ratelimit.check(f"rider:{rider.id}", settings.rider_rate_per_second, settings.rider_burst)
 
@@ -102,20 +102,20 @@ def _staff_view(rider: Rider) -> RiderStaffView:
     summary="Register the calling account as a rider (staff verify it before tasks and redemption)",
 )
 async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
-    rider = await service.register_rider(uow, who.sub, body, merchants.cipher(runtime.settings))
+    rider = await riders.register_rider(uow, who.sub, body, merchants.cipher(runtime.settings))
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 
 
 @router.get("/riders/me", response_model=RiderPublic, tags=["riders"])
 async def my_profile(uow: UoW, who: RiderPrincipal) -> RiderPublic:
-    return RiderPublic.model_validate(await service.rider_by_subject(uow, who.sub), from_attributes=True)
+    return RiderPublic.model_validate(await riders.rider_by_subject(uow, who.sub), from_attributes=True)
 
 
 @router.patch("/riders/me", response_model=RiderPublic, tags=["riders"], summary="Change your name, platform or phone")
 async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
-    rider = await service.update_self(
-        uow, await service.rider_by_subject(uow, who.sub), body, merchants.cipher(runtime.settings)
+    rider = await riders.update_self(
+        uow, await riders.rider_by_subject(uow, who.sub), body, merchants.cipher(runtime.settings)
     )
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
@@ -146,7 +146,7 @@ async def my_statement(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[LedgerEntryPublic]:
-    rider = await service.rider_by_subject(uow, who.sub)
+    rider = await riders.rider_by_subject(uow, who.sub)
     return await _statement(uow, rider.id, limit, cursor, kind, since, until)
 
 
@@ -183,7 +183,7 @@ async def list_riders(
     team_id: UUID | None = None,
     flagged: bool | None = None,
 ) -> Page[RiderStaffView]:
-    page = await service.list_riders(
+    page = await riders.list_riders(
         uow,
         who,
         limit=limit,
@@ -199,7 +199,7 @@ async def list_riders(
 
 @router.get("/riders/{rider_id}", response_model=RiderStaffView, tags=["riders (staff)"])
 async def get_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
-    return _staff_view(await service.get_rider(uow, who, rider_id))
+    return _staff_view(await riders.get_rider(uow, who, rider_id))
 
 
 @router.patch(
@@ -209,8 +209,8 @@ async def get_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
     summary="Set a rider's role (red / blue / yellow), team or community",
 )
 async def staff_update_rider(rider_id: UUID, body: RiderStaffUpdate, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = await service.get_rider(uow, who, rider_id, for_update=True)
-    await service.staff_update_rider(uow, who, rider, body)
+    rider = await riders.get_rider(uow, who, rider_id, for_update=True)
+    await riders.staff_update_rider(uow, who, rider, body)
     await uow.commit()
     return _staff_view(rider)
 
@@ -222,21 +222,21 @@ async def staff_update_rider(rider_id: UUID, body: RiderStaffUpdate, uow: UoW, w
     summary="Verify a registration (pending → active)",
 )
 async def verify_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = service.verify_rider(await service.get_rider(uow, who, rider_id, for_update=True), who)
+    rider = riders.verify_rider(await riders.get_rider(uow, who, rider_id, for_update=True), who)
     await uow.commit()
     return _staff_view(rider)
 
 
 @router.post("/riders/{rider_id}/suspend", response_model=RiderStaffView, tags=["riders (staff)"])
 async def suspend_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = service.suspend_rider(await service.get_rider(uow, who, rider_id, for_update=True), body.reason)
+    rider = riders.suspend_rider(await riders.get_rider(uow, who, rider_id, for_update=True), body.reason)
     await uow.commit()
     return _staff_view(rider)
 
 
 @router.post("/riders/{rider_id}/reinstate", response_model=RiderStaffView, tags=["riders (staff)"])
 async def reinstate_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = service.reinstate_rider(await service.get_rider(uow, who, rider_id, for_update=True), body.reason)
+    rider = riders.reinstate_rider(await riders.get_rider(uow, who, rider_id, for_update=True), body.reason)
     await uow.commit()
     return _staff_view(rider)
 
@@ -248,14 +248,14 @@ async def reinstate_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) ->
     summary="Clear the false-report flag after review",
 )
 async def clear_flag(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = service.clear_flag(await service.get_rider(uow, who, rider_id, for_update=True), body.reason)
+    rider = riders.clear_flag(await riders.get_rider(uow, who, rider_id, for_update=True), body.reason)
     await uow.commit()
     return _staff_view(rider)
 
 
 @router.get("/riders/{rider_id}/balance", response_model=BalancePublic, tags=["ledger (staff)"])
 async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> BalancePublic:
-    rider = await service.get_rider(uow, who, rider_id)
+    rider = await riders.get_rider(uow, who, rider_id)
     return await ledger.balance_view(uow, rider.id)
 
 
@@ -270,7 +270,7 @@ async def rider_statement(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[LedgerEntryPublic]:
-    rider = await service.get_rider(uow, who, rider_id)
+    rider = await riders.get_rider(uow, who, rider_id)
     return await _statement(uow, rider.id, limit, cursor, kind, since, until)
 
 
@@ -284,7 +284,7 @@ async def rider_statement(
 async def adjust(
     rider_id: UUID, body: Adjustment, uow: UoW, who: Staff, idempotency_key: str | None = IdempotencyKey
 ) -> JSONResponse:
-    rider = await service.get_rider(uow, who, rider_id)
+    rider = await riders.get_rider(uow, who, rider_id)
 
     async def action() -> tuple[int, LedgerEntryPublic]:
         entry = await ledger.adjust(uow, rider.id, body.amount, body.reason, who.sub)
@@ -309,10 +309,10 @@ async def adjust(
     "/teams", status_code=201, response_model=TeamPublic, tags=["teams"], summary="Create a team, led by a red rider"
 )
 async def create_team(body: TeamCreate, uow: UoW, who: Staff) -> TeamPublic:
-    team = await service.create_team(uow, who, body)
+    team = await riders.create_team(uow, who, body)
     await uow.commit()
     return TeamPublic.model_validate(team, from_attributes=True).model_copy(
-        update={"members": await service.team_size(uow, team.id)}
+        update={"members": await riders.team_size(uow, team.id)}
     )
 
 
@@ -320,7 +320,7 @@ async def create_team(body: TeamCreate, uow: UoW, who: Staff) -> TeamPublic:
 async def list_teams(
     uow: UoW, who: RiderOrStaff, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None, community: str | None = None
 ) -> Page[TeamPublic]:
-    page = await service.list_teams(uow, limit=limit, cursor=cursor, community=community)
+    page = await riders.list_teams(uow, limit=limit, cursor=cursor, community=community)
     return Page[TeamPublic](
         items=[
             TeamPublic.model_validate(t, from_attributes=True).model_copy(update={"members": n}) for t, n in page.items
@@ -331,19 +331,19 @@ async def list_teams(
 
 @router.get("/teams/{team_id}", response_model=TeamPublic, tags=["teams"])
 async def get_team(team_id: UUID, uow: UoW, who: RiderOrStaff) -> TeamPublic:
-    team = await service.get_team(uow, who, team_id)
+    team = await riders.get_team(uow, who, team_id)
     return TeamPublic.model_validate(team, from_attributes=True).model_copy(
-        update={"members": await service.team_size(uow, team.id)}
+        update={"members": await riders.team_size(uow, team.id)}
     )
 
 
 @router.patch("/teams/{team_id}", response_model=TeamPublic, tags=["teams"])
 async def update_team(team_id: UUID, body: TeamUpdate, uow: UoW, who: Staff) -> TeamPublic:
-    team = await service.get_team(uow, who, team_id)
-    await service.update_team(uow, who, team, body)
+    team = await riders.get_team(uow, who, team_id)
+    await riders.update_team(uow, who, team, body)
     await uow.commit()
     return TeamPublic.model_validate(team, from_attributes=True).model_copy(
-        update={"members": await service.team_size(uow, team.id)}
+        update={"members": await riders.team_size(uow, team.id)}
     )
 
 
@@ -383,11 +383,11 @@ async def leaderboard(
 async def report_hazard(
     body: HazardReportCreate, uow: UoW, who: RiderPrincipal, idempotency_key: str | None = IdempotencyKey
 ) -> JSONResponse:
-    rider, duplicates = await service.reporting_rider(uow, who.sub, body)
+    rider, duplicates = await hazards.reporting_rider(uow, who.sub, body)
     _rider_limit(rider)
 
     async def action() -> tuple[int, HazardReportPublic]:
-        return 201, await service.report_hazard(uow, rider, body, duplicates)
+        return 201, await hazards.report_hazard(uow, rider, body, duplicates)
 
     return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body, action=action)
 
@@ -408,8 +408,8 @@ async def list_reports(
     category: str | None = None,
     coord_system: CoordSystemQuery = None,
 ) -> Page[HazardReportPublic]:
-    rider = None if _is_staff(who) else await service.rider_by_subject(uow, who.sub)
-    page = await service.list_reports(
+    rider = None if _is_staff(who) else await riders.rider_by_subject(uow, who.sub)
+    page = await hazards.list_reports(
         uow, rider, limit=limit, cursor=cursor, status=status, who=who, community=community, category=category
     )
     items = [reproject(_report(r), coord_system) for r in page.items]
@@ -426,9 +426,9 @@ async def get_report(
     report_id: UUID, uow: UoW, who: RiderOrStaff, coord_system: CoordSystemQuery = None
 ) -> HazardReportPublic:
     if _is_staff(who):
-        return reproject(_report(await service.get_report_as_staff(uow, who, report_id)), coord_system)
-    rider = await service.rider_by_subject(uow, who.sub)
-    return reproject(_report(await service.get_report(uow, rider, report_id)), coord_system)
+        return reproject(_report(await hazards.get_report_as_staff(uow, who, report_id)), coord_system)
+    rider = await riders.rider_by_subject(uow, who.sub)
+    return reproject(_report(await hazards.get_report(uow, rider, report_id)), coord_system)
 
 
 # --- governance tasks -----------------------------------------------------------------------------------------
@@ -475,7 +475,7 @@ async def post_task(body: TaskCreate, uow: UoW, who: Staff) -> TaskPublic:
 async def _maybe_rider(uow: UoW, who: Principal) -> Rider | None:
     if _is_staff(who):
         return None
-    return await service.rider_by_subject(uow, who.sub)
+    return await riders.rider_by_subject(uow, who.sub)
 
 
 @router.get(
@@ -494,7 +494,7 @@ async def list_tasks(
     type_code: str | None = None,
     mine: bool = False,
 ) -> Page[TaskPublic]:
-    rider = await service.rider_by_subject(uow, who.sub) if mine else await _maybe_rider(uow, who)
+    rider = await riders.rider_by_subject(uow, who.sub) if mine else await _maybe_rider(uow, who)
     page = await tasks.list_tasks(
         uow, who, rider, limit=limit, cursor=cursor, status=status, community=community, type_code=type_code, mine=mine
     )
@@ -514,8 +514,8 @@ async def get_task(task_id: UUID, uow: UoW, who: RiderOrStaff) -> TaskPublic:
     summary="Take an open task (first come, first served)",
 )
 async def claim_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPublic:
-    rider = await service.rider_by_subject(uow, who.sub)
-    service.ensure_verified(rider)
+    rider = await riders.rider_by_subject(uow, who.sub)
+    riders.ensure_verified(rider)
     _rider_limit(rider)
     task = await tasks.claim(uow, rider, task_id)
     await uow.commit()
@@ -529,7 +529,7 @@ async def claim_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPublic
     summary="Give a claimed task back to the list",
 )
 async def release_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPublic:
-    rider = await service.rider_by_subject(uow, who.sub)
+    rider = await riders.rider_by_subject(uow, who.sub)
     task = await tasks.release(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True))
     await uow.commit()
     return tasks.present(task, who, rider)
@@ -542,8 +542,8 @@ async def release_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPubl
     summary="Report a task done, with proof (auto-verified types post points at once)",
 )
 async def complete_task(task_id: UUID, body: TaskProof, uow: UoW, who: RiderPrincipal) -> TaskPublic:
-    rider = await service.rider_by_subject(uow, who.sub)
-    service.ensure_verified(rider)
+    rider = await riders.rider_by_subject(uow, who.sub)
+    riders.ensure_verified(rider)
     task = await tasks.complete(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True), body)
     await uow.commit()
     return tasks.present(task, who, rider)
@@ -615,8 +615,8 @@ async def get_offer(offer_id: UUID, uow: UoW, who: Caller) -> OfferPublic:
     summary="A short-lived one-time code (and QR payload) to show at the merchant's counter",
 )
 async def issue_code(uow: UoW, who: RiderPrincipal, body: CodeRequest | None = None) -> CodeIssued:
-    rider = await service.rider_by_subject(uow, who.sub)
-    service.ensure_verified(rider)
+    rider = await riders.rider_by_subject(uow, who.sub)
+    riders.ensure_verified(rider)
     _rider_limit(rider)
     issued = await merchants.issue_code(uow, rider, body.offer_id if body else None)
     await uow.commit()
@@ -632,7 +632,7 @@ async def issue_code(uow: UoW, who: RiderPrincipal, body: CodeRequest | None = N
 async def my_redemptions(
     uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[RiderRedemptionPublic]:
-    rider = await service.rider_by_subject(uow, who.sub)
+    rider = await riders.rider_by_subject(uow, who.sub)
     return await merchants.rider_redemptions(uow, rider, limit=limit, cursor=cursor)
 
 

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.sql import table_of
-from services.points import config, ledger, service
+from services.points import config, hazards, ledger
 from services.points.models import HazardReport, HazardReportCreate, LedgerEntry
 from tests.points.helpers import rider, staff
 from tests.support.client import System
@@ -67,7 +67,7 @@ async def _reference(system: System, data: HazardReportCreate) -> list[UUID]:
                 .order_by(col(HazardReport.created_at), col(HazardReport.id))
             )
         ).scalars()
-        return [r.id for r in rows if service._same_place(r, data, radius)]
+        return [r.id for r in rows if hazards._same_place(r, data, radius)]
 
 
 async def test_duplicate_search_in_sql_finds_what_the_python_filter_found(points: System) -> None:
@@ -97,8 +97,8 @@ async def test_duplicate_search_in_sql_finds_what_the_python_filter_found(points
     for _ in range(150):
         data = HazardReportCreate.model_validate(_candidate(rnd))
         async with points.runtime("points").uow() as uow:
-            got = [r.id for r in await service.find_duplicate(uow, data)]
-            me, together = await service.reporting_rider(uow, "rider-fan", data)
+            got = [r.id for r in await hazards.find_duplicate(uow, data)]
+            me, together = await hazards.reporting_rider(uow, "rider-fan", data)
         assert got == await _reference(points, data), data
         assert str(me.id) == fan.id and [r.id for r in together] == got  # the same search, with the rider
         found += len(got)

@@ -1,13 +1,12 @@
-"""Use cases of the points service for riders, teams and hazard reports. They take a unit of work and never
-commit: the caller does, once. Tasks live in ``tasks.py``, merchants and redemption in ``merchants.py``, the
-ledger in ``ledger.py``."""
+"""Hazard reports riders file (fire, gas and water leaks go on to the issues service as urgent issues), the
+duplicate check, and what the issue's outcome does to the report and the rider's points. Use cases take a unit
+of work and never commit."""
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,13 +14,11 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.points import URGENT_HAZARDS, HazardReported
-from minsheng.platform.auth import Principal, Role
+from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, conflict, not_found
-from minsheng.platform.i18n import _t
+from minsheng.platform.errors import conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
-from minsheng.platform.privacy import FieldCipher, seal_phone_on
+from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
@@ -32,255 +29,8 @@ from services.points.models import (
     HazardReportPublic,
     HazardStatus,
     Rider,
-    RiderBalance,
-    RiderCreate,
-    RiderRole,
-    RiderSelfUpdate,
-    RiderStaffUpdate,
-    RiderStatus,
-    Team,
-    TeamCreate,
-    TeamUpdate,
 )
-
-# --- riders -------------------------------------------------------------------------------------------------
-
-
-async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate, fc: FieldCipher) -> Rider:
-    existing = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
-    if existing is not None:
-        raise conflict(
-            "rider_already_registered", "This account is already registered as a rider.", rider_id=str(existing.id)
-        )
-    rider = Rider(subject=subject, **data.model_dump())
-    seal_phone_on(rider, fc)
-    uow.session.add(rider)
-    await uow.session.flush()
-    uow.session.add(RiderBalance(rider_id=rider.id, balance=0))
-    return rider
-
-
-async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
-    rider = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
-    if rider is None:
-        raise _not_registered()
-    return rider
-
-
-_RIDERS: sa.Table = table_of(Rider)
-
-
-@dataclass(frozen=True)
-class RiderSummary:
-    """What a hazard report needs of its rider: read as a Core row, no ORM object."""
-
-    id: UUID
-    status: str
-    community: str | None
-
-
-def _not_registered() -> Problem:
-    return Problem(404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders.")
-
-
-def ensure_active(rider: Rider | RiderSummary) -> None:
-    """Hazard reports are open to every registered rider who is not suspended (a fire is a fire)."""
-    if rider.status == RiderStatus.suspended:
-        raise Problem(403, "rider_suspended", "Rider suspended", "A suspended rider cannot do this.")
-
-
-def ensure_verified(rider: Rider | RiderSummary) -> None:
-    """Tasks and redemption need a rider staff have verified."""
-    ensure_active(rider)
-    if rider.status != RiderStatus.active:
-        raise Problem(
-            403,
-            "rider_not_verified",
-            "Rider not verified yet",
-            "Staff must verify your registration before you can take tasks or redeem points.",
-        )
-
-
-async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate, fc: FieldCipher) -> Rider:
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
-    for name, value in changes.items():
-        setattr(rider, name, value)
-    if "phone" in changes:
-        rider.phone_enc = None
-        seal_phone_on(rider, fc)
-    rider.updated_at = utcnow()
-    return rider
-
-
-async def get_rider(uow: UnitOfWork, who: Principal, rider_id: UUID, *, for_update: bool = False) -> Rider:
-    rider = await uow.session.get(Rider, rider_id, with_for_update=for_update and uow.db.is_postgres)
-    if rider is None or not who.covers(rider.community):
-        raise not_found("rider", rider_id)
-    return rider
-
-
-async def list_riders(
-    uow: UnitOfWork,
-    who: Principal,
-    *,
-    limit: int,
-    cursor: str | None,
-    community: str | None = None,
-    status: RiderStatus | None = None,
-    role: RiderRole | None = None,
-    team_id: UUID | None = None,
-    flagged: bool | None = None,
-) -> Page[Rider]:
-    query = select(Rider)
-    if not who.is_admin:
-        query = query.where(col(Rider.community).in_(who.scoped_values("community")))
-    if community is not None:
-        query = query.where(Rider.community == community)
-    if status is not None:
-        query = query.where(Rider.status == status.value)
-    if role is not None:
-        query = query.where(Rider.role == role.value)
-    if team_id is not None:
-        query = query.where(Rider.team_id == team_id)
-    if flagged is not None:
-        query = query.where(Rider.flagged == flagged)
-    return await keyset_page(uow.session, query, Keyset((Rider.created_at, Rider.id)), cursor, limit)
-
-
-def verify_rider(rider: Rider, who: Principal) -> Rider:
-    if rider.status == RiderStatus.suspended:
-        raise conflict("rider_suspended", "Reinstate the rider before verifying.")
-    if rider.status == RiderStatus.pending:
-        rider.status = RiderStatus.active
-        rider.verified_at = utcnow()
-        rider.verified_by = who.sub
-        rider.updated_at = utcnow()
-    return rider
-
-
-def suspend_rider(rider: Rider, reason: str) -> Rider:
-    rider.status = RiderStatus.suspended
-    rider.status_reason = reason
-    rider.updated_at = utcnow()
-    return rider
-
-
-def reinstate_rider(rider: Rider, reason: str) -> Rider:
-    if rider.status == RiderStatus.suspended:
-        rider.status = RiderStatus.active if rider.verified_at else RiderStatus.pending
-        rider.status_reason = reason
-        rider.updated_at = utcnow()
-    return rider
-
-
-def clear_flag(rider: Rider, reason: str) -> Rider:
-    rider.flagged = False
-    rider.flag_reason = f"cleared: {reason}"[:500]
-    rider.updated_at = utcnow()
-    return rider
-
-
-async def staff_update_rider(uow: UnitOfWork, who: Principal, rider: Rider, data: RiderStaffUpdate) -> Rider:
-    if data.role is not None:
-        if rider.role == RiderRole.red and data.role != RiderRole.red:
-            leading = (await uow.session.execute(select(Team.id).where(Team.leader_rider_id == rider.id))).first()
-            if leading is not None:
-                raise conflict(
-                    "rider_leads_team",
-                    "Give the team another leader before changing this role.",
-                    team_id=str(leading[0]),
-                )
-        rider.role = data.role
-    if data.community is not None:
-        if not who.covers(data.community):
-            raise Problem(403, "outside_scope", "Outside your scope", "You cannot move riders to that community.")
-        rider.community = data.community
-    if data.leave_team:
-        rider.team_id = None
-    elif data.team_id is not None:
-        team = await get_team(uow, who, data.team_id)
-        rider.team_id = team.id
-    rider.updated_at = utcnow()
-    return rider
-
-
-# --- teams ----------------------------------------------------------------------------------------------------
-
-
-async def _leader(uow: UnitOfWork, who: Principal, rider_id: UUID) -> Rider:
-    leader = await get_rider(uow, who, rider_id)
-    if leader.role != RiderRole.red:
-        raise conflict("leader_not_red", "Teams are led by red riders; make this rider red first.")
-    return leader
-
-
-async def create_team(uow: UnitOfWork, who: Principal, data: TeamCreate) -> Team:
-    if not who.covers(data.community):
-        raise Problem(403, "outside_scope", "Outside your scope", "You cannot create teams in that community.")
-    if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
-        raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
-    team = Team(name=data.name, community=data.community, leader_rider_id=data.leader_rider_id)
-    uow.session.add(team)
-    if data.leader_rider_id is not None:
-        leader = await _leader(uow, who, data.leader_rider_id)
-        await uow.session.flush()
-        leader.team_id = team.id
-    return team
-
-
-async def get_team(uow: UnitOfWork, who: Principal, team_id: UUID) -> Team:
-    team = await uow.session.get(Team, team_id)
-    # Riders may see any team (leaderboards); staff only those in their scope.
-    if team is None or not (who.has(Role.rider) or team.community is None or who.covers(team.community)):
-        raise not_found("team", team_id)
-    return team
-
-
-async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpdate) -> Team:
-    if data.name is not None and data.name != team.name:
-        if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
-            raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
-        team.name = data.name
-    if data.community is not None:
-        if not who.covers(data.community):
-            raise Problem(403, "outside_scope", "Outside your scope", "You cannot move teams to that community.")
-        team.community = data.community
-    if data.leader_rider_id is not None:
-        leader = await _leader(uow, who, data.leader_rider_id)
-        team.leader_rider_id = leader.id
-        leader.team_id = team.id
-    return team
-
-
-async def list_teams(
-    uow: UnitOfWork, *, limit: int, cursor: str | None, community: str | None = None
-) -> Page[tuple[Team, int]]:
-    riders: sa.Table = table_of(Rider)
-    members = (
-        sa.select(sa.func.count())
-        .where(riders.c.team_id == Team.id)  # type: ignore[arg-type]
-        .scalar_subquery()
-    )
-    query = sa.select(Team, members)
-    if community is not None:
-        query = query.where(col(Team.community) == community)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Team.created_at, Team.id) > sa.tuple_(created, ident))
-    query = query.order_by(col(Team.created_at), col(Team.id)).limit(limit + 1)
-    rows = [(t, int(n)) for t, n in (await uow.session.execute(query)).all()]
-    return page_of(rows, limit, lambda r: encode_cursor(r[0].created_at, r[0].id))
-
-
-async def team_size(uow: UnitOfWork, team_id: UUID) -> int:
-    return int(
-        (
-            await uow.session.execute(
-                sa.select(sa.func.count()).select_from(Rider).where(col(Rider.team_id) == team_id)
-            )
-        ).scalar_one()
-    )
-
+from services.points.riders import RIDERS, RiderSummary, ensure_active, not_registered
 
 # --- hazard reports -----------------------------------------------------------------------------------------
 
@@ -403,13 +153,13 @@ def _rider_and_candidates(shape: tuple[Any, ...]) -> sa.Select[Any]:
     candidates = _duplicate_query(shape).subquery("candidates")
     return (
         sa.select(
-            _RIDERS.c.id.label("me"),
-            _RIDERS.c.status.label("my_status"),
-            _RIDERS.c.community.label("my_community"),
+            RIDERS.c.id.label("me"),
+            RIDERS.c.status.label("my_status"),
+            RIDERS.c.community.label("my_community"),
             *candidates.c,
         )
-        .select_from(_RIDERS.outerjoin(candidates, sa.true()))
-        .where(_RIDERS.c.subject == sa.bindparam("subject"))
+        .select_from(RIDERS.outerjoin(candidates, sa.true()))
+        .where(RIDERS.c.subject == sa.bindparam("subject"))
         .order_by(candidates.c.created_at, candidates.c.id)
     )
 
@@ -420,7 +170,7 @@ async def reporting_rider(uow: UnitOfWork, subject: str, data: HazardReportCreat
     shape, params, radius = _duplicate_params(data)
     rows = (await uow.session.execute(_rider_and_candidates(shape), {"subject": subject, **params})).all()
     if not rows:
-        raise _not_registered()
+        raise not_registered()
     rider = RiderSummary(rows[0].me, rows[0].my_status, rows[0].my_community)
     return rider, [r for r in rows if r.id is not None and _same_place(r, data, radius)]
 

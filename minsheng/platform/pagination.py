@@ -121,6 +121,11 @@ class Keyset:
     kinds: tuple[type, ...] = (datetime, UUID)
     descending: bool = True
 
+    @classmethod
+    def by_id(cls, model: Any) -> Keyset:
+        """In id order: creation order, as every id is a UUIDv7."""
+        return cls((model.id,), kinds=(UUID,), descending=False)
+
     def query(self, query: Select[Any], cursor: str | None, limit: int) -> Select[Any]:
         if cursor:
             position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(cursor, *self.kinds))

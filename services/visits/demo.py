@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from minsheng.platform.ids import uuid7
+from minsheng.platform.privacy import field_cipher as cipher_of
 from minsheng.platform.privacy import mask_id_number, seal_phone_row
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.sql import table_of
@@ -38,7 +39,7 @@ from services.visits.models import (
     VisitPolicy,
     VisitRound,
 )
-from services.visits.service import address_of, cipher_of
+from services.visits.places import address_of
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Day, Instant
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
-from services.visits import ledger, linking, reports, service, visiting
+from services.visits import ledger, linking, places, policies, reports, residents, visiting, workers
 from services.visits.access import Viewer, ensure_writes, require_worker_registered, viewer_of
 from services.visits.config import quarter_start, today
 from services.visits.models import (
@@ -61,6 +61,7 @@ from services.visits.models import (
     PolicyCreate,
     PolicyPublic,
     PolicyUpdate,
+    Resident,
     ResidentCreate,
     ResidentPublic,
     ResidentStatus,
@@ -101,7 +102,7 @@ Who = Annotated[Viewer, Depends(_viewer)]
 
 
 def _cipher(runtime: Runtime) -> FieldCipher:
-    return service.cipher_of(runtime.settings)
+    return field_cipher(runtime.settings)
 
 
 Cipher = Annotated[FieldCipher, Depends(_cipher)]
@@ -133,7 +134,7 @@ def _page(page: Page, convert) -> dict:  # type: ignore[no-untyped-def,type-arg]
     summary="Register a community (社区); admin",
 )
 async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
-    community = await service.create_community(uow, body)
+    community = await places.create_community(uow, body)
     await _commit(uow)
     return CommunityPublic(id=community.id, code=community.code, name=community.name)
 
@@ -148,7 +149,7 @@ async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
 async def list_communities(
     uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[CommunityPublic]:
-    return await service.list_communities(uow, who, limit=limit, cursor=cursor)
+    return await places.list_communities(uow, who, limit=limit, cursor=cursor)
 
 
 @router.post(
@@ -160,7 +161,7 @@ async def list_communities(
     summary="Register a residential compound (小区)",
 )
 async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundPublic:
-    compound = await service.create_compound(uow, who, body)
+    compound = await places.create_compound(uow, who, body)
     await _commit(uow)
     return CompoundPublic.model_validate(compound, from_attributes=True)
 
@@ -169,18 +170,18 @@ async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundP
 async def list_compounds(
     uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> dict:  # type: ignore[type-arg]
-    page = await service.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
+    page = await places.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
     return _page(page, lambda c: CompoundPublic.model_validate(c, from_attributes=True))
 
 
 @router.get("/compounds/{code}", response_model=CompoundPublic, tags=["places"], dependencies=[FIELD])
 async def get_compound(code: str, uow: UoW, who: Who) -> CompoundPublic:
-    return CompoundPublic.model_validate(await service.get_compound(uow, who, code), from_attributes=True)
+    return CompoundPublic.model_validate(await places.get_compound(uow, who, code), from_attributes=True)
 
 
 @router.post("/buildings", status_code=201, response_model=BuildingPublic, tags=["places"], dependencies=[STAFF])
 async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingPublic:
-    building = await service.create_building(uow, who, body)
+    building = await places.create_building(uow, who, body)
     await _commit(uow)
     return BuildingPublic.model_validate(building, from_attributes=True)
 
@@ -189,7 +190,7 @@ async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingP
 async def list_buildings(
     uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> dict:  # type: ignore[type-arg]
-    page = await service.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
+    page = await places.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
     return _page(page, lambda b: BuildingPublic.model_validate(b, from_attributes=True))
 
 
@@ -202,9 +203,9 @@ async def list_buildings(
     summary="Register a household (a door) in a building",
 )
 async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> HouseholdPublic:
-    household = await service.create_household(uow, who, body)
+    household = await places.create_household(uow, who, body)
     await _commit(uow)
-    return service.household_public(household)
+    return places.household_public(household)
 
 
 @router.get(
@@ -226,7 +227,7 @@ async def list_households(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> dict:  # type: ignore[type-arg]
-    page = await service.list_households(
+    page = await places.list_households(
         uow,
         who,
         limit=limit,
@@ -239,20 +240,20 @@ async def list_households(
         overdue=overdue,
     )
     day = today()
-    return _page(page, lambda h: service.household_public(h, day))
+    return _page(page, lambda h: places.household_public(h, day))
 
 
 @router.get("/households/{household_id}", response_model=HouseholdPublic, tags=["households"])
 async def get_household(household_id: UUID, uow: UoW, who: Who) -> HouseholdPublic:
-    return service.household_public(await service.get_household(uow, who, household_id))
+    return places.household_public(await places.get_household(uow, who, household_id))
 
 
 @router.patch("/households/{household_id}", response_model=HouseholdPublic, tags=["households"], dependencies=[FIELD])
 async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, who: Who) -> HouseholdPublic:
-    household = await service.get_household(uow, who, household_id, for_update=True)
-    await service.update_household(uow, who, household, body)
+    household = await places.get_household(uow, who, household_id, for_update=True)
+    await places.update_household(uow, who, household, body)
     await _commit(uow)
-    return service.household_public(household)
+    return places.household_public(household)
 
 
 # --- residents ----------------------------------------------------------------------------------------------
@@ -267,9 +268,9 @@ async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, 
     summary="Register a resident (ID number encrypted, phone and ID answered masked)",
 )
 async def create_resident(body: ResidentCreate, uow: UoW, who: Who, cipher: Cipher) -> ResidentPublic:
-    resident = await service.create_resident(uow, who, cipher, body)
+    resident = await residents.create_resident(uow, who, cipher, body)
     await _commit(uow)
-    return service.resident_public(resident)
+    return residents.resident_public(resident)
 
 
 @router.get(
@@ -292,7 +293,7 @@ async def list_residents(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> dict:  # type: ignore[type-arg]
-    page = await service.list_residents(
+    page = await residents.list_residents(
         uow,
         who,
         limit=limit,
@@ -306,7 +307,7 @@ async def list_residents(
         status=status,
     )
     day = today()
-    return _page(page, lambda r: service.resident_public(r, day))
+    return _page(page, lambda r: residents.resident_public(r, day))
 
 
 @router.post(
@@ -317,22 +318,22 @@ async def list_residents(
     summary="Find a resident by ID number (sent in the body, matched by keyed hash)",
 )
 async def lookup_resident(body: IdNumberLookup, uow: UoW, who: Who, cipher: Cipher) -> ResidentPublic:
-    return service.resident_public(await service.lookup_by_id_number(uow, who, cipher, body.id_number))
+    return residents.resident_public(await residents.lookup_by_id_number(uow, who, cipher, body.id_number))
 
 
 @router.get("/residents/{resident_id}", response_model=ResidentPublic, tags=["residents"])
 async def get_resident(resident_id: UUID, uow: UoW, who: Who) -> ResidentPublic:
-    return service.resident_public(await service.get_resident(uow, who, resident_id))
+    return residents.resident_public(await residents.get_resident(uow, who, resident_id))
 
 
 @router.patch("/residents/{resident_id}", response_model=ResidentPublic, tags=["residents"], dependencies=[FIELD])
 async def update_resident(
     resident_id: UUID, body: ResidentUpdate, uow: UoW, who: Who, cipher: Cipher
 ) -> ResidentPublic:
-    resident = await service.get_resident(uow, who, resident_id, for_update=True)
-    await service.update_resident(uow, who, cipher, resident, body)
+    resident = await residents.get_resident(uow, who, resident_id, for_update=True)
+    await residents.update_resident(uow, who, cipher, resident, body)
     await _commit(uow)
-    return service.resident_public(resident)
+    return residents.resident_public(resident)
 
 
 @router.post(
@@ -343,10 +344,10 @@ async def update_resident(
     summary="Moved away / deceased / back (emits ResidentStatusChanged)",
 )
 async def change_status(resident_id: UUID, body: StatusChange, uow: UoW, who: Who) -> ResidentPublic:
-    resident = await service.get_resident(uow, who, resident_id, for_update=True)
-    await service.change_status(uow, who, resident, body)
+    resident = await residents.get_resident(uow, who, resident_id, for_update=True)
+    await residents.change_status(uow, who, resident, body)
     await _commit(uow)
-    return service.resident_public(resident)
+    return residents.resident_public(resident)
 
 
 @router.post(
@@ -356,8 +357,8 @@ async def change_status(resident_id: UUID, body: StatusChange, uow: UoW, who: Wh
     summary="Phone, ID number or health notes in clear; needs `pii:reveal`, always audited",
 )
 async def reveal(resident_id: UUID, body: RevealRequest, uow: UoW, who: Who, cipher: Cipher) -> RevealedResident:
-    resident = await service.get_resident(uow, who, resident_id)
-    out = await service.reveal(uow, who, cipher, resident, body, current_request_id.get())
+    resident = await residents.get_resident(uow, who, resident_id)
+    out = await residents.reveal(uow, who, cipher, resident, body, current_request_id.get())
     await _commit(uow)
     return out
 
@@ -376,14 +377,14 @@ async def list_audit(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> dict:  # type: ignore[type-arg]
-    page = await service.list_audit(uow, who, limit=limit, cursor=cursor, resident_id=resident_id, actor=actor)
+    page = await residents.list_audit(uow, who, limit=limit, cursor=cursor, resident_id=resident_id, actor=actor)
     return _page(page, lambda a: PiiAuditPublic.model_validate(a, from_attributes=True))
 
 
 # --- residents' own view ------------------------------------------------------------------------------------
 
 
-def _me(who: Viewer) -> service.Resident:
+def _me(who: Viewer) -> Resident:
     if who.resident is None:
         raise Problem(
             404,
@@ -402,7 +403,7 @@ def _me(who: Viewer) -> service.Resident:
     summary="A door code for this resident to link their app account (show it as a QR code)",
 )
 async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> DoorCodePublic:
-    resident = await service.get_resident(uow, who, resident_id)
+    resident = await residents.get_resident(uow, who, resident_id)
     if not who.may_write(resident.community, resident.compound, resident.building_id):
         raise not_found("resident", resident_id)
     code, expires_at = linking.issue(runtime.settings, resident.id)
@@ -418,9 +419,9 @@ async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> 
 )
 async def link(body: DoorCodeLink, uow: UoW, who: Who, runtime: Runtime) -> ResidentPublic:
     resident_id = linking.verify(runtime.settings, body.code)
-    resident = await service.link_by_door_code(uow, who.sub, resident_id)
+    resident = await residents.link_by_door_code(uow, who.sub, resident_id)
     await _commit(uow)
-    return service.resident_public(resident)
+    return residents.resident_public(resident)
 
 
 @router.post("/me/bind", status_code=410, tags=["residents' app"], include_in_schema=False)
@@ -438,12 +439,12 @@ async def bind_retired() -> None:
     "/me", response_model=ResidentPublic, tags=["residents' app"], dependencies=[Depends(require(Role.resident))]
 )
 async def me(who: Who) -> ResidentPublic:
-    return service.resident_public(_me(who))
+    return residents.resident_public(_me(who))
 
 
 async def _my_bill(uow: UoW, who: Viewer, since: Day | None, until: Day | None) -> Bill:
     resident = _me(who)
-    household = await service.get_household(uow, who, resident.household_id)
+    household = await places.get_household(uow, who, resident.household_id)
     return await reports.bill(uow, household, since=since, until=until)
 
 
@@ -472,13 +473,13 @@ async def my_bill_html(uow: UoW, who: Who, since: Day | None = None, until: Day 
 
 
 async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day | None, until: Day | None) -> Bill:
-    household = await service.get_household(uow, who, household_id)
+    household = await places.get_household(uow, who, household_id)
     return await reports.bill(uow, household, since=since, until=until)
 
 
 async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: Day | None, until: Day | None) -> Bill:
-    resident = await service.get_resident(uow, who, resident_id)
-    household = await service.get_household(uow, who, resident.household_id)
+    resident = await residents.get_resident(uow, who, resident_id)
+    household = await places.get_household(uow, who, resident.household_id)
     return await reports.bill(uow, household, resident=resident, since=since, until=until)
 
 
@@ -532,7 +533,7 @@ async def resident_bill_html(
     summary="Register a grid worker (网格员) account",
 )
 async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Cipher) -> GridWorkerPublic:
-    worker = await service.create_worker(uow, who, body, cipher)
+    worker = await workers.create_worker(uow, who, body, cipher)
     await _commit(uow)
     return GridWorkerPublic.model_validate(worker, from_attributes=True)
 
@@ -546,7 +547,7 @@ async def list_workers(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> dict:  # type: ignore[type-arg]
-    page = await service.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
+    page = await workers.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
     return _page(page, lambda w: GridWorkerPublic.model_validate(w, from_attributes=True))
 
 
@@ -569,17 +570,17 @@ async def my_worker(who: Who) -> GridWorkerPublic:
 
 @router.get("/grid-workers/{worker_id}", response_model=GridWorkerPublic, tags=["grid"], dependencies=[FIELD])
 async def get_worker(worker_id: UUID, uow: UoW, who: Who) -> GridWorkerPublic:
-    return GridWorkerPublic.model_validate(await service.get_worker(uow, who, worker_id), from_attributes=True)
+    return GridWorkerPublic.model_validate(await workers.get_worker(uow, who, worker_id), from_attributes=True)
 
 
 @router.get(
     "/grid-workers/{worker_id}/assignments", response_model=list[AssignmentPublic], tags=["grid"], dependencies=[FIELD]
 )
 async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: bool = False) -> list[AssignmentPublic]:
-    worker = await service.get_worker(uow, who, worker_id)
+    worker = await workers.get_worker(uow, who, worker_id)
     return [
         AssignmentPublic.model_validate(a, from_attributes=True)
-        for a in await service.list_assignments(uow, worker, include_ended=include_ended)
+        for a in await workers.list_assignments(uow, worker, include_ended=include_ended)
     ]
 
 
@@ -592,15 +593,15 @@ async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: b
     summary="Assign a compound (or one building) to a grid worker",
 )
 async def add_assignment(worker_id: UUID, body: AssignmentCreate, uow: UoW, who: Who) -> AssignmentPublic:
-    worker = await service.get_worker(uow, who, worker_id)
-    assignment = await service.add_assignment(uow, who, worker, body)
+    worker = await workers.get_worker(uow, who, worker_id)
+    assignment = await workers.add_assignment(uow, who, worker, body)
     await _commit(uow)
     return AssignmentPublic.model_validate(assignment, from_attributes=True)
 
 
 @router.post("/assignments/{assignment_id}/end", response_model=AssignmentPublic, tags=["grid"], dependencies=[STAFF])
 async def end_assignment(assignment_id: UUID, uow: UoW, who: Who) -> AssignmentPublic:
-    assignment = await service.end_assignment(uow, who, assignment_id)
+    assignment = await workers.end_assignment(uow, who, assignment_id)
     await _commit(uow)
     return AssignmentPublic.model_validate(assignment, from_attributes=True)
 
@@ -613,8 +614,8 @@ async def end_assignment(assignment_id: UUID, uow: UoW, who: Who) -> AssignmentP
     summary="A worker leaves: places, open needs and tasks go to a successor",
 )
 async def handover(worker_id: UUID, body: Handover, uow: UoW, who: Who) -> HandoverResult:
-    worker = await service.get_worker(uow, who, worker_id)
-    result = await service.handover(uow, who, worker, body)
+    worker = await workers.get_worker(uow, who, worker_id)
+    result = await workers.handover(uow, who, worker, body)
     await _commit(uow)
     return result
 
@@ -630,7 +631,7 @@ async def handover(worker_id: UUID, body: Handover, uow: UoW, who: Who) -> Hando
     summary="Visiting tiers and their cadence / retry rules",
 )
 async def list_policies(uow: UoW) -> list[PolicyPublic]:
-    return [PolicyPublic.model_validate(p, from_attributes=True) for p in await service.list_policies(uow)]
+    return [PolicyPublic.model_validate(p, from_attributes=True) for p in await policies.list_policies(uow)]
 
 
 @router.post(
@@ -642,14 +643,14 @@ async def list_policies(uow: UoW) -> list[PolicyPublic]:
     summary="Add a tier; every household's schedule follows at once",
 )
 async def create_policy(body: PolicyCreate, uow: UoW) -> PolicyPublic:
-    policy = await service.create_policy(uow, body)
+    policy = await policies.create_policy(uow, body)
     await _commit(uow)
     return PolicyPublic.model_validate(policy, from_attributes=True)
 
 
 @router.patch("/policies/{code}", response_model=PolicyPublic, tags=["policy"], dependencies=[ADMIN])
 async def update_policy(code: str, body: PolicyUpdate, uow: UoW) -> PolicyPublic:
-    policy = await service.update_policy(uow, code, body)
+    policy = await policies.update_policy(uow, code, body)
     await _commit(uow)
     return PolicyPublic.model_validate(policy, from_attributes=True)
 
@@ -715,7 +716,7 @@ async def due(
     day = today()
     return DueList(
         tasks=[visiting.task_public(t) for t in tasks],
-        households=[service.household_public(h, day) for h in page.items],
+        households=[places.household_public(h, day) for h in page.items],
         next_cursor=page.next_cursor,
     )
 
@@ -844,7 +845,7 @@ async def get_visit(visit_id: UUID, uow: UoW, who: Who) -> VisitRecorded:
     summary="Write a need into the ledger outside a visit (a call, the office); retry-safe",
 )
 async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
-    household = await service.get_household(uow, who, body.household_id)
+    household = await places.get_household(uow, who, body.household_id)
     ensure_writes(who, "household", household.id, household.community, household.compound, household.building_id)
 
     async def action() -> tuple[int, NeedPublic]:

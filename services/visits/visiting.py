@@ -44,7 +44,8 @@ from services.visits.models import (
     VisitRound,
     VisitTask,
 )
-from services.visits.service import get_household, worker_for_place
+from services.visits.places import get_household
+from services.visits.workers import worker_for_place
 
 
 def _invalid(code: str, field: str, detail: Message) -> Problem:

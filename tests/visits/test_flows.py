@@ -15,7 +15,7 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.canteen import AbsenceAlert
 from minsheng.contracts.issues import IssueCreated, IssueLinked, IssueMerged, IssueReopened, IssueResolved
 from minsheng.platform.ids import uuid7
-from services.visits.service import cipher_of
+from minsheng.platform.privacy import field_cipher as cipher_of
 from tests.support.client import System
 from tests.visits.helpers import ZHAO_ID_NUMBER, Place, build_place
 

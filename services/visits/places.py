@@ -1,0 +1,303 @@
+"""Places and homes: communities, compounds, buildings and households, as grid workers and staff see them.
+Use cases take a unit of work and never commit: the caller does, once."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.i18n import _t
+from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.uow import UnitOfWork
+from services.visits import cadence, schedule
+from services.visits.access import Viewer, ensure_sees, ensure_writes
+from services.visits.config import today
+from services.visits.models import (
+    Building,
+    BuildingCreate,
+    Community,
+    CommunityCreate,
+    CommunityPublic,
+    Compound,
+    CompoundCreate,
+    Household,
+    HouseholdCreate,
+    HouseholdPublic,
+    HouseholdUpdate,
+)
+
+# --- places -------------------------------------------------------------------------------------------------
+
+
+async def create_community(uow: UnitOfWork, data: CommunityCreate) -> Community:
+    if (await community_by_code(uow, data.code)) is not None:
+        raise conflict("community_exists", _t("A community with code {code!r} already exists.", code=data.code))
+    community = Community(**data.model_dump())
+    uow.session.add(community)
+    return community
+
+
+async def community_by_code(uow: UnitOfWork, code: str) -> Community | None:
+    return (await uow.session.execute(select(Community).where(Community.code == code))).scalar_one_or_none()
+
+
+async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None) -> Page[CommunityPublic]:
+    query = select(Community)
+    if not viewer.is_admin:
+        visible = set(viewer.principal.scoped_values("community")) if viewer.is_staff else set()
+        compounds = set(viewer.principal.scoped_values("compound")) if viewer.is_staff else set()
+        if viewer.worker is not None:
+            visible.add(viewer.worker.community)
+            compounds |= viewer.whole_compounds
+        if compounds:
+            visible.update(
+                (
+                    await uow.session.execute(
+                        select(Compound.community).where(col(Compound.code).in_(sorted(compounds)))
+                    )
+                ).scalars()
+            )
+        query = query.where(col(Community.code).in_(sorted(visible)))
+    if cursor:
+        (after,) = decode_cursor(cursor, str)
+        query = query.where(col(Community.code) > after)
+    rows = list((await uow.session.execute(query.order_by(col(Community.code)).limit(limit + 1))).scalars())
+    page = page_of(rows, limit, lambda c: encode_cursor(c.code))
+    codes = [c.code for c in page.items]
+    compound_counts: dict[str, int] = dict(
+        (
+            await uow.session.execute(
+                sa.select(col(Compound.community), sa.func.count())
+                .where(col(Compound.community).in_(codes))
+                .group_by(col(Compound.community))
+            )
+        ).all()
+    )
+    household_counts: dict[str, int] = dict(
+        (
+            await uow.session.execute(
+                sa.select(col(Household.community), sa.func.count())
+                .where(col(Household.community).in_(codes), viewer.clause(Household))
+                .group_by(col(Household.community))
+            )
+        ).all()
+    )
+    return Page[CommunityPublic](
+        items=[
+            CommunityPublic(
+                id=c.id,
+                code=c.code,
+                name=c.name,
+                compounds=compound_counts.get(c.code, 0),
+                households=household_counts.get(c.code, 0),
+            )
+            for c in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+async def compound_by_code(uow: UnitOfWork, code: str) -> Compound | None:
+    return (await uow.session.execute(select(Compound).where(Compound.code == code))).scalar_one_or_none()
+
+
+async def create_compound(uow: UnitOfWork, viewer: Viewer, data: CompoundCreate) -> Compound:
+    community = await community_by_code(uow, data.community)
+    if community is None or not viewer.staff_covers(community.code):
+        raise not_found("community", data.community)
+    if (await compound_by_code(uow, data.code)) is not None:
+        raise conflict("compound_exists", _t("A compound with code {code!r} already exists.", code=data.code))
+    compound = Compound(**data.model_dump())
+    uow.session.add(compound)
+    return compound
+
+
+async def get_compound(uow: UnitOfWork, viewer: Viewer, code: str) -> Compound:
+    compound = await compound_by_code(uow, code)
+    if compound is None or not (
+        viewer.staff_covers(compound.community, compound.code)
+        or compound.code in viewer.whole_compounds
+        or (viewer.buildings and await _has_assigned_building(uow, viewer, compound))
+    ):
+        raise not_found("compound", code)
+    return compound
+
+
+async def _has_assigned_building(uow: UnitOfWork, viewer: Viewer, compound: Compound) -> bool:
+    found = await uow.session.execute(
+        select(Building.id)
+        .where(Building.compound == compound.code, col(Building.id).in_(list(viewer.buildings)))
+        .limit(1)
+    )
+    return found.first() is not None
+
+
+async def list_compounds(
+    uow: UnitOfWork, viewer: Viewer, *, community: str | None, limit: int, cursor: str | None
+) -> Page[Compound]:
+    query = select(Compound)
+    if not viewer.is_admin:
+        parts: list[Any] = []
+        if viewer.is_staff:
+            parts += [
+                col(Compound.community).in_(sorted(viewer.principal.scoped_values("community"))),
+                col(Compound.code).in_(sorted(viewer.principal.scoped_values("compound"))),
+            ]
+        if viewer.worker is not None:
+            assigned = set(viewer.whole_compounds)
+            if viewer.buildings:
+                assigned.update(
+                    (
+                        await uow.session.execute(
+                            select(Building.compound).where(col(Building.id).in_(list(viewer.buildings)))
+                        )
+                    ).scalars()
+                )
+            parts.append(col(Compound.code).in_(sorted(assigned)))
+        query = query.where(sa.or_(*parts) if parts else sa.false())
+    if community:
+        query = query.where(Compound.community == community)
+    return await keyset_page(uow.session, query, Keyset.by_id(Compound), cursor, limit)
+
+
+async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate) -> Building:
+    compound = await compound_by_code(uow, data.compound)
+    if compound is None or not viewer.staff_covers(compound.community, compound.code):
+        raise not_found("compound", data.compound)
+    dup = await uow.session.execute(
+        select(Building.id).where(Building.compound == compound.code, Building.name == data.name)
+    )
+    if dup.first() is not None:
+        raise conflict(
+            "building_exists",
+            _t("{compound} already has a building {building!r}.", compound=compound.name, building=data.name),
+        )
+    building = Building(**data.model_dump(), community=compound.community)
+    uow.session.add(building)
+    return building
+
+
+async def get_building(uow: UnitOfWork, viewer: Viewer, building_id: UUID) -> Building:
+    building = await uow.session.get(Building, building_id)
+    if building is None or not viewer.covers(building.community, building.compound, building.id):
+        raise not_found("building", building_id)
+    return building
+
+
+async def list_buildings(
+    uow: UnitOfWork, viewer: Viewer, *, compound: str | None, limit: int, cursor: str | None
+) -> Page[Building]:
+    query = select(Building).where(viewer.clause(_BuildingScope))
+    if compound:
+        query = query.where(Building.compound == compound)
+    return await keyset_page(uow.session, query, Keyset.by_id(Building), cursor, limit)
+
+
+class _BuildingScope:
+    """Buildings scope like everything else, their own id being the building."""
+
+    community = Building.community
+    compound = Building.compound
+    building_id = Building.id
+
+
+# --- households ---------------------------------------------------------------------------------------------
+
+
+def household_public(h: Household, day: date | None = None) -> HouseholdPublic:
+    public = HouseholdPublic.model_validate(h, from_attributes=True)
+    public.overdue = cadence.is_overdue(h.next_due_on, day or today())
+    return public
+
+
+async def create_household(uow: UnitOfWork, viewer: Viewer, data: HouseholdCreate) -> Household:
+    building = await uow.session.get(Building, data.building_id)
+    if building is None:
+        raise not_found("building", data.building_id)
+    ensure_writes(viewer, "building", data.building_id, building.community, building.compound, building.id)
+    dup = await uow.session.execute(
+        select(Household.id).where(
+            Household.building_id == building.id, Household.unit == data.unit, Household.room == data.room
+        )
+    )
+    if (row := dup.first()) is not None:
+        raise conflict("household_exists", "This door is already registered.", household_id=str(row[0]))
+    compound = await compound_by_code(uow, building.compound)
+    household = Household(
+        **data.model_dump(),
+        community=building.community,
+        compound=building.compound,
+        address=address_of(compound.name if compound else building.compound, building.name, data.unit, data.room),
+    )
+    await schedule.refresh(uow, household)
+    uow.session.add(household)
+    return household
+
+
+def address_of(compound_name: str, building_name: str, unit: str | None, room: str) -> str:
+    return " ".join(p for p in (compound_name, building_name, f"{unit}单元" if unit else None, f"{room}室") if p)
+
+
+async def get_household(uow: UnitOfWork, viewer: Viewer, household_id: UUID, *, for_update: bool = False) -> Household:
+    household = await uow.session.get(Household, household_id, with_for_update=for_update and uow.db.is_postgres)
+    if household is None:
+        raise not_found("household", household_id)
+    ensure_sees(
+        viewer, "household", household_id, household.community, household.compound, household.building_id, household.id
+    )
+    return household
+
+
+async def update_household(uow: UnitOfWork, viewer: Viewer, household: Household, data: HouseholdUpdate) -> Household:
+    ensure_writes(viewer, "household", household.id, household.community, household.compound, household.building_id)
+    changes = data.model_dump(exclude_unset=True)
+    for key, value in changes.items():
+        setattr(household, key, value)
+    if {"unit", "room"} & changes.keys():
+        building = await uow.session.get(Building, household.building_id)
+        compound = await compound_by_code(uow, household.compound)
+        household.address = address_of(
+            compound.name if compound else household.compound,
+            building.name if building else "",
+            household.unit,
+            household.room,
+        )
+    household.updated_at = utcnow()
+    return household
+
+
+async def list_households(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    limit: int,
+    cursor: str | None,
+    community: str | None = None,
+    compound: str | None = None,
+    building_id: UUID | None = None,
+    tier: str | None = None,
+    attention: str | None = None,
+    overdue: bool | None = None,
+) -> Page[Household]:
+    query = select(Household).where(viewer.clause(Household, household_col=Household.id))
+    if community:
+        query = query.where(Household.community == community)
+    if compound:
+        query = query.where(Household.compound == compound)
+    if building_id:
+        query = query.where(Household.building_id == building_id)
+    if tier:
+        query = query.where(Household.tier == tier)
+    if attention:
+        query = query.where(Household.attention == attention)
+    if overdue is True:
+        query = query.where(col(Household.next_due_on) < today())
+    elif overdue is False:
+        query = query.where(sa.or_(col(Household.next_due_on).is_(None), col(Household.next_due_on) >= today()))
+    return await keyset_page(uow.session, query, Keyset.by_id(Household), cursor, limit)

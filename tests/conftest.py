@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from minsheng import SERVICES
@@ -14,6 +15,11 @@ from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, database_template, drop_databases, kafka_broker, postgres_server
+
+# Property tests are about the properties, not the machine's speed: a loaded CI machine must not fail them on
+# Hypothesis' timing health checks or per-example deadlines.
+settings.register_profile("minsheng", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("minsheng")
 
 if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
     os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")  # Tansu has no idempotent producer

@@ -29,7 +29,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import Day
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
-from services.issues import service
+from services.issues import queries
 from services.issues.config import get_config
 from services.issues.models import COMPLETED_STATUSES, OPEN_STATUSES, Issue, IssueStatus
 
@@ -376,7 +376,7 @@ async def export_issues(
 ) -> StreamingResponse:
     _check_period(start, end)
     lo, hi = _bounds(start, end, get_config().utc_offset_hours)
-    filters = service.IssueFilters(
+    filters = queries.IssueFilters(
         status=status, community=community, category=category, created_from=lo, created_to=hi
     )
     now = utcnow()
@@ -402,12 +402,12 @@ async def export_issues(
     )
 
 
-async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters, now: datetime) -> AsyncIterator[str]:
+async def _export(uow: UnitOfWork, who: Principal, filters: queries.IssueFilters, now: datetime) -> AsyncIterator[str]:
     header = csvfile.csv_text(EXPORT_FIELDS)
     cursor: tuple[datetime, UUID] | None = None
     sent = 0
     while sent < EXPORT_CAP:
-        query = select(Issue).where(*service.visibility(who, filters), *service.filter_clauses(filters, now))
+        query = select(Issue).where(*queries.visibility(who, filters), *queries.filter_clauses(filters, now))
         if cursor:
             query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(*cursor))
         batch = list(
@@ -441,7 +441,7 @@ async def _export(uow: UnitOfWork, who: Principal, filters: service.IssueFilters
                 _iso(i.resolved_at),
                 _iso(i.closed_at),
                 i.rating,
-                service.is_overdue(i, now),
+                queries.is_overdue(i, now),
             ]
             for i in batch
         ]

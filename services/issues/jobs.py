@@ -20,7 +20,7 @@ from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.config import get_config
 from services.issues.models import Issue, IssueStatus
-from services.issues.service import _fact, record
+from services.issues.timeline import fact, record
 from services.issues.votes import announce_due
 
 
@@ -99,7 +99,7 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
                         deadline="first_response",
                         due_at=issue.first_response_due_at,
                         escalation_level=issue.escalation_level,
-                        **_fact(issue, None),
+                        **fact(issue, None),
                     )
                 )
                 n += 1
@@ -147,7 +147,7 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
                         deadline="resolution",
                         due_at=issue.resolution_due_at,
                         escalation_level=issue.escalation_level,
-                        **_fact(issue, None),
+                        **fact(issue, None),
                     )
                 )
                 n += 1
@@ -203,7 +203,7 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
                     data={"auto": True},
                     at=now,
                 )
-                uow.emit(IssueConfirmed(auto=True, rating=None, **_fact(issue, None)))
+                uow.emit(IssueConfirmed(auto=True, rating=None, **fact(issue, None)))
                 n += 1
             await uow.commit()
         done += n

@@ -31,7 +31,7 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_
 from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import UoW, runtime_of
 from minsheng.platform.uow import UnitOfWork
-from services.issues import service
+from services.issues import intake
 from services.issues.catalogue import catalogue_manager
 from services.issues.config import get_config
 from services.issues.models import (
@@ -367,8 +367,8 @@ async def create_request(fmt: str, request: Request, uow: UoW) -> Response:
         )
         settings = runtime_of(request).settings
         cipher = field_cipher(settings)
-        issue, _, _ = await service.report_issue(
-            uow, who, body, cipher=cipher, channel=Channel.open311, open311_token=service.new_token()
+        issue, _, _ = await intake.report_issue(
+            uow, who, body, cipher=cipher, channel=Channel.open311, open311_token=intake.new_token()
         )
         key.last_used_at = utcnow()
         await uow.commit()

@@ -20,7 +20,7 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
-from services.issues import catalogue, figures, open311, photos, service, votes
+from services.issues import access, catalogue, figures, intake, open311, photos, queries, timeline, votes, workflow
 from services.issues.models import (
     Assignment,
     Channel,
@@ -68,13 +68,13 @@ Cipher = Annotated[FieldCipher, Depends(cipher_of)]
 
 
 async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCipher) -> IssueDetail:
-    return _assemble(issue, await service.timeline(uow, who, issue), who, cipher)
+    return _assemble(issue, await queries.timeline(uow, who, issue), who, cipher)
 
 
 def _assemble(
-    issue: service.IssueLike, entries: list[TimelineEntryPublic], who: Principal, cipher: FieldCipher
+    issue: access.IssueLike, entries: list[TimelineEntryPublic], who: Principal, cipher: FieldCipher
 ) -> IssueDetail:
-    public = service.public_view(issue, who, cipher)
+    public = queries.public_view(issue, who, cipher)
     # Both parts are validated already: assemble them without validating the whole issue a second time.
     return IssueDetail.model_construct(**dict(public), timeline=entries)
 
@@ -99,8 +99,8 @@ async def report_issue(
         raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not report issues.")
 
     async def action() -> tuple[int, dict[str, Any]]:
-        issue, attached, cat = await service.report_issue(uow, who, body, cipher=cipher)
-        public = service.public_view(issue, who, cipher)
+        issue, attached, cat = await intake.report_issue(uow, who, body, cipher=cipher)
+        public = queries.public_view(issue, who, cipher)
         receipt = {
             **public.model_dump(mode="json"),
             "attached": attached,
@@ -152,7 +152,7 @@ async def list_issues(
                 {"field": "lng" if lng is None else "lat", "message": "lat and lng go together", "type": "value_error"}
             ],
         )
-    filters = service.IssueFilters(
+    filters = queries.IssueFilters(
         status=status,
         community=community,
         compound=compound,
@@ -168,8 +168,8 @@ async def list_issues(
         created_from=created_from,
         created_to=created_to,
     )
-    page = await service.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
-    items = [reproject(item, coord_system) for item in service.public_rows(page.items, who, cipher)]
+    page = await queries.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
+    items = [reproject(item, coord_system) for item in queries.public_rows(page.items, who, cipher)]
     return _json(Page[IssuePublic](items=items, next_cursor=page.next_cursor))  # type: ignore[return-value]
 
 
@@ -182,9 +182,9 @@ async def list_issues(
 async def list_escalations(
     uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[IssuePublic]:
-    page = await service.escalations(uow, who, limit=limit, cursor=cursor)
+    page = await queries.escalations(uow, who, limit=limit, cursor=cursor)
     return Page[IssuePublic](
-        items=[service.public_view(i, who, cipher) for i in page.items], next_cursor=page.next_cursor
+        items=[queries.public_view(i, who, cipher) for i in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -192,7 +192,7 @@ async def list_escalations(
 async def get_issue(
     issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher, coord_system: CoordSystemQuery = None
 ) -> IssueDetail:
-    issue, entries = await service.read_issue(uow, who, issue_id)
+    issue, entries = await queries.read_issue(uow, who, issue_id)
     return _json(reproject(_assemble(issue, entries, who, cipher), coord_system))  # type: ignore[return-value]
 
 
@@ -202,10 +202,10 @@ async def get_issue(
     summary="Staff: the resident's contact in clear (the read is recorded on the timeline)",
 )
 async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
-    issue = await service.get_issue(uow, who, issue_id)
-    if not service.works_on(who, issue):
+    issue = await queries.get_issue(uow, who, issue_id)
+    if not access.works_on(who, issue):
         raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
-    service.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
+    timeline.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
     return {
         "name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
@@ -221,7 +221,7 @@ async def _act(
     fn: Callable[[UnitOfWork, Principal, Issue, B], Awaitable[Any]],
     body: B,
 ) -> IssueDetail:
-    issue = await service.get_issue(uow, who, issue_id, for_update=True)
+    issue = await queries.get_issue(uow, who, issue_id, for_update=True)
     result = await fn(uow, who, issue, body)
     await uow.commit()
     shown = result if isinstance(result, Issue) else issue
@@ -235,7 +235,7 @@ async def _act(
     summary="Staff: take the issue on (first response)",
 )
 async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.accept, body)
+    return await _act(uow, who, cipher, issue_id, workflow.accept, body)
 
 
 @router.post(
@@ -245,7 +245,7 @@ async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Sta
     summary="Staff confirmed the problem on site",
 )
 async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.verify, body)
+    return await _act(uow, who, cipher, issue_id, workflow.verify, body)
 
 
 @router.post(
@@ -255,14 +255,14 @@ async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Sta
     summary="Staff: dispatch to departments (the first leads) and an officer",
 )
 async def assign(issue_id: UUID, body: Assignment, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.assign, body)
+    return await _act(uow, who, cipher, issue_id, workflow.assign, body)
 
 
 @router.post(
     "/issues/{issue_id}/start", response_model=IssueDetail, tags=["workflow"], summary="The department starts work"
 )
 async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.start, body)
+    return await _act(uow, who, cipher, issue_id, workflow.start, body)
 
 
 @router.post(
@@ -272,12 +272,12 @@ async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Staf
     summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens",
 )
 async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Resolution | None = None) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.resolve, body)
+    return await _act(uow, who, cipher, issue_id, workflow.resolve, body)
 
 
 @router.post("/issues/{issue_id}/reject", response_model=IssueDetail, tags=["workflow"])
 async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.reject, body)
+    return await _act(uow, who, cipher, issue_id, workflow.reject, body)
 
 
 @router.post(
@@ -287,7 +287,7 @@ async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: 
     summary="Staff: not ours — tell the resident where to go instead",
 )
 async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.redirect, body)
+    return await _act(uow, who, cipher, issue_id, workflow.redirect, body)
 
 
 @router.post(
@@ -297,7 +297,7 @@ async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher:
     summary="Staff: closed without a fix (its own outcome in the figures)",
 )
 async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.close_unresolved, body)
+    return await _act(uow, who, cipher, issue_id, workflow.close_unresolved, body)
 
 
 @router.post(
@@ -307,7 +307,7 @@ async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who:
     summary="Staff: merge this duplicate into another issue (returns the issue that stays)",
 )
 async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.merge, body)
+    return await _act(uow, who, cipher, issue_id, workflow.merge, body)
 
 
 @router.post(
@@ -318,7 +318,7 @@ async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher
     summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)",
 )
 async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.split, body)
+    return await _act(uow, who, cipher, issue_id, workflow.split, body)
 
 
 @router.post(
@@ -328,7 +328,7 @@ async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher
     summary="Reporter: confirm the fix with a 1–5 rating",
 )
 async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.confirm, body)
+    return await _act(uow, who, cipher, issue_id, workflow.confirm, body)
 
 
 @router.post(
@@ -338,7 +338,7 @@ async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cip
     summary="Reporter (within the window) or staff: it is not fixed",
 )
 async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
-    return await _act(uow, who, cipher, issue_id, service.reopen, body)
+    return await _act(uow, who, cipher, issue_id, workflow.reopen, body)
 
 
 @router.post(
@@ -349,7 +349,7 @@ async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher:
 )
 async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     async def fn(uow: UnitOfWork, who: Principal, issue: Issue, _: None) -> Issue:
-        await service.follow(uow, who, issue)
+        await workflow.follow(uow, who, issue)
         return issue
 
     return await _act(uow, who, cipher, issue_id, fn, None)
@@ -363,7 +363,7 @@ async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Issue
     summary="Comment (reporters, followers, staff; staff may add internal notes)",
 )
 async def add_comment(issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller) -> TimelineEntryPublic:
-    issue = await service.get_issue(uow, who, issue_id, for_update=True)
-    entry = await service.comment(uow, who, issue, body.body, body.internal)
+    issue = await queries.get_issue(uow, who, issue_id, for_update=True)
+    entry = await workflow.comment(uow, who, issue, body.body, body.internal)
     await uow.commit()
     return TimelineEntryPublic.model_validate(entry, from_attributes=True)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minsheng.platform.coords import distance_m
-from services.issues.service import _dedupe_keys
+from services.issues.intake import _dedupe_keys
 
 RADIUS = 100.0
 

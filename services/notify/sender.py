@@ -39,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.tasks import cancel_all
 from services.notify import config, state
 from services.notify.channels import ChannelAdapter, Outcome, TencentSms, WeChatSubscribe, WeComRobot
 from services.notify.models import SENT_CHANNELS, Delivery, DeliveryStatus, Subscription
@@ -133,9 +134,7 @@ class Notifier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_all([self._task])  # never waits forever, even on a task that lost its cancellation
             self._task = None
 
     async def _loop(self) -> None:
@@ -151,8 +150,11 @@ class Notifier:
                 busy = 0
             if busy:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
+            # event is set (a wake at shutdown), and stop() then waited on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), config.get().sender_poll_seconds)
+                async with asyncio.timeout(config.get().sender_poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
 
     # --- one round -----------------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ import jsonschema
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel
 from starlette.routing import Mount
 
 from minsheng import SERVICES
 from minsheng.platform.errors import PROBLEM_JSON
-from minsheng.platform.openapi import HTTP_METHODS, camel_case, operation_id
+from minsheng.platform.openapi import HTTP_METHODS, camel_case, install_openapi, operation_id
 from minsheng.runner import build_app
 from tests.conftest import embedded_settings
 from tests.support.client import System
@@ -140,3 +141,33 @@ async def test_real_problems_validate_against_the_documented_schema(
     for answer in answers:
         assert answer.headers["content-type"] == PROBLEM_JSON
         jsonschema.validate(answer.json(), schema)
+
+
+def test_a_declared_code_gets_the_problem_schema_and_a_route_model_is_kept() -> None:
+    """A route declares the codes the rules cannot see (a rate-limited sign-in's 429) without a schema; a
+    route with its own error model keeps it."""
+
+    class Busy(BaseModel):
+        queue: int
+
+    app = FastAPI(generate_unique_id_function=operation_id)
+
+    @app.post("/sign-in", responses={429: {"description": "Too many sign-ins from your address"}})
+    async def sign_in(code: str) -> dict[str, str]:
+        return {"code": code}
+
+    @app.get("/queue", responses={503: {"model": Busy, "description": "Busy"}})
+    async def queue_status() -> dict[str, int]:
+        return {}
+
+    install_openapi(app, tag="demo")
+    document = app.openapi()
+    sign_in_responses = document["paths"]["/sign-in"]["post"]["responses"]
+    assert sign_in_responses["429"]["description"] == "Too many sign-ins from your address"
+    assert sign_in_responses["429"]["content"][PROBLEM_JSON]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert "Retry-After" in sign_in_responses["429"]["headers"]
+    assert set(sign_in_responses) == {"200", "409", "422", "429", "503"}  # anonymous: no 401/403; no path: no 404
+    queue = document["paths"]["/queue"]["get"]
+    assert queue["operationId"] == "queueStatus" and queue["tags"] == ["demo"]
+    assert queue["responses"]["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Busy"}
+    assert "422" not in queue["responses"]  # nothing to validate

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
@@ -70,3 +71,10 @@ def check(key: str, rate: float, burst: int) -> None:
             headers={"Retry-After": str(seconds)},
             retry_after=seconds,
         )
+
+
+# For a route's ``responses=``: the OpenAPI document then lists the 429 (with the problem schema and
+# Retry-After), which the platform cannot see when the limit is checked inside a dependency or the handler.
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many requests: retry after the number of seconds in Retry-After"}
+}

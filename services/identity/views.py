@@ -14,6 +14,7 @@ from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher, mask_phone
+from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
 from services.identity import config, passwords, service, sessions
@@ -106,6 +107,7 @@ async def discovery(request: Request, runtime: Runtime) -> JSONResponse:
     response_model=TokenPair,
     tags=["sign-in"],
     summary="Sign in with the code from wx.login() (the account is created on first sign-in)",
+    responses=RATE_LIMITED,
 )
 async def wechat_login(body: WechatLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await service.wechat_login(uow, runtime, cipher, body.code, address)
@@ -129,6 +131,7 @@ async def _commit_login(uow: UnitOfWork) -> None:
     response_model=PhonePublic,
     tags=["sign-in"],
     summary="Bind the WeChat-verified phone number (code from getPhoneNumber)",
+    responses=RATE_LIMITED,
 )
 async def wechat_phone(
     body: WechatPhone, uow: UoW, runtime: Runtime, cipher: Cipher, who: Who, address: Address
@@ -147,6 +150,7 @@ async def wechat_phone(
     response_model=TokenPair,
     tags=["tokens"],
     summary="A new access token for a refresh token (which is replaced: use the new one next time)",
+    responses=RATE_LIMITED,
 )
 async def refresh(body: RefreshRequest, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     try:
@@ -209,6 +213,7 @@ async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
     response_model=TokenPair,
     tags=["sign-in"],
     summary="Staff sign-in: user name, password and (admins, pii:reveal holders) a TOTP code",
+    responses=RATE_LIMITED,
 )
 async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await service.staff_login(uow, runtime, cipher, body, address)
@@ -221,6 +226,7 @@ async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Ciph
     status_code=204,
     tags=["sign-in"],
     summary="Change your password (required after an admin reset); ends your other sessions",
+    responses=RATE_LIMITED,
 )
 async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
     await service.change_password(
@@ -234,6 +240,7 @@ async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, ciph
     response_model=TotpProvisioning,
     tags=["sign-in"],
     summary="Start setting up a TOTP authenticator (user name + password)",
+    responses=RATE_LIMITED,
 )
 async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     provisioning = await service.totp_setup(uow, runtime, cipher, body.username, body.password, address)
@@ -246,6 +253,7 @@ async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher
     status_code=204,
     tags=["sign-in"],
     summary="Finish the set-up with a code from the authenticator",
+    responses=RATE_LIMITED,
 )
 async def totp_confirm(body: TotpConfirm, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
     await service.totp_confirm(uow, runtime, cipher, body.username, body.password, body.code, address)

@@ -21,6 +21,7 @@ from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.sql import table_of
 from services.points import config, ledger, merchants, signing
@@ -164,7 +165,7 @@ async def merchant_caller(
 
 Caller = Annotated[MerchantCaller, Depends(merchant_caller)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-router = APIRouter(prefix="/merchant-api", tags=["merchant API (signed)"])
+router = APIRouter(prefix="/merchant-api", tags=["merchant API (signed)"], responses=RATE_LIMITED)
 
 
 @router.get("/me", response_model=MerchantPublic, summary="The calling merchant (checks your signing works)")

@@ -16,6 +16,7 @@ from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from services.points import config, hazards, ledger, merchant_api, merchants, riders, tasks
 from services.points.models import (
@@ -379,6 +380,7 @@ async def leaderboard(
     response_model=HazardReportPublic,
     tags=["hazard reports"],
     summary="Report a hazard (fire, gas or water leak are forwarded as urgent issues)",
+    responses=RATE_LIMITED,
 )
 async def report_hazard(
     body: HazardReportCreate, uow: UoW, who: RiderPrincipal, idempotency_key: str | None = IdempotencyKey
@@ -512,6 +514,7 @@ async def get_task(task_id: UUID, uow: UoW, who: RiderOrStaff) -> TaskPublic:
     response_model=TaskPublic,
     tags=["tasks"],
     summary="Take an open task (first come, first served)",
+    responses=RATE_LIMITED,
 )
 async def claim_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPublic:
     rider = await riders.rider_by_subject(uow, who.sub)
@@ -613,6 +616,7 @@ async def get_offer(offer_id: UUID, uow: UoW, who: Caller) -> OfferPublic:
     response_model=CodeIssued,
     tags=["redemption"],
     summary="A short-lived one-time code (and QR payload) to show at the merchant's counter",
+    responses=RATE_LIMITED,
 )
 async def issue_code(uow: UoW, who: RiderPrincipal, body: CodeRequest | None = None) -> CodeIssued:
     rider = await riders.rider_by_subject(uow, who.sub)

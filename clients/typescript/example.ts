@@ -38,8 +38,9 @@ export async function reportWithPhoto(origin: string, wxLoginCode: string, photo
   const report: IssuesSchemas["IssueCreate"] = {
     category: category.code,
     description: "路灯不亮，晚上很黑",
-    latitude: 40.0098,
+    latitude: 40.0098, // as wx.getLocation({ type: "gcj02" }) or the map gives it
     longitude: 112.6983,
+    coord_system: "gcj02",
     photo_ids: [uploaded.id],
   };
   const receipt = ok(

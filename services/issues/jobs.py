@@ -19,6 +19,7 @@ from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.issues.config import get_config
 from services.issues.models import Issue, IssueStatus
+from services.issues.photos import MOVE_JOB
 from services.issues.service import _fact, record
 from services.issues.votes import announce_due
 
@@ -214,4 +215,5 @@ JOBS = (
     Job("issues-overdue-sweep", get_config().sweep_every_seconds, sweep_overdue),
     Job("issues-auto-confirm", 15 * 60, auto_confirm),
     Job("issues-vote-announcements", 60, announce_due),
+    MOVE_JOB,
 )

@@ -38,6 +38,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
 from minsheng.platform.sql import one_of
 from minsheng.platform.uow import UnitOfWork
@@ -547,26 +548,7 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
 
 
 async def _photo_urls(uow: UnitOfWork, who: Principal, ids: list[UUID]) -> list[str]:
-    if not ids:
-        return []
-    rows = await uow.session.execute(select(Photo.id).where(col(Photo.id).in_(ids), Photo.owner == who.sub))
-    found = set(rows.scalars())
-    missing = [str(i) for i in ids if i not in found]
-    if missing:
-        raise Problem(
-            422,
-            "unknown_photo",
-            "Unknown photo",
-            "Upload photos with POST /issues/photos first.",
-            errors=[
-                {
-                    "field": "photo_ids",
-                    "message": f"not yours or not found: {', '.join(missing)}",
-                    "type": "value_error",
-                }
-            ],
-        )
-    return [f"/issues/photos/{i}" for i in ids]
+    return await owned_photo_paths(uow, Photo, "issues", who, ids)
 
 
 def _channel_for(who: Principal, data: IssueCreate) -> Channel:
@@ -621,7 +603,8 @@ async def report_issue(
     community = await resolve_community(uow, data.community, data.latitude, data.longitude)
     if is_staff(who) and channel == Channel.staff and not who.covers(community, data.compound):
         raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
-    photos = [*data.photo_urls, *await _photo_urls(uow, who, data.photo_ids)]
+    refuse_photo_urls(data.photo_urls, "issues")
+    photos = await _photo_urls(uow, who, data.photo_ids)
     contact = data.contact
     issue_id = uuid7()  # known before the insert: the contact details are sealed for this issue's row
     return (

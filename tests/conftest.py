@@ -14,6 +14,7 @@ from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, database_template, drop_databases, kafka_broker, postgres_server
+from tests.support.objectstore import object_store_server  # noqa: F401  (a session fixture)
 
 if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
     os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")  # Tansu has no idempotent producer

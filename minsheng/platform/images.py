@@ -33,7 +33,7 @@ PNG = "image/png"
 WEBP = "image/webp"
 HEIC = "image/heic"
 ACCEPTED = (JPEG, PNG, WEBP, HEIC)
-_PILLOW_FORMATS = {JPEG: {"JPEG", "MPO"}, PNG: {"PNG"}, WEBP: {"WEBP"}, HEIC: {"HEIF"}}
+_PILLOW_FORMATS = {JPEG: {"JPEG"}, PNG: {"PNG"}, WEBP: {"WEBP"}, HEIC: {"HEIF"}}
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 _SRGB = ImageCms.createProfile("sRGB")
 

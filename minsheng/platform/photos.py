@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -38,6 +40,7 @@ from minsheng.platform.storage import object_store, objects_router
 from minsheng.platform.types import UTCDateTime
 from minsheng.platform.uow import UnitOfWork
 
+log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 16 * 1024  # boundaries, part headers and small form fields around the one file
 
 
@@ -259,8 +262,9 @@ def photos_router(
         photo.storage_key = f"{service}/photos/{photo.id}.{image.extension}"
         photo.thumb_key = f"{service}/photos/{photo.id}.thumb.{image.extension}"
         store = object_store(runtime_of(request))
-        await store.put(photo.storage_key, image.data, image.content_type)
-        await store.put(photo.thumb_key, image.thumb, image.content_type)
+        async with _storage_errors():
+            await store.put(photo.storage_key, image.data, image.content_type)
+            await store.put(photo.thumb_key, image.thumb, image.content_type)
         uow.session.add(photo)
         await uow.commit()
         return public(service, photo)
@@ -271,7 +275,8 @@ def photos_router(
         if photo is None or key is None:
             raise not_found("photo", photo_id)
         runtime = runtime_of(request)
-        url = await object_store(runtime).signed_url(key, runtime.settings.storage_signed_url_seconds)
+        async with _storage_errors():
+            url = await object_store(runtime).signed_url(key, runtime.settings.storage_signed_url_seconds)
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
 
     @router.get(
@@ -294,6 +299,24 @@ def photos_router(
 
     router.include_router(objects_router())
     return router
+
+
+@asynccontextmanager
+async def _storage_errors() -> AsyncIterator[None]:
+    """An object store that is down or refuses is a 503 the phone may retry (the upload is idempotent)."""
+    try:
+        yield
+    except Problem:
+        raise
+    except Exception as exc:
+        log.warning("object store failed: %s", exc)
+        raise Problem(
+            503,
+            "storage_unavailable",
+            "Photo storage unavailable",
+            "The photo could not be stored just now; try again in a moment.",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 async def _same_upload(uow: UnitOfWork, model: Any, owner: str, digest: str) -> Any:

@@ -66,7 +66,6 @@ FIRE = {
     "address": "Gangcheng theatre, gate __N__",
     "community": "yunxing",
     "compound": "yuntaiyuan",
-    "photo_urls": ["https://cdn.example/p/1.jpg"],
 }
 ROAD = {**FIRE, "category": "road", "description": "Pothole by the bus stop (#__N__)"}
 ISSUE = {

@@ -38,7 +38,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
+from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
 from minsheng.platform.sql import one_of
 from minsheng.platform.uow import UnitOfWork
@@ -603,8 +603,8 @@ async def report_issue(
     community = await resolve_community(uow, data.community, data.latitude, data.longitude)
     if is_staff(who) and channel == Channel.staff and not who.covers(community, data.compound):
         raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
-    refuse_photo_urls(data.photo_urls, "issues")
-    photos = await _photo_urls(uow, who, data.photo_ids)
+    # Open311's media_url (checked there: https on a public host) is the one way a URL still comes in.
+    photos = [*data.photo_urls, *await _photo_urls(uow, who, data.photo_ids)]
     contact = data.contact
     issue_id = uuid7()  # known before the insert: the contact details are sealed for this issue's row
     return (

@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.images import ImageLimits
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.photos import owned_photo_paths, photos_router, refuse_photo_urls
 from minsheng.platform.service import Runtime, UoW
 from services.points import config, ledger, merchant_api, merchants, ratelimit, service, tasks
 from services.points.models import (
@@ -38,6 +40,7 @@ from services.points.models import (
     OfferCreate,
     OfferKind,
     OfferPublic,
+    Photo,
     Reason,
     RedemptionStatus,
     Rider,
@@ -381,11 +384,13 @@ async def leaderboard(
 async def report_hazard(
     body: HazardReportCreate, uow: UoW, who: RiderPrincipal, idempotency_key: str | None = IdempotencyKey
 ) -> JSONResponse:
+    refuse_photo_urls(body.photo_urls, "points")
     rider, duplicates = await service.reporting_rider(uow, who.sub, body)
     _rider_limit(rider)
+    photos = await owned_photo_paths(uow, Photo, "points", who, body.photo_ids)
 
     async def action() -> tuple[int, HazardReportPublic]:
-        return 201, await service.report_hazard(uow, rider, body, duplicates)
+        return 201, await service.report_hazard(uow, rider, body.model_copy(update={"photo_urls": photos}), duplicates)
 
     return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body, action=action)
 
@@ -536,9 +541,11 @@ async def release_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPubl
     summary="Report a task done, with proof (auto-verified types post points at once)",
 )
 async def complete_task(task_id: UUID, body: TaskProof, uow: UoW, who: RiderPrincipal) -> TaskPublic:
+    refuse_photo_urls(body.photo_urls, "points")
     rider = await service.rider_by_subject(uow, who.sub)
     service.ensure_verified(rider)
-    task = await tasks.complete(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True), body)
+    proof = body.model_copy(update={"photo_urls": await owned_photo_paths(uow, Photo, "points", who, body.photo_ids)})
+    task = await tasks.complete(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True), proof)
     await uow.commit()
     return tasks.present(task, who, rider)
 
@@ -783,3 +790,11 @@ async def merchant_statement(
 
 
 router.include_router(merchant_api.router)
+router.include_router(
+    photos_router(
+        "points",
+        Photo,
+        lambda: ImageLimits(max_bytes=config.get().photo_max_bytes),
+        lambda who: who.has(Role.rider, Role.staff, Role.admin),
+    )
+)

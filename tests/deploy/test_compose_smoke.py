@@ -22,7 +22,6 @@ FIRE = {
     "address": "Gangcheng theatre, west gate",
     "community": "yunxing",
     "compound": "yuntaiyuan",
-    "photo_urls": ["https://cdn.example/p/1.jpg"],
 }
 
 

@@ -73,7 +73,7 @@ async def test_photos_are_checked_by_content_and_owned(issues: System) -> None:
 
     r = await issues.client.post("/issues/photos", headers=me, files={"file": ("a.jpg", b"<html>", "image/jpeg")})
     assert r.status_code == 415 and r.json()["code"] == "photo_type_not_allowed"
-    big = b"\xff\xd8\xff" + b"0" * (5 * 1024 * 1024)
+    big = b"\xff\xd8\xff" + b"0" * (10 * 1024 * 1024)
     r = await issues.client.post("/issues/photos", headers=me, files={"file": ("big.jpg", big, "image/jpeg")})
     assert r.status_code == 413 and r.json()["code"] == "photo_too_large"
 

@@ -168,11 +168,11 @@ def _no_file(field: str) -> Problem:
     )
 
 
-async def owned_photo_paths(uow: UnitOfWork, model: Any, service: str, who: Principal, ids: list[UUID]) -> list[str]:
-    """The stable paths of photos ``who`` uploaded; 422 ``unknown_photo`` naming any other id."""
+async def owned_photo_paths(uow: UnitOfWork, model: Any, service: str, owner: str, ids: list[UUID]) -> list[str]:
+    """The stable paths of the photos the subject ``owner`` uploaded; 422 ``unknown_photo`` naming any other id."""
     if not ids:
         return []
-    rows = await uow.session.execute(select(model.id).where(col(model.id).in_(ids), model.owner == who.sub))
+    rows = await uow.session.execute(select(model.id).where(col(model.id).in_(ids), model.owner == owner))
     found = set(rows.scalars())
     missing = [str(i) for i in ids if i not in found]
     if missing:

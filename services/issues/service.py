@@ -548,7 +548,7 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
 
 
 async def _photo_urls(uow: UnitOfWork, who: Principal, ids: list[UUID]) -> list[str]:
-    return await owned_photo_paths(uow, Photo, "issues", who, ids)
+    return await owned_photo_paths(uow, Photo, "issues", who.sub, ids)
 
 
 def _channel_for(who: Principal, data: IssueCreate) -> Channel:

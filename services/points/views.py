@@ -387,7 +387,7 @@ async def report_hazard(
     refuse_photo_urls(body.photo_urls, "points")
     rider, duplicates = await service.reporting_rider(uow, who.sub, body)
     _rider_limit(rider)
-    photos = await owned_photo_paths(uow, Photo, "points", who, body.photo_ids)
+    photos = await owned_photo_paths(uow, Photo, "points", who.sub, body.photo_ids)
 
     async def action() -> tuple[int, HazardReportPublic]:
         return 201, await service.report_hazard(uow, rider, body.model_copy(update={"photo_urls": photos}), duplicates)
@@ -544,7 +544,9 @@ async def complete_task(task_id: UUID, body: TaskProof, uow: UoW, who: RiderPrin
     refuse_photo_urls(body.photo_urls, "points")
     rider = await service.rider_by_subject(uow, who.sub)
     service.ensure_verified(rider)
-    proof = body.model_copy(update={"photo_urls": await owned_photo_paths(uow, Photo, "points", who, body.photo_ids)})
+    proof = body.model_copy(
+        update={"photo_urls": await owned_photo_paths(uow, Photo, "points", who.sub, body.photo_ids)}
+    )
     task = await tasks.complete(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True), proof)
     await uow.commit()
     return tasks.present(task, who, rider)

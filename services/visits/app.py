@@ -4,6 +4,7 @@ from pathlib import Path
 
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
+from minsheng.platform.storage import store_lifespan
 from services.visits.demo import seed_demo
 from services.visits.handlers import HANDLERS
 from services.visits.jobs import jobs
@@ -21,6 +22,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=jobs(),
     seed_demo=seed_demo,
+    lifespan=store_lifespan,
     sealed=(
         SealedColumns(
             "residents",

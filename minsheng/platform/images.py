@@ -11,7 +11,9 @@ a 12-megapixel phone photo costs a quarter of the pixels to decode. HEIC (iPhone
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import io
 from dataclasses import dataclass
 
@@ -19,13 +21,19 @@ from PIL import Image, ImageCms, ImageOps
 
 from minsheng.platform.errors import Problem
 
-try:  # HEIC/HEIF from iPhones; optional so a platform without the wheel still runs (and refuses HEIC clearly)
-    from pillow_heif import register_heif_opener
+# HEIC/HEIF from iPhones through pillow-heif, loaded with the first HEIC photo (it costs ~6 MB of RSS);
+# optional, so a platform without the wheel still runs and refuses HEIC clearly.
+HEIC_SUPPORTED = importlib.util.find_spec("pillow_heif") is not None
 
+
+@functools.cache
+def _heif_opener() -> bool:
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # pragma: no cover - depends on the installation
+        return False
     register_heif_opener()
-    HEIC_SUPPORTED = True
-except ImportError:  # pragma: no cover - depends on the installation
-    HEIC_SUPPORTED = False
+    return True
 
 
 JPEG = "image/jpeg"
@@ -97,7 +105,7 @@ def process(data: bytes, limits: ImageLimits | None = None) -> ProcessedImage:
     kind = sniff(data[:32])
     if kind is None:
         raise not_an_image()
-    if kind == HEIC and not HEIC_SUPPORTED:
+    if kind == HEIC and not _heif_opener():
         raise Problem(
             415,
             "photo_heic_not_supported",

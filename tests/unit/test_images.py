@@ -93,6 +93,7 @@ def test_a_decompression_bomb_is_refused_before_decoding(monkeypatch: pytest.Mon
 def test_heic_from_an_iphone_becomes_jpeg() -> None:
     import pillow_heif
 
+    pillow_heif.register_heif_opener()  # to write one here; the service loads it with the first HEIC upload
     out = io.BytesIO()
     try:
         Image.new("RGB", (64, 48), "red").save(out, "HEIF", quality=80)

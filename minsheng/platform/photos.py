@@ -36,7 +36,7 @@ from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
 from minsheng.platform.images import ImageLimits, process, too_large
 from minsheng.platform.service import UoW, runtime_of
-from minsheng.platform.storage import object_store, objects_router
+from minsheng.platform.storage import ObjectStore, object_store, objects_router
 from minsheng.platform.types import UTCDateTime
 from minsheng.platform.uow import UnitOfWork
 
@@ -270,11 +270,13 @@ def photos_router(
         return public(service, photo)
 
     async def _redirect(request: Request, uow: UnitOfWork, photo_id: UUID, thumb: bool) -> RedirectResponse:
+        runtime = runtime_of(request)
         photo = await uow.session.get(model, photo_id)
+        if photo is not None and photo.storage_key is None and getattr(photo, "data", None):
+            photo = await _moved_now(runtime, photo_id)  # an old photo asked for before the job reached it
         key = (photo.thumb_key if thumb else photo.storage_key) if photo is not None else None
         if photo is None or key is None:
             raise not_found("photo", photo_id)
-        runtime = runtime_of(request)
         async with _storage_errors():
             url = await object_store(runtime).signed_url(key, runtime.settings.storage_signed_url_seconds)
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
@@ -297,6 +299,17 @@ def photos_router(
     async def get_thumb(photo_id: UUID, request: Request, uow: UoW) -> RedirectResponse:
         return await _redirect(request, uow, photo_id, thumb=True)
 
+    async def _moved_now(runtime: Any, photo_id: UUID) -> Any:
+        async with runtime.uow() as writing, _storage_errors():
+            query = select(model).where(model.id == photo_id)
+            if writing.db.is_postgres:
+                query = query.with_for_update()
+            photo = (await writing.session.execute(query)).scalars().first()
+            if photo is not None and photo.storage_key is None and photo.data:
+                await move_into_store(object_store(runtime), service, photo)
+                await writing.commit()
+            return photo
+
     router.include_router(objects_router())
     return router
 
@@ -317,6 +330,25 @@ async def _storage_errors() -> AsyncIterator[None]:
             "The photo could not be stored just now; try again in a moment.",
             headers={"Retry-After": "5"},
         ) from None
+
+
+async def move_into_store(store: ObjectStore, service: str, photo: Any) -> bool:
+    """A photo whose bytes are still in its row (``photo.data``, from before the object store): cleaned like an
+    upload, written to the store, the column emptied; False when the old bytes are unreadable (then dropped,
+    rather than kept with their metadata). The caller commits."""
+    data, photo.data = photo.data or b"", None
+    try:
+        image = await asyncio.to_thread(process, data, ImageLimits(max_bytes=max(len(data), 1)))
+    except Problem as problem:
+        log.warning("%s photo %s unreadable (%s): its old bytes are dropped", service, photo.id, problem.code)
+        return False
+    photo.storage_key = f"{service}/photos/{photo.id}.{image.extension}"
+    photo.thumb_key = f"{service}/photos/{photo.id}.thumb.{image.extension}"
+    await store.put(photo.storage_key, image.data, image.content_type)
+    await store.put(photo.thumb_key, image.thumb, image.content_type)
+    photo.source_type, photo.content_type = image.source_type, image.content_type
+    photo.size, photo.width, photo.height = len(image.data), image.width, image.height
+    return True
 
 
 async def _same_upload(uow: UnitOfWork, model: Any, owner: str, digest: str) -> Any:

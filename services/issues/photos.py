@@ -10,21 +10,15 @@ inside the schema transaction every replica runs at start.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem
-from minsheng.platform.images import ImageLimits, process
-from minsheng.platform.photos import photos_router
+from minsheng.platform.images import ImageLimits
+from minsheng.platform.photos import move_into_store, photos_router
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.storage import object_store
 from services.issues.config import get_config
 from services.issues.models import Photo
-
-log = logging.getLogger(__name__)
 
 
 def limits() -> ImageLimits:
@@ -49,21 +43,7 @@ async def move_photos_out_of_the_database(runtime: ServiceRuntime, batch: int = 
                 query = query.with_for_update(skip_locked=True)
             photos = list((await uow.session.execute(query)).scalars())
             for photo in photos:
-                data, photo.data = photo.data or b"", None
-                try:
-                    image = await asyncio.to_thread(process, data, ImageLimits(max_bytes=max(len(data), 1)))
-                except Problem as problem:  # unreadable: dropped rather than kept with its metadata
-                    log.warning(
-                        "issues photo %s could not be moved (%s); its bytes are dropped", photo.id, problem.code
-                    )
-                    continue
-                photo.storage_key = f"issues/photos/{photo.id}.{image.extension}"
-                photo.thumb_key = f"issues/photos/{photo.id}.thumb.{image.extension}"
-                await store.put(photo.storage_key, image.data, image.content_type)
-                await store.put(photo.thumb_key, image.thumb, image.content_type)
-                photo.source_type, photo.content_type = image.source_type, image.content_type
-                photo.size, photo.width, photo.height = len(image.data), image.width, image.height
-                moved += 1
+                moved += await move_into_store(store, "issues", photo)
             await uow.commit()
         if len(photos) < batch:
             return moved

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
@@ -122,8 +123,12 @@ async def test_photos_kept_in_the_database_move_out_cleaned(issues: System) -> N
     async with runtime.uow() as uow:
         row = Photo(owner="res-jiaona", content_type="image/jpeg", size=len(old), sha256="0" * 64, data=old)
         broken = Photo(owner="res-jiaona", content_type="image/jpeg", size=3, sha256="1" * 64, data=b"\xff\xd8\xff")
-        uow.session.add_all([row, broken])
+        asked = Photo(owner="res-jiaona", content_type="image/jpeg", size=len(old), sha256="2" * 64, data=old)
+        uow.session.add_all([row, broken, asked])
         await uow.commit()
+    # Asked for before the job reaches it: moved there and then, and shown cleaned.
+    _, data = await fetch(issues, f"/issues/photos/{asked.id}/thumb")
+    assert max(Image.open(io.BytesIO(data)).size) == 320 and len(Image.open(io.BytesIO(data)).getexif()) == 0
     assert await move_photos_out_of_the_database(runtime) == 1
     assert await move_photos_out_of_the_database(runtime) == 0  # idempotent
     async with runtime.uow(read_only=True) as uow:
@@ -134,3 +139,23 @@ async def test_photos_kept_in_the_database_move_out_cleaned(issues: System) -> N
     _, data = await fetch(issues, f"/issues/photos/{row.id}")  # the URL stored in old issues still works
     assert len(Image.open(io.BytesIO(data)).getexif()) == 0 and hashlib.sha256(data).hexdigest() != row.sha256
     assert (await issues.client.get(f"/issues/photos/{broken.id}")).status_code == 404
+
+
+async def test_a_streamed_upload_is_refused_once_past_the_limit(issues: System) -> None:
+    """No Content-Length (chunked, as a proxy may forward it): the body is read only until it passes 10 MB."""
+    sent: list[int] = []
+    boundary = "wx-boundary"
+
+    async def body() -> AsyncIterator[bytes]:
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'.encode()
+        for _ in range(64):  # 64 MB if it were all read
+            sent.append(1)
+            yield b"\xff" * (1024 * 1024)
+
+    r = await issues.client.post(
+        "/issues/photos",
+        headers={**resident(issues), "content-type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
+    assert (r.status_code, r.json()["code"]) == (413, "photo_too_large")
+    assert len(sent) <= 12

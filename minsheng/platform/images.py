@@ -136,7 +136,7 @@ def process(data: bytes, limits: ImageLimits | None = None) -> ProcessedImage:
         except (OSError, SyntaxError, ValueError, EOFError):
             raise _unreadable() from None
         pixels = _plain_pixels(image)
-    pixels.thumbnail((limits.display_edge, limits.display_edge), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    pixels.thumbnail((limits.display_edge, limits.display_edge), Image.Resampling.BICUBIC, reducing_gap=2.0)
     pixels = _in_srgb(pixels, icc)
     if orientation in _TRANSPOSE:
         pixels = pixels.transpose(_TRANSPOSE[orientation])

@@ -221,6 +221,13 @@ async def store_lifespan(runtime: Any) -> AsyncIterator[None]:
     """A service's ``ServiceSpec.lifespan`` when it keeps files: the bucket made when missing (best effort: an
     object store that is down at start only fails the uploads), the store's connections closed at stop."""
     store = object_store(runtime)
+    if isinstance(store, LocalStore) and runtime.settings.mode == "distributed":
+        log.warning(
+            "%s: photos are kept on this machine's disk (%s): set MINSHENG_STORAGE_S3_ENDPOINT, or share "
+            "the directory between replicas",
+            runtime.name,
+            store.root,
+        )
     if isinstance(store, S3Store):
         try:
             await store.ensure_bucket()

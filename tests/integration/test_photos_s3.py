@@ -32,6 +32,8 @@ def _bucket() -> str:
 async def test_s3_store_put_get_delete_and_presigned_urls_expire(object_store_server: ObjectStoreServer) -> None:
     store = make_store(Settings(**object_store_server.settings(_bucket())))
     assert isinstance(store, S3Store)
+    assert Settings(storage_s3_endpoint=object_store_server.endpoint).storage_backend_in_use == "s3"  # inferred
+    assert Settings().storage_backend_in_use == "local"
     try:
         await store.ensure_bucket()
         await store.put("issues/photos/a.jpg", b"\xff\xd8\xffphoto", "image/jpeg")

@@ -2,7 +2,7 @@
 
 bin/bench                      quick sizes (~8 minutes)
 bin/bench --full               1 M issues, 100 k households, 3 alternating rounds of 15 s (~40 minutes)
-bin/bench --only reads,writes  some groups: reads, writes, e2e, relay, large, rss, identity, notify, i18n
+bin/bench --only reads,writes  some groups: reads, writes, e2e, relay, large, rss, identity, notify, i18n, photos
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bench import report
 from bench.env import BenchEnv
 from bench.suite import SIZES, Suite
 
-GROUPS = ("reads", "writes", "e2e", "relay", "large", "rss", "identity", "notify", "i18n")
+GROUPS = ("reads", "writes", "e2e", "relay", "large", "rss", "identity", "notify", "i18n", "photos")
 
 
 def main(argv: list[str] | None = None) -> int:

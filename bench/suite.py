@@ -66,7 +66,6 @@ FIRE = {
     "address": "Gangcheng theatre, gate __N__",
     "community": "yunxing",
     "compound": "yuntaiyuan",
-    "photo_urls": ["https://cdn.example/p/1.jpg"],
 }
 ROAD = {**FIRE, "category": "road", "description": "Pothole by the bus stop (#__N__)"}
 ISSUE = {
@@ -275,6 +274,8 @@ class Suite:
             self.run_notify()
         if self.wanted("i18n"):
             self.run_i18n()
+        if self.wanted("photos"):
+            self.run_photos()
         return self.result()
 
     def run_i18n(self) -> None:
@@ -323,6 +324,33 @@ class Suite:
                 f"({figures['baseline_request_cpu_ms']} ms), refresh {figures['refresh_cpu_ms']} ms; "
                 f"verify {figures['verify_cached_us']} µs cached / {figures['verify_first_time_us']} µs "
                 f"first; argon2id {figures['argon2id_verify_ms']} ms per password check"
+            )
+
+        self.guard(fig, body)
+
+    def run_photos(self) -> None:
+        """One 12-megapixel phone JPEG through the upload pipeline (sniff, pixel check, decode, orient, strip,
+        re-encode, thumbnail, store): ``bench.photos`` in a process of its own, so its RSS is the photo's."""
+        fig = Figure(
+            "photos.phone_jpeg",
+            "photos",
+            "A 12-megapixel phone photo: sniff, strip, orient, thumbnail, store (CPU, extra RSS)",
+            metric="cpu",
+            target="≤ 200 ms CPU and ≤ 100 MB extra RSS per photo; a decompression bomb refused before decoding",
+        )
+
+        def body() -> None:
+            figures = run_python("bench.photos", timeout=300)
+            fig.subject = figures
+            fig.met = (
+                figures["cpu_ms_median"] <= 200 and figures["extra_rss_mb"] <= 100 and figures["bomb_rss_growth_mb"] < 5
+            )
+            fig.note = (
+                f"{figures['photo_bytes'] / 1e6:.1f} MB {figures['photo_pixels']} JPEG → "
+                f"{figures['stored_pixels']} ({figures['stored_bytes'] / 1e3:.0f} kB, "
+                f"{figures['stored_exif_entries']} EXIF entries) + thumbnail: {figures['cpu_ms_median']} ms CPU "
+                f"(median of 7), {figures['extra_rss_mb']} MB extra RSS; a 10-gigapixel PNG bomb refused in "
+                f"{figures['bomb_refused_us_median']} µs"
             )
 
         self.guard(fig, body)

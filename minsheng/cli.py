@@ -33,6 +33,8 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(topics_cli, name="topics")
+photos_app = typer.Typer(help="Uploaded photos (docs/photos.md).", no_args_is_help=True)
+app.add_typer(photos_app, name="photos")
 
 ServiceArg = Annotated[str | None, typer.Argument(help=f"One of {', '.join(SERVICES)}; all when omitted.")]
 
@@ -581,3 +583,25 @@ def keys_rotate_data(
 
 if __name__ == "__main__":
     app()
+
+
+@photos_app.command("migrate")
+def photos_migrate() -> None:
+    """Move the issues photos still kept in the database (from before the object store) into the object store,
+    cleaned like new uploads (EXIF and GPS dropped). Idempotent; the issues service also does it in the
+    background every 5 minutes."""
+    from minsheng.platform.storage import store_lifespan
+    from minsheng.runner import service_module
+
+    photos: Any = service_module("issues", "photos")
+    settings = _settings()
+
+    async def go() -> int:
+        rt = _runtime("issues", settings)
+        try:
+            async with store_lifespan(rt):
+                return int(await photos.move_photos_out_of_the_database(rt))
+        finally:
+            await rt.db.dispose()
+
+    typer.echo(f"{asyncio.run(go())} photos moved to the {settings.storage_backend_in_use} object store")

@@ -117,6 +117,24 @@ class Settings(KafkaSettings):
     # unset: derived from the original field key.
     field_lookup_key: SecretStr | None = None
 
+    # Uploaded photos and files live outside the databases. `local`: files under `storage_local_dir`; `s3`: an
+    # S3-compatible object store. Unset: `s3` when `storage_s3_endpoint` is set, else `local`.
+    storage_backend: Literal["local", "s3"] | None = None
+    # The local store's directory (default: <data_dir>/objects); share it between replicas or use `s3`.
+    storage_local_dir: Path | None = None
+    # The S3 API endpoint the services call, e.g. http://seaweedfs:8333 (empty with `s3`: AWS's own).
+    storage_s3_endpoint: str = ""
+    # The endpoint phones reach, used in signed URLs (default: `storage_s3_endpoint`).
+    storage_s3_public_endpoint: str = ""
+    storage_s3_bucket: str = "minsheng"  # the bucket (created at start when missing)
+    storage_s3_region: str = "us-east-1"  # the region signed into requests and URLs
+    storage_s3_access_key: SecretStr | None = None  # the S3 access key id
+    storage_s3_secret_key: SecretStr | None = None  # the S3 secret access key
+    # `path` (http://host/bucket/key: SeaweedFS, MinIO) or `virtual` (http://bucket.host/key: OSS, COS).
+    storage_s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    # How long a signed photo URL works.
+    storage_signed_url_seconds: int = Field(default=300, ge=10, le=86_400)
+
     # Browser origins allowed by CORS (a JSON list of exact origins such as ["https://h5.example.gov.cn"]), for H5
     # pages calling the API from another origin. Unset: none in distributed mode, any http://localhost or
     # http://127.0.0.1 port in embedded mode (local H5 development). Mini-programs do not need CORS.
@@ -138,6 +156,12 @@ class Settings(KafkaSettings):
             if not self.database_url:
                 raise ValueError("distributed mode needs MINSHENG_DATABASE_URL")
         return self
+
+    @property
+    def storage_backend_in_use(self) -> Literal["local", "s3"]:
+        if self.storage_backend is not None:
+            return self.storage_backend
+        return "s3" if self.storage_s3_endpoint else "local"
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

@@ -15,6 +15,7 @@ from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, database_template, drop_databases, kafka_broker, postgres_server
+from tests.support.objectstore import object_store_server  # noqa: F401  (a session fixture)
 
 # Property tests are about the properties, not the machine's speed: a loaded CI machine must not fail them on
 # Hypothesis' timing health checks or per-example deadlines.

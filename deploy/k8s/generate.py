@@ -56,6 +56,23 @@ def env(service: str) -> list[dict[str, Any]]:
             "value": f"postgresql+asyncpg://minsheng_{service}:$(MINSHENG_DB_PASSWORD)@$(MINSHENG_DB_HOST):5432/"
             f"minsheng_{service}",
         },
+        *object_store_keys(service),
+    ]
+
+
+PHOTO_SERVICES = ("visits", "issues", "points")
+
+
+def object_store_keys(service: str) -> list[dict[str, Any]]:
+    """The object store's access key (photos, docs/photos.md), only for the services that keep photos."""
+    if service not in PHOTO_SERVICES:
+        return []
+    return [
+        {
+            "name": f"MINSHENG_STORAGE_S3_{name.upper()}_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "minsheng-objects", "key": f"{name}-key"}},
+        }
+        for name in ("access", "secret")
     ]
 
 

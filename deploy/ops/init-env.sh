@@ -17,6 +17,8 @@ declare -A generated=(
   [IDENTITY_DB_PASSWORD]="$(rand_hex 24)"
   [NOTIFY_DB_PASSWORD]="$(rand_hex 24)"
   [GRAFANA_ADMIN_PASSWORD]="$(rand_hex 12)"
+  [MINSHENG_S3_ACCESS_KEY]="minsheng$(rand_hex 6)"
+  [MINSHENG_S3_SECRET_KEY]="$(rand_hex 24)"
 )
 while IFS= read -r line || [ -n "$line" ]; do
   name="${line%%=*}"

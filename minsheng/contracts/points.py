@@ -35,7 +35,7 @@ class HazardReported(IntegrationEvent):
                     "address": "Gangcheng theatre, west gate",
                     "community": "yunxing",
                     "compound": "yuntaiyuan",
-                    "photo_urls": ["https://cdn.example/p/1.jpg"],
+                    "photo_urls": ["/points/photos/01936f2e-8c9a-7b3c-9d4e-000000000007"],
                     "reported_at": "2026-11-27T09:30:00Z",
                 }
             ]
@@ -52,7 +52,7 @@ class HazardReported(IntegrationEvent):
     address: str | None = None
     community: str | None = None
     compound: str | None = None
-    photo_urls: list[str] = []
+    photo_urls: list[str] = []  # the rider's uploads by their stable paths (/points/photos/<id>)
     reported_at: datetime
     # Another rider reported the same hazard (same category, place and time) first: this report is a
     # duplicate of that one, which the issues service may use to attach it to the same issue.

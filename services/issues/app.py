@@ -4,6 +4,7 @@ from pathlib import Path
 
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
+from minsheng.platform.storage import store_lifespan
 from services.issues import open311
 from services.issues.client import CLIENT_CONFIG
 from services.issues.demo import seed_demo
@@ -23,6 +24,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
+    lifespan=store_lifespan,
     sealed=(SealedColumns("issues", ("contact_name", "contact_phone")),),
     foreign_error_formats=(("/open311/v2/", open311.refused),),
     client_config=CLIENT_CONFIG,

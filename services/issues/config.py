@@ -19,7 +19,7 @@ class IssuesConfig(BaseSettings):
     auto_confirm_days: float = 7.0
     reopen_window_days: float = 14.0
     # Photos residents upload with a report.
-    photo_max_bytes: int = 5 * 1024 * 1024
+    photo_max_bytes: int = 10 * 1024 * 1024  # an original 12-megapixel phone JPEG fits
     photo_max_count: int = 9
     # Open311 GeoReport v2.
     jurisdiction_id: str = "zuoyun.gov.cn"

@@ -16,7 +16,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from pydantic_core import PydanticUndefined
 from sqlalchemy.dialects import postgresql
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel
 
 from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import (
@@ -31,6 +31,7 @@ from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.sql import one_of, table_of
 from minsheng.platform.uow import UnitOfWork
@@ -394,26 +395,7 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
 
 
 async def photo_urls_of(uow: UnitOfWork, who: Principal, ids: list[UUID]) -> list[str]:
-    if not ids:
-        return []
-    rows = await uow.session.execute(select(Photo.id).where(col(Photo.id).in_(ids), Photo.owner == who.sub))
-    found = set(rows.scalars())
-    missing = [str(i) for i in ids if i not in found]
-    if missing:
-        raise Problem(
-            422,
-            "unknown_photo",
-            "Unknown photo",
-            "Upload photos with POST /issues/photos first.",
-            errors=[
-                {
-                    "field": "photo_ids",
-                    "message": f"not yours or not found: {', '.join(missing)}",
-                    "type": "value_error",
-                }
-            ],
-        )
-    return [f"/issues/photos/{i}" for i in ids]
+    return await owned_photo_paths(uow, Photo, "issues", who.sub, ids)
 
 
 def _channel_for(who: Principal, data: IssueCreate) -> Channel:
@@ -470,6 +452,7 @@ async def report_issue(
     community = await resolve_community(uow, data.community, data.latitude, data.longitude)
     if is_staff(who) and channel == Channel.staff and not who.covers(community, data.compound):
         raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
+    # Open311's media_url (checked there: https on a public host) is the one way a URL still comes in.
     photos = [*data.photo_urls, *await photo_urls_of(uow, who, data.photo_ids)]
     contact = data.contact
     issue_id = uuid7()  # known before the insert: the contact details are sealed for this issue's row

@@ -20,6 +20,7 @@ from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.config import get_config
 from services.issues.models import Issue, IssueStatus
+from services.issues.photos import MOVE_JOB
 from services.issues.timeline import fact, record
 from services.issues.votes import announce_due
 
@@ -215,4 +216,5 @@ JOBS = (
     Job("issues-overdue-sweep", get_config().sweep_every_seconds, sweep_overdue),
     Job("issues-auto-confirm", 15 * 60, auto_confirm),
     Job("issues-vote-announcements", 60, announce_due),
+    MOVE_JOB,
 )

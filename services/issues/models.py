@@ -21,7 +21,8 @@ from sqlmodel import Field, SQLModel
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Instant, photo_urls
+from minsheng.platform.inputs import Instant
+from minsheng.platform.photos import PhotoFields
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -346,7 +347,9 @@ class IssueCreate(Positioned):
     community: str | None = Field(default=None, max_length=50)
     compound: str | None = Field(default=None, max_length=50)
     photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="From POST /photos")
-    photo_urls: list[str] = Field(default_factory=list, max_length=9)
+    photo_urls: list[str] = Field(
+        default_factory=list, max_length=9, description="Not accepted any more (422): upload, then send photo_ids"
+    )
     is_public: bool = True
     attributes: dict[str, Any] = Field(default_factory=dict, description="Answers to the category's questions")
     channel: Literal["resident", "staff", "grid_worker", "patrol"] | None = Field(
@@ -362,11 +365,6 @@ class IssueCreate(Positioned):
         if (self.latitude is None) != (self.longitude is None):
             raise ValueError("latitude and longitude go together")
         return self
-
-    @field_validator("photo_urls")
-    @classmethod
-    def _https(cls, value: list[str]) -> list[str]:
-        return photo_urls(value)  # https, public hosts only (minsheng.platform.inputs)
 
 
 class Issue(IssueBase, IssuesModel, table=True):
@@ -566,22 +564,10 @@ class IssueDetail(IssuePublic):
     timeline: list[TimelineEntryPublic]
 
 
-class Photo(IssuesModel, table=True):
+class Photo(PhotoFields, IssuesModel, table=True):
     __tablename__ = "issue_photos"
-    id: UUID = uuid_pk()
-    owner: str = Field(max_length=200)
-    content_type: str = Field(max_length=40)
-    size: int
-    sha256: str = Field(max_length=64)
-    data: bytes = Field(sa_type=sa.LargeBinary)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class PhotoPublic(SQLModel):
-    id: UUID
-    url: str
-    content_type: str
-    size: int
+    # Only photos from before the object store: moved out (and emptied) by photos.move_photos_out_of_the_database.
+    data: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
 
 
 # --- workflow request bodies --------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from sqlmodel import col, select
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, not_found
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import aware_utc
+from minsheng.platform.inputs import aware_utc, photo_url
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import UoW, runtime_of
@@ -344,6 +344,11 @@ async def create_request(fmt: str, request: Request, uow: UoW) -> Response:
         name = " ".join(str(form.get(n) or "") for n in ("first_name", "last_name")).strip() or None
         phone = str(form.get("phone") or "") or None
         media = str(form.get("media_url") or "") or None
+        if media is not None:
+            try:  # GeoReport v2 has no upload: a link, kept (never fetched) when it is https on a public host
+                media = photo_url(media)
+            except ValueError as exc:
+                raise Open311Error(400, f"media_url: {exc}") from None
         attributes = _attributes(form)
         try:
             body = IssueCreate(

@@ -1,89 +1,56 @@
-"""Photos residents and staff attach to reports and resolutions: type and size checked by content, not by
-the name the phone gave the file."""
+"""Photos residents and staff attach to reports and resolutions: uploaded as wx.uploadFile sends them, checked
+and cleaned by the platform (``minsheng.platform.photos``), kept in the object store, never in this database.
+
+Photos from before the object store kept their bytes (with their EXIF) in ``issue_photos.data``.
+``move_photos_out_of_the_database`` moves them — cleaned like a new upload — into the store and empties the
+column: a job every replica runs (rows claimed with SKIP LOCKED), and ``minsheng photos migrate`` to finish it
+at once. Not an Alembic data migration: it needs the object store and decodes every photo, which has no place
+inside the schema transaction every replica runs at start.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from typing import Annotated
-from uuid import UUID
+from sqlmodel import col, select
 
-from fastapi import APIRouter, Depends, File, UploadFile
-from fastapi.responses import Response
-
-from minsheng.platform.auth import Principal, Role, current_principal
-from minsheng.platform.errors import Problem, not_found
-from minsheng.platform.i18n import _t
-from minsheng.platform.service import UoW
+from minsheng.platform.auth import Principal, Role
+from minsheng.platform.images import ImageLimits
+from minsheng.platform.photos import move_into_store, photos_router
+from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.storage import object_store
 from services.issues.config import get_config
-from services.issues.models import Photo, PhotoPublic
-
-router = APIRouter(tags=["photos"])
+from services.issues.models import Photo
 
 
-def sniff(head: bytes) -> str | None:
-    """The image type from its magic bytes (JPEG, PNG, WebP, HEIC from iPhones), or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "image/heic"
-    return None
+def limits() -> ImageLimits:
+    return ImageLimits(max_bytes=get_config().photo_max_bytes)
 
 
-@router.post(
-    "/photos",
-    response_model=PhotoPublic,
-    status_code=201,
-    summary="Upload a photo (JPEG, PNG, WebP, HEIC; at most 5 MB); attach it by id to a report",
-)
-async def upload_photo(
-    uow: UoW,
-    who: Annotated[Principal, Depends(current_principal)],
-    file: Annotated[UploadFile, File(description="The image")],
-) -> PhotoPublic:
-    if who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.admin):
-        raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not upload issue photos.")
-    limit = get_config().photo_max_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise Problem(
-            413, "photo_too_large", "Photo too large", _t("At most {megabytes} MB.", megabytes=limit // (1024 * 1024))
-        )
-    if not data:
-        raise Problem(
-            422,
-            "photo_empty",
-            "Empty file",
-            "The upload has no bytes.",
-            errors=[{"field": "file", "message": "empty", "type": "value_error"}],
-        )
-    kind = sniff(data[:16])
-    if kind is None:
-        raise Problem(415, "photo_type_not_allowed", "Not an accepted image", "Send a JPEG, PNG, WebP or HEIC image.")
-    photo = Photo(owner=who.sub, content_type=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data)
-    uow.session.add(photo)
-    await uow.commit()
-    return PhotoPublic(id=photo.id, url=f"/issues/photos/{photo.id}", content_type=kind, size=len(data))
+def _may_upload(who: Principal) -> bool:
+    return not (who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.admin))
 
 
-@router.get(
-    "/photos/{photo_id}",
-    response_class=Response,
-    summary="A photo by id (the unguessable id is the capability; no token, so <img> tags work)",
-)
-async def get_photo(photo_id: UUID, uow: UoW) -> Response:
-    photo = await uow.session.get(Photo, photo_id)
-    if photo is None:
-        raise not_found("photo", photo_id)
-    return Response(
-        photo.data,
-        media_type=photo.content_type,
-        headers={
-            "Cache-Control": "private, max-age=86400, immutable",
-            "ETag": f'"{photo.sha256}"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+router = photos_router("issues", Photo, limits, _may_upload)
+
+
+async def move_photos_out_of_the_database(runtime: ServiceRuntime, batch: int = 20) -> int:
+    """Move photos whose bytes are still in the database into the object store; how many were moved."""
+    store = object_store(runtime)
+    moved = 0
+    while True:
+        async with runtime.uow() as uow:
+            query = select(Photo).where(col(Photo.data).is_not(None)).order_by(col(Photo.id)).limit(batch)
+            if uow.db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            photos = list((await uow.session.execute(query)).scalars())
+            for photo in photos:
+                moved += await move_into_store(store, "issues", photo)
+            await uow.commit()
+        if len(photos) < batch:
+            return moved
+
+
+async def _job(runtime: ServiceRuntime) -> int:
+    return await move_photos_out_of_the_database(runtime)
+
+
+MOVE_JOB = Job("issues-photos-out-of-database", 300, _job)

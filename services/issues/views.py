@@ -17,6 +17,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
@@ -97,6 +98,7 @@ async def report_issue(
 ) -> JSONResponse:
     if who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.grid_worker, Role.admin):
         raise Problem(403, "forbidden_role", "Not allowed for your role", "Merchants do not report issues.")
+    refuse_photo_urls(body.photo_urls, "issues")
 
     async def action() -> tuple[int, dict[str, Any]]:
         issue, attached, cat = await intake.report_issue(uow, who, body, cipher=cipher)

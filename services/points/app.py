@@ -4,6 +4,7 @@ from pathlib import Path
 
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceSpec
+from minsheng.platform.storage import store_lifespan
 from services.points.demo import seed_demo
 from services.points.handlers import HANDLERS
 from services.points.jobs import JOBS
@@ -21,6 +22,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=JOBS,
     seed_demo=seed_demo,
+    lifespan=store_lifespan,
     sealed=(
         SealedColumns("riders", ("phone_enc",), hashes=(("phone_hash", "phone_enc"),)),
         SealedColumns("merchants", ("contact_phone_enc",), hashes=(("contact_phone_hash", "contact_phone_enc"),)),

@@ -37,6 +37,9 @@ class PointsSettings(BaseSettings):
     expiry_days: int = 365
     expiry_warning_days: int = 30
 
+    # Photos riders upload (hazard reports, task proofs): an original 12-megapixel phone JPEG fits.
+    photo_max_bytes: int = 10 * 1024 * 1024
+
     # Redemption: one-time codes live this long; a rider may hold this many unused codes at once.
     # (The void window is per merchant: ``void_window_minutes``, 30 by default.)
     code_ttl_seconds: int = 180

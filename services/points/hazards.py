@@ -201,7 +201,7 @@ async def report_hazard(
     community = data.community or rider.community
     note = "Received and forwarded" + (" (urgent)" if urgent else "")
     values: dict[str, Any] = {
-        **data.model_dump(),
+        **data.model_dump(exclude={"photo_ids"}),
         "community": community,
         "id": uuid7(),
         "rider_id": rider.id,

@@ -16,7 +16,8 @@ from sqlmodel import Field, SQLModel
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
-from minsheng.platform.inputs import Instant, photo_urls
+from minsheng.platform.inputs import Instant
+from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -194,12 +195,10 @@ class HazardReportBase(SQLModel):
 
 
 class HazardReportCreate(HazardReportBase, Positioned):
-    photo_urls: list[str] = Field(default_factory=list, max_length=9)
-
-    @field_validator("photo_urls")
-    @classmethod
-    def _urls(cls, v: list[str]) -> list[str]:
-        return photo_urls(v)  # https, public hosts only (minsheng.platform.inputs)
+    photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="From POST /points/photos")
+    photo_urls: list[str] = Field(
+        default_factory=list, max_length=9, description="Not accepted any more (422): upload, then send photo_ids"
+    )
 
 
 class HazardReport(HazardReportBase, PointsModel, table=True):
@@ -319,13 +318,11 @@ class TaskCreate(SQLModel):
 
 
 class TaskProof(SQLModel):
-    photo_urls: list[str] = Field(default_factory=list, max_length=9)
+    photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="From POST /points/photos")
+    photo_urls: list[str] = Field(
+        default_factory=list, max_length=9, description="Not accepted any more (422): upload, then send photo_ids"
+    )
     note: str | None = Field(default=None, max_length=1000)
-
-    @field_validator("photo_urls")
-    @classmethod
-    def _urls(cls, v: list[str]) -> list[str]:
-        return HazardReportCreate._urls(v)
 
 
 class TaskReject(SQLModel):
@@ -396,6 +393,12 @@ class TaskPublic(SQLModel):
     capped: bool
     created_at: datetime
     updated_at: datetime
+
+
+class Photo(PhotoFields, PointsModel, table=True):
+    """Photos riders upload for hazard reports and task proofs (the bytes are in the object store)."""
+
+    __tablename__ = "points_photos"
 
 
 # --- ledger ---------------------------------------------------------------------------------------------------

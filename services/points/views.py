@@ -14,8 +14,10 @@ from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.images import ImageLimits
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.photos import owned_photo_paths, photos_router, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from services.points import config, hazards, ledger, merchant_api, merchants, riders, tasks
@@ -41,6 +43,7 @@ from services.points.models import (
     OfferCreate,
     OfferKind,
     OfferPublic,
+    Photo,
     Reason,
     RedemptionStatus,
     Rider,
@@ -385,11 +388,13 @@ async def leaderboard(
 async def report_hazard(
     body: HazardReportCreate, uow: UoW, who: RiderPrincipal, idempotency_key: str | None = IdempotencyKey
 ) -> JSONResponse:
+    refuse_photo_urls(body.photo_urls, "points")
     rider, duplicates = await hazards.reporting_rider(uow, who.sub, body)
     _rider_limit(rider)
+    photos = await owned_photo_paths(uow, Photo, "points", who.sub, body.photo_ids)
 
     async def action() -> tuple[int, HazardReportPublic]:
-        return 201, await hazards.report_hazard(uow, rider, body, duplicates)
+        return 201, await hazards.report_hazard(uow, rider, body.model_copy(update={"photo_urls": photos}), duplicates)
 
     return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body, action=action)
 
@@ -545,9 +550,13 @@ async def release_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPubl
     summary="Report a task done, with proof (auto-verified types post points at once)",
 )
 async def complete_task(task_id: UUID, body: TaskProof, uow: UoW, who: RiderPrincipal) -> TaskPublic:
+    refuse_photo_urls(body.photo_urls, "points")
     rider = await riders.rider_by_subject(uow, who.sub)
     riders.ensure_verified(rider)
-    task = await tasks.complete(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True), body)
+    proof = body.model_copy(
+        update={"photo_urls": await owned_photo_paths(uow, Photo, "points", who.sub, body.photo_ids)}
+    )
+    task = await tasks.complete(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True), proof)
     await uow.commit()
     return tasks.present(task, who, rider)
 
@@ -793,3 +802,11 @@ async def merchant_statement(
 
 
 router.include_router(merchant_api.router)
+router.include_router(
+    photos_router(
+        "points",
+        Photo,
+        lambda: ImageLimits(max_bytes=config.get().photo_max_bytes),
+        lambda who: who.has(Role.rider, Role.staff, Role.admin),
+    )
+)

@@ -1,21 +1,30 @@
 """The visits service as the platform runs it."""
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter
 
 from minsheng.platform.privacy import SealedColumns
-from minsheng.platform.service import ServiceSpec
-from services.visits import linking_views, views
+from minsheng.platform.service import ServiceRuntime, ServiceSpec
+from minsheng.platform.storage import store_lifespan
+from services.visits import linking, linking_views, views
 from services.visits.demo import seed_demo
 from services.visits.handlers import HANDLERS
 from services.visits.jobs import jobs
-from services.visits.linking import lifespan
 from services.visits.models import metadata, platform_tables
 
 router = APIRouter()
 router.include_router(views.router)
 router.include_router(linking_views.router)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
+    async with linking.lifespan(runtime), store_lifespan(runtime):
+        yield
+
 
 SPEC = ServiceSpec(
     name="visits",
@@ -28,7 +37,7 @@ SPEC = ServiceSpec(
     handlers=HANDLERS,
     jobs=jobs(),
     seed_demo=seed_demo,
-    lifespan=lifespan,
+    lifespan=_lifespan,
     sealed=(
         SealedColumns(
             "residents",

@@ -22,6 +22,7 @@ from sqlmodel import Field, SQLModel
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Instant
+from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -649,6 +650,7 @@ class VisitCreate(Positioned):
     satisfaction: int | None = Field(default=None, ge=1, le=5)
     task_id: UUID | None = None
     needs: list[NeedCreate] = Field(default_factory=list, max_length=20)
+    photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="Your uploads (POST /visits/photos)")
 
 
 class Visit(VisitsModel, table=True):
@@ -677,7 +679,14 @@ class Visit(VisitsModel, table=True):
     notes: str | None = Field(default=None, sa_type=sa.Text)
     satisfaction: int | None = None
     task_id: UUID | None = None
+    photo_urls: list[str] = Field(default_factory=list, sa_type=JSONType)
     created_at: datetime = utc_now()
+
+
+class Photo(PhotoFields, VisitsModel, table=True):
+    """Photos grid workers take on a visit (the bytes are in the object store)."""
+
+    __tablename__ = "visit_photos"
 
 
 class VisitPublic(SQLModel):
@@ -698,6 +707,7 @@ class VisitPublic(SQLModel):
     notes: str | None
     satisfaction: int | None
     task_id: UUID | None
+    photo_urls: list[str] = []
     created_at: datetime
 
 

@@ -12,9 +12,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.images import ImageLimits
 from minsheng.platform.inputs import Day, Instant
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.photos import photos_router
 from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
@@ -57,6 +59,7 @@ from services.visits.models import (
     NeedStatus,
     NeedUpdate,
     Outcome,
+    Photo,
     PiiAuditPublic,
     PolicyCreate,
     PolicyPublic,
@@ -1021,3 +1024,9 @@ async def coverage(
             errors=[{"field": "since", "message": "after until", "type": "value_error"}],
         )
     return await reports.coverage(uow, who, by=by, since=since, until=until, community=community)
+
+
+# Photos grid workers take at the door (attached to a visit by id); field staff only.
+router.include_router(
+    photos_router("visits", Photo, lambda: ImageLimits(), lambda who: who.has(Role.staff, Role.grid_worker))
+)

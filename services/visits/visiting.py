@@ -22,6 +22,7 @@ from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
 from services.visits.access import Viewer, active_assignments, ensure_sees, ensure_writes
@@ -32,6 +33,7 @@ from services.visits.models import (
     Household,
     Need,
     Outcome,
+    Photo,
     Resident,
     ResidentStatus,
     RoundCreate,
@@ -133,6 +135,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         notes=body.notes,
         satisfaction=body.satisfaction,
         task_id=body.task_id,
+        photo_urls=await owned_photo_paths(uow, Photo, "visits", viewer.sub, body.photo_ids),
     )
     if body.latitude is not None and body.longitude is not None:
         building = await uow.session.get(Building, household.building_id)

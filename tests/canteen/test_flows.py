@@ -103,7 +103,7 @@ async def delivery_flow(s: System) -> None:
     r = await s.client.post(
         f"/points/tasks/{task['id']}/complete",
         headers=fan.headers,
-        json={"photo_urls": ["https://cdn.example/door.jpg"], "note": "handed over"},
+        json={"note": "handed over"},
     )
     assert r.status_code == 200, r.text
 

@@ -39,6 +39,7 @@ from tests.deploy.compose_local import (
     with_option,
 )
 from tests.support.infra import database_template, drop_databases, free_port, local_broker, wait_port
+from tests.support.objectstore import ObjectStoreServer
 from tests.support.processes import dev_token
 
 COMPOSE_DB_PATTERN = "minsheng_{}"  # the database names in docker-compose.yml / the init script's default
@@ -112,7 +113,7 @@ def wait_ready(proc: Proc, url: str, timeout: float = 60.0) -> None:
 
 
 @pytest.fixture(scope="package")
-def deployment(pg_base_url: str) -> Iterator[Deployment]:
+def deployment(pg_base_url: str, object_store_server: ObjectStoreServer) -> Iterator[Deployment]:
     if nginx_binary() is None:
         pytest.skip("nginx is not installed: run deploy/ci/ensure-tools.sh (as root) first")
     tmp = Path(tempfile.mkdtemp(prefix="minsheng-compose-"))
@@ -154,6 +155,10 @@ def deployment(pg_base_url: str) -> Iterator[Deployment]:
         if "MINSHENG_KAFKA_BOOTSTRAP" in out:
             assert out["MINSHENG_KAFKA_BOOTSTRAP"] == "kafka:9092"
             out["MINSHENG_KAFKA_BOOTSTRAP"] = bootstrap
+        if "MINSHENG_STORAGE_S3_ENDPOINT" in out:  # the compose file's SeaweedFS → the test run's
+            assert out["MINSHENG_STORAGE_S3_ENDPOINT"] == "http://seaweedfs:8333"
+            out.update({f"MINSHENG_{k.upper()}": str(v) for k, v in object_store_server.settings("minsheng").items()})
+            out["MINSHENG_STORAGE_S3_PUBLIC_ENDPOINT"] = object_store_server.endpoint
         return out
 
     minsheng = [n for n, s in services.items() if is_minsheng(s) and not s.get("profiles")]

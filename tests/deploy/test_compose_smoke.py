@@ -3,14 +3,17 @@ driven only through the gateway."""
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.deploy.conftest import Deployment
 from tests.support.infra import eventually
+from tests.support.photos import phone_jpeg
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +25,6 @@ FIRE = {
     "address": "Gangcheng theatre, west gate",
     "community": "yunxing",
     "compound": "yuntaiyuan",
-    "photo_urls": ["https://cdn.example/p/1.jpg"],
 }
 
 
@@ -55,10 +57,19 @@ async def test_rider_fire_flow_through_the_gateway(deployment: Deployment) -> No
         assert r.status_code == 201, r.text
         assert r.json()["phone"] == "138****5678"
 
-        r = await client.post("/points/hazard-reports", headers=rider, json=FIRE)
+        # A photo as wx.uploadFile sends it, through the gateway into the object store (SeaweedFS here).
+        r = await client.post("/points/photos", headers=rider, files={"file": ("wx.jpg", phone_jpeg(), "image/jpeg")})
+        assert r.status_code == 201, r.text
+        photo = r.json()
+        r = await client.post("/points/hazard-reports", headers=rider, json={**FIRE, "photo_ids": [photo["id"]]})
         assert r.status_code == 201, r.text
         report = r.json()
-        assert report["urgent"] is True
+        assert report["urgent"] is True and report["photo_urls"] == [photo["url"]]
+        signed = await client.get(photo["url"])
+        assert signed.status_code == 302 and "X-Amz-Signature=" in signed.headers["location"]
+        async with httpx.AsyncClient(timeout=15) as outside:
+            stored = await outside.get(signed.headers["location"])  # straight from the object store
+        assert stored.status_code == 200 and len(Image.open(io.BytesIO(stored.content)).getexif()) == 0
 
         async def the_issue() -> dict[str, Any] | None:
             items = (await client.get("/issues/issues", headers=staff)).json()["items"]
@@ -66,6 +77,7 @@ async def test_rider_fire_flow_through_the_gateway(deployment: Deployment) -> No
 
         issue = await eventually(the_issue, within=30)
         assert issue["urgent"] is True and issue["category"] == "fire"
+        assert issue["photo_urls"] == [photo["url"]]  # the rider's photo, by its stable path
 
         r = await client.post(f"/issues/issues/{issue['id']}/verify", headers=staff, json={"note": "seen"})
         assert r.status_code == 200, r.text

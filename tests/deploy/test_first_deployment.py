@@ -39,6 +39,8 @@ def run_with_stand_in(script: str, tmp_path: Path) -> subprocess.CompletedProces
         "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
         "BACKUP_S3_ACCESS_KEY_ID": "test-key",
         "BACKUP_S3_SECRET_ACCESS_KEY": "test-secret",
+        "PHOTOS_S3_ACCESS_KEY_ID": "test-photos-key",
+        "PHOTOS_S3_SECRET_ACCESS_KEY": "test-photos-secret",
     }
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

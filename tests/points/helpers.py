@@ -22,7 +22,6 @@ FIRE = {
     "address": "Gangcheng theatre, west gate",
     "community": "gangcheng",
     "compound": "juyuan",
-    "photo_urls": ["https://cdn.example/p/1.jpg"],
 }
 
 
@@ -144,3 +143,14 @@ async def published(system: System, event_type: str) -> list[dict[str, Any]]:
     async with db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(t.c.payload).where(t.c.type == event_type).order_by(t.c.id))).all()
     return [json.loads(r.payload)["data"] for r in rows]
+
+
+async def upload_photo(system: System, headers: dict[str, str], data: bytes | None = None) -> str:
+    """A photo uploaded as wx.uploadFile sends it; its id."""
+    from tests.support.photos import phone_jpeg
+
+    r = await system.client.post(
+        "/points/photos", headers=headers, files={"file": ("wx.jpg", data or phone_jpeg(), "image/jpeg")}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]  # type: ignore[no-any-return]

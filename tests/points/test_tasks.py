@@ -9,7 +9,7 @@ from uuid import uuid4
 
 from minsheng.contracts.canteen import DeliveryCancelled, DeliveryRequested
 from services.points import config
-from tests.points.helpers import balance, deliver, published, rider, staff
+from tests.points.helpers import balance, deliver, published, rider, staff, upload_photo
 from tests.support.client import System
 
 PATROL = {"code": "hazard_patrol", "name": "安全隐患巡查", "points": 10, "daily_cap": 2, "verification": "staff"}
@@ -74,7 +74,7 @@ async def test_task_lifecycle_with_staff_verification(points: System) -> None:
     done = await points.client.post(
         f"/points/tasks/{task['id']}/complete",
         headers=fan.headers,
-        json={"photo_urls": ["https://cdn.example/p/2.jpg"], "note": "all clear"},
+        json={"photo_ids": [await upload_photo(points, fan.headers)], "note": "all clear"},
     )
     assert done.status_code == 200 and done.json()["status"] == "submitted"
     assert await balance(points, fan) == 0
@@ -175,7 +175,7 @@ async def test_canteen_delivery_becomes_a_task_completion_tells_the_canteen(poin
     done = await points.client.post(
         f"/points/tasks/{task['id']}/complete",
         headers=fan.headers,
-        json={"photo_urls": ["https://cdn.example/door.jpg"]},
+        json={"photo_ids": [await upload_photo(points, fan.headers)]},
     )
     assert done.json()["status"] == "verified" and done.json()["points_awarded"] == 6
     [completed] = await published(points, "minsheng.points.task.completed.v1")

@@ -52,7 +52,9 @@ PUBLIC_OPERATIONS = re.compile(
     r"|^GET /\w+/config$"  # what a client reads before signing in: languages, limits, categories (docs/clients.md)
     r"|^\w+ /issues/open311/"  # Open311 GeoReport v2: public reads; writes carry an api_key of their own
     r"|^\w+ /points/merchant-api/"  # merchants sign requests with their API key (HMAC), not a JWT
-    r"|^GET /issues/photos/\{photo_id\}$"  # the unguessable id is the capability, so <img> tags work
+    # A photo and its thumbnail (a redirect to a short-lived signed URL): the unguessable id is the capability,
+    # so <img> tags work. The local store's signed URLs are checked by their signature.
+    r"|^GET /(issues|points|visits)/photos/\{photo_id\}(/thumb)?$"
     r"|^GET /identity/\.well-known/"  # the public keys and the discovery document
     # signing in: a WeChat code, a refresh token, or a user name + password (+ TOTP) is the credential
     r"|^POST /identity/(wechat/login|refresh|staff/login|staff/password|staff/totp/setup|staff/totp/confirm)$"

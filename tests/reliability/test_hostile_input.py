@@ -269,7 +269,7 @@ async def test_nul_bytes_and_private_photo_urls_are_refused(demo_system: System)
         headers=resident,
         json={"category": "road", "community": "yunxing", "photo_urls": ["https://photos.example.com/a.jpg"]},
     )
-    assert r.status_code in (200, 201), r.text
+    assert (r.status_code, r.json()["code"]) == (422, "photo_urls_not_accepted")  # uploads only (photo_ids)
 
 
 async def test_the_demo_diner_zhao_is_linked_to_her_visits_resident(demo_system: System) -> None:

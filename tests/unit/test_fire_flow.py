@@ -14,7 +14,6 @@ FIRE: dict[str, Any] = {
     "address": "Gangcheng theatre, west gate",
     "community": "yunxing",
     "compound": "yuntaiyuan",
-    "photo_urls": ["https://cdn.example/p/1.jpg"],
 }
 
 

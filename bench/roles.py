@@ -5,8 +5,8 @@ issue is visible in issues (``bench.e2e``'s service mode), with points and issue
     python -m bench.roles [--rate 100] [--duration 8]
 
 Prints one JSON document: per layout the hazard → issue latency, the events made visible per second, and the
-CPU seconds all of the layout's processes spent per event (from /proc, so it includes start-up-free work only:
-measured over the run itself).
+CPU seconds all of the layout's processes spent per event (from /proc, over the run itself), and what each
+process costs idle (cores, over 5 s before the run).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bench.env import BenchEnv, Server, bench_env, run_python
 from bench.suite import FIRE, datagen_notify_sql, seed_issue_catalogue, unique_body
 from minsheng.localinfra.ports import free_port
 
+IDLE_SECONDS = 5.0
 LAYOUTS = {"one process": ("all",), "web + relay + consumer": ("web", "relay", "consumer")}
 
 
@@ -57,6 +58,11 @@ def run_layout(env: BenchEnv, roles: tuple[str, ...], rate: float, duration: flo
             "issues_dsn": env.dsn_for("issues"),
             "points_dsn": env.dsn_for("points"),
         }
+        idle0 = {k: s.cpu_seconds() for k, s in servers.items()}
+        time.sleep(IDLE_SECONDS)  # what each process costs doing nothing (polls, probes): the floor per replica
+        idle = {
+            f"{s}-{r}": round((servers[(s, r)].cpu_seconds() - idle0[(s, r)]) / IDLE_SECONDS, 3) for s, r in servers
+        }
         path = env.workdir / f"roles-{time.time_ns()}.json"
         path.write_text(json.dumps(spec))
         cpu0 = {k: s.cpu_seconds() for k, s in servers.items()}
@@ -70,6 +76,7 @@ def run_layout(env: BenchEnv, roles: tuple[str, ...], rate: float, duration: flo
             "visible_per_second": round(result["visible"] / duration, 1),
             "latency_ms": result["latency_ms"],
             "cpu_seconds": cpu,
+            "idle_cores": idle,
             "cpu_ms_per_event": round(sum(cpu.values()) / events * 1e3, 2),
             "rss_mb": {f"{s}-{r}": round(server.rss_mb()) for (s, r), server in servers.items()},
         }

@@ -115,6 +115,9 @@ RESOURCES = {
 # (rows are claimed with SKIP LOCKED, jobs tolerate running concurrently) if a pause of the relay during a node
 # drain matters more: the outbox holds the events meanwhile.
 REPLICAS = {"web": 2, "relay": 1, "consumer": 2}
+# Connections per process (pool; overflow as many again): the web role takes the ConfigMap's; a consumer handles
+# its partitions side by side (up to 6 of 12 at the HPA's floor), the relay needs one (+ one for a job).
+POOL_SIZE = {"relay": "2", "consumer": "3"}
 
 
 def deployment(service: str, role: str = "web") -> dict[str, Any]:
@@ -126,6 +129,8 @@ def deployment(service: str, role: str = "web") -> dict[str, Any]:
         ["minsheng", "serve", service, "--role", role, "--host", "0.0.0.0", "--port", str(PORT)],
         resources=RESOURCES[role],
     )
+    if role in POOL_SIZE:
+        c["env"].append({"name": "MINSHENG_DB_POOL_SIZE", "value": POOL_SIZE[role]})
     # The relay and consumer roles answer only /healthz, /readyz and /metrics on this port.
     c["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     c["startupProbe"] = {
@@ -214,6 +219,10 @@ def service_obj(service: str) -> dict[str, Any]:
 # `minsheng_http_requests_total` per pod) and an External metric `minsheng_consumer_lag` (the sum of
 # `minsheng_consumer_lag` by consumer group). Without the adapter, the HPAs scale on CPU alone.
 REQUESTS_PER_SECOND_PER_POD = "150"
+# Bounded by the database connections of all services at their maxima (docs/operations.md → Database
+# connections): 6 services × (6 web × 2 × 5 + 6 consumers × 2 × 3 + 1 relay × 2 × 2) = 600 < 700.
+WEB_MAX_REPLICAS = 6
+CONSUMER_MAX_REPLICAS = 6
 LAG_PER_CONSUMER = "200"
 
 
@@ -256,7 +265,7 @@ def hpa(service: str) -> dict[str, Any]:
             "target": {"type": "AverageValue", "averageValue": REQUESTS_PER_SECOND_PER_POD},
         },
     }
-    return _hpa(service, service, "api", 2, 10, [per_pod])
+    return _hpa(service, service, "api", 2, WEB_MAX_REPLICAS, [per_pod])
 
 
 def topic_partitions() -> int:
@@ -275,7 +284,7 @@ def consumer_hpa(service: str, partitions: int) -> dict[str, Any]:
         },
     }
     name = name_of(service, "consumer")
-    return _hpa(name, service, "consumer", 2, partitions, [lag])
+    return _hpa(name, service, "consumer", 2, min(partitions, CONSUMER_MAX_REPLICAS), [lag])
 
 
 def pdb(service: str, component: str = "api") -> dict[str, Any]:

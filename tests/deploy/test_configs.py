@@ -121,7 +121,10 @@ def test_compose_structure(compose: dict[str, Any]) -> None:
         for role in ("relay", "consumer"):
             worker = services[f"{name}-{role}"]
             assert worker["command"][:5] == ["minsheng", "serve", name, "--role", role]
-            assert env_list(worker) == env_list(svc) and "/readyz" in " ".join(worker["healthcheck"]["test"])
+            worker_env = env_list(worker)
+            assert int(worker_env.pop("MINSHENG_DB_POOL_SIZE")) < int(env_list(svc)["MINSHENG_DB_POOL_SIZE"])
+            assert worker_env == {k: v for k, v in env_list(svc).items() if k != "MINSHENG_DB_POOL_SIZE"}
+            assert "/readyz" in " ".join(worker["healthcheck"]["test"])
             assert worker["networks"] == ["backend"] and "ports" not in worker
             assert depends_on(worker)[f"{name}-migrate"] == "service_completed_successfully"
         assert depends_on(svc)[f"{name}-migrate"] == "service_completed_successfully"

@@ -109,9 +109,10 @@ def serve(
     overrides: dict[str, Any] = {} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}
     if role is not None:
         overrides["role"] = role.value
-    settings = _settings(**overrides)
-    if demo and settings.role not in ("all", "web"):
+    chosen = role.value if role is not None else os.environ.get("MINSHENG_ROLE", "all")
+    if demo and chosen not in ("all", "web"):
         raise typer.BadParameter("the demo data is loaded by the web role (or all)", param_hint="--demo")
+    settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
     _database_ready_or_exit(settings, service)
     uvicorn.run(

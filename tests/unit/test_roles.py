@@ -130,3 +130,15 @@ async def _fire_report_becomes_an_issue(web: System) -> None:
     assert found == 1
     # The web role itself neither relays nor consumes.
     assert not web.runtime("points")._tasks and not web.runtime("issues")._tasks
+
+
+def test_the_serve_command_refuses_what_a_role_cannot_do() -> None:
+    from typer.testing import CliRunner
+
+    from minsheng.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["serve", "issues", "--role", "relay", "--demo"])
+    assert refused.exit_code == 2 and "web role" in refused.output
+    unknown = runner.invoke(app, ["serve", "issues", "--role", "worker"])
+    assert unknown.exit_code == 2 and "worker" in unknown.output

@@ -127,6 +127,7 @@ def test_compose_structure(compose: dict[str, Any]) -> None:
             assert "/readyz" in " ".join(worker["healthcheck"]["test"])
             assert worker["networks"] == ["backend"] and "ports" not in worker
             assert depends_on(worker)[f"{name}-migrate"] == "service_completed_successfully"
+            assert depends_on(worker)[name] == "service_healthy"
         assert depends_on(svc)[f"{name}-migrate"] == "service_completed_successfully"
         assert depends_on(svc)["kafka-topics"] == "service_completed_successfully"
         assert services[f"{name}-migrate"]["command"] == ["minsheng", "migrate", name]

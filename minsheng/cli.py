@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,22 +76,45 @@ def run(
     )
 
 
+class ServeRole(StrEnum):
+    all = "all"
+    web = "web"
+    relay = "relay"
+    consumer = "consumer"
+
+
 @app.command()
 def serve(
     service: Annotated[str, typer.Argument(help=f"One of {', '.join(SERVICES)}.")],
     host: str = "0.0.0.0",
     port: int = 8000,
+    role: Annotated[
+        ServeRole | None,
+        typer.Option(
+            help="What this process runs: all (default: API, relay, consumers, jobs), web (the HTTP API), relay "
+            "(the outbox relay and the jobs) or consumer (the event consumers); relay and consumer answer only "
+            "/healthz, /readyz and /metrics. Default: MINSHENG_ROLE, else all. See docs/scaling.md.",
+            show_default=False,
+        ),
+    ] = None,
     demo: Annotated[bool, typer.Option(help="Load the demo data on start (idempotent).")] = False,
 ) -> None:
     """Run one service alone, on PostgreSQL and Kafka from settings (distributed mode). Scale by running more
-    replicas (each one process), not workers: the relay and consumers are per process."""
+    replicas (each one process), not workers: the relay and consumers are per process. With ``--role`` the
+    API, the relay and the consumers run (and scale) as separate processes."""
     import uvicorn
 
     from minsheng.platform.observability import configure_logging
     from minsheng.runner import build_app
 
     _services(service)
-    settings = _settings(**({} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}))
+    overrides: dict[str, Any] = {} if "MINSHENG_MODE" in os.environ else {"mode": "distributed"}
+    if role is not None:
+        overrides["role"] = role.value
+    chosen = role.value if role is not None else os.environ.get("MINSHENG_ROLE", "all")
+    if demo and chosen not in ("all", "web"):
+        raise typer.BadParameter("the demo data is loaded by the web role (or all)", param_hint="--demo")
+    settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
     _database_ready_or_exit(settings, service)
     uvicorn.run(

@@ -11,7 +11,7 @@ from minsheng import SERVICES
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.bus.memory import InProcessBus
-from minsheng.platform.service import ServiceSpec
+from minsheng.platform.service import ROLE_PARTS, ServiceRuntime, ServiceSpec
 from minsheng.platform.tokens import JwksKeys, KeyRing, KeySource
 from minsheng.settings import Settings
 
@@ -79,9 +79,18 @@ def build_app(
     from minsheng.platform.app import create_root_app
     from minsheng.platform.auth import make_verifier
 
+    """The ASGI app of a process: the services' HTTP APIs (roles ``all`` and ``web``), or, for a background
+    role (``relay``, ``consumer``; one service), its runtime with only health and metrics endpoints."""
     specs = [load_spec(n) for n in services]
     client_id = "minsheng-" + "-".join(services) if len(services) == 1 else "minsheng"
     keyring = keyring or KeyRing()
+    if not ROLE_PARTS[settings.role].http:
+        from minsheng.platform.worker import create_worker_app
+
+        if len(specs) != 1:
+            raise ValueError(f"role {settings.role!r} runs one service, not {len(specs)}")
+        bus = bus or make_bus(settings, f"{client_id}-{settings.role}")
+        return create_worker_app(ServiceRuntime(specs[0], settings, bus, keyring=keyring), bus, freeze_gc=freeze_gc)
     verifier = make_verifier(token_keys(settings, services, keyring), settings)
     return create_root_app(
         specs,

@@ -71,6 +71,10 @@ class Settings(KafkaSettings):
     db_pool_size: int = 10
     # Apply migrations at start; set false when a migration job runs them.
     migrate_on_start: bool = True
+    # What a `serve` process runs (docs/scaling.md): `all` (HTTP API, outbox relay, consumers and jobs), `web`
+    # (the HTTP API), `relay` (the outbox relay and the deployment's jobs) or `consumer` (the event consumers).
+    # Only `all` and `web` migrate; `relay` and `consumer` wait for the schema.
+    role: Literal["all", "web", "relay", "consumer"] = "all"
 
     # Outbox rows per publish batch.
     relay_batch_size: int = 200

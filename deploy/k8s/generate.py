@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Write the per-service Kubernetes manifests (one service = Deployment + Service + HPA + PDB, plus its
-migration Job) and the PrometheusRule from the one list of services and the one alert file, so adding a
-service or an alert cannot leave the cluster manifests behind.
+"""Write the per-service Kubernetes manifests (one service = three Deployments, one per role — web (+ Service,
+HPA on CPU and request rate, PDB), relay, consumer (+ HPA on consumer lag, PDB) — plus its migration Job)
+and the PrometheusRule from the one list of services and the one alert file, so adding a service or an alert
+cannot leave the cluster manifests behind.
 
     python deploy/k8s/generate.py          # rewrite the generated files
     python deploy/k8s/generate.py --check  # exit 1 when a generated file is out of date (CI)
@@ -28,6 +29,10 @@ PORT = 8000
 IMAGE = "minsheng"  # the overlay's `images:` sets registry and tag
 
 
+# `minsheng serve <service> --role <role>` (docs/scaling.md); the pods' component label, and the Deployment's name.
+ROLES = {"web": "api", "relay": "relay", "consumer": "consumer"}
+
+
 def labels(service: str, component: str | None = None) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": service,
@@ -36,8 +41,13 @@ def labels(service: str, component: str | None = None) -> dict[str, str]:
     }
 
 
-def selector(service: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": service, "app.kubernetes.io/component": "api"}
+def selector(service: str, component: str = "api") -> dict[str, str]:
+    return {"app.kubernetes.io/name": service, "app.kubernetes.io/component": component}
+
+
+def name_of(service: str, role: str) -> str:
+    """The web role keeps the service's own name (its Service, the ingress and the JWKS URL use it)."""
+    return service if role == "web" else f"{service}-{role}"
 
 
 def env(service: str) -> list[dict[str, Any]]:
@@ -112,13 +122,33 @@ def container(service: str, name: str, command: list[str], *, resources: dict[st
     }
 
 
-def deployment(service: str) -> dict[str, Any]:
+RESOURCES = {
+    "web": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    "relay": {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"memory": "384Mi"}},
+    "consumer": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+}
+# The web and consumer roles autoscale (HPA); the relay runs one replica: it also runs the service's periodic
+# jobs, once per deployment, and one relay keeps up with a province (docs/scaling.md). A second replica is safe
+# (rows are claimed with SKIP LOCKED, jobs tolerate running concurrently) if a pause of the relay during a node
+# drain matters more: the outbox holds the events meanwhile.
+REPLICAS = {"web": 2, "relay": 1, "consumer": 2}
+# Connections per process (pool; overflow as many again): the web role takes the ConfigMap's; a consumer handles
+# its partitions side by side (up to 6 of 12 at the HPA's floor), the relay needs one (+ one for a job).
+POOL_SIZE = {"relay": "2", "consumer": "3"}
+
+
+def deployment(service: str, role: str = "web") -> dict[str, Any]:
+    component = ROLES[role]
+    name = name_of(service, role)
     c = container(
         service,
-        service,
-        ["minsheng", "serve", service, "--host", "0.0.0.0", "--port", str(PORT)],
-        resources={"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        name,
+        ["minsheng", "serve", service, "--role", role, "--host", "0.0.0.0", "--port", str(PORT)],
+        resources=RESOURCES[role],
     )
+    if role in POOL_SIZE:
+        c["env"].append({"name": "MINSHENG_DB_POOL_SIZE", "value": POOL_SIZE[role]})
+    # The relay and consumer roles answer only /healthz, /readyz and /metrics on this port.
     c["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     c["startupProbe"] = {
         "httpGet": {"path": "/healthz", "port": "http"},
@@ -132,28 +162,29 @@ def deployment(service: str) -> dict[str, Any]:
         "failureThreshold": 3,
         "timeoutSeconds": 3,
     }
-    # Ready = the database answers. Kafka is not part of it: while the broker is away writes still work (the
-    # outbox holds the events), so the pod stays in its Service; the broker has its own metric and alert.
+    # Ready = started and the database answers. Kafka is not part of it: while the broker is away writes still
+    # work (the outbox holds the events), so the pod stays in its Service; the broker has its own metric and alert.
     c["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": "http"},
         "periodSeconds": 10,
         "failureThreshold": 3,
         "timeoutSeconds": 5,
     }
-    # Let endpoints and the ingress drop the pod before uvicorn stops accepting connections.
-    c["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", "5"]}}}
+    if role == "web":
+        # Let endpoints and the ingress drop the pod before uvicorn stops accepting connections.
+        c["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", "5"]}}}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": service, "labels": labels(service)},
+        "metadata": {"name": name, "labels": labels(service, component)},
         "spec": {
-            "replicas": 2,
+            "replicas": REPLICAS[role],
             "revisionHistoryLimit": 5,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "selector": {"matchLabels": selector(service)},
+            "selector": {"matchLabels": selector(service, component)},
             "template": {
                 "metadata": {
-                    "labels": labels(service),
+                    "labels": labels(service, component),
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PORT),
@@ -170,13 +201,13 @@ def deployment(service: str) -> dict[str, Any]:
                             "maxSkew": 1,
                             "topologyKey": "kubernetes.io/hostname",
                             "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": selector(service)},
+                            "labelSelector": {"matchLabels": selector(service, component)},
                         },
                         {
                             "maxSkew": 1,
                             "topologyKey": "topology.kubernetes.io/zone",
                             "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": selector(service)},
+                            "labelSelector": {"matchLabels": selector(service, component)},
                         },
                     ],
                     "containers": [c],
@@ -200,22 +231,33 @@ def service_obj(service: str) -> dict[str, Any]:
     }
 
 
-def hpa(service: str) -> dict[str, Any]:
-    # maxReplicas: no use going past the event topics' partition count for consumers (see docs/operations.md);
-    # HTTP load alone can justify more: raise both together.
+# The metrics the HPAs read besides CPU come from the Prometheus metrics adapter (prometheus-adapter, or KEDA's
+# equivalent), configured as in docs/scaling.md: a Pods metric `minsheng_http_requests_per_second` (the rate of
+# `minsheng_http_requests_total` per pod) and an External metric `minsheng_consumer_lag` (the sum of
+# `minsheng_consumer_lag` by consumer group). Without the adapter, the HPAs scale on CPU alone.
+REQUESTS_PER_SECOND_PER_POD = "150"
+# Bounded by the database connections of all services at their maxima (docs/operations.md → Database
+# connections): 6 services × (6 web × 2 × 5 + 6 consumers × 2 × 3 + 1 relay × 2 × 2) = 600 < 700.
+WEB_MAX_REPLICAS = 6
+CONSUMER_MAX_REPLICAS = 6
+LAG_PER_CONSUMER = "200"
+
+
+def _hpa(name: str, service: str, component: str, min_replicas: int, max_replicas: int, metrics: list[Any]) -> Any:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": service, "labels": labels(service)},
+        "metadata": {"name": name, "labels": labels(service, component)},
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
-            "minReplicas": 2,
-            "maxReplicas": 6,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
             "metrics": [
                 {
                     "type": "Resource",
                     "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-                }
+                },
+                *metrics,
             ],
             "behavior": {
                 "scaleDown": {
@@ -231,12 +273,44 @@ def hpa(service: str) -> dict[str, Any]:
     }
 
 
-def pdb(service: str) -> dict[str, Any]:
+def hpa(service: str) -> dict[str, Any]:
+    """The web role: CPU and requests per second per pod (stateless: replicas are bounded by the database)."""
+    per_pod = {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "minsheng_http_requests_per_second"},
+            "target": {"type": "AverageValue", "averageValue": REQUESTS_PER_SECOND_PER_POD},
+        },
+    }
+    return _hpa(service, service, "api", 2, WEB_MAX_REPLICAS, [per_pod])
+
+
+def topic_partitions() -> int:
+    config = yaml.safe_load((HERE / "common" / "configmap.yaml").read_text())
+    return int(config["data"]["MINSHENG_KAFKA_TOPIC_PARTITIONS"])
+
+
+def consumer_hpa(service: str, partitions: int) -> dict[str, Any]:
+    """The consumer role: consumer lag of the service's group (and CPU). No use going past the topics'
+    partition count: a consumer beyond it gets no partition (raise both together)."""
+    lag = {
+        "type": "External",
+        "external": {
+            "metric": {"name": "minsheng_consumer_lag", "selector": {"matchLabels": {"group": service}}},
+            "target": {"type": "AverageValue", "averageValue": LAG_PER_CONSUMER},
+        },
+    }
+    name = name_of(service, "consumer")
+    return _hpa(name, service, "consumer", 2, min(partitions, CONSUMER_MAX_REPLICAS), [lag])
+
+
+def pdb(service: str, component: str = "api") -> dict[str, Any]:
+    name = service if component == "api" else f"{service}-{component}"
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {"name": service, "labels": labels(service)},
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(service)}},
+        "metadata": {"name": name, "labels": labels(service, component)},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(service, component)}},
     }
 
 
@@ -303,7 +377,19 @@ def dump(*docs: dict[str, Any]) -> str:
 
 
 def files() -> dict[Path, str]:
-    out = {HERE / "base" / f"{s}.yaml": dump(deployment(s), service_obj(s), hpa(s), pdb(s)) for s in SERVICES}
+    out = {
+        HERE / "base" / f"{s}.yaml": dump(
+            deployment(s, "web"),
+            service_obj(s),
+            hpa(s),
+            pdb(s),
+            deployment(s, "relay"),
+            deployment(s, "consumer"),
+            consumer_hpa(s, topic_partitions()),
+            pdb(s, "consumer"),
+        )
+        for s in SERVICES
+    }
     out.update({HERE / "jobs" / f"{s}-migrate.yaml": dump(migration_job(s)) for s in SERVICES})
     out[HERE / "jobs" / "kafka-topics.yaml"] = dump(topics_job())
     out[HERE / "components" / "monitoring" / "prometheusrule.yaml"] = dump(prometheus_rule())

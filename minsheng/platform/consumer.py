@@ -4,6 +4,11 @@ service's handler in a unit of work, retry with backoff, and dead-letter what ke
 A database outage is not the message's fault: it is retried until the database is back, never
 dead-lettered. Anything else fails ``max_attempts`` times and goes to the dead letters, so one poison
 message never stops the partition.
+
+The bus hands over what it fetched from one partition at once (``handle_batch``): the batch is handled in one
+transaction — one inbox look-up for all of it, the handlers in order, one bulk inbox and outbox insert, one
+commit. If anything in it fails, the transaction rolls back and the batch is handled one event at a time
+(``__call__``: retries, dead letters), so a poison event costs its batch the fast path, never an event.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +48,8 @@ class ConsumerStats:
     skipped: int = 0
     failures: int = 0
     dead_lettered: int = 0
+    batches: int = 0  # batches handled in one transaction
+    batch_fallbacks: int = 0  # batches that failed as a whole and were handled one event at a time
 
 
 class EventConsumer:
@@ -55,6 +62,7 @@ class EventConsumer:
         *,
         max_attempts: int = 5,
         retry_base_seconds: float = 0.2,
+        batch_size: int = 100,
     ) -> None:
         self.service = service
         self.db = db
@@ -63,6 +71,7 @@ class EventConsumer:
         self.topics = sorted({model.topic for model in handlers})
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
+        self.batch_size = batch_size  # events per transaction at most (a long batch holds its locks longer)
         self.stats = ConsumerStats()
 
     @property
@@ -96,6 +105,62 @@ class EventConsumer:
                     return
                 log.info("%s: handler failed (attempt %d/%d): %r", self.service, attempts, self.max_attempts, exc)
                 await asyncio.sleep(full_jitter(self.retry_base_seconds, 30.0, attempts - 1))
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Handle deliveries of one partition, in order: in transactions of up to ``batch_size`` events, each
+        falling back to one event at a time when anything in it fails."""
+        for start in range(0, len(deliveries), self.batch_size):
+            chunk = deliveries[start : start + self.batch_size]
+            if len(chunk) == 1:
+                await self(chunk[0])
+                continue
+            try:
+                await self._handle_together(chunk)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.batch_fallbacks += 1
+                log.info("%s: a batch of %d failed as a whole (%r); one by one", self.service, len(chunk), exc)
+            for delivery in chunk:
+                await self(delivery)
+
+    async def _handle_together(self, deliveries: Sequence[Delivery]) -> None:
+        """All of ``deliveries`` in one unit of work, or (raising) none of them."""
+        parsed = [(delivery, self.parse(delivery)) for delivery in deliveries]  # PoisonMessage: one by one
+        ours = [(delivery, p) for delivery, p in parsed if p is not None]
+        handled: list[tuple[Delivery, CloudEvent]] = []
+        duplicates = 0
+        async with UnitOfWork(self.db, self.service) as uow:
+            seen = await self._seen(uow, [envelope for _, (envelope, _, _) in ours])
+            for delivery, (envelope, event, handler) in ours:
+                if (envelope.source, envelope.id) in seen:
+                    duplicates += 1
+                    continue
+                seen.add((envelope.source, envelope.id))  # the same event twice in one batch
+                token = current_trace.set(trace_of(envelope))
+                try:
+                    await handler(event, envelope, uow)
+                finally:
+                    current_trace.reset(token)
+                await uow.mark_processed(envelope)
+                handled.append((delivery, envelope))
+            await uow.commit()  # IntegrityError (a concurrent delivery won an inbox row): one by one
+        self.stats.batches += 1
+        self.stats.skipped += len(parsed) - len(ours)
+        self.stats.duplicates += duplicates
+        self.stats.handled += len(handled)
+        for delivery, envelope in handled:
+            self._log_handled(delivery, envelope)
+
+    async def _seen(self, uow: UnitOfWork, envelopes: Sequence[CloudEvent]) -> set[tuple[str, uuid.UUID]]:
+        """Which of ``envelopes`` the inbox has: one query for the batch."""
+        if not envelopes:
+            return set()
+        t = self.db.tables.processed_events
+        keys = {(envelope.source, envelope.id) for envelope in envelopes}
+        found = await uow.session.execute(sa.select(t.c.source, t.c.id).where(sa.tuple_(t.c.source, t.c.id).in_(keys)))
+        return {(row.source, row.id) for row in found}
 
     def parse(self, delivery: Delivery) -> tuple[CloudEvent, IntegrationEvent, Handler] | None:
         try:
@@ -137,7 +202,16 @@ class EventConsumer:
                         self.stats.duplicates += 1
                         return False
                     raise
-            # One line per handled event, under the event's trace (operators follow a trace across services).
+            self._log_handled(delivery, envelope)
+        finally:
+            current_trace.reset(token)
+        self.stats.handled += 1
+        return True
+
+    def _log_handled(self, delivery: Delivery, envelope: CloudEvent) -> None:
+        """One line per handled event, under the event's trace (operators follow a trace across services)."""
+        token = current_trace.set(trace_of(envelope))
+        try:
             log.info(
                 "%s: handled %s %s",
                 self.service,
@@ -155,8 +229,6 @@ class EventConsumer:
             )
         finally:
             current_trace.reset(token)
-        self.stats.handled += 1
-        return True
 
     async def _processed(self, envelope: CloudEvent) -> bool:
         async with UnitOfWork(self.db, self.service) as uow:

@@ -4,13 +4,14 @@ its database, the outbox relay, the event consumer, and periodic jobs."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
@@ -36,12 +37,41 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """A periodic task (overdue sweeps, auto-confirmation, absence alerts). Runs in every replica, so it
-    must be safe to run concurrently: claim rows with SKIP LOCKED or make its effect idempotent."""
+    """A periodic task (overdue sweeps, auto-confirmation, absence alerts). Deployment work: it runs in the
+    processes of the role that runs jobs (``relay``, or ``all``), in every replica of it, so it must be safe
+    to run concurrently: claim rows with SKIP LOCKED or make its effect idempotent.
+
+    ``every_process``: not deployment work but state of the process itself (a cache of signing keys): it runs
+    in every process that serves the HTTP API (roles ``web`` and ``all``) instead."""
 
     name: str
     every_seconds: float
     run: Callable[[ServiceRuntime], Awaitable[Any]]
+    every_process: bool = False
+
+
+Role = Literal["all", "web", "relay", "consumer"]
+ROLES: tuple[Role, ...] = ("all", "web", "relay", "consumer")
+
+
+@dataclass(frozen=True)
+class RoleParts:
+    """What a process of one role runs (``minsheng serve <service> --role``, docs/scaling.md)."""
+
+    http: bool  # the service's HTTP API (the other roles answer only /healthz, /readyz and /metrics)
+    relay: bool  # the outbox relay
+    consume: bool  # the event consumers
+    jobs: bool  # the deployment's periodic jobs and background work (``runtime.jobs_enabled``)
+
+
+ROLE_PARTS: dict[Role, RoleParts] = {
+    "all": RoleParts(http=True, relay=True, consume=True, jobs=True),
+    "web": RoleParts(http=True, relay=False, consume=False, jobs=False),
+    # Jobs go with the relay: it is the one background role that is not autoscaled on load (one or two
+    # replicas), so a sweep does not run once per web or consumer replica.
+    "relay": RoleParts(http=False, relay=True, consume=False, jobs=True),
+    "consumer": RoleParts(http=False, relay=False, consume=True, jobs=False),
+}
 
 
 @dataclass(frozen=True)
@@ -117,23 +147,46 @@ class ServiceRuntime:
     def uow(self, *, read_only: bool = False) -> UnitOfWork:
         return UnitOfWork(self.db, self.spec.name, read_only=read_only)
 
+    @property
+    def role(self) -> Role:
+        return self.settings.role
+
     async def migrate(self) -> None:
-        await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
+        """Upgrade the schema. On PostgreSQL under an advisory lock per service: the web, relay and consumer
+        processes of one service may all start at once, and Alembic does not serialise itself."""
+        if not self.db.is_postgres:
+            await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
+            return
+        key = {"key": _advisory_key(f"minsheng-migrate-{self.name}")}
+        async with self.db.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), key)
+            try:
+                await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
+            finally:
+                await conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
 
     async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True, jobs: bool = True) -> None:
+        """Start what this process's role runs (``settings.role``); the flags can only turn parts off."""
+        parts = ROLE_PARTS[self.role]
         if migrate:
             await self.migrate()
-        self.jobs_enabled = jobs
+        self.jobs_enabled = jobs and parts.jobs
         if self.spec.lifespan is not None:
             await self._resources.enter_async_context(self.spec.lifespan(self))
-        if relay:
+        if relay and parts.relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay"))
-        if consume and self.consumer.topics:
+        if consume and parts.consume and self.consumer.topics:
             await self.bus.subscribe(self.consumer.group, self.consumer.topics, self.consumer)
         if jobs:
-            for job in (*self.spec.jobs, HOUSEKEEPING):
+            for job in self.jobs_to_run():
                 self._tasks.append(asyncio.create_task(self._every(job), name=f"{self.name}-{job.name}"))
         self.started = True
+
+    def jobs_to_run(self) -> list[Job]:
+        """The periodic jobs of this process's role: the deployment's (with housekeeping) where jobs run, the
+        per-process ones where the HTTP API is served."""
+        parts = ROLE_PARTS[self.role]
+        return [job for job in (*self.spec.jobs, HOUSEKEEPING) if (parts.http if job.every_process else parts.jobs)]
 
     async def _every(self, job: Job) -> None:
         while True:
@@ -154,6 +207,11 @@ class ServiceRuntime:
             await self._resources.aclose()
         await self.db.dispose()
         self.started = False
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock`` (``hash()`` differs between processes)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 async def in_batches(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[int]], batch: int) -> int:

@@ -34,4 +34,8 @@ async def purge(runtime: ServiceRuntime) -> dict[str, int]:
     return counts
 
 
-JOBS = (Job("reload-keys", config.get().key_reload_seconds, reload_keys), Job("purge", 3600, purge))
+JOBS = (
+    # Every process serving the API signs with the ring it holds: each one reloads it (a rotation reaches all).
+    Job("reload-keys", config.get().key_reload_seconds, reload_keys, every_process=True),
+    Job("purge", 3600, purge),
+)

@@ -208,7 +208,7 @@ def deployment(pg_base_url: str, object_store_server: ObjectStoreServer) -> Iter
             remaining = [n for n in remaining if n not in done]
 
         gateway = services["gateway"]
-        assert set(depends_on(gateway)) == set(procs), "the gateway waits for every service"
+        assert set(depends_on(gateway)) == set(SERVICES), "the gateway waits for every service's web role"
         listen = free_port()
         variables = {}
         for key, value in env_list(gateway).items():

@@ -41,7 +41,8 @@ def test_jobs_ran_from_the_compose_file(deployment: Deployment) -> None:
     created = deployment.jobs["kafka-topics"].stdout
     for topic in ("points.hazard", "issues.issue", "points.ledger", "issues.dlq", "points.dlq"):
         assert f"{topic}: created" in created, created
-    assert set(deployment.procs) == {"visits", "issues", "points", "canteen", "identity", "notify"}
+    web = {"visits", "issues", "points", "canteen", "identity", "notify"}
+    assert set(deployment.procs) == web | {f"{s}-{role}" for s in web for role in ("relay", "consumer")}
 
 
 async def test_rider_fire_flow_through_the_gateway(deployment: Deployment) -> None:

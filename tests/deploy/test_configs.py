@@ -118,7 +118,18 @@ def test_compose_structure(compose: dict[str, Any]) -> None:
     # The four services: `minsheng serve <service>`, waiting for their migration job and the topic job.
     for name in SERVICES:
         svc = services[name]
-        assert is_minsheng(svc) and svc["command"][:3] == ["minsheng", "serve", name]
+        assert is_minsheng(svc) and svc["command"][:5] == ["minsheng", "serve", name, "--role", "web"]
+        # The relay and consumer roles: the same environment, only health and metrics, not on the edge network.
+        for role in ("relay", "consumer"):
+            worker = services[f"{name}-{role}"]
+            assert worker["command"][:5] == ["minsheng", "serve", name, "--role", role]
+            worker_env = env_list(worker)
+            assert int(worker_env.pop("MINSHENG_DB_POOL_SIZE")) < int(env_list(svc)["MINSHENG_DB_POOL_SIZE"])
+            assert worker_env == {k: v for k, v in env_list(svc).items() if k != "MINSHENG_DB_POOL_SIZE"}
+            assert "/readyz" in " ".join(worker["healthcheck"]["test"])
+            assert worker["networks"] == ["backend"] and "ports" not in worker
+            assert depends_on(worker)[f"{name}-migrate"] == "service_completed_successfully"
+            assert depends_on(worker)[name] == "service_healthy"
         assert depends_on(svc)[f"{name}-migrate"] == "service_completed_successfully"
         assert depends_on(svc)["kafka-topics"] == "service_completed_successfully"
         assert services[f"{name}-migrate"]["command"] == ["minsheng", "migrate", name]
@@ -275,7 +286,8 @@ def test_production_overlay_runs_every_service_safely() -> None:
         dep = by_kind["Deployment"][name]
         pod = dep["spec"]["template"]["spec"]
         c = pod["containers"][0]
-        assert c["command"][:3] == ["minsheng", "serve", name]
+        assert c["command"][:5] == ["minsheng", "serve", name, "--role", "web"]
+        _check_worker_roles(by_kind, name, partitions, c["image"])
         assert c["image"].startswith("registry.example.gov.cn/minsheng/minsheng:")
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -286,7 +298,8 @@ def test_production_overlay_runs_every_service_safely() -> None:
             == dep["spec"]["selector"]["matchLabels"]
         )
         hpa = by_kind["HorizontalPodAutoscaler"][name]["spec"]
-        assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] <= partitions
+        assert hpa["minReplicas"] >= 2 and hpa["scaleTargetRef"]["name"] == name
+        assert {m["type"] for m in hpa["metrics"]} == {"Resource", "Pods"}  # CPU and requests per second
         job = by_kind["Job"][f"{name}-migrate"]
         assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["minsheng", "migrate", name]
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == c["image"]
@@ -300,6 +313,26 @@ def test_production_overlay_runs_every_service_safely() -> None:
     paths = {p["path"] for p in by_kind["Ingress"]["minsheng"]["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {f"/{s}/" for s in SERVICES}
     assert "PrometheusRule" in by_kind and "PodMonitor" in by_kind
+
+
+def _check_worker_roles(by_kind: dict[str, dict[str, dict[str, Any]]], name: str, partitions: int, image: str) -> None:
+    """The relay (one replica: it runs the jobs) and the consumers (autoscaled on consumer lag, never past the
+    topics' partition count) of ``name``; scraped like the web role, reached by nothing else."""
+    relay = by_kind["Deployment"][f"{name}-relay"]
+    consumer = by_kind["Deployment"][f"{name}-consumer"]
+    for role, dep in (("relay", relay), ("consumer", consumer)):
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        assert c["command"][:5] == ["minsheng", "serve", name, "--role", role] and c["image"] == image
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["ports"][0]["name"] == "http"
+        assert dep["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == role
+    assert relay["spec"]["replicas"] == 1 and f"{name}-relay" not in by_kind["HorizontalPodAutoscaler"]
+    hpa = by_kind["HorizontalPodAutoscaler"][f"{name}-consumer"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == f"{name}-consumer" and hpa["maxReplicas"] <= partitions
+    lag = next(m for m in hpa["metrics"] if m["type"] == "External")["external"]["metric"]
+    assert lag == {"name": "minsheng_consumer_lag", "selector": {"matchLabels": {"group": name}}}
+    assert f"{name}-relay" not in by_kind["Service"] and f"{name}-consumer" not in by_kind["Service"]
+    monitor = by_kind["PodMonitor"]["minsheng"]["spec"]["selector"]["matchExpressions"][0]
+    assert set(monitor["values"]) == {"api", "relay", "consumer"}
 
 
 # --- alerts and dashboards use metrics that exist ------------------------------------------------------------

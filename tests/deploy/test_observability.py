@@ -30,6 +30,13 @@ def scrape(deployment: Deployment, service: str) -> dict[str, list[tuple[dict[st
     return samples
 
 
+def of_role(deployment: Deployment, service: str, role: str) -> str:
+    """The compose process that runs ``role`` of ``service`` (``<service>-relay``, ``<service>-consumer``; the web
+    role keeps the service's name)."""
+    name = f"{service}-{role}"
+    return name if name in deployment.procs else service
+
+
 def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
     return sum(v for lab, v in samples.get(name, []) if all(lab.get(k) == want for k, want in labels.items()))
 
@@ -142,21 +149,27 @@ async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment
         value(points, "minsheng_http_request_duration_seconds_bucket", route="/points/hazard-reports", le="+Inf") >= 1
     )
     for samples, service in ((points, "points"), (issues, "issues")):
-        assert value(samples, "minsheng_db_up", service=service) == 1
-        assert value(samples, "minsheng_bus_up") == 1
-        assert "minsheng_outbox_pending" in samples and "minsheng_outbox_oldest_pending_age_seconds" in samples
-        assert value(samples, "minsheng_outbox_published_total", service=service) >= 1
-        assert value(samples, "minsheng_consumer_events_total", service=service, outcome="handled") >= 1
-        assert "minsheng_consumer_handler_failures_total" in samples
-        assert "minsheng_consumer_dead_letters_total" in samples
-        assert "minsheng_dead_letters_unreplayed" in samples
-        assert "process_resident_memory_bytes" in samples
+        # Every role's process reports the database-backed gauges and its own health.
+        for role in ("web", "relay", "consumer"):
+            of = samples if role == "web" else scrape(d, of_role(d, service, role))
+            assert value(of, "minsheng_db_up", service=service) == 1
+            assert value(of, "minsheng_bus_up") == 1
+            assert "minsheng_outbox_pending" in of and "minsheng_outbox_oldest_pending_age_seconds" in of
+            assert "minsheng_dead_letters_unreplayed" in of and "process_resident_memory_bytes" in of
+        relayed, consumed = scrape(d, of_role(d, service, "relay")), scrape(d, of_role(d, service, "consumer"))
+        assert value(relayed, "minsheng_outbox_published_total", service=service) >= 1
+        assert value(consumed, "minsheng_consumer_events_total", service=service, outcome="handled") >= 1
+        assert "minsheng_consumer_handler_failures_total" in consumed
+        assert "minsheng_consumer_dead_letters_total" in consumed
     # Consumer lag per assigned partition, from the Kafka consumer (0 once everything is handled).
-    lag = [(lab, v) for lab, v in issues.get("minsheng_consumer_lag", []) if lab["topic"] == "points.hazard"]
+    consumer = of_role(d, "issues", "consumer")
+    lag = [
+        (lab, v) for lab, v in scrape(d, consumer).get("minsheng_consumer_lag", []) if lab["topic"] == "points.hazard"
+    ]
     assert lag and {lab["group"] for lab, _ in lag} == {"issues"}
 
     async def caught_up() -> bool:
-        again = scrape(d, "issues")
+        again = scrape(d, consumer)
         return (
             value(again, "minsheng_consumer_lag", group="issues") == 0
             and value(again, "minsheng_outbox_pending", service="issues") == 0
@@ -173,10 +186,10 @@ async def test_metrics_logs_and_one_trace_across_services(deployment: Deployment
     assert report_log and all(e["trace_id"] == trace for e in report_log)
     assert any(e.get("http_route") == "/points/hazard-reports" and e["http_status"] == 201 for e in report_log)
     # ... issues: handling HazardReported (it opened the urgent issue) ...
-    handled = [e for e in entries("issues") if e.get("event_id") == reported["envelope"]["id"]]
+    handled = [e for e in entries(consumer) if e.get("event_id") == reported["envelope"]["id"]]
     assert handled and handled[0]["trace_id"] == trace and handled[0]["correlation_id"] == "trace-test-report-1"
     # ... and points again: handling IssueCreated (the rider's report accepted and linked to the issue).
-    accepted = [e for e in entries("points") if e.get("event_id") == created["envelope"]["id"]]
+    accepted = [e for e in entries(of_role(d, "points", "consumer")) if e.get("event_id") == created["envelope"]["id"]]
     assert accepted and accepted[0]["trace_id"] == trace and accepted[0]["causation_id"] == created["envelope"]["id"]
 
 
@@ -203,7 +216,8 @@ async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: De
         "time": "2026-11-27T10:00:00Z",
         "data": {"report_id": "not-a-uuid"},
     }
-    before = value(scrape(d, "issues"), "minsheng_consumer_dead_letters_total", service="issues")
+    consumer = of_role(d, "issues", "consumer")
+    before = value(scrape(d, consumer), "minsheng_consumer_dead_letters_total", service="issues")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -212,7 +226,7 @@ async def test_a_poison_event_is_dead_lettered_counted_and_listed(deployment: De
         await producer.stop()
 
     async def counted() -> bool:
-        s = scrape(d, "issues")
+        s = scrape(d, consumer)
         return (
             value(s, "minsheng_consumer_dead_letters_total", service="issues") == before + 1
             and value(s, "minsheng_dead_letters_unreplayed", service="issues") >= 1

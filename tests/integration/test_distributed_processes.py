@@ -1,6 +1,7 @@
 """Five separate ``minsheng serve`` processes over PostgreSQL and the broker — exactly how the distributed
 mode runs, minus the containers: the fire flow, and sign-in with tokens the other four verify against the
-identity's JWKS over HTTP (refresh rotation, reuse, logout, disable, key rotation)."""
+identity's JWKS over HTTP (refresh rotation, reuse, logout, disable, key rotation); and the fire flow with two
+services each split into web, relay and consumer processes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from tests.support.processes import (
     distributed_env,
     process_settings,
     services_running,
+    start_service,
+    stop,
+    wait_ready,
 )
 from tests.unit.test_fire_flow import FIRE
 
@@ -159,3 +163,62 @@ async def _sign_in_across_processes(
         await accepted_everywhere(tokens)
     kids = [k["kid"] for k in (await http.get(f"{identity}/identity/.well-known/jwks.json")).json()["keys"]]
     assert rotated["new_kid"] in kids and rotated["retiring"][0] in kids
+
+
+async def test_fire_flow_with_services_split_into_web_relay_and_consumer_processes(
+    pg_template: str, kafka: tuple[str, LocalBroker | None]
+) -> None:
+    """points and issues each run as three processes (``minsheng serve <service> --role web|relay|consumer``,
+    all migrating at once under the advisory lock): the report is taken by points' web process, published by its
+    relay, made an issue by issues' consumer; the verification travels back the same way and pays the rider."""
+    env = distributed_env(pg_template, kafka[0], MINSHENG_IDENTITY_ARGON2_MEMORY_KIB="8192")
+    settings = process_settings(env)
+    with services_running(["identity"], env):
+        procs = {
+            f"{name}-{role}": start_service(name, {**env, "MINSHENG_ROLE": role})
+            for name in ("points", "issues")
+            for role in ("web", "relay", "consumer")
+        }
+        try:
+            for proc in procs.values():
+                wait_ready(proc)
+            await _split_fire_flow(procs, settings)
+        finally:
+            for proc in procs.values():
+                stop(proc)
+
+
+async def _split_fire_flow(procs: dict[str, ServiceProcess], settings: Settings) -> None:
+    rider = {"Authorization": f"Bearer {dev_token(settings, 'rider-fan', ['rider'])}"}
+    staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
+    points, issues = procs["points-web"].url, procs["issues-web"].url
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, proc in procs.items():  # the background roles serve no API, only health and metrics
+            service, role = name.split("-")
+            ready = (await http.get(f"{proc.url}/readyz")).json()
+            api = await http.get(f"{proc.url}/{service}/openapi.json")
+            assert (api.status_code == 200) is (role == "web"), name
+            if role != "web":
+                assert ready["role"] == role and "minsheng_db_up" in (await http.get(f"{proc.url}/metrics")).text
+        r = await http.post(
+            f"{points}/points/riders",
+            headers=rider,
+            json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"},
+        )
+        assert r.status_code == 201, r.text
+        report = (await http.post(f"{points}/points/hazard-reports", headers=rider, json=FIRE)).json()
+
+        async def issue_for_report() -> dict | None:
+            items = (await http.get(f"{issues}/issues/issues", headers=staff)).json()["items"]
+            return next((i for i in items if i["origin_id"] == report["id"]), None)
+
+        issue = await eventually(issue_for_report, within=45)
+        assert issue["urgent"] is True and issue["channel"] == "rider"
+        r = await http.post(f"{issues}/issues/issues/{issue['id']}/verify", headers=staff)
+        assert r.status_code == 200, r.text
+
+        async def balance() -> int:
+            body = (await http.get(f"{points}/points/riders/me/balance", headers=rider)).json()
+            return body["balance"]  # type: ignore[no-any-return]
+
+        await becomes(balance, 20, within=45)

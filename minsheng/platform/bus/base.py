@@ -32,9 +32,21 @@ class Delivery:
 MessageHandler = Callable[[Delivery], Awaitable[None]]
 
 
+async def handle_in_order(handler: MessageHandler, deliveries: Sequence[Delivery]) -> None:
+    """Give a handler what was fetched from one partition: all at once when it takes batches (it has a
+    ``handle_batch``, as ``EventConsumer`` has), else one delivery after another."""
+    batch = getattr(handler, "handle_batch", None)
+    if batch is not None:
+        await batch(deliveries)
+        return
+    for delivery in deliveries:
+        await handler(delivery)
+
+
 class EventBus(Protocol):
     """At-least-once delivery. ``publish`` returns once every message is durably accepted (acks=all);
-    a subscription's handler is awaited per message and the position is committed only after it returns."""
+    a subscription's handler is awaited per message (or per fetched batch of one partition, in order, see
+    ``handle_in_order``) and the position is committed only after it returns."""
 
     async def start(self) -> None: ...
 

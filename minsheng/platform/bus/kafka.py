@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError, TopicAlreadyExistsError
 
-from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
+from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage, handle_in_order
 from minsheng.platform.retry import Backoff
 from minsheng.platform.tasks import SHUTDOWN_TIMEOUT_SECONDS, cancel_all, within
 
@@ -441,18 +441,19 @@ class KafkaBus:
         handler: MessageHandler,
         resume: dict[TopicPartition, int],
     ) -> None:
-        for rec in records:
-            await handler(
-                Delivery(
-                    topic=self.plain_name(rec.topic),
-                    key=rec.key.decode() if rec.key else None,
-                    value=rec.value or b"",
-                    headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
-                    partition=rec.partition,
-                    offset=rec.offset,
-                )
+        deliveries = [
+            Delivery(
+                topic=self.plain_name(rec.topic),
+                key=rec.key.decode() if rec.key else None,
+                value=rec.value or b"",
+                headers=[(k, bytes(v)) for k, v in (rec.headers or ())],
+                partition=rec.partition,
+                offset=rec.offset,
             )
-            resume[tp] = rec.offset + 1
+            for rec in records
+        ]
+        await handle_in_order(handler, deliveries)
+        resume[tp] = records[-1].offset + 1
         # Handlers committed their effects (and inbox rows) already: a crash before this line means
         # redelivery, which the inbox turns into a no-op.
         await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})

@@ -7,10 +7,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage
+from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage, handle_in_order
 from minsheng.platform.tasks import cancel_all
 
 log = logging.getLogger(__name__)
+
+BATCH = 200  # deliveries handed over at once at most: Kafka's max_records per fetch
 
 
 class _Subscription:
@@ -24,13 +26,17 @@ class _Subscription:
 
     async def run(self) -> None:
         while True:
-            delivery = await self.queue.get()
+            # What is queued, as a fetch from one partition would give it (up to BATCH at once).
+            batch = [await self.queue.get()]
+            while len(batch) < BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
-                await self.handler(delivery)
+                await handle_in_order(self.handler, batch)
             except Exception:  # the consumer dispatcher handles its own errors; this is a last guard
                 log.exception("in-process handler for %s failed", self.group)
             finally:
-                self.queue.task_done()
+                for _ in batch:
+                    self.queue.task_done()
 
 
 class InProcessBus:

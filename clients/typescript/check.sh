@@ -28,7 +28,7 @@ work="$(mktemp -d)"
 port="$("$root/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$root/.venv/bin/minsheng" run --demo --port "$port" --data-dir "$work/var" >"$work/server.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT  # under set -e a failing wait would be the script's status
 npx --no-install tsc -p tsconfig.json --noEmit false --outDir "$work/out"
 cp package.json run-example.mjs "$work/out/" && ln -s "$here/node_modules" "$work/out/node_modules"
 for _ in $(seq 1 60); do

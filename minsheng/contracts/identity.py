@@ -1,8 +1,9 @@
 """Events the identity service publishes: one topic, ``identity.account``, keyed by the account id.
 
 An account id is the person's principal: the JWT ``sub`` every service sees. The topic carries personal
-information (a WeChat openid, a verified phone): only services that must reach people (notify) read the
-contact fields; grant the topic's read ACL accordingly.
+information (a WeChat openid, a verified phone): only notify (to reach people) and visits (the verified phone,
+kept sealed, to link a resident by keyed hash once the grid worker confirms) read the contact fields; grant
+the topic's read ACL accordingly.
 """
 
 from __future__ import annotations
@@ -140,7 +141,9 @@ class AccountContactChanged(AccountFact):
 @contract
 class AccountLinked(AccountFact):
     """An account was linked to a record another service owns (a visits resident, a points rider, a canteen
-    diner or a diner's family member), e.g. by the door code a grid worker handed over."""
+    diner or a diner's family member) by identity itself (none yet: an admin's link, say). Links made where
+    the records live are published there — visits' ``ResidentAccountLinked``, canteen's
+    ``FamilyMemberLinked`` — because this topic has one writer, identity."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.linked.v1"
     model_config = ConfigDict(

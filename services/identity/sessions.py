@@ -41,6 +41,7 @@ from services.identity.models import (
 ACCOUNTS: sa.Table = Account.__table__  # type: ignore[attr-defined]
 AUTH_EVENTS: sa.Table = AuthEvent.__table__  # type: ignore[attr-defined]
 WECHAT_IDENTITIES: sa.Table = WechatIdentity.__table__  # type: ignore[attr-defined]
+STAFF_CREDENTIALS: sa.Table = StaffCredential.__table__  # type: ignore[attr-defined]
 
 
 def token_hash(token: str) -> str:
@@ -60,6 +61,8 @@ def public(
     wechat: WechatIdentity | None = None,
     phone: str | None = None,
     openid: str | None = None,
+    username: str | None = None,
+    totp_enabled: bool | None = None,
 ) -> AccountPublic:
     return AccountPublic(
         id=account.id,
@@ -69,10 +72,10 @@ def public(
         scopes=list(account.scopes),
         display_name=account.display_name,
         locale=account.locale,
-        username=cred.username if cred else None,
+        username=cred.username if cred else username,
         phone=mask_phone(phone),
         wechat_openid=mask_openid(openid),
-        totp_enabled=cred.totp_enabled if cred else None,
+        totp_enabled=cred.totp_enabled if cred else totp_enabled,
         created_at=account.created_at,
     )
 
@@ -214,6 +217,88 @@ async def returning_wechat_login(
     fields = dict(row)
     phone_enc = fields.pop("phone_enc")
     return Account(**fields), phone_enc
+
+
+@cache
+def _rotate_statement() -> sa.Select[Any]:
+    """Built once: see ``rotate_refresh_token``."""
+    r, a, w, c = REFRESH_TOKENS, ACCOUNTS, WECHAT_IDENTITIES, STAFF_CREDENTIALS
+
+    def p(name: str, column: sa.Column[Any]) -> Any:  # ``p_``: a parameter named like a column would SET it
+        return sa.bindparam(name, type_=column.type)
+
+    active = sa.select(a.c.id).where(a.c.status == AccountStatus.active.value)
+    old = (
+        sa.update(r)
+        .where(
+            r.c.token_hash == p("p_old_hash", r.c.token_hash),
+            r.c.used_at.is_(None),
+            r.c.revoked_at.is_(None),
+            r.c.expires_at > p("p_now", r.c.expires_at),
+            r.c.account_id.in_(active.scalar_subquery()),
+        )
+        .values(used_at=p("p_now", r.c.used_at))
+        .returning(r.c.family_id, r.c.account_id, r.c.amr)
+        .cte("old")
+    )
+    staff = a.c.kind == "staff"
+    new = sa.insert(r).from_select(
+        ["id", "token_hash", "family_id", "account_id", "amr", "created_at", "expires_at"],
+        sa.select(
+            p("p_new_id", r.c.id),
+            p("p_new_hash", r.c.token_hash),
+            old.c.family_id,
+            old.c.account_id,
+            old.c.amr,
+            p("p_now", r.c.created_at),
+            sa.case((staff, p("p_staff_expires", r.c.expires_at)), else_=p("p_expires", r.c.expires_at)),
+        ).select_from(old.join(a, a.c.id == old.c.account_id)),
+    )
+    return (
+        sa.select(
+            *a.c,
+            old.c.family_id.label("rt_family_id"),
+            old.c.amr.label("rt_amr"),
+            w.c.phone_enc.label("w_phone_enc"),
+            w.c.openid_enc.label("w_openid_enc"),
+            c.c.username.label("c_username"),
+            c.c.totp_enabled.label("c_totp_enabled"),
+        )
+        .select_from(
+            old.join(a, a.c.id == old.c.account_id)
+            .outerjoin(w, w.c.account_id == a.c.id)
+            .outerjoin(c, c.c.account_id == a.c.id)
+        )
+        .add_cte(new.cte("new"))
+    )
+
+
+async def rotate_refresh_token(
+    uow: UnitOfWork, token: str
+) -> tuple[Account, UUID, list[str], str, dict[str, Any]] | None:
+    """PostgreSQL, the everyday refresh in ONE statement: mark the live token used and write its successor in
+    the same family, answering the account (and what its view shows). ``None`` when the token is not live —
+    unknown, revoked, expired, used before (reuse: the caller's ``use_refresh_token`` finds out which and
+    revokes the family) — or its account is disabled. Two refreshes racing with one token: the second's UPDATE
+    waits for the first's row lock, then matches nothing."""
+    now = utcnow()
+    refresh = new_refresh_token()
+    params: dict[str, Any] = {
+        "p_old_hash": token_hash(token),
+        "p_now": now,
+        "p_new_id": uuid7(),
+        "p_new_hash": token_hash(refresh),
+        "p_expires": now + timedelta(seconds=refresh_ttl("wechat")),
+        "p_staff_expires": now + timedelta(seconds=refresh_ttl("staff")),
+    }
+    connection = await uow.session.connection()
+    row = (await connection.execute(_rotate_statement(), params)).mappings().first()
+    if row is None:
+        return None
+    fields = dict(row)
+    family, amr = fields.pop("rt_family_id"), fields.pop("rt_amr")
+    extra = {k: fields.pop(k) for k in ("w_phone_enc", "w_openid_enc", "c_username", "c_totp_enabled")}
+    return Account(**fields), family, list(amr), refresh, extra
 
 
 async def revoke_family(uow: UnitOfWork, family_id: UUID, reason: str) -> int:

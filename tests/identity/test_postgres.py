@@ -147,3 +147,31 @@ async def test_a_returning_wechat_user_in_one_statement_on_postgres(pg_system: S
     assert r.status_code == 403 and r.json()["code"] == "account_disabled"
     outcomes, tokens_now, key_now = await snapshot()
     assert outcomes == ["created", "ok", "disabled"] and tokens_now == 3 and key_now == key_after  # 3: the refresh
+
+
+async def test_the_one_statement_refresh_keeps_the_session_and_its_view_on_postgres(pg_system: System) -> None:
+    """Refresh on PostgreSQL rotates in one statement: the same session (sid), the staff lifetime for staff,
+    the account view as at sign-in; a disabled account's token is invalid, not 'reused'."""
+    from services.identity import config
+
+    system = pg_system
+    root, _ = await admin(system)
+    staff_id, password = await create_staff(system, bearer(root), "pg.refresh", ["grid_worker"], ["community:yunxing"])
+    session = await staff_login(system, "pg.refresh", password)
+    r = await system.client.post("/identity/refresh", json={"refresh_token": session["refresh_token"]})
+    assert r.status_code == 200, r.text
+    fresh = r.json()
+    assert fresh["account"] == session["account"] and fresh["account"]["username"] == "pg.refresh"
+    assert fresh["refresh_expires_in"] == config.get().staff_refresh_ttl_seconds
+    claims = [jwt.decode(t["access_token"], options={"verify_signature": False}) for t in (session, fresh)]
+    assert claims[0]["sid"] == claims[1]["sid"] and claims[1]["sub"] == staff_id
+
+    resident = await wechat_login(system, "pg-refresh-res")
+    r = await system.client.post("/identity/refresh", json={"refresh_token": resident["refresh_token"]})
+    assert r.status_code == 200 and r.json()["account"] == resident["account"]
+    assert r.json()["refresh_expires_in"] == config.get().refresh_ttl_seconds
+
+    r = await system.client.post(f"/identity/accounts/{staff_id}/disable", headers=bearer(root), json={"reason": "t"})
+    assert r.status_code == 200
+    r = await system.client.post("/identity/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert r.status_code == 401 and r.json()["code"] == "invalid_refresh_token"

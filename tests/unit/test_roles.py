@@ -65,7 +65,13 @@ def test_jobs_run_once_per_deployment_and_per_process_jobs_where_the_api_is_serv
     def jobs(service: str, role: str) -> set[str]:
         return _jobs(service, embedded_settings(tmp_path, role=role))
 
-    deployment = {"issues-overdue-sweep", "issues-auto-confirm", "issues-vote-announcements", "housekeeping"}
+    deployment = {
+        "issues-overdue-sweep",
+        "issues-auto-confirm",
+        "issues-vote-announcements",
+        "issues-photos-out-of-database",
+        "housekeeping",
+    }
     assert jobs("issues", "all") == jobs("issues", "relay") == deployment
     assert jobs("issues", "web") == jobs("issues", "consumer") == set()
     # The identity's key ring is state of each process that signs tokens: reloaded where the API is served.

@@ -158,8 +158,10 @@ class Positioned(SQLModel):
         lat, lng = getattr(self, "latitude", None), getattr(self, "longitude", None)
         if self.coord_system is not CoordSystem.wgs84 and lat is not None and lng is not None:
             wgs_lat, wgs_lng = to_wgs84(lat, lng, self.coord_system)
-            setattr(self, "latitude", wgs_lat)  # noqa: B010 - the subclass declares the fields
-            setattr(self, "longitude", wgs_lng)  # noqa: B010
+            # BD-09's offset applies everywhere: at the poles or the antimeridian it would leave the valid range,
+            # and a stored -90.006 would fail every later answer's validation.
+            setattr(self, "latitude", min(90.0, max(-90.0, wgs_lat)))  # noqa: B010 - the subclass declares it
+            setattr(self, "longitude", min(180.0, max(-180.0, wgs_lng)))  # noqa: B010
             self.coord_system = CoordSystem.wgs84
         return self
 

@@ -63,3 +63,20 @@ def test_wgs84_is_left_alone_and_unknown_systems_are_refused() -> None:
     assert to_wgs84(30.0, 120.0) == (30.0, 120.0)
     with pytest.raises(ValueError):
         to_wgs84(30.0, 120.0, "mercator")
+
+
+def test_a_converted_position_at_the_edges_stays_a_valid_position() -> None:
+    from pydantic import Field as PydanticField
+
+    from minsheng.platform.coords import Positioned
+
+    class Report(Positioned):
+        latitude: float | None = PydanticField(default=None, ge=-90, le=90)
+        longitude: float | None = PydanticField(default=None, ge=-180, le=180)
+
+    for lat, lng in ((-90.0, -180.0), (90.0, 180.0), (-90.0, 180.0)):
+        for system in ("bd09", "gcj02"):
+            r = Report.model_validate({"latitude": lat, "longitude": lng, "coord_system": system})
+            assert r.latitude is not None and -90 <= r.latitude <= 90
+            assert r.longitude is not None and -180 <= r.longitude <= 180
+            Report.model_validate(r.model_dump())  # what is stored validates again

@@ -33,7 +33,7 @@ from services.canteen.models import (
 SLOT_RANK = {Slot.breakfast.value: 0, Slot.lunch.value: 1, Slot.dinner.value: 2}
 
 
-def _touch(obj: Any) -> None:
+def touch(obj: Any) -> None:
     obj.updated_at = utcnow()
 
 
@@ -85,7 +85,7 @@ async def update_canteen(uow: UnitOfWork, canteen: Canteen, data: CanteenUpdate)
         if value is None and name in {"name", "address", "operator", "status", "communities", "delivery_points"}:
             continue
         setattr(canteen, name, value)
-    _touch(canteen)
+    touch(canteen)
     return canteen
 
 

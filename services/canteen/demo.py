@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow
-from minsheng.platform.privacy import mask_id_number, seal_phone_on
+from minsheng.platform.privacy import field_cipher, mask_id_number, seal_phone_on
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config, orders
-from services.canteen.diners import cipher, new_code
+from services.canteen.diners import new_code
 from services.canteen.models import (
     Canteen,
     Diner,
@@ -365,7 +365,7 @@ async def seed(uow: UnitOfWork, runtime: ServiceRuntime) -> None:
                 )
             )
 
-    fc = cipher(runtime.settings)
+    fc = field_cipher(runtime.settings)
     for spec in DINERS:
         id_hash = fc.lookup_hash(spec["id_number"])
         exists = (await uow.session.execute(select(Diner.id).where(Diner.id_number_hash == id_hash))).first()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import date
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -21,16 +20,14 @@ from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, pag
 from minsheng.platform.privacy import (
     PII_REVEAL_SCOPE,
     FieldCipher,
-    field_cipher,
     mask_id_number,
     open_phone,
     seal_phone_on,
 )
 from minsheng.platform.uow import UnitOfWork
-from minsheng.settings import Settings
 from services.canteen import access, config
 from services.canteen.access import Relation
-from services.canteen.canteens import find_canteen
+from services.canteen.canteens import find_canteen, touch
 from services.canteen.models import (
     Canteen,
     Diner,
@@ -47,18 +44,10 @@ from services.canteen.models import (
 from services.canteen.subsidy import age_on
 
 
-def cipher(settings: Settings) -> FieldCipher:
-    return field_cipher(settings)
-
-
 def new_code(n: int = 10) -> str:
     """A short, unambiguous code for QR cards and pickup slips (Crockford-like alphabet)."""
     alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
     return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
-def _touch(obj: Any) -> None:
-    obj.updated_at = utcnow()
 
 
 async def family_of(uow: UnitOfWork, diner_ids: Iterable[UUID]) -> dict[UUID, list[FamilyMember]]:
@@ -253,7 +242,7 @@ async def update_diner(
 
         await uow.session.flush()
         await resend_open_alerts(uow, diner, fc)
-    _touch(diner)
+    touch(diner)
     return diner, family
 
 

@@ -19,7 +19,7 @@ from minsheng.platform.pagination import decode_cursor, encode_cursor
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
-from services.canteen.canteens import CANTEENS, SLOT_RANK, canteen_key, canteen_row, slot_of
+from services.canteen.canteens import CANTEENS, SLOT_RANK, canteen_key, canteen_row, slot_of, touch
 from services.canteen.models import (
     Canteen,
     CanteenStatus,
@@ -35,10 +35,6 @@ from services.canteen.models import (
 
 MENUS = table_of(Menu)
 SET_MEALS = table_of(SetMeal)
-
-
-def _touch(obj: Any) -> None:
-    obj.updated_at = utcnow()
 
 
 # --- menus --------------------------------------------------------------------------------------------------------
@@ -143,7 +139,7 @@ async def upsert_menu(
             )
         await uow.session.execute(sa.delete(SetMeal).where(col(SetMeal.menu_id) == menu.id))
         menu.capacity, menu.note = capacity, data.note
-        _touch(menu)
+        touch(menu)
     meals = [
         SetMeal(menu_id=menu.id, position=i, **{**m.model_dump(), "dishes": [d.model_dump() for d in m.dishes]})
         for i, m in enumerate(data.set_meals)
@@ -229,7 +225,7 @@ def publish(canteen: Canteen, menu: Menu) -> None:
     if menu.status != MenuStatus.published:
         menu.status = MenuStatus.published
         menu.published_at = utcnow()
-        _touch(menu)
+        touch(menu)
 
 
 async def publish_range(uow: UnitOfWork, canteen: Canteen, date_from: date, date_to: date) -> list[Menu]:
@@ -251,7 +247,7 @@ async def set_capacity(uow: UnitOfWork, menu: Menu, capacity: int) -> Menu:
             "capacity_below_booked", _t("{booked} meals are booked already.", booked=menu.booked), booked=menu.booked
         )
     menu.capacity = capacity
-    _touch(menu)
+    touch(menu)
     return menu
 
 

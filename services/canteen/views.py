@@ -20,6 +20,7 @@ from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Day, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from services.canteen import access, canteens, care, config, diners, linking, menus, orders, reports, subsidy
 from services.canteen.models import (
@@ -346,7 +347,7 @@ async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff
     summary="Register an elder (staff of the canteen or community, or the area's grid worker)",
 )
 async def register_diner(body: DinerCreate, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
-    diner = await diners.register_diner(uow, who, body, diners.cipher(rt.settings))
+    diner = await diners.register_diner(uow, who, body, field_cipher(rt.settings))
     await _commit(uow)
     return diners.diner_public(diner)
 
@@ -401,7 +402,7 @@ async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)",
 )
 async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
-    diner = await diners.lookup_diner(uow, who, body.id_number, diners.cipher(rt.settings))
+    diner = await diners.lookup_diner(uow, who, body.id_number, field_cipher(rt.settings))
     return diners.diner_public(diner, (await diners.family_of(uow, [diner.id]))[diner.id])
 
 
@@ -434,7 +435,7 @@ async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
     summary="Update a diner (the elder and family may change tastes, address, away dates)",
 )
 async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
-    diner, family = await diners.update_diner(uow, who, diner_id, body, diners.cipher(rt.settings))
+    diner, family = await diners.update_diner(uow, who, diner_id, body, field_cipher(rt.settings))
     await _commit(uow)
     return diners.diner_public(diner, family)
 
@@ -448,7 +449,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
 async def read_sensitive(
     diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime, purpose: str = Query(min_length=2, max_length=200)
 ) -> DinerSensitive:
-    result = await diners.read_sensitive(uow, who, diner_id, purpose, diners.cipher(rt.settings))
+    result = await diners.read_sensitive(uow, who, diner_id, purpose, field_cipher(rt.settings))
     await _commit(uow)
     return result
 
@@ -479,7 +480,7 @@ async def access_log(
 async def add_family(
     diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller, rt: Runtime
 ) -> FamilyMemberPublic:
-    member = await diners.add_family(uow, who, diner_id, body, diners.cipher(rt.settings))
+    member = await diners.add_family(uow, who, diner_id, body, field_cipher(rt.settings))
     await _commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
@@ -506,7 +507,7 @@ async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) 
 async def issue_family_code(
     diner_id: UUID, body: FamilyCodeCreate, uow: UoW, who: Carer, rt: Runtime
 ) -> FamilyCodePublic:
-    code, row = await linking.issue(uow, who, diner_id, body, diners.cipher(rt.settings))
+    code, row = await linking.issue(uow, who, diner_id, body, field_cipher(rt.settings))
     await _commit(uow)
     return FamilyCodePublic(diner_id=row.diner_id, code=code, expires_at=row.expires_at)
 
@@ -519,7 +520,7 @@ async def issue_family_code(
     summary="Link your app account to a diner as family, with the code canteen staff or the grid worker gave you",
 )
 async def redeem_family_code(body: FamilyCodeRedeem, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
-    diner = await linking.redeem(uow, who, body.code, diners.cipher(rt.settings))
+    diner = await linking.redeem(uow, who, body.code, field_cipher(rt.settings))
     await _commit(uow)
     return diners.diner_public(diner, (await diners.family_of(uow, [diner.id]))[diner.id])
 
@@ -918,6 +919,6 @@ async def list_alerts(
 )
 async def scan(uow: UoW, who: Staff, rt: Runtime) -> ScanResult:
     _admin(who)
-    result = await care.scan_absences(uow, diners.cipher(rt.settings))
+    result = await care.scan_absences(uow, field_cipher(rt.settings))
     await _commit(uow)
     return result

@@ -27,6 +27,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from minsheng.platform.tasks import within
+
 ERRMSG = {
     -1: "system error",
     40001: "invalid credential, access_token is invalid or not latest",
@@ -187,6 +189,5 @@ class StandinServer:
             return
         self._server.should_exit = True
         with contextlib.suppress(Exception, asyncio.CancelledError):
-            async with asyncio.timeout(5):  # not wait_for: it can lose a cancellation on 3.11
-                await self._task
+            await within(5, self._task)
         self._task = None

@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from minsheng.platform.tasks import within
 from services.notify.channels import tc3_authorization
 from services.notify.rules import field_type
 
@@ -280,5 +281,4 @@ async def serve_standin(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):  # not wait_for: it can lose a cancellation on 3.11
-                await task
+            await within(5, task)

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from minsheng.platform.ids import uuid7
-from minsheng.platform.privacy import field_cipher as cipher_of
-from minsheng.platform.privacy import mask_id_number, seal_phone_row
+from minsheng.platform.privacy import field_cipher, mask_id_number, seal_phone_row
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.sql import table_of
 from services.visits import cadence, idcard, schedule
@@ -122,7 +121,7 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
         exists = await uow.session.execute(sa.select(col(Community.id)).where(col(Community.code) == "yunxing"))
         if exists.first() is not None:
             return
-        rows = build_rows(cipher_of(runtime.settings))
+        rows = build_rows(field_cipher(runtime.settings))
         for model, items in rows.items():
             table = table_of(model)
             for start in range(0, len(items), 2000):

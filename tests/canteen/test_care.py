@@ -8,6 +8,7 @@ from uuid import UUID
 
 from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
 from minsheng.platform.ids import utcnow
+from minsheng.platform.privacy import field_cipher
 from services.canteen import diners, jobs
 from tests.canteen.helpers import (
     TODAY,
@@ -132,9 +133,9 @@ async def test_moved_or_deceased_residents_stop_being_subsidised(canteen: System
     # Not linked to a resident yet: found by the keyed hash of her ID number.
     async with s.runtime("canteen").uow() as uow:
         number = (
-            await diners.read_sensitive(uow, _staff_principal(), UUID(zhao["id"]), "test", diners.cipher(s.settings))
+            await diners.read_sensitive(uow, _staff_principal(), UUID(zhao["id"]), "test", field_cipher(s.settings))
         ).id_number
-    id_hash = diners.cipher(s.settings).lookup_hash(number)
+    id_hash = field_cipher(s.settings).lookup_hash(number)
     booked = [(await book(s, county(s), zhao["id"], m, fulfilment="delivery")).json() for m in menus[:2]]
     assert all(o["subsidy_fen"] == 300 for o in booked)
 

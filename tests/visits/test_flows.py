@@ -15,7 +15,7 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.canteen import AbsenceAlert
 from minsheng.contracts.issues import IssueCreated, IssueLinked, IssueMerged, IssueReopened, IssueResolved
 from minsheng.platform.ids import uuid7
-from minsheng.platform.privacy import field_cipher as cipher_of
+from minsheng.platform.privacy import field_cipher
 from tests.support.client import System
 from tests.visits.helpers import ZHAO_ID_NUMBER, Place, build_place
 
@@ -254,7 +254,7 @@ async def test_a_death_is_announced_with_a_keyed_hash_never_the_id_number(system
     assert len(events) == 1
     data = events[0]["data"]
     assert data["resident_id"] == p.zhao_id and data["status"] == "deceased" and data["community"] == "yuntai"
-    assert data["id_number_hash"] == cipher_of(system.settings).lookup_hash(ZHAO_ID_NUMBER)
+    assert data["id_number_hash"] == field_cipher(system.settings).lookup_hash(ZHAO_ID_NUMBER)
     assert ZHAO_ID_NUMBER not in json.dumps(events[0])
     # Her welfare check is cancelled and nobody is left to visit at the door.
     assert (await p.get("/tasks", p.worker))["items"] == []

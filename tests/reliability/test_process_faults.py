@@ -55,7 +55,6 @@ class Cluster:
             template,
             bootstrap,
             MINSHENG_KAFKA_TOPIC_PARTITIONS="3",
-            MINSHENG_KAFKA_PREFIX="",
             **NO_RATE_LIMITS,
             **extra,
         )
@@ -195,7 +194,7 @@ async def test_a_service_killed_between_commit_and_publish_resends_on_restart_wi
         points = c.start("points", port=port)
         committed = await committed_reports(c.db("points"), "killed")
         stream_effects, _ = await wait_for_effects(c.db("issues"), committed, within=90)
-        copies = await topic_copies(durable_broker.bootstrap, "points.hazard")
+        copies = await topic_copies(durable_broker.bootstrap, c.settings.topic_name("points.hazard"))
 
     record(
         "process_killed",

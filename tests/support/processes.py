@@ -112,12 +112,14 @@ def services_running(names: Sequence[str], env: dict[str, str]) -> Iterator[dict
 
 
 def process_settings(env: dict[str, str]) -> Settings:
-    """The settings the processes run with (for minting development tokens from their key store)."""
+    """The settings the processes run with (for minting development tokens from their key store, and naming
+    their topics)."""
     return Settings(
         mode="distributed",
         database_url=env["MINSHENG_DATABASE_URL"],
         field_encryption_key=env["MINSHENG_FIELD_ENCRYPTION_KEY"],  # type: ignore[arg-type]
         identity_jwks_url=env["MINSHENG_IDENTITY_JWKS_URL"],
+        kafka_prefix=env.get("MINSHENG_KAFKA_PREFIX", ""),
     )
 
 

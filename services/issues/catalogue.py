@@ -6,18 +6,15 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
 from sqlmodel import SQLModel, col, select
 
-from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, not_found
-from minsheng.platform.i18n import Localized, _t
+from minsheng.platform.i18n import N_, Localized, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues.models import (
     AttributeDef,
@@ -28,20 +25,13 @@ from services.issues.models import (
     CategoryUpdate,
     Community,
     CommunityCreate,
-    CommunityPublic,
     Department,
     DepartmentCreate,
-    DepartmentPublic,
-    DepartmentUpdate,
     Issue,
     NotHandledCreate,
     NotHandledMatter,
-    NotHandledPublic,
-    NotHandledUpdate,
     ReplyTemplate,
     ReplyTemplateCreate,
-    ReplyTemplatePublic,
-    ReplyTemplateUpdate,
 )
 
 DEFAULT_FIRST_RESPONSE_MINUTES = 24 * 60  # next day
@@ -241,29 +231,10 @@ async def render_template(uow: UnitOfWork, code: str, issue: Issue) -> str:
     return template.body.format_map(values)
 
 
-# --- views --------------------------------------------------------------------------------------------------
-
-router = APIRouter(tags=["catalogue"])
-Limit = Annotated[int, Query(ge=1, le=500)]
+# --- managing the catalogue (the routes are in views/catalogue.py and views/reply_templates.py) -------------
 
 
-async def catalogue_manager(who: Principal = Depends(current_principal)) -> Principal:
-    """The catalogue is county-wide: admins, or staff with the whole district (``*``) or ``catalogue:manage``."""
-    if Role.admin in who.roles or (who.has(Role.staff) and ("*" in who.scopes or "catalogue:manage" in who.scopes)):
-        return who
-    raise Problem(
-        403,
-        "forbidden_role",
-        "Not allowed for your role",
-        "Managing the catalogue needs admin, or staff with scope * or catalogue:manage.",
-    )
-
-
-Manager = Annotated[Principal, Depends(catalogue_manager)]
-Staff = Annotated[Principal, Depends(require(Role.staff))]
-
-
-async def _page(uow: UnitOfWork, model: type[T], limit: int, cursor: str | None, *where: Any) -> Page[T]:
+async def page_by_code(uow: UnitOfWork, model: type[T], limit: int, cursor: str | None, *where: Any) -> Page[T]:
     key = model.code  # type: ignore[attr-defined]
     query = select(model).where(*where)
     if cursor:
@@ -273,14 +244,28 @@ async def _page(uow: UnitOfWork, model: type[T], limit: int, cursor: str | None,
     return page_of(rows, limit, lambda r: encode_cursor(r.code))
 
 
-def _apply(obj: SQLModel, update: SQLModel) -> None:
+async def existing(uow: UnitOfWork, model: type[T], kind: str, code: Any) -> T:
+    """The entry with this key, or a 404 naming its kind (a msgid: pass it as ``N_("…")``)."""
+    found = await uow.session.get(model, code)
+    if found is None:
+        raise not_found(kind, code)
+    return found
+
+
+def apply(obj: SQLModel, update: SQLModel) -> None:
     for name, value in update.model_dump(exclude_unset=True).items():
         if name == "attributes" and value is not None:
             value = [AttributeDef.model_validate(a).model_dump(mode="json") for a in value]
         setattr(obj, name, value)
 
 
-async def _category_public(uow: UnitOfWork, cats: list[Category]) -> list[CategoryPublic]:
+async def update(uow: UnitOfWork, model: type[T], kind: str, code: str, body: SQLModel) -> T:
+    found = await existing(uow, model, kind, code)
+    apply(found, body)
+    return found
+
+
+async def category_public(uow: UnitOfWork, cats: list[Category]) -> list[CategoryPublic]:
     codes = {c.department for c in cats}
     depts = {
         d.code: d
@@ -313,37 +298,16 @@ async def _check_department(uow: UnitOfWork, code: str) -> None:
         )
 
 
-@router.get(
-    "/catalogue/categories",
-    response_model=Page[CategoryPublic],
-    summary="What you can report, who handles it, how fast, what to bring (public)",
-)
 async def list_categories(
-    uow: UoW,
-    response: Response,
-    limit: Limit = 200,
-    cursor: str | None = None,
-    group: str | None = None,
-    include_inactive: bool = False,
-) -> Page[CategoryPublic]:
+    uow: UnitOfWork, limit: int, cursor: str | None, group: str | None, include_inactive: bool
+) -> Page[Category]:
     where: list[Any] = [] if include_inactive else [col(Category.active).is_(True)]
     if group:
         where.append(Category.group == group)
-    page = await _page(uow, Category, limit, cursor, *where)
-    response.headers["Cache-Control"] = "public, max-age=60"
-    return Page[CategoryPublic](items=await _category_public(uow, page.items), next_cursor=page.next_cursor)
+    return await page_by_code(uow, Category, limit, cursor, *where)
 
 
-@router.get("/catalogue/categories/{code}", response_model=CategoryPublic)
-async def get_category(code: str, uow: UoW) -> CategoryPublic:
-    cat = await uow.session.get(Category, code)
-    if cat is None:
-        raise not_found("category", code)
-    return (await _category_public(uow, [cat]))[0]
-
-
-@router.post("/catalogue/categories", response_model=CategoryPublic, status_code=201)
-async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> CategoryPublic:
+async def create_category(uow: UnitOfWork, body: CategoryCreate) -> Category:
     if await uow.session.get(Category, body.code) is not None:
         raise conflict("category_exists", _t("Category {code!r} already exists; PATCH it instead.", code=body.code))
     if await uow.session.get(NotHandledMatter, body.code) is not None:
@@ -351,104 +315,45 @@ async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> Categ
     await _check_department(uow, body.department)
     cat = Category.model_validate({**body.model_dump(mode="json")})
     uow.session.add(cat)
-    await uow.commit()
-    invalidate_cache()
-    return (await _category_public(uow, [cat]))[0]
+    return cat
 
 
-@router.patch("/catalogue/categories/{code}", response_model=CategoryPublic)
-async def update_category(code: str, body: CategoryUpdate, uow: UoW, who: Manager) -> CategoryPublic:
-    cat = await uow.session.get(Category, code)
-    if cat is None:
-        raise not_found("category", code)
+async def update_category(uow: UnitOfWork, code: str, body: CategoryUpdate) -> Category:
+    cat = await existing(uow, Category, N_("category"), code)
     if body.department is not None:
         await _check_department(uow, body.department)
-    _apply(cat, body)
+    apply(cat, body)
     cat.updated_at = utcnow()
-    await uow.commit()
-    invalidate_cache()
-    return (await _category_public(uow, [cat]))[0]
+    return cat
 
 
-@router.get("/catalogue/departments", response_model=Page[DepartmentPublic], summary="Who does what (public)")
-async def list_departments(uow: UoW, limit: Limit = 200, cursor: str | None = None) -> Page[DepartmentPublic]:
-    page = await _page(uow, Department, limit, cursor)
-    return Page[DepartmentPublic](
-        items=[DepartmentPublic.model_validate(d, from_attributes=True) for d in page.items],
-        next_cursor=page.next_cursor,
-    )
-
-
-@router.post("/catalogue/departments", response_model=DepartmentPublic, status_code=201)
-async def create_department(body: DepartmentCreate, uow: UoW, who: Manager) -> DepartmentPublic:
+async def create_department(uow: UnitOfWork, body: DepartmentCreate) -> Department:
     if await uow.session.get(Department, body.code) is not None:
         raise conflict("department_exists", _t("Department {code!r} already exists.", code=body.code))
     dept = Department.model_validate(body.model_dump())
     uow.session.add(dept)
-    await uow.commit()
-    return DepartmentPublic.model_validate(dept, from_attributes=True)
+    return dept
 
 
-@router.patch("/catalogue/departments/{code}", response_model=DepartmentPublic)
-async def update_department(code: str, body: DepartmentUpdate, uow: UoW, who: Manager) -> DepartmentPublic:
-    dept = await uow.session.get(Department, code)
-    if dept is None:
-        raise not_found("department", code)
-    _apply(dept, body)
-    await uow.commit()
-    return DepartmentPublic.model_validate(dept, from_attributes=True)
-
-
-@router.get(
-    "/catalogue/not-handled",
-    response_model=Page[NotHandledPublic],
-    summary="Matters not handled here (e.g. certificates a community must not issue) and where to go",
-)
-async def list_not_handled(
-    uow: UoW, limit: Limit = 200, cursor: str | None = None, kind: str | None = None
-) -> Page[NotHandledPublic]:
+async def list_not_handled(uow: UnitOfWork, limit: int, cursor: str | None, kind: str | None) -> Page[NotHandledMatter]:
     where: list[Any] = [col(NotHandledMatter.active).is_(True)]
     if kind:
         where.append(NotHandledMatter.kind == kind)
-    page = await _page(uow, NotHandledMatter, limit, cursor, *where)
-    return Page[NotHandledPublic](
-        items=[NotHandledPublic.model_validate(m, from_attributes=True) for m in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return await page_by_code(uow, NotHandledMatter, limit, cursor, *where)
 
 
-@router.get("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
-async def get_not_handled(code: str, uow: UoW) -> NotHandledPublic:
-    matter = await uow.session.get(NotHandledMatter, code)
-    if matter is None:
-        raise not_found("not_handled_matter", code)
-    return NotHandledPublic.model_validate(matter, from_attributes=True)
-
-
-@router.post("/catalogue/not-handled", response_model=NotHandledPublic, status_code=201)
-async def create_not_handled(body: NotHandledCreate, uow: UoW, who: Manager) -> NotHandledPublic:
+async def create_not_handled(uow: UnitOfWork, body: NotHandledCreate) -> NotHandledMatter:
     if await uow.session.get(NotHandledMatter, body.code) is not None:
         raise conflict("matter_exists", _t("Matter {code!r} already exists.", code=body.code))
     if await uow.session.get(Category, body.code) is not None:
         raise conflict("code_in_use", _t("{code!r} is a category.", code=body.code))
     matter = NotHandledMatter.model_validate(body.model_dump())
     uow.session.add(matter)
-    await uow.commit()
-    return NotHandledPublic.model_validate(matter, from_attributes=True)
+    return matter
 
 
-@router.patch("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
-async def update_not_handled(code: str, body: NotHandledUpdate, uow: UoW, who: Manager) -> NotHandledPublic:
-    matter = await uow.session.get(NotHandledMatter, code)
-    if matter is None:
-        raise not_found("not_handled_matter", code)
-    _apply(matter, body)
-    await uow.commit()
-    return NotHandledPublic.model_validate(matter, from_attributes=True)
-
-
-@router.get("/catalogue/search", summary="Find the right category — or learn where to go instead (public)")
-async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]) -> dict[str, Any]:
+async def search(uow: UnitOfWork, q: str) -> tuple[list[Category], list[NotHandledMatter]]:
+    """Active categories and matters not handled here whose names or keywords contain ``q`` (20 of each)."""
     needle = q.strip().lower()
 
     def hit(*fields: str | None) -> bool:
@@ -466,23 +371,10 @@ async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]
         ).scalars()
         if hit(m.code, m.title_zh, m.title_en, m.keywords)
     ]
-    return {
-        "categories": await _category_public(uow, cats[:20]),
-        "not_handled": [NotHandledPublic.model_validate(m, from_attributes=True) for m in matters[:20]],
-    }
+    return cats[:20], matters[:20]
 
 
-@router.get("/catalogue/communities", response_model=Page[CommunityPublic], summary="Community codes (public)")
-async def list_communities(uow: UoW, limit: Limit = 200, cursor: str | None = None) -> Page[CommunityPublic]:
-    page = await _page(uow, Community, limit, cursor)
-    return Page[CommunityPublic](
-        items=[CommunityPublic.model_validate(c, from_attributes=True) for c in page.items],
-        next_cursor=page.next_cursor,
-    )
-
-
-@router.put("/catalogue/communities/{code}", response_model=CommunityPublic)
-async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager) -> CommunityPublic:
+async def put_community(uow: UnitOfWork, code: str, body: CommunityCreate) -> Community:
     if body.code != code:
         raise Problem(422, "code_mismatch", "The body's code differs from the URL's", _t("Use {code!r}.", code=code))
     community = await uow.session.get(Community, code)
@@ -490,38 +382,17 @@ async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager
         community = Community.model_validate(body.model_dump())
         uow.session.add(community)
     else:
-        _apply(community, body)
-    await uow.commit()
-    invalidate_cache()
-    return CommunityPublic.model_validate(community, from_attributes=True)
+        apply(community, body)
+    return community
 
 
-@router.get("/reply-templates", response_model=Page[ReplyTemplatePublic], tags=["workflow"])
-async def list_templates(
-    uow: UoW, who: Staff, limit: Limit = 200, cursor: str | None = None
-) -> Page[ReplyTemplatePublic]:
-    page = await _page(uow, ReplyTemplate, limit, cursor, col(ReplyTemplate.active).is_(True))
-    return Page[ReplyTemplatePublic](
-        items=[ReplyTemplatePublic.model_validate(t, from_attributes=True) for t in page.items],
-        next_cursor=page.next_cursor,
-    )
+async def list_templates(uow: UnitOfWork, limit: int, cursor: str | None) -> Page[ReplyTemplate]:
+    return await page_by_code(uow, ReplyTemplate, limit, cursor, col(ReplyTemplate.active).is_(True))
 
 
-@router.post("/reply-templates", response_model=ReplyTemplatePublic, status_code=201, tags=["workflow"])
-async def create_template(body: ReplyTemplateCreate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
+async def create_template(uow: UnitOfWork, body: ReplyTemplateCreate) -> ReplyTemplate:
     if await uow.session.get(ReplyTemplate, body.code) is not None:
         raise conflict("template_exists", _t("Reply template {code!r} already exists.", code=body.code))
     template = ReplyTemplate.model_validate(body.model_dump())
     uow.session.add(template)
-    await uow.commit()
-    return ReplyTemplatePublic.model_validate(template, from_attributes=True)
-
-
-@router.patch("/reply-templates/{code}", response_model=ReplyTemplatePublic, tags=["workflow"])
-async def update_template(code: str, body: ReplyTemplateUpdate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
-    template = await uow.session.get(ReplyTemplate, code)
-    if template is None:
-        raise not_found("reply_template", code)
-    _apply(template, body)
-    await uow.commit()
-    return ReplyTemplatePublic.model_validate(template, from_attributes=True)
+    return template

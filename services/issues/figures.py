@@ -14,28 +14,22 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import StreamingResponse
 from sqlmodel import SQLModel, col, select
 
 from minsheng.platform import csvfile
-from minsheng.platform.auth import Principal, Role, require
+from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Day
-from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import queries
 from services.issues.config import get_config
 from services.issues.models import COMPLETED_STATUSES, OPEN_STATUSES, Issue, IssueStatus
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["figures"])
-Staff = Annotated[Principal, Depends(require(Role.staff))]
 Dimension = Literal["community", "category", "month"]
 EXPORT_CAP = 100_000
 
@@ -98,7 +92,7 @@ def _seconds(is_pg: bool, later: Any, earlier: Any) -> Any:
     return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
 
 
-def _bounds(start: date | None, end: date | None, offset_hours: int) -> tuple[datetime | None, datetime | None]:
+def bounds(start: date | None, end: date | None, offset_hours: int) -> tuple[datetime | None, datetime | None]:
     tz = timezone(timedelta(hours=offset_hours))
     lo = datetime.combine(start, datetime.min.time(), tz) if start else None
     hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), tz) if end else None
@@ -129,7 +123,7 @@ async def compute(
         "month": _month_expr(is_pg, cfg.utc_offset_hours),
     }
     keys = [exprs[d].label(d) for d in dims]
-    lo, hi = _bounds(start, end, cfg.utc_offset_hours)
+    lo, hi = bounds(start, end, cfg.utc_offset_hours)
     where: list[Any] = [Issue.status != IssueStatus.merged]
     if lo:
         where.append(col(Issue.created_at) >= lo)
@@ -224,7 +218,7 @@ async def compute(
     return Figures(period_from=start, period_to=end, group_by=dims, definitions=DEFINITIONS, rows=out)
 
 
-def _check_period(start: date | None, end: date | None) -> None:
+def check_period(start: date | None, end: date | None) -> None:
     if start and end and end < start:
         raise Problem(
             422,
@@ -233,11 +227,6 @@ def _check_period(start: date | None, end: date | None) -> None:
             "`to` is before `from`",
             errors=[{"field": "to", "message": "before from", "type": "value_error"}],
         )
-
-
-FromQ = Annotated[Day | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
-ToQ = Annotated[Day | None, Query(alias="to", description="Last local day, inclusive")]
-GroupQ = Annotated[list[Dimension] | None, Query(description="Repeatable: community, category, month")]
 
 
 _CACHE: dict[tuple[Any, ...], tuple[float, Figures]] = {}
@@ -296,46 +285,6 @@ async def cached(uow: UnitOfWork, **params: Any) -> Figures:
     return await asyncio.shield(_refresh(key, uow, params, ttl))
 
 
-@router.get("/figures", response_model=Figures, summary="Public figures: handled, completion rate, response times")
-async def figures(
-    uow: UoW,
-    response: Response,
-    start: FromQ = None,
-    end: ToQ = None,
-    community: str | None = None,
-    category: str | None = None,
-    group_by: GroupQ = None,
-) -> Figures:
-    _check_period(start, end)
-    response.headers["Cache-Control"] = f"public, max-age={int(get_config().figures_cache_seconds)}"
-    return await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
-
-
-@router.get(
-    "/figures.csv",
-    summary="Staff: the figures as CSV (UTF-8 with BOM, opens in Excel/WPS)",
-    response_class=StreamingResponse,
-)
-async def figures_csv(
-    uow: UoW,
-    who: Staff,
-    start: FromQ = None,
-    end: ToQ = None,
-    community: str | None = None,
-    category: str | None = None,
-    group_by: GroupQ = None,
-) -> StreamingResponse:
-    _check_period(start, end)
-    result = await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
-    fields = [*result.group_by, *[f for f in FigureRow.model_fields if f not in ("community", "category", "month")]]
-    body = csvfile.csv_text(fields, [[getattr(r, f) for f in fields] for r in result.rows])
-    return StreamingResponse(
-        iter([body]),
-        media_type=csvfile.MEDIA_TYPE,
-        headers={"Content-Disposition": 'attachment; filename="issues-figures.csv"'},
-    )
-
-
 EXPORT_FIELDS = [
     "id",
     "created_at",
@@ -359,50 +308,10 @@ EXPORT_FIELDS = [
 ]
 
 
-@router.get(
-    "/issues/export.csv",
-    tags=["issues"],
-    response_class=StreamingResponse,
-    summary="Staff: the issues in your scope as CSV (newest first, at most 100,000 rows)",
-)
-async def export_issues(
-    runtime: Runtime,
-    who: Staff,
-    start: FromQ = None,
-    end: ToQ = None,
-    community: str | None = None,
-    category: str | None = None,
-    status: Annotated[list[IssueStatus] | None, Query()] = None,
-) -> StreamingResponse:
-    _check_period(start, end)
-    lo, hi = _bounds(start, end, get_config().utc_offset_hours)
-    filters = queries.IssueFilters(
-        status=status, community=community, category=category, created_from=lo, created_to=hi
-    )
-    now = utcnow()
-
-    async def rows() -> AsyncIterator[str]:
-        # Its own unit of work: the response streams after the request's dependencies have closed.
-        async with runtime.uow() as uow:
-            async for chunk in _export(uow, who, filters, now):
-                yield chunk
-
-    # Everything that can be refused is refused before the first byte: the parameters above, and the first
-    # batch (header + up to 1,000 rows) is read here, so a failing query answers a problem, not a cut 200.
-    stream = rows()
-    first = await anext(stream)
-
-    async def body() -> AsyncIterator[str]:
-        yield first
-        async for chunk in stream:
-            yield chunk
-
-    return StreamingResponse(
-        body(), media_type=csvfile.MEDIA_TYPE, headers={"Content-Disposition": 'attachment; filename="issues.csv"'}
-    )
-
-
-async def _export(uow: UnitOfWork, who: Principal, filters: queries.IssueFilters, now: datetime) -> AsyncIterator[str]:
+async def export_rows(
+    uow: UnitOfWork, who: Principal, filters: queries.IssueFilters, now: datetime
+) -> AsyncIterator[str]:
+    """The CSV of the issues ``who`` may see, in batches of up to 1,000 rows (the first carries the header)."""
     header = csvfile.csv_text(EXPORT_FIELDS)
     cursor: tuple[datetime, UUID] | None = None
     sent = 0

@@ -18,11 +18,11 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
+from services.issues import votes
 from services.issues.config import get_config
 from services.issues.models import Issue, IssueStatus
 from services.issues.photos import MOVE_JOB
 from services.issues.timeline import fact, record
-from services.issues.votes import announce_due
 
 
 def _claim(uow: UnitOfWork, query: Any, batch: int) -> Any:
@@ -210,6 +210,14 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
         done += n
         if len(due) < cfg.sweep_batch:
             return done
+
+
+async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
+    """Votes that have opened or closed since the last run are announced (once: see ``votes.announce_due``)."""
+    async with runtime.uow() as uow:
+        announced = await votes.announce_due(uow, utcnow(), batch=batch)
+        await uow.commit()
+    return announced
 
 
 JOBS = (

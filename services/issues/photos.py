@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.images import ImageLimits
-from minsheng.platform.photos import move_into_store, photos_router
+from minsheng.platform.photos import move_into_store
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.storage import object_store
 from services.issues.config import get_config
@@ -25,17 +25,16 @@ def limits() -> ImageLimits:
     return ImageLimits(max_bytes=get_config().photo_max_bytes)
 
 
-def _may_upload(who: Principal) -> bool:
+def may_upload(who: Principal) -> bool:
     return not (who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.admin))
-
-
-router = photos_router("issues", Photo, limits, _may_upload)
 
 
 async def move_photos_out_of_the_database(runtime: ServiceRuntime, batch: int = 20) -> int:
     """Move photos whose bytes are still in the database into the object store; how many were moved."""
     store = object_store(runtime)
     moved = 0
+    # A transaction per batch, deliberately: a failure keeps the batches already moved, and no lock is held
+    # for the whole run.
     while True:
         async with runtime.uow() as uow:
             query = select(Photo).where(col(Photo.data).is_not(None)).order_by(col(Photo.id)).limit(batch)

@@ -7,35 +7,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
 from sqlmodel import col, select
 
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
-from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor, page_of
-from minsheng.platform.service import Runtime, ServiceRuntime, UoW
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.models import (
     Ballot,
-    BallotCreate,
     Eligibility,
     OptionResult,
     Vote,
     VoteCreate,
     VotePublic,
 )
-
-router = APIRouter(tags=["votes"])
-Caller = Annotated[Principal, Depends(current_principal)]
-Staff = Annotated[Principal, Depends(require(Role.staff))]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def status_of(vote: Vote, now: datetime | None = None) -> str:
@@ -181,43 +173,39 @@ async def announce_close(uow: UnitOfWork, vote: Vote, now: datetime) -> None:
     )
 
 
-async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
-    """The job: scheduled votes that have opened, and votes whose time ran out, are announced once."""
-    now = utcnow()
-    async with runtime.uow() as uow:
-        closed = sa.or_(col(Vote.closes_at) <= now, col(Vote.closed_early_at).is_not(None))
-        query = (
-            select(Vote)
-            .where(
-                sa.or_(
-                    sa.and_(col(Vote.open_announced_at).is_(None), col(Vote.opens_at) <= now),
-                    sa.and_(col(Vote.close_announced_at).is_(None), closed),
-                )
+async def announce_due(uow: UnitOfWork, now: datetime, *, batch: int = 200) -> int:
+    """Scheduled votes that have opened, and votes whose time ran out, are announced once (run by a job)."""
+    closed = sa.or_(col(Vote.closes_at) <= now, col(Vote.closed_early_at).is_not(None))
+    query = (
+        select(Vote)
+        .where(
+            sa.or_(
+                sa.and_(col(Vote.open_announced_at).is_(None), col(Vote.opens_at) <= now),
+                sa.and_(col(Vote.close_announced_at).is_(None), closed),
             )
-            .order_by(col(Vote.opens_at))
-            .limit(batch)
         )
-        if uow.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        votes = list((await uow.session.execute(query)).scalars())
-        for vote in votes:
-            if status_of(vote, now) == "closed":
-                await announce_close(uow, vote, now)  # closed before anyone said it opened: just the results
-            else:
-                announce_open(uow, vote, now)
-        await uow.commit()
+        .order_by(col(Vote.opens_at))
+        .limit(batch)
+    )
+    if uow.db.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    votes = list((await uow.session.execute(query)).scalars())
+    for vote in votes:
+        if status_of(vote, now) == "closed":
+            await announce_close(uow, vote, now)  # closed before anyone said it opened: just the results
+        else:
+            announce_open(uow, vote, now)
     return len(votes)
 
 
-async def _get(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_update: bool = False) -> Vote:
+async def visible_vote(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_update: bool = False) -> Vote:
     vote = await uow.session.get(Vote, vote_id, with_for_update=for_update and uow.db.is_postgres)
     if vote is None or not can_view(who, vote):
         raise not_found("vote", vote_id)
     return vote
 
 
-@router.post("/votes", response_model=VotePublic, status_code=201, summary="Staff: open a vote")
-async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
+def open_vote(uow: UnitOfWork, who: Principal, body: VoteCreate) -> Vote:
     if not who.covers(body.community, body.compound) or (body.compound is None and not who.covers(body.community)):
         raise Problem(403, "outside_scope", "Outside your scope", "Open votes only for your communities.")
     now = utcnow()
@@ -244,20 +232,13 @@ async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) 
     uow.session.add(vote)
     if opens_at <= now:
         announce_open(uow, vote, now)
-    await uow.commit()
-    return await view(uow, who, vote, runtime.settings.secret)
+    return vote
 
 
-@router.get("/votes", response_model=Page[VotePublic], summary="Votes in your community (newest first)")
 async def list_votes(
-    uow: UoW,
-    who: Caller,
-    runtime: Runtime,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
-    community: str | None = None,
-    status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
-) -> Page[VotePublic]:
+    uow: UnitOfWork, who: Principal, limit: int, cursor: str | None, community: str | None, status: str | None
+) -> Page[Vote]:
+    """The votes ``who`` may see, newest first."""
     query = select(Vote)
     if not who.is_admin:
         ors: list[Any] = [col(Vote.community).in_(who.scoped_values("community"))]
@@ -281,20 +262,11 @@ async def list_votes(
             await uow.session.execute(query.order_by(col(Vote.created_at).desc(), col(Vote.id).desc()).limit(limit + 1))
         ).scalars()
     )
-    page = page_of(rows, limit, lambda v: encode_cursor(v.created_at, v.id))
-    return Page[VotePublic](
-        items=[await view(uow, who, v, runtime.settings.secret) for v in page.items], next_cursor=page.next_cursor
-    )
+    return page_of(rows, limit, lambda v: encode_cursor(v.created_at, v.id))
 
 
-@router.get("/votes/{vote_id}", response_model=VotePublic)
-async def get_vote(vote_id: UUID, uow: UoW, who: Caller, runtime: Runtime) -> VotePublic:
-    return await view(uow, who, await _get(uow, who, vote_id), runtime.settings.secret)
-
-
-@router.post("/votes/{vote_id}/ballots", status_code=201, summary="Cast your (household's) one vote")
-async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime: Runtime) -> dict[str, Any]:
-    vote = await _get(uow, who, vote_id)
+def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) -> None:
+    """Add the ballot; the commit's unique key decides a second one (see ``views/votes.py``)."""
     state = status_of(vote)
     if state != "open":
         raise conflict("vote_not_open", _t("This vote is {state}.", state=state), current=state)
@@ -307,7 +279,7 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
             if vote.compound
             else "Only residents of the vote's community vote.",
         )
-    if body.option not in {o["key"] for o in vote.options}:
+    if option not in {o["key"] for o in vote.options}:
         raise Problem(
             422,
             "unknown_option",
@@ -316,29 +288,13 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
             errors=[{"field": "option", "message": "unknown option", "type": "value_error"}],
         )
     key = voter_key(who, vote)
-    per_household, ident = vote.eligibility == Eligibility.household, str(vote.id)
-    uow.session.add(
-        Ballot(vote_id=vote.id, voter_hash=voter_hash(runtime.settings.secret, vote, key), option=body.option)
-    )
-    try:
-        await uow.commit()
-    except sa.exc.IntegrityError:
-        await uow.rollback()
-        # The unique key decided it (also between two concurrent requests).
-        raise conflict(
-            "already_voted", "Your household has already voted." if per_household else "You have already voted."
-        ) from None
-    return {"vote_id": ident, "recorded": True, "option": body.option}
+    uow.session.add(Ballot(vote_id=vote.id, voter_hash=voter_hash(secret, vote, key), option=option))
 
 
-@router.post("/votes/{vote_id}/close", response_model=VotePublic, summary="Staff: close a vote early")
-async def close_vote(vote_id: UUID, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
-    vote = await _get(uow, who, vote_id, for_update=True)
+async def close_early(uow: UnitOfWork, who: Principal, vote: Vote) -> None:
     if not who.covers(vote.community, vote.compound):
-        raise not_found("vote", vote_id)
+        raise not_found("vote", vote.id)
     if status_of(vote) == "closed":
         raise conflict("vote_closed", "This vote is already closed.")
     vote.closed_early_at = utcnow()
     await announce_close(uow, vote, vote.closed_early_at)
-    await uow.commit()
-    return await view(uow, who, vote, runtime.settings.secret)

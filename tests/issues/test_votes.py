@@ -141,8 +141,8 @@ async def test_votes_are_announced_once_when_they_open_and_close(issues: System)
 
     import sqlalchemy as sa
 
+    from services.issues.jobs import announce_due
     from services.issues.models import Vote
-    from services.issues.votes import announce_due
     from tests.issues.helpers import outbox
 
     VOTES: sa.Table = table_of(Vote)

@@ -1,27 +1,28 @@
-"""HTTP API of the issues service (mounted at ``/issues``): reporting, reading and the workflow. The
-catalogue, photos, votes, figures and Open311 have modules of their own, included here."""
+"""``/issues/…``: reporting, reading and the workflow of issues, and the staff's CSV export."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform import csvfile
+from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import CoordSystem, CoordSystemQuery, reproject, to_wgs84
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import Instant
-from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import refuse_photo_urls
-from minsheng.platform.privacy import FieldCipher, field_cipher
+from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
-from services.issues import access, catalogue, figures, intake, open311, photos, queries, timeline, votes, workflow
+from services.issues import access, figures, intake, queries, timeline, workflow
+from services.issues.config import get_config
 from services.issues.models import (
     Assignment,
     Channel,
@@ -43,29 +44,10 @@ from services.issues.models import (
     StaffNote,
     TimelineEntryPublic,
 )
+from services.issues.views.common import Caller, Cipher, FromQ, Limit, Staff, ToQ
 
 router = APIRouter()
-# Fixed paths first: `/issues/export.csv` must not be read as an issue id.
-router.include_router(catalogue.router)
-router.include_router(photos.router)
-router.include_router(figures.router)
-router.include_router(votes.router)
-router.include_router(open311.router, prefix="/open311/v2")
-router.include_router(open311.keys_router)
-
-Caller = Annotated[Principal, Depends(current_principal)]
-Staff = Annotated[Principal, Depends(require(Role.staff))]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 B = TypeVar("B")
-
-
-async def cipher_of(runtime: Runtime) -> FieldCipher:
-    # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
-    # the work).
-    return field_cipher(runtime.settings)
-
-
-Cipher = Annotated[FieldCipher, Depends(cipher_of)]
 
 
 async def _detail(uow: UnitOfWork, who: Principal, issue: Issue, cipher: FieldCipher) -> IssueDetail:
@@ -176,17 +158,45 @@ async def list_issues(
 
 
 @router.get(
-    "/escalations",
-    response_model=Page[IssuePublic],
-    tags=["workflow"],
-    summary="Overdue issues escalated to the sub-district, most escalated first",
+    "/issues/export.csv",
+    tags=["figures", "issues"],  # as when it was among the figures' routes
+    response_class=StreamingResponse,
+    summary="Staff: the issues in your scope as CSV (newest first, at most 100,000 rows)",
 )
-async def list_escalations(
-    uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
-) -> Page[IssuePublic]:
-    page = await queries.escalations(uow, who, limit=limit, cursor=cursor)
-    return Page[IssuePublic](
-        items=[queries.public_view(i, who, cipher) for i in page.items], next_cursor=page.next_cursor
+async def export_issues(
+    runtime: Runtime,
+    who: Staff,
+    start: FromQ = None,
+    end: ToQ = None,
+    community: str | None = None,
+    category: str | None = None,
+    status: Annotated[list[IssueStatus] | None, Query()] = None,
+) -> StreamingResponse:
+    figures.check_period(start, end)
+    lo, hi = figures.bounds(start, end, get_config().utc_offset_hours)
+    filters = queries.IssueFilters(
+        status=status, community=community, category=category, created_from=lo, created_to=hi
+    )
+    now = utcnow()
+
+    async def rows() -> AsyncIterator[str]:
+        # Its own unit of work: the response streams after the request's dependencies have closed.
+        async with runtime.uow() as uow:
+            async for chunk in figures.export_rows(uow, who, filters, now):
+                yield chunk
+
+    # Everything that can be refused is refused before the first byte: the parameters above, and the first
+    # batch (header + up to 1,000 rows) is read here, so a failing query answers a problem, not a cut 200.
+    stream = rows()
+    first = await anext(stream)
+
+    async def body() -> AsyncIterator[str]:
+        yield first
+        async for chunk in stream:
+            yield chunk
+
+    return StreamingResponse(
+        body(), media_type=csvfile.MEDIA_TYPE, headers={"Content-Disposition": 'attachment; filename="issues.csv"'}
     )
 
 

@@ -1,0 +1,148 @@
+"""``/catalogue/…``: the service catalogue ("办事说明书") — categories, departments, matters not handled here,
+search and communities. Reading is public; changing it needs a catalogue manager."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from minsheng.platform.i18n import N_
+from minsheng.platform.pagination import Page
+from minsheng.platform.service import UoW
+from services.issues import catalogue
+from services.issues.models import (
+    Category,
+    CategoryCreate,
+    CategoryPublic,
+    CategoryUpdate,
+    Community,
+    CommunityCreate,
+    CommunityPublic,
+    Department,
+    DepartmentCreate,
+    DepartmentPublic,
+    DepartmentUpdate,
+    NotHandledCreate,
+    NotHandledMatter,
+    NotHandledPublic,
+    NotHandledUpdate,
+)
+from services.issues.views.common import CatalogueLimit, Manager, public_page
+
+router = APIRouter(tags=["catalogue"])
+
+
+@router.get(
+    "/catalogue/categories",
+    response_model=Page[CategoryPublic],
+    summary="What you can report, who handles it, how fast, what to bring (public)",
+)
+async def list_categories(
+    uow: UoW,
+    response: Response,
+    limit: CatalogueLimit = 200,
+    cursor: str | None = None,
+    group: str | None = None,
+    include_inactive: bool = False,
+) -> Page[CategoryPublic]:
+    page = await catalogue.list_categories(uow, limit, cursor, group, include_inactive)
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return Page[CategoryPublic](items=await catalogue.category_public(uow, page.items), next_cursor=page.next_cursor)
+
+
+@router.get("/catalogue/categories/{code}", response_model=CategoryPublic)
+async def get_category(code: str, uow: UoW) -> CategoryPublic:
+    cat = await catalogue.existing(uow, Category, N_("category"), code)
+    return (await catalogue.category_public(uow, [cat]))[0]
+
+
+@router.post("/catalogue/categories", response_model=CategoryPublic, status_code=201)
+async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> CategoryPublic:
+    cat = await catalogue.create_category(uow, body)
+    await uow.commit()
+    catalogue.invalidate_cache()
+    return (await catalogue.category_public(uow, [cat]))[0]
+
+
+@router.patch("/catalogue/categories/{code}", response_model=CategoryPublic)
+async def update_category(code: str, body: CategoryUpdate, uow: UoW, who: Manager) -> CategoryPublic:
+    cat = await catalogue.update_category(uow, code, body)
+    await uow.commit()
+    catalogue.invalidate_cache()
+    return (await catalogue.category_public(uow, [cat]))[0]
+
+
+@router.get("/catalogue/departments", response_model=Page[DepartmentPublic], summary="Who does what (public)")
+async def list_departments(uow: UoW, limit: CatalogueLimit = 200, cursor: str | None = None) -> Page[DepartmentPublic]:
+    page = await catalogue.page_by_code(uow, Department, limit, cursor)
+    return public_page(page, DepartmentPublic)
+
+
+@router.post("/catalogue/departments", response_model=DepartmentPublic, status_code=201)
+async def create_department(body: DepartmentCreate, uow: UoW, who: Manager) -> DepartmentPublic:
+    dept = await catalogue.create_department(uow, body)
+    await uow.commit()
+    return DepartmentPublic.model_validate(dept, from_attributes=True)
+
+
+@router.patch("/catalogue/departments/{code}", response_model=DepartmentPublic)
+async def update_department(code: str, body: DepartmentUpdate, uow: UoW, who: Manager) -> DepartmentPublic:
+    dept = await catalogue.update(uow, Department, N_("department"), code, body)
+    await uow.commit()
+    return DepartmentPublic.model_validate(dept, from_attributes=True)
+
+
+@router.get(
+    "/catalogue/not-handled",
+    response_model=Page[NotHandledPublic],
+    summary="Matters not handled here (e.g. certificates a community must not issue) and where to go",
+)
+async def list_not_handled(
+    uow: UoW, limit: CatalogueLimit = 200, cursor: str | None = None, kind: str | None = None
+) -> Page[NotHandledPublic]:
+    page = await catalogue.list_not_handled(uow, limit, cursor, kind)
+    return public_page(page, NotHandledPublic)
+
+
+@router.get("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
+async def get_not_handled(code: str, uow: UoW) -> NotHandledPublic:
+    matter = await catalogue.existing(uow, NotHandledMatter, N_("not_handled_matter"), code)
+    return NotHandledPublic.model_validate(matter, from_attributes=True)
+
+
+@router.post("/catalogue/not-handled", response_model=NotHandledPublic, status_code=201)
+async def create_not_handled(body: NotHandledCreate, uow: UoW, who: Manager) -> NotHandledPublic:
+    matter = await catalogue.create_not_handled(uow, body)
+    await uow.commit()
+    return NotHandledPublic.model_validate(matter, from_attributes=True)
+
+
+@router.patch("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
+async def update_not_handled(code: str, body: NotHandledUpdate, uow: UoW, who: Manager) -> NotHandledPublic:
+    matter = await catalogue.update(uow, NotHandledMatter, N_("not_handled_matter"), code, body)
+    await uow.commit()
+    return NotHandledPublic.model_validate(matter, from_attributes=True)
+
+
+@router.get("/catalogue/search", summary="Find the right category — or learn where to go instead (public)")
+async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]) -> dict[str, Any]:
+    cats, matters = await catalogue.search(uow, q)
+    return {
+        "categories": await catalogue.category_public(uow, cats),
+        "not_handled": [NotHandledPublic.model_validate(m, from_attributes=True) for m in matters],
+    }
+
+
+@router.get("/catalogue/communities", response_model=Page[CommunityPublic], summary="Community codes (public)")
+async def list_communities(uow: UoW, limit: CatalogueLimit = 200, cursor: str | None = None) -> Page[CommunityPublic]:
+    page = await catalogue.page_by_code(uow, Community, limit, cursor)
+    return public_page(page, CommunityPublic)
+
+
+@router.put("/catalogue/communities/{code}", response_model=CommunityPublic)
+async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager) -> CommunityPublic:
+    community = await catalogue.put_community(uow, code, body)
+    await uow.commit()
+    catalogue.invalidate_cache()
+    return CommunityPublic.model_validate(community, from_attributes=True)

@@ -1,0 +1,52 @@
+"""What the issues routes share: who is calling, the catalogue managers, page sizes, the field cipher."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.errors import Problem
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import MAX_LIMIT, Page
+from minsheng.platform.privacy import FieldCipher, field_cipher
+from minsheng.platform.service import Runtime
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def public_page(page: Page[Any], schema: type[S]) -> Page[S]:
+    """A page of rows as a page of their public schema."""
+    return Page[schema](  # type: ignore[valid-type]
+        items=[schema.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
+    )
+
+
+async def catalogue_manager(who: Principal = Depends(current_principal)) -> Principal:
+    """The catalogue is county-wide: admins, or staff with the whole district (``*``) or ``catalogue:manage``."""
+    if Role.admin in who.roles or (who.has(Role.staff) and ("*" in who.scopes or "catalogue:manage" in who.scopes)):
+        return who
+    raise Problem(
+        403,
+        "forbidden_role",
+        "Not allowed for your role",
+        "Managing the catalogue needs admin, or staff with scope * or catalogue:manage.",
+    )
+
+
+async def cipher_of(runtime: Runtime) -> FieldCipher:
+    # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
+    # the work).
+    return field_cipher(runtime.settings)
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+Staff = Annotated[Principal, Depends(require(Role.staff))]
+Manager = Annotated[Principal, Depends(catalogue_manager)]
+Cipher = Annotated[FieldCipher, Depends(cipher_of)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+CatalogueLimit = Annotated[int, Query(ge=1, le=500)]
+FromQ = Annotated[Day | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
+ToQ = Annotated[Day | None, Query(alias="to", description="Last local day, inclusive")]

@@ -1,0 +1,36 @@
+"""``/reply-templates``: the staff's reply templates (kept with the catalogue, used by the workflow)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from minsheng.platform.i18n import N_
+from minsheng.platform.pagination import Page
+from minsheng.platform.service import UoW
+from services.issues import catalogue
+from services.issues.models import ReplyTemplate, ReplyTemplateCreate, ReplyTemplatePublic, ReplyTemplateUpdate
+from services.issues.views.common import CatalogueLimit, Staff, public_page
+
+router = APIRouter(tags=["catalogue"])
+
+
+@router.get("/reply-templates", response_model=Page[ReplyTemplatePublic], tags=["workflow"])
+async def list_templates(
+    uow: UoW, who: Staff, limit: CatalogueLimit = 200, cursor: str | None = None
+) -> Page[ReplyTemplatePublic]:
+    page = await catalogue.list_templates(uow, limit, cursor)
+    return public_page(page, ReplyTemplatePublic)
+
+
+@router.post("/reply-templates", response_model=ReplyTemplatePublic, status_code=201, tags=["workflow"])
+async def create_template(body: ReplyTemplateCreate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
+    template = await catalogue.create_template(uow, body)
+    await uow.commit()
+    return ReplyTemplatePublic.model_validate(template, from_attributes=True)
+
+
+@router.patch("/reply-templates/{code}", response_model=ReplyTemplatePublic, tags=["workflow"])
+async def update_template(code: str, body: ReplyTemplateUpdate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
+    template = await catalogue.update(uow, ReplyTemplate, N_("reply_template"), code, body)
+    await uow.commit()
+    return ReplyTemplatePublic.model_validate(template, from_attributes=True)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from minsheng.platform.storage import S3Store, make_store, object_store
 from minsheng.settings import Settings
-from services.issues.demo import seed_catalogue
+from services.issues.demo_catalogue import seed_catalogue
 from tests.conftest import embedded_settings
 from tests.issues.helpers import FLOOD, report, resident
 from tests.support.client import System, running_system

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.issues.demo import seed_catalogue
+from services.issues.demo_catalogue import seed_catalogue
 from tests.conftest import embedded_settings
 from tests.support.client import System, running_system
 

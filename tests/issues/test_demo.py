@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.issues.demo import COMMUNITIES, seed_demo
+from services.issues.demo import seed_demo
+from services.issues.demo_catalogue import COMMUNITIES
 from tests.support.client import System
 
 

@@ -16,7 +16,7 @@ import pytest
 from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
 from minsheng.contracts.points import PointsPosted, TaskCompleted
 from minsheng.contracts.visits import WelfareCheckCompleted
-from services.issues.demo import seed_catalogue
+from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config
 from tests.conftest import embedded_settings
 from tests.notify.helpers import account, deliver, deliveries, flush, link, new_sub, received, subscribe

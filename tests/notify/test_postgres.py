@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from minsheng.platform.db import Database
-from services.issues.demo import seed_catalogue
+from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config, state
 from services.notify.sender import Notifier, build_adapters
 from tests.conftest import embedded_settings

@@ -19,7 +19,7 @@ from minsheng.platform.coords import CoordSystem
 from minsheng.platform.pagination import MAX_LIMIT
 from minsheng.settings import DEV_FIELD_KEY, Settings
 from services.issues.config import get_config
-from services.issues.demo import seed_catalogue
+from services.issues.demo_catalogue import seed_catalogue
 from services.issues.models import IssueCreate
 from tests.conftest import embedded_settings
 from tests.issues.helpers import FLOOD, PNG

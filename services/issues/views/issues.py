@@ -157,6 +157,7 @@ async def list_issues(
     return _json(Page[IssuePublic](items=items, next_cursor=page.next_cursor))  # type: ignore[return-value]
 
 
+# Ahead of `/issues/{issue_id}`: `export.csv` must not be read as an issue id.
 @router.get(
     "/issues/export.csv",
     tags=["figures", "issues"],  # as when it was among the figures' routes

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from minsheng.platform.auth import Principal
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
@@ -163,23 +165,17 @@ async def staff_update_rider(rider_id: UUID, body: RiderStaffUpdate, uow: UoW, w
     summary="Verify a registration (pending → active)",
 )
 async def verify_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = riders.verify_rider(await riders.get_rider(uow, who, rider_id, for_update=True), who)
-    await uow.commit()
-    return _staff_view(rider)
+    return await _change_status(uow, who, rider_id, lambda rider: riders.verify_rider(rider, who))
 
 
 @router.post("/riders/{rider_id}/suspend", response_model=RiderStaffView, tags=["riders (staff)"])
 async def suspend_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = riders.suspend_rider(await riders.get_rider(uow, who, rider_id, for_update=True), body.reason)
-    await uow.commit()
-    return _staff_view(rider)
+    return await _change_status(uow, who, rider_id, lambda rider: riders.suspend_rider(rider, body.reason))
 
 
 @router.post("/riders/{rider_id}/reinstate", response_model=RiderStaffView, tags=["riders (staff)"])
 async def reinstate_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = riders.reinstate_rider(await riders.get_rider(uow, who, rider_id, for_update=True), body.reason)
-    await uow.commit()
-    return _staff_view(rider)
+    return await _change_status(uow, who, rider_id, lambda rider: riders.reinstate_rider(rider, body.reason))
 
 
 @router.post(
@@ -189,9 +185,7 @@ async def reinstate_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) ->
     summary="Clear the false-report flag after review",
 )
 async def clear_flag(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
-    rider = riders.clear_flag(await riders.get_rider(uow, who, rider_id, for_update=True), body.reason)
-    await uow.commit()
-    return _staff_view(rider)
+    return await _change_status(uow, who, rider_id, lambda rider: riders.clear_flag(rider, body.reason))
 
 
 @router.get("/riders/{rider_id}/balance", response_model=BalancePublic, tags=["ledger (staff)"])
@@ -241,3 +235,10 @@ async def adjust(
         )
 
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:adjust:{rider.id}", body=body, action=action)
+
+
+async def _change_status(uow: UoW, who: Principal, rider_id: UUID, change: Callable[[Rider], Rider]) -> RiderStaffView:
+    """Lock the rider, apply a status change (verify, suspend, reinstate, clear the flag), commit once."""
+    rider = change(await riders.get_rider(uow, who, rider_id, for_update=True))
+    await uow.commit()
+    return _staff_view(rider)

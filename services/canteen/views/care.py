@@ -7,9 +7,8 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.privacy import field_cipher
-from minsheng.platform.routes import from_row, map_page
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.service import UoW
 from services.canteen import canteens, care
 from services.canteen.models import AbsenceAlertPublic, AlertStatus, ScanResult
 from services.canteen.views.deps import Limit, Staff, commit, county_only
@@ -42,8 +41,8 @@ async def list_alerts(
     tags=["care"],
     summary="Run the absence scan now (it also runs periodically)",
 )
-async def scan(uow: UoW, who: Staff, rt: Runtime) -> ScanResult:
+async def scan(uow: UoW, who: Staff, cipher: Cipher) -> ScanResult:
     county_only(who)
-    result = await care.scan_absences(uow, field_cipher(rt.settings))
+    result = await care.scan_absences(uow, cipher)
     await commit(uow)
     return result

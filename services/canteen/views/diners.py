@@ -9,9 +9,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.privacy import field_cipher
-from minsheng.platform.routes import from_row, map_page
-from minsheng.platform.service import Runtime, UoW, WriteUoW
+from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.service import UoW, WriteUoW
 from services.canteen import diners, linking, reports
 from services.canteen.models import (
     DinerCreate,
@@ -38,8 +37,8 @@ router = APIRouter()
     tags=["diners"],
     summary="Register an elder (staff of the canteen or community, or the area's grid worker)",
 )
-async def register_diner(body: DinerCreate, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
-    diner = await diners.register_diner(uow, who, body, field_cipher(rt.settings))
+async def register_diner(body: DinerCreate, uow: UoW, who: Carer, cipher: Cipher) -> DinerPublic:
+    diner = await diners.register_diner(uow, who, body, cipher)
     await commit(uow)
     return diners.diner_public(diner)
 
@@ -82,8 +81,8 @@ async def list_diners(
     tags=["diners"],
     summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)",
 )
-async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, rt: Runtime) -> DinerPublic:
-    diner = await diners.lookup_diner(uow, who, body.id_number, field_cipher(rt.settings))
+async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, cipher: Cipher) -> DinerPublic:
+    diner = await diners.lookup_diner(uow, who, body.id_number, cipher)
     return diners.diner_public(diner, (await diners.family_of(uow, [diner.id]))[diner.id])
 
 
@@ -115,8 +114,8 @@ async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
     tags=["diners"],
     summary="Update a diner (the elder and family may change tastes, address, away dates)",
 )
-async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
-    diner, family = await diners.update_diner(uow, who, diner_id, body, field_cipher(rt.settings))
+async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, cipher: Cipher) -> DinerPublic:
+    diner, family = await diners.update_diner(uow, who, diner_id, body, cipher)
     await commit(uow)
     return diners.diner_public(diner, family)
 
@@ -128,9 +127,9 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
     summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)",
 )
 async def read_sensitive(
-    diner_id: UUID, uow: WriteUoW, who: Carer, rt: Runtime, purpose: str = Query(min_length=2, max_length=200)
+    diner_id: UUID, uow: WriteUoW, who: Carer, cipher: Cipher, purpose: str = Query(min_length=2, max_length=200)
 ) -> DinerSensitive:
-    result = await diners.read_sensitive(uow, who, diner_id, purpose, field_cipher(rt.settings))
+    result = await diners.read_sensitive(uow, who, diner_id, purpose, cipher)
     await commit(uow)
     return result
 
@@ -156,9 +155,9 @@ async def access_log(
     summary="Link a family member who may order and pay for the elder",
 )
 async def add_family(
-    diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller, rt: Runtime
+    diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller, cipher: Cipher
 ) -> FamilyMemberPublic:
-    member = await diners.add_family(uow, who, diner_id, body, field_cipher(rt.settings))
+    member = await diners.add_family(uow, who, diner_id, body, cipher)
     await commit(uow)
     return FamilyMemberPublic.model_validate(member, from_attributes=True)
 
@@ -183,8 +182,8 @@ async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) 
     summary="A one-time code for a relative to link their app account to this diner (staff, grid worker)",
 )
 async def issue_family_code(
-    diner_id: UUID, body: FamilyCodeCreate, uow: UoW, who: Carer, rt: Runtime
+    diner_id: UUID, body: FamilyCodeCreate, uow: UoW, who: Carer, cipher: Cipher
 ) -> FamilyCodePublic:
-    code, row = await linking.issue(uow, who, diner_id, body, field_cipher(rt.settings))
+    code, row = await linking.issue(uow, who, diner_id, body, cipher)
     await commit(uow)
     return FamilyCodePublic(diner_id=row.diner_id, code=code, expires_at=row.expires_at)

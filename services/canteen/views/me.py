@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from minsheng.platform.auth import Role, require
-from minsheng.platform.privacy import field_cipher
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.routes import Cipher
+from minsheng.platform.service import UoW
 from services.canteen import diners, linking
 from services.canteen.models import DinerPublic, FamilyCodeRedeem
 from services.canteen.views.deps import Caller, commit
@@ -30,7 +30,7 @@ async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     dependencies=[Depends(require(Role.resident))],
     summary="Link your app account to a diner as family, with the code canteen staff or the grid worker gave you",
 )
-async def redeem_family_code(body: FamilyCodeRedeem, uow: UoW, who: Caller, rt: Runtime) -> DinerPublic:
-    diner = await linking.redeem(uow, who, body.code, field_cipher(rt.settings))
+async def redeem_family_code(body: FamilyCodeRedeem, uow: UoW, who: Caller, cipher: Cipher) -> DinerPublic:
+    diner = await linking.redeem(uow, who, body.code, cipher)
     await commit(uow)
     return diners.diner_public(diner, (await diners.family_of(uow, [diner.id]))[diner.id])

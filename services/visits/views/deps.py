@@ -9,9 +9,8 @@ from fastapi import Depends, Query
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.pagination import MAX_LIMIT
-from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.routes import commit_or_conflict
-from minsheng.platform.service import Runtime, UoW
+from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, require_worker_registered, viewer_of
 
@@ -31,13 +30,6 @@ async def _viewer(uow: UoW, principal: Principal = Depends(current_principal)) -
 
 
 Who = Annotated[Viewer, Depends(_viewer)]
-
-
-def _cipher(runtime: Runtime) -> FieldCipher:
-    return field_cipher(runtime.settings)
-
-
-Cipher = Annotated[FieldCipher, Depends(_cipher)]
 
 
 async def commit(uow: UnitOfWork) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from minsheng.platform.auth import Role, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import Cipher, from_row, map_page
 from minsheng.platform.service import UoW
 from services.visits import workers
 from services.visits.models import (
@@ -20,7 +20,7 @@ from services.visits.models import (
     Handover,
     HandoverResult,
 )
-from services.visits.views.deps import FIELD, STAFF, Cipher, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
 
 router = APIRouter()
 

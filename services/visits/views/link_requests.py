@@ -9,12 +9,12 @@ from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
-from minsheng.platform.routes import map_page
+from minsheng.platform.routes import Cipher, map_page
 from minsheng.platform.service import UoW
 from services.visits import linking
 from services.visits.access import Viewer
 from services.visits.models import LinkDecision, LinkRequest, LinkRequestForStaff, LinkRequestStatus, Resident
-from services.visits.views.deps import FIELD, Cipher, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, Cursor, Limit, Who, commit
 
 router = APIRouter()
 

@@ -8,11 +8,12 @@ from fastapi.responses import HTMLResponse
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import Day
+from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW
 from services.visits import linking, places, reports, residents
 from services.visits.access import Viewer
 from services.visits.models import Bill, DoorCodeLink, LinkRequestPublic, Resident, ResidentPublic
-from services.visits.views.deps import RESIDENT, Cipher, Who, commit
+from services.visits.views.deps import RESIDENT, Who, commit
 
 router = APIRouter()
 

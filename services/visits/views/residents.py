@@ -13,7 +13,7 @@ from minsheng.platform.errors import not_found
 from minsheng.platform.inputs import Day
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
+from minsheng.platform.routes import Cipher, map_page
 from minsheng.platform.service import Runtime, UoW
 from services.visits import linking, places, reports, residents
 from services.visits.access import Viewer
@@ -32,7 +32,7 @@ from services.visits.models import (
     RevealRequest,
     StatusChange,
 )
-from services.visits.views.deps import FIELD, STAFF, Cipher, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
 
 router = APIRouter()
 

@@ -4,20 +4,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter
-
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceRuntime, ServiceSpec
 from minsheng.platform.storage import store_lifespan
-from services.visits import linking, linking_views, views
+from services.visits import linking
 from services.visits.demo import seed_demo
 from services.visits.handlers import HANDLERS
 from services.visits.jobs import jobs
 from services.visits.models import metadata, platform_tables
-
-router = APIRouter()
-router.include_router(views.router)
-router.include_router(linking_views.router)
+from services.visits.views import router
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,7 @@ from services.issues.models import (
     NotHandledPublic,
     NotHandledUpdate,
 )
-from services.issues.views.common import CatalogueLimit, Manager, public_page
+from services.issues.views.deps import CatalogueLimit, Manager, public_page
 
 router = APIRouter(tags=["catalogue"])
 

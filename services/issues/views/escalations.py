@@ -8,7 +8,7 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.issues import queries
 from services.issues.models import IssuePublic
-from services.issues.views.common import Cipher, Limit, Staff
+from services.issues.views.deps import Cipher, Limit, Staff
 
 router = APIRouter()
 

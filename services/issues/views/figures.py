@@ -11,7 +11,7 @@ from minsheng.platform import csvfile
 from minsheng.platform.service import UoW
 from services.issues.config import get_config
 from services.issues.figures import Dimension, FigureRow, Figures, cached, check_period
-from services.issues.views.common import FromQ, Staff, ToQ
+from services.issues.views.deps import FromQ, Staff, ToQ
 
 router = APIRouter(tags=["figures"])
 GroupQ = Annotated[list[Dimension] | None, Query(description="Repeatable: community, category, month")]

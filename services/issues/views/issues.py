@@ -44,7 +44,7 @@ from services.issues.models import (
     StaffNote,
     TimelineEntryPublic,
 )
-from services.issues.views.common import Caller, Cipher, FromQ, Limit, Staff, ToQ
+from services.issues.views.deps import Caller, Cipher, FromQ, Limit, Staff, ToQ
 
 router = APIRouter()
 B = TypeVar("B")

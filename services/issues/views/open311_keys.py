@@ -10,7 +10,7 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.issues import open311
 from services.issues.models import ApiKeyCreate, ApiKeyIssued, ApiKeyPublic
-from services.issues.views.common import Limit, Manager, public_page
+from services.issues.views.deps import Limit, Manager, public_page
 
 router = APIRouter(tags=["open311"])
 

@@ -9,7 +9,7 @@ from minsheng.platform.pagination import Page
 from minsheng.platform.service import UoW
 from services.issues import catalogue
 from services.issues.models import ReplyTemplate, ReplyTemplateCreate, ReplyTemplatePublic, ReplyTemplateUpdate
-from services.issues.views.common import CatalogueLimit, Staff, public_page
+from services.issues.views.deps import CatalogueLimit, Staff, public_page
 
 router = APIRouter(tags=["catalogue"])
 

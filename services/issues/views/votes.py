@@ -13,7 +13,7 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
 from services.issues import votes
 from services.issues.models import BallotCreate, Eligibility, VoteCreate, VotePublic
-from services.issues.views.common import Caller, Limit, Staff
+from services.issues.views.deps import Caller, Limit, Staff
 
 router = APIRouter(tags=["votes"])
 

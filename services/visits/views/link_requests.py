@@ -1,27 +1,22 @@
-"""HTTP routes for linking a resident's app account by its WeChat-verified phone and the grid worker's
-confirmation (``services/visits/linking.py``); the door-code routes live with the residents' app in views."""
+"""Routes under ``/visits/link-requests``: grid workers confirm or reject an app account's link request
+(``services/visits/linking.py``)."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from minsheng.platform.auth import Role, require
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.routes import Cipher, map_page
+from minsheng.platform.service import UoW
 from services.visits import linking
-from services.visits.models import (
-    LinkDecision,
-    LinkRequest,
-    LinkRequestForStaff,
-    LinkRequestPublic,
-    LinkRequestStatus,
-    Resident,
-)
-from services.visits.views import FIELD, Cipher, Cursor, Limit, UoW, Who, _commit
+from services.visits.access import Viewer
+from services.visits.models import LinkDecision, LinkRequest, LinkRequestForStaff, LinkRequestStatus, Resident
+from services.visits.views.deps import FIELD, Cursor, Limit, Who, commit
 
 router = APIRouter()
-RESIDENT = Depends(require(Role.resident))
 
 
 def _for_staff(request: LinkRequest, resident: Resident) -> LinkRequestForStaff:
@@ -35,30 +30,6 @@ def _for_staff(request: LinkRequest, resident: Resident) -> LinkRequestForStaff:
         account_subject=request.account_subject,
         compound=request.compound,
     )
-
-
-@router.post(
-    "/me/link-requests",
-    response_model=list[LinkRequestPublic],
-    tags=["residents' app"],
-    dependencies=[RESIDENT],
-    summary="Ask to be linked to the resident whose phone is your WeChat-verified phone (your grid worker confirms)",
-)
-async def request_link(uow: UoW, who: Who, cipher: Cipher) -> list[LinkRequestPublic]:
-    requests = await linking.request_by_phone(uow, who, cipher)
-    await _commit(uow)
-    return [LinkRequestPublic.model_validate(r, from_attributes=True) for r in requests]
-
-
-@router.get(
-    "/me/link-requests",
-    response_model=list[LinkRequestPublic],
-    tags=["residents' app"],
-    dependencies=[RESIDENT],
-    summary="Your link requests and what became of them",
-)
-async def my_link_requests(uow: UoW, who: Who) -> list[LinkRequestPublic]:
-    return [LinkRequestPublic.model_validate(r, from_attributes=True) for r in await linking.my_requests(uow, who)]
 
 
 @router.get(
@@ -76,7 +47,7 @@ async def link_requests(
     cursor: Cursor = None,
 ) -> Page[LinkRequestForStaff]:
     page = await linking.requests_to_decide(uow, who, status=status, limit=limit, cursor=cursor)
-    return Page[LinkRequestForStaff](items=[_for_staff(r, p) for r, p in page.items], next_cursor=page.next_cursor)
+    return map_page(page, lambda row: _for_staff(*row))
 
 
 @router.post(
@@ -89,11 +60,7 @@ async def link_requests(
 async def confirm_link(
     request_id: UUID, uow: UoW, who: Who, cipher: Cipher, body: LinkDecision | None = None
 ) -> LinkRequestForStaff:
-    request, resident = await linking.decide(
-        uow, who, cipher, request_id, confirm=True, reason=body.reason if body else None
-    )
-    await _commit(uow)
-    return _for_staff(request, resident)
+    return await _decide(uow, who, cipher, request_id, body, confirm=True)
 
 
 @router.post(
@@ -106,8 +73,14 @@ async def confirm_link(
 async def reject_link(
     request_id: UUID, uow: UoW, who: Who, cipher: Cipher, body: LinkDecision | None = None
 ) -> LinkRequestForStaff:
+    return await _decide(uow, who, cipher, request_id, body, confirm=False)
+
+
+async def _decide(
+    uow: UoW, who: Viewer, cipher: FieldCipher, request_id: UUID, body: LinkDecision | None, *, confirm: bool
+) -> LinkRequestForStaff:
     request, resident = await linking.decide(
-        uow, who, cipher, request_id, confirm=False, reason=body.reason if body else None
+        uow, who, cipher, request_id, confirm=confirm, reason=body.reason if body else None
     )
-    await _commit(uow)
+    await commit(uow)
     return _for_staff(request, resident)

@@ -1,0 +1,49 @@
+"""Small helpers for the shapes every service's routes repeat: commit once (a lost race is a 409, never a 500),
+turn a page of rows into the page of their public schema, and the field cipher as a dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+from fastapi import Depends
+from pydantic import BaseModel
+
+from minsheng.platform.errors import conflict
+from minsheng.platform.i18n import Message
+from minsheng.platform.pagination import Page
+from minsheng.platform.privacy import FieldCipher, field_cipher
+from minsheng.platform.service import Runtime
+from minsheng.platform.uow import UnitOfWork
+
+M = TypeVar("M", bound=BaseModel)
+U = TypeVar("U")
+
+
+async def commit_or_conflict(uow: UnitOfWork, detail: Message) -> None:
+    """Commit once; a unique constraint lost to a concurrent request answers 409 ``concurrent_change`` with
+    ``detail``."""
+    try:
+        await uow.commit()
+    except sa.exc.IntegrityError as exc:
+        await uow.rollback()
+        raise conflict("concurrent_change", detail) from exc
+
+
+def from_row(model: type[M]) -> Callable[[Any], M]:
+    """The converter from an ORM row (or any object with the attributes) to ``model``."""
+    return lambda row: model.model_validate(row, from_attributes=True)
+
+
+def map_page(page: Page[Any], convert: Callable[[Any], U]) -> Page[U]:
+    """The same page (same cursor) with each item converted, e.g. ``map_page(page, from_row(TeamPublic))``."""
+    return Page[Any](items=[convert(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+def _cipher(runtime: Runtime) -> FieldCipher:
+    return field_cipher(runtime.settings)
+
+
+# The service's field cipher (personal-data columns), as a route parameter: ``cipher: Cipher``.
+Cipher = Annotated[FieldCipher, Depends(_cipher)]

@@ -1,0 +1,330 @@
+"""Routes under ``/canteen/canteens``: canteens and their meal slots, a canteen's menus, counter check-in and
+walk-ins, the kitchen sheet, deliveries and the monthly settlement."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+import pydantic_core
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+
+from minsheng.platform import csvfile
+from minsheng.platform.errors import Problem
+from minsheng.platform.idempotency import IdempotencyKey
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import map_page
+from minsheng.platform.service import UoW
+from services.canteen import access, canteens, config, menus, orders, reports
+from services.canteen.models import (
+    CanteenCreate,
+    CanteenPublic,
+    CanteenStatus,
+    CanteenUpdate,
+    CheckIn,
+    DietaryNeed,
+    MealSlotPublic,
+    MealSlotUpsert,
+    MenuCopy,
+    MenuPublic,
+    MenuUpsert,
+    OrderPublic,
+    PublishRange,
+    Slot,
+    WalkInCreate,
+)
+from services.canteen.views.deps import (
+    CanteenRef,
+    Limit,
+    MaybeCaller,
+    Month,
+    Staff,
+    commit,
+    dietary_needs_for,
+    idempotent_order,
+    order_out,
+)
+
+router = APIRouter()
+
+
+@router.get(
+    "/canteens",
+    response_model=Page[CanteenPublic],
+    tags=["canteens"],
+    summary="Canteens (public): filter by a community they serve and by status",
+)
+async def list_canteens(
+    uow: UoW,
+    who: MaybeCaller,
+    community: str | None = None,
+    status: CanteenStatus | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[CanteenPublic]:
+    page = await canteens.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
+    slots = await canteens.slots_of(uow, [c.id for c in page.items])
+    return map_page(page, lambda c: canteens.canteen_public(c, slots[c.id]))
+
+
+@router.post(
+    "/canteens",
+    status_code=201,
+    response_model=CanteenPublic,
+    tags=["canteens"],
+    summary="Open (plan) a canteen: staff of its community, or county staff",
+)
+async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPublic:
+    canteen = await canteens.create_canteen(uow, who, body)
+    await commit(uow)
+    return canteens.canteen_public(canteen, [])
+
+
+@router.get(
+    "/canteens/{canteen_ref}",
+    response_model=CanteenPublic,
+    tags=["canteens"],
+    summary="One canteen with its meal slots (public)",
+)
+async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> CanteenPublic:
+    canteen = await canteens.get_canteen(uow, canteen_ref)
+    return canteens.canteen_public(canteen, (await canteens.slots_of(uow, [canteen.id]))[canteen.id])
+
+
+@router.patch(
+    "/canteens/{canteen_ref}",
+    response_model=CanteenPublic,
+    tags=["canteens"],
+    summary="Change details or status (planned → open)",
+)
+async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW, who: Staff) -> CanteenPublic:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    await canteens.update_canteen(uow, canteen, body)
+    await commit(uow)
+    return canteens.canteen_public(canteen, (await canteens.slots_of(uow, [canteen.id]))[canteen.id])
+
+
+@router.put(
+    "/canteens/{canteen_ref}/slots/{slot}",
+    response_model=MealSlotPublic,
+    tags=["canteens"],
+    summary="Configure a meal slot: serving hours, capacity, booking cut-off",
+)
+async def upsert_slot(
+    canteen_ref: CanteenRef, slot: Slot, body: MealSlotUpsert, uow: UoW, who: Staff
+) -> MealSlotPublic:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    row = await canteens.upsert_slot(uow, canteen, slot, body)
+    await commit(uow)
+    return MealSlotPublic.model_validate({**row.model_dump(), "slot": row.slot})
+
+
+@router.put(
+    "/canteens/{canteen_ref}/menus/{meal_date}/{slot}",
+    response_model=MenuPublic,
+    tags=["menus"],
+    summary="Create or replace the menu (set meals) for a day and slot, as a draft",
+)
+async def upsert_menu(
+    canteen_ref: CanteenRef, meal_date: Day, slot: Slot, body: MenuUpsert, uow: UoW, who: Staff
+) -> MenuPublic:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    menu, meals = await menus.upsert_menu(uow, canteen, meal_date, slot, body)
+    await commit(uow)
+    return menus.menu_public(menu, meals)
+
+
+@router.post(
+    "/canteens/{canteen_ref}/menus/copy",
+    status_code=201,
+    response_model=list[MenuPublic],
+    tags=["menus"],
+    summary="Copy a week's menus to another week as drafts (existing menus are kept)",
+)
+async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Staff) -> list[MenuPublic]:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    created = await menus.copy_menus(uow, canteen, body)
+    await commit(uow)
+    return [menus.menu_public(m, meals) for m, meals in created]
+
+
+@router.post(
+    "/canteens/{canteen_ref}/menus/publish",
+    response_model=list[MenuPublic],
+    tags=["menus"],
+    summary="Publish every draft menu in a date range (e.g. next week's)",
+)
+async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, who: Staff) -> list[MenuPublic]:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    published = await menus.publish_range(uow, canteen, body.date_from, body.date_to)
+    await commit(uow)
+    meals = await menus.meals_of(uow, [m.id for m in published])
+    return [menus.menu_public(m, meals[m.id]) for m in published]
+
+
+@router.get(
+    "/canteens/{canteen_ref}/menus",
+    response_model=Page[MenuPublic],
+    tags=["menus"],
+    summary="Published menus (public); with diner_id or needs, each set meal says if it suits",
+)
+async def list_menus(
+    canteen_ref: CanteenRef,
+    uow: UoW,
+    who: MaybeCaller,
+    date_from: Day | None = None,
+    date_to: Day | None = None,
+    slot: Slot | None = None,
+    diner_id: UUID | None = None,
+    needs: Annotated[list[DietaryNeed] | None, Query()] = None,
+    only_suitable: bool = False,
+    include_drafts: bool = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Response:
+    if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
+        canteen = await canteens.canteen_row(uow, canteen_ref)
+        if include_drafts and (who is None or not access.manages(who, canteen)):
+            raise Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts.")
+    start = date_from or config.today()
+    end = date_to or start + timedelta(days=6)
+    if end < start or (end - start).days > 62:
+        await canteens.canteen_row(uow, canteen_ref)
+        raise Problem(
+            422,
+            "invalid_range",
+            "Invalid date range",
+            "date_to must be within 62 days after date_from.",
+            errors=[{"field": "date_to", "message": "out of range", "type": "value_error"}],
+        )
+    diet, dislikes = await dietary_needs_for(uow, who, diner_id, needs)
+    page = await menus.menu_page(
+        uow,
+        canteen_ref,
+        date_from=start,
+        date_to=end,
+        slot=slot,
+        drafts=include_drafts,
+        limit=limit,
+        cursor=cursor,
+        needs=diet,
+        dislikes=dislikes,
+        only_suitable=only_suitable and diet is not None,
+    )
+    # Plain data built from the rows (see ``menu_page``): serialized as is, not validated again.
+    return Response(pydantic_core.to_json(page), media_type="application/json")
+
+
+@router.post(
+    "/canteens/{canteen_ref}/check-in",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: scan a pickup code or a diner's card at the counter",
+)
+async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who: Staff) -> OrderPublic:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    order = await orders.check_in_by_code(uow, who, canteen, body.code, body.slot.value if body.slot else None)
+    await commit(uow)
+    return await order_out(uow, order.id, who)
+
+
+@router.post(
+    "/canteens/{canteen_ref}/walk-ins",
+    status_code=201,
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: a diner who did not book eats today (served at once, subsidy computed)",
+)
+async def walk_in(
+    canteen_ref: CanteenRef, body: WalkInCreate, uow: UoW, who: Staff, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+
+    async def action() -> tuple[int, OrderPublic]:
+        return 201, await orders.walk_in(uow, who, canteen, body)
+
+    return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-walk-in", body, action)
+
+
+@router.get(
+    "/canteens/{canteen_ref}/kitchen",
+    response_model=reports.KitchenSheet,
+    tags=["kitchen"],
+    summary="Meals to prepare per slot and set meal, with dietary flags",
+)
+async def kitchen(
+    canteen_ref: CanteenRef,
+    uow: UoW,
+    who: Staff,
+    meal_date: Day | None = None,
+) -> reports.KitchenSheet:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    return await reports.kitchen_sheet(uow, canteen, meal_date or config.today())
+
+
+@router.get(
+    "/canteens/{canteen_ref}/deliveries",
+    response_model=Page[reports.DeliveryStop],
+    tags=["kitchen"],
+    summary="The day's delivery list (phones masked)",
+)
+async def deliveries(
+    canteen_ref: CanteenRef,
+    uow: UoW,
+    who: Staff,
+    meal_date: Day | None = None,
+    slot: Slot | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[reports.DeliveryStop]:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    return await reports.delivery_list(
+        uow, canteen, meal_date or config.today(), slot.value if slot else None, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/canteens/{canteen_ref}/settlements/{month}",
+    response_model=reports.Settlement,
+    tags=["settlement"],
+    summary="Monthly settlement: meals served, subsidy by category and funder, reconciliation",
+)
+async def settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    return await reports.settlement(uow, canteen, month)
+
+
+@router.get(
+    "/canteens/{canteen_ref}/settlements/{month}/claim.csv",
+    tags=["settlement"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+    summary="The subsidy claim file for the government (frozen once the month is closed)",
+)
+async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> Response:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    closed = await reports.closed_settlement(uow, canteen, month)
+    content = closed.claim_csv if closed is not None else await reports.claim_csv(uow, canteen, month)
+    # Exactly the bytes whose hash a closed settlement publishes (files closed before the BOM was part of the
+    # stored text are served without it, as they were hashed).
+    return Response(
+        csvfile.encode(content),
+        media_type=csvfile.MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{canteen.code}-{month}-claim.csv"'},
+    )
+
+
+@router.post(
+    "/canteens/{canteen_ref}/settlements/{month}/close",
+    response_model=reports.Settlement,
+    tags=["settlement"],
+    summary="Freeze the month's figures and claim file (after the month ends)",
+)
+async def close_settlement(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff) -> reports.Settlement:
+    canteen = await canteens.managed_canteen(uow, who, canteen_ref)
+    result = await reports.close_settlement(uow, who, canteen, month)
+    await commit(uow)
+    return result

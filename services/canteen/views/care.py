@@ -1,0 +1,48 @@
+"""Routes under ``/canteen/care``: absence alerts and the absence scan."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.service import UoW
+from services.canteen import canteens, care
+from services.canteen.models import AbsenceAlertPublic, AlertStatus, ScanResult
+from services.canteen.views.deps import Limit, Staff, commit, county_only
+
+router = APIRouter()
+
+
+@router.get(
+    "/care/alerts",
+    response_model=Page[AbsenceAlertPublic],
+    tags=["care"],
+    summary="Absence alerts for the canteens you manage",
+)
+async def list_alerts(
+    uow: UoW,
+    who: Staff,
+    canteen_id: UUID | None = None,
+    status: AlertStatus | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[AbsenceAlertPublic]:
+    canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
+    page = await care.list_alerts(uow, who, canteen=canteen, status=status, limit=limit, cursor=cursor)
+    return map_page(page, from_row(AbsenceAlertPublic))
+
+
+@router.post(
+    "/care/scan",
+    response_model=ScanResult,
+    tags=["care"],
+    summary="Run the absence scan now (it also runs periodically)",
+)
+async def scan(uow: UoW, who: Staff, cipher: Cipher) -> ScanResult:
+    county_only(who)
+    result = await care.scan_absences(uow, cipher)
+    await commit(uow)
+    return result

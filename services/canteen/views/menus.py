@@ -1,0 +1,65 @@
+"""Routes under ``/canteen/menus``: one menu, publishing it, its capacity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import _t
+from minsheng.platform.service import UoW
+from services.canteen import access, canteens, menus
+from services.canteen.models import CapacityUpdate, DietaryNeed, MenuPublic, MenuStatus
+from services.canteen.views.deps import MaybeCaller, Staff, commit, dietary_needs_for
+
+router = APIRouter()
+
+
+@router.get(
+    "/menus/{menu_id}",
+    response_model=MenuPublic,
+    tags=["menus"],
+    summary="One menu (public once published); with diner_id or needs, what suits",
+)
+async def get_menu(
+    menu_id: UUID,
+    uow: UoW,
+    who: MaybeCaller,
+    diner_id: UUID | None = None,
+    needs: Annotated[list[DietaryNeed] | None, Query()] = None,
+) -> MenuPublic:
+    menu = await menus.get_menu(uow, menu_id)
+    if menu.status != MenuStatus.published:
+        canteen = await canteens.get_canteen(uow, menu.canteen_id)
+        if who is None or not access.manages(who, canteen):
+            raise Problem(404, "menu_not_found", "Menu not found", _t("No menu {menu_id}.", menu_id=menu_id))
+    diet, dislikes = await dietary_needs_for(uow, who, diner_id, needs)
+    meals = await menus.meals_of(uow, [menu.id])
+    return menus.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
+
+
+@router.post(
+    "/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"], summary="Publish one menu: bookings open"
+)
+async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
+    menu = await menus.get_menu(uow, menu_id, for_update=True)
+    canteen = await canteens.managed_canteen(uow, who, menu.canteen_id)
+    menus.publish(canteen, menu)
+    await commit(uow)
+    return menus.menu_public(menu, (await menus.meals_of(uow, [menu.id]))[menu.id])
+
+
+@router.put(
+    "/menus/{menu_id}/capacity",
+    response_model=MenuPublic,
+    tags=["menus"],
+    summary="Raise or lower how many meals are prepared (never below those booked)",
+)
+async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff) -> MenuPublic:
+    menu = await menus.get_menu(uow, menu_id, for_update=True)
+    await canteens.managed_canteen(uow, who, menu.canteen_id)
+    await menus.set_capacity(uow, menu, body.capacity)
+    await commit(uow)
+    return menus.menu_public(menu, (await menus.meals_of(uow, [menu.id]))[menu.id])

@@ -1,0 +1,145 @@
+"""Routes under ``/canteen/orders``: booking (retry-safe), listing, cancelling, checking in and confirming
+deliveries."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import _t
+from minsheng.platform.idempotency import IdempotencyKey
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import map_page
+from minsheng.platform.service import UoW
+from services.canteen import access, canteens, orders
+from services.canteen.models import Cancellation, Fulfilment, OrderBatchCreate, OrderCreate, OrderPublic, OrderStatus
+from services.canteen.views.deps import Caller, Limit, Staff, commit, idempotent_order, order_out
+
+router = APIRouter()
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Book a meal (the elder, family or staff); delivery orders call a rider",
+)
+async def book(body: OrderCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
+    async def action() -> tuple[int, OrderPublic]:
+        return 201, await orders.book(uow, who, body)
+
+    return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order", body, action)
+
+
+@router.post(
+    "/orders/batch",
+    status_code=201,
+    response_model=list[OrderPublic],
+    tags=["orders"],
+    summary="Book several meals for one diner at once (a week ahead): all of them, or none",
+)
+async def book_many(
+    body: OrderBatchCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    async def action() -> tuple[int, list[OrderPublic]]:
+        return 201, await orders.book_many(uow, who, body)
+
+    return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order-batch", body, action)
+
+
+@router.get(
+    "/orders",
+    response_model=Page[OrderPublic],
+    tags=["orders"],
+    summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)",
+)
+async def list_orders(
+    uow: UoW,
+    who: Caller,
+    diner_id: UUID | None = None,
+    canteen_id: UUID | None = None,
+    meal_date: Day | None = None,
+    status: OrderStatus | None = None,
+    fulfilment: Fulfilment | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[OrderPublic]:
+    canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
+    page = await orders.list_orders(
+        uow,
+        who,
+        diner_id=diner_id,
+        canteen=canteen,
+        meal_date=meal_date,
+        status=status,
+        fulfilment=fulfilment,
+        limit=limit,
+        cursor=cursor,
+    )
+    lines = await orders.lines_of(uow, [o.id for o in page.items])
+    return map_page(page, lambda o: orders.order_public(o, lines[o.id]))
+
+
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="One order with its subsidy lines and who funds what",
+)
+async def get_order(order_id: UUID, uow: UoW, who: Caller) -> OrderPublic:
+    return await order_out(uow, order_id, who)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Cancel before the cut-off (staff: until served); frees the seat, withdraws a delivery",
+)
+async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | None = None) -> OrderPublic:
+    await orders.cancel(uow, who, order_id, (body or Cancellation()).reason)
+    await commit(uow)
+    return await order_out(uow, order_id, who)
+
+
+@router.post(
+    "/orders/{order_id}/check-in",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: the diner collected or sat down for this meal",
+)
+async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
+    await orders.check_in(uow, who, order_id)
+    await commit(uow)
+    return await order_out(uow, order_id, who)
+
+
+@router.post(
+    "/orders/{order_id}/delivered",
+    response_model=OrderPublic,
+    tags=["orders"],
+    summary="Staff: confirm a delivery by hand (when the rider's task did not report it)",
+)
+async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
+    order, canteen, *_ = await orders.load_order(uow, who, order_id, for_update=True)
+    if not access.manages(who, canteen):
+        raise Problem(403, "forbidden_role", "Canteen staff only", "Only the canteen confirms deliveries.")
+    if order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
+        raise Problem(
+            409,
+            "order_not_deliverable",
+            "Conflict with the current state",
+            _t(
+                "A {fulfilment} order that is {status} cannot be confirmed delivered.",
+                fulfilment=order.fulfilment,
+                status=order.status,
+            ),
+        )
+    await orders.mark_delivered_by_staff(uow, order)
+    await commit(uow)
+    return await order_out(uow, order_id, who)

@@ -1,0 +1,90 @@
+"""Routes under ``/canteen/subsidy-rules``: versioned subsidy rules (county staff)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import _t
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import UoW
+from services.canteen import subsidy
+from services.canteen.models import SubsidyRuleCreate, SubsidyRulePublic, SubsidyRuleRetire, SubsidyRuleVersionCreate
+from services.canteen.views.deps import Caller, Limit, Staff, commit, county_only
+
+router = APIRouter()
+_rule_out = from_row(SubsidyRulePublic)
+
+
+@router.get(
+    "/subsidy-rules",
+    response_model=Page[SubsidyRulePublic],
+    tags=["subsidy"],
+    summary="Rule versions; `on` = those in force on a date",
+)
+async def list_rules(
+    uow: UoW,
+    who: Caller,
+    on: Day | None = None,
+    key: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[SubsidyRulePublic]:
+    page = await subsidy.list_rules(uow, on=on, key=key, limit=limit, cursor=cursor)
+    return map_page(page, _rule_out)
+
+
+@router.post(
+    "/subsidy-rules",
+    status_code=201,
+    response_model=SubsidyRulePublic,
+    tags=["subsidy"],
+    summary="A new rule (version 1) from a date: county staff only",
+)
+async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
+    county_only(who)
+    rule = await subsidy.create_rule(uow, who.sub, body)
+    await commit(uow)
+    return _rule_out(rule)
+
+
+@router.get(
+    "/subsidy-rules/{key}",
+    response_model=list[SubsidyRulePublic],
+    tags=["subsidy"],
+    summary="Every version of a rule, oldest first",
+)
+async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePublic]:
+    versions = await subsidy.versions_of(uow, key)
+    if not versions:
+        raise Problem(404, "subsidy_rule_not_found", "Subsidy rule not found", _t("No rule {key}.", key=key))
+    return [_rule_out(r) for r in versions]
+
+
+@router.post(
+    "/subsidy-rules/{key}/versions",
+    status_code=201,
+    response_model=SubsidyRulePublic,
+    tags=["subsidy"],
+    summary="Change a rule from a date: a new version; past orders keep what they were computed with",
+)
+async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
+    county_only(who)
+    rule = await subsidy.add_version(uow, who.sub, key, body)
+    await commit(uow)
+    return _rule_out(rule)
+
+
+@router.post(
+    "/subsidy-rules/{key}/retire",
+    response_model=SubsidyRulePublic,
+    tags=["subsidy"],
+    summary="End a rule after a date (its latest version stops applying)",
+)
+async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
+    county_only(who)
+    rule = await subsidy.retire(uow, key, body.effective_to)
+    await commit(uow)
+    return _rule_out(rule)

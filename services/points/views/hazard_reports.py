@@ -1,0 +1,85 @@
+"""Routes under ``/points/hazard-reports``: riders report hazards; staff see those in scope."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from minsheng.platform.coords import CoordSystemQuery, reproject
+from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
+from minsheng.platform.ratelimit import RATE_LIMITED
+from minsheng.platform.routes import map_page
+from minsheng.platform.service import UoW
+from services.points import hazards, riders
+from services.points.models import HazardReport, HazardReportCreate, HazardReportPublic, HazardStatus, Photo
+from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, is_staff, rider_limit
+
+router = APIRouter()
+
+
+def _report(report: HazardReport) -> HazardReportPublic:
+    return HazardReportPublic.model_validate(report, from_attributes=True)
+
+
+@router.post(
+    "/hazard-reports",
+    status_code=201,
+    response_model=HazardReportPublic,
+    tags=["hazard reports"],
+    summary="Report a hazard (fire, gas or water leak are forwarded as urgent issues)",
+    responses=RATE_LIMITED,
+)
+async def report_hazard(
+    body: HazardReportCreate, uow: UoW, who: RiderPrincipal, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    refuse_photo_urls(body.photo_urls, "points")
+    rider, duplicates = await hazards.reporting_rider(uow, who.sub, body)
+    rider_limit(rider)
+    photos = await owned_photo_paths(uow, Photo, "points", who.sub, body.photo_ids)
+
+    async def action() -> tuple[int, HazardReportPublic]:
+        return 201, await hazards.report_hazard(uow, rider, body.model_copy(update={"photo_urls": photos}), duplicates)
+
+    return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body, action=action)
+
+
+@router.get(
+    "/hazard-reports",
+    response_model=Page[HazardReportPublic],
+    tags=["hazard reports"],
+    summary="Riders: your reports. Staff: reports in your scope",
+)
+async def list_reports(
+    uow: UoW,
+    who: RiderOrStaff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    status: HazardStatus | None = None,
+    community: str | None = None,
+    category: str | None = None,
+    coord_system: CoordSystemQuery = None,
+) -> Page[HazardReportPublic]:
+    rider = None if is_staff(who) else await riders.rider_by_subject(uow, who.sub)
+    page = await hazards.list_reports(
+        uow, rider, limit=limit, cursor=cursor, status=status, who=who, community=community, category=category
+    )
+    return map_page(page, lambda r: reproject(_report(r), coord_system))
+
+
+@router.get(
+    "/hazard-reports/{report_id}",
+    response_model=HazardReportPublic,
+    tags=["hazard reports"],
+    summary="One report with the issue's progress",
+)
+async def get_report(
+    report_id: UUID, uow: UoW, who: RiderOrStaff, coord_system: CoordSystemQuery = None
+) -> HazardReportPublic:
+    if is_staff(who):
+        return reproject(_report(await hazards.get_report_as_staff(uow, who, report_id)), coord_system)
+    rider = await riders.rider_by_subject(uow, who.sub)
+    return reproject(_report(await hazards.get_report(uow, rider, report_id)), coord_system)

@@ -1,0 +1,36 @@
+"""Routes under ``/points/leaderboards``: monthly net points by team, community or rider."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from minsheng.platform.inputs import MonthText
+from minsheng.platform.service import UoW
+from services.points import ledger
+from services.points.models import Leaderboard
+from services.points.views.deps import RiderOrStaff
+
+router = APIRouter()
+
+
+@router.get(
+    "/leaderboards/{by}",
+    response_model=Leaderboard,
+    tags=["leaderboards"],
+    summary="Monthly net points (earned minus reversed) by team, community or rider (names masked)",
+)
+async def leaderboard(
+    by: Literal["team", "community", "rider"],
+    uow: UoW,
+    who: RiderOrStaff,
+    month: Annotated[MonthText | None, Query(description="YYYY-MM, local; default this month")] = None,
+    community: str | None = None,
+    team_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Leaderboard:
+    return await ledger.leaderboard(
+        uow, by=by, month=ledger.parse_month(month), community=community, team_id=team_id, limit=limit
+    )

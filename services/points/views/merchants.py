@@ -1,0 +1,179 @@
+"""Routes under ``/points/merchants`` (staff): merchants, their API keys, offers, redemptions, statements."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from minsheng.platform.inputs import Instant, MonthText
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import Runtime, UoW
+from services.points import merchant_api, merchants
+from services.points.models import (
+    CredentialCreate,
+    CredentialIssued,
+    CredentialPublic,
+    MerchantCreate,
+    MerchantPublic,
+    MerchantStatus,
+    MerchantUpdate,
+    OfferCreate,
+    OfferPublic,
+    Redemption,
+    RedemptionStatus,
+    StaffRedemptionView,
+    StatementSummary,
+)
+from services.points.views.deps import Limit, Staff
+
+router = APIRouter()
+
+
+@router.post(
+    "/merchants",
+    status_code=201,
+    response_model=MerchantPublic,
+    tags=["merchants (staff)"],
+    summary="Onboard an alliance merchant",
+)
+async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, runtime: Runtime) -> MerchantPublic:
+    merchant = await merchants.create_merchant(uow, who, body, merchants.cipher(runtime.settings))
+    await uow.commit()
+    return MerchantPublic.model_validate(merchant, from_attributes=True)
+
+
+@router.get("/merchants", response_model=Page[MerchantPublic], tags=["merchants (staff)"])
+async def list_merchants(
+    uow: UoW,
+    who: Staff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    community: str | None = None,
+    status: MerchantStatus | None = None,
+) -> Page[MerchantPublic]:
+    page = await merchants.list_merchants(uow, who, limit=limit, cursor=cursor, community=community, status=status)
+    return map_page(page, from_row(MerchantPublic))
+
+
+@router.get("/merchants/{merchant_id}", response_model=MerchantPublic, tags=["merchants (staff)"])
+async def get_merchant(merchant_id: UUID, uow: UoW, who: Staff) -> MerchantPublic:
+    return MerchantPublic.model_validate(await merchants.get_merchant(uow, who, merchant_id), from_attributes=True)
+
+
+@router.patch(
+    "/merchants/{merchant_id}",
+    response_model=MerchantPublic,
+    tags=["merchants (staff)"],
+    summary="Change details, the void window, or suspend / reactivate",
+)
+async def update_merchant(
+    merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff, runtime: Runtime
+) -> MerchantPublic:
+    merchant = await merchants.update_merchant(
+        uow, await merchants.get_merchant(uow, who, merchant_id), body, merchants.cipher(runtime.settings)
+    )
+    await uow.commit()
+    return MerchantPublic.model_validate(merchant, from_attributes=True)
+
+
+@router.post(
+    "/merchants/{merchant_id}/credentials",
+    status_code=201,
+    response_model=CredentialIssued,
+    tags=["merchants (staff)"],
+    summary="Issue an API key; the secret is shown once",
+)
+async def issue_credential(
+    merchant_id: UUID, uow: UoW, runtime: Runtime, who: Staff, body: CredentialCreate | None = None
+) -> CredentialIssued:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    credential, secret = await merchants.issue_credential(
+        uow, runtime.settings, who, merchant, body.label if body else None
+    )
+    await uow.commit()
+    return CredentialIssued(
+        **CredentialPublic.model_validate(credential, from_attributes=True).model_dump(), secret=secret
+    )
+
+
+@router.get("/merchants/{merchant_id}/credentials", response_model=list[CredentialPublic], tags=["merchants (staff)"])
+async def list_credentials(merchant_id: UUID, uow: UoW, who: Staff) -> list[CredentialPublic]:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    return [
+        CredentialPublic.model_validate(c, from_attributes=True)
+        for c in await merchants.credentials_of(uow, merchant.id)
+    ]
+
+
+@router.delete(
+    "/merchants/{merchant_id}/credentials/{key_id}",
+    response_model=CredentialPublic,
+    tags=["merchants (staff)"],
+    summary="Revoke an API key at once",
+)
+async def revoke_credential(merchant_id: UUID, key_id: str, uow: UoW, who: Staff) -> CredentialPublic:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    credential = await merchants.revoke_credential(uow, merchant.id, key_id)
+    await uow.commit()
+    return CredentialPublic.model_validate(credential, from_attributes=True)
+
+
+@router.post(
+    "/merchants/{merchant_id}/offers",
+    status_code=201,
+    response_model=OfferPublic,
+    tags=["merchants (staff)"],
+    summary="Publish an offer on a merchant's behalf",
+)
+async def create_offer(merchant_id: UUID, body: OfferCreate, uow: UoW, who: Staff) -> OfferPublic:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    offer = await merchants.create_offer(uow, merchant, body)
+    await uow.commit()
+    return merchants.offer_view(offer, merchant.name)
+
+
+@router.get(
+    "/merchants/{merchant_id}/redemptions",
+    response_model=Page[StaffRedemptionView],
+    tags=["merchants (staff)"],
+    summary="A merchant's redemptions (disputes, audits); with the rider's id",
+)
+async def merchant_redemptions(
+    merchant_id: UUID,
+    uow: UoW,
+    runtime: Runtime,
+    who: Staff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    status: RedemptionStatus | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+) -> Page[StaffRedemptionView]:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    page = await merchants.list_redemptions(
+        uow, merchant.id, limit=limit, cursor=cursor, status=status, since=since, until=until
+    )
+
+    def staff_view(row: tuple[Redemption, str]) -> StaffRedemptionView:
+        redemption, title = row
+        public = merchants.redemption_view(runtime.settings, redemption, title, merchant.void_window_minutes)
+        return StaffRedemptionView(**public.model_dump(), rider_id=redemption.rider_id)
+
+    return map_page(page, staff_view)
+
+
+@router.get(
+    "/merchants/{merchant_id}/statements/{month}",
+    response_model=StatementSummary,
+    tags=["merchants (staff)"],
+    summary="A merchant's monthly settlement statement; ?format=csv",
+)
+async def merchant_statement(
+    merchant_id: UUID, month: MonthText, uow: UoW, runtime: Runtime, who: Staff, format: Literal["json", "csv"] = "json"
+) -> Response:
+    merchant = await merchants.get_merchant(uow, who, merchant_id)
+    return await merchant_api.statement_response(uow, runtime, merchant.id, month, format)

@@ -1,0 +1,26 @@
+"""Routes under ``/points/redemptions``: the rider's own redemptions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.service import UoW
+from services.points import merchants, riders
+from services.points.models import RiderRedemptionPublic
+from services.points.views.deps import Limit, RiderPrincipal
+
+router = APIRouter()
+
+
+@router.get(
+    "/redemptions",
+    response_model=Page[RiderRedemptionPublic],
+    tags=["redemption"],
+    summary="Your redemptions, newest first",
+)
+async def my_redemptions(
+    uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[RiderRedemptionPublic]:
+    rider = await riders.rider_by_subject(uow, who.sub)
+    return await merchants.rider_redemptions(uow, rider, limit=limit, cursor=cursor)

@@ -1,0 +1,244 @@
+"""Routes under ``/points/riders``: registration, the rider's own profile and ledger, staff review of riders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from minsheng.platform.auth import Principal
+from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Instant
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import Runtime, UoW
+from services.points import ledger, merchants, riders
+from services.points.models import (
+    Adjustment,
+    BalancePublic,
+    EntryKind,
+    LedgerEntryPublic,
+    Reason,
+    Rider,
+    RiderCreate,
+    RiderPublic,
+    RiderRole,
+    RiderSelfUpdate,
+    RiderStaffUpdate,
+    RiderStaffView,
+    RiderStatus,
+)
+from services.points.views.deps import Limit, RiderPrincipal, Staff
+
+router = APIRouter()
+
+
+def _staff_view(rider: Rider) -> RiderStaffView:
+    return RiderStaffView.model_validate(rider, from_attributes=True)
+
+
+@router.post(
+    "/riders",
+    status_code=201,
+    response_model=RiderPublic,
+    tags=["riders"],
+    summary="Register the calling account as a rider (staff verify it before tasks and redemption)",
+)
+async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
+    rider = await riders.register_rider(uow, who.sub, body, merchants.cipher(runtime.settings))
+    await uow.commit()
+    return RiderPublic.model_validate(rider, from_attributes=True)
+
+
+@router.get("/riders/me", response_model=RiderPublic, tags=["riders"])
+async def my_profile(uow: UoW, who: RiderPrincipal) -> RiderPublic:
+    return RiderPublic.model_validate(await riders.rider_by_subject(uow, who.sub), from_attributes=True)
+
+
+@router.patch("/riders/me", response_model=RiderPublic, tags=["riders"], summary="Change your name, platform or phone")
+async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
+    rider = await riders.update_self(
+        uow, await riders.rider_by_subject(uow, who.sub), body, merchants.cipher(runtime.settings)
+    )
+    await uow.commit()
+    return RiderPublic.model_validate(rider, from_attributes=True)
+
+
+@router.get(
+    "/riders/me/balance",
+    response_model=BalancePublic,
+    tags=["ledger"],
+    summary="Your balance, what expires soon, and today's earnings against the daily cap",
+)
+async def my_balance(uow: UoW, who: RiderPrincipal) -> BalancePublic:
+    return await ledger.balance_of_subject(uow, who.sub)
+
+
+@router.get(
+    "/riders/me/statement",
+    response_model=Page[LedgerEntryPublic],
+    tags=["ledger"],
+    summary="Your ledger entries, newest first",
+)
+async def my_statement(
+    uow: UoW,
+    who: RiderPrincipal,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    kind: EntryKind | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+) -> Page[LedgerEntryPublic]:
+    rider = await riders.rider_by_subject(uow, who.sub)
+    return await _statement(uow, rider.id, limit, cursor, kind, since, until)
+
+
+async def _statement(
+    uow: UoW,
+    rider_id: UUID,
+    limit: int,
+    cursor: str | None,
+    kind: EntryKind | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Page[LedgerEntryPublic]:
+    page = await ledger.statement(uow, rider_id, limit=limit, cursor=cursor, kind=kind, since=since, until=until)
+    return map_page(page, from_row(LedgerEntryPublic))
+
+
+@router.get(
+    "/riders",
+    response_model=Page[RiderStaffView],
+    tags=["riders (staff)"],
+    summary="Riders in your scope; ?flagged=true lists riders with many false reports",
+)
+async def list_riders(
+    uow: UoW,
+    who: Staff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    community: str | None = None,
+    status: RiderStatus | None = None,
+    role: RiderRole | None = None,
+    team_id: UUID | None = None,
+    flagged: bool | None = None,
+) -> Page[RiderStaffView]:
+    page = await riders.list_riders(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        community=community,
+        status=status,
+        role=role,
+        team_id=team_id,
+        flagged=flagged,
+    )
+    return map_page(page, _staff_view)
+
+
+@router.get("/riders/{rider_id}", response_model=RiderStaffView, tags=["riders (staff)"])
+async def get_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
+    return _staff_view(await riders.get_rider(uow, who, rider_id))
+
+
+@router.patch(
+    "/riders/{rider_id}",
+    response_model=RiderStaffView,
+    tags=["riders (staff)"],
+    summary="Set a rider's role (red / blue / yellow), team or community",
+)
+async def staff_update_rider(rider_id: UUID, body: RiderStaffUpdate, uow: UoW, who: Staff) -> RiderStaffView:
+    rider = await riders.get_rider(uow, who, rider_id, for_update=True)
+    await riders.staff_update_rider(uow, who, rider, body)
+    await uow.commit()
+    return _staff_view(rider)
+
+
+@router.post(
+    "/riders/{rider_id}/verify",
+    response_model=RiderStaffView,
+    tags=["riders (staff)"],
+    summary="Verify a registration (pending → active)",
+)
+async def verify_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
+    return await _change_status(uow, who, rider_id, lambda rider: riders.verify_rider(rider, who))
+
+
+@router.post("/riders/{rider_id}/suspend", response_model=RiderStaffView, tags=["riders (staff)"])
+async def suspend_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
+    return await _change_status(uow, who, rider_id, lambda rider: riders.suspend_rider(rider, body.reason))
+
+
+@router.post("/riders/{rider_id}/reinstate", response_model=RiderStaffView, tags=["riders (staff)"])
+async def reinstate_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
+    return await _change_status(uow, who, rider_id, lambda rider: riders.reinstate_rider(rider, body.reason))
+
+
+@router.post(
+    "/riders/{rider_id}/clear-flag",
+    response_model=RiderStaffView,
+    tags=["riders (staff)"],
+    summary="Clear the false-report flag after review",
+)
+async def clear_flag(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
+    return await _change_status(uow, who, rider_id, lambda rider: riders.clear_flag(rider, body.reason))
+
+
+@router.get("/riders/{rider_id}/balance", response_model=BalancePublic, tags=["ledger (staff)"])
+async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> BalancePublic:
+    rider = await riders.get_rider(uow, who, rider_id)
+    return await ledger.balance_view(uow, rider.id)
+
+
+@router.get("/riders/{rider_id}/statement", response_model=Page[LedgerEntryPublic], tags=["ledger (staff)"])
+async def rider_statement(
+    rider_id: UUID,
+    uow: UoW,
+    who: Staff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    kind: EntryKind | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+) -> Page[LedgerEntryPublic]:
+    rider = await riders.get_rider(uow, who, rider_id)
+    return await _statement(uow, rider.id, limit, cursor, kind, since, until)
+
+
+@router.post(
+    "/riders/{rider_id}/adjustments",
+    status_code=201,
+    response_model=LedgerEntryPublic,
+    tags=["ledger (staff)"],
+    summary="Adjust a balance with a reason (never below zero); Idempotency-Key",
+)
+async def adjust(
+    rider_id: UUID, body: Adjustment, uow: UoW, who: Staff, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    rider = await riders.get_rider(uow, who, rider_id)
+
+    async def action() -> tuple[int, LedgerEntryPublic]:
+        entry = await ledger.adjust(uow, rider.id, body.amount, body.reason, who.sub)
+        return 201, LedgerEntryPublic(
+            id=entry.id,
+            kind=entry.kind,
+            amount=entry.amount,
+            balance_after=entry.balance_after,
+            cause_type=entry.cause_type,
+            cause_id=entry.cause_id,
+            note=entry.note,
+            created_at=entry.created_at,
+        )
+
+    return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:adjust:{rider.id}", body=body, action=action)
+
+
+async def _change_status(uow: UoW, who: Principal, rider_id: UUID, change: Callable[[Rider], Rider]) -> RiderStaffView:
+    """Lock the rider, apply a status change (verify, suspend, reinstate, clear the flag), commit once."""
+    rider = change(await riders.get_rider(uow, who, rider_id, for_update=True))
+    await uow.commit()
+    return _staff_view(rider)

@@ -1,0 +1,29 @@
+"""Routes under ``/visits/buildings``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import UoW
+from services.visits import places
+from services.visits.models import BuildingCreate, BuildingPublic
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.post("/buildings", status_code=201, response_model=BuildingPublic, tags=["places"], dependencies=[STAFF])
+async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingPublic:
+    building = await places.create_building(uow, who, body)
+    await commit(uow)
+    return BuildingPublic.model_validate(building, from_attributes=True)
+
+
+@router.get("/buildings", response_model=Page[BuildingPublic], tags=["places"], dependencies=[FIELD])
+async def list_buildings(
+    uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[BuildingPublic]:
+    page = await places.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
+    return map_page(page, from_row(BuildingPublic))

@@ -1,0 +1,40 @@
+"""Routes under ``/visits/communities``: communities (社区) and their counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.service import UoW
+from services.visits import places
+from services.visits.models import CommunityCreate, CommunityPublic
+from services.visits.views.deps import ADMIN, FIELD, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.post(
+    "/communities",
+    status_code=201,
+    response_model=CommunityPublic,
+    tags=["places"],
+    dependencies=[ADMIN],
+    summary="Register a community (社区); admin",
+)
+async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
+    community = await places.create_community(uow, body)
+    await commit(uow)
+    return CommunityPublic(id=community.id, code=community.code, name=community.name)
+
+
+@router.get(
+    "/communities",
+    response_model=Page[CommunityPublic],
+    tags=["places"],
+    dependencies=[FIELD],
+    summary="Communities you cover, with compound and household counts",
+)
+async def list_communities(
+    uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[CommunityPublic]:
+    return await places.list_communities(uow, who, limit=limit, cursor=cursor)

@@ -1,0 +1,41 @@
+"""Routes under ``/visits/compounds``: residential compounds (小区)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import UoW
+from services.visits import places
+from services.visits.models import CompoundCreate, CompoundPublic
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.post(
+    "/compounds",
+    status_code=201,
+    response_model=CompoundPublic,
+    tags=["places"],
+    dependencies=[STAFF],
+    summary="Register a residential compound (小区)",
+)
+async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundPublic:
+    compound = await places.create_compound(uow, who, body)
+    await commit(uow)
+    return CompoundPublic.model_validate(compound, from_attributes=True)
+
+
+@router.get("/compounds", response_model=Page[CompoundPublic], tags=["places"], dependencies=[FIELD])
+async def list_compounds(
+    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[CompoundPublic]:
+    page = await places.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
+    return map_page(page, from_row(CompoundPublic))
+
+
+@router.get("/compounds/{code}", response_model=CompoundPublic, tags=["places"], dependencies=[FIELD])
+async def get_compound(code: str, uow: UoW, who: Who) -> CompoundPublic:
+    return CompoundPublic.model_validate(await places.get_compound(uow, who, code), from_attributes=True)

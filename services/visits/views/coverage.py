@@ -1,0 +1,45 @@
+"""Routes under ``/visits/coverage``: share of households visited, needs open and closed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.inputs import Day
+from minsheng.platform.service import UoW
+from services.visits import reports
+from services.visits.config import quarter_start, today
+from services.visits.models import Coverage
+from services.visits.views.deps import FIELD, Code, Who
+
+router = APIRouter()
+
+
+@router.get(
+    "/coverage",
+    response_model=Coverage,
+    tags=["coverage"],
+    dependencies=[FIELD],
+    summary="Share of households visited, overdue visits, needs open/closed, median days to close",
+)
+async def coverage(
+    uow: UoW,
+    who: Who,
+    by: Literal["community", "compound", "worker"] = "community",
+    since: Day | None = None,
+    until: Day | None = None,
+    community: Code = None,
+) -> Coverage:
+    until = until or today()
+    since = since or quarter_start(until)
+    if since > until:
+        raise Problem(
+            422,
+            "invalid_period",
+            "The period ends before it starts",
+            "Give since <= until.",
+            errors=[{"field": "since", "message": "after until", "type": "value_error"}],
+        )
+    return await reports.coverage(uow, who, by=by, since=since, until=until, community=community)

@@ -1,0 +1,114 @@
+"""Routes under ``/visits/grid-workers``: grid workers (网格员), their assignments and handover."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Depends
+
+from minsheng.platform.auth import Role, require
+from minsheng.platform.errors import Problem
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.service import UoW
+from services.visits import workers
+from services.visits.models import (
+    AssignmentCreate,
+    AssignmentPublic,
+    GridWorkerCreate,
+    GridWorkerPublic,
+    Handover,
+    HandoverResult,
+)
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.post(
+    "/grid-workers",
+    status_code=201,
+    response_model=GridWorkerPublic,
+    tags=["grid"],
+    dependencies=[STAFF],
+    summary="Register a grid worker (网格员) account",
+)
+async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Cipher) -> GridWorkerPublic:
+    worker = await workers.create_worker(uow, who, body, cipher)
+    await commit(uow)
+    return GridWorkerPublic.model_validate(worker, from_attributes=True)
+
+
+@router.get("/grid-workers", response_model=Page[GridWorkerPublic], tags=["grid"], dependencies=[STAFF])
+async def list_workers(
+    uow: UoW,
+    who: Who,
+    community: Code = None,
+    active: bool | None = True,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[GridWorkerPublic]:
+    page = await workers.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
+    return map_page(page, from_row(GridWorkerPublic))
+
+
+@router.get(
+    "/grid-workers/me",
+    response_model=GridWorkerPublic,
+    tags=["grid"],
+    dependencies=[Depends(require(Role.grid_worker))],
+)
+async def my_worker(who: Who) -> GridWorkerPublic:
+    if who.worker is None:
+        raise Problem(
+            404,
+            "grid_worker_not_registered",
+            "Not registered as a grid worker",
+            "Ask community staff to register your account.",
+        )
+    return GridWorkerPublic.model_validate(who.worker, from_attributes=True)
+
+
+@router.get("/grid-workers/{worker_id}", response_model=GridWorkerPublic, tags=["grid"], dependencies=[FIELD])
+async def get_worker(worker_id: UUID, uow: UoW, who: Who) -> GridWorkerPublic:
+    return GridWorkerPublic.model_validate(await workers.get_worker(uow, who, worker_id), from_attributes=True)
+
+
+@router.get(
+    "/grid-workers/{worker_id}/assignments", response_model=list[AssignmentPublic], tags=["grid"], dependencies=[FIELD]
+)
+async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: bool = False) -> list[AssignmentPublic]:
+    worker = await workers.get_worker(uow, who, worker_id)
+    return [
+        AssignmentPublic.model_validate(a, from_attributes=True)
+        for a in await workers.list_assignments(uow, worker, include_ended=include_ended)
+    ]
+
+
+@router.post(
+    "/grid-workers/{worker_id}/assignments",
+    status_code=201,
+    response_model=AssignmentPublic,
+    tags=["grid"],
+    dependencies=[STAFF],
+    summary="Assign a compound (or one building) to a grid worker",
+)
+async def add_assignment(worker_id: UUID, body: AssignmentCreate, uow: UoW, who: Who) -> AssignmentPublic:
+    worker = await workers.get_worker(uow, who, worker_id)
+    assignment = await workers.add_assignment(uow, who, worker, body)
+    await commit(uow)
+    return AssignmentPublic.model_validate(assignment, from_attributes=True)
+
+
+@router.post(
+    "/grid-workers/{worker_id}/handover",
+    response_model=HandoverResult,
+    tags=["grid"],
+    dependencies=[STAFF],
+    summary="A worker leaves: places, open needs and tasks go to a successor",
+)
+async def handover(worker_id: UUID, body: Handover, uow: UoW, who: Who) -> HandoverResult:
+    worker = await workers.get_worker(uow, who, worker_id)
+    result = await workers.handover(uow, who, worker, body)
+    await commit(uow)
+    return result

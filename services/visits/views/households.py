@@ -1,0 +1,111 @@
+"""Routes under ``/visits/households``: households (a door), and a household's happiness bill."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import map_page
+from minsheng.platform.service import UoW
+from services.visits import places, reports
+from services.visits.access import Viewer
+from services.visits.config import today
+from services.visits.models import Attention, Bill, HouseholdCreate, HouseholdPublic, HouseholdUpdate
+from services.visits.views.deps import FIELD, Code, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.post(
+    "/households",
+    status_code=201,
+    response_model=HouseholdPublic,
+    tags=["households"],
+    dependencies=[FIELD],
+    summary="Register a household (a door) in a building",
+)
+async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> HouseholdPublic:
+    household = await places.create_household(uow, who, body)
+    await commit(uow)
+    return places.household_public(household)
+
+
+@router.get(
+    "/households",
+    response_model=Page[HouseholdPublic],
+    tags=["households"],
+    dependencies=[FIELD],
+    summary="Households you cover (grid workers: your assignments; staff: your communities)",
+)
+async def list_households(
+    uow: UoW,
+    who: Who,
+    community: Code = None,
+    compound: Code = None,
+    building_id: UUID | None = None,
+    tier: Code = None,
+    attention: Attention | None = None,
+    overdue: bool | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[HouseholdPublic]:
+    page = await places.list_households(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        community=community,
+        compound=compound,
+        building_id=building_id,
+        tier=tier,
+        attention=attention,
+        overdue=overdue,
+    )
+    day = today()
+    return map_page(page, lambda h: places.household_public(h, day))
+
+
+@router.get("/households/{household_id}", response_model=HouseholdPublic, tags=["households"])
+async def get_household(household_id: UUID, uow: UoW, who: Who) -> HouseholdPublic:
+    return places.household_public(await places.get_household(uow, who, household_id))
+
+
+@router.patch("/households/{household_id}", response_model=HouseholdPublic, tags=["households"], dependencies=[FIELD])
+async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, who: Who) -> HouseholdPublic:
+    household = await places.get_household(uow, who, household_id, for_update=True)
+    await places.update_household(uow, who, household, body)
+    await commit(uow)
+    return places.household_public(household)
+
+
+async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day | None, until: Day | None) -> Bill:
+    household = await places.get_household(uow, who, household_id)
+    return await reports.bill(uow, household, since=since, until=until)
+
+
+@router.get(
+    "/households/{household_id}/bill",
+    response_model=Bill,
+    tags=["happiness bill"],
+    summary="What the household raised and what was done, when and by whom",
+)
+async def household_bill(
+    household_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
+) -> Bill:
+    return await _household_bill(uow, who, household_id, since, until)
+
+
+@router.get(
+    "/households/{household_id}/bill.html",
+    response_class=HTMLResponse,
+    tags=["happiness bill"],
+    summary="The same, as a printable page",
+)
+async def household_bill_html(
+    household_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
+) -> HTMLResponse:
+    return HTMLResponse(reports.bill_html(await _household_bill(uow, who, household_id, since, until)))

@@ -1,0 +1,50 @@
+"""Routes under ``/visits/rounds``: carpet-style rounds and their progress."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import UoW
+from services.visits import reports, visiting
+from services.visits.models import RoundCreate, RoundProgress, RoundPublic
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.post(
+    "/rounds",
+    status_code=201,
+    response_model=RoundPublic,
+    tags=["rounds"],
+    dependencies=[STAFF],
+    summary="Start a carpet-style round over a community (or, for admins, the district)",
+)
+async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
+    rnd = await visiting.create_round(uow, who, body)
+    await commit(uow)
+    return RoundPublic.model_validate(rnd, from_attributes=True)
+
+
+@router.get("/rounds", response_model=Page[RoundPublic], tags=["rounds"], dependencies=[FIELD])
+async def list_rounds(
+    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[RoundPublic]:
+    page = await visiting.list_rounds(uow, who, limit=limit, cursor=cursor, community=community)
+    return map_page(page, from_row(RoundPublic))
+
+
+@router.get(
+    "/rounds/{round_id}/progress",
+    response_model=RoundProgress,
+    tags=["rounds"],
+    dependencies=[FIELD],
+    summary="Households reached / total, by compound and by worker",
+)
+async def round_progress(round_id: UUID, uow: UoW, who: Who) -> RoundProgress:
+    rnd = await visiting.get_round(uow, who, round_id)
+    return await reports.round_progress(uow, who, rnd)

@@ -1,0 +1,60 @@
+"""Routes under ``/visits/tasks``: visit tasks."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import map_page
+from minsheng.platform.service import UoW
+from services.visits import visiting
+from services.visits.models import TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
+from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+
+router = APIRouter()
+
+
+@router.get("/tasks", response_model=Page[TaskPublic], tags=["tasks"], dependencies=[FIELD])
+async def list_tasks(
+    uow: UoW,
+    who: Who,
+    status: TaskStatus | None = TaskStatus.open,
+    kind: TaskKind | None = None,
+    worker_id: UUID | None = None,
+    community: Code = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[TaskPublic]:
+    page = await visiting.list_tasks(
+        uow, who, limit=limit, cursor=cursor, status=status, kind=kind, worker_id=worker_id, community=community
+    )
+    return map_page(page, visiting.task_public)
+
+
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskPublic,
+    tags=["tasks"],
+    dependencies=[STAFF],
+    summary="Ask for a follow-up visit to a household",
+)
+async def create_task(body: TaskCreate, uow: UoW, who: Who) -> TaskPublic:
+    task = await visiting.create_task(uow, who, body)
+    await commit(uow)
+    return visiting.task_public(task)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], dependencies=[FIELD])
+async def get_task(task_id: UUID, uow: UoW, who: Who) -> TaskPublic:
+    return visiting.task_public(await visiting.get_task(uow, who, task_id))
+
+
+@router.post("/tasks/{task_id}/cancel", response_model=TaskPublic, tags=["tasks"], dependencies=[STAFF])
+async def cancel_task(task_id: UUID, body: TaskCancel, uow: UoW, who: Who) -> TaskPublic:
+    task = await visiting.get_task(uow, who, task_id)
+    await visiting.cancel_task(uow, who, task, body.reason)
+    await commit(uow)
+    return visiting.task_public(task)

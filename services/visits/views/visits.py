@@ -1,0 +1,84 @@
+"""Routes under ``/visits/visits``: recording visits (retry-safe) and reading them."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Instant
+from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.service import UoW
+from services.visits import ledger, visiting
+from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
+from services.visits.views.deps import FIELD, Code, Cursor, Limit, Who
+
+router = APIRouter()
+
+
+@router.post(
+    "/visits",
+    status_code=201,
+    response_model=VisitRecorded,
+    tags=["visits"],
+    dependencies=[FIELD],
+    summary="Record a visit (or an attempt) with any needs heard at the door; retry-safe",
+)
+async def record_visit(
+    body: VisitCreate, uow: UoW, who: Who, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    async def action() -> tuple[int, VisitRecorded]:
+        visit, needs, done = await visiting.record_visit(uow, who, body)
+        await uow.session.flush()
+        return 201, VisitRecorded(
+            **VisitPublic.model_validate(visit, from_attributes=True).model_dump(),
+            needs=[ledger.need_public(n) for n in needs],
+            tasks_completed=done,
+        )
+
+    return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:record-visit", body=body, action=action)
+
+
+@router.get("/visits", response_model=Page[VisitPublic], tags=["visits"], dependencies=[FIELD])
+async def list_visits(
+    uow: UoW,
+    who: Who,
+    household_id: UUID | None = None,
+    worker_id: UUID | None = None,
+    community: Code = None,
+    compound: Code = None,
+    outcome: Outcome | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+    far_from_home: bool | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[VisitPublic]:
+    page = await visiting.list_visits(
+        uow,
+        who,
+        limit=limit,
+        cursor=cursor,
+        household_id=household_id,
+        worker_id=worker_id,
+        community=community,
+        compound=compound,
+        outcome=outcome,
+        since=since,
+        until=until,
+        far_from_home=far_from_home,
+    )
+    return map_page(page, from_row(VisitPublic))
+
+
+@router.get("/visits/{visit_id}", response_model=VisitRecorded, tags=["visits"], dependencies=[FIELD])
+async def get_visit(visit_id: UUID, uow: UoW, who: Who) -> VisitRecorded:
+    visit = await visiting.get_visit(uow, who, visit_id)
+    needs = (await visiting.needs_of_visits(uow, [visit.id]))[visit.id]
+    return VisitRecorded(
+        **VisitPublic.model_validate(visit, from_attributes=True).model_dump(),
+        needs=[ledger.need_public(n) for n in needs],
+    )

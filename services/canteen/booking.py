@@ -47,23 +47,8 @@ from services.canteen.models import (
     SetMeal,
     WalkInCreate,
 )
-from services.canteen.orders import (
-    LINES,
-    MENUS,
-    ORDERS,
-    cutoff_at,
-    deliver_by,
-    order_row_public,
-    serve_window,
-)
-from services.canteen.subsidy import (
-    Computation,
-    MealContext,
-    age_on,
-    circumstances_on,
-    compute_for,
-    line_public,
-)
+from services.canteen.orders import LINES, MENUS, ORDERS, cutoff_at, deliver_by, order_row_public, serve_window
+from services.canteen.subsidy import Computation, MealContext, age_on, circumstances_on, compute_for, line_public
 
 # The statements of a booking, built once (bound parameters), so SQLAlchemy compiles each once.
 _OFFER = (

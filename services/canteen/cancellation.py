@@ -17,19 +17,8 @@ from services.canteen import config
 from services.canteen.access import Relation
 from services.canteen.booking import release_seat
 from services.canteen.deliveries import family_notice
-from services.canteen.models import (
-    Fulfilment,
-    LineStatus,
-    MealSlotRow,
-    Order,
-    OrderStatus,
-)
-from services.canteen.orders import (
-    LINES,
-    cutoff_at,
-    load_order,
-    move_to,
-)
+from services.canteen.models import Fulfilment, LineStatus, MealSlotRow, Order, OrderStatus
+from services.canteen.orders import LINES, cutoff_at, load_order, move_to
 
 
 async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -> Order:

@@ -15,20 +15,8 @@ from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
-from services.canteen.models import (
-    Canteen,
-    Diner,
-    Fulfilment,
-    MealSlotRow,
-    Order,
-    OrderStatus,
-)
-from services.canteen.orders import (
-    ORDERS,
-    current_slot,
-    load_order,
-    move_to,
-)
+from services.canteen.models import Canteen, Diner, Fulfilment, MealSlotRow, Order, OrderStatus
+from services.canteen.orders import ORDERS, current_slot, load_order, move_to
 
 
 def serve(order: Order, who: Principal) -> Order:

@@ -13,15 +13,8 @@ from minsheng.contracts.canteen import OrderDelivered
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
-from services.canteen.models import (
-    FamilyMember,
-    Fulfilment,
-    Order,
-    OrderStatus,
-)
-from services.canteen.orders import (
-    move_to,
-)
+from services.canteen.models import FamilyMember, Fulfilment, Order, OrderStatus
+from services.canteen.orders import move_to
 
 
 async def family_notice(uow: UnitOfWork, order: Order) -> dict[str, Any]:

@@ -17,14 +17,7 @@ from minsheng.platform.privacy import mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen.canteens import SLOT_RANK
-from services.canteen.models import (
-    Canteen,
-    Diner,
-    Fulfilment,
-    Menu,
-    Order,
-    OrderStatus,
-)
+from services.canteen.models import Canteen, Diner, Fulfilment, Menu, Order, OrderStatus
 
 ORDERS = table_of(Order)
 DINERS = table_of(Diner)

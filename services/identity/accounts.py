@@ -9,11 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.contracts.identity import (
-    AccountAccessChanged,
-    AccountCreated,
-    AccountStatusChanged,
-)
+from minsheng.contracts.identity import AccountAccessChanged, AccountCreated, AccountStatusChanged
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow

@@ -16,14 +16,7 @@ from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.identity import config, passwords, sessions
-from services.identity.models import (
-    Account,
-    AccountStatus,
-    StaffCredential,
-    StaffLogin,
-    TokenPair,
-    TotpProvisioning,
-)
+from services.identity.models import Account, AccountStatus, StaffCredential, StaffLogin, TokenPair, TotpProvisioning
 
 
 def _throttle_keys(username: str, address: str | None) -> tuple[str, str | None]:

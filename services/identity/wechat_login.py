@@ -8,10 +8,7 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
-from minsheng.contracts.identity import (
-    AccountContactChanged,
-    AccountCreated,
-)
+from minsheng.contracts.identity import AccountContactChanged, AccountCreated
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import as_utc, utcnow, uuid7

@@ -15,10 +15,7 @@ from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
 from services.points.ledger import BALANCES, CREDIT_KINDS, ENTRIES, already_posted, lock_balance, post_entry
-from services.points.models import (
-    EntryKind,
-    ExpiryWarning,
-)
+from services.points.models import EntryKind, ExpiryWarning
 
 
 def _expirable_columns(cutoff: datetime) -> tuple[Any, Any]:

@@ -23,14 +23,7 @@ from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.sql import one_of, table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
-from services.points.models import (
-    BalancePublic,
-    EntryKind,
-    LedgerEntry,
-    Rider,
-    RiderBalance,
-    RiderStatus,
-)
+from services.points.models import BalancePublic, EntryKind, LedgerEntry, Rider, RiderBalance, RiderStatus
 
 ENTRIES: sa.Table = table_of(LedgerEntry)
 BALANCES: sa.Table = table_of(RiderBalance)

@@ -15,15 +15,7 @@ from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.pagination import Keyset, Page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
-from services.points.models import (
-    Merchant,
-    MerchantStatus,
-    Offer,
-    OfferCreate,
-    OfferKind,
-    OfferPublic,
-    OfferUpdate,
-)
+from services.points.models import Merchant, MerchantStatus, Offer, OfferCreate, OfferKind, OfferPublic, OfferUpdate
 
 OFFERS: sa.Table = table_of(Offer)
 

@@ -15,12 +15,7 @@ from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.points import config
-from services.points.models import (
-    Offer,
-    Redemption,
-    RedemptionStatus,
-    StatementSummary,
-)
+from services.points.models import Offer, Redemption, RedemptionStatus, StatementSummary
 from services.points.redemptions import rider_ref, yuan
 
 OFFERS: sa.Table = table_of(Offer)

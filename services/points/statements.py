@@ -17,14 +17,7 @@ from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
-from services.points.models import (
-    EntryKind,
-    Leaderboard,
-    LeaderboardRow,
-    LedgerEntry,
-    Rider,
-    Team,
-)
+from services.points.models import EntryKind, Leaderboard, LeaderboardRow, LedgerEntry, Rider, Team
 
 ENTRIES: sa.Table = table_of(LedgerEntry)
 

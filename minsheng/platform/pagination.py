@@ -18,6 +18,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
 
 T = TypeVar("T")
+QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -126,7 +127,7 @@ class Keyset:
         """In id order: creation order, as every id is a UUIDv7."""
         return cls((model.id,), kinds=(UUID,), descending=False)
 
-    def query(self, query: Select[Any], cursor: str | None, limit: int) -> Select[Any]:
+    def query(self, query: QueryT, cursor: str | None, limit: int) -> QueryT:
         if cursor:
             position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(cursor, *self.kinds))
             query = query.where(position < after if self.descending else position > after)

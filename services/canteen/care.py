@@ -22,6 +22,7 @@ from minsheng.platform.privacy import FieldCipher, open_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
+from services.canteen.cancellation import cancel_order
 from services.canteen.models import (
     SERVED_STATUSES,
     AbsenceAlertRow,
@@ -38,7 +39,6 @@ from services.canteen.models import (
     ScanResult,
     SubsidyLine,
 )
-from services.canteen.orders import cancel_order
 
 ALERTS = table_of(AbsenceAlertRow)
 ORDERS = table_of(Order)

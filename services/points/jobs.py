@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from minsheng.platform.service import Job, ServiceRuntime
-from services.points import ledger, merchants, tasks
+from services.points import expiry, merchants, tasks
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ async def expire_points(runtime: ServiceRuntime, *, batch: int = 500, max_batche
     expired = 0
     for _ in range(max_batches):
         async with runtime.uow() as uow:
-            points, riders = await ledger.expire_points(uow, batch=batch)
+            points, riders = await expiry.expire_points(uow, batch=batch)
             await uow.commit()
         expired += points
         if riders < batch:
@@ -30,7 +30,7 @@ async def warn_expiring(runtime: ServiceRuntime, *, batch: int = 500, max_batche
     told = 0
     for _ in range(max_batches):
         async with runtime.uow() as uow:
-            n, looked_at = await ledger.warn_expiring(uow, batch=batch)
+            n, looked_at = await expiry.warn_expiring(uow, batch=batch)
             await uow.commit()
         told += n
         if looked_at < batch:

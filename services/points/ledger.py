@@ -1,4 +1,5 @@
-"""The ledger: append-only entries, a balance that never goes negative, caps, expiry and leaderboards.
+"""The ledger: append-only entries, a balance that never goes negative, caps (expiry: ``expiry``; statements and
+leaderboards: ``statements``).
 
 Every entry names its cause (``cause_type``, ``cause_id``) and ``(cause_type, cause_id, kind)`` is unique, so
 posting for the same cause twice changes nothing. The balance moves in one conditional UPDATE
@@ -9,41 +10,24 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, select
 
-from minsheng.contracts.points import PointsExpiring, PointsPosted
+from minsheng.contracts.points import PointsPosted
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.inputs import MonthText, month_start
-from minsheng.platform.pagination import Keyset, Page, keyset_page
-from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import one_of, table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
-from services.points.models import (
-    BalancePublic,
-    EntryKind,
-    ExpiryWarning,
-    Leaderboard,
-    LeaderboardRow,
-    LedgerEntry,
-    Rider,
-    RiderBalance,
-    RiderStatus,
-    Team,
-)
+from services.points.models import BalancePublic, EntryKind, LedgerEntry, Rider, RiderBalance, RiderStatus
 
 ENTRIES: sa.Table = table_of(LedgerEntry)
 BALANCES: sa.Table = table_of(RiderBalance)
+CREDIT_KINDS = (EntryKind.earned.value, EntryKind.adjusted.value)
 
 
 @dataclass(frozen=True)
@@ -446,232 +430,7 @@ async def balance_of_subject(uow: UnitOfWork, subject: str) -> BalancePublic:
     return _balance_public(row, now)
 
 
-async def statement(
-    uow: UnitOfWork,
-    rider_id: UUID,
-    *,
-    limit: int,
-    cursor: str | None,
-    kind: EntryKind | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Page[LedgerEntry]:
-    query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
-    if kind is not None:
-        query = query.where(LedgerEntry.kind == kind.value)
-    if since is not None:
-        query = query.where(col(LedgerEntry.created_at) >= since)
-    if until is not None:
-        query = query.where(col(LedgerEntry.created_at) < until)
-    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), cursor, limit)
-
-
-# --- expiry ---------------------------------------------------------------------------------------------------
-
-CREDIT_KINDS = (EntryKind.earned.value, EntryKind.adjusted.value)
-
-
-def _expirable_columns(cutoff: datetime) -> tuple[Any, Any]:
-    amount = ENTRIES.c.amount
-    old_credits = sa.func.coalesce(
-        sa.func.sum(
-            sa.case(
-                (sa.and_(ENTRIES.c.kind.in_(CREDIT_KINDS), amount > 0, ENTRIES.c.created_at < cutoff), amount), else_=0
-            )
-        ),
-        0,
-    )
-    debits = sa.func.coalesce(
-        sa.func.sum(sa.case((amount < 0, -amount), (ENTRIES.c.kind == EntryKind.voided.value, -amount), else_=0)), 0
-    )
-    return old_credits, debits
-
-
-async def expirable(uow: UnitOfWork, rider_id: UUID, cutoff: datetime) -> int:
-    """Points credited before ``cutoff`` and not yet spent, first in first out: credits (earned, positive
-    adjustments) before the cutoff minus every debit ever (redeemed, reversed, expired, negative adjustments),
-    voided redemptions giving their debit back."""
-    old_credits, debits = _expirable_columns(cutoff)
-    row = (await uow.session.execute(sa.select(old_credits, debits).where(ENTRIES.c.rider_id == rider_id))).one()
-    return max(0, int(row[0]) - int(row[1]))
-
-
-async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
-    """Expire unspent points older than the policy allows, for up to ``batch`` riders; returns (points expired,
-    riders looked at) — call again while it returns a full batch. Idempotent per rider and local day (the cause
-    is ``expiry / <rider>:<day>``), so several replicas, or two runs a day, change nothing. Riders whose old
-    points are all spent are never candidates, so batches always make progress."""
-    settings = config.get()
-    if not settings.expiry_days:
-        return 0, 0
-    now = now or utcnow()
-    cutoff = now - timedelta(days=settings.expiry_days)
-    day = settings.day_start(now).date().isoformat()
-    old_credits, debits = _expirable_columns(cutoff)
-    candidates = (
-        (
-            await uow.session.execute(
-                sa.select(ENTRIES.c.rider_id)
-                .group_by(ENTRIES.c.rider_id)
-                .having(old_credits - debits > 0)
-                .order_by(ENTRIES.c.rider_id)
-                .limit(batch)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    expired = 0
-    for rider_id in candidates:
-        cause_id = f"{rider_id}:{day}"
-        if await already_posted(uow, "expiry", cause_id, EntryKind.expired):
-            continue
-        balance = await lock_balance(uow, rider_id)
-        amount = min(await expirable(uow, rider_id, cutoff), balance)
-        if amount <= 0:
-            continue
-        await post_entry(
-            uow,
-            rider_id=rider_id,
-            kind=EntryKind.expired,
-            amount=-amount,
-            cause_type="expiry",
-            cause_id=cause_id,
-            note=f"Points earned before {cutoff.date().isoformat()} expired",
-            check_duplicate=False,
-        )
-        expired += amount
-    return expired, len(candidates)
-
-
-WARNINGS: sa.Table = table_of(ExpiryWarning)
-
-
-async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
-    """Tell riders whose unspent points expire within ``expiry_warning_days`` (``PointsExpiring``), once per
-    rider and local month (``expiry_warnings``' unique key; the insert that loses a race emits nothing).
-    Returns (riders warned, riders looked at): call again while the second is a full batch."""
-    settings = config.get()
-    if not settings.expiry_days or not settings.expiry_warning_days:
-        return 0, 0
-    now = now or utcnow()
-    cutoff = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
-    before = now + timedelta(days=settings.expiry_warning_days)
-    period = settings.local_month(now).isoformat()[:7]
-    old_credits, debits = _expirable_columns(cutoff)
-    warned = sa.select(WARNINGS.c.rider_id).where(WARNINGS.c.period == period)
-    candidates = (
-        (
-            await uow.session.execute(
-                sa.select(ENTRIES.c.rider_id)
-                .where(ENTRIES.c.rider_id.notin_(warned))
-                .group_by(ENTRIES.c.rider_id)
-                .having(old_credits - debits > 0)
-                .order_by(ENTRIES.c.rider_id)
-                .limit(batch)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    told = 0
-    insert = pg_insert if uow.db.is_postgres else sqlite_insert
-    for rider_id in candidates:
-        balance = (
-            await uow.session.execute(sa.select(BALANCES.c.balance).where(BALANCES.c.rider_id == rider_id))
-        ).scalar_one_or_none() or 0
-        points = min(await expirable(uow, rider_id, cutoff), int(balance))
-        if points <= 0:
-            continue
-        created = (
-            await uow.session.execute(
-                insert(WARNINGS)
-                .values(
-                    id=uuid7(), rider_id=rider_id, period=period, points=points, expiring_before=before, created_at=now
-                )
-                .on_conflict_do_nothing(index_elements=["rider_id", "period"])
-                .returning(WARNINGS.c.id)
-            )
-        ).scalar_one_or_none()
-        if created is None:
-            continue  # another replica told them first
-        uow.emit(
-            PointsExpiring(
-                rider_id=rider_id, points=points, balance=int(balance), expiring_before=before, warned_at=now
-            )
-        )
-        told += 1
-    return told, len(candidates)
-
-
-# --- leaderboards ---------------------------------------------------------------------------------------------
-
-
-def parse_month(value: str | None) -> date:
-    settings = config.get()
-    if not value:
-        return settings.local_month(utcnow())
-    try:
-        parsed = month_start(TypeAdapter(MonthText).validate_python(value))
-    except ValidationError as exc:
-        raise Problem(
-            422,
-            "validation_error",
-            "The request is not valid",
-            "month must look like 2026-11",
-            errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}],
-        ) from exc
-    return parsed
-
-
-async def leaderboard(
-    uow: UnitOfWork, *, by: str, month: date, community: str | None = None, team_id: UUID | None = None, limit: int = 20
-) -> Leaderboard:
-    """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
-    start, end = config.get().month_bounds(month)
-    riders: sa.Table = table_of(Rider)
-    teams: sa.Table = table_of(Team)
-    points = sa.func.sum(ENTRIES.c.amount).label("points")
-    members = sa.func.count(sa.distinct(ENTRIES.c.rider_id)).label("riders")
-    base = ENTRIES.join(riders, riders.c.id == ENTRIES.c.rider_id)
-    where: list[Any] = [
-        ENTRIES.c.kind.in_([EntryKind.earned.value, EntryKind.reversed.value]),
-        ENTRIES.c.created_at >= start,
-        ENTRIES.c.created_at < end,
-    ]
-    if community is not None:
-        where.append(riders.c.community == community)
-    if team_id is not None:
-        where.append(riders.c.team_id == team_id)
-    if by == "team":
-        query = (
-            sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
-            .select_from(base.join(teams, teams.c.id == riders.c.team_id))
-            .group_by(teams.c.id, teams.c.name)
-        )
-    elif by == "community":
-        query = (
-            sa.select(riders.c.community.label("key"), riders.c.community.label("name"), points, members)
-            .select_from(base)
-            .where(riders.c.community.is_not(None))
-            .group_by(riders.c.community)
-        )
-    else:
-        query = (
-            sa.select(riders.c.id.label("key"), riders.c.name.label("name"), points, members)
-            .select_from(base)
-            .group_by(riders.c.id, riders.c.name)
-        )
-    query = query.where(*where).order_by(sa.desc("points"), sa.asc("key")).limit(limit)
-    rows = (await uow.session.execute(query)).all()
-    items = [
-        LeaderboardRow(
-            rank=i + 1,
-            key=str(r.key),
-            name=mask_name(r.name) if by == "rider" else r.name,
-            points=int(r.points or 0),
-            riders=int(r.riders),
-        )
-        for i, r in enumerate(rows)
-    ]
-    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)
+# Moved to ``statements``; named here too until the routes import them from there.
+from services.points.statements import leaderboard as leaderboard  # noqa: E402
+from services.points.statements import parse_month as parse_month  # noqa: E402
+from services.points.statements import statement as statement  # noqa: E402

@@ -4,7 +4,6 @@ leaders. Use cases take a unit of work and never commit: the caller does, once."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -14,7 +13,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -252,12 +251,9 @@ async def list_teams(
     query = sa.select(Team, members)
     if community is not None:
         query = query.where(col(Team.community) == community)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(Team.created_at, Team.id) > sa.tuple_(created, ident))
-    query = query.order_by(col(Team.created_at), col(Team.id)).limit(limit + 1)
-    rows = [(t, int(n)) for t, n in (await uow.session.execute(query)).all()]
-    return page_of(rows, limit, lambda r: encode_cursor(r[0].created_at, r[0].id))
+    keyset = Keyset((Team.created_at, Team.id), descending=False)
+    rows = [(t, int(n)) for t, n in (await uow.session.execute(keyset.query(query, cursor, limit))).all()]
+    return keyset.page(rows, limit, lambda r: r[0])
 
 
 async def team_size(uow: UnitOfWork, team_id: UUID) -> int:

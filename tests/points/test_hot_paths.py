@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.sql import table_of
-from services.points import config, hazards, ledger
+from services.points import config, expiry, hazards, ledger
 from services.points.models import HazardReport, HazardReportCreate, LedgerEntry
 from tests.points.helpers import rider, staff
 from tests.support.client import System
@@ -134,7 +134,7 @@ async def test_expiring_points_match_the_whole_ledger_aggregate(points: System) 
             b = (await points.client.get("/points/riders/me/balance", headers=fan.headers)).json()
             async with points.runtime("points").uow() as uow:
                 horizon = utcnow() + timedelta(days=settings.expiry_warning_days)
-                whole = await ledger.expirable(uow, UUID(fan.id), horizon - timedelta(days=settings.expiry_days))
+                whole = await expiry.expirable(uow, UUID(fan.id), horizon - timedelta(days=settings.expiry_days))
                 staff_view = await ledger.balance_view(uow, UUID(fan.id))
             assert b["expiring_points"] == min(whole, b["balance"])
             assert (b["expiring_before"] is None) == (b["expiring_points"] == 0)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
-from services.points import config, jobs, ledger
+from services.points import config, jobs, statements
 from services.points.models import LedgerEntry
 from tests.points.helpers import balance, credit, rider, staff
 from tests.support.client import System
@@ -143,7 +143,7 @@ async def test_monthly_leaderboards(points: System) -> None:
 
 async def test_month_bounds_are_local() -> None:
     settings = config.get()
-    start, end = settings.month_bounds(ledger.parse_month("2026-12"))
+    start, end = settings.month_bounds(statements.parse_month("2026-12"))
     assert start.isoformat() == "2026-12-01T00:00:00+08:00" and end.isoformat() == "2027-01-01T00:00:00+08:00"
 
 

@@ -28,7 +28,7 @@ from minsheng.platform import ratelimit
 from minsheng.platform.db import create_database_if_missing
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
-from services.points import config, ledger
+from services.points import config, expiry, ledger
 from services.points.models import LedgerEntry, Redemption, RiderBalance
 from tests.conftest import embedded_settings
 from tests.points.helpers import MerchantRef, RiderRef, code, credit, merchant, offer, rider
@@ -211,7 +211,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     async def _expire(self, now: Any) -> None:
         async with self.system.runtime("points").uow() as uow:
-            await ledger.expire_points(uow, now=now, batch=10_000)
+            await expiry.expire_points(uow, now=now, batch=10_000)
             await uow.commit()
 
     @invariant()

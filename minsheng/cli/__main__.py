@@ -1,0 +1,5 @@
+"""``python -m minsheng.cli``."""
+
+from minsheng.cli import app
+
+app()

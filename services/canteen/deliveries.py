@@ -1,0 +1,70 @@
+"""Delivered meals: a rider on the way, the delivery done (by the rider's task or by staff), and what the events
+tell the diner's family. Use cases take a unit of work and never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlmodel import col, select
+
+from minsheng.contracts.canteen import OrderDelivered
+from minsheng.platform.ids import utcnow
+from minsheng.platform.uow import UnitOfWork
+from services.canteen import config
+from services.canteen.models import FamilyMember, Fulfilment, Order, OrderStatus
+from services.canteen.orders import move_to
+
+
+async def family_notice(uow: UnitOfWork, order: Order) -> dict[str, Any]:
+    """What a delivery event carries so notify can tell the diner's family: the diner, the meal and the family
+    members' logins (never their phones)."""
+    subjects = (
+        await uow.session.execute(
+            select(FamilyMember.subject)
+            .where(FamilyMember.diner_id == order.diner_id)
+            .order_by(col(FamilyMember.subject))
+        )
+    ).scalars()
+    return {
+        "diner_id": order.diner_id,
+        "meal_date": order.meal_date,
+        "slot": order.slot,
+        "family_subjects": list(subjects),
+    }
+
+
+async def mark_delivered(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at: datetime) -> Order | None:
+    """A rider completed the delivery task. Idempotent: a delivered order stays as it is."""
+    order = await uow.session.get(Order, order_id, with_for_update=uow.db.is_postgres)
+    if order is None or order.fulfilment != Fulfilment.delivery:
+        return None
+    if order.status != OrderStatus.booked:
+        return None  # already delivered, or cancelled before the rider got there: nothing to record
+    move_to(order, OrderStatus.delivered)
+    order.delivered_at, order.rider_task_id = at, task_id
+    uow.emit(
+        OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=task_id, **await family_notice(uow, order))
+    )
+    return order
+
+
+async def rider_on_the_way(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at: datetime) -> Order | None:
+    """A rider claimed the delivery task: the elder's app can say the meal is on its way. The latest claim wins
+    (a rider may give a task back and another take it)."""
+    order = await uow.session.get(Order, order_id, with_for_update=uow.db.is_postgres)
+    if order is None or order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
+        return None
+    if order.rider_claimed_at is not None and at <= order.rider_claimed_at:
+        return None
+    order.rider_task_id, order.rider_claimed_at = task_id, at
+    order.updated_at = utcnow()
+    return order
+
+
+async def mark_delivered_by_staff(uow: UnitOfWork, order: Order) -> None:
+    at = config.now()
+    move_to(order, OrderStatus.delivered)
+    order.delivered_at = at
+    uow.emit(OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=None, **await family_notice(uow, order)))

@@ -1,0 +1,258 @@
+"""Accounts: who may manage whom (admins, and staff within their scope), staff onboarding, access and status
+changes, password resets, the grant history. Use cases take a unit of work and never commit."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.contracts.identity import AccountAccessChanged, AccountCreated, AccountStatusChanged
+from minsheng.platform.auth import Principal, Role
+from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import Page, decode_cursor, encode_cursor
+from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
+from minsheng.platform.uow import UnitOfWork
+from services.identity import passwords, sessions
+from services.identity.models import (
+    THROTTLES,
+    AccessGrant,
+    AccessUpdate,
+    Account,
+    AccountKind,
+    AccountPublic,
+    AccountStatus,
+    GrantPublic,
+    StaffCreate,
+    StaffCredential,
+    WechatIdentity,
+)
+
+
+def account_id_of(who: Principal) -> UUID:
+    try:
+        return UUID(who.sub)
+    except ValueError:
+        raise Problem(
+            404,
+            "account_not_found",
+            "Account not found",
+            "This token's subject is not an identity account (a development token?).",
+        ) from None
+
+
+_STAFF_GRANTABLE = frozenset({Role.grid_worker.value, Role.staff.value, Role.resident.value, Role.rider.value})
+
+
+def _staff_may_manage(who: Principal, roles: list[str], scopes: list[str]) -> bool:
+    """A (non-admin) staff member manages grid workers and canteen staff in their own scope only."""
+    if who.is_admin:
+        return True
+    if Role.staff not in who.roles or not set(roles) <= _STAFF_GRANTABLE:
+        return False
+    for scope in scopes:
+        kind, _, value = scope.partition(":")
+        if scope in ("*", PII_REVEAL_SCOPE) or not value:
+            return False
+        if kind == "community" and not who.covers(community=value):
+            return False
+        if kind == "compound" and not who.covers(compound=value):
+            return False
+        if kind not in ("community", "compound") and value not in who.scoped_values(kind):
+            return False
+    return True
+
+
+async def account_view(uow: UnitOfWork, cipher: FieldCipher, account: Account) -> AccountPublic:
+    staff = account.kind == AccountKind.staff
+    cred = await uow.session.get(StaffCredential, account.id) if staff else None
+    ident = await uow.session.get(WechatIdentity, account.id) if not staff else None
+    return sessions.public(
+        account,
+        cred=cred,
+        phone=cipher.decrypt(ident.phone_enc) if ident else None,
+        openid=cipher.decrypt(ident.openid_enc) if ident else None,
+    )
+
+
+async def get_account(uow: UnitOfWork, who: Principal, account_id: UUID) -> Account:
+    account = await uow.session.get(Account, account_id)
+    if account is None or not (
+        str(account.id) == who.sub
+        or (
+            (who.is_admin or (Role.staff in who.roles and account.scopes))
+            and _staff_may_manage(who, account.roles, account.scopes)
+        )
+    ):
+        raise not_found("account", account_id)
+    return account
+
+
+async def me(uow: UnitOfWork, who: Principal) -> Account:
+    account = await uow.session.get(Account, account_id_of(who))
+    if account is None:
+        raise not_found("account", who.sub)
+    return account
+
+
+async def list_accounts(
+    uow: UnitOfWork,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: AccountKind | None,
+    status: AccountStatus | None,
+    role: str | None,
+) -> Page[Account]:
+    query = select(Account).order_by(col(Account.id)).limit(limit + 1)
+    if cursor:
+        (after,) = decode_cursor(cursor, UUID)
+        query = query.where(col(Account.id) > after)
+    if kind:
+        query = query.where(Account.kind == kind.value)
+    if status:
+        query = query.where(Account.status == status.value)
+    rows = list((await uow.session.execute(query)).scalars())
+    if role:
+        rows = [a for a in rows if role in a.roles]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[Account](items=rows, next_cursor=encode_cursor(str(rows[-1].id)) if more and rows else None)
+
+
+def _grant(uow: UnitOfWork, who: Principal, account: Account, action: str, reason: str) -> None:
+    uow.session.add(
+        AccessGrant(
+            account_id=account.id,
+            actor=who.sub,
+            action=action,
+            roles=list(account.roles),
+            scopes=list(account.scopes),
+            reason=reason,
+        )
+    )
+
+
+async def create_staff(
+    uow: UnitOfWork, who: Principal, data: StaffCreate, *, password: str | None = None, must_change: bool = True
+) -> tuple[Account, str]:
+    if not _staff_may_manage(who, data.roles, data.scopes) or (not data.scopes and not who.is_admin):
+        raise Problem(
+            403,
+            "grant_outside_scope",
+            "You cannot grant this access",
+            "Staff create grid-worker and staff accounts within their own scope only.",
+        )
+    username = data.username.lower()
+    taken = (
+        await uow.session.execute(select(StaffCredential.account_id).where(StaffCredential.username == username))
+    ).first()
+    if taken is not None:
+        raise conflict("username_taken", "This user name is taken.")
+    temporary = password or passwords.temporary_password()
+    account = Account(kind=AccountKind.staff, roles=data.roles, scopes=data.scopes, display_name=data.display_name)
+    uow.session.add(account)
+    await uow.session.flush()
+    uow.session.add(
+        StaffCredential(
+            account_id=account.id,
+            username=username,
+            password_hash=await asyncio.to_thread(passwords.hash_password, temporary),
+            must_change_password=must_change,
+        )
+    )
+    _grant(uow, who, account, "created", data.reason)
+    uow.emit(
+        AccountCreated(
+            account_id=account.id,
+            occurred_at=utcnow(),
+            kind="staff",
+            roles=account.roles,
+            scopes=account.scopes,
+            display_name=account.display_name,
+        )
+    )
+    return account, temporary
+
+
+async def change_access(uow: UnitOfWork, who: Principal, account_id: UUID, data: AccessUpdate) -> Account:
+    account = await get_account(uow, who, account_id)
+    if str(account.id) == who.sub and not who.is_admin:
+        raise Problem(403, "grant_outside_scope", "You cannot change your own access", "Ask an admin.")
+    if not _staff_may_manage(who, account.roles, account.scopes) or not _staff_may_manage(who, data.roles, data.scopes):
+        raise Problem(
+            403,
+            "grant_outside_scope",
+            "You cannot grant this access",
+            "Staff grant grid-worker and staff access within their own scope only.",
+        )
+    if account.roles == data.roles and account.scopes == data.scopes:
+        return account
+    account.roles = data.roles
+    account.scopes = data.scopes
+    account.updated_at = utcnow()
+    _grant(uow, who, account, "access_changed", data.reason)
+    uow.emit(
+        AccountAccessChanged(
+            account_id=account.id,
+            occurred_at=utcnow(),
+            roles=account.roles,
+            scopes=account.scopes,
+            changed_by=who.sub,
+            reason=data.reason,
+        )
+    )
+    return account
+
+
+async def set_status(uow: UnitOfWork, who: Principal, account_id: UUID, status: AccountStatus, reason: str) -> Account:
+    account = await get_account(uow, who, account_id)
+    if account.status == status:
+        return account  # idempotent
+    if str(account.id) == who.sub:
+        raise conflict("cannot_disable_self", "An admin cannot disable their own account.")
+    account.status = status.value
+    account.updated_at = utcnow()
+    account.disabled_at = utcnow() if status == AccountStatus.disabled else None
+    if status == AccountStatus.disabled:
+        await sessions.revoke_account(uow, account.id, "account_disabled")
+    _grant(uow, who, account, status.value if status == AccountStatus.disabled else "enabled", reason)
+    uow.emit(
+        AccountStatusChanged(
+            account_id=account.id, occurred_at=utcnow(), status=status.value, changed_by=who.sub, reason=reason
+        )
+    )
+    return account
+
+
+async def reset_password(uow: UnitOfWork, who: Principal, account_id: UUID, *, reset_totp: bool) -> str:
+    account = await get_account(uow, who, account_id)
+    cred = await uow.session.get(StaffCredential, account.id)
+    if cred is None:
+        raise conflict("not_a_staff_account", "Only staff accounts have passwords.")
+    temporary = passwords.temporary_password()
+    cred.password_hash = await asyncio.to_thread(passwords.hash_password, temporary)
+    cred.must_change_password = True
+    if reset_totp:
+        cred.totp_enabled = False
+        cred.totp_secret_enc = None
+    await sessions.revoke_account(uow, account.id, "password_reset")
+    await uow.session.execute(sa.delete(THROTTLES).where(THROTTLES.c.key == f"user:{cred.username}"))
+    _grant(uow, who, account, "password_reset" + ("+totp" if reset_totp else ""), "admin reset")
+    return temporary
+
+
+async def grants(uow: UnitOfWork, who: Principal, account_id: UUID, limit: int) -> list[GrantPublic]:
+    await get_account(uow, who, account_id)
+    rows = (
+        await uow.session.execute(
+            select(AccessGrant)
+            .where(AccessGrant.account_id == account_id)
+            .order_by(col(AccessGrant.at).desc())
+            .limit(limit)
+        )
+    ).scalars()
+    return [GrantPublic.model_validate(r, from_attributes=True) for r in rows]

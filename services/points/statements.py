@@ -1,0 +1,112 @@
+"""Lists read from the ledger: a rider's statement and the monthly leaderboards. Use cases: take a unit of work,
+never commit."""
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter, ValidationError
+from sqlmodel import col, select
+
+from minsheng.platform.errors import Problem
+from minsheng.platform.ids import utcnow
+from minsheng.platform.inputs import MonthText, month_start
+from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.privacy import mask_name
+from minsheng.platform.sql import table_of
+from minsheng.platform.uow import UnitOfWork
+from services.points import config
+from services.points.models import EntryKind, Leaderboard, LeaderboardRow, LedgerEntry, Rider, Team
+
+ENTRIES: sa.Table = table_of(LedgerEntry)
+
+
+async def statement(
+    uow: UnitOfWork,
+    rider_id: UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: EntryKind | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[LedgerEntry]:
+    query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
+    if kind is not None:
+        query = query.where(LedgerEntry.kind == kind.value)
+    if since is not None:
+        query = query.where(col(LedgerEntry.created_at) >= since)
+    if until is not None:
+        query = query.where(col(LedgerEntry.created_at) < until)
+    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), cursor, limit)
+
+
+def parse_month(value: str | None) -> date:
+    settings = config.get()
+    if not value:
+        return settings.local_month(utcnow())
+    try:
+        parsed = month_start(TypeAdapter(MonthText).validate_python(value))
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "month must look like 2026-11",
+            errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}],
+        ) from exc
+    return parsed
+
+
+async def leaderboard(
+    uow: UnitOfWork, *, by: str, month: date, community: str | None = None, team_id: UUID | None = None, limit: int = 20
+) -> Leaderboard:
+    """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
+    start, end = config.get().month_bounds(month)
+    riders: sa.Table = table_of(Rider)
+    teams: sa.Table = table_of(Team)
+    points = sa.func.sum(ENTRIES.c.amount).label("points")
+    members = sa.func.count(sa.distinct(ENTRIES.c.rider_id)).label("riders")
+    base = ENTRIES.join(riders, riders.c.id == ENTRIES.c.rider_id)
+    where: list[Any] = [
+        ENTRIES.c.kind.in_([EntryKind.earned.value, EntryKind.reversed.value]),
+        ENTRIES.c.created_at >= start,
+        ENTRIES.c.created_at < end,
+    ]
+    if community is not None:
+        where.append(riders.c.community == community)
+    if team_id is not None:
+        where.append(riders.c.team_id == team_id)
+    if by == "team":
+        query = (
+            sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
+            .select_from(base.join(teams, teams.c.id == riders.c.team_id))
+            .group_by(teams.c.id, teams.c.name)
+        )
+    elif by == "community":
+        query = (
+            sa.select(riders.c.community.label("key"), riders.c.community.label("name"), points, members)
+            .select_from(base)
+            .where(riders.c.community.is_not(None))
+            .group_by(riders.c.community)
+        )
+    else:
+        query = (
+            sa.select(riders.c.id.label("key"), riders.c.name.label("name"), points, members)
+            .select_from(base)
+            .group_by(riders.c.id, riders.c.name)
+        )
+    query = query.where(*where).order_by(sa.desc("points"), sa.asc("key")).limit(limit)
+    rows = (await uow.session.execute(query)).all()
+    items = [
+        LeaderboardRow(
+            rank=i + 1,
+            key=str(r.key),
+            name=mask_name(r.name) if by == "rider" else r.name,
+            points=int(r.points or 0),
+            riders=int(r.riders),
+        )
+        for i, r in enumerate(rows)
+    ]
+    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)

@@ -15,7 +15,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.privacy import field_cipher, mask_id_number, seal_phone_on
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
-from services.canteen import config, orders
+from services.canteen import booking, config, orders
 from services.canteen.diners import new_code
 from services.canteen.models import (
     Canteen,
@@ -435,7 +435,7 @@ async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int
             if (d.name == "赵桂香" and offset > 4) or (d.name != "赵桂香" and (offset + i) % 5 != 0)
         ]
         for diner in eaters:
-            computed = await orders.quote(uow, diner, menu, meal, Fulfilment.dine_in)
+            computed = await booking.quote(uow, diner, menu, meal, Fulfilment.dine_in)
             order = Order(
                 canteen_id=canteen.id,
                 diner_id=diner.id,

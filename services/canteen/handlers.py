@@ -11,7 +11,7 @@ from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckComplet
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
-from services.canteen import care, orders
+from services.canteen import care, deliveries
 
 
 def _our_order(origin: Origin | None) -> UUID | None:
@@ -27,14 +27,14 @@ async def on_task_claimed(event: TaskClaimed, envelope: CloudEvent, uow: UnitOfW
     """A rider took a delivery task the canteen asked for: the meal is on its way."""
     order_id = _our_order(event.origin)
     if order_id is not None:
-        await orders.rider_on_the_way(uow, order_id, task_id=event.task_id, at=event.claimed_at)
+        await deliveries.rider_on_the_way(uow, order_id, task_id=event.task_id, at=event.claimed_at)
 
 
 async def on_task_completed(event: TaskCompleted, envelope: CloudEvent, uow: UnitOfWork) -> None:
     """A rider finished a delivery task the canteen asked for: the order is delivered (once)."""
     order_id = _our_order(event.origin)
     if order_id is not None:
-        await orders.mark_delivered(uow, order_id, task_id=event.task_id, at=event.completed_at)
+        await deliveries.mark_delivered(uow, order_id, task_id=event.task_id, at=event.completed_at)
 
 
 async def on_resident_status_changed(event: ResidentStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:

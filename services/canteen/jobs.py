@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import Job, ServiceRuntime, in_batches
-from services.canteen import care, config, orders, retention
+from services.canteen import care, config, counter, retention
 from services.canteen.models import ScanResult
 
 
@@ -17,7 +17,7 @@ async def scan_absences(runtime: ServiceRuntime) -> ScanResult:
 
 async def sweep_no_shows(runtime: ServiceRuntime) -> int:
     async with runtime.uow() as uow:
-        count = await orders.sweep_no_shows(uow, config.today())
+        count = await counter.sweep_no_shows(uow, config.today())
         await uow.commit()
     return count
 

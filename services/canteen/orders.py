@@ -3,7 +3,6 @@ cancellation and delivery have modules of their own. Use cases take a unit of wo
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -169,30 +168,3 @@ async def list_orders(
 def move_to(order: Order, status: OrderStatus) -> None:
     order.status = status.value
     order.updated_at = utcnow()
-
-
-# Moved to use-case modules of their own; still reachable here (looked up on first use, as those modules import
-# this one) until the routes, handlers and jobs import them from there.
-_MOVED = {
-    "book": "booking",
-    "book_many": "booking",
-    "quote": "booking",
-    "walk_in": "booking",
-    "diner_by_card": "booking",
-    "subsidy_suspended": "booking",
-    "cancel": "cancellation",
-    "cancel_order": "cancellation",
-    "serve": "counter",
-    "check_in": "counter",
-    "check_in_by_code": "counter",
-    "sweep_no_shows": "counter",
-    "mark_delivered": "deliveries",
-    "rider_on_the_way": "deliveries",
-    "mark_delivered_by_staff": "deliveries",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(f"services.canteen.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

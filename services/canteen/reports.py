@@ -354,10 +354,3 @@ async def diner_statement(uow: UnitOfWork, diner: Diner, month: str) -> DinerSta
         subsidy_by_funder=funders,
         orders_by_status=by_status,
     )
-
-
-# Moved to ``kitchen``; named here too until the routes import them from there.
-from services.canteen.kitchen import DeliveryStop as DeliveryStop  # noqa: E402
-from services.canteen.kitchen import KitchenSheet as KitchenSheet  # noqa: E402
-from services.canteen.kitchen import delivery_list as delivery_list  # noqa: E402
-from services.canteen.kitchen import kitchen_sheet as kitchen_sheet  # noqa: E402

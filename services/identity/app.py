@@ -9,8 +9,8 @@ from services.identity.handlers import HANDLERS
 from services.identity.jobs import JOBS
 from services.identity.keys import start_keys
 from services.identity.models import metadata, platform_tables
-from services.identity.service import close_wechat
 from services.identity.views import router
+from services.identity.wechat_login import close_wechat
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from minsheng.platform.ids import as_utc
 from minsheng.platform.migrations import upgrade
 from minsheng.platform.service import ServiceRuntime
 from minsheng.settings import Settings
-from services.identity import config, passwords, service
+from services.identity import accounts, config, passwords
 from services.identity.keys import cipher_of, ensure_key, rotate
 from services.identity.models import SigningKeyRow, StaffCreate, StaffCredential
 
@@ -47,7 +47,7 @@ async def create_admin(settings: Settings, username: str, password: str, display
             display_name=display_name,
             reason="bootstrap admin (minsheng admin create)",
         )
-        account, _ = await service.create_staff(uow, CLI, data, password=password, must_change=False)
+        account, _ = await accounts.create_staff(uow, CLI, data, password=password, must_change=False)
         cred = (
             await uow.session.execute(select(StaffCredential).where(StaffCredential.account_id == account.id))
         ).scalar_one()

@@ -17,7 +17,9 @@ from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
-from services.identity import config, passwords, service, sessions
+from services.identity import accounts, config, passwords, sessions
+from services.identity import staff_login as staff_logins
+from services.identity import wechat_login as wechat_logins
 from services.identity.keys import cipher_of
 from services.identity.models import (
     AccessUpdate,
@@ -111,7 +113,7 @@ async def discovery(request: Request, runtime: Runtime) -> JSONResponse:
     responses=RATE_LIMITED,
 )
 async def wechat_login(body: WechatLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
-    pair = await service.wechat_login(uow, runtime, cipher, body.code, address)
+    pair = await wechat_logins.wechat_login(uow, runtime, cipher, body.code, address)
     await _commit_login(uow)
     return _tokens(pair)
 
@@ -137,7 +139,7 @@ async def _commit_login(uow: UnitOfWork) -> None:
 async def wechat_phone(
     body: WechatPhone, uow: UoW, runtime: Runtime, cipher: Cipher, who: Who, address: Address
 ) -> PhonePublic:
-    phone, ident = await service.wechat_phone(uow, runtime, cipher, who, body.code)
+    phone, ident = await wechat_logins.wechat_phone(uow, runtime, cipher, who, body.code)
     await uow.commit()
     assert ident.phone_verified_at is not None
     return PhonePublic(phone=mask_phone(phone) or "", verified_at=ident.phone_verified_at)
@@ -181,7 +183,7 @@ async def refresh(body: RefreshRequest, uow: UoW, runtime: Runtime, cipher: Ciph
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from None
     pair = await sessions.issue(
-        uow, runtime, account, row.amr, family_id=row.family_id, view=await service.account_view(uow, cipher, account)
+        uow, runtime, account, row.amr, family_id=row.family_id, view=await accounts.account_view(uow, cipher, account)
     )
     await uow.commit()
     return _tokens(pair)
@@ -194,7 +196,7 @@ async def refresh(body: RefreshRequest, uow: UoW, runtime: Runtime, cipher: Ciph
     summary="End this sign-in session (or every one: `everywhere`); access tokens expire within minutes",
 )
 async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
-    account_id = service._account_id(who)
+    account_id = accounts.account_id_of(who)
     if body.everywhere:
         await sessions.revoke_account(uow, account_id, "logout_everywhere")
     if who.sid:
@@ -217,7 +219,7 @@ async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
 
 @router.get("/me", response_model=AccountPublic, tags=["accounts"], summary="Your account (personal data masked)")
 async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
-    return await service.account_view(uow, cipher, await service.me(uow, who))
+    return await accounts.account_view(uow, cipher, await accounts.me(uow, who))
 
 
 # --- staff ----------------------------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
     responses=RATE_LIMITED,
 )
 async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
-    pair = await service.staff_login(uow, runtime, cipher, body, address)
+    pair = await staff_logins.staff_login(uow, runtime, cipher, body, address)
     await uow.commit()
     return _tokens(pair)
 
@@ -244,7 +246,7 @@ async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Ciph
     responses=RATE_LIMITED,
 )
 async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
-    await service.change_password(
+    await staff_logins.change_password(
         uow, runtime, cipher, body.username, body.current_password, body.new_password, body.totp, address
     )
     await uow.commit()
@@ -258,7 +260,7 @@ async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, ciph
     responses=RATE_LIMITED,
 )
 async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
-    provisioning = await service.totp_setup(uow, runtime, cipher, body.username, body.password, address)
+    provisioning = await staff_logins.totp_setup(uow, runtime, cipher, body.username, body.password, address)
     await uow.commit()
     return JSONResponse(provisioning.model_dump(), headers=_NO_STORE)
 
@@ -271,7 +273,7 @@ async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher
     responses=RATE_LIMITED,
 )
 async def totp_confirm(body: TotpConfirm, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
-    await service.totp_confirm(uow, runtime, cipher, body.username, body.password, body.code, address)
+    await staff_logins.totp_confirm(uow, runtime, cipher, body.username, body.password, body.code, address)
     await uow.commit()
 
 
@@ -286,9 +288,9 @@ async def totp_confirm(body: TotpConfirm, uow: UoW, runtime: Runtime, cipher: Ci
     summary="Create a staff account (admins; staff for grid workers and staff in their own scope)",
 )
 async def create_staff(body: StaffCreate, uow: UoW, who: Manager, cipher: Cipher) -> JSONResponse:
-    account, temporary = await service.create_staff(uow, who, body)
+    account, temporary = await accounts.create_staff(uow, who, body)
     await _commit_login(uow)
-    view = await service.account_view(uow, cipher, account)
+    view = await accounts.account_view(uow, cipher, account)
     return JSONResponse(
         StaffCreated(account=view, temporary_password=temporary).model_dump(mode="json"),
         status_code=201,
@@ -307,17 +309,17 @@ async def list_accounts(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[AccountPublic]:
-    page = await service.list_accounts(
+    page = await accounts.list_accounts(
         uow, limit=limit, cursor=cursor, kind=kind, status=status, role=role.value if role else None
     )
     return Page[AccountPublic](
-        items=[await service.account_view(uow, cipher, a) for a in page.items], next_cursor=page.next_cursor
+        items=[await accounts.account_view(uow, cipher, a) for a in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.get("/accounts/{account_id}", response_model=AccountPublic, tags=["accounts"])
 async def get_account(account_id: UUID, uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
-    return await service.account_view(uow, cipher, await service.get_account(uow, who, account_id))
+    return await accounts.account_view(uow, cipher, await accounts.get_account(uow, who, account_id))
 
 
 @router.get(
@@ -329,7 +331,7 @@ async def get_account(account_id: UUID, uow: UoW, who: Who, cipher: Cipher) -> A
 async def account_grants(
     account_id: UUID, uow: UoW, who: Manager, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
 ) -> list[GrantPublic]:
-    return await service.grants(uow, who, account_id, limit)
+    return await accounts.grants(uow, who, account_id, limit)
 
 
 @router.put(
@@ -339,9 +341,9 @@ async def account_grants(
     summary="Set an account's roles and scopes (the whole new set), with a reason",
 )
 async def change_access(account_id: UUID, body: AccessUpdate, uow: UoW, who: Manager, cipher: Cipher) -> AccountPublic:
-    account = await service.change_access(uow, who, account_id, body)
+    account = await accounts.change_access(uow, who, account_id, body)
     await uow.commit()
-    return await service.account_view(uow, cipher, account)
+    return await accounts.account_view(uow, cipher, account)
 
 
 @router.post(
@@ -351,16 +353,16 @@ async def change_access(account_id: UUID, body: AccessUpdate, uow: UoW, who: Man
     summary="Disable: refresh tokens die now, access tokens within their lifetime",
 )
 async def disable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, cipher: Cipher) -> AccountPublic:
-    account = await service.set_status(uow, who, account_id, AccountStatus.disabled, body.reason)
+    account = await accounts.set_status(uow, who, account_id, AccountStatus.disabled, body.reason)
     await uow.commit()
-    return await service.account_view(uow, cipher, account)
+    return await accounts.account_view(uow, cipher, account)
 
 
 @router.post("/accounts/{account_id}/enable", response_model=AccountPublic, tags=["accounts"])
 async def enable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, cipher: Cipher) -> AccountPublic:
-    account = await service.set_status(uow, who, account_id, AccountStatus.active, body.reason)
+    account = await accounts.set_status(uow, who, account_id, AccountStatus.active, body.reason)
     await uow.commit()
-    return await service.account_view(uow, cipher, account)
+    return await accounts.account_view(uow, cipher, account)
 
 
 @router.post(
@@ -370,6 +372,6 @@ async def enable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, cip
     summary="A temporary password (shown once); the holder must change it at the next sign-in",
 )
 async def password_reset(account_id: UUID, uow: UoW, who: Admin, reset_totp: bool = False) -> JSONResponse:
-    temporary = await service.reset_password(uow, who, account_id, reset_totp=reset_totp)
+    temporary = await accounts.reset_password(uow, who, account_id, reset_totp=reset_totp)
     await uow.commit()
     return JSONResponse({"temporary_password": temporary}, headers=_NO_STORE)

@@ -428,9 +428,3 @@ async def balance_of_subject(uow: UnitOfWork, subject: str) -> BalancePublic:
     if row.rider_id is None:
         raise not_found("rider", row.rider)
     return _balance_public(row, now)
-
-
-# Moved to ``statements``; named here too until the routes import them from there.
-from services.points.statements import leaderboard as leaderboard  # noqa: E402
-from services.points.statements import parse_month as parse_month  # noqa: E402
-from services.points.statements import statement as statement  # noqa: E402

@@ -24,8 +24,7 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.sql import table_of
-from services.points import config, ledger, merchants, signing
-from services.points.merchants import MerchantCaller
+from services.points import config, merchants, offers, redemptions, settlement, signing, statements
 from services.points.models import (
     Merchant,
     MerchantCredential,
@@ -41,6 +40,7 @@ from services.points.models import (
     StatementSummary,
     VoidRequest,
 )
+from services.points.redemptions import MerchantCaller
 
 CREDENTIALS: sa.Table = table_of(MerchantCredential)
 MERCHANTS: sa.Table = table_of(Merchant)
@@ -178,26 +178,26 @@ async def me(uow: UoW, caller: Caller) -> MerchantPublic:
 async def my_offers(
     uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[OfferPublic]:
-    page = await merchants.list_offers(
+    page = await offers.list_offers(
         uow, limit=limit, cursor=cursor, merchant_id=caller.merchant_id, available_only=False
     )
-    return Page[OfferPublic](items=[merchants.offer_view(o, n) for o, n in page.items], next_cursor=page.next_cursor)
+    return Page[OfferPublic](items=[offers.offer_view(o, n) for o, n in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/offers", status_code=201, response_model=OfferPublic, summary="Publish an offer")
 async def publish_offer(body: OfferCreate, uow: UoW, caller: Caller) -> OfferPublic:
     merchant = await merchants.get_merchant(uow, None, caller.merchant_id)
-    offer = await merchants.create_offer(uow, merchant, body)
+    offer = await offers.create_offer(uow, merchant, body)
     await uow.commit()
-    return merchants.offer_view(offer, merchant.name)
+    return offers.offer_view(offer, merchant.name)
 
 
 @router.patch("/offers/{offer_id}", response_model=OfferPublic, summary="Change an offer, restock or end it")
 async def update_offer(offer_id: UUID, body: OfferUpdate, uow: UoW, caller: Caller) -> OfferPublic:
-    offer = await merchants.get_offer(uow, offer_id, caller.merchant_id)
-    await merchants.update_offer(uow, offer, body)
+    offer = await offers.get_offer(uow, offer_id, caller.merchant_id)
+    await offers.update_offer(uow, offer, body)
     await uow.commit()
-    return merchants.offer_view(offer)
+    return offers.offer_view(offer)
 
 
 @router.post(
@@ -225,7 +225,7 @@ async def redeem(
     scope = f"merchant:{caller.merchant_id}:redeem"
 
     async def action() -> tuple[int, RedemptionPublic]:
-        return 201, await merchants.redeem(uow, runtime.settings, caller, body)
+        return 201, await redemptions.redeem(uow, runtime.settings, caller, body)
 
     try:
         return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)
@@ -254,17 +254,17 @@ async def list_redemptions(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[RedemptionPublic]:
-    page = await merchants.list_redemptions(
+    page = await redemptions.list_redemptions(
         uow, caller.merchant_id, limit=limit, cursor=cursor, status=status, since=since, until=until
     )
-    items = [merchants.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]
+    items = [redemptions.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]
     return Page[RedemptionPublic](items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/redemptions/{redemption_id}", response_model=RedemptionPublic)
 async def get_redemption(redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller) -> RedemptionPublic:
-    r, title = await merchants.get_redemption(uow, caller.merchant_id, redemption_id)
-    return merchants.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
+    r, title = await redemptions.get_redemption(uow, caller.merchant_id, redemption_id)
+    return redemptions.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
 
 
 @router.post(
@@ -275,10 +275,10 @@ async def get_redemption(redemption_id: UUID, uow: UoW, runtime: Runtime, caller
 async def void(
     redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller, body: VoidRequest | None = None
 ) -> RedemptionPublic:
-    await merchants.void(uow, caller, redemption_id, body.reason if body else None)
+    await redemptions.void(uow, caller, redemption_id, body.reason if body else None)
     await uow.commit()
-    r, title = await merchants.get_redemption(uow, caller.merchant_id, redemption_id)
-    return merchants.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
+    r, title = await redemptions.get_redemption(uow, caller.merchant_id, redemption_id)
+    return redemptions.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
 
 
 @router.get(
@@ -295,13 +295,13 @@ async def statement(
 async def statement_response(
     uow: UoW, runtime: Runtime, merchant_id: UUID, month: str, fmt: Literal["json", "csv"]
 ) -> Response:
-    first = ledger.parse_month(month)
+    first = statements.parse_month(month)
     if fmt == "csv":
-        text = await merchants.statement_csv(uow, runtime.settings, merchant_id, first)
+        text = await settlement.statement_csv(uow, runtime.settings, merchant_id, first)
         return Response(
             csvfile.encode(text),
             media_type=csvfile.MEDIA_TYPE,
             headers={"Content-Disposition": f'attachment; filename="minsheng-points-{merchant_id}-{first:%Y-%m}.csv"'},
         )
-    summary = await merchants.statement_summary(uow, merchant_id, first)
+    summary = await settlement.statement_summary(uow, merchant_id, first)
     return JSONResponse(summary.model_dump(mode="json"))

@@ -130,22 +130,3 @@ async def purge_expired(uow: UnitOfWork, *, now: datetime | None = None) -> tupl
     n = await uow.session.execute(sa.delete(nonces).where(nonces.c.expires_at < now))
     c = await uow.session.execute(sa.delete(CODES).where(CODES.c.expires_at < now - timedelta(days=1)))
     return int(n.rowcount), int(c.rowcount)  # type: ignore[attr-defined]
-
-
-# Moved to use-case modules of their own; named here too until the routes import them from there.
-from services.points.offers import create_offer as create_offer  # noqa: E402
-from services.points.offers import get_offer as get_offer  # noqa: E402
-from services.points.offers import list_offers as list_offers  # noqa: E402
-from services.points.offers import offer_view as offer_view  # noqa: E402
-from services.points.offers import update_offer as update_offer  # noqa: E402
-from services.points.redemptions import MerchantCaller as MerchantCaller  # noqa: E402
-from services.points.redemptions import code_hash as code_hash  # noqa: E402
-from services.points.redemptions import get_redemption as get_redemption  # noqa: E402
-from services.points.redemptions import issue_code as issue_code  # noqa: E402
-from services.points.redemptions import list_redemptions as list_redemptions  # noqa: E402
-from services.points.redemptions import redeem as redeem  # noqa: E402
-from services.points.redemptions import redemption_view as redemption_view  # noqa: E402
-from services.points.redemptions import rider_redemptions as rider_redemptions  # noqa: E402
-from services.points.redemptions import void as void  # noqa: E402
-from services.points.settlement import statement_csv as statement_csv  # noqa: E402
-from services.points.settlement import statement_summary as statement_summary  # noqa: E402

@@ -18,7 +18,8 @@ from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
-from services.canteen import access, canteens, config, menus, orders, reports
+from services.canteen import access, booking, canteens, config, counter, menus, reports
+from services.canteen import kitchen as kitchen_sheets
 from services.canteen.models import (
     CanteenCreate,
     CanteenPublic,
@@ -226,7 +227,7 @@ async def list_menus(
 )
 async def check_in_by_code(canteen_ref: CanteenRef, body: CheckIn, uow: UoW, who: Staff) -> OrderPublic:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
-    order = await orders.check_in_by_code(uow, who, canteen, body.code, body.slot.value if body.slot else None)
+    order = await counter.check_in_by_code(uow, who, canteen, body.code, body.slot.value if body.slot else None)
     await commit(uow)
     return await order_out(uow, order.id, who)
 
@@ -244,14 +245,14 @@ async def walk_in(
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
 
     async def action() -> tuple[int, OrderPublic]:
-        return 201, await orders.walk_in(uow, who, canteen, body)
+        return 201, await booking.walk_in(uow, who, canteen, body)
 
     return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-walk-in", body, action)
 
 
 @router.get(
     "/canteens/{canteen_ref}/kitchen",
-    response_model=reports.KitchenSheet,
+    response_model=kitchen_sheets.KitchenSheet,
     tags=["kitchen"],
     summary="Meals to prepare per slot and set meal, with dietary flags",
 )
@@ -260,14 +261,14 @@ async def kitchen(
     uow: UoW,
     who: Staff,
     meal_date: Day | None = None,
-) -> reports.KitchenSheet:
+) -> kitchen_sheets.KitchenSheet:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
-    return await reports.kitchen_sheet(uow, canteen, meal_date or config.today())
+    return await kitchen_sheets.kitchen_sheet(uow, canteen, meal_date or config.today())
 
 
 @router.get(
     "/canteens/{canteen_ref}/deliveries",
-    response_model=Page[reports.DeliveryStop],
+    response_model=Page[kitchen_sheets.DeliveryStop],
     tags=["kitchen"],
     summary="The day's delivery list (phones masked)",
 )
@@ -279,9 +280,9 @@ async def deliveries(
     slot: Slot | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> Page[reports.DeliveryStop]:
+) -> Page[kitchen_sheets.DeliveryStop]:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
-    return await reports.delivery_list(
+    return await kitchen_sheets.delivery_list(
         uow, canteen, meal_date or config.today(), slot.value if slot else None, limit=limit, cursor=cursor
     )
 

@@ -15,7 +15,7 @@ from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
-from services.canteen import access, canteens, orders
+from services.canteen import access, booking, cancellation, canteens, counter, deliveries, orders
 from services.canteen.models import Cancellation, Fulfilment, OrderBatchCreate, OrderCreate, OrderPublic, OrderStatus
 from services.canteen.views.deps import Caller, Limit, Staff, commit, idempotent_order, order_out
 
@@ -31,7 +31,7 @@ router = APIRouter()
 )
 async def book(body: OrderCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
     async def action() -> tuple[int, OrderPublic]:
-        return 201, await orders.book(uow, who, body)
+        return 201, await booking.book(uow, who, body)
 
     return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order", body, action)
 
@@ -47,7 +47,7 @@ async def book_many(
     body: OrderBatchCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey
 ) -> JSONResponse:
     async def action() -> tuple[int, list[OrderPublic]]:
-        return 201, await orders.book_many(uow, who, body)
+        return 201, await booking.book_many(uow, who, body)
 
     return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order-batch", body, action)
 
@@ -102,7 +102,7 @@ async def get_order(order_id: UUID, uow: UoW, who: Caller) -> OrderPublic:
     summary="Cancel before the cut-off (staff: until served); frees the seat, withdraws a delivery",
 )
 async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | None = None) -> OrderPublic:
-    await orders.cancel(uow, who, order_id, (body or Cancellation()).reason)
+    await cancellation.cancel(uow, who, order_id, (body or Cancellation()).reason)
     await commit(uow)
     return await order_out(uow, order_id, who)
 
@@ -114,7 +114,7 @@ async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | Non
     summary="Staff: the diner collected or sat down for this meal",
 )
 async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
-    await orders.check_in(uow, who, order_id)
+    await counter.check_in(uow, who, order_id)
     await commit(uow)
     return await order_out(uow, order_id, who)
 
@@ -140,6 +140,6 @@ async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic
                 status=order.status,
             ),
         )
-    await orders.mark_delivered_by_staff(uow, order)
+    await deliveries.mark_delivered_by_staff(uow, order)
     await commit(uow)
     return await order_out(uow, order_id, who)

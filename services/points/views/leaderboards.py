@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from minsheng.platform.inputs import MonthText
 from minsheng.platform.service import UoW
-from services.points import ledger
+from services.points import statements
 from services.points.models import Leaderboard
 from services.points.views.deps import RiderOrStaff
 
@@ -31,6 +31,6 @@ async def leaderboard(
     team_id: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Leaderboard:
-    return await ledger.leaderboard(
-        uow, by=by, month=ledger.parse_month(month), community=community, team_id=team_id, limit=limit
+    return await statements.leaderboard(
+        uow, by=by, month=statements.parse_month(month), community=community, team_id=team_id, limit=limit
     )

@@ -12,7 +12,7 @@ from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row, map_page
 from minsheng.platform.service import Runtime, UoW
-from services.points import merchant_api, merchants
+from services.points import merchant_api, merchants, offers, redemptions
 from services.points.models import (
     CredentialCreate,
     CredentialIssued,
@@ -131,9 +131,9 @@ async def revoke_credential(merchant_id: UUID, key_id: str, uow: UoW, who: Staff
 )
 async def create_offer(merchant_id: UUID, body: OfferCreate, uow: UoW, who: Staff) -> OfferPublic:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
-    offer = await merchants.create_offer(uow, merchant, body)
+    offer = await offers.create_offer(uow, merchant, body)
     await uow.commit()
-    return merchants.offer_view(offer, merchant.name)
+    return offers.offer_view(offer, merchant.name)
 
 
 @router.get(
@@ -154,13 +154,13 @@ async def merchant_redemptions(
     until: Instant | None = None,
 ) -> Page[StaffRedemptionView]:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
-    page = await merchants.list_redemptions(
+    page = await redemptions.list_redemptions(
         uow, merchant.id, limit=limit, cursor=cursor, status=status, since=since, until=until
     )
 
     def staff_view(row: tuple[Redemption, str]) -> StaffRedemptionView:
         redemption, title = row
-        public = merchants.redemption_view(runtime.settings, redemption, title, merchant.void_window_minutes)
+        public = redemptions.redemption_view(runtime.settings, redemption, title, merchant.void_window_minutes)
         return StaffRedemptionView(**public.model_dump(), rider_id=redemption.rider_id)
 
     return map_page(page, staff_view)

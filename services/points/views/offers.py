@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
-from services.points import merchants
+from services.points import merchants, offers
 from services.points.models import OfferKind, OfferPublic
 from services.points.views.deps import Caller, Limit
 
@@ -32,14 +32,14 @@ async def list_offers(
     kind: OfferKind | None = None,
     max_points: int | None = None,
 ) -> Page[OfferPublic]:
-    page = await merchants.list_offers(
+    page = await offers.list_offers(
         uow, limit=limit, cursor=cursor, merchant_id=merchant_id, community=community, kind=kind, max_points=max_points
     )
-    return map_page(page, lambda row: merchants.offer_view(*row))
+    return map_page(page, lambda row: offers.offer_view(*row))
 
 
 @router.get("/offers/{offer_id}", response_model=OfferPublic, tags=["redemption"])
 async def get_offer(offer_id: UUID, uow: UoW, who: Caller) -> OfferPublic:
-    offer = await merchants.get_offer(uow, offer_id)
+    offer = await offers.get_offer(uow, offer_id)
     merchant = await merchants.get_merchant(uow, None, offer.merchant_id)
-    return merchants.offer_view(offer, merchant.name)
+    return offers.offer_view(offer, merchant.name)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
-from services.points import merchants, riders
+from services.points import redemptions, riders
 from services.points.models import CodeIssued, CodeRequest
 from services.points.views.deps import RiderPrincipal, rider_limit
 
@@ -25,6 +25,6 @@ async def issue_code(uow: UoW, who: RiderPrincipal, body: CodeRequest | None = N
     rider = await riders.rider_by_subject(uow, who.sub)
     riders.ensure_verified(rider)
     rider_limit(rider)
-    issued = await merchants.issue_code(uow, rider, body.offer_id if body else None)
+    issued = await redemptions.issue_code(uow, rider, body.offer_id if body else None)
     await uow.commit()
     return issued

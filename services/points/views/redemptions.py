@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
-from services.points import merchants, riders
+from services.points import redemptions, riders
 from services.points.models import RiderRedemptionPublic
 from services.points.views.deps import Limit, RiderPrincipal
 
@@ -23,4 +23,4 @@ async def my_redemptions(
     uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[RiderRedemptionPublic]:
     rider = await riders.rider_by_subject(uow, who.sub)
-    return await merchants.rider_redemptions(uow, rider, limit=limit, cursor=cursor)
+    return await redemptions.rider_redemptions(uow, rider, limit=limit, cursor=cursor)

@@ -15,7 +15,7 @@ from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row, map_page
 from minsheng.platform.service import Runtime, UoW
-from services.points import ledger, merchants, riders
+from services.points import ledger, merchants, riders, statements
 from services.points.models import (
     Adjustment,
     BalancePublic,
@@ -105,7 +105,7 @@ async def _statement(
     since: datetime | None,
     until: datetime | None,
 ) -> Page[LedgerEntryPublic]:
-    page = await ledger.statement(uow, rider_id, limit=limit, cursor=cursor, kind=kind, since=since, until=until)
+    page = await statements.statement(uow, rider_id, limit=limit, cursor=cursor, kind=kind, since=since, until=until)
     return map_page(page, from_row(LedgerEntryPublic))
 
 

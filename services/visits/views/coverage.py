@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import Day
 from minsheng.platform.service import UoW
-from services.visits import reports
+from services.visits import coverage as coverage_figures
 from services.visits.config import quarter_start, today
 from services.visits.models import Coverage
 from services.visits.views.deps import FIELD, Code, Who
@@ -42,4 +42,4 @@ async def coverage(
             "Give since <= until.",
             errors=[{"field": "since", "message": "after until", "type": "value_error"}],
         )
-    return await reports.coverage(uow, who, by=by, since=since, until=until, community=community)
+    return await coverage_figures.coverage(uow, who, by=by, since=since, until=until, community=community)

@@ -11,7 +11,7 @@ from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
-from services.visits import places, reports
+from services.visits import bill, places
 from services.visits.access import Viewer
 from services.visits.config import today
 from services.visits.models import Attention, Bill, HouseholdCreate, HouseholdPublic, HouseholdUpdate
@@ -84,7 +84,7 @@ async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, 
 
 async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day | None, until: Day | None) -> Bill:
     household = await places.get_household(uow, who, household_id)
-    return await reports.bill(uow, household, since=since, until=until)
+    return await bill.bill(uow, household, since=since, until=until)
 
 
 @router.get(
@@ -108,4 +108,4 @@ async def household_bill(
 async def household_bill_html(
     household_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
 ) -> HTMLResponse:
-    return HTMLResponse(reports.bill_html(await _household_bill(uow, who, household_id, since, until)))
+    return HTMLResponse(bill.bill_html(await _household_bill(uow, who, household_id, since, until)))

@@ -10,7 +10,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import Day
 from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW
-from services.visits import linking, places, reports, residents
+from services.visits import bill, linking, places, residents
 from services.visits.access import Viewer
 from services.visits.models import Bill, DoorCodeLink, LinkRequestPublic, Resident, ResidentPublic
 from services.visits.views.deps import RESIDENT, Who, commit
@@ -62,7 +62,7 @@ async def me(who: Who) -> ResidentPublic:
 async def _my_bill(uow: UoW, who: Viewer, since: Day | None, until: Day | None) -> Bill:
     resident = _me(who)
     household = await places.get_household(uow, who, resident.household_id)
-    return await reports.bill(uow, household, since=since, until=until)
+    return await bill.bill(uow, household, since=since, until=until)
 
 
 @router.get(
@@ -83,7 +83,7 @@ async def my_bill(uow: UoW, who: Who, since: Day | None = None, until: Day | Non
     dependencies=[RESIDENT],
 )
 async def my_bill_html(uow: UoW, who: Who, since: Day | None = None, until: Day | None = None) -> HTMLResponse:
-    return HTMLResponse(reports.bill_html(await _my_bill(uow, who, since, until)))
+    return HTMLResponse(bill.bill_html(await _my_bill(uow, who, since, until)))
 
 
 @router.post(

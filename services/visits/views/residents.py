@@ -15,7 +15,7 @@ from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import Cipher, map_page
 from minsheng.platform.service import Runtime, UoW
-from services.visits import linking, places, reports, residents
+from services.visits import bill, linking, places, residents
 from services.visits.access import Viewer
 from services.visits.config import today
 from services.visits.models import (
@@ -159,7 +159,7 @@ async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> 
 async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: Day | None, until: Day | None) -> Bill:
     resident = await residents.get_resident(uow, who, resident_id)
     household = await places.get_household(uow, who, resident.household_id)
-    return await reports.bill(uow, household, resident=resident, since=since, until=until)
+    return await bill.bill(uow, household, resident=resident, since=since, until=until)
 
 
 @router.get("/residents/{resident_id}/bill", response_model=Bill, tags=["happiness bill"])
@@ -173,4 +173,4 @@ async def resident_bill(
 async def resident_bill_html(
     resident_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
 ) -> HTMLResponse:
-    return HTMLResponse(reports.bill_html(await _resident_bill(uow, who, resident_id, since, until)))
+    return HTMLResponse(bill.bill_html(await _resident_bill(uow, who, resident_id, since, until)))

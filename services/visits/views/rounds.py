@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row, map_page
 from minsheng.platform.service import UoW
-from services.visits import reports, visiting
+from services.visits import coverage, visiting
 from services.visits.models import RoundCreate, RoundProgress, RoundPublic
 from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
 
@@ -47,4 +47,4 @@ async def list_rounds(
 )
 async def round_progress(round_id: UUID, uow: UoW, who: Who) -> RoundProgress:
     rnd = await visiting.get_round(uow, who, round_id)
-    return await reports.round_progress(uow, who, rnd)
+    return await coverage.round_progress(uow, who, rnd)

@@ -246,20 +246,18 @@ class Notifier:
         s = config.get()
         now = utcnow()
         fallbacks: list[dict[str, Any]] = []
+        accepted = {r.id: o.provider_ref for r, o in zip(rows, outcomes, strict=True) if o.kind == "ok"}
         async with self.db.sessionmaker() as session:
+            if accepted:  # the common case, one statement for the whole round
+                await self._record_sent(session, accepted, lease, now)
             for row, had_credit, outcome in zip(rows, spent, outcomes, strict=True):
+                self.stats.outcomes[(row.channel, outcome.kind)] += 1
+                if outcome.kind == "ok":
+                    self.stats.latencies.append((now - as_utc(row.created_at)).total_seconds())
+                    continue
                 ours = sa.and_(D.c.id == row.id, D.c.status == DeliveryStatus.sending.value, D.c.lease_until == lease)
                 values: dict[str, Any] = {"updated_at": now, "lease_until": None}
-                if outcome.kind == "ok":
-                    values.update(
-                        status=DeliveryStatus.sent.value,
-                        sent_at=now,
-                        provider_ref=outcome.provider_ref,
-                        error_class=None,
-                        last_error=None,
-                    )
-                    self.stats.latencies.append((now - as_utc(row.created_at)).total_seconds())
-                elif outcome.kind == "throttled":
+                if outcome.kind == "throttled":
                     wait = outcome.retry_after or s.throttle_wait_seconds
                     values.update(
                         status=DeliveryStatus.held.value,
@@ -305,7 +303,7 @@ class Notifier:
                 result = await session.execute(sa.update(D).where(ours).values(**values))
                 if not result.rowcount:  # type: ignore[attr-defined]
                     log.warning("notify: delivery %s was taken over before its result was recorded", row.id)
-                if row.channel == "wechat" and had_credit and outcome.kind != "ok" and not outcome.no_subscription:
+                if row.channel == "wechat" and had_credit and not outcome.no_subscription:
                     await session.execute(
                         sa.update(S)
                         .where(
@@ -314,9 +312,7 @@ class Notifier:
                         )
                         .values(credits=S.c.credits + 1)
                     )
-                self.stats.outcomes[(row.channel, outcome.kind)] += 1
-                if outcome.kind != "ok":
-                    log.info("notify: delivery %s via %s: %s (%s)", row.id, row.channel, outcome.kind, outcome.error)
+                log.info("notify: delivery %s via %s: %s (%s)", row.id, row.channel, outcome.kind, outcome.error)
             if fallbacks:
                 insert = pg_insert(D) if self.db.is_postgres else sqlite_insert(D)
                 await session.execute(
@@ -325,6 +321,28 @@ class Notifier:
             await session.commit()
         if fallbacks:
             self.wake()
+
+    @staticmethod
+    async def _record_sent(session: Any, refs: dict[UUID, str | None], lease: datetime, now: datetime) -> None:
+        """Mark the deliveries the provider accepted as sent, each with its provider reference: one UPDATE
+        (``provider_ref = CASE id WHEN … END``), only where the row is still ours (same lease)."""
+        ref = sa.case({i: sa.literal(r, sa.String) for i, r in refs.items()}, value=D.c.id, else_=D.c.provider_ref)
+        result = await session.execute(
+            sa.update(D)
+            .where(D.c.id.in_(list(refs)), D.c.status == DeliveryStatus.sending.value, D.c.lease_until == lease)
+            .values(
+                status=DeliveryStatus.sent.value,
+                sent_at=now,
+                provider_ref=ref,
+                error_class=None,
+                last_error=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(D.c.id)
+        )
+        for lost in set(refs) - {i for (i,) in result}:
+            log.warning("notify: delivery %s was taken over before its result was recorded", lost)
 
     async def _hold_unconfigured(self, channel: str) -> None:
         now = utcnow()

@@ -159,6 +159,7 @@ class Notifier:
     async def run_once(self, channels: Iterable[str] | None = None) -> int:
         """Claim, send and record what is due on every channel; the number of deliveries handled."""
         handled = 0
+        in_flight = asyncio.Semaphore(config.get().sender_concurrency)
         for channel in channels or await self._due_channels():
             adapter = self.adapters.get(channel)
             if adapter is None:
@@ -174,7 +175,10 @@ class Notifier:
             self.buckets.take(channel, len(rows))
             ready = await self._spend_subscriptions(channel, rows)
             outcomes = await asyncio.gather(
-                *(self._send(adapter, row) if ok else _no_subscription() for row, ok in zip(rows, ready, strict=True))
+                *(
+                    self._send(adapter, row, in_flight) if ok else _no_subscription()
+                    for row, ok in zip(rows, ready, strict=True)
+                )
             )
             await self._record(rows, ready, outcomes, lease)
             handled += len(rows)
@@ -228,7 +232,11 @@ class Notifier:
             await session.commit()
         return ready
 
-    async def _send(self, adapter: ChannelAdapter, row: sa.Row[Any]) -> Outcome:
+    async def _send(self, adapter: ChannelAdapter, row: sa.Row[Any], in_flight: asyncio.Semaphore) -> Outcome:
+        async with in_flight:
+            return await self._send_one(adapter, row)
+
+    async def _send_one(self, adapter: ChannelAdapter, row: sa.Row[Any]) -> Outcome:
         try:
             address = decrypt_address(state.cipher_for(self.db), row.channel, row.address_enc)
             if not address:
@@ -441,7 +449,11 @@ async def lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
     s = config.get()
     async with contextlib.AsyncExitStack() as stack:
         client = httpx.AsyncClient(
-            timeout=s.http_timeout_seconds, limits=httpx.Limits(max_connections=100, max_keepalive_connections=50)
+            timeout=s.http_timeout_seconds,
+            limits=httpx.Limits(
+                max_connections=s.sender_concurrency + 4,  # and a few for access-token refreshes
+                max_keepalive_connections=s.sender_concurrency + 4,
+            ),
         )
         stack.push_async_callback(client.aclose)
         standin = None

@@ -144,11 +144,23 @@ class Target:
     wecom_scope: str | None = None
 
 
+# Built once: the fan-out runs them for every event (building a statement costs more than running it here).
+_RECIPIENTS = select(Recipient).where(col(Recipient.account_id).in_(sa.bindparam("ids", expanding=True)))
+_PREFERENCES = select(Preference).where(col(Preference.account_id).in_(sa.bindparam("ids", expanding=True)))
+_LINKED = (
+    select(RecordLink.record_id, RecordLink.account_id)
+    .where(
+        RecordLink.record == sa.bindparam("record"), col(RecordLink.record_id).in_(sa.bindparam("ids", expanding=True))
+    )
+    .order_by(col(RecordLink.record_id), col(RecordLink.account_id))
+)
+
+
 async def _recipients(uow: UnitOfWork, account_ids: list[str]) -> dict[str, Recipient]:
     """The read model's rows of ``account_ids``: one query (none for no ids)."""
     if not account_ids:
         return {}
-    rows = await uow.session.execute(select(Recipient).where(col(Recipient.account_id).in_(set(account_ids))))
+    rows = await uow.session.execute(_RECIPIENTS, {"ids": list(set(account_ids))})
     return {r.account_id: r for r in rows.scalars()}
 
 
@@ -177,11 +189,7 @@ async def _linked_to(uow: UnitOfWork, record: str, record_ids: list[str]) -> dic
     """record id → the accounts linked to it, for many records in one query."""
     if not record_ids:
         return {}
-    rows = await uow.session.execute(
-        select(RecordLink.record_id, RecordLink.account_id)
-        .where(RecordLink.record == record, col(RecordLink.record_id).in_(set(record_ids)))
-        .order_by(col(RecordLink.record_id), col(RecordLink.account_id))
-    )
+    rows = await uow.session.execute(_LINKED, {"record": record, "ids": list(set(record_ids))})
     linked: dict[str, list[str]] = {}
     for record_id, account_id in rows:
         linked.setdefault(record_id, []).append(account_id)
@@ -307,7 +315,7 @@ async def _preferences(uow: UnitOfWork, account_ids: list[str]) -> dict[str, Pre
     """The preferences of ``account_ids``: one query (none for no ids)."""
     if not account_ids:
         return {}
-    rows = await uow.session.execute(select(Preference).where(col(Preference.account_id).in_(set(account_ids))))
+    rows = await uow.session.execute(_PREFERENCES, {"ids": list(set(account_ids))})
     return {p.account_id: p for p in rows.scalars()}
 
 

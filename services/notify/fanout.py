@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.notify import state
-from services.notify.models import CareContact, Delivery, Message
+from services.notify.models import CareContact, Delivery, DeliveryStatus, Message
 
 _KEY = "notify.fanout"
 M, D, C = table_of(Message), table_of(Delivery), table_of(CareContact)
@@ -30,6 +30,7 @@ class FanOutRows:
     messages: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     causes: set[tuple[str, str, str]] = field(default_factory=set)  # (event, rule, recipient) of the messages
+    channels: set[str] = field(default_factory=set)  # of the deliveries written, for the sender's wake-up
 
     def add_message(self, message: dict[str, Any], deliveries: list[dict[str, Any]]) -> bool:
         """Queue a message and its deliveries; False (nothing queued) when this batch has its cause already,
@@ -40,6 +41,7 @@ class FanOutRows:
         self.causes.add(cause)
         self.messages.append(message)
         self.deliveries += deliveries
+        self.channels.update(d["channel"] for d in deliveries if d["status"] == DeliveryStatus.pending.value)
         return True
 
     def contacts_of(self, alert_id: str) -> list[dict[str, Any]]:
@@ -66,6 +68,6 @@ def rows_of(uow: UnitOfWork) -> FanOutRows:
         notifier = state.NOTIFIERS.get(uow.db)
         if notifier is not None:  # send as soon as the consumer commits, not at the next poll
             wake = notifier.wake
-            sa_event.listen(sync, "after_commit", lambda _: wake(), once=True)
+            sa_event.listen(sync, "after_commit", lambda _: wake(rows.channels), once=True)
     assert isinstance(rows, FanOutRows)
     return rows

@@ -123,11 +123,16 @@ class Notifier:
         self.buckets = Buckets(s.rate_per_second, s.burst)
         self.stats = SenderStats()
         self._wake = asyncio.Event()
+        self._woken_for: set[str] = set()  # channels a fan-out has just written deliveries for
+        self._saturated = False  # the last round claimed a whole batch somewhere: more may be due
         self._task: asyncio.Task[None] | None = None
         self._last_snapshot = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
-    def wake(self) -> None:
+    def wake(self, channels: Iterable[str] = ()) -> None:
+        """Send now. ``channels``: the ones a commit just wrote deliveries for (the next round looks at those
+        without first asking the database which channels have something due)."""
+        self._woken_for.update(channels)
         self._wake.set()
 
     def start(self) -> None:
@@ -139,9 +144,15 @@ class Notifier:
             self._task = None
 
     async def _loop(self) -> None:
+        last_full = 0.0
         while True:
             try:
-                busy = await self.run_once()
+                hinted, self._woken_for = self._woken_for, set()
+                if hinted and time.monotonic() - last_full < config.get().sender_poll_seconds:
+                    busy = await self.run_once(sorted(hinted))
+                else:  # a full look at every channel at least once per poll interval (retries, held rows)
+                    last_full = time.monotonic()
+                    busy = await self.run_once()
                 if time.monotonic() - self._last_snapshot > 5:
                     await self.snapshot()
             except asyncio.CancelledError:
@@ -149,8 +160,8 @@ class Notifier:
             except Exception:
                 log.exception("notify: sender round failed")
                 busy = 0
-            if busy:
-                continue
+            if busy and self._saturated:
+                continue  # commits made meanwhile have set the wake-up; so has a fallback's insert
             with contextlib.suppress(TimeoutError):
                 await within(config.get().sender_poll_seconds, self._wake.wait())
             self._wake.clear()
@@ -159,6 +170,7 @@ class Notifier:
     async def run_once(self, channels: Iterable[str] | None = None) -> int:
         """Claim, send and record what is due on every channel; the number of deliveries handled."""
         handled = 0
+        self._saturated = False
         in_flight = asyncio.Semaphore(config.get().sender_concurrency)
         for channel in channels or await self._due_channels():
             adapter = self.adapters.get(channel)
@@ -173,6 +185,7 @@ class Notifier:
             if not rows:
                 continue
             self.buckets.take(channel, len(rows))
+            self._saturated |= len(rows) == allowed
             ready = await self._spend_subscriptions(channel, rows)
             outcomes = await asyncio.gather(
                 *(

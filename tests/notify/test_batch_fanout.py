@@ -1,11 +1,12 @@
 """Fan-out of a consumer batch: many events in one transaction, their messages and deliveries written together
 at the commit. Preferences still apply per recipient, a redelivered batch writes nothing twice, an alert and
 its welfare-check outcome in one batch reach the same family, and one account behind two family members of
-one alert gets one message."""
+one alert gets one message. The sender records a round's accepted deliveries in one statement, each with its
+own provider reference, and only those still under its lease."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
@@ -15,9 +16,11 @@ from minsheng.contracts.visits import WelfareCheckCompleted
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import wrap
+from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
-from services.notify.models import Message
-from tests.notify.helpers import account, deliveries, flush, new_sub, received
+from services.notify.channels import Outcome
+from services.notify.models import Delivery, Message
+from tests.notify.helpers import account, deliveries, flush, new_sub, notifier, received
 from tests.support.client import System
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
@@ -98,3 +101,28 @@ async def test_an_alert_and_its_outcome_in_one_batch_reach_the_family_once_each(
         (rule, key) for rule in ("canteen_absence_family", "welfare_check_family") for key in keys
     )
     assert len(received(s, "sms")) == 4  # the account and the phone-only member, for the alert and the outcome
+
+
+async def test_a_round_records_each_accepted_delivery_with_its_reference_and_only_under_its_lease(
+    notify: System,
+) -> None:
+    s = notify
+    sender = notifier(s)
+    await sender.stop()  # this test plays the sender's round itself
+    alerts = [_alert(uuid4(), FamilyContact(member_id=uuid4(), phone=f"1393530{n:04d}")) for n in range(4)]
+    await _publish_together(s, [(a, "canteen") for a in alerts])
+    await s.settle()
+    lease = utcnow() + timedelta(seconds=30)
+    rows = await sender._claim("sms", 10, lease)
+    assert len(rows) == 4
+    d = table_of(Delivery)
+    taken_over = rows[0].id
+    async with s.runtime("notify").db.engine.begin() as conn:  # as if another replica took it after our lease
+        await conn.execute(sa.update(d).where(d.c.id == taken_over).values(lease_until=lease + timedelta(seconds=1)))
+    outcomes = [Outcome("ok", provider_ref=f"ref-{row.id}") for row in rows]
+    await sender._record(rows, [True] * len(rows), outcomes, lease)
+    by_id = {r.id: r for r in await deliveries(s, channel="sms")}
+    assert by_id[taken_over].status == "sending" and by_id[taken_over].provider_ref is None
+    for row in rows[1:]:
+        assert by_id[row.id].status == "sent" and by_id[row.id].provider_ref == f"ref-{row.id}"
+        assert by_id[row.id].lease_until is None and by_id[row.id].sent_at is not None

@@ -6,6 +6,8 @@ own provider reference, and only those still under its lease."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -18,6 +20,7 @@ from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import wrap
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
+from services.notify import config
 from services.notify.channels import Outcome
 from services.notify.models import Delivery, Message
 from tests.notify.helpers import account, deliveries, flush, new_sub, notifier, received
@@ -126,3 +129,27 @@ async def test_a_round_records_each_accepted_delivery_with_its_reference_and_onl
     for row in rows[1:]:
         assert by_id[row.id].status == "sent" and by_id[row.id].provider_ref == f"ref-{row.id}"
         assert by_id[row.id].lease_until is None and by_id[row.id].sent_at is not None
+
+
+async def test_wake_ups_for_one_channel_do_not_starve_what_falls_due_on_another(notify: System) -> None:
+    """Fan-outs wake the sender for their own channels, which it then claims without looking at the others;
+    it still looks at every channel once per poll interval, so a retry falling due on SMS goes while WeChat
+    wake-ups keep coming."""
+    s = notify
+    sender = notifier(s)
+    await sender.stop()
+    await _publish_together(s, [(_alert(uuid4(), FamilyContact(member_id=uuid4(), phone="13935401234")), "canteen")])
+    await s.settle()
+    d = table_of(Delivery)
+    async with s.runtime("notify").db.engine.begin() as conn:  # a retry, due in 0.4 s
+        await conn.execute(
+            sa.update(d).where(d.c.channel == "sms").values(next_attempt_at=utcnow() + timedelta(seconds=0.4))
+        )
+    with config.override(sender_poll_seconds=0.3):
+        sender.start()
+        started = time.perf_counter()
+        while not received(s, "sms"):
+            assert time.perf_counter() - started < 3.0, "the SMS retry starved behind the WeChat wake-ups"
+            sender.wake(["wechat"])
+            await asyncio.sleep(0.02)
+    assert [r["phone"] for r in received(s, "sms")] == ["+8613935401234"]

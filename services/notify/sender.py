@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow, uuid7
@@ -344,7 +345,7 @@ class Notifier:
             self.wake()
 
     @staticmethod
-    async def _record_sent(session: Any, refs: dict[UUID, str | None], lease: datetime, now: datetime) -> None:
+    async def _record_sent(session: AsyncSession, refs: dict[UUID, str | None], lease: datetime, now: datetime) -> None:
         """Mark the deliveries the provider accepted as sent, each with its provider reference: one UPDATE
         (``provider_ref = CASE id WHEN … END``), only where the row is still ours (same lease)."""
         ref = sa.case({i: sa.literal(r, sa.String) for i, r in refs.items()}, value=D.c.id, else_=D.c.provider_ref)

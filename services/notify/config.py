@@ -53,6 +53,9 @@ class NotifySettings(BaseSettings):
     # claimed row is leased before another replica may take it over (crash recovery).
     sender_poll_seconds: float = 0.5  # a commit that writes deliveries wakes the sender at once
     sender_batch: int = 50
+    # Provider calls in flight at once per process. Few connections keep the HTTP pool cheap (httpx scans all
+    # of them per request); at ~100 ms a provider call, 16 carry ~160 messages/s, above the SMS rate limit.
+    sender_concurrency: int = 16
     lease_seconds: float = 30.0
     http_timeout_seconds: float = 5.0
     max_attempts: int = 12

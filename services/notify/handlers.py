@@ -5,10 +5,6 @@ runs inside the consumer's unit of work with the inbox row, so a redelivered eve
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event as sa_event
-
 from minsheng.contracts import REGISTRY
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.contracts.canteen import FamilyMemberLinked
@@ -24,7 +20,7 @@ from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
-from services.notify import service, state
+from services.notify import service
 from services.notify.rules import rulebook
 
 
@@ -65,14 +61,7 @@ async def on_issue_merged(event: IssueMerged, envelope: CloudEvent, uow: UnitOfW
 
 
 async def on_ruled_event(event: IntegrationEvent, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    if await service.fan_out(uow, event, envelope):
-        notifier = state.NOTIFIERS.get(uow.db)
-        if notifier is not None:  # send as soon as the consumer commits, not at the next poll
-
-            def wake(_: Any) -> None:
-                notifier.wake()
-
-            sa_event.listen(uow.session.sync_session, "after_commit", wake, once=True)
+    await service.fan_out(uow, event, envelope)  # its rows are written, and the sender woken, at the commit
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {

@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow, uuid7
@@ -123,11 +124,16 @@ class Notifier:
         self.buckets = Buckets(s.rate_per_second, s.burst)
         self.stats = SenderStats()
         self._wake = asyncio.Event()
+        self._woken_for: set[str] = set()  # channels a fan-out has just written deliveries for
+        self._saturated = False  # the last round claimed a whole batch somewhere: more may be due
         self._task: asyncio.Task[None] | None = None
         self._last_snapshot = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
-    def wake(self) -> None:
+    def wake(self, channels: Iterable[str] = ()) -> None:
+        """Send now. ``channels``: the ones a commit just wrote deliveries for (the next round looks at those
+        without first asking the database which channels have something due)."""
+        self._woken_for.update(channels)
         self._wake.set()
 
     def start(self) -> None:
@@ -139,9 +145,15 @@ class Notifier:
             self._task = None
 
     async def _loop(self) -> None:
+        last_full = 0.0
         while True:
             try:
-                busy = await self.run_once()
+                hinted, self._woken_for = self._woken_for, set()
+                if hinted and time.monotonic() - last_full < config.get().sender_poll_seconds:
+                    busy = await self.run_once(sorted(hinted))
+                else:  # a full look at every channel at least once per poll interval (retries, held rows)
+                    last_full = time.monotonic()
+                    busy = await self.run_once()
                 if time.monotonic() - self._last_snapshot > 5:
                     await self.snapshot()
             except asyncio.CancelledError:
@@ -149,8 +161,8 @@ class Notifier:
             except Exception:
                 log.exception("notify: sender round failed")
                 busy = 0
-            if busy:
-                continue
+            if busy and self._saturated:
+                continue  # commits made meanwhile have set the wake-up; so has a fallback's insert
             with contextlib.suppress(TimeoutError):
                 await within(config.get().sender_poll_seconds, self._wake.wait())
             self._wake.clear()
@@ -159,6 +171,8 @@ class Notifier:
     async def run_once(self, channels: Iterable[str] | None = None) -> int:
         """Claim, send and record what is due on every channel; the number of deliveries handled."""
         handled = 0
+        self._saturated = False
+        in_flight = asyncio.Semaphore(config.get().sender_concurrency)
         for channel in channels or await self._due_channels():
             adapter = self.adapters.get(channel)
             if adapter is None:
@@ -172,9 +186,13 @@ class Notifier:
             if not rows:
                 continue
             self.buckets.take(channel, len(rows))
+            self._saturated |= len(rows) == allowed
             ready = await self._spend_subscriptions(channel, rows)
             outcomes = await asyncio.gather(
-                *(self._send(adapter, row) if ok else _no_subscription() for row, ok in zip(rows, ready, strict=True))
+                *(
+                    self._send(adapter, row, in_flight) if ok else _no_subscription()
+                    for row, ok in zip(rows, ready, strict=True)
+                )
             )
             await self._record(rows, ready, outcomes, lease)
             handled += len(rows)
@@ -228,7 +246,11 @@ class Notifier:
             await session.commit()
         return ready
 
-    async def _send(self, adapter: ChannelAdapter, row: sa.Row[Any]) -> Outcome:
+    async def _send(self, adapter: ChannelAdapter, row: sa.Row[Any], in_flight: asyncio.Semaphore) -> Outcome:
+        async with in_flight:
+            return await self._send_one(adapter, row)
+
+    async def _send_one(self, adapter: ChannelAdapter, row: sa.Row[Any]) -> Outcome:
         try:
             address = decrypt_address(state.cipher_for(self.db), row.channel, row.address_enc)
             if not address:
@@ -246,20 +268,18 @@ class Notifier:
         s = config.get()
         now = utcnow()
         fallbacks: list[dict[str, Any]] = []
+        accepted = {r.id: o.provider_ref for r, o in zip(rows, outcomes, strict=True) if o.kind == "ok"}
         async with self.db.sessionmaker() as session:
+            if accepted:  # the common case, one statement for the whole round
+                await self._record_sent(session, accepted, lease, now)
             for row, had_credit, outcome in zip(rows, spent, outcomes, strict=True):
+                self.stats.outcomes[(row.channel, outcome.kind)] += 1
+                if outcome.kind == "ok":
+                    self.stats.latencies.append((now - as_utc(row.created_at)).total_seconds())
+                    continue
                 ours = sa.and_(D.c.id == row.id, D.c.status == DeliveryStatus.sending.value, D.c.lease_until == lease)
                 values: dict[str, Any] = {"updated_at": now, "lease_until": None}
-                if outcome.kind == "ok":
-                    values.update(
-                        status=DeliveryStatus.sent.value,
-                        sent_at=now,
-                        provider_ref=outcome.provider_ref,
-                        error_class=None,
-                        last_error=None,
-                    )
-                    self.stats.latencies.append((now - as_utc(row.created_at)).total_seconds())
-                elif outcome.kind == "throttled":
+                if outcome.kind == "throttled":
                     wait = outcome.retry_after or s.throttle_wait_seconds
                     values.update(
                         status=DeliveryStatus.held.value,
@@ -305,7 +325,7 @@ class Notifier:
                 result = await session.execute(sa.update(D).where(ours).values(**values))
                 if not result.rowcount:  # type: ignore[attr-defined]
                     log.warning("notify: delivery %s was taken over before its result was recorded", row.id)
-                if row.channel == "wechat" and had_credit and outcome.kind != "ok" and not outcome.no_subscription:
+                if row.channel == "wechat" and had_credit and not outcome.no_subscription:
                     await session.execute(
                         sa.update(S)
                         .where(
@@ -314,9 +334,7 @@ class Notifier:
                         )
                         .values(credits=S.c.credits + 1)
                     )
-                self.stats.outcomes[(row.channel, outcome.kind)] += 1
-                if outcome.kind != "ok":
-                    log.info("notify: delivery %s via %s: %s (%s)", row.id, row.channel, outcome.kind, outcome.error)
+                log.info("notify: delivery %s via %s: %s (%s)", row.id, row.channel, outcome.kind, outcome.error)
             if fallbacks:
                 insert = pg_insert(D) if self.db.is_postgres else sqlite_insert(D)
                 await session.execute(
@@ -325,6 +343,28 @@ class Notifier:
             await session.commit()
         if fallbacks:
             self.wake()
+
+    @staticmethod
+    async def _record_sent(session: AsyncSession, refs: dict[UUID, str | None], lease: datetime, now: datetime) -> None:
+        """Mark the deliveries the provider accepted as sent, each with its provider reference: one UPDATE
+        (``provider_ref = CASE id WHEN … END``), only where the row is still ours (same lease)."""
+        ref = sa.case({i: sa.literal(r, sa.String) for i, r in refs.items()}, value=D.c.id, else_=D.c.provider_ref)
+        result = await session.execute(
+            sa.update(D)
+            .where(D.c.id.in_(list(refs)), D.c.status == DeliveryStatus.sending.value, D.c.lease_until == lease)
+            .values(
+                status=DeliveryStatus.sent.value,
+                sent_at=now,
+                provider_ref=ref,
+                error_class=None,
+                last_error=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(D.c.id)
+        )
+        for lost in set(refs) - {i for (i,) in result}:
+            log.warning("notify: delivery %s was taken over before its result was recorded", lost)
 
     async def _hold_unconfigured(self, channel: str) -> None:
         now = utcnow()
@@ -423,7 +463,11 @@ async def lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
     s = config.get()
     async with contextlib.AsyncExitStack() as stack:
         client = httpx.AsyncClient(
-            timeout=s.http_timeout_seconds, limits=httpx.Limits(max_connections=100, max_keepalive_connections=50)
+            timeout=s.http_timeout_seconds,
+            limits=httpx.Limits(
+                max_connections=s.sender_concurrency + 4,  # and a few for access-token refreshes
+                max_keepalive_connections=s.sender_concurrency + 4,
+            ),
         )
         stack.push_async_callback(client.aclose)
         standin = None

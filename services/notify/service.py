@@ -31,10 +31,10 @@ from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify import config
+from services.notify.fanout import FanOutRows, rows_of
 from services.notify.models import (
     CareContact,
     Channel,
-    Delivery,
     DeliveryStatus,
     DigestItem,
     IssueFollower,
@@ -144,10 +144,29 @@ class Target:
     wecom_scope: str | None = None
 
 
-async def _account_target(
-    uow: UnitOfWork, account_id: str, *, phone_enc: str | None = None, phone_masked: str | None = None
+# Built once: the fan-out runs them for every event (building a statement costs more than running it here).
+_RECIPIENTS = select(Recipient).where(col(Recipient.account_id).in_(sa.bindparam("ids", expanding=True)))
+_PREFERENCES = select(Preference).where(col(Preference.account_id).in_(sa.bindparam("ids", expanding=True)))
+_LINKED = (
+    select(RecordLink.record_id, RecordLink.account_id)
+    .where(
+        RecordLink.record == sa.bindparam("record"), col(RecordLink.record_id).in_(sa.bindparam("ids", expanding=True))
+    )
+    .order_by(col(RecordLink.record_id), col(RecordLink.account_id))
+)
+
+
+async def _recipients(uow: UnitOfWork, account_ids: list[str]) -> dict[str, Recipient]:
+    """The read model's rows of ``account_ids``: one query (none for no ids)."""
+    if not account_ids:
+        return {}
+    rows = await uow.session.execute(_RECIPIENTS, {"ids": list(set(account_ids))})
+    return {r.account_id: r for r in rows.scalars()}
+
+
+def _target_of(
+    account_id: str, r: Recipient | None, *, phone_enc: str | None = None, phone_masked: str | None = None
 ) -> Target:
-    r = await uow.session.get(Recipient, account_id)
     t = Target(key=f"account:{account_id}", account_id=account_id, phone_enc=phone_enc, phone_masked=phone_masked)
     if r is not None:
         t.locale, t.active, t.openid_enc = r.locale, r.status == "active", r.openid_enc
@@ -156,13 +175,29 @@ async def _account_target(
     return t
 
 
+async def _account_targets(uow: UnitOfWork, account_ids: list[str]) -> list[Target]:
+    ids = list(dict.fromkeys(account_ids))
+    known = await _recipients(uow, ids)
+    return [_target_of(a, known.get(a)) for a in ids]
+
+
+async def _account_target(uow: UnitOfWork, account_id: str) -> Target:
+    return (await _account_targets(uow, [account_id]))[0]
+
+
+async def _linked_to(uow: UnitOfWork, record: str, record_ids: list[str]) -> dict[str, list[str]]:
+    """record id → the accounts linked to it, for many records in one query."""
+    if not record_ids:
+        return {}
+    rows = await uow.session.execute(_LINKED, {"record": record, "ids": list(set(record_ids))})
+    linked: dict[str, list[str]] = {}
+    for record_id, account_id in rows:
+        linked.setdefault(record_id, []).append(account_id)
+    return linked
+
+
 async def _linked_accounts(uow: UnitOfWork, record: str, record_id: str) -> list[str]:
-    rows = await uow.session.execute(
-        select(RecordLink.account_id)
-        .where(RecordLink.record == record, RecordLink.record_id == record_id)
-        .order_by(col(RecordLink.account_id))
-    )
-    return [a for (a,) in rows]
+    return (await _linked_to(uow, record, [record_id])).get(record_id, [])
 
 
 async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
@@ -179,16 +214,20 @@ async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
 
 async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None, str | None]]) -> list[Target]:
     """(member id, subject, encrypted phone) → targets: the member's account when notify knows one (by their
-    login or an AccountLinked canteen.family), else their phone alone."""
+    login or an AccountLinked canteen.family), else their phone alone. Two queries for all the members."""
     fc = cipher_for(uow.db)
+    linked = await _linked_to(uow, "canteen.family", [m for m, _, _ in contacts])
+    known = await _recipients(
+        uow, [a for accounts in linked.values() for a in accounts] + [s for _, s, _ in contacts if s]
+    )
     targets: list[Target] = []
     for member_id, subject, phone_enc in contacts:
         masked = mask_phone(fc.decrypt(phone_enc)) if phone_enc else None
-        accounts = await _linked_accounts(uow, "canteen.family", member_id)
-        if subject and not accounts and await uow.session.get(Recipient, subject) is not None:
+        accounts = linked.get(member_id, [])
+        if subject and not accounts and subject in known:
             accounts = [subject]
         if accounts:
-            targets += [await _account_target(uow, a, phone_enc=phone_enc, phone_masked=masked) for a in accounts]
+            targets += [_target_of(a, known.get(a), phone_enc=phone_enc, phone_masked=masked) for a in accounts]
         elif phone_enc:
             targets.append(Target(key=f"phone:{member_id}", phone_enc=phone_enc, phone_masked=masked))
     return targets
@@ -196,11 +235,8 @@ async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None,
 
 async def _reporter_targets(uow: UnitOfWork, reporter: str) -> list[Target]:
     if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
-        return [
-            await _account_target(uow, a)
-            for a in await _linked_accounts(uow, "points.rider", reporter.removeprefix("rider:"))
-        ]
-    return [await _account_target(uow, reporter)]
+        return await _account_targets(uow, await _linked_accounts(uow, "points.rider", reporter.removeprefix("rider:")))
+    return await _account_targets(uow, [reporter])
 
 
 async def _followers(uow: UnitOfWork, issue_id: str) -> list[str]:
@@ -218,50 +254,54 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
     if rule.audience == "reporter_and_followers":  # 件件有回音: everyone who reported it or follows it
         subjects = [fields["reporter"]] if fields.get("reporter") else []
         subjects += await _followers(uow, str(fields["issue_id"]))
-        targets = {t.key: t for s in dict.fromkeys(subjects) for t in await _reporter_targets(uow, s)}
-        return list(targets.values())
-    if rule.audience == "rider":
-        return [
-            await _account_target(uow, a) for a in await _linked_accounts(uow, "points.rider", str(fields["rider_id"]))
+        rider_ids = [s.removeprefix("rider:") for s in subjects if s.startswith("rider:")]
+        riders = await _linked_to(uow, "points.rider", rider_ids)
+        accounts = [
+            a for s in subjects for a in (riders.get(s.removeprefix("rider:"), []) if s.startswith("rider:") else [s])
         ]
+        return await _account_targets(uow, accounts)
+    if rule.audience == "rider":
+        return await _account_targets(uow, await _linked_accounts(uow, "points.rider", str(fields["rider_id"])))
     if rule.audience == "family":
         fc = cipher_for(uow.db)
         alert_id = str(fields["alert_id"])
         contacts = []
+        queued = rows_of(uow).care_contacts
         for c in fields.get("family_contacts") or []:
             phone_enc = fc.encrypt(c.phone) if c.phone else None
             contacts.append((str(c.member_id), c.subject, phone_enc))
-            uow.session.add(
-                CareContact(alert_id=alert_id, member_id=str(c.member_id), subject=c.subject, phone_enc=phone_enc)
+            queued.append(
+                {
+                    "id": uuid7(),
+                    "alert_id": alert_id,
+                    "member_id": str(c.member_id),
+                    "subject": c.subject,
+                    "phone_enc": phone_enc,
+                    "created_at": utcnow(),
+                }
             )
         return await _family_targets(uow, contacts)
     if rule.audience == "alert_family":
         if not fields.get("alert_id"):
             return []
-        rows = (
-            await uow.session.execute(
-                select(CareContact)
-                .where(CareContact.alert_id == str(fields["alert_id"]))
-                .order_by(col(CareContact.member_id))
+        alert_id = str(fields["alert_id"])
+        stored = await uow.session.execute(
+            select(CareContact.member_id, CareContact.subject, CareContact.phone_enc).where(
+                CareContact.alert_id == alert_id
             )
-        ).scalars()
-        return await _family_targets(uow, [(c.member_id, c.subject, c.phone_enc) for c in rows])
+        )
+        contacts = [(m, s, p) for m, s, p in stored]
+        contacts += [(c["member_id"], c["subject"], c["phone_enc"]) for c in rows_of(uow).contacts_of(alert_id)]
+        return await _family_targets(uow, sorted(contacts, key=lambda c: c[0]))
     if rule.audience == "need_resident":  # the resident a need is about, through their linked account(s)
         if not fields.get("resident_id"):
             return []
-        return [
-            await _account_target(uow, a)
-            for a in await _linked_accounts(uow, "visits.resident", str(fields["resident_id"]))
-        ]
+        return await _account_targets(uow, await _linked_accounts(uow, "visits.resident", str(fields["resident_id"])))
     if rule.audience == "diner_family":  # the family members' logins the order event names (no phones)
-        return [await _account_target(uow, a) for a in dict.fromkeys(fields.get("family_subjects") or [])]
+        return await _account_targets(uow, list(fields.get("family_subjects") or []))
     if rule.audience == "vote_residents":
-        return [
-            await _account_target(uow, a)
-            for a in await _residents_in(
-                uow, f"compound:{fields['compound']}" if fields.get("compound") else f"community:{fields['community']}"
-            )
-        ]
+        scope = f"compound:{fields['compound']}" if fields.get("compound") else f"community:{fields['community']}"
+        return await _account_targets(uow, await _residents_in(uow, scope))
     if rule.audience == "duty_staff":
         scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
@@ -271,8 +311,12 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
 # --- fan-out -----------------------------------------------------------------------------------------------
 
 
-async def _preferences(uow: UnitOfWork, account_id: str | None) -> Preference | None:
-    return await uow.session.get(Preference, account_id) if account_id else None
+async def _preferences(uow: UnitOfWork, account_ids: list[str]) -> dict[str, Preference]:
+    """The preferences of ``account_ids``: one query (none for no ids)."""
+    if not account_ids:
+        return {}
+    rows = await uow.session.execute(_PREFERENCES, {"ids": list(set(account_ids))})
+    return {p.account_id: p for p in rows.scalars()}
 
 
 def _due(rule: Rule, now: datetime) -> tuple[str, datetime]:
@@ -297,8 +341,14 @@ async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent
             if fields.get("resident_id"):
                 await _queue_for_digest(uow, rule, event, envelope, f"resident:{fields['resident_id']}")
             continue
-        for target in await audience(uow, rule, event):
-            written += await _message(uow, rule, event, envelope, target)
+        targets = await audience(uow, rule, event)
+        if not targets:
+            continue
+        prefs = await _preferences(uow, [t.account_id for t in targets if t.account_id])
+        queued = rows_of(uow)
+        for target in targets:
+            prefs_of = prefs.get(target.account_id) if target.account_id else None
+            written += _message(queued, rule, event, envelope, target, prefs_of)
     return written
 
 
@@ -331,65 +381,75 @@ async def _queue_for_digest(
         )
 
 
-async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelope: CloudEvent, target: Target) -> int:
+def _message(
+    queued: FanOutRows,
+    rule: Rule,
+    event: IntegrationEvent,
+    envelope: CloudEvent,
+    target: Target,
+    prefs: Preference | None,
+) -> int:
+    """Queue the message for ``target`` and a delivery per channel it goes by (written at commit)."""
     values = context(event, target.locale)
     text = render(rule, values, target.locale)
     now = utcnow()
-    message = Message(
-        id=uuid7(),
-        account_id=target.account_id,
-        recipient_key=target.key,
-        event_id=str(envelope.id),
-        event_type=envelope.type,
-        rule=rule.id,
-        urgent=rule.urgent,
-        title=text.title[:200],
-        body=text.body,
-        link=fill(rule.link, values) if rule.link else None,
-        locale=target.locale,
-        subject_ref=fill(rule.subject, values) if rule.subject else None,
-        created_at=now,
-        read_at=None,
-    )
-    uow.session.add(message)
-    prefs = await _preferences(uow, target.account_id)
+    message_id = uuid7()
+    message = {
+        "id": message_id,
+        "account_id": target.account_id,
+        "recipient_key": target.key,
+        "event_id": str(envelope.id),
+        "event_type": envelope.type,
+        "rule": rule.id,
+        "urgent": rule.urgent,
+        "title": text.title[:200],
+        "body": text.body,
+        "link": fill(rule.link, values) if rule.link else None,
+        "locale": target.locale,
+        "subject_ref": fill(rule.subject, values) if rule.subject else None,
+        "created_at": now,
+        "read_at": None,
+    }
     muted = prefs is not None and rule.id in prefs.rules_off and not rule.urgent
     channels_off = set(prefs.channels_off) if prefs is not None else set()
     status, due = _due(rule, now)
 
-    def delivery(channel: Channel, **kw: Any) -> Delivery:
-        d_status = status
-        if channel.value in channels_off or muted or not target.active:
+    def delivery(
+        channel: Channel,
+        address_enc: str | None,
+        address_masked: str | None,
+        request: dict[str, Any],
+        *,
+        sent: bool = False,
+    ) -> dict[str, Any]:
+        d_status = DeliveryStatus.sent.value if sent else status
+        if not sent and (channel.value in channels_off or muted or not target.active):
             d_status = DeliveryStatus.skipped.value
-        return Delivery(
-            id=uuid7(),
-            message_id=message.id,
-            recipient_key=target.key,
-            channel=channel.value,
-            status=d_status,
-            urgent=rule.urgent,
-            next_attempt_at=due,
-            created_at=now,
-            updated_at=now,
-            **kw,
-        )
+        return {
+            "id": uuid7(),
+            "message_id": message_id,
+            "recipient_key": target.key,
+            "channel": channel.value,
+            "status": d_status,
+            "urgent": rule.urgent,
+            "attempts": 0,
+            "next_attempt_at": now if sent else due,
+            "lease_until": None,
+            "address_enc": address_enc,
+            "address_masked": address_masked,
+            "request": request,
+            "error_class": None,
+            "last_error": None,
+            "provider_ref": None,
+            "fallback_of": None,
+            "created_at": now,
+            "sent_at": now if sent else None,
+            "updated_at": now,
+        }
 
-    rows: list[Delivery] = []
+    rows: list[dict[str, Any]] = []
     if "inbox" in rule.channels and target.account_id:
-        rows.append(
-            Delivery(
-                id=uuid7(),
-                message_id=message.id,
-                recipient_key=target.key,
-                channel=Channel.inbox.value,
-                status=DeliveryStatus.sent.value,
-                urgent=rule.urgent,
-                next_attempt_at=now,
-                sent_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        rows.append(delivery(Channel.inbox, None, None, {}, sent=True))
     sms_request = _sms_request(rule, values, text.body)
     sms_fallback = None
     if target.phone_enc and rule.sms != "never":
@@ -405,32 +465,21 @@ async def _message(uow: UnitOfWork, rule: Rule, event: IntegrationEvent, envelop
         }
         if sms_fallback and rule.sms == "fallback":
             request["fallback"] = sms_fallback
-        rows.append(
-            delivery(Channel.wechat, address_enc=target.openid_enc, address_masked="openid:***", request=request)
-        )
-        wechat_planned = rows[-1].status != DeliveryStatus.skipped.value
+        rows.append(delivery(Channel.wechat, target.openid_enc, "openid:***", request))
+        wechat_planned = rows[-1]["status"] != DeliveryStatus.skipped.value
     wants_sms = rule.sms == "always" or (rule.sms == "fallback" and not wechat_planned)
     if "sms" in rule.channels and sms_fallback and wants_sms:
-        rows.append(
-            delivery(
-                Channel.sms,
-                address_enc=sms_fallback["address_enc"],
-                address_masked=sms_fallback["address_masked"],
-                request=sms_request,
-            )
-        )
+        rows.append(delivery(Channel.sms, target.phone_enc, target.phone_masked, sms_request))
     if "wecom" in rule.channels and target.wecom_scope:
         rows.append(
             delivery(
                 Channel.wecom,
-                address_enc=target.wecom_scope,
-                address_masked=target.wecom_scope,
-                request={"msgtype": "markdown", "content": text.body},
+                target.wecom_scope,
+                target.wecom_scope,
+                {"msgtype": "markdown", "content": text.body},
             )
         )
-    await uow.session.flush()  # the message first: deliveries reference it
-    uow.session.add_all(rows)
-    return 1
+    return 1 if queued.add_message(message, rows) else 0
 
 
 def _sms_request(rule: Rule, values: dict[str, Any], body: str) -> dict[str, Any]:

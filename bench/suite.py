@@ -703,8 +703,8 @@ class Suite:
         gives a rider at most 5 codes of 3 minutes). Each round's requests are signed just before it runs
         (timestamps are accepted within ±300 s), each with its own nonce and Idempotency-Key."""
         from services.points.client import signed_headers
-        from services.points.redemptions import code_hash
         from services.points.models import metadata as points_md
+        from services.points.redemptions import code_hash
 
         with httpx.Client(timeout=10) as probe:
             if _find_path(probe, points, "post", "merchant-api/redemptions") is None:

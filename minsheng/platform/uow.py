@@ -7,6 +7,7 @@ Use cases never commit; the view or the event consumer that opened the unit of w
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.db import Database
 from minsheng.platform.envelope import CONTENT_TYPE, CloudEvent, wrap
+from minsheng.platform.fastpath import translate_error
 from minsheng.platform.ids import utcnow
 
 
@@ -75,6 +77,7 @@ class UnitOfWork:
         self._pending: list[dict[str, Any]] = []
         self._inbox: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
+        self._driver: tuple[Any, Any] | None = None  # (SQLAlchemy's asyncpg adapter, asyncpg connection)
 
     @property
     def session(self) -> AsyncSession:
@@ -90,10 +93,60 @@ class UnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         session, self._session = self._session, None
+        self._driver = None
         self._pending.clear()
         self._inbox.clear()
         if session is not None:
             await session.close()  # rolls back what was not committed
+
+    # --- the fast path: one code path for both databases (minsheng.platform.fastpath) ----------------------
+
+    async def fetch(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> list[sa.Row[Any]]:
+        """Run a Core statement in this unit's transaction and return its rows. On PostgreSQL the statement is
+        compiled once and run on the asyncpg connection under the session (no session execute, no greenlet
+        hop); on SQLite it goes through the session's connection. Statements must be built once (module level
+        or ``functools.cache``), as their compiled form is cached by object."""
+        params = params or {}
+        if not self.db.is_postgres:
+            connection = await self.session.connection()
+            result = await connection.execute(statement, dict(params))
+            return list(result.all()) if result.returns_rows else []
+        plan = self.db.plans.plan(statement, params)
+        adapter, driver = await self._driver_connection()
+        args = plan.arguments(params)
+        try:
+            async with adapter._execute_mutex:
+                if plan.metadata is None:
+                    await driver.execute(plan.sql, *args)
+                    return []
+                records = await driver.fetch(plan.sql, *args)
+        except Exception as error:
+            translated = translate_error(adapter, self.db.engine.dialect, plan.sql, args, error)
+            if translated is error:
+                raise
+            raise translated from error
+        return plan.rows(records)
+
+    async def fetchrow(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.Row[Any] | None:
+        rows = await self.fetch(statement, params)
+        return rows[0] if rows else None
+
+    async def execute(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> None:
+        await self.fetch(statement, params)
+
+    async def _driver_connection(self) -> tuple[Any, Any]:
+        """The asyncpg connection the session's transaction runs on, with that transaction begun (SQLAlchemy's
+        adapter sends BEGIN lazily, before its first statement: the fast path's statements must be inside it)."""
+        if self._driver is None:
+            connection = await self.session.connection()
+            raw = await connection.get_raw_connection()
+            adapter: Any = raw.dbapi_connection
+            self._driver = (adapter, adapter.driver_connection)
+        adapter = self._driver[0]
+        if adapter._transaction is None and adapter.isolation_level != "autocommit":
+            async with adapter._execute_mutex:
+                await adapter._start_transaction()
+        return self._driver
 
     def emit(self, event: IntegrationEvent, *, subject: str | None = None) -> CloudEvent:
         """Queue an integration event; it is written to the outbox in this unit's transaction."""
@@ -142,10 +195,12 @@ class UnitOfWork:
         await self.flush_outbox()
         self._pending.clear()
         await self.session.commit()
+        self._driver = None  # the session gave its connection back
         if wrote_events:
             self.db.outbox_signal.set()
 
     async def rollback(self) -> None:
         self._pending.clear()
         self._inbox.clear()
+        self._driver = None
         await self.session.rollback()

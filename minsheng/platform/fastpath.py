@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -33,12 +33,30 @@ Position = tuple[str | None, int, Any]
 _MAX_PLANS = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     sql: str
     positions: tuple[Position, ...]
     metadata: SimpleResultMetaData | None
-    result_processors: tuple[Processor, ...] | None  # None when no column needs one
+    result_types: tuple[Any, ...]
+    dialect: Dialect
+    result_processors: tuple[Processor, ...] | None = None  # None when no column needs one
+    # Column defaults SQLAlchemy computes in Python at execution (``Column(default=…)`` of a column the
+    # statement does not set): such a statement keeps going through the session, which fills them in.
+    via_session: bool = False
+    resolved: bool = False  # result processors worked out (they depend on the column types PostgreSQL reports)
+
+    async def resolve(self, driver: Any) -> None:
+        """Work out the result processors from the columns' type OIDs, as SQLAlchemy does from the prepared
+        statement's attributes (numeric vs float, …): once per plan, one extra prepare."""
+        if self.metadata is not None:
+            prepared = await driver.prepare(self.sql)
+            oids = [a.type.oid for a in prepared.get_attributes()]
+            procs = tuple(
+                t._cached_result_processor(self.dialect, oid) for t, oid in zip(self.result_types, oids, strict=True)
+            )
+            self.result_processors = procs if any(p is not None for p in procs) else None
+        self.resolved = True
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         args: list[Any] = []
@@ -124,15 +142,15 @@ def _make_plan(compiled: SQLCompiler, expanding: tuple[str, ...], params: Mappin
         elif name in given:
             positions.append((name, -1, processor))
         else:  # a value the statement carries (``sa.literal``, a bindparam with a value)
-            value = fixed[name]
+            value = fixed.get(name)
             positions.append((None, -1, processor(value) if processor is not None and value is not None else value))
-    metadata, processors = None, None
+    metadata, types = None, cast(tuple[Any, ...], ())
     if compiled._result_columns:
         columns = compiled._result_columns
         metadata = SimpleResultMetaData([c.keyname for c in columns])
-        procs = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
-        processors = procs if any(p is not None for p in procs) else None
-    return Plan(sql, tuple(positions), metadata, processors)
+        types = tuple(c.type for c in columns)
+    via_session = bool(compiled.insert_prefetch or compiled.update_prefetch)
+    return Plan(sql, tuple(positions), metadata, types, dialect, via_session=via_session)
 
 
 def translate_error(adapter: Any, dialect: Dialect, sql: str, args: Sequence[Any], error: Exception) -> Exception:

@@ -107,15 +107,17 @@ class UnitOfWork:
         hop); on SQLite it goes through the session's connection. Statements must be built once (module level
         or ``functools.cache``), as their compiled form is cached by object."""
         params = params or {}
-        if not self.db.is_postgres:
+        plan = self.db.plans.plan(statement, params) if self.db.is_postgres else None
+        if plan is None or plan.via_session:
             connection = await self.session.connection()
             result = await connection.execute(statement, dict(params))
             return list(result.all()) if result.returns_rows else []
-        plan = self.db.plans.plan(statement, params)
         adapter, driver = await self._driver_connection()
         args = plan.arguments(params)
         try:
             async with adapter._execute_mutex:
+                if not plan.resolved:
+                    await plan.resolve(driver)
                 if plan.metadata is None:
                     await driver.execute(plan.sql, *args)
                     return []
@@ -177,13 +179,13 @@ class UnitOfWork:
             params = {f"i_{k}": v for k, v in row_in.items()}
             params.update({f"o_{k}": v for k, v in row_out.items()})
             statement = _inbox_and_outbox(t.processed_events, t.outbox, tuple(row_in), tuple(row_out))
-            await self.session.execute(statement, params)
+            await self.execute(statement, params)
         else:
             if self._inbox:
                 await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
             if len(self._pending) == 1:
                 row = self._pending[0]
-                await self.session.execute(_outbox_insert(t.outbox, tuple(row)), {f"o_{k}": v for k, v in row.items()})
+                await self.execute(_outbox_insert(t.outbox, tuple(row)), {f"o_{k}": v for k, v in row.items()})
             elif self._pending:
                 await self.session.execute(sa.insert(t.outbox), self._pending)
         self._inbox.clear()

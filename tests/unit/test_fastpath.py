@@ -51,6 +51,7 @@ things = sa.Table(
     sa.Column("secret", Reversed, nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("amount", sa.Integer, nullable=False),
+    sa.Column("label", sa.String(20), nullable=False, default="plain"),  # a default SQLAlchemy fills in Python
 )
 platform_tables = install_platform_tables(metadata)
 c = things.c
@@ -61,9 +62,16 @@ BY_NAMES = (
     .where(c.name.in_(sa.bindparam("names", expanding=True)), c.colour != sa.literal(Colour.blue, type_=c.colour.type))
     .order_by(c.amount)
 )
-BY_ID = sa.select(c.name, c.secret).where(c.id == sa.bindparam("id"))
+BY_ID = sa.select(c.name, c.secret, c.label).where(c.id == sa.bindparam("id"))
+WITHOUT_LABEL = sa.insert(things).values(
+    {col.name: sa.bindparam(col.name, type_=col.type) for col in things.columns if col.name != "label"}
+)
 BUMP = sa.update(things).where(c.id == sa.bindparam("b_id")).values(amount=c.amount + 1).returning(c.amount)
 COUNT = sa.select(sa.func.count()).select_from(things)
+# numeric from PostgreSQL read as a Float column: the result processor depends on the type PostgreSQL reports
+TOTALS = sa.select(sa.func.sum(c.amount).label("total"), sa.func.avg(c.amount, type_=sa.Float()).label("mean")).where(
+    c.name.in_(sa.bindparam("names", expanding=True))
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -98,6 +106,7 @@ def row_values(name: str, amount: int, colour: Colour = Colour.red) -> dict[str,
         "secret": f"s-{name}",
         "at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
         "amount": amount,
+        "label": "given",
     }
 
 
@@ -113,6 +122,12 @@ async def test_rows_and_types_are_those_of_the_session(db: Database) -> None:
             slow = (await uow.session.execute(BY_NAMES, {"names": names})).all()
         assert [tuple(r) for r in fast] == [tuple(r) for r in slow]
         assert [r._mapping for r in fast] == [r._mapping for r in slow]
+        async with UnitOfWork(db, "points", read_only=True) as uow:
+            fast_totals = await uow.fetchrow(TOTALS, {"names": names})
+            slow_totals = (await uow.session.execute(TOTALS, {"names": names})).one()
+        assert fast_totals is not None
+        assert tuple(fast_totals) == tuple(slow_totals)
+        assert [type(v) for v in fast_totals] == [type(v) for v in slow_totals]
     async with UnitOfWork(db, "points", read_only=True) as uow:
         got = await uow.fetch(BY_NAMES, {"names": ["a", "b", "c", "d"]})
     assert [r.name for r in got] == ["a", "b", "d"]  # the literal in the WHERE (not blue) holds
@@ -137,8 +152,19 @@ async def test_bind_processors_run_and_rows_are_stored_as_the_session_stores_the
     async with UnitOfWork(db, "points", read_only=True) as uow:
         row = await uow.fetchrow(BY_ID, {"id": r["id"]})
         missing = await uow.fetchrow(BY_ID, {"id": uuid7()})
-    assert row is not None and (row.name, row.secret) == ("x", "s-x")
+    assert row is not None and (row.name, row.secret, row.label) == ("x", "s-x", "given")
     assert missing is None
+
+
+async def test_a_statement_needing_python_side_defaults_still_gets_them(db: Database) -> None:
+    r = row_values("y", 1)
+    del r["label"]
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(WITHOUT_LABEL, r)
+        await uow.commit()
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        row = await uow.fetchrow(BY_ID, {"id": r["id"]})
+    assert row is not None and row.label == "plain"
 
 
 async def test_the_fast_path_runs_in_the_units_transaction(db: Database) -> None:

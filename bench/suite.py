@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -170,6 +175,7 @@ class Suite:
         self.bare_extra: dict[str, Any] = {}
         self.order_scenario: dict[str, Any] | None = None
         self.bare_order_diners: list[str] = []
+        self.profile_dir: Path | None = None  # --profile: a py-spy flame graph of each figure's subject
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -245,7 +251,37 @@ class Suite:
             fig.note = (fig.note + f" baseline errors: {'; '.join(fig.baseline['error_samples'])[:300]}").strip()
         if mode == "closed" and fig.baseline["rps"]:
             fig.ratio = fig.subject["rps"] / fig.baseline["rps"]
+        if self.profile_dir is not None:
+            self.profile(fig, subject[0], lambda: self.load(subject[0], _round(subject[1], 0), mode=mode, rate=rate))
         return fig
+
+    def profile(self, fig: Figure, server: Server, run: Callable[[], Any]) -> None:
+        """One more round of the subject under ``py-spy record`` (not counted in the figure): the flame graph
+        (SVG) of where the server's CPU goes, in ``profile_dir/<figure id>.svg``."""
+        assert self.profile_dir is not None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        out = self.profile_dir / f"{fig.id}.svg"
+        cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "200", "--format", "flamegraph", "-o", str(out)]
+        try:
+            spying = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as exc:
+            fig.extra["profile_error"] = f"py-spy: {exc}"
+            return
+        try:
+            time.sleep(0.5)  # attached before the load starts
+            run()
+        finally:
+            spying.send_signal(signal.SIGINT)  # py-spy writes the flame graph when interrupted
+            try:
+                _, err = spying.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                spying.kill()
+                err = b"timed out writing"
+        if out.exists():
+            fig.extra["profile"] = str(out)
+        else:
+            fig.extra["profile_error"] = err.decode(errors="replace")[-300:]
 
     def guard(self, fig: Figure, body: Callable[[], Any]) -> Figure:
         try:

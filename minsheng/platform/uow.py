@@ -6,6 +6,7 @@ Use cases never commit; the view or the event consumer that opened the unit of w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from types import TracebackType
@@ -112,10 +113,13 @@ class UnitOfWork:
             connection = await self.session.connection()
             result = await connection.execute(statement, dict(params))
             return list(result.all()) if result.returns_rows else []
-        adapter, driver = await self._driver_connection()
         args = plan.arguments(params)
+        adapter, driver = await self._driver_connection()
         try:
             async with adapter._execute_mutex:
+                if adapter._transaction is None and adapter.isolation_level != "autocommit":
+                    # SQLAlchemy's adapter sends BEGIN lazily, before its first statement: ours must be inside.
+                    await adapter._start_transaction()
                 if not plan.resolved:
                     await plan.resolve(driver)
                 if plan.metadata is None:
@@ -123,11 +127,28 @@ class UnitOfWork:
                     return []
                 records = await driver.fetch(plan.sql, *args)
         except Exception as error:
-            translated = translate_error(adapter, self.db.engine.dialect, plan.sql, args, error)
+            dialect = self.db.engine.dialect
+            translated = translate_error(adapter, dialect, plan.sql, args, error)
             if translated is error:
                 raise
+            orig: Any = getattr(translated, "orig", None)
+            if isinstance(translated, sa.exc.DBAPIError) and dialect.is_disconnect(orig, adapter, None):
+                translated.connection_invalidated = True
+                await self._invalidate()
             raise translated from error
+        except BaseException:
+            # Cancelled mid-statement: the connection's protocol state is unknown (asyncpg would refuse the
+            # next statement with "another operation is in progress"), so it is dropped, not pooled again.
+            await self._invalidate()
+            raise
         return plan.rows(records)
+
+    async def _invalidate(self) -> None:
+        """As SQLAlchemy does for its own statements on a disconnect or a cancellation: the pool must not hand
+        this connection out again."""
+        self._driver = None
+        with contextlib.suppress(Exception):
+            await (await self.session.connection()).invalidate()
 
     async def fetchrow(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.Row[Any] | None:
         rows = await self.fetch(statement, params)
@@ -137,17 +158,12 @@ class UnitOfWork:
         await self.fetch(statement, params)
 
     async def _driver_connection(self) -> tuple[Any, Any]:
-        """The asyncpg connection the session's transaction runs on, with that transaction begun (SQLAlchemy's
-        adapter sends BEGIN lazily, before its first statement: the fast path's statements must be inside it)."""
+        """SQLAlchemy's asyncpg adapter and the asyncpg connection under the session's connection."""
         if self._driver is None:
             connection = await self.session.connection()
             raw = await connection.get_raw_connection()
             adapter: Any = raw.dbapi_connection
             self._driver = (adapter, adapter.driver_connection)
-        adapter = self._driver[0]
-        if adapter._transaction is None and adapter.isolation_level != "autocommit":
-            async with adapter._execute_mutex:
-                await adapter._start_transaction()
         return self._driver
 
     def emit(self, event: IntegrationEvent, *, subject: str | None = None) -> CloudEvent:

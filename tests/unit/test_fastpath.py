@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from minsheng.platform.db import Database, create_database_if_missing
+from minsheng.platform.db import Database, create_database_if_missing, is_transient_db_error
 from minsheng.platform.ids import uuid7
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -216,3 +216,21 @@ async def test_driver_errors_are_sqlalchemys(db: Database) -> None:
         await uow.commit()
     async with UnitOfWork(db, "points", read_only=True) as uow:
         assert [x.name for x in await uow.fetch(BY_NAMES, {"names": ["dup", "after"]})] == ["dup", "after"]
+
+
+async def test_a_lost_connection_is_invalidated_not_pooled_again(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("a server-side disconnect: PostgreSQL only")
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, row_values("before", 1))
+        pid = await uow.fetchrow(sa.select(sa.func.pg_backend_pid().label("pid")))
+        assert pid is not None
+        async with db.engine.connect() as other:
+            await other.execute(sa.select(sa.func.pg_terminate_backend(pid.pid)))
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            await uow.fetch(COUNT)
+        assert raised.value.connection_invalidated
+        assert is_transient_db_error(raised.value)
+    async with UnitOfWork(db, "points", read_only=True) as uow:  # a fresh connection; nothing was committed
+        counted = await uow.fetchrow(COUNT)
+        assert counted is not None and counted[0] == 0

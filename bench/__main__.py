@@ -2,6 +2,7 @@
 
 bin/bench                      quick sizes (~8 minutes)
 bin/bench --full               1 M issues, 100 k households, 3 alternating rounds of 15 s (~40 minutes)
+bin/bench --profile            also a py-spy flame graph per figure, in bench/results/profiles/
 bin/bench --only reads,writes  some groups: reads, writes, e2e, relay, large, rss, identity, notify, i18n, photos
 """
 
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds measured per round")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and load specs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record a py-spy flame graph (SVG) of each figure's subject into <out>/profiles/ (one extra round)",
+    )
     args = parser.parse_args(argv)
     sizes = SIZES[args.sizes or "quick"]
     if args.rounds:
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     with BenchEnv() as env:
         suite = Suite(env, sizes, only, log=lambda line: print(line, flush=True))
+        if args.profile:
+            suite.profile_dir = args.out / "profiles"
         result = suite.run()
         workdir = env.workdir
         env.keep_logs = args.keep_logs or any(f["status"] == "failed" for f in result["figures"])

@@ -9,12 +9,16 @@ request path: no middleware, no auth, no unit of work, no ORM.
   with raw asyncpg in one transaction (BEGIN, INSERT…, COMMIT on one pooled connection);
   (``/bare/points/redemptions``: redemption + ledger entry + outbox; ``/bare/canteen/orders``: order + outbox,
   for the seeded merchant/offer and menu named in the config's ``redeem`` / ``order`` entries);
+- ``GET /bare/read/{name}?i=N``: a read figure's own SQL (compiled from the service's statement, see
+  ``bench.bare_reads``) with its N-th argument list, run with raw asyncpg on the service's database, the rows
+  returned as JSON (the baseline of the read figures);
 - ``GET /bare/sql/{name}``: a named read query done with raw asyncpg, rows returned as JSON (the floor
   for the list/filter endpoints on the large data sets).
 
 Configured by the JSON file named in ``BENCH_BARE_CONFIG``: ``{"docs": {...}, "dbs": {"points": dsn, ...},
 "rider_id": "...", "redeem": {...}, "order": {...},
-"queries": {name: {"db": "issues", "sql": "...", "params": [...]}}}``.
+"queries": {name: {"db": "issues", "sql": "...", "params": [...]}},
+"reads": {name: {"db": "issues", "sql": "...", "args": [[...], ...]}}, "read_dbs": {"issues": dsn, ...}}``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +38,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from bench.bare_reads import decode
 from minsheng.platform.ids import utcnow, uuid7
 from services.canteen import models as canteen_models
 from services.canteen.models import OrderCreate
@@ -49,6 +55,8 @@ def _default(o: Any) -> Any:
         return o.isoformat()
     if isinstance(o, UUID):
         return str(o)
+    if isinstance(o, Decimal):
+        return int(o) if o == o.to_integral_value() else float(o)
     raise TypeError(type(o).__name__)
 
 
@@ -111,6 +119,10 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     docs: dict[str, bytes] = {k: json.dumps(v, ensure_ascii=False).encode() for k, v in config.get("docs", {}).items()}
     doc_objects: dict[str, Any] = config.get("docs", {})
     queries: dict[str, dict[str, Any]] = config.get("queries", {})
+    reads: dict[str, tuple[str, str, list[list[Any]]]] = {
+        name: (f"read:{r['db']}", r["sql"], [decode(a) for a in r["args"]])
+        for name, r in config.get("reads", {}).items()
+    }
     rider_id = UUID(config["rider_id"]) if config.get("rider_id") else None
     ins = {
         "hazard_reports": RawInsert(points_md.tables["hazard_reports"]),
@@ -133,6 +145,10 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for name, dsn in config.get("dbs", {}).items():
             pools[name] = await asyncpg.create_pool(dsn, min_size=2, max_size=config.get("pool_size", 10), init=init)
+        for name, dsn in config.get("read_dbs", {}).items():
+            pools[f"read:{name}"] = await asyncpg.create_pool(
+                dsn, min_size=2, max_size=config.get("pool_size", 10), init=init
+            )
         yield
         for pool in pools.values():
             await pool.close()
@@ -366,6 +382,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             for sql, args in statements:
                 await conn.execute(sql, *args)
         return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+
+    @app.get("/bare/read/{name}")
+    async def read(name: str, i: int = 0) -> Response:
+        pool, sql, args = reads[name]
+        async with pools[pool].acquire() as conn:
+            rows = await conn.fetch(sql, *args[i % len(args)])
+        return Response(json.dumps({"items": [dict(r) for r in rows]}, default=_default), media_type="application/json")
 
     @app.get("/bare/sql/{name}")
     async def sql(name: str, request: Request) -> Response:

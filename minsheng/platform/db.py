@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from minsheng.platform.fastpath import Plans
 from minsheng.platform.tables import PlatformTables
 from minsheng.platform.tasks import within
 
@@ -41,6 +42,8 @@ class Database:
             expire_on_commit=False,
             class_=AsyncSession,
         )
+        # The fast path's compiled statements (PostgreSQL; see UnitOfWork.fetch).
+        self.plans = Plans(self.engine.dialect)
         # Set after a commit that wrote outbox rows, so the relay publishes at once instead of at its next poll.
         self.outbox_signal = asyncio.Event()
 

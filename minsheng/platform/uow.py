@@ -6,7 +6,9 @@ Use cases never commit; the view or the event consumer that opened the unit of w
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.db import Database
 from minsheng.platform.envelope import CONTENT_TYPE, CloudEvent, wrap
+from minsheng.platform.fastpath import translate_error
 from minsheng.platform.ids import utcnow
 
 
@@ -75,6 +78,7 @@ class UnitOfWork:
         self._pending: list[dict[str, Any]] = []
         self._inbox: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
+        self._driver: tuple[Any, Any] | None = None  # (SQLAlchemy's asyncpg adapter, asyncpg connection)
 
     @property
     def session(self) -> AsyncSession:
@@ -90,10 +94,77 @@ class UnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         session, self._session = self._session, None
+        self._driver = None
         self._pending.clear()
         self._inbox.clear()
         if session is not None:
             await session.close()  # rolls back what was not committed
+
+    # --- the fast path: one code path for both databases (minsheng.platform.fastpath) ----------------------
+
+    async def fetch(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> list[sa.Row[Any]]:
+        """Run a Core statement in this unit's transaction and return its rows. On PostgreSQL the statement is
+        compiled once and run on the asyncpg connection under the session (no session execute, no greenlet
+        hop); on SQLite it goes through the session's connection. Statements must be built once (module level
+        or ``functools.cache``), as their compiled form is cached by object."""
+        params = params or {}
+        plan = self.db.plans.plan(statement, params) if self.db.is_postgres else None
+        if plan is None or plan.via_session:
+            connection = await self.session.connection()
+            result = await connection.execute(statement, dict(params))
+            return list(result.all()) if result.returns_rows else []
+        args = plan.arguments(params)
+        adapter, driver = await self._driver_connection()
+        try:
+            async with adapter._execute_mutex:
+                if adapter._transaction is None and adapter.isolation_level != "autocommit":
+                    # SQLAlchemy's adapter sends BEGIN lazily, before its first statement: ours must be inside.
+                    await adapter._start_transaction()
+                if not plan.resolved:
+                    await plan.resolve(driver)
+                if plan.metadata is None:
+                    await driver.execute(plan.sql, *args)
+                    return []
+                records = await driver.fetch(plan.sql, *args)
+        except Exception as error:
+            dialect = self.db.engine.dialect
+            translated = translate_error(adapter, dialect, plan.sql, args, error)
+            if translated is error:
+                raise
+            orig: Any = getattr(translated, "orig", None)
+            if isinstance(translated, sa.exc.DBAPIError) and dialect.is_disconnect(orig, adapter, None):
+                translated.connection_invalidated = True
+                await self._invalidate()
+            raise translated from error
+        except BaseException:
+            # Cancelled mid-statement: the connection's protocol state is unknown (asyncpg would refuse the
+            # next statement with "another operation is in progress"), so it is dropped, not pooled again.
+            await self._invalidate()
+            raise
+        return plan.rows(records)
+
+    async def _invalidate(self) -> None:
+        """As SQLAlchemy does for its own statements on a disconnect or a cancellation: the pool must not hand
+        this connection out again."""
+        self._driver = None
+        with contextlib.suppress(Exception):
+            await (await self.session.connection()).invalidate()
+
+    async def fetchrow(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.Row[Any] | None:
+        rows = await self.fetch(statement, params)
+        return rows[0] if rows else None
+
+    async def execute(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> None:
+        await self.fetch(statement, params)
+
+    async def _driver_connection(self) -> tuple[Any, Any]:
+        """SQLAlchemy's asyncpg adapter and the asyncpg connection under the session's connection."""
+        if self._driver is None:
+            connection = await self.session.connection()
+            raw = await connection.get_raw_connection()
+            adapter: Any = raw.dbapi_connection
+            self._driver = (adapter, adapter.driver_connection)
+        return self._driver
 
     def emit(self, event: IntegrationEvent, *, subject: str | None = None) -> CloudEvent:
         """Queue an integration event; it is written to the outbox in this unit's transaction."""
@@ -124,13 +195,13 @@ class UnitOfWork:
             params = {f"i_{k}": v for k, v in row_in.items()}
             params.update({f"o_{k}": v for k, v in row_out.items()})
             statement = _inbox_and_outbox(t.processed_events, t.outbox, tuple(row_in), tuple(row_out))
-            await self.session.execute(statement, params)
+            await self.execute(statement, params)
         else:
             if self._inbox:
                 await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
             if len(self._pending) == 1:
                 row = self._pending[0]
-                await self.session.execute(_outbox_insert(t.outbox, tuple(row)), {f"o_{k}": v for k, v in row.items()})
+                await self.execute(_outbox_insert(t.outbox, tuple(row)), {f"o_{k}": v for k, v in row.items()})
             elif self._pending:
                 await self.session.execute(sa.insert(t.outbox), self._pending)
         self._inbox.clear()
@@ -142,10 +213,12 @@ class UnitOfWork:
         await self.flush_outbox()
         self._pending.clear()
         await self.session.commit()
+        self._driver = None  # the session gave its connection back
         if wrote_events:
             self.db.outbox_signal.set()
 
     async def rollback(self) -> None:
         self._pending.clear()
         self._inbox.clear()
+        self._driver = None
         await self.session.rollback()

@@ -317,9 +317,7 @@ async def menu_page(
             await canteen_row(uow, canteen)  # an unknown canteen is a 404 before a bad cursor
             raise
         params["cursor_date"], params["cursor_rank"] = d, r
-    rows = (
-        await uow.session.execute(_menu_page_statement(by_id, drafts, slot is not None, bool(cursor)), params)
-    ).all()
+    rows = await uow.fetch(_menu_page_statement(by_id, drafts, slot is not None, bool(cursor)), params)
     if not rows:
         raise not_found("canteen", canteen)
     menus: list[dict[str, Any]] = []

@@ -161,11 +161,9 @@ async def find_duplicate(
     a participant of someone else's private matter."""
     if uow.db.is_postgres and not locked:
         # Two simultaneous reports of one fire must not both open an issue.
-        connection = await uow.session.connection()
-        await connection.execute(_DEDUPE_LOCK, {"keys": _dedupe_keys(category, lat, lng, cfg.dedupe_radius_m)})
+        await uow.execute(_DEDUPE_LOCK, {"keys": _dedupe_keys(category, lat, lng, cfg.dedupe_radius_m)})
     south, north, west, east = bounding_box(lat, lng, cfg.dedupe_radius_m)
-    connection = await uow.session.connection()
-    rows = await connection.execute(
+    rows = await uow.fetch(
         _nearby_open_issues(include_private),
         {
             "category": category,
@@ -177,7 +175,7 @@ async def find_duplicate(
         },
     )
     best: tuple[float, UUID] | None = None
-    for ident, issue_lat, issue_lng in rows:
+    for ident, issue_lat, issue_lng in map(tuple, rows):
         d = distance_m(lat, lng, issue_lat, issue_lng)
         if d <= cfg.dedupe_radius_m and (best is None or d < best[0]):
             best = (d, ident)
@@ -238,12 +236,11 @@ async def issue_for_origin(uow: UnitOfWork, origin: Origin, *, lock_keys: list[s
     """The issue a report from another service became. With ``lock_keys`` (PostgreSQL) it also takes those
     dedupe locks, which ``intake`` then need not take again."""
     params = {"service": origin.service, "kind": origin.kind, "id": origin.id}
-    connection = await uow.session.connection()
     if lock_keys and uow.db.is_postgres:
-        found = await connection.execute(_LOCK_AND_ISSUE_FOR_ORIGIN, {**params, "keys": lock_keys})
+        found = await uow.fetchrow(_LOCK_AND_ISSUE_FOR_ORIGIN, {**params, "keys": lock_keys})
     else:
-        found = await connection.execute(_ISSUE_FOR_ORIGIN, params)
-    return found.scalar()
+        found = await uow.fetchrow(_ISSUE_FOR_ORIGIN, params)
+    return found[0] if found is not None else None
 
 
 async def intake(
@@ -334,11 +331,10 @@ async def intake(
             }.items()
         }
     )
-    connection = await uow.session.connection()
     first, *rest = _intake_statements(uow.db.is_postgres, bool(data.reporter))
-    row = (await connection.execute(first, params)).one()
+    row = (await uow.fetch(first, params))[0]
     for statement in rest:
-        await connection.execute(statement, params)
+        await uow.execute(statement, params)
     uow.emit(IssueCreated(title=row.title, **fact(row, data.reporter)))
     return row, False
 

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.errors import not_found
+from minsheng.platform.filters import Filter, Filters, Shape, equals
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
@@ -126,8 +127,7 @@ def _timeline_statement(with_internal: bool) -> sa.Select[Any]:
 async def timeline(uow: UnitOfWork, who: Principal, issue: IssueLike) -> list[TimelineEntryPublic]:
     """The issue's timeline as ``who`` may see it, read as plain rows (no ORM objects to track or flush)."""
     staff = works_on(who, issue)
-    connection = await uow.session.connection()
-    rows = await connection.execute(_timeline_statement(staff), {"issue_id": issue.id})
+    rows = await uow.fetch(_timeline_statement(staff), {"issue_id": issue.id})
     return _entries(rows, 0, staff, who)
 
 
@@ -154,8 +154,7 @@ _ISSUE_WITH_TIMELINE = (
 async def read_issue(uow: UnitOfWork, who: Principal, issue_id: UUID) -> tuple[sa.Row[Any], list[TimelineEntryPublic]]:
     """An issue to show (not to change) as a row of ``LIST_COLUMNS``, with its timeline as ``who`` may see it;
     404 if they may not see the issue."""
-    connection = await uow.session.connection()
-    rows = (await connection.execute(_ISSUE_WITH_TIMELINE, {"issue_id": issue_id})).all()
+    rows = await uow.fetch(_ISSUE_WITH_TIMELINE, {"issue_id": issue_id})
     if not rows or not await can_see(uow, who, rows[0]):
         raise not_found("issue", issue_id)
     issue, start = rows[0], len(LIST_COLUMNS)
@@ -181,28 +180,16 @@ class IssueFilters:
     created_to: datetime | None = None
 
 
-# Lists are read with statements built once per *shape* (which clauses a query has), the values bound per
-# request: building a select() tree and computing its cache key costs more than running it.
+# Lists are read with statements built once per *shape* (which filters apply, in which variant), the values
+# bound per request: building a select() tree and computing its cache key costs more than running it. Each
+# filter is written once below (minsheng.platform.filters): when it applies, its clause, its parameters.
 
 
-class ListShape(NamedTuple):
-    """Which clauses a list query has; ``list_query`` fills in the values."""
-
-    visible: str  # mine | all | staff | grid_worker | public
-    communities: bool = False  # staff: the scope names communities / compounds / departments
-    compounds: bool = False
-    departments: bool = False
-    status: bool = False
-    community: bool = False
-    compound: bool = False
-    category: bool = False
-    channel: bool = False
-    urgent: bool = False
-    department: bool = False
-    overdue: bool | None = None
-    near: bool = False
-    created_from: bool = False
-    created_to: bool = False
+@dataclass(frozen=True)
+class ListRequest:
+    who: Principal
+    filters: IssueFilters
+    now: datetime
 
 
 def _mine() -> sa.CompoundSelect:
@@ -223,129 +210,151 @@ def _in(column: sa.Column[Any], param: str) -> sa.ColumnElement[bool]:
     return column.in_(sa.bindparam(param, expanding=True))
 
 
-@functools.cache
-def where_clauses(shape: ListShape) -> tuple[sa.ColumnElement[bool], ...]:
-    """The WHERE clauses of a list (visibility, then filters) with named bound parameters (``list_query``)."""
+def _visible_key(r: ListRequest) -> tuple[Any, ...]:
+    """Which issues ``who`` may list: mine | all | staff (with the kinds of scope it has) | grid_worker | public."""
+    who = r.who
+    if r.filters.mine:
+        return ("mine",)
+    if who.is_admin and (is_staff(who) or not who.has(Role.resident, Role.rider, Role.grid_worker)):
+        return ("all",)
+    if is_staff(who):
+        scopes = ("community", "compound", "department")
+        return ("staff", *(bool(who.scoped_values(s)) for s in scopes))
+    if who.has(Role.grid_worker) and (who.scoped_values("community") or who.scoped_values("compound")):
+        return ("grid_worker",)
+    return ("public",)
+
+
+def _visible_clause(key: tuple[Any, ...]) -> list[sa.ColumnElement[bool]]:
     c = ISSUES.c
     live = c.status != IssueStatus.merged.value  # a merged report's reporters follow the issue that stays
-    where: list[Any] = []
-    if shape.visible == "mine":
-        where += [c.id.in_(_mine()), live]
-    elif shape.visible == "staff":
+    if key[0] == "mine":
+        return [c.id.in_(_mine()), live]
+    if key[0] == "staff":
+        communities, compounds, departments = key[1:]
         ors = (
-            ([_in(c.community, "v_communities")] if shape.communities else [])
-            + ([_in(c.compound, "v_compounds")] if shape.compounds else [])
-            + ([c.id.in_(_assigned_to("v_departments"))] if shape.departments else [])
+            ([_in(c.community, "v_communities")] if communities else [])
+            + ([_in(c.compound, "v_compounds")] if compounds else [])
+            + ([c.id.in_(_assigned_to("v_departments"))] if departments else [])
         )
-        where.append(sa.or_(*ors) if ors else sa.false())
-    elif shape.visible == "grid_worker":
-        where.append(
+        return [sa.or_(*ors) if ors else sa.false()]
+    if key[0] == "grid_worker":
+        return [
             sa.or_(
                 _in(c.community, "v_communities"),
                 _in(c.compound, "v_compounds"),
                 c.is_public.is_(True),
                 c.id.in_(_mine()),
             )
-        )
-    elif shape.visible == "public":
-        where += [live, sa.or_(c.is_public.is_(True), c.id.in_(_mine()))]
-    if shape.status:
-        where.append(_in(c.status, "statuses"))
-    for name in ("community", "compound", "category", "channel", "urgent"):
-        if getattr(shape, name):
-            where.append(c[name] == sa.bindparam(name, type_=c[name].type))
-    if shape.department:
-        where.append(c.id.in_(_assigned_to("departments")))
-    if shape.overdue is not None:
-        now = sa.bindparam("now", type_=c.created_at.type)
-        late = sa.and_(
-            c.closed_at.is_(None),
-            sa.or_(
-                c.escalation_level > 0,
-                c.resolution_due_at < now,
-                sa.and_(c.first_responded_at.is_(None), c.first_response_due_at < now),
-            ),
-        )
-        where.append(late if shape.overdue else sa.not_(late))
-    if shape.near:
-        where += [
-            c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
-            c.longitude.between(sa.bindparam("west"), sa.bindparam("east")),
         ]
-    if shape.created_from:
-        where.append(c.created_at >= sa.bindparam("created_from", type_=c.created_at.type))
-    if shape.created_to:
-        where.append(c.created_at < sa.bindparam("created_to", type_=c.created_at.type))
-    return tuple(where)
+    if key[0] == "public":
+        return [live, sa.or_(c.is_public.is_(True), c.id.in_(_mine()))]
+    return []  # all
 
 
-def list_query(who: Principal, f: IssueFilters, now: datetime) -> tuple[ListShape, dict[str, Any]]:
-    """The shape of ``who``'s list with filters ``f``, and the values of its parameters."""
-    params: dict[str, Any] = {"sub": who.sub}
-    if f.mine:
-        visible = "mine"
-    elif who.is_admin and (is_staff(who) or not who.has(Role.resident, Role.rider, Role.grid_worker)):
-        visible = "all"
-    elif is_staff(who):
-        visible = "staff"
-    elif who.has(Role.grid_worker) and (who.scoped_values("community") or who.scoped_values("compound")):
-        visible = "grid_worker"
-    else:
-        visible = "public"
-    scoped = {
-        "communities": who.scoped_values("community"),
-        "compounds": who.scoped_values("compound"),
-        "departments": who.scoped_values("department") if visible == "staff" else set(),
+def _visible_params(r: ListRequest) -> dict[str, Any]:
+    who = r.who
+    staff = _visible_key(r)[0] == "staff"
+    return {
+        "sub": who.sub,
+        "v_communities": sorted(who.scoped_values("community")),
+        "v_compounds": sorted(who.scoped_values("compound")),
+        "v_departments": sorted(who.scoped_values("department")) if staff else [],
     }
-    for name, values in scoped.items():
-        params[f"v_{name}"] = sorted(values)
-    if f.status:
-        params["statuses"] = [s.value for s in f.status]
-    for name in ("community", "compound", "category", "channel", "urgent"):
-        params[name] = getattr(f, name)
-    params["departments"] = [f.department]
-    if f.overdue is not None:
-        params["now"] = now
-    if f.near is not None:
-        params["south"], params["north"], params["west"], params["east"] = bounding_box(*f.near)
-    params["created_from"], params["created_to"] = f.created_from, f.created_to
-    shape = ListShape(
-        visible,
-        communities=bool(scoped["communities"]),
-        compounds=bool(scoped["compounds"]),
-        departments=bool(scoped["departments"]),
-        status=bool(f.status),
-        community=f.community is not None,
-        compound=f.compound is not None,
-        category=f.category is not None,
-        channel=f.channel is not None,
-        urgent=f.urgent is not None,
-        department=f.department is not None,
-        overdue=f.overdue,
-        near=f.near is not None,
-        created_from=f.created_from is not None,
-        created_to=f.created_to is not None,
+
+
+def _overdue(key: bool) -> sa.ColumnElement[bool]:
+    c = ISSUES.c
+    now = sa.bindparam("now", type_=c.created_at.type)
+    late = sa.and_(
+        c.closed_at.is_(None),
+        sa.or_(
+            c.escalation_level > 0,
+            c.resolution_due_at < now,
+            sa.and_(c.first_responded_at.is_(None), c.first_response_due_at < now),
+        ),
     )
-    return shape, params
+    return late if key else sa.not_(late)
+
+
+def _near_params(r: ListRequest) -> dict[str, Any]:
+    assert r.filters.near is not None
+    south, north, west, east = bounding_box(*r.filters.near)
+    return {"south": south, "north": north, "west": west, "east": east}
+
+
+def _applies(value: Any) -> bool | None:
+    return True if value is not None else None
+
+
+_c = ISSUES.c
+ISSUE_FILTERS = Filters[ListRequest](
+    Filter(_visible_key, _visible_clause, _visible_params),
+    Filter(
+        lambda r: True if r.filters.status else None,
+        lambda _: _in(_c.status, "statuses"),
+        lambda r: {"statuses": [s.value for s in r.filters.status or ()]},
+    ),
+    equals(_c.community, lambda r: r.filters.community),
+    equals(_c.compound, lambda r: r.filters.compound),
+    equals(_c.category, lambda r: r.filters.category),
+    equals(_c.channel, lambda r: r.filters.channel),
+    equals(_c.urgent, lambda r: r.filters.urgent),
+    Filter(
+        lambda r: _applies(r.filters.department),
+        lambda _: _c.id.in_(_assigned_to("departments")),
+        lambda r: {"departments": [r.filters.department]},
+    ),
+    Filter(lambda r: r.filters.overdue, _overdue, lambda r: {"now": r.now}),
+    Filter(
+        lambda r: _applies(r.filters.near),
+        lambda _: [
+            _c.latitude.between(sa.bindparam("south"), sa.bindparam("north")),
+            _c.longitude.between(sa.bindparam("west"), sa.bindparam("east")),
+        ],
+        _near_params,
+    ),
+    Filter(
+        lambda r: _applies(r.filters.created_from),
+        lambda _: _c.created_at >= sa.bindparam("created_from", type_=_c.created_at.type),
+        lambda r: {"created_from": r.filters.created_from},
+    ),
+    Filter(
+        lambda r: _applies(r.filters.created_to),
+        lambda _: _c.created_at < sa.bindparam("created_to", type_=_c.created_at.type),
+        lambda r: {"created_to": r.filters.created_to},
+    ),
+)
+
+
+def list_query(who: Principal, f: IssueFilters, now: datetime) -> tuple[Shape, dict[str, Any]]:
+    """The shape of ``who``'s list with filters ``f`` (the cache key of its statement), and the values of its
+    parameters."""
+    return ISSUE_FILTERS.query(ListRequest(who, f, now))
 
 
 def visibility(who: Principal, f: IssueFilters) -> list[Any]:
     """What ``who`` may see, with the values bound (for queries of their own, e.g. the CSV export)."""
     shape, params = list_query(who, IssueFilters(mine=f.mine), utcnow())
-    return [clause.params(params) for clause in where_clauses(shape)]
+    return [_bound(clause, params) for clause in ISSUE_FILTERS.where(shape)]
 
 
 def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:
     """The filters of ``f``, with the values bound (for queries of their own, e.g. the CSV export)."""
     anyone = Principal(sub="", roles=frozenset({Role.admin}))
     shape, params = list_query(anyone, dataclasses.replace(f, mine=False), now)
-    return [clause.params(params) for clause in where_clauses(shape)]
+    return [_bound(clause, params) for clause in ISSUE_FILTERS.where(shape)]
+
+
+def _bound(clause: sa.ColumnElement[bool], params: dict[str, Any]) -> sa.ColumnElement[bool]:
+    # ``sa.false()`` (staff without a scope see nothing) is immutable and has no parameters to bind.
+    return clause if isinstance(clause, sa.sql.elements.False_) else clause.params(params)
 
 
 @functools.cache
-def _list_statement(shape: ListShape, after_cursor: bool) -> sa.Select[Any]:
+def _list_statement(shape: Shape, after_cursor: bool) -> sa.Select[Any]:
     c = ISSUES.c
-    query = sa.select(*LIST_COLUMNS).where(*where_clauses(shape))
+    query = sa.select(*LIST_COLUMNS).where(*ISSUE_FILTERS.where(shape))
     if after_cursor:
         # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
         query = query.where(
@@ -366,9 +375,8 @@ async def list_issues(
     params["limit"] = limit + 1
     if cursor:
         params["after_created"], params["after_id"] = decode_cursor(cursor, datetime, UUID)
-    # Core rows on the session's connection: the ORM's result machinery adds nothing for plain columns.
-    connection = await uow.session.connection()
-    rows = list((await connection.execute(_list_statement(shape, bool(cursor)), params)).all())
+    # Core rows on the fast path: the ORM's result machinery adds nothing for plain columns.
+    rows = await uow.fetch(_list_statement(shape, bool(cursor)), params)
     if f.near is None:
         return page_of(rows, limit, lambda i: encode_cursor(i.created_at, i.id))
     # The bounding box over-selects its corners: drop those, but page on what the index walked.

@@ -141,7 +141,7 @@ async def find_duplicate(uow: UnitOfWork, data: HazardReportCreate) -> list[Any]
     ``_DUPLICATE_COLUMNS``). Category, time window and a bounding box are in the WHERE clause (index
     ``ix_hazard_reports_category_created``); the exact distance is checked here, on the few rows left."""
     shape, params, radius = _duplicate_params(data)
-    rows = (await uow.session.execute(_duplicate_query(shape), params)).all()
+    rows = await uow.fetch(_duplicate_query(shape), params)
     return [r for r in rows if _same_place(r, data, radius)]
 
 
@@ -168,11 +168,18 @@ async def reporting_rider(uow: UnitOfWork, subject: str, data: HazardReportCreat
     """The reporting rider (404 ``rider_not_registered`` as ``rider_by_subject``) and ``find_duplicate``'s
     answer for a new report, in one round trip."""
     shape, params, radius = _duplicate_params(data)
-    rows = (await uow.session.execute(_rider_and_candidates(shape), {"subject": subject, **params})).all()
+    rows = await uow.fetch(_rider_and_candidates(shape), {"subject": subject, **params})
     if not rows:
         raise not_registered()
     rider = RiderSummary(rows[0].me, rows[0].my_status, rows[0].my_community)
     return rider, [r for r in rows if r.id is not None and _same_place(r, data, radius)]
+
+
+@functools.cache
+def _insert_report(columns: tuple[str, ...]) -> sa.Insert:
+    """A one-row INSERT of these columns (bound parameters ``v_<column>``), built once per column set: the
+    fast path compiles it once."""
+    return sa.insert(_REPORTS).values({c: sa.bindparam(f"v_{c}", type_=_REPORTS.c[c].type) for c in columns})
 
 
 def _step(report: HazardReport, status: str, note: str | None = None) -> None:
@@ -216,7 +223,7 @@ async def report_hazard(
         "created_at": now,
         "updated_at": now,
     }
-    await uow.session.execute(sa.insert(_REPORTS), values)
+    await uow.execute(_insert_report(tuple(values)), {f"v_{k}": v for k, v in values.items()})
     uow.emit(
         HazardReported(
             report_id=values["id"],

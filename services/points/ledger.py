@@ -409,7 +409,7 @@ def _balance_public(row: sa.Row[Any], now: datetime) -> BalancePublic:
 async def balance_view(uow: UnitOfWork, rider_id: UUID) -> BalancePublic:
     now = utcnow()
     query = _balance_by_rider(bool(config.get().expiry_days))
-    row = (await uow.session.execute(query, {"rider_id": rider_id, **_balance_params(now)})).one_or_none()
+    row = await uow.fetchrow(query, {"rider_id": rider_id, **_balance_params(now)})
     if row is None:
         raise not_found("rider", rider_id)
     return _balance_public(row, now)
@@ -420,7 +420,7 @@ async def balance_of_subject(uow: UnitOfWork, subject: str) -> BalancePublic:
     ``rider_not_registered`` as ``rider_by_subject`` answers when there is none)."""
     now = utcnow()
     query = _balance_by_subject(bool(config.get().expiry_days))
-    row = (await uow.session.execute(query, {"subject": subject, **_balance_params(now)})).one_or_none()
+    row = await uow.fetchrow(query, {"subject": subject, **_balance_params(now)})
     if row is None:
         raise Problem(
             404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders."

@@ -116,3 +116,51 @@ def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) ->
     report.write(result, tmp_path)
     text = (tmp_path / "latest.md").read_text()
     assert "## Notify: event → provider accepted (fixed rate)" in text and "notify.event_to_provider" in text
+
+
+async def test_the_read_baseline_runs_the_services_own_sql(env: BenchEnv) -> None:
+    """``GET /bare/read/<name>`` runs, on raw asyncpg, the SQL compiled from the service's statement: it answers
+    the rows the service's query answers through SQLAlchemy, in the same order."""
+    from uuid import UUID
+
+    import httpx
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from bench import bare_reads
+    from minsheng.platform.auth import Principal, Role
+    from minsheng.platform.ids import utcnow
+    from services.issues.models import metadata as issues_md
+    from services.issues.queries import _ISSUE_WITH_TIMELINE, IssueFilters, _list_statement, list_query
+
+    await env.migrate("issues", "smoke_reads")
+    conn = await datagen.connect(env.dsn_for("smoke_reads"))
+    try:
+        await datagen.copy_rows(conn, issues_md.tables["issues"], 700, datagen.issue_recipe(700))
+        community = await conn.fetchval("SELECT community FROM issues GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+        ids = [str(r[0]) for r in await conn.fetch("SELECT id FROM issues ORDER BY id LIMIT 3")]
+    finally:
+        await conn.close()
+    reads = {
+        "issue_list": bare_reads.issue_list("smoke-staff", [community]),
+        "issue_detail": bare_reads.issue_detail(ids),
+    }
+    who = Principal(sub="smoke-staff", roles=frozenset({Role.staff}), scopes=(f"community:{community}",))
+    shape, params = list_query(who, IssueFilters(), utcnow())
+    engine = create_async_engine(env.url_for("smoke_reads"))
+    try:
+        async with engine.connect() as c:
+            expected = [str(r.id) for r in await c.execute(_list_statement(shape, False), {**params, "limit": 51})]
+            detail = [str(r.id) for r in await c.execute(_ISSUE_WITH_TIMELINE, {"issue_id": UUID(ids[1])})]
+    finally:
+        await engine.dispose()
+    bare = env.start_baseline({"reads": reads, "read_dbs": {"issues": env.dsn_for("smoke_reads")}}, name="bare-reads")
+    try:
+        env.wait_ready(bare)
+        async with httpx.AsyncClient(base_url=bare.url) as client:
+            listed = (await client.get("/bare/read/issue_list?i=0")).json()["items"]
+            one = (await client.get("/bare/read/issue_detail?i=1")).json()["items"]
+    finally:
+        env.stop_server(bare)
+    assert len(expected) == 51 and [r["id"] for r in listed] == expected
+    assert all(r["community"] == community for r in listed)
+    assert [r["id"] for r in one] == detail == [ids[1]]

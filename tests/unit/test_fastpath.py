@@ -1,0 +1,236 @@
+"""The fast path (UnitOfWork.fetch / fetchrow / execute): PostgreSQL (compiled once, run on asyncpg) and SQLite
+(through the session) give the same rows and types, run inside the unit's transaction, and raise SQLAlchemy's
+exceptions."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+
+from minsheng.platform.db import Database, create_database_if_missing, is_transient_db_error
+from minsheng.platform.ids import uuid7
+from minsheng.platform.tables import install_platform_tables
+from minsheng.platform.types import JSONType, UTCDateTime
+from minsheng.platform.uow import UnitOfWork
+from tests.support.infra import database_template, drop_databases
+
+
+class Colour(enum.Enum):
+    red = "red"
+    blue = "blue"
+
+
+class Reversed(sa.TypeDecorator[str]):
+    """Stands in for the encrypted fields: a bind and a result processor that must both run."""
+
+    impl = sa.String(60)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else "enc:" + value[::-1]
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else value.removeprefix("enc:")[::-1]
+
+
+metadata = sa.MetaData()
+things = sa.Table(
+    "fp_things",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("colour", sa.Enum(Colour, native_enum=False, length=10), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("secret", Reversed, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("amount", sa.Integer, nullable=False),
+    sa.Column("label", sa.String(20), nullable=False, default="plain"),  # a default SQLAlchemy fills in Python
+)
+platform_tables = install_platform_tables(metadata)
+c = things.c
+
+INSERT = sa.insert(things).values({col.name: sa.bindparam(col.name, type_=col.type) for col in things.columns})
+BY_NAMES = (
+    sa.select(c.id, c.name, c.colour, c.data, c.secret, c.at, c.amount, sa.literal(7).label("seven"))
+    .where(c.name.in_(sa.bindparam("names", expanding=True)), c.colour != sa.literal(Colour.blue, type_=c.colour.type))
+    .order_by(c.amount)
+)
+BY_ID = sa.select(c.name, c.secret, c.label).where(c.id == sa.bindparam("id"))
+WITHOUT_LABEL = sa.insert(things).values(
+    {col.name: sa.bindparam(col.name, type_=col.type) for col in things.columns if col.name != "label"}
+)
+BUMP = sa.update(things).where(c.id == sa.bindparam("b_id")).values(amount=c.amount + 1).returning(c.amount)
+COUNT = sa.select(sa.func.count()).select_from(things)
+# numeric from PostgreSQL read as a Float column: the result processor depends on the type PostgreSQL reports
+TOTALS = sa.select(sa.func.sum(c.amount).label("total"), sa.func.avg(c.amount, type_=sa.Float()).label("mean")).where(
+    c.name.in_(sa.bindparam("names", expanding=True))
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_url(request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite; else the PostgreSQL server (started only for the PostgreSQL cases)."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_base_url"))
+
+
+@pytest.fixture
+async def db(server_url: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+    template = database_template(server_url) if server_url else None
+    if template is None:
+        url = f"sqlite+aiosqlite:///{tmp_path}/fp.db"
+    else:
+        url = template.replace("{service}", "fastpath")
+        await create_database_if_missing(url)
+    database = Database(url, platform_tables)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield database
+    await database.dispose()
+    if server_url and template:
+        await drop_databases(server_url, template, ("fastpath",))
+
+
+def row_values(name: str, amount: int, colour: Colour = Colour.red) -> dict[str, Any]:
+    return {
+        "id": uuid7(),
+        "name": name,
+        "colour": colour,
+        "data": {"tags": ["a", "b"], "n": amount, "中文": True},
+        "secret": f"s-{name}",
+        "at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        "amount": amount,
+        "label": "given",
+    }
+
+
+async def test_rows_and_types_are_those_of_the_session(db: Database) -> None:
+    rows = [row_values("a", 1), row_values("b", 2), row_values("c", 3, Colour.blue), row_values("d", 4)]
+    async with UnitOfWork(db, "points") as uow:
+        for r in rows:
+            await uow.execute(INSERT, r)
+        await uow.commit()
+    for names in (["a", "b", "c"], ["d"], ["a", "b", "c", "d"], []):
+        async with UnitOfWork(db, "points", read_only=True) as uow:
+            fast = await uow.fetch(BY_NAMES, {"names": names})
+            slow = (await uow.session.execute(BY_NAMES, {"names": names})).all()
+        assert [tuple(r) for r in fast] == [tuple(r) for r in slow]
+        assert [r._mapping for r in fast] == [r._mapping for r in slow]
+        async with UnitOfWork(db, "points", read_only=True) as uow:
+            fast_totals = await uow.fetchrow(TOTALS, {"names": names})
+            slow_totals = (await uow.session.execute(TOTALS, {"names": names})).one()
+        assert fast_totals is not None
+        assert tuple(fast_totals) == tuple(slow_totals)
+        assert [type(v) for v in fast_totals] == [type(v) for v in slow_totals]
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        got = await uow.fetch(BY_NAMES, {"names": ["a", "b", "c", "d"]})
+    assert [r.name for r in got] == ["a", "b", "d"]  # the literal in the WHERE (not blue) holds
+    first = got[0]
+    assert isinstance(first, sa.Row)
+    assert first.id == rows[0]["id"] and isinstance(first.id, UUID)
+    assert first.colour is Colour.red
+    assert first.data == {"tags": ["a", "b"], "n": 1, "中文": True}
+    assert first.secret == "s-a"  # the TypeDecorator's result processor ran
+    assert first.at == rows[0]["at"] and first.at.tzinfo is not None
+    assert first.seven == 7
+
+
+async def test_bind_processors_run_and_rows_are_stored_as_the_session_stores_them(db: Database) -> None:
+    r = row_values("x", 1)
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, r)
+        await uow.commit()
+    async with db.engine.connect() as conn:
+        stored = (await conn.execute(sa.text("SELECT secret FROM fp_things"))).scalar_one()
+    assert stored == "enc:x-s"
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        row = await uow.fetchrow(BY_ID, {"id": r["id"]})
+        missing = await uow.fetchrow(BY_ID, {"id": uuid7()})
+    assert row is not None and (row.name, row.secret, row.label) == ("x", "s-x", "given")
+    assert missing is None
+
+
+async def test_a_statement_needing_python_side_defaults_still_gets_them(db: Database) -> None:
+    r = row_values("y", 1)
+    del r["label"]
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(WITHOUT_LABEL, r)
+        await uow.commit()
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        row = await uow.fetchrow(BY_ID, {"id": r["id"]})
+    assert row is not None and row.label == "plain"
+
+
+async def test_the_fast_path_runs_in_the_units_transaction(db: Database) -> None:
+    kept = row_values("kept", 1)
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, kept)
+        await uow.commit()
+    # A rolled-back unit leaves nothing: its fast-path writes, its session writes, its outbox rows.
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, row_values("gone", 2))
+        bumped = await uow.fetchrow(BUMP, {"b_id": kept["id"]})
+        assert bumped is not None and bumped.amount == 2
+        await uow.session.execute(sa.insert(things).values(row_values("gone-too", 3)))
+        counted = await uow.fetchrow(COUNT)
+        assert counted is not None and counted[0] == 3  # sees its own writes, through either path
+        await uow.rollback()
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, row_values("dropped", 4))
+        # leaving without commit rolls back too
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        rows = await uow.fetch(BY_NAMES, {"names": ["kept", "gone", "gone-too", "dropped"]})
+    assert [(r.name, r.amount) for r in rows] == [("kept", 1)]
+
+
+async def test_a_commit_keeps_fast_path_and_session_writes_together(db: Database) -> None:
+    a, b = row_values("a", 1), row_values("b", 2)
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, a)
+        await uow.session.execute(sa.insert(things).values(b))
+        await uow.commit()
+        # after a commit the unit may go on: a new transaction, on whatever connection the session takes
+        await uow.execute(BUMP, {"b_id": a["id"]})
+        await uow.commit()
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        rows = await uow.fetch(BY_NAMES, {"names": ["a", "b"]})
+    assert sorted((r.name, r.amount) for r in rows) == [("a", 2), ("b", 2)]
+
+
+async def test_driver_errors_are_sqlalchemys(db: Database) -> None:
+    r = row_values("dup", 1)
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, r)
+        await uow.commit()
+    async with UnitOfWork(db, "points") as uow:
+        with pytest.raises(sa.exc.IntegrityError):
+            await uow.execute(INSERT, r)
+        await uow.rollback()
+        await uow.execute(INSERT, row_values("after", 2))  # the unit is usable after its rollback
+        await uow.commit()
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        assert [x.name for x in await uow.fetch(BY_NAMES, {"names": ["dup", "after"]})] == ["dup", "after"]
+
+
+async def test_a_lost_connection_is_invalidated_not_pooled_again(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("a server-side disconnect: PostgreSQL only")
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, row_values("before", 1))
+        pid = await uow.fetchrow(sa.select(sa.func.pg_backend_pid().label("pid")))
+        assert pid is not None
+        async with db.engine.connect() as other:
+            await other.execute(sa.select(sa.func.pg_terminate_backend(pid.pid)))
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            await uow.fetch(COUNT)
+        assert raised.value.connection_invalidated
+        assert is_transient_db_error(raised.value)
+    async with UnitOfWork(db, "points", read_only=True) as uow:  # a fresh connection; nothing was committed
+        counted = await uow.fetchrow(COUNT)
+        assert counted is not None and counted[0] == 0

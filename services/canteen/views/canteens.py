@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
-import pydantic_core
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
@@ -16,6 +15,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.responses import plain_json
 from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, canteens, config, counter, menus, reports
@@ -216,7 +216,7 @@ async def list_menus(
         only_suitable=only_suitable and diet is not None,
     )
     # Plain data built from the rows (see ``menu_page``): serialized as is, not validated again.
-    return Response(pydantic_core.to_json(page), media_type="application/json")
+    return plain_json(page)
 
 
 @router.post(

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.auth import Principal
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.responses import validated_json
 from minsheng.platform.routes import from_row, map_page
 from minsheng.platform.service import Runtime, UoW
 from services.points import ledger, merchants, riders, statements
@@ -73,8 +74,8 @@ async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, r
     tags=["ledger"],
     summary="Your balance, what expires soon, and today's earnings against the daily cap",
 )
-async def my_balance(uow: UoW, who: RiderPrincipal) -> BalancePublic:
-    return await ledger.balance_of_subject(uow, who.sub)
+async def my_balance(uow: UoW, who: RiderPrincipal) -> Response:
+    return validated_json(await ledger.balance_of_subject(uow, who.sub))
 
 
 @router.get(
@@ -189,9 +190,9 @@ async def clear_flag(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> Ride
 
 
 @router.get("/riders/{rider_id}/balance", response_model=BalancePublic, tags=["ledger (staff)"])
-async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> BalancePublic:
+async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> Response:
     rider = await riders.get_rider(uow, who, rider_id)
-    return await ledger.balance_view(uow, rider.id)
+    return validated_json(await ledger.balance_view(uow, rider.id))
 
 
 @router.get("/riders/{rider_id}/statement", response_model=Page[LedgerEntryPublic], tags=["ledger (staff)"])

@@ -74,7 +74,9 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
         await conn.execute("ANALYZE outbox")
     finally:
         await conn.close()
-    bus = KafkaBus(spec["bootstrap"], client_id="msbench-relay", partitions=1)
+    bus = KafkaBus(
+        spec["bootstrap"], client_id="msbench-relay", partitions=1, idempotent_producer=spec.get("idempotent", True)
+    )
     db = Database(spec["url"], platform_tables, pool_size=2)
     relay = OutboxRelay(db, bus, batch_size=spec["batch_size"])
     try:

@@ -4,7 +4,7 @@
   platform's ``OutboxRelay`` on a ``KafkaBus`` publishes them all, batch by batch, exactly as a service
   runs it (claim with FOR UPDATE SKIP LOCKED, publish with acks=all, mark sent, commit).
 - ``raw_batch`` (the baseline): the same ``n`` messages (same topic, keys, values and headers) produced with a
-  bare ``AIOKafkaProducer`` (the same settings: acks=all, linger 1 ms) as record batches
+  bare ``AIOKafkaProducer`` (the same settings: acks=all, linger 1 ms, the same record batch size) as record batches
   (``create_batch``/``send_batch``), ``batch_size`` messages at a time: send, await the acks, next. No
   database: what the broker and aiokafka can do.
 - ``raw_send``: the same with one ``producer.send()`` per message (the common way; shown for context).
@@ -74,7 +74,9 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
         await conn.execute("ANALYZE outbox")
     finally:
         await conn.close()
-    bus = KafkaBus(spec["bootstrap"], client_id="msbench-relay", partitions=1)
+    bus = KafkaBus(
+        spec["bootstrap"], client_id="msbench-relay", partitions=1, idempotent_producer=spec.get("idempotent", True)
+    )
     db = Database(spec["url"], platform_tables, pool_size=2)
     relay = OutboxRelay(db, bus, batch_size=spec["batch_size"])
     try:
@@ -100,7 +102,7 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
 async def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
-    from minsheng.platform.bus.kafka import KafkaBus
+    from minsheng.platform.bus.kafka import MAX_BATCH_BYTES, KafkaBus
 
     n, topic, batch = spec["n"], spec["topic"], spec["batch_size"]
     messages = [sample_message(i, topic) for i in range(n)]
@@ -110,7 +112,12 @@ async def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
     ]
     await KafkaBus(spec["bootstrap"], partitions=1).ensure_topics([topic])
     producer = AIOKafkaProducer(
-        bootstrap_servers=spec["bootstrap"], client_id="msbench-raw", acks="all", enable_idempotence=False, linger_ms=1
+        bootstrap_servers=spec["bootstrap"],
+        client_id="msbench-raw",
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=1,
+        max_batch_size=MAX_BATCH_BYTES,
     )
     await producer.start()
     try:

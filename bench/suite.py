@@ -1004,6 +1004,11 @@ class Suite:
                         f"commit → broker ack {b1['p50']:.0f}/{b1['p99']:.0f}, ack → issue created "
                         f"{b2['p50']:.0f}/{b2['p99']:.0f}"
                     )
+                cpu = fig.subject.get("cpu_ms_per_event", {})
+                if cpu:
+                    notes.append(
+                        "server CPU per report (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
+                    )
                 fig.note = "; ".join(notes)[:600]
 
             self.guard(fig, body)
@@ -1016,6 +1021,10 @@ class Suite:
         with Sampler(watch) as sampler:
             result: dict[str, Any] = run_python("bench.e2e", str(path), timeout=spec["duration"] + 120)
         result["rss_mb_max"] = {k: round(v, 1) for k, v in sampler.max_rss.items()}
+        # server CPU over the whole round per report scheduled (warm-up included): points = POST + relay,
+        # issues = consumer + intake (the stage split's CPU side; wall-clock stages are in the note)
+        scheduled = max(spec.get("rate", 0) * (spec.get("duration", 0) + spec.get("warmup", 0)), 1)
+        result["cpu_ms_per_event"] = {k: round(v / scheduled * 1000, 2) for k, v in sampler.cpu.items()}
         return result
 
     def add_rss_figures(self, services: dict[str, Server], bare: Server) -> None:

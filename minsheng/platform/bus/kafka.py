@@ -83,6 +83,11 @@ def murmur2(data: bytes) -> int:
 
 
 DLQ_SUFFIX = ".dlq"
+# A relay batch (200 CloudEvents of ~1 KB) fits one record batch per partition, so one produce request and
+# one broker round trip; aiokafka's default (16 KiB) split it into ~25 batches, which the idempotent producer
+# sends one after another (one in flight per partition). Below the broker's default message.max.bytes (1 MiB)
+# and the producer's max_request_size.
+MAX_BATCH_BYTES = 512 * 1024
 OFFSET_RESET_REASONS = ("beyond_end", "before_start", "out_of_range")
 
 
@@ -107,6 +112,7 @@ class KafkaBus:
         offset_check_seconds: float = 30.0,
         max_backoff_seconds: float = 10.0,
         idempotent_producer: bool = True,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
@@ -119,6 +125,7 @@ class KafkaBus:
         self.offset_check_seconds = offset_check_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.idempotent_producer = idempotent_producer
+        self.max_batch_bytes = max_batch_bytes
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
@@ -184,6 +191,7 @@ class KafkaBus:
                     acks="all",
                     enable_idempotence=self.idempotent_producer,
                     linger_ms=1,
+                    max_batch_size=self.max_batch_bytes,
                     request_timeout_ms=self.request_timeout_ms,
                 )
                 try:
@@ -244,16 +252,20 @@ class KafkaBus:
 
     async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         producer = await self._ensure_producer()
-        topics = sorted({self.kafka_name(m.topic) for m in messages})
+        names = {t: self.kafka_name(t) for t in {m.topic for m in messages}}
+        topics = sorted(names.values())
         await self.ensure_topics(topics)
         partitions = {t: list(await producer.partitions_for(t)) for t in topics}
         groups: dict[tuple[str, int], list[tuple[bytes, OutgoingMessage]]] = {}
         for m in messages:
             key = m.key.encode()
-            topic = self.kafka_name(m.topic)
+            topic = names[m.topic]
             parts = partitions[topic]
             partition = parts[0] if len(parts) == 1 else parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
-            groups.setdefault((topic, partition), []).append((key, m))
+            group = groups.get((topic, partition))
+            if group is None:
+                groups[(topic, partition)] = group = []
+            group.append((key, m))
         futures: list[asyncio.Future[object]] = []
         for (topic, partition), items in groups.items():
             batch = producer.create_batch()

@@ -161,6 +161,34 @@ _OUTBOX_UNSENT: dict[str, Any] = {
 }
 
 
+def create_photos_table(table: str) -> None:
+    """A service's photos table (:class:`minsheng.platform.photos.PhotoFields`, bytes in the object store) as
+    first created; later changes to it are each service's own migrations."""
+    op.create_table(
+        table,
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("owner", AutoString(length=200), nullable=False),
+        sa.Column("storage_key", AutoString(length=300), nullable=True),
+        sa.Column("thumb_key", AutoString(length=300), nullable=True),
+        sa.Column("content_type", AutoString(length=40), nullable=False),
+        sa.Column("source_type", AutoString(length=40), nullable=True),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=True),
+        sa.Column("height", sa.Integer(), nullable=True),
+        sa.Column("sha256", AutoString(length=64), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        batch_op.create_index(batch_op.f(f"ix_{table}_owner"), ["owner"], unique=False)
+
+
+def drop_photos_table(table: str) -> None:
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f(f"ix_{table}_owner"))
+    op.drop_table(table)
+
+
 def add_sealed_phones(*places: tuple[str, str]) -> None:
     """Schema and data migration for each ``(table, attr)``: the ``<attr>_enc`` and indexed ``<attr>_hash``
     columns beside the phone, then the phones already stored sealed (see :func:`seal_phones`)."""

@@ -32,6 +32,20 @@ def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:
     )
 
 
+def distributed_settings(tmp_path: Path, database_url: str, kafka_bootstrap: str, **overrides: Any) -> Settings:
+    """The distributed configuration (PostgreSQL + Kafka) with the tests' quick timings; one partition unless
+    ``kafka_topic_partitions`` says otherwise."""
+    return embedded_settings(tmp_path, database_url=database_url).model_copy(
+        update={
+            "mode": "distributed",
+            "kafka_bootstrap": kafka_bootstrap,
+            "kafka_session_timeout_ms": 6000,
+            "kafka_topic_partitions": 1,
+            **overrides,
+        }
+    )
+
+
 @pytest.fixture
 async def system(tmp_path: Path) -> AsyncIterator[System]:
     """The whole system in one process: SQLite files + the in-process bus."""
@@ -91,13 +105,6 @@ async def kafka_system(
 ) -> AsyncIterator[System]:
     """The whole system in one process in the distributed configuration: PostgreSQL + the Kafka broker.
     Wait for cross-service effects with ``tests.support.infra.eventually`` (``settle`` is embedded-only)."""
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": kafka[0],
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 1,
-        }
-    )
+    settings = distributed_settings(tmp_path, pg_template, kafka[0])
     async with running_system(settings) as s:
         yield s

@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import AfterValidator
 
 # The permission (a token scope) to see personal data in clear, in every service; each such read is recorded.
 PII_REVEAL_SCOPE = "pii:reveal"
@@ -26,6 +27,10 @@ def mask_phone(phone: str | None) -> str | None:
     if len(digits) < 7:
         return "*" * len(digits)
     return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+
+
+# A phone as responses show it: masked, whatever the model was built from.
+MaskedPhone = Annotated[str | None, AfterValidator(mask_phone)]
 
 
 def mask_id_number(value: str | None) -> str | None:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minsheng.platform.ids import utcnow
+from minsheng.platform.clock import ServiceClock
 
 
 class CanteenSettings(BaseSettings):
@@ -38,28 +37,11 @@ def canteen_settings() -> CanteenSettings:
     return CanteenSettings()
 
 
-_pinned: datetime | None = None
-
-
-def now() -> datetime:
-    """The current instant (UTC), unless pinned."""
-    return _pinned.astimezone(UTC) if _pinned is not None else utcnow()
-
-
-def pin_clock(at: datetime | None) -> None:
-    """Pin (or with ``None`` release) the canteen clock. For tests and operational replays only."""
-    global _pinned
-    if at is not None and at.tzinfo is None:
-        raise ValueError("pin the clock with a timezone-aware datetime")
-    _pinned = at
-
-
-def tz() -> ZoneInfo:
-    return ZoneInfo(canteen_settings().timezone)
-
-
-def today() -> date:
-    return now().astimezone(tz()).date()
+_clock = ServiceClock(lambda: canteen_settings().timezone)
+now = _clock.now
+pin_clock = _clock.pin
+tz = _clock.tz
+today = _clock.today
 
 
 def local_instant(day: date, at: time) -> datetime:

@@ -19,7 +19,7 @@ from sqlmodel import Field, SQLModel
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import json_list, utc_now, uuid_pk
 from minsheng.platform.inputs import Day
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -375,19 +375,14 @@ class FamilyMember(FamilyMemberBase, CanteenModel, table=True):
 
 class FamilyMemberPublic(FamilyMemberBase):
     id: UUID
-    phone: str | None
-
-    @field_validator("phone")
-    @classmethod
-    def _mask(cls, v: str | None) -> str | None:
-        return mask_phone(v)
+    phone: MaskedPhone
 
 
 class DinerPublic(DinerBase):
     id: UUID
     canteen_id: UUID
     age: int
-    phone: str | None
+    phone: MaskedPhone
     id_number: str | None = Field(description="Masked: 110105********1234")
     has_health_notes: bool
     resident_id: UUID | None
@@ -400,11 +395,6 @@ class DinerPublic(DinerBase):
     family: list[FamilyMemberPublic] = []
     created_at: datetime
     updated_at: datetime
-
-    @field_validator("phone")
-    @classmethod
-    def _mask(cls, v: str | None) -> str | None:
-        return mask_phone(v)
 
 
 class DinerLookup(SQLModel):

@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minsheng.platform.overridable import Overridable
 
 
 class IdentitySettings(BaseSettings):
@@ -53,19 +51,6 @@ class IdentitySettings(BaseSettings):
     auth_event_retention_days: int = 180
 
 
-_current = IdentitySettings()
-
-
-def get() -> IdentitySettings:
-    return _current
-
-
-@contextlib.contextmanager
-def override(**changes: Any) -> Iterator[IdentitySettings]:
-    global _current
-    previous = _current
-    _current = previous.model_copy(update=changes)
-    try:
-        yield _current
-    finally:
-        _current = previous
+_settings = Overridable(IdentitySettings())
+get = _settings.get
+override = _settings.override

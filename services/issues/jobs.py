@@ -25,11 +25,12 @@ from services.issues.photos import MOVE_JOB
 from services.issues.timeline import fact, record
 
 
-def _claim(uow: UnitOfWork, query: Any, batch: int) -> Any:
+async def _claim(uow: UnitOfWork, query: Any, batch: int) -> list[UUID]:
+    """The ids ``query`` selects, at most ``batch``; on PostgreSQL locked so that another replica skips them."""
     query = query.limit(batch)
     if uow.db.is_postgres:
         query = query.with_for_update(skip_locked=True)
-    return query
+    return list((await uow.session.execute(query)).scalars().all())
 
 
 async def _flag(uow: UnitOfWork, issue_id: UUID, guard: Any, values: dict[str, Any]) -> Issue | None:
@@ -51,25 +52,17 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
     while True:
         n = 0
         async with runtime.uow() as uow:
-            late_first = (
-                (
-                    await uow.session.execute(
-                        _claim(
-                            uow,
-                            sa.select(t.c.id)
-                            .where(
-                                t.c.first_responded_at.is_(None),
-                                t.c.first_response_overdue_at.is_(None),
-                                t.c.first_response_due_at < now,
-                                t.c.closed_at.is_(None),
-                            )
-                            .order_by(t.c.first_response_due_at),
-                            batch,
-                        )
-                    )
+            late_first = await _claim(
+                uow,
+                sa.select(t.c.id)
+                .where(
+                    t.c.first_responded_at.is_(None),
+                    t.c.first_response_overdue_at.is_(None),
+                    t.c.first_response_due_at < now,
+                    t.c.closed_at.is_(None),
                 )
-                .scalars()
-                .all()
+                .order_by(t.c.first_response_due_at),
+                batch,
             )
             for issue_id in late_first:
                 issue = await _flag(
@@ -106,24 +99,16 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
                 n += 1
             await uow.session.flush()
             uow.session.expunge_all()  # the first pass may have raised escalation levels: read them afresh
-            late_fix = (
-                (
-                    await uow.session.execute(
-                        _claim(
-                            uow,
-                            sa.select(t.c.id)
-                            .where(
-                                t.c.closed_at.is_(None),
-                                t.c.resolution_overdue_at.is_(None),
-                                t.c.resolution_due_at < now,
-                            )
-                            .order_by(t.c.resolution_due_at),
-                            batch,
-                        )
-                    )
+            late_fix = await _claim(
+                uow,
+                sa.select(t.c.id)
+                .where(
+                    t.c.closed_at.is_(None),
+                    t.c.resolution_overdue_at.is_(None),
+                    t.c.resolution_due_at < now,
                 )
-                .scalars()
-                .all()
+                .order_by(t.c.resolution_due_at),
+                batch,
             )
             for issue_id in late_fix:
                 issue = await _flag(
@@ -168,23 +153,15 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
     while True:
         n = 0
         async with runtime.uow() as uow:
-            due = (
-                (
-                    await uow.session.execute(
-                        _claim(
-                            uow,
-                            sa.select(t.c.id)
-                            .where(
-                                t.c.status == IssueStatus.resolved.value,
-                                t.c.resolved_at < cutoff,
-                            )
-                            .order_by(t.c.resolved_at),
-                            cfg.sweep_batch,
-                        )
-                    )
+            due = await _claim(
+                uow,
+                sa.select(t.c.id)
+                .where(
+                    t.c.status == IssueStatus.resolved.value,
+                    t.c.resolved_at < cutoff,
                 )
-                .scalars()
-                .all()
+                .order_by(t.c.resolved_at),
+                cfg.sweep_batch,
             )
             for issue_id in due:
                 issue = await _flag(

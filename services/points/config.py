@@ -6,13 +6,12 @@ points scheme's own rules, so they live here. ``override()`` swaps them for a te
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minsheng.platform.overridable import Overridable
 
 
 class PointsSettings(BaseSettings):
@@ -73,20 +72,6 @@ class PointsSettings(BaseSettings):
         return date(local.year, local.month, 1)
 
 
-_current = PointsSettings()
-
-
-def get() -> PointsSettings:
-    return _current
-
-
-@contextlib.contextmanager
-def override(**changes: Any) -> Iterator[PointsSettings]:
-    """Tests: run with some settings changed."""
-    global _current
-    previous = _current
-    _current = previous.model_copy(update=changes)
-    try:
-        yield _current
-    finally:
-        _current = previous
+_settings = Overridable(PointsSettings())
+get = _settings.get
+override = _settings.override

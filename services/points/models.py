@@ -18,7 +18,7 @@ from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
 from minsheng.platform.inputs import Instant
 from minsheng.platform.photos import PhotoFields
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -152,14 +152,9 @@ class RiderPublic(RiderBase):
     id: UUID
     role: RiderRole
     status: RiderStatus
-    phone: str | None
+    phone: MaskedPhone
     team_id: UUID | None = None
     created_at: datetime
-
-    @field_validator("phone")
-    @classmethod
-    def _mask(cls, v: str | None) -> str | None:
-        return mask_phone(v)
 
 
 class RiderStaffView(RiderPublic):
@@ -541,13 +536,8 @@ class MerchantPublic(MerchantBase):
     id: UUID
     status: MerchantStatus
     contact_name: str | None = None
-    contact_phone: str | None = None
+    contact_phone: MaskedPhone = None
     created_at: datetime
-
-    @field_validator("contact_phone")
-    @classmethod
-    def _mask(cls, v: str | None) -> str | None:
-        return mask_phone(v)
 
 
 class MerchantCredential(PointsModel, table=True):

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minsheng.platform.ids import utcnow
+from minsheng.platform.clock import ServiceClock
 
 
 class VisitsSettings(BaseSettings):
@@ -40,28 +39,11 @@ def visits_settings() -> VisitsSettings:
     return VisitsSettings()
 
 
-_pinned: datetime | None = None
-
-
-def now() -> datetime:
-    """The current instant (UTC), unless pinned."""
-    return _pinned if _pinned is not None else utcnow()
-
-
-def pin_clock(at: datetime | None) -> None:
-    """Pin (or with ``None`` release) the visits clock. For tests and operational replays only."""
-    global _pinned
-    if at is not None and at.tzinfo is None:
-        raise ValueError("pin the clock with a timezone-aware datetime")
-    _pinned = at
-
-
-def tz() -> ZoneInfo:
-    return ZoneInfo(visits_settings().timezone)
-
-
-def today() -> date:
-    return now().astimezone(tz()).date()
+_clock = ServiceClock(lambda: visits_settings().timezone)
+now = _clock.now
+pin_clock = _clock.pin
+tz = _clock.tz
+today = _clock.today
 
 
 def local_date(at: datetime) -> date:

@@ -15,7 +15,6 @@ from enum import StrEnum
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import field_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -23,7 +22,7 @@ from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Instant
 from minsheng.platform.photos import PhotoFields
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
@@ -342,18 +341,13 @@ class ResidentPublic(SQLModel):
     age: int | None
     care_tags: list[CareTag]
     mobility: Mobility
-    phone: str | None
+    phone: MaskedPhone
     id_number: str | None
     has_health_notes: bool
     status: ResidentStatus
     status_effective_date: date | None
     account_linked: bool
     created_at: datetime
-
-    @field_validator("phone")
-    @classmethod
-    def _mask(cls, v: str | None) -> str | None:
-        return mask_phone(v)
 
 
 class StatusChange(SQLModel):
@@ -458,15 +452,10 @@ class GridWorker(GridWorkerBase, VisitsModel, table=True):
 class GridWorkerPublic(GridWorkerBase):
     id: UUID
     subject: str
-    phone: str | None
+    phone: MaskedPhone
     active: bool
     left_at: datetime | None
     created_at: datetime
-
-    @field_validator("phone")
-    @classmethod
-    def _mask(cls, v: str | None) -> str | None:
-        return mask_phone(v)
 
 
 class AssignmentCreate(SQLModel):

@@ -23,7 +23,7 @@ from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.outbox import OutboxRelay, outbox_status, resend_since
 from minsheng.platform.service import ServiceRuntime
 from minsheng.runner import load_spec
-from tests.conftest import embedded_settings
+from tests.conftest import distributed_settings, embedded_settings
 from tests.support.client import running_system
 from tests.support.infra import becomes
 from tests.support.tcpproxy import DurableBroker
@@ -135,15 +135,7 @@ async def test_broker_down_the_service_stays_ready_accepts_writes_and_reports_th
 ) -> None:
     broker = DurableBroker()
     broker.open()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 1,
-            "relay_max_backoff_seconds": 1.0,
-        }
-    )
+    settings = distributed_settings(tmp_path, pg_template, broker.bootstrap, relay_max_backoff_seconds=1.0)
     try:
         async with running_system(settings, services=("points",)) as s:
             rider = await register_rider(s)
@@ -190,15 +182,7 @@ async def test_a_prefix_keeps_two_deployments_apart_on_one_cluster(
     from tests.support.infra import eventually
 
     prefix = f"t{uuid7().hex[-6:]}."
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": kafka[0],
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 1,
-            "kafka_prefix": prefix,
-        }
-    )
+    settings = distributed_settings(tmp_path, pg_template, kafka[0], kafka_prefix=prefix)
     async with running_system(settings) as s:
         rider = await register_rider(s)
         assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201

@@ -19,6 +19,7 @@ from tests.support.tcpproxy import DurableBroker
 
 @pytest.fixture
 def own_broker() -> Iterator[LocalBroker]:
+    """A broker of this test's own, which it may stop or wipe."""
     broker = local_broker()
     broker.start()
     try:

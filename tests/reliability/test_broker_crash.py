@@ -14,7 +14,7 @@ import pytest
 
 from minsheng.platform.outbox import outbox_status
 from minsheng.settings import Settings
-from tests.conftest import embedded_settings
+from tests.conftest import distributed_settings
 from tests.reliability.test_broker_outage import RIDER_BURST, register_riders
 from tests.support.client import running_system
 from tests.support.reliability import env_float, env_int, hazard, record, topic_copies, wait_for_effects
@@ -33,16 +33,14 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
     if durable_broker.proxy is not None:
         pytest.skip("needs a broker with a durable log that can be SIGKILLed (Apache Kafka, the default)")
     defaults = Settings()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": durable_broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 3,
-            "relay_poll_seconds": defaults.relay_poll_seconds,
-            "relay_max_backoff_seconds": defaults.relay_max_backoff_seconds,
-            "kafka_idempotent_producer": True,
-        }
+    settings = distributed_settings(
+        tmp_path,
+        pg_template,
+        durable_broker.bootstrap,
+        kafka_topic_partitions=3,
+        relay_poll_seconds=defaults.relay_poll_seconds,
+        relay_max_backoff_seconds=defaults.relay_max_backoff_seconds,
+        kafka_idempotent_producer=True,
     )
     async with running_system(settings) as s:
         riders = await register_riders(s, max(1, math.ceil(EVENTS / RIDER_BURST)))

@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,25 +30,14 @@ from aiokafka import AIOKafkaConsumer
 from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.outbox import outbox_status
 from minsheng.platform.tasks import within
-from tests.conftest import embedded_settings
+from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
-from tests.support.infra import LocalBroker, becomes, eventually, local_broker
+from tests.support.infra import LocalBroker, becomes, eventually
 from tests.support.reliability import env_int, hazard, issue_effects, record, rider_body, wait_for_effects
 
 pytestmark = [pytest.mark.integration]
 
 EVENTS = env_int("MINSHENG_RELIABILITY_LOSS_EVENTS", 60)  # half handled before the loss, half lost with it
-
-
-@pytest.fixture
-def lossy_broker() -> Iterator[LocalBroker]:
-    """A broker of this test's own, which it may wipe."""
-    broker = local_broker()
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.cleanup()
 
 
 def restart_empty(broker: LocalBroker) -> None:
@@ -110,17 +98,15 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
 
 
 async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_recovers_every_event(
-    tmp_path: Path, pg_template: str, lossy_broker: LocalBroker
+    tmp_path: Path, pg_template: str, own_broker: LocalBroker
 ) -> None:
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": lossy_broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 2,
-            "relay_max_backoff_seconds": 1.0,
-            "kafka_offset_check_seconds": 1.0,
-        }
+    settings = distributed_settings(
+        tmp_path,
+        pg_template,
+        own_broker.bootstrap,
+        kafka_topic_partitions=2,
+        relay_max_backoff_seconds=1.0,
+        kafka_offset_check_seconds=1.0,
     )
     before, lost_batch, after = EVENTS // 2, EVENTS - EVENTS // 2, 5
     async with running_system(settings) as s:
@@ -143,7 +129,7 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         lost_ids = await report(s, riders, before, lost_batch, "lost")
         await becomes(lambda: _pending(s), 0, within=30)
         # … and comes back empty: those acknowledged events, the topics and the groups' offsets are gone.
-        restart_empty(lossy_broker)
+        restart_empty(own_broker)
         restarted_at = time.monotonic()
         consumer.resume(*consumer.assignment())
 
@@ -190,7 +176,7 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         record(
             "broker_data_loss",
             {
-                "broker": f"{lossy_broker.name}, log deleted, restarted empty",
+                "broker": f"{own_broker.name}, log deleted, restarted empty",
                 "events_handled_before": before,
                 "events_lost_with_broker": lost_batch,
                 "events_after": after,

@@ -14,7 +14,7 @@ import pytest
 
 from minsheng.platform.outbox import outbox_status
 from minsheng.settings import Settings
-from tests.conftest import embedded_settings
+from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.reliability import (
     env_float,
@@ -49,15 +49,13 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
     tmp_path: Path, pg_template: str, durable_broker: DurableBroker
 ) -> None:
     defaults = Settings()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": durable_broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 3,
-            "relay_poll_seconds": defaults.relay_poll_seconds,
-            "relay_max_backoff_seconds": defaults.relay_max_backoff_seconds,
-        }
+    settings = distributed_settings(
+        tmp_path,
+        pg_template,
+        durable_broker.bootstrap,
+        kafka_topic_partitions=3,
+        relay_poll_seconds=defaults.relay_poll_seconds,
+        relay_max_backoff_seconds=defaults.relay_max_backoff_seconds,
     )
     async with running_system(settings) as s:
         riders = await register_riders(s, max(1, math.ceil(EVENTS / RIDER_BURST)))

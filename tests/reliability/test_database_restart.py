@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from minsheng.contracts.points import HazardReported
-from tests.conftest import embedded_settings
+from tests.conftest import distributed_settings
 from tests.support.client import running_system
 from tests.support.pgserver import PrivatePostgres
 from tests.support.reliability import (
@@ -41,14 +41,7 @@ RIDERS = 40  # the per-rider rate limit (burst 20) is not what this test is abou
 async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_recovers_by_itself(
     tmp_path: Path, private_pg: PrivatePostgres, private_pg_template: str, durable_broker: DurableBroker
 ) -> None:
-    settings = embedded_settings(tmp_path, database_url=private_pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": durable_broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 3,
-        }
-    )
+    settings = distributed_settings(tmp_path, private_pg_template, durable_broker.bootstrap, kafka_topic_partitions=3)
     async with running_system(settings) as s:
         riders = []
         for i in range(RIDERS):

@@ -19,7 +19,7 @@ from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.outbox import outbox_status
 from minsheng.settings import Settings
-from tests.conftest import embedded_settings
+from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.infra import becomes
 from tests.support.reliability import env_int, hazard, pg_connect, record, rider_body, wait_for_effects
@@ -34,15 +34,12 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
     tmp_path: Path, pg_template: str, durable_broker: DurableBroker
 ) -> None:
     defaults = Settings()
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": durable_broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 1,
-            "handler_max_attempts": defaults.handler_max_attempts,
-            "handler_retry_base_seconds": defaults.handler_retry_base_seconds,
-        }
+    settings = distributed_settings(
+        tmp_path,
+        pg_template,
+        durable_broker.bootstrap,
+        handler_max_attempts=defaults.handler_max_attempts,
+        handler_retry_base_seconds=defaults.handler_retry_base_seconds,
     )
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
@@ -138,15 +135,7 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
 ) -> None:
     """Whatever escapes the consumer (here: the dead-letter store failing once) must not make the bus skip
     the record and the rest of the fetched batch — aiokafka has already moved its position past them."""
-    settings = embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": durable_broker.bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 1,
-            "handler_max_attempts": 2,
-        }
-    )
+    settings = distributed_settings(tmp_path, pg_template, durable_broker.bootstrap, handler_max_attempts=2)
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]

@@ -6,11 +6,7 @@ Create Date: 2026-12-06 19:50:00.000000
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-import sqlmodel
-from alembic import op
-
-import minsheng.platform.types
+from minsheng.platform.migrations import create_photos_table, drop_photos_table
 
 
 revision: str = '0004'
@@ -20,25 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('points_photos',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('owner', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('storage_key', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-    sa.Column('thumb_key', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-    sa.Column('content_type', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('source_type', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
-    sa.Column('size', sa.Integer(), nullable=False),
-    sa.Column('width', sa.Integer(), nullable=True),
-    sa.Column('height', sa.Integer(), nullable=True),
-    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('created_at', minsheng.platform.types.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('points_photos', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_points_photos_owner'), ['owner'], unique=False)
+    create_photos_table('points_photos')
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('points_photos', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_points_photos_owner'))
-    op.drop_table('points_photos')
+    drop_photos_table('points_photos')

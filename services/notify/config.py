@@ -9,14 +9,13 @@ rather than being dropped.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minsheng.platform.overridable import Overridable
 
 
 class NotifySettings(BaseSettings):
@@ -99,20 +98,6 @@ class NotifySettings(BaseSettings):
         return self.standin if self.standin is not None else mode == "embedded"
 
 
-_current = NotifySettings()
-
-
-def get() -> NotifySettings:
-    return _current
-
-
-@contextlib.contextmanager
-def override(**changes: Any) -> Iterator[NotifySettings]:
-    """Tests: run with some settings changed."""
-    global _current
-    previous = _current
-    _current = previous.model_copy(update=changes)
-    try:
-        yield _current
-    finally:
-        _current = previous
+_settings = Overridable(NotifySettings())
+get = _settings.get
+override = _settings.override

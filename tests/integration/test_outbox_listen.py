@@ -24,7 +24,8 @@ from minsheng.platform.service import ServiceRuntime
 from minsheng.runner import load_spec
 from tests.conftest import embedded_settings
 from tests.integration.test_broker_ops import RecordingBus
-from tests.support.infra import eventually
+from tests.support.infra import LocalBroker, eventually
+from tests.support.processes import distributed_env, process_settings, start_service, stop, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +175,43 @@ async def test_only_a_process_whose_relay_runs_elsewhere_notifies(tmp_path: Path
     runtime = ServiceRuntime(spec, embedded_settings(tmp_path, role="web"), RecordingBus())
     async with _started(runtime, migrate=True):
         assert runtime.db.notify_channel is None
+
+
+async def test_a_relay_process_is_woken_by_a_web_role_commit_and_after_its_listen_connection_is_killed(
+    pg_template: str, kafka: tuple[str, LocalBroker | None]
+) -> None:
+    """The real thing: ``minsheng serve points --role relay`` as a process of its own, on Kafka, polling every
+    30 s; the outbox row a web-role commit writes is acknowledged by the broker (``sent_at``) within seconds."""
+    env = distributed_env(pg_template, kafka[0], MINSHENG_RELAY_POLL_SECONDS=str(POLL_SECONDS))
+    settings = process_settings(env).model_copy(update={"role": "web"})
+    web = ServiceRuntime(load_spec("points"), settings, RecordingBus())
+    async with _started(web, migrate=True):
+        relay = start_service("points", {**env, "MINSHENG_ROLE": "relay"})
+        try:
+            await asyncio.to_thread(wait_ready, relay)
+            await _sent_within(web, await _write(web), 3.0)
+            async with web.db.engine.connect() as conn:
+                killed = await conn.scalar(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    )
+                )
+            assert killed == 1
+            await asyncio.sleep(1.0)  # the listener reconnects (backoff from 0.1 s)
+            await _sent_within(web, await _write(web), 3.0)
+        finally:
+            stop(relay)
+        assert "LISTEN connection lost" in relay.log(), relay.log()
+
+
+async def _sent_within(runtime: ServiceRuntime, event: PointsPosted, seconds: float) -> None:
+    outbox = runtime.db.tables.outbox
+    query = sa.select(outbox.c.sent_at).where(outbox.c.key == str(event.rider_id))
+    started = time.monotonic()
+    for _ in range(int(seconds / 0.02)):
+        async with runtime.db.engine.connect() as conn:
+            if (await conn.scalar(query)) is not None:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not sent within {time.monotonic() - started:.1f}s (the relay polls every {POLL_SECONDS}s)")

@@ -8,7 +8,8 @@
   web-role ``Database`` and relayed by a relay-role ``OutboxRelay`` on a ``Database`` of its own (as in two
   processes: the web role's in-process signal cannot reach it). ``poll``: the relay polls every 1 s, nothing
   notifies (before); ``notify``: the web role notifies, the relay LISTENs (after). The bus is a stand-in that
-  acknowledges at once: the broker's produce time is not in the figure.
+  acknowledges at once (the broker's produce time is not in the figure), or with ``--kafka`` a local Apache
+  Kafka (acks=all).
 
 Prints one JSON document. Both sides run in this one process, on one event loop.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -28,8 +30,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from minsheng.contracts.points import PointsPosted
+from minsheng.localinfra.kafka import kafka_broker
 from minsheng.localinfra.postgres import postgres_server
 from minsheng.platform.bus.base import OutgoingMessage
+from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.db import Database, create_database_if_missing
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.migrations import upgrade
@@ -43,12 +47,15 @@ CHANNEL = outbox_channel("points")
 
 
 class AckClock:
-    """A bus stand-in that acknowledges at once and notes when, per key."""
+    """Notes when each key's publish was acknowledged: by ``broker`` (a started ``KafkaBus``), or at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker: KafkaBus | None = None) -> None:
+        self.broker = broker
         self.acked: dict[str, float] = {}
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self.broker is not None:
+            await self.broker.publish(messages)
         now = time.perf_counter()
         for message in messages:
             self.acked[message.key] = now
@@ -108,10 +115,12 @@ async def commit_cost(db: Database, commits: int) -> dict[str, Any]:
     }
 
 
-async def latency(url: str, tables: Any, *, notify: bool, rate: float, seconds: float) -> dict[str, Any]:
+async def latency(
+    url: str, tables: Any, broker: KafkaBus | None, *, notify: bool, rate: float, seconds: float
+) -> dict[str, Any]:
     web, relay_db = Database(url, tables, pool_size=4), Database(url, tables, pool_size=2)
     web.notify_channel = CHANNEL if notify else None
-    clock = AckClock()
+    clock = AckClock(broker)
     relay = OutboxRelay(relay_db, clock, poll_seconds=1.0)  # type: ignore[arg-type]
     tasks = [asyncio.create_task(relay.run())]
     if notify:
@@ -139,7 +148,22 @@ async def latency(url: str, tables: Any, *, notify: bool, rate: float, seconds: 
     return _summary([(clock.acked[k] - t) * 1000 for k, t in committed.items() if k in clock.acked])
 
 
-async def main(commits: int, rate: float, seconds: float) -> dict[str, Any]:
+async def main(commits: int, rate: float, seconds: float, kafka: bool) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        broker = None
+        if kafka:
+            bootstrap, _ = stack.enter_context(kafka_broker())
+            broker = KafkaBus(bootstrap, client_id="msbench-wakeup", partitions=1)
+            await broker.start()
+            await broker.ensure_topics([PointsPosted.topic])
+        try:
+            return await _measure(commits, rate, seconds, broker)
+        finally:
+            if broker is not None:
+                await broker.stop()
+
+
+async def _measure(commits: int, rate: float, seconds: float, broker: KafkaBus | None) -> dict[str, Any]:
     spec = load_spec("points")
     with postgres_server() as base:
         url = make_url(base).set(database=f"bench_wakeup_{uuid.uuid4().hex[:8]}").render_as_string(False)
@@ -150,8 +174,9 @@ async def main(commits: int, rate: float, seconds: float) -> dict[str, Any]:
             result = {"commit": await commit_cost(db, commits)}
             await db.dispose()
             result["latency"] = {
-                "poll": await latency(url, spec.tables, notify=False, rate=rate, seconds=seconds),
-                "notify": await latency(url, spec.tables, notify=True, rate=rate, seconds=seconds),
+                "bus": "Apache Kafka (acks=all)" if broker else "stand-in (acknowledges at once)",
+                "poll": await latency(url, spec.tables, broker, notify=False, rate=rate, seconds=seconds),
+                "notify": await latency(url, spec.tables, broker, notify=True, rate=rate, seconds=seconds),
             }
             return result
         finally:
@@ -168,5 +193,6 @@ if __name__ == "__main__":
     parser.add_argument("--commits", type=int, default=600)
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--kafka", action="store_true", help="publish to a local Apache Kafka, not a stand-in")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.commits, args.rate, args.seconds)), indent=2))
+    print(json.dumps(asyncio.run(main(args.commits, args.rate, args.seconds, args.kafka)), indent=2))

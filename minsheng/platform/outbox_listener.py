@@ -57,9 +57,9 @@ class OutboxListener:
                 log.warning("outbox listener: cannot connect (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            opened = self.connections
             try:
                 await self._listen(connection)
-                backoff.reset()  # it was listening: the next attempt starts from the shortest delay
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -68,11 +68,14 @@ class OutboxListener:
                 self.listening = False
                 with suppress(Exception):
                     await within(2, connection.close())
-                connection.terminate()  # a no-op once closed; ends the socket if close() did not
+                if not connection.is_closed():
+                    connection.terminate()  # close() did not finish: end the socket
+            if self.connections > opened:  # it had been listening: start again from the shortest delay
+                backoff.reset()
             await asyncio.sleep(backoff.next_delay())
 
     async def _listen(self, connection: Any) -> None:
-        """LISTEN until the connection is lost (or a keep-alive query fails)."""
+        """LISTEN until the connection is lost (or a keep-alive query fails); never returns normally."""
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())
         await connection.add_listener(self.channel, self._notified)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -200,6 +201,11 @@ async def test_a_relay_process_is_woken_by_a_web_role_commit_and_after_its_liste
             assert killed == 1
             await asyncio.sleep(1.0)  # the listener reconnects (backoff from 0.1 s)
             await _sent_within(web, await _write(web), 3.0)
+            async with httpx.AsyncClient(timeout=5) as http:
+                health = (await http.get(f"{relay.url}/healthz")).json()
+            assert health["outbox_listener"]["listening"] is True
+            assert health["outbox_listener"]["connections"] == 2
+            assert health["outbox_listener"]["notifications"] >= 1
         finally:
             stop(relay)
         assert "LISTEN connection lost" in relay.log(), relay.log()

@@ -21,7 +21,9 @@ import sqlalchemy as sa
 from minsheng.contracts.points import PointsPosted
 from minsheng.platform.envelope import wrap
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.outbox_listener import OutboxListener
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.tasks import cancel_all
 from minsheng.runner import load_spec
 from tests.conftest import embedded_settings
 from tests.integration.test_broker_ops import RecordingBus
@@ -221,3 +223,36 @@ async def _sent_within(runtime: ServiceRuntime, event: PointsPosted, seconds: fl
                 return
         await asyncio.sleep(0.02)
     raise AssertionError(f"not sent within {time.monotonic() - started:.1f}s (the relay polls every {POLL_SECONDS}s)")
+
+
+class _FlakyDatabase:
+    """A database whose first ``failures`` connection attempts fail (a database that is restarting)."""
+
+    def __init__(self, db: Any, failures: int) -> None:
+        self.db, self.failures, self.attempts = db, failures, 0
+        self.outbox_signal = asyncio.Event()
+
+    async def connect_driver(self) -> Any:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ConnectionRefusedError("the database system is starting up")
+        return await self.db.connect_driver()
+
+
+async def test_the_listener_keeps_trying_until_the_database_answers(tmp_path: Path, pg_template: str) -> None:
+    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
+    flaky = _FlakyDatabase(runtime.db, failures=3)
+    listener = OutboxListener(flaky, "minsheng_outbox_points", max_backoff_seconds=0.2)  # type: ignore[arg-type]
+    task = asyncio.create_task(listener.run())
+    try:
+        await eventually(lambda: _true_or_none(listener.listening), within=10)
+        assert flaky.attempts == 4 and listener.connections == 1
+        assert flaky.outbox_signal.is_set()  # it drains what was committed while nobody listened
+        flaky.outbox_signal.clear()
+        async with runtime.db.engine.begin() as conn:
+            await conn.execute(sa.text("NOTIFY minsheng_outbox_points"))
+        await eventually(lambda: _true_or_none(flaky.outbox_signal.is_set()), within=5)
+        assert listener.notifications == 1
+    finally:
+        await cancel_all([task])
+        await runtime.db.dispose()

@@ -51,9 +51,11 @@ class Database:
         self.notify_channel: str | None = None
 
     async def connect_driver(self, *, connect_seconds: float = 10.0) -> Any:
-        """A dedicated asyncpg connection to this database, outside the pool (the relay's LISTEN)."""
+        """A dedicated asyncpg connection to this database, outside the pool (the relay's LISTEN), with the URL's
+        ``ssl``/``sslmode`` if it names one, as the pool's connections have."""
         import asyncpg
 
+        ssl = self.url.query.get("ssl") or self.url.query.get("sslmode")
         return await asyncpg.connect(
             host=self.url.host,
             port=self.url.port or 5432,
@@ -61,6 +63,7 @@ class Database:
             password=self.url.password,
             database=self.url.database,
             timeout=connect_seconds,
+            **({"ssl": str(ssl)} if ssl else {}),
         )
 
     async def ping(self) -> bool:

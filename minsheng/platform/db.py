@@ -46,6 +46,25 @@ class Database:
         self.plans = Plans(self.engine.dialect)
         # Set after a commit that wrote outbox rows, so the relay publishes at once instead of at its next poll.
         self.outbox_signal = asyncio.Event()
+        # PostgreSQL, in a process whose relay runs elsewhere (roles web and consumer): the channel a commit that
+        # wrote outbox rows notifies, so the relay process (minsheng.platform.outbox_listener) wakes at once.
+        self.notify_channel: str | None = None
+
+    async def connect_driver(self, *, connect_seconds: float = 10.0) -> Any:
+        """A dedicated asyncpg connection to this database, outside the pool (the relay's LISTEN), with the URL's
+        ``ssl``/``sslmode`` if it names one, as the pool's connections have."""
+        import asyncpg
+
+        ssl = self.url.query.get("ssl") or self.url.query.get("sslmode")
+        return await asyncpg.connect(
+            host=self.url.host,
+            port=self.url.port or 5432,
+            user=self.url.username,
+            password=self.url.password,
+            database=self.url.database,
+            timeout=connect_seconds,
+            **({"ssl": str(ssl)} if ssl else {}),
+        )
 
     async def ping(self) -> bool:
         try:

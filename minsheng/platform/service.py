@@ -25,6 +25,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.housekeeping import purge_platform_tables
 from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
+from minsheng.platform.outbox_listener import OutboxListener, outbox_channel
 from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.tables import PlatformTables
 from minsheng.platform.tasks import cancel_all
@@ -135,6 +136,7 @@ class ServiceRuntime:
             max_attempts=settings.handler_max_attempts,
             retry_base_seconds=settings.handler_retry_base_seconds,
         )
+        self.outbox_listener: OutboxListener | None = None  # set in start() where the relay runs on its own
         self._tasks: list[asyncio.Task[None]] = []
         self._resources = AsyncExitStack()
         self.jobs_enabled = False
@@ -173,8 +175,14 @@ class ServiceRuntime:
         self.jobs_enabled = jobs and parts.jobs
         if self.spec.lifespan is not None:
             await self._resources.enter_async_context(self.spec.lifespan(self))
-        if relay and parts.relay:
+        runs_relay = relay and parts.relay
+        if self.db.is_postgres:  # docs/scaling.md: a relay in its own process is woken by NOTIFY
+            self.db.notify_channel = None if runs_relay else outbox_channel(self.name)
+        if runs_relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay"))
+            if self.db.is_postgres and not parts.http:
+                listener = self.outbox_listener = OutboxListener(self.db, outbox_channel(self.name))
+                self._tasks.append(asyncio.create_task(listener.run(), name=f"{self.name}-outbox-listener"))
         if consume and parts.consume and self.consumer.topics:
             await self.bus.subscribe(self.consumer.group, self.consumer.topics, self.consumer)
         if jobs:

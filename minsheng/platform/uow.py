@@ -38,26 +38,46 @@ def outbox_row(envelope: CloudEvent, topic: str) -> dict[str, Any]:
     }
 
 
+def _notifying(insert: sa.Insert, channel: str | None) -> sa.Insert:
+    """``… RETURNING pg_notify(<channel>, '')`` when the relay runs in another process: the NOTIFY rides in the
+    outbox INSERT (no round trip of its own), is delivered at commit and only if the transaction commits, and
+    PostgreSQL folds the identical notifications of one transaction into one."""
+    if channel is None:
+        return insert
+    return insert.returning(sa.func.pg_notify(sa.literal(channel, sa.Text), sa.literal("", sa.Text)))
+
+
 @functools.cache
 def _inbox_and_outbox(
-    inbox: sa.Table, outbox: sa.Table, inbox_columns: tuple[str, ...], outbox_columns: tuple[str, ...]
+    inbox: sa.Table,
+    outbox: sa.Table,
+    inbox_columns: tuple[str, ...],
+    outbox_columns: tuple[str, ...],
+    notify_channel: str | None = None,
 ) -> sa.Insert:
     """``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …`` for one row each, built once per
     table and column set (bound parameters ``i_<column>`` and ``o_<column>``), so its compiled form is cached:
     one statement and one round trip instead of two."""
     cte = sa.insert(inbox).values({c: sa.bindparam(f"i_{c}", type_=inbox.c[c].type) for c in inbox_columns})
-    return (
+    insert = (
         sa.insert(outbox)
         .values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in outbox_columns})
         .add_cte(cte.cte("inbox"))
     )
+    return _notifying(insert, notify_channel)
 
 
 @functools.cache
-def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...], notify_channel: str | None = None) -> sa.Insert:
     """A one-row outbox INSERT built once per column set (bound parameters ``o_<column>``): cheaper than the
     executemany path a list of parameter sets takes."""
-    return sa.insert(outbox).values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in columns})
+    insert = sa.insert(outbox).values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in columns})
+    return _notifying(insert, notify_channel)
+
+
+@functools.cache
+def _outbox_insert_many(outbox: sa.Table, notify_channel: str | None) -> sa.Insert:
+    return _notifying(sa.insert(outbox), notify_channel)
 
 
 @functools.cache
@@ -190,20 +210,22 @@ class UnitOfWork:
         """Write the queued inbox and outbox rows — one round trip when there are both (PostgreSQL:
         ``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …``)."""
         t = self.db.tables
+        channel = self.db.notify_channel  # None unless the relay runs in another process (PostgreSQL only)
         if len(self._inbox) == 1 and len(self._pending) == 1 and self.db.is_postgres:
             row_in, row_out = self._inbox[0], self._pending[0]
             params = {f"i_{k}": v for k, v in row_in.items()}
             params.update({f"o_{k}": v for k, v in row_out.items()})
-            statement = _inbox_and_outbox(t.processed_events, t.outbox, tuple(row_in), tuple(row_out))
+            statement = _inbox_and_outbox(t.processed_events, t.outbox, tuple(row_in), tuple(row_out), channel)
             await self.execute(statement, params)
         else:
             if self._inbox:
                 await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
             if len(self._pending) == 1:
                 row = self._pending[0]
-                await self.execute(_outbox_insert(t.outbox, tuple(row)), {f"o_{k}": v for k, v in row.items()})
+                statement = _outbox_insert(t.outbox, tuple(row), channel)
+                await self.execute(statement, {f"o_{k}": v for k, v in row.items()})
             elif self._pending:
-                await self.session.execute(sa.insert(t.outbox), self._pending)
+                await self.session.execute(_outbox_insert_many(t.outbox, channel), self._pending)
         self._inbox.clear()
 
     async def commit(self) -> None:

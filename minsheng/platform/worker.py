@@ -47,7 +47,14 @@ def create_worker_app(runtime: ServiceRuntime, bus: EventBus, *, freeze_gc: bool
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "service": runtime.name, "role": role, "bus": bus.health()}
+        body = {"status": "ok", "service": runtime.name, "role": role, "bus": bus.health()}
+        if (listener := runtime.outbox_listener) is not None:  # the relay role on PostgreSQL
+            body["outbox_listener"] = {
+                "listening": listener.listening,
+                "connections": listener.connections,
+                "notifications": listener.notifications,
+            }
+        return body
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -38,7 +37,6 @@ from services.notify.models import (
     DeliveryStatus,
     DigestItem,
     IssueFollower,
-    Message,
     Preference,
     Recipient,
     RecordLink,
@@ -492,23 +490,3 @@ def decrypt_address(fc: FieldCipher, delivery_channel: str, address_enc: str | N
     if delivery_channel == Channel.wecom.value:
         return address_enc  # the robot scope: not personal data
     return fc.decrypt(address_enc)
-
-
-async def inbox_unread(uow: UnitOfWork, account_id: str) -> int:
-    return int(
-        (
-            await uow.session.execute(
-                sa.select(sa.func.count())
-                .select_from(Message)
-                .where(col(Message.account_id) == account_id, col(Message.read_at).is_(None))
-            )
-        ).scalar_one()
-    )
-
-
-async def mark_read(uow: UnitOfWork, account_id: str, ids: list[UUID] | None) -> int:
-    query = sa.update(Message).where(col(Message.account_id) == account_id, col(Message.read_at).is_(None))
-    if ids is not None:
-        query = query.where(col(Message.id).in_(ids))
-    result = await uow.session.execute(query.values(read_at=utcnow()))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

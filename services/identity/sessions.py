@@ -311,6 +311,15 @@ async def revoke_family(uow: UnitOfWork, family_id: UUID, reason: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+async def revoke_family_of_token(uow: UnitOfWork, account_id: UUID, refresh_token: str, reason: str) -> int:
+    """End the session a refresh token belongs to, if it is ``account_id``'s (another's token changes nothing)."""
+    query = select(RefreshToken).where(RefreshToken.token_hash == token_hash(refresh_token))
+    row = (await uow.session.execute(query)).scalar_one_or_none()
+    if row is None or row.account_id != account_id:
+        return 0
+    return await revoke_family(uow, row.family_id, reason)
+
+
 async def revoke_account(uow: UnitOfWork, account_id: UUID, reason: str) -> int:
     t = REFRESH_TOKENS
     result = await uow.session.execute(

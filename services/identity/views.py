@@ -202,17 +202,7 @@ async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
     if who.sid:
         await sessions.revoke_family(uow, UUID(who.sid), "logout")
     if body.refresh_token:
-        from sqlmodel import select
-
-        from services.identity.models import RefreshToken
-
-        row = (
-            await uow.session.execute(
-                select(RefreshToken).where(RefreshToken.token_hash == sessions.token_hash(body.refresh_token))
-            )
-        ).scalar_one_or_none()
-        if row is not None and row.account_id == account_id:
-            await sessions.revoke_family(uow, row.family_id, "logout")
+        await sessions.revoke_family_of_token(uow, account_id, body.refresh_token, "logout")
     sessions.audit(uow, "logout", "ok", account_id=account_id)
     await uow.commit()
 

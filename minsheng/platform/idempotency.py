@@ -1,5 +1,9 @@
 """``Idempotency-Key`` for writes a client may retry: same key and body → the first response again;
-same key with another body → 422. The stored response commits in the same transaction as the effect."""
+same key with another body → 422. The stored response commits in the same transaction as the effect.
+
+Both statements (the look-up and the store) are built once per table and run through the unit of work's fast
+path (``UnitOfWork.fetchrow``/``execute``: compiled once, asyncpg inside the unit's transaction on PostgreSQL),
+not through ``AsyncSession.execute``; a request without a key costs no statement and no hashing."""
 
 from __future__ import annotations
 
@@ -35,6 +39,20 @@ def _plain(value: Any) -> Any:
     return jsonable_encoder(value)
 
 
+class _RenderedJSON(JSONResponse):
+    """A JSON response whose body pydantic already serialized (``model_dump_json``: one pass in Rust instead of
+    ``model_dump`` and then ``json.dumps``)."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
+
+
+def _response(status: int, payload: Any) -> JSONResponse:
+    if isinstance(payload, BaseModel):
+        return _RenderedJSON(payload.model_dump_json(by_alias=True).encode(), status_code=status)
+    return JSONResponse(_plain(payload), status_code=status)
+
+
 def request_hash(body: Any) -> str:
     canonical = json.dumps(_plain(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -58,8 +76,7 @@ def _insert_stored(t: sa.Table) -> sa.Insert:
 
 
 async def _stored(uow: UnitOfWork, scope: str, key: str) -> Any:
-    result = await uow.session.execute(_select_stored(uow.db.tables.idempotency_keys), {"scope": scope, "key": key})
-    return result.first()
+    return await uow.fetchrow(_select_stored(uow.db.tables.idempotency_keys), {"scope": scope, "key": key})
 
 
 def _replay(row: Any, digest: str) -> JSONResponse:
@@ -85,34 +102,38 @@ async def idempotent(
 
     ``scope`` names the caller and the operation (e.g. ``merchant:<id>:redeem``) so keys never collide
     across clients."""
-    digest = request_hash(body) if key is not None else ""
-    if key is not None:
-        row = await _stored(uow, scope, key)
-        if row is not None:
-            return _replay(row, digest)
+    if key is None:
+        status, payload = await action()
+        try:
+            await uow.commit()
+        except sa.exc.IntegrityError:
+            await uow.rollback()
+            raise
+        return _response(status, payload)
+    digest = request_hash(body)
+    row = await _stored(uow, scope, key)
+    if row is not None:
+        return _replay(row, digest)
     status, payload = await action()
     content = _plain(payload)
     try:
-        if key is not None:
-            # On PostgreSQL a concurrent twin's uncommitted row makes this INSERT wait, then fail here (not at
-            # commit) once the twin commits: both cases replay the twin's answer below.
-            await uow.session.execute(
-                _insert_stored(uow.db.tables.idempotency_keys),
-                {
-                    "v_scope": scope,
-                    "v_key": key,
-                    "v_request_hash": digest,
-                    "v_status_code": status,
-                    "v_response": content,
-                    "v_created_at": utcnow(),
-                },
-            )
+        # On PostgreSQL a concurrent twin's uncommitted row makes this INSERT wait, then fail here (not at
+        # commit) once the twin commits: both cases replay the twin's answer below.
+        await uow.execute(
+            _insert_stored(uow.db.tables.idempotency_keys),
+            {
+                "v_scope": scope,
+                "v_key": key,
+                "v_request_hash": digest,
+                "v_status_code": status,
+                "v_response": content,
+                "v_created_at": utcnow(),
+            },
+        )
         await uow.commit()
     except sa.exc.IntegrityError:
         # A concurrent request with the same key committed first: ours rolls back, theirs is the answer.
         await uow.rollback()
-        if key is None:
-            raise
         row = await _stored(uow, scope, key)
         if row is None:
             raise

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import BaseModel, Field
 
 from minsheng import SERVICES
 from minsheng.contracts.points import HazardReported
 from minsheng.platform.bus.base import Delivery
 from minsheng.platform.envelope import CloudEvent, child_traceparent, new_traceparent
+from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import uuid7
 from minsheng.platform.privacy import FieldCipher, mask_id_number, mask_phone
+from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import DEV_FIELD_KEY, Settings
 from tests.support.client import System
 from tests.unit.test_fire_flow import FIRE, register_rider
@@ -103,6 +107,38 @@ async def test_idempotency_key_replays_the_first_response_and_refuses_another_bo
     async with system.runtime("points").db.engine.connect() as conn:
         outbox = (await conn.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one()
     assert outbox == 1  # one event, not one per attempt
+
+
+async def test_idempotent_answers_alike_with_and_without_a_key(system: System) -> None:
+    """Without a key the model is serialized in one pass (``model_dump_json``) and nothing is hashed; the body a
+    client gets is the one a keyed request gets and replays: aliases, non-ASCII text and datetimes included."""
+
+    class Out(BaseModel):
+        model_config = {"populate_by_name": True}
+        place_name: str = Field(alias="placeName")
+        at: datetime
+        score: float
+
+    out = Out(place_name="云杏街 “东门”", at=datetime(2026, 12, 6, 23, 41, 5, 120, tzinfo=UTC), score=0.1)
+
+    class Unhashable:  # a body that would fail the request hash: proves no hashing happens without a key
+        pass
+
+    async def action() -> tuple[int, Any]:
+        return 201, out
+
+    db = system.runtime("points").db
+    answers = []
+    for key, body in ((None, Unhashable()), ("k-1", {"a": 1}), ("k-1", {"a": 1})):
+        async with UnitOfWork(db, "points") as uow:
+            answers.append(await idempotent(uow, key=key, scope="test", body=body, action=action))
+    plain, keyed, replayed = answers
+    assert plain.status_code == keyed.status_code == replayed.status_code == 201
+    plain_body, keyed_body, replayed_body = (json.loads(bytes(a.body)) for a in answers)
+    assert plain_body == keyed_body == replayed_body
+    assert plain_body["placeName"] == "云杏街 “东门”"
+    assert plain.headers["content-type"] == keyed.headers["content-type"] == "application/json"
+    assert "idempotent-replayed" not in keyed.headers and replayed.headers["idempotent-replayed"] == "true"
 
 
 async def test_outbox_rows_are_cloudevents_with_trace_and_correlation(system: System) -> None:

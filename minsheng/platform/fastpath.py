@@ -1,5 +1,6 @@
 """The PostgreSQL fast path: a SQLAlchemy Core statement compiled once, run on the asyncpg connection under the
-unit of work's session (see docs/platform.md → Hot paths).
+unit of work's session — or, in a read-only unit, under the pool connection it checks out without a session
+(see docs/platform.md → Hot paths).
 
 A query through ``AsyncSession.execute`` costs ~500 µs of CPU here (the greenlet hop, the execution context,
 the result machinery); the same query on asyncpg costs ~50 µs. :class:`Plan` keeps what SQLAlchemy works out

@@ -6,6 +6,7 @@ Use cases never commit; the view or the event consumer that opened the unit of w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.db import Database
@@ -89,7 +91,13 @@ def _seen_statement(inbox: sa.Table) -> sa.Select[Any]:
 
 
 class UnitOfWork:
-    """``read_only`` units (the GET requests) run without a transaction of their own and cannot commit."""
+    """``read_only`` units (the GET requests) run without a transaction of their own and cannot commit.
+
+    On PostgreSQL a read-only unit opens no session until something asks for :attr:`session`: its fast-path
+    statements (:meth:`fetch`) run on a connection checked out of the engine's pool (the same pool and budget as
+    the sessions'), in autocommit, held for the unit's lifetime and given back at ``__aexit__``. A session asked
+    for later gets a connection of its own; as every read is autocommit (each statement sees its own snapshot,
+    as in a READ COMMITTED transaction), running them on two connections loses no consistency."""
 
     def __init__(self, db: Database, service: str, *, read_only: bool = False) -> None:
         self.db = db
@@ -99,26 +107,53 @@ class UnitOfWork:
         self._inbox: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
         self._driver: tuple[Any, Any] | None = None  # (SQLAlchemy's asyncpg adapter, asyncpg connection)
+        # Read-only units on PostgreSQL: the pool's connection (a ``_ConnectionFairy``) the fast path runs on.
+        self._pooled: Any = None
+        self._returning: asyncio.Task[None] | None = None
+        self._open = False
 
     @property
     def session(self) -> AsyncSession:
         if self._session is None:
-            raise RuntimeError("unit of work used outside `async with`")
+            if not self._open:
+                raise RuntimeError("unit of work used outside `async with`")
+            self._session = self.db.read_sessionmaker()  # a read-only unit on PostgreSQL, on first use
+            if self._pooled is not None:
+                # One connection per unit: holding the fast path's while the session waits for another could
+                # starve the pool under load. It is idle between statements, so it goes back now, and later
+                # fast-path statements run on the session's connection.
+                pooled, self._pooled, self._driver = self._pooled, None, None
+                self._returning = asyncio.get_running_loop().create_task(_give_back(pooled))
         return self._session
 
+    @property
+    def _pools_directly(self) -> bool:
+        return self.read_only and self.db.is_postgres
+
     async def __aenter__(self) -> UnitOfWork:
-        self._session = (self.db.read_sessionmaker if self.read_only else self.db.sessionmaker)()
+        self._open = True
+        if not self._pools_directly:
+            self._session = (self.db.read_sessionmaker if self.read_only else self.db.sessionmaker)()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         session, self._session = self._session, None
+        pooled, self._pooled = self._pooled, None
         self._driver = None
+        self._open = False
         self._pending.clear()
         self._inbox.clear()
-        if session is not None:
-            await session.close()  # rolls back what was not committed
+        try:
+            if session is not None:
+                await session.close()  # rolls back what was not committed
+        finally:
+            if pooled is not None:
+                await _give_back(pooled)
+            returning, self._returning = self._returning, None
+            if returning is not None:
+                await returning
 
     # --- the fast path: one code path for both databases (minsheng.platform.fastpath) ----------------------
 
@@ -154,7 +189,7 @@ class UnitOfWork:
             orig: Any = getattr(translated, "orig", None)
             if isinstance(translated, sa.exc.DBAPIError) and dialect.is_disconnect(orig, adapter, None):
                 translated.connection_invalidated = True
-                await self._invalidate()
+                await self._invalidate(error)
             raise translated from error
         except BaseException:
             # Cancelled mid-statement: the connection's protocol state is unknown (asyncpg would refuse the
@@ -163,10 +198,15 @@ class UnitOfWork:
             raise
         return plan.rows(records)
 
-    async def _invalidate(self) -> None:
+    async def _invalidate(self, error: BaseException | None = None) -> None:
         """As SQLAlchemy does for its own statements on a disconnect or a cancellation: the pool must not hand
         this connection out again."""
         self._driver = None
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:  # closes the connection and returns its (now empty) slot to the pool
+            with contextlib.suppress(Exception):
+                await greenlet_spawn(pooled.invalidate, error)
+            return
         with contextlib.suppress(Exception):
             await (await self.session.connection()).invalidate()
 
@@ -180,9 +220,17 @@ class UnitOfWork:
     async def _driver_connection(self) -> tuple[Any, Any]:
         """SQLAlchemy's asyncpg adapter and the asyncpg connection under the session's connection."""
         if self._driver is None:
-            connection = await self.session.connection()
-            raw = await connection.get_raw_connection()
-            adapter: Any = raw.dbapi_connection
+            if self._pools_directly and self._session is None:
+                if not self._open:
+                    raise RuntimeError("unit of work used outside `async with`")
+                # In a greenlet: checking out may have to open a connection or wait for one (pool_timeout).
+                self._pooled = await greenlet_spawn(self.db.engine.sync_engine.pool.connect)
+                adapter: Any = self._pooled.dbapi_connection
+                adapter.autocommit = True  # as the read engine's connections (Database.read_sessionmaker)
+            else:
+                connection = await self.session.connection()
+                raw = await connection.get_raw_connection()
+                adapter = raw.dbapi_connection
             self._driver = (adapter, adapter.driver_connection)
         return self._driver
 
@@ -242,5 +290,17 @@ class UnitOfWork:
     async def rollback(self) -> None:
         self._pending.clear()
         self._inbox.clear()
-        self._driver = None
-        await self.session.rollback()
+        if self._pooled is None:  # an autocommit fast-path connection has nothing to roll back: it is kept
+            self._driver = None
+        if self._session is not None or not self._pools_directly:
+            await self.session.rollback()
+
+
+async def _give_back(pooled: Any) -> None:
+    """Return a read-only unit's fast-path connection to the pool, as the read engine's connections go back: out
+    of autocommit (the pool's reset then has no transaction to roll back). In a greenlet, as closing an overflow
+    connection awaits."""
+    adapter = pooled.dbapi_connection
+    if adapter is not None:
+        adapter.autocommit = False
+    await greenlet_spawn(pooled.close)

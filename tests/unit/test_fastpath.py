@@ -4,6 +4,7 @@ exceptions."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.pool import QueuePool
 
 from minsheng.platform.db import Database, create_database_if_missing, is_transient_db_error
 from minsheng.platform.ids import uuid7
@@ -232,5 +234,126 @@ async def test_a_lost_connection_is_invalidated_not_pooled_again(db: Database) -
         assert raised.value.connection_invalidated
         assert is_transient_db_error(raised.value)
     async with UnitOfWork(db, "points", read_only=True) as uow:  # a fresh connection; nothing was committed
+        counted = await uow.fetchrow(COUNT)
+        assert counted is not None and counted[0] == 0
+
+
+PID = sa.select(sa.func.pg_backend_pid().label("pid"))
+IN_TRANSACTION = sa.select(sa.func.txid_current_if_assigned().label("txid"), sa.func.now().label("now"))
+
+
+def checked_out(db: Database) -> int:
+    pool = db.engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedout()
+
+
+def postgres_only(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("read-only units take their fast-path connection from the pool on PostgreSQL only")
+
+
+async def test_a_read_only_unit_reads_on_one_pooled_autocommit_connection_without_a_session(db: Database) -> None:
+    postgres_only(db)
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        first = await uow.fetchrow(PID)
+        second = await uow.fetchrow(PID)
+        assert first is not None and second is not None and first.pid == second.pid  # one connection, reused
+        assert checked_out(db) == 1
+        assert uow._session is None  # no session was made for the fast path
+        # autocommit: no transaction stays open between statements (each gets its own now())
+        a, b = await uow.fetchrow(IN_TRANSACTION), await uow.fetchrow(IN_TRANSACTION)
+        assert a is not None and b is not None and a.now < b.now
+    assert checked_out(db) == 0
+    # The connection went back out of autocommit: a writing unit on it rolls back what it did not commit.
+    async with UnitOfWork(db, "points") as uow:
+        writer = await uow.fetchrow(PID)
+        assert writer is not None and writer.pid == first.pid  # the same pooled connection
+        await uow.execute(INSERT, row_values("uncommitted", 1))
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        counted = await uow.fetchrow(COUNT)
+        assert counted is not None and counted[0] == 0
+
+
+async def test_a_read_only_unit_holds_one_connection_even_when_it_asks_for_a_session(db: Database) -> None:
+    postgres_only(db)
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(INSERT, row_values("seen", 1))
+        await uow.commit()
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        fast = await uow.fetchrow(PID)
+        assert fast is not None and checked_out(db) == 1
+        slow = (await uow.session.execute(PID)).one()
+        # the fast path's connection went back when the session came: one connection per unit
+        assert checked_out(db) == 1
+        via_session = (await uow.session.execute(COUNT)).scalar_one()
+        counted = await uow.fetchrow(COUNT)
+        again = await uow.fetchrow(PID)
+        assert counted is not None and counted[0] == via_session == 1
+        assert again is not None and again.pid == slow.pid  # later fast-path statements run on the session's
+        await uow.rollback()  # nothing to roll back; the unit goes on reading
+        assert (await uow.fetchrow(COUNT)) is not None
+        with pytest.raises(RuntimeError):
+            await uow.commit()
+    assert checked_out(db) == 0
+
+
+async def test_read_only_units_mixing_fast_path_and_session_cannot_starve_the_pool(db: Database) -> None:
+    """More such units at once than the pool holds: each would wait forever for a second connection if it kept
+    its first."""
+    postgres_only(db)
+    size = db.engine.sync_engine.pool.size() + db.engine.sync_engine.pool._max_overflow  # type: ignore[attr-defined]
+
+    async def read() -> int:
+        async with UnitOfWork(db, "points", read_only=True) as uow:
+            await uow.fetchrow(PID)
+            await asyncio.sleep(0.05)  # every unit holds its fast-path connection before any asks for a session
+            return int((await uow.session.execute(COUNT)).scalar_one())
+
+    async with asyncio.timeout(20):
+        counts = await asyncio.gather(*(read() for _ in range(size + 5)))
+    assert len(counts) == size + 5
+    assert checked_out(db) == 0
+
+
+async def test_a_read_only_units_lost_connection_is_invalidated_not_pooled_again(db: Database) -> None:
+    postgres_only(db)
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        pid = await uow.fetchrow(PID)
+        assert pid is not None
+        async with db.engine.connect() as other:
+            await other.execute(sa.select(sa.func.pg_terminate_backend(pid.pid)))
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            await uow.fetch(COUNT)
+        assert raised.value.connection_invalidated
+        assert is_transient_db_error(raised.value)
+        assert checked_out(db) == 0  # handed back at once, as a slot to reconnect
+        counted = await uow.fetchrow(COUNT)  # the unit goes on, on a fresh connection
+        assert counted is not None and counted[0] == 0
+    assert checked_out(db) == 0
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        fresh = await uow.fetchrow(PID)
+        assert fresh is not None and fresh.pid != pid.pid
+
+
+async def test_a_read_only_unit_cancelled_mid_statement_drops_its_connection(db: Database) -> None:
+    postgres_only(db)
+    sleep = sa.select(sa.func.pg_sleep(5))
+    started = asyncio.Event()
+
+    async def read() -> None:
+        async with UnitOfWork(db, "points", read_only=True) as uow:
+            await uow.fetchrow(PID)
+            started.set()
+            await uow.fetch(sleep)
+
+    task = asyncio.create_task(read())
+    await started.wait()
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert checked_out(db) == 0
+    async with UnitOfWork(db, "points", read_only=True) as uow:  # no "another operation is in progress"
         counted = await uow.fetchrow(COUNT)
         assert counted is not None and counted[0] == 0

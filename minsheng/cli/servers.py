@@ -84,6 +84,7 @@ def serve(
         port=port,
         log_config=None,
         proxy_headers=True,
+        ws="none",  # no service speaks WebSocket: uvicorn's default would import the websockets package (~1 MB RSS)
     )
 
 

@@ -23,10 +23,10 @@ from minsheng.platform.clientconfig import ClientConfigSource
 from minsheng.platform.consumer import EventConsumer, Handler
 from minsheng.platform.db import Database
 from minsheng.platform.housekeeping import purge_platform_tables
-from minsheng.platform.migrations import upgrade
 from minsheng.platform.outbox import OutboxRelay
 from minsheng.platform.outbox_listener import OutboxListener, outbox_channel
 from minsheng.platform.privacy import SealedColumns
+from minsheng.platform.schema_head import database_at_head
 from minsheng.platform.tables import PlatformTables
 from minsheng.platform.tasks import cancel_all
 from minsheng.platform.tokens import KeyRing, TokenVerifier
@@ -155,17 +155,24 @@ class ServiceRuntime:
 
     async def migrate(self) -> None:
         """Upgrade the schema. On PostgreSQL under an advisory lock per service: the web, relay and consumer
-        processes of one service may all start at once, and Alembic does not serialise itself."""
+        processes of one service may all start at once, and Alembic does not serialise itself. A schema already
+        at head is seen without Alembic (minsheng.platform.schema_head), which is then never imported."""
         if not self.db.is_postgres:
-            await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
+            await self._upgrade()
             return
         key = {"key": _advisory_key(f"minsheng-migrate-{self.name}")}
         async with self.db.engine.connect() as conn:
             await conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), key)
             try:
-                await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
+                if not await database_at_head(conn, self.spec.name, self.spec.migrations_dir):
+                    await self._upgrade()
             finally:
                 await conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
+
+    async def _upgrade(self) -> None:
+        from minsheng.platform.migrations import upgrade
+
+        await upgrade(self.db, self.spec.name, self.spec.migrations_dir, settings=self.settings)
 
     async def start(self, *, migrate: bool = True, relay: bool = True, consume: bool = True, jobs: bool = True) -> None:
         """Start what this process's role runs (``settings.role``); the flags can only turn parts off."""

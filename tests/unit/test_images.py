@@ -103,3 +103,16 @@ def test_heic_from_an_iphone_becomes_jpeg() -> None:
     result = process(out.getvalue())
     assert result.source_type == "image/heic" and result.content_type == "image/jpeg"
     assert _opened(result.data).size == (64, 48)
+
+
+def test_pillow_is_loaded_with_the_first_photo_not_with_the_services() -> None:
+    """Pillow is ~3 MB of every server's idle RSS (issue 17: ≤ 120 MB): importing the services must not load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import minsheng.platform.photos, services.points.models, services.issues.photos; "
+        "print('PIL' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -125,6 +125,6 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    # One access line per request comes from the metrics middleware (``minsheng.access``, with request id,
+    # One access line per request comes from the request layer (``minsheng.access``, with request id,
     # trace id, route and duration); uvicorn's own would repeat it without them.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -22,7 +22,6 @@ from minsheng.platform.clientconfig import client_config_router
 from minsheng.platform.errors import install_problem_handlers
 from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.metrics import install_metrics
-from minsheng.platform.observability import RequestContextMiddleware
 from minsheng.platform.openapi import install_openapi, operation_id
 from minsheng.platform.service import ServiceRuntime, ServiceSpec, runtime_of
 from minsheng.platform.tokens import KeyRing, TokenVerifier
@@ -147,8 +146,8 @@ def create_root_app(
         expose_headers=list(EXPOSED_HEADERS),
         max_age=600,
     )
-    install_metrics(root, runtimes, bus, mode=settings.mode)  # GET /metrics; inside the request context
-    root.add_middleware(RequestContextMiddleware)
+    # GET /metrics, and the one request layer (request id, trace context, metrics) outside CORS.
+    install_metrics(root, runtimes, bus, mode=settings.mode)
 
     @root.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def landing() -> str:

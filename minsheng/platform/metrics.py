@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,10 +44,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.observability import RequestContextMiddleware
 from minsheng.platform.tasks import within
 
 if TYPE_CHECKING:
@@ -251,6 +251,8 @@ class Metrics:
         self.http_in_progress = Gauge(
             "minsheng_http_requests_in_progress", "HTTP requests being handled.", ["service"], registry=self.registry
         )
+        self._in_progress: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(_RuntimeCollector(self))
@@ -285,66 +287,53 @@ class Metrics:
         first = path.split("/", 2)[1] if path.count("/") >= 1 else ""
         return first if first in self.runtimes else "root"
 
+    def in_progress_of(self, service: str) -> Any:
+        gauge = self._in_progress.get(service)
+        if gauge is None:
+            gauge = self._in_progress[service] = self.http_in_progress.labels(service)
+        return gauge
 
-class MetricsMiddleware:
-    """Counts and times every request by service, method, route template and status, and writes one
-    structured access-log line per request (probes at DEBUG). Sits inside ``RequestContextMiddleware`` so the
-    log line carries the request id and trace id."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        m = self.metrics
+    def observe_request(self, scope: Scope, service: str, status: int, elapsed: float) -> None:
+        """Count and time one answered request by service, method, route template and status, and write its
+        structured access-log line (probes at DEBUG). Called by ``RequestContextMiddleware``."""
         path: str = scope.get("path", "")
-        service = m.service_of(path)
-        status = 500
-        started = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        m.http_in_progress.labels(service).inc()
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            m.http_in_progress.labels(service).dec()
-            route = _route_template(scope, service)
-            method = scope.get("method", "GET")
-            m.http_requests.labels(service, method, route, str(status)).inc()
-            m.http_latency.labels(service, method, route).observe(elapsed)
-            level = (
-                logging.DEBUG
-                if path in PROBE_PATHS or path.endswith(("/healthz", "/readyz"))
-                else (logging.WARNING if status >= 500 else logging.INFO)
+        route = _route_template(scope, service)
+        method = scope.get("method", "GET")
+        key = (service, method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            # ``labels()`` validates and locks on every call; the label sets are few, so keep their children.
+            children = self._request_children[key] = (
+                self.http_requests.labels(service, method, route, str(status)),
+                self.http_latency.labels(service, method, route),
             )
-            access_log.log(
-                level,
-                "%s %s %d %.1fms",
-                method,
-                path,
-                status,
-                elapsed * 1000,
-                extra={
-                    "fields": {
-                        "http_method": method,
-                        "http_path": path,
-                        "http_route": route,
-                        "http_status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "service": service,
-                        "client": (scope.get("client") or ("", 0))[0],
-                    }
-                },
-            )
+        children[0].inc()
+        children[1].observe(elapsed)
+        if path in PROBE_PATHS or path.endswith(("/healthz", "/readyz")):
+            level = logging.DEBUG
+        else:
+            level = logging.WARNING if status >= 500 else logging.INFO
+        if not access_log.isEnabledFor(level):
+            return
+        access_log.log(
+            level,
+            "%s %s %d %.1fms",
+            method,
+            path,
+            status,
+            elapsed * 1000,
+            extra={
+                "fields": {
+                    "http_method": method,
+                    "http_path": path,
+                    "http_route": route,
+                    "http_status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "service": service,
+                    "client": (scope.get("client") or ("", 0))[0],
+                }
+            },
+        )
 
 
 def _route_template(scope: Scope, service: str) -> str:
@@ -359,13 +348,14 @@ def _route_template(scope: Scope, service: str) -> str:
 def install_metrics(
     app: FastAPI, runtimes: Iterable[ServiceRuntime], bus: EventBus, *, mode: str = "embedded"
 ) -> Metrics:
-    """Add the metrics middleware and ``GET /metrics`` to the root app."""
+    """Add ``GET /metrics`` and the request layer (request context + metrics, one middleware) to the app."""
+
     metrics = Metrics({rt.name: rt for rt in runtimes}, bus, mode=mode, version=app.version)
     app.state.metrics = metrics
     for rt in metrics.runtimes.values():
         if rt.spec.metrics is not None:
             metrics.registry.register(rt.spec.metrics(rt))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

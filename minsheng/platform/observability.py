@@ -7,42 +7,75 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minsheng.platform.envelope import TraceContext, child_traceparent, current_trace
 from minsheng.platform.ids import uuid7
 
+if TYPE_CHECKING:
+    from minsheng.platform.metrics import Metrics
+
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("minsheng_request_id", default=None)
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (``X-Request-ID``, kept if the gateway sent one) and a W3C trace context,
-    so events emitted while handling it carry the same trace and correlation id."""
+    """The one pure-ASGI layer in front of every request. Gives it an id (``X-Request-ID``, kept if the gateway
+    sent one) and a W3C trace context, so events emitted while handling it carry the same trace and correlation
+    id; given the app's :class:`~minsheng.platform.metrics.Metrics`, also counts, times and access-logs it
+    (inside the context, so the log line carries the request id and trace id).
 
-    def __init__(self, app: ASGIApp) -> None:
+    Request context and metrics share one layer and one ``send`` wrapper: on a small read each extra layer
+    and wrapper cost about as much CPU as a third of the endpoint."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        request_id = (headers.get(b"x-request-id") or b"").decode()[:100] or str(uuid7())
-        traceparent = child_traceparent((headers.get(b"traceparent") or b"").decode() or None)
-        scope.setdefault("state", {})["request_id"] = request_id
-        scope["state"]["traceparent"] = traceparent
+        given_id = given_parent = b""
+        for name, value in scope.get("headers") or ():
+            # The last one wins when a header repeats, as it did with ``dict(headers)``.
+            if name == b"x-request-id":
+                given_id = value
+            elif name == b"traceparent":
+                given_parent = value
+        request_id = given_id.decode()[:100] or str(uuid7())
+        traceparent = child_traceparent(given_parent.decode() or None)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["traceparent"] = traceparent
         token = current_trace.set(TraceContext(traceparent=traceparent, correlation_id=request_id))
         rid_token = current_request_id.set(request_id)
+        id_header = (b"x-request-id", request_id.encode())
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                status = int(message["status"])
+                message.setdefault("headers", []).append(id_header)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            metrics = self.metrics
+            if metrics is None:
+                await self.app(scope, receive, send_with_id)
+                return
+            service = metrics.service_of(scope.get("path", ""))
+            in_progress = metrics.in_progress_of(service)
+            in_progress.inc()
+            started = time.perf_counter()
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                in_progress.dec()
+                metrics.observe_request(scope, service, status, elapsed)
         finally:
             current_request_id.reset(rid_token)
             current_trace.reset(token)
@@ -92,6 +125,6 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    # One access line per request comes from the metrics middleware (``minsheng.access``, with request id,
+    # One access line per request comes from the request layer (``minsheng.access``, with request id,
     # trace id, route and duration); uvicorn's own would repeat it without them.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

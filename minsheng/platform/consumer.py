@@ -8,7 +8,9 @@ message never stops the partition.
 The bus hands over what it fetched from one partition at once (``handle_batch``): the batch is handled in one
 transaction — one inbox look-up for all of it, the handlers in order, one bulk inbox and outbox insert, one
 commit. If anything in it fails, the transaction rolls back and the batch is handled one event at a time
-(``__call__``: retries, dead letters), so a poison event costs its batch the fast path, never an event.
+(``__call__``: retries, dead letters), so a poison event costs its batch the fast path, never an event. A
+handler failure inside the batch counts as that event's first attempt, so a handler runs at most
+``max_attempts`` times for any event, batched or not.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ Handler = Callable[[Any, CloudEvent, UnitOfWork], Awaitable[None]]
 
 class PoisonMessage(Exception):
     """The message can never be handled (unparseable envelope, payload violating its contract)."""
+
+
+class _HandlerFailedInBatch(Exception):
+    """A handler raised while its batch was handled together: that run counts as the event's first attempt."""
+
+    def __init__(self, delivery: Delivery, cause: Exception) -> None:
+        super().__init__(repr(cause))
+        self.delivery = delivery
+        self.cause = cause
 
 
 @dataclass
@@ -78,9 +89,17 @@ class EventConsumer:
     def group(self) -> str:
         return self.service
 
-    async def __call__(self, delivery: Delivery) -> None:
+    async def __call__(self, delivery: Delivery, *, failed_before: bool = False) -> None:
+        """Handle one delivery, retrying with backoff; ``failed_before``: its handler already failed once (in
+        a batch), which counts as the first of ``max_attempts``."""
         attempts = 0
         db_backoff = Backoff(self.retry_base_seconds, 5.0)
+        if failed_before:
+            attempts = 1
+            if attempts >= self.max_attempts:
+                await self.dead_letter(delivery, RuntimeError("the handler failed in its batch"), attempts)
+                return
+            await asyncio.sleep(full_jitter(self.retry_base_seconds, 30.0, 0))
         while True:
             try:
                 await self.handle(delivery)
@@ -114,6 +133,7 @@ class EventConsumer:
             if len(chunk) == 1:
                 await self(chunk[0])
                 continue
+            failed: Delivery | None = None
             try:
                 await self._handle_together(chunk)
                 continue
@@ -122,8 +142,10 @@ class EventConsumer:
             except Exception as exc:
                 self.stats.batch_fallbacks += 1
                 log.info("%s: a batch of %d failed as a whole (%r); one by one", self.service, len(chunk), exc)
+                if isinstance(exc, _HandlerFailedInBatch):
+                    failed = exc.delivery
             for delivery in chunk:
-                await self(delivery)
+                await self(delivery, failed_before=delivery is failed)
 
     async def _handle_together(self, deliveries: Sequence[Delivery]) -> None:
         """All of ``deliveries`` in one unit of work, or (raising) none of them."""
@@ -141,6 +163,10 @@ class EventConsumer:
                 token = current_trace.set(trace_of(envelope))
                 try:
                     await handler(event, envelope, uow)
+                except Exception as exc:
+                    if isinstance(exc, PoisonMessage) or is_transient_db_error(exc):
+                        raise  # dead-lettered at once, or the database's fault: not an attempt
+                    raise _HandlerFailedInBatch(delivery, exc) from exc
                 finally:
                     current_trace.reset(token)
                 await uow.mark_processed(envelope)

@@ -18,6 +18,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
 
 T = TypeVar("T")
+U = TypeVar("U")
 QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
 
 DEFAULT_LIMIT = 50
@@ -27,6 +28,10 @@ MAX_LIMIT = 200
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+    def map(self, convert: Callable[[T], U]) -> Page[U]:
+        """The same page (same cursor) with each item converted, e.g. ``page.map(from_row(TeamPublic))``."""
+        return Page[Any](items=[convert(item) for item in self.items], next_cursor=self.next_cursor)
 
 
 def encode_cursor(*values: Any) -> str:

@@ -1,5 +1,5 @@
 """Small helpers for the shapes every service's routes repeat: commit once (a lost race is a 409, never a 500),
-turn a page of rows into the page of their public schema, and the field cipher as a dependency."""
+convert a row to its public schema (``page.map(from_row(TeamPublic))``), and the field cipher as a dependency."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from pydantic import BaseModel
 
 from minsheng.platform.errors import conflict
 from minsheng.platform.i18n import Message
-from minsheng.platform.pagination import Page
 from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime
 from minsheng.platform.uow import UnitOfWork
 
 M = TypeVar("M", bound=BaseModel)
-U = TypeVar("U")
 
 
 async def commit_or_conflict(uow: UnitOfWork, detail: Message) -> None:
@@ -34,11 +32,6 @@ async def commit_or_conflict(uow: UnitOfWork, detail: Message) -> None:
 def from_row(model: type[M]) -> Callable[[Any], M]:
     """The converter from an ORM row (or any object with the attributes) to ``model``."""
     return lambda row: model.model_validate(row, from_attributes=True)
-
-
-def map_page(page: Page[Any], convert: Callable[[Any], U]) -> Page[U]:
-    """The same page (same cursor) with each item converted, e.g. ``map_page(page, from_row(TeamPublic))``."""
-    return Page[Any](items=[convert(item) for item in page.items], next_cursor=page.next_cursor)
 
 
 def _cipher(runtime: Runtime) -> FieldCipher:

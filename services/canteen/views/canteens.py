@@ -16,7 +16,6 @@ from minsheng.platform.idempotency import IdempotencyKey
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.responses import plain_json
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, canteens, config, counter, menus, reports
 from services.canteen import kitchen as kitchen_sheets
@@ -68,7 +67,7 @@ async def list_canteens(
 ) -> Page[CanteenPublic]:
     page = await canteens.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
     slots = await canteens.slots_of(uow, [c.id for c in page.items])
-    return map_page(page, lambda c: canteens.canteen_public(c, slots[c.id]))
+    return page.map(lambda c: canteens.canteen_public(c, slots[c.id]))
 
 
 @router.post(

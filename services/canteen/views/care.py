@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW
 from services.canteen import canteens, care
 from services.canteen.models import AbsenceAlertPublic, AlertStatus, ScanResult
@@ -32,7 +32,7 @@ async def list_alerts(
 ) -> Page[AbsenceAlertPublic]:
     canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
     page = await care.list_alerts(uow, who, canteen=canteen, status=status, limit=limit, cursor=cursor)
-    return map_page(page, from_row(AbsenceAlertPublic))
+    return page.map(from_row(AbsenceAlertPublic))
 
 
 @router.post(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW, WriteUoW
 from services.canteen import diners, linking, reports
 from services.canteen.models import (
@@ -72,7 +72,7 @@ async def list_diners(
         cursor=cursor,
     )
     family = await diners.family_of(uow, [d.id for d in page.items])
-    return map_page(page, lambda d: diners.diner_public(d, family[d.id]))
+    return page.map(lambda d: diners.diner_public(d, family[d.id]))
 
 
 @router.post(
@@ -144,7 +144,7 @@ async def access_log(
     diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[PiiAccessPublic]:
     page = await diners.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
-    return map_page(page, from_row(PiiAccessPublic))
+    return page.map(from_row(PiiAccessPublic))
 
 
 @router.post(

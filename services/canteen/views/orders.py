@@ -13,7 +13,6 @@ from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, cancellation, canteens, counter, deliveries, orders
 from services.canteen.models import Cancellation, Fulfilment, OrderBatchCreate, OrderCreate, OrderPublic, OrderStatus
@@ -82,7 +81,7 @@ async def list_orders(
         cursor=cursor,
     )
     lines = await orders.lines_of(uow, [o.id for o in page.items])
-    return map_page(page, lambda o: orders.order_public(o, lines[o.id]))
+    return page.map(lambda o: orders.order_public(o, lines[o.id]))
 
 
 @router.get(

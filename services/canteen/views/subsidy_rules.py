@@ -8,7 +8,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.canteen import subsidy
 from services.canteen.models import SubsidyRuleCreate, SubsidyRulePublic, SubsidyRuleRetire, SubsidyRuleVersionCreate
@@ -33,7 +33,7 @@ async def list_rules(
     cursor: str | None = None,
 ) -> Page[SubsidyRulePublic]:
     page = await subsidy.list_rules(uow, on=on, key=key, limit=limit, cursor=cursor)
-    return map_page(page, _rule_out)
+    return page.map(_rule_out)
 
 
 @router.post(

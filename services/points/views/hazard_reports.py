@@ -12,7 +12,6 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.points import hazards, riders
 from services.points.models import HazardReport, HazardReportCreate, HazardReportPublic, HazardStatus, Photo
@@ -67,7 +66,7 @@ async def list_reports(
     page = await hazards.list_reports(
         uow, rider, limit=limit, cursor=cursor, status=status, who=who, community=community, category=category
     )
-    return map_page(page, lambda r: reproject(_report(r), coord_system))
+    return page.map(lambda r: reproject(_report(r), coord_system))
 
 
 @router.get(

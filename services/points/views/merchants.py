@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from minsheng.platform.inputs import Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
 from services.points import merchant_api, merchants, offers, redemptions
 from services.points.models import (
@@ -56,7 +56,7 @@ async def list_merchants(
     status: MerchantStatus | None = None,
 ) -> Page[MerchantPublic]:
     page = await merchants.list_merchants(uow, who, limit=limit, cursor=cursor, community=community, status=status)
-    return map_page(page, from_row(MerchantPublic))
+    return page.map(from_row(MerchantPublic))
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantPublic, tags=["merchants (staff)"])
@@ -163,7 +163,7 @@ async def merchant_redemptions(
         public = redemptions.redemption_view(runtime.settings, redemption, title, merchant.void_window_minutes)
         return StaffRedemptionView(**public.model_dump(), rider_id=redemption.rider_id)
 
-    return map_page(page, staff_view)
+    return page.map(staff_view)
 
 
 @router.get(

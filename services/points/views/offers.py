@@ -7,7 +7,6 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.points import merchants, offers
 from services.points.models import OfferKind, OfferPublic
@@ -35,7 +34,7 @@ async def list_offers(
     page = await offers.list_offers(
         uow, limit=limit, cursor=cursor, merchant_id=merchant_id, community=community, kind=kind, max_points=max_points
     )
-    return map_page(page, lambda row: offers.offer_view(*row))
+    return page.map(lambda row: offers.offer_view(*row))
 
 
 @router.get("/offers/{offer_id}", response_model=OfferPublic, tags=["redemption"])

@@ -14,7 +14,7 @@ from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.responses import validated_json
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
 from services.points import ledger, merchants, riders, statements
 from services.points.models import (
@@ -107,7 +107,7 @@ async def _statement(
     until: datetime | None,
 ) -> Page[LedgerEntryPublic]:
     page = await statements.statement(uow, rider_id, limit=limit, cursor=cursor, kind=kind, since=since, until=until)
-    return map_page(page, from_row(LedgerEntryPublic))
+    return page.map(from_row(LedgerEntryPublic))
 
 
 @router.get(
@@ -138,7 +138,7 @@ async def list_riders(
         team_id=team_id,
         flagged=flagged,
     )
-    return map_page(page, _staff_view)
+    return page.map(_staff_view)
 
 
 @router.get("/riders/{rider_id}", response_model=RiderStaffView, tags=["riders (staff)"])

@@ -10,7 +10,6 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.points import riders, tasks
 from services.points.models import Photo, Reason, Rider, TaskCreate, TaskProof, TaskPublic, TaskReject, TaskStatus
@@ -58,7 +57,7 @@ async def list_tasks(
     page = await tasks.list_tasks(
         uow, who, rider, limit=limit, cursor=cursor, status=status, community=community, type_code=type_code, mine=mine
     )
-    return map_page(page, lambda t: tasks.present(t, who, rider))
+    return page.map(lambda t: tasks.present(t, who, rider))
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"])

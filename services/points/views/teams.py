@@ -7,7 +7,6 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.points import riders
 from services.points.models import Team, TeamCreate, TeamPublic, TeamUpdate
@@ -38,7 +37,7 @@ async def list_teams(
     uow: UoW, who: RiderOrStaff, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None, community: str | None = None
 ) -> Page[TeamPublic]:
     page = await riders.list_teams(uow, limit=limit, cursor=cursor, community=community)
-    return map_page(page, lambda row: _with_members(*row))
+    return page.map(lambda row: _with_members(*row))
 
 
 @router.get("/teams/{team_id}", response_model=TeamPublic, tags=["teams"])

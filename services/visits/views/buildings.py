@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
 from services.visits.models import BuildingCreate, BuildingPublic
@@ -26,4 +26,4 @@ async def list_buildings(
     uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[BuildingPublic]:
     page = await places.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
-    return map_page(page, from_row(BuildingPublic))
+    return page.map(from_row(BuildingPublic))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
 from services.visits.models import CompoundCreate, CompoundPublic
@@ -33,7 +33,7 @@ async def list_compounds(
     uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[CompoundPublic]:
     page = await places.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
-    return map_page(page, from_row(CompoundPublic))
+    return page.map(from_row(CompoundPublic))
 
 
 @router.get("/compounds/{code}", response_model=CompoundPublic, tags=["places"], dependencies=[FIELD])

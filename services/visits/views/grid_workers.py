@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from minsheng.platform.auth import Role, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import Cipher, from_row, map_page
+from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW
 from services.visits import workers
 from services.visits.models import (
@@ -49,7 +49,7 @@ async def list_workers(
     cursor: Cursor = None,
 ) -> Page[GridWorkerPublic]:
     page = await workers.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
-    return map_page(page, from_row(GridWorkerPublic))
+    return page.map(from_row(GridWorkerPublic))
 
 
 @router.get(

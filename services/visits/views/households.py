@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse
 
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.visits import bill, places
 from services.visits.access import Viewer
@@ -66,7 +65,7 @@ async def list_households(
         overdue=overdue,
     )
     day = today()
-    return map_page(page, lambda h: places.household_public(h, day))
+    return page.map(lambda h: places.household_public(h, day))
 
 
 @router.get("/households/{household_id}", response_model=HouseholdPublic, tags=["households"])

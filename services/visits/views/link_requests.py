@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
-from minsheng.platform.routes import Cipher, map_page
+from minsheng.platform.routes import Cipher
 from minsheng.platform.service import UoW
 from services.visits import linking
 from services.visits.access import Viewer
@@ -47,7 +47,7 @@ async def link_requests(
     cursor: Cursor = None,
 ) -> Page[LinkRequestForStaff]:
     page = await linking.requests_to_decide(uow, who, status=status, limit=limit, cursor=cursor)
-    return map_page(page, lambda row: _for_staff(*row))
+    return page.map(lambda row: _for_staff(*row))
 
 
 @router.post(

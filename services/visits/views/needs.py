@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.visits import ledger, places
 from services.visits.access import Viewer, ensure_writes
@@ -87,7 +86,7 @@ async def list_needs(
         category=category,
         overdue=overdue,
     )
-    return map_page(page, ledger.need_public)
+    return page.map(ledger.need_public)
 
 
 @router.get("/needs/{need_id}", response_model=NeedDetail, tags=["needs ledger"])

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import residents
 from services.visits.models import PiiAuditPublic
@@ -32,4 +32,4 @@ async def list_audit(
     cursor: Cursor = None,
 ) -> Page[PiiAuditPublic]:
     page = await residents.list_audit(uow, who, limit=limit, cursor=cursor, resident_id=resident_id, actor=actor)
-    return map_page(page, from_row(PiiAuditPublic))
+    return page.map(from_row(PiiAuditPublic))

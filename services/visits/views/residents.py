@@ -13,7 +13,7 @@ from minsheng.platform.errors import not_found
 from minsheng.platform.inputs import Day
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import Cipher, map_page
+from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW
 from services.visits import bill, linking, places, residents
 from services.visits.access import Viewer
@@ -85,7 +85,7 @@ async def list_residents(
         status=status,
     )
     day = today()
-    return map_page(page, lambda r: residents.resident_public(r, day))
+    return page.map(lambda r: residents.resident_public(r, day))
 
 
 @router.post(

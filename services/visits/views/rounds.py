@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import coverage, visiting
 from services.visits.models import RoundCreate, RoundProgress, RoundPublic
@@ -35,7 +35,7 @@ async def list_rounds(
     uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[RoundPublic]:
     page = await visiting.list_rounds(uow, who, limit=limit, cursor=cursor, community=community)
-    return map_page(page, from_row(RoundPublic))
+    return page.map(from_row(RoundPublic))
 
 
 @router.get(

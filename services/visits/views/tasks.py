@@ -7,7 +7,6 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import map_page
 from minsheng.platform.service import UoW
 from services.visits import visiting
 from services.visits.models import TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
@@ -30,7 +29,7 @@ async def list_tasks(
     page = await visiting.list_tasks(
         uow, who, limit=limit, cursor=cursor, status=status, kind=kind, worker_id=worker_id, community=community
     )
-    return map_page(page, visiting.task_public)
+    return page.map(visiting.task_public)
 
 
 @router.post(

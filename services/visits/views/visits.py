@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
-from minsheng.platform.routes import from_row, map_page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import ledger, visiting
 from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
@@ -71,7 +71,7 @@ async def list_visits(
         until=until,
         far_from_home=far_from_home,
     )
-    return map_page(page, from_row(VisitPublic))
+    return page.map(from_row(VisitPublic))
 
 
 @router.get("/visits/{visit_id}", response_model=VisitRecorded, tags=["visits"], dependencies=[FIELD])

@@ -28,7 +28,7 @@ from minsheng.platform.inputs import aware_utc
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.uow import UnitOfWork
-from services.issues import intake
+from services.issues import reporting
 from services.issues.access import IssueLike
 from services.issues.config import get_config
 from services.issues.models import (
@@ -202,8 +202,8 @@ async def create_request(
     who = Principal(
         sub=f"open311:{key.name}" + (f":{account_id}" if account_id else ""), roles=frozenset({Role.resident})
     )
-    issue, _, _ = await intake.report_issue(
-        uow, who, body, cipher=cipher, channel=Channel.open311, open311_token=intake.new_token()
+    issue, _, _ = await reporting.report_issue(
+        uow, who, body, cipher=cipher, channel=Channel.open311, open311_token=reporting.new_token()
     )
     key.last_used_at = utcnow()
     return issue

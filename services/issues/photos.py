@@ -10,13 +10,16 @@ inside the schema transaction every replica runs at start.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.images import ImageLimits
-from minsheng.platform.photos import move_into_store
+from minsheng.platform.photos import move_into_store, owned_photo_paths
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.storage import object_store
+from minsheng.platform.uow import UnitOfWork
 from services.issues.config import get_config
 from services.issues.models import Photo
 
@@ -27,6 +30,11 @@ def limits() -> ImageLimits:
 
 def may_upload(who: Principal) -> bool:
     return not (who.has(Role.merchant) and not who.has(Role.resident, Role.staff, Role.admin))
+
+
+async def photo_urls_of(uow: UnitOfWork, who: Principal, ids: list[UUID]) -> list[str]:
+    """The stored paths of photos ``who`` uploaded, for a report or a resolution."""
+    return await owned_photo_paths(uow, Photo, "issues", who.sub, ids)
 
 
 async def move_photos_out_of_the_database(runtime: ServiceRuntime, batch: int = 20) -> int:

@@ -36,7 +36,7 @@ from services.issues.catalogue import (
     render_template,
 )
 from services.issues.config import IssuesConfig, get_config
-from services.issues.intake import deadlines, photo_urls_of
+from services.issues.intake import deadlines
 from services.issues.models import (
     OPEN_STATUSES,
     Assignment,
@@ -57,6 +57,7 @@ from services.issues.models import (
     StaffNote,
     TimelineEntry,
 )
+from services.issues.photos import photo_urls_of
 from services.issues.queries import get_issue
 from services.issues.timeline import close, fact, origin_of, record, responded, touch
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minsheng.platform.coords import distance_m
-from services.issues.intake import _dedupe_keys
+from services.issues.duplicates import dedupe_lock_keys
 
 RADIUS = 100.0
 
@@ -32,12 +32,12 @@ def test_two_reports_within_the_radius_always_share_a_lock(
     other = _moved(lat, lng, metres, bearing)
     if distance_m(lat, lng, *other) > RADIUS:  # the flat-earth step above may overshoot near the poles
         return
-    mine, theirs = _dedupe_keys("fire", lat, lng, RADIUS), _dedupe_keys("fire", *other, RADIUS)
+    mine, theirs = dedupe_lock_keys("fire", lat, lng, RADIUS), dedupe_lock_keys("fire", *other, RADIUS)
     assert set(mine) & set(theirs)
     assert 1 <= len(mine) <= 4 and mine == sorted(mine)
 
 
 def test_reports_far_apart_or_of_other_categories_take_other_locks() -> None:
-    here = _dedupe_keys("fire", 40.0134, 112.7032, RADIUS)
-    assert not set(here) & set(_dedupe_keys("fire", 40.0234, 112.7032, RADIUS))  # 1.1 km north
-    assert not set(here) & set(_dedupe_keys("gas_leak", 40.0134, 112.7032, RADIUS))
+    here = dedupe_lock_keys("fire", 40.0134, 112.7032, RADIUS)
+    assert not set(here) & set(dedupe_lock_keys("fire", 40.0234, 112.7032, RADIUS))  # 1.1 km north
+    assert not set(here) & set(dedupe_lock_keys("gas_leak", 40.0134, 112.7032, RADIUS))

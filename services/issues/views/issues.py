@@ -21,7 +21,7 @@ from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
-from services.issues import access, figures, intake, queries, timeline, workflow
+from services.issues import access, figures, queries, reporting, timeline, workflow
 from services.issues.config import get_config
 from services.issues.models import (
     Assignment,
@@ -83,7 +83,7 @@ async def report_issue(
     refuse_photo_urls(body.photo_urls, "issues")
 
     async def action() -> tuple[int, dict[str, Any]]:
-        issue, attached, cat = await intake.report_issue(uow, who, body, cipher=cipher)
+        issue, attached, cat = await reporting.report_issue(uow, who, body, cipher=cipher)
         public = queries.public_view(issue, who, cipher)
         receipt = {
             **public.model_dump(mode="json"),

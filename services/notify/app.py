@@ -6,8 +6,9 @@ from minsheng.platform.service import ServiceSpec
 from services.notify.demo import seed_demo
 from services.notify.handlers import HANDLERS
 from services.notify.jobs import JOBS
+from services.notify.lifespan import lifespan
+from services.notify.metrics import metrics
 from services.notify.models import metadata, platform_tables
-from services.notify.sender import lifespan, metrics
 from services.notify.views import router
 
 SPEC = ServiceSpec(

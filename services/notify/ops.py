@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from minsheng.platform.db import Database
 from minsheng.platform.sql import table_of
+from services.notify.delivery_queue import resend
 from services.notify.models import Delivery, DeliveryStatus
-from services.notify.sender import resend
 
 D = table_of(Delivery)
 

@@ -20,7 +20,7 @@ from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import wrap
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
-from services.notify import config
+from services.notify import config, delivery_queue, outcomes
 from services.notify.channels import Outcome
 from services.notify.models import Delivery, Message
 from tests.notify.helpers import account, deliveries, flush, new_sub, notifier, received
@@ -116,14 +116,14 @@ async def test_a_round_records_each_accepted_delivery_with_its_reference_and_onl
     await _publish_together(s, [(a, "canteen") for a in alerts])
     await s.settle()
     lease = utcnow() + timedelta(seconds=30)
-    rows = await sender._claim("sms", 10, lease)
+    rows = await delivery_queue.claim(sender.db, "sms", 10, lease)
     assert len(rows) == 4
     d = table_of(Delivery)
     taken_over = rows[0].id
     async with s.runtime("notify").db.engine.begin() as conn:  # as if another replica took it after our lease
         await conn.execute(sa.update(d).where(d.c.id == taken_over).values(lease_until=lease + timedelta(seconds=1)))
-    outcomes = [Outcome("ok", provider_ref=f"ref-{row.id}") for row in rows]
-    await sender._record(rows, [True] * len(rows), outcomes, lease)
+    results = [Outcome("ok", provider_ref=f"ref-{row.id}") for row in rows]
+    await outcomes.record(sender.db, rows, [True] * len(rows), results, lease, sender.stats)
     by_id = {r.id: r for r in await deliveries(s, channel="sms")}
     assert by_id[taken_over].status == "sending" and by_id[taken_over].provider_ref is None
     for row in rows[1:]:

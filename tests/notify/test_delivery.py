@@ -21,7 +21,7 @@ from minsheng.platform.bus.memory import InProcessBus
 from minsheng.platform.envelope import wrap
 from minsheng.platform.sql import table_of
 from services.notify import config
-from services.notify.sender import resend
+from services.notify.delivery_queue import resend
 from tests.notify.helpers import account, deliver, deliveries, flush, new_sub, notifier, received, standin, subscribe
 from tests.support.client import System
 

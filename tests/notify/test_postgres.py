@@ -14,7 +14,8 @@ import pytest
 from minsheng.platform.db import Database
 from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config, state
-from services.notify.sender import Notifier, build_adapters
+from services.notify.lifespan import build_adapters
+from services.notify.sender import Notifier
 from tests.conftest import embedded_settings
 from tests.issues.helpers import FLOOD, act, report, resident, staff
 from tests.notify.helpers import (

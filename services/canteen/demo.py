@@ -217,7 +217,7 @@ RULES: list[dict[str, Any]] = [
     },
 ]
 
-VISITS_ZHAO = UUID("01936f2e-a000-7000-8000-0000000000bb")  # services/visits/demo.py ZHAO_ID (no import)
+VISITS_ZHAO = UUID("01936f2e-a000-7000-8000-0000000000bb")  # services/visits/demo_data.py ZHAO_ID (no import)
 
 DINERS: list[dict[str, Any]] = [
     # Linked to her visits resident (the same person in the visits demo: same ID number, fixed id).

@@ -6,7 +6,8 @@ import time
 
 import sqlalchemy as sa
 
-from services.visits.demo import ZHAO_HOUSEHOLD, ZHAO_ID, seed_demo
+from services.visits.demo import seed_demo
+from services.visits.demo_data import ZHAO_HOUSEHOLD, ZHAO_ID
 from services.visits.models import Community, Compound, GridWorker, Household, Resident
 from tests.support.client import System
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from services.visits import config, jobs
-from services.visits.demo import ZHAO_HOUSEHOLD, seed_demo
+from services.visits.demo import seed_demo
+from services.visits.demo_data import ZHAO_HOUSEHOLD
 from tests.support.client import System
 from tests.support.infra import eventually
 from tests.visits.helpers import build_place

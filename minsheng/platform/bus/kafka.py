@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -35,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError, TopicAlreadyExistsError
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingMessage, handle_in_order
+from minsheng.platform.bus.partitioner import default_partition
 from minsheng.platform.retry import Backoff
 from minsheng.platform.tasks import SHUTDOWN_TIMEOUT_SECONDS, cancel_all, within
 
@@ -53,33 +53,6 @@ async def _bounded_stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) 
         log.warning("Kafka %s did not stop within %.0f s; abandoned", what, STOP_TIMEOUT_SECONDS)
     except Exception as exc:  # a client that fails while stopping is stopped as far as we are concerned
         log.debug("Kafka %s stop raised %r", what, exc)
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (what the default partitioner hashes keys with), bit for bit as aiokafka's
-    ``aiokafka.partitioner.murmur2``, reading the key four bytes at a time: several times faster."""
-    length = len(data)
-    m = 0x5BD1E995
-    h = 0x9747B28C ^ length
-    n4 = length // 4
-    for k in struct.unpack_from(f"<{n4}I", data) if n4 else ():
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = length & 3
-    if tail:
-        base = length & ~3
-        if tail >= 3:
-            h ^= data[base + 2] << 16
-        if tail >= 2:
-            h ^= data[base + 1] << 8
-        h ^= data[base]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
 
 
 DLQ_SUFFIX = ".dlq"
@@ -261,7 +234,7 @@ class KafkaBus:
             key = m.key.encode()
             topic = names[m.topic]
             parts = partitions[topic]
-            partition = parts[0] if len(parts) == 1 else parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+            partition = default_partition(key, parts)
             group = groups.get((topic, partition))
             if group is None:
                 groups[(topic, partition)] = group = []

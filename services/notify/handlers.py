@@ -1,7 +1,8 @@
 """What the notify service does when events arrive: identity's account events, and the links visits and canteen
 make between accounts and their records (who is behind a resident, a diner's relative), keep the recipient
-read model; every event a rule names is fanned out into messages and deliveries (``service.fan_out``). Each
-runs inside the consumer's unit of work with the inbox row, so a redelivered event writes nothing twice."""
+read model (``recipients``); every event a rule names is fanned out into messages and deliveries
+(``messages.fan_out``). Each runs inside the consumer's unit of work with the inbox row, so a redelivered event
+writes nothing twice."""
 
 from __future__ import annotations
 
@@ -20,48 +21,48 @@ from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
-from services.notify import service
+from services.notify import messages, recipients
 from services.notify.rules import rulebook
 
 
 async def on_account_created(event: AccountCreated, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.account_created(uow, event)
+    await recipients.account_created(uow, event)
 
 
 async def on_access_changed(event: AccountAccessChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.access_changed(uow, event)
+    await recipients.access_changed(uow, event)
 
 
 async def on_status_changed(event: AccountStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.status_changed(uow, event)
+    await recipients.status_changed(uow, event)
 
 
 async def on_contact_changed(event: AccountContactChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.contact_changed(uow, event)
+    await recipients.contact_changed(uow, event)
 
 
 async def on_account_linked(event: AccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.account_linked(uow, event)
+    await recipients.account_linked(uow, event)
 
 
 async def on_resident_linked(event: ResidentAccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.record_linked(uow, "visits.resident", str(event.resident_id), event.account_id)
+    await recipients.record_linked(uow, "visits.resident", str(event.resident_id), event.account_id)
 
 
 async def on_family_linked(event: FamilyMemberLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.record_linked(uow, "canteen.family", str(event.member_id), event.account_id)
+    await recipients.record_linked(uow, "canteen.family", str(event.member_id), event.account_id)
 
 
 async def on_issue_followed(event: IssueFollowed, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.issue_followed(uow, str(event.issue_id), event.subject, event.role)
+    await recipients.issue_followed(uow, str(event.issue_id), event.subject, event.role)
 
 
 async def on_issue_merged(event: IssueMerged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.issue_merged(uow, event)
+    await recipients.issue_merged(uow, event)
 
 
 async def on_ruled_event(event: IntegrationEvent, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await service.fan_out(uow, event, envelope)  # its rows are written, and the sender woken, at the commit
+    await messages.fan_out(uow, event, envelope)  # its rows are written, and the sender woken, at the commit
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {

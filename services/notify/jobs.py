@@ -199,7 +199,7 @@ async def send_bills(runtime: ServiceRuntime, *, now: datetime | None = None) ->
 
 
 async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
-    from services.notify.service import _account_target, _linked_accounts
+    from services.notify.audiences import account_target, linked_accounts
 
     s = config.get()
     local = now.astimezone(s.tz)
@@ -224,10 +224,10 @@ async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
         for item in (await uow.session.execute(query)).scalars():
             by_resident[item.scope.removeprefix(BILL_SCOPE)].append(item)
         for resident_id, items in sorted(by_resident.items()):
-            accounts = await _linked_accounts(uow, "visits.resident", resident_id)
+            accounts = await linked_accounts(uow, "visits.resident", resident_id)
             first: UUID | None = None
             for account_id in accounts:
-                target = await _account_target(uow, account_id)
+                target = await account_target(uow, account_id)
                 if (
                     await uow.session.execute(
                         select(Message.id).where(

@@ -30,9 +30,9 @@ from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.sql import table_of
 from services.notify import config, state
 from services.notify.channels import ChannelAdapter, Outcome
+from services.notify.messages import decrypt_address
 from services.notify.metrics import SenderStats
 from services.notify.models import Delivery, DeliveryStatus, Subscription
-from services.notify.service import decrypt_address
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,11 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "_t": (0,),
     "N_": (0,),
     "not_found": (0,),
+    "visible_or_404": (2,),  # platform.access: visible_or_404(found, sees, what, id) — the thing's name
+    "ensure_visible": (1,),  # ensure_visible(sees, what, id)
+    "ensure_changeable": (2,),  # ensure_changeable(sees, changes, what, id)
+    "outside_scope": (0,),  # outside_scope(detail)
+    "read_only": (0,),  # read_only(what) — the thing's name
     "ensure_sees": (1,),  # visits: the thing's name
     "ensure_writes": (1,),
     "forbid": (0,),  # visits: forbid(detail)

@@ -6,9 +6,9 @@ through the helpers here, which turn a "no" into the answer every service gives:
 
 - something outside the caller's reach is a **404** as if it did not exist (``visible_or_404``,
   ``ensure_visible``): its existence does not leak;
-- something the caller may see but not do is a **403** with a stable code (``ensure(allowed, problem)``, with
-  ``outside_scope(detail)`` for "not in your communities" or ``read_only(what)``; ``ensure_changeable`` picks
-  between the 404 and the 403).
+- something the caller may see but not do is a **403** with a stable code: ``ensure(allowed, problem)`` with
+  ``outside_scope(detail)`` (creating in or moving to a place not theirs), ``forbidden(detail)``, ``read_only(what)``
+  or a service's own problem; ``ensure_changeable`` picks between the 404 and the 403.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ def outside_scope(detail: Message) -> Problem:
     return Problem(403, "outside_scope", "Outside your scope", detail)
 
 
+def forbidden(detail: Message) -> Problem:
+    """The 403 for something the caller sees but whose role or reach does not allow this action."""
+    return Problem(403, "forbidden", "Not allowed", detail)
+
+
 def read_only(what: str) -> Problem:
     """The 403 for changing something the caller may only look at."""
-    return Problem(403, "forbidden", "Not allowed", _t("You may see this {what} but not change it.", what=Term(what)))
+    return forbidden(_t("You may see this {what} but not change it.", what=Term(what)))

@@ -43,10 +43,8 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "ensure_visible": (1,),  # ensure_visible(sees, what, id)
     "ensure_changeable": (2,),  # ensure_changeable(sees, changes, what, id)
     "outside_scope": (0,),  # outside_scope(detail)
+    "forbidden": (0,),  # forbidden(detail)
     "read_only": (0,),  # read_only(what) — the thing's name
-    "ensure_sees": (1,),  # visits: the thing's name
-    "ensure_writes": (1,),
-    "forbid": (0,),  # visits: forbid(detail)
     "_invalid": (2,),  # visits.visiting: _invalid(code, field, detail)
     "_unauthorized": (1,),  # points.merchant_api: _unauthorized(code, detail)
     "_require": (1,),  # issues: _require(ok, detail)

@@ -47,7 +47,7 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "read_only": (0,),  # read_only(what) — the thing's name
     "_invalid": (2,),  # visits.visiting: _invalid(code, field, detail)
     "_unauthorized": (1,),  # points.merchant_api: _unauthorized(code, detail)
-    "_require": (1,),  # issues: _require(ok, detail)
+    "not_allowed": (0,),  # issues: not_allowed(detail)
 }
 
 

@@ -25,12 +25,13 @@ from minsheng.contracts.issues import (
     IssueResolved,
     IssueVerified,
 )
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
-from services.issues.access import is_participant, is_reporter, manages, role_of, works_on
+from services.issues.access import is_participant, is_reporter, manages, not_allowed, role_of, works_on
 from services.issues.catalogue import (
     category_or_default,
     render_template,
@@ -63,11 +64,6 @@ from services.issues.timeline import close, fact, origin_of, record, responded, 
 # --- staff workflow -----------------------------------------------------------------------------------------
 
 
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        raise Problem(403, "not_allowed", "Not allowed on this issue", what)
-
-
 def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStatus) -> datetime:
     allowed = {s.value for s in allowed_from}
     if issue.status not in allowed:
@@ -98,7 +94,7 @@ def _accepted(uow: UnitOfWork, who: Principal, issue: Issue, now: datetime, note
 
 
 async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
-    _require(manages(who, issue), "Only staff of the issue's community accept it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community accept it."))
     if issue.status != IssueStatus.submitted:
         raise conflict(
             "invalid_transition",
@@ -115,7 +111,7 @@ async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 
 
 async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
-    _require(works_on(who, issue), "Only staff handling the issue verify it.")
+    ensure(works_on(who, issue), not_allowed("Only staff handling the issue verify it."))
     if issue.status not in OPEN_STATUSES:
         raise conflict(
             "invalid_transition",
@@ -137,7 +133,7 @@ async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 
 
 async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment) -> Issue:
-    _require(manages(who, issue), "Only staff of the issue's community dispatch it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community dispatch it."))
     codes = list(dict.fromkeys(body.departments))
     rows = await uow.session.execute(
         select(Department.code).where(col(Department.code).in_(codes), col(Department.active).is_(True))
@@ -188,7 +184,7 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
 
 
 async def start(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
-    _require(works_on(who, issue), "Only the assigned department or community staff start work.")
+    ensure(works_on(who, issue), not_allowed("Only the assigned department or community staff start work."))
     now = _transition(
         issue, {IssueStatus.accepted, IssueStatus.assigned, IssueStatus.reopened}, IssueStatus.in_progress
     )
@@ -201,7 +197,7 @@ async def start(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote |
 
 
 async def resolve(uow: UnitOfWork, who: Principal, issue: Issue, body: Resolution | StaffNote | None) -> Issue:
-    _require(works_on(who, issue), "Only staff handling the issue resolve it.")
+    ensure(works_on(who, issue), not_allowed("Only staff handling the issue resolve it."))
     now = _transition(issue, OPEN_STATUSES, IssueStatus.resolved)
     note = await _note(uow, issue, body)
     photos = await photo_urls_of(uow, who, body.photo_ids) if isinstance(body, Resolution) else []
@@ -215,7 +211,7 @@ async def resolve(uow: UnitOfWork, who: Principal, issue: Issue, body: Resolutio
 
 
 async def reject(uow: UnitOfWork, who: Principal, issue: Issue, body: Rejection) -> Issue:
-    _require(manages(who, issue) or works_on(who, issue), "Only staff handling the issue reject it.")
+    ensure(manages(who, issue) or works_on(who, issue), not_allowed("Only staff handling the issue reject it."))
     now = _transition(issue, OPEN_STATUSES, IssueStatus.rejected)
     reason = await _note(uow, issue, StaffNote(note=body.reason, template=body.template)) or ""
     responded(issue, now)
@@ -228,7 +224,7 @@ async def reject(uow: UnitOfWork, who: Principal, issue: Issue, body: Rejection)
 
 async def redirect(uow: UnitOfWork, who: Principal, issue: Issue, body: Redirect) -> Issue:
     """Not ours: tell the resident where to go instead (a helpful answer, not a dead ticket)."""
-    _require(manages(who, issue), "Only staff of the issue's community redirect it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community redirect it."))
     go_to = body.go_to
     if body.matter:
         matter = await uow.session.get(NotHandledMatter, body.matter)
@@ -250,7 +246,7 @@ async def redirect(uow: UnitOfWork, who: Principal, issue: Issue, body: Redirect
 
 
 async def close_unresolved(uow: UnitOfWork, who: Principal, issue: Issue, body: CloseUnresolved) -> Issue:
-    _require(works_on(who, issue), "Only staff handling the issue close it.")
+    ensure(works_on(who, issue), not_allowed("Only staff handling the issue close it."))
     now = _transition(issue, OPEN_STATUSES, IssueStatus.closed_unresolved)
     reason = await _note(uow, issue, StaffNote(note=body.reason, template=body.template)) or body.reason
     responded(issue, now)
@@ -349,7 +345,9 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
     if body.into == source.id:
         raise conflict("merge_into_itself", "An issue cannot be merged into itself.")
     target = await get_issue(uow, who, body.into, for_update=True)
-    _require(manages(who, source) and manages(who, target), "Only staff of both issues' communities merge them.")
+    ensure(
+        manages(who, source) and manages(who, target), not_allowed("Only staff of both issues' communities merge them.")
+    )
     if target.status not in OPEN_STATUSES:
         raise conflict(
             "target_not_open", _t("The issue to merge into is {status}; reopen it first.", status=target.status)
@@ -379,7 +377,7 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
 
 async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitRequest) -> Issue:
     """A report attached by mistake becomes an issue of its own."""
-    _require(manages(who, issue), "Only staff of the issue's community split it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community split it."))
     if issue.status in (IssueStatus.merged,):
         raise conflict("invalid_transition", "A merged issue cannot be split; split its target.")
     query = select(IssueReporter).where(IssueReporter.issue_id == issue.id, IssueReporter.role == "reporter")

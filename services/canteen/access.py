@@ -5,6 +5,9 @@
   diners living in it, its settlements. Admin (or scope ``*``) covers everything.
 - Grid workers (``grid_worker``, community/compound scope) register and look after diners in their area.
 - Residents see the diners they are (``diners.subject``) or family of, and those diners' orders.
+
+Named predicates; the use cases answer a "no" through ``minsheng.platform.access`` (``visible_or_404``,
+``ensure_visible``, ``ensure(manages(who, canteen), Problem(403, …))``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal, Role
 from services.canteen.models import Canteen, Diner, FamilyMember, Order
 
@@ -34,6 +38,16 @@ class CanteenLike(Protocol):
     def community(self) -> str: ...
     @property
     def communities(self) -> Sequence[str]: ...
+
+
+def staff_of(who: Principal, community: str) -> bool:
+    """Staff whose scope covers this community (admin: every community)."""
+    return is_staff(who) and who.covers(community)
+
+
+def has_place_scope(who: Principal) -> bool:
+    """Holds a canteen or community scope (or is admin): may see the care signals of some canteens."""
+    return who.is_admin or bool(who.scoped_values("canteen") or who.scoped_values("community"))
 
 
 def manages(who: Principal, canteen: CanteenLike) -> bool:

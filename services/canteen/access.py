@@ -72,6 +72,11 @@ def looks_after(who: Principal, diner: Diner, home: Canteen | None) -> bool:
     return who.covers(diner.community, diner.compound)
 
 
+def may_move_to(who: Principal, diner: Diner, home: Canteen) -> bool:
+    """A diner's new home canteen: one the caller manages, or any when the caller covers where the diner lives."""
+    return manages(who, home) or who.covers(diner.community, diner.compound)
+
+
 def relation(
     who: Principal, diner: Diner, home: Canteen | None, family: list[FamilyMember]
 ) -> tuple[Relation | None, FamilyMember | None]:

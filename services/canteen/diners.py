@@ -196,7 +196,7 @@ async def update_diner(
         )
     if "canteen_id" in changes and changes["canteen_id"] is not None:
         home = await find_canteen(uow, changes["canteen_id"])
-        if home is None or (not access.manages(who, home) and not who.covers(diner.community, diner.compound)):
+        if home is None or not access.may_move_to(who, diner, home):
             raise Problem(422, "unknown_canteen", "Unknown canteen", "No such canteen in your scope.")
     if changes.get("subject") is not None:
         await _subject_free(uow, changes["subject"], but=diner.id)

@@ -23,6 +23,7 @@ from services.issues.models import (
     IssueStatus,
     TimelineEntry,
     Vote,
+    VoteCreate,
 )
 
 # An issue, or a row of its columns (the list reads plain rows: no ORM objects to build for a page of 50).
@@ -102,6 +103,11 @@ def sees_vote(who: Principal, vote: Vote) -> bool:
     return vote.community in who.scoped_values("community") or (
         vote.compound is not None and vote.compound in who.scoped_values("compound")
     )
+
+
+def manages_vote(who: Principal, vote: Vote | VoteCreate) -> bool:
+    """Staff of the vote's compound or community open and close it early."""
+    return who.covers(vote.community, vote.compound)
 
 
 def may_vote(who: Principal, vote: Vote) -> bool:

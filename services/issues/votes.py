@@ -21,7 +21,7 @@ from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.uow import UnitOfWork
-from services.issues.access import may_vote, sees_vote
+from services.issues.access import manages_vote, may_vote, sees_vote
 from services.issues.models import (
     Ballot,
     Eligibility,
@@ -190,7 +190,7 @@ async def visible_vote(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_up
 
 
 def open_vote(uow: UnitOfWork, who: Principal, body: VoteCreate) -> Vote:
-    ensure(who.covers(body.community, body.compound), outside_scope("Open votes only for your communities."))
+    ensure(manages_vote(who, body), outside_scope("Open votes only for your communities."))
     now = utcnow()
     opens_at = body.opens_at or now
     if body.closes_at <= max(opens_at, now):
@@ -275,7 +275,7 @@ def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) 
 
 
 async def close_early(uow: UnitOfWork, who: Principal, vote: Vote) -> None:
-    ensure_visible(who.covers(vote.community, vote.compound), "vote", vote.id)
+    ensure_visible(manages_vote(who, vote), "vote", vote.id)
     if status_of(vote) == "closed":
         raise conflict("vote_closed", "This vote is already closed.")
     vote.closed_early_at = utcnow()

@@ -3,6 +3,9 @@ stable code), and the problems it builds answer as the services did before it ex
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from minsheng.platform.access import (
@@ -94,3 +97,22 @@ def test_is_staff() -> None:
     assert is_staff(_who(Role.admin))
     assert is_staff(_who(Role.resident, scopes=("*",)))  # the whole district is an admin's reach
     assert not is_staff(_who(Role.rider, Role.grid_worker, scopes=("community:a",)))
+
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+# issues/intake.py is being split by another change; its one check moves to issues/access.py with it.
+NOT_YET = {"issues/intake.py"}
+
+
+def test_scope_checks_live_in_the_services_access_modules() -> None:
+    """A ``who.covers(...)`` beside a hand-written Problem is the style this module replaced: the check belongs
+    in the service's ``access.py`` as a named predicate."""
+    inline = [
+        f"{path.relative_to(SERVICES)}:{number}"
+        for service in ("points", "issues", "canteen", "visits")
+        for path in sorted((SERVICES / service).rglob("*.py"))
+        if path.name != "access.py" and str(path.relative_to(SERVICES)) not in NOT_YET
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\b(who|principal)\.covers\(", line)
+    ]
+    assert inline == []

@@ -259,15 +259,19 @@ async def close_unresolved(uow: UnitOfWork, who: Principal, issue: Issue, body: 
 
 async def comment(uow: UnitOfWork, who: Principal, issue: Issue, body: str, internal: bool) -> TimelineEntry:
     staff = works_on(who, issue)
-    if internal and not staff:
-        raise Problem(403, "internal_staff_only", "Internal notes are for staff", "Leave out `internal`.")
-    if not staff and not await is_participant(uow, who, issue):
-        raise Problem(
+    ensure(
+        staff or not internal,
+        Problem(403, "internal_staff_only", "Internal notes are for staff", "Leave out `internal`."),
+    )
+    ensure(
+        staff or await is_participant(uow, who, issue),
+        Problem(
             403,
             "not_a_participant",
             "Follow the issue to comment",
             "Only reporters, followers and staff comment; POST …/follow first.",
-        )
+        ),
+    )
     now = touch(issue)
     if staff and not internal:
         responded(issue, now)
@@ -297,8 +301,8 @@ async def follow(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
 
 
 async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmation) -> Issue:
-    if not await is_reporter(uow, who, issue):
-        raise Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
+    not_theirs = Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
+    ensure(await is_reporter(uow, who, issue), not_theirs)
     now = _transition(issue, {IssueStatus.resolved}, IssueStatus.confirmed)
     issue.confirmed_at = now
     issue.rating = body.rating
@@ -313,8 +317,8 @@ async def reopen(
     cfg = cfg or get_config()
     staff = manages(who, issue)
     if not staff:
-        if not await is_reporter(uow, who, issue):
-            raise Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
+        not_theirs = Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
+        ensure(await is_reporter(uow, who, issue), not_theirs)
         if issue.resolved_at and utcnow() - issue.resolved_at > timedelta(days=cfg.reopen_window_days):
             raise conflict(
                 "reopen_window_passed",

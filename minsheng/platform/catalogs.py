@@ -39,12 +39,15 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "_t": (0,),
     "N_": (0,),
     "not_found": (0,),
-    "ensure_sees": (1,),  # visits: the thing's name
-    "ensure_writes": (1,),
-    "forbid": (0,),  # visits: forbid(detail)
+    "visible_or_404": (2,),  # platform.access: visible_or_404(found, sees, what, id) — the thing's name
+    "ensure_visible": (1,),  # ensure_visible(sees, what, id)
+    "ensure_changeable": (2,),  # ensure_changeable(sees, changes, what, id)
+    "outside_scope": (0,),  # outside_scope(detail)
+    "forbidden": (0,),  # forbidden(detail)
+    "read_only": (0,),  # read_only(what) — the thing's name
     "_invalid": (2,),  # visits.visiting: _invalid(code, field, detail)
     "_unauthorized": (1,),  # points.merchant_api: _unauthorized(code, detail)
-    "_require": (1,),  # issues: _require(ok, detail)
+    "not_allowed": (0,),  # issues: not_allowed(detail)
 }
 
 

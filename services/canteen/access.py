@@ -5,6 +5,9 @@
   diners living in it, its settlements. Admin (or scope ``*``) covers everything.
 - Grid workers (``grid_worker``, community/compound scope) register and look after diners in their area.
 - Residents see the diners they are (``diners.subject``) or family of, and those diners' orders.
+
+Named predicates; the use cases answer a "no" through ``minsheng.platform.access`` (``visible_or_404``,
+``ensure_visible``, ``ensure(manages(who, canteen), Problem(403, …))``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal, Role
 from services.canteen.models import Canteen, Diner, FamilyMember, Order
 
@@ -36,6 +40,16 @@ class CanteenLike(Protocol):
     def communities(self) -> Sequence[str]: ...
 
 
+def staff_of(who: Principal, community: str) -> bool:
+    """Staff whose scope covers this community (admin: every community)."""
+    return is_staff(who) and who.covers(community)
+
+
+def has_place_scope(who: Principal) -> bool:
+    """Holds a canteen or community scope (or is admin): may see the care signals of some canteens."""
+    return who.is_admin or bool(who.scoped_values("canteen") or who.scoped_values("community"))
+
+
 def manages(who: Principal, canteen: CanteenLike) -> bool:
     """Staff of this canteen, or staff whose community it sits in or serves."""
     if who.is_admin:
@@ -56,6 +70,11 @@ def looks_after(who: Principal, diner: Diner, home: Canteen | None) -> bool:
     if home is not None and who.has(Role.staff) and {str(home.id), home.code} & who.scoped_values("canteen"):
         return True
     return who.covers(diner.community, diner.compound)
+
+
+def may_move_to(who: Principal, diner: Diner, home: Canteen) -> bool:
+    """A diner's new home canteen: one the caller manages, or any when the caller covers where the diner lives."""
+    return manages(who, home) or who.covers(diner.community, diner.compound)
 
 
 def relation(

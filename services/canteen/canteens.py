@@ -10,7 +10,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.platform.auth import Principal, Role
+from minsheng.platform.access import ensure, visible_or_404
+from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -55,20 +56,19 @@ async def get_canteen(uow: UnitOfWork, ident: str | UUID) -> Canteen:
 
 
 async def managed_canteen(uow: UnitOfWork, who: Principal, ident: str | UUID) -> Canteen:
-    canteen = await find_canteen(uow, ident)
-    if canteen is None or not access.manages(who, canteen):
-        raise not_found("canteen", ident)
-    return canteen
+    return visible_or_404(await find_canteen(uow, ident), lambda c: access.manages(who, c), "canteen", ident)
 
 
 async def create_canteen(uow: UnitOfWork, who: Principal, data: CanteenCreate) -> Canteen:
-    if not (who.is_admin or (who.has(Role.staff) and who.covers(data.community))):
-        raise Problem(
+    ensure(
+        access.staff_of(who, data.community),
+        Problem(
             403,
             "forbidden_scope",
             "Not allowed in this community",
             _t("Only staff of {community} (or admin) may open a canteen there.", community=data.community),
-        )
+        ),
+    )
     existing = await uow.session.execute(select(Canteen.id).where(Canteen.code == data.code))
     if existing.first() is not None:
         raise conflict("canteen_code_taken", _t("A canteen with code {code} exists.", code=data.code))

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.canteen import AbsenceAlert, FamilyContact, SubsidySuspended
 from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow, uuid7
@@ -353,5 +354,7 @@ async def record_welfare_check(uow: UnitOfWork, event: WelfareCheckCompleted) ->
 
 
 def ensure_staff(who: Principal) -> None:
-    if not (who.is_admin or who.scoped_values("canteen") or who.scoped_values("community")):
-        raise Problem(403, "forbidden_scope", "Not allowed", "Needs a canteen or community scope.")
+    ensure(
+        access.has_place_scope(who),
+        Problem(403, "forbidden_scope", "Not allowed", "Needs a canteen or community scope."),
+    )

@@ -9,6 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
@@ -37,8 +38,8 @@ def serve(order: Order, who: Principal) -> Order:
 
 async def check_in(uow: UnitOfWork, who: Principal, order_id: UUID) -> Order:
     order, canteen, _, _, _ = await load_order(uow, who, order_id, for_update=True)
-    if not access.manages(who, canteen):
-        raise Problem(403, "forbidden_role", "Canteen staff only", "Check-in is done at the canteen counter.")
+    only_staff = Problem(403, "forbidden_role", "Canteen staff only", "Check-in is done at the canteen counter.")
+    ensure(access.manages(who, canteen), only_staff)
     return serve(order, who)
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.canteen import FamilyMemberLinked
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
@@ -87,13 +88,15 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
     probe = Diner(
         **data.model_dump(exclude={"phone", "id_number", "health_notes", "resident_id", "subject"}), card_code=""
     )
-    if not (access.manages(who, home) or access.looks_after(who, probe, home)):
-        raise Problem(
+    ensure(
+        access.manages(who, home) or access.looks_after(who, probe, home),
+        Problem(
             403,
             "forbidden_scope",
             "Not allowed here",
             "Only staff of the diner's canteen or community (or its grid workers) may register diners.",
-        )
+        ),
+    )
     id_hash = fc.lookup_hash(data.id_number) if data.id_number else None
     if id_hash is not None:
         dup = await uow.session.execute(
@@ -155,14 +158,16 @@ async def load_diner(
     if with_family or not (diner.subject == who.sub or access.looks_after(who, diner, home)):
         family = (await family_of(uow, [diner.id]))[diner.id]
     rel, member = access.relation(who, diner, home, family)
-    if rel is None:
+    if rel is None:  # no relation to the diner: as if there were none
         raise not_found("diner", diner_id)
     return diner, home, family, rel, member
 
 
 def _staff_only(rel: Relation) -> None:
-    if rel != Relation.staff:
-        raise Problem(403, "forbidden_role", "Staff only", "Only canteen or community staff may do this.")
+    ensure(
+        rel == Relation.staff,
+        Problem(403, "forbidden_role", "Staff only", "Only canteen or community staff may do this."),
+    )
 
 
 async def update_diner(
@@ -191,7 +196,7 @@ async def update_diner(
         )
     if "canteen_id" in changes and changes["canteen_id"] is not None:
         home = await find_canteen(uow, changes["canteen_id"])
-        if home is None or (not access.manages(who, home) and not who.covers(diner.community, diner.compound)):
+        if home is None or not access.may_move_to(who, diner, home):
             raise Problem(422, "unknown_canteen", "Unknown canteen", "No such canteen in your scope.")
     if changes.get("subject") is not None:
         await _subject_free(uow, changes["subject"], but=diner.id)
@@ -309,8 +314,10 @@ async def add_family(
     uow: UnitOfWork, who: Principal, diner_id: UUID, data: FamilyMemberCreate, fc: FieldCipher
 ) -> FamilyMember:
     diner, _, family, rel, _ = await load_diner(uow, who, diner_id, for_update=True)
-    if rel != Relation.staff and rel != Relation.self_:
-        raise Problem(403, "forbidden_role", "Not allowed", "Only the elder or staff may add family members.")
+    ensure(
+        rel in (Relation.staff, Relation.self_),
+        Problem(403, "forbidden_role", "Not allowed", "Only the elder or staff may add family members."),
+    )
     if any(m.subject == data.subject for m in family):
         raise conflict("family_member_exists", "This person is already linked to the diner.")
     if diner.subject == data.subject:
@@ -336,8 +343,10 @@ async def remove_family(uow: UnitOfWork, who: Principal, diner_id: UUID, member_
     member = next((m for m in family if m.id == member_id), None)
     if member is None:
         raise not_found("family_member", member_id)
-    if rel not in (Relation.staff, Relation.self_) and not (me is not None and me.id == member_id):
-        raise Problem(403, "forbidden_role", "Not allowed", "Only the elder, staff or the member themself may.")
+    ensure(
+        rel in (Relation.staff, Relation.self_) or (me is not None and me.id == member_id),
+        Problem(403, "forbidden_role", "Not allowed", "Only the elder, staff or the member themself may."),
+    )
     await uow.session.delete(member)
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 
 from minsheng.contracts.canteen import FamilyMemberLinked
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
@@ -55,8 +56,10 @@ async def issue(
     """A new code for ``diner_id`` (staff of the diner's canteen or community, or their grid worker; 404 for
     anyone else). The code itself is returned once and never stored."""
     diner, _, _, rel, _ = await load_diner(uow, who, diner_id, with_family=False)
-    if rel != Relation.staff:
-        raise Problem(403, "forbidden_role", "Not allowed", "Only canteen staff or the grid worker issue family codes.")
+    ensure(
+        rel == Relation.staff,
+        Problem(403, "forbidden_role", "Not allowed", "Only canteen staff or the grid worker issue family codes."),
+    )
     raw = "".join(secrets.choice(_ALPHABET) for _ in range(_LENGTH))
     now = config.now()
     code = FamilyCode(

@@ -11,6 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import ensure_visible
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import not_found
 from minsheng.platform.ids import utcnow
@@ -129,8 +130,7 @@ async def load_order(
     rel, _ = access.relation(who, diner, home, family)
     if access.manages(who, canteen):
         rel = Relation.staff
-    if rel is None:
-        raise not_found("order", order_id)
+    ensure_visible(rel is not None, "order", order_id)
     return order, canteen, diner, family, rel
 
 

@@ -1,5 +1,8 @@
 """The issue tables' handles and who may do what with an issue: staff who manage it or work on it,
-the reporters and followers, and what each may see."""
+the reporters and followers, and what each may see; who sees and votes in a vote.
+
+Named predicates; the use cases answer a "no" through ``minsheng.platform.access`` (``visible_or_404``,
+``ensure(works_on(who, issue), not_allowed(detail))``)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal, Role
+from minsheng.platform.errors import Problem
+from minsheng.platform.i18n import Message
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.models import (
@@ -16,6 +22,8 @@ from services.issues.models import (
     IssueReporter,
     IssueStatus,
     TimelineEntry,
+    Vote,
+    VoteCreate,
 )
 
 # An issue, or a row of its columns (the list reads plain rows: no ORM objects to build for a page of 50).
@@ -30,8 +38,9 @@ LIST_COLUMNS = [ISSUES.c[name] for name in (*PUBLIC_COLUMNS, "first_response_ove
 # --- who may do what ----------------------------------------------------------------------------------------
 
 
-def is_staff(who: Principal) -> bool:
-    return who.has(Role.staff) or Role.admin in who.roles
+def not_allowed(detail: Message) -> Problem:
+    """The 403 for a step on an issue the caller sees but does not handle."""
+    return Problem(403, "not_allowed", "Not allowed on this issue", detail)
 
 
 def role_of(who: Principal) -> str:
@@ -85,3 +94,26 @@ async def can_see(uow: UnitOfWork, who: Principal, issue: IssueLike) -> bool:
     if issue.is_public and issue.status != IssueStatus.merged:
         return True
     return await is_participant(uow, who, issue)
+
+
+def sees_vote(who: Principal, vote: Vote) -> bool:
+    """Staff and residents of the vote's community or compound (admin: all)."""
+    if who.is_admin:
+        return True
+    return vote.community in who.scoped_values("community") or (
+        vote.compound is not None and vote.compound in who.scoped_values("compound")
+    )
+
+
+def manages_vote(who: Principal, vote: Vote | VoteCreate) -> bool:
+    """Staff of the vote's compound or community open and close it early."""
+    return who.covers(vote.community, vote.compound)
+
+
+def may_vote(who: Principal, vote: Vote) -> bool:
+    """Residents of the vote's compound (or community, for a community-wide vote)."""
+    if not who.has(Role.resident):
+        return False
+    if vote.compound is not None:
+        return vote.compound in who.scoped_values("compound")
+    return vote.community in who.scoped_values("community")

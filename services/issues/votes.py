@@ -14,12 +14,14 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
+from minsheng.platform.access import ensure, ensure_visible, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.uow import UnitOfWork
+from services.issues.access import manages_vote, may_vote, sees_vote
 from services.issues.models import (
     Ballot,
     Eligibility,
@@ -52,24 +54,8 @@ def voter_key(who: Principal, vote: Vote) -> str:
     return f"resident:{who.sub}"
 
 
-def eligible(who: Principal, vote: Vote) -> bool:
-    if not who.has(Role.resident):
-        return False
-    if vote.compound is not None:
-        return vote.compound in who.scoped_values("compound")
-    return vote.community in who.scoped_values("community")
-
-
 def voter_hash(secret: str, vote: Vote, key: str) -> str:
     return hmac.new(secret.encode(), f"{vote.id}:{key}".encode(), hashlib.sha256).hexdigest()
-
-
-def can_view(who: Principal, vote: Vote) -> bool:
-    if who.is_admin:
-        return True
-    return vote.community in who.scoped_values("community") or (
-        vote.compound is not None and vote.compound in who.scoped_values("compound")
-    )
 
 
 async def tallies(uow: UnitOfWork, vote_id: UUID) -> dict[str, int]:
@@ -81,7 +67,7 @@ async def tallies(uow: UnitOfWork, vote_id: UUID) -> dict[str, int]:
 
 async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> VotePublic:
     status = status_of(vote)
-    staff = who.has(Role.staff, Role.admin) and can_view(who, vote)
+    staff = who.has(Role.staff, Role.admin) and sees_vote(who, vote)
     counts: dict[str, int] | None = None
     if status == "closed" or staff:
         counts = await tallies(uow, vote.id)
@@ -100,7 +86,7 @@ async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> Vote
     ]
     you_voted: bool | None = None
     choice: str | None = None
-    if eligible(who, vote):
+    if may_vote(who, vote):
         try:
             key = voter_key(who, vote)
         except Problem:
@@ -200,14 +186,11 @@ async def announce_due(uow: UnitOfWork, now: datetime, *, batch: int = 200) -> i
 
 async def visible_vote(uow: UnitOfWork, who: Principal, vote_id: UUID, *, for_update: bool = False) -> Vote:
     vote = await uow.session.get(Vote, vote_id, with_for_update=for_update and uow.db.is_postgres)
-    if vote is None or not can_view(who, vote):
-        raise not_found("vote", vote_id)
-    return vote
+    return visible_or_404(vote, lambda v: sees_vote(who, v), "vote", vote_id)
 
 
 def open_vote(uow: UnitOfWork, who: Principal, body: VoteCreate) -> Vote:
-    if not who.covers(body.community, body.compound) or (body.compound is None and not who.covers(body.community)):
-        raise Problem(403, "outside_scope", "Outside your scope", "Open votes only for your communities.")
+    ensure(manages_vote(who, body), outside_scope("Open votes only for your communities."))
     now = utcnow()
     opens_at = body.opens_at or now
     if body.closes_at <= max(opens_at, now):
@@ -270,7 +253,7 @@ def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) 
     state = status_of(vote)
     if state != "open":
         raise conflict("vote_not_open", _t("This vote is {state}.", state=state), current=state)
-    if not eligible(who, vote):
+    if not may_vote(who, vote):
         raise Problem(
             403,
             "not_eligible",
@@ -292,8 +275,7 @@ def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) 
 
 
 async def close_early(uow: UnitOfWork, who: Principal, vote: Vote) -> None:
-    if not who.covers(vote.community, vote.compound):
-        raise not_found("vote", vote.id)
+    ensure_visible(manages_vote(who, vote), "vote", vote.id)
     if status_of(vote) == "closed":
         raise conflict("vote_closed", "This vote is already closed.")
     vote.closed_early_at = utcnow()

@@ -25,12 +25,13 @@ from minsheng.contracts.issues import (
     IssueResolved,
     IssueVerified,
 )
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
-from services.issues.access import is_participant, is_reporter, manages, role_of, works_on
+from services.issues.access import is_participant, is_reporter, manages, not_allowed, role_of, works_on
 from services.issues.catalogue import (
     category_or_default,
     render_template,
@@ -64,11 +65,6 @@ from services.issues.timeline import close, fact, origin_of, record, responded, 
 # --- staff workflow -----------------------------------------------------------------------------------------
 
 
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        raise Problem(403, "not_allowed", "Not allowed on this issue", what)
-
-
 def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStatus) -> datetime:
     allowed = {s.value for s in allowed_from}
     if issue.status not in allowed:
@@ -99,7 +95,7 @@ def _accepted(uow: UnitOfWork, who: Principal, issue: Issue, now: datetime, note
 
 
 async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
-    _require(manages(who, issue), "Only staff of the issue's community accept it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community accept it."))
     if issue.status != IssueStatus.submitted:
         raise conflict(
             "invalid_transition",
@@ -116,7 +112,7 @@ async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 
 
 async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
-    _require(works_on(who, issue), "Only staff handling the issue verify it.")
+    ensure(works_on(who, issue), not_allowed("Only staff handling the issue verify it."))
     if issue.status not in OPEN_STATUSES:
         raise conflict(
             "invalid_transition",
@@ -138,7 +134,7 @@ async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 
 
 async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment) -> Issue:
-    _require(manages(who, issue), "Only staff of the issue's community dispatch it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community dispatch it."))
     codes = list(dict.fromkeys(body.departments))
     rows = await uow.session.execute(
         select(Department.code).where(col(Department.code).in_(codes), col(Department.active).is_(True))
@@ -189,7 +185,7 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
 
 
 async def start(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
-    _require(works_on(who, issue), "Only the assigned department or community staff start work.")
+    ensure(works_on(who, issue), not_allowed("Only the assigned department or community staff start work."))
     now = _transition(
         issue, {IssueStatus.accepted, IssueStatus.assigned, IssueStatus.reopened}, IssueStatus.in_progress
     )
@@ -202,7 +198,7 @@ async def start(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote |
 
 
 async def resolve(uow: UnitOfWork, who: Principal, issue: Issue, body: Resolution | StaffNote | None) -> Issue:
-    _require(works_on(who, issue), "Only staff handling the issue resolve it.")
+    ensure(works_on(who, issue), not_allowed("Only staff handling the issue resolve it."))
     now = _transition(issue, OPEN_STATUSES, IssueStatus.resolved)
     note = await _note(uow, issue, body)
     photos = await photo_urls_of(uow, who, body.photo_ids) if isinstance(body, Resolution) else []
@@ -216,7 +212,7 @@ async def resolve(uow: UnitOfWork, who: Principal, issue: Issue, body: Resolutio
 
 
 async def reject(uow: UnitOfWork, who: Principal, issue: Issue, body: Rejection) -> Issue:
-    _require(manages(who, issue) or works_on(who, issue), "Only staff handling the issue reject it.")
+    ensure(manages(who, issue) or works_on(who, issue), not_allowed("Only staff handling the issue reject it."))
     now = _transition(issue, OPEN_STATUSES, IssueStatus.rejected)
     reason = await _note(uow, issue, StaffNote(note=body.reason, template=body.template)) or ""
     responded(issue, now)
@@ -229,7 +225,7 @@ async def reject(uow: UnitOfWork, who: Principal, issue: Issue, body: Rejection)
 
 async def redirect(uow: UnitOfWork, who: Principal, issue: Issue, body: Redirect) -> Issue:
     """Not ours: tell the resident where to go instead (a helpful answer, not a dead ticket)."""
-    _require(manages(who, issue), "Only staff of the issue's community redirect it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community redirect it."))
     go_to = body.go_to
     if body.matter:
         matter = await uow.session.get(NotHandledMatter, body.matter)
@@ -251,7 +247,7 @@ async def redirect(uow: UnitOfWork, who: Principal, issue: Issue, body: Redirect
 
 
 async def close_unresolved(uow: UnitOfWork, who: Principal, issue: Issue, body: CloseUnresolved) -> Issue:
-    _require(works_on(who, issue), "Only staff handling the issue close it.")
+    ensure(works_on(who, issue), not_allowed("Only staff handling the issue close it."))
     now = _transition(issue, OPEN_STATUSES, IssueStatus.closed_unresolved)
     reason = await _note(uow, issue, StaffNote(note=body.reason, template=body.template)) or body.reason
     responded(issue, now)
@@ -264,15 +260,19 @@ async def close_unresolved(uow: UnitOfWork, who: Principal, issue: Issue, body: 
 
 async def comment(uow: UnitOfWork, who: Principal, issue: Issue, body: str, internal: bool) -> TimelineEntry:
     staff = works_on(who, issue)
-    if internal and not staff:
-        raise Problem(403, "internal_staff_only", "Internal notes are for staff", "Leave out `internal`.")
-    if not staff and not await is_participant(uow, who, issue):
-        raise Problem(
+    ensure(
+        staff or not internal,
+        Problem(403, "internal_staff_only", "Internal notes are for staff", "Leave out `internal`."),
+    )
+    ensure(
+        staff or await is_participant(uow, who, issue),
+        Problem(
             403,
             "not_a_participant",
             "Follow the issue to comment",
             "Only reporters, followers and staff comment; POST …/follow first.",
-        )
+        ),
+    )
     now = touch(issue)
     if staff and not internal:
         responded(issue, now)
@@ -302,8 +302,8 @@ async def follow(uow: UnitOfWork, who: Principal, issue: Issue) -> bool:
 
 
 async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmation) -> Issue:
-    if not await is_reporter(uow, who, issue):
-        raise Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
+    not_theirs = Problem(403, "not_the_reporter", "Only a reporter confirms", "You did not report this issue.")
+    ensure(await is_reporter(uow, who, issue), not_theirs)
     now = _transition(issue, {IssueStatus.resolved}, IssueStatus.confirmed)
     issue.confirmed_at = now
     issue.rating = body.rating
@@ -318,8 +318,8 @@ async def reopen(
     cfg = cfg or get_config()
     staff = manages(who, issue)
     if not staff:
-        if not await is_reporter(uow, who, issue):
-            raise Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
+        not_theirs = Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
+        ensure(await is_reporter(uow, who, issue), not_theirs)
         if issue.resolved_at and utcnow() - issue.resolved_at > timedelta(days=cfg.reopen_window_days):
             raise conflict(
                 "reopen_window_passed",
@@ -350,7 +350,9 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
     if body.into == source.id:
         raise conflict("merge_into_itself", "An issue cannot be merged into itself.")
     target = await get_issue(uow, who, body.into, for_update=True)
-    _require(manages(who, source) and manages(who, target), "Only staff of both issues' communities merge them.")
+    ensure(
+        manages(who, source) and manages(who, target), not_allowed("Only staff of both issues' communities merge them.")
+    )
     if target.status not in OPEN_STATUSES:
         raise conflict(
             "target_not_open", _t("The issue to merge into is {status}; reopen it first.", status=target.status)
@@ -380,7 +382,7 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
 
 async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitRequest) -> Issue:
     """A report attached by mistake becomes an issue of its own."""
-    _require(manages(who, issue), "Only staff of the issue's community split it.")
+    ensure(manages(who, issue), not_allowed("Only staff of the issue's community split it."))
     if issue.status in (IssueStatus.merged,):
         raise conflict("invalid_transition", "A merged issue cannot be split; split its target.")
     query = select(IssueReporter).where(IssueReporter.issue_id == issue.id, IssueReporter.role == "reporter")

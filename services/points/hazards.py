@@ -14,14 +14,16 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.points import URGENT_HAZARDS, HazardReported
+from minsheng.platform.access import visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.errors import conflict
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
+from services.points.access import covers_report, filed_report
 from services.points.models import (
     EntryKind,
     HazardReport,
@@ -246,16 +248,12 @@ async def report_hazard(
 
 async def get_report(uow: UnitOfWork, rider: Rider, report_id: UUID) -> HazardReport:
     report = await uow.session.get(HazardReport, report_id)
-    if report is None or report.rider_id != rider.id:
-        raise not_found("hazard_report", report_id)
-    return report
+    return visible_or_404(report, lambda r: filed_report(rider, r), "hazard_report", report_id)
 
 
 async def get_report_as_staff(uow: UnitOfWork, who: Principal, report_id: UUID) -> HazardReport:
     report = await uow.session.get(HazardReport, report_id)
-    if report is None or not who.covers(report.community, report.compound):
-        raise not_found("hazard_report", report_id)
-    return report
+    return visible_or_404(report, lambda r: covers_report(who, r), "hazard_report", report_id)
 
 
 async def list_reports(

@@ -11,14 +11,16 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.errors import not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
+from services.points.access import covers_merchant, places_in
 from services.points.models import (
     Merchant,
     MerchantCreate,
@@ -39,8 +41,7 @@ def cipher(settings: Settings) -> FieldCipher:
 
 
 async def create_merchant(uow: UnitOfWork, who: Principal, data: MerchantCreate, fc: FieldCipher) -> Merchant:
-    if not who.covers(data.community):
-        raise Problem(403, "outside_scope", "Outside your scope", "You cannot onboard merchants there.")
+    ensure(places_in(who, data.community), outside_scope("You cannot onboard merchants there."))
     merchant = Merchant(**data.model_dump(), created_by=who.sub)
     seal_phone_on(merchant, fc, "contact_phone")
     uow.session.add(merchant)
@@ -48,10 +49,9 @@ async def create_merchant(uow: UnitOfWork, who: Principal, data: MerchantCreate,
 
 
 async def get_merchant(uow: UnitOfWork, who: Principal | None, merchant_id: UUID) -> Merchant:
+    """``who`` is None for the merchant API (the signed request is the merchant itself)."""
     merchant = await uow.session.get(Merchant, merchant_id)
-    if merchant is None or (who is not None and not who.covers(merchant.community)):
-        raise not_found("merchant", merchant_id)
-    return merchant
+    return visible_or_404(merchant, lambda m: who is None or covers_merchant(who, m), "merchant", merchant_id)
 
 
 async def update_merchant(uow: UnitOfWork, merchant: Merchant, data: MerchantUpdate, fc: FieldCipher) -> Merchant:

@@ -9,14 +9,16 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.access import ensure, outside_scope, visible_or_404
+from minsheng.platform.auth import Principal
+from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
+from services.points.access import covers_rider, places_in, sees_team
 from services.points.models import (
     Rider,
     RiderBalance,
@@ -101,9 +103,7 @@ async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate, fc: 
 
 async def get_rider(uow: UnitOfWork, who: Principal, rider_id: UUID, *, for_update: bool = False) -> Rider:
     rider = await uow.session.get(Rider, rider_id, with_for_update=for_update and uow.db.is_postgres)
-    if rider is None or not who.covers(rider.community):
-        raise not_found("rider", rider_id)
-    return rider
+    return visible_or_404(rider, lambda r: covers_rider(who, r), "rider", rider_id)
 
 
 async def list_riders(
@@ -179,8 +179,7 @@ async def staff_update_rider(uow: UnitOfWork, who: Principal, rider: Rider, data
                 )
         rider.role = data.role
     if data.community is not None:
-        if not who.covers(data.community):
-            raise Problem(403, "outside_scope", "Outside your scope", "You cannot move riders to that community.")
+        ensure(places_in(who, data.community), outside_scope("You cannot move riders to that community."))
         rider.community = data.community
     if data.leave_team:
         rider.team_id = None
@@ -202,8 +201,7 @@ async def _leader(uow: UnitOfWork, who: Principal, rider_id: UUID) -> Rider:
 
 
 async def create_team(uow: UnitOfWork, who: Principal, data: TeamCreate) -> Team:
-    if not who.covers(data.community):
-        raise Problem(403, "outside_scope", "Outside your scope", "You cannot create teams in that community.")
+    ensure(places_in(who, data.community), outside_scope("You cannot create teams in that community."))
     if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
         raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
     team = Team(name=data.name, community=data.community, leader_rider_id=data.leader_rider_id)
@@ -216,11 +214,7 @@ async def create_team(uow: UnitOfWork, who: Principal, data: TeamCreate) -> Team
 
 
 async def get_team(uow: UnitOfWork, who: Principal, team_id: UUID) -> Team:
-    team = await uow.session.get(Team, team_id)
-    # Riders may see any team (leaderboards); staff only those in their scope.
-    if team is None or not (who.has(Role.rider) or team.community is None or who.covers(team.community)):
-        raise not_found("team", team_id)
-    return team
+    return visible_or_404(await uow.session.get(Team, team_id), lambda t: sees_team(who, t), "team", team_id)
 
 
 async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpdate) -> Team:
@@ -229,8 +223,7 @@ async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpd
             raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
         team.name = data.name
     if data.community is not None:
-        if not who.covers(data.community):
-            raise Problem(403, "outside_scope", "Outside your scope", "You cannot move teams to that community.")
+        ensure(places_in(who, data.community), outside_scope("You cannot move teams to that community."))
         team.community = data.community
     if data.leader_rider_id is not None:
         leader = await _leader(uow, who, data.leader_rider_id)

@@ -13,7 +13,8 @@ from sqlmodel import col, select
 from minsheng.contracts.base import Origin
 from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.contracts.points import TaskClaimed, TaskCompleted
-from minsheng.platform.auth import Principal, Role
+from minsheng.platform.access import ensure, ensure_visible, is_staff, outside_scope, visible_or_404
+from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -21,6 +22,7 @@ from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
+from services.points.access import holds_task, places_in, sees_task, sees_task_address
 from services.points.models import (
     Rider,
     Task,
@@ -95,8 +97,7 @@ async def ensure_meal_delivery_type(uow: UnitOfWork) -> TaskType:
 
 
 async def post_task(uow: UnitOfWork, who: Principal, data: TaskCreate) -> Task:
-    if not who.covers(data.community, data.compound):
-        raise Problem(403, "outside_scope", "Outside your scope", "You cannot post tasks in that community.")
+    ensure(places_in(who, data.community, data.compound), outside_scope("You cannot post tasks in that community."))
     task_type = await get_type(uow, data.type_code)
     if not task_type.active:
         raise conflict("task_type_inactive", _t("Task type {code!r} is not active.", code=task_type.code))
@@ -184,28 +185,17 @@ async def expire_overdue(uow: UnitOfWork, *, now: datetime | None = None) -> int
 # --- reading --------------------------------------------------------------------------------------------------
 
 
-def can_see(who: Principal, task: Task, rider: Rider | None) -> bool:
-    if who.has(Role.staff) or who.is_admin:
-        return who.covers(task.community, task.compound)
-    if rider is None:
-        return False
-    return task.status == TaskStatus.open or task.claimed_by == rider.id
-
-
 async def get_task(
     uow: UnitOfWork, who: Principal, task_id: UUID, rider: Rider | None = None, *, for_update: bool = False
 ) -> Task:
     task = await uow.session.get(Task, task_id, with_for_update=for_update and uow.db.is_postgres)
-    if task is None or not can_see(who, task, rider):
-        raise not_found("task", task_id)
-    return task
+    return visible_or_404(task, lambda t: sees_task(who, t, rider), "task", task_id)
 
 
 def present(task: Task, who: Principal, rider: Rider | None) -> TaskPublic:
     """The delivery address (an elder's door) is shown only to the rider who claimed the task, and staff."""
     view = TaskPublic.model_validate(task, from_attributes=True)
-    staff = who.has(Role.staff) or who.is_admin
-    if not staff and (rider is None or task.claimed_by != rider.id):
+    if not sees_task_address(who, task, rider):
         view.address = None
         view.proof_photo_urls = []
         view.proof_note = None
@@ -225,8 +215,7 @@ async def list_tasks(
     mine: bool = False,
 ) -> Page[Task]:
     query = select(Task)
-    staff = who.has(Role.staff) or who.is_admin
-    if mine or not staff:
+    if mine or not is_staff(who):
         if rider is None:
             raise Problem(
                 404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders."
@@ -289,8 +278,7 @@ async def claim(uow: UnitOfWork, rider: Rider, task_id: UUID) -> Task:
 
 
 def _held_by(task: Task, rider: Rider) -> None:
-    if task.claimed_by != rider.id:
-        raise not_found("task", task.id)
+    ensure_visible(holds_task(rider, task), "task", task.id)
 
 
 async def release(uow: UnitOfWork, rider: Rider, task: Task) -> Task:

@@ -1,24 +1,33 @@
 """Who sees what. Grid workers: the households of their active assignments (a whole compound or single
 buildings). Staff: their communities/compounds (token scopes). Residents: their own household. Admin: all.
 
-Objects outside the caller's reach answer 404, so their existence does not leak.
+Objects outside the caller's reach answer 404, so their existence does not leak. The ``Viewer`` carries what the
+token lacks (the grid worker's assignments, the resident's household); the predicates below take it, and the use
+cases answer through ``minsheng.platform.access`` (``visible_or_404``, ``ensure_changeable``, ``ensure``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, not_found
-from minsheng.platform.i18n import Term, _t
+from minsheng.platform.errors import Problem
 from minsheng.platform.privacy import PII_REVEAL_SCOPE
 from minsheng.platform.uow import UnitOfWork
-from services.visits.models import GridAssignment, GridWorker, Resident, ResidentStatus
+from services.visits.models import (
+    GridAssignment,
+    GridWorker,
+    Need,
+    Resident,
+    ResidentStatus,
+    VisitRound,
+    VisitTask,
+)
 
 REVEAL_SCOPE = PII_REVEAL_SCOPE
 AUDIT_SCOPE = "pii:audit"
@@ -151,31 +160,55 @@ def require_worker_registered(viewer: Viewer) -> None:
         )
 
 
-def ensure_sees(
-    viewer: Viewer,
-    what: str,
-    ident: object,
-    community: str,
-    compound: str,
-    building_id: UUID | None,
-    household_id: UUID | None = None,
-) -> None:
-    if not viewer.covers(community, compound, building_id, household_id):
-        raise not_found(what, ident)
+class Placed(Protocol):
+    """Anything that sits at a place: a household, resident, visit, need, visit task …"""
+
+    @property
+    def community(self) -> str: ...
+    @property
+    def compound(self) -> str: ...
+    @property
+    def building_id(self) -> UUID | None: ...
 
 
-def ensure_writes(
-    viewer: Viewer,
-    what: str,
-    ident: object,
-    community: str,
-    compound: str,
-    building_id: UUID | None,
-    household_id: UUID | None = None,
-) -> None:
-    if viewer.may_write(community, compound, building_id):
-        return
-    if viewer.covers(community, compound, building_id, household_id):
-        detail = _t("You may see this {what} but not change it.", what=Term(what))
-        raise Problem(403, "forbidden", "Not allowed", detail)
-    raise not_found(what, ident)
+def sees(viewer: Viewer, thing: Placed, household_id: UUID | None = None) -> bool:
+    """``household_id`` lets a resident see what belongs to their own household."""
+    return viewer.covers(thing.community, thing.compound, thing.building_id, household_id)
+
+
+def writes(viewer: Viewer, thing: Placed) -> bool:
+    return viewer.may_write(thing.community, thing.compound, thing.building_id)
+
+
+def supervises(viewer: Viewer, thing: Placed) -> bool:
+    """Community staff of the place (not its grid worker)."""
+    return viewer.staff_covers(thing.community, thing.compound)
+
+
+def is_worker(viewer: Viewer, worker_id: UUID | None) -> bool:
+    return viewer.worker is not None and viewer.worker.id == worker_id
+
+
+def sees_worker(viewer: Viewer, worker: GridWorker) -> bool:
+    """Staff of the worker's community, and the worker themself."""
+    return viewer.staff_covers(worker.community) or is_worker(viewer, worker.id)
+
+
+def sees_task(viewer: Viewer, task: VisitTask) -> bool:
+    return sees(viewer, task) or is_worker(viewer, task.assigned_worker_id)
+
+
+def sees_round(viewer: Viewer, rnd: VisitRound) -> bool:
+    """District-wide rounds are for everyone; a community's for its staff and grid workers."""
+    if viewer.is_admin or rnd.community is None or viewer.staff_covers(rnd.community):
+        return True
+    return viewer.worker is not None and viewer.worker.community == rnd.community
+
+
+def reaches_need(viewer: Viewer, need: Need) -> bool:
+    return need.owner == viewer.sub or sees(viewer, need, need.household_id)
+
+
+def works_on_need(viewer: Viewer, need: Need) -> bool:
+    """The ledger owner, or staff / the assigned grid worker where the need is."""
+    return need.owner == viewer.sub or writes(viewer, need)

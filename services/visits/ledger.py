@@ -21,13 +21,14 @@ from sqlmodel import col, select
 from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.access import ensure, visible_or_404
+from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence
-from services.visits.access import Viewer, worker_by_subject
+from services.visits.access import Viewer, reaches_need, supervises, worker_by_subject, works_on_need
 from services.visits.config import now, today, visits_settings
 from services.visits.models import (
     OPEN_NEED,
@@ -144,15 +145,9 @@ async def raise_need(
     return need
 
 
-def _reach(viewer: Viewer, need: Need) -> bool:
-    return need.owner == viewer.sub or viewer.covers(need.community, need.compound, need.building_id, need.household_id)
-
-
 async def get_need(uow: UnitOfWork, viewer: Viewer, need_id: UUID, *, for_update: bool = False) -> Need:
     need = await uow.session.get(Need, need_id, with_for_update=for_update and uow.db.is_postgres)
-    if need is None or not _reach(viewer, need):
-        raise not_found("need", need_id)
-    return need
+    return visible_or_404(need, lambda n: reaches_need(viewer, n), "need", need_id)
 
 
 async def history(uow: UnitOfWork, need_ids: list[UUID]) -> dict[UUID, list[NeedNote]]:
@@ -231,9 +226,10 @@ def _move(need: Need, allowed: set[NeedStatus], to: NeedStatus) -> None:
 
 
 def _ensure_works_on(viewer: Viewer, need: Need) -> None:
-    """The ledger owner, or staff / the assigned grid worker where the need is."""
-    if need.owner != viewer.sub and not viewer.may_write(need.community, need.compound, need.building_id):
-        raise Problem(403, "not_need_owner", "Not your need", "Only its owner or community staff may do this.")
+    ensure(
+        works_on_need(viewer, need),
+        Problem(403, "not_need_owner", "Not your need", "Only its owner or community staff may do this."),
+    )
 
 
 def _ensure_resident_or_worker(viewer: Viewer, need: Need) -> None:
@@ -243,8 +239,8 @@ def _ensure_resident_or_worker(viewer: Viewer, need: Need) -> None:
 
 
 def _ensure_supervisor(viewer: Viewer, need: Need) -> None:
-    if not viewer.staff_covers(need.community, need.compound):
-        raise Problem(403, "supervisor_only", "Supervisors only", "Only community staff may do this.")
+    only_staff = Problem(403, "supervisor_only", "Supervisors only", "Only community staff may do this.")
+    ensure(supervises(viewer, need), only_staff)
 
 
 async def start(uow: UnitOfWork, viewer: Viewer, need: Need, text: str | None) -> Need:

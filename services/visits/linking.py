@@ -32,15 +32,16 @@ from sqlmodel import col, select
 
 from minsheng.contracts.identity import AccountContactChanged
 from minsheng.contracts.visits import ResidentAccountLinked
+from minsheng.platform.access import visible_or_404
 from minsheng.platform.db import Database
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
-from services.visits.access import Viewer
+from services.visits.access import Viewer, writes
 from services.visits.models import AccountPhone, LinkRequest, LinkRequestStatus, Resident, ResidentStatus
 
 if TYPE_CHECKING:
@@ -206,9 +207,12 @@ async def decide(
 ) -> tuple[LinkRequest, Resident]:
     """The grid worker (or staff) of the household confirms — the account is linked — or rejects. Anyone else
     gets 404. Deciding again the same way answers the same; the other way is a 409."""
-    request = await uow.session.get(LinkRequest, request_id, with_for_update=uow.db.is_postgres)
-    if request is None or not viewer.may_write(request.community, request.compound, request.building_id):
-        raise not_found("link_request", request_id)
+    request = visible_or_404(
+        await uow.session.get(LinkRequest, request_id, with_for_update=uow.db.is_postgres),
+        lambda r: writes(viewer, r),
+        "link_request",
+        request_id,
+    )
     resident = await uow.session.get(Resident, request.resident_id, with_for_update=uow.db.is_postgres)
     assert resident is not None  # a foreign key
     wanted = LinkRequestStatus.confirmed if confirm else LinkRequestStatus.rejected

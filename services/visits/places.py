@@ -10,13 +10,14 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import ensure_changeable, visible_or_404
 from minsheng.platform.errors import conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, schedule
-from services.visits.access import Viewer, ensure_sees, ensure_writes
+from services.visits.access import Viewer, sees, writes
 from services.visits.config import today
 from services.visits.models import (
     Building,
@@ -109,8 +110,7 @@ async def compound_by_code(uow: UnitOfWork, code: str) -> Compound | None:
 
 async def create_compound(uow: UnitOfWork, viewer: Viewer, data: CompoundCreate) -> Compound:
     community = await community_by_code(uow, data.community)
-    if community is None or not viewer.staff_covers(community.code):
-        raise not_found("community", data.community)
+    community = visible_or_404(community, lambda c: viewer.staff_covers(c.code), "community", data.community)
     if (await compound_by_code(uow, data.code)) is not None:
         raise conflict("compound_exists", _t("A compound with code {code!r} already exists.", code=data.code))
     compound = Compound(**data.model_dump())
@@ -167,9 +167,12 @@ async def list_compounds(
 
 
 async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate) -> Building:
-    compound = await compound_by_code(uow, data.compound)
-    if compound is None or not viewer.staff_covers(compound.community, compound.code):
-        raise not_found("compound", data.compound)
+    compound = visible_or_404(
+        await compound_by_code(uow, data.compound),
+        lambda c: viewer.staff_covers(c.community, c.code),
+        "compound",
+        data.compound,
+    )
     dup = await uow.session.execute(
         select(Building.id).where(Building.compound == compound.code, Building.name == data.name)
     )
@@ -185,9 +188,7 @@ async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate)
 
 async def get_building(uow: UnitOfWork, viewer: Viewer, building_id: UUID) -> Building:
     building = await uow.session.get(Building, building_id)
-    if building is None or not viewer.covers(building.community, building.compound, building.id):
-        raise not_found("building", building_id)
-    return building
+    return visible_or_404(building, lambda b: viewer.covers(b.community, b.compound, b.id), "building", building_id)
 
 
 async def list_buildings(
@@ -220,7 +221,12 @@ async def create_household(uow: UnitOfWork, viewer: Viewer, data: HouseholdCreat
     building = await uow.session.get(Building, data.building_id)
     if building is None:
         raise not_found("building", data.building_id)
-    ensure_writes(viewer, "building", data.building_id, building.community, building.compound, building.id)
+    ensure_changeable(
+        viewer.covers(building.community, building.compound, building.id),
+        viewer.may_write(building.community, building.compound, building.id),
+        "building",
+        data.building_id,
+    )
     dup = await uow.session.execute(
         select(Household.id).where(
             Household.building_id == building.id, Household.unit == data.unit, Household.room == data.room
@@ -246,16 +252,11 @@ def address_of(compound_name: str, building_name: str, unit: str | None, room: s
 
 async def get_household(uow: UnitOfWork, viewer: Viewer, household_id: UUID, *, for_update: bool = False) -> Household:
     household = await uow.session.get(Household, household_id, with_for_update=for_update and uow.db.is_postgres)
-    if household is None:
-        raise not_found("household", household_id)
-    ensure_sees(
-        viewer, "household", household_id, household.community, household.compound, household.building_id, household.id
-    )
-    return household
+    return visible_or_404(household, lambda h: sees(viewer, h, h.id), "household", household_id)
 
 
 async def update_household(uow: UnitOfWork, viewer: Viewer, household: Household, data: HouseholdUpdate) -> Household:
-    ensure_writes(viewer, "household", household.id, household.community, household.compound, household.building_id)
+    ensure_changeable(sees(viewer, household), writes(viewer, household), "household", household.id)
     changes = data.model_dump(exclude_unset=True)
     for key, value in changes.items():
         setattr(household, key, value)

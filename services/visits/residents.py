@@ -10,14 +10,15 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.visits import ResidentStatusChanged
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.access import ensure, ensure_changeable, forbidden, visible_or_404
+from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, mask_id_number, open_phone, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, idcard, linking, schedule
-from services.visits.access import Viewer, ensure_sees, ensure_writes
+from services.visits.access import Viewer, sees, supervises, writes
 from services.visits.config import today
 from services.visits.models import (
     Household,
@@ -35,11 +36,6 @@ from services.visits.models import (
     VisitTask,
 )
 from services.visits.places import get_household
-
-
-def forbid(detail: str) -> Problem:
-    return Problem(403, "forbidden", "Not allowed", detail)
-
 
 # --- residents ----------------------------------------------------------------------------------------------
 
@@ -98,7 +94,7 @@ async def _set_id_number(uow: UnitOfWork, cipher: FieldCipher, resident: Residen
 
 async def create_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, data: ResidentCreate) -> Resident:
     household = await get_household(uow, viewer, data.household_id, for_update=True)
-    ensure_writes(viewer, "household", household.id, household.community, household.compound, household.building_id)
+    ensure_changeable(sees(viewer, household), writes(viewer, household), "household", household.id)
     resident = Resident(
         household_id=household.id,
         community=household.community,
@@ -123,27 +119,18 @@ async def create_resident(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, 
 
 async def get_resident(uow: UnitOfWork, viewer: Viewer, resident_id: UUID, *, for_update: bool = False) -> Resident:
     resident = await uow.session.get(Resident, resident_id, with_for_update=for_update and uow.db.is_postgres)
-    if resident is None:
-        raise not_found("resident", resident_id)
-    ensure_sees(
-        viewer,
-        "resident",
-        resident_id,
-        resident.community,
-        resident.compound,
-        resident.building_id,
-        resident.household_id,
-    )
-    return resident
+    return visible_or_404(resident, lambda r: sees(viewer, r, r.household_id), "resident", resident_id)
 
 
 async def update_resident(
     uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, resident: Resident, data: ResidentUpdate
 ) -> Resident:
-    ensure_writes(viewer, "resident", resident.id, resident.community, resident.compound, resident.building_id)
+    ensure_changeable(sees(viewer, resident), writes(viewer, resident), "resident", resident.id)
     changes = data.model_dump(exclude_unset=True)
-    if "account_subject" in changes and not viewer.is_staff:
-        raise forbid("Only community staff link a resident's app account.")
+    ensure(
+        "account_subject" not in changes or viewer.is_staff,
+        forbidden("Only community staff link a resident's app account."),
+    )
     for key in ("name", "gender", "birth_date", "phone"):
         if key in changes:
             setattr(resident, key, changes[key])
@@ -216,16 +203,13 @@ async def lookup_by_id_number(uow: UnitOfWork, viewer: Viewer, cipher: FieldCiph
     found = (
         (await uow.session.execute(select(Resident).where(col(Resident.id_number_hash).in_(digests)))).scalars().first()
     )
-    if found is None or not viewer.covers(found.community, found.compound, found.building_id):
-        raise not_found("resident", "with this ID number")
-    return found
+    return visible_or_404(found, lambda r: sees(viewer, r), "resident", "with this ID number")
 
 
 async def change_status(uow: UnitOfWork, viewer: Viewer, resident: Resident, body: StatusChange) -> Resident:
     """Moved away, died, or back: the household's schedule follows, open visit tasks for the person end, and
     ``ResidentStatusChanged`` tells the canteen (keyed hash of the ID number, never the number)."""
-    if not viewer.staff_covers(resident.community, resident.compound):
-        raise forbid("Only community staff record that a resident moved away or died.")
+    ensure(supervises(viewer, resident), forbidden("Only community staff record that a resident moved away or died."))
     if body.effective_date > today():
         raise Problem(
             422,

@@ -16,16 +16,26 @@ from sqlmodel import col, select
 
 from minsheng.contracts.canteen import AbsenceAlert
 from minsheng.contracts.visits import WelfareCheckCompleted
+from minsheng.platform.access import ensure, ensure_changeable, ensure_visible, forbidden, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
-from services.visits.access import Viewer, active_assignments, ensure_sees, ensure_writes
+from services.visits.access import (
+    Viewer,
+    active_assignments,
+    sees,
+    sees_round,
+    sees_task,
+    sees_worker,
+    supervises,
+    writes,
+)
 from services.visits.config import days, now, start_of_local_day, today, visits_settings
 from services.visits.models import (
     Building,
@@ -86,7 +96,7 @@ def apply_visit(h: Household, outcome: Outcome, at: datetime) -> None:
 
 async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tuple[Visit, list[Need], list[UUID]]:
     household = await get_household(uow, viewer, body.household_id, for_update=True)
-    ensure_writes(viewer, "household", household.id, household.community, household.compound, household.building_id)
+    ensure_changeable(sees(viewer, household), writes(viewer, household), "household", household.id)
     current = now()
     at = body.visited_at or current
     if at.tzinfo is None:
@@ -189,10 +199,7 @@ async def _complete_tasks(uow: UnitOfWork, household: Household, visit: Visit, n
 
 async def get_visit(uow: UnitOfWork, viewer: Viewer, visit_id: UUID) -> Visit:
     visit = await uow.session.get(Visit, visit_id)
-    if visit is None:
-        raise not_found("visit", visit_id)
-    ensure_sees(viewer, "visit", visit_id, visit.community, visit.compound, visit.building_id, visit.household_id)
-    return visit
+    return visible_or_404(visit, lambda v: sees(viewer, v, v.household_id), "visit", visit_id)
 
 
 async def list_visits(
@@ -289,8 +296,7 @@ async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask |
 
 async def create_task(uow: UnitOfWork, viewer: Viewer, body: TaskCreate) -> VisitTask:
     household = await get_household(uow, viewer, body.household_id)
-    if not viewer.staff_covers(household.community, household.compound):
-        raise Problem(403, "forbidden", "Not allowed", "Community staff ask for follow-up visits.")
+    ensure(supervises(viewer, household), forbidden("Community staff ask for follow-up visits."))
     if body.resident_id is not None:
         resident = await uow.session.get(Resident, body.resident_id)
         if resident is None or resident.household_id != household.id:
@@ -318,17 +324,11 @@ async def create_task(uow: UnitOfWork, viewer: Viewer, body: TaskCreate) -> Visi
 
 async def get_task(uow: UnitOfWork, viewer: Viewer, task_id: UUID) -> VisitTask:
     task = await uow.session.get(VisitTask, task_id)
-    if task is None or not (
-        viewer.covers(task.community, task.compound, task.building_id)
-        or (viewer.worker is not None and task.assigned_worker_id == viewer.worker.id)
-    ):
-        raise not_found("task", task_id)
-    return task
+    return visible_or_404(task, lambda t: sees_task(viewer, t), "task", task_id)
 
 
 async def cancel_task(uow: UnitOfWork, viewer: Viewer, task: VisitTask, reason: str) -> VisitTask:
-    if not viewer.staff_covers(task.community, task.compound):
-        raise Problem(403, "forbidden", "Not allowed", "Community staff cancel visit tasks.")
+    ensure(supervises(viewer, task), forbidden("Community staff cancel visit tasks."))
     if task.status != TaskStatus.open:
         raise conflict(
             "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status
@@ -376,11 +376,9 @@ async def list_tasks(
 
 async def viewer_for_worker(uow: UnitOfWork, viewer: Viewer, worker_id: UUID) -> Viewer:
     """A staff member looking at one worker's list sees exactly that worker's places (within their scope)."""
-    worker = await uow.session.get(GridWorker, worker_id)
-    if worker is None or not (
-        viewer.staff_covers(worker.community) or (viewer.worker is not None and viewer.worker.id == worker_id)
-    ):
-        raise not_found("grid_worker", worker_id)
+    worker = visible_or_404(
+        await uow.session.get(GridWorker, worker_id), lambda w: sees_worker(viewer, w), "grid_worker", worker_id
+    )
     as_worker = Viewer(Principal(sub=worker.subject, roles=frozenset()), worker=worker)
     for a in await active_assignments(uow, worker.id):
         if a.building_id is None:
@@ -433,10 +431,12 @@ async def due_list(
 async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> VisitRound:
     if body.ends_on < body.starts_on:
         raise _invalid("round_ends_before_start", "ends_on", "A round ends on or after the day it starts.")
-    if body.community is None and not viewer.is_admin:
-        raise Problem(403, "forbidden", "Not allowed", "Only district administrators start a district-wide round.")
-    if body.community is not None and not viewer.staff_covers(body.community):
-        raise not_found("community", body.community)
+    ensure(
+        body.community is not None or viewer.is_admin,
+        forbidden("Only district administrators start a district-wide round."),
+    )
+    if body.community is not None:
+        ensure_visible(viewer.staff_covers(body.community), "community", body.community)
     rnd = VisitRound(**body.model_dump(), created_by=viewer.sub)
     uow.session.add(rnd)
     return rnd
@@ -444,14 +444,7 @@ async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> Vi
 
 async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRound:
     rnd = await uow.session.get(VisitRound, round_id)
-    if rnd is None or not (
-        viewer.is_admin
-        or rnd.community is None
-        or viewer.staff_covers(rnd.community)
-        or (viewer.worker is not None and viewer.worker.community == rnd.community)
-    ):
-        raise not_found("round", round_id)
-    return rnd
+    return visible_or_404(rnd, lambda r: sees_round(viewer, r), "round", round_id)
 
 
 async def list_rounds(

@@ -8,12 +8,13 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import ensure_visible, visible_or_404
 from minsheng.platform.errors import conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
-from services.visits.access import Viewer, active_assignments
+from services.visits.access import Viewer, active_assignments, sees_worker, supervises
 from services.visits.models import (
     AssignmentCreate,
     Building,
@@ -36,8 +37,8 @@ OPEN_NEED_STATES = ("open", "in_progress", "resolved")
 
 
 async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate, cipher: FieldCipher) -> GridWorker:
-    if await community_by_code(uow, data.community) is None or not viewer.staff_covers(data.community):
-        raise not_found("community", data.community)
+    community = await community_by_code(uow, data.community)
+    visible_or_404(community, lambda c: viewer.staff_covers(c.code), "community", data.community)
     dup = await uow.session.execute(select(GridWorker.id).where(GridWorker.subject == data.subject))
     if dup.first() is not None:
         raise conflict("grid_worker_exists", "This account is already registered as a grid worker.")
@@ -49,11 +50,7 @@ async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate,
 
 async def get_worker(uow: UnitOfWork, viewer: Viewer, worker_id: UUID) -> GridWorker:
     worker = await uow.session.get(GridWorker, worker_id)
-    if worker is None or not (
-        viewer.staff_covers(worker.community) or (viewer.worker is not None and viewer.worker.id == worker.id)
-    ):
-        raise not_found("grid_worker", worker_id)
-    return worker
+    return visible_or_404(worker, lambda w: sees_worker(viewer, w), "grid_worker", worker_id)
 
 
 async def list_workers(
@@ -80,8 +77,7 @@ async def add_assignment(uow: UnitOfWork, viewer: Viewer, worker: GridWorker, da
     if not worker.active:
         raise conflict("grid_worker_inactive", "This grid worker has left; assign someone else.")
     compound = await compound_by_code(uow, data.compound)
-    if compound is None or not viewer.staff_covers(compound.community, compound.code):
-        raise not_found("compound", data.compound)
+    compound = visible_or_404(compound, lambda c: viewer.staff_covers(c.community, c.code), "compound", data.compound)
     if data.building_id is not None:
         building = await uow.session.get(Building, data.building_id)
         if building is None or building.compound != compound.code:
@@ -105,8 +101,7 @@ async def list_assignments(uow: UnitOfWork, worker: GridWorker, *, include_ended
 
 async def end_assignment(uow: UnitOfWork, viewer: Viewer, assignment_id: UUID) -> GridAssignment:
     assignment = await uow.session.get(GridAssignment, assignment_id)
-    if assignment is None or not viewer.staff_covers(assignment.community, assignment.compound):
-        raise not_found("assignment", assignment_id)
+    assignment = visible_or_404(assignment, lambda a: supervises(viewer, a), "assignment", assignment_id)
     if assignment.ended_at is None:
         assignment.ended_at = utcnow()
     return assignment
@@ -115,11 +110,13 @@ async def end_assignment(uow: UnitOfWork, viewer: Viewer, assignment_id: UUID) -
 async def handover(uow: UnitOfWork, viewer: Viewer, worker: GridWorker, body: Handover) -> HandoverResult:
     """A grid worker leaves: their places, their open needs (as ledger owner) and their open visit tasks go
     to a successor in one step, each need noting the handover. The leaver is deactivated."""
-    if not viewer.staff_covers(worker.community):
-        raise not_found("grid_worker", worker.id)
-    successor = await uow.session.get(GridWorker, body.to_worker_id)
-    if successor is None or not viewer.staff_covers(successor.community):
-        raise not_found("grid_worker", body.to_worker_id)
+    ensure_visible(viewer.staff_covers(worker.community), "grid_worker", worker.id)
+    successor = visible_or_404(
+        await uow.session.get(GridWorker, body.to_worker_id),
+        lambda w: viewer.staff_covers(w.community),
+        "grid_worker",
+        body.to_worker_id,
+    )
     if successor.id == worker.id or not successor.active:
         raise conflict("invalid_successor", "Hand over to another, active grid worker.")
     now = utcnow()

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform import csvfile
+from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey
 from minsheng.platform.inputs import Day
@@ -187,8 +188,10 @@ async def list_menus(
 ) -> Response:
     if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
         canteen = await canteens.canteen_row(uow, canteen_ref)
-        if include_drafts and (who is None or not access.manages(who, canteen)):
-            raise Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts.")
+        ensure(
+            not include_drafts or (who is not None and access.manages(who, canteen)),
+            Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts."),
+        )
     start = date_from or config.today()
     end = date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:

@@ -10,6 +10,7 @@ from uuid import UUID
 from fastapi import Depends, Path, Query
 from fastapi.responses import JSONResponse
 
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role, current_principal, optional_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import idempotent
@@ -35,10 +36,12 @@ async def commit(uow: UoW) -> None:
 
 
 def county_only(who: Principal) -> None:
-    if not who.is_admin:
-        raise Problem(
+    ensure(
+        who.is_admin,
+        Problem(
             403, "forbidden_scope", "County-level only", "Subsidy rules are set by county staff (scope `*`) or admins."
-        )
+        ),
+    )
 
 
 async def dietary_needs_for(

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey
@@ -126,8 +127,8 @@ async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
 )
 async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
     order, canteen, *_ = await orders.load_order(uow, who, order_id, for_update=True)
-    if not access.manages(who, canteen):
-        raise Problem(403, "forbidden_role", "Canteen staff only", "Only the canteen confirms deliveries.")
+    only_staff = Problem(403, "forbidden_role", "Canteen staff only", "Only the canteen confirms deliveries.")
+    ensure(access.manages(who, canteen), only_staff)
     if order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
         raise Problem(
             409,

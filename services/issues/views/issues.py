@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from minsheng.platform import csvfile
+from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import CoordSystem, CoordSystemQuery, reproject, to_wgs84
 from minsheng.platform.errors import Problem
@@ -216,8 +217,7 @@ async def get_issue(
 )
 async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
     issue = await queries.get_issue(uow, who, issue_id)
-    if not access.works_on(who, issue):
-        raise Problem(403, "not_allowed", "Not allowed on this issue", "Only staff handling the issue.")
+    ensure(access.works_on(who, issue), access.not_allowed("Only staff handling the issue."))
     timeline.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
     return {

@@ -19,10 +19,6 @@ Caller = Annotated[Principal, Depends(current_principal)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
-def is_staff(who: Principal) -> bool:
-    return who.has(Role.staff) or who.is_admin
-
-
 def rider_limit(rider: Rider | riders.RiderSummary) -> None:
     settings = config.get()
     ratelimit.check(f"rider:{rider.id}", settings.rider_rate_per_second, settings.rider_burst)

@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
@@ -15,7 +16,7 @@ from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import hazards, riders
 from services.points.models import HazardReport, HazardReportCreate, HazardReportPublic, HazardStatus, Photo
-from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, is_staff, rider_limit
+from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, rider_limit
 
 router = APIRouter()
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.service import UoW
 from services.points import tasks
 from services.points.models import TaskTypeCreate, TaskTypePublic, TaskTypeUpdate
-from services.points.views.deps import Caller, Staff, is_staff
+from services.points.views.deps import Caller, Staff
 
 router = APIRouter()
 

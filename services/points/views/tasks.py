@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
@@ -13,7 +14,7 @@ from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import riders, tasks
 from services.points.models import Photo, Reason, Rider, TaskCreate, TaskProof, TaskPublic, TaskReject, TaskStatus
-from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, Staff, is_staff, rider_limit
+from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, Staff, rider_limit
 
 router = APIRouter()
 

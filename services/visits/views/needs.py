@@ -8,11 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.visits import ledger, places
-from services.visits.access import Viewer, ensure_writes
+from services.visits.access import Viewer, sees, writes
 from services.visits.models import (
     NeedConfirm,
     NeedDetail,
@@ -40,7 +41,7 @@ router = APIRouter()
 )
 async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
     household = await places.get_household(uow, who, body.household_id)
-    ensure_writes(who, "household", household.id, household.community, household.compound, household.building_id)
+    ensure_changeable(sees(who, household), writes(who, household), "household", household.id)
 
     async def action() -> tuple[int, NeedPublic]:
         need = await ledger.raise_need(uow, who, household, body)

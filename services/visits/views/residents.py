@@ -9,14 +9,14 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from minsheng.platform.errors import not_found
+from minsheng.platform.access import ensure_visible
 from minsheng.platform.inputs import Day
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW
 from services.visits import bill, linking, places, residents
-from services.visits.access import Viewer
+from services.visits.access import Viewer, writes
 from services.visits.config import today
 from services.visits.models import (
     Bill,
@@ -150,8 +150,7 @@ async def reveal(resident_id: UUID, body: RevealRequest, uow: UoW, who: Who, cip
 )
 async def door_code(resident_id: UUID, uow: UoW, who: Who, runtime: Runtime) -> DoorCodePublic:
     resident = await residents.get_resident(uow, who, resident_id)
-    if not who.may_write(resident.community, resident.compound, resident.building_id):
-        raise not_found("resident", resident_id)
+    ensure_visible(writes(who, resident), "resident", resident_id)
     code, expires_at = linking.issue(runtime.settings, resident.id)
     return DoorCodePublic(resident_id=resident.id, code=code, expires_at=expires_at)
 

@@ -6,9 +6,9 @@ from datetime import date, datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from minsheng.contracts.base import IntegrationEvent, contract
+from minsheng.contracts.base import IntegrationEvent, contract, example
 
 
 @contract
@@ -19,26 +19,20 @@ class NeedEscalated(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.need.escalated.v1"
     topic: ClassVar[str] = "visits.need"
     key_field: ClassVar[str] = "need_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "need_id": "01936f2e-a000-7000-8000-000000000001",
-                    "household_id": "01936f2e-a000-7000-8000-0000000000aa",
-                    "category": "road",
-                    "title": "Broken stair light in building 3",
-                    "description": "Elder on floor 5 cannot see the stairs at night",
-                    "urgency": "high",
-                    "community": "yunxing",
-                    "compound": "yuntaiyuan",
-                    "address": "Building 3, unit 2",
-                    "latitude": 40.0121,
-                    "longitude": 112.7011,
-                    "escalated_by": "grid-worker-changhong",
-                    "escalated_at": "2026-11-27T09:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        need_id="01936f2e-a000-7000-8000-000000000001",
+        household_id="01936f2e-a000-7000-8000-0000000000aa",
+        category="road",
+        title="Broken stair light in building 3",
+        description="Elder on floor 5 cannot see the stairs at night",
+        urgency="high",
+        community="yunxing",
+        compound="yuntaiyuan",
+        address="Building 3, unit 2",
+        latitude=40.0121,
+        longitude=112.7011,
+        escalated_by="grid-worker-changhong",
+        escalated_at="2026-11-27T09:00:00Z",
     )
 
     need_id: UUID
@@ -80,24 +74,18 @@ class NeedProgressed(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.need.progressed.v1"
     topic: ClassVar[str] = "visits.need"
     key_field: ClassVar[str] = "need_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "need_id": "01936f2e-a000-7000-8000-000000000001",
-                    "household_id": "01936f2e-a000-7000-8000-0000000000aa",
-                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
-                    "action": "raised",
-                    "status": "open",
-                    "category": "mobility",
-                    "title": "Needs a walking stick",
-                    "community": "yunxing",
-                    "compound": "yuntaiyuan",
-                    "due_on": "2026-11-30",
-                    "occurred_at": "2026-11-27T09:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        need_id="01936f2e-a000-7000-8000-000000000001",
+        household_id="01936f2e-a000-7000-8000-0000000000aa",
+        resident_id="01936f2e-a000-7000-8000-0000000000bb",
+        action="raised",
+        status="open",
+        category="mobility",
+        title="Needs a walking stick",
+        community="yunxing",
+        compound="yuntaiyuan",
+        due_on="2026-11-30",
+        occurred_at="2026-11-27T09:00:00Z",
     )
 
     need_id: UUID
@@ -121,19 +109,13 @@ class ResidentStatusChanged(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.resident.status_changed.v1"
     topic: ClassVar[str] = "visits.resident"
     key_field: ClassVar[str] = "resident_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
-                    "status": "deceased",
-                    "effective_date": "2026-11-20",
-                    "id_number_hash": "9f2c…",
-                    "community": "yunxing",
-                    "changed_at": "2026-11-27T09:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        resident_id="01936f2e-a000-7000-8000-0000000000bb",
+        status="deceased",
+        effective_date="2026-11-20",
+        id_number_hash="9f2c…",
+        community="yunxing",
+        changed_at="2026-11-27T09:00:00Z",
     )
 
     resident_id: UUID
@@ -151,18 +133,12 @@ class WelfareCheckCompleted(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.welfare_check.completed.v1"
     topic: ClassVar[str] = "visits.visit"
     key_field: ClassVar[str] = "visit_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "visit_id": "01936f2e-a000-7000-8000-0000000000cc",
-                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
-                    "outcome": "visited",
-                    "alert_id": "01936f2e-c000-7000-8000-000000000001",
-                    "completed_at": "2026-11-27T15:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        visit_id="01936f2e-a000-7000-8000-0000000000cc",
+        resident_id="01936f2e-a000-7000-8000-0000000000bb",
+        outcome="visited",
+        alert_id="01936f2e-c000-7000-8000-000000000001",
+        completed_at="2026-11-27T15:00:00Z",
     )
 
     visit_id: UUID
@@ -182,18 +158,12 @@ class ResidentAccountLinked(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.visits.resident.account_linked.v1"
     topic: ClassVar[str] = "visits.resident"
     key_field: ClassVar[str] = "resident_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "resident_id": "01936f2e-a000-7000-8000-0000000000bb",
-                    "account_id": "01936f2e-1d00-7000-8000-000000000001",
-                    "method": "verified_phone",
-                    "confirmed_by": "grid-worker-li",
-                    "linked_at": "2026-12-06T09:34:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        resident_id="01936f2e-a000-7000-8000-0000000000bb",
+        account_id="01936f2e-1d00-7000-8000-000000000001",
+        method="verified_phone",
+        confirmed_by="grid-worker-li",
+        linked_at="2026-12-06T09:34:00Z",
     )
 
     resident_id: UUID

@@ -28,14 +28,19 @@ class FamilyContact(BaseModel):
 MealSlot = Literal["breakfast", "lunch", "dinner"]
 
 
+class OrderEvent(IntegrationEvent):
+    """An event of one meal order (topic ``canteen.order``, keyed by the order)."""
+
+    topic: ClassVar[str] = "canteen.order"
+    key_field: ClassVar[str] = "order_id"
+
+
 @contract
-class DeliveryRequested(IntegrationEvent):
+class DeliveryRequested(OrderEvent):
     """An elder's meal needs taking to their door: the points service posts it as a rider task. The address
     is what a rider needs to deliver; the elder's phone and ID never travel."""
 
     event_type: ClassVar[str] = "minsheng.canteen.delivery.requested.v1"
-    topic: ClassVar[str] = "canteen.order"
-    key_field: ClassVar[str] = "order_id"
     model_config = example(
         order_id="01936f2e-c000-7000-8000-000000000010",
         canteen_id="01936f2e-c000-7000-8000-000000000001",
@@ -64,12 +69,10 @@ class DeliveryRequested(IntegrationEvent):
 
 
 @contract
-class DeliveryCancelled(IntegrationEvent):
+class DeliveryCancelled(OrderEvent):
     """A delivery order was cancelled before pickup: the rider task is withdrawn."""
 
     event_type: ClassVar[str] = "minsheng.canteen.delivery.cancelled.v1"
-    topic: ClassVar[str] = "canteen.order"
-    key_field: ClassVar[str] = "order_id"
     model_config = example(
         order_id="01936f2e-c000-7000-8000-000000000010",
         reason="diner cancelled",
@@ -91,13 +94,18 @@ class DeliveryCancelled(IntegrationEvent):
     family_subjects: list[str] = []
 
 
+class DinerEvent(IntegrationEvent):
+    """An event of one diner (topic ``canteen.diner``, keyed by the diner)."""
+
+    topic: ClassVar[str] = "canteen.diner"
+    key_field: ClassVar[str] = "diner_id"
+
+
 @contract
-class AbsenceAlert(IntegrationEvent):
+class AbsenceAlert(DinerEvent):
     """A regular diner stopped coming: the visits service schedules an urgent welfare check."""
 
     event_type: ClassVar[str] = "minsheng.canteen.diner.absence_alert.v1"
-    topic: ClassVar[str] = "canteen.diner"
-    key_field: ClassVar[str] = "diner_id"
     model_config = example(
         alert_id="01936f2e-c000-7000-8000-000000000020",
         diner_id="01936f2e-c000-7000-8000-000000000002",
@@ -140,12 +148,10 @@ class AbsenceAlert(IntegrationEvent):
 
 
 @contract
-class OrderDelivered(IntegrationEvent):
+class OrderDelivered(OrderEvent):
     """A delivery order reached the elder (the rider's task completed, or staff recorded it)."""
 
     event_type: ClassVar[str] = "minsheng.canteen.order.delivered.v1"
-    topic: ClassVar[str] = "canteen.order"
-    key_field: ClassVar[str] = "order_id"
     model_config = example(
         order_id="01936f2e-c000-7000-8000-000000000010",
         delivered_at="2026-11-27T11:40:00Z",
@@ -167,14 +173,12 @@ class OrderDelivered(IntegrationEvent):
 
 
 @contract
-class SubsidySuspended(IntegrationEvent):
+class SubsidySuspended(DinerEvent):
     """A diner's meal subsidy stopped (the visits service said the resident moved away or died): from
     ``effective_from`` their meals are at full price and their booked meals from then on were cancelled.
     Names the family members' logins so notify can tell them; no phones, no ID number."""
 
     event_type: ClassVar[str] = "minsheng.canteen.diner.subsidy_suspended.v1"
-    topic: ClassVar[str] = "canteen.diner"
-    key_field: ClassVar[str] = "diner_id"
     model_config = example(
         diner_id="01936f2e-c000-7000-8000-000000000002",
         canteen_id="01936f2e-c000-7000-8000-000000000001",
@@ -197,15 +201,13 @@ class SubsidySuspended(IntegrationEvent):
 
 
 @contract
-class FamilyMemberLinked(IntegrationEvent):
+class FamilyMemberLinked(DinerEvent):
     """A family member's app account (``account_id``, the JWT ``sub``) was linked to a diner: they redeemed
     the one-time code canteen staff or the grid worker handed over (``door_code``), or staff or the elder
     added them (``added``). ``member_id`` is the family record notify's ``canteen.family`` links point at.
     Published by canteen, which makes the link (identity's topic has one writer, identity)."""
 
     event_type: ClassVar[str] = "minsheng.canteen.diner.family_linked.v1"
-    topic: ClassVar[str] = "canteen.diner"
-    key_field: ClassVar[str] = "diner_id"
     model_config = example(
         diner_id="01936f2e-c000-7000-8000-000000000002",
         member_id="01936f2e-c000-7000-8000-000000000020",

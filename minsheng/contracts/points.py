@@ -53,14 +53,19 @@ class HazardReported(IntegrationEvent):
     duplicate_of: UUID | None = None
 
 
+class TaskEvent(IntegrationEvent):
+    """An event of one rider task (topic ``points.task``, keyed by the task)."""
+
+    topic: ClassVar[str] = "points.task"
+    key_field: ClassVar[str] = "task_id"
+
+
 @contract
-class TaskCompleted(IntegrationEvent):
+class TaskCompleted(TaskEvent):
     """A rider completed a governance task and it was verified. ``origin`` names the requesting service's
     object when another service posted the task (e.g. a canteen delivery order)."""
 
     event_type: ClassVar[str] = "minsheng.points.task.completed.v1"
-    topic: ClassVar[str] = "points.task"
-    key_field: ClassVar[str] = "task_id"
     model_config = example(
         task_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f",
         task_type="meal_delivery",
@@ -79,13 +84,11 @@ class TaskCompleted(IntegrationEvent):
 
 
 @contract
-class TaskClaimed(IntegrationEvent):
+class TaskClaimed(TaskEvent):
     """A rider took a governance task (e.g. a meal delivery is on its way). No rider personal data: the
     requesting service gets the task id and the time, and the rider's points-service id only."""
 
     event_type: ClassVar[str] = "minsheng.points.task.claimed.v1"
-    topic: ClassVar[str] = "points.task"
-    key_field: ClassVar[str] = "task_id"
     model_config = example(
         task_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f",
         task_type="meal_delivery",
@@ -101,13 +104,18 @@ class TaskClaimed(IntegrationEvent):
     claimed_at: datetime
 
 
+class LedgerEvent(IntegrationEvent):
+    """A change to one rider's points (topic ``points.ledger``, keyed by the rider)."""
+
+    topic: ClassVar[str] = "points.ledger"
+    key_field: ClassVar[str] = "rider_id"
+
+
 @contract
-class PointsPosted(IntegrationEvent):
+class PointsPosted(LedgerEvent):
     """A ledger entry was appended for a rider (earned, reversed, redeemed, voided, expired, adjusted)."""
 
     event_type: ClassVar[str] = "minsheng.points.ledger.posted.v1"
-    topic: ClassVar[str] = "points.ledger"
-    key_field: ClassVar[str] = "rider_id"
     model_config = example(
         entry_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d10",
         rider_id="01936f2e-0000-7000-8000-000000000001",
@@ -130,13 +138,11 @@ class PointsPosted(IntegrationEvent):
 
 
 @contract
-class PointsExpiring(IntegrationEvent):
+class PointsExpiring(LedgerEvent):
     """A rider has unspent points that will expire within the warning window (``expiry_warning_days``): told
     once per rider and local month, so they can redeem them in time."""
 
     event_type: ClassVar[str] = "minsheng.points.ledger.expiring.v1"
-    topic: ClassVar[str] = "points.ledger"
-    key_field: ClassVar[str] = "rider_id"
     model_config = example(
         rider_id="01936f2e-0000-7000-8000-000000000001",
         points=40,

@@ -11,14 +11,19 @@ from pydantic import Field
 from minsheng.contracts.base import IntegrationEvent, contract, example
 
 
+class NeedEvent(IntegrationEvent):
+    """An event of one need on the ledger (topic ``visits.need``, keyed by the need)."""
+
+    topic: ClassVar[str] = "visits.need"
+    key_field: ClassVar[str] = "need_id"
+
+
 @contract
-class NeedEscalated(IntegrationEvent):
+class NeedEscalated(NeedEvent):
     """A need the community cannot solve on the spot goes to the issues service; when that issue is resolved
     the need closes by itself. Carries no resident's name, phone or ID number."""
 
     event_type: ClassVar[str] = "minsheng.visits.need.escalated.v1"
-    topic: ClassVar[str] = "visits.need"
-    key_field: ClassVar[str] = "need_id"
     model_config = example(
         need_id="01936f2e-a000-7000-8000-000000000001",
         household_id="01936f2e-a000-7000-8000-0000000000aa",
@@ -65,15 +70,13 @@ NeedAction = Literal[
 
 
 @contract
-class NeedProgressed(IntegrationEvent):
+class NeedProgressed(NeedEvent):
     """A need in the ledger moved: recorded at the door (``raised``), being worked on, resolved, confirmed,
     reopened, closed out (销号: ``confirmed``, ``auto_confirmed``, ``closed``, ``closed_by_issue_*``) or
     escalated. ``resident_id`` is the resident the need is about, when the recorder named one: notify reaches
     them through an account linked to that resident. Carries no name, phone, ID number or description."""
 
     event_type: ClassVar[str] = "minsheng.visits.need.progressed.v1"
-    topic: ClassVar[str] = "visits.need"
-    key_field: ClassVar[str] = "need_id"
     model_config = example(
         need_id="01936f2e-a000-7000-8000-000000000001",
         household_id="01936f2e-a000-7000-8000-0000000000aa",
@@ -101,14 +104,19 @@ class NeedProgressed(IntegrationEvent):
     occurred_at: datetime
 
 
+class ResidentEvent(IntegrationEvent):
+    """An event of one resident (topic ``visits.resident``, keyed by the resident)."""
+
+    topic: ClassVar[str] = "visits.resident"
+    key_field: ClassVar[str] = "resident_id"
+
+
 @contract
-class ResidentStatusChanged(IntegrationEvent):
+class ResidentStatusChanged(ResidentEvent):
     """A resident moved away or died (or came back): the canteen stops or resumes subsidies.
     ``id_number_hash`` is a keyed hash (HMAC-SHA256) of the ID number, never the number itself."""
 
     event_type: ClassVar[str] = "minsheng.visits.resident.status_changed.v1"
-    topic: ClassVar[str] = "visits.resident"
-    key_field: ClassVar[str] = "resident_id"
     model_config = example(
         resident_id="01936f2e-a000-7000-8000-0000000000bb",
         status="deceased",
@@ -149,15 +157,13 @@ class WelfareCheckCompleted(IntegrationEvent):
 
 
 @contract
-class ResidentAccountLinked(IntegrationEvent):
+class ResidentAccountLinked(ResidentEvent):
     """A resident's app account (``account_id``, the JWT ``sub``) was linked to their resident record: by the
     door code a grid worker handed over, or by the account's WeChat-verified phone matching the resident's
     phone (keyed hash) once the grid worker of the household confirmed it. Published by visits, which makes
     the link (identity's ``identity.account`` topic has one writer, identity)."""
 
     event_type: ClassVar[str] = "minsheng.visits.resident.account_linked.v1"
-    topic: ClassVar[str] = "visits.resident"
-    key_field: ClassVar[str] = "resident_id"
     model_config = example(
         resident_id="01936f2e-a000-7000-8000-0000000000bb",
         account_id="01936f2e-1d00-7000-8000-000000000001",

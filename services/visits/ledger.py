@@ -22,6 +22,7 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
@@ -196,20 +197,17 @@ async def list_needs(
         query = query.where(Need.owner == viewer.sub)
     else:
         query = query.where(sa.or_(viewer.clause(Need, household_col=Need.household_id), col(Need.owner) == viewer.sub))
+    query = where_given(
+        query,
+        (Need.owner, owner),
+        (Need.community, community),
+        (Need.compound, compound),
+        (Need.household_id, household_id),
+        (Need.resident_id, resident_id),
+        (Need.category, category),
+    )
     if status:
         query = query.where(col(Need.status).in_([s.value for s in status]))
-    if owner:
-        query = query.where(Need.owner == owner)
-    if community:
-        query = query.where(Need.community == community)
-    if compound:
-        query = query.where(Need.compound == compound)
-    if household_id:
-        query = query.where(Need.household_id == household_id)
-    if resident_id:
-        query = query.where(Need.resident_id == resident_id)
-    if category:
-        query = query.where(Need.category == category)
     if overdue:
         query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]), col(Need.due_on) < today())
     return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), cursor, limit)

@@ -11,7 +11,7 @@ Every change writes a ledger note: the history is what the happiness bill prints
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import get_args
 from uuid import UUID
 
@@ -87,6 +87,17 @@ def note(
         )
 
 
+def _refuse_past_due(due_on: date) -> None:
+    if due_on < today():
+        raise Problem(
+            422,
+            "due_on_in_past",
+            "The due date has passed",
+            "Give a due date from today on.",
+            errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
+        )
+
+
 async def _owner_name(uow: UnitOfWork, subject: str, fallback: str | None) -> str | None:
     worker = await worker_by_subject(uow, subject)
     return worker.name if worker is not None else fallback
@@ -110,14 +121,8 @@ async def raise_need(
                 ),
                 errors=[{"field": "resident_id", "message": "not in this household", "type": "value_error"}],
             )
-    if data.due_on is not None and data.due_on < today():
-        raise Problem(
-            422,
-            "due_on_in_past",
-            "The due date has passed",
-            "Give a due date from today on.",
-            errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
-        )
+    if data.due_on is not None:
+        _refuse_past_due(data.due_on)
     owner = data.owner or viewer.sub
     if owner == viewer.sub and viewer.worker is not None:
         owner_name: str | None = viewer.worker.name
@@ -300,14 +305,7 @@ async def update(uow: UnitOfWork, viewer: Viewer, need: Need, body: NeedUpdate) 
         need.owner_name = await _owner_name(uow, need.owner, None)
         lines.append(f"owner → {need.owner_name or need.owner}")
     if changes.get("due_on"):
-        if changes["due_on"] < today():
-            raise Problem(
-                422,
-                "due_on_in_past",
-                "The due date has passed",
-                "Give a due date from today on.",
-                errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
-            )
+        _refuse_past_due(changes["due_on"])
         need.due_on = changes["due_on"]
         lines.append(f"due {need.due_on.isoformat()}")
     if changes.get("urgency"):

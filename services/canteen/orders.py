@@ -157,12 +157,7 @@ async def list_orders(
         family_ids = select(FamilyMember.diner_id).where(FamilyMember.subject == who.sub)
         own = select(Diner.id).where(sa.or_(col(Diner.subject) == who.sub, col(Diner.id).in_(family_ids)))
         query = query.where(col(Order.diner_id).in_(own))
-    query = where_given(
-        query,
-        (Order.meal_date, meal_date),
-        (Order.status, status),
-        (Order.fulfilment, fulfilment),
-    )
+    query = where_given(query, (Order.meal_date, meal_date), (Order.status, status), (Order.fulfilment, fulfilment))
     return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), cursor, limit)
 
 

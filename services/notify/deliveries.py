@@ -27,11 +27,7 @@ async def deliveries_page(
     since: datetime | None = None,
 ) -> Page[DeliveryPublic]:
     query = select(Delivery)
-    query = where_given(
-        query,
-        (Delivery.channel, channel),
-        (Delivery.recipient_key, recipient),
-    )
+    query = where_given(query, (Delivery.channel, channel), (Delivery.recipient_key, recipient))
     if status is not None:
         query = query.where(Delivery.status == status.value)
     if since is not None:

@@ -281,10 +281,7 @@ async def list_reports(
             )
         )
     query = where_given(
-        query,
-        (HazardReport.status, status),
-        (HazardReport.community, community),
-        (HazardReport.category, category),
+        query, (HazardReport.status, status), (HazardReport.community, community), (HazardReport.category, category)
     )
     return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), cursor, limit)
 

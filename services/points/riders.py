@@ -122,12 +122,7 @@ async def list_riders(
     query = select(Rider)
     if not who.is_admin:
         query = query.where(col(Rider.community).in_(who.scoped_values("community")))
-    query = where_given(
-        query,
-        (Rider.community, community),
-        (Rider.team_id, team_id),
-        (Rider.flagged, flagged),
-    )
+    query = where_given(query, (Rider.community, community), (Rider.team_id, team_id), (Rider.flagged, flagged))
     if status is not None:
         query = query.where(Rider.status == status.value)
     if role is not None:

@@ -246,11 +246,7 @@ async def list_tasks(
                 col(Task.compound).in_(who.scoped_values("compound")),
             )
         )
-    query = where_given(
-        query,
-        (Task.community, community),
-        (Task.type_code, type_code),
-    )
+    query = where_given(query, (Task.community, community), (Task.type_code, type_code))
     if status is not None:
         query = query.where(Task.status == status.value)
     return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), cursor, limit)

@@ -316,11 +316,7 @@ async def list_audit(
             "Reading the personal-data audit trail needs the `pii:audit` permission.",
         )
     query = select(PiiAudit)
-    query = where_given(
-        query,
-        (PiiAudit.resident_id, resident_id),
-        (PiiAudit.actor, actor),
-    )
+    query = where_given(query, (PiiAudit.resident_id, resident_id), (PiiAudit.actor, actor))
     if cursor:
         at, ident = decode_cursor(cursor, type(utcnow()), UUID)
         query = query.where(sa.tuple_(PiiAudit.at, PiiAudit.id) < sa.tuple_(at, ident))

@@ -70,11 +70,7 @@ async def list_workers(
     if not viewer.is_admin:
         communities = viewer.principal.scoped_values("community") if viewer.is_staff else set()
         query = query.where(col(GridWorker.community).in_(sorted(communities)))
-    query = where_given(
-        query,
-        (GridWorker.community, community),
-        (GridWorker.active, active),
-    )
+    query = where_given(query, (GridWorker.community, community), (GridWorker.active, active))
     return await keyset_page(uow.session, query, Keyset.by_id(GridWorker), cursor, limit)
 
 

@@ -61,7 +61,8 @@ class AckClock:
             self.acked[message.key] = now
 
 
-def _event() -> PointsPosted:
+def points_posted() -> PointsPosted:
+    """A fresh event to put in an outbox (the integration tests of the relay's wake-up use it too)."""
     return PointsPosted(
         entry_id=uuid7(),
         rider_id=uuid7(),
@@ -75,7 +76,7 @@ def _event() -> PointsPosted:
 
 
 async def _commit(db: Database) -> str:
-    event = _event()
+    event = points_posted()
     async with UnitOfWork(db, "points") as uow:
         uow.emit(event)
         await uow.commit()

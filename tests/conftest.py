@@ -75,6 +75,19 @@ async def pg_template(pg_base_url: str) -> AsyncIterator[str]:
     await drop_databases(pg_base_url, template, SERVICES)
 
 
+@contextlib.asynccontextmanager
+async def alone_on_postgres(tmp_path: Path, pg_base_url: str, service: str) -> AsyncIterator[System]:
+    """One service alone in the process, on a fresh PostgreSQL database of its own, created and dropped here
+    (creating and dropping every service's database would multiply the cost of each test)."""
+    template = database_template(pg_base_url)
+    await create_database_if_missing(template.replace("{service}", service))
+    try:
+        async with running_system(embedded_settings(tmp_path, database_url=template), services=(service,)) as s:
+            yield s
+    finally:
+        await drop_databases(pg_base_url, template, (service,))
+
+
 @pytest.fixture
 async def pg_system(tmp_path: Path, pg_template: str) -> AsyncIterator[System]:
     """The whole system in one process on real PostgreSQL databases (one per service), in-process bus."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,6 +37,11 @@ def contract(cls: E) -> E:
         raise ValueError(f"{cls.__name__}.key_field {cls.key_field!r} is not a field")
     REGISTRY[cls.event_type] = cls
     return cls
+
+
+def example(**fields: Any) -> ConfigDict:
+    """An event's ``model_config`` with one example of it (the JSON schemas and the AsyncAPI document show it)."""
+    return ConfigDict(json_schema_extra={"examples": [fields]})
 
 
 class Origin(BaseModel):

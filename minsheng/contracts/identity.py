@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from minsheng.contracts.base import IntegrationEvent, contract
+from minsheng.contracts.base import IntegrationEvent, contract, example
 
 AccountKind = Literal["wechat", "staff"]
 AccountStatus = Literal["active", "disabled"]
@@ -37,20 +37,14 @@ class AccountCreated(AccountFact):
     """A person has an account: first WeChat login, or staff created by an admin."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.created.v1"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account_id": _ACCOUNT,
-                    "occurred_at": "2026-12-06T09:30:00Z",
-                    "kind": "wechat",
-                    "roles": ["resident"],
-                    "scopes": [],
-                    "display_name": None,
-                    "locale": "zh-CN",
-                }
-            ]
-        }
+    model_config = example(
+        account_id=_ACCOUNT,
+        occurred_at="2026-12-06T09:30:00Z",
+        kind="wechat",
+        roles=["resident"],
+        scopes=[],
+        display_name=None,
+        locale="zh-CN",
     )
 
     kind: AccountKind
@@ -65,19 +59,13 @@ class AccountAccessChanged(AccountFact):
     """An account's roles or scopes were granted or withdrawn (the whole new set, not a diff)."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.access_changed.v1"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account_id": _ACCOUNT,
-                    "occurred_at": "2026-12-06T09:31:00Z",
-                    "roles": ["resident", "rider"],
-                    "scopes": [],
-                    "changed_by": "01936f2e-1d00-7000-8000-0000000000ad",
-                    "reason": "joined the rider team",
-                }
-            ]
-        }
+    model_config = example(
+        account_id=_ACCOUNT,
+        occurred_at="2026-12-06T09:31:00Z",
+        roles=["resident", "rider"],
+        scopes=[],
+        changed_by="01936f2e-1d00-7000-8000-0000000000ad",
+        reason="joined the rider team",
     )
 
     roles: list[str]
@@ -91,18 +79,12 @@ class AccountStatusChanged(AccountFact):
     """An account was disabled (its sessions die) or enabled again."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.status_changed.v1"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account_id": _ACCOUNT,
-                    "occurred_at": "2026-12-06T09:32:00Z",
-                    "status": "disabled",
-                    "changed_by": "01936f2e-1d00-7000-8000-0000000000ad",
-                    "reason": "left the district",
-                }
-            ]
-        }
+    model_config = example(
+        account_id=_ACCOUNT,
+        occurred_at="2026-12-06T09:32:00Z",
+        status="disabled",
+        changed_by="01936f2e-1d00-7000-8000-0000000000ad",
+        reason="left the district",
     )
 
     status: AccountStatus
@@ -117,18 +99,12 @@ class AccountContactChanged(AccountFact):
     omitted), ``None`` when removed."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.contact_changed.v1"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account_id": _ACCOUNT,
-                    "occurred_at": "2026-12-06T09:33:00Z",
-                    "wechat_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
-                    "phone": "13812345678",
-                    "locale": "zh-CN",
-                }
-            ]
-        }
+    model_config = example(
+        account_id=_ACCOUNT,
+        occurred_at="2026-12-06T09:33:00Z",
+        wechat_openid="oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        phone="13812345678",
+        locale="zh-CN",
     )
 
     personal_data: ClassVar[frozenset[str]] = frozenset({"phone", "wechat_openid"})
@@ -146,18 +122,12 @@ class AccountLinked(AccountFact):
     ``FamilyMemberLinked`` — because this topic has one writer, identity."""
 
     event_type: ClassVar[str] = "minsheng.identity.account.linked.v1"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account_id": _ACCOUNT,
-                    "occurred_at": "2026-12-06T09:34:00Z",
-                    "record": "visits.resident",
-                    "record_id": "01936f2e-0000-7000-8000-0000000000aa",
-                    "method": "door_code",
-                }
-            ]
-        }
+    model_config = example(
+        account_id=_ACCOUNT,
+        occurred_at="2026-12-06T09:34:00Z",
+        record="visits.resident",
+        record_id="01936f2e-0000-7000-8000-0000000000aa",
+        method="door_code",
     )
 
     record: LinkedRecord

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from minsheng.contracts.base import IntegrationEvent, Origin, contract
+from minsheng.contracts.base import IntegrationEvent, Origin, contract, example
 
 Channel = Literal["resident", "staff", "grid_worker", "rider", "patrol", "open311"]
 
@@ -49,7 +49,7 @@ class IssueFact(IntegrationEvent):
 
 
 def _examples(**extra: Any) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": [{**_EXAMPLE, **extra}]})
+    return example(**{**_EXAMPLE, **extra})
 
 
 @contract
@@ -170,17 +170,11 @@ class IssueFollowed(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.issues.issue.followed.v1"
     topic: ClassVar[str] = "issues.issue"
     key_field: ClassVar[str] = "issue_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "issue_id": "01936f2e-9000-7000-8000-000000000001",
-                    "subject": "01936f2e-1d00-7000-8000-000000000001",
-                    "role": "follower",
-                    "occurred_at": "2026-11-27T09:40:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        issue_id="01936f2e-9000-7000-8000-000000000001",
+        subject="01936f2e-1d00-7000-8000-000000000001",
+        role="follower",
+        occurred_at="2026-11-27T09:40:00Z",
     )
 
     issue_id: UUID
@@ -229,7 +223,7 @@ class VoteOpened(VoteFact):
     """A vote opened (at once when created, or at its ``opens_at`` when scheduled)."""
 
     event_type: ClassVar[str] = "minsheng.issues.vote.opened.v1"
-    model_config = ConfigDict(json_schema_extra={"examples": [{**_VOTE, "options": ["Yes", "No"]}]})
+    model_config = example(**_VOTE, options=["Yes", "No"])
 
     options: list[str] = []
 
@@ -239,19 +233,13 @@ class VoteClosed(VoteFact):
     """A vote closed (its time ran out, or staff closed it early): the results, now public."""
 
     event_type: ClassVar[str] = "minsheng.issues.vote.closed.v1"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    **_VOTE,
-                    "closed_at": "2026-12-13T01:00:00Z",
-                    "early": False,
-                    "turnout": 212,
-                    "results": [{"key": "1", "label": "Yes", "votes": 168}, {"key": "2", "label": "No", "votes": 44}],
-                    "outcome": "Yes",
-                }
-            ]
-        }
+    model_config = example(
+        **_VOTE,
+        closed_at="2026-12-13T01:00:00Z",
+        early=False,
+        turnout=212,
+        results=[{"key": "1", "label": "Yes", "votes": 168}, {"key": "2", "label": "No", "votes": 44}],
+        outcome="Yes",
     )
 
     closed_at: datetime

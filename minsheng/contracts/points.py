@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from minsheng.contracts.base import IntegrationEvent, Origin, contract
+from minsheng.contracts.base import IntegrationEvent, Origin, contract, example
 
 HazardCategory = Literal["fire", "gas_leak", "water_leak", "road", "other"]
 URGENT_HAZARDS: frozenset[str] = frozenset({"fire", "gas_leak", "water_leak"})
@@ -21,25 +21,19 @@ class HazardReported(IntegrationEvent):
     event_type: ClassVar[str] = "minsheng.points.hazard.reported.v1"
     topic: ClassVar[str] = "points.hazard"
     key_field: ClassVar[str] = "report_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "report_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e",
-                    "rider_id": "01936f2e-0000-7000-8000-000000000001",
-                    "category": "fire",
-                    "urgent": True,
-                    "description": "Rubbish bin on fire by the Gangcheng theatre",
-                    "latitude": 40.0134,
-                    "longitude": 112.7032,
-                    "address": "Gangcheng theatre, west gate",
-                    "community": "yunxing",
-                    "compound": "yuntaiyuan",
-                    "photo_urls": ["/points/photos/01936f2e-8c9a-7b3c-9d4e-000000000007"],
-                    "reported_at": "2026-11-27T09:30:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        report_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e",
+        rider_id="01936f2e-0000-7000-8000-000000000001",
+        category="fire",
+        urgent=True,
+        description="Rubbish bin on fire by the Gangcheng theatre",
+        latitude=40.0134,
+        longitude=112.7032,
+        address="Gangcheng theatre, west gate",
+        community="yunxing",
+        compound="yuntaiyuan",
+        photo_urls=["/points/photos/01936f2e-8c9a-7b3c-9d4e-000000000007"],
+        reported_at="2026-11-27T09:30:00Z",
     )
 
     report_id: UUID
@@ -59,27 +53,26 @@ class HazardReported(IntegrationEvent):
     duplicate_of: UUID | None = None
 
 
+class TaskEvent(IntegrationEvent):
+    """An event of one rider task (topic ``points.task``, keyed by the task)."""
+
+    topic: ClassVar[str] = "points.task"
+    key_field: ClassVar[str] = "task_id"
+
+
 @contract
-class TaskCompleted(IntegrationEvent):
+class TaskCompleted(TaskEvent):
     """A rider completed a governance task and it was verified. ``origin`` names the requesting service's
     object when another service posted the task (e.g. a canteen delivery order)."""
 
     event_type: ClassVar[str] = "minsheng.points.task.completed.v1"
-    topic: ClassVar[str] = "points.task"
-    key_field: ClassVar[str] = "task_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f",
-                    "task_type": "meal_delivery",
-                    "rider_id": "01936f2e-0000-7000-8000-000000000001",
-                    "origin": {"service": "canteen", "kind": "order", "id": "01936f2e-1111-7000-8000-000000000009"},
-                    "completed_at": "2026-11-27T11:40:00Z",
-                    "points": 5,
-                }
-            ]
-        }
+    model_config = example(
+        task_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f",
+        task_type="meal_delivery",
+        rider_id="01936f2e-0000-7000-8000-000000000001",
+        origin={"service": "canteen", "kind": "order", "id": "01936f2e-1111-7000-8000-000000000009"},
+        completed_at="2026-11-27T11:40:00Z",
+        points=5,
     )
 
     task_id: UUID
@@ -91,25 +84,17 @@ class TaskCompleted(IntegrationEvent):
 
 
 @contract
-class TaskClaimed(IntegrationEvent):
+class TaskClaimed(TaskEvent):
     """A rider took a governance task (e.g. a meal delivery is on its way). No rider personal data: the
     requesting service gets the task id and the time, and the rider's points-service id only."""
 
     event_type: ClassVar[str] = "minsheng.points.task.claimed.v1"
-    topic: ClassVar[str] = "points.task"
-    key_field: ClassVar[str] = "task_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "task_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f",
-                    "task_type": "meal_delivery",
-                    "rider_id": "01936f2e-0000-7000-8000-000000000001",
-                    "origin": {"service": "canteen", "kind": "order", "id": "01936f2e-1111-7000-8000-000000000009"},
-                    "claimed_at": "2026-11-27T11:10:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        task_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0f",
+        task_type="meal_delivery",
+        rider_id="01936f2e-0000-7000-8000-000000000001",
+        origin={"service": "canteen", "kind": "order", "id": "01936f2e-1111-7000-8000-000000000009"},
+        claimed_at="2026-11-27T11:10:00Z",
     )
 
     task_id: UUID
@@ -119,28 +104,27 @@ class TaskClaimed(IntegrationEvent):
     claimed_at: datetime
 
 
+class LedgerEvent(IntegrationEvent):
+    """A change to one rider's points (topic ``points.ledger``, keyed by the rider)."""
+
+    topic: ClassVar[str] = "points.ledger"
+    key_field: ClassVar[str] = "rider_id"
+
+
 @contract
-class PointsPosted(IntegrationEvent):
+class PointsPosted(LedgerEvent):
     """A ledger entry was appended for a rider (earned, reversed, redeemed, voided, expired, adjusted)."""
 
     event_type: ClassVar[str] = "minsheng.points.ledger.posted.v1"
-    topic: ClassVar[str] = "points.ledger"
-    key_field: ClassVar[str] = "rider_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "entry_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d10",
-                    "rider_id": "01936f2e-0000-7000-8000-000000000001",
-                    "kind": "earned",
-                    "amount": 20,
-                    "balance_after": 120,
-                    "cause_type": "hazard_report",
-                    "cause_id": "01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e",
-                    "posted_at": "2026-11-27T10:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        entry_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d10",
+        rider_id="01936f2e-0000-7000-8000-000000000001",
+        kind="earned",
+        amount=20,
+        balance_after=120,
+        cause_type="hazard_report",
+        cause_id="01936f2e-8c9a-7b3c-9d4e-5f6a7b8c9d0e",
+        posted_at="2026-11-27T10:00:00Z",
     )
 
     entry_id: UUID
@@ -154,25 +138,17 @@ class PointsPosted(IntegrationEvent):
 
 
 @contract
-class PointsExpiring(IntegrationEvent):
+class PointsExpiring(LedgerEvent):
     """A rider has unspent points that will expire within the warning window (``expiry_warning_days``): told
     once per rider and local month, so they can redeem them in time."""
 
     event_type: ClassVar[str] = "minsheng.points.ledger.expiring.v1"
-    topic: ClassVar[str] = "points.ledger"
-    key_field: ClassVar[str] = "rider_id"
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "rider_id": "01936f2e-0000-7000-8000-000000000001",
-                    "points": 40,
-                    "balance": 120,
-                    "expiring_before": "2026-12-31T16:00:00Z",
-                    "warned_at": "2026-12-01T02:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        rider_id="01936f2e-0000-7000-8000-000000000001",
+        points=40,
+        balance=120,
+        expiring_before="2026-12-31T16:00:00Z",
+        warned_at="2026-12-01T02:00:00Z",
     )
 
     rider_id: UUID

@@ -84,3 +84,16 @@ class Filters(Generic[R]):
             made = f.clause(key)
             out.extend(made if isinstance(made, Sequence) else [made])
         return tuple(out)
+
+
+Q = TypeVar("Q", bound=sa.Select[Any])
+
+
+def where_given(query: Q, *conditions: tuple[Any, Any]) -> Q:
+    """``query`` narrowed by ``column == value`` for each ``(column, value)`` whose value is given: an optional
+    list filter that is absent (``None``) or empty (``?community=``) does not narrow; ``False`` and ``0`` do.
+    For the plain list queries; a hot path caches its statements per shape with :class:`Filters` instead."""
+    for column, value in conditions:
+        if value is not None and value != "":
+            query = query.where(column == value)
+    return query

@@ -1,26 +1,12 @@
 """The canteen service as the platform runs it."""
 
-from pathlib import Path
-
 from minsheng.platform.privacy import SealedColumns
-from minsheng.platform.service import ServiceSpec
-from services.canteen.demo import seed_demo
-from services.canteen.handlers import HANDLERS
-from services.canteen.jobs import JOBS
-from services.canteen.models import metadata, platform_tables
-from services.canteen.views import router
+from minsheng.platform.service_layout import service_spec
 
-SPEC = ServiceSpec(
-    name="canteen",
+SPEC = service_spec(
+    __name__,
     title="Canteen 幸福食堂",
     description="Elderly canteens: menus, orders, subsidies, settlement, delivery, care signals.",
-    metadata=metadata,
-    tables=platform_tables,
-    router=router,
-    migrations_dir=Path(__file__).parent / "migrations",
-    handlers=HANDLERS,
-    jobs=JOBS,
-    seed_demo=seed_demo,
     sealed=(
         SealedColumns(
             "diners",

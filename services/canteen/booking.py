@@ -34,7 +34,6 @@ from services.canteen.models import (
     DinerStatus,
     FamilyMember,
     Fulfilment,
-    LineStatus,
     MealSlotRow,
     Menu,
     MenuStatus,
@@ -255,23 +254,7 @@ async def _place(
                 slot=menu.slot,
             ),
         ) from exc
-    lines = [
-        {
-            "id": uuid7(),
-            "order_id": order["id"],
-            "diner_id": diner.id,
-            "canteen_id": canteen.id,
-            "meal_date": menu.meal_date,
-            "rule_id": rule.id,
-            "rule_key": rule.key,
-            "rule_version": rule.version,
-            "category": rule.category,
-            "funder": rule.funder,
-            "amount_fen": amount,
-            "status": LineStatus.claimed.value,
-        }
-        for rule, amount in computed.lines
-    ]
+    lines = computed.line_rows(order_id=order["id"], diner_id=diner.id, canteen_id=canteen.id, meal_date=menu.meal_date)
     if lines:  # one row: a plain execute, cheaper than the executemany path a list takes
         await uow.session.execute(_INSERT_LINES, lines[0] if len(lines) == 1 else lines)
     if address is not None:

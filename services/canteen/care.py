@@ -284,31 +284,24 @@ async def apply_resident_status(uow: UnitOfWork, event: ResidentStatusChanged) -
             diner.status = DinerStatus.active.value
             diner.subsidy_suspended_from = None
             diner.status_reason = f"resident active again from {event.effective_date}"
-            await uow.session.execute(
-                sa.update(LINES)
-                .where(
-                    LINES.c.diner_id == diner.id,
-                    LINES.c.status == LineStatus.withheld.value,
-                    LINES.c.meal_date >= event.effective_date,
-                )
-                .values(status=LineStatus.claimed.value)
-            )
+            await _move_lines(uow, diner, event.effective_date, LineStatus.withheld, LineStatus.claimed)
     return changed
+
+
+async def _move_lines(uow: UnitOfWork, diner: Diner, since: date, old: LineStatus, new: LineStatus) -> None:
+    """The diner's subsidy lines for meals from ``since`` on: withheld while suspended, claimed again after."""
+    await uow.session.execute(
+        sa.update(LINES)
+        .where(LINES.c.diner_id == diner.id, LINES.c.status == old.value, LINES.c.meal_date >= since)
+        .values(status=new.value)
+    )
 
 
 async def _suspend(uow: UnitOfWork, diner: Diner, event: ResidentStatusChanged) -> None:
     diner.status = DinerStatus.deceased.value if event.status == "deceased" else DinerStatus.suspended.value
     diner.subsidy_suspended_from = event.effective_date
     diner.status_reason = f"resident {event.status} on {event.effective_date}"
-    await uow.session.execute(
-        sa.update(LINES)
-        .where(
-            LINES.c.diner_id == diner.id,
-            LINES.c.status == LineStatus.claimed.value,
-            LINES.c.meal_date >= event.effective_date,
-        )
-        .values(status=LineStatus.withheld.value)
-    )
+    await _move_lines(uow, diner, event.effective_date, LineStatus.claimed, LineStatus.withheld)
     # Seats are released in (date, slot) order, the order bookings claim them in: no lock-order deadlocks.
     pending = (
         select(Order)

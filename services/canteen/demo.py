@@ -26,7 +26,6 @@ from services.canteen.models import (
     Menu,
     Order,
     SetMeal,
-    SubsidyLine,
     SubsidyRule,
 )
 
@@ -460,21 +459,7 @@ async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int
                 checked_in_by="demo",
             )
             await uow.session.execute(sa.insert(orders.ORDERS).values(**order.model_dump()))
-            lines = [
-                SubsidyLine(
-                    order_id=order.id,
-                    diner_id=diner.id,
-                    canteen_id=canteen.id,
-                    meal_date=day,
-                    rule_id=rule.id,
-                    rule_key=rule.key,
-                    rule_version=rule.version,
-                    category=rule.category,
-                    funder=rule.funder,
-                    amount_fen=amount,
-                ).model_dump()
-                for rule, amount in computed.lines
-            ]
+            lines = computed.line_rows(order_id=order.id, diner_id=diner.id, canteen_id=canteen.id, meal_date=day)
             if lines:
                 await uow.session.execute(sa.insert(orders.LINES), lines)
             menu.booked += 1

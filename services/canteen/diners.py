@@ -15,6 +15,7 @@ from minsheng.contracts.canteen import FamilyMemberLinked
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -276,16 +277,15 @@ async def list_diners(
             col(Diner.compound).in_(who.scoped_values("compound")),
         ]
         query = query.where(sa.or_(*conditions))
-    if canteen_id is not None:
-        query = query.where(Diner.canteen_id == canteen_id)
-    if community is not None:
-        query = query.where(Diner.community == community)
-    if status is not None:
-        query = query.where(Diner.status == status)
+    query = where_given(
+        query,
+        (Diner.canteen_id, canteen_id),
+        (Diner.community, community),
+        (Diner.status, status),
+        (Diner.delivery_eligible, delivery),
+    )
     if name:
         query = query.where(col(Diner.name).startswith(name, autoescape=True))
-    if delivery is not None:
-        query = query.where(Diner.delivery_eligible == delivery)
     if cursor:
         n, ident = decode_cursor(cursor, str, UUID)
         query = query.where(sa.tuple_(Diner.name, Diner.id) > sa.tuple_(n, ident))

@@ -160,29 +160,8 @@ async def copy_menus(uow: UnitOfWork, canteen: Canteen, data: MenuCopy) -> list[
             errors=[{"field": "to_date", "message": "in the past", "type": "value_error"}],
         )
     shift = data.to_date - data.from_date
-    source = list(
-        (
-            await uow.session.execute(
-                select(Menu).where(
-                    Menu.canteen_id == canteen.id,
-                    Menu.meal_date >= data.from_date,
-                    Menu.meal_date < data.from_date + timedelta(days=data.days),
-                )
-            )
-        ).scalars()
-    )
-    targets = {
-        (m.meal_date, m.slot)
-        for m in (
-            await uow.session.execute(
-                select(Menu).where(
-                    Menu.canteen_id == canteen.id,
-                    Menu.meal_date >= data.to_date,
-                    Menu.meal_date < data.to_date + timedelta(days=data.days),
-                )
-            )
-        ).scalars()
-    }
+    source = await _menus_of_days(uow, canteen, data.from_date, data.days)
+    targets = {(m.meal_date, m.slot) for m in await _menus_of_days(uow, canteen, data.to_date, data.days)}
     meals = await meals_of(uow, [m.id for m in source])
     created = []
     for menu in sorted(source, key=lambda m: (m.meal_date, SLOT_RANK[m.slot])):
@@ -207,6 +186,14 @@ async def copy_menus(uow: UnitOfWork, canteen: Canteen, data: MenuCopy) -> list[
         uow.session.add_all(copied)
         created.append((copy, copied))
     return created
+
+
+async def _menus_of_days(uow: UnitOfWork, canteen: Canteen, first: date, days: int) -> list[Menu]:
+    """The canteen's menus of ``days`` days from ``first`` on."""
+    query = select(Menu).where(
+        Menu.canteen_id == canteen.id, Menu.meal_date >= first, Menu.meal_date < first + timedelta(days=days)
+    )
+    return list((await uow.session.execute(query)).scalars())
 
 
 async def get_menu(uow: UnitOfWork, menu_id: UUID, *, for_update: bool = False) -> Menu:

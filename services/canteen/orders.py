@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from minsheng.platform.access import ensure_visible
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import not_found
+from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
@@ -156,12 +157,7 @@ async def list_orders(
         family_ids = select(FamilyMember.diner_id).where(FamilyMember.subject == who.sub)
         own = select(Diner.id).where(sa.or_(col(Diner.subject) == who.sub, col(Diner.id).in_(family_ids)))
         query = query.where(col(Order.diner_id).in_(own))
-    if meal_date is not None:
-        query = query.where(Order.meal_date == meal_date)
-    if status is not None:
-        query = query.where(Order.status == status)
-    if fulfilment is not None:
-        query = query.where(Order.fulfilment == fulfilment)
+    query = where_given(query, (Order.meal_date, meal_date), (Order.status, status), (Order.fulfilment, fulfilment))
     return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), cursor, limit)
 
 

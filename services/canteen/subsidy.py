@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
+from minsheng.platform.ids import uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -125,6 +126,26 @@ class Computation:
         for rule, amount in self.lines:
             by_funder[rule.funder] = by_funder.get(rule.funder, 0) + amount
         return [FundingShare(funder=f, amount_fen=a) for f, a in sorted(by_funder.items())]
+
+    def line_rows(self, *, order_id: UUID, diner_id: UUID, canteen_id: UUID, meal_date: date) -> list[dict[str, Any]]:
+        """The order's ``order_subsidy_lines`` rows: what each rule pays, frozen at order time."""
+        return [
+            {
+                "id": uuid7(),
+                "order_id": order_id,
+                "diner_id": diner_id,
+                "canteen_id": canteen_id,
+                "meal_date": meal_date,
+                "rule_id": rule.id,
+                "rule_key": rule.key,
+                "rule_version": rule.version,
+                "category": rule.category,
+                "funder": rule.funder,
+                "amount_fen": amount,
+                "status": LineStatus.claimed.value,
+            }
+            for rule, amount in self.lines
+        ]
 
     def quote(self) -> Quote:
         return Quote(

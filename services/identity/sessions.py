@@ -302,13 +302,7 @@ async def rotate_refresh_token(
 
 
 async def revoke_family(uow: UnitOfWork, family_id: UUID, reason: str) -> int:
-    t = REFRESH_TOKENS
-    result = await uow.session.execute(
-        sa.update(t)
-        .where(t.c.family_id == family_id, t.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return await _revoke(uow, REFRESH_TOKENS.c.family_id == family_id, reason)
 
 
 async def revoke_family_of_token(uow: UnitOfWork, account_id: UUID, refresh_token: str, reason: str) -> int:
@@ -321,11 +315,14 @@ async def revoke_family_of_token(uow: UnitOfWork, account_id: UUID, refresh_toke
 
 
 async def revoke_account(uow: UnitOfWork, account_id: UUID, reason: str) -> int:
+    return await _revoke(uow, REFRESH_TOKENS.c.account_id == account_id, reason)
+
+
+async def _revoke(uow: UnitOfWork, which: sa.ColumnElement[bool], reason: str) -> int:
+    """Revoke the live refresh tokens ``which`` selects; how many."""
     t = REFRESH_TOKENS
     result = await uow.session.execute(
-        sa.update(t)
-        .where(t.c.account_id == account_id, t.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
+        sa.update(t).where(which, t.c.revoked_at.is_(None)).values(revoked_at=utcnow(), revoked_reason=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

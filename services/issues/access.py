@@ -55,6 +55,11 @@ def manages(who: Principal, issue: IssueLike) -> bool:
     return is_staff(who) and who.covers(issue.community, issue.compound)
 
 
+def reports_within_reach(who: Principal, community: str | None, compound: str | None) -> bool:
+    """Staff report for the communities and compounds they cover; anyone else reports about any place."""
+    return not is_staff(who) or who.covers(community, compound)
+
+
 def works_on(who: Principal, issue: IssueLike) -> bool:
     """Managers, and the departments the issue is assigned to."""
     if manages(who, issue):

@@ -8,7 +8,7 @@ emitted — exactly once, even when two replicas race.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -50,97 +50,76 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
     flagged = 0
     t = table_of(Issue)
     while True:
-        n = 0
         async with runtime.uow() as uow:
-            late_first = await _claim(
+            greatest = sa.func.greatest if uow.db.is_postgres else sa.func.max
+            late_first, n_first = await _flag_missed(
                 uow,
-                sa.select(t.c.id)
-                .where(
-                    t.c.first_responded_at.is_(None),
-                    t.c.first_response_overdue_at.is_(None),
-                    t.c.first_response_due_at < now,
-                    t.c.closed_at.is_(None),
-                )
-                .order_by(t.c.first_response_due_at),
+                "first_response",
+                (t.c.first_responded_at.is_(None), t.c.closed_at.is_(None)),
+                greatest(t.c.escalation_level, 1),
+                "No first response in time; escalated to the sub-district",
+                now,
                 batch,
             )
-            for issue_id in late_first:
-                issue = await _flag(
-                    uow,
-                    issue_id,
-                    t.c.first_response_overdue_at.is_(None),
-                    {
-                        "first_response_overdue_at": now,
-                        "updated_at": now,
-                        "escalation_level": sa.func.max(t.c.escalation_level, 1)
-                        if not uow.db.is_postgres
-                        else sa.func.greatest(t.c.escalation_level, 1),
-                    },
-                )
-                if issue is None:
-                    continue
-                record(
-                    uow,
-                    issue,
-                    "overdue",
-                    None,
-                    "No first response in time; escalated to the sub-district",
-                    data={"deadline": "first_response"},
-                    at=now,
-                )
-                uow.emit(
-                    IssueOverdue(
-                        deadline="first_response",
-                        due_at=issue.first_response_due_at,
-                        escalation_level=issue.escalation_level,
-                        **fact(issue, None),
-                    )
-                )
-                n += 1
-            await uow.session.flush()
             uow.session.expunge_all()  # the first pass may have raised escalation levels: read them afresh
-            late_fix = await _claim(
+            late_fix, n_fix = await _flag_missed(
                 uow,
-                sa.select(t.c.id)
-                .where(
-                    t.c.closed_at.is_(None),
-                    t.c.resolution_overdue_at.is_(None),
-                    t.c.resolution_due_at < now,
-                )
-                .order_by(t.c.resolution_due_at),
+                "resolution",
+                (t.c.closed_at.is_(None),),
+                t.c.escalation_level + 1,
+                "Not resolved in time; escalated to the sub-district",
+                now,
                 batch,
+                report_level=True,
             )
-            for issue_id in late_fix:
-                issue = await _flag(
-                    uow,
-                    issue_id,
-                    t.c.resolution_overdue_at.is_(None),
-                    {"resolution_overdue_at": now, "updated_at": now, "escalation_level": t.c.escalation_level + 1},
-                )
-                if issue is None:
-                    continue
-                record(
-                    uow,
-                    issue,
-                    "overdue",
-                    None,
-                    "Not resolved in time; escalated to the sub-district",
-                    data={"deadline": "resolution", "escalation_level": issue.escalation_level},
-                    at=now,
-                )
-                uow.emit(
-                    IssueOverdue(
-                        deadline="resolution",
-                        due_at=issue.resolution_due_at,
-                        escalation_level=issue.escalation_level,
-                        **fact(issue, None),
-                    )
-                )
-                n += 1
             await uow.commit()
-        flagged += n
-        if len(late_first) < batch and len(late_fix) < batch:
+        flagged += n_first + n_fix
+        if late_first < batch and late_fix < batch:
             return flagged
+
+
+async def _flag_missed(
+    uow: UnitOfWork,
+    deadline: Literal["first_response", "resolution"],
+    still_due: tuple[sa.ColumnElement[bool], ...],
+    escalation: sa.ColumnElement[int],
+    note: str,
+    now: datetime,
+    batch: int,
+    *,
+    report_level: bool = False,
+) -> tuple[int, int]:
+    """One pass over a deadline (``<deadline>_due_at``): claim a batch of issues past it whose
+    ``<deadline>_overdue_at`` is unset and ``still_due`` holds, flag and escalate each, record it on the
+    timeline and emit IssueOverdue. How many were claimed and how many flagged (the flushed changes)."""
+    t = table_of(Issue)
+    due_at, overdue_at = t.c[f"{deadline}_due_at"], t.c[f"{deadline}_overdue_at"]
+    claimed = await _claim(
+        uow,
+        sa.select(t.c.id).where(*still_due, overdue_at.is_(None), due_at < now).order_by(due_at),
+        batch,
+    )
+    flagged = 0
+    for issue_id in claimed:
+        values = {overdue_at.key: now, "updated_at": now, "escalation_level": escalation}
+        issue = await _flag(uow, issue_id, overdue_at.is_(None), values)
+        if issue is None:
+            continue
+        data: dict[str, Any] = {"deadline": deadline}
+        if report_level:
+            data["escalation_level"] = issue.escalation_level
+        record(uow, issue, "overdue", None, note, data=data, at=now)
+        uow.emit(
+            IssueOverdue(
+                deadline=deadline,
+                due_at=getattr(issue, due_at.key),
+                escalation_level=issue.escalation_level,
+                **fact(issue, None),
+            )
+        )
+        flagged += 1
+    await uow.session.flush()
+    return len(claimed), flagged
 
 
 async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> int:

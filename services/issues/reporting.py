@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import secrets
 
+from minsheng.platform.access import ensure, outside_scope
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import uuid7
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.uow import UnitOfWork
-from services.issues.access import IssueLike, is_staff, role_of
+from services.issues.access import IssueLike, is_staff, reports_within_reach, role_of
 from services.issues.catalogue import require_category, resolve_community, validate_attributes
 from services.issues.intake import Intake, intake
 from services.issues.models import Category, Channel, IssueCreate
@@ -71,8 +72,11 @@ async def report_issue(
             errors=[{"field": "latitude", "message": "a location is required", "type": "missing"}],
         )
     community = await resolve_community(uow, data.community, data.latitude, data.longitude)
-    if is_staff(who) and channel == Channel.staff and not who.covers(community, data.compound):
-        raise Problem(403, "outside_scope", "Outside your scope", "You may only report within your communities.")
+    if channel == Channel.staff:
+        ensure(
+            reports_within_reach(who, community, data.compound),
+            outside_scope(_t("You may only report within your communities.")),
+        )
     # Open311's media_url (checked there: https on a public host) is the one way a URL still comes in.
     photos = [*data.photo_urls, *await photo_urls_of(uow, who, data.photo_ids)]
     contact = data.contact

@@ -14,9 +14,10 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,12 +43,31 @@ class ChannelAdapter(Protocol):
     async def send(self, address: str, request: dict[str, Any]) -> Outcome: ...
 
 
+T = TypeVar("T")
+
+
 def _http_failure(exc: Exception | None = None, status: int | None = None) -> Outcome:
     if status is not None:
         if status == 429:
             return Outcome("throttled", f"http {status}")
         return Outcome("transient" if status >= 500 else "permanent", f"http {status}")
     return Outcome("transient", type(exc).__name__ if exc else "network")
+
+
+def _read_answer(resp: httpx.Response, read: Callable[[Any], T]) -> T | Outcome:
+    """``read`` of the JSON body of a 200 answer; else the outcome: of the HTTP status, or ``bad json`` for a
+    body that is not JSON or not of the provider's shape."""
+    if resp.status_code != 200:
+        return _http_failure(status=resp.status_code)
+    try:
+        return read(resp.json())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return Outcome("transient", "bad json")
+
+
+def _errcode(body: Any) -> int:
+    """The ``errcode`` of a WeChat/WeCom answer (absent: 0, success)."""
+    return int(body.get("errcode", 0))
 
 
 # --- WeChat subscribe messages ---------------------------------------------------------------------------------
@@ -129,12 +149,9 @@ class WeChatSubscribe:
                 )
             except (httpx.HTTPError, ValueError) as exc:
                 return _http_failure(exc)
-            if resp.status_code != 200:
-                return _http_failure(status=resp.status_code)
-            try:
-                code = int(resp.json().get("errcode", 0))
-            except ValueError:
-                return Outcome("transient", "bad json")
+            code = _read_answer(resp, _errcode)
+            if isinstance(code, Outcome):
+                return code
             if code == 0:
                 return Outcome("ok", provider_ref=resp.json().get("msgid") and str(resp.json()["msgid"]))
             if code in WECHAT_TOKEN_ERRORS:
@@ -240,12 +257,9 @@ class TencentSms:
             resp = await self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return _http_failure(exc)
-        if resp.status_code != 200:
-            return _http_failure(status=resp.status_code)
-        try:
-            answer = resp.json()["Response"]
-        except (ValueError, KeyError):
-            return Outcome("transient", "bad json")
+        answer = _read_answer(resp, lambda body: body["Response"])
+        if isinstance(answer, Outcome):
+            return answer
         error = answer.get("Error")
         if error:
             return _sms_code(str(error.get("Code", "")))
@@ -291,12 +305,9 @@ class WeComRobot:
             )
         except httpx.HTTPError as exc:
             return _http_failure(exc)
-        if resp.status_code != 200:
-            return _http_failure(status=resp.status_code)
-        try:
-            code = int(resp.json().get("errcode", 0))
-        except ValueError:
-            return Outcome("transient", "bad json")
+        code = _read_answer(resp, _errcode)
+        if isinstance(code, Outcome):
+            return code
         if code == 0:
             return Outcome("ok")
         if code == 45009:

@@ -8,6 +8,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.filters import where_given
 from minsheng.platform.pagination import Keyset, Page
 from minsheng.platform.uow import UnitOfWork
 from services.notify.models import Delivery, DeliveryPublic, DeliveryStatus
@@ -26,12 +27,9 @@ async def deliveries_page(
     since: datetime | None = None,
 ) -> Page[DeliveryPublic]:
     query = select(Delivery)
+    query = where_given(query, (Delivery.channel, channel), (Delivery.recipient_key, recipient))
     if status is not None:
         query = query.where(Delivery.status == status.value)
-    if channel:
-        query = query.where(Delivery.channel == channel)
-    if recipient:
-        query = query.where(Delivery.recipient_key == recipient)
     if since is not None:
         query = query.where(col(Delivery.created_at) >= since)
     rows = list((await uow.session.execute(_NEWEST_FIRST.query(query, cursor, limit))).scalars())

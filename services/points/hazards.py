@@ -18,6 +18,7 @@ from minsheng.platform.access import visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import conflict
+from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.sql import table_of
@@ -277,12 +278,9 @@ async def list_reports(
                 col(HazardReport.compound).in_(who.scoped_values("compound")),
             )
         )
-    if status is not None:
-        query = query.where(HazardReport.status == status)
-    if community is not None:
-        query = query.where(HazardReport.community == community)
-    if category is not None:
-        query = query.where(HazardReport.category == category)
+    query = where_given(
+        query, (HazardReport.status, status), (HazardReport.community, community), (HazardReport.category, category)
+    )
     return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), cursor, limit)
 
 

@@ -4,40 +4,48 @@ on their cause (rider + local day), task expiry and purges are conditional state
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import Protocol
 
 from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.uow import UnitOfWork
 from services.points import expiry, merchants, tasks
 
 log = logging.getLogger(__name__)
 
 
+class _BatchStep(Protocol):
+    """One batch of riders: (what it did, riders looked at)."""
+
+    def __call__(self, uow: UnitOfWork, *, batch: int) -> Awaitable[tuple[int, int]]: ...
+
+
 async def expire_points(runtime: ServiceRuntime, *, batch: int = 500, max_batches: int = 100) -> int:
-    """Expire in batches of riders, one transaction each (short locks, steady progress)."""
-    expired = 0
-    for _ in range(max_batches):
-        async with runtime.uow() as uow:
-            points, riders = await expiry.expire_points(uow, batch=batch)
-            await uow.commit()
-        expired += points
-        if riders < batch:
-            break
+    expired = await _in_batches(runtime, expiry.expire_points, batch, max_batches)
     if expired:
         log.info("points: %d points expired", expired)
     return expired
 
 
 async def warn_expiring(runtime: ServiceRuntime, *, batch: int = 500, max_batches: int = 100) -> int:
-    told = 0
-    for _ in range(max_batches):
-        async with runtime.uow() as uow:
-            n, looked_at = await expiry.warn_expiring(uow, batch=batch)
-            await uow.commit()
-        told += n
-        if looked_at < batch:
-            break
+    told = await _in_batches(runtime, expiry.warn_expiring, batch, max_batches)
     if told:
         log.info("points: %d riders told their points expire soon", told)
     return told
+
+
+async def _in_batches(runtime: ServiceRuntime, step: _BatchStep, batch: int, max_batches: int) -> int:
+    """Run ``step`` over batches of riders, one transaction each (short locks, steady progress), until it looks
+    at fewer than a batch; the sum of what it did."""
+    done = 0
+    for _ in range(max_batches):
+        async with runtime.uow() as uow:
+            did, looked_at = await step(uow, batch=batch)
+            await uow.commit()
+        done += did
+        if looked_at < batch:
+            break
+    return done
 
 
 async def expire_tasks(runtime: ServiceRuntime) -> int:

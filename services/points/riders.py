@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
@@ -121,16 +122,11 @@ async def list_riders(
     query = select(Rider)
     if not who.is_admin:
         query = query.where(col(Rider.community).in_(who.scoped_values("community")))
-    if community is not None:
-        query = query.where(Rider.community == community)
+    query = where_given(query, (Rider.community, community), (Rider.team_id, team_id), (Rider.flagged, flagged))
     if status is not None:
         query = query.where(Rider.status == status.value)
     if role is not None:
         query = query.where(Rider.role == role.value)
-    if team_id is not None:
-        query = query.where(Rider.team_id == team_id)
-    if flagged is not None:
-        query = query.where(Rider.flagged == flagged)
     return await keyset_page(uow.session, query, Keyset((Rider.created_at, Rider.id)), cursor, limit)
 
 

@@ -16,6 +16,7 @@ from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.access import ensure, ensure_visible, is_staff, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
@@ -234,12 +235,9 @@ async def list_tasks(
                 col(Task.compound).in_(who.scoped_values("compound")),
             )
         )
+    query = where_given(query, (Task.community, community), (Task.type_code, type_code))
     if status is not None:
         query = query.where(Task.status == status.value)
-    if community is not None:
-        query = query.where(Task.community == community)
-    if type_code is not None:
-        query = query.where(Task.type_code == type_code)
     return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), cursor, limit)
 
 

@@ -2,17 +2,13 @@
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from minsheng.platform.privacy import SealedColumns
-from minsheng.platform.service import ServiceRuntime, ServiceSpec
+from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.service_layout import service_spec
 from minsheng.platform.storage import store_lifespan
 from services.visits import linking
-from services.visits.demo import seed_demo
-from services.visits.handlers import HANDLERS
 from services.visits.jobs import jobs
-from services.visits.models import metadata, platform_tables
-from services.visits.views import router
 
 
 @contextlib.asynccontextmanager
@@ -21,17 +17,11 @@ async def _lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
         yield
 
 
-SPEC = ServiceSpec(
-    name="visits",
+SPEC = service_spec(
+    __name__,
     title="Visits 入户倾听",
     description="Grid workers' door-to-door rounds, the needs ledger closed one by one, the happiness bill.",
-    metadata=metadata,
-    tables=platform_tables,
-    router=router,
-    migrations_dir=Path(__file__).parent / "migrations",
-    handlers=HANDLERS,
     jobs=jobs(),
-    seed_demo=seed_demo,
     lifespan=_lifespan,
     sealed=(
         SealedColumns(

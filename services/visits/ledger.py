@@ -11,7 +11,7 @@ Every change writes a ledger note: the history is what the happiness bill prints
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import get_args
 from uuid import UUID
 
@@ -23,6 +23,7 @@ from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.access import ensure, visible_or_404
 from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
@@ -87,6 +88,17 @@ def note(
         )
 
 
+def _refuse_past_due(due_on: date) -> None:
+    if due_on < today():
+        raise Problem(
+            422,
+            "due_on_in_past",
+            "The due date has passed",
+            "Give a due date from today on.",
+            errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
+        )
+
+
 async def _owner_name(uow: UnitOfWork, subject: str, fallback: str | None) -> str | None:
     worker = await worker_by_subject(uow, subject)
     return worker.name if worker is not None else fallback
@@ -110,14 +122,8 @@ async def raise_need(
                 ),
                 errors=[{"field": "resident_id", "message": "not in this household", "type": "value_error"}],
             )
-    if data.due_on is not None and data.due_on < today():
-        raise Problem(
-            422,
-            "due_on_in_past",
-            "The due date has passed",
-            "Give a due date from today on.",
-            errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
-        )
+    if data.due_on is not None:
+        _refuse_past_due(data.due_on)
     owner = data.owner or viewer.sub
     if owner == viewer.sub and viewer.worker is not None:
         owner_name: str | None = viewer.worker.name
@@ -191,20 +197,17 @@ async def list_needs(
         query = query.where(Need.owner == viewer.sub)
     else:
         query = query.where(sa.or_(viewer.clause(Need, household_col=Need.household_id), col(Need.owner) == viewer.sub))
+    query = where_given(
+        query,
+        (Need.owner, owner),
+        (Need.community, community),
+        (Need.compound, compound),
+        (Need.household_id, household_id),
+        (Need.resident_id, resident_id),
+        (Need.category, category),
+    )
     if status:
         query = query.where(col(Need.status).in_([s.value for s in status]))
-    if owner:
-        query = query.where(Need.owner == owner)
-    if community:
-        query = query.where(Need.community == community)
-    if compound:
-        query = query.where(Need.compound == compound)
-    if household_id:
-        query = query.where(Need.household_id == household_id)
-    if resident_id:
-        query = query.where(Need.resident_id == resident_id)
-    if category:
-        query = query.where(Need.category == category)
     if overdue:
         query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]), col(Need.due_on) < today())
     return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), cursor, limit)
@@ -298,14 +301,7 @@ async def update(uow: UnitOfWork, viewer: Viewer, need: Need, body: NeedUpdate) 
         need.owner_name = await _owner_name(uow, need.owner, None)
         lines.append(f"owner → {need.owner_name or need.owner}")
     if changes.get("due_on"):
-        if changes["due_on"] < today():
-            raise Problem(
-                422,
-                "due_on_in_past",
-                "The due date has passed",
-                "Give a due date from today on.",
-                errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
-            )
+        _refuse_past_due(changes["due_on"])
         need.due_on = changes["due_on"]
         lines.append(f"due {need.due_on.isoformat()}")
     if changes.get("urgency"):

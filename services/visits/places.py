@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.access import ensure_changeable, visible_or_404
 from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
@@ -287,16 +288,14 @@ async def list_households(
     overdue: bool | None = None,
 ) -> Page[Household]:
     query = select(Household).where(viewer.clause(Household, household_col=Household.id))
-    if community:
-        query = query.where(Household.community == community)
-    if compound:
-        query = query.where(Household.compound == compound)
-    if building_id:
-        query = query.where(Household.building_id == building_id)
-    if tier:
-        query = query.where(Household.tier == tier)
-    if attention:
-        query = query.where(Household.attention == attention)
+    query = where_given(
+        query,
+        (Household.community, community),
+        (Household.compound, compound),
+        (Household.building_id, building_id),
+        (Household.tier, tier),
+        (Household.attention, attention),
+    )
     if overdue is True:
         query = query.where(col(Household.next_due_on) < today())
     elif overdue is False:

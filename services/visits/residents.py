@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from minsheng.contracts.visits import ResidentStatusChanged
 from minsheng.platform.access import ensure, ensure_changeable, forbidden, visible_or_404
 from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
@@ -181,20 +182,18 @@ async def list_residents(
     status: str | None = ResidentStatus.active,
 ) -> Page[Resident]:
     query = select(Resident).where(viewer.clause(Resident, household_col=Resident.household_id))
-    if community:
-        query = query.where(Resident.community == community)
-    if compound:
-        query = query.where(Resident.compound == compound)
-    if household_id:
-        query = query.where(Resident.household_id == household_id)
+    query = where_given(
+        query,
+        (Resident.community, community),
+        (Resident.compound, compound),
+        (Resident.household_id, household_id),
+        (Resident.mobility, mobility),
+        (Resident.status, status),
+    )
     if care_tag:
         query = query.where(col(Resident.tags).contains(f",{care_tag},"))
     if min_age is not None:
         query = query.where(col(Resident.birth_date) <= schedule._years_before(today(), min_age))
-    if mobility:
-        query = query.where(Resident.mobility == mobility)
-    if status:
-        query = query.where(Resident.status == status)
     return await keyset_page(uow.session, query, Keyset.by_id(Resident), cursor, limit)
 
 
@@ -301,10 +300,7 @@ async def list_audit(
             "Reading the personal-data audit trail needs the `pii:audit` permission.",
         )
     query = select(PiiAudit)
-    if resident_id:
-        query = query.where(PiiAudit.resident_id == resident_id)
-    if actor:
-        query = query.where(PiiAudit.actor == actor)
+    query = where_given(query, (PiiAudit.resident_id, resident_id), (PiiAudit.actor, actor))
     if cursor:
         at, ident = decode_cursor(cursor, type(utcnow()), UUID)
         query = query.where(sa.tuple_(PiiAudit.at, PiiAudit.id) < sa.tuple_(at, ident))

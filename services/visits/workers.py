@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.access import ensure_visible, visible_or_404
 from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
@@ -66,10 +67,7 @@ async def list_workers(
     if not viewer.is_admin:
         communities = viewer.principal.scoped_values("community") if viewer.is_staff else set()
         query = query.where(col(GridWorker.community).in_(sorted(communities)))
-    if community:
-        query = query.where(GridWorker.community == community)
-    if active is not None:
-        query = query.where(GridWorker.active == active)
+    query = where_given(query, (GridWorker.community, community), (GridWorker.active, active))
     return await keyset_page(uow.session, query, Keyset.by_id(GridWorker), cursor, limit)
 
 

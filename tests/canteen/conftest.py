@@ -5,12 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from minsheng.platform.db import create_database_if_missing
 from services.canteen import config
 from tests.canteen.helpers import TODAY, pin
-from tests.conftest import embedded_settings
+from tests.conftest import alone_on_postgres, embedded_settings
 from tests.support.client import System, running_system
-from tests.support.infra import database_template, drop_databases
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +32,5 @@ async def canteen(tmp_path: Path) -> AsyncIterator[System]:
 async def pg_canteen(tmp_path: Path, pg_base_url: str) -> AsyncIterator[System]:
     """The canteen service alone on a fresh PostgreSQL database (only its own: creating and dropping the other
     three services' databases would double the cost of every test)."""
-    template = database_template(pg_base_url)
-    await create_database_if_missing(template.replace("{service}", "canteen"))
-    try:
-        async with running_system(embedded_settings(tmp_path, database_url=template), services=("canteen",)) as s:
-            yield s
-    finally:
-        await drop_databases(pg_base_url, template, ("canteen",))
+    async with alone_on_postgres(tmp_path, pg_base_url, "canteen") as s:
+        yield s

@@ -189,21 +189,15 @@ async def death_flow(s: System) -> None:
             "effective_from": TODAY.isoformat(),
         },
     )
-    r = await s.client.post(
-        "/canteen/diners",
-        headers=county(s),
-        json={
-            "canteen_id": c["id"],
-            "name": "赵桂香",
-            "birth_date": "1941-03-08",
-            "community": "yuntai",
-            "compound": "yuntaiyuan",
-            "id_number": ZHAO_ID_NUMBER,
-            "delivery_eligible": True,
-            "delivery_address": "云泰园3号楼2单元501",
-        },
+    zhao = await make_diner(
+        s,
+        c["id"],
+        community="yuntai",
+        compound="yuntaiyuan",
+        id_number=ZHAO_ID_NUMBER,
+        delivery_eligible=True,
+        delivery_address="云泰园3号楼2单元501",
     )
-    zhao = r.json()
     menu = await make_menu(s, "yunxing-street", TOMORROW)
     order = (await book(s, county(s), zhao["id"], menu, fulfilment="delivery")).json()
     assert order["subsidy_fen"] == 300

@@ -45,37 +45,40 @@ async def test_fire_flow_and_sign_in_across_five_processes(
     settings = process_settings(env)
 
     with services_running(["identity", "visits", "issues", "points", "canteen"], env) as procs:
-        rider = {"Authorization": f"Bearer {dev_token(settings, 'rider-fan', ['rider'])}"}
-        staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
-        points, issues = procs["points"].url, procs["issues"].url
         async with httpx.AsyncClient(timeout=10) as http:
-            r = await http.post(
-                f"{points}/points/riders",
-                headers=rider,
-                json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"},
-            )
-            assert r.status_code == 201, r.text
-            report = (await http.post(f"{points}/points/hazard-reports", headers=rider, json=FIRE)).json()
-
-            async def issue_for_report() -> dict | None:
-                items = (await http.get(f"{issues}/issues/issues", headers=staff)).json()["items"]
-                return next((i for i in items if i["origin_id"] == report["id"]), None)
-
-            issue = await eventually(issue_for_report, within=45)
-            assert issue["urgent"] is True and issue["channel"] == "rider"
-
-            r = await http.post(f"{issues}/issues/issues/{issue['id']}/verify", headers=staff)
-            assert r.status_code == 200, r.text
-
-            async def balance() -> int:
-                body = (await http.get(f"{points}/points/riders/me/balance", headers=rider)).json()
-                return body["balance"]  # type: ignore[no-any-return]
-
-            await becomes(balance, 20, within=45)
-            mine = (await http.get(f"{points}/points/hazard-reports/{report['id']}", headers=rider)).json()
-            assert mine["status"] == "verified" and mine["issue_id"] == issue["id"]
-
+            await _fire_flow(http, settings, points=procs["points"].url, issues=procs["issues"].url)
             await _sign_in_across_processes(http, procs, settings)
+
+
+async def _fire_flow(http: httpx.AsyncClient, settings: Settings, *, points: str, issues: str) -> None:
+    """A rider reports a fire to points; issues makes it an urgent issue; staff verify it there; the rider is
+    paid 20 points and the report shows the issue."""
+    rider = {"Authorization": f"Bearer {dev_token(settings, 'rider-fan', ['rider'])}"}
+    staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
+    r = await http.post(
+        f"{points}/points/riders",
+        headers=rider,
+        json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"},
+    )
+    assert r.status_code == 201, r.text
+    report = (await http.post(f"{points}/points/hazard-reports", headers=rider, json=FIRE)).json()
+
+    async def issue_for_report() -> dict | None:
+        items = (await http.get(f"{issues}/issues/issues", headers=staff)).json()["items"]
+        return next((i for i in items if i["origin_id"] == report["id"]), None)
+
+    issue = await eventually(issue_for_report, within=45)
+    assert issue["urgent"] is True and issue["channel"] == "rider"
+    r = await http.post(f"{issues}/issues/issues/{issue['id']}/verify", headers=staff)
+    assert r.status_code == 200, r.text
+
+    async def balance() -> int:
+        body = (await http.get(f"{points}/points/riders/me/balance", headers=rider)).json()
+        return body["balance"]  # type: ignore[no-any-return]
+
+    await becomes(balance, 20, within=45)
+    mine = (await http.get(f"{points}/points/hazard-reports/{report['id']}", headers=rider)).json()
+    assert mine["status"] == "verified" and mine["issue_id"] == issue["id"]
 
 
 async def _sign_in_across_processes(
@@ -189,9 +192,6 @@ async def test_fire_flow_with_services_split_into_web_relay_and_consumer_process
 
 
 async def _split_fire_flow(procs: dict[str, ServiceProcess], settings: Settings) -> None:
-    rider = {"Authorization": f"Bearer {dev_token(settings, 'rider-fan', ['rider'])}"}
-    staff = {"Authorization": f"Bearer {dev_token(settings, 'staff-1', ['staff'], ['community:yunxing'])}"}
-    points, issues = procs["points-web"].url, procs["issues-web"].url
     async with httpx.AsyncClient(timeout=10) as http:
         for name, proc in procs.items():  # the background roles serve no API, only health and metrics
             service, role = name.split("-")
@@ -200,25 +200,4 @@ async def _split_fire_flow(procs: dict[str, ServiceProcess], settings: Settings)
             assert (api.status_code == 200) is (role == "web"), name
             if role != "web":
                 assert ready["role"] == role and "minsheng_db_up" in (await http.get(f"{proc.url}/metrics")).text
-        r = await http.post(
-            f"{points}/points/riders",
-            headers=rider,
-            json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678"},
-        )
-        assert r.status_code == 201, r.text
-        report = (await http.post(f"{points}/points/hazard-reports", headers=rider, json=FIRE)).json()
-
-        async def issue_for_report() -> dict | None:
-            items = (await http.get(f"{issues}/issues/issues", headers=staff)).json()["items"]
-            return next((i for i in items if i["origin_id"] == report["id"]), None)
-
-        issue = await eventually(issue_for_report, within=45)
-        assert issue["urgent"] is True and issue["channel"] == "rider"
-        r = await http.post(f"{issues}/issues/issues/{issue['id']}/verify", headers=staff)
-        assert r.status_code == 200, r.text
-
-        async def balance() -> int:
-            body = (await http.get(f"{points}/points/riders/me/balance", headers=rider)).json()
-            return body["balance"]  # type: ignore[no-any-return]
-
-        await becomes(balance, 20, within=45)
+        await _fire_flow(http, settings, points=procs["points-web"].url, issues=procs["issues-web"].url)

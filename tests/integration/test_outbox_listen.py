@@ -18,9 +18,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bench.relay_wakeup import points_posted
 from minsheng.contracts.points import PointsPosted
 from minsheng.platform.envelope import wrap
-from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.outbox_listener import OutboxListener
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.tasks import cancel_all
@@ -33,19 +33,6 @@ from tests.support.processes import distributed_env, process_settings, start_ser
 pytestmark = pytest.mark.integration
 
 POLL_SECONDS = 30.0
-
-
-def _event() -> PointsPosted:
-    return PointsPosted(
-        entry_id=uuid7(),
-        rider_id=uuid7(),
-        kind="earned",
-        amount=20,
-        balance_after=20,
-        cause_type="hazard_report",
-        cause_id=str(uuid7()),
-        posted_at=utcnow(),
-    )
 
 
 @contextlib.asynccontextmanager
@@ -84,7 +71,7 @@ async def _true_or_none(value: bool) -> bool | None:
 
 
 async def _write(runtime: ServiceRuntime) -> PointsPosted:
-    event = _event()
+    event = points_posted()
     async with runtime.uow() as uow:
         uow.emit(event)
         await uow.commit()
@@ -136,7 +123,7 @@ async def test_a_rolled_back_write_sends_no_notification(
     assert listener is not None
     before = listener.notifications
     async with web.uow() as uow:
-        uow.emit(_event())
+        uow.emit(points_posted())
         await uow.flush_outbox()  # the INSERT … RETURNING pg_notify(…) ran, in a transaction never committed
         await uow.rollback()
     await asyncio.sleep(0.5)
@@ -151,7 +138,7 @@ async def test_several_outbox_rows_and_an_inbox_row_notify_too(
     split: tuple[ServiceRuntime, ServiceRuntime, RecordingBus],
 ) -> None:
     web, _relay, bus = split
-    events = [_event(), _event()]
+    events = [points_posted(), points_posted()]
     async with web.uow() as uow:
         for event in events:
             uow.emit(event)
@@ -159,7 +146,7 @@ async def test_several_outbox_rows_and_an_inbox_row_notify_too(
     for event in events:
         await _published_within(bus, str(event.rider_id), 1.0)
     # The consumer's path: the inbox row and the outbox row in one statement.
-    handled = _event()
+    handled = points_posted()
     async with web.uow() as uow:
         await uow.mark_processed(wrap(handled, service="issues"))
         uow.emit(handled)

@@ -4,13 +4,14 @@ the sender is done, read what the provider stand-ins received."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 
 from minsheng.contracts.base import IntegrationEvent
+from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
 from minsheng.contracts.identity import AccountContactChanged, AccountCreated, AccountLinked
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
@@ -23,6 +24,21 @@ from services.notify.state import NOTIFIERS
 from tests.support.client import System
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+
+def absence_alert(*contacts: FamilyContact, alert_id: UUID | None = None, diner_id: UUID | None = None) -> AbsenceAlert:
+    """The canteen's alert that a diner in yuntai missed three days (last meal 2 December), naming ``contacts``."""
+    return AbsenceAlert(
+        alert_id=alert_id or uuid4(),
+        diner_id=diner_id or uuid4(),
+        canteen_id=uuid4(),
+        community="yuntai",
+        last_meal_on=date(2026, 12, 2),
+        days_absent=3,
+        meals_last_30_days=26,
+        raised_at=NOW,
+        family_contacts=list(contacts),
+    )
 
 
 def notifier(s: System) -> Notifier:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, date, datetime, timedelta
-from uuid import UUID, uuid4
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import sqlalchemy as sa
 
-from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
+from minsheng.contracts.canteen import FamilyContact
 from minsheng.contracts.visits import WelfareCheckCompleted
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
@@ -23,24 +23,10 @@ from minsheng.platform.sql import table_of
 from services.notify import config, delivery_queue, outcomes
 from services.notify.channels import Outcome
 from services.notify.models import Delivery, Message
-from tests.notify.helpers import account, deliveries, flush, new_sub, notifier, received
+from tests.notify.helpers import absence_alert, account, deliveries, flush, new_sub, notifier, received
 from tests.support.client import System
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
-
-
-def _alert(alert_id: UUID, *contacts: FamilyContact) -> AbsenceAlert:
-    return AbsenceAlert(
-        alert_id=alert_id,
-        diner_id=uuid4(),
-        canteen_id=uuid4(),
-        community="yuntai",
-        last_meal_on=date(2026, 12, 2),
-        days_absent=3,
-        meals_last_30_days=26,
-        raised_at=NOW,
-        family_contacts=list(contacts),
-    )
 
 
 async def _publish_together(s: System, events: list[tuple[object, str]], *, times: int = 1) -> None:
@@ -70,8 +56,8 @@ async def test_a_batch_where_one_recipient_opted_out_and_which_is_redelivered(no
         "/notify/preferences", headers=s.auth("resident", sub=opted_out), json={"channels_off": ["sms"]}
     )
     assert r.status_code == 200, r.text
-    alerts = [_alert(uuid4(), FamilyContact(member_id=uuid4(), phone=p)) for p in phones]
-    alerts.append(_alert(uuid4(), FamilyContact(member_id=uuid4(), subject=opted_out, phone="13935208888")))
+    alerts = [absence_alert(FamilyContact(member_id=uuid4(), phone=p)) for p in phones]
+    alerts.append(absence_alert(FamilyContact(member_id=uuid4(), subject=opted_out, phone="13935208888")))
     consumer = s.runtime("notify").consumer
     batches = consumer.stats.batches
     await _publish_together(s, [(a, "canteen") for a in alerts], times=2)  # the batch twice: once in effect
@@ -88,11 +74,11 @@ async def test_an_alert_and_its_outcome_in_one_batch_reach_the_family_once_each(
     behind_both = new_sub()
     await account(s, behind_both)  # no openid, no phone of its own: the contacts' phone is used
     alert_id = uuid4()
-    alert = _alert(
-        alert_id,
+    alert = absence_alert(
         FamilyContact(member_id=uuid4(), subject=behind_both, phone="13935201201"),
         FamilyContact(member_id=uuid4(), subject=behind_both, phone="13935201202"),
         FamilyContact(member_id=uuid4(), phone="13935201203"),
+        alert_id=alert_id,
     )
     outcome = WelfareCheckCompleted(visit_id=uuid4(), alert_id=alert_id, outcome="visited", completed_at=NOW)
     await _publish_together(s, [(alert, "canteen"), (outcome, "visits")])
@@ -112,7 +98,7 @@ async def test_a_round_records_each_accepted_delivery_with_its_reference_and_onl
     s = notify
     sender = notifier(s)
     await sender.stop()  # this test plays the sender's round itself
-    alerts = [_alert(uuid4(), FamilyContact(member_id=uuid4(), phone=f"1393530{n:04d}")) for n in range(4)]
+    alerts = [absence_alert(FamilyContact(member_id=uuid4(), phone=f"1393530{n:04d}")) for n in range(4)]
     await _publish_together(s, [(a, "canteen") for a in alerts])
     await s.settle()
     lease = utcnow() + timedelta(seconds=30)
@@ -138,7 +124,7 @@ async def test_wake_ups_for_one_channel_do_not_starve_what_falls_due_on_another(
     s = notify
     sender = notifier(s)
     await sender.stop()
-    await _publish_together(s, [(_alert(uuid4(), FamilyContact(member_id=uuid4(), phone="13935401234")), "canteen")])
+    await _publish_together(s, [(absence_alert(FamilyContact(member_id=uuid4(), phone="13935401234")), "canteen")])
     await s.settle()
     d = table_of(Delivery)
     async with s.runtime("notify").db.engine.begin() as conn:  # a retry, due in 0.4 s

@@ -7,19 +7,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 
-from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
+from minsheng.contracts.canteen import FamilyContact
 from minsheng.contracts.points import PointsPosted, TaskCompleted
 from minsheng.contracts.visits import WelfareCheckCompleted
 from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config
 from tests.conftest import embedded_settings
-from tests.notify.helpers import account, deliver, deliveries, flush, link, new_sub, received, subscribe
+from tests.notify.helpers import absence_alert, account, deliver, deliveries, flush, link, new_sub, received, subscribe
 from tests.support.client import System, running_system
 from tests.unit.test_fire_flow import FIRE
 
@@ -127,19 +127,10 @@ async def test_an_absence_alert_reaches_the_family_by_sms_and_wechat(notify: Sys
     await account(s, with_account, openid="oFamily000000000000001")
     await subscribe(s, with_account, "TPL_CARE_ALERT")
     son, daughter = uuid4(), uuid4()
-    alert = AbsenceAlert(
+    alert = absence_alert(
+        FamilyContact(member_id=son, subject="no-account-son", relation="son", phone="13935201101"),
+        FamilyContact(member_id=daughter, subject=with_account, relation="daughter", phone="13935201102"),
         alert_id=alert_id,
-        diner_id=uuid4(),
-        canteen_id=uuid4(),
-        community="yuntai",
-        last_meal_on=date(2026, 12, 2),
-        days_absent=3,
-        meals_last_30_days=26,
-        raised_at=NOW,
-        family_contacts=[
-            FamilyContact(member_id=son, subject="no-account-son", relation="son", phone="13935201101"),
-            FamilyContact(member_id=daughter, subject=with_account, relation="daughter", phone="13935201102"),
-        ],
     )
     await deliver(s, alert, source="canteen", times=2)  # redelivered: still one message each
     await flush(s)

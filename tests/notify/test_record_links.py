@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from uuid import UUID, uuid4
 
-from minsheng.contracts.canteen import AbsenceAlert, FamilyContact, FamilyMemberLinked
+from minsheng.contracts.canteen import FamilyContact, FamilyMemberLinked
 from minsheng.contracts.visits import NeedProgressed, ResidentAccountLinked
-from tests.notify.helpers import account, deliver, flush, new_sub, received
+from tests.notify.helpers import absence_alert, account, deliver, flush, new_sub, received
 from tests.support.client import System
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
@@ -30,18 +30,9 @@ async def test_a_relative_linked_by_the_canteen_code_hears_the_absence_alert(not
         diner_id=diner_id, member_id=member_id, account_id=son_account, method="door_code", linked_at=NOW
     )
     await deliver(s, linked, source="canteen", times=2)  # redelivered: one link
-    alert = AbsenceAlert(
-        alert_id=uuid4(),
-        diner_id=diner_id,
-        canteen_id=uuid4(),
-        community="yuntai",
-        last_meal_on=date(2026, 12, 2),
-        days_absent=3,
-        meals_last_30_days=26,
-        raised_at=NOW,
-        # The canteen names the member (and its phone); the member's login is not one notify knows by itself.
-        family_contacts=[FamilyContact(member_id=member_id, subject=None, relation="son", phone="13935201101")],
-    )
+    # The canteen names the member (and its phone); the member's login is not one notify knows by itself.
+    contact = FamilyContact(member_id=member_id, subject=None, relation="son", phone="13935201101")
+    alert = absence_alert(contact, diner_id=diner_id)
     await deliver(s, alert, source="canteen")
     await flush(s)
     assert await _inbox_rules(s, son_account) == ["canteen_absence_family"]

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 
 from minsheng.platform import ratelimit
-from minsheng.platform.db import create_database_if_missing
-from tests.conftest import embedded_settings
+from tests.conftest import alone_on_postgres, embedded_settings
 from tests.support.client import System, running_system
-from tests.support.infra import database_template, drop_databases
 
 
 @pytest.fixture(autouse=True)
@@ -33,10 +31,5 @@ async def points(tmp_path: Path) -> AsyncIterator[System]:
 async def pg_points(tmp_path: Path, pg_base_url: str) -> AsyncIterator[System]:
     """Only the points service, on a fresh PostgreSQL database of its own (created and dropped here: one
     database instead of four keeps these tests quick)."""
-    template = database_template(pg_base_url)
-    await create_database_if_missing(template.replace("{service}", "points"))
-    try:
-        async with running_system(embedded_settings(tmp_path, database_url=template), services=("points",)) as s:
-            yield s
-    finally:
-        await drop_databases(pg_base_url, template, ("points",))
+    async with alone_on_postgres(tmp_path, pg_base_url, "points") as s:
+        yield s

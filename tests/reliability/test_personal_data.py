@@ -79,36 +79,9 @@ async def test_personal_data_is_encrypted_masked_revealed_with_permission_and_au
     resident_notes, diner_notes = f"左腿骨折，拄拐 {marker}", f"糖尿病，低盐饮食 {marker}"
 
     household = (await s.client.get("/visits/households", headers=admin, params={"limit": 1})).json()["items"][0]
-    r = await s.client.post(
-        "/visits/residents",
-        headers=admin,
-        json={
-            "household_id": household["id"],
-            "name": "赵奶奶",
-            "phone": resident_phone,
-            "id_number": resident_id_number,
-            "health_notes": resident_notes,
-        },
-    )
-    assert r.status_code == 201, r.text
-    resident = r.json()
+    resident = await _new_resident(s, admin, household, "赵奶奶", resident_phone, resident_id_number, resident_notes)
     community = resident["community"]
-    canteen = (await s.client.get("/canteen/canteens", headers=admin)).json()["items"][0]
-    r = await s.client.post(
-        "/canteen/diners",
-        headers=admin,
-        json={
-            "canteen_id": canteen["id"],
-            "name": "钱爷爷",
-            "birth_date": "1938-11-02",
-            "community": canteen["community"],
-            "phone": diner_phone,
-            "id_number": diner_id_number,
-            "health_notes": diner_notes,
-        },
-    )
-    assert r.status_code == 201, r.text
-    diner = r.json()
+    diner = await _new_diner(s, admin, "钱爷爷", diner_phone, diner_id_number, diner_notes)
     await s.settle()
 
     # Masked in every answer about them.
@@ -160,7 +133,7 @@ async def test_personal_data_is_encrypted_masked_revealed_with_permission_and_au
     audit_without_permission = (await s.client.get("/visits/pii-audit", headers=staff)).status_code
 
     sensitive_url = f"/canteen/diners/{diner['id']}/sensitive"
-    canteen_staff = s.auth("staff", sub="pipl-canteen-staff", scopes=[f"canteen:{canteen['id']}", "pii:reveal"])
+    canteen_staff = s.auth("staff", sub="pipl-canteen-staff", scopes=[f"canteen:{diner['canteen_id']}", "pii:reveal"])
     outsiders = {
         role: s.auth(role, sub=f"pipl-{role}", scopes=["community:nowhere"])
         for role in ("resident", "rider", "merchant", "grid_worker", "staff")
@@ -398,6 +371,34 @@ PHONE_RE = re.compile(r"(?<![0-9A-Za-z+/=])1[3-9]\d{9}(?![0-9A-Za-z+/=])")
 ID_NUMBER_RE = re.compile(r"(?<![0-9A-Za-z+/=])\d{17}[\dXx](?![0-9A-Za-z+/=])")
 
 
+async def _new_resident(
+    s: System, admin: dict[str, str], household: dict[str, Any], name: str, phone: str, id_number: str, notes: str
+) -> dict[str, Any]:
+    body = {"household_id": household["id"], "name": name, "phone": phone, "id_number": id_number}
+    r = await s.client.post("/visits/residents", headers=admin, json=body | {"health_notes": notes})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def _new_diner(
+    s: System, admin: dict[str, str], name: str, phone: str, id_number: str, notes: str
+) -> dict[str, Any]:
+    """A diner born 1938-11-02 at the first canteen, in its community."""
+    canteen = (await s.client.get("/canteen/canteens", headers=admin)).json()["items"][0]
+    body = {
+        "canteen_id": canteen["id"],
+        "name": name,
+        "birth_date": "1938-11-02",
+        "community": canteen["community"],
+        "phone": phone,
+        "id_number": id_number,
+        "health_notes": notes,
+    }
+    r = await s.client.post("/canteen/diners", headers=admin, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
     """One person of every kind that has a phone (resident, grid worker, diner, family member, rider, merchant
     contact), registered through the API; returns what must not be found in clear."""
@@ -414,18 +415,9 @@ async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
         "diner_id_number": id_number("19381102", "654"),
         "notes": f"心脏病 {marker}",
     }
-    r = await s.client.post(
-        "/visits/residents",
-        headers=admin,
-        json={
-            "household_id": household["id"],
-            "name": "孙奶奶",
-            "phone": secrets["resident_phone"],
-            "id_number": secrets["resident_id_number"],
-            "health_notes": secrets["notes"],
-        },
+    await _new_resident(
+        s, admin, household, "孙奶奶", secrets["resident_phone"], secrets["resident_id_number"], secrets["notes"]
     )
-    assert r.status_code == 201, r.text
     r = await s.client.post(
         "/visits/grid-workers",
         headers=admin,
@@ -437,23 +429,9 @@ async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
         },
     )
     assert r.status_code == 201, r.text
-    canteen = (await s.client.get("/canteen/canteens", headers=admin)).json()["items"][0]
+    diner = await _new_diner(s, admin, "李爷爷", secrets["diner_phone"], secrets["diner_id_number"], secrets["notes"])
     r = await s.client.post(
-        "/canteen/diners",
-        headers=admin,
-        json={
-            "canteen_id": canteen["id"],
-            "name": "李爷爷",
-            "birth_date": "1938-11-02",
-            "community": canteen["community"],
-            "phone": secrets["diner_phone"],
-            "id_number": secrets["diner_id_number"],
-            "health_notes": secrets["notes"],
-        },
-    )
-    assert r.status_code == 201, r.text
-    r = await s.client.post(
-        f"/canteen/diners/{r.json()['id']}/family",
+        f"/canteen/diners/{diner['id']}/family",
         headers=admin,
         json={"subject": f"son-{marker}", "name": "李儿子", "relation": "son", "phone": secrets["family_phone"]},
     )

@@ -25,15 +25,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from minsheng.platform import ratelimit
-from minsheng.platform.db import create_database_if_missing
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
 from services.points import config, expiry, ledger
 from services.points.models import LedgerEntry, Redemption, RiderBalance
-from tests.conftest import embedded_settings
+from tests.conftest import alone_on_postgres, embedded_settings
 from tests.points.helpers import MerchantRef, RiderRef, code, credit, merchant, offer, rider
 from tests.support.client import System, running_system
-from tests.support.infra import database_template, drop_databases
 from tests.support.reliability import env_int, percentile, record
 
 REDEEM = "/points/merchant-api/redemptions"
@@ -63,13 +61,8 @@ async def points_only(tmp_path: Path, unlimited: None) -> AsyncIterator[System]:
 
 @pytest.fixture
 async def pg_points_only(tmp_path: Path, pg_base_url: str, unlimited: None) -> AsyncIterator[System]:
-    template = database_template(pg_base_url)
-    await create_database_if_missing(template.replace("{service}", "points"))
-    try:
-        async with running_system(embedded_settings(tmp_path, database_url=template), services=("points",)) as s:
-            yield s
-    finally:
-        await drop_databases(pg_base_url, template, ("points",))
+    async with alone_on_postgres(tmp_path, pg_base_url, "points") as s:
+        yield s
 
 
 async def ledger_of(s: System, rider_id: str) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.filters import Filter, Filters, equals
+from minsheng.platform.filters import Filter, Filters, equals, where_given
 from minsheng.platform.ids import utcnow
 from services.issues.queries import IssueFilters, _list_statement, list_query, visibility
 
@@ -68,3 +68,13 @@ def test_staff_without_a_scope_see_nothing_and_their_visibility_binds() -> None:
     nobody = Principal("s", frozenset({Role.staff}))
     [clause] = visibility(nobody, IssueFilters())
     assert str(clause.compile(compile_kwargs={"literal_binds": True})) == "false"
+
+
+def test_where_given_narrows_by_the_filters_given_and_keeps_false_and_zero() -> None:
+    flag = sa.column("flag", sa.Boolean())
+    query = where_given(sa.select(t.c.kind), (t.c.kind, None), (t.c.size, 0), (t.c.tags, ""), (flag, False))
+    where = str(query.compile(compile_kwargs={"literal_binds": True})).split("WHERE", 1)[1]
+    assert "t.size = 0" in where
+    assert "flag = false" in where
+    assert "kind" not in where and "tags" not in where  # absent or empty: no narrowing
+    assert where_given(sa.select(t.c.kind), (t.c.kind, None)).whereclause is None

@@ -552,3 +552,14 @@ def test_a_door_code_expires_and_names_one_resident() -> None:
         with pytest.raises(Problem) as problem:
             linking.verify(settings, bad)
         assert problem.value.code == "door_code_invalid"
+
+
+async def test_a_need_is_never_due_in_the_past(system: System) -> None:
+    p = await build_place(system)
+    need = {"household_id": p.household_id, "category": "home_repair", "title": "楼道灯坏了"}
+    yesterday = (config.today() - timedelta(days=1)).isoformat()
+    refused = await p.post("/needs", p.worker, {**need, "due_on": yesterday}, 422)
+    assert refused["code"] == "due_on_in_past" and refused["errors"][0]["field"] == "due_on"
+    created = await p.post("/needs", p.worker, {**need, "due_on": config.today().isoformat()}, 201)
+    r = await system.client.patch(f"/visits/needs/{created['id']}", headers=p.staff, json={"due_on": yesterday})
+    assert r.status_code == 422 and r.json()["code"] == "due_on_in_past"

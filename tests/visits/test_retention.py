@@ -12,13 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from minsheng.platform.db import create_database_if_missing
 from minsheng.platform.sql import table_of
 from services.visits import config, idcard, jobs
 from services.visits.models import Need, PiiAudit, Resident, Visit
-from tests.conftest import embedded_settings
+from tests.conftest import alone_on_postgres, embedded_settings
 from tests.support.client import System, running_system
-from tests.support.infra import database_template, drop_databases
 from tests.visits.helpers import build_place
 
 SENSITIVE = ("phone", "id_number_enc", "id_number_hash", "id_number_masked", "health_notes_enc")
@@ -39,13 +37,8 @@ async def _rows(s: System, table: Any) -> list[dict[str, Any]]:
 @pytest.fixture
 async def pg_visits(tmp_path: Path, pg_base_url: str) -> AsyncIterator[System]:
     """The visits service alone on a fresh PostgreSQL database."""
-    template = database_template(pg_base_url)
-    await create_database_if_missing(template.replace("{service}", "visits"))
-    try:
-        async with running_system(embedded_settings(tmp_path, database_url=template), services=("visits",)) as s:
-            yield s
-    finally:
-        await drop_databases(pg_base_url, template, ("visits",))
+    async with alone_on_postgres(tmp_path, pg_base_url, "visits") as s:
+        yield s
 
 
 async def test_residents_gone_past_retention_lose_personal_data_and_nothing_else(visits: System) -> None:

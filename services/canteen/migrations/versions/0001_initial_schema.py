@@ -1,11 +1,7 @@
 """initial schema
 
-Revision ID: 0001
-Revises: 
 Create Date: 2026-11-27 10:22:49.157241
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -16,8 +12,6 @@ from minsheng.platform.migrations import create_platform_tables, drop_platform_t
 
 revision: str = '0001'
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,11 +1,7 @@
 """family link codes: one-time codes linking a relative's account to a diner, and their audit (issue 15)
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-12-06 19:34:18.038018
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -15,8 +11,6 @@ import minsheng.platform.types
 
 revision: str = '0003'
 down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,15 +1,11 @@
 """photos in object storage
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-12-06 19:45:00.000000
 
 The bytes of earlier photos stay in ``data`` until the issues job ``issues-photos-out-of-database`` (or
 ``minsheng photos migrate``) has cleaned them and moved them into the object store; the store is not reachable
 from a schema migration, and decoding every photo has no place in the transaction each replica runs at start.
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -17,8 +13,6 @@ from alembic import op
 
 revision: str = '0003'
 down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

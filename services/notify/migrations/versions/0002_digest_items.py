@@ -1,11 +1,7 @@
 """digest items
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-12-06 04:10:17.286027
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -15,8 +11,6 @@ import minsheng.platform.types
 
 revision: str = '0002'
 down_revision: str | None = '0001'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,11 +1,7 @@
 """expiry warnings
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-12-06 04:16:08.719663
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -15,8 +11,6 @@ import minsheng.platform.types
 
 revision: str = '0003'
 down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

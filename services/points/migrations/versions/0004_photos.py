@@ -1,18 +1,12 @@
 """photos riders upload (the bytes are in the object store)
 
-Revision ID: 0004
-Revises: 0003
 Create Date: 2026-12-06 19:50:00.000000
 """
-from collections.abc import Sequence
-
 from minsheng.platform.migrations import create_photos_table, drop_photos_table
 
 
 revision: str = '0004'
 down_revision: str | None = '0003'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,18 +1,12 @@
 """phones sealed: masked in place, encrypted (AES-GCM, key id, AAD) and keyed-hashed beside (issue 13)
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-12-06 03:02:58.480171
 """
-from collections.abc import Sequence
-
 from minsheng.platform.migrations import add_sealed_phones, drop_sealed_phones
 
 
 revision: str = '0002'
 down_revision: str | None = '0001'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

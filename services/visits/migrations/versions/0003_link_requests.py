@@ -1,11 +1,7 @@
 """link requests: a resident account asks to be linked by its verified phone, the grid worker confirms (issue 15)
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-12-06 19:35:34.910187
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -15,8 +11,6 @@ import minsheng.platform.types
 
 revision: str = '0003'
 down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -15,6 +15,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem
 from minsheng.platform.privacy import PII_REVEAL_SCOPE
@@ -51,7 +52,7 @@ class Viewer:
 
     @property
     def is_staff(self) -> bool:
-        return self.principal.has(Role.staff) or self.is_admin
+        return is_staff(self.principal)
 
     @property
     def is_worker(self) -> bool:
@@ -183,6 +184,11 @@ def writes(viewer: Viewer, thing: Placed) -> bool:
 def supervises(viewer: Viewer, thing: Placed) -> bool:
     """Community staff of the place (not its grid worker)."""
     return viewer.staff_covers(thing.community, thing.compound)
+
+
+def lives_in(viewer: Viewer, household_id: UUID) -> bool:
+    """A resident of this household (their own account, linked by staff)."""
+    return viewer.resident is not None and viewer.resident.household_id == household_id
 
 
 def is_worker(viewer: Viewer, worker_id: UUID | None) -> bool:

@@ -29,7 +29,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence
-from services.visits.access import Viewer, reaches_need, supervises, worker_by_subject, works_on_need
+from services.visits.access import Viewer, lives_in, reaches_need, supervises, worker_by_subject, works_on_need
 from services.visits.config import now, today, visits_settings
 from services.visits.models import (
     OPEN_NEED,
@@ -228,17 +228,17 @@ def _move(need: Need, allowed: set[NeedStatus], to: NeedStatus) -> None:
     need.updated_at = utcnow()
 
 
+def _not_need_owner() -> Problem:
+    return Problem(403, "not_need_owner", "Not your need", "Only its owner or community staff may do this.")
+
+
 def _ensure_works_on(viewer: Viewer, need: Need) -> None:
-    ensure(
-        works_on_need(viewer, need),
-        Problem(403, "not_need_owner", "Not your need", "Only its owner or community staff may do this."),
-    )
+    ensure(works_on_need(viewer, need), _not_need_owner())
 
 
 def _ensure_resident_or_worker(viewer: Viewer, need: Need) -> None:
-    if viewer.resident is not None and viewer.resident.household_id == need.household_id:
-        return
-    _ensure_works_on(viewer, need)
+    """The household's own resident confirms and reopens, as do those who work on the need."""
+    ensure(lives_in(viewer, need.household_id) or works_on_need(viewer, need), _not_need_owner())
 
 
 def _ensure_supervisor(viewer: Viewer, need: Need) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from bench.env import BenchEnv, Server, bench_env, run_python
-from bench.suite import FIRE, datagen_notify_sql, seed_issue_catalogue, unique_body
+from bench.suite import FIRE, install_issue_notify, seed_issue_catalogue, unique_body
 from minsheng.localinfra.ports import free_port
 
 IDLE_SECONDS = 5.0
@@ -92,22 +92,12 @@ def main() -> None:
     args = parser.parse_args()
     import asyncio
 
-    import asyncpg
-
     out: dict[str, Any] = {"rate": args.rate, "duration_s": args.duration}
     with bench_env() as env:
         for name in ("points", "issues"):
             asyncio.run(env.migrate(name))
         asyncio.run(seed_issue_catalogue(env, "issues"))
-
-        async def trigger() -> None:
-            conn = await asyncpg.connect(env.dsn_for("issues"))
-            try:
-                await conn.execute(datagen_notify_sql())
-            finally:
-                await conn.close()
-
-        asyncio.run(trigger())
+        asyncio.run(install_issue_notify(env))
         env.wait_ready(env.start_service("identity"))
         for layout, roles in LAYOUTS.items():
             out[layout] = run_layout(env, roles, args.rate, args.duration)

@@ -916,17 +916,8 @@ class Suite:
 
     def run_e2e(self, points: Server, issues: Server) -> None:
         s, env = self.sizes, self.env
-        import asyncpg
-
-        async def trigger() -> None:
-            conn = await asyncpg.connect(env.dsn_for("issues"))
-            try:
-                await conn.execute(datagen_notify_sql())
-            finally:
-                await conn.close()
-
         try:
-            asyncio.run(trigger())
+            asyncio.run(install_issue_notify(env))
         except Exception as exc:
             self.add(
                 Figure(
@@ -1537,7 +1528,14 @@ def _find_path(client: httpx.Client, server: Server, method: str, word: str) -> 
     return f"{mount}{found[0]}" if found else None
 
 
-def datagen_notify_sql() -> str:
+async def install_issue_notify(env: BenchEnv) -> None:
+    """Install the end-to-end figure's NOTIFY trigger in the issues database (``bench.e2e.NOTIFY_SQL``)."""
+    import asyncpg
+
     from bench.e2e import NOTIFY_SQL
 
-    return NOTIFY_SQL
+    conn = await asyncpg.connect(env.dsn_for("issues"))
+    try:
+        await conn.execute(NOTIFY_SQL)
+    finally:
+        await conn.close()

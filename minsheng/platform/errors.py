@@ -81,6 +81,12 @@ def not_found(what: str, ident: object) -> Problem:
     )
 
 
+def invalid(code: str, title: Message, detail: Message | None = None, /, *, field: str, message: str) -> Problem:
+    """A 422 about one input: ``errors`` names the field as the request validation's answers do (``field`` is
+    its path, ``message`` says what is wrong with it)."""
+    return Problem(422, code, title, detail, errors=[{"field": field, "message": message, "type": "value_error"}])
+
+
 def conflict(code: str, detail: Message, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
 

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from minsheng.contracts.canteen import FamilyMemberLinked
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -79,12 +79,12 @@ def diner_public(diner: Diner, family: Sequence[FamilyMember] = (), *, on: date 
 async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc: FieldCipher) -> Diner:
     home = await find_canteen(uow, data.canteen_id)
     if home is None:
-        raise Problem(
-            422,
+        raise invalid(
             "unknown_canteen",
             "Unknown canteen",
             _t("No canteen {canteen_id}.", canteen_id=data.canteen_id),
-            errors=[{"field": "canteen_id", "message": "unknown canteen", "type": "value_error"}],
+            field="canteen_id",
+            message="unknown canteen",
         )
     probe = Diner(
         **data.model_dump(exclude={"phone", "id_number", "health_notes", "resident_id", "subject"}), card_code=""
@@ -220,12 +220,12 @@ async def update_diner(
     away_from = changes.get("away_from", diner.away_from)
     away_until = changes.get("away_until", diner.away_until)
     if away_from and away_until and away_until < away_from:
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "away_until is before away_from",
-            errors=[{"field": "away_until", "message": "before away_from", "type": "value_error"}],
+            field="away_until",
+            message="before away_from",
         )
     for name, value in changes.items():
         if value is None and name in {

@@ -12,7 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import decode_cursor, encode_cursor
@@ -105,12 +105,12 @@ async def upsert_menu(
     uow: UnitOfWork, canteen: Canteen, meal_date: date, slot: Slot, data: MenuUpsert
 ) -> tuple[Menu, list[SetMeal]]:
     if meal_date < config.today():
-        raise Problem(
-            422,
+        raise invalid(
             "meal_date_in_past",
             "Menus are for today or later",
             _t("{meal_date} has passed.", meal_date=meal_date),
-            errors=[{"field": "meal_date", "message": "in the past", "type": "value_error"}],
+            field="meal_date",
+            message="in the past",
         )
     slot_row = await slot_of(uow, canteen.id, slot.value)
     if slot_row is None or not slot_row.active:
@@ -152,12 +152,12 @@ async def copy_menus(uow: UnitOfWork, canteen: Canteen, data: MenuCopy) -> list[
     """Reuse a week's menus: drafts on the target days with the same set meals; days that already have a menu
     for a slot keep it."""
     if data.to_date < config.today():
-        raise Problem(
-            422,
+        raise invalid(
             "meal_date_in_past",
             "Menus are for today or later",
             _t("{to_date} has passed.", to_date=data.to_date),
-            errors=[{"field": "to_date", "message": "in the past", "type": "value_error"}],
+            field="to_date",
+            message="in the past",
         )
     shift = data.to_date - data.from_date
     source = await _menus_of_days(uow, canteen, data.from_date, data.days)

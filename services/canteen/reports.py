@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import conflict, invalid
 from minsheng.platform.i18n import _t
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -81,12 +81,8 @@ def _month(month: str) -> tuple[date, date]:
     try:
         first, nxt = config.month_bounds(month)
     except (ValueError, TypeError) as exc:
-        raise Problem(
-            422,
-            "invalid_month",
-            "Invalid month",
-            "Use YYYY-MM, e.g. 2026-11.",
-            errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}],
+        raise invalid(
+            "invalid_month", "Invalid month", "Use YYYY-MM, e.g. 2026-11.", field="month", message="expected YYYY-MM"
         ) from exc
     return first, nxt
 

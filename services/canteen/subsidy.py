@@ -21,7 +21,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import uuid7
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -306,20 +306,20 @@ def _terms(data: SubsidyRuleTerms) -> dict[str, Any]:
 
 def _check_dates(effective_from: date, effective_to: date | None) -> None:
     if effective_from < config.today():
-        raise Problem(
-            422,
+        raise invalid(
             "effective_from_in_past",
             "Rules cannot start in the past",
             "A rule change never rewrites past orders: start it today or later.",
-            errors=[{"field": "effective_from", "message": "must be today or later", "type": "value_error"}],
+            field="effective_from",
+            message="must be today or later",
         )
     if effective_to is not None and effective_to < effective_from:
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "effective_to is before effective_from",
-            errors=[{"field": "effective_to", "message": "before effective_from", "type": "value_error"}],
+            field="effective_to",
+            message="before effective_from",
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlmodel import SQLModel, col, select
 
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import N_, Localized, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -114,22 +114,22 @@ async def require_category(uow: UnitOfWork, code: str) -> Category:
             go_to_en=matter.go_to_en,
             guidance=matter.guidance,
         )
-    raise Problem(
-        422,
+    raise invalid(
         "unknown_category",
         "Unknown category",
         _t("No active category {code!r}; see GET /issues/catalogue/categories.", code=code),
-        errors=[{"field": "category", "message": "unknown category", "type": "value_error"}],
+        field="category",
+        message="unknown category",
     )
 
 
 def _attr_error(code: str, message: str) -> Problem:
-    return Problem(
-        422,
+    return invalid(
         "invalid_attribute",
         "An answer to the category's questions is not valid",
         _t("{code}: {message}", code=code, message=message),
-        errors=[{"field": f"attributes.{code}", "message": message, "type": "value_error"}],
+        field=f"attributes.{code}",
+        message=message,
     )
 
 
@@ -185,12 +185,12 @@ async def resolve_community(
     known = await known_communities(uow)
     if code is not None:
         if strict and known and code not in {c for c, _, _ in known}:
-            raise Problem(
-                422,
+            raise invalid(
                 "unknown_community",
                 "Unknown community",
                 _t("No community {code!r}; see GET /issues/catalogue/communities.", code=code),
-                errors=[{"field": "community", "message": "unknown community", "type": "value_error"}],
+                field="community",
+                message="unknown community",
             )
         return code
     if lat is None or lng is None:
@@ -213,12 +213,12 @@ class _Blank(dict[str, Any]):
 async def render_template(uow: UnitOfWork, code: str, issue: Issue) -> str:
     template = await uow.session.get(ReplyTemplate, code)
     if template is None or not template.active:
-        raise Problem(
-            422,
+        raise invalid(
             "unknown_template",
             "Unknown reply template",
             _t("No active reply template {code!r}.", code=code),
-            errors=[{"field": "template", "message": "unknown template", "type": "value_error"}],
+            field="template",
+            message="unknown template",
         )
     cat = await uow.session.get(Category, issue.category)
     values = _Blank(
@@ -289,12 +289,12 @@ async def category_public(uow: UnitOfWork, cats: list[Category]) -> list[Categor
 
 async def _check_department(uow: UnitOfWork, code: str) -> None:
     if await uow.session.get(Department, code) is None:
-        raise Problem(
-            422,
+        raise invalid(
             "unknown_department",
             "Unknown department",
             _t("No department {code!r}.", code=code),
-            errors=[{"field": "department", "message": "unknown department", "type": "value_error"}],
+            field="department",
+            message="unknown department",
         )
 
 

@@ -22,7 +22,7 @@ from sqlmodel import SQLModel, col, select
 
 from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import invalid
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
 from services.issues import queries
@@ -220,12 +220,8 @@ async def compute(
 
 def check_period(start: date | None, end: date | None) -> None:
     if start and end and end < start:
-        raise Problem(
-            422,
-            "validation_error",
-            "The request is not valid",
-            "`to` is before `from`",
-            errors=[{"field": "to", "message": "before from", "type": "value_error"}],
+        raise invalid(
+            "validation_error", "The request is not valid", "`to` is before `from`", field="to", message="before from"
         )
 
 

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
 from minsheng.platform.access import ensure, ensure_visible, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
@@ -194,12 +194,12 @@ def open_vote(uow: UnitOfWork, who: Principal, body: VoteCreate) -> Vote:
     now = utcnow()
     opens_at = body.opens_at or now
     if body.closes_at <= max(opens_at, now):
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "closes_at must be in the future and after opens_at",
-            errors=[{"field": "closes_at", "message": "too early", "type": "value_error"}],
+            field="closes_at",
+            message="too early",
         )
     vote = Vote(
         community=body.community,
@@ -263,12 +263,12 @@ def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) 
             else "Only residents of the vote's community vote.",
         )
     if option not in {o["key"] for o in vote.options}:
-        raise Problem(
-            422,
+        raise invalid(
             "unknown_option",
             "Unknown option",
             "Choose one of the vote's option keys.",
-            errors=[{"field": "option", "message": "unknown option", "type": "value_error"}],
+            field="option",
+            message="unknown option",
         )
     key = voter_key(who, vote)
     uow.session.add(Ballot(vote_id=vote.id, voter_hash=voter_hash(secret, vote, key), option=option))

@@ -27,7 +27,7 @@ from minsheng.contracts.issues import (
 )
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
@@ -141,12 +141,12 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
     )
     unknown = set(codes) - set(rows.scalars())
     if unknown:
-        raise Problem(
-            422,
+        raise invalid(
             "unknown_department",
             "Unknown department",
             _t("No active department {departments}.", departments=sorted(unknown)),
-            errors=[{"field": "departments", "message": "unknown", "type": "value_error"}],
+            field="departments",
+            message="unknown",
         )
     was_submitted = issue.status == IssueStatus.submitted
     now = _transition(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from sqlmodel import col, select
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.sql import table_of
+from minsheng.platform.uow import UnitOfWork
 from services.notify import config, state
 from services.notify.models import CareContact, Channel, Delivery, DeliveryStatus, DigestItem, Message
 from services.notify.rules import rulebook
@@ -108,20 +110,8 @@ async def _write_digests(runtime: ServiceRuntime, now: datetime) -> int:
     day = local.date().isoformat()
     written = 0
     async with runtime.uow() as uow:
-        query = (
-            select(DigestItem)
-            .where(
-                col(DigestItem.digest_message_id).is_(None),
-                DigestItem.occurred_at < cut,
-                ~col(DigestItem.scope).startswith(BILL_SCOPE),
-            )
-            .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id))
-        )
-        if uow.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        by_scope: dict[str, list[DigestItem]] = defaultdict(list)
-        for item in (await uow.session.execute(query)).scalars():
-            by_scope[item.scope].append(item)
+        not_bills = ~col(DigestItem.scope).startswith(BILL_SCOPE)
+        by_scope = await _unsent_by_scope(uow, DigestItem.occurred_at < cut, not_bills)
         for scope, items in sorted(by_scope.items()):
             key = f"wecom:{scope}"
             done = (
@@ -198,6 +188,22 @@ async def send_bills(runtime: ServiceRuntime, *, now: datetime | None = None) ->
         return 0
 
 
+async def _unsent_by_scope(uow: UnitOfWork, *where: Any) -> dict[str, list[DigestItem]]:
+    """The queued lines not yet in a message that match ``where``, oldest first, by scope; on PostgreSQL locked
+    (SKIP LOCKED) so that another replica writing at the same time takes other scopes' lines."""
+    query = (
+        select(DigestItem)
+        .where(col(DigestItem.digest_message_id).is_(None), *where)
+        .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id))
+    )
+    if uow.db.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    by_scope: dict[str, list[DigestItem]] = defaultdict(list)
+    for item in (await uow.session.execute(query)).scalars():
+        by_scope[item.scope].append(item)
+    return by_scope
+
+
 async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
     from services.notify.audiences import account_target, linked_accounts
 
@@ -209,21 +215,10 @@ async def _write_bills(runtime: ServiceRuntime, now: datetime) -> int:
     previous = (local.date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
     written = 0
     async with runtime.uow() as uow:
-        query = (
-            select(DigestItem)
-            .where(
-                col(DigestItem.digest_message_id).is_(None),
-                col(DigestItem.scope).startswith(BILL_SCOPE),
-                DigestItem.occurred_at < month_start.replace(hour=0, minute=0),
-            )
-            .order_by(col(DigestItem.scope), col(DigestItem.occurred_at), col(DigestItem.id))
-        )
-        if uow.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        by_resident: dict[str, list[DigestItem]] = defaultdict(list)
-        for item in (await uow.session.execute(query)).scalars():
-            by_resident[item.scope.removeprefix(BILL_SCOPE)].append(item)
-        for resident_id, items in sorted(by_resident.items()):
+        bills = col(DigestItem.scope).startswith(BILL_SCOPE)
+        by_scope = await _unsent_by_scope(uow, bills, DigestItem.occurred_at < month_start.replace(hour=0, minute=0))
+        for scope, items in sorted(by_scope.items()):
+            resident_id = scope.removeprefix(BILL_SCOPE)
             accounts = await linked_accounts(uow, "visits.resident", resident_id)
             first: UUID | None = None
             for account_id in accounts:

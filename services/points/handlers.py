@@ -47,24 +47,26 @@ async def on_issue_opened(event: IssueCreated | IssueLinked, envelope: CloudEven
 
 
 async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    for report in await _reports_behind(event, uow):
-        if report.status == HazardStatus.rejected:
-            continue
-        report.issue_id = report.issue_id or event.issue_id
-        await hazards.award_for_verified_report(uow, report, str(envelope.id))
+    for report in await _awarded_reports(event, envelope, uow):
         hazards.move_report(
             report, HazardStatus.verified if report.status != HazardStatus.resolved else None, "verified", event.note
         )
 
 
 async def on_issue_resolved(event: IssueResolved, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    for report in await _reports_behind(event, uow):
-        if report.status == HazardStatus.rejected:
-            continue
-        report.issue_id = report.issue_id or event.issue_id
-        # Resolving a problem proves it was real: award if staff skipped the explicit verification.
-        await hazards.award_for_verified_report(uow, report, str(envelope.id))
+    # Resolving a problem proves it was real: award if staff skipped the explicit verification.
+    for report in await _awarded_reports(event, envelope, uow):
         hazards.move_report(report, HazardStatus.resolved, "resolved", event.note)
+
+
+async def _awarded_reports(event: IssueFact, envelope: CloudEvent, uow: UnitOfWork) -> list[HazardReport]:
+    """The reports behind an issue proven real, except rejected ones, each awarded its points (once: the
+    report is the ledger entry's cause)."""
+    reports = [r for r in await _reports_behind(event, uow) if r.status != HazardStatus.rejected]
+    for report in reports:
+        report.issue_id = report.issue_id or event.issue_id
+        await hazards.award_for_verified_report(uow, report, str(envelope.id))
+    return reports
 
 
 async def on_issue_rejected(event: IssueRejected, envelope: CloudEvent, uow: UnitOfWork) -> None:

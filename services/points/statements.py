@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import col, select
 
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import invalid
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import MonthText, month_start
 from minsheng.platform.pagination import Keyset, Page, keyset_page
@@ -49,12 +49,12 @@ def parse_month(value: str | None) -> date:
     try:
         parsed = month_start(TypeAdapter(MonthText).validate_python(value))
     except ValidationError as exc:
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "month must look like 2026-11",
-            errors=[{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}],
+            field="month",
+            message="expected YYYY-MM",
         ) from exc
     return parsed
 

@@ -15,7 +15,7 @@ from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.access import ensure, ensure_visible, is_staff, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -103,12 +103,12 @@ async def post_task(uow: UnitOfWork, who: Principal, data: TaskCreate) -> Task:
     if not task_type.active:
         raise conflict("task_type_inactive", _t("Task type {code!r} is not active.", code=task_type.code))
     if data.due_at is not None and data.due_at <= utcnow():
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "due_at must be in the future",
-            errors=[{"field": "due_at", "message": "must be in the future", "type": "value_error"}],
+            field="due_at",
+            message="must be in the future",
         )
     task = Task(
         **data.model_dump(exclude={"points"}),
@@ -300,12 +300,12 @@ async def complete(uow: UnitOfWork, rider: Rider, task: Task, proof: TaskProof) 
         raise conflict("task_not_claimed", _t("The task is {status}; it cannot be completed.", status=task.status))
     task_type = await get_type(uow, task.type_code)
     if task_type.proof_required and not (proof.photo_urls or proof.note):
-        raise Problem(
-            422,
+        raise invalid(
             "proof_required",
             "Proof required",
             "Send a photo or a note showing the task done.",
-            errors=[{"field": "photo_urls", "message": "a photo or a note is required", "type": "value_error"}],
+            field="photo_urls",
+            message="a photo or a note is required",
         )
     now = utcnow()
     task.status = TaskStatus.submitted

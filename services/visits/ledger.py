@@ -22,7 +22,7 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.access import ensure, visible_or_404
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -90,12 +90,12 @@ def note(
 
 def _refuse_past_due(due_on: date) -> None:
     if due_on < today():
-        raise Problem(
-            422,
+        raise invalid(
             "due_on_in_past",
             "The due date has passed",
             "Give a due date from today on.",
-            errors=[{"field": "due_on", "message": "in the past", "type": "value_error"}],
+            field="due_on",
+            message="in the past",
         )
 
 
@@ -111,8 +111,7 @@ async def raise_need(
     if data.resident_id is not None:
         resident = await uow.session.get(Resident, data.resident_id)
         if resident is None or resident.household_id != household.id:
-            raise Problem(
-                422,
+            raise invalid(
                 "resident_not_in_household",
                 "The resident is not in this household",
                 _t(
@@ -120,7 +119,8 @@ async def raise_need(
                     resident_id=data.resident_id,
                     id=household.id,
                 ),
-                errors=[{"field": "resident_id", "message": "not in this household", "type": "value_error"}],
+                field="resident_id",
+                message="not in this household",
             )
     if data.due_on is not None:
         _refuse_past_due(data.due_on)

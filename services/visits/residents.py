@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.visits import ResidentStatusChanged
 from minsheng.platform.access import ensure, ensure_changeable, forbidden, visible_or_404
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
@@ -66,12 +66,12 @@ def resident_public(r: Resident, day: date | None = None) -> ResidentPublic:
 def _checked_id_number(value: str) -> str:
     reason = idcard.problem_with(value)
     if reason is not None:
-        raise Problem(
-            422,
+        raise invalid(
             "invalid_id_number",
             "The ID number is not valid",
             _t("id_number {reason}.", reason=Term(reason)),
-            errors=[{"field": "id_number", "message": reason, "type": "value_error"}],
+            field="id_number",
+            message=reason,
         )
     return idcard.normalize(value)
 
@@ -210,12 +210,12 @@ async def change_status(uow: UnitOfWork, viewer: Viewer, resident: Resident, bod
     ``ResidentStatusChanged`` tells the canteen (keyed hash of the ID number, never the number)."""
     ensure(supervises(viewer, resident), forbidden("Only community staff record that a resident moved away or died."))
     if body.effective_date > today():
-        raise Problem(
-            422,
+        raise invalid(
             "effective_date_in_future",
             "The date is in the future",
             "Record a move or death on or after the day it happened.",
-            errors=[{"field": "effective_date", "message": "in the future", "type": "value_error"}],
+            field="effective_date",
+            message="in the future",
         )
     if resident.status == body.status and resident.status_effective_date == body.effective_date:
         return resident  # a retry: nothing changes, nothing is emitted twice

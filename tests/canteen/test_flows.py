@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from minsheng.platform.bus.memory import InProcessBus
 from tests.canteen.helpers import (
+    AGE_RULES,
     TODAY,
     TOMORROW,
     book,
@@ -19,6 +20,7 @@ from tests.canteen.helpers import (
     make_canteen,
     make_diner,
     make_menu,
+    make_rules,
     outbox,
     served_history,
 )
@@ -176,19 +178,7 @@ async def death_flow(s: System) -> None:
     """Recorded in visits (the resident is not linked on the canteen side): matched by the ID-number hash."""
     p = await build_place(s)
     c = await make_canteen(s)
-    await s.client.post(
-        "/canteen/subsidy-rules",
-        headers=county(s),
-        json={
-            "key": "age-80-plus",
-            "name": "80+",
-            "category": "age_80_plus",
-            "funder": "county_civil_affairs",
-            "amount_fen": 300,
-            "min_age": 80,
-            "effective_from": TODAY.isoformat(),
-        },
-    )
+    await make_rules(s, [rule for rule in AGE_RULES if rule["key"] == "age-80-plus"])
     zhao = await make_diner(
         s,
         c["id"],

@@ -14,18 +14,9 @@ from PIL import Image
 from tests.deploy.conftest import Deployment
 from tests.support.infra import eventually
 from tests.support.photos import phone_jpeg
+from tests.unit.test_fire_flow import FIRE
 
 pytestmark = pytest.mark.integration
-
-FIRE = {
-    "category": "fire",
-    "description": "Rubbish bin on fire near the Gangcheng theatre",
-    "latitude": 40.0134,
-    "longitude": 112.7032,
-    "address": "Gangcheng theatre, west gate",
-    "community": "yunxing",
-    "compound": "yuntaiyuan",
-}
 
 
 def test_jobs_ran_from_the_compose_file(deployment: Deployment) -> None:

@@ -13,8 +13,8 @@ from sqlalchemy.engine import make_url
 
 from minsheng.platform.tasks import within
 from tests.deploy.conftest import Deployment
-from tests.deploy.test_compose_smoke import FIRE
 from tests.support.infra import eventually
+from tests.unit.test_fire_flow import FIRE
 
 pytestmark = pytest.mark.integration
 

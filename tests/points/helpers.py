@@ -13,16 +13,9 @@ from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.envelope import CloudEvent, wrap
 from services.points.client import MerchantAuth
 from tests.support.client import System
+from tests.unit import test_fire_flow as unit_fire
 
-FIRE = {
-    "category": "fire",
-    "description": "Rubbish bin on fire near the Gangcheng theatre",
-    "latitude": 40.0134,
-    "longitude": 112.7032,
-    "address": "Gangcheng theatre, west gate",
-    "community": "gangcheng",
-    "compound": "juyuan",
-}
+FIRE = {**unit_fire.FIRE, "community": "gangcheng", "compound": "juyuan"}  # the same fire, in gangcheng
 
 
 def staff(system: System, community: str = "gangcheng", sub: str = "staff-1") -> dict[str, str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import Phase, given
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
@@ -34,7 +34,7 @@ from tests.reliability.test_hostile_input import BOGUS_CURSORS, EXTREME_DATES, E
 from tests.support.client import System
 from tests.support.hangguard import note
 from tests.support.pii import leaks
-from tests.support.reliability import env_int, record
+from tests.support.reliability import env_int, record, reproducible
 
 EXAMPLES = env_int("MINSHENG_FUZZ_EXAMPLES", 4)
 ROLES = [r.strip() for r in os.environ.get("MINSHENG_FUZZ_ROLES", "admin").split(",") if r.strip()]
@@ -136,14 +136,7 @@ async def test_every_operation_of_every_service_survives_fuzzing(demo_system: Sy
         return asyncio.run_coroutine_threadsafe(request(method, url, **kwargs), loop).result(120)
 
     def checker(service: str, operation: Any, headers: dict[str, str], label: str) -> Any:
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-        )
+        @reproducible(EXAMPLES, phases=[Phase.explicit, Phase.generate])
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url=f"{BASE}/{service}", headers=headers)

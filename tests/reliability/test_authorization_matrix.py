@@ -18,11 +18,11 @@ import re
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import Phase, given
 
 from minsheng.platform.auth import Role
 from tests.support.client import System
-from tests.support.reliability import hazard, record, rider_body
+from tests.support.reliability import hazard, record, reproducible, rider_body
 from tests.support.routes import Operation, operations
 
 GENERATED_BODIES = 3  # per stopped write × role
@@ -271,14 +271,7 @@ async def _with_generated_bodies(
             return
         headers = s.auth(role, sub=f"outsider-{role}", scopes=OUTSIDER_SCOPES)
 
-        @settings(
-            max_examples=GENERATED_BODIES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-        )
+        @reproducible(GENERATED_BODIES, phases=[Phase.explicit, Phase.generate])
         @given(case=schema_op.as_strategy())
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url="http://minsheng.test", headers=headers)

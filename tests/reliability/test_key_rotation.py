@@ -54,21 +54,18 @@ def _read_all(cipher: FieldCipher, rows: list[Any]) -> dict[UUID, tuple[str | No
     return out
 
 
+SEALED_VALUES = sa.select(
+    RESIDENTS.c.id,
+    RESIDENTS.c.id_number_enc,
+    RESIDENTS.c.health_notes_enc,
+    RESIDENTS.c.phone_enc,
+    RESIDENTS.c.id_number_hash,
+)
+
+
 async def _rows(db: Database) -> list[Any]:
     async with db.engine.connect() as conn:
-        return list(
-            (
-                await conn.execute(
-                    sa.select(
-                        RESIDENTS.c.id,
-                        RESIDENTS.c.id_number_enc,
-                        RESIDENTS.c.health_notes_enc,
-                        RESIDENTS.c.phone_enc,
-                        RESIDENTS.c.id_number_hash,
-                    )
-                )
-            ).all()
-        )
+        return list((await conn.execute(SEALED_VALUES)).all())
 
 
 async def test_rotation_rewrites_every_value_under_the_new_key_bound_to_its_row(tmp_path: Path) -> None:
@@ -166,17 +163,8 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
             """Reads sampled values with the keyring the services use during the rotation (both keys)."""
             while not done.is_set():
                 async with db.engine.connect() as conn:
-                    rows = (
-                        await conn.execute(
-                            sa.select(
-                                RESIDENTS.c.id,
-                                RESIDENTS.c.id_number_enc,
-                                RESIDENTS.c.health_notes_enc,
-                                RESIDENTS.c.phone_enc,
-                                RESIDENTS.c.id_number_hash,
-                            ).where(RESIDENTS.c.id.in_(random.sample(sample_ids, 50)))
-                        )
-                    ).all()
+                    sample = SEALED_VALUES.where(RESIDENTS.c.id.in_(random.sample(sample_ids, 50)))
+                    rows = (await conn.execute(sample)).all()
                 try:
                     got = _read_all(new, list(rows))
                     reads["ok" if all(got[k] == expected[k] for k in got) else "failed"] += len(got)

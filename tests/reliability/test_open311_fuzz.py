@@ -12,12 +12,12 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import Phase, given
 from hypothesis import strategies as st
 
 from tests.support.client import System
 from tests.support.pii import leaks
-from tests.support.reliability import env_int, record
+from tests.support.reliability import env_int, record, reproducible
 
 EXAMPLES = env_int("MINSHENG_OPEN311_EXAMPLES", 60)
 BASE = "/issues/open311/v2"
@@ -94,14 +94,7 @@ async def test_open311_survives_generated_service_requests(demo_system: System) 
     def call(method: str, url: str, **kw: Any) -> httpx.Response:
         return asyncio.run_coroutine_threadsafe(http.request(method, url, **kw), loop).result(60)
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )
+    @reproducible(EXAMPLES, phases=[Phase.explicit, Phase.generate])
     @given(form=forms(codes, key), fmt=st.sampled_from(["json", "xml"]))
     def post(form: dict[str, str], fmt: str) -> None:
         response = call("POST", f"{BASE}/requests.{fmt}", data=form)

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -32,7 +31,7 @@ from services.points.models import LedgerEntry, Redemption, RiderBalance
 from tests.conftest import alone_on_postgres, embedded_settings
 from tests.points.helpers import MerchantRef, RiderRef, code, credit, merchant, offer, rider
 from tests.support.client import System, running_system
-from tests.support.reliability import env_int, percentile, record
+from tests.support.reliability import env_int, percentile, record, reproducible
 
 REDEEM = "/points/merchant-api/redemptions"
 UNLIMITED = {"merchant_rate_per_second": 0, "rider_rate_per_second": 0, "max_active_codes": 10_000, "daily_earn_cap": 0}
@@ -228,14 +227,7 @@ async def test_ledger_state_machine(points_only: System) -> None:
     await asyncio.to_thread(
         run_state_machine_as_test,
         LedgerMachine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        ),
+        settings=reproducible(EXAMPLES, stateful_step_count=STEPS),
     )
     record(
         "ledger_state_machine",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "reliability" / "results"  # the figures the README shows
@@ -82,6 +83,19 @@ def percentile(values: Sequence[float], p: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+def reproducible(examples: int, **more: Any) -> settings:
+    """Hypothesis settings for the reliability runs: ``examples`` cases, the same ones on every run
+    (derandomized, no example database), no deadline or health checks (the servers' speed is not under test)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        **more,
+    )
 
 
 def hazard(i: int, *, tag: str = "", category: str = "road") -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from minsheng.platform import catalogs, i18n
-from minsheng.platform.errors import Problem, conflict, install_problem_handlers, not_found
+from minsheng.platform.errors import Problem, conflict, install_problem_handlers, invalid, not_found
 from minsheng.platform.i18n import Localized, Term, _t, negotiate, translate, validation_message
 from minsheng.platform.ids import uuid7
 from tests.support.client import System
@@ -357,3 +358,17 @@ def test_reading_the_catalogs_leaves_babel_unloaded() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_invalid_is_a_422_naming_its_field_and_its_texts_are_catalogued() -> None:
+    problem = invalid("month_invalid", "Invalid month", "Use YYYY-MM.", field="month", message="expected YYYY-MM")
+    assert (problem.status, problem.code, problem.title, problem.detail) == (
+        422,
+        "month_invalid",
+        "Invalid month",
+        "Use YYYY-MM.",
+    )
+    assert problem.extra == {"errors": [{"field": "month", "message": "expected YYYY-MM", "type": "value_error"}]}
+    tree = ast.parse('invalid("c", "Some title", "Some detail", field="f", message="not a msgid")')
+    found = [lit.value for _, arg in catalogs.message_nodes(tree) for lit in catalogs.literals(arg)]
+    assert found == ["Some title", "Some detail"]

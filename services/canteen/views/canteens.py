@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.idempotency import IdempotencyKey
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
@@ -196,12 +196,12 @@ async def list_menus(
     end = date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:
         await canteens.canteen_row(uow, canteen_ref)
-        raise Problem(
-            422,
+        raise invalid(
             "invalid_range",
             "Invalid date range",
             "date_to must be within 62 days after date_from.",
-            errors=[{"field": "date_to", "message": "out of range", "type": "value_error"}],
+            field="date_to",
+            message="out of range",
         )
     diet, dislikes = await dietary_needs_for(uow, who, diner_id, needs)
     page = await menus.menu_page(

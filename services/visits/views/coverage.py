@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import invalid
 from minsheng.platform.inputs import Day
 from minsheng.platform.service import UoW
 from services.visits import coverage as coverage_figures
@@ -35,11 +35,11 @@ async def coverage(
     until = until or today()
     since = since or quarter_start(until)
     if since > until:
-        raise Problem(
-            422,
+        raise invalid(
             "invalid_period",
             "The period ends before it starts",
             "Give since <= until.",
-            errors=[{"field": "since", "message": "after until", "type": "value_error"}],
+            field="since",
+            message="after until",
         )
     return await coverage_figures.coverage(uow, who, by=by, since=since, until=until, community=community)

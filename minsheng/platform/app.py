@@ -1,4 +1,5 @@
-"""The app factory: a FastAPI app per service, and the root app that mounts one or all of them.
+"""The app factory: a FastAPI app per service, and the root app that mounts one or all of them (its front door
+dispatches service traffic straight into the service's app: ``minsheng.platform.front_door``).
 
 ``minsheng run`` mounts all four on one in-process bus; ``minsheng serve <service>`` mounts one on Kafka.
 The paths are the same either way (``/points/...``), so the gateway routes without rewriting.
@@ -20,6 +21,7 @@ from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.clientconfig import client_config_router
 from minsheng.platform.errors import install_problem_handlers
+from minsheng.platform.front_door import FrontDoorApp
 from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.metrics import install_metrics
 from minsheng.platform.openapi import install_openapi, operation_id
@@ -132,7 +134,8 @@ def create_root_app(
                 gc.freeze()
             yield
 
-    root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # The front door sends /<service>/… straight into the service's app (one stack per request, not two).
+    root = FrontDoorApp(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     root.state.runtimes = {rt.name: rt for rt in runtimes}
     root.state.keyring = keyring
     origins, origin_regex = cors_origins(settings)

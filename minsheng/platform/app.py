@@ -21,7 +21,7 @@ from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.clientconfig import client_config_router
 from minsheng.platform.errors import install_problem_handlers
-from minsheng.platform.front_door import FrontDoorApp
+from minsheng.platform.front_door import FrontDoorApp, flatten_routes
 from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.metrics import install_metrics
 from minsheng.platform.openapi import install_openapi, operation_id
@@ -94,6 +94,7 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
     app.include_router(health_router())
     app.include_router(client_config_router(spec.name, spec.client_config, api_version=app.version))
     app.include_router(spec.router)
+    flatten_routes(app)  # one route table per service: a request is matched once, not at every inclusion
     install_openapi(app, tag=spec.name, foreign_paths=[marker for marker, _ in spec.foreign_error_formats])
     app.add_middleware(RefuseNulMiddleware, foreign_formats=spec.foreign_error_formats)
     return app

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.routing import _IncludedRouter
+from starlette.routing import Mount
 
 import minsheng.platform.app as app_module
 from minsheng.platform.auth import mint_token
-from minsheng.platform.front_door import FrontDoor, FrontDoorApp
+from minsheng.platform.front_door import FrontDoor, FrontDoorApp, flatten_routes
 from minsheng.platform.tokens import KeyRing
 from minsheng.runner import build_app
 from tests.conftest import embedded_settings
@@ -71,12 +73,16 @@ async def call(
 
 @pytest.fixture
 async def apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Any]]:
-    """The same two services behind the front door and behind a plain FastAPI root (the former ``Mount`` path),
-    with one rider registered in each."""
+    """The same two services behind the front door with flat route tables, and as before: behind a plain
+    FastAPI root (``Mount``) with their routers included as branches; one rider registered in each."""
     ring = KeyRing.ephemeral()
     built: dict[str, Any] = {}
     for label, root_class in (("mount", FastAPI), ("front", FrontDoorApp)):
         monkeypatch.setattr(app_module, "FrontDoorApp", root_class)
+        if label == "mount":
+            monkeypatch.setattr(app_module, "flatten_routes", lambda app: 0)
+        else:
+            monkeypatch.setattr(app_module, "flatten_routes", flatten_routes)
         settings = embedded_settings(tmp_path / label)
         built[label] = build_app(settings, ["points", "issues"], keyring=ring)
     monkeypatch.undo()
@@ -154,8 +160,31 @@ async def test_metrics_count_the_same_routes(apps: dict[str, Any]) -> None:
     for label in ("mount", "front"):
         text = (await call(apps[label], "GET", "/metrics"))["body"].decode()
         counted[label] = sorted(line for line in text.splitlines() if line.startswith("minsheng_http_requests_total"))
-    assert counted["front"] == counted["mount"]
+    # One label is corrected: a route included under a prefix is counted under its full template (the branch
+    # put its own path in ``scope["route"]``, without the prefix).
+    before = [
+        line.replace('route="/issues/requests.{fmt}"', 'route="/issues/open311/v2/requests.{fmt}"')
+        for line in counted["mount"]
+    ]
+    assert counted["front"] == before
     assert any('route="/points/riders/me/balance"' in line for line in counted["front"])
+    assert any('route="/issues/open311/v2/requests.{fmt}"' in line for line in counted["front"])
+
+
+def test_flat_route_tables_document_the_same_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flat = build_app(embedded_settings(tmp_path / "flat"))
+    monkeypatch.setattr(app_module, "flatten_routes", lambda app: 0)
+    branched = build_app(embedded_settings(tmp_path / "branched"))
+    flat_apps = {r.path: r.app for r in flat.routes if isinstance(r, Mount)}
+    branched_apps = {r.path: r.app for r in branched.routes if isinstance(r, Mount)}
+    assert flat_apps.keys() == branched_apps.keys() and len(flat_apps) == 6
+    for path, flat_app in flat_apps.items():
+        assert isinstance(flat_app, FastAPI)
+        before = branched_apps[path]
+        assert isinstance(before, FastAPI)
+        assert not any(isinstance(route, _IncludedRouter) for route in flat_app.router.routes), path
+        assert any(isinstance(route, _IncludedRouter) for route in before.router.routes)
+        assert flat_app.openapi() == before.openapi(), path
 
 
 async def test_service_requests_skip_the_root_stack(apps: dict[str, Any]) -> None:

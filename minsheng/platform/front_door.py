@@ -12,7 +12,9 @@ before.
 The scope the service app sees is the one ``Mount`` gives it: the mount's own ``matches`` computes ``root_path``,
 ``app_root_path`` and ``path_params``, and ``router`` is the root's router (so ``url_for`` resolves through the
 mounts, as before). A path the mount's pattern does not match (a newline in it) goes to the root stack, which
-answers it as before.
+answers it as before. The scope is set before the request layer and CORS run (they read neither ``root_path`` nor
+``route``). An exception the service app lets out (after its own error handler answered 500) reaches the
+server as it did through the root's error layer, which re-raised it.
 """
 
 from __future__ import annotations

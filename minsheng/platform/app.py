@@ -1,4 +1,5 @@
-"""The app factory: a FastAPI app per service, and the root app that mounts one or all of them.
+"""The app factory: a FastAPI app per service, and the root app that mounts one or all of them (its front door
+dispatches service traffic straight into the service's app: ``minsheng.platform.front_door``).
 
 ``minsheng run`` mounts all four on one in-process bus; ``minsheng serve <service>`` mounts one on Kafka.
 The paths are the same either way (``/points/...``), so the gateway routes without rewriting.
@@ -20,6 +21,7 @@ from minsheng.platform.auth import make_verifier
 from minsheng.platform.bus.base import EventBus
 from minsheng.platform.clientconfig import client_config_router
 from minsheng.platform.errors import install_problem_handlers
+from minsheng.platform.front_door import FrontDoorApp, flatten_routes
 from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.metrics import install_metrics
 from minsheng.platform.openapi import install_openapi, operation_id
@@ -92,6 +94,7 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
     app.include_router(health_router())
     app.include_router(client_config_router(spec.name, spec.client_config, api_version=app.version))
     app.include_router(spec.router)
+    flatten_routes(app)  # one route table per service: a request is matched once, not at every inclusion
     install_openapi(app, tag=spec.name, foreign_paths=[marker for marker, _ in spec.foreign_error_formats])
     app.add_middleware(RefuseNulMiddleware, foreign_formats=spec.foreign_error_formats)
     return app
@@ -132,7 +135,8 @@ def create_root_app(
                 gc.freeze()
             yield
 
-    root = FastAPI(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # The front door sends /<service>/… straight into the service's app (one stack per request, not two).
+    root = FrontDoorApp(title="Minsheng 民生", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     root.state.runtimes = {rt.name: rt for rt in runtimes}
     root.state.keyring = keyring
     origins, origin_regex = cors_origins(settings)

@@ -191,7 +191,12 @@ def require(*roles: Role) -> Callable[..., object]:
     """A dependency that answers 403 unless the caller holds one of ``roles`` (admin always passes)."""
     allowed = frozenset(roles) | {Role.admin}
 
-    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    # It takes the bearer credentials itself rather than depending on ``current_principal``: FastAPI solves
+    # every level of a dependency chain on every request. The OpenAPI security requirement is the same.
+    async def dependency(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Principal:
+        principal = await current_principal(request, credentials)
         if not principal.roles & allowed:
             raise Problem(
                 403,

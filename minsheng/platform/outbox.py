@@ -51,7 +51,9 @@ class _Claim:
     conn: AsyncConnection
     tx: AsyncTransaction | None
     raw_tx: Any
-    ids: list[Any]
+    # The claimed rows' ids: a list on SQLite; on PostgreSQL the uuid[] as its text literal, as the claim
+    # returned it, handed back to the mark-sent as it is (no UUID object decoded and encoded per row).
+    ids: list[Any] | str
     # Built when claimed: a batch claimed ahead is turned into messages while the one before it waits for
     # the broker's acknowledgement, which keeps that work off the path between two sends. On PostgreSQL the
     # claim's columns as they came (no object per message).
@@ -145,7 +147,7 @@ class OutboxRelay:
             await self._commit(claim)
         finally:
             await claim.close()
-        return len(claim.ids)
+        return len(claim.messages)
 
     async def drain(self) -> int:
         """Publish batch after batch until a batch comes back short; returns how many rows were sent.
@@ -161,7 +163,7 @@ class OutboxRelay:
         claim = await self._claim()
         try:
             while claim is not None:
-                full = len(claim.ids) == self.batch_size
+                full = len(claim.messages) == self.batch_size
                 ahead = asyncio.create_task(self._claim()) if full and self.db.is_postgres else None
                 try:
                     await self._publish(claim)
@@ -173,7 +175,7 @@ class OutboxRelay:
                     if ahead is not None:
                         await _abandon(ahead)
                     raise
-                total += len(claim.ids)
+                total += len(claim.messages)
                 if ahead is None:
                     try:
                         await self._commit(claim)
@@ -230,7 +232,7 @@ class OutboxRelay:
             with suppress(Exception):
                 await raw_tx.rollback()
             raise
-        if not ids:
+        if ids is None:
             await raw_tx.rollback()
             await conn.close()
             return None
@@ -253,7 +255,7 @@ class OutboxRelay:
             f"FROM {self._table_sql} WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
             "SELECT r.ids, r.topics, r.keys, r.payloads, r.counts, "
             "coalesce(h.names, '{}'), coalesce(h.values, '{}') FROM "
-            "(SELECT array_agg(id ORDER BY id) AS ids, array_agg(topic ORDER BY id) AS topics, "
+            "(SELECT array_agg(id ORDER BY id)::text AS ids, array_agg(topic ORDER BY id) AS topics, "
             "array_agg(convert_to(key, 'UTF8') ORDER BY id) AS keys, "
             "array_agg(convert_to(payload, 'UTF8') ORDER BY id) AS payloads, "
             "array_agg(n_headers ORDER BY id) AS counts FROM o) AS r, "
@@ -264,8 +266,8 @@ class OutboxRelay:
 
     @functools.cached_property
     def _mark_sent_sql(self) -> str:
-        """One statement per batch (not per row): the batch's ids as one array."""
-        return f"UPDATE {self._table_sql} SET sent_at = $1 WHERE id = ANY($2::uuid[])"
+        """One statement per batch (not per row): the batch's ids as one array, sent as the claim's text."""
+        return f"UPDATE {self._table_sql} SET sent_at = $1 WHERE id = ANY($2::text::uuid[])"
 
     @functools.cached_property
     def _select_statement(self) -> sa.Select[Any]:
@@ -299,7 +301,7 @@ class OutboxRelay:
             await claim.conn.execute(sa.update(t).where(t.c.id.in_(claim.ids)).values(sent_at=acknowledged_at))
             claim.finished = True
             await claim.tx.commit()
-        self.published += len(claim.ids)
+        self.published += len(claim.messages)
 
     async def _record_failure(self, exc: Exception) -> None:
         t = self.db.tables.outbox

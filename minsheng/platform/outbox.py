@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
-from minsheng.platform.bus.base import EventBus, OutgoingMessage
+from minsheng.platform.bus.base import EventBus, OutgoingColumns, OutgoingMessage
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.retry import Backoff
@@ -51,10 +51,13 @@ class _Claim:
     conn: AsyncConnection
     tx: AsyncTransaction | None
     raw_tx: Any
-    ids: list[Any]
+    # The claimed rows' ids: a list on SQLite; on PostgreSQL the uuid[] as its text literal, as the claim
+    # returned it, handed back to the mark-sent as it is (no UUID object decoded and encoded per row).
+    ids: list[Any] | str
     # Built when claimed: a batch claimed ahead is turned into messages while the one before it waits for
-    # the broker's acknowledgement, which keeps that work off the path between two sends.
-    messages: list[OutgoingMessage]
+    # the broker's acknowledgement, which keeps that work off the path between two sends. On PostgreSQL the
+    # claim's columns as they came (no object per message).
+    messages: list[OutgoingMessage] | OutgoingColumns
     driver: Any = None  # the asyncpg connection under ``conn`` (PostgreSQL)
     finished: bool = False
 
@@ -144,7 +147,7 @@ class OutboxRelay:
             await self._commit(claim)
         finally:
             await claim.close()
-        return len(claim.ids)
+        return len(claim.messages)
 
     async def drain(self) -> int:
         """Publish batch after batch until a batch comes back short; returns how many rows were sent.
@@ -160,7 +163,7 @@ class OutboxRelay:
         claim = await self._claim()
         try:
             while claim is not None:
-                full = len(claim.ids) == self.batch_size
+                full = len(claim.messages) == self.batch_size
                 ahead = asyncio.create_task(self._claim()) if full and self.db.is_postgres else None
                 try:
                     await self._publish(claim)
@@ -172,7 +175,7 @@ class OutboxRelay:
                     if ahead is not None:
                         await _abandon(ahead)
                     raise
-                total += len(claim.ids)
+                total += len(claim.messages)
                 if ahead is None:
                     try:
                         await self._commit(claim)
@@ -222,17 +225,19 @@ class OutboxRelay:
         raw_tx = driver.transaction()
         await raw_tx.start()
         try:
-            rows = await driver.fetch(self._claim_sql, self.batch_size)
+            ids, topics, keys, values, counts, names, header_values = await driver.fetchrow(
+                self._claim_sql, self.batch_size
+            )
         except BaseException:
             with suppress(Exception):
                 await raw_tx.rollback()
             raise
-        if not rows:
+        if ids is None:
             await raw_tx.rollback()
             await conn.close()
             return None
-        messages = [OutgoingMessage(r[1], r[2], r[3], list(zip(r[4], r[5], strict=True))) for r in rows]
-        return _Claim(conn, None, raw_tx, [r[0] for r in rows], messages, driver=driver)
+        columns = OutgoingColumns(topics, keys, values, counts, names, header_values)
+        return _Claim(conn, None, raw_tx, ids, columns, driver=driver)
 
     @functools.cached_property
     def _table_sql(self) -> str:
@@ -240,23 +245,29 @@ class OutboxRelay:
 
     @functools.cached_property
     def _claim_sql(self) -> str:
-        """The rows come back as the producer takes them: the payload and the header values as UTF-8 bytes
-        (bytea, which asyncpg copies as they are) and the header names as a text[] beside them, so that no
-        row costs a JSON decode or a string encode in Python."""
+        """One row of arrays, in id order, as the producer takes them: the keys, the payloads and the header
+        values as UTF-8 bytes (bytea, which asyncpg copies as they are), the headers flattened (names and
+        values, in the jsonb's own order) with a count per row. No row object, JSON decode or string encode
+        per message in Python. The locked rows are a materialized CTE, read once."""
         return (
-            "SELECT o.id, o.topic, o.key, convert_to(o.payload, 'UTF8'), h.names, h.values FROM ("
-            f"SELECT id, topic, key, payload, headers FROM {self._table_sql} WHERE sent_at IS NULL "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) AS o, "
-            "LATERAL (SELECT coalesce(array_agg(e.k ORDER BY e.n), '{}') AS names, "
-            "coalesce(array_agg(convert_to(e.v, 'UTF8') ORDER BY e.n), '{}') AS values "
-            "FROM jsonb_each_text(o.headers) WITH ORDINALITY AS e(k, v, n)) AS h "
-            "ORDER BY o.id"
+            "WITH o AS MATERIALIZED (SELECT id, topic, key, payload, headers, "
+            "(SELECT count(*) FROM jsonb_object_keys(headers))::int AS n_headers "
+            f"FROM {self._table_sql} WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+            "SELECT r.ids, r.topics, r.keys, r.payloads, r.counts, "
+            "coalesce(h.names, '{}'), coalesce(h.values, '{}') FROM "
+            "(SELECT array_agg(id ORDER BY id)::text AS ids, array_agg(topic ORDER BY id) AS topics, "
+            "array_agg(convert_to(key, 'UTF8') ORDER BY id) AS keys, "
+            "array_agg(convert_to(payload, 'UTF8') ORDER BY id) AS payloads, "
+            "array_agg(n_headers ORDER BY id) AS counts FROM o) AS r, "
+            "(SELECT array_agg(e.k ORDER BY o.id, e.n) AS names, "
+            "array_agg(convert_to(e.v, 'UTF8') ORDER BY o.id, e.n) AS values "
+            "FROM o, jsonb_each_text(o.headers) WITH ORDINALITY AS e(k, v, n)) AS h"
         )
 
     @functools.cached_property
     def _mark_sent_sql(self) -> str:
-        """One statement per batch (not per row): the batch's ids as one array."""
-        return f"UPDATE {self._table_sql} SET sent_at = $1 WHERE id = ANY($2::uuid[])"
+        """One statement per batch (not per row): the batch's ids as one array, sent as the claim's text."""
+        return f"UPDATE {self._table_sql} SET sent_at = $1 WHERE id = ANY($2::text::uuid[])"
 
     @functools.cached_property
     def _select_statement(self) -> sa.Select[Any]:
@@ -269,6 +280,12 @@ class OutboxRelay:
         )
 
     async def _publish(self, claim: _Claim) -> None:
+        if isinstance(claim.messages, OutgoingColumns):
+            publish_columns = getattr(self.bus, "publish_columns", None)
+            if publish_columns is not None:
+                await publish_columns(claim.messages)
+                return
+            claim.messages = claim.messages.messages()
         await self.bus.publish(claim.messages)
 
     async def _commit(self, claim: _Claim) -> None:
@@ -284,7 +301,7 @@ class OutboxRelay:
             await claim.conn.execute(sa.update(t).where(t.c.id.in_(claim.ids)).values(sent_at=acknowledged_at))
             claim.finished = True
             await claim.tx.commit()
-        self.published += len(claim.ids)
+        self.published += len(claim.messages)
 
     async def _record_failure(self, exc: Exception) -> None:
         t = self.db.tables.outbox

@@ -133,3 +133,52 @@ async def test_a_batch_spanning_partitions_keeps_each_keys_order(kafka: tuple[st
     assert len({p for ps in partition_of.values() for p in ps}) > 1, "the batch spanned partitions"
     for i, key in enumerate(keys):
         assert seen[key] == list(range(i, len(messages), len(keys))), f"{key} in order"
+
+
+async def test_the_relay_on_a_broker_sends_the_stored_rows_as_columns_in_each_keys_order(
+    runtime: ServiceRuntime, kafka: tuple[str, Any]
+) -> None:
+    """The PostgreSQL claim (one row of arrays) straight into record batches: every payload byte and header
+    of every row, rows without headers among them, each key on one partition in the rows' order."""
+    topic = f"relay.columns.{uuid7().hex[:8]}"
+    keys = [f"aggregate-{i}" for i in range(5)]
+    rows: list[dict[str, Any]] = [
+        {
+            "topic": topic,
+            "key": keys[i % 5],
+            "payload": json.dumps({"seq": i, "where": "云泰园"}, ensure_ascii=False),
+            "headers": {"ce_type": "t", "ce_id": f"id-{i}", "traceparent": "tp"} if i % 4 else {},
+        }
+        for i in range(120)
+    ]
+    await _write(runtime, rows)
+    bus = KafkaBus(kafka[0], client_id="relay-columns", partitions=3)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka[0], auto_offset_reset="earliest", group_id=None)
+    received: list[Any] = []
+    try:
+        await bus.start()
+        assert await OutboxRelay(runtime.db, bus, batch_size=50).drain() == 120
+        await consumer.start()
+        async with asyncio.timeout(30):
+            while len(received) < len(rows):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    received.extend(records)
+    finally:
+        await consumer.stop()
+        await bus.stop()
+    assert sorted(await _sent_keys(runtime)) == sorted(r["key"] for r in rows)
+    by_seq = {json.loads(rec.value)["seq"]: rec for rec in received}
+    assert sorted(by_seq) == list(range(120)), "each row once"
+    for seq, rec in by_seq.items():
+        row = rows[seq]
+        assert (rec.key.decode(), rec.value) == (row["key"], row["payload"].encode())
+        assert sorted((k, bytes(v)) for k, v in rec.headers) == sorted(
+            (k, v.encode()) for k, v in row["headers"].items()
+        )
+    for key in keys:
+        mine = [rec for rec in received if rec.key.decode() == key]
+        assert len({rec.partition for rec in mine}) == 1, "one partition per key"
+        assert [json.loads(rec.value)["seq"] for rec in sorted(mine, key=lambda r: r.offset)] == [
+            seq for seq in range(120) if rows[seq]["key"] == key
+        ], f"{key} in order"
+    assert len({rec.partition for rec in received}) > 1, "the batches spanned partitions"

@@ -13,6 +13,38 @@ class OutgoingMessage:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingColumns:
+    """Messages as columns, as the outbox relay claims them on PostgreSQL (one row of arrays, so no row object
+    or message object per message): keys and values already bytes, the headers as one flat list of names and
+    one of values with each message's header count. A bus with ``publish_columns`` takes them as they are."""
+
+    topics: list[str]
+    keys: list[bytes]
+    values: list[bytes]
+    header_counts: list[int]
+    header_names: list[str]
+    header_values: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def headers(self) -> list[list[tuple[str, bytes]]]:
+        """Each message's headers, in order."""
+        pairs = list(zip(self.header_names, self.header_values, strict=True))
+        out, start = [], 0
+        for count in self.header_counts:
+            out.append(pairs[start : start + count])
+            start += count
+        return out
+
+    def messages(self) -> list[OutgoingMessage]:
+        return [
+            OutgoingMessage(topic, key.decode(), value, headers)
+            for topic, key, value, headers in zip(self.topics, self.keys, self.values, self.headers(), strict=True)
+        ]
+
+
 @dataclass(frozen=True)
 class Delivery:
     topic: str

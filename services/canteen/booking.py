@@ -283,8 +283,8 @@ async def _place(
             ),
         ) from exc
     lines = computed.line_rows(order_id=order["id"], diner_id=diner.id, canteen_id=canteen.id, meal_date=menu.meal_date)
-    if len(lines) == 1:
-        await _insert(uow, LINES, lines[0])
+    if len(lines) == 1:  # nothing reads it back: written at commit with the outbox row, one statement
+        uow.insert_at_commit(LINES, lines[0])
     elif lines:
         await uow.session.execute(_INSERT_LINES, lines)
     if address is not None:

@@ -136,22 +136,6 @@ _CONSUME_CODE_WITH_OFFER = sa.select(
         sa.and_(OFFERS.c.id == sa.bindparam("o_offer"), OFFERS.c.merchant_id == sa.bindparam("o_merchant")),
     )
 )
-_INSERT_REDEMPTION = sa.insert(REDEMPTIONS).values(
-    {
-        c: sa.bindparam(f"v_{c}", type_=REDEMPTIONS.c[c].type)
-        for c in (
-            "id",
-            "merchant_id",
-            "offer_id",
-            "rider_id",
-            "quantity",
-            "points",
-            "discount_fen",
-            "status",
-            "created_at",
-        )
-    }
-)
 _RIDER_STATUS = sa.select(table_of(Rider).c.status).where(table_of(Rider).c.id == sa.bindparam("rider_id"))
 _REDEEMED_SO_FAR = sa.select(sa.func.coalesce(sa.func.sum(REDEMPTIONS.c.quantity), 0).label("taken")).where(
     REDEMPTIONS.c.offer_id == sa.bindparam("offer_id", type_=REDEMPTIONS.c.offer_id.type),
@@ -253,18 +237,19 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
         if left is None:
             raise conflict("out_of_stock", "Not enough stock left for this offer.")
     discount = offer.discount_fen * data.quantity if offer.discount_fen is not None else None
-    await uow.execute(
-        _INSERT_REDEMPTION,
+    # Nothing reads it back: written at commit with the outbox row (one statement on PostgreSQL).
+    uow.insert_at_commit(
+        REDEMPTIONS,
         {
-            "v_id": redemption_id,
-            "v_merchant_id": caller.merchant_id,
-            "v_offer_id": offer.id,
-            "v_rider_id": rider_id,
-            "v_quantity": data.quantity,
-            "v_points": points,
-            "v_discount_fen": discount,
-            "v_status": RedemptionStatus.completed.value,
-            "v_created_at": now,
+            "id": redemption_id,
+            "merchant_id": caller.merchant_id,
+            "offer_id": offer.id,
+            "rider_id": rider_id,
+            "quantity": data.quantity,
+            "points": points,
+            "discount_fen": discount,
+            "status": RedemptionStatus.completed.value,
+            "created_at": now,
         },
     )
     return RedemptionPublic(

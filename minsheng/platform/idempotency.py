@@ -1,9 +1,10 @@
 """``Idempotency-Key`` for writes a client may retry: same key and body → the first response again;
 same key with another body → 422. The stored response commits in the same transaction as the effect.
 
-Both statements (the look-up and the store) are built once per table and run through the unit of work's fast
-path (``UnitOfWork.fetchrow``/``execute``: compiled once, asyncpg inside the unit's transaction on PostgreSQL),
-not through ``AsyncSession.execute``; a request without a key costs no statement and no hashing."""
+The look-up is built once per table and runs through the unit of work's fast path (``UnitOfWork.fetchrow``:
+compiled once, asyncpg inside the unit's transaction on PostgreSQL); the stored response is written at commit
+with the outbox row (``UnitOfWork.insert_at_commit``: on PostgreSQL in the same statement). A request without a
+key costs no statement and no hashing."""
 
 from __future__ import annotations
 
@@ -65,16 +66,6 @@ def _select_stored(t: sa.Table) -> sa.Select[Any]:
     )
 
 
-@functools.cache
-def _insert_stored(t: sa.Table) -> sa.Insert:
-    return sa.insert(t).values(
-        {
-            c: sa.bindparam(f"v_{c}", type_=t.c[c].type)
-            for c in ("scope", "key", "request_hash", "status_code", "response", "created_at")
-        }
-    )
-
-
 async def _stored(uow: UnitOfWork, scope: str, key: str) -> Any:
     return await uow.fetchrow(_select_stored(uow.db.tables.idempotency_keys), {"scope": scope, "key": key})
 
@@ -116,20 +107,20 @@ async def idempotent(
         return _replay(row, digest)
     status, payload = await action()
     content = _plain(payload)
+    # Written at commit in the outbox row's statement (no round trip of its own). On PostgreSQL a concurrent
+    # twin's uncommitted row makes that statement wait, then fail once the twin commits: replayed below.
+    uow.insert_at_commit(
+        uow.db.tables.idempotency_keys,
+        {
+            "scope": scope,
+            "key": key,
+            "request_hash": digest,
+            "status_code": status,
+            "response": content,
+            "created_at": utcnow(),
+        },
+    )
     try:
-        # On PostgreSQL a concurrent twin's uncommitted row makes this INSERT wait, then fail here (not at
-        # commit) once the twin commits: both cases replay the twin's answer below.
-        await uow.execute(
-            _insert_stored(uow.db.tables.idempotency_keys),
-            {
-                "v_scope": scope,
-                "v_key": key,
-                "v_request_hash": digest,
-                "v_status_code": status,
-                "v_response": content,
-                "v_created_at": utcnow(),
-            },
-        )
         await uow.commit()
     except sa.exc.IntegrityError:
         # A concurrent request with the same key committed first: ours rolls back, theirs is the answer.

@@ -50,31 +50,20 @@ def _notifying(insert: sa.Insert, channel: str | None) -> sa.Insert:
 
 
 @functools.cache
-def _inbox_and_outbox(
-    inbox: sa.Table,
-    outbox: sa.Table,
-    inbox_columns: tuple[str, ...],
-    outbox_columns: tuple[str, ...],
-    notify_channel: str | None = None,
-) -> sa.Insert:
-    """``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …`` for one row each, built once per
-    table and column set (bound parameters ``i_<column>`` and ``o_<column>``), so its compiled form is cached:
-    one statement and one round trip instead of two."""
-    cte = sa.insert(inbox).values({c: sa.bindparam(f"i_{c}", type_=inbox.c[c].type) for c in inbox_columns})
-    insert = (
-        sa.insert(outbox)
-        .values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in outbox_columns})
-        .add_cte(cte.cte("inbox"))
-    )
-    return _notifying(insert, notify_channel)
+def _rows_insert(parts: tuple[tuple[sa.Table, tuple[str, ...]], ...], notify_channel: str | None = None) -> sa.Insert:
+    """One row into each of several tables in one statement: ``WITH w0 AS (INSERT INTO …), w1 AS (…) INSERT INTO
+    <last> …`` (PostgreSQL; the foreign keys are checked at the statement's end). Bound parameters
+    ``p<n>_<column>`` for the n-th part; built once per table and column set, so its compiled form is cached:
+    one round trip instead of one per row. With ``notify_channel`` the last part is the outbox row."""
 
+    def insert(n: int, table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+        return sa.insert(table).values({c: sa.bindparam(f"p{n}_{c}", type_=table.c[c].type) for c in columns})
 
-@functools.cache
-def _outbox_insert(outbox: sa.Table, columns: tuple[str, ...], notify_channel: str | None = None) -> sa.Insert:
-    """A one-row outbox INSERT built once per column set (bound parameters ``o_<column>``): cheaper than the
-    executemany path a list of parameter sets takes."""
-    insert = sa.insert(outbox).values({c: sa.bindparam(f"o_{c}", type_=outbox.c[c].type) for c in columns})
-    return _notifying(insert, notify_channel)
+    *ctes, (table, columns) = parts
+    last = insert(len(ctes), table, columns)
+    if ctes:
+        last = last.add_cte(*(insert(n, t, cs).cte(f"w{n}") for n, (t, cs) in enumerate(ctes)))
+    return _notifying(last, notify_channel)
 
 
 @functools.cache
@@ -105,6 +94,7 @@ class UnitOfWork:
         self.read_only = read_only
         self._pending: list[dict[str, Any]] = []
         self._inbox: list[dict[str, Any]] = []
+        self._at_commit: list[tuple[sa.Table, dict[str, Any]]] = []  # rows ``insert_at_commit`` queued
         self._session: AsyncSession | None = None
         self._driver: tuple[Any, Any] | None = None  # (SQLAlchemy's asyncpg adapter, asyncpg connection)
         # Read-only units on PostgreSQL: the pool's connection (a ``_ConnectionFairy``) the fast path runs on.
@@ -145,6 +135,7 @@ class UnitOfWork:
         self._open = False
         self._pending.clear()
         self._inbox.clear()
+        self._at_commit.clear()
         try:
             if session is not None:
                 await session.close()  # rolls back what was not committed
@@ -254,26 +245,38 @@ class UnitOfWork:
             {"source": envelope.source, "id": envelope.id, "type": envelope.type, "processed_at": utcnow()}
         )
 
+    def insert_at_commit(self, table: sa.Table, row: Mapping[str, Any]) -> None:
+        """Queue a one-row INSERT (every column the row gives) to be written at commit, with the outbox and inbox
+        rows: on PostgreSQL in the same statement, so it costs no round trip of its own. For a row nothing in
+        the unit reads back; a constraint it breaks raises ``IntegrityError`` from :meth:`commit`."""
+        self._at_commit.append((table, dict(row)))
+
     async def flush_outbox(self) -> None:
-        """Write the queued inbox and outbox rows — one round trip when there are both (PostgreSQL:
-        ``WITH inbox AS (INSERT INTO processed_events …) INSERT INTO outbox …``)."""
+        """Write the queued rows — ``insert_at_commit``'s, the inbox row and the outbox row — in one round trip on
+        PostgreSQL: ``WITH w0 AS (INSERT INTO …), w1 AS (INSERT INTO processed_events …) INSERT INTO outbox …``.
+        Several inbox or outbox rows (a consumed batch) go as one multi-row INSERT each."""
         t = self.db.tables
         channel = self.db.notify_channel  # None unless the relay runs in another process (PostgreSQL only)
-        if len(self._inbox) == 1 and len(self._pending) == 1 and self.db.is_postgres:
-            row_in, row_out = self._inbox[0], self._pending[0]
-            params = {f"i_{k}": v for k, v in row_in.items()}
-            params.update({f"o_{k}": v for k, v in row_out.items()})
-            statement = _inbox_and_outbox(t.processed_events, t.outbox, tuple(row_in), tuple(row_out), channel)
-            await self.execute(statement, params)
-        else:
-            if self._inbox:
-                await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
-            if len(self._pending) == 1:
-                row = self._pending[0]
-                statement = _outbox_insert(t.outbox, tuple(row), channel)
-                await self.execute(statement, {f"o_{k}": v for k, v in row.items()})
-            elif self._pending:
-                await self.session.execute(_outbox_insert_many(t.outbox, channel), self._pending)
+        one_statement = list(self._at_commit)
+        self._at_commit.clear()
+        if not self.db.is_postgres:
+            for table, row in one_statement:
+                await self.execute(_rows_insert(((table, tuple(row)),)), {f"p0_{k}": v for k, v in row.items()})
+            one_statement.clear()
+        if len(self._inbox) == 1 and self.db.is_postgres:
+            one_statement.append((t.processed_events, self._inbox[0]))
+        elif self._inbox:
+            await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
+        notify = None
+        if len(self._pending) == 1:
+            one_statement.append((t.outbox, self._pending[0]))
+            notify = channel
+        elif self._pending:
+            await self.session.execute(_outbox_insert_many(t.outbox, channel), self._pending)
+        if one_statement:
+            parts = tuple((table, tuple(row)) for table, row in one_statement)
+            params = {f"p{n}_{k}": v for n, (_, row) in enumerate(one_statement) for k, v in row.items()}
+            await self.execute(_rows_insert(parts, notify), params)
         self._inbox.clear()
 
     async def commit(self) -> None:
@@ -290,6 +293,7 @@ class UnitOfWork:
     async def rollback(self) -> None:
         self._pending.clear()
         self._inbox.clear()
+        self._at_commit.clear()
         if self._pooled is None:  # an autocommit fast-path connection has nothing to roll back: it is kept
             self._driver = None
         if self._session is not None or not self._pools_directly:

@@ -10,19 +10,22 @@ holds because of a partial unique index.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import select
 
 from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
 from services.canteen.access import Relation
@@ -49,29 +52,54 @@ from services.canteen.models import (
 from services.canteen.orders import LINES, MENUS, ORDERS, cutoff_at, deliver_by, order_row_public, serve_window
 from services.canteen.subsidy import Computation, MealContext, age_on, circumstances_on, compute_for, line_public
 
-# The statements of a booking, built once (bound parameters), so SQLAlchemy compiles each once.
+# The statements of a booking, built once (bound parameters), so the fast path compiles each once.
+_SET_MEALS, _CANTEENS, _SLOTS = table_of(SetMeal), table_of(Canteen), table_of(MealSlotRow)
+# Menu, set meal, canteen and slot in one row: each table's columns under its own prefix.
+_OFFER_PARTS = (("m_", MENUS), ("s_", _SET_MEALS), ("c_", _CANTEENS), ("t_", _SLOTS))
 _OFFER = (
-    select(Menu, SetMeal, Canteen, MealSlotRow)
-    .join(SetMeal, col(SetMeal.menu_id) == col(Menu.id))
-    .join(Canteen, col(Canteen.id) == col(Menu.canteen_id))
-    .join(
-        MealSlotRow,
-        sa.and_(col(MealSlotRow.canteen_id) == col(Menu.canteen_id), col(MealSlotRow.slot) == col(Menu.slot)),
+    sa.select(*(column.label(prefix + column.name) for prefix, table in _OFFER_PARTS for column in table.c))
+    .select_from(
+        MENUS.join(_SET_MEALS, _SET_MEALS.c.menu_id == MENUS.c.id)
+        .join(_CANTEENS, _CANTEENS.c.id == MENUS.c.canteen_id)
+        .join(_SLOTS, sa.and_(_SLOTS.c.canteen_id == MENUS.c.canteen_id, _SLOTS.c.slot == MENUS.c.slot))
     )
-    .where(col(Menu.id) == sa.bindparam("menu_id"), col(SetMeal.id) == sa.bindparam("set_meal_id"))
+    .where(
+        MENUS.c.id == sa.bindparam("menu_id", type_=MENUS.c.id.type),
+        _SET_MEALS.c.id == sa.bindparam("set_meal_id", type_=_SET_MEALS.c.id.type),
+    )
 )
 _CLAIM_SEAT = (
     sa.update(MENUS)
-    .where(MENUS.c.id == sa.bindparam("menu_id"), MENUS.c.booked < MENUS.c.capacity)
+    .where(MENUS.c.id == sa.bindparam("b_menu", type_=MENUS.c.id.type), MENUS.c.booked < MENUS.c.capacity)
     .values(booked=MENUS.c.booked + 1)
     .returning(MENUS.c.booked)
 )
-_INSERT_ORDER = sa.insert(ORDERS)
+
+
+@functools.cache
+def _insert_row(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+    """A one-row INSERT of these columns (bound parameters ``v_<column>``), built once per column set."""
+    return sa.insert(table).values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+
+
+async def _insert(uow: UnitOfWork, table: sa.Table, row: dict[str, Any]) -> None:
+    await uow.execute(_insert_row(table, tuple(row)), {f"v_{k}": v for k, v in row.items()})
+
+
 _INSERT_LINES = sa.insert(LINES)
 
 
+def _offer_parts(row: sa.Row[Any]) -> tuple[Any, ...]:
+    """The joined row split into one read-only record per table, with the columns' names: what the use case
+    reads of the ORM objects, without building (and tracking) four of them."""
+    values = row._mapping
+    return tuple(
+        SimpleNamespace(**{c.name: values[prefix + c.name] for c in table.c}) for prefix, table in _OFFER_PARTS
+    )
+
+
 async def _offer(uow: UnitOfWork, menu_id: UUID, set_meal_id: UUID) -> tuple[Menu, SetMeal, Canteen, MealSlotRow]:
-    row = (await uow.session.execute(_OFFER, {"menu_id": menu_id, "set_meal_id": set_meal_id})).first()
+    row = await uow.fetchrow(_OFFER, {"menu_id": menu_id, "set_meal_id": set_meal_id})
     if row is None:
         raise Problem(
             404,
@@ -79,7 +107,8 @@ async def _offer(uow: UnitOfWork, menu_id: UUID, set_meal_id: UUID) -> tuple[Men
             "Set meal not found",
             _t("No set meal {set_meal_id} on menu {menu_id}.", set_meal_id=set_meal_id, menu_id=menu_id),
         )
-    return row[0], row[1], row[2], row[3]
+    menu, meal, canteen, slot = _offer_parts(row)
+    return menu, meal, canteen, slot
 
 
 def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: OrderChannel, now: datetime) -> None:
@@ -110,8 +139,7 @@ def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: Or
 
 
 async def _claim_seat(uow: UnitOfWork, menu: Menu) -> None:
-    claimed = (await uow.session.execute(_CLAIM_SEAT, {"menu_id": menu.id})).scalar_one_or_none()
-    if claimed is None:
+    if await uow.fetchrow(_CLAIM_SEAT, {"b_menu": menu.id}) is None:
         raise conflict(
             "slot_full",
             _t(
@@ -243,7 +271,7 @@ async def _place(
         checked_in_by=who.sub if served else None,
     )
     try:
-        await uow.session.execute(_INSERT_ORDER, order)
+        await _insert(uow, ORDERS, order)
     except sa.exc.IntegrityError as exc:
         raise conflict(
             "already_booked",
@@ -255,8 +283,10 @@ async def _place(
             ),
         ) from exc
     lines = computed.line_rows(order_id=order["id"], diner_id=diner.id, canteen_id=canteen.id, meal_date=menu.meal_date)
-    if lines:  # one row: a plain execute, cheaper than the executemany path a list takes
-        await uow.session.execute(_INSERT_LINES, lines[0] if len(lines) == 1 else lines)
+    if len(lines) == 1:  # nothing reads it back: written at commit with the outbox row, one statement
+        uow.insert_at_commit(LINES, lines[0])
+    elif lines:
+        await uow.session.execute(_INSERT_LINES, lines)
     if address is not None:
         uow.emit(
             DeliveryRequested(

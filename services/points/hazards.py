@@ -178,13 +178,6 @@ async def reporting_rider(uow: UnitOfWork, subject: str, data: HazardReportCreat
     return rider, [r for r in rows if r.id is not None and _same_place(r, data, radius)]
 
 
-@functools.cache
-def _insert_report(columns: tuple[str, ...]) -> sa.Insert:
-    """A one-row INSERT of these columns (bound parameters ``v_<column>``), built once per column set: the
-    fast path compiles it once."""
-    return sa.insert(_REPORTS).values({c: sa.bindparam(f"v_{c}", type_=_REPORTS.c[c].type) for c in columns})
-
-
 def _step(report: HazardReport, status: str, note: str | None = None) -> None:
     report.progress = [*report.progress, {"status": status, "at": utcnow().isoformat(), "note": note}]
 
@@ -197,7 +190,8 @@ async def report_hazard(
     a duplicate of the first, and forwarded so the issues service can attach it to the same issue.
 
     ``duplicates``: what ``find_duplicate`` answers, when the caller has it already (``reporting_rider``).
-    One Core INSERT of the row (no ORM object to build and flush); the answer is built from the same values."""
+    The row is a Core INSERT written at commit in the outbox row's statement (no ORM object to build and flush,
+    no round trip of its own); the answer is built from the same values."""
     ensure_active(rider)
     duplicate_of: UUID | None = None
     for earlier in duplicates if duplicates is not None else await find_duplicate(uow, data):
@@ -226,7 +220,7 @@ async def report_hazard(
         "created_at": now,
         "updated_at": now,
     }
-    await uow.execute(_insert_report(tuple(values)), {f"v_{k}": v for k, v in values.items()})
+    uow.insert_at_commit(_REPORTS, values)  # nothing reads it back: written with the outbox row, one statement
     uow.emit(
         HazardReported(
             report_id=values["id"],

@@ -158,20 +158,19 @@ async def post_entry(
     now, entry_id, note = utcnow(), uuid7(), note[:500] if note else None
     moving = {"b_rider": rider_id, "b_amount": amount, "b_now": now}
     if uow.db.is_postgres:
-        new_balance = (
-            await uow.session.execute(
-                _move_balance_and_post(require_active_rider),
-                {
-                    **moving,
-                    "e_id": entry_id,
-                    "e_kind": kind.value,
-                    "e_cause_type": cause_type,
-                    "e_cause_id": cause_id,
-                    "e_event_id": event_id,
-                    "e_note": note,
-                },
-            )
-        ).scalar_one_or_none()
+        posted = await uow.fetchrow(
+            _move_balance_and_post(require_active_rider),
+            {
+                **moving,
+                "e_id": entry_id,
+                "e_kind": kind.value,
+                "e_cause_type": cause_type,
+                "e_cause_id": cause_id,
+                "e_event_id": event_id,
+                "e_note": note,
+            },
+        )
+        new_balance = None if posted is None else posted[0]
     else:
         new_balance = (await uow.session.execute(_move_balance(require_active_rider), moving)).scalar_one_or_none()
         if new_balance is not None:

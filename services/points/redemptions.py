@@ -136,7 +136,26 @@ _CONSUME_CODE_WITH_OFFER = sa.select(
         sa.and_(OFFERS.c.id == sa.bindparam("o_offer"), OFFERS.c.merchant_id == sa.bindparam("o_merchant")),
     )
 )
-_INSERT_REDEMPTION = sa.insert(REDEMPTIONS)
+_RIDER_STATUS = sa.select(table_of(Rider).c.status).where(table_of(Rider).c.id == sa.bindparam("rider_id"))
+_REDEEMED_SO_FAR = sa.select(sa.func.coalesce(sa.func.sum(REDEMPTIONS.c.quantity), 0).label("taken")).where(
+    REDEMPTIONS.c.offer_id == sa.bindparam("offer_id", type_=REDEMPTIONS.c.offer_id.type),
+    REDEMPTIONS.c.rider_id == sa.bindparam("rider_id", type_=REDEMPTIONS.c.rider_id.type),
+    REDEMPTIONS.c.status == RedemptionStatus.completed.value,
+)
+_TAKE_STOCK = (
+    sa.update(OFFERS)
+    .where(
+        OFFERS.c.id == sa.bindparam("b_offer", type_=OFFERS.c.id.type),
+        OFFERS.c.stock_remaining >= sa.bindparam("b_quantity", type_=OFFERS.c.stock_remaining.type),
+    )
+    .values(stock_remaining=OFFERS.c.stock_remaining - sa.bindparam("b_quantity", type_=OFFERS.c.stock_remaining.type))
+    .returning(OFFERS.c.stock_remaining)
+)
+
+
+async def _rider_status(uow: UnitOfWork, rider_id: UUID) -> str | None:
+    row = await uow.fetchrow(_RIDER_STATUS, {"rider_id": rider_id})
+    return None if row is None else row.status
 
 
 @dataclass(frozen=True)
@@ -158,13 +177,11 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
     code_params = {"b_hash": code_hash(code), "b_now": now}
     offer_params = {"o_offer": data.offer_id, "o_merchant": caller.merchant_id}
     if uow.db.is_postgres:
-        consumed = offer_row = (
-            await uow.session.execute(_CONSUME_CODE_WITH_OFFER, {**code_params, **offer_params})
-        ).first()
+        consumed = offer_row = await uow.fetchrow(_CONSUME_CODE_WITH_OFFER, {**code_params, **offer_params})
         if offer_row is not None and offer_row.id is None:
             offer_row = None  # the code was consumed, the offer is not this merchant's
     else:
-        consumed = (await uow.session.execute(_CONSUME_CODE, code_params)).first()
+        consumed = await uow.fetchrow(_CONSUME_CODE, code_params)
         offer_row = None
     if consumed is None:
         raise Problem(
@@ -179,14 +196,13 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
             422, "code_offer_mismatch", "Code is for another offer", "The rider chose a different offer for this code."
         )
     if not uow.db.is_postgres:
-        offer_row = (await uow.session.execute(_OFFER_OF_MERCHANT, offer_params)).first()
+        offer_row = await uow.fetchrow(_OFFER_OF_MERCHANT, offer_params)
     if offer_row is None:
         raise not_found("offer", data.offer_id)
     offer = offer_row
     ensure_available(offer, offer_row.merchant_status, now)
     points = offer.points_cost * data.quantity
     redemption_id = uuid7()
-    riders: sa.Table = table_of(Rider)
     try:
         # The rider must (still) be active: checked inside the debit's UPDATE, no extra round trip.
         await ledger.post_entry(
@@ -201,25 +217,12 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
             require_active_rider=True,
         )
     except Problem as exc:
-        if (
-            exc.code == "insufficient_points"
-            and (await uow.session.execute(sa.select(riders.c.status).where(riders.c.id == rider_id))).scalar_one()
-            != RiderStatus.active
-        ):
+        if exc.code == "insufficient_points" and (await _rider_status(uow, rider_id)) != RiderStatus.active:
             raise conflict("rider_not_eligible", "This rider cannot redeem points at the moment.") from None
         raise
     if offer.per_rider_limit is not None:
-        taken = int(
-            (
-                await uow.session.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(REDEMPTIONS.c.quantity), 0)).where(
-                        REDEMPTIONS.c.offer_id == offer.id,
-                        REDEMPTIONS.c.rider_id == rider_id,
-                        REDEMPTIONS.c.status == RedemptionStatus.completed.value,
-                    )
-                )
-            ).scalar_one()
-        )
+        so_far = await uow.fetchrow(_REDEEMED_SO_FAR, {"offer_id": offer.id, "rider_id": rider_id})
+        taken = int(so_far.taken) if so_far is not None else 0
         if taken + data.quantity > offer.per_rider_limit:
             raise conflict(
                 "rider_limit_reached",
@@ -230,19 +233,13 @@ async def redeem(uow: UnitOfWork, settings: Settings, caller: MerchantCaller, da
                 ),
             )
     if offer.stock_remaining is not None:
-        left = (
-            await uow.session.execute(
-                sa.update(OFFERS)
-                .where(OFFERS.c.id == offer.id, OFFERS.c.stock_remaining >= data.quantity)
-                .values(stock_remaining=OFFERS.c.stock_remaining - data.quantity)
-                .returning(OFFERS.c.stock_remaining)
-            )
-        ).first()
+        left = await uow.fetchrow(_TAKE_STOCK, {"b_offer": offer.id, "b_quantity": data.quantity})
         if left is None:
             raise conflict("out_of_stock", "Not enough stock left for this offer.")
     discount = offer.discount_fen * data.quantity if offer.discount_fen is not None else None
-    await uow.session.execute(
-        _INSERT_REDEMPTION,
+    # Nothing reads it back: written at commit with the outbox row (one statement on PostgreSQL).
+    uow.insert_at_commit(
+        REDEMPTIONS,
         {
             "id": redemption_id,
             "merchant_id": caller.merchant_id,

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
+from minsheng.contracts.points import HazardReported
 from minsheng.platform.db import Database, create_database_if_missing, is_transient_db_error
 from minsheng.platform.ids import uuid7
 from minsheng.platform.tables import install_platform_tables
@@ -203,6 +204,62 @@ async def test_a_commit_keeps_fast_path_and_session_writes_together(db: Database
     async with UnitOfWork(db, "points", read_only=True) as uow:
         rows = await uow.fetch(BY_NAMES, {"names": ["a", "b"]})
     assert sorted((r.name, r.amount) for r in rows) == [("a", 2), ("b", 2)]
+
+
+def _event() -> HazardReported:
+    return HazardReported(
+        report_id=uuid7(),
+        rider_id=uuid7(),
+        category="road",
+        urgent=False,
+        description="x",
+        reported_at=datetime.now(UTC),
+    )
+
+
+async def _outbox_rows(db: Database) -> int:
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        counted = await uow.fetchrow(sa.select(sa.func.count()).select_from(db.tables.outbox))
+    assert counted is not None
+    return int(counted[0])
+
+
+async def test_rows_queued_for_commit_are_written_with_the_outbox_row_or_not_at_all(db: Database) -> None:
+    a, b = row_values("queued-a", 1), row_values("queued-b", 2, Colour.blue)
+    async with UnitOfWork(db, "points") as uow:
+        uow.insert_at_commit(things, a)
+        uow.insert_at_commit(things, b)
+        uow.emit(_event())
+        assert await uow.fetchrow(BY_ID, {"id": a["id"]}) is None  # queued, not written yet
+        await uow.commit()
+    async with UnitOfWork(db, "points") as uow:
+        uow.insert_at_commit(things, row_values("rolled-back", 3))
+        uow.emit(_event())
+        await uow.rollback()
+        await uow.commit()  # the rollback dropped the queued row and event: nothing left to write
+    async with UnitOfWork(db, "points") as uow:
+        uow.insert_at_commit(things, row_values("never-committed", 4))
+    # A queued row that breaks a constraint fails the commit, with its outbox row; the unit goes on after it.
+    async with UnitOfWork(db, "points") as uow:
+        uow.insert_at_commit(things, a)
+        uow.emit(_event())
+        with pytest.raises(sa.exc.IntegrityError):
+            await uow.commit()
+        await uow.rollback()
+        uow.insert_at_commit(things, row_values("after", 5))
+        await uow.commit()
+    async with UnitOfWork(db, "points", read_only=True) as uow:
+        rows = await uow.fetch(BY_NAMES, {"names": ["queued-a", "queued-b", "rolled-back", "never-committed", "after"]})
+        stored = await uow.fetchrow(BY_ID, {"id": a["id"]})
+        blue = await uow.fetchrow(BY_ID, {"id": b["id"]})
+    # queued-b is blue: BY_NAMES leaves blue out
+    assert [(r.name, r.amount, r.data, r.secret) for r in rows] == [
+        ("queued-a", 1, a["data"], "s-queued-a"),
+        ("after", 5, row_values("after", 5)["data"], "s-after"),
+    ]
+    assert stored is not None and stored.label == "given"
+    assert blue is not None and blue.secret == "s-queued-b"
+    assert await _outbox_rows(db) == 1
 
 
 async def test_driver_errors_are_sqlalchemys(db: Database) -> None:

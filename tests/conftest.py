@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,31 @@ def distributed_settings(tmp_path: Path, database_url: str, kafka_bootstrap: str
     )
 
 
+@pytest.fixture(scope="session")
+async def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every service's SQLite database at its migrations' head, made once per run: a test's system starts from
+    copies, so it does not run Alembic six times (the start then only checks the version tables)."""
+    from minsheng.platform.db import Database
+    from minsheng.platform.migrations import upgrade
+    from minsheng.runner import load_spec
+
+    folder = tmp_path_factory.mktemp("migrated-sqlite")
+    settings = embedded_settings(folder)
+    for name in SERVICES:
+        spec = load_spec(name)
+        db = Database(settings.database_url_for(name), spec.tables)
+        try:
+            await upgrade(db, name, spec.migrations_dir, settings=settings)
+        finally:
+            await db.dispose()
+    return folder
+
+
 @pytest.fixture
-async def system(tmp_path: Path) -> AsyncIterator[System]:
-    """The whole system in one process: SQLite files + the in-process bus."""
+async def system(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[System]:
+    """The whole system in one process: SQLite files (copies of migrated ones) + the in-process bus."""
+    for name in SERVICES:
+        shutil.copyfile(migrated_sqlite / f"{name}.db", tmp_path / f"{name}.db")
     async with running_system(embedded_settings(tmp_path)) as s:
         yield s
 

@@ -157,8 +157,11 @@ class ServiceRuntime:
         """Upgrade the schema. On PostgreSQL under an advisory lock per service: the web, relay and consumer
         processes of one service may all start at once, and Alembic does not serialise itself. A schema already
         at head is seen without Alembic (minsheng.platform.schema_head), which is then never imported."""
-        if not self.db.is_postgres:
-            await self._upgrade()
+        if not self.db.is_postgres:  # one process per SQLite file: no lock to take
+            async with self.db.engine.connect() as conn:
+                at_head = await database_at_head(conn, self.spec.name, self.spec.migrations_dir)
+            if not at_head:
+                await self._upgrade()
             return
         key = {"key": _advisory_key(f"minsheng-migrate-{self.name}")}
         async with self.db.engine.connect() as conn:

@@ -21,6 +21,7 @@ from minsheng.platform.i18n import _t
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.service import ServiceRuntime
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.identity import config
 from services.identity.models import (
@@ -38,10 +39,10 @@ from services.identity.models import (
     on_postgres,
 )
 
-ACCOUNTS: sa.Table = Account.__table__  # type: ignore[attr-defined]
-AUTH_EVENTS: sa.Table = AuthEvent.__table__  # type: ignore[attr-defined]
-WECHAT_IDENTITIES: sa.Table = WechatIdentity.__table__  # type: ignore[attr-defined]
-STAFF_CREDENTIALS: sa.Table = StaffCredential.__table__  # type: ignore[attr-defined]
+ACCOUNTS = table_of(Account)
+AUTH_EVENTS = table_of(AuthEvent)
+WECHAT_IDENTITIES = table_of(WechatIdentity)
+STAFF_CREDENTIALS = table_of(StaffCredential)
 
 
 def token_hash(token: str) -> str:

@@ -89,16 +89,18 @@ class EventConsumer:
     def group(self) -> str:
         return self.service
 
-    async def __call__(self, delivery: Delivery, *, failed_before: bool = False) -> None:
-        """Handle one delivery, retrying with backoff; ``failed_before``: its handler already failed once (in
-        a batch), which counts as the first of ``max_attempts``."""
+    async def __call__(self, delivery: Delivery, *, failed_in_batch: Exception | None = None) -> None:
+        """Handle one delivery, retrying with backoff; ``failed_in_batch``: what its handler raised when its
+        batch was handled together, which counts as the first of ``max_attempts``."""
         attempts = 0
         db_backoff = Backoff(self.retry_base_seconds, 5.0)
-        if failed_before:
+        if failed_in_batch is not None:
+            self.stats.failures += 1
             attempts = 1
             if attempts >= self.max_attempts:
-                await self.dead_letter(delivery, RuntimeError("the handler failed in its batch"), attempts)
+                await self.dead_letter(delivery, failed_in_batch, attempts)
                 return
+            log.info("%s: handler failed (attempt 1/%d): %r", self.service, self.max_attempts, failed_in_batch)
             await asyncio.sleep(full_jitter(self.retry_base_seconds, 30.0, 0))
         while True:
             try:
@@ -133,7 +135,7 @@ class EventConsumer:
             if len(chunk) == 1:
                 await self(chunk[0])
                 continue
-            failed: Delivery | None = None
+            failed: _HandlerFailedInBatch | None = None
             try:
                 await self._handle_together(chunk)
                 continue
@@ -143,9 +145,10 @@ class EventConsumer:
                 self.stats.batch_fallbacks += 1
                 log.info("%s: a batch of %d failed as a whole (%r); one by one", self.service, len(chunk), exc)
                 if isinstance(exc, _HandlerFailedInBatch):
-                    failed = exc.delivery
+                    failed = exc
             for delivery in chunk:
-                await self(delivery, failed_before=delivery is failed)
+                cause = failed.cause if failed is not None and failed.delivery is delivery else None
+                await self(delivery, failed_in_batch=cause)
 
     async def _handle_together(self, deliveries: Sequence[Delivery]) -> None:
         """All of ``deliveries`` in one unit of work, or (raising) none of them."""

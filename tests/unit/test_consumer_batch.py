@@ -145,3 +145,29 @@ async def test_the_in_process_bus_hands_over_what_is_queued_as_one_batch(system:
     await system.settle()
     assert await _issue_count(system, batch) == 8
     assert consumer.stats.batches - batches == 1
+
+
+async def test_with_one_attempt_an_event_failing_in_its_batch_is_dead_lettered_with_its_own_error(
+    system: System,
+) -> None:
+    batch = _copies(await _hazard_delivery(system), 3, north=30)
+    bad_report = _report_id(batch[1])
+    consumer = system.runtime("issues").consumer
+    model, real = consumer.handlers[HazardReported.event_type]
+    calls: list[str] = []
+
+    async def flaky(event: Any, envelope: CloudEvent, uow: Any) -> None:
+        calls.append(str(event.report_id))
+        if str(event.report_id) == bad_report:
+            raise ValueError("downstream bug")
+        await real(event, envelope, uow)
+
+    consumer.handlers[HazardReported.event_type] = (model, flaky)
+    consumer.max_attempts = 1
+    await consumer.handle_batch(batch)
+    assert calls.count(bad_report) == 1  # its run in the batch was its one attempt
+    assert await _issue_count(system, batch) == 2
+    async with system.runtime("issues").db.engine.connect() as conn:
+        dead = (await conn.execute(sa.text("SELECT event_id, attempts, error FROM dead_letters"))).all()
+    assert [(d.event_id, d.attempts) for d in dead] == [(json.loads(batch[1].value)["id"], 1)]
+    assert "downstream bug" in dead[0].error

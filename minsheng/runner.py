@@ -29,6 +29,23 @@ def service_module(name: str, module: str) -> object:
     return importlib.import_module(f"services.{name}.{module}")
 
 
+async def migrate_service(settings: Settings, name: str) -> str:
+    """Apply a service's migrations to its database, creating a missing PostgreSQL database first (``minsheng
+    migrate``, the tests' migrated SQLite files). Returns the database URL, password hidden."""
+    from minsheng.platform.db import Database, create_database_if_missing
+    from minsheng.platform.migrations import upgrade
+
+    spec = load_spec(name)
+    url = settings.database_url_for(name)
+    await create_database_if_missing(url)
+    db = Database(url, spec.tables)
+    try:
+        await upgrade(db, name, spec.migrations_dir, settings=settings)
+    finally:
+        await db.dispose()
+    return db.url.render_as_string(hide_password=True)
+
+
 def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
     if settings.mode == "embedded":
         return InProcessBus()

@@ -51,19 +51,12 @@ def distributed_settings(tmp_path: Path, database_url: str, kafka_bootstrap: str
 async def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every service's SQLite database at its migrations' head, made once per run: a test's system starts from
     copies, so it does not run Alembic six times (the start then only checks the version tables)."""
-    from minsheng.platform.db import Database
-    from minsheng.platform.migrations import upgrade
-    from minsheng.runner import load_spec
+    from minsheng.runner import migrate_service
 
     folder = tmp_path_factory.mktemp("migrated-sqlite")
     settings = embedded_settings(folder)
     for name in SERVICES:
-        spec = load_spec(name)
-        db = Database(settings.database_url_for(name), spec.tables)
-        try:
-            await upgrade(db, name, spec.migrations_dir, settings=settings)
-        finally:
-            await db.dispose()
+        await migrate_service(settings, name)
     return folder
 
 

@@ -13,23 +13,14 @@ from minsheng.cli.common import ServiceArg, service_names, settings_from_env
 
 def migrate(service: ServiceArg = None) -> None:
     """Apply each service's migrations to its database (creating a PostgreSQL database if missing)."""
-    from minsheng.platform.db import Database, create_database_if_missing
-    from minsheng.platform.migrations import upgrade
-    from minsheng.runner import load_spec
+    from minsheng.runner import migrate_service
 
     settings = settings_from_env()
 
     async def go() -> None:
         for name in service_names(service):
-            spec = load_spec(name)
-            url = settings.database_url_for(name)
-            await create_database_if_missing(url)
-            db = Database(url, spec.tables)
-            try:
-                await upgrade(db, name, spec.migrations_dir, settings=settings)
-            finally:
-                await db.dispose()
-            typer.echo(f"{name}: migrated ({db.url.render_as_string(hide_password=True)})")
+            url = await migrate_service(settings, name)
+            typer.echo(f"{name}: migrated ({url})")
 
     asyncio.run(go())
 

@@ -176,6 +176,7 @@ class Suite:
         self.order_scenario: dict[str, Any] | None = None
         self.bare_order_diners: list[str] = []
         self.profile_dir: Path | None = None  # --profile: a py-spy flame graph of each figure's subject
+        self.profile_format = "flamegraph"  # or "raw": collapsed stacks (--profile-format raw)
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -257,12 +258,16 @@ class Suite:
 
     def profile(self, fig: Figure, server: Server, run: Callable[[], Any]) -> None:
         """One more round of the subject under ``py-spy record`` (not counted in the figure): the flame graph
-        (SVG) of where the server's CPU goes, in ``profile_dir/<figure id>.svg``."""
+        (SVG) of where the server's CPU goes, in ``profile_dir/<figure id>.svg``; with ``profile_format="raw"``
+        the collapsed stacks instead, in ``<figure id>.collapsed.txt`` (``python -m bench.profile_top`` lists
+        their heaviest frames)."""
         assert self.profile_dir is not None
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        out = self.profile_dir / f"{fig.id}.svg"
-        cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "200", "--format", "flamegraph", "-o", str(out)]
+        raw = self.profile_format == "raw"
+        out = self.profile_dir / (f"{fig.id}.collapsed.txt" if raw else f"{fig.id}.svg")
+        fmt = "raw" if raw else "flamegraph"
+        cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "200", "--format", fmt, "-o", str(out)]
         try:
             spying = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:

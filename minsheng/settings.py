@@ -67,8 +67,12 @@ class Settings(KafkaSettings):
     # A SQLAlchemy async URL; ``{service}`` is replaced by the service name, so one template serves all four
     # (e.g. postgresql+asyncpg://minsheng@db/minsheng_{service}). Empty in embedded mode: SQLite under data_dir.
     database_url: str = ""
-    # Connections per service process (overflow as many again).
+    # Connections per service process: the pool keeps them open, and a request finding them all busy waits for
+    # one (up to 30 s, then 503) rather than opening another.
     db_pool_size: int = 10
+    # Connections a process may open beyond db_pool_size under a burst; each is closed when given back, so
+    # under steady load above the pool size every request past it pays a new connection (fork, TLS, auth).
+    db_max_overflow: int = 0
     # Apply migrations at start; set false when a migration job runs them.
     migrate_on_start: bool = True
     # What a `serve` process runs (docs/scaling.md): `all` (HTTP API, outbox relay, consumers and jobs), `web`

@@ -19,13 +19,15 @@ from minsheng.platform.tasks import within
 class Database:
     """A service's database: engine, session factory, the platform tables, and the outbox wake-up signal."""
 
-    def __init__(self, url: str, tables: PlatformTables, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, tables: PlatformTables, *, pool_size: int = 10, max_overflow: int = 0, echo: bool = False
+    ) -> None:
         self.url = make_url(url)
         self.tables = tables
         self.is_postgres = self.url.get_backend_name() == "postgresql"
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800)
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False, pool_recycle=1800)
         else:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,12 @@ class ServiceRuntime:
         self.keyring = keyring or KeyRing()
         self.verifier = verifier or make_verifier(self.keyring, settings)
         self.state: dict[str, Any] = {}  # per-runtime objects a service keeps (clients, caches)
-        self.db = Database(settings.database_url_for(spec.name), spec.tables, pool_size=settings.db_pool_size)
+        self.db = Database(
+            settings.database_url_for(spec.name),
+            spec.tables,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         self.relay = OutboxRelay(
             self.db,
             bus,

@@ -373,6 +373,35 @@ async def test_read_only_units_mixing_fast_path_and_session_cannot_starve_the_po
     assert checked_out(db) == 0
 
 
+async def test_more_units_at_once_than_the_pool_holds_wait_for_its_connections_instead_of_opening_more(
+    db: Database,
+) -> None:
+    """With no overflow (the default), load above the pool size queues for the pooled connections: a connection
+    opened beyond the pool would be closed at once when given back, so every request past the pool would pay a
+    new PostgreSQL backend."""
+    postgres_only(db)
+    size = db.engine.sync_engine.pool.size()
+    opened: list[object] = []
+    sa.event.listen(db.engine.sync_engine, "connect", lambda conn, record: opened.append(conn))
+    most_at_once = 0
+
+    async def read() -> int:
+        nonlocal most_at_once
+        async with UnitOfWork(db, "points", read_only=True) as uow:
+            row = await uow.fetchrow(PID)
+            most_at_once = max(most_at_once, checked_out(db))
+            await asyncio.sleep(0.01)
+            assert row is not None
+            return int(row.pid)
+
+    async with asyncio.timeout(30):
+        for _ in range(3):  # three waves: overflow connections would be opened again in each
+            pids = await asyncio.gather(*(read() for _ in range(size * 3)))
+    assert most_at_once == size
+    assert len(opened) <= size and len(set(pids)) <= size
+    assert checked_out(db) == 0
+
+
 async def test_a_read_only_units_lost_connection_is_invalidated_not_pooled_again(db: Database) -> None:
     postgres_only(db)
     async with UnitOfWork(db, "points", read_only=True) as uow:

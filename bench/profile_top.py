@@ -1,0 +1,56 @@
+"""The heaviest frames of a py-spy collapsed-stacks profile (`bin/bench --profile --profile-format raw`).
+
+    python -m bench.profile_top bench/results/profiles/read.issue_detail.collapsed.txt [--top 40]
+
+Prints each function's inclusive share of the samples (the function or anything it called was running),
+then the self shares (the function itself was on top): the flame graph's information as a sorted list, so
+that two runs can be compared line by line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+
+def frame_name(frame: str) -> str:
+    """``fn (path/to/file.py:123)`` → ``fn (path/to/file.py)``: one row per function, not per line."""
+    name, sep, where = frame.rpartition(" (")
+    if not sep:
+        return frame
+    return f"{name} ({where.rsplit(':', 1)[0].rstrip(')')})"
+
+
+def shares(lines: list[str]) -> tuple[int, Counter[str], Counter[str]]:
+    total = 0
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [frame_name(f) for f in stack.split(";")]
+        for name in set(frames):
+            inclusive[name] += n
+        own[frames[-1]] += n
+    return total, inclusive, own
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("profile", type=Path)
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args(argv)
+    total, inclusive, own = shares(args.profile.read_text().splitlines())
+    print(f"{total} samples")
+    for title, counter in (("inclusive", inclusive), ("self", own)):
+        print(f"--- {title}")
+        for name, n in counter.most_common(args.top):
+            print(f"{100 * n / max(total, 1):5.1f} %  {name}")
+
+
+if __name__ == "__main__":
+    main()

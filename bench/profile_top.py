@@ -39,6 +39,27 @@ def shares(lines: list[str]) -> tuple[int, Counter[str], Counter[str]]:
     return total, inclusive, own
 
 
+# Whose code a frame is, by its file: the first prefix that matches (py-spy prints paths relative to sys.path).
+OWNERS = (
+    ("minsheng", ("minsheng/", "services/")),
+    ("database driver (asyncpg)", ("asyncpg/",)),
+    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("pydantic", ("pydantic/", "pydantic_core/")),
+    ("web framework (FastAPI, Starlette)", ("fastapi/", "starlette/")),
+    ("HTTP server (uvicorn, httptools)", ("uvicorn/", "httptools/")),
+    ("logging", ("logging/",)),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+)
+
+
+def owner(frame: str) -> str:
+    where = frame.rpartition(" (")[2]
+    for name, prefixes in OWNERS:
+        if where.startswith(prefixes):
+            return name
+    return "event loop, stdlib and other"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("profile", type=Path)
@@ -46,7 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     total, inclusive, own = shares(args.profile.read_text().splitlines())
     print(f"{total} samples")
-    for title, counter in (("inclusive", inclusive), ("self", own)):
+    by_owner: Counter[str] = Counter()
+    for name, n in own.items():
+        by_owner[owner(name)] += n
+    for title, counter in (("inclusive", inclusive), ("self", own), ("self, by whose code it is", by_owner)):
         print(f"--- {title}")
         for name, n in counter.most_common(args.top):
             print(f"{100 * n / max(total, 1):5.1f} %  {name}")

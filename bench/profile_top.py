@@ -60,20 +60,30 @@ def owner(frame: str) -> str:
     return "event loop, stdlib and other"
 
 
+def by_owner(lines: list[str]) -> dict[str, float]:
+    """Each owner's share (0–1) of the samples' own time, largest first."""
+    total, _, own = shares(lines)
+    counts: Counter[str] = Counter()
+    for name, n in own.items():
+        counts[owner(name)] += n
+    return {name: n / max(total, 1) for name, n in counts.most_common()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("profile", type=Path)
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
-    total, inclusive, own = shares(args.profile.read_text().splitlines())
+    lines = args.profile.read_text().splitlines()
+    total, inclusive, own = shares(lines)
     print(f"{total} samples")
-    by_owner: Counter[str] = Counter()
-    for name, n in own.items():
-        by_owner[owner(name)] += n
-    for title, counter in (("inclusive", inclusive), ("self", own), ("self, by whose code it is", by_owner)):
+    for title, counter in (("inclusive", inclusive), ("self", own)):
         print(f"--- {title}")
         for name, n in counter.most_common(args.top):
             print(f"{100 * n / max(total, 1):5.1f} %  {name}")
+    print("--- self, by whose code it is")
+    for name, share in by_owner(lines).items():
+        print(f"{100 * share:5.1f} %  {name}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench import bare_reads, datagen
+from bench import bare_reads, datagen, profile_top
 from bench.env import BenchEnv, Server, run_python
 
 Requests = list[dict[str, Any]] | Callable[[int], list[dict[str, Any]]]
@@ -254,9 +254,16 @@ class Suite:
             fig.ratio = fig.subject["rps"] / fig.baseline["rps"]
         if self.profile_dir is not None:
             self.profile(fig, subject[0], lambda: self.load(subject[0], _round(subject[1], 0), mode=mode, rate=rate))
+            if self.profile_format == "raw":  # the baseline's split too, to set each owner's µs beside its own
+                self.profile(
+                    fig,
+                    baseline[0],
+                    lambda: self.load(baseline[0], _round(baseline[1], 0), mode=mode, rate=rate),
+                    side="baseline",
+                )
         return fig
 
-    def profile(self, fig: Figure, server: Server, run: Callable[[], Any]) -> None:
+    def profile(self, fig: Figure, server: Server, run: Callable[[], Any], side: str = "subject") -> None:
         """One more round of the subject under ``py-spy record`` (not counted in the figure): the flame graph
         (SVG) of where the server's CPU goes, in ``profile_dir/<figure id>.svg``; with ``profile_format="raw"``
         the collapsed stacks instead, in ``<figure id>.collapsed.txt`` (``python -m bench.profile_top`` lists
@@ -265,7 +272,8 @@ class Suite:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         raw = self.profile_format == "raw"
-        out = self.profile_dir / (f"{fig.id}.collapsed.txt" if raw else f"{fig.id}.svg")
+        name = fig.id if side == "subject" else f"{fig.id}.{side}"
+        out = self.profile_dir / (f"{name}.collapsed.txt" if raw else f"{name}.svg")
         fmt = "raw" if raw else "flamegraph"
         cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "200", "--format", fmt, "-o", str(out)]
         try:
@@ -283,10 +291,13 @@ class Suite:
             except subprocess.TimeoutExpired:
                 spying.kill()
                 err = b"timed out writing"
+        suffix = "" if side == "subject" else f"_{side}"
         if out.exists():
-            fig.extra["profile"] = str(out)
+            fig.extra["profile" + suffix] = str(out)
+            if raw:
+                fig.extra["cpu_by_owner" + suffix] = profile_top.by_owner(out.read_text().splitlines())
         else:
-            fig.extra["profile_error"] = err.decode(errors="replace")[-300:]
+            fig.extra["profile_error" + suffix] = err.decode(errors="replace")[-300:]
 
     def guard(self, fig: Figure, body: Callable[[], Any]) -> Figure:
         try:
@@ -948,6 +959,18 @@ class Suite:
                 baseline_name="raw aiokafka produce → consume, same rate and broker",
             )
 
+            def service_spec(common: dict[str, Any]) -> dict[str, Any]:
+                return {
+                    **common,
+                    "mode": "service",
+                    "port": points.port,
+                    "path": "/points/hazard-reports",
+                    "body": unique_body(FIRE),
+                    "headers": {"Authorization": f"Bearer {token}"},
+                    "issues_dsn": env.dsn_for("issues"),
+                    "points_dsn": env.dsn_for("points"),
+                }
+
             def body(fig: Figure = fig, rate: float = rate, target: str = target) -> None:
                 common = {"rate": rate, "duration": s.e2e_duration, "warmup": min(2.0, s.e2e_duration / 3)}
                 subs: list[dict[str, Any]] = []
@@ -964,21 +987,7 @@ class Suite:
                             }
                         )
                     )
-                    subs.append(
-                        self._e2e(
-                            {
-                                **common,
-                                "mode": "service",
-                                "port": points.port,
-                                "path": "/points/hazard-reports",
-                                "body": unique_body(FIRE),
-                                "headers": {"Authorization": f"Bearer {token}"},
-                                "issues_dsn": env.dsn_for("issues"),
-                                "points_dsn": env.dsn_for("points"),
-                            },
-                            watch=(points, issues),
-                        )
-                    )
+                    subs.append(self._e2e(service_spec(common), watch=(points, issues)))
                 key: Callable[[dict[str, Any]], float] = lambda r: r["latency_ms"].get("p99", 1e9)  # noqa: E731
                 fig.subject, fig.baseline = _median(subs, key), _median(bases, key)
                 p99 = fig.subject["latency_ms"].get("p99")
@@ -1006,6 +1015,12 @@ class Suite:
                         "server CPU per report (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
                     )
                 fig.note = "; ".join(notes)[:600]
+                if self.profile_dir is not None:  # one more round, both processes under py-spy
+                    self.profile(
+                        fig,
+                        points,
+                        lambda: self.profile(fig, issues, lambda: self._e2e(service_spec(common)), side="issues"),
+                    )
 
             self.guard(fig, body)
 

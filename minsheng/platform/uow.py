@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -224,6 +224,25 @@ class UnitOfWork:
                 adapter = raw.dbapi_connection
             self._driver = (adapter, adapter.driver_connection)
         return self._driver
+
+    async def flush_orm(self) -> None:
+        """Write the session's pending ORM changes now, so that fast-path statements reading the same rows see
+        them (the fast path does not autoflush as ``session.execute`` does)."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+
+    async def refresh_orm(self, model: type[Any], ids: Iterable[Any]) -> None:
+        """Read again the session's loaded copies of these rows of ``model``: a fast-path statement changed them,
+        and a stale copy would write its old values back at the next flush. Rows the session has not loaded
+        cost nothing."""
+        session = self._session
+        if session is None or not session.identity_map:
+            return
+        for ident in ids:
+            loaded = session.identity_map.get(session.identity_key(model, ident))
+            if loaded is not None:
+                await session.refresh(loaded)
 
     def emit(self, event: IntegrationEvent, *, subject: str | None = None) -> CloudEvent:
         """Queue an integration event; it is written to the outbox in this unit's transaction."""

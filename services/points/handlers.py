@@ -3,6 +3,9 @@ of work, together with the inbox row, so a redelivered event changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
+from uuid import UUID
+
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.contracts.canteen import DeliveryCancelled, DeliveryRequested
 from minsheng.contracts.issues import (
@@ -25,14 +28,22 @@ from services.points import hazards, tasks
 from services.points.models import HazardReport, HazardStatus
 
 
-async def _reports_behind(event: IssueFact, uow: UnitOfWork) -> list[HazardReport]:
+def _report_ids(event: IssueFact) -> list[UUID]:
     """The riders' reports this issue stands for: its origin and any duplicates attached to it."""
-    reports = []
+    ids: dict[UUID, None] = {}
     for origin in [event.origin, *event.linked]:
         if origin is not None and origin.service == "points" and origin.kind == "hazard_report":
-            report = await hazards.report_for_issue(uow, origin.id)
-            if report is not None:
-                reports.append(report)
+            with contextlib.suppress(ValueError):
+                ids[UUID(origin.id)] = None
+    return list(ids)
+
+
+async def _reports_behind(event: IssueFact, uow: UnitOfWork) -> list[HazardReport]:
+    reports = []
+    for report_id in _report_ids(event):
+        report = await hazards.report_for_issue(uow, report_id)
+        if report is not None:
+            reports.append(report)
     return reports
 
 
@@ -40,10 +51,7 @@ async def on_issue_opened(event: IssueCreated | IssueLinked, envelope: CloudEven
     """An issue was opened for a report, or a report was attached to an open issue as a duplicate: the rider
     sees which issue now carries their report."""
     note = "An issue was opened" if isinstance(event, IssueCreated) else "Attached to an open issue"
-    for report in await _reports_behind(event, uow):
-        report.issue_id = event.issue_id
-        if report.status == HazardStatus.submitted:
-            hazards.move_report(report, HazardStatus.accepted, "submitted", note)
+    await hazards.link_to_issue(uow, _report_ids(event), event.issue_id, note)
 
 
 async def on_issue_verified(event: IssueVerified, envelope: CloudEvent, uow: UnitOfWork) -> None:

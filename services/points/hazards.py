@@ -278,15 +278,52 @@ async def list_reports(
     return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), cursor, limit)
 
 
-async def report_for_issue(uow: UnitOfWork, report_id: str) -> HazardReport | None:
-    try:
-        ident = UUID(report_id)
-    except ValueError:
-        return None
-    return await uow.session.get(HazardReport, ident, with_for_update=uow.db.is_postgres)
+async def report_for_issue(uow: UnitOfWork, report_id: UUID) -> HazardReport | None:
+    return await uow.session.get(HazardReport, report_id, with_for_update=uow.db.is_postgres)
 
 
 # --- hazard report outcomes (driven by issue events) ----------------------------------------------------------
+
+_OPENED_STATE = (
+    sa.select(_REPORTS.c.id, _REPORTS.c.status, _REPORTS.c.progress)
+    .where(_REPORTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_REPORTS.c.id)  # rows locked in one order: concurrent handlers cannot deadlock
+    .with_for_update()
+)
+_SET_ISSUE = (
+    sa.update(_REPORTS).where(_REPORTS.c.id == sa.bindparam("b_id")).values(issue_id=sa.bindparam("b_issue_id"))
+)
+_ACCEPT = (
+    sa.update(_REPORTS)
+    .where(_REPORTS.c.id == sa.bindparam("b_id"))
+    .values(
+        issue_id=sa.bindparam("b_issue_id"),
+        status=HazardStatus.accepted.value,
+        issue_status="submitted",
+        updated_at=sa.bindparam("b_now"),
+        progress=sa.bindparam("b_progress", type_=_REPORTS.c.progress.type),
+    )
+)
+
+
+async def link_to_issue(uow: UnitOfWork, report_ids: list[UUID], issue_id: UUID, note: str) -> None:
+    """An issue was opened for these reports (or they were attached to one): each now carries the issue, and a
+    submitted one is accepted, with the step on its progress. This runs for every report the issues service
+    takes in, so it is Core statements on the fast path (a locking read and one UPDATE a report) rather than
+    ORM loads and a flush; ``move_report`` is the same step for the ORM objects of the other outcomes."""
+    if not report_ids:
+        return
+    await uow.flush_orm()  # a report changed earlier in this unit (a batch of events) is read as changed
+    now = utcnow()
+    for row in await uow.fetch(_OPENED_STATE, {"ids": report_ids}):
+        if row.status == HazardStatus.submitted:
+            step = {"status": "submitted", "at": now.isoformat(), "note": note}
+            progress = [*(row.progress or []), step]
+            params = {"b_id": row.id, "b_issue_id": issue_id, "b_now": now, "b_progress": progress}
+            await uow.execute(_ACCEPT, params)
+        else:
+            await uow.execute(_SET_ISSUE, {"b_id": row.id, "b_issue_id": issue_id})
+    await uow.refresh_orm(HazardReport, report_ids)
 
 
 async def award_for_verified_report(uow: UnitOfWork, report: HazardReport, event_id: str) -> None:

@@ -1,4 +1,5 @@
-from bench.profile_top import frame_name, owner, shares
+from bench.profile_top import by_owner, frame_name, owner, shares
+from bench.report import _cpu_by_owner
 
 
 def test_shares_count_a_function_once_per_stack_and_its_own_time_on_top() -> None:
@@ -22,3 +23,28 @@ def test_each_frame_is_owned_by_the_package_its_file_is_in() -> None:
     assert owner("fetch (asyncpg/connection.py)") == "database driver (asyncpg)"
     assert owner("solve_dependencies (fastapi/dependencies/utils.py)") == "web framework (FastAPI, Starlette)"
     assert owner("run (asyncio/runners.py)") == "event loop, stdlib and other"
+
+
+def test_the_report_shows_each_owners_share_of_the_cpu_per_request() -> None:
+    shares_ = by_owner(["main (uvicorn/main.py:1);handle (fastapi/routing.py:2) 3", "main (uvicorn/main.py:1) 1"])
+    assert shares_ == {"web framework (FastAPI, Starlette)": 0.75, "HTTP server (uvicorn, httptools)": 0.25}
+    figure = {"subject": {"server_cpu_us_per_request": 800.0}, "extra": {"cpu_by_owner": shares_}}
+    assert _cpu_by_owner(figure) == (
+        "server CPU by whose code it is: web framework (FastAPI, Starlette) 600 µs, "
+        "HTTP server (uvicorn, httptools) 200 µs"
+    )
+
+
+def test_the_baselines_split_stands_beside_the_subjects() -> None:
+    figure = {
+        "subject": {"server_cpu_us_per_request": 1000.0},
+        "baseline": {"server_cpu_us_per_request": 400.0},
+        "extra": {
+            "cpu_by_owner": {"minsheng": 0.2, "database driver (asyncpg)": 0.8},
+            "cpu_by_owner_baseline": {"database driver (asyncpg)": 1.0},
+        },
+    }
+    assert _cpu_by_owner(figure) == (
+        "server CPU by whose code it is: minsheng 200 µs (baseline 0 µs), "
+        "database driver (asyncpg) 800 µs (baseline 400 µs)"
+    )

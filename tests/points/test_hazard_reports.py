@@ -8,8 +8,16 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from minsheng.contracts.base import Origin
-from minsheng.contracts.issues import IssueAssigned, IssueCreated, IssueRejected, IssueResolved, IssueVerified
-from services.points import config
+from minsheng.contracts.issues import (
+    IssueAssigned,
+    IssueCreated,
+    IssueLinked,
+    IssueRejected,
+    IssueResolved,
+    IssueVerified,
+)
+from minsheng.platform.uow import UnitOfWork
+from services.points import config, hazards
 from tests.points.helpers import FIRE, balance, deliver, published, rider, staff
 from tests.support.client import System
 
@@ -176,3 +184,37 @@ async def test_rider_rate_limit(points: System) -> None:
             for i in range(3)
         ]
     assert codes == [201, 201, 429]
+
+
+async def test_an_issue_naming_a_report_twice_moves_it_once(points: System) -> None:
+    """Issue events carry their origin in ``linked`` too: the report is one report, with one step a move."""
+    fan = await rider(points)
+    report = await _report(points, fan.headers)
+    issue_id = uuid4()
+    await deliver(points, IssueLinked(attached=[], **_fact(report["id"], issue_id, [report["id"]])), "issues")
+    await deliver(
+        points, IssueAssigned(departments=["fire-safety"], **_fact(report["id"], issue_id, [report["id"]])), "issues"
+    )
+    mine = (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=fan.headers)).json()
+    assert mine["status"] == "accepted" and mine["issue_id"] == str(issue_id)
+    assert [p["status"] for p in mine["progress"]] == ["submitted", "submitted", "assigned"]
+    assert mine["progress"][1]["note"] == "Attached to an open issue"
+
+
+async def test_an_issue_opened_after_an_orm_change_in_the_same_unit_keeps_both(points: System) -> None:
+    """A consumed batch is one unit of work: an ORM handler's change to a report, then the fast-path link of
+    the same report, must both be written (the link reads the flushed row; the ORM copy is read again)."""
+    fan = await rider(points)
+    report = await _report(points, fan.headers)
+    report_id, issue_id = UUID(report["id"]), uuid4()
+    async with UnitOfWork(points.runtime("points").db, "points") as uow:
+        loaded = await hazards.report_for_issue(uow, report_id)
+        assert loaded is not None
+        hazards.move_report(loaded, None, "assigned", "queued in this unit")
+        await hazards.link_to_issue(uow, [report_id, uuid4()], issue_id, "An issue was opened")
+        assert [p["status"] for p in loaded.progress] == ["submitted", "assigned", "submitted"]
+        assert loaded.status == "accepted" and loaded.issue_id == issue_id
+        await uow.commit()
+    mine = (await points.client.get(f"/points/hazard-reports/{report['id']}", headers=fan.headers)).json()
+    assert [p["status"] for p in mine["progress"]] == ["submitted", "assigned", "submitted"]
+    assert mine["status"] == "accepted" and mine["issue_id"] == str(issue_id)

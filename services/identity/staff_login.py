@@ -101,19 +101,24 @@ async def check_totp(
     return True
 
 
+def password_change_required() -> Problem:
+    return Problem(
+        403,
+        "password_change_required",
+        "Choose a new password first",
+        "POST /identity/staff/password with the current and a new password.",
+    )
+
+
 async def staff_login(
     uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, body: StaffLogin, address: str | None
-) -> TokenPair:
+) -> TokenPair | None:
+    """The signed-in staff member's tokens; ``None`` when they must change their password first (the caller
+    commits either way: a TOTP code used here is spent even then, so it cannot be replayed)."""
     account, cred = await authenticate(uow, runtime, body.username, body.password, address, kind="staff_login")
     otp = await check_totp(runtime, cipher, account, cred, body.totp, address)
     if cred.must_change_password:
-        await uow.commit()  # the TOTP step is spent
-        raise Problem(
-            403,
-            "password_change_required",
-            "Choose a new password first",
-            "POST /identity/staff/password with the current and a new password.",
-        )
+        return None
     user_key, addr_key = _throttle_keys(body.username, address)
     await sessions.clear_failures(uow, user_key)
     if addr_key:

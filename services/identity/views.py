@@ -224,7 +224,9 @@ async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
 )
 async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await staff_logins.staff_login(uow, runtime, cipher, body, address)
-    await uow.commit()
+    await uow.commit()  # also when a password change comes first: the TOTP code is spent either way
+    if pair is None:
+        raise staff_logins.password_change_required()
     return _tokens(pair)
 
 

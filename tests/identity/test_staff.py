@@ -3,6 +3,8 @@ enumeration, forced change after an admin reset; accounts and grants (a BOLA mat
 
 from __future__ import annotations
 
+import time
+
 import jwt
 
 from services.identity import passwords
@@ -91,6 +93,21 @@ async def test_an_admin_reset_forces_a_password_change(system: System) -> None:
     )
     assert r.status_code == 204
     await staff_login(system, "chang.hong", "a-much-better-one-42")
+
+
+async def test_a_totp_code_answered_with_a_password_change_is_spent(system: System) -> None:
+    """The sign-in refused for a password change still uses up its TOTP code: it cannot be replayed."""
+    tokens, _ = await admin(system)
+    second, secret = await admin(system, "admin2")
+    me = (await system.client.get("/identity/me", headers=bearer(second))).json()
+    r = await system.client.post(f"/identity/accounts/{me['id']}/password-reset", headers=bearer(tokens))
+    assert r.status_code == 200, r.text
+    temporary = r.json()["temporary_password"]
+    code = passwords.totp(secret, at=time.time() + passwords.TOTP_STEP)  # the next step: admin() used this one
+    status, body = await _login(system, "admin2", temporary, totp=code)
+    assert status == 403 and body["code"] == "password_change_required"
+    status, body = await _login(system, "admin2", temporary, totp=code)
+    assert status == 401 and body["code"] == "invalid_totp"
 
 
 async def test_pii_reveal_holders_must_set_up_totp(system: System) -> None:

@@ -72,6 +72,11 @@ def _outbox_insert_many(outbox: sa.Table, notify_channel: str | None) -> sa.Inse
 
 
 @functools.cache
+def _insert_many(table: sa.Table) -> sa.Insert:
+    return sa.insert(table)
+
+
+@functools.cache
 def _seen_statement(inbox: sa.Table) -> sa.Select[Any]:
     return sa.select(sa.literal(1)).where(
         inbox.c.source == sa.bindparam("source", type_=inbox.c.source.type),
@@ -284,8 +289,8 @@ class UnitOfWork:
             one_statement.clear()
         if len(self._inbox) == 1 and self.db.is_postgres:
             one_statement.append((t.processed_events, self._inbox[0]))
-        elif self._inbox:
-            await self.session.execute(sa.insert(t.processed_events).values(self._inbox))
+        elif self._inbox:  # executemany of one cached statement (SQLAlchemy sends it as one multi-row INSERT)
+            await self.session.execute(_insert_many(t.processed_events), self._inbox)
         notify = None
         if len(self._pending) == 1:
             one_statement.append((t.outbox, self._pending[0]))

@@ -132,9 +132,10 @@ RESOURCES = {
 # (rows are claimed with SKIP LOCKED, jobs tolerate running concurrently) if a pause of the relay during a node
 # drain matters more: the outbox holds the events meanwhile.
 REPLICAS = {"web": 2, "relay": 1, "consumer": 2}
-# Connections per process (pool; overflow as many again): the web role takes the ConfigMap's; a consumer handles
-# its partitions side by side (up to 6 of 12 at the HPA's floor), the relay needs one (+ one for a job).
-POOL_SIZE = {"relay": "2", "consumer": "3"}
+# Connections per process (a fixed pool, no overflow): the web role takes the ConfigMap's; a consumer handles its
+# partitions side by side (up to 6 of 12 at the HPA's floor), the relay claims its next batch while the last one
+# commits (two) and runs the jobs (one more).
+POOL_SIZE = {"relay": "3", "consumer": "6"}
 
 
 def deployment(service: str, role: str = "web") -> dict[str, Any]:

@@ -33,6 +33,7 @@ async def authenticate(
     keys = [user_key] + ([addr_key] if addr_key else [])
     wait = await sessions.locked_for(uow, keys)
     if wait > 0:
+        await uow.rollback()  # the request's connection goes back before audit_alone takes one
         await sessions.audit_alone(runtime, kind, "locked", address_hash=address)
         raise sessions.too_many(wait)
     cred = (
@@ -41,12 +42,15 @@ async def authenticate(
     ok = await asyncio.to_thread(passwords.verify_password, cred.password_hash if cred else None, password)
     account = await uow.session.get(Account, cred.account_id) if cred is not None else None
     if not ok or cred is None or account is None or account.status != AccountStatus.active:
+        # The failure and its audit row are written in transactions of their own, so that they stay when this
+        # request's rolls back. Its connection goes back to the pool first: a request holding one while
+        # waiting for another could, with enough failed sign-ins at once, leave the pool with none to give.
+        account_id = account.id if account else None
+        await uow.rollback()
         await sessions.record_failure(runtime, user_key, c.lockout_threshold)
         if addr_key:
             await sessions.record_failure(runtime, addr_key, c.address_lockout_threshold)
-        await sessions.audit_alone(
-            runtime, kind, "bad_credentials", account_id=account.id if account else None, address_hash=address
-        )
+        await sessions.audit_alone(runtime, kind, "bad_credentials", account_id=account_id, address_hash=address)
         raise Problem(
             401,
             "invalid_credentials",
@@ -68,6 +72,7 @@ def totp_required(account: Account, cred: StaffCredential) -> bool:
 
 
 async def check_totp(
+    uow: UnitOfWork,
     runtime: ServiceRuntime,
     cipher: FieldCipher,
     account: Account,
@@ -94,8 +99,10 @@ async def check_totp(
     step = passwords.verify_totp(secret, code, cred.totp_last_step)
     if step is None:
         user_key, _ = _throttle_keys(cred.username, address)
+        account_id = account.id
+        await uow.rollback()  # as for a wrong password: the connection goes back before the failure's own units
         await sessions.record_failure(runtime, user_key, config.get().lockout_threshold)
-        await sessions.audit_alone(runtime, "staff_login", "bad_totp", account_id=account.id, address_hash=address)
+        await sessions.audit_alone(runtime, "staff_login", "bad_totp", account_id=account_id, address_hash=address)
         raise Problem(401, "invalid_totp", "Wrong or reused code", "Enter the current code from your app.")
     cred.totp_last_step = step
     return True
@@ -116,7 +123,7 @@ async def staff_login(
     """The signed-in staff member's tokens; ``None`` when they must change their password first (the caller
     commits either way: a TOTP code used here is spent even then, so it cannot be replayed)."""
     account, cred = await authenticate(uow, runtime, body.username, body.password, address, kind="staff_login")
-    otp = await check_totp(runtime, cipher, account, cred, body.totp, address)
+    otp = await check_totp(uow, runtime, cipher, account, cred, body.totp, address)
     if cred.must_change_password:
         return None
     user_key, addr_key = _throttle_keys(body.username, address)
@@ -141,7 +148,7 @@ async def change_password(
 ) -> None:
     account, cred = await authenticate(uow, runtime, username, current, address, kind="password_change")
     if cred.totp_enabled:
-        await check_totp(runtime, cipher, account, cred, totp, address)
+        await check_totp(uow, runtime, cipher, account, cred, totp, address)
     why = passwords.check_password_policy(new, cred.username)
     if why is None and new == current:
         why = _t("must differ from the current password")

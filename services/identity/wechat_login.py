@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.identity import AccountContactChanged, AccountCreated
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, not_found
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import ServiceRuntime
@@ -128,7 +128,9 @@ async def wechat_login(
         ident, account = found
         outcome = "ok"
     if account.status != AccountStatus.active:
-        await sessions.audit_alone(runtime, "wechat_login", "disabled", account_id=account.id, address_hash=address)
+        account_id = account.id
+        await uow.rollback()  # the request's connection goes back before audit_alone takes one
+        await sessions.audit_alone(runtime, "wechat_login", "disabled", account_id=account_id, address_hash=address)
         raise Problem(403, "account_disabled", "This account is disabled", "Ask your community office.")
     ident.session_key_enc = cipher.encrypt(session.session_key)  # never leaves the server
     if session.unionid:
@@ -182,14 +184,17 @@ async def app_access_token(runtime: ServiceRuntime, cipher: FieldCipher, *, stal
 async def wechat_phone(
     uow: UnitOfWork, runtime: ServiceRuntime, cipher: FieldCipher, who: Principal, code: str
 ) -> tuple[str, WechatIdentity]:
-    ident = await uow.session.get(WechatIdentity, account_id_of(who))
-    if ident is None:
+    account_id = account_id_of(who)
+    if await uow.session.get(WechatIdentity, account_id) is None:
         raise Problem(
             409,
             "not_a_wechat_account",
             "Not a WeChat account",
             "Only a mini-program account can bind a WeChat phone number.",
         )
+    # WeChat is called holding no connection: the app token may need one of its own (a refresh), and a
+    # request waiting on WeChat should not keep one from the pool meanwhile. The identity is read again after.
+    await uow.rollback()
     client = await wechat_client(runtime)
     token = await app_access_token(runtime, cipher)
     try:
@@ -200,8 +205,11 @@ async def wechat_phone(
                 raise
             phone = await client.phone_number(code, await app_access_token(runtime, cipher, stale=token))
     except WechatError as exc:
-        await sessions.audit_alone(runtime, "wechat_phone", f"wechat_{exc.errcode}", account_id=ident.account_id)
+        await sessions.audit_alone(runtime, "wechat_phone", f"wechat_{exc.errcode}", account_id=account_id)
         raise problem_for(exc) from exc
+    ident = await uow.session.get(WechatIdentity, account_id)
+    if ident is None:  # the account went away meanwhile
+        raise not_found("account", account_id)
     ident.phone_enc = cipher.encrypt(phone)
     ident.phone_hash = cipher.lookup_hash(phone)
     ident.phone_verified_at = utcnow()

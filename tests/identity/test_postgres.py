@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import jwt
 import pytest
@@ -13,8 +14,9 @@ import sqlalchemy as sa
 from minsheng.platform.ids import utcnow
 from services.identity.cli import rotate_keys
 from services.identity.models import SigningKeyRow
+from tests.conftest import embedded_settings
 from tests.identity.helpers import admin, bearer, create_staff, staff_login, wechat_login
-from tests.support.client import System
+from tests.support.client import System, running_system
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +177,24 @@ async def test_the_one_statement_refresh_keeps_the_session_and_its_view_on_postg
     assert r.status_code == 200
     r = await system.client.post("/identity/refresh", json={"refresh_token": fresh["refresh_token"]})
     assert r.status_code == 401 and r.json()["code"] == "invalid_refresh_token"
+
+
+async def test_failed_sign_ins_beyond_the_pool_size_are_answered_not_deadlocked(
+    tmp_path: Path, pg_template: str
+) -> None:
+    """A failed sign-in records the failure and its audit row in transactions of their own: the request's own
+    connection must be given back first, or more failing sign-ins at once than the pool holds would each wait
+    for a second connection that never comes (a brute-force burst taking the identity service down)."""
+    settings = embedded_settings(tmp_path, database_url=pg_template, db_pool_size=2)
+    async with running_system(settings, ["identity"]) as system:
+        await admin(system)
+
+        async def wrong(i: int) -> int:
+            r = await system.client.post(
+                "/identity/staff/login", json={"username": f"nobody-{i}", "password": "not-the-password"}
+            )
+            return r.status_code
+
+        async with asyncio.timeout(20):
+            statuses = await asyncio.gather(*(wrong(i) for i in range(8)))
+        assert set(statuses) <= {401, 429}, statuses

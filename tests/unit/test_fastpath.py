@@ -380,7 +380,9 @@ async def test_more_units_at_once_than_the_pool_holds_wait_for_its_connections_i
     opened beyond the pool would be closed at once when given back, so every request past the pool would pay a
     new PostgreSQL backend."""
     postgres_only(db)
-    size = db.engine.sync_engine.pool.size()
+    pool = db.engine.sync_engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    size = pool.size()
     opened: list[object] = []
     sa.event.listen(db.engine.sync_engine, "connect", lambda conn, record: opened.append(conn))
     most_at_once = 0

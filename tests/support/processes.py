@@ -73,16 +73,18 @@ def start_service(name: str, env: dict[str, str], port: int | None = None) -> Se
     return ServiceProcess(name, port, proc, log.name, env)
 
 
-def wait_ready(service: ServiceProcess, timeout: float = 60.0) -> None:
+def wait_ready(service: ServiceProcess, timeout: float = 60.0, *, probe: str = "/readyz") -> None:
+    """Until ``probe`` answers 200: ``/readyz`` (the default) when the service is ready, ``/healthz`` as soon as
+    it is up and answering, even if the bus is not reachable."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.proc.poll() is not None:
             raise RuntimeError(f"{service.name} exited:\n{service.log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{service.url}{probe}", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
-    raise TimeoutError(f"{service.name} not ready in {timeout}s:\n{service.log()}")
+    raise TimeoutError(f"{service.name}: {probe} did not answer 200 in {timeout}s:\n{service.log()}")
 
 
 def stop(service: ServiceProcess, *, kill: bool = False) -> None:

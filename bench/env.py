@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from minsheng.localinfra.kafka import LocalBroker, local_broker
 from minsheng.localinfra.ports import free_port
 from minsheng.localinfra.postgres import postgres_server
+from minsheng.localinfra.processes import stop_process
 from minsheng.settings import Settings
 
 FIELD_KEY = "bXNiZW5jaC1maWVsZC1rZXktMzItYnl0ZXMtbG9uZyE="  # 32 bytes, base64
@@ -63,13 +64,7 @@ class Server:
             return f.read()[-n:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Sampler:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from minsheng.localinfra.processes import stop_process
 from minsheng.platform.tokens import KeyRing
 from minsheng.settings import Settings
 from tests.support.infra import free_port
@@ -88,16 +89,11 @@ def wait_ready(service: ServiceProcess, timeout: float = 60.0, *, probe: str = "
 
 
 def stop(service: ServiceProcess, *, kill: bool = False) -> None:
-    if service.proc.poll() is None:
-        if kill:
-            service.proc.kill()
-        else:
-            service.proc.terminate()
-        try:
-            service.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            service.proc.kill()
-            service.proc.wait()
+    if kill:  # a crash
+        service.proc.kill()
+        service.proc.wait()
+    else:
+        stop_process(service.proc)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
             handled_at[str(event.report_id)] = time.monotonic()
 
         consumer.handlers[HazardReported.event_type] = (model, failing_on_poison)
-        # Several riders: the per-rider rate limit (burst {RIDER_BURST}) is not what this test is about.
+        # Several riders: the per-rider rate limit (burst 20) is not what this test is about.
         riders = await register_riders(s, 20, prefix="poison-rider")
 
         async def report(i: int, **body: Any) -> str:
@@ -149,7 +149,7 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
 
         consumer.handlers[HazardReported.event_type] = (model, failing_on_poison)
         consumer.dead_letter = flaky_dead_letter  # type: ignore[method-assign]
-        # Several riders: the per-rider rate limit (burst {RIDER_BURST}) is not what this test is about.
+        # Several riders: the per-rider rate limit (burst 20) is not what this test is about.
         riders = await register_riders(s, 5, prefix="skip-rider")
         warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(0, tag="warmup"))
         effects, _ = await wait_for_effects(settings.database_url_for("issues"), [warmup.json()["id"]], within=60)

@@ -173,6 +173,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         # The same bytes with no encoding at all: HTTP only.
         return Response(docs[name], media_type="application/json")
 
+    async def created(db: str, row: dict[str, Any], *statements: tuple[str, list[Any]]) -> Response:
+        """The statements in one transaction (as a service's unit of work commits), then the row, as 201."""
+        async with pools[db].acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                await conn.execute(sql, *args)
+        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+
     @app.post("/bare/points/hazard-reports", status_code=201)
     async def hazard_report(body: HazardReportCreate) -> Response:
         now = utcnow()
@@ -210,12 +217,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             key=str(row["id"]),
             data=event,
         )
-        sql1, args1 = ins["hazard_reports"].args(row)
-        sql2, args2 = ins["points_outbox"].args(out)
-        async with pools["points"].acquire() as conn, conn.transaction():
-            await conn.execute(sql1, *args1)
-            await conn.execute(sql2, *args2)
-        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+        return await created("points", row, ins["hazard_reports"].args(row), ins["points_outbox"].args(out))
 
     @app.post("/bare/issues/issues", status_code=201)
     async def report_issue(body: IssueCreate) -> Response:
@@ -260,11 +262,9 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             key=str(row["id"]),
             data=event,
         )
-        statements = [ins["issues"].args(row), ins["issue_timeline"].args(timeline), ins["issues_outbox"].args(out)]
-        async with pools["issues"].acquire() as conn, conn.transaction():
-            for sql, args in statements:
-                await conn.execute(sql, *args)
-        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+        return await created(
+            "issues", row, ins["issues"].args(row), ins["issue_timeline"].args(timeline), ins["issues_outbox"].args(out)
+        )
 
     @app.post("/bare/points/redemptions", status_code=201)
     async def redeem(body: RedeemRequest) -> Response:
@@ -314,11 +314,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             key=str(rider_id),
             data=event,
         )
-        statements = [ins["redemptions"].args(row), ins["ledger_entries"].args(entry), ins["points_outbox"].args(out)]
-        async with pools["points"].acquire() as conn, conn.transaction():
-            for sql, args in statements:
-                await conn.execute(sql, *args)
-        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+        return await created(
+            "points",
+            row,
+            ins["redemptions"].args(row),
+            ins["ledger_entries"].args(entry),
+            ins["points_outbox"].args(out),
+        )
 
     @app.post("/bare/canteen/orders", status_code=201)
     async def order(body: OrderCreate) -> Response:
@@ -377,11 +379,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             key=str(row["id"]),
             data=event,
         )
-        statements = [ins["orders"].args(row), ins["canteen_outbox"].args(out)]
-        async with pools["canteen"].acquire() as conn, conn.transaction():
-            for sql, args in statements:
-                await conn.execute(sql, *args)
-        return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
+        return await created("canteen", row, ins["orders"].args(row), ins["canteen_outbox"].args(out))
 
     @app.get("/bare/read/{name}")
     async def read(name: str, i: int = 0) -> Response:

@@ -13,20 +13,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
 from minsheng.localinfra.kafka import LocalBroker, local_broker
 from minsheng.localinfra.ports import free_port
 from minsheng.localinfra.postgres import postgres_server
+from minsheng.localinfra.processes import stop_process, wait_answering
 from minsheng.settings import Settings
 
 FIELD_KEY = "bXNiZW5jaC1maWVsZC1rZXktMzItYnl0ZXMtbG9uZyE="  # 32 bytes, base64
@@ -63,13 +62,7 @@ class Server:
             return f.read()[-n:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Sampler:
@@ -292,15 +285,7 @@ class BenchEnv:
         )
 
     def wait_ready(self, server: Server, path: str = "/readyz", timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(server.url + path, timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"{server.name} not ready in {timeout}s:\n{server.log_tail()}")
+        wait_answering(server.proc, server.name, server.url + path, server.log_tail, timeout)
 
     def stop_server(self, server: Server) -> None:
         server.stop()

@@ -89,10 +89,30 @@ def _fmt_lat(r: dict[str, Any] | None) -> str:
     return f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "–"
 
 
+def _fmt_mb(v: Any) -> str:
+    return f"{v:.0f}" if isinstance(v, int | float) else "–"
+
+
 def _met(f: dict[str, Any]) -> str:
     if f["status"] != "ok":
         return f["status"]
     return {True: "✅ met", False: "❌ missed", None: "–"}[f["met"]]
+
+
+def _ratio(f: dict[str, Any]) -> str:
+    return f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
+
+
+def _section(title: str, first: str, *figures: str, last: tuple[str, ...] = ("target", "")) -> list[str]:
+    """A section's heading and the head of its table: the first column, the figures (right-aligned), then the
+    target and whether it is met (left-aligned)."""
+    columns = [first, *figures, *last]
+    align = ["---", *["---:"] * len(figures), *["---"] * len(last)]
+    return [f"## {title}", "", "|" + "".join(f" {c} |" if c else " |" for c in columns), "|" + "|".join(align) + "|"]
+
+
+def _note(f: dict[str, Any], parts: list[str]) -> str:
+    return f"- **{f['id']}**: " + "; ".join(parts)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -109,25 +129,21 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     figs = result["figures"]
-    groups = [
+
+    def group(name: str) -> list[dict[str, Any]]:
+        return [f for f in figs if f["group"] == name]
+
+    for name, title in (
         ("reads", "Reads (closed loop, throughput; latency p50 / p99 ms)"),
         ("writes", "Writes with their outbox row (closed loop)"),
-    ]
-    for group, title in groups:
-        rows = [f for f in figs if f["group"] == group]
-        if not rows:
+    ):
+        if not (rows := group(name)):
             continue
-        lines += [
-            f"## {title}",
-            "",
-            "| figure | service | p50 / p99 ms | baseline | baseline p50 / p99 | ratio | target | |",
-            "|---|---:|---:|---:|---:|---:|---|---|",
-        ]
+        lines += _section(title, "figure", "service", "p50 / p99 ms", "baseline", "baseline p50 / p99", "ratio")
         for f in rows:
-            ratio = f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
             lines.append(
                 f"| {f['title']} | {_fmt_rps(f['subject'])} | {_fmt_lat(f['subject'])} | "
-                f"{_fmt_rps(f['baseline'])} | {_fmt_lat(f['baseline'])} | {ratio} | {f['target']} | "
+                f"{_fmt_rps(f['baseline'])} | {_fmt_lat(f['baseline'])} | {_ratio(f)} | {f['target']} | "
                 f"{_met(f)} |"
             )
         lines.append("")
@@ -147,39 +163,26 @@ def markdown(result: dict[str, Any]) -> str:
             if f.get("note"):
                 extra.append(f["note"])
             if extra:
-                lines.append(f"- **{f['id']}**: " + "; ".join(extra))
+                lines.append(_note(f, extra))
         lines.append("")
-    relay = [f for f in figs if f["group"] == "relay"]
-    if relay:
-        lines += [
-            "## Outbox relay",
-            "",
-            "| figure | relay | raw batched produce | ratio | target | |",
-            "|---|---:|---:|---:|---|---|",
-        ]
+    if relay := group("relay"):
+        lines += _section("Outbox relay", "figure", "relay", "raw batched produce", "ratio")
         for f in relay:
             s, b = f["subject"] or {}, f["baseline"] or {}
-            ratio = f"{f['ratio']:.0%}" if f.get("ratio") is not None else "–"
             lines.append(
-                f"| {f['title']} | {s.get('rate', 0):,.0f} msg/s | {b.get('rate', 0):,.0f} msg/s | {ratio} | "
+                f"| {f['title']} | {s.get('rate', 0):,.0f} msg/s | {b.get('rate', 0):,.0f} msg/s | {_ratio(f)} | "
                 f"{f['target']} | {_met(f)} |"
             )
-        lines += [f"- **{f['id']}**: {f['note']}" for f in relay if f.get("note")]
+        lines += [_note(f, [f["note"]]) for f in relay if f.get("note")]
         lines.append("")
-    for group, title in (
+    for name, title in (
         ("e2e", "End-to-end event latency (fixed rate)"),
         ("notify", "Notify: event → provider accepted (fixed rate)"),
         ("large", "Large data sets (fixed rate; latency ms)"),
     ):
-        rows = [f for f in figs if f["group"] == group]
-        if not rows:
+        if not (rows := group(name)):
             continue
-        lines += [
-            f"## {title}",
-            "",
-            "| figure | p50 / p99 ms | baseline p50 / p99 ms | target | |",
-            "|---|---:|---:|---|---|",
-        ]
+        lines += _section(title, "figure", "p50 / p99 ms", "baseline p50 / p99 ms")
         for f in rows:
             lines.append(
                 f"| {f['title']} | {_fmt_lat(f['subject'])} | {_fmt_lat(f['baseline'])} | {f['target']} | {_met(f)} |"
@@ -196,35 +199,22 @@ def markdown(result: dict[str, Any]) -> str:
                     shares = ", ".join(f"{name} {share:.0%}" for name, share in split.items() if share >= 0.02)
                     extra.append(f"{process} CPU by whose code it is: {shares}")
             if (extra and f["status"] == "ok") or f.get("note"):
-                lines.append(f"- **{f['id']}**: " + "; ".join(extra))
+                lines.append(_note(f, extra))
         lines.append("")
-    rss = [f for f in figs if f["group"] == "rss"]
-    if rss:
-        lines += [
-            "## Memory (RSS, MB)",
-            "",
-            "| process | idle | peak under load | bare FastAPI idle / peak | target | |",
-            "|---|---:|---:|---:|---|---|",
-        ]
+    if rss := group("rss"):
+        lines += _section("Memory (RSS, MB)", "process", "idle", "peak under load", "bare FastAPI idle / peak")
         for f in rss:
             s, b = f["subject"] or {}, f["baseline"] or {}
-
-            def mb(v: Any) -> str:
-                return f"{v:.0f}" if isinstance(v, int | float) else "–"
-
+            bare = f"{_fmt_mb(b.get('idle_mb'))} / {_fmt_mb(b.get('under_load_mb'))}"
             lines.append(
-                f"| {f['title']} | {mb(s.get('idle_mb'))} | {mb(s.get('under_load_mb'))} | "
-                f"{mb(b.get('idle_mb'))} / {mb(b.get('under_load_mb'))} | {f['target']} | {_met(f)} |"
+                f"| {f['title']} | {_fmt_mb(s.get('idle_mb'))} | {_fmt_mb(s.get('under_load_mb'))} | {bare} | "
+                f"{f['target']} | {_met(f)} |"
             )
         lines.append("")
-    ident = [f for f in figs if f["group"] == "identity" and f["status"] == "ok" and f["subject"]]
-    if ident:
+    if ident := [f for f in group("identity") if f["status"] == "ok" and f["subject"]]:
         s = ident[0]["subject"]
+        lines += _section("Identity: sign-in and tokens", "figure", "measured", last=("target",))
         lines += [
-            "## Identity: sign-in and tokens",
-            "",
-            "| figure | measured | target |",
-            "|---|---:|---|",
             f"| WeChat login, CPU beyond a trivial request (WeChat call excluded) | "
             f"{s['wechat_login_cpu_beyond_baseline_ms']} ms | ≤ 5 ms |",
             f"| refresh (rotate), CPU | {s['refresh_cpu_ms']} ms | |",
@@ -237,14 +227,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"| ES256 signature | {s['sign_us']} µs | |",
             "",
         ]
-    photos = [f for f in figs if f["group"] == "photos" and f["status"] == "ok" and f["subject"]]
-    if photos:
+    if photos := [f for f in group("photos") if f["status"] == "ok" and f["subject"]]:
         p = photos[0]["subject"]
+        lines += _section(
+            "Photos: one 12-megapixel phone JPEG through the upload pipeline", "figure", "measured", last=("target",)
+        )
         lines += [
-            "## Photos: one 12-megapixel phone JPEG through the upload pipeline",
-            "",
-            "| figure | measured | target |",
-            "|---|---:|---|",
             "| CPU: sniff, pixel check, decode, orient, strip, re-encode, thumbnail, store "
             f"({p['photo_bytes'] / 1e6:.1f} MB in, {p['stored_pixels']} out) | {p['cpu_ms_median']} ms | ≤ 200 ms |",
             f"| extra RSS while processing it | {p['extra_rss_mb']} MB | ≤ 100 MB |",

@@ -15,17 +15,15 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from minsheng.localinfra.gateway import nginx_binary, nginx_main_conf, render_gateway, upstream_variables
 from minsheng.localinfra.kafka import ApacheKafka, LocalBroker, Tansu
 from minsheng.localinfra.ports import free_port, wait_port
 from minsheng.localinfra.postgres import PostgresServer
+from minsheng.localinfra.processes import wait_answering
 
 
 def _die_with_parent() -> None:
@@ -127,15 +125,7 @@ class DevCluster:
         self._start_gateway()
 
     def _wait_ready(self, name: str, url: str, log: Path, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited:\n{log.read_text(errors='replace')[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready in {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+        wait_answering(self.procs[name], name, url, lambda: log.read_text(errors="replace")[-3000:], timeout)
 
     def _start_gateway(self) -> None:
         nginx = nginx_binary()

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from minsheng.localinfra.ports import free_port, port_open
+from minsheng.localinfra.processes import stop_process
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -317,12 +318,7 @@ class Tansu:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, timeout=10)
             self.proc = None
 
     def kill(self) -> None:

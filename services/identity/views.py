@@ -3,11 +3,13 @@ authorize, call the service layer, commit once."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 
 from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
@@ -73,6 +75,11 @@ def _tokens(pair: TokenPair) -> JSONResponse:
     return JSONResponse(pair.model_dump(mode="json"), headers=_NO_STORE)
 
 
+def _sign_in(path: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A sign-in route: ``POST``, rate-limited per address (its ``Address`` dependency), documented so."""
+    return router.post(path, tags=["sign-in"], responses=RATE_LIMITED, **route)
+
+
 # --- discovery and keys ---------------------------------------------------------------------------------------
 
 
@@ -105,12 +112,10 @@ async def discovery(request: Request, runtime: Runtime) -> JSONResponse:
 # --- WeChat mini-program --------------------------------------------------------------------------------------
 
 
-@router.post(
+@_sign_in(
     "/wechat/login",
     response_model=TokenPair,
-    tags=["sign-in"],
     summary="Sign in with the code from wx.login() (the account is created on first sign-in)",
-    responses=RATE_LIMITED,
 )
 async def wechat_login(body: WechatLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await wechat_logins.wechat_login(uow, runtime, cipher, body.code, address)
@@ -129,12 +134,10 @@ async def _commit_login(uow: UnitOfWork) -> None:
         ) from exc
 
 
-@router.post(
+@_sign_in(
     "/wechat/phone",
     response_model=PhonePublic,
-    tags=["sign-in"],
     summary="Bind the WeChat-verified phone number (code from getPhoneNumber)",
-    responses=RATE_LIMITED,
 )
 async def wechat_phone(
     body: WechatPhone, uow: UoW, runtime: Runtime, cipher: Cipher, who: Who, address: Address
@@ -215,12 +218,10 @@ async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
 # --- staff ----------------------------------------------------------------------------------------------------
 
 
-@router.post(
+@_sign_in(
     "/staff/login",
     response_model=TokenPair,
-    tags=["sign-in"],
     summary="Staff sign-in: user name, password and (admins, pii:reveal holders) a TOTP code",
-    responses=RATE_LIMITED,
 )
 async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     pair = await staff_logins.staff_login(uow, runtime, cipher, body, address)
@@ -230,12 +231,10 @@ async def staff_login(body: StaffLogin, uow: UoW, runtime: Runtime, cipher: Ciph
     return _tokens(pair)
 
 
-@router.post(
+@_sign_in(
     "/staff/password",
     status_code=204,
-    tags=["sign-in"],
     summary="Change your password (required after an admin reset); ends your other sessions",
-    responses=RATE_LIMITED,
 )
 async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
     await staff_logins.change_password(
@@ -244,12 +243,10 @@ async def change_password(body: PasswordChange, uow: UoW, runtime: Runtime, ciph
     await uow.commit()
 
 
-@router.post(
+@_sign_in(
     "/staff/totp/setup",
     response_model=TotpProvisioning,
-    tags=["sign-in"],
     summary="Start setting up a TOTP authenticator (user name + password)",
-    responses=RATE_LIMITED,
 )
 async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> JSONResponse:
     provisioning = await staff_logins.totp_setup(uow, runtime, cipher, body.username, body.password, address)
@@ -257,13 +254,7 @@ async def totp_setup(body: TotpSetup, uow: UoW, runtime: Runtime, cipher: Cipher
     return JSONResponse(provisioning.model_dump(), headers=_NO_STORE)
 
 
-@router.post(
-    "/staff/totp/confirm",
-    status_code=204,
-    tags=["sign-in"],
-    summary="Finish the set-up with a code from the authenticator",
-    responses=RATE_LIMITED,
-)
+@_sign_in("/staff/totp/confirm", status_code=204, summary="Finish the set-up with a code from the authenticator")
 async def totp_confirm(body: TotpConfirm, uow: UoW, runtime: Runtime, cipher: Cipher, address: Address) -> None:
     await staff_logins.totp_confirm(uow, runtime, cipher, body.username, body.password, body.code, address)
     await uow.commit()

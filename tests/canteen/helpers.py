@@ -313,3 +313,25 @@ async def served_history(
         for model, rows in ((Menu, menus.values()), (SetMeal, meals.values()), (Order, orders)):
             if rows:
                 await conn.execute(sa.insert(model.__table__), [r.model_dump() for r in rows])  # type: ignore[union-attr]
+
+
+async def stopped_coming(s: System, canteen_id: str, diner_id: str) -> None:
+    """A regular who stopped coming: a served lunch on each of the 26 days up to four days ago, then three
+    service days without her (what the absence scan raises an alert for)."""
+    last = TODAY - timedelta(days=4)
+    await served_history(
+        s,
+        canteen_id,
+        [diner_id],
+        {diner_id: [last - timedelta(days=i) for i in range(26)]},
+        service_days=[last + timedelta(days=i) for i in range(1, 4)],
+    )
+
+
+async def absence_alert(s: System, canteen_id: str, diner_id: str) -> dict[str, Any]:
+    """The diner stops coming and the county's scan raises one alert: that alert."""
+    await stopped_coming(s, canteen_id, diner_id)
+    r = await s.client.post("/canteen/care/scan", headers=county(s))
+    assert r.status_code == 200 and r.json()["raised"] == 1
+    [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
+    return alert  # type: ignore[no-any-return]

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 from minsheng.platform.bus.memory import InProcessBus
 from tests.canteen.helpers import (
     AGE_RULES,
-    TODAY,
     TOMORROW,
+    absence_alert,
     book,
     canteen_staff,
     county,
@@ -22,7 +22,6 @@ from tests.canteen.helpers import (
     make_menu,
     make_rules,
     outbox,
-    served_history,
 )
 from tests.points.helpers import balance, rider
 from tests.points.helpers import staff as points_staff
@@ -137,14 +136,7 @@ async def absence_flow(s: System) -> None:
     p = await build_place(s)
     c = await make_canteen(s)
     zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", resident_id=p.zhao_id)
-    last = TODAY - timedelta(days=4)
-    month = [last - timedelta(days=i) for i in range(26)]
-    await served_history(
-        s, c["id"], [zhao["id"]], {zhao["id"]: month}, service_days=[last + timedelta(days=i) for i in range(1, 4)]
-    )
-    r = await s.client.post("/canteen/care/scan", headers=county(s))
-    assert r.status_code == 200 and r.json()["raised"] == 1
-    [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
+    alert = await absence_alert(s, c["id"], zhao["id"])
 
     async def welfare_task() -> dict[str, Any] | None:
         items = (await p.get("/tasks", p.worker))["items"]
@@ -223,21 +215,6 @@ async def test_a_death_recorded_in_visits_stops_the_subsidy(system: System) -> N
     await death_flow(system)
 
 
-async def _absent(s: System, c: dict[str, Any], diner: dict[str, Any]) -> dict[str, Any]:
-    last = TODAY - timedelta(days=4)
-    await served_history(
-        s,
-        c["id"],
-        [diner["id"]],
-        {diner["id"]: [last - timedelta(days=i) for i in range(26)]},
-        service_days=[last + timedelta(days=i) for i in range(1, 4)],
-    )
-    r = await s.client.post("/canteen/care/scan", headers=county(s))
-    assert r.status_code == 200 and r.json()["raised"] == 1
-    [alert] = (await s.client.get("/canteen/care/alerts", headers=canteen_staff(s))).json()["items"]
-    return alert  # type: ignore[no-any-return]
-
-
 async def test_an_unlinked_diners_absence_finds_the_resident_by_the_keyed_id_number_hash(system: System) -> None:
     """Issue 13, item 8: the alert used to carry no resident and visits ignored it."""
     s = system
@@ -245,7 +222,7 @@ async def test_an_unlinked_diners_absence_finds_the_resident_by_the_keyed_id_num
     c = await make_canteen(s)
     zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", id_number=ZHAO_ID_NUMBER)
     assert zhao["resident_id"] is None
-    alert = await _absent(s, c, zhao)
+    alert = await absence_alert(s, c["id"], zhao["id"])
     await s.settle()
     tasks = [t for t in (await p.get("/tasks", p.worker))["items"] if t["alert_id"] == alert["id"]]
     assert len(tasks) == 1 and tasks[0]["resident_id"] == p.zhao_id and tasks[0]["kind"] == "welfare_check"
@@ -256,7 +233,7 @@ async def test_linking_a_diner_later_resends_the_open_alert_and_schedules_the_ch
     p = await build_place(s)
     c = await make_canteen(s)
     zhao = await make_diner(s, c["id"], community="yuntai", compound="yuntaiyuan", id_number=None)
-    alert = await _absent(s, c, zhao)
+    alert = await absence_alert(s, c["id"], zhao["id"])
     await s.settle()
     assert not [t for t in (await p.get("/tasks", p.worker))["items"] if t["alert_id"] == alert["id"]]
 

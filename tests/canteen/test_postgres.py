@@ -15,7 +15,6 @@ from services.canteen import jobs
 from services.canteen.models import Order
 from tests.canteen import test_canteens_menus, test_care, test_orders, test_settlement
 from tests.canteen.helpers import (
-    TODAY,
     TOMORROW,
     book,
     county,
@@ -25,7 +24,7 @@ from tests.canteen.helpers import (
     make_rules,
     outbox,
     resident,
-    served_history,
+    stopped_coming,
 )
 from tests.support.client import System
 
@@ -113,14 +112,7 @@ async def test_concurrent_absence_scans_raise_one_alert(pg_canteen: System) -> N
     s = pg_canteen
     c = await make_canteen(s)
     zhao = await make_diner(s, c["id"])
-    last = TODAY - timedelta(days=4)
-    await served_history(
-        s,
-        c["id"],
-        [zhao["id"]],
-        {zhao["id"]: [last - timedelta(days=i) for i in range(22)]},
-        service_days=[last + timedelta(days=i) for i in range(1, 4)],
-    )
+    await stopped_coming(s, c["id"], zhao["id"])
     results = await asyncio.gather(*(jobs.scan_absences(s.runtime("canteen")) for _ in range(4)))
     assert sum(r.raised for r in results) == 1
     assert len(await outbox(s, "minsheng.canteen.diner.absence_alert.v1")) == 1

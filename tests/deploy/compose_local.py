@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from minsheng.localinfra.gateway import TemplateError, nginx_binary, nginx_main_conf, render_gateway
+from minsheng.localinfra.processes import stop_process
 
 __all__ = ["TemplateError", "nginx_binary", "nginx_main_conf", "render_gateway"]
 
@@ -205,13 +206,8 @@ class Proc:
         return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def local_argv(command: list[str]) -> list[str]:

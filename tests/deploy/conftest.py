@@ -5,23 +5,21 @@ deploy/ops/init-env.sh, the databases and roles from deploy/postgres/init/*.sh, 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from minsheng import SERVICES
+from minsheng.localinfra.processes import wait_answering
 from minsheng.settings import Settings
 from tests.deploy.compose_local import (
     ROOT,
@@ -100,16 +98,8 @@ def create_databases(base_url: str, pattern: str, env: dict[str, str]) -> bool:
 
 
 def wait_ready(proc: Proc, url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.proc is not None
-        if proc.proc.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited ({proc.proc.returncode}):\n{proc.log()[-4000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{proc.name} not ready at {url} in {timeout}s:\n{proc.log()[-4000:]}")
+    assert proc.proc is not None
+    wait_answering(proc.proc, proc.name, url, lambda: proc.log()[-4000:], timeout)
 
 
 @pytest.fixture(scope="package")

@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from minsheng.contracts.points import HazardReported
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.outbox import outbox_status
-from tests.conftest import embedded_settings
+from minsheng.settings import Settings
+from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, becomes, eventually
 from tests.support.tcpproxy import DurableBroker
@@ -23,17 +24,8 @@ from tests.unit.test_fire_flow import FIRE, register_rider
 pytestmark = pytest.mark.integration
 
 
-def _settings(tmp_path: Path, pg_template: str, bootstrap: str, **extra: Any) -> Any:
-    return embedded_settings(tmp_path, database_url=pg_template).model_copy(
-        update={
-            "mode": "distributed",
-            "kafka_bootstrap": bootstrap,
-            "kafka_session_timeout_ms": 6000,
-            "kafka_topic_partitions": 1,
-            "relay_max_backoff_seconds": 1.0,
-            **extra,
-        }
-    )
+def _settings(tmp_path: Path, pg_template: str, bootstrap: str, **extra: Any) -> Settings:
+    return distributed_settings(tmp_path, pg_template, bootstrap, relay_max_backoff_seconds=1.0, **extra)
 
 
 async def _issue_count(s: System) -> int:

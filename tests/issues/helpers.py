@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 
+from minsheng.contracts.visits import NeedEscalated
+from minsheng.platform.ids import utcnow, uuid7
 from tests.support.client import System
 
 # Two points ~40 m apart in the Yuntaiyuan compound, and one ~600 m away.
@@ -101,3 +104,28 @@ async def update_issue(s: System, issue_id: str, **fields: Any) -> None:
         for name, value in fields.items():
             setattr(issue, name, value)
         await uow.commit()
+
+
+async def escalate(s: System, need_id: UUID, *, settle: bool = True, **overrides: Any) -> None:
+    """A grid worker's need escalated by the visits service, as it would publish it (through its outbox); then,
+    embedded, everything delivered (``settle=False`` over a real broker)."""
+    data: dict[str, Any] = dict(
+        need_id=need_id,
+        household_id=uuid7(),
+        category="elderly_care",
+        title="赵奶奶腿伤行动不便",
+        description="80多岁，住云泰园，需要拐杖",
+        urgency="high",
+        community="yuntai",
+        compound="yuntaiyuan",
+        address="云泰园5号楼",
+        latitude=40.0098,
+        longitude=112.6983,
+        escalated_by="gw-changhong",
+        escalated_at=utcnow(),
+    )
+    async with s.runtime("visits").uow() as uow:
+        uow.emit(NeedEscalated(**{**data, **overrides}))
+        await uow.commit()
+    if settle:
+        await s.settle()

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from minsheng.contracts.visits import NeedEscalated
 from minsheng.platform.ids import utcnow, uuid7
 from services.issues.jobs import auto_confirm, sweep_overdue
-from tests.issues.helpers import FLOOD, HERE, act, events_of, report, resident, staff
+from tests.issues.helpers import FLOOD, HERE, act, escalate, events_of, report, resident, staff
 from tests.support.client import System
 
 
@@ -76,22 +75,7 @@ async def test_urgent_issues_must_be_acknowledged_within_minutes(everyone: Syste
     assert event["urgent"] is True and event["deadline"] == "first_response"
 
     # An urgent escalated need in a non-urgent category: acknowledged within the configured 15 minutes.
-    async with issues.runtime("visits").uow() as uow:
-        uow.emit(
-            NeedEscalated(
-                need_id=uuid7(),
-                household_id=uuid7(),
-                category="elderly_care",
-                title="独居老人摔倒",
-                description="需要立即上门",
-                urgency="urgent",
-                community="yuntai",
-                escalated_by="gw-changhong",
-                escalated_at=utcnow(),
-            )
-        )
-        await uow.commit()
-    await issues.settle()
+    await escalate(issues, uuid7(), title="独居老人摔倒", description="需要立即上门", urgency="urgent")
     [need_issue] = [e for e in await events_of(issues, "created") if e["channel"] == "grid_worker"]
     detail = (await issues.client.get(f"/issues/issues/{need_issue['issue_id']}", headers=staff(issues))).json()
     due = datetime.fromisoformat(detail["first_response_due_at"]) - datetime.fromisoformat(detail["created_at"])

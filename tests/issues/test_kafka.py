@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from minsheng.contracts.visits import NeedEscalated
-from minsheng.platform.ids import utcnow, uuid7
-from tests.issues.helpers import events_of, staff
+from minsheng.platform.ids import uuid7
+from tests.issues.helpers import escalate, events_of, staff
 from tests.support.client import System
 from tests.support.infra import eventually
 
@@ -16,21 +15,7 @@ pytestmark = pytest.mark.integration
 async def test_escalated_need_over_kafka(kafka_system: System) -> None:
     s = kafka_system
     need = uuid7()
-    async with s.runtime("visits").uow() as uow:
-        uow.emit(
-            NeedEscalated(
-                need_id=need,
-                household_id=uuid7(),
-                category="elderly_care",
-                title="需要拐杖",
-                description="腿伤",
-                urgency="urgent",
-                community="yuntai",
-                escalated_by="gw-changhong",
-                escalated_at=utcnow(),
-            )
-        )
-        await uow.commit()
+    await escalate(s, need, settle=False, title="需要拐杖", description="腿伤", urgency="urgent")
     desk = staff(s)
 
     async def issue() -> dict | None:

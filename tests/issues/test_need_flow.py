@@ -3,36 +3,9 @@ and every transition carries the need as its origin so the visits service can cl
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import UUID
-
-from minsheng.contracts.visits import NeedEscalated
-from minsheng.platform.ids import utcnow, uuid7
-from tests.issues.helpers import act, events_of, resident, staff
+from minsheng.platform.ids import uuid7
+from tests.issues.helpers import act, escalate, events_of, resident, staff
 from tests.support.client import System
-
-
-async def escalate(s: System, need_id: UUID, **overrides: Any) -> None:
-    """The visits service's side, as it would publish it (through its outbox)."""
-    data: dict[str, Any] = dict(
-        need_id=need_id,
-        household_id=uuid7(),
-        category="elderly_care",
-        title="赵奶奶腿伤行动不便",
-        description="80多岁，住云泰园，需要拐杖",
-        urgency="high",
-        community="yuntai",
-        compound="yuntaiyuan",
-        address="云泰园5号楼",
-        latitude=40.0098,
-        longitude=112.6983,
-        escalated_by="gw-changhong",
-        escalated_at=utcnow(),
-    )
-    async with s.runtime("visits").uow() as uow:
-        uow.emit(NeedEscalated(**{**data, **overrides}))
-        await uow.commit()
-    await s.settle()
 
 
 async def test_escalated_need_becomes_a_private_grid_worker_issue_once(everyone: System) -> None:

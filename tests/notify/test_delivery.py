@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from datetime import time as clock
 from pathlib import Path
 from typing import Any
@@ -22,24 +22,26 @@ from minsheng.platform.envelope import wrap
 from minsheng.platform.sql import table_of
 from services.notify import config
 from services.notify.delivery_queue import resend
-from tests.notify.helpers import account, deliver, deliveries, flush, new_sub, notifier, received, standin, subscribe
+from tests.notify.helpers import (
+    NOW,
+    absence_alert,
+    account,
+    deliver,
+    deliveries,
+    flush,
+    new_sub,
+    notifier,
+    received,
+    standin,
+    subscribe,
+)
 from tests.support.client import System
 
-NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 RESULTS = Path(os.environ.get("MINSHENG_RESULTS_DIR", "/tmp")) / "notify_outage.json"
 
 
 def alert(phone: str) -> AbsenceAlert:
-    return AbsenceAlert(
-        alert_id=uuid4(),
-        diner_id=uuid4(),
-        canteen_id=uuid4(),
-        last_meal_on=date(2026, 12, 2),
-        days_absent=3,
-        meals_last_30_days=26,
-        raised_at=NOW,
-        family_contacts=[FamilyContact(member_id=uuid4(), phone=phone)],
-    )
+    return absence_alert(FamilyContact(member_id=uuid4(), phone=phone))
 
 
 async def publish_many(s: System, events: list[Any], source: str) -> None:

@@ -55,6 +55,17 @@ async def rider(
     return RiderRef(rid, headers)
 
 
+async def red_team(system: System, leader: RiderRef, name: str = "港城红骑士1队") -> dict[str, Any]:
+    """The leader made a red rider by staff, then a Gangcheng team led by them: the team."""
+    h = staff(system)
+    await system.client.patch(f"/points/riders/{leader.id}", headers=h, json={"role": "red"})
+    r = await system.client.post(
+        "/points/teams", headers=h, json={"name": name, "community": "gangcheng", "leader_rider_id": leader.id}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 async def credit(system: System, rider_id: str, amount: int, community: str = "gangcheng") -> None:
     r = await system.client.post(
         f"/points/riders/{rider_id}/adjustments",

@@ -12,7 +12,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
 from services.points import config, jobs, statements
 from services.points.models import LedgerEntry
-from tests.points.helpers import balance, credit, rider, staff
+from tests.points.helpers import balance, credit, red_team, rider, staff
 from tests.support.client import System
 
 
@@ -105,14 +105,7 @@ async def test_unspent_points_expire_first_in_first_out(points: System) -> None:
 async def test_monthly_leaderboards(points: System) -> None:
     red = await rider(points, "rider-red", name="樊伟明")
     h = staff(points)
-    await points.client.patch(f"/points/riders/{red.id}", headers=h, json={"role": "red"})
-    team = (
-        await points.client.post(
-            "/points/teams",
-            headers=h,
-            json={"name": "港城红骑士1队", "community": "gangcheng", "leader_rider_id": red.id},
-        )
-    ).json()
+    team = await red_team(points, red)
     assert team["members"] == 1
     mates = []
     for i, pts in enumerate([30, 10]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.points.helpers import rider, staff
+from tests.points.helpers import red_team, rider, staff
 from tests.support.client import System
 
 
@@ -51,14 +51,7 @@ async def test_teams_are_led_by_red_riders(points: System) -> None:
         json={"name": "港城红骑士1队", "community": "gangcheng", "leader_rider_id": leader.id},
     )
     assert r.status_code == 409 and r.json()["code"] == "leader_not_red"
-    await points.client.patch(f"/points/riders/{leader.id}", headers=h, json={"role": "red"})
-    team = (
-        await points.client.post(
-            "/points/teams",
-            headers=h,
-            json={"name": "港城红骑士1队", "community": "gangcheng", "leader_rider_id": leader.id},
-        )
-    ).json()
+    team = await red_team(points, leader)
     assert team["leader_rider_id"] == leader.id and team["members"] == 1
     dup = await points.client.post("/points/teams", headers=h, json={"name": "港城红骑士1队", "community": "gangcheng"})
     assert dup.status_code == 409 and dup.json()["code"] == "team_name_taken"

@@ -6,7 +6,6 @@ the outbox keep every event; the issues service's inbox absorbs whatever arrives
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from pathlib import Path
 
@@ -15,9 +14,18 @@ import pytest
 from minsheng.platform.outbox import outbox_status
 from minsheng.settings import Settings
 from tests.conftest import distributed_settings
-from tests.reliability.test_broker_outage import RIDER_BURST, register_riders
 from tests.support.client import running_system
-from tests.support.reliability import env_float, env_int, hazard, record, topic_copies, wait_for_effects
+from tests.support.reliability import (
+    env_float,
+    env_int,
+    hazard,
+    production,
+    record,
+    register_riders,
+    riders_for,
+    topic_copies,
+    wait_for_effects,
+)
 from tests.support.tcpproxy import DurableBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,18 +40,16 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
 ) -> None:
     if durable_broker.proxy is not None:
         pytest.skip("needs a broker with a durable log that can be SIGKILLed (Apache Kafka, the default)")
-    defaults = Settings()
     settings = distributed_settings(
         tmp_path,
         pg_template,
         durable_broker.bootstrap,
         kafka_topic_partitions=3,
-        relay_poll_seconds=defaults.relay_poll_seconds,
-        relay_max_backoff_seconds=defaults.relay_max_backoff_seconds,
         kafka_idempotent_producer=True,
+        **production("relay_poll_seconds", "relay_max_backoff_seconds"),
     )
     async with running_system(settings) as s:
-        riders = await register_riders(s, max(1, math.ceil(EVENTS / RIDER_BURST)))
+        riders = await register_riders(s, riders_for(EVENTS))
         issues_url = settings.database_url_for("issues")
         warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(EVENTS, tag="warm"))
         assert warmup.status_code == 201, warmup.text

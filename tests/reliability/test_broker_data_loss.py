@@ -16,7 +16,6 @@ What must hold:
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
 import sys
@@ -33,7 +32,15 @@ from minsheng.platform.tasks import within
 from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, becomes, eventually
-from tests.support.reliability import env_int, hazard, issue_effects, record, rider_body, wait_for_effects
+from tests.support.reliability import (
+    env_int,
+    hazard,
+    issue_effects,
+    record,
+    register_riders,
+    riders_for,
+    wait_for_effects,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -48,16 +55,6 @@ def restart_empty(broker: LocalBroker) -> None:
 
 def issues_consumer(bus: KafkaBus) -> AIOKafkaConsumer:
     return next(c for c in bus.consumers if c._group_id == "issues")
-
-
-async def register(s: System, count: int) -> list[dict[str, str]]:
-    riders = []
-    for i in range(count):
-        headers = s.auth("rider", sub=f"loss-rider-{i}", scopes=())
-        r = await s.client.post("/points/riders", headers=headers, json=rider_body(i))
-        assert r.status_code == 201, r.text
-        riders.append(headers)
-    return riders
 
 
 async def report(s: System, riders: list[dict[str, str]], first: int, count: int, tag: str) -> list[str]:
@@ -113,7 +110,7 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         bus = s.bus
         assert isinstance(bus, KafkaBus)
         issues_url = settings.database_url_for("issues")
-        riders = await register(s, max(1, math.ceil((EVENTS + after) / 20)))
+        riders = await register_riders(s, riders_for(EVENTS + after), prefix="loss-rider")
         since = datetime.now(UTC)
 
         handled_ids = await report(s, riders, 0, before, "before")

@@ -6,23 +6,23 @@ the 30 s / 1,000 (the test at ``tests/integration/test_bus_faults.py`` is the qu
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from pathlib import Path
 
 import pytest
 
 from minsheng.platform.outbox import outbox_status
-from minsheng.settings import Settings
 from tests.conftest import distributed_settings
-from tests.support.client import System, running_system
+from tests.support.client import running_system
 from tests.support.reliability import (
     env_float,
     env_int,
     hazard,
     percentile,
+    production,
     record,
-    rider_body,
+    register_riders,
+    riders_for,
     wait_for_effects,
 )
 from tests.support.tcpproxy import DurableBroker
@@ -32,33 +32,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OUTAGE_SECONDS = env_float("MINSHENG_RELIABILITY_OUTAGE_SECONDS", 30.0)
 EVENTS = env_int("MINSHENG_RELIABILITY_EVENTS", 1000)
 DRAIN_TIMEOUT = env_float("MINSHENG_RELIABILITY_DRAIN_TIMEOUT", 180.0)
-RIDER_BURST = 20  # reports one rider may send at once before the per-rider rate limit answers 429
-
-
-async def register_riders(s: System, count: int) -> list[dict[str, str]]:
-    riders = []
-    for i in range(count):
-        headers = s.auth("rider", sub=f"rel-rider-{i}", scopes=())
-        r = await s.client.post("/points/riders", headers=headers, json=rider_body(i))
-        assert r.status_code == 201, r.text
-        riders.append(headers)
-    return riders
 
 
 async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_nothing(
     tmp_path: Path, pg_template: str, durable_broker: DurableBroker
 ) -> None:
-    defaults = Settings()
     settings = distributed_settings(
         tmp_path,
         pg_template,
         durable_broker.bootstrap,
         kafka_topic_partitions=3,
-        relay_poll_seconds=defaults.relay_poll_seconds,
-        relay_max_backoff_seconds=defaults.relay_max_backoff_seconds,
+        **production("relay_poll_seconds", "relay_max_backoff_seconds"),
     )
     async with running_system(settings) as s:
-        riders = await register_riders(s, max(1, math.ceil(EVENTS / RIDER_BURST)))
+        riders = await register_riders(s, riders_for(EVENTS))
         issues_url = settings.database_url_for("issues")
 
         warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(EVENTS, tag="warmup"))

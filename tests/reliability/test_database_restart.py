@@ -25,7 +25,7 @@ from tests.support.reliability import (
     new_key,
     pg_connect,
     record,
-    rider_body,
+    register_riders,
     wait_for_effects,
 )
 from tests.support.tcpproxy import DurableBroker
@@ -43,11 +43,7 @@ async def test_postgres_restart_mid_flow_gives_clean_503s_no_partial_writes_and_
 ) -> None:
     settings = distributed_settings(tmp_path, private_pg_template, durable_broker.bootstrap, kafka_topic_partitions=3)
     async with running_system(settings) as s:
-        riders = []
-        for i in range(RIDERS):
-            headers = s.auth("rider", sub=f"db-rider-{i}", scopes=())
-            assert (await s.client.post("/points/riders", headers=headers, json=rider_body(i))).status_code == 201
-            riders.append(headers)
+        riders = await register_riders(s, RIDERS, prefix="db-rider")
 
         # As a real server answers: the response the app sent, not the exception Starlette re-raises after it.
         http = httpx.AsyncClient(

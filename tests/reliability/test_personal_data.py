@@ -467,6 +467,22 @@ def _scan(texts: list[tuple[str, str]], secrets: dict[str, str]) -> list[str]:
     return hits
 
 
+def _none_in_clear(texts: list[tuple[str, str]], secrets: dict[str, str], figure: str, mode: str) -> None:
+    """None of the ``secrets`` stands in clear among the stored ``texts`` (thousands of them): recorded as
+    ``figure``, then asserted."""
+    hits = _scan(texts, secrets)
+    record(
+        figure,
+        {
+            "mode": mode,
+            "values_scanned": len(texts),
+            "phones_id_numbers_health_notes_in_clear": len(hits),
+            "examples": hits[:10],
+        },
+    )
+    assert len(texts) > 10_000 and hits == [], hits[:20]
+
+
 def _sqlite_texts(data_dir: Path) -> list[tuple[str, str]]:
     texts = []
     for db_file in sorted(data_dir.glob("*.db")):
@@ -505,18 +521,7 @@ async def test_no_phone_id_number_or_health_note_in_clear_in_any_embedded_databa
     demo_system: System, tmp_path: Path
 ) -> None:
     secrets = await _people_with_phones(demo_system, uuid.uuid4().hex[:8])
-    texts = _sqlite_texts(tmp_path)
-    hits = _scan(texts, secrets)
-    record(
-        "personal_data_at_rest",
-        {
-            "mode": "embedded",
-            "values_scanned": len(texts),
-            "phones_id_numbers_health_notes_in_clear": len(hits),
-            "examples": hits[:10],
-        },
-    )
-    assert len(texts) > 10_000 and hits == [], hits[:20]
+    _none_in_clear(_sqlite_texts(tmp_path), secrets, "personal_data_at_rest", "embedded")
 
 
 @pytest.mark.integration
@@ -526,14 +531,4 @@ async def test_no_phone_id_number_or_health_note_in_clear_in_any_postgresql_data
     async with running_system(embedded_settings(tmp_path, database_url=pg_template), demo=True) as s:
         secrets = await _people_with_phones(s, uuid.uuid4().hex[:8])
         texts = await _postgres_texts(s)
-    hits = _scan(texts, secrets)
-    record(
-        "personal_data_at_rest_postgres",
-        {
-            "mode": "postgresql",
-            "values_scanned": len(texts),
-            "phones_id_numbers_health_notes_in_clear": len(hits),
-            "examples": hits[:10],
-        },
-    )
-    assert len(texts) > 10_000 and hits == [], hits[:20]
+    _none_in_clear(texts, secrets, "personal_data_at_rest_postgres", "postgresql")

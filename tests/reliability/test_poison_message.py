@@ -18,11 +18,10 @@ from minsheng.contracts.points import HazardReported
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.outbox import outbox_status
-from minsheng.settings import Settings
 from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.infra import becomes
-from tests.support.reliability import env_int, hazard, pg_connect, record, rider_body, wait_for_effects
+from tests.support.reliability import env_int, hazard, pg_connect, production, record, register_riders, wait_for_effects
 from tests.support.tcpproxy import DurableBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,13 +32,11 @@ AROUND = env_int("MINSHENG_RELIABILITY_POISON_AROUND", 100)  # good events befor
 async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_flows_in_order(
     tmp_path: Path, pg_template: str, durable_broker: DurableBroker
 ) -> None:
-    defaults = Settings()
     settings = distributed_settings(
         tmp_path,
         pg_template,
         durable_broker.bootstrap,
-        handler_max_attempts=defaults.handler_max_attempts,
-        handler_retry_base_seconds=defaults.handler_retry_base_seconds,
+        **production("handler_max_attempts", "handler_retry_base_seconds"),
     )
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
@@ -55,11 +52,8 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
             handled_at[str(event.report_id)] = time.monotonic()
 
         consumer.handlers[HazardReported.event_type] = (model, failing_on_poison)
-        riders = []
-        for i in range(20):  # the per-rider rate limit (burst 20) is not what this test is about
-            headers = s.auth("rider", sub=f"poison-rider-{i}", scopes=())
-            assert (await s.client.post("/points/riders", headers=headers, json=rider_body(i))).status_code == 201
-            riders.append(headers)
+        # Several riders: the per-rider rate limit (burst 20) is not what this test is about.
+        riders = await register_riders(s, 20, prefix="poison-rider")
 
         async def report(i: int, **body: Any) -> str:
             r = await s.client.post(
@@ -155,11 +149,8 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
 
         consumer.handlers[HazardReported.event_type] = (model, failing_on_poison)
         consumer.dead_letter = flaky_dead_letter  # type: ignore[method-assign]
-        riders = []
-        for i in range(5):  # the per-rider rate limit (burst 20) is not what this test is about
-            headers = s.auth("rider", sub=f"skip-rider-{i}", scopes=())
-            assert (await s.client.post("/points/riders", headers=headers, json=rider_body(i))).status_code == 201
-            riders.append(headers)
+        # Several riders: the per-rider rate limit (burst 20) is not what this test is about.
+        riders = await register_riders(s, 5, prefix="skip-rider")
         warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(0, tag="warmup"))
         effects, _ = await wait_for_effects(settings.database_url_for("issues"), [warmup.json()["id"]], within=60)
         assert effects["lost"] == 0, "the issues consumer is up"

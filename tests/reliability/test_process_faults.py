@@ -11,7 +11,6 @@ broker of the test's own).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -68,10 +67,7 @@ class Cluster:
             self.start("identity")  # the services verify tokens against its keys
         proc = start_service(name, {**self.env, **extra}, port=port)
         self.procs.append(proc)
-        if ready:
-            wait_ready(proc)
-        else:
-            wait_healthy(proc)
+        wait_ready(proc, probe="/readyz" if ready else "/healthz")  # not ready: up, even with the bus unreachable
         return proc
 
     def rider(self, i: int) -> dict[str, str]:
@@ -85,19 +81,6 @@ class Cluster:
     def close(self) -> None:
         for p in self.procs:
             stop(p)
-
-
-def wait_healthy(proc: ServiceProcess, timeout: float = 60.0) -> None:
-    """Up and answering, even if the bus is not reachable (``/readyz`` would say not ready)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.proc.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited:\n{proc.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{proc.url}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{proc.name} not healthy in {timeout}s:\n{proc.log()}")
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from minsheng.localinfra.processes import stop_process
 from tests.support.infra import free_port
 
 STARTUP_SECONDS = 60.0
@@ -135,12 +136,7 @@ def seaweedfs() -> Iterator[ObjectStoreServer]:
         _wait_until_writable(server, proc, log)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout=10)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -7,13 +7,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
+from minsheng.localinfra.processes import stop_process, wait_answering
 from minsheng.platform.tokens import KeyRing
 from minsheng.settings import Settings
 from tests.support.infra import free_port
@@ -73,29 +71,18 @@ def start_service(name: str, env: dict[str, str], port: int | None = None) -> Se
     return ServiceProcess(name, port, proc, log.name, env)
 
 
-def wait_ready(service: ServiceProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.proc.poll() is not None:
-            raise RuntimeError(f"{service.name} exited:\n{service.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{service.name} not ready in {timeout}s:\n{service.log()}")
+def wait_ready(service: ServiceProcess, timeout: float = 60.0, *, probe: str = "/readyz") -> None:
+    """Until ``probe`` answers 200: ``/readyz`` (the default) when the service is ready, ``/healthz`` as soon as
+    it is up and answering, even if the bus is not reachable."""
+    wait_answering(service.proc, service.name, service.url + probe, service.log, timeout)
 
 
 def stop(service: ServiceProcess, *, kill: bool = False) -> None:
-    if service.proc.poll() is None:
-        if kill:
-            service.proc.kill()
-        else:
-            service.proc.terminate()
-        try:
-            service.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            service.proc.kill()
-            service.proc.wait()
+    if kill:  # a crash
+        service.proc.kill()
+        service.proc.wait()
+    else:
+        stop_process(service.proc)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import platform
 import statistics
@@ -20,6 +21,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
+
+from minsheng.settings import Settings
+from tests.support.client import System
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "reliability" / "results"  # the figures the README shows
 
@@ -113,6 +117,32 @@ def hazard(i: int, *, tag: str = "", category: str = "road") -> dict[str, Any]:
 
 def rider_body(i: int) -> dict[str, Any]:
     return {"name": f"骑手{i}", "platform": "meituan", "phone": f"139{i:08d}", "community": "yunxing"}
+
+
+RIDER_BURST = 20  # reports one rider may send at once before the per-rider rate limit answers 429
+
+
+async def register_riders(s: System, count: int, *, prefix: str = "rel-rider") -> list[dict[str, str]]:
+    """``count`` riders registered in points: their headers."""
+    riders = []
+    for i in range(count):
+        headers = s.auth("rider", sub=f"{prefix}-{i}", scopes=())
+        r = await s.client.post("/points/riders", headers=headers, json=rider_body(i))
+        assert r.status_code == 201, r.text
+        riders.append(headers)
+    return riders
+
+
+def riders_for(reports: int) -> int:
+    """How many riders send ``reports`` reports at once without one of them meeting the rate limit."""
+    return max(1, math.ceil(reports / RIDER_BURST))
+
+
+def production(*names: str) -> dict[str, Any]:
+    """These settings at their production defaults, to pass over the tests' quick timings
+    (``distributed_settings(..., **production("relay_poll_seconds"))``)."""
+    defaults = Settings()
+    return {name: getattr(defaults, name) for name in names}
 
 
 async def pg_connect(database_url: str) -> Any:

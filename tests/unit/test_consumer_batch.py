@@ -45,6 +45,32 @@ async def _issue_count(system: System, deliveries: list[Delivery]) -> int:
         return int(found.scalar_one())
 
 
+async def _dead_letters(system: System) -> list[Any]:
+    async with system.runtime("issues").db.engine.connect() as conn:
+        return list((await conn.execute(sa.text("SELECT event_id, attempts, error FROM dead_letters"))).all())
+
+
+@contextmanager
+def _failing_on(system: System, bad_report: str) -> Iterator[list[str]]:
+    """Within the block the issues service's hazard handler fails on one report (the others are handled as
+    usual); yields the report ids it is called with, in order."""
+    consumer = system.runtime("issues").consumer
+    model, real = consumer.handlers[HazardReported.event_type]
+    calls: list[str] = []
+
+    async def flaky(event: Any, envelope: CloudEvent, uow: Any) -> None:
+        calls.append(str(event.report_id))
+        if str(event.report_id) == bad_report:
+            raise ValueError("downstream bug")
+        await real(event, envelope, uow)
+
+    consumer.handlers[HazardReported.event_type] = (model, flaky)
+    try:
+        yield calls
+    finally:
+        consumer.handlers[HazardReported.event_type] = (model, real)
+
+
 @contextmanager
 def _statements(engine: AsyncEngine) -> Iterator[list[str]]:
     seen: list[str] = []
@@ -97,8 +123,7 @@ async def test_a_poison_event_in_the_middle_is_dead_lettered_and_the_others_hand
     await consumer.handle_batch(batch)
     assert consumer.stats.batch_fallbacks == 1
     assert await _issue_count(system, good[:3] + good[4:]) == 5
-    async with system.runtime("issues").db.engine.connect() as conn:
-        dead = (await conn.execute(sa.text("SELECT event_id, attempts, error FROM dead_letters"))).all()
+    dead = await _dead_letters(system)
     assert [(d.event_id, d.attempts) for d in dead] == [(poison["id"], 1)] and "violates its contract" in dead[0].error
 
 
@@ -108,29 +133,18 @@ async def test_a_handler_failing_on_one_event_rolls_back_the_batch_then_only_tha
     batch = _copies(await _hazard_delivery(system), 5)
     bad_report = _report_id(batch[2])
     consumer = system.runtime("issues").consumer
-    model, real = consumer.handlers[HazardReported.event_type]
-    calls: list[str] = []
-
-    async def flaky(event: Any, envelope: CloudEvent, uow: Any) -> None:
-        calls.append(str(event.report_id))
-        if str(event.report_id) == bad_report:
-            raise ValueError("downstream bug")
-        await real(event, envelope, uow)
-
-    consumer.handlers[HazardReported.event_type] = (model, flaky)
-    await consumer.handle_batch(batch)
+    with _failing_on(system, bad_report) as calls:
+        await consumer.handle_batch(batch)
     # The batch ran up to the bad event, rolled back, then every event ran on its own (the bad one until it
     # was dead-lettered, its run in the batch counted as the first attempt): the two before it ran twice, and
     # nothing it wrote in the batch survived.
     assert calls[:3] == [_report_id(d) for d in batch[:3]]
     assert calls.count(bad_report) == system.settings.handler_max_attempts
     assert await _issue_count(system, batch) == 4
-    async with system.runtime("issues").db.engine.connect() as conn:
-        dead = (await conn.execute(sa.text("SELECT event_id, attempts FROM dead_letters"))).all()
+    dead = await _dead_letters(system)
     assert [(d.event_id, d.attempts) for d in dead] == [
         (json.loads(batch[2].value)["id"], system.settings.handler_max_attempts)
     ]
-    consumer.handlers[HazardReported.event_type] = (model, real)
     assert [o for _, o in await consumer.replay_dead_letters()] == ["handled"]
     assert await _issue_count(system, batch) == 5
 
@@ -153,21 +167,11 @@ async def test_with_one_attempt_an_event_failing_in_its_batch_is_dead_lettered_w
     batch = _copies(await _hazard_delivery(system), 3, north=30)
     bad_report = _report_id(batch[1])
     consumer = system.runtime("issues").consumer
-    model, real = consumer.handlers[HazardReported.event_type]
-    calls: list[str] = []
-
-    async def flaky(event: Any, envelope: CloudEvent, uow: Any) -> None:
-        calls.append(str(event.report_id))
-        if str(event.report_id) == bad_report:
-            raise ValueError("downstream bug")
-        await real(event, envelope, uow)
-
-    consumer.handlers[HazardReported.event_type] = (model, flaky)
     consumer.max_attempts = 1
-    await consumer.handle_batch(batch)
+    with _failing_on(system, bad_report) as calls:
+        await consumer.handle_batch(batch)
     assert calls.count(bad_report) == 1  # its run in the batch was its one attempt
     assert await _issue_count(system, batch) == 2
-    async with system.runtime("issues").db.engine.connect() as conn:
-        dead = (await conn.execute(sa.text("SELECT event_id, attempts, error FROM dead_letters"))).all()
+    dead = await _dead_letters(system)
     assert [(d.event_id, d.attempts) for d in dead] == [(json.loads(batch[1].value)["id"], 1)]
     assert "downstream bug" in dead[0].error

@@ -144,11 +144,16 @@ async def test_rows_and_types_are_those_of_the_session(db: Database) -> None:
     assert first.seven == 7
 
 
+async def _committed(db: Database, statement: Any, values: dict[str, Any]) -> None:
+    """``statement`` on the fast path, in a unit of its own that commits."""
+    async with UnitOfWork(db, "points") as uow:
+        await uow.execute(statement, values)
+        await uow.commit()
+
+
 async def test_bind_processors_run_and_rows_are_stored_as_the_session_stores_them(db: Database) -> None:
     r = row_values("x", 1)
-    async with UnitOfWork(db, "points") as uow:
-        await uow.execute(INSERT, r)
-        await uow.commit()
+    await _committed(db, INSERT, r)
     async with db.engine.connect() as conn:
         stored = (await conn.execute(sa.text("SELECT secret FROM fp_things"))).scalar_one()
     assert stored == "enc:x-s"
@@ -162,9 +167,7 @@ async def test_bind_processors_run_and_rows_are_stored_as_the_session_stores_the
 async def test_a_statement_needing_python_side_defaults_still_gets_them(db: Database) -> None:
     r = row_values("y", 1)
     del r["label"]
-    async with UnitOfWork(db, "points") as uow:
-        await uow.execute(WITHOUT_LABEL, r)
-        await uow.commit()
+    await _committed(db, WITHOUT_LABEL, r)
     async with UnitOfWork(db, "points", read_only=True) as uow:
         row = await uow.fetchrow(BY_ID, {"id": r["id"]})
     assert row is not None and row.label == "plain"
@@ -172,9 +175,7 @@ async def test_a_statement_needing_python_side_defaults_still_gets_them(db: Data
 
 async def test_the_fast_path_runs_in_the_units_transaction(db: Database) -> None:
     kept = row_values("kept", 1)
-    async with UnitOfWork(db, "points") as uow:
-        await uow.execute(INSERT, kept)
-        await uow.commit()
+    await _committed(db, INSERT, kept)
     # A rolled-back unit leaves nothing: its fast-path writes, its session writes, its outbox rows.
     async with UnitOfWork(db, "points") as uow:
         await uow.execute(INSERT, row_values("gone", 2))
@@ -264,9 +265,7 @@ async def test_rows_queued_for_commit_are_written_with_the_outbox_row_or_not_at_
 
 async def test_driver_errors_are_sqlalchemys(db: Database) -> None:
     r = row_values("dup", 1)
-    async with UnitOfWork(db, "points") as uow:
-        await uow.execute(INSERT, r)
-        await uow.commit()
+    await _committed(db, INSERT, r)
     async with UnitOfWork(db, "points") as uow:
         with pytest.raises(sa.exc.IntegrityError):
             await uow.execute(INSERT, r)

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.types import DecoratedCallable
 
 from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
@@ -226,6 +227,11 @@ async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Ciph
     }
 
 
+def _step_route(step: str, tag: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST /issues/{issue_id}/<step>``: a step of the workflow, answered with the issue and its timeline."""
+    return router.post(f"/issues/{{issue_id}}/{step}", response_model=IssueDetail, tags=[tag], **route)
+
+
 async def _act(
     uow: UnitOfWork,
     who: Principal,
@@ -241,125 +247,76 @@ async def _act(
     return await _detail(uow, who, shown, cipher)
 
 
-@router.post(
-    "/issues/{issue_id}/accept",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff: take the issue on (first response)",
-)
+@_step_route("accept", "workflow", summary="Staff: take the issue on (first response)")
 async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.accept, body)
 
 
-@router.post(
-    "/issues/{issue_id}/verify",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff confirmed the problem on site",
-)
+@_step_route("verify", "workflow", summary="Staff confirmed the problem on site")
 async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.verify, body)
 
 
-@router.post(
-    "/issues/{issue_id}/assign",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff: dispatch to departments (the first leads) and an officer",
-)
+@_step_route("assign", "workflow", summary="Staff: dispatch to departments (the first leads) and an officer")
 async def assign(issue_id: UUID, body: Assignment, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.assign, body)
 
 
-@router.post(
-    "/issues/{issue_id}/start", response_model=IssueDetail, tags=["workflow"], summary="The department starts work"
-)
+@_step_route("start", "workflow", summary="The department starts work")
 async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.start, body)
 
 
-@router.post(
-    "/issues/{issue_id}/resolve",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens",
+@_step_route(
+    "resolve", "workflow", summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens"
 )
 async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Resolution | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.resolve, body)
 
 
-@router.post("/issues/{issue_id}/reject", response_model=IssueDetail, tags=["workflow"])
+@_step_route("reject", "workflow")
 async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.reject, body)
 
 
-@router.post(
-    "/issues/{issue_id}/redirect",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff: not ours — tell the resident where to go instead",
-)
+@_step_route("redirect", "workflow", summary="Staff: not ours — tell the resident where to go instead")
 async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.redirect, body)
 
 
-@router.post(
-    "/issues/{issue_id}/close-unresolved",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff: closed without a fix (its own outcome in the figures)",
-)
+@_step_route("close-unresolved", "workflow", summary="Staff: closed without a fix (its own outcome in the figures)")
 async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.close_unresolved, body)
 
 
-@router.post(
-    "/issues/{issue_id}/merge",
-    response_model=IssueDetail,
-    tags=["workflow"],
-    summary="Staff: merge this duplicate into another issue (returns the issue that stays)",
+@_step_route(
+    "merge", "workflow", summary="Staff: merge this duplicate into another issue (returns the issue that stays)"
 )
 async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.merge, body)
 
 
-@router.post(
-    "/issues/{issue_id}/split",
-    response_model=IssueDetail,
+@_step_route(
+    "split",
+    "workflow",
     status_code=201,
-    tags=["workflow"],
     summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)",
 )
 async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.split, body)
 
 
-@router.post(
-    "/issues/{issue_id}/confirm",
-    response_model=IssueDetail,
-    tags=["residents"],
-    summary="Reporter: confirm the fix with a 1–5 rating",
-)
+@_step_route("confirm", "residents", summary="Reporter: confirm the fix with a 1–5 rating")
 async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.confirm, body)
 
 
-@router.post(
-    "/issues/{issue_id}/reopen",
-    response_model=IssueDetail,
-    tags=["residents"],
-    summary="Reporter (within the window) or staff: it is not fixed",
-)
+@_step_route("reopen", "residents", summary="Reporter (within the window) or staff: it is not fixed")
 async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.reopen, body)
 
 
-@router.post(
-    "/issues/{issue_id}/follow",
-    response_model=IssueDetail,
-    tags=["residents"],
-    summary="Follow a public issue (get its updates, comment on it)",
-)
+@_step_route("follow", "residents", summary="Follow a public issue (get its updates, comment on it)")
 async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     async def fn(uow: UnitOfWork, who: Principal, issue: Issue, _: None) -> Issue:
         await workflow.follow(uow, who, issue)

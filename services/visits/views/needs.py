@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 
 from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
+from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, places
 from services.visits.access import Viewer, sees, writes
 from services.visits.models import (
+    Need,
     NeedConfirm,
     NeedDetail,
     NeedEscalate,
@@ -29,6 +33,7 @@ from services.visits.models import (
 from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
 
 router = APIRouter()
+A = TypeVar("A")
 
 
 @router.post(
@@ -95,6 +100,20 @@ async def get_need(need_id: UUID, uow: UoW, who: Who) -> NeedDetail:
     return await ledger.detail(uow, await ledger.get_need(uow, who, need_id))
 
 
+def _step_route(step: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST /needs/{need_id}/<step>``: a step of the need, answered with the need and its timeline."""
+    return router.post(f"/needs/{{need_id}}/{step}", response_model=NeedDetail, tags=["needs ledger"], **route)
+
+
+async def _step(
+    uow: UnitOfWork, who: Viewer, need_id: UUID, act: Callable[[UnitOfWork, Viewer, Need, A], Awaitable[Need]], arg: A
+) -> NeedDetail:
+    need = await ledger.get_need(uow, who, need_id, for_update=True)
+    await act(uow, who, need, arg)
+    await commit(uow)
+    return await ledger.detail(uow, need)
+
+
 @router.patch(
     "/needs/{need_id}",
     response_model=NeedDetail,
@@ -103,85 +122,36 @@ async def get_need(need_id: UUID, uow: UoW, who: Who) -> NeedDetail:
     summary="Supervisor: change owner, due date or urgency",
 )
 async def update_need(need_id: UUID, body: NeedUpdate, uow: UoW, who: Who) -> NeedDetail:
-    need = await ledger.get_need(uow, who, need_id, for_update=True)
-    await ledger.update(uow, who, need, body)
-    await commit(uow)
-    return await ledger.detail(uow, need)
+    return await _step(uow, who, need_id, ledger.update, body)
 
 
-Step = Literal["start", "resolve", "confirm", "reopen", "close", "escalate"]
-
-
-async def _step(uow: UoW, who: Viewer, need_id: UUID, step: Step, body: object) -> NeedDetail:
-    need = await ledger.get_need(uow, who, need_id, for_update=True)
-    if step == "start":
-        await ledger.start(uow, who, need, body.note if isinstance(body, NeedNoteBody) else None)
-    elif step == "resolve" and isinstance(body, NeedResolve):
-        await ledger.resolve(uow, who, need, body)
-    elif step == "confirm":
-        await ledger.confirm(uow, who, need, body if isinstance(body, NeedConfirm) else NeedConfirm())
-    elif step == "reopen" and isinstance(body, NeedReason):
-        await ledger.reopen(uow, who, need, body.reason)
-    elif step == "close" and isinstance(body, NeedReason):
-        await ledger.close(uow, who, need, body.reason)
-    elif step == "escalate":
-        await ledger.escalate(uow, who, need, body.note if isinstance(body, NeedEscalate) else None)
-    await commit(uow)
-    return await ledger.detail(uow, need)
-
-
-@router.post("/needs/{need_id}/start", response_model=NeedDetail, tags=["needs ledger"])
+@_step_route("start")
 async def start_need(need_id: UUID, uow: UoW, who: Who, body: NeedNoteBody | None = None) -> NeedDetail:
-    return await _step(uow, who, need_id, "start", body)
+    return await _step(uow, who, need_id, ledger.start, body.note if body else None)
 
 
-@router.post(
-    "/needs/{need_id}/resolve",
-    response_model=NeedDetail,
-    tags=["needs ledger"],
-    summary="Owner: done — say what was done",
-)
+@_step_route("resolve", summary="Owner: done — say what was done")
 async def resolve_need(need_id: UUID, body: NeedResolve, uow: UoW, who: Who) -> NeedDetail:
-    return await _step(uow, who, need_id, "resolve", body)
+    return await _step(uow, who, need_id, ledger.resolve, body)
 
 
-@router.post(
-    "/needs/{need_id}/confirm",
-    response_model=NeedDetail,
-    tags=["needs ledger"],
-    summary="The resident confirms (in the app, or in person to the grid worker): 销号",
-)
+@_step_route("confirm", summary="The resident confirms (in the app, or in person to the grid worker): 销号")
 async def confirm_need(need_id: UUID, uow: UoW, who: Who, body: NeedConfirm | None = None) -> NeedDetail:
-    return await _step(uow, who, need_id, "confirm", body)
+    return await _step(uow, who, need_id, ledger.confirm, body or NeedConfirm())
 
 
-@router.post(
-    "/needs/{need_id}/reopen",
-    response_model=NeedDetail,
-    tags=["needs ledger"],
-    summary="The resident says it is not done",
-)
+@_step_route("reopen", summary="The resident says it is not done")
 async def reopen_need(need_id: UUID, body: NeedReason, uow: UoW, who: Who) -> NeedDetail:
-    return await _step(uow, who, need_id, "reopen", body)
+    return await _step(uow, who, need_id, ledger.reopen, body.reason)
 
 
-@router.post(
-    "/needs/{need_id}/close",
-    response_model=NeedDetail,
-    tags=["needs ledger"],
-    dependencies=[STAFF],
-    summary="Supervisor: close with a reason",
-)
+@_step_route("close", dependencies=[STAFF], summary="Supervisor: close with a reason")
 async def close_need(need_id: UUID, body: NeedReason, uow: UoW, who: Who) -> NeedDetail:
-    return await _step(uow, who, need_id, "close", body)
+    return await _step(uow, who, need_id, ledger.close, body.reason)
 
 
-@router.post(
-    "/needs/{need_id}/escalate",
-    response_model=NeedDetail,
-    tags=["needs ledger"],
-    dependencies=[FIELD],
-    summary="Beyond the community: send to the issues service (NeedEscalated)",
+@_step_route(
+    "escalate", dependencies=[FIELD], summary="Beyond the community: send to the issues service (NeedEscalated)"
 )
 async def escalate_need(need_id: UUID, uow: UoW, who: Who, body: NeedEscalate | None = None) -> NeedDetail:
-    return await _step(uow, who, need_id, "escalate", body)
+    return await _step(uow, who, need_id, ledger.escalate, body.note if body else None)

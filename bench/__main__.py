@@ -36,13 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="record a py-spy flame graph (SVG) of each figure's subject into <out>/profiles/ (one extra round)",
-    )
-    parser.add_argument(
-        "--profile-format",
-        choices=["flamegraph", "raw"],
-        default="flamegraph",
-        help="with --profile: raw writes collapsed stacks (<figure>.collapsed.txt) for `python -m bench.profile_top`",
+        help="py-spy each figure's subject (and a read's or write's baseline) for one extra round: flame graph "
+        "(SVG) and collapsed stacks in <out>/profiles/, each owner's share of the CPU in the report",
     )
     args = parser.parse_args(argv)
     sizes = SIZES[args.sizes or "quick"]
@@ -60,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(env, sizes, only, log=lambda line: print(line, flush=True))
         if args.profile:
             suite.profile_dir = args.out / "profiles"
-            suite.profile_format = args.profile_format
         result = suite.run()
         workdir = env.workdir
         env.keep_logs = args.keep_logs or any(f["status"] == "failed" for f in result["figures"])

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench import bare_reads, datagen, profile_top
+from bench import bare_reads, datagen, flamegraph, profile_top
 from bench.env import BenchEnv, Server, run_python
 
 Requests = list[dict[str, Any]] | Callable[[int], list[dict[str, Any]]]
@@ -176,7 +176,6 @@ class Suite:
         self.order_scenario: dict[str, Any] | None = None
         self.bare_order_diners: list[str] = []
         self.profile_dir: Path | None = None  # --profile: a py-spy flame graph of each figure's subject
-        self.profile_format = "flamegraph"  # or "raw": collapsed stacks (--profile-format raw)
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -254,7 +253,7 @@ class Suite:
             fig.ratio = fig.subject["rps"] / fig.baseline["rps"]
         if self.profile_dir is not None:
             self.profile(fig, subject[0], lambda: self.load(subject[0], _round(subject[1], 0), mode=mode, rate=rate))
-            if self.profile_format == "raw":  # the baseline's split too, to set each owner's µs beside its own
+            if fig.group in ("reads", "writes"):  # the baseline's split too, each owner's µs beside the subject's
                 self.profile(
                     fig,
                     baseline[0],
@@ -264,40 +263,39 @@ class Suite:
         return fig
 
     def profile(self, fig: Figure, server: Server, run: Callable[[], Any], side: str = "subject") -> None:
-        """One more round of the subject under ``py-spy record`` (not counted in the figure): the flame graph
-        (SVG) of where the server's CPU goes, in ``profile_dir/<figure id>.svg``; with ``profile_format="raw"``
-        the collapsed stacks instead, in ``<figure id>.collapsed.txt`` (``python -m bench.profile_top`` lists
-        their heaviest frames)."""
+        """One more round under ``py-spy record`` (not counted in the figure): the collapsed stacks of where the
+        server's CPU goes (``profile_dir/<figure id>.collapsed.txt``; ``python -m bench.profile_top`` ranks
+        them), their flame graph (``<figure id>.svg``) and each owner's share in the figure's report."""
         assert self.profile_dir is not None
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        raw = self.profile_format == "raw"
         name = fig.id if side == "subject" else f"{fig.id}.{side}"
-        out = self.profile_dir / (f"{name}.collapsed.txt" if raw else f"{name}.svg")
-        fmt = "raw" if raw else "flamegraph"
-        cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "200", "--format", fmt, "-o", str(out)]
+        out = self.profile_dir / f"{name}.collapsed.txt"
+        cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "200", "--format", "raw", "-o", str(out)]
+        suffix = "" if side == "subject" else f"_{side}"
         try:
             spying = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
-            fig.extra["profile_error"] = f"py-spy: {exc}"
+            fig.extra["profile_error" + suffix] = f"py-spy: {exc}"
             return
         try:
             time.sleep(0.5)  # attached before the load starts
             run()
         finally:
-            spying.send_signal(signal.SIGINT)  # py-spy writes the flame graph when interrupted
+            spying.send_signal(signal.SIGINT)  # py-spy writes what it recorded when interrupted
             try:
                 _, err = spying.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 spying.kill()
                 err = b"timed out writing"
-        suffix = "" if side == "subject" else f"_{side}"
-        if out.exists():
-            fig.extra["profile" + suffix] = str(out)
-            if raw:
-                fig.extra["cpu_by_owner" + suffix] = profile_top.by_owner(out.read_text().splitlines())
-        else:
+        if not out.exists():
             fig.extra["profile_error" + suffix] = err.decode(errors="replace")[-300:]
+            return
+        lines = out.read_text().splitlines()
+        svg = self.profile_dir / f"{name}.svg"
+        svg.write_text(flamegraph.render(lines, f"{fig.title} — {server.name} ({side})"))
+        fig.extra["profile" + suffix] = str(svg)
+        fig.extra["cpu_by_owner" + suffix] = profile_top.by_owner(lines)
 
     def guard(self, fig: Figure, body: Callable[[], Any]) -> Figure:
         try:

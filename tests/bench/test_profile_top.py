@@ -1,3 +1,4 @@
+from bench import flamegraph
 from bench.profile_top import by_owner, frame_name, owner, shares
 from bench.report import _cpu_by_owner
 
@@ -48,3 +49,13 @@ def test_the_baselines_split_stands_beside_the_subjects() -> None:
         "server CPU by whose code it is: minsheng 200 µs (baseline 0 µs), "
         "database driver (asyncpg) 800 µs (baseline 400 µs)"
     )
+
+
+def test_the_flame_graph_draws_each_function_as_wide_as_its_share() -> None:
+    svg = flamegraph.render(
+        ["main (uvicorn/main.py:1);handle (fastapi/routing.py:2) 3", "main (uvicorn/main.py:1) 1"], "a figure"
+    )
+    assert svg.startswith("<svg") and "a figure (4 samples)" in svg
+    assert 'width="1200.0"' in svg and 'width="900.0"' in svg  # main: all samples; handle: three quarters
+    assert "handle (fastapi/routing.py) — 3 samples, 75.0 %" in svg
+    assert "{y" not in svg and "{t" not in svg

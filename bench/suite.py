@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench import bare_reads, datagen, flamegraph, profile_top
 from bench.env import BenchEnv, Server, run_python
@@ -1012,6 +1013,11 @@ class Suite:
                     notes.append(
                         "server CPU per report (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
                     )
+                if fig.subject.get("machine_busy") is not None:
+                    notes.append(
+                        f"the machine's CPUs busy {fig.subject['machine_busy']:.0%} of the round "
+                        f"({psutil.cpu_count()} cores: both services, PostgreSQL, the broker, the load generator)"
+                    )
                 fig.note = "; ".join(notes)[:600]
                 if self.profile_dir is not None:  # one more round, both processes under py-spy
                     self.profile(
@@ -1027,8 +1033,10 @@ class Suite:
 
         path = self.env.workdir / f"e2e-{time.time_ns()}.json"
         path.write_text(json.dumps(spec))
+        before = psutil.cpu_times()
         with Sampler(watch) as sampler:
             result: dict[str, Any] = run_python("bench.e2e", str(path), timeout=spec["duration"] + 120)
+        result["machine_busy"] = _busy_since(before)
         result["rss_mb_max"] = {k: round(v, 1) for k, v in sampler.max_rss.items()}
         # server CPU over the whole round per report scheduled (warm-up included): points = POST + relay,
         # issues = consumer + intake (the stage split's CPU side; wall-clock stages are in the note)
@@ -1519,6 +1527,14 @@ async def _values(dsn: str, sql: str) -> list[Any]:
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def _busy_since(before: Any) -> float:
+    """The share of the machine's CPU time that was not idle since ``before`` (``psutil.cpu_times()``)."""
+    after = psutil.cpu_times()
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
+    return round(1 - idle / total, 3) if total > 0 else 0.0
 
 
 def _median(results: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]) -> dict[str, Any]:

@@ -267,31 +267,31 @@ def _rules_with_usage_statement() -> Any:
         )
 
     capped = sa.or_(rules.c.daily_cap_fen.is_not(None), rules.c.monthly_cap_fen.is_not(None))
-    ends = col(SubsidyRule.effective_to)
-    return select(
-        SubsidyRule,
-        sa.case((capped, paid(sa.case((lines.c.meal_date == day, lines.c.amount_fen), else_=0))), else_=0),
-        sa.case((capped, paid(lines.c.amount_fen)), else_=0),
-    ).where(col(SubsidyRule.effective_from) <= day, sa.or_(ends.is_(None), ends >= day))
+    ends = rules.c.effective_to
+    return sa.select(
+        *rules.c,
+        sa.case((capped, paid(sa.case((lines.c.meal_date == day, lines.c.amount_fen), else_=0))), else_=0).label(
+            "paid_on_the_day"
+        ),
+        sa.case((capped, paid(lines.c.amount_fen)), else_=0).label("paid_in_the_month"),
+    ).where(rules.c.effective_from <= day, sa.or_(ends.is_(None), ends >= day))
 
 
-# Read on every booking: built once (bound parameters), so SQLAlchemy compiles it once; rules and cap usage come
-# in one round trip.
+# Read on every booking: built once (bound parameters), so it is compiled once and runs on the fast path; rules
+# and cap usage come in one round trip, each rule as a Core row (a ``RuleLike``: the engine reads, never writes).
 _RULES_WITH_USAGE = _rules_with_usage_statement()
 
 
 async def compute_for(uow: UnitOfWork, ctx: MealContext, diner_id: UUID) -> Computation:
     first = ctx.meal_date.replace(day=1)
     nxt = (first + timedelta(days=32)).replace(day=1)
-    rows = await uow.session.execute(
-        _RULES_WITH_USAGE, {"day": ctx.meal_date, "diner_id": diner_id, "first": first, "next": nxt}
-    )
-    candidates: list[SubsidyRule] = []
+    rows = await uow.fetch(_RULES_WITH_USAGE, {"day": ctx.meal_date, "diner_id": diner_id, "first": first, "next": nxt})
+    candidates: list[RuleLike] = []
     usage: dict[str, Usage] = {}
-    for rule, day, month in rows:
-        if matches(rule, ctx):
-            candidates.append(rule)
-            usage[rule.key] = Usage(day=int(day), month=int(month))
+    for rule in rows:
+        if matches(rule, ctx):  # type: ignore[arg-type]  # a Row with the rule's columns
+            candidates.append(rule)  # type: ignore[arg-type]
+            usage[rule.key] = Usage(day=int(rule.paid_on_the_day), month=int(rule.paid_in_the_month))
     return compute(candidates, ctx, usage)
 
 

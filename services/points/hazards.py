@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -178,8 +178,13 @@ async def reporting_rider(uow: UnitOfWork, subject: str, data: HazardReportCreat
     return rider, [r for r in rows if r.id is not None and _same_place(r, data, radius)]
 
 
+def progress_step(status: str, note: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+    """One step of a report's ``progress`` as stored (what ``ProgressStep`` reads back)."""
+    return {"status": status, "at": (at or utcnow()).isoformat(), "note": note}
+
+
 def _step(report: HazardReport, status: str, note: str | None = None) -> None:
-    report.progress = [*report.progress, {"status": status, "at": utcnow().isoformat(), "note": note}]
+    report.progress = [*report.progress, progress_step(status, note)]
 
 
 async def report_hazard(
@@ -215,7 +220,7 @@ async def report_hazard(
         "issue_status": None,
         "duplicate_of": duplicate_of,
         "false_report": False,
-        "progress": [{"status": HazardStatus.submitted.value, "at": now.isoformat(), "note": note}],
+        "progress": [progress_step(HazardStatus.submitted.value, note, now)],
         "points_awarded": 0,
         "created_at": now,
         "updated_at": now,
@@ -317,8 +322,7 @@ async def link_to_issue(uow: UnitOfWork, report_ids: list[UUID], issue_id: UUID,
     now = utcnow()
     for row in await uow.fetch(_OPENED_STATE, {"ids": report_ids}):
         if row.status == HazardStatus.submitted:
-            step = {"status": "submitted", "at": now.isoformat(), "note": note}
-            progress = [*(row.progress or []), step]
+            progress = [*(row.progress or []), progress_step("submitted", note, now)]
             params = {"b_id": row.id, "b_issue_id": issue_id, "b_now": now, "b_progress": progress}
             await uow.execute(_ACCEPT, params)
         else:

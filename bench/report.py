@@ -56,16 +56,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _cpu_by_owner(f: dict[str, Any]) -> str:
-    """The server CPU per request split by whose code ran (``--profile-format raw``): the subject's, and the
-    baseline's beside it when it was profiled too; in µs when the CPU per request is known, else in shares."""
+def _cpu_by_owner(f: dict[str, Any], key: str = "cpu_by_owner", label: str = "server CPU") -> str:
+    """A profiled process's CPU split by whose code ran (``--profile``; ``key`` names the split in the figure's
+    extras): the subject's, with the baseline's beside it when it was profiled too; in µs per request when the
+    CPU per request is known, else in shares."""
 
     def split(side: str, key: str) -> dict[str, float]:
         per_request = (f.get(side) or {}).get("server_cpu_us_per_request")
         shares = f["extra"].get(key) or {}
         return {name: share * per_request if per_request else share for name, share in shares.items()}
 
-    ours, theirs = split("subject", "cpu_by_owner"), split("baseline", "cpu_by_owner_baseline")
+    ours, theirs = split("subject", key), split("baseline", "cpu_by_owner_baseline")
     in_us = bool((f.get("subject") or {}).get("server_cpu_us_per_request"))
     total = sum(ours.values()) or 1.0
     parts = []
@@ -77,7 +78,7 @@ def _cpu_by_owner(f: dict[str, Any]) -> str:
             other = theirs.get(name, 0.0)
             text += f" (baseline {other:.0f} µs)" if in_us else f" (baseline {other:.0%})"
         parts.append(text)
-    return "server CPU by whose code it is: " + ", ".join(parts)
+    return f"{label} by whose code it is: " + ", ".join(parts)
 
 
 def _fmt_rps(r: dict[str, Any] | None) -> str:
@@ -192,12 +193,9 @@ def markdown(result: dict[str, Any]) -> str:
             extra = [f"baseline: {f['baseline_name']}"] if f.get("baseline_name") else []
             if f.get("note"):
                 extra.append(f["note"])
-            for key, process in (("cpu_by_owner", "subject"), ("cpu_by_owner_issues", "issues")):
-                split = f["extra"].get(key)
-                if split and f["group"] == "e2e":
-                    process = "points" if process == "subject" else process
-                    shares = ", ".join(f"{name} {share:.0%}" for name, share in split.items() if share >= 0.02)
-                    extra.append(f"{process} CPU by whose code it is: {shares}")
+            for key, process in (("cpu_by_owner", "points"), ("cpu_by_owner_issues", "issues")):
+                if f["group"] == "e2e" and f["extra"].get(key):
+                    extra.append(_cpu_by_owner(f, key, f"{process} CPU"))
             if (extra and f["status"] == "ok") or f.get("note"):
                 lines.append(_note(f, extra))
         lines.append("")

@@ -67,13 +67,10 @@ def _rows_insert(parts: tuple[tuple[sa.Table, tuple[str, ...]], ...], notify_cha
 
 
 @functools.cache
-def _outbox_insert_many(outbox: sa.Table, notify_channel: str | None) -> sa.Insert:
-    return _notifying(sa.insert(outbox), notify_channel)
-
-
-@functools.cache
-def _insert_many(table: sa.Table) -> sa.Insert:
-    return sa.insert(table)
+def _insert_many(table: sa.Table, notify_channel: str | None = None) -> sa.Insert:
+    """The INSERT an executemany of several rows runs (SQLAlchemy sends them as one multi-row statement), built
+    once per table; with ``notify_channel`` (outbox rows) it notifies the relay."""
+    return _notifying(sa.insert(table), notify_channel)
 
 
 @functools.cache
@@ -289,14 +286,14 @@ class UnitOfWork:
             one_statement.clear()
         if len(self._inbox) == 1 and self.db.is_postgres:
             one_statement.append((t.processed_events, self._inbox[0]))
-        elif self._inbox:  # executemany of one cached statement (SQLAlchemy sends it as one multi-row INSERT)
+        elif self._inbox:
             await self.session.execute(_insert_many(t.processed_events), self._inbox)
         notify = None
         if len(self._pending) == 1:
             one_statement.append((t.outbox, self._pending[0]))
             notify = channel
         elif self._pending:
-            await self.session.execute(_outbox_insert_many(t.outbox, channel), self._pending)
+            await self.session.execute(_insert_many(t.outbox, channel), self._pending)
         if one_statement:
             parts = tuple((table, tuple(row)) for table, row in one_statement)
             params = {f"p{n}_{k}": v for n, (_, row) in enumerate(one_statement) for k, v in row.items()}

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from minsheng.contracts.canteen import FamilyContact
-from minsheng.contracts.points import PointsPosted, TaskCompleted
+from minsheng.contracts.points import PointsPosted, TaskClaimed, TaskCompleted
 from minsheng.contracts.visits import WelfareCheckCompleted
 from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config
@@ -119,6 +119,42 @@ async def test_riders_hear_about_points_and_tasks_through_their_linked_account(n
     assert items[1]["body"] == "您已兑换10积分，当前余额15。"
     [wechat] = received(s, "wechat")  # one credit: the first of the two WeChat-bearing rules used it
     assert wechat["template_id"] == "TPL_POINTS" and wechat["data"]["number1"] == {"value": "5"}
+
+
+async def test_riders_hear_a_task_claimed_and_points_reversed_or_voided_in_the_inbox_only(notify: System) -> None:
+    s = notify
+    sub, rider_id = new_sub(), uuid4()
+    await account(s, sub, openid="oRider0000000000000002", roles=("rider",))
+    await link(s, sub, "points.rider", rider_id)
+    await subscribe(s, sub, "TPL_POINTS")  # a credit to spend: these rules still send no WeChat message
+    await deliver(
+        s,
+        TaskClaimed(task_id=uuid4(), task_type="meal_delivery", rider_id=rider_id, claimed_at=NOW),
+        source="points",
+    )
+    for kind, amount, balance, cause in (("reversed", -20, 5, "hazard_report"), ("voided", 10, 15, "redemption")):
+        await deliver(
+            s,
+            PointsPosted(
+                entry_id=uuid4(),
+                rider_id=rider_id,
+                kind=kind,
+                amount=amount,
+                balance_after=balance,
+                cause_type=cause,
+                cause_id=str(uuid4()),
+                posted_at=NOW,
+            ),
+            source="points",
+        )
+    await flush(s)
+    items = (await s.client.get("/notify/inbox", headers=s.auth("rider", sub=sub))).json()["items"]
+    assert [(m["rule"], m["body"]) for m in items] == [
+        ("points_voided", "商家撤销了一笔兑换，10积分已退回，当前余额15。"),
+        ("points_reversed", "20积分已撤销（隐患上报），当前余额5。"),
+        ("task_claimed", "您已领取送餐任务，请按时完成。"),
+    ]
+    assert received(s, "wechat") == [] and await deliveries(s, channel="wechat") == []
 
 
 async def test_an_absence_alert_reaches_the_family_by_sms_and_wechat(notify: System) -> None:

@@ -3,6 +3,10 @@ gets an inbox message and, when subscribed, exactly one WeChat subscribe message
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from minsheng.platform.ids import utcnow
+from services.issues.jobs import sweep_overdue
 from services.notify.demo import demo_openid
 from tests.issues.helpers import FAR, FLOOD, NEARBY, act, report, resident, staff
 from tests.notify.helpers import account, deliveries, flush, new_sub, received, subscribe
@@ -116,3 +120,60 @@ async def test_co_reporters_and_followers_hear_the_issues_progress_and_others_do
         assert [m["rule"] for m in inbox] == ["issue_resolved", "issue_accepted"], sub
     bystander_inbox = (await s.client.get("/notify/inbox", headers=resident(s, bystander))).json()
     assert bystander_inbox["items"] == [] and bystander_inbox["unread"] == 0
+
+
+async def test_assigned_and_the_overdue_apology_reach_the_reporter_in_the_inbox_and_by_wechat(notify: System) -> None:
+    s = notify
+    sub = new_sub()
+    openid = demo_openid(sub)
+    await account(s, sub, openid=openid)
+    for _ in range(3):  # three taps: three credits, one per progress message
+        await subscribe(s, sub, "TPL_ISSUE_PROGRESS")
+    me = resident(s, sub)
+    issue = await report(s, me, FLOOD)
+    desk = staff(s)
+    await act(s, issue["id"], "accept", desk, {"template": "next_day_survey"})
+    await act(s, issue["id"], "assign", desk, {"departments": ["public_works", "property"]})
+    await flush(s)
+    # The resolution deadline passes: the issues service's sweep escalates it and says so.
+    assert await sweep_overdue(s.runtime("issues"), now=utcnow() + timedelta(days=60)) >= 1
+    await flush(s)
+
+    items = (await s.client.get("/notify/inbox", headers=me)).json()["items"]
+    assert [m["rule"] for m in items] == ["issue_overdue_apology", "issue_assigned", "issue_accepted"]
+    overdue, assigned, _ = items
+    assert assigned["title"] == "您反映的问题已派单" and assigned["body"].startswith("您反映的积水问题已交由")
+    assert overdue["title"] == "抱歉，办理超时了"
+    assert overdue["body"] == "抱歉，您反映的积水问题办结已超时，已提交上级督办。"
+    assert {m["link"] for m in items} == {f"pages/issue/detail?id={issue['id']}"}
+    sent = received(s, "wechat")
+    assert [m["data"]["phrase2"]["value"] for m in sent] == ["已受理", "已派单", "已督办"]
+    assert {(m["touser"], m["template_id"], m["page"]) for m in sent} == {
+        (openid, "TPL_ISSUE_PROGRESS", f"pages/issue/detail?id={issue['id']}")
+    }
+
+
+async def test_the_inbox_pages_newest_first_by_keyset_and_counts_the_unread(notify: System) -> None:
+    s = notify
+    me, desk = resident(s, new_sub()), staff(s)
+    issues = [await report(s, me, {**FLOOD, "latitude": 40.0 + n / 20}) for n in range(5)]
+    for issue in issues:
+        await act(s, issue["id"], "resolve", desk)
+    await flush(s)
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await s.client.get("/notify/inbox", headers=me, params=params)).json()
+        assert len(page["items"]) <= 2 and page["unread"] == 5
+        seen += [m["subject_ref"] for m in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == [f"issue:{i['id']}" for i in reversed(issues)]  # newest first, each once
+
+    newest = (await s.client.get("/notify/inbox", headers=me, params={"limit": 1})).json()["items"][0]
+    await s.client.post(f"/notify/inbox/{newest['id']}/read", headers=me)
+    unread = (await s.client.get("/notify/inbox", headers=me, params={"unread_only": True})).json()
+    assert unread["unread"] == 4 and newest["id"] not in [m["id"] for m in unread["items"]]
+    assert len(unread["items"]) == 4

@@ -112,6 +112,25 @@ class LedgerEvent(IntegrationEvent):
 
 
 @contract
+class RiderAccountLinked(LedgerEvent):
+    """A rider registered: their app account (``account_id``, the JWT ``sub`` they registered with) is the
+    points rider ``rider_id``. On the ledger topic, keyed by the rider, so a consumer sees it before any of
+    the rider's entries; notify keeps it as its ``points.rider`` link (the ledger's events name only the rider
+    id). Published by points, which makes the link (identity's topic has one writer, identity)."""
+
+    event_type: ClassVar[str] = "minsheng.points.ledger.account_linked.v1"
+    model_config = example(
+        rider_id="01936f2e-0000-7000-8000-000000000001",
+        account_id="01936f2e-1d00-7000-8000-000000000001",
+        linked_at="2026-11-27T09:00:00Z",
+    )
+
+    rider_id: UUID
+    account_id: str = Field(max_length=200)
+    linked_at: datetime
+
+
+@contract
 class PointsPosted(LedgerEvent):
     """A ledger entry was appended for a rider (earned, reversed, redeemed, voided, expired, adjusted)."""
 

@@ -1,6 +1,6 @@
-"""What the notify service does when events arrive: identity's account events, and the links visits and canteen
-make between accounts and their records (who is behind a resident, a diner's relative), keep the recipient
-read model (``recipients``); every event a rule names is fanned out into messages and deliveries
+"""What the notify service does when events arrive: identity's account events, and the links visits, canteen and
+points make between accounts and their records (who is behind a resident, a diner's relative, a rider) keep
+the recipient read model (``recipients``); every event a rule names is fanned out into messages and deliveries
 (``messages.fan_out``). Each runs inside the consumer's unit of work with the inbox row, so a redelivered event
 writes nothing twice."""
 
@@ -17,6 +17,7 @@ from minsheng.contracts.identity import (
     AccountStatusChanged,
 )
 from minsheng.contracts.issues import IssueFollowed, IssueMerged
+from minsheng.contracts.points import RiderAccountLinked
 from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.consumer import Handler
 from minsheng.platform.envelope import CloudEvent
@@ -53,6 +54,10 @@ async def on_family_linked(event: FamilyMemberLinked, envelope: CloudEvent, uow:
     await recipients.record_linked(uow, "canteen.family", str(event.member_id), event.account_id)
 
 
+async def on_rider_linked(event: RiderAccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
+    await recipients.record_linked(uow, "points.rider", str(event.rider_id), event.account_id)
+
+
 async def on_issue_followed(event: IssueFollowed, envelope: CloudEvent, uow: UnitOfWork) -> None:
     await recipients.issue_followed(uow, str(event.issue_id), event.subject, event.role)
 
@@ -73,6 +78,7 @@ HANDLERS: dict[type[IntegrationEvent], Handler] = {
     AccountLinked: on_account_linked,
     ResidentAccountLinked: on_resident_linked,
     FamilyMemberLinked: on_family_linked,
+    RiderAccountLinked: on_rider_linked,
     IssueFollowed: on_issue_followed,
     IssueMerged: on_issue_merged,
     **{REGISTRY[event_type]: on_ruled_event for event_type in sorted(rulebook().event_types)},

@@ -9,6 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.contracts.points import RiderAccountLinked
 from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
@@ -47,6 +48,7 @@ async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate, fc: F
     uow.session.add(rider)
     await uow.session.flush()
     uow.session.add(RiderBalance(rider_id=rider.id, balance=0))
+    uow.emit(RiderAccountLinked(rider_id=rider.id, account_id=subject, linked_at=utcnow()))
     return rider
 
 

@@ -72,6 +72,29 @@ async def test_an_urgent_fire_reaches_the_duty_group_within_a_second(three: Syst
     assert len(received(s, "wecom")) == 1  # one urgent issue, one alert
 
 
+async def test_a_rider_registered_in_points_is_linked_for_notify_without_anyone_else(three: System) -> None:
+    """Points publishes the registration (``RiderAccountLinked`` on the ledger topic): no identity link needed."""
+    s = three
+    rider_sub = new_sub()
+    rider = s.auth("rider", sub=rider_sub, scopes=())
+    await account(s, rider_sub, roles=("rider",))  # identity told notify about the account, nothing more
+    r = await s.client.post(
+        "/points/riders",
+        headers=rider,
+        json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
+    )
+    assert r.status_code == 201, r.text
+    assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
+    await s.settle()
+    staff = s.auth("staff", sub="staff-1", scopes=["community:yunxing"])
+    issue = (await s.client.get("/issues/issues", headers=staff)).json()["items"][0]
+    assert (await s.client.post(f"/issues/issues/{issue['id']}/verify", headers=staff)).status_code == 200
+    await flush(s)
+    items = (await s.client.get("/notify/inbox", headers=rider)).json()["items"]
+    points = [m for m in items if m["rule"] == "points_earned"]
+    assert [m["body"] for m in points] == ["您获得20积分（隐患上报），当前余额20。"]
+
+
 async def test_riders_hear_about_points_and_tasks_through_their_linked_account(notify: System) -> None:
     s = notify
     sub, rider_id = new_sub(), uuid4()

@@ -147,6 +147,12 @@ class BenchEnv:
         if not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    @property
+    def broker_pid(self) -> int | None:
+        """The broker's process (None for an external one, ``MINSHENG_TEST_KAFKA_BOOTSTRAP``)."""
+        proc = self._broker.proc if self._broker is not None else None
+        return proc.pid if proc is not None else None
+
     def restart_kafka(self) -> None:
         """A fresh, empty broker: no backlog from earlier figures."""
         if self._broker is not None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -28,6 +29,54 @@ from minsheng.platform.ids import utcnow, uuid7
 def _cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+async def _infra_processes(spec: dict[str, Any]) -> dict[str, list[Any]]:
+    """The broker's process and the bench's PostgreSQL (its postmaster and every backend): whose CPU besides
+    this process's each side of the figure costs. Other PostgreSQL servers on the machine are not counted."""
+    import asyncpg
+    import psutil
+
+    found: dict[str, list[Any]] = {"broker": [], "postgres": []}
+    if spec.get("broker_pid"):
+        found["broker"].append(psutil.Process(spec["broker_pid"]))
+    conn = await asyncpg.connect(spec["dsn"])
+    try:  # the backend's parent is read while the backend is alive
+        postmaster = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).parent()
+    finally:
+        await conn.close()
+    if postmaster is not None:
+        found["postgres"] = [postmaster]
+    return found
+
+
+def _infra_cpu(found: dict[str, list[Any]]) -> dict[int, float]:
+    """CPU seconds per process, the postmaster's current children included (a backend that starts later counts
+    from zero in :func:`_infra_split`)."""
+    import psutil
+
+    seconds: dict[int, float] = {}
+    for procs in found.values():
+        for proc in procs:
+            family = [proc]
+            if proc in found["postgres"]:
+                with contextlib.suppress(psutil.Error):  # a backend may end while it is listed
+                    family += proc.children()
+            for p in family:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    seconds[p.pid] = t.user + t.system
+    return seconds
+
+
+def _infra_split(found: dict[str, list[Any]], before: dict[int, float], n: int) -> dict[str, float]:
+    """µs of CPU per message in the broker and in PostgreSQL between ``before`` and now."""
+    after = _infra_cpu(found)
+    broker_pids = {p.pid for p in found["broker"]}
+    split = {"broker": 0.0, "postgres": 0.0}
+    for pid, seconds in after.items():
+        split["broker" if pid in broker_pids else "postgres"] += seconds - before.get(pid, 0.0)
+    return {f"{name}_cpu_us_per_message": total / max(n, 1) * 1e6 for name, total in split.items()}
 
 
 def sample_message(i: int, topic: str) -> dict[str, Any]:
@@ -83,11 +132,14 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
         await bus.start()
         await bus.ensure_topics([topic])
         await bus.publish([OutgoingMessage(topic, "warm-up", b"warm-up")])
+        infra = await _infra_processes(spec)
+        infra0 = _infra_cpu(infra)
         t0, cpu0 = time.perf_counter(), _cpu()
         # What the relay's run loop does each time it wakes: publish batch after batch until none is full.
         await relay.drain()
         elapsed = time.perf_counter() - t0
         cpu = _cpu() - cpu0
+        split = _infra_split(infra, infra0, relay.published)  # before the pool closes its backends
     finally:
         await bus.stop()
         await db.dispose()
@@ -96,6 +148,7 @@ async def run_relay(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": elapsed,
         "rate": relay.published / elapsed,
         "cpu_us_per_message": cpu / max(relay.published, 1) * 1e6,
+        **split,
     }
 
 
@@ -122,6 +175,8 @@ async def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=b"warm-up", key=b"warm-up")
+        infra = await _infra_processes(spec)
+        infra0 = _infra_cpu(infra)
         t0, cpu0 = time.perf_counter(), _cpu()
         for start in range(0, n, batch):
             if spec["mode"] == "raw_send":  # one send() per message, then await the batch's acks
@@ -139,9 +194,10 @@ async def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(*futures)
         elapsed = time.perf_counter() - t0
         cpu = _cpu() - cpu0
+        split = _infra_split(infra, infra0, n)
     finally:
         await producer.stop()
-    return {"messages": n, "seconds": elapsed, "rate": n / elapsed, "cpu_us_per_message": cpu / n * 1e6}
+    return {"messages": n, "seconds": elapsed, "rate": n / elapsed, "cpu_us_per_message": cpu / n * 1e6, **split}
 
 
 def main() -> None:

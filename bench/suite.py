@@ -1087,7 +1087,13 @@ class Suite:
             asyncio.run(env.migrate("points", "relay"))
             subs, bases, sends = [], [], []
             for i in range(s.rounds):
-                common = {"bootstrap": env.kafka_bootstrap, "n": s.relay_messages, "batch_size": s.relay_batch}
+                common = {
+                    "bootstrap": env.kafka_bootstrap,
+                    "n": s.relay_messages,
+                    "batch_size": s.relay_batch,
+                    "dsn": env.dsn_for("relay"),  # every side: whose CPU in PostgreSQL and the broker it costs
+                    "broker_pid": env.broker_pid,
+                }
                 bases.append(self._worker({**common, "mode": "raw_batch", "topic": f"msbench.raw.{i}"}))
                 sends.append(self._worker({**common, "mode": "raw_send", "topic": f"msbench.send.{i}"}))
                 subs.append(
@@ -1096,7 +1102,6 @@ class Suite:
                             **common,
                             "mode": "relay",
                             "topic": f"msbench.relay.{i}",
-                            "dsn": env.dsn_for("relay"),
                             "url": env.url_for("relay"),
                         }
                     )
@@ -1111,7 +1116,9 @@ class Suite:
                 f"{fig.subject['rate'] / fig.extra['raw_send']['rate']:.0%} of it); CPU per message: relay "
                 f"{fig.subject.get('cpu_us_per_message', 0):.0f} µs, raw batches "
                 f"{fig.baseline.get('cpu_us_per_message', 0):.0f} µs, raw send "
-                f"{fig.extra['raw_send'].get('cpu_us_per_message', 0):.0f} µs"
+                f"{fig.extra['raw_send'].get('cpu_us_per_message', 0):.0f} µs; CPU per message in the relay's "
+                f"process + PostgreSQL + the broker: {_cpu_split(fig.subject)} µs, raw batches "
+                f"{_cpu_split(fig.baseline)} µs"
             )
 
         self.guard(fig, body)
@@ -1535,6 +1542,12 @@ def _busy_since(before: Any) -> float:
     total = sum(after) - sum(before)
     idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
     return round(1 - idle / total, 3) if total > 0 else 0.0
+
+
+def _cpu_split(result: dict[str, Any]) -> str:
+    """``12 + 9 + 6``: µs of CPU per message in the worker's process, the bench's PostgreSQL and the broker."""
+    parts = ("cpu_us_per_message", "postgres_cpu_us_per_message", "broker_cpu_us_per_message")
+    return " + ".join(f"{result.get(part, 0):.0f}" for part in parts)
 
 
 def _median(results: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]) -> dict[str, Any]:

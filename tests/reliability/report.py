@@ -142,6 +142,26 @@ ROWS: dict[str, list[Row]] = {
             ),
         ),
     ],
+    "topic_metadata": [
+        (
+            "Topics from the topic job",
+            "partitions and retention on the broker vs the plan",
+            lambda r: (
+                f"{r['topics']} topics, event topics {r['event_topic_partitions']} partitions: mismatches "
+                f"**{r['mismatches_after_job']}** after the job, **{r['mismatches_after_services_started']}** "
+                f"after the services started (issues consumer on {r['issues_consumer_partitions']} partitions; "
+                f"{_broker(r)})"
+            ),
+        ),
+        (
+            "",
+            "partitions changed by the job run again / after the services created the topics",
+            lambda r: (
+                f"**{r['partitions_changed_by_second_job_run']} / {r['partitions_changed_by_job_after_services']}**"
+                f" (services' default {r['services_first_default_partitions']} = the job's)"
+            ),
+        ),
+    ],
     "poison_message": [
         (
             "Poison messages in one partition",

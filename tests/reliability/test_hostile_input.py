@@ -89,6 +89,7 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
         "/issues/issues?created_to={v}",
         "/points/riders/me/statement?since={v}",
         "/points/riders/me/statement?until={v}",
+        "/notify/deliveries?since={v}",
     ]
     date_urls = [
         "/issues/figures?from={v}",

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.notify import deliveries as delivery_log
@@ -121,7 +122,7 @@ async def deliveries(
     status: DeliveryStatus | None = None,
     channel: str | None = None,
     recipient: str | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
-    since: AwareDatetime | None = None,
+    since: Instant | None = None,
 ) -> Page[DeliveryPublic]:
     return await delivery_log.deliveries_page(
         uow, limit=limit, cursor=cursor, status=status, channel=channel, recipient=recipient, since=since

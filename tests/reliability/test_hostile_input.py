@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 
 from minsheng.platform.ids import utcnow
+from services.points.client import MerchantAuth
+from services.points.demo import DEMO_KEY_ID, DEMO_SECRET
 from tests.support.client import System
 from tests.support.reliability import record
 
@@ -89,6 +91,7 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
         "/issues/issues?created_to={v}",
         "/points/riders/me/statement?since={v}",
         "/points/riders/me/statement?until={v}",
+        "/notify/deliveries?since={v}",
     ]
     date_urls = [
         "/issues/figures?from={v}",
@@ -119,9 +122,22 @@ async def test_hostile_dates_cursors_and_bodies_answer_4xx_never_5xx(demo_system
     for v in EXTREME_MONTHS:
         for template in month_urls:
             await probe("GET", template.format(v=v))
+    # The merchant API signs its requests (the month is checked once the signature is).
+    merchant_api = MerchantAuth(DEMO_KEY_ID, DEMO_SECRET)
+    for v in EXTREME_MONTHS:
+        for fmt in ("json", "csv"):
+            r = await probe("GET", f"/points/merchant-api/statements/{v}?format={fmt}", {}, auth=merchant_api)
+            assert r.status_code != 401, r.text[:300]  # signed: the month is what is probed
     anonymous: dict[str, str] = {}
-    for template in ["/issues/figures?from={v}", "/issues/open311/v2/requests.json?start_date={v}T00:00:00Z"]:
-        await probe("GET", template.format(v="0001-01-01"), anonymous)
+    for template in [
+        "/issues/figures?from={v}",
+        "/issues/open311/v2/requests.json?start_date={v}T00:00:00Z",
+        f"/canteen/canteens/{canteen}/menus?date_from={{v}}",
+        f"/canteen/canteens/{canteen}/menus?date_to={{v}}",
+    ]:
+        for v in ("0001-01-01", "9999-12-31"):
+            r = await probe("GET", template.format(v=v), anonymous)
+            assert r.status_code != 401, (template, r.text[:300])  # public: the date is what is probed
 
     # Bodies with times at the edges.
     for v in EXTREME_TIMES:

@@ -154,8 +154,11 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
         total = len(await _rows(db))
         assert await remaining(db, RESIDENTS, SEALED, new) == total
 
-        sample_ids = [r.id for r in random.Random(7).sample(await _rows(db), 500)]
-        expected = _read_all(old, [r for r in await _rows(db) if r.id in set(sample_ids)])
+        before = await _rows(db)
+        everything = _read_all(old, before)  # every value readable before, with the old keyring alone
+        assert len(everything) == total
+        sample_ids = [r.id for r in random.Random(7).sample(before, 500)]
+        expected = {k: everything[k] for k in sample_ids}
         reads = {"ok": 0, "failed": 0}
         done = asyncio.Event()
 
@@ -186,7 +189,8 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
         done.set()
         await reading
         left = await remaining(db, RESIDENTS, SEALED, new)
-        after = _read_all(new, [r for r in await _rows(db) if r.id in set(sample_ids)])
+        everything_after = _read_all(new, await _rows(db))  # every value readable after, the same as before
+        after = {k: everything_after[k] for k in sample_ids}
         rows_done = sum(r.rows for r in results)
         figures = record(
             "key_rotation",
@@ -208,6 +212,7 @@ async def test_rotating_100k_residents_on_postgresql_keeps_every_value_readable(
         )
         assert rows_done == total and left == 0
         assert after == expected and reads["failed"] == 0 and reads["ok"] > 0
+        assert everything_after == everything
         assert figures["rows_per_second"] > 0
 
 

@@ -314,3 +314,61 @@ def test_each_service_has_one_migration_history(service: str) -> None:
     spec = load_spec(service)
     heads = ScriptDirectory.from_config(alembic_config(spec.name, spec.migrations_dir)).get_heads()
     assert len(heads) == 1, f"{service} has migration heads {heads}: renumber one of them"
+
+
+async def test_an_integrity_error_from_any_view_is_a_409_problem_with_a_stable_code(tmp_path: Any) -> None:
+    """Issue 13, item 6, at the platform: the race test over HTTP often loses to the views' own pre-checks
+    (``team_name_taken``), so this drives real SQLite integrity errors (and a PostgreSQL-shaped one, SQLSTATE
+    only) through the handlers every service app installs."""
+    import httpx
+    from fastapi import FastAPI
+
+    from minsheng.platform.errors import PROBLEM_JSON, install_problem_handlers
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/integrity.db")
+    meta = sa.MetaData()
+    parents = sa.Table("parents", meta, sa.Column("id", sa.Integer, primary_key=True))
+    children = sa.Table(
+        "children",
+        meta,
+        sa.Column("name", sa.String, unique=True),
+        sa.Column("parent_id", sa.Integer, sa.ForeignKey("parents.id")),
+    )
+    meta.create_all(engine)
+
+    @sa.event.listens_for(engine, "connect")
+    def _foreign_keys(conn: Any, _: Any) -> None:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    engine.dispose()
+    with engine.begin() as conn:
+        conn.execute(sa.insert(parents), [{"id": 1}])
+        conn.execute(sa.insert(children), [{"name": "taken", "parent_id": 1}])
+
+    class _PostgresUnique(Exception):
+        sqlstate = "23505"
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/children/{name}/{parent}")
+    def add(name: str, parent: int) -> dict[str, str]:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(children), [{"name": name, "parent_id": parent}])
+        return {"name": name}
+
+    @app.post("/postgres")
+    def postgres() -> None:
+        raise sa.exc.IntegrityError("INSERT …", {}, _PostgresUnique("violates constraint"))
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.post("/children/new/1")).status_code == 200
+        for url, code in [
+            ("/children/taken/1", "already_exists"),  # the lost race: the same unique value
+            ("/children/orphan/2", "reference_gone"),  # what it refers to went away meanwhile
+            ("/postgres", "already_exists"),
+        ]:
+            r = await client.post(url)
+            assert r.status_code == 409, (url, r.status_code, r.text)
+            assert r.headers["content-type"] == PROBLEM_JSON and r.json()["code"] == code, (url, r.text)
+    engine.dispose()

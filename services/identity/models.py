@@ -278,7 +278,7 @@ def _check_access(roles: list[str], scopes: list[str]) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
     for scope in scopes:
-        if not re.match(SCOPE_PATTERN, scope):
+        if not re.fullmatch(SCOPE_PATTERN, scope):  # match() would let "$" accept a trailing newline
             raise ValueError(f"scope {scope!r} is not *, pii:reveal or <kind>:<value>")
 
 

@@ -152,6 +152,7 @@ async def run_kafka(spec: dict[str, Any]) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from minsheng.platform.bus.kafka import KafkaBus
+    from minsheng.settings import Settings
 
     asyncio.get_running_loop()
     topic = spec["topic"]
@@ -160,7 +161,7 @@ async def run_kafka(spec: dict[str, Any]) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=spec["bootstrap"],
         enable_auto_commit=False,
-        fetch_max_wait_ms=spec.get("fetch_max_wait_ms", 10),
+        fetch_max_wait_ms=Settings().kafka_fetch_max_wait_ms,  # as the services' consumers
     )
     await producer.start()
     await consumer.start()

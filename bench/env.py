@@ -129,6 +129,7 @@ class BenchEnv:
             self._broker = local_broker()
             if not self._broker.durable:  # Tansu has no idempotent producer
                 os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")
+                os.environ.setdefault("MINSHENG_KAFKA_FETCH_MAX_WAIT_MS", "10")  # nor a long poll
             self._broker.start()
             self.kafka_bootstrap = self._broker.bootstrap
         return self

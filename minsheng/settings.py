@@ -26,8 +26,10 @@ class KafkaSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Consumer-group session timeout.
     kafka_session_timeout_ms: int = 10_000
-    # Consumer fetch wait (low = low latency).
-    kafka_fetch_max_wait_ms: int = 10
+    # How long the broker may hold a consumer's fetch when there is nothing new. Apache Kafka answers as soon as
+    # a record arrives, so this costs no latency; a short wait only makes idle consumers poll (10 ms: 3.7 % of
+    # a core per idle consumer, 500 ms: 0.4 %). Tansu answers only when the wait is over: 10 there.
+    kafka_fetch_max_wait_ms: int = 500
     # The one source of the topic layout: `minsheng topics create` and a service creating a missing topic both
     # read these (partitions cap consumer replicas; growing them later reorders keys, see docs/operations.md).
     kafka_topic_partitions: int = 6

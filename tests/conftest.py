@@ -25,6 +25,7 @@ settings.load_profile("minsheng")
 
 if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
     os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")  # Tansu has no idempotent producer
+    os.environ.setdefault("MINSHENG_KAFKA_FETCH_MAX_WAIT_MS", "10")  # nor a long poll that ends on new data
 
 
 def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -67,6 +67,8 @@ class DevCluster:
                 "MINSHENG_DATABASE_URL": f"{self.postgres.base_url}/minsheng_{{service}}",
                 "MINSHENG_KAFKA_BOOTSTRAP": self.broker.bootstrap,
                 "MINSHENG_KAFKA_IDEMPOTENT_PRODUCER": "true" if self.broker.durable else "false",
+                # Tansu ends a fetch only when its wait is over (Apache Kafka as soon as a record arrives)
+                "MINSHENG_KAFKA_FETCH_MAX_WAIT_MS": "500" if self.broker.durable else "10",
                 # a development cluster: WeChat sign-in through the local stand-in
                 "MINSHENG_IDENTITY_WECHAT_STANDIN": "true",
             }

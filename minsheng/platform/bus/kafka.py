@@ -77,7 +77,7 @@ class KafkaBus:
         *,
         client_id: str = "minsheng",
         session_timeout_ms: int = 10_000,
-        fetch_max_wait_ms: int = 10,
+        fetch_max_wait_ms: int = 500,
         partitions: int = 6,
         replication_factor: int = 1,
         request_timeout_ms: int = 10_000,

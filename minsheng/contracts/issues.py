@@ -65,11 +65,30 @@ class IssueAccepted(IssueFact):
     model_config = _examples()
 
 
+class DepartmentName(BaseModel):
+    """A department's public names, as the service catalogue holds them when the event is published."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name_zh: str
+    name_en: str
+
+
 @contract
 class IssueAssigned(IssueFact):
     event_type: ClassVar[str] = "minsheng.issues.issue.assigned.v1"
-    model_config = _examples(departments=["fire-safety"], officer="officer-3")
+    model_config = _examples(
+        departments=["safety"],
+        department_names=[
+            {"code": "safety", "name_zh": "应急管理和安全生产部", "name_en": "Emergency Management and Safety"}
+        ],
+        officer="officer-3",
+    )
     departments: list[str]
+    # The names of ``departments`` (same order), so a consumer can tell a resident who handles their issue
+    # without a catalogue of its own. Added in place (optional): older events lack it.
+    department_names: list[DepartmentName] = []
     officer: str | None = None
 
 

@@ -9,7 +9,13 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.contracts.identity import AccountAccessChanged, AccountCreated, AccountStatusChanged
+from minsheng.contracts.identity import (
+    AccountAccessChanged,
+    AccountContactChanged,
+    AccountCreated,
+    AccountStatusChanged,
+    Locale,
+)
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
@@ -76,6 +82,32 @@ async def account_view(uow: UnitOfWork, cipher: FieldCipher, account: Account) -
         phone=cipher.decrypt(ident.phone_enc) if ident else None,
         openid=cipher.decrypt(ident.openid_enc) if ident else None,
     )
+
+
+def locale_of(account: Account) -> Locale:
+    """The account's language as the account events name it (zh-CN unless it chose English)."""
+    return "en" if account.locale == "en" else "zh-CN"
+
+
+async def set_locale(uow: UnitOfWork, cipher: FieldCipher, who: Principal, locale: Locale) -> Account:
+    """The caller's preferred language for what is sent to them. A change is published as
+    ``AccountContactChanged`` with the contact as it now is (openid and verified phone of a WeChat account),
+    so notify writes to them in it."""
+    account = await me(uow, who)
+    if account.locale != locale:
+        account.locale = locale
+        account.updated_at = utcnow()
+        ident = await uow.session.get(WechatIdentity, account.id) if account.kind != AccountKind.staff else None
+        uow.emit(
+            AccountContactChanged(
+                account_id=account.id,
+                occurred_at=account.updated_at,
+                wechat_openid=cipher.decrypt(ident.openid_enc) if ident else None,
+                phone=cipher.decrypt(ident.phone_enc) if ident else None,
+                locale=locale,
+            )
+        )
+    return account
 
 
 async def get_account(uow: UnitOfWork, who: Principal, account_id: UUID) -> Account:

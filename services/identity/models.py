@@ -12,6 +12,7 @@ from pydantic import Field as PField
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from minsheng.contracts.identity import Locale
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
 from minsheng.platform.sql import table_of
 from minsheng.platform.tables import install_platform_tables
@@ -237,6 +238,10 @@ class PhonePublic(BaseModel):
 
 class RefreshRequest(BaseModel):
     refresh_token: str = PField(min_length=20, max_length=200)
+
+
+class LocaleUpdate(BaseModel):
+    locale: Locale = PField(description="The language messages to you are written in: zh-CN (default) or en")
 
 
 class LogoutRequest(BaseModel):

@@ -29,6 +29,7 @@ from services.identity.models import (
     AccountPublic,
     AccountStatus,
     GrantPublic,
+    LocaleUpdate,
     LogoutRequest,
     PasswordChange,
     PasswordReset,
@@ -213,6 +214,19 @@ async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
 @router.get("/me", response_model=AccountPublic, tags=["accounts"], summary="Your account (personal data masked)")
 async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
     return await accounts.account_view(uow, cipher, await accounts.me(uow, who))
+
+
+@router.put(
+    "/me/locale",
+    response_model=AccountPublic,
+    tags=["accounts"],
+    summary="Your preferred language for the messages sent to you (zh-CN or en)",
+)
+async def set_locale(body: LocaleUpdate, uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
+    account = await accounts.set_locale(uow, cipher, who, body.locale)
+    view = await accounts.account_view(uow, cipher, account)
+    await uow.commit()
+    return view
 
 
 # --- staff ----------------------------------------------------------------------------------------------------

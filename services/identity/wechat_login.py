@@ -16,7 +16,7 @@ from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.identity import config, sessions
-from services.identity.accounts import account_id_of
+from services.identity.accounts import account_id_of, locale_of
 from services.identity.models import (
     Account,
     AccountKind,
@@ -121,8 +121,13 @@ async def wechat_login(
         await uow.session.flush()
         uow.session.add(ident)
         now = utcnow()
-        uow.emit(AccountCreated(account_id=account.id, occurred_at=now, kind="wechat", roles=account.roles))
-        uow.emit(AccountContactChanged(account_id=account.id, occurred_at=now, wechat_openid=session.openid))
+        locale = locale_of(account)
+        uow.emit(
+            AccountCreated(account_id=account.id, occurred_at=now, kind="wechat", roles=account.roles, locale=locale)
+        )
+        uow.emit(
+            AccountContactChanged(account_id=account.id, occurred_at=now, wechat_openid=session.openid, locale=locale)
+        )
         outcome = "created"
     else:
         ident, account = found
@@ -214,8 +219,15 @@ async def wechat_phone(
     ident.phone_hash = cipher.lookup_hash(phone)
     ident.phone_verified_at = utcnow()
     openid = cipher.decrypt(ident.openid_enc)
-    uow.emit(
-        AccountContactChanged(account_id=ident.account_id, occurred_at=utcnow(), wechat_openid=openid, phone=phone)
+    account = await uow.session.get(Account, ident.account_id)
+    uow.emit(  # the whole contact as it now is: the language too, or the event would reset it to zh-CN
+        AccountContactChanged(
+            account_id=ident.account_id,
+            occurred_at=utcnow(),
+            wechat_openid=openid,
+            phone=phone,
+            locale=locale_of(account) if account is not None else "zh-CN",
+        )
     )
     sessions.audit(uow, "wechat_phone", "ok", account_id=ident.account_id)
     return phone, ident

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import (
+    DepartmentName,
     IssueAccepted,
     IssueAssigned,
     IssueClosedUnresolved,
@@ -137,9 +138,12 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
     ensure(manages(who, issue), not_allowed("Only staff of the issue's community dispatch it."))
     codes = list(dict.fromkeys(body.departments))
     rows = await uow.session.execute(
-        select(Department.code).where(col(Department.code).in_(codes), col(Department.active).is_(True))
+        select(Department.code, Department.name_zh, Department.name_en).where(
+            col(Department.code).in_(codes), col(Department.active).is_(True)
+        )
     )
-    unknown = set(codes) - set(rows.scalars())
+    names = {code: DepartmentName(code=code, name_zh=zh, name_en=en) for code, zh, en in rows}
+    unknown = set(codes) - set(names)
     if unknown:
         raise invalid(
             "unknown_department",
@@ -180,7 +184,14 @@ async def assign(uow: UnitOfWork, who: Principal, issue: Issue, body: Assignment
     issue.officer = body.officer
     responded(issue, now)
     record(uow, issue, "assigned", who, note, data={"departments": codes, "officer": body.officer})
-    uow.emit(IssueAssigned(departments=codes, officer=body.officer, **fact(issue, who.sub)))
+    uow.emit(
+        IssueAssigned(
+            departments=codes,
+            department_names=[names[c] for c in codes],
+            officer=body.officer,
+            **fact(issue, who.sub),
+        )
+    )
     return issue
 
 

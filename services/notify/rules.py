@@ -129,6 +129,22 @@ _OUTCOMES = {
 }
 
 
+# An assignment published before IssueAssigned carried ``department_names`` names no department by name: the
+# text says "the department responsible" rather than show a resident the catalogue's codes.
+_UNNAMED_DEPARTMENTS = {"zh-CN": "相关部门", "en": "the department responsible"}
+
+
+def _departments_label(event: IntegrationEvent, locale: str) -> str:
+    """The departments an issue went to, by name in the reader's language (IssueAssigned's
+    ``department_names``), joined as the language joins a list."""
+    names = [n for n in getattr(event, "department_names", None) or [] if n.name_zh and n.name_en]
+    if not names:
+        return _UNNAMED_DEPARTMENTS["en" if locale == "en" else "zh-CN"]
+    if locale == "en":
+        return ", ".join(n.name_en for n in names)
+    return "、".join(n.name_zh for n in names)
+
+
 def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     """The event's fields (dates rendered simply) plus derived, localised values."""
     s = config.get()
@@ -164,6 +180,8 @@ def context(event: IntegrationEvent, locale: str) -> dict[str, Any]:
     ):
         if values.get(source):
             values[key] = labels.get(str(values[source]), str(values[source]))
+    if "departments" in values:
+        values["departments_label"] = _departments_label(event, locale)
     if isinstance(values.get("amount"), int):
         values["amount_abs"] = abs(values["amount"])
     if values.get("outcome"):

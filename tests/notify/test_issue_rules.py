@@ -3,13 +3,16 @@ gets an inbox message and, when subscribed, exactly one WeChat subscribe message
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from uuid import UUID
 
+from minsheng.contracts.issues import IssueAssigned
 from minsheng.platform.ids import utcnow
 from services.issues.jobs import sweep_overdue
 from services.notify.demo import demo_openid
 from tests.issues.helpers import FAR, FLOOD, NEARBY, act, report, resident, staff
-from tests.notify.helpers import account, deliveries, flush, new_sub, received, subscribe
+from tests.notify.helpers import account, deliver, deliveries, flush, new_sub, received, subscribe
 from tests.support.client import System
 
 
@@ -142,12 +145,19 @@ async def test_assigned_and_the_overdue_apology_reach_the_reporter_in_the_inbox_
     items = (await s.client.get("/notify/inbox", headers=me)).json()["items"]
     assert [m["rule"] for m in items] == ["issue_overdue_apology", "issue_assigned", "issue_accepted"]
     overdue, assigned, _ = items
-    assert assigned["title"] == "您反映的问题已派单" and assigned["body"].startswith("您反映的积水问题已交由")
+    assert assigned["title"] == "您反映的问题已派单"
+    assert assigned["body"] == "您反映的积水问题已交由市政设施部、物业和住房保障部办理。"  # names, not codes
     assert overdue["title"] == "抱歉，办理超时了"
     assert overdue["body"] == "抱歉，您反映的积水问题办结已超时，已提交上级督办。"
     assert {m["link"] for m in items} == {f"pages/issue/detail?id={issue['id']}"}
     sent = received(s, "wechat")
     assert [m["data"]["phrase2"]["value"] for m in sent] == ["已受理", "已派单", "已督办"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", sent[1]["data"]["time3"]["value"])
+    assert {k: v for k, v in sent[1]["data"].items() if k != "time3"} == {
+        "thing1": {"value": "积水"},
+        "phrase2": {"value": "已派单"},
+        "thing4": {"value": "市政设施部、物业和住房保障部"},  # the departments by name (the template's 4th keyword)
+    }
     assert {(m["touser"], m["template_id"], m["page"]) for m in sent} == {
         (openid, "TPL_ISSUE_PROGRESS", f"pages/issue/detail?id={issue['id']}")
     }
@@ -177,3 +187,45 @@ async def test_the_inbox_pages_newest_first_by_keyset_and_counts_the_unread(noti
     unread = (await s.client.get("/notify/inbox", headers=me, params={"unread_only": True})).json()
     assert unread["unread"] == 4 and newest["id"] not in [m["id"] for m in unread["items"]]
     assert len(unread["items"]) == 4
+
+
+async def test_an_english_reader_sees_the_departments_english_names_and_an_older_event_no_codes(
+    notify: System,
+) -> None:
+    s = notify
+    sub = new_sub()
+    openid = demo_openid(sub)
+    await account(s, sub, openid=openid, locale="en")
+    for _ in range(3):  # accepted and the two assignments
+        await subscribe(s, sub, "TPL_ISSUE_PROGRESS")
+    me, desk = resident(s, sub), staff(s)
+    issue = await report(s, me, FLOOD)
+    await act(s, issue["id"], "assign", desk, {"departments": ["public_works", "property"]})
+    # An IssueAssigned published before the event carried the names (the same issue, assigned again).
+    await deliver(
+        s,
+        IssueAssigned(
+            issue_id=UUID(issue["id"]),
+            category="flooding",
+            channel="resident",
+            occurred_at=utcnow(),
+            reporter=sub,
+            departments=["public_works"],
+        ),
+        source="issues",
+    )
+    await flush(s)
+
+    items = (await s.client.get("/notify/inbox", headers=me)).json()["items"]
+    assigned = [m["body"] for m in items if m["rule"] == "issue_assigned"]
+    assert sorted(assigned) == [
+        "Your flooding report went to Municipal Facilities, Property and Housing.",
+        "Your flooding report went to the department responsible.",  # the older event: no names, no codes
+    ]
+    sent = [m for m in received(s, "wechat") if m["data"]["phrase2"]["value"] == "已派单"]
+    assert {(m["touser"], m["lang"]) for m in sent} == {(openid, "en_US")}
+    assert sorted(m["data"]["thing4"]["value"] for m in sent) == [
+        "Municipal Facilitie…",  # a thing is cut to 20 characters
+        "the department resp…",
+    ]
+    assert not any(code in body for body in assigned for code in ("public_works", "property"))

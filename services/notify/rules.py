@@ -31,6 +31,7 @@ Audience = Literal[
     "family",
     "alert_family",
     "duty_staff",
+    "on_duty_staff",
     "need_resident",
     "diner_family",
     "digest",

@@ -214,6 +214,9 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
     if rule.audience == "duty_staff":
         scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
+    if rule.audience == "grid_worker":  # the grid worker a visit task went to, by their app account
+        subject = fields.get("worker_subject")
+        return await _account_targets(uow, [subject]) if subject else []
     if rule.audience == "on_duty_staff":
         return await _on_duty_targets(uow, fields.get("community"))
     raise ValueError(f"unknown audience {rule.audience}")

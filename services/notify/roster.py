@@ -23,7 +23,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.uow import UnitOfWork
-from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic
+from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic, Recipient
 from services.notify.state import cipher_for
 
 DISTRICT = "*"
@@ -64,6 +64,17 @@ async def add_shift(uow: UnitOfWork, who: Principal, body: DutyShiftCreate) -> D
             "A duty shift must end after it starts.",
             field="ends_at",
             message="must be after starts_at",
+        )
+    known = await uow.session.get(Recipient, body.account_id)
+    if known is not None and not {"staff", "admin"} & set(known.roles):
+        # identity told notify who this is, and it is not staff (an account identity has not announced yet is
+        # taken on trust: the roster must not wait for the event)
+        raise invalid(
+            "duty_shift_not_staff",
+            "Invalid duty shift",
+            "Only a staff account can be put on duty.",
+            field="account_id",
+            message="not a staff account",
         )
     phone = _national(body.phone) if body.phone else None
     shift = DutyShift(

@@ -88,6 +88,11 @@ async def test_staff_keep_the_roster_of_their_community_and_admins_the_districts
     assert r.status_code == 422 and r.json()["code"] == "duty_shift_ends_before_start"
     r = await s.client.get("/notify/duty-roster", headers=s.auth("resident", sub=person))
     assert r.status_code == 403
+    resident = new_sub()
+    await account(s, resident)  # identity says this account is a resident's: not one to put on duty
+    body = {"community": "yunxing", "account_id": resident}
+    r = await s.client.post("/notify/duty-roster", headers=staff(s), json=body)
+    assert r.status_code == 422 and r.json()["code"] == "duty_shift_not_staff"
 
     # Community staff see their shifts and the district's; filtered by who is on duty now.
     items = (await s.client.get("/notify/duty-roster", headers=staff(s))).json()["items"]

@@ -135,6 +135,45 @@ class ResidentStatusChanged(ResidentEvent):
 
 
 @contract
+class WelfareCheckScheduled(IntegrationEvent):
+    """A canteen absence alert became a welfare-check task at the diner's door, due by ``due_at`` and assigned
+    to the grid worker who covers the household: ``worker_subject`` is their app account (the JWT ``sub`` they
+    were registered with), so they can be told at once; None when nobody covers it. Carries no resident's name,
+    phone or address (the grid worker opens the task in the app)."""
+
+    event_type: ClassVar[str] = "minsheng.visits.welfare_check.scheduled.v1"
+    topic: ClassVar[str] = "visits.visit"
+    key_field: ClassVar[str] = "task_id"
+    model_config = example(
+        task_id="01936f2e-a000-7000-8000-0000000000dd",
+        alert_id="01936f2e-c000-7000-8000-000000000001",
+        resident_id="01936f2e-a000-7000-8000-0000000000bb",
+        household_id="01936f2e-a000-7000-8000-0000000000aa",
+        community="yuntai",
+        compound="yuntaiyuan",
+        worker_id="01936f2e-a000-7000-8000-0000000000ee",
+        worker_subject="01936f2e-1d00-7000-8000-000000000002",
+        days_absent=3,
+        last_meal_on="2026-11-24",
+        due_at="2026-11-28T09:00:00Z",
+        scheduled_at="2026-11-27T09:00:00Z",
+    )
+
+    task_id: UUID
+    alert_id: UUID
+    resident_id: UUID
+    household_id: UUID
+    community: str
+    compound: str
+    worker_id: UUID | None = None
+    worker_subject: str | None = Field(default=None, max_length=200)
+    days_absent: int
+    last_meal_on: date
+    due_at: datetime
+    scheduled_at: datetime
+
+
+@contract
 class WelfareCheckCompleted(IntegrationEvent):
     """A welfare-check visit (e.g. prompted by a canteen absence alert) was made."""
 

@@ -1,6 +1,7 @@
 """Audiences: whom a rule's message reaches for an event — the reporter and followers of an issue, a rider,
 a diner's family (their accounts, else their phones), the resident a need is about, the residents of a
-compound, the duty group of a community — as targets with the addresses the read model holds."""
+compound, the duty group of a community and the staff on its duty roster — as targets with the addresses the
+read model holds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.uow import UnitOfWork
-from services.notify import config
+from services.notify import config, roster
 from services.notify.fanout import rows_of
 from services.notify.models import CareContact, IssueFollower, Recipient, RecordLink
 from services.notify.rules import Rule
@@ -127,6 +128,20 @@ async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None,
     return targets
 
 
+async def _on_duty_targets(uow: UnitOfWork, community: str | None) -> list[Target]:
+    """The staff on duty now for ``community`` and for the district (the roster), each once: their verified
+    phone from identity's account events, else the phone entered with their shift."""
+    shifts = await roster.on_duty(uow, community, utcnow())
+    known = await _recipients(uow, [s.account_id for s in shifts])
+    targets: dict[str, Target] = {}
+    for s in shifts:
+        if s.account_id not in targets or (s.phone_enc and not targets[s.account_id].phone_enc):
+            targets[s.account_id] = _target_of(
+                s.account_id, known.get(s.account_id), phone_enc=s.phone_enc, phone_masked=s.phone_masked
+            )
+    return list(targets.values())
+
+
 async def _reporter_targets(uow: UnitOfWork, reporter: str) -> list[Target]:
     if reporter.startswith("rider:"):  # an issue opened from a rider's report names the points rider
         return await _account_targets(uow, await linked_accounts(uow, "points.rider", reporter.removeprefix("rider:")))
@@ -199,4 +214,9 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
     if rule.audience == "duty_staff":
         scope = duty_scope(fields.get("community"))
         return [Target(key=f"wecom:{scope}", wecom_scope=scope)]
+    if rule.audience == "grid_worker":  # the grid worker a visit task went to, by their app account
+        subject = fields.get("worker_subject")
+        return await _account_targets(uow, [subject]) if subject else []
+    if rule.audience == "on_duty_staff":
+        return await _on_duty_targets(uow, fields.get("community"))
     raise ValueError(f"unknown audience {rule.audience}")

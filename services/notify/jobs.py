@@ -19,7 +19,7 @@ from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.notify import config, state
-from services.notify.models import CareContact, Channel, Delivery, DeliveryStatus, DigestItem, Message
+from services.notify.models import CareContact, Channel, Delivery, DeliveryStatus, DigestItem, DutyShift, Message
 from services.notify.rules import rulebook
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,14 @@ D = table_of(Delivery)
 M = table_of(Message)
 C = table_of(CareContact)
 DI = table_of(DigestItem)
+DR = table_of(DutyShift)
 _OPEN = [DeliveryStatus.pending.value, DeliveryStatus.held.value, DeliveryStatus.sending.value]
 
 
 async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
     """Messages older than the retention whose deliveries are all finished go, with their deliveries.
-    Failed and dead deliveries are finished too: after the retention nobody will resend them."""
+    Failed and dead deliveries are finished too: after the retention nobody will resend them. Duty shifts
+    that ended before the retention go too (with the phones entered for them)."""
     cutoff = utcnow() - timedelta(days=config.get().retention_days)
     purged = 0
     while True:
@@ -50,6 +52,7 @@ async def purge_old(runtime: ServiceRuntime, *, batch: int = 1000) -> int:
                 await uow.session.execute(sa.delete(M).where(M.c.id.in_(ids)))
             await uow.session.execute(sa.delete(C).where(C.c.created_at < cutoff))
             await uow.session.execute(sa.delete(DI).where(DI.c.created_at < cutoff))
+            await uow.session.execute(sa.delete(DR).where(DR.c.ends_at < cutoff))  # shifts long over, phones too
             await uow.commit()
         purged += len(ids)
         if len(ids) < batch:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
+from minsheng.platform.inputs import Instant
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType
 
@@ -268,3 +269,55 @@ class IssueFollower(NotifyModel, table=True):
     subject: str = Field(max_length=200)
     role: str = Field(max_length=10)
     created_at: datetime = utc_now()
+
+
+# --- the duty roster (who is on duty for urgent issues) -------------------------------------------------------
+
+
+class DutyShiftBase(SQLModel):
+    community: str = Field(
+        max_length=40,
+        schema_extra={"pattern": r"^(\*|[a-z0-9][a-z0-9-]{1,39})$"},
+        description='The community code the person is on duty for; "*" = the whole district',
+    )
+    account_id: str = Field(min_length=1, max_length=200, description="The staff member's account (JWT sub)")
+    name: str | None = Field(default=None, max_length=50)
+
+
+class DutyShift(DutyShiftBase, NotifyModel, table=True):
+    """A staff member on duty for a community (or the district, ``*``) from ``starts_at`` until ``ends_at``
+    (open-ended when empty): an urgent issue there reaches them at once, day or night. Their phone is the
+    verified one from identity's account events; ``phone_enc`` is one entered with the shift (encrypted at
+    rest, masked in reads), used only when identity knows none."""
+
+    __tablename__ = "duty_roster"
+    __table_args__ = (sa.Index("ix_duty_roster_community", "community", "starts_at"),)
+    id: UUID = uuid_pk()
+    starts_at: datetime = utc_now()
+    ends_at: datetime | None = utc_optional()
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)
+    phone_masked: str | None = Field(default=None, max_length=20)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = utc_now()
+
+
+class DutyShiftCreate(DutyShiftBase):
+    starts_at: Instant | None = Field(default=None, description="From when (now when omitted)")
+    ends_at: Instant | None = Field(default=None, description="Until when (open-ended when omitted)")
+    phone: str | None = Field(
+        default=None,
+        schema_extra={"pattern": r"^(\+?86)?1[3-9]\d{9}$"},
+        description="A mainland mobile number, used only when the account has no verified phone",
+    )
+
+
+class DutyShiftPublic(DutyShiftBase):
+    """A roster entry as staff read it: the entered phone masked; whether the person is on duty now."""
+
+    id: UUID
+    starts_at: datetime
+    ends_at: datetime | None
+    phone_masked: str | None
+    on_duty: bool = False
+    created_by: str
+    created_at: datetime

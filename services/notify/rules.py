@@ -31,6 +31,8 @@ Audience = Literal[
     "family",
     "alert_family",
     "duty_staff",
+    "on_duty_staff",
+    "grid_worker",
     "need_resident",
     "diner_family",
     "digest",
@@ -112,7 +114,8 @@ class _Blank(dict[str, Any]):
 
 
 _FORMATTER = string.Formatter()
-_NEVER_RENDERED = frozenset({"family_contacts", "family_subjects"})  # personal data / logins: never in a text
+# personal data and logins: never in a text
+_NEVER_RENDERED = frozenset({"family_contacts", "family_subjects", "worker_subject"})
 
 
 def fill(template: str, values: dict[str, Any]) -> str:

@@ -15,9 +15,12 @@ from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.notify import deliveries as delivery_log
 from services.notify import inbox as inboxes
+from services.notify import roster
 from services.notify.models import (
     DeliveryPublic,
     DeliveryStatus,
+    DutyShiftCreate,
+    DutyShiftPublic,
     InboxPage,
     MessagePublic,
     PreferencePublic,
@@ -141,3 +144,42 @@ async def summary(uow: UoW, who: Staff) -> DeliverySummary:
 @router.get("/rules", response_model=list[Rule], tags=["operations"], summary="What is sent to whom (rules.json)")
 async def rules(who: Staff) -> list[Rule]:
     return rulebook().rules
+
+
+# --- the duty roster (staff on duty for urgent issues) ---------------------------------------------------------
+
+
+@router.post(
+    "/duty-roster",
+    response_model=DutyShiftPublic,
+    status_code=201,
+    tags=["duty roster"],
+    summary="Put a staff member on duty for a community (or the district, *): urgent issues reach them at once",
+)
+async def add_duty_shift(uow: UoW, who: Staff, body: DutyShiftCreate) -> DutyShiftPublic:
+    shift = await roster.add_shift(uow, who, body)
+    await uow.commit()
+    return roster.public(shift)
+
+
+@router.get(
+    "/duty-roster",
+    response_model=Page[DutyShiftPublic],
+    tags=["duty roster"],
+    summary="Duty shifts of the caller's communities and the district, newest first (phones masked)",
+)
+async def duty_roster(
+    uow: UoW,
+    who: Staff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    community: str | None = Query(default=None, max_length=40),
+    on_duty: bool | None = Query(default=None, description="true: on duty now; false: past or future shifts"),
+) -> Page[DutyShiftPublic]:
+    return await roster.shifts_page(uow, who, limit=limit, cursor=cursor, community=community, on_duty=on_duty)
+
+
+@router.delete("/duty-roster/{shift_id}", status_code=204, tags=["duty roster"], summary="Remove a duty shift")
+async def remove_duty_shift(uow: UoW, who: Staff, shift_id: UUID) -> None:
+    await roster.remove_shift(uow, who, shift_id)
+    await uow.commit()

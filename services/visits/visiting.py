@@ -1,8 +1,9 @@
 """Visits, visit tasks, due lists and rounds.
 
 A visit record moves the household's schedule (see ``cadence``), writes any needs heard at the door into the
-ledger, and completes the household's open visit tasks; a welfare check (from a canteen absence alert)
-reports back with ``WelfareCheckCompleted``. All in the caller's one transaction.
+ledger, and completes the household's open visit tasks; a welfare check (from a canteen absence alert) is
+announced with ``WelfareCheckScheduled`` (naming the grid worker's account) and reports back with
+``WelfareCheckCompleted``. All in the caller's one transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.canteen import AbsenceAlert
-from minsheng.contracts.visits import WelfareCheckCompleted
+from minsheng.contracts.visits import WelfareCheckCompleted, WelfareCheckScheduled
 from minsheng.platform.access import ensure, ensure_changeable, ensure_visible, forbidden, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
@@ -291,6 +292,22 @@ async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask |
         assigned_worker_id=worker.id if worker else None,
     )
     uow.session.add(task)
+    uow.emit(  # the grid worker hears of it at once (notify), rather than at their next look at the task list
+        WelfareCheckScheduled(
+            task_id=task.id,
+            alert_id=alert.alert_id,
+            resident_id=resident.id,
+            household_id=household.id,
+            community=household.community,
+            compound=household.compound,
+            worker_id=worker.id if worker else None,
+            worker_subject=worker.subject if worker else None,
+            days_absent=alert.days_absent,
+            last_meal_on=alert.last_meal_on,
+            due_at=task.due_at,
+            scheduled_at=task.created_at,
+        )
+    )
     return task
 
 

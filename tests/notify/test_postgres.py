@@ -114,3 +114,11 @@ async def test_the_daily_digest_and_the_resident_and_vote_rules_on_postgresql(pg
     await test_a_need_recorded_at_the_door_its_progress_and_closure_reach_the_resident(pg_notify)
     await test_a_vote_opening_and_its_results_reach_the_residents_who_may_vote(pg_notify)  # JSONB @> scopes
     await test_a_residents_happiness_bill_comes_once_a_month(pg_notify)
+
+
+async def test_the_duty_roster_and_the_urgent_sms_fallback_on_postgresql(pg_notify: System) -> None:
+    """The roster's API and the on-duty query (migration 0004) on PostgreSQL: the same flows as on SQLite."""
+    from tests.notify import test_duty_roster as roster
+
+    await roster.test_staff_keep_the_roster_of_their_community_and_admins_the_districts(pg_notify)
+    await roster.test_wechat_refusing_for_good_falls_back_to_sms_and_a_subscriber_gets_wechat(pg_notify)

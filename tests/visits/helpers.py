@@ -47,7 +47,9 @@ class Place:
         return h["id"], rid
 
 
-async def build_place(system: System, community: str = "yuntai", compound: str = "yuntaiyuan") -> Place:
+async def build_place(
+    system: System, community: str = "yuntai", compound: str = "yuntaiyuan", *, worker_sub: str = "gw-changhong"
+) -> Place:
     admin = system.auth("admin", sub="admin-1")
     staff = system.auth("staff", sub=f"staff-{community}", scopes=[f"community:{community}"])
     client = system.client
@@ -83,8 +85,8 @@ async def build_place(system: System, community: str = "yuntai", compound: str =
     w = await post(
         "/grid-workers",
         staff,
-        {"subject": "gw-changhong", "name": "常红", "community": community, "phone": "13900001111"},
+        {"subject": worker_sub, "name": "常红", "community": community, "phone": "13900001111"},
     )
     await post(f"/grid-workers/{w['id']}/assignments", staff, {"compound": compound})
-    worker = system.auth("grid_worker", sub="gw-changhong", scopes=())
+    worker = system.auth("grid_worker", sub=worker_sub, scopes=())
     return Place(system, admin, staff, worker, w["id"], compound, b3["id"], b4["id"], h["id"], zhao["id"])

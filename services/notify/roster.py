@@ -1,0 +1,144 @@
+"""The duty roster: which staff member is on duty for a community (or the whole district, ``*``) and when. An
+urgent issue reaches every person on duty for its community and for the district at that moment, besides the
+duty group's WeCom robot (rule ``urgent_issue_on_duty``, audience ``on_duty_staff``).
+
+Staff keep it through ``/notify/duty-roster``: staff of a community manage its shifts, the district's (``*``)
+are an admin's. A phone entered with a shift is encrypted at rest and only ever shown masked; the person's
+verified phone from identity's account events is used before it. Each function takes a unit of work and never
+commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from minsheng.platform.access import forbidden
+from minsheng.platform.auth import Principal
+from minsheng.platform.errors import invalid, not_found
+from minsheng.platform.i18n import _t
+from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import Keyset, Page
+from minsheng.platform.privacy import mask_phone
+from minsheng.platform.uow import UnitOfWork
+from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic, Recipient
+from services.notify.state import cipher_for
+
+DISTRICT = "*"
+_NEWEST_FIRST = Keyset((DutyShift.id,), kinds=(UUID,))
+
+
+def _may_manage(who: Principal, community: str) -> bool:
+    return who.is_admin if community == DISTRICT else who.covers(community=community)
+
+
+def _on_duty(shift: DutyShift, at: datetime) -> bool:
+    return shift.starts_at <= at and (shift.ends_at is None or shift.ends_at > at)
+
+
+def public(shift: DutyShift, at: datetime | None = None) -> DutyShiftPublic:
+    out = DutyShiftPublic.model_validate(shift, from_attributes=True)
+    out.on_duty = _on_duty(shift, at or utcnow())
+    return out
+
+
+def _national(phone: str) -> str:
+    """13912345678 from +8613912345678, 8613912345678 or 13912345678."""
+    return phone[-11:]
+
+
+async def add_shift(uow: UnitOfWork, who: Principal, body: DutyShiftCreate) -> DutyShift:
+    if not _may_manage(who, body.community):
+        raise forbidden(
+            _t("You may not keep the duty roster of {community}.", community=body.community)
+            if body.community != DISTRICT
+            else _t("Only an administrator keeps the district's duty roster.")
+        )
+    starts = body.starts_at or utcnow()
+    if body.ends_at is not None and body.ends_at <= starts:
+        raise invalid(
+            "duty_shift_ends_before_start",
+            "Invalid duty shift",
+            "A duty shift must end after it starts.",
+            field="ends_at",
+            message="must be after starts_at",
+        )
+    known = await uow.session.get(Recipient, body.account_id)
+    if known is not None and not {"staff", "admin"} & set(known.roles):
+        # identity told notify who this is, and it is not staff (an account identity has not announced yet is
+        # taken on trust: the roster must not wait for the event)
+        raise invalid(
+            "duty_shift_not_staff",
+            "Invalid duty shift",
+            "Only a staff account can be put on duty.",
+            field="account_id",
+            message="not a staff account",
+        )
+    phone = _national(body.phone) if body.phone else None
+    shift = DutyShift(
+        community=body.community,
+        account_id=body.account_id,
+        name=body.name,
+        starts_at=starts,
+        ends_at=body.ends_at,
+        phone_enc=cipher_for(uow.db).encrypt(phone) if phone else None,
+        phone_masked=mask_phone(phone),
+        created_by=who.sub,
+    )
+    uow.session.add(shift)
+    return shift
+
+
+async def shifts_page(
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    community: str | None = None,
+    on_duty: bool | None = None,
+) -> Page[DutyShiftPublic]:
+    """The shifts the caller may see (their communities' and the district's), newest first."""
+    query = select(DutyShift)
+    if not who.is_admin:
+        query = query.where(col(DutyShift.community).in_([DISTRICT, *sorted(who.scoped_values("community"))]))
+    if community is not None:
+        query = query.where(DutyShift.community == community)
+    now = utcnow()
+    if on_duty is not None:
+        current = sa.and_(
+            col(DutyShift.starts_at) <= now, sa.or_(col(DutyShift.ends_at).is_(None), col(DutyShift.ends_at) > now)
+        )
+        query = query.where(current if on_duty else sa.not_(current))
+    rows = list((await uow.session.execute(_NEWEST_FIRST.query(query, cursor, limit))).scalars())
+    page = _NEWEST_FIRST.page(rows, limit)
+    return Page[DutyShiftPublic](items=[public(s, now) for s in page.items], next_cursor=page.next_cursor)
+
+
+async def remove_shift(uow: UnitOfWork, who: Principal, shift_id: UUID) -> None:
+    shift = await uow.session.get(DutyShift, shift_id)
+    if shift is None or not (who.is_admin or shift.community == DISTRICT or who.covers(community=shift.community)):
+        raise not_found("duty_shift", shift_id)
+    if not _may_manage(who, shift.community):
+        raise forbidden(_t("Only an administrator keeps the district's duty roster."))
+    await uow.session.delete(shift)
+
+
+_ON_DUTY = (
+    select(DutyShift)
+    .where(
+        col(DutyShift.community).in_(sa.bindparam("communities", expanding=True)),
+        col(DutyShift.starts_at) <= sa.bindparam("at"),
+        sa.or_(col(DutyShift.ends_at).is_(None), col(DutyShift.ends_at) > sa.bindparam("at")),
+    )
+    .order_by(col(DutyShift.starts_at), col(DutyShift.id))
+)
+
+
+async def on_duty(uow: UnitOfWork, community: str | None, at: datetime) -> list[DutyShift]:
+    """The shifts covering ``at`` for ``community`` and for the district: one query."""
+    communities = [DISTRICT] if not community or community == DISTRICT else [community, DISTRICT]
+    rows = await uow.session.execute(_ON_DUTY, {"communities": communities, "at": at})
+    return list(rows.scalars())

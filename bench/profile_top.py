@@ -1,4 +1,4 @@
-"""The heaviest frames of a py-spy collapsed-stacks profile (`bin/bench --profile --profile-format raw`).
+"""The heaviest frames of a py-spy collapsed-stacks profile (`bin/bench --profile` writes `<figure>.collapsed.txt`).
 
     python -m bench.profile_top bench/results/profiles/read.issue_detail.collapsed.txt [--top 40]
 

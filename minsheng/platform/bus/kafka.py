@@ -15,9 +15,15 @@ Operations it must survive (docs/operations.md → "the broker lost data"):
   ``auto_offset_reset="none"`` so aiokafka does not reset silently) and by comparing positions and the offsets
   this process committed with the log's end offsets on every assignment and every ``offset_check_seconds``.
 - **Broker health** is tracked from real contacts (acknowledged publishes, commits, metadata answers):
-  ``up`` and ``last_contact`` feed ``/healthz`` and the metrics, never readiness. A failed publish also drops
-  the producer (a broker that lost its state no longer knows the idempotent producer's id): the next attempt
-  starts a fresh one.
+  ``up`` and ``last_contact`` feed ``/healthz`` and the metrics, never readiness.
+- **One producer across outages** (docs/reliability.md → "the idempotent producer"): the broker deduplicates
+  a retried batch by the producer's id and the batch's sequence numbers, so a publish never gives up on a
+  batch the producer has accepted (``_produce`` waits for every one of them, and keeps handing over the rest
+  while the ones ahead wait for the broker), and a failed publish keeps the producer. It is replaced only when
+  it cannot go on: a batch it accepted failed for good (its sequence numbers are spent: aiokafka cannot rewind
+  them, and the broker would refuse the next ones as out of order), or the broker fenced or forgot its id (a
+  broker that lost its state). A record of a failed batch may then be on the topic already and is written
+  again by the next producer: the remaining window, which the consumers' inboxes absorb.
 """
 
 from __future__ import annotations
@@ -31,7 +37,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    IllegalStateError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    KafkaTimeoutError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from minsheng.platform.bus.base import Delivery, MessageHandler, OutgoingColumns, OutgoingMessage, handle_in_order
 from minsheng.platform.bus.partitioner import default_partition
@@ -62,6 +81,32 @@ DLQ_SUFFIX = ".dlq"
 # and the producer's max_request_size.
 MAX_BATCH_BYTES = 512 * 1024
 OFFSET_RESET_REASONS = ("beyond_end", "before_start", "out_of_range")
+# Errors after which a producer cannot go on: the broker fenced its id or no longer knows it (a broker that lost
+# its state), its sequence numbers and the broker's disagree, or the producer itself is closed or broken.
+PRODUCER_BROKEN = (
+    ProducerFenced,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    UnknownProducerId,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    IllegalStateError,
+)
+# A publish retries the records not yet acknowledged at once, with the same or a fresh producer, as long as it
+# makes progress; then it fails and the relay backs off and sends its whole claim again.
+PUBLISH_ROUNDS = 3
+
+
+class _Unacknowledged(Exception):
+    """``_produce`` failed after handing batches to the producer: ``acknowledged`` are the indexes the broker
+    acknowledged; ``spent`` is true when a batch the producer had accepted failed (its sequence numbers are
+    used up, so the producer must be replaced)."""
+
+    def __init__(self, error: BaseException, acknowledged: set[int], spent: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.acknowledged = acknowledged
+        self.spent = spent
 
 
 def topic_partitions(topic: str, partitions: int) -> int:
@@ -222,47 +267,118 @@ class KafkaBus:
     async def _publish_or_reset(
         self, topics: list[str], keys: list[bytes], values: list[bytes], headers: list[list[tuple[str, bytes]]]
     ) -> None:
-        try:
-            await self._produce(topics, keys, values, headers)
-        except Exception as exc:
-            self._lost(exc)
-            # A broker that came back empty has lost the topics too: check (and create) them again next time;
-            # and it no longer knows the idempotent producer's id and sequence numbers: start a fresh producer.
-            self._known_topics.difference_update(self.kafka_name(t) for t in set(topics))
+        pending = list(range(len(topics)))
+        for round_ in range(1, PUBLISH_ROUNDS + 1):
+            try:
+                await self._produce(topics, keys, values, headers, pending)
+            except _Unacknowledged as exc:
+                await self._failed(exc.error, topics, replace=exc.spent)
+                progress = [i for i in pending if i in exc.acknowledged]
+                pending = [i for i in pending if i not in exc.acknowledged]
+                if not progress or round_ == PUBLISH_ROUNDS:
+                    # Acknowledged records of this publish are sent again with the rest (the relay's claim is
+                    # all or nothing): duplicates on the topic, which the consumers' inboxes drop.
+                    raise exc.error from None
+                continue
+            except Exception as exc:  # before any batch was handed over: nothing of this publish is in flight
+                await self._failed(exc, topics, replace=False)
+                raise
+            self._contact()
+            return
+
+    async def _failed(self, exc: BaseException, topics: list[str], *, replace: bool) -> None:
+        self._lost(exc)
+        # A broker that came back empty has lost the topics too: check (and create) them again next time.
+        self._known_topics.difference_update(self.kafka_name(t) for t in set(topics))
+        if replace or isinstance(exc, PRODUCER_BROKEN):
+            # The remaining window of the idempotent producer: a fresh producer id, whose sequence numbers
+            # start again, so a record the broker wrote for a failed batch is written again when re-sent.
+            log.warning("Kafka producer replaced after %s: %s", type(exc).__name__, exc)
             await self._drop_producer()
-            raise
-        self._contact()
 
     async def _produce(
-        self, topics: list[str], keys: list[bytes], values: list[bytes], headers: list[list[tuple[str, bytes]]]
+        self,
+        topics: list[str],
+        keys: list[bytes],
+        values: list[bytes],
+        headers: list[list[tuple[str, bytes]]],
+        only: list[int] | None = None,
     ) -> None:
         """Messages are partitioned exactly as ``producer.send`` would (the default murmur2 partitioner on the
         key, so one aggregate stays on one partition, in order) and packed into record batches per partition
         with ``create_batch``/``send_batch``: one future per batch instead of one per message, which roughly
-        halves the producer's CPU per message on the relay's hot path."""
+        halves the producer's CPU per message on the relay's hot path. ``only``: these indexes (in order).
+
+        Returns once the broker acknowledged every batch. Raises ``_Unacknowledged`` when a batch handed to the
+        producer failed or a later one could not be handed over — but only after every batch handed over has
+        an outcome: none is left in flight, to be written by this producer while the caller sends its records
+        again (and the idempotent producer retries a batch until the broker answers, across an outage)."""
         producer = await self._ensure_producer()
         names = {t: self.kafka_name(t) for t in set(topics)}
         await self.ensure_topics(sorted(names.values()))
         partitions = {t: list(await producer.partitions_for(name)) for t, name in names.items()}
         groups: dict[tuple[str, int], list[int]] = {}
-        for i, (topic, key) in enumerate(zip(topics, keys, strict=True)):
-            partition = default_partition(key, partitions[topic])
+        for i in range(len(topics)) if only is None else only:
+            topic = topics[i]
+            partition = default_partition(keys[i], partitions[topic])
             group = groups.get((topic, partition))
             if group is None:
                 groups[(topic, partition)] = group = []
             group.append(i)
-        futures: list[asyncio.Future[object]] = []
-        for (topic, partition), indexes in groups.items():
-            name = names[topic]
-            batch = producer.create_batch()
-            for i in indexes:
-                if batch.append(key=keys[i], value=values[i], timestamp=None, headers=headers[i]) is None:
-                    futures.append(await producer.send_batch(batch, name, partition=partition))
-                    batch = producer.create_batch()
-                    # A fresh batch takes any one message (an oversized one is the broker's to refuse).
-                    batch.append(key=keys[i], value=values[i], timestamp=None, headers=headers[i])
-            futures.append(await producer.send_batch(batch, name, partition=partition))
-        await asyncio.gather(*futures)
+        handed: list[tuple[list[int], asyncio.Future[object]]] = []
+        error: BaseException | None = None
+        try:
+            for (topic, partition), indexes in groups.items():
+                name = names[topic]
+                ahead: list[asyncio.Future[object]] = []
+                batch = producer.create_batch()
+                in_batch: list[int] = []
+                for i in indexes:
+                    if batch.append(key=keys[i], value=values[i], timestamp=None, headers=headers[i]) is None:
+                        ahead.append(await self._hand_over(producer, batch, name, partition, ahead))
+                        handed.append((in_batch, ahead[-1]))
+                        batch, in_batch = producer.create_batch(), []
+                        # A fresh batch takes any one message (an oversized one is the broker's to refuse).
+                        batch.append(key=keys[i], value=values[i], timestamp=None, headers=headers[i])
+                    in_batch.append(i)
+                ahead.append(await self._hand_over(producer, batch, name, partition, ahead))
+                handed.append((in_batch, ahead[-1]))
+        except Exception as exc:
+            error = exc
+        outcomes = await asyncio.gather(*(f for _, f in handed), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if error is None and not failed:
+            return
+        acknowledged = {
+            i
+            for (indexes, _), o in zip(handed, outcomes, strict=True)
+            if not isinstance(o, BaseException)
+            for i in indexes
+        }
+        cause = failed[0] if failed else error
+        assert cause is not None
+        raise _Unacknowledged(cause, acknowledged, spent=bool(failed))
+
+    async def _hand_over(
+        self,
+        producer: AIOKafkaProducer,
+        batch: Any,
+        name: str,
+        partition: int,
+        ahead: list[asyncio.Future[object]],
+    ) -> asyncio.Future[object]:
+        """``send_batch``, which waits (up to ``request_timeout_ms``) for the batch queued ahead on the partition
+        to leave for the broker. When that batch is this publish's own and the broker has not answered yet, keep
+        waiting instead of failing the publish: the idempotent producer retries the batch ahead until the broker
+        answers, so failing here would only leave it in flight while the caller sends its records again."""
+        while True:
+            try:
+                return await producer.send_batch(batch, name, partition=partition)  # type: ignore[no-any-return]
+            except KafkaTimeoutError as exc:
+                if not (self.idempotent_producer and any(not f.done() for f in ahead)):
+                    raise
+                self._lost(exc)
+                log.info("Kafka %s[%d]: the broker has not answered yet; still waiting", name, partition)
 
     async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None:
         topics = [self.kafka_name(t) for t in topics]

@@ -108,8 +108,9 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
     assert status.pending == 0
     assert all(n >= 1 for n in on_topic), "every acknowledged event is on the restarted broker's log"
     # Issue 14: no duplicate records on the topic. A batch the producer retries across the restart keeps its
-    # producer id and sequence numbers, so the broker writes it once (a publish that fails outright drops the
-    # producer, and the relay's re-send under a new id could write twice: none did in the recorded runs).
+    # producer id and sequence numbers, so the broker writes it once; a publish waits for the batches the
+    # producer accepted and keeps the producer (docs/reliability.md → "the idempotent producer", where the
+    # remaining window is; test_idempotent_producer.py is the deterministic version).
     assert all(n <= 1 for n in on_topic), "no acknowledged event is twice on the topic (idempotent producer)"
 
 

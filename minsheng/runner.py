@@ -59,6 +59,7 @@ def make_bus(settings: Settings, client_id: str = "minsheng") -> EventBus:
         prefix=settings.kafka_prefix,
         offset_check_seconds=settings.kafka_offset_check_seconds,
         idempotent_producer=settings.kafka_idempotent_producer,
+        publish_patience_seconds=settings.kafka_publish_patience_seconds,
     )
 
 

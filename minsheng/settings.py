@@ -46,6 +46,11 @@ class KafkaSettings(BaseSettings):
     # Correctness never depends on it (the consumers' inboxes absorb duplicates); turn it off only for a broker
     # without idempotent producers (Tansu).
     kafka_idempotent_producer: bool = True
+    # How long a publish waits for a broker that does not answer before it gives up: within it, the idempotent
+    # producer's retries write each record once (a broker restart); past it, the relay rolls back its claim
+    # (a transaction held open through a long outage would hold back vacuum) and sends it again later, under a
+    # fresh producer, which may write a record twice (the consumers' inboxes absorb it).
+    kafka_publish_patience_seconds: float = Field(default=120.0, gt=0)
 
     @field_validator("kafka_prefix")
     @classmethod

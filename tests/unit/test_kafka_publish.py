@@ -3,7 +3,9 @@
 - a publish that fails before any batch was handed over keeps the producer (its id and sequence numbers);
 - a batch the producer accepted and then failed spends its sequence numbers: the producer is replaced, and
   only the records not acknowledged are sent again, by the new producer, in their order;
-- a producer the broker fenced or no longer knows is replaced, and the publish fails when no round progresses.
+- a producer the broker fenced or no longer knows is replaced, and the publish fails when no round progresses;
+- a broker that does not answer within the patience fails the publish (the relay's claim is not held open
+  through a long outage), and the producer with the unanswered batches is replaced.
 
 The real broker's side (a pause and a restart, every record once) is tests/reliability/test_idempotent_producer.py.
 """
@@ -34,8 +36,14 @@ class FakeBatch:
 
 
 class FakeProducer:
-    def __init__(self, fail: dict[int, BaseException] | None = None, metadata_error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        fail: dict[int, BaseException] | None = None,
+        metadata_error: Exception | None = None,
+        silent: set[int] | None = None,
+    ) -> None:
         self.fail = fail or {}  # partition -> the error its batches fail with
+        self.silent = silent or set()  # partitions whose batches the broker never answers
         self.metadata_error = metadata_error
         self.written: list[bytes] = []
         self.stopped = False
@@ -50,7 +58,9 @@ class FakeProducer:
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future[object]:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        if partition in self.fail:
+        if partition in self.silent:
+            pass  # in flight until the producer is stopped
+        elif partition in self.fail:
             future.set_exception(self.fail[partition])
         else:
             self.written.extend(batch.keys)
@@ -64,8 +74,8 @@ class FakeProducer:
 class Bus(KafkaBus):
     """A KafkaBus whose producers are the fakes given, in order."""
 
-    def __init__(self, *producers: FakeProducer) -> None:
-        super().__init__("127.0.0.1:1")
+    def __init__(self, *producers: FakeProducer, patience: float = 120.0) -> None:
+        super().__init__("127.0.0.1:1", publish_patience_seconds=patience)
         self.fakes = list(producers)
         self.started: list[FakeProducer] = []
 
@@ -115,4 +125,18 @@ async def test_a_fenced_or_forgotten_producer_is_replaced_and_no_progress_fails_
         await bus.publish(messages(6))
     assert first.stopped and bus._producer is None, "the next publish starts a fresh producer"
     await bus.publish(messages(6))  # the relay's next attempt
+    assert bus._producer is second and len(second.written) == 6
+
+
+async def test_a_broker_that_does_not_answer_within_the_patience_fails_the_publish_and_replaces_the_producer() -> None:
+    first = FakeProducer(silent={0, 1})
+    second = FakeProducer()
+    bus = Bus(first, second, patience=0.2)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(KafkaTimeoutError, match="no acknowledgement from the broker"):
+        await bus.publish(messages(6))
+    assert asyncio.get_running_loop().time() - started < 5, "bounded by the patience, not the outage"
+    assert first.stopped and bus._producer is None, "the unanswered batches' producer is not used again"
+    assert not bus.health()["up"]
+    await bus.publish(messages(6))  # the relay's next attempt, once the broker answers
     assert bus._producer is second and len(second.written) == 6

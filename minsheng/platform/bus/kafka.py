@@ -109,6 +109,15 @@ class _Unacknowledged(Exception):
         self.spent = spent
 
 
+def _outcome(future: asyncio.Future[object], patience: float) -> object:
+    """A handed-over batch's outcome: its result, its error, or — no answer within the patience — a timeout."""
+    if not future.done():
+        return KafkaTimeoutError(f"no acknowledgement from the broker within {patience:.0f} s")
+    if future.cancelled():
+        return KafkaTimeoutError("the batch was cancelled")
+    return future.exception() or future.result()
+
+
 def topic_partitions(topic: str, partitions: int) -> int:
     """Partitions a topic is created with, by services and by the topic job alike: dead-letter topics need no
     parallelism (one partition keeps them in order); event topics get ``MINSHENG_KAFKA_TOPIC_PARTITIONS``."""
@@ -131,6 +140,7 @@ class KafkaBus:
         max_backoff_seconds: float = 10.0,
         idempotent_producer: bool = True,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        publish_patience_seconds: float = 120.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
@@ -144,6 +154,7 @@ class KafkaBus:
         self.max_backoff_seconds = max_backoff_seconds
         self.idempotent_producer = idempotent_producer
         self.max_batch_bytes = max_batch_bytes
+        self.publish_patience_seconds = publish_patience_seconds
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
@@ -317,6 +328,8 @@ class KafkaBus:
         names = {t: self.kafka_name(t) for t in set(topics)}
         await self.ensure_topics(sorted(names.values()))
         partitions = {t: list(await producer.partitions_for(name)) for t, name in names.items()}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_patience_seconds
         groups: dict[tuple[str, int], list[int]] = {}
         for i in range(len(topics)) if only is None else only:
             topic = topics[i]
@@ -335,17 +348,19 @@ class KafkaBus:
                 in_batch: list[int] = []
                 for i in indexes:
                     if batch.append(key=keys[i], value=values[i], timestamp=None, headers=headers[i]) is None:
-                        ahead.append(await self._hand_over(producer, batch, name, partition, ahead))
+                        ahead.append(await self._hand_over(producer, batch, name, partition, ahead, deadline))
                         handed.append((in_batch, ahead[-1]))
                         batch, in_batch = producer.create_batch(), []
                         # A fresh batch takes any one message (an oversized one is the broker's to refuse).
                         batch.append(key=keys[i], value=values[i], timestamp=None, headers=headers[i])
                     in_batch.append(i)
-                ahead.append(await self._hand_over(producer, batch, name, partition, ahead))
+                ahead.append(await self._hand_over(producer, batch, name, partition, ahead, deadline))
                 handed.append((in_batch, ahead[-1]))
         except Exception as exc:
             error = exc
-        outcomes = await asyncio.gather(*(f for _, f in handed), return_exceptions=True)
+        if handed:  # waiting without cancelling: the futures are the producer's own
+            await asyncio.wait([f for _, f in handed], timeout=max(0.0, deadline - loop.time()))
+        outcomes = [_outcome(f, self.publish_patience_seconds) for _, f in handed]
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if error is None and not failed:
             return
@@ -366,16 +381,20 @@ class KafkaBus:
         name: str,
         partition: int,
         ahead: list[asyncio.Future[object]],
+        deadline: float,
     ) -> asyncio.Future[object]:
         """``send_batch``, which waits (up to ``request_timeout_ms``) for the batch queued ahead on the partition
         to leave for the broker. When that batch is this publish's own and the broker has not answered yet, keep
         waiting instead of failing the publish: the idempotent producer retries the batch ahead until the broker
-        answers, so failing here would only leave it in flight while the caller sends its records again."""
+        answers, so failing here would only leave it in flight while the caller sends its records again. Up to
+        ``deadline`` (``publish_patience_seconds``): a caller holding a transaction open (the relay's claim)
+        must not wait out a long outage."""
         while True:
             try:
                 return await producer.send_batch(batch, name, partition=partition)  # type: ignore[no-any-return]
             except KafkaTimeoutError as exc:
-                if not (self.idempotent_producer and any(not f.done() for f in ahead)):
+                waiting = any(not f.done() for f in ahead)
+                if not (self.idempotent_producer and waiting) or asyncio.get_running_loop().time() >= deadline:
                     raise
                 self._lost(exc)
                 log.info("Kafka %s[%d]: the broker has not answered yet; still waiting", name, partition)

@@ -10,14 +10,12 @@ def test_columns_give_each_message_its_own_headers_in_order() -> None:
         topics=["a.t", "a.t", "b.t"],
         keys=[b"k1", "云".encode(), b"k3"],
         values=[b"v1", b"v2", b"v3"],
-        header_counts=[2, 0, 1],
-        header_names=["ce_id", "ce_type", "ce_id"],
-        header_values=[b"1", b"x", b"3"],
+        headers_json=['{"ce_id": "1", "ce_type": "x"}', "{}", '{"ce_id": "3", "n": 7}'],
     )
     assert len(columns) == 3
-    assert columns.headers() == [[("ce_id", b"1"), ("ce_type", b"x")], [], [("ce_id", b"3")]]
+    assert columns.headers() == [[("ce_id", b"1"), ("ce_type", b"x")], [], [("ce_id", b"3"), ("n", b"7")]]
     assert columns.messages() == [
         OutgoingMessage("a.t", "k1", b"v1", [("ce_id", b"1"), ("ce_type", b"x")]),
         OutgoingMessage("a.t", "云", b"v2", []),
-        OutgoingMessage("b.t", "k3", b"v3", [("ce_id", b"3")]),
+        OutgoingMessage("b.t", "k3", b"v3", [("ce_id", b"3"), ("n", b"7")]),
     ]

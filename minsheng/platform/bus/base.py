@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,27 +17,29 @@ class OutgoingMessage:
 @dataclass(frozen=True, slots=True)
 class OutgoingColumns:
     """Messages as columns, as the outbox relay claims them on PostgreSQL (one row of arrays, so no row object
-    or message object per message): keys and values already bytes, the headers as one flat list of names and
-    one of values with each message's header count. A bus with ``publish_columns`` takes them as they are."""
+    or message object per message): keys and values already bytes, each message's headers as the JSON object
+    text the outbox stored (decoded here, in the relay, which scales out, rather than flattened by PostgreSQL,
+    which does not: that took half of the claim's CPU there). A bus with ``publish_columns`` takes them as
+    they are."""
 
     topics: list[str]
     keys: list[bytes]
     values: list[bytes]
-    header_counts: list[int]
-    header_names: list[str]
-    header_values: list[bytes]
+    headers_json: list[str]
 
     def __len__(self) -> int:
         return len(self.values)
 
     def headers(self) -> list[list[tuple[str, bytes]]]:
-        """Each message's headers, in order."""
-        pairs = list(zip(self.header_names, self.header_values, strict=True))
-        out, start = [], 0
-        for count in self.header_counts:
-            out.append(pairs[start : start + count])
-            start += count
-        return out
+        """Each message's headers, in the stored object's order; values as UTF-8 bytes (a non-string value as
+        its JSON text, as ``jsonb_each_text`` gave it)."""
+        return [
+            [
+                (k, (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)).encode())
+                for k, v in json.loads(text).items()
+            ]
+            for text in self.headers_json
+        ]
 
     def messages(self) -> list[OutgoingMessage]:
         return [

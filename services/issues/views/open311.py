@@ -38,6 +38,8 @@ router = APIRouter(tags=["open311"])
 # The path's variable parts, bounded: a longer one is a 400 in the Open311 error shape (foreign_error_formats).
 Format = Annotated[str, Path(max_length=10, description="json or xml")]
 Name = Annotated[str, Path(max_length=100, description="<code, id or token>.<json|xml>")]
+# The reporter is "open311:<key name>:<account_id>", a column of 200 characters; key names have up to 100.
+ACCOUNT_ID_MAX_LENGTH = 90
 
 
 def _name(request: Request, cat: Category) -> str:
@@ -188,6 +190,8 @@ async def create_request(fmt: Format, request: Request, uow: UoW) -> Response:
         if lat is None and not address and not address_id:
             raise Open311Error(400, "A location is required: lat & long, address_string or address_id")
         account_id = str(form.get("account_id") or "") or None
+        if account_id is not None and len(account_id) > ACCOUNT_ID_MAX_LENGTH:
+            raise Open311Error(400, f"account_id: at most {ACCOUNT_ID_MAX_LENGTH} characters")
         name = " ".join(str(form.get(n) or "") for n in ("first_name", "last_name")).strip() or None
         phone = str(form.get("phone") or "") or None
         media = str(form.get("media_url") or "") or None

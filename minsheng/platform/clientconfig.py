@@ -142,7 +142,9 @@ def client_config_router(service: str, source: ClientConfigSource | None, *, api
     )
     async def client_config(
         request: Request,
-        if_none_match: Annotated[str | None, Header(description="The ETag of the copy you hold")] = None,
+        if_none_match: Annotated[
+            str | None, Header(description="The ETag of the copy you hold", max_length=1024)
+        ] = None,
     ) -> Response:
         if not static:
             static["text_limits"] = text_limits(request.app.openapi())

@@ -4,11 +4,12 @@ with a stack trace, and a database outage is a 503 the client may retry."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -142,7 +143,11 @@ def problem_response(
     return response
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(
+    app: FastAPI, foreign_formats: Sequence[tuple[str, Callable[[str, str], Any]]] = ()
+) -> None:
+    """problem+json for every error; on a path of ``foreign_formats`` (``ServiceSpec.foreign_error_formats``) a
+    request the parameters' validation refuses answers in that path's own format instead."""
     load_catalogs()
 
     @app.exception_handler(Problem)
@@ -168,7 +173,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         locale = request_locale(request.headers)
         errors = [
             {
@@ -178,6 +183,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
+        for marker, render in foreign_formats:
+            if marker in request.url.path:
+                response: Response = render(
+                    request.url.path, "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+                )
+                return response
         fields = ", ".join(sorted({e["field"] for e in errors}))
         return problem_response(
             request,

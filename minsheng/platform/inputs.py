@@ -10,7 +10,9 @@ whose UTC conversion overflows, a nested cursor, a NUL byte):
   ``date + timedelta`` and ``datetime.combine(…, tz)`` never overflow).
 - ``MonthText``: ``YYYY-MM`` within the same range; ``month_start()`` turns it into the first day.
 - ``Latitude``/``Longitude``: finite WGS-84 degrees.
-- ``text(n)``: at most ``n`` characters, no NUL byte (PostgreSQL refuses them; SQLite would store them).
+- ``text(n)``: at most ``n`` characters, no NUL byte (PostgreSQL refuses them; SQLite would store them):
+  ``title: Annotated[str, text(200)]``, ``community: Annotated[str | None, text(64)] = None`` (metadata, so
+  that type checkers see a ``str``).
 - ``Cursor``: an opaque keyset cursor, bounded in length; ``pagination.decode_cursor`` reads it.
 """
 
@@ -18,10 +20,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # no daylight saving since 1991
@@ -99,9 +104,22 @@ Cursor = Annotated[str, StringConstraints(max_length=CURSOR_MAX_LENGTH)]
 NoNulText = Annotated[str, AfterValidator(_no_nul)]
 
 
-def text(max_length: int, *, min_length: int = 0) -> Any:
-    """Bounded text without NUL bytes: ``title: text(200)``."""
-    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_nul)]
+@dataclass(frozen=True)
+class Text(GroupedMetadata):
+    """The constraints of ``text(n)``: a length and no NUL byte, on a ``str`` or ``str | None``."""
+
+    max_length: int
+    min_length: int = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        yield StringConstraints(min_length=self.min_length or None, max_length=self.max_length)
+        yield AfterValidator(_no_nul)
+
+
+def text(max_length: int, *, min_length: int = 0) -> Text:
+    """Bounded text without NUL bytes: ``title: Annotated[str, text(200)]`` (an input longer than its column is
+    a 422, never a database error)."""
+    return Text(max_length, min_length)
 
 
 def month_start(value: str) -> date:

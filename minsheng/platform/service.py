@@ -96,7 +96,8 @@ class ServiceSpec:
     # Encrypted personal data (for `minsheng keys rotate-data`): one entry per table.
     sealed: Sequence[SealedColumns] = ()
     # Paths that speak another error format than problem+json (Open311): (path marker, renderer of a refused
-    # request's description) for what the platform refuses before any route runs (NUL bytes).
+    # request's description) for what the platform refuses before any route runs (NUL bytes, parameters that
+    # fail validation).
     foreign_error_formats: Sequence[tuple[str, Callable[[str, str], Any]]] = ()
     # What the service adds to its `GET /config` for clients (uploads, categories); the rest is the platform's.
     client_config: ClientConfigSource | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import json_list, utc_now, uuid_pk
-from minsheng.platform.inputs import Day
+from minsheng.platform.inputs import Day, Latitude, Longitude, text
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -32,6 +32,10 @@ metadata = CanteenModel.metadata
 platform_tables = install_platform_tables(metadata)
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,49}$"
+# Slugs (canteen and community codes, subsidy rule keys) and short labels (tags, ingredients, meal kinds) in
+# queries, paths and lists: as long as their columns or checks allow; a longer one is a 422.
+SlugText = Annotated[str, text(50)]
+Label = Annotated[str, text(30)]
 PHONE = r"^\+?\d{7,15}$"
 
 
@@ -137,13 +141,13 @@ class CanteenBase(SQLModel):
     community: str = Field(
         schema_extra={"pattern": SLUG}, max_length=50, description="The community the canteen sits in"
     )
-    communities: list[str] = Field(
+    communities: list[SlugText] = Field(
         default_factory=list, sa_type=JSONType, description="Communities it serves (service radius)"
     )
     operator: str = Field(min_length=1, max_length=200, description="The operating enterprise")
     operator_contact: str | None = Field(default=None, max_length=50)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     service_radius_m: int | None = Field(default=None, ge=0, le=50_000)
     delivery_points: int = Field(default=5, ge=0, le=1000, description="Points a rider earns per delivery")
 
@@ -165,7 +169,7 @@ class CanteenCreate(CanteenBase, Positioned):
 class CanteenUpdate(Positioned):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     address: str | None = Field(default=None, min_length=1, max_length=300)
-    communities: list[str] | None = None
+    communities: list[SlugText] | None = None
 
     @field_validator("communities")
     @classmethod
@@ -175,8 +179,8 @@ class CanteenUpdate(Positioned):
     operator: str | None = Field(default=None, min_length=1, max_length=200)
     operator_contact: str | None = Field(default=None, max_length=50)
     status: CanteenStatus | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     service_radius_m: int | None = Field(default=None, ge=0, le=50_000)
     delivery_points: int | None = Field(default=None, ge=0, le=1000)
 
@@ -257,7 +261,7 @@ class DinerBase(SQLModel):
     dietary: list[DietaryNeed] = Field(
         default_factory=list, sa_type=JSONType, description="Restrictions: soft_food, low_salt, diabetic, …"
     )
-    dislikes: list[str] = Field(default_factory=list, sa_type=JSONType, description="Ingredients to avoid")
+    dislikes: list[Label] = Field(default_factory=list, sa_type=JSONType, description="Ingredients to avoid")
     taste_notes: str | None = Field(default=None, max_length=500, description="Tastes and preferences")
     delivery_eligible: bool = Field(default=False, description="Cannot walk to the canteen: meals delivered")
     delivery_address: str | None = Field(default=None, max_length=300)
@@ -299,7 +303,7 @@ class DinerUpdate(SQLModel):
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
     circumstances: list[Circumstance] | None = None
     dietary: list[DietaryNeed] | None = None
-    dislikes: list[str] | None = None
+    dislikes: list[Label] | None = None
     taste_notes: str | None = Field(default=None, max_length=500)
     delivery_eligible: bool | None = None
     delivery_address: str | None = Field(default=None, max_length=300)
@@ -434,12 +438,12 @@ class PiiAccessPublic(SQLModel):
 
 class Dish(BaseModel):
     name: str = Field(min_length=1, max_length=50)
-    tags: list[str] = Field(
+    tags: list[Label] = Field(
         default_factory=list,
         max_length=20,
         description="soft, low_salt, diabetic_friendly, low_fat, vegetarian, halal, spicy, …",
     )
-    ingredients: list[str] = Field(default_factory=list, max_length=30)
+    ingredients: list[Label] = Field(default_factory=list, max_length=30)
 
 
 class SetMealBase(SQLModel):
@@ -447,7 +451,7 @@ class SetMealBase(SQLModel):
     kind: str = Field(default="standard", max_length=30, description="standard, soft, diabetic, …")
     price_fen: int = Field(ge=0, le=100_000, description="Full price in fen (1000 = 10 yuan)")
     dishes: list[Dish] = Field(default_factory=list, sa_type=JSONType, max_length=12)
-    tags: list[str] = Field(default_factory=list, sa_type=JSONType, max_length=20)
+    tags: list[Label] = Field(default_factory=list, sa_type=JSONType, max_length=20)
 
 
 class SetMealCreate(SetMealBase):
@@ -555,7 +559,7 @@ class SubsidyRuleTerms(SQLModel):
     )
     slots: list[Slot] = Field(default_factory=list, sa_type=JSONType)
     fulfilments: list[Fulfilment] = Field(default_factory=list, sa_type=JSONType)
-    meal_kinds: list[str] = Field(default_factory=list, sa_type=JSONType)
+    meal_kinds: list[Label] = Field(default_factory=list, sa_type=JSONType)
     canteen_ids: list[UUID] = Field(default_factory=list, sa_type=JSONType)
     daily_cap_fen: int | None = Field(default=None, ge=0, description="Per diner per day, from this rule")
     monthly_cap_fen: int | None = Field(default=None, ge=0, description="Per diner per month, from this rule")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pydantic
@@ -21,7 +21,7 @@ from sqlmodel import Field, SQLModel
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, text
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -35,6 +35,9 @@ metadata = IssuesModel.metadata
 platform_tables = install_platform_tables(metadata)
 
 CODE = r"^[a-z0-9][a-z0-9_\-]{0,39}$"
+# Codes in queries, paths and lists as long as their columns: a longer one is a 422, never a database error.
+CatalogueCode = Annotated[str, text(40)]  # category, department, matter, template, group
+PlaceCode = Annotated[str, text(50)]  # community, compound
 
 
 class Channel(StrEnum):
@@ -143,7 +146,7 @@ class CategoryBase(SQLModel):
     department: str = Field(max_length=40, description="Owning department code")
     first_response_minutes: int = Field(gt=0, le=60 * 24 * 30)
     resolution_hours: int = Field(gt=0, le=24 * 365)
-    materials: list[str] = Field(default_factory=list, sa_type=JSONType, max_length=30)
+    materials: list[Annotated[str, text(100)]] = Field(default_factory=list, sa_type=JSONType, max_length=30)
     attributes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
     urgent: bool = False
     emergency_guidance: str | None = Field(default=None, max_length=500, description='e.g. "Call 119 now"')
@@ -161,7 +164,7 @@ class CategoryCreate(SQLModel):
     department: str = Field(max_length=40)
     first_response_minutes: int = Field(gt=0, le=60 * 24 * 30)
     resolution_hours: int = Field(gt=0, le=24 * 365)
-    materials: list[str] = Field(default_factory=list, max_length=30)
+    materials: list[Annotated[str, text(100)]] = Field(default_factory=list, max_length=30)
     attributes: list[AttributeDef] = Field(default_factory=list, max_length=30)
     urgent: bool = False
     emergency_guidance: str | None = Field(default=None, max_length=500)
@@ -186,7 +189,7 @@ class CategoryUpdate(SQLModel):
     department: str | None = Field(default=None, max_length=40)
     first_response_minutes: int | None = Field(default=None, gt=0, le=60 * 24 * 30)
     resolution_hours: int | None = Field(default=None, gt=0, le=24 * 365)
-    materials: list[str] | None = Field(default=None, max_length=30)
+    materials: list[Annotated[str, text(100)]] | None = Field(default=None, max_length=30)
     attributes: list[AttributeDef] | None = Field(default=None, max_length=30)
     urgent: bool | None = None
     emergency_guidance: str | None = Field(default=None, max_length=500)
@@ -266,9 +269,9 @@ class NotHandledPublic(NotHandledBase):
 class CommunityBase(SQLModel):
     name_zh: str = Field(min_length=1, max_length=100)
     name_en: str = Field(min_length=1, max_length=100)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
-    compounds: list[str] = Field(default_factory=list, sa_type=JSONType, description="Compound codes")
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    compounds: list[PlaceCode] = Field(default_factory=list, sa_type=JSONType, description="Compound codes")
 
 
 class Community(CommunityBase, IssuesModel, table=True):
@@ -323,8 +326,8 @@ class IssueBase(SQLModel):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     category: str = Field(max_length=40)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     address: str | None = Field(default=None, max_length=300)
     community: str | None = Field(default=None, max_length=50)
     compound: str | None = Field(default=None, max_length=50)
@@ -341,13 +344,13 @@ class IssueCreate(Positioned):
     category: str = Field(max_length=40)
     title: str | None = Field(default=None, min_length=1, max_length=200, description="Defaults to the category's name")
     description: str = Field(default="", max_length=4000)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     address: str | None = Field(default=None, max_length=300)
     community: str | None = Field(default=None, max_length=50)
     compound: str | None = Field(default=None, max_length=50)
     photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="From POST /photos")
-    photo_urls: list[str] = Field(
+    photo_urls: list[Annotated[str, text(PHOTO_URL_MAX_LENGTH)]] = Field(
         default_factory=list, max_length=9, description="Not accepted any more (422): upload, then send photo_ids"
     )
     is_public: bool = True
@@ -605,7 +608,7 @@ class CloseUnresolved(StaffNote):
 
 
 class Assignment(StaffNote):
-    departments: list[str] = Field(min_length=1, max_length=5, description="The first one leads")
+    departments: list[CatalogueCode] = Field(min_length=1, max_length=5, description="The first one leads")
     officer: str | None = Field(default=None, max_length=200)
 
 
@@ -659,7 +662,7 @@ class VoteCreate(SQLModel):
     compound: str | None = Field(default=None, max_length=50)
     question: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=4000)
-    options: list[str] = Field(min_length=2, max_length=20)
+    options: list[Annotated[str, text(200)]] = Field(min_length=2, max_length=20)
     opens_at: Instant | None = None
     closes_at: Instant
     eligibility: Eligibility = Eligibility.household

@@ -19,7 +19,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
-from minsheng.platform.inputs import Instant, MonthText
+from minsheng.platform.inputs import Cursor, Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
@@ -78,6 +78,11 @@ def _unauthorized(code: str, detail: Message) -> Problem:
     )
 
 
+# The signature headers' bound: generous, so that a plausible but wrong value is still a 401 that says what is
+# wrong (a key id over 40, a nonce over 64 characters); only an absurd one is a 422.
+HEADER_MAX = 200
+
+
 def signed_path(request: Request) -> str:
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
@@ -86,17 +91,22 @@ def signed_path(request: Request) -> str:
 async def merchant_caller(
     request: Request,
     runtime: Runtime,
-    key_id: Annotated[str | None, Header(alias=signing.KEY_HEADER, description="Your API key id (mk_…)")] = None,
+    key_id: Annotated[
+        str | None, Header(alias=signing.KEY_HEADER, description="Your API key id (mk_…)", max_length=HEADER_MAX)
+    ] = None,
     timestamp: Annotated[
-        str | None, Header(alias=signing.TIMESTAMP_HEADER, description="Unix seconds; within ±5 minutes")
+        str | None,
+        Header(alias=signing.TIMESTAMP_HEADER, description="Unix seconds; within ±5 minutes", max_length=HEADER_MAX),
     ] = None,
     nonce: Annotated[
-        str | None, Header(alias=signing.NONCE_HEADER, description="8-64 chars [A-Za-z0-9_-], never reused")
+        str | None,
+        Header(alias=signing.NONCE_HEADER, description="8-64 chars [A-Za-z0-9_-], never reused", max_length=HEADER_MAX),
     ] = None,
     signature: Annotated[
         str | None,
         Header(
             alias=signing.SIGNATURE_HEADER,
+            max_length=HEADER_MAX,
             description="hex HMAC-SHA256(secret, METHOD\\nPATH[?QUERY]\\nTIMESTAMP\\nNONCE\\nSHA256(BODY))",
         ),
     ] = None,
@@ -176,7 +186,7 @@ async def me(uow: UoW, caller: Caller) -> MerchantPublic:
 
 @router.get("/offers", response_model=Page[OfferPublic], summary="Your offers (all, including inactive)")
 async def my_offers(
-    uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+    uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[OfferPublic]:
     page = await offers.list_offers(
         uow, limit=limit, cursor=cursor, merchant_id=caller.merchant_id, available_only=False
@@ -249,7 +259,7 @@ async def list_redemptions(
     runtime: Runtime,
     caller: Caller,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     status: RedemptionStatus | None = None,
     since: Instant | None = None,
     until: Instant | None = None,

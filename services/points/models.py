@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -16,13 +16,16 @@ from sqlmodel import Field, SQLModel
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, text
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
 
 COMMUNITY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}$"
+# Codes in queries, paths and lists as long as their columns: a longer one is a 422, never a database error.
+CommunityCode = Annotated[str, text(50)]
+TypeCode = Annotated[str, text(40)]  # task types, merchant categories, credential key ids
 
 
 class PointsModel(SQLModel, registry=registry()):
@@ -182,8 +185,8 @@ class HazardStatus(StrEnum):
 class HazardReportBase(SQLModel):
     category: HazardCategory = Field(sa_type=sa.String(20))
     description: str = Field(min_length=1, max_length=2000)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     address: str | None = Field(default=None, max_length=300)
     community: str | None = Field(default=None, max_length=50)
     compound: str | None = Field(default=None, max_length=50)
@@ -191,7 +194,7 @@ class HazardReportBase(SQLModel):
 
 class HazardReportCreate(HazardReportBase, Positioned):
     photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="From POST /points/photos")
-    photo_urls: list[str] = Field(
+    photo_urls: list[Annotated[str, text(PHOTO_URL_MAX_LENGTH)]] = Field(
         default_factory=list, max_length=9, description="Not accepted any more (422): upload, then send photo_ids"
     )
 
@@ -314,7 +317,7 @@ class TaskCreate(SQLModel):
 
 class TaskProof(SQLModel):
     photo_ids: list[UUID] = Field(default_factory=list, max_length=9, description="From POST /points/photos")
-    photo_urls: list[str] = Field(
+    photo_urls: list[Annotated[str, text(PHOTO_URL_MAX_LENGTH)]] = Field(
         default_factory=list, max_length=9, description="Not accepted any more (422): upload, then send photo_ids"
     )
     note: str | None = Field(default=None, max_length=1000)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, uuid_pk
-from minsheng.platform.inputs import Day, Instant
+from minsheng.platform.inputs import Day, Instant, Latitude, Longitude, text
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
@@ -146,8 +147,8 @@ class CompoundBase(SQLModel):
     name: str = Field(min_length=1, max_length=60)
     kind: CompoundKind = Field(default=CompoundKind.commercial, sa_type=sa.String(20))
     address: str | None = Field(default=None, max_length=200)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
 
 
 class CompoundCreate(CompoundBase, Positioned):
@@ -170,8 +171,8 @@ class CompoundPublic(CompoundBase):
 
 class BuildingBase(SQLModel):
     name: str = Field(min_length=1, max_length=40, description="e.g. `3号楼`")
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
 
 
 class BuildingCreate(BuildingBase, Positioned):
@@ -271,7 +272,7 @@ class ResidentBase(SQLModel):
 class ResidentCreate(ResidentBase):
     household_id: UUID
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
-    id_number: str | None = Field(
+    id_number: Annotated[str, text(18)] | None = Field(
         default=None, description="居民身份证号 (18 characters, checked); stored encrypted, answered masked"
     )
     health_notes: str | None = Field(
@@ -288,7 +289,7 @@ class ResidentUpdate(SQLModel):
     care_tags: list[CareTag] | None = Field(default=None, max_length=10)
     mobility: Mobility | None = None
     phone: str | None = Field(default=None, schema_extra={"pattern": PHONE})
-    id_number: str | None = None
+    id_number: Annotated[str, text(18)] | None = None
     health_notes: str | None = Field(default=None, max_length=2000)
     account_subject: str | None = Field(
         default=None, max_length=200, description="Link the resident's app account (JWT sub)"
@@ -630,11 +631,11 @@ class VisitCreate(Positioned):
     household_id: UUID
     visited_at: Instant | None = Field(default=None, description="Now when omitted; may be back-dated")
     outcome: Outcome
-    visitors: list[str] = Field(
+    visitors: list[Annotated[str, text(100)]] = Field(
         default_factory=list, max_length=10, description="Who went (names), besides the recorder"
     )
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     notes: str | None = Field(default=None, max_length=4000)
     satisfaction: int | None = Field(default=None, ge=1, le=5)
     task_id: UUID | None = None

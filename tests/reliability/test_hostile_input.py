@@ -296,3 +296,37 @@ async def test_the_demo_diner_zhao_is_linked_to_her_visits_resident(demo_system:
     assert zhao["resident_id"] is not None
     r = await s.client.get(f"/visits/residents/{zhao['resident_id']}", headers=admin)
     assert r.status_code == 200 and r.json()["id_number"][-4:] == zhao["id_number"][-4:]
+
+
+async def test_overlong_text_and_cursors_and_odd_coordinates_are_refused_up_front(demo_system: System) -> None:
+    """Free text, codes and cursors are bounded as their columns (``text(n)``, ``Cursor``): one character over is
+    a 422 problem+json before any handler runs (a 400 in its own error shape on Open311), never a database
+    error; coordinates are finite degrees (``Latitude``/``Longitude``)."""
+    s = demo_system
+    admin = s.auth("admin", sub="probe-admin")
+    over = {
+        "/issues/issues?community=" + "c" * 51: admin,
+        "/issues/issues?category=" + "c" * 41: admin,
+        "/issues/issues?cursor=" + "A" * 513: admin,
+        "/issues/issues?lat=nan&lng=120": admin,
+        "/issues/issues?lat=91&lng=120": admin,
+        "/issues/catalogue/categories/" + "c" * 41: {},
+        "/issues/figures?community=" + "c" * 51: {},
+        "/points/tasks?type_code=" + "t" * 41: admin,
+        "/points/hazard-reports?category=" + "h" * 21: admin,
+        "/points/riders?cursor=" + "A" * 513: admin,
+        "/visits/compounds/" + "c" * 41: admin,
+        "/visits/households?cursor=" + "A" * 513: admin,
+        "/canteen/diners?community=" + "c" * 51: admin,
+        "/canteen/subsidy-rules/" + "k" * 51: admin,
+        "/canteen/orders?cursor=" + "A" * 513: admin,
+    }
+    for url, headers in over.items():
+        r = await s.client.get(url, headers=headers)
+        assert (r.status_code, _is_problem(r), r.json().get("code")) == (422, True, "validation_error"), (url, r.text)
+    at_the_limit = await s.client.get("/issues/issues?community=" + "c" * 50, headers=admin)
+    assert at_the_limit.status_code == 200, at_the_limit.text
+    r = await s.client.post("/canteen/diners", headers=admin, json={"name": "x", "dislikes": ["辣" * 31]})
+    assert r.status_code == 422 and "dislikes" in r.text, r.text
+    r = await s.client.get("/issues/open311/v2/requests/" + "a" * 200 + ".json")
+    assert r.status_code == 400 and r.json()[0]["code"] == 400, r.text  # Open311's own error shape

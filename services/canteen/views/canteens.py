@@ -14,7 +14,7 @@ from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.idempotency import IdempotencyKey
-from minsheng.platform.inputs import Day
+from minsheng.platform.inputs import Cursor, Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.responses import plain_json
 from minsheng.platform.service import UoW
@@ -35,6 +35,7 @@ from services.canteen.models import (
     OrderPublic,
     PublishRange,
     Slot,
+    SlugText,
     WalkInCreate,
 )
 from services.canteen.views.deps import (
@@ -61,10 +62,10 @@ router = APIRouter()
 async def list_canteens(
     uow: UoW,
     who: MaybeCaller,
-    community: str | None = None,
+    community: SlugText | None = None,
     status: CanteenStatus | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[CanteenPublic]:
     page = await canteens.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
     slots = await canteens.slots_of(uow, [c.id for c in page.items])
@@ -184,7 +185,7 @@ async def list_menus(
     only_suitable: bool = False,
     include_drafts: bool = False,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Response:
     if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
         canteen = await canteens.canteen_row(uow, canteen_ref)
@@ -281,7 +282,7 @@ async def deliveries(
     meal_date: Day | None = None,
     slot: Slot | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[kitchen_sheets.DeliveryStop]:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     return await kitchen_sheets.delivery_list(

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW
@@ -28,7 +29,7 @@ async def list_alerts(
     canteen_id: UUID | None = None,
     status: AlertStatus | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[AbsenceAlertPublic]:
     canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
     page = await care.list_alerts(uow, who, canteen=canteen, status=status, limit=limit, cursor=cursor)

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW, WriteUoW
@@ -24,6 +25,7 @@ from services.canteen.models import (
     FamilyMemberCreate,
     FamilyMemberPublic,
     PiiAccessPublic,
+    SlugText,
 )
 from services.canteen.views.deps import Caller, Carer, Limit, Month, commit
 
@@ -53,12 +55,12 @@ async def list_diners(
     uow: UoW,
     who: Carer,
     canteen_id: UUID | None = None,
-    community: str | None = None,
+    community: SlugText | None = None,
     status: DinerStatus | None = None,
     name: str | None = Query(default=None, max_length=50),
     delivery: bool | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[DinerPublic]:
     page = await diners.list_diners(
         uow,
@@ -141,7 +143,7 @@ async def read_sensitive(
     summary="Who read this diner's unmasked data, when and why",
 )
 async def access_log(
-    diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+    diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[PiiAccessPublic]:
     page = await diners.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
     return page.map(from_row(PiiAccessPublic))

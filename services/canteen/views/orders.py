@@ -12,7 +12,7 @@ from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey
-from minsheng.platform.inputs import Day
+from minsheng.platform.inputs import Cursor, Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, cancellation, canteens, counter, deliveries, orders
@@ -67,7 +67,7 @@ async def list_orders(
     status: OrderStatus | None = None,
     fulfilment: Fulfilment | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[OrderPublic]:
     canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
     page = await orders.list_orders(

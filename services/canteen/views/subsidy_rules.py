@@ -6,12 +6,18 @@ from fastapi import APIRouter
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
-from minsheng.platform.inputs import Day
+from minsheng.platform.inputs import Cursor, Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.canteen import subsidy
-from services.canteen.models import SubsidyRuleCreate, SubsidyRulePublic, SubsidyRuleRetire, SubsidyRuleVersionCreate
+from services.canteen.models import (
+    SlugText,
+    SubsidyRuleCreate,
+    SubsidyRulePublic,
+    SubsidyRuleRetire,
+    SubsidyRuleVersionCreate,
+)
 from services.canteen.views.deps import Caller, Limit, Staff, commit, county_only
 
 router = APIRouter()
@@ -28,9 +34,9 @@ async def list_rules(
     uow: UoW,
     who: Caller,
     on: Day | None = None,
-    key: str | None = None,
+    key: SlugText | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[SubsidyRulePublic]:
     page = await subsidy.list_rules(uow, on=on, key=key, limit=limit, cursor=cursor)
     return page.map(_rule_out)
@@ -56,7 +62,7 @@ async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyR
     tags=["subsidy"],
     summary="Every version of a rule, oldest first",
 )
-async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePublic]:
+async def rule_history(key: SlugText, uow: UoW, who: Caller) -> list[SubsidyRulePublic]:
     versions = await subsidy.versions_of(uow, key)
     if not versions:
         raise Problem(404, "subsidy_rule_not_found", "Subsidy rule not found", _t("No rule {key}.", key=key))
@@ -70,7 +76,7 @@ async def rule_history(key: str, uow: UoW, who: Caller) -> list[SubsidyRulePubli
     tags=["subsidy"],
     summary="Change a rule from a date: a new version; past orders keep what they were computed with",
 )
-async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
+async def add_version(key: SlugText, body: SubsidyRuleVersionCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     county_only(who)
     rule = await subsidy.add_version(uow, who.sub, key, body)
     await commit(uow)
@@ -83,7 +89,7 @@ async def add_version(key: str, body: SubsidyRuleVersionCreate, uow: UoW, who: S
     tags=["subsidy"],
     summary="End a rule after a date (its latest version stops applying)",
 )
-async def retire_rule(key: str, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
+async def retire_rule(key: SlugText, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
     county_only(who)
     rule = await subsidy.retire(uow, key, body.effective_to)
     await commit(uow)

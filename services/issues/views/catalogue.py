@@ -8,10 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from minsheng.platform.i18n import N_
+from minsheng.platform.inputs import Cursor, text
 from minsheng.platform.pagination import Page
 from minsheng.platform.service import UoW
 from services.issues import catalogue
 from services.issues.models import (
+    CatalogueCode,
     Category,
     CategoryCreate,
     CategoryPublic,
@@ -27,6 +29,7 @@ from services.issues.models import (
     NotHandledMatter,
     NotHandledPublic,
     NotHandledUpdate,
+    PlaceCode,
 )
 from services.issues.views.deps import CatalogueLimit, Manager, public_page
 
@@ -42,8 +45,8 @@ async def list_categories(
     uow: UoW,
     response: Response,
     limit: CatalogueLimit = 200,
-    cursor: str | None = None,
-    group: str | None = None,
+    cursor: Cursor | None = None,
+    group: CatalogueCode | None = None,
     include_inactive: bool = False,
 ) -> Page[CategoryPublic]:
     page = await catalogue.list_categories(uow, limit, cursor, group, include_inactive)
@@ -52,7 +55,7 @@ async def list_categories(
 
 
 @router.get("/catalogue/categories/{code}", response_model=CategoryPublic)
-async def get_category(code: str, uow: UoW) -> CategoryPublic:
+async def get_category(code: CatalogueCode, uow: UoW) -> CategoryPublic:
     cat = await catalogue.existing(uow, Category, N_("category"), code)
     return (await catalogue.category_public(uow, [cat]))[0]
 
@@ -66,7 +69,7 @@ async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> Categ
 
 
 @router.patch("/catalogue/categories/{code}", response_model=CategoryPublic)
-async def update_category(code: str, body: CategoryUpdate, uow: UoW, who: Manager) -> CategoryPublic:
+async def update_category(code: CatalogueCode, body: CategoryUpdate, uow: UoW, who: Manager) -> CategoryPublic:
     cat = await catalogue.update_category(uow, code, body)
     await uow.commit()
     catalogue.invalidate_cache()
@@ -74,7 +77,9 @@ async def update_category(code: str, body: CategoryUpdate, uow: UoW, who: Manage
 
 
 @router.get("/catalogue/departments", response_model=Page[DepartmentPublic], summary="Who does what (public)")
-async def list_departments(uow: UoW, limit: CatalogueLimit = 200, cursor: str | None = None) -> Page[DepartmentPublic]:
+async def list_departments(
+    uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None
+) -> Page[DepartmentPublic]:
     page = await catalogue.page_by_code(uow, Department, limit, cursor)
     return public_page(page, DepartmentPublic)
 
@@ -87,7 +92,7 @@ async def create_department(body: DepartmentCreate, uow: UoW, who: Manager) -> D
 
 
 @router.patch("/catalogue/departments/{code}", response_model=DepartmentPublic)
-async def update_department(code: str, body: DepartmentUpdate, uow: UoW, who: Manager) -> DepartmentPublic:
+async def update_department(code: CatalogueCode, body: DepartmentUpdate, uow: UoW, who: Manager) -> DepartmentPublic:
     dept = await catalogue.update(uow, Department, N_("department"), code, body)
     await uow.commit()
     return DepartmentPublic.model_validate(dept, from_attributes=True)
@@ -99,14 +104,14 @@ async def update_department(code: str, body: DepartmentUpdate, uow: UoW, who: Ma
     summary="Matters not handled here (e.g. certificates a community must not issue) and where to go",
 )
 async def list_not_handled(
-    uow: UoW, limit: CatalogueLimit = 200, cursor: str | None = None, kind: str | None = None
+    uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None, kind: Annotated[str | None, text(20)] = None
 ) -> Page[NotHandledPublic]:
     page = await catalogue.list_not_handled(uow, limit, cursor, kind)
     return public_page(page, NotHandledPublic)
 
 
 @router.get("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
-async def get_not_handled(code: str, uow: UoW) -> NotHandledPublic:
+async def get_not_handled(code: CatalogueCode, uow: UoW) -> NotHandledPublic:
     matter = await catalogue.existing(uow, NotHandledMatter, N_("not_handled_matter"), code)
     return NotHandledPublic.model_validate(matter, from_attributes=True)
 
@@ -119,7 +124,7 @@ async def create_not_handled(body: NotHandledCreate, uow: UoW, who: Manager) -> 
 
 
 @router.patch("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
-async def update_not_handled(code: str, body: NotHandledUpdate, uow: UoW, who: Manager) -> NotHandledPublic:
+async def update_not_handled(code: CatalogueCode, body: NotHandledUpdate, uow: UoW, who: Manager) -> NotHandledPublic:
     matter = await catalogue.update(uow, NotHandledMatter, N_("not_handled_matter"), code, body)
     await uow.commit()
     return NotHandledPublic.model_validate(matter, from_attributes=True)
@@ -135,13 +140,15 @@ async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]
 
 
 @router.get("/catalogue/communities", response_model=Page[CommunityPublic], summary="Community codes (public)")
-async def list_communities(uow: UoW, limit: CatalogueLimit = 200, cursor: str | None = None) -> Page[CommunityPublic]:
+async def list_communities(
+    uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None
+) -> Page[CommunityPublic]:
     page = await catalogue.page_by_code(uow, Community, limit, cursor)
     return public_page(page, CommunityPublic)
 
 
 @router.put("/catalogue/communities/{code}", response_model=CommunityPublic)
-async def put_community(code: str, body: CommunityCreate, uow: UoW, who: Manager) -> CommunityPublic:
+async def put_community(code: PlaceCode, body: CommunityCreate, uow: UoW, who: Manager) -> CommunityPublic:
     community = await catalogue.put_community(uow, code, body)
     await uow.commit()
     catalogue.invalidate_cache()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.issues import queries
@@ -20,7 +21,7 @@ router = APIRouter()
     summary="Overdue issues escalated to the sub-district, most escalated first",
 )
 async def list_escalations(
-    uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+    uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[IssuePublic]:
     page = await queries.escalations(uow, who, limit=limit, cursor=cursor)
     return Page[IssuePublic](

@@ -11,6 +11,7 @@ from minsheng.platform import csvfile
 from minsheng.platform.service import UoW
 from services.issues.config import get_config
 from services.issues.figures import Dimension, FigureRow, Figures, cached, check_period
+from services.issues.models import CatalogueCode, PlaceCode
 from services.issues.views.deps import FromQ, Staff, ToQ
 
 router = APIRouter(tags=["figures"])
@@ -23,8 +24,8 @@ async def figures(
     response: Response,
     start: FromQ = None,
     end: ToQ = None,
-    community: str | None = None,
-    category: str | None = None,
+    community: PlaceCode | None = None,
+    category: CatalogueCode | None = None,
     group_by: GroupQ = None,
 ) -> Figures:
     check_period(start, end)
@@ -42,8 +43,8 @@ async def figures_csv(
     who: Staff,
     start: FromQ = None,
     end: ToQ = None,
-    community: str | None = None,
-    category: str | None = None,
+    community: PlaceCode | None = None,
+    category: CatalogueCode | None = None,
     group_by: GroupQ = None,
 ) -> StreamingResponse:
     check_period(start, end)

@@ -17,7 +17,7 @@ from minsheng.platform.coords import CoordSystem, CoordSystemQuery, reproject, t
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Cursor, Instant, Latitude, Longitude
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher
@@ -27,6 +27,7 @@ from services.issues import access, figures, queries, reporting, timeline, workf
 from services.issues.config import get_config
 from services.issues.models import (
     Assignment,
+    CatalogueCode,
     Channel,
     CloseUnresolved,
     CommentCreate,
@@ -38,6 +39,7 @@ from services.issues.models import (
     IssueReceipt,
     IssueStatus,
     MergeRequest,
+    PlaceCode,
     Redirect,
     Rejection,
     Reopening,
@@ -110,18 +112,18 @@ async def list_issues(
     who: Caller,
     cipher: Cipher,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     status: Annotated[list[IssueStatus] | None, Query(description="Repeatable")] = None,
-    community: str | None = None,
-    compound: str | None = None,
-    category: str | None = None,
+    community: PlaceCode | None = None,
+    compound: PlaceCode | None = None,
+    category: CatalogueCode | None = None,
     channel: Channel | None = None,
     urgent: bool | None = None,
     overdue: Annotated[bool | None, Query(description="Open and past a deadline")] = None,
-    department: str | None = None,
+    department: CatalogueCode | None = None,
     mine: Annotated[bool, Query(description="Only issues you reported or follow")] = False,
-    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
-    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    lat: Latitude | None = None,
+    lng: Longitude | None = None,
     radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
     created_from: Instant | None = None,
     created_to: Instant | None = None,
@@ -171,8 +173,8 @@ async def export_issues(
     who: Staff,
     start: FromQ = None,
     end: ToQ = None,
-    community: str | None = None,
-    category: str | None = None,
+    community: PlaceCode | None = None,
+    category: CatalogueCode | None = None,
     status: Annotated[list[IssueStatus] | None, Query()] = None,
 ) -> StreamingResponse:
     figures.check_period(start, end)

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -35,6 +35,11 @@ from services.issues.open311 import (
 )
 
 router = APIRouter(tags=["open311"])
+# The path's variable parts, bounded: a longer one is a 400 in the Open311 error shape (foreign_error_formats).
+Format = Annotated[str, Path(max_length=10, description="json or xml")]
+Name = Annotated[str, Path(max_length=100, description="<code, id or token>.<json|xml>")]
+# The reporter is "open311:<key name>:<account_id>", a column of 200 characters; key names have up to 100.
+ACCOUNT_ID_MAX_LENGTH = 90
 
 
 def _name(request: Request, cat: Category) -> str:
@@ -46,7 +51,7 @@ def _name(request: Request, cat: Category) -> str:
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery")
-async def discovery(fmt: str, request: Request) -> Response:
+async def discovery(fmt: Format, request: Request) -> Response:
     if fmt not in ("json", "xml"):
         return error("xml", 404, "Unknown format: use .json or .xml")
     base = str(request.url).rsplit("/", 1)[0]
@@ -73,7 +78,7 @@ async def discovery(fmt: str, request: Request) -> Response:
 
 
 @router.get("/services.{fmt}", summary="GET Service List")
-async def services(fmt: str, request: Request, uow: UoW) -> Response:
+async def services(fmt: Format, request: Request, uow: UoW) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
             raise Open311Error(404, "Unknown format: use .json or .xml")
@@ -101,7 +106,7 @@ async def services(fmt: str, request: Request, uow: UoW) -> Response:
 
 
 @router.get("/services/{name}", summary="GET Service Definition (services/<service_code>.<format>)")
-async def service_definition(name: str, request: Request, uow: UoW) -> Response:
+async def service_definition(name: Name, request: Request, uow: UoW) -> Response:
     fmt = reply_format(name.rpartition(".")[2])
 
     async def go() -> Response:
@@ -164,7 +169,7 @@ def _float(form: Any, name: str) -> float | None:
 
 
 @router.post("/requests.{fmt}", summary="POST Service Request (form-encoded, api_key required)")
-async def create_request(fmt: str, request: Request, uow: UoW) -> Response:
+async def create_request(fmt: Format, request: Request, uow: UoW) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
             raise Open311Error(404, "Unknown format: use .json or .xml")
@@ -185,6 +190,8 @@ async def create_request(fmt: str, request: Request, uow: UoW) -> Response:
         if lat is None and not address and not address_id:
             raise Open311Error(400, "A location is required: lat & long, address_string or address_id")
         account_id = str(form.get("account_id") or "") or None
+        if account_id is not None and len(account_id) > ACCOUNT_ID_MAX_LENGTH:
+            raise Open311Error(400, f"account_id: at most {ACCOUNT_ID_MAX_LENGTH} characters")
         name = " ".join(str(form.get(n) or "") for n in ("first_name", "last_name")).strip() or None
         phone = str(form.get("phone") or "") or None
         media = str(form.get("media_url") or "") or None
@@ -262,7 +269,7 @@ async def _views(request: Request, uow: UnitOfWork, issues: list[Issue]) -> list
 
 
 @router.get("/requests.{fmt}", summary="GET Service Requests (90-day window, at most 1,000; page/page_size)")
-async def list_requests(fmt: str, request: Request, uow: UoW) -> Response:
+async def list_requests(fmt: Format, request: Request, uow: UoW) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
             raise Open311Error(404, "Unknown format: use .json or .xml")
@@ -311,7 +318,7 @@ async def list_requests(fmt: str, request: Request, uow: UoW) -> Response:
 
 
 @router.get("/requests/{name}", summary="GET Service Request (requests/<service_request_id>.<format>)")
-async def get_request(name: str, request: Request, uow: UoW) -> Response:
+async def get_request(name: Name, request: Request, uow: UoW) -> Response:
     fmt = reply_format(name.rpartition(".")[2])
 
     async def go() -> Response:
@@ -330,7 +337,7 @@ async def get_request(name: str, request: Request, uow: UoW) -> Response:
 
 
 @router.get("/tokens/{name}", summary="GET service_request_id from a token (tokens/<token>.<format>)")
-async def get_token(name: str, request: Request, uow: UoW) -> Response:
+async def get_token(name: Name, request: Request, uow: UoW) -> Response:
     fmt = reply_format(name.rpartition(".")[2])
 
     async def go() -> Response:

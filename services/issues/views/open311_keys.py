@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.issues import open311
@@ -31,7 +32,7 @@ async def create_key(body: ApiKeyCreate, uow: UoW, who: Manager) -> ApiKeyIssued
 
 @router.get("/open311-keys", response_model=Page[ApiKeyPublic], summary="Staff: Open311 API keys")
 async def list_keys(
-    uow: UoW, who: Manager, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+    uow: UoW, who: Manager, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[ApiKeyPublic]:
     page = await open311.list_keys(uow, limit, cursor)
     return public_page(page, ApiKeyPublic)

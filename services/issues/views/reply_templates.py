@@ -5,10 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from minsheng.platform.i18n import N_
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import Page
 from minsheng.platform.service import UoW
 from services.issues import catalogue
-from services.issues.models import ReplyTemplate, ReplyTemplateCreate, ReplyTemplatePublic, ReplyTemplateUpdate
+from services.issues.models import (
+    CatalogueCode,
+    ReplyTemplate,
+    ReplyTemplateCreate,
+    ReplyTemplatePublic,
+    ReplyTemplateUpdate,
+)
 from services.issues.views.deps import CatalogueLimit, Staff, public_page
 
 router = APIRouter(tags=["catalogue"])
@@ -16,7 +23,7 @@ router = APIRouter(tags=["catalogue"])
 
 @router.get("/reply-templates", response_model=Page[ReplyTemplatePublic], tags=["workflow"])
 async def list_templates(
-    uow: UoW, who: Staff, limit: CatalogueLimit = 200, cursor: str | None = None
+    uow: UoW, who: Staff, limit: CatalogueLimit = 200, cursor: Cursor | None = None
 ) -> Page[ReplyTemplatePublic]:
     page = await catalogue.list_templates(uow, limit, cursor)
     return public_page(page, ReplyTemplatePublic)
@@ -30,7 +37,7 @@ async def create_template(body: ReplyTemplateCreate, uow: UoW, who: Staff) -> Re
 
 
 @router.patch("/reply-templates/{code}", response_model=ReplyTemplatePublic, tags=["workflow"])
-async def update_template(code: str, body: ReplyTemplateUpdate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
+async def update_template(code: CatalogueCode, body: ReplyTemplateUpdate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
     template = await catalogue.update(uow, ReplyTemplate, N_("reply_template"), code, body)
     await uow.commit()
     return ReplyTemplatePublic.model_validate(template, from_attributes=True)

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from minsheng.platform.errors import conflict
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import Runtime, UoW
 from services.issues import votes
-from services.issues.models import BallotCreate, Eligibility, VoteCreate, VotePublic
+from services.issues.models import BallotCreate, Eligibility, PlaceCode, VoteCreate, VotePublic
 from services.issues.views.deps import Caller, Limit, Staff
 
 router = APIRouter(tags=["votes"])
@@ -31,8 +32,8 @@ async def list_votes(
     who: Caller,
     runtime: Runtime,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
-    community: str | None = None,
+    cursor: Cursor | None = None,
+    community: PlaceCode | None = None,
     status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
 ) -> Page[VotePublic]:
     page = await votes.list_votes(uow, who, limit, cursor, community, status)

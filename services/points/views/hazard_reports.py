@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -10,12 +11,20 @@ from fastapi.responses import JSONResponse
 from minsheng.platform.access import is_staff
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Cursor, text
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import hazards, riders
-from services.points.models import HazardReport, HazardReportCreate, HazardReportPublic, HazardStatus, Photo
+from services.points.models import (
+    CommunityCode,
+    HazardReport,
+    HazardReportCreate,
+    HazardReportPublic,
+    HazardStatus,
+    Photo,
+)
 from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, rider_limit
 
 router = APIRouter()
@@ -57,10 +66,10 @@ async def list_reports(
     uow: UoW,
     who: RiderOrStaff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     status: HazardStatus | None = None,
-    community: str | None = None,
-    category: str | None = None,
+    community: CommunityCode | None = None,
+    category: Annotated[str | None, text(20)] = None,
     coord_system: CoordSystemQuery = None,
 ) -> Page[HazardReportPublic]:
     rider = None if is_staff(who) else await riders.rider_by_subject(uow, who.sub)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from minsheng.platform.inputs import MonthText
 from minsheng.platform.service import UoW
 from services.points import statements
-from services.points.models import Leaderboard
+from services.points.models import CommunityCode, Leaderboard
 from services.points.views.deps import RiderOrStaff
 
 router = APIRouter()
@@ -27,7 +27,7 @@ async def leaderboard(
     uow: UoW,
     who: RiderOrStaff,
     month: Annotated[MonthText | None, Query(description="YYYY-MM, local; default this month")] = None,
-    community: str | None = None,
+    community: CommunityCode | None = None,
     team_id: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Leaderboard:

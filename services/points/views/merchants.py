@@ -8,12 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from minsheng.platform.inputs import Instant, MonthText
+from minsheng.platform.inputs import Cursor, Instant, MonthText
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
 from services.points import merchant_api, merchants, offers, redemptions
 from services.points.models import (
+    CommunityCode,
     CredentialCreate,
     CredentialIssued,
     CredentialPublic,
@@ -27,6 +28,7 @@ from services.points.models import (
     RedemptionStatus,
     StaffRedemptionView,
     StatementSummary,
+    TypeCode,
 )
 from services.points.views.deps import Limit, Staff
 
@@ -51,8 +53,8 @@ async def list_merchants(
     uow: UoW,
     who: Staff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
-    community: str | None = None,
+    cursor: Cursor | None = None,
+    community: CommunityCode | None = None,
     status: MerchantStatus | None = None,
 ) -> Page[MerchantPublic]:
     page = await merchants.list_merchants(uow, who, limit=limit, cursor=cursor, community=community, status=status)
@@ -115,7 +117,7 @@ async def list_credentials(merchant_id: UUID, uow: UoW, who: Staff) -> list[Cred
     tags=["merchants (staff)"],
     summary="Revoke an API key at once",
 )
-async def revoke_credential(merchant_id: UUID, key_id: str, uow: UoW, who: Staff) -> CredentialPublic:
+async def revoke_credential(merchant_id: UUID, key_id: TypeCode, uow: UoW, who: Staff) -> CredentialPublic:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
     credential = await merchants.revoke_credential(uow, merchant.id, key_id)
     await uow.commit()
@@ -148,7 +150,7 @@ async def merchant_redemptions(
     runtime: Runtime,
     who: Staff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     status: RedemptionStatus | None = None,
     since: Instant | None = None,
     until: Instant | None = None,

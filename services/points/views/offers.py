@@ -6,10 +6,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.points import merchants, offers
-from services.points.models import OfferKind, OfferPublic
+from services.points.models import CommunityCode, OfferKind, OfferPublic
 from services.points.views.deps import Caller, Limit
 
 router = APIRouter()
@@ -25,9 +26,9 @@ async def list_offers(
     uow: UoW,
     who: Caller,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     merchant_id: UUID | None = None,
-    community: str | None = None,
+    community: CommunityCode | None = None,
     kind: OfferKind | None = None,
     max_points: int | None = None,
 ) -> Page[OfferPublic]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.points import redemptions, riders
@@ -20,7 +21,7 @@ router = APIRouter()
     summary="Your redemptions, newest first",
 )
 async def my_redemptions(
-    uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+    uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[RiderRedemptionPublic]:
     rider = await riders.rider_by_subject(uow, who.sub)
     return await redemptions.rider_redemptions(uow, rider, limit=limit, cursor=cursor)

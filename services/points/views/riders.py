@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from minsheng.platform.auth import Principal
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Cursor, Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.responses import validated_json
 from minsheng.platform.routes import from_row
@@ -20,6 +20,7 @@ from services.points import ledger, merchants, riders, statements
 from services.points.models import (
     Adjustment,
     BalancePublic,
+    CommunityCode,
     EntryKind,
     LedgerEntryPublic,
     Reason,
@@ -88,7 +89,7 @@ async def my_statement(
     uow: UoW,
     who: RiderPrincipal,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     kind: EntryKind | None = None,
     since: Instant | None = None,
     until: Instant | None = None,
@@ -120,8 +121,8 @@ async def list_riders(
     uow: UoW,
     who: Staff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
-    community: str | None = None,
+    cursor: Cursor | None = None,
+    community: CommunityCode | None = None,
     status: RiderStatus | None = None,
     role: RiderRole | None = None,
     team_id: UUID | None = None,
@@ -201,7 +202,7 @@ async def rider_statement(
     uow: UoW,
     who: Staff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     kind: EntryKind | None = None,
     since: Instant | None = None,
     until: Instant | None = None,

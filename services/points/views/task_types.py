@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from minsheng.platform.access import is_staff
 from minsheng.platform.service import UoW
 from services.points import tasks
-from services.points.models import TaskTypeCreate, TaskTypePublic, TaskTypeUpdate
+from services.points.models import TaskTypeCreate, TaskTypePublic, TaskTypeUpdate, TypeCode
 from services.points.views.deps import Caller, Staff
 
 router = APIRouter()
@@ -32,7 +32,7 @@ async def create_task_type(body: TaskTypeCreate, uow: UoW, who: Staff) -> TaskTy
 
 
 @router.patch("/task-types/{code}", response_model=TaskTypePublic, tags=["tasks (staff)"])
-async def update_task_type(code: str, body: TaskTypeUpdate, uow: UoW, who: Staff) -> TaskTypePublic:
+async def update_task_type(code: TypeCode, body: TaskTypeUpdate, uow: UoW, who: Staff) -> TaskTypePublic:
     task_type = await tasks.update_type(uow, code, body)
     await uow.commit()
     return TaskTypePublic.model_validate(task_type, from_attributes=True)

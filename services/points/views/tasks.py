@@ -8,12 +8,24 @@ from fastapi import APIRouter
 
 from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import riders, tasks
-from services.points.models import Photo, Reason, Rider, TaskCreate, TaskProof, TaskPublic, TaskReject, TaskStatus
+from services.points.models import (
+    CommunityCode,
+    Photo,
+    Reason,
+    Rider,
+    TaskCreate,
+    TaskProof,
+    TaskPublic,
+    TaskReject,
+    TaskStatus,
+    TypeCode,
+)
 from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, Staff, rider_limit
 
 router = APIRouter()
@@ -48,10 +60,10 @@ async def list_tasks(
     uow: UoW,
     who: RiderOrStaff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     status: TaskStatus | None = None,
-    community: str | None = None,
-    type_code: str | None = None,
+    community: CommunityCode | None = None,
+    type_code: TypeCode | None = None,
     mine: bool = False,
 ) -> Page[TaskPublic]:
     rider = await riders.rider_by_subject(uow, who.sub) if mine else await _maybe_rider(uow, who)

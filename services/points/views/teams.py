@@ -6,10 +6,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.points import riders
-from services.points.models import Team, TeamCreate, TeamPublic, TeamUpdate
+from services.points.models import CommunityCode, Team, TeamCreate, TeamPublic, TeamUpdate
 from services.points.views.deps import Limit, RiderOrStaff, Staff
 
 router = APIRouter()
@@ -34,7 +35,11 @@ async def create_team(body: TeamCreate, uow: UoW, who: Staff) -> TeamPublic:
 
 @router.get("/teams", response_model=Page[TeamPublic], tags=["teams"])
 async def list_teams(
-    uow: UoW, who: RiderOrStaff, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None, community: str | None = None
+    uow: UoW,
+    who: RiderOrStaff,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
+    community: CommunityCode | None = None,
 ) -> Page[TeamPublic]:
     page = await riders.list_teams(uow, limit=limit, cursor=cursor, community=community)
     return page.map(lambda row: _with_members(*row))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
 from services.visits.models import BuildingCreate, BuildingPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -23,7 +24,7 @@ async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingP
 
 @router.get("/buildings", response_model=Page[BuildingPublic], tags=["places"], dependencies=[FIELD])
 async def list_buildings(
-    uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[BuildingPublic]:
     page = await places.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
     return page.map(from_row(BuildingPublic))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor, text
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
 from services.visits.models import CompoundCreate, CompoundPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -30,12 +33,12 @@ async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundP
 
 @router.get("/compounds", response_model=Page[CompoundPublic], tags=["places"], dependencies=[FIELD])
 async def list_compounds(
-    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[CompoundPublic]:
     page = await places.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
     return page.map(from_row(CompoundPublic))
 
 
 @router.get("/compounds/{code}", response_model=CompoundPublic, tags=["places"], dependencies=[FIELD])
-async def get_compound(code: str, uow: UoW, who: Who) -> CompoundPublic:
+async def get_compound(code: Annotated[str, text(40)], uow: UoW, who: Who) -> CompoundPublic:
     return CompoundPublic.model_validate(await places.get_compound(uow, who, code), from_attributes=True)

@@ -15,7 +15,6 @@ from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, require_worker_registered, viewer_of
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=400)]
 Code = Annotated[str | None, Query(max_length=40)]
 STAFF = Depends(require(Role.staff))
 FIELD = Depends(require(Role.staff, Role.grid_worker))

@@ -7,12 +7,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT
 from minsheng.platform.service import UoW
 from services.visits import places, visiting
 from services.visits.config import today
 from services.visits.models import DueList
-from services.visits.views.deps import FIELD, Code, Cursor, Limit, Who
+from services.visits.views.deps import FIELD, Code, Limit, Who
 
 router = APIRouter()
 
@@ -32,7 +33,7 @@ async def due(
     overdue_only: bool = False,
     compound: Code = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> DueList:
     viewer = await visiting.viewer_for_worker(uow, who, worker_id) if worker_id else who
     tasks, page = await visiting.due_list(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from minsheng.platform.auth import Role, require
 from minsheng.platform.errors import Problem
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW
@@ -20,7 +21,7 @@ from services.visits.models import (
     Handover,
     HandoverResult,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -46,7 +47,7 @@ async def list_workers(
     community: Code = None,
     active: bool | None = True,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[GridWorkerPublic]:
     page = await workers.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
     return page.map(from_row(GridWorkerPublic))

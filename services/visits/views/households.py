@@ -7,14 +7,14 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from minsheng.platform.inputs import Day
+from minsheng.platform.inputs import Cursor, Day
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.visits import bill, places
 from services.visits.access import Viewer
 from services.visits.config import today
 from services.visits.models import Attention, Bill, HouseholdCreate, HouseholdPublic, HouseholdUpdate
-from services.visits.views.deps import FIELD, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -50,7 +50,7 @@ async def list_households(
     attention: Attention | None = None,
     overdue: bool | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[HouseholdPublic]:
     page = await places.list_households(
         uow,

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.routes import Cipher
@@ -14,7 +15,7 @@ from minsheng.platform.service import UoW
 from services.visits import linking
 from services.visits.access import Viewer
 from services.visits.models import LinkDecision, LinkRequest, LinkRequestForStaff, LinkRequestStatus, Resident
-from services.visits.views.deps import FIELD, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, Limit, Who, commit
 
 router = APIRouter()
 
@@ -44,7 +45,7 @@ async def link_requests(
     who: Who,
     status: LinkRequestStatus | None = LinkRequestStatus.pending,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[LinkRequestForStaff]:
     page = await linking.requests_to_decide(uow, who, status=status, limit=limit, cursor=cursor)
     return page.map(lambda row: _for_staff(*row))

@@ -12,6 +12,7 @@ from fastapi.types import DecoratedCallable
 
 from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
@@ -30,7 +31,7 @@ from services.visits.models import (
     NeedStatus,
     NeedUpdate,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 A = TypeVar("A")
@@ -75,7 +76,7 @@ async def list_needs(
     category: Code = None,
     overdue: bool = False,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[NeedPublic]:
     page = await ledger.list_needs(
         uow,

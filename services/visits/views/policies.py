@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import text
 from minsheng.platform.service import UoW
 from services.visits import policies
 from services.visits.models import PolicyCreate, PolicyPublic, PolicyUpdate
@@ -38,7 +41,7 @@ async def create_policy(body: PolicyCreate, uow: UoW) -> PolicyPublic:
 
 
 @router.patch("/policies/{code}", response_model=PolicyPublic, tags=["policy"], dependencies=[ADMIN])
-async def update_policy(code: str, body: PolicyUpdate, uow: UoW) -> PolicyPublic:
+async def update_policy(code: Annotated[str, text(40)], body: PolicyUpdate, uow: UoW) -> PolicyPublic:
     policy = await policies.update_policy(uow, code, body)
     await commit(uow)
     return PolicyPublic.model_validate(policy, from_attributes=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from minsheng.platform.access import ensure_visible
-from minsheng.platform.inputs import Day
+from minsheng.platform.inputs import Cursor, Day
 from minsheng.platform.observability import current_request_id
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import Cipher
@@ -32,7 +32,7 @@ from services.visits.models import (
     RevealRequest,
     StatusChange,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -69,7 +69,7 @@ async def list_residents(
     mobility: Mobility | None = None,
     status: ResidentStatus | None = ResidentStatus.active,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[ResidentPublic]:
     page = await residents.list_residents(
         uow,

@@ -6,12 +6,13 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import coverage, visiting
 from services.visits.models import RoundCreate, RoundProgress, RoundPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -32,7 +33,7 @@ async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
 
 @router.get("/rounds", response_model=Page[RoundPublic], tags=["rounds"], dependencies=[FIELD])
 async def list_rounds(
-    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[RoundPublic]:
     page = await visiting.list_rounds(uow, who, limit=limit, cursor=cursor, community=community)
     return page.map(from_row(RoundPublic))

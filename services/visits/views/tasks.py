@@ -6,11 +6,12 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.visits import visiting
 from services.visits.models import TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
-from services.visits.views.deps import FIELD, STAFF, Code, Cursor, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
 router = APIRouter()
 
@@ -24,7 +25,7 @@ async def list_tasks(
     worker_id: UUID | None = None,
     community: Code = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[TaskPublic]:
     page = await visiting.list_tasks(
         uow, who, limit=limit, cursor=cursor, status=status, kind=kind, worker_id=worker_id, community=community

@@ -8,13 +8,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Cursor, Instant
 from minsheng.platform.pagination import DEFAULT_LIMIT, Page
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import ledger, visiting
 from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
-from services.visits.views.deps import FIELD, Code, Cursor, Limit, Who
+from services.visits.views.deps import FIELD, Code, Limit, Who
 
 router = APIRouter()
 
@@ -55,7 +55,7 @@ async def list_visits(
     until: Instant | None = None,
     far_from_home: bool | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    cursor: Cursor | None = None,
 ) -> Page[VisitPublic]:
     page = await visiting.list_visits(
         uow,

@@ -13,7 +13,7 @@ import pytest
 
 from services.canteen.jobs import scan_absences
 from services.notify import config
-from services.notify.demo import demo_openid
+from services.notify.demo import DEMO_DUTY_ACCOUNT, DEMO_DUTY_PHONE, demo_openid
 from tests.conftest import embedded_settings
 from tests.issues.helpers import FLOOD, act, report, resident
 from tests.notify.helpers import flush, received
@@ -39,17 +39,23 @@ async def test_the_demo_does_what_the_issue_asks(demo: System) -> None:
     [wechat] = received(s, "wechat")
     assert wechat["touser"] == demo_openid("demo-resident-1") and wechat["template_id"] == "TPL_ISSUE_RESOLVED"
 
-    # 2. A rider's fire report reaches the duty group's WeCom robot within a second.
+    # 2. A rider's fire report reaches the duty group's WeCom robot and the person on duty (the demo's shift
+    # for Yunxing; no WeChat subscription, so a text) within a second.
     rider = await register_rider(s, "demo-notify-rider")
     started = time.perf_counter()
     assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
-    while not received(s, "wecom"):
+    while not (received(s, "wecom") and received(s, "sms")):
         assert time.perf_counter() - started < 1.0, "no staff alert within 1 s"
         await asyncio.sleep(0.005)
+    [duty_sms] = received(s, "sms")
+    assert duty_sms["phone"] == f"+86{DEMO_DUTY_PHONE}" and duty_sms["TemplateId"] == "1900003"
+    duty = (await s.client.get("/notify/inbox", headers=s.auth("staff", sub=DEMO_DUTY_ACCOUNT, scopes=["*"]))).json()
+    assert [m["rule"] for m in duty["items"]] == ["urgent_issue_on_duty"]
 
     # 3. 赵 stopped coming to the canteen: the scan raises the alert, her son gets a text.
     result = await scan_absences(s.runtime("canteen"))
     assert result.raised == 1
     await flush(s)
-    [sms] = received(s, "sms")
+    [_, sms] = received(s, "sms")
     assert sms["phone"] == "+8613935209901" and sms["TemplateId"] == "1900001"
+    assert [len(received(s, c)) for c in ("wechat", "wecom", "sms")] == [1, 1, 2]

@@ -1,8 +1,9 @@
 """The issue's "done when" against ``minsheng run --demo`` itself (what ``bin/run`` executes): a process of its
 own with the demo data and its default notify settings, driven only over HTTP — the API and the provider
 stand-in's ``/_control/received``. Resolving an issue puts a message in the reporter's inbox and the WeChat
-stand-in receives exactly one subscribe message for it; a rider's fire report reaches the on-duty staff's
-WeCom robot within a second; an absence alert reaches the family by SMS.
+stand-in receives exactly one subscribe message for it; a rider's fire report reaches the duty group's WeCom
+robot and the person on the demo's duty roster (a text: no WeChat subscription) within a second; an absence
+alert reaches the family by SMS.
 
 Quiet hours are pinned off (``MINSHENG_NOTIFY_QUIET_START`` = ``_END``): with the default 22:00–07:00 a resolved
 issue's WeChat message rightly waits until morning, and the test must not depend on the time of day."""
@@ -23,7 +24,7 @@ import pytest
 
 from minsheng.localinfra.processes import stop_process, wait_answering
 from minsheng.settings import Settings
-from services.notify.demo import demo_openid
+from services.notify.demo import DEMO_DUTY_ACCOUNT, DEMO_DUTY_PHONE, demo_openid
 from tests.issues.helpers import FLOOD
 from tests.support.infra import free_port
 from tests.support.processes import dev_token
@@ -104,7 +105,8 @@ def test_minsheng_run_demo_does_what_the_issue_asks(demo: Demo) -> None:
     assert wechat["touser"] == demo_openid("demo-resident-1") and wechat["template_id"] == "TPL_ISSUE_RESOLVED"
     assert wechat["page"] == f"pages/issue/confirm?id={issue}"
 
-    # 2. A rider's fire report reaches the duty group's WeCom robot within a second of the POST.
+    # 2. A rider's fire report reaches the duty group's WeCom robot and the person on duty for Yunxing (the
+    # demo's shift: an inbox entry and, without a WeChat subscription, a text) within a second of the POST.
     rider = demo.auth("rider", "demo-notify-rider", [])
     r = http.post(
         "/points/riders",
@@ -114,22 +116,27 @@ def test_minsheng_run_demo_does_what_the_issue_asks(demo: Demo) -> None:
     assert r.status_code == 201, r.text
     started = time.perf_counter()
     assert http.post("/points/hazard-reports", headers=rider, json=FIRE).status_code == 201
-    while not (alerts := demo.received("wecom")):
+    while not (alerts := demo.received("wecom")) or not (texts := demo.received("sms")):
         assert time.perf_counter() - started < 1.0, "no staff alert within 1 s"
         time.sleep(0.01)
     took = time.perf_counter() - started
     [alert] = alerts
     assert alert["key"] == "standin-duty-robot" and alert["msgtype"] == "markdown"
     assert alert["markdown"]["content"].startswith("【紧急】yunxing yuntaiyuan 火情")
-    print(f"\nminsheng run --demo: fire report → duty group's WeCom robot in {took * 1000:.0f} ms")
+    [duty_sms] = texts
+    assert duty_sms["phone"] == f"+86{DEMO_DUTY_PHONE}" and duty_sms["TemplateId"] == "1900003"
+    on_duty = demo.auth("staff", DEMO_DUTY_ACCOUNT, ["community:yunxing"])
+    assert [m["rule"] for m in http.get("/notify/inbox", headers=on_duty).json()["items"]] == ["urgent_issue_on_duty"]
+    print(f"\nminsheng run --demo: fire report → duty robot and on-duty staff's SMS in {took * 1000:.0f} ms")
 
     # 3. 赵 stopped coming to the canteen: the county runs the absence scan; her son gets a text.
     county = demo.auth("staff", "demo-county", ["*"])
     r = http.post("/canteen/care/scan", headers=county)
     assert r.status_code == 200, r.text
-    [sms] = demo.until("the SMS stand-in", lambda: demo.received("sms"))
+    [_, sms] = demo.until("the family's SMS", lambda: (got := demo.received("sms"))[1:] and got)
     assert sms["phone"] == "+8613935209901" and sms["TemplateId"] == "1900001"
 
-    # Nothing more arrives: one subscribe message for the resolution, one alert for the fire, one text.
+    # Nothing more arrives: one subscribe message for the resolution, one robot alert and one text for the fire,
+    # one text for the absence.
     time.sleep(1.5)
-    assert [len(demo.received(c)) for c in ("wechat", "wecom", "sms")] == [1, 1, 1]
+    assert [len(demo.received(c)) for c in ("wechat", "wecom", "sms")] == [1, 1, 2]

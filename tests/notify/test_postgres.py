@@ -1,5 +1,6 @@
 """On PostgreSQL: two sender replicas share the queue (FOR UPDATE SKIP LOCKED) and send nothing twice; a
-redelivered event writes nothing twice; the issue rules work end to end."""
+redelivered event writes nothing twice; the issue, digest, resident, vote, duty, canteen family, rider and
+grid-worker rules work end to end."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.notify.helpers import (
     new_sub,
     notifier,
     received,
+    standin,
     subscribe,
 )
 from tests.notify.test_delivery import alert, publish_many
@@ -122,3 +124,28 @@ async def test_the_duty_roster_and_the_urgent_sms_fallback_on_postgresql(pg_noti
 
     await roster.test_staff_keep_the_roster_of_their_community_and_admins_the_districts(pg_notify)
     await roster.test_wechat_refusing_for_good_falls_back_to_sms_and_a_subscriber_gets_wechat(pg_notify)
+
+
+async def test_the_canteen_family_and_rider_rules_on_postgresql(pg_notify: System) -> None:
+    """The family's absence alert (SMS for the member without an account, WeChat for the one with, and the
+    welfare-check outcome's fallback) and the riders' rules through the ``points.rider`` link, on PostgreSQL."""
+    from tests.notify import test_flows as flows
+
+    # In this order on one system: the inbox-only rules leave no WeChat or SMS rows the later ones count.
+    await flows.test_riders_hear_a_task_claimed_and_points_reversed_or_voided_in_the_inbox_only(pg_notify)
+    await flows.test_an_absence_alert_reaches_the_family_by_sms_and_wechat(pg_notify)
+    for sent in standin(pg_notify).received.values():
+        sent.clear()  # what the stand-in received so far (the family's WeChat message) is checked
+    await flows.test_riders_hear_about_points_and_tasks_through_their_linked_account(pg_notify)
+
+
+async def test_the_grid_worker_rule_on_postgresql(
+    tmp_path: Path, pg_template: str, fast_notify: config.NotifySettings
+) -> None:
+    """The absence alert through the real visits service to the grid worker in charge, on PostgreSQL."""
+    from tests.notify.test_grid_worker import test_the_grid_worker_in_charge_hears_of_the_welfare_check_and_nobody_else
+
+    async with running_system(
+        embedded_settings(tmp_path, database_url=pg_template), services=("visits", "notify")
+    ) as s:
+        await test_the_grid_worker_in_charge_hears_of_the_welfare_check_and_nobody_else(s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.identity import Locale
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
+from minsheng.platform.inputs import text
 from minsheng.platform.sql import table_of
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -288,8 +290,8 @@ def _check_access(roles: list[str], scopes: list[str]) -> None:
 
 
 class AccessUpdate(BaseModel):
-    roles: list[str] = PField(max_length=6)
-    scopes: list[str] = PField(default_factory=list, max_length=50)
+    roles: list[Annotated[str, text(20)]] = PField(max_length=6)
+    scopes: list[Annotated[str, text(90)]] = PField(default_factory=list, max_length=50)  # SCOPE_PATTERN's longest
     reason: str = PField(min_length=1, max_length=500)
 
     @field_validator("scopes")

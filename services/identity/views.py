@@ -14,6 +14,7 @@ from fastapi.types import DecoratedCallable
 from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
+from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.ratelimit import RATE_LIMITED
@@ -304,7 +305,7 @@ async def list_accounts(
     status: AccountStatus | None = None,
     role: Role | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[AccountPublic]:
     page = await accounts.list_accounts(
         uow, limit=limit, cursor=cursor, kind=kind, status=status, role=role.value if role else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Instant, text
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType
 
@@ -119,7 +119,9 @@ class Subscription(NotifyModel, table=True):
 class SubscriptionRecord(SQLModel):
     """What ``wx.requestSubscribeMessage`` answered, passed on as is: template id → accept|reject|ban|filter."""
 
-    results: dict[str, str] = Field(description='e.g. {"TEMPLATE_ID": "accept"} from the success callback')
+    results: dict[Annotated[str, text(128)], Annotated[str, text(100)]] = Field(
+        description='e.g. {"TEMPLATE_ID": "accept"} from the success callback', max_length=50
+    )
 
 
 class SubscriptionPublic(SQLModel):

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
-from minsheng.platform.inputs import Instant
+from minsheng.platform.inputs import Cursor, Instant, text
 from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from minsheng.platform.service import UoW
 from services.notify import deliveries as delivery_log
@@ -40,7 +40,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 @router.get("/inbox", response_model=InboxPage, tags=["inbox"], summary="The caller's messages, newest first")
 async def inbox(
-    uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None, unread_only: bool = False
+    uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None, unread_only: bool = False
 ) -> InboxPage:
     return await inboxes.inbox_page(uow, who.sub, limit=limit, cursor=cursor, unread_only=unread_only)
 
@@ -93,7 +93,7 @@ async def my_preferences(uow: UoW, who: Caller) -> PreferencePublic:
 
 class PreferenceUpdate(BaseModel):
     channels_off: list[Literal["wechat", "sms"]] = []
-    rules_off: list[str] = []
+    rules_off: list[Annotated[str, text(60)]] = Field(default=[], max_length=100)
 
 
 @router.put(
@@ -121,10 +121,10 @@ async def deliveries(
     uow: UoW,
     who: Staff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     status: DeliveryStatus | None = None,
-    channel: str | None = None,
-    recipient: str | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
+    channel: Annotated[str, text(10)] | None = None,
+    recipient: Annotated[str, text(220)] | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
     since: Instant | None = None,
 ) -> Page[DeliveryPublic]:
     return await delivery_log.deliveries_page(
@@ -172,7 +172,7 @@ async def duty_roster(
     uow: UoW,
     who: Staff,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
     community: str | None = Query(default=None, max_length=40),
     on_duty: bool | None = Query(default=None, description="true: on duty now; false: past or future shifts"),
 ) -> Page[DutyShiftPublic]:

@@ -59,3 +59,41 @@ def test_the_flame_graph_draws_each_function_as_wide_as_its_share() -> None:
     assert 'width="1200.0"' in svg and 'width="900.0"' in svg  # main: all samples; handle: three quarters
     assert "handle (fastapi/routing.py) — 3 samples, 75.0 %" in svg
     assert "{y" not in svg and "{t" not in svg
+
+
+def test_each_missed_target_gets_its_cpu_split_and_the_ratio_with_minshengs_own_code_free() -> None:
+    from bench.report import missed_targets
+
+    write = {
+        "id": "write.x",
+        "group": "writes",
+        "title": "A write",
+        "status": "ok",
+        "met": False,
+        "ratio": 0.25,
+        "subject": {"server_cpu_us_per_request": 2000.0},
+        "baseline": {"server_cpu_us_per_request": 500.0},
+        "extra": {
+            "cpu_by_owner": {"minsheng": 0.25, "web framework (FastAPI, Starlette)": 0.5, "logging": 0.005},
+            "cpu_by_owner_baseline": {"web framework (FastAPI, Starlette)": 0.4},
+        },
+    }
+    relay = {
+        "id": "relay.publish",
+        "group": "relay",
+        "title": "Relay",
+        "status": "ok",
+        "met": False,
+        "ratio": 0.6,
+        "subject": {"cpu_us_per_message": 11, "postgres_cpu_us_per_message": 21, "broker_cpu_us_per_message": 19},
+        "baseline": {"cpu_us_per_message": 4, "postgres_cpu_us_per_message": 0, "broker_cpu_us_per_message": 21},
+        "extra": {},
+    }
+    met = {**write, "id": "write.y", "title": "Met", "met": True}
+    lines = missed_targets({"figures": [write, relay, met]})
+    row = next(line for line in lines if line.startswith("| A write"))
+    # Minsheng's 500 µs of 2,000 free: 1,500 µs a request, so 25 % × 2,000 / 1,500 = 33 %; FastAPI 1,000 − 200
+    assert row == "| A write | 25% | 2,000 (500) µs | 500 µs | 33% | web framework (FastAPI, Starlette) +800 |"
+    assert any("11 + 21 + 19 µs, the raw producer's 4 + 0 + 21 µs" in line for line in lines)
+    assert not any("Met" in line for line in lines)
+    assert missed_targets({"figures": [met]}) == []

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.service_layout import service_spec
 from services.identity.keys import start_keys
@@ -25,4 +26,13 @@ SPEC = service_spec(
     description="Accounts and sign-in (WeChat mini-program, staff passwords + TOTP); issues the tokens every "
     "service verifies.",
     lifespan=lifespan,
+    sealed=(
+        SealedColumns(
+            "wechat_identities",
+            ("openid_enc", "unionid_enc", "session_key_enc", "phone_enc"),
+            hashes=(("openid_hash", "openid_enc"), ("phone_hash", "phone_enc")),
+            key="account_id",
+            aad=False,
+        ),
+    ),
 )

@@ -144,8 +144,9 @@ def _returning_login_statement() -> sa.Select[Any]:
 
     ident = (
         sa.update(w)
-        .where(w.c.openid_hash == p("p_openid_hash", w.c.openid_hash))
+        .where(w.c.openid_hash.in_(sa.bindparam("p_openid_hashes", expanding=True)))
         .values(
+            openid_hash=p("p_openid_hash", w.c.openid_hash),
             session_key_enc=p("p_session_key_enc", w.c.session_key_enc),
             unionid_enc=sa.func.coalesce(p("p_unionid_enc", w.c.unionid_enc), w.c.unionid_enc),
             last_login_at=p("p_now", w.c.last_login_at),
@@ -185,7 +186,7 @@ def _returning_login_statement() -> sa.Select[Any]:
 async def returning_wechat_login(
     uow: UnitOfWork,
     *,
-    openid_hash: str,
+    openid_hashes: list[str],
     session_key_enc: str | None,
     unionid_enc: str | None,
     refresh: str,
@@ -194,11 +195,13 @@ async def returning_wechat_login(
 ) -> tuple[Account, str | None] | None:
     """PostgreSQL, a returning WeChat user: in ONE statement, store the new session key, and — if the account
     is active — record the sign-in and write the refresh token; answer the account and the encrypted phone
-    (``None``: no such user yet). Three round trips per login (BEGIN, this, COMMIT) instead of six. A disabled
+    (``None``: no such user yet). ``openid_hashes``: every hash the row may carry (``lookup_hashes``, the
+    current one first, which the row gets). Three round trips per login (BEGIN, this, COMMIT) instead of six. A disabled
     account gets nothing inserted, and the caller's rollback undoes the session-key update."""
     now = utcnow()
     params: dict[str, Any] = {
-        "p_openid_hash": openid_hash,
+        "p_openid_hashes": openid_hashes,
+        "p_openid_hash": openid_hashes[0],
         "p_session_key_enc": session_key_enc,
         "p_unionid_enc": unionid_enc,
         "p_now": now,

@@ -76,13 +76,15 @@ async def wechat_login(
     except WechatError as exc:
         await sessions.audit_alone(runtime, "wechat_login", f"wechat_{exc.errcode}", address_hash=address)
         raise problem_for(exc) from exc
-    digest = cipher.lookup_hash(session.openid)
-    assert digest is not None
+    # Every hash the row may carry: the current lookup key's and, until `rotate-data --rehash` is done after a
+    # lookup key of its own was set, the original derivation's. A row found under the old one moves to the new.
+    digests = cipher.lookup_hashes(session.openid)
+    digest = digests[0]
     if on_postgres(uow.session):  # the returning user in one statement (sessions.returning_wechat_login)
         refresh, family = sessions.new_refresh_token(), uuid7()
         done = await sessions.returning_wechat_login(
             uow,
-            openid_hash=digest,
+            openid_hashes=digests,
             session_key_enc=cipher.encrypt(session.session_key),
             unionid_enc=cipher.encrypt(session.unionid) if session.unionid else None,
             refresh=refresh,
@@ -106,7 +108,7 @@ async def wechat_login(
         await uow.session.execute(
             select(WechatIdentity, Account)
             .join(Account, col(Account.id) == col(WechatIdentity.account_id))
-            .where(WechatIdentity.openid_hash == digest)
+            .where(col(WechatIdentity.openid_hash).in_(digests))
         )
     ).first()
     if found is None:
@@ -131,6 +133,7 @@ async def wechat_login(
         outcome = "created"
     else:
         ident, account = found
+        ident.openid_hash = digest  # re-hashed on the way, if it was under the original derivation
         outcome = "ok"
     if account.status != AccountStatus.active:
         account_id = account.id

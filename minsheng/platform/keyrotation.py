@@ -49,6 +49,38 @@ def _reseal(cipher: FieldCipher, stored: str | None, table: str, column: str, ke
     return cipher.encrypt(plain, aad=data)
 
 
+def _stale(table: sa.Table, sealed: SealedColumns, current: str) -> Any:
+    """Rows with a value not yet under the current key (``current``: its prefix), among the rows that hold
+    sealed values."""
+    columns = [table.c[c] for c in sealed.columns]
+    stale = [sa.and_(c.is_not(None), ~c.startswith(current, autoescape=True)) for c in columns]
+    for name, path in sealed.nested:  # a JSON column, as text: `"<key>": "v…` (JSONB and json.dumps alike)
+        text = sa.cast(table.c[name], sa.Text)
+        stale.append(
+            sa.and_(
+                text.contains(f'"{path[-1]}": "', autoescape=True),
+                ~text.contains(f'"{path[-1]}": "{current}', autoescape=True),
+            )
+        )
+    condition = sa.or_(*stale)
+    return sa.and_(sealed.where(table), condition) if sealed.where is not None else condition
+
+
+def _reseal_nested(cipher: FieldCipher, document: Any, path: tuple[str, ...], current: str) -> tuple[Any, int]:
+    """``document`` with the sealed value at ``path`` under the current key (a copy; the same when there is
+    none or it is current already), and how many values were re-sealed (0 or 1)."""
+    if not isinstance(document, dict):
+        return document, 0
+    head, *rest = path
+    inner = document.get(head)
+    if rest:
+        resealed, n = _reseal_nested(cipher, inner, tuple(rest), current)
+        return ({**document, head: resealed}, n) if n else (document, 0)
+    if not isinstance(inner, str) or inner.startswith(current):
+        return document, 0
+    return {**document, head: cipher.encrypt(cipher.decrypt(inner))}, 1
+
+
 async def rotate_table(
     db: Database,
     table: sa.Table,
@@ -62,15 +94,18 @@ async def rotate_table(
     stats = stats or RotationStats()
     key = table.c[sealed.key]
     columns = [table.c[c] for c in sealed.columns]
+    documents = [table.c[name] for name, _ in sealed.nested]
     current = f"{PREFIX}{cipher.current}:"
-    stale = sa.or_(*[sa.and_(c.is_not(None), ~c.startswith(current, autoescape=True)) for c in columns])
+    stale = _stale(table, sealed, current)
     hashes = [(table.c[h], table.c[src]) for h, src in sealed.hashes] if rehash else []
     started = time.perf_counter()
     after: Any = None
     while True:
-        query = sa.select(key, *columns).order_by(key).limit(batch)
+        query = sa.select(key, *columns, *documents).order_by(key).limit(batch)
         if not rehash:
             query = query.where(stale)
+        elif sealed.where is not None:
+            query = query.where(sealed.where(table))
         if after is not None:
             query = query.where(key > after)
         if db.is_postgres:
@@ -88,6 +123,9 @@ async def rotate_table(
                         stats.values += 1
                     else:
                         values[column] = row[i]
+                for j, (name, path) in enumerate(sealed.nested, start=1 + len(columns)):
+                    values[name], n = _reseal_nested(cipher, row[j], path, current)
+                    stats.values += n
                 for hash_column, source in hashes:
                     clear = cipher.decrypt(
                         values[source.name], aad=aad_of(sealed.table, source.name, row[0]) if sealed.aad else None
@@ -95,7 +133,7 @@ async def rotate_table(
                     values[hash_column.name] = cipher.lookup_hash(clear)
                     stats.rehashed += 1
                 updates.append(values)
-            names = [*sealed.columns, *(h.name for h, _ in hashes)]
+            names = [*sealed.columns, *(name for name, _ in sealed.nested), *(h.name for h, _ in hashes)]
             await conn.execute(
                 sa.update(table).where(key == sa.bindparam("_key")).values({n: sa.bindparam(n) for n in names}), updates
             )
@@ -111,9 +149,7 @@ async def rotate_table(
 
 async def remaining(db: Database, table: sa.Table, sealed: SealedColumns, cipher: FieldCipher) -> int:
     """Rows with a value not yet under the current key."""
-    current = f"{PREFIX}{cipher.current}:"
-    columns = [table.c[c] for c in sealed.columns]
-    stale = sa.or_(*[sa.and_(c.is_not(None), ~c.startswith(current, autoescape=True)) for c in columns])
+    stale = _stale(table, sealed, f"{PREFIX}{cipher.current}:")
     async with db.engine.connect() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table).where(stale))).scalar_one())
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
@@ -54,13 +54,18 @@ class SealedColumns:
     """The encrypted columns of one table, declared in the service's spec (``ServiceSpec.sealed``) so that
     ``minsheng keys rotate-data`` can re-encrypt them under the current key (and re-hash the lookup hashes).
     ``hashes`` pairs a lookup-hash column with the sealed column it is the hash of; ``aad`` says whether the
-    values are bound to ``aad_of(table, column, <key column>)``."""
+    values are bound to ``aad_of(table, column, <key column>)``. ``where`` (given the table) selects the rows
+    that hold sealed values, when others hold something else in the same column (notify's WeCom robot scope in
+    clear); ``nested`` names a JSON column and the key path to a sealed value inside it (a delivery's SMS
+    fallback phone), sealed like ``columns`` but never bound (it is a copy, sealed before the row existed)."""
 
     table: str
     columns: tuple[str, ...]
     hashes: tuple[tuple[str, str], ...] = ()
     key: str = "id"
     aad: bool = True
+    where: Callable[[Any], Any] | None = None
+    nested: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")

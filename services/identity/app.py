@@ -34,5 +34,8 @@ SPEC = service_spec(
             key="account_id",
             aad=False,
         ),
+        SealedColumns("staff_credentials", ("totp_secret_enc",), key="account_id", aad=False),
+        SealedColumns("signing_keys", ("private_key_enc",), key="kid", aad=False),
+        SealedColumns("wechat_app_tokens", ("token_enc",), key="appid", aad=False),
     ),
 )

@@ -1,5 +1,6 @@
 """The notify service as the platform runs it."""
 
+from minsheng.platform.privacy import SealedColumns
 from minsheng.platform.service_layout import service_spec
 from services.notify.lifespan import lifespan
 from services.notify.metrics import metrics
@@ -10,4 +11,16 @@ SPEC = service_spec(
     description="Tells people what happened: WeChat subscribe messages, SMS, the in-app inbox, WeCom robots.",
     lifespan=lifespan,
     metrics=metrics,
+    sealed=(
+        SealedColumns("recipients", ("openid_enc", "phone_enc"), key="account_id", aad=False),
+        SealedColumns("care_contacts", ("phone_enc",), aad=False),
+        # a WeCom robot's delivery holds its scope in clear; a WeChat delivery may carry its SMS fallback's phone
+        SealedColumns(
+            "deliveries",
+            ("address_enc",),
+            aad=False,
+            where=lambda t: t.c.channel != "wecom",
+            nested=(("request", ("fallback", "address_enc")),),
+        ),
+    ),
 )

@@ -4,6 +4,7 @@ installation keeps every WeChat user's account; ``rotate-data`` moves their seal
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,16 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from minsheng.platform.keyrotation import rotate_service
-from minsheng.platform.privacy import field_cipher
+from minsheng.platform.db import Database
+from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.keyrotation import remaining, rotate_service
+from minsheng.platform.privacy import FieldCipher, SealedColumns, field_cipher
 from minsheng.settings import Settings
+from services.identity import passwords
 from services.identity.app import SPEC as IDENTITY
+from services.notify.app import SPEC as NOTIFY
 from tests.conftest import embedded_settings
-from tests.identity.helpers import bearer, wechat_login
+from tests.identity.helpers import ADMIN_PASSWORD, admin, bearer, staff_login, wechat_login
 from tests.support.client import running_system
 
 K2 = base64.b64encode(bytes(range(32))).decode()
@@ -76,3 +81,123 @@ async def _lookup_key_set_on_a_running_installation(settings: Settings) -> None:
         assert row.openid_hash == new.lookup_hash(openid) != old.lookup_hash(openid)
     phones = [row for row in rows if row.phone_enc is not None]
     assert len(phones) == 1 and phones[0].phone_hash == new.lookup_hash("13812345678")
+
+
+def rotated(settings: Settings) -> Settings:
+    return settings.model_copy(update={"field_keys": {"k2": SecretStr(K2)}, "field_key_current": "k2"})
+
+
+def _open(cipher: FieldCipher, entry: SealedColumns, column: str, row_id: Any, stored: str | None) -> str | None:
+    return cipher.decrypt(stored)
+
+
+async def _sealed_values(db: Database, spec: Any, cipher: FieldCipher, *, under: str | None = None) -> dict[Any, Any]:
+    """Every sealed value of the service in clear, by (table, key, column); with ``under``, each must carry that
+    key id (nested values too)."""
+    out: dict[Any, Any] = {}
+    async with db.engine.connect() as conn:
+        for entry in spec.sealed:
+            table = spec.metadata.tables[entry.table]
+            query = sa.select(table)
+            if entry.where is not None:
+                query = query.where(entry.where(table))
+            for row in (await conn.execute(query)).mappings():
+                key = row[entry.key]
+                for column in entry.columns:
+                    stored = row[column]
+                    if stored is not None:
+                        assert under is None or cipher.key_id_of(stored) == under, (entry.table, column)
+                    out[entry.table, key, column] = _open(cipher, entry, column, key, stored)
+                for name, path in entry.nested:
+                    inner = row[name]
+                    for part in path:
+                        inner = inner.get(part) if isinstance(inner, dict) else None
+                    if inner is not None:
+                        assert under is None or cipher.key_id_of(inner) == under, (entry.table, name)
+                        out[entry.table, key, name] = cipher.decrypt(inner)
+    return out
+
+
+async def _notify_rows(db: Database, cipher: FieldCipher) -> None:
+    """A message with one delivery per channel (WeChat with its SMS fallback, SMS, inbox, a WeCom robot's scope
+    in clear) and a care contact, sealed as notify seals them."""
+    m, d, c = (NOTIFY.metadata.tables[t] for t in ("messages", "deliveries", "care_contacts"))
+    message = uuid7()
+    now = utcnow()
+    phone = cipher.encrypt("13700001111")
+    common = {"message_id": message, "recipient_key": "account:x", "next_attempt_at": now, "created_at": now}
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(m).values(
+                id=message, recipient_key="account:x", event_id="e1", event_type="t", rule="r", title="t", body="b"
+            )
+        )
+        await conn.execute(
+            sa.insert(d),
+            [
+                {
+                    **common,
+                    "id": uuid7(),
+                    "channel": "wechat",
+                    "address_enc": cipher.encrypt("oOpenid1"),
+                    "request": {"template_id": "T", "fallback": {"address_enc": phone, "request": {"params": []}}},
+                },
+                {**common, "id": uuid7(), "channel": "sms", "address_enc": phone, "request": {"params": []}},
+                {**common, "id": uuid7(), "channel": "inbox", "address_enc": None, "request": {}},
+                {**common, "id": uuid7(), "channel": "wecom", "address_enc": "community:yunxing", "request": {}},
+            ],
+        )
+        await conn.execute(sa.insert(c).values(id=uuid7(), alert_id="a1", member_id="m1", phone_enc=phone))
+
+
+async def test_rotation_moves_identity_and_notify_values_to_the_new_key(tmp_path: Path) -> None:
+    await _rotation_moves_identity_and_notify_values(embedded_settings(tmp_path))
+
+
+@pytest.mark.integration
+async def test_rotation_moves_identity_and_notify_values_to_the_new_key_on_postgresql(
+    tmp_path: Path, pg_template: str
+) -> None:
+    await _rotation_moves_identity_and_notify_values(embedded_settings(tmp_path, database_url=pg_template))
+
+
+async def _rotation_moves_identity_and_notify_values(settings: Settings) -> None:
+    """Every identity value (openid, unionid, session key, phone, TOTP secret, signing key, app token) and every
+    notify value (recipients, care contacts, delivery addresses and SMS fallbacks; not the WeCom scope) ends up
+    under the new key id and reads back the same; the signing key, TOTP and WeChat sign-in still work."""
+    old = field_cipher(settings)
+    async with running_system(settings, ["identity", "notify"], demo=True) as s:
+        root, secret = await admin(s)
+        tokens = await wechat_login(s, "qian")
+        r = await s.client.post("/identity/wechat/phone", headers=bearer(tokens), json={"code": "phone-13900001111"})
+        assert r.status_code == 200, r.text
+        await _notify_rows(s.runtime("notify").db, old)
+
+    new = field_cipher(rotated(settings))
+    async with running_system(rotated(settings), ["identity", "notify"]) as s:
+        before = {}
+        for name, spec in (("identity", IDENTITY), ("notify", NOTIFY)):
+            db = s.runtime(name).db
+            before[name] = await _sealed_values(db, spec, old)
+            stats = await rotate_service(db, spec.metadata, spec.sealed, new, batch=2)
+            assert stats.rows > 0
+            assert sum([await remaining(db, spec.metadata.tables[e.table], e, new) for e in spec.sealed]) == 0
+            assert await _sealed_values(db, spec, new, under="k2") == before[name]
+            assert (await rotate_service(db, spec.metadata, spec.sealed, new)).rows == 0  # nothing left
+        tables = {table for table, _, _ in before["identity"]}
+        assert tables == {"wechat_identities", "staff_credentials", "signing_keys", "wechat_app_tokens"}
+        assert {c for t, _, c in before["identity"] if t == "wechat_identities"} >= {"openid_enc", "phone_enc"}
+        assert {t for t, _, _ in before["notify"]} == {"recipients", "care_contacts", "deliveries"}
+        assert ("deliveries", "request") in {(t, c) for t, _, c in before["notify"]}
+        d = NOTIFY.metadata.tables["deliveries"]
+        async with s.runtime("notify").db.engine.connect() as conn:
+            scope = (await conn.execute(sa.select(d.c.address_enc).where(d.c.channel == "wecom"))).scalar_one()
+        assert scope == "community:yunxing"  # in clear, left alone
+
+    async with running_system(rotated(settings), ["identity"]) as s:  # the key store read under k2 alone
+        r = await s.client.get("/identity/me", headers=bearer(tokens))  # signed before the rotation
+        assert r.status_code == 200 and r.json()["phone"] == "139****1111"
+        assert (await wechat_login(s, "qian.2"))["account"]["id"] == tokens["account"]["id"]
+        code = passwords.totp(secret, at=time.time() + passwords.TOTP_STEP)  # the next step: not a replay
+        again = await staff_login(s, "admin", ADMIN_PASSWORD, totp=code)
+        assert again["account"]["id"] == root["account"]["id"]

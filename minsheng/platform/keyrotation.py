@@ -41,12 +41,19 @@ class RotationStats:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def _reseal(cipher: FieldCipher, stored: str | None, table: str, column: str, key: Any, aad: bool) -> str | None:
+def _open(cipher: FieldCipher, stored: str | None, sealed: SealedColumns, column: str, key: Any) -> str | None:
+    """A stored value in clear, whichever format it is in (``v1``: the original key, no associated data)."""
+    if stored is None or not sealed.aad or not stored.startswith(PREFIX):
+        return cipher.decrypt(stored)
+    return cipher.open(stored, sealed.table, column, key, unbound=sealed.unbound)
+
+
+def _reseal(cipher: FieldCipher, stored: str | None, sealed: SealedColumns, column: str, key: Any) -> str | None:
     if stored is None:
         return None
-    data = aad_of(table, column, key) if aad else None
-    plain = cipher.decrypt(stored, aad=data if stored.startswith(PREFIX) else None)
-    return cipher.encrypt(plain, aad=data)
+    return cipher.encrypt(
+        _open(cipher, stored, sealed, column, key), aad=aad_of(sealed.table, column, key) if sealed.aad else None
+    )
 
 
 def _stale(table: sa.Table, sealed: SealedColumns, current: str) -> Any:
@@ -119,7 +126,7 @@ async def rotate_table(
                 values: dict[str, Any] = {"_key": row[0]}
                 for i, column in enumerate(sealed.columns, start=1):
                     if row[i] is not None and (rehash is False or not row[i].startswith(current)):
-                        values[column] = _reseal(cipher, row[i], sealed.table, column, row[0], sealed.aad)
+                        values[column] = _reseal(cipher, row[i], sealed, column, row[0])
                         stats.values += 1
                     else:
                         values[column] = row[i]
@@ -127,9 +134,7 @@ async def rotate_table(
                     values[name], n = _reseal_nested(cipher, row[j], path, current)
                     stats.values += n
                 for hash_column, source in hashes:
-                    clear = cipher.decrypt(
-                        values[source.name], aad=aad_of(sealed.table, source.name, row[0]) if sealed.aad else None
-                    )
+                    clear = _open(cipher, values[source.name], sealed, source.name, row[0])
                     values[hash_column.name] = cipher.lookup_hash(clear)
                     stats.rehashed += 1
                 updates.append(values)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import AfterValidator
 
@@ -54,7 +55,9 @@ class SealedColumns:
     """The encrypted columns of one table, declared in the service's spec (``ServiceSpec.sealed``) so that
     ``minsheng keys rotate-data`` can re-encrypt them under the current key (and re-hash the lookup hashes).
     ``hashes`` pairs a lookup-hash column with the sealed column it is the hash of; ``aad`` says whether the
-    values are bound to ``aad_of(table, column, <key column>)``. ``where`` (given the table) selects the rows
+    values are bound to ``aad_of(table, column, <key column>)``; ``unbound``, that some were sealed before the
+    table bound them (no associated data, ``FieldCipher.open(unbound=True)``): rotation reads them so and
+    rewrites them bound. ``where`` (given the table) selects the rows
     that hold sealed values, when others hold something else in the same column (notify's WeCom robot scope in
     clear); ``nested`` names a JSON column and the key path to a sealed value inside it (a delivery's SMS
     fallback phone), sealed like ``columns`` but never bound (it is a copy, sealed before the row existed)."""
@@ -64,6 +67,7 @@ class SealedColumns:
     hashes: tuple[tuple[str, str], ...] = ()
     key: str = "id"
     aad: bool = True
+    unbound: bool = False
     where: Callable[[Any], Any] | None = None
     nested: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -175,8 +179,17 @@ class FieldCipher:
         """Encrypt the value of ``table.column`` of row ``row_id`` (bound to that place)."""
         return self.encrypt(value, aad=aad_of(table, column, row_id))
 
-    def open(self, stored: str | None, table: str, column: str, row_id: object) -> str | None:
-        return self.decrypt(stored, aad=aad_of(table, column, row_id))
+    def open(self, stored: str | None, table: str, column: str, row_id: object, *, unbound: bool = False) -> str | None:
+        """The value of ``table.column`` of row ``row_id``. ``unbound``: the column also holds values sealed
+        before it was bound to its place (``v2:`` without associated data: identity and notify until issue 13),
+        read as they are until ``rotate-data`` rewrites them bound; a value bound elsewhere still fails."""
+        data = aad_of(table, column, row_id)
+        if not unbound or stored is None or not stored.startswith(PREFIX):
+            return self.decrypt(stored, aad=data)
+        try:
+            return self.decrypt(stored, aad=data)
+        except InvalidTag:
+            return self.decrypt(stored)
 
     def lookup_hashes(self, value: str) -> list[str]:
         """Every hash a stored row may carry for ``value``: the current lookup key's and, while a lookup key of

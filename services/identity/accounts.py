@@ -36,6 +36,7 @@ from services.identity.models import (
     StaffCredential,
     WechatIdentity,
 )
+from services.identity.sealing import open_wechat
 
 
 def account_id_of(who: Principal) -> UUID:
@@ -79,8 +80,8 @@ async def account_view(uow: UnitOfWork, cipher: FieldCipher, account: Account) -
     return sessions.public(
         account,
         cred=cred,
-        phone=cipher.decrypt(ident.phone_enc) if ident else None,
-        openid=cipher.decrypt(ident.openid_enc) if ident else None,
+        phone=open_wechat(cipher, "phone_enc", ident.account_id, ident.phone_enc) if ident else None,
+        openid=open_wechat(cipher, "openid_enc", ident.account_id, ident.openid_enc) if ident else None,
     )
 
 
@@ -102,8 +103,8 @@ async def set_locale(uow: UnitOfWork, cipher: FieldCipher, who: Principal, local
             AccountContactChanged(
                 account_id=account.id,
                 occurred_at=account.updated_at,
-                wechat_openid=cipher.decrypt(ident.openid_enc) if ident else None,
-                phone=cipher.decrypt(ident.phone_enc) if ident else None,
+                wechat_openid=open_wechat(cipher, "openid_enc", ident.account_id, ident.openid_enc) if ident else None,
+                phone=open_wechat(cipher, "phone_enc", ident.account_id, ident.phone_enc) if ident else None,
                 locale=locale,
             )
         )

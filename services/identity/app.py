@@ -26,16 +26,17 @@ SPEC = service_spec(
     description="Accounts and sign-in (WeChat mini-program, staff passwords + TOTP); issues the tokens every "
     "service verifies.",
     lifespan=lifespan,
+    # bound to their rows (services.identity.sealing); those sealed before were not, and still read
     sealed=(
         SealedColumns(
             "wechat_identities",
             ("openid_enc", "unionid_enc", "session_key_enc", "phone_enc"),
             hashes=(("openid_hash", "openid_enc"), ("phone_hash", "phone_enc")),
             key="account_id",
-            aad=False,
+            unbound=True,
         ),
-        SealedColumns("staff_credentials", ("totp_secret_enc",), key="account_id", aad=False),
-        SealedColumns("signing_keys", ("private_key_enc",), key="kid", aad=False),
-        SealedColumns("wechat_app_tokens", ("token_enc",), key="appid", aad=False),
+        SealedColumns("staff_credentials", ("totp_secret_enc",), key="account_id", unbound=True),
+        SealedColumns("signing_keys", ("private_key_enc",), key="kid", unbound=True),
+        SealedColumns("wechat_app_tokens", ("token_enc",), key="appid", unbound=True),
     ),
 )

@@ -17,6 +17,7 @@ from minsheng.settings import Settings
 from services.identity import accounts, config, passwords
 from services.identity.keys import cipher_of, ensure_key, rotate
 from services.identity.models import SigningKeyRow, StaffCreate, StaffCredential
+from services.identity.sealing import seal_totp
 
 CLI = Principal(sub="cli:minsheng-admin-create", roles=frozenset({Role.admin}), scopes=("*",))
 
@@ -52,7 +53,7 @@ async def create_admin(settings: Settings, username: str, password: str, display
             await uow.session.execute(select(StaffCredential).where(StaffCredential.account_id == account.id))
         ).scalar_one()
         secret = passwords.new_totp_secret()
-        cred.totp_secret_enc = cipher_of(settings).encrypt(secret)
+        cred.totp_secret_enc = seal_totp(cipher_of(settings), cred.account_id, secret)
         cred.totp_enabled = True
         await uow.commit()  # the AccountCreated event is in the outbox: the relay publishes it
     return {

@@ -21,6 +21,7 @@ from minsheng.platform.tokens import KeyRing, SigningKey
 from minsheng.settings import Settings
 from services.identity import config
 from services.identity.models import SigningKeyRow, on_postgres
+from services.identity.sealing import open_signing_key, seal_signing_key
 
 
 def cipher_of(settings: Settings) -> FieldCipher:
@@ -46,8 +47,7 @@ async def read_keys(db: Database, cipher: FieldCipher) -> list[SigningKey]:
 
 
 def _key(row: SigningKeyRow, cipher: FieldCipher) -> SigningKey:
-    pem = cipher.decrypt(row.private_key_enc)
-    assert pem is not None
+    pem = open_signing_key(cipher, row.kid, row.private_key_enc)
     return SigningKey.from_private_pem(
         row.kid,
         pem,
@@ -77,8 +77,7 @@ async def ensure_key(db: Database, cipher: FieldCipher) -> list[SigningKey]:
 
 
 def _row(key: SigningKey, cipher: FieldCipher) -> SigningKeyRow:
-    enc = cipher.encrypt(key.private_pem())
-    assert enc is not None
+    enc = seal_signing_key(cipher, key.kid, key.private_pem())
     return SigningKeyRow(kid=key.kid, private_key_enc=enc, created_at=datetime.fromtimestamp(key.created_at, UTC))
 
 

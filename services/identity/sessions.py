@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -135,6 +135,12 @@ async def issue(
 
 
 @cache
+def _wechat_account_statement() -> sa.Select[Any]:
+    w = WECHAT_IDENTITIES
+    return sa.select(w.c.account_id).where(w.c.openid_hash.in_(sa.bindparam("p_openid_hashes", expanding=True)))
+
+
+@cache
 def _returning_login_statement() -> sa.Select[Any]:
     """Built once (bound parameters only), so each login costs a cached compile, not a construction."""
     w, a, e, r = WECHAT_IDENTITIES, ACCOUNTS, AUTH_EVENTS, REFRESH_TOKENS
@@ -144,7 +150,7 @@ def _returning_login_statement() -> sa.Select[Any]:
 
     ident = (
         sa.update(w)
-        .where(w.c.openid_hash.in_(sa.bindparam("p_openid_hashes", expanding=True)))
+        .where(w.c.account_id == p("p_account_id", w.c.account_id))
         .values(
             openid_hash=p("p_openid_hash", w.c.openid_hash),
             session_key_enc=p("p_session_key_enc", w.c.session_key_enc),
@@ -187,20 +193,28 @@ async def returning_wechat_login(
     uow: UnitOfWork,
     *,
     openid_hashes: list[str],
-    session_key_enc: str | None,
-    unionid_enc: str | None,
+    seal: Callable[[UUID], tuple[str | None, str | None]],
     refresh: str,
     family_id: UUID,
     address_hash: str | None,
 ) -> tuple[Account, str | None] | None:
-    """PostgreSQL, a returning WeChat user: in ONE statement, store the new session key, and — if the account
-    is active — record the sign-in and write the refresh token; answer the account and the encrypted phone
-    (``None``: no such user yet). ``openid_hashes``: every hash the row may carry (``lookup_hashes``, the
-    current one first, which the row gets). Three round trips per login (BEGIN, this, COMMIT) instead of six. A disabled
-    account gets nothing inserted, and the caller's rollback undoes the session-key update."""
+    """PostgreSQL, a returning WeChat user: find the account by the openid's hash, then in ONE statement store
+    the new session key, and — if the account is active — record the sign-in and write the refresh token;
+    answer the account and the encrypted phone (``None``: no such user yet). ``openid_hashes``: every hash the
+    row may carry (``lookup_hashes``, the current one first, which the row gets). ``seal``: the session key and
+    the unionid sealed for the account's row (bound to it, so the account id must be known first). Four round
+    trips per login (BEGIN, the account id, this, COMMIT) instead of six. A disabled account gets nothing
+    inserted, and the caller's rollback undoes the session-key update."""
+    connection = await uow.session.connection()  # Core: the ORM adds nothing to these statements but cost
+    account_id = (
+        await connection.execute(_wechat_account_statement(), {"p_openid_hashes": openid_hashes})
+    ).scalar_one_or_none()
+    if account_id is None:
+        return None
+    session_key_enc, unionid_enc = seal(account_id)
     now = utcnow()
     params: dict[str, Any] = {
-        "p_openid_hashes": openid_hashes,
+        "p_account_id": account_id,
         "p_openid_hash": openid_hashes[0],
         "p_session_key_enc": session_key_enc,
         "p_unionid_enc": unionid_enc,
@@ -214,7 +228,6 @@ async def returning_wechat_login(
         "p_amr": ["wechat"],
         "p_expires_at": now + timedelta(seconds=refresh_ttl("wechat")),
     }
-    connection = await uow.session.connection()  # Core: the ORM adds nothing to this statement but cost
     row = (await connection.execute(_returning_login_statement(), params)).mappings().first()
     if row is None:
         return None

@@ -17,6 +17,7 @@ from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
 from services.identity import config, passwords, sessions
 from services.identity.models import Account, AccountStatus, StaffCredential, StaffLogin, TokenPair, TotpProvisioning
+from services.identity.sealing import open_totp, seal_totp
 
 
 def _throttle_keys(username: str, address: str | None) -> tuple[str, str | None]:
@@ -94,7 +95,7 @@ async def check_totp(
         raise Problem(
             401, "totp_required", "Enter the code from your authenticator app", "Send the 6-digit code as `totp`."
         )
-    secret = cipher.decrypt(cred.totp_secret_enc)
+    secret = open_totp(cipher, cred.account_id, cred.totp_secret_enc)
     assert secret is not None
     step = passwords.verify_totp(secret, code, cred.totp_last_step)
     if step is None:
@@ -168,7 +169,7 @@ async def totp_setup(
     if cred.totp_enabled:
         raise conflict("totp_already_enabled", "A second factor is set up already; an admin can reset it.")
     secret = passwords.new_totp_secret()
-    cred.totp_secret_enc = cipher.encrypt(secret)
+    cred.totp_secret_enc = seal_totp(cipher, cred.account_id, secret)
     sessions.audit(uow, "totp_setup", "ok", account_id=account.id, address_hash=address)
     return TotpProvisioning(secret=secret, otpauth_uri=passwords.otpauth_uri(secret, cred.username))
 
@@ -185,7 +186,7 @@ async def totp_confirm(
     account, cred = await authenticate(uow, runtime, username, password, address, kind="totp_confirm")
     if cred.totp_enabled:
         raise conflict("totp_already_enabled", "A second factor is set up already.")
-    secret = cipher.decrypt(cred.totp_secret_enc) if cred.totp_secret_enc else None
+    secret = open_totp(cipher, cred.account_id, cred.totp_secret_enc) if cred.totp_secret_enc else None
     step = passwords.verify_totp(secret, code, 0) if secret else None
     if step is None:
         raise Problem(422, "invalid_totp", "Wrong code", "Enter the current code shown by your app.")

@@ -48,6 +48,7 @@ from services.identity.models import (
     WechatPhone,
     on_postgres,
 )
+from services.identity.sealing import open_wechat
 
 router = APIRouter()
 
@@ -167,8 +168,8 @@ async def refresh(body: RefreshRequest, uow: UoW, runtime: Runtime, cipher: Ciph
             account, family, amr, token, extra = rotated
             view = sessions.public(
                 account,
-                phone=cipher.decrypt(extra["w_phone_enc"]),
-                openid=cipher.decrypt(extra["w_openid_enc"]),
+                phone=open_wechat(cipher, "phone_enc", account.id, extra["w_phone_enc"]),
+                openid=open_wechat(cipher, "openid_enc", account.id, extra["w_openid_enc"]),
                 username=extra["c_username"],
                 totp_enabled=extra["c_totp_enabled"],
             )

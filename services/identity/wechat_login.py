@@ -26,6 +26,7 @@ from services.identity.models import (
     WechatIdentity,
     on_postgres,
 )
+from services.identity.sealing import open_app_token, open_wechat, seal_app_token, seal_wechat
 from services.identity.wechat import TOKEN_INVALID, WechatClient, WechatError, problem_for
 
 
@@ -85,8 +86,10 @@ async def wechat_login(
         done = await sessions.returning_wechat_login(
             uow,
             openid_hashes=digests,
-            session_key_enc=cipher.encrypt(session.session_key),
-            unionid_enc=cipher.encrypt(session.unionid) if session.unionid else None,
+            seal=lambda account_id: (
+                seal_wechat(cipher, "session_key_enc", account_id, session.session_key),
+                seal_wechat(cipher, "unionid_enc", account_id, session.unionid) if session.unionid else None,
+            ),
             refresh=refresh,
             family_id=family,
             address_hash=address,
@@ -99,7 +102,8 @@ async def wechat_login(
                     runtime, "wechat_login", "disabled", account_id=account.id, address_hash=address
                 )
                 raise Problem(403, "account_disabled", "This account is disabled", "Ask your community office.")
-            view = sessions.public(account, phone=cipher.decrypt(phone_enc), openid=session.openid)
+            phone = open_wechat(cipher, "phone_enc", account.id, phone_enc)
+            view = sessions.public(account, phone=phone, openid=session.openid)
             return await sessions.issue(
                 uow, runtime, account, ["wechat"], family_id=family, view=view, stored_refresh=refresh
             )
@@ -117,7 +121,7 @@ async def wechat_login(
             account_id=account.id,
             appid=client.appid,
             openid_hash=digest,
-            openid_enc=cipher.encrypt(session.openid) or "",
+            openid_enc=seal_wechat(cipher, "openid_enc", account.id, session.openid) or "",
         )
         uow.session.add(account)
         await uow.session.flush()
@@ -140,12 +144,14 @@ async def wechat_login(
         await uow.rollback()  # the request's connection goes back before audit_alone takes one
         await sessions.audit_alone(runtime, "wechat_login", "disabled", account_id=account_id, address_hash=address)
         raise Problem(403, "account_disabled", "This account is disabled", "Ask your community office.")
-    ident.session_key_enc = cipher.encrypt(session.session_key)  # never leaves the server
+    ident.session_key_enc = seal_wechat(cipher, "session_key_enc", account.id, session.session_key)  # stays here
     if session.unionid:
-        ident.unionid_enc = cipher.encrypt(session.unionid)
+        ident.unionid_enc = seal_wechat(cipher, "unionid_enc", account.id, session.unionid)
     ident.last_login_at = utcnow()
     sessions.audit(uow, "wechat_login", outcome, account_id=account.id, address_hash=address)
-    view = sessions.public(account, phone=cipher.decrypt(ident.phone_enc), openid=session.openid)
+    view = sessions.public(
+        account, phone=open_wechat(cipher, "phone_enc", account.id, ident.phone_enc), openid=session.openid
+    )
     return await sessions.issue(uow, runtime, account, ["wechat"], view=view)
 
 
@@ -165,7 +171,7 @@ async def app_access_token(runtime: ServiceRuntime, cipher: FieldCipher, *, stal
         if on_postgres(uow.session):
             query = query.with_for_update()
         row = (await uow.session.execute(query)).scalar_one_or_none()
-        token = cipher.decrypt(row.token_enc) if row is not None else None
+        token = open_app_token(cipher, row.appid, row.token_enc) if row is not None else None
         if (
             row is None
             or token is None
@@ -179,10 +185,12 @@ async def app_access_token(runtime: ServiceRuntime, cipher: FieldCipher, *, stal
             token = fresh.token
             expires = utcnow() + timedelta(seconds=fresh.expires_in)
             if row is None:
-                row = WechatAppToken(appid=client.appid, token_enc=cipher.encrypt(token) or "", expires_at=expires)
+                row = WechatAppToken(
+                    appid=client.appid, token_enc=seal_app_token(cipher, client.appid, token), expires_at=expires
+                )
                 uow.session.add(row)
             else:
-                row.token_enc = cipher.encrypt(token) or ""
+                row.token_enc = seal_app_token(cipher, client.appid, token)
                 row.expires_at = expires
             await uow.commit()
         runtime.state["app_token"] = (token, as_utc(row.expires_at))
@@ -218,10 +226,10 @@ async def wechat_phone(
     ident = await uow.session.get(WechatIdentity, account_id)
     if ident is None:  # the account went away meanwhile
         raise not_found("account", account_id)
-    ident.phone_enc = cipher.encrypt(phone)
+    ident.phone_enc = seal_wechat(cipher, "phone_enc", ident.account_id, phone)
     ident.phone_hash = cipher.lookup_hash(phone)
     ident.phone_verified_at = utcnow()
-    openid = cipher.decrypt(ident.openid_enc)
+    openid = open_wechat(cipher, "openid_enc", ident.account_id, ident.openid_enc)
     account = await uow.session.get(Account, ident.account_id)
     uow.emit(  # the whole contact as it now is: the language too, or the event would reset it to zh-CN
         AccountContactChanged(

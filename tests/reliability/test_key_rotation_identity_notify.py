@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
 from pydantic import SecretStr
 
 from minsheng.platform.db import Database
@@ -32,11 +33,10 @@ def with_lookup_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"field_lookup_key": SecretStr(LOOKUP)})
 
 
-async def _identities(settings: Settings) -> list[Any]:
-    async with running_system(settings, ["identity"]) as s:
-        table = IDENTITY.metadata.tables["wechat_identities"]
-        async with s.runtime("identity").db.engine.connect() as conn:
-            return list((await conn.execute(sa.select(table))).all())
+async def _identities(db: Database) -> list[Any]:
+    table = IDENTITY.metadata.tables["wechat_identities"]
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(sa.select(table))).all())
 
 
 async def test_a_lookup_key_set_on_a_running_installation_keeps_every_wechat_account(tmp_path: Path) -> None:
@@ -68,16 +68,17 @@ async def _lookup_key_set_on_a_running_installation(settings: Settings) -> None:
         assert again["account"]["id"] == before["li"]
         db = s.runtime("identity").db
         stats = await rotate_service(db, IDENTITY.metadata, IDENTITY.sealed, new, batch=2, rehash=True)
-        assert stats.rows == 3 and stats.rehashed == 6
+        assert stats.by_table["wechat_identities"] == 3 and stats.rehashed == 6
         for code in ("wu.2", "zheng.2", "li.3"):
             assert (await wechat_login(s, code))["account"]["id"] == before[code.split(".")[0]]
         r = await s.client.get("/identity/me", headers=bearer(again))
         assert r.status_code == 200 and r.json()["id"] == before["li"]
 
-    rows = await _identities(with_lookup_key(settings))
+    async with running_system(with_lookup_key(settings), ["identity"]) as s:
+        rows = await _identities(s.runtime("identity").db)
     assert len(rows) == 3  # nobody came back as a new account
     for row in rows:
-        openid = new.decrypt(row.openid_enc)
+        openid = new.open(row.openid_enc, "wechat_identities", "openid_enc", row.account_id)
         assert row.openid_hash == new.lookup_hash(openid) != old.lookup_hash(openid)
     phones = [row for row in rows if row.phone_enc is not None]
     assert len(phones) == 1 and phones[0].phone_hash == new.lookup_hash("13812345678")
@@ -87,13 +88,20 @@ def rotated(settings: Settings) -> Settings:
     return settings.model_copy(update={"field_keys": {"k2": SecretStr(K2)}, "field_key_current": "k2"})
 
 
-def _open(cipher: FieldCipher, entry: SealedColumns, column: str, row_id: Any, stored: str | None) -> str | None:
-    return cipher.decrypt(stored)
+def _open(
+    cipher: FieldCipher, entry: SealedColumns, column: str, row_id: Any, stored: str | None, *, bound: bool
+) -> str | None:
+    """As the service reads it; ``bound``: only if bound to its row (as rotation leaves every value)."""
+    if not entry.aad:
+        return cipher.decrypt(stored)
+    return cipher.open(stored, entry.table, column, row_id, unbound=entry.unbound and not bound)
 
 
-async def _sealed_values(db: Database, spec: Any, cipher: FieldCipher, *, under: str | None = None) -> dict[Any, Any]:
+async def _sealed_values(
+    db: Database, spec: Any, cipher: FieldCipher, *, under: str | None = None, bound: bool = False
+) -> dict[Any, Any]:
     """Every sealed value of the service in clear, by (table, key, column); with ``under``, each must carry that
-    key id (nested values too)."""
+    key id (nested values too); ``bound``: each must be bound to its row (when its table binds them)."""
     out: dict[Any, Any] = {}
     async with db.engine.connect() as conn:
         for entry in spec.sealed:
@@ -107,7 +115,7 @@ async def _sealed_values(db: Database, spec: Any, cipher: FieldCipher, *, under:
                     stored = row[column]
                     if stored is not None:
                         assert under is None or cipher.key_id_of(stored) == under, (entry.table, column)
-                    out[entry.table, key, column] = _open(cipher, entry, column, key, stored)
+                    out[entry.table, key, column] = _open(cipher, entry, column, key, stored, bound=bound)
                 for name, path in entry.nested:
                     inner = row[name]
                     for part in path:
@@ -116,6 +124,22 @@ async def _sealed_values(db: Database, spec: Any, cipher: FieldCipher, *, under:
                         assert under is None or cipher.key_id_of(inner) == under, (entry.table, name)
                         out[entry.table, key, name] = cipher.decrypt(inner)
     return out
+
+
+async def _unbind(db: Database, spec: Any, cipher: FieldCipher) -> None:
+    """Every sealed value of the service as stored before the service bound them: without associated data."""
+    async with db.engine.begin() as conn:
+        for entry in spec.sealed:
+            table = spec.metadata.tables[entry.table]
+            for row in (await conn.execute(sa.select(table))).mappings().all():
+                key = row[entry.key]
+                values = {
+                    c: cipher.encrypt(_open(cipher, entry, c, key, row[c], bound=False))
+                    for c in entry.columns
+                    if row[c] is not None
+                }
+                if values:
+                    await conn.execute(sa.update(table).where(table.c[entry.key] == key).values(values))
 
 
 async def _notify_rows(db: Database, cipher: FieldCipher) -> None:
@@ -172,17 +196,29 @@ async def _rotation_moves_identity_and_notify_values(settings: Settings) -> None
         r = await s.client.post("/identity/wechat/phone", headers=bearer(tokens), json={"code": "phone-13900001111"})
         assert r.status_code == 200, r.text
         await _notify_rows(s.runtime("notify").db, old)
+        db = s.runtime("identity").db
+        bound = await _sealed_values(db, IDENTITY, old, bound=True)  # new values are bound to their rows
+        await _unbind(db, IDENTITY, old)  # and now as stored before they were: no associated data
+        with pytest.raises(InvalidTag):
+            await _sealed_values(db, IDENTITY, old, bound=True)
+        assert await _sealed_values(db, IDENTITY, old) == bound
 
     new = field_cipher(rotated(settings))
     async with running_system(rotated(settings), ["identity", "notify"]) as s:
+        # the values sealed without associated data still read: the signing key loaded, the phone shown
+        r = await s.client.get("/identity/me", headers=bearer(tokens))
+        assert r.status_code == 200 and r.json()["phone"] == "139****1111"
+        assert (await wechat_login(s, "qian.1"))["account"]["phone"] == "139****1111"
+        code = passwords.totp(secret, at=time.time() + passwords.TOTP_STEP)  # the next step: not a replay
+        await staff_login(s, "admin", ADMIN_PASSWORD, totp=code)
         before = {}
         for name, spec in (("identity", IDENTITY), ("notify", NOTIFY)):
             db = s.runtime(name).db
-            before[name] = await _sealed_values(db, spec, old)
+            before[name] = await _sealed_values(db, spec, new)  # the keyring: k1 and k2
             stats = await rotate_service(db, spec.metadata, spec.sealed, new, batch=2)
             assert stats.rows > 0
             assert sum([await remaining(db, spec.metadata.tables[e.table], e, new) for e in spec.sealed]) == 0
-            assert await _sealed_values(db, spec, new, under="k2") == before[name]
+            assert await _sealed_values(db, spec, new, under="k2", bound=True) == before[name]
             assert (await rotate_service(db, spec.metadata, spec.sealed, new)).rows == 0  # nothing left
         tables = {table for table, _, _ in before["identity"]}
         assert tables == {"wechat_identities", "staff_credentials", "signing_keys", "wechat_app_tokens"}
@@ -198,6 +234,43 @@ async def _rotation_moves_identity_and_notify_values(settings: Settings) -> None
         r = await s.client.get("/identity/me", headers=bearer(tokens))  # signed before the rotation
         assert r.status_code == 200 and r.json()["phone"] == "139****1111"
         assert (await wechat_login(s, "qian.2"))["account"]["id"] == tokens["account"]["id"]
-        code = passwords.totp(secret, at=time.time() + passwords.TOTP_STEP)  # the next step: not a replay
+        credentials = IDENTITY.metadata.tables["staff_credentials"]
+        async with s.runtime("identity").db.engine.begin() as conn:  # the code of a step already used, again
+            await conn.execute(sa.update(credentials).values(totp_last_step=0))
         again = await staff_login(s, "admin", ADMIN_PASSWORD, totp=code)
         assert again["account"]["id"] == root["account"]["id"]
+
+
+async def test_identity_values_are_bound_to_their_rows(tmp_path: Path) -> None:
+    """What identity seals now is bound to its place: a phone copied to another account's row, or read as
+    another column, no longer decrypts, nor without the associated data."""
+    settings = embedded_settings(tmp_path)
+    cipher = field_cipher(settings)
+    async with running_system(settings, ["identity"]) as s:
+        a = await wechat_login(s, "feng")
+        b = await wechat_login(s, "chen")
+        r = await s.client.post("/identity/wechat/phone", headers=bearer(a), json={"code": "phone-13811112222"})
+        assert r.status_code == 200, r.text
+        await admin(s)
+        db = s.runtime("identity").db
+        rows = {str(r.account_id): r for r in await _identities(db)}
+        row_a, row_b = rows[a["account"]["id"]], rows[b["account"]["id"]]
+        assert cipher.open(row_a.phone_enc, "wechat_identities", "phone_enc", row_a.account_id) == "13811112222"
+        for stored, column, row_id in (
+            (row_a.phone_enc, "phone_enc", row_b.account_id),  # another row
+            (row_a.phone_enc, "openid_enc", row_a.account_id),  # another column
+            (row_a.openid_enc, "openid_enc", row_b.account_id),
+            (row_a.session_key_enc, "session_key_enc", row_b.account_id),
+        ):
+            with pytest.raises(InvalidTag):
+                cipher.open(stored, "wechat_identities", column, row_id, unbound=True)
+        with pytest.raises(InvalidTag):
+            cipher.decrypt(row_a.phone_enc)  # no associated data
+        # the TOTP secret, the signing key and the app token (fetched for the phone) too: all bound
+        assert await _sealed_values(db, IDENTITY, cipher, bound=True)
+        assert {t for t, _, _ in await _sealed_values(db, IDENTITY, cipher, bound=True)} == {
+            "wechat_identities",
+            "staff_credentials",
+            "signing_keys",
+            "wechat_app_tokens",
+        }

@@ -13,12 +13,13 @@ from sqlmodel import col, select
 
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify import config, roster
 from services.notify.fanout import rows_of
 from services.notify.models import CareContact, IssueFollower, Recipient, RecordLink
 from services.notify.rules import Rule
+from services.notify.sealing import in_flight, open_contact, open_recipient, open_shift_phone, seal_contact
 from services.notify.state import cipher_for
 
 
@@ -34,6 +35,7 @@ class Target:
     account_id: str | None = None
     locale: str = "zh-CN"
     active: bool = True
+    # sealed in flight (services.notify.sealing): the delivery rows bind them to themselves
     openid_enc: str | None = None
     phone_enc: str | None = None
     phone_masked: str | None = None
@@ -60,20 +62,29 @@ async def _recipients(uow: UnitOfWork, account_ids: list[str]) -> dict[str, Reci
 
 
 def _target_of(
-    account_id: str, r: Recipient | None, *, phone_enc: str | None = None, phone_masked: str | None = None
+    fc: FieldCipher,
+    account_id: str,
+    r: Recipient | None,
+    *,
+    phone_enc: str | None = None,
+    phone_masked: str | None = None,
 ) -> Target:
     t = Target(key=f"account:{account_id}", account_id=account_id, phone_enc=phone_enc, phone_masked=phone_masked)
     if r is not None:
-        t.locale, t.active, t.openid_enc = r.locale, r.status == "active", r.openid_enc
+        t.locale, t.active = r.locale, r.status == "active"
+        if r.openid_enc:
+            t.openid_enc = in_flight(fc, open_recipient(fc, "openid_enc", r.account_id, r.openid_enc))
         if r.phone_enc:  # the account's own verified phone wins over one another service holds
-            t.phone_enc, t.phone_masked = r.phone_enc, r.phone_masked
+            t.phone_enc = in_flight(fc, open_recipient(fc, "phone_enc", r.account_id, r.phone_enc))
+            t.phone_masked = r.phone_masked
     return t
 
 
 async def _account_targets(uow: UnitOfWork, account_ids: list[str]) -> list[Target]:
     ids = list(dict.fromkeys(account_ids))
     known = await _recipients(uow, ids)
-    return [_target_of(a, known.get(a)) for a in ids]
+    fc = cipher_for(uow.db)
+    return [_target_of(fc, a, known.get(a)) for a in ids]
 
 
 async def account_target(uow: UnitOfWork, account_id: str) -> Target:
@@ -108,7 +119,7 @@ async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
 
 
 async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None, str | None]]) -> list[Target]:
-    """(member id, subject, encrypted phone) → targets: the member's account when notify knows one (by their
+    """(member id, subject, phone sealed in flight) → targets: the member's account when notify knows one (by their
     login or an AccountLinked canteen.family), else their phone alone. Two queries for all the members."""
     fc = cipher_for(uow.db)
     linked = await _linked_to(uow, "canteen.family", [m for m, _, _ in contacts])
@@ -122,7 +133,7 @@ async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None,
         if subject and not accounts and subject in known:
             accounts = [subject]
         if accounts:
-            targets += [_target_of(a, known.get(a), phone_enc=phone_enc, phone_masked=masked) for a in accounts]
+            targets += [_target_of(fc, a, known.get(a), phone_enc=phone_enc, phone_masked=masked) for a in accounts]
         elif phone_enc:
             targets.append(Target(key=f"phone:{member_id}", phone_enc=phone_enc, phone_masked=masked))
     return targets
@@ -133,11 +144,13 @@ async def _on_duty_targets(uow: UnitOfWork, community: str | None) -> list[Targe
     phone from identity's account events, else the phone entered with their shift."""
     shifts = await roster.on_duty(uow, community, utcnow())
     known = await _recipients(uow, [s.account_id for s in shifts])
+    fc = cipher_for(uow.db)
     targets: dict[str, Target] = {}
     for s in shifts:
         if s.account_id not in targets or (s.phone_enc and not targets[s.account_id].phone_enc):
+            phone = in_flight(fc, open_shift_phone(fc, s.id, s.phone_enc)) if s.phone_enc else None
             targets[s.account_id] = _target_of(
-                s.account_id, known.get(s.account_id), phone_enc=s.phone_enc, phone_masked=s.phone_masked
+                fc, s.account_id, known.get(s.account_id), phone_enc=phone, phone_masked=s.phone_masked
             )
     return list(targets.values())
 
@@ -177,15 +190,15 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
         contacts = []
         queued = rows_of(uow).care_contacts
         for c in fields.get("family_contacts") or []:
-            phone_enc = fc.encrypt(c.phone) if c.phone else None
-            contacts.append((str(c.member_id), c.subject, phone_enc))
+            contact_id = uuid7()
+            contacts.append((str(c.member_id), c.subject, in_flight(fc, c.phone) if c.phone else None))
             queued.append(
                 {
-                    "id": uuid7(),
+                    "id": contact_id,
                     "alert_id": alert_id,
                     "member_id": str(c.member_id),
                     "subject": c.subject,
-                    "phone_enc": phone_enc,
+                    "phone_enc": seal_contact(fc, contact_id, c.phone) if c.phone else None,
                     "created_at": utcnow(),
                 }
             )
@@ -194,13 +207,18 @@ async def audience(uow: UnitOfWork, rule: Rule, event: IntegrationEvent) -> list
         if not fields.get("alert_id"):
             return []
         alert_id = str(fields["alert_id"])
+        fc = cipher_for(uow.db)
         stored = await uow.session.execute(
-            select(CareContact.member_id, CareContact.subject, CareContact.phone_enc).where(
+            select(CareContact.id, CareContact.member_id, CareContact.subject, CareContact.phone_enc).where(
                 CareContact.alert_id == alert_id
             )
         )
-        contacts = [(m, s, p) for m, s, p in stored]
-        contacts += [(c["member_id"], c["subject"], c["phone_enc"]) for c in rows_of(uow).contacts_of(alert_id)]
+        queued_contacts = [
+            (c["id"], c["member_id"], c["subject"], c["phone_enc"]) for c in rows_of(uow).contacts_of(alert_id)
+        ]
+        contacts = [
+            (m, s, in_flight(fc, open_contact(fc, i, p)) if p else None) for i, m, s, p in [*stored, *queued_contacts]
+        ]
         return await _family_targets(uow, sorted(contacts, key=lambda c: c[0]))
     if rule.audience == "need_resident":  # the resident a need is about, through their linked account(s)
         if not fields.get("resident_id"):

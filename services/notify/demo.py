@@ -12,6 +12,7 @@ from sqlmodel import select
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.service import ServiceRuntime
 from services.notify.models import DutyShift, Recipient, Subscription
+from services.notify.sealing import seal_recipient, seal_shift_phone
 from services.notify.state import cipher_of
 
 DEMO_ACCOUNTS = ["demo-jiaona", *[f"demo-resident-{n}" for n in range(1, 11)]]
@@ -39,8 +40,8 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
                         account_id=account,
                         kind="wechat",
                         roles=["resident"],
-                        openid_enc=fc.encrypt(demo_openid(account)),
-                        phone_enc=fc.encrypt(phone),
+                        openid_enc=seal_recipient(fc, "openid_enc", account, demo_openid(account)),
+                        phone_enc=seal_recipient(fc, "phone_enc", account, phone),
                         phone_masked=mask_phone(phone),
                     )
                 )
@@ -48,14 +49,13 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
                     s.add(Subscription(account_id=account, template_id=template, credits=1))
         seeded_shift = await s.execute(select(DutyShift.id).where(DutyShift.created_by == "demo").limit(1))
         if seeded_shift.first() is None:
-            s.add(
-                DutyShift(
-                    community=DEMO_DUTY_COMMUNITY,
-                    account_id=DEMO_DUTY_ACCOUNT,
-                    name="王值班",
-                    phone_enc=fc.encrypt(DEMO_DUTY_PHONE),
-                    phone_masked=mask_phone(DEMO_DUTY_PHONE),
-                    created_by="demo",
-                )
+            shift = DutyShift(
+                community=DEMO_DUTY_COMMUNITY,
+                account_id=DEMO_DUTY_ACCOUNT,
+                name="王值班",
+                phone_masked=mask_phone(DEMO_DUTY_PHONE),
+                created_by="demo",
             )
+            shift.phone_enc = seal_shift_phone(fc, shift.id, DEMO_DUTY_PHONE)
+            s.add(shift)
         await uow.commit()

@@ -25,6 +25,8 @@ from services.notify.audiences import Target, audience, duty_scope
 from services.notify.fanout import FanOutRows, rows_of
 from services.notify.models import Channel, DeliveryStatus, DigestItem, Preference
 from services.notify.rules import Rule, context, fill, render, rulebook, wechat_data
+from services.notify.sealing import open_address, seal_address
+from services.notify.state import cipher_for
 
 _PREFERENCES = select(Preference).where(col(Preference.account_id).in_(sa.bindparam("ids", expanding=True)))
 
@@ -64,9 +66,10 @@ async def fan_out(uow: UnitOfWork, event: IntegrationEvent, envelope: CloudEvent
             continue
         prefs = await _preferences(uow, [t.account_id for t in targets if t.account_id])
         queued = rows_of(uow)
+        fc = cipher_for(uow.db)
         for target in targets:
             prefs_of = prefs.get(target.account_id) if target.account_id else None
-            written += _message(queued, rule, event, envelope, target, prefs_of)
+            written += _message(queued, fc, rule, event, envelope, target, prefs_of)
     return written
 
 
@@ -101,6 +104,7 @@ async def _queue_for_digest(
 
 def _message(
     queued: FanOutRows,
+    fc: FieldCipher,
     rule: Rule,
     event: IntegrationEvent,
     envelope: CloudEvent,
@@ -143,8 +147,11 @@ def _message(
         d_status = DeliveryStatus.sent.value if sent else status
         if not sent and (channel.value in channels_off or muted or not target.active):
             d_status = DeliveryStatus.skipped.value
+        delivery_id = uuid7()
+        if channel in (Channel.wechat, Channel.sms):  # sealed, bound to the delivery (a WeCom scope is not)
+            address_enc = seal_address(fc, delivery_id, address_enc)
         return {
-            "id": uuid7(),
+            "id": delivery_id,
             "message_id": message_id,
             "recipient_key": target.key,
             "channel": channel.value,
@@ -206,7 +213,7 @@ def _sms_request(rule: Rule, values: dict[str, Any], body: str) -> dict[str, Any
     return {"template_id": rule.sms_template.id, "params": [fill(p, values) for p in rule.sms_template.params]}
 
 
-def decrypt_address(fc: FieldCipher, delivery_channel: str, address_enc: str | None) -> str | None:
+def decrypt_address(fc: FieldCipher, delivery_channel: str, address_enc: str | None, delivery_id: Any) -> str | None:
     if delivery_channel == Channel.wecom.value:
         return address_enc  # the robot scope: not personal data
-    return fc.decrypt(address_enc)
+    return open_address(fc, delivery_id, address_enc)

@@ -27,12 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow, uuid7
+from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.sql import table_of
 from services.notify import config, state
 from services.notify.channels import ChannelAdapter, Outcome
 from services.notify.messages import decrypt_address
 from services.notify.metrics import SenderStats
 from services.notify.models import Delivery, DeliveryStatus, Subscription
+from services.notify.sealing import seal_address
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ async def send(db: Database, adapter: ChannelAdapter, row: sa.Row[Any], in_fligh
 
 async def _send_one(db: Database, adapter: ChannelAdapter, row: sa.Row[Any]) -> Outcome:
     try:
-        address = decrypt_address(state.cipher_for(db), row.channel, row.address_enc)
+        address = decrypt_address(state.cipher_for(db), row.channel, row.address_enc, row.id)
         if not address:
             return Outcome("permanent", "no address")
         request = dict(row.request)
@@ -139,7 +141,7 @@ async def record(
                 )
                 fallback = row.request.get("fallback")
                 if fallback and row.channel == "wechat":
-                    fallbacks.append(_fallback_row(row, fallback, now))
+                    fallbacks.append(_fallback_row(state.cipher_for(db), row, fallback, now))
             result = await session.execute(sa.update(D).where(ours).values(**values))
             if not result.rowcount:  # type: ignore[attr-defined]
                 log.warning("notify: delivery %s was taken over before its result was recorded", row.id)
@@ -162,10 +164,12 @@ async def record(
     return bool(fallbacks)
 
 
-def _fallback_row(row: sa.Row[Any], fallback: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The SMS delivery of a message whose WeChat delivery failed for good."""
+def _fallback_row(fc: FieldCipher, row: sa.Row[Any], fallback: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The SMS delivery of a message whose WeChat delivery failed for good (its phone, sealed in flight in the
+    WeChat delivery's request, bound to the new row)."""
+    delivery_id = uuid7()
     return {
-        "id": uuid7(),
+        "id": delivery_id,
         "message_id": row.message_id,
         "recipient_key": row.recipient_key,
         "channel": "sms",
@@ -173,7 +177,7 @@ def _fallback_row(row: sa.Row[Any], fallback: dict[str, Any], now: datetime) -> 
         "urgent": row.urgent,
         "attempts": 0,
         "next_attempt_at": now,
-        "address_enc": fallback["address_enc"],
+        "address_enc": seal_address(fc, delivery_id, fallback["address_enc"]),
         "address_masked": fallback.get("address_masked"),
         "request": fallback["request"],
         "fallback_of": row.id,

@@ -19,6 +19,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify.models import IssueFollower, Recipient, RecordLink
+from services.notify.sealing import seal_recipient
 from services.notify.state import cipher_for
 
 
@@ -48,8 +49,8 @@ async def status_changed(uow: UnitOfWork, event: AccountStatusChanged) -> None:
 async def contact_changed(uow: UnitOfWork, event: AccountContactChanged) -> None:
     fc = cipher_for(uow.db)
     r = await _recipient(uow, str(event.account_id))
-    r.openid_enc = fc.encrypt(event.wechat_openid)
-    r.phone_enc = fc.encrypt(event.phone)
+    r.openid_enc = seal_recipient(fc, "openid_enc", r.account_id, event.wechat_openid)
+    r.phone_enc = seal_recipient(fc, "phone_enc", r.account_id, event.phone)
     r.phone_masked = mask_phone(event.phone)
     r.locale = event.locale
     r.updated_at = utcnow()

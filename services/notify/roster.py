@@ -24,6 +24,7 @@ from minsheng.platform.pagination import Keyset, Page
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic, Recipient
+from services.notify.sealing import seal_shift_phone
 from services.notify.state import cipher_for
 
 DISTRICT = "*"
@@ -83,10 +84,10 @@ async def add_shift(uow: UnitOfWork, who: Principal, body: DutyShiftCreate) -> D
         name=body.name,
         starts_at=starts,
         ends_at=body.ends_at,
-        phone_enc=cipher_for(uow.db).encrypt(phone) if phone else None,
         phone_masked=mask_phone(phone),
         created_by=who.sub,
     )
+    shift.phone_enc = seal_shift_phone(cipher_for(uow.db), shift.id, phone) if phone else None
     uow.session.add(shift)
     return shift
 

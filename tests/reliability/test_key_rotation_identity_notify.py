@@ -144,7 +144,7 @@ async def _unbind(db: Database, spec: Any, cipher: FieldCipher) -> None:
 
 async def _notify_rows(db: Database, cipher: FieldCipher) -> None:
     """A message with one delivery per channel (WeChat with its SMS fallback, SMS, inbox, a WeCom robot's scope
-    in clear) and a care contact, sealed as notify seals them."""
+    in clear), a care contact and a duty shift's phone, sealed as notify sealed them before (no AAD)."""
     m, d, c = (NOTIFY.metadata.tables[t] for t in ("messages", "deliveries", "care_contacts"))
     message = uuid7()
     now = utcnow()
@@ -172,6 +172,19 @@ async def _notify_rows(db: Database, cipher: FieldCipher) -> None:
             ],
         )
         await conn.execute(sa.insert(c).values(id=uuid7(), alert_id="a1", member_id="m1", phone_enc=phone))
+        roster = NOTIFY.metadata.tables["duty_roster"]
+        await conn.execute(
+            sa.insert(roster).values(
+                id=uuid7(),
+                community="yunxing",
+                account_id="staff-1",
+                starts_at=now,
+                phone_enc=cipher.encrypt("13700002222"),
+                phone_masked="137****2222",
+                created_by="admin",
+                created_at=now,
+            )
+        )
 
 
 async def test_rotation_moves_identity_and_notify_values_to_the_new_key(tmp_path: Path) -> None:
@@ -223,7 +236,7 @@ async def _rotation_moves_identity_and_notify_values(settings: Settings) -> None
         tables = {table for table, _, _ in before["identity"]}
         assert tables == {"wechat_identities", "staff_credentials", "signing_keys", "wechat_app_tokens"}
         assert {c for t, _, c in before["identity"] if t == "wechat_identities"} >= {"openid_enc", "phone_enc"}
-        assert {t for t, _, _ in before["notify"]} == {"recipients", "care_contacts", "deliveries"}
+        assert {t for t, _, _ in before["notify"]} == {"recipients", "care_contacts", "duty_roster", "deliveries"}
         assert ("deliveries", "request") in {(t, c) for t, _, c in before["notify"]}
         d = NOTIFY.metadata.tables["deliveries"]
         async with s.runtime("notify").db.engine.connect() as conn:

@@ -528,6 +528,10 @@ class KafkaBus:
                 continue
             if reason:
                 self.offset_resets[(*key, reason)] = self.offset_resets.get((*key, reason), 0) + 1
+                if reason == "beyond_end":
+                    # The broker lost data, and with it perhaps topics this process made: check them all again
+                    # before the next publish (the producer would wait a request timeout per vanished topic).
+                    self._known_topics.clear()
                 log.error(
                     "consumer %s: %s[%d] offset %s is %s of the log [%d, %d): the broker lost data or the log was "
                     "truncated; rewinding to the earliest offset (the inbox drops what was handled). Re-send lost "

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from minsheng import SERVICES
+from minsheng.platform import ratelimit
 from minsheng.platform.db import create_database_if_missing
 from minsheng.settings import Settings
 from tests.support.client import System, running_system
@@ -26,6 +27,15 @@ settings.load_profile("minsheng")
 if os.environ.get("MINSHENG_TEST_KAFKA", "").lower() == "tansu":
     os.environ.setdefault("MINSHENG_KAFKA_IDEMPOTENT_PRODUCER", "false")  # Tansu has no idempotent producer
     os.environ.setdefault("MINSHENG_KAFKA_FETCH_MAX_WAIT_MS", "10")  # nor a long poll that ends on new data
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """The rate limiters' buckets are process-wide: each test starts with full ones (sign-ins of one test must
+    not make the next one's answer 429)."""
+    ratelimit.BUCKETS.clear()
+    yield
+    ratelimit.BUCKETS.clear()
 
 
 def embedded_settings(tmp_path: Path, **overrides: Any) -> Settings:

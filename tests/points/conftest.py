@@ -3,21 +3,13 @@ services' work in progress), on SQLite or PostgreSQL, with the in-process bus.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from minsheng.platform import ratelimit
 from tests.conftest import alone_on_postgres, embedded_settings
 from tests.support.client import System, running_system
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits() -> Iterator[None]:
-    ratelimit.BUCKETS.clear()
-    yield
-    ratelimit.BUCKETS.clear()
 
 
 @pytest.fixture

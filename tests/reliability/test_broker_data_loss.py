@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,10 +27,10 @@ from aiokafka import AIOKafkaConsumer
 
 from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.outbox import outbox_status
-from minsheng.platform.tasks import within
 from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, becomes, eventually
+from tests.support.processes import run_module
 from tests.support.reliability import (
     env_int,
     hazard,
@@ -77,21 +76,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "minsheng.cli",
-        *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await within(120, proc.communicate())
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc.returncode or 0, out.decode()
+    return await run_module("minsheng.cli", *args, env={**os.environ, **env}, seconds=120)
 
 
 async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_recovers_every_event(

@@ -13,9 +13,7 @@ Each case on its own topic prefix, on the run's broker.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.ids import uuid7
-from minsheng.platform.tasks import within
 from minsheng.settings import KafkaSettings
 from minsheng.topics import TopicSpec, topic_plan
 from tests.conftest import distributed_settings
 from tests.support.client import running_system
 from tests.support.infra import LocalBroker, Tansu
+from tests.support.processes import run_module
 from tests.support.reliability import hazard, record, register_riders, wait_for_effects
 
 pytestmark = [pytest.mark.integration]
@@ -49,22 +47,9 @@ async def topic_job(bootstrap: str, prefix: str, partitions: int | None) -> str:
     env.update({"MINSHENG_KAFKA_BOOTSTRAP": bootstrap, "MINSHENG_KAFKA_PREFIX": prefix})
     if partitions is not None:
         env["MINSHENG_KAFKA_TOPIC_PARTITIONS"] = str(partitions)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "minsheng.topics",
-        "create",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await within(180, proc.communicate())
-    except TimeoutError:
-        proc.kill()
-        raise
-    assert proc.returncode == 0, out.decode()
-    return out.decode()
+    code, out = await run_module("minsheng.topics", "create", env=env, seconds=180)
+    assert code == 0, out
+    return out
 
 
 async def on_broker(bootstrap: str, plan: list[TopicSpec]) -> dict[str, dict[str, Any]]:

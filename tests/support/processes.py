@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -12,9 +13,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from minsheng.localinfra.processes import stop_process, wait_answering
+from minsheng.platform.tasks import within
 from minsheng.platform.tokens import KeyRing
 from minsheng.settings import Settings
 from tests.support.infra import free_port
+
+
+async def run_module(module: str, *args: str, env: dict[str, str], seconds: float) -> tuple[int, str]:
+    """``python -m module args`` as an operator runs it (a CLI, a job), in its own process with exactly ``env``:
+    its exit code and its output (stdout and stderr together). Killed if it outlives ``seconds``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await within(seconds, proc.communicate())
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc.returncode or 0, out.decode()
 
 
 @dataclass

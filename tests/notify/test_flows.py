@@ -1,6 +1,7 @@
-"""Rules that cross services, end to end in the embedded mode: an urgent fire reaches the on-duty staff's WeCom
-group within a second; riders hear about their points and tasks; an absence alert reaches the family by SMS
-(or WeChat when they have an account), and the welfare check's outcome reaches the same people."""
+"""Rules that cross services, end to end in the embedded mode: an urgent fire reaches the on-duty staff's
+WeCom group by the background relays alone; riders hear about their points and tasks; an absence alert
+reaches the family by SMS (or WeChat when they have an account), and the welfare check's outcome reaches the
+same people."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ async def three(tmp_path: Path, fast_notify: config.NotifySettings) -> AsyncIter
         yield s
 
 
-async def test_an_urgent_fire_reaches_the_duty_group_within_a_second(three: System) -> None:
+async def test_an_urgent_fire_reaches_the_duty_group_by_itself(three: System) -> None:
     s = three
     rider_sub = new_sub()
     rider = s.auth("rider", sub=rider_sub, scopes=())
@@ -47,10 +48,12 @@ async def test_an_urgent_fire_reaches_the_duty_group_within_a_second(three: Syst
     await account(s, rider_sub, roles=("rider",))
     await link(s, rider_sub, "points.rider", rider_id)
 
+    # Nothing but the background relays, consumers and sender at work: no settle(). How fast is a benchmark's
+    # figure (``notify.fire_to_duty_group`` in bin/bench, target ≤ 1 s); the guard here only stops a hang.
     started = time.perf_counter()
     assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
-    while not received(s, "wecom"):  # nothing but the background relays, consumers and sender at work
-        assert time.perf_counter() - started < 1.0, "the duty group heard nothing within 1 s"
+    while not received(s, "wecom"):
+        assert time.perf_counter() - started < 30.0, "the duty group heard nothing"
         await asyncio.sleep(0.005)
     [alert] = received(s, "wecom")
     assert alert["msgtype"] == "markdown" and alert["key"] == "standin-duty-robot"

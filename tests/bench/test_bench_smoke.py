@@ -118,6 +118,35 @@ def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) ->
     assert "## Notify: event → provider accepted (fixed rate)" in text and "notify.event_to_provider" in text
 
 
+def test_the_fire_alert_figure_has_every_alert_and_no_baseline(env: BenchEnv, tmp_path: Path) -> None:
+    """``bin/bench --only notify``'s other figure, two fires: ``minsheng run --demo``'s points, issues and notify
+    in a process of their own, every fire's alert at the duty group's robot and the on-duty SMS. How fast is the
+    figure's business (target ≤ 1 s), not this test's."""
+    from dataclasses import asdict
+
+    from bench.suite import SIZES, Suite
+
+    suite = Suite(env, SIZES["smoke"], {"notify"}, log=lambda line: None)
+    suite.run_fire_alert(fires=2, interval=0.2)
+    [fig] = suite.figures
+    assert fig.id == "notify.fire_to_duty_group" and fig.status == "ok", fig.note
+    assert fig.subject is not None and fig.baseline is None and fig.met is not None
+    sub = fig.subject
+    assert sub["fires"] == sub["posted"] == sub["received"] == len(sub["latencies_ms"]) == 2
+    assert sub["on_duty_sms"] is True and sub["sms_received"] == len(sub["sms_latencies_ms"]) == 2
+    assert set(sub["latency_ms"]) == {"p50", "p99", "max"} and set(sub["sms"]) == {"p50_ms", "p99_ms", "max_ms"}
+    result = {
+        "sizes": {"name": "smoke", "rounds": 1, "duration": 1.0, "warmup": 0.3},
+        "started_at": 0,
+        "figures": [asdict(fig)],
+        "machine": report.machine(),
+        "command": "test",
+    }
+    report.write(result, tmp_path)
+    text = (tmp_path / "latest.md").read_text()
+    assert "- **notify.fire_to_duty_group**: no baseline" in text
+
+
 async def test_the_read_baseline_runs_the_services_own_sql(env: BenchEnv) -> None:
     """``GET /bare/read/<name>`` runs, on raw asyncpg, the SQL compiled from the service's statement: it answers
     the rows the service's query answers through SQLAlchemy, in the same order."""

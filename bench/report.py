@@ -178,7 +178,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     for name, title in (
         ("e2e", "End-to-end event latency (fixed rate)"),
-        ("notify", "Notify: event → provider accepted (fixed rate)"),
+        ("notify", "Notify: event → provider accepted (fixed rate), urgent fire → duty group"),
         ("large", "Large data sets (fixed rate; latency ms)"),
     ):
         if not (rows := group(name)):

@@ -1,6 +1,7 @@
 """The issue's "done when", on the demo (``bin/run --demo`` builds the same app): resolving an issue puts a
 message in the reporter's inbox and the WeChat stand-in receives one subscribe message; an urgent fire reaches
-the on-duty staff's channel within a second; an absence alert reaches the family by SMS."""
+the on-duty staff's channel by itself (how fast: bin/bench's ``notify.fire_to_duty_group``); an absence alert
+reaches the family by SMS."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 own with the demo data and its default notify settings, driven only over HTTP — the API and the provider
 stand-in's ``/_control/received``. Resolving an issue puts a message in the reporter's inbox and the WeChat
 stand-in receives exactly one subscribe message for it; a rider's fire report reaches the duty group's WeCom
-robot and the person on the demo's duty roster (a text: no WeChat subscription) within a second; an absence
-alert reaches the family by SMS.
+robot and the person on the demo's duty roster (a text: no WeChat subscription) by itself (how fast: bin/bench's
+``notify.fire_to_duty_group``); an absence alert reaches the family by SMS.
 
 Quiet hours are pinned off (``MINSHENG_NOTIFY_QUIET_START`` = ``_END``): with the default 22:00–07:00 a resolved
 issue's WeChat message rightly waits until morning, and the test must not depend on the time of day."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -133,10 +134,15 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[tuple[str, LocalBroker | N
 
 
 def _announce(request: pytest.FixtureRequest, line: str) -> None:
-    """Into the test log even when output is captured: which servers the integration tests ran against."""
+    """Into the test log even when output is captured: which servers the integration tests ran against. An xdist
+    worker (``bin/test`` runs two, each with its own servers) says it on stderr, its stdout goes nowhere."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-        print(f"\n[infra] {line}", flush=True)
+        if worker:
+            print(f"\n[infra {worker}] {line}", file=sys.stderr, flush=True)
+        else:
+            print(f"\n[infra] {line}", flush=True)
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ from typing import TextIO
 
 import pytest
 
-_REAL_OUT: TextIO = open(os.dup(1), "w", buffering=1, closefd=True)  # noqa: SIM115 - lives as long as the run
+# An xdist worker's standard output is /dev/null (its real one carries the worker protocol); its stderr is the run's.
+_REAL_FD = 2 if os.environ.get("PYTEST_XDIST_WORKER") else 1
+_REAL_OUT: TextIO = open(os.dup(_REAL_FD), "w", buffering=1, closefd=True)  # noqa: SIM115 - lives as long as the run
 
 
 def _say(text: str) -> None:

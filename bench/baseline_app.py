@@ -173,10 +173,19 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         # The same bytes with no encoding at all: HTTP only.
         return Response(docs[name], media_type="application/json")
 
-    async def created(db: str, row: dict[str, Any], *statements: tuple[str, list[Any]]) -> Response:
-        """The statements in one transaction (as a service's unit of work commits), then the row, as 201."""
-        async with pools[db].acquire() as conn, conn.transaction():
-            for sql, args in statements:
+    async def created(
+        service: str,
+        row: dict[str, Any],
+        writes: list[tuple[str, dict[str, Any]]],
+        event: tuple[str, str, str, dict[str, Any]],
+    ) -> Response:
+        """The rows (``(table, values)``) and the event (type, topic, key, data) in the service's outbox, in one
+        transaction (as a service's unit of work commits), then ``row``, as 201."""
+        event_type, topic, key, data = event
+        out = outbox_values(source=f"/services/{service}", event_type=event_type, topic=topic, key=key, data=data)
+        async with pools[service].acquire() as conn, conn.transaction():
+            for table, values in [*writes, (f"{service}_outbox", out)]:
+                sql, args = ins[table].args(values)
                 await conn.execute(sql, *args)
         return Response(json.dumps(row, default=_default), status_code=201, media_type="application/json")
 
@@ -210,14 +219,12 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             "photo_urls": body.photo_urls,
             "reported_at": now,
         }
-        out = outbox_values(
-            source="/services/points",
-            event_type="minsheng.points.hazard.reported.v1",
-            topic="points.hazard",
-            key=str(row["id"]),
-            data=event,
+        return await created(
+            "points",
+            row,
+            [("hazard_reports", row)],
+            ("minsheng.points.hazard.reported.v1", "points.hazard", str(row["id"]), event),
         )
-        return await created("points", row, ins["hazard_reports"].args(row), ins["points_outbox"].args(out))
 
     @app.post("/bare/issues/issues", status_code=201)
     async def report_issue(body: IssueCreate) -> Response:
@@ -255,15 +262,11 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             "occurred_at": now,
             "actor": "resident-1",
         }
-        out = outbox_values(
-            source="/services/issues",
-            event_type="minsheng.issues.issue.created.v1",
-            topic="issues.issue",
-            key=str(row["id"]),
-            data=event,
-        )
         return await created(
-            "issues", row, ins["issues"].args(row), ins["issue_timeline"].args(timeline), ins["issues_outbox"].args(out)
+            "issues",
+            row,
+            [("issues", row), ("issue_timeline", timeline)],
+            ("minsheng.issues.issue.created.v1", "issues.issue", str(row["id"]), event),
         )
 
     @app.post("/bare/points/redemptions", status_code=201)
@@ -307,19 +310,11 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             "cause_id": str(row["id"]),
             "posted_at": now,
         }
-        out = outbox_values(
-            source="/services/points",
-            event_type="minsheng.points.ledger.posted.v1",
-            topic="points.ledger",
-            key=str(rider_id),
-            data=event,
-        )
         return await created(
             "points",
             row,
-            ins["redemptions"].args(row),
-            ins["ledger_entries"].args(entry),
-            ins["points_outbox"].args(out),
+            [("redemptions", row), ("ledger_entries", entry)],
+            ("minsheng.points.ledger.posted.v1", "points.ledger", str(rider_id), event),
         )
 
     @app.post("/bare/canteen/orders", status_code=201)
@@ -372,14 +367,12 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             "compound": None,
             "points": 5,
         }
-        out = outbox_values(
-            source="/services/canteen",
-            event_type="minsheng.canteen.delivery.requested.v1",
-            topic="canteen.order",
-            key=str(row["id"]),
-            data=event,
+        return await created(
+            "canteen",
+            row,
+            [("orders", row)],
+            ("minsheng.canteen.delivery.requested.v1", "canteen.order", str(row["id"]), event),
         )
-        return await created("canteen", row, ins["orders"].args(row), ins["canteen_outbox"].args(out))
 
     @app.get("/bare/read/{name}")
     async def read(name: str, i: int = 0) -> Response:

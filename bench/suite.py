@@ -183,6 +183,11 @@ class Suite:
     def wanted(self, group: str) -> bool:
         return self.only is None or group in self.only
 
+    def not_measured(self, fid: str, title: str, status: str, note: str) -> None:
+        """A figure that could not be measured (``status``: failed or skipped), and why; its group is the first part
+        of its id."""
+        self.add(Figure(fid, fid.split(".")[0], title, status=status, note=note))
+
     def add(self, fig: Figure) -> Figure:
         self.figures.append(fig)
         line = f"  {fig.group:6} {fig.id:28} {fig.status:7}"
@@ -937,14 +942,11 @@ class Suite:
         try:
             asyncio.run(install_issue_notify(env))
         except Exception as exc:
-            self.add(
-                Figure(
-                    "e2e.hazard_to_issue",
-                    "e2e",
-                    "Hazard report → issue visible",
-                    status="failed",
-                    note=f"could not install the NOTIFY trigger: {exc}"[:300],
-                )
+            self.not_measured(
+                "e2e.hazard_to_issue",
+                "Hazard report → issue visible",
+                "failed",
+                f"could not install the NOTIFY trigger: {exc}"[:300],
             )
             return
         token = self.env.token(["rider"], sub="bench-rider-0")
@@ -1230,15 +1232,7 @@ class Suite:
         try:
             loaded = asyncio.run(self._load_large())
         except Exception as exc:
-            self.add(
-                Figure(
-                    "large.load",
-                    "large",
-                    "Load the large data sets",
-                    status="failed",
-                    note=f"{type(exc).__name__}: {exc}"[:500],
-                )
-            )
+            self.not_measured("large.load", "Load the large data sets", "failed", f"{type(exc).__name__}: {exc}"[:500])
             return
         self.log(f"  large data sets loaded in {time.perf_counter() - t0:.0f}s: {loaded}")
         template = env.template.replace("{service}", "large_{service}")
@@ -1346,30 +1340,30 @@ class Suite:
         staff = _bearer(self.env.token(["staff"], sub="bench-staff", scopes=["community:yunxing"]))
         admin = _bearer(self.env.token(["admin"], sub="bench-admin", scopes=["*"]))
         resident = _bearer(self.env.token(["resident"], sub="resident-7"))
+        Case = tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]
+
+        def case(fid: str, title: str, caller: dict[str, str], path: str, bare_query: str) -> Case:
+            """One request to the service (``path`` as ``caller``) against one to the bare endpoint's query."""
+            return fid, title, [{"path": path, "headers": caller}], [{"path": f"/bare/sql/{bare_query}"}]
+
+        issue_list = f"Issue list on {n:,} issues"
+        scope = "list_scope?communities=yunxing"
         cases = [
-            (
-                "large.issue_list_scope",
-                f"Issue list on {n:,} issues: staff, community scope",
-                [{"path": "/issues/issues", "headers": staff}],
-                [{"path": "/bare/sql/list_scope?communities=yunxing"}],
-            ),
-            (
+            case("large.issue_list_scope", f"{issue_list}: staff, community scope", staff, "/issues/issues", scope),
+            case(
                 "large.issue_list_status",
-                f"Issue list on {n:,} issues: scope + status filter",
-                [{"path": "/issues/issues?status=submitted", "headers": staff}],
-                [{"path": "/bare/sql/list_status?communities=yunxing&status=submitted"}],
+                f"{issue_list}: scope + status filter",
+                staff,
+                "/issues/issues?status=submitted",
+                "list_status?communities=yunxing&status=submitted",
             ),
-            (
-                "large.issue_list_all",
-                f"Issue list on {n:,} issues: admin, no filter",
-                [{"path": "/issues/issues", "headers": admin}],
-                [{"path": "/bare/sql/list_all"}],
-            ),
-            (
+            case("large.issue_list_all", f"{issue_list}: admin, no filter", admin, "/issues/issues", "list_all"),
+            case(
                 "large.issue_list_mine",
-                f"Issue list on {n:,} issues: a resident's own (mine=true)",
-                [{"path": "/issues/issues?mine=true", "headers": resident}],
-                [{"path": "/bare/sql/list_mine?reporter=resident-7"}],
+                f"{issue_list}: a resident's own (mine=true)",
+                resident,
+                "/issues/issues?mine=true",
+                "list_mine?reporter=resident-7",
             ),
         ]
         with httpx.Client(timeout=60) as client:
@@ -1377,52 +1371,31 @@ class Suite:
             cursor = r.json().get("next_cursor") if r.status_code == 200 else None
             figures = _find_path(client, srv, "get", "figures")
         if cursor:
+            page2 = f"/issues/issues?cursor={cursor}"
             cases.append(
-                (
-                    "large.issue_list_page2",
-                    f"Issue list on {n:,} issues: next page (keyset cursor)",
-                    [{"path": f"/issues/issues?cursor={cursor}", "headers": staff}],
-                    [{"path": "/bare/sql/list_scope?communities=yunxing"}],
-                )
+                case("large.issue_list_page2", f"{issue_list}: next page (keyset cursor)", staff, page2, scope)
             )
         if figures is not None:
             cases.append(
-                (
-                    "large.issue_figures",
-                    f"Issue figures ({figures}) on {n:,} issues",
-                    [{"path": figures, "headers": staff}],
-                    [{"path": "/bare/sql/figures"}],
-                )
+                case("large.issue_figures", f"Issue figures ({figures}) on {n:,} issues", staff, figures, "figures")
             )
         else:
-            self.add(
-                Figure(
-                    "large.issue_figures",
-                    "large",
-                    f"Issue figures on {n:,} issues",
-                    status="skipped",
-                    note="no GET …figures… endpoint in the issues service yet",
-                )
+            self.not_measured(
+                "large.issue_figures",
+                f"Issue figures on {n:,} issues",
+                "skipped",
+                "no GET …figures… endpoint in the issues service yet",
             )
         with httpx.Client(timeout=60) as client:  # warm both sides (caches, buffers) before the first figure
             for _ in range(3):
-                for case in cases:
-                    subject_req: dict[str, Any] = case[2][0]
-                    client.get(srv.url + subject_req["path"], headers=subject_req.get("headers"))
-                    client.get(bare.url + case[3][0]["path"])
+                for _, _, subject, baseline in cases:
+                    client.get(srv.url + subject[0]["path"], headers=subject[0].get("headers"))
+                    client.get(bare.url + baseline[0]["path"])
         for fid, title, subject, baseline in cases:
             self._large_case(fid, title, srv, subject, bare, baseline)
         hh = loaded.get("households")
         if visits is None or not isinstance(hh, int):
-            self.add(
-                Figure(
-                    "large.household_list",
-                    "large",
-                    "Household list on 100,000 households",
-                    status="skipped",
-                    note=str(hh),
-                )
-            )
+            self.not_measured("large.household_list", "Household list on 100,000 households", "skipped", str(hh))
             return
         field = _bearer(self.env.token(["staff"], sub="bench-staff", scopes=["community:yunxing"]))
         self._large_case(

@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Any, CloudEvent, UnitOfWork], Awaitable[None]]
 
 
+def hand_to(use_case: Callable[[UnitOfWork, Any], Awaitable[object]]) -> Handler:
+    """The handler of an event a use case takes as it is, ``use_case(uow, event)``: ``HANDLERS = {X: hand_to(f)}``
+    instead of an ``on_x`` that only passes the event on."""
+
+    async def handle(event: Any, envelope: CloudEvent, uow: UnitOfWork) -> None:
+        await use_case(uow, event)
+
+    return handle
+
+
 class PoisonMessage(Exception):
     """The message can never be handled (unparseable envelope, payload violating its contract)."""
 

@@ -82,10 +82,20 @@ def not_found(what: str, ident: object) -> Problem:
     )
 
 
-def invalid(code: str, title: Message, detail: Message | None = None, /, *, field: str, message: str) -> Problem:
+def invalid(
+    code: str,
+    title: Message,
+    detail: Message | None = None,
+    /,
+    *,
+    field: str,
+    message: str,
+    error_type: str = "value_error",
+) -> Problem:
     """A 422 about one input: ``errors`` names the field as the request validation's answers do (``field`` is
-    its path, ``message`` says what is wrong with it)."""
-    return Problem(422, code, title, detail, errors=[{"field": field, "message": message, "type": "value_error"}])
+    its path, ``message`` says what is wrong with it, ``error_type`` is ``"missing"`` for an input optional in
+    the schema that this request needs)."""
+    return Problem(422, code, title, detail, errors=[{"field": field, "message": message, "type": error_type}])
 
 
 def conflict(code: str, detail: Message, /, **extra: Any) -> Problem:

@@ -1,9 +1,11 @@
-"""Field helpers every service's SQLModel tables use: time-ordered UUID keys, UTC times, JSON lists."""
+"""Field helpers every service's SQLModel tables use: time-ordered UUID keys, UTC times, JSON lists; and
+``apply_patch``, a PATCH body's fields set on a row."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic._internal import _fields as _pydantic_fields
 from sqlmodel import Field
 
@@ -28,6 +30,17 @@ def utc_optional() -> Any:
 
 def json_list() -> Any:
     return Field(default_factory=list, sa_type=JSONType)
+
+
+def apply_patch(
+    row: Any, patch: BaseModel, *, exclude_none: bool = False, exclude: set[str] | None = None
+) -> dict[str, Any]:
+    """Set on ``row`` the fields the PATCH body ``patch`` sets (with ``exclude_none``, not those it sets to null;
+    never those in ``exclude``); returns what was set, for the effects that follow a change of some field."""
+    changes = patch.model_dump(exclude_unset=True, exclude_none=exclude_none, exclude=exclude)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return changes
 
 
 def _remember_factory_signatures() -> None:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy import Select
 
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
 
 T = TypeVar("T")
@@ -43,12 +43,8 @@ def encode_cursor(*values: Any) -> str:
 
 
 def _invalid_cursor(message: str) -> Problem:
-    return Problem(
-        422,
-        "invalid_cursor",
-        "Invalid cursor",
-        "Use the next_cursor of a previous page.",
-        errors=[{"field": "cursor", "message": message, "type": "value_error"}],
+    return invalid(
+        "invalid_cursor", "Invalid cursor", "Use the next_cursor of a previous page.", field="cursor", message=message
     )
 
 

@@ -31,7 +31,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlmodel import Field, SQLModel, col, select
 
 from minsheng.platform.auth import Principal, current_principal
-from minsheng.platform.errors import Problem, not_found
+from minsheng.platform.errors import Problem, invalid, not_found
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -160,12 +160,12 @@ async def read_upload(request: Request, max_bytes: int, field: str = "file") -> 
 
 
 def _no_file(field: str) -> Problem:
-    return Problem(
-        422,
+    return invalid(
         "upload_file_missing",
         "No photo in the upload",
         _t("Send exactly one file in the form field '{field}'.", field=field),
-        errors=[{"field": field, "message": "one file expected", "type": "value_error"}],
+        field=field,
+        message="one file expected",
     )
 
 
@@ -199,12 +199,12 @@ async def owned_photo_paths(uow: UnitOfWork, model: Any, service: str, owner: st
 def refuse_photo_urls(urls: list[str], service: str) -> None:
     """Photo references are upload ids now: a request that still sends URLs is told what to do instead."""
     if urls:
-        raise Problem(
-            422,
+        raise invalid(
             "photo_urls_not_accepted",
             "Photos are attached by upload id",
             _t("Upload each photo with POST /{service}/photos and send its id in photo_ids.", service=service),
-            errors=[{"field": "photo_urls", "message": "not accepted; use photo_ids", "type": "value_error"}],
+            field="photo_urls",
+            message="not accepted; use photo_ids",
         )
 
 

@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.sql import table_of
@@ -223,12 +223,13 @@ async def _place(
             raise conflict("delivery_not_eligible", "This diner is not registered for delivery; ask the canteen.")
         address = delivery_address or diner.delivery_address
         if not address:
-            raise Problem(
-                422,
+            raise invalid(
                 "delivery_address_required",
                 "Delivery address required",
                 "Give delivery_address or record one on the diner.",
-                errors=[{"field": "delivery_address", "message": "required", "type": "missing"}],
+                field="delivery_address",
+                message="required",
+                error_type="missing",
             )
     if uow.db.is_postgres:
         # The diner's row lock (taken by the caller) already serialises this diner's orders, so the subsidy and

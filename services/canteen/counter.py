@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
@@ -57,12 +57,13 @@ async def check_in_by_code(uow: UnitOfWork, who: Principal, canteen: Canteen, co
         ]
         slot = current_slot(slots, config.now())
         if slot is None:
-            raise Problem(
-                422,
+            raise invalid(
                 "slot_required",
                 "No meal is being served now",
                 "Say which slot you are serving.",
-                errors=[{"field": "slot", "message": "required outside serving hours", "type": "missing"}],
+                field="slot",
+                message="required outside serving hours",
+                error_type="missing",
             )
     query = select(Order).where(
         Order.canteen_id == canteen.id, Order.meal_date == today, Order.slot == slot, Order.status == OrderStatus.booked

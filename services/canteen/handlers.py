@@ -8,7 +8,7 @@ from uuid import UUID
 from minsheng.contracts.base import IntegrationEvent, Origin
 from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.contracts.visits import ResidentStatusChanged, WelfareCheckCompleted
-from minsheng.platform.consumer import Handler
+from minsheng.platform.consumer import Handler, hand_to
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import care, deliveries
@@ -37,17 +37,9 @@ async def on_task_completed(event: TaskCompleted, envelope: CloudEvent, uow: Uni
         await deliveries.mark_delivered(uow, order_id, task_id=event.task_id, at=event.completed_at)
 
 
-async def on_resident_status_changed(event: ResidentStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await care.apply_resident_status(uow, event)
-
-
-async def on_welfare_check_completed(event: WelfareCheckCompleted, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await care.record_welfare_check(uow, event)
-
-
 HANDLERS: dict[type[IntegrationEvent], Handler] = {
     TaskClaimed: on_task_claimed,
     TaskCompleted: on_task_completed,
-    ResidentStatusChanged: on_resident_status_changed,
-    WelfareCheckCompleted: on_welfare_check_completed,
+    ResidentStatusChanged: hand_to(care.apply_resident_status),
+    WelfareCheckCompleted: hand_to(care.record_welfare_check),
 }

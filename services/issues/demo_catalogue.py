@@ -45,59 +45,53 @@ def _attr(
     }
 
 
+CATEGORY_ROW = ("code", "name_zh", "name_en", "group", "department", "first_response_minutes", "resolution_hours")
+
+
+def _category(
+    row: tuple[str, str, str, str, str, int, int], description: str, keywords: str, **more: Any
+) -> dict[str, Any]:
+    """A category: ``row`` holds the fields named in ``CATEGORY_ROW``; ``more``, whatever else this one sets
+    (materials, attributes, ``dedupe=False``, ...)."""
+    return {**dict(zip(CATEGORY_ROW, row, strict=True)), "description": description, "keywords": keywords, **more}
+
+
+def _urgent(
+    row: tuple[str, str, str, str, str, int, int], description: str, keywords: str, guidance: str, **more: Any
+) -> dict[str, Any]:
+    """An urgent category: what to do at once (``guidance``) comes with it."""
+    return _category(row, description, keywords, urgent=True, emergency_guidance=guidance, **more)
+
+
+HOUR = 60  # minutes
+DAY = 24  # hours
+
 CATEGORIES: list[dict[str, Any]] = [
-    dict(
-        code="fire",
-        name_zh="火情",
-        name_en="Fire",
-        group="safety",
-        department="safety",
-        first_response_minutes=5,
-        resolution_hours=4,
-        urgent=True,
-        emergency_guidance="立即拨打119，远离火源。Call 119 now and keep away from the fire.",
-        description="Anything burning: bins, vehicles, buildings.",
-        keywords="火,着火,冒烟,fire,smoke",
+    _urgent(
+        ("fire", "火情", "Fire", "safety", "safety", 5, 4),
+        "Anything burning: bins, vehicles, buildings.",
+        "火,着火,冒烟,fire,smoke",
+        "立即拨打119，远离火源。Call 119 now and keep away from the fire.",
         materials=["现场照片 Photo of the site (only if safe)"],
         service_notice="Staff are alerted at once; the fire brigade is called if you have not.",
     ),
-    dict(
-        code="gas_leak",
-        name_zh="燃气泄漏",
-        name_en="Gas leak",
-        group="safety",
-        department="safety",
-        first_response_minutes=5,
-        resolution_hours=4,
-        urgent=True,
-        emergency_guidance="立即离开，不要开关电器，拨打119或燃气抢修电话。Leave now, do not touch switches, call 119.",
-        description="Smell of gas indoors or outdoors.",
-        keywords="燃气,煤气,气味,gas,smell",
+    _urgent(
+        ("gas_leak", "燃气泄漏", "Gas leak", "safety", "safety", 5, 4),
+        "Smell of gas indoors or outdoors.",
+        "燃气,煤气,气味,gas,smell",
+        "立即离开，不要开关电器，拨打119或燃气抢修电话。Leave now, do not touch switches, call 119.",
     ),
-    dict(
-        code="water_leak",
-        name_zh="漏水爆管",
-        name_en="Burst or leaking water main",
-        group="utilities",
-        department="public_works",
-        first_response_minutes=15,
-        resolution_hours=24,
-        urgent=True,
-        emergency_guidance="关闭总阀（如可及）并远离积水处的电器。Close the main valve if you can.",
-        description="Water gushing from a pipe, a main or a meter.",
-        keywords="漏水,爆管,水管,leak,pipe",
+    _urgent(
+        ("water_leak", "漏水爆管", "Burst or leaking water main", "utilities", "public_works", 15, 24),
+        "Water gushing from a pipe, a main or a meter.",
+        "漏水,爆管,水管,leak,pipe",
+        "关闭总阀（如可及）并远离积水处的电器。Close the main valve if you can.",
     ),
-    dict(
-        code="flooding",
-        name_zh="积水内涝",
-        name_en="Flooding after rain",
-        group="utilities",
-        department="public_works",
-        first_response_minutes=24 * 60,
-        resolution_hours=7 * 24,
-        description="Standing water in a compound, a road or a basement after rain. Staff survey the site the "
-        "next day and finish the repair within a week.",
-        keywords="积水,内涝,下雨,淹,flood,rain",
+    _category(
+        ("flooding", "积水内涝", "Flooding after rain", "utilities", "public_works", 24 * HOUR, 7 * DAY),
+        "Standing water in a compound, a road or a basement after rain. Staff survey the site the next day and "
+        "finish the repair within a week.",
+        "积水,内涝,下雨,淹,flood,rain",
         materials=["现场照片 Photo of the water"],
         attributes=[
             _attr(
@@ -115,16 +109,10 @@ CATEGORIES: list[dict[str, Any]] = [
         ],
         service_notice="Site survey the next day; repair within a week.",
     ),
-    dict(
-        code="road",
-        name_zh="道路破损",
-        name_en="Damaged road or pavement",
-        group="streets",
-        department="public_works",
-        first_response_minutes=24 * 60,
-        resolution_hours=7 * 24,
-        description="Potholes, broken kerbs, sunken paving.",
-        keywords="坑,路面,井盖,pothole,road",
+    _category(
+        ("road", "道路破损", "Damaged road or pavement", "streets", "public_works", 24 * HOUR, 7 * DAY),
+        "Potholes, broken kerbs, sunken paving.",
+        "坑,路面,井盖,pothole,road",
         attributes=[
             _attr(
                 "size",
@@ -137,62 +125,32 @@ CATEGORIES: list[dict[str, Any]] = [
             )
         ],
     ),
-    dict(
-        code="streetlight",
-        name_zh="路灯故障",
-        name_en="Street or stair light out",
-        group="streets",
-        department="public_works",
-        first_response_minutes=24 * 60,
-        resolution_hours=3 * 24,
-        description="A street light, compound light or stairwell light that does not work.",
-        keywords="路灯,楼道灯,不亮,light,lamp",
+    _category(
+        ("streetlight", "路灯故障", "Street or stair light out", "streets", "public_works", 24 * HOUR, 3 * DAY),
+        "A street light, compound light or stairwell light that does not work.",
+        "路灯,楼道灯,不亮,light,lamp",
         attributes=[_attr("pole_number", "灯杆编号（如有）Pole number, if you can see one")],
     ),
-    dict(
-        code="rubbish",
-        name_zh="垃圾清运",
-        name_en="Rubbish not collected",
-        group="sanitation",
-        department="urban_mgmt",
-        first_response_minutes=12 * 60,
-        resolution_hours=48,
-        description="Overflowing bins, dumped rubbish, construction waste.",
-        keywords="垃圾,清运,rubbish,bin",
+    _category(
+        ("rubbish", "垃圾清运", "Rubbish not collected", "sanitation", "urban_mgmt", 12 * HOUR, 2 * DAY),
+        "Overflowing bins, dumped rubbish, construction waste.",
+        "垃圾,清运,rubbish,bin",
     ),
-    dict(
-        code="greenery",
-        name_zh="绿化养护",
-        name_en="Trees and green spaces",
-        group="sanitation",
-        department="urban_mgmt",
-        first_response_minutes=48 * 60,
-        resolution_hours=14 * 24,
-        description="Fallen branches, dead trees, overgrown verges.",
-        keywords="树,绿化,草,tree,grass",
+    _category(
+        ("greenery", "绿化养护", "Trees and green spaces", "sanitation", "urban_mgmt", 48 * HOUR, 14 * DAY),
+        "Fallen branches, dead trees, overgrown verges.",
+        "树,绿化,草,tree,grass",
     ),
-    dict(
-        code="parking",
-        name_zh="乱停乱放",
-        name_en="Obstructive parking",
-        group="streets",
-        department="urban_mgmt",
-        first_response_minutes=24 * 60,
-        resolution_hours=72,
-        description="Vehicles blocking fire lanes, exits or pavements.",
-        keywords="停车,占道,消防通道,parking",
+    _category(
+        ("parking", "乱停乱放", "Obstructive parking", "streets", "urban_mgmt", 24 * HOUR, 3 * DAY),
+        "Vehicles blocking fire lanes, exits or pavements.",
+        "停车,占道,消防通道,parking",
     ),
-    dict(
-        code="noise",
-        name_zh="噪音扰民",
-        name_en="Noise nuisance",
-        group="neighbourhood",
-        department="grid_governance",
-        first_response_minutes=24 * 60,
-        resolution_hours=72,
+    _category(
+        ("noise", "噪音扰民", "Noise nuisance", "neighbourhood", "grid_governance", 24 * HOUR, 3 * DAY),
+        "Persistent noise from works, shops or neighbours.",
+        "噪音,吵,noise",
         dedupe=False,
-        description="Persistent noise from works, shops or neighbours.",
-        keywords="噪音,吵,noise",
         attributes=[
             _attr(
                 "when",
@@ -202,53 +160,37 @@ CATEGORIES: list[dict[str, Any]] = [
             )
         ],
     ),
-    dict(
-        code="neighbour_dispute",
-        name_zh="邻里纠纷",
-        name_en="Neighbour dispute",
-        group="neighbourhood",
-        department="grid_governance",
-        first_response_minutes=24 * 60,
-        resolution_hours=14 * 24,
+    _category(
+        ("neighbour_dispute", "邻里纠纷", "Neighbour dispute", "neighbourhood", "grid_governance", 24 * HOUR, 14 * DAY),
+        "A disagreement the community can mediate (the silver-haired volunteers help).",
+        "纠纷,调解,dispute,mediation",
         dedupe=False,
-        description="A disagreement the community can mediate (the silver-haired volunteers help).",
-        keywords="纠纷,调解,dispute,mediation",
     ),
-    dict(
-        code="property_repair",
-        name_zh="小区公共设施维修",
-        name_en="Compound facilities repair",
-        group="housing",
-        department="property",
-        first_response_minutes=24 * 60,
-        resolution_hours=7 * 24,
-        description="Shared facilities in a compound: doors, railings, lifts, stairs.",
-        keywords="物业,电梯,楼道,门禁,lift,stairs",
+    _category(
+        (
+            "property_repair",
+            "小区公共设施维修",
+            "Compound facilities repair",
+            "housing",
+            "property",
+            24 * HOUR,
+            7 * DAY,
+        ),
+        "Shared facilities in a compound: doors, railings, lifts, stairs.",
+        "物业,电梯,楼道,门禁,lift,stairs",
         attributes=[_attr("building", "楼号单元 Building and unit", required=True)],
     ),
-    dict(
-        code="elderly_care",
-        name_zh="老人照护需求",
-        name_en="Elderly care need",
-        group="care",
-        department="civil_affairs",
-        first_response_minutes=24 * 60,
-        resolution_hours=72,
+    _category(
+        ("elderly_care", "老人照护需求", "Elderly care need", "care", "civil_affairs", 24 * HOUR, 3 * DAY),
+        "An older resident needs help: mobility aids, meals, a visit.",
+        "老人,照护,拐杖,助餐,elderly,care",
         dedupe=False,
-        description="An older resident needs help: mobility aids, meals, a visit.",
-        keywords="老人,照护,拐杖,助餐,elderly,care",
     ),
-    dict(
-        code="other",
-        name_zh="其他问题",
-        name_en="Something else",
-        group="general",
-        department="grid_governance",
-        first_response_minutes=48 * 60,
-        resolution_hours=14 * 24,
+    _category(
+        ("other", "其他问题", "Something else", "general", "grid_governance", 48 * HOUR, 14 * DAY),
+        "Anything not listed; staff will route it.",
+        "其他,other",
         dedupe=False,
-        description="Anything not listed; staff will route it.",
-        keywords="其他,other",
     ),
 ]
 

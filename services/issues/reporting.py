@@ -8,7 +8,7 @@ import secrets
 
 from minsheng.platform.access import ensure, outside_scope
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import uuid7
 from minsheng.platform.privacy import FieldCipher
@@ -64,12 +64,13 @@ async def report_issue(
             "Leave out `contact`; your own account is the reporter.",
         )
     if data.latitude is None and not data.address and not data.community:
-        raise Problem(
-            422,
+        raise invalid(
             "location_required",
             "Where is it?",
             "Give latitude/longitude, an address or a community.",
-            errors=[{"field": "latitude", "message": "a location is required", "type": "missing"}],
+            field="latitude",
+            message="a location is required",
+            error_type="missing",
         )
     community = await resolve_community(uow, data.community, data.latitude, data.longitude)
     if channel == Channel.staff:

@@ -19,31 +19,11 @@ from minsheng.contracts.identity import (
 from minsheng.contracts.issues import IssueFollowed, IssueMerged
 from minsheng.contracts.points import RiderAccountLinked
 from minsheng.contracts.visits import ResidentAccountLinked
-from minsheng.platform.consumer import Handler
+from minsheng.platform.consumer import Handler, hand_to
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
 from services.notify import messages, recipients
 from services.notify.rules import rulebook
-
-
-async def on_account_created(event: AccountCreated, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await recipients.account_created(uow, event)
-
-
-async def on_access_changed(event: AccountAccessChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await recipients.access_changed(uow, event)
-
-
-async def on_status_changed(event: AccountStatusChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await recipients.status_changed(uow, event)
-
-
-async def on_contact_changed(event: AccountContactChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await recipients.contact_changed(uow, event)
-
-
-async def on_account_linked(event: AccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await recipients.account_linked(uow, event)
 
 
 async def on_resident_linked(event: ResidentAccountLinked, envelope: CloudEvent, uow: UnitOfWork) -> None:
@@ -62,24 +42,20 @@ async def on_issue_followed(event: IssueFollowed, envelope: CloudEvent, uow: Uni
     await recipients.issue_followed(uow, str(event.issue_id), event.subject, event.role)
 
 
-async def on_issue_merged(event: IssueMerged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await recipients.issue_merged(uow, event)
-
-
 async def on_ruled_event(event: IntegrationEvent, envelope: CloudEvent, uow: UnitOfWork) -> None:
     await messages.fan_out(uow, event, envelope)  # its rows are written, and the sender woken, at the commit
 
 
 HANDLERS: dict[type[IntegrationEvent], Handler] = {
-    AccountCreated: on_account_created,
-    AccountAccessChanged: on_access_changed,
-    AccountStatusChanged: on_status_changed,
-    AccountContactChanged: on_contact_changed,
-    AccountLinked: on_account_linked,
+    AccountCreated: hand_to(recipients.account_created),
+    AccountAccessChanged: hand_to(recipients.access_changed),
+    AccountStatusChanged: hand_to(recipients.status_changed),
+    AccountContactChanged: hand_to(recipients.contact_changed),
+    AccountLinked: hand_to(recipients.account_linked),
     ResidentAccountLinked: on_resident_linked,
     FamilyMemberLinked: on_family_linked,
     RiderAccountLinked: on_rider_linked,
     IssueFollowed: on_issue_followed,
-    IssueMerged: on_issue_merged,
+    IssueMerged: hand_to(recipients.issue_merged),
     **{REGISTRY[event_type]: on_ruled_event for event_type in sorted(rulebook().event_types)},
 }

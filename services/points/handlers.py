@@ -21,7 +21,7 @@ from minsheng.contracts.issues import (
     IssueResolved,
     IssueVerified,
 )
-from minsheng.platform.consumer import Handler
+from minsheng.platform.consumer import Handler, hand_to
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
 from services.points import hazards, tasks
@@ -100,10 +100,6 @@ def _progress(issue_status: str) -> Handler:
     return handler
 
 
-async def on_delivery_requested(event: DeliveryRequested, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await tasks.post_delivery(uow, event)
-
-
 async def on_delivery_cancelled(event: DeliveryCancelled, envelope: CloudEvent, uow: UnitOfWork) -> None:
     await tasks.withdraw_by_origin(uow, "canteen", "order", str(event.order_id), f"Cancelled: {event.reason}")
 
@@ -119,6 +115,6 @@ HANDLERS: dict[type[IntegrationEvent], Handler] = {
     IssueReopened: _progress("reopened"),
     IssueClosedUnresolved: _progress("closed_unresolved"),
     IssueRejected: on_issue_rejected,
-    DeliveryRequested: on_delivery_requested,
+    DeliveryRequested: hand_to(tasks.post_delivery),
     DeliveryCancelled: on_delivery_cancelled,
 }

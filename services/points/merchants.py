@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import not_found
+from minsheng.platform.fields import apply_patch
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, keyset_page
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
@@ -55,9 +56,7 @@ async def get_merchant(uow: UnitOfWork, who: Principal | None, merchant_id: UUID
 
 
 async def update_merchant(uow: UnitOfWork, merchant: Merchant, data: MerchantUpdate, fc: FieldCipher) -> Merchant:
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
-    for name, value in changes.items():
-        setattr(merchant, name, value)
+    changes = apply_patch(merchant, data, exclude_none=True)
     if "contact_phone" in changes:
         merchant.contact_phone_enc = None
         seal_phone_on(merchant, fc, "contact_phone")

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.fields import apply_patch
 from minsheng.platform.ids import as_utc, utcnow
 from minsheng.platform.pagination import Keyset, Page
 from minsheng.platform.sql import table_of
@@ -50,10 +51,8 @@ async def get_offer(uow: UnitOfWork, offer_id: UUID, merchant_id: UUID | None = 
 
 
 async def update_offer(uow: UnitOfWork, offer: Offer, data: OfferUpdate) -> Offer:
-    values = data.model_dump(exclude_unset=True, exclude_none=True)
-    add = values.pop("add_stock", None)
-    for name, value in values.items():
-        setattr(offer, name, value)
+    apply_patch(offer, data, exclude_none=True, exclude={"add_stock"})
+    add = data.add_stock
     offer.updated_at = utcnow()
     if add:
         if offer.stock_remaining is None:

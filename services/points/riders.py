@@ -13,6 +13,7 @@ from minsheng.contracts.points import RiderAccountLinked
 from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -94,9 +95,7 @@ def ensure_verified(rider: Rider | RiderSummary) -> None:
 
 
 async def update_self(uow: UnitOfWork, rider: Rider, data: RiderSelfUpdate, fc: FieldCipher) -> Rider:
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
-    for name, value in changes.items():
-        setattr(rider, name, value)
+    changes = apply_patch(rider, data, exclude_none=True)
     if "phone" in changes:
         rider.phone_enc = None
         seal_phone_on(rider, fc)

@@ -16,6 +16,7 @@ from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.access import ensure, ensure_visible, is_staff, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -70,8 +71,7 @@ async def create_type(uow: UnitOfWork, data: TaskTypeCreate) -> TaskType:
 
 async def update_type(uow: UnitOfWork, code: str, data: TaskTypeUpdate) -> TaskType:
     task_type = await get_type(uow, code)
-    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
-        setattr(task_type, name, value)
+    apply_patch(task_type, data, exclude_none=True)
     task_type.updated_at = utcnow()
     return task_type
 

@@ -21,7 +21,7 @@ from minsheng.contracts.issues import (
     IssueReopened,
     IssueResolved,
 )
-from minsheng.platform.consumer import Handler
+from minsheng.platform.consumer import Handler, hand_to
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, linking, visiting
@@ -77,14 +77,6 @@ async def on_issue_reopened(event: IssueReopened, envelope: CloudEvent, uow: Uni
         ledger.back_to_issue(uow, need, event, event.reason)
 
 
-async def on_account_contact_changed(event: AccountContactChanged, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await linking.account_contact_changed(uow, event)
-
-
-async def on_absence_alert(event: AbsenceAlert, envelope: CloudEvent, uow: UnitOfWork) -> None:
-    await visiting.welfare_check_for(uow, event)
-
-
 HANDLERS: dict[type[IntegrationEvent], Handler] = {
     IssueCreated: on_issue_created,
     IssueLinked: on_issue_linked,
@@ -95,6 +87,6 @@ HANDLERS: dict[type[IntegrationEvent], Handler] = {
     IssueRejected: on_issue_rejected,
     IssueClosedUnresolved: on_issue_closed_unresolved,
     IssueReopened: on_issue_reopened,
-    AbsenceAlert: on_absence_alert,
-    AccountContactChanged: on_account_contact_changed,
+    AbsenceAlert: hand_to(visiting.welfare_check_for),
+    AccountContactChanged: hand_to(linking.account_contact_changed),
 }

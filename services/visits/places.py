@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.access import ensure_changeable, visible_or_404
 from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -258,9 +259,7 @@ async def get_household(uow: UnitOfWork, viewer: Viewer, household_id: UUID, *, 
 
 async def update_household(uow: UnitOfWork, viewer: Viewer, household: Household, data: HouseholdUpdate) -> Household:
     ensure_changeable(sees(viewer, household), writes(viewer, household), "household", household.id)
-    changes = data.model_dump(exclude_unset=True)
-    for key, value in changes.items():
-        setattr(household, key, value)
+    changes = apply_patch(household, data)
     if {"unit", "room"} & changes.keys():
         building = await uow.session.get(Building, household.building_id)
         compound = await compound_by_code(uow, household.compound)

@@ -20,7 +20,7 @@ from minsheng.contracts.visits import WelfareCheckCompleted, WelfareCheckSchedul
 from minsheng.platform.access import ensure, ensure_changeable, ensure_visible, forbidden, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
@@ -62,13 +62,7 @@ from services.visits.workers import worker_for_place
 
 
 def _invalid(code: str, field: str, detail: Message) -> Problem:
-    return Problem(
-        422,
-        code,
-        "The request is not valid",
-        detail,
-        errors=[{"field": field, "message": str(detail), "type": "value_error"}],
-    )
+    return invalid(code, "The request is not valid", detail, field=field, message=str(detail))
 
 
 def task_public(t: VisitTask) -> TaskPublic:

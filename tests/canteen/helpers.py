@@ -162,6 +162,19 @@ async def make_diner(
     return r.json()  # type: ignore[no-any-return]
 
 
+async def make_delivery_diner(s: System, canteen_id: str, *, community: str = "yuntai", **extra: Any) -> dict[str, Any]:
+    """赵桂香 at home in 云泰园 (compound yuntaiyuan, door 3号楼2单元501), registered for delivered meals."""
+    return await make_diner(
+        s,
+        canteen_id,
+        community=community,
+        compound="yuntaiyuan",
+        delivery_eligible=True,
+        delivery_address="云泰园3号楼2单元501",
+        **extra,
+    )
+
+
 AGE_RULES: list[dict[str, Any]] = [
     {
         "key": "age-60-69",

@@ -18,6 +18,7 @@ from tests.canteen.helpers import (
     canteen_staff,
     county,
     make_canteen,
+    make_delivery_diner,
     make_diner,
     make_menu,
     make_rules,
@@ -45,15 +46,7 @@ async def until(s: System, check: Callable[[], Awaitable[T | None]]) -> T:
 async def delivery_flow(s: System) -> None:
     c = await make_canteen(s)
     menu = await make_menu(s, "yunxing-street", TOMORROW)
-    zhao = await make_diner(
-        s,
-        c["id"],
-        community="gangcheng",
-        compound="yuntaiyuan",
-        delivery_eligible=True,
-        delivery_address="云泰园3号楼2单元501",
-        subject="wx-zhao",
-    )
+    zhao = await make_delivery_diner(s, c["id"], community="gangcheng", subject="wx-zhao")
     wang = await make_diner(
         s, c["id"], name="王秀英", community="gangcheng", delivery_eligible=True, delivery_address="港城小区1号楼"
     )
@@ -171,15 +164,7 @@ async def death_flow(s: System) -> None:
     p = await build_place(s)
     c = await make_canteen(s)
     await make_rules(s, [rule for rule in AGE_RULES if rule["key"] == "age-80-plus"])
-    zhao = await make_diner(
-        s,
-        c["id"],
-        community="yuntai",
-        compound="yuntaiyuan",
-        id_number=ZHAO_ID_NUMBER,
-        delivery_eligible=True,
-        delivery_address="云泰园3号楼2单元501",
-    )
+    zhao = await make_delivery_diner(s, c["id"], id_number=ZHAO_ID_NUMBER)
     menu = await make_menu(s, "yunxing-street", TOMORROW)
     order = (await book(s, county(s), zhao["id"], menu, fulfilment="delivery")).json()
     assert order["subsidy_fen"] == 300

@@ -14,6 +14,7 @@ from tests.canteen.helpers import (
     canteen_staff,
     county,
     make_canteen,
+    make_delivery_diner,
     make_diner,
     make_menu,
     make_rules,
@@ -310,15 +311,7 @@ async def test_delivery_orders_call_a_rider_and_cancelling_withdraws_it(canteen:
     s = canteen
     c = await make_canteen(s)
     menu = await make_menu(s, "yunxing-street", TOMORROW)
-    zhao = await make_diner(
-        s,
-        c["id"],
-        community="yuntai",
-        compound="yuntaiyuan",
-        delivery_eligible=True,
-        delivery_address="云泰园3号楼2单元501",
-        dietary=["soft_food"],
-    )
+    zhao = await make_delivery_diner(s, c["id"], dietary=["soft_food"])
     wang = await make_diner(s, c["id"], name="王秀英")
     r = await book(s, county(s), wang["id"], menu, fulfilment="delivery", delivery_address="somewhere")
     assert r.status_code == 409 and r.json()["code"] == "delivery_not_eligible"

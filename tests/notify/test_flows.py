@@ -98,6 +98,23 @@ async def test_a_rider_registered_in_points_is_linked_for_notify_without_anyone_
     assert [m["body"] for m in points] == ["您获得20积分（隐患上报），当前余额20。"]
 
 
+async def post_points(
+    s: System, rider_id: UUID, kind: str, amount: int, balance: int, cause_type: str = "task", cause_id: str = "x"
+) -> None:
+    """The points service posts a ledger entry of the rider's (``balance``: the balance after it)."""
+    entry = PointsPosted(
+        entry_id=uuid4(),
+        rider_id=rider_id,
+        kind=kind,
+        amount=amount,
+        balance_after=balance,
+        cause_type=cause_type,
+        cause_id=cause_id,
+        posted_at=NOW,
+    )
+    await deliver(s, entry, source="points")
+
+
 async def test_riders_hear_about_points_and_tasks_through_their_linked_account(notify: System) -> None:
     s = notify
     sub, rider_id = new_sub(), uuid4()
@@ -111,34 +128,8 @@ async def test_riders_hear_about_points_and_tasks_through_their_linked_account(n
         source="points",
     )
     for kind, amount, balance in (("earned", 5, 25), ("redeemed", -10, 15), ("expired", -3, 12)):
-        await deliver(
-            s,
-            PointsPosted(
-                entry_id=uuid4(),
-                rider_id=rider_id,
-                kind=kind,
-                amount=amount,
-                balance_after=balance,
-                cause_type="task",
-                cause_id=str(task_id),
-                posted_at=NOW,
-            ),
-            source="points",
-        )
-    await deliver(
-        s,
-        PointsPosted(
-            entry_id=uuid4(),
-            rider_id=uuid4(),
-            kind="earned",
-            amount=5,
-            balance_after=5,
-            cause_type="task",
-            cause_id="x",
-            posted_at=NOW,
-        ),
-        source="points",
-    )  # not linked
+        await post_points(s, rider_id, kind, amount, balance, cause_id=str(task_id))
+    await post_points(s, uuid4(), "earned", 5, 5)  # not linked
     await flush(s)
     items = (await s.client.get("/notify/inbox", headers=s.auth("rider", sub=sub))).json()["items"]
     assert [m["rule"] for m in items] == ["points_expired", "points_redeemed", "points_earned", "task_verified"]
@@ -159,20 +150,7 @@ async def test_riders_hear_a_task_claimed_and_points_reversed_or_voided_in_the_i
         source="points",
     )
     for kind, amount, balance, cause in (("reversed", -20, 5, "hazard_report"), ("voided", 10, 15, "redemption")):
-        await deliver(
-            s,
-            PointsPosted(
-                entry_id=uuid4(),
-                rider_id=rider_id,
-                kind=kind,
-                amount=amount,
-                balance_after=balance,
-                cause_type=cause,
-                cause_id=str(uuid4()),
-                posted_at=NOW,
-            ),
-            source="points",
-        )
+        await post_points(s, rider_id, kind, amount, balance, cause_type=cause, cause_id=str(uuid4()))
     await flush(s)
     items = (await s.client.get("/notify/inbox", headers=s.auth("rider", sub=sub))).json()["items"]
     assert [(m["rule"], m["body"]) for m in items] == [

@@ -70,6 +70,7 @@ WITHOUT_LABEL = sa.insert(things).values(
     {col.name: sa.bindparam(col.name, type_=col.type) for col in things.columns if col.name != "label"}
 )
 BUMP = sa.update(things).where(c.id == sa.bindparam("b_id")).values(amount=c.amount + 1).returning(c.amount)
+PID = sa.select(sa.func.pg_backend_pid().label("pid"))
 COUNT = sa.select(sa.func.count()).select_from(things)
 # numeric from PostgreSQL read as a Float column: the result processor depends on the type PostgreSQL reports
 TOTALS = sa.select(sa.func.sum(c.amount).label("total"), sa.func.avg(c.amount, type_=sa.Float()).label("mean")).where(
@@ -276,25 +277,31 @@ async def test_driver_errors_are_sqlalchemys(db: Database) -> None:
         assert [x.name for x in await uow.fetch(BY_NAMES, {"names": ["dup", "after"]})] == ["dup", "after"]
 
 
+async def lose_the_connection(db: Database, uow: UnitOfWork) -> int:
+    """The server ends the unit's connection (its backend's process id is returned): the unit's next statement
+    fails as a lost connection, invalidated and transient (one to retry)."""
+    pid = await uow.fetchrow(PID)
+    assert pid is not None
+    async with db.engine.connect() as other:
+        await other.execute(sa.select(sa.func.pg_terminate_backend(pid.pid)))
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        await uow.fetch(COUNT)
+    assert raised.value.connection_invalidated
+    assert is_transient_db_error(raised.value)
+    return int(pid.pid)
+
+
 async def test_a_lost_connection_is_invalidated_not_pooled_again(db: Database) -> None:
     if not db.is_postgres:
         pytest.skip("a server-side disconnect: PostgreSQL only")
     async with UnitOfWork(db, "points") as uow:
         await uow.execute(INSERT, row_values("before", 1))
-        pid = await uow.fetchrow(sa.select(sa.func.pg_backend_pid().label("pid")))
-        assert pid is not None
-        async with db.engine.connect() as other:
-            await other.execute(sa.select(sa.func.pg_terminate_backend(pid.pid)))
-        with pytest.raises(sa.exc.DBAPIError) as raised:
-            await uow.fetch(COUNT)
-        assert raised.value.connection_invalidated
-        assert is_transient_db_error(raised.value)
+        await lose_the_connection(db, uow)
     async with UnitOfWork(db, "points", read_only=True) as uow:  # a fresh connection; nothing was committed
         counted = await uow.fetchrow(COUNT)
         assert counted is not None and counted[0] == 0
 
 
-PID = sa.select(sa.func.pg_backend_pid().label("pid"))
 IN_TRANSACTION = sa.select(sa.func.txid_current_if_assigned().label("txid"), sa.func.now().label("now"))
 
 
@@ -406,21 +413,14 @@ async def test_more_units_at_once_than_the_pool_holds_wait_for_its_connections_i
 async def test_a_read_only_units_lost_connection_is_invalidated_not_pooled_again(db: Database) -> None:
     postgres_only(db)
     async with UnitOfWork(db, "points", read_only=True) as uow:
-        pid = await uow.fetchrow(PID)
-        assert pid is not None
-        async with db.engine.connect() as other:
-            await other.execute(sa.select(sa.func.pg_terminate_backend(pid.pid)))
-        with pytest.raises(sa.exc.DBAPIError) as raised:
-            await uow.fetch(COUNT)
-        assert raised.value.connection_invalidated
-        assert is_transient_db_error(raised.value)
+        lost = await lose_the_connection(db, uow)
         assert checked_out(db) == 0  # handed back at once, as a slot to reconnect
         counted = await uow.fetchrow(COUNT)  # the unit goes on, on a fresh connection
         assert counted is not None and counted[0] == 0
     assert checked_out(db) == 0
     async with UnitOfWork(db, "points", read_only=True) as uow:
         fresh = await uow.fetchrow(PID)
-        assert fresh is not None and fresh.pid != pid.pid
+        assert fresh is not None and fresh.pid != lost
 
 
 async def test_a_read_only_unit_cancelled_mid_statement_drops_its_connection(db: Database) -> None:

@@ -247,11 +247,11 @@ async def test_the_cli_lists_dead_deliveries_masked_and_resends_them(notify: Sys
     runner = CliRunner()
     listed = await asyncio.to_thread(runner.invoke, app, ["notify", "deliveries"], env=env)
     assert listed.exit_code == 0, listed.output
-    [row] = [json.loads(line) for line in listed.output.splitlines()]
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["status"] == "failed" and row["address_masked"] == "123****8888"
     assert "12399998888" not in listed.output and "body" not in row
     resent = await asyncio.to_thread(runner.invoke, app, ["notify", "resend", "--id", row["id"]], env=env)
-    assert resent.exit_code == 0 and resent.output.strip() == "1 deliveries due again"
+    assert resent.exit_code == 0 and resent.stdout.strip() == "1 deliveries due again"
     await flush(s)
     [again] = await deliveries(s, channel="sms")
     assert again.status == "failed" and again.attempts == 1  # tried once more, refused again

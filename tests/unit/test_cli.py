@@ -38,7 +38,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_token_mints_a_jwt_with_roles_and_scopes(data_dir: Path) -> None:
     result = runner.invoke(app, ["token", "--role", "staff", "--sub", "staff-7", "--scope", "community:yunxing"])
     assert result.exit_code == 0, result.output
-    principal = asyncio.run(_verify_with_key_store(Settings(), result.output.strip()))
+    principal = asyncio.run(_verify_with_key_store(Settings(), result.stdout.strip()))
     assert principal.sub == "staff-7" and principal.scopes == ("community:yunxing",)
     assert principal.amr == ("dev",)
     assert runner.invoke(app, ["token", "--role", "emperor"]).exit_code != 0
@@ -119,7 +119,7 @@ def test_migrate_outbox_status_and_dead_letters(data_dir: Path) -> None:
 
     asyncio.run(insert_dead_letter())
     listed = runner.invoke(app, ["dlq", "list", "issues"])
-    assert listed.exit_code == 0 and json.loads(listed.output)["error"] == "RuntimeError: boom"
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["error"] == "RuntimeError: boom"
 
     replayed = runner.invoke(app, ["dlq", "replay", "issues"])
     assert replayed.exit_code == 0 and "handled" in replayed.output

@@ -125,7 +125,7 @@ def test_dlq_replay_of_a_poison_message_reports_it_keeps_it_and_exits_cleanly(da
     assert replayed.exception is None or isinstance(replayed.exception, SystemExit)
     assert f"{dead_id}: still failing: PoisonMessage" in replayed.output
     assert "0 replayed, 1 still failing" in replayed.output
-    listed = json.loads(runner.invoke(app, ["dlq", "list", "issues"]).output)
+    listed = json.loads(runner.invoke(app, ["dlq", "list", "issues"]).stdout)
     assert listed["id"] == dead_id and listed["attempts"] == 2 and listed["discarded"] is False  # kept, counted
 
     assert runner.invoke(app, ["dlq", "discard", "issues"]).exit_code == 2  # names nothing: refused
@@ -133,7 +133,7 @@ def test_dlq_replay_of_a_poison_message_reports_it_keeps_it_and_exits_cleanly(da
     discarded = runner.invoke(app, ["dlq", "discard", "issues", "--id", dead_id])
     assert discarded.exit_code == 0 and f"{dead_id}: discarded" in discarded.output, discarded.output
     assert runner.invoke(app, ["dlq", "list", "issues"]).output == ""  # out of the replay queue and the gauge
-    kept = json.loads(runner.invoke(app, ["dlq", "list", "issues", "--all"]).output)
+    kept = json.loads(runner.invoke(app, ["dlq", "list", "issues", "--all"]).stdout)
     assert kept["id"] == dead_id and kept["discarded"] is True and "PoisonMessage" in kept["error"]
     assert "1 replayed" not in runner.invoke(app, ["dlq", "replay", "issues"]).output  # nothing left to replay
 

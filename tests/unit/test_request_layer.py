@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import uuid
 
 import pytest
@@ -107,3 +108,25 @@ async def test_nul_in_the_query_is_still_refused_with_the_request_id(system: Sys
     r = await system.client.get(path, headers={"X-Request-ID": "rid-nul"})
     assert r.status_code == 422 and r.json()["code"] == "nul_byte"
     assert r.json()["request_id"] == "rid-nul" == r.headers["x-request-id"]
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment_not_one_since_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI command configures logging while Click's test runner has swapped stderr; once that stream is closed,
+    a later log line must neither fail nor land in the next command's captured output as a logging error."""
+    import io
+
+    from minsheng.platform.observability import configure_logging
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        swapped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", swapped)
+        configure_logging("INFO")
+        swapped.close()
+        now = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", now)
+        logging.getLogger("minsheng.test").info("after the swap")
+        assert now.getvalue().rstrip().endswith("minsheng.test: after the swap")
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level

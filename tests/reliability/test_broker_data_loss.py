@@ -102,14 +102,14 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         effects, _ = await wait_for_effects(issues_url, handled_ids, within=60)
         assert effects["lost"] == 0, "handled (and committed) before the loss"
         await eventually(
-            lambda: sum(v for k, v in bus.committed_offsets.items() if k[0] == "issues") >= before, within=30
+            lambda: sum(v for k, v in bus.committed_offsets.items() if k[0] == "issues") >= before, within=60
         )
 
         # The issues consumer stops fetching (as if slow or down); the broker acknowledges the next reports …
         consumer = issues_consumer(bus)
         consumer.pause(*consumer.assignment())
         lost_ids = await report(s, riders, before, lost_batch, "lost")
-        await becomes(lambda: _pending(s), 0, within=30)
+        await becomes(lambda: _pending(s), 0, within=60)
         # … and comes back empty: those acknowledged events, the topics and the groups' offsets are gone.
         restart_empty(own_broker)
         restarted_at = time.monotonic()
@@ -153,7 +153,7 @@ async def test_a_broker_that_comes_back_empty_is_detected_and_outbox_resend_reco
         every = [*handled_ids, *lost_ids, *new_ids]
         effects, _ = await wait_for_effects(issues_url, every, within=120)
         recovered_in = time.monotonic() - resend_started
-        await becomes(lambda: _pending(s), 0, within=30)
+        await becomes(lambda: _pending(s), 0, within=60)
         await asyncio.sleep(2)  # let the re-sent duplicates reach the inbox before counting effects again
         effects = await issue_effects(issues_url, every)
         stats = s.runtime("issues").consumer.stats

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,6 @@ def test_load_generator_against_the_bare_app_and_the_report(env: BenchEnv, tmp_p
 
 def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) -> None:
     """``bin/bench --only notify``: notify on PostgreSQL against the provider call alone, one short round."""
-    from dataclasses import asdict
 
     from bench.suite import SIZES, Suite
 
@@ -106,6 +106,14 @@ def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) ->
     assert fig.subject is not None and fig.baseline is not None
     assert fig.subject["backend"] == "postgresql" and fig.subject["accepted"] == fig.subject["events"] == 40
     assert fig.baseline["accepted"] == 40 and fig.subject["latency_ms"]["p99"] > 0 and fig.met is not None
+    text = _report_of(fig, tmp_path)
+    assert "## Notify: event → provider accepted (fixed rate)" in text and "notify.event_to_provider" in text
+
+
+def _report_of(fig: Any, tmp_path: Path) -> str:
+    """The Markdown report a run with just this figure writes."""
+    from dataclasses import asdict
+
     result = {
         "sizes": {"name": "smoke", "rounds": 1, "duration": 1.0, "warmup": 0.3},
         "started_at": 0,
@@ -114,15 +122,13 @@ def test_the_notify_figure_beside_its_baseline(env: BenchEnv, tmp_path: Path) ->
         "command": "test",
     }
     report.write(result, tmp_path)
-    text = (tmp_path / "latest.md").read_text()
-    assert "## Notify: event → provider accepted (fixed rate)" in text and "notify.event_to_provider" in text
+    return (tmp_path / "latest.md").read_text()
 
 
 def test_the_fire_alert_figure_has_every_alert_and_no_baseline(env: BenchEnv, tmp_path: Path) -> None:
     """``bin/bench --only notify``'s other figure, two fires: ``minsheng run --demo``'s points, issues and notify
     in a process of their own, every fire's alert at the duty group's robot and the on-duty SMS. How fast is the
     figure's business (target ≤ 1 s), not this test's."""
-    from dataclasses import asdict
 
     from bench.suite import SIZES, Suite
 
@@ -135,15 +141,7 @@ def test_the_fire_alert_figure_has_every_alert_and_no_baseline(env: BenchEnv, tm
     assert sub["fires"] == sub["posted"] == sub["received"] == len(sub["latencies_ms"]) == 2
     assert sub["on_duty_sms"] is True and sub["sms_received"] == len(sub["sms_latencies_ms"]) == 2
     assert set(sub["latency_ms"]) == {"p50", "p99", "max"} and set(sub["sms"]) == {"p50_ms", "p99_ms", "max_ms"}
-    result = {
-        "sizes": {"name": "smoke", "rounds": 1, "duration": 1.0, "warmup": 0.3},
-        "started_at": 0,
-        "figures": [asdict(fig)],
-        "machine": report.machine(),
-        "command": "test",
-    }
-    report.write(result, tmp_path)
-    text = (tmp_path / "latest.md").read_text()
+    text = _report_of(fig, tmp_path)
     assert "- **notify.fire_to_duty_group**: no baseline" in text
 
 

@@ -15,7 +15,10 @@ from sqlalchemy.engine import make_url
 from minsheng import SERVICES
 from minsheng.platform import ratelimit
 from minsheng.platform.db import create_database_if_missing
+from minsheng.platform.service import ServiceRuntime
+from minsheng.runner import load_spec
 from minsheng.settings import Settings
+from tests.support.buses import RecordingBus
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, database_template, drop_databases, kafka_broker, postgres_server
 from tests.support.objectstore import object_store_server  # noqa: F401  (a session fixture)
@@ -114,6 +117,16 @@ async def alone_on_postgres(tmp_path: Path, pg_base_url: str, service: str) -> A
             yield s
     finally:
         await drop_databases(pg_base_url, template, (service,))
+
+
+@pytest.fixture
+async def points_runtime(tmp_path: Path, pg_template: str) -> AsyncIterator[ServiceRuntime]:
+    """The points service's database on PostgreSQL, migrated, with a recording bus and no relay or consumer
+    running: for tests that drive the outbox relay themselves."""
+    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
+    await runtime.migrate()
+    yield runtime
+    await runtime.db.dispose()
 
 
 @pytest.fixture

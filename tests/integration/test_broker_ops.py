@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,53 +17,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from minsheng.platform.bus.base import MessageHandler, OutgoingMessage
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.outbox import OutboxRelay, outbox_status, resend_since
 from minsheng.platform.service import ServiceRuntime
-from minsheng.runner import load_spec
-from tests.conftest import distributed_settings, embedded_settings
+from tests.conftest import distributed_settings
+from tests.support.buses import RecordingBus
 from tests.support.client import running_system
 from tests.support.infra import becomes
 from tests.support.tcpproxy import DurableBroker
 from tests.unit.test_fire_flow import FIRE, register_rider
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingBus:
-    """Acknowledges after ``delay`` seconds and remembers what it was sent and when it acknowledged."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.sent: list[str] = []
-        self.acked_at: list[Any] = []
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        await asyncio.sleep(self.delay)
-        self.sent += [m.key for m in messages]
-        self.acked_at.append(utcnow())
-
-    async def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> None: ...
-
-    async def ping(self) -> bool:
-        return True
-
-    def health(self) -> dict[str, Any]:
-        return {"up": True, "last_contact_age_seconds": 0.0, "last_error": None}
-
-
-@pytest.fixture
-async def points_runtime(tmp_path: Path, pg_template: str) -> AsyncIterator[ServiceRuntime]:
-    """The points service's database, migrated, with no relay or consumer running."""
-    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
-    await runtime.migrate()
-    yield runtime
-    await runtime.db.dispose()
 
 
 async def _write(runtime: ServiceRuntime, count: int, tag: str = "a") -> None:

@@ -26,7 +26,7 @@ from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.tasks import cancel_all
 from minsheng.runner import load_spec
 from tests.conftest import embedded_settings
-from tests.integration.test_broker_ops import RecordingBus
+from tests.support.buses import RecordingBus
 from tests.support.infra import LocalBroker, eventually
 from tests.support.processes import distributed_env, process_settings, start_service, stop, wait_ready
 
@@ -226,8 +226,8 @@ class _FlakyDatabase:
         return await self.db.connect_driver()
 
 
-async def test_the_listener_keeps_trying_until_the_database_answers(tmp_path: Path, pg_template: str) -> None:
-    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
+async def test_the_listener_keeps_trying_until_the_database_answers(points_runtime: ServiceRuntime) -> None:
+    runtime = points_runtime
     flaky = _FlakyDatabase(runtime.db, failures=3)
     listener = OutboxListener(flaky, "minsheng_outbox_points", max_backoff_seconds=0.2)  # type: ignore[arg-type]
     task = asyncio.create_task(listener.run())
@@ -242,4 +242,3 @@ async def test_the_listener_keeps_trying_until_the_database_answers(tmp_path: Pa
         assert listener.notifications == 1
     finally:
         await cancel_all([task])
-        await runtime.db.dispose()

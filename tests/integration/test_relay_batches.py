@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -22,9 +21,7 @@ from minsheng.platform.bus.kafka import KafkaBus
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.outbox import OutboxRelay
 from minsheng.platform.service import ServiceRuntime
-from minsheng.runner import load_spec
-from tests.conftest import embedded_settings
-from tests.integration.test_broker_ops import RecordingBus
+from tests.support.buses import RecordingBus
 
 pytestmark = pytest.mark.integration
 
@@ -44,41 +41,33 @@ class FailingBus(RecordingBus):
         await super().publish(messages)
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path, pg_template: str) -> AsyncIterator[ServiceRuntime]:
-    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
-    await runtime.migrate()
-    yield runtime
-    await runtime.db.dispose()
-
-
-async def _write(runtime: ServiceRuntime, rows: list[dict[str, Any]]) -> None:
+async def _write(points_runtime: ServiceRuntime, rows: list[dict[str, Any]]) -> None:
     now = utcnow()
-    async with runtime.db.engine.begin() as conn:
+    async with points_runtime.db.engine.begin() as conn:
         await conn.execute(
-            sa.insert(runtime.db.tables.outbox),
+            sa.insert(points_runtime.db.tables.outbox),
             [{"id": uuid7(), "type": "x", "created_at": now, **r} for r in rows],
         )
 
 
-async def _sent_keys(runtime: ServiceRuntime) -> list[str]:
-    t = runtime.db.tables.outbox
-    async with runtime.db.engine.connect() as conn:
+async def _sent_keys(points_runtime: ServiceRuntime) -> list[str]:
+    t = points_runtime.db.tables.outbox
+    async with points_runtime.db.engine.connect() as conn:
         return list((await conn.execute(sa.select(t.c.key).where(t.c.sent_at.is_not(None)))).scalars())
 
 
-async def test_the_relay_sends_the_stored_payload_bytes_and_every_header(runtime: ServiceRuntime) -> None:
+async def test_the_relay_sends_the_stored_payload_bytes_and_every_header(points_runtime: ServiceRuntime) -> None:
     payload = json.dumps({"description": "垃圾桶着火了 — 剧院西门", "n": 1}, ensure_ascii=False)
     headers = {"ce_type": "minsheng.points.hazard.reported.v1", "ce_id": "abc", "content-type": "x", "traceparent": "t"}
     await _write(
-        runtime,
+        points_runtime,
         [
             {"topic": "points.hazard", "key": "k1", "payload": payload, "headers": headers},
             {"topic": "points.hazard", "key": "k2", "payload": "{}", "headers": {}},
         ],
     )
     bus = FailingBus(good=10)
-    assert await OutboxRelay(runtime.db, bus).publish_pending() == 2
+    assert await OutboxRelay(points_runtime.db, bus).publish_pending() == 2
     first, second = bus.batches[0]
     assert (first.topic, first.key, first.value) == ("points.hazard", "k1", payload.encode())
     # jsonb keeps its own key order (as the SQLAlchemy path read it before): every header, each value intact
@@ -87,20 +76,20 @@ async def test_the_relay_sends_the_stored_payload_bytes_and_every_header(runtime
 
 
 async def test_a_broker_error_mid_drain_leaves_exactly_the_unacknowledged_rows_unsent(
-    runtime: ServiceRuntime,
+    points_runtime: ServiceRuntime,
 ) -> None:
     keys = [f"k{i:04d}" for i in range(230)]
-    await _write(runtime, [{"topic": "points.hazard", "key": k, "payload": "{}", "headers": {}} for k in keys])
+    await _write(points_runtime, [{"topic": "points.hazard", "key": k, "payload": "{}", "headers": {}} for k in keys])
     bus = FailingBus(good=2)
-    relay = OutboxRelay(runtime.db, bus, batch_size=50)
+    relay = OutboxRelay(points_runtime.db, bus, batch_size=50)
     with pytest.raises(ConnectionError):
         await relay.drain()
     acknowledged = [m.key for batch in bus.batches for m in batch]
     assert acknowledged == keys[:100]
-    assert sorted(await _sent_keys(runtime)) == keys[:100], "sent_at on exactly the acknowledged rows"
+    assert sorted(await _sent_keys(points_runtime)) == keys[:100], "sent_at on exactly the acknowledged rows"
     # Nothing stays claimed: the next relay sends the rest, in order, once.
     retry = FailingBus(good=100)
-    assert await OutboxRelay(runtime.db, retry, batch_size=50).drain() == 130
+    assert await OutboxRelay(points_runtime.db, retry, batch_size=50).drain() == 130
     assert [m.key for batch in retry.batches for m in batch] == keys[100:]
 
 
@@ -136,7 +125,7 @@ async def test_a_batch_spanning_partitions_keeps_each_keys_order(kafka: tuple[st
 
 
 async def test_the_relay_on_a_broker_sends_the_stored_rows_as_columns_in_each_keys_order(
-    runtime: ServiceRuntime, kafka: tuple[str, Any]
+    points_runtime: ServiceRuntime, kafka: tuple[str, Any]
 ) -> None:
     """The PostgreSQL claim (one row of arrays) straight into record batches: every payload byte and header
     of every row, rows without headers among them, each key on one partition in the rows' order."""
@@ -151,13 +140,13 @@ async def test_the_relay_on_a_broker_sends_the_stored_rows_as_columns_in_each_ke
         }
         for i in range(120)
     ]
-    await _write(runtime, rows)
+    await _write(points_runtime, rows)
     bus = KafkaBus(kafka[0], client_id="relay-columns", partitions=3)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka[0], auto_offset_reset="earliest", group_id=None)
     received: list[Any] = []
     try:
         await bus.start()
-        assert await OutboxRelay(runtime.db, bus, batch_size=50).drain() == 120
+        assert await OutboxRelay(points_runtime.db, bus, batch_size=50).drain() == 120
         await consumer.start()
         async with asyncio.timeout(30):
             while len(received) < len(rows):
@@ -166,7 +155,7 @@ async def test_the_relay_on_a_broker_sends_the_stored_rows_as_columns_in_each_ke
     finally:
         await consumer.stop()
         await bus.stop()
-    assert sorted(await _sent_keys(runtime)) == sorted(r["key"] for r in rows)
+    assert sorted(await _sent_keys(points_runtime)) == sorted(r["key"] for r in rows)
     by_seq = {json.loads(rec.value)["seq"]: rec for rec in received}
     assert sorted(by_seq) == list(range(120)), "each row once"
     for seq, rec in by_seq.items():

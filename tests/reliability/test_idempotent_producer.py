@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,9 +31,6 @@ from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.outbox import OutboxRelay, outbox_status
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.tasks import cancel_all
-from minsheng.runner import load_spec
-from tests.conftest import embedded_settings
-from tests.integration.test_broker_ops import RecordingBus
 from tests.support.infra import becomes
 from tests.support.reliability import topic_copies
 from tests.support.tcpproxy import DurableBroker
@@ -46,20 +41,12 @@ ROWS_PER_ROUND = 120  # ~1 KB each, 4 KiB record batches: ~15 batches per partit
 REQUEST_TIMEOUT_MS = 1500
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path, pg_template: str) -> AsyncIterator[ServiceRuntime]:
-    runtime = ServiceRuntime(load_spec("points"), embedded_settings(tmp_path, database_url=pg_template), RecordingBus())
-    await runtime.migrate()
-    yield runtime
-    await runtime.db.dispose()
-
-
-async def _write(runtime: ServiceRuntime, topic: str, tag: str, count: int) -> list[str]:
+async def _write(points_runtime: ServiceRuntime, topic: str, tag: str, count: int) -> list[str]:
     ids = [uuid7() for _ in range(count)]
     now = utcnow()
-    async with runtime.db.engine.begin() as conn:
+    async with points_runtime.db.engine.begin() as conn:
         await conn.execute(
-            sa.insert(runtime.db.tables.outbox),
+            sa.insert(points_runtime.db.tables.outbox),
             [
                 {
                     "id": id_,
@@ -76,9 +63,9 @@ async def _write(runtime: ServiceRuntime, topic: str, tag: str, count: int) -> l
     return [str(i) for i in ids]
 
 
-async def _drained(runtime: ServiceRuntime, within: float) -> None:
+async def _drained(points_runtime: ServiceRuntime, within: float) -> None:
     async def pending() -> int:
-        return (await outbox_status(runtime.db)).pending
+        return (await outbox_status(points_runtime.db)).pending
 
     await becomes(pending, 0, within=within)
 
@@ -90,7 +77,7 @@ def _freeze(broker: DurableBroker, sig: signal.Signals) -> None:
 
 
 async def test_relay_retries_across_a_broker_pause_and_restart_write_each_record_once(
-    runtime: ServiceRuntime, durable_broker: DurableBroker
+    points_runtime: ServiceRuntime, durable_broker: DurableBroker
 ) -> None:
     if durable_broker.proxy is not None:
         pytest.skip("needs Apache Kafka (the default): a broker process to freeze and restart on its log")
@@ -104,12 +91,12 @@ async def test_relay_retries_across_a_broker_pause_and_restart_write_each_record
         max_backoff_seconds=1.0,
         idempotent_producer=True,
     )
-    relay = OutboxRelay(runtime.db, bus, batch_size=500, poll_seconds=0.2, max_backoff_seconds=1.0)
+    relay = OutboxRelay(points_runtime.db, bus, batch_size=500, poll_seconds=0.2, max_backoff_seconds=1.0)
     written: list[str] = []
     task: asyncio.Task[None] | None = None
     try:
         await bus.start()
-        written += await _write(runtime, topic, "warm-up", 1)
+        written += await _write(points_runtime, topic, "warm-up", 1)
         assert await relay.drain() == 1  # the topic exists, the producer has its id
         producer = bus._producer
         assert producer is not None
@@ -118,22 +105,22 @@ async def test_relay_retries_across_a_broker_pause_and_restart_write_each_record
         # 1. frozen: requests reach the broker's socket, are not answered, time out and are retried
         await asyncio.to_thread(_freeze, durable_broker, signal.SIGSTOP)
         try:
-            written += await _write(runtime, topic, "frozen", ROWS_PER_ROUND)
+            written += await _write(points_runtime, topic, "frozen", ROWS_PER_ROUND)
             await asyncio.sleep(2.5 * REQUEST_TIMEOUT_MS / 1000)  # past the request timeout: retries are sent
             assert not bus.health()["up"], "the relay's publish is waiting for the broker"
         finally:
             await asyncio.to_thread(_freeze, durable_broker, signal.SIGCONT)
-        await _drained(runtime, within=30)
+        await _drained(points_runtime, within=30)
         assert bus._producer is producer, "the producer (its id and sequence numbers) survived the pause"
 
         # 2. SIGKILLed while the relay publishes, restarted on its log
-        written += await _write(runtime, topic, "restart", ROWS_PER_ROUND)
+        written += await _write(points_runtime, topic, "restart", ROWS_PER_ROUND)
         await asyncio.sleep(0.05)  # the relay has claimed the rows and handed batches to the producer
         await asyncio.to_thread(durable_broker.kill)
         await asyncio.sleep(2 * REQUEST_TIMEOUT_MS / 1000)
         assert not bus.health()["up"], "the relay's publish is waiting for the broker"
         await asyncio.to_thread(durable_broker.start)  # ~10 s here: the JVM, then the log's recovery
-        await _drained(runtime, within=60)
+        await _drained(points_runtime, within=60)
         assert bus._producer is producer, "the producer (its id and sequence numbers) survived the restart"
         assert relay.failures == 0, "the publish waited for the broker rather than failing"
     finally:

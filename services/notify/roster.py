@@ -10,6 +10,7 @@ commits."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -37,6 +38,12 @@ def _may_manage(who: Principal, community: str) -> bool:
 
 def _on_duty(shift: DutyShift, at: datetime) -> bool:
     return shift.starts_at <= at and (shift.ends_at is None or shift.ends_at > at)
+
+
+def _covering(at: Any) -> sa.ColumnElement[bool]:
+    """``_on_duty`` in SQL: the shifts covering ``at`` (a time, or a bind parameter in a cached statement)."""
+    ends = col(DutyShift.ends_at)
+    return sa.and_(col(DutyShift.starts_at) <= at, sa.or_(ends.is_(None), ends > at))
 
 
 def public(shift: DutyShift, at: datetime | None = None) -> DutyShiftPublic:
@@ -109,9 +116,7 @@ async def shifts_page(
         query = query.where(DutyShift.community == community)
     now = utcnow()
     if on_duty is not None:
-        current = sa.and_(
-            col(DutyShift.starts_at) <= now, sa.or_(col(DutyShift.ends_at).is_(None), col(DutyShift.ends_at) > now)
-        )
+        current = _covering(now)
         query = query.where(current if on_duty else sa.not_(current))
     rows = list((await uow.session.execute(_NEWEST_FIRST.query(query, cursor, limit))).scalars())
     page = _NEWEST_FIRST.page(rows, limit)
@@ -131,8 +136,7 @@ _ON_DUTY = (
     select(DutyShift)
     .where(
         col(DutyShift.community).in_(sa.bindparam("communities", expanding=True)),
-        col(DutyShift.starts_at) <= sa.bindparam("at"),
-        sa.or_(col(DutyShift.ends_at).is_(None), col(DutyShift.ends_at) > sa.bindparam("at")),
+        _covering(sa.bindparam("at")),
     )
     .order_by(col(DutyShift.starts_at), col(DutyShift.id))
 )

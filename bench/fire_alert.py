@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen import percentile
+
 SERVICES = ("points", "issues", "notify")
 RIDER_SUB = "bench-fire-rider"
 DUTY_ROBOT = "standin-duty-robot"
@@ -49,17 +51,12 @@ FIRE: dict[str, Any] = {
 STEP_DEGREES = 0.005
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def _summary(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     return {
         "p50_ms": round(statistics.median(values), 1),
-        "p99_ms": round(_percentile(values, 0.99), 1),
+        "p99_ms": round(percentile(values, 0.99), 1),
         "max_ms": round(max(values), 1),
     }
 

@@ -172,6 +172,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The value at rank ``q`` (0–1) of ``values``, rounded to the nearest rank, in their own unit."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 async def run_closed(spec: dict[str, Any], raws: list[bytes], rec: Recorder) -> float:
     host, port = spec["host"], spec["port"]
     cycle = requests_cycle(raws)

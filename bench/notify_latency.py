@@ -31,6 +31,7 @@ from uuid import uuid4
 
 import sqlalchemy as sa
 
+from bench.loadgen import percentile
 from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
 from minsheng.platform.bus.base import OutgoingMessage
 from minsheng.platform.bus.memory import InProcessBus
@@ -38,11 +39,6 @@ from minsheng.platform.envelope import wrap
 from minsheng.platform.sql import table_of
 from minsheng.runner import build_app
 from minsheng.settings import Settings
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run(rate: float, seconds: float, database_url: str = "", warmup: float = 1.0) -> dict[str, Any]:
@@ -117,12 +113,12 @@ async def run(rate: float, seconds: float, database_url: str = "", warmup: float
         "warmup_events": len(warm),
         "accepted": len(latencies),
         "p50_ms": round(statistics.median(latencies), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
         "handler_failures": stats.failures,
         # fan-out committed → accepted: the sender's share
         "send_lag_p50_ms": round(statistics.median(send_lag), 1),
-        "send_lag_p99_ms": round(_percentile(send_lag, 0.99), 1),
+        "send_lag_p99_ms": round(percentile(send_lag, 0.99), 1),
     }
 
 
@@ -156,7 +152,7 @@ async def run_baseline(rate: float, seconds: float) -> dict[str, Any]:
         "accepted": len(latencies),
         "failed": sum(1 for o in outcomes if o.kind != "ok"),
         "p50_ms": round(statistics.median(latencies), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
     }
 

@@ -213,16 +213,13 @@ async def logout(body: LogoutRequest, uow: UoW, who: Who) -> None:
     await uow.commit()
 
 
-@router.get("/me", response_model=AccountPublic, tags=["accounts"], summary="Your account (personal data masked)")
+@router.get("/me", tags=["accounts"], summary="Your account (personal data masked)")
 async def me(uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
     return await accounts.account_view(uow, cipher, await accounts.me(uow, who))
 
 
 @router.put(
-    "/me/locale",
-    response_model=AccountPublic,
-    tags=["accounts"],
-    summary="Your preferred language for the messages sent to you (zh-CN or en)",
+    "/me/locale", tags=["accounts"], summary="Your preferred language for the messages sent to you (zh-CN or en)"
 )
 async def set_locale(body: LocaleUpdate, uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
     account = await accounts.set_locale(uow, cipher, who, body.locale)
@@ -297,7 +294,7 @@ async def create_staff(body: StaffCreate, uow: UoW, who: Manager, cipher: Cipher
     )
 
 
-@router.get("/accounts", response_model=Page[AccountPublic], tags=["accounts"], summary="Accounts (admins)")
+@router.get("/accounts", tags=["accounts"], summary="Accounts (admins)")
 async def list_accounts(
     uow: UoW,
     who: Admin,
@@ -316,17 +313,12 @@ async def list_accounts(
     )
 
 
-@router.get("/accounts/{account_id}", response_model=AccountPublic, tags=["accounts"])
+@router.get("/accounts/{account_id}", tags=["accounts"])
 async def get_account(account_id: UUID, uow: UoW, who: Who, cipher: Cipher) -> AccountPublic:
     return await accounts.account_view(uow, cipher, await accounts.get_account(uow, who, account_id))
 
 
-@router.get(
-    "/accounts/{account_id}/grants",
-    response_model=list[GrantPublic],
-    tags=["accounts"],
-    summary="Who granted or withdrew what, when and why",
-)
+@router.get("/accounts/{account_id}/grants", tags=["accounts"], summary="Who granted or withdrew what, when and why")
 async def account_grants(
     account_id: UUID, uow: UoW, who: Manager, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
 ) -> list[GrantPublic]:
@@ -335,7 +327,6 @@ async def account_grants(
 
 @router.put(
     "/accounts/{account_id}/access",
-    response_model=AccountPublic,
     tags=["accounts"],
     summary="Set an account's roles and scopes (the whole new set), with a reason",
 )
@@ -347,7 +338,6 @@ async def change_access(account_id: UUID, body: AccessUpdate, uow: UoW, who: Man
 
 @router.post(
     "/accounts/{account_id}/disable",
-    response_model=AccountPublic,
     tags=["accounts"],
     summary="Disable: refresh tokens die now, access tokens within their lifetime",
 )
@@ -357,7 +347,7 @@ async def disable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, ci
     return await accounts.account_view(uow, cipher, account)
 
 
-@router.post("/accounts/{account_id}/enable", response_model=AccountPublic, tags=["accounts"])
+@router.post("/accounts/{account_id}/enable", tags=["accounts"])
 async def enable(account_id: UUID, body: StatusChange, uow: UoW, who: Admin, cipher: Cipher) -> AccountPublic:
     account = await accounts.set_status(uow, who, account_id, AccountStatus.active, body.reason)
     await uow.commit()

@@ -38,7 +38,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 # --- inbox ---------------------------------------------------------------------------------------------------
 
 
-@router.get("/inbox", response_model=InboxPage, tags=["inbox"], summary="The caller's messages, newest first")
+@router.get("/inbox", tags=["inbox"], summary="The caller's messages, newest first")
 async def inbox(
     uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None, unread_only: bool = False
 ) -> InboxPage:
@@ -56,7 +56,7 @@ async def mark_read(uow: UoW, who: Caller, body: MarkRead) -> dict[str, int]:
     return {"marked": marked, "unread": await inboxes.unread(uow, who.sub)}
 
 
-@router.post("/inbox/{message_id}/read", response_model=MessagePublic, tags=["inbox"])
+@router.post("/inbox/{message_id}/read", tags=["inbox"])
 async def mark_one_read(uow: UoW, who: Caller, message_id: UUID) -> MessagePublic:
     out = await inboxes.mark_one_read(uow, who.sub, message_id)
     await uow.commit()
@@ -68,7 +68,6 @@ async def mark_one_read(uow: UoW, who: Caller, message_id: UUID) -> MessagePubli
 
 @router.post(
     "/subscriptions",
-    response_model=list[SubscriptionPublic],
     tags=["subscriptions"],
     summary="Record what the user accepted in wx.requestSubscribeMessage (each accept = one send)",
 )
@@ -78,7 +77,7 @@ async def record_subscriptions(uow: UoW, who: Caller, body: SubscriptionRecord) 
     return await inboxes.subscriptions_of(uow, who.sub)
 
 
-@router.get("/subscriptions", response_model=list[SubscriptionPublic], tags=["subscriptions"])
+@router.get("/subscriptions", tags=["subscriptions"])
 async def my_subscriptions(uow: UoW, who: Caller) -> list[SubscriptionPublic]:
     return await inboxes.subscriptions_of(uow, who.sub)
 
@@ -86,7 +85,7 @@ async def my_subscriptions(uow: UoW, who: Caller) -> list[SubscriptionPublic]:
 # --- preferences ---------------------------------------------------------------------------------------------------
 
 
-@router.get("/preferences", response_model=PreferencePublic, tags=["preferences"])
+@router.get("/preferences", tags=["preferences"])
 async def my_preferences(uow: UoW, who: Caller) -> PreferencePublic:
     return await inboxes.preferences_of(uow, who.sub)
 
@@ -98,7 +97,6 @@ class PreferenceUpdate(BaseModel):
 
 @router.put(
     "/preferences",
-    response_model=PreferencePublic,
     tags=["preferences"],
     summary="Opt out of channels or rules (urgent messages still come: in the inbox and where allowed)",
 )
@@ -112,10 +110,7 @@ async def set_preferences(uow: UoW, who: Caller, body: PreferenceUpdate) -> Pref
 
 
 @router.get(
-    "/deliveries",
-    response_model=Page[DeliveryPublic],
-    tags=["operations"],
-    summary="Deliveries, newest first (masked addresses, no message bodies)",
+    "/deliveries", tags=["operations"], summary="Deliveries, newest first (masked addresses, no message bodies)"
 )
 async def deliveries(
     uow: UoW,
@@ -136,12 +131,12 @@ class DeliverySummary(BaseModel):
     by_channel_status: dict[str, dict[str, int]]
 
 
-@router.get("/deliveries/summary", response_model=DeliverySummary, tags=["operations"])
+@router.get("/deliveries/summary", tags=["operations"])
 async def summary(uow: UoW, who: Staff) -> DeliverySummary:
     return DeliverySummary(by_channel_status=await delivery_log.counts_by_channel_and_status(uow))
 
 
-@router.get("/rules", response_model=list[Rule], tags=["operations"], summary="What is sent to whom (rules.json)")
+@router.get("/rules", tags=["operations"], summary="What is sent to whom (rules.json)")
 async def rules(who: Staff) -> list[Rule]:
     return rulebook().rules
 
@@ -151,7 +146,6 @@ async def rules(who: Staff) -> list[Rule]:
 
 @router.post(
     "/duty-roster",
-    response_model=DutyShiftPublic,
     status_code=201,
     tags=["duty roster"],
     summary="Put a staff member on duty for a community (or the district, *): urgent issues reach them at once",
@@ -164,7 +158,6 @@ async def add_duty_shift(uow: UoW, who: Staff, body: DutyShiftCreate) -> DutyShi
 
 @router.get(
     "/duty-roster",
-    response_model=Page[DutyShiftPublic],
     tags=["duty roster"],
     summary="Duty shifts of the caller's communities and the district, newest first (phones masked)",
 )

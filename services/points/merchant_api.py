@@ -178,13 +178,13 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 router = APIRouter(prefix="/merchant-api", tags=["merchant API (signed)"], responses=RATE_LIMITED)
 
 
-@router.get("/me", response_model=MerchantPublic, summary="The calling merchant (checks your signing works)")
+@router.get("/me", summary="The calling merchant (checks your signing works)")
 async def me(uow: UoW, caller: Caller) -> MerchantPublic:
     merchant = await merchants.get_merchant(uow, None, caller.merchant_id)
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
 
-@router.get("/offers", response_model=Page[OfferPublic], summary="Your offers (all, including inactive)")
+@router.get("/offers", summary="Your offers (all, including inactive)")
 async def my_offers(
     uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[OfferPublic]:
@@ -194,7 +194,7 @@ async def my_offers(
     return Page[OfferPublic](items=[offers.offer_view(o, n) for o, n in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/offers", status_code=201, response_model=OfferPublic, summary="Publish an offer")
+@router.post("/offers", status_code=201, summary="Publish an offer")
 async def publish_offer(body: OfferCreate, uow: UoW, caller: Caller) -> OfferPublic:
     merchant = await merchants.get_merchant(uow, None, caller.merchant_id)
     offer = await offers.create_offer(uow, merchant, body)
@@ -202,7 +202,7 @@ async def publish_offer(body: OfferCreate, uow: UoW, caller: Caller) -> OfferPub
     return offers.offer_view(offer, merchant.name)
 
 
-@router.patch("/offers/{offer_id}", response_model=OfferPublic, summary="Change an offer, restock or end it")
+@router.patch("/offers/{offer_id}", summary="Change an offer, restock or end it")
 async def update_offer(offer_id: UUID, body: OfferUpdate, uow: UoW, caller: Caller) -> OfferPublic:
     offer = await offers.get_offer(uow, offer_id, caller.merchant_id)
     await offers.update_offer(uow, offer, body)
@@ -253,7 +253,7 @@ async def redeem(
         return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=fail)
 
 
-@router.get("/redemptions", response_model=Page[RedemptionPublic], summary="Your redemptions, newest first")
+@router.get("/redemptions", summary="Your redemptions, newest first")
 async def list_redemptions(
     uow: UoW,
     runtime: Runtime,
@@ -271,7 +271,7 @@ async def list_redemptions(
     return Page[RedemptionPublic](items=items, next_cursor=page.next_cursor)
 
 
-@router.get("/redemptions/{redemption_id}", response_model=RedemptionPublic)
+@router.get("/redemptions/{redemption_id}")
 async def get_redemption(redemption_id: UUID, uow: UoW, runtime: Runtime, caller: Caller) -> RedemptionPublic:
     r, title = await redemptions.get_redemption(uow, caller.merchant_id, redemption_id)
     return redemptions.redemption_view(runtime.settings, r, title, caller.void_window_minutes)
@@ -279,7 +279,6 @@ async def get_redemption(redemption_id: UUID, uow: UoW, runtime: Runtime, caller
 
 @router.post(
     "/redemptions/{redemption_id}/void",
-    response_model=RedemptionPublic,
     summary="Void within the window: the points and stock go back (voiding twice is harmless)",
 )
 async def void(

@@ -53,12 +53,7 @@ from services.canteen.views.deps import (
 router = APIRouter()
 
 
-@router.get(
-    "/canteens",
-    response_model=Page[CanteenPublic],
-    tags=["canteens"],
-    summary="Canteens (public): filter by a community they serve and by status",
-)
+@router.get("/canteens", tags=["canteens"], summary="Canteens (public): filter by a community they serve and by status")
 async def list_canteens(
     uow: UoW,
     who: MaybeCaller,
@@ -75,7 +70,6 @@ async def list_canteens(
 @router.post(
     "/canteens",
     status_code=201,
-    response_model=CanteenPublic,
     tags=["canteens"],
     summary="Open (plan) a canteen: staff of its community, or county staff",
 )
@@ -85,23 +79,13 @@ async def create_canteen(body: CanteenCreate, uow: UoW, who: Staff) -> CanteenPu
     return canteens.canteen_public(canteen, [])
 
 
-@router.get(
-    "/canteens/{canteen_ref}",
-    response_model=CanteenPublic,
-    tags=["canteens"],
-    summary="One canteen with its meal slots (public)",
-)
+@router.get("/canteens/{canteen_ref}", tags=["canteens"], summary="One canteen with its meal slots (public)")
 async def get_canteen(canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller) -> CanteenPublic:
     canteen = await canteens.get_canteen(uow, canteen_ref)
     return canteens.canteen_public(canteen, (await canteens.slots_of(uow, [canteen.id]))[canteen.id])
 
 
-@router.patch(
-    "/canteens/{canteen_ref}",
-    response_model=CanteenPublic,
-    tags=["canteens"],
-    summary="Change details or status (planned → open)",
-)
+@router.patch("/canteens/{canteen_ref}", tags=["canteens"], summary="Change details or status (planned → open)")
 async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW, who: Staff) -> CanteenPublic:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     await canteens.update_canteen(uow, canteen, body)
@@ -111,7 +95,6 @@ async def update_canteen(canteen_ref: CanteenRef, body: CanteenUpdate, uow: UoW,
 
 @router.put(
     "/canteens/{canteen_ref}/slots/{slot}",
-    response_model=MealSlotPublic,
     tags=["canteens"],
     summary="Configure a meal slot: serving hours, capacity, booking cut-off",
 )
@@ -126,7 +109,6 @@ async def upsert_slot(
 
 @router.put(
     "/canteens/{canteen_ref}/menus/{meal_date}/{slot}",
-    response_model=MenuPublic,
     tags=["menus"],
     summary="Create or replace the menu (set meals) for a day and slot, as a draft",
 )
@@ -142,7 +124,6 @@ async def upsert_menu(
 @router.post(
     "/canteens/{canteen_ref}/menus/copy",
     status_code=201,
-    response_model=list[MenuPublic],
     tags=["menus"],
     summary="Copy a week's menus to another week as drafts (existing menus are kept)",
 )
@@ -155,7 +136,6 @@ async def copy_menus(canteen_ref: CanteenRef, body: MenuCopy, uow: UoW, who: Sta
 
 @router.post(
     "/canteens/{canteen_ref}/menus/publish",
-    response_model=list[MenuPublic],
     tags=["menus"],
     summary="Publish every draft menu in a date range (e.g. next week's)",
 )
@@ -224,7 +204,6 @@ async def list_menus(
 
 @router.post(
     "/canteens/{canteen_ref}/check-in",
-    response_model=OrderPublic,
     tags=["orders"],
     summary="Staff: scan a pickup code or a diner's card at the counter",
 )
@@ -255,7 +234,6 @@ async def walk_in(
 
 @router.get(
     "/canteens/{canteen_ref}/kitchen",
-    response_model=kitchen_sheets.KitchenSheet,
     tags=["kitchen"],
     summary="Meals to prepare per slot and set meal, with dietary flags",
 )
@@ -269,12 +247,7 @@ async def kitchen(
     return await kitchen_sheets.kitchen_sheet(uow, canteen, meal_date or config.today())
 
 
-@router.get(
-    "/canteens/{canteen_ref}/deliveries",
-    response_model=Page[kitchen_sheets.DeliveryStop],
-    tags=["kitchen"],
-    summary="The day's delivery list (phones masked)",
-)
+@router.get("/canteens/{canteen_ref}/deliveries", tags=["kitchen"], summary="The day's delivery list (phones masked)")
 async def deliveries(
     canteen_ref: CanteenRef,
     uow: UoW,
@@ -292,7 +265,6 @@ async def deliveries(
 
 @router.get(
     "/canteens/{canteen_ref}/settlements/{month}",
-    response_model=reports.Settlement,
     tags=["settlement"],
     summary="Monthly settlement: meals served, subsidy by category and funder, reconciliation",
 )
@@ -323,7 +295,6 @@ async def claim_file(canteen_ref: CanteenRef, month: Month, uow: UoW, who: Staff
 
 @router.post(
     "/canteens/{canteen_ref}/settlements/{month}/close",
-    response_model=reports.Settlement,
     tags=["settlement"],
     summary="Freeze the month's figures and claim file (after the month ends)",
 )

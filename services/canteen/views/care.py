@@ -14,15 +14,10 @@ from services.canteen import canteens, care
 from services.canteen.models import AbsenceAlertPublic, AlertStatus, ScanResult
 from services.canteen.views.deps import Limit, Staff, commit, county_only
 
-router = APIRouter()
+router = APIRouter(tags=["care"])
 
 
-@router.get(
-    "/care/alerts",
-    response_model=Page[AbsenceAlertPublic],
-    tags=["care"],
-    summary="Absence alerts for the canteens you manage",
-)
+@router.get("/care/alerts", summary="Absence alerts for the canteens you manage")
 async def list_alerts(
     uow: UoW,
     who: Staff,
@@ -36,12 +31,7 @@ async def list_alerts(
     return page.map(from_row(AbsenceAlertPublic))
 
 
-@router.post(
-    "/care/scan",
-    response_model=ScanResult,
-    tags=["care"],
-    summary="Run the absence scan now (it also runs periodically)",
-)
+@router.post("/care/scan", summary="Run the absence scan now (it also runs periodically)")
 async def scan(uow: UoW, who: Staff, cipher: Cipher) -> ScanResult:
     county_only(who)
     result = await care.scan_absences(uow, cipher)

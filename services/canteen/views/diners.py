@@ -29,14 +29,12 @@ from services.canteen.models import (
 )
 from services.canteen.views.deps import Caller, Carer, Limit, Month, commit
 
-router = APIRouter()
+router = APIRouter(tags=["diners"])
 
 
 @router.post(
     "/diners",
     status_code=201,
-    response_model=DinerPublic,
-    tags=["diners"],
     summary="Register an elder (staff of the canteen or community, or the area's grid worker)",
 )
 async def register_diner(body: DinerCreate, uow: UoW, who: Carer, cipher: Cipher) -> DinerPublic:
@@ -45,12 +43,7 @@ async def register_diner(body: DinerCreate, uow: UoW, who: Carer, cipher: Cipher
     return diners.diner_public(diner)
 
 
-@router.get(
-    "/diners",
-    response_model=Page[DinerPublic],
-    tags=["diners"],
-    summary="Diners in your scope (staff: your canteen/community; grid workers: your area)",
-)
+@router.get("/diners", summary="Diners in your scope (staff: your canteen/community; grid workers: your area)")
 async def list_diners(
     uow: UoW,
     who: Carer,
@@ -79,8 +72,6 @@ async def list_diners(
 
 @router.post(
     "/diners/lookup",
-    response_model=DinerPublic,
-    tags=["diners"],
     summary="Find a diner by ID number (matched by its keyed hash; the number is never stored in clear)",
 )
 async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, cipher: Cipher) -> DinerPublic:
@@ -90,8 +81,6 @@ async def lookup_diner(body: DinerLookup, uow: UoW, who: Carer, cipher: Cipher) 
 
 @router.get(
     "/diners/{diner_id}/statement/{month}",
-    response_model=reports.DinerStatement,
-    tags=["diners"],
     summary="The elder's month: meals, price, subsidy by funder, what they (or family) paid",
 )
 async def diner_statement(diner_id: UUID, month: Month, uow: UoW, who: Caller) -> reports.DinerStatement:
@@ -99,22 +88,14 @@ async def diner_statement(diner_id: UUID, month: Month, uow: UoW, who: Caller) -
     return await reports.diner_statement(uow, diner, month)
 
 
-@router.get(
-    "/diners/{diner_id}",
-    response_model=DinerPublic,
-    tags=["diners"],
-    summary="One diner (the elder, family, or staff in scope); personal data masked",
-)
+@router.get("/diners/{diner_id}", summary="One diner (the elder, family, or staff in scope); personal data masked")
 async def get_diner(diner_id: UUID, uow: UoW, who: Caller) -> DinerPublic:
     diner, _, family, _, _ = await diners.load_diner(uow, who, diner_id)
     return diners.diner_public(diner, family)
 
 
 @router.patch(
-    "/diners/{diner_id}",
-    response_model=DinerPublic,
-    tags=["diners"],
-    summary="Update a diner (the elder and family may change tastes, address, away dates)",
+    "/diners/{diner_id}", summary="Update a diner (the elder and family may change tastes, address, away dates)"
 )
 async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller, cipher: Cipher) -> DinerPublic:
     diner, family = await diners.update_diner(uow, who, diner_id, body, cipher)
@@ -124,8 +105,6 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
 
 @router.get(
     "/diners/{diner_id}/sensitive",
-    response_model=DinerSensitive,
-    tags=["diners"],
     summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)",
 )
 async def read_sensitive(
@@ -136,12 +115,7 @@ async def read_sensitive(
     return result
 
 
-@router.get(
-    "/diners/{diner_id}/access-log",
-    response_model=Page[PiiAccessPublic],
-    tags=["diners"],
-    summary="Who read this diner's unmasked data, when and why",
-)
+@router.get("/diners/{diner_id}/access-log", summary="Who read this diner's unmasked data, when and why")
 async def access_log(
     diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[PiiAccessPublic]:
@@ -150,11 +124,7 @@ async def access_log(
 
 
 @router.post(
-    "/diners/{diner_id}/family",
-    status_code=201,
-    response_model=FamilyMemberPublic,
-    tags=["diners"],
-    summary="Link a family member who may order and pay for the elder",
+    "/diners/{diner_id}/family", status_code=201, summary="Link a family member who may order and pay for the elder"
 )
 async def add_family(
     diner_id: UUID, body: FamilyMemberCreate, uow: UoW, who: Caller, cipher: Cipher
@@ -167,7 +137,6 @@ async def add_family(
 @router.delete(
     "/diners/{diner_id}/family/{member_id}",
     status_code=204,
-    tags=["diners"],
     summary="Unlink a family member (the elder, staff, or the member themself)",
 )
 async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) -> Response:
@@ -179,8 +148,6 @@ async def remove_family(diner_id: UUID, member_id: UUID, uow: UoW, who: Caller) 
 @router.post(
     "/diners/{diner_id}/family-codes",
     status_code=201,
-    response_model=FamilyCodePublic,
-    tags=["diners"],
     summary="A one-time code for a relative to link their app account to this diner (staff, grid worker)",
 )
 async def issue_family_code(

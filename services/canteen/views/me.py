@@ -11,12 +11,10 @@ from services.canteen import diners, linking
 from services.canteen.models import DinerPublic, FamilyCodeRedeem
 from services.canteen.views.deps import Caller, commit
 
-router = APIRouter()
+router = APIRouter(tags=["diners"])
 
 
-@router.get(
-    "/me/diners", response_model=list[DinerPublic], tags=["diners"], summary="The diners you are, or are family of"
-)
+@router.get("/me/diners", summary="The diners you are, or are family of")
 async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
     mine = await diners.my_diners(uow, who)
     family = await diners.family_of(uow, [d.id for d in mine])
@@ -25,8 +23,6 @@ async def my_diners(uow: UoW, who: Caller) -> list[DinerPublic]:
 
 @router.post(
     "/me/family-links",
-    response_model=DinerPublic,
-    tags=["diners"],
     dependencies=[Depends(require(Role.resident))],
     summary="Link your app account to a diner as family, with the code canteen staff or the grid worker gave you",
 )

@@ -15,15 +15,10 @@ from services.canteen import access, canteens, menus
 from services.canteen.models import CapacityUpdate, DietaryNeed, MenuPublic, MenuStatus
 from services.canteen.views.deps import MaybeCaller, Staff, commit, dietary_needs_for
 
-router = APIRouter()
+router = APIRouter(tags=["menus"])
 
 
-@router.get(
-    "/menus/{menu_id}",
-    response_model=MenuPublic,
-    tags=["menus"],
-    summary="One menu (public once published); with diner_id or needs, what suits",
-)
+@router.get("/menus/{menu_id}", summary="One menu (public once published); with diner_id or needs, what suits")
 async def get_menu(
     menu_id: UUID,
     uow: UoW,
@@ -42,9 +37,7 @@ async def get_menu(
     return menus.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)
 
 
-@router.post(
-    "/menus/{menu_id}/publish", response_model=MenuPublic, tags=["menus"], summary="Publish one menu: bookings open"
-)
+@router.post("/menus/{menu_id}/publish", summary="Publish one menu: bookings open")
 async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
     menu = await menus.get_menu(uow, menu_id, for_update=True)
     canteen = await canteens.managed_canteen(uow, who, menu.canteen_id)
@@ -54,10 +47,7 @@ async def publish_menu(menu_id: UUID, uow: UoW, who: Staff) -> MenuPublic:
 
 
 @router.put(
-    "/menus/{menu_id}/capacity",
-    response_model=MenuPublic,
-    tags=["menus"],
-    summary="Raise or lower how many meals are prepared (never below those booked)",
+    "/menus/{menu_id}/capacity", summary="Raise or lower how many meals are prepared (never below those booked)"
 )
 async def set_capacity(menu_id: UUID, body: CapacityUpdate, uow: UoW, who: Staff) -> MenuPublic:
     menu = await menus.get_menu(uow, menu_id, for_update=True)

@@ -19,14 +19,13 @@ from services.canteen import access, booking, cancellation, canteens, counter, d
 from services.canteen.models import Cancellation, Fulfilment, OrderBatchCreate, OrderCreate, OrderPublic, OrderStatus
 from services.canteen.views.deps import Caller, Limit, Staff, commit, idempotent_order, order_out
 
-router = APIRouter()
+router = APIRouter(tags=["orders"])
 
 
 @router.post(
     "/orders",
     status_code=201,
     response_model=OrderPublic,
-    tags=["orders"],
     summary="Book a meal (the elder, family or staff); delivery orders call a rider",
 )
 async def book(body: OrderCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey) -> JSONResponse:
@@ -40,7 +39,6 @@ async def book(body: OrderCreate, uow: UoW, who: Caller, idempotency_key: str | 
     "/orders/batch",
     status_code=201,
     response_model=list[OrderPublic],
-    tags=["orders"],
     summary="Book several meals for one diner at once (a week ahead): all of them, or none",
 )
 async def book_many(
@@ -52,12 +50,7 @@ async def book_many(
     return await idempotent_order(uow, idempotency_key, f"{who.sub}:canteen-order-batch", body, action)
 
 
-@router.get(
-    "/orders",
-    response_model=Page[OrderPublic],
-    tags=["orders"],
-    summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)",
-)
+@router.get("/orders", summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)")
 async def list_orders(
     uow: UoW,
     who: Caller,
@@ -85,20 +78,13 @@ async def list_orders(
     return page.map(lambda o: orders.order_public(o, lines[o.id]))
 
 
-@router.get(
-    "/orders/{order_id}",
-    response_model=OrderPublic,
-    tags=["orders"],
-    summary="One order with its subsidy lines and who funds what",
-)
+@router.get("/orders/{order_id}", summary="One order with its subsidy lines and who funds what")
 async def get_order(order_id: UUID, uow: UoW, who: Caller) -> OrderPublic:
     return await order_out(uow, order_id, who)
 
 
 @router.post(
     "/orders/{order_id}/cancel",
-    response_model=OrderPublic,
-    tags=["orders"],
     summary="Cancel before the cut-off (staff: until served); frees the seat, withdraws a delivery",
 )
 async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | None = None) -> OrderPublic:
@@ -107,12 +93,7 @@ async def cancel(order_id: UUID, uow: UoW, who: Caller, body: Cancellation | Non
     return await order_out(uow, order_id, who)
 
 
-@router.post(
-    "/orders/{order_id}/check-in",
-    response_model=OrderPublic,
-    tags=["orders"],
-    summary="Staff: the diner collected or sat down for this meal",
-)
+@router.post("/orders/{order_id}/check-in", summary="Staff: the diner collected or sat down for this meal")
 async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
     await counter.check_in(uow, who, order_id)
     await commit(uow)
@@ -121,8 +102,6 @@ async def check_in(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:
 
 @router.post(
     "/orders/{order_id}/delivered",
-    response_model=OrderPublic,
-    tags=["orders"],
     summary="Staff: confirm a delivery by hand (when the rider's task did not report it)",
 )
 async def confirm_delivered(order_id: UUID, uow: UoW, who: Staff) -> OrderPublic:

@@ -16,7 +16,6 @@ router = APIRouter()
 
 @router.post(
     "/subsidy/quote",
-    response_model=Quote,
     tags=["subsidy"],
     summary="What a meal would cost this diner: price, subsidy by funder, the elder's share",
 )

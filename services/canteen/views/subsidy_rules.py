@@ -20,16 +20,11 @@ from services.canteen.models import (
 )
 from services.canteen.views.deps import Caller, Limit, Staff, commit, county_only
 
-router = APIRouter()
+router = APIRouter(tags=["subsidy"])
 _rule_out = from_row(SubsidyRulePublic)
 
 
-@router.get(
-    "/subsidy-rules",
-    response_model=Page[SubsidyRulePublic],
-    tags=["subsidy"],
-    summary="Rule versions; `on` = those in force on a date",
-)
+@router.get("/subsidy-rules", summary="Rule versions; `on` = those in force on a date")
 async def list_rules(
     uow: UoW,
     who: Caller,
@@ -42,13 +37,7 @@ async def list_rules(
     return page.map(_rule_out)
 
 
-@router.post(
-    "/subsidy-rules",
-    status_code=201,
-    response_model=SubsidyRulePublic,
-    tags=["subsidy"],
-    summary="A new rule (version 1) from a date: county staff only",
-)
+@router.post("/subsidy-rules", status_code=201, summary="A new rule (version 1) from a date: county staff only")
 async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
     county_only(who)
     rule = await subsidy.create_rule(uow, who.sub, body)
@@ -56,12 +45,7 @@ async def create_rule(body: SubsidyRuleCreate, uow: UoW, who: Staff) -> SubsidyR
     return _rule_out(rule)
 
 
-@router.get(
-    "/subsidy-rules/{key}",
-    response_model=list[SubsidyRulePublic],
-    tags=["subsidy"],
-    summary="Every version of a rule, oldest first",
-)
+@router.get("/subsidy-rules/{key}", summary="Every version of a rule, oldest first")
 async def rule_history(key: SlugText, uow: UoW, who: Caller) -> list[SubsidyRulePublic]:
     versions = await subsidy.versions_of(uow, key)
     if not versions:
@@ -72,8 +56,6 @@ async def rule_history(key: SlugText, uow: UoW, who: Caller) -> list[SubsidyRule
 @router.post(
     "/subsidy-rules/{key}/versions",
     status_code=201,
-    response_model=SubsidyRulePublic,
-    tags=["subsidy"],
     summary="Change a rule from a date: a new version; past orders keep what they were computed with",
 )
 async def add_version(key: SlugText, body: SubsidyRuleVersionCreate, uow: UoW, who: Staff) -> SubsidyRulePublic:
@@ -83,12 +65,7 @@ async def add_version(key: SlugText, body: SubsidyRuleVersionCreate, uow: UoW, w
     return _rule_out(rule)
 
 
-@router.post(
-    "/subsidy-rules/{key}/retire",
-    response_model=SubsidyRulePublic,
-    tags=["subsidy"],
-    summary="End a rule after a date (its latest version stops applying)",
-)
+@router.post("/subsidy-rules/{key}/retire", summary="End a rule after a date (its latest version stops applying)")
 async def retire_rule(key: SlugText, body: SubsidyRuleRetire, uow: UoW, who: Staff) -> SubsidyRulePublic:
     county_only(who)
     rule = await subsidy.retire(uow, key, body.effective_to)

@@ -36,11 +36,7 @@ from services.issues.views.deps import CatalogueLimit, Manager, public_page
 router = APIRouter(tags=["catalogue"])
 
 
-@router.get(
-    "/catalogue/categories",
-    response_model=Page[CategoryPublic],
-    summary="What you can report, who handles it, how fast, what to bring (public)",
-)
+@router.get("/catalogue/categories", summary="What you can report, who handles it, how fast, what to bring (public)")
 async def list_categories(
     uow: UoW,
     response: Response,
@@ -54,13 +50,13 @@ async def list_categories(
     return Page[CategoryPublic](items=await catalogue.category_public(uow, page.items), next_cursor=page.next_cursor)
 
 
-@router.get("/catalogue/categories/{code}", response_model=CategoryPublic)
+@router.get("/catalogue/categories/{code}")
 async def get_category(code: CatalogueCode, uow: UoW) -> CategoryPublic:
     cat = await catalogue.existing(uow, Category, N_("category"), code)
     return (await catalogue.category_public(uow, [cat]))[0]
 
 
-@router.post("/catalogue/categories", response_model=CategoryPublic, status_code=201)
+@router.post("/catalogue/categories", status_code=201)
 async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> CategoryPublic:
     cat = await catalogue.create_category(uow, body)
     await uow.commit()
@@ -68,7 +64,7 @@ async def create_category(body: CategoryCreate, uow: UoW, who: Manager) -> Categ
     return (await catalogue.category_public(uow, [cat]))[0]
 
 
-@router.patch("/catalogue/categories/{code}", response_model=CategoryPublic)
+@router.patch("/catalogue/categories/{code}")
 async def update_category(code: CatalogueCode, body: CategoryUpdate, uow: UoW, who: Manager) -> CategoryPublic:
     cat = await catalogue.update_category(uow, code, body)
     await uow.commit()
@@ -76,7 +72,7 @@ async def update_category(code: CatalogueCode, body: CategoryUpdate, uow: UoW, w
     return (await catalogue.category_public(uow, [cat]))[0]
 
 
-@router.get("/catalogue/departments", response_model=Page[DepartmentPublic], summary="Who does what (public)")
+@router.get("/catalogue/departments", summary="Who does what (public)")
 async def list_departments(
     uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None
 ) -> Page[DepartmentPublic]:
@@ -84,14 +80,14 @@ async def list_departments(
     return public_page(page, DepartmentPublic)
 
 
-@router.post("/catalogue/departments", response_model=DepartmentPublic, status_code=201)
+@router.post("/catalogue/departments", status_code=201)
 async def create_department(body: DepartmentCreate, uow: UoW, who: Manager) -> DepartmentPublic:
     dept = await catalogue.create_department(uow, body)
     await uow.commit()
     return DepartmentPublic.model_validate(dept, from_attributes=True)
 
 
-@router.patch("/catalogue/departments/{code}", response_model=DepartmentPublic)
+@router.patch("/catalogue/departments/{code}")
 async def update_department(code: CatalogueCode, body: DepartmentUpdate, uow: UoW, who: Manager) -> DepartmentPublic:
     dept = await catalogue.update(uow, Department, N_("department"), code, body)
     await uow.commit()
@@ -100,7 +96,6 @@ async def update_department(code: CatalogueCode, body: DepartmentUpdate, uow: Uo
 
 @router.get(
     "/catalogue/not-handled",
-    response_model=Page[NotHandledPublic],
     summary="Matters not handled here (e.g. certificates a community must not issue) and where to go",
 )
 async def list_not_handled(
@@ -110,20 +105,20 @@ async def list_not_handled(
     return public_page(page, NotHandledPublic)
 
 
-@router.get("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
+@router.get("/catalogue/not-handled/{code}")
 async def get_not_handled(code: CatalogueCode, uow: UoW) -> NotHandledPublic:
     matter = await catalogue.existing(uow, NotHandledMatter, N_("not_handled_matter"), code)
     return NotHandledPublic.model_validate(matter, from_attributes=True)
 
 
-@router.post("/catalogue/not-handled", response_model=NotHandledPublic, status_code=201)
+@router.post("/catalogue/not-handled", status_code=201)
 async def create_not_handled(body: NotHandledCreate, uow: UoW, who: Manager) -> NotHandledPublic:
     matter = await catalogue.create_not_handled(uow, body)
     await uow.commit()
     return NotHandledPublic.model_validate(matter, from_attributes=True)
 
 
-@router.patch("/catalogue/not-handled/{code}", response_model=NotHandledPublic)
+@router.patch("/catalogue/not-handled/{code}")
 async def update_not_handled(code: CatalogueCode, body: NotHandledUpdate, uow: UoW, who: Manager) -> NotHandledPublic:
     matter = await catalogue.update(uow, NotHandledMatter, N_("not_handled_matter"), code, body)
     await uow.commit()
@@ -139,7 +134,7 @@ async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]
     }
 
 
-@router.get("/catalogue/communities", response_model=Page[CommunityPublic], summary="Community codes (public)")
+@router.get("/catalogue/communities", summary="Community codes (public)")
 async def list_communities(
     uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None
 ) -> Page[CommunityPublic]:
@@ -147,7 +142,7 @@ async def list_communities(
     return public_page(page, CommunityPublic)
 
 
-@router.put("/catalogue/communities/{code}", response_model=CommunityPublic)
+@router.put("/catalogue/communities/{code}")
 async def put_community(code: PlaceCode, body: CommunityCreate, uow: UoW, who: Manager) -> CommunityPublic:
     community = await catalogue.put_community(uow, code, body)
     await uow.commit()

@@ -15,10 +15,7 @@ router = APIRouter()
 
 
 @router.get(
-    "/escalations",
-    response_model=Page[IssuePublic],
-    tags=["workflow"],
-    summary="Overdue issues escalated to the sub-district, most escalated first",
+    "/escalations", tags=["workflow"], summary="Overdue issues escalated to the sub-district, most escalated first"
 )
 async def list_escalations(
     uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None

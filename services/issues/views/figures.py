@@ -18,7 +18,7 @@ router = APIRouter(tags=["figures"])
 GroupQ = Annotated[list[Dimension] | None, Query(description="Repeatable: community, category, month")]
 
 
-@router.get("/figures", response_model=Figures, summary="Public figures: handled, completion rate, response times")
+@router.get("/figures", summary="Public figures: handled, completion rate, response times")
 async def figures(
     uow: UoW,
     response: Response,

@@ -102,7 +102,6 @@ async def report_issue(
 
 @router.get(
     "/issues",
-    response_model=Page[IssuePublic],
     tags=["issues"],
     summary="Issues you may see: staff their scope, departments their assignments, residents their own "
     "and public ones (newest first)",
@@ -205,7 +204,7 @@ async def export_issues(
     )
 
 
-@router.get("/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
+@router.get("/issues/{issue_id}", tags=["issues"])
 async def get_issue(
     issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher, coord_system: CoordSystemQuery = None
 ) -> IssueDetail:
@@ -329,7 +328,6 @@ async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Issue
 
 @router.post(
     "/issues/{issue_id}/comments",
-    response_model=TimelineEntryPublic,
     status_code=201,
     tags=["residents"],
     summary="Comment (reporters, followers, staff; staff may add internal notes)",

@@ -17,10 +17,7 @@ router = APIRouter(tags=["open311"])
 
 
 @router.post(
-    "/open311-keys",
-    response_model=ApiKeyIssued,
-    status_code=201,
-    summary="Staff: issue an Open311 API key (shown once; only its hash is stored)",
+    "/open311-keys", status_code=201, summary="Staff: issue an Open311 API key (shown once; only its hash is stored)"
 )
 async def create_key(body: ApiKeyCreate, uow: UoW, who: Manager) -> ApiKeyIssued:
     row, key = open311.issue_key(uow, body.name, who)
@@ -30,7 +27,7 @@ async def create_key(body: ApiKeyCreate, uow: UoW, who: Manager) -> ApiKeyIssued
     )
 
 
-@router.get("/open311-keys", response_model=Page[ApiKeyPublic], summary="Staff: Open311 API keys")
+@router.get("/open311-keys", summary="Staff: Open311 API keys")
 async def list_keys(
     uow: UoW, who: Manager, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[ApiKeyPublic]:
@@ -38,7 +35,7 @@ async def list_keys(
     return public_page(page, ApiKeyPublic)
 
 
-@router.delete("/open311-keys/{key_id}", response_model=ApiKeyPublic, summary="Staff: revoke a key")
+@router.delete("/open311-keys/{key_id}", summary="Staff: revoke a key")
 async def revoke_key(key_id: UUID, uow: UoW, who: Manager) -> ApiKeyPublic:
     row = await open311.revoke_key(uow, key_id)
     await uow.commit()

@@ -18,10 +18,10 @@ from services.issues.models import (
 )
 from services.issues.views.deps import CatalogueLimit, Staff, public_page
 
-router = APIRouter(tags=["catalogue"])
+router = APIRouter(tags=["catalogue", "workflow"])
 
 
-@router.get("/reply-templates", response_model=Page[ReplyTemplatePublic], tags=["workflow"])
+@router.get("/reply-templates")
 async def list_templates(
     uow: UoW, who: Staff, limit: CatalogueLimit = 200, cursor: Cursor | None = None
 ) -> Page[ReplyTemplatePublic]:
@@ -29,14 +29,14 @@ async def list_templates(
     return public_page(page, ReplyTemplatePublic)
 
 
-@router.post("/reply-templates", response_model=ReplyTemplatePublic, status_code=201, tags=["workflow"])
+@router.post("/reply-templates", status_code=201)
 async def create_template(body: ReplyTemplateCreate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
     template = await catalogue.create_template(uow, body)
     await uow.commit()
     return ReplyTemplatePublic.model_validate(template, from_attributes=True)
 
 
-@router.patch("/reply-templates/{code}", response_model=ReplyTemplatePublic, tags=["workflow"])
+@router.patch("/reply-templates/{code}")
 async def update_template(code: CatalogueCode, body: ReplyTemplateUpdate, uow: UoW, who: Staff) -> ReplyTemplatePublic:
     template = await catalogue.update(uow, ReplyTemplate, N_("reply_template"), code, body)
     await uow.commit()

@@ -19,14 +19,14 @@ from services.issues.views.deps import Caller, Limit, Staff
 router = APIRouter(tags=["votes"])
 
 
-@router.post("/votes", response_model=VotePublic, status_code=201, summary="Staff: open a vote")
+@router.post("/votes", status_code=201, summary="Staff: open a vote")
 async def create_vote(body: VoteCreate, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
     vote = votes.open_vote(uow, who, body)
     await uow.commit()
     return await votes.view(uow, who, vote, runtime.settings.secret)
 
 
-@router.get("/votes", response_model=Page[VotePublic], summary="Votes in your community (newest first)")
+@router.get("/votes", summary="Votes in your community (newest first)")
 async def list_votes(
     uow: UoW,
     who: Caller,
@@ -43,7 +43,7 @@ async def list_votes(
     )
 
 
-@router.get("/votes/{vote_id}", response_model=VotePublic)
+@router.get("/votes/{vote_id}")
 async def get_vote(vote_id: UUID, uow: UoW, who: Caller, runtime: Runtime) -> VotePublic:
     return await votes.view(uow, who, await votes.visible_vote(uow, who, vote_id), runtime.settings.secret)
 
@@ -65,7 +65,7 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
     return {"vote_id": ident, "recorded": True, "option": body.option}
 
 
-@router.post("/votes/{vote_id}/close", response_model=VotePublic, summary="Staff: close a vote early")
+@router.post("/votes/{vote_id}/close", summary="Staff: close a vote early")
 async def close_vote(vote_id: UUID, uow: UoW, who: Staff, runtime: Runtime) -> VotePublic:
     vote = await votes.visible_vote(uow, who, vote_id, for_update=True)
     await votes.close_early(uow, who, vote)

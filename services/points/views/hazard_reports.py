@@ -27,7 +27,7 @@ from services.points.models import (
 )
 from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, rider_limit
 
-router = APIRouter()
+router = APIRouter(tags=["hazard reports"])
 
 
 def _report(report: HazardReport) -> HazardReportPublic:
@@ -38,7 +38,6 @@ def _report(report: HazardReport) -> HazardReportPublic:
     "/hazard-reports",
     status_code=201,
     response_model=HazardReportPublic,
-    tags=["hazard reports"],
     summary="Report a hazard (fire, gas or water leak are forwarded as urgent issues)",
     responses=RATE_LIMITED,
 )
@@ -56,12 +55,7 @@ async def report_hazard(
     return await idempotent(uow, key=idempotency_key, scope=f"rider:{rider.id}:hazard-report", body=body, action=action)
 
 
-@router.get(
-    "/hazard-reports",
-    response_model=Page[HazardReportPublic],
-    tags=["hazard reports"],
-    summary="Riders: your reports. Staff: reports in your scope",
-)
+@router.get("/hazard-reports", summary="Riders: your reports. Staff: reports in your scope")
 async def list_reports(
     uow: UoW,
     who: RiderOrStaff,
@@ -79,12 +73,7 @@ async def list_reports(
     return page.map(lambda r: reproject(_report(r), coord_system))
 
 
-@router.get(
-    "/hazard-reports/{report_id}",
-    response_model=HazardReportPublic,
-    tags=["hazard reports"],
-    summary="One report with the issue's progress",
-)
+@router.get("/hazard-reports/{report_id}", summary="One report with the issue's progress")
 async def get_report(
     report_id: UUID, uow: UoW, who: RiderOrStaff, coord_system: CoordSystemQuery = None
 ) -> HazardReportPublic:

@@ -18,7 +18,6 @@ router = APIRouter()
 
 @router.get(
     "/leaderboards/{by}",
-    response_model=Leaderboard,
     tags=["leaderboards"],
     summary="Monthly net points (earned minus reversed) by team, community or rider (names masked)",
 )

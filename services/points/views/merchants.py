@@ -32,23 +32,17 @@ from services.points.models import (
 )
 from services.points.views.deps import Limit, Staff
 
-router = APIRouter()
+router = APIRouter(tags=["merchants (staff)"])
 
 
-@router.post(
-    "/merchants",
-    status_code=201,
-    response_model=MerchantPublic,
-    tags=["merchants (staff)"],
-    summary="Onboard an alliance merchant",
-)
+@router.post("/merchants", status_code=201, summary="Onboard an alliance merchant")
 async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, runtime: Runtime) -> MerchantPublic:
     merchant = await merchants.create_merchant(uow, who, body, merchants.cipher(runtime.settings))
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
 
-@router.get("/merchants", response_model=Page[MerchantPublic], tags=["merchants (staff)"])
+@router.get("/merchants")
 async def list_merchants(
     uow: UoW,
     who: Staff,
@@ -61,17 +55,12 @@ async def list_merchants(
     return page.map(from_row(MerchantPublic))
 
 
-@router.get("/merchants/{merchant_id}", response_model=MerchantPublic, tags=["merchants (staff)"])
+@router.get("/merchants/{merchant_id}")
 async def get_merchant(merchant_id: UUID, uow: UoW, who: Staff) -> MerchantPublic:
     return MerchantPublic.model_validate(await merchants.get_merchant(uow, who, merchant_id), from_attributes=True)
 
 
-@router.patch(
-    "/merchants/{merchant_id}",
-    response_model=MerchantPublic,
-    tags=["merchants (staff)"],
-    summary="Change details, the void window, or suspend / reactivate",
-)
+@router.patch("/merchants/{merchant_id}", summary="Change details, the void window, or suspend / reactivate")
 async def update_merchant(
     merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff, runtime: Runtime
 ) -> MerchantPublic:
@@ -83,11 +72,7 @@ async def update_merchant(
 
 
 @router.post(
-    "/merchants/{merchant_id}/credentials",
-    status_code=201,
-    response_model=CredentialIssued,
-    tags=["merchants (staff)"],
-    summary="Issue an API key; the secret is shown once",
+    "/merchants/{merchant_id}/credentials", status_code=201, summary="Issue an API key; the secret is shown once"
 )
 async def issue_credential(
     merchant_id: UUID, uow: UoW, runtime: Runtime, who: Staff, body: CredentialCreate | None = None
@@ -102,7 +87,7 @@ async def issue_credential(
     )
 
 
-@router.get("/merchants/{merchant_id}/credentials", response_model=list[CredentialPublic], tags=["merchants (staff)"])
+@router.get("/merchants/{merchant_id}/credentials")
 async def list_credentials(merchant_id: UUID, uow: UoW, who: Staff) -> list[CredentialPublic]:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
     return [
@@ -111,12 +96,7 @@ async def list_credentials(merchant_id: UUID, uow: UoW, who: Staff) -> list[Cred
     ]
 
 
-@router.delete(
-    "/merchants/{merchant_id}/credentials/{key_id}",
-    response_model=CredentialPublic,
-    tags=["merchants (staff)"],
-    summary="Revoke an API key at once",
-)
+@router.delete("/merchants/{merchant_id}/credentials/{key_id}", summary="Revoke an API key at once")
 async def revoke_credential(merchant_id: UUID, key_id: TypeCode, uow: UoW, who: Staff) -> CredentialPublic:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
     credential = await merchants.revoke_credential(uow, merchant.id, key_id)
@@ -124,13 +104,7 @@ async def revoke_credential(merchant_id: UUID, key_id: TypeCode, uow: UoW, who: 
     return CredentialPublic.model_validate(credential, from_attributes=True)
 
 
-@router.post(
-    "/merchants/{merchant_id}/offers",
-    status_code=201,
-    response_model=OfferPublic,
-    tags=["merchants (staff)"],
-    summary="Publish an offer on a merchant's behalf",
-)
+@router.post("/merchants/{merchant_id}/offers", status_code=201, summary="Publish an offer on a merchant's behalf")
 async def create_offer(merchant_id: UUID, body: OfferCreate, uow: UoW, who: Staff) -> OfferPublic:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
     offer = await offers.create_offer(uow, merchant, body)
@@ -139,10 +113,7 @@ async def create_offer(merchant_id: UUID, body: OfferCreate, uow: UoW, who: Staf
 
 
 @router.get(
-    "/merchants/{merchant_id}/redemptions",
-    response_model=Page[StaffRedemptionView],
-    tags=["merchants (staff)"],
-    summary="A merchant's redemptions (disputes, audits); with the rider's id",
+    "/merchants/{merchant_id}/redemptions", summary="A merchant's redemptions (disputes, audits); with the rider's id"
 )
 async def merchant_redemptions(
     merchant_id: UUID,
@@ -171,7 +142,6 @@ async def merchant_redemptions(
 @router.get(
     "/merchants/{merchant_id}/statements/{month}",
     response_model=StatementSummary,
-    tags=["merchants (staff)"],
     summary="A merchant's monthly settlement statement; ?format=csv",
 )
 async def merchant_statement(

@@ -13,15 +13,10 @@ from services.points import merchants, offers
 from services.points.models import CommunityCode, OfferKind, OfferPublic
 from services.points.views.deps import Caller, Limit
 
-router = APIRouter()
+router = APIRouter(tags=["redemption"])
 
 
-@router.get(
-    "/offers",
-    response_model=Page[OfferPublic],
-    tags=["redemption"],
-    summary="Offers available now at alliance merchants",
-)
+@router.get("/offers", summary="Offers available now at alliance merchants")
 async def list_offers(
     uow: UoW,
     who: Caller,
@@ -38,7 +33,7 @@ async def list_offers(
     return page.map(lambda row: offers.offer_view(*row))
 
 
-@router.get("/offers/{offer_id}", response_model=OfferPublic, tags=["redemption"])
+@router.get("/offers/{offer_id}")
 async def get_offer(offer_id: UUID, uow: UoW, who: Caller) -> OfferPublic:
     offer = await offers.get_offer(uow, offer_id)
     merchant = await merchants.get_merchant(uow, None, offer.merchant_id)

@@ -16,7 +16,6 @@ router = APIRouter()
 @router.post(
     "/redemption-codes",
     status_code=201,
-    response_model=CodeIssued,
     tags=["redemption"],
     summary="A short-lived one-time code (and QR payload) to show at the merchant's counter",
     responses=RATE_LIMITED,

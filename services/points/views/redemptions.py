@@ -14,12 +14,7 @@ from services.points.views.deps import Limit, RiderPrincipal
 router = APIRouter()
 
 
-@router.get(
-    "/redemptions",
-    response_model=Page[RiderRedemptionPublic],
-    tags=["redemption"],
-    summary="Your redemptions, newest first",
-)
+@router.get("/redemptions", tags=["redemption"], summary="Your redemptions, newest first")
 async def my_redemptions(
     uow: UoW, who: RiderPrincipal, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[RiderRedemptionPublic]:

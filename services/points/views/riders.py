@@ -45,7 +45,6 @@ def _staff_view(rider: Rider) -> RiderStaffView:
 @router.post(
     "/riders",
     status_code=201,
-    response_model=RiderPublic,
     tags=["riders"],
     summary="Register the calling account as a rider (staff verify it before tasks and redemption)",
 )
@@ -55,12 +54,12 @@ async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, runti
     return RiderPublic.model_validate(rider, from_attributes=True)
 
 
-@router.get("/riders/me", response_model=RiderPublic, tags=["riders"])
+@router.get("/riders/me", tags=["riders"])
 async def my_profile(uow: UoW, who: RiderPrincipal) -> RiderPublic:
     return RiderPublic.model_validate(await riders.rider_by_subject(uow, who.sub), from_attributes=True)
 
 
-@router.patch("/riders/me", response_model=RiderPublic, tags=["riders"], summary="Change your name, platform or phone")
+@router.patch("/riders/me", tags=["riders"], summary="Change your name, platform or phone")
 async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
     rider = await riders.update_self(
         uow, await riders.rider_by_subject(uow, who.sub), body, merchants.cipher(runtime.settings)
@@ -79,12 +78,7 @@ async def my_balance(uow: UoW, who: RiderPrincipal) -> Response:
     return validated_json(await ledger.balance_of_subject(uow, who.sub))
 
 
-@router.get(
-    "/riders/me/statement",
-    response_model=Page[LedgerEntryPublic],
-    tags=["ledger"],
-    summary="Your ledger entries, newest first",
-)
+@router.get("/riders/me/statement", tags=["ledger"], summary="Your ledger entries, newest first")
 async def my_statement(
     uow: UoW,
     who: RiderPrincipal,
@@ -113,7 +107,6 @@ async def _statement(
 
 @router.get(
     "/riders",
-    response_model=Page[RiderStaffView],
     tags=["riders (staff)"],
     summary="Riders in your scope; ?flagged=true lists riders with many false reports",
 )
@@ -142,16 +135,13 @@ async def list_riders(
     return page.map(_staff_view)
 
 
-@router.get("/riders/{rider_id}", response_model=RiderStaffView, tags=["riders (staff)"])
+@router.get("/riders/{rider_id}", tags=["riders (staff)"])
 async def get_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
     return _staff_view(await riders.get_rider(uow, who, rider_id))
 
 
 @router.patch(
-    "/riders/{rider_id}",
-    response_model=RiderStaffView,
-    tags=["riders (staff)"],
-    summary="Set a rider's role (red / blue / yellow), team or community",
+    "/riders/{rider_id}", tags=["riders (staff)"], summary="Set a rider's role (red / blue / yellow), team or community"
 )
 async def staff_update_rider(rider_id: UUID, body: RiderStaffUpdate, uow: UoW, who: Staff) -> RiderStaffView:
     rider = await riders.get_rider(uow, who, rider_id, for_update=True)
@@ -160,31 +150,23 @@ async def staff_update_rider(rider_id: UUID, body: RiderStaffUpdate, uow: UoW, w
     return _staff_view(rider)
 
 
-@router.post(
-    "/riders/{rider_id}/verify",
-    response_model=RiderStaffView,
-    tags=["riders (staff)"],
-    summary="Verify a registration (pending → active)",
-)
+@router.post("/riders/{rider_id}/verify", tags=["riders (staff)"], summary="Verify a registration (pending → active)")
 async def verify_rider(rider_id: UUID, uow: UoW, who: Staff) -> RiderStaffView:
     return await _change_status(uow, who, rider_id, lambda rider: riders.verify_rider(rider, who))
 
 
-@router.post("/riders/{rider_id}/suspend", response_model=RiderStaffView, tags=["riders (staff)"])
+@router.post("/riders/{rider_id}/suspend", tags=["riders (staff)"])
 async def suspend_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
     return await _change_status(uow, who, rider_id, lambda rider: riders.suspend_rider(rider, body.reason))
 
 
-@router.post("/riders/{rider_id}/reinstate", response_model=RiderStaffView, tags=["riders (staff)"])
+@router.post("/riders/{rider_id}/reinstate", tags=["riders (staff)"])
 async def reinstate_rider(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
     return await _change_status(uow, who, rider_id, lambda rider: riders.reinstate_rider(rider, body.reason))
 
 
 @router.post(
-    "/riders/{rider_id}/clear-flag",
-    response_model=RiderStaffView,
-    tags=["riders (staff)"],
-    summary="Clear the false-report flag after review",
+    "/riders/{rider_id}/clear-flag", tags=["riders (staff)"], summary="Clear the false-report flag after review"
 )
 async def clear_flag(rider_id: UUID, body: Reason, uow: UoW, who: Staff) -> RiderStaffView:
     return await _change_status(uow, who, rider_id, lambda rider: riders.clear_flag(rider, body.reason))
@@ -196,7 +178,7 @@ async def rider_balance(rider_id: UUID, uow: UoW, who: Staff) -> Response:
     return validated_json(await ledger.balance_view(uow, rider.id))
 
 
-@router.get("/riders/{rider_id}/statement", response_model=Page[LedgerEntryPublic], tags=["ledger (staff)"])
+@router.get("/riders/{rider_id}/statement", tags=["ledger (staff)"])
 async def rider_statement(
     rider_id: UUID,
     uow: UoW,

@@ -15,7 +15,6 @@ router = APIRouter()
 
 @router.get(
     "/task-types",
-    response_model=list[TaskTypePublic],
     tags=["tasks"],
     summary="The published list of governance tasks riders may take part in (骑士参与治理事项清单)",
 )
@@ -24,14 +23,14 @@ async def list_task_types(uow: UoW, who: Caller, include_inactive: bool = False)
     return [TaskTypePublic.model_validate(t, from_attributes=True) for t in types]
 
 
-@router.post("/task-types", status_code=201, response_model=TaskTypePublic, tags=["tasks (staff)"])
+@router.post("/task-types", status_code=201, tags=["tasks (staff)"])
 async def create_task_type(body: TaskTypeCreate, uow: UoW, who: Staff) -> TaskTypePublic:
     task_type = await tasks.create_type(uow, body)
     await uow.commit()
     return TaskTypePublic.model_validate(task_type, from_attributes=True)
 
 
-@router.patch("/task-types/{code}", response_model=TaskTypePublic, tags=["tasks (staff)"])
+@router.patch("/task-types/{code}", tags=["tasks (staff)"])
 async def update_task_type(code: TypeCode, body: TaskTypeUpdate, uow: UoW, who: Staff) -> TaskTypePublic:
     task_type = await tasks.update_type(uow, code, body)
     await uow.commit()

@@ -31,13 +31,7 @@ from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, Staf
 router = APIRouter()
 
 
-@router.post(
-    "/tasks",
-    status_code=201,
-    response_model=TaskPublic,
-    tags=["tasks (staff)"],
-    summary="Post a concrete task for riders to claim",
-)
+@router.post("/tasks", status_code=201, tags=["tasks (staff)"], summary="Post a concrete task for riders to claim")
 async def post_task(body: TaskCreate, uow: UoW, who: Staff) -> TaskPublic:
     task = await tasks.post_task(uow, who, body)
     await uow.commit()
@@ -50,12 +44,7 @@ async def _maybe_rider(uow: UoW, who: Principal) -> Rider | None:
     return await riders.rider_by_subject(uow, who.sub)
 
 
-@router.get(
-    "/tasks",
-    response_model=Page[TaskPublic],
-    tags=["tasks"],
-    summary="Riders: open tasks (or yours with ?mine=true). Staff: tasks in scope",
-)
+@router.get("/tasks", tags=["tasks"], summary="Riders: open tasks (or yours with ?mine=true). Staff: tasks in scope")
 async def list_tasks(
     uow: UoW,
     who: RiderOrStaff,
@@ -73,7 +62,7 @@ async def list_tasks(
     return page.map(lambda t: tasks.present(t, who, rider))
 
 
-@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"])
+@router.get("/tasks/{task_id}", tags=["tasks"])
 async def get_task(task_id: UUID, uow: UoW, who: RiderOrStaff) -> TaskPublic:
     rider = await _maybe_rider(uow, who)
     return tasks.present(await tasks.get_task(uow, who, task_id, rider), who, rider)
@@ -81,7 +70,6 @@ async def get_task(task_id: UUID, uow: UoW, who: RiderOrStaff) -> TaskPublic:
 
 @router.post(
     "/tasks/{task_id}/claim",
-    response_model=TaskPublic,
     tags=["tasks"],
     summary="Take an open task (first come, first served)",
     responses=RATE_LIMITED,
@@ -95,12 +83,7 @@ async def claim_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPublic
     return tasks.present(task, who, rider)
 
 
-@router.post(
-    "/tasks/{task_id}/release",
-    response_model=TaskPublic,
-    tags=["tasks"],
-    summary="Give a claimed task back to the list",
-)
+@router.post("/tasks/{task_id}/release", tags=["tasks"], summary="Give a claimed task back to the list")
 async def release_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPublic:
     rider = await riders.rider_by_subject(uow, who.sub)
     task = await tasks.release(uow, rider, await tasks.get_task(uow, who, task_id, rider, for_update=True))
@@ -110,7 +93,6 @@ async def release_task(task_id: UUID, uow: UoW, who: RiderPrincipal) -> TaskPubl
 
 @router.post(
     "/tasks/{task_id}/complete",
-    response_model=TaskPublic,
     tags=["tasks"],
     summary="Report a task done, with proof (auto-verified types post points at once)",
 )
@@ -128,7 +110,6 @@ async def complete_task(task_id: UUID, body: TaskProof, uow: UoW, who: RiderPrin
 
 @router.post(
     "/tasks/{task_id}/verify",
-    response_model=TaskPublic,
     tags=["tasks (staff)"],
     summary="Accept the proof: points are posted and the requester told",
 )
@@ -138,14 +119,14 @@ async def verify_task(task_id: UUID, uow: UoW, who: Staff) -> TaskPublic:
     return tasks.present(task, who, None)
 
 
-@router.post("/tasks/{task_id}/reject", response_model=TaskPublic, tags=["tasks (staff)"])
+@router.post("/tasks/{task_id}/reject", tags=["tasks (staff)"])
 async def reject_task(task_id: UUID, body: TaskReject, uow: UoW, who: Staff) -> TaskPublic:
     task = await tasks.reject(uow, who, await tasks.get_task(uow, who, task_id, for_update=True), body)
     await uow.commit()
     return tasks.present(task, who, None)
 
 
-@router.post("/tasks/{task_id}/withdraw", response_model=TaskPublic, tags=["tasks (staff)"])
+@router.post("/tasks/{task_id}/withdraw", tags=["tasks (staff)"])
 async def withdraw_task(task_id: UUID, body: Reason, uow: UoW, who: Staff) -> TaskPublic:
     task = await tasks.withdraw(uow, who, await tasks.get_task(uow, who, task_id, for_update=True), body.reason)
     await uow.commit()

@@ -13,7 +13,7 @@ from services.points import riders
 from services.points.models import CommunityCode, Team, TeamCreate, TeamPublic, TeamUpdate
 from services.points.views.deps import Limit, RiderOrStaff, Staff
 
-router = APIRouter()
+router = APIRouter(tags=["teams"])
 
 
 def _with_members(team: Team, members: int) -> TeamPublic:
@@ -24,16 +24,14 @@ async def _team_public(uow: UoW, team: Team) -> TeamPublic:
     return _with_members(team, await riders.team_size(uow, team.id))
 
 
-@router.post(
-    "/teams", status_code=201, response_model=TeamPublic, tags=["teams"], summary="Create a team, led by a red rider"
-)
+@router.post("/teams", status_code=201, summary="Create a team, led by a red rider")
 async def create_team(body: TeamCreate, uow: UoW, who: Staff) -> TeamPublic:
     team = await riders.create_team(uow, who, body)
     await uow.commit()
     return await _team_public(uow, team)
 
 
-@router.get("/teams", response_model=Page[TeamPublic], tags=["teams"])
+@router.get("/teams")
 async def list_teams(
     uow: UoW,
     who: RiderOrStaff,
@@ -45,13 +43,13 @@ async def list_teams(
     return page.map(lambda row: _with_members(*row))
 
 
-@router.get("/teams/{team_id}", response_model=TeamPublic, tags=["teams"])
+@router.get("/teams/{team_id}")
 async def get_team(team_id: UUID, uow: UoW, who: RiderOrStaff) -> TeamPublic:
     team = await riders.get_team(uow, who, team_id)
     return await _team_public(uow, team)
 
 
-@router.patch("/teams/{team_id}", response_model=TeamPublic, tags=["teams"])
+@router.patch("/teams/{team_id}")
 async def update_team(team_id: UUID, body: TeamUpdate, uow: UoW, who: Staff) -> TeamPublic:
     team = await riders.get_team(uow, who, team_id)
     await riders.update_team(uow, who, team, body)

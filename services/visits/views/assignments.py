@@ -14,7 +14,7 @@ from services.visits.views.deps import STAFF, Who, commit
 router = APIRouter()
 
 
-@router.post("/assignments/{assignment_id}/end", response_model=AssignmentPublic, tags=["grid"], dependencies=[STAFF])
+@router.post("/assignments/{assignment_id}/end", tags=["grid"], dependencies=[STAFF])
 async def end_assignment(assignment_id: UUID, uow: UoW, who: Who) -> AssignmentPublic:
     assignment = await workers.end_assignment(uow, who, assignment_id)
     await commit(uow)

@@ -12,17 +12,17 @@ from services.visits import places
 from services.visits.models import BuildingCreate, BuildingPublic
 from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["places"])
 
 
-@router.post("/buildings", status_code=201, response_model=BuildingPublic, tags=["places"], dependencies=[STAFF])
+@router.post("/buildings", status_code=201, dependencies=[STAFF])
 async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingPublic:
     building = await places.create_building(uow, who, body)
     await commit(uow)
     return BuildingPublic.model_validate(building, from_attributes=True)
 
 
-@router.get("/buildings", response_model=Page[BuildingPublic], tags=["places"], dependencies=[FIELD])
+@router.get("/buildings", dependencies=[FIELD])
 async def list_buildings(
     uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[BuildingPublic]:

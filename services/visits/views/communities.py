@@ -11,30 +11,17 @@ from services.visits import places
 from services.visits.models import CommunityCreate, CommunityPublic
 from services.visits.views.deps import ADMIN, FIELD, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["places"])
 
 
-@router.post(
-    "/communities",
-    status_code=201,
-    response_model=CommunityPublic,
-    tags=["places"],
-    dependencies=[ADMIN],
-    summary="Register a community (社区); admin",
-)
+@router.post("/communities", status_code=201, dependencies=[ADMIN], summary="Register a community (社区); admin")
 async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
     community = await places.create_community(uow, body)
     await commit(uow)
     return CommunityPublic(id=community.id, code=community.code, name=community.name)
 
 
-@router.get(
-    "/communities",
-    response_model=Page[CommunityPublic],
-    tags=["places"],
-    dependencies=[FIELD],
-    summary="Communities you cover, with compound and household counts",
-)
+@router.get("/communities", dependencies=[FIELD], summary="Communities you cover, with compound and household counts")
 async def list_communities(
     uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[CommunityPublic]:

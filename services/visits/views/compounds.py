@@ -14,24 +14,17 @@ from services.visits import places
 from services.visits.models import CompoundCreate, CompoundPublic
 from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["places"])
 
 
-@router.post(
-    "/compounds",
-    status_code=201,
-    response_model=CompoundPublic,
-    tags=["places"],
-    dependencies=[STAFF],
-    summary="Register a residential compound (小区)",
-)
+@router.post("/compounds", status_code=201, dependencies=[STAFF], summary="Register a residential compound (小区)")
 async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundPublic:
     compound = await places.create_compound(uow, who, body)
     await commit(uow)
     return CompoundPublic.model_validate(compound, from_attributes=True)
 
 
-@router.get("/compounds", response_model=Page[CompoundPublic], tags=["places"], dependencies=[FIELD])
+@router.get("/compounds", dependencies=[FIELD])
 async def list_compounds(
     uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[CompoundPublic]:
@@ -39,6 +32,6 @@ async def list_compounds(
     return page.map(from_row(CompoundPublic))
 
 
-@router.get("/compounds/{code}", response_model=CompoundPublic, tags=["places"], dependencies=[FIELD])
+@router.get("/compounds/{code}", dependencies=[FIELD])
 async def get_compound(code: Annotated[str, text(40)], uow: UoW, who: Who) -> CompoundPublic:
     return CompoundPublic.model_validate(await places.get_compound(uow, who, code), from_attributes=True)

@@ -19,7 +19,6 @@ router = APIRouter()
 
 @router.get(
     "/coverage",
-    response_model=Coverage,
     tags=["coverage"],
     dependencies=[FIELD],
     summary="Share of households visited, overdue visits, needs open/closed, median days to close",

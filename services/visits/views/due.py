@@ -20,7 +20,6 @@ router = APIRouter()
 
 @router.get(
     "/due",
-    response_model=DueList,
     tags=["due"],
     dependencies=[FIELD],
     summary="Open visit tasks and the households due (overdue first); workers: theirs",

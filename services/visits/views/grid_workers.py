@@ -23,24 +23,17 @@ from services.visits.models import (
 )
 from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["grid"])
 
 
-@router.post(
-    "/grid-workers",
-    status_code=201,
-    response_model=GridWorkerPublic,
-    tags=["grid"],
-    dependencies=[STAFF],
-    summary="Register a grid worker (网格员) account",
-)
+@router.post("/grid-workers", status_code=201, dependencies=[STAFF], summary="Register a grid worker (网格员) account")
 async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Cipher) -> GridWorkerPublic:
     worker = await workers.create_worker(uow, who, body, cipher)
     await commit(uow)
     return GridWorkerPublic.model_validate(worker, from_attributes=True)
 
 
-@router.get("/grid-workers", response_model=Page[GridWorkerPublic], tags=["grid"], dependencies=[STAFF])
+@router.get("/grid-workers", dependencies=[STAFF])
 async def list_workers(
     uow: UoW,
     who: Who,
@@ -53,12 +46,7 @@ async def list_workers(
     return page.map(from_row(GridWorkerPublic))
 
 
-@router.get(
-    "/grid-workers/me",
-    response_model=GridWorkerPublic,
-    tags=["grid"],
-    dependencies=[Depends(require(Role.grid_worker))],
-)
+@router.get("/grid-workers/me", dependencies=[Depends(require(Role.grid_worker))])
 async def my_worker(who: Who) -> GridWorkerPublic:
     if who.worker is None:
         raise Problem(
@@ -70,14 +58,12 @@ async def my_worker(who: Who) -> GridWorkerPublic:
     return GridWorkerPublic.model_validate(who.worker, from_attributes=True)
 
 
-@router.get("/grid-workers/{worker_id}", response_model=GridWorkerPublic, tags=["grid"], dependencies=[FIELD])
+@router.get("/grid-workers/{worker_id}", dependencies=[FIELD])
 async def get_worker(worker_id: UUID, uow: UoW, who: Who) -> GridWorkerPublic:
     return GridWorkerPublic.model_validate(await workers.get_worker(uow, who, worker_id), from_attributes=True)
 
 
-@router.get(
-    "/grid-workers/{worker_id}/assignments", response_model=list[AssignmentPublic], tags=["grid"], dependencies=[FIELD]
-)
+@router.get("/grid-workers/{worker_id}/assignments", dependencies=[FIELD])
 async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: bool = False) -> list[AssignmentPublic]:
     worker = await workers.get_worker(uow, who, worker_id)
     return [
@@ -89,8 +75,6 @@ async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: b
 @router.post(
     "/grid-workers/{worker_id}/assignments",
     status_code=201,
-    response_model=AssignmentPublic,
-    tags=["grid"],
     dependencies=[STAFF],
     summary="Assign a compound (or one building) to a grid worker",
 )
@@ -103,8 +87,6 @@ async def add_assignment(worker_id: UUID, body: AssignmentCreate, uow: UoW, who:
 
 @router.post(
     "/grid-workers/{worker_id}/handover",
-    response_model=HandoverResult,
-    tags=["grid"],
     dependencies=[STAFF],
     summary="A worker leaves: places, open needs and tasks go to a successor",
 )

@@ -22,7 +22,6 @@ router = APIRouter()
 @router.post(
     "/households",
     status_code=201,
-    response_model=HouseholdPublic,
     tags=["households"],
     dependencies=[FIELD],
     summary="Register a household (a door) in a building",
@@ -35,7 +34,6 @@ async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> Househo
 
 @router.get(
     "/households",
-    response_model=Page[HouseholdPublic],
     tags=["households"],
     dependencies=[FIELD],
     summary="Households you cover (grid workers: your assignments; staff: your communities)",
@@ -68,12 +66,12 @@ async def list_households(
     return page.map(lambda h: places.household_public(h, day))
 
 
-@router.get("/households/{household_id}", response_model=HouseholdPublic, tags=["households"])
+@router.get("/households/{household_id}", tags=["households"])
 async def get_household(household_id: UUID, uow: UoW, who: Who) -> HouseholdPublic:
     return places.household_public(await places.get_household(uow, who, household_id))
 
 
-@router.patch("/households/{household_id}", response_model=HouseholdPublic, tags=["households"], dependencies=[FIELD])
+@router.patch("/households/{household_id}", tags=["households"], dependencies=[FIELD])
 async def update_household(household_id: UUID, body: HouseholdUpdate, uow: UoW, who: Who) -> HouseholdPublic:
     household = await places.get_household(uow, who, household_id, for_update=True)
     await places.update_household(uow, who, household, body)
@@ -88,7 +86,6 @@ async def _household_bill(uow: UoW, who: Viewer, household_id: UUID, since: Day 
 
 @router.get(
     "/households/{household_id}/bill",
-    response_model=Bill,
     tags=["happiness bill"],
     summary="What the household raised and what was done, when and by whom",
 )

@@ -17,7 +17,7 @@ from services.visits.access import Viewer
 from services.visits.models import LinkDecision, LinkRequest, LinkRequestForStaff, LinkRequestStatus, Resident
 from services.visits.views.deps import FIELD, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["residents"], dependencies=[FIELD])
 
 
 def _for_staff(request: LinkRequest, resident: Resident) -> LinkRequestForStaff:
@@ -34,11 +34,7 @@ def _for_staff(request: LinkRequest, resident: Resident) -> LinkRequestForStaff:
 
 
 @router.get(
-    "/link-requests",
-    response_model=Page[LinkRequestForStaff],
-    tags=["residents"],
-    dependencies=[FIELD],
-    summary="Link requests of the households you look after, to confirm at the door or reject",
+    "/link-requests", summary="Link requests of the households you look after, to confirm at the door or reject"
 )
 async def link_requests(
     uow: UoW,
@@ -53,9 +49,6 @@ async def link_requests(
 
 @router.post(
     "/link-requests/{request_id}/confirm",
-    response_model=LinkRequestForStaff,
-    tags=["residents"],
-    dependencies=[FIELD],
     summary="Confirm that this account is the resident's (you checked at the door): the account is linked",
 )
 async def confirm_link(
@@ -64,13 +57,7 @@ async def confirm_link(
     return await _decide(uow, who, cipher, request_id, body, confirm=True)
 
 
-@router.post(
-    "/link-requests/{request_id}/reject",
-    response_model=LinkRequestForStaff,
-    tags=["residents"],
-    dependencies=[FIELD],
-    summary="Reject a link request (not this resident's account)",
-)
+@router.post("/link-requests/{request_id}/reject", summary="Reject a link request (not this resident's account)")
 async def reject_link(
     request_id: UUID, uow: UoW, who: Who, cipher: Cipher, body: LinkDecision | None = None
 ) -> LinkRequestForStaff:

@@ -31,7 +31,6 @@ def _me(who: Viewer) -> Resident:
 
 @router.post(
     "/me/link",
-    response_model=ResidentPublic,
     tags=["residents' app"],
     dependencies=[RESIDENT],
     summary="Link your app account to your resident record with the door code from your grid worker",
@@ -54,7 +53,7 @@ async def bind_retired() -> None:
     )
 
 
-@router.get("/me", response_model=ResidentPublic, tags=["residents' app"], dependencies=[RESIDENT])
+@router.get("/me", tags=["residents' app"], dependencies=[RESIDENT])
 async def me(who: Who) -> ResidentPublic:
     return residents.resident_public(_me(who))
 
@@ -66,11 +65,7 @@ async def _my_bill(uow: UoW, who: Viewer, since: Day | None, until: Day | None) 
 
 
 @router.get(
-    "/me/bill",
-    response_model=Bill,
-    tags=["happiness bill"],
-    dependencies=[RESIDENT],
-    summary="Your household's happiness bill (幸福账单)",
+    "/me/bill", tags=["happiness bill"], dependencies=[RESIDENT], summary="Your household's happiness bill (幸福账单)"
 )
 async def my_bill(uow: UoW, who: Who, since: Day | None = None, until: Day | None = None) -> Bill:
     return await _my_bill(uow, who, since, until)
@@ -88,7 +83,6 @@ async def my_bill_html(uow: UoW, who: Who, since: Day | None = None, until: Day 
 
 @router.post(
     "/me/link-requests",
-    response_model=list[LinkRequestPublic],
     tags=["residents' app"],
     dependencies=[RESIDENT],
     summary="Ask to be linked to the resident whose phone is your WeChat-verified phone (your grid worker confirms)",
@@ -101,7 +95,6 @@ async def request_link(uow: UoW, who: Who, cipher: Cipher) -> list[LinkRequestPu
 
 @router.get(
     "/me/link-requests",
-    response_model=list[LinkRequestPublic],
     tags=["residents' app"],
     dependencies=[RESIDENT],
     summary="Your link requests and what became of them",

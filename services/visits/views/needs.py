@@ -33,7 +33,7 @@ from services.visits.models import (
 )
 from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["needs ledger"])
 A = TypeVar("A")
 
 
@@ -41,7 +41,6 @@ A = TypeVar("A")
     "/needs",
     status_code=201,
     response_model=NeedPublic,
-    tags=["needs ledger"],
     dependencies=[FIELD],
     summary="Write a need into the ledger outside a visit (a call, the office); retry-safe",
 )
@@ -59,8 +58,6 @@ async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str |
 
 @router.get(
     "/needs",
-    response_model=Page[NeedPublic],
-    tags=["needs ledger"],
     summary="The ledger: filter by status (repeatable), owner, place, household, overdue",
 )
 async def list_needs(
@@ -96,14 +93,14 @@ async def list_needs(
     return page.map(ledger.need_public)
 
 
-@router.get("/needs/{need_id}", response_model=NeedDetail, tags=["needs ledger"])
+@router.get("/needs/{need_id}")
 async def get_need(need_id: UUID, uow: UoW, who: Who) -> NeedDetail:
     return await ledger.detail(uow, await ledger.get_need(uow, who, need_id))
 
 
 def _step_route(step: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
     """``POST /needs/{need_id}/<step>``: a step of the need, answered with the need and its timeline."""
-    return router.post(f"/needs/{{need_id}}/{step}", response_model=NeedDetail, tags=["needs ledger"], **route)
+    return router.post(f"/needs/{{need_id}}/{step}", response_model=NeedDetail, **route)
 
 
 async def _step(
@@ -117,8 +114,6 @@ async def _step(
 
 @router.patch(
     "/needs/{need_id}",
-    response_model=NeedDetail,
-    tags=["needs ledger"],
     dependencies=[STAFF],
     summary="Supervisor: change owner, due date or urgency",
 )

@@ -19,10 +19,7 @@ router = APIRouter()
 
 
 @router.get(
-    "/pii-audit",
-    response_model=Page[PiiAuditPublic],
-    tags=["personal data"],
-    summary="Who revealed whose personal data, when and why; needs `pii:audit`",
+    "/pii-audit", tags=["personal data"], summary="Who revealed whose personal data, when and why; needs `pii:audit`"
 )
 async def list_audit(
     uow: UoW,

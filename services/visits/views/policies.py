@@ -12,27 +12,16 @@ from services.visits import policies
 from services.visits.models import PolicyCreate, PolicyPublic, PolicyUpdate
 from services.visits.views.deps import ADMIN, FIELD, commit
 
-router = APIRouter()
+router = APIRouter(tags=["policy"])
 
 
-@router.get(
-    "/policies",
-    response_model=list[PolicyPublic],
-    tags=["policy"],
-    dependencies=[FIELD],
-    summary="Visiting tiers and their cadence / retry rules",
-)
+@router.get("/policies", dependencies=[FIELD], summary="Visiting tiers and their cadence / retry rules")
 async def list_policies(uow: UoW) -> list[PolicyPublic]:
     return [PolicyPublic.model_validate(p, from_attributes=True) for p in await policies.list_policies(uow)]
 
 
 @router.post(
-    "/policies",
-    status_code=201,
-    response_model=PolicyPublic,
-    tags=["policy"],
-    dependencies=[ADMIN],
-    summary="Add a tier; every household's schedule follows at once",
+    "/policies", status_code=201, dependencies=[ADMIN], summary="Add a tier; every household's schedule follows at once"
 )
 async def create_policy(body: PolicyCreate, uow: UoW) -> PolicyPublic:
     policy = await policies.create_policy(uow, body)
@@ -40,7 +29,7 @@ async def create_policy(body: PolicyCreate, uow: UoW) -> PolicyPublic:
     return PolicyPublic.model_validate(policy, from_attributes=True)
 
 
-@router.patch("/policies/{code}", response_model=PolicyPublic, tags=["policy"], dependencies=[ADMIN])
+@router.patch("/policies/{code}", dependencies=[ADMIN])
 async def update_policy(code: Annotated[str, text(40)], body: PolicyUpdate, uow: UoW) -> PolicyPublic:
     policy = await policies.update_policy(uow, code, body)
     await commit(uow)

@@ -40,7 +40,6 @@ router = APIRouter()
 @router.post(
     "/residents",
     status_code=201,
-    response_model=ResidentPublic,
     tags=["residents"],
     dependencies=[FIELD],
     summary="Register a resident (ID number encrypted, phone and ID answered masked)",
@@ -53,7 +52,6 @@ async def create_resident(body: ResidentCreate, uow: UoW, who: Who, cipher: Ciph
 
 @router.get(
     "/residents",
-    response_model=Page[ResidentPublic],
     tags=["residents"],
     dependencies=[FIELD],
     summary="Residents you cover; filter by care tag, age, mobility, status",
@@ -90,7 +88,6 @@ async def list_residents(
 
 @router.post(
     "/residents/lookup",
-    response_model=ResidentPublic,
     tags=["residents"],
     dependencies=[FIELD],
     summary="Find a resident by ID number (sent in the body, matched by keyed hash)",
@@ -99,12 +96,12 @@ async def lookup_resident(body: IdNumberLookup, uow: UoW, who: Who, cipher: Ciph
     return residents.resident_public(await residents.lookup_by_id_number(uow, who, cipher, body.id_number))
 
 
-@router.get("/residents/{resident_id}", response_model=ResidentPublic, tags=["residents"])
+@router.get("/residents/{resident_id}", tags=["residents"])
 async def get_resident(resident_id: UUID, uow: UoW, who: Who) -> ResidentPublic:
     return residents.resident_public(await residents.get_resident(uow, who, resident_id))
 
 
-@router.patch("/residents/{resident_id}", response_model=ResidentPublic, tags=["residents"], dependencies=[FIELD])
+@router.patch("/residents/{resident_id}", tags=["residents"], dependencies=[FIELD])
 async def update_resident(
     resident_id: UUID, body: ResidentUpdate, uow: UoW, who: Who, cipher: Cipher
 ) -> ResidentPublic:
@@ -116,7 +113,6 @@ async def update_resident(
 
 @router.post(
     "/residents/{resident_id}/status",
-    response_model=ResidentPublic,
     tags=["residents"],
     dependencies=[STAFF],
     summary="Moved away / deceased / back (emits ResidentStatusChanged)",
@@ -130,7 +126,6 @@ async def change_status(resident_id: UUID, body: StatusChange, uow: UoW, who: Wh
 
 @router.post(
     "/residents/{resident_id}/reveal",
-    response_model=RevealedResident,
     tags=["personal data"],
     summary="Phone, ID number or health notes in clear; needs `pii:reveal`, always audited",
 )
@@ -143,7 +138,6 @@ async def reveal(resident_id: UUID, body: RevealRequest, uow: UoW, who: Who, cip
 
 @router.post(
     "/residents/{resident_id}/door-code",
-    response_model=DoorCodePublic,
     tags=["residents"],
     dependencies=[FIELD],
     summary="A door code for this resident to link their app account (show it as a QR code)",
@@ -161,7 +155,7 @@ async def _resident_bill(uow: UoW, who: Viewer, resident_id: UUID, since: Day | 
     return await bill.bill(uow, household, resident=resident, since=since, until=until)
 
 
-@router.get("/residents/{resident_id}/bill", response_model=Bill, tags=["happiness bill"])
+@router.get("/residents/{resident_id}/bill", tags=["happiness bill"])
 async def resident_bill(
     resident_id: UUID, uow: UoW, who: Who, since: Day | None = None, until: Day | None = None
 ) -> Bill:

@@ -14,14 +14,12 @@ from services.visits import coverage, visiting
 from services.visits.models import RoundCreate, RoundProgress, RoundPublic
 from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["rounds"])
 
 
 @router.post(
     "/rounds",
     status_code=201,
-    response_model=RoundPublic,
-    tags=["rounds"],
     dependencies=[STAFF],
     summary="Start a carpet-style round over a community (or, for admins, the district)",
 )
@@ -31,7 +29,7 @@ async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
     return RoundPublic.model_validate(rnd, from_attributes=True)
 
 
-@router.get("/rounds", response_model=Page[RoundPublic], tags=["rounds"], dependencies=[FIELD])
+@router.get("/rounds", dependencies=[FIELD])
 async def list_rounds(
     uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Page[RoundPublic]:
@@ -40,11 +38,7 @@ async def list_rounds(
 
 
 @router.get(
-    "/rounds/{round_id}/progress",
-    response_model=RoundProgress,
-    tags=["rounds"],
-    dependencies=[FIELD],
-    summary="Households reached / total, by compound and by worker",
+    "/rounds/{round_id}/progress", dependencies=[FIELD], summary="Households reached / total, by compound and by worker"
 )
 async def round_progress(round_id: UUID, uow: UoW, who: Who) -> RoundProgress:
     rnd = await visiting.get_round(uow, who, round_id)

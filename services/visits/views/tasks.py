@@ -13,10 +13,10 @@ from services.visits import visiting
 from services.visits.models import TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
 from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
 
-router = APIRouter()
+router = APIRouter(tags=["tasks"])
 
 
-@router.get("/tasks", response_model=Page[TaskPublic], tags=["tasks"], dependencies=[FIELD])
+@router.get("/tasks", dependencies=[FIELD])
 async def list_tasks(
     uow: UoW,
     who: Who,
@@ -33,26 +33,19 @@ async def list_tasks(
     return page.map(visiting.task_public)
 
 
-@router.post(
-    "/tasks",
-    status_code=201,
-    response_model=TaskPublic,
-    tags=["tasks"],
-    dependencies=[STAFF],
-    summary="Ask for a follow-up visit to a household",
-)
+@router.post("/tasks", status_code=201, dependencies=[STAFF], summary="Ask for a follow-up visit to a household")
 async def create_task(body: TaskCreate, uow: UoW, who: Who) -> TaskPublic:
     task = await visiting.create_task(uow, who, body)
     await commit(uow)
     return visiting.task_public(task)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], dependencies=[FIELD])
+@router.get("/tasks/{task_id}", dependencies=[FIELD])
 async def get_task(task_id: UUID, uow: UoW, who: Who) -> TaskPublic:
     return visiting.task_public(await visiting.get_task(uow, who, task_id))
 
 
-@router.post("/tasks/{task_id}/cancel", response_model=TaskPublic, tags=["tasks"], dependencies=[STAFF])
+@router.post("/tasks/{task_id}/cancel", dependencies=[STAFF])
 async def cancel_task(task_id: UUID, body: TaskCancel, uow: UoW, who: Who) -> TaskPublic:
     task = await visiting.get_task(uow, who, task_id)
     await visiting.cancel_task(uow, who, task, body.reason)

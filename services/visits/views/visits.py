@@ -16,15 +16,13 @@ from services.visits import ledger, visiting
 from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
 from services.visits.views.deps import FIELD, Code, Limit, Who
 
-router = APIRouter()
+router = APIRouter(tags=["visits"], dependencies=[FIELD])
 
 
 @router.post(
     "/visits",
     status_code=201,
     response_model=VisitRecorded,
-    tags=["visits"],
-    dependencies=[FIELD],
     summary="Record a visit (or an attempt) with any needs heard at the door; retry-safe",
 )
 async def record_visit(
@@ -42,7 +40,7 @@ async def record_visit(
     return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:record-visit", body=body, action=action)
 
 
-@router.get("/visits", response_model=Page[VisitPublic], tags=["visits"], dependencies=[FIELD])
+@router.get("/visits")
 async def list_visits(
     uow: UoW,
     who: Who,
@@ -74,7 +72,7 @@ async def list_visits(
     return page.map(from_row(VisitPublic))
 
 
-@router.get("/visits/{visit_id}", response_model=VisitRecorded, tags=["visits"], dependencies=[FIELD])
+@router.get("/visits/{visit_id}")
 async def get_visit(visit_id: UUID, uow: UoW, who: Who) -> VisitRecorded:
     visit = await visiting.get_visit(uow, who, visit_id)
     needs = (await visiting.needs_of_visits(uow, [visit.id]))[visit.id]

@@ -7,15 +7,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select
 
 from minsheng.platform.errors import Problem, invalid
-from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, aware_utc
+from minsheng.platform.inputs import CURSOR_MAX_LENGTH, MAX_DAY, MIN_DAY, Cursor, aware_utc
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -23,6 +24,23 @@ QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+
+class PageRequest(BaseModel):
+    """Which page of a list: at most ``limit`` items, after ``cursor`` (the ``next_cursor`` of the page before).
+
+    A route takes it as ``page: PageQuery`` (the query parameters ``limit`` and ``cursor``) and hands it to the
+    use case, which hands it to ``keyset_page`` / ``Keyset``; a list with another size (issues' catalogue)
+    subclasses it with its own ``limit`` field."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+# A route parameter: ``page: PageQuery`` reads ``?limit=&cursor=`` (422 on a limit out of range).
+PageQuery = Annotated[PageRequest, Query()]
 
 
 class Page(BaseModel, Generic[T]):
@@ -128,20 +146,31 @@ class Keyset:
         """In id order: creation order, as every id is a UUIDv7."""
         return cls((model.id,), kinds=(UUID,), descending=False)
 
-    def query(self, query: QueryT, cursor: str | None, limit: int) -> QueryT:
-        if cursor:
-            position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(cursor, *self.kinds))
+    def query(self, query: QueryT, page: PageRequest | str | None, limit: int | None = None) -> QueryT:
+        page = _as_page(page, limit)
+        if page.cursor:
+            position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(page.cursor, *self.kinds))
             query = query.where(position < after if self.descending else position > after)
         order = [sa.desc(c) if self.descending else sa.asc(c) for c in self.columns]
-        return query.order_by(*order).limit(limit + 1)
+        return query.order_by(*order).limit(page.limit + 1)
 
-    def page(self, rows: list[T], limit: int, item: Callable[[T], Any] = lambda row: row) -> Page[T]:
+    def page(self, rows: list[T], page: PageRequest | int, item: Callable[[T], Any] = lambda row: row) -> Page[T]:
         """``item`` picks the object that holds the columns when a row is a tuple (``lambda r: r[0]``)."""
         names = [c.key for c in self.columns]
+        limit = page if isinstance(page, int) else page.limit
         return page_of(rows, limit, lambda row: encode_cursor(*(getattr(item(row), n) for n in names)))
 
 
-async def keyset_page(session: Any, query: Select[Any], keyset: Keyset, cursor: str | None, limit: int) -> Page[Any]:
+def _as_page(page: PageRequest | str | None, limit: int | None) -> PageRequest:
+    if isinstance(page, PageRequest):
+        return page
+    return PageRequest.model_construct(cursor=page, limit=DEFAULT_LIMIT if limit is None else limit)
+
+
+async def keyset_page(
+    session: Any, query: Select[Any], keyset: Keyset, page: PageRequest | str | None, limit: int | None = None
+) -> Page[Any]:
     """One page of ORM objects (``query`` selects one entity)."""
-    rows = list((await session.execute(keyset.query(query, cursor, limit))).scalars())
-    return keyset.page(rows, limit)
+    request = _as_page(page, limit)
+    rows = list((await session.execute(keyset.query(query, request))).scalars())
+    return keyset.page(rows, request)

@@ -217,27 +217,16 @@ def run_env(metadata: sa.MetaData) -> None:
     config = context.config
     version_table = config.get_main_option("version_table") or "alembic_version"
 
-    def configure_and_run(connection: sa.Connection) -> None:
-        context.configure(
-            connection=connection,
-            target_metadata=metadata,
-            version_table=version_table,
-            render_as_batch=True,
-            compare_type=True,
-        )
+    def run(**where: Any) -> None:
+        context.configure(target_metadata=metadata, version_table=version_table, render_as_batch=True, **where)
         with context.begin_transaction():
             context.run_migrations()
 
+    def configure_and_run(connection: sa.Connection) -> None:
+        run(connection=connection, compare_type=True)
+
     if context.is_offline_mode():
-        context.configure(
-            url=config.get_main_option("sqlalchemy.url"),
-            target_metadata=metadata,
-            version_table=version_table,
-            literal_binds=True,
-            render_as_batch=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        run(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
         return
 
     connection: Any = config.attributes.get("connection")

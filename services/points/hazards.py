@@ -20,7 +20,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import conflict
 from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
@@ -260,8 +260,7 @@ async def list_reports(
     uow: UnitOfWork,
     rider: Rider | None,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     status: HazardStatus | None = None,
     who: Principal | None = None,
     community: str | None = None,
@@ -280,7 +279,7 @@ async def list_reports(
     query = where_given(
         query, (HazardReport.status, status), (HazardReport.community, community), (HazardReport.category, category)
     )
-    return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), page)
 
 
 async def report_for_issue(uow: UnitOfWork, report_id: UUID) -> HazardReport | None:

@@ -13,7 +13,7 @@ from sqlmodel import col
 from minsheng.platform.errors import conflict, not_found
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.ids import as_utc, utcnow
-from minsheng.platform.pagination import Keyset, Page
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points.models import Merchant, MerchantStatus, Offer, OfferCreate, OfferKind, OfferPublic, OfferUpdate
@@ -74,8 +74,7 @@ async def update_offer(uow: UnitOfWork, offer: Offer, data: OfferUpdate) -> Offe
 async def list_offers(
     uow: UnitOfWork,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     merchant_id: UUID | None = None,
     community: str | None = None,
     kind: OfferKind | None = None,
@@ -101,8 +100,8 @@ async def list_offers(
     if max_points is not None:
         query = query.where(col(Offer.points_cost) <= max_points)
     keyset = Keyset((Offer.created_at, Offer.id))
-    rows = [(o, n) for o, n in (await uow.session.execute(keyset.query(query, cursor, limit))).all()]
-    return keyset.page(rows, limit, lambda r: r[0])
+    rows = [(o, n) for o, n in (await uow.session.execute(keyset.query(query, page))).all()]
+    return keyset.page(rows, page, lambda r: r[0])
 
 
 def ensure_available(offer: Any, merchant_status: str, now: datetime) -> None:

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from minsheng.platform.errors import invalid
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import MonthText, month_start
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -26,8 +26,7 @@ async def statement(
     uow: UnitOfWork,
     rider_id: UUID,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     kind: EntryKind | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -39,7 +38,7 @@ async def statement(
         query = query.where(col(LedgerEntry.created_at) >= since)
     if until is not None:
         query = query.where(col(LedgerEntry.created_at) < until)
-    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), page)
 
 
 def parse_month(value: str | None) -> date:

@@ -20,7 +20,7 @@ from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
@@ -208,8 +208,7 @@ async def list_tasks(
     who: Principal,
     rider: Rider | None,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     status: TaskStatus | None = None,
     community: str | None = None,
     type_code: str | None = None,
@@ -238,7 +237,7 @@ async def list_tasks(
     query = where_given(query, (Task.community, community), (Task.type_code, type_code))
     if status is not None:
         query = query.where(Task.status == status.value)
-    return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), page)
 
 
 # --- the rider's side -----------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from minsheng.platform.access import is_staff
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor, text
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import text
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
@@ -25,7 +25,7 @@ from services.points.models import (
     HazardStatus,
     Photo,
 )
-from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, rider_limit
+from services.points.views.deps import RiderOrStaff, RiderPrincipal, rider_limit
 
 router = APIRouter(tags=["hazard reports"])
 
@@ -59,18 +59,17 @@ async def report_hazard(
 async def list_reports(
     uow: UoW,
     who: RiderOrStaff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     status: HazardStatus | None = None,
     community: CommunityCode | None = None,
     category: Annotated[str | None, text(20)] = None,
     coord_system: CoordSystemQuery = None,
 ) -> Page[HazardReportPublic]:
     rider = None if is_staff(who) else await riders.rider_by_subject(uow, who.sub)
-    page = await hazards.list_reports(
-        uow, rider, limit=limit, cursor=cursor, status=status, who=who, community=community, category=category
+    reports = await hazards.list_reports(
+        uow, rider, page=page, status=status, who=who, community=community, category=category
     )
-    return page.map(lambda r: reproject(_report(r), coord_system))
+    return reports.map(lambda r: reproject(_report(r), coord_system))
 
 
 @router.get("/hazard-reports/{report_id}", summary="One report with the issue's progress")

@@ -6,12 +6,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.points import merchants, offers
 from services.points.models import CommunityCode, OfferKind, OfferPublic
-from services.points.views.deps import Caller, Limit
+from services.points.views.deps import Caller
 
 router = APIRouter(tags=["redemption"])
 
@@ -20,17 +19,16 @@ router = APIRouter(tags=["redemption"])
 async def list_offers(
     uow: UoW,
     who: Caller,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     merchant_id: UUID | None = None,
     community: CommunityCode | None = None,
     kind: OfferKind | None = None,
     max_points: int | None = None,
 ) -> Page[OfferPublic]:
-    page = await offers.list_offers(
-        uow, limit=limit, cursor=cursor, merchant_id=merchant_id, community=community, kind=kind, max_points=max_points
+    available = await offers.list_offers(
+        uow, page=page, merchant_id=merchant_id, community=community, kind=kind, max_points=max_points
     )
-    return page.map(lambda row: offers.offer_view(*row))
+    return available.map(lambda row: offers.offer_view(*row))
 
 
 @router.get("/offers/{offer_id}")

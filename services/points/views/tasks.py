@@ -8,8 +8,7 @@ from fastapi import APIRouter
 
 from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
@@ -26,7 +25,7 @@ from services.points.models import (
     TaskStatus,
     TypeCode,
 )
-from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, Staff, rider_limit
+from services.points.views.deps import RiderOrStaff, RiderPrincipal, Staff, rider_limit
 
 router = APIRouter()
 
@@ -48,18 +47,17 @@ async def _maybe_rider(uow: UoW, who: Principal) -> Rider | None:
 async def list_tasks(
     uow: UoW,
     who: RiderOrStaff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     status: TaskStatus | None = None,
     community: CommunityCode | None = None,
     type_code: TypeCode | None = None,
     mine: bool = False,
 ) -> Page[TaskPublic]:
     rider = await riders.rider_by_subject(uow, who.sub) if mine else await _maybe_rider(uow, who)
-    page = await tasks.list_tasks(
-        uow, who, rider, limit=limit, cursor=cursor, status=status, community=community, type_code=type_code, mine=mine
+    found = await tasks.list_tasks(
+        uow, who, rider, page=page, status=status, community=community, type_code=type_code, mine=mine
     )
-    return page.map(lambda t: tasks.present(t, who, rider))
+    return found.map(lambda t: tasks.present(t, who, rider))
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"])

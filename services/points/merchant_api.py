@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from minsheng.platform import csvfile, ratelimit
@@ -19,7 +19,7 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
-from minsheng.platform.inputs import Instant, MonthText
+from minsheng.platform.inputs import MonthText
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
@@ -35,8 +35,8 @@ from services.points.models import (
     OfferPublic,
     OfferUpdate,
     RedeemRequest,
+    RedemptionFilters,
     RedemptionPublic,
-    RedemptionStatus,
     StatementSummary,
     VoidRequest,
 )
@@ -254,13 +254,9 @@ async def list_redemptions(
     runtime: Runtime,
     caller: Caller,
     page: PageQuery,
-    status: RedemptionStatus | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    filters: Annotated[RedemptionFilters, Query()],
 ) -> Page[RedemptionPublic]:
-    redeemed = await redemptions.list_redemptions(
-        uow, caller.merchant_id, page=page, status=status, since=since, until=until
-    )
+    redeemed = await redemptions.list_redemptions(uow, caller.merchant_id, page=page, filters=filters)
     return redeemed.map(lambda row: redemptions.redemption_view(runtime.settings, *row, caller.void_window_minutes))
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -26,6 +26,12 @@ COMMUNITY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}$"
 # Codes in queries, paths and lists as long as their columns: a longer one is a 422, never a database error.
 CommunityCode = Annotated[str, text(50)]
 TypeCode = Annotated[str, text(40)]  # task types, merchant categories, credential key ids
+
+
+class ListFilters(BaseModel):
+    """The filters of a list, read from the query string as one model: ``filters: Annotated[X, Query()]``."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class PointsModel(SQLModel, registry=registry()):
@@ -444,6 +450,12 @@ class LedgerEntryPublic(SQLModel):
     created_at: datetime
 
 
+class LedgerEntryFilters(ListFilters):
+    kind: EntryKind | None = None
+    since: Instant | None = None
+    until: Instant | None = None
+
+
 class RiderBalance(PointsModel, table=True):
     """The running balance, updated in the same statement that checks it can never go negative."""
 
@@ -778,6 +790,12 @@ class RiderRedemptionPublic(BaseModel):
     status: RedemptionStatus
     created_at: datetime
     voided_at: datetime | None
+
+
+class RedemptionFilters(ListFilters):
+    status: RedemptionStatus | None = None
+    since: Instant | None = None
+    until: Instant | None = None
 
 
 class StatementSummary(BaseModel):

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -32,6 +32,7 @@ from services.points.models import (
     RedeemRequest,
     Redemption,
     RedemptionCode,
+    RedemptionFilters,
     RedemptionPublic,
     RedemptionStatus,
     Rider,
@@ -349,21 +350,19 @@ async def list_redemptions(
     merchant_id: UUID,
     *,
     page: PageRequest,
-    status: RedemptionStatus | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: RedemptionFilters,
 ) -> Page[tuple[Redemption, str]]:
     query = (
         sa.select(Redemption, col(Offer.title))
         .join(Offer, col(Offer.id) == col(Redemption.offer_id))
         .where(col(Redemption.merchant_id) == merchant_id)
     )
-    if status is not None:
-        query = query.where(col(Redemption.status) == status.value)
-    if since is not None:
-        query = query.where(col(Redemption.created_at) >= since)
-    if until is not None:
-        query = query.where(col(Redemption.created_at) < until)
+    if filters.status is not None:
+        query = query.where(col(Redemption.status) == filters.status.value)
+    if filters.since is not None:
+        query = query.where(col(Redemption.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(Redemption.created_at) < filters.until)
     rows = [(r, t) for r, t in (await uow.session.execute(NEWEST_FIRST.query(query, page))).all()]
     return NEWEST_FIRST.page(rows, page, lambda r: r[0])
 

@@ -1,7 +1,7 @@
 """Lists read from the ledger: a rider's statement and the monthly leaderboards. Use cases: take a unit of work,
 never commit."""
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +17,7 @@ from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
-from services.points.models import EntryKind, Leaderboard, LeaderboardRow, LedgerEntry, Rider, Team
+from services.points.models import EntryKind, Leaderboard, LeaderboardRow, LedgerEntry, LedgerEntryFilters, Rider, Team
 
 ENTRIES: sa.Table = table_of(LedgerEntry)
 
@@ -27,17 +27,15 @@ async def statement(
     rider_id: UUID,
     *,
     page: PageRequest,
-    kind: EntryKind | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: LedgerEntryFilters,
 ) -> Page[LedgerEntry]:
     query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
-    if kind is not None:
-        query = query.where(LedgerEntry.kind == kind.value)
-    if since is not None:
-        query = query.where(col(LedgerEntry.created_at) >= since)
-    if until is not None:
-        query = query.where(col(LedgerEntry.created_at) < until)
+    if filters.kind is not None:
+        query = query.where(LedgerEntry.kind == filters.kind.value)
+    if filters.since is not None:
+        query = query.where(col(LedgerEntry.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(LedgerEntry.created_at) < filters.until)
     return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), page)
 
 

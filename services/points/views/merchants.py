@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from minsheng.platform.inputs import Instant, MonthText
+from minsheng.platform.inputs import MonthText
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
@@ -25,7 +25,7 @@ from services.points.models import (
     OfferCreate,
     OfferPublic,
     Redemption,
-    RedemptionStatus,
+    RedemptionFilters,
     StaffRedemptionView,
     StatementSummary,
     TypeCode,
@@ -120,12 +120,10 @@ async def merchant_redemptions(
     runtime: Runtime,
     who: Staff,
     page: PageQuery,
-    status: RedemptionStatus | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    filters: Annotated[RedemptionFilters, Query()],
 ) -> Page[StaffRedemptionView]:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
-    redeemed = await redemptions.list_redemptions(uow, merchant.id, page=page, status=status, since=since, until=until)
+    redeemed = await redemptions.list_redemptions(uow, merchant.id, page=page, filters=filters)
 
     def staff_view(row: tuple[Redemption, str]) -> StaffRedemptionView:
         redemption, title = row

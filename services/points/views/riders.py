@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.auth import Principal
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import Page, PageQuery, PageRequest
 from minsheng.platform.responses import validated_json
 from minsheng.platform.routes import from_row
@@ -21,7 +20,7 @@ from services.points.models import (
     Adjustment,
     BalancePublic,
     CommunityCode,
-    EntryKind,
+    LedgerEntryFilters,
     LedgerEntryPublic,
     Reason,
     Rider,
@@ -83,23 +82,19 @@ async def my_statement(
     uow: UoW,
     who: RiderPrincipal,
     page: PageQuery,
-    kind: EntryKind | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    filters: Annotated[LedgerEntryFilters, Query()],
 ) -> Page[LedgerEntryPublic]:
     rider = await riders.rider_by_subject(uow, who.sub)
-    return await _statement(uow, rider.id, page, kind, since, until)
+    return await _statement(uow, rider.id, page, filters)
 
 
 async def _statement(
     uow: UoW,
     rider_id: UUID,
     page: PageRequest,
-    kind: EntryKind | None,
-    since: datetime | None,
-    until: datetime | None,
+    filters: LedgerEntryFilters,
 ) -> Page[LedgerEntryPublic]:
-    entries = await statements.statement(uow, rider_id, page=page, kind=kind, since=since, until=until)
+    entries = await statements.statement(uow, rider_id, page=page, filters=filters)
     return entries.map(from_row(LedgerEntryPublic))
 
 
@@ -180,12 +175,10 @@ async def rider_statement(
     uow: UoW,
     who: Staff,
     page: PageQuery,
-    kind: EntryKind | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    filters: Annotated[LedgerEntryFilters, Query()],
 ) -> Page[LedgerEntryPublic]:
     rider = await riders.get_rider(uow, who, rider_id)
-    return await _statement(uow, rider.id, page, kind, since, until)
+    return await _statement(uow, rider.id, page, filters)
 
 
 @router.post(

@@ -29,6 +29,7 @@ from services.points.models import (
     EntryKind,
     HazardReport,
     HazardReportCreate,
+    HazardReportFilters,
     HazardReportPublic,
     HazardStatus,
     Rider,
@@ -261,10 +262,8 @@ async def list_reports(
     rider: Rider | None,
     *,
     page: PageRequest,
-    status: HazardStatus | None = None,
+    filters: HazardReportFilters,
     who: Principal | None = None,
-    community: str | None = None,
-    category: str | None = None,
 ) -> Page[HazardReport]:
     query = select(HazardReport)
     if rider is not None:
@@ -277,7 +276,10 @@ async def list_reports(
             )
         )
     query = where_given(
-        query, (HazardReport.status, status), (HazardReport.community, community), (HazardReport.category, category)
+        query,
+        (HazardReport.status, filters.status),
+        (HazardReport.community, filters.community),
+        (HazardReport.category, filters.category),
     )
     return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), page)
 

@@ -32,6 +32,7 @@ from services.points.models import (
     MerchantPublic,
     MerchantStatus,
     OfferCreate,
+    OfferFilters,
     OfferPublic,
     OfferUpdate,
     RedeemRequest,
@@ -185,7 +186,9 @@ async def me(uow: UoW, caller: Caller) -> MerchantPublic:
 
 @router.get("/offers", summary="Your offers (all, including inactive)")
 async def my_offers(uow: UoW, caller: Caller, page: PageQuery) -> Page[OfferPublic]:
-    mine = await offers.list_offers(uow, page=page, merchant_id=caller.merchant_id, available_only=False)
+    mine = await offers.list_offers(
+        uow, page=page, filters=OfferFilters(merchant_id=caller.merchant_id), available_only=False
+    )
     return mine.map(lambda row: offers.offer_view(*row))
 
 

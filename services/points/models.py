@@ -177,6 +177,14 @@ class RiderStaffView(RiderPublic):
     false_reports: int
 
 
+class RiderFilters(ListFilters):
+    community: CommunityCode | None = None
+    status: RiderStatus | None = None
+    role: RiderRole | None = None
+    team_id: UUID | None = None
+    flagged: bool | None = None
+
+
 # --- hazard reports -------------------------------------------------------------------------------------------
 
 
@@ -246,6 +254,12 @@ class HazardReportPublic(HazardReportBase):
     points_awarded: int
     created_at: datetime
     updated_at: datetime
+
+
+class HazardReportFilters(ListFilters):
+    status: HazardStatus | None = None
+    community: CommunityCode | None = None
+    category: Annotated[str | None, text(20)] = None
 
 
 # --- governance tasks (骑士参与治理事项清单) ----------------------------------------------------------------------
@@ -397,6 +411,13 @@ class TaskPublic(SQLModel):
     capped: bool
     created_at: datetime
     updated_at: datetime
+
+
+class TaskFilters(ListFilters):
+    status: TaskStatus | None = None
+    community: CommunityCode | None = None
+    type_code: TypeCode | None = None
+    mine: bool = False
 
 
 class Photo(PhotoFields, PointsModel, table=True):
@@ -686,6 +707,13 @@ class OfferPublic(OfferBase):
             values["discount_yuan"] = (Decimal(fen) / 100).quantize(Decimal("0.01")) if fen is not None else None
             return values
         return data
+
+
+class OfferFilters(ListFilters):
+    merchant_id: UUID | None = None
+    community: CommunityCode | None = None
+    kind: OfferKind | None = None
+    max_points: int | None = None
 
 
 # --- redemption -------------------------------------------------------------------------------------------------

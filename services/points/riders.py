@@ -26,6 +26,7 @@ from services.points.models import (
     Rider,
     RiderBalance,
     RiderCreate,
+    RiderFilters,
     RiderRole,
     RiderSelfUpdate,
     RiderStaffUpdate,
@@ -113,20 +114,21 @@ async def list_riders(
     who: Principal,
     *,
     page: PageRequest,
-    community: str | None = None,
-    status: RiderStatus | None = None,
-    role: RiderRole | None = None,
-    team_id: UUID | None = None,
-    flagged: bool | None = None,
+    filters: RiderFilters,
 ) -> Page[Rider]:
     query = select(Rider)
     if not who.is_admin:
         query = query.where(col(Rider.community).in_(who.scoped_values("community")))
-    query = where_given(query, (Rider.community, community), (Rider.team_id, team_id), (Rider.flagged, flagged))
-    if status is not None:
-        query = query.where(Rider.status == status.value)
-    if role is not None:
-        query = query.where(Rider.role == role.value)
+    query = where_given(
+        query,
+        (Rider.community, filters.community),
+        (Rider.team_id, filters.team_id),
+        (Rider.flagged, filters.flagged),
+    )
+    if filters.status is not None:
+        query = query.where(Rider.status == filters.status.value)
+    if filters.role is not None:
+        query = query.where(Rider.role == filters.role.value)
     return await keyset_page(uow.session, query, Keyset((Rider.created_at, Rider.id)), page)
 
 

@@ -29,6 +29,7 @@ from services.points.models import (
     Rider,
     Task,
     TaskCreate,
+    TaskFilters,
     TaskProof,
     TaskPublic,
     TaskReject,
@@ -209,18 +210,16 @@ async def list_tasks(
     rider: Rider | None,
     *,
     page: PageRequest,
-    status: TaskStatus | None = None,
-    community: str | None = None,
-    type_code: str | None = None,
-    mine: bool = False,
+    filters: TaskFilters,
 ) -> Page[Task]:
     query = select(Task)
-    if mine or not is_staff(who):
+    status = filters.status
+    if filters.mine or not is_staff(who):
         if rider is None:
             raise Problem(
                 404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders."
             )
-        if mine:
+        if filters.mine:
             query = query.where(Task.claimed_by == rider.id)
         elif status in (None, TaskStatus.open):
             query = query.where(Task.status == TaskStatus.open.value)
@@ -234,7 +233,7 @@ async def list_tasks(
                 col(Task.compound).in_(who.scoped_values("compound")),
             )
         )
-    query = where_given(query, (Task.community, community), (Task.type_code, type_code))
+    query = where_given(query, (Task.community, filters.community), (Task.type_code, filters.type_code))
     if status is not None:
         query = query.where(Task.status == status.value)
     return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), page)

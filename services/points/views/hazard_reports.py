@@ -5,24 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.access import is_staff
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import hazards, riders
 from services.points.models import (
-    CommunityCode,
     HazardReport,
     HazardReportCreate,
+    HazardReportFilters,
     HazardReportPublic,
-    HazardStatus,
     Photo,
 )
 from services.points.views.deps import RiderOrStaff, RiderPrincipal, rider_limit
@@ -60,15 +58,11 @@ async def list_reports(
     uow: UoW,
     who: RiderOrStaff,
     page: PageQuery,
-    status: HazardStatus | None = None,
-    community: CommunityCode | None = None,
-    category: Annotated[str | None, text(20)] = None,
+    filters: Annotated[HazardReportFilters, Query()],
     coord_system: CoordSystemQuery = None,
 ) -> Page[HazardReportPublic]:
     rider = None if is_staff(who) else await riders.rider_by_subject(uow, who.sub)
-    reports = await hazards.list_reports(
-        uow, rider, page=page, status=status, who=who, community=community, category=category
-    )
+    reports = await hazards.list_reports(uow, rider, page=page, filters=filters, who=who)
     return reports.map(lambda r: reproject(_report(r), coord_system))
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.points import merchants, offers
-from services.points.models import CommunityCode, OfferKind, OfferPublic
+from services.points.models import OfferFilters, OfferPublic
 from services.points.views.deps import Caller
 
 router = APIRouter(tags=["redemption"])
@@ -20,14 +21,9 @@ async def list_offers(
     uow: UoW,
     who: Caller,
     page: PageQuery,
-    merchant_id: UUID | None = None,
-    community: CommunityCode | None = None,
-    kind: OfferKind | None = None,
-    max_points: int | None = None,
+    filters: Annotated[OfferFilters, Query()],
 ) -> Page[OfferPublic]:
-    available = await offers.list_offers(
-        uow, page=page, merchant_id=merchant_id, community=community, kind=kind, max_points=max_points
-    )
+    available = await offers.list_offers(uow, page=page, filters=filters)
     return available.map(lambda row: offers.offer_view(*row))
 
 

@@ -19,18 +19,16 @@ from services.points import ledger, merchants, riders, statements
 from services.points.models import (
     Adjustment,
     BalancePublic,
-    CommunityCode,
     LedgerEntryFilters,
     LedgerEntryPublic,
     Reason,
     Rider,
     RiderCreate,
+    RiderFilters,
     RiderPublic,
-    RiderRole,
     RiderSelfUpdate,
     RiderStaffUpdate,
     RiderStaffView,
-    RiderStatus,
 )
 from services.points.views.deps import RiderPrincipal, Staff
 
@@ -107,22 +105,9 @@ async def list_riders(
     uow: UoW,
     who: Staff,
     page: PageQuery,
-    community: CommunityCode | None = None,
-    status: RiderStatus | None = None,
-    role: RiderRole | None = None,
-    team_id: UUID | None = None,
-    flagged: bool | None = None,
+    filters: Annotated[RiderFilters, Query()],
 ) -> Page[RiderStaffView]:
-    found = await riders.list_riders(
-        uow,
-        who,
-        page=page,
-        community=community,
-        status=status,
-        role=role,
-        team_id=team_id,
-        flagged=flagged,
-    )
+    found = await riders.list_riders(uow, who, page=page, filters=filters)
     return found.map(_staff_view)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal
@@ -14,16 +15,14 @@ from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import riders, tasks
 from services.points.models import (
-    CommunityCode,
     Photo,
     Reason,
     Rider,
     TaskCreate,
+    TaskFilters,
     TaskProof,
     TaskPublic,
     TaskReject,
-    TaskStatus,
-    TypeCode,
 )
 from services.points.views.deps import RiderOrStaff, RiderPrincipal, Staff, rider_limit
 
@@ -48,15 +47,10 @@ async def list_tasks(
     uow: UoW,
     who: RiderOrStaff,
     page: PageQuery,
-    status: TaskStatus | None = None,
-    community: CommunityCode | None = None,
-    type_code: TypeCode | None = None,
-    mine: bool = False,
+    filters: Annotated[TaskFilters, Query()],
 ) -> Page[TaskPublic]:
-    rider = await riders.rider_by_subject(uow, who.sub) if mine else await _maybe_rider(uow, who)
-    found = await tasks.list_tasks(
-        uow, who, rider, page=page, status=status, community=community, type_code=type_code, mine=mine
-    )
+    rider = await riders.rider_by_subject(uow, who.sub) if filters.mine else await _maybe_rider(uow, who)
+    found = await tasks.list_tasks(uow, who, rider, page=page, filters=filters)
     return found.map(lambda t: tasks.present(t, who, rider))
 
 

@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
-from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, text
+from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, MonthText, text
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
@@ -523,6 +523,12 @@ class Leaderboard(BaseModel):
     community: str | None = None
     team_id: UUID | None = None
     items: list[LeaderboardRow]
+
+
+class LeaderboardFilters(ListFilters):
+    month: MonthText | None = Field(default=None, description="YYYY-MM, local; default this month")
+    community: CommunityCode | None = None
+    team_id: UUID | None = None
 
 
 # --- merchants (爱心商家联盟) ---------------------------------------------------------------------------------------

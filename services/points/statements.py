@@ -17,7 +17,16 @@ from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
-from services.points.models import EntryKind, Leaderboard, LeaderboardRow, LedgerEntry, LedgerEntryFilters, Rider, Team
+from services.points.models import (
+    EntryKind,
+    Leaderboard,
+    LeaderboardFilters,
+    LeaderboardRow,
+    LedgerEntry,
+    LedgerEntryFilters,
+    Rider,
+    Team,
+)
 
 ENTRIES: sa.Table = table_of(LedgerEntry)
 
@@ -56,10 +65,9 @@ def parse_month(value: str | None) -> date:
     return parsed
 
 
-async def leaderboard(
-    uow: UnitOfWork, *, by: str, month: date, community: str | None = None, team_id: UUID | None = None, limit: int = 20
-) -> Leaderboard:
+async def leaderboard(uow: UnitOfWork, *, by: str, filters: LeaderboardFilters, limit: int = 20) -> Leaderboard:
     """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
+    month = parse_month(filters.month)
     start, end = config.get().month_bounds(month)
     riders: sa.Table = table_of(Rider)
     teams: sa.Table = table_of(Team)
@@ -71,10 +79,10 @@ async def leaderboard(
         ENTRIES.c.created_at >= start,
         ENTRIES.c.created_at < end,
     ]
-    if community is not None:
-        where.append(riders.c.community == community)
-    if team_id is not None:
-        where.append(riders.c.team_id == team_id)
+    if filters.community is not None:
+        where.append(riders.c.community == filters.community)
+    if filters.team_id is not None:
+        where.append(riders.c.team_id == filters.team_id)
     if by == "team":
         query = (
             sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
@@ -106,4 +114,4 @@ async def leaderboard(
         )
         for i, r in enumerate(rows)
     ]
-    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)
+    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=filters.community, team_id=filters.team_id, items=items)

@@ -20,7 +20,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import conflict
 from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
@@ -29,6 +29,7 @@ from services.points.models import (
     EntryKind,
     HazardReport,
     HazardReportCreate,
+    HazardReportFilters,
     HazardReportPublic,
     HazardStatus,
     Rider,
@@ -260,12 +261,9 @@ async def list_reports(
     uow: UnitOfWork,
     rider: Rider | None,
     *,
-    limit: int,
-    cursor: str | None,
-    status: HazardStatus | None = None,
+    page: PageRequest,
+    filters: HazardReportFilters,
     who: Principal | None = None,
-    community: str | None = None,
-    category: str | None = None,
 ) -> Page[HazardReport]:
     query = select(HazardReport)
     if rider is not None:
@@ -278,9 +276,12 @@ async def list_reports(
             )
         )
     query = where_given(
-        query, (HazardReport.status, status), (HazardReport.community, community), (HazardReport.category, category)
+        query,
+        (HazardReport.status, filters.status),
+        (HazardReport.community, filters.community),
+        (HazardReport.category, filters.category),
     )
-    return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((HazardReport.created_at, HazardReport.id)), page)
 
 
 async def report_for_issue(uow: UnitOfWork, report_id: UUID) -> HazardReport | None:

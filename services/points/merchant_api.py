@@ -19,8 +19,8 @@ from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.idempotency import idempotent
 from minsheng.platform.ids import as_utc, utcnow
-from minsheng.platform.inputs import Cursor, Instant, MonthText
-from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.inputs import MonthText
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.sql import table_of
@@ -32,11 +32,12 @@ from services.points.models import (
     MerchantPublic,
     MerchantStatus,
     OfferCreate,
+    OfferFilters,
     OfferPublic,
     OfferUpdate,
     RedeemRequest,
+    RedemptionFilters,
     RedemptionPublic,
-    RedemptionStatus,
     StatementSummary,
     VoidRequest,
 )
@@ -174,7 +175,6 @@ async def merchant_caller(
 
 
 Caller = Annotated[MerchantCaller, Depends(merchant_caller)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 router = APIRouter(prefix="/merchant-api", tags=["merchant API (signed)"], responses=RATE_LIMITED)
 
 
@@ -185,13 +185,11 @@ async def me(uow: UoW, caller: Caller) -> MerchantPublic:
 
 
 @router.get("/offers", summary="Your offers (all, including inactive)")
-async def my_offers(
-    uow: UoW, caller: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[OfferPublic]:
-    page = await offers.list_offers(
-        uow, limit=limit, cursor=cursor, merchant_id=caller.merchant_id, available_only=False
+async def my_offers(uow: UoW, caller: Caller, page: PageQuery) -> Page[OfferPublic]:
+    mine = await offers.list_offers(
+        uow, page=page, filters=OfferFilters(merchant_id=caller.merchant_id), available_only=False
     )
-    return Page[OfferPublic](items=[offers.offer_view(o, n) for o, n in page.items], next_cursor=page.next_cursor)
+    return mine.map(lambda row: offers.offer_view(*row))
 
 
 @router.post("/offers", status_code=201, summary="Publish an offer")
@@ -258,17 +256,11 @@ async def list_redemptions(
     uow: UoW,
     runtime: Runtime,
     caller: Caller,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    status: RedemptionStatus | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    page: PageQuery,
+    filters: Annotated[RedemptionFilters, Query()],
 ) -> Page[RedemptionPublic]:
-    page = await redemptions.list_redemptions(
-        uow, caller.merchant_id, limit=limit, cursor=cursor, status=status, since=since, until=until
-    )
-    items = [redemptions.redemption_view(runtime.settings, r, t, caller.void_window_minutes) for r, t in page.items]
-    return Page[RedemptionPublic](items=items, next_cursor=page.next_cursor)
+    redeemed = await redemptions.list_redemptions(uow, caller.merchant_id, page=page, filters=filters)
+    return redeemed.map(lambda row: redemptions.redemption_view(runtime.settings, *row, caller.void_window_minutes))
 
 
 @router.get("/redemptions/{redemption_id}")

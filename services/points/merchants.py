@@ -16,7 +16,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import not_found
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -68,8 +68,7 @@ async def list_merchants(
     uow: UnitOfWork,
     who: Principal,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     community: str | None = None,
     status: MerchantStatus | None = None,
 ) -> Page[Merchant]:
@@ -80,7 +79,7 @@ async def list_merchants(
         query = query.where(Merchant.community == community)
     if status is not None:
         query = query.where(Merchant.status == status.value)
-    return await keyset_page(uow.session, query, Keyset((Merchant.created_at, Merchant.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Merchant.created_at, Merchant.id)), page)
 
 
 async def issue_credential(

@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.points import HazardCategory
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
-from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, text
+from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, MonthText, text
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
@@ -26,6 +26,12 @@ COMMUNITY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}$"
 # Codes in queries, paths and lists as long as their columns: a longer one is a 422, never a database error.
 CommunityCode = Annotated[str, text(50)]
 TypeCode = Annotated[str, text(40)]  # task types, merchant categories, credential key ids
+
+
+class ListFilters(BaseModel):
+    """The filters of a list, read from the query string as one model: ``filters: Annotated[X, Query()]``."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class PointsModel(SQLModel, registry=registry()):
@@ -171,6 +177,14 @@ class RiderStaffView(RiderPublic):
     false_reports: int
 
 
+class RiderFilters(ListFilters):
+    community: CommunityCode | None = None
+    status: RiderStatus | None = None
+    role: RiderRole | None = None
+    team_id: UUID | None = None
+    flagged: bool | None = None
+
+
 # --- hazard reports -------------------------------------------------------------------------------------------
 
 
@@ -240,6 +254,12 @@ class HazardReportPublic(HazardReportBase):
     points_awarded: int
     created_at: datetime
     updated_at: datetime
+
+
+class HazardReportFilters(ListFilters):
+    status: HazardStatus | None = None
+    community: CommunityCode | None = None
+    category: Annotated[str | None, text(20)] = None
 
 
 # --- governance tasks (骑士参与治理事项清单) ----------------------------------------------------------------------
@@ -393,6 +413,13 @@ class TaskPublic(SQLModel):
     updated_at: datetime
 
 
+class TaskFilters(ListFilters):
+    status: TaskStatus | None = None
+    community: CommunityCode | None = None
+    type_code: TypeCode | None = None
+    mine: bool = False
+
+
 class Photo(PhotoFields, PointsModel, table=True):
     """Photos riders upload for hazard reports and task proofs (the bytes are in the object store)."""
 
@@ -444,6 +471,12 @@ class LedgerEntryPublic(SQLModel):
     created_at: datetime
 
 
+class LedgerEntryFilters(ListFilters):
+    kind: EntryKind | None = None
+    since: Instant | None = None
+    until: Instant | None = None
+
+
 class RiderBalance(PointsModel, table=True):
     """The running balance, updated in the same statement that checks it can never go negative."""
 
@@ -490,6 +523,12 @@ class Leaderboard(BaseModel):
     community: str | None = None
     team_id: UUID | None = None
     items: list[LeaderboardRow]
+
+
+class LeaderboardFilters(ListFilters):
+    month: MonthText | None = Field(default=None, description="YYYY-MM, local; default this month")
+    community: CommunityCode | None = None
+    team_id: UUID | None = None
 
 
 # --- merchants (爱心商家联盟) ---------------------------------------------------------------------------------------
@@ -676,6 +715,13 @@ class OfferPublic(OfferBase):
         return data
 
 
+class OfferFilters(ListFilters):
+    merchant_id: UUID | None = None
+    community: CommunityCode | None = None
+    kind: OfferKind | None = None
+    max_points: int | None = None
+
+
 # --- redemption -------------------------------------------------------------------------------------------------
 
 
@@ -778,6 +824,12 @@ class RiderRedemptionPublic(BaseModel):
     status: RedemptionStatus
     created_at: datetime
     voided_at: datetime | None
+
+
+class RedemptionFilters(ListFilters):
+    status: RedemptionStatus | None = None
+    since: Instant | None = None
+    until: Instant | None = None
 
 
 class StatementSummary(BaseModel):

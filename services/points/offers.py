@@ -13,10 +13,19 @@ from sqlmodel import col
 from minsheng.platform.errors import conflict, not_found
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.ids import as_utc, utcnow
-from minsheng.platform.pagination import Keyset, Page
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
-from services.points.models import Merchant, MerchantStatus, Offer, OfferCreate, OfferKind, OfferPublic, OfferUpdate
+from services.points.models import (
+    Merchant,
+    MerchantStatus,
+    Offer,
+    OfferCreate,
+    OfferFilters,
+    OfferKind,
+    OfferPublic,
+    OfferUpdate,
+)
 
 OFFERS: sa.Table = table_of(Offer)
 
@@ -74,12 +83,8 @@ async def update_offer(uow: UnitOfWork, offer: Offer, data: OfferUpdate) -> Offe
 async def list_offers(
     uow: UnitOfWork,
     *,
-    limit: int,
-    cursor: str | None,
-    merchant_id: UUID | None = None,
-    community: str | None = None,
-    kind: OfferKind | None = None,
-    max_points: int | None = None,
+    page: PageRequest,
+    filters: OfferFilters,
     available_only: bool = True,
 ) -> Page[tuple[Offer, str]]:
     query = sa.select(Offer, col(Merchant.name)).join(Merchant, col(Merchant.id) == col(Offer.merchant_id))
@@ -92,17 +97,17 @@ async def list_offers(
             sa.or_(col(Offer.valid_until).is_(None), col(Offer.valid_until) > now),
             sa.or_(col(Offer.stock_remaining).is_(None), col(Offer.stock_remaining) > 0),
         )
-    if merchant_id is not None:
-        query = query.where(col(Offer.merchant_id) == merchant_id)
-    if community is not None:
-        query = query.where(col(Merchant.community) == community)
-    if kind is not None:
-        query = query.where(col(Offer.kind) == kind.value)
-    if max_points is not None:
-        query = query.where(col(Offer.points_cost) <= max_points)
+    if filters.merchant_id is not None:
+        query = query.where(col(Offer.merchant_id) == filters.merchant_id)
+    if filters.community is not None:
+        query = query.where(col(Merchant.community) == filters.community)
+    if filters.kind is not None:
+        query = query.where(col(Offer.kind) == filters.kind.value)
+    if filters.max_points is not None:
+        query = query.where(col(Offer.points_cost) <= filters.max_points)
     keyset = Keyset((Offer.created_at, Offer.id))
-    rows = [(o, n) for o, n in (await uow.session.execute(keyset.query(query, cursor, limit))).all()]
-    return keyset.page(rows, limit, lambda r: r[0])
+    rows = [(o, n) for o, n in (await uow.session.execute(keyset.query(query, page))).all()]
+    return keyset.page(rows, page, lambda r: r[0])
 
 
 def ensure_available(offer: Any, merchant_status: str, now: datetime) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -18,7 +18,7 @@ from sqlmodel import col
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import as_utc, utcnow, uuid7
-from minsheng.platform.pagination import Keyset, Page
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
@@ -32,6 +32,7 @@ from services.points.models import (
     RedeemRequest,
     Redemption,
     RedemptionCode,
+    RedemptionFilters,
     RedemptionPublic,
     RedemptionStatus,
     Rider,
@@ -348,38 +349,33 @@ async def list_redemptions(
     uow: UnitOfWork,
     merchant_id: UUID,
     *,
-    limit: int,
-    cursor: str | None,
-    status: RedemptionStatus | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    page: PageRequest,
+    filters: RedemptionFilters,
 ) -> Page[tuple[Redemption, str]]:
     query = (
         sa.select(Redemption, col(Offer.title))
         .join(Offer, col(Offer.id) == col(Redemption.offer_id))
         .where(col(Redemption.merchant_id) == merchant_id)
     )
-    if status is not None:
-        query = query.where(col(Redemption.status) == status.value)
-    if since is not None:
-        query = query.where(col(Redemption.created_at) >= since)
-    if until is not None:
-        query = query.where(col(Redemption.created_at) < until)
-    rows = [(r, t) for r, t in (await uow.session.execute(NEWEST_FIRST.query(query, cursor, limit))).all()]
-    return NEWEST_FIRST.page(rows, limit, lambda r: r[0])
+    if filters.status is not None:
+        query = query.where(col(Redemption.status) == filters.status.value)
+    if filters.since is not None:
+        query = query.where(col(Redemption.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(Redemption.created_at) < filters.until)
+    rows = [(r, t) for r, t in (await uow.session.execute(NEWEST_FIRST.query(query, page))).all()]
+    return NEWEST_FIRST.page(rows, page, lambda r: r[0])
 
 
-async def rider_redemptions(
-    uow: UnitOfWork, rider: Rider, *, limit: int, cursor: str | None
-) -> Page[RiderRedemptionPublic]:
+async def rider_redemptions(uow: UnitOfWork, rider: Rider, *, page: PageRequest) -> Page[RiderRedemptionPublic]:
     query = (
         sa.select(Redemption, col(Offer.title), col(Merchant.name))
         .join(Offer, col(Offer.id) == col(Redemption.offer_id))
         .join(Merchant, col(Merchant.id) == col(Redemption.merchant_id))
         .where(col(Redemption.rider_id) == rider.id)
     )
-    rows = (await uow.session.execute(NEWEST_FIRST.query(query, cursor, limit))).all()
-    page = NEWEST_FIRST.page(list(rows), limit, lambda r: r[0])
+    rows = (await uow.session.execute(NEWEST_FIRST.query(query, page))).all()
+    redeemed = NEWEST_FIRST.page(list(rows), page, lambda r: r[0])
     items = [
         RiderRedemptionPublic(
             **_what_was_redeemed(r, title),
@@ -388,6 +384,6 @@ async def rider_redemptions(
             created_at=r.created_at,
             voided_at=r.voided_at,
         )
-        for r, title, name in page.items
+        for r, title, name in redeemed.items
     ]
-    return Page[RiderRedemptionPublic](items=items, next_cursor=page.next_cursor)
+    return Page[RiderRedemptionPublic](items=items, next_cursor=redeemed.next_cursor)

@@ -17,7 +17,7 @@ from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -26,6 +26,7 @@ from services.points.models import (
     Rider,
     RiderBalance,
     RiderCreate,
+    RiderFilters,
     RiderRole,
     RiderSelfUpdate,
     RiderStaffUpdate,
@@ -112,23 +113,23 @@ async def list_riders(
     uow: UnitOfWork,
     who: Principal,
     *,
-    limit: int,
-    cursor: str | None,
-    community: str | None = None,
-    status: RiderStatus | None = None,
-    role: RiderRole | None = None,
-    team_id: UUID | None = None,
-    flagged: bool | None = None,
+    page: PageRequest,
+    filters: RiderFilters,
 ) -> Page[Rider]:
     query = select(Rider)
     if not who.is_admin:
         query = query.where(col(Rider.community).in_(who.scoped_values("community")))
-    query = where_given(query, (Rider.community, community), (Rider.team_id, team_id), (Rider.flagged, flagged))
-    if status is not None:
-        query = query.where(Rider.status == status.value)
-    if role is not None:
-        query = query.where(Rider.role == role.value)
-    return await keyset_page(uow.session, query, Keyset((Rider.created_at, Rider.id)), cursor, limit)
+    query = where_given(
+        query,
+        (Rider.community, filters.community),
+        (Rider.team_id, filters.team_id),
+        (Rider.flagged, filters.flagged),
+    )
+    if filters.status is not None:
+        query = query.where(Rider.status == filters.status.value)
+    if filters.role is not None:
+        query = query.where(Rider.role == filters.role.value)
+    return await keyset_page(uow.session, query, Keyset((Rider.created_at, Rider.id)), page)
 
 
 def verify_rider(rider: Rider, who: Principal) -> Rider:
@@ -229,9 +230,7 @@ async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpd
     return team
 
 
-async def list_teams(
-    uow: UnitOfWork, *, limit: int, cursor: str | None, community: str | None = None
-) -> Page[tuple[Team, int]]:
+async def list_teams(uow: UnitOfWork, *, page: PageRequest, community: str | None = None) -> Page[tuple[Team, int]]:
     riders: sa.Table = table_of(Rider)
     members = (
         sa.select(sa.func.count())
@@ -242,8 +241,8 @@ async def list_teams(
     if community is not None:
         query = query.where(col(Team.community) == community)
     keyset = Keyset((Team.created_at, Team.id), descending=False)
-    rows = [(t, int(n)) for t, n in (await uow.session.execute(keyset.query(query, cursor, limit))).all()]
-    return keyset.page(rows, limit, lambda r: r[0])
+    rows = [(t, int(n)) for t, n in (await uow.session.execute(keyset.query(query, page))).all()]
+    return keyset.page(rows, page, lambda r: r[0])
 
 
 async def team_size(uow: UnitOfWork, team_id: UUID) -> int:

@@ -1,7 +1,7 @@
 """Lists read from the ledger: a rider's statement and the monthly leaderboards. Use cases: take a unit of work,
 never commit."""
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -12,12 +12,21 @@ from sqlmodel import col, select
 from minsheng.platform.errors import invalid
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import MonthText, month_start
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import mask_name
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
-from services.points.models import EntryKind, Leaderboard, LeaderboardRow, LedgerEntry, Rider, Team
+from services.points.models import (
+    EntryKind,
+    Leaderboard,
+    LeaderboardFilters,
+    LeaderboardRow,
+    LedgerEntry,
+    LedgerEntryFilters,
+    Rider,
+    Team,
+)
 
 ENTRIES: sa.Table = table_of(LedgerEntry)
 
@@ -26,20 +35,17 @@ async def statement(
     uow: UnitOfWork,
     rider_id: UUID,
     *,
-    limit: int,
-    cursor: str | None,
-    kind: EntryKind | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    page: PageRequest,
+    filters: LedgerEntryFilters,
 ) -> Page[LedgerEntry]:
     query = select(LedgerEntry).where(LedgerEntry.rider_id == rider_id)
-    if kind is not None:
-        query = query.where(LedgerEntry.kind == kind.value)
-    if since is not None:
-        query = query.where(col(LedgerEntry.created_at) >= since)
-    if until is not None:
-        query = query.where(col(LedgerEntry.created_at) < until)
-    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), cursor, limit)
+    if filters.kind is not None:
+        query = query.where(LedgerEntry.kind == filters.kind.value)
+    if filters.since is not None:
+        query = query.where(col(LedgerEntry.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(LedgerEntry.created_at) < filters.until)
+    return await keyset_page(uow.session, query, Keyset((LedgerEntry.created_at, LedgerEntry.id)), page)
 
 
 def parse_month(value: str | None) -> date:
@@ -59,10 +65,9 @@ def parse_month(value: str | None) -> date:
     return parsed
 
 
-async def leaderboard(
-    uow: UnitOfWork, *, by: str, month: date, community: str | None = None, team_id: UUID | None = None, limit: int = 20
-) -> Leaderboard:
+async def leaderboard(uow: UnitOfWork, *, by: str, filters: LeaderboardFilters, limit: int = 20) -> Leaderboard:
     """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
+    month = parse_month(filters.month)
     start, end = config.get().month_bounds(month)
     riders: sa.Table = table_of(Rider)
     teams: sa.Table = table_of(Team)
@@ -74,10 +79,10 @@ async def leaderboard(
         ENTRIES.c.created_at >= start,
         ENTRIES.c.created_at < end,
     ]
-    if community is not None:
-        where.append(riders.c.community == community)
-    if team_id is not None:
-        where.append(riders.c.team_id == team_id)
+    if filters.community is not None:
+        where.append(riders.c.community == filters.community)
+    if filters.team_id is not None:
+        where.append(riders.c.team_id == filters.team_id)
     if by == "team":
         query = (
             sa.select(teams.c.id.label("key"), teams.c.name.label("name"), points, members)
@@ -109,4 +114,4 @@ async def leaderboard(
         )
         for i, r in enumerate(rows)
     ]
-    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=community, team_id=team_id, items=items)
+    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=filters.community, team_id=filters.team_id, items=items)

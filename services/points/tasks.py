@@ -20,7 +20,7 @@ from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config, ledger
@@ -29,6 +29,7 @@ from services.points.models import (
     Rider,
     Task,
     TaskCreate,
+    TaskFilters,
     TaskProof,
     TaskPublic,
     TaskReject,
@@ -208,20 +209,17 @@ async def list_tasks(
     who: Principal,
     rider: Rider | None,
     *,
-    limit: int,
-    cursor: str | None,
-    status: TaskStatus | None = None,
-    community: str | None = None,
-    type_code: str | None = None,
-    mine: bool = False,
+    page: PageRequest,
+    filters: TaskFilters,
 ) -> Page[Task]:
     query = select(Task)
-    if mine or not is_staff(who):
+    status = filters.status
+    if filters.mine or not is_staff(who):
         if rider is None:
             raise Problem(
                 404, "rider_not_registered", "Not registered as a rider", "Register first with POST /points/riders."
             )
-        if mine:
+        if filters.mine:
             query = query.where(Task.claimed_by == rider.id)
         elif status in (None, TaskStatus.open):
             query = query.where(Task.status == TaskStatus.open.value)
@@ -235,10 +233,10 @@ async def list_tasks(
                 col(Task.compound).in_(who.scoped_values("compound")),
             )
         )
-    query = where_given(query, (Task.community, community), (Task.type_code, type_code))
+    query = where_given(query, (Task.community, filters.community), (Task.type_code, filters.type_code))
     if status is not None:
         query = query.where(Task.status == status.value)
-    return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Task.created_at, Task.id)), page)
 
 
 # --- the rider's side -----------------------------------------------------------------------------------------

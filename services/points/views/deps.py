@@ -1,14 +1,13 @@
-"""What the points routes share: who may call (rider, staff), the page size, the rider's rate limit."""
+"""What the points routes share: who may call (rider, staff), the rider's rate limit."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends
 
 from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
-from minsheng.platform.pagination import MAX_LIMIT
 from services.points import config, riders
 from services.points.models import Rider
 
@@ -16,7 +15,6 @@ RiderPrincipal = Annotated[Principal, Depends(require(Role.rider))]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 RiderOrStaff = Annotated[Principal, Depends(require(Role.rider, Role.staff))]
 Caller = Annotated[Principal, Depends(current_principal)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def rider_limit(rider: Rider | riders.RiderSummary) -> None:

@@ -5,27 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.access import is_staff
 from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor, text
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import hazards, riders
 from services.points.models import (
-    CommunityCode,
     HazardReport,
     HazardReportCreate,
+    HazardReportFilters,
     HazardReportPublic,
-    HazardStatus,
     Photo,
 )
-from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, rider_limit
+from services.points.views.deps import RiderOrStaff, RiderPrincipal, rider_limit
 
 router = APIRouter(tags=["hazard reports"])
 
@@ -59,18 +57,13 @@ async def report_hazard(
 async def list_reports(
     uow: UoW,
     who: RiderOrStaff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    status: HazardStatus | None = None,
-    community: CommunityCode | None = None,
-    category: Annotated[str | None, text(20)] = None,
+    page: PageQuery,
+    filters: Annotated[HazardReportFilters, Query()],
     coord_system: CoordSystemQuery = None,
 ) -> Page[HazardReportPublic]:
     rider = None if is_staff(who) else await riders.rider_by_subject(uow, who.sub)
-    page = await hazards.list_reports(
-        uow, rider, limit=limit, cursor=cursor, status=status, who=who, community=community, category=category
-    )
-    return page.map(lambda r: reproject(_report(r), coord_system))
+    reports = await hazards.list_reports(uow, rider, page=page, filters=filters, who=who)
+    return reports.map(lambda r: reproject(_report(r), coord_system))
 
 
 @router.get("/hazard-reports/{report_id}", summary="One report with the issue's progress")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from minsheng.platform.inputs import Cursor, Instant, MonthText
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import MonthText
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
 from services.points import merchant_api, merchants, offers, redemptions
@@ -25,12 +25,12 @@ from services.points.models import (
     OfferCreate,
     OfferPublic,
     Redemption,
-    RedemptionStatus,
+    RedemptionFilters,
     StaffRedemptionView,
     StatementSummary,
     TypeCode,
 )
-from services.points.views.deps import Limit, Staff
+from services.points.views.deps import Staff
 
 router = APIRouter(tags=["merchants (staff)"])
 
@@ -46,13 +46,12 @@ async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, runtime: R
 async def list_merchants(
     uow: UoW,
     who: Staff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     community: CommunityCode | None = None,
     status: MerchantStatus | None = None,
 ) -> Page[MerchantPublic]:
-    page = await merchants.list_merchants(uow, who, limit=limit, cursor=cursor, community=community, status=status)
-    return page.map(from_row(MerchantPublic))
+    found = await merchants.list_merchants(uow, who, page=page, community=community, status=status)
+    return found.map(from_row(MerchantPublic))
 
 
 @router.get("/merchants/{merchant_id}")
@@ -120,23 +119,18 @@ async def merchant_redemptions(
     uow: UoW,
     runtime: Runtime,
     who: Staff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    status: RedemptionStatus | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    page: PageQuery,
+    filters: Annotated[RedemptionFilters, Query()],
 ) -> Page[StaffRedemptionView]:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
-    page = await redemptions.list_redemptions(
-        uow, merchant.id, limit=limit, cursor=cursor, status=status, since=since, until=until
-    )
+    redeemed = await redemptions.list_redemptions(uow, merchant.id, page=page, filters=filters)
 
     def staff_view(row: tuple[Redemption, str]) -> StaffRedemptionView:
         redemption, title = row
         public = redemptions.redemption_view(runtime.settings, redemption, title, merchant.void_window_minutes)
         return StaffRedemptionView(**public.model_dump(), rider_id=redemption.rider_id)
 
-    return page.map(staff_view)
+    return redeemed.map(staff_view)
 
 
 @router.get(

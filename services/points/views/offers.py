@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.points import merchants, offers
-from services.points.models import CommunityCode, OfferKind, OfferPublic
-from services.points.views.deps import Caller, Limit
+from services.points.models import OfferFilters, OfferPublic
+from services.points.views.deps import Caller
 
 router = APIRouter(tags=["redemption"])
 
@@ -20,17 +20,11 @@ router = APIRouter(tags=["redemption"])
 async def list_offers(
     uow: UoW,
     who: Caller,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    merchant_id: UUID | None = None,
-    community: CommunityCode | None = None,
-    kind: OfferKind | None = None,
-    max_points: int | None = None,
+    page: PageQuery,
+    filters: Annotated[OfferFilters, Query()],
 ) -> Page[OfferPublic]:
-    page = await offers.list_offers(
-        uow, limit=limit, cursor=cursor, merchant_id=merchant_id, community=community, kind=kind, max_points=max_points
-    )
-    return page.map(lambda row: offers.offer_view(*row))
+    available = await offers.list_offers(uow, page=page, filters=filters)
+    return available.map(lambda row: offers.offer_view(*row))
 
 
 @router.get("/offers/{offer_id}")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.auth import Principal
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor, Instant
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery, PageRequest
 from minsheng.platform.responses import validated_json
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
@@ -20,20 +19,18 @@ from services.points import ledger, merchants, riders, statements
 from services.points.models import (
     Adjustment,
     BalancePublic,
-    CommunityCode,
-    EntryKind,
+    LedgerEntryFilters,
     LedgerEntryPublic,
     Reason,
     Rider,
     RiderCreate,
+    RiderFilters,
     RiderPublic,
-    RiderRole,
     RiderSelfUpdate,
     RiderStaffUpdate,
     RiderStaffView,
-    RiderStatus,
 )
-from services.points.views.deps import Limit, RiderPrincipal, Staff
+from services.points.views.deps import RiderPrincipal, Staff
 
 router = APIRouter()
 
@@ -82,27 +79,21 @@ async def my_balance(uow: UoW, who: RiderPrincipal) -> Response:
 async def my_statement(
     uow: UoW,
     who: RiderPrincipal,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    kind: EntryKind | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    page: PageQuery,
+    filters: Annotated[LedgerEntryFilters, Query()],
 ) -> Page[LedgerEntryPublic]:
     rider = await riders.rider_by_subject(uow, who.sub)
-    return await _statement(uow, rider.id, limit, cursor, kind, since, until)
+    return await _statement(uow, rider.id, page, filters)
 
 
 async def _statement(
     uow: UoW,
     rider_id: UUID,
-    limit: int,
-    cursor: str | None,
-    kind: EntryKind | None,
-    since: datetime | None,
-    until: datetime | None,
+    page: PageRequest,
+    filters: LedgerEntryFilters,
 ) -> Page[LedgerEntryPublic]:
-    page = await statements.statement(uow, rider_id, limit=limit, cursor=cursor, kind=kind, since=since, until=until)
-    return page.map(from_row(LedgerEntryPublic))
+    entries = await statements.statement(uow, rider_id, page=page, filters=filters)
+    return entries.map(from_row(LedgerEntryPublic))
 
 
 @router.get(
@@ -113,26 +104,11 @@ async def _statement(
 async def list_riders(
     uow: UoW,
     who: Staff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    community: CommunityCode | None = None,
-    status: RiderStatus | None = None,
-    role: RiderRole | None = None,
-    team_id: UUID | None = None,
-    flagged: bool | None = None,
+    page: PageQuery,
+    filters: Annotated[RiderFilters, Query()],
 ) -> Page[RiderStaffView]:
-    page = await riders.list_riders(
-        uow,
-        who,
-        limit=limit,
-        cursor=cursor,
-        community=community,
-        status=status,
-        role=role,
-        team_id=team_id,
-        flagged=flagged,
-    )
-    return page.map(_staff_view)
+    found = await riders.list_riders(uow, who, page=page, filters=filters)
+    return found.map(_staff_view)
 
 
 @router.get("/riders/{rider_id}", tags=["riders (staff)"])
@@ -183,14 +159,11 @@ async def rider_statement(
     rider_id: UUID,
     uow: UoW,
     who: Staff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    kind: EntryKind | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
+    page: PageQuery,
+    filters: Annotated[LedgerEntryFilters, Query()],
 ) -> Page[LedgerEntryPublic]:
     rider = await riders.get_rider(uow, who, rider_id)
-    return await _statement(uow, rider.id, limit, cursor, kind, since, until)
+    return await _statement(uow, rider.id, page, filters)
 
 
 @router.post(

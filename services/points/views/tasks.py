@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from minsheng.platform.access import is_staff
 from minsheng.platform.auth import Principal
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import owned_photo_paths, refuse_photo_urls
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import UoW
 from services.points import riders, tasks
 from services.points.models import (
-    CommunityCode,
     Photo,
     Reason,
     Rider,
     TaskCreate,
+    TaskFilters,
     TaskProof,
     TaskPublic,
     TaskReject,
-    TaskStatus,
-    TypeCode,
 )
-from services.points.views.deps import Limit, RiderOrStaff, RiderPrincipal, Staff, rider_limit
+from services.points.views.deps import RiderOrStaff, RiderPrincipal, Staff, rider_limit
 
 router = APIRouter()
 
@@ -48,18 +46,12 @@ async def _maybe_rider(uow: UoW, who: Principal) -> Rider | None:
 async def list_tasks(
     uow: UoW,
     who: RiderOrStaff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    status: TaskStatus | None = None,
-    community: CommunityCode | None = None,
-    type_code: TypeCode | None = None,
-    mine: bool = False,
+    page: PageQuery,
+    filters: Annotated[TaskFilters, Query()],
 ) -> Page[TaskPublic]:
-    rider = await riders.rider_by_subject(uow, who.sub) if mine else await _maybe_rider(uow, who)
-    page = await tasks.list_tasks(
-        uow, who, rider, limit=limit, cursor=cursor, status=status, community=community, type_code=type_code, mine=mine
-    )
-    return page.map(lambda t: tasks.present(t, who, rider))
+    rider = await riders.rider_by_subject(uow, who.sub) if filters.mine else await _maybe_rider(uow, who)
+    found = await tasks.list_tasks(uow, who, rider, page=page, filters=filters)
+    return found.map(lambda t: tasks.present(t, who, rider))
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"])

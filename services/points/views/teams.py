@@ -6,12 +6,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.points import riders
 from services.points.models import CommunityCode, Team, TeamCreate, TeamPublic, TeamUpdate
-from services.points.views.deps import Limit, RiderOrStaff, Staff
+from services.points.views.deps import RiderOrStaff, Staff
 
 router = APIRouter(tags=["teams"])
 
@@ -35,12 +34,11 @@ async def create_team(body: TeamCreate, uow: UoW, who: Staff) -> TeamPublic:
 async def list_teams(
     uow: UoW,
     who: RiderOrStaff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     community: CommunityCode | None = None,
 ) -> Page[TeamPublic]:
-    page = await riders.list_teams(uow, limit=limit, cursor=cursor, community=community)
-    return page.map(lambda row: _with_members(*row))
+    teams = await riders.list_teams(uow, page=page, community=community)
+    return teams.map(lambda row: _with_members(*row))
 
 
 @router.get("/teams/{team_id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from minsheng.platform.i18n import N_
 from minsheng.platform.inputs import text
@@ -123,7 +123,7 @@ async def update_not_handled(code: CatalogueCode, body: NotHandledUpdate, uow: U
 
 
 @router.get("/catalogue/search", summary="Find the right category — or learn where to go instead (public)")
-async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]) -> dict[str, Any]:
+async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> dict[str, Any]:
     cats, matters = await catalogue.search(uow, q)
     return {
         "categories": await catalogue.category_public(uow, cats),

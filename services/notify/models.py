@@ -227,7 +227,7 @@ class DeliveryPublic(SQLModel):
 
 
 class DeliveryFilters(BaseModel):
-    """The staff's delivery list narrowed (query parameters; each one given narrows it)."""
+    """The delivery log's filters (query parameters): each one given narrows the list."""
 
     status: DeliveryStatus | None = None
     channel: Annotated[str | None, text(10)] = None

@@ -14,7 +14,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import N_, Localized, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.issues.models import (
     AttributeDef,
@@ -234,14 +234,9 @@ async def render_template(uow: UnitOfWork, code: str, issue: Issue) -> str:
 # --- managing the catalogue (the routes are in views/catalogue.py and views/reply_templates.py) -------------
 
 
-async def page_by_code(uow: UnitOfWork, model: type[T], limit: int, cursor: str | None, *where: Any) -> Page[T]:
-    key = model.code  # type: ignore[attr-defined]
-    query = select(model).where(*where)
-    if cursor:
-        (after,) = decode_cursor(cursor, str)
-        query = query.where(key > after)
-    rows = list((await uow.session.execute(query.order_by(key).limit(limit + 1))).scalars())
-    return page_of(rows, limit, lambda r: encode_cursor(r.code))
+async def page_by_code(uow: UnitOfWork, model: type[T], page: PageRequest, *where: Any) -> Page[T]:
+    by_code = Keyset((model.code,), kinds=(str,), descending=False)  # type: ignore[attr-defined]
+    return await keyset_page(uow.session, select(model).where(*where), by_code, page)
 
 
 async def existing(uow: UnitOfWork, model: type[T], kind: str, code: Any) -> T:
@@ -299,12 +294,12 @@ async def _check_department(uow: UnitOfWork, code: str) -> None:
 
 
 async def list_categories(
-    uow: UnitOfWork, limit: int, cursor: str | None, group: str | None, include_inactive: bool
+    uow: UnitOfWork, page: PageRequest, group: str | None, include_inactive: bool
 ) -> Page[Category]:
     where: list[Any] = [] if include_inactive else [col(Category.active).is_(True)]
     if group:
         where.append(Category.group == group)
-    return await page_by_code(uow, Category, limit, cursor, *where)
+    return await page_by_code(uow, Category, page, *where)
 
 
 async def create_category(uow: UnitOfWork, body: CategoryCreate) -> Category:
@@ -335,11 +330,11 @@ async def create_department(uow: UnitOfWork, body: DepartmentCreate) -> Departme
     return dept
 
 
-async def list_not_handled(uow: UnitOfWork, limit: int, cursor: str | None, kind: str | None) -> Page[NotHandledMatter]:
+async def list_not_handled(uow: UnitOfWork, page: PageRequest, kind: str | None) -> Page[NotHandledMatter]:
     where: list[Any] = [col(NotHandledMatter.active).is_(True)]
     if kind:
         where.append(NotHandledMatter.kind == kind)
-    return await page_by_code(uow, NotHandledMatter, limit, cursor, *where)
+    return await page_by_code(uow, NotHandledMatter, page, *where)
 
 
 async def create_not_handled(uow: UnitOfWork, body: NotHandledCreate) -> NotHandledMatter:
@@ -386,8 +381,8 @@ async def put_community(uow: UnitOfWork, code: str, body: CommunityCreate) -> Co
     return community
 
 
-async def list_templates(uow: UnitOfWork, limit: int, cursor: str | None) -> Page[ReplyTemplate]:
-    return await page_by_code(uow, ReplyTemplate, limit, cursor, col(ReplyTemplate.active).is_(True))
+async def list_templates(uow: UnitOfWork, page: PageRequest) -> Page[ReplyTemplate]:
+    return await page_by_code(uow, ReplyTemplate, page, col(ReplyTemplate.active).is_(True))
 
 
 async def create_template(uow: UnitOfWork, body: ReplyTemplateCreate) -> ReplyTemplate:

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
-from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
@@ -24,6 +23,7 @@ from minsheng.platform import csvfile
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import invalid
 from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import Keyset, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.issues import queries
 from services.issues.config import get_config
@@ -32,6 +32,11 @@ from services.issues.models import COMPLETED_STATUSES, OPEN_STATUSES, Issue, Iss
 log = logging.getLogger(__name__)
 Dimension = Literal["community", "category", "month"]
 EXPORT_CAP = 100_000
+_NEWEST_FIRST = Keyset((Issue.created_at, Issue.id))
+
+
+class _ExportBatch(PageRequest):
+    limit: int = 1000
 
 
 class FigureRow(SQLModel):
@@ -309,23 +314,11 @@ async def export_rows(
 ) -> AsyncIterator[str]:
     """The CSV of the issues ``who`` may see, in batches of up to 1,000 rows (the first carries the header)."""
     header = csvfile.csv_text(EXPORT_FIELDS)
-    cursor: tuple[datetime, UUID] | None = None
+    query = select(Issue).where(*queries.visibility(who, filters), *queries.filter_clauses(filters, now))
+    batch = _ExportBatch()
     sent = 0
     while sent < EXPORT_CAP:
-        query = select(Issue).where(*queries.visibility(who, filters), *queries.filter_clauses(filters, now))
-        if cursor:
-            query = query.where(sa.tuple_(col(Issue.created_at), col(Issue.id)) < sa.tuple_(*cursor))
-        batch = list(
-            (
-                await uow.session.execute(
-                    query.order_by(col(Issue.created_at).desc(), col(Issue.id).desc()).limit(1000)
-                )
-            ).scalars()
-        )
-        if not batch:
-            if header:
-                yield header
-            return
+        issues = await keyset_page(uow.session, query, _NEWEST_FIRST, batch)
         lines = [
             [
                 i.id,
@@ -348,12 +341,14 @@ async def export_rows(
                 i.rating,
                 queries.is_overdue(i, now),
             ]
-            for i in batch
+            for i in issues.items
         ]
         sent += len(lines)
         yield header + csvfile.rows_text(lines)
         header = ""
-        cursor = (batch[-1].created_at, batch[-1].id)
+        if issues.next_cursor is None:
+            return
+        batch = _ExportBatch(cursor=issues.next_cursor)
         uow.session.expunge_all()
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from uuid import UUID
 from xml.etree import ElementTree as ET
 
-import sqlalchemy as sa
 from fastapi.responses import Response
 from sqlmodel import col, select
 
@@ -25,7 +24,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import aware_utc
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.uow import UnitOfWork
 from services.issues import reporting
@@ -284,21 +283,11 @@ def issue_key(uow: UnitOfWork, name: str, who: Principal) -> tuple[ApiKey, str]:
     return row, key
 
 
-async def list_keys(uow: UnitOfWork, limit: int, cursor: str | None) -> Page[ApiKey]:
-    query = select(ApiKey)
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(
-            sa.or_(col(ApiKey.created_at) < created, sa.and_(col(ApiKey.created_at) == created, col(ApiKey.id) < ident))
-        )
-    rows = list(
-        (
-            await uow.session.execute(
-                query.order_by(col(ApiKey.created_at).desc(), col(ApiKey.id).desc()).limit(limit + 1)
-            )
-        ).scalars()
-    )
-    return page_of(rows, limit, lambda k: encode_cursor(k.created_at, k.id))
+_KEYS_NEWEST_FIRST = Keyset((ApiKey.created_at, ApiKey.id))
+
+
+async def list_keys(uow: UnitOfWork, page: PageRequest) -> Page[ApiKey]:
+    return await keyset_page(uow.session, select(ApiKey), _KEYS_NEWEST_FIRST, page)
 
 
 async def revoke_key(uow: UnitOfWork, key_id: UUID) -> ApiKey:

@@ -19,7 +19,7 @@ from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.errors import not_found
 from minsheng.platform.filters import Filter, Filters, Shape, equals
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Page, PageRequest, decode_cursor, encode_cursor, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -367,16 +367,17 @@ def _list_statement(shape: Shape, after_cursor: bool) -> sa.Select[Any]:
 
 
 async def list_issues(
-    uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None, filters: IssueFilters | None = None
+    uow: UnitOfWork, who: Principal, page: PageRequest, *, filters: IssueFilters | None = None
 ) -> Page[Any]:
     """A page of plain rows (``LIST_COLUMNS``): read them with ``public_rows`` (or ``public_view``)."""
     f = filters or IssueFilters()
+    limit = page.limit
     shape, params = list_query(who, f, utcnow())
     params["limit"] = limit + 1
-    if cursor:
-        params["after_created"], params["after_id"] = decode_cursor(cursor, datetime, UUID)
+    if page.cursor:
+        params["after_created"], params["after_id"] = decode_cursor(page.cursor, datetime, UUID)
     # Core rows on the fast path: the ORM's result machinery adds nothing for plain columns.
-    rows = await uow.fetch(_list_statement(shape, bool(cursor)), params)
+    rows = await uow.fetch(_list_statement(shape, bool(page.cursor)), params)
     if f.near is None:
         return page_of(rows, limit, lambda i: encode_cursor(i.created_at, i.id))
     # The bounding box over-selects its corners: drop those, but page on what the index walked.
@@ -396,13 +397,13 @@ async def list_issues(
     )
 
 
-async def escalations(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | None) -> Page[Issue]:
+async def escalations(uow: UnitOfWork, who: Principal, page: PageRequest) -> Page[Issue]:
     """Open issues escalated for being overdue, most escalated and longest overdue first (sub-district)."""
     query = select(Issue).where(
         *visibility(who, IssueFilters()), col(Issue.escalation_level) > 0, col(Issue.closed_at).is_(None)
     )
-    if cursor:
-        level, due, ident = decode_cursor(cursor, int, datetime, UUID)
+    if page.cursor:
+        level, due, ident = decode_cursor(page.cursor, int, datetime, UUID)
         query = query.where(
             sa.or_(
                 col(Issue.escalation_level) < level,
@@ -413,7 +414,7 @@ async def escalations(uow: UnitOfWork, who: Principal, *, limit: int, cursor: st
             )
         )
     query = query.order_by(col(Issue.escalation_level).desc(), col(Issue.resolution_due_at), col(Issue.id)).limit(
-        limit + 1
+        page.limit + 1
     )
     rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda i: encode_cursor(i.escalation_level, i.resolution_due_at, i.id))
+    return page_of(rows, page.limit, lambda i: encode_cursor(i.escalation_level, i.resolution_due_at, i.id))

@@ -19,7 +19,7 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.issues.access import manages_vote, may_vote, sees_vote
 from services.issues.models import (
@@ -30,6 +30,8 @@ from services.issues.models import (
     VoteCreate,
     VotePublic,
 )
+
+_NEWEST_FIRST = Keyset((Vote.created_at, Vote.id))
 
 
 def status_of(vote: Vote, now: datetime | None = None) -> str:
@@ -219,7 +221,7 @@ def open_vote(uow: UnitOfWork, who: Principal, body: VoteCreate) -> Vote:
 
 
 async def list_votes(
-    uow: UnitOfWork, who: Principal, limit: int, cursor: str | None, community: str | None, status: str | None
+    uow: UnitOfWork, who: Principal, page: PageRequest, community: str | None, status: str | None
 ) -> Page[Vote]:
     """The votes ``who`` may see, newest first."""
     query = select(Vote)
@@ -237,15 +239,7 @@ async def list_votes(
         query = query.where(sa.or_(col(Vote.closes_at) <= now, col(Vote.closed_early_at).is_not(None)))
     elif status == "scheduled":
         query = query.where(col(Vote.opens_at) > now, col(Vote.closed_early_at).is_(None))
-    if cursor:
-        created, ident = decode_cursor(cursor, datetime, UUID)
-        query = query.where(sa.tuple_(col(Vote.created_at), col(Vote.id)) < sa.tuple_(created, ident))
-    rows = list(
-        (
-            await uow.session.execute(query.order_by(col(Vote.created_at).desc(), col(Vote.id).desc()).limit(limit + 1))
-        ).scalars()
-    )
-    return page_of(rows, limit, lambda v: encode_cursor(v.created_at, v.id))
+    return await keyset_page(uow.session, query, _NEWEST_FIRST, page)
 
 
 def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) -> None:

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.filters import where_given
-from minsheng.platform.pagination import Keyset, Page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
-from services.notify.models import Delivery, DeliveryPublic, DeliveryStatus
+from services.notify.models import Delivery, DeliveryFilters, DeliveryPublic
 
 _NEWEST_FIRST = Keyset((Delivery.id,), kinds=(UUID,))
 
 
-async def deliveries_page(
-    uow: UnitOfWork,
-    *,
-    limit: int,
-    cursor: str | None,
-    status: DeliveryStatus | None = None,
-    channel: str | None = None,
-    recipient: str | None = None,
-    since: datetime | None = None,
-) -> Page[DeliveryPublic]:
+async def deliveries_page(uow: UnitOfWork, page: PageRequest, filters: DeliveryFilters) -> Page[DeliveryPublic]:
     query = select(Delivery)
-    query = where_given(query, (Delivery.channel, channel), (Delivery.recipient_key, recipient))
-    if status is not None:
-        query = query.where(Delivery.status == status.value)
-    if since is not None:
-        query = query.where(col(Delivery.created_at) >= since)
-    rows = list((await uow.session.execute(_NEWEST_FIRST.query(query, cursor, limit))).scalars())
-    page = _NEWEST_FIRST.page(rows, limit)
-    items = [DeliveryPublic.model_validate(d, from_attributes=True) for d in page.items]
-    return Page[DeliveryPublic](items=items, next_cursor=page.next_cursor)
+    query = where_given(query, (Delivery.channel, filters.channel), (Delivery.recipient_key, filters.recipient))
+    if filters.status is not None:
+        query = query.where(Delivery.status == filters.status.value)
+    if filters.since is not None:
+        query = query.where(col(Delivery.created_at) >= filters.since)
+    deliveries = await keyset_page(uow.session, query, _NEWEST_FIRST, page)
+    return deliveries.map(lambda d: DeliveryPublic.model_validate(d, from_attributes=True))
 
 
 async def counts_by_channel_and_status(uow: UnitOfWork) -> dict[str, dict[str, int]]:

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.errors import not_found
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Keyset
+from minsheng.platform.pagination import Keyset, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.notify.models import (
@@ -31,16 +31,13 @@ _NEWEST_FIRST = Keyset((Message.id,), kinds=(UUID,))
 ACCEPTED = ("accept", "acceptWithAudio")
 
 
-async def inbox_page(
-    uow: UnitOfWork, account_id: str, *, limit: int, cursor: str | None, unread_only: bool
-) -> InboxPage:
+async def inbox_page(uow: UnitOfWork, account_id: str, page: PageRequest, *, unread_only: bool) -> InboxPage:
     query = select(Message).where(Message.account_id == account_id)
     if unread_only:
         query = query.where(col(Message.read_at).is_(None))
-    rows = list((await uow.session.execute(_NEWEST_FIRST.query(query, cursor, limit))).scalars())
-    page = _NEWEST_FIRST.page(rows, limit)
-    items = [MessagePublic.model_validate(m, from_attributes=True) for m in page.items]
-    return InboxPage(items=items, next_cursor=page.next_cursor, unread=await unread(uow, account_id))
+    messages = await keyset_page(uow.session, query, _NEWEST_FIRST, page)
+    items = [MessagePublic.model_validate(m, from_attributes=True) for m in messages.items]
+    return InboxPage(items=items, next_cursor=messages.next_cursor, unread=await unread(uow, account_id))
 
 
 async def unread(uow: UnitOfWork, account_id: str) -> int:

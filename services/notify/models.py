@@ -9,7 +9,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
+import pydantic
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -222,6 +224,17 @@ class DeliveryPublic(SQLModel):
     fallback_of: UUID | None
     created_at: datetime
     sent_at: datetime | None
+
+
+class DeliveryFilters(BaseModel):
+    """The delivery log's filters (query parameters): each one given narrows the list."""
+
+    status: DeliveryStatus | None = None
+    channel: Annotated[str | None, text(10)] = None
+    recipient: Annotated[str | None, text(220)] = pydantic.Field(
+        default=None, description="recipient key, e.g. account:<sub>"
+    )
+    since: Instant | None = None
 
 
 class CareContact(NotifyModel, table=True):

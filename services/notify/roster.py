@@ -21,7 +21,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic, Recipient
@@ -102,9 +102,8 @@ async def add_shift(uow: UnitOfWork, who: Principal, body: DutyShiftCreate) -> D
 async def shifts_page(
     uow: UnitOfWork,
     who: Principal,
+    page: PageRequest,
     *,
-    limit: int,
-    cursor: str | None,
     community: str | None = None,
     on_duty: bool | None = None,
 ) -> Page[DutyShiftPublic]:
@@ -118,9 +117,8 @@ async def shifts_page(
     if on_duty is not None:
         current = _covering(now)
         query = query.where(current if on_duty else sa.not_(current))
-    rows = list((await uow.session.execute(_NEWEST_FIRST.query(query, cursor, limit))).scalars())
-    page = _NEWEST_FIRST.page(rows, limit)
-    return Page[DutyShiftPublic](items=[public(s, now) for s in page.items], next_cursor=page.next_cursor)
+    shifts = await keyset_page(uow.session, query, _NEWEST_FIRST, page)
+    return shifts.map(lambda shift: public(shift, now))
 
 
 async def remove_shift(uow: UnitOfWork, who: Principal, shift_id: UUID) -> None:

@@ -10,15 +10,15 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
-from minsheng.platform.inputs import Cursor, Instant, text
-from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.inputs import text
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.notify import deliveries as delivery_log
 from services.notify import inbox as inboxes
 from services.notify import roster
 from services.notify.models import (
+    DeliveryFilters,
     DeliveryPublic,
-    DeliveryStatus,
     DutyShiftCreate,
     DutyShiftPublic,
     InboxPage,
@@ -32,17 +32,14 @@ from services.notify.rules import Rule, rulebook
 router = APIRouter()
 Caller = Annotated[Principal, Depends(current_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 # --- inbox ---------------------------------------------------------------------------------------------------
 
 
 @router.get("/inbox", tags=["inbox"], summary="The caller's messages, newest first")
-async def inbox(
-    uow: UoW, who: Caller, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None, unread_only: bool = False
-) -> InboxPage:
-    return await inboxes.inbox_page(uow, who.sub, limit=limit, cursor=cursor, unread_only=unread_only)
+async def inbox(uow: UoW, who: Caller, page: PageQuery, unread_only: bool = False) -> InboxPage:
+    return await inboxes.inbox_page(uow, who.sub, page, unread_only=unread_only)
 
 
 class MarkRead(BaseModel):
@@ -115,16 +112,10 @@ async def set_preferences(uow: UoW, who: Caller, body: PreferenceUpdate) -> Pref
 async def deliveries(
     uow: UoW,
     who: Staff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    status: DeliveryStatus | None = None,
-    channel: Annotated[str, text(10)] | None = None,
-    recipient: Annotated[str, text(220)] | None = Query(default=None, description="recipient key, e.g. account:<sub>"),
-    since: Instant | None = None,
+    page: PageQuery,
+    filters: Annotated[DeliveryFilters, Query()],
 ) -> Page[DeliveryPublic]:
-    return await delivery_log.deliveries_page(
-        uow, limit=limit, cursor=cursor, status=status, channel=channel, recipient=recipient, since=since
-    )
+    return await delivery_log.deliveries_page(uow, page, filters)
 
 
 class DeliverySummary(BaseModel):
@@ -164,12 +155,11 @@ async def add_duty_shift(uow: UoW, who: Staff, body: DutyShiftCreate) -> DutyShi
 async def duty_roster(
     uow: UoW,
     who: Staff,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
-    community: str | None = Query(default=None, max_length=40),
+    page: PageQuery,
+    community: Annotated[str | None, text(40)] = None,
     on_duty: bool | None = Query(default=None, description="true: on duty now; false: past or future shifts"),
 ) -> Page[DutyShiftPublic]:
-    return await roster.shifts_page(uow, who, limit=limit, cursor=cursor, community=community, on_duty=on_duty)
+    return await roster.shifts_page(uow, who, page, community=community, on_duty=on_duty)
 
 
 @router.delete("/duty-roster/{shift_id}", status_code=204, tags=["duty roster"], summary="Remove a duty shift")

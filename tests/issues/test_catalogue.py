@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.issues.helpers import FLOOD, manager, report, resident, staff
 from tests.support.client import System
+from tests.support.nul import let_nul_bytes_through
 
 
 async def test_catalogue_is_public_and_complete(issues: System) -> None:
@@ -127,3 +130,14 @@ async def test_staff_manage_the_catalogue(issues: System) -> None:
     templates = (await issues.client.get("/issues/reply-templates", headers=staff(issues))).json()["items"]
     assert "thanks" in {t["code"] for t in templates}
     assert (await issues.client.get("/issues/reply-templates", headers=resident(issues))).status_code == 403
+
+
+async def test_a_nul_byte_in_the_search_is_refused_naming_the_query(
+    issues: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = await issues.client.get("/issues/catalogue/search", params={"q": "积\x00水"})
+    assert (r.status_code, r.json()["code"]) == (422, "nul_byte"), r.text
+    let_nul_bytes_through(monkeypatch)
+    r = await issues.client.get("/issues/catalogue/search", params={"q": "积\x00水"})
+    assert (r.status_code, r.json()["code"]) == (422, "validation_error"), r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["query.q"]

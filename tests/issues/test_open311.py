@@ -12,6 +12,7 @@ import pytest
 from minsheng.platform.ids import utcnow
 from tests.issues.helpers import manager, resident, staff
 from tests.support.client import System
+from tests.support.nul import let_nul_bytes_through
 
 BASE = "/issues/open311/v2"
 
@@ -25,6 +26,15 @@ def parse(response: Any) -> Any:
     assert ctype == "text/xml; charset=utf-8"
     assert response.text.startswith('<?xml version="1.0" encoding="utf-8"?>')
     return ET.fromstring(response.content)
+
+
+def spec_error(response: Any) -> tuple[int, str]:
+    """The code and description of an answer in the spec's error format, JSON or XML."""
+    body = parse(response)
+    if isinstance(body, list):
+        return body[0]["code"], body[0]["description"]
+    assert body.tag == "errors" and body[0].tag == "error"
+    return int(body[0].findtext("code")), body[0].findtext("description") or ""
 
 
 def xml_items(root: ET.Element) -> list[dict[str, str | None]]:
@@ -228,3 +238,23 @@ async def test_api_keys_are_managed_by_staff_and_revocable(issues: System) -> No
     assert r.status_code == 403 and parse(r)[0]["code"] == 403
     tampered = key[:-2] + ("aa" if not key.endswith("aa") else "bb")
     assert (await issues.client.post(f"{BASE}/requests.json", data=form(tampered))).status_code == 403
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_a_nul_byte_in_a_path_part_is_a_400_in_the_spec_format_naming_the_part(
+    issues: System, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    parts = {
+        f"services/flood%00ing.{fmt}": "path.name",
+        f"requests/1%00.{fmt}": "path.name",
+        f"tokens/t%00.{fmt}": "path.name",
+        f"services.{fmt}%00": "path.fmt",
+    }
+    for part in parts:
+        r = await issues.client.get(f"{BASE}/{part}")
+        assert r.status_code == 400 and spec_error(r) == (400, "Text may not contain NUL bytes (U+0000)."), r.text
+    let_nul_bytes_through(monkeypatch)
+    for part, field in parts.items():
+        r = await issues.client.get(f"{BASE}/{part}")
+        code, description = spec_error(r)
+        assert (r.status_code, code) == (400, 400) and description.startswith(f"{field}: "), (part, r.text)

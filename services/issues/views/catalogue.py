@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from minsheng.platform.i18n import N_
-from minsheng.platform.inputs import Cursor, text
+from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page
 from minsheng.platform.service import UoW
 from services.issues import catalogue
@@ -31,7 +31,7 @@ from services.issues.models import (
     NotHandledUpdate,
     PlaceCode,
 )
-from services.issues.views.deps import CatalogueLimit, Manager, public_page
+from services.issues.views.deps import CataloguePageQuery, Manager, public_page
 
 router = APIRouter(tags=["catalogue"])
 
@@ -40,14 +40,15 @@ router = APIRouter(tags=["catalogue"])
 async def list_categories(
     uow: UoW,
     response: Response,
-    limit: CatalogueLimit = 200,
-    cursor: Cursor | None = None,
+    page: CataloguePageQuery,
     group: CatalogueCode | None = None,
     include_inactive: bool = False,
 ) -> Page[CategoryPublic]:
-    page = await catalogue.list_categories(uow, limit, cursor, group, include_inactive)
+    categories = await catalogue.list_categories(uow, page, group, include_inactive)
     response.headers["Cache-Control"] = "public, max-age=60"
-    return Page[CategoryPublic](items=await catalogue.category_public(uow, page.items), next_cursor=page.next_cursor)
+    return Page[CategoryPublic](
+        items=await catalogue.category_public(uow, categories.items), next_cursor=categories.next_cursor
+    )
 
 
 @router.get("/catalogue/categories/{code}")
@@ -73,11 +74,8 @@ async def update_category(code: CatalogueCode, body: CategoryUpdate, uow: UoW, w
 
 
 @router.get("/catalogue/departments", summary="Who does what (public)")
-async def list_departments(
-    uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None
-) -> Page[DepartmentPublic]:
-    page = await catalogue.page_by_code(uow, Department, limit, cursor)
-    return public_page(page, DepartmentPublic)
+async def list_departments(uow: UoW, page: CataloguePageQuery) -> Page[DepartmentPublic]:
+    return public_page(await catalogue.page_by_code(uow, Department, page), DepartmentPublic)
 
 
 @router.post("/catalogue/departments", status_code=201)
@@ -99,10 +97,9 @@ async def update_department(code: CatalogueCode, body: DepartmentUpdate, uow: Uo
     summary="Matters not handled here (e.g. certificates a community must not issue) and where to go",
 )
 async def list_not_handled(
-    uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None, kind: Annotated[str | None, text(20)] = None
+    uow: UoW, page: CataloguePageQuery, kind: Annotated[str | None, text(20)] = None
 ) -> Page[NotHandledPublic]:
-    page = await catalogue.list_not_handled(uow, limit, cursor, kind)
-    return public_page(page, NotHandledPublic)
+    return public_page(await catalogue.list_not_handled(uow, page, kind), NotHandledPublic)
 
 
 @router.get("/catalogue/not-handled/{code}")
@@ -126,7 +123,7 @@ async def update_not_handled(code: CatalogueCode, body: NotHandledUpdate, uow: U
 
 
 @router.get("/catalogue/search", summary="Find the right category — or learn where to go instead (public)")
-async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]) -> dict[str, Any]:
+async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> dict[str, Any]:
     cats, matters = await catalogue.search(uow, q)
     return {
         "categories": await catalogue.category_public(uow, cats),
@@ -135,11 +132,8 @@ async def search(uow: UoW, q: Annotated[str, Query(min_length=1, max_length=50)]
 
 
 @router.get("/catalogue/communities", summary="Community codes (public)")
-async def list_communities(
-    uow: UoW, limit: CatalogueLimit = 200, cursor: Cursor | None = None
-) -> Page[CommunityPublic]:
-    page = await catalogue.page_by_code(uow, Community, limit, cursor)
-    return public_page(page, CommunityPublic)
+async def list_communities(uow: UoW, page: CataloguePageQuery) -> Page[CommunityPublic]:
+    return public_page(await catalogue.page_by_code(uow, Community, page), CommunityPublic)
 
 
 @router.put("/catalogue/communities/{code}")

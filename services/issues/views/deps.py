@@ -5,16 +5,22 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import Day
-from minsheng.platform.pagination import MAX_LIMIT, Page
+from minsheng.platform.pagination import Page, PageRequest
 from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime
 
 S = TypeVar("S", bound=BaseModel)
+
+
+class CataloguePage(PageRequest):
+    """A page of a catalogue list: the whole catalogue usually fits in one."""
+
+    limit: Annotated[int, Field(ge=1, le=500)] = 200
 
 
 def public_page(page: Page[Any], schema: type[S]) -> Page[S]:
@@ -46,7 +52,6 @@ Caller = Annotated[Principal, Depends(current_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Manager = Annotated[Principal, Depends(catalogue_manager)]
 Cipher = Annotated[FieldCipher, Depends(cipher_of)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-CatalogueLimit = Annotated[int, Query(ge=1, le=500)]
+CataloguePageQuery = Annotated[CataloguePage, Query()]
 FromQ = Annotated[Day | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
 ToQ = Annotated[Day | None, Query(alias="to", description="Last local day, inclusive")]

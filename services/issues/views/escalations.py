@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.issues import queries
 from services.issues.models import IssuePublic
-from services.issues.views.deps import Cipher, Limit, Staff
+from services.issues.views.deps import Cipher, Staff
 
 router = APIRouter()
 
@@ -17,10 +16,8 @@ router = APIRouter()
 @router.get(
     "/escalations", tags=["workflow"], summary="Overdue issues escalated to the sub-district, most escalated first"
 )
-async def list_escalations(
-    uow: UoW, who: Staff, cipher: Cipher, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[IssuePublic]:
-    page = await queries.escalations(uow, who, limit=limit, cursor=cursor)
+async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, page: PageQuery) -> Page[IssuePublic]:
+    escalated = await queries.escalations(uow, who, page)
     return Page[IssuePublic](
-        items=[queries.public_view(i, who, cipher) for i in page.items], next_cursor=page.next_cursor
+        items=[queries.public_view(i, who, cipher) for i in escalated.items], next_cursor=escalated.next_cursor
     )

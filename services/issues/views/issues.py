@@ -17,8 +17,8 @@ from minsheng.platform.coords import CoordSystem, CoordSystemQuery, reproject, t
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Cursor, Instant, Latitude, Longitude
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Instant, Latitude, Longitude
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
@@ -48,7 +48,7 @@ from services.issues.models import (
     StaffNote,
     TimelineEntryPublic,
 )
-from services.issues.views.deps import Caller, Cipher, FromQ, Limit, Staff, ToQ
+from services.issues.views.deps import Caller, Cipher, FromQ, Staff, ToQ
 
 router = APIRouter()
 B = TypeVar("B")
@@ -110,8 +110,7 @@ async def list_issues(
     uow: UoW,
     who: Caller,
     cipher: Cipher,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     status: Annotated[list[IssueStatus] | None, Query(description="Repeatable")] = None,
     community: PlaceCode | None = None,
     compound: PlaceCode | None = None,
@@ -155,9 +154,9 @@ async def list_issues(
         created_from=created_from,
         created_to=created_to,
     )
-    page = await queries.list_issues(uow, who, limit=limit, cursor=cursor, filters=filters)
-    items = [reproject(item, coord_system) for item in queries.public_rows(page.items, who, cipher)]
-    return _json(Page[IssuePublic](items=items, next_cursor=page.next_cursor))  # type: ignore[return-value]
+    found = await queries.list_issues(uow, who, page, filters=filters)
+    items = [reproject(item, coord_system) for item in queries.public_rows(found.items, who, cipher)]
+    return _json(Page[IssuePublic](items=items, next_cursor=found.next_cursor))  # type: ignore[return-value]
 
 
 # Ahead of `/issues/{issue_id}`: `export.csv` must not be read as an issue id.

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import photo_url
+from minsheng.platform.inputs import photo_url, text
 from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import UoW, runtime_of
 from minsheng.platform.uow import UnitOfWork
@@ -35,9 +35,10 @@ from services.issues.open311 import (
 )
 
 router = APIRouter(tags=["open311"])
-# The path's variable parts, bounded: a longer one is a 400 in the Open311 error shape (foreign_error_formats).
-Format = Annotated[str, Path(max_length=10, description="json or xml")]
-Name = Annotated[str, Path(max_length=100, description="<code, id or token>.<json|xml>")]
+# The path's variable parts, bounded and without NUL bytes: anything else is a 400 in the Open311 error shape
+# (foreign_error_formats).
+Format = Annotated[str, text(10), Path(description="json or xml")]
+Name = Annotated[str, text(100), Path(description="<code, id or token>.<json|xml>")]
 # The reporter is "open311:<key name>:<account_id>", a column of 200 characters; key names have up to 100.
 ACCOUNT_ID_MAX_LENGTH = 90
 

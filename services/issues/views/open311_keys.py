@@ -6,12 +6,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.issues import open311
 from services.issues.models import ApiKeyCreate, ApiKeyIssued, ApiKeyPublic
-from services.issues.views.deps import Limit, Manager, public_page
+from services.issues.views.deps import Manager, public_page
 
 router = APIRouter(tags=["open311"])
 
@@ -28,11 +27,8 @@ async def create_key(body: ApiKeyCreate, uow: UoW, who: Manager) -> ApiKeyIssued
 
 
 @router.get("/open311-keys", summary="Staff: Open311 API keys")
-async def list_keys(
-    uow: UoW, who: Manager, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[ApiKeyPublic]:
-    page = await open311.list_keys(uow, limit, cursor)
-    return public_page(page, ApiKeyPublic)
+async def list_keys(uow: UoW, who: Manager, page: PageQuery) -> Page[ApiKeyPublic]:
+    return public_page(await open311.list_keys(uow, page), ApiKeyPublic)
 
 
 @router.delete("/open311-keys/{key_id}", summary="Staff: revoke a key")

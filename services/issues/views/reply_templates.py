@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from minsheng.platform.i18n import N_
-from minsheng.platform.inputs import Cursor
 from minsheng.platform.pagination import Page
 from minsheng.platform.service import UoW
 from services.issues import catalogue
@@ -16,17 +15,14 @@ from services.issues.models import (
     ReplyTemplatePublic,
     ReplyTemplateUpdate,
 )
-from services.issues.views.deps import CatalogueLimit, Staff, public_page
+from services.issues.views.deps import CataloguePageQuery, Staff, public_page
 
 router = APIRouter(tags=["catalogue", "workflow"])
 
 
 @router.get("/reply-templates")
-async def list_templates(
-    uow: UoW, who: Staff, limit: CatalogueLimit = 200, cursor: Cursor | None = None
-) -> Page[ReplyTemplatePublic]:
-    page = await catalogue.list_templates(uow, limit, cursor)
-    return public_page(page, ReplyTemplatePublic)
+async def list_templates(uow: UoW, who: Staff, page: CataloguePageQuery) -> Page[ReplyTemplatePublic]:
+    return public_page(await catalogue.list_templates(uow, page), ReplyTemplatePublic)
 
 
 @router.post("/reply-templates", status_code=201)

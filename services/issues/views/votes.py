@@ -9,12 +9,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from minsheng.platform.errors import conflict
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import Runtime, UoW
 from services.issues import votes
 from services.issues.models import BallotCreate, Eligibility, PlaceCode, VoteCreate, VotePublic
-from services.issues.views.deps import Caller, Limit, Staff
+from services.issues.views.deps import Caller, Staff
 
 router = APIRouter(tags=["votes"])
 
@@ -31,15 +30,14 @@ async def list_votes(
     uow: UoW,
     who: Caller,
     runtime: Runtime,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
     community: PlaceCode | None = None,
     status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
 ) -> Page[VotePublic]:
-    page = await votes.list_votes(uow, who, limit, cursor, community, status)
+    found = await votes.list_votes(uow, who, page, community, status)
     return Page[VotePublic](
-        items=[await votes.view(uow, who, v, runtime.settings.secret) for v in page.items],
-        next_cursor=page.next_cursor,
+        items=[await votes.view(uow, who, v, runtime.settings.secret) for v in found.items],
+        next_cursor=found.next_cursor,
     )
 
 

@@ -26,7 +26,7 @@ from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence
 from services.visits.access import Viewer, lives_in, reaches_need, supervises, worker_by_subject, works_on_need
@@ -180,8 +180,7 @@ async def list_needs(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     status: list[NeedStatus] | None = None,
     owner: str | None = None,
     mine: bool = False,
@@ -210,7 +209,7 @@ async def list_needs(
         query = query.where(col(Need.status).in_([s.value for s in status]))
     if overdue:
         query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]), col(Need.due_on) < today())
-    return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), page)
 
 
 # --- the owner's and the supervisor's workflow --------------------------------------------------------------

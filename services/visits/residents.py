@@ -15,7 +15,7 @@ from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, mask_id_number, open_phone, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, idcard, linking, schedule
@@ -171,8 +171,7 @@ async def list_residents(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     community: str | None = None,
     compound: str | None = None,
     household_id: UUID | None = None,
@@ -194,7 +193,7 @@ async def list_residents(
         query = query.where(col(Resident.tags).contains(f",{care_tag},"))
     if min_age is not None:
         query = query.where(col(Resident.birth_date) <= schedule._years_before(today(), min_age))
-    return await keyset_page(uow.session, query, Keyset.by_id(Resident), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset.by_id(Resident), page)
 
 
 async def lookup_by_id_number(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, value: str) -> Resident:
@@ -287,8 +286,7 @@ async def list_audit(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     resident_id: UUID | None = None,
     actor: str | None = None,
 ) -> Page[PiiAudit]:
@@ -301,12 +299,12 @@ async def list_audit(
         )
     query = select(PiiAudit)
     query = where_given(query, (PiiAudit.resident_id, resident_id), (PiiAudit.actor, actor))
-    if cursor:
-        at, ident = decode_cursor(cursor, type(utcnow()), UUID)
+    if page.cursor:
+        at, ident = decode_cursor(page.cursor, type(utcnow()), UUID)
         query = query.where(sa.tuple_(PiiAudit.at, PiiAudit.id) < sa.tuple_(at, ident))
-    query = query.order_by(col(PiiAudit.at).desc(), col(PiiAudit.id).desc()).limit(limit + 1)
+    query = query.order_by(col(PiiAudit.at).desc(), col(PiiAudit.id).desc()).limit(page.limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda a: encode_cursor(a.at, a.id))
+    return page_of(rows, page.limit, lambda a: encode_cursor(a.at, a.id))
 
 
 async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) -> Resident:

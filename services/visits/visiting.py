@@ -23,7 +23,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
@@ -201,8 +201,7 @@ async def list_visits(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     household_id: UUID | None = None,
     worker_id: UUID | None = None,
     community: str | None = None,
@@ -227,7 +226,7 @@ async def list_visits(
         query = query.where(col(Visit.visited_at) >= since)
     if until:
         query = query.where(col(Visit.visited_at) < until)
-    return await keyset_page(uow.session, query, Keyset((Visit.visited_at, Visit.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Visit.visited_at, Visit.id)), page)
 
 
 async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, list[Need]]:
@@ -361,8 +360,7 @@ async def list_tasks(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     status: TaskStatus | None = TaskStatus.open,
     kind: TaskKind | None = None,
     worker_id: UUID | None = None,
@@ -377,9 +375,7 @@ async def list_tasks(
     ):
         if value is not None:
             query = query.where(column == value)
-    return await keyset_page(
-        uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), cursor, limit
-    )
+    return await keyset_page(uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), page)
 
 
 # --- due lists ----------------------------------------------------------------------------------------------
@@ -403,8 +399,7 @@ async def due_list(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     within_days: int = 0,
     overdue_only: bool = False,
     compound: str | None = None,
@@ -420,20 +415,20 @@ async def due_list(
     )
     if compound:
         query = query.where(Household.compound == compound)
-    if cursor:
-        due, ident = decode_cursor(cursor, date, UUID)
+    if page.cursor:
+        due, ident = decode_cursor(page.cursor, date, UUID)
         query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(due, ident))
-    query = query.order_by(col(Household.next_due_on), col(Household.id)).limit(limit + 1)
+    query = query.order_by(col(Household.next_due_on), col(Household.id)).limit(page.limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
-    page = page_of(rows, limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
+    households = page_of(rows, page.limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
     tasks: list[VisitTask] = []
-    if not cursor:
+    if not page.cursor:
         tq = select(VisitTask).where(_task_scope(viewer), VisitTask.status == TaskStatus.open)
         if compound:
             tq = tq.where(VisitTask.compound == compound)
         tq = tq.order_by(col(VisitTask.urgent).desc(), col(VisitTask.due_at), col(VisitTask.id)).limit(200)
         tasks = list((await uow.session.execute(tq)).scalars())
-    return tasks, page
+    return tasks, households
 
 
 # --- rounds -------------------------------------------------------------------------------------------------
@@ -459,7 +454,7 @@ async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRou
 
 
 async def list_rounds(
-    uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None, community: str | None = None
+    uow: UnitOfWork, viewer: Viewer, *, page: PageRequest, community: str | None = None
 ) -> Page[VisitRound]:
     query = select(VisitRound)
     if not viewer.is_admin:
@@ -469,12 +464,12 @@ async def list_rounds(
         query = query.where(sa.or_(col(VisitRound.community).is_(None), col(VisitRound.community).in_(sorted(mine))))
     if community:
         query = query.where(VisitRound.community == community)
-    if cursor:
-        starts, ident = decode_cursor(cursor, date, UUID)
+    if page.cursor:
+        starts, ident = decode_cursor(page.cursor, date, UUID)
         query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(starts, ident))
-    query = query.order_by(col(VisitRound.starts_on).desc(), col(VisitRound.id).desc()).limit(limit + 1)
+    query = query.order_by(col(VisitRound.starts_on).desc(), col(VisitRound.id).desc()).limit(page.limit + 1)
     rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))
+    return page_of(rows, page.limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))
 
 
 def window(rnd: VisitRound) -> tuple[datetime, datetime]:

@@ -8,13 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
-from minsheng.platform.pagination import MAX_LIMIT
 from minsheng.platform.routes import commit_or_conflict
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, require_worker_registered, viewer_of
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Code = Annotated[str | None, Query(max_length=40)]
 STAFF = Depends(require(Role.staff))
 FIELD = Depends(require(Role.staff, Role.grid_worker))

@@ -7,14 +7,14 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from minsheng.platform.inputs import Cursor, Day
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.visits import bill, places
 from services.visits.access import Viewer
 from services.visits.config import today
 from services.visits.models import Attention, Bill, HouseholdCreate, HouseholdPublic, HouseholdUpdate
-from services.visits.views.deps import FIELD, Code, Limit, Who, commit
+from services.visits.views.deps import FIELD, Code, Who, commit
 
 router = APIRouter()
 
@@ -41,20 +41,19 @@ async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> Househo
 async def list_households(
     uow: UoW,
     who: Who,
+    *,
     community: Code = None,
     compound: Code = None,
     building_id: UUID | None = None,
     tier: Code = None,
     attention: Attention | None = None,
     overdue: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[HouseholdPublic]:
-    page = await places.list_households(
+    households = await places.list_households(
         uow,
         who,
-        limit=limit,
-        cursor=cursor,
+        page=page,
         community=community,
         compound=compound,
         building_id=building_id,
@@ -63,7 +62,7 @@ async def list_households(
         overdue=overdue,
     )
     day = today()
-    return page.map(lambda h: places.household_public(h, day))
+    return households.map(lambda h: places.household_public(h, day))
 
 
 @router.get("/households/{household_id}", tags=["households"])

@@ -12,8 +12,7 @@ from fastapi.types import DecoratedCallable
 
 from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, places
@@ -31,7 +30,7 @@ from services.visits.models import (
     NeedStatus,
     NeedUpdate,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
 
 router = APIRouter(tags=["needs ledger"])
 A = TypeVar("A")
@@ -63,6 +62,7 @@ async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str |
 async def list_needs(
     uow: UoW,
     who: Who,
+    *,
     status: Annotated[list[NeedStatus] | None, Query()] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,
     mine: bool = False,
@@ -72,14 +72,12 @@ async def list_needs(
     resident_id: UUID | None = None,
     category: Code = None,
     overdue: bool = False,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[NeedPublic]:
-    page = await ledger.list_needs(
+    needs = await ledger.list_needs(
         uow,
         who,
-        limit=limit,
-        cursor=cursor,
+        page=page,
         status=status,
         owner=owner,
         mine=mine,
@@ -90,7 +88,7 @@ async def list_needs(
         category=category,
         overdue=overdue,
     )
-    return page.map(ledger.need_public)
+    return needs.map(ledger.need_public)
 
 
 @router.get("/needs/{need_id}")

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from minsheng.platform.access import ensure_visible
-from minsheng.platform.inputs import Cursor, Day
+from minsheng.platform.inputs import Day
 from minsheng.platform.observability import current_request_id
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW
 from services.visits import bill, linking, places, residents
@@ -32,7 +32,7 @@ from services.visits.models import (
     RevealRequest,
     StatusChange,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
 
 router = APIRouter()
 
@@ -59,6 +59,7 @@ async def create_resident(body: ResidentCreate, uow: UoW, who: Who, cipher: Ciph
 async def list_residents(
     uow: UoW,
     who: Who,
+    *,
     community: Code = None,
     compound: Code = None,
     household_id: UUID | None = None,
@@ -66,14 +67,12 @@ async def list_residents(
     min_age: Annotated[int | None, Query(ge=0, le=130)] = None,
     mobility: Mobility | None = None,
     status: ResidentStatus | None = ResidentStatus.active,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[ResidentPublic]:
-    page = await residents.list_residents(
+    found = await residents.list_residents(
         uow,
         who,
-        limit=limit,
-        cursor=cursor,
+        page=page,
         community=community,
         compound=compound,
         household_id=household_id,
@@ -83,7 +82,7 @@ async def list_residents(
         status=status,
     )
     day = today()
-    return page.map(lambda r: residents.resident_public(r, day))
+    return found.map(lambda r: residents.resident_public(r, day))
 
 
 @router.post(

@@ -8,13 +8,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor, Instant
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Instant
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import ledger, visiting
 from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
-from services.visits.views.deps import FIELD, Code, Limit, Who
+from services.visits.views.deps import FIELD, Code, Who
 
 router = APIRouter(tags=["visits"], dependencies=[FIELD])
 
@@ -44,6 +44,7 @@ async def record_visit(
 async def list_visits(
     uow: UoW,
     who: Who,
+    *,
     household_id: UUID | None = None,
     worker_id: UUID | None = None,
     community: Code = None,
@@ -52,14 +53,12 @@ async def list_visits(
     since: Instant | None = None,
     until: Instant | None = None,
     far_from_home: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[VisitPublic]:
-    page = await visiting.list_visits(
+    visits = await visiting.list_visits(
         uow,
         who,
-        limit=limit,
-        cursor=cursor,
+        page=page,
         household_id=household_id,
         worker_id=worker_id,
         community=community,
@@ -69,7 +68,7 @@ async def list_visits(
         until=until,
         far_from_home=far_from_home,
     )
-    return page.map(from_row(VisitPublic))
+    return visits.map(from_row(VisitPublic))
 
 
 @router.get("/visits/{visit_id}")

@@ -37,7 +37,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, PageRequest, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
@@ -195,11 +195,9 @@ async def requests_to_decide(
     )
     if status is not None:
         query = query.where(LinkRequest.status == status)
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, UUID)
-        query = query.where(col(LinkRequest.id) > after)
-    rows = [(r, p) for r, p in (await uow.session.execute(query.order_by(col(LinkRequest.id)).limit(page.limit + 1)))]
-    return page_of(rows, page.limit, lambda row: encode_cursor(row[0].id))
+    by_id = Keyset.by_id(LinkRequest)
+    rows = [(request, resident) for request, resident in await uow.session.execute(by_id.query(query, page))]
+    return by_id.page(rows, page, item=lambda row: row[0])
 
 
 async def decide(

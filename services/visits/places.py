@@ -16,7 +16,7 @@ from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, PageRequest, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, schedule
 from services.visits.access import Viewer, sees, writes
@@ -67,11 +67,8 @@ async def list_communities(uow: UnitOfWork, viewer: Viewer, *, page: PageRequest
                 ).scalars()
             )
         query = query.where(col(Community.code).in_(sorted(visible)))
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, str)
-        query = query.where(col(Community.code) > after)
-    rows = list((await uow.session.execute(query.order_by(col(Community.code)).limit(page.limit + 1))).scalars())
-    communities = page_of(rows, page.limit, lambda c: encode_cursor(c.code))
+    by_code = Keyset((Community.code,), kinds=(str,), descending=False)
+    communities = await keyset_page(uow.session, query, by_code, page)
     codes = [c.code for c in communities.items]
     compound_counts: dict[str, int] = dict(
         (

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.visits import ResidentStatusChanged
@@ -15,7 +14,7 @@ from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, PageRequest, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher, mask_id_number, open_phone, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, idcard, linking, schedule
@@ -299,12 +298,7 @@ async def list_audit(
         )
     query = select(PiiAudit)
     query = where_given(query, (PiiAudit.resident_id, resident_id), (PiiAudit.actor, actor))
-    if page.cursor:
-        at, ident = decode_cursor(page.cursor, type(utcnow()), UUID)
-        query = query.where(sa.tuple_(PiiAudit.at, PiiAudit.id) < sa.tuple_(at, ident))
-    query = query.order_by(col(PiiAudit.at).desc(), col(PiiAudit.id).desc()).limit(page.limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, page.limit, lambda a: encode_cursor(a.at, a.id))
+    return await keyset_page(uow.session, query, Keyset((PiiAudit.at, PiiAudit.id)), page)
 
 
 async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) -> Resident:

@@ -23,7 +23,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, PageRequest, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, encode_cursor, keyset_page, page_of
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
@@ -415,11 +415,8 @@ async def due_list(
     )
     if compound:
         query = query.where(Household.compound == compound)
-    if page.cursor:
-        due, ident = decode_cursor(page.cursor, date, UUID)
-        query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(due, ident))
-    query = query.order_by(col(Household.next_due_on), col(Household.id)).limit(page.limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
+    by_due_day = Keyset((Household.next_due_on, Household.id), kinds=(date, UUID), descending=False)
+    rows = list((await uow.session.execute(by_due_day.query(query, page))).scalars())
     households = page_of(rows, page.limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
     tasks: list[VisitTask] = []
     if not page.cursor:
@@ -464,11 +461,8 @@ async def list_rounds(
         query = query.where(sa.or_(col(VisitRound.community).is_(None), col(VisitRound.community).in_(sorted(mine))))
     if community:
         query = query.where(VisitRound.community == community)
-    if page.cursor:
-        starts, ident = decode_cursor(page.cursor, date, UUID)
-        query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(starts, ident))
-    query = query.order_by(col(VisitRound.starts_on).desc(), col(VisitRound.id).desc()).limit(page.limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
+    latest_first = Keyset((VisitRound.starts_on, VisitRound.id), kinds=(date, UUID))
+    rows = list((await uow.session.execute(latest_first.query(query, page))).scalars())
     return page_of(rows, page.limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))
 
 

@@ -37,6 +37,8 @@ platform_tables = install_platform_tables(metadata)
 
 CODE = r"^[a-z0-9][a-z0-9-]{1,39}$"
 PHONE = r"^\+?\d{7,15}$"
+# What a list is filtered by: a community, compound, tier or category code.
+CodeFilter = Annotated[str, text(40)] | None
 
 
 # --- enums --------------------------------------------------------------------------------------------------

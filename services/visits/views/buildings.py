@@ -8,8 +8,8 @@ from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
-from services.visits.models import BuildingCreate, BuildingPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.models import BuildingCreate, BuildingPublic, CodeFilter
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["places"])
 
@@ -22,6 +22,6 @@ async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingP
 
 
 @router.get("/buildings", dependencies=[FIELD])
-async def list_buildings(uow: UoW, who: Who, *, compound: Code = None, page: PageQuery) -> Page[BuildingPublic]:
+async def list_buildings(uow: UoW, who: Who, *, compound: CodeFilter = None, page: PageQuery) -> Page[BuildingPublic]:
     buildings = await places.list_buildings(uow, who, compound=compound, page=page)
     return buildings.map(from_row(BuildingPublic))

@@ -11,8 +11,8 @@ from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
-from services.visits.models import CompoundCreate, CompoundPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.models import CodeFilter, CompoundCreate, CompoundPublic
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["places"])
 
@@ -25,7 +25,7 @@ async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundP
 
 
 @router.get("/compounds", dependencies=[FIELD])
-async def list_compounds(uow: UoW, who: Who, *, community: Code = None, page: PageQuery) -> Page[CompoundPublic]:
+async def list_compounds(uow: UoW, who: Who, *, community: CodeFilter = None, page: PageQuery) -> Page[CompoundPublic]:
     compounds = await places.list_compounds(uow, who, community=community, page=page)
     return compounds.map(from_row(CompoundPublic))
 

@@ -11,8 +11,8 @@ from minsheng.platform.pagination import PageQuery
 from minsheng.platform.service import UoW
 from services.visits import places, visiting
 from services.visits.config import today
-from services.visits.models import DueList
-from services.visits.views.deps import FIELD, Code, Who
+from services.visits.models import CodeFilter, DueList
+from services.visits.views.deps import FIELD, Who
 
 router = APIRouter()
 
@@ -30,7 +30,7 @@ async def due(
     worker_id: UUID | None = None,
     within_days: Annotated[int, Query(ge=0, le=90)] = 0,
     overdue_only: bool = False,
-    compound: Code = None,
+    compound: CodeFilter = None,
     page: PageQuery,
 ) -> DueList:
     viewer = await visiting.viewer_for_worker(uow, who, worker_id) if worker_id else who

@@ -15,12 +15,13 @@ from services.visits import workers
 from services.visits.models import (
     AssignmentCreate,
     AssignmentPublic,
+    CodeFilter,
     GridWorkerCreate,
     GridWorkerPublic,
     Handover,
     HandoverResult,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["grid"])
 
@@ -37,7 +38,7 @@ async def list_workers(
     uow: UoW,
     who: Who,
     *,
-    community: Code = None,
+    community: CodeFilter = None,
     active: bool | None = True,
     page: PageQuery,
 ) -> Page[GridWorkerPublic]:

@@ -13,8 +13,8 @@ from minsheng.platform.service import UoW
 from services.visits import bill, places
 from services.visits.access import Viewer
 from services.visits.config import today
-from services.visits.models import Attention, Bill, HouseholdCreate, HouseholdPublic, HouseholdUpdate
-from services.visits.views.deps import FIELD, Code, Who, commit
+from services.visits.models import Attention, Bill, CodeFilter, HouseholdCreate, HouseholdPublic, HouseholdUpdate
+from services.visits.views.deps import FIELD, Who, commit
 
 router = APIRouter()
 
@@ -42,10 +42,10 @@ async def list_households(
     uow: UoW,
     who: Who,
     *,
-    community: Code = None,
-    compound: Code = None,
+    community: CodeFilter = None,
+    compound: CodeFilter = None,
     building_id: UUID | None = None,
-    tier: Code = None,
+    tier: CodeFilter = None,
     attention: Attention | None = None,
     overdue: bool | None = None,
     page: PageQuery,

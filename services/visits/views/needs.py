@@ -12,12 +12,14 @@ from fastapi.types import DecoratedCallable
 
 from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
+from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, places
 from services.visits.access import Viewer, sees, writes
 from services.visits.models import (
+    CodeFilter,
     Need,
     NeedConfirm,
     NeedDetail,
@@ -30,7 +32,7 @@ from services.visits.models import (
     NeedStatus,
     NeedUpdate,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["needs ledger"])
 A = TypeVar("A")
@@ -64,13 +66,13 @@ async def list_needs(
     who: Who,
     *,
     status: Annotated[list[NeedStatus] | None, Query()] = None,
-    owner: Annotated[str | None, Query(max_length=200)] = None,
+    owner: Annotated[str | None, text(200)] = None,
     mine: bool = False,
-    community: Code = None,
-    compound: Code = None,
+    community: CodeFilter = None,
+    compound: CodeFilter = None,
     household_id: UUID | None = None,
     resident_id: UUID | None = None,
-    category: Code = None,
+    category: CodeFilter = None,
     overdue: bool = False,
     page: PageQuery,
 ) -> Page[NeedPublic]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
+from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
@@ -25,7 +26,7 @@ async def list_audit(
     who: Who,
     *,
     resident_id: UUID | None = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
+    actor: Annotated[str | None, text(200)] = None,
     page: PageQuery,
 ) -> Page[PiiAuditPublic]:
     entries = await residents.list_audit(uow, who, page=page, resident_id=resident_id, actor=actor)

@@ -21,6 +21,7 @@ from services.visits.config import today
 from services.visits.models import (
     Bill,
     CareTag,
+    CodeFilter,
     DoorCodePublic,
     IdNumberLookup,
     Mobility,
@@ -32,7 +33,7 @@ from services.visits.models import (
     RevealRequest,
     StatusChange,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter()
 
@@ -60,8 +61,8 @@ async def list_residents(
     uow: UoW,
     who: Who,
     *,
-    community: Code = None,
-    compound: Code = None,
+    community: CodeFilter = None,
+    compound: CodeFilter = None,
     household_id: UUID | None = None,
     care_tag: CareTag | None = None,
     min_age: Annotated[int | None, Query(ge=0, le=130)] = None,

@@ -10,8 +10,8 @@ from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import coverage, visiting
-from services.visits.models import RoundCreate, RoundProgress, RoundPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.models import CodeFilter, RoundCreate, RoundProgress, RoundPublic
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["rounds"])
 
@@ -29,7 +29,7 @@ async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
 
 
 @router.get("/rounds", dependencies=[FIELD])
-async def list_rounds(uow: UoW, who: Who, *, community: Code = None, page: PageQuery) -> Page[RoundPublic]:
+async def list_rounds(uow: UoW, who: Who, *, community: CodeFilter = None, page: PageQuery) -> Page[RoundPublic]:
     rounds = await visiting.list_rounds(uow, who, page=page, community=community)
     return rounds.map(from_row(RoundPublic))
 

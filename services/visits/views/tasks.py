@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.visits import visiting
-from services.visits.models import TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
-from services.visits.views.deps import FIELD, STAFF, Code, Who, commit
+from services.visits.models import CodeFilter, TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["tasks"])
 
@@ -23,7 +23,7 @@ async def list_tasks(
     status: TaskStatus | None = TaskStatus.open,
     kind: TaskKind | None = None,
     worker_id: UUID | None = None,
-    community: Code = None,
+    community: CodeFilter = None,
     page: PageQuery,
 ) -> Page[TaskPublic]:
     tasks = await visiting.list_tasks(

@@ -13,8 +13,8 @@ from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import ledger, visiting
-from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
-from services.visits.views.deps import FIELD, Code, Who
+from services.visits.models import CodeFilter, Outcome, VisitCreate, VisitPublic, VisitRecorded
+from services.visits.views.deps import FIELD, Who
 
 router = APIRouter(tags=["visits"], dependencies=[FIELD])
 
@@ -47,8 +47,8 @@ async def list_visits(
     *,
     household_id: UUID | None = None,
     worker_id: UUID | None = None,
-    community: Code = None,
-    compound: Code = None,
+    community: CodeFilter = None,
+    compound: CodeFilter = None,
     outcome: Outcome | None = None,
     since: Instant | None = None,
     until: Instant | None = None,

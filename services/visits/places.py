@@ -31,6 +31,7 @@ from services.visits.models import (
     CompoundCreate,
     Household,
     HouseholdCreate,
+    HouseholdFilters,
     HouseholdPublic,
     HouseholdUpdate,
 )
@@ -272,25 +273,20 @@ async def list_households(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
+    filters: HouseholdFilters,
     page: PageRequest,
-    community: str | None = None,
-    compound: str | None = None,
-    building_id: UUID | None = None,
-    tier: str | None = None,
-    attention: str | None = None,
-    overdue: bool | None = None,
 ) -> Page[Household]:
     query = select(Household).where(viewer.clause(Household, household_col=Household.id))
     query = where_given(
         query,
-        (Household.community, community),
-        (Household.compound, compound),
-        (Household.building_id, building_id),
-        (Household.tier, tier),
-        (Household.attention, attention),
+        (Household.community, filters.community),
+        (Household.compound, filters.compound),
+        (Household.building_id, filters.building_id),
+        (Household.tier, filters.tier),
+        (Household.attention, filters.attention),
     )
-    if overdue is True:
+    if filters.overdue is True:
         query = query.where(col(Household.next_due_on) < today())
-    elif overdue is False:
+    elif filters.overdue is False:
         query = query.where(sa.or_(col(Household.next_due_on).is_(None), col(Household.next_due_on) >= today()))
     return await keyset_page(uow.session, query, Keyset.by_id(Household), page)

@@ -25,6 +25,7 @@ from services.visits.models import (
     PiiAudit,
     Resident,
     ResidentCreate,
+    ResidentFilters,
     ResidentPublic,
     ResidentStatus,
     ResidentUpdate,
@@ -170,28 +171,22 @@ async def list_residents(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
+    filters: ResidentFilters,
     page: PageRequest,
-    community: str | None = None,
-    compound: str | None = None,
-    household_id: UUID | None = None,
-    care_tag: str | None = None,
-    min_age: int | None = None,
-    mobility: str | None = None,
-    status: str | None = ResidentStatus.active,
 ) -> Page[Resident]:
     query = select(Resident).where(viewer.clause(Resident, household_col=Resident.household_id))
     query = where_given(
         query,
-        (Resident.community, community),
-        (Resident.compound, compound),
-        (Resident.household_id, household_id),
-        (Resident.mobility, mobility),
-        (Resident.status, status),
+        (Resident.community, filters.community),
+        (Resident.compound, filters.compound),
+        (Resident.household_id, filters.household_id),
+        (Resident.mobility, filters.mobility),
+        (Resident.status, filters.status),
     )
-    if care_tag:
-        query = query.where(col(Resident.tags).contains(f",{care_tag},"))
-    if min_age is not None:
-        query = query.where(col(Resident.birth_date) <= schedule._years_before(today(), min_age))
+    if filters.care_tag:
+        query = query.where(col(Resident.tags).contains(f",{filters.care_tag},"))
+    if filters.min_age is not None:
+        query = query.where(col(Resident.birth_date) <= schedule._years_before(today(), filters.min_age))
     return await keyset_page(uow.session, query, Keyset.by_id(Resident), page)
 
 

@@ -40,6 +40,7 @@ from services.visits.access import (
 from services.visits.config import days, now, start_of_local_day, today, visits_settings
 from services.visits.models import (
     Building,
+    DueFilters,
     GridWorker,
     Household,
     Need,
@@ -49,11 +50,13 @@ from services.visits.models import (
     ResidentStatus,
     RoundCreate,
     TaskCreate,
+    TaskFilters,
     TaskKind,
     TaskPublic,
     TaskStatus,
     Visit,
     VisitCreate,
+    VisitFilters,
     VisitRound,
     VisitTask,
 )
@@ -201,31 +204,24 @@ async def list_visits(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
+    filters: VisitFilters,
     page: PageRequest,
-    household_id: UUID | None = None,
-    worker_id: UUID | None = None,
-    community: str | None = None,
-    compound: str | None = None,
-    outcome: Outcome | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    far_from_home: bool | None = None,
 ) -> Page[Visit]:
     query = select(Visit).where(viewer.clause(Visit, household_col=Visit.household_id))
     for column, value in (
-        (Visit.household_id, household_id),
-        (Visit.worker_id, worker_id),
-        (Visit.community, community),
-        (Visit.compound, compound),
-        (Visit.outcome, outcome),
-        (Visit.far_from_home, far_from_home),
+        (Visit.household_id, filters.household_id),
+        (Visit.worker_id, filters.worker_id),
+        (Visit.community, filters.community),
+        (Visit.compound, filters.compound),
+        (Visit.outcome, filters.outcome),
+        (Visit.far_from_home, filters.far_from_home),
     ):
         if value is not None:
             query = query.where(column == value)
-    if since:
-        query = query.where(col(Visit.visited_at) >= since)
-    if until:
-        query = query.where(col(Visit.visited_at) < until)
+    if filters.since:
+        query = query.where(col(Visit.visited_at) >= filters.since)
+    if filters.until:
+        query = query.where(col(Visit.visited_at) < filters.until)
     return await keyset_page(uow.session, query, Keyset((Visit.visited_at, Visit.id)), page)
 
 
@@ -360,18 +356,15 @@ async def list_tasks(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
+    filters: TaskFilters,
     page: PageRequest,
-    status: TaskStatus | None = TaskStatus.open,
-    kind: TaskKind | None = None,
-    worker_id: UUID | None = None,
-    community: str | None = None,
 ) -> Page[VisitTask]:
     query = select(VisitTask).where(_task_scope(viewer))
     for column, value in (
-        (VisitTask.status, status),
-        (VisitTask.kind, kind),
-        (VisitTask.assigned_worker_id, worker_id),
-        (VisitTask.community, community),
+        (VisitTask.status, filters.status),
+        (VisitTask.kind, filters.kind),
+        (VisitTask.assigned_worker_id, filters.worker_id),
+        (VisitTask.community, filters.community),
     ):
         if value is not None:
             query = query.where(column == value)
@@ -399,10 +392,8 @@ async def due_list(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
+    filters: DueFilters,
     page: PageRequest,
-    within_days: int = 0,
-    overdue_only: bool = False,
-    compound: str | None = None,
 ) -> tuple[list[VisitTask], Page[Household]]:
     """Open visit tasks (most urgent first), then households due by ``today + within_days`` (overdue first).
     Tasks come with the first page only."""
@@ -410,19 +401,19 @@ async def due_list(
     query = select(Household).where(viewer.clause(Household), col(Household.next_due_on).is_not(None))
     query = (
         query.where(col(Household.next_due_on) < day)
-        if overdue_only
-        else query.where(col(Household.next_due_on) <= day + timedelta(days=within_days))
+        if filters.overdue_only
+        else query.where(col(Household.next_due_on) <= day + timedelta(days=filters.within_days))
     )
-    if compound:
-        query = query.where(Household.compound == compound)
+    if filters.compound:
+        query = query.where(Household.compound == filters.compound)
     by_due_day = Keyset((Household.next_due_on, Household.id), kinds=(date, UUID), descending=False)
     rows = list((await uow.session.execute(by_due_day.query(query, page))).scalars())
     households = page_of(rows, page.limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
     tasks: list[VisitTask] = []
     if not page.cursor:
         tq = select(VisitTask).where(_task_scope(viewer), VisitTask.status == TaskStatus.open)
-        if compound:
-            tq = tq.where(VisitTask.compound == compound)
+        if filters.compound:
+            tq = tq.where(VisitTask.compound == filters.compound)
         tq = tq.order_by(col(VisitTask.urgent).desc(), col(VisitTask.due_at), col(VisitTask.id)).limit(200)
         tasks = list((await uow.session.execute(tq)).scalars())
     return tasks, households

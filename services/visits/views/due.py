@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
@@ -11,7 +10,7 @@ from minsheng.platform.pagination import PageQuery
 from minsheng.platform.service import UoW
 from services.visits import places, visiting
 from services.visits.config import today
-from services.visits.models import CodeFilter, DueList
+from services.visits.models import DueFilters, DueList
 from services.visits.views.deps import FIELD, Who
 
 router = APIRouter()
@@ -26,17 +25,11 @@ router = APIRouter()
 async def due(
     uow: UoW,
     who: Who,
-    *,
-    worker_id: UUID | None = None,
-    within_days: Annotated[int, Query(ge=0, le=90)] = 0,
-    overdue_only: bool = False,
-    compound: CodeFilter = None,
+    filters: Annotated[DueFilters, Query()],
     page: PageQuery,
 ) -> DueList:
-    viewer = await visiting.viewer_for_worker(uow, who, worker_id) if worker_id else who
-    tasks, households = await visiting.due_list(
-        uow, viewer, page=page, within_days=within_days, overdue_only=overdue_only, compound=compound
-    )
+    viewer = await visiting.viewer_for_worker(uow, who, filters.worker_id) if filters.worker_id else who
+    tasks, households = await visiting.due_list(uow, viewer, filters=filters, page=page)
     day = today()
     return DueList(
         tasks=[visiting.task_public(t) for t in tasks],

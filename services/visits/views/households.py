@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from minsheng.platform.inputs import Day
@@ -13,7 +14,7 @@ from minsheng.platform.service import UoW
 from services.visits import bill, places
 from services.visits.access import Viewer
 from services.visits.config import today
-from services.visits.models import Attention, Bill, CodeFilter, HouseholdCreate, HouseholdPublic, HouseholdUpdate
+from services.visits.models import Bill, HouseholdCreate, HouseholdFilters, HouseholdPublic, HouseholdUpdate
 from services.visits.views.deps import FIELD, Who, commit
 
 router = APIRouter()
@@ -41,26 +42,10 @@ async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> Househo
 async def list_households(
     uow: UoW,
     who: Who,
-    *,
-    community: CodeFilter = None,
-    compound: CodeFilter = None,
-    building_id: UUID | None = None,
-    tier: CodeFilter = None,
-    attention: Attention | None = None,
-    overdue: bool | None = None,
+    filters: Annotated[HouseholdFilters, Query()],
     page: PageQuery,
 ) -> Page[HouseholdPublic]:
-    households = await places.list_households(
-        uow,
-        who,
-        page=page,
-        community=community,
-        compound=compound,
-        building_id=building_id,
-        tier=tier,
-        attention=attention,
-        overdue=overdue,
-    )
+    households = await places.list_households(uow, who, filters=filters, page=page)
     day = today()
     return households.map(lambda h: places.household_public(h, day))
 

@@ -12,24 +12,22 @@ from fastapi.types import DecoratedCallable
 
 from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, places
 from services.visits.access import Viewer, sees, writes
 from services.visits.models import (
-    CodeFilter,
     Need,
     NeedConfirm,
     NeedDetail,
     NeedEscalate,
+    NeedFilters,
     NeedNoteBody,
     NeedPublic,
     NeedRaise,
     NeedReason,
     NeedResolve,
-    NeedStatus,
     NeedUpdate,
 )
 from services.visits.views.deps import FIELD, STAFF, Who, commit
@@ -64,32 +62,10 @@ async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str |
 async def list_needs(
     uow: UoW,
     who: Who,
-    *,
-    status: Annotated[list[NeedStatus] | None, Query()] = None,
-    owner: Annotated[str | None, text(200)] = None,
-    mine: bool = False,
-    community: CodeFilter = None,
-    compound: CodeFilter = None,
-    household_id: UUID | None = None,
-    resident_id: UUID | None = None,
-    category: CodeFilter = None,
-    overdue: bool = False,
+    filters: Annotated[NeedFilters, Query()],
     page: PageQuery,
 ) -> Page[NeedPublic]:
-    needs = await ledger.list_needs(
-        uow,
-        who,
-        page=page,
-        status=status,
-        owner=owner,
-        mine=mine,
-        community=community,
-        compound=compound,
-        household_id=household_id,
-        resident_id=resident_id,
-        category=category,
-        overdue=overdue,
-    )
+    needs = await ledger.list_needs(uow, who, filters=filters, page=page)
     return needs.map(ledger.need_public)
 
 

@@ -20,14 +20,11 @@ from services.visits.access import Viewer, writes
 from services.visits.config import today
 from services.visits.models import (
     Bill,
-    CareTag,
-    CodeFilter,
     DoorCodePublic,
     IdNumberLookup,
-    Mobility,
     ResidentCreate,
+    ResidentFilters,
     ResidentPublic,
-    ResidentStatus,
     ResidentUpdate,
     RevealedResident,
     RevealRequest,
@@ -60,28 +57,10 @@ async def create_resident(body: ResidentCreate, uow: UoW, who: Who, cipher: Ciph
 async def list_residents(
     uow: UoW,
     who: Who,
-    *,
-    community: CodeFilter = None,
-    compound: CodeFilter = None,
-    household_id: UUID | None = None,
-    care_tag: CareTag | None = None,
-    min_age: Annotated[int | None, Query(ge=0, le=130)] = None,
-    mobility: Mobility | None = None,
-    status: ResidentStatus | None = ResidentStatus.active,
+    filters: Annotated[ResidentFilters, Query()],
     page: PageQuery,
 ) -> Page[ResidentPublic]:
-    found = await residents.list_residents(
-        uow,
-        who,
-        page=page,
-        community=community,
-        compound=compound,
-        household_id=household_id,
-        care_tag=care_tag,
-        min_age=min_age,
-        mobility=mobility,
-        status=status,
-    )
+    found = await residents.list_residents(uow, who, filters=filters, page=page)
     day = today()
     return found.map(lambda r: residents.resident_public(r, day))
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.visits import visiting
-from services.visits.models import CodeFilter, TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
+from services.visits.models import TaskCancel, TaskCreate, TaskFilters, TaskPublic
 from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["tasks"])
@@ -19,16 +20,10 @@ router = APIRouter(tags=["tasks"])
 async def list_tasks(
     uow: UoW,
     who: Who,
-    *,
-    status: TaskStatus | None = TaskStatus.open,
-    kind: TaskKind | None = None,
-    worker_id: UUID | None = None,
-    community: CodeFilter = None,
+    filters: Annotated[TaskFilters, Query()],
     page: PageQuery,
 ) -> Page[TaskPublic]:
-    tasks = await visiting.list_tasks(
-        uow, who, page=page, status=status, kind=kind, worker_id=worker_id, community=community
-    )
+    tasks = await visiting.list_tasks(uow, who, filters=filters, page=page)
     return tasks.map(visiting.task_public)
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Instant
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import ledger, visiting
-from services.visits.models import CodeFilter, Outcome, VisitCreate, VisitPublic, VisitRecorded
+from services.visits.models import VisitCreate, VisitFilters, VisitPublic, VisitRecorded
 from services.visits.views.deps import FIELD, Who
 
 router = APIRouter(tags=["visits"], dependencies=[FIELD])
@@ -44,30 +44,10 @@ async def record_visit(
 async def list_visits(
     uow: UoW,
     who: Who,
-    *,
-    household_id: UUID | None = None,
-    worker_id: UUID | None = None,
-    community: CodeFilter = None,
-    compound: CodeFilter = None,
-    outcome: Outcome | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
-    far_from_home: bool | None = None,
+    filters: Annotated[VisitFilters, Query()],
     page: PageQuery,
 ) -> Page[VisitPublic]:
-    visits = await visiting.list_visits(
-        uow,
-        who,
-        page=page,
-        household_id=household_id,
-        worker_id=worker_id,
-        community=community,
-        compound=compound,
-        outcome=outcome,
-        since=since,
-        until=until,
-        far_from_home=far_from_home,
-    )
+    visits = await visiting.list_visits(uow, who, filters=filters, page=page)
     return visits.map(from_row(VisitPublic))
 
 

@@ -26,7 +26,7 @@ from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence
 from services.visits.access import Viewer, lives_in, reaches_need, supervises, worker_by_subject, works_on_need
@@ -41,6 +41,7 @@ from services.visits.models import (
     NeedConfirm,
     NeedCreate,
     NeedDetail,
+    NeedFilters,
     NeedNote,
     NeedNotePublic,
     NeedPublic,
@@ -180,37 +181,28 @@ async def list_needs(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
-    status: list[NeedStatus] | None = None,
-    owner: str | None = None,
-    mine: bool = False,
-    community: str | None = None,
-    compound: str | None = None,
-    household_id: UUID | None = None,
-    resident_id: UUID | None = None,
-    category: str | None = None,
-    overdue: bool = False,
+    filters: NeedFilters,
+    page: PageRequest,
 ) -> Page[Need]:
     query = select(Need)
-    if mine:
+    if filters.mine:
         query = query.where(Need.owner == viewer.sub)
     else:
         query = query.where(sa.or_(viewer.clause(Need, household_col=Need.household_id), col(Need.owner) == viewer.sub))
     query = where_given(
         query,
-        (Need.owner, owner),
-        (Need.community, community),
-        (Need.compound, compound),
-        (Need.household_id, household_id),
-        (Need.resident_id, resident_id),
-        (Need.category, category),
+        (Need.owner, filters.owner),
+        (Need.community, filters.community),
+        (Need.compound, filters.compound),
+        (Need.household_id, filters.household_id),
+        (Need.resident_id, filters.resident_id),
+        (Need.category, filters.category),
     )
-    if status:
-        query = query.where(col(Need.status).in_([s.value for s in status]))
-    if overdue:
+    if filters.status:
+        query = query.where(col(Need.status).in_([s.value for s in filters.status]))
+    if filters.overdue:
         query = query.where(col(Need.status).in_([NeedStatus.open, NeedStatus.in_progress]), col(Need.due_on) < today())
-    return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Need.created_at, Need.id)), page)
 
 
 # --- the owner's and the supervisor's workflow --------------------------------------------------------------

@@ -37,7 +37,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.errors import Problem, conflict
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
@@ -185,7 +185,7 @@ async def my_requests(uow: UnitOfWork, viewer: Viewer) -> list[LinkRequest]:
 
 
 async def requests_to_decide(
-    uow: UnitOfWork, viewer: Viewer, *, status: LinkRequestStatus | None, limit: int, cursor: str | None
+    uow: UnitOfWork, viewer: Viewer, *, status: LinkRequestStatus | None, page: PageRequest
 ) -> Page[tuple[LinkRequest, Resident]]:
     """The link requests of the households the caller may change (grid worker there, staff in scope)."""
     query = (
@@ -195,11 +195,9 @@ async def requests_to_decide(
     )
     if status is not None:
         query = query.where(LinkRequest.status == status)
-    if cursor:
-        (after,) = decode_cursor(cursor, UUID)
-        query = query.where(col(LinkRequest.id) > after)
-    rows = [(r, p) for r, p in (await uow.session.execute(query.order_by(col(LinkRequest.id)).limit(limit + 1)))]
-    return page_of(rows, limit, lambda row: encode_cursor(row[0].id))
+    by_id = Keyset.by_id(LinkRequest)
+    rows = [(request, resident) for request, resident in await uow.session.execute(by_id.query(query, page))]
+    return by_id.page(rows, page, item=lambda row: row[0])
 
 
 async def decide(

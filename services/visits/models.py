@@ -16,6 +16,8 @@ from typing import Annotated
 from uuid import UUID
 
 import sqlalchemy as sa
+from annotated_types import Interval
+from pydantic import BaseModel
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -37,6 +39,8 @@ platform_tables = install_platform_tables(metadata)
 
 CODE = r"^[a-z0-9][a-z0-9-]{1,39}$"
 PHONE = r"^\+?\d{7,15}$"
+# What a list is filtered by: a community, compound, tier or category code.
+CodeFilter = Annotated[str, text(40)] | None
 
 
 # --- enums --------------------------------------------------------------------------------------------------
@@ -1039,3 +1043,66 @@ class LinkRequestForStaff(LinkRequestPublic):
 
 class LinkDecision(SQLModel):
     reason: str | None = Field(default=None, max_length=200)
+
+
+# --- list filters: the query parameters of the lists with three or more -----------------------------------
+
+
+class HouseholdFilters(BaseModel):
+    community: CodeFilter = None
+    compound: CodeFilter = None
+    building_id: UUID | None = None
+    tier: CodeFilter = None
+    attention: Attention | None = None
+    overdue: bool | None = None
+
+
+class ResidentFilters(BaseModel):
+    community: CodeFilter = None
+    compound: CodeFilter = None
+    household_id: UUID | None = None
+    care_tag: CareTag | None = None
+    min_age: Annotated[int, Interval(ge=0, le=130)] | None = None
+    mobility: Mobility | None = None
+    status: ResidentStatus | None = ResidentStatus.active
+
+
+class DueFilters(BaseModel):
+    """``worker_id``: a staff member sees that grid worker's list."""
+
+    worker_id: UUID | None = None
+    within_days: Annotated[int, Interval(ge=0, le=90)] = 0
+    overdue_only: bool = False
+    compound: CodeFilter = None
+
+
+class TaskFilters(BaseModel):
+    status: TaskStatus | None = TaskStatus.open
+    kind: TaskKind | None = None
+    worker_id: UUID | None = None
+    community: CodeFilter = None
+
+
+class VisitFilters(BaseModel):
+    household_id: UUID | None = None
+    worker_id: UUID | None = None
+    community: CodeFilter = None
+    compound: CodeFilter = None
+    outcome: Outcome | None = None
+    since: Instant | None = None
+    until: Instant | None = None
+    far_from_home: bool | None = None
+
+
+class NeedFilters(BaseModel):
+    """``status`` is repeatable (``?status=open&status=in_progress``); ``mine``: the needs the caller owns."""
+
+    status: list[NeedStatus] | None = None
+    owner: Annotated[str, text(200)] | None = None
+    mine: bool = False
+    community: CodeFilter = None
+    compound: CodeFilter = None
+    household_id: UUID | None = None
+    resident_id: UUID | None = None
+    category: CodeFilter = None
+    overdue: bool = False

@@ -16,7 +16,7 @@ from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, schedule
 from services.visits.access import Viewer, sees, writes
@@ -31,6 +31,7 @@ from services.visits.models import (
     CompoundCreate,
     Household,
     HouseholdCreate,
+    HouseholdFilters,
     HouseholdPublic,
     HouseholdUpdate,
 )
@@ -50,7 +51,7 @@ async def community_by_code(uow: UnitOfWork, code: str) -> Community | None:
     return (await uow.session.execute(select(Community).where(Community.code == code))).scalar_one_or_none()
 
 
-async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None) -> Page[CommunityPublic]:
+async def list_communities(uow: UnitOfWork, viewer: Viewer, *, page: PageRequest) -> Page[CommunityPublic]:
     query = select(Community)
     if not viewer.is_admin:
         visible = set(viewer.principal.scoped_values("community")) if viewer.is_staff else set()
@@ -67,12 +68,9 @@ async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, curso
                 ).scalars()
             )
         query = query.where(col(Community.code).in_(sorted(visible)))
-    if cursor:
-        (after,) = decode_cursor(cursor, str)
-        query = query.where(col(Community.code) > after)
-    rows = list((await uow.session.execute(query.order_by(col(Community.code)).limit(limit + 1))).scalars())
-    page = page_of(rows, limit, lambda c: encode_cursor(c.code))
-    codes = [c.code for c in page.items]
+    by_code = Keyset((Community.code,), kinds=(str,), descending=False)
+    communities = await keyset_page(uow.session, query, by_code, page)
+    codes = [c.code for c in communities.items]
     compound_counts: dict[str, int] = dict(
         (
             await uow.session.execute(
@@ -100,9 +98,9 @@ async def list_communities(uow: UnitOfWork, viewer: Viewer, *, limit: int, curso
                 compounds=compound_counts.get(c.code, 0),
                 households=household_counts.get(c.code, 0),
             )
-            for c in page.items
+            for c in communities.items
         ],
-        next_cursor=page.next_cursor,
+        next_cursor=communities.next_cursor,
     )
 
 
@@ -141,7 +139,7 @@ async def _has_assigned_building(uow: UnitOfWork, viewer: Viewer, compound: Comp
 
 
 async def list_compounds(
-    uow: UnitOfWork, viewer: Viewer, *, community: str | None, limit: int, cursor: str | None
+    uow: UnitOfWork, viewer: Viewer, *, community: str | None, page: PageRequest
 ) -> Page[Compound]:
     query = select(Compound)
     if not viewer.is_admin:
@@ -165,7 +163,7 @@ async def list_compounds(
         query = query.where(sa.or_(*parts) if parts else sa.false())
     if community:
         query = query.where(Compound.community == community)
-    return await keyset_page(uow.session, query, Keyset.by_id(Compound), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset.by_id(Compound), page)
 
 
 async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate) -> Building:
@@ -193,13 +191,11 @@ async def get_building(uow: UnitOfWork, viewer: Viewer, building_id: UUID) -> Bu
     return visible_or_404(building, lambda b: viewer.covers(b.community, b.compound, b.id), "building", building_id)
 
 
-async def list_buildings(
-    uow: UnitOfWork, viewer: Viewer, *, compound: str | None, limit: int, cursor: str | None
-) -> Page[Building]:
+async def list_buildings(uow: UnitOfWork, viewer: Viewer, *, compound: str | None, page: PageRequest) -> Page[Building]:
     query = select(Building).where(viewer.clause(_BuildingScope))
     if compound:
         query = query.where(Building.compound == compound)
-    return await keyset_page(uow.session, query, Keyset.by_id(Building), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset.by_id(Building), page)
 
 
 class _BuildingScope:
@@ -277,26 +273,20 @@ async def list_households(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
-    community: str | None = None,
-    compound: str | None = None,
-    building_id: UUID | None = None,
-    tier: str | None = None,
-    attention: str | None = None,
-    overdue: bool | None = None,
+    filters: HouseholdFilters,
+    page: PageRequest,
 ) -> Page[Household]:
     query = select(Household).where(viewer.clause(Household, household_col=Household.id))
     query = where_given(
         query,
-        (Household.community, community),
-        (Household.compound, compound),
-        (Household.building_id, building_id),
-        (Household.tier, tier),
-        (Household.attention, attention),
+        (Household.community, filters.community),
+        (Household.compound, filters.compound),
+        (Household.building_id, filters.building_id),
+        (Household.tier, filters.tier),
+        (Household.attention, filters.attention),
     )
-    if overdue is True:
+    if filters.overdue is True:
         query = query.where(col(Household.next_due_on) < today())
-    elif overdue is False:
+    elif filters.overdue is False:
         query = query.where(sa.or_(col(Household.next_due_on).is_(None), col(Household.next_due_on) >= today()))
-    return await keyset_page(uow.session, query, Keyset.by_id(Household), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset.by_id(Household), page)

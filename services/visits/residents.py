@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.visits import ResidentStatusChanged
@@ -15,7 +14,7 @@ from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher, mask_id_number, open_phone, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from services.visits import cadence, idcard, linking, schedule
@@ -26,6 +25,7 @@ from services.visits.models import (
     PiiAudit,
     Resident,
     ResidentCreate,
+    ResidentFilters,
     ResidentPublic,
     ResidentStatus,
     ResidentUpdate,
@@ -171,30 +171,23 @@ async def list_residents(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
-    community: str | None = None,
-    compound: str | None = None,
-    household_id: UUID | None = None,
-    care_tag: str | None = None,
-    min_age: int | None = None,
-    mobility: str | None = None,
-    status: str | None = ResidentStatus.active,
+    filters: ResidentFilters,
+    page: PageRequest,
 ) -> Page[Resident]:
     query = select(Resident).where(viewer.clause(Resident, household_col=Resident.household_id))
     query = where_given(
         query,
-        (Resident.community, community),
-        (Resident.compound, compound),
-        (Resident.household_id, household_id),
-        (Resident.mobility, mobility),
-        (Resident.status, status),
+        (Resident.community, filters.community),
+        (Resident.compound, filters.compound),
+        (Resident.household_id, filters.household_id),
+        (Resident.mobility, filters.mobility),
+        (Resident.status, filters.status),
     )
-    if care_tag:
-        query = query.where(col(Resident.tags).contains(f",{care_tag},"))
-    if min_age is not None:
-        query = query.where(col(Resident.birth_date) <= schedule._years_before(today(), min_age))
-    return await keyset_page(uow.session, query, Keyset.by_id(Resident), cursor, limit)
+    if filters.care_tag:
+        query = query.where(col(Resident.tags).contains(f",{filters.care_tag},"))
+    if filters.min_age is not None:
+        query = query.where(col(Resident.birth_date) <= schedule._years_before(today(), filters.min_age))
+    return await keyset_page(uow.session, query, Keyset.by_id(Resident), page)
 
 
 async def lookup_by_id_number(uow: UnitOfWork, viewer: Viewer, cipher: FieldCipher, value: str) -> Resident:
@@ -287,8 +280,7 @@ async def list_audit(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     resident_id: UUID | None = None,
     actor: str | None = None,
 ) -> Page[PiiAudit]:
@@ -301,12 +293,7 @@ async def list_audit(
         )
     query = select(PiiAudit)
     query = where_given(query, (PiiAudit.resident_id, resident_id), (PiiAudit.actor, actor))
-    if cursor:
-        at, ident = decode_cursor(cursor, type(utcnow()), UUID)
-        query = query.where(sa.tuple_(PiiAudit.at, PiiAudit.id) < sa.tuple_(at, ident))
-    query = query.order_by(col(PiiAudit.at).desc(), col(PiiAudit.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda a: encode_cursor(a.at, a.id))
+    return await keyset_page(uow.session, query, Keyset((PiiAudit.at, PiiAudit.id)), page)
 
 
 async def link_by_door_code(uow: UnitOfWork, subject: str, resident_id: UUID) -> Resident:

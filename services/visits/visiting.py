@@ -23,7 +23,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, decode_cursor, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, encode_cursor, keyset_page, page_of
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
@@ -40,6 +40,7 @@ from services.visits.access import (
 from services.visits.config import days, now, start_of_local_day, today, visits_settings
 from services.visits.models import (
     Building,
+    DueFilters,
     GridWorker,
     Household,
     Need,
@@ -49,11 +50,13 @@ from services.visits.models import (
     ResidentStatus,
     RoundCreate,
     TaskCreate,
+    TaskFilters,
     TaskKind,
     TaskPublic,
     TaskStatus,
     Visit,
     VisitCreate,
+    VisitFilters,
     VisitRound,
     VisitTask,
 )
@@ -201,33 +204,25 @@ async def list_visits(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
-    household_id: UUID | None = None,
-    worker_id: UUID | None = None,
-    community: str | None = None,
-    compound: str | None = None,
-    outcome: Outcome | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    far_from_home: bool | None = None,
+    filters: VisitFilters,
+    page: PageRequest,
 ) -> Page[Visit]:
     query = select(Visit).where(viewer.clause(Visit, household_col=Visit.household_id))
     for column, value in (
-        (Visit.household_id, household_id),
-        (Visit.worker_id, worker_id),
-        (Visit.community, community),
-        (Visit.compound, compound),
-        (Visit.outcome, outcome),
-        (Visit.far_from_home, far_from_home),
+        (Visit.household_id, filters.household_id),
+        (Visit.worker_id, filters.worker_id),
+        (Visit.community, filters.community),
+        (Visit.compound, filters.compound),
+        (Visit.outcome, filters.outcome),
+        (Visit.far_from_home, filters.far_from_home),
     ):
         if value is not None:
             query = query.where(column == value)
-    if since:
-        query = query.where(col(Visit.visited_at) >= since)
-    if until:
-        query = query.where(col(Visit.visited_at) < until)
-    return await keyset_page(uow.session, query, Keyset((Visit.visited_at, Visit.id)), cursor, limit)
+    if filters.since:
+        query = query.where(col(Visit.visited_at) >= filters.since)
+    if filters.until:
+        query = query.where(col(Visit.visited_at) < filters.until)
+    return await keyset_page(uow.session, query, Keyset((Visit.visited_at, Visit.id)), page)
 
 
 async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, list[Need]]:
@@ -361,25 +356,19 @@ async def list_tasks(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
-    status: TaskStatus | None = TaskStatus.open,
-    kind: TaskKind | None = None,
-    worker_id: UUID | None = None,
-    community: str | None = None,
+    filters: TaskFilters,
+    page: PageRequest,
 ) -> Page[VisitTask]:
     query = select(VisitTask).where(_task_scope(viewer))
     for column, value in (
-        (VisitTask.status, status),
-        (VisitTask.kind, kind),
-        (VisitTask.assigned_worker_id, worker_id),
-        (VisitTask.community, community),
+        (VisitTask.status, filters.status),
+        (VisitTask.kind, filters.kind),
+        (VisitTask.assigned_worker_id, filters.worker_id),
+        (VisitTask.community, filters.community),
     ):
         if value is not None:
             query = query.where(column == value)
-    return await keyset_page(
-        uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), cursor, limit
-    )
+    return await keyset_page(uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), page)
 
 
 # --- due lists ----------------------------------------------------------------------------------------------
@@ -403,11 +392,8 @@ async def due_list(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
-    within_days: int = 0,
-    overdue_only: bool = False,
-    compound: str | None = None,
+    filters: DueFilters,
+    page: PageRequest,
 ) -> tuple[list[VisitTask], Page[Household]]:
     """Open visit tasks (most urgent first), then households due by ``today + within_days`` (overdue first).
     Tasks come with the first page only."""
@@ -415,25 +401,22 @@ async def due_list(
     query = select(Household).where(viewer.clause(Household), col(Household.next_due_on).is_not(None))
     query = (
         query.where(col(Household.next_due_on) < day)
-        if overdue_only
-        else query.where(col(Household.next_due_on) <= day + timedelta(days=within_days))
+        if filters.overdue_only
+        else query.where(col(Household.next_due_on) <= day + timedelta(days=filters.within_days))
     )
-    if compound:
-        query = query.where(Household.compound == compound)
-    if cursor:
-        due, ident = decode_cursor(cursor, date, UUID)
-        query = query.where(sa.tuple_(Household.next_due_on, Household.id) > sa.tuple_(due, ident))
-    query = query.order_by(col(Household.next_due_on), col(Household.id)).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    page = page_of(rows, limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
+    if filters.compound:
+        query = query.where(Household.compound == filters.compound)
+    by_due_day = Keyset((Household.next_due_on, Household.id), kinds=(date, UUID), descending=False)
+    rows = list((await uow.session.execute(by_due_day.query(query, page))).scalars())
+    households = page_of(rows, page.limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
     tasks: list[VisitTask] = []
-    if not cursor:
+    if not page.cursor:
         tq = select(VisitTask).where(_task_scope(viewer), VisitTask.status == TaskStatus.open)
-        if compound:
-            tq = tq.where(VisitTask.compound == compound)
+        if filters.compound:
+            tq = tq.where(VisitTask.compound == filters.compound)
         tq = tq.order_by(col(VisitTask.urgent).desc(), col(VisitTask.due_at), col(VisitTask.id)).limit(200)
         tasks = list((await uow.session.execute(tq)).scalars())
-    return tasks, page
+    return tasks, households
 
 
 # --- rounds -------------------------------------------------------------------------------------------------
@@ -459,7 +442,7 @@ async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRou
 
 
 async def list_rounds(
-    uow: UnitOfWork, viewer: Viewer, *, limit: int, cursor: str | None, community: str | None = None
+    uow: UnitOfWork, viewer: Viewer, *, page: PageRequest, community: str | None = None
 ) -> Page[VisitRound]:
     query = select(VisitRound)
     if not viewer.is_admin:
@@ -469,12 +452,9 @@ async def list_rounds(
         query = query.where(sa.or_(col(VisitRound.community).is_(None), col(VisitRound.community).in_(sorted(mine))))
     if community:
         query = query.where(VisitRound.community == community)
-    if cursor:
-        starts, ident = decode_cursor(cursor, date, UUID)
-        query = query.where(sa.tuple_(VisitRound.starts_on, VisitRound.id) < sa.tuple_(starts, ident))
-    query = query.order_by(col(VisitRound.starts_on).desc(), col(VisitRound.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))
+    latest_first = Keyset((VisitRound.starts_on, VisitRound.id), kinds=(date, UUID))
+    rows = list((await uow.session.execute(latest_first.query(query, page))).scalars())
+    return page_of(rows, page.limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))
 
 
 def window(rnd: VisitRound) -> tuple[datetime, datetime]:

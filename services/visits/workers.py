@@ -12,7 +12,7 @@ from minsheng.platform.access import ensure_visible, visible_or_404
 from minsheng.platform.errors import conflict, not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, active_assignments, sees_worker, supervises
@@ -58,8 +58,7 @@ async def list_workers(
     uow: UnitOfWork,
     viewer: Viewer,
     *,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
     community: str | None = None,
     active: bool | None = True,
 ) -> Page[GridWorker]:
@@ -68,7 +67,7 @@ async def list_workers(
         communities = viewer.principal.scoped_values("community") if viewer.is_staff else set()
         query = query.where(col(GridWorker.community).in_(sorted(communities)))
     query = where_given(query, (GridWorker.community, community), (GridWorker.active, active))
-    return await keyset_page(uow.session, query, Keyset.by_id(GridWorker), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset.by_id(GridWorker), page)
 
 
 async def add_assignment(uow: UnitOfWork, viewer: Viewer, worker: GridWorker, data: AssignmentCreate) -> GridAssignment:

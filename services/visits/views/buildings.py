@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
-from services.visits.models import BuildingCreate, BuildingPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.models import BuildingCreate, BuildingPublic, CodeFilter
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["places"])
 
@@ -23,8 +22,6 @@ async def create_building(body: BuildingCreate, uow: UoW, who: Who) -> BuildingP
 
 
 @router.get("/buildings", dependencies=[FIELD])
-async def list_buildings(
-    uow: UoW, who: Who, compound: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[BuildingPublic]:
-    page = await places.list_buildings(uow, who, compound=compound, limit=limit, cursor=cursor)
-    return page.map(from_row(BuildingPublic))
+async def list_buildings(uow: UoW, who: Who, *, compound: CodeFilter = None, page: PageQuery) -> Page[BuildingPublic]:
+    buildings = await places.list_buildings(uow, who, compound=compound, page=page)
+    return buildings.map(from_row(BuildingPublic))

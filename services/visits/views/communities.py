@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.visits import places
 from services.visits.models import CommunityCreate, CommunityPublic
-from services.visits.views.deps import ADMIN, FIELD, Limit, Who, commit
+from services.visits.views.deps import ADMIN, FIELD, Who, commit
 
 router = APIRouter(tags=["places"])
 
@@ -22,7 +21,5 @@ async def create_community(body: CommunityCreate, uow: UoW) -> CommunityPublic:
 
 
 @router.get("/communities", dependencies=[FIELD], summary="Communities you cover, with compound and household counts")
-async def list_communities(
-    uow: UoW, who: Who, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[CommunityPublic]:
-    return await places.list_communities(uow, who, limit=limit, cursor=cursor)
+async def list_communities(uow: UoW, who: Who, page: PageQuery) -> Page[CommunityPublic]:
+    return await places.list_communities(uow, who, page=page)

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor, text
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import text
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import places
-from services.visits.models import CompoundCreate, CompoundPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.models import CodeFilter, CompoundCreate, CompoundPublic
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["places"])
 
@@ -25,11 +25,9 @@ async def create_compound(body: CompoundCreate, uow: UoW, who: Who) -> CompoundP
 
 
 @router.get("/compounds", dependencies=[FIELD])
-async def list_compounds(
-    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[CompoundPublic]:
-    page = await places.list_compounds(uow, who, community=community, limit=limit, cursor=cursor)
-    return page.map(from_row(CompoundPublic))
+async def list_compounds(uow: UoW, who: Who, *, community: CodeFilter = None, page: PageQuery) -> Page[CompoundPublic]:
+    compounds = await places.list_compounds(uow, who, community=community, page=page)
+    return compounds.map(from_row(CompoundPublic))
 
 
 @router.get("/compounds/{code}", dependencies=[FIELD])

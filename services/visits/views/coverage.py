@@ -11,8 +11,8 @@ from minsheng.platform.inputs import Day
 from minsheng.platform.service import UoW
 from services.visits import coverage as coverage_figures
 from services.visits.config import quarter_start, today
-from services.visits.models import Coverage
-from services.visits.views.deps import FIELD, Code, Who
+from services.visits.models import CodeFilter, Coverage
+from services.visits.views.deps import FIELD, Who
 
 router = APIRouter()
 
@@ -29,7 +29,7 @@ async def coverage(
     by: Literal["community", "compound", "worker"] = "community",
     since: Day | None = None,
     until: Day | None = None,
-    community: Code = None,
+    community: CodeFilter = None,
 ) -> Coverage:
     until = until or today()
     since = since or quarter_start(until)

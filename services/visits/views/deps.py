@@ -1,21 +1,17 @@
-"""What the visits routes share: who may call (the viewer and the role dependencies), the field cipher, the page
-size and filters, committing once."""
+"""What the visits routes share: who may call (the viewer and the role dependencies) and committing once."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
-from minsheng.platform.pagination import MAX_LIMIT
 from minsheng.platform.routes import commit_or_conflict
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, require_worker_registered, viewer_of
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Code = Annotated[str | None, Query(max_length=40)]
 STAFF = Depends(require(Role.staff))
 FIELD = Depends(require(Role.staff, Role.grid_worker))
 ADMIN = Depends(require(Role.admin))

@@ -8,20 +8,20 @@ from fastapi import APIRouter, Depends
 
 from minsheng.platform.auth import Role, require
 from minsheng.platform.errors import Problem
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW
 from services.visits import workers
 from services.visits.models import (
     AssignmentCreate,
     AssignmentPublic,
+    CodeFilter,
     GridWorkerCreate,
     GridWorkerPublic,
     Handover,
     HandoverResult,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["grid"])
 
@@ -37,13 +37,13 @@ async def create_worker(body: GridWorkerCreate, uow: UoW, who: Who, cipher: Ciph
 async def list_workers(
     uow: UoW,
     who: Who,
-    community: Code = None,
+    *,
+    community: CodeFilter = None,
     active: bool | None = True,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[GridWorkerPublic]:
-    page = await workers.list_workers(uow, who, limit=limit, cursor=cursor, community=community, active=active)
-    return page.map(from_row(GridWorkerPublic))
+    workers_found = await workers.list_workers(uow, who, page=page, community=community, active=active)
+    return workers_found.map(from_row(GridWorkerPublic))
 
 
 @router.get("/grid-workers/me", dependencies=[Depends(require(Role.grid_worker))])

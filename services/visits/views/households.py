@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from minsheng.platform.inputs import Cursor, Day
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.visits import bill, places
 from services.visits.access import Viewer
 from services.visits.config import today
-from services.visits.models import Attention, Bill, HouseholdCreate, HouseholdPublic, HouseholdUpdate
-from services.visits.views.deps import FIELD, Code, Limit, Who, commit
+from services.visits.models import Bill, HouseholdCreate, HouseholdFilters, HouseholdPublic, HouseholdUpdate
+from services.visits.views.deps import FIELD, Who, commit
 
 router = APIRouter()
 
@@ -41,29 +42,12 @@ async def create_household(body: HouseholdCreate, uow: UoW, who: Who) -> Househo
 async def list_households(
     uow: UoW,
     who: Who,
-    community: Code = None,
-    compound: Code = None,
-    building_id: UUID | None = None,
-    tier: Code = None,
-    attention: Attention | None = None,
-    overdue: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    filters: Annotated[HouseholdFilters, Query()],
+    page: PageQuery,
 ) -> Page[HouseholdPublic]:
-    page = await places.list_households(
-        uow,
-        who,
-        limit=limit,
-        cursor=cursor,
-        community=community,
-        compound=compound,
-        building_id=building_id,
-        tier=tier,
-        attention=attention,
-        overdue=overdue,
-    )
+    households = await places.list_households(uow, who, filters=filters, page=page)
     day = today()
-    return page.map(lambda h: places.household_public(h, day))
+    return households.map(lambda h: places.household_public(h, day))
 
 
 @router.get("/households/{household_id}", tags=["households"])

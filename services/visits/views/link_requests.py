@@ -7,15 +7,14 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.routes import Cipher
 from minsheng.platform.service import UoW
 from services.visits import linking
 from services.visits.access import Viewer
 from services.visits.models import LinkDecision, LinkRequest, LinkRequestForStaff, LinkRequestStatus, Resident
-from services.visits.views.deps import FIELD, Limit, Who, commit
+from services.visits.views.deps import FIELD, Who, commit
 
 router = APIRouter(tags=["residents"], dependencies=[FIELD])
 
@@ -39,12 +38,12 @@ def _for_staff(request: LinkRequest, resident: Resident) -> LinkRequestForStaff:
 async def link_requests(
     uow: UoW,
     who: Who,
+    *,
     status: LinkRequestStatus | None = LinkRequestStatus.pending,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[LinkRequestForStaff]:
-    page = await linking.requests_to_decide(uow, who, status=status, limit=limit, cursor=cursor)
-    return page.map(lambda row: _for_staff(*row))
+    requests = await linking.requests_to_decide(uow, who, status=status, page=page)
+    return requests.map(lambda row: _for_staff(*row))
 
 
 @router.post(

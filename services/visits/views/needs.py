@@ -12,8 +12,7 @@ from fastapi.types import DecoratedCallable
 
 from minsheng.platform.access import ensure_changeable
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, places
@@ -23,15 +22,15 @@ from services.visits.models import (
     NeedConfirm,
     NeedDetail,
     NeedEscalate,
+    NeedFilters,
     NeedNoteBody,
     NeedPublic,
     NeedRaise,
     NeedReason,
     NeedResolve,
-    NeedStatus,
     NeedUpdate,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["needs ledger"])
 A = TypeVar("A")
@@ -63,34 +62,11 @@ async def raise_need(body: NeedRaise, uow: UoW, who: Who, idempotency_key: str |
 async def list_needs(
     uow: UoW,
     who: Who,
-    status: Annotated[list[NeedStatus] | None, Query()] = None,
-    owner: Annotated[str | None, Query(max_length=200)] = None,
-    mine: bool = False,
-    community: Code = None,
-    compound: Code = None,
-    household_id: UUID | None = None,
-    resident_id: UUID | None = None,
-    category: Code = None,
-    overdue: bool = False,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    filters: Annotated[NeedFilters, Query()],
+    page: PageQuery,
 ) -> Page[NeedPublic]:
-    page = await ledger.list_needs(
-        uow,
-        who,
-        limit=limit,
-        cursor=cursor,
-        status=status,
-        owner=owner,
-        mine=mine,
-        community=community,
-        compound=compound,
-        household_id=household_id,
-        resident_id=resident_id,
-        category=category,
-        overdue=overdue,
-    )
-    return page.map(ledger.need_public)
+    needs = await ledger.list_needs(uow, who, filters=filters, page=page)
+    return needs.map(ledger.need_public)
 
 
 @router.get("/needs/{need_id}")

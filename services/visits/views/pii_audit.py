@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import text
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import residents
 from services.visits.models import PiiAuditPublic
-from services.visits.views.deps import Limit, Who
+from services.visits.views.deps import Who
 
 router = APIRouter()
 
@@ -24,10 +24,10 @@ router = APIRouter()
 async def list_audit(
     uow: UoW,
     who: Who,
+    *,
     resident_id: UUID | None = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    actor: Annotated[str | None, text(200)] = None,
+    page: PageQuery,
 ) -> Page[PiiAuditPublic]:
-    page = await residents.list_audit(uow, who, limit=limit, cursor=cursor, resident_id=resident_id, actor=actor)
-    return page.map(from_row(PiiAuditPublic))
+    entries = await residents.list_audit(uow, who, page=page, resident_id=resident_id, actor=actor)
+    return entries.map(from_row(PiiAuditPublic))

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from minsheng.platform.access import ensure_visible
-from minsheng.platform.inputs import Cursor, Day
+from minsheng.platform.inputs import Day
 from minsheng.platform.observability import current_request_id
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW
 from services.visits import bill, linking, places, residents
@@ -20,19 +20,17 @@ from services.visits.access import Viewer, writes
 from services.visits.config import today
 from services.visits.models import (
     Bill,
-    CareTag,
     DoorCodePublic,
     IdNumberLookup,
-    Mobility,
     ResidentCreate,
+    ResidentFilters,
     ResidentPublic,
-    ResidentStatus,
     ResidentUpdate,
     RevealedResident,
     RevealRequest,
     StatusChange,
 )
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter()
 
@@ -59,31 +57,12 @@ async def create_resident(body: ResidentCreate, uow: UoW, who: Who, cipher: Ciph
 async def list_residents(
     uow: UoW,
     who: Who,
-    community: Code = None,
-    compound: Code = None,
-    household_id: UUID | None = None,
-    care_tag: CareTag | None = None,
-    min_age: Annotated[int | None, Query(ge=0, le=130)] = None,
-    mobility: Mobility | None = None,
-    status: ResidentStatus | None = ResidentStatus.active,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    filters: Annotated[ResidentFilters, Query()],
+    page: PageQuery,
 ) -> Page[ResidentPublic]:
-    page = await residents.list_residents(
-        uow,
-        who,
-        limit=limit,
-        cursor=cursor,
-        community=community,
-        compound=compound,
-        household_id=household_id,
-        care_tag=care_tag,
-        min_age=min_age,
-        mobility=mobility,
-        status=status,
-    )
+    found = await residents.list_residents(uow, who, filters=filters, page=page)
     day = today()
-    return page.map(lambda r: residents.resident_public(r, day))
+    return found.map(lambda r: residents.resident_public(r, day))
 
 
 @router.post(

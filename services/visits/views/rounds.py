@@ -6,13 +6,12 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import coverage, visiting
-from services.visits.models import RoundCreate, RoundProgress, RoundPublic
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.models import CodeFilter, RoundCreate, RoundProgress, RoundPublic
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["rounds"])
 
@@ -30,11 +29,9 @@ async def create_round(body: RoundCreate, uow: UoW, who: Who) -> RoundPublic:
 
 
 @router.get("/rounds", dependencies=[FIELD])
-async def list_rounds(
-    uow: UoW, who: Who, community: Code = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[RoundPublic]:
-    page = await visiting.list_rounds(uow, who, limit=limit, cursor=cursor, community=community)
-    return page.map(from_row(RoundPublic))
+async def list_rounds(uow: UoW, who: Who, *, community: CodeFilter = None, page: PageQuery) -> Page[RoundPublic]:
+    rounds = await visiting.list_rounds(uow, who, page=page, community=community)
+    return rounds.map(from_row(RoundPublic))
 
 
 @router.get(

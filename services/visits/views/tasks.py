@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.visits import visiting
-from services.visits.models import TaskCancel, TaskCreate, TaskKind, TaskPublic, TaskStatus
-from services.visits.views.deps import FIELD, STAFF, Code, Limit, Who, commit
+from services.visits.models import TaskCancel, TaskCreate, TaskFilters, TaskPublic
+from services.visits.views.deps import FIELD, STAFF, Who, commit
 
 router = APIRouter(tags=["tasks"])
 
@@ -20,17 +20,11 @@ router = APIRouter(tags=["tasks"])
 async def list_tasks(
     uow: UoW,
     who: Who,
-    status: TaskStatus | None = TaskStatus.open,
-    kind: TaskKind | None = None,
-    worker_id: UUID | None = None,
-    community: Code = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    filters: Annotated[TaskFilters, Query()],
+    page: PageQuery,
 ) -> Page[TaskPublic]:
-    page = await visiting.list_tasks(
-        uow, who, limit=limit, cursor=cursor, status=status, kind=kind, worker_id=worker_id, community=community
-    )
-    return page.map(visiting.task_public)
+    tasks = await visiting.list_tasks(uow, who, filters=filters, page=page)
+    return tasks.map(visiting.task_public)
 
 
 @router.post("/tasks", status_code=201, dependencies=[STAFF], summary="Ask for a follow-up visit to a household")

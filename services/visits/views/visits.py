@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
-from minsheng.platform.inputs import Cursor, Instant
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.visits import ledger, visiting
-from services.visits.models import Outcome, VisitCreate, VisitPublic, VisitRecorded
-from services.visits.views.deps import FIELD, Code, Limit, Who
+from services.visits.models import VisitCreate, VisitFilters, VisitPublic, VisitRecorded
+from services.visits.views.deps import FIELD, Who
 
 router = APIRouter(tags=["visits"], dependencies=[FIELD])
 
@@ -44,32 +44,11 @@ async def record_visit(
 async def list_visits(
     uow: UoW,
     who: Who,
-    household_id: UUID | None = None,
-    worker_id: UUID | None = None,
-    community: Code = None,
-    compound: Code = None,
-    outcome: Outcome | None = None,
-    since: Instant | None = None,
-    until: Instant | None = None,
-    far_from_home: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    filters: Annotated[VisitFilters, Query()],
+    page: PageQuery,
 ) -> Page[VisitPublic]:
-    page = await visiting.list_visits(
-        uow,
-        who,
-        limit=limit,
-        cursor=cursor,
-        household_id=household_id,
-        worker_id=worker_id,
-        community=community,
-        compound=compound,
-        outcome=outcome,
-        since=since,
-        until=until,
-        far_from_home=far_from_home,
-    )
-    return page.map(from_row(VisitPublic))
+    visits = await visiting.list_visits(uow, who, filters=filters, page=page)
+    return visits.map(from_row(VisitPublic))
 
 
 @router.get("/visits/{visit_id}")

@@ -72,8 +72,8 @@ def _day_in_range(value: date) -> date:
     return value
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
         raise ValueError("text may not contain NUL bytes")
     return value
 

@@ -54,7 +54,7 @@ class Page(BaseModel, Generic[T]):
 
 def encode_cursor(*values: Any) -> str:
     raw = json.dumps(
-        [v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v for v in values],
+        [v.isoformat() if isinstance(v, date) else str(v) if isinstance(v, UUID) else v for v in values],
         separators=(",", ":"),
     )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

@@ -23,7 +23,7 @@ from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, conflict, invalid
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, PageRequest, encode_cursor, keyset_page, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import ledger, schedule
@@ -407,8 +407,7 @@ async def due_list(
     if filters.compound:
         query = query.where(Household.compound == filters.compound)
     by_due_day = Keyset((Household.next_due_on, Household.id), kinds=(date, UUID), descending=False)
-    rows = list((await uow.session.execute(by_due_day.query(query, page))).scalars())
-    households = page_of(rows, page.limit, lambda h: encode_cursor(h.next_due_on.isoformat(), h.id))
+    households = await keyset_page(uow.session, query, by_due_day, page)
     tasks: list[VisitTask] = []
     if not page.cursor:
         tq = select(VisitTask).where(_task_scope(viewer), VisitTask.status == TaskStatus.open)
@@ -453,8 +452,7 @@ async def list_rounds(
     if community:
         query = query.where(VisitRound.community == community)
     latest_first = Keyset((VisitRound.starts_on, VisitRound.id), kinds=(date, UUID))
-    rows = list((await uow.session.execute(latest_first.query(query, page))).scalars())
-    return page_of(rows, page.limit, lambda r: encode_cursor(r.starts_on.isoformat(), r.id))
+    return await keyset_page(uow.session, query, latest_first, page)
 
 
 def window(rnd: VisitRound) -> tuple[datetime, datetime]:

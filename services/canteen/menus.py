@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import decode_cursor, encode_cursor
+from minsheng.platform.pagination import PageRequest, decode_cursor, encode_cursor
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
@@ -278,13 +278,12 @@ def _menu_page_statement(by_id: bool, drafts: bool, by_slot: bool, after_cursor:
 async def menu_page(
     uow: UnitOfWork,
     canteen: str,
+    page: PageRequest,
     *,
     date_from: date,
     date_to: date,
     slot: Slot | None,
     drafts: bool,
-    limit: int,
-    cursor: str | None,
     needs: Sequence[str] | None = None,
     dislikes: Sequence[str] = (),
     only_suitable: bool = False,
@@ -294,17 +293,17 @@ async def menu_page(
     from the rows: the data was validated when it was written, and validating ~150 nested models per page
     again cost more than the query."""
     by_id, key = canteen_key(canteen)
-    params: dict[str, Any] = {"canteen": key, "date_from": date_from, "date_to": date_to, "limit": limit + 1}
+    params: dict[str, Any] = {"canteen": key, "date_from": date_from, "date_to": date_to, "limit": page.limit + 1}
     if slot is not None:
         params["slot"] = slot.value
-    if cursor:
+    if page.cursor:
         try:
-            d, r = decode_cursor(cursor, date, int)
+            d, r = decode_cursor(page.cursor, date, int)
         except Problem:
             await canteen_row(uow, canteen)  # an unknown canteen is a 404 before a bad cursor
             raise
         params["cursor_date"], params["cursor_rank"] = d, r
-    rows = await uow.fetch(_menu_page_statement(by_id, drafts, slot is not None, bool(cursor)), params)
+    rows = await uow.fetch(_menu_page_statement(by_id, drafts, slot is not None, bool(page.cursor)), params)
     if not rows:
         raise not_found("canteen", canteen)
     menus: list[dict[str, Any]] = []
@@ -347,8 +346,8 @@ async def menu_page(
             if only_suitable and conflicts:
                 continue
         menus[-1]["set_meals"].append(meal)
-    has_more = len(menus) > limit
-    menus = menus[:limit]
+    has_more = len(menus) > page.limit
+    menus = menus[: page.limit]
     next_cursor = (
         encode_cursor(menus[-1]["meal_date"].isoformat(), SLOT_RANK[menus[-1]["slot"]]) if has_more and menus else None
     )

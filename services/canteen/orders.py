@@ -16,7 +16,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
@@ -144,8 +144,7 @@ async def list_orders(
     meal_date: date | None,
     status: OrderStatus | None,
     fulfilment: Fulfilment | None,
-    limit: int,
-    cursor: str | None,
+    page: PageRequest,
 ) -> Page[Order]:
     query = select(Order)
     if diner_id is not None:
@@ -158,7 +157,7 @@ async def list_orders(
         own = select(Diner.id).where(sa.or_(col(Diner.subject) == who.sub, col(Diner.id).in_(family_ids)))
         query = query.where(col(Order.diner_id).in_(own))
     query = where_given(query, (Order.meal_date, meal_date), (Order.status, status), (Order.fulfilment, fulfilment))
-    return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), page)
 
 
 def move_to(order: Order, status: OrderStatus) -> None:

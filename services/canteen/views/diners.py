@@ -8,8 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW, WriteUoW
 from services.canteen import diners, linking, reports
@@ -27,7 +26,7 @@ from services.canteen.models import (
     PiiAccessPublic,
     SlugText,
 )
-from services.canteen.views.deps import Caller, Carer, Limit, Month, commit
+from services.canteen.views.deps import Caller, Carer, Month, commit
 
 router = APIRouter(tags=["diners"])
 
@@ -45,6 +44,7 @@ async def register_diner(body: DinerCreate, uow: UoW, who: Carer, cipher: Cipher
 
 @router.get("/diners", summary="Diners in your scope (staff: your canteen/community; grid workers: your area)")
 async def list_diners(
+    *,
     uow: UoW,
     who: Carer,
     canteen_id: UUID | None = None,
@@ -52,10 +52,9 @@ async def list_diners(
     status: DinerStatus | None = None,
     name: str | None = Query(default=None, max_length=50),
     delivery: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[DinerPublic]:
-    page = await diners.list_diners(
+    found = await diners.list_diners(
         uow,
         who,
         canteen_id=canteen_id,
@@ -63,11 +62,10 @@ async def list_diners(
         status=status,
         name=name,
         delivery=delivery,
-        limit=limit,
-        cursor=cursor,
+        page=page,
     )
-    family = await diners.family_of(uow, [d.id for d in page.items])
-    return page.map(lambda d: diners.diner_public(d, family[d.id]))
+    family = await diners.family_of(uow, [d.id for d in found.items])
+    return found.map(lambda d: diners.diner_public(d, family[d.id]))
 
 
 @router.post(
@@ -116,11 +114,8 @@ async def read_sensitive(
 
 
 @router.get("/diners/{diner_id}/access-log", summary="Who read this diner's unmasked data, when and why")
-async def access_log(
-    diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[PiiAccessPublic]:
-    page = await diners.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
-    return page.map(from_row(PiiAccessPublic))
+async def access_log(diner_id: UUID, uow: UoW, who: Carer, page: PageQuery) -> Page[PiiAccessPublic]:
+    return (await diners.access_log(uow, who, diner_id, page)).map(from_row(PiiAccessPublic))
 
 
 @router.post(

@@ -12,12 +12,12 @@ from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey
-from minsheng.platform.inputs import Cursor, Day
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, cancellation, canteens, counter, deliveries, orders
 from services.canteen.models import Cancellation, Fulfilment, OrderBatchCreate, OrderCreate, OrderPublic, OrderStatus
-from services.canteen.views.deps import Caller, Limit, Staff, commit, idempotent_order, order_out
+from services.canteen.views.deps import Caller, Staff, commit, idempotent_order, order_out
 
 router = APIRouter(tags=["orders"])
 
@@ -52,6 +52,7 @@ async def book_many(
 
 @router.get("/orders", summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)")
 async def list_orders(
+    *,
     uow: UoW,
     who: Caller,
     diner_id: UUID | None = None,
@@ -59,11 +60,10 @@ async def list_orders(
     meal_date: Day | None = None,
     status: OrderStatus | None = None,
     fulfilment: Fulfilment | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[OrderPublic]:
     canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
-    page = await orders.list_orders(
+    found = await orders.list_orders(
         uow,
         who,
         diner_id=diner_id,
@@ -71,11 +71,10 @@ async def list_orders(
         meal_date=meal_date,
         status=status,
         fulfilment=fulfilment,
-        limit=limit,
-        cursor=cursor,
+        page=page,
     )
-    lines = await orders.lines_of(uow, [o.id for o in page.items])
-    return page.map(lambda o: orders.order_public(o, lines[o.id]))
+    lines = await orders.lines_of(uow, [o.id for o in found.items])
+    return found.map(lambda o: orders.order_public(o, lines[o.id]))
 
 
 @router.get("/orders/{order_id}", summary="One order with its subsidy lines and who funds what")

@@ -14,7 +14,7 @@ from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role, current_principal, optional_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import idempotent
-from minsheng.platform.inputs import MonthText
+from minsheng.platform.inputs import MonthText, text
 from minsheng.platform.routes import commit_or_conflict
 from minsheng.platform.service import UoW
 from services.canteen import diners, orders
@@ -24,7 +24,7 @@ Caller = Annotated[Principal, Depends(current_principal)]
 MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Carer = Annotated[Principal, Depends(require(Role.staff, Role.grid_worker))]
-CanteenRef = Annotated[str, Path(description="Canteen id or code (e.g. yunxing-street)", max_length=50)]
+CanteenRef = Annotated[str, text(50), Path(description="Canteen id or code (e.g. yunxing-street)")]
 Month = Annotated[MonthText, Path(description="YYYY-MM")]
 
 

@@ -3,11 +3,13 @@ statement."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 
+from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW, WriteUoW
@@ -50,7 +52,7 @@ async def list_diners(
     canteen_id: UUID | None = None,
     community: SlugText | None = None,
     status: DinerStatus | None = None,
-    name: str | None = Query(default=None, max_length=50),
+    name: Annotated[str | None, text(50)] = None,
     delivery: bool | None = None,
     page: PageQuery,
 ) -> Page[DinerPublic]:
@@ -106,7 +108,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
     summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)",
 )
 async def read_sensitive(
-    diner_id: UUID, uow: WriteUoW, who: Carer, cipher: Cipher, purpose: str = Query(min_length=2, max_length=200)
+    diner_id: UUID, uow: WriteUoW, who: Carer, cipher: Cipher, purpose: Annotated[str, text(200, min_length=2)]
 ) -> DinerSensitive:
     result = await diners.read_sensitive(uow, who, diner_id, purpose, cipher)
     await commit(uow)

@@ -34,6 +34,7 @@ from services.canteen.models import (
     Canteen,
     Diner,
     DinerCreate,
+    DinerFilters,
     DinerPublic,
     DinerSensitive,
     DinerStatus,
@@ -255,12 +256,7 @@ async def update_diner(
 async def list_diners(
     uow: UnitOfWork,
     who: Principal,
-    *,
-    canteen_id: UUID | None,
-    community: str | None,
-    status: DinerStatus | None,
-    name: str | None,
-    delivery: bool | None,
+    filters: DinerFilters,
     page: PageRequest,
 ) -> Page[Diner]:
     query = select(Diner)
@@ -278,13 +274,13 @@ async def list_diners(
         query = query.where(sa.or_(*conditions))
     query = where_given(
         query,
-        (Diner.canteen_id, canteen_id),
-        (Diner.community, community),
-        (Diner.status, status),
-        (Diner.delivery_eligible, delivery),
+        (Diner.canteen_id, filters.canteen_id),
+        (Diner.community, filters.community),
+        (Diner.status, filters.status),
+        (Diner.delivery_eligible, filters.delivery),
     )
-    if name:
-        query = query.where(col(Diner.name).startswith(name, autoescape=True))
+    if filters.name:
+        query = query.where(col(Diner.name).startswith(filters.name, autoescape=True))
     by_name = Keyset((Diner.name, Diner.id), kinds=(str, UUID), descending=False)
     return await keyset_page(uow.session, query, by_name, page)
 

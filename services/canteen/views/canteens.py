@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
@@ -26,10 +25,10 @@ from services.canteen.models import (
     CanteenStatus,
     CanteenUpdate,
     CheckIn,
-    DietaryNeed,
     MealSlotPublic,
     MealSlotUpsert,
     MenuCopy,
+    MenuFilters,
     MenuPublic,
     MenuUpsert,
     OrderPublic,
@@ -153,27 +152,16 @@ async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, w
     summary="Published menus (public); with diner_id or needs, each set meal says if it suits",
 )
 async def list_menus(
-    *,
-    canteen_ref: CanteenRef,
-    uow: UoW,
-    who: MaybeCaller,
-    date_from: Day | None = None,
-    date_to: Day | None = None,
-    slot: Slot | None = None,
-    diner_id: UUID | None = None,
-    needs: Annotated[list[DietaryNeed] | None, Query()] = None,
-    only_suitable: bool = False,
-    include_drafts: bool = False,
-    page: PageQuery,
+    canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, filters: Annotated[MenuFilters, Query()], page: PageQuery
 ) -> Response:
-    if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
+    if filters.include_drafts or filters.diner_id is not None:  # an unknown canteen answers 404 before any other check
         canteen = await canteens.canteen_row(uow, canteen_ref)
         ensure(
-            not include_drafts or (who is not None and access.manages(who, canteen)),
+            not filters.include_drafts or (who is not None and access.manages(who, canteen)),
             Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts."),
         )
-    start = date_from or config.today()
-    end = date_to or start + timedelta(days=6)
+    start = filters.date_from or config.today()
+    end = filters.date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:
         await canteens.canteen_row(uow, canteen_ref)
         raise invalid(
@@ -183,19 +171,8 @@ async def list_menus(
             field="date_to",
             message="out of range",
         )
-    diet, dislikes = await dietary_needs_for(uow, who, diner_id, needs)
-    found = await menus.menu_page(
-        uow,
-        canteen_ref,
-        page,
-        date_from=start,
-        date_to=end,
-        slot=slot,
-        drafts=include_drafts,
-        needs=diet,
-        dislikes=dislikes,
-        only_suitable=only_suitable and diet is not None,
-    )
+    diet, dislikes = await dietary_needs_for(uow, who, filters.diner_id, filters.needs)
+    found = await menus.menu_page(uow, canteen_ref, filters, page, dates=(start, end), needs=diet, dislikes=dislikes)
     # Plain data built from the rows (see ``menu_page``): serialized as is, not validated again.
     return plain_json(found)
 

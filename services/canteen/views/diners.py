@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from minsheng.platform.inputs import text
@@ -16,17 +16,16 @@ from minsheng.platform.service import UoW, WriteUoW
 from services.canteen import diners, linking, reports
 from services.canteen.models import (
     DinerCreate,
+    DinerFilters,
     DinerLookup,
     DinerPublic,
     DinerSensitive,
-    DinerStatus,
     DinerUpdate,
     FamilyCodeCreate,
     FamilyCodePublic,
     FamilyMemberCreate,
     FamilyMemberPublic,
     PiiAccessPublic,
-    SlugText,
 )
 from services.canteen.views.deps import Caller, Carer, Month, commit
 
@@ -46,26 +45,9 @@ async def register_diner(body: DinerCreate, uow: UoW, who: Carer, cipher: Cipher
 
 @router.get("/diners", summary="Diners in your scope (staff: your canteen/community; grid workers: your area)")
 async def list_diners(
-    *,
-    uow: UoW,
-    who: Carer,
-    canteen_id: UUID | None = None,
-    community: SlugText | None = None,
-    status: DinerStatus | None = None,
-    name: Annotated[str | None, text(50)] = None,
-    delivery: bool | None = None,
-    page: PageQuery,
+    uow: UoW, who: Carer, filters: Annotated[DinerFilters, Query()], page: PageQuery
 ) -> Page[DinerPublic]:
-    found = await diners.list_diners(
-        uow,
-        who,
-        canteen_id=canteen_id,
-        community=community,
-        status=status,
-        name=name,
-        delivery=delivery,
-        page=page,
-    )
+    found = await diners.list_diners(uow, who, filters, page)
     family = await diners.family_of(uow, [d.id for d in found.items])
     return found.map(lambda d: diners.diner_public(d, family[d.id]))
 

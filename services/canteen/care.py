@@ -238,10 +238,10 @@ async def _resolve_returned(uow: UnitOfWork) -> int:
 async def list_alerts(
     uow: UnitOfWork,
     who: Principal,
+    page: PageRequest,
     *,
     canteen: Canteen | None,
     status: AlertStatus | None,
-    page: PageRequest,
 ) -> Page[AbsenceAlertRow]:
     query = select(AbsenceAlertRow)
     if canteen is not None:

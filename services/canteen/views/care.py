@@ -26,7 +26,7 @@ async def list_alerts(
     page: PageQuery,
 ) -> Page[AbsenceAlertPublic]:
     canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
-    found = await care.list_alerts(uow, who, canteen=canteen, status=status, page=page)
+    found = await care.list_alerts(uow, who, page, canteen=canteen, status=status)
     return found.map(from_row(AbsenceAlertPublic))
 
 

@@ -15,7 +15,7 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access
@@ -32,6 +32,7 @@ from services.canteen.models import (
 )
 
 SLOT_RANK = {Slot.breakfast.value: 0, Slot.lunch.value: 1, Slot.dinner.value: 2}
+_LISTED_BY_CODE = Keyset((col(Canteen.code),), kinds=(str,), descending=False)
 
 
 def touch(obj: Any) -> None:
@@ -127,19 +128,16 @@ def canteen_public(canteen: Canteen, slots: Sequence[MealSlotRow]) -> CanteenPub
 
 
 async def list_canteens(
-    uow: UnitOfWork, *, community: str | None, status: CanteenStatus | None, limit: int, cursor: str | None
+    uow: UnitOfWork, page: PageRequest, *, community: str | None, status: CanteenStatus | None
 ) -> Page[Canteen]:
-    query = select(Canteen)
+    # Every canteen after the cursor (a county has few): the communities served are a JSON list, matched here.
+    query = _LISTED_BY_CODE.query(select(Canteen), page).limit(None)
     if status is not None:
         query = query.where(Canteen.status == status)
-    if cursor:
-        (code,) = decode_cursor(cursor, str)
-        query = query.where(col(Canteen.code) > code)
-    query = query.order_by(col(Canteen.code))
     rows = list((await uow.session.execute(query)).scalars())
-    if community is not None:  # communities served is a JSON list: filtered here (a county has few canteens)
+    if community is not None:
         rows = [c for c in rows if c.community == community or community in c.communities]
-    return page_of(rows[: limit + 1], limit, lambda c: encode_cursor(c.code))
+    return _LISTED_BY_CODE.page(rows, page)
 
 
 CANTEENS = table_of(Canteen)

@@ -18,7 +18,7 @@ from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher, open_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -238,11 +238,10 @@ async def _resolve_returned(uow: UnitOfWork) -> int:
 async def list_alerts(
     uow: UnitOfWork,
     who: Principal,
+    page: PageRequest,
     *,
     canteen: Canteen | None,
     status: AlertStatus | None,
-    limit: int,
-    cursor: str | None,
 ) -> Page[AbsenceAlertRow]:
     query = select(AbsenceAlertRow)
     if canteen is not None:
@@ -253,7 +252,7 @@ async def list_alerts(
         query = query.where(col(AbsenceAlertRow.canteen_id).in_(mine))
     if status is not None:
         query = query.where(AbsenceAlertRow.status == status)
-    return await keyset_page(uow.session, query, Keyset((AbsenceAlertRow.raised_at, AbsenceAlertRow.id)), cursor, limit)
+    return await keyset_page(uow.session, query, Keyset((AbsenceAlertRow.raised_at, AbsenceAlertRow.id)), page)
 
 
 # --- consumed events -----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import (
     PII_REVEAL_SCOPE,
     FieldCipher,
@@ -34,6 +34,7 @@ from services.canteen.models import (
     Canteen,
     Diner,
     DinerCreate,
+    DinerFilters,
     DinerPublic,
     DinerSensitive,
     DinerStatus,
@@ -255,14 +256,8 @@ async def update_diner(
 async def list_diners(
     uow: UnitOfWork,
     who: Principal,
-    *,
-    canteen_id: UUID | None,
-    community: str | None,
-    status: DinerStatus | None,
-    name: str | None,
-    delivery: bool | None,
-    limit: int,
-    cursor: str | None,
+    filters: DinerFilters,
+    page: PageRequest,
 ) -> Page[Diner]:
     query = select(Diner)
     if not who.is_admin:
@@ -279,19 +274,15 @@ async def list_diners(
         query = query.where(sa.or_(*conditions))
     query = where_given(
         query,
-        (Diner.canteen_id, canteen_id),
-        (Diner.community, community),
-        (Diner.status, status),
-        (Diner.delivery_eligible, delivery),
+        (Diner.canteen_id, filters.canteen_id),
+        (Diner.community, filters.community),
+        (Diner.status, filters.status),
+        (Diner.delivery_eligible, filters.delivery),
     )
-    if name:
-        query = query.where(col(Diner.name).startswith(name, autoescape=True))
-    if cursor:
-        n, ident = decode_cursor(cursor, str, UUID)
-        query = query.where(sa.tuple_(Diner.name, Diner.id) > sa.tuple_(n, ident))
-    query = query.order_by(col(Diner.name), col(Diner.id)).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda d: encode_cursor(d.name, d.id))
+    if filters.name:
+        query = query.where(col(Diner.name).startswith(filters.name, autoescape=True))
+    by_name = Keyset((Diner.name, Diner.id), kinds=(str, UUID), descending=False)
+    return await keyset_page(uow.session, query, by_name, page)
 
 
 async def my_diners(uow: UnitOfWork, who: Principal) -> list[Diner]:
@@ -373,15 +364,8 @@ async def read_sensitive(
     )
 
 
-async def access_log(
-    uow: UnitOfWork, who: Principal, diner_id: UUID, *, limit: int, cursor: str | None
-) -> Page[PiiAccess]:
+async def access_log(uow: UnitOfWork, who: Principal, diner_id: UUID, page: PageRequest) -> Page[PiiAccess]:
     _, _, _, rel, _ = await load_diner(uow, who, diner_id, with_family=False)
     _staff_only(rel)
     query = select(PiiAccess).where(PiiAccess.diner_id == diner_id)
-    if cursor:
-        at, ident = decode_cursor(cursor, type(utcnow()), UUID)
-        query = query.where(sa.tuple_(PiiAccess.at, PiiAccess.id) < sa.tuple_(at, ident))
-    query = query.order_by(col(PiiAccess.at).desc(), col(PiiAccess.id).desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda a: encode_cursor(a.at, a.id))
+    return await keyset_page(uow.session, query, Keyset((PiiAccess.at, PiiAccess.id)), page)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import select
 
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -21,6 +21,8 @@ from services.canteen.models import Canteen, Diner, Fulfilment, Menu, Order, Ord
 
 ORDERS = table_of(Order)
 DINERS = table_of(Diner)
+_SLOT_RANK = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9).label("slot_rank")
+_STOPS_BY_SLOT = Keyset((_SLOT_RANK, ORDERS.c.id), kinds=(int, UUID), descending=False)
 
 
 class SetMealCount(BaseModel):
@@ -119,11 +121,10 @@ class DeliveryStop(BaseModel):
 
 
 async def delivery_list(
-    uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, *, limit: int, cursor: str | None
+    uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, page: PageRequest
 ) -> Page[DeliveryStop]:
-    rank = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9)
     query = (
-        sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"))
+        sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"), _SLOT_RANK)
         .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
         .where(
             ORDERS.c.canteen_id == canteen.id,
@@ -134,27 +135,23 @@ async def delivery_list(
     )
     if slot is not None:
         query = query.where(ORDERS.c.slot == slot)
-    if cursor:
-        r, ident = decode_cursor(cursor, int, UUID)
-        query = query.where(sa.tuple_(rank, ORDERS.c.id) > sa.tuple_(r, ident))
-    query = query.order_by(rank, ORDERS.c.id).limit(limit + 1)
-    rows = (await uow.session.execute(query)).all()
-    stops = [
-        DeliveryStop(
-            order_id=r.id,
-            slot=r.slot,
-            diner_id=r.diner_id,
-            diner_name=r.diner_name,
-            phone=mask_phone(r.diner_phone),
-            delivery_address=r.delivery_address,
-            deliver_by=r.deliver_by,
-            set_meal_name=r.set_meal_name,
-            dietary=r.dietary or [],
-            note=r.note,
-            status=r.status,
-            pickup_code=r.pickup_code,
-            rider_task_id=r.rider_task_id,
-        )
-        for r in rows
-    ]
-    return page_of(stops, limit, lambda s: encode_cursor(SLOT_RANK.get(s.slot, 9), s.order_id))
+    rows = list((await uow.session.execute(_STOPS_BY_SLOT.query(query, page))).all())
+    return _STOPS_BY_SLOT.page(rows, page).map(_delivery_stop)
+
+
+def _delivery_stop(row: Any) -> DeliveryStop:
+    return DeliveryStop(
+        order_id=row.id,
+        slot=row.slot,
+        diner_id=row.diner_id,
+        diner_name=row.diner_name,
+        phone=mask_phone(row.diner_phone),
+        delivery_address=row.delivery_address,
+        deliver_by=row.deliver_by,
+        set_meal_name=row.set_meal_name,
+        dietary=row.dietary or [],
+        note=row.note,
+        status=row.status,
+        pickup_code=row.pickup_code,
+        rider_task_id=row.rider_task_id,
+    )

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import decode_cursor, encode_cursor
+from minsheng.platform.pagination import PageRequest, decode_cursor, encode_cursor
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
@@ -25,6 +25,7 @@ from services.canteen.models import (
     CanteenStatus,
     Menu,
     MenuCopy,
+    MenuFilters,
     MenuPublic,
     MenuStatus,
     MenuUpsert,
@@ -278,33 +279,34 @@ def _menu_page_statement(by_id: bool, drafts: bool, by_slot: bool, after_cursor:
 async def menu_page(
     uow: UnitOfWork,
     canteen: str,
+    filters: MenuFilters,
+    page: PageRequest,
     *,
-    date_from: date,
-    date_to: date,
-    slot: Slot | None,
-    drafts: bool,
-    limit: int,
-    cursor: str | None,
+    dates: tuple[date, date],
     needs: Sequence[str] | None = None,
     dislikes: Sequence[str] = (),
-    only_suitable: bool = False,
 ) -> dict[str, Any]:
     """A page of the menus of ``canteen`` (id or code; 404 if there is none) as the plain data of
     ``Page[MenuPublic]`` (same fields, same order), read with their set meals in one round trip. Built straight
     from the rows: the data was validated when it was written, and validating ~150 nested models per page
-    again cost more than the query."""
+    again cost more than the query.
+
+    ``dates`` is the filters' range with its defaults; ``needs`` and ``dislikes`` are what the filters' diner or
+    needs stand for (``None``: nobody's, no set meal is judged)."""
     by_id, key = canteen_key(canteen)
-    params: dict[str, Any] = {"canteen": key, "date_from": date_from, "date_to": date_to, "limit": limit + 1}
-    if slot is not None:
-        params["slot"] = slot.value
-    if cursor:
+    date_from, date_to = dates
+    params: dict[str, Any] = {"canteen": key, "date_from": date_from, "date_to": date_to, "limit": page.limit + 1}
+    if filters.slot is not None:
+        params["slot"] = filters.slot.value
+    if page.cursor:
         try:
-            d, r = decode_cursor(cursor, date, int)
+            d, r = decode_cursor(page.cursor, date, int)
         except Problem:
             await canteen_row(uow, canteen)  # an unknown canteen is a 404 before a bad cursor
             raise
         params["cursor_date"], params["cursor_rank"] = d, r
-    rows = await uow.fetch(_menu_page_statement(by_id, drafts, slot is not None, bool(cursor)), params)
+    statement = _menu_page_statement(by_id, filters.include_drafts, filters.slot is not None, bool(page.cursor))
+    rows = await uow.fetch(statement, params)
     if not rows:
         raise not_found("canteen", canteen)
     menus: list[dict[str, Any]] = []
@@ -344,11 +346,11 @@ async def menu_page(
         if needs is not None:
             conflicts = conflicts_of(row.meal_name, row.meal_tags, row.meal_dishes, needs, dislikes)
             meal.update(suitable=not conflicts, conflicts=conflicts)
-            if only_suitable and conflicts:
+            if filters.only_suitable and conflicts:
                 continue
         menus[-1]["set_meals"].append(meal)
-    has_more = len(menus) > limit
-    menus = menus[:limit]
+    has_more = len(menus) > page.limit
+    menus = menus[: page.limit]
     next_cursor = (
         encode_cursor(menus[-1]["meal_date"].isoformat(), SLOT_RANK[menus[-1]["slot"]]) if has_more and menus else None
     )

@@ -433,6 +433,16 @@ class PiiAccessPublic(SQLModel):
     at: datetime
 
 
+class DinerFilters(BaseModel):
+    """The diner list's filters (query parameters); ``name`` matches the start of a name."""
+
+    canteen_id: UUID | None = None
+    community: SlugText | None = None
+    status: DinerStatus | None = None
+    name: Annotated[str | None, text(50)] = None
+    delivery: bool | None = None
+
+
 # --- menus -------------------------------------------------------------------------------------------------------
 
 
@@ -530,6 +540,19 @@ class PublishRange(SQLModel):
         if self.date_to < self.date_from or (self.date_to - self.date_from).days > 31:
             raise ValueError("date_to must be on or after date_from, at most 31 days later")
         return self
+
+
+class MenuFilters(BaseModel):
+    """The menu list's filters (query parameters): the dates (from today, a week, unless given), a slot, drafts
+    too (the canteen's staff), and which set meals suit a diner (``diner_id``) or a set of ``needs``."""
+
+    date_from: Day | None = None
+    date_to: Day | None = None
+    slot: Slot | None = None
+    diner_id: UUID | None = None
+    needs: list[DietaryNeed] | None = None
+    only_suitable: bool = False
+    include_drafts: bool = False
 
 
 # --- subsidy rules -----------------------------------------------------------------------------------------------
@@ -817,6 +840,16 @@ class OrderPublic(SQLModel):
     cancel_reason: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class OrderFilters(BaseModel):
+    """The order list's filters (query parameters): without a diner or canteen, the caller's own diners'."""
+
+    diner_id: UUID | None = None
+    canteen_id: UUID | None = None
+    meal_date: Day | None = None
+    status: OrderStatus | None = None
+    fulfilment: Fulfilment | None = None
 
 
 # --- care signals --------------------------------------------------------------------------------------------

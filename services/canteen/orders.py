@@ -16,22 +16,23 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, keyset_page
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access, config
 from services.canteen.access import Relation
+from services.canteen.canteens import managed_canteen
 from services.canteen.diners import family_of, load_diner
 from services.canteen.models import (
     Canteen,
     Diner,
     FamilyMember,
-    Fulfilment,
     FundingShare,
     LineStatus,
     MealSlotRow,
     Menu,
     Order,
+    OrderFilters,
     OrderPublic,
     OrderStatus,
     SubsidyLine,
@@ -138,27 +139,27 @@ async def load_order(
 async def list_orders(
     uow: UnitOfWork,
     who: Principal,
-    *,
-    diner_id: UUID | None,
-    canteen: Canteen | None,
-    meal_date: date | None,
-    status: OrderStatus | None,
-    fulfilment: Fulfilment | None,
-    limit: int,
-    cursor: str | None,
+    filters: OrderFilters,
+    page: PageRequest,
 ) -> Page[Order]:
     query = select(Order)
-    if diner_id is not None:
-        await load_diner(uow, who, diner_id, with_family=False)  # 404 unless the caller may see this diner
-        query = query.where(Order.diner_id == diner_id)
-    if canteen is not None:
+    if filters.canteen_id is not None:
+        canteen = await managed_canteen(uow, who, filters.canteen_id)
         query = query.where(Order.canteen_id == canteen.id)
-    if diner_id is None and canteen is None:
+    if filters.diner_id is not None:
+        await load_diner(uow, who, filters.diner_id, with_family=False)  # 404 unless the caller may see this diner
+        query = query.where(Order.diner_id == filters.diner_id)
+    if filters.diner_id is None and filters.canteen_id is None:
         family_ids = select(FamilyMember.diner_id).where(FamilyMember.subject == who.sub)
         own = select(Diner.id).where(sa.or_(col(Diner.subject) == who.sub, col(Diner.id).in_(family_ids)))
         query = query.where(col(Order.diner_id).in_(own))
-    query = where_given(query, (Order.meal_date, meal_date), (Order.status, status), (Order.fulfilment, fulfilment))
-    return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), cursor, limit)
+    query = where_given(
+        query,
+        (Order.meal_date, filters.meal_date),
+        (Order.status, filters.status),
+        (Order.fulfilment, filters.fulfilment),
+    )
+    return await keyset_page(uow.session, query, Keyset((Order.created_at, Order.id)), page)
 
 
 def move_to(order: Order, status: OrderStatus) -> None:

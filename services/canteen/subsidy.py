@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import uuid7
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
@@ -408,9 +408,7 @@ async def retire(uow: UnitOfWork, key: str, effective_to: date) -> SubsidyRule:
     return latest
 
 
-async def list_rules(
-    uow: UnitOfWork, *, on: date | None, key: str | None, limit: int, cursor: str | None
-) -> Page[SubsidyRule]:
+async def list_rules(uow: UnitOfWork, page: PageRequest, *, on: date | None, key: str | None) -> Page[SubsidyRule]:
     query = select(SubsidyRule)
     if on is not None:
         query = query.where(
@@ -419,9 +417,5 @@ async def list_rules(
         )
     if key is not None:
         query = query.where(SubsidyRule.key == key)
-    if cursor:
-        k, v = decode_cursor(cursor, str, int)
-        query = query.where(sa.tuple_(SubsidyRule.key, SubsidyRule.version) > sa.tuple_(k, v))
-    query = query.order_by(col(SubsidyRule.key), col(SubsidyRule.version)).limit(limit + 1)
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, limit, lambda r: encode_cursor(r.key, r.version))
+    by_key_and_version = Keyset((SubsidyRule.key, SubsidyRule.version), kinds=(str, int), descending=False)
+    return await keyset_page(uow.session, query, by_key_and_version, page)

@@ -19,7 +19,7 @@ from minsheng.contracts.identity import (
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, decode_cursor, encode_cursor
+from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
 from minsheng.platform.uow import UnitOfWork
 from services.identity import passwords, sessions
@@ -28,6 +28,7 @@ from services.identity.models import (
     AccessGrant,
     AccessUpdate,
     Account,
+    AccountFilters,
     AccountKind,
     AccountPublic,
     AccountStatus,
@@ -131,29 +132,17 @@ async def me(uow: UnitOfWork, who: Principal) -> Account:
     return account
 
 
-async def list_accounts(
-    uow: UnitOfWork,
-    *,
-    limit: int,
-    cursor: str | None,
-    kind: AccountKind | None,
-    status: AccountStatus | None,
-    role: str | None,
-) -> Page[Account]:
-    query = select(Account).order_by(col(Account.id)).limit(limit + 1)
-    if cursor:
-        (after,) = decode_cursor(cursor, UUID)
-        query = query.where(col(Account.id) > after)
-    if kind:
-        query = query.where(Account.kind == kind.value)
-    if status:
-        query = query.where(Account.status == status.value)
+async def list_accounts(uow: UnitOfWork, filters: AccountFilters, page: PageRequest) -> Page[Account]:
+    in_id_order = Keyset.by_id(Account)
+    query = in_id_order.query(select(Account), page)
+    if filters.kind:
+        query = query.where(Account.kind == filters.kind.value)
+    if filters.status:
+        query = query.where(Account.status == filters.status.value)
     rows = list((await uow.session.execute(query)).scalars())
-    if role:
-        rows = [a for a in rows if role in a.roles]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[Account](items=rows, next_cursor=encode_cursor(str(rows[-1].id)) if more and rows else None)
+    if filters.role:
+        rows = [a for a in rows if filters.role.value in a.roles]
+    return in_id_order.page(rows, page)
 
 
 def _grant(uow: UnitOfWork, who: Principal, account: Account, action: str, reason: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.contracts.identity import Locale
+from minsheng.platform.auth import Role
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
 from minsheng.platform.inputs import text
 from minsheng.platform.sql import table_of
@@ -204,6 +205,14 @@ class AccountPublic(BaseModel):
     wechat_openid: str | None = None  # masked
     totp_enabled: bool | None = None
     created_at: datetime
+
+
+class AccountFilters(BaseModel):
+    """The account list's filters (query parameters)."""
+
+    kind: AccountKind | None = None
+    status: AccountStatus | None = None
+    role: Role | None = None
 
 
 class TokenPair(BaseModel):

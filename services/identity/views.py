@@ -14,8 +14,7 @@ from fastapi.types import DecoratedCallable
 from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageQuery
 from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.ratelimit import RATE_LIMITED
 from minsheng.platform.service import Runtime, UoW
@@ -26,7 +25,7 @@ from services.identity import wechat_login as wechat_logins
 from services.identity.keys import cipher_of
 from services.identity.models import (
     AccessUpdate,
-    AccountKind,
+    AccountFilters,
     AccountPublic,
     AccountStatus,
     GrantPublic,
@@ -299,17 +298,12 @@ async def list_accounts(
     uow: UoW,
     who: Admin,
     cipher: Cipher,
-    kind: AccountKind | None = None,
-    status: AccountStatus | None = None,
-    role: Role | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    filters: Annotated[AccountFilters, Query()],
+    page: PageQuery,
 ) -> Page[AccountPublic]:
-    page = await accounts.list_accounts(
-        uow, limit=limit, cursor=cursor, kind=kind, status=status, role=role.value if role else None
-    )
+    found = await accounts.list_accounts(uow, filters, page)
     return Page[AccountPublic](
-        items=[await accounts.account_view(uow, cipher, a) for a in page.items], next_cursor=page.next_cursor
+        items=[await accounts.account_view(uow, cipher, a) for a in found.items], next_cursor=found.next_cursor
     )
 
 

@@ -234,3 +234,30 @@ async def test_bola_matrix_for_accounts_and_grants(system: System) -> None:
     assert grants[0]["actor"] == lead_id and grants[0]["reason"] == "promoted"
     changed = await outbox_events(system, "minsheng.identity.account.access_changed.v1")
     assert changed[-1]["roles"] == ["grid_worker", "staff"] and changed[-1]["changed_by"] == lead_id
+
+
+async def test_the_account_list_walks_page_by_page_in_the_order_of_one_page(system: System) -> None:
+    tokens, _ = await admin(system)
+    for name in ("li.lei", "han.mei"):
+        await create_staff(system, bearer(tokens), name, ["staff"], ["community:yunxing"])
+    for code in ("zhao", "qian", "sun"):
+        await wechat_login(system, code)
+
+    async def listed(params: dict[str, str | int]) -> dict:
+        r = await system.client.get("/identity/accounts", headers=bearer(tokens), params=params)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    for filters in ({}, {"kind": "staff"}, {"kind": "wechat", "status": "active"}):
+        everything = await listed({**filters, "limit": 200})
+        assert len(everything["items"]) > 1 and everything["next_cursor"] is None, filters
+        walked: list[dict] = []
+        after: dict[str, str] = {}
+        while True:
+            page = await listed({**filters, "limit": 1, **after})
+            walked += page["items"]
+            if page["next_cursor"] is None:
+                break
+            after = {"cursor": page["next_cursor"]}
+        assert walked == everything["items"], filters
+    assert [a["username"] for a in (await listed({"role": "admin"}))["items"]] == ["admin"]

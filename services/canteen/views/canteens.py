@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
@@ -14,8 +13,8 @@ from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.idempotency import IdempotencyKey
-from minsheng.platform.inputs import Cursor, Day
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.responses import plain_json
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, canteens, config, counter, menus, reports
@@ -26,10 +25,10 @@ from services.canteen.models import (
     CanteenStatus,
     CanteenUpdate,
     CheckIn,
-    DietaryNeed,
     MealSlotPublic,
     MealSlotUpsert,
     MenuCopy,
+    MenuFilters,
     MenuPublic,
     MenuUpsert,
     OrderPublic,
@@ -40,7 +39,6 @@ from services.canteen.models import (
 )
 from services.canteen.views.deps import (
     CanteenRef,
-    Limit,
     MaybeCaller,
     Month,
     Staff,
@@ -55,16 +53,16 @@ router = APIRouter()
 
 @router.get("/canteens", tags=["canteens"], summary="Canteens (public): filter by a community they serve and by status")
 async def list_canteens(
+    *,
     uow: UoW,
     who: MaybeCaller,
     community: SlugText | None = None,
     status: CanteenStatus | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[CanteenPublic]:
-    page = await canteens.list_canteens(uow, community=community, status=status, limit=limit, cursor=cursor)
-    slots = await canteens.slots_of(uow, [c.id for c in page.items])
-    return page.map(lambda c: canteens.canteen_public(c, slots[c.id]))
+    found = await canteens.list_canteens(uow, page, community=community, status=status)
+    slots = await canteens.slots_of(uow, [c.id for c in found.items])
+    return found.map(lambda c: canteens.canteen_public(c, slots[c.id]))
 
 
 @router.post(
@@ -154,27 +152,16 @@ async def publish_range(canteen_ref: CanteenRef, body: PublishRange, uow: UoW, w
     summary="Published menus (public); with diner_id or needs, each set meal says if it suits",
 )
 async def list_menus(
-    canteen_ref: CanteenRef,
-    uow: UoW,
-    who: MaybeCaller,
-    date_from: Day | None = None,
-    date_to: Day | None = None,
-    slot: Slot | None = None,
-    diner_id: UUID | None = None,
-    needs: Annotated[list[DietaryNeed] | None, Query()] = None,
-    only_suitable: bool = False,
-    include_drafts: bool = False,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    canteen_ref: CanteenRef, uow: UoW, who: MaybeCaller, filters: Annotated[MenuFilters, Query()], page: PageQuery
 ) -> Response:
-    if include_drafts or diner_id is not None:  # an unknown canteen answers 404 before any other check
+    if filters.include_drafts or filters.diner_id is not None:  # an unknown canteen answers 404 before any other check
         canteen = await canteens.canteen_row(uow, canteen_ref)
         ensure(
-            not include_drafts or (who is not None and access.manages(who, canteen)),
+            not filters.include_drafts or (who is not None and access.manages(who, canteen)),
             Problem(403, "forbidden_role", "Drafts are for canteen staff", "Leave out include_drafts."),
         )
-    start = date_from or config.today()
-    end = date_to or start + timedelta(days=6)
+    start = filters.date_from or config.today()
+    end = filters.date_to or start + timedelta(days=6)
     if end < start or (end - start).days > 62:
         await canteens.canteen_row(uow, canteen_ref)
         raise invalid(
@@ -184,22 +171,10 @@ async def list_menus(
             field="date_to",
             message="out of range",
         )
-    diet, dislikes = await dietary_needs_for(uow, who, diner_id, needs)
-    page = await menus.menu_page(
-        uow,
-        canteen_ref,
-        date_from=start,
-        date_to=end,
-        slot=slot,
-        drafts=include_drafts,
-        limit=limit,
-        cursor=cursor,
-        needs=diet,
-        dislikes=dislikes,
-        only_suitable=only_suitable and diet is not None,
-    )
+    diet, dislikes = await dietary_needs_for(uow, who, filters.diner_id, filters.needs)
+    found = await menus.menu_page(uow, canteen_ref, filters, page, dates=(start, end), needs=diet, dislikes=dislikes)
     # Plain data built from the rows (see ``menu_page``): serialized as is, not validated again.
-    return plain_json(page)
+    return plain_json(found)
 
 
 @router.post(
@@ -249,17 +224,17 @@ async def kitchen(
 
 @router.get("/canteens/{canteen_ref}/deliveries", tags=["kitchen"], summary="The day's delivery list (phones masked)")
 async def deliveries(
+    *,
     canteen_ref: CanteenRef,
     uow: UoW,
     who: Staff,
     meal_date: Day | None = None,
     slot: Slot | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[kitchen_sheets.DeliveryStop]:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
     return await kitchen_sheets.delivery_list(
-        uow, canteen, meal_date or config.today(), slot.value if slot else None, limit=limit, cursor=cursor
+        uow, canteen, meal_date or config.today(), slot.value if slot else None, page
     )
 
 

@@ -1,4 +1,4 @@
-"""What the canteen routes share: who may call, the page size and path parameters, committing once, the dietary
+"""What the canteen routes share: who may call, path parameters, committing once, the dietary
 needs a menu is matched against, and an order's answer."""
 
 from __future__ import annotations
@@ -7,15 +7,14 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role, current_principal, optional_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import idempotent
-from minsheng.platform.inputs import MonthText
-from minsheng.platform.pagination import MAX_LIMIT
+from minsheng.platform.inputs import MonthText, text
 from minsheng.platform.routes import commit_or_conflict
 from minsheng.platform.service import UoW
 from services.canteen import diners, orders
@@ -25,8 +24,7 @@ Caller = Annotated[Principal, Depends(current_principal)]
 MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Carer = Annotated[Principal, Depends(require(Role.staff, Role.grid_worker))]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-CanteenRef = Annotated[str, Path(description="Canteen id or code (e.g. yunxing-street)", max_length=50)]
+CanteenRef = Annotated[str, text(50), Path(description="Canteen id or code (e.g. yunxing-street)")]
 Month = Annotated[MonthText, Path(description="YYYY-MM")]
 
 

@@ -3,31 +3,31 @@ statement."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from minsheng.platform.inputs import Cursor
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import text
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import UoW, WriteUoW
 from services.canteen import diners, linking, reports
 from services.canteen.models import (
     DinerCreate,
+    DinerFilters,
     DinerLookup,
     DinerPublic,
     DinerSensitive,
-    DinerStatus,
     DinerUpdate,
     FamilyCodeCreate,
     FamilyCodePublic,
     FamilyMemberCreate,
     FamilyMemberPublic,
     PiiAccessPublic,
-    SlugText,
 )
-from services.canteen.views.deps import Caller, Carer, Limit, Month, commit
+from services.canteen.views.deps import Caller, Carer, Month, commit
 
 router = APIRouter(tags=["diners"])
 
@@ -45,29 +45,11 @@ async def register_diner(body: DinerCreate, uow: UoW, who: Carer, cipher: Cipher
 
 @router.get("/diners", summary="Diners in your scope (staff: your canteen/community; grid workers: your area)")
 async def list_diners(
-    uow: UoW,
-    who: Carer,
-    canteen_id: UUID | None = None,
-    community: SlugText | None = None,
-    status: DinerStatus | None = None,
-    name: str | None = Query(default=None, max_length=50),
-    delivery: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    uow: UoW, who: Carer, filters: Annotated[DinerFilters, Query()], page: PageQuery
 ) -> Page[DinerPublic]:
-    page = await diners.list_diners(
-        uow,
-        who,
-        canteen_id=canteen_id,
-        community=community,
-        status=status,
-        name=name,
-        delivery=delivery,
-        limit=limit,
-        cursor=cursor,
-    )
-    family = await diners.family_of(uow, [d.id for d in page.items])
-    return page.map(lambda d: diners.diner_public(d, family[d.id]))
+    found = await diners.list_diners(uow, who, filters, page)
+    family = await diners.family_of(uow, [d.id for d in found.items])
+    return found.map(lambda d: diners.diner_public(d, family[d.id]))
 
 
 @router.post(
@@ -108,7 +90,7 @@ async def update_diner(diner_id: UUID, body: DinerUpdate, uow: UoW, who: Caller,
     summary="Unmasked phone, ID number and health notes (staff with `pii:reveal`; every read is logged)",
 )
 async def read_sensitive(
-    diner_id: UUID, uow: WriteUoW, who: Carer, cipher: Cipher, purpose: str = Query(min_length=2, max_length=200)
+    diner_id: UUID, uow: WriteUoW, who: Carer, cipher: Cipher, purpose: Annotated[str, text(200, min_length=2)]
 ) -> DinerSensitive:
     result = await diners.read_sensitive(uow, who, diner_id, purpose, cipher)
     await commit(uow)
@@ -116,11 +98,8 @@ async def read_sensitive(
 
 
 @router.get("/diners/{diner_id}/access-log", summary="Who read this diner's unmasked data, when and why")
-async def access_log(
-    diner_id: UUID, uow: UoW, who: Carer, limit: Limit = DEFAULT_LIMIT, cursor: Cursor | None = None
-) -> Page[PiiAccessPublic]:
-    page = await diners.access_log(uow, who, diner_id, limit=limit, cursor=cursor)
-    return page.map(from_row(PiiAccessPublic))
+async def access_log(diner_id: UUID, uow: UoW, who: Carer, page: PageQuery) -> Page[PiiAccessPublic]:
+    return (await diners.access_log(uow, who, diner_id, page)).map(from_row(PiiAccessPublic))
 
 
 @router.post(

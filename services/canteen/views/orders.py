@@ -3,21 +3,29 @@ deliveries."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from minsheng.platform.access import ensure
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.idempotency import IdempotencyKey
-from minsheng.platform.inputs import Cursor, Day
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
-from services.canteen import access, booking, cancellation, canteens, counter, deliveries, orders
-from services.canteen.models import Cancellation, Fulfilment, OrderBatchCreate, OrderCreate, OrderPublic, OrderStatus
-from services.canteen.views.deps import Caller, Limit, Staff, commit, idempotent_order, order_out
+from services.canteen import access, booking, cancellation, counter, deliveries, orders
+from services.canteen.models import (
+    Cancellation,
+    Fulfilment,
+    OrderBatchCreate,
+    OrderCreate,
+    OrderFilters,
+    OrderPublic,
+    OrderStatus,
+)
+from services.canteen.views.deps import Caller, Staff, commit, idempotent_order, order_out
 
 router = APIRouter(tags=["orders"])
 
@@ -52,30 +60,11 @@ async def book_many(
 
 @router.get("/orders", summary="Your diners' orders; staff: a canteen's (canteen_id) or a diner's (diner_id)")
 async def list_orders(
-    uow: UoW,
-    who: Caller,
-    diner_id: UUID | None = None,
-    canteen_id: UUID | None = None,
-    meal_date: Day | None = None,
-    status: OrderStatus | None = None,
-    fulfilment: Fulfilment | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    uow: UoW, who: Caller, filters: Annotated[OrderFilters, Query()], page: PageQuery
 ) -> Page[OrderPublic]:
-    canteen = await canteens.managed_canteen(uow, who, canteen_id) if canteen_id is not None else None
-    page = await orders.list_orders(
-        uow,
-        who,
-        diner_id=diner_id,
-        canteen=canteen,
-        meal_date=meal_date,
-        status=status,
-        fulfilment=fulfilment,
-        limit=limit,
-        cursor=cursor,
-    )
-    lines = await orders.lines_of(uow, [o.id for o in page.items])
-    return page.map(lambda o: orders.order_public(o, lines[o.id]))
+    found = await orders.list_orders(uow, who, filters, page)
+    lines = await orders.lines_of(uow, [o.id for o in found.items])
+    return found.map(lambda o: orders.order_public(o, lines[o.id]))
 
 
 @router.get("/orders/{order_id}", summary="One order with its subsidy lines and who funds what")

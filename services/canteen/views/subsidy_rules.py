@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
-from minsheng.platform.inputs import Cursor, Day
-from minsheng.platform.pagination import DEFAULT_LIMIT, Page
+from minsheng.platform.inputs import Day
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.canteen import subsidy
@@ -18,7 +18,7 @@ from services.canteen.models import (
     SubsidyRuleRetire,
     SubsidyRuleVersionCreate,
 )
-from services.canteen.views.deps import Caller, Limit, Staff, commit, county_only
+from services.canteen.views.deps import Caller, Staff, commit, county_only
 
 router = APIRouter(tags=["subsidy"])
 _rule_out = from_row(SubsidyRulePublic)
@@ -26,15 +26,14 @@ _rule_out = from_row(SubsidyRulePublic)
 
 @router.get("/subsidy-rules", summary="Rule versions; `on` = those in force on a date")
 async def list_rules(
+    *,
     uow: UoW,
     who: Caller,
     on: Day | None = None,
     key: SlugText | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    page: PageQuery,
 ) -> Page[SubsidyRulePublic]:
-    page = await subsidy.list_rules(uow, on=on, key=key, limit=limit, cursor=cursor)
-    return page.map(_rule_out)
+    return (await subsidy.list_rules(uow, page, on=on, key=key)).map(_rule_out)
 
 
 @router.post("/subsidy-rules", status_code=201, summary="A new rule (version 1) from a date: county staff only")

@@ -39,8 +39,16 @@ class PageRequest(BaseModel):
     cursor: Cursor | None = None
 
 
-# A route parameter: ``page: PageQuery`` reads ``?limit=&cursor=`` (422 on a limit out of range).
+# A route parameter: ``page: PageQuery`` reads ``?limit=&cursor=`` (422 on a limit out of range). It has no
+# default, so in a route it stands before parameters with defaults or after a ``*``.
 PageQuery = Annotated[PageRequest, Query()]
+
+
+class ListFilters(BaseModel):
+    """The base of a list's filters, read from the query string as one model: ``filters:
+    Annotated[<Thing>Filters, Query()]`` in the route, declared in the service's ``models.py``."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class Page(BaseModel, Generic[T]):
@@ -134,8 +142,8 @@ class Keyset:
     """A list's order and its cursor in one place: the columns it is sorted on (a unique last one, usually the
     id), newest first unless ``descending`` is false, and the kinds ``decode_cursor`` reads them as.
 
-    ``keyset.query(select, cursor, limit)`` adds the "after the cursor" condition, the order and ``limit + 1``;
-    ``keyset.page(rows, limit)`` cuts the extra row off and makes the next cursor from the last row's values."""
+    ``keyset.query(select, page)`` adds the "after the cursor" condition, the order and ``limit + 1``;
+    ``keyset.page(rows, page)`` cuts the extra row off and makes the next cursor from the last row's values."""
 
     columns: tuple[Any, ...]
     kinds: tuple[type, ...] = (datetime, UUID)
@@ -146,31 +154,20 @@ class Keyset:
         """In id order: creation order, as every id is a UUIDv7."""
         return cls((model.id,), kinds=(UUID,), descending=False)
 
-    def query(self, query: QueryT, page: PageRequest | str | None, limit: int | None = None) -> QueryT:
-        page = _as_page(page, limit)
+    def query(self, query: QueryT, page: PageRequest) -> QueryT:
         if page.cursor:
             position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(page.cursor, *self.kinds))
             query = query.where(position < after if self.descending else position > after)
         order = [sa.desc(c) if self.descending else sa.asc(c) for c in self.columns]
         return query.order_by(*order).limit(page.limit + 1)
 
-    def page(self, rows: list[T], page: PageRequest | int, item: Callable[[T], Any] = lambda row: row) -> Page[T]:
+    def page(self, rows: list[T], page: PageRequest, item: Callable[[T], Any] = lambda row: row) -> Page[T]:
         """``item`` picks the object that holds the columns when a row is a tuple (``lambda r: r[0]``)."""
         names = [c.key for c in self.columns]
-        limit = page if isinstance(page, int) else page.limit
-        return page_of(rows, limit, lambda row: encode_cursor(*(getattr(item(row), n) for n in names)))
+        return page_of(rows, page.limit, lambda row: encode_cursor(*(getattr(item(row), n) for n in names)))
 
 
-def _as_page(page: PageRequest | str | None, limit: int | None) -> PageRequest:
-    if isinstance(page, PageRequest):
-        return page
-    return PageRequest.model_construct(cursor=page, limit=DEFAULT_LIMIT if limit is None else limit)
-
-
-async def keyset_page(
-    session: Any, query: Select[Any], keyset: Keyset, page: PageRequest | str | None, limit: int | None = None
-) -> Page[Any]:
+async def keyset_page(session: Any, query: Select[Any], keyset: Keyset, page: PageRequest) -> Page[Any]:
     """One page of ORM objects (``query`` selects one entity)."""
-    request = _as_page(page, limit)
-    rows = list((await session.execute(keyset.query(query, request))).scalars())
-    return keyset.page(rows, request)
+    rows = list((await session.execute(keyset.query(query, page))).scalars())
+    return keyset.page(rows, page)

@@ -19,6 +19,7 @@ from sqlmodel import Field, SQLModel
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import json_list, utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Latitude, Longitude, text
+from minsheng.platform.pagination import ListFilters
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -433,7 +434,7 @@ class PiiAccessPublic(SQLModel):
     at: datetime
 
 
-class DinerFilters(BaseModel):
+class DinerFilters(ListFilters):
     """The diner list's filters (query parameters); ``name`` matches the start of a name."""
 
     canteen_id: UUID | None = None
@@ -542,7 +543,7 @@ class PublishRange(SQLModel):
         return self
 
 
-class MenuFilters(BaseModel):
+class MenuFilters(ListFilters):
     """The menu list's filters (query parameters): the dates (from today, a week, unless given), a slot, drafts
     too (the canteen's staff), and which set meals suit a diner (``diner_id``) or a set of ``needs``."""
 
@@ -842,7 +843,7 @@ class OrderPublic(SQLModel):
     updated_at: datetime
 
 
-class OrderFilters(BaseModel):
+class OrderFilters(ListFilters):
     """The order list's filters (query parameters): without a diner or canteen, the caller's own diners'."""
 
     diner_id: UUID | None = None

@@ -17,6 +17,7 @@ from minsheng.contracts.identity import Locale
 from minsheng.platform.auth import Role
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
 from minsheng.platform.inputs import text
+from minsheng.platform.pagination import ListFilters
 from minsheng.platform.sql import table_of
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -207,7 +208,7 @@ class AccountPublic(BaseModel):
     created_at: datetime
 
 
-class AccountFilters(BaseModel):
+class AccountFilters(ListFilters):
     """The account list's filters (query parameters)."""
 
     kind: AccountKind | None = None

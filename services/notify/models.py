@@ -11,12 +11,12 @@ from uuid import UUID
 
 import pydantic
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.fields import json_list, utc_now, utc_optional, uuid_pk
 from minsheng.platform.inputs import Instant, text
+from minsheng.platform.pagination import ListFilters
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType
 
@@ -226,7 +226,7 @@ class DeliveryPublic(SQLModel):
     sent_at: datetime | None
 
 
-class DeliveryFilters(BaseModel):
+class DeliveryFilters(ListFilters):
     """The delivery log's filters (query parameters): each one given narrows the list."""
 
     status: DeliveryStatus | None = None

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -17,6 +17,7 @@ from minsheng.contracts.points import HazardCategory
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, utc_optional, uuid_pk
 from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, MonthText, text
+from minsheng.platform.pagination import ListFilters
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
@@ -26,12 +27,6 @@ COMMUNITY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}$"
 # Codes in queries, paths and lists as long as their columns: a longer one is a 422, never a database error.
 CommunityCode = Annotated[str, text(50)]
 TypeCode = Annotated[str, text(40)]  # task types, merchant categories, credential key ids
-
-
-class ListFilters(BaseModel):
-    """The filters of a list, read from the query string as one model: ``filters: Annotated[X, Query()]``."""
-
-    model_config = ConfigDict(frozen=True)
 
 
 class PointsModel(SQLModel, registry=registry()):

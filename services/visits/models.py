@@ -17,13 +17,13 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from annotated_types import Interval
-from pydantic import BaseModel
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Instant, Latitude, Longitude, text
+from minsheng.platform.pagination import ListFilters
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
@@ -1048,7 +1048,7 @@ class LinkDecision(SQLModel):
 # --- list filters: the query parameters of the lists with three or more -----------------------------------
 
 
-class HouseholdFilters(BaseModel):
+class HouseholdFilters(ListFilters):
     community: CodeFilter = None
     compound: CodeFilter = None
     building_id: UUID | None = None
@@ -1057,7 +1057,7 @@ class HouseholdFilters(BaseModel):
     overdue: bool | None = None
 
 
-class ResidentFilters(BaseModel):
+class ResidentFilters(ListFilters):
     community: CodeFilter = None
     compound: CodeFilter = None
     household_id: UUID | None = None
@@ -1067,7 +1067,7 @@ class ResidentFilters(BaseModel):
     status: ResidentStatus | None = ResidentStatus.active
 
 
-class DueFilters(BaseModel):
+class DueFilters(ListFilters):
     """``worker_id``: a staff member sees that grid worker's list."""
 
     worker_id: UUID | None = None
@@ -1076,14 +1076,14 @@ class DueFilters(BaseModel):
     compound: CodeFilter = None
 
 
-class TaskFilters(BaseModel):
+class TaskFilters(ListFilters):
     status: TaskStatus | None = TaskStatus.open
     kind: TaskKind | None = None
     worker_id: UUID | None = None
     community: CodeFilter = None
 
 
-class VisitFilters(BaseModel):
+class VisitFilters(ListFilters):
     household_id: UUID | None = None
     worker_id: UUID | None = None
     community: CodeFilter = None
@@ -1094,7 +1094,7 @@ class VisitFilters(BaseModel):
     far_from_home: bool | None = None
 
 
-class NeedFilters(BaseModel):
+class NeedFilters(ListFilters):
     """``status`` is repeatable (``?status=open&status=in_progress``); ``mine``: the needs the caller owns."""
 
     status: list[NeedStatus] | None = None

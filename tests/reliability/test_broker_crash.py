@@ -16,6 +16,7 @@ from minsheng.settings import Settings
 from tests.conftest import distributed_settings
 from tests.support.client import running_system
 from tests.support.reliability import (
+    assert_each_report_once,
     env_float,
     env_int,
     hazard,
@@ -25,6 +26,7 @@ from tests.support.reliability import (
     riders_for,
     topic_copies,
     wait_for_effects,
+    warm_up,
 )
 from tests.support.tcpproxy import DurableBroker
 
@@ -51,10 +53,7 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
     async with running_system(settings) as s:
         riders = await register_riders(s, riders_for(EVENTS))
         issues_url = settings.database_url_for("issues")
-        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(EVENTS, tag="warm"))
-        assert warmup.status_code == 201, warmup.text
-        effects, _ = await wait_for_effects(issues_url, [warmup.json()["id"]], within=60)
-        assert effects["lost"] == 0, "the consumer groups are up before the crash"
+        await warm_up(s, riders[0], issues_url, EVENTS, before="the crash")
 
         statuses: dict[int, int] = {}
         report_ids: list[str] = []
@@ -102,9 +101,7 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
         },
     )
     assert statuses == {201: EVENTS}, "residents are never refused because the broker crashed"
-    assert effects["lost"] == 0
-    assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
-    assert effects["dead_letters"] == 0
+    assert_each_report_once(effects)
     assert status.pending == 0
     assert all(n >= 1 for n in on_topic), "every acknowledged event is on the restarted broker's log"
     # Issue 14: no duplicate records on the topic. A batch the producer retries across the restart keeps its

@@ -15,6 +15,7 @@ from minsheng.platform.outbox import outbox_status
 from tests.conftest import distributed_settings
 from tests.support.client import running_system
 from tests.support.reliability import (
+    assert_each_report_once,
     env_float,
     env_int,
     hazard,
@@ -24,6 +25,7 @@ from tests.support.reliability import (
     register_riders,
     riders_for,
     wait_for_effects,
+    warm_up,
 )
 from tests.support.tcpproxy import DurableBroker
 
@@ -48,10 +50,7 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
         riders = await register_riders(s, riders_for(EVENTS))
         issues_url = settings.database_url_for("issues")
 
-        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(EVENTS, tag="warmup"))
-        assert warmup.status_code == 201, warmup.text
-        effects, _ = await wait_for_effects(issues_url, [warmup.json()["id"]], within=60)
-        assert effects["lost"] == 0, "the consumer groups are up before the outage"
+        await warm_up(s, riders[0], issues_url, EVENTS, before="the outage")
 
         durable_broker.stop()
         stopped_at = time.monotonic()
@@ -108,7 +107,5 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
         )
         assert statuses == {201: EVENTS}, "residents are never refused because the broker is away"
         assert pending_peak >= EVENTS, "the events waited in the outbox"
-        assert effects["lost"] == 0
-        assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
-        assert effects["dead_letters"] == 0
+        assert_each_report_once(effects)
         assert status.pending == 0

@@ -21,7 +21,16 @@ from minsheng.platform.outbox import outbox_status
 from tests.conftest import distributed_settings
 from tests.support.client import System, running_system
 from tests.support.infra import becomes
-from tests.support.reliability import env_int, hazard, pg_connect, production, record, register_riders, wait_for_effects
+from tests.support.reliability import (
+    env_int,
+    hazard,
+    pg_connect,
+    production,
+    record,
+    register_riders,
+    wait_for_effects,
+    warm_up,
+)
 from tests.support.tcpproxy import DurableBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -151,9 +160,7 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
         consumer.dead_letter = flaky_dead_letter  # type: ignore[method-assign]
         # Several riders: the per-rider rate limit (burst 20) is not what this test is about.
         riders = await register_riders(s, 5, prefix="skip-rider")
-        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(0, tag="warmup"))
-        effects, _ = await wait_for_effects(settings.database_url_for("issues"), [warmup.json()["id"]], within=60)
-        assert effects["lost"] == 0, "the issues consumer is up"
+        await warm_up(s, riders[0], settings.database_url_for("issues"), 0, before="the poison")
         # Pause the issues consumer so that the poison and the reports behind it arrive in one fetched batch.
         kafka_consumer = next(c for c in s.bus.consumers if c._group_id == "issues")  # type: ignore[attr-defined]
         kafka_consumer.pause(*kafka_consumer.assignment())

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from minsheng.platform.outbox import outbox_status
 from minsheng.settings import Settings
-from tests.conftest import distributed_settings
 from tests.support.client import running_system
 from tests.support.reliability import (
     assert_each_report_once,
@@ -38,14 +37,11 @@ DOWN_SECONDS = env_float("MINSHENG_RELIABILITY_CRASH_DOWN_SECONDS", 5.0)
 
 
 async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    durable_broker: DurableBroker, on_durable_broker: Callable[..., Settings]
 ) -> None:
     if durable_broker.proxy is not None:
         pytest.skip("needs a broker with a durable log that can be SIGKILLed (Apache Kafka, the default)")
-    settings = distributed_settings(
-        tmp_path,
-        pg_template,
-        durable_broker.bootstrap,
+    settings = on_durable_broker(
         kafka_topic_partitions=3,
         kafka_idempotent_producer=True,
         **production("relay_poll_seconds", "relay_max_backoff_seconds"),

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from minsheng.platform.outbox import outbox_status
-from tests.conftest import distributed_settings
+from minsheng.settings import Settings
 from tests.support.client import running_system
 from tests.support.reliability import (
     assert_each_report_once,
@@ -37,12 +37,9 @@ DRAIN_TIMEOUT = env_float("MINSHENG_RELIABILITY_DRAIN_TIMEOUT", 180.0)
 
 
 async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    durable_broker: DurableBroker, on_durable_broker: Callable[..., Settings]
 ) -> None:
-    settings = distributed_settings(
-        tmp_path,
-        pg_template,
-        durable_broker.bootstrap,
+    settings = on_durable_broker(
         kafka_topic_partitions=3,
         **production("relay_poll_seconds", "relay_max_backoff_seconds"),
     )

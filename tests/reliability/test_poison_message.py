@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from minsheng.contracts.points import HazardReported
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.outbox import outbox_status
-from tests.conftest import distributed_settings
+from minsheng.settings import Settings
 from tests.support.client import System, running_system
 from tests.support.infra import becomes
 from tests.support.reliability import (
@@ -39,14 +39,9 @@ AROUND = env_int("MINSHENG_RELIABILITY_POISON_AROUND", 100)  # good events befor
 
 
 async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_flows_in_order(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    durable_broker: DurableBroker, on_durable_broker: Callable[..., Settings]
 ) -> None:
-    settings = distributed_settings(
-        tmp_path,
-        pg_template,
-        durable_broker.bootstrap,
-        **production("handler_max_attempts", "handler_retry_base_seconds"),
-    )
+    settings = on_durable_broker(**production("handler_max_attempts", "handler_retry_base_seconds"))
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]
@@ -134,11 +129,11 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
 
 
 async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_with_the_rest_of_its_batch(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    on_durable_broker: Callable[..., Settings],
 ) -> None:
     """Whatever escapes the consumer (here: the dead-letter store failing once) must not make the bus skip
     the record and the rest of the fetched batch — aiokafka has already moved its position past them."""
-    settings = distributed_settings(tmp_path, pg_template, durable_broker.bootstrap, handler_max_attempts=2)
+    settings = on_durable_broker(handler_max_attempts=2)
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]

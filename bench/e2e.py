@@ -23,6 +23,7 @@ from bench.loadgen import (
     Connection,
     Template,
     build_request,
+    fixed_rate,
     install_uvloop,
     percentiles,
     requests_cycle,
@@ -85,14 +86,8 @@ async def run_service(spec: dict[str, Any]) -> dict[str, Any]:
     ready = bool(sent) and all(k in seen for k in sent)
     sent.clear()
     tasks: set[asyncio.Task[None]] = set()
-    start = time.perf_counter() + 0.05
-    total, first = int((warmup + duration) * rate), int(warmup * rate)
-    for i in range(total):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t = asyncio.create_task(one(due, i >= first))
+    async for _, due, past_warmup in fixed_rate(rate, warmup, duration):
+        t = asyncio.create_task(one(due, past_warmup))
         tasks.add(t)
         t.add_done_callback(tasks.discard)
     if tasks:
@@ -184,16 +179,10 @@ async def run_kafka(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(0.5)
     value = spec["body"].encode()
     rate, warmup, duration = float(spec["rate"]), spec.get("warmup", 1), spec["duration"]
-    start = time.perf_counter() + 0.05
-    total, first = int((warmup + duration) * rate), int(warmup * rate)
     pending: list[asyncio.Future[Any]] = []
-    for i in range(total):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for i, due, past_warmup in fixed_rate(rate, warmup, duration):
         key = f"k{i}".encode()
-        sent[key] = (due, i >= first)
+        sent[key] = (due, past_warmup)
         pending.append(await producer.send(topic, value=value, key=key))
     await asyncio.gather(*pending)
     await _until(lambda: all(k in seen for k in sent), 10)

@@ -27,7 +27,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +211,19 @@ async def run_closed(spec: dict[str, Any], raws: list[bytes], rec: Recorder) -> 
     return time.perf_counter() - t_start
 
 
+async def fixed_rate(rate: float, warmup: float, duration: float) -> AsyncIterator[tuple[int, float, bool]]:
+    """The open-loop schedule: ``(i, due, measured)`` for each of ``(warmup + duration) * rate`` sends, yielded
+    when it is due (``start + i / rate``) whatever happened to the ones before; ``measured``: past the warm-up."""
+    start = time.perf_counter() + 0.05
+    total, first = int((warmup + duration) * rate), int(warmup * rate)
+    for i in range(total):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i, due, i >= first
+
+
 async def run_open(spec: dict[str, Any], raws: list[bytes], rec: Recorder) -> float:
     """Fixed-rate: request i is due at start + i/rate, whatever happened to the previous ones."""
     host, port, rate = spec["host"], spec["port"], float(spec["rate"])
@@ -255,15 +268,8 @@ async def run_open(spec: dict[str, Any], raws: list[bytes], rec: Recorder) -> fl
         idle.append(conn)
         freed.set()
 
-    start = time.perf_counter() + 0.05
-    total = int((warmup + duration) * rate)
-    first_measured = int(warmup * rate)
-    for i in range(total):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(next(cycle), due, i >= first_measured))
+    async for _, due, measured in fixed_rate(rate, warmup, duration):
+        task = asyncio.create_task(one(next(cycle), due, measured))
         inflight.add(task)
         task.add_done_callback(inflight.discard)
     if inflight:

@@ -21,6 +21,7 @@ from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config
 from tests.conftest import embedded_settings
 from tests.notify.helpers import absence_alert, account, deliver, deliveries, flush, link, new_sub, received, subscribe
+from tests.points.helpers import rider as points_rider
 from tests.support.client import System, running_system
 from tests.unit.test_fire_flow import FIRE
 
@@ -37,14 +38,8 @@ async def three(tmp_path: Path, fast_notify: config.NotifySettings) -> AsyncIter
 async def test_an_urgent_fire_reaches_the_duty_group_by_itself(three: System) -> None:
     s = three
     rider_sub = new_sub()
-    rider = s.auth("rider", sub=rider_sub, scopes=())
-    r = await s.client.post(
-        "/points/riders",
-        headers=rider,
-        json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
-    )
-    assert r.status_code == 201, r.text
-    rider_id = UUID(r.json()["id"])
+    registered = await points_rider(s, rider_sub, community="yunxing", verify=False)
+    rider, rider_id = registered.headers, UUID(registered.id)
     await account(s, rider_sub, roles=("rider",))
     await link(s, rider_sub, "points.rider", rider_id)
 
@@ -79,14 +74,8 @@ async def test_a_rider_registered_in_points_is_linked_for_notify_without_anyone_
     """Points publishes the registration (``RiderAccountLinked`` on the ledger topic): no identity link needed."""
     s = three
     rider_sub = new_sub()
-    rider = s.auth("rider", sub=rider_sub, scopes=())
     await account(s, rider_sub, roles=("rider",))  # identity told notify about the account, nothing more
-    r = await s.client.post(
-        "/points/riders",
-        headers=rider,
-        json={"name": "樊伟明", "platform": "meituan", "phone": "13812345678", "community": "yunxing"},
-    )
-    assert r.status_code == 201, r.text
+    rider = (await points_rider(s, rider_sub, community="yunxing", verify=False)).headers
     assert (await s.client.post("/points/hazard-reports", headers=rider, json=FIRE)).status_code == 201
     await s.settle()
     staff = s.auth("staff", sub="staff-1", scopes=["community:yunxing"])

@@ -113,6 +113,16 @@ async def offer(system: System, m: MerchantRef, **fields: Any) -> dict[str, Any]
     return r.json()  # type: ignore[no-any-return]
 
 
+async def rider_at_an_offer(
+    system: System, points: int = 100, **offer_fields: Any
+) -> tuple[RiderRef, MerchantRef, dict[str, Any]]:
+    """A rider credited ``points``, a merchant with a till and one of its offers (``offer_fields``)."""
+    fan = await rider(system)
+    await credit(system, fan.id, points)
+    m = await merchant(system)
+    return fan, m, await offer(system, m, **offer_fields)
+
+
 async def code(system: System, who: RiderRef, offer_id: str | None = None) -> str:
     r = await system.client.post(
         "/points/redemption-codes", headers=who.headers, json={"offer_id": offer_id} if offer_id else None

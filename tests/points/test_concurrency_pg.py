@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from minsheng.platform.sql import table_of
 from services.points import config
 from services.points.models import LedgerEntry, Redemption, RiderBalance
-from tests.points.helpers import balance, code, credit, merchant, offer, rider
+from tests.points.helpers import balance, code, rider_at_an_offer
 from tests.support.client import System
 
 pytestmark = pytest.mark.integration
@@ -34,10 +34,7 @@ async def _ledger_total(system: System, rider_id: str) -> tuple[int, int, int]:
 async def test_simultaneous_redemptions_never_overdraw(pg_points: System) -> None:
     s = pg_points
     with config.override(**UNLIMITED):
-        fan = await rider(s)
-        await credit(s, fan.id, 100)
-        m = await merchant(s)
-        o = await offer(s, m, points_cost=30)
+        fan, m, o = await rider_at_an_offer(s, points_cost=30)
         codes = [await code(s, fan) for _ in range(12)]
 
         async def redeem(i: int) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -71,10 +68,7 @@ async def test_simultaneous_redemptions_never_overdraw(pg_points: System) -> Non
 async def test_one_code_many_tills_one_effect(pg_points: System) -> None:
     s = pg_points
     with config.override(**UNLIMITED):
-        fan = await rider(s)
-        await credit(s, fan.id, 100)
-        m = await merchant(s)
-        o = await offer(s, m, points_cost=10, stock=100)
+        fan, m, o = await rider_at_an_offer(s, points_cost=10, stock=100)
         c = await code(s, fan)
         responses = await asyncio.gather(
             *(

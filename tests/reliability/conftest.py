@@ -3,14 +3,16 @@ kill and start again without disturbing anyone else."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from minsheng import SERVICES
 from minsheng.platform.db import create_database_if_missing
-from tests.conftest import embedded_settings
+from minsheng.settings import Settings
+from tests.conftest import distributed_settings, embedded_settings
 from tests.support.client import System, running_system
 from tests.support.infra import LocalBroker, database_template, local_broker
 from tests.support.pgserver import PrivatePostgres
@@ -37,6 +39,17 @@ def durable_broker() -> Iterator[DurableBroker]:
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture
+def on_durable_broker(tmp_path: Path, pg_template: str, durable_broker: DurableBroker) -> Callable[..., Settings]:
+    """The distributed settings on this test's fresh databases and its durable broker: call with the settings
+    the test changes (``on_durable_broker(kafka_topic_partitions=3)``)."""
+
+    def settings(**overrides: Any) -> Settings:
+        return distributed_settings(tmp_path, pg_template, durable_broker.bootstrap, **overrides)
+
+    return settings
 
 
 @pytest.fixture

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from minsheng.platform.outbox import outbox_status
 from minsheng.settings import Settings
-from tests.conftest import distributed_settings
 from tests.support.client import running_system
 from tests.support.reliability import (
+    assert_each_report_once,
     env_float,
     env_int,
     hazard,
@@ -25,6 +25,7 @@ from tests.support.reliability import (
     riders_for,
     topic_copies,
     wait_for_effects,
+    warm_up,
 )
 from tests.support.tcpproxy import DurableBroker
 
@@ -36,14 +37,11 @@ DOWN_SECONDS = env_float("MINSHENG_RELIABILITY_CRASH_DOWN_SECONDS", 5.0)
 
 
 async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    durable_broker: DurableBroker, on_durable_broker: Callable[..., Settings]
 ) -> None:
     if durable_broker.proxy is not None:
         pytest.skip("needs a broker with a durable log that can be SIGKILLed (Apache Kafka, the default)")
-    settings = distributed_settings(
-        tmp_path,
-        pg_template,
-        durable_broker.bootstrap,
+    settings = on_durable_broker(
         kafka_topic_partitions=3,
         kafka_idempotent_producer=True,
         **production("relay_poll_seconds", "relay_max_backoff_seconds"),
@@ -51,10 +49,7 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
     async with running_system(settings) as s:
         riders = await register_riders(s, riders_for(EVENTS))
         issues_url = settings.database_url_for("issues")
-        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(EVENTS, tag="warm"))
-        assert warmup.status_code == 201, warmup.text
-        effects, _ = await wait_for_effects(issues_url, [warmup.json()["id"]], within=60)
-        assert effects["lost"] == 0, "the consumer groups are up before the crash"
+        await warm_up(s, riders[0], issues_url, EVENTS, before="the crash")
 
         statuses: dict[int, int] = {}
         report_ids: list[str] = []
@@ -102,9 +97,7 @@ async def test_broker_sigkilled_and_restarted_on_its_log_loses_nothing_and_doubl
         },
     )
     assert statuses == {201: EVENTS}, "residents are never refused because the broker crashed"
-    assert effects["lost"] == 0
-    assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
-    assert effects["dead_letters"] == 0
+    assert_each_report_once(effects)
     assert status.pending == 0
     assert all(n >= 1 for n in on_topic), "every acknowledged event is on the restarted broker's log"
     # Issue 14: no duplicate records on the topic. A batch the producer retries across the restart keeps its

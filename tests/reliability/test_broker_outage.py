@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from minsheng.platform.outbox import outbox_status
-from tests.conftest import distributed_settings
+from minsheng.settings import Settings
 from tests.support.client import running_system
 from tests.support.reliability import (
+    assert_each_report_once,
     env_float,
     env_int,
     hazard,
@@ -24,6 +25,7 @@ from tests.support.reliability import (
     register_riders,
     riders_for,
     wait_for_effects,
+    warm_up,
 )
 from tests.support.tcpproxy import DurableBroker
 
@@ -35,12 +37,9 @@ DRAIN_TIMEOUT = env_float("MINSHENG_RELIABILITY_DRAIN_TIMEOUT", 180.0)
 
 
 async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    durable_broker: DurableBroker, on_durable_broker: Callable[..., Settings]
 ) -> None:
-    settings = distributed_settings(
-        tmp_path,
-        pg_template,
-        durable_broker.bootstrap,
+    settings = on_durable_broker(
         kafka_topic_partitions=3,
         **production("relay_poll_seconds", "relay_max_backoff_seconds"),
     )
@@ -48,10 +47,7 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
         riders = await register_riders(s, riders_for(EVENTS))
         issues_url = settings.database_url_for("issues")
 
-        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(EVENTS, tag="warmup"))
-        assert warmup.status_code == 201, warmup.text
-        effects, _ = await wait_for_effects(issues_url, [warmup.json()["id"]], within=60)
-        assert effects["lost"] == 0, "the consumer groups are up before the outage"
+        await warm_up(s, riders[0], issues_url, EVENTS, before="the outage")
 
         durable_broker.stop()
         stopped_at = time.monotonic()
@@ -108,7 +104,5 @@ async def test_broker_down_while_events_are_written_loses_nothing_and_doubles_no
         )
         assert statuses == {201: EVENTS}, "residents are never refused because the broker is away"
         assert pending_peak >= EVENTS, "the events waited in the outbox"
-        assert effects["lost"] == 0
-        assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
-        assert effects["dead_letters"] == 0
+        assert_each_report_once(effects)
         assert status.pending == 0

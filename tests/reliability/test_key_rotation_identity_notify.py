@@ -29,6 +29,14 @@ K2 = base64.b64encode(bytes(range(32))).decode()
 LOOKUP = base64.b64encode(bytes(range(100, 132))).decode()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The embedded configuration on SQLite, and again on PostgreSQL (fresh databases from ``pg_template``)."""
+    if request.param == "postgresql":
+        return embedded_settings(tmp_path, database_url=request.getfixturevalue("pg_template"))
+    return embedded_settings(tmp_path)
+
+
 def with_lookup_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"field_lookup_key": SecretStr(LOOKUP)})
 
@@ -39,18 +47,7 @@ async def _identities(db: Database) -> list[Any]:
         return list((await conn.execute(sa.select(table))).all())
 
 
-async def test_a_lookup_key_set_on_a_running_installation_keeps_every_wechat_account(tmp_path: Path) -> None:
-    await _lookup_key_set_on_a_running_installation(embedded_settings(tmp_path))
-
-
-@pytest.mark.integration
-async def test_a_lookup_key_set_on_a_running_installation_keeps_every_wechat_account_on_postgresql(
-    tmp_path: Path, pg_template: str
-) -> None:
-    await _lookup_key_set_on_a_running_installation(embedded_settings(tmp_path, database_url=pg_template))
-
-
-async def _lookup_key_set_on_a_running_installation(settings: Settings) -> None:
+async def test_a_lookup_key_set_on_a_running_installation_keeps_every_wechat_account(settings: Settings) -> None:
     """Three WeChat users sign in (one binds a phone) before ``MINSHENG_FIELD_LOOKUP_KEY`` is set. After: one
     signs in again before ``rotate-data --rehash`` and is the same account (its row moves to the new hash on
     the way); the others sign in after the rehash, the same accounts too. PostgreSQL takes the one-statement
@@ -187,18 +184,7 @@ async def _notify_rows(db: Database, cipher: FieldCipher) -> None:
         )
 
 
-async def test_rotation_moves_identity_and_notify_values_to_the_new_key(tmp_path: Path) -> None:
-    await _rotation_moves_identity_and_notify_values(embedded_settings(tmp_path))
-
-
-@pytest.mark.integration
-async def test_rotation_moves_identity_and_notify_values_to_the_new_key_on_postgresql(
-    tmp_path: Path, pg_template: str
-) -> None:
-    await _rotation_moves_identity_and_notify_values(embedded_settings(tmp_path, database_url=pg_template))
-
-
-async def _rotation_moves_identity_and_notify_values(settings: Settings) -> None:
+async def test_rotation_moves_identity_and_notify_values_to_the_new_key(settings: Settings) -> None:
     """Every identity value (openid, unionid, session key, phone, TOTP secret, signing key, app token) and every
     notify value (recipients, care contacts, delivery addresses and SMS fallbacks; not the WeCom scope) ends up
     under the new key id and reads back the same; the signing key, TOTP and WeChat sign-in still work."""

@@ -18,7 +18,7 @@ from minsheng.platform import ratelimit
 from services.points import config
 from services.points.client import signed_headers
 from tests.conftest import embedded_settings
-from tests.points.helpers import balance, code, credit, merchant, offer, rider
+from tests.points.helpers import balance, code, credit, merchant, offer, rider, rider_at_an_offer
 from tests.support.client import System, running_system
 from tests.support.reliability import record
 
@@ -37,10 +37,7 @@ async def points_system(tmp_path: Path) -> AsyncIterator[System]:
 
 async def test_forged_merchant_requests_are_refused_and_fast_callers_are_limited(points_system: System) -> None:
     s = points_system
-    fan = await rider(s)
-    await credit(s, fan.id, 10_000)
-    shop = await merchant(s)
-    item = await offer(s, shop, points_cost=10)
+    fan, shop, item = await rider_at_an_offer(s, 10_000, points_cost=10)
     start = await balance(s, fan)
 
     async def send(body: dict[str, Any], headers: dict[str, str], raw: bytes | None = None) -> tuple[int, str]:

@@ -371,13 +371,17 @@ PHONE_RE = re.compile(r"(?<![0-9A-Za-z+/=])1[3-9]\d{9}(?![0-9A-Za-z+/=])")
 ID_NUMBER_RE = re.compile(r"(?<![0-9A-Za-z+/=])\d{17}[\dXx](?![0-9A-Za-z+/=])")
 
 
+async def _created(s: System, path: str, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    r = await s.client.post(path, headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 async def _new_resident(
     s: System, admin: dict[str, str], household: dict[str, Any], name: str, phone: str, id_number: str, notes: str
 ) -> dict[str, Any]:
     body = {"household_id": household["id"], "name": name, "phone": phone, "id_number": id_number}
-    r = await s.client.post("/visits/residents", headers=admin, json=body | {"health_notes": notes})
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return await _created(s, "/visits/residents", admin, body | {"health_notes": notes})
 
 
 async def _new_diner(
@@ -394,9 +398,7 @@ async def _new_diner(
         "id_number": id_number,
         "health_notes": notes,
     }
-    r = await s.client.post("/canteen/diners", headers=admin, json=body)
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return await _created(s, "/canteen/diners", admin, body)
 
 
 async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
@@ -418,41 +420,15 @@ async def _people_with_phones(s: System, marker: str) -> dict[str, str]:
     await _new_resident(
         s, admin, household, "孙奶奶", secrets["resident_phone"], secrets["resident_id_number"], secrets["notes"]
     )
-    r = await s.client.post(
-        "/visits/grid-workers",
-        headers=admin,
-        json={
-            "name": "网格员",
-            "community": household["community"],
-            "subject": f"gw-{marker}",
-            "phone": secrets["worker_phone"],
-        },
-    )
-    assert r.status_code == 201, r.text
+    worker = {"name": "网格员", "community": household["community"], "subject": f"gw-{marker}"}
+    await _created(s, "/visits/grid-workers", admin, worker | {"phone": secrets["worker_phone"]})
     diner = await _new_diner(s, admin, "李爷爷", secrets["diner_phone"], secrets["diner_id_number"], secrets["notes"])
-    r = await s.client.post(
-        f"/canteen/diners/{diner['id']}/family",
-        headers=admin,
-        json={"subject": f"son-{marker}", "name": "李儿子", "relation": "son", "phone": secrets["family_phone"]},
-    )
-    assert r.status_code == 201, r.text
-    r = await s.client.post(
-        "/points/riders",
-        headers=s.auth("rider", sub=f"rider-{marker}"),
-        json={"name": "骑手", "platform": "meituan", "phone": secrets["rider_phone"]},
-    )
-    assert r.status_code == 201, r.text
-    r = await s.client.post(
-        "/points/merchants",
-        headers=admin,
-        json={
-            "name": "爱心面馆",
-            "community": household["community"],
-            "contact_name": "王老板",
-            "contact_phone": secrets["merchant_phone"],
-        },
-    )
-    assert r.status_code == 201, r.text
+    son = {"subject": f"son-{marker}", "name": "李儿子", "relation": "son", "phone": secrets["family_phone"]}
+    await _created(s, f"/canteen/diners/{diner['id']}/family", admin, son)
+    rider = {"name": "骑手", "platform": "meituan", "phone": secrets["rider_phone"]}
+    await _created(s, "/points/riders", s.auth("rider", sub=f"rider-{marker}"), rider)
+    shop = {"name": "爱心面馆", "community": household["community"], "contact_name": "王老板"}
+    await _created(s, "/points/merchants", admin, shop | {"contact_phone": secrets["merchant_phone"]})
     await s.settle()
     return secrets
 

@@ -29,7 +29,7 @@ from minsheng.platform.sql import table_of
 from services.points import config, expiry, ledger
 from services.points.models import LedgerEntry, Redemption, RiderBalance
 from tests.conftest import alone_on_postgres, embedded_settings
-from tests.points.helpers import MerchantRef, RiderRef, code, credit, merchant, offer, rider
+from tests.points.helpers import MerchantRef, RiderRef, code, merchant, offer, rider, rider_at_an_offer
 from tests.support.client import System, running_system
 from tests.support.reliability import env_int, percentile, record, reproducible
 
@@ -250,11 +250,8 @@ async def test_ledger_state_machine(points_only: System) -> None:
 @pytest.mark.integration
 async def test_concurrent_redemptions_never_overdraw_and_one_key_has_one_effect(pg_points_only: System) -> None:
     s = pg_points_only
-    fan = await rider(s)
     start_balance = 1000
-    await credit(s, fan.id, start_balance)
-    shop = await merchant(s)
-    item = await offer(s, shop, points_cost=30)
+    fan, shop, item = await rider_at_an_offer(s, start_balance, points_cost=30)
     codes = [await code(s, fan) for _ in range(CONCURRENT)]
     latencies: list[float] = []
 

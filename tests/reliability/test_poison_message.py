@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,10 +18,19 @@ from minsheng.contracts.points import HazardReported
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.outbox import outbox_status
-from tests.conftest import distributed_settings
+from minsheng.settings import Settings
 from tests.support.client import System, running_system
 from tests.support.infra import becomes
-from tests.support.reliability import env_int, hazard, pg_connect, production, record, register_riders, wait_for_effects
+from tests.support.reliability import (
+    env_int,
+    hazard,
+    pg_connect,
+    production,
+    record,
+    register_riders,
+    wait_for_effects,
+    warm_up,
+)
 from tests.support.tcpproxy import DurableBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,14 +39,9 @@ AROUND = env_int("MINSHENG_RELIABILITY_POISON_AROUND", 100)  # good events befor
 
 
 async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_flows_in_order(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    durable_broker: DurableBroker, on_durable_broker: Callable[..., Settings]
 ) -> None:
-    settings = distributed_settings(
-        tmp_path,
-        pg_template,
-        durable_broker.bootstrap,
-        **production("handler_max_attempts", "handler_retry_base_seconds"),
-    )
+    settings = on_durable_broker(**production("handler_max_attempts", "handler_retry_base_seconds"))
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]
@@ -125,11 +129,11 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_partition_f
 
 
 async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_with_the_rest_of_its_batch(
-    tmp_path: Path, pg_template: str, durable_broker: DurableBroker
+    on_durable_broker: Callable[..., Settings],
 ) -> None:
     """Whatever escapes the consumer (here: the dead-letter store failing once) must not make the bus skip
     the record and the rest of the fetched batch — aiokafka has already moved its position past them."""
-    settings = distributed_settings(tmp_path, pg_template, durable_broker.bootstrap, handler_max_attempts=2)
+    settings = on_durable_broker(handler_max_attempts=2)
     async with running_system(settings) as s:
         consumer = s.runtime("issues").consumer
         model, real_handler = consumer.handlers[HazardReported.event_type]
@@ -151,9 +155,7 @@ async def test_a_record_whose_handling_blows_up_is_fetched_again_not_skipped_wit
         consumer.dead_letter = flaky_dead_letter  # type: ignore[method-assign]
         # Several riders: the per-rider rate limit (burst 20) is not what this test is about.
         riders = await register_riders(s, 5, prefix="skip-rider")
-        warmup = await s.client.post("/points/hazard-reports", headers=riders[0], json=hazard(0, tag="warmup"))
-        effects, _ = await wait_for_effects(settings.database_url_for("issues"), [warmup.json()["id"]], within=60)
-        assert effects["lost"] == 0, "the issues consumer is up"
+        await warm_up(s, riders[0], settings.database_url_for("issues"), 0, before="the poison")
         # Pause the issues consumer so that the poison and the reports behind it arrive in one fetched batch.
         kafka_consumer = next(c for c in s.bus.consumers if c._group_id == "issues")  # type: ignore[attr-defined]
         kafka_consumer.pause(*kafka_consumer.assignment())

@@ -198,6 +198,23 @@ async def wait_for_effects(
     return effects, time.monotonic() - start
 
 
+async def warm_up(s: System, rider: dict[str, str], issues_db_url: str, i: int, *, before: str) -> None:
+    """One hazard report through the whole flow (points → bus → issues) before the fault: the consumer groups
+    are up and assigned, so what the test measures afterwards is the fault, not a cold start."""
+    r = await s.client.post("/points/hazard-reports", headers=rider, json=hazard(i, tag="warmup"))
+    assert r.status_code == 201, r.text
+    effects, _ = await wait_for_effects(issues_db_url, [r.json()["id"]], within=60)
+    assert effects["lost"] == 0, f"the consumer groups are up before {before}"
+
+
+def assert_each_report_once(effects: dict[str, int], why: str = "") -> None:
+    """Every report became exactly one issue, announced once, and nothing was dead-lettered (``why``: the
+    message when one is missing)."""
+    assert effects["lost"] == 0, why
+    assert effects["duplicate_issues"] == 0 and effects["duplicate_issue_created_events"] == 0
+    assert effects["dead_letters"] == 0
+
+
 def new_key() -> str:
     return uuid.uuid4().hex
 

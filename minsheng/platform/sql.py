@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import SQLModel
 
 
@@ -21,3 +22,12 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, sa.Table), f"{model.__name__} is not a table model"
     return table
+
+
+def json_list_holds(column: Any, value: str, *, postgres: bool) -> sa.ColumnElement[bool]:
+    """``value`` is one of the strings in the JSON list ``column`` (a ``JSONType`` column: roles, scopes): JSONB
+    containment on PostgreSQL (a GIN index can serve it), a match on the JSON text on SQLite."""
+    if postgres:
+        return column.op("@>")(sa.cast([value], JSONB))  # type: ignore[no-any-return]
+    quoted = sa.func.json_quote(value)
+    return sa.func.instr(sa.cast(column, sa.Text), quoted) > 0

@@ -21,6 +21,7 @@ from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
+from minsheng.platform.sql import json_list_holds
 from minsheng.platform.uow import UnitOfWork
 from services.identity import passwords, sessions
 from services.identity.models import (
@@ -139,10 +140,9 @@ async def list_accounts(uow: UnitOfWork, filters: AccountFilters, page: PageRequ
         query = query.where(Account.kind == filters.kind.value)
     if filters.status:
         query = query.where(Account.status == filters.status.value)
-    rows = list((await uow.session.execute(query)).scalars())
     if filters.role:
-        rows = [a for a in rows if filters.role.value in a.roles]
-    return in_id_order.page(rows, page)
+        query = query.where(json_list_holds(col(Account.roles), filters.role.value, postgres=uow.db.is_postgres))
+    return in_id_order.page(list((await uow.session.execute(query)).scalars()), page)
 
 
 def _grant(uow: UnitOfWork, who: Principal, account: Account, action: str, reason: str) -> None:

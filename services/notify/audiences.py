@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.privacy import FieldCipher, mask_phone
+from minsheng.platform.sql import json_list_holds
 from minsheng.platform.uow import UnitOfWork
 from services.notify import config, roster
 from services.notify.fanout import rows_of
@@ -110,10 +110,7 @@ async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
     """Active resident accounts whose scopes (from identity's account events) include ``scope``."""
     scopes = col(Recipient.scopes)
     query = select(Recipient).where(Recipient.status == "active")
-    if uow.db.is_postgres:
-        query = query.where(scopes.op("@>")(sa.cast([scope], JSONB)))
-    else:
-        query = query.where(sa.cast(scopes, sa.Text).like(f'%"{scope}"%'))
+    query = query.where(json_list_holds(scopes, scope, postgres=uow.db.is_postgres))
     rows = (await uow.session.execute(query.order_by(col(Recipient.account_id)))).scalars()
     return [r.account_id for r in rows if "resident" in r.roles and scope in r.scopes]
 

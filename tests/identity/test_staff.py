@@ -238,17 +238,19 @@ async def test_bola_matrix_for_accounts_and_grants(system: System) -> None:
 
 async def test_the_account_list_walks_page_by_page_in_the_order_of_one_page(system: System) -> None:
     tokens, _ = await admin(system)
-    for name in ("li.lei", "han.mei"):
-        await create_staff(system, bearer(tokens), name, ["staff"], ["community:yunxing"])
-    for code in ("zhao", "qian", "sun"):
+    # Staff and residents interleaved in id order, so that a filter applied after the page was cut would show.
+    await create_staff(system, bearer(tokens), "li.lei", ["staff"], ["community:yunxing"])
+    for code in ("zhao", "qian"):
         await wechat_login(system, code)
+    await create_staff(system, bearer(tokens), "han.mei", ["staff"], ["community:yunxing"])
+    await wechat_login(system, "sun")
 
     async def listed(params: dict[str, str | int]) -> dict:
         r = await system.client.get("/identity/accounts", headers=bearer(tokens), params=params)
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
-    for filters in ({}, {"kind": "staff"}, {"kind": "wechat", "status": "active"}):
+    for filters in ({}, {"kind": "staff"}, {"kind": "wechat", "status": "active"}, {"role": "staff"}):
         everything = await listed({**filters, "limit": 200})
         assert len(everything["items"]) > 1 and everything["next_cursor"] is None, filters
         walked: list[dict] = []

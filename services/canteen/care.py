@@ -57,7 +57,7 @@ async def scan_absences(uow: UnitOfWork, fc: FieldCipher, today: date | None = N
     their last meal. Absent: ``absence_days`` service days since then (days their home canteen served, not
     counting days the family said they would be away). Safe to run in several replicas at once: the spell is
     unique per (diner, last meal day) and inserted with ON CONFLICT DO NOTHING."""
-    s = config.canteen_settings()
+    s = config.get()
     today = today or config.today()
     earliest_last = today - timedelta(days=s.absence_days + 30)
     latest_last = today - timedelta(days=s.absence_days + 1)

@@ -7,12 +7,12 @@ pinned (tests, replaying a day) without touching the platform's ``utcnow``.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minsheng.platform.clock import ServiceClock
+from minsheng.platform.overridable import Overridable
 
 
 class CanteenSettings(BaseSettings):
@@ -32,12 +32,12 @@ class CanteenSettings(BaseSettings):
     pii_retention_every_seconds: float = 3600.0
 
 
-@lru_cache
-def canteen_settings() -> CanteenSettings:
-    return CanteenSettings()
+_settings = Overridable(CanteenSettings())
+get = _settings.get
+override = _settings.override
 
 
-_clock = ServiceClock(lambda: canteen_settings().timezone)
+_clock = ServiceClock(lambda: get().timezone)
 now = _clock.now
 pin_clock = _clock.pin
 tz = _clock.tz

@@ -28,7 +28,7 @@ async def pii_retention(runtime: ServiceRuntime) -> int:
 
 
 JOBS = (
-    Job("absence-scan", config.canteen_settings().absence_scan_every_seconds, scan_absences),
-    Job("no-show-sweep", config.canteen_settings().no_show_sweep_every_seconds, sweep_no_shows),
-    Job("pii-retention", config.canteen_settings().pii_retention_every_seconds, pii_retention),
+    Job("absence-scan", config.get().absence_scan_every_seconds, scan_absences),
+    Job("no-show-sweep", config.get().no_show_sweep_every_seconds, sweep_no_shows),
+    Job("pii-retention", config.get().pii_retention_every_seconds, pii_retention),
 )

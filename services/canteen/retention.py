@@ -22,7 +22,8 @@ from sqlmodel import col, select
 from minsheng.platform.ids import utcnow
 from minsheng.platform.personal_data import clear_personal_data, holds_personal_data
 from minsheng.platform.uow import UnitOfWork
-from services.canteen.config import canteen_settings, now, today
+from services.canteen import config
+from services.canteen.config import now, today
 from services.canteen.models import Diner, DinerStatus, Order, OrderStatus, PiiAccess
 
 ACTOR = "system:pii-retention"
@@ -35,7 +36,7 @@ async def purge_expired(
 ) -> int:
     """Clear the personal data of up to ``limit`` diners gone longer than the retention period; returns how
     many were purged. The caller commits."""
-    keep = canteen_settings().pii_retention_days if retention_days is None else retention_days
+    keep = config.get().pii_retention_days if retention_days is None else retention_days
     cutoff_day = (day or today()) - timedelta(days=keep)
     cutoff_at: datetime = now() - timedelta(days=keep)
     since_set = col(Diner.subsidy_suspended_from).is_not(None)

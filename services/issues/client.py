@@ -6,7 +6,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.clientconfig import CategoryOption, ClientConfigSource, UploadLimit
 from minsheng.platform.service import ServiceRuntime
-from services.issues.config import get_config
+from services.issues import config
 from services.issues.models import Category
 
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
@@ -14,14 +14,14 @@ MAX_CATEGORIES = 500
 
 
 def uploads() -> list[UploadLimit]:
-    config = get_config()
+    settings = config.get()
     return [
         UploadLimit(
             path="/issues/photos",
             field="file",
-            max_bytes=config.photo_max_bytes,
+            max_bytes=settings.photo_max_bytes,
             accepted_types=list(PHOTO_TYPES),
-            max_per_item=config.photo_max_count,
+            max_per_item=settings.photo_max_count,
         )
     ]
 

@@ -1,13 +1,14 @@
-"""The issues service's own settings (env prefix ``MINSHENG_ISSUES_``)."""
+"""The issues service's own settings (env prefix ``MINSHENG_ISSUES_``): ``config.get()``; ``override()`` swaps them
+for a test."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from minsheng.platform.overridable import Overridable
 
-class IssuesConfig(BaseSettings):
+
+class IssuesSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MINSHENG_ISSUES_", env_file=None, extra="ignore")
 
     # Duplicates: a report of the same category within this radius and window joins the open issue.
@@ -33,6 +34,6 @@ class IssuesConfig(BaseSettings):
     sweep_batch: int = 500
 
 
-@lru_cache
-def get_config() -> IssuesConfig:
-    return IssuesConfig()
+_settings = Overridable(IssuesSettings())
+get = _settings.get
+override = _settings.override

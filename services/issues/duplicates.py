@@ -18,7 +18,7 @@ from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.sql import one_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.access import ISSUES, REPORTERS
-from services.issues.config import IssuesConfig
+from services.issues.config import IssuesSettings
 from services.issues.models import OPEN_STATUSES, Category, Issue
 
 
@@ -70,7 +70,7 @@ async def find_duplicate(
     lat: float,
     lng: float,
     now: datetime,
-    cfg: IssuesConfig,
+    cfg: IssuesSettings,
     *,
     include_private: bool = False,
     locked: bool = False,

@@ -25,8 +25,7 @@ from minsheng.platform.errors import invalid
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
-from services.issues import queries
-from services.issues.config import get_config
+from services.issues import config, queries
 from services.issues.models import COMPLETED_STATUSES, OPEN_STATUSES, Issue, IssueStatus
 
 log = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ async def compute(
     group_by: list[Dimension] | None = None,
     now: datetime | None = None,
 ) -> Figures:
-    cfg = get_config()
+    cfg = config.get()
     now = now or utcnow()
     dims = list(dict.fromkeys(group_by or []))
     is_pg = uow.db.is_postgres
@@ -270,7 +269,7 @@ async def cached(uow: UnitOfWork, **params: Any) -> Figures:
 
     On a miss one computation runs per key and concurrent requests await it; once an answer has expired it is
     still served (for up to ``STALE_FACTOR`` × the TTL) while a single refresh runs in the background."""
-    ttl = get_config().figures_cache_seconds
+    ttl = config.get().figures_cache_seconds
     if ttl <= 0:
         return await compute(uow, **params)
     key = (str(uow.db.url), *sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))

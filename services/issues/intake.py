@@ -22,8 +22,9 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
+from services.issues import config
 from services.issues.access import ISSUES, LIST_COLUMNS, TIMELINE, IssueLike, is_reporter
-from services.issues.config import IssuesConfig, get_config
+from services.issues.config import IssuesSettings
 from services.issues.duplicates import dedupes, find_duplicate
 from services.issues.models import Category, Channel, Issue, IssueReporter, TimelineEntry
 from services.issues.timeline import fact, record, touch
@@ -54,7 +55,7 @@ class Intake:
     issue_id: UUID | None = None  # the id the contact details were sealed for (a new issue takes it)
 
 
-def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesConfig) -> tuple[datetime, datetime]:
+def deadlines(category: Category, urgent: bool, start: datetime, cfg: IssuesSettings) -> tuple[datetime, datetime]:
     minutes = category.first_response_minutes
     if urgent:
         minutes = min(minutes, cfg.urgent_ack_minutes)
@@ -98,12 +99,17 @@ def _intake_statements(postgres: bool, with_reporter: bool) -> tuple[sa.Executab
 
 
 async def intake(
-    uow: UnitOfWork, data: Intake, *, now: datetime | None = None, cfg: IssuesConfig | None = None, locked: bool = False
+    uow: UnitOfWork,
+    data: Intake,
+    *,
+    now: datetime | None = None,
+    cfg: IssuesSettings | None = None,
+    locked: bool = False,
 ) -> tuple[IssueLike, bool]:
     """Open an issue, or attach the report to the open issue it duplicates. Returns (issue, attached): a new
     issue as a row of ``LIST_COLUMNS`` (written with Core: no ORM object to build and flush). ``locked``: the
     caller took the report's dedupe locks already (``issue_for_origin``)."""
-    cfg = cfg or get_config()
+    cfg = cfg or config.get()
     now = now or utcnow()
     cat = data.category
     urgent = data.urgent or cat.urgent
@@ -219,7 +225,7 @@ async def attach(uow: UnitOfWork, issue: Issue, data: Intake, now: datetime) -> 
         uow.emit(IssueFollowed(issue_id=issue.id, subject=data.reporter, role="reporter", occurred_at=now))
     if data.urgent and not issue.urgent:  # e.g. a rider reports the leak as a burst main: it is urgent now
         issue.urgent = True
-        ack = now + timedelta(minutes=get_config().urgent_ack_minutes)
+        ack = now + timedelta(minutes=config.get().urgent_ack_minutes)
         if issue.first_responded_at is None and (
             issue.first_response_due_at is None or issue.first_response_due_at > ack
         ):

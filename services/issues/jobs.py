@@ -18,8 +18,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
-from services.issues import votes
-from services.issues.config import get_config
+from services.issues import config, votes
 from services.issues.models import Issue, IssueStatus
 from services.issues.photos import MOVE_JOB
 from services.issues.timeline import fact, record
@@ -46,7 +45,7 @@ async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) ->
     """Flag issues past their first-response or resolution deadline, escalate them to the sub-district
     listing, and emit IssueOverdue once per missed deadline. Returns how many deadlines were flagged."""
     now = now or utcnow()
-    batch = get_config().sweep_batch
+    batch = config.get().sweep_batch
     flagged = 0
     t = table_of(Issue)
     while True:
@@ -125,7 +124,7 @@ async def _flag_missed(
 async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> int:
     """Resolved issues the reporter neither confirmed nor reopened within N days are confirmed."""
     now = now or utcnow()
-    cfg = get_config()
+    cfg = config.get()
     cutoff = now - timedelta(days=cfg.auto_confirm_days)
     t = table_of(Issue)
     done = 0
@@ -177,7 +176,7 @@ async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
 
 
 JOBS = (
-    Job("issues-overdue-sweep", get_config().sweep_every_seconds, sweep_overdue),
+    Job("issues-overdue-sweep", config.get().sweep_every_seconds, sweep_overdue),
     Job("issues-auto-confirm", 15 * 60, auto_confirm),
     Job("issues-vote-announcements", 60, announce_due),
     MOVE_JOB,

@@ -27,9 +27,8 @@ from minsheng.platform.inputs import aware_utc
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.uow import UnitOfWork
-from services.issues import reporting
+from services.issues import config, reporting
 from services.issues.access import IssueLike
-from services.issues.config import get_config
 from services.issues.models import (
     OPEN_STATUSES,
     ApiKey,
@@ -143,9 +142,9 @@ def parse_w3(name: str, raw: str) -> datetime:
 
 def check_jurisdiction(params: Any) -> None:
     jurisdiction = params.get("jurisdiction_id")
-    if jurisdiction and jurisdiction != get_config().jurisdiction_id:
+    if jurisdiction and jurisdiction != config.get().jurisdiction_id:
         raise Open311Error(
-            404, f"jurisdiction_id {jurisdiction!r} not found; this endpoint serves {get_config().jurisdiction_id}"
+            404, f"jurisdiction_id {jurisdiction!r} not found; this endpoint serves {config.get().jurisdiction_id}"
         )
 
 

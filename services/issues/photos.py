@@ -20,12 +20,12 @@ from minsheng.platform.photos import move_into_store, owned_photo_paths
 from minsheng.platform.service import Job, ServiceRuntime
 from minsheng.platform.storage import object_store
 from minsheng.platform.uow import UnitOfWork
-from services.issues.config import get_config
+from services.issues import config
 from services.issues.models import Photo
 
 
 def limits() -> ImageLimits:
-    return ImageLimits(max_bytes=get_config().photo_max_bytes)
+    return ImageLimits(max_bytes=config.get().photo_max_bytes)
 
 
 def may_upload(who: Principal) -> bool:

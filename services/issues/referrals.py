@@ -8,9 +8,9 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.points import HazardReported
 from minsheng.contracts.visits import NeedEscalated
 from minsheng.platform.uow import UnitOfWork
+from services.issues import config
 from services.issues.access import IssueLike
 from services.issues.catalogue import category_or_default, resolve_community
-from services.issues.config import get_config
 from services.issues.duplicates import dedupe_lock_keys, dedupes, issue_for_origin
 from services.issues.intake import Intake, intake
 from services.issues.models import Channel
@@ -31,7 +31,7 @@ async def intake_hazard_report(uow: UnitOfWork, report: HazardReported) -> Issue
     cat = await category_or_default(uow, report.category, urgent=report.urgent)
     takes_locks = dedupes(cat, report.latitude, report.longitude)
     keys = (
-        dedupe_lock_keys(cat.code, report.latitude, report.longitude, get_config().dedupe_radius_m)
+        dedupe_lock_keys(cat.code, report.latitude, report.longitude, config.get().dedupe_radius_m)
         if takes_locks and report.latitude is not None and report.longitude is not None
         else None
     )

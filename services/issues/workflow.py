@@ -32,12 +32,13 @@ from minsheng.platform.errors import Problem, conflict, invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
+from services.issues import config
 from services.issues.access import is_participant, is_reporter, manages, not_allowed, role_of, works_on
 from services.issues.catalogue import (
     category_or_default,
     render_template,
 )
-from services.issues.config import IssuesConfig, get_config
+from services.issues.config import IssuesSettings
 from services.issues.intake import deadlines
 from services.issues.models import (
     OPEN_STATUSES,
@@ -324,9 +325,9 @@ async def confirm(uow: UnitOfWork, who: Principal, issue: Issue, body: Confirmat
 
 
 async def reopen(
-    uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening, cfg: IssuesConfig | None = None
+    uow: UnitOfWork, who: Principal, issue: Issue, body: Reopening, cfg: IssuesSettings | None = None
 ) -> Issue:
-    cfg = cfg or get_config()
+    cfg = cfg or config.get()
     staff = manages(who, issue)
     if not staff:
         not_theirs = Problem(403, "not_the_reporter", "Only a reporter reopens", "You did not report this issue.")
@@ -420,7 +421,7 @@ async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitReques
         if row.origin_service and row.origin_kind and row.origin_id
         else None
     )
-    first_due, resolution_due = deadlines(cat, issue.urgent, now, get_config())
+    first_due, resolution_due = deadlines(cat, issue.urgent, now, config.get())
     new = Issue(
         title=body.title or issue.title,
         description=issue.description,

@@ -7,12 +7,12 @@ stays UTC. The clock can be pinned (tests, replaying a day) without touching the
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minsheng.platform.clock import ServiceClock
+from minsheng.platform.overridable import Overridable
 
 
 class VisitsSettings(BaseSettings):
@@ -34,12 +34,12 @@ class VisitsSettings(BaseSettings):
     pii_retention_every_seconds: float = 3600.0
 
 
-@lru_cache
-def visits_settings() -> VisitsSettings:
-    return VisitsSettings()
+_settings = Overridable(VisitsSettings())
+get = _settings.get
+override = _settings.override
 
 
-_clock = ServiceClock(lambda: visits_settings().timezone)
+_clock = ServiceClock(lambda: get().timezone)
 now = _clock.now
 pin_clock = _clock.pin
 tz = _clock.tz

@@ -7,8 +7,7 @@ import functools
 import logging
 
 from minsheng.platform.service import Job, ServiceRuntime, in_batches
-from services.visits import ledger, retention, schedule
-from services.visits.config import visits_settings
+from services.visits import config, ledger, retention, schedule
 
 log = logging.getLogger(__name__)
 AUTO_CONFIRM_BATCH = 500
@@ -41,7 +40,7 @@ async def pii_retention(runtime: ServiceRuntime) -> int:
 
 
 def jobs() -> list[Job]:
-    s = visits_settings()
+    s = config.get()
     return [
         Job("auto-confirm-needs", s.auto_confirm_every_seconds, auto_confirm_needs),
         Job("refresh-tiers", s.tier_refresh_every_seconds, refresh_tiers),

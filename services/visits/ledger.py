@@ -28,9 +28,9 @@ from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
-from services.visits import cadence
+from services.visits import cadence, config
 from services.visits.access import Viewer, lives_in, reaches_need, supervises, worker_by_subject, works_on_need
-from services.visits.config import now, today, visits_settings
+from services.visits.config import now, today
 from services.visits.models import (
     OPEN_NEED,
     TERMINAL_NEED,
@@ -441,7 +441,7 @@ def issue_note(uow: UnitOfWork, need: Need, event: IssueFact, action: str, text:
 
 async def auto_confirm(uow: UnitOfWork, limit: int = 500) -> int:
     """Resolved needs the resident did not answer about within ``auto_confirm_days`` are confirmed."""
-    cutoff = now() - timedelta(days=visits_settings().auto_confirm_days)
+    cutoff = now() - timedelta(days=config.get().auto_confirm_days)
     query = (
         select(Need)
         .where(Need.status == NeedStatus.resolved, col(Need.resolved_at) < cutoff)
@@ -461,6 +461,6 @@ async def auto_confirm(uow: UnitOfWork, limit: int = 500) -> int:
             "auto_confirmed",
             "system",
             None,
-            f"No answer from the resident within {visits_settings().auto_confirm_days} days",
+            f"No answer from the resident within {config.get().auto_confirm_days} days",
         )
     return len(needs)

@@ -20,7 +20,8 @@ from sqlmodel import col, select
 from minsheng.platform.ids import utcnow
 from minsheng.platform.personal_data import clear_personal_data, holds_personal_data
 from minsheng.platform.uow import UnitOfWork
-from services.visits.config import now, today, visits_settings
+from services.visits import config
+from services.visits.config import now, today
 from services.visits.models import PiiAudit, Resident, ResidentStatus
 
 ACTOR = "system:pii-retention"
@@ -32,7 +33,7 @@ async def purge_expired(
 ) -> int:
     """Clear the personal data of up to ``limit`` residents gone longer than the retention period; returns how
     many were purged. The caller commits."""
-    keep = visits_settings().pii_retention_days if retention_days is None else retention_days
+    keep = config.get().pii_retention_days if retention_days is None else retention_days
     cutoff_day = (day or today()) - timedelta(days=keep)
     cutoff_at: datetime = now() - timedelta(days=keep)
     gone = col(Resident.status).in_([ResidentStatus.moved.value, ResidentStatus.deceased.value])

@@ -26,7 +26,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
-from services.visits import ledger, schedule
+from services.visits import config, ledger, schedule
 from services.visits.access import (
     Viewer,
     active_assignments,
@@ -37,7 +37,7 @@ from services.visits.access import (
     supervises,
     writes,
 )
-from services.visits.config import days, now, start_of_local_day, today, visits_settings
+from services.visits.config import days, now, start_of_local_day, today
 from services.visits.models import (
     Building,
     DueFilters,
@@ -101,11 +101,11 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         raise _invalid("visited_at_naive", "visited_at", "Give visited_at with a time zone (e.g. +08:00 or Z).")
     if at > current + timedelta(minutes=5):
         raise _invalid("visited_at_in_future", "visited_at", "A visit cannot be recorded ahead of time.")
-    if at < current - days(visits_settings().backdate_max_days):
+    if at < current - days(config.get().backdate_max_days):
         raise _invalid(
             "visited_at_too_old",
             "visited_at",
-            _t("Visits older than {days} days cannot be recorded.", days=visits_settings().backdate_max_days),
+            _t("Visits older than {days} days cannot be recorded.", days=config.get().backdate_max_days),
         )
     if body.outcome != Outcome.visited and body.satisfaction is not None:
         raise _invalid("satisfaction_without_visit", "satisfaction", "Only a visit that reached someone is rated.")
@@ -151,7 +151,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
             visit.distance_m = round(
                 distance_m(body.latitude, body.longitude, building.latitude, building.longitude), 1
             )
-            visit.far_from_home = visit.distance_m > visits_settings().checkin_max_distance_m
+            visit.far_from_home = visit.distance_m > config.get().checkin_max_distance_m
     uow.session.add(visit)
 
     apply_visit(household, body.outcome, at)
@@ -277,7 +277,7 @@ async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask |
         created_by="canteen",
         reason=f"Canteen regular absent {alert.days_absent} days (last meal {last_meal}, "
         f"{alert.meals_last_30_days} meals in the last 30 days)",
-        due_at=alert.raised_at + timedelta(hours=visits_settings().welfare_check_due_hours),
+        due_at=alert.raised_at + timedelta(hours=config.get().welfare_check_due_hours),
         assigned_worker_id=worker.id if worker else None,
     )
     uow.session.add(task)

@@ -60,7 +60,7 @@ async def test_retention_on_postgres_with_replicas_racing(pg_canteen: System) ->
 
 
 async def _scenario(s: System, replicas: int = 1) -> None:
-    assert config.canteen_settings().pii_retention_days == 365
+    assert config.get().pii_retention_days == 365
     assert any("retention" in job.name for job in jobs.JOBS)
     c = await make_canteen(s)
     menu = await make_menu(s, "yunxing-street", TOMORROW)

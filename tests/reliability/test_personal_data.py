@@ -302,9 +302,9 @@ async def test_the_retention_job_deletes_personal_data_of_residents_who_left_lon
 
 
 def _retention_days() -> int:
-    from services.visits.config import visits_settings
+    from services.visits import config
 
-    return visits_settings().pii_retention_days
+    return config.get().pii_retention_days
 
 
 def _json(value: Any) -> str:

@@ -18,7 +18,7 @@ from minsheng.platform.clientconfig import etag_matches
 from minsheng.platform.coords import CoordSystem
 from minsheng.platform.pagination import MAX_LIMIT
 from minsheng.settings import DEV_FIELD_KEY, Settings
-from services.issues.config import get_config
+from services.issues import config as issues_config
 from services.issues.demo_catalogue import seed_catalogue
 from services.issues.models import IssueCreate
 from tests.conftest import embedded_settings
@@ -53,7 +53,7 @@ async def test_issues_config_has_the_categories_photo_limits_and_text_lengths(sy
     assert flooding["name_zh"] == "积水内涝" and set(flooding) == {"code", "name_zh", "name_en", "group", "urgent"}
     [photos] = config["uploads"]
     assert photos["path"] == "/issues/photos" and photos["field"] == "file"
-    assert photos["max_bytes"] == get_config().photo_max_bytes and "image/jpeg" in photos["accepted_types"]
+    assert photos["max_bytes"] == issues_config.get().photo_max_bytes and "image/jpeg" in photos["accepted_types"]
     # The text lengths come from the document, which comes from the models: they agree with validation.
     description = IssueCreate.model_fields["description"].metadata
     assert config["text_limits"]["reportIssue"]["description"] == next(m.max_length for m in description)

@@ -51,7 +51,7 @@ async def test_retention_on_postgres_with_replicas_racing(pg_visits: System) -> 
 
 
 async def _scenario(s: System, replicas: int = 1) -> None:
-    assert config.visits_settings().pii_retention_days == 365
+    assert config.get().pii_retention_days == 365
     assert [j.name for j in jobs.jobs() if "retention" in j.name] == ["pii-retention"]
     p = await build_place(s)
     today = config.today()

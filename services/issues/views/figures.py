@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from minsheng.platform import csvfile
 from minsheng.platform.service import UoW
-from services.issues.config import get_config
+from services.issues import config
 from services.issues.figures import Dimension, FigureRow, Figures, cached, check_period
 from services.issues.models import CatalogueCode, PlaceCode
 from services.issues.views.deps import FromQ, Staff, ToQ
@@ -29,7 +29,7 @@ async def figures(
     group_by: GroupQ = None,
 ) -> Figures:
     check_period(start, end)
-    response.headers["Cache-Control"] = f"public, max-age={int(get_config().figures_cache_seconds)}"
+    response.headers["Cache-Control"] = f"public, max-age={int(config.get().figures_cache_seconds)}"
     return await cached(uow, start=start, end=end, community=community, category=category, group_by=group_by)
 
 

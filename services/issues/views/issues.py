@@ -23,8 +23,7 @@ from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
-from services.issues import access, figures, queries, reporting, timeline, workflow
-from services.issues.config import get_config
+from services.issues import access, config, figures, queries, reporting, timeline, workflow
 from services.issues.models import (
     Assignment,
     CatalogueCode,
@@ -176,7 +175,7 @@ async def export_issues(
     status: Annotated[list[IssueStatus] | None, Query()] = None,
 ) -> StreamingResponse:
     figures.check_period(start, end)
-    lo, hi = figures.bounds(start, end, get_config().utc_offset_hours)
+    lo, hi = figures.bounds(start, end, config.get().utc_offset_hours)
     filters = queries.IssueFilters(
         status=status, community=community, category=category, created_from=lo, created_to=hi
     )

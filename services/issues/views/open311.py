@@ -15,8 +15,7 @@ from minsheng.platform.inputs import photo_url, text
 from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import UoW, runtime_of
 from minsheng.platform.uow import UnitOfWork
-from services.issues import open311
-from services.issues.config import get_config
+from services.issues import config, open311
 from services.issues.models import OPEN_STATUSES, AttributeDef, Category, Contact, Issue, IssueCreate
 from services.issues.open311 import (
     CHANGESET,
@@ -56,7 +55,7 @@ async def discovery(fmt: Format, request: Request) -> Response:
     if fmt not in ("json", "xml"):
         return error("xml", 404, "Unknown format: use .json or .xml")
     base = str(request.url).rsplit("/", 1)[0]
-    cfg = get_config()
+    cfg = config.get()
     return render(
         fmt,
         "discovery",

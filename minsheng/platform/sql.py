@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,8 +27,8 @@ def table_of(model: type[SQLModel]) -> sa.Table:
 
 def json_list_holds(column: Any, value: str, *, postgres: bool) -> sa.ColumnElement[bool]:
     """``value`` is one of the strings in the JSON list ``column`` (a ``JSONType`` column: roles, scopes): JSONB
-    containment on PostgreSQL (a GIN index can serve it), a match on the JSON text on SQLite."""
+    containment on PostgreSQL (a GIN index can serve it); on SQLite the element as ``json.dumps`` wrote it into the
+    column's text (quoted, so ``"staff"`` does not match ``"staff_lead"``)."""
     if postgres:
         return column.op("@>")(sa.cast([value], JSONB))  # type: ignore[no-any-return]
-    quoted = sa.func.json_quote(value)
-    return sa.func.instr(sa.cast(column, sa.Text), quoted) > 0
+    return sa.func.instr(sa.cast(column, sa.Text), json.dumps(value)) > 0

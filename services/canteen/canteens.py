@@ -15,8 +15,8 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, PageRequest
-from minsheng.platform.sql import table_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
+from minsheng.platform.sql import json_list_holds, table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import access
 from services.canteen.models import (
@@ -130,14 +130,13 @@ def canteen_public(canteen: Canteen, slots: Sequence[MealSlotRow]) -> CanteenPub
 async def list_canteens(
     uow: UnitOfWork, page: PageRequest, *, community: str | None, status: CanteenStatus | None
 ) -> Page[Canteen]:
-    # Every canteen after the cursor (a county has few): the communities served are a JSON list, matched here.
-    query = _LISTED_BY_CODE.query(select(Canteen), page).limit(None)
+    query = select(Canteen)
     if status is not None:
         query = query.where(Canteen.status == status)
-    rows = list((await uow.session.execute(query)).scalars())
     if community is not None:
-        rows = [c for c in rows if c.community == community or community in c.communities]
-    return _LISTED_BY_CODE.page(rows, page)
+        serves = json_list_holds(col(Canteen.communities), community, postgres=uow.db.is_postgres)
+        query = query.where(sa.or_(col(Canteen.community) == community, serves))
+    return await keyset_page(uow.session, query, _LISTED_BY_CODE, page)
 
 
 CANTEENS = table_of(Canteen)

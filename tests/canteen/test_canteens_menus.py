@@ -32,8 +32,18 @@ async def test_canteens_are_public_and_managed_in_scope(canteen: System) -> None
 
     everyone = (await s.client.get("/canteen/canteens")).json()["items"]
     assert [x["code"] for x in everyone] == ["yunheyuan", "yunxing-street"]
-    served = (await s.client.get("/canteen/canteens", params={"community": "gangcheng"})).json()["items"]
-    assert len(served) == 2
+
+    async def serving(community: str, **page: Any) -> dict[str, Any]:
+        r = await s.client.get("/canteen/canteens", params={"community": community, **page})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    assert len((await serving("gangcheng"))["items"]) == 2  # both serve it besides their own community
+    first = await serving("gangcheng", limit=1)
+    rest = await serving("gangcheng", limit=1, cursor=first["next_cursor"])
+    assert [x["code"] for x in first["items"] + rest["items"]] == ["yunheyuan", "yunxing-street"]
+    assert rest["next_cursor"] is None
+    assert [x["code"] for x in (await serving("yunhe"))["items"]] == ["yunheyuan"]
     planned = (await s.client.get("/canteen/canteens", params={"status": "planned", "limit": 1})).json()
     assert [x["code"] for x in planned["items"]] == ["yunheyuan"] and planned["next_cursor"] is None
 

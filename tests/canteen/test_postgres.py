@@ -134,6 +134,10 @@ async def test_care_and_life_events_on_postgres(pg_canteen: System) -> None:
     await test_care.test_moved_or_deceased_residents_stop_being_subsidised(pg_canteen)
 
 
+async def test_canteen_list_on_postgres(pg_canteen: System) -> None:
+    await test_canteens_menus.test_canteens_are_public_and_managed_in_scope(pg_canteen)
+
+
 async def test_menu_list_on_postgres(pg_canteen: System) -> None:
     await test_canteens_menus.test_the_menu_list_is_exactly_what_its_response_model_serializes(pg_canteen)
 

@@ -4,6 +4,7 @@ the sender is done, read what the provider stand-ins received."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,7 +20,7 @@ from minsheng.platform.envelope import CloudEvent, wrap
 from minsheng.platform.sql import table_of
 from services.notify.models import Delivery, DeliveryStatus
 from services.notify.sender import Notifier
-from services.notify.standin import StandinState
+from services.notify.standin import Fault, StandinState
 from services.notify.state import NOTIFIERS
 from tests.support.client import System
 
@@ -55,16 +56,38 @@ def received(s: System, channel: str) -> list[dict[str, Any]]:
     return list(standin(s).received[channel])
 
 
+def _message(event: IntegrationEvent, envelope: CloudEvent) -> OutgoingMessage:
+    return OutgoingMessage(event.topic, envelope.partitionkey, envelope.model_dump_json(exclude_none=True).encode())
+
+
+async def _publish_and_drain(s: System, messages: list[OutgoingMessage]) -> None:
+    assert isinstance(s.bus, InProcessBus)
+    await s.bus.publish(messages)
+    await s.bus.drain()
+
+
 async def deliver(
     s: System, event: IntegrationEvent, *, source: str, times: int = 1, envelope: CloudEvent | None = None
 ) -> CloudEvent:
     """Put another service's event on the in-process bus (``times`` > 1: redelivered) and wait until handled."""
     envelope = envelope or wrap(event, service=source)
-    message = OutgoingMessage(event.topic, envelope.partitionkey, envelope.model_dump_json(exclude_none=True).encode())
-    assert isinstance(s.bus, InProcessBus)
-    await s.bus.publish([message] * times)
-    await s.bus.drain()
+    await _publish_and_drain(s, [_message(event, envelope)] * times)
     return envelope
+
+
+async def publish_many(s: System, events: list[IntegrationEvent], source: str) -> None:
+    """Put many events of ``source`` on the in-process bus in one publish and wait until all are handled."""
+    await _publish_and_drain(s, [_message(e, wrap(e, service=source)) for e in events])
+
+
+def alert(phone: str) -> AbsenceAlert:
+    """An absence alert naming one family member, reached at ``phone``."""
+    return absence_alert(FamilyContact(member_id=uuid4(), phone=phone))
+
+
+def fault(s: System, channel: str, mode: str, seconds: float) -> None:
+    """Make the provider stand-in of ``channel`` fail (``mode``) for the next ``seconds``."""
+    standin(s).faults[channel] = Fault(mode, time.monotonic() + seconds)
 
 
 async def account(

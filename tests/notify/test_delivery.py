@@ -11,26 +11,23 @@ from collections import Counter
 from datetime import UTC, datetime
 from datetime import time as clock
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
-from minsheng.contracts.canteen import AbsenceAlert, FamilyContact
 from minsheng.contracts.issues import IssueCreated, IssueResolved
-from minsheng.platform.bus.base import OutgoingMessage
-from minsheng.platform.bus.memory import InProcessBus
-from minsheng.platform.envelope import wrap
 from minsheng.platform.sql import table_of
 from services.notify import config
 from services.notify.delivery_queue import resend
 from tests.notify.helpers import (
     NOW,
-    absence_alert,
     account,
+    alert,
     deliver,
     deliveries,
+    fault,
     flush,
     new_sub,
     notifier,
+    publish_many,
     received,
     standin,
     subscribe,
@@ -38,26 +35,6 @@ from tests.notify.helpers import (
 from tests.support.client import System
 
 RESULTS = Path(os.environ.get("MINSHENG_RESULTS_DIR", "/tmp")) / "notify_outage.json"
-
-
-def alert(phone: str) -> AbsenceAlert:
-    return absence_alert(FamilyContact(member_id=uuid4(), phone=phone))
-
-
-async def publish_many(s: System, events: list[Any], source: str) -> None:
-    messages = []
-    for e in events:
-        env = wrap(e, service=source)
-        messages.append(OutgoingMessage(e.topic, env.partitionkey, env.model_dump_json(exclude_none=True).encode()))
-    assert isinstance(s.bus, InProcessBus)
-    await s.bus.publish(messages)
-    await s.bus.drain()
-
-
-async def fault(s: System, channel: str, mode: str, seconds: float) -> None:
-    from services.notify.standin import Fault
-
-    standin(s).faults[channel] = Fault(mode, time.monotonic() + seconds)
 
 
 async def test_provider_outage_500_due_all_sent_exactly_once_afterwards(notify: System) -> None:
@@ -70,7 +47,7 @@ async def test_provider_outage_500_due_all_sent_exactly_once_afterwards(notify: 
         notifier(s).buckets.rates["sms"] = 1000.0
         notifier(s).buckets.bursts["sms"] = 1000
         started = time.monotonic()
-        await fault(s, "sms", "outage", outage)
+        fault(s, "sms", "outage", outage)
         await publish_many(s, [alert(p) for p in phones], "canteen")
         await s.settle()
         fanned_out = time.monotonic() - started
@@ -102,7 +79,7 @@ async def test_provider_outage_500_due_all_sent_exactly_once_afterwards(notify: 
 
 async def test_throttling_holds_and_retries_without_counting_attempts(notify: System) -> None:
     s = notify
-    await fault(s, "sms", "throttle", 3)  # long enough that a loaded machine still sends all 20 into it
+    fault(s, "sms", "throttle", 3)  # long enough that a loaded machine still sends all 20 into it
     await publish_many(s, [alert(f"137{n:08d}") for n in range(20)], "canteen")
     await flush(s, later_too=True)
     assert len(received(s, "sms")) == 20
@@ -139,7 +116,7 @@ async def test_permanent_errors_fail_with_the_reason_and_dead_ones_can_be_resent
     assert bad.attempts == 1 and received(s, "sms") == []
 
     with config.override(**{**config.get().model_dump(), "max_attempts": 2}):
-        await fault(s, "sms", "outage", 1.0)
+        fault(s, "sms", "outage", 1.0)
         await deliver(s, alert("13600000001"), source="canteen")
         await flush(s, later_too=True)
     dead = [r for r in await deliveries(s, channel="sms") if r.status == "dead"]

@@ -16,16 +16,18 @@ from services.notify.sender import Buckets
 from tests.notify.helpers import (
     absence_alert,
     account,
+    alert,
     deliver,
     deliveries,
+    fault,
     flush,
     new_sub,
     notifier,
+    publish_many,
     received,
     standin,
     subscribe,
 )
-from tests.notify.test_delivery import alert, fault, publish_many
 from tests.support.client import System
 
 
@@ -75,7 +77,7 @@ async def test_a_full_send_with_provider_errors_logs_no_body_phone_or_openid(
     sub = new_sub()
     await account(s, sub, openid=BAD_OPENID, phone=PHONE_WITH_ACCOUNT)
     await subscribe(s, sub, "TPL_CARE_ALERT")
-    await fault(s, "sms", "outage", 0.5)  # the first SMS attempts fail (HTTP 503) and are retried
+    fault(s, "sms", "outage", 0.5)  # the first SMS attempts fail (HTTP 503) and are retried
     event = absence_alert(
         FamilyContact(member_id=uuid4(), subject=None, relation="son", phone=PHONE_ONLY),
         FamilyContact(member_id=uuid4(), subject=sub, relation="daughter", phone=PHONE_WITH_ACCOUNT),

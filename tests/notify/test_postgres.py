@@ -21,17 +21,18 @@ from tests.conftest import embedded_settings
 from tests.issues.helpers import FLOOD, act, report, resident, staff
 from tests.notify.helpers import (
     account,
+    alert,
     deliver,
     deliveries,
     due_or_sending,
     flush,
     new_sub,
     notifier,
+    publish_many,
     received,
     standin,
     subscribe,
 )
-from tests.notify.test_delivery import alert, publish_many
 from tests.support.client import System, running_system
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,11 @@ from pydantic import BaseModel, field_validator, model_validator
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from minsheng.platform.coords import Positioned
+from minsheng.platform.coords import CoordSystem, CoordSystemQuery, Positioned, to_wgs84
 from minsheng.platform.fields import uuid_pk
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import PHOTO_URL_MAX_LENGTH, Instant, Latitude, Longitude, text
+from minsheng.platform.pagination import ListFilters
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -447,6 +448,33 @@ class Issue(IssueBase, IssuesModel, table=True):
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IssueFilters(ListFilters):
+    """The issue list's filters, read from the query string of ``GET /issues`` (the CSV export uses some)."""
+
+    status: Annotated[list[IssueStatus] | None, pydantic.Field(description="Repeatable")] = None
+    community: PlaceCode | None = None
+    compound: PlaceCode | None = None
+    category: CatalogueCode | None = None
+    channel: Channel | None = None
+    urgent: bool | None = None
+    overdue: Annotated[bool | None, pydantic.Field(description="Open and past a deadline")] = None
+    department: CatalogueCode | None = None
+    mine: Annotated[bool, pydantic.Field(description="Only issues you reported or follow")] = False
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+    radius_m: Annotated[float, pydantic.Field(gt=0, le=20_000)] = 1000
+    created_from: Instant | None = None
+    created_to: Instant | None = None
+    coord_system: CoordSystemQuery = None
+
+    @property
+    def near(self) -> tuple[float, float, float] | None:
+        """The WGS-84 centre and radius of a search by position (``lat`` and ``lng`` given), else None."""
+        if self.lat is None or self.lng is None:
+            return None
+        return (*to_wgs84(self.lat, self.lng, self.coord_system or CoordSystem.wgs84), self.radius_m)
 
 
 # A plain pydantic model (not SQLModel), like the other answers built per row: a SQLModel runs its own

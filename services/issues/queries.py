@@ -3,7 +3,6 @@ escalations, and the public answer each caller may see."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,9 +33,9 @@ from services.issues.access import (
     works_on,
 )
 from services.issues.models import (
-    Channel,
     Issue,
     IssueAssignment,
+    IssueFilters,
     IssuePublic,
     IssueReporter,
     IssueStatus,
@@ -162,22 +161,6 @@ async def read_issue(uow: UnitOfWork, who: Principal, issue_id: UUID) -> tuple[s
     internal = start + _TIMELINE_COLUMNS.index("internal")
     shown = [r for r in rows if r[start] is not None and (staff or not r[internal])]
     return issue, _entries(shown, start, staff, who)
-
-
-@dataclass
-class IssueFilters:
-    status: list[IssueStatus] | None = None
-    community: str | None = None
-    compound: str | None = None
-    category: str | None = None
-    channel: Channel | None = None
-    urgent: bool | None = None
-    overdue: bool | None = None
-    department: str | None = None
-    mine: bool = False
-    near: tuple[float, float, float] | None = None  # lat, lng, radius_m
-    created_from: datetime | None = None
-    created_to: datetime | None = None
 
 
 # Lists are read with statements built once per *shape* (which filters apply, in which variant), the values
@@ -342,7 +325,7 @@ def visibility(who: Principal, f: IssueFilters) -> list[Any]:
 def filter_clauses(f: IssueFilters, now: datetime) -> list[Any]:
     """The filters of ``f``, with the values bound (for queries of their own, e.g. the CSV export)."""
     anyone = Principal(sub="", roles=frozenset({Role.admin}))
-    shape, params = list_query(anyone, dataclasses.replace(f, mine=False), now)
+    shape, params = list_query(anyone, f.model_copy(update={"mine": False}), now)
     return [_bound(clause, params) for clause in ISSUE_FILTERS.where(shape)]
 
 

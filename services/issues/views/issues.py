@@ -13,11 +13,10 @@ from fastapi.types import DecoratedCallable
 from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.coords import CoordSystem, CoordSystemQuery, reproject, to_wgs84
+from minsheng.platform.coords import CoordSystemQuery, reproject
 from minsheng.platform.errors import Problem
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
-from minsheng.platform.inputs import Instant, Latitude, Longitude
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher
@@ -27,13 +26,13 @@ from services.issues import access, config, figures, queries, reporting, timelin
 from services.issues.models import (
     Assignment,
     CatalogueCode,
-    Channel,
     CloseUnresolved,
     CommentCreate,
     Confirmation,
     Issue,
     IssueCreate,
     IssueDetail,
+    IssueFilters,
     IssuePublic,
     IssueReceipt,
     IssueStatus,
@@ -106,55 +105,20 @@ async def report_issue(
     "and public ones (newest first)",
 )
 async def list_issues(
-    uow: UoW,
-    who: Caller,
-    cipher: Cipher,
-    page: PageQuery,
-    status: Annotated[list[IssueStatus] | None, Query(description="Repeatable")] = None,
-    community: PlaceCode | None = None,
-    compound: PlaceCode | None = None,
-    category: CatalogueCode | None = None,
-    channel: Channel | None = None,
-    urgent: bool | None = None,
-    overdue: Annotated[bool | None, Query(description="Open and past a deadline")] = None,
-    department: CatalogueCode | None = None,
-    mine: Annotated[bool, Query(description="Only issues you reported or follow")] = False,
-    lat: Latitude | None = None,
-    lng: Longitude | None = None,
-    radius_m: Annotated[float, Query(gt=0, le=20_000)] = 1000,
-    created_from: Instant | None = None,
-    created_to: Instant | None = None,
-    coord_system: CoordSystemQuery = None,
+    uow: UoW, who: Caller, cipher: Cipher, page: PageQuery, filters: Annotated[IssueFilters, Query()]
 ) -> Page[IssuePublic]:
     """``coord_system`` applies both ways: the ``lat``/``lng`` of the search and the positions answered."""
-    if (lat is None) != (lng is None):
+    if (filters.lat is None) != (filters.lng is None):
+        missing = "lng" if filters.lng is None else "lat"
         raise Problem(
             422,
             "validation_error",
             "The request is not valid",
             "lat and lng go together",
-            errors=[
-                {"field": "lng" if lng is None else "lat", "message": "lat and lng go together", "type": "value_error"}
-            ],
+            errors=[{"field": missing, "message": "lat and lng go together", "type": "value_error"}],
         )
-    filters = queries.IssueFilters(
-        status=status,
-        community=community,
-        compound=compound,
-        category=category,
-        channel=channel,
-        urgent=urgent,
-        overdue=overdue,
-        department=department,
-        mine=mine,
-        near=(*to_wgs84(lat, lng, coord_system or CoordSystem.wgs84), radius_m)
-        if lat is not None and lng is not None
-        else None,
-        created_from=created_from,
-        created_to=created_to,
-    )
     found = await queries.list_issues(uow, who, page, filters=filters)
-    items = [reproject(item, coord_system) for item in queries.public_rows(found.items, who, cipher)]
+    items = [reproject(item, filters.coord_system) for item in queries.public_rows(found.items, who, cipher)]
     return _json(Page[IssuePublic](items=items, next_cursor=found.next_cursor))  # type: ignore[return-value]
 
 
@@ -176,7 +140,8 @@ async def export_issues(
 ) -> StreamingResponse:
     figures.check_period(start, end)
     lo, hi = figures.bounds(start, end, config.get().utc_offset_hours)
-    filters = queries.IssueFilters(
+    # Built from checked parameters: the period's bounds may lie a time zone beyond the range a client may send.
+    filters = IssueFilters.model_construct(
         status=status, community=community, category=category, created_from=lo, created_to=hi
     )
     now = utcnow()

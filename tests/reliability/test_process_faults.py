@@ -120,16 +120,22 @@ async def committed_reports(database_url: str, tag: str) -> list[str]:
 async def stream(
     http: httpx.AsyncClient, url: str, c: Cluster, tag: str, count: int, rate: float, outcomes: dict[str, Any]
 ) -> None:
-    """Send ``count`` reports at ``rate`` per second; record accepted ids and requests that got no answer."""
+    """Send ``count`` reports at ``rate`` per second; record accepted ids and requests that got no answer. As the
+    riders' app does, a report that got no answer is sent once more with the same Idempotency-Key (a loaded
+    server may drop a kept-alive connection as the next request goes out); a killed process answers neither."""
     start = time.monotonic()
 
     async def one(i: int) -> None:
         await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-        try:
-            r = await http.post(f"{url}/points/hazard-reports", headers=c.rider(i % RIDERS), json=hazard(i, tag=tag))
-        except httpx.HTTPError:
-            outcomes["no_answer"] += 1
-            return
+        headers = {**c.rider(i % RIDERS), "Idempotency-Key": f"{tag}-{i}"}
+        for attempt in (1, 2):
+            try:
+                r = await http.post(f"{url}/points/hazard-reports", headers=headers, json=hazard(i, tag=tag))
+                break
+            except httpx.HTTPError:
+                if attempt == 2:
+                    outcomes["no_answer"] += 1
+                    return
         if r.status_code == 201:
             outcomes["accepted"].append(r.json()["id"])
         else:

@@ -108,11 +108,13 @@ async def linked_accounts(uow: UnitOfWork, record: str, record_id: str) -> list[
 
 async def _residents_in(uow: UnitOfWork, scope: str) -> list[str]:
     """Active resident accounts whose scopes (from identity's account events) include ``scope``."""
-    scopes = col(Recipient.scopes)
-    query = select(Recipient).where(Recipient.status == "active")
-    query = query.where(json_list_holds(scopes, scope, postgres=uow.db.is_postgres))
-    rows = (await uow.session.execute(query.order_by(col(Recipient.account_id)))).scalars()
-    return [r.account_id for r in rows if "resident" in r.roles and scope in r.scopes]
+    pg = uow.db.is_postgres
+    query = select(col(Recipient.account_id)).where(
+        Recipient.status == "active",
+        json_list_holds(col(Recipient.roles), "resident", postgres=pg),
+        json_list_holds(col(Recipient.scopes), scope, postgres=pg),
+    )
+    return list((await uow.session.execute(query.order_by(col(Recipient.account_id)))).scalars())
 
 
 async def _family_targets(uow: UnitOfWork, contacts: list[tuple[str, str | None, str | None]]) -> list[Target]:

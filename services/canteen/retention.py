@@ -14,13 +14,12 @@ Idempotent (only rows with something left to clear are picked) and safe in sever
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import col
 
-from minsheng.platform.ids import utcnow
-from minsheng.platform.personal_data import clear_personal_data, holds_personal_data
+from minsheng.platform.personal_data import RetentionCutoff, purge_personal_data
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
 from services.canteen.config import now, today
@@ -37,41 +36,23 @@ async def purge_expired(
     """Clear the personal data of up to ``limit`` diners gone longer than the retention period; returns how
     many were purged. The caller commits."""
     keep = config.get().pii_retention_days if retention_days is None else retention_days
-    cutoff_day = (day or today()) - timedelta(days=keep)
-    cutoff_at: datetime = now() - timedelta(days=keep)
+    cutoff = RetentionCutoff.keeping(keep, today=day or today(), now=now())
     since_set = col(Diner.subsidy_suspended_from).is_not(None)
+    changed_at = col(Diner.status_changed_at)
     expired = sa.or_(
-        sa.and_(since_set, col(Diner.subsidy_suspended_from) < cutoff_day),
-        sa.and_(~since_set, col(Diner.status_changed_at).is_not(None), col(Diner.status_changed_at) < cutoff_at),
-        sa.and_(~since_set, col(Diner.status_changed_at).is_(None), col(Diner.updated_at) < cutoff_at),
+        sa.and_(since_set, col(Diner.subsidy_suspended_from) < cutoff.day),
+        sa.and_(~since_set, changed_at.is_not(None), changed_at < cutoff.at),
+        sa.and_(~since_set, changed_at.is_(None), col(Diner.updated_at) < cutoff.at),
     )
     still_eating = sa.exists().where(
         col(Order.diner_id) == col(Diner.id),
-        col(Order.meal_date) >= cutoff_day,
+        col(Order.meal_date) >= cutoff.day,
         col(Order.status) != OrderStatus.cancelled.value,
     )
-    query = (
-        select(Diner)
-        .where(col(Diner.status).in_(GONE), expired, holds_personal_data(Diner), ~still_eating)
-        .order_by(col(Diner.id))
-        .limit(limit)
-    )
-    if uow.db.is_postgres:
-        query = query.with_for_update(of=Diner, skip_locked=True)  # type: ignore[arg-type]
-    purged = 0
-    at = utcnow()
-    for diner in (await uow.session.execute(query)).scalars():
-        fields = clear_personal_data(diner)
-        diner.updated_at = at
-        uow.session.add(
-            PiiAccess(
-                diner_id=diner.id,
-                subject=ACTOR,
-                fields=fields,
-                at=at,
-                purpose=f"retention purge: {diner.status}, kept {keep} days; data cleared",
-            )
-        )
-        purged += 1
-    await uow.session.flush()
-    return purged
+
+    def logged(diner: Diner, fields: list[str], at: datetime) -> PiiAccess:
+        purpose = f"retention purge: {diner.status}, kept {keep} days; data cleared"
+        return PiiAccess(diner_id=diner.id, subject=ACTOR, fields=fields, at=at, purpose=purpose)
+
+    gone = [col(Diner.status).in_(GONE), expired, ~still_eating]
+    return await purge_personal_data(uow, Diner, gone, limit=limit, audit=logged)

@@ -12,13 +12,12 @@ under the lock), so a resident is purged and audited once.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import col
 
-from minsheng.platform.ids import utcnow
-from minsheng.platform.personal_data import clear_personal_data, holds_personal_data
+from minsheng.platform.personal_data import RetentionCutoff, purge_personal_data
 from minsheng.platform.uow import UnitOfWork
 from services.visits import config
 from services.visits.config import now, today
@@ -34,34 +33,25 @@ async def purge_expired(
     """Clear the personal data of up to ``limit`` residents gone longer than the retention period; returns how
     many were purged. The caller commits."""
     keep = config.get().pii_retention_days if retention_days is None else retention_days
-    cutoff_day = (day or today()) - timedelta(days=keep)
-    cutoff_at: datetime = now() - timedelta(days=keep)
+    cutoff = RetentionCutoff.keeping(keep, today=day or today(), now=now())
     gone = col(Resident.status).in_([ResidentStatus.moved.value, ResidentStatus.deceased.value])
+    effective = col(Resident.status_effective_date)
     expired = sa.or_(
-        col(Resident.status_effective_date) < cutoff_day,
-        sa.and_(col(Resident.status_effective_date).is_(None), col(Resident.updated_at) < cutoff_at),
+        effective < cutoff.day,
+        sa.and_(effective.is_(None), col(Resident.updated_at) < cutoff.at),
     )
-    query = select(Resident).where(gone, expired, holds_personal_data(Resident)).order_by(col(Resident.id)).limit(limit)
-    if uow.db.is_postgres:
-        query = query.with_for_update(skip_locked=True)
-    purged = 0
-    at = utcnow()
-    for resident in (await uow.session.execute(query)).scalars():
+
+    def audited(resident: Resident, fields: list[str], at: datetime) -> PiiAudit:
         since = resident.status_effective_date or resident.updated_at.date()
-        fields = clear_personal_data(resident)
-        resident.updated_at = at
-        uow.session.add(
-            PiiAudit(
-                actor=ACTOR,
-                actor_roles=[],
-                resident_id=resident.id,
-                community=resident.community,
-                action="purge",
-                fields=fields,
-                at=at,
-                reason=f"retention: {resident.status} since {since}, kept {keep} days; personal data cleared",
-            )
+        return PiiAudit(
+            actor=ACTOR,
+            actor_roles=[],
+            resident_id=resident.id,
+            community=resident.community,
+            action="purge",
+            fields=fields,
+            at=at,
+            reason=f"retention: {resident.status} since {since}, kept {keep} days; personal data cleared",
         )
-        purged += 1
-    await uow.session.flush()
-    return purged
+
+    return await purge_personal_data(uow, Resident, [gone, expired], limit=limit, audit=audited)

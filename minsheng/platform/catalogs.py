@@ -35,6 +35,7 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "Problem": (2, 3),
     "problem_response": (3, 4),  # (request, status, code, title, detail): the platform's own answers
     "conflict": (1,),
+    "too_many": (1, 2),  # too_many(code, title, detail, wait=…): a 429 with Retry-After
     "invalid": (1, 2),  # errors.invalid(code, title, detail, field=…, message=…)
     "commit_or_conflict": (1,),  # platform.routes: commit_or_conflict(uow, detail)
     "_t": (0,),

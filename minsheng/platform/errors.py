@@ -4,6 +4,7 @@ with a stack trace, and a database outage is a 503 the client may retry."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,6 +101,15 @@ def invalid(
 
 def conflict(code: str, detail: Message, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
+
+
+def too_many(code: str, title: Message, detail: str, /, *, wait: float) -> Problem:
+    """A 429 after which the client may retry in ``wait`` seconds: rounded up (at least 1), they are the
+    ``Retry-After`` header, the ``retry_after`` member and the ``{seconds}`` in the ``detail`` template."""
+    seconds = max(1, math.ceil(wait))
+    return Problem(
+        429, code, title, _t(detail, seconds=seconds), headers={"Retry-After": str(seconds)}, retry_after=seconds
+    )
 
 
 def integrity_problem(exc: IntegrityError) -> Problem:

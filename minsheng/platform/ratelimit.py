@@ -8,13 +8,11 @@ answers 429 with ``Retry-After`` (seconds).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from minsheng.platform.errors import Problem
-from minsheng.platform.i18n import _t
+from minsheng.platform.errors import too_many
 
 MAX_BUCKETS = 50_000
 
@@ -62,15 +60,7 @@ def check(key: str, rate: float, burst: int) -> None:
         return
     wait = BUCKETS.take(key, rate, burst)
     if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise Problem(
-            429,
-            "rate_limited",
-            "Too many requests",
-            _t("Slow down; retry in {seconds} s.", seconds=seconds),
-            headers={"Retry-After": str(seconds)},
-            retry_after=seconds,
-        )
+        raise too_many("rate_limited", "Too many requests", "Slow down; retry in {seconds} s.", wait=wait)
 
 
 # For a route's ``responses=``: the OpenAPI document then lists the 429 (with the problem schema and

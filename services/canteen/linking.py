@@ -10,7 +10,6 @@ guessed (about 59 bits each, too). A forged, expired and already used code get t
 
 from __future__ import annotations
 
-import math
 import secrets
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -21,8 +20,7 @@ from sqlmodel import col, func, select
 from minsheng.contracts.canteen import FamilyMemberLinked
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict
-from minsheng.platform.i18n import _t
+from minsheng.platform.errors import Problem, conflict, too_many
 from minsheng.platform.privacy import FieldCipher
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
@@ -86,14 +84,11 @@ async def _refuse_if_throttled(uow: UnitOfWork, subject: str, now: datetime) -> 
     ).one()
     failures, oldest = row
     if failures >= MAX_FAILURES:
-        seconds = max(1, math.ceil((oldest + FAILURE_WINDOW - now).total_seconds()))
-        raise Problem(
-            429,
+        raise too_many(
             "family_code_attempts",
             "Too many wrong codes",
-            _t("Too many wrong family codes; retry in {seconds} s.", seconds=seconds),
-            headers={"Retry-After": str(seconds)},
-            retry_after=seconds,
+            "Too many wrong family codes; retry in {seconds} s.",
+            wait=(oldest + FAILURE_WINDOW - now).total_seconds(),
         )
 
 

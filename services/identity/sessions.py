@@ -4,7 +4,6 @@ a reused one revokes its whole family), plus the sign-in audit and lockout bookk
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -16,8 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.auth import mint_token
-from minsheng.platform.errors import Problem
-from minsheng.platform.i18n import _t
+from minsheng.platform.errors import Problem, too_many
 from minsheng.platform.ids import as_utc, utcnow, uuid7
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.service import ServiceRuntime
@@ -451,12 +449,5 @@ async def clear_failures(uow: UnitOfWork, key: str) -> None:
     await uow.session.execute(sa.delete(THROTTLES).where(THROTTLES.c.key == key))
 
 
-def too_many(wait: float) -> Problem:
-    seconds = max(1, math.ceil(wait))
-    return Problem(
-        429,
-        "too_many_attempts",
-        "Too many failed sign-ins",
-        _t("Try again in {seconds} s.", seconds=seconds),
-        headers={"Retry-After": str(seconds)},
-    )
+def too_many_failures(wait: float) -> Problem:
+    return too_many("too_many_attempts", "Too many failed sign-ins", "Try again in {seconds} s.", wait=wait)

@@ -36,7 +36,7 @@ async def authenticate(
     if wait > 0:
         await uow.rollback()  # the request's connection goes back before audit_alone takes one
         await sessions.audit_alone(runtime, kind, "locked", address_hash=address)
-        raise sessions.too_many(wait)
+        raise sessions.too_many_failures(wait)
     cred = (
         await uow.session.execute(select(StaffCredential).where(StaffCredential.username == username.strip().lower()))
     ).scalar_one_or_none()

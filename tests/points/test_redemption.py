@@ -11,17 +11,14 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
 from services.points import config
 from services.points.models import RedemptionCode
-from tests.points.helpers import balance, code, credit, merchant, offer, published, rider, staff
+from tests.points.helpers import balance, code, credit, merchant, offer, published, rider, rider_at_an_offer, staff
 from tests.support.client import System
 
 REDEEM = "/points/merchant-api/redemptions"
 
 
 async def test_redeem_debits_once_and_merchant_never_sees_the_rider(points: System) -> None:
-    fan = await rider(points)
-    await credit(points, fan.id, 100)
-    m = await merchant(points)
-    o = await offer(points, m, points_cost=30, stock=5)
+    fan, m, o = await rider_at_an_offer(points, 100, points_cost=30, stock=5)
     issued = (await points.client.post("/points/redemption-codes", headers=fan.headers)).json()
     assert len(issued["code"]) == 8 and issued["qr_payload"].endswith(issued["code"]) and issued["balance"] == 100
 
@@ -67,10 +64,7 @@ async def test_idempotency_key_is_required(points: System) -> None:
 
 
 async def test_insufficient_points_leaves_everything_untouched(points: System) -> None:
-    fan = await rider(points)
-    await credit(points, fan.id, 20)
-    m = await merchant(points)
-    o = await offer(points, m, points_cost=30, stock=1)
+    fan, m, o = await rider_at_an_offer(points, 20, points_cost=30, stock=1)
     c = await code(points, fan)
     r = await points.client.post(
         REDEEM, auth=m.auth, json={"code": c, "offer_id": o["id"]}, headers={"Idempotency-Key": "k1"}
@@ -155,10 +149,7 @@ async def test_stock_and_per_rider_limit(points: System) -> None:
 
 
 async def test_void_within_window_returns_points_and_stock_once(points: System) -> None:
-    fan = await rider(points)
-    await credit(points, fan.id, 100)
-    m = await merchant(points)
-    o = await offer(points, m, points_cost=25, stock=10)
+    fan, m, o = await rider_at_an_offer(points, 100, points_cost=25, stock=10)
     red = (
         await points.client.post(
             REDEEM,
@@ -266,10 +257,7 @@ async def test_bad_input_is_problem_json(points: System) -> None:
 
 
 async def test_rider_suspended_after_getting_a_code_cannot_redeem(points: System) -> None:
-    fan = await rider(points)
-    await credit(points, fan.id, 100)
-    m = await merchant(points)
-    o = await offer(points, m)
+    fan, m, o = await rider_at_an_offer(points, 100)
     c = await code(points, fan)
     await points.client.post(f"/points/riders/{fan.id}/suspend", headers=staff(points), json={"reason": "abuse"})
     r = await points.client.post(

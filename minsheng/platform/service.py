@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +34,7 @@ from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -238,14 +239,21 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+async def in_transaction(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run ``step`` (a use case, which never commits) in a unit of work of its own and commit it: a job's
+    transaction."""
+    async with runtime.uow() as uow:
+        result = await step(uow)
+        await uow.commit()
+    return result
+
+
 async def in_batches(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[int]], batch: int) -> int:
-    """Run ``step`` in a unit of work of its own, committed, until it handles fewer than ``batch`` rows (short
-    transactions, steady progress); the total it handled."""
+    """Run ``step`` in a transaction of its own again and again until it handles fewer than ``batch`` rows
+    (short transactions, steady progress); the total it handled."""
     total = 0
     while True:
-        async with runtime.uow() as uow:
-            done = await step(uow)
-            await uow.commit()
+        done = await in_transaction(runtime, step)
         total += done
         if done < batch:
             return total

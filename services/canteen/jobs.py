@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from minsheng.platform.privacy import field_cipher
-from minsheng.platform.service import Job, ServiceRuntime, in_batches
+from minsheng.platform.service import Job, ServiceRuntime, in_batches, in_transaction
 from services.canteen import care, config, counter, retention
 from services.canteen.models import ScanResult
 
 
 async def scan_absences(runtime: ServiceRuntime) -> ScanResult:
-    async with runtime.uow() as uow:
-        result = await care.scan_absences(uow, field_cipher(runtime.settings))
-        await uow.commit()
-    return result
+    cipher = field_cipher(runtime.settings)
+    return await in_transaction(runtime, lambda uow: care.scan_absences(uow, cipher))
 
 
 async def sweep_no_shows(runtime: ServiceRuntime) -> int:
-    async with runtime.uow() as uow:
-        count = await counter.sweep_no_shows(uow, config.today())
-        await uow.commit()
-    return count
+    return await in_transaction(runtime, lambda uow: counter.sweep_no_shows(uow, config.today()))
 
 
 async def pii_retention(runtime: ServiceRuntime) -> int:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from minsheng.contracts.issues import IssueConfirmed, IssueOverdue
 from minsheng.platform.ids import utcnow
-from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.service import Job, ServiceRuntime, in_transaction
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues import config, votes
@@ -169,10 +169,7 @@ async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> 
 
 async def announce_due(runtime: ServiceRuntime, *, batch: int = 200) -> int:
     """Votes that have opened or closed since the last run are announced (once: see ``votes.announce_due``)."""
-    async with runtime.uow() as uow:
-        announced = await votes.announce_due(uow, utcnow(), batch=batch)
-        await uow.commit()
-    return announced
+    return await in_transaction(runtime, lambda uow: votes.announce_due(uow, utcnow(), batch=batch))
 
 
 JOBS = (

@@ -3,11 +3,12 @@ on their cause (rider + local day), task expiry and purges are conditional state
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable
 from typing import Protocol
 
-from minsheng.platform.service import Job, ServiceRuntime
+from minsheng.platform.service import Job, ServiceRuntime, in_transaction
 from minsheng.platform.uow import UnitOfWork
 from services.points import expiry, merchants, tasks
 
@@ -39,9 +40,7 @@ async def _in_batches(runtime: ServiceRuntime, step: _BatchStep, batch: int, max
     at fewer than a batch; the sum of what it did."""
     done = 0
     for _ in range(max_batches):
-        async with runtime.uow() as uow:
-            did, looked_at = await step(uow, batch=batch)
-            await uow.commit()
+        did, looked_at = await in_transaction(runtime, functools.partial(step, batch=batch))
         done += did
         if looked_at < batch:
             break
@@ -49,17 +48,11 @@ async def _in_batches(runtime: ServiceRuntime, step: _BatchStep, batch: int, max
 
 
 async def expire_tasks(runtime: ServiceRuntime) -> int:
-    async with runtime.uow() as uow:
-        n = await tasks.expire_overdue(uow)
-        await uow.commit()
-    return n
+    return await in_transaction(runtime, tasks.expire_overdue)
 
 
 async def purge(runtime: ServiceRuntime) -> tuple[int, int]:
-    async with runtime.uow() as uow:
-        result = await merchants.purge_expired(uow)
-        await uow.commit()
-    return result
+    return await in_transaction(runtime, merchants.purge_expired)
 
 
 JOBS = (

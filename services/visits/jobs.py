@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from minsheng.platform.service import Job, ServiceRuntime, in_batches
+from minsheng.platform.service import Job, ServiceRuntime, in_batches, in_transaction
 from services.visits import config, ledger, retention, schedule
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,7 @@ async def auto_confirm_needs(runtime: ServiceRuntime) -> int:
 
 async def refresh_tiers(runtime: ServiceRuntime) -> int:
     """Residents who just reached a tier's minimum age (80, say) move their household to that tier."""
-    async with runtime.uow() as uow:
-        changed = await schedule.refresh_coming_of_age(uow)
-        await uow.commit()
-    return changed
+    return await in_transaction(runtime, schedule.refresh_coming_of_age)
 
 
 async def pii_retention(runtime: ServiceRuntime) -> int:

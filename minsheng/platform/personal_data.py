@@ -1,6 +1,7 @@
 """The personal data a record of a person carries (PIPL): the phone (masked, sealed, keyed hash), the ID number
-(sealed, keyed hash, masked) and health notes (sealed). Visits' residents and canteen's diners carry the same
-columns; the retention purges find and clear them here, so both clear the same set and report it alike."""
+(sealed, keyed hash, masked) and health notes (sealed). Visits' residents and canteen's diners carry these
+columns (``PersonalData``); the retention purges find and clear them here, so both clear the same set and
+report it alike."""
 
 from __future__ import annotations
 
@@ -10,11 +11,24 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import SQLModel, select
+from sqlmodel import Field, SQLModel, select
 
 from minsheng.platform.ids import utcnow
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
+
+
+class PersonalData(SQLModel):
+    """The personal-data columns, mixed into a table model of a person (sealed with ``SealedColumns``)."""
+
+    phone: str | None = Field(default=None, max_length=20)  # masked only
+    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
+    id_number_enc: str | None = Field(default=None, max_length=200)
+    id_number_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
+    id_number_masked: str | None = Field(default=None, max_length=20)
+    health_notes_enc: str | None = Field(default=None, sa_type=sa.Text)
+
 
 PHONE = ("phone", "phone_enc", "phone_hash")
 ID_NUMBER = ("id_number_enc", "id_number_hash", "id_number_masked")

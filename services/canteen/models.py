@@ -20,6 +20,7 @@ from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import json_list, utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Latitude, Longitude, text
 from minsheng.platform.pagination import ListFilters
+from minsheng.platform.personal_data import PersonalData
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
@@ -325,7 +326,7 @@ class DinerUpdate(SQLModel):
         return None if v is None else plausible_birth(v)
 
 
-class Diner(DinerBase, CanteenModel, table=True):
+class Diner(DinerBase, PersonalData, CanteenModel, table=True):
     __tablename__ = "diners"
     __table_args__ = (
         sa.Index("ix_diners_canteen_name", "canteen_id", "name", "id"),
@@ -334,13 +335,6 @@ class Diner(DinerBase, CanteenModel, table=True):
     )
     id: UUID = uuid_pk()
     canteen_id: UUID = Field(foreign_key="canteens.id")
-    phone: str | None = Field(default=None, max_length=20)  # masked only
-    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
-    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
-    id_number_enc: str | None = Field(default=None, max_length=200)
-    id_number_hash: str | None = Field(default=None, max_length=64, index=True)
-    id_number_masked: str | None = Field(default=None, max_length=20)
-    health_notes_enc: str | None = Field(default=None, sa_type=sa.Text)
     resident_id: UUID | None = Field(default=None, index=True)
     subject: str | None = Field(default=None, max_length=200, unique=True)
     card_code: str = Field(max_length=16, unique=True, description="Printed on the diner's QR card")

@@ -24,6 +24,7 @@ from minsheng.platform.coords import Positioned
 from minsheng.platform.fields import utc_now, uuid_pk
 from minsheng.platform.inputs import Day, Instant, Latitude, Longitude, text
 from minsheng.platform.pagination import ListFilters
+from minsheng.platform.personal_data import PersonalData
 from minsheng.platform.photos import PhotoFields
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
@@ -300,7 +301,7 @@ class ResidentUpdate(SQLModel):
     )
 
 
-class Resident(VisitsModel, table=True):
+class Resident(PersonalData, VisitsModel, table=True):
     __tablename__ = "residents"
     __table_args__ = (
         sa.Index("ix_residents_household", "household_id"),
@@ -319,13 +320,7 @@ class Resident(VisitsModel, table=True):
     # ",dibao,living_alone," — portable LIKE filtering on every backend; answered as a list.
     tags: str = Field(default=",", max_length=200)
     mobility: str = Field(default=Mobility.independent, sa_type=sa.String(12))
-    phone: str | None = Field(default=None, max_length=20)  # masked only
-    phone_enc: str | None = Field(default=None, sa_type=sa.Text)  # AES-GCM + AAD
-    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # keyed
-    id_number_enc: str | None = Field(default=None, max_length=200)
-    id_number_hash: str | None = Field(default=None, max_length=64, unique=True)
-    id_number_masked: str | None = Field(default=None, max_length=20)
-    health_notes_enc: str | None = Field(default=None, sa_type=sa.Text)
+    id_number_hash: str | None = Field(default=None, max_length=64, unique=True)  # one person, one record
     status: str = Field(default=ResidentStatus.active, sa_type=sa.String(10))
     status_effective_date: date | None = None
     account_subject: str | None = Field(default=None, max_length=200, unique=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, too_many
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,7 @@ def problem_for(exc: WechatError) -> Problem:
             "The code is wrong, expired or used already: call wx.login() (or getPhoneNumber) again.",
         )
     if code == 45011:
-        return Problem(
-            429,
-            "wechat_rate_limited",
-            "Too many WeChat sign-ins",
-            "Wait a minute and try again.",
-            headers={"Retry-After": "60"},
-        )
+        return too_many("wechat_rate_limited", "Too many WeChat sign-ins", "Wait a minute and try again.", wait=60)
     if code == 40226:
         return Problem(
             403,

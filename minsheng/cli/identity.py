@@ -72,8 +72,9 @@ def admin_create(
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Add a new signing key; the current one stops signing and is retired after the longest access-token
-    lifetime (both are published until then)."""
+    """Add a new signing key. It is published at once and signs once every service can have read it (key
+    reload + JWKS refetch interval); the current key signs until then and retires after the longest
+    access-token lifetime more (both are published until then)."""
     from services.identity.cli import rotate_keys
 
     typer.echo(json.dumps(asyncio.run(rotate_keys(settings_from_env())), indent=2))

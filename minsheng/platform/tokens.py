@@ -105,27 +105,31 @@ class KeySource(Protocol):
 
 
 class KeyRing:
-    """The identity's keys in memory. The newest live key with a private half signs; every live key verifies.
+    """The identity's keys in memory. Every live key verifies. The newest live key with a private half that has
+    been published for ``sign_after_seconds`` signs (the newest one at all when none has: a first key).
+
+    ``sign_after_seconds`` is why a rotation never shows a service a token it cannot check: a service that read
+    the JWKS just before the new key appeared may read it again only ``min_refetch_seconds`` later, so the new
+    key signs once every identity replica publishes it (``key_reload_seconds``) and every service may fetch
+    again; until then the retiring key goes on signing.
 
     ``reload`` (set by the identity service) reads the key store again: called when a token names an unknown
     ``kid`` (a key rotated by another replica or by ``minsheng keys rotate``), at most every
     ``min_reload_seconds``.
     """
 
-    def __init__(self, keys: Iterable[SigningKey] = (), *, min_reload_seconds: float = 5.0) -> None:
+    def __init__(
+        self, keys: Iterable[SigningKey] = (), *, min_reload_seconds: float = 5.0, sign_after_seconds: float = 0.0
+    ) -> None:
         self._keys: dict[str, SigningKey] = {}
-        self._signer: SigningKey | None = None
         self.reload: Callable[[], Awaitable[None]] | None = None
         self.min_reload_seconds = min_reload_seconds
+        self.sign_after_seconds = sign_after_seconds
         self._last_reload = 0.0
         self.replace(keys)
 
     def replace(self, keys: Iterable[SigningKey]) -> None:
-        keys = list(keys)
         self._keys = {k.kid: k for k in keys}
-        now = time.time()
-        signers = [k for k in keys if k.private is not None and k.retire_at is None and k.live(now)]
-        self._signer = max(signers, key=lambda k: k.created_at) if signers else None
 
     @classmethod
     def ephemeral(cls) -> KeyRing:
@@ -134,14 +138,17 @@ class KeyRing:
 
     @property
     def signer(self) -> SigningKey | None:
-        return self._signer
+        now = time.time()
+        signers = [k for k in self._keys.values() if k.private is not None and k.live(now)]
+        published = [k for k in signers if k.created_at <= now - self.sign_after_seconds]
+        return max(published or signers, key=lambda k: k.created_at, default=None)
 
     @property
     def keys(self) -> Sequence[SigningKey]:
         return tuple(self._keys.values())
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        key = self._signer
+        key = self.signer
         if key is None or key.private is None:
             raise RuntimeError("no signing key loaded (is the identity service running?)")
         return jwt.encode(dict(claims), key.private, algorithm=ALGORITHM, headers={"kid": key.kid})

@@ -15,7 +15,7 @@ from minsheng.platform.migrations import upgrade
 from minsheng.platform.service import ServiceRuntime
 from minsheng.settings import Settings
 from services.identity import accounts, config, passwords
-from services.identity.keys import cipher_of, ensure_key, rotate
+from services.identity.keys import cipher_of, ensure_key, rotate, sign_after_seconds
 from services.identity.models import SigningKeyRow, StaffCreate, StaffCredential
 from services.identity.sealing import seal_totp
 
@@ -68,7 +68,9 @@ async def rotate_keys(settings: Settings) -> dict[str, Any]:
     async with _runtime(settings) as runtime:
         cipher = cipher_of(settings)
         await ensure_key(runtime.db, cipher)
-        overlap = max(config.get().key_overlap_seconds, settings.access_token_ttl_seconds + settings.jwt_leeway_seconds)
+        # The retiring key signs until the new one does, then stays published while its last tokens live.
+        token_life = settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
+        overlap = sign_after_seconds(settings) + max(config.get().key_overlap_seconds, token_life)
         kid, retiring = await rotate(runtime.db, cipher, overlap)
     return {"new_kid": kid, "retiring": retiring, "retire_after_seconds": overlap}
 

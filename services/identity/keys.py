@@ -81,9 +81,10 @@ def _row(key: SigningKey, cipher: FieldCipher) -> SigningKeyRow:
     return SigningKeyRow(kid=key.kid, private_key_enc=enc, created_at=datetime.fromtimestamp(key.created_at, UTC))
 
 
-async def rotate(db: Database, cipher: FieldCipher, overlap_seconds: int) -> tuple[str, list[str]]:
-    """Add a new signing key; the current ones stop signing and retire after ``overlap_seconds`` (they stay
-    published until then, so tokens they signed keep verifying). The new kid and the retiring kids."""
+async def rotate(db: Database, cipher: FieldCipher, overlap_seconds: float) -> tuple[str, list[str]]:
+    """Add a new signing key; the current ones sign until it does (``sign_after_seconds``) and retire after
+    ``overlap_seconds`` (published until then, so tokens they signed keep verifying). The new kid and the
+    retiring kids."""
     new = SigningKey.generate()
     async with db.sessionmaker() as session, session.begin():
         await _lock(session)
@@ -101,9 +102,20 @@ async def load_into(runtime: ServiceRuntime) -> None:
     runtime.keyring.replace(await read_keys(runtime.db, cipher_of(runtime.settings)))
 
 
+def sign_after_seconds(settings: Settings) -> float:
+    """How long a new key is published before it signs. In the distributed mode the other services read the
+    keys over JWKS: every identity replica publishes a new key within ``key_reload_seconds``, and a service
+    that fetched the JWKS just before may fetch it again ``jwks_min_refetch_seconds`` later. Embedded, every
+    service verifies against this process's own ring."""
+    if settings.mode == "embedded":
+        return 0.0
+    return config.get().key_reload_seconds + settings.jwks_min_refetch_seconds
+
+
 async def start_keys(runtime: ServiceRuntime) -> None:
     """At start: the key store has a signing key, and the process's key ring holds the live keys."""
     ring = runtime.keyring
+    ring.sign_after_seconds = sign_after_seconds(runtime.settings)
     ring.replace(await ensure_key(runtime.db, cipher_of(runtime.settings)))
 
     async def reload() -> None:

@@ -4,6 +4,7 @@ audience, unexpired, with well-shaped claims (issue 13 item 4: any odd shape is 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 from typing import Any
@@ -171,7 +172,7 @@ async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_
     assert len(calls) == 1
 
     old = ring.signer
-    ring.replace([*ring.keys, SigningKey.generate(now=time.time() + 1)])  # rotated: a new kid signs
+    ring.replace([*ring.keys, SigningKey.generate()])  # rotated: a new kid signs (embedded: at once)
     assert ring.signer is not old
     with pytest.raises(Exception, match="unknown signing key"):
         await verifier.verify(mint_token(ring, settings, "b", ["rider"]))  # refetch not yet allowed
@@ -183,6 +184,48 @@ async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_
         with pytest.raises(Exception, match="unknown signing key"):
             await verifier.verify(jwt.encode({"sub": "x"}, _other_key(), algorithm="ES256", headers={"kid": "forged"}))
     assert len(calls) == 2
+
+
+async def test_a_rotated_key_signs_only_once_every_service_may_have_read_it() -> None:
+    """The race above, as a rotation meets it: a service read the JWKS just before the new key appeared and may
+    not read it again for ``min_refetch_seconds``. The ring publishes the new key at once but goes on signing
+    with the retiring one for ``sign_after_seconds``, so the service checks every token from what it read, and
+    by the time the new key signs the service may fetch again."""
+    ring = KeyRing([SigningKey.generate(now=time.time() - 3600)], sign_after_seconds=90)
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json=ring.jwks())
+
+    keys = JwksKeys(
+        "http://identity/identity/.well-known/jwks.json", min_refetch_seconds=60, transport=httpx.MockTransport(handler)
+    )
+    settings = Settings(mode="embedded")
+    verifier = make_verifier(keys, settings)
+    assert (await verifier.verify(mint_token(ring, settings, "a", ["rider"]))).sub == "a"  # the service reads
+    old = ring.signer
+    assert old is not None
+
+    new = SigningKey.generate()  # `minsheng keys rotate`: the old key retires later, the new one is published
+    ring.replace([dataclasses.replace(old, retire_at=time.time() + 1290), new])
+    assert [k["kid"] for k in ring.jwks()["keys"]] == [old.kid, new.kid]
+    assert ring.signer is not None and ring.signer.kid == old.kid
+    assert (await verifier.verify(mint_token(ring, settings, "b", ["rider"]))).sub == "b"
+    assert len(calls) == 1  # checked from what the service read before the rotation
+
+    ring.replace(
+        [
+            dataclasses.replace(old, retire_at=time.time() + 1200),
+            dataclasses.replace(new, created_at=new.created_at - 90),
+        ]
+    )
+    keys._fetched_at -= 90  # 90 s on: the service's read is that old too
+    assert ring.signer is not None and ring.signer.kid == new.kid
+    assert (await verifier.verify(mint_token(ring, settings, "c", ["rider"]))).sub == "c"
+    assert len(calls) == 2  # the unknown kid made it read again, which it was allowed to
+
+    assert KeyRing([first := SigningKey.generate()], sign_after_seconds=90).signer == first  # a first key signs
 
 
 async def test_an_unreachable_jwks_answers_503_not_401() -> None:

@@ -21,9 +21,13 @@ from pathlib import Path
 
 from minsheng.localinfra.gateway import nginx_binary, nginx_main_conf, render_gateway, upstream_variables
 from minsheng.localinfra.kafka import ApacheKafka, LocalBroker, Tansu
-from minsheng.localinfra.ports import free_port, wait_port
+from minsheng.localinfra.ports import claim_port, free_port
 from minsheng.localinfra.postgres import PostgresServer
 from minsheng.localinfra.processes import wait_answering
+
+
+def _tail(path: Path, size: int = 2000) -> str:
+    return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
 
 def _die_with_parent() -> None:
@@ -80,6 +84,7 @@ class DevCluster:
         return env
 
     def start(self) -> None:
+        claim_port(self.gateway_port)  # PostgreSQL, Kafka and the services are given other ports
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(self.data_dir.stat().st_mode | 0o001)  # PostgreSQL's system user passes through
         pg_root = self.data_dir / "postgres"
@@ -148,7 +153,15 @@ class DevCluster:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        wait_port("127.0.0.1", self.gateway_port, timeout=15)
+        # Its own /healthz, not just an open port: whatever took the port would pass for it.
+        wait_answering(
+            self.procs["gateway"],
+            "gateway",
+            f"{self.gateway}/healthz",
+            lambda: "".join(_tail(workdir / name) for name in ("nginx.out", "error.log")),
+            timeout=15,
+            answered=lambda response: response.status_code == 200 and '"component":"gateway"' in response.text,
+        )
         self.say(f"gateway   {self.gateway}/  (every service under /<service>/, docs at /<service>/docs)")
 
     def stop(self) -> None:

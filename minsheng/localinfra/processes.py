@@ -13,16 +13,22 @@ import httpx
 
 
 def wait_answering(
-    proc: subprocess.Popen[Any], name: str, url: str, log: Callable[[], str], timeout: float = 60.0
+    proc: subprocess.Popen[Any],
+    name: str,
+    url: str,
+    log: Callable[[], str],
+    timeout: float = 60.0,
+    *,
+    answered: Callable[[httpx.Response], bool] = lambda response: response.status_code == 200,
 ) -> None:
-    """Until ``url`` answers 200. If the process exits first: RuntimeError; after ``timeout`` seconds:
-    TimeoutError; both with what ``log()`` gives (the end of its log)."""
+    """Until ``url`` answers 200 (or as ``answered`` says). If the process exits first: RuntimeError; after
+    ``timeout`` seconds: TimeoutError; both with what ``log()`` gives (the end of its log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited ({proc.returncode}):\n{log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
+            if answered(httpx.get(url, timeout=2)):
                 return
         time.sleep(0.2)
     raise TimeoutError(f"{name} not ready at {url} in {timeout}s:\n{log()}")

@@ -67,7 +67,9 @@ def _stop(proc: subprocess.Popen[str], lines: list[str]) -> list[str]:
     proc.wait(timeout=120)
     time.sleep(0.2)  # the reader thread has the last lines
     assert proc.stdout is not None
-    return lines + proc.stdout.readlines()
+    output = lines + proc.stdout.readlines()
+    print("".join(output))  # pytest shows it when the test fails
+    return output
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed: run deploy/ci/ensure-tools.sh")

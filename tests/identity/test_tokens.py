@@ -152,17 +152,21 @@ async def test_jwks_and_discovery(system: System) -> None:
     assert doc["id_token_signing_alg_values_supported"] == ["ES256"]
 
 
-async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_rate() -> None:
-    ring = KeyRing.ephemeral()
-    calls = []
+def _jwks_of(ring: KeyRing, *, min_refetch_seconds: float) -> tuple[JwksKeys, list[str]]:
+    """A service's JWKS client reading ``ring`` over HTTP, and the list of the reads it made."""
+    calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
         return httpx.Response(200, json=ring.jwks())
 
-    keys = JwksKeys(
-        "http://identity/identity/.well-known/jwks.json", min_refetch_seconds=60, transport=httpx.MockTransport(handler)
-    )
+    url = "http://identity/identity/.well-known/jwks.json"
+    return JwksKeys(url, min_refetch_seconds=min_refetch_seconds, transport=httpx.MockTransport(handler)), calls
+
+
+async def test_the_jwks_client_caches_and_refetches_an_unknown_kid_at_a_bounded_rate() -> None:
+    ring = KeyRing.ephemeral()
+    keys, calls = _jwks_of(ring, min_refetch_seconds=60)
     settings = Settings(mode="embedded")
     verifier = make_verifier(keys, settings)
     first = mint_token(ring, settings, "a", ["rider"])
@@ -192,15 +196,7 @@ async def test_a_rotated_key_signs_only_once_every_service_may_have_read_it() ->
     with the retiring one for ``sign_after_seconds``, so the service checks every token from what it read, and
     by the time the new key signs the service may fetch again."""
     ring = KeyRing([SigningKey.generate(now=time.time() - 3600)], sign_after_seconds=90)
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return httpx.Response(200, json=ring.jwks())
-
-    keys = JwksKeys(
-        "http://identity/identity/.well-known/jwks.json", min_refetch_seconds=60, transport=httpx.MockTransport(handler)
-    )
+    keys, calls = _jwks_of(ring, min_refetch_seconds=60)
     settings = Settings(mode="embedded")
     verifier = make_verifier(keys, settings)
     assert (await verifier.verify(mint_token(ring, settings, "a", ["rider"]))).sub == "a"  # the service reads

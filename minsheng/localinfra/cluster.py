@@ -132,7 +132,7 @@ class DevCluster:
         self._start_gateway()
 
     def _wait_ready(self, name: str, url: str, log: Path, timeout: float = 120.0) -> None:
-        wait_answering(self.procs[name], name, url, lambda: log.read_text(errors="replace")[-3000:], timeout)
+        wait_answering(self.procs[name], name, url, lambda: _tail(log, 3000), timeout)
 
     def _start_gateway(self) -> None:
         nginx = nginx_binary()

@@ -35,6 +35,7 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "Problem": (2, 3),
     "problem_response": (3, 4),  # (request, status, code, title, detail): the platform's own answers
     "conflict": (1,),
+    "wrong_status": (1,),  # wrong_status(code, detail, current_status=…, allowed_from=…)
     "too_many": (1, 2),  # too_many(code, title, detail, wait=…): a 429 with Retry-After
     "invalid": (1, 2),  # errors.invalid(code, title, detail, field=…, message=…)
     "commit_or_conflict": (1,),  # platform.routes: commit_or_conflict(uow, detail)
@@ -48,6 +49,7 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "forbidden": (0,),  # forbidden(detail)
     "read_only": (0,),  # read_only(what) — the thing's name
     "_invalid": (2,),  # visits.visiting: _invalid(code, field, detail)
+    "_invalid_transition": (0,),  # issues.workflow: _invalid_transition(detail, issue, allowed_from)
     "_unauthorized": (1,),  # points.merchant_api: _unauthorized(code, detail)
     "not_allowed": (0,),  # issues: not_allowed(detail)
 }

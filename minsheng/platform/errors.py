@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -101,6 +101,16 @@ def invalid(
 
 def conflict(code: str, detail: Message, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
+
+
+def wrong_status(
+    code: str, detail: Message, /, *, current_status: str, allowed_from: Iterable[str] | None = None, **extra: Any
+) -> Problem:
+    """A 409 because the thing's status does not allow the step: every service names its members the same, so
+    a client reads ``current_status`` (and ``allowed_from``, the statuses the step starts from) anywhere."""
+    if allowed_from is not None:
+        extra["allowed_from"] = sorted(allowed_from)
+    return conflict(code, detail, current_status=current_status, **extra)
 
 
 def too_many(code: str, title: Message, detail: str, /, *, wait: float) -> Problem:

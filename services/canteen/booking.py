@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow, uuid7
 from minsheng.platform.sql import table_of
@@ -113,9 +113,13 @@ async def _offer(uow: UnitOfWork, menu_id: UUID, set_meal_id: UUID) -> tuple[Men
 
 def _check_bookable(menu: Menu, canteen: Canteen, slot: MealSlotRow, channel: OrderChannel, now: datetime) -> None:
     if canteen.status != CanteenStatus.open:
-        raise conflict("canteen_not_open", _t("{canteen} is {status}.", canteen=canteen.name, status=canteen.status))
+        raise wrong_status(
+            "canteen_not_open",
+            _t("{canteen} is {status}.", canteen=canteen.name, status=canteen.status),
+            current_status=canteen.status,
+        )
     if menu.status != MenuStatus.published:
-        raise conflict("menu_not_published", "This menu is not published yet.")
+        raise wrong_status("menu_not_published", "This menu is not published yet.", current_status=menu.status)
     today = now.astimezone(config.tz()).date()
     if menu.meal_date < today:
         raise conflict("booking_closed", _t("{meal_date} has passed.", meal_date=menu.meal_date))
@@ -214,7 +218,9 @@ async def _place(
     menu, meal, canteen, slot = offered
     channel, payer, delivery_address, note = terms.channel, terms.payer, terms.delivery_address, terms.note
     if diner.status in (DinerStatus.deceased, DinerStatus.withdrawn):
-        raise conflict("diner_inactive", _t("This diner is {status}.", status=diner.status))
+        raise wrong_status(
+            "diner_inactive", _t("This diner is {status}.", status=diner.status), current_status=diner.status
+        )
     now = config.now()
     _check_bookable(menu, canteen, slot, channel, now)
     address = None

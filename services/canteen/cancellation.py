@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from minsheng.contracts.canteen import DeliveryCancelled
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import conflict
+from minsheng.platform.errors import conflict, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
@@ -24,7 +24,7 @@ from services.canteen.orders import LINES, cutoff_at, load_order, move_to
 async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -> Order:
     order, canteen, _, _, rel = await load_order(uow, who, order_id, for_update=True)
     if order.status != OrderStatus.booked:
-        raise conflict(
+        raise wrong_status(
             "order_not_cancellable",
             _t("An order that is {status} cannot be cancelled.", status=order.status),
             current_status=order.status,

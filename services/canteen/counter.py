@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, invalid
+from minsheng.platform.errors import Problem, conflict, invalid, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
@@ -22,7 +22,7 @@ from services.canteen.orders import ORDERS, current_slot, load_order, move_to
 
 def serve(order: Order, who: Principal) -> Order:
     if order.status != OrderStatus.booked:
-        raise conflict(
+        raise wrong_status(
             "order_not_checkable",
             _t("An order that is {status} cannot be checked in.", status=order.status),
             current_status=order.status,

@@ -12,7 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import PageRequest, decode_cursor, encode_cursor
@@ -206,9 +206,10 @@ async def get_menu(uow: UnitOfWork, menu_id: UUID, *, for_update: bool = False) 
 
 def publish(canteen: Canteen, menu: Menu) -> None:
     if canteen.status != CanteenStatus.open:
-        raise conflict(
+        raise wrong_status(
             "canteen_not_open",
             _t("{canteen} is {status}; open it before publishing menus.", canteen=canteen.name, status=canteen.status),
+            current_status=canteen.status,
         )
     if menu.status != MenuStatus.published:
         menu.status = MenuStatus.published

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
 from minsheng.platform.access import ensure, ensure_visible, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, invalid
+from minsheng.platform.errors import Problem, conflict, invalid, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -246,7 +246,9 @@ def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) 
     """Add the ballot; the commit's unique key decides a second one (see ``views/votes.py``)."""
     state = status_of(vote)
     if state != "open":
-        raise conflict("vote_not_open", _t("This vote is {state}.", state=state), current=state)
+        raise wrong_status(
+            "vote_not_open", _t("This vote is {state}.", state=state), current_status=state, current=state
+        )
     if not may_vote(who, vote):
         raise Problem(
             403,

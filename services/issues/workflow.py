@@ -28,7 +28,7 @@ from minsheng.contracts.issues import (
 )
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.errors import Message, Problem, conflict, invalid, not_found, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
@@ -67,14 +67,18 @@ from services.issues.timeline import close, fact, origin_of, record, responded, 
 # --- staff workflow -----------------------------------------------------------------------------------------
 
 
+def _invalid_transition(detail: Message, issue: Issue, allowed_from: Iterable[str]) -> Problem:
+    # ``current`` is the member's name before ``current_status`` was common to every service; apps read it.
+    return wrong_status(
+        "invalid_transition", detail, current_status=issue.status, allowed_from=allowed_from, current=issue.status
+    )
+
+
 def _transition(issue: Issue, allowed_from: Iterable[IssueStatus], to: IssueStatus) -> datetime:
     allowed = {s.value for s in allowed_from}
     if issue.status not in allowed:
-        raise conflict(
-            "invalid_transition",
-            _t("An issue that is {status} cannot become {to}.", status=issue.status, to=to),
-            current=issue.status,
-            allowed_from=sorted(allowed),
+        raise _invalid_transition(
+            _t("An issue that is {status} cannot become {to}.", status=issue.status, to=to), issue, allowed
         )
     issue.status = to
     return touch(issue)
@@ -99,11 +103,10 @@ def _accepted(uow: UnitOfWork, who: Principal, issue: Issue, now: datetime, note
 async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
     ensure(manages(who, issue), not_allowed("Only staff of the issue's community accept it."))
     if issue.status != IssueStatus.submitted:
-        raise conflict(
-            "invalid_transition",
+        raise _invalid_transition(
             _t("An issue that is {status} cannot become accepted.", status=issue.status),
-            current=issue.status,
-            allowed_from=[IssueStatus.submitted.value],
+            issue,
+            [IssueStatus.submitted.value],
         )
     now = touch(issue)
     note = await _note(uow, issue, body)
@@ -116,11 +119,8 @@ async def accept(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote 
 async def verify(uow: UnitOfWork, who: Principal, issue: Issue, body: StaffNote | None) -> Issue:
     ensure(works_on(who, issue), not_allowed("Only staff handling the issue verify it."))
     if issue.status not in OPEN_STATUSES:
-        raise conflict(
-            "invalid_transition",
-            _t("An issue that is {status} cannot be verified.", status=issue.status),
-            current=issue.status,
-            allowed_from=sorted(OPEN_STATUSES),
+        raise _invalid_transition(
+            _t("An issue that is {status} cannot be verified.", status=issue.status), issue, OPEN_STATUSES
         )
     if issue.verified_at is not None:
         raise conflict("already_verified", "This issue was already verified on site.")
@@ -366,8 +366,11 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
         manages(who, source) and manages(who, target), not_allowed("Only staff of both issues' communities merge them.")
     )
     if target.status not in OPEN_STATUSES:
-        raise conflict(
-            "target_not_open", _t("The issue to merge into is {status}; reopen it first.", status=target.status)
+        raise wrong_status(
+            "target_not_open",
+            _t("The issue to merge into is {status}; reopen it first.", status=target.status),
+            current_status=target.status,
+            allowed_from=OPEN_STATUSES,
         )
     now = _transition(source, OPEN_STATUSES, IssueStatus.merged)
     close(source, IssueStatus.merged, now)
@@ -395,8 +398,10 @@ async def merge(uow: UnitOfWork, who: Principal, source: Issue, body: MergeReque
 async def split(uow: UnitOfWork, who: Principal, issue: Issue, body: SplitRequest) -> Issue:
     """A report attached by mistake becomes an issue of its own."""
     ensure(manages(who, issue), not_allowed("Only staff of the issue's community split it."))
-    if issue.status in (IssueStatus.merged,):
-        raise conflict("invalid_transition", "A merged issue cannot be split; split its target.")
+    if issue.status == IssueStatus.merged:
+        raise _invalid_transition(
+            "A merged issue cannot be split; split its target.", issue, set(IssueStatus) - {IssueStatus.merged}
+        )
     query = select(IssueReporter).where(IssueReporter.issue_id == issue.id, IssueReporter.role == "reporter")
     query = (
         query.where(IssueReporter.subject == body.subject)

@@ -15,7 +15,7 @@ from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.access import ensure, ensure_visible, is_staff, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.errors import Problem, conflict, invalid, not_found, wrong_status
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
@@ -166,7 +166,12 @@ async def withdraw_by_origin(uow: UnitOfWork, service: str, kind: str, origin_id
 
 async def withdraw(uow: UnitOfWork, who: Principal, task: Task, reason: str) -> Task:
     if task.status not in ACTIVE:
-        raise conflict("task_closed", _t("The task is {status}; it cannot be withdrawn.", status=task.status))
+        raise wrong_status(
+            "task_closed",
+            _t("The task is {status}; it cannot be withdrawn.", status=task.status),
+            current_status=task.status,
+            allowed_from=ACTIVE,
+        )
     task.status = TaskStatus.withdrawn
     task.closed_reason = reason
     task.updated_at = utcnow()
@@ -262,10 +267,10 @@ async def claim(uow: UnitOfWork, rider: Rider, task_id: UUID) -> Task:
     if not result.rowcount:  # type: ignore[attr-defined]
         if task.claimed_by == rider.id and task.status == TaskStatus.claimed:
             return task  # a retried claim
-        raise conflict(
+        raise wrong_status(
             "task_not_open",
             _t("The task is {status}; it can no longer be claimed.", status=task.status),
-            task_status=task.status,
+            current_status=task.status,
         )
     uow.emit(
         TaskClaimed(task_id=task.id, task_type=task.type_code, rider_id=rider.id, origin=_origin(task), claimed_at=now)
@@ -280,8 +285,10 @@ def _held_by(task: Task, rider: Rider) -> None:
 async def release(uow: UnitOfWork, rider: Rider, task: Task) -> Task:
     _held_by(task, rider)
     if task.status != TaskStatus.claimed:
-        raise conflict(
-            "task_not_claimed", _t("The task is {status}; only a claimed task can be released.", status=task.status)
+        raise wrong_status(
+            "task_not_claimed",
+            _t("The task is {status}; only a claimed task can be released.", status=task.status),
+            current_status=task.status,
         )
     task.status = TaskStatus.open
     task.claimed_by = None
@@ -295,7 +302,11 @@ async def complete(uow: UnitOfWork, rider: Rider, task: Task, proof: TaskProof) 
     if task.status in (TaskStatus.submitted, TaskStatus.verified):
         return task  # a retried completion
     if task.status != TaskStatus.claimed:
-        raise conflict("task_not_claimed", _t("The task is {status}; it cannot be completed.", status=task.status))
+        raise wrong_status(
+            "task_not_claimed",
+            _t("The task is {status}; it cannot be completed.", status=task.status),
+            current_status=task.status,
+        )
     task_type = await get_type(uow, task.type_code)
     if task_type.proof_required and not (proof.photo_urls or proof.note):
         raise invalid(
@@ -323,8 +334,10 @@ async def verify(uow: UnitOfWork, who: Principal, task: Task) -> Task:
     if task.status == TaskStatus.verified:
         return task
     if task.status != TaskStatus.submitted:
-        raise conflict(
-            "task_not_submitted", _t("The task is {status}; only a submitted task can be verified.", status=task.status)
+        raise wrong_status(
+            "task_not_submitted",
+            _t("The task is {status}; only a submitted task can be verified.", status=task.status),
+            current_status=task.status,
         )
     await _verified(uow, task, await get_type(uow, task.type_code), verifier=who.sub)
     return task
@@ -332,8 +345,10 @@ async def verify(uow: UnitOfWork, who: Principal, task: Task) -> Task:
 
 async def reject(uow: UnitOfWork, who: Principal, task: Task, data: TaskReject) -> Task:
     if task.status != TaskStatus.submitted:
-        raise conflict(
-            "task_not_submitted", _t("The task is {status}; only a submitted task can be rejected.", status=task.status)
+        raise wrong_status(
+            "task_not_submitted",
+            _t("The task is {status}; only a submitted task can be rejected.", status=task.status),
+            current_status=task.status,
         )
     task.closed_reason = data.reason
     task.updated_at = utcnow()

@@ -22,7 +22,7 @@ from minsheng.contracts.base import Origin
 from minsheng.contracts.issues import IssueFact
 from minsheng.contracts.visits import NeedAction, NeedEscalated, NeedProgressed
 from minsheng.platform.access import ensure, visible_or_404
-from minsheng.platform.errors import Problem, conflict, invalid
+from minsheng.platform.errors import Problem, conflict, invalid, wrong_status
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -210,11 +210,11 @@ async def list_needs(
 
 def _move(need: Need, allowed: set[NeedStatus], to: NeedStatus) -> None:
     if need.status not in allowed:
-        raise conflict(
+        raise wrong_status(
             "invalid_transition",
             _t("A need that is {status} cannot become {to}.", status=need.status, to=to),
             current_status=need.status,
-            allowed_from=sorted(allowed),
+            allowed_from=allowed,
         )
     need.status = to
     need.updated_at = utcnow()
@@ -285,7 +285,7 @@ async def close(uow: UnitOfWork, viewer: Viewer, need: Need, reason: str) -> Nee
 async def update(uow: UnitOfWork, viewer: Viewer, need: Need, body: NeedUpdate) -> Need:
     _ensure_supervisor(viewer, need)
     if need.status in TERMINAL_NEED:
-        raise conflict("need_closed", "A closed need cannot be changed.", current_status=need.status)
+        raise wrong_status("need_closed", "A closed need cannot be changed.", current_status=need.status)
     changes = body.model_dump(exclude_unset=True)
     lines = []
     if changes.get("owner"):

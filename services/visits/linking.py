@@ -34,7 +34,7 @@ from minsheng.contracts.identity import AccountContactChanged
 from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.access import visible_or_404
 from minsheng.platform.db import Database
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest
@@ -217,7 +217,11 @@ async def decide(
     if request.status == wanted:
         return request, resident
     if request.status != LinkRequestStatus.pending:
-        raise conflict("link_request_decided", _t("This link request was {status} already.", status=request.status))
+        raise wrong_status(
+            "link_request_decided",
+            _t("This link request was {status} already.", status=request.status),
+            current_status=request.status,
+        )
     if confirm:
         # The phone may have changed since the request: the match must still hold when the link is made.
         if resident.phone_hash not in await _verified_phone_hashes(uow, cipher, request.account_subject):

@@ -20,7 +20,7 @@ from minsheng.contracts.visits import WelfareCheckCompleted, WelfareCheckSchedul
 from minsheng.platform.access import ensure, ensure_changeable, ensure_visible, forbidden, visible_or_404
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, conflict, invalid
+from minsheng.platform.errors import Problem, invalid, wrong_status
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -123,7 +123,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
         if task is None or task.household_id != household.id:
             raise _invalid("task_not_for_household", "task_id", "This visit task is not for this household.")
         if task.status != TaskStatus.open:
-            raise conflict(
+            raise wrong_status(
                 "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status
             )
 
@@ -336,7 +336,7 @@ async def get_task(uow: UnitOfWork, viewer: Viewer, task_id: UUID) -> VisitTask:
 async def cancel_task(uow: UnitOfWork, viewer: Viewer, task: VisitTask, reason: str) -> VisitTask:
     ensure(supervises(viewer, task), forbidden("Community staff cancel visit tasks."))
     if task.status != TaskStatus.open:
-        raise conflict(
+        raise wrong_status(
             "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status
         )
     task.status = TaskStatus.cancelled

@@ -67,6 +67,7 @@ async def test_task_lifecycle_with_staff_verification(points: System) -> None:
     assert retry.status_code == 200
     late = await points.client.post(f"/points/tasks/{task['id']}/claim", headers=wu.headers)
     assert late.status_code == 409 and late.json()["code"] == "task_not_open"
+    assert late.json()["current_status"] == "claimed"
     assert (await points.client.get(f"/points/tasks/{task['id']}", headers=wu.headers)).status_code == 404
 
     no_proof = await points.client.post(f"/points/tasks/{task['id']}/complete", headers=fan.headers, json={})

@@ -276,6 +276,17 @@ async def test_problem_extension_members_never_clash_with_standard_ones(system: 
     await system.client.post(f"/issues/issues/{issue['id']}/reject", headers=staff, json={"reason": "no"})
     r = await system.client.post(f"/issues/issues/{issue['id']}/verify", headers=staff)
     assert r.status_code == 409 and r.json()["status"] == 409 and r.json()["code"] == "invalid_transition"
+    assert r.json()["current_status"] == r.json()["current"] == "rejected"
+    assert r.json()["allowed_from"] == sorted(["submitted", "accepted", "assigned", "in_progress", "reopened"])
+
+
+def test_a_status_conflict_names_the_current_status_and_where_the_step_starts() -> None:
+    from minsheng.platform.errors import wrong_status
+
+    problem = wrong_status("task_closed", "closed", current_status="verified", allowed_from={"open", "claimed"})
+    assert problem.status == 409 and problem.code == "task_closed"
+    assert problem.extra == {"current_status": "verified", "allowed_from": ["claimed", "open"]}
+    assert wrong_status("diner_inactive", "gone", current_status="deceased").extra == {"current_status": "deceased"}
 
 
 async def test_a_verified_token_is_remembered_until_it_expires_and_never_across_keys(monkeypatch: Any) -> None:

@@ -288,6 +288,7 @@ async def test_the_ledger_closes_needs_one_by_one_into_the_happiness_bill(system
 
     r = await c.post(f"/visits/needs/{nid}/confirm", headers=p.worker)
     assert r.status_code == 409 and r.json()["code"] == "invalid_transition"
+    assert r.json()["current_status"] == "open" and r.json()["allowed_from"] == ["resolved"]
     await p.post(f"/needs/{nid}/start", p.worker, {"note": "联系社区"})
     r = await c.post(f"/visits/needs/{nid}/resolve", headers=p.worker, json={})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "resolution"

@@ -21,6 +21,7 @@ from minsheng.platform.access import ensure, ensure_changeable, ensure_visible, 
 from minsheng.platform.auth import Principal
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, invalid, wrong_status
+from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -207,17 +208,15 @@ async def list_visits(
     filters: VisitFilters,
     page: PageRequest,
 ) -> Page[Visit]:
-    query = select(Visit).where(viewer.clause(Visit, household_col=Visit.household_id))
-    for column, value in (
+    query = where_given(
+        select(Visit).where(viewer.clause(Visit, household_col=Visit.household_id)),
         (Visit.household_id, filters.household_id),
         (Visit.worker_id, filters.worker_id),
         (Visit.community, filters.community),
         (Visit.compound, filters.compound),
         (Visit.outcome, filters.outcome),
         (Visit.far_from_home, filters.far_from_home),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    )
     if filters.since:
         query = query.where(col(Visit.visited_at) >= filters.since)
     if filters.until:
@@ -359,15 +358,13 @@ async def list_tasks(
     filters: TaskFilters,
     page: PageRequest,
 ) -> Page[VisitTask]:
-    query = select(VisitTask).where(_task_scope(viewer))
-    for column, value in (
+    query = where_given(
+        select(VisitTask).where(_task_scope(viewer)),
         (VisitTask.status, filters.status),
         (VisitTask.kind, filters.kind),
         (VisitTask.assigned_worker_id, filters.worker_id),
         (VisitTask.community, filters.community),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    )
     return await keyset_page(uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), page)
 
 

@@ -253,6 +253,9 @@ async def test_visit_input_is_checked_and_retries_are_safe(system: System) -> No
     detail = await p.get(f"/visits/{first.json()['id']}", p.staff)
     assert [n["title"] for n in detail["needs"]] == ["需要拐杖"]
     assert (await p.get("/visits", p.staff, params={"far_from_home": True}))["items"][0]["id"] == first.json()["id"]
+    # An empty filter (a form field left blank) does not narrow, as in every list; a wrong one finds nothing.
+    assert len((await p.get("/visits", p.staff, params={"community": "", "compound": ""}))["items"]) == 1
+    assert (await p.get("/visits", p.staff, params={"community": "elsewhere"}))["items"] == []
 
 
 async def _need(p: Place) -> dict:  # type: ignore[type-arg]
@@ -515,6 +518,8 @@ async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system:
     cancelled = await p.post(f"/tasks/{task['id']}/cancel", p.staff, {"reason": "已电话联系"})
     assert cancelled["status"] == "cancelled"
     assert [t["id"] for t in (await p.get("/tasks", p.staff, params={"status": "cancelled"}))["items"]] == [task["id"]]
+    blank = await p.get("/tasks", p.staff, params={"status": "cancelled", "community": ""})
+    assert [t["id"] for t in blank["items"]] == [task["id"]]
     [assignment] = await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff)
     await p.post(f"/assignments/{assignment['id']}/end", p.staff)
     assert (await c.get(f"/visits/households/{p.household_id}", headers=p.worker)).status_code == 404

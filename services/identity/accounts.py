@@ -19,7 +19,7 @@ from minsheng.contracts.identity import (
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.errors import Problem, conflict, not_found
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Keyset, Page, PageRequest
+from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
 from minsheng.platform.sql import json_list_holds
 from minsheng.platform.uow import UnitOfWork
@@ -33,7 +33,6 @@ from services.identity.models import (
     AccountKind,
     AccountPublic,
     AccountStatus,
-    GrantPublic,
     StaffCreate,
     StaffCredential,
     WechatIdentity,
@@ -267,14 +266,8 @@ async def reset_password(uow: UnitOfWork, who: Principal, account_id: UUID, *, r
     return temporary
 
 
-async def grants(uow: UnitOfWork, who: Principal, account_id: UUID, limit: int) -> list[GrantPublic]:
+async def grants(uow: UnitOfWork, who: Principal, account_id: UUID, page: PageRequest) -> Page[AccessGrant]:
+    """The account's access history, newest first."""
     await get_account(uow, who, account_id)
-    rows = (
-        await uow.session.execute(
-            select(AccessGrant)
-            .where(AccessGrant.account_id == account_id)
-            .order_by(col(AccessGrant.at).desc())
-            .limit(limit)
-        )
-    ).scalars()
-    return [GrantPublic.model_validate(r, from_attributes=True) for r in rows]
+    query = select(AccessGrant).where(AccessGrant.account_id == account_id)
+    return await keyset_page(uow.session, query, Keyset((col(AccessGrant.at), col(AccessGrant.id))), page)

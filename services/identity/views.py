@@ -14,9 +14,10 @@ from fastapi.types import DecoratedCallable
 from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
-from minsheng.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageQuery
+from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.privacy import FieldCipher, mask_phone
 from minsheng.platform.ratelimit import RATE_LIMITED
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
 from services.identity import accounts, config, passwords, sessions
@@ -313,10 +314,8 @@ async def get_account(account_id: UUID, uow: UoW, who: Who, cipher: Cipher) -> A
 
 
 @router.get("/accounts/{account_id}/grants", tags=["accounts"], summary="Who granted or withdrew what, when and why")
-async def account_grants(
-    account_id: UUID, uow: UoW, who: Manager, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
-) -> list[GrantPublic]:
-    return await accounts.grants(uow, who, account_id, limit)
+async def account_grants(account_id: UUID, uow: UoW, who: Manager, page: PageQuery) -> Page[GrantPublic]:
+    return (await accounts.grants(uow, who, account_id, page)).map(from_row(GrantPublic))
 
 
 @router.put(

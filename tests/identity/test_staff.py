@@ -229,9 +229,15 @@ async def test_bola_matrix_for_accounts_and_grants(system: System) -> None:
         r = await system.client.request(method, path, headers=who, json=body)
         assert r.status_code == expected, (method, path, body, r.status_code, r.text)
 
-    grants = (await system.client.get(f"/identity/accounts/{gw_id}/grants", headers=lead)).json()
+    grants = (await system.client.get(f"/identity/accounts/{gw_id}/grants", headers=lead)).json()["items"]
     assert [g["action"] for g in grants] == ["access_changed", "created"]
     assert grants[0]["actor"] == lead_id and grants[0]["reason"] == "promoted"
+    first = (await system.client.get(f"/identity/accounts/{gw_id}/grants?limit=1", headers=lead)).json()
+    assert [g["id"] for g in first["items"]] == [grants[0]["id"]] and first["next_cursor"]
+    rest = await system.client.get(
+        f"/identity/accounts/{gw_id}/grants", params={"limit": 1, "cursor": first["next_cursor"]}, headers=lead
+    )
+    assert [g["id"] for g in rest.json()["items"]] == [grants[1]["id"]] and rest.json()["next_cursor"] is None
     changed = await outbox_events(system, "minsheng.identity.account.access_changed.v1")
     assert changed[-1]["roles"] == ["grid_worker", "staff"] and changed[-1]["changed_by"] == lead_id
 

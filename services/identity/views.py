@@ -304,7 +304,7 @@ async def list_accounts(
 ) -> Page[AccountPublic]:
     found = await accounts.list_accounts(uow, filters, page)
     return Page[AccountPublic](
-        items=[await accounts.account_view(uow, cipher, a) for a in found.items], next_cursor=found.next_cursor
+        items=await accounts.account_views(uow, cipher, found.items), next_cursor=found.next_cursor
     )
 
 

@@ -269,3 +269,8 @@ async def test_the_account_list_walks_page_by_page_in_the_order_of_one_page(syst
             after = {"cursor": page["next_cursor"]}
         assert walked == everything["items"], filters
     assert [a["username"] for a in (await listed({"role": "admin"}))["items"]] == ["admin"]
+    # A page reads its accounts' credentials and WeChat identities together: each item is the account's own view.
+    for item in (await listed({"limit": 200}))["items"]:
+        one = await system.client.get(f"/identity/accounts/{item['id']}", headers=bearer(tokens))
+        assert one.json() == item
+        assert item["username" if item["kind"] == "staff" else "wechat_openid"]

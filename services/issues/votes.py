@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -68,11 +69,52 @@ async def tallies(uow: UnitOfWork, vote_id: UUID) -> dict[str, int]:
 
 
 async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> VotePublic:
+    return (await views(uow, who, [vote], secret))[0]
+
+
+async def views(uow: UnitOfWork, who: Principal, found: Sequence[Vote], secret: str) -> list[VotePublic]:
+    """What ``who`` sees of each vote: results once closed (staff of the vote's place see them while it runs),
+    and whether they voted. Two queries for the whole list, not two per vote."""
+    counted = [v.id for v in found if status_of(v) == "closed" or _staff_of(who, v)]
+    counts: dict[UUID, dict[str, int]] = {vote_id: {} for vote_id in counted}
+    if counted:
+        rows = await uow.session.execute(
+            select(Ballot.vote_id, Ballot.option, sa.func.count())
+            .where(col(Ballot.vote_id).in_(counted))
+            .group_by(col(Ballot.vote_id), col(Ballot.option))
+        )
+        for vote_id, option, n in rows.tuples():
+            counts[vote_id][option] = n
+    hashes = {v.id: voter_hash(secret, v, key) for v in found if (key := _own_key(who, v)) is not None}
+    choices: dict[UUID, str] = {}
+    if hashes:
+        ballots = await uow.session.execute(
+            select(Ballot.vote_id, Ballot.voter_hash, Ballot.option).where(
+                col(Ballot.vote_id).in_(list(hashes)), col(Ballot.voter_hash).in_(list(hashes.values()))
+            )
+        )
+        choices = {vote_id: option for vote_id, hashed, option in ballots.tuples() if hashes[vote_id] == hashed}
+    return [_public(who, v, counts.get(v.id), v.id in hashes, choices.get(v.id)) for v in found]
+
+
+def _staff_of(who: Principal, vote: Vote) -> bool:
+    return who.has(Role.staff, Role.admin) and sees_vote(who, vote)
+
+
+def _own_key(who: Principal, vote: Vote) -> str | None:
+    """The caller's voter key when they may vote on ``vote`` (none for a household vote without a household)."""
+    if not may_vote(who, vote):
+        return None
+    try:
+        return voter_key(who, vote)
+    except Problem:
+        return None
+
+
+def _public(
+    who: Principal, vote: Vote, counts: dict[str, int] | None, eligible: bool, choice: str | None
+) -> VotePublic:
     status = status_of(vote)
-    staff = who.has(Role.staff, Role.admin) and sees_vote(who, vote)
-    counts: dict[str, int] | None = None
-    if status == "closed" or staff:
-        counts = await tallies(uow, vote.id)
     total = sum(counts.values()) if counts is not None else None
     published = status == "closed"
     options = [
@@ -86,25 +128,6 @@ async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> Vote
         )
         for o in vote.options
     ]
-    you_voted: bool | None = None
-    choice: str | None = None
-    if may_vote(who, vote):
-        try:
-            key = voter_key(who, vote)
-        except Problem:
-            key = None
-        if key is not None:
-            found = (
-                await uow.session.execute(
-                    select(Ballot.option).where(
-                        Ballot.vote_id == vote.id, Ballot.voter_hash == voter_hash(secret, vote, key)
-                    )
-                )
-            ).scalar()
-            you_voted = found is not None
-            # A household's members all see that their household voted; only the choice of "one per resident"
-            # votes is shown back (the household's choice may not be yours).
-            choice = found if vote.eligibility == Eligibility.resident else None
     return VotePublic(
         id=vote.id,
         community=vote.community,
@@ -117,9 +140,11 @@ async def view(uow: UnitOfWork, who: Principal, vote: Vote, secret: str) -> Vote
         closes_at=vote.closed_early_at or vote.closes_at,
         status=status,  # type: ignore[arg-type]
         results_published=published,
-        ballots_cast=total if (published or staff) else None,
-        you_voted=you_voted,
-        your_choice=choice,
+        ballots_cast=total if (published or _staff_of(who, vote)) else None,
+        you_voted=(choice is not None) if eligible else None,
+        # A household's members all see that their household voted; only the choice of "one per resident"
+        # votes is shown back (the household's choice may not be yours).
+        your_choice=choice if vote.eligibility == Eligibility.resident else None,
         created_at=vote.created_at,
     )
 

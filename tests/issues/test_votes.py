@@ -136,6 +136,32 @@ async def test_one_vote_per_resident(issues: System) -> None:
     assert mine["you_voted"] is True and mine["your_choice"] == "2"
 
 
+async def test_the_vote_list_shows_each_caller_what_each_vote_shows_them(issues: System) -> None:
+    household_vote = await open_vote(issues)
+    resident_vote = await open_vote(issues, eligibility="resident", question="是否更换路灯？")
+    closed_vote = await open_vote(issues, question="是否设立快递柜？")
+    untouched = await open_vote(issues, eligibility="resident", question="是否增加停车位？")
+    wang = resident(issues, "res-wang", household="hh-501")
+    no_household = resident(issues, "res-qian", household=None)
+    for vote, option in ((household_vote, "2"), (resident_vote, "1"), (closed_vote, "3")):
+        r = await issues.client.post(f"/issues/votes/{vote['id']}/ballots", headers=wang, json={"option": option})
+        assert r.status_code == 201, r.text
+    await issues.client.post(f"/issues/votes/{closed_vote['id']}/close", headers=staff(issues))
+    for who in (wang, no_household, staff(issues)):
+        listed = (await issues.client.get("/issues/votes", headers=who)).json()["items"]
+        assert len(listed) == 4
+        for item in listed:
+            assert item == (await issues.client.get(f"/issues/votes/{item['id']}", headers=who)).json()
+    mine = {v["id"]: v for v in (await issues.client.get("/issues/votes", headers=wang)).json()["items"]}
+    assert mine[household_vote["id"]]["you_voted"] is True and mine[household_vote["id"]]["your_choice"] is None
+    assert mine[resident_vote["id"]]["your_choice"] == "1" and mine[untouched["id"]]["you_voted"] is False
+    assert mine[closed_vote["id"]]["ballots_cast"] == 1 and mine[resident_vote["id"]]["ballots_cast"] is None
+    theirs = {v["id"]: v for v in (await issues.client.get("/issues/votes", headers=no_household)).json()["items"]}
+    assert theirs[household_vote["id"]]["you_voted"] is None and theirs[resident_vote["id"]]["you_voted"] is False
+    desk = {v["id"]: v for v in (await issues.client.get("/issues/votes", headers=staff(issues))).json()["items"]}
+    assert desk[resident_vote["id"]]["ballots_cast"] == 1 and desk[untouched["id"]]["ballots_cast"] == 0
+
+
 async def test_votes_are_announced_once_when_they_open_and_close(issues: System) -> None:
     from uuid import UUID
 

@@ -36,7 +36,7 @@ async def list_votes(
 ) -> Page[VotePublic]:
     found = await votes.list_votes(uow, who, page, community, status)
     return Page[VotePublic](
-        items=[await votes.view(uow, who, v, runtime.settings.secret) for v in found.items],
+        items=await votes.views(uow, who, found.items, runtime.settings.secret),
         next_cursor=found.next_cursor,
     )
 

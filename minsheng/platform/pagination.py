@@ -140,14 +140,15 @@ def page_of(rows: list[T], limit: int, cursor_of: Any) -> Page[T]:
 @dataclass(frozen=True)
 class Keyset:
     """A list's order and its cursor in one place: the columns it is sorted on (a unique last one, usually the
-    id), newest first unless ``descending`` is false, and the kinds ``decode_cursor`` reads them as.
+    id), newest first unless ``descending`` is false (or a direction per column), and the kinds
+    ``decode_cursor`` reads them as.
 
     ``keyset.query(select, page)`` adds the "after the cursor" condition, the order and ``limit + 1``;
     ``keyset.page(rows, page)`` cuts the extra row off and makes the next cursor from the last row's values."""
 
     columns: tuple[Any, ...]
     kinds: tuple[type, ...] = (datetime, UUID)
-    descending: bool = True
+    descending: bool | tuple[bool, ...] = True
 
     @classmethod
     def by_id(cls, model: Any) -> Keyset:
@@ -155,11 +156,28 @@ class Keyset:
         return cls((model.id,), kinds=(UUID,), descending=False)
 
     def query(self, query: QueryT, page: PageRequest) -> QueryT:
+        directions = self._directions()
         if page.cursor:
-            position, after = sa.tuple_(*self.columns), sa.tuple_(*decode_cursor(page.cursor, *self.kinds))
-            query = query.where(position < after if self.descending else position > after)
-        order = [sa.desc(c) if self.descending else sa.asc(c) for c in self.columns]
+            query = query.where(self._after(directions, decode_cursor(page.cursor, *self.kinds)))
+        order = [sa.desc(c) if down else sa.asc(c) for c, down in zip(self.columns, directions, strict=True)]
         return query.order_by(*order).limit(page.limit + 1)
+
+    def _directions(self) -> tuple[bool, ...]:
+        if isinstance(self.descending, bool):
+            return (self.descending,) * len(self.columns)
+        return self.descending
+
+    def _after(self, directions: tuple[bool, ...], values: tuple[Any, ...]) -> sa.ColumnElement[bool]:
+        if len(set(directions)) == 1:
+            # A row-value comparison: an index range condition on PostgreSQL and SQLite alike.
+            position, after = sa.tuple_(*self.columns), sa.tuple_(*values)
+            return position < after if directions[0] else position > after
+        # Mixed directions have no row-value form: (a < x) OR (a = x AND b > y) OR (a = x AND b = y AND c > z) …
+        alternatives = []
+        for i, (column, down) in enumerate(zip(self.columns, directions, strict=True)):
+            ties = [c == v for c, v in zip(self.columns[:i], values[:i], strict=True)]
+            alternatives.append(sa.and_(*ties, column < values[i] if down else column > values[i]))
+        return sa.or_(*alternatives)
 
     def page(self, rows: list[T], page: PageRequest, item: Callable[[T], Any] = lambda row: row) -> Page[T]:
         """``item`` picks the object that holds the columns when a row is a tuple (``lambda r: r[0]``)."""

@@ -18,7 +18,7 @@ from minsheng.platform.coords import bounding_box, distance_m
 from minsheng.platform.errors import not_found
 from minsheng.platform.filters import Filter, Filters, Shape, equals
 from minsheng.platform.ids import utcnow
-from minsheng.platform.pagination import Page, PageRequest, decode_cursor, encode_cursor, page_of
+from minsheng.platform.pagination import Keyset, Page, PageRequest, decode_cursor, encode_cursor, keyset_page, page_of
 from minsheng.platform.privacy import FieldCipher, mask_name, mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
@@ -380,24 +380,16 @@ async def list_issues(
     )
 
 
+_MOST_ESCALATED_FIRST = Keyset(
+    (col(Issue.escalation_level), col(Issue.resolution_due_at), col(Issue.id)),
+    kinds=(int, datetime, UUID),
+    descending=(True, False, False),
+)
+
+
 async def escalations(uow: UnitOfWork, who: Principal, page: PageRequest) -> Page[Issue]:
     """Open issues escalated for being overdue, most escalated and longest overdue first (sub-district)."""
     query = select(Issue).where(
         *visibility(who, IssueFilters()), col(Issue.escalation_level) > 0, col(Issue.closed_at).is_(None)
     )
-    if page.cursor:
-        level, due, ident = decode_cursor(page.cursor, int, datetime, UUID)
-        query = query.where(
-            sa.or_(
-                col(Issue.escalation_level) < level,
-                sa.and_(col(Issue.escalation_level) == level, col(Issue.resolution_due_at) > due),
-                sa.and_(
-                    col(Issue.escalation_level) == level, col(Issue.resolution_due_at) == due, col(Issue.id) > ident
-                ),
-            )
-        )
-    query = query.order_by(col(Issue.escalation_level).desc(), col(Issue.resolution_due_at), col(Issue.id)).limit(
-        page.limit + 1
-    )
-    rows = list((await uow.session.execute(query)).scalars())
-    return page_of(rows, page.limit, lambda i: encode_cursor(i.escalation_level, i.resolution_due_at, i.id))
+    return await keyset_page(uow.session, query, _MOST_ESCALATED_FIRST, page)

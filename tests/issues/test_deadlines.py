@@ -45,6 +45,12 @@ async def test_overdue_issues_escalate_once_per_deadline(issues: System) -> None
     assert [e["data"].get("deadline") for e in timeline if e["action"] == "overdue"] == ["first_response", "resolution"]
     first = (await issues.client.get("/issues/escalations", headers=desk)).json()["items"][0]
     assert first["id"] == late["id"]  # the most escalated first
+    one = (await issues.client.get("/issues/escalations", headers=desk, params={"limit": 1})).json()
+    rest = await issues.client.get(
+        "/issues/escalations", headers=desk, params={"limit": 1, "cursor": one["next_cursor"]}
+    )
+    assert [i["id"] for i in one["items"] + rest.json()["items"]] == [late["id"], answered["id"]]
+    assert rest.json()["next_cursor"] is None
 
     overdue = (await issues.client.get("/issues/issues", headers=desk, params={"overdue": True})).json()["items"]
     assert {i["id"] for i in overdue} == {late["id"], answered["id"]}

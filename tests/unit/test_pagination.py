@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import pytest
@@ -39,3 +39,38 @@ def test_an_optional_bounded_text_filter_takes_none_and_refuses_a_nul_byte() -> 
     assert Filters(community=None).community is None
     with pytest.raises(ValidationError):
         Filters(community="a\x00b")
+
+
+@pytest.mark.parametrize("descending", [(True, False, False), (False, True, False), (True, True, True), False])
+def test_a_keyset_walks_a_list_with_ties_in_its_order_whatever_each_column_s_direction(
+    descending: bool | tuple[bool, ...],
+) -> None:
+    import random
+
+    import sqlalchemy as sa
+
+    from minsheng.platform.pagination import Keyset
+
+    rows = sa.table("rows", sa.column("level", sa.Integer), sa.column("name", sa.String), sa.column("id", sa.Integer))
+    engine = sa.create_engine("sqlite://")
+    rng = random.Random(7)
+    data: list[dict[str, Any]] = [{"level": rng.randint(0, 3), "name": rng.choice("abc"), "id": n} for n in range(60)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE rows (level INTEGER, name TEXT, id INTEGER PRIMARY KEY)"))
+        conn.execute(rows.insert(), data)
+    keyset = Keyset((rows.c.level, rows.c.name, rows.c.id), kinds=(int, str, int), descending=descending)
+    directions = descending if isinstance(descending, tuple) else (descending,) * 3
+    expected = [r["id"] for r in data]
+    for position in (2, 1, 0):  # a stable sort, last key first
+        expected.sort(key=lambda i: data[i][("level", "name", "id")[position]], reverse=directions[position])
+
+    walked: list[int] = []
+    page = PageRequest(limit=7)
+    with engine.connect() as conn:
+        while True:
+            found = keyset.page(list(conn.execute(keyset.query(sa.select(rows), page))), page)
+            walked += [r.id for r in found.items]
+            if found.next_cursor is None:
+                break
+            page = PageRequest(limit=7, cursor=found.next_cursor)
+    assert walked == expected

@@ -518,6 +518,11 @@ class Leaderboard(BaseModel):
     community: str | None = None
     team_id: UUID | None = None
     items: list[LeaderboardRow]
+    you: LeaderboardRow | None = Field(
+        default=None,
+        description="A rider's own row (theirs, their team's or their community's) with its rank, also when it is"
+        " below the rows listed; null for staff and for a rider not on this board",
+    )
 
 
 class LeaderboardFilters(ListFilters):

@@ -55,10 +55,14 @@ async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate, fc: F
 
 
 async def rider_by_subject(uow: UnitOfWork, subject: str) -> Rider:
-    rider = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
+    rider = await find_rider(uow, subject)
     if rider is None:
         raise not_registered()
     return rider
+
+
+async def find_rider(uow: UnitOfWork, subject: str) -> Rider | None:
+    return (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
 
 
 RIDERS: sa.Table = table_of(Rider)

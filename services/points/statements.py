@@ -1,6 +1,7 @@
 """Lists read from the ledger: a rider's statement and the monthly leaderboards. Use cases: take a unit of work,
 never commit."""
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -65,7 +66,9 @@ def parse_month(value: str | None) -> date:
     return parsed
 
 
-async def leaderboard(uow: UnitOfWork, *, by: str, filters: LeaderboardFilters, limit: int = 20) -> Leaderboard:
+async def leaderboard(
+    uow: UnitOfWork, *, by: str, filters: LeaderboardFilters, limit: int = 20, rider: Rider | None = None
+) -> Leaderboard:
     """Net points earned in a local month (earned minus reversed), ranked by team, community or rider."""
     month = parse_month(filters.month)
     start, end = config.get().month_bounds(month)
@@ -102,16 +105,34 @@ async def leaderboard(uow: UnitOfWork, *, by: str, filters: LeaderboardFilters, 
             .select_from(base)
             .group_by(riders.c.id, riders.c.name)
         )
-    query = query.where(*where).order_by(sa.desc("points"), sa.asc("key")).limit(limit)
-    rows = (await uow.session.execute(query)).all()
-    items = [
-        LeaderboardRow(
-            rank=i + 1,
-            key=str(r.key),
-            name=mask_name(r.name) if by == "rider" else r.name,
-            points=int(r.points or 0),
-            riders=int(r.riders),
-        )
-        for i, r in enumerate(rows)
-    ]
-    return Leaderboard(month=f"{month:%Y-%m}", by=by, community=filters.community, team_id=filters.team_id, items=items)
+    board = query.where(*where)
+    rows = (await uow.session.execute(board.order_by(sa.desc("points"), sa.asc("key")).limit(limit))).all()
+
+    def row(rank: int, r: Any) -> LeaderboardRow:
+        name = mask_name(r.name) if by == "rider" else r.name
+        return LeaderboardRow(rank=rank, key=str(r.key), name=name, points=int(r.points or 0), riders=int(r.riders))
+
+    items = [row(i + 1, r) for i, r in enumerate(rows)]
+    you = await _own_row(uow, board, _own_key(rider, by), row) if rider is not None else None
+    return Leaderboard(
+        month=f"{month:%Y-%m}", by=by, community=filters.community, team_id=filters.team_id, items=items, you=you
+    )
+
+
+def _own_key(rider: Rider, by: str) -> Any:
+    return {"rider": rider.id, "team": rider.team_id, "community": rider.community}[by]
+
+
+async def _own_row(
+    uow: UnitOfWork, board: sa.Select[Any], key: Any, row: Callable[[int, Any], LeaderboardRow]
+) -> LeaderboardRow | None:
+    """The row of ``key`` on ``board`` and its rank in the board's order (more points first, then by key)."""
+    if key is None:
+        return None
+    groups = board.subquery()
+    own = (await uow.session.execute(sa.select(groups).where(groups.c.key == key))).one_or_none()
+    if own is None:
+        return None
+    ahead = sa.or_(groups.c.points > own.points, sa.and_(groups.c.points == own.points, groups.c.key < key))
+    before = (await uow.session.execute(sa.select(sa.func.count()).select_from(groups).where(ahead))).scalar_one()
+    return row(before + 1, own)

@@ -4,6 +4,7 @@ first-in-first-out, and monthly leaderboards per team, community and rider."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -127,6 +128,27 @@ async def test_monthly_leaderboards(points: System) -> None:
     assert [(i["key"], i["points"]) for i in by_community["items"]] == [("gangcheng", 40), ("yunxing", 25)]
     riders = (await points.client.get(f"/points/leaderboards/rider?team_id={team['id']}", headers=red.headers)).json()
     assert [(i["name"], i["points"]) for i in riders["items"]] == [("王**", 30), ("王**", 10)]
+    assert riders["you"] is None  # the red rider earned nothing this month: not on the board
+
+    async def you(who: Any, board: str, **params: Any) -> Any:
+        r = await points.client.get(f"/points/leaderboards/{board}", headers=who.headers, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["you"]
+
+    # A rider sees their own row and rank, also below the rows listed.
+    assert (await you(mates[1], "rider", limit=1)) == {
+        "rank": 3,
+        "key": str(mates[1].id),
+        "name": "王**",
+        "points": 10,
+        "riders": 1,
+    }
+    assert (await you(mates[1], "rider", team_id=team["id"]))["rank"] == 2
+    assert (await you(mates[0], "team"))["points"] == 40 and (await you(mates[0], "team"))["rank"] == 1
+    assert (await you(loner, "community", limit=1))["key"] == "yunxing"
+    assert (await you(loner, "community"))["rank"] == 2
+    assert (await you(loner, "rider", community="gangcheng")) is None  # filtered off this board
+    assert (await points.client.get("/points/leaderboards/rider", headers=h)).json()["you"] is None  # staff
     last_year = (await points.client.get("/points/leaderboards/team?month=2025-01", headers=h)).json()
     assert last_year["items"] == [] and last_year["month"] == "2025-01"
     bad = await points.client.get("/points/leaderboards/team?month=january", headers=h)

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from minsheng.platform.auth import Role
 from minsheng.platform.service import UoW
-from services.points import statements
+from services.points import riders, statements
 from services.points.models import Leaderboard, LeaderboardFilters
 from services.points.views.deps import RiderOrStaff
 
@@ -26,4 +27,5 @@ async def leaderboard(
     filters: Annotated[LeaderboardFilters, Query()],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Leaderboard:
-    return await statements.leaderboard(uow, by=by, filters=filters, limit=limit)
+    rider = await riders.find_rider(uow, who.sub) if who.has(Role.rider) else None
+    return await statements.leaderboard(uow, by=by, filters=filters, limit=limit, rider=rider)

@@ -14,6 +14,7 @@ from minsheng.platform.bus.base import Delivery
 from minsheng.platform.envelope import wrap
 from minsheng.platform.ids import utcnow, uuid7
 from services.issues.jobs import auto_confirm, sweep_overdue
+from tests.issues import test_deadlines, test_votes
 from tests.issues.helpers import FLOOD, NEARBY, act, events_of, report, resident, staff
 from tests.issues.test_figures import seed
 from tests.issues.test_votes import open_vote
@@ -133,3 +134,12 @@ async def test_list_filters_and_pages_on_postgres(pg_issues: System) -> None:
     first = (await s.client.get("/issues/issues", headers=desk, params={"limit": 2})).json()
     rest = await listed(desk, cursor=first["next_cursor"], created_from="2020-01-01T00:00:00Z")
     assert [i["id"] for i in first["items"]] + rest == newest_first
+
+
+async def test_escalation_list_pages_on_postgres(pg_issues: System) -> None:
+    """The escalation list's keyset mixes directions (most escalated, then longest overdue)."""
+    await test_deadlines.test_overdue_issues_escalate_once_per_deadline(pg_issues)
+
+
+async def test_vote_list_on_postgres(pg_issues: System) -> None:
+    await test_votes.test_the_vote_list_shows_each_caller_what_each_vote_shows_them(pg_issues)

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from minsheng.contracts.points import RiderAccountLinked
 from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict
+from minsheng.platform.errors import Problem, conflict, wrong_status
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
@@ -138,7 +138,7 @@ async def list_riders(
 
 def verify_rider(rider: Rider, who: Principal) -> Rider:
     if rider.status == RiderStatus.suspended:
-        raise conflict("rider_suspended", "Reinstate the rider before verifying.")
+        raise wrong_status("rider_suspended", "Reinstate the rider before verifying.", current_status=rider.status)
     if rider.status == RiderStatus.pending:
         rider.status = RiderStatus.active
         rider.verified_at = utcnow()

@@ -34,7 +34,9 @@ def from_row(model: type[M]) -> Callable[[Any], M]:
     return lambda row: model.model_validate(row, from_attributes=True)
 
 
-def _cipher(runtime: Runtime) -> FieldCipher:
+async def _cipher(runtime: Runtime) -> FieldCipher:
+    # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
+    # the work).
     return field_cipher(runtime.settings)
 
 

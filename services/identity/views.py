@@ -15,15 +15,14 @@ from minsheng.platform import ratelimit
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.pagination import Page, PageQuery
-from minsheng.platform.privacy import FieldCipher, mask_phone
+from minsheng.platform.privacy import mask_phone
 from minsheng.platform.ratelimit import RATE_LIMITED
-from minsheng.platform.routes import from_row
+from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import Runtime, UoW
 from minsheng.platform.uow import UnitOfWork
 from services.identity import accounts, config, passwords, sessions
 from services.identity import staff_login as staff_logins
 from services.identity import wechat_login as wechat_logins
-from services.identity.keys import cipher_of
 from services.identity.models import (
     AccessUpdate,
     AccountFilters,
@@ -53,10 +52,6 @@ from services.identity.sealing import open_wechat
 router = APIRouter()
 
 
-async def _cipher(runtime: Runtime) -> FieldCipher:
-    return cipher_of(runtime.settings)
-
-
 async def _address(request: Request) -> str | None:
     """The caller's address (behind the gateway: the forwarded one), as a keyed hash; rate-limited per address."""
     host = request.client.host if request.client else None
@@ -65,7 +60,6 @@ async def _address(request: Request) -> str | None:
     return passwords.address_hash(host)
 
 
-Cipher = Annotated[FieldCipher, Depends(_cipher)]
 Address = Annotated[str | None, Depends(_address)]
 Who = Annotated[Principal, Depends(current_principal)]
 Admin = Annotated[Principal, Depends(require(Role.admin))]

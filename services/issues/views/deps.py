@@ -11,8 +11,6 @@ from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import Day
 from minsheng.platform.pagination import Page, PageRequest
-from minsheng.platform.privacy import FieldCipher, field_cipher
-from minsheng.platform.service import Runtime
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -42,16 +40,9 @@ async def catalogue_manager(who: Principal = Depends(current_principal)) -> Prin
     )
 
 
-async def cipher_of(runtime: Runtime) -> FieldCipher:
-    # async: FastAPI runs a plain `def` dependency in its thread pool (a hand-off per request, costlier than
-    # the work).
-    return field_cipher(runtime.settings)
-
-
 Caller = Annotated[Principal, Depends(current_principal)]
 Staff = Annotated[Principal, Depends(require(Role.staff))]
 Manager = Annotated[Principal, Depends(catalogue_manager)]
-Cipher = Annotated[FieldCipher, Depends(cipher_of)]
 CataloguePageQuery = Annotated[CataloguePage, Query()]
 FromQ = Annotated[Day | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
 ToQ = Annotated[Day | None, Query(alias="to", description="Last local day, inclusive")]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import Page, PageQuery
+from minsheng.platform.routes import Cipher
 from minsheng.platform.service import UoW
 from services.issues import queries
 from services.issues.models import IssuePublic
-from services.issues.views.deps import Cipher, Staff
+from services.issues.views.deps import Staff
 
 router = APIRouter()
 

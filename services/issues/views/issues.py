@@ -20,6 +20,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.photos import refuse_photo_urls
 from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.routes import Cipher
 from minsheng.platform.service import Runtime, UoW, WriteUoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import access, config, figures, queries, reporting, timeline, workflow
@@ -46,7 +47,7 @@ from services.issues.models import (
     StaffNote,
     TimelineEntryPublic,
 )
-from services.issues.views.deps import Caller, Cipher, FromQ, Staff, ToQ
+from services.issues.views.deps import Caller, FromQ, Staff, ToQ
 
 router = APIRouter()
 B = TypeVar("B")

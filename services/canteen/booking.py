@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
@@ -50,7 +50,7 @@ from services.canteen.models import (
     WalkInCreate,
 )
 from services.canteen.orders import LINES, MENUS, ORDERS, cutoff_at, deliver_by, order_row_public, serve_window
-from services.canteen.subsidy import Computation, MealContext, age_on, circumstances_on, compute_for, line_public
+from services.canteen.subsidy import line_public, quote
 
 # The statements of a booking, built once (bound parameters), so the fast path compiles each once.
 _SET_MEALS, _CANTEENS, _SLOTS = table_of(SetMeal), table_of(Canteen), table_of(MealSlotRow)
@@ -160,30 +160,6 @@ async def release_seat(uow: UnitOfWork, menu_id: UUID) -> None:
     await uow.session.execute(
         sa.update(MENUS).where(MENUS.c.id == menu_id, MENUS.c.booked > 0).values(booked=MENUS.c.booked - 1)
     )
-
-
-def subsidy_suspended(diner: Diner, day: date) -> bool:
-    if diner.status in (DinerStatus.suspended, DinerStatus.deceased):
-        return diner.subsidy_suspended_from is None or day >= diner.subsidy_suspended_from
-    return diner.subsidy_suspended_from is not None and day >= diner.subsidy_suspended_from
-
-
-async def quote(
-    uow: UnitOfWork, diner: Diner, menu: Menu, meal: SetMeal, fulfilment: Fulfilment, extra: bool = False
-) -> Computation:
-    ctx = MealContext(
-        meal_date=menu.meal_date,
-        age=age_on(diner.birth_date, menu.meal_date),
-        circumstances=circumstances_on(diner.circumstances, diner.birth_date, menu.meal_date),
-        slot=menu.slot,
-        fulfilment=fulfilment.value,
-        meal_kind=meal.kind,
-        canteen_id=str(menu.canteen_id),
-        price_fen=meal.price_fen,
-        suspended=subsidy_suspended(diner, menu.meal_date),
-        extra=extra,
-    )
-    return await compute_for(uow, ctx, diner.id)
 
 
 @dataclass(frozen=True)

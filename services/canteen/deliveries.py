@@ -1,20 +1,83 @@
-"""Delivered meals: a rider on the way, the delivery done (by the rider's task or by staff), and what the events
-tell the diner's family. Use cases take a unit of work and never commit."""
+"""Delivered meals: the day's delivery list, a rider on the way, the delivery done (by the rider's task or by
+staff), and what the events tell the diner's family. Use cases take a unit of work and never commit."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlmodel import col, select
 
 from minsheng.contracts.canteen import OrderDelivered
 from minsheng.platform.ids import utcnow
+from minsheng.platform.pagination import Keyset, Page, PageRequest
+from minsheng.platform.privacy import mask_phone
+from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
-from services.canteen.models import FamilyMember, Fulfilment, Order, OrderStatus
-from services.canteen.orders import move_to
+from services.canteen.canteens import SLOT_RANK
+from services.canteen.models import Canteen, Diner, FamilyMember, Fulfilment, Order, OrderStatus
+from services.canteen.orders import ORDERS, move_to
+
+DINERS = table_of(Diner)
+_SLOT_RANK = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9).label("slot_rank")
+_STOPS_BY_SLOT = Keyset((_SLOT_RANK, ORDERS.c.id), kinds=(int, UUID), descending=False)
+
+
+class DeliveryStop(BaseModel):
+    order_id: UUID
+    slot: str
+    diner_id: UUID
+    diner_name: str
+    phone: str | None
+    delivery_address: str | None
+    deliver_by: Any
+    set_meal_name: str
+    dietary: list[str]
+    note: str | None
+    status: str
+    pickup_code: str
+    rider_task_id: UUID | None
+
+
+async def delivery_list(
+    uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, page: PageRequest
+) -> Page[DeliveryStop]:
+    query = (
+        sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"), _SLOT_RANK)
+        .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
+        .where(
+            ORDERS.c.canteen_id == canteen.id,
+            ORDERS.c.meal_date == day,
+            ORDERS.c.fulfilment == Fulfilment.delivery.value,
+            ORDERS.c.status != OrderStatus.cancelled.value,
+        )
+    )
+    if slot is not None:
+        query = query.where(ORDERS.c.slot == slot)
+    rows = list((await uow.session.execute(_STOPS_BY_SLOT.query(query, page))).all())
+    return _STOPS_BY_SLOT.page(rows, page).map(_delivery_stop)
+
+
+def _delivery_stop(row: Any) -> DeliveryStop:
+    return DeliveryStop(
+        order_id=row.id,
+        slot=row.slot,
+        diner_id=row.diner_id,
+        diner_name=row.diner_name,
+        phone=mask_phone(row.diner_phone),
+        delivery_address=row.delivery_address,
+        deliver_by=row.deliver_by,
+        set_meal_name=row.set_meal_name,
+        dietary=row.dietary or [],
+        note=row.note,
+        status=row.status,
+        pickup_code=row.pickup_code,
+        rider_task_id=row.rider_task_id,
+    )
 
 
 async def family_notice(uow: UnitOfWork, order: Order) -> dict[str, Any]:

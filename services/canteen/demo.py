@@ -13,7 +13,7 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.privacy import field_cipher, mask_id_number, seal_phone_on
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.uow import UnitOfWork
-from services.canteen import booking, config, orders
+from services.canteen import config, orders, subsidy
 from services.canteen.demo_data import BREAKFAST, CANTEENS, DINERS, DINNER, FAMILY, RULES, SLOTS, lunch_sets
 from services.canteen.diners import new_code
 from services.canteen.models import (
@@ -147,7 +147,7 @@ async def seed_history(uow: UnitOfWork, canteen: Canteen, days: int = 35) -> int
             if (d.name == "赵桂香" and offset > 4) or (d.name != "赵桂香" and (offset + i) % 5 != 0)
         ]
         for diner in eaters:
-            computed = await booking.quote(uow, diner, menu, meal, Fulfilment.dine_in)
+            computed = await subsidy.quote(uow, diner, menu, meal, Fulfilment.dine_in)
             order = Order(
                 canteen_id=canteen.id,
                 diner_id=diner.id,

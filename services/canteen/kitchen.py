@@ -1,5 +1,5 @@
-"""What the kitchen reads each day: the counts per slot and set meal (with dietary needs), and the delivery
-list. Aggregated in SQL or over one day's rows."""
+"""What the kitchen reads each day: the counts per slot and set meal (with dietary needs). Aggregated in SQL or
+over one day's rows (the day's delivery list is in ``deliveries``)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import select
 
-from minsheng.platform.pagination import Keyset, Page, PageRequest
-from minsheng.platform.privacy import mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.canteen.canteens import SLOT_RANK
-from services.canteen.models import Canteen, Diner, Fulfilment, Menu, Order, OrderStatus
+from services.canteen.models import Canteen, Menu, Order, OrderStatus
 
 ORDERS = table_of(Order)
-DINERS = table_of(Diner)
-_SLOT_RANK = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9).label("slot_rank")
-_STOPS_BY_SLOT = Keyset((_SLOT_RANK, ORDERS.c.id), kinds=(int, UUID), descending=False)
 
 
 class SetMealCount(BaseModel):
@@ -102,56 +97,3 @@ async def kitchen_sheet(uow: UnitOfWork, canteen: Canteen, day: date) -> Kitchen
             )
         )
     return KitchenSheet(canteen_id=canteen.id, meal_date=day, slots=slots)
-
-
-class DeliveryStop(BaseModel):
-    order_id: UUID
-    slot: str
-    diner_id: UUID
-    diner_name: str
-    phone: str | None
-    delivery_address: str | None
-    deliver_by: Any
-    set_meal_name: str
-    dietary: list[str]
-    note: str | None
-    status: str
-    pickup_code: str
-    rider_task_id: UUID | None
-
-
-async def delivery_list(
-    uow: UnitOfWork, canteen: Canteen, day: date, slot: str | None, page: PageRequest
-) -> Page[DeliveryStop]:
-    query = (
-        sa.select(ORDERS, DINERS.c.name.label("diner_name"), DINERS.c.phone.label("diner_phone"), _SLOT_RANK)
-        .join(DINERS, DINERS.c.id == ORDERS.c.diner_id)
-        .where(
-            ORDERS.c.canteen_id == canteen.id,
-            ORDERS.c.meal_date == day,
-            ORDERS.c.fulfilment == Fulfilment.delivery.value,
-            ORDERS.c.status != OrderStatus.cancelled.value,
-        )
-    )
-    if slot is not None:
-        query = query.where(ORDERS.c.slot == slot)
-    rows = list((await uow.session.execute(_STOPS_BY_SLOT.query(query, page))).all())
-    return _STOPS_BY_SLOT.page(rows, page).map(_delivery_stop)
-
-
-def _delivery_stop(row: Any) -> DeliveryStop:
-    return DeliveryStop(
-        order_id=row.id,
-        slot=row.slot,
-        diner_id=row.diner_id,
-        diner_name=row.diner_name,
-        phone=mask_phone(row.diner_phone),
-        delivery_address=row.delivery_address,
-        deliver_by=row.deliver_by,
-        set_meal_name=row.set_meal_name,
-        dietary=row.dietary or [],
-        note=row.note,
-        status=row.status,
-        pickup_code=row.pickup_code,
-        rider_task_id=row.rider_task_id,
-    )

@@ -30,9 +30,14 @@ from minsheng.platform.uow import UnitOfWork
 from services.canteen import config
 from services.canteen.models import (
     Circumstance,
+    Diner,
+    DinerStatus,
+    Fulfilment,
     FundingShare,
     LineStatus,
+    Menu,
     Quote,
+    SetMeal,
     SubsidyLine,
     SubsidyLinePublic,
     SubsidyRule,
@@ -293,6 +298,30 @@ async def compute_for(uow: UnitOfWork, ctx: MealContext, diner_id: UUID) -> Comp
             candidates.append(rule)  # type: ignore[arg-type]
             usage[rule.key] = Usage(day=int(rule.paid_on_the_day), month=int(rule.paid_in_the_month))
     return compute(candidates, ctx, usage)
+
+
+def subsidy_suspended(diner: Diner, day: date) -> bool:
+    if diner.status in (DinerStatus.suspended, DinerStatus.deceased):
+        return diner.subsidy_suspended_from is None or day >= diner.subsidy_suspended_from
+    return diner.subsidy_suspended_from is not None and day >= diner.subsidy_suspended_from
+
+
+async def quote(
+    uow: UnitOfWork, diner: Diner, menu: Menu, meal: SetMeal, fulfilment: Fulfilment, extra: bool = False
+) -> Computation:
+    ctx = MealContext(
+        meal_date=menu.meal_date,
+        age=age_on(diner.birth_date, menu.meal_date),
+        circumstances=circumstances_on(diner.circumstances, diner.birth_date, menu.meal_date),
+        slot=menu.slot,
+        fulfilment=fulfilment.value,
+        meal_kind=meal.kind,
+        canteen_id=str(menu.canteen_id),
+        price_fen=meal.price_fen,
+        suspended=subsidy_suspended(diner, menu.meal_date),
+        extra=extra,
+    )
+    return await compute_for(uow, ctx, diner.id)
 
 
 # --- managing rules --------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.responses import plain_json
 from minsheng.platform.service import UoW
 from services.canteen import access, booking, canteens, config, counter, menus, reports
-from services.canteen import kitchen as kitchen_sheets
+from services.canteen.deliveries import DeliveryStop, delivery_list
+from services.canteen.kitchen import KitchenSheet, kitchen_sheet
 from services.canteen.models import (
     CanteenCreate,
     CanteenPublic,
@@ -217,9 +218,9 @@ async def kitchen(
     uow: UoW,
     who: Staff,
     meal_date: Day | None = None,
-) -> kitchen_sheets.KitchenSheet:
+) -> KitchenSheet:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
-    return await kitchen_sheets.kitchen_sheet(uow, canteen, meal_date or config.today())
+    return await kitchen_sheet(uow, canteen, meal_date or config.today())
 
 
 @router.get("/canteens/{canteen_ref}/deliveries", tags=["kitchen"], summary="The day's delivery list (phones masked)")
@@ -231,11 +232,9 @@ async def deliveries(
     meal_date: Day | None = None,
     slot: Slot | None = None,
     page: PageQuery,
-) -> Page[kitchen_sheets.DeliveryStop]:
+) -> Page[DeliveryStop]:
     canteen = await canteens.managed_canteen(uow, who, canteen_ref)
-    return await kitchen_sheets.delivery_list(
-        uow, canteen, meal_date or config.today(), slot.value if slot else None, page
-    )
+    return await delivery_list(uow, canteen, meal_date or config.today(), slot.value if slot else None, page)
 
 
 @router.get(

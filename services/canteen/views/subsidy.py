@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import _t
 from minsheng.platform.service import UoW
-from services.canteen import booking, diners, menus
+from services.canteen import diners, menus, subsidy
 from services.canteen.models import Quote, QuoteRequest
 from services.canteen.views.deps import Caller
 
@@ -30,4 +30,4 @@ async def quote(body: QuoteRequest, uow: UoW, who: Caller) -> Quote:
             "Set meal not found",
             _t("No set meal {set_meal_id} on this menu.", set_meal_id=body.set_meal_id),
         )
-    return (await booking.quote(uow, diner, menu, meal, body.fulfilment)).quote()
+    return (await subsidy.quote(uow, diner, menu, meal, body.fulfilment)).quote()

@@ -12,14 +12,16 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from minsheng.platform.access import ensure_visible
+from minsheng.platform.auth import Principal
 from minsheng.platform.errors import Problem, conflict, invalid, not_found, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import PageRequest, decode_cursor, encode_cursor
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
-from services.canteen import config
-from services.canteen.canteens import CANTEENS, SLOT_RANK, canteen_key, canteen_row, slot_of, touch
+from services.canteen import access, config
+from services.canteen.canteens import CANTEENS, SLOT_RANK, canteen_key, canteen_row, find_canteen, slot_of, touch
 from services.canteen.models import (
     Canteen,
     CanteenStatus,
@@ -201,6 +203,16 @@ async def get_menu(uow: UnitOfWork, menu_id: UUID, *, for_update: bool = False) 
     menu = await uow.session.get(Menu, menu_id, with_for_update=for_update and uow.db.is_postgres)
     if menu is None:
         raise not_found("menu", menu_id)
+    return menu
+
+
+async def visible_menu(uow: UnitOfWork, who: Principal | None, menu_id: UUID) -> Menu:
+    """A published menu, for anyone; a draft only for its canteen's staff. Anyone else gets the 404 a missing
+    menu gets (a draft's existence does not leak)."""
+    menu = await get_menu(uow, menu_id)
+    if menu.status != MenuStatus.published:
+        canteen = await find_canteen(uow, menu.canteen_id)
+        ensure_visible(who is not None and canteen is not None and access.manages(who, canteen), "menu", menu_id)
     return menu
 
 

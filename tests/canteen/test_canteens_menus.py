@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 from minsheng.platform.pagination import Page
 from services.canteen.models import MenuPublic
@@ -263,3 +265,21 @@ async def test_the_menu_list_is_exactly_what_its_response_model_serializes(cante
     await make_canteen(s, "yunheyuan", community="yunhe")
     r = await s.client.get("/canteen/canteens/yunheyuan/menus")
     assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
+
+
+async def test_a_draft_menu_answers_as_a_missing_one(canteen: System) -> None:
+    """A draft's existence does not leak: a resident asking for one gets the very answer a menu that does not
+    exist gets (only the id they asked for, the instance and the request id differ)."""
+    s = canteen
+    await make_canteen(s)
+    draft = await make_menu(s, "yunxing-street", TOMORROW, publish=False)
+    missing = str(uuid4())
+
+    async def problem(menu_id: str) -> dict[str, Any]:
+        r = await s.client.get(f"/canteen/menus/{menu_id}", headers=resident(s, "wx-zhao"))
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        body = {k: v for k, v in r.json().items() if k not in ("instance", "request_id")}
+        return json.loads(json.dumps(body).replace(menu_id, "<menu_id>"))  # type: ignore[no-any-return]
+
+    assert await problem(draft["id"]) == await problem(missing)
+    assert (await problem(missing))["code"] == "menu_not_found"

@@ -7,12 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from minsheng.platform.access import ensure
-from minsheng.platform.errors import Problem
-from minsheng.platform.i18n import _t
 from minsheng.platform.service import UoW
-from services.canteen import access, canteens, menus
-from services.canteen.models import CapacityUpdate, DietaryNeed, MenuPublic, MenuStatus
+from services.canteen import canteens, menus
+from services.canteen.models import CapacityUpdate, DietaryNeed, MenuPublic
 from services.canteen.views.deps import MaybeCaller, Staff, commit, dietary_needs_for
 
 router = APIRouter(tags=["menus"])
@@ -26,12 +23,7 @@ async def get_menu(
     diner_id: UUID | None = None,
     needs: Annotated[list[DietaryNeed] | None, Query()] = None,
 ) -> MenuPublic:
-    menu = await menus.get_menu(uow, menu_id)
-    if menu.status != MenuStatus.published:
-        canteen = await canteens.get_canteen(uow, menu.canteen_id)
-        # A draft exists only for its canteen's staff; anyone else gets the menu's own 404.
-        not_there = Problem(404, "menu_not_found", "Menu not found", _t("No menu {menu_id}.", menu_id=menu_id))
-        ensure(who is not None and access.manages(who, canteen), not_there)
+    menu = await menus.visible_menu(uow, who, menu_id)
     diet, dislikes = await dietary_needs_for(uow, who, diner_id, needs)
     meals = await menus.meals_of(uow, [menu.id])
     return menus.menu_public(menu, meals[menu.id], needs=diet, dislikes=dislikes)

@@ -12,15 +12,19 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from minsheng.contracts.canteen import OrderDelivered
+from minsheng.platform.access import ensure
+from minsheng.platform.auth import Principal
+from minsheng.platform.errors import Problem, wrong_status
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
-from services.canteen import config
+from services.canteen import access, config
 from services.canteen.canteens import SLOT_RANK
 from services.canteen.models import Canteen, Diner, FamilyMember, Fulfilment, Order, OrderStatus
-from services.canteen.orders import ORDERS, move_to
+from services.canteen.orders import ORDERS, load_order, move_to
 
 DINERS = table_of(Diner)
 _SLOT_RANK = sa.case(SLOT_RANK, value=ORDERS.c.slot, else_=9).label("slot_rank")
@@ -126,8 +130,24 @@ async def rider_on_the_way(uow: UnitOfWork, order_id: UUID, *, task_id: UUID, at
     return order
 
 
-async def mark_delivered_by_staff(uow: UnitOfWork, order: Order) -> None:
+async def mark_delivered_by_staff(uow: UnitOfWork, who: Principal, order_id: UUID) -> Order:
+    """The canteen confirms a delivery by hand (the rider's task did not report it): a booked delivery order
+    only."""
+    order, canteen, *_ = await load_order(uow, who, order_id, for_update=True)
+    only_staff = Problem(403, "forbidden_role", "Canteen staff only", "Only the canteen confirms deliveries.")
+    ensure(access.manages(who, canteen), only_staff)
+    if order.fulfilment != Fulfilment.delivery or order.status != OrderStatus.booked:
+        raise wrong_status(
+            "order_not_deliverable",
+            _t(
+                "A {fulfilment} order that is {status} cannot be confirmed delivered.",
+                fulfilment=order.fulfilment,
+                status=order.status,
+            ),
+            current_status=order.status,
+        )
     at = config.now()
     move_to(order, OrderStatus.delivered)
     order.delivered_at = at
     uow.emit(OrderDelivered(order_id=order.id, delivered_at=at, rider_task_id=None, **await family_notice(uow, order)))
+    return order

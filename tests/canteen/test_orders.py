@@ -460,8 +460,10 @@ async def test_staff_raise_capacity_and_confirm_a_delivery_by_hand(canteen: Syst
     assert r.status_code == 200 and r.json()["status"] == "delivered" and r.json()["rider_task_id"] is None
     r = await s.client.post(f"/canteen/orders/{order['id']}/delivered", headers=canteen_staff(s))
     assert r.status_code == 409 and r.json()["code"] == "order_not_deliverable"
+    assert r.json()["current_status"] == "delivered"  # like every status conflict
     r = await s.client.post(f"/canteen/orders/{dine_in['id']}/delivered", headers=canteen_staff(s))
-    assert r.status_code == 409
+    assert r.status_code == 409 and r.json()["code"] == "order_not_deliverable"
+    assert r.json()["current_status"] == "booked"  # booked, but a dine-in meal is never delivered
     [event] = await outbox(s, "minsheng.canteen.order.delivered.v1")
     assert event["order_id"] == order["id"] and event.get("rider_task_id") is None
     listed = (

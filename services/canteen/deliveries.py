@@ -38,7 +38,7 @@ class DeliveryStop(BaseModel):
     diner_name: str
     phone: str | None
     delivery_address: str | None
-    deliver_by: Any
+    deliver_by: datetime | None
     set_meal_name: str
     dietary: list[str]
     note: str | None

@@ -4,7 +4,7 @@ monthly statement (the kitchen's daily sheets are in ``kitchen``). Aggregated in
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -72,7 +72,7 @@ class Settlement(BaseModel):
     claims_by_funder: dict[str, int]
     withheld_by_category: list[CategoryClaim]
     reconciliation: Reconciliation
-    closed_at: Any = None
+    closed_at: datetime | None = None
     closed_by: str | None = None
     csv_sha256: str | None = None
 

@@ -335,6 +335,7 @@ async def test_delivery_orders_call_a_rider_and_cancelling_withdraws_it(canteen:
         )
     ).json()["items"]
     assert [(x["order_id"], x["phone"], x["dietary"]) for x in stops] == [(order["id"], "139****1101", ["soft_food"])]
+    assert stops[0]["deliver_by"] == "2031-03-11T04:00:00Z"  # an instant, as on the order
     r = await s.client.post(f"/canteen/orders/{order['id']}/check-in", headers=canteen_staff(s))
     assert r.status_code == 409
 

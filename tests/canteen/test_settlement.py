@@ -142,6 +142,7 @@ async def test_settlement_totals_claims_and_the_claim_file(canteen: System) -> N
     assert r.status_code == 200, r.text
     closed = r.json()
     assert closed["status"] == "closed" and closed["closed_by"] == "cook-yunxing-street"
+    assert closed["closed_at"].endswith("Z")  # an instant in UTC
     assert closed["orders_by_status"]["no_show"] == 1 and closed["reconciliation"]["claimed_fen"] == 2600
     r = await s.client.post(f"/canteen/canteens/yunxing-street/settlements/{MONTH}/close", headers=staff)
     assert r.status_code == 409 and r.json()["code"] == "settlement_closed"

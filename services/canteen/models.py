@@ -24,6 +24,7 @@ from minsheng.platform.personal_data import PersonalData
 from minsheng.platform.privacy import MaskedPhone
 from minsheng.platform.tables import install_platform_tables
 from minsheng.platform.types import JSONType, UTCDateTime
+from services.canteen import config
 
 
 class CanteenModel(SQLModel, registry=registry()):
@@ -240,7 +241,7 @@ class CanteenPublic(CanteenBase):
 
 
 def plausible_birth(v: date) -> date:
-    if v.year < 1900 or v > date.today():
+    if v.year < 1900 or v > config.today():  # the county's calendar (and the pinned clock), not the server's
         raise ValueError("birth_date is not plausible")
     return v
 

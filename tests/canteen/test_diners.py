@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from minsheng.platform.inputs import RefuseNulMiddleware
 from minsheng.platform.sql import table_of
-from services.canteen.models import Diner
+from services.canteen.models import Diner, plausible_birth
 from tests.canteen.helpers import (
     TODAY,
     canteen_staff,
@@ -20,6 +20,7 @@ from tests.canteen.helpers import (
     id_number,
     make_canteen,
     make_diner,
+    pin,
     resident,
 )
 from tests.support.client import System
@@ -240,3 +241,12 @@ async def test_a_nul_byte_in_a_text_parameter_is_a_422_that_names_it(
         r = await s.client.get(url, headers=staff)
         assert r.status_code == 422, (url, r.text)
         assert [e["field"] for e in r.json()["errors"]] == [field], (url, r.text)
+
+
+def test_a_birth_date_is_plausible_up_to_the_countys_today() -> None:
+    """The county's calendar decides, with the service's (pinned) clock, not the server's: at 00:30 in
+    Shanghai it is still yesterday in UTC, and a birth date of today is no future one."""
+    pin(TODAY, 0, 30)
+    assert plausible_birth(TODAY) == TODAY
+    with pytest.raises(ValueError, match="not plausible"):
+        plausible_birth(TODAY + timedelta(days=1))

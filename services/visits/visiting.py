@@ -1,24 +1,22 @@
-"""Visits, visit tasks, due lists and rounds.
+"""Visits and welfare checks.
 
 A visit record moves the household's schedule (see ``cadence``), writes any needs heard at the door into the
 ledger, and completes the household's open visit tasks; a welfare check (from a canteen absence alert) is
 announced with ``WelfareCheckScheduled`` (naming the grid worker's account) and reports back with
-``WelfareCheckCompleted``. All in the caller's one transaction.
+``WelfareCheckCompleted``. All in the caller's one transaction. Staff's follow-up tasks are in ``tasks``, the
+due list in ``due``, rounds in ``rounds``.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 from uuid import UUID
 
-import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.contracts.canteen import AbsenceAlert
 from minsheng.contracts.visits import WelfareCheckCompleted, WelfareCheckScheduled
-from minsheng.platform.access import ensure, ensure_changeable, ensure_visible, forbidden, visible_or_404
-from minsheng.platform.auth import Principal
+from minsheng.platform.access import ensure_changeable, visible_or_404
 from minsheng.platform.coords import distance_m
 from minsheng.platform.errors import Problem, invalid, wrong_status
 from minsheng.platform.filters import where_given
@@ -28,37 +26,21 @@ from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.photos import owned_photo_paths
 from minsheng.platform.uow import UnitOfWork
 from services.visits import config, ledger, schedule
-from services.visits.access import (
-    Viewer,
-    active_assignments,
-    sees,
-    sees_round,
-    sees_task,
-    sees_worker,
-    supervises,
-    writes,
-)
-from services.visits.config import days, now, start_of_local_day, today
+from services.visits.access import Viewer, sees, writes
+from services.visits.config import days, now
 from services.visits.models import (
     Building,
-    DueFilters,
-    GridWorker,
     Household,
     Need,
     Outcome,
     Photo,
     Resident,
     ResidentStatus,
-    RoundCreate,
-    TaskCreate,
-    TaskFilters,
     TaskKind,
-    TaskPublic,
     TaskStatus,
     Visit,
     VisitCreate,
     VisitFilters,
-    VisitRound,
     VisitTask,
 )
 from services.visits.places import get_household
@@ -67,12 +49,6 @@ from services.visits.workers import worker_for_place
 
 def _invalid(code: str, field: str, detail: Message) -> Problem:
     return invalid(code, "The request is not valid", detail, field=field, message=str(detail))
-
-
-def task_public(t: VisitTask) -> TaskPublic:
-    public = TaskPublic.model_validate(t, from_attributes=True)
-    public.overdue = t.status == TaskStatus.open and t.due_at < now()
-    return public
 
 
 # --- visits -------------------------------------------------------------------------------------------------
@@ -236,7 +212,7 @@ async def needs_of_visits(uow: UnitOfWork, visit_ids: list[UUID]) -> dict[UUID, 
     return out
 
 
-# --- tasks --------------------------------------------------------------------------------------------------
+# --- welfare checks -----------------------------------------------------------------------------------------
 
 
 async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask | None:
@@ -297,160 +273,3 @@ async def welfare_check_for(uow: UnitOfWork, alert: AbsenceAlert) -> VisitTask |
         )
     )
     return task
-
-
-async def create_task(uow: UnitOfWork, viewer: Viewer, body: TaskCreate) -> VisitTask:
-    household = await get_household(uow, viewer, body.household_id)
-    ensure(supervises(viewer, household), forbidden("Community staff ask for follow-up visits."))
-    if body.resident_id is not None:
-        resident = await uow.session.get(Resident, body.resident_id)
-        if resident is None or resident.household_id != household.id:
-            raise _invalid("resident_not_in_household", "resident_id", "The resident is not in this household.")
-    if body.due_at is not None and body.due_at < now():
-        raise _invalid("due_at_in_past", "due_at", "The due time has passed.")
-    worker = await worker_for_place(uow, household.compound, household.building_id)
-    task = VisitTask(
-        kind=TaskKind.follow_up,
-        household_id=household.id,
-        resident_id=body.resident_id,
-        community=household.community,
-        compound=household.compound,
-        building_id=household.building_id,
-        urgent=body.urgent,
-        reason=body.reason,
-        source="staff",
-        created_by=viewer.sub,
-        due_at=body.due_at or now() + timedelta(days=1 if body.urgent else 7),
-        assigned_worker_id=worker.id if worker else None,
-    )
-    uow.session.add(task)
-    return task
-
-
-async def get_task(uow: UnitOfWork, viewer: Viewer, task_id: UUID) -> VisitTask:
-    task = await uow.session.get(VisitTask, task_id)
-    return visible_or_404(task, lambda t: sees_task(viewer, t), "task", task_id)
-
-
-async def cancel_task(uow: UnitOfWork, viewer: Viewer, task: VisitTask, reason: str) -> VisitTask:
-    ensure(supervises(viewer, task), forbidden("Community staff cancel visit tasks."))
-    if task.status != TaskStatus.open:
-        raise wrong_status(
-            "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status
-        )
-    task.status = TaskStatus.cancelled
-    task.reason = f"{task.reason} — cancelled: {reason}"[:500]
-    task.updated_at = utcnow()
-    return task
-
-
-def _task_scope(viewer: Viewer) -> Any:
-    parts = [viewer.clause(VisitTask)]
-    if viewer.worker is not None:
-        parts.append(VisitTask.assigned_worker_id == viewer.worker.id)
-    return sa.or_(*parts)
-
-
-async def list_tasks(
-    uow: UnitOfWork,
-    viewer: Viewer,
-    *,
-    filters: TaskFilters,
-    page: PageRequest,
-) -> Page[VisitTask]:
-    query = where_given(
-        select(VisitTask).where(_task_scope(viewer)),
-        (VisitTask.status, filters.status),
-        (VisitTask.kind, filters.kind),
-        (VisitTask.assigned_worker_id, filters.worker_id),
-        (VisitTask.community, filters.community),
-    )
-    return await keyset_page(uow.session, query, Keyset((VisitTask.due_at, VisitTask.id), descending=False), page)
-
-
-# --- due lists ----------------------------------------------------------------------------------------------
-
-
-async def viewer_for_worker(uow: UnitOfWork, viewer: Viewer, worker_id: UUID) -> Viewer:
-    """A staff member looking at one worker's list sees exactly that worker's places (within their scope)."""
-    worker = visible_or_404(
-        await uow.session.get(GridWorker, worker_id), lambda w: sees_worker(viewer, w), "grid_worker", worker_id
-    )
-    as_worker = Viewer(Principal(sub=worker.subject, roles=frozenset()), worker=worker)
-    for a in await active_assignments(uow, worker.id):
-        if a.building_id is None:
-            as_worker.whole_compounds.add(a.compound)
-        else:
-            as_worker.buildings.add(a.building_id)
-    return as_worker
-
-
-async def due_list(
-    uow: UnitOfWork,
-    viewer: Viewer,
-    *,
-    filters: DueFilters,
-    page: PageRequest,
-) -> tuple[list[VisitTask], Page[Household]]:
-    """Open visit tasks (most urgent first), then households due by ``today + within_days`` (overdue first).
-    Tasks come with the first page only."""
-    day = today()
-    query = select(Household).where(viewer.clause(Household), col(Household.next_due_on).is_not(None))
-    query = (
-        query.where(col(Household.next_due_on) < day)
-        if filters.overdue_only
-        else query.where(col(Household.next_due_on) <= day + timedelta(days=filters.within_days))
-    )
-    if filters.compound:
-        query = query.where(Household.compound == filters.compound)
-    by_due_day = Keyset((Household.next_due_on, Household.id), kinds=(date, UUID), descending=False)
-    households = await keyset_page(uow.session, query, by_due_day, page)
-    tasks: list[VisitTask] = []
-    if not page.cursor:
-        tq = select(VisitTask).where(_task_scope(viewer), VisitTask.status == TaskStatus.open)
-        if filters.compound:
-            tq = tq.where(VisitTask.compound == filters.compound)
-        tq = tq.order_by(col(VisitTask.urgent).desc(), col(VisitTask.due_at), col(VisitTask.id)).limit(200)
-        tasks = list((await uow.session.execute(tq)).scalars())
-    return tasks, households
-
-
-# --- rounds -------------------------------------------------------------------------------------------------
-
-
-async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> VisitRound:
-    if body.ends_on < body.starts_on:
-        raise _invalid("round_ends_before_start", "ends_on", "A round ends on or after the day it starts.")
-    ensure(
-        body.community is not None or viewer.is_admin,
-        forbidden("Only district administrators start a district-wide round."),
-    )
-    if body.community is not None:
-        ensure_visible(viewer.staff_covers(body.community), "community", body.community)
-    rnd = VisitRound(**body.model_dump(), created_by=viewer.sub)
-    uow.session.add(rnd)
-    return rnd
-
-
-async def get_round(uow: UnitOfWork, viewer: Viewer, round_id: UUID) -> VisitRound:
-    rnd = await uow.session.get(VisitRound, round_id)
-    return visible_or_404(rnd, lambda r: sees_round(viewer, r), "round", round_id)
-
-
-async def list_rounds(
-    uow: UnitOfWork, viewer: Viewer, *, page: PageRequest, community: str | None = None
-) -> Page[VisitRound]:
-    query = select(VisitRound)
-    if not viewer.is_admin:
-        mine = viewer.principal.scoped_values("community") if viewer.is_staff else set()
-        if viewer.worker is not None:
-            mine.add(viewer.worker.community)
-        query = query.where(sa.or_(col(VisitRound.community).is_(None), col(VisitRound.community).in_(sorted(mine))))
-    if community:
-        query = query.where(VisitRound.community == community)
-    latest_first = Keyset((VisitRound.starts_on, VisitRound.id), kinds=(date, UUID))
-    return await keyset_page(uow.session, query, latest_first, page)
-
-
-def window(rnd: VisitRound) -> tuple[datetime, datetime]:
-    return start_of_local_day(rnd.starts_on), start_of_local_day(rnd.ends_on + timedelta(days=1))

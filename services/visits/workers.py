@@ -89,11 +89,15 @@ async def add_assignment(uow: UnitOfWork, viewer: Viewer, worker: GridWorker, da
     return assignment
 
 
-async def list_assignments(uow: UnitOfWork, worker: GridWorker, *, include_ended: bool = False) -> list[GridAssignment]:
+async def list_assignments(
+    uow: UnitOfWork, worker: GridWorker, *, page: PageRequest, include_ended: bool = False
+) -> Page[GridAssignment]:
+    """A worker's places, oldest first (with ``include_ended``, their whole history)."""
     query = select(GridAssignment).where(GridAssignment.worker_id == worker.id)
     if not include_ended:
         query = query.where(col(GridAssignment.ended_at).is_(None))
-    return list((await uow.session.execute(query.order_by(col(GridAssignment.started_at)))).scalars())
+    in_order_taken = Keyset((GridAssignment.started_at, GridAssignment.id), descending=False)
+    return await keyset_page(uow.session, query, in_order_taken, page)
 
 
 async def end_assignment(uow: UnitOfWork, viewer: Viewer, assignment_id: UUID) -> GridAssignment:

@@ -373,7 +373,7 @@ async def test_handover_moves_places_needs_and_tasks(system: System) -> None:
     assert (await p.get(f"/tasks/{task['id']}", successor))["assigned_worker_id"] == w2["id"]
     r = await system.client.get(f"/visits/households/{p.household_id}", headers=p.worker)
     assert r.status_code == 403 and r.json()["code"] == "grid_worker_not_registered"  # 常红 left
-    ended = await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff, params={"include_ended": True})
+    ended = (await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff, params={"include_ended": True}))["items"]
     assert ended[0]["ended_at"] is not None and ended[0]["handed_over_to"] == w2["id"]
 
 
@@ -520,7 +520,7 @@ async def test_directory_endpoints_paginate_filter_and_refuse_duplicates(system:
     assert [t["id"] for t in (await p.get("/tasks", p.staff, params={"status": "cancelled"}))["items"]] == [task["id"]]
     blank = await p.get("/tasks", p.staff, params={"status": "cancelled", "community": ""})
     assert [t["id"] for t in blank["items"]] == [task["id"]]
-    [assignment] = await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff)
+    [assignment] = (await p.get(f"/grid-workers/{p.worker_id}/assignments", p.staff))["items"]
     await p.post(f"/assignments/{assignment['id']}/end", p.staff)
     assert (await c.get(f"/visits/households/{p.household_id}", headers=p.worker)).status_code == 404
 

@@ -65,6 +65,6 @@ async def test_demo_data_is_the_county_and_loads_once(system: System) -> None:
     assert coverage["total"]["households"] == first["households"]
     due = (await system.client.get("/visits/due", headers=changhong)).json()
     me = (await system.client.get("/visits/grid-workers/me", headers=changhong)).json()
-    patch = (await system.client.get(f"/visits/grid-workers/{me['id']}/assignments", headers=admin)).json()
+    patch = (await system.client.get(f"/visits/grid-workers/{me['id']}/assignments", headers=admin)).json()["items"]
     assert "yuntaiyuan" in {a["compound"] for a in patch}
     assert due["households"] and {h["compound"] for h in due["households"]} <= {a["compound"] for a in patch}

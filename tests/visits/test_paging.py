@@ -1,5 +1,6 @@
 """Lists walked one item a page (``limit=1``, following ``next_cursor``) give what one page gives, in the same
-order: communities, rounds, the due list, the personal-data audit trail and the link requests."""
+order: communities, rounds, the due list, the personal-data audit trail, the link requests and a worker's
+assignments."""
 
 from __future__ import annotations
 
@@ -58,3 +59,19 @@ async def test_the_lists_walk_page_by_page_to_what_one_page_holds(system: System
         whole = await in_one_page(p, path, headers, items, **params)
         assert len(whole) >= 2, (path, whole)
         assert await walk(p, path, headers, items, **params) == whole, path
+
+
+async def test_a_workers_assignment_history_comes_a_page_at_a_time(system: System) -> None:
+    p = await build_place(system)
+    path = f"/grid-workers/{p.worker_id}/assignments"
+    [whole_compound] = (await p.get(path, p.staff))["items"]
+    await p.post(f"/assignments/{whole_compound['id']}/end", p.staff)
+    one_building = await p.post(path, p.staff, {"compound": p.compound, "building_id": p.building_id}, 201)
+
+    first = await p.get(path, p.staff, params={"include_ended": True, "limit": 1})
+    assert [a["id"] for a in first["items"]] == [whole_compound["id"]] and first["next_cursor"]
+    second = await p.get(path, p.staff, params={"include_ended": True, "limit": 1, "cursor": first["next_cursor"]})
+    assert [a["id"] for a in second["items"]] == [one_building["id"]] and second["next_cursor"] is None
+    # Oldest first, as in one page; without include_ended only the current place.
+    assert await walk(p, path, p.staff, include_ended=True) == await in_one_page(p, path, p.staff, include_ended=True)
+    assert await in_one_page(p, path, p.staff) == [one_building["id"]]

@@ -3,10 +3,6 @@
 
 from fastapi import APIRouter
 
-from minsheng.platform.auth import Role
-from minsheng.platform.images import ImageLimits
-from minsheng.platform.photos import photos_router
-from services.visits.models import Photo
 from services.visits.views import (
     assignments,
     buildings,
@@ -19,6 +15,7 @@ from services.visits.views import (
     link_requests,
     me,
     needs,
+    photos,
     pii_audit,
     policies,
     residents,
@@ -45,10 +42,7 @@ for area in (
     visits,
     needs,
     coverage,
+    photos,  # uploads of the photos taken at the door (a visit names them by id)
+    link_requests,
 ):
     router.include_router(area.router)
-# Photos grid workers take at the door (attached to a visit by id); field staff only.
-router.include_router(
-    photos_router("visits", Photo, lambda: ImageLimits(), lambda who: who.has(Role.staff, Role.grid_worker))
-)
-router.include_router(link_requests.router)

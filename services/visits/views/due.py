@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 
 from minsheng.platform.pagination import PageQuery
 from minsheng.platform.service import UoW
-from services.visits import places, visiting
+from services.visits import places, tasks
 from services.visits.config import today
+from services.visits.due import due_list, viewer_for_worker
 from services.visits.models import DueFilters, DueList
 from services.visits.views.deps import FIELD, Who
 
@@ -28,11 +29,11 @@ async def due(
     filters: Annotated[DueFilters, Query()],
     page: PageQuery,
 ) -> DueList:
-    viewer = await visiting.viewer_for_worker(uow, who, filters.worker_id) if filters.worker_id else who
-    tasks, households = await visiting.due_list(uow, viewer, filters=filters, page=page)
+    viewer = await viewer_for_worker(uow, who, filters.worker_id) if filters.worker_id else who
+    open_tasks, households = await due_list(uow, viewer, filters=filters, page=page)
     day = today()
     return DueList(
-        tasks=[visiting.task_public(t) for t in tasks],
+        tasks=[tasks.task_public(t) for t in open_tasks],
         households=[places.household_public(h, day) for h in households.items],
         next_cursor=households.next_cursor,
     )

@@ -64,12 +64,12 @@ async def get_worker(worker_id: UUID, uow: UoW, who: Who) -> GridWorkerPublic:
 
 
 @router.get("/grid-workers/{worker_id}/assignments", dependencies=[FIELD])
-async def list_assignments(worker_id: UUID, uow: UoW, who: Who, include_ended: bool = False) -> list[AssignmentPublic]:
+async def list_assignments(
+    worker_id: UUID, uow: UoW, who: Who, *, include_ended: bool = False, page: PageQuery
+) -> Page[AssignmentPublic]:
     worker = await workers.get_worker(uow, who, worker_id)
-    return [
-        AssignmentPublic.model_validate(a, from_attributes=True)
-        for a in await workers.list_assignments(uow, worker, include_ended=include_ended)
-    ]
+    found = await workers.list_assignments(uow, worker, page=page, include_ended=include_ended)
+    return found.map(from_row(AssignmentPublic))
 
 
 @router.post(

@@ -74,9 +74,10 @@ async def get_need(need_id: UUID, uow: UoW, who: Who) -> NeedDetail:
     return await ledger.detail(uow, await ledger.get_need(uow, who, need_id))
 
 
-def _step_route(step: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
-    """``POST /needs/{need_id}/<step>``: a step of the need, answered with the need and its timeline."""
-    return router.post(f"/needs/{{need_id}}/{step}", response_model=NeedDetail, **route)
+def _step_route(path: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST /needs/{need_id}/<step>`` (``path`` in full, so a grep for the URL finds the route): a step of the
+    need, answered with the need and its timeline."""
+    return router.post(path, response_model=NeedDetail, **route)
 
 
 async def _step(
@@ -97,33 +98,37 @@ async def update_need(need_id: UUID, body: NeedUpdate, uow: UoW, who: Who) -> Ne
     return await _step(uow, who, need_id, ledger.update, body)
 
 
-@_step_route("start")
+@_step_route("/needs/{need_id}/start")
 async def start_need(need_id: UUID, uow: UoW, who: Who, body: NeedNoteBody | None = None) -> NeedDetail:
     return await _step(uow, who, need_id, ledger.start, body.note if body else None)
 
 
-@_step_route("resolve", summary="Owner: done — say what was done")
+@_step_route("/needs/{need_id}/resolve", summary="Owner: done — say what was done")
 async def resolve_need(need_id: UUID, body: NeedResolve, uow: UoW, who: Who) -> NeedDetail:
     return await _step(uow, who, need_id, ledger.resolve, body)
 
 
-@_step_route("confirm", summary="The resident confirms (in the app, or in person to the grid worker): 销号")
+@_step_route(
+    "/needs/{need_id}/confirm", summary="The resident confirms (in the app, or in person to the grid worker): 销号"
+)
 async def confirm_need(need_id: UUID, uow: UoW, who: Who, body: NeedConfirm | None = None) -> NeedDetail:
     return await _step(uow, who, need_id, ledger.confirm, body or NeedConfirm())
 
 
-@_step_route("reopen", summary="The resident says it is not done")
+@_step_route("/needs/{need_id}/reopen", summary="The resident says it is not done")
 async def reopen_need(need_id: UUID, body: NeedReason, uow: UoW, who: Who) -> NeedDetail:
     return await _step(uow, who, need_id, ledger.reopen, body.reason)
 
 
-@_step_route("close", dependencies=[STAFF], summary="Supervisor: close with a reason")
+@_step_route("/needs/{need_id}/close", dependencies=[STAFF], summary="Supervisor: close with a reason")
 async def close_need(need_id: UUID, body: NeedReason, uow: UoW, who: Who) -> NeedDetail:
     return await _step(uow, who, need_id, ledger.close, body.reason)
 
 
 @_step_route(
-    "escalate", dependencies=[FIELD], summary="Beyond the community: send to the issues service (NeedEscalated)"
+    "/needs/{need_id}/escalate",
+    dependencies=[FIELD],
+    summary="Beyond the community: send to the issues service (NeedEscalated)",
 )
 async def escalate_need(need_id: UUID, uow: UoW, who: Who, body: NeedEscalate | None = None) -> NeedDetail:
     return await _step(uow, who, need_id, ledger.escalate, body.note if body else None)

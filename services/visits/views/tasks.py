@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
-from services.visits import visiting
+from services.visits import tasks
 from services.visits.models import TaskCancel, TaskCreate, TaskFilters, TaskPublic
 from services.visits.views.deps import FIELD, STAFF, Who, commit
 
@@ -23,25 +23,25 @@ async def list_tasks(
     filters: Annotated[TaskFilters, Query()],
     page: PageQuery,
 ) -> Page[TaskPublic]:
-    tasks = await visiting.list_tasks(uow, who, filters=filters, page=page)
-    return tasks.map(visiting.task_public)
+    found = await tasks.list_tasks(uow, who, filters=filters, page=page)
+    return found.map(tasks.task_public)
 
 
 @router.post("/tasks", status_code=201, dependencies=[STAFF], summary="Ask for a follow-up visit to a household")
 async def create_task(body: TaskCreate, uow: UoW, who: Who) -> TaskPublic:
-    task = await visiting.create_task(uow, who, body)
+    task = await tasks.create_task(uow, who, body)
     await commit(uow)
-    return visiting.task_public(task)
+    return tasks.task_public(task)
 
 
 @router.get("/tasks/{task_id}", dependencies=[FIELD])
 async def get_task(task_id: UUID, uow: UoW, who: Who) -> TaskPublic:
-    return visiting.task_public(await visiting.get_task(uow, who, task_id))
+    return tasks.task_public(await tasks.get_task(uow, who, task_id))
 
 
 @router.post("/tasks/{task_id}/cancel", dependencies=[STAFF])
 async def cancel_task(task_id: UUID, body: TaskCancel, uow: UoW, who: Who) -> TaskPublic:
-    task = await visiting.get_task(uow, who, task_id)
-    await visiting.cancel_task(uow, who, task, body.reason)
+    task = await tasks.get_task(uow, who, task_id)
+    await tasks.cancel_task(uow, who, task, body.reason)
     await commit(uow)
-    return visiting.task_public(task)
+    return tasks.task_public(task)

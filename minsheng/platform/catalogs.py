@@ -48,7 +48,7 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "outside_scope": (0,),  # outside_scope(detail)
     "forbidden": (0,),  # forbidden(detail)
     "read_only": (0,),  # read_only(what) — the thing's name
-    "_invalid": (2,),  # visits (visiting, tasks, rounds): _invalid(code, field, detail)
+    "invalid_field": (2,),  # errors.invalid_field(code, field, detail)
     "_invalid_transition": (0,),  # issues.workflow: _invalid_transition(detail, issue, allowed_from)
     "_unauthorized": (1,),  # points.merchant_api: _unauthorized(code, detail)
     "not_allowed": (0,),  # issues: not_allowed(detail)

@@ -99,6 +99,12 @@ def invalid(
     return Problem(422, code, title, detail, errors=[{"field": field, "message": message, "type": error_type}])
 
 
+def invalid_field(code: str, field: str, detail: Message, /) -> Problem:
+    """A 422 about one input whose ``detail`` says all there is to say: the generic title, and the detail
+    again as the field's ``message``."""
+    return invalid(code, "The request is not valid", detail, field=field, message=str(detail))
+
+
 def conflict(code: str, detail: Message, /, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
 

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.access import ensure, ensure_visible, forbidden, visible_or_404
-from minsheng.platform.errors import Problem, invalid
-from minsheng.platform.i18n import Message
+from minsheng.platform.errors import invalid_field
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, sees_round
-from services.visits.config import start_of_local_day
 from services.visits.models import RoundCreate, VisitRound
-
-
-def _invalid(code: str, field: str, detail: Message) -> Problem:
-    return invalid(code, "The request is not valid", detail, field=field, message=str(detail))
 
 
 async def create_round(uow: UnitOfWork, viewer: Viewer, body: RoundCreate) -> VisitRound:
     if body.ends_on < body.starts_on:
-        raise _invalid("round_ends_before_start", "ends_on", "A round ends on or after the day it starts.")
+        raise invalid_field("round_ends_before_start", "ends_on", "A round ends on or after the day it starts.")
     ensure(
         body.community is not None or viewer.is_admin,
         forbidden("Only district administrators start a district-wide round."),
@@ -54,7 +48,3 @@ async def list_rounds(
         query = query.where(VisitRound.community == community)
     latest_first = Keyset((VisitRound.starts_on, VisitRound.id), kinds=(date, UUID))
     return await keyset_page(uow.session, query, latest_first, page)
-
-
-def window(rnd: VisitRound) -> tuple[datetime, datetime]:
-    return start_of_local_day(rnd.starts_on), start_of_local_day(rnd.ends_on + timedelta(days=1))

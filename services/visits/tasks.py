@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from minsheng.platform.access import ensure, forbidden, visible_or_404
-from minsheng.platform.errors import Problem, invalid, wrong_status
+from minsheng.platform.errors import invalid_field, wrong_status
 from minsheng.platform.filters import where_given
-from minsheng.platform.i18n import Message, _t
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.uow import UnitOfWork
@@ -22,10 +22,6 @@ from services.visits.config import now
 from services.visits.models import Resident, TaskCreate, TaskFilters, TaskKind, TaskPublic, TaskStatus, VisitTask
 from services.visits.places import get_household
 from services.visits.workers import worker_for_place
-
-
-def _invalid(code: str, field: str, detail: Message) -> Problem:
-    return invalid(code, "The request is not valid", detail, field=field, message=str(detail))
 
 
 def task_public(t: VisitTask) -> TaskPublic:
@@ -40,9 +36,9 @@ async def create_task(uow: UnitOfWork, viewer: Viewer, body: TaskCreate) -> Visi
     if body.resident_id is not None:
         resident = await uow.session.get(Resident, body.resident_id)
         if resident is None or resident.household_id != household.id:
-            raise _invalid("resident_not_in_household", "resident_id", "The resident is not in this household.")
+            raise invalid_field("resident_not_in_household", "resident_id", "The resident is not in this household.")
     if body.due_at is not None and body.due_at < now():
-        raise _invalid("due_at_in_past", "due_at", "The due time has passed.")
+        raise invalid_field("due_at_in_past", "due_at", "The due time has passed.")
     worker = await worker_for_place(uow, household.compound, household.building_id)
     task = VisitTask(
         kind=TaskKind.follow_up,

@@ -18,9 +18,9 @@ from minsheng.contracts.canteen import AbsenceAlert
 from minsheng.contracts.visits import WelfareCheckCompleted, WelfareCheckScheduled
 from minsheng.platform.access import ensure_changeable, visible_or_404
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, invalid, wrong_status
+from minsheng.platform.errors import invalid_field, wrong_status
 from minsheng.platform.filters import where_given
-from minsheng.platform.i18n import Message, _t
+from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.photos import owned_photo_paths
@@ -46,11 +46,6 @@ from services.visits.models import (
 from services.visits.places import get_household
 from services.visits.workers import worker_for_place
 
-
-def _invalid(code: str, field: str, detail: Message) -> Problem:
-    return invalid(code, "The request is not valid", detail, field=field, message=str(detail))
-
-
 # --- visits -------------------------------------------------------------------------------------------------
 
 
@@ -75,21 +70,21 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
     current = now()
     at = body.visited_at or current
     if at.tzinfo is None:
-        raise _invalid("visited_at_naive", "visited_at", "Give visited_at with a time zone (e.g. +08:00 or Z).")
+        raise invalid_field("visited_at_naive", "visited_at", "Give visited_at with a time zone (e.g. +08:00 or Z).")
     if at > current + timedelta(minutes=5):
-        raise _invalid("visited_at_in_future", "visited_at", "A visit cannot be recorded ahead of time.")
+        raise invalid_field("visited_at_in_future", "visited_at", "A visit cannot be recorded ahead of time.")
     if at < current - days(config.get().backdate_max_days):
-        raise _invalid(
+        raise invalid_field(
             "visited_at_too_old",
             "visited_at",
             _t("Visits older than {days} days cannot be recorded.", days=config.get().backdate_max_days),
         )
     if body.outcome != Outcome.visited and body.satisfaction is not None:
-        raise _invalid("satisfaction_without_visit", "satisfaction", "Only a visit that reached someone is rated.")
+        raise invalid_field("satisfaction_without_visit", "satisfaction", "Only a visit that reached someone is rated.")
     if body.outcome == Outcome.not_home and body.needs:
-        raise _invalid("needs_without_contact", "needs", "Nobody was home: record needs when you reach someone.")
+        raise invalid_field("needs_without_contact", "needs", "Nobody was home: record needs when you reach someone.")
     if (body.latitude is None) != (body.longitude is None):
-        raise _invalid(
+        raise invalid_field(
             "incomplete_location",
             "longitude" if body.longitude is None else "latitude",
             "Send both latitude and longitude, or neither.",
@@ -98,7 +93,7 @@ async def record_visit(uow: UnitOfWork, viewer: Viewer, body: VisitCreate) -> tu
     if body.task_id is not None:
         task = await uow.session.get(VisitTask, body.task_id)
         if task is None or task.household_id != household.id:
-            raise _invalid("task_not_for_household", "task_id", "This visit task is not for this household.")
+            raise invalid_field("task_not_for_household", "task_id", "This visit task is not for this household.")
         if task.status != TaskStatus.open:
             raise wrong_status(
                 "task_not_open", _t("The visit task is {status}.", status=task.status), current_status=task.status

@@ -7,9 +7,11 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
@@ -65,13 +67,18 @@ async def mark_one_read(uow: UoW, who: Caller, message_id: UUID) -> MessagePubli
 
 @router.post(
     "/subscriptions",
+    response_model=list[SubscriptionPublic],
     tags=["subscriptions"],
     summary="Record what the user accepted in wx.requestSubscribeMessage (each accept = one send)",
 )
-async def record_subscriptions(uow: UoW, who: Caller, body: SubscriptionRecord) -> list[SubscriptionPublic]:
-    await inboxes.record_subscriptions(uow, who.sub, body.results)
-    await uow.commit()
-    return await inboxes.subscriptions_of(uow, who.sub)
+async def record_subscriptions(
+    uow: UoW, who: Caller, body: SubscriptionRecord, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    async def action() -> tuple[int, list[SubscriptionPublic]]:
+        await inboxes.record_subscriptions(uow, who.sub, body.results)
+        return 200, await inboxes.subscriptions_of(uow, who.sub)
+
+    return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:notify-subscriptions", body=body, action=action)
 
 
 @router.get("/subscriptions", tags=["subscriptions"])

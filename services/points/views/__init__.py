@@ -1,17 +1,18 @@
-"""HTTP API of the points service (mounted at ``/points``) for riders and staff: one module per URL area
-(``/points/tasks/...`` → ``tasks.py``). Thin: parse, authorize, call the use cases, commit once. The signed
-merchant API is in ``services/points/merchant_api.py``."""
+"""HTTP API of the points service (mounted at ``/points``) for riders, staff and merchants: one module per URL
+area (``/points/tasks/...`` → ``tasks.py``; the signed ``/points/merchant-api/...`` → ``merchant_api.py``).
+Thin: parse, authorize, call the use cases, commit once."""
 
 from fastapi import APIRouter
 
 from minsheng.platform.auth import Role
 from minsheng.platform.images import ImageLimits
 from minsheng.platform.photos import photos_router
-from services.points import config, merchant_api
+from services.points import config
 from services.points.models import Photo
 from services.points.views import (
     hazard_reports,
     leaderboards,
+    merchant_api,
     merchants,
     offers,
     redemption_codes,
@@ -34,9 +35,9 @@ for area in (
     redemption_codes,
     redemptions,
     merchants,
+    merchant_api,
 ):
     router.include_router(area.router)
-router.include_router(merchant_api.router)
 router.include_router(
     photos_router(
         "points",

@@ -4,17 +4,13 @@ Thin: parse, authorize, call the use cases, commit once."""
 
 from fastapi import APIRouter
 
-from minsheng.platform.auth import Role
-from minsheng.platform.images import ImageLimits
-from minsheng.platform.photos import photos_router
-from services.points import config
-from services.points.models import Photo
 from services.points.views import (
     hazard_reports,
     leaderboards,
     merchant_api,
     merchants,
     offers,
+    photos,
     redemption_codes,
     redemptions,
     riders,
@@ -36,13 +32,6 @@ for area in (
     redemptions,
     merchants,
     merchant_api,
+    photos,
 ):
     router.include_router(area.router)
-router.include_router(
-    photos_router(
-        "points",
-        Photo,
-        lambda: ImageLimits(max_bytes=config.get().photo_max_bytes),
-        lambda who: who.has(Role.rider, Role.staff, Role.admin),
-    )
-)

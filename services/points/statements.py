@@ -9,7 +9,6 @@ from pydantic import TypeAdapter, ValidationError
 from sqlmodel import col, select
 
 from minsheng.platform.errors import invalid
-from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import MonthText, month_start
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.sql import table_of
@@ -40,7 +39,7 @@ async def statement(
 def parse_month(value: str | None) -> date:
     settings = config.get()
     if not value:
-        return settings.local_month(utcnow())
+        return settings.local_month()
     try:
         parsed = month_start(TypeAdapter(MonthText).validate_python(value))
     except ValidationError as exc:

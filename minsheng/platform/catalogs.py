@@ -50,7 +50,7 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "read_only": (0,),  # read_only(what) — the thing's name
     "invalid_field": (2,),  # errors.invalid_field(code, field, detail)
     "_invalid_transition": (0,),  # issues.workflow: _invalid_transition(detail, issue, allowed_from)
-    "_unauthorized": (1,),  # points.merchant_api: _unauthorized(code, detail)
+    "_unauthorized": (1,),  # points.merchant_auth: _unauthorized(code, detail)
     "not_allowed": (0,),  # issues: not_allowed(detail)
 }
 

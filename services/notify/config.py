@@ -5,6 +5,10 @@ stand-in (``standin.py``, real HTTP on 127.0.0.1); in the distributed mode the s
 ``MINSHENG_NOTIFY_STANDIN=true`` is set explicitly (demo and test deployments), and a channel without
 credentials stays unconfigured: its deliveries wait (status ``held``, reason ``channel_not_configured``)
 rather than being dropped.
+
+Quiet hours and the digest's and bill's days and months are local to ``timezone``; every stored instant stays
+UTC. The service's clock (``now``, ``today``) can be pinned (tests, replaying a day) without touching the
+platform's ``utcnow``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from zoneinfo import ZoneInfo
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from minsheng.platform.clock import ServiceClock
 from minsheng.platform.overridable import Overridable
 
 
@@ -80,15 +85,16 @@ class NotifySettings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def in_quiet_hours(self, at: datetime) -> bool:
-        local = at.astimezone(self.tz).time()
+    def in_quiet_hours(self, at: datetime | None = None) -> bool:
+        """Whether ``at`` (by default the service clock's now) falls in the local quiet hours."""
+        local = (at or now()).astimezone(self.tz).time()
         if self.quiet_start > self.quiet_end:  # spans midnight
             return local >= self.quiet_start or local < self.quiet_end
         return self.quiet_start <= local < self.quiet_end
 
-    def quiet_hours_end(self, at: datetime) -> datetime:
-        """The next end of quiet hours after ``at`` (an aware datetime)."""
-        local = at.astimezone(self.tz)
+    def quiet_hours_end(self, at: datetime | None = None) -> datetime:
+        """The next end of quiet hours after ``at`` (an aware datetime; by default the service clock's now)."""
+        local = (at or now()).astimezone(self.tz)
         end = datetime.combine(local.date(), self.quiet_end, tzinfo=self.tz)
         if end <= local:
             end += timedelta(days=1)
@@ -101,3 +107,10 @@ class NotifySettings(BaseSettings):
 _settings = Overridable(NotifySettings())
 get = _settings.get
 override = _settings.override
+
+
+_clock = ServiceClock(lambda: get().timezone)
+now = _clock.now
+pin_clock = _clock.pin
+tz = _clock.tz
+today = _clock.today

@@ -49,7 +49,7 @@ async def due_channels(db: Database) -> list[str]:
     lock for the others (SQLite has one writer at a time)."""
     now = utcnow()
     query = sa.select(D.c.channel).where(D.c.channel.in_([c.value for c in SENT_CHANNELS]), _due(now))
-    if config.get().in_quiet_hours(now):
+    if config.get().in_quiet_hours():
         query = query.where(D.c.urgent.is_(True))
     async with db.read_sessionmaker() as session:
         return sorted({c for (c,) in await session.execute(query.distinct())})
@@ -60,7 +60,7 @@ async def claim(db: Database, channel: str, limit: int, lease: datetime) -> Sequ
     attempt counted); committed at once, so other replicas skip them."""
     now = utcnow()
     pick = sa.select(D.c.id).where(D.c.channel == channel, _due(now))
-    if config.get().in_quiet_hours(now):
+    if config.get().in_quiet_hours():
         pick = pick.where(D.c.urgent.is_(True))
     pick = pick.order_by(D.c.urgent.desc(), D.c.next_attempt_at).limit(limit)
     if db.is_postgres:

@@ -90,7 +90,7 @@ def digest_markdown(scope: str, day: str, lines: list[tuple[str, str]]) -> str:
 
 async def send_digests(runtime: ServiceRuntime, *, now: datetime | None = None) -> int:
     try:
-        written = await _write_digests(runtime, now or utcnow())
+        written = await _write_digests(runtime, now or config.now())
     except IntegrityError:  # another replica wrote the same group's digest for today first (SQLite: no locks)
         return 0
     if written:
@@ -186,7 +186,7 @@ async def send_bills(runtime: ServiceRuntime, *, now: datetime | None = None) ->
     (``visits.resident``). Lines of a resident nobody is linked to yet wait (retention drops them). Returns the
     number of messages written."""
     try:
-        return await _write_bills(runtime, now or utcnow())
+        return await _write_bills(runtime, now or config.now())
     except IntegrityError:  # another replica wrote this month's bills first
         return 0
 

@@ -24,16 +24,12 @@ from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import mask_phone
 from minsheng.platform.uow import UnitOfWork
+from services.notify.access import DISTRICT, manages_shifts_of, sees_shifts_of, visible_shifts
 from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic, Recipient
 from services.notify.sealing import seal_shift_phone
 from services.notify.state import cipher_for
 
-DISTRICT = "*"
 _NEWEST_FIRST = Keyset((DutyShift.id,), kinds=(UUID,))
-
-
-def _may_manage(who: Principal, community: str) -> bool:
-    return who.is_admin if community == DISTRICT else who.covers(community=community)
 
 
 def _on_duty(shift: DutyShift, at: datetime) -> bool:
@@ -58,7 +54,7 @@ def _national(phone: str) -> str:
 
 
 async def add_shift(uow: UnitOfWork, who: Principal, body: DutyShiftCreate) -> DutyShift:
-    if not _may_manage(who, body.community):
+    if not manages_shifts_of(who, body.community):
         raise forbidden(
             _t("You may not keep the duty roster of {community}.", community=body.community)
             if body.community != DISTRICT
@@ -109,8 +105,8 @@ async def shifts_page(
 ) -> Page[DutyShiftPublic]:
     """The shifts the caller may see (their communities' and the district's), newest first."""
     query = select(DutyShift)
-    if not who.is_admin:
-        query = query.where(col(DutyShift.community).in_([DISTRICT, *sorted(who.scoped_values("community"))]))
+    if (visible := visible_shifts(who)) is not None:
+        query = query.where(visible)
     if community is not None:
         query = query.where(DutyShift.community == community)
     now = utcnow()
@@ -123,9 +119,9 @@ async def shifts_page(
 
 async def remove_shift(uow: UnitOfWork, who: Principal, shift_id: UUID) -> None:
     shift = await uow.session.get(DutyShift, shift_id)
-    if shift is None or not (who.is_admin or shift.community == DISTRICT or who.covers(community=shift.community)):
+    if shift is None or not sees_shifts_of(who, shift.community):
         raise not_found("duty_shift", shift_id)
-    if not _may_manage(who, shift.community):
+    if not manages_shifts_of(who, shift.community):
         raise forbidden(_t("Only an administrator keeps the district's duty roster."))
     await uow.session.delete(shift)
 

@@ -7,15 +7,16 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from minsheng.platform.auth import Principal, Role, current_principal, require
+from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import UoW
 from services.notify import deliveries as delivery_log
-from services.notify import inbox as inboxes
-from services.notify import roster
+from services.notify import inboxes, preferences, roster, subscriptions
 from services.notify.models import (
     DeliveryFilters,
     DeliveryPublic,
@@ -65,18 +66,23 @@ async def mark_one_read(uow: UoW, who: Caller, message_id: UUID) -> MessagePubli
 
 @router.post(
     "/subscriptions",
+    response_model=list[SubscriptionPublic],
     tags=["subscriptions"],
     summary="Record what the user accepted in wx.requestSubscribeMessage (each accept = one send)",
 )
-async def record_subscriptions(uow: UoW, who: Caller, body: SubscriptionRecord) -> list[SubscriptionPublic]:
-    await inboxes.record_subscriptions(uow, who.sub, body.results)
-    await uow.commit()
-    return await inboxes.subscriptions_of(uow, who.sub)
+async def record_subscriptions(
+    uow: UoW, who: Caller, body: SubscriptionRecord, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
+    async def action() -> tuple[int, list[SubscriptionPublic]]:
+        await subscriptions.record_subscriptions(uow, who.sub, body.results)
+        return 200, await subscriptions.subscriptions_of(uow, who.sub)
+
+    return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:notify-subscriptions", body=body, action=action)
 
 
 @router.get("/subscriptions", tags=["subscriptions"])
 async def my_subscriptions(uow: UoW, who: Caller) -> list[SubscriptionPublic]:
-    return await inboxes.subscriptions_of(uow, who.sub)
+    return await subscriptions.subscriptions_of(uow, who.sub)
 
 
 # --- preferences ---------------------------------------------------------------------------------------------------
@@ -84,7 +90,7 @@ async def my_subscriptions(uow: UoW, who: Caller) -> list[SubscriptionPublic]:
 
 @router.get("/preferences", tags=["preferences"])
 async def my_preferences(uow: UoW, who: Caller) -> PreferencePublic:
-    return await inboxes.preferences_of(uow, who.sub)
+    return await preferences.preferences_of(uow, who.sub)
 
 
 class PreferenceUpdate(BaseModel):
@@ -98,7 +104,7 @@ class PreferenceUpdate(BaseModel):
     summary="Opt out of channels or rules (urgent messages still come: in the inbox and where allowed)",
 )
 async def set_preferences(uow: UoW, who: Caller, body: PreferenceUpdate) -> PreferencePublic:
-    out = await inboxes.set_preferences(uow, who.sub, list(body.channels_off), body.rules_off)
+    out = await preferences.set_preferences(uow, who.sub, list(body.channels_off), body.rules_off)
     await uow.commit()
     return out
 

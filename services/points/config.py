@@ -2,6 +2,10 @@
 
 The platform's :class:`minsheng.settings.Settings` holds what every service shares; these knobs are the
 points scheme's own rules, so they live here. ``override()`` swaps them for a test.
+
+Days (the daily caps) and months (leaderboards, statements, expiry warnings) are local to the county's time
+zone; every stored instant stays UTC. The service's clock (``now``, ``today``) can be pinned (tests, replaying a
+day) without touching the platform's ``utcnow``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from minsheng.platform.clock import ServiceClock
 from minsheng.platform.overridable import Overridable
 
 
@@ -57,9 +62,9 @@ class PointsSettings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def day_start(self, at: datetime) -> datetime:
-        """The start of ``at``'s local day, as an aware datetime."""
-        local = at.astimezone(self.tz)
+    def day_start(self, at: datetime | None = None) -> datetime:
+        """The start of ``at``'s local day (by default the service clock's today), as an aware datetime."""
+        local = (at or now()).astimezone(self.tz)
         return datetime.combine(local.date(), time(0), tzinfo=self.tz)
 
     def month_bounds(self, month: date) -> tuple[datetime, datetime]:
@@ -67,11 +72,19 @@ class PointsSettings(BaseSettings):
         nxt = (start + timedelta(days=32)).replace(day=1)
         return start, nxt
 
-    def local_month(self, at: datetime) -> date:
-        local = at.astimezone(self.tz)
+    def local_month(self, at: datetime | None = None) -> date:
+        """The first day of ``at``'s local month (by default the service clock's month)."""
+        local = (at or now()).astimezone(self.tz)
         return date(local.year, local.month, 1)
 
 
 _settings = Overridable(PointsSettings())
 get = _settings.get
 override = _settings.override
+
+
+_clock = ServiceClock(lambda: get().timezone)
+now = _clock.now
+pin_clock = _clock.pin
+tz = _clock.tz
+today = _clock.today

@@ -274,7 +274,7 @@ async def earn(
             _earning_so_far(),
             {
                 "rider_id": rider_id,
-                "since": settings.day_start(utcnow()),
+                "since": settings.day_start(),  # the daily caps count the clock's local day
                 "cause_type": cause_type,
                 "cause_id": cause_id,
             },
@@ -367,7 +367,7 @@ def _balance_columns(with_expiry: bool) -> tuple[Any, ...]:
 
 def _balance_params(now: datetime) -> dict[str, Any]:
     settings = config.get()
-    params: dict[str, Any] = {"day_start": settings.day_start(now)}
+    params: dict[str, Any] = {"day_start": settings.day_start()}  # earned today: the caps' local day
     if settings.expiry_days:
         params["cutoff"] = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
     return params

@@ -403,7 +403,7 @@ async def _verified(uow: UnitOfWork, task: Task, task_type: TaskType, *, verifie
 
 async def _completions_today(uow: UnitOfWork, task: Task) -> int:
     """Tasks of this type the rider already got points for today (local day)."""
-    day = config.get().day_start(utcnow())
+    day = config.get().day_start()
     return int(
         (
             await uow.session.execute(

@@ -1,19 +1,16 @@
-"""HTTP API of the points service (mounted at ``/points``) for riders and staff: one module per URL area
-(``/points/tasks/...`` → ``tasks.py``). Thin: parse, authorize, call the use cases, commit once. The signed
-merchant API is in ``services/points/merchant_api.py``."""
+"""HTTP API of the points service (mounted at ``/points``) for riders, staff and merchants: one module per URL
+area (``/points/tasks/...`` → ``tasks.py``; the signed ``/points/merchant-api/...`` → ``merchant_api.py``).
+Thin: parse, authorize, call the use cases, commit once."""
 
 from fastapi import APIRouter
 
-from minsheng.platform.auth import Role
-from minsheng.platform.images import ImageLimits
-from minsheng.platform.photos import photos_router
-from services.points import config, merchant_api
-from services.points.models import Photo
 from services.points.views import (
     hazard_reports,
     leaderboards,
+    merchant_api,
     merchants,
     offers,
+    photos,
     redemption_codes,
     redemptions,
     riders,
@@ -34,14 +31,7 @@ for area in (
     redemption_codes,
     redemptions,
     merchants,
+    merchant_api,
+    photos,
 ):
     router.include_router(area.router)
-router.include_router(merchant_api.router)
-router.include_router(
-    photos_router(
-        "points",
-        Photo,
-        lambda: ImageLimits(max_bytes=config.get().photo_max_bytes),
-        lambda who: who.has(Role.rider, Role.staff, Role.admin),
-    )
-)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from minsheng.platform.auth import Role
 from minsheng.platform.service import UoW
-from services.points import riders, statements
+from services.points import leaderboards, riders
 from services.points.models import Leaderboard, LeaderboardFilters
 from services.points.views.deps import RiderOrStaff
 
@@ -28,4 +28,4 @@ async def leaderboard(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Leaderboard:
     rider = await riders.find_rider(uow, who.sub) if who.has(Role.rider) else None
-    return await statements.leaderboard(uow, by=by, filters=filters, limit=limit, rider=rider)
+    return await leaderboards.leaderboard(uow, by=by, filters=filters, limit=limit, rider=rider)

@@ -12,7 +12,7 @@ from minsheng.platform.inputs import MonthText
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.routes import from_row
 from minsheng.platform.service import Runtime, UoW
-from services.points import merchant_api, merchants, offers, redemptions
+from services.points import merchants, offers, redemptions
 from services.points.models import (
     CommunityCode,
     CredentialCreate,
@@ -30,7 +30,7 @@ from services.points.models import (
     StatementSummary,
     TypeCode,
 )
-from services.points.views.deps import Staff
+from services.points.views.deps import Staff, statement_response
 
 router = APIRouter(tags=["merchants (staff)"])
 
@@ -142,4 +142,4 @@ async def merchant_statement(
     merchant_id: UUID, month: MonthText, uow: UoW, runtime: Runtime, who: Staff, format: Literal["json", "csv"] = "json"
 ) -> Response:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
-    return await merchant_api.statement_response(uow, runtime, merchant.id, month, format)
+    return await statement_response(uow, runtime, merchant.id, month, format)

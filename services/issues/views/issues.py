@@ -192,9 +192,10 @@ async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Ciph
     }
 
 
-def _step_route(step: str, tag: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
-    """``POST /issues/{issue_id}/<step>``: a step of the workflow, answered with the issue and its timeline."""
-    return router.post(f"/issues/{{issue_id}}/{step}", response_model=IssueDetail, tags=[tag], **route)
+def _step_route(path: str, tag: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST /issues/{issue_id}/<step>`` (``path``): a step of the workflow, answered with the issue and its
+    timeline."""
+    return router.post(path, response_model=IssueDetail, tags=[tag], **route)
 
 
 async def _act(
@@ -212,57 +213,69 @@ async def _act(
     return await _detail(uow, who, shown, cipher)
 
 
-@_step_route("accept", "workflow", summary="Staff: take the issue on (first response)")
+@_step_route("/issues/{issue_id}/accept", "workflow", summary="Staff: take the issue on (first response)")
 async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.accept, body)
 
 
-@_step_route("verify", "workflow", summary="Staff confirmed the problem on site")
+@_step_route("/issues/{issue_id}/verify", "workflow", summary="Staff confirmed the problem on site")
 async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.verify, body)
 
 
-@_step_route("assign", "workflow", summary="Staff: dispatch to departments (the first leads) and an officer")
+@_step_route(
+    "/issues/{issue_id}/assign", "workflow", summary="Staff: dispatch to departments (the first leads) and an officer"
+)
 async def assign(issue_id: UUID, body: Assignment, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.assign, body)
 
 
-@_step_route("start", "workflow", summary="The department starts work")
+@_step_route("/issues/{issue_id}/start", "workflow", summary="The department starts work")
 async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.start, body)
 
 
 @_step_route(
-    "resolve", "workflow", summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens"
+    "/issues/{issue_id}/resolve",
+    "workflow",
+    summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens",
 )
 async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Resolution | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.resolve, body)
 
 
-@_step_route("reject", "workflow")
+@_step_route("/issues/{issue_id}/reject", "workflow")
 async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.reject, body)
 
 
-@_step_route("redirect", "workflow", summary="Staff: not ours — tell the resident where to go instead")
+@_step_route(
+    "/issues/{issue_id}/redirect", "workflow", summary="Staff: not ours — tell the resident where to go instead"
+)
 async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.redirect, body)
 
 
-@_step_route("close-unresolved", "workflow", summary="Staff: closed without a fix (its own outcome in the figures)")
+@_step_route(
+    "/issues/{issue_id}/close-unresolved",
+    "workflow",
+    summary="Staff: closed without a fix (its own outcome in the figures)",
+)
 async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.close_unresolved, body)
 
 
 @_step_route(
-    "merge", "workflow", summary="Staff: merge this duplicate into another issue (returns the issue that stays)"
+    "/issues/{issue_id}/merge",
+    "workflow",
+    summary="Staff: merge this duplicate into another issue (returns the issue that stays)",
 )
 async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.merge, body)
 
 
 @_step_route(
-    "split",
+    "/issues/{issue_id}/split",
     "workflow",
     status_code=201,
     summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)",
@@ -271,17 +284,17 @@ async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher
     return await _act(uow, who, cipher, issue_id, workflow.split, body)
 
 
-@_step_route("confirm", "residents", summary="Reporter: confirm the fix with a 1–5 rating")
+@_step_route("/issues/{issue_id}/confirm", "residents", summary="Reporter: confirm the fix with a 1–5 rating")
 async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.confirm, body)
 
 
-@_step_route("reopen", "residents", summary="Reporter (within the window) or staff: it is not fixed")
+@_step_route("/issues/{issue_id}/reopen", "residents", summary="Reporter (within the window) or staff: it is not fixed")
 async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.reopen, body)
 
 
-@_step_route("follow", "residents", summary="Follow a public issue (get its updates, comment on it)")
+@_step_route("/issues/{issue_id}/follow", "residents", summary="Follow a public issue (get its updates, comment on it)")
 async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     async def fn(uow: UnitOfWork, who: Principal, issue: Issue, _: None) -> Issue:
         await workflow.follow(uow, who, issue)

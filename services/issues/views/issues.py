@@ -307,10 +307,19 @@ async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Issue
     "/issues/{issue_id}/comments",
     status_code=201,
     tags=["residents"],
+    response_model=TimelineEntryPublic,
     summary="Comment (reporters, followers, staff; staff may add internal notes)",
 )
-async def add_comment(issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller) -> TimelineEntryPublic:
+async def add_comment(
+    issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
     issue = await queries.get_issue(uow, who, issue_id, for_update=True)
-    entry = await workflow.comment(uow, who, issue, body.body, body.internal)
-    await uow.commit()
-    return TimelineEntryPublic.model_validate(entry, from_attributes=True)
+
+    async def action() -> tuple[int, TimelineEntryPublic]:
+        entry = await workflow.comment(uow, who, issue, body.body, body.internal)
+        await uow.session.flush()
+        return 201, TimelineEntryPublic.model_validate(entry, from_attributes=True)
+
+    # The issue is part of the scope: the same key on another issue is another comment.
+    scope = f"{who.sub}:comment:{issue_id}"
+    return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)

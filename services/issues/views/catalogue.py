@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from minsheng.platform.i18n import N_
 from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.issues import catalogue
 from services.issues.models import (
@@ -31,7 +32,7 @@ from services.issues.models import (
     NotHandledUpdate,
     PlaceCode,
 )
-from services.issues.views.deps import CataloguePageQuery, Manager, public_page
+from services.issues.views.deps import CataloguePageQuery, Manager
 
 router = APIRouter(tags=["catalogue"])
 
@@ -46,9 +47,7 @@ async def list_categories(
 ) -> Page[CategoryPublic]:
     categories = await catalogue.list_categories(uow, page, group, include_inactive)
     response.headers["Cache-Control"] = "public, max-age=60"
-    return Page[CategoryPublic](
-        items=await catalogue.category_public(uow, categories.items), next_cursor=categories.next_cursor
-    )
+    return categories.with_items(await catalogue.category_public(uow, categories.items))
 
 
 @router.get("/catalogue/categories/{code}")
@@ -75,7 +74,7 @@ async def update_category(code: CatalogueCode, body: CategoryUpdate, uow: UoW, w
 
 @router.get("/catalogue/departments", summary="Who does what (public)")
 async def list_departments(uow: UoW, page: CataloguePageQuery) -> Page[DepartmentPublic]:
-    return public_page(await catalogue.page_by_code(uow, Department, page), DepartmentPublic)
+    return (await catalogue.page_by_code(uow, Department, page)).map(from_row(DepartmentPublic))
 
 
 @router.post("/catalogue/departments", status_code=201)
@@ -99,7 +98,7 @@ async def update_department(code: CatalogueCode, body: DepartmentUpdate, uow: Uo
 async def list_not_handled(
     uow: UoW, page: CataloguePageQuery, kind: Annotated[str | None, text(20)] = None
 ) -> Page[NotHandledPublic]:
-    return public_page(await catalogue.list_not_handled(uow, page, kind), NotHandledPublic)
+    return (await catalogue.list_not_handled(uow, page, kind)).map(from_row(NotHandledPublic))
 
 
 @router.get("/catalogue/not-handled/{code}")
@@ -133,7 +132,7 @@ async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> dict[st
 
 @router.get("/catalogue/communities", summary="Community codes (public)")
 async def list_communities(uow: UoW, page: CataloguePageQuery) -> Page[CommunityPublic]:
-    return public_page(await catalogue.page_by_code(uow, Community, page), CommunityPublic)
+    return (await catalogue.page_by_code(uow, Community, page)).map(from_row(CommunityPublic))
 
 
 @router.put("/catalogue/communities/{code}")

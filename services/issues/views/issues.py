@@ -120,7 +120,7 @@ async def list_issues(
         )
     found = await queries.list_issues(uow, who, page, filters=filters)
     items = [reproject(item, filters.coord_system) for item in queries.public_rows(found.items, who, cipher)]
-    return _json(Page[IssuePublic](items=items, next_cursor=found.next_cursor))  # type: ignore[return-value]
+    return _json(found.with_items(items))  # type: ignore[return-value]
 
 
 # Ahead of `/issues/{issue_id}`: `export.csv` must not be read as an issue id.

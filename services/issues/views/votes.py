@@ -35,10 +35,7 @@ async def list_votes(
     status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
 ) -> Page[VotePublic]:
     found = await votes.list_votes(uow, who, page, community, status)
-    return Page[VotePublic](
-        items=await votes.views(uow, who, found.items, runtime.settings.secret),
-        next_cursor=found.next_cursor,
-    )
+    return found.with_items(await votes.views(uow, who, found.items, runtime.settings.secret))
 
 
 @router.get("/votes/{vote_id}")

@@ -3,7 +3,7 @@ search and communities. Reading is public; changing it needs a catalogue manager
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Response
 
@@ -15,6 +15,7 @@ from minsheng.platform.service import UoW
 from services.issues import catalogue
 from services.issues.models import (
     CatalogueCode,
+    CatalogueSearchResult,
     Category,
     CategoryCreate,
     CategoryPublic,
@@ -122,12 +123,12 @@ async def update_not_handled(code: CatalogueCode, body: NotHandledUpdate, uow: U
 
 
 @router.get("/catalogue/search", summary="Find the right category — or learn where to go instead (public)")
-async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> dict[str, Any]:
+async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> CatalogueSearchResult:
     cats, matters = await catalogue.search(uow, q)
-    return {
-        "categories": await catalogue.category_public(uow, cats),
-        "not_handled": [NotHandledPublic.model_validate(m, from_attributes=True) for m in matters],
-    }
+    return CatalogueSearchResult(
+        categories=await catalogue.category_public(uow, cats),
+        not_handled=[NotHandledPublic.model_validate(m, from_attributes=True) for m in matters],
+    )
 
 
 @router.get("/catalogue/communities", summary="Community codes (public)")

@@ -30,6 +30,7 @@ from services.issues.models import (
     CloseUnresolved,
     CommentCreate,
     Confirmation,
+    ContactRevealed,
     Issue,
     IssueCreate,
     IssueDetail,
@@ -181,15 +182,15 @@ async def get_issue(
     tags=["issues"],
     summary="Staff: the resident's contact in clear (the read is recorded on the timeline)",
 )
-async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
+async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> ContactRevealed:
     issue = await queries.get_issue(uow, who, issue_id)
     ensure(access.works_on(who, issue), access.not_allowed("Only staff handling the issue."))
     timeline.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
-    return {
-        "name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
-        "phone": cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id),
-    }
+    return ContactRevealed(
+        name=cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
+        phone=cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id),
+    )
 
 
 def _step_route(path: str, tag: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:

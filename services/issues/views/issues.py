@@ -14,7 +14,7 @@ from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import CoordSystemQuery, reproject
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, PageQuery
@@ -112,12 +112,12 @@ async def list_issues(
     """``coord_system`` applies both ways: the ``lat``/``lng`` of the search and the positions answered."""
     if (filters.lat is None) != (filters.lng is None):
         missing = "lng" if filters.lng is None else "lat"
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "lat and lng go together",
-            errors=[{"field": missing, "message": "lat and lng go together", "type": "value_error"}],
+            field=missing,
+            message="lat and lng go together",
         )
     found = await queries.list_issues(uow, who, page, filters=filters)
     items = [reproject(item, filters.coord_system) for item in queries.public_rows(found.items, who, cipher)]
@@ -307,8 +307,8 @@ async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Issue
 @router.post(
     "/issues/{issue_id}/comments",
     status_code=201,
-    tags=["residents"],
     response_model=TimelineEntryPublic,
+    tags=["residents"],
     summary="Comment (reporters, followers, staff; staff may add internal notes)",
 )
 async def add_comment(

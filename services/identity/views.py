@@ -297,9 +297,7 @@ async def list_accounts(
     page: PageQuery,
 ) -> Page[AccountPublic]:
     found = await accounts.list_accounts(uow, filters, page)
-    return Page[AccountPublic](
-        items=await accounts.account_views(uow, cipher, found.items), next_cursor=found.next_cursor
-    )
+    return found.with_items(await accounts.account_views(uow, cipher, found.items))
 
 
 @router.get("/accounts/{account_id}", tags=["accounts"])

@@ -267,6 +267,13 @@ class NotHandledPublic(NotHandledBase):
     active: bool
 
 
+class CatalogueSearchResult(SQLModel):
+    """``GET /catalogue/search``: the categories that match, and the matters not handled here that match."""
+
+    categories: list[CategoryPublic]
+    not_handled: list[NotHandledPublic]
+
+
 class CommunityBase(SQLModel):
     name_zh: str = Field(min_length=1, max_length=100)
     name_en: str = Field(min_length=1, max_length=100)
@@ -524,6 +531,13 @@ class IssuePublic(BaseModel):
     closed_at: datetime | None = None
 
 
+class ContactRevealed(SQLModel):
+    """The resident's contact in clear (``GET /issues/{issue_id}/contact``; the read is on the timeline)."""
+
+    name: str | None
+    phone: str | None
+
+
 class IssueReceipt(IssuePublic):
     """What a reporter gets back: the issue, whether the report joined an existing one, what to do now."""
 
@@ -771,6 +785,14 @@ class VotePublic(SQLModel):
     you_voted: bool | None = None
     your_choice: str | None = None
     created_at: datetime
+
+
+class BallotRecorded(SQLModel):
+    """``POST /votes/{vote_id}/ballots``: your ballot was recorded."""
+
+    vote_id: UUID
+    recorded: bool
+    option: str
 
 
 # --- Open311 API keys ---------------------------------------------------------------------------------------

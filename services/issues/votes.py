@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from minsheng.contracts.issues import VoteClosed, VoteOpened, VoteOptionResult
 from minsheng.platform.access import ensure, ensure_visible, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, invalid, wrong_status
+from minsheng.platform.errors import Problem, invalid, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -298,6 +298,6 @@ def cast(uow: UnitOfWork, who: Principal, vote: Vote, option: str, secret: str) 
 async def close_early(uow: UnitOfWork, who: Principal, vote: Vote) -> None:
     ensure_visible(manages_vote(who, vote), "vote", vote.id)
     if status_of(vote) == "closed":
-        raise conflict("vote_closed", "This vote is already closed.")
+        raise wrong_status("vote_closed", "This vote is already closed.", current_status="closed")
     vote.closed_early_at = utcnow()
     await announce_close(uow, vote, vote.closed_early_at)

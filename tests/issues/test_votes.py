@@ -66,6 +66,9 @@ async def test_one_vote_per_household_results_only_at_close(issues: System) -> N
         f"{path}/ballots", headers=resident(issues, "res-late", household="hh-503"), json={"option": "1"}
     )
     assert r.status_code == 409 and r.json()["code"] == "vote_not_open"
+    again = await issues.client.post(f"{path}/close", headers=staff(issues))
+    assert again.status_code == 409 and again.json()["code"] == "vote_closed"
+    assert again.json()["current_status"] == "closed"
 
 
 async def test_eligibility_scope_and_validation(issues: System) -> None:

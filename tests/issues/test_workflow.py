@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from minsheng.platform.ids import utcnow
-from tests.issues.helpers import FLOOD, PNG, act, events_of, report, resident, staff, update_issue
+from tests.issues.helpers import FAR, FLOOD, PNG, act, events_of, report, resident, staff, update_issue
 from tests.support.client import System
 
 
@@ -133,6 +133,28 @@ async def test_comments_followers_and_internal_notes(issues: System) -> None:
     await act(issues, issue["id"], "resolve", desk)
     await act(issues, issue["id"], "confirm", neighbour, {"rating": 1}, expect=403)  # followers do not rate
     await act(issues, issue["id"], "reopen", neighbour, {"reason": "x"}, expect=403)
+
+
+async def test_a_resent_comment_with_its_idempotency_key_is_posted_once(issues: System) -> None:
+    """A phone that lost the answer sends the comment again with the same key: one comment, the first answer."""
+    jiao = resident(issues)
+    issue = await report(issues, jiao)
+    path = f"/issues/issues/{issue['id']}/comments"
+    headers = {**jiao, "Idempotency-Key": "c-1"}
+    first = await issues.client.post(path, headers=headers, json={"body": "水还在漫"})
+    again = await issues.client.post(path, headers=headers, json={"body": "水还在漫"})
+    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    assert again.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+    other = await issues.client.post(path, headers=headers, json={"body": "又漫了"})
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    # The same key on another issue is another comment.
+    second = await report(issues, jiao, {**FLOOD, **FAR})
+    elsewhere = await issues.client.post(
+        f"/issues/issues/{second['id']}/comments", headers=headers, json={"body": "水还在漫"}
+    )
+    assert elsewhere.status_code == 201 and "Idempotent-Replayed" not in elsewhere.headers
+    seen = (await issues.client.get(f"/issues/issues/{issue['id']}", headers=jiao)).json()
+    assert [e["note"] for e in seen["timeline"] if e["action"] == "comment"] == ["水还在漫"]
 
 
 async def test_access_by_scope_role_and_privacy(issues: System) -> None:

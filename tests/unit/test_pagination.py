@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import text
-from minsheng.platform.pagination import MAX_LIMIT, PageRequest, decode_cursor, encode_cursor
+from minsheng.platform.pagination import MAX_LIMIT, Page, PageRequest, decode_cursor, encode_cursor
 
 
 def test_a_cursor_carries_dates_times_ids_numbers_and_text_back_as_they_were() -> None:
@@ -23,6 +23,17 @@ def test_a_cursor_read_as_another_kind_is_an_invalid_cursor() -> None:
     with pytest.raises(Problem) as refused:
         decode_cursor(encode_cursor("yunxing", UUID(int=7)), date, UUID)
     assert refused.value.code == "invalid_cursor"
+
+
+def test_a_page_keeps_its_cursor_whether_its_items_are_converted_one_by_one_or_all_at_once() -> None:
+    class Shown(BaseModel):
+        n: int
+
+    rows = Page[int](items=[1, 2], next_cursor=encode_cursor(2))
+    one_by_one = rows.map(lambda n: Shown(n=n))
+    at_once = rows.with_items([Shown(n=n) for n in rows.items])
+    expected = Page[Shown](items=[Shown(n=1), Shown(n=2)], next_cursor=rows.next_cursor)
+    assert one_by_one.model_dump_json() == at_once.model_dump_json() == expected.model_dump_json()
 
 
 def test_a_page_request_bounds_its_limit() -> None:

@@ -3,17 +3,19 @@ search and communities. Reading is public; changing it needs a catalogue manager
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Response
 
 from minsheng.platform.i18n import N_
 from minsheng.platform.inputs import text
 from minsheng.platform.pagination import Page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.issues import catalogue
 from services.issues.models import (
     CatalogueCode,
+    CatalogueSearchResult,
     Category,
     CategoryCreate,
     CategoryPublic,
@@ -31,7 +33,7 @@ from services.issues.models import (
     NotHandledUpdate,
     PlaceCode,
 )
-from services.issues.views.deps import CataloguePageQuery, Manager, public_page
+from services.issues.views.deps import CataloguePageQuery, Manager
 
 router = APIRouter(tags=["catalogue"])
 
@@ -46,9 +48,7 @@ async def list_categories(
 ) -> Page[CategoryPublic]:
     categories = await catalogue.list_categories(uow, page, group, include_inactive)
     response.headers["Cache-Control"] = "public, max-age=60"
-    return Page[CategoryPublic](
-        items=await catalogue.category_public(uow, categories.items), next_cursor=categories.next_cursor
-    )
+    return categories.with_items(await catalogue.category_public(uow, categories.items))
 
 
 @router.get("/catalogue/categories/{code}")
@@ -75,7 +75,7 @@ async def update_category(code: CatalogueCode, body: CategoryUpdate, uow: UoW, w
 
 @router.get("/catalogue/departments", summary="Who does what (public)")
 async def list_departments(uow: UoW, page: CataloguePageQuery) -> Page[DepartmentPublic]:
-    return public_page(await catalogue.page_by_code(uow, Department, page), DepartmentPublic)
+    return (await catalogue.page_by_code(uow, Department, page)).map(from_row(DepartmentPublic))
 
 
 @router.post("/catalogue/departments", status_code=201)
@@ -99,7 +99,7 @@ async def update_department(code: CatalogueCode, body: DepartmentUpdate, uow: Uo
 async def list_not_handled(
     uow: UoW, page: CataloguePageQuery, kind: Annotated[str | None, text(20)] = None
 ) -> Page[NotHandledPublic]:
-    return public_page(await catalogue.list_not_handled(uow, page, kind), NotHandledPublic)
+    return (await catalogue.list_not_handled(uow, page, kind)).map(from_row(NotHandledPublic))
 
 
 @router.get("/catalogue/not-handled/{code}")
@@ -123,17 +123,17 @@ async def update_not_handled(code: CatalogueCode, body: NotHandledUpdate, uow: U
 
 
 @router.get("/catalogue/search", summary="Find the right category — or learn where to go instead (public)")
-async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> dict[str, Any]:
+async def search(uow: UoW, q: Annotated[str, text(50, min_length=1)]) -> CatalogueSearchResult:
     cats, matters = await catalogue.search(uow, q)
-    return {
-        "categories": await catalogue.category_public(uow, cats),
-        "not_handled": [NotHandledPublic.model_validate(m, from_attributes=True) for m in matters],
-    }
+    return CatalogueSearchResult(
+        categories=await catalogue.category_public(uow, cats),
+        not_handled=[NotHandledPublic.model_validate(m, from_attributes=True) for m in matters],
+    )
 
 
 @router.get("/catalogue/communities", summary="Community codes (public)")
 async def list_communities(uow: UoW, page: CataloguePageQuery) -> Page[CommunityPublic]:
-    return public_page(await catalogue.page_by_code(uow, Community, page), CommunityPublic)
+    return (await catalogue.page_by_code(uow, Community, page)).map(from_row(CommunityPublic))
 
 
 @router.put("/catalogue/communities/{code}")

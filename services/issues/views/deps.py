@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from minsheng.platform.auth import Principal, Role, current_principal, require
 from minsheng.platform.errors import Problem
 from minsheng.platform.inputs import Day
-from minsheng.platform.pagination import Page, PageRequest
+from minsheng.platform.pagination import PageRequest
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -19,13 +19,6 @@ class CataloguePage(PageRequest):
     """A page of a catalogue list: the whole catalogue usually fits in one."""
 
     limit: Annotated[int, Field(ge=1, le=500)] = 200
-
-
-def public_page(page: Page[Any], schema: type[S]) -> Page[S]:
-    """A page of rows as a page of their public schema."""
-    return Page[schema](  # type: ignore[valid-type]
-        items=[schema.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
-    )
 
 
 async def catalogue_manager(who: Principal = Depends(current_principal)) -> Principal:

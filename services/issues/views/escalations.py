@@ -19,6 +19,4 @@ router = APIRouter()
 )
 async def list_escalations(uow: UoW, who: Staff, cipher: Cipher, page: PageQuery) -> Page[IssuePublic]:
     escalated = await queries.escalations(uow, who, page)
-    return Page[IssuePublic](
-        items=[queries.public_view(i, who, cipher) for i in escalated.items], next_cursor=escalated.next_cursor
-    )
+    return escalated.map(lambda issue: queries.public_view(issue, who, cipher))

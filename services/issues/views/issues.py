@@ -14,7 +14,7 @@ from minsheng.platform import csvfile
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
 from minsheng.platform.coords import CoordSystemQuery, reproject
-from minsheng.platform.errors import Problem
+from minsheng.platform.errors import Problem, invalid
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Page, PageQuery
@@ -30,6 +30,7 @@ from services.issues.models import (
     CloseUnresolved,
     CommentCreate,
     Confirmation,
+    ContactRevealed,
     Issue,
     IssueCreate,
     IssueDetail,
@@ -111,16 +112,16 @@ async def list_issues(
     """``coord_system`` applies both ways: the ``lat``/``lng`` of the search and the positions answered."""
     if (filters.lat is None) != (filters.lng is None):
         missing = "lng" if filters.lng is None else "lat"
-        raise Problem(
-            422,
+        raise invalid(
             "validation_error",
             "The request is not valid",
             "lat and lng go together",
-            errors=[{"field": missing, "message": "lat and lng go together", "type": "value_error"}],
+            field=missing,
+            message="lat and lng go together",
         )
     found = await queries.list_issues(uow, who, page, filters=filters)
     items = [reproject(item, filters.coord_system) for item in queries.public_rows(found.items, who, cipher)]
-    return _json(Page[IssuePublic](items=items, next_cursor=found.next_cursor))  # type: ignore[return-value]
+    return _json(found.with_items(items))  # type: ignore[return-value]
 
 
 # Ahead of `/issues/{issue_id}`: `export.csv` must not be read as an issue id.
@@ -181,20 +182,21 @@ async def get_issue(
     tags=["issues"],
     summary="Staff: the resident's contact in clear (the read is recorded on the timeline)",
 )
-async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> dict[str, Any]:
+async def reveal_contact(issue_id: UUID, uow: WriteUoW, who: Staff, cipher: Cipher) -> ContactRevealed:
     issue = await queries.get_issue(uow, who, issue_id)
     ensure(access.works_on(who, issue), access.not_allowed("Only staff handling the issue."))
     timeline.record(uow, issue, "contact_viewed", who, internal=True, at=utcnow())
     await uow.commit()
-    return {
-        "name": cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
-        "phone": cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id),
-    }
+    return ContactRevealed(
+        name=cipher.open(issue.contact_name, "issues", "contact_name", issue.id),
+        phone=cipher.open(issue.contact_phone, "issues", "contact_phone", issue.id),
+    )
 
 
-def _step_route(step: str, tag: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
-    """``POST /issues/{issue_id}/<step>``: a step of the workflow, answered with the issue and its timeline."""
-    return router.post(f"/issues/{{issue_id}}/{step}", response_model=IssueDetail, tags=[tag], **route)
+def _step_route(path: str, tag: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST /issues/{issue_id}/<step>`` (``path``): a step of the workflow, answered with the issue and its
+    timeline."""
+    return router.post(path, response_model=IssueDetail, tags=[tag], **route)
 
 
 async def _act(
@@ -212,57 +214,69 @@ async def _act(
     return await _detail(uow, who, shown, cipher)
 
 
-@_step_route("accept", "workflow", summary="Staff: take the issue on (first response)")
+@_step_route("/issues/{issue_id}/accept", "workflow", summary="Staff: take the issue on (first response)")
 async def accept(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.accept, body)
 
 
-@_step_route("verify", "workflow", summary="Staff confirmed the problem on site")
+@_step_route("/issues/{issue_id}/verify", "workflow", summary="Staff confirmed the problem on site")
 async def verify(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.verify, body)
 
 
-@_step_route("assign", "workflow", summary="Staff: dispatch to departments (the first leads) and an officer")
+@_step_route(
+    "/issues/{issue_id}/assign", "workflow", summary="Staff: dispatch to departments (the first leads) and an officer"
+)
 async def assign(issue_id: UUID, body: Assignment, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.assign, body)
 
 
-@_step_route("start", "workflow", summary="The department starts work")
+@_step_route("/issues/{issue_id}/start", "workflow", summary="The department starts work")
 async def start(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: StaffNote | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.start, body)
 
 
 @_step_route(
-    "resolve", "workflow", summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens"
+    "/issues/{issue_id}/resolve",
+    "workflow",
+    summary="Staff: the problem is fixed (note, photos); the reporter confirms or reopens",
 )
 async def resolve(issue_id: UUID, uow: UoW, who: Staff, cipher: Cipher, body: Resolution | None = None) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.resolve, body)
 
 
-@_step_route("reject", "workflow")
+@_step_route("/issues/{issue_id}/reject", "workflow")
 async def reject(issue_id: UUID, body: Rejection, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.reject, body)
 
 
-@_step_route("redirect", "workflow", summary="Staff: not ours — tell the resident where to go instead")
+@_step_route(
+    "/issues/{issue_id}/redirect", "workflow", summary="Staff: not ours — tell the resident where to go instead"
+)
 async def redirect(issue_id: UUID, body: Redirect, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.redirect, body)
 
 
-@_step_route("close-unresolved", "workflow", summary="Staff: closed without a fix (its own outcome in the figures)")
+@_step_route(
+    "/issues/{issue_id}/close-unresolved",
+    "workflow",
+    summary="Staff: closed without a fix (its own outcome in the figures)",
+)
 async def close_unresolved(issue_id: UUID, body: CloseUnresolved, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.close_unresolved, body)
 
 
 @_step_route(
-    "merge", "workflow", summary="Staff: merge this duplicate into another issue (returns the issue that stays)"
+    "/issues/{issue_id}/merge",
+    "workflow",
+    summary="Staff: merge this duplicate into another issue (returns the issue that stays)",
 )
 async def merge(issue_id: UUID, body: MergeRequest, uow: UoW, who: Staff, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.merge, body)
 
 
 @_step_route(
-    "split",
+    "/issues/{issue_id}/split",
     "workflow",
     status_code=201,
     summary="Staff: a report attached by mistake becomes its own issue (returns the new issue)",
@@ -271,17 +285,17 @@ async def split(issue_id: UUID, body: SplitRequest, uow: UoW, who: Staff, cipher
     return await _act(uow, who, cipher, issue_id, workflow.split, body)
 
 
-@_step_route("confirm", "residents", summary="Reporter: confirm the fix with a 1–5 rating")
+@_step_route("/issues/{issue_id}/confirm", "residents", summary="Reporter: confirm the fix with a 1–5 rating")
 async def confirm(issue_id: UUID, body: Confirmation, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.confirm, body)
 
 
-@_step_route("reopen", "residents", summary="Reporter (within the window) or staff: it is not fixed")
+@_step_route("/issues/{issue_id}/reopen", "residents", summary="Reporter (within the window) or staff: it is not fixed")
 async def reopen(issue_id: UUID, body: Reopening, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     return await _act(uow, who, cipher, issue_id, workflow.reopen, body)
 
 
-@_step_route("follow", "residents", summary="Follow a public issue (get its updates, comment on it)")
+@_step_route("/issues/{issue_id}/follow", "residents", summary="Follow a public issue (get its updates, comment on it)")
 async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> IssueDetail:
     async def fn(uow: UnitOfWork, who: Principal, issue: Issue, _: None) -> Issue:
         await workflow.follow(uow, who, issue)
@@ -293,11 +307,20 @@ async def follow(issue_id: UUID, uow: UoW, who: Caller, cipher: Cipher) -> Issue
 @router.post(
     "/issues/{issue_id}/comments",
     status_code=201,
+    response_model=TimelineEntryPublic,
     tags=["residents"],
     summary="Comment (reporters, followers, staff; staff may add internal notes)",
 )
-async def add_comment(issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller) -> TimelineEntryPublic:
+async def add_comment(
+    issue_id: UUID, body: CommentCreate, uow: UoW, who: Caller, idempotency_key: str | None = IdempotencyKey
+) -> JSONResponse:
     issue = await queries.get_issue(uow, who, issue_id, for_update=True)
-    entry = await workflow.comment(uow, who, issue, body.body, body.internal)
-    await uow.commit()
-    return TimelineEntryPublic.model_validate(entry, from_attributes=True)
+
+    async def action() -> tuple[int, TimelineEntryPublic]:
+        entry = await workflow.comment(uow, who, issue, body.body, body.internal)
+        await uow.session.flush()
+        return 201, TimelineEntryPublic.model_validate(entry, from_attributes=True)
+
+    # The issue is part of the scope: the same key on another issue is another comment.
+    scope = f"{who.sub}:comment:{issue_id}"
+    return await idempotent(uow, key=idempotency_key, scope=scope, body=body, action=action)

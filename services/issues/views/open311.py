@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from minsheng.platform.ids import utcnow
 from minsheng.platform.inputs import photo_url, text
-from minsheng.platform.privacy import field_cipher
-from minsheng.platform.service import UoW, runtime_of
+from minsheng.platform.routes import Cipher
+from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.issues import config, open311
 from services.issues.models import OPEN_STATUSES, AttributeDef, Category, Contact, Issue, IssueCreate
@@ -169,7 +169,7 @@ def _float(form: Any, name: str) -> float | None:
 
 
 @router.post("/requests.{fmt}", summary="POST Service Request (form-encoded, api_key required)")
-async def create_request(fmt: Format, request: Request, uow: UoW) -> Response:
+async def create_request(fmt: Format, request: Request, uow: UoW, cipher: Cipher) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
             raise Open311Error(404, "Unknown format: use .json or .xml")
@@ -218,7 +218,6 @@ async def create_request(fmt: Format, request: Request, uow: UoW) -> Response:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first.get("loc", ()))
             raise Open311Error(400, f"{field or 'request'}: {first.get('msg')}") from None
-        cipher = field_cipher(runtime_of(request).settings)
         issue = await open311.create_request(uow, key, account_id, body, cipher)
         await uow.commit()
         return render(

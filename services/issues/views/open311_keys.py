@@ -7,10 +7,11 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from minsheng.platform.pagination import Page, PageQuery
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.issues import open311
 from services.issues.models import ApiKeyCreate, ApiKeyIssued, ApiKeyPublic
-from services.issues.views.deps import Manager, public_page
+from services.issues.views.deps import Manager
 
 router = APIRouter(tags=["open311"])
 
@@ -28,7 +29,7 @@ async def create_key(body: ApiKeyCreate, uow: UoW, who: Manager) -> ApiKeyIssued
 
 @router.get("/open311-keys", summary="Staff: Open311 API keys")
 async def list_keys(uow: UoW, who: Manager, page: PageQuery) -> Page[ApiKeyPublic]:
-    return public_page(await open311.list_keys(uow, page), ApiKeyPublic)
+    return (await open311.list_keys(uow, page)).map(from_row(ApiKeyPublic))
 
 
 @router.delete("/open311-keys/{key_id}", summary="Staff: revoke a key")

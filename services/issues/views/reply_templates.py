@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from minsheng.platform.i18n import N_
 from minsheng.platform.pagination import Page
+from minsheng.platform.routes import from_row
 from minsheng.platform.service import UoW
 from services.issues import catalogue
 from services.issues.models import (
@@ -15,14 +16,14 @@ from services.issues.models import (
     ReplyTemplatePublic,
     ReplyTemplateUpdate,
 )
-from services.issues.views.deps import CataloguePageQuery, Staff, public_page
+from services.issues.views.deps import CataloguePageQuery, Staff
 
 router = APIRouter(tags=["catalogue", "workflow"])
 
 
 @router.get("/reply-templates")
 async def list_templates(uow: UoW, who: Staff, page: CataloguePageQuery) -> Page[ReplyTemplatePublic]:
-    return public_page(await catalogue.list_templates(uow, page), ReplyTemplatePublic)
+    return (await catalogue.list_templates(uow, page)).map(from_row(ReplyTemplatePublic))
 
 
 @router.post("/reply-templates", status_code=201)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from minsheng.platform.errors import conflict
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import Runtime, UoW
 from services.issues import votes
-from services.issues.models import BallotCreate, Eligibility, PlaceCode, VoteCreate, VotePublic
+from services.issues.models import BallotCreate, BallotRecorded, Eligibility, PlaceCode, VoteCreate, VotePublic
 from services.issues.views.deps import Caller, Staff
 
 router = APIRouter(tags=["votes"])
@@ -35,10 +35,7 @@ async def list_votes(
     status: Annotated[str | None, Query(pattern="^(scheduled|open|closed)$")] = None,
 ) -> Page[VotePublic]:
     found = await votes.list_votes(uow, who, page, community, status)
-    return Page[VotePublic](
-        items=await votes.views(uow, who, found.items, runtime.settings.secret),
-        next_cursor=found.next_cursor,
-    )
+    return found.with_items(await votes.views(uow, who, found.items, runtime.settings.secret))
 
 
 @router.get("/votes/{vote_id}")
@@ -47,11 +44,11 @@ async def get_vote(vote_id: UUID, uow: UoW, who: Caller, runtime: Runtime) -> Vo
 
 
 @router.post("/votes/{vote_id}/ballots", status_code=201, summary="Cast your (household's) one vote")
-async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime: Runtime) -> dict[str, Any]:
+async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime: Runtime) -> BallotRecorded:
     vote = await votes.visible_vote(uow, who, vote_id)
     votes.cast(uow, who, vote, body.option, runtime.settings.secret)
     # Read before the commit: after a rollback the vote's attributes are expired.
-    per_household, ident = vote.eligibility == Eligibility.household, str(vote.id)
+    per_household, ident = vote.eligibility == Eligibility.household, vote.id
     try:
         await uow.commit()
     except sa.exc.IntegrityError:
@@ -60,7 +57,7 @@ async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime
         raise conflict(
             "already_voted", "Your household has already voted." if per_household else "You have already voted."
         ) from None
-    return {"vote_id": ident, "recorded": True, "option": body.option}
+    return BallotRecorded(vote_id=ident, recorded=True, option=body.option)
 
 
 @router.post("/votes/{vote_id}/close", summary="Staff: close a vote early")

@@ -50,7 +50,7 @@ def _name(request: Request, cat: Category) -> str:
 # --- discovery and services ---------------------------------------------------------------------------------
 
 
-@router.get("/discovery.{fmt}", summary="Service discovery")
+@router.get("/open311/v2/discovery.{fmt}", summary="Service discovery")
 async def discovery(fmt: Format, request: Request) -> Response:
     if fmt not in ("json", "xml"):
         return error("xml", 404, "Unknown format: use .json or .xml")
@@ -77,7 +77,7 @@ async def discovery(fmt: Format, request: Request) -> Response:
     )
 
 
-@router.get("/services.{fmt}", summary="GET Service List")
+@router.get("/open311/v2/services.{fmt}", summary="GET Service List")
 async def services(fmt: Format, request: Request, uow: UoW) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
@@ -105,7 +105,7 @@ async def services(fmt: Format, request: Request, uow: UoW) -> Response:
     return await guarded(reply_format(fmt), go)
 
 
-@router.get("/services/{name}", summary="GET Service Definition (services/<service_code>.<format>)")
+@router.get("/open311/v2/services/{name}", summary="GET Service Definition (services/<service_code>.<format>)")
 async def service_definition(name: Name, request: Request, uow: UoW) -> Response:
     fmt = reply_format(name.rpartition(".")[2])
 
@@ -168,7 +168,7 @@ def _float(form: Any, name: str) -> float | None:
         raise Open311Error(400, f"{name} must be a number") from None
 
 
-@router.post("/requests.{fmt}", summary="POST Service Request (form-encoded, api_key required)")
+@router.post("/open311/v2/requests.{fmt}", summary="POST Service Request (form-encoded, api_key required)")
 async def create_request(fmt: Format, request: Request, uow: UoW, cipher: Cipher) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
@@ -267,7 +267,7 @@ async def _views(request: Request, uow: UnitOfWork, issues: list[Issue]) -> list
     return out
 
 
-@router.get("/requests.{fmt}", summary="GET Service Requests (90-day window, at most 1,000; page/page_size)")
+@router.get("/open311/v2/requests.{fmt}", summary="GET Service Requests (90-day window, at most 1,000; page/page_size)")
 async def list_requests(fmt: Format, request: Request, uow: UoW) -> Response:
     async def go() -> Response:
         if fmt not in ("json", "xml"):
@@ -316,7 +316,7 @@ async def list_requests(fmt: Format, request: Request, uow: UoW) -> Response:
     return await guarded(reply_format(fmt), go)
 
 
-@router.get("/requests/{name}", summary="GET Service Request (requests/<service_request_id>.<format>)")
+@router.get("/open311/v2/requests/{name}", summary="GET Service Request (requests/<service_request_id>.<format>)")
 async def get_request(name: Name, request: Request, uow: UoW) -> Response:
     fmt = reply_format(name.rpartition(".")[2])
 
@@ -335,7 +335,7 @@ async def get_request(name: Name, request: Request, uow: UoW) -> Response:
     return await guarded(fmt, go)
 
 
-@router.get("/tokens/{name}", summary="GET service_request_id from a token (tokens/<token>.<format>)")
+@router.get("/open311/v2/tokens/{name}", summary="GET service_request_id from a token (tokens/<token>.<format>)")
 async def get_token(name: Name, request: Request, uow: UoW) -> Response:
     fmt = reply_format(name.rpartition(".")[2])
 

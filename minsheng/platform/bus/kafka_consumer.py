@@ -108,7 +108,13 @@ class GroupConsumer:
         ordered = sorted(tps)
         positions: dict[TopicPartition, int] = {}
         if not no_committed:  # read before the end offsets: a position never passes an end offset read later
-            found = await asyncio.gather(*(within(1, consumer.position(tp)) for tp in ordered), return_exceptions=True)
+
+            async def position_of(tp: TopicPartition) -> int:
+                # consumer.position(tp) is created inside the task: if gather is cancelled before the task
+                # starts, it is never created, rather than left "never awaited".
+                return await within(1, consumer.position(tp))
+
+            found = await asyncio.gather(*(position_of(tp) for tp in ordered), return_exceptions=True)
             positions = {tp: p for tp, p in zip(ordered, found, strict=True) if isinstance(p, int)}
         starts = await consumer.beginning_offsets(ordered)
         ends = await consumer.end_offsets(ordered)

@@ -248,15 +248,36 @@ async def in_transaction(runtime: ServiceRuntime, step: Callable[[UnitOfWork], A
     return result
 
 
-async def in_batches(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[int]], batch: int) -> int:
-    """Run ``step`` in a transaction of its own again and again until it handles fewer than ``batch`` rows
-    (short transactions, steady progress); the total it handled."""
-    total = 0
+@dataclass(frozen=True)
+class Batch:
+    """What one batch of a job did, and whether it took a whole batch (there may be more: run it again)."""
+
+    done: int
+    full: bool
+
+
+async def while_full(
+    runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[Batch]], *, max_batches: int | None = None
+) -> int:
+    """Run ``step`` in a transaction of its own again and again while it takes a whole batch (short
+    transactions, steady progress), at most ``max_batches`` times; the total it did."""
+    total, runs = 0, 0
     while True:
-        done = await in_transaction(runtime, step)
-        total += done
-        if done < batch:
+        result = await in_transaction(runtime, step)
+        total, runs = total + result.done, runs + 1
+        if not result.full or (max_batches is not None and runs >= max_batches):
             return total
+
+
+async def in_batches(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[int]], batch: int) -> int:
+    """``while_full`` for a step that handles at most ``batch`` rows and says how many: again until it handles
+    fewer; the total it handled."""
+
+    async def counted(uow: UnitOfWork) -> Batch:
+        done = await step(uow)
+        return Batch(done, full=done >= batch)
+
+    return await while_full(runtime, counted)
 
 
 async def _housekeeping(runtime: ServiceRuntime) -> dict[str, int]:

@@ -9,7 +9,6 @@ job runs it in a transaction of its own (``services/issues/jobs.py``) and again 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
@@ -17,19 +16,11 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from minsheng.contracts.issues import IssueConfirmed, IssueOverdue
+from minsheng.platform.service import Batch
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.issues.models import Issue, IssueStatus
 from services.issues.timeline import fact, record
-
-
-@dataclass(frozen=True)
-class Pass:
-    """What one pass did: how many issues it changed (an event each), and whether it claimed a whole batch
-    (there may be more: run it again)."""
-
-    changed: int
-    full: bool
 
 
 async def _claim(uow: UnitOfWork, query: Any, batch: int) -> list[UUID]:
@@ -49,7 +40,7 @@ async def _flag(uow: UnitOfWork, issue_id: UUID, guard: Any, values: dict[str, A
     return await uow.session.get(Issue, issue_id)
 
 
-async def flag_overdue(uow: UnitOfWork, now: datetime, batch: int) -> Pass:
+async def flag_overdue(uow: UnitOfWork, now: datetime, batch: int) -> Batch:
     """One pass of the overdue sweep: at most ``batch`` issues past their first-response deadline, then at most
     ``batch`` past their resolution deadline, are flagged, escalated to the sub-district and announced with
     IssueOverdue (once per missed deadline)."""
@@ -75,7 +66,7 @@ async def flag_overdue(uow: UnitOfWork, now: datetime, batch: int) -> Pass:
         batch,
         report_level=True,
     )
-    return Pass(changed=n_first + n_fix, full=late_first >= batch or late_fix >= batch)
+    return Batch(done=n_first + n_fix, full=late_first >= batch or late_fix >= batch)
 
 
 async def _flag_missed(
@@ -122,7 +113,7 @@ async def _flag_missed(
     return len(claimed), flagged
 
 
-async def confirm_unanswered(uow: UnitOfWork, now: datetime, after_days: float, batch: int) -> Pass:
+async def confirm_unanswered(uow: UnitOfWork, now: datetime, after_days: float, batch: int) -> Batch:
     """One pass of the auto-confirmation: at most ``batch`` issues resolved more than ``after_days`` ago that the
     reporter neither confirmed nor reopened are confirmed (timeline, IssueConfirmed ``auto``)."""
     t = table_of(Issue)
@@ -158,4 +149,4 @@ async def confirm_unanswered(uow: UnitOfWork, now: datetime, after_days: float, 
         )
         uow.emit(IssueConfirmed(auto=True, rating=None, **fact(issue, None)))
         confirmed += 1
-    return Pass(changed=confirmed, full=len(due) >= batch)
+    return Batch(done=confirmed, full=len(due) >= batch)

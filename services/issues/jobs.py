@@ -8,37 +8,25 @@ event emitted — exactly once, even when two replicas race.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from minsheng.platform.ids import utcnow
-from minsheng.platform.service import Job, ServiceRuntime, in_transaction
-from minsheng.platform.uow import UnitOfWork
+from minsheng.platform.service import Job, ServiceRuntime, in_transaction, while_full
 from services.issues import config, deadlines, votes
 from services.issues.photos import MOVE_JOB
-
-
-async def _until_done(runtime: ServiceRuntime, step: Callable[[UnitOfWork], Awaitable[deadlines.Pass]]) -> int:
-    """Run ``step`` in a transaction of its own again while it claims a whole batch; how many it changed."""
-    total = 0
-    while True:
-        done = await in_transaction(runtime, step)
-        total += done.changed
-        if not done.full:
-            return total
 
 
 async def sweep_overdue(runtime: ServiceRuntime, now: datetime | None = None) -> int:
     """Flag issues past their first-response or resolution deadline, escalate them to the sub-district
     listing, and emit IssueOverdue once per missed deadline. Returns how many deadlines were flagged."""
     at, batch = now or utcnow(), config.get().sweep_batch
-    return await _until_done(runtime, lambda uow: deadlines.flag_overdue(uow, at, batch))
+    return await while_full(runtime, lambda uow: deadlines.flag_overdue(uow, at, batch))
 
 
 async def auto_confirm(runtime: ServiceRuntime, now: datetime | None = None) -> int:
     """Resolved issues the reporter neither confirmed nor reopened within N days are confirmed."""
     at, cfg = now or utcnow(), config.get()
-    return await _until_done(
+    return await while_full(
         runtime, lambda uow: deadlines.confirm_unanswered(uow, at, cfg.auto_confirm_days, cfg.sweep_batch)
     )
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from minsheng.contracts.points import PointsExpiring
 from minsheng.platform.ids import utcnow, uuid7
+from minsheng.platform.service import Batch
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
 from services.points import config
@@ -57,14 +58,14 @@ async def _riders_with_expirable_points(uow: UnitOfWork, cutoff: datetime, batch
     return list((await uow.session.execute(query)).scalars().all())
 
 
-async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
-    """Expire unspent points older than the policy allows, for up to ``batch`` riders; returns (points expired,
-    riders looked at) — call again while it returns a full batch. Idempotent per rider and local day (the cause
-    is ``expiry / <rider>:<day>``), so several replicas, or two runs a day, change nothing. Riders whose old
-    points are all spent are never candidates, so batches always make progress."""
+async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> Batch:
+    """Expire unspent points older than the policy allows, for up to ``batch`` riders; returns the points
+    expired, and whether it looked at a whole batch of riders (call again while it did). Idempotent per rider
+    and local day (the cause is ``expiry / <rider>:<day>``), so several replicas, or two runs a day, change
+    nothing. Riders whose old points are all spent are never candidates, so batches always make progress."""
     settings = config.get()
     if not settings.expiry_days:
-        return 0, 0
+        return Batch(0, full=False)
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.expiry_days)
     day = settings.day_start(now).date().isoformat()
@@ -89,19 +90,19 @@ async def expire_points(uow: UnitOfWork, *, now: datetime | None = None, batch: 
             check_duplicate=False,
         )
         expired += amount
-    return expired, len(candidates)
+    return Batch(expired, full=len(candidates) >= batch)
 
 
 WARNINGS: sa.Table = table_of(ExpiryWarning)
 
 
-async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> tuple[int, int]:
+async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: int = 500) -> Batch:
     """Tell riders whose unspent points expire within ``expiry_warning_days`` (``PointsExpiring``), once per
     rider and local month (``expiry_warnings``' unique key; the insert that loses a race emits nothing).
-    Returns (riders warned, riders looked at): call again while the second is a full batch."""
+    Returns the riders warned, and whether it looked at a whole batch (call again while it did)."""
     settings = config.get()
     if not settings.expiry_days or not settings.expiry_warning_days:
-        return 0, 0
+        return Batch(0, full=False)
     now = now or utcnow()
     cutoff = now + timedelta(days=settings.expiry_warning_days) - timedelta(days=settings.expiry_days)
     before = now + timedelta(days=settings.expiry_warning_days)
@@ -135,4 +136,4 @@ async def warn_expiring(uow: UnitOfWork, *, now: datetime | None = None, batch: 
             )
         )
         told += 1
-    return told, len(candidates)
+    return Batch(told, full=len(candidates) >= batch)

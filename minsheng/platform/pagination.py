@@ -57,7 +57,7 @@ class Page(BaseModel, Generic[T]):
 
     def map(self, convert: Callable[[T], U]) -> Page[U]:
         """The same page (same cursor) with each item converted, e.g. ``page.map(from_row(TeamPublic))``."""
-        return Page[Any](items=[convert(item) for item in self.items], next_cursor=self.next_cursor)
+        return self.with_items([convert(item) for item in self.items])
 
     def with_items(self, items: list[U]) -> Page[U]:
         """The same page (same cursor) with these items: where the conversion takes the whole page at once,

@@ -376,14 +376,15 @@ async def rider_redemptions(uow: UnitOfWork, rider: Rider, *, page: PageRequest)
     )
     rows = (await uow.session.execute(NEWEST_FIRST.query(query, page))).all()
     redeemed = NEWEST_FIRST.page(list(rows), page, lambda r: r[0])
-    items = [
-        RiderRedemptionPublic(
+
+    def public(row: Any) -> RiderRedemptionPublic:
+        r, title, name = row
+        return RiderRedemptionPublic(
             **_what_was_redeemed(r, title),
             merchant_id=r.merchant_id,
             merchant_name=name,
             created_at=r.created_at,
             voided_at=r.voided_at,
         )
-        for r, title, name in redeemed.items
-    ]
-    return Page[RiderRedemptionPublic](items=items, next_cursor=redeemed.next_cursor)
+
+    return redeemed.map(public)

@@ -52,5 +52,4 @@ class IdentitySettings(BaseSettings):
 
 
 _settings = Overridable(IdentitySettings())
-get = _settings.get
-override = _settings.override
+get, override = _settings.get, _settings.override

@@ -35,5 +35,4 @@ class IssuesSettings(BaseSettings):
 
 
 _settings = Overridable(IssuesSettings())
-get = _settings.get
-override = _settings.override
+get, override = _settings.get, _settings.override

@@ -79,12 +79,6 @@ class PointsSettings(BaseSettings):
 
 
 _settings = Overridable(PointsSettings())
-get = _settings.get
-override = _settings.override
-
-
+get, override = _settings.get, _settings.override
 _clock = ServiceClock(lambda: get().timezone)
-now = _clock.now
-pin_clock = _clock.pin
-tz = _clock.tz
-today = _clock.today
+now, pin_clock, tz, today = _clock.now, _clock.pin, _clock.tz, _clock.today

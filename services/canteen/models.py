@@ -339,6 +339,7 @@ class Diner(DinerBase, PersonalData, CanteenModel, table=True):
     resident_id: UUID | None = Field(default=None, index=True)
     subject: str | None = Field(default=None, max_length=200, unique=True)
     card_code: str = Field(max_length=16, unique=True, description="Printed on the diner's QR card")
+    id_number_hash: str | None = Field(default=None, max_length=64, index=True, unique=True)  # one elder, one diner
     status: str = Field(default=DinerStatus.active, sa_type=sa.String(12))
     subsidy_suspended_from: date | None = None
     status_reason: str | None = Field(default=None, max_length=200)

@@ -90,7 +90,7 @@ def create_service_app(runtime: ServiceRuntime, *, migrate: bool = True) -> Fast
         generate_unique_id_function=operation_id,
     )
     app.state.runtime = runtime
-    install_problem_handlers(app, spec.foreign_error_formats)
+    install_problem_handlers(app, spec.foreign_error_formats, spec.metadata)
     app.include_router(health_router())
     app.include_router(client_config_router(spec.name, spec.client_config, api_version=app.version))
     app.include_router(spec.router)

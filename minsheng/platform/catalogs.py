@@ -38,7 +38,9 @@ MESSAGE_ARGS: dict[str, tuple[int, ...]] = {
     "wrong_status": (1,),  # wrong_status(code, detail, current_status=…, allowed_from=…)
     "too_many": (1, 2),  # too_many(code, title, detail, wait=…): a 429 with Retry-After
     "invalid": (1, 2),  # errors.invalid(code, title, detail, field=…, message=…)
-    "commit_or_conflict": (1,),  # platform.routes: commit_or_conflict(uow, detail)
+    "commit_or_conflict": (1,),  # platform.routes: commit_or_conflict(uow, detail, metadata)
+    "UniqueRule": (3,),  # errors.UniqueRule(model, columns, code, detail)
+    "problem": (0,),  # a UniqueRule's rule.problem(detail)
     "_t": (0,),
     "N_": (0,),
     "not_found": (0,),

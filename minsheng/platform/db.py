@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,31 @@ def is_transient_db_error(exc: BaseException) -> bool:
             return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
+
+
+def broken_unique(exc: sa.exc.IntegrityError) -> tuple[str, frozenset[str]] | None:
+    """The table and the columns of the unique constraint (or primary key, or unique index) that ``exc`` broke,
+    if the driver names them: asyncpg's error carries the table and a detail ``Key (a, b)=(…) already exists.``;
+    SQLite says ``UNIQUE constraint failed: t.a, t.b``. None for any other integrity error."""
+    orig = exc.orig
+    driver = getattr(orig, "__cause__", None)
+    table, detail = getattr(driver, "table_name", None), getattr(driver, "detail", None)
+    if getattr(driver, "sqlstate", None) == "23505" and isinstance(table, str) and isinstance(detail, str):
+        if (key := _PG_KEY.match(detail)) is None:
+            return None
+        return table, frozenset(name.strip().strip('"') for name in key.group(1).split(","))
+    failed = _SQLITE_UNIQUE.search(str(orig))
+    if failed is None:
+        return None
+    qualified = [name.strip().split(".", 1) for name in failed.group(1).split(",")]
+    tables = {parts[0] for parts in qualified}
+    if len(tables) != 1 or any(len(parts) != 2 for parts in qualified):
+        return None  # an expression index ("index 'ix_…'"): no columns to match
+    return tables.pop(), frozenset(parts[1] for parts in qualified)
+
+
+_PG_KEY = re.compile(r"Key \((.+?)\)=\(")
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
 
 
 _TRANSIENT_NAMES = {

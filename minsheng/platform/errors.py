@@ -8,13 +8,15 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlmodel import SQLModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minsheng.platform.db import is_transient_db_error
+from minsheng.platform.db import broken_unique, is_transient_db_error
 from minsheng.platform.i18n import (
     CONTENT_LANGUAGE,
     Message,
@@ -25,6 +27,7 @@ from minsheng.platform.i18n import (
     translate,
     validation_message,
 )
+from minsheng.platform.sql import table_of
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +131,49 @@ def too_many(code: str, title: Message, detail: str, /, *, wait: float) -> Probl
     )
 
 
-def integrity_problem(exc: IntegrityError) -> Problem:
+class UniqueRule:
+    """One answer for one unique rule of a table. The use case's check that finds the existing row and the
+    constraint that stops a concurrent request (which passed the same check a moment before the winner
+    committed) answer with the same code::
+
+        CODE_TAKEN = UniqueRule(Community, ("code",), "community_exists", "A community with this code exists.")
+        if await community_by_code(uow, data.code) is not None:
+            raise CODE_TAKEN.problem(_t("A community with code {code!r} already exists.", code=data.code))
+
+    The rule is kept in the table's metadata, so each service answers for its own tables only."""
+
+    def __init__(self, model: type[SQLModel], columns: Sequence[str], code: str, detail: Message) -> None:
+        table = table_of(model)
+        missing = [name for name in columns if name not in table.c]
+        if missing:
+            raise ValueError(f"{table.name} has no column {', '.join(missing)}")
+        self.table, self.columns, self.code, self.detail = table.name, frozenset(columns), code, detail
+        rules = table.metadata.info.setdefault(_UNIQUE_RULES, {})
+        known = rules.setdefault((self.table, self.columns), self)
+        if known.code != code:
+            raise ValueError(f"{table.name}{sorted(self.columns)} already answers {known.code}, not {code}")
+
+    def problem(self, detail: Message | None = None, /, **extra: Any) -> Problem:
+        """The 409, with a ``detail`` that can name the values (the constraint's own answer cannot)."""
+        return conflict(self.code, detail or self.detail, **extra)
+
+
+_UNIQUE_RULES = "minsheng.unique_rules"
+
+
+def unique_rule_broken(exc: IntegrityError, metadata: sa.MetaData) -> UniqueRule | None:
+    broken = broken_unique(exc)
+    rule = metadata.info.get(_UNIQUE_RULES, {}).get(broken) if broken else None
+    return rule if isinstance(rule, UniqueRule) else None
+
+
+def integrity_problem(exc: IntegrityError, metadata: sa.MetaData | None = None) -> Problem:
     """A lost race on a unique constraint (two requests creating the same team name, the same code …) or a
-    reference to a row that went away meanwhile: a 409 with a stable code, never a 500. Views that know better
-    (``settlement_closed`` …) still catch the error themselves and say more."""
+    reference to a row that went away meanwhile: a 409 with a stable code, never a 500. A constraint with a
+    :class:`UniqueRule` in ``metadata`` answers the rule's code, as the check the request raced past would
+    have. Views that know better (``settlement_closed`` …) still catch the error themselves and say more."""
+    if metadata is not None and (rule := unique_rule_broken(exc, metadata)) is not None:
+        return rule.problem()
     orig = getattr(exc, "orig", None)
     sqlstate = str(getattr(orig, "sqlstate", "") or getattr(orig, "pgcode", "") or "")
     message = str(orig or exc).lower()
@@ -180,10 +222,13 @@ def problem_response(
 
 
 def install_problem_handlers(
-    app: FastAPI, foreign_formats: Sequence[tuple[str, Callable[[str, str], Any]]] = ()
+    app: FastAPI,
+    foreign_formats: Sequence[tuple[str, Callable[[str, str], Any]]] = (),
+    metadata: sa.MetaData | None = None,
 ) -> None:
     """problem+json for every error; on a path of ``foreign_formats`` (``ServiceSpec.foreign_error_formats``) a
-    request the parameters' validation refuses answers in that path's own format instead."""
+    request the parameters' validation refuses answers in that path's own format instead. ``metadata``: the
+    service's tables, whose :class:`UniqueRule` answer a lost unique race."""
     load_catalogs()
 
     @app.exception_handler(Problem)
@@ -193,7 +238,7 @@ def install_problem_handlers(
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc.orig)
-        problem = integrity_problem(exc)
+        problem = integrity_problem(exc, metadata)
         return problem_response(request, problem.status, problem.code, problem.title, problem.detail)
 
     @app.exception_handler(DataError)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import Depends
 from pydantic import BaseModel
 
-from minsheng.platform.errors import conflict
+from minsheng.platform.errors import conflict, unique_rule_broken
 from minsheng.platform.i18n import Message
 from minsheng.platform.privacy import FieldCipher, field_cipher
 from minsheng.platform.service import Runtime
@@ -19,14 +19,16 @@ from minsheng.platform.uow import UnitOfWork
 M = TypeVar("M", bound=BaseModel)
 
 
-async def commit_or_conflict(uow: UnitOfWork, detail: Message) -> None:
-    """Commit once; a unique constraint lost to a concurrent request answers 409 ``concurrent_change`` with
-    ``detail``."""
+async def commit_or_conflict(uow: UnitOfWork, detail: Message, metadata: sa.MetaData) -> None:
+    """Commit once. A unique constraint lost to a concurrent request answers the 409 of its
+    :class:`~minsheng.platform.errors.UniqueRule` in ``metadata`` (the code the request's own check gives), and
+    any other one 409 ``concurrent_change`` with ``detail``."""
     try:
         await uow.commit()
     except sa.exc.IntegrityError as exc:
         await uow.rollback()
-        raise conflict("concurrent_change", detail) from exc
+        rule = unique_rule_broken(exc, metadata)
+        raise (rule.problem() if rule else conflict("concurrent_change", detail)) from exc
 
 
 def from_row(model: type[M]) -> Callable[[Any], M]:

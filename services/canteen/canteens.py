@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.platform.access import ensure, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, UniqueRule, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -30,6 +30,8 @@ from services.canteen.models import (
     MealSlotUpsert,
     Slot,
 )
+
+CANTEEN_CODE_TAKEN = UniqueRule(Canteen, ["code"], "canteen_code_taken", "A canteen with this code exists.")
 
 SLOT_RANK = {Slot.breakfast.value: 0, Slot.lunch.value: 1, Slot.dinner.value: 2}
 _LISTED_BY_CODE = Keyset((col(Canteen.code),), kinds=(str,), descending=False)
@@ -72,7 +74,7 @@ async def create_canteen(uow: UnitOfWork, who: Principal, data: CanteenCreate) -
     )
     existing = await uow.session.execute(select(Canteen.id).where(Canteen.code == data.code))
     if existing.first() is not None:
-        raise conflict("canteen_code_taken", _t("A canteen with code {code} exists.", code=data.code))
+        raise CANTEEN_CODE_TAKEN.problem(_t("A canteen with code {code} exists.", code=data.code))
     canteen = Canteen(**data.model_dump())
     uow.session.add(canteen)
     return canteen

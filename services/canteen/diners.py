@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from minsheng.contracts.canteen import FamilyMemberLinked
 from minsheng.platform.access import ensure
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.errors import Problem, UniqueRule, conflict, invalid, not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
@@ -45,6 +45,14 @@ from services.canteen.models import (
     PiiAccess,
 )
 from services.canteen.subsidy import age_on
+
+DINER_EXISTS = UniqueRule(
+    Diner, ["id_number_hash"], "diner_exists", "A diner with this ID number is already registered."
+)
+SUBJECT_TAKEN = UniqueRule(Diner, ["subject"], "subject_taken", "This login is already linked to another diner.")
+FAMILY_MEMBER_EXISTS = UniqueRule(
+    FamilyMember, ["diner_id", "subject"], "family_member_exists", "This person is already linked to the diner."
+)
 
 
 def new_code(n: int = 10) -> str:
@@ -106,7 +114,7 @@ async def register_diner(uow: UnitOfWork, who: Principal, data: DinerCreate, fc:
         )
         found = dup.first()
         if found is not None:
-            raise conflict("diner_exists", "A diner with this ID number is already registered.", diner_id=str(found[0]))
+            raise DINER_EXISTS.problem(diner_id=str(found[0]))
     if data.subject is not None:
         await _subject_free(uow, data.subject)
     diner = Diner(
@@ -128,7 +136,7 @@ async def _subject_free(uow: UnitOfWork, subject: str, but: UUID | None = None) 
     taken = await uow.session.execute(select(Diner.id).where(Diner.subject == subject))
     row = taken.first()
     if row is not None and row[0] != but:
-        raise conflict("subject_taken", "This login is already linked to another diner.")
+        raise SUBJECT_TAKEN.problem()
 
 
 # Built once (bound parameter): ``load_diner`` is on every booking.
@@ -210,7 +218,7 @@ async def update_diner(
             await uow.session.execute(select(Diner.id).where(col(Diner.id_number_hash).in_(fc.lookup_hashes(number))))
         ).first()
         if dup is not None and dup[0] != diner.id:
-            raise conflict("diner_exists", "Another diner has this ID number.", diner_id=str(dup[0]))
+            raise DINER_EXISTS.problem("Another diner has this ID number.", diner_id=str(dup[0]))
         diner.id_number_enc = fc.seal(number, "diners", "id_number_enc", diner.id)
         diner.id_number_hash = id_hash
         diner.id_number_masked = mask_id_number(number)
@@ -310,7 +318,7 @@ async def add_family(
         Problem(403, "forbidden_role", "Not allowed", "Only the elder or staff may add family members."),
     )
     if any(m.subject == data.subject for m in family):
-        raise conflict("family_member_exists", "This person is already linked to the diner.")
+        raise FAMILY_MEMBER_EXISTS.problem()
     if diner.subject == data.subject:
         raise conflict("family_member_is_diner", "The elder cannot be their own family member.")
     member = FamilyMember(diner_id=diner.id, **data.model_dump())

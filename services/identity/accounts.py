@@ -18,7 +18,7 @@ from minsheng.contracts.identity import (
     Locale,
 )
 from minsheng.platform.auth import Principal, Role
-from minsheng.platform.errors import Problem, conflict, not_found
+from minsheng.platform.errors import Problem, UniqueRule, conflict, not_found
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
 from minsheng.platform.privacy import PII_REVEAL_SCOPE, FieldCipher
@@ -39,6 +39,8 @@ from services.identity.models import (
     WechatIdentity,
 )
 from services.identity.sealing import open_wechat
+
+USERNAME_TAKEN = UniqueRule(StaffCredential, ["username"], "username_taken", "This user name is taken.")
 
 
 def account_id_of(who: Principal) -> UUID:
@@ -190,7 +192,7 @@ async def create_staff(
         await uow.session.execute(select(StaffCredential.account_id).where(StaffCredential.username == username))
     ).first()
     if taken is not None:
-        raise conflict("username_taken", "This user name is taken.")
+        raise USERNAME_TAKEN.problem()
     temporary = password or passwords.temporary_password()
     account = Account(kind=AccountKind.staff, roles=data.roles, scopes=data.scopes, display_name=data.display_name)
     uow.session.add(account)

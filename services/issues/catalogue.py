@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlmodel import SQLModel, col, select
 
 from minsheng.platform.coords import distance_m
-from minsheng.platform.errors import Problem, conflict, invalid, not_found
+from minsheng.platform.errors import Problem, UniqueRule, conflict, invalid, not_found
 from minsheng.platform.i18n import N_, Localized, _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -32,6 +32,13 @@ from services.issues.models import (
     NotHandledMatter,
     ReplyTemplate,
     ReplyTemplateCreate,
+)
+
+CATEGORY_EXISTS = UniqueRule(Category, ["code"], "category_exists", "A category with this code already exists.")
+DEPARTMENT_EXISTS = UniqueRule(Department, ["code"], "department_exists", "A department with this code already exists.")
+MATTER_EXISTS = UniqueRule(NotHandledMatter, ["code"], "matter_exists", "A matter with this code already exists.")
+TEMPLATE_EXISTS = UniqueRule(
+    ReplyTemplate, ["code"], "template_exists", "A reply template with this code already exists."
 )
 
 DEFAULT_FIRST_RESPONSE_MINUTES = 24 * 60  # next day
@@ -304,7 +311,7 @@ async def list_categories(
 
 async def create_category(uow: UnitOfWork, body: CategoryCreate) -> Category:
     if await uow.session.get(Category, body.code) is not None:
-        raise conflict("category_exists", _t("Category {code!r} already exists; PATCH it instead.", code=body.code))
+        raise CATEGORY_EXISTS.problem(_t("Category {code!r} already exists; PATCH it instead.", code=body.code))
     if await uow.session.get(NotHandledMatter, body.code) is not None:
         raise conflict("code_in_use", _t("{code!r} is a matter not handled here.", code=body.code))
     await _check_department(uow, body.department)
@@ -324,7 +331,7 @@ async def update_category(uow: UnitOfWork, code: str, body: CategoryUpdate) -> C
 
 async def create_department(uow: UnitOfWork, body: DepartmentCreate) -> Department:
     if await uow.session.get(Department, body.code) is not None:
-        raise conflict("department_exists", _t("Department {code!r} already exists.", code=body.code))
+        raise DEPARTMENT_EXISTS.problem(_t("Department {code!r} already exists.", code=body.code))
     dept = Department.model_validate(body.model_dump())
     uow.session.add(dept)
     return dept
@@ -339,7 +346,7 @@ async def list_not_handled(uow: UnitOfWork, page: PageRequest, kind: str | None)
 
 async def create_not_handled(uow: UnitOfWork, body: NotHandledCreate) -> NotHandledMatter:
     if await uow.session.get(NotHandledMatter, body.code) is not None:
-        raise conflict("matter_exists", _t("Matter {code!r} already exists.", code=body.code))
+        raise MATTER_EXISTS.problem(_t("Matter {code!r} already exists.", code=body.code))
     if await uow.session.get(Category, body.code) is not None:
         raise conflict("code_in_use", _t("{code!r} is a category.", code=body.code))
     matter = NotHandledMatter.model_validate(body.model_dump())
@@ -387,7 +394,7 @@ async def list_templates(uow: UnitOfWork, page: PageRequest) -> Page[ReplyTempla
 
 async def create_template(uow: UnitOfWork, body: ReplyTemplateCreate) -> ReplyTemplate:
     if await uow.session.get(ReplyTemplate, body.code) is not None:
-        raise conflict("template_exists", _t("Reply template {code!r} already exists.", code=body.code))
+        raise TEMPLATE_EXISTS.problem(_t("Reply template {code!r} already exists.", code=body.code))
     template = ReplyTemplate.model_validate(body.model_dump())
     uow.session.add(template)
     return template

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from minsheng.contracts.points import RiderAccountLinked
 from minsheng.platform.access import ensure, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, wrong_status
+from minsheng.platform.errors import Problem, UniqueRule, conflict, wrong_status
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
@@ -36,15 +36,18 @@ from services.points.models import (
     TeamUpdate,
 )
 
+RIDER_ALREADY_REGISTERED = UniqueRule(
+    Rider, ["subject"], "rider_already_registered", "This account is already registered as a rider."
+)
+TEAM_NAME_TAKEN = UniqueRule(Team, ["name"], "team_name_taken", "A team of this name exists already.")
+
 # --- riders -------------------------------------------------------------------------------------------------
 
 
 async def register_rider(uow: UnitOfWork, subject: str, data: RiderCreate, fc: FieldCipher) -> Rider:
     existing = (await uow.session.execute(select(Rider).where(Rider.subject == subject))).scalar_one_or_none()
     if existing is not None:
-        raise conflict(
-            "rider_already_registered", "This account is already registered as a rider.", rider_id=str(existing.id)
-        )
+        raise RIDER_ALREADY_REGISTERED.problem(rider_id=str(existing.id))
     rider = Rider(subject=subject, **data.model_dump())
     seal_phone_on(rider, fc)
     uow.session.add(rider)
@@ -205,7 +208,7 @@ async def _leader(uow: UnitOfWork, who: Principal, rider_id: UUID) -> Rider:
 async def create_team(uow: UnitOfWork, who: Principal, data: TeamCreate) -> Team:
     ensure(places_in(who, data.community), outside_scope("You cannot create teams in that community."))
     if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
-        raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
+        raise TEAM_NAME_TAKEN.problem(_t("A team named {name!r} exists already.", name=data.name))
     team = Team(name=data.name, community=data.community, leader_rider_id=data.leader_rider_id)
     uow.session.add(team)
     if data.leader_rider_id is not None:
@@ -222,7 +225,7 @@ async def get_team(uow: UnitOfWork, who: Principal, team_id: UUID) -> Team:
 async def update_team(uow: UnitOfWork, who: Principal, team: Team, data: TeamUpdate) -> Team:
     if data.name is not None and data.name != team.name:
         if (await uow.session.execute(select(Team.id).where(Team.name == data.name))).first() is not None:
-            raise conflict("team_name_taken", _t("A team named {name!r} exists already.", name=data.name))
+            raise TEAM_NAME_TAKEN.problem(_t("A team named {name!r} exists already.", name=data.name))
         team.name = data.name
     if data.community is not None:
         ensure(places_in(who, data.community), outside_scope("You cannot move teams to that community."))

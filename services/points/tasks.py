@@ -15,7 +15,7 @@ from minsheng.contracts.canteen import DeliveryRequested
 from minsheng.contracts.points import TaskClaimed, TaskCompleted
 from minsheng.platform.access import ensure, ensure_visible, is_staff, outside_scope, visible_or_404
 from minsheng.platform.auth import Principal
-from minsheng.platform.errors import Problem, conflict, invalid, not_found, wrong_status
+from minsheng.platform.errors import Problem, UniqueRule, conflict, invalid, not_found, wrong_status
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
@@ -39,6 +39,8 @@ from services.points.models import (
     TaskTypeUpdate,
     Verification,
 )
+
+TASK_TYPE_EXISTS = UniqueRule(TaskType, ["code"], "task_type_exists", "A task type with this code exists already.")
 
 TASKS: sa.Table = table_of(Task)
 ACTIVE = (TaskStatus.open.value, TaskStatus.claimed.value, TaskStatus.submitted.value)
@@ -64,7 +66,7 @@ async def get_type(uow: UnitOfWork, code: str) -> TaskType:
 
 async def create_type(uow: UnitOfWork, data: TaskTypeCreate) -> TaskType:
     if await uow.session.get(TaskType, data.code) is not None:
-        raise conflict("task_type_exists", _t("Task type {code!r} exists already.", code=data.code))
+        raise TASK_TYPE_EXISTS.problem(_t("Task type {code!r} exists already.", code=data.code))
     task_type = TaskType.model_validate(data)
     uow.session.add(task_type)
     return task_type

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.access import ensure_changeable, visible_or_404
-from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.errors import UniqueRule, not_found
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import _t
@@ -36,12 +36,21 @@ from services.visits.models import (
     HouseholdUpdate,
 )
 
+COMMUNITY_EXISTS = UniqueRule(Community, ["code"], "community_exists", "A community with this code already exists.")
+COMPOUND_EXISTS = UniqueRule(Compound, ["code"], "compound_exists", "A compound with this code already exists.")
+BUILDING_EXISTS = UniqueRule(
+    Building, ["compound", "name"], "building_exists", "The compound has a building of this name."
+)
+HOUSEHOLD_EXISTS = UniqueRule(
+    Household, ["building_id", "unit", "room"], "household_exists", "This door is already registered."
+)
+
 # --- places -------------------------------------------------------------------------------------------------
 
 
 async def create_community(uow: UnitOfWork, data: CommunityCreate) -> Community:
     if (await community_by_code(uow, data.code)) is not None:
-        raise conflict("community_exists", _t("A community with code {code!r} already exists.", code=data.code))
+        raise COMMUNITY_EXISTS.problem(_t("A community with code {code!r} already exists.", code=data.code))
     community = Community(**data.model_dump())
     uow.session.add(community)
     return community
@@ -112,7 +121,7 @@ async def create_compound(uow: UnitOfWork, viewer: Viewer, data: CompoundCreate)
     community = await community_by_code(uow, data.community)
     community = visible_or_404(community, lambda c: viewer.staff_covers(c.code), "community", data.community)
     if (await compound_by_code(uow, data.code)) is not None:
-        raise conflict("compound_exists", _t("A compound with code {code!r} already exists.", code=data.code))
+        raise COMPOUND_EXISTS.problem(_t("A compound with code {code!r} already exists.", code=data.code))
     compound = Compound(**data.model_dump())
     uow.session.add(compound)
     return compound
@@ -177,9 +186,8 @@ async def create_building(uow: UnitOfWork, viewer: Viewer, data: BuildingCreate)
         select(Building.id).where(Building.compound == compound.code, Building.name == data.name)
     )
     if dup.first() is not None:
-        raise conflict(
-            "building_exists",
-            _t("{compound} already has a building {building!r}.", compound=compound.name, building=data.name),
+        raise BUILDING_EXISTS.problem(
+            _t("{compound} already has a building {building!r}.", compound=compound.name, building=data.name)
         )
     building = Building(**data.model_dump(), community=compound.community)
     uow.session.add(building)
@@ -231,7 +239,7 @@ async def create_household(uow: UnitOfWork, viewer: Viewer, data: HouseholdCreat
         )
     )
     if (row := dup.first()) is not None:
-        raise conflict("household_exists", "This door is already registered.", household_id=str(row[0]))
+        raise HOUSEHOLD_EXISTS.problem(household_id=str(row[0]))
     compound = await compound_by_code(uow, building.compound)
     household = Household(
         **data.model_dump(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.errors import UniqueRule, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.uow import UnitOfWork
@@ -16,6 +16,8 @@ from services.visits.models import (
     PolicyUpdate,
     VisitPolicy,
 )
+
+POLICY_EXISTS = UniqueRule(VisitPolicy, ["code"], "policy_exists", "A policy with this code already exists.")
 
 # --- policies -----------------------------------------------------------------------------------------------
 
@@ -51,7 +53,7 @@ async def create_policy(uow: UnitOfWork, data: PolicyCreate) -> VisitPolicy:
     await _materialize_builtins(uow)
     dup = await uow.session.execute(select(VisitPolicy.id).where(VisitPolicy.code == data.code))
     if dup.first() is not None:
-        raise conflict("policy_exists", _t("A policy with code {code!r} already exists.", code=data.code))
+        raise POLICY_EXISTS.problem(_t("A policy with code {code!r} already exists.", code=data.code))
     policy = VisitPolicy(**data.model_dump())
     uow.session.add(policy)
     await uow.session.flush()

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.visits import ResidentStatusChanged
 from minsheng.platform.access import ensure, ensure_changeable, forbidden, visible_or_404
-from minsheng.platform.errors import Problem, conflict, invalid
+from minsheng.platform.errors import Problem, UniqueRule, invalid
 from minsheng.platform.filters import where_given
 from minsheng.platform.i18n import Term, _t
 from minsheng.platform.ids import utcnow
@@ -37,6 +37,10 @@ from services.visits.models import (
     VisitTask,
 )
 from services.visits.places import get_household
+
+RESIDENT_EXISTS = UniqueRule(
+    Resident, ["id_number_hash"], "resident_exists", "A resident with this ID number is already registered."
+)
 
 # --- residents ----------------------------------------------------------------------------------------------
 
@@ -85,7 +89,7 @@ async def _set_id_number(uow: UnitOfWork, cipher: FieldCipher, resident: Residen
         )
     )
     if found.first() is not None:
-        raise conflict("resident_exists", "A resident with this ID number is already registered.")
+        raise RESIDENT_EXISTS.problem()
     resident.id_number_enc = cipher.seal(number, "residents", "id_number_enc", resident.id)
     resident.id_number_hash = digest
     resident.id_number_masked = mask_id_number(number)

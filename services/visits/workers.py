@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from minsheng.platform.access import ensure_visible, visible_or_404
-from minsheng.platform.errors import conflict, not_found
+from minsheng.platform.errors import UniqueRule, conflict, not_found
 from minsheng.platform.filters import where_given
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
@@ -33,6 +33,10 @@ from services.visits.places import community_by_code, compound_by_code
 
 OPEN_NEED_STATES = ("open", "in_progress", "resolved")
 
+GRID_WORKER_EXISTS = UniqueRule(
+    GridWorker, ["subject"], "grid_worker_exists", "This account is already registered as a grid worker."
+)
+
 
 # --- grid workers -------------------------------------------------------------------------------------------
 
@@ -42,7 +46,7 @@ async def create_worker(uow: UnitOfWork, viewer: Viewer, data: GridWorkerCreate,
     visible_or_404(community, lambda c: viewer.staff_covers(c.code), "community", data.community)
     dup = await uow.session.execute(select(GridWorker.id).where(GridWorker.subject == data.subject))
     if dup.first() is not None:
-        raise conflict("grid_worker_exists", "This account is already registered as a grid worker.")
+        raise GRID_WORKER_EXISTS.problem()
     worker = GridWorker(**data.model_dump())
     seal_phone_on(worker, cipher)
     uow.session.add(worker)

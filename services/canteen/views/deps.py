@@ -18,7 +18,7 @@ from minsheng.platform.inputs import MonthText, text
 from minsheng.platform.routes import commit_or_conflict
 from minsheng.platform.service import UoW
 from services.canteen import diners, orders
-from services.canteen.models import DietaryNeed, OrderPublic
+from services.canteen.models import DietaryNeed, OrderPublic, metadata
 
 Caller = Annotated[Principal, Depends(current_principal)]
 MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
@@ -30,7 +30,7 @@ Month = Annotated[MonthText, Path(description="YYYY-MM")]
 
 async def commit(uow: UoW) -> None:
     """Commit once; a unique constraint lost to a concurrent request is a 409, never a 500."""
-    await commit_or_conflict(uow, "Someone changed the same thing at the same time; reload and retry.")
+    await commit_or_conflict(uow, "Someone changed the same thing at the same time; reload and retry.", metadata)
 
 
 def county_only(who: Principal) -> None:

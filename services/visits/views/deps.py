@@ -11,6 +11,7 @@ from minsheng.platform.routes import commit_or_conflict
 from minsheng.platform.service import UoW
 from minsheng.platform.uow import UnitOfWork
 from services.visits.access import Viewer, require_worker_registered, viewer_of
+from services.visits.models import metadata
 
 STAFF = Depends(require(Role.staff))
 FIELD = Depends(require(Role.staff, Role.grid_worker))
@@ -28,4 +29,6 @@ Who = Annotated[Viewer, Depends(_viewer)]
 
 
 async def commit(uow: UnitOfWork) -> None:
-    await commit_or_conflict(uow, "Someone else changed or created the same thing at the same time; reload and retry.")
+    await commit_or_conflict(
+        uow, "Someone else changed or created the same thing at the same time; reload and retry.", metadata
+    )

@@ -39,12 +39,17 @@ async def test_one_vote_per_household_results_only_at_close(issues: System) -> N
     wife = resident(issues, "res-li", household="hh-501")
     neighbour = resident(issues, "res-zhao", household="hh-502")
 
-    r = await issues.client.post(f"{path}/ballots", headers=husband, json={"option": "1"})
-    assert r.status_code == 201, r.text
+    sent = {**husband, "Idempotency-Key": "ballot-1"}
+    r = await issues.client.post(f"{path}/ballots", headers=sent, json={"option": "1"})
+    assert r.status_code == 201 and r.json() == {"vote_id": vote["id"], "recorded": True, "option": "1"}, r.text
+    resent = await issues.client.post(f"{path}/ballots", headers=sent, json={"option": "1"})
+    assert (resent.status_code, resent.json()) == (201, r.json())  # the phone lost the answer: replayed
+    other = await issues.client.post(f"{path}/ballots", headers=sent, json={"option": "2"})
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     r = await issues.client.post(f"{path}/ballots", headers=wife, json={"option": "2"})
     assert r.status_code == 409 and r.json()["code"] == "already_voted"
     r = await issues.client.post(f"{path}/ballots", headers=husband, json={"option": "1"})
-    assert r.status_code == 409
+    assert r.status_code == 409  # a second ballot without the first one's key
     assert (await issues.client.post(f"{path}/ballots", headers=neighbour, json={"option": "1"})).status_code == 201
 
     seen = (await issues.client.get(path, headers=wife)).json()

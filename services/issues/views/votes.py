@@ -7,8 +7,10 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from minsheng.platform.errors import conflict
+from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import Page, PageQuery
 from minsheng.platform.service import Runtime, UoW
 from services.issues import votes
@@ -43,21 +45,35 @@ async def get_vote(vote_id: UUID, uow: UoW, who: Caller, runtime: Runtime) -> Vo
     return await votes.view(uow, who, await votes.visible_vote(uow, who, vote_id), runtime.settings.secret)
 
 
-@router.post("/votes/{vote_id}/ballots", status_code=201, summary="Cast your (household's) one vote")
-async def cast(vote_id: UUID, body: BallotCreate, uow: UoW, who: Caller, runtime: Runtime) -> BallotRecorded:
+@router.post(
+    "/votes/{vote_id}/ballots",
+    status_code=201,
+    response_model=BallotRecorded,
+    summary="Cast your (household's) one vote; a resend with the same Idempotency-Key replays the answer",
+)
+async def cast(
+    vote_id: UUID,
+    body: BallotCreate,
+    uow: UoW,
+    who: Caller,
+    runtime: Runtime,
+    idempotency_key: str | None = IdempotencyKey,
+) -> JSONResponse:
     vote = await votes.visible_vote(uow, who, vote_id)
-    votes.cast(uow, who, vote, body.option, runtime.settings.secret)
-    # Read before the commit: after a rollback the vote's attributes are expired.
-    per_household, ident = vote.eligibility == Eligibility.household, vote.id
+    per_household = vote.eligibility == Eligibility.household
+
+    async def action() -> tuple[int, BallotRecorded]:
+        votes.cast(uow, who, vote, body.option, runtime.settings.secret)
+        return 201, BallotRecorded(vote_id=vote_id, recorded=True, option=body.option)
+
     try:
-        await uow.commit()
+        return await idempotent(uow, key=idempotency_key, scope=f"{who.sub}:ballot:{vote_id}", body=body, action=action)
     except sa.exc.IntegrityError:
-        await uow.rollback()
-        # The unique key decided it (also between two concurrent requests).
+        # The unique key decided it (also between two concurrent requests), for a ballot sent without the key
+        # of the first one.
         raise conflict(
             "already_voted", "Your household has already voted." if per_household else "You have already voted."
         ) from None
-    return BallotRecorded(vote_id=ident, recorded=True, option=body.option)
 
 
 @router.post("/votes/{vote_id}/close", summary="Staff: close a vote early")

@@ -22,7 +22,11 @@ from services.canteen.orders import LINES, cutoff_at, load_order, move_to
 
 
 async def cancel(uow: UnitOfWork, who: Principal, order_id: UUID, reason: str) -> Order:
+    """Cancel the order; an order already cancelled is answered as it is, so a resend after a lost answer is
+    safe (the seat is freed and the lines voided once)."""
     order, canteen, _, _, rel = await load_order(uow, who, order_id, for_update=True)
+    if order.status == OrderStatus.cancelled:
+        return order
     if order.status != OrderStatus.booked:
         raise wrong_status(
             "order_not_cancellable",

@@ -34,7 +34,7 @@ from minsheng.contracts.identity import AccountContactChanged
 from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.access import visible_or_404
 from minsheng.platform.db import Database
-from minsheng.platform.errors import Problem, conflict, wrong_status
+from minsheng.platform.errors import Problem, UniqueRule, conflict, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from minsheng.platform.service import ServiceRuntime
 
 DOOR_CODE_TTL = timedelta(hours=72)
+ACCOUNT_LINKED_ELSEWHERE = UniqueRule(
+    Resident, ["account_subject"], "account_already_linked", "This app account is linked to another resident."
+)
 _MAC_BYTES = 10
 
 
@@ -252,7 +255,7 @@ async def link_account(uow: UnitOfWork, resident: Resident, subject: str, *, met
         select(Resident.id).where(Resident.account_subject == subject, Resident.id != resident.id)
     )
     if taken.first() is not None:
-        raise conflict("account_already_linked", "This app account is linked to another resident.")
+        raise ACCOUNT_LINKED_ELSEWHERE.problem()
     now = utcnow()
     resident.account_subject, resident.updated_at = subject, now
     uow.emit(

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -72,22 +73,17 @@ async def department_race(s: System, monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.status_code == 409 and r.json()["code"] == "department_exists", r.text
 
 
+async def register_diner(s: System, canteen_id: str, **fields: str) -> httpx.Response:
+    body = {"canteen_id": canteen_id, "community": "yunxing", **fields}
+    return await s.client.post("/canteen/diners", headers=county(s), json=body)
+
+
 async def diner_login_race(s: System, monkeypatch: pytest.MonkeyPatch) -> None:
     canteen = await make_canteen(s)
     await make_diner(s, canteen["id"], subject="wx-race")
     with monkeypatch.context() as patch:
         patch.setattr(diners, "_subject_free", _nothing)
-        r = await s.client.post(
-            "/canteen/diners",
-            headers=county(s),
-            json={
-                "canteen_id": canteen["id"],
-                "name": "钱秀英",
-                "birth_date": "1943-05-01",
-                "community": "yunxing",
-                "subject": "wx-race",
-            },
-        )
+        r = await register_diner(s, canteen["id"], name="钱秀英", birth_date="1943-05-01", subject="wx-race")
     assert r.status_code == 409 and r.json()["code"] == "subject_taken", r.text
 
 
@@ -98,17 +94,7 @@ async def diner_id_number_race(s: System, monkeypatch: pytest.MonkeyPatch) -> No
     first = await make_diner(s, canteen["id"], id_number=number)
     with monkeypatch.context() as patch:
         patch.setattr(FieldCipher, "lookup_hashes", lambda self, value: [])
-        r = await s.client.post(
-            "/canteen/diners",
-            headers=county(s),
-            json={
-                "canteen_id": canteen["id"],
-                "name": first["name"],
-                "birth_date": first["birth_date"],
-                "community": "yunxing",
-                "id_number": number,
-            },
-        )
+        r = await register_diner(s, canteen["id"], name=first["name"], birth_date=first["birth_date"], id_number=number)
     assert r.status_code == 409 and r.json()["code"] == "diner_exists", r.text
     assert [d["id"] for d in (await s.client.get("/canteen/diners", headers=county(s))).json()["items"]] == [
         first["id"]

@@ -7,14 +7,20 @@ import hashlib
 import hmac
 import os
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import AfterValidator
+
+from minsheng.settings import Settings
+
+if TYPE_CHECKING:
+    from minsheng.platform.db import Database
 
 # The permission (a token scope) to see personal data in clear, in every service; each such read is recorded.
 PII_REVEAL_SCOPE = "pii:reveal"
@@ -218,6 +224,22 @@ def field_cipher(settings: Any) -> FieldCipher:
     )
     lookup = settings.field_lookup_key.get_secret_value() if settings.field_lookup_key else None
     return _cipher(key.get_secret_value(), keys, settings.field_key_current, lookup, settings.field_key_id)
+
+
+_RUNNING: weakref.WeakKeyDictionary[Database, Settings] = weakref.WeakKeyDictionary()
+
+
+def remember_settings(db: Database, settings: Settings) -> None:
+    """Tie a running service's settings to its database (``ServiceRuntime`` does it), for :func:`cipher_for`."""
+    _RUNNING[db] = settings
+
+
+def cipher_for(db: Database) -> FieldCipher:
+    """The field cipher of the service running on ``db``, for code that holds only a unit of work (event
+    handlers); outside a running service (a CLI replaying dead letters) the one of the environment's settings.
+    Views take it as the ``Cipher`` route parameter instead."""
+    settings = _RUNNING.get(db)
+    return field_cipher(settings if settings is not None else Settings())
 
 
 @lru_cache(maxsize=8)

@@ -25,7 +25,7 @@ from minsheng.platform.db import Database
 from minsheng.platform.housekeeping import purge_platform_tables
 from minsheng.platform.outbox import OutboxRelay
 from minsheng.platform.outbox_listener import OutboxListener, outbox_channel
-from minsheng.platform.privacy import SealedColumns
+from minsheng.platform.privacy import SealedColumns, remember_settings
 from minsheng.platform.schema_head import database_at_head
 from minsheng.platform.tables import PlatformTables
 from minsheng.platform.tasks import cancel_all
@@ -128,6 +128,7 @@ class ServiceRuntime:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
+        remember_settings(self.db, settings)
         self.relay = OutboxRelay(
             self.db,
             bus,

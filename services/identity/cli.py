@@ -12,10 +12,11 @@ from minsheng.platform.auth import Principal, Role
 from minsheng.platform.db import Database, create_database_if_missing
 from minsheng.platform.ids import as_utc
 from minsheng.platform.migrations import upgrade
+from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import ServiceRuntime
 from minsheng.settings import Settings
 from services.identity import accounts, config, passwords
-from services.identity.keys import cipher_of, ensure_key, rotate, sign_after_seconds
+from services.identity.keys import ensure_key, rotate, sign_after_seconds
 from services.identity.models import SigningKeyRow, StaffCreate, StaffCredential
 from services.identity.sealing import seal_totp
 
@@ -53,7 +54,7 @@ async def create_admin(settings: Settings, username: str, password: str, display
             await uow.session.execute(select(StaffCredential).where(StaffCredential.account_id == account.id))
         ).scalar_one()
         secret = passwords.new_totp_secret()
-        cred.totp_secret_enc = seal_totp(cipher_of(settings), cred.account_id, secret)
+        cred.totp_secret_enc = seal_totp(field_cipher(settings), cred.account_id, secret)
         cred.totp_enabled = True
         await uow.commit()  # the AccountCreated event is in the outbox: the relay publishes it
     return {
@@ -66,7 +67,7 @@ async def create_admin(settings: Settings, username: str, password: str, display
 
 async def rotate_keys(settings: Settings) -> dict[str, Any]:
     async with _runtime(settings) as runtime:
-        cipher = cipher_of(settings)
+        cipher = field_cipher(settings)
         await ensure_key(runtime.db, cipher)
         # The retiring key signs until the new one does, then stays published while its last tokens live.
         token_life = settings.access_token_ttl_seconds + settings.jwt_leeway_seconds

@@ -24,11 +24,6 @@ from services.identity.models import SigningKeyRow, on_postgres
 from services.identity.sealing import open_signing_key, seal_signing_key
 
 
-def cipher_of(settings: Settings) -> FieldCipher:
-    """The keyring of the settings (values sealed with any of its keys read back; new ones use the current)."""
-    return field_cipher(settings)
-
-
 async def read_keys(db: Database, cipher: FieldCipher) -> list[SigningKey]:
     now = utcnow()
     async with db.sessionmaker() as session:
@@ -99,7 +94,7 @@ async def rotate(db: Database, cipher: FieldCipher, overlap_seconds: float) -> t
 
 
 async def load_into(runtime: ServiceRuntime) -> None:
-    runtime.keyring.replace(await read_keys(runtime.db, cipher_of(runtime.settings)))
+    runtime.keyring.replace(await read_keys(runtime.db, field_cipher(runtime.settings)))
 
 
 def sign_after_seconds(settings: Settings) -> float:
@@ -116,7 +111,7 @@ async def start_keys(runtime: ServiceRuntime) -> None:
     """At start: the key store has a signing key, and the process's key ring holds the live keys."""
     ring = runtime.keyring
     ring.sign_after_seconds = sign_after_seconds(runtime.settings)
-    ring.replace(await ensure_key(runtime.db, cipher_of(runtime.settings)))
+    ring.replace(await ensure_key(runtime.db, field_cipher(runtime.settings)))
 
     async def reload() -> None:
         await load_into(runtime)
@@ -136,7 +131,7 @@ async def key_ring(settings: Settings) -> KeyRing:
     db = Database(url, SPEC.tables)
     try:
         await upgrade(db, "identity", SPEC.migrations_dir)
-        return KeyRing(await ensure_key(db, cipher_of(settings)))
+        return KeyRing(await ensure_key(db, field_cipher(settings)))
     finally:
         await db.dispose()
 

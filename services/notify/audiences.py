@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.privacy import FieldCipher, mask_phone
+from minsheng.platform.privacy import FieldCipher, cipher_for, mask_phone
 from minsheng.platform.sql import json_list_holds
 from minsheng.platform.uow import UnitOfWork
 from services.notify import config, roster
@@ -20,7 +20,6 @@ from services.notify.fanout import rows_of
 from services.notify.models import CareContact, IssueFollower, Recipient, RecordLink
 from services.notify.rules import Rule
 from services.notify.sealing import in_flight, open_contact, open_recipient, open_shift_phone, seal_contact
-from services.notify.state import cipher_for
 
 
 def duty_scope(community: str | None) -> str:

@@ -9,11 +9,10 @@ import hashlib
 
 from sqlmodel import select
 
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import field_cipher, mask_phone
 from minsheng.platform.service import ServiceRuntime
 from services.notify.models import DutyShift, Recipient, Subscription
 from services.notify.sealing import seal_recipient, seal_shift_phone
-from services.notify.state import cipher_of
 
 DEMO_ACCOUNTS = ["demo-jiaona", *[f"demo-resident-{n}" for n in range(1, 11)]]
 DEMO_TEMPLATES = ["TPL_ISSUE_RESOLVED", "TPL_ISSUE_PROGRESS"]
@@ -29,7 +28,7 @@ def demo_openid(account: str) -> str:
 
 
 async def seed_demo(runtime: ServiceRuntime) -> None:
-    fc = cipher_of(runtime.settings)
+    fc = field_cipher(runtime.settings)
     async with runtime.uow() as uow:
         s = uow.session
         if await s.get(Recipient, DEMO_ACCOUNTS[0]) is None:

@@ -70,7 +70,6 @@ def build_adapters(client: httpx.AsyncClient, standin: RunningStandin | None) ->
 async def lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
     """The notify service's own resources: an HTTP client, the stand-in (embedded mode, or when enabled),
     the adapters and the sender loop (when this process runs background work)."""
-    state.register(runtime.db, runtime.settings)
     s = config.get()
     async with contextlib.AsyncExitStack() as stack:
         client = httpx.AsyncClient(

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from minsheng.contracts.base import IntegrationEvent
 from minsheng.platform.envelope import CloudEvent
 from minsheng.platform.ids import utcnow, uuid7
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, cipher_for
 from minsheng.platform.uow import UnitOfWork
 from services.notify import config
 from services.notify.audiences import Target, audience, duty_scope
@@ -26,7 +26,6 @@ from services.notify.fanout import FanOutRows, rows_of
 from services.notify.models import Channel, DeliveryStatus, DigestItem, Preference
 from services.notify.rules import Rule, context, fill, render, rulebook, wechat_data
 from services.notify.sealing import open_address, seal_address
-from services.notify.state import cipher_for
 
 _PREFERENCES = select(Preference).where(col(Preference.account_id).in_(sa.bindparam("ids", expanding=True)))
 

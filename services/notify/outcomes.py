@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from minsheng.platform.db import Database
 from minsheng.platform.ids import as_utc, utcnow, uuid7
-from minsheng.platform.privacy import FieldCipher
+from minsheng.platform.privacy import FieldCipher, cipher_for
 from minsheng.platform.sql import table_of
-from services.notify import config, state
+from services.notify import config
 from services.notify.channels import ChannelAdapter, Outcome
 from services.notify.messages import decrypt_address
 from services.notify.metrics import SenderStats
@@ -76,7 +76,7 @@ async def send(db: Database, adapter: ChannelAdapter, row: sa.Row[Any], in_fligh
 
 async def _send_one(db: Database, adapter: ChannelAdapter, row: sa.Row[Any]) -> Outcome:
     try:
-        address = decrypt_address(state.cipher_for(db), row.channel, row.address_enc, row.id)
+        address = decrypt_address(cipher_for(db), row.channel, row.address_enc, row.id)
         if not address:
             return Outcome("permanent", "no address")
         request = dict(row.request)
@@ -141,7 +141,7 @@ async def record(
                 )
                 fallback = row.request.get("fallback")
                 if fallback and row.channel == "wechat":
-                    fallbacks.append(_fallback_row(state.cipher_for(db), row, fallback, now))
+                    fallbacks.append(_fallback_row(cipher_for(db), row, fallback, now))
             result = await session.execute(sa.update(D).where(ours).values(**values))
             if not result.rowcount:  # type: ignore[attr-defined]
                 log.warning("notify: delivery %s was taken over before its result was recorded", row.id)

@@ -16,11 +16,10 @@ from minsheng.contracts.identity import (
 )
 from minsheng.contracts.issues import IssueMerged
 from minsheng.platform.ids import utcnow
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import cipher_for, mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify.models import IssueFollower, Recipient, RecordLink
 from services.notify.sealing import seal_recipient
-from services.notify.state import cipher_for
 
 
 async def _recipient(uow: UnitOfWork, account_id: str) -> Recipient:

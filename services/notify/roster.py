@@ -22,12 +22,11 @@ from minsheng.platform.errors import invalid, not_found
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
-from minsheng.platform.privacy import mask_phone
+from minsheng.platform.privacy import cipher_for, mask_phone
 from minsheng.platform.uow import UnitOfWork
 from services.notify.access import DISTRICT, manages_shifts_of, sees_shifts_of, visible_shifts
 from services.notify.models import DutyShift, DutyShiftCreate, DutyShiftPublic, Recipient
 from services.notify.sealing import seal_shift_phone
-from services.notify.state import cipher_for
 
 _NEWEST_FIRST = Keyset((DutyShift.id,), kinds=(UUID,))
 

@@ -11,11 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from minsheng.platform.ids import utcnow
-from minsheng.platform.privacy import seal_phone_row
+from minsheng.platform.privacy import field_cipher, seal_phone_row
 from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.sql import table_of
 from services.points import config
-from services.points import merchants as merchant_cases
 from services.points.models import (
     LedgerEntry,
     Merchant,
@@ -178,7 +177,7 @@ def _table(model: Any) -> sa.Table:
 
 async def seed_demo(runtime: ServiceRuntime) -> None:
     first_team = _id("team", 0)
-    fc = merchant_cases.cipher(runtime.settings)
+    fc = field_cipher(runtime.settings)
     async with runtime.db.engine.begin() as conn:
         if (await conn.execute(sa.select(_table(Team).c.id).where(_table(Team).c.id == first_team))).first():
             return

@@ -15,9 +15,10 @@ from minsheng.platform import ratelimit
 from minsheng.platform.errors import Problem
 from minsheng.platform.i18n import Message, _t
 from minsheng.platform.ids import as_utc, utcnow
+from minsheng.platform.privacy import field_cipher
 from minsheng.platform.service import Runtime
 from minsheng.platform.sql import table_of
-from services.points import config, merchants, signing
+from services.points import config, signing
 from services.points.models import (
     Merchant,
     MerchantCredential,
@@ -131,9 +132,7 @@ async def merchant_caller(
         row = (await conn.execute(_CREDENTIAL, {"key_id": key_id})).first()
         if row is None:
             raise _unauthorized("unknown_key", "Unknown or revoked key id.")
-        secret = (
-            merchants.cipher(runtime.settings).open(row.secret_enc, "merchant_credentials", "secret_enc", key_id) or ""
-        )
+        secret = field_cipher(runtime.settings).open(row.secret_enc, "merchant_credentials", "secret_enc", key_id) or ""
         if not signing.verify(secret, signature, request.method, signed_path(request), timestamp, nonce, body):
             raise _unauthorized("signature_invalid", "The signature does not match the request.")
         if row.status != MerchantStatus.active:

@@ -17,10 +17,9 @@ from minsheng.platform.errors import not_found
 from minsheng.platform.fields import apply_patch
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest, keyset_page
-from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
+from minsheng.platform.privacy import FieldCipher, seal_phone_on
 from minsheng.platform.sql import table_of
 from minsheng.platform.uow import UnitOfWork
-from minsheng.settings import Settings
 from services.points.access import covers_merchant, places_in
 from services.points.models import (
     Merchant,
@@ -32,10 +31,6 @@ from services.points.models import (
 )
 
 CODES: sa.Table = table_of(RedemptionCode)
-
-
-def cipher(settings: Settings) -> FieldCipher:
-    return field_cipher(settings)
 
 
 # --- merchants and credentials --------------------------------------------------------------------------------
@@ -83,7 +78,7 @@ async def list_merchants(
 
 
 async def issue_credential(
-    uow: UnitOfWork, settings: Settings, who: Principal, merchant: Merchant, label: str | None
+    uow: UnitOfWork, fc: FieldCipher, who: Principal, merchant: Merchant, label: str | None
 ) -> tuple[MerchantCredential, str]:
     secret = "msk_" + secrets.token_urlsafe(32)
     key_id = "mk_" + secrets.token_hex(10)
@@ -92,7 +87,7 @@ async def issue_credential(
         merchant_id=merchant.id,
         label=label,
         created_by=who.sub,
-        secret_enc=cipher(settings).seal(secret, "merchant_credentials", "secret_enc", key_id) or "",
+        secret_enc=fc.seal(secret, "merchant_credentials", "secret_enc", key_id) or "",
     )
     uow.session.add(credential)
     return credential, secret

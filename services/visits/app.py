@@ -1,28 +1,16 @@
 """The visits service as the platform runs it."""
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from minsheng.platform.privacy import SealedColumns
-from minsheng.platform.service import ServiceRuntime
 from minsheng.platform.service_layout import service_spec
 from minsheng.platform.storage import store_lifespan
-from services.visits import linking
 from services.visits.jobs import jobs
-
-
-@contextlib.asynccontextmanager
-async def _lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
-    async with linking.lifespan(runtime), store_lifespan(runtime):
-        yield
-
 
 SPEC = service_spec(
     __name__,
     title="Visits 入户倾听",
     description="Grid workers' door-to-door rounds, the needs ledger closed one by one, the happiness bill.",
     jobs=jobs(),
-    lifespan=_lifespan,
+    lifespan=store_lifespan,
     sealed=(
         SealedColumns(
             "residents",

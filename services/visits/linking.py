@@ -17,14 +17,10 @@ Either way visits publishes ``ResidentAccountLinked`` so notify knows who is beh
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import time
-import weakref
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -33,19 +29,15 @@ from sqlmodel import col, select
 from minsheng.contracts.identity import AccountContactChanged
 from minsheng.contracts.visits import ResidentAccountLinked
 from minsheng.platform.access import visible_or_404
-from minsheng.platform.db import Database
 from minsheng.platform.errors import Problem, UniqueRule, conflict, wrong_status
 from minsheng.platform.i18n import _t
 from minsheng.platform.ids import utcnow
 from minsheng.platform.pagination import Keyset, Page, PageRequest
-from minsheng.platform.privacy import FieldCipher, field_cipher, seal_phone_on
+from minsheng.platform.privacy import FieldCipher, cipher_for, seal_phone_on
 from minsheng.platform.uow import UnitOfWork
 from minsheng.settings import Settings
 from services.visits.access import Viewer, writes
 from services.visits.models import AccountPhone, LinkRequest, LinkRequestStatus, Resident, ResidentStatus
-
-if TYPE_CHECKING:
-    from minsheng.platform.service import ServiceRuntime
 
 DOOR_CODE_TTL = timedelta(hours=72)
 ACCOUNT_LINKED_ELSEWHERE = UniqueRule(
@@ -87,20 +79,6 @@ def verify(settings: Settings, code: str) -> UUID:
 
 
 # --- the verified phone plus the grid worker's confirmation -------------------------------------------------
-
-_CIPHERS: weakref.WeakKeyDictionary[Database, FieldCipher] = weakref.WeakKeyDictionary()
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
-    """Lets the account-event handler seal phones with the running service's cipher."""
-    _CIPHERS[runtime.db] = field_cipher(runtime.settings)
-    yield
-
-
-def cipher_for(db: Database) -> FieldCipher:
-    found = _CIPHERS.get(db)
-    return found if found is not None else field_cipher(Settings())
 
 
 async def account_contact_changed(uow: UnitOfWork, event: AccountContactChanged) -> None:

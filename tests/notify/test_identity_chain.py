@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from minsheng.platform import ratelimit
+from minsheng.platform.privacy import cipher_for
 from services.identity import config as identity_config
 from services.identity.standin import openid_for
 from services.issues.demo_catalogue import seed_catalogue
 from services.notify import config
 from services.notify.models import Recipient
 from services.notify.sealing import open_recipient
-from services.notify.state import cipher_for
 from tests.conftest import embedded_settings
 from tests.issues.helpers import FLOOD, act, report, staff
 from tests.notify.helpers import flush, received

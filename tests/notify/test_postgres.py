@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from minsheng.platform.db import Database
+from minsheng.platform.privacy import remember_settings
 from services.issues.demo_catalogue import seed_catalogue
-from services.notify import config, state
+from services.notify import config
 from services.notify.lifespan import build_adapters
 from services.notify.sender import Notifier
 from tests.conftest import embedded_settings
@@ -61,7 +62,7 @@ async def test_two_sender_replicas_send_every_message_once(pg_notify: System) ->
     async with httpx.AsyncClient() as client:
         for name in ("replica-a", "replica-b"):
             db = Database(runtime.settings.database_url_for("notify"), runtime.spec.tables)
-            state.register(db, runtime.settings)
+            remember_settings(db, runtime.settings)
             replicas.append(Notifier(db, build_adapters(client, standin), name=name))
         for r in replicas:
             r.buckets.rates["sms"], r.buckets.bursts["sms"] = 10_000.0, 10_000

@@ -49,12 +49,13 @@ async def _verify_with_key_store(settings: Settings, token: str) -> Any:
     """Verify a token against the keys in the identity database, as the identity service would."""
     from minsheng.platform.auth import make_verifier
     from minsheng.platform.db import Database
+    from minsheng.platform.privacy import field_cipher
     from minsheng.platform.tokens import KeyRing
-    from services.identity.keys import cipher_of, read_keys
+    from services.identity.keys import read_keys
 
     db = Database(settings.database_url_for("identity"), load_spec("identity").tables)
     try:
-        ring = KeyRing(await read_keys(db, cipher_of(settings)))
+        ring = KeyRing(await read_keys(db, field_cipher(settings)))
     finally:
         await db.dispose()
     return await decode_token(make_verifier(ring, settings), token)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from minsheng.platform.inputs import MonthText
 from minsheng.platform.pagination import Page, PageQuery
-from minsheng.platform.routes import from_row
+from minsheng.platform.routes import Cipher, from_row
 from minsheng.platform.service import Runtime, UoW
 from services.points import merchants, offers, redemptions
 from services.points.models import (
@@ -36,8 +36,8 @@ router = APIRouter(tags=["merchants (staff)"])
 
 
 @router.post("/merchants", status_code=201, summary="Onboard an alliance merchant")
-async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, runtime: Runtime) -> MerchantPublic:
-    merchant = await merchants.create_merchant(uow, who, body, merchants.cipher(runtime.settings))
+async def create_merchant(body: MerchantCreate, uow: UoW, who: Staff, cipher: Cipher) -> MerchantPublic:
+    merchant = await merchants.create_merchant(uow, who, body, cipher)
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
@@ -61,11 +61,9 @@ async def get_merchant(merchant_id: UUID, uow: UoW, who: Staff) -> MerchantPubli
 
 @router.patch("/merchants/{merchant_id}", summary="Change details, the void window, or suspend / reactivate")
 async def update_merchant(
-    merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff, runtime: Runtime
+    merchant_id: UUID, body: MerchantUpdate, uow: UoW, who: Staff, cipher: Cipher
 ) -> MerchantPublic:
-    merchant = await merchants.update_merchant(
-        uow, await merchants.get_merchant(uow, who, merchant_id), body, merchants.cipher(runtime.settings)
-    )
+    merchant = await merchants.update_merchant(uow, await merchants.get_merchant(uow, who, merchant_id), body, cipher)
     await uow.commit()
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
@@ -74,12 +72,10 @@ async def update_merchant(
     "/merchants/{merchant_id}/credentials", status_code=201, summary="Issue an API key; the secret is shown once"
 )
 async def issue_credential(
-    merchant_id: UUID, uow: UoW, runtime: Runtime, who: Staff, body: CredentialCreate | None = None
+    merchant_id: UUID, uow: UoW, cipher: Cipher, who: Staff, body: CredentialCreate | None = None
 ) -> CredentialIssued:
     merchant = await merchants.get_merchant(uow, who, merchant_id)
-    credential, secret = await merchants.issue_credential(
-        uow, runtime.settings, who, merchant, body.label if body else None
-    )
+    credential, secret = await merchants.issue_credential(uow, cipher, who, merchant, body.label if body else None)
     await uow.commit()
     return CredentialIssued(
         **CredentialPublic.model_validate(credential, from_attributes=True).model_dump(), secret=secret

@@ -13,9 +13,9 @@ from minsheng.platform.auth import Principal
 from minsheng.platform.idempotency import IdempotencyKey, idempotent
 from minsheng.platform.pagination import Page, PageQuery, PageRequest
 from minsheng.platform.responses import validated_json
-from minsheng.platform.routes import from_row
-from minsheng.platform.service import Runtime, UoW
-from services.points import ledger, merchants, riders, statements
+from minsheng.platform.routes import Cipher, from_row
+from minsheng.platform.service import UoW
+from services.points import ledger, riders, statements
 from services.points.models import (
     Adjustment,
     BalancePublic,
@@ -45,8 +45,8 @@ def _staff_view(rider: Rider) -> RiderStaffView:
     tags=["riders"],
     summary="Register the calling account as a rider (staff verify it before tasks and redemption)",
 )
-async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
-    rider = await riders.register_rider(uow, who.sub, body, merchants.cipher(runtime.settings))
+async def register_rider(body: RiderCreate, uow: UoW, who: RiderPrincipal, cipher: Cipher) -> RiderPublic:
+    rider = await riders.register_rider(uow, who.sub, body, cipher)
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 
@@ -57,10 +57,8 @@ async def my_profile(uow: UoW, who: RiderPrincipal) -> RiderPublic:
 
 
 @router.patch("/riders/me", tags=["riders"], summary="Change your name, platform or phone")
-async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, runtime: Runtime) -> RiderPublic:
-    rider = await riders.update_self(
-        uow, await riders.rider_by_subject(uow, who.sub), body, merchants.cipher(runtime.settings)
-    )
+async def update_profile(body: RiderSelfUpdate, uow: UoW, who: RiderPrincipal, cipher: Cipher) -> RiderPublic:
+    rider = await riders.update_self(uow, await riders.rider_by_subject(uow, who.sub), body, cipher)
     await uow.commit()
     return RiderPublic.model_validate(rider, from_attributes=True)
 

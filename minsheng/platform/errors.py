@@ -136,9 +136,9 @@ class UniqueRule:
     constraint that stops a concurrent request (which passed the same check a moment before the winner
     committed) answer with the same code::
 
-        CODE_TAKEN = UniqueRule(Community, ("code",), "community_exists", "A community with this code exists.")
+        COMMUNITY_EXISTS = UniqueRule(Community, ["code"], "community_exists", "A community with this code …")
         if await community_by_code(uow, data.code) is not None:
-            raise CODE_TAKEN.problem(_t("A community with code {code!r} already exists.", code=data.code))
+            raise COMMUNITY_EXISTS.problem(_t("A community with code {code!r} already exists.", code=data.code))
 
     The rule is kept in the table's metadata, so each service answers for its own tables only."""
 
